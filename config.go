@@ -1,0 +1,278 @@
+package logx
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Config configures one node. Every node of a cluster must use the same
+// Peers, File, MaxSize and Format; each has its own NodeID, Addr and Dir.
+// The zero value of every optional field means its default.
+type Config struct {
+	// NodeID names this node in the lines it originates (node=...). Required.
+	NodeID string `json:"node_id" yaml:"node_id"`
+
+	// Addr is the host:port this node listens on and the address its peers
+	// dial. Raft and forwarded writes share it. It is also the node's Raft
+	// server ID, so it must be stable across restarts. Required.
+	Addr string `json:"addr" yaml:"addr"`
+
+	// Peers lists the Addr of every node of the cluster, this one included.
+	// All nodes must start with the same list; it is used only to bootstrap
+	// a new cluster. Required.
+	Peers []string `json:"peers" yaml:"peers"`
+
+	// Dir holds this node's Raft state, its checkpoint and its log files.
+	// It is created if missing and locked while the Logx is open. Required.
+	Dir string `json:"dir" yaml:"dir"`
+
+	// File is the active log file's name inside Dir. Rotated files are named
+	// <stem>-<first sequence number, 20 digits><ext>. Defaults to "logx.log".
+	File string `json:"file" yaml:"file"`
+
+	// MaxSize is the size in bytes the active file may reach before it is
+	// rotated: a line that would take it past MaxSize starts a new file.
+	// Defaults to 64 MiB.
+	MaxSize int64 `json:"max_size" yaml:"max_size"`
+
+	// Format is the line format of entries this node originates: FormatText
+	// (the default) or FormatJSON.
+	Format Format `json:"format" yaml:"format"`
+
+	// Level is the minimum level logged. A *slog.LevelVar given here is used
+	// as is, so the caller can change it at run time; any other Leveler sets
+	// the initial value of the Logx's own LevelVar (see SetLevel).
+	// Defaults to slog.LevelInfo.
+	Level slog.Leveler `json:"-" yaml:"-"`
+
+	// QueueSize is the capacity, in entries, of the queue between the
+	// logging calls and the committer. Defaults to 65536.
+	QueueSize int `json:"queue_size" yaml:"queue_size"`
+
+	// DropWhenFull makes Debug/Info/Warn/Error and the slog handler drop an
+	// entry, and count it in Stats.Dropped, when the queue is full. By
+	// default they block until there is room. Append always blocks (within
+	// its context).
+	DropWhenFull bool `json:"drop_when_full" yaml:"drop_when_full"`
+
+	// MaxEntrySize is the largest rendered entry, in bytes, without the
+	// sequence number and newline; a larger one gets ErrEntryTooLarge.
+	// Defaults to 64 KiB.
+	MaxEntrySize int `json:"max_entry_size" yaml:"max_entry_size"`
+
+	// MaxBatchEntries and MaxBatchBytes bound the batch a node sends as one
+	// Raft entry. Default to 4096 entries and 1 MiB.
+	MaxBatchEntries int `json:"max_batch_entries" yaml:"max_batch_entries"`
+	MaxBatchBytes   int `json:"max_batch_bytes" yaml:"max_batch_bytes"`
+
+	// ElectionTimeout is how long a follower waits without hearing from the
+	// leader before it calls an election (Raft's heartbeat and election
+	// timeouts). Defaults to 1s; at least 50ms.
+	ElectionTimeout time.Duration `json:"election_timeout" yaml:"election_timeout"`
+
+	// ForwardTimeout bounds one round trip of a forwarded batch, and a dial.
+	// A timed-out batch is retried; the leader drops repeats. Defaults to 10s.
+	ForwardTimeout time.Duration `json:"forward_timeout" yaml:"forward_timeout"`
+
+	// CloseTimeout bounds how long Close waits for queued entries to commit.
+	// Defaults to 10s.
+	CloseTimeout time.Duration `json:"close_timeout" yaml:"close_timeout"`
+
+	// CheckpointInterval is how often apply fsyncs the log files and records
+	// its position in Dir/state.json. After a crash, entries applied since
+	// the last checkpoint are cut from the files and written again from the
+	// Raft log. Defaults to 1s.
+	CheckpointInterval time.Duration `json:"checkpoint_interval" yaml:"checkpoint_interval"`
+
+	// TrailingLogs is how many Raft entries (each a batch of log entries) are
+	// kept after a snapshot, so a node that was down can catch up by replay.
+	// Defaults to 65536.
+	TrailingLogs uint64 `json:"trailing_logs" yaml:"trailing_logs"`
+
+	// SnapshotThreshold is how many Raft entries accumulate before a
+	// snapshot (a small manifest of the files) lets Raft compact its log.
+	// Defaults to 8192.
+	SnapshotThreshold uint64 `json:"snapshot_threshold" yaml:"snapshot_threshold"`
+
+	// LogOutput receives Raft's own messages (at WARN and above) and logx's
+	// diagnostics; never the replicated log. Defaults to os.Stderr.
+	LogOutput io.Writer `json:"-" yaml:"-"`
+}
+
+// DefaultConfig returns a Config with every default filled in and the
+// required fields empty.
+func DefaultConfig() Config {
+	return Config{
+		File:               "logx.log",
+		MaxSize:            64 << 20,
+		Format:             FormatText,
+		QueueSize:          65536,
+		MaxEntrySize:       64 << 10,
+		MaxBatchEntries:    4096,
+		MaxBatchBytes:      1 << 20,
+		ElectionTimeout:    time.Second,
+		ForwardTimeout:     10 * time.Second,
+		CloseTimeout:       10 * time.Second,
+		CheckpointInterval: time.Second,
+		TrailingLogs:       65536,
+		SnapshotThreshold:  8192,
+	}
+}
+
+// withDefaults returns a copy of c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.File == "" {
+		c.File = d.File
+	}
+	if c.MaxSize == 0 {
+		c.MaxSize = d.MaxSize
+	}
+	if c.QueueSize == 0 {
+		c.QueueSize = d.QueueSize
+	}
+	if c.MaxEntrySize == 0 {
+		c.MaxEntrySize = d.MaxEntrySize
+	}
+	if c.MaxBatchEntries == 0 {
+		c.MaxBatchEntries = d.MaxBatchEntries
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = d.MaxBatchBytes
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = d.ElectionTimeout
+	}
+	if c.ForwardTimeout == 0 {
+		c.ForwardTimeout = d.ForwardTimeout
+	}
+	if c.CloseTimeout == 0 {
+		c.CloseTimeout = d.CloseTimeout
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = d.CheckpointInterval
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = d.TrailingLogs
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = d.SnapshotThreshold
+	}
+	if c.LogOutput == nil {
+		c.LogOutput = os.Stderr
+	}
+	c.Peers = append([]string(nil), c.Peers...)
+	return c
+}
+
+// ConfigError reports an invalid Config field.
+type ConfigError struct {
+	Field string
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return "logx: Config." + e.Field + ": " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Validate reports the first invalid field of c, after defaults are applied,
+// as a *ConfigError.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	bad := func(field, format string, args ...any) error {
+		return &ConfigError{Field: field, Err: fmt.Errorf(format, args...)}
+	}
+	if c.NodeID == "" {
+		return bad("NodeID", "required")
+	}
+	if strings.ContainsFunc(c.NodeID, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return bad("NodeID", "%q contains a control character", c.NodeID)
+	}
+	if err := checkAddr(c.Addr); err != nil {
+		return bad("Addr", "%v", err)
+	}
+	if len(c.Peers) == 0 {
+		return bad("Peers", "required (the Addr of every node, this one included)")
+	}
+	seen := map[string]bool{}
+	self := false
+	for i, p := range c.Peers {
+		if err := checkAddr(p); err != nil {
+			return bad(fmt.Sprintf("Peers[%d]", i), "%v", err)
+		}
+		if seen[p] {
+			return bad(fmt.Sprintf("Peers[%d]", i), "%q is listed twice", p)
+		}
+		seen[p] = true
+		self = self || p == c.Addr
+	}
+	if !self {
+		return bad("Peers", "must include this node's Addr %q", c.Addr)
+	}
+	if c.Dir == "" {
+		return bad("Dir", "required")
+	}
+	if c.File != filepath.Base(c.File) || c.File == "." || c.File == stateFile || strings.HasSuffix(c.File, ".tmp") {
+		return bad("File", "%q must be a plain file name", c.File)
+	}
+	if c.MaxSize < 0 {
+		return bad("MaxSize", "%d is negative", c.MaxSize)
+	}
+	if c.Format != FormatText && c.Format != FormatJSON {
+		return bad("Format", "unknown format %d", int(c.Format))
+	}
+	if c.QueueSize < 1 {
+		return bad("QueueSize", "%d is less than 1", c.QueueSize)
+	}
+	if c.MaxEntrySize < 1 {
+		return bad("MaxEntrySize", "%d is less than 1", c.MaxEntrySize)
+	}
+	if int64(c.MaxEntrySize) > c.MaxSize {
+		return bad("MaxEntrySize", "%d exceeds MaxSize %d", c.MaxEntrySize, c.MaxSize)
+	}
+	if c.MaxBatchEntries < 1 {
+		return bad("MaxBatchEntries", "%d is less than 1", c.MaxBatchEntries)
+	}
+	if c.MaxBatchBytes < c.MaxEntrySize {
+		return bad("MaxBatchBytes", "%d is less than MaxEntrySize %d", c.MaxBatchBytes, c.MaxEntrySize)
+	}
+	if c.MaxBatchBytes > 64<<20 {
+		return bad("MaxBatchBytes", "%d exceeds 64 MiB", c.MaxBatchBytes)
+	}
+	if c.ElectionTimeout < 50*time.Millisecond {
+		return bad("ElectionTimeout", "%v is less than 50ms", c.ElectionTimeout)
+	}
+	if c.ForwardTimeout < 0 {
+		return bad("ForwardTimeout", "%v is negative", c.ForwardTimeout)
+	}
+	if c.CloseTimeout < 0 {
+		return bad("CloseTimeout", "%v is negative", c.CloseTimeout)
+	}
+	if c.CheckpointInterval < 0 {
+		return bad("CheckpointInterval", "%v is negative", c.CheckpointInterval)
+	}
+	return nil
+}
+
+func checkAddr(addr string) error {
+	if addr == "" {
+		return errors.New("required")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host: peers must be able to dial it", addr)
+	}
+	if port == "" || port == "0" {
+		return fmt.Errorf("%q needs a fixed port", addr)
+	}
+	return nil
+}

@@ -1,0 +1,176 @@
+package logx
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Forwarding: a follower sends each batch of its producer to the leader over
+// a kept-open connection and waits for the answer before it sends the next
+// (one batch in flight per producer keeps its entries in order, and makes a
+// retry after an unknown outcome safe: the leader's apply drops entries it
+// has seen). Frames:
+//
+//	request:  uint32 length, batch bytes (entry.go)
+//	response: uint32 length, status byte, uint64 Raft index, uint64 first
+//	          sequence number, message (a leader address for statusNotLeader,
+//	          an error text for statusError)
+const (
+	statusOK        byte = 0
+	statusNotLeader byte = 1
+	statusError     byte = 2 // retryable: the batch may or may not be committed
+	statusRejected  byte = 3 // not retryable: the batch is malformed or too large
+)
+
+// forwardIdleTimeout drops a forwarding connection that carries nothing for
+// this long; the follower dials again when it needs to.
+const forwardIdleTimeout = 5 * time.Minute
+
+const respHeader = 1 + 8 + 8
+
+// serveForward answers forwarded batches on one connection, one at a time.
+func (lx *Logx) serveForward(c net.Conn) {
+	r := bufio.NewReaderSize(c, 64<<10)
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(forwardIdleTimeout))
+		// A new buffer per frame: Raft keeps the slice it applies.
+		data, err := readFrame(r, nil, lx.maxFrame)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				lx.logf("logx: forwarding connection from %s: %v", c.RemoteAddr(), err)
+			}
+			return
+		}
+		_ = c.SetReadDeadline(time.Time{})
+		status, idx, first, msg := lx.applyForwarded(data)
+		resp := make([]byte, 4, 4+respHeader+len(msg))
+		binary.BigEndian.PutUint32(resp, uint32(respHeader+len(msg)))
+		resp = append(resp, status)
+		resp = binary.BigEndian.AppendUint64(resp, idx)
+		resp = binary.BigEndian.AppendUint64(resp, first)
+		resp = append(resp, msg...)
+		_ = c.SetWriteDeadline(time.Now().Add(lx.cfg.ForwardTimeout))
+		if _, err := c.Write(resp); err != nil {
+			return
+		}
+	}
+}
+
+func (lx *Logx) applyForwarded(data []byte) (status byte, idx, first uint64, msg string) {
+	if err := validateBatch(data, lx.cfg.MaxEntrySize); err != nil {
+		return statusRejected, 0, 0, err.Error()
+	}
+	if lx.raft.State() != raft.Leader {
+		addr, _ := lx.raft.LeaderWithID()
+		return statusNotLeader, 0, 0, string(addr)
+	}
+	idx, first, err := lx.applyLocal(data)
+	if err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			addr, _ := lx.raft.LeaderWithID()
+			return statusNotLeader, 0, 0, string(addr)
+		}
+		return statusError, 0, 0, err.Error()
+	}
+	return statusOK, idx, first, ""
+}
+
+// readFrame reads one length-prefixed frame into buf.
+func readFrame(r io.Reader, buf []byte, max int) ([]byte, error) {
+	var h [4]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint32(h[:]))
+	if n > max {
+		return nil, fmt.Errorf("logx: frame of %d bytes exceeds the limit of %d", n, max)
+	}
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	_, err := io.ReadFull(r, buf)
+	return buf, err
+}
+
+// forwarder is the follower's side: one connection to the current leader,
+// used by the producer goroutine only.
+type forwarder struct {
+	lx   *Logx
+	addr string
+	conn net.Conn
+	r    *bufio.Reader
+	hdr  [4]byte
+	resp []byte
+}
+
+// errNotLeaderHint carries the leader address a peer named.
+type errNotLeaderHint struct{ leader string }
+
+func (e errNotLeaderHint) Error() string {
+	return fmt.Sprintf("logx: not the leader (leader: %q)", e.leader)
+}
+
+// send forwards one batch to addr and returns the Raft index and first
+// sequence number it was committed at.
+func (f *forwarder) send(addr string, batch []byte) (idx, first uint64, err error) {
+	if f.conn != nil && f.addr != addr {
+		f.reset()
+	}
+	if f.conn == nil {
+		c, err := f.lx.mux.dial(addr, protoForward, f.lx.cfg.ForwardTimeout)
+		if err != nil {
+			return 0, 0, err
+		}
+		f.conn, f.addr, f.r = c, addr, bufio.NewReader(c)
+	}
+	_ = f.conn.SetDeadline(time.Now().Add(f.lx.cfg.ForwardTimeout))
+	binary.BigEndian.PutUint32(f.hdr[:], uint32(len(batch)))
+	if _, err := (&net.Buffers{f.hdr[:], batch}).WriteTo(f.conn); err != nil {
+		f.reset()
+		return 0, 0, err
+	}
+	resp, err := readFrame(f.r, f.resp, 1<<20)
+	if err != nil {
+		f.reset()
+		return 0, 0, err
+	}
+	f.resp = resp[:0]
+	if len(resp) < respHeader {
+		f.reset()
+		return 0, 0, fmt.Errorf("logx: short forwarding response (%d bytes)", len(resp))
+	}
+	idx = binary.BigEndian.Uint64(resp[1:9])
+	first = binary.BigEndian.Uint64(resp[9:17])
+	msg := string(resp[respHeader:])
+	switch resp[0] {
+	case statusOK:
+		return idx, first, nil
+	case statusNotLeader:
+		return 0, 0, errNotLeaderHint{leader: msg}
+	case statusRejected:
+		return 0, 0, &rejectedError{msg: msg}
+	default:
+		return 0, 0, fmt.Errorf("logx: leader %s: %s", addr, msg)
+	}
+}
+
+func (f *forwarder) reset() {
+	if f.conn != nil {
+		f.conn.Close()
+	}
+	f.conn, f.r, f.addr = nil, nil, ""
+}
+
+// rejectedError is a batch the leader refused as malformed; retrying cannot
+// help.
+type rejectedError struct{ msg string }
+
+func (e *rejectedError) Error() string { return "logx: leader rejected batch: " + e.msg }

@@ -1,0 +1,302 @@
+package logx
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// fsm is the Raft state machine: it renders committed batches into lines and
+// appends them to the segment files. Raft calls it from one goroutine; the
+// fields below mu are read by other goroutines.
+type fsm struct {
+	dir           string
+	format        Format
+	stateInterval time.Duration
+	logf          func(format string, args ...any)
+
+	// Owned by the apply goroutine.
+	st          applyState
+	seg         *segmentWriter
+	lastPersist time.Time
+	failed      error // sticky: a write failed; nothing more is applied
+
+	// Read by others.
+	applied  atomic.Uint64 // Raft index applied (mirrors st.Index)
+	seq      atomic.Uint64 // last sequence number written
+	entries  atomic.Uint64 // entries written since start
+	bytes    atomic.Uint64 // bytes written since start
+	dups     atomic.Uint64 // repeated entries dropped
+	rotated  atomic.Uint64
+	mu       sync.Mutex
+	notify   chan struct{} // closed and replaced after every apply
+	failedMu sync.Mutex
+	failErr  error
+}
+
+// applyResult is what ApplyBatch returns for a batch: the sequence number of
+// its first entry. Entries of a batch get consecutive numbers.
+type applyResult struct {
+	firstSeq uint64
+	err      error
+}
+
+func newFSM(dir, file string, maxSize int64, format Format, stateInterval time.Duration, logf func(string, ...any)) (*fsm, error) {
+	st, have, err := readState(dir)
+	if err != nil {
+		return nil, err
+	}
+	seg, err := openSegments(dir, file, maxSize, st, have)
+	if err != nil {
+		return nil, err
+	}
+	f := &fsm{dir: dir, format: format, stateInterval: stateInterval, logf: logf, st: st, seg: seg,
+		lastPersist: time.Now(), notify: make(chan struct{})}
+	f.applied.Store(st.Index)
+	f.seq.Store(st.Seq)
+	return f, nil
+}
+
+// Apply implements raft.FSM.
+func (f *fsm) Apply(l *raft.Log) any {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch implements raft.BatchingFSM: one write for all the logs.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	res := make([]any, len(logs))
+	if f.failed != nil {
+		for i := range res {
+			res[i] = applyResult{err: f.failed}
+		}
+		return res
+	}
+	st := &f.st
+	last := st.Index
+	var line []byte
+	for i, l := range logs {
+		if l.Index <= st.Index {
+			// Replayed after a restart: the files already hold it.
+			res[i] = applyResult{err: errReplayed}
+			continue
+		}
+		last = l.Index
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		r, err := readBatch(l.Data)
+		if err != nil {
+			// The leader validates batches, so this is a bug or a corrupted
+			// log; every node skips it the same way.
+			f.logf("logx: skipping Raft entry %d: %v", l.Index, err)
+			res[i] = applyResult{err: err}
+			continue
+		}
+		p := st.Producers[r.header.producer]
+		if p == nil {
+			p = &producerState{}
+			st.Producers[r.header.producer] = p
+		}
+		pseq := r.header.firstPSeq
+		var first uint64
+		for n := 0; r.Next(); n++ {
+			if pseq <= p.LastPSeq {
+				// A retry of an entry that was applied before.
+				if n == 0 {
+					first = p.LastSeq - (p.LastPSeq - pseq)
+				}
+				f.dups.Add(1)
+				pseq++
+				continue
+			}
+			st.Seq++
+			if n == 0 {
+				first = st.Seq
+			}
+			line = appendLine(line[:0], f.format, st.Seq, r.body)
+			if err := f.seg.add(st.Seq, line); err != nil {
+				return f.fail(res, err)
+			}
+			p.LastPSeq, p.LastSeq = pseq, st.Seq
+			f.entries.Add(1)
+			f.bytes.Add(uint64(len(line)))
+			pseq++
+		}
+		if err := r.Err(); err != nil {
+			f.logf("logx: Raft entry %d: %v", l.Index, err)
+		}
+		res[i] = applyResult{firstSeq: first}
+	}
+	if err := f.seg.flush(); err != nil {
+		return f.fail(res, err)
+	}
+	st.Index = last
+	f.seq.Store(st.Seq)
+	f.rotated.Store(f.seg.rotations)
+	if f.stateInterval >= 0 && time.Since(f.lastPersist) >= f.stateInterval {
+		if err := f.persist(); err != nil {
+			return f.fail(res, err)
+		}
+	}
+	f.applied.Store(last)
+	f.mu.Lock()
+	close(f.notify)
+	f.notify = make(chan struct{})
+	f.mu.Unlock()
+	return res
+}
+
+// fail makes a write error sticky: the node stops applying, so its files
+// stay a clean prefix of the log.
+func (f *fsm) fail(res []any, err error) []any {
+	err = fmt.Errorf("logx: writing %s: %w", f.seg.name, err)
+	f.failed = err
+	f.failedMu.Lock()
+	f.failErr = err
+	f.failedMu.Unlock()
+	f.logf("%v; this node stops applying until it is restarted", err)
+	for i := range res {
+		res[i] = applyResult{err: err}
+	}
+	return res
+}
+
+// Err returns the write error that stopped the node, or nil.
+func (f *fsm) Err() error {
+	f.failedMu.Lock()
+	defer f.failedMu.Unlock()
+	return f.failErr
+}
+
+// persist fsyncs the files and checkpoints the state. Called on the apply
+// goroutine (or after it has stopped).
+func (f *fsm) persist() error {
+	if f.failed != nil {
+		return f.failed
+	}
+	if err := f.seg.flush(); err != nil {
+		return err
+	}
+	if err := f.seg.sync(); err != nil {
+		return err
+	}
+	f.st.ActiveFirst = f.seg.first
+	if f.seg.size == 0 {
+		f.st.ActiveFirst = f.st.Seq + 1
+	}
+	f.st.ActiveSize = f.seg.size
+	if err := writeState(f.dir, &f.st); err != nil {
+		return err
+	}
+	f.lastPersist = time.Now()
+	return nil
+}
+
+// waitApplied blocks until the Raft index idx has been applied here.
+func (f *fsm) waitApplied(done <-chan struct{}, idx uint64) error {
+	for {
+		f.mu.Lock()
+		ch := f.notify
+		f.mu.Unlock()
+		if f.applied.Load() >= idx {
+			return nil
+		}
+		if err := f.Err(); err != nil {
+			return err
+		}
+		select {
+		case <-ch:
+		case <-done:
+			return errWaitAborted
+		}
+	}
+}
+
+// manifest is the snapshot: small, it describes the files rather than
+// holding them.
+type manifest struct {
+	Index     uint64                    `json:"index"`
+	Seq       uint64                    `json:"seq"`
+	Producers map[uint64]*producerState `json:"producers"`
+	Files     []manifestFile            `json:"files"`
+}
+
+type manifestFile struct {
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+}
+
+// Snapshot implements raft.FSM. It checkpoints the files first, so Raft only
+// compacts log entries the files durably hold.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	if f.failed != nil {
+		return nil, f.failed
+	}
+	if err := f.persist(); err != nil {
+		return nil, err
+	}
+	m := &manifest{Index: f.st.Index, Seq: f.st.Seq, Producers: make(map[uint64]*producerState, len(f.st.Producers))}
+	for k, v := range f.st.Producers {
+		c := *v
+		m.Producers[k] = &c
+	}
+	names, err := LogFiles(f.dir, f.seg.name)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		size := f.seg.size
+		if n != f.seg.name {
+			if size, err = fileSize(f.dir, n); err != nil {
+				return nil, err
+			}
+		}
+		m.Files = append(m.Files, manifestFile{Name: n, Size: size})
+	}
+	return m, nil
+}
+
+// Persist implements raft.FSMSnapshot.
+func (m *manifest) Persist(sink raft.SnapshotSink) error {
+	if err := json.NewEncoder(sink).Encode(m); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+// Release implements raft.FSMSnapshot.
+func (m *manifest) Release() {}
+
+// Restore implements raft.FSM. At start-up Raft restores the newest local
+// snapshot; the files are at least as new (Snapshot checkpoints them first),
+// so there is nothing to do. A snapshot from the leader that is newer than
+// the files means this node missed entries Raft no longer holds: copying
+// them from a peer is catch-up's job.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var m manifest
+	if err := json.NewDecoder(rc).Decode(&m); err != nil {
+		return fmt.Errorf("logx: reading snapshot: %w", err)
+	}
+	if m.Index <= f.st.Index {
+		return nil
+	}
+	err := fmt.Errorf("%w: snapshot at Raft index %d is ahead of the local files (index %d); the entries in between are no longer in the Raft log", ErrCatchUpNeeded, m.Index, f.st.Index)
+	f.logf("logx: %v", err)
+	return err
+}
+
+// close checkpoints and closes the files. Raft must have stopped.
+func (f *fsm) close() error {
+	err := f.persist()
+	if cerr := f.seg.close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,509 @@
+package logx
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
+)
+
+// Errors returned by logx. Compare with errors.Is.
+var (
+	// ErrClosed is returned by calls made after Close has begun, and for
+	// entries that were still queued, never sent, when Close gave up.
+	ErrClosed = errors.New("logx: closed")
+
+	// ErrEntryTooLarge is returned by Append and the slog handler for an
+	// entry whose rendered size exceeds Config.MaxEntrySize. Nothing is logged.
+	ErrEntryTooLarge = errors.New("logx: entry too large")
+
+	// ErrQueueFull is returned by the slog handler, and counted by
+	// Debug/Info/Warn/Error, when Config.DropWhenFull is set and the queue is
+	// full. The entry is dropped.
+	ErrQueueFull = errors.New("logx: queue full, entry dropped")
+
+	// ErrOutcomeUnknown is returned by Append (wrapped together with the
+	// cause) when the entry was sent for commit but no answer came before the
+	// caller's context ended or Close gave up: it may or may not be in the
+	// log. It is never written twice.
+	ErrOutcomeUnknown = errors.New("logx: outcome unknown, the entry may or may not be committed")
+
+	// ErrCorrupt is returned by New when Dir's files contradict its
+	// checkpoint.
+	ErrCorrupt = errors.New("logx: corrupt data directory")
+
+	// ErrLocked is returned by New when another Logx holds Dir.
+	ErrLocked = errors.New("logx: data directory is in use")
+
+	// ErrCatchUpNeeded is reported (Stats.WriteError, LogOutput) when this
+	// node missed entries that Raft has compacted away; copying them from a
+	// peer is not implemented yet.
+	ErrCatchUpNeeded = errors.New("logx: node is behind the leader's snapshot")
+
+	errClosed      = net.ErrClosed
+	errReplayed    = errors.New("logx: replayed entry")
+	errWaitAborted = errors.New("logx: wait aborted")
+	errNoLeader    = errors.New("logx: no leader known")
+)
+
+// Level names usable with Append. They are log/slog's levels.
+const (
+	LevelDebug = slog.LevelDebug
+	LevelInfo  = slog.LevelInfo
+	LevelWarn  = slog.LevelWarn
+	LevelError = slog.LevelError
+)
+
+// Logx is one node of a replicated log. It is safe for concurrent use.
+type Logx struct {
+	cfg       Config
+	level     *slog.LevelVar
+	diag      *log.Logger
+	producer  uint64 // this incarnation's producer id
+	maxFrame  int
+	lock      *dirLock
+	fsm       *fsm
+	wal       *wal.WAL
+	raft      *raft.Raft
+	transport *raft.NetworkTransport
+	mux       *mux
+	fwd       forwarder
+
+	queue   chan *entry
+	qmu     sync.RWMutex // guards closed against racing enqueues
+	closed  bool
+	closing chan struct{} // closed when Close begins
+	abort   chan struct{} // closed when Close gives up waiting for commits
+	stopped chan struct{} // closed when the producer has exited
+	pseq    uint64        // last producer sequence assigned; producer goroutine only
+
+	closeOnce sync.Once
+	closeErr  error
+
+	stats counters
+}
+
+// counters are the Stats kept by Logx itself.
+type counters struct {
+	enqueued, dropped, rejected  atomic.Uint64
+	committed, failed            atomic.Uint64
+	batches, forwarded, retries  atomic.Uint64
+	forwardErrors, asyncRejected atomic.Uint64
+}
+
+// entry is one queued call: a log entry, or a Flush marker.
+type entry struct {
+	level slog.Level
+	nanos int64
+	body  []byte
+	w     *waiter    // Append's; nil for fire-and-forget calls
+	flush *flushReq  // set for a Flush marker
+}
+
+// waiter is how Append learns its entry's fate.
+type waiter struct {
+	state atomic.Int32 // waitPending, waitTaken or waitCancelled
+	done  chan struct{}
+	seq   uint64
+	err   error
+}
+
+const (
+	waitPending int32 = iota
+	waitTaken
+	waitCancelled
+)
+
+type flushReq struct {
+	done chan struct{}
+	idx  uint64 // Raft index of the last batch committed before the marker
+	err  error
+}
+
+// New starts a node: it recovers Dir, starts Raft and listens on Addr. On a
+// brand-new cluster every node bootstraps with Peers. New does not wait for
+// a leader (the other nodes may not be up yet); calls made before one is
+// elected are queued. Use WaitReady to wait until the node has joined.
+func New(cfg Config) (_ *Logx, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	lx := &Logx{
+		cfg:      cfg,
+		diag:     log.New(cfg.LogOutput, "", log.LstdFlags|log.Lmicroseconds),
+		queue:    make(chan *entry, cfg.QueueSize),
+		closing:  make(chan struct{}),
+		abort:    make(chan struct{}),
+		stopped:  make(chan struct{}),
+		maxFrame: cfg.MaxBatchBytes + recordSize(cfg.MaxEntrySize) + batchHeaderMax,
+	}
+	lx.fwd.lx = lx
+	if lv, ok := cfg.Level.(*slog.LevelVar); ok {
+		lx.level = lv
+	} else {
+		lx.level = new(slog.LevelVar)
+		if cfg.Level != nil {
+			lx.level.Set(cfg.Level.Level())
+		}
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, err
+	}
+	lx.producer = binary.BigEndian.Uint64(b[:])
+
+	// Every step below undoes the earlier ones if a later one fails.
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("logx: %w", err)
+	}
+	if lx.lock, err = lockDir(cfg.Dir); err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { lx.lock.unlock() })
+
+	if lx.fsm, err = newFSM(cfg.Dir, cfg.File, cfg.MaxSize, cfg.Format, cfg.CheckpointInterval, lx.logf); err != nil {
+		return nil, fmt.Errorf("logx: opening log files: %w", err)
+	}
+	undo = append(undo, func() { _ = lx.fsm.seg.close() })
+
+	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: cfg.LogOutput})
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, "raft"), 0o755); err != nil {
+		return nil, fmt.Errorf("logx: %w", err)
+	}
+	if lx.wal, err = wal.Open(filepath.Join(cfg.Dir, "raft"), wal.WithLogger(hl.Named("wal"))); err != nil {
+		return nil, fmt.Errorf("logx: opening Raft log: %w", err)
+	}
+	undo = append(undo, func() { _ = lx.wal.Close() })
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hl.Named("snapshots"))
+	if err != nil {
+		return nil, fmt.Errorf("logx: opening snapshot store: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("logx: %w", err)
+	}
+	lx.mux = newMux(ln)
+	lx.mux.forward = lx.serveForward
+	undo = append(undo, lx.mux.close)
+	lx.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  raftLayer{m: lx.mux},
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hl.Named("transport"),
+	})
+	undo = append(undo, func() { lx.transport.Close() })
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.Addr)
+	rc.Logger = hl
+	rc.HeartbeatTimeout = cfg.ElectionTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.ElectionTimeout / 2
+	rc.CommitTimeout = 10 * time.Millisecond
+	rc.MaxAppendEntries = 64
+	rc.BatchApplyCh = true
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	store := raft.LogStore(lx.wal)
+	if cache, err := raft.NewLogCache(256, lx.wal); err == nil {
+		store = cache
+	}
+	existing, err := raft.HasExistingState(store, lx.wal, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("logx: %w", err)
+	}
+	if lx.raft, err = raft.NewRaft(rc, lx.fsm, store, lx.wal, snaps, lx.transport); err != nil {
+		return nil, fmt.Errorf("logx: starting Raft: %w", err)
+	}
+	undo = append(undo, func() { _ = lx.raft.Shutdown().Error() })
+	if !existing {
+		var servers []raft.Server
+		for _, p := range cfg.Peers {
+			servers = append(servers, raft.Server{ID: raft.ServerID(p), Address: raft.ServerAddress(p)})
+		}
+		if err := lx.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil &&
+			!errors.Is(err, raft.ErrCantBootstrap) {
+			return nil, fmt.Errorf("logx: bootstrapping cluster: %w", err)
+		}
+	}
+	lx.mux.start()
+	go lx.produce()
+	return lx, nil
+}
+
+func (lx *Logx) logf(format string, args ...any) { lx.diag.Printf(format, args...) }
+
+// WaitReady blocks until this node knows a leader and has applied every
+// entry it knows to be committed, or ctx ends.
+func (lx *Logx) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if lx.ready() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("logx: waiting for a leader: %w", ctx.Err())
+		case <-lx.closing:
+			return ErrClosed
+		case <-t.C:
+		}
+	}
+}
+
+func (lx *Logx) ready() bool {
+	if addr, _ := lx.raft.LeaderWithID(); addr == "" {
+		return false
+	}
+	c := lx.raft.CommitIndex()
+	return c > 0 && lx.raft.AppliedIndex() >= c
+}
+
+// SetLevel sets the minimum level logged.
+func (lx *Logx) SetLevel(l slog.Level) { lx.level.Set(l) }
+
+// Level returns the minimum level logged.
+func (lx *Logx) Level() slog.Level { return lx.level.Level() }
+
+// Enabled reports whether entries at level l are logged.
+func (lx *Logx) Enabled(l slog.Level) bool { return l >= lx.level.Level() }
+
+// Debug logs at LevelDebug; see Info.
+func (lx *Logx) Debug(msg string, args ...any) { lx.logAsync(LevelDebug, msg, args) }
+
+// Info logs msg with attributes given as alternating keys and values, or as
+// slog.Attr, like slog.Logger.Info. The entry is queued and committed in the
+// background; Flush waits for it. When the queue is full Info blocks, or
+// drops the entry if Config.DropWhenFull is set.
+func (lx *Logx) Info(msg string, args ...any) { lx.logAsync(LevelInfo, msg, args) }
+
+// Warn logs at LevelWarn; see Info.
+func (lx *Logx) Warn(msg string, args ...any) { lx.logAsync(LevelWarn, msg, args) }
+
+// Error logs at LevelError; see Info.
+func (lx *Logx) Error(msg string, args ...any) { lx.logAsync(LevelError, msg, args) }
+
+func (lx *Logx) logAsync(level slog.Level, msg string, args []any) {
+	if !lx.Enabled(level) {
+		return
+	}
+	e, err := lx.newEntry(time.Now(), level, callerPC(3), msg, nil, args, nil)
+	if err == nil {
+		err = lx.enqueue(context.Background(), e, !lx.cfg.DropWhenFull)
+	}
+	if err != nil {
+		lx.stats.asyncRejected.Add(1)
+	}
+}
+
+// Append logs an entry and waits until it is committed: when it returns nil
+// the entry is in the Raft log of a majority and every node's file will hold
+// it, under the returned sequence number. Entries below the minimum level
+// are not logged (seq 0, nil error). On error the entry was not committed,
+// except for ErrOutcomeUnknown, which says it may have been. Append honours
+// ctx: an entry still queued when ctx ends is withdrawn.
+func (lx *Logx) Append(ctx context.Context, level slog.Level, msg string, args ...any) (seq uint64, err error) {
+	if !lx.Enabled(level) {
+		return 0, nil
+	}
+	e, err := lx.newEntry(time.Now(), level, callerPC(2), msg, nil, args, nil)
+	if err != nil {
+		return 0, err
+	}
+	return lx.appendEntry(ctx, e)
+}
+
+func (lx *Logx) appendEntry(ctx context.Context, e *entry) (uint64, error) {
+	e.w = &waiter{done: make(chan struct{})}
+	if err := lx.enqueue(ctx, e, true); err != nil {
+		return 0, err
+	}
+	select {
+	case <-e.w.done:
+		return e.w.seq, e.w.err
+	case <-ctx.Done():
+		if e.w.state.CompareAndSwap(waitPending, waitCancelled) {
+			return 0, fmt.Errorf("logx: entry withdrawn before it was sent: %w", ctx.Err())
+		}
+		return 0, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+	}
+}
+
+// newEntry renders the body of an entry.
+// Attributes come from args (Debug/Info/Warn/Error/Append) or from rec (the
+// slog handler h); h may be nil.
+func (lx *Logx) newEntry(t time.Time, level slog.Level, pc uintptr, msg string, h *handler, args []any, rec *slog.Record) (*entry, error) {
+	bp := bufPool.Get().(*[]byte)
+	b := appendBodyStart((*bp)[:0], lx.cfg.Format, t, level, lx.cfg.NodeID, callerString(pc), msg)
+	b = h.appendAttrs(b, lx.cfg.Format, args, rec)
+	defer func() { *bp = b; bufPool.Put(bp) }()
+	if len(b) > lx.cfg.MaxEntrySize {
+		lx.stats.rejected.Add(1)
+		return nil, fmt.Errorf("%w: %d bytes rendered, the limit is %d", ErrEntryTooLarge, len(b), lx.cfg.MaxEntrySize)
+	}
+	var nanos int64
+	if !t.IsZero() {
+		nanos = t.UnixNano()
+	}
+	return &entry{level: level, nanos: nanos, body: append([]byte(nil), b...)}, nil
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// enqueue puts e in the queue; with block it waits for room until ctx ends.
+func (lx *Logx) enqueue(ctx context.Context, e *entry, block bool) error {
+	lx.qmu.RLock()
+	defer lx.qmu.RUnlock()
+	if lx.closed {
+		return ErrClosed
+	}
+	select {
+	case lx.queue <- e:
+		lx.stats.enqueued.Add(1)
+		return nil
+	default:
+	}
+	if !block {
+		lx.stats.dropped.Add(1)
+		return ErrQueueFull
+	}
+	select {
+	case lx.queue <- e:
+		lx.stats.enqueued.Add(1)
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-lx.closing:
+		return ErrClosed
+	}
+}
+
+// Flush waits until every entry logged through this node before the call
+// has been committed and written to this node's file, or ctx ends. It
+// returns the error of the last batch if that batch failed.
+func (lx *Logx) Flush(ctx context.Context) error {
+	lx.qmu.RLock()
+	closed := lx.closed
+	lx.qmu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	return lx.flush(ctx)
+}
+
+func (lx *Logx) flush(ctx context.Context) error {
+	req := &flushReq{done: make(chan struct{})}
+	select {
+	case lx.queue <- &entry{flush: req}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-lx.stopped:
+		return ErrClosed
+	}
+	select {
+	case <-req.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-lx.stopped:
+		select {
+		case <-req.done: // completed by the producer's last pass
+		default:
+			return ErrClosed
+		}
+	}
+	if req.err != nil {
+		return req.err
+	}
+	if err := lx.fsm.waitApplied(ctx.Done(), req.idx); err != nil {
+		if errors.Is(err, errWaitAborted) {
+			return ctx.Err()
+		}
+		return err
+	}
+	return nil
+}
+
+// Close flushes the queue (waiting at most Config.CloseTimeout), hands
+// leadership to another node if this one leads, stops Raft and every
+// goroutine New started, checkpoints and closes the files and unlocks Dir.
+// Entries that could not be committed in time fail with ErrClosed or
+// ErrOutcomeUnknown. Close is idempotent: later calls return the first
+// call's result.
+func (lx *Logx) Close() error {
+	lx.closeOnce.Do(func() { lx.closeErr = lx.close() })
+	return lx.closeErr
+}
+
+func (lx *Logx) close() error {
+	close(lx.closing)
+	lx.qmu.Lock()
+	lx.closed = true
+	lx.qmu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), lx.cfg.CloseTimeout)
+	ferr := lx.flush(ctx)
+	cancel()
+	close(lx.abort)
+	<-lx.stopped
+
+	var errs []error
+	if ferr != nil {
+		errs = append(errs, fmt.Errorf("logx: flushing on close: %w", ferr))
+	}
+	if lx.raft.State() == raft.Leader && lx.voters() > 1 {
+		_ = lx.raft.LeadershipTransfer().Error()
+	}
+	if err := lx.raft.Shutdown().Error(); err != nil {
+		errs = append(errs, err)
+	}
+	lx.fwd.reset()
+	lx.transport.Close()
+	lx.transport.CloseStreams()
+	lx.mux.close()
+	if err := lx.fsm.close(); err != nil && lx.fsm.Err() == nil {
+		errs = append(errs, fmt.Errorf("logx: closing log files: %w", err))
+	}
+	if err := lx.wal.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	lx.lock.unlock()
+	return errors.Join(errs...)
+}
+
+func (lx *Logx) voters() int {
+	f := lx.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	n := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			n++
+		}
+	}
+	return n
+}

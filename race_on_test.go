@@ -1,0 +1,5 @@
+//go:build race
+
+package logx
+
+const raceEnabled = true

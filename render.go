@@ -1,0 +1,332 @@
+package logx
+
+import (
+	"encoding"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Format selects how lines are rendered.
+type Format int
+
+const (
+	// FormatText renders logfmt-style lines:
+	//
+	//	seq=17 time=2026-11-24T23:35:45.123456Z level=INFO node=n1 caller=app/main.go:42 msg="user signed in" user=42
+	FormatText Format = iota
+	// FormatJSON renders one JSON object per line:
+	//
+	//	{"seq":17,"time":"2026-11-24T23:35:45.123456Z","level":"INFO","node":"n1","caller":"app/main.go:42","msg":"user signed in","user":42}
+	FormatJSON
+)
+
+// String returns "text" or "json".
+func (f Format) String() string {
+	switch f {
+	case FormatText:
+		return "text"
+	case FormatJSON:
+		return "json"
+	}
+	return "Format(" + strconv.Itoa(int(f)) + ")"
+}
+
+// timeLayout is fixed-width so that lines sort and compare by time as text.
+const timeLayout = "2006-01-02T15:04:05.000000Z"
+
+// The body of a line is rendered once, on the node where the call was made,
+// from the entry's own fields; it travels in the Raft log, and apply adds only
+// the sequence number and the newline. Nothing in a line comes from the
+// applying node, so every node writes the same bytes.
+
+// appendBodyStart renders the built-in fields. t may be zero (omitted), and
+// so may caller.
+func appendBodyStart(dst []byte, f Format, t time.Time, level slog.Level, node, caller, msg string) []byte {
+	if f == FormatJSON {
+		if !t.IsZero() {
+			dst = append(dst, `"time":"`...)
+			dst = t.UTC().AppendFormat(dst, timeLayout)
+			dst = append(dst, `",`...)
+		}
+		dst = append(dst, `"level":`...)
+		dst = appendJSONString(dst, level.String())
+		dst = append(dst, `,"node":`...)
+		dst = appendJSONString(dst, node)
+		if caller != "" {
+			dst = append(dst, `,"caller":`...)
+			dst = appendJSONString(dst, caller)
+		}
+		dst = append(dst, `,"msg":`...)
+		return appendJSONString(dst, msg)
+	}
+	if !t.IsZero() {
+		dst = append(dst, "time="...)
+		dst = t.UTC().AppendFormat(dst, timeLayout)
+		dst = append(dst, ' ')
+	}
+	dst = append(dst, "level="...)
+	dst = appendTextString(dst, level.String())
+	dst = append(dst, " node="...)
+	dst = appendTextString(dst, node)
+	if caller != "" {
+		dst = append(dst, " caller="...)
+		dst = appendTextString(dst, caller)
+	}
+	dst = append(dst, " msg="...)
+	return appendTextString(dst, msg)
+}
+
+// appendLine renders the full line for sequence number seq and a body.
+func appendLine(dst []byte, f Format, seq uint64, body []byte) []byte {
+	if f == FormatJSON {
+		dst = append(dst, `{"seq":`...)
+		dst = strconv.AppendUint(dst, seq, 10)
+		dst = append(dst, ',')
+		dst = append(dst, body...)
+		return append(dst, '}', '\n')
+	}
+	dst = append(dst, "seq="...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst = append(dst, ' ')
+	dst = append(dst, body...)
+	return append(dst, '\n')
+}
+
+// lineOverhead is the most appendLine adds to a body.
+const lineOverhead = len(`{"seq":18446744073709551615,}`) + 1
+
+// appendAttrText appends " key=value" for a, with group prefix prefix.
+func appendAttrText(dst []byte, prefix string, a slog.Attr) []byte {
+	a.Value = a.Value.Resolve()
+	if a.Equal(slog.Attr{}) {
+		return dst
+	}
+	if a.Value.Kind() == slog.KindGroup {
+		attrs := a.Value.Group()
+		if len(attrs) == 0 {
+			return dst
+		}
+		p := prefix
+		if a.Key != "" {
+			p = prefix + a.Key + "."
+		}
+		for _, ga := range attrs {
+			dst = appendAttrText(dst, p, ga)
+		}
+		return dst
+	}
+	dst = append(dst, ' ')
+	if prefix == "" {
+		dst = appendTextString(dst, a.Key)
+	} else {
+		dst = appendTextString(dst, prefix+a.Key)
+	}
+	dst = append(dst, '=')
+	return appendValueText(dst, a.Value)
+}
+
+func appendValueText(dst []byte, v slog.Value) []byte {
+	switch v.Kind() {
+	case slog.KindString:
+		return appendTextString(dst, v.String())
+	case slog.KindInt64:
+		return strconv.AppendInt(dst, v.Int64(), 10)
+	case slog.KindUint64:
+		return strconv.AppendUint(dst, v.Uint64(), 10)
+	case slog.KindFloat64:
+		return strconv.AppendFloat(dst, v.Float64(), 'g', -1, 64)
+	case slog.KindBool:
+		return strconv.AppendBool(dst, v.Bool())
+	case slog.KindDuration:
+		return appendTextString(dst, v.Duration().String())
+	case slog.KindTime:
+		return v.Time().AppendFormat(dst, time.RFC3339Nano)
+	}
+	switch x := v.Any().(type) {
+	case error:
+		return appendTextString(dst, x.Error())
+	case encoding.TextMarshaler:
+		b, err := x.MarshalText()
+		if err != nil {
+			return appendTextString(dst, "!ERROR:"+err.Error())
+		}
+		return appendTextString(dst, string(b))
+	case []byte:
+		return appendTextString(dst, string(x))
+	default:
+		return appendTextString(dst, fmt.Sprintf("%+v", x))
+	}
+}
+
+// appendTextString appends s, quoted and escaped when it holds anything but
+// printable non-space characters other than '=' and '"'. A quoted string
+// never contains a raw newline or control character.
+func appendTextString(dst []byte, s string) []byte {
+	if needsQuoting(s) {
+		return strconv.AppendQuote(dst, s)
+	}
+	return append(dst, s...)
+}
+
+func needsQuoting(s string) bool {
+	if s == "" {
+		return true
+	}
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if b <= ' ' || b == '=' || b == '"' || b == 0x7f {
+				return true
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError || unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return true
+		}
+		i += size
+	}
+	return false
+}
+
+// appendAttrJSON appends `,"key":value` for a; groups become nested objects.
+func appendAttrJSON(dst []byte, a slog.Attr) []byte {
+	a.Value = a.Value.Resolve()
+	if a.Equal(slog.Attr{}) {
+		return dst
+	}
+	if a.Value.Kind() == slog.KindGroup {
+		attrs := a.Value.Group()
+		if len(attrs) == 0 {
+			return dst
+		}
+		if a.Key == "" { // inline
+			for _, ga := range attrs {
+				dst = appendAttrJSON(dst, ga)
+			}
+			return dst
+		}
+		start := len(dst)
+		dst = jsonComma(dst)
+		dst = appendJSONString(dst, a.Key)
+		dst = append(dst, ':', '{')
+		open := len(dst)
+		for _, ga := range attrs {
+			dst = appendAttrJSON(dst, ga)
+		}
+		if len(dst) == open { // every member was empty
+			return dst[:start]
+		}
+		return append(dst, '}')
+	}
+	dst = jsonComma(dst)
+	dst = appendJSONString(dst, a.Key)
+	dst = append(dst, ':')
+	return appendValueJSON(dst, a.Value)
+}
+
+// jsonComma appends a separator unless dst opens an object.
+func jsonComma(dst []byte) []byte {
+	if len(dst) == 0 || dst[len(dst)-1] == '{' {
+		return dst
+	}
+	return append(dst, ',')
+}
+
+func appendValueJSON(dst []byte, v slog.Value) []byte {
+	switch v.Kind() {
+	case slog.KindString:
+		return appendJSONString(dst, v.String())
+	case slog.KindInt64:
+		return strconv.AppendInt(dst, v.Int64(), 10)
+	case slog.KindUint64:
+		return strconv.AppendUint(dst, v.Uint64(), 10)
+	case slog.KindFloat64:
+		f := v.Float64()
+		if math.IsNaN(f) || math.IsInf(f, 0) { // not JSON numbers
+			return appendJSONString(dst, strconv.FormatFloat(f, 'g', -1, 64))
+		}
+		return strconv.AppendFloat(dst, f, 'g', -1, 64)
+	case slog.KindBool:
+		return strconv.AppendBool(dst, v.Bool())
+	case slog.KindDuration:
+		return strconv.AppendInt(dst, int64(v.Duration()), 10)
+	case slog.KindTime:
+		dst = append(dst, '"')
+		dst = v.Time().AppendFormat(dst, time.RFC3339Nano)
+		return append(dst, '"')
+	}
+	switch x := v.Any().(type) {
+	case error:
+		return appendJSONString(dst, x.Error())
+	case json.Marshaler, encoding.TextMarshaler:
+		// fall through to json.Marshal below
+	case []byte:
+		return appendJSONString(dst, string(x))
+	}
+	b, err := json.Marshal(v.Any())
+	if err != nil {
+		return appendJSONString(dst, "!ERROR:"+err.Error())
+	}
+	return append(dst, b...) // json.Marshal output holds no raw newline
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string. Control characters, U+2028,
+// U+2029 and invalid UTF-8 are escaped, so the result is one line.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if b >= ' ' && b != '"' && b != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '"', '\\':
+				dst = append(dst, '\\', b)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\u202`...)
+			dst = append(dst, hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

@@ -1,0 +1,318 @@
+package logx
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Segment files. The active file has the configured name (app.log); when the
+// next line would take it past MaxSize it is renamed to
+// <stem>-<first sequence number, 20 digits><ext> (app-00000000000000000001.log)
+// and a new active file is started. Sizes and sequence numbers come from the
+// log, so every node rotates at the same line and picks the same names.
+//
+// What apply has done is checkpointed in the state file (state.json): the
+// Raft index and sequence number applied, the first sequence number and size
+// of the active file, and the producers' last sequence numbers. The files are
+// fsynced before the state that describes them is written, so after a crash
+// the state never claims bytes the disk lost. On open, everything past the
+// state is cut off (a torn last line included) and rotated files made after it
+// are undone; Raft then replays the entries after the state's index, which
+// renders the same bytes again.
+
+const stateFile = "state.json"
+
+// producerState is what deduplication needs to know of one producer.
+type producerState struct {
+	LastPSeq uint64 `json:"pseq"` // last producer sequence applied
+	LastSeq  uint64 `json:"seq"`  // the log sequence number it got
+}
+
+// applyState is the checkpoint written to state.json.
+type applyState struct {
+	Index       uint64                    `json:"index"`        // last Raft index applied
+	Seq         uint64                    `json:"seq"`          // last sequence number written
+	ActiveFirst uint64                    `json:"active_first"` // first sequence number of the active file
+	ActiveSize  int64                     `json:"active_size"`  // bytes of the active file covered
+	Producers   map[uint64]*producerState `json:"producers"`
+}
+
+func newApplyState() applyState {
+	return applyState{ActiveFirst: 1, Producers: map[uint64]*producerState{}}
+}
+
+// segmentWriter appends lines to the active file and rotates it.
+type segmentWriter struct {
+	dir     string
+	name    string // active file name
+	stem    string // name without extension
+	ext     string
+	maxSize int64
+
+	f     *os.File
+	first uint64 // first sequence number of the active file
+	size  int64
+	buf   []byte // lines not yet written
+
+	rotations uint64
+}
+
+func splitName(name string) (stem, ext string) {
+	ext = filepath.Ext(name)
+	return strings.TrimSuffix(name, ext), ext
+}
+
+// segmentName is the name of the rotated file whose first line has sequence
+// number first.
+func (w *segmentWriter) segmentName(first uint64) string {
+	return fmt.Sprintf("%s-%020d%s", w.stem, first, w.ext)
+}
+
+// parseSegmentName returns the first sequence number of a rotated file name.
+func (w *segmentWriter) parseSegmentName(name string) (uint64, bool) {
+	if !strings.HasPrefix(name, w.stem+"-") || !strings.HasSuffix(name, w.ext) {
+		return 0, false
+	}
+	digits := name[len(w.stem)+1 : len(name)-len(w.ext)]
+	if len(digits) != 20 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(digits, 10, 64)
+	return n, err == nil
+}
+
+// LogFiles returns the names of the log files in dir for the active file
+// name, rotated files first in log order and the active file last.
+func LogFiles(dir, name string) ([]string, error) {
+	w := &segmentWriter{name: name}
+	w.stem, w.ext = splitName(name)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var rotated []string
+	active := false
+	for _, e := range ents {
+		if e.Name() == name {
+			active = true
+		} else if _, ok := w.parseSegmentName(e.Name()); ok {
+			rotated = append(rotated, e.Name())
+		}
+	}
+	sort.Strings(rotated)
+	if active {
+		rotated = append(rotated, name)
+	}
+	return rotated, nil
+}
+
+// openSegments recovers the files of dir to the checkpoint st and opens the
+// active file for appending.
+func openSegments(dir, name string, maxSize int64, st applyState, haveState bool) (*segmentWriter, error) {
+	w := &segmentWriter{dir: dir, name: name, maxSize: maxSize, first: st.ActiveFirst, size: st.ActiveSize}
+	w.stem, w.ext = splitName(name)
+	active := filepath.Join(dir, name)
+
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	activeSeg := ""
+	for _, e := range ents {
+		first, ok := w.parseSegmentName(e.Name())
+		if !ok {
+			continue
+		}
+		if !haveState {
+			return nil, fmt.Errorf("%w: %s exists but %s does not", ErrCorrupt, e.Name(), stateFile)
+		}
+		switch {
+		case first == st.ActiveFirst:
+			activeSeg = e.Name()
+		case first > st.ActiveFirst: // rotated after the checkpoint: undo
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if activeSeg != "" {
+		// A rotation of the checkpointed active file was under way: put it back.
+		if err := os.Rename(filepath.Join(dir, activeSeg), active); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.OpenFile(active, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if fi.Size() > 0 && !haveState {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s holds %d bytes but %s is missing", ErrCorrupt, active, fi.Size(), stateFile)
+	}
+	if fi.Size() < st.ActiveSize {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s has %d bytes, the checkpoint says %d", ErrCorrupt, active, fi.Size(), st.ActiveSize)
+	}
+	if fi.Size() > st.ActiveSize {
+		// Lines applied after the checkpoint, possibly torn: Raft replays them.
+		if err := f.Truncate(st.ActiveSize); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	if _, err := f.Seek(st.ActiveSize, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := syncDir(dir); err != nil {
+		f.Close()
+		return nil, err
+	}
+	w.f = f
+	return w, nil
+}
+
+// add buffers one line whose sequence number is seq, rotating first when the
+// line would take the active file past the maximum size.
+func (w *segmentWriter) add(seq uint64, line []byte) error {
+	if w.size > 0 && w.size+int64(len(line)) > w.maxSize {
+		if err := w.rotate(seq); err != nil {
+			return err
+		}
+	}
+	if w.size == 0 {
+		w.first = seq
+	}
+	w.buf = append(w.buf, line...)
+	w.size += int64(len(line))
+	return nil
+}
+
+// flush writes the buffered lines.
+func (w *segmentWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	_, err := w.f.Write(w.buf)
+	w.buf = w.buf[:0]
+	return err
+}
+
+// rotate closes the active file under its rotated name and starts a new one
+// whose first line will be next.
+func (w *segmentWriter) rotate(next uint64) error {
+	if err := w.flush(); err != nil {
+		return err
+	}
+	if err := w.f.Sync(); err != nil {
+		return err
+	}
+	if err := w.f.Close(); err != nil {
+		return err
+	}
+	active := filepath.Join(w.dir, w.name)
+	if err := os.Rename(active, filepath.Join(w.dir, w.segmentName(w.first))); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(active, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	w.f = f
+	w.first = next
+	w.size = 0
+	w.rotations++
+	return syncDir(w.dir)
+}
+
+func (w *segmentWriter) sync() error { return w.f.Sync() }
+
+func (w *segmentWriter) close() error {
+	if w.f == nil {
+		return nil
+	}
+	err := w.f.Close()
+	w.f = nil
+	return err
+}
+
+// readState loads dir/state.json; ok is false when there is none.
+func readState(dir string) (st applyState, ok bool, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return newApplyState(), false, nil
+	}
+	if err != nil {
+		return st, false, err
+	}
+	st = newApplyState()
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, false, fmt.Errorf("%w: %s: %v", ErrCorrupt, stateFile, err)
+	}
+	if st.Producers == nil {
+		st.Producers = map[uint64]*producerState{}
+	}
+	return st, true, nil
+}
+
+// writeState replaces dir/state.json atomically and durably.
+func writeState(dir string, st *applyState) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, stateFile), b)
+}
+
+// writeFileAtomic writes b to a temporary file, fsyncs it and renames it
+// over path, then fsyncs the directory.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,91 @@
+package logx
+
+import (
+	"os"
+	"path/filepath"
+)
+
+// Stats is a snapshot of a node's state and counters.
+type Stats struct {
+	NodeID string `json:"node_id"`
+	Addr   string `json:"addr"`
+	State  string `json:"state"`  // Raft role: Leader, Follower, Candidate or Shutdown
+	Leader string `json:"leader"` // the leader's address, "" if none is known
+	Term   uint64 `json:"term"`
+
+	CommitIndex  uint64 `json:"commit_index"`  // Raft commit index known here
+	AppliedIndex uint64 `json:"applied_index"` // Raft index the files hold
+	Seq          uint64 `json:"seq"`           // sequence number of the last line written
+
+	QueueLen int `json:"queue_len"` // entries waiting to be committed
+	QueueCap int `json:"queue_cap"`
+
+	Enqueued  uint64 `json:"enqueued"`  // entries accepted into the queue
+	Committed uint64 `json:"committed"` // entries from this node committed
+	Failed    uint64 `json:"failed"`    // entries from this node that were not (or may not have been) committed
+	Dropped   uint64 `json:"dropped"`   // entries dropped because the queue was full (DropWhenFull)
+	Rejected  uint64 `json:"rejected"`  // entries refused as too large
+	// AsyncErrors counts Debug/Info/Warn/Error and handler calls that
+	// returned without queueing their entry (dropped, too large, or closed).
+	AsyncErrors uint64 `json:"async_errors"`
+
+	Batches       uint64 `json:"batches"`        // batches committed or attempted
+	Forwarded     uint64 `json:"forwarded"`      // forwarding attempts to the leader
+	ForwardErrors uint64 `json:"forward_errors"` // failed forwarding attempts
+	Retries       uint64 `json:"retries"`        // batch attempts that were retried
+
+	EntriesWritten uint64 `json:"entries_written"` // lines this node's apply wrote since start
+	BytesWritten   uint64 `json:"bytes_written"`
+	Duplicates     uint64 `json:"duplicates"` // repeated entries dropped at apply
+	Rotations      uint64 `json:"rotations"`  // rotations since start
+
+	// WriteError is the error that stopped this node's apply, if any.
+	WriteError string `json:"write_error,omitempty"`
+}
+
+// Stats returns a snapshot of the node's state and counters.
+func (lx *Logx) Stats() Stats {
+	s := Stats{
+		NodeID:         lx.cfg.NodeID,
+		Addr:           lx.cfg.Addr,
+		State:          lx.raft.State().String(),
+		Term:           lx.raft.CurrentTerm(),
+		CommitIndex:    lx.raft.CommitIndex(),
+		AppliedIndex:   lx.fsm.applied.Load(),
+		Seq:            lx.fsm.seq.Load(),
+		QueueLen:       len(lx.queue),
+		QueueCap:       cap(lx.queue),
+		Enqueued:       lx.stats.enqueued.Load(),
+		Committed:      lx.stats.committed.Load(),
+		Failed:         lx.stats.failed.Load(),
+		Dropped:        lx.stats.dropped.Load(),
+		Rejected:       lx.stats.rejected.Load(),
+		AsyncErrors:    lx.stats.asyncRejected.Load(),
+		Batches:        lx.stats.batches.Load(),
+		Forwarded:      lx.stats.forwarded.Load(),
+		ForwardErrors:  lx.stats.forwardErrors.Load(),
+		Retries:        lx.stats.retries.Load(),
+		EntriesWritten: lx.fsm.entries.Load(),
+		BytesWritten:   lx.fsm.bytes.Load(),
+		Duplicates:     lx.fsm.dups.Load(),
+		Rotations:      lx.fsm.rotated.Load(),
+	}
+	addr, _ := lx.raft.LeaderWithID()
+	s.Leader = string(addr)
+	if err := lx.fsm.Err(); err != nil {
+		s.WriteError = err.Error()
+	}
+	return s
+}
+
+// Files returns the names of this node's log files in log order: rotated
+// files first, the active file last.
+func (lx *Logx) Files() ([]string, error) { return LogFiles(lx.cfg.Dir, lx.cfg.File) }
+
+func fileSize(dir, name string) (int64, error) {
+	fi, err := os.Stat(filepath.Join(dir, name))
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}

@@ -1,0 +1,189 @@
+package logx
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// One address per node. Every connection starts with one byte that says what
+// it carries; the mux hands it to the matching protocol:
+const (
+	protoRaft    byte = 1 // hashicorp/raft's NetworkTransport
+	protoForward byte = 2 // follower → leader batches (forward.go)
+)
+
+// headerTimeout bounds how long a new connection may take to send its first
+// byte; a peer that connects and says nothing is dropped.
+const headerTimeout = 10 * time.Second
+
+// mux accepts connections on the node's address and dispatches them by
+// their first byte. It tracks every connection, accepted or dialed, so that
+// close can end them all and no goroutine of a peer waits forever.
+type mux struct {
+	ln      net.Listener
+	forward func(net.Conn) // serves a forwarding connection; runs on its own goroutine
+	raftCh  chan net.Conn
+	done    chan struct{}
+	wg      sync.WaitGroup
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+func newMux(ln net.Listener) *mux {
+	return &mux{ln: ln, raftCh: make(chan net.Conn), done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+}
+
+// track registers c; it returns false (and closes c) once the mux is closed.
+func (m *mux) track(c net.Conn) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		c.Close()
+		return false
+	}
+	m.conns[c] = struct{}{}
+	return true
+}
+
+func (m *mux) untrack(c net.Conn) {
+	m.mu.Lock()
+	delete(m.conns, c)
+	m.mu.Unlock()
+}
+
+// serve runs the accept loop until close.
+func (m *mux) start() {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		for {
+			c, err := m.ln.Accept()
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					continue
+				}
+				return // closed
+			}
+			if !m.track(c) {
+				return
+			}
+			m.wg.Add(1)
+			go func() {
+				defer m.wg.Done()
+				m.dispatch(c)
+			}()
+		}
+	}()
+}
+
+func (m *mux) dispatch(c net.Conn) {
+	var b [1]byte
+	_ = c.SetReadDeadline(time.Now().Add(headerTimeout))
+	if _, err := c.Read(b[:]); err != nil {
+		m.closeConn(c)
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	switch b[0] {
+	case protoRaft:
+		select {
+		case m.raftCh <- &trackedConn{Conn: c, m: m}:
+		case <-m.done:
+			m.closeConn(c)
+		}
+	case protoForward:
+		m.forward(c)
+		m.closeConn(c)
+	default:
+		m.closeConn(c)
+	}
+}
+
+func (m *mux) closeConn(c net.Conn) {
+	c.Close()
+	m.untrack(c)
+}
+
+// close stops accepting, closes every connection and waits for the
+// goroutines the mux started.
+func (m *mux) close() {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	m.closed = true
+	close(m.done)
+	m.ln.Close()
+	for c := range m.conns {
+		c.Close()
+	}
+	m.mu.Unlock()
+	m.wg.Wait()
+}
+
+// dial opens a connection to addr for protocol proto.
+func (m *mux) dial(addr string, proto byte, timeout time.Duration) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	if !m.track(c) {
+		return nil, errClosed
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := c.Write([]byte{proto}); err != nil {
+		m.closeConn(c)
+		return nil, err
+	}
+	_ = c.SetWriteDeadline(time.Time{})
+	return &trackedConn{Conn: c, m: m}, nil
+}
+
+// trackedConn untracks itself when closed.
+type trackedConn struct {
+	net.Conn
+	m    *mux
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.m.untrack(c.Conn) })
+	return err
+}
+
+// raftLayer is the raft.StreamLayer over the mux.
+type raftLayer struct {
+	m *mux
+}
+
+var _ raft.StreamLayer = raftLayer{}
+
+func (l raftLayer) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.m.raftCh:
+		return c, nil
+	case <-l.m.done:
+		return nil, errClosed
+	}
+}
+
+// Close is a no-op: the mux belongs to the Logx, which closes it after Raft.
+func (l raftLayer) Close() error { return nil }
+
+func (l raftLayer) Addr() net.Addr { return l.m.ln.Addr() }
+
+func (l raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return l.m.dial(string(address), protoRaft, timeout)
+}
