@@ -109,8 +109,8 @@ type entry struct {
 	level slog.Level
 	nanos int64
 	body  []byte
-	w     *waiter    // Append's; nil for fire-and-forget calls
-	flush *flushReq  // set for a Flush marker
+	w     *waiter   // Append's; nil for fire-and-forget calls
+	flush *flushReq // set for a Flush marker
 }
 
 // waiter is how Append learns its entry's fate.
