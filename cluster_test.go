@@ -211,6 +211,12 @@ func readLines(t testing.TB, dir, name string) [][]byte {
 	t.Helper()
 	names, err := LogFiles(dir, name)
 	require.NoError(t, err)
+	return readLinesFiles(t, dir, names)
+}
+
+// readLinesFiles returns every line of the named files of dir, in order.
+func readLinesFiles(t testing.TB, dir string, names []string) [][]byte {
+	t.Helper()
 	var lines [][]byte
 	for _, n := range names {
 		f, err := os.Open(filepath.Join(dir, n))

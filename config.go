@@ -64,7 +64,7 @@ type Config struct {
 
 	// MaxEntrySize is the largest rendered entry, in bytes, without the
 	// sequence number and newline; a larger one gets ErrEntryTooLarge.
-	// Defaults to 64 KiB.
+	// Defaults to 64 KiB, or MaxSize if that is smaller.
 	MaxEntrySize int `json:"max_entry_size" yaml:"max_entry_size"`
 
 	// MaxBatchEntries and MaxBatchBytes bound the batch a node sends as one
@@ -140,6 +140,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxEntrySize == 0 {
 		c.MaxEntrySize = d.MaxEntrySize
+		if c.MaxSize > 0 && int64(c.MaxEntrySize) > c.MaxSize {
+			c.MaxEntrySize = int(c.MaxSize)
+		}
 	}
 	if c.MaxBatchEntries == 0 {
 		c.MaxBatchEntries = d.MaxBatchEntries

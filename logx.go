@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 )
 
 // Errors returned by logx. Compare with errors.Is.
@@ -77,6 +78,7 @@ type Logx struct {
 	lock      *dirLock
 	fsm       *fsm
 	wal       *wal.WAL
+	meta      *metadb.BoltMetaDB
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
 	mux       *mux
@@ -115,16 +117,16 @@ type entry struct {
 
 // waiter is how Append learns its entry's fate.
 type waiter struct {
-	state atomic.Int32 // waitPending, waitTaken or waitCancelled
+	state atomic.Int32 // waitPending, waitSent or waitCancelled
 	done  chan struct{}
 	seq   uint64
 	err   error
 }
 
 const (
-	waitPending int32 = iota
-	waitTaken
-	waitCancelled
+	waitPending   int32 = iota // queued, or batched but not yet sent: withdrawable
+	waitSent                   // claimed for sending: its outcome is the batch's
+	waitCancelled              // withdrawn by Append's context
 )
 
 type flushReq struct {
@@ -192,7 +194,11 @@ func New(cfg Config) (_ *Logx, err error) {
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "raft"), 0o755); err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
 	}
-	if lx.wal, err = wal.Open(filepath.Join(cfg.Dir, "raft"), wal.WithLogger(hl.Named("wal"))); err != nil {
+	// raft-wal's Close leaves its metadata DB (and its flock) open, so logx
+	// owns the DB and closes it after the WAL.
+	lx.meta = &metadb.BoltMetaDB{}
+	undo = append(undo, func() { _ = lx.meta.Close() })
+	if lx.wal, err = wal.Open(filepath.Join(cfg.Dir, "raft"), wal.WithLogger(hl.Named("wal")), wal.WithMetaStore(lx.meta)); err != nil {
 		return nil, fmt.Errorf("logx: opening Raft log: %w", err)
 	}
 	undo = append(undo, func() { _ = lx.wal.Close() })
@@ -488,6 +494,9 @@ func (lx *Logx) close() error {
 		errs = append(errs, fmt.Errorf("logx: closing log files: %w", err))
 	}
 	if err := lx.wal.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := lx.meta.Close(); err != nil {
 		errs = append(errs, err)
 	}
 	lx.lock.unlock()

@@ -42,7 +42,7 @@ func (lx *Logx) produce() {
 			case e.flush != nil:
 				flushes = append(flushes, e.flush)
 				break collect // the marker completes with this batch
-			case e.w != nil && !e.w.state.CompareAndSwap(waitPending, waitTaken):
+			case e.w != nil && e.w.state.Load() == waitCancelled:
 				// withdrawn by its caller
 			default:
 				ents = append(ents, e)
@@ -64,23 +64,18 @@ func (lx *Logx) produce() {
 
 		var err error
 		if len(ents) > 0 {
-			h := batchHeader{producer: lx.producer, firstPSeq: lx.pseq + 1, count: len(ents)}
-			lx.pseq += uint64(len(ents))
-			// Raft keeps the slice it is given: a new one for every batch.
-			batch := make([]byte, 0, batchHeaderMax+size)
-			batch = appendBatchHeader(batch, h)
-			for _, e := range ents {
-				batch = appendRecord(batch, e.level, e.nanos, e.body)
-			}
+			var kept []*entry
 			var idx, first uint64
-			idx, first, err = lx.submit(batch)
+			kept, idx, first, err = lx.commit(ents)
 			if err == nil {
-				lastIdx = idx
-				lx.stats.committed.Add(uint64(len(ents)))
+				if len(kept) > 0 {
+					lastIdx = idx
+				}
+				lx.stats.committed.Add(uint64(len(kept)))
 			} else {
-				lx.stats.failed.Add(uint64(len(ents)))
+				lx.stats.failed.Add(uint64(len(kept)))
 			}
-			for i, e := range ents {
+			for i, e := range kept {
 				if e.w != nil {
 					e.w.seq, e.w.err = first+uint64(i), err
 					if err != nil {
@@ -88,8 +83,8 @@ func (lx *Logx) produce() {
 					}
 					close(e.w.done)
 				}
-				ents[i] = nil
 			}
+			clear(ents)
 		}
 		for _, f := range flushes {
 			f.idx, f.err = lastIdx, err
@@ -106,7 +101,7 @@ func (lx *Logx) drain() {
 			e.flush.err = ErrClosed
 			close(e.flush.done)
 		case e.w != nil:
-			if e.w.state.CompareAndSwap(waitPending, waitTaken) {
+			if e.w.state.CompareAndSwap(waitPending, waitSent) {
 				e.w.err = ErrClosed
 				close(e.w.done)
 			}
@@ -124,30 +119,59 @@ func (lx *Logx) drain() {
 	}
 }
 
-// submit commits one batch, retrying across leader changes until it
-// succeeds, the leader rejects it, or Close gives up.
-func (lx *Logx) submit(batch []byte) (idx, first uint64, err error) {
+// commit commits one batch, retrying across leader changes until it
+// succeeds, the leader rejects it, or Close gives up. Until a leader is
+// known the entries stay withdrawable; just before the first attempt they
+// are claimed (Append can no longer withdraw them), numbered and encoded.
+// commit returns the entries it sent, in batch order.
+func (lx *Logx) commit(ents []*entry) (kept []*entry, idx, first uint64, err error) {
 	lx.stats.batches.Add(1)
+	var batch []byte
 	backoff := 2 * time.Millisecond
 	sent := false // a request may have reached a leader: a failure is then ambiguous
 	for {
-		var maybeSent bool
-		idx, first, maybeSent, err = lx.submitOnce(batch)
+		maybeSent := false
+		leader, local := lx.route()
+		if local || leader != "" {
+			if batch == nil {
+				if ents = claim(ents); len(ents) == 0 {
+					return nil, 0, 0, nil
+				}
+				batch = lx.encode(ents)
+			}
+			if local {
+				idx, first, err = lx.applyLocal(batch)
+				maybeSent = !errors.Is(err, raft.ErrNotLeader)
+			} else {
+				lx.stats.forwarded.Add(1)
+				idx, first, err = lx.fwd.send(leader, batch)
+				var nl errNotLeaderHint
+				maybeSent = !errors.As(err, &nl)
+				if err != nil {
+					lx.stats.forwardErrors.Add(1)
+				}
+			}
+		} else {
+			err = errNoLeader
+		}
 		sent = sent || maybeSent
 		if err == nil {
-			return idx, first, nil
+			return ents, idx, first, nil
 		}
 		var rej *rejectedError
 		if errors.As(err, &rej) {
-			return 0, 0, err
+			return ents, 0, 0, err
 		}
 		lx.stats.retries.Add(1)
 		select {
 		case <-lx.abort:
-			if sent {
-				return 0, 0, fmt.Errorf("%w: %w (last error: %v)", ErrOutcomeUnknown, ErrClosed, err)
+			if batch == nil {
+				ents = claim(ents)
 			}
-			return 0, 0, fmt.Errorf("%w (last error: %v)", ErrClosed, err)
+			if sent {
+				return ents, 0, 0, fmt.Errorf("%w: %w (last error: %v)", ErrOutcomeUnknown, ErrClosed, err)
+			}
+			return ents, 0, 0, fmt.Errorf("%w (last error: %v)", ErrClosed, err)
 		case <-time.After(backoff):
 		}
 		if backoff < 100*time.Millisecond {
@@ -156,25 +180,44 @@ func (lx *Logx) submit(batch []byte) (idx, first uint64, err error) {
 	}
 }
 
-// submitOnce makes one attempt. maybeSent tells whether the batch may have
-// reached a leader's Raft log.
-func (lx *Logx) submitOnce(batch []byte) (idx, first uint64, maybeSent bool, err error) {
+// claim marks the entries as sent, dropping those their callers withdrew.
+func claim(ents []*entry) []*entry {
+	kept := ents[:0]
+	for _, e := range ents {
+		if e.w == nil || e.w.state.CompareAndSwap(waitPending, waitSent) {
+			kept = append(kept, e)
+		}
+	}
+	return kept
+}
+
+// encode numbers the entries with the next producer sequence numbers and
+// encodes them as one batch. Raft keeps the slice: a new one every time.
+func (lx *Logx) encode(ents []*entry) []byte {
+	h := batchHeader{producer: lx.producer, firstPSeq: lx.pseq + 1, count: len(ents)}
+	lx.pseq += uint64(len(ents))
+	size := batchHeaderMax
+	for _, e := range ents {
+		size += recordSize(len(e.body))
+	}
+	batch := appendBatchHeader(make([]byte, 0, size), h)
+	for _, e := range ents {
+		batch = appendRecord(batch, e.level, e.nanos, e.body)
+	}
+	return batch
+}
+
+// route says where a batch goes now: this node (local) when it leads, else
+// the leader's address, or neither when no leader is known.
+func (lx *Logx) route() (leader string, local bool) {
 	if lx.raft.State() == raft.Leader {
-		idx, first, err = lx.applyLocal(batch)
-		return idx, first, !errors.Is(err, raft.ErrNotLeader), err
+		return "", true
 	}
 	addr, _ := lx.raft.LeaderWithID()
-	if addr == "" || string(addr) == lx.cfg.Addr {
-		return 0, 0, false, errNoLeader
+	if string(addr) == lx.cfg.Addr {
+		return "", false
 	}
-	lx.stats.forwarded.Add(1)
-	idx, first, err = lx.fwd.send(string(addr), batch)
-	if err != nil {
-		lx.stats.forwardErrors.Add(1)
-		var nl errNotLeaderHint
-		return 0, 0, !errors.As(err, &nl), err
-	}
-	return idx, first, true, nil
+	return string(addr), false
 }
 
 // applyLocal commits a batch through this node's Raft, which must lead.

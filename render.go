@@ -280,15 +280,16 @@ func appendValueJSON(dst []byte, v slog.Value) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString appends s as a JSON string. Control characters, U+2028,
-// U+2029 and invalid UTF-8 are escaped, so the result is one line.
+// appendJSONString appends s as a JSON string. Control characters (C0, DEL,
+// C1), U+2028, U+2029 and invalid UTF-8 are escaped, so the result is one
+// line that cannot drive a terminal.
 func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		b := s[i]
 		if b < utf8.RuneSelf {
-			if b >= ' ' && b != '"' && b != '\\' {
+			if b >= ' ' && b != '"' && b != '\\' && b != 0x7f {
 				i++
 				continue
 			}
@@ -317,10 +318,9 @@ func appendJSONString(dst []byte, s string) []byte {
 			start = i
 			continue
 		}
-		if r == '\u2028' || r == '\u2029' {
+		if r == '\u2028' || r == '\u2029' || (r >= 0x80 && r < 0xa0) {
 			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\u202`...)
-			dst = append(dst, hexDigits[r&0xf])
+			dst = append(dst, '\\', 'u', hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
 			i += size
 			start = i
 			continue

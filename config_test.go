@@ -1,0 +1,141 @@
+package logx
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestConfigValidate(t *testing.T) {
+	good := func() Config {
+		return Config{NodeID: "n1", Addr: "127.0.0.1:7001", Peers: []string{"127.0.0.1:7001", "127.0.0.1:7002"}, Dir: "d"}
+	}
+	require.NoError(t, good().Validate())
+	cases := []struct {
+		field string
+		mod   func(*Config)
+	}{
+		{"NodeID", func(c *Config) { c.NodeID = "" }},
+		{"NodeID", func(c *Config) { c.NodeID = "a\nb" }},
+		{"Addr", func(c *Config) { c.Addr = "" }},
+		{"Addr", func(c *Config) { c.Addr = "nohostport" }},
+		{"Addr", func(c *Config) { c.Addr = ":7001" }},
+		{"Addr", func(c *Config) { c.Addr = "127.0.0.1:0" }},
+		{"Peers", func(c *Config) { c.Peers = nil }},
+		{"Peers", func(c *Config) { c.Peers = []string{"127.0.0.1:7002"} }},
+		{"Peers[1]", func(c *Config) { c.Peers = []string{"127.0.0.1:7001", "127.0.0.1:7001"} }},
+		{"Peers[1]", func(c *Config) { c.Peers = []string{"127.0.0.1:7001", "bad"} }},
+		{"Dir", func(c *Config) { c.Dir = "" }},
+		{"File", func(c *Config) { c.File = "sub/app.log" }},
+		{"File", func(c *Config) { c.File = "state.json" }},
+		{"MaxSize", func(c *Config) { c.MaxSize = -1 }},
+		{"Format", func(c *Config) { c.Format = 7 }},
+		{"QueueSize", func(c *Config) { c.QueueSize = -5 }},
+		{"MaxEntrySize", func(c *Config) { c.MaxEntrySize = -1 }},
+		{"MaxEntrySize", func(c *Config) { c.MaxSize = 1000; c.MaxEntrySize = 2000 }},
+		{"MaxBatchEntries", func(c *Config) { c.MaxBatchEntries = -1 }},
+		{"MaxBatchBytes", func(c *Config) { c.MaxBatchBytes = 10 }},
+		{"ElectionTimeout", func(c *Config) { c.ElectionTimeout = time.Millisecond }},
+		{"CloseTimeout", func(c *Config) { c.CloseTimeout = -time.Second }},
+	}
+	for _, tc := range cases {
+		c := good()
+		tc.mod(&c)
+		err := c.Validate()
+		var ce *ConfigError
+		require.True(t, errors.As(err, &ce), "%s: %v", tc.field, err)
+		require.Equal(t, tc.field, ce.Field, "%v", err)
+		require.True(t, strings.HasPrefix(err.Error(), "logx: Config."+tc.field+": "), "%v", err)
+		_, err = New(c)
+		require.ErrorAs(t, err, &ce, "New must validate")
+	}
+}
+
+func TestConfigDefaultsDoNotMutate(t *testing.T) {
+	c := Config{NodeID: "n1", Addr: "127.0.0.1:7001", Peers: []string{"127.0.0.1:7001"}, Dir: "d"}
+	d := c.withDefaults()
+	require.Equal(t, "", c.File)
+	require.Equal(t, "logx.log", d.File)
+	d.Peers[0] = "changed"
+	require.Equal(t, "127.0.0.1:7001", c.Peers[0])
+}
+
+func TestDirLocked(t *testing.T) {
+	lx := newSingle(t, nil)
+	cfg := lx.cfg
+	cfg.Addr = freeAddrs(t, 1)[0]
+	cfg.Peers = []string{cfg.Addr}
+	_, err := New(cfg)
+	require.ErrorIs(t, err, ErrLocked)
+	// The failed New left nothing running and the first node works.
+	_, err = lx.Append(context.Background(), LevelInfo, "still fine")
+	require.NoError(t, err)
+}
+
+func TestEntryTooLarge(t *testing.T) {
+	lx := newSingle(t, func(c *Config) { c.MaxEntrySize = 1024 })
+	ctx := context.Background()
+	_, err := lx.Append(ctx, LevelInfo, strings.Repeat("x", 2000))
+	require.ErrorIs(t, err, ErrEntryTooLarge)
+	_, err = lx.Append(ctx, LevelInfo, "ok", "big", strings.Repeat("y", 2000))
+	require.ErrorIs(t, err, ErrEntryTooLarge)
+	lx.Info(strings.Repeat("z", 5000)) // async: counted, not written
+	seq, err := lx.Append(ctx, LevelInfo, "small")
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), seq)
+	require.NoError(t, lx.Flush(ctx))
+	st := lx.Stats()
+	require.Equal(t, uint64(3), st.Rejected)
+	require.Equal(t, uint64(1), st.AsyncErrors)
+	require.Len(t, readLines(t, lx.cfg.Dir, lx.cfg.File), 1)
+}
+
+func TestLevelFiltering(t *testing.T) {
+	lx := newSingle(t, func(c *Config) { c.Level = LevelWarn })
+	ctx := context.Background()
+	lx.Info("dropped by level")
+	seq, err := lx.Append(ctx, LevelInfo, "also below")
+	require.NoError(t, err)
+	require.Zero(t, seq)
+	lx.Warn("kept")
+	lx.SetLevel(LevelDebug)
+	require.Equal(t, LevelDebug, lx.Level())
+	lx.Debug("kept too")
+	require.NoError(t, lx.Flush(ctx))
+	lines := readLines(t, lx.cfg.Dir, lx.cfg.File)
+	require.Len(t, lines, 2)
+	require.Contains(t, string(lines[0]), "msg=kept")
+	require.Contains(t, string(lines[1]), `msg="kept too"`)
+}
+
+func TestClosedCalls(t *testing.T) {
+	lx := newSingle(t, nil)
+	require.NoError(t, lx.Close())
+	require.NoError(t, lx.Close(), "second Close returns the first result")
+	_, err := lx.Append(context.Background(), LevelInfo, "late")
+	require.ErrorIs(t, err, ErrClosed)
+	require.ErrorIs(t, lx.Flush(context.Background()), ErrClosed)
+	lx.Info("late async") // must not block or panic
+	require.Equal(t, uint64(1), lx.Stats().AsyncErrors)
+}
+
+// TestAppendContext: a caller whose context ends while the cluster has no
+// leader gets its entry withdrawn, and the entry is never written.
+func TestAppendContext(t *testing.T) {
+	addrs := freeAddrs(t, 3)
+	cfg := testConfig(t, 0, addrs, filepath.Join(t.TempDir(), "n1"))
+	cfg.CloseTimeout = 100 * time.Millisecond
+	lx, err := New(cfg) // its peers never start: no leader
+	require.NoError(t, err)
+	defer lx.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = lx.Append(ctx, LevelInfo, "never")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.NotErrorIs(t, err, ErrOutcomeUnknown)
+}

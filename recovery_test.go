@@ -1,0 +1,174 @@
+package logx
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/stretchr/testify/require"
+)
+
+// testLogs builds n Raft logs of batches from two producers.
+func testLogs(n, perBatch int) []*raft.Log {
+	var logs []*raft.Log
+	pseq := map[uint64]uint64{}
+	for i := 1; i <= n; i++ {
+		prod := uint64(i%2 + 1)
+		b := appendBatchHeader(nil, batchHeader{producer: prod, firstPSeq: pseq[prod] + 1, count: perBatch})
+		for k := 0; k < perBatch; k++ {
+			body := appendBodyStart(nil, FormatText, time.Unix(1700000000, int64(i*1000+k)), LevelInfo, "n1", "x/y.go:1", fmt.Sprintf("log %d entry %d", i, k))
+			b = appendRecord(b, LevelInfo, int64(i), body)
+		}
+		pseq[prod] += uint64(perBatch)
+		logs = append(logs, &raft.Log{Index: uint64(i), Type: raft.LogCommand, Data: b})
+	}
+	return logs
+}
+
+func openTestFSM(t *testing.T, dir string) *fsm {
+	t.Helper()
+	f, err := newFSM(dir, "app.log", 2048, FormatText, -1, t.Logf)
+	require.NoError(t, err)
+	return f
+}
+
+// TestCrashRecovery: a node that dies at any point after a checkpoint (with
+// a torn last line, a rotation in flight, or files rotated after the
+// checkpoint) and replays the Raft log ends with exactly the bytes of a
+// node that never stopped.
+func TestCrashRecovery(t *testing.T) {
+	logs := testLogs(60, 7)
+	ref := t.TempDir()
+	f := openTestFSM(t, ref)
+	f.ApplyBatch(logs)
+	require.NoError(t, f.close())
+	want := fileHashes(t, ref, "app.log")
+	require.Greater(t, len(want), 5)
+
+	crashes := map[string]func(t *testing.T, f *fsm){
+		"clean": func(*testing.T, *fsm) {},
+		"torn line": func(t *testing.T, f *fsm) {
+			appendFile(t, filepath.Join(f.dir, "app.log"), "seq=999 time=2023-11-14T22:1")
+		},
+		"mid rotation": func(t *testing.T, f *fsm) {
+			// The active file was renamed but the new one not yet created.
+			require.NoError(t, os.Rename(filepath.Join(f.dir, "app.log"), filepath.Join(f.dir, f.seg.segmentName(f.seg.first))))
+		},
+	}
+	for name, crash := range crashes {
+		for _, cut := range []int{0, 10, 33} {
+			t.Run(fmt.Sprintf("%s/checkpoint@%d", name, cut), func(t *testing.T) {
+				dir := t.TempDir()
+				f := openTestFSM(t, dir)
+				f.ApplyBatch(logs[:cut])
+				require.NoError(t, f.persist())
+				f.ApplyBatch(logs[cut : cut+20]) // applied, not checkpointed
+				require.NoError(t, f.seg.close())
+				crash(t, f)
+				f = openTestFSM(t, dir)
+				require.Equal(t, uint64(cut), f.applied.Load())
+				// Raft replays from its last snapshot: everything here.
+				f.ApplyBatch(logs)
+				require.NoError(t, f.close())
+				require.Equal(t, want, fileHashes(t, dir, "app.log"))
+			})
+		}
+	}
+}
+
+func appendFile(t *testing.T, path, s string) {
+	t.Helper()
+	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	_, err = fh.WriteString(s)
+	require.NoError(t, err)
+	require.NoError(t, fh.Close())
+}
+
+// TestDuplicateBatches: a batch applied twice (a retry after an unknown
+// outcome) is written once, and its repeat reports the first sequence
+// numbers.
+func TestDuplicateBatches(t *testing.T) {
+	f := openTestFSM(t, t.TempDir())
+	defer f.close()
+	logs := testLogs(3, 4)
+	dup := &raft.Log{Index: 4, Type: raft.LogCommand, Data: logs[2].Data}
+	res := f.ApplyBatch(append(logs, dup))
+	require.Equal(t, uint64(9), res[2].(applyResult).firstSeq)
+	require.Equal(t, uint64(9), res[3].(applyResult).firstSeq)
+	require.Equal(t, uint64(12), f.seq.Load())
+	require.Equal(t, uint64(4), f.dups.Load())
+	// Replayed indexes are skipped.
+	res = f.ApplyBatch(logs[:1])
+	require.ErrorIs(t, res[0].(applyResult).err, errReplayed)
+	require.Equal(t, uint64(12), f.seq.Load())
+}
+
+// TestMalformedBatchSkipped: a batch that does not decode is skipped the same
+// way on every node.
+func TestMalformedBatchSkipped(t *testing.T) {
+	f := openTestFSM(t, t.TempDir())
+	defer f.close()
+	logs := testLogs(2, 2)
+	bad := &raft.Log{Index: 2, Type: raft.LogCommand, Data: []byte{1, 2, 3}}
+	logs[1].Index = 3
+	res := f.ApplyBatch([]*raft.Log{logs[0], bad, logs[1]})
+	require.NoError(t, res[0].(applyResult).err)
+	require.Error(t, res[1].(applyResult).err)
+	require.NoError(t, res[2].(applyResult).err)
+	require.Equal(t, uint64(4), f.seq.Load())
+	require.Equal(t, uint64(3), f.applied.Load())
+}
+
+// TestStateWithoutFiles: a checkpoint that claims bytes the file lacks is
+// reported as corruption, and so are log files without a checkpoint.
+func TestCorruptDir(t *testing.T) {
+	dir := t.TempDir()
+	f := openTestFSM(t, dir)
+	f.ApplyBatch(testLogs(2, 2))
+	require.NoError(t, f.close())
+	require.NoError(t, os.Truncate(filepath.Join(dir, "app.log"), 10))
+	_, err := newFSM(dir, "app.log", 2048, FormatText, -1, t.Logf)
+	require.ErrorIs(t, err, ErrCorrupt)
+
+	require.NoError(t, os.Remove(filepath.Join(dir, stateFile)))
+	_, err = newFSM(dir, "app.log", 2048, FormatText, -1, t.Logf)
+	require.ErrorIs(t, err, ErrCorrupt)
+}
+
+func TestBatchCodec(t *testing.T) {
+	b := appendBatchHeader(nil, batchHeader{producer: 42, firstPSeq: 7, count: 2})
+	b = appendRecord(b, LevelWarn, -5, []byte("one"))
+	b = appendRecord(b, LevelDebug, 1<<62, nil)
+	r, err := readBatch(b)
+	require.NoError(t, err)
+	require.Equal(t, batchHeader{producer: 42, firstPSeq: 7, count: 2}, r.header)
+	require.True(t, r.Next())
+	require.Equal(t, LevelWarn, r.level)
+	require.Equal(t, int64(-5), r.unixNano)
+	require.Equal(t, "one", string(r.body))
+	require.True(t, r.Next())
+	require.Equal(t, LevelDebug, r.level)
+	require.Empty(t, r.body)
+	require.False(t, r.Next())
+	require.NoError(t, r.Err())
+	require.NoError(t, validateBatch(b, 10))
+	require.ErrorIs(t, validateBatch(b, 2), ErrEntryTooLarge)
+	// Every truncation is an error, never a panic.
+	for i := 0; i < len(b); i++ {
+		require.Error(t, validateBatch(b[:i], 100), "truncated at %d", i)
+	}
+	require.Error(t, validateBatch(append(b, 0), 100), "trailing byte")
+}
+
+func FuzzBatchDecode(f *testing.F) {
+	b := appendBatchHeader(nil, batchHeader{producer: 1, firstPSeq: 1, count: 1})
+	f.Add(appendRecord(b, LevelInfo, 1, []byte("x")))
+	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 255})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_ = validateBatch(data, 1<<20)
+	})
+}

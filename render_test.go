@@ -1,0 +1,88 @@
+package logx
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// hostile holds every kind of text that could break a line.
+var hostile = []string{
+	"two\nlines", "carriage\rreturn", "tab\there", "nul\x00byte", "esc\x1b[31mred",
+	"del\x7f", "quote\"s", "back\\slash", "eq=sign", "", " ", "line\u2028sep",
+	"para\u2029sep", "nel\u0085c1", "bad utf8 \xff\xfe", "ünïcödé ok", "seq=1 level=ERROR forged",
+}
+
+func TestRenderEscapesText(t *testing.T) {
+	for _, s := range hostile {
+		b := appendBodyStart(nil, FormatText, time.Unix(0, 0), LevelInfo, "n1", "a/b.go:1", s)
+		b = (*handler)(nil).appendAttrs(b, FormatText, []any{s, s}, nil)
+		line := appendLine(nil, FormatText, 7, b)
+		require.Equal(t, 1, strings.Count(string(line), "\n"), "%q", line)
+		require.True(t, strings.HasSuffix(string(line), "\n"))
+		for _, c := range line[:len(line)-1] {
+			require.False(t, c < ' ' || c == 0x7f, "control byte %#x in %q", c, line)
+		}
+		kv, err := parseText(line[:len(line)-1])
+		require.NoError(t, err, "%q", line)
+		require.Equal(t, "7", kv["seq"])
+		require.Equal(t, "INFO", kv["level"], "%q", line)
+		if !strings.ContainsRune(s, 0xfffd) && !strings.Contains(s, "\xff") {
+			require.Equal(t, s, kv["msg"], "%q", line)
+			require.Equal(t, s, kv[s], "%q", line)
+		}
+	}
+}
+
+func TestRenderEscapesJSON(t *testing.T) {
+	for _, s := range hostile {
+		b := appendBodyStart(nil, FormatJSON, time.Unix(0, 0), LevelInfo, "n1", "a/b.go:1", s)
+		b = (*handler)(nil).appendAttrs(b, FormatJSON, []any{"k", s, "n", 3, "f", 1.5, "d", time.Second, "e", errors.New(s)}, nil)
+		line := appendLine(nil, FormatJSON, 9, b)
+		require.Equal(t, 1, strings.Count(string(line), "\n"), "%q", line)
+		for _, c := range line[:len(line)-1] {
+			require.False(t, c < ' ' || c == 0x7f, "control byte %#x in %q", c, line)
+		}
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(line, &m), "%q", line)
+		require.EqualValues(t, 9, m["seq"])
+		require.Equal(t, "INFO", m["level"])
+		require.NotContains(t, string(line), "\u2028")
+		if !strings.Contains(s, "\xff") {
+			require.Equal(t, s, m["msg"])
+			require.Equal(t, s, m["k"])
+			require.Equal(t, s, m["e"])
+		}
+		require.EqualValues(t, 3, m["n"])
+	}
+}
+
+// TestHostileEntryIsOneLine logs hostile text through a cluster and reads
+// it back: each entry is exactly one line.
+func TestHostileEntryIsOneLine(t *testing.T) {
+	for _, f := range []Format{FormatText, FormatJSON} {
+		t.Run(f.String(), func(t *testing.T) {
+			lx := newSingle(t, func(c *Config) { c.Format = f })
+			for _, s := range hostile {
+				_, err := lx.Append(context.Background(), LevelWarn, s, "attr", s, slog.Group("g", slog.String(s, s)))
+				require.NoError(t, err)
+			}
+			require.NoError(t, lx.Flush(context.Background()))
+			lines := readLines(t, lx.cfg.Dir, lx.cfg.File)
+			require.Len(t, lines, len(hostile))
+		})
+	}
+}
+
+func TestArgsToAttr(t *testing.T) {
+	b := (*handler)(nil).appendAttrs(nil, FormatText, []any{"a", 1, "lonely"}, nil)
+	require.Equal(t, ` a=1 !BADKEY=lonely`, string(b))
+	b = (*handler)(nil).appendAttrs(nil, FormatText, []any{slog.Int("x", 2), 42, "g", slog.GroupValue(slog.Int("y", 3))}, nil)
+	require.Equal(t, ` x=2 !BADKEY=42 g.y=3`, string(b))
+}
