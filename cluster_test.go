@@ -19,7 +19,7 @@ import (
 
 // testCluster is n nodes in this process over real TCP on 127.0.0.1.
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	cfgs  []Config
 	nodes []*Logx // nil while a node is down
 }
@@ -64,7 +64,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func newTestCluster(t *testing.T, n int, tweak func(*Config)) *testCluster {
+func newTestCluster(t testing.TB, n int, tweak func(*Config)) *testCluster {
 	t.Helper()
 	addrs := freeAddrs(t, n)
 	base := t.TempDir()

@@ -129,6 +129,7 @@ func (lx *Logx) commit(ents []*entry) (kept []*entry, idx, first uint64, err err
 	var batch []byte
 	backoff := 2 * time.Millisecond
 	sent := false // a request may have reached a leader: a failure is then ambiguous
+	var lastLog time.Time
 	for {
 		maybeSent := false
 		leader, local := lx.route()
@@ -163,6 +164,10 @@ func (lx *Logx) commit(ents []*entry) (kept []*entry, idx, first uint64, err err
 			return ents, 0, 0, err
 		}
 		lx.stats.retries.Add(1)
+		if time.Since(lastLog) >= retryLogEvery {
+			lx.logf("logx: committing a batch of %d entries: %v; retrying", len(ents), err)
+			lastLog = time.Now()
+		}
 		select {
 		case <-lx.abort:
 			if batch == nil {
@@ -179,6 +184,9 @@ func (lx *Logx) commit(ents []*entry) (kept []*entry, idx, first uint64, err err
 		}
 	}
 }
+
+// retryLogEvery limits how often a failing batch is reported.
+const retryLogEvery = 5 * time.Second
 
 // claim marks the entries as sent, dropping those their callers withdrew.
 func claim(ents []*entry) []*entry {

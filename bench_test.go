@@ -1,0 +1,149 @@
+package logx
+
+import (
+	"bufio"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Benchmarks. Run them on a quiet machine:
+//
+//	go test -run '^$' -bench . -benchtime 200000x -count 5 .
+//
+// Each reports entries/s; the cluster benchmarks count an entry once it is
+// in the files of all three nodes, with the Raft log fsynced (raft-wal syncs
+// every append). BenchmarkBaselineSlogFile is what a non-replicated logger
+// costs on the same machine: compare the two in one run.
+
+// benchMsg is a 100-byte message.
+var benchMsg = strings.Repeat("0123456789", 10)
+
+// BenchmarkBaselineSlogFile is log/slog's JSON handler writing to a
+// buffered local file, from as many goroutines as there are CPUs.
+func BenchmarkBaselineSlogFile(b *testing.B) {
+	f, err := os.Create(filepath.Join(b.TempDir(), "slog.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 256<<10)
+	log := slog.New(slog.NewJSONHandler(w, nil))
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			log.Info(benchMsg, "i", i)
+			i++
+		}
+	})
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "entries/s")
+}
+
+// benchCluster starts a quiet 3-node cluster for a benchmark.
+func benchCluster(b *testing.B) *testCluster {
+	b.Helper()
+	b.StopTimer()
+	c := newTestCluster(b, 3, func(cfg *Config) {
+		cfg.ElectionTimeout = time.Second
+		cfg.LogOutput = quietWriter{}
+	})
+	b.StartTimer()
+	return c
+}
+
+// quietWriter drops diagnostics (elections at start-up) from benchmark output.
+type quietWriter struct{}
+
+func (quietWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// waitAllWritten waits until every node's files hold n more entries than
+// before.
+func (c *testCluster) waitAllWritten(b *testing.B, base, n uint64) {
+	b.Helper()
+	c.flushAll()
+	c.waitSameSeq(base + n)
+}
+
+// BenchmarkClusterAsync: fire-and-forget Info from 4 goroutines on each of
+// the 3 nodes; the clock stops when every node's files hold every entry.
+func BenchmarkClusterAsync(b *testing.B) {
+	c := benchCluster(b)
+	const perNode = 4
+	base := c.nodes[0].Stats().Seq
+	var next atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, lx := range c.nodes {
+		for g := 0; g < perNode; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
+					lx.Info(benchMsg, "i", i)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	c.waitAllWritten(b, base, uint64(b.N))
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "entries/s")
+}
+
+// BenchmarkClusterAppend64: 64 concurrent callers of Append, spread over the
+// 3 nodes; each call returns after commit. Reports throughput and the
+// median and 99th percentile latency of one Append.
+func BenchmarkClusterAppend64(b *testing.B) {
+	benchAppend(b, 64)
+}
+
+// BenchmarkClusterAppend1: one caller of Append on a follower.
+func BenchmarkClusterAppend1(b *testing.B) {
+	benchAppend(b, 1)
+}
+
+func benchAppend(b *testing.B, callers int) {
+	c := benchCluster(b)
+	base := c.nodes[0].Stats().Seq
+	ctx := context.Background()
+	var next atomic.Int64
+	lat := make([][]time.Duration, callers)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for g := 0; g < callers; g++ {
+		lx := c.nodes[(g+1)%3] // with one caller, a follower or the leader
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
+				t0 := time.Now()
+				if _, err := lx.Append(ctx, LevelInfo, benchMsg, "i", i); err != nil {
+					b.Error(err)
+					return
+				}
+				lat[g] = append(lat[g], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	c.waitAllWritten(b, base, uint64(b.N))
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	if len(all) > 0 {
+		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "entries/s")
+}
