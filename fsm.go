@@ -55,6 +55,14 @@ func newFSM(dir, file string, maxSize int64, format Format, stateInterval time.D
 	if err != nil {
 		return nil, err
 	}
+	if !have {
+		// A new directory: checkpoint the empty state before the first line,
+		// so a crash before the first real checkpoint is recoverable.
+		if err := writeState(dir, &st); err != nil {
+			seg.close()
+			return nil, err
+		}
+	}
 	f := &fsm{dir: dir, format: format, stateInterval: stateInterval, logf: logf, st: st, seg: seg,
 		lastPersist: time.Now(), notify: make(chan struct{})}
 	f.applied.Store(st.Index)
