@@ -306,6 +306,26 @@ func (c *procCluster) verify(nodes ...int) (entries int, acked int) {
 	return len(lines), len(acks)
 }
 
+// waitConverged waits until every node, its writers done, has written the
+// same last sequence number: stopping one earlier could take away the
+// quorum a lagging node needs to learn the last commits.
+func (c *procCluster) waitConverged() {
+	c.t.Helper()
+	var seqs []uint64
+	ok := waitFor(60*time.Second, func() bool {
+		seqs = seqs[:0]
+		for i := range c.addrs {
+			s := c.status(i)
+			if !s.done {
+				return false
+			}
+			seqs = append(seqs, s.seq)
+		}
+		return seqs[0] > 0 && seqs[0] == seqs[1] && seqs[1] == seqs[2]
+	})
+	require.True(c.t, ok, "nodes did not converge: %v", seqs)
+}
+
 func (c *procCluster) leader() int {
 	for i := range c.addrs {
 		if c.procs[i] != nil && c.status(i).state == "Leader" {
@@ -355,6 +375,7 @@ func TestCrashFollowerSIGKILL(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		c.waitStatus(i, "writers done", func(s procStatus) bool { return s.done })
 	}
+	c.waitConverged()
 	for i := 0; i < 3; i++ {
 		c.stop(i)
 	}
@@ -401,6 +422,7 @@ func TestLeaderLossSIGKILL(t *testing.T) {
 	// The old leader comes back without writers and catches up.
 	c.start(leader, 0)
 	c.waitStatus(leader, "catch-up", func(s procStatus) bool { return s.seq >= final && s.done })
+	c.waitConverged()
 	for i := 0; i < 3; i++ {
 		c.stop(i)
 	}
