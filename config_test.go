@@ -3,6 +3,7 @@ package logx
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -138,4 +139,56 @@ func TestAppendContext(t *testing.T) {
 	_, err = lx.Append(ctx, LevelInfo, "never")
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.NotErrorIs(t, err, ErrOutcomeUnknown)
+}
+
+// TestQueueBounded: with no leader, the queue fills up to QueueSize and no
+// further; by default a caller then blocks (until Close), and with
+// DropWhenFull it drops and counts instead.
+func TestQueueBounded(t *testing.T) {
+	leaderless := func(t *testing.T, drop bool) *Logx {
+		addrs := freeAddrs(t, 3)
+		cfg := testConfig(t, 0, addrs, filepath.Join(t.TempDir(), "n1"))
+		cfg.QueueSize = 8
+		cfg.DropWhenFull = drop
+		cfg.CloseTimeout = 100 * time.Millisecond
+		lx, err := New(cfg)
+		require.NoError(t, err)
+		return lx
+	}
+	t.Run("block", func(t *testing.T) {
+		lx := leaderless(t, false)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; i < 100; i++ {
+				lx.Info("blocked", "i", i)
+			}
+		}()
+		// The producer holds one batch; the queue fills behind it.
+		require.True(t, waitFor(10*time.Second, func() bool { return lx.Stats().QueueLen == 8 }))
+		select {
+		case <-done:
+			t.Fatal("Info did not block on a full queue")
+		default:
+		}
+		require.LessOrEqual(t, lx.Stats().Enqueued, uint64(8+4096))
+		lx.Close()
+		<-done // Close releases the blocked caller
+		st := lx.Stats()
+		require.Zero(t, st.Dropped)
+		require.Positive(t, st.AsyncErrors)
+	})
+	t.Run("drop", func(t *testing.T) {
+		lx := leaderless(t, true)
+		defer lx.Close()
+		for i := 0; i < 100; i++ {
+			lx.Info("dropped", "i", i)
+		}
+		st := lx.Stats()
+		require.Equal(t, uint64(100), st.Enqueued+st.Dropped)
+		require.Positive(t, st.Dropped)
+		require.LessOrEqual(t, st.QueueLen, 8)
+		err := lx.Handler().Handle(context.Background(), slog.NewRecord(time.Now(), LevelInfo, "x", 0))
+		require.ErrorIs(t, err, ErrQueueFull)
+	})
 }

@@ -2,7 +2,6 @@ package logx
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -140,10 +139,13 @@ func TestAcceptance(t *testing.T) {
 	for k, i := range last {
 		require.Equal(t, perNode/goroutines-1, i, "goroutine %v", k)
 	}
+	var forwarded uint64
 	for _, lx := range c.nodes {
 		st := lx.Stats()
 		require.Zero(t, st.Failed)
 		require.Zero(t, st.AsyncErrors)
+		require.Equal(t, uint64(perNode), st.Committed)
+		forwarded += st.Forwarded
 	}
-	_ = context.Background
+	require.Positive(t, forwarded, "followers forward their batches")
 }
