@@ -3,6 +3,7 @@ package logx
 import (
 	"bufio"
 	"context"
+	"flag"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -22,6 +23,12 @@ import (
 // in the files of all three nodes, with the Raft log fsynced (raft-wal syncs
 // every append). BenchmarkBaselineSlogFile is what a non-replicated logger
 // costs on the same machine: compare the two in one run.
+
+// Knobs for comparing settings, e.g. -args -bench.checkpoint 1h.
+var (
+	benchCheckpoint   = flag.Duration("bench.checkpoint", 0, "Config.CheckpointInterval for cluster benchmarks (0: default)")
+	benchBatchEntries = flag.Int("bench.batch-entries", 0, "Config.MaxBatchEntries for cluster benchmarks (0: default)")
+)
 
 // benchMsg is a 100-byte message.
 var benchMsg = strings.Repeat("0123456789", 10)
@@ -58,6 +65,11 @@ func benchCluster(b *testing.B) *testCluster {
 	c := newTestCluster(b, 3, func(cfg *Config) {
 		cfg.ElectionTimeout = time.Second
 		cfg.LogOutput = quietWriter{}
+		cfg.CheckpointInterval = *benchCheckpoint
+		if *benchBatchEntries > 0 {
+			cfg.MaxBatchEntries = *benchBatchEntries
+			cfg.MaxBatchBytes = max(cfg.MaxBatchBytes, 1<<20, *benchBatchEntries*256)
+		}
 	})
 	b.StartTimer()
 	return c

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs the benchmarks behind docs/benchmarks.md, 5 times each, and prints
+# medians with benchstat. Run it on a quiet machine: nothing else heavy.
+#   bash scripts/bench.sh [outdir]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-$(mktemp -d)}
+mkdir -p "$out"
+count=${COUNT:-5}
+echo "raw results in $out"
+# The slog baseline and async Info in one invocation, so their ratio is
+# measured on the same machine state.
+go test -run '^$' -bench 'BaselineSlogFile|ClusterAsync' -benchtime 200000x -count "$count" . | tee "$out/async.txt"
+go test -run '^$' -bench 'ClusterAppend64' -benchtime 50000x -count "$count" . | tee "$out/append64.txt"
+go test -run '^$' -bench 'ClusterAppend1$' -benchtime 3000x -count "$count" . | tee "$out/append1.txt"
+benchstat=(go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da)
+cat "$out/async.txt" "$out/append64.txt" "$out/append1.txt" > "$out/all.txt"
+"${benchstat[@]}" "$out/all.txt"
