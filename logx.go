@@ -154,11 +154,11 @@ func New(cfg Config) (_ *Logx, err error) {
 		maxFrame: cfg.MaxBatchBytes + recordSize(cfg.MaxEntrySize) + batchHeaderMax,
 	}
 	lx.fwd.lx = lx
-	if lv, ok := cfg.Level.(*slog.LevelVar); ok {
+	if lv, ok := cfg.Level.(*slog.LevelVar); ok && lv != nil {
 		lx.level = lv
 	} else {
 		lx.level = new(slog.LevelVar)
-		if cfg.Level != nil {
+		if cfg.Level != nil && !ok {
 			lx.level.Set(cfg.Level.Level())
 		}
 	}
