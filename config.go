@@ -104,6 +104,10 @@ type Config struct {
 	// LogOutput receives Raft's own messages (at WARN and above) and logx's
 	// diagnostics; never the replicated log. Defaults to os.Stderr.
 	LogOutput io.Writer `json:"-" yaml:"-"`
+
+	// walSegmentSize overrides raft-wal's segment size (64 MiB) in tests:
+	// raft-wal only drops whole segments when Raft compacts its log.
+	walSegmentSize int
 }
 
 // DefaultConfig returns a Config with every default filled in and the

@@ -2,8 +2,10 @@ package logx
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,13 +18,17 @@ import (
 // fields below mu are read by other goroutines.
 type fsm struct {
 	dir           string
+	file          string
+	maxSize       int64
 	format        Format
 	stateInterval time.Duration
 	logf          func(format string, args ...any)
 
+	fetcher fetcher // copies file ranges from peers (catch-up)
+
 	// Owned by the apply goroutine.
 	st          applyState
-	seg         *segmentWriter
+	seg         *segmentWriter // nil while a catch-up is unfinished
 	lastPersist time.Time
 	failed      error // sticky: a write failed; nothing more is applied
 
@@ -33,6 +39,8 @@ type fsm struct {
 	bytes    atomic.Uint64 // bytes written since start
 	dups     atomic.Uint64 // repeated entries dropped
 	rotated  atomic.Uint64
+	catchUps atomic.Uint64
+	segPtr   atomic.Pointer[segmentWriter] // seg, for the fetch server
 	mu       sync.Mutex
 	notify   chan struct{} // closed and replaced after every apply
 	failedMu sync.Mutex
@@ -51,10 +59,22 @@ func newFSM(dir, file string, maxSize int64, format Format, stateInterval time.D
 	if err != nil {
 		return nil, err
 	}
+	f := &fsm{dir: dir, file: file, maxSize: maxSize, format: format, stateInterval: stateInterval, logf: logf, st: st,
+		lastPersist: time.Now(), notify: make(chan struct{})}
+	f.applied.Store(st.Index)
+	f.seq.Store(st.Seq)
+	if st.CatchingUp {
+		// An interrupted catch-up: Raft restores its stored snapshot at
+		// start-up, and Restore finishes the copy.
+		logf("logx: %s: a catch-up from peers was interrupted; it resumes when Raft restores its snapshot", dir)
+		return f, nil
+	}
 	seg, err := openSegments(dir, file, maxSize, st, have)
 	if err != nil {
 		return nil, err
 	}
+	f.seg = seg
+	f.segPtr.Store(seg)
 	if !have {
 		// A new directory: checkpoint the empty state before the first line,
 		// so a crash before the first real checkpoint is recoverable.
@@ -63,10 +83,6 @@ func newFSM(dir, file string, maxSize int64, format Format, stateInterval time.D
 			return nil, err
 		}
 	}
-	f := &fsm{dir: dir, format: format, stateInterval: stateInterval, logf: logf, st: st, seg: seg,
-		lastPersist: time.Now(), notify: make(chan struct{})}
-	f.applied.Store(st.Index)
-	f.seq.Store(st.Seq)
 	return f, nil
 }
 
@@ -78,6 +94,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 // ApplyBatch implements raft.BatchingFSM: one write for all the logs.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	res := make([]any, len(logs))
+	if f.seg == nil && f.failed == nil {
+		f.fail(res, fmt.Errorf("%w: the files are incomplete (an interrupted catch-up) and Raft has no snapshot to finish it", ErrCorrupt))
+	}
 	if f.failed != nil {
 		for i := range res {
 			res[i] = applyResult{err: f.failed}
@@ -162,7 +181,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 // fail makes a write error sticky: the node stops applying, so its files
 // stay a clean prefix of the log.
 func (f *fsm) fail(res []any, err error) []any {
-	err = fmt.Errorf("logx: writing %s: %w", f.seg.name, err)
+	err = fmt.Errorf("logx: writing %s: %w", f.file, err)
 	f.failed = err
 	f.failedMu.Lock()
 	f.failErr = err
@@ -187,6 +206,9 @@ func (f *fsm) persist() error {
 	if f.failed != nil {
 		return f.failed
 	}
+	if f.seg == nil {
+		return errors.New("logx: files are being caught up")
+	}
 	if err := f.seg.flush(); err != nil {
 		return err
 	}
@@ -198,6 +220,7 @@ func (f *fsm) persist() error {
 		f.st.ActiveFirst = f.st.Seq + 1
 	}
 	f.st.ActiveSize = f.seg.size
+	f.st.Rotated = slices.Clone(f.seg.rotated)
 	if err := writeState(f.dir, &f.st); err != nil {
 		return err
 	}
@@ -226,17 +249,13 @@ func (f *fsm) waitApplied(done <-chan struct{}, idx uint64) error {
 }
 
 // manifest is the snapshot: small, it describes the files rather than
-// holding them.
+// holding them: each file's name, first sequence number, size and sha256 as
+// of Index. The active file is last.
 type manifest struct {
 	Index     uint64                    `json:"index"`
 	Seq       uint64                    `json:"seq"`
 	Producers map[uint64]*producerState `json:"producers"`
-	Files     []manifestFile            `json:"files"`
-}
-
-type manifestFile struct {
-	Name string `json:"name"`
-	Size int64  `json:"size"`
+	Files     []fileState               `json:"files"`
 }
 
 // Snapshot implements raft.FSM. It checkpoints the files first, so Raft only
@@ -253,19 +272,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		c := *v
 		m.Producers[k] = &c
 	}
-	names, err := LogFiles(f.dir, f.seg.name)
-	if err != nil {
-		return nil, err
-	}
-	for _, n := range names {
-		size := f.seg.size
-		if n != f.seg.name {
-			if size, err = fileSize(f.dir, n); err != nil {
-				return nil, err
-			}
-		}
-		m.Files = append(m.Files, manifestFile{Name: n, Size: size})
-	}
+	m.Files = append(slices.Clone(f.seg.rotated), f.seg.active())
 	return m, nil
 }
 
@@ -283,25 +290,33 @@ func (m *manifest) Release() {}
 
 // Restore implements raft.FSM. At start-up Raft restores the newest local
 // snapshot; the files are at least as new (Snapshot checkpoints them first),
-// so there is nothing to do. A snapshot from the leader that is newer than
-// the files means this node missed entries Raft no longer holds: copying
-// them from a peer is catch-up's job.
+// so there is nothing to do, unless a catch-up was interrupted. A snapshot
+// from the leader that is newer than the files means this node missed
+// entries Raft no longer holds: catchUp copies them from a peer.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	var m manifest
 	if err := json.NewDecoder(rc).Decode(&m); err != nil {
 		return fmt.Errorf("logx: reading snapshot: %w", err)
 	}
-	if m.Index <= f.st.Index {
+	if m.Index <= f.st.Index && !f.st.CatchingUp {
 		return nil
 	}
-	err := fmt.Errorf("%w: snapshot at Raft index %d is ahead of the local files (index %d); the entries in between are no longer in the Raft log", ErrCatchUpNeeded, m.Index, f.st.Index)
-	f.logf("logx: %v", err)
-	return err
+	if f.failed != nil {
+		return f.failed
+	}
+	if err := f.catchUp(&m); err != nil {
+		f.logf("logx: catch-up to Raft index %d failed (Raft retries): %v", m.Index, err)
+		return err
+	}
+	return nil
 }
 
 // close checkpoints and closes the files. Raft must have stopped.
 func (f *fsm) close() error {
+	if f.seg == nil {
+		return nil
+	}
 	err := f.persist()
 	if cerr := f.seg.close(); err == nil {
 		err = cerr

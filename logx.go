@@ -49,11 +49,6 @@ var (
 	// ErrLocked is returned by New when another Logx holds Dir.
 	ErrLocked = errors.New("logx: data directory is in use")
 
-	// ErrCatchUpNeeded is reported (Stats.WriteError, LogOutput) when this
-	// node missed entries that Raft has compacted away; copying them from a
-	// peer is not implemented yet.
-	ErrCatchUpNeeded = errors.New("logx: node is behind the leader's snapshot")
-
 	errClosed      = net.ErrClosed
 	errReplayed    = errors.New("logx: replayed entry")
 	errWaitAborted = errors.New("logx: wait aborted")
@@ -80,6 +75,7 @@ type Logx struct {
 	wal       *wal.WAL
 	meta      *metadb.BoltMetaDB
 	raft      *raft.Raft
+	raftPtr   atomic.Pointer[raft.Raft] // raft, for the apply goroutine (set after NewRaft)
 	transport *raft.NetworkTransport
 	mux       *mux
 	fwd       forwarder
@@ -104,6 +100,7 @@ type counters struct {
 	committed, failed            atomic.Uint64
 	batches, forwarded, retries  atomic.Uint64
 	forwardErrors, asyncRejected atomic.Uint64
+	fetched, fetchServed         atomic.Uint64
 }
 
 // entry is one queued call: a log entry, or a Flush marker.
@@ -188,7 +185,12 @@ func New(cfg Config) (_ *Logx, err error) {
 	if lx.fsm, err = newFSM(cfg.Dir, cfg.File, cfg.MaxSize, cfg.Format, cfg.CheckpointInterval, lx.logf); err != nil {
 		return nil, fmt.Errorf("logx: opening log files: %w", err)
 	}
-	undo = append(undo, func() { _ = lx.fsm.seg.close() })
+	lx.fsm.fetcher = lx
+	undo = append(undo, func() {
+		if lx.fsm.seg != nil {
+			_ = lx.fsm.seg.close()
+		}
+	})
 
 	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: cfg.LogOutput})
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "raft"), 0o755); err != nil {
@@ -198,7 +200,12 @@ func New(cfg Config) (_ *Logx, err error) {
 	// owns the DB and closes it after the WAL.
 	lx.meta = &metadb.BoltMetaDB{}
 	undo = append(undo, func() { _ = lx.meta.Close() })
-	if lx.wal, err = wal.Open(filepath.Join(cfg.Dir, "raft"), wal.WithLogger(hl.Named("wal")), wal.WithMetaStore(lx.meta)); err != nil {
+	segSize := wal.DefaultSegmentSize
+	if cfg.walSegmentSize > 0 {
+		segSize = cfg.walSegmentSize
+	}
+	if lx.wal, err = wal.Open(filepath.Join(cfg.Dir, "raft"), wal.WithLogger(hl.Named("wal")),
+		wal.WithMetaStore(lx.meta), wal.WithSegmentSize(segSize)); err != nil {
 		return nil, fmt.Errorf("logx: opening Raft log: %w", err)
 	}
 	undo = append(undo, func() { _ = lx.wal.Close() })
@@ -213,6 +220,7 @@ func New(cfg Config) (_ *Logx, err error) {
 	}
 	lx.mux = newMux(ln)
 	lx.mux.forward = lx.serveForward
+	lx.mux.fetch = lx.serveFetch
 	undo = append(undo, lx.mux.close)
 	lx.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  raftLayer{m: lx.mux},
@@ -244,6 +252,7 @@ func New(cfg Config) (_ *Logx, err error) {
 	if lx.raft, err = raft.NewRaft(rc, lx.fsm, store, lx.wal, snaps, lx.transport); err != nil {
 		return nil, fmt.Errorf("logx: starting Raft: %w", err)
 	}
+	lx.raftPtr.Store(lx.raft)
 	undo = append(undo, func() { _ = lx.raft.Shutdown().Error() })
 	if !existing {
 		var servers []raft.Server

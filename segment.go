@@ -1,15 +1,20 @@
 package logx
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // Segment files. The active file has the configured name (app.log); when the
@@ -42,6 +47,21 @@ type applyState struct {
 	ActiveFirst uint64                    `json:"active_first"` // first sequence number of the active file
 	ActiveSize  int64                     `json:"active_size"`  // bytes of the active file covered
 	Producers   map[uint64]*producerState `json:"producers"`
+	Rotated     []fileState               `json:"rotated"` // rotated files, oldest first
+
+	// CatchingUp is set while files are being copied from a peer (catchup.go):
+	// they are then not a prefix of the log the rest of the state describes,
+	// and only finishing the copy makes them consistent again.
+	CatchingUp bool `json:"catching_up,omitempty"`
+}
+
+// fileState describes a log file: its first sequence number, size and the
+// sha256 of its bytes.
+type fileState struct {
+	Name   string `json:"name"`
+	First  uint64 `json:"first"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
 }
 
 func newApplyState() applyState {
@@ -56,12 +76,15 @@ type segmentWriter struct {
 	ext     string
 	maxSize int64
 
-	f     *os.File
-	first uint64 // first sequence number of the active file
-	size  int64
-	buf   []byte // lines not yet written
+	f       *os.File
+	first   uint64 // first sequence number of the active file
+	size    int64
+	buf     []byte      // lines not yet written
+	hash    hash.Hash   // sha256 of the active file's bytes
+	rotated []fileState // rotated files, oldest first
 
-	rotations uint64
+	rotations   uint64
+	activeFirst atomic.Uint64 // first, for readers on other goroutines
 }
 
 func splitName(name string) (stem, ext string) {
@@ -116,8 +139,10 @@ func LogFiles(dir, name string) ([]string, error) {
 // openSegments recovers the files of dir to the checkpoint st and opens the
 // active file for appending.
 func openSegments(dir, name string, maxSize int64, st applyState, haveState bool) (*segmentWriter, error) {
-	w := &segmentWriter{dir: dir, name: name, maxSize: maxSize, first: st.ActiveFirst, size: st.ActiveSize}
+	w := &segmentWriter{dir: dir, name: name, maxSize: maxSize, first: st.ActiveFirst, size: st.ActiveSize,
+		hash: sha256.New(), rotated: slices.Clone(st.Rotated)}
 	w.stem, w.ext = splitName(name)
+	w.activeFirst.Store(w.first)
 	active := filepath.Join(dir, name)
 
 	ents, err := os.ReadDir(dir)
@@ -176,6 +201,11 @@ func openSegments(dir, name string, maxSize int64, st applyState, haveState bool
 			return nil, err
 		}
 	}
+	// Resume the active file's checksum.
+	if _, err := io.Copy(w.hash, io.NewSectionReader(f, 0, st.ActiveSize)); err != nil {
+		f.Close()
+		return nil, err
+	}
 	if _, err := f.Seek(st.ActiveSize, io.SeekStart); err != nil {
 		f.Close()
 		return nil, err
@@ -198,6 +228,7 @@ func (w *segmentWriter) add(seq uint64, line []byte) error {
 	}
 	if w.size == 0 {
 		w.first = seq
+		w.activeFirst.Store(seq)
 	}
 	w.buf = append(w.buf, line...)
 	w.size += int64(len(line))
@@ -210,8 +241,14 @@ func (w *segmentWriter) flush() error {
 		return nil
 	}
 	_, err := w.f.Write(w.buf)
+	w.hash.Write(w.buf)
 	w.buf = w.buf[:0]
 	return err
+}
+
+// active describes the active file as written so far (after flush).
+func (w *segmentWriter) active() fileState {
+	return fileState{Name: w.name, First: w.first, Size: w.size, SHA256: hex.EncodeToString(w.hash.Sum(nil))}
 }
 
 // rotate closes the active file under its rotated name and starts a new one
@@ -227,16 +264,21 @@ func (w *segmentWriter) rotate(next uint64) error {
 		return err
 	}
 	active := filepath.Join(w.dir, w.name)
-	if err := os.Rename(active, filepath.Join(w.dir, w.segmentName(w.first))); err != nil {
+	done := w.active()
+	done.Name = w.segmentName(w.first)
+	if err := os.Rename(active, filepath.Join(w.dir, done.Name)); err != nil {
 		return err
 	}
+	w.rotated = append(w.rotated, done)
 	f, err := os.OpenFile(active, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
 	}
 	w.f = f
 	w.first = next
+	w.activeFirst.Store(next)
 	w.size = 0
+	w.hash.Reset()
 	w.rotations++
 	return syncDir(w.dir)
 }

@@ -1,10 +1,5 @@
 package logx
 
-import (
-	"os"
-	"path/filepath"
-)
-
 // Stats is a snapshot of a node's state and counters.
 type Stats struct {
 	NodeID string `json:"node_id"`
@@ -39,6 +34,10 @@ type Stats struct {
 	Duplicates     uint64 `json:"duplicates"` // repeated entries dropped at apply
 	Rotations      uint64 `json:"rotations"`  // rotations since start
 
+	CatchUps     uint64 `json:"catch_ups"`     // snapshots installed by copying files from peers
+	FetchedBytes uint64 `json:"fetched_bytes"` // bytes copied from peers by catch-up
+	ServedBytes  uint64 `json:"served_bytes"`  // bytes this node served to catching-up peers
+
 	// WriteError is the error that stopped this node's apply, if any.
 	WriteError string `json:"write_error,omitempty"`
 }
@@ -69,6 +68,9 @@ func (lx *Logx) Stats() Stats {
 		BytesWritten:   lx.fsm.bytes.Load(),
 		Duplicates:     lx.fsm.dups.Load(),
 		Rotations:      lx.fsm.rotated.Load(),
+		CatchUps:       lx.fsm.catchUps.Load(),
+		FetchedBytes:   lx.stats.fetched.Load(),
+		ServedBytes:    lx.stats.fetchServed.Load(),
 	}
 	addr, _ := lx.raft.LeaderWithID()
 	s.Leader = string(addr)
@@ -81,11 +83,3 @@ func (lx *Logx) Stats() Stats {
 // Files returns the names of this node's log files in log order: rotated
 // files first, the active file last.
 func (lx *Logx) Files() ([]string, error) { return LogFiles(lx.cfg.Dir, lx.cfg.File) }
-
-func fileSize(dir, name string) (int64, error) {
-	fi, err := os.Stat(filepath.Join(dir, name))
-	if err != nil {
-		return 0, err
-	}
-	return fi.Size(), nil
-}

@@ -14,6 +14,7 @@ import (
 const (
 	protoRaft    byte = 1 // hashicorp/raft's NetworkTransport
 	protoForward byte = 2 // follower → leader batches (forward.go)
+	protoFetch   byte = 3 // file ranges for catch-up (catchup.go)
 )
 
 // headerTimeout bounds how long a new connection may take to send its first
@@ -26,6 +27,7 @@ const headerTimeout = 10 * time.Second
 type mux struct {
 	ln      net.Listener
 	forward func(net.Conn) // serves a forwarding connection; runs on its own goroutine
+	fetch   func(net.Conn) // serves a fetch connection
 	raftCh  chan net.Conn
 	done    chan struct{}
 	wg      sync.WaitGroup
@@ -100,6 +102,9 @@ func (m *mux) dispatch(c net.Conn) {
 		}
 	case protoForward:
 		m.forward(c)
+		m.closeConn(c)
+	case protoFetch:
+		m.fetch(c)
 		m.closeConn(c)
 	default:
 		m.closeConn(c)

@@ -1,0 +1,368 @@
+package logx
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Catch-up: a node that missed entries Raft no longer holds receives the
+// leader's snapshot, a manifest of the files (name, first sequence number,
+// size and sha256 of each, as of the snapshot's index). Restore keeps the
+// local files that match, copies the missing byte ranges (the tails) from a
+// peer over the node's address, verifies every file against the manifest,
+// and resumes where it stopped if it is interrupted: files being copied are
+// kept under staging names (.catchup-<first>) and state.json says a copy is
+// under way, so a restart finishes it from the snapshot Raft has stored.
+//
+// Fetch protocol (connection header protoFetch), one request at a time:
+//
+//	request:  uint64 first sequence number of the file, uint64 offset, uint64 length
+//	response: status byte; for fetchOK the length, then the bytes;
+//	          otherwise uint16 length and an error text
+const (
+	fetchOK    byte = 0
+	fetchError byte = 1
+)
+
+// fetchChunk is the most one request asks for: progress and resumption are
+// per chunk.
+const fetchChunk = 8 << 20
+
+// fetchIdleTimeout and fetchIOTimeout bound a fetch connection's silences.
+const (
+	fetchIdleTimeout = 5 * time.Minute
+	fetchIOTimeout   = 30 * time.Second
+)
+
+// serveFetch answers fetch requests on one connection.
+func (lx *Logx) serveFetch(c net.Conn) {
+	r := bufio.NewReader(c)
+	var req [24]byte
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(fetchIdleTimeout))
+		if _, err := io.ReadFull(r, req[:]); err != nil {
+			return
+		}
+		first := binary.BigEndian.Uint64(req[0:])
+		off := int64(binary.BigEndian.Uint64(req[8:]))
+		n := int64(binary.BigEndian.Uint64(req[16:]))
+		_ = c.SetWriteDeadline(time.Now().Add(fetchIOTimeout))
+		f, err := lx.fsm.openSegment(first)
+		if err == nil {
+			var fi os.FileInfo
+			if fi, err = f.Stat(); err == nil && (off < 0 || n < 0 || n > fetchChunk || off+n > fi.Size()) {
+				err = fmt.Errorf("bytes %d+%d of segment %d not held here (%d bytes)", off, n, first, fi.Size())
+			}
+		}
+		if err != nil {
+			msg := err.Error()
+			if len(msg) > 1000 {
+				msg = msg[:1000]
+			}
+			b := []byte{fetchError, 0, 0}
+			binary.BigEndian.PutUint16(b[1:], uint16(len(msg)))
+			if _, err := c.Write(append(b, msg...)); err != nil {
+				return
+			}
+			if f != nil {
+				f.Close()
+			}
+			continue
+		}
+		hdr := make([]byte, 9)
+		hdr[0] = fetchOK
+		binary.BigEndian.PutUint64(hdr[1:], uint64(n))
+		_, err = c.Write(hdr)
+		if err == nil {
+			_, err = io.Copy(c, io.NewSectionReader(f, off, n))
+		}
+		f.Close()
+		if err != nil {
+			return
+		}
+		lx.stats.fetchServed.Add(uint64(n))
+	}
+}
+
+// openSegment opens the log file whose first sequence number is first: a
+// rotated file, or the active file. A rotation can rename the active file
+// between the look-ups; the checks below make sure the file returned is the
+// one asked for.
+func (f *fsm) openSegment(first uint64) (*os.File, error) {
+	seg := f.segPtr.Load()
+	if seg == nil {
+		return nil, errors.New("files are being caught up")
+	}
+	rotated := filepath.Join(f.dir, seg.segmentName(first))
+	if fh, err := os.Open(rotated); err == nil {
+		return fh, nil
+	}
+	if seg.activeFirst.Load() != first {
+		return nil, fmt.Errorf("no segment starts at %d", first)
+	}
+	fh, err := os.Open(filepath.Join(f.dir, seg.name))
+	if err != nil {
+		return nil, err
+	}
+	if rf, err := os.Open(rotated); err == nil { // rotated meanwhile
+		fh.Close()
+		return rf, nil
+	}
+	if seg.activeFirst.Load() != first {
+		fh.Close()
+		return nil, fmt.Errorf("segment %d rotated away", first)
+	}
+	return fh, nil
+}
+
+// fetcher copies byte ranges from peers.
+type fetcher interface {
+	fetch(first uint64, off, n int64, w io.Writer) error
+}
+
+// fetch implements fetcher for a Logx: it asks the leader first, then the
+// other peers, each once per call.
+func (lx *Logx) fetch(first uint64, off, n int64, w io.Writer) error {
+	peers := lx.fetchPeers()
+	var errs []error
+	for _, p := range peers {
+		err := lx.fetchFrom(p, first, off, n, w)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", p, err))
+	}
+	return fmt.Errorf("logx: fetching %d bytes at %d of segment %d: %w", n, off, first, errors.Join(errs...))
+}
+
+// fetchPeers lists the peers to fetch from, the leader first. It does not
+// ask Raft for its configuration: Restore runs while Raft waits for it.
+func (lx *Logx) fetchPeers() []string {
+	leader := ""
+	if r := lx.raftPtr.Load(); r != nil {
+		leader = string(r.Leader())
+	}
+	var out []string
+	if leader != "" && leader != lx.cfg.Addr {
+		out = append(out, leader)
+	}
+	for _, p := range lx.cfg.Peers {
+		if p != lx.cfg.Addr && p != leader {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (lx *Logx) fetchFrom(addr string, first uint64, off, n int64, w io.Writer) error {
+	c, err := lx.mux.dial(addr, protoFetch, fetchIOTimeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for n > 0 {
+		chunk := min(n, fetchChunk)
+		var req [24]byte
+		binary.BigEndian.PutUint64(req[0:], first)
+		binary.BigEndian.PutUint64(req[8:], uint64(off))
+		binary.BigEndian.PutUint64(req[16:], uint64(chunk))
+		_ = c.SetDeadline(time.Now().Add(fetchIOTimeout))
+		if _, err := c.Write(req[:]); err != nil {
+			return err
+		}
+		var status [1]byte
+		if _, err := io.ReadFull(c, status[:]); err != nil {
+			return err
+		}
+		if status[0] != fetchOK {
+			var l [2]byte
+			if _, err := io.ReadFull(c, l[:]); err != nil {
+				return err
+			}
+			msg := make([]byte, binary.BigEndian.Uint16(l[:]))
+			if _, err := io.ReadFull(c, msg); err != nil {
+				return err
+			}
+			return errors.New(string(msg))
+		}
+		var l [8]byte
+		if _, err := io.ReadFull(c, l[:]); err != nil {
+			return err
+		}
+		if got := int64(binary.BigEndian.Uint64(l[:])); got != chunk {
+			return fmt.Errorf("peer sent %d bytes, asked for %d", got, chunk)
+		}
+		if _, err := io.CopyN(w, c, chunk); err != nil {
+			return err
+		}
+		lx.stats.fetched.Add(uint64(chunk))
+		off += chunk
+		n -= chunk
+	}
+	return nil
+}
+
+// stagingName is where the file starting at first is assembled.
+func stagingName(first uint64) string { return fmt.Sprintf(".catchup-%020d", first) }
+
+// catchUp makes the local files those of manifest m, copying what is
+// missing from peers. It runs on the apply goroutine (from Restore).
+func (f *fsm) catchUp(m *manifest) error {
+	if len(m.Files) == 0 {
+		return fmt.Errorf("logx: snapshot at index %d lists no files", m.Index)
+	}
+	start := time.Now()
+	var need int64
+	for _, mf := range m.Files {
+		need += mf.Size
+	}
+	f.logf("logx: catching up to Raft index %d (sequence %d, %d files, %d bytes) from peers", m.Index, m.Seq, len(m.Files), need)
+
+	// From here until the state is replaced the files are in flux.
+	if f.seg != nil {
+		if err := f.persist(); err != nil {
+			return err
+		}
+		if err := f.seg.close(); err != nil {
+			return err
+		}
+		f.seg = nil
+		f.segPtr.Store(nil)
+	}
+	if !f.st.CatchingUp {
+		f.st.CatchingUp = true
+		if err := writeState(f.dir, &f.st); err != nil {
+			return err
+		}
+	}
+	stem, ext := splitName(f.file)
+	namer := &segmentWriter{stem: stem, ext: ext}
+	var copied int64
+	for _, mf := range m.Files {
+		n, err := f.catchUpFile(namer, mf)
+		copied += n
+		if err != nil {
+			return err
+		}
+	}
+	// Remove what the manifest does not list.
+	keep := map[string]bool{}
+	for _, mf := range m.Files {
+		keep[mf.Name] = true
+	}
+	ents, err := os.ReadDir(f.dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		_, isSeg := namer.parseSegmentName(e.Name())
+		if (isSeg && !keep[e.Name()]) || strings.HasPrefix(e.Name(), ".catchup-") {
+			if err := os.Remove(filepath.Join(f.dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	if err := syncDir(f.dir); err != nil {
+		return err
+	}
+	last := m.Files[len(m.Files)-1]
+	st := applyState{Index: m.Index, Seq: m.Seq, ActiveFirst: last.First, ActiveSize: last.Size,
+		Producers: m.Producers, Rotated: slices.Clone(m.Files[:len(m.Files)-1])}
+	if st.Producers == nil {
+		st.Producers = map[uint64]*producerState{}
+	}
+	if err := writeState(f.dir, &st); err != nil {
+		return err
+	}
+	seg, err := openSegments(f.dir, f.file, f.maxSize, st, true)
+	if err != nil {
+		return err
+	}
+	f.st, f.seg = st, seg
+	f.segPtr.Store(seg)
+	f.applied.Store(st.Index)
+	f.seq.Store(st.Seq)
+	el := time.Since(start)
+	f.logf("logx: caught up to Raft index %d: copied %d bytes in %v (%.1f MB/s), kept %d bytes",
+		m.Index, copied, el.Round(time.Millisecond), float64(copied)/1e6/el.Seconds(), need-copied)
+	f.catchUps.Add(1)
+	return nil
+}
+
+// catchUpFile assembles one file of the manifest and returns how many bytes
+// it copied.
+func (f *fsm) catchUpFile(namer *segmentWriter, mf fileState) (int64, error) {
+	staging := filepath.Join(f.dir, stagingName(mf.First))
+	if _, err := os.Stat(staging); errors.Is(err, os.ErrNotExist) {
+		// The local copy, if any: a rotated file, or the active file.
+		src := filepath.Join(f.dir, namer.segmentName(mf.First))
+		if _, err := os.Stat(src); err != nil && f.st.ActiveFirst == mf.First {
+			src = filepath.Join(f.dir, f.file)
+		}
+		if err := os.Rename(src, staging); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return 0, err
+		}
+	}
+	fh, err := os.OpenFile(staging, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	defer fh.Close()
+	var copied int64
+	for attempt := 0; ; attempt++ {
+		fi, err := fh.Stat()
+		if err != nil {
+			return copied, err
+		}
+		have := fi.Size()
+		if have > mf.Size {
+			if err := fh.Truncate(mf.Size); err != nil {
+				return copied, err
+			}
+			have = mf.Size
+		}
+		if have < mf.Size {
+			if _, err := fh.Seek(have, io.SeekStart); err != nil {
+				return copied, err
+			}
+			w := bufio.NewWriterSize(fh, 1<<20)
+			err := f.fetcher.fetch(mf.First, have, mf.Size-have, w)
+			if ferr := w.Flush(); err == nil {
+				err = ferr
+			}
+			if err != nil {
+				return copied, err
+			}
+			copied += mf.Size - have
+		}
+		h := sha256.New()
+		if _, err := io.Copy(h, io.NewSectionReader(fh, 0, mf.Size)); err != nil {
+			return copied, err
+		}
+		if hex.EncodeToString(h.Sum(nil)) == mf.SHA256 {
+			break
+		}
+		if attempt > 0 {
+			return copied, fmt.Errorf("%w: %s does not match the snapshot's checksum after a full copy", ErrCorrupt, mf.Name)
+		}
+		f.logf("logx: catch-up: %s does not match the snapshot's checksum; copying it whole", mf.Name)
+		if err := fh.Truncate(0); err != nil {
+			return copied, err
+		}
+	}
+	if err := fh.Sync(); err != nil {
+		return copied, err
+	}
+	return copied, os.Rename(staging, filepath.Join(f.dir, mf.Name))
+}
