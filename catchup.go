@@ -126,15 +126,20 @@ func (f *fsm) openSegment(first uint64) (*os.File, error) {
 	return fh, nil
 }
 
-// fetcher copies byte ranges from peers.
+// fetcher copies byte ranges from peers. attempt counts the tries for one
+// file: a retry after a checksum mismatch should prefer another source.
 type fetcher interface {
-	fetch(first uint64, off, n int64, w io.Writer) error
+	fetch(first uint64, off, n int64, w io.Writer, attempt int) error
 }
 
-// fetch implements fetcher for a Logx: it asks the leader first, then the
-// other peers, each once per call.
-func (lx *Logx) fetch(first uint64, off, n int64, w io.Writer) error {
+// fetch implements fetcher for a Logx: it asks the leader first (another
+// peer first on a retry), then the others, each once per call.
+func (lx *Logx) fetch(first uint64, off, n int64, w io.Writer, attempt int) error {
 	peers := lx.fetchPeers()
+	if len(peers) > 0 {
+		k := attempt % len(peers)
+		peers = append(peers[k:], peers[:k]...)
+	}
 	var errs []error
 	for _, p := range peers {
 		err := lx.fetchFrom(p, first, off, n, w)
@@ -337,7 +342,7 @@ func (f *fsm) catchUpFile(namer *segmentWriter, mf fileState) (int64, error) {
 				return copied, err
 			}
 			w := bufio.NewWriterSize(fh, 1<<20)
-			err := f.fetcher.fetch(mf.First, have, mf.Size-have, w)
+			err := f.fetcher.fetch(mf.First, have, mf.Size-have, w, attempt)
 			if ferr := w.Flush(); err == nil {
 				err = ferr
 			}

@@ -1,7 +1,11 @@
 package logx
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"sync"
 	"testing"
@@ -99,4 +103,132 @@ func TestCatchUpWipedDir(t *testing.T) {
 	require.Equal(t, uint64(1), st.CatchUps)
 	// Everything before the snapshot was copied, not replayed.
 	require.Greater(t, st.FetchedBytes, uint64(3*200*100))
+}
+
+// dirFetcher serves ranges from another fsm's files, optionally failing
+// after a number of bytes or corrupting the first copy.
+type dirFetcher struct {
+	src       *fsm
+	failAfter int64 // fail once this many bytes were served (0: never)
+	corrupt   bool  // flip a byte of the first range served
+	served    int64
+}
+
+func (d *dirFetcher) fetch(first uint64, off, n int64, w io.Writer, attempt int) error {
+	fh, err := d.src.openSegment(first)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	b := make([]byte, n)
+	if _, err := fh.ReadAt(b, off); err != nil {
+		return err
+	}
+	if d.corrupt && attempt == 0 {
+		b[len(b)/2] ^= 0xff
+		d.corrupt = false
+	}
+	if d.failAfter > 0 && d.served+n > d.failAfter {
+		k := d.failAfter - d.served
+		w.Write(b[:k])
+		d.served = d.failAfter
+		d.failAfter = 0
+		return errors.New("connection lost")
+	}
+	d.served += n
+	_, err = w.Write(b)
+	return err
+}
+
+// manifestOf returns the snapshot manifest of f.
+func manifestOf(t *testing.T, f *fsm) *manifest {
+	t.Helper()
+	s, err := f.Snapshot()
+	require.NoError(t, err)
+	return s.(*manifest)
+}
+
+func restoreFrom(t *testing.T, f *fsm, m *manifest) error {
+	b, err := json.Marshal(m)
+	require.NoError(t, err)
+	return f.Restore(io.NopCloser(bytes.NewReader(b)))
+}
+
+// TestCatchUpResumes: a catch-up cut off midway leaves a state that a
+// restart finishes from the same snapshot, keeping what was copied.
+func TestCatchUpResumes(t *testing.T) {
+	logs := testLogs(80, 7)
+	src := openTestFSM(t, t.TempDir())
+	src.ApplyBatch(logs)
+	m := manifestOf(t, src)
+	defer src.close()
+
+	dir := t.TempDir()
+	dst := openTestFSM(t, dir)
+	dst.ApplyBatch(logs[:25])
+	require.NoError(t, dst.persist())
+	df := &dirFetcher{src: src, failAfter: 5000}
+	dst.fetcher = df
+	require.Error(t, restoreFrom(t, dst, m))
+
+	// "Restart": the checkpoint says a catch-up is under way.
+	st, _, err := readState(dir)
+	require.NoError(t, err)
+	require.True(t, st.CatchingUp)
+	dst = openTestFSM(t, dir)
+	res := dst.ApplyBatch(logs[25:26])
+	require.Error(t, res[0].(applyResult).err, "apply before the catch-up finishes must fail")
+	dst = openTestFSM(t, dir)
+	dst.fetcher = df
+	before := df.served
+	require.NoError(t, restoreFrom(t, dst, m))
+	dst.ApplyBatch(logs) // Raft goes on after the snapshot: all skipped
+	require.NoError(t, dst.close())
+	require.Equal(t, fileHashes(t, src.dir, "app.log"), fileHashes(t, dir, "app.log"))
+	var total int64
+	for _, f := range m.Files {
+		total += f.Size
+	}
+	require.Less(t, df.served-before, total, "the resumed copy kept what the first one fetched")
+	st, _, err = readState(dir)
+	require.NoError(t, err)
+	require.False(t, st.CatchingUp)
+	require.Equal(t, m.Index, st.Index)
+}
+
+// TestCatchUpVerifies: bytes that do not match the manifest's checksum are
+// not kept; the file is copied again whole.
+func TestCatchUpVerifies(t *testing.T) {
+	logs := testLogs(40, 7)
+	src := openTestFSM(t, t.TempDir())
+	src.ApplyBatch(logs)
+	m := manifestOf(t, src)
+	defer src.close()
+
+	dir := t.TempDir()
+	dst := openTestFSM(t, dir)
+	dst.fetcher = &dirFetcher{src: src, corrupt: true}
+	require.NoError(t, restoreFrom(t, dst, m))
+	require.NoError(t, dst.close())
+	require.Equal(t, fileHashes(t, src.dir, "app.log"), fileHashes(t, dir, "app.log"))
+
+	// A source that is corrupt every time fails the catch-up: nothing
+	// unverified is kept.
+	dir2 := t.TempDir()
+	dst2 := openTestFSM(t, dir2)
+	dst2.fetcher = fetcherFunc(func(first uint64, off, n int64, w io.Writer, attempt int) error {
+		_, err := w.Write(bytes.Repeat([]byte("x"), int(n)))
+		return err
+	})
+	err := restoreFrom(t, dst2, m)
+	require.ErrorIs(t, err, ErrCorrupt)
+	names, err := LogFiles(dir2, "app.log")
+	require.NoError(t, err)
+	require.Empty(t, names)
+}
+
+type fetcherFunc func(first uint64, off, n int64, w io.Writer, attempt int) error
+
+func (f fetcherFunc) fetch(first uint64, off, n int64, w io.Writer, attempt int) error {
+	return f(first, off, n, w, attempt)
 }
