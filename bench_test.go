@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // Benchmarks. Run them on a quiet machine:
@@ -158,4 +160,51 @@ func benchAppend(b *testing.B, callers int) {
 		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "entries/s")
+}
+
+var benchCatchUpBytes = flag.Int64("bench.catchup-bytes", 1<<30, "log size for BenchmarkCatchUp")
+
+// BenchmarkCatchUp: node 3's directory is wiped while the others hold
+// -bench.catchup-bytes of log (default 1 GiB) and have compacted their Raft
+// logs; it restarts and copies the files from a peer. Reports MB/s from the
+// restart until node 3 holds every byte.
+func BenchmarkCatchUp(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		c := newTestCluster(b, 3, func(cfg *Config) {
+			cfg.LogOutput = quietWriter{}
+			cfg.ElectionTimeout = time.Second
+			cfg.TrailingLogs = 64
+			cfg.SnapshotThreshold = 1 << 30
+			cfg.walSegmentSize = 8 << 20
+		})
+		c.stop(2)
+		msg := strings.Repeat("x", 1000)
+		per := int(*benchCatchUpBytes/1100) / 2
+		var wg sync.WaitGroup
+		for _, lx := range c.nodes[:2] {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := 0; k < per; k++ {
+					lx.Info(msg, "k", k)
+				}
+			}()
+		}
+		wg.Wait()
+		c.flushAll()
+		c.snapshotAll()
+		require.NoError(b, os.RemoveAll(c.cfgs[2].Dir))
+		want := c.nodes[0].Stats().Seq
+		b.StartTimer()
+		start := time.Now()
+		c.start(2)
+		c.waitSameSeq(want)
+		el := time.Since(start)
+		b.StopTimer()
+		st := c.nodes[2].Stats()
+		b.ReportMetric(float64(st.FetchedBytes)/1e6/el.Seconds(), "MB/s")
+		b.ReportMetric(float64(st.FetchedBytes)/(1<<20), "MiB")
+		c.closeAll()
+	}
 }

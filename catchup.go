@@ -85,7 +85,10 @@ func (lx *Logx) serveFetch(c net.Conn) {
 		binary.BigEndian.PutUint64(hdr[1:], uint64(n))
 		_, err = c.Write(hdr)
 		if err == nil {
-			_, err = io.Copy(c, io.NewSectionReader(f, off, n))
+			// *os.File under a LimitedReader lets the kernel copy (sendfile).
+			if _, err = f.Seek(off, io.SeekStart); err == nil {
+				_, err = io.Copy(c, io.LimitReader(f, n))
+			}
 		}
 		f.Close()
 		if err != nil {
@@ -140,9 +143,12 @@ func (lx *Logx) fetch(first uint64, off, n int64, w io.Writer, attempt int) erro
 		k := attempt % len(peers)
 		peers = append(peers[k:], peers[:k]...)
 	}
+	// A peer that fails midway has written part of the range; the next one
+	// continues after the bytes already written, so w sees each byte once.
+	cw := &countingWriter{w: w}
 	var errs []error
 	for _, p := range peers {
-		err := lx.fetchFrom(p, first, off, n, w)
+		err := lx.fetchFrom(p, first, off+cw.n, n-cw.n, cw)
 		if err == nil {
 			return nil
 		}
@@ -216,6 +222,18 @@ func (lx *Logx) fetchFrom(addr string, first uint64, off, n int64, w io.Writer) 
 		n -= chunk
 	}
 	return nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // stagingName is where the file starting at first is assembled.
@@ -330,19 +348,23 @@ func (f *fsm) catchUpFile(namer *segmentWriter, mf fileState) (int64, error) {
 		if err != nil {
 			return copied, err
 		}
-		have := fi.Size()
-		if have > mf.Size {
+		have := min(fi.Size(), mf.Size)
+		if fi.Size() > mf.Size {
 			if err := fh.Truncate(mf.Size); err != nil {
 				return copied, err
 			}
-			have = mf.Size
+		}
+		// Hash the bytes kept, then the bytes fetched as they arrive.
+		h := sha256.New()
+		if _, err := io.Copy(h, io.NewSectionReader(fh, 0, have)); err != nil {
+			return copied, err
 		}
 		if have < mf.Size {
 			if _, err := fh.Seek(have, io.SeekStart); err != nil {
 				return copied, err
 			}
 			w := bufio.NewWriterSize(fh, 1<<20)
-			err := f.fetcher.fetch(mf.First, have, mf.Size-have, w, attempt)
+			err := f.fetcher.fetch(mf.First, have, mf.Size-have, io.MultiWriter(w, h), attempt)
 			if ferr := w.Flush(); err == nil {
 				err = ferr
 			}
@@ -350,10 +372,6 @@ func (f *fsm) catchUpFile(namer *segmentWriter, mf fileState) (int64, error) {
 				return copied, err
 			}
 			copied += mf.Size - have
-		}
-		h := sha256.New()
-		if _, err := io.Copy(h, io.NewSectionReader(fh, 0, mf.Size)); err != nil {
-			return copied, err
 		}
 		if hex.EncodeToString(h.Sum(nil)) == mf.SHA256 {
 			break

@@ -33,9 +33,16 @@
 //     or drop and count if Config.DropWhenFull is set.
 //
 // What is not promised: an entry that was only queued (Info without a later
-// successful Flush) may be lost if its node crashes. A node that was down
-// for longer than the Raft log's trailing window (Config.TrailingLogs
-// batches) cannot catch up yet: copying files from a peer is future work.
+// successful Flush) may be lost if its node crashes.
+//
+// # Catch-up
+//
+// A node that was down replays what it missed from the Raft log. When Raft
+// no longer holds those entries (the node was down longer than
+// Config.TrailingLogs batches, or its Dir was wiped), the node installs the
+// leader's snapshot, a small manifest of the files, keeps the local files
+// that match it, and copies the missing byte ranges from a peer over the
+// node's address, verifying every file's sha256 against the manifest.
 //
 // # Cluster and readiness
 //
