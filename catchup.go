@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -182,6 +183,7 @@ func (lx *Logx) fetchFrom(addr string, first uint64, off, n int64, w io.Writer) 
 		return err
 	}
 	defer c.Close()
+	buf := make([]byte, 256<<10)
 	for n > 0 {
 		chunk := min(n, fetchChunk)
 		var req [24]byte
@@ -214,7 +216,11 @@ func (lx *Logx) fetchFrom(addr string, first uint64, off, n int64, w io.Writer) 
 		if got := int64(binary.BigEndian.Uint64(l[:])); got != chunk {
 			return fmt.Errorf("peer sent %d bytes, asked for %d", got, chunk)
 		}
-		if _, err := io.CopyN(w, c, chunk); err != nil {
+		got, err := io.CopyBuffer(w, io.LimitReader(c, chunk), buf)
+		if err == nil && got < chunk {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
 			return err
 		}
 		lx.stats.fetched.Add(uint64(chunk))
@@ -236,6 +242,45 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// catchUpProgress is what Stats shows of the running or the last catch-up.
+type catchUpProgress struct {
+	running atomic.Bool
+	total   atomic.Int64 // bytes of the files to assemble
+	done    atomic.Int64 // bytes in place so far: kept or fetched
+	start   atomic.Int64 // unix nanoseconds
+	took    atomic.Int64 // nanoseconds the last catch-up took
+}
+
+func (p *catchUpProgress) begin(now time.Time, total int64) {
+	p.total.Store(total)
+	p.done.Store(0)
+	p.took.Store(0)
+	p.start.Store(now.UnixNano())
+	p.running.Store(true)
+}
+
+func (p *catchUpProgress) end() {
+	p.took.Store(time.Now().UnixNano() - p.start.Load())
+	p.running.Store(false)
+}
+
+// elapsed is how long the running catch-up has taken so far, or the last
+// one took.
+func (p *catchUpProgress) elapsed() time.Duration {
+	if p.running.Load() {
+		return time.Duration(time.Now().UnixNano() - p.start.Load())
+	}
+	return time.Duration(p.took.Load())
+}
+
+// progressWriter adds the bytes written through it to a counter.
+type progressWriter struct{ n *atomic.Int64 }
+
+func (w progressWriter) Write(p []byte) (int, error) {
+	w.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
 // stagingName is where the file starting at first is assembled.
 func stagingName(first uint64) string { return fmt.Sprintf(".catchup-%020d", first) }
 
@@ -251,6 +296,8 @@ func (f *fsm) catchUp(m *manifest) error {
 		need += mf.Size
 	}
 	f.logf("logx: catching up to Raft index %d (sequence %d, %d files, %d bytes) from peers", m.Index, m.Seq, len(m.Files), need)
+	f.progress.begin(start, need)
+	defer f.progress.end()
 
 	// From here until the state is replaced the files are in flux.
 	if f.seg != nil {
@@ -359,12 +406,13 @@ func (f *fsm) catchUpFile(namer *segmentWriter, mf fileState) (int64, error) {
 		if _, err := io.Copy(h, io.NewSectionReader(fh, 0, have)); err != nil {
 			return copied, err
 		}
+		f.progress.done.Add(have)
 		if have < mf.Size {
 			if _, err := fh.Seek(have, io.SeekStart); err != nil {
 				return copied, err
 			}
 			w := bufio.NewWriterSize(fh, 1<<20)
-			err := f.fetcher.fetch(mf.First, have, mf.Size-have, io.MultiWriter(w, h), attempt)
+			err := f.fetcher.fetch(mf.First, have, mf.Size-have, io.MultiWriter(w, h, progressWriter{&f.progress.done}), attempt)
 			if ferr := w.Flush(); err == nil {
 				err = ferr
 			}
@@ -380,6 +428,7 @@ func (f *fsm) catchUpFile(namer *segmentWriter, mf fileState) (int64, error) {
 			return copied, fmt.Errorf("%w: %s does not match the snapshot's checksum after a full copy", ErrCorrupt, mf.Name)
 		}
 		f.logf("logx: catch-up: %s does not match the snapshot's checksum; copying it whole", mf.Name)
+		f.progress.done.Add(-mf.Size)
 		if err := fh.Truncate(0); err != nil {
 			return copied, err
 		}

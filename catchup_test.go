@@ -103,6 +103,12 @@ func TestCatchUpWipedDir(t *testing.T) {
 	require.Equal(t, uint64(1), st.CatchUps)
 	// Everything before the snapshot was copied, not replayed.
 	require.Greater(t, st.FetchedBytes, uint64(3*200*100))
+	// The wiped node kept nothing: every byte of the manifest was fetched.
+	require.False(t, st.CatchingUp)
+	require.Positive(t, st.CatchUpBytes)
+	require.Equal(t, st.CatchUpBytes, st.CatchUpDone)
+	require.Equal(t, uint64(st.CatchUpBytes), st.FetchedBytes)
+	require.Positive(t, st.CatchUpDuration)
 }
 
 // dirFetcher serves ranges from another fsm's files, optionally failing

@@ -40,6 +40,7 @@ type fsm struct {
 	dups     atomic.Uint64 // repeated entries dropped
 	rotated  atomic.Uint64
 	catchUps atomic.Uint64
+	progress catchUpProgress
 	segPtr   atomic.Pointer[segmentWriter] // seg, for the fetch server
 	mu       sync.Mutex
 	notify   chan struct{} // closed and replaced after every apply

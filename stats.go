@@ -1,5 +1,7 @@
 package logx
 
+import "time"
+
 // Stats is a snapshot of a node's state and counters.
 type Stats struct {
 	NodeID string `json:"node_id"`
@@ -37,6 +39,13 @@ type Stats struct {
 	CatchUps     uint64 `json:"catch_ups"`     // snapshots installed by copying files from peers
 	FetchedBytes uint64 `json:"fetched_bytes"` // bytes copied from peers by catch-up
 	ServedBytes  uint64 `json:"served_bytes"`  // bytes this node served to catching-up peers
+	// The running catch-up, or the last one: whether one is running, the
+	// bytes of the files it assembles, how many of them are in place (kept
+	// or fetched), and how long it has taken.
+	CatchingUp      bool          `json:"catching_up"`
+	CatchUpBytes    int64         `json:"catch_up_bytes"`
+	CatchUpDone     int64         `json:"catch_up_done"`
+	CatchUpDuration time.Duration `json:"catch_up_duration_ns"`
 
 	// WriteError is the error that stopped this node's apply, if any.
 	WriteError string `json:"write_error,omitempty"`
@@ -71,6 +80,11 @@ func (lx *Logx) Stats() Stats {
 		CatchUps:       lx.fsm.catchUps.Load(),
 		FetchedBytes:   lx.stats.fetched.Load(),
 		ServedBytes:    lx.stats.fetchServed.Load(),
+
+		CatchingUp:      lx.fsm.progress.running.Load(),
+		CatchUpBytes:    lx.fsm.progress.total.Load(),
+		CatchUpDone:     lx.fsm.progress.done.Load(),
+		CatchUpDuration: lx.fsm.progress.elapsed(),
 	}
 	addr, _ := lx.raft.LeaderWithID()
 	s.Leader = string(addr)
