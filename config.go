@@ -25,9 +25,19 @@ type Config struct {
 	Addr string `json:"addr" yaml:"addr"`
 
 	// Peers lists the Addr of every node of the cluster, this one included.
-	// All nodes must start with the same list; it is used only to bootstrap
-	// a new cluster. Required.
+	// All nodes must start with the same list; it is used to bootstrap a new
+	// cluster, and as the nodes to ask for file ranges during a catch-up.
+	// With Join it lists members of the running cluster to contact, and may
+	// leave out this node. Required.
 	Peers []string `json:"peers" yaml:"peers"`
+
+	// Join starts a node that joins a running cluster instead of
+	// bootstrapping one: it waits, without voting, until a member adds it
+	// with AddNode (which may be called on this node), catches up, and then
+	// becomes a voter. Use it for a node added after the cluster first
+	// started; a node that has joined once restarts the same with or
+	// without it.
+	Join bool `json:"join" yaml:"join"`
 
 	// Dir holds this node's Raft state, its checkpoint and its log files.
 	// It is created if missing and locked while the Logx is open. Required.
@@ -108,6 +118,21 @@ type Config struct {
 	// walSegmentSize overrides raft-wal's segment size (64 MiB) in tests:
 	// raft-wal only drops whole segments when Raft compacts its log.
 	walSegmentSize int
+
+	// listenAddr and dialFrom are test hooks for the fault-injection
+	// harness: the node listens on listenAddr instead of Addr (a proxy at
+	// Addr forwards to it), and dials its peers from the local IP dialFrom.
+	listenAddr string
+	dialFrom   string
+}
+
+// listenOn is the address the node listens on: Addr, unless the test hook
+// listenAddr is set.
+func (c Config) listenOn() string {
+	if c.listenAddr != "" {
+		return c.listenAddr
+	}
+	return c.Addr
 }
 
 // DefaultConfig returns a Config with every default filled in and the
@@ -219,8 +244,8 @@ func (c Config) Validate() error {
 		seen[p] = true
 		self = self || p == c.Addr
 	}
-	if !self {
-		return bad("Peers", "must include this node's Addr %q", c.Addr)
+	if !self && !c.Join {
+		return bad("Peers", "must include this node's Addr %q (or set Join)", c.Addr)
 	}
 	if c.Dir == "" {
 		return bad("Dir", "required")

@@ -54,6 +54,13 @@
 // and this node has applied what it knows to be committed. Calls made before
 // that are queued.
 //
+// # Membership
+//
+// AddNode and RemoveNode change the cluster at run time from any node; the
+// leader carries them out. A new node starts with Config.Join, is added as
+// a non-voter, catches up, and only then becomes a voter. A removed node is
+// told by the leader and refuses further entries with ErrRemoved.
+//
 // # Line format
 //
 // FormatText (the default) writes logfmt-style lines:

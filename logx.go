@@ -46,6 +46,10 @@ var (
 	// checkpoint.
 	ErrCorrupt = errors.New("logx: corrupt data directory")
 
+	// ErrRemoved is returned for entries logged on a node after it was
+	// removed from the cluster (RemoveNode).
+	ErrRemoved = errors.New("logx: this node was removed from the cluster")
+
 	// ErrLocked is returned by New when another Logx holds Dir.
 	ErrLocked = errors.New("logx: data directory is in use")
 
@@ -84,6 +88,7 @@ type Logx struct {
 	qmu     sync.RWMutex // guards closed against racing enqueues
 	closed  bool
 	closing chan struct{} // closed when Close begins
+	removed atomic.Bool   // the leader said this node was removed
 	abort   chan struct{} // closed when Close gives up waiting for commits
 	stopped chan struct{} // closed when the producer has exited
 	pseq    uint64        // last producer sequence assigned; producer goroutine only
@@ -214,13 +219,15 @@ func New(cfg Config) (_ *Logx, err error) {
 		return nil, fmt.Errorf("logx: opening snapshot store: %w", err)
 	}
 
-	ln, err := net.Listen("tcp", cfg.Addr)
+	ln, err := net.Listen("tcp", cfg.listenOn())
 	if err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
 	}
 	lx.mux = newMux(ln)
+	lx.mux.testHooks(cfg)
 	lx.mux.forward = lx.serveForward
 	lx.mux.fetch = lx.serveFetch
+	lx.mux.control = lx.serveControl
 	undo = append(undo, lx.mux.close)
 	lx.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  raftLayer{m: lx.mux},
@@ -254,7 +261,7 @@ func New(cfg Config) (_ *Logx, err error) {
 	}
 	lx.raftPtr.Store(lx.raft)
 	undo = append(undo, func() { _ = lx.raft.Shutdown().Error() })
-	if !existing {
+	if !existing && !cfg.Join {
 		var servers []raft.Server
 		for _, p := range cfg.Peers {
 			servers = append(servers, raft.Server{ID: raft.ServerID(p), Address: raft.ServerAddress(p)})
@@ -395,6 +402,9 @@ func (lx *Logx) enqueue(ctx context.Context, e *entry, block bool) error {
 	defer lx.qmu.RUnlock()
 	if lx.closed {
 		return ErrClosed
+	}
+	if lx.removed.Load() {
+		return ErrRemoved
 	}
 	select {
 	case lx.queue <- e:

@@ -131,6 +131,15 @@ func (lx *Logx) commit(ents []*entry) (kept []*entry, idx, first uint64, err err
 	sent := false // a request may have reached a leader: a failure is then ambiguous
 	var lastLog time.Time
 	for {
+		if lx.removed.Load() {
+			if batch == nil {
+				ents = claim(ents)
+			}
+			if sent {
+				return ents, 0, 0, fmt.Errorf("%w: %w (last error: %v)", ErrOutcomeUnknown, ErrRemoved, err)
+			}
+			return ents, 0, 0, ErrRemoved
+		}
 		maybeSent := false
 		leader, local := lx.route()
 		if local || leader != "" {

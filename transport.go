@@ -15,6 +15,7 @@ const (
 	protoRaft    byte = 1 // hashicorp/raft's NetworkTransport
 	protoForward byte = 2 // follower → leader batches (forward.go)
 	protoFetch   byte = 3 // file ranges for catch-up (catchup.go)
+	protoControl byte = 4 // membership changes and status (membership.go)
 )
 
 // headerTimeout bounds how long a new connection may take to send its first
@@ -28,6 +29,7 @@ type mux struct {
 	ln      net.Listener
 	forward func(net.Conn) // serves a forwarding connection; runs on its own goroutine
 	fetch   func(net.Conn) // serves a fetch connection
+	control func(net.Conn) // serves a control connection
 	raftCh  chan net.Conn
 	done    chan struct{}
 	wg      sync.WaitGroup
@@ -35,6 +37,12 @@ type mux struct {
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
+
+	// Test hooks (Config.listenAddr, Config.dialFrom): the address Raft
+	// advertises when it is not the listener's, and the local address of
+	// dials. Both nil normally.
+	advertise net.Addr
+	dialFrom  net.Addr
 }
 
 func newMux(ln net.Listener) *mux {
@@ -106,6 +114,9 @@ func (m *mux) dispatch(c net.Conn) {
 	case protoFetch:
 		m.fetch(c)
 		m.closeConn(c)
+	case protoControl:
+		m.control(c)
+		m.closeConn(c)
 	default:
 		m.closeConn(c)
 	}
@@ -134,9 +145,26 @@ func (m *mux) close() {
 	m.wg.Wait()
 }
 
+// testHooks applies the test hooks of cfg.
+func (m *mux) testHooks(cfg Config) {
+	if cfg.listenAddr != "" {
+		m.advertise = hookAddr(cfg.Addr)
+	}
+	if ip := net.ParseIP(cfg.dialFrom); ip != nil {
+		m.dialFrom = &net.TCPAddr{IP: ip}
+	}
+}
+
+// hookAddr is an advertised address (test hook).
+type hookAddr string
+
+func (a hookAddr) Network() string { return "tcp" }
+func (a hookAddr) String() string  { return string(a) }
+
 // dial opens a connection to addr for protocol proto.
 func (m *mux) dial(addr string, proto byte, timeout time.Duration) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", addr, timeout)
+	d := net.Dialer{Timeout: timeout, LocalAddr: m.dialFrom}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +215,12 @@ func (l raftLayer) Accept() (net.Conn, error) {
 // Close is a no-op: the mux belongs to the Logx, which closes it after Raft.
 func (l raftLayer) Close() error { return nil }
 
-func (l raftLayer) Addr() net.Addr { return l.m.ln.Addr() }
+func (l raftLayer) Addr() net.Addr {
+	if l.m.advertise != nil {
+		return l.m.advertise
+	}
+	return l.m.ln.Addr()
+}
 
 func (l raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	return l.m.dial(string(address), protoRaft, timeout)

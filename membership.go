@@ -1,0 +1,410 @@
+package logx
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Membership: AddNode and RemoveNode change the Raft configuration. Only the
+// leader can, so any other node sends the request to the leader over its
+// address (protocol byte 4), following "not the leader" answers. The same
+// protocol answers status requests, which the leader uses to see when a node
+// it is adding has caught up. Frames are a uint32 length and a JSON object
+// each way: controlRequest, then controlResponse.
+
+// ErrNotMember is returned by RemoveNode for an address that is not in the
+// cluster's configuration (for example because an earlier call removed it).
+var ErrNotMember = errors.New("logx: not a member of the cluster")
+
+// maxControlFrame bounds a control frame, request or response.
+const maxControlFrame = 1 << 20
+
+// defaultControlTimeout bounds a membership change whose caller's context
+// has no deadline.
+const defaultControlTimeout = 10 * time.Minute
+
+type controlRequest struct {
+	Op        string `json:"op"` // "add", "remove", "status", or "removed" (leader → removed node)
+	Addr      string `json:"addr,omitempty"`
+	TimeoutMS int64  `json:"timeout_ms,omitempty"` // what is left of the caller's context
+}
+
+type controlResponse struct {
+	Error     string `json:"error,omitempty"`
+	NotMember bool   `json:"not_member,omitempty"`
+	NotLeader bool   `json:"not_leader,omitempty"`
+	Leader    string `json:"leader,omitempty"` // a hint with NotLeader
+	Status    *Stats `json:"status,omitempty"`
+}
+
+// Member is one server of the cluster's Raft configuration.
+type Member struct {
+	Addr   string `json:"addr"`
+	Voter  bool   `json:"voter"`  // false while a node being added catches up
+	Leader bool   `json:"leader"` // the current leader, as this node knows it
+}
+
+// Members returns the cluster's configuration as this node knows it.
+func (lx *Logx) Members() ([]Member, error) {
+	f := lx.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("logx: reading the configuration: %w", err)
+	}
+	leader, _ := lx.raft.LeaderWithID()
+	var out []Member
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Member{
+			Addr:   string(s.Address),
+			Voter:  s.Suffrage == raft.Voter,
+			Leader: s.Address == leader,
+		})
+	}
+	return out, nil
+}
+
+// AddNode adds the node listening on addr to the cluster. It may be called
+// on any member, or on the new node itself (started with Config.Join); it is
+// carried out by the leader. The node is added as a non-voter first, so it
+// cannot disturb elections or quorum while it catches up (by replaying the
+// Raft log, or by copying files from peers if the log was compacted), and is
+// made a voter once it has applied everything that was committed when it was
+// added. AddNode returns when the node is a voter, or with the error that
+// stopped it; calling it again resumes (a node already a voter is left as
+// is). If ctx has no deadline the change is bounded by 10 minutes.
+func (lx *Logx) AddNode(ctx context.Context, addr string) error {
+	if err := checkAddr(addr); err != nil {
+		return fmt.Errorf("logx: AddNode: %w", err)
+	}
+	return lx.control(ctx, controlRequest{Op: "add", Addr: addr})
+}
+
+// RemoveNode removes the node at addr from the cluster. It may be called on
+// any member and is carried out by the leader; removing the leader makes it
+// step down once the change is committed. The leader then tells the
+// removed node, if it is up: its logging calls fail with ErrRemoved from
+// then on and its Raft stops; close it, and wipe its Dir before using it for
+// a new node. RemoveNode returns ErrNotMember if addr is not in the
+// configuration.
+func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
+	if err := checkAddr(addr); err != nil {
+		return fmt.Errorf("logx: RemoveNode: %w", err)
+	}
+	return lx.control(ctx, controlRequest{Op: "remove", Addr: addr})
+}
+
+// control runs a membership change on the leader: here if this node leads,
+// otherwise by asking the leader it knows, or each of Config.Peers, and
+// following their hints, until ctx ends.
+func (lx *Logx) control(ctx context.Context, req controlRequest) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { // Close ends a change in progress.
+		select {
+		case <-lx.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	wait := 20 * time.Millisecond
+	var lastErr error
+	for {
+		if lx.raft.State() == raft.Leader {
+			resp := lx.doControl(ctx, req)
+			if !resp.NotLeader {
+				return resp.err()
+			}
+		} else {
+			for _, target := range lx.controlTargets() {
+				resp, err := lx.sendControl(ctx, target, req)
+				if err == nil && resp.NotLeader && resp.Leader != "" && resp.Leader != target && resp.Leader != lx.cfg.Addr {
+					target = resp.Leader // follow the hint once
+					resp, err = lx.sendControl(ctx, target, req)
+				}
+				switch {
+				case err != nil:
+					lastErr = fmt.Errorf("%s: %w", target, err)
+				case resp.NotLeader:
+					lastErr = fmt.Errorf("%s: not the leader", target)
+				default:
+					return resp.err()
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			select {
+			case <-lx.closing:
+				return ErrClosed
+			default:
+			}
+			if lastErr != nil {
+				return fmt.Errorf("logx: %s %s: %w (last: %v)", req.Op, req.Addr, ctx.Err(), lastErr)
+			}
+			return fmt.Errorf("logx: %s %s: %w", req.Op, req.Addr, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// controlTargets lists whom a non-leader asks: the leader if known, else
+// every peer.
+func (lx *Logx) controlTargets() []string {
+	if leader, _ := lx.raft.LeaderWithID(); leader != "" && string(leader) != lx.cfg.Addr {
+		return []string{string(leader)}
+	}
+	var out []string
+	for _, p := range lx.cfg.Peers {
+		if p != lx.cfg.Addr {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (r controlResponse) err() error {
+	switch {
+	case r.NotMember:
+		return fmt.Errorf("%w: %s", ErrNotMember, r.Error)
+	case r.Error != "":
+		return errors.New(r.Error)
+	}
+	return nil
+}
+
+// sendControl sends one request to addr and reads the answer. The
+// connection's deadline is ctx's, or defaultControlTimeout.
+func (lx *Logx) sendControl(ctx context.Context, addr string, req controlRequest) (controlResponse, error) {
+	var resp controlResponse
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(defaultControlTimeout)
+	}
+	req.TimeoutMS = time.Until(deadline).Milliseconds()
+	if req.TimeoutMS <= 0 {
+		return resp, context.DeadlineExceeded
+	}
+	c, err := lx.mux.dial(addr, protoControl, min(lx.cfg.ForwardTimeout, time.Until(deadline)))
+	if err != nil {
+		return resp, err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
+	defer stop()
+	_ = c.SetDeadline(deadline)
+	if err := writeJSONFrame(c, req); err != nil {
+		return resp, err
+	}
+	data, err := readFrame(bufio.NewReader(c), nil, maxControlFrame)
+	if err != nil {
+		if ctx.Err() != nil {
+			return resp, ctx.Err()
+		}
+		return resp, err
+	}
+	if err := json.Unmarshal(data, &resp); err != nil {
+		return resp, fmt.Errorf("logx: malformed control response: %w", err)
+	}
+	return resp, nil
+}
+
+// serveControl answers one control request. The request's context ends
+// with its timeout, or when the connection closes (the asker gave up, or
+// Close closed every connection).
+func (lx *Logx) serveControl(c net.Conn) {
+	_ = c.SetReadDeadline(time.Now().Add(headerTimeout))
+	data, err := readFrame(bufio.NewReader(c), nil, maxControlFrame)
+	if err != nil {
+		return
+	}
+	var req controlRequest
+	var resp controlResponse
+	if err := json.Unmarshal(data, &req); err != nil {
+		resp.Error = fmt.Sprintf("logx: malformed control request: %v", err)
+	} else {
+		timeout := time.Duration(req.TimeoutMS) * time.Millisecond
+		if timeout <= 0 || timeout > defaultControlTimeout {
+			timeout = defaultControlTimeout
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		_ = c.SetReadDeadline(time.Time{})
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			var b [1]byte
+			_, _ = c.Read(b[:]) // returns when the connection ends
+			cancel()
+		}()
+		resp = lx.doControl(ctx, req)
+		_ = c.SetReadDeadline(time.Now()) // wake the watcher
+		<-watched
+		cancel()
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(lx.cfg.ForwardTimeout))
+	_ = writeJSONFrame(c, resp)
+}
+
+// doControl carries out a request on this node.
+func (lx *Logx) doControl(ctx context.Context, req controlRequest) controlResponse {
+	if req.Op == "status" {
+		st := lx.Stats()
+		return controlResponse{Status: &st}
+	}
+	if req.Op == "removed" {
+		// The leader removed this node: stop taking entries and stop Raft,
+		// which would otherwise call elections nobody answers.
+		if req.Addr == lx.cfg.Addr && !lx.removed.Swap(true) {
+			lx.logf("logx: this node was removed from the cluster; Raft stops")
+			go func() { _ = lx.raft.Shutdown().Error() }()
+		}
+		return controlResponse{}
+	}
+	if req.Op != "add" && req.Op != "remove" {
+		return controlResponse{Error: fmt.Sprintf("logx: unknown control operation %q", req.Op)}
+	}
+	if err := checkAddr(req.Addr); err != nil {
+		return controlResponse{Error: fmt.Sprintf("logx: %s: %v", req.Op, err)}
+	}
+	if lx.raft.State() != raft.Leader {
+		leader, _ := lx.raft.LeaderWithID()
+		return controlResponse{NotLeader: true, Leader: string(leader)}
+	}
+	var err error
+	if req.Op == "add" {
+		err = lx.addNode(ctx, req.Addr)
+	} else {
+		err = lx.removeNode(ctx, req.Addr)
+	}
+	switch {
+	case err == nil:
+		return controlResponse{}
+	case errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		leader, _ := lx.raft.LeaderWithID()
+		return controlResponse{NotLeader: true, Leader: string(leader)}
+	case errors.Is(err, ErrNotMember):
+		return controlResponse{NotMember: true, Error: err.Error()}
+	}
+	return controlResponse{Error: err.Error()}
+}
+
+// suffrage returns addr's suffrage in the latest configuration, and whether
+// it is there at all.
+func (lx *Logx) suffrage(addr string) (raft.ServerSuffrage, bool, error) {
+	f := lx.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return 0, false, err
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == addr {
+			return s.Suffrage, true, nil
+		}
+	}
+	return 0, false, nil
+}
+
+// addNode runs on the leader: non-voter, wait for catch-up, voter.
+func (lx *Logx) addNode(ctx context.Context, addr string) error {
+	suf, ok, err := lx.suffrage(addr)
+	if err != nil {
+		return err
+	}
+	if ok && suf == raft.Voter {
+		return nil
+	}
+	timeout := time.Until(deadlineOr(ctx, defaultControlTimeout))
+	if !ok {
+		if err := lx.raft.AddNonvoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, timeout).Error(); err != nil {
+			return err
+		}
+		lx.logf("logx: added %s as a non-voter; waiting for it to catch up", addr)
+	}
+	target := lx.raft.CommitIndex()
+	wait := 20 * time.Millisecond
+	for {
+		st, err := lx.remoteStatus(ctx, addr)
+		if err == nil && !st.CatchingUp && st.AppliedIndex >= target && st.WriteError == "" {
+			break
+		}
+		if lx.raft.State() != raft.Leader {
+			return raft.ErrNotLeader
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = fmt.Errorf("applied index %d of %d", st.AppliedIndex, target)
+			}
+			return fmt.Errorf("logx: %s did not catch up: %w (%v)", addr, ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+	if err := lx.raft.AddVoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, time.Until(deadlineOr(ctx, defaultControlTimeout))).Error(); err != nil {
+		return err
+	}
+	lx.logf("logx: %s caught up and is a voter", addr)
+	return nil
+}
+
+// removeNode runs on the leader.
+func (lx *Logx) removeNode(ctx context.Context, addr string) error {
+	_, ok, err := lx.suffrage(addr)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotMember, addr)
+	}
+	if err := lx.raft.RemoveServer(raft.ServerID(addr), 0, time.Until(deadlineOr(ctx, defaultControlTimeout))).Error(); err != nil {
+		return err
+	}
+	lx.logf("logx: removed %s from the cluster", addr)
+	if addr != lx.cfg.Addr {
+		// Tell the node, if it is up, so it stops taking entries. It may
+		// be down: then it learns nothing, and should not be restarted.
+		nctx, cancel := context.WithTimeout(ctx, lx.cfg.ForwardTimeout)
+		_, _ = lx.sendControl(nctx, addr, controlRequest{Op: "removed", Addr: addr})
+		cancel()
+	} else if !lx.removed.Swap(true) {
+		lx.logf("logx: this node removed itself from the cluster")
+	}
+	return nil
+}
+
+// remoteStatus asks the node at addr for its Stats.
+func (lx *Logx) remoteStatus(ctx context.Context, addr string) (Stats, error) {
+	ctx, cancel := context.WithTimeout(ctx, lx.cfg.ForwardTimeout)
+	defer cancel()
+	resp, err := lx.sendControl(ctx, addr, controlRequest{Op: "status"})
+	if err != nil {
+		return Stats{}, err
+	}
+	if resp.Status == nil {
+		return Stats{}, fmt.Errorf("logx: %s sent no status: %v", addr, resp.err())
+	}
+	return *resp.Status, nil
+}
+
+func deadlineOr(ctx context.Context, d time.Duration) time.Time {
+	if t, ok := ctx.Deadline(); ok {
+		return t
+	}
+	return time.Now().Add(d)
+}
+
+func writeJSONFrame(c net.Conn, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	frame := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(data)), uint32(len(data)))
+	_, err = c.Write(append(frame, data...))
+	return err
+}

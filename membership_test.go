@@ -1,0 +1,207 @@
+package logx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// addJoiner starts one more node with Join set, listing the current nodes as
+// its Peers, and returns its index. It is not a member until AddNode.
+func (c *testCluster) addJoiner() int {
+	c.t.Helper()
+	addr := freeAddrs(c.t, 1)[0]
+	cfg := c.cfgs[0]
+	cfg.NodeID = fmt.Sprintf("n%d", len(c.cfgs)+1)
+	cfg.Addr = addr
+	cfg.Peers = slices.Clone(c.cfgs[0].Peers)
+	cfg.Dir = filepath.Join(filepath.Dir(c.cfgs[0].Dir), cfg.NodeID)
+	cfg.Join = true
+	c.cfgs = append(c.cfgs, cfg)
+	c.nodes = append(c.nodes, nil)
+	i := len(c.cfgs) - 1
+	c.start(i)
+	return i
+}
+
+// members returns the addresses and voter flags of lx's configuration.
+func members(t testing.TB, lx *Logx) map[string]bool {
+	t.Helper()
+	ms, err := lx.Members()
+	require.NoError(t, err)
+	out := map[string]bool{}
+	for _, m := range ms {
+		out[m.Addr] = m.Voter
+	}
+	return out
+}
+
+func (c *testCluster) leaderIndex() int {
+	for i, lx := range c.nodes {
+		if lx != nil && lx.Stats().State == "Leader" {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestAddNode: a new node joins a running cluster that has compacted its
+// Raft log, so it catches up by copying files; AddNode is called on a
+// follower and forwarded to the leader while every node keeps logging. The
+// new node ends a voter, byte-identical to the others.
+func TestAddNode(t *testing.T) {
+	c := catchUpCluster(t)
+	c.logAppend("before", 100)
+	c.snapshotAll()
+	n := c.addJoiner()
+
+	// Not a member yet: it knows no leader.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	require.Error(t, c.nodes[n].WaitReady(ctx))
+	cancel()
+
+	// Keep logging from the old nodes while the new one is added.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c2 := &testCluster{t: t, cfgs: c.cfgs[:n], nodes: slices.Clone(c.nodes[:n])}
+		c2.logAppend("during", 50)
+	}()
+	follower := (c.leaderIndex() + 1) % n
+	ctx, cancel = context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, c.nodes[follower].AddNode(ctx, c.cfgs[n].Addr))
+	wg.Wait()
+
+	ms := members(t, c.nodes[0])
+	require.Len(t, ms, 4)
+	for addr, voter := range ms {
+		require.True(t, voter, "%s is not a voter", addr)
+	}
+	require.NoError(t, c.nodes[n].WaitReady(ctx))
+	require.Equal(t, uint64(1), c.nodes[n].Stats().CatchUps, "the new node should have copied files")
+
+	c.logAppend("after", 20) // from all four
+	c.flushAll()
+	total := uint64(3*100 + 3*50 + 4*20)
+	require.Equal(t, total, c.waitSameSeq(total))
+	requireIdentical(t, c.dirs(), "app.log")
+	requireUnique(t, readLines(t, c.cfgs[n].Dir, "app.log"), "tag", "node", "k")
+
+	// Adding a voter again changes nothing.
+	require.NoError(t, c.nodes[n].AddNode(ctx, c.cfgs[n].Addr))
+	require.Len(t, members(t, c.nodes[0]), 4)
+}
+
+// TestAddNodeFromItself: the new node asks to be added; it does not know
+// the leader, so it asks its Peers and follows their hint.
+func TestAddNodeFromItself(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.logAppend("before", 20)
+	n := c.addJoiner()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, c.nodes[n].AddNode(ctx, c.cfgs[n].Addr))
+	require.NoError(t, c.nodes[n].WaitReady(ctx))
+	c.logAppend("after", 20)
+	c.flushAll()
+	total := uint64(3*20 + 4*20)
+	require.Equal(t, total, c.waitSameSeq(total))
+	requireIdentical(t, c.dirs(), "app.log")
+	require.Zero(t, c.nodes[n].Stats().CatchUps, "a short log is replayed, not copied")
+
+	// The joined node restarts as a member, Join or not.
+	c.stop(n)
+	c.cfgs[n].Join = false
+	c.cfgs[n].Peers = append(c.cfgs[n].Peers, c.cfgs[n].Addr)
+	c.start(n)
+	c.waitReady()
+	c.logAppend("restarted", 5)
+	c.flushAll()
+	total += 4 * 5
+	require.Equal(t, total, c.waitSameSeq(total))
+	requireIdentical(t, c.dirs(), "app.log")
+}
+
+// TestRemoveNode: a follower is removed from another follower, then the
+// leader is removed; the rest keep a leader, keep logging, and stay
+// identical. The removed nodes stop taking entries.
+func TestRemoveNode(t *testing.T) {
+	c := newTestCluster(t, 5, nil)
+	c.logAppend("five", 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	leader := c.leaderIndex()
+	var followers []int
+	for i := range c.nodes {
+		if i != leader {
+			followers = append(followers, i)
+		}
+	}
+	victim, caller := followers[0], followers[1]
+	require.NoError(t, c.nodes[caller].RemoveNode(ctx, c.cfgs[victim].Addr))
+	require.NotContains(t, members(t, c.nodes[caller]), c.cfgs[victim].Addr)
+	removed := []int{victim}
+	// The removed node was told, and takes no more entries.
+	require.True(t, waitFor(10*time.Second, func() bool { return c.nodes[victim].removed.Load() }))
+	_, err := c.nodes[victim].Append(ctx, LevelInfo, "from a removed node")
+	require.ErrorIs(t, err, ErrRemoved)
+	require.True(t, waitFor(10*time.Second, func() bool { return c.nodes[victim].Stats().State == "Shutdown" }))
+
+	err = c.nodes[caller].RemoveNode(ctx, c.cfgs[victim].Addr)
+	require.ErrorIs(t, err, ErrNotMember)
+
+	// Remove the leader, asked from a follower.
+	require.NoError(t, c.nodes[caller].RemoveNode(ctx, c.cfgs[leader].Addr))
+	removed = append(removed, leader)
+	rest := &testCluster{t: t}
+	for i := range c.nodes {
+		if !slices.Contains(removed, i) {
+			rest.cfgs = append(rest.cfgs, c.cfgs[i])
+			rest.nodes = append(rest.nodes, c.nodes[i])
+		}
+	}
+	require.True(t, waitFor(30*time.Second, func() bool {
+		l := rest.leaderIndex()
+		return l >= 0 && len(members(t, rest.nodes[l])) == 3
+	}), "no leader among the remaining three")
+	rest.waitReady()
+	rest.logAppend("three", 10)
+	rest.flushAll()
+	total := uint64(5*10 + 3*10)
+	require.Equal(t, total, rest.waitSameSeq(total))
+	requireIdentical(t, rest.dirs(), "app.log")
+	requireUnique(t, readLines(t, rest.cfgs[0].Dir, "app.log"), "tag", "node", "k")
+}
+
+// TestMembershipBadInput: bad addresses get clear errors; a join without
+// anyone to ask gives up when its context ends.
+func TestMembershipBadInput(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.ErrorContains(t, c.nodes[0].AddNode(ctx, "not an address"), "AddNode")
+	require.ErrorContains(t, c.nodes[0].RemoveNode(ctx, ""), "RemoveNode")
+	require.ErrorIs(t, c.nodes[0].RemoveNode(ctx, "127.0.0.1:1"), ErrNotMember)
+
+	// A joining node whose peers are unreachable: AddNode honours ctx.
+	cfg := testConfig(t, 0, freeAddrs(t, 2), t.TempDir())
+	cfg.Peers = cfg.Peers[1:] // nobody listens there
+	cfg.Join = true
+	lx, err := New(cfg)
+	require.NoError(t, err)
+	defer lx.Close()
+	sctx, scancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer scancel()
+	err = lx.AddNode(sctx, cfg.Addr)
+	require.True(t, errors.Is(err, context.DeadlineExceeded), "got %v", err)
+}
