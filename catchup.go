@@ -112,6 +112,10 @@ func (f *fsm) openSegment(first uint64) (*os.File, error) {
 	if fh, err := os.Open(rotated); err == nil {
 		return fh, nil
 	}
+	// Retired by retention, but a snapshot that lists it may be in use.
+	if fh, err := os.Open(filepath.Join(f.dir, retiredName(seg.segmentName(first)))); err == nil {
+		return fh, nil
+	}
 	if seg.activeFirst.Load() != first {
 		return nil, fmt.Errorf("no segment starts at %d", first)
 	}
@@ -337,7 +341,7 @@ func (f *fsm) catchUp(m *manifest) error {
 	}
 	for _, e := range ents {
 		_, isSeg := namer.parseSegmentName(e.Name())
-		if (isSeg && !keep[e.Name()]) || strings.HasPrefix(e.Name(), ".catchup-") {
+		if (isSeg && !keep[e.Name()]) || strings.HasPrefix(e.Name(), ".catchup-") || strings.HasPrefix(e.Name(), ".retired-") {
 			if err := os.Remove(filepath.Join(f.dir, e.Name())); err != nil {
 				return err
 			}
@@ -348,14 +352,15 @@ func (f *fsm) catchUp(m *manifest) error {
 	}
 	last := m.Files[len(m.Files)-1]
 	st := applyState{Index: m.Index, Seq: m.Seq, ActiveFirst: last.First, ActiveSize: last.Size,
-		Producers: m.Producers, Rotated: slices.Clone(m.Files[:len(m.Files)-1])}
+		Producers: m.Producers, Rotated: slices.Clone(m.Files[:len(m.Files)-1]),
+		Newest: m.Newest, ActiveNewest: last.Newest, SnapIndex: m.Index}
 	if st.Producers == nil {
 		st.Producers = map[uint64]*producerState{}
 	}
 	if err := writeState(f.dir, &st); err != nil {
 		return err
 	}
-	seg, err := openSegments(f.dir, f.file, f.maxSize, st, true)
+	seg, err := openSegments(f.dir, f.file, f.policy, st, true)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,8 @@ import (
 )
 
 // Config configures one node. Every node of a cluster must use the same
-// Peers, File, MaxSize and Format; each has its own NodeID, Addr and Dir.
+// Peers, File, MaxSize, RotateEvery, MaxFiles, MaxAge and Format; each has
+// its own NodeID, Addr and Dir.
 // The zero value of every optional field means its default.
 type Config struct {
 	// NodeID names this node in the lines it originates (node=...). Required.
@@ -51,6 +52,24 @@ type Config struct {
 	// rotated: a line that would take it past MaxSize starts a new file.
 	// Defaults to 64 MiB.
 	MaxSize int64 `json:"max_size" yaml:"max_size"`
+
+	// RotateEvery also rotates by time: a line whose entry time falls in a
+	// later period than the active file's newest line starts a new file.
+	// Periods count from the Unix epoch, so time.Hour rotates on the hour
+	// and 24*time.Hour at midnight UTC. Entry times come from the log (each
+	// entry's time, capped at the leader's clock when it committed it), so
+	// every node rotates at the same line, however its own clock runs.
+	// Zero (the default) rotates by size only.
+	RotateEvery time.Duration `json:"rotate_every" yaml:"rotate_every"`
+
+	// MaxFiles keeps at most this many rotated files; MaxAge keeps only
+	// rotated files whose newest line is younger than MaxAge, measured from
+	// the newest line in the log (not from the wall clock). Older files
+	// leave the log at the same line on every node, and are deleted from
+	// disk once no snapshot Raft could send still lists them. The active
+	// file is never removed. Zero (the default) keeps everything.
+	MaxFiles int           `json:"max_files" yaml:"max_files"`
+	MaxAge   time.Duration `json:"max_age" yaml:"max_age"`
 
 	// Format is the line format of entries this node originates: FormatText
 	// (the default) or FormatJSON.
@@ -256,6 +275,15 @@ func (c Config) Validate() error {
 	if c.MaxSize < 0 {
 		return bad("MaxSize", "%d is negative", c.MaxSize)
 	}
+	if c.RotateEvery < 0 {
+		return bad("RotateEvery", "%v is negative", c.RotateEvery)
+	}
+	if c.MaxFiles < 0 {
+		return bad("MaxFiles", "%d is negative", c.MaxFiles)
+	}
+	if c.MaxAge < 0 {
+		return bad("MaxAge", "%v is negative", c.MaxAge)
+	}
 	if c.Format != FormatText && c.Format != FormatJSON {
 		return bad("Format", "unknown format %d", int(c.Format))
 	}
@@ -307,4 +335,9 @@ func checkAddr(addr string) error {
 		return fmt.Errorf("%q needs a fixed port", addr)
 	}
 	return nil
+}
+
+// filePolicy is how the node rotates and retains its files.
+func (c Config) filePolicy() filePolicy {
+	return filePolicy{maxSize: c.MaxSize, every: c.RotateEvery, maxFiles: c.MaxFiles, maxAge: c.MaxAge}
 }

@@ -35,6 +35,9 @@ func TestConfigValidate(t *testing.T) {
 		{"File", func(c *Config) { c.File = "sub/app.log" }},
 		{"File", func(c *Config) { c.File = "state.json" }},
 		{"MaxSize", func(c *Config) { c.MaxSize = -1 }},
+		{"RotateEvery", func(c *Config) { c.RotateEvery = -time.Hour }},
+		{"MaxFiles", func(c *Config) { c.MaxFiles = -1 }},
+		{"MaxAge", func(c *Config) { c.MaxAge = -time.Hour }},
 		{"Format", func(c *Config) { c.Format = 7 }},
 		{"QueueSize", func(c *Config) { c.QueueSize = -5 }},
 		{"MaxEntrySize", func(c *Config) { c.MaxEntrySize = -1 }},
@@ -44,6 +47,11 @@ func TestConfigValidate(t *testing.T) {
 		{"ElectionTimeout", func(c *Config) { c.ElectionTimeout = time.Millisecond }},
 		{"CloseTimeout", func(c *Config) { c.CloseTimeout = -time.Second }},
 	}
+	// Join lets a node leave itself out of Peers.
+	j := good()
+	j.Peers, j.Join = []string{"127.0.0.1:7002"}, true
+	require.NoError(t, j.Validate())
+
 	for _, tc := range cases {
 		c := good()
 		tc.mod(&c)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -19,7 +21,7 @@ import (
 type fsm struct {
 	dir           string
 	file          string
-	maxSize       int64
+	policy        filePolicy
 	format        Format
 	stateInterval time.Duration
 	logf          func(format string, args ...any)
@@ -39,6 +41,7 @@ type fsm struct {
 	bytes    atomic.Uint64 // bytes written since start
 	dups     atomic.Uint64 // repeated entries dropped
 	rotated  atomic.Uint64
+	retired  atomic.Uint64 // files retention retired since start
 	catchUps atomic.Uint64
 	progress catchUpProgress
 	segPtr   atomic.Pointer[segmentWriter] // seg, for the fetch server
@@ -55,12 +58,12 @@ type applyResult struct {
 	err      error
 }
 
-func newFSM(dir, file string, maxSize int64, format Format, stateInterval time.Duration, logf func(string, ...any)) (*fsm, error) {
+func newFSM(dir, file string, policy filePolicy, format Format, stateInterval time.Duration, logf func(string, ...any)) (*fsm, error) {
 	st, have, err := readState(dir)
 	if err != nil {
 		return nil, err
 	}
-	f := &fsm{dir: dir, file: file, maxSize: maxSize, format: format, stateInterval: stateInterval, logf: logf, st: st,
+	f := &fsm{dir: dir, file: file, policy: policy, format: format, stateInterval: stateInterval, logf: logf, st: st,
 		lastPersist: time.Now(), notify: make(chan struct{})}
 	f.applied.Store(st.Index)
 	f.seq.Store(st.Seq)
@@ -70,7 +73,7 @@ func newFSM(dir, file string, maxSize int64, format Format, stateInterval time.D
 		logf("logx: %s: a catch-up from peers was interrupted; it resumes when Raft restores its snapshot", dir)
 		return f, nil
 	}
-	seg, err := openSegments(dir, file, maxSize, st, have)
+	seg, err := openSegments(dir, file, policy, st, have)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +150,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 				first = st.Seq
 			}
 			line = appendLine(line[:0], f.format, st.Seq, r.body)
-			if err := f.seg.add(st.Seq, line); err != nil {
+			clock := entryClock(r.unixNano, l.AppendedAt)
+			st.Newest = max(st.Newest, clock)
+			if err := f.seg.add(st.Seq, line, clock); err != nil {
 				return f.fail(res, err)
 			}
 			p.LastPSeq, p.LastSeq = pseq, st.Seq
@@ -164,6 +169,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		return f.fail(res, err)
 	}
 	st.Index = last
+	if err := f.retain(); err != nil {
+		return f.fail(res, err)
+	}
 	f.seq.Store(st.Seq)
 	f.rotated.Store(f.seg.rotations)
 	if f.stateInterval >= 0 && time.Since(f.lastPersist) >= f.stateInterval {
@@ -177,6 +185,69 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	f.notify = make(chan struct{})
 	f.mu.Unlock()
 	return res
+}
+
+// entryClock is the time that rotation and retention go by: the entry's
+// own time, but no later than the leader's clock when it appended the Raft
+// entry (both are in the log, so every node computes the same), so that a
+// node whose clock runs ahead cannot rotate or expire files early.
+func entryClock(unixNano int64, appendedAt time.Time) int64 {
+	if appendedAt.IsZero() {
+		return unixNano
+	}
+	leader := appendedAt.UnixNano()
+	if unixNano == 0 || unixNano > leader {
+		return leader
+	}
+	return unixNano
+}
+
+// retain applies the retention policy after a batch: while there are more
+// rotated files than policy.maxFiles, or the oldest one's newest line is
+// more than policy.maxAge older than the newest line written, the oldest
+// leaves the log. Entry clocks come from the log, so every node retires the
+// same files at the same Raft index. A retired file is renamed, not
+// deleted: catch-ups from a recent snapshot may still fetch it. Snapshot
+// deletes it later.
+func (f *fsm) retain() error {
+	p := f.policy
+	if p.maxFiles <= 0 && p.maxAge <= 0 {
+		return nil
+	}
+	for len(f.seg.rotated) > 0 {
+		old := f.seg.rotated[0]
+		byCount := p.maxFiles > 0 && len(f.seg.rotated) > p.maxFiles
+		byAge := p.maxAge > 0 && old.Newest < f.st.Newest-int64(p.maxAge)
+		if !byCount && !byAge {
+			return nil
+		}
+		err := os.Rename(filepath.Join(f.dir, old.Name), filepath.Join(f.dir, retiredName(old.Name)))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		f.seg.rotated = slices.Delete(slices.Clone(f.seg.rotated), 0, 1)
+		f.st.Retired = append(f.st.Retired, retiredFile{Name: old.Name, Index: f.st.Index})
+		f.retired.Add(1)
+	}
+	return nil
+}
+
+// deleteRetired deletes the retired files no snapshot Raft could still send
+// lists: those retired at or before the previous snapshot's index. Called
+// by Snapshot, on the apply goroutine.
+func (f *fsm) deleteRetired(prevSnap uint64) error {
+	kept := f.st.Retired[:0]
+	for _, r := range f.st.Retired {
+		if r.Index > prevSnap {
+			kept = append(kept, r)
+			continue
+		}
+		if err := os.Remove(filepath.Join(f.dir, retiredName(r.Name))); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	f.st.Retired = kept
+	return nil
 }
 
 // fail makes a write error sticky: the node stops applying, so its files
@@ -221,6 +292,7 @@ func (f *fsm) persist() error {
 		f.st.ActiveFirst = f.st.Seq + 1
 	}
 	f.st.ActiveSize = f.seg.size
+	f.st.ActiveNewest = f.seg.newest
 	f.st.Rotated = slices.Clone(f.seg.rotated)
 	if err := writeState(f.dir, &f.st); err != nil {
 		return err
@@ -255,6 +327,7 @@ func (f *fsm) waitApplied(done <-chan struct{}, idx uint64) error {
 type manifest struct {
 	Index     uint64                    `json:"index"`
 	Seq       uint64                    `json:"seq"`
+	Newest    int64                     `json:"newest,omitempty"` // entry clock of the newest line
 	Producers map[uint64]*producerState `json:"producers"`
 	Files     []fileState               `json:"files"`
 }
@@ -265,10 +338,14 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if f.failed != nil {
 		return nil, f.failed
 	}
+	if err := f.deleteRetired(f.st.SnapIndex); err != nil {
+		return nil, err
+	}
+	f.st.SnapIndex = f.st.Index
 	if err := f.persist(); err != nil {
 		return nil, err
 	}
-	m := &manifest{Index: f.st.Index, Seq: f.st.Seq, Producers: make(map[uint64]*producerState, len(f.st.Producers))}
+	m := &manifest{Index: f.st.Index, Seq: f.st.Seq, Newest: f.st.Newest, Producers: make(map[uint64]*producerState, len(f.st.Producers))}
 	for k, v := range f.st.Producers {
 		c := *v
 		m.Producers[k] = &c

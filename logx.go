@@ -187,7 +187,7 @@ func New(cfg Config) (_ *Logx, err error) {
 	}
 	undo = append(undo, func() { lx.lock.unlock() })
 
-	if lx.fsm, err = newFSM(cfg.Dir, cfg.File, cfg.MaxSize, cfg.Format, cfg.CheckpointInterval, lx.logf); err != nil {
+	if lx.fsm, err = newFSM(cfg.Dir, cfg.File, cfg.filePolicy(), cfg.Format, cfg.CheckpointInterval, lx.logf); err != nil {
 		return nil, fmt.Errorf("logx: opening log files: %w", err)
 	}
 	lx.fsm.fetcher = lx

@@ -30,7 +30,7 @@ func testLogs(n, perBatch int) []*raft.Log {
 
 func openTestFSM(t *testing.T, dir string) *fsm {
 	t.Helper()
-	f, err := newFSM(dir, "app.log", 2048, FormatText, -1, t.Logf)
+	f, err := newFSM(dir, "app.log", filePolicy{maxSize: 2048}, FormatText, -1, t.Logf)
 	require.NoError(t, err)
 	return f
 }
@@ -131,11 +131,11 @@ func TestCorruptDir(t *testing.T) {
 	f.ApplyBatch(testLogs(2, 2))
 	require.NoError(t, f.close())
 	require.NoError(t, os.Truncate(filepath.Join(dir, "app.log"), 10))
-	_, err := newFSM(dir, "app.log", 2048, FormatText, -1, t.Logf)
+	_, err := newFSM(dir, "app.log", filePolicy{maxSize: 2048}, FormatText, -1, t.Logf)
 	require.ErrorIs(t, err, ErrCorrupt)
 
 	require.NoError(t, os.Remove(filepath.Join(dir, stateFile)))
-	_, err = newFSM(dir, "app.log", 2048, FormatText, -1, t.Logf)
+	_, err = newFSM(dir, "app.log", filePolicy{maxSize: 2048}, FormatText, -1, t.Logf)
 	require.ErrorIs(t, err, ErrCorrupt)
 }
 

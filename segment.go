@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // Segment files. The active file has the configured name (app.log); when the
@@ -49,6 +50,18 @@ type applyState struct {
 	Producers   map[uint64]*producerState `json:"producers"`
 	Rotated     []fileState               `json:"rotated"` // rotated files, oldest first
 
+	// Entry clock (see entryClock), Unix nanoseconds: the newest of all
+	// lines written, and of the active file's lines. They drive time-based
+	// rotation and retention by age.
+	Newest       int64 `json:"newest,omitempty"`
+	ActiveNewest int64 `json:"active_newest,omitempty"`
+
+	// Retired lists files that retention took out of the log, renamed to
+	// .retired-<name> until they are deleted (see fsm.retain); SnapIndex is
+	// the Raft index of the last snapshot this node took.
+	Retired   []retiredFile `json:"retired,omitempty"`
+	SnapIndex uint64        `json:"snap_index,omitempty"`
+
 	// CatchingUp is set while files are being copied from a peer (catchup.go):
 	// they are then not a prefix of the log the rest of the state describes,
 	// and only finishing the copy makes them consistent again.
@@ -62,6 +75,26 @@ type fileState struct {
 	First  uint64 `json:"first"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+	Newest int64  `json:"newest,omitempty"` // entry clock of its newest line
+}
+
+// retiredFile is a rotated file retention removed from the log at Raft
+// index Index.
+type retiredFile struct {
+	Name  string `json:"name"`
+	Index uint64 `json:"index"`
+}
+
+// retiredName is the name a retired file waits under until it is deleted.
+func retiredName(name string) string { return ".retired-" + name }
+
+// filePolicy is how a node rotates and retains its files. Every node of a
+// cluster must use the same.
+type filePolicy struct {
+	maxSize  int64         // rotate when a line would take the file past this
+	every    time.Duration // rotate when a line's clock enters a new period (0: never)
+	maxFiles int           // keep at most this many rotated files (0: all)
+	maxAge   time.Duration // retire rotated files older than this (0: never)
 }
 
 func newApplyState() applyState {
@@ -70,15 +103,16 @@ func newApplyState() applyState {
 
 // segmentWriter appends lines to the active file and rotates it.
 type segmentWriter struct {
-	dir     string
-	name    string // active file name
-	stem    string // name without extension
-	ext     string
-	maxSize int64
+	dir    string
+	name   string // active file name
+	stem   string // name without extension
+	ext    string
+	policy filePolicy
 
 	f       *os.File
 	first   uint64 // first sequence number of the active file
 	size    int64
+	newest  int64       // entry clock of the active file's newest line
 	buf     []byte      // lines not yet written
 	hash    hash.Hash   // sha256 of the active file's bytes
 	rotated []fileState // rotated files, oldest first
@@ -138,12 +172,24 @@ func LogFiles(dir, name string) ([]string, error) {
 
 // openSegments recovers the files of dir to the checkpoint st and opens the
 // active file for appending.
-func openSegments(dir, name string, maxSize int64, st applyState, haveState bool) (*segmentWriter, error) {
-	w := &segmentWriter{dir: dir, name: name, maxSize: maxSize, first: st.ActiveFirst, size: st.ActiveSize,
-		hash: sha256.New(), rotated: slices.Clone(st.Rotated)}
+func openSegments(dir, name string, policy filePolicy, st applyState, haveState bool) (*segmentWriter, error) {
+	w := &segmentWriter{dir: dir, name: name, policy: policy, first: st.ActiveFirst, size: st.ActiveSize,
+		newest: st.ActiveNewest, hash: sha256.New(), rotated: slices.Clone(st.Rotated)}
 	w.stem, w.ext = splitName(name)
 	w.activeFirst.Store(w.first)
 	active := filepath.Join(dir, name)
+
+	// Files the checkpoint still lists that retention retired after it:
+	// put them back; Raft's replay retires them again.
+	for _, fs := range st.Rotated {
+		path := filepath.Join(dir, fs.Name)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			err := os.Rename(filepath.Join(dir, retiredName(fs.Name)), path)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, err
+			}
+		}
+	}
 
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -151,18 +197,30 @@ func openSegments(dir, name string, maxSize int64, st applyState, haveState bool
 	}
 	activeSeg := ""
 	for _, e := range ents {
-		first, ok := w.parseSegmentName(e.Name())
+		name := e.Name()
+		first, ok := w.parseSegmentName(name)
+		if rest, retired := strings.CutPrefix(name, retiredName("")); retired {
+			// Retired after the checkpoint: undo like a rotation, since
+			// Raft's replay rotates and retires it again.
+			if first, ok = w.parseSegmentName(rest); !ok || first < st.ActiveFirst {
+				continue
+			}
+			if err := os.Rename(filepath.Join(dir, name), filepath.Join(dir, rest)); err != nil {
+				return nil, err
+			}
+			name = rest
+		}
 		if !ok {
 			continue
 		}
 		if !haveState {
-			return nil, fmt.Errorf("%w: %s exists but %s does not", ErrCorrupt, e.Name(), stateFile)
+			return nil, fmt.Errorf("%w: %s exists but %s does not", ErrCorrupt, name, stateFile)
 		}
 		switch {
 		case first == st.ActiveFirst:
-			activeSeg = e.Name()
+			activeSeg = name
 		case first > st.ActiveFirst: // rotated after the checkpoint: undo
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
 				return nil, err
 			}
 		}
@@ -218,10 +276,11 @@ func openSegments(dir, name string, maxSize int64, st applyState, haveState bool
 	return w, nil
 }
 
-// add buffers one line whose sequence number is seq, rotating first when the
-// line would take the active file past the maximum size.
-func (w *segmentWriter) add(seq uint64, line []byte) error {
-	if w.size > 0 && w.size+int64(len(line)) > w.maxSize {
+// add buffers one line whose sequence number is seq and entry clock clock,
+// rotating first when the line would take the active file past the maximum
+// size, or when its clock is in a later period than the file's newest line.
+func (w *segmentWriter) add(seq uint64, line []byte, clock int64) error {
+	if w.size > 0 && (w.size+int64(len(line)) > w.policy.maxSize || w.newPeriod(clock)) {
 		if err := w.rotate(seq); err != nil {
 			return err
 		}
@@ -229,10 +288,21 @@ func (w *segmentWriter) add(seq uint64, line []byte) error {
 	if w.size == 0 {
 		w.first = seq
 		w.activeFirst.Store(seq)
+		w.newest = clock
 	}
+	w.newest = max(w.newest, clock)
 	w.buf = append(w.buf, line...)
 	w.size += int64(len(line))
 	return nil
+}
+
+// newPeriod reports whether clock falls in a later rotation period than the
+// active file's newest line. Periods are multiples of the interval counted
+// from the Unix epoch, so hourly and daily files start on the hour and at
+// midnight UTC.
+func (w *segmentWriter) newPeriod(clock int64) bool {
+	every := int64(w.policy.every)
+	return every > 0 && clock/every > w.newest/every
 }
 
 // flush writes the buffered lines.
@@ -248,7 +318,7 @@ func (w *segmentWriter) flush() error {
 
 // active describes the active file as written so far (after flush).
 func (w *segmentWriter) active() fileState {
-	return fileState{Name: w.name, First: w.first, Size: w.size, SHA256: hex.EncodeToString(w.hash.Sum(nil))}
+	return fileState{Name: w.name, First: w.first, Size: w.size, SHA256: hex.EncodeToString(w.hash.Sum(nil)), Newest: w.newest}
 }
 
 // rotate closes the active file under its rotated name and starts a new one
@@ -278,6 +348,7 @@ func (w *segmentWriter) rotate(next uint64) error {
 	w.first = next
 	w.activeFirst.Store(next)
 	w.size = 0
+	w.newest = 0
 	w.hash.Reset()
 	w.rotations++
 	return syncDir(w.dir)

@@ -35,6 +35,7 @@ type Stats struct {
 	BytesWritten   uint64 `json:"bytes_written"`
 	Duplicates     uint64 `json:"duplicates"` // repeated entries dropped at apply
 	Rotations      uint64 `json:"rotations"`  // rotations since start
+	Retired        uint64 `json:"retired"`    // rotated files retention removed from the log since start
 
 	CatchUps     uint64 `json:"catch_ups"`     // snapshots installed by copying files from peers
 	FetchedBytes uint64 `json:"fetched_bytes"` // bytes copied from peers by catch-up
@@ -77,6 +78,7 @@ func (lx *Logx) Stats() Stats {
 		BytesWritten:   lx.fsm.bytes.Load(),
 		Duplicates:     lx.fsm.dups.Load(),
 		Rotations:      lx.fsm.rotated.Load(),
+		Retired:        lx.fsm.retired.Load(),
 		CatchUps:       lx.fsm.catchUps.Load(),
 		FetchedBytes:   lx.stats.fetched.Load(),
 		ServedBytes:    lx.stats.fetchServed.Load(),

@@ -1,0 +1,212 @@
+package logx
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/stretchr/testify/require"
+)
+
+// timedLogs builds n Raft logs of perBatch entries each, the entries of
+// log i stamped at at(i). Entry bodies carry the same time.
+func timedLogs(n, perBatch int, at func(i int) time.Time) []*raft.Log {
+	var logs []*raft.Log
+	for i := 1; i <= n; i++ {
+		b := appendBatchHeader(nil, batchHeader{producer: 7, firstPSeq: uint64((i-1)*perBatch + 1), count: perBatch})
+		for k := 0; k < perBatch; k++ {
+			body := appendBodyStart(nil, FormatText, at(i), LevelInfo, "n1", "x/y.go:1", fmt.Sprintf("log %d entry %d", i, k))
+			b = appendRecord(b, LevelInfo, at(i).UnixNano(), body)
+		}
+		logs = append(logs, &raft.Log{Index: uint64(i), Type: raft.LogCommand, Data: b})
+	}
+	return logs
+}
+
+func openPolicyFSM(t *testing.T, dir string, p filePolicy) *fsm {
+	t.Helper()
+	f, err := newFSM(dir, "app.log", p, FormatText, -1, t.Logf)
+	require.NoError(t, err)
+	return f
+}
+
+// hidden lists the retired files waiting in dir.
+func hidden(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var out []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".retired-") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// base is 10:00 UTC; the test logs are 10 minutes apart.
+var base = time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC)
+
+func tenMinutes(i int) time.Time { return base.Add(time.Duration(i-1) * 10 * time.Minute) }
+
+// TestRotateEvery: hourly rotation starts a new file with the first line of
+// each hour; names still come from first sequence numbers.
+func TestRotateEvery(t *testing.T) {
+	dir := t.TempDir()
+	f := openPolicyFSM(t, dir, filePolicy{maxSize: 1 << 30, every: time.Hour})
+	f.ApplyBatch(timedLogs(30, 4, tenMinutes)) // 5 hours, 6 logs (24 lines) each
+	require.NoError(t, f.close())
+
+	names, err := LogFiles(dir, "app.log")
+	require.NoError(t, err)
+	require.Len(t, names, 5)
+	for h, name := range names[:4] {
+		require.Equal(t, fmt.Sprintf("app-%020d.log", h*24+1), name)
+	}
+	for h, name := range names {
+		lines := readLinesFiles(t, dir, []string{name})
+		require.Len(t, lines, 24, name)
+		hour := base.Add(time.Duration(h) * time.Hour).Format("2006-01-02T15")
+		for _, l := range lines {
+			require.Contains(t, string(l), "time="+hour, name)
+		}
+	}
+	st, _, err := readState(dir)
+	require.NoError(t, err)
+	for h, r := range st.Rotated {
+		require.Equal(t, base.Add(time.Duration(h)*time.Hour+50*time.Minute).UnixNano(), r.Newest)
+	}
+}
+
+// TestEntryClock: an entry's time counts, but never later than the
+// leader's clock when it appended the entry.
+func TestEntryClock(t *testing.T) {
+	leader := time.Unix(1000, 0)
+	require.Equal(t, int64(500e9), entryClock(500e9, leader))
+	require.Equal(t, leader.UnixNano(), entryClock(5000e9, leader), "a clock ahead is capped")
+	require.Equal(t, leader.UnixNano(), entryClock(0, leader), "an entry without time takes the leader's")
+	require.Equal(t, int64(500e9), entryClock(500e9, time.Time{}))
+}
+
+// TestRetention: MaxFiles and MaxAge take the oldest rotated files out of
+// the log; they wait hidden until the snapshot after next, then go.
+func TestRetention(t *testing.T) {
+	t.Run("MaxFiles", func(t *testing.T) {
+		dir := t.TempDir()
+		f := openPolicyFSM(t, dir, filePolicy{maxSize: 2048, maxFiles: 3})
+		f.ApplyBatch(testLogs(60, 7))
+		names, err := LogFiles(dir, "app.log")
+		require.NoError(t, err)
+		require.Len(t, names, 4, "3 rotated files and the active one")
+		require.Equal(t, f.seg.rotated[0].Name, names[0])
+		retired := hidden(t, dir)
+		require.Len(t, retired, int(f.retired.Load()))
+		require.Positive(t, len(retired))
+
+		// The first snapshot keeps them (an earlier snapshot may list
+		// them); the second deletes those retired before the first.
+		_, err = f.Snapshot()
+		require.NoError(t, err)
+		require.Len(t, hidden(t, dir), len(retired))
+		f.ApplyBatch(testLogs(80, 7)[60:])
+		more := len(hidden(t, dir)) - len(retired)
+		require.Positive(t, more)
+		_, err = f.Snapshot()
+		require.NoError(t, err)
+		require.Len(t, hidden(t, dir), more)
+		require.NoError(t, f.close())
+	})
+	t.Run("MaxAge", func(t *testing.T) {
+		dir := t.TempDir()
+		f := openPolicyFSM(t, dir, filePolicy{maxSize: 1 << 30, every: time.Hour, maxAge: 2 * time.Hour})
+		f.ApplyBatch(timedLogs(30, 4, tenMinutes)) // newest line: 14:50
+		require.NoError(t, f.close())
+		// Files of hours 10 to 13 are rotated, 14 is active. Hours 10
+		// and 11 end at 10:50 and 11:50, more than 2h before 14:50; 12:50
+		// is not.
+		names, err := LogFiles(dir, "app.log")
+		require.NoError(t, err)
+		require.Equal(t, []string{"app-00000000000000000049.log", "app-00000000000000000073.log", "app.log"}, names)
+		require.Len(t, hidden(t, dir), 2)
+	})
+}
+
+// TestRetentionCrashRecovery: a node that crashes after retiring files it
+// had not checkpointed yet replays to the same files and the same retired
+// set as a node that never stopped.
+func TestRetentionCrashRecovery(t *testing.T) {
+	policies := map[string]filePolicy{
+		"MaxFiles": {maxSize: 2048, maxFiles: 2},
+		"MaxAge":   {maxSize: 1 << 30, every: time.Hour, maxAge: 90 * time.Minute},
+	}
+	logs := timedLogs(40, 5, tenMinutes)
+	for name, p := range policies {
+		t.Run(name, func(t *testing.T) {
+			ref := t.TempDir()
+			f := openPolicyFSM(t, ref, p)
+			f.ApplyBatch(logs)
+			require.NoError(t, f.close())
+			want, wantHidden := fileHashes(t, ref, "app.log"), hidden(t, ref)
+			require.NotEmpty(t, wantHidden)
+
+			for _, cut := range []int{0, 5, 17} {
+				dir := t.TempDir()
+				f := openPolicyFSM(t, dir, p)
+				f.ApplyBatch(logs[:cut])
+				require.NoError(t, f.persist())
+				f.ApplyBatch(logs[cut:]) // rotates and retires past the checkpoint
+				require.NoError(t, f.seg.close())
+				f = openPolicyFSM(t, dir, p)
+				require.Equal(t, uint64(cut), f.applied.Load())
+				f.ApplyBatch(logs)
+				require.NoError(t, f.close())
+				require.Equal(t, want, fileHashes(t, dir, "app.log"), "checkpoint at %d", cut)
+				require.Equal(t, wantHidden, hidden(t, dir), "checkpoint at %d", cut)
+			}
+		})
+	}
+}
+
+// TestRetentionCluster: with MaxFiles and time rotation on (by the real
+// clocks of the nodes and the leader), nodes rotate and retire
+// the same files; a node that was down past Raft's trailing log catches up
+// from a manifest that no longer lists the retired files, and ends
+// identical.
+func TestRetentionCluster(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		cfg.MaxSize = 8 << 10
+		cfg.RotateEvery = 50 * time.Millisecond // real clocks: some rotations by time too
+		cfg.MaxFiles = 4
+		cfg.TrailingLogs = 8
+		cfg.SnapshotThreshold = 1 << 20
+		cfg.walSegmentSize = 16 << 10
+	})
+	c.logAppend("before", 200)
+	c.flushAll()
+	c.waitSameSeq(600)
+	requireIdentical(t, c.dirs(), "app.log")
+	for _, lx := range c.nodes {
+		require.Positive(t, lx.Stats().Retired)
+		names, err := lx.Files()
+		require.NoError(t, err)
+		require.Len(t, names, 5)
+	}
+	c.stop(2)
+	c.logAppend("while-down", 200)
+	c.snapshotAll()
+	c.snapshotAll()
+	c.start(2)
+	c.waitReady()
+	c.logAppend("after", 20)
+	c.flushAll()
+	total := uint64(3*200 + 2*200 + 3*20)
+	require.Equal(t, total, c.waitSameSeq(total))
+	requireIdentical(t, c.dirs(), "app.log")
+	require.Equal(t, uint64(1), c.nodes[2].Stats().CatchUps)
+	names, err := c.nodes[2].Files()
+	require.NoError(t, err)
+	require.Len(t, names, 5)
+}
