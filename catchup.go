@@ -365,6 +365,7 @@ func (f *fsm) catchUp(m *manifest) error {
 		return err
 	}
 	f.st, f.seg = st, seg
+	f.attachHooks()
 	f.segPtr.Store(seg)
 	f.applied.Store(st.Index)
 	f.seq.Store(st.Seq)

@@ -143,6 +143,10 @@ type Config struct {
 	// Addr forwards to it), and dials its peers from the local IP dialFrom.
 	listenAddr string
 	dialFrom   string
+
+	// powerCut is a test hook (hooks.go, powercut_test.go) that sees every
+	// write and fsync of the node so that a test can simulate a power cut.
+	powerCut *powerHooks
 }
 
 // listenOn is the address the node listens on: Addr, unless the test hook

@@ -26,7 +26,8 @@ type fsm struct {
 	stateInterval time.Duration
 	logf          func(format string, args ...any)
 
-	fetcher fetcher // copies file ranges from peers (catch-up)
+	fetcher fetcher     // copies file ranges from peers (catch-up)
+	hooks   *powerHooks // test seam for simulated power cuts (hooks.go)
 
 	// Owned by the apply goroutine.
 	st          applyState
@@ -97,6 +98,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 
 // ApplyBatch implements raft.BatchingFSM: one write for all the logs.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	defer f.hooks.guard()()
 	res := make([]any, len(logs))
 	if f.seg == nil && f.failed == nil {
 		f.fail(res, fmt.Errorf("%w: the files are incomplete (an interrupted catch-up) and Raft has no snapshot to finish it", ErrCorrupt))
@@ -287,6 +289,7 @@ func (f *fsm) persist() error {
 	if err := f.seg.sync(); err != nil {
 		return err
 	}
+	f.noteSynced()
 	f.st.ActiveFirst = f.seg.first
 	if f.seg.size == 0 {
 		f.st.ActiveFirst = f.st.Seq + 1
@@ -335,6 +338,7 @@ type manifest struct {
 // Snapshot implements raft.FSM. It checkpoints the files first, so Raft only
 // compacts log entries the files durably hold.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	defer f.hooks.guard()()
 	if f.failed != nil {
 		return nil, f.failed
 	}
@@ -372,6 +376,7 @@ func (m *manifest) Release() {}
 // from the leader that is newer than the files means this node missed
 // entries Raft no longer holds: catchUp copies them from a peer.
 func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer f.hooks.guard()()
 	defer rc.Close()
 	var m manifest
 	if err := json.NewDecoder(rc).Decode(&m); err != nil {

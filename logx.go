@@ -18,7 +18,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/segment"
+	"github.com/hashicorp/raft-wal/types"
 )
 
 // Errors returned by logx. Compare with errors.Is.
@@ -191,6 +194,8 @@ func New(cfg Config) (_ *Logx, err error) {
 		return nil, fmt.Errorf("logx: opening log files: %w", err)
 	}
 	lx.fsm.fetcher = lx
+	lx.fsm.hooks = cfg.powerCut
+	lx.fsm.attachHooks()
 	undo = append(undo, func() {
 		if lx.fsm.seg != nil {
 			_ = lx.fsm.seg.close()
@@ -209,8 +214,14 @@ func New(cfg Config) (_ *Logx, err error) {
 	if cfg.walSegmentSize > 0 {
 		segSize = cfg.walSegmentSize
 	}
-	if lx.wal, err = wal.Open(filepath.Join(cfg.Dir, "raft"), wal.WithLogger(hl.Named("wal")),
-		wal.WithMetaStore(lx.meta), wal.WithSegmentSize(segSize)); err != nil {
+	walDir := filepath.Join(cfg.Dir, "raft")
+	var meta types.MetaStore = lx.meta
+	var filer types.SegmentFiler // nil: raft-wal's own
+	if h := cfg.powerCut; h != nil {
+		meta, filer = h.meta(lx.meta), segment.NewFiler(walDir, h.vfs(fs.New()))
+	}
+	if lx.wal, err = wal.Open(walDir, wal.WithLogger(hl.Named("wal")), wal.WithMetaStore(meta),
+		wal.WithSegmentFiler(filer), wal.WithSegmentSize(segSize)); err != nil {
 		return nil, fmt.Errorf("logx: opening Raft log: %w", err)
 	}
 	undo = append(undo, func() { _ = lx.wal.Close() })

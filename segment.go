@@ -119,6 +119,9 @@ type segmentWriter struct {
 
 	rotations   uint64
 	activeFirst atomic.Uint64 // first, for readers on other goroutines
+
+	// synced, if set, is told of the active file's durable size (hooks.go).
+	synced func(path string, size int64)
 }
 
 func splitName(name string) (stem, ext string) {
@@ -345,6 +348,9 @@ func (w *segmentWriter) rotate(next uint64) error {
 		return err
 	}
 	w.f = f
+	if w.synced != nil {
+		w.synced(active, 0)
+	}
 	w.first = next
 	w.activeFirst.Store(next)
 	w.size = 0

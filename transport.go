@@ -130,9 +130,15 @@ func (m *mux) closeConn(c net.Conn) {
 // close stops accepting, closes every connection and waits for the
 // goroutines the mux started.
 func (m *mux) close() {
+	m.shut()
+	m.wg.Wait()
+}
+
+// shut stops accepting and closes every connection, without waiting.
+func (m *mux) shut() {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.closed {
-		m.mu.Unlock()
 		return
 	}
 	m.closed = true
@@ -141,8 +147,6 @@ func (m *mux) close() {
 	for c := range m.conns {
 		c.Close()
 	}
-	m.mu.Unlock()
-	m.wg.Wait()
 }
 
 // testHooks applies the test hooks of cfg.
