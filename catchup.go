@@ -234,6 +234,48 @@ func (lx *Logx) fetchFrom(addr string, first uint64, off, n int64, w io.Writer) 
 	return nil
 }
 
+// asyncHasher computes a sha256 on its own goroutine: Write hands a copy
+// of the bytes over, sum waits for the result. sum must be called once.
+type asyncHasher struct {
+	ch   chan []byte
+	free chan []byte
+	out  chan []byte
+}
+
+const hashBufSize = 256 << 10
+
+func newAsyncHasher() *asyncHasher {
+	a := &asyncHasher{ch: make(chan []byte, 4), free: make(chan []byte, 5), out: make(chan []byte, 1)}
+	for range 5 {
+		a.free <- make([]byte, 0, hashBufSize)
+	}
+	go func() {
+		h := sha256.New()
+		for b := range a.ch {
+			h.Write(b)
+			a.free <- b[:0]
+		}
+		a.out <- h.Sum(nil)
+	}()
+	return a
+}
+
+func (a *asyncHasher) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		b := <-a.free
+		k := min(len(p), hashBufSize)
+		a.ch <- append(b, p[:k]...)
+		p = p[k:]
+	}
+	return n, nil
+}
+
+func (a *asyncHasher) sum() []byte {
+	close(a.ch)
+	return <-a.out
+}
+
 // countingWriter counts the bytes written through it.
 type countingWriter struct {
 	w io.Writer
@@ -407,14 +449,17 @@ func (f *fsm) catchUpFile(namer *segmentWriter, mf fileState) (int64, error) {
 				return copied, err
 			}
 		}
-		// Hash the bytes kept, then the bytes fetched as they arrive.
-		h := sha256.New()
+		// Hash the bytes kept, then the bytes fetched as they arrive, on
+		// another goroutine so hashing overlaps the copy.
+		h := newAsyncHasher()
 		if _, err := io.Copy(h, io.NewSectionReader(fh, 0, have)); err != nil {
+			h.sum()
 			return copied, err
 		}
 		f.progress.done.Add(have)
 		if have < mf.Size {
 			if _, err := fh.Seek(have, io.SeekStart); err != nil {
+				h.sum()
 				return copied, err
 			}
 			w := bufio.NewWriterSize(fh, 1<<20)
@@ -423,11 +468,12 @@ func (f *fsm) catchUpFile(namer *segmentWriter, mf fileState) (int64, error) {
 				err = ferr
 			}
 			if err != nil {
+				h.sum()
 				return copied, err
 			}
 			copied += mf.Size - have
 		}
-		if hex.EncodeToString(h.Sum(nil)) == mf.SHA256 {
+		if hex.EncodeToString(h.sum()) == mf.SHA256 {
 			break
 		}
 		if attempt > 0 {

@@ -2,6 +2,7 @@ package logx
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"context"
 	"encoding/json"
 	"errors"
@@ -237,4 +238,24 @@ type fetcherFunc func(first uint64, off, n int64, w io.Writer, attempt int) erro
 
 func (f fetcherFunc) fetch(first uint64, off, n int64, w io.Writer, attempt int) error {
 	return f(first, off, n, w, attempt)
+}
+
+// TestAsyncHasher: the hash computed on the side equals sha256 of the bytes,
+// whatever the write sizes.
+func TestAsyncHasher(t *testing.T) {
+	data := make([]byte, 3*hashBufSize+12345)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	want := sha256.Sum256(data)
+	for _, step := range []int{1, 4096, hashBufSize, hashBufSize + 1, len(data)} {
+		h := newAsyncHasher()
+		for off := 0; off < len(data); off += step {
+			n, err := h.Write(data[off:min(off+step, len(data))])
+			require.NoError(t, err)
+			require.Equal(t, min(step, len(data)-off), n)
+		}
+		require.Equal(t, want[:], h.sum(), "step %d", step)
+	}
+	require.Equal(t, sha256.New().Sum(nil), newAsyncHasher().sum(), "no bytes")
 }
