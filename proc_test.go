@@ -26,8 +26,15 @@ import (
 // A node process is configured through environment variables. It writes
 // every acknowledged entry ("run w i seq") to its ack file with a plain
 // write(2), which survives SIGKILL, and its role and progress to a status
-// file. When its writers are done it reports done; it flushes, closes and
-// exits 0 when its standard input is closed.
+// file. Its writers stop after ENTRIES entries each, or, with ENTRIES 0,
+// when a line "stop" arrives on its standard input; then it reports done.
+// It flushes, closes and exits 0 when its standard input is closed.
+//
+// Optional variables: INTERVAL_MS paces each writer (one Append per
+// interval), APPEND_TIMEOUT_MS bounds an Append (20 s), SNAPSHOT_MS makes
+// the node take a Raft snapshot that often, TRAILING_LOGS,
+// SNAPSHOT_THRESHOLD and WAL_SEGMENT set the Config fields of those names,
+// and LISTEN and DIAL_FROM the test hooks listenAddr and dialFrom.
 
 const helperEnv = "LOGX_TEST_HELPER"
 
@@ -45,6 +52,12 @@ func helperMain() int {
 		MaxSize:         int64(atoi("MAX_SIZE")),
 		ElectionTimeout: 300 * time.Millisecond,
 		CloseTimeout:    20 * time.Second,
+
+		TrailingLogs:      uint64(atoi("TRAILING_LOGS")),
+		SnapshotThreshold: uint64(atoi("SNAPSHOT_THRESHOLD")),
+		walSegmentSize:    atoi("WAL_SEGMENT"),
+		listenAddr:        env("LISTEN"),
+		dialFrom:          env("DIAL_FROM"),
 	}
 	lx, err := New(cfg)
 	if err != nil {
@@ -56,6 +69,20 @@ func helperMain() int {
 	}
 	var done sync.WaitGroup
 	var finished, stopStatus = make(chan struct{}), make(chan struct{})
+	// Standard input: "stop" stops the writers, EOF the node.
+	stopWriters, stdinClosed := make(chan struct{}), make(chan struct{})
+	go func() {
+		var once sync.Once
+		stop := func() { once.Do(func() { close(stopWriters) }) }
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			if sc.Text() == "stop" {
+				stop()
+			}
+		}
+		stop()
+		close(stdinClosed)
+	}()
 	statusDone := make(chan struct{})
 	go func() { // status reporter
 		defer close(statusDone)
@@ -70,7 +97,9 @@ func helperMain() int {
 			}
 			st := lx.Stats()
 			tmp := env("STATUS") + ".tmp"
-			if os.WriteFile(tmp, []byte(fmt.Sprintf("%s %d %s\n", st.State, st.Seq, fin)), 0o644) == nil {
+			line := fmt.Sprintf("%s %d %s %d %d %d %d\n", st.State, st.Seq, fin,
+				st.Term, st.AppliedIndex, lx.raft.LastIndex(), st.CatchUps)
+			if os.WriteFile(tmp, []byte(line), 0o644) == nil {
 				os.Rename(tmp, env("STATUS"))
 			}
 			select {
@@ -81,19 +110,53 @@ func helperMain() int {
 		}
 	}()
 
+	snapDone := make(chan struct{})
+	go func() { // snapshots, so that Raft compacts its log
+		defer close(snapDone)
+		ms := atoi("SNAPSHOT_MS")
+		if ms <= 0 {
+			return
+		}
+		t := time.NewTicker(time.Duration(ms) * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stdinClosed:
+				return
+			case <-t.C:
+				_ = lx.raft.Snapshot().Error() // "nothing new" is fine
+			}
+		}
+	}()
+
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := lx.WaitReady(ctx); err != nil {
 		return fail(err)
 	}
 	run := env("RUN")
+	appendTimeout := 20 * time.Second
+	if ms := atoi("APPEND_TIMEOUT_MS"); ms > 0 {
+		appendTimeout = time.Duration(ms) * time.Millisecond
+	}
 	var mu sync.Mutex
 	for w := 0; w < atoi("WRITERS"); w++ {
 		done.Add(1)
 		go func() {
 			defer done.Done()
-			for i := 0; i < atoi("ENTRIES"); i++ {
-				actx, acancel := context.WithTimeout(ctx, 20*time.Second)
+			tick := closedTick // paces the writer
+			if ms := atoi("INTERVAL_MS"); ms > 0 {
+				t := time.NewTicker(time.Duration(ms) * time.Millisecond)
+				defer t.Stop()
+				tick = t.C
+			}
+			for i := 0; atoi("ENTRIES") == 0 || i < atoi("ENTRIES"); i++ {
+				select {
+				case <-stopWriters:
+					return
+				case <-tick:
+				}
+				actx, acancel := context.WithTimeout(context.Background(), appendTimeout)
 				seq, err := lx.Append(actx, LevelInfo, "crash entry", "run", run, "w", w, "i", i)
 				acancel()
 				if err != nil {
@@ -107,7 +170,8 @@ func helperMain() int {
 	}
 	done.Wait()
 	close(finished)
-	io.Copy(io.Discard, os.Stdin) // until the test closes our stdin
+	<-stdinClosed
+	<-snapDone
 	fctx, fcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer fcancel()
 	ferr := lx.Flush(fctx)
@@ -120,6 +184,13 @@ func helperMain() int {
 	return 0
 }
 
+// closedTick is always ready: an unpaced writer's tick.
+var closedTick = func() <-chan time.Time {
+	c := make(chan time.Time)
+	close(c)
+	return c
+}()
+
 // procCluster runs nodes as child processes of the test.
 type procCluster struct {
 	t       *testing.T
@@ -131,14 +202,25 @@ type procCluster struct {
 	runs    int
 	writers int
 	entries int
+	net     *faultNet // nil: nodes listen on addrs and dial from anywhere
+	env     []string  // more LOGX_ variables for every node
 }
 
 func newProcCluster(t *testing.T, n, writers, entries int) *procCluster {
 	if testing.Short() && raceEnabled {
 		t.Skip("process crash tests are skipped under -race -short")
 	}
+	return startProcCluster(t, n, writers, entries, nil)
+}
+
+// startProcCluster prepares n nodes, behind fn's proxies if fn is not nil;
+// start starts them.
+func startProcCluster(t *testing.T, n, writers, entries int, fn *faultNet) *procCluster {
 	c := &procCluster{t: t, base: t.TempDir(), addrs: freeAddrs(t, n), writers: writers, entries: entries,
 		procs: make([]*exec.Cmd, n), stdins: make([]io.WriteCloser, n), exited: make([]chan error, n)}
+	if fn != nil {
+		c.net, c.addrs = fn, fn.addrs()
+	}
 	t.Cleanup(func() {
 		for i := range c.procs {
 			c.kill(i)
@@ -188,6 +270,10 @@ func (c *procCluster) start(i, writers int) {
 		fmt.Sprintf("LOGX_WRITERS=%d", writers),
 		fmt.Sprintf("LOGX_ENTRIES=%d", c.entries),
 	)
+	if c.net != nil {
+		cmd.Env = append(cmd.Env, "LOGX_LISTEN="+c.net.listenAddr(i), "LOGX_DIAL_FROM="+c.net.from(i))
+	}
+	cmd.Env = append(cmd.Env, c.env...)
 	in, err := cmd.StdinPipe()
 	require.NoError(c.t, err)
 	os.Remove(c.path(i, "status"))
@@ -221,9 +307,13 @@ func (c *procCluster) stop(i int) {
 }
 
 type procStatus struct {
-	state string
-	seq   uint64
-	done  bool
+	state    string
+	seq      uint64
+	done     bool
+	term     uint64
+	applied  uint64 // Raft index the files hold
+	last     uint64 // last index in the node's Raft log
+	catchUps uint64
 }
 
 func (c *procCluster) status(i int) procStatus {
@@ -232,11 +322,12 @@ func (c *procCluster) status(i int) procStatus {
 		return procStatus{}
 	}
 	f := strings.Fields(string(b))
-	if len(f) != 3 {
+	if len(f) != 7 {
 		return procStatus{}
 	}
-	seq, _ := strconv.ParseUint(f[1], 10, 64)
-	return procStatus{state: f[0], seq: seq, done: f[2] == "done"}
+	n := func(i int) uint64 { v, _ := strconv.ParseUint(f[i], 10, 64); return v }
+	return procStatus{state: f[0], seq: n(1), done: f[2] == "done",
+		term: n(3), applied: n(4), last: n(5), catchUps: n(6)}
 }
 
 // waitStatus waits until cond holds for node i.
@@ -321,7 +412,12 @@ func (c *procCluster) waitConverged() {
 			}
 			seqs = append(seqs, s.seq)
 		}
-		return seqs[0] > 0 && seqs[0] == seqs[1] && seqs[1] == seqs[2]
+		for _, s := range seqs {
+			if s != seqs[0] {
+				return false
+			}
+		}
+		return seqs[0] > 0
 	})
 	require.True(c.t, ok, "nodes did not converge: %v", seqs)
 }

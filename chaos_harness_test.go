@@ -1,0 +1,459 @@
+package logx
+
+import (
+	"flag"
+	"fmt"
+	"math/rand"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The fault-injection harness: node processes (proc_test.go) behind a fault
+// proxy (faultproxy_test.go), writers on every node logging with Append at
+// a steady rate, and faults injected one after another at random moments
+// from a seeded RNG. At the end the harness heals everything, stops the
+// writers, closes the nodes and checks that every acknowledged entry is in
+// every node's files exactly once, at the sequence number Append returned,
+// and that the nodes' files are byte-identical. It prints one summary line.
+//
+// TestChaosShort runs in the default suite; TestChaosLong (chaos_test.go,
+// build tag chaos) runs 3 and 5 nodes for longer:
+//
+//	go test -tags chaos -run ChaosLong -chaos.duration 5m -timeout 30m .
+//	go test -run ChaosShort -chaos.seed 1234 -v .   # replay a seed
+
+var (
+	chaosSeed     = flag.Int64("chaos.seed", 0, "seed of the chaos tests' fault schedule (default: time-based)")
+	chaosDuration = flag.Duration("chaos.duration", 0, "how long a chaos test injects faults (default: 15s short, 2m long)")
+	chaosFaults   = flag.Int("chaos.faults", 0, "the most faults a chaos test injects (default: 6 short, no limit long)")
+	chaosNodes    = flag.String("chaos.nodes", "3,5", "cluster sizes TestChaosLong runs, comma-separated")
+)
+
+// chaosTagged is set when the long variant is built (tag chaos).
+var chaosTagged bool
+
+// The fault kinds, in the order of the summary line. A new kind is a name
+// here and a case in (*chaos).inject.
+var chaosKinds = []string{
+	"kill-follower",      // SIGKILL a follower, restart it on its Dir
+	"kill-leader",        // SIGKILL the leader, restart it on its Dir
+	"pause",              // SIGSTOP a node longer than the election timeout, then SIGCONT
+	"partition-follower", // cut a follower off from every other node, then heal
+	"partition-leader",   // cut the leader off from every other node, then heal
+	"wipe",               // SIGKILL a node, delete its Dir, restart it: it catches up from scratch
+}
+
+const chaosElectionTimeout = 300 * time.Millisecond // helperMain's
+
+// chaosOpts sizes a run.
+type chaosOpts struct {
+	nodes     int
+	duration  time.Duration // faults start only within this window
+	maxFaults int
+	writers   int           // per node
+	interval  time.Duration // between one writer's Appends
+}
+
+// withFlags applies the -chaos.* flags.
+func (o chaosOpts) withFlags() chaosOpts {
+	if *chaosDuration > 0 {
+		o.duration = *chaosDuration
+	}
+	if *chaosFaults > 0 {
+		o.maxFaults = *chaosFaults
+	}
+	return o
+}
+
+// chaos is one run.
+type chaos struct {
+	t       *testing.T
+	o       chaosOpts
+	seed    int64
+	rng     *rand.Rand
+	c       *procCluster
+	fn      *faultNet
+	start   time.Time
+	bag     []string // fault kinds still to draw this round
+	counts  map[string]int
+	total   int
+	summary string // set once the run is checked
+}
+
+// TestChaosShort is the harness in the default suite: 3 nodes, a handful
+// of faults.
+func TestChaosShort(t *testing.T) {
+	if chaosTagged {
+		t.Skip("built with the chaos tag: TestChaosLong runs instead")
+	}
+	o := chaosOpts{nodes: 3, duration: 15 * time.Second, maxFaults: 6, writers: 2, interval: 25 * time.Millisecond}
+	if testing.Short() {
+		o.duration, o.maxFaults = 12*time.Second, 4
+	}
+	if raceEnabled {
+		o.interval = 50 * time.Millisecond
+	}
+	runChaos(t, o.withFlags())
+}
+
+func runChaos(t *testing.T, o chaosOpts) {
+	seed := *chaosSeed
+	if seed == 0 {
+		seed = time.Now().UnixNano()
+	}
+	head := fmt.Sprintf("chaos: seed=%d nodes=%d duration=%v max-faults=%d (replay with -chaos.seed %d)", seed, o.nodes, o.duration, o.maxFaults, seed)
+	fmt.Println(head) // at once, so a hang or crash still shows it
+	t.Log(head)
+	h := &chaos{t: t, o: o, seed: seed, rng: rand.New(rand.NewSource(seed)), counts: map[string]int{}}
+	h.fn = newFaultNet(t, o.nodes)
+	h.c = startProcCluster(t, o.nodes, o.writers, 0, h.fn)
+	h.c.env = []string{
+		fmt.Sprintf("LOGX_INTERVAL_MS=%d", o.interval.Milliseconds()),
+		"LOGX_APPEND_TIMEOUT_MS=10000",
+		// Raft compacts its log often, so that a node back from a fault
+		// often needs a snapshot and a copy of file tails (catchup.go).
+		"LOGX_SNAPSHOT_MS=1000",
+		"LOGX_TRAILING_LOGS=100",
+		"LOGX_WAL_SEGMENT=32768",
+	}
+	defer func() {
+		if h.summary == "" { // failed before the end
+			fmt.Println(h.line(nil) + " aborted")
+		}
+	}()
+	for i := 0; i < o.nodes; i++ {
+		h.c.start(i, o.writers)
+	}
+	h.start = time.Now()
+	h.recover("start")
+
+	for h.total < o.maxFaults && time.Since(h.start) < o.duration {
+		h.hold(200*time.Millisecond, 1500*time.Millisecond) // a random moment under load
+		kind := h.next()
+		from := h.applied()
+		h.inject(kind)
+		h.counts[kind]++
+		h.total++
+		// Writes should go on during most faults; the gauge shows it.
+		h.logf("%s: the log grew by %d Raft entries during the fault", kind, int64(h.applied())-int64(from))
+		h.recover(kind)
+	}
+
+	// Everything is healed (faults are healed one by one): stop the writers,
+	// wait until every node holds the same log, close the nodes.
+	h.logf("stopping the writers")
+	for i := range h.c.addrs {
+		_, err := h.c.stdins[i].Write([]byte("stop\n"))
+		require.NoError(t, err)
+	}
+	for i := range h.c.addrs {
+		h.c.waitStatus(i, "writers done", func(s procStatus) bool { return s.done })
+	}
+	h.c.waitConverged()
+	for i := range h.c.addrs {
+		h.c.stop(i)
+	}
+	r := h.check()
+	h.summary = h.line(&r)
+	fmt.Println(h.summary)
+	t.Log(h.summary)
+	if r.missing+r.duplicates+r.differing+r.badSeq > 0 {
+		t.Errorf("%s\n%s", h.summary, strings.Join(r.details, "\n"))
+	}
+	require.Positive(t, r.acked, "no entry was acknowledged")
+}
+
+func (h *chaos) logf(format string, args ...any) {
+	h.t.Helper()
+	h.t.Logf("%6.1fs "+format, append([]any{time.Since(h.start).Seconds()}, args...)...)
+}
+
+// hold waits a random time in [lo, hi): the fault schedule, not a wait for
+// a condition.
+func (h *chaos) hold(lo, hi time.Duration) {
+	time.Sleep(lo + time.Duration(h.rng.Int63n(int64(hi-lo))))
+}
+
+// next draws the next fault kind: every kind once per round, in a random
+// order.
+func (h *chaos) next() string {
+	if len(h.bag) == 0 {
+		h.bag = append([]string(nil), chaosKinds...)
+		h.rng.Shuffle(len(h.bag), func(i, j int) { h.bag[i], h.bag[j] = h.bag[j], h.bag[i] })
+	}
+	k := h.bag[0]
+	h.bag = h.bag[1:]
+	return k
+}
+
+// inject injects one fault and heals it. It returns with every node
+// running; recover then waits until they have caught up.
+func (h *chaos) inject(kind string) {
+	c := h.c
+	switch kind {
+	case "kill-follower", "kill-leader":
+		i := h.follower()
+		if kind == "kill-leader" {
+			i = h.leader(-1)
+		}
+		c.kill(i)
+		h.logf("%s: SIGKILLed n%d", kind, i+1)
+		h.hold(0, 2*time.Second)
+		c.start(i, h.o.writers)
+		h.logf("%s: restarted n%d", kind, i+1)
+	case "pause":
+		i := h.rng.Intn(len(c.addrs))
+		require.NoError(h.t, c.procs[i].Process.Signal(syscall.SIGSTOP))
+		h.logf("pause: SIGSTOPped n%d (%s)", i+1, c.status(i).state)
+		h.hold(2*chaosElectionTimeout, 2*chaosElectionTimeout+1500*time.Millisecond)
+		require.NoError(h.t, c.procs[i].Process.Signal(syscall.SIGCONT))
+		h.logf("pause: SIGCONTed n%d", i+1)
+	case "partition-follower", "partition-leader":
+		i := h.follower()
+		if kind == "partition-leader" {
+			i = h.leader(-1)
+		}
+		mode := cutMode(h.rng.Intn(2))
+		h.fn.isolate(i, mode)
+		h.logf("%s: cut n%d off (%v)", kind, i+1, mode)
+		h.hold(time.Second, 4*time.Second)
+		h.fn.heal()
+		h.logf("%s: healed", kind)
+	case "wipe":
+		// Deleting a voter's Dir makes it forget its vote and its log, which
+		// Raft does not tolerate in general: with its empty log it could
+		// help elect a node that lacks entries it had acknowledged. So the
+		// node comes back only once every other node holds everything
+		// committed while it was up.
+		i := h.rng.Intn(len(c.addrs))
+		was := c.status(i).state
+		c.kill(i)
+		h.logf("wipe: SIGKILLed n%d (%s)", i+1, was)
+		h.caughtUp("wipe: the others", h.leader(i), i)
+		require.NoError(h.t, os.RemoveAll(c.dir(i)))
+		c.start(i, h.o.writers)
+		h.logf("wipe: restarted n%d on an empty Dir", i+1)
+	default:
+		h.t.Fatalf("unknown fault kind %q", kind)
+	}
+}
+
+// leader waits for a leader other than except and returns it. Status files
+// can be stale (a node that just lost its leadership), so of the nodes
+// that say they lead, the one with the highest term wins.
+func (h *chaos) leader(except int) int {
+	h.t.Helper()
+	l := -1
+	ok := waitFor(60*time.Second, func() bool {
+		h.checkAlive()
+		l = -1
+		var term uint64
+		for i := range h.c.addrs {
+			if s := h.c.status(i); i != except && h.c.procs[i] != nil && s.state == "Leader" && s.term >= term {
+				l, term = i, s.term
+			}
+		}
+		return l >= 0
+	})
+	if !ok {
+		h.t.Fatalf("no leader elected within 60s: %s", h.statuses())
+	}
+	return l
+}
+
+// follower returns a random node other than the leader.
+func (h *chaos) follower() int {
+	l := h.leader(-1)
+	i := h.rng.Intn(len(h.c.addrs) - 1)
+	if i >= l {
+		i++
+	}
+	return i
+}
+
+// recover waits, after a fault, for a leader and for every node to hold
+// what the leader held then.
+func (h *chaos) recover(after string) {
+	h.t.Helper()
+	h.caughtUp(after, h.leader(-1), -1)
+}
+
+// caughtUp waits until every running node but except has applied the
+// leader l's last Raft index, as l reports it now. Writers keep the log
+// growing, so the index is reached even if l loses its leadership and its
+// uncommitted tail. The deadline is generous: after failures, Raft backs
+// off replicating to a node for up to about 10 s.
+func (h *chaos) caughtUp(after string, l, except int) {
+	h.t.Helper()
+	target := h.c.status(l).last
+	t0 := time.Now()
+	ok := waitFor(90*time.Second, func() bool {
+		h.checkAlive()
+		for i := range h.c.addrs {
+			if i != except && h.c.status(i).applied < target {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		h.t.Fatalf("after %s: the nodes did not reach Raft index %d of leader n%d within 90s: %s", after, target, l+1, h.statuses())
+	}
+	h.logf("%s: caught up to Raft index %d of n%d in %v", after, target, l+1, time.Since(t0).Round(time.Millisecond))
+}
+
+// checkAlive fails the test if a node process exited on its own.
+func (h *chaos) checkAlive() {
+	h.t.Helper()
+	for i, ch := range h.c.exited {
+		if h.c.procs[i] == nil {
+			continue
+		}
+		select {
+		case err := <-ch:
+			ch <- err
+			h.t.Fatalf("node n%d exited by itself: %v", i+1, err)
+		default:
+		}
+	}
+}
+
+// applied returns the highest Raft index a running node has applied.
+func (h *chaos) applied() uint64 {
+	var a uint64
+	for i := range h.c.addrs {
+		if h.c.procs[i] != nil {
+			a = max(a, h.c.status(i).applied)
+		}
+	}
+	return a
+}
+
+func (h *chaos) statuses() string {
+	var b strings.Builder
+	for i := range h.c.addrs {
+		s := h.c.status(i)
+		fmt.Fprintf(&b, "n%d{%s term=%d seq=%d applied=%d last=%d running=%v} ", i+1, s.state, s.term, s.seq, s.applied, s.last, h.c.procs[i] != nil)
+	}
+	return b.String()
+}
+
+// chaosResult is what the end-of-run check found.
+type chaosResult struct {
+	acked, entries, catchUps    int
+	missing, duplicates, badSeq int
+	differing                   int
+	details                     []string // the first problems found
+}
+
+// check reads every node's files and ack files.
+func (h *chaos) check() chaosResult {
+	t, c := h.t, h.c
+	var r chaosResult
+	note := func(format string, args ...any) {
+		if len(r.details) < 20 {
+			r.details = append(r.details, fmt.Sprintf(format, args...))
+		}
+	}
+	acks := c.acks()
+	r.acked = len(acks)
+	missing, dups := map[string]bool{}, map[string]bool{}
+	sums := map[string][]int{} // the files' names and checksums → the nodes holding them
+	for i := range c.addrs {
+		dir := c.dir(i)
+		sum := hashList(fileHashes(t, dir, "app.log"))
+		sums[sum] = append(sums[sum], i)
+		lines := readLines(t, dir, "app.log")
+		r.entries = max(r.entries, len(lines))
+		at := map[string]string{}
+		for k, l := range lines {
+			kv, err := parseText(l)
+			if err != nil {
+				r.badSeq++
+				note("n%d line %d does not parse: %v", i+1, k+1, err)
+				continue
+			}
+			if kv["seq"] != strconv.Itoa(k+1) {
+				r.badSeq++
+				note("n%d line %d has seq=%s", i+1, k+1, kv["seq"])
+			}
+			id := kv["run"] + "/" + kv["w"] + "/" + kv["i"]
+			if _, ok := at[id]; ok {
+				if !dups[id] {
+					note("n%d: entry %s is at seq %s and seq %s", i+1, id, at[id], kv["seq"])
+				}
+				dups[id] = true
+				continue
+			}
+			at[id] = kv["seq"]
+		}
+		for id, seq := range acks {
+			if at[id] != seq {
+				if !missing[id] {
+					note("n%d: acknowledged entry %s (seq %s) is at seq %q", i+1, id, seq, at[id])
+				}
+				missing[id] = true
+			}
+		}
+		b, _ := os.ReadFile(c.path(i, "stderr"))
+		r.catchUps += strings.Count(string(b), "logx: caught up to Raft index")
+	}
+	r.missing, r.duplicates = len(missing), len(dups)
+	most := 0
+	for _, nodes := range sums {
+		most = max(most, len(nodes))
+	}
+	r.differing = len(c.addrs) - most
+	if len(sums) > 1 {
+		for _, nodes := range sums {
+			note("identical files: nodes %v", nodes)
+		}
+	}
+	return r
+}
+
+// hashList is a canonical form of fileHashes' result.
+func hashList(m map[string]string) string {
+	var names []string
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "%s=%s\n", n, m[n])
+	}
+	return b.String()
+}
+
+// line is the summary line; r is nil if the run ended early.
+func (h *chaos) line(r *chaosResult) string {
+	var b strings.Builder
+	d := time.Duration(0)
+	if !h.start.IsZero() {
+		d = time.Since(h.start).Round(100 * time.Millisecond)
+	}
+	fmt.Fprintf(&b, "chaos: seed=%d nodes=%d duration=%v faults=%d (", h.seed, h.o.nodes, d, h.total)
+	for i, k := range chaosKinds {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%d", k, h.counts[k])
+	}
+	b.WriteByte(')')
+	if r != nil {
+		fmt.Fprintf(&b, " acked=%d entries=%d catch-ups=%d missing=%d duplicates=%d differing-nodes=%d",
+			r.acked, r.entries, r.catchUps, r.missing, r.duplicates, r.differing)
+		if r.badSeq > 0 {
+			fmt.Fprintf(&b, " bad-seq=%d", r.badSeq)
+		}
+	}
+	return b.String()
+}
