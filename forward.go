@@ -137,6 +137,10 @@ func (f *forwarder) send(addr string, batch []byte) (idx, first uint64, err erro
 		f.reset()
 		return 0, 0, err
 	}
+	if err := f.awaitAnswer(addr); err != nil {
+		f.reset()
+		return 0, 0, err
+	}
 	resp, err := readFrame(f.r, f.resp, 1<<20)
 	if err != nil {
 		f.reset()
@@ -159,6 +163,39 @@ func (f *forwarder) send(addr string, batch []byte) (idx, first uint64, err erro
 		return 0, 0, &rejectedError{msg: msg}
 	default:
 		return 0, 0, fmt.Errorf("logx: leader %s: %s", addr, msg)
+	}
+}
+
+// forwardPoll is how often a follower waiting for the leader's answer checks
+// whether Raft has meanwhile elected someone else.
+const forwardPoll = 50 * time.Millisecond
+
+// awaitAnswer waits until the first byte of the answer from addr arrives,
+// within ForwardTimeout. It gives up early when Raft names another leader:
+// a leader that went silent (paused, or cut off) would otherwise hold the
+// producer for the whole timeout after its successor was elected. The batch
+// is then resent to the new leader; if the old one did commit it, apply
+// drops the repeat.
+func (f *forwarder) awaitAnswer(addr string) error {
+	deadline := time.Now().Add(f.lx.cfg.ForwardTimeout)
+	for {
+		poll := time.Now().Add(forwardPoll)
+		if poll.After(deadline) {
+			poll = deadline
+		}
+		_ = f.conn.SetReadDeadline(poll)
+		_, err := f.r.Peek(1)
+		if err == nil {
+			_ = f.conn.SetReadDeadline(deadline)
+			return nil
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() || !time.Now().Before(deadline) {
+			return err
+		}
+		if leader, _ := f.lx.raft.LeaderWithID(); leader != "" && string(leader) != addr {
+			return fmt.Errorf("logx: %s did not answer and Raft now names %s as leader", addr, leader)
+		}
 	}
 }
 

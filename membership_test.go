@@ -149,7 +149,12 @@ func TestRemoveNode(t *testing.T) {
 	}
 	victim, caller := followers[0], followers[1]
 	require.NoError(t, c.nodes[caller].RemoveNode(ctx, c.cfgs[victim].Addr))
-	require.NotContains(t, members(t, c.nodes[caller]), c.cfgs[victim].Addr)
+	// Committed on the leader; the caller learns of it with the next
+	// heartbeat.
+	require.True(t, waitFor(10*time.Second, func() bool {
+		_, ok := members(t, c.nodes[caller])[c.cfgs[victim].Addr]
+		return !ok
+	}), "the caller still lists the removed node")
 	removed := []int{victim}
 	// The removed node was told, and takes no more entries.
 	require.True(t, waitFor(10*time.Second, func() bool { return c.nodes[victim].removed.Load() }))
