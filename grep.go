@@ -1,0 +1,226 @@
+package logx
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// Query selects lines for Grep. Every set condition must hold.
+type Query struct {
+	Since time.Time    // lines at or after this time (zero: no bound)
+	Until time.Time    // lines before this time (zero: no bound)
+	Level slog.Leveler // lines at or above this level (nil: all)
+	// Contains is a substring the line must hold ("" matches every line).
+	Contains string
+	// Regexp, if set, must match the line too.
+	Regexp *regexp.Regexp
+}
+
+func (q *Query) match(l *Line) bool {
+	if q.Level != nil && l.Level < q.Level.Level() {
+		return false
+	}
+	if !q.Since.IsZero() && (l.Time.IsZero() || l.Time.Before(q.Since)) {
+		return false
+	}
+	if !q.Until.IsZero() && (l.Time.IsZero() || !l.Time.Before(q.Until)) {
+		return false
+	}
+	return q.Regexp == nil || q.Regexp.Match(l.Text)
+}
+
+// grepChunk is how much of a file a Grep worker reads at a time.
+const grepChunk = 4 << 20
+
+// Grep calls fn, in log order, for every line of the log in dir (active
+// file name file) that matches q. Files are filtered in parallel, one per
+// CPU, and their matches merged in order; files whose lines all fall
+// outside [Since, Until) are skipped by their first lines' times. fn's
+// Line.Text is only valid during the call. Grep stops at the first error
+// fn returns, or when ctx ends.
+func Grep(ctx context.Context, dir, file string, q Query, fn func(Line) error) error {
+	files, err := listLogFiles(dir, file)
+	if err != nil {
+		return err
+	}
+	files, err = pruneByTime(dir, files, q)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	jobs := make([]*grepJob, len(files))
+	for i, lf := range files {
+		jobs[i] = &grepJob{lf: lf, out: make(chan []Line, 4)}
+	}
+	var next int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				if next == len(jobs) {
+					mu.Unlock()
+					return
+				}
+				j := jobs[next]
+				next++
+				mu.Unlock()
+				j.err = grepFile(ctx, filepath.Join(dir, j.lf.name), &q, j.out)
+				close(j.out)
+			}
+		}()
+	}
+	defer wg.Wait()
+	for _, j := range jobs {
+		for batch := range j.out {
+			for _, l := range batch {
+				if err := fn(l); err != nil {
+					cancel()
+					drain(jobs)
+					return err
+				}
+			}
+		}
+		if j.err != nil {
+			cancel()
+			drain(jobs)
+			return j.err
+		}
+	}
+	return ctx.Err()
+}
+
+// grepJob is one file to filter; its matches arrive on out in batches.
+type grepJob struct {
+	lf  logFile
+	out chan []Line // closed when the file is done
+	err error       // set before out is closed
+}
+
+// drain empties the jobs' channels so that their workers can finish.
+func drain(jobs []*grepJob) {
+	for _, j := range jobs {
+		for range j.out {
+		}
+	}
+}
+
+// pruneByTime drops files that cannot hold a line in [q.Since, q.Until):
+// a file ends before the next file's first line.
+func pruneByTime(dir string, files []logFile, q Query) ([]logFile, error) {
+	if q.Since.IsZero() && q.Until.IsZero() {
+		return files, nil
+	}
+	firsts := make([]time.Time, len(files))
+	for i, lf := range files {
+		t, err := firstTime(filepath.Join(dir, lf.name))
+		if err != nil {
+			return nil, err
+		}
+		firsts[i] = t
+	}
+	var out []logFile
+	for i, lf := range files {
+		if !q.Until.IsZero() && !firsts[i].IsZero() && !firsts[i].Before(q.Until) {
+			break
+		}
+		if !q.Since.IsZero() && i+1 < len(files) && !firsts[i+1].IsZero() && firsts[i+1].Before(q.Since) {
+			continue
+		}
+		out = append(out, lf)
+	}
+	return out, nil
+}
+
+// grepFile sends the matching lines of one file in batches.
+func grepFile(ctx context.Context, path string, q *Query, out chan<- []Line) error {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // retired or rotated away meanwhile
+		}
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, grepChunk)
+	var batch []Line
+	var carry int // bytes of an incomplete line kept at the start of buf
+	needle := []byte(q.Contains)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if carry == len(buf) { // a line longer than the buffer
+			buf = append(buf, make([]byte, len(buf))...)
+		}
+		n, rerr := io.ReadFull(f, buf[carry:])
+		data := buf[:carry+n]
+		end := bytes.LastIndexByte(data, '\n') + 1 // complete lines
+		batch = grepLines(data[:end], needle, q, batch)
+		if len(batch) > 0 {
+			select {
+			case out <- batch:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			batch = nil
+		}
+		if rerr != nil {
+			if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+				return nil // a trailing incomplete line is not a line yet
+			}
+			return rerr
+		}
+		carry = copy(buf, data[end:])
+	}
+}
+
+// grepLines appends copies of the matching lines of data (whole lines) to
+// batch. With a substring, it jumps from match to match instead of looking
+// at every line.
+func grepLines(data, needle []byte, q *Query, batch []Line) []Line {
+	for len(data) > 0 {
+		var line []byte
+		if len(needle) > 0 {
+			i := bytes.Index(data, needle)
+			if i < 0 {
+				return batch
+			}
+			start := bytes.LastIndexByte(data[:i], '\n') + 1
+			end := i + bytes.IndexByte(data[i:], '\n')
+			line, data = data[start:end], data[end+1:]
+		} else {
+			end := bytes.IndexByte(data, '\n')
+			line, data = data[:end], data[end+1:]
+		}
+		seq, t, level, err := parseHead(line)
+		if err != nil {
+			continue
+		}
+		l := Line{Seq: seq, Time: t, Level: level, Text: line}
+		if q.match(&l) {
+			l.Text = bytes.Clone(line)
+			batch = append(batch, l)
+		}
+	}
+	return batch
+}
+
+// Grep searches this node's log; see the package-level Grep.
+func (lx *Logx) Grep(ctx context.Context, q Query, fn func(Line) error) error {
+	return Grep(ctx, lx.cfg.Dir, lx.cfg.File, q, fn)
+}

@@ -1,0 +1,470 @@
+package logx
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+)
+
+// Reading the log. Every node holds the whole log in its files, so reading
+// is local: a Reader walks a node's files in log order, from any sequence
+// number or time, without loading a file into memory. Seeking finds the file
+// by its name (rotated files are named after their first sequence number)
+// and the line by binary search over byte offsets, so it never scans the
+// log from the beginning.
+
+// Line is one line of the log.
+type Line struct {
+	Seq   uint64
+	Time  time.Time // zero if the entry had none
+	Level slog.Level
+	// Text is the whole line without its newline. It is only valid until
+	// the next call to Next.
+	Text []byte
+}
+
+// ErrRetained is returned by Reader.SeekSeq and Reader.SeekTime when the
+// position asked for is older than the oldest line still in the files
+// (retention removed it); the Reader is then at the oldest line.
+var ErrRetained = errors.New("logx: the log no longer holds that position (retention removed it)")
+
+// parseHead parses the sequence number, time and level at the start of a
+// line rendered by logx, in either format.
+func parseHead(b []byte) (seq uint64, t time.Time, level slog.Level, err error) {
+	var sep byte
+	switch {
+	case bytes.HasPrefix(b, []byte("seq=")):
+		b, sep = b[4:], ' '
+	case bytes.HasPrefix(b, []byte(`{"seq":`)):
+		b, sep = b[7:], ','
+	default:
+		return 0, t, 0, errors.New("logx: not a log line")
+	}
+	i := bytes.IndexByte(b, sep)
+	if i < 0 {
+		return 0, t, 0, errors.New("logx: truncated log line")
+	}
+	if seq, err = strconv.ParseUint(string(b[:i]), 10, 64); err != nil {
+		return 0, t, 0, fmt.Errorf("logx: bad sequence number: %w", err)
+	}
+	b = b[i+1:]
+	timeKey, levelKey := "time=", "level="
+	if sep == ',' {
+		timeKey, levelKey = `"time":"`, `"level":"`
+	}
+	if bytes.HasPrefix(b, []byte(timeKey)) && len(b) >= len(timeKey)+len(timeLayout) {
+		ts := b[len(timeKey) : len(timeKey)+len(timeLayout)]
+		if t, err = time.Parse(timeLayout, string(ts)); err != nil {
+			return 0, t, 0, fmt.Errorf("logx: bad time: %w", err)
+		}
+		b = b[len(timeKey)+len(timeLayout)+1:]
+		if sep == ',' {
+			b = b[min(1, len(b)):] // the closing quote's comma
+		}
+	}
+	if !bytes.HasPrefix(b, []byte(levelKey)) {
+		return 0, t, 0, errors.New("logx: no level")
+	}
+	b = b[len(levelKey):]
+	end := bytes.IndexAny(b, ` "`)
+	if end < 0 {
+		return 0, t, 0, errors.New("logx: truncated level")
+	}
+	if err := level.UnmarshalText(b[:end]); err != nil {
+		return 0, t, 0, err
+	}
+	return seq, t, level, nil
+}
+
+// logFile is one of a node's files: its name and first sequence number.
+type logFile struct {
+	name  string
+	first uint64
+}
+
+// listLogFiles returns the node's files in log order with their first
+// sequence numbers (the active file's is read from its first line; an
+// empty active file is left out).
+func listLogFiles(dir, file string) ([]logFile, error) {
+	names, err := LogFiles(dir, file)
+	if err != nil {
+		return nil, err
+	}
+	stem, ext := splitName(file)
+	namer := &segmentWriter{stem: stem, ext: ext}
+	var out []logFile
+	for _, n := range names {
+		if first, ok := namer.parseSegmentName(n); ok {
+			out = append(out, logFile{n, first})
+			continue
+		}
+		first, err := firstSeq(filepath.Join(dir, n))
+		if errors.Is(err, io.EOF) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, logFile{n, first})
+	}
+	return out, nil
+}
+
+func firstSeq(path string) (uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	line, err := bufio.NewReaderSize(f, 4096).ReadSlice('\n')
+	if err != nil {
+		if err == io.EOF || errors.Is(err, bufio.ErrBufferFull) && len(line) == 0 {
+			return 0, io.EOF
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return 0, err
+		}
+	}
+	seq, _, _, err := parseHead(line)
+	return seq, err
+}
+
+// Reader reads a node's log files in order. It is not safe for concurrent
+// use. It follows rotation: at the end of a file it moves to the next one,
+// and at the end of the active file Next returns io.EOF; calling Next again
+// later returns lines written meanwhile. A line still being written is not
+// returned until it is complete.
+type Reader struct {
+	dir, file string
+	cur       logFile
+	f         *os.File
+	br        *bufio.Reader
+	off       int64 // offset in f of the next line
+	buf       []byte
+}
+
+// OpenReader opens the log in dir, whose active file is named file, at its
+// oldest line.
+func OpenReader(dir, file string) (*Reader, error) {
+	r := &Reader{dir: dir, file: file}
+	if err := r.SeekSeq(0); err != nil && !errors.Is(err, ErrRetained) {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Close closes the file the Reader has open.
+func (r *Reader) Close() error {
+	if r.f == nil {
+		return nil
+	}
+	err := r.f.Close()
+	r.f = nil
+	return err
+}
+
+func (r *Reader) open(lf logFile, off int64) error {
+	r.Close()
+	f, err := os.Open(filepath.Join(r.dir, lf.name))
+	if err != nil {
+		return err
+	}
+	r.cur, r.f = lf, f
+	return r.seek(off)
+}
+
+func (r *Reader) seek(off int64) error {
+	if _, err := r.f.Seek(off, io.SeekStart); err != nil {
+		return err
+	}
+	r.off = off
+	if r.br == nil {
+		r.br = bufio.NewReaderSize(r.f, 256<<10)
+	} else {
+		r.br.Reset(r.f)
+	}
+	return nil
+}
+
+// SeekSeq positions the Reader at the line with sequence number seq, or the
+// first line after it. If seq is older than the oldest line, the Reader is
+// at the oldest line and SeekSeq returns ErrRetained (seq 0 means the
+// oldest line and is not an error).
+func (r *Reader) SeekSeq(seq uint64) error {
+	files, err := listLogFiles(r.dir, r.file)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		// Nothing written yet: start at the beginning of the active file.
+		r.Close()
+		r.cur = logFile{name: r.file, first: 1}
+		return nil
+	}
+	k := sort.Search(len(files), func(i int) bool { return files[i].first > seq }) - 1
+	if k < 0 {
+		if err := r.open(files[0], 0); err != nil {
+			return err
+		}
+		if seq == 0 || files[0].first == 1 {
+			return nil
+		}
+		return fmt.Errorf("%w: asked for %d, the oldest line is %d", ErrRetained, seq, files[0].first)
+	}
+	if err := r.open(files[k], 0); err != nil {
+		return err
+	}
+	off, err := r.search(func(s uint64, _ time.Time) bool { return s >= seq })
+	if err != nil {
+		return err
+	}
+	return r.seek(off)
+}
+
+// SeekTime positions the Reader at the first line whose time is t or later,
+// assuming lines are in time order (they are, up to the skew between the
+// nodes' clocks; lines without a time are skipped over). A time older than
+// the oldest line gives the oldest line.
+func (r *Reader) SeekTime(t time.Time) error {
+	files, err := listLogFiles(r.dir, r.file)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return r.SeekSeq(0)
+	}
+	// The last file whose first line is before t.
+	var ferr error
+	k := sort.Search(len(files), func(i int) bool {
+		ft, err := firstTime(filepath.Join(r.dir, files[i].name))
+		if err != nil {
+			ferr = err
+		}
+		return !ft.Before(t)
+	}) - 1
+	if ferr != nil {
+		return ferr
+	}
+	k = max(k, 0)
+	if err := r.open(files[k], 0); err != nil {
+		return err
+	}
+	off, err := r.search(func(_ uint64, lt time.Time) bool { return !lt.Before(t) })
+	if err != nil {
+		return err
+	}
+	return r.seek(off)
+}
+
+// firstTime is the time of the first line of path that has one.
+func firstTime(path string) (time.Time, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 64<<10)
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return time.Time{}, nil // no timed line: sorts first
+		}
+		if _, t, _, err := parseHead(line); err == nil && !t.IsZero() {
+			return t, nil
+		}
+	}
+}
+
+// search returns the offset of the first line of the current file for
+// which pred holds (lines are assumed ordered so that pred is false, then
+// true), or the file's size. It probes lines by binary search over byte
+// offsets.
+func (r *Reader) search(pred func(seq uint64, t time.Time) bool) (int64, error) {
+	fi, err := r.f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	lo, hi := int64(0), fi.Size() // the answer is a line start in [lo, hi]
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		start, seq, t, ok, err := r.lineAtOrAfter(mid, hi)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			hi = mid // no line starts in [mid, hi): look left
+			if mid == lo {
+				break
+			}
+			continue
+		}
+		if pred(seq, t) {
+			hi = start
+		} else {
+			// The line at start fails: the answer is after it.
+			end, err := r.lineEnd(start)
+			if err != nil {
+				return 0, err
+			}
+			lo = end
+		}
+	}
+	return lo, nil
+}
+
+// lineAtOrAfter finds the first complete line starting at or after off and
+// before limit (off 0 is a line start; otherwise the line starts after the
+// next newline). Lines without a time are skipped for time predicates by
+// treating them as their successor: the caller sees the first line with a
+// parseable head.
+func (r *Reader) lineAtOrAfter(off, limit int64) (start int64, seq uint64, t time.Time, ok bool, err error) {
+	if err := r.seek(off); err != nil {
+		return 0, 0, t, false, err
+	}
+	start = off
+	if off > 0 {
+		// Back up one byte so that a line starting exactly at off counts.
+		if err := r.seek(off - 1); err != nil {
+			return 0, 0, t, false, err
+		}
+		skip, err := r.br.ReadSlice('\n')
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return 0, 0, t, false, nil
+		}
+		start = off - 1 + int64(len(skip))
+		for errors.Is(err, bufio.ErrBufferFull) {
+			skip, err = r.br.ReadSlice('\n')
+			start += int64(len(skip))
+		}
+		if err != nil {
+			return 0, 0, t, false, nil
+		}
+	}
+	for start < limit {
+		line, err := r.readLine()
+		if err != nil {
+			return 0, 0, t, false, nil
+		}
+		if seq, t, _, perr := parseHead(line); perr == nil {
+			return start, seq, t, true, nil
+		}
+		start += int64(len(line)) + 1
+	}
+	return 0, 0, t, false, nil
+}
+
+// lineEnd returns the offset just after the line starting at start.
+func (r *Reader) lineEnd(start int64) (int64, error) {
+	if err := r.seek(start); err != nil {
+		return 0, err
+	}
+	line, err := r.readLine()
+	if err != nil {
+		return 0, err
+	}
+	return start + int64(len(line)) + 1, nil
+}
+
+// readLine reads one complete line (without its newline) at the current
+// position, into r.buf if it is longer than the buffer. A line without a
+// newline at the end of the file is io.EOF.
+func (r *Reader) readLine() ([]byte, error) {
+	line, err := r.br.ReadSlice('\n')
+	if err == nil {
+		return line[:len(line)-1], nil
+	}
+	if !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, io.EOF
+	}
+	r.buf = append(r.buf[:0], line...)
+	for {
+		line, err = r.br.ReadSlice('\n')
+		r.buf = append(r.buf, line...)
+		if err == nil {
+			return r.buf[:len(r.buf)-1], nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, io.EOF
+		}
+	}
+}
+
+// Next returns the next line. At the end of what has been written it
+// returns io.EOF; a later call continues from there.
+func (r *Reader) Next() (Line, error) {
+	for {
+		if r.f == nil {
+			// Nothing was written when the Reader was positioned.
+			files, err := listLogFiles(r.dir, r.file)
+			if err != nil {
+				return Line{}, err
+			}
+			if len(files) == 0 {
+				return Line{}, io.EOF
+			}
+			if err := r.open(files[0], 0); err != nil {
+				return Line{}, err
+			}
+		}
+		line, err := r.readLine()
+		if err == nil {
+			r.off += int64(len(line)) + 1
+			seq, t, level, err := parseHead(line)
+			if err != nil {
+				return Line{}, fmt.Errorf("logx: %s at byte %d: %w", r.cur.name, r.off-int64(len(line))-1, err)
+			}
+			return Line{Seq: seq, Time: t, Level: level, Text: line}, nil
+		}
+		// The end of this file, or a line still being written: go back to
+		// the last line start, and move on if a newer file exists.
+		if err := r.seek(r.off); err != nil {
+			return Line{}, err
+		}
+		next, ok, err := r.nextFile()
+		if err != nil {
+			return Line{}, err
+		}
+		if !ok {
+			return Line{}, io.EOF
+		}
+		// A newer file exists only once this one is complete (rotation
+		// writes every line first); read what arrived since the EOF.
+		fi, err := r.f.Stat()
+		if err != nil {
+			return Line{}, err
+		}
+		if fi.Size() > r.off {
+			continue
+		}
+		if err := r.open(next, 0); err != nil {
+			return Line{}, err
+		}
+	}
+}
+
+// nextFile returns the file after the current one, if there is one yet.
+// A file rotated while open stays open under its new name: only files with
+// a later first sequence number count.
+func (r *Reader) nextFile() (logFile, bool, error) {
+	files, err := listLogFiles(r.dir, r.file)
+	if err != nil {
+		return logFile{}, false, err
+	}
+	for _, lf := range files {
+		if lf.first > r.cur.first {
+			return lf, true, nil
+		}
+	}
+	return logFile{}, false, nil
+}
+
+// OpenReader opens this node's log at its oldest line; see Reader.
+func (lx *Logx) OpenReader() (*Reader, error) { return OpenReader(lx.cfg.Dir, lx.cfg.File) }

@@ -1,0 +1,210 @@
+package logx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/stretchr/testify/require"
+)
+
+// levelLogs builds n logs of perBatch entries, stamped 10 minutes apart per
+// log, with levels cycling DEBUG..ERROR, in the given format.
+func levelLogs(n, perBatch int, f Format) []*raft.Log {
+	levels := []slog.Level{LevelDebug, LevelInfo, LevelWarn, LevelError}
+	var logs []*raft.Log
+	for i := 1; i <= n; i++ {
+		b := appendBatchHeader(nil, batchHeader{producer: 9, firstPSeq: uint64((i-1)*perBatch + 1), count: perBatch})
+		for k := 0; k < perBatch; k++ {
+			lv := levels[(i+k)%4]
+			body := appendBodyStart(nil, f, tenMinutes(i), lv, "n1", "x/y.go:1", fmt.Sprintf("log %d entry %d", i, k))
+			b = appendRecord(b, lv, tenMinutes(i).UnixNano(), body)
+		}
+		logs = append(logs, &raft.Log{Index: uint64(i), Type: raft.LogCommand, Data: b})
+	}
+	return logs
+}
+
+// writeLog applies logs to a fresh directory with small files.
+func writeLog(t *testing.T, logs []*raft.Log, p filePolicy, format Format) string {
+	t.Helper()
+	dir := t.TempDir()
+	f, err := newFSM(dir, "app.log", p, format, -1, t.Logf)
+	require.NoError(t, err)
+	f.ApplyBatch(logs)
+	require.NoError(t, f.close())
+	return dir
+}
+
+// readAll reads lines until io.EOF.
+func readAll(t *testing.T, r *Reader) []Line {
+	t.Helper()
+	var out []Line
+	for {
+		l, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		require.NoError(t, err)
+		l.Text = append([]byte(nil), l.Text...)
+		out = append(out, l)
+	}
+}
+
+func TestReader(t *testing.T) {
+	for _, format := range []Format{FormatText, FormatJSON} {
+		t.Run(format.String(), func(t *testing.T) {
+			dir := writeLog(t, levelLogs(60, 5, format), filePolicy{maxSize: 4096}, format)
+			names, err := LogFiles(dir, "app.log")
+			require.NoError(t, err)
+			require.Greater(t, len(names), 5)
+
+			r, err := OpenReader(dir, "app.log")
+			require.NoError(t, err)
+			defer r.Close()
+			all := readAll(t, r)
+			require.Len(t, all, 300)
+			for i, l := range all {
+				require.Equal(t, uint64(i+1), l.Seq)
+				require.Equal(t, tenMinutes(i/5+1), l.Time)
+				require.Contains(t, string(l.Text), fmt.Sprintf("log %d entry %d", i/5+1, i%5))
+			}
+			for _, seq := range []uint64{1, 2, 17, 150, 299, 300} {
+				require.NoError(t, r.SeekSeq(seq))
+				l, err := r.Next()
+				require.NoError(t, err)
+				require.Equal(t, seq, l.Seq)
+			}
+			require.NoError(t, r.SeekSeq(301))
+			_, err = r.Next()
+			require.ErrorIs(t, err, io.EOF)
+
+			// By time: log 31 is at base+300min; its first line is seq 151.
+			require.NoError(t, r.SeekTime(tenMinutes(31)))
+			l, err := r.Next()
+			require.NoError(t, err)
+			require.Equal(t, uint64(151), l.Seq)
+			require.NoError(t, r.SeekTime(tenMinutes(31).Add(-time.Minute)))
+			l, err = r.Next()
+			require.NoError(t, err)
+			require.Equal(t, uint64(151), l.Seq)
+			require.NoError(t, r.SeekTime(base.Add(-time.Hour)))
+			l, err = r.Next()
+			require.NoError(t, err)
+			require.Equal(t, uint64(1), l.Seq)
+		})
+	}
+}
+
+// TestReaderFollows: a Reader at the end sees lines written later, across
+// rotations, once each, and never a line still being written.
+func TestReaderFollows(t *testing.T) {
+	dir := t.TempDir()
+	f := openPolicyFSM(t, dir, filePolicy{maxSize: 2048})
+	logs := testLogs(60, 4)
+	f.ApplyBatch(logs[:10])
+	r, err := OpenReader(dir, "app.log")
+	require.NoError(t, err)
+	defer r.Close()
+	got := readAll(t, r)
+	for i := 10; i < 60; i += 7 {
+		f.ApplyBatch(logs[i:min(i+7, 60)])
+		got = append(got, readAll(t, r)...)
+	}
+	require.NoError(t, f.close())
+	require.Len(t, got, 240)
+	for i, l := range got {
+		require.Equal(t, uint64(i+1), l.Seq)
+	}
+
+	// A torn last line is not returned until it is complete.
+	path := filepath.Join(dir, "app.log")
+	appendFile(t, path, "seq=241 time=2026-01-02T10:00:00.000000Z lev")
+	_, err = r.Next()
+	require.ErrorIs(t, err, io.EOF)
+	appendFile(t, path, "el=INFO node=n1 msg=done\n")
+	l, err := r.Next()
+	require.NoError(t, err)
+	require.Equal(t, uint64(241), l.Seq)
+}
+
+// TestReaderRetained: asking for lines retention removed says so and starts
+// at the oldest line left.
+func TestReaderRetained(t *testing.T) {
+	dir := writeLog(t, testLogs(60, 7), filePolicy{maxSize: 2048, maxFiles: 2}, FormatText)
+	r, err := OpenReader(dir, "app.log")
+	require.NoError(t, err)
+	defer r.Close()
+	first, err := r.Next()
+	require.NoError(t, err)
+	require.Greater(t, first.Seq, uint64(1))
+	err = r.SeekSeq(1)
+	require.ErrorIs(t, err, ErrRetained)
+	l, err := r.Next()
+	require.NoError(t, err)
+	require.Equal(t, first.Seq, l.Seq)
+}
+
+// TestGrep: Grep returns exactly what a filter over every line returns, in
+// order, for each kind of condition.
+func TestGrep(t *testing.T) {
+	dir := writeLog(t, levelLogs(80, 5, FormatText), filePolicy{maxSize: 4096}, FormatText)
+	r, err := OpenReader(dir, "app.log")
+	require.NoError(t, err)
+	all := readAll(t, r)
+	r.Close()
+	queries := map[string]Query{
+		"all":       {},
+		"substring": {Contains: "entry 3"},
+		"rare":      {Contains: "log 77 entry 2"},
+		"none":      {Contains: "no such text"},
+		"level":     {Level: LevelWarn},
+		"since":     {Since: tenMinutes(40)},
+		"window":    {Since: tenMinutes(10), Until: tenMinutes(20).Add(time.Second), Contains: "entry"},
+		"regexp":    {Regexp: regexp.MustCompile(`log [1-3]0 entry [04]`)},
+		"combined":  {Level: LevelError, Contains: "entry 1", Since: tenMinutes(30)},
+	}
+	for name, q := range queries {
+		t.Run(name, func(t *testing.T) {
+			var want []uint64
+			for _, l := range all {
+				if (q.Contains == "" || strings.Contains(string(l.Text), q.Contains)) && q.match(&l) {
+					want = append(want, l.Seq)
+				}
+			}
+			var got []uint64
+			require.NoError(t, Grep(context.Background(), dir, "app.log", q, func(l Line) error {
+				got = append(got, l.Seq)
+				return nil
+			}))
+			require.Equal(t, want, got)
+		})
+	}
+	// fn's error stops Grep.
+	stop := errors.New("stop")
+	n := 0
+	err = Grep(context.Background(), dir, "app.log", Query{}, func(Line) error {
+		n++
+		if n == 10 {
+			return stop
+		}
+		return nil
+	})
+	require.ErrorIs(t, err, stop)
+	require.Equal(t, 10, n)
+}
+
+func TestParseHeadRejects(t *testing.T) {
+	for _, s := range []string{"", "hello", "seq=x time", "seq=12", `{"seq":1,"level":"NOPE"}`} {
+		_, _, _, err := parseHead([]byte(s))
+		require.Error(t, err, "%q", s)
+	}
+}
