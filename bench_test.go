@@ -7,14 +7,17 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/stretchr/testify/require"
 )
 
@@ -243,4 +246,69 @@ func copyFilesSynced(tb testing.TB, src string, files []string, dst string) int6
 		total += n
 	}
 	return total
+}
+
+var benchGrepBytes = flag.Int64("bench.grep-bytes", 1<<30, "log size for BenchmarkGrep")
+
+// BenchmarkGrep searches a page-cached log of -bench.grep-bytes (1 GiB by
+// default, in 64 MiB files written by the real apply path) for a rare
+// substring with Grep, and, in the same run, with `grep -F` over the same
+// files. It reports both rates and their ratio (>1: Grep is faster).
+func BenchmarkGrep(b *testing.B) {
+	dir := b.TempDir()
+	f, err := newFSM(dir, "app.log", filePolicy{maxSize: 64 << 20}, FormatText, -1, func(string, ...any) {})
+	require.NoError(b, err)
+	msg := strings.Repeat("abcdefghij", 10)
+	var written int64
+	for i := 1; written < *benchGrepBytes; i++ {
+		batch := appendBatchHeader(nil, batchHeader{producer: 1, firstPSeq: uint64((i-1)*1000 + 1), count: 1000})
+		for k := 0; k < 1000; k++ {
+			t := time.Unix(1764000000, 0).Add(time.Duration(i*1000+k) * time.Millisecond)
+			m := msg
+			if (i*1000+k)%100000 == 0 {
+				m = "needle-in-the-haystack " + msg
+			}
+			body := appendBodyStart(nil, FormatText, t, LevelInfo, "n1", "app/main.go:42", m)
+			body = appendAttrText(body, "", slog.Int("user", k))
+			batch = appendRecord(batch, LevelInfo, t.UnixNano(), body)
+		}
+		f.ApplyBatch([]*raft.Log{{Index: uint64(i), Type: raft.LogCommand, Data: batch}})
+		written = int64(f.bytes.Load())
+	}
+	require.NoError(b, f.close())
+	names, err := LogFiles(dir, "app.log")
+	require.NoError(b, err)
+	paths := make([]string, len(names))
+	for i, n := range names {
+		paths[i] = filepath.Join(dir, n)
+	}
+	q := Query{Contains: "needle-in-the-haystack"}
+	count := func() int {
+		n := 0
+		require.NoError(b, Grep(context.Background(), dir, "app.log", q, func(Line) error { n++; return nil }))
+		return n
+	}
+	want := count() // also warms the page cache
+	b.ResetTimer()
+	var grepDur, ourDur time.Duration
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		require.Equal(b, want, count())
+		ourDur += time.Since(start)
+		start = time.Now()
+		out, err := exec.Command("grep", append([]string{"-F", "-c", "-h", q.Contains}, paths...)...).Output()
+		grepDur += time.Since(start)
+		require.NoError(b, err)
+		total := 0
+		for _, f := range strings.Fields(string(out)) {
+			n, err := strconv.Atoi(f)
+			require.NoError(b, err)
+			total += n
+		}
+		require.Equal(b, want, total)
+	}
+	mb := float64(written) / 1e6 * float64(b.N)
+	b.ReportMetric(mb/ourDur.Seconds(), "MB/s")
+	b.ReportMetric(mb/grepDur.Seconds(), "grep-F-MB/s")
+	b.ReportMetric(grepDur.Seconds()/ourDur.Seconds(), "ratio")
 }

@@ -39,7 +39,7 @@ func (q *Query) match(l *Line) bool {
 }
 
 // grepChunk is how much of a file a Grep worker reads at a time.
-const grepChunk = 4 << 20
+const grepChunk = 256 << 10
 
 // Grep calls fn, in log order, for every line of the log in dir (active
 // file name file) that matches q. Files are filtered in parallel, one per
