@@ -1,0 +1,66 @@
+package logx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+)
+
+// Watch calls fn for every line of this node's log from sequence number from
+// on (0: the oldest line still held), in order, first replaying what the
+// files hold and then each line as it is written, until ctx ends (Watch then
+// returns ctx's error), fn returns an error (returned), or the node closes
+// (ErrClosed). Lines below level are skipped (nil: all levels).
+//
+// A watcher reads the files on its own, so however slow fn is, it never
+// holds up the log: it just falls behind and catches up from the files.
+// If lines it asked for are no longer in the files (retention removed
+// them, before it started or while it lagged), Watch returns an error that
+// wraps ErrRetained and names the gap; a caller may resume from the next
+// line it reports.
+func (lx *Logx) Watch(ctx context.Context, from uint64, level slog.Leveler, fn func(Line) error) error {
+	r, err := OpenReader(lx.cfg.Dir, lx.cfg.File)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if err := r.SeekSeq(from); err != nil {
+		return err
+	}
+	next := from // the sequence number expected next; 0: any
+	for {
+		// Take the notification channel before reading, so that a line
+		// written after the read wakes the wait below.
+		lx.fsm.mu.Lock()
+		changed := lx.fsm.notify
+		lx.fsm.mu.Unlock()
+		for {
+			l, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			if next > 0 && l.Seq > next {
+				return fmt.Errorf("%w: lines %d to %d were removed before this watcher read them", ErrRetained, next, l.Seq-1)
+			}
+			next = l.Seq + 1
+			if level != nil && l.Level < level.Level() {
+				continue
+			}
+			if err := fn(l); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-lx.closing:
+			return ErrClosed
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package logx
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestWatch: a watcher started mid-log replays from its position, then sees
+// every new line once, in order, filtered by level; a blocked watcher does
+// not hold up logging, and catches up when it is released.
+func TestWatch(t *testing.T) {
+	lx := newSingle(t, func(c *Config) { c.MaxSize = 4096 }) // rotations under the watcher
+	ctx := context.Background()
+	for k := 0; k < 20; k++ {
+		_, err := lx.Append(ctx, LevelInfo, "early", "k", k)
+		require.NoError(t, err)
+	}
+
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex
+	var seqs []uint64
+	gate := make(chan struct{})
+	got := make(chan struct{}, 1000)
+	done := make(chan error, 1)
+	go func() {
+		done <- lx.Watch(wctx, 11, LevelWarn, func(l Line) error {
+			if l.Seq == 21 {
+				<-gate // blocked: a slow subscriber
+			}
+			mu.Lock()
+			seqs = append(seqs, l.Seq)
+			mu.Unlock()
+			got <- struct{}{}
+			return nil
+		})
+	}()
+	// While the watcher is blocked, logging goes on.
+	for k := 0; k < 200; k++ {
+		level := LevelWarn
+		if k%2 == 1 {
+			level = LevelInfo
+		}
+		_, err := lx.Append(ctx, level, "late", "k", k)
+		require.NoError(t, err)
+	}
+	require.Greater(t, lx.Stats().Rotations, uint64(3))
+	close(gate)
+	for range 100 { // the 100 WARN lines from seq 21 on
+		select {
+		case <-got:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the watcher did not catch up")
+		}
+	}
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, seqs, 100) // lines 11-20 were INFO: filtered out
+	for i, s := range seqs {
+		require.Equal(t, uint64(21+2*i), s)
+	}
+}
+
+// TestWatchRetained: a watcher that lags behind retention is told which
+// lines it lost.
+func TestWatchRetained(t *testing.T) {
+	lx := newSingle(t, func(c *Config) {
+		c.MaxSize = 2048
+		c.MaxFiles = 1
+	})
+	ctx := context.Background()
+	_, err := lx.Append(ctx, LevelInfo, "first")
+	require.NoError(t, err)
+	gate := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- lx.Watch(ctx, 1, nil, func(l Line) error {
+			if l.Seq == 1 {
+				<-gate
+			}
+			return nil
+		})
+	}()
+	for k := 0; k < 200; k++ {
+		_, err := lx.Append(ctx, LevelInfo, "filler to rotate and retire", "k", k)
+		require.NoError(t, err)
+	}
+	// Two snapshots delete what retention retired.
+	require.NoError(t, lx.raft.Snapshot().Error())
+	_, err = lx.Append(ctx, LevelInfo, "between")
+	require.NoError(t, err)
+	require.NoError(t, lx.raft.Snapshot().Error())
+	close(gate)
+	select {
+	case err := <-done:
+		require.True(t, errors.Is(err, ErrRetained), "got %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the watcher was not told it lost lines")
+	}
+
+	// Asking for a removed position fails at once.
+	err = lx.Watch(ctx, 1, nil, func(Line) error { return nil })
+	require.ErrorIs(t, err, ErrRetained)
+}
