@@ -9,6 +9,7 @@ type Stats struct {
 	State  string `json:"state"`  // Raft role: Leader, Follower, Candidate or Shutdown
 	Leader string `json:"leader"` // the leader's address, "" if none is known
 	Term   uint64 `json:"term"`
+	Format string `json:"format"` // line format of the cluster: "text" or "json"
 
 	CommitIndex  uint64 `json:"commit_index"`  // Raft commit index known here
 	AppliedIndex uint64 `json:"applied_index"` // Raft index the files hold
@@ -57,6 +58,7 @@ func (lx *Logx) Stats() Stats {
 	s := Stats{
 		NodeID:         lx.cfg.NodeID,
 		Addr:           lx.cfg.Addr,
+		Format:         lx.cfg.Format.String(),
 		State:          lx.raft.State().String(),
 		Term:           lx.raft.CurrentTerm(),
 		CommitIndex:    lx.raft.CommitIndex(),

@@ -1,0 +1,227 @@
+package logx
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// A Client logs into a cluster from a process that is not one of its nodes
+// (cmd/logx forward uses it). It sends batches to the leader over the
+// nodes' address, like a follower does, with its own producer id, so a
+// batch retried after a lost answer or a leader change is written once.
+// A Client is not safe for concurrent use.
+type Client struct {
+	addrs    []string
+	node     string
+	format   Format
+	timeout  time.Duration
+	producer uint64
+	pseq     uint64
+
+	conn   net.Conn
+	r      *bufio.Reader
+	target string
+}
+
+// ClientEntry is one entry a Client sends.
+type ClientEntry struct {
+	Time  time.Time // zero: now
+	Level slog.Level
+	Msg   string
+	Attrs []slog.Attr
+}
+
+// NewClient returns a Client that logs as node (the node= field of its
+// lines) into the cluster whose nodes listen at addrs. It asks the nodes
+// for the cluster's line format, and fails if none answers within ctx.
+func NewClient(ctx context.Context, node string, addrs ...string) (*Client, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("logx: NewClient: no address")
+	}
+	for _, a := range addrs {
+		if err := checkAddr(a); err != nil {
+			return nil, fmt.Errorf("logx: NewClient: %w", err)
+		}
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, err
+	}
+	c := &Client{addrs: addrs, node: node, timeout: 10 * time.Second, producer: binary.BigEndian.Uint64(b[:])}
+	var errs []error
+	for _, a := range addrs {
+		st, err := QueryStatus(ctx, a)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if st.Format == FormatJSON.String() {
+			c.format = FormatJSON
+		}
+		return c, nil
+	}
+	return nil, fmt.Errorf("logx: no node answered: %w", errors.Join(errs...))
+}
+
+// Close closes the Client's connection.
+func (c *Client) Close() error {
+	if c.conn == nil {
+		return nil
+	}
+	err := c.conn.Close()
+	c.conn = nil
+	return err
+}
+
+// Send commits entries as one batch and returns the sequence number of the
+// first. It retries across leader changes until ctx ends; then the error
+// wraps ErrOutcomeUnknown if the batch may have been committed.
+func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64, err error) {
+	if len(entries) == 0 {
+		return 0, nil
+	}
+	h := batchHeader{producer: c.producer, firstPSeq: c.pseq + 1, count: len(entries)}
+	c.pseq += uint64(len(entries))
+	batch := appendBatchHeader(nil, h)
+	for _, e := range entries {
+		t := e.Time
+		if t.IsZero() {
+			t = time.Now()
+		}
+		body := appendBodyStart(nil, c.format, t, e.Level, c.node, "", e.Msg)
+		for _, a := range e.Attrs {
+			if c.format == FormatJSON {
+				body = appendAttrJSON(body, a)
+			} else {
+				body = appendAttrText(body, "", a)
+			}
+		}
+		batch = appendRecord(batch, e.Level, t.UnixNano(), body)
+	}
+	sent := false
+	wait := 20 * time.Millisecond
+	next := 0
+	var lastErr error
+	for {
+		target := c.target
+		if target == "" {
+			target = c.addrs[next%len(c.addrs)]
+			next++
+		}
+		status, first, msg, err := c.roundTrip(ctx, target, batch)
+		switch {
+		case err != nil:
+			sent = sent || c.conn != nil
+			c.Close()
+			c.target = ""
+			lastErr = fmt.Errorf("%s: %w", target, err)
+		case status == statusOK:
+			return first, nil
+		case status == statusNotLeader:
+			c.Close()
+			c.target = msg // "" if the node knows no leader
+			lastErr = fmt.Errorf("%s: not the leader", target)
+			if msg != "" {
+				continue
+			}
+		case status == statusRejected:
+			return 0, fmt.Errorf("logx: batch rejected: %s", msg)
+		default:
+			sent = true
+			lastErr = fmt.Errorf("%s: %s", target, msg)
+		}
+		select {
+		case <-ctx.Done():
+			if sent {
+				return 0, fmt.Errorf("%w: %w (last error: %v)", ErrOutcomeUnknown, ctx.Err(), lastErr)
+			}
+			return 0, fmt.Errorf("%w (last error: %v)", ctx.Err(), lastErr)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// roundTrip sends one batch to addr and reads the answer.
+func (c *Client) roundTrip(ctx context.Context, addr string, batch []byte) (status byte, first uint64, msg string, err error) {
+	if c.conn == nil {
+		conn, err := dialProto(ctx, addr, protoForward, c.timeout)
+		if err != nil {
+			return 0, 0, "", err
+		}
+		c.conn, c.r, c.target = conn, bufio.NewReader(conn), addr
+	}
+	deadline := time.Now().Add(c.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = c.conn.SetDeadline(deadline)
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(batch)))
+	if _, err := (&net.Buffers{hdr[:], batch}).WriteTo(c.conn); err != nil {
+		return 0, 0, "", err
+	}
+	resp, err := readFrame(c.r, nil, 1<<20)
+	if err != nil {
+		return 0, 0, "", err
+	}
+	if len(resp) < respHeader {
+		return 0, 0, "", fmt.Errorf("short response (%d bytes)", len(resp))
+	}
+	return resp[0], binary.BigEndian.Uint64(resp[9:17]), string(resp[respHeader:]), nil
+}
+
+// dialProto opens a connection to a node's address for protocol proto.
+func dialProto(ctx context.Context, addr string, proto byte, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := conn.Write([]byte{proto}); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// QueryStatus asks the node at addr for its Stats.
+func QueryStatus(ctx context.Context, addr string) (Stats, error) {
+	var st Stats
+	if err := checkAddr(addr); err != nil {
+		return st, fmt.Errorf("logx: %w", err)
+	}
+	timeout := 10 * time.Second
+	conn, err := dialProto(ctx, addr, protoControl, timeout)
+	if err != nil {
+		return st, fmt.Errorf("logx: %s: %w", addr, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	if err := writeJSONFrame(conn, controlRequest{Op: "status"}); err != nil {
+		return st, fmt.Errorf("logx: %s: %w", addr, err)
+	}
+	data, err := readFrame(bufio.NewReader(conn), nil, maxControlFrame)
+	if err != nil {
+		return st, fmt.Errorf("logx: %s: %w", addr, err)
+	}
+	var resp controlResponse
+	if err := json.Unmarshal(data, &resp); err != nil {
+		return st, fmt.Errorf("logx: %s: malformed answer: %w", addr, err)
+	}
+	if resp.Status == nil {
+		return st, fmt.Errorf("logx: %s: no status: %v", addr, resp.err())
+	}
+	return *resp.Status, nil
+}

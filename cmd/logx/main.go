@@ -1,0 +1,57 @@
+// Command logx reads and operates logx logs: it follows and searches a
+// node's files, compares nodes' directories, shows a node's status, and
+// logs lines from standard input into a cluster.
+//
+//	logx tail [-f] [-level L] [-file NAME] DIR
+//	logx grep [-since T] [-until T] [-level L] [-E] [-file NAME] PATTERN DIR
+//	logx verify [-file NAME] DIR...
+//	logx status ADDR
+//	logx forward [-node NAME] [-level L] ADDR...
+//
+// Times are RFC 3339 (2026-11-25T10:00:00Z) or durations before now (15m).
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+const usage = `usage:
+  logx tail [-f] [-level L] [-file NAME] DIR
+  logx grep [-since T] [-until T] [-level L] [-E] [-file NAME] PATTERN DIR
+  logx verify [-file NAME] DIR...
+  logx status ADDR
+  logx forward [-node NAME] [-level L] ADDR...
+`
+
+// run runs one subcommand and returns the exit status: 0 on success, 1 when
+// a check fails (verify found a difference, grep found nothing), 2 on an
+// error.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmds := map[string]func(context.Context, []string, io.Reader, io.Writer, io.Writer) int{
+		"tail":    cmdTail,
+		"grep":    cmdGrep,
+		"verify":  cmdVerify,
+		"status":  cmdStatus,
+		"forward": cmdForward,
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "logx: unknown command %q\n%s", args[0], usage)
+		return 2
+	}
+	return cmd(ctx, args[1:], stdin, stdout, stderr)
+}

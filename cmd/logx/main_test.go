@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/logx-dev/logx"
+	"github.com/stretchr/testify/require"
+)
+
+// cluster starts three nodes on 127.0.0.1 and returns them with their
+// configs; they close when the test ends.
+func cluster(t *testing.T) ([]*logx.Logx, []logx.Config) {
+	t.Helper()
+	var addrs []string
+	for range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addrs = append(addrs, ln.Addr().String())
+		ln.Close()
+	}
+	base := t.TempDir()
+	var nodes []*logx.Logx
+	var cfgs []logx.Config
+	for i, a := range addrs {
+		cfg := logx.Config{NodeID: fmt.Sprintf("n%d", i+1), Addr: a, Peers: addrs,
+			Dir: filepath.Join(base, fmt.Sprintf("n%d", i+1)), File: "app.log", MaxSize: 16 << 10,
+			Level: logx.LevelDebug, ElectionTimeout: 300 * time.Millisecond, LogOutput: os.Stderr}
+		lx, err := logx.New(cfg)
+		require.NoError(t, err)
+		t.Cleanup(func() { lx.Close() })
+		nodes, cfgs = append(nodes, lx), append(cfgs, cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, lx := range nodes {
+		require.NoError(t, lx.WaitReady(ctx))
+	}
+	return nodes, cfgs
+}
+
+// logSome logs n entries from every node with Append, levels cycling.
+func logSome(t *testing.T, nodes []*logx.Logx, tag string, n int) {
+	t.Helper()
+	levels := []slog.Level{logx.LevelDebug, logx.LevelInfo, logx.LevelWarn, logx.LevelError}
+	for k := 0; k < n; k++ {
+		for i, lx := range nodes {
+			_, err := lx.Append(context.Background(), levels[k%4], "cli entry", "tag", tag, "node", i, "k", k)
+			require.NoError(t, err)
+		}
+	}
+	for _, lx := range nodes {
+		require.NoError(t, lx.Flush(context.Background()))
+	}
+}
+
+// waitSeq waits until every node has written sequence number seq.
+func waitSeq(t *testing.T, nodes []*logx.Logx, seq uint64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, lx := range nodes {
+		for lx.Stats().Seq < seq {
+			require.True(t, time.Now().Before(deadline), "nodes did not reach %d", seq)
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+func runCmd(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestTailGrepVerify(t *testing.T) {
+	nodes, cfgs := cluster(t)
+	logSome(t, nodes, "a", 100)
+	waitSeq(t, nodes, 300)
+	dir := cfgs[0].Dir
+
+	code, out, errs := runCmd(t, "", "tail", "-n", "5", dir)
+	require.Equal(t, 0, code, errs)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 5)
+	require.True(t, strings.HasPrefix(lines[4], "seq=300 "), lines[4])
+
+	// The last 40 lines are k=86 (one node) to k=99; ERROR is k%4 == 3.
+	code, out, _ = runCmd(t, "", "tail", "-n", "40", "-level", "ERROR", dir)
+	require.Equal(t, 0, code)
+	require.Equal(t, 12, strings.Count(out, "level=ERROR"))
+	require.NotContains(t, out, "level=INFO")
+
+	code, out, errs = runCmd(t, "", "grep", "node=1 k=4", dir) // k=4 and 40-49
+	require.Equal(t, 0, code, errs)
+	require.Equal(t, 11, strings.Count(out, "\n"))
+	// k=40-49 at WARN or above (k%4 is 2 or 3: 42, 43, 46, 47) on two nodes.
+	code, out, _ = runCmd(t, "", "grep", "-E", "-level", "WARN", `node=[12] k=4[0-9]$`, dir)
+	require.Equal(t, 0, code)
+	require.Equal(t, 8, strings.Count(out, "\n"))
+	code, _, _ = runCmd(t, "", "grep", "-since", "1m", "no such text", dir)
+	require.Equal(t, 1, code)
+	code, _, errs = runCmd(t, "", "grep", "-since", "yesterday", "x", dir)
+	require.Equal(t, 2, code)
+	require.Contains(t, errs, "-since")
+
+	// verify: identical, then one byte changed in a copy.
+	for _, lx := range nodes {
+		require.NoError(t, lx.Close())
+	}
+	code, out, errs = runCmd(t, "", "verify", cfgs[0].Dir, cfgs[1].Dir, cfgs[2].Dir)
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, "identical: 3 directories")
+	bad := t.TempDir()
+	names, err := logx.LogFiles(cfgs[1].Dir, "app.log")
+	require.NoError(t, err)
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(cfgs[1].Dir, n))
+		require.NoError(t, err)
+		if n == names[1] {
+			b[100] ^= 1
+		}
+		require.NoError(t, os.WriteFile(filepath.Join(bad, n), b, 0o644))
+	}
+	code, out, _ = runCmd(t, "", "verify", "-file", "app.log", cfgs[0].Dir, bad)
+	require.Equal(t, 1, code)
+	require.Contains(t, out, fmt.Sprintf("differ: %s", names[1]))
+	require.Contains(t, out, "at byte 100")
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestTailFollow(t *testing.T) {
+	nodes, cfgs := cluster(t)
+	logSome(t, nodes, "a", 4)
+	waitSeq(t, nodes, 12)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb syncBuffer
+	done := make(chan int)
+	go func() { done <- run(ctx, []string{"tail", "-f", "-n", "1", cfgs[1].Dir}, nil, &out, &errb) }()
+	logSome(t, nodes, "b", 100) // rotates files under the follower
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "seq=312 ") {
+		require.True(t, time.Now().Before(deadline), "tail -f did not print seq 312: %s", errb.String())
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	require.Equal(t, 0, <-done)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	for i, l := range lines {
+		require.True(t, strings.HasPrefix(l, fmt.Sprintf("seq=%d ", 12+i)), "line %d: %s", i, l)
+	}
+}
+
+func TestStatusAndForward(t *testing.T) {
+	nodes, cfgs := cluster(t)
+	code, out, errs := runCmd(t, "", "status", cfgs[2].Addr)
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, `"node_id": "n3"`)
+
+	// Forward 500 lines through a node (any node: followers pass them on).
+	var in strings.Builder
+	for k := 0; k < 500; k++ {
+		fmt.Fprintf(&in, "forwarded line %d with \"quotes\" and\ttab\n", k)
+	}
+	code, _, errs = runCmd(t, in.String(), "forward", "-node", "fw", "-level", "WARN", cfgs[1].Addr)
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, errs, "500 lines committed")
+	waitSeq(t, nodes, 500)
+	code, out, _ = runCmd(t, "", "grep", "-level", "WARN", "node=fw", cfgs[0].Dir)
+	require.Equal(t, 0, code)
+	got := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, got, 500)
+	for k, l := range got {
+		require.Contains(t, l, fmt.Sprintf(`msg="forwarded line %d with \"quotes\" and\ttab"`, k))
+	}
+
+	// Clear errors for a bad or unreachable address.
+	code, _, errs = runCmd(t, "", "status", "not-an-address")
+	require.Equal(t, 2, code)
+	require.Contains(t, errs, "not-an-address")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := ln.Addr().String()
+	ln.Close()
+	code, _, errs = runCmd(t, "some line\n", "forward", "-timeout", "2s", dead)
+	require.Equal(t, 2, code)
+	require.Contains(t, errs, "no node answered")
+	code, _, errs = runCmd(t, "", "bogus")
+	require.Equal(t, 2, code)
+	require.Contains(t, errs, "unknown command")
+}
