@@ -130,6 +130,15 @@ type Config struct {
 	// Defaults to 8192.
 	SnapshotThreshold uint64 `json:"snapshot_threshold" yaml:"snapshot_threshold"`
 
+	// OnAlarm, if set, is called (from one goroutine, so it must not block
+	// for long) when an alarm starts and when it clears: no leader known for
+	// longer than AlarmNoLeader (default 10s), the applied index more than
+	// AlarmLag Raft entries behind the commit index (default 1000), or a
+	// write error that stopped the node.
+	OnAlarm       func(Alarm)   `json:"-" yaml:"-"`
+	AlarmNoLeader time.Duration `json:"alarm_no_leader" yaml:"alarm_no_leader"`
+	AlarmLag      uint64        `json:"alarm_lag" yaml:"alarm_lag"`
+
 	// LogOutput receives Raft's own messages (at WARN and above) and logx's
 	// diagnostics; never the replicated log. Defaults to os.Stderr.
 	LogOutput io.Writer `json:"-" yaml:"-"`
@@ -175,6 +184,8 @@ func DefaultConfig() Config {
 		CheckpointInterval: time.Second,
 		TrailingLogs:       65536,
 		SnapshotThreshold:  8192,
+		AlarmNoLeader:      10 * time.Second,
+		AlarmLag:           1000,
 	}
 }
 
@@ -219,6 +230,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = d.SnapshotThreshold
+	}
+	if c.AlarmNoLeader == 0 {
+		c.AlarmNoLeader = d.AlarmNoLeader
+	}
+	if c.AlarmLag == 0 {
+		c.AlarmLag = d.AlarmLag
 	}
 	if c.LogOutput == nil {
 		c.LogOutput = os.Stderr

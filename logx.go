@@ -99,7 +99,10 @@ type Logx struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	stats counters
+	stats       counters
+	peerWatch   peerWatch
+	observer    *raft.Observer
+	monitorDone chan struct{} // closed when the alarm monitor has exited
 }
 
 // counters are the Stats kept by Logx itself.
@@ -282,8 +285,13 @@ func New(cfg Config) (_ *Logx, err error) {
 			return nil, fmt.Errorf("logx: bootstrapping cluster: %w", err)
 		}
 	}
+	lx.peerWatch.failing = map[raft.ServerID]time.Time{}
+	lx.observer = raft.NewObserver(nil, false, func(o *raft.Observation) bool { return lx.peerWatch.observe(*o) })
+	lx.raft.RegisterObserver(lx.observer)
 	lx.mux.start()
 	go lx.produce()
+	lx.monitorDone = make(chan struct{})
+	go lx.monitor()
 	return lx, nil
 }
 
@@ -513,6 +521,8 @@ func (lx *Logx) close() error {
 	if lx.raft.State() == raft.Leader && lx.voters() > 1 {
 		_ = lx.raft.LeadershipTransfer().Error()
 	}
+	<-lx.monitorDone
+	lx.raft.DeregisterObserver(lx.observer)
 	if err := lx.raft.Shutdown().Error(); err != nil {
 		errs = append(errs, err)
 	}

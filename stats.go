@@ -13,7 +13,13 @@ type Stats struct {
 
 	CommitIndex  uint64 `json:"commit_index"`  // Raft commit index known here
 	AppliedIndex uint64 `json:"applied_index"` // Raft index the files hold
-	Seq          uint64 `json:"seq"`           // sequence number of the last line written
+	Lag          uint64 `json:"lag"`           // CommitIndex - AppliedIndex
+	// LastContact is how long ago this follower last heard from the leader
+	// (0 on the leader, -1 if never).
+	LastContact time.Duration `json:"last_contact_ns"`
+	// Peers are the other members; on the leader, with heartbeat failures.
+	Peers []PeerStats `json:"peers,omitempty"`
+	Seq   uint64      `json:"seq"` // sequence number of the last line written
 
 	QueueLen int `json:"queue_len"` // entries waiting to be committed
 	QueueCap int `json:"queue_cap"`
@@ -92,6 +98,11 @@ func (lx *Logx) Stats() Stats {
 	}
 	addr, _ := lx.raft.LeaderWithID()
 	s.Leader = string(addr)
+	if s.CommitIndex > s.AppliedIndex {
+		s.Lag = s.CommitIndex - s.AppliedIndex
+	}
+	s.LastContact = lx.lastContact()
+	s.Peers = lx.peers()
 	if err := lx.fsm.Err(); err != nil {
 		s.WriteError = err.Error()
 	}

@@ -1,0 +1,167 @@
+package logx
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Operating a node: what Stats adds about peers and lag, and alarms.
+
+// PeerStats is what the leader knows of one other member.
+type PeerStats struct {
+	Addr  string `json:"addr"`
+	Voter bool   `json:"voter"`
+	// Failing is set while the leader's heartbeats to the peer fail;
+	// LastContact is then when it last answered.
+	Failing     bool      `json:"failing"`
+	LastContact time.Time `json:"last_contact,omitzero"`
+}
+
+// AlarmKind says what an Alarm is about.
+type AlarmKind string
+
+const (
+	AlarmNoLeader   AlarmKind = "no-leader"   // no leader known for longer than Config.AlarmNoLeader
+	AlarmLag        AlarmKind = "lag"         // applied index more than Config.AlarmLag behind the commit index
+	AlarmWriteError AlarmKind = "write-error" // writing the files failed; the node stopped applying
+)
+
+// An Alarm is raised once when its condition starts and once, with Cleared
+// set, when it ends.
+type Alarm struct {
+	Kind    AlarmKind
+	Cleared bool
+	Since   time.Time // when the condition started
+	Detail  string
+}
+
+// peerWatch tracks the leader's heartbeat failures per peer, from Raft's
+// observations.
+type peerWatch struct {
+	mu      sync.Mutex
+	failing map[raft.ServerID]time.Time // peer → last contact
+}
+
+func (p *peerWatch) observe(o raft.Observation) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch d := o.Data.(type) {
+	case raft.FailedHeartbeatObservation:
+		p.failing[d.PeerID] = d.LastContact
+	case raft.ResumedHeartbeatObservation:
+		delete(p.failing, d.PeerID)
+	case raft.LeaderObservation:
+		clear(p.failing) // a new term starts with a clean slate
+	}
+	return false // nothing for the channel: the filter did the work
+}
+
+// peers lists the other members with what the leader knows of them; on a
+// follower it lists them without heartbeat information.
+func (lx *Logx) peers() []PeerStats {
+	f := lx.raft.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	leader := lx.raft.State() == raft.Leader
+	lx.peerWatch.mu.Lock()
+	defer lx.peerWatch.mu.Unlock()
+	var out []PeerStats
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == lx.cfg.Addr {
+			continue
+		}
+		ps := PeerStats{Addr: string(s.Address), Voter: s.Suffrage == raft.Voter}
+		if last, ok := lx.peerWatch.failing[s.ID]; ok && leader {
+			ps.Failing, ps.LastContact = true, last
+		}
+		out = append(out, ps)
+	}
+	return out
+}
+
+// lastContact is how long ago a follower last heard from the leader (0 on
+// the leader, -1 if never).
+func (lx *Logx) lastContact() time.Duration {
+	s := lx.raft.Stats()["last_contact"]
+	switch s {
+	case "0", "":
+		return 0
+	case "never":
+		return -1
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		// Some versions print a bare number of nanoseconds.
+		if n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64); err == nil {
+			return time.Duration(n)
+		}
+		return -1
+	}
+	return d
+}
+
+// alarmCheckEvery is how often the alarm monitor looks.
+const alarmCheckEvery = 100 * time.Millisecond
+
+// monitor raises and clears alarms until Close.
+func (lx *Logx) monitor() {
+	defer close(lx.monitorDone)
+	if lx.cfg.OnAlarm == nil {
+		return
+	}
+	active := map[AlarmKind]time.Time{}
+	var noLeaderSince, lagSince time.Time
+	t := time.NewTicker(alarmCheckEvery)
+	defer t.Stop()
+	raise := func(k AlarmKind, on bool, since time.Time, detail string) {
+		_, was := active[k]
+		switch {
+		case on && !was:
+			active[k] = since
+			lx.cfg.OnAlarm(Alarm{Kind: k, Since: since, Detail: detail})
+		case !on && was:
+			lx.cfg.OnAlarm(Alarm{Kind: k, Cleared: true, Since: active[k], Detail: detail})
+			delete(active, k)
+		}
+	}
+	for {
+		select {
+		case <-lx.closing:
+			return
+		case now := <-t.C:
+			if addr, _ := lx.raft.LeaderWithID(); addr == "" {
+				if noLeaderSince.IsZero() {
+					noLeaderSince = now
+				}
+			} else {
+				noLeaderSince = time.Time{}
+			}
+			raise(AlarmNoLeader, !noLeaderSince.IsZero() && now.Sub(noLeaderSince) >= lx.cfg.AlarmNoLeader,
+				noLeaderSince, "no leader known")
+
+			commit, applied := lx.raft.CommitIndex(), lx.fsm.applied.Load()
+			lagging := commit > applied && commit-applied > lx.cfg.AlarmLag
+			if lagging {
+				if lagSince.IsZero() {
+					lagSince = now
+				}
+			} else {
+				lagSince = time.Time{}
+			}
+			raise(AlarmLag, lagging, lagSince, "applied index "+strconv.FormatUint(applied, 10)+
+				" of commit index "+strconv.FormatUint(commit, 10))
+
+			werr := lx.fsm.Err()
+			detail := ""
+			if werr != nil {
+				detail = werr.Error()
+			}
+			raise(AlarmWriteError, werr != nil, now, detail)
+		}
+	}
+}
