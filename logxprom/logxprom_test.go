@@ -1,0 +1,86 @@
+package logxprom
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logx-dev/logx"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+)
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+func TestHandler(t *testing.T) {
+	addr := freeAddr(t)
+	lx, err := logx.New(logx.Config{NodeID: "n1", Addr: addr, Peers: []string{addr},
+		Dir: filepath.Join(t.TempDir(), "n1"), File: "app.log", ElectionTimeout: 200 * time.Millisecond})
+	require.NoError(t, err)
+	defer lx.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, lx.WaitReady(ctx))
+	for k := 0; k < 5; k++ {
+		_, err := lx.Append(ctx, logx.LevelInfo, "hello", "k", k)
+		require.NoError(t, err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(lx))
+	srv := httptest.NewServer(Handler(lx, reg, Options{}))
+	defer srv.Close()
+
+	code, body := get(t, srv.URL+"/metrics")
+	require.Equal(t, 200, code)
+	require.Contains(t, body, `logx_seq{node="n1"} 5`)
+	require.Contains(t, body, `logx_entries_committed_total{node="n1"} 5`)
+	require.Contains(t, body, `logx_is_leader{node="n1"} 1`)
+
+	code, body = get(t, srv.URL+"/healthz")
+	require.Equal(t, 200, code, body)
+
+	code, body = get(t, srv.URL+"/status")
+	require.Equal(t, 200, code)
+	var st logx.Stats
+	require.NoError(t, json.Unmarshal([]byte(body), &st))
+	require.Equal(t, uint64(5), st.Seq)
+}
+
+// TestHealthzNoLeader: a node whose peers are down is not ready.
+func TestHealthzNoLeader(t *testing.T) {
+	a, b := freeAddr(t), freeAddr(t)
+	lx, err := logx.New(logx.Config{NodeID: "n1", Addr: a, Peers: []string{a, b},
+		Dir: filepath.Join(t.TempDir(), "n1"), File: "app.log", ElectionTimeout: 200 * time.Millisecond})
+	require.NoError(t, err)
+	defer lx.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(lx))
+	srv := httptest.NewServer(Handler(lx, reg, Options{}))
+	defer srv.Close()
+	code, body := get(t, srv.URL+"/healthz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.True(t, strings.Contains(body, "no leader"), body)
+}
