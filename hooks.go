@@ -18,7 +18,8 @@ type powerHooks struct {
 	// synced is told that the first size bytes of the log file at path are
 	// durable (after an fsync, or when recovery cut the file back).
 	synced func(path string, size int64)
-	// vfs and meta wrap raft-wal's file system and metadata store.
+	// vfs and meta wrap raft-wal's file system and metadata store; if vfs
+	// is nil raft-wal is left alone (only the log files are guarded).
 	vfs  func(types.VFS) types.VFS
 	meta func(types.MetaStore) types.MetaStore
 }

@@ -220,7 +220,7 @@ func New(cfg Config) (_ *Logx, err error) {
 	walDir := filepath.Join(cfg.Dir, "raft")
 	var meta types.MetaStore = lx.meta
 	var filer types.SegmentFiler // nil: raft-wal's own
-	if h := cfg.powerCut; h != nil {
+	if h := cfg.powerCut; h != nil && h.vfs != nil {
 		meta, filer = h.meta(lx.meta), segment.NewFiler(walDir, h.vfs(fs.New()))
 	}
 	if lx.wal, err = wal.Open(walDir, wal.WithLogger(hl.Named("wal")), wal.WithMetaStore(meta),

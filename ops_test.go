@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -70,4 +71,40 @@ func TestAlarmsAndPeers(t *testing.T) {
 	c.waitReady()
 	require.True(t, waitFor(10*time.Second, func() bool { return logs[f1].has(AlarmNoLeader, true) }))
 	require.False(t, logs[f1].has(AlarmWriteError, false))
+}
+
+// TestAlarmLag: a follower whose apply stalls (its log files frozen, as by
+// a hung disk, while its Raft log still works) raises the lag alarm while
+// the others go on, and clears it once apply resumes.
+func TestAlarmLag(t *testing.T) {
+	var logs [3]alarmLog
+	hooks := []*powerHooks{{}, {}, {}} // the files' lock only
+	i := 0
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		cfg.OnAlarm = logs[i].add
+		cfg.AlarmLag = 5
+		cfg.powerCut = hooks[i]
+		i++
+	})
+	l := c.leaderIndex()
+	f := (l + 1) % 3
+	hooks[f].mu.Lock()
+	thaw := hooks[f].mu.Unlock
+	thawed := false
+	defer func() {
+		if !thawed {
+			thaw()
+		}
+	}()
+	// Commit through the other two while f cannot apply.
+	for k := 0; k < 20 && !logs[f].has(AlarmLag, false); k++ {
+		_, err := c.nodes[l].Append(context.Background(), LevelInfo, "while stalled", "k", k)
+		require.NoError(t, err)
+	}
+	require.True(t, waitFor(10*time.Second, func() bool { return logs[f].has(AlarmLag, false) }), "no lag alarm")
+	require.Greater(t, c.nodes[f].Stats().Lag, uint64(5))
+	thaw()
+	thawed = true
+	require.True(t, waitFor(10*time.Second, func() bool { return logs[f].has(AlarmLag, true) }), "the lag alarm did not clear")
+	require.False(t, logs[l].has(AlarmLag, false))
 }
