@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -468,3 +469,22 @@ func (r *Reader) nextFile() (logFile, bool, error) {
 
 // OpenReader opens this node's log at its oldest line; see Reader.
 func (lx *Logx) OpenReader() (*Reader, error) { return OpenReader(lx.cfg.Dir, lx.cfg.File) }
+
+// Lines returns an iterator over the lines from the Reader's position to
+// the end of what is written (io.EOF ends it quietly); another error is
+// yielded once, last.
+//
+//	for l, err := range r.Lines() { ... }
+func (r *Reader) Lines() iter.Seq2[Line, error] {
+	return func(yield func(Line, error) bool) {
+		for {
+			l, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if !yield(l, err) || err != nil {
+				return
+			}
+		}
+	}
+}

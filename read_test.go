@@ -77,6 +77,14 @@ func TestReader(t *testing.T) {
 				require.Equal(t, tenMinutes(i/5+1), l.Time)
 				require.Contains(t, string(l.Text), fmt.Sprintf("log %d entry %d", i/5+1, i%5))
 			}
+			// The iterator form, from a position.
+			require.NoError(t, r.SeekSeq(290))
+			var iterSeqs []uint64
+			for l, err := range r.Lines() {
+				require.NoError(t, err)
+				iterSeqs = append(iterSeqs, l.Seq)
+			}
+			require.Equal(t, []uint64{290, 291, 292, 293, 294, 295, 296, 297, 298, 299, 300}, iterSeqs)
 			for _, seq := range []uint64{1, 2, 17, 150, 299, 300} {
 				require.NoError(t, r.SeekSeq(seq))
 				l, err := r.Next()
