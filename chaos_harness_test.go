@@ -1,10 +1,12 @@
 package logx
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"math/rand"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,6 +24,15 @@ import (
 // writers, closes the nodes and checks that every acknowledged entry is in
 // every node's files exactly once, at the sequence number Append returned,
 // and that the nodes' files are byte-identical. It prints one summary line.
+//
+// Membership changes are faults too: "add" starts a new node in a spare
+// slot (the fault net has two more slots than the cluster has nodes) that
+// joins and asks to be added, and "remove" removes a member, the leader or
+// a follower, by RemoveNode on another member, then stops it. The cluster
+// keeps between n and n+2 members. A removed node's acknowledged entries
+// must be on the members like any others; its own files, checked at the
+// end too, must be a prefix of theirs. A slot a removed node left can take
+// a later new node, with a fresh Dir.
 //
 // TestChaosShort runs in the default suite; TestChaosLong (chaos_test.go,
 // build tag chaos) runs 3 and 5 nodes for longer:
@@ -48,6 +59,8 @@ var chaosKinds = []string{
 	"partition-follower", // cut a follower off from every other node, then heal
 	"partition-leader",   // cut the leader off from every other node, then heal
 	"wipe",               // SIGKILL a node, delete its Dir, restart it: it catches up from scratch
+	"add",                // start a new node in a spare slot; it joins, catches up and votes
+	"remove",             // RemoveNode a member (leader or follower) from another member, stop it
 }
 
 const chaosElectionTimeout = 300 * time.Millisecond // helperMain's
@@ -85,6 +98,12 @@ type chaos struct {
 	counts  map[string]int
 	total   int
 	summary string // set once the run is checked
+
+	member  []bool   // slot i holds a member of the cluster
+	used    []bool   // slot i has held a node
+	changed bool     // the membership is no longer the bootstrapped one
+	retired []string // the Dirs of removed nodes
+	cmds    int      // remove commands sent
 }
 
 // TestChaosShort is the harness in the default suite: 3 nodes, a handful
@@ -112,8 +131,9 @@ func runChaos(t *testing.T, o chaosOpts) {
 	fmt.Println(head) // at once, so a hang or crash still shows it
 	t.Log(head)
 	h := &chaos{t: t, o: o, seed: seed, rng: rand.New(rand.NewSource(seed)), counts: map[string]int{}}
-	h.fn = newFaultNet(t, o.nodes)
+	h.fn = newFaultNet(t, o.nodes+2) // two spare slots, for nodes added later
 	h.c = startProcCluster(t, o.nodes, o.writers, 0, h.fn)
+	h.member, h.used = make([]bool, o.nodes+2), make([]bool, o.nodes+2)
 	h.c.env = []string{
 		fmt.Sprintf("LOGX_INTERVAL_MS=%d", o.interval.Milliseconds()),
 		"LOGX_APPEND_TIMEOUT_MS=10000",
@@ -129,6 +149,7 @@ func runChaos(t *testing.T, o chaosOpts) {
 		}
 	}()
 	for i := 0; i < o.nodes; i++ {
+		h.member[i], h.used[i] = true, true
 		h.c.start(i, o.writers)
 	}
 	h.start = time.Now()
@@ -149,22 +170,22 @@ func runChaos(t *testing.T, o chaosOpts) {
 	// Everything is healed (faults are healed one by one): stop the writers,
 	// wait until every node holds the same log, close the nodes.
 	h.logf("stopping the writers")
-	for i := range h.c.addrs {
+	for _, i := range h.members() {
 		_, err := h.c.stdins[i].Write([]byte("stop\n"))
 		require.NoError(t, err)
 	}
-	for i := range h.c.addrs {
+	for _, i := range h.members() {
 		h.c.waitStatus(i, "writers done", func(s procStatus) bool { return s.done })
 	}
 	h.c.waitConverged()
-	for i := range h.c.addrs {
+	for _, i := range h.members() {
 		h.c.stop(i)
 	}
 	r := h.check()
 	h.summary = h.line(&r)
 	fmt.Println(h.summary)
 	t.Log(h.summary)
-	if r.missing+r.duplicates+r.differing+r.badSeq > 0 {
+	if r.missing+r.duplicates+r.differing+r.badSeq+r.notPrefix > 0 {
 		t.Errorf("%s\n%s", h.summary, strings.Join(r.details, "\n"))
 	}
 	require.Positive(t, r.acked, "no entry was acknowledged")
@@ -182,15 +203,72 @@ func (h *chaos) hold(lo, hi time.Duration) {
 }
 
 // next draws the next fault kind: every kind once per round, in a random
-// order.
+// order. A membership change the cluster's size does not allow now (it
+// stays between n and n+2 members) waits in the bag for a later draw.
 func (h *chaos) next() string {
-	if len(h.bag) == 0 {
-		h.bag = append([]string(nil), chaosKinds...)
-		h.rng.Shuffle(len(h.bag), func(i, j int) { h.bag[i], h.bag[j] = h.bag[j], h.bag[i] })
+	for round := 0; ; round++ {
+		if round > 1 {
+			h.t.Fatalf("no fault kind can be drawn from %v", h.bag)
+		}
+		if len(h.bag) == 0 || round > 0 {
+			more := append([]string(nil), chaosKinds...)
+			h.rng.Shuffle(len(more), func(i, j int) { more[i], more[j] = more[j], more[i] })
+			h.bag = append(h.bag, more...)
+		}
+		for k, kind := range h.bag {
+			if h.allowed(kind) {
+				h.bag = append(h.bag[:k:k], h.bag[k+1:]...)
+				return kind
+			}
+		}
 	}
-	k := h.bag[0]
-	h.bag = h.bag[1:]
-	return k
+}
+
+// allowed tells whether kind can be injected now.
+func (h *chaos) allowed(kind string) bool {
+	switch n := len(h.members()); kind {
+	case "add":
+		return n < h.o.nodes+2
+	case "remove":
+		return n > h.o.nodes // never below n, so never below 3 voters
+	}
+	return true
+}
+
+// members returns the slots of the cluster's members, in order.
+func (h *chaos) members() []int {
+	var out []int
+	for i, m := range h.member {
+		if m {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// anyMember returns a random member other than except.
+func (h *chaos) anyMember(except int) int {
+	var ms []int
+	for _, i := range h.members() {
+		if i != except {
+			ms = append(ms, i)
+		}
+	}
+	return ms[h.rng.Intn(len(ms))]
+}
+
+// setPeers makes the members' addresses the Peers of the nodes started
+// from now on. Once the membership has changed, a node that starts on an
+// empty Dir joins instead of bootstrapping: a bootstrap would give it a
+// first configuration the others never had.
+func (h *chaos) setPeers() {
+	h.c.peers = nil
+	for _, i := range h.members() {
+		h.c.peers = append(h.c.peers, h.c.addrs[i])
+	}
+	for i := range h.c.join {
+		h.c.join[i] = h.changed
+	}
 }
 
 // inject injects one fault and heals it. It returns with every node
@@ -209,7 +287,7 @@ func (h *chaos) inject(kind string) {
 		c.start(i, h.o.writers)
 		h.logf("%s: restarted n%d", kind, i+1)
 	case "pause":
-		i := h.rng.Intn(len(c.addrs))
+		i := h.anyMember(-1)
 		require.NoError(h.t, c.procs[i].Process.Signal(syscall.SIGSTOP))
 		h.logf("pause: SIGSTOPped n%d (%s)", i+1, c.status(i).state)
 		h.hold(2*chaosElectionTimeout, 2*chaosElectionTimeout+1500*time.Millisecond)
@@ -232,7 +310,7 @@ func (h *chaos) inject(kind string) {
 		// help elect a node that lacks entries it had acknowledged. So the
 		// node comes back only once every other node holds everything
 		// committed while it was up.
-		i := h.rng.Intn(len(c.addrs))
+		i := h.anyMember(-1)
 		was := c.status(i).state
 		c.kill(i)
 		h.logf("wipe: SIGKILLed n%d (%s)", i+1, was)
@@ -240,8 +318,77 @@ func (h *chaos) inject(kind string) {
 		require.NoError(h.t, os.RemoveAll(c.dir(i)))
 		c.start(i, h.o.writers)
 		h.logf("wipe: restarted n%d on an empty Dir", i+1)
+	case "add":
+		var free []int
+		for i, m := range h.member {
+			if !m {
+				free = append(free, i)
+			}
+		}
+		i := free[h.rng.Intn(len(free))]
+		if h.used[i] {
+			c.gen[i]++ // a new node in a removed node's slot: a fresh Dir
+		}
+		h.used[i] = true
+		h.setPeers()
+		c.join[i] = true
+		c.start(i, h.o.writers)
+		h.logf("add: started n%d (Dir %s), joining %d members", i+1, filepath.Base(c.dir(i)), len(c.peers))
+		h.awaitResult(i, "join", "")
+		h.member[i], h.changed = true, true
+		h.setPeers()
+		h.logf("add: n%d is a voter", i+1)
+	case "remove":
+		victim := h.anyMember(-1)
+		caller := h.anyMember(victim)
+		was := c.status(victim).state
+		h.cmds++
+		id := strconv.Itoa(h.cmds)
+		_, err := fmt.Fprintf(c.stdins[caller], "remove %s %s\n", id, c.addrs[victim])
+		require.NoError(h.t, err)
+		h.logf("remove: asked n%d to remove n%d (%s)", caller+1, victim+1, was)
+		h.awaitResult(caller, "remove "+id, "remove n"+strconv.Itoa(victim+1))
+		h.member[victim], h.changed = false, true
+		h.setPeers()
+		// The removed node was told (or, the leader, saw its removal
+		// committed) and stopped its Raft; its entries now fail with
+		// ErrRemoved. It is SIGKILLed rather than closed: Close on a
+		// removed node that was logging waits CloseTimeout for its last
+		// batch, committed after its removal, to be applied there, which
+		// never happens, and then fails.
+		c.waitStatus(victim, "Raft shut down after its removal", func(s procStatus) bool { return s.state == "Shutdown" })
+		c.kill(victim)
+		h.retired = append(h.retired, c.dir(victim))
+		h.logf("remove: n%d removed and stopped", victim+1)
 	default:
 		h.t.Fatalf("unknown fault kind %q", kind)
+	}
+}
+
+// awaitResult waits until node i reports "<what> ok" in its result file
+// (helperMain), and fails the test if it reports an error instead.
+func (h *chaos) awaitResult(i int, what, desc string) {
+	h.t.Helper()
+	if desc == "" {
+		desc = fmt.Sprintf("%s of n%d", what, i+1)
+	}
+	var report string
+	ok := waitFor(150*time.Second, func() bool {
+		h.checkAlive()
+		b, _ := os.ReadFile(h.c.path(i, "result"))
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, what+" ") {
+				report = l
+				return true
+			}
+		}
+		return false
+	})
+	switch {
+	case !ok:
+		h.t.Fatalf("%s: no result from n%d within 150s: %s", desc, i+1, h.statuses())
+	case report != what+" ok":
+		h.t.Fatalf("%s: n%d reports %q", desc, i+1, report)
 	}
 }
 
@@ -268,14 +415,9 @@ func (h *chaos) leader(except int) int {
 	return l
 }
 
-// follower returns a random node other than the leader.
+// follower returns a random member other than the leader.
 func (h *chaos) follower() int {
-	l := h.leader(-1)
-	i := h.rng.Intn(len(h.c.addrs) - 1)
-	if i >= l {
-		i++
-	}
-	return i
+	return h.anyMember(h.leader(-1))
 }
 
 // recover waits, after a fault, for a leader and for every node to hold
@@ -296,7 +438,7 @@ func (h *chaos) caughtUp(after string, l, except int) {
 	t0 := time.Now()
 	ok := waitFor(90*time.Second, func() bool {
 		h.checkAlive()
-		for i := range h.c.addrs {
+		for _, i := range h.members() {
 			if i != except && h.c.status(i).applied < target {
 				return false
 			}
@@ -339,6 +481,9 @@ func (h *chaos) applied() uint64 {
 func (h *chaos) statuses() string {
 	var b strings.Builder
 	for i := range h.c.addrs {
+		if !h.used[i] {
+			continue
+		}
 		s := h.c.status(i)
 		fmt.Fprintf(&b, "n%d{%s term=%d seq=%d applied=%d last=%d running=%v} ", i+1, s.state, s.term, s.seq, s.applied, s.last, h.c.procs[i] != nil)
 	}
@@ -350,10 +495,12 @@ type chaosResult struct {
 	acked, entries, catchUps    int
 	missing, duplicates, badSeq int
 	differing                   int
+	removed, notPrefix          int      // removed nodes checked; those whose files are not a prefix of the members'
 	details                     []string // the first problems found
 }
 
-// check reads every node's files and ack files.
+// check reads every member's files, every node's ack files, and the files
+// of the removed nodes.
 func (h *chaos) check() chaosResult {
 	t, c := h.t, h.c
 	var r chaosResult
@@ -362,38 +509,49 @@ func (h *chaos) check() chaosResult {
 			r.details = append(r.details, fmt.Sprintf(format, args...))
 		}
 	}
-	acks := c.acks()
-	r.acked = len(acks)
-	missing, dups := map[string]bool{}, map[string]bool{}
-	sums := map[string][]int{} // the files' names and checksums → the nodes holding them
-	for i := range c.addrs {
-		dir := c.dir(i)
-		sum := hashList(fileHashes(t, dir, "app.log"))
-		sums[sum] = append(sums[sum], i)
+	// parse reads a node's lines, checking their seqs and counting the
+	// entries it holds twice; it returns the lines and id → seq.
+	dups := map[string]bool{}
+	parse := func(name, dir string) ([][]byte, map[string]string) {
 		lines := readLines(t, dir, "app.log")
-		r.entries = max(r.entries, len(lines))
 		at := map[string]string{}
 		for k, l := range lines {
 			kv, err := parseText(l)
 			if err != nil {
 				r.badSeq++
-				note("n%d line %d does not parse: %v", i+1, k+1, err)
+				note("%s line %d does not parse: %v", name, k+1, err)
 				continue
 			}
 			if kv["seq"] != strconv.Itoa(k+1) {
 				r.badSeq++
-				note("n%d line %d has seq=%s", i+1, k+1, kv["seq"])
+				note("%s line %d has seq=%s", name, k+1, kv["seq"])
 			}
 			id := kv["run"] + "/" + kv["w"] + "/" + kv["i"]
 			if _, ok := at[id]; ok {
 				if !dups[id] {
-					note("n%d: entry %s is at seq %s and seq %s", i+1, id, at[id], kv["seq"])
+					note("%s: entry %s is at seq %s and seq %s", name, id, at[id], kv["seq"])
 				}
 				dups[id] = true
 				continue
 			}
 			at[id] = kv["seq"]
 		}
+		return lines, at
+	}
+	acks := c.acks() // of every slot: removed nodes' too
+	r.acked = len(acks)
+	missing := map[string]bool{}
+	sums := map[string][]int{} // the files' names and checksums → the members holding them
+	var longest [][]byte       // a member's lines, for the removed nodes' prefix check
+	for _, i := range h.members() {
+		dir := c.dir(i)
+		sum := hashList(fileHashes(t, dir, "app.log"))
+		sums[sum] = append(sums[sum], i)
+		lines, at := parse(fmt.Sprintf("n%d", i+1), dir)
+		if len(lines) > len(longest) {
+			longest = lines
+		}
+		r.entries = max(r.entries, len(lines))
 		for id, seq := range acks {
 			if at[id] != seq {
 				if !missing[id] {
@@ -402,6 +560,8 @@ func (h *chaos) check() chaosResult {
 				missing[id] = true
 			}
 		}
+	}
+	for i := range c.addrs {
 		b, _ := os.ReadFile(c.path(i, "stderr"))
 		r.catchUps += strings.Count(string(b), "logx: caught up to Raft index")
 	}
@@ -410,10 +570,23 @@ func (h *chaos) check() chaosResult {
 	for _, nodes := range sums {
 		most = max(most, len(nodes))
 	}
-	r.differing = len(c.addrs) - most
+	r.differing = len(h.members()) - most
 	if len(sums) > 1 {
 		for _, nodes := range sums {
 			note("identical files: nodes %v", nodes)
+		}
+	}
+	// A removed node's files hold the log as it was when the node left.
+	for _, dir := range h.retired {
+		r.removed++
+		lines, _ := parse(filepath.Base(dir)+" (removed)", dir)
+		prefix := len(lines) <= len(longest)
+		for k := 0; prefix && k < len(lines); k++ {
+			prefix = bytes.Equal(lines[k], longest[k])
+		}
+		if !prefix {
+			r.notPrefix++
+			note("removed %s: its %d lines are not a prefix of the members' %d", filepath.Base(dir), len(lines), len(longest))
 		}
 	}
 	return r
@@ -449,8 +622,11 @@ func (h *chaos) line(r *chaosResult) string {
 	}
 	b.WriteByte(')')
 	if r != nil {
-		fmt.Fprintf(&b, " acked=%d entries=%d catch-ups=%d missing=%d duplicates=%d differing-nodes=%d",
-			r.acked, r.entries, r.catchUps, r.missing, r.duplicates, r.differing)
+		fmt.Fprintf(&b, " acked=%d entries=%d catch-ups=%d members=%d missing=%d duplicates=%d differing-nodes=%d",
+			r.acked, r.entries, r.catchUps, len(h.members()), r.missing, r.duplicates, r.differing)
+		if r.removed > 0 {
+			fmt.Fprintf(&b, " removed-not-prefix=%d/%d", r.notPrefix, r.removed)
+		}
 		if r.badSeq > 0 {
 			fmt.Fprintf(&b, " bad-seq=%d", r.badSeq)
 		}

@@ -362,6 +362,16 @@ func (lx *Logx) removeNode(ctx context.Context, addr string) error {
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrNotMember, addr)
 	}
+	if addr == lx.cfg.Addr && lx.voters() > 1 {
+		// The leader hands over first and is then removed as a follower:
+		// a leader that removes itself shuts its Raft down as the change
+		// commits, and hashicorp/raft (v1.8.0) can then drop the change's
+		// future unanswered, so RemoveServer's Error never returns.
+		if err := lx.raft.LeadershipTransfer().Error(); err != nil {
+			lx.logf("logx: removing this node: handing over the leadership: %v; retrying", err)
+		}
+		return raft.ErrNotLeader // the caller asks the new leader
+	}
 	if err := lx.raft.RemoveServer(raft.ServerID(addr), 0, time.Until(deadlineOr(ctx, defaultControlTimeout))).Error(); err != nil {
 		return err
 	}

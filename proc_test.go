@@ -3,6 +3,7 @@ package logx
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand"
@@ -29,6 +30,12 @@ import (
 // file. Its writers stop after ENTRIES entries each, or, with ENTRIES 0,
 // when a line "stop" arrives on its standard input; then it reports done.
 // It flushes, closes and exits 0 when its standard input is closed.
+//
+// Membership (the fault harness): with JOIN=1 the node starts with
+// Config.Join and asks to be added (AddNode on itself, which goes to the
+// leader through PEERS) before its writers start. A line "remove ID ADDR"
+// on its standard input makes it call RemoveNode(ADDR). Both report to the
+// RESULT file, one line each: "join ok", "remove ID ok", or the error.
 //
 // Optional variables: INTERVAL_MS paces each writer (one Append per
 // interval), APPEND_TIMEOUT_MS bounds an Append (20 s), SNAPSHOT_MS makes
@@ -58,6 +65,7 @@ func helperMain() int {
 		walSegmentSize:    atoi("WAL_SEGMENT"),
 		listenAddr:        env("LISTEN"),
 		dialFrom:          env("DIAL_FROM"),
+		Join:              env("JOIN") == "1",
 	}
 	lx, err := New(cfg)
 	if err != nil {
@@ -67,6 +75,18 @@ func helperMain() int {
 	if err != nil {
 		return fail(err)
 	}
+	var resultMu sync.Mutex
+	result := func(format string, args ...any) { // one line to the RESULT file
+		resultMu.Lock()
+		defer resultMu.Unlock()
+		line := fmt.Sprintf(format, args...)
+		fmt.Fprintln(os.Stderr, "helper:", line)
+		if f, err := os.OpenFile(env("RESULT"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err == nil {
+			fmt.Fprintln(f, line)
+			f.Close()
+		}
+	}
+	var commands sync.WaitGroup // RemoveNode calls in progress
 	var done sync.WaitGroup
 	var finished, stopStatus = make(chan struct{}), make(chan struct{})
 	// Standard input: "stop" stops the writers, EOF the node.
@@ -76,11 +96,33 @@ func helperMain() int {
 		stop := func() { once.Do(func() { close(stopWriters) }) }
 		sc := bufio.NewScanner(os.Stdin)
 		for sc.Scan() {
-			if sc.Text() == "stop" {
+			f := strings.Fields(sc.Text())
+			switch {
+			case len(f) == 1 && f[0] == "stop":
 				stop()
+			case len(f) == 3 && f[0] == "remove":
+				commands.Add(1)
+				go func() {
+					defer commands.Done()
+					ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+					defer cancel()
+					err := lx.RemoveNode(ctx, f[2])
+					if errors.Is(err, ErrNotMember) {
+						// An earlier attempt was committed, but its answer
+						// was lost: the node is out all the same.
+						fmt.Fprintln(os.Stderr, "helper: remove", f[2], "retried:", err)
+						err = nil
+					}
+					if err != nil {
+						result("remove %s error: %v", f[1], err)
+					} else {
+						result("remove %s ok", f[1])
+					}
+				}()
 			}
 		}
 		stop()
+		commands.Wait()
 		close(stdinClosed)
 	}()
 	statusDone := make(chan struct{})
@@ -129,6 +171,16 @@ func helperMain() int {
 		}
 	}()
 
+	if cfg.Join {
+		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+		err := lx.AddNode(ctx, cfg.Addr)
+		cancel()
+		if err != nil {
+			result("join error: %v", err)
+			return fail(err)
+		}
+		result("join ok")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := lx.WaitReady(ctx); err != nil {
@@ -204,6 +256,13 @@ type procCluster struct {
 	entries int
 	net     *faultNet // nil: nodes listen on addrs and dial from anywhere
 	env     []string  // more LOGX_ variables for every node
+	// Membership: peers is what the next start passes as Peers (the first
+	// n addresses: the nodes that bootstrap), join which slots start with
+	// Join, gen each slot's Dir generation (a slot reused for a new node
+	// gets a fresh Dir).
+	peers []string
+	join  []bool
+	gen   []int
 }
 
 func newProcCluster(t *testing.T, n, writers, entries int) *procCluster {
@@ -214,21 +273,26 @@ func newProcCluster(t *testing.T, n, writers, entries int) *procCluster {
 }
 
 // startProcCluster prepares n nodes, behind fn's proxies if fn is not nil;
-// start starts them.
+// start starts them. With fn, every slot of fn is a node slot: those past n
+// are spares, for nodes added later.
 func startProcCluster(t *testing.T, n, writers, entries int, fn *faultNet) *procCluster {
-	c := &procCluster{t: t, base: t.TempDir(), addrs: freeAddrs(t, n), writers: writers, entries: entries,
-		procs: make([]*exec.Cmd, n), stdins: make([]io.WriteCloser, n), exited: make([]chan error, n)}
+	addrs := freeAddrs(t, n)
 	if fn != nil {
-		c.net, c.addrs = fn, fn.addrs()
+		addrs = fn.addrs()
 	}
+	slots := len(addrs)
+	c := &procCluster{t: t, base: t.TempDir(), addrs: addrs, peers: addrs[:n:n], net: fn, writers: writers, entries: entries,
+		procs: make([]*exec.Cmd, slots), stdins: make([]io.WriteCloser, slots), exited: make([]chan error, slots),
+		join: make([]bool, slots), gen: make([]int, slots)}
 	t.Cleanup(func() {
 		for i := range c.procs {
 			c.kill(i)
 		}
 		if t.Failed() {
 			for i := range c.procs {
-				b, _ := os.ReadFile(c.path(i, "stderr"))
-				t.Logf("stderr of n%d (tail):\n%s", i+1, tail(string(b), 3000))
+				if b, err := os.ReadFile(c.path(i, "stderr")); err == nil {
+					t.Logf("stderr of n%d (tail):\n%s", i+1, tail(string(b), 3000))
+				}
 			}
 		}
 	})
@@ -246,7 +310,12 @@ func (c *procCluster) path(i int, what string) string {
 	return filepath.Join(c.base, fmt.Sprintf("n%d.%s", i+1, what))
 }
 
-func (c *procCluster) dir(i int) string { return filepath.Join(c.base, fmt.Sprintf("n%d", i+1)) }
+func (c *procCluster) dir(i int) string {
+	if c.gen[i] > 0 {
+		return filepath.Join(c.base, fmt.Sprintf("n%d.%d", i+1, c.gen[i]))
+	}
+	return filepath.Join(c.base, fmt.Sprintf("n%d", i+1))
+}
 
 // start launches node i with writers (0 for none) and a fresh run id.
 func (c *procCluster) start(i, writers int) {
@@ -261,15 +330,19 @@ func (c *procCluster) start(i, writers int) {
 		helperEnv+"=1",
 		"LOGX_NODE_ID="+fmt.Sprintf("n%d", i+1),
 		"LOGX_ADDR="+c.addrs[i],
-		"LOGX_PEERS="+strings.Join(c.addrs, ","),
+		"LOGX_PEERS="+strings.Join(c.peers, ","),
 		"LOGX_DIR="+c.dir(i),
 		"LOGX_MAX_SIZE=65536",
 		"LOGX_ACK="+c.path(i, "ack"),
 		"LOGX_STATUS="+c.path(i, "status"),
+		"LOGX_RESULT="+c.path(i, "result"),
 		fmt.Sprintf("LOGX_RUN=r%d", c.runs),
 		fmt.Sprintf("LOGX_WRITERS=%d", writers),
 		fmt.Sprintf("LOGX_ENTRIES=%d", c.entries),
 	)
+	if c.join[i] {
+		cmd.Env = append(cmd.Env, "LOGX_JOIN=1")
+	}
 	if c.net != nil {
 		cmd.Env = append(cmd.Env, "LOGX_LISTEN="+c.net.listenAddr(i), "LOGX_DIAL_FROM="+c.net.from(i))
 	}
@@ -277,6 +350,7 @@ func (c *procCluster) start(i, writers int) {
 	in, err := cmd.StdinPipe()
 	require.NoError(c.t, err)
 	os.Remove(c.path(i, "status"))
+	os.Remove(c.path(i, "result"))
 	require.NoError(c.t, cmd.Start())
 	ch := make(chan error, 1)
 	go func() { ch <- cmd.Wait() }()
@@ -302,6 +376,18 @@ func (c *procCluster) stop(i int) {
 		c.procs[i] = nil
 		require.NoError(c.t, err, "node n%d did not exit cleanly", i+1)
 	case <-time.After(60 * time.Second):
+		// Ask the Go runtime for a goroutine dump (SIGQUIT) to show where
+		// the node hangs.
+		_ = c.procs[i].Process.Signal(syscall.SIGQUIT)
+		select {
+		case err := <-c.exited[i]:
+			c.exited[i] <- err // for kill, in the cleanup
+		case <-time.After(10 * time.Second):
+		}
+		b, _ := os.ReadFile(c.path(i, "stderr"))
+		if k := strings.LastIndex(string(b), "SIGQUIT"); k >= 0 {
+			c.t.Logf("n%d's goroutines:\n%s", i+1, tail(string(b[k:]), 200<<10))
+		}
 		c.t.Fatalf("node n%d did not exit", i+1)
 	}
 }
@@ -406,6 +492,9 @@ func (c *procCluster) waitConverged() {
 	ok := waitFor(60*time.Second, func() bool {
 		seqs = seqs[:0]
 		for i := range c.addrs {
+			if c.procs[i] == nil {
+				continue // a spare slot, or a removed node
+			}
 			s := c.status(i)
 			if !s.done {
 				return false
@@ -417,7 +506,7 @@ func (c *procCluster) waitConverged() {
 				return false
 			}
 		}
-		return seqs[0] > 0
+		return len(seqs) > 0 && seqs[0] > 0
 	})
 	require.True(c.t, ok, "nodes did not converge: %v", seqs)
 }
