@@ -92,6 +92,9 @@ type Logx struct {
 	closed  bool
 	closing chan struct{} // closed when Close begins
 	removed atomic.Bool   // the leader said this node was removed
+	// removedCtx is cancelled (by markRemoved) when removed is set.
+	removedCtx  context.Context
+	markRemoved context.CancelFunc
 	abort   chan struct{} // closed when Close gives up waiting for commits
 	stopped chan struct{} // closed when the producer has exited
 	pseq    uint64        // last producer sequence assigned; producer goroutine only
@@ -162,6 +165,7 @@ func New(cfg Config) (_ *Logx, err error) {
 		maxFrame: cfg.MaxBatchBytes + recordSize(cfg.MaxEntrySize) + batchHeaderMax,
 	}
 	lx.fwd.lx = lx
+	lx.removedCtx, lx.markRemoved = context.WithCancel(context.Background())
 	if lv, ok := cfg.Level.(*slog.LevelVar); ok && lv != nil {
 		lx.level = lv
 	} else {
@@ -482,8 +486,17 @@ func (lx *Logx) flush(ctx context.Context) error {
 	if req.err != nil {
 		return req.err
 	}
-	if err := lx.fsm.waitApplied(ctx.Done(), req.idx); err != nil {
+	// A removed node may never apply its last batch (the leader stopped
+	// replicating to it): stop waiting when the removal notice comes.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(lx.removedCtx, cancel)
+	defer stop()
+	if err := lx.fsm.waitApplied(wctx.Done(), req.idx); err != nil {
 		if errors.Is(err, errWaitAborted) {
+			if ctx.Err() == nil {
+				return ErrRemoved
+			}
 			return ctx.Err()
 		}
 		return err
@@ -515,7 +528,7 @@ func (lx *Logx) close() error {
 	<-lx.stopped
 
 	var errs []error
-	if ferr != nil {
+	if ferr != nil && !errors.Is(ferr, ErrRemoved) {
 		errs = append(errs, fmt.Errorf("logx: flushing on close: %w", ferr))
 	}
 	if lx.raft.State() == raft.Leader && lx.voters() > 1 {

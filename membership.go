@@ -262,6 +262,7 @@ func (lx *Logx) doControl(ctx context.Context, req controlRequest) controlRespon
 		// The leader removed this node: stop taking entries and stop Raft,
 		// which would otherwise call elections nobody answers.
 		if req.Addr == lx.cfg.Addr && !lx.removed.Swap(true) {
+			lx.markRemoved()
 			lx.logf("logx: this node was removed from the cluster; Raft stops")
 			go func() { _ = lx.raft.Shutdown().Error() }()
 		}
@@ -383,6 +384,7 @@ func (lx *Logx) removeNode(ctx context.Context, addr string) error {
 		_, _ = lx.sendControl(nctx, addr, controlRequest{Op: "removed", Addr: addr})
 		cancel()
 	} else if !lx.removed.Swap(true) {
+		lx.markRemoved()
 		lx.logf("logx: this node removed itself from the cluster")
 	}
 	return nil

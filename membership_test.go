@@ -210,3 +210,38 @@ func TestMembershipBadInput(t *testing.T) {
 	err = lx.AddNode(sctx, cfg.Addr)
 	require.True(t, errors.Is(err, context.DeadlineExceeded), "got %v", err)
 }
+
+// TestRemovedNodeCloses: a follower removed while it logs closes cleanly:
+// its last batches may never be applied there (the leader stopped
+// replicating to it), and Close does not wait for them.
+func TestRemovedNodeCloses(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.CloseTimeout = 5 * time.Second })
+	l := c.leaderIndex()
+	victim, caller := (l+1)%3, (l+2)%3
+	var wg sync.WaitGroup
+	wctx, stopWriters := context.WithCancel(context.Background())
+	defer stopWriters()
+	started := make(chan struct{}, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; wctx.Err() == nil; k++ {
+				if _, err := c.nodes[victim].Append(wctx, LevelInfo, "x", "k", k); err == nil && k == 0 {
+					started <- struct{}{}
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-started
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, c.nodes[caller].RemoveNode(ctx, c.cfgs[victim].Addr))
+	require.True(t, waitFor(10*time.Second, func() bool { return c.nodes[victim].Stats().State == "Shutdown" }))
+	stopWriters()
+	wg.Wait()
+	require.NoError(t, c.nodes[victim].Close())
+	c.nodes[victim] = nil
+}
