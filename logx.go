@@ -95,9 +95,9 @@ type Logx struct {
 	// removedCtx is cancelled (by markRemoved) when removed is set.
 	removedCtx  context.Context
 	markRemoved context.CancelFunc
-	abort   chan struct{} // closed when Close gives up waiting for commits
-	stopped chan struct{} // closed when the producer has exited
-	pseq    uint64        // last producer sequence assigned; producer goroutine only
+	abort       chan struct{} // closed when Close gives up waiting for commits
+	stopped     chan struct{} // closed when the producer has exited
+	pseq        uint64        // last producer sequence assigned; producer goroutine only
 
 	closeOnce sync.Once
 	closeErr  error
