@@ -13,6 +13,12 @@ echo "raw results in $out"
 go test -run '^$' -bench 'BaselineSlogFile|ClusterAsync' -benchtime 200000x -count "$count" . | tee "$out/async.txt"
 go test -run '^$' -bench 'ClusterAppend64' -benchtime 50000x -count "$count" . | tee "$out/append64.txt"
 go test -run '^$' -bench 'ClusterAppend1$' -benchtime 3000x -count "$count" . | tee "$out/append1.txt"
+# The catch-up (1 GiB copied from a peer) and grep (1 GiB searched) runs take
+# about 3 and 2 minutes; EXTRA=1 adds them.
+if [ "${EXTRA:-0}" = 1 ]; then
+  go test -run '^$' -bench CatchUp -benchtime 1x -count "$count" -timeout 30m . | tee "$out/catchup.txt"
+  go test -run '^$' -bench Grep -benchtime 3x -count 3 -timeout 30m . | tee "$out/grep.txt"
+fi
 benchstat=(go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da)
 cat "$out/async.txt" "$out/append64.txt" "$out/append1.txt" > "$out/all.txt"
 "${benchstat[@]}" "$out/all.txt"
