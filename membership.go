@@ -220,7 +220,7 @@ func (lx *Logx) sendControl(ctx context.Context, addr string, req controlRequest
 // with its timeout, or when the connection closes (the asker gave up, or
 // Close closed every connection).
 func (lx *Logx) serveControl(c net.Conn) {
-	_ = c.SetReadDeadline(time.Now().Add(headerTimeout))
+	_ = c.SetReadDeadline(time.Now().Add(lx.mux.headerTimeout))
 	data, err := readFrame(bufio.NewReader(c), nil, maxControlFrame)
 	if err != nil {
 		return

@@ -19,8 +19,14 @@ const (
 )
 
 // headerTimeout bounds how long a new connection may take to send its first
-// byte; a peer that connects and says nothing is dropped.
-const headerTimeout = 10 * time.Second
+// byte; a peer that connects and says nothing is dropped. A variable for
+// tests.
+var headerTimeout = 10 * time.Second
+
+// maxConnsPerIP bounds the connections a node accepts from one IP address
+// at a time; more are closed at once. Peers need a handful each (Raft's
+// pool, forwarding, catch-up, control). A variable for tests.
+var maxConnsPerIP = 256
 
 // mux accepts connections on the node's address and dispatches them by
 // their first byte. It tracks every connection, accepted or dialed, so that
@@ -34,9 +40,14 @@ type mux struct {
 	done    chan struct{}
 	wg      sync.WaitGroup
 
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	inbound map[net.Conn]string // accepted connections → remote IP
+	perIP   map[string]int
+	closed  bool
+
+	headerTimeout time.Duration // headerTimeout when the mux was made
+	maxPerIP      int           // maxConnsPerIP when the mux was made
 
 	// Test hooks (Config.listenAddr, Config.dialFrom): the address Raft
 	// advertises when it is not the listener's, and the local address of
@@ -46,7 +57,8 @@ type mux struct {
 }
 
 func newMux(ln net.Listener) *mux {
-	return &mux{ln: ln, raftCh: make(chan net.Conn), done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+	return &mux{ln: ln, raftCh: make(chan net.Conn), done: make(chan struct{}), conns: map[net.Conn]struct{}{},
+		inbound: map[net.Conn]string{}, perIP: map[string]int{}, headerTimeout: headerTimeout, maxPerIP: maxConnsPerIP}
 }
 
 // track registers c; it returns false (and closes c) once the mux is closed.
@@ -64,7 +76,36 @@ func (m *mux) track(c net.Conn) bool {
 func (m *mux) untrack(c net.Conn) {
 	m.mu.Lock()
 	delete(m.conns, c)
+	if ip, ok := m.inbound[c]; ok {
+		delete(m.inbound, c)
+		if m.perIP[ip]--; m.perIP[ip] <= 0 {
+			delete(m.perIP, ip)
+		}
+	}
 	m.mu.Unlock()
+}
+
+// admit tracks an accepted connection, unless its IP already has
+// maxConnsPerIP open or the mux is closed; then it closes c.
+func (m *mux) admit(c net.Conn) (ok, closed bool) {
+	ip := c.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(ip); err == nil {
+		ip = host
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		c.Close()
+		return false, true
+	}
+	if m.perIP[ip] >= m.maxPerIP {
+		c.Close()
+		return false, false
+	}
+	m.perIP[ip]++
+	m.inbound[c] = ip
+	m.conns[c] = struct{}{}
+	return true, false
 }
 
 // serve runs the accept loop until close.
@@ -81,8 +122,12 @@ func (m *mux) start() {
 				}
 				return // closed
 			}
-			if !m.track(c) {
+			ok, closed := m.admit(c)
+			if closed {
 				return
+			}
+			if !ok {
+				continue // too many from that address
 			}
 			m.wg.Add(1)
 			go func() {
@@ -95,7 +140,7 @@ func (m *mux) start() {
 
 func (m *mux) dispatch(c net.Conn) {
 	var b [1]byte
-	_ = c.SetReadDeadline(time.Now().Add(headerTimeout))
+	_ = c.SetReadDeadline(time.Now().Add(m.headerTimeout))
 	if _, err := c.Read(b[:]); err != nil {
 		m.closeConn(c)
 		return
