@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -129,6 +130,17 @@ type Config struct {
 	// snapshot (a small manifest of the files) lets Raft compact its log.
 	// Defaults to 8192.
 	SnapshotThreshold uint64 `json:"snapshot_threshold" yaml:"snapshot_threshold"`
+
+	// TLS, if set, secures everything on the node's address (Raft,
+	// forwarded batches, catch-up, control) with mutual TLS: the node
+	// serves with it and dials its peers with it. It must hold the node's
+	// certificate (Certificates), the cluster's CA as both RootCAs and
+	// ClientCAs, and ClientAuth tls.RequireAndVerifyClientCert; a peer
+	// without a certificate from that CA is refused during the handshake,
+	// before logx reads a byte from it. ServerName is set per peer from
+	// its address when empty, so certificates must name their node's host
+	// (an IP SAN for an IP address). All nodes must use TLS or none.
+	TLS *tls.Config `json:"-" yaml:"-"`
 
 	// OnAlarm, if set, is called (from one goroutine, so it must not block
 	// for long) when an alarm starts and when it clears: no leader known for

@@ -3,6 +3,7 @@ package logx
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -241,8 +242,12 @@ func New(cfg Config) (_ *Logx, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
 	}
+	if cfg.TLS != nil {
+		ln = tls.NewListener(ln, cfg.TLS)
+	}
 	lx.mux = newMux(ln)
 	lx.mux.testHooks(cfg)
+	lx.mux.tls = cfg.TLS
 	lx.mux.forward = lx.serveForward
 	lx.mux.fetch = lx.serveFetch
 	lx.mux.control = lx.serveControl

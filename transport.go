@@ -1,7 +1,9 @@
 package logx
 
 import (
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -45,6 +47,8 @@ type mux struct {
 	inbound map[net.Conn]string // accepted connections → remote IP
 	perIP   map[string]int
 	closed  bool
+
+	tls *tls.Config // mutual TLS for dials (the listener does its own)
 
 	headerTimeout time.Duration // headerTimeout when the mux was made
 	maxPerIP      int           // maxConnsPerIP when the mux was made
@@ -219,6 +223,21 @@ func (m *mux) dial(addr string, proto byte, timeout time.Duration) (net.Conn, er
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
+	}
+	if m.tls != nil {
+		cfg := m.tls
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		tc := tls.Client(c, cfg)
+		_ = tc.SetDeadline(time.Now().Add(timeout))
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("logx: TLS with %s: %w", addr, err)
+		}
+		_ = tc.SetDeadline(time.Time{})
+		c = tc
 	}
 	if !m.track(c) {
 		return nil, errClosed
