@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -29,6 +30,7 @@ type Client struct {
 	conn   net.Conn
 	r      *bufio.Reader
 	target string
+	tls    *tls.Config
 }
 
 // ClientEntry is one entry a Client sends.
@@ -43,6 +45,12 @@ type ClientEntry struct {
 // lines) into the cluster whose nodes listen at addrs. It asks the nodes
 // for the cluster's line format, and fails if none answers within ctx.
 func NewClient(ctx context.Context, node string, addrs ...string) (*Client, error) {
+	return NewClientTLS(ctx, nil, node, addrs...)
+}
+
+// NewClientTLS is NewClient for a cluster that uses mutual TLS: tlsConfig
+// holds a certificate from the cluster's CA and the CA as RootCAs.
+func NewClientTLS(ctx context.Context, tlsConfig *tls.Config, node string, addrs ...string) (*Client, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("logx: NewClient: no address")
 	}
@@ -55,10 +63,10 @@ func NewClient(ctx context.Context, node string, addrs ...string) (*Client, erro
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
 	}
-	c := &Client{addrs: addrs, node: node, timeout: 10 * time.Second, producer: binary.BigEndian.Uint64(b[:])}
+	c := &Client{addrs: addrs, node: node, timeout: 10 * time.Second, producer: binary.BigEndian.Uint64(b[:]), tls: tlsConfig}
 	var errs []error
 	for _, a := range addrs {
-		st, err := QueryStatus(ctx, a)
+		st, err := QueryStatusTLS(ctx, a, tlsConfig)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -153,7 +161,7 @@ func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64,
 // roundTrip sends one batch to addr and reads the answer.
 func (c *Client) roundTrip(ctx context.Context, addr string, batch []byte) (status byte, first uint64, msg string, err error) {
 	if c.conn == nil {
-		conn, err := dialProto(ctx, addr, protoForward, c.timeout)
+		conn, err := dialProto(ctx, addr, protoForward, c.timeout, c.tls)
 		if err != nil {
 			return 0, 0, "", err
 		}
@@ -180,11 +188,26 @@ func (c *Client) roundTrip(ctx context.Context, addr string, batch []byte) (stat
 }
 
 // dialProto opens a connection to a node's address for protocol proto.
-func dialProto(ctx context.Context, addr string, proto byte, timeout time.Duration) (net.Conn, error) {
+func dialProto(ctx context.Context, addr string, proto byte, timeout time.Duration, tlsConfig *tls.Config) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if tlsConfig != nil {
+		cfg := tlsConfig
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		tc := tls.Client(conn, cfg)
+		_ = tc.SetDeadline(time.Now().Add(timeout))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("TLS: %w", err)
+		}
+		_ = tc.SetDeadline(time.Time{})
+		conn = tc
 	}
 	_ = conn.SetWriteDeadline(time.Now().Add(timeout))
 	if _, err := conn.Write([]byte{proto}); err != nil {
@@ -196,12 +219,17 @@ func dialProto(ctx context.Context, addr string, proto byte, timeout time.Durati
 
 // QueryStatus asks the node at addr for its Stats.
 func QueryStatus(ctx context.Context, addr string) (Stats, error) {
+	return QueryStatusTLS(ctx, addr, nil)
+}
+
+// QueryStatusTLS is QueryStatus for a cluster that uses mutual TLS.
+func QueryStatusTLS(ctx context.Context, addr string, tlsConfig *tls.Config) (Stats, error) {
 	var st Stats
 	if err := checkAddr(addr); err != nil {
 		return st, fmt.Errorf("logx: %w", err)
 	}
 	timeout := 10 * time.Second
-	conn, err := dialProto(ctx, addr, protoControl, timeout)
+	conn, err := dialProto(ctx, addr, protoControl, timeout, tlsConfig)
 	if err != nil {
 		return st, fmt.Errorf("logx: %s: %w", addr, err)
 	}

@@ -105,3 +105,29 @@ func TestMutualTLS(t *testing.T) {
 	require.NotContains(t, string(buf[:n]), "node_id", "a plain client got an answer")
 	require.Equal(t, uint64(60), c.nodes[0].Stats().Seq)
 }
+
+// TestClientTLS: a Client with a certificate from the cluster's CA logs and
+// reads status; without one it cannot.
+func TestClientTLS(t *testing.T) {
+	ca := newTestCA(t, "cluster CA")
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.TLS = ca.nodeTLS(t, cfg.NodeID) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl, err := NewClientTLS(ctx, ca.nodeTLS(t, "client"), "cl", c.cfgs[1].Addr)
+	require.NoError(t, err)
+	defer cl.Close()
+	_, err = cl.Send(ctx, []ClientEntry{{Level: LevelWarn, Msg: "over TLS"}})
+	require.NoError(t, err)
+	st, err := QueryStatusTLS(ctx, c.cfgs[2].Addr, ca.nodeTLS(t, "client"))
+	require.NoError(t, err)
+	require.Equal(t, "n3", st.NodeID)
+	c.flushAll()
+	require.Equal(t, uint64(1), c.waitSameSeq(1))
+
+	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer scancel()
+	_, err = NewClient(sctx, "plain", c.cfgs[0].Addr)
+	require.Error(t, err)
+	_, err = NewClientTLS(sctx, newTestCA(t, "other").nodeTLS(t, "x"), "rogue", c.cfgs[0].Addr)
+	require.Error(t, err)
+}
