@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -195,19 +194,9 @@ func dialProto(ctx context.Context, addr string, proto byte, timeout time.Durati
 		return nil, err
 	}
 	if tlsConfig != nil {
-		cfg := tlsConfig
-		if cfg.ServerName == "" {
-			cfg = cfg.Clone()
-			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		if conn, err = tlsClient(ctx, conn, tlsConfig, addr, timeout); err != nil {
+			return nil, err
 		}
-		tc := tls.Client(conn, cfg)
-		_ = tc.SetDeadline(time.Now().Add(timeout))
-		if err := tc.HandshakeContext(ctx); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("TLS: %w", err)
-		}
-		_ = tc.SetDeadline(time.Time{})
-		conn = tc
 	}
 	_ = conn.SetWriteDeadline(time.Now().Add(timeout))
 	if _, err := conn.Write([]byte{proto}); err != nil {
@@ -234,19 +223,9 @@ func QueryStatusTLS(ctx context.Context, addr string, tlsConfig *tls.Config) (St
 		return st, fmt.Errorf("logx: %s: %w", addr, err)
 	}
 	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
-	defer stop()
-	_ = conn.SetDeadline(time.Now().Add(timeout))
-	if err := writeJSONFrame(conn, controlRequest{Op: "status"}); err != nil {
-		return st, fmt.Errorf("logx: %s: %w", addr, err)
-	}
-	data, err := readFrame(bufio.NewReader(conn), nil, maxControlFrame)
+	resp, err := controlExchange(ctx, conn, controlRequest{Op: "status"}, time.Now().Add(timeout))
 	if err != nil {
 		return st, fmt.Errorf("logx: %s: %w", addr, err)
-	}
-	var resp controlResponse
-	if err := json.Unmarshal(data, &resp); err != nil {
-		return st, fmt.Errorf("logx: %s: malformed answer: %w", addr, err)
 	}
 	if resp.Status == nil {
 		return st, fmt.Errorf("logx: %s: no status: %v", addr, resp.err())

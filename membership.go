@@ -197,6 +197,13 @@ func (lx *Logx) sendControl(ctx context.Context, addr string, req controlRequest
 		return resp, err
 	}
 	defer c.Close()
+	return controlExchange(ctx, c, req, deadline)
+}
+
+// controlExchange sends req on c and reads the answer, by deadline or until
+// ctx ends.
+func controlExchange(ctx context.Context, c net.Conn, req controlRequest, deadline time.Time) (controlResponse, error) {
+	var resp controlResponse
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
 	_ = c.SetDeadline(deadline)

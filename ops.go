@@ -2,7 +2,6 @@ package logx
 
 import (
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -87,22 +86,14 @@ func (lx *Logx) peers() []PeerStats {
 // lastContact is how long ago a follower last heard from the leader (0 on
 // the leader, -1 if never).
 func (lx *Logx) lastContact() time.Duration {
-	s := lx.raft.Stats()["last_contact"]
-	switch s {
-	case "0", "":
+	if lx.raft.State() == raft.Leader {
 		return 0
-	case "never":
+	}
+	last := lx.raft.LastContact()
+	if last.IsZero() {
 		return -1
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		// Some versions print a bare number of nanoseconds.
-		if n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64); err == nil {
-			return time.Duration(n)
-		}
-		return -1
-	}
-	return d
+	return time.Since(last)
 }
 
 // alarmCheckEvery is how often the alarm monitor looks.

@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -225,19 +226,9 @@ func (m *mux) dial(addr string, proto byte, timeout time.Duration) (net.Conn, er
 		_ = tc.SetNoDelay(true)
 	}
 	if m.tls != nil {
-		cfg := m.tls
-		if cfg.ServerName == "" {
-			cfg = cfg.Clone()
-			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		if c, err = tlsClient(context.Background(), c, m.tls, addr, timeout); err != nil {
+			return nil, err
 		}
-		tc := tls.Client(c, cfg)
-		_ = tc.SetDeadline(time.Now().Add(timeout))
-		if err := tc.Handshake(); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("logx: TLS with %s: %w", addr, err)
-		}
-		_ = tc.SetDeadline(time.Time{})
-		c = tc
 	}
 	if !m.track(c) {
 		return nil, errClosed
@@ -249,6 +240,23 @@ func (m *mux) dial(addr string, proto byte, timeout time.Duration) (net.Conn, er
 	}
 	_ = c.SetWriteDeadline(time.Time{})
 	return &trackedConn{Conn: c, m: m}, nil
+}
+
+// tlsClient runs the client side of a TLS handshake on c, naming the peer
+// after addr's host unless cfg names it. It closes c on failure.
+func tlsClient(ctx context.Context, c net.Conn, cfg *tls.Config, addr string, timeout time.Duration) (net.Conn, error) {
+	if cfg.ServerName == "" {
+		cfg = cfg.Clone()
+		cfg.ServerName, _, _ = net.SplitHostPort(addr)
+	}
+	tc := tls.Client(c, cfg)
+	_ = tc.SetDeadline(time.Now().Add(timeout))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("logx: TLS with %s: %w", addr, err)
+	}
+	_ = tc.SetDeadline(time.Time{})
+	return tc, nil
 }
 
 // trackedConn untracks itself when closed.
