@@ -32,9 +32,11 @@ func (h *handler) Enabled(_ context.Context, l slog.Level) bool { return h.lx.En
 
 // Handle implements slog.Handler.
 func (h *handler) Handle(ctx context.Context, r slog.Record) error {
-	e, err := h.lx.newEntry(r.Time, r.Level, r.PC, r.Message, h, nil, &r)
+	e, err := h.lx.newEntry(r.Time, r.Level, r.PC, r.Message, h, nil, nil, &r)
 	if err == nil {
-		err = h.lx.enqueue(ctx, e, !h.lx.cfg.DropWhenFull)
+		if err = h.lx.enqueue(ctx, e, !h.lx.cfg.DropWhenFull); err != nil {
+			h.lx.putEntry(e)
+		}
 	}
 	if err != nil {
 		h.lx.stats.asyncRejected.Add(1)
@@ -77,8 +79,8 @@ func (h *handler) WithGroup(name string) slog.Handler {
 }
 
 // appendAttrs renders the attributes of an entry after its built-in fields:
-// those of the handler h (nil for the Logx methods), then args or rec.
-func (h *handler) appendAttrs(b []byte, f Format, args []any, rec *slog.Record) []byte {
+// those of the handler h (nil for the Logx methods), then args, attrs or rec.
+func (h *handler) appendAttrs(b []byte, f Format, args []any, attrs []slog.Attr, rec *slog.Record) []byte {
 	if f == FormatText {
 		prefix := ""
 		if h != nil {
@@ -90,6 +92,9 @@ func (h *handler) appendAttrs(b []byte, f Format, args []any, rec *slog.Record) 
 		for len(args) > 0 {
 			var a slog.Attr
 			a, args = argsToAttr(args)
+			b = appendAttrText(b, prefix, a)
+		}
+		for _, a := range attrs {
 			b = appendAttrText(b, prefix, a)
 		}
 		if rec != nil {
@@ -121,6 +126,9 @@ func (h *handler) appendAttrs(b []byte, f Format, args []any, rec *slog.Record) 
 	for len(args) > 0 {
 		var a slog.Attr
 		a, args = argsToAttr(args)
+		b = appendAttrJSON(b, a)
+	}
+	for _, a := range attrs {
 		b = appendAttrJSON(b, a)
 	}
 	if rec != nil {

@@ -89,6 +89,7 @@ type Logx struct {
 	fwd       forwarder
 
 	queue   chan *entry
+	free    chan *entry  // entries the producer is done with, for reuse
 	qmu     sync.RWMutex // guards closed against racing enqueues
 	closed  bool
 	closing chan struct{} // closed when Close begins
@@ -160,6 +161,7 @@ func New(cfg Config) (_ *Logx, err error) {
 		cfg:      cfg,
 		diag:     log.New(cfg.LogOutput, "", log.LstdFlags|log.Lmicroseconds),
 		queue:    make(chan *entry, cfg.QueueSize),
+		free:     make(chan *entry, cfg.QueueSize+cfg.MaxBatchEntries+1),
 		closing:  make(chan struct{}),
 		abort:    make(chan struct{}),
 		stopped:  make(chan struct{}),
@@ -361,9 +363,32 @@ func (lx *Logx) logAsync(level slog.Level, msg string, args []any) {
 	if !lx.Enabled(level) {
 		return
 	}
-	e, err := lx.newEntry(time.Now(), level, callerPC(3), msg, nil, args, nil)
+	e, err := lx.newEntry(time.Now(), level, callerPC(3), msg, nil, args, nil, nil)
 	if err == nil {
-		err = lx.enqueue(context.Background(), e, !lx.cfg.DropWhenFull)
+		if err = lx.enqueue(context.Background(), e, !lx.cfg.DropWhenFull); err != nil {
+			lx.putEntry(e)
+		}
+	}
+	if err != nil {
+		lx.stats.asyncRejected.Add(1)
+	}
+}
+
+// LogAttrs logs like Info at the given level, with attributes given as
+// slog.Attr, like slog.Logger.LogAttrs. It is the cheapest way to log:
+// with up to a few attributes it allocates nothing, where Info's ...any
+// arguments make the caller box values (ints above 255, strings that are not
+// constants). When the queue is full LogAttrs blocks until there is room or
+// ctx ends (or drops the entry if Config.DropWhenFull is set).
+func (lx *Logx) LogAttrs(ctx context.Context, level slog.Level, msg string, attrs ...slog.Attr) {
+	if !lx.Enabled(level) {
+		return
+	}
+	e, err := lx.newEntry(time.Now(), level, callerPC(2), msg, nil, nil, attrs, nil)
+	if err == nil {
+		if err = lx.enqueue(ctx, e, !lx.cfg.DropWhenFull); err != nil {
+			lx.putEntry(e)
+		}
 	}
 	if err != nil {
 		lx.stats.asyncRejected.Add(1)
@@ -380,7 +405,7 @@ func (lx *Logx) Append(ctx context.Context, level slog.Level, msg string, args .
 	if !lx.Enabled(level) {
 		return 0, nil
 	}
-	e, err := lx.newEntry(time.Now(), level, callerPC(2), msg, nil, args, nil)
+	e, err := lx.newEntry(time.Now(), level, callerPC(2), msg, nil, args, nil, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -388,41 +413,71 @@ func (lx *Logx) Append(ctx context.Context, level slog.Level, msg string, args .
 }
 
 func (lx *Logx) appendEntry(ctx context.Context, e *entry) (uint64, error) {
-	e.w = &waiter{done: make(chan struct{})}
+	// The producer recycles e once it is done with it: keep only w.
+	w := &waiter{done: make(chan struct{})}
+	e.w = w
 	if err := lx.enqueue(ctx, e, true); err != nil {
+		lx.putEntry(e)
 		return 0, err
 	}
 	select {
-	case <-e.w.done:
-		return e.w.seq, e.w.err
+	case <-w.done:
+		return w.seq, w.err
 	case <-ctx.Done():
-		if e.w.state.CompareAndSwap(waitPending, waitCancelled) {
+		if w.state.CompareAndSwap(waitPending, waitCancelled) {
 			return 0, fmt.Errorf("logx: entry withdrawn before it was sent: %w", ctx.Err())
 		}
 		return 0, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
 	}
 }
 
-// newEntry renders the body of an entry.
-// Attributes come from args (Debug/Info/Warn/Error/Append) or from rec (the
-// slog handler h); h may be nil.
-func (lx *Logx) newEntry(t time.Time, level slog.Level, pc uintptr, msg string, h *handler, args []any, rec *slog.Record) (*entry, error) {
-	bp := bufPool.Get().(*[]byte)
-	b := appendBodyStart((*bp)[:0], lx.cfg.Format, t, level, lx.cfg.NodeID, callerString(pc), msg)
-	b = h.appendAttrs(b, lx.cfg.Format, args, rec)
-	defer func() { *bp = b; bufPool.Put(bp) }()
+// newEntry renders the body of an entry into an entry from the free list.
+// Attributes come from args (Debug/Info/Warn/Error/Append), attrs (LogAttrs)
+// or rec (the slog handler h); h may be nil.
+func (lx *Logx) newEntry(t time.Time, level slog.Level, pc uintptr, msg string, h *handler, args []any, attrs []slog.Attr, rec *slog.Record) (*entry, error) {
+	e := lx.getEntry()
+	b := appendBodyStart(e.body[:0], lx.cfg.Format, t, level, lx.cfg.NodeID, callerString(pc), msg)
+	b = h.appendAttrs(b, lx.cfg.Format, args, attrs, rec)
+	e.body = b
 	if len(b) > lx.cfg.MaxEntrySize {
+		lx.putEntry(e)
 		lx.stats.rejected.Add(1)
 		return nil, fmt.Errorf("%w: %d bytes rendered, the limit is %d", ErrEntryTooLarge, len(b), lx.cfg.MaxEntrySize)
 	}
-	var nanos int64
+	e.level, e.nanos = level, 0
 	if !t.IsZero() {
-		nanos = t.UnixNano()
+		e.nanos = t.UnixNano()
 	}
-	return &entry{level: level, nanos: nanos, body: append([]byte(nil), b...)}, nil
+	return e, nil
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+// getEntry takes an entry from the free list, or makes one.
+func (lx *Logx) getEntry() *entry {
+	select {
+	case e := <-lx.free:
+		return e
+	default:
+		return &entry{body: make([]byte, 0, 256)}
+	}
+}
+
+// putEntry returns an entry the producer is done with (its batch is encoded
+// and its waiter answered) to the free list. The list holds as many entries
+// as can be in flight at once (the queue and one batch), so once warm,
+// logging allocates no entries; a body grown past maxPooledBody is let go so
+// that one large entry does not pin its memory.
+func (lx *Logx) putEntry(e *entry) {
+	e.w = nil
+	if cap(e.body) > maxPooledBody {
+		e.body = nil
+	}
+	select {
+	case lx.free <- e:
+	default:
+	}
+}
+
+const maxPooledBody = 4 << 10
 
 // enqueue puts e in the queue; with block it waits for room until ctx ends.
 func (lx *Logx) enqueue(ctx context.Context, e *entry, block bool) error {

@@ -43,7 +43,7 @@ func (lx *Logx) produce() {
 				flushes = append(flushes, e.flush)
 				break collect // the marker completes with this batch
 			case e.w != nil && e.w.state.Load() == waitCancelled:
-				// withdrawn by its caller
+				lx.putEntry(e) // withdrawn by its caller
 			default:
 				ents = append(ents, e)
 				size += recordSize(len(e.body))
@@ -83,6 +83,7 @@ func (lx *Logx) produce() {
 					}
 					close(e.w.done)
 				}
+				lx.putEntry(e)
 			}
 			clear(ents)
 		}
@@ -105,8 +106,10 @@ func (lx *Logx) drain() {
 				e.w.err = ErrClosed
 				close(e.w.done)
 			}
+			lx.putEntry(e)
 		default:
 			lx.stats.failed.Add(1)
+			lx.putEntry(e)
 		}
 	}
 	for {
@@ -133,7 +136,7 @@ func (lx *Logx) commit(ents []*entry) (kept []*entry, idx, first uint64, err err
 	for {
 		if lx.removed.Load() {
 			if batch == nil {
-				ents = claim(ents)
+				ents = lx.claim(ents)
 			}
 			if sent {
 				return ents, 0, 0, fmt.Errorf("%w: %w (last error: %v)", ErrOutcomeUnknown, ErrRemoved, err)
@@ -144,7 +147,7 @@ func (lx *Logx) commit(ents []*entry) (kept []*entry, idx, first uint64, err err
 		leader, local := lx.route()
 		if local || leader != "" {
 			if batch == nil {
-				if ents = claim(ents); len(ents) == 0 {
+				if ents = lx.claim(ents); len(ents) == 0 {
 					return nil, 0, 0, nil
 				}
 				batch = lx.encode(ents)
@@ -180,7 +183,7 @@ func (lx *Logx) commit(ents []*entry) (kept []*entry, idx, first uint64, err err
 		select {
 		case <-lx.abort:
 			if batch == nil {
-				ents = claim(ents)
+				ents = lx.claim(ents)
 			}
 			if sent {
 				return ents, 0, 0, fmt.Errorf("%w: %w (last error: %v)", ErrOutcomeUnknown, ErrClosed, err)
@@ -197,14 +200,18 @@ func (lx *Logx) commit(ents []*entry) (kept []*entry, idx, first uint64, err err
 // retryLogEvery limits how often a failing batch is reported.
 const retryLogEvery = 5 * time.Second
 
-// claim marks the entries as sent, dropping those their callers withdrew.
-func claim(ents []*entry) []*entry {
+// claim marks the entries as sent, dropping (and recycling) those their
+// callers withdrew.
+func (lx *Logx) claim(ents []*entry) []*entry {
 	kept := ents[:0]
 	for _, e := range ents {
 		if e.w == nil || e.w.state.CompareAndSwap(waitPending, waitSent) {
 			kept = append(kept, e)
+		} else {
+			lx.putEntry(e)
 		}
 	}
+	clear(ents[len(kept):])
 	return kept
 }
 

@@ -22,7 +22,7 @@ var hostile = []string{
 func TestRenderEscapesText(t *testing.T) {
 	for _, s := range hostile {
 		b := appendBodyStart(nil, FormatText, time.Unix(0, 0), LevelInfo, "n1", "a/b.go:1", s)
-		b = (*handler)(nil).appendAttrs(b, FormatText, []any{s, s}, nil)
+		b = (*handler)(nil).appendAttrs(b, FormatText, []any{s, s}, nil, nil)
 		line := appendLine(nil, FormatText, 7, b)
 		require.Equal(t, 1, strings.Count(string(line), "\n"), "%q", line)
 		require.True(t, strings.HasSuffix(string(line), "\n"))
@@ -43,7 +43,7 @@ func TestRenderEscapesText(t *testing.T) {
 func TestRenderEscapesJSON(t *testing.T) {
 	for _, s := range hostile {
 		b := appendBodyStart(nil, FormatJSON, time.Unix(0, 0), LevelInfo, "n1", "a/b.go:1", s)
-		b = (*handler)(nil).appendAttrs(b, FormatJSON, []any{"k", s, "n", 3, "f", 1.5, "d", time.Second, "e", errors.New(s)}, nil)
+		b = (*handler)(nil).appendAttrs(b, FormatJSON, []any{"k", s, "n", 3, "f", 1.5, "d", time.Second, "e", errors.New(s)}, nil, nil)
 		line := appendLine(nil, FormatJSON, 9, b)
 		require.Equal(t, 1, strings.Count(string(line), "\n"), "%q", line)
 		for _, c := range line[:len(line)-1] {
@@ -81,8 +81,8 @@ func TestHostileEntryIsOneLine(t *testing.T) {
 }
 
 func TestArgsToAttr(t *testing.T) {
-	b := (*handler)(nil).appendAttrs(nil, FormatText, []any{"a", 1, "lonely"}, nil)
+	b := (*handler)(nil).appendAttrs(nil, FormatText, []any{"a", 1, "lonely"}, nil, nil)
 	require.Equal(t, ` a=1 !BADKEY=lonely`, string(b))
-	b = (*handler)(nil).appendAttrs(nil, FormatText, []any{slog.Int("x", 2), 42, "g", slog.GroupValue(slog.Int("y", 3))}, nil)
+	b = (*handler)(nil).appendAttrs(nil, FormatText, []any{slog.Int("x", 2), 42, "g", slog.GroupValue(slog.Int("y", 3))}, nil, nil)
 	require.Equal(t, ` x=2 !BADKEY=42 g.y=3`, string(b))
 }
