@@ -6,6 +6,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,10 +35,38 @@ import (
 var (
 	benchCheckpoint   = flag.Duration("bench.checkpoint", 0, "Config.CheckpointInterval for cluster benchmarks (0: default)")
 	benchBatchEntries = flag.Int("bench.batch-entries", 0, "Config.MaxBatchEntries for cluster benchmarks (0: default)")
+	benchNoCompress   = flag.Bool("bench.no-compression", false, "set Config.DisableCompression in cluster benchmarks")
 )
 
-// benchMsg is a 100-byte message.
-var benchMsg = strings.Repeat("0123456789", 10)
+// benchMsgs are 100-byte messages made of words, so that they compress
+// about as well as real log text (S2: about 4x); benchMsg(i) picks one.
+var benchMsgs = makeMessages(1024, 100, 1)
+
+func benchMsg(i int64) string { return benchMsgs[i%int64(len(benchMsgs))] }
+
+// makeMessages returns n messages of size bytes built from a fixed
+// vocabulary, chosen by a generator seeded with seed.
+func makeMessages(n, size int, seed int64) []string {
+	words := strings.Fields(`the a user request server failed retry connection timeout database
+		query cache miss hit session token expired refresh account created deleted updated
+		payment order shipment warehouse inventory latency slow upstream downstream handler
+		worker queue job scheduled completed started stopped error warning disk memory cpu
+		network packet dropped received sent bytes file opened closed for from with after
+		before while id region zone tenant customer invoice checkout cart item price
+		discount coupon login logout password reset email sms notification delivered
+		bounced rate limit exceeded throttled backoff circuit breaker open half healthy`)
+	r := rand.New(rand.NewSource(seed))
+	msgs := make([]string, n)
+	for i := range msgs {
+		var b strings.Builder
+		for b.Len() < size {
+			b.WriteString(words[r.Intn(len(words))])
+			b.WriteByte(' ')
+		}
+		msgs[i] = b.String()[:size]
+	}
+	return msgs
+}
 
 // BenchmarkBaselineSlogFile is log/slog's JSON handler writing to a
 // buffered local file, from as many goroutines as there are CPUs.
@@ -52,9 +81,9 @@ func BenchmarkBaselineSlogFile(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
-		i := 0
+		i := int64(0)
 		for pb.Next() {
-			log.Info(benchMsg, "i", i)
+			log.Info(benchMsg(i), "i", i)
 			i++
 		}
 	})
@@ -72,6 +101,7 @@ func benchCluster(b *testing.B) *testCluster {
 		cfg.ElectionTimeout = time.Second
 		cfg.LogOutput = quietWriter{}
 		cfg.CheckpointInterval = *benchCheckpoint
+		cfg.DisableCompression = *benchNoCompress
 		if *benchBatchEntries > 0 {
 			cfg.MaxBatchEntries = *benchBatchEntries
 			cfg.MaxBatchBytes = max(cfg.MaxBatchBytes, 1<<20, *benchBatchEntries*256)
@@ -109,7 +139,7 @@ func BenchmarkClusterAsync(b *testing.B) {
 			go func() {
 				defer wg.Done()
 				for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-					lx.Info(benchMsg, "i", i)
+					lx.Info(benchMsg(i), "i", i)
 				}
 			}()
 		}
@@ -146,7 +176,7 @@ func benchAppend(b *testing.B, callers int) {
 			defer wg.Done()
 			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
 				t0 := time.Now()
-				if _, err := lx.Append(ctx, LevelInfo, benchMsg, "i", i); err != nil {
+				if _, err := lx.Append(ctx, LevelInfo, benchMsg(i), "i", i); err != nil {
 					b.Error(err)
 					return
 				}

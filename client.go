@@ -97,7 +97,7 @@ func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64,
 	}
 	h := batchHeader{producer: c.producer, firstPSeq: c.pseq + 1, count: len(entries)}
 	c.pseq += uint64(len(entries))
-	batch := appendBatchHeader(nil, h)
+	var recs []byte
 	for _, e := range entries {
 		t := e.Time
 		if t.IsZero() {
@@ -111,8 +111,9 @@ func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64,
 				body = appendAttrText(body, "", a)
 			}
 		}
-		batch = appendRecord(batch, e.Level, t.UnixNano(), body)
+		recs = appendRecord(recs, e.Level, t.UnixNano(), body)
 	}
+	batch := newBatch(h, recs, true)
 	sent := false
 	wait := 20 * time.Millisecond
 	next := 0

@@ -231,3 +231,33 @@ func readLinesFiles(t testing.TB, dir string, names []string) [][]byte {
 	}
 	return lines
 }
+
+// Compression is each node's own choice: a cluster where one node sends
+// plain batches and the others compressed ones writes the same files, with
+// every entry once.
+func TestMixedCompression(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.DisableCompression = cfg.NodeID == "n2" })
+	c.waitReady()
+	const perNode = 3000
+	for i, lx := range c.nodes {
+		for k := 0; k < perNode; k++ {
+			lx.Info("request served for a customer", "node", i, "k", k)
+		}
+	}
+	c.flushAll()
+	c.waitSameSeq(3 * perNode)
+	requireIdentical(t, c.dirs(), "app.log")
+	lines := readLines(t, c.dirs()[0], "app.log")
+	require.Len(t, lines, 3*perNode)
+	requireUnique(t, lines, "node", "k")
+	for _, lx := range c.nodes {
+		st := lx.Stats()
+		require.Zero(t, st.Duplicates)
+		require.NotZero(t, st.RecordBytes)
+		if lx.cfg.DisableCompression {
+			require.Equal(t, st.RecordBytes, st.BatchBytes, "n2 sends plain batches")
+		} else {
+			require.Less(t, st.BatchBytes, st.RecordBytes/2, "%s compresses", lx.cfg.NodeID)
+		}
+	}
+}

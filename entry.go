@@ -5,16 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+
+	"github.com/klauspost/compress/s2"
 )
 
 // A batch is the payload of one Raft log entry: many log entries from one
-// producer, in the producer's order. Its wire form (version 1) is
+// producer, in the producer's order. Its wire form is
 //
-//	byte     version (1)
+//	byte     version: 2 (1, without the flags byte, is still read)
+//	byte     flags: flagCompressed
 //	8 bytes  producer id, big endian
 //	uvarint  producer sequence of the first entry (the others follow by one)
 //	uvarint  number of entries
-//	entries  each: uvarint length, then the record
+//	entries  each: uvarint length, then the record; with flagCompressed
+//	         this whole part is one S2 block (github.com/klauspost/compress/s2)
 //
 // and a record is
 //
@@ -24,10 +28,29 @@ import (
 //
 // The same bytes travel from the caller's node to the leader (forwarding) and
 // into the Raft log, so the leader never re-encodes a follower's entries.
-const batchVersion = 1
+const (
+	batchV1 = 1
+	batchV2 = 2
+)
+
+// Batch flags.
+const (
+	// flagCompressed: the records are one S2 block.
+	flagCompressed byte = 1 << iota
+	knownFlags          = flagCompressed
+)
+
+// compressMin is the smallest records part worth compressing: below it a
+// batch is a handful of entries, and Append's latency matters more.
+const compressMin = 2 << 10
+
+// maxDecodedBatch bounds a compressed batch's records part once expanded.
+// It is a constant, not a setting, so that every node decides alike; the
+// leader checks forwarded batches against the tighter frame limit.
+const maxDecodedBatch = 256 << 20
 
 // batchHeaderMax is an upper bound of the header's size.
-const batchHeaderMax = 1 + 8 + binary.MaxVarintLen64*2
+const batchHeaderMax = 2 + 8 + binary.MaxVarintLen64*2
 
 var errBadBatch = errors.New("logx: malformed batch")
 
@@ -36,15 +59,40 @@ type batchHeader struct {
 	producer  uint64
 	firstPSeq uint64
 	count     int
+	flags     byte // flagCompressed, set by newBatch
 }
 
 // appendBatchHeader appends the header of a batch to dst.
 func appendBatchHeader(dst []byte, h batchHeader) []byte {
-	dst = append(dst, batchVersion)
+	dst = append(dst, batchV2, h.flags)
 	dst = binary.BigEndian.AppendUint64(dst, h.producer)
 	dst = binary.AppendUvarint(dst, h.firstPSeq)
 	dst = binary.AppendUvarint(dst, uint64(h.count))
 	return dst
+}
+
+// batchHeaderLen is the size of h's encoding.
+func batchHeaderLen(h batchHeader) int {
+	var tmp [batchHeaderMax]byte
+	return len(appendBatchHeader(tmp[:0], h))
+}
+
+// newBatch returns a new batch of header h and the records recs (appended
+// with appendRecord). With compress, records of compressMin bytes or more
+// are compressed, unless that does not make them smaller.
+func newBatch(h batchHeader, recs []byte, compress bool) []byte {
+	if compress && len(recs) >= compressMin {
+		hc := h
+		hc.flags |= flagCompressed
+		batch := appendBatchHeader(make([]byte, 0, batchHeaderMax+s2.MaxEncodedLen(len(recs))), hc)
+		n := len(batch)
+		if enc := s2.Encode(batch[n:cap(batch)], recs); len(enc) < len(recs) {
+			return batch[:n+len(enc)]
+		}
+	}
+	h.flags &^= flagCompressed
+	batch := appendBatchHeader(make([]byte, 0, batchHeaderMax+len(recs)), h)
+	return append(batch, recs...)
 }
 
 // appendRecord appends one length-prefixed record to a batch.
@@ -76,29 +124,65 @@ type batchReader struct {
 	body     []byte
 }
 
-// readBatch decodes the header of b and validates it.
-func readBatch(b []byte) (batchReader, error) {
-	if len(b) < 1+8 {
-		return batchReader{}, fmt.Errorf("%w: %d bytes is too short", errBadBatch, len(b))
-	}
-	if b[0] != batchVersion {
-		return batchReader{}, fmt.Errorf("%w: unknown version %d", errBadBatch, b[0])
+// readBatch decodes the header of b and validates it. A compressed batch's
+// records are expanded into *scratch (grown as needed, kept by the caller
+// for the next batch), at most limit bytes of them.
+func readBatch(b []byte, scratch *[]byte, limit int) (batchReader, error) {
+	if len(b) < 1 {
+		return batchReader{}, fmt.Errorf("%w: empty", errBadBatch)
 	}
 	r := batchReader{}
-	r.header.producer = binary.BigEndian.Uint64(b[1:9])
-	b = b[9:]
+	switch b[0] {
+	case batchV1:
+		b = b[1:]
+	case batchV2:
+		if len(b) < 2 {
+			return batchReader{}, fmt.Errorf("%w: no flags", errBadBatch)
+		}
+		r.header.flags = b[1]
+		if r.header.flags&^knownFlags != 0 {
+			return batchReader{}, fmt.Errorf("%w: unknown flags %#x", errBadBatch, r.header.flags)
+		}
+		b = b[2:]
+	default:
+		return batchReader{}, fmt.Errorf("%w: unknown version %d", errBadBatch, b[0])
+	}
+	if len(b) < 8 {
+		return batchReader{}, fmt.Errorf("%w: too short", errBadBatch)
+	}
+	r.header.producer = binary.BigEndian.Uint64(b[:8])
+	b = b[8:]
 	first, n := binary.Uvarint(b)
 	if n <= 0 {
 		return batchReader{}, fmt.Errorf("%w: bad first sequence", errBadBatch)
 	}
 	b = b[n:]
 	count, n := binary.Uvarint(b)
-	if n <= 0 || count > uint64(len(b)) { // every record takes at least one byte
+	if n <= 0 {
+		return batchReader{}, fmt.Errorf("%w: bad entry count", errBadBatch)
+	}
+	b = b[n:]
+	if r.header.flags&flagCompressed != 0 {
+		size, err := s2.DecodedLen(b)
+		if err != nil {
+			return batchReader{}, fmt.Errorf("%w: %v", errBadBatch, err)
+		}
+		if size > limit {
+			return batchReader{}, fmt.Errorf("%w: expands to %d bytes, the limit is %d", errBadBatch, size, limit)
+		}
+		if cap(*scratch) < size {
+			*scratch = make([]byte, size)
+		}
+		if b, err = s2.Decode((*scratch)[:size], b); err != nil {
+			return batchReader{}, fmt.Errorf("%w: %v", errBadBatch, err)
+		}
+	}
+	if count > uint64(len(b)) { // every record takes at least one byte
 		return batchReader{}, fmt.Errorf("%w: bad entry count", errBadBatch)
 	}
 	r.header.firstPSeq = first
 	r.header.count = int(count)
-	r.rest = b[n:]
+	r.rest = b
 	return r, nil
 }
 
@@ -142,10 +226,11 @@ func (r *batchReader) Err() error {
 	return r.err
 }
 
-// validateBatch checks that b decodes completely; the leader calls it before
-// putting a forwarded batch into the Raft log.
-func validateBatch(b []byte, maxBody int) error {
-	r, err := readBatch(b)
+// validateBatch checks that b decodes completely, its records expanding to
+// at most limit bytes; the leader calls it before putting a forwarded batch
+// into the Raft log.
+func validateBatch(b []byte, maxBody, limit int, scratch *[]byte) error {
+	r, err := readBatch(b, scratch, limit)
 	if err != nil {
 		return err
 	}

@@ -38,6 +38,7 @@ const respHeader = 1 + 8 + 8
 // serveForward answers forwarded batches on one connection, one at a time.
 func (lx *Logx) serveForward(c net.Conn) {
 	r := bufio.NewReaderSize(c, 64<<10)
+	var scratch []byte // expanded records of a compressed batch, for validation
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(forwardIdleTimeout))
 		// A new buffer per frame: Raft keeps the slice it applies.
@@ -49,7 +50,7 @@ func (lx *Logx) serveForward(c net.Conn) {
 			return
 		}
 		_ = c.SetReadDeadline(time.Time{})
-		status, idx, first, msg := lx.applyForwarded(data)
+		status, idx, first, msg := lx.applyForwarded(data, &scratch)
 		resp := make([]byte, 4, 4+respHeader+len(msg))
 		binary.BigEndian.PutUint32(resp, uint32(respHeader+len(msg)))
 		resp = append(resp, status)
@@ -63,8 +64,8 @@ func (lx *Logx) serveForward(c net.Conn) {
 	}
 }
 
-func (lx *Logx) applyForwarded(data []byte) (status byte, idx, first uint64, msg string) {
-	if err := validateBatch(data, lx.cfg.MaxEntrySize); err != nil {
+func (lx *Logx) applyForwarded(data []byte, scratch *[]byte) (status byte, idx, first uint64, msg string) {
+	if err := validateBatch(data, lx.cfg.MaxEntrySize, lx.maxFrame, scratch); err != nil {
 		return statusRejected, 0, 0, err.Error()
 	}
 	if lx.raft.State() != raft.Leader {

@@ -31,6 +31,7 @@ type fsm struct {
 
 	// Owned by the apply goroutine.
 	st          applyState
+	scratch     []byte         // expanded records of a compressed batch
 	seg         *segmentWriter // nil while a catch-up is unfinished
 	lastPersist time.Time
 	failed      error // sticky: a write failed; nothing more is applied
@@ -122,7 +123,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		if l.Type != raft.LogCommand {
 			continue
 		}
-		r, err := readBatch(l.Data)
+		r, err := readBatch(l.Data, &f.scratch, maxDecodedBatch)
 		if err != nil {
 			// The leader validates batches, so this is a bug or a corrupted
 			// log; every node skips it the same way.

@@ -39,10 +39,10 @@ func FuzzForwardFrame(f *testing.F) {
 			return
 		}
 		require.LessOrEqual(t, len(data), max)
-		if validateBatch(data, 1024) != nil {
+		if validateBatch(data, 1024, 1<<20, new([]byte)) != nil {
 			return
 		}
-		r, err := readBatch(data)
+		r, err := readBatch(data, new([]byte), 1<<20)
 		require.NoError(t, err)
 		n := 0
 		for r.Next() {
@@ -92,6 +92,7 @@ func FuzzEscape(f *testing.F) {
 		}
 		txt := appendTextString(nil, s)
 		if txt[0] == '"' {
+			require.Equal(t, strconv.Quote(s), string(txt), "quoted as strconv.Quote does")
 			u, err := strconv.Unquote(string(txt))
 			require.NoError(t, err, "%s", txt)
 			require.Equal(t, s, u)

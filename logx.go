@@ -100,6 +100,7 @@ type Logx struct {
 	abort       chan struct{} // closed when Close gives up waiting for commits
 	stopped     chan struct{} // closed when the producer has exited
 	pseq        uint64        // last producer sequence assigned; producer goroutine only
+	encBuf      []byte        // records of the batch being compressed; producer goroutine only
 
 	closeOnce sync.Once
 	closeErr  error
@@ -117,6 +118,7 @@ type counters struct {
 	batches, forwarded, retries  atomic.Uint64
 	forwardErrors, asyncRejected atomic.Uint64
 	fetched, fetchServed         atomic.Uint64
+	recordBytes, batchBytes      atomic.Uint64
 }
 
 // entry is one queued call: a log entry, or a Flush marker.
@@ -274,7 +276,7 @@ func New(cfg Config) (_ *Logx, err error) {
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	store := raft.LogStore(lx.wal)
-	if cache, err := raft.NewLogCache(256, lx.wal); err == nil {
+	if cache, err := raft.NewLogCache(logCacheSize, lx.wal); err == nil {
 		store = cache
 	}
 	existing, err := raft.HasExistingState(store, lx.wal, snaps)
@@ -305,6 +307,13 @@ func New(cfg Config) (_ *Logx, err error) {
 	go lx.monitor()
 	return lx, nil
 }
+
+// logCacheSize is how many recent Raft entries each node keeps in memory,
+// so that replication to followers reads them without touching the WAL.
+// An entry is a batch of up to MaxBatchBytes (1 MiB by default), so this
+// bounds the cache near 32 MiB; followers that fall further behind read
+// from the WAL.
+const logCacheSize = 32
 
 func (lx *Logx) logf(format string, args ...any) { lx.diag.Printf(format, args...) }
 

@@ -220,14 +220,17 @@ func (lx *Logx) claim(ents []*entry) []*entry {
 func (lx *Logx) encode(ents []*entry) []byte {
 	h := batchHeader{producer: lx.producer, firstPSeq: lx.pseq + 1, count: len(ents)}
 	lx.pseq += uint64(len(ents))
-	size := batchHeaderMax
+	recs := lx.encBuf[:0]
 	for _, e := range ents {
-		size += recordSize(len(e.body))
+		recs = appendRecord(recs, e.level, e.nanos, e.body)
 	}
-	batch := appendBatchHeader(make([]byte, 0, size), h)
-	for _, e := range ents {
-		batch = appendRecord(batch, e.level, e.nanos, e.body)
+	lx.encBuf = recs
+	if cap(recs) > 4*lx.cfg.MaxBatchBytes {
+		lx.encBuf = nil // grown by one huge entry: let it go
 	}
+	batch := newBatch(h, recs, !lx.cfg.DisableCompression)
+	lx.stats.recordBytes.Add(uint64(len(recs)))
+	lx.stats.batchBytes.Add(uint64(len(batch) - batchHeaderLen(h)))
 	return batch
 }
 

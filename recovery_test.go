@@ -1,9 +1,11 @@
 package logx
 
 import (
+	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -143,7 +145,7 @@ func TestBatchCodec(t *testing.T) {
 	b := appendBatchHeader(nil, batchHeader{producer: 42, firstPSeq: 7, count: 2})
 	b = appendRecord(b, LevelWarn, -5, []byte("one"))
 	b = appendRecord(b, LevelDebug, 1<<62, nil)
-	r, err := readBatch(b)
+	r, err := readBatch(b, new([]byte), 1<<20)
 	require.NoError(t, err)
 	require.Equal(t, batchHeader{producer: 42, firstPSeq: 7, count: 2}, r.header)
 	require.True(t, r.Next())
@@ -155,20 +157,82 @@ func TestBatchCodec(t *testing.T) {
 	require.Empty(t, r.body)
 	require.False(t, r.Next())
 	require.NoError(t, r.Err())
-	require.NoError(t, validateBatch(b, 10))
-	require.ErrorIs(t, validateBatch(b, 2), ErrEntryTooLarge)
+	require.NoError(t, validateBatch(b, 10, 1<<20, new([]byte)))
+	require.ErrorIs(t, validateBatch(b, 2, 1<<20, new([]byte)), ErrEntryTooLarge)
 	// Every truncation is an error, never a panic.
 	for i := 0; i < len(b); i++ {
-		require.Error(t, validateBatch(b[:i], 100), "truncated at %d", i)
+		require.Error(t, validateBatch(b[:i], 100, 1<<20, new([]byte)), "truncated at %d", i)
 	}
-	require.Error(t, validateBatch(append(b, 0), 100), "trailing byte")
+	require.Error(t, validateBatch(append(b, 0), 100, 1<<20, new([]byte)), "trailing byte")
+
+	// Unknown flags are refused.
+	f := appendBatchHeader(nil, batchHeader{producer: 1, firstPSeq: 3, count: 1})
+	f = appendRecord(f, LevelInfo, 1, []byte("x"))
+	f[1] |= 0x80
+	require.ErrorContains(t, validateBatch(f, 10, 1<<20, new([]byte)), "unknown flags")
+
+	// Version 1 (no flags byte), as logs written before version 2 hold it.
+	v1 := append([]byte{batchV1}, b[2:]...)
+	r, err = readBatch(v1, new([]byte), 1<<20)
+	require.NoError(t, err)
+	require.Equal(t, batchHeader{producer: 42, firstPSeq: 7, count: 2}, r.header)
+	require.NoError(t, validateBatch(v1, 10, 1<<20, new([]byte)))
+}
+
+// A compressed batch reads back record for record; one that does not shrink
+// is sent plain; a damaged or oversized one is an error, never a panic.
+func TestBatchCompressed(t *testing.T) {
+	var recs []byte
+	const n = 200
+	for i := 0; i < n; i++ {
+		recs = appendRecord(recs, LevelInfo, int64(i), []byte(fmt.Sprintf("level=INFO node=n1 msg=\"request served\" i=%d", i)))
+	}
+	h := batchHeader{producer: 9, firstPSeq: 100, count: n}
+	b := newBatch(h, recs, true)
+	require.Equal(t, flagCompressed, b[1]&flagCompressed)
+	require.Less(t, len(b), len(recs)/2, "compressed size")
+	require.Zero(t, newBatch(h, recs, false)[1]&flagCompressed)
+
+	var scratch []byte
+	r, err := readBatch(b, &scratch, 1<<20)
+	require.NoError(t, err)
+	require.Equal(t, batchHeader{producer: 9, firstPSeq: 100, count: n, flags: flagCompressed}, r.header)
+	for i := 0; r.Next(); i++ {
+		require.Equal(t, int64(i), r.unixNano)
+		require.Equal(t, fmt.Sprintf("level=INFO node=n1 msg=\"request served\" i=%d", i), string(r.body))
+	}
+	require.NoError(t, r.Err())
+	require.NoError(t, validateBatch(b, 100, 1<<20, &scratch))
+
+	_, err = readBatch(b, &scratch, len(recs)-1)
+	require.ErrorContains(t, err, "limit", "expanding past the limit")
+	for i := 0; i < len(b); i++ {
+		require.Error(t, validateBatch(b[:i], 100, 1<<20, &scratch), "truncated at %d", i)
+	}
+	// S2 blocks carry no checksum (Raft's log and TCP do): a flipped byte
+	// may decode to other text, but never panics or overruns.
+	for i := batchHeaderMax; i < len(b); i += 7 {
+		bad := slices.Clone(b)
+		bad[i] ^= 0xff
+		_ = validateBatch(bad, 100, 1<<20, &scratch)
+	}
+
+	noise := make([]byte, 8<<10)
+	_, _ = rand.Read(noise)
+	plain := newBatch(batchHeader{producer: 1, firstPSeq: 1, count: 1}, appendRecord(nil, LevelInfo, 0, noise), true)
+	require.Zero(t, plain[1]&flagCompressed, "incompressible records go plain")
 }
 
 func FuzzBatchDecode(f *testing.F) {
 	b := appendBatchHeader(nil, batchHeader{producer: 1, firstPSeq: 1, count: 1})
 	f.Add(appendRecord(b, LevelInfo, 1, []byte("x")))
+	var recs []byte
+	for i := 0; i < 100; i++ {
+		recs = appendRecord(recs, LevelInfo, int64(i), []byte("level=INFO node=n1 msg=compressible"))
+	}
+	f.Add(newBatch(batchHeader{producer: 1, firstPSeq: 1, count: 100}, recs, true))
 	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 255})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_ = validateBatch(data, 1<<20)
+		_ = validateBatch(data, 1<<20, 1<<20, new([]byte))
 	})
 }

@@ -168,10 +168,27 @@ func appendValueText(dst []byte, v slog.Value) []byte {
 // printable non-space characters other than '=' and '"'. A quoted string
 // never contains a raw newline or control character.
 func appendTextString(dst []byte, s string) []byte {
-	if needsQuoting(s) {
-		return strconv.AppendQuote(dst, s)
+	if !needsQuoting(s) {
+		return append(dst, s...)
 	}
-	return append(dst, s...)
+	// Printable ASCII (the common case: a message with spaces) is quoted
+	// here, as strconv.AppendQuote would, without its per-rune work.
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b < ' ' || b > '~' {
+			return strconv.AppendQuote(dst, s)
+		}
+	}
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b == '"' || b == '\\' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', b)
+			start = i + 1
+		}
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }
 
 func needsQuoting(s string) bool {

@@ -296,8 +296,16 @@ func (w *segmentWriter) add(seq uint64, line []byte, clock int64) error {
 	w.newest = max(w.newest, clock)
 	w.buf = append(w.buf, line...)
 	w.size += int64(len(line))
+	if len(w.buf) >= segmentBufSize {
+		return w.flush()
+	}
 	return nil
 }
+
+// segmentBufSize is how many bytes of lines add gathers before it writes
+// them. Raft hands apply many batches at once; writing as they come keeps
+// the buffer small, where one write per call would grow it to all of them.
+const segmentBufSize = 256 << 10
 
 // newPeriod reports whether clock falls in a later rotation period than the
 // active file's newest line. Periods are multiples of the interval counted

@@ -37,6 +37,10 @@ type Stats struct {
 	Forwarded     uint64 `json:"forwarded"`      // forwarding attempts to the leader
 	ForwardErrors uint64 `json:"forward_errors"` // failed forwarding attempts
 	Retries       uint64 `json:"retries"`        // batch attempts that were retried
+	// RecordBytes and BatchBytes are the size of this node's batches before
+	// and after compression (Config.DisableCompression), headers aside.
+	RecordBytes uint64 `json:"record_bytes"`
+	BatchBytes  uint64 `json:"batch_bytes"`
 
 	EntriesWritten uint64 `json:"entries_written"` // lines this node's apply wrote since start
 	BytesWritten   uint64 `json:"bytes_written"`
@@ -82,6 +86,8 @@ func (lx *Logx) Stats() Stats {
 		Forwarded:      lx.stats.forwarded.Load(),
 		ForwardErrors:  lx.stats.forwardErrors.Load(),
 		Retries:        lx.stats.retries.Load(),
+		RecordBytes:    lx.stats.recordBytes.Load(),
+		BatchBytes:     lx.stats.batchBytes.Load(),
 		EntriesWritten: lx.fsm.entries.Load(),
 		BytesWritten:   lx.fsm.bytes.Load(),
 		Duplicates:     lx.fsm.dups.Load(),
