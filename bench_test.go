@@ -156,6 +156,11 @@ func BenchmarkClusterAppend64(b *testing.B) {
 	benchAppend(b, 64)
 }
 
+// BenchmarkClusterAppend16: 16 concurrent callers of Append over 3 nodes.
+func BenchmarkClusterAppend16(b *testing.B) {
+	benchAppend(b, 16)
+}
+
 // BenchmarkClusterAppend1: one caller of Append on a follower.
 func BenchmarkClusterAppend1(b *testing.B) {
 	benchAppend(b, 1)

@@ -1,0 +1,342 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/logx-dev/logx"
+)
+
+const (
+	msgSeed     = 1    // the messages are the same in every run
+	msgPoolSize = 2048 // distinct messages per cell, used in turn
+	logFile     = "bench.log"
+	warmAppends = 10 // Appends per node in the warm-up, after its Info calls
+)
+
+// freeAddrs returns n addresses on 127.0.0.1 that were free a moment ago.
+func freeAddrs(n int) ([]string, error) {
+	var addrs []string
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		addrs = append(addrs, ln.Addr().String())
+	}
+	return addrs, nil
+}
+
+// nodeConfig is node i's configuration: defaults apart from the node's
+// identity and directory, the file name and a quiet LogOutput.
+func nodeConfig(addrs []string, dir string, i int) logx.Config {
+	return logx.Config{
+		NodeID:    fmt.Sprintf("n%d", i+1),
+		Addr:      addrs[i],
+		Peers:     addrs,
+		Dir:       nodeDir(dir, i),
+		File:      logFile,
+		LogOutput: io.Discard,
+	}
+}
+
+func nodeDir(dir string, i int) string { return filepath.Join(dir, fmt.Sprintf("n%d", i+1)) }
+
+// logBytes is the total size of the log files (*.log) in a node's Dir.
+func logBytes(nodeDir string) int64 {
+	names, _ := filepath.Glob(filepath.Join(nodeDir, "*.log"))
+	var n int64
+	for _, name := range names {
+		if fi, err := os.Stat(name); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+// waitSeq waits until lx's files hold entry seq.
+func waitSeq(ctx context.Context, lx *logx.Logx, seq uint64) error {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		if lx.Stats().Seq >= seq {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			st := lx.Stats()
+			return fmt.Errorf("node %s holds %d of %d entries: %w", st.NodeID, st.Seq, seq, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// warmupNode logs n entries with Info and a few with Append, and flushes.
+func warmupNode(ctx context.Context, lx *logx.Logx, msgs []string, n int) error {
+	for i := 0; i < n; i++ {
+		lx.Info(msgs[i%len(msgs)], "i", i)
+	}
+	for i := 0; i < warmAppends; i++ {
+		if _, err := lx.Append(ctx, logx.LevelInfo, msgs[i%len(msgs)], "i", i); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	return lx.Flush(ctx)
+}
+
+// stopAfter returns a flag that is set after d, and a function that
+// releases the timer.
+func stopAfter(d time.Duration) (*atomic.Bool, func() bool) {
+	var stop atomic.Bool
+	t := time.AfterFunc(d, func() { stop.Store(true) })
+	return &stop, t.Stop
+}
+
+// produceAsync calls lx.Info from goroutines, taking entry numbers from
+// next until it passes limit or stop is set, and returns how many calls
+// it made.
+func produceAsync(lx *logx.Logx, msgs []string, goroutines int, next *atomic.Int64, limit int64, stop *atomic.Bool) int64 {
+	var done atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var n int64
+			for !stop.Load() {
+				i := next.Add(1)
+				if i > limit {
+					break
+				}
+				lx.Info(msgs[i%int64(len(msgs))], "i", i)
+				n++
+			}
+			done.Add(n)
+		}()
+	}
+	wg.Wait()
+	return done.Load()
+}
+
+// produceAppend runs one caller of Append: it takes entry numbers from next
+// until it passes limit or stop is set, records every call's latency in h
+// and returns how many entries it committed.
+func produceAppend(ctx context.Context, lx *logx.Logx, msgs []string, next *atomic.Int64, limit int64, stop *atomic.Bool, h *hist) (int64, error) {
+	var n int64
+	for !stop.Load() {
+		i := next.Add(1)
+		if i > limit {
+			break
+		}
+		t0 := time.Now()
+		if _, err := lx.Append(ctx, logx.LevelInfo, msgs[i%int64(len(msgs))], "i", i); err != nil {
+			return n, err
+		}
+		h.record(time.Since(t0))
+		n++
+	}
+	return n, nil
+}
+
+// closeNodes flushes every node, so that no queue waits for a commit,
+// then closes the followers and the leader last.
+func closeNodes(nodes []*logx.Logx) error {
+	if len(nodes) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, lx := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = lx.Flush(ctx)
+		}()
+	}
+	wg.Wait()
+	order := slices.Clone(nodes)
+	slices.SortStableFunc(order, func(a, b *logx.Logx) int {
+		return cmp.Compare(leaderRank(a), leaderRank(b))
+	})
+	for _, lx := range order {
+		errs = append(errs, lx.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func leaderRank(lx *logx.Logx) int {
+	if lx.Stats().State == "Leader" {
+		return 1
+	}
+	return 0
+}
+
+// runLogxInproc measures one cell with the three nodes in this process.
+func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err error) {
+	dir, err := os.MkdirTemp("", "logx-bench-cell-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(dir)
+	addrs, err := freeAddrs(3)
+	if err != nil {
+		return res, err
+	}
+	var nodes []*logx.Logx
+	defer func() {
+		if cerr := closeNodes(nodes); err == nil && cerr != nil {
+			err = fmt.Errorf("closing: %w", cerr)
+		}
+	}()
+	for i := 0; i < 3; i++ {
+		lx, err := logx.New(nodeConfig(addrs, dir, i))
+		if err != nil {
+			return res, fmt.Errorf("starting node %d: %w", i+1, err)
+		}
+		nodes = append(nodes, lx)
+	}
+	msgs := messages(msgSeed, msgPoolSize, c.Size)
+
+	// Start-up and warm-up.
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	for i, lx := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = lx.WaitReady(ctx); errs[i] == nil {
+				errs[i] = warmupNode(ctx, lx, msgs, o.warmup)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return res, err
+	}
+	base := uint64(3 * (o.warmup + warmAppends))
+	for _, lx := range nodes {
+		if err := waitSeq(ctx, lx, base); err != nil {
+			return res, err
+		}
+	}
+	follower := nodes[1]
+	for _, lx := range nodes {
+		if lx.Stats().State == "Follower" {
+			follower = lx
+			break
+		}
+	}
+
+	resetPeakRSS()
+	file0 := logBytes(nodeDir(dir, 0))
+	var next atomic.Int64
+	var total int64
+	var h hist
+	stop, release := stopAfter(o.duration)
+	defer release()
+	start := time.Now()
+	var end time.Time
+	switch c.Workload {
+	case "async":
+		limit := int64(o.maxEntries)
+		counts := make([]int64, 3)
+		for i, lx := range nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				counts[i] = produceAsync(lx, msgs, c.Callers, &next, limit, stop)
+				errs[i] = lx.Flush(ctx)
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return res, err
+		}
+		total = counts[0] + counts[1] + counts[2]
+		for _, lx := range nodes {
+			if err := waitSeq(ctx, lx, base+uint64(total)); err != nil {
+				return res, err
+			}
+		}
+		end = time.Now()
+	case "append":
+		limit := int64(o.appendMax())
+		hs := make([]hist, c.Callers)
+		counts := make([]int64, c.Callers)
+		cerrs := make([]error, c.Callers)
+		for g := 0; g < c.Callers; g++ {
+			lx := nodes[g%3]
+			if c.Callers == 1 {
+				lx = follower
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				counts[g], cerrs[g] = produceAppend(ctx, lx, msgs, &next, limit, stop, &hs[g])
+			}()
+		}
+		wg.Wait()
+		end = time.Now()
+		if err := errors.Join(cerrs...); err != nil {
+			return res, err
+		}
+		for g := range hs {
+			h.merge(&hs[g])
+			total += counts[g]
+		}
+		for _, lx := range nodes {
+			if err := waitSeq(ctx, lx, base+uint64(total)); err != nil {
+				return res, err
+			}
+		}
+	default:
+		return res, fmt.Errorf("unknown workload %q", c.Workload)
+	}
+	res.finish(total, end.Sub(start), logBytes(nodeDir(dir, 0))-file0)
+	res.setLatency(&h)
+	res.setProcessRSS()
+
+	// Allocations on the caller's path, on the live cluster.
+	msg := msgs[0]
+	switch {
+	case c.Workload == "async":
+		a := testing.AllocsPerRun(o.allocRuns, func() { follower.Info(msg, "i", 7) })
+		res.AllocsPerCall = &a
+	case c.Workload == "append" && c.Callers == 1:
+		var aerr error
+		a := testing.AllocsPerRun(o.allocRuns, func() {
+			if _, err := follower.Append(ctx, logx.LevelInfo, msg, "i", 7); err != nil && aerr == nil {
+				aerr = err
+			}
+		})
+		if aerr != nil {
+			return res, fmt.Errorf("measuring allocations: %w", aerr)
+		}
+		res.AllocsPerCall = &a
+	}
+	return res, nil
+}
+
+// childEnv is set in the environment of a procs cell's children, so that a
+// test binary re-executed as a child runs main (see main_test.go).
+const childEnv = "LOGX_BENCH_CHILD"

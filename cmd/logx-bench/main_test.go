@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary act as a procs cell's child: the parent
+// re-executes its own executable, which under go test is this binary, with
+// childEnv set.
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestQuick runs the whole command in -quick mode, both modes and both
+// baselines, and checks the table, results.json and chart.svg.
+func TestQuick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts several clusters")
+	}
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	if err := run(ctx, []string{"-quick", "-out", out}, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
+	}
+	t.Logf("took %v\n%s", time.Since(start).Round(time.Millisecond), stdout.String())
+
+	// The table: every expected row, with positive numbers.
+	type row struct{ series, mode, workload, callers string }
+	want := []row{
+		{"logx", "inproc", "async", "4/node"}, {"logx", "inproc", "append", "1"}, {"logx", "inproc", "append", "16"},
+		{"logx", "procs", "async", "4/node"}, {"logx", "procs", "append", "1"}, {"logx", "procs", "append", "16"},
+		{"slog-file", "inproc", "async", "4"}, {"slog-file", "inproc", "call", "1"}, {"slog-file", "inproc", "call", "16"},
+		{"raft-1", "inproc", "apply", "1"}, {"raft-1", "inproc", "apply", "16"},
+	}
+	rows := map[row][]string{}
+	for _, line := range strings.Split(stdout.String(), "\n") {
+		if !strings.HasPrefix(line, "| ") || strings.HasPrefix(line, "| series") {
+			continue
+		}
+		f := strings.Split(strings.Trim(line, "|"), "|")
+		for i := range f {
+			f[i] = strings.TrimSpace(f[i])
+		}
+		if len(f) != 12 {
+			t.Fatalf("row with %d columns: %q", len(f), line)
+		}
+		if f[2] != "100B" {
+			t.Errorf("size %q in %q", f[2], line)
+		}
+		r := row{f[0], f[1], f[3], f[4]}
+		if _, dup := rows[r]; dup {
+			t.Errorf("duplicate row %q", line)
+		}
+		rows[r] = f
+	}
+	if len(rows) != len(want) {
+		t.Errorf("%d rows, want %d", len(rows), len(want))
+	}
+	positive := func(r row, col int, name string) {
+		t.Helper()
+		s := strings.ReplaceAll(strings.Fields(rows[r][col] + " x")[0], ",", "")
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil || v <= 0 {
+			t.Errorf("%v: %s is %q, want a positive number", r, name, rows[r][col])
+		}
+	}
+	for _, r := range want {
+		if rows[r] == nil {
+			t.Errorf("no row %v", r)
+			continue
+		}
+		positive(r, 5, "entries/s")
+		positive(r, 6, "MB/s")
+		positive(r, 11, "peak RSS")
+		if r.workload != "async" {
+			positive(r, 7, "p50")
+			positive(r, 8, "p99")
+			positive(r, 9, "p99.9")
+		}
+		if r.mode == "inproc" && (r.workload == "async" && r.series == "logx" || r.workload == "append" && r.callers == "1") {
+			if _, err := strconv.ParseFloat(rows[r][10], 64); err != nil {
+				t.Errorf("%v: allocs/call %q", r, rows[r][10])
+			}
+		}
+	}
+
+	// results.json parses and holds the same cells.
+	js, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(js, &rep); err != nil {
+		t.Fatalf("results.json: %v", err)
+	}
+	if len(rep.Cells) != len(want) || rep.Machine.NumCPU < 1 || rep.Command == "" {
+		t.Errorf("results.json: %d cells, machine %+v, command %q", len(rep.Cells), rep.Machine, rep.Command)
+	}
+	for _, c := range rep.Cells {
+		if len(c.Runs) != 1 || c.Median.EntriesPerSec <= 0 || c.Median.Entries <= 0 || c.Median.FileBytes <= 0 {
+			t.Errorf("results.json: cell %s: %+v", c.label(), c.Median)
+		}
+	}
+	md, err := os.ReadFile(filepath.Join(out, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"runtime.NumCPU", "Command: `", "| logx | procs | 100B | append | 16 |", "NATS"} {
+		if !bytes.Contains(md, []byte(s)) {
+			t.Errorf("results.md lacks %q", s)
+		}
+	}
+
+	// chart.svg is well-formed XML with a line per series in each panel.
+	svg, err := os.ReadFile(filepath.Join(out, "chart.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := map[string]int{}
+	dec := xml.NewDecoder(bytes.NewReader(svg))
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("chart.svg: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && (se.Name.Local == "polyline" || se.Name.Local == "path") {
+			for _, a := range se.Attr {
+				if a.Name.Local == "data-series" {
+					lines[a.Value]++
+				}
+			}
+		}
+	}
+	for _, s := range []string{"logx inproc 100B", "logx procs 100B", "raft-1 (100B)", "slog-file (100B)"} {
+		if lines[s] != 2 {
+			t.Errorf("chart.svg: %d lines for series %q, want 2 (one per panel); lines: %v", lines[s], s, lines)
+		}
+	}
+	// No cell left its data behind.
+	left, _ := filepath.Glob(filepath.Join(os.TempDir(), "logx-bench-cell-*"))
+	for _, d := range left {
+		if fi, err := os.Stat(d); err == nil && fi.ModTime().After(start) {
+			t.Errorf("cell directory left behind: %s", d)
+		}
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-modes", "cloud"}, {"-sizes", "0"}, {"-callers", "x"}, {"-workloads", "sync"},
+		{"-baselines", "nats"}, {"-count", "0"}, {"-duration", "0s"}, {"extra"}, {"-nope"},
+	} {
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), args, &out, &errOut); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+}
+
+func TestMessages(t *testing.T) {
+	for _, size := range []int{100, 1024} {
+		msgs := messages(msgSeed, 500, size)
+		seen := map[string]bool{}
+		var all bytes.Buffer
+		for _, m := range msgs {
+			if len(m) != size {
+				t.Fatalf("message of %d bytes, want %d: %q", len(m), size, m)
+			}
+			if strings.HasSuffix(m, " ") || strings.ContainsAny(m, "\n\"") {
+				t.Fatalf("odd message %q", m)
+			}
+			seen[m] = true
+			all.WriteString(m)
+			all.WriteByte('\n')
+		}
+		if len(seen) < 490 {
+			t.Errorf("size %d: only %d distinct messages of 500", size, len(seen))
+		}
+		if again := messages(msgSeed, 500, size); again[499] != msgs[499] {
+			t.Errorf("messages are not reproducible")
+		}
+		// Text compresses like text, not like a repeated pattern.
+		var z bytes.Buffer
+		w := gzip.NewWriter(&z)
+		w.Write(all.Bytes())
+		w.Close()
+		ratio := float64(all.Len()) / float64(z.Len())
+		t.Logf("size %d: gzip ratio %.2f; e.g. %q", size, ratio, msgs[0])
+		if ratio < 1.5 || ratio > 6 {
+			t.Errorf("size %d: gzip ratio %.2f, want real-log-like 1.5-6", size, ratio)
+		}
+	}
+}
+
+func TestHist(t *testing.T) {
+	var h hist
+	for i := 1; i <= 1000; i++ {
+		h.record(time.Duration(i) * time.Microsecond)
+	}
+	for _, c := range []struct{ q, want float64 }{{0.5, 0.5}, {0.99, 0.99}, {0.999, 0.999}} {
+		if got := h.quantile(c.q); got < c.want*0.98 || got > c.want*1.02 {
+			t.Errorf("quantile(%v) = %v ms, want about %v", c.q, got, c.want)
+		}
+	}
+	back := histFromSparse(h.sparse())
+	if back.n != h.n || back.quantile(0.99) != h.quantile(0.99) {
+		t.Errorf("sparse round trip: %d entries, p99 %v", back.n, back.quantile(0.99))
+	}
+	for v := uint64(1); v < 1<<44; v = v*3 + 1 {
+		if got := histValue(histIndex(v)); got < float64(v)*0.98 || got > float64(v)*1.02 {
+			t.Fatalf("bucket of %d is worth %v", v, got)
+		}
+	}
+}
+
+func TestMedian(t *testing.T) {
+	f := func(x float64) *float64 { return &x }
+	runs := []runResult{
+		{EntriesPerSec: 3, MBPerSec: 30, P99: f(9)},
+		{EntriesPerSec: 1, MBPerSec: 10, P99: f(1)},
+		{EntriesPerSec: 2, MBPerSec: 20, P99: f(5), AllocsPerCall: f(4)},
+	}
+	m := median(runs)
+	if m.EntriesPerSec != 2 || m.MBPerSec != 20 || *m.P99 != 5 || *m.AllocsPerCall != 4 || m.P50 != nil {
+		t.Errorf("median of 3: %+v", m)
+	}
+	if m := median(runs[:2]); m.EntriesPerSec != 2 || *m.P99 != 5 {
+		t.Errorf("median of 2: %+v", m)
+	}
+}

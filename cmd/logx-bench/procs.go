@@ -1,0 +1,463 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/logx-dev/logx"
+)
+
+// A procs cell runs each node in a child process: the command re-executes
+// itself with -child i -child-spec JSON. The parent and a child talk in
+// lines, the child's on its stdout as JSON:
+//
+//	child:  {"ev":"ready","state":"Follower","seq":S}   started, warmed up, every node's warm-up applied here
+//	parent: go {"callers":C,"limit":L}                  start producing (C callers of Append, or the async goroutines)
+//	child:  {"ev":"produced","n":N}                     done producing (async: and flushed)
+//	parent: total T                                     the sum of the N
+//	child:  {"ev":"result",...}                         this node's files hold S+T entries; times and latencies
+//	parent: close                                       close the node and exit (so does end of input)
+//
+// A child's stderr is kept for error messages.
+
+// childSpec is what a child needs to know about its cell.
+type childSpec struct {
+	Addrs     []string      `json:"addrs"`
+	Dir       string        `json:"dir"`
+	Size      int           `json:"size"`
+	Workload  string        `json:"workload"`
+	Goroutine int           `json:"goroutines"` // async goroutines
+	Warmup    int           `json:"warmup"`
+	Duration  time.Duration `json:"duration"`
+	Timeout   time.Duration `json:"timeout"`
+}
+
+type childGo struct {
+	Callers int   `json:"callers"`
+	Limit   int64 `json:"limit"`
+}
+
+// childMsg is any line a child prints.
+type childMsg struct {
+	Ev    string `json:"ev"`
+	State string `json:"state,omitempty"`
+	Seq   uint64 `json:"seq,omitempty"`
+	N     int64  `json:"n,omitempty"`
+	// result: wall-clock times (UnixNano) of the start, the end of
+	// producing, and the moment this node held every entry.
+	StartNs int64       `json:"start_ns,omitempty"`
+	DoneNs  int64       `json:"done_ns,omitempty"`
+	AllNs   int64       `json:"all_ns,omitempty"`
+	Hist    [][2]uint64 `json:"hist,omitempty"`
+	RSSMB   float64     `json:"rss_mb,omitempty"`
+	Err     string      `json:"err,omitempty"`
+}
+
+// child is the parent's handle on one child process.
+type child struct {
+	i      int
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	lines  chan string // closed at the end of the child's stdout
+	exited chan struct{}
+	err    error // of Wait, valid once exited is closed
+	stderr *capBuffer
+}
+
+// capBuffer keeps the first 64 KiB written to it.
+type capBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (c *capBuffer) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if room := 64<<10 - len(c.b); room > 0 {
+		c.b = append(c.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+func (c *capBuffer) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.TrimSpace(string(c.b))
+}
+
+// self is the executable to re-execute: this program.
+func self() string {
+	if exe, err := os.Executable(); err == nil {
+		return exe
+	}
+	return os.Args[0]
+}
+
+func startChild(ctx context.Context, i int, spec []byte) (*child, error) {
+	cmd := exec.CommandContext(ctx, self(), "-child", strconv.Itoa(i), "-child-spec", string(spec))
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.WaitDelay = 5 * time.Second
+	ch := &child{i: i, cmd: cmd, lines: make(chan string, 16), exited: make(chan struct{}), stderr: &capBuffer{}}
+	cmd.Stderr = ch.stderr
+	var err error
+	if ch.stdin, err = cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 16<<20)
+		for sc.Scan() {
+			ch.lines <- sc.Text()
+		}
+		close(ch.lines)
+		ch.err = cmd.Wait()
+		close(ch.exited)
+	}()
+	return ch, nil
+}
+
+// send writes one line to the child.
+func (ch *child) send(line string) error {
+	_, err := io.WriteString(ch.stdin, line+"\n")
+	if err != nil {
+		return fmt.Errorf("node %d: %w", ch.i+1, err)
+	}
+	return nil
+}
+
+// expect reads the child's next line, which must be event ev.
+func (ch *child) expect(ctx context.Context, ev string) (childMsg, error) {
+	var m childMsg
+	select {
+	case line, ok := <-ch.lines:
+		if !ok {
+			<-ch.exited
+			return m, fmt.Errorf("node %d exited (%v) before %q: %s", ch.i+1, ch.err, ev, ch.stderr.String())
+		}
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			return m, fmt.Errorf("node %d: bad line %q: %v", ch.i+1, line, err)
+		}
+		if m.Ev != ev {
+			return m, fmt.Errorf("node %d: got %q, want %q: %s", ch.i+1, m.Ev, ev, m.Err)
+		}
+		return m, nil
+	case <-ctx.Done():
+		return m, fmt.Errorf("node %d: waiting for %q: %w", ch.i+1, ev, ctx.Err())
+	}
+}
+
+// expectAll reads event ev from every child.
+func expectAll(ctx context.Context, kids []*child, ev string) ([]childMsg, error) {
+	out := make([]childMsg, len(kids))
+	errs := make([]error, len(kids))
+	var wg sync.WaitGroup
+	for k, ch := range kids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[k], errs[k] = ch.expect(ctx, ev)
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+// stopChildren asks the children to close, waits up to grace, then kills
+// those still running.
+func stopChildren(kids []*child, grace time.Duration) {
+	for _, ch := range kids {
+		_ = ch.send("close")
+		ch.stdin.Close()
+	}
+	deadline := time.After(grace)
+	for _, ch := range kids {
+		select {
+		case <-ch.exited:
+		case <-deadline:
+			_ = ch.cmd.Process.Kill()
+			<-ch.exited
+		}
+	}
+}
+
+// runLogxProcs measures one cell with each node in a child process.
+func runLogxProcs(ctx context.Context, o *options, c *cell) (res runResult, err error) {
+	dir, err := os.MkdirTemp("", "logx-bench-cell-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(dir)
+	addrs, err := freeAddrs(3)
+	if err != nil {
+		return res, err
+	}
+	spec, err := json.Marshal(childSpec{
+		Addrs: addrs, Dir: dir, Size: c.Size, Workload: c.Workload, Goroutine: asyncPerNode,
+		Warmup: o.warmup, Duration: o.duration, Timeout: o.cellTimeout,
+	})
+	if err != nil {
+		return res, err
+	}
+	ctx, cancel := context.WithCancel(ctx) // kills the children
+	defer cancel()
+	var kids []*child
+	defer func() { stopChildren(kids, 30*time.Second) }()
+	for i := 0; i < 3; i++ {
+		ch, err := startChild(ctx, i, spec)
+		if err != nil {
+			return res, err
+		}
+		kids = append(kids, ch)
+	}
+	ready, err := expectAll(ctx, kids, "ready")
+	if err != nil {
+		return res, err
+	}
+	base := ready[0].Seq
+	for _, m := range ready {
+		if m.Seq != base {
+			return res, fmt.Errorf("nodes start at different sequence numbers %d and %d", base, m.Seq)
+		}
+	}
+
+	// Who does what.
+	gos := make([]childGo, 3)
+	switch c.Workload {
+	case "async":
+		for i := range gos {
+			gos[i].Limit = int64(o.maxEntries / 3)
+		}
+	case "append":
+		if c.Callers == 1 {
+			f := 1
+			for i, m := range ready {
+				if m.State == "Follower" {
+					f = i
+					break
+				}
+			}
+			gos[f] = childGo{Callers: 1, Limit: int64(o.appendMax())}
+		} else {
+			for g := 0; g < c.Callers; g++ {
+				gos[g%3].Callers++
+			}
+			for i := range gos {
+				gos[i].Limit = int64(o.appendMax()) * int64(gos[i].Callers) / int64(c.Callers)
+			}
+		}
+	default:
+		return res, fmt.Errorf("unknown workload %q", c.Workload)
+	}
+
+	file0 := logBytes(nodeDir(dir, 0))
+	for i, ch := range kids {
+		b, _ := json.Marshal(gos[i])
+		if err := ch.send("go " + string(b)); err != nil {
+			return res, err
+		}
+	}
+	produced, err := expectAll(ctx, kids, "produced")
+	if err != nil {
+		return res, err
+	}
+	var total int64
+	for _, m := range produced {
+		total += m.N
+	}
+	for _, ch := range kids {
+		if err := ch.send("total " + strconv.FormatInt(total, 10)); err != nil {
+			return res, err
+		}
+	}
+	results, err := expectAll(ctx, kids, "result")
+	if err != nil {
+		return res, err
+	}
+	var rss float64
+	rssOK := false
+	for k, ch := range kids {
+		mb, ok := vmHWM(strconv.Itoa(ch.cmd.Process.Pid))
+		if !ok {
+			mb, ok = results[k].RSSMB, results[k].RSSMB > 0
+		}
+		if ok {
+			rss, rssOK = max(rss, mb), true
+		}
+	}
+	var start, end int64
+	var h hist
+	for k, m := range results {
+		if k == 0 || m.StartNs < start {
+			start = m.StartNs
+		}
+		stop := m.AllNs // async: when every node holds every entry
+		if c.Workload == "append" {
+			stop = m.DoneNs // append: when the last caller returns
+		}
+		end = max(end, stop)
+		h.merge(histFromSparse(m.Hist))
+	}
+	res.finish(total, time.Duration(end-start), logBytes(nodeDir(dir, 0))-file0)
+	res.setLatency(&h)
+	if rssOK {
+		res.PeakRSSMB, res.RSSScope = &rss, "max-node"
+	}
+	stopChildren(kids, 30*time.Second)
+	for _, ch := range kids {
+		if ch.err != nil {
+			err = errors.Join(err, fmt.Errorf("node %d: %v: %s", ch.i+1, ch.err, ch.stderr.String()))
+		}
+	}
+	kids = nil
+	return res, err
+}
+
+// runChild is one node of a procs cell.
+func runChild(ctx context.Context, o *options) error {
+	var spec childSpec
+	if err := json.Unmarshal([]byte(o.childSpec), &spec); err != nil {
+		return fmt.Errorf("-child-spec: %w", err)
+	}
+	if o.child > 2 || len(spec.Addrs) != 3 {
+		return fmt.Errorf("-child %d: bad node", o.child)
+	}
+	ctx, cancel := context.WithTimeout(ctx, max(spec.Timeout, time.Minute))
+	defer cancel()
+
+	// Lines from the parent; the end of input (the parent is gone) ends
+	// the child.
+	in := make(chan string, 4)
+	go func() {
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			in <- sc.Text()
+		}
+		close(in)
+	}()
+	recv := func(prefix string) (string, error) {
+		select {
+		case line, ok := <-in:
+			if !ok {
+				return "", errors.New("parent went away")
+			}
+			rest, found := strings.CutPrefix(line, prefix)
+			if !found {
+				return "", fmt.Errorf("got %q, want %q", line, prefix)
+			}
+			return strings.TrimSpace(rest), nil
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	out := json.NewEncoder(os.Stdout)
+
+	lx, err := logx.New(nodeConfig(spec.Addrs, spec.Dir, o.child))
+	if err != nil {
+		return err
+	}
+	defer lx.Close()
+	msgs := messages(msgSeed, msgPoolSize, spec.Size)
+	if err := lx.WaitReady(ctx); err != nil {
+		return err
+	}
+	if err := warmupNode(ctx, lx, msgs, spec.Warmup); err != nil {
+		return err
+	}
+	base := uint64(3 * (spec.Warmup + warmAppends))
+	if err := waitSeq(ctx, lx, base); err != nil {
+		return err
+	}
+	if err := out.Encode(childMsg{Ev: "ready", State: lx.Stats().State, Seq: lx.Stats().Seq}); err != nil {
+		return err
+	}
+
+	line, err := recv("go")
+	if err != nil {
+		return err
+	}
+	var g childGo
+	if err := json.Unmarshal([]byte(line), &g); err != nil {
+		return fmt.Errorf("go: %w", err)
+	}
+	stop, release := stopAfter(spec.Duration)
+	defer release()
+	var next atomic.Int64
+	var n int64
+	var h hist
+	start := time.Now()
+	switch spec.Workload {
+	case "async":
+		n = produceAsync(lx, msgs, spec.Goroutine, &next, g.Limit, stop)
+		if err := lx.Flush(ctx); err != nil {
+			return err
+		}
+	case "append":
+		hs := make([]hist, g.Callers)
+		counts := make([]int64, g.Callers)
+		errs := make([]error, g.Callers)
+		var wg sync.WaitGroup
+		for k := 0; k < g.Callers; k++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				counts[k], errs[k] = produceAppend(ctx, lx, msgs, &next, g.Limit, stop, &hs[k])
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		for k := range hs {
+			h.merge(&hs[k])
+			n += counts[k]
+		}
+	default:
+		return fmt.Errorf("unknown workload %q", spec.Workload)
+	}
+	done := time.Now()
+	if err := out.Encode(childMsg{Ev: "produced", N: n}); err != nil {
+		return err
+	}
+	line, err = recv("total")
+	if err != nil {
+		return err
+	}
+	total, err := strconv.ParseUint(line, 10, 64)
+	if err != nil {
+		return fmt.Errorf("total: %w", err)
+	}
+	if err := waitSeq(ctx, lx, base+total); err != nil {
+		return err
+	}
+	all := time.Now()
+	rss, _ := vmHWM("self")
+	if err := out.Encode(childMsg{Ev: "result", N: n, StartNs: start.UnixNano(), DoneNs: done.UnixNano(),
+		AllNs: all.UnixNano(), Hist: h.sparse(), RSSMB: rss}); err != nil {
+		return err
+	}
+	// Stay up until told (or the parent is gone): the others may still
+	// need this node for a quorum.
+	select {
+	case <-in:
+	case <-ctx.Done():
+	}
+	return lx.Close()
+}
