@@ -149,6 +149,14 @@ type Config struct {
 	// (an IP SAN for an IP address). All nodes must use TLS or none.
 	TLS *tls.Config `json:"-" yaml:"-"`
 
+	// TLSCAFile, TLSCertFile and TLSKeyFile name PEM files that New turns
+	// into TLS (see LoadTLS) when TLS is nil: the cluster's CA
+	// certificate(s), this node's certificate and its private key. Give
+	// all three or none.
+	TLSCAFile   string `json:"tls_ca_file" yaml:"tls_ca_file"`
+	TLSCertFile string `json:"tls_cert_file" yaml:"tls_cert_file"`
+	TLSKeyFile  string `json:"tls_key_file" yaml:"tls_key_file"`
+
 	// OnAlarm, if set, is called (from one goroutine, so it must not block
 	// for long) when an alarm starts and when it clears: no leader known for
 	// longer than AlarmNoLeader (default 10s), the applied index more than
@@ -308,6 +316,14 @@ func (c Config) Validate() error {
 	}
 	if c.Dir == "" {
 		return bad("Dir", "required")
+	}
+	if files := c.TLSCAFile != "" || c.TLSCertFile != "" || c.TLSKeyFile != ""; files {
+		switch {
+		case c.TLS != nil:
+			return bad("TLSCAFile", "set TLS or the TLS files, not both")
+		case c.TLSCAFile == "" || c.TLSCertFile == "" || c.TLSKeyFile == "":
+			return bad("TLSCAFile", "TLSCAFile, TLSCertFile and TLSKeyFile go together")
+		}
 	}
 	if c.File != filepath.Base(c.File) || c.File == "." || c.File == stateFile || strings.HasSuffix(c.File, ".tmp") {
 		return bad("File", "%q must be a plain file name", c.File)

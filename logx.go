@@ -159,6 +159,11 @@ func New(cfg Config) (_ *Logx, err error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	if cfg.TLS == nil && cfg.TLSCAFile != "" {
+		if cfg.TLS, err = LoadTLS(cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+			return nil, err
+		}
+	}
 	lx := &Logx{
 		cfg:      cfg,
 		diag:     log.New(cfg.LogOutput, "", log.LstdFlags|log.Lmicroseconds),

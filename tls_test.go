@@ -2,67 +2,35 @@ package logx
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/logx-dev/logx/logxtls"
 	"github.com/stretchr/testify/require"
 )
 
-// testCA is a certificate authority made with the standard library, as
-// docs/security.md shows.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
+// testCA is a certificate authority made with the standard library
+// (logxtls), as docs/security.md shows.
+type testCA struct{ *logxtls.CA }
 
-func newTestCA(t *testing.T, name string) *testCA {
+func newTestCA(t *testing.T, name string) testCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := logxtls.NewCA(name, 24*time.Hour)
 	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert, key, pool}
+	return testCA{ca}
 }
 
 // nodeTLS issues a certificate for a node on 127.0.0.1 and returns the
 // node's mutual-TLS config.
-func (ca *testCA) nodeTLS(t *testing.T, name string) *tls.Config {
+func (ca testCA) nodeTLS(t *testing.T, name string) *tls.Config {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cfg, err := ca.TLSConfig(name, []string{"127.0.0.1"}, 24*time.Hour)
 	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	require.NoError(t, err)
-	return &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
-		RootCAs:      ca.pool, ClientCAs: ca.pool, ClientAuth: tls.RequireAndVerifyClientCert,
-		MinVersion: tls.VersionTLS13,
-	}
+	return cfg
 }
 
 // TestMutualTLS: a cluster with mutual TLS works; a node whose certificate
@@ -130,4 +98,50 @@ func TestClientTLS(t *testing.T) {
 	require.Error(t, err)
 	_, err = NewClientTLS(sctx, newTestCA(t, "other").nodeTLS(t, "x"), "rogue", c.cfgs[0].Addr)
 	require.Error(t, err)
+}
+
+// TestTLSFiles: nodes configured with PEM files (Config.TLSCAFile,
+// TLSCertFile, TLSKeyFile) form a mutual-TLS cluster; missing, partial or
+// unreadable files are clear errors.
+func TestTLSFiles(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, logxtls.WriteFiles(dir, []string{"n1", "n2", "n3", "client"}, []string{"127.0.0.1"}, time.Hour))
+	files := func(cfg *Config, name string) {
+		cfg.TLSCAFile = filepath.Join(dir, "ca.pem")
+		cfg.TLSCertFile = filepath.Join(dir, name+".pem")
+		cfg.TLSKeyFile = filepath.Join(dir, name+"-key.pem")
+	}
+	c := newTestCluster(t, 3, func(cfg *Config) { files(cfg, cfg.NodeID) })
+	c.logAppend("files", 10)
+	c.flushAll()
+	require.Equal(t, uint64(30), c.waitSameSeq(30))
+	requireIdentical(t, c.dirs(), "app.log")
+
+	client, err := LoadTLS(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem"))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := QueryStatusTLS(ctx, c.cfgs[0].Addr, client)
+	require.NoError(t, err)
+	require.Equal(t, uint64(30), st.Seq)
+	_, err = QueryStatus(ctx, c.cfgs[0].Addr)
+	require.Error(t, err, "a client without a certificate gets nothing")
+
+	bad := testConfig(t, 0, []string{"127.0.0.1:1"}, t.TempDir())
+	files(&bad, "n1")
+	bad.TLSKeyFile = ""
+	require.ErrorContains(t, bad.Validate(), "go together")
+	files(&bad, "n1")
+	bad.TLS = client
+	require.ErrorContains(t, bad.Validate(), "not both")
+	bad.TLS = nil
+	bad.TLSCertFile = filepath.Join(dir, "missing.pem")
+	_, err = New(bad)
+	require.ErrorContains(t, err, "missing.pem")
+	notPEM := filepath.Join(dir, "not.pem")
+	require.NoError(t, os.WriteFile(notPEM, []byte("hello"), 0o644))
+	_, err = LoadTLS(notPEM, filepath.Join(dir, "n1.pem"), filepath.Join(dir, "n1-key.pem"))
+	require.ErrorContains(t, err, "no PEM certificate")
+	_, err = LoadTLS(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "n1.pem"), filepath.Join(dir, "n2-key.pem"))
+	require.Error(t, err, "a key that does not match the certificate")
 }

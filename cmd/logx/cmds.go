@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/logx-dev/logx"
+	"github.com/logx-dev/logx/logxtls"
 )
 
 // newFlags returns a flag set that reports errors on stderr.
@@ -325,16 +327,38 @@ func isEOF(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
+// tlsFlags adds -ca, -cert and -key to fs; the function it returns loads
+// the mutual-TLS configuration they name, or returns nil when none is set.
+func tlsFlags(fs *flag.FlagSet) func() (*tls.Config, error) {
+	ca := fs.String("ca", "", "PEM file of the cluster's CA: talk mutual TLS (with -cert and -key)")
+	cert := fs.String("cert", "", "PEM file of this client's certificate, from the cluster's CA")
+	key := fs.String("key", "", "PEM file of this client's private key")
+	return func() (*tls.Config, error) {
+		if *ca == "" && *cert == "" && *key == "" {
+			return nil, nil
+		}
+		if *ca == "" || *cert == "" || *key == "" {
+			return nil, errors.New("-ca, -cert and -key go together")
+		}
+		return logx.LoadTLS(*ca, *cert, *key)
+	}
+}
+
 // cmdStatus prints a node's Stats as JSON.
 func cmdStatus(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("status", stderr)
+	loadTLS := tlsFlags(fs)
 	if fs.Parse(args) != nil || fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: logx status ADDR")
+		fmt.Fprintln(stderr, "usage: logx status [-ca F -cert F -key F] ADDR")
 		return 2
+	}
+	tlsConfig, err := loadTLS()
+	if err != nil {
+		return fail(stderr, "%v", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	st, err := logx.QueryStatus(ctx, fs.Arg(0))
+	st, err := logx.QueryStatusTLS(ctx, fs.Arg(0), tlsConfig)
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}
@@ -355,16 +379,21 @@ func cmdForward(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	node := fs.String("node", "forward", "the node= name of the lines")
 	level := fs.String("level", "INFO", "the level of the lines")
 	timeout := fs.Duration("timeout", time.Minute, "give up when a batch is not committed within this")
+	loadTLS := tlsFlags(fs)
 	if fs.Parse(args) != nil || fs.NArg() < 1 {
-		fmt.Fprintln(stderr, "usage: logx forward [-node NAME] [-level L] [-timeout D] ADDR...")
+		fmt.Fprintln(stderr, "usage: logx forward [-node NAME] [-level L] [-timeout D] [-ca F -cert F -key F] ADDR...")
 		return 2
 	}
 	lv, err := logx.ParseLevel(*level)
 	if err != nil {
 		return fail(stderr, "-level: %v", err)
 	}
+	tlsConfig, err := loadTLS()
+	if err != nil {
+		return fail(stderr, "%v", err)
+	}
 	cctx, cancel := context.WithTimeout(ctx, *timeout)
-	c, err := logx.NewClient(cctx, *node, fs.Args()...)
+	c, err := logx.NewClientTLS(cctx, tlsConfig, *node, fs.Args()...)
 	cancel()
 	if err != nil {
 		return fail(stderr, "%v", err)
@@ -415,5 +444,23 @@ func cmdForward(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return fail(stderr, "reading standard input after %d lines: %v", committed, err)
 	}
 	fmt.Fprintf(stderr, "logx: %d lines committed\n", committed)
+	return 0
+}
+
+// cmdCerts writes a test CA and a certificate for each named node or
+// client, for trying mutual TLS (see docs/security.md).
+func cmdCerts(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlags("certs", stderr)
+	out := fs.String("out", "certs", "directory to write the PEM files to")
+	hosts := fs.String("host", "127.0.0.1,localhost", "comma-separated IP addresses and DNS names the certificates name")
+	valid := fs.Duration("valid", 30*24*time.Hour, "how long the certificates are valid")
+	if fs.Parse(args) != nil || fs.NArg() < 1 {
+		fmt.Fprintln(stderr, "usage: logx certs [-out DIR] [-host H,...] [-valid D] NAME...")
+		return 2
+	}
+	if err := logxtls.WriteFiles(*out, fs.Args(), strings.Split(*hosts, ","), *valid); err != nil {
+		return fail(stderr, "%v", err)
+	}
+	fmt.Fprintf(stdout, "wrote %s: ca.pem, ca-key.pem and NAME.pem, NAME-key.pem for %s\n", *out, strings.Join(fs.Args(), ", "))
 	return 0
 }

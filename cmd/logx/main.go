@@ -5,9 +5,13 @@
 //	logx tail [-f] [-level L] [-file NAME] DIR
 //	logx grep [-since T] [-until T] [-level L] [-E] [-file NAME] PATTERN DIR
 //	logx verify [-file NAME] DIR...
-//	logx status ADDR
-//	logx forward [-node NAME] [-level L] ADDR...
+//	logx status [-ca F -cert F -key F] ADDR
+//	logx forward [-node NAME] [-level L] [-ca F -cert F -key F] ADDR...
+//	logx certs [-out DIR] [-host H,...] [-valid D] NAME...
 //
+// -ca, -cert and -key name PEM files for a cluster that uses mutual TLS;
+// certs writes a test CA and certificates for one (ca.pem, NAME.pem,
+// NAME-key.pem).
 // Times are RFC 3339 (2026-11-25T10:00:00Z) or durations before now (15m).
 package main
 
@@ -29,8 +33,9 @@ const usage = `usage:
   logx tail [-f] [-level L] [-file NAME] DIR
   logx grep [-since T] [-until T] [-level L] [-E] [-file NAME] PATTERN DIR
   logx verify [-file NAME] DIR...
-  logx status ADDR
-  logx forward [-node NAME] [-level L] ADDR...
+  logx status [-ca F -cert F -key F] ADDR
+  logx forward [-node NAME] [-level L] [-ca F -cert F -key F] ADDR...
+  logx certs [-out DIR] [-host H,...] [-valid D] NAME...
 `
 
 // run runs one subcommand and returns the exit status: 0 on success, 1 when
@@ -47,6 +52,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"verify":  cmdVerify,
 		"status":  cmdStatus,
 		"forward": cmdForward,
+		"certs":   cmdCerts,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

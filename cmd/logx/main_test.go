@@ -21,6 +21,12 @@ import (
 // configs; they close when the test ends.
 func cluster(t *testing.T) ([]*logx.Logx, []logx.Config) {
 	t.Helper()
+	return clusterWith(t, nil)
+}
+
+// clusterWith is cluster with a change to every node's config.
+func clusterWith(t *testing.T, tweak func(*logx.Config)) ([]*logx.Logx, []logx.Config) {
+	t.Helper()
 	var addrs []string
 	for range 3 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -35,6 +41,9 @@ func cluster(t *testing.T) ([]*logx.Logx, []logx.Config) {
 		cfg := logx.Config{NodeID: fmt.Sprintf("n%d", i+1), Addr: a, Peers: addrs,
 			Dir: filepath.Join(base, fmt.Sprintf("n%d", i+1)), File: "app.log", MaxSize: 16 << 10,
 			Level: logx.LevelDebug, ElectionTimeout: 300 * time.Millisecond, LogOutput: os.Stderr}
+		if tweak != nil {
+			tweak(&cfg)
+		}
 		lx, err := logx.New(cfg)
 		require.NoError(t, err)
 		t.Cleanup(func() { lx.Close() })
@@ -214,4 +223,42 @@ func TestStatusAndForward(t *testing.T) {
 	code, _, errs = runCmd(t, "", "bogus")
 	require.Equal(t, 2, code)
 	require.Contains(t, errs, "unknown command")
+}
+
+// TestTLSCommands: certs writes a test CA and certificates; a cluster
+// configured with those files answers status and forward given -ca, -cert
+// and -key, and nothing without them.
+func TestTLSCommands(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errs := runCmd(t, "", "certs", "-out", dir, "-host", "127.0.0.1", "n1", "n2", "n3", "client")
+	require.Equal(t, 0, code, errs)
+	for _, f := range []string{"ca.pem", "ca-key.pem", "n1.pem", "n1-key.pem", "client.pem", "client-key.pem"} {
+		require.FileExists(t, filepath.Join(dir, f))
+	}
+	nodes, cfgs := clusterWith(t, func(cfg *logx.Config) {
+		cfg.TLSCAFile = filepath.Join(dir, "ca.pem")
+		cfg.TLSCertFile = filepath.Join(dir, cfg.NodeID+".pem")
+		cfg.TLSKeyFile = filepath.Join(dir, cfg.NodeID+"-key.pem")
+	})
+	creds := []string{"-ca", filepath.Join(dir, "ca.pem"), "-cert", filepath.Join(dir, "client.pem"), "-key", filepath.Join(dir, "client-key.pem")}
+
+	code, out, errs := runCmd(t, "", append(append([]string{"status"}, creds...), cfgs[0].Addr)...)
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, `"node_id": "n1"`)
+	code, _, errs = runCmd(t, "", "status", cfgs[0].Addr)
+	require.Equal(t, 2, code, "no certificate: refused")
+	code, _, errs = runCmd(t, "", "status", "-ca", filepath.Join(dir, "ca.pem"), cfgs[0].Addr)
+	require.Equal(t, 2, code)
+	require.Contains(t, errs, "go together")
+
+	code, _, errs = runCmd(t, "one\ntwo\n", append(append([]string{"forward", "-node", "tls"}, creds...), cfgs[1].Addr)...)
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, errs, "2 lines committed")
+	waitSeq(t, nodes, 2)
+	code, _, _ = runCmd(t, "three\n", "forward", "-timeout", "2s", cfgs[1].Addr)
+	require.Equal(t, 2, code, "no certificate: nothing forwarded")
+
+	code, _, errs = runCmd(t, "", "certs", "-out", dir, "../escape")
+	require.Equal(t, 2, code)
+	require.Contains(t, errs, "not a usable name")
 }

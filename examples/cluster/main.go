@@ -3,6 +3,7 @@
 //
 //	go run ./examples/cluster          # three nodes in this process
 //	go run ./examples/cluster -procs   # each node in its own process
+//	go run ./examples/cluster -tls     # with mutual TLS (test certificates)
 //
 // It prints each node's files with their sizes and sha256, then "identical"
 // or the first difference, and exits 1 if the files differ or anything
@@ -15,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -24,6 +26,7 @@ import (
 	"time"
 
 	"github.com/logx-dev/logx"
+	"github.com/logx-dev/logx/logxtls"
 )
 
 func main() {
@@ -45,6 +48,7 @@ type options struct {
 	maxSize  int64
 	format   string
 	procs    bool
+	tls      bool
 	node     int // >= 0 in a child process started by -procs
 	timeout  time.Duration
 }
@@ -60,6 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Int64Var(&o.maxSize, "max-size", 1<<20, "rotate log files at this many bytes")
 	fs.StringVar(&o.format, "format", "text", "line format: text or json")
 	fs.BoolVar(&o.procs, "procs", false, "run each node as its own process")
+	fs.BoolVar(&o.tls, "tls", false, "secure the cluster with mutual TLS (a test CA and certificates are written to DIR/certs)")
 	fs.IntVar(&o.node, "node", -1, "internal: run only node `i` (used by -procs)")
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up after this long")
 	fs.Usage = func() {
@@ -94,7 +99,7 @@ func (o *options) config(i int, logOutput io.Writer) logx.Config {
 	if o.format == "json" {
 		f = logx.FormatJSON
 	}
-	return logx.Config{
+	cfg := logx.Config{
 		NodeID:    fmt.Sprintf("n%d", i+1),
 		Addr:      o.addrs[i],
 		Peers:     o.addrs,
@@ -105,6 +110,31 @@ func (o *options) config(i int, logOutput io.Writer) logx.Config {
 		Level:     logx.LevelDebug,
 		LogOutput: logOutput,
 	}
+	if o.tls {
+		certs := filepath.Join(o.dir, "certs")
+		cfg.TLSCAFile = filepath.Join(certs, "ca.pem")
+		cfg.TLSCertFile = filepath.Join(certs, cfg.NodeID+".pem")
+		cfg.TLSKeyFile = filepath.Join(certs, cfg.NodeID+"-key.pem")
+	}
+	return cfg
+}
+
+// writeCerts makes a test CA and the nodes' certificates in DIR/certs,
+// naming the hosts of the nodes' addresses.
+func writeCerts(o *options) error {
+	hosts := map[string]bool{}
+	var list []string
+	for _, a := range o.addrs {
+		h, _, err := net.SplitHostPort(a)
+		if err != nil {
+			return err
+		}
+		if !hosts[h] {
+			hosts[h] = true
+			list = append(list, h)
+		}
+	}
+	return logxtls.WriteFiles(filepath.Join(o.dir, "certs"), []string{"n1", "n2", "n3"}, list, 24*time.Hour)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -128,6 +158,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mode := "in this process"
 	if o.procs {
 		mode = "one process each"
+	}
+	if o.tls {
+		if err := writeCerts(o); err != nil {
+			return fmt.Errorf("writing test certificates: %w", err)
+		}
+		mode += ", mutual TLS"
 	}
 	fmt.Fprintf(stdout, "logx example: 3 nodes (%s) on %s, data in %s\n", mode, strings.Join(o.addrs, ", "), o.dir)
 

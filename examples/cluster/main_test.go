@@ -72,6 +72,17 @@ func TestExampleProcs(t *testing.T) {
 	checkReport(t, runExample(t, "-procs", "-format", "json"))
 }
 
+// TestExampleTLS: with -tls the nodes (here, processes) talk mutual TLS
+// with certificates the example writes.
+func TestExampleTLS(t *testing.T) {
+	t.Setenv(childEnv, "1")
+	out := runExample(t, "-procs", "-tls")
+	checkReport(t, out)
+	if !strings.Contains(out, "mutual TLS") {
+		t.Fatalf("no mention of TLS:\n%s", out)
+	}
+}
+
 // TestExampleDetectsDifference: the report fails when one node's file
 // differs.
 func TestExampleDetectsDifference(t *testing.T) {

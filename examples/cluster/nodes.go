@@ -128,7 +128,7 @@ func runProcs(ctx context.Context, o *options, stderr io.Writer) error {
 		cmd := exec.CommandContext(ctx, exe,
 			"-node", strconv.Itoa(i), "-dir", o.dir, "-addrs", strings.Join(o.addrs, ","),
 			"-entries", strconv.Itoa(o.entries), "-max-size", strconv.FormatInt(o.maxSize, 10),
-			"-format", o.format, "-timeout", o.timeout.String())
+			"-format", o.format, "-timeout", o.timeout.String(), "-tls="+strconv.FormatBool(o.tls))
 		var buf bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &buf, &buf
 		if err := cmd.Start(); err != nil {
