@@ -62,7 +62,7 @@ func (lx *Logx) serveFetch(c net.Conn) {
 		f, err := lx.fsm.openSegment(first)
 		if err == nil {
 			var fi os.FileInfo
-			if fi, err = f.Stat(); err == nil && (off < 0 || n < 0 || n > fetchChunk || off+n > fi.Size()) {
+			if fi, err = f.Stat(); err == nil && !fetchRangeOK(off, n, fi.Size()) {
 				err = fmt.Errorf("bytes %d+%d of segment %d not held here (%d bytes)", off, n, first, fi.Size())
 			}
 		}
@@ -97,6 +97,13 @@ func (lx *Logx) serveFetch(c net.Conn) {
 		}
 		lx.stats.fetchServed.Add(uint64(n))
 	}
+}
+
+// fetchRangeOK reports whether a peer may fetch n bytes at off of a file
+// of size bytes: a range inside the file, of at most fetchChunk bytes
+// (written so that no sum can overflow).
+func fetchRangeOK(off, n, size int64) bool {
+	return off >= 0 && n >= 0 && n <= fetchChunk && off <= size-n
 }
 
 // openSegment opens the log file whose first sequence number is first: a
@@ -198,33 +205,7 @@ func (lx *Logx) fetchFrom(addr string, first uint64, off, n int64, w io.Writer) 
 		if _, err := c.Write(req[:]); err != nil {
 			return err
 		}
-		var status [1]byte
-		if _, err := io.ReadFull(c, status[:]); err != nil {
-			return err
-		}
-		if status[0] != fetchOK {
-			var l [2]byte
-			if _, err := io.ReadFull(c, l[:]); err != nil {
-				return err
-			}
-			msg := make([]byte, binary.BigEndian.Uint16(l[:]))
-			if _, err := io.ReadFull(c, msg); err != nil {
-				return err
-			}
-			return errors.New(string(msg))
-		}
-		var l [8]byte
-		if _, err := io.ReadFull(c, l[:]); err != nil {
-			return err
-		}
-		if got := int64(binary.BigEndian.Uint64(l[:])); got != chunk {
-			return fmt.Errorf("peer sent %d bytes, asked for %d", got, chunk)
-		}
-		got, err := io.CopyBuffer(w, io.LimitReader(c, chunk), buf)
-		if err == nil && got < chunk {
-			err = io.ErrUnexpectedEOF
-		}
-		if err != nil {
+		if err := readFetchReply(c, chunk, w, buf); err != nil {
 			return err
 		}
 		lx.stats.fetched.Add(uint64(chunk))
@@ -232,6 +213,43 @@ func (lx *Logx) fetchFrom(addr string, first uint64, off, n int64, w io.Writer) 
 		n -= chunk
 	}
 	return nil
+}
+
+// readFetchReply reads a peer's answer to a request for chunk bytes and
+// copies the bytes to w: exactly chunk of them, or an error (the peer's
+// message for fetchError). Nothing beyond the answer is read.
+func readFetchReply(r io.Reader, chunk int64, w io.Writer, buf []byte) error {
+	var status [1]byte
+	if _, err := io.ReadFull(r, status[:]); err != nil {
+		return err
+	}
+	switch status[0] {
+	case fetchOK:
+	case fetchError:
+		var l [2]byte
+		if _, err := io.ReadFull(r, l[:]); err != nil {
+			return err
+		}
+		msg := make([]byte, binary.BigEndian.Uint16(l[:]))
+		if _, err := io.ReadFull(r, msg); err != nil {
+			return err
+		}
+		return fmt.Errorf("peer: %q", msg)
+	default:
+		return fmt.Errorf("peer sent status %d", status[0])
+	}
+	var l [8]byte
+	if _, err := io.ReadFull(r, l[:]); err != nil {
+		return err
+	}
+	if got := binary.BigEndian.Uint64(l[:]); got != uint64(chunk) {
+		return fmt.Errorf("peer sent %d bytes, asked for %d", got, chunk)
+	}
+	got, err := io.CopyBuffer(w, io.LimitReader(r, chunk), buf)
+	if err == nil && got < chunk {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // asyncHasher computes a sha256 on its own goroutine: Write hands a copy

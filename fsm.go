@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -336,6 +338,37 @@ type manifest struct {
 	Files     []fileState               `json:"files"`
 }
 
+// readManifest decodes a snapshot and checks that it describes files this
+// node can assemble: at least one, numbered upwards from 1, of sizes that
+// are not negative, each with a sha256.
+func readManifest(r io.Reader) (*manifest, error) {
+	var m manifest
+	if err := json.NewDecoder(io.LimitReader(r, maxManifest)).Decode(&m); err != nil {
+		return nil, fmt.Errorf("logx: reading snapshot: %w", err)
+	}
+	if len(m.Files) == 0 {
+		return nil, fmt.Errorf("logx: snapshot at index %d lists no files", m.Index)
+	}
+	for i, mf := range m.Files {
+		switch {
+		case mf.First == 0 || i > 0 && mf.First <= m.Files[i-1].First:
+			return nil, fmt.Errorf("logx: snapshot: file %d starts at sequence %d, out of order", i, mf.First)
+		case mf.Size < 0:
+			return nil, fmt.Errorf("logx: snapshot: file %d has size %d", i, mf.Size)
+		case len(mf.SHA256) != 2*sha256.Size || strings.Trim(mf.SHA256, "0123456789abcdef") != "":
+			return nil, fmt.Errorf("logx: snapshot: file %d has no valid sha256", i)
+		}
+	}
+	if m.Files[len(m.Files)-1].First > m.Seq+1 {
+		return nil, fmt.Errorf("logx: snapshot: its last file starts after its sequence number %d", m.Seq)
+	}
+	return &m, nil
+}
+
+// maxManifest bounds the snapshot a node decodes: a manifest lists files
+// and producers, a few hundred bytes each.
+const maxManifest = 64 << 20
+
 // Snapshot implements raft.FSM. It checkpoints the files first, so Raft only
 // compacts log entries the files durably hold.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
@@ -379,9 +412,9 @@ func (m *manifest) Release() {}
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer f.hooks.guard()()
 	defer rc.Close()
-	var m manifest
-	if err := json.NewDecoder(rc).Decode(&m); err != nil {
-		return fmt.Errorf("logx: reading snapshot: %w", err)
+	m, err := readManifest(rc)
+	if err != nil {
+		return err
 	}
 	if m.Index <= f.st.Index && !f.st.CatchingUp {
 		return nil
@@ -389,7 +422,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if f.failed != nil {
 		return f.failed
 	}
-	if err := f.catchUp(&m); err != nil {
+	if err := f.catchUp(m); err != nil {
 		f.logf("logx: catch-up to Raft index %d failed (Raft retries): %v", m.Index, err)
 		return err
 	}

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -133,5 +136,95 @@ func FuzzTornTail(f *testing.F) {
 		got, err := os.ReadFile(filepath.Join(dir, "app.log"))
 		require.NoError(t, err)
 		require.Equal(t, want, got)
+	})
+}
+
+// FuzzFetchRange: the catch-up server serves a range only if it lies inside
+// the file and within one chunk, whatever the numbers (overflow included).
+func FuzzFetchRange(f *testing.F) {
+	f.Add(int64(0), int64(100), int64(100))
+	f.Add(int64(math.MaxInt64), int64(fetchChunk), int64(1<<30))
+	f.Add(int64(-1), int64(1), int64(10))
+	f.Add(int64(5), int64(-5), int64(10))
+	f.Fuzz(func(t *testing.T, off, n, size int64) {
+		if !fetchRangeOK(off, n, size) {
+			return
+		}
+		require.True(t, off >= 0 && n >= 0 && n <= fetchChunk, "off %d n %d", off, n)
+		require.LessOrEqual(t, off, size-n, "off %d n %d size %d", off, n, size)
+		require.GreaterOrEqual(t, off+n, off, "no overflow")
+	})
+}
+
+// FuzzFetchReply: whatever a peer answers to a fetch, the catching-up node
+// takes exactly the bytes it asked for, or an error; it never takes more,
+// and never panics.
+func FuzzFetchReply(f *testing.F) {
+	ok := append([]byte{fetchOK}, binary.BigEndian.AppendUint64(nil, 5)...)
+	f.Add(append(ok, "hello"...), int64(5))
+	f.Add(append(ok, "hel"...), int64(5))
+	f.Add(append([]byte{fetchError, 0, 4}, "nope"...), int64(5))
+	f.Add([]byte{fetchError, 0xff, 0xff}, int64(5))
+	f.Add([]byte{7}, int64(1))
+	f.Fuzz(func(t *testing.T, data []byte, chunk int64) {
+		if chunk < 0 || chunk > fetchChunk {
+			return
+		}
+		var got bytes.Buffer
+		err := readFetchReply(bytes.NewReader(data), chunk, &got, make([]byte, 512))
+		if err == nil {
+			require.Equal(t, chunk, int64(got.Len()))
+			require.Equal(t, byte(fetchOK), data[0])
+			require.Equal(t, data[9:9+chunk], got.Bytes())
+		}
+		require.LessOrEqual(t, int64(got.Len()), chunk)
+	})
+}
+
+// FuzzControlRequest: a control request is accepted only with a known
+// operation, an address where one is needed, and a bounded timeout.
+func FuzzControlRequest(f *testing.F) {
+	f.Add([]byte(`{"op":"status"}`))
+	f.Add([]byte(`{"op":"add","addr":"127.0.0.1:7000","timeout_ms":5000}`))
+	f.Add([]byte(`{"op":"remove","addr":"no-port"}`))
+	f.Add([]byte(`{"op":"removed","addr":"127.0.0.1:7000","timeout_ms":-1}`))
+	f.Add([]byte(`{"op":"add","addr":"127.0.0.1:7000","timeout_ms":9223372036854775807}`))
+	f.Add([]byte(`[1,2`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req, timeout, err := parseControlRequest(data)
+		if err != nil {
+			return
+		}
+		require.Contains(t, []string{"status", "add", "remove", "removed"}, req.Op)
+		if req.Op != "status" {
+			require.NoError(t, checkAddr(req.Addr))
+		}
+		require.Greater(t, timeout, time.Duration(0))
+		require.LessOrEqual(t, timeout, defaultControlTimeout)
+	})
+}
+
+// FuzzManifest: a snapshot a node installs lists at least one file, in
+// order, with sizes and checksums it can check against; anything else is
+// refused before a byte is fetched.
+func FuzzManifest(f *testing.F) {
+	h := strings.Repeat("ab", 32)
+	f.Add([]byte(`{"index":9,"seq":20,"files":[{"name":"a","first":1,"size":10,"sha256":"` + h + `"},{"name":"b","first":11,"size":0,"sha256":"` + h + `"}]}`))
+	f.Add([]byte(`{"index":9,"seq":0,"files":[]}`))
+	f.Add([]byte(`{"files":[{"first":5,"size":-1,"sha256":"zz"}]}`))
+	f.Add([]byte(`{"seq":3,"files":[{"first":2,"size":1,"sha256":"` + h + `"},{"first":2,"size":1,"sha256":"` + h + `"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := readManifest(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		require.NotEmpty(t, m.Files)
+		for i, mf := range m.Files {
+			require.GreaterOrEqual(t, mf.Size, int64(0))
+			require.Len(t, mf.SHA256, 64)
+			if i > 0 {
+				require.Greater(t, mf.First, m.Files[i-1].First)
+			}
+		}
 	})
 }

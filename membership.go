@@ -232,15 +232,10 @@ func (lx *Logx) serveControl(c net.Conn) {
 	if err != nil {
 		return
 	}
-	var req controlRequest
 	var resp controlResponse
-	if err := json.Unmarshal(data, &req); err != nil {
-		resp.Error = fmt.Sprintf("logx: malformed control request: %v", err)
+	if req, timeout, err := parseControlRequest(data); err != nil {
+		resp.Error = err.Error()
 	} else {
-		timeout := time.Duration(req.TimeoutMS) * time.Millisecond
-		if timeout <= 0 || timeout > defaultControlTimeout {
-			timeout = defaultControlTimeout
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		_ = c.SetReadDeadline(time.Time{})
 		watched := make(chan struct{})
@@ -257,6 +252,30 @@ func (lx *Logx) serveControl(c net.Conn) {
 	}
 	_ = c.SetWriteDeadline(time.Now().Add(lx.cfg.ForwardTimeout))
 	_ = writeJSONFrame(c, resp)
+}
+
+// parseControlRequest decodes and checks a control request: a known
+// operation, a usable address where it needs one, and the time it may take
+// (what the caller said, at most defaultControlTimeout).
+func parseControlRequest(data []byte) (controlRequest, time.Duration, error) {
+	var req controlRequest
+	if err := json.Unmarshal(data, &req); err != nil {
+		return req, 0, fmt.Errorf("logx: malformed control request: %v", err)
+	}
+	switch req.Op {
+	case "status":
+	case "add", "remove", "removed":
+		if err := checkAddr(req.Addr); err != nil {
+			return req, 0, fmt.Errorf("logx: %s: %v", req.Op, err)
+		}
+	default:
+		return req, 0, fmt.Errorf("logx: unknown control operation %q", req.Op)
+	}
+	timeout := time.Duration(req.TimeoutMS) * time.Millisecond
+	if req.TimeoutMS <= 0 || req.TimeoutMS > defaultControlTimeout.Milliseconds() {
+		timeout = defaultControlTimeout
+	}
+	return req, timeout, nil
 }
 
 // doControl carries out a request on this node.
