@@ -425,6 +425,7 @@ func (f *fsm) catchUp(m *manifest) error {
 		return err
 	}
 	f.st, f.seg = st, seg
+	seg.fault = f.fault
 	f.attachHooks()
 	f.segPtr.Store(seg)
 	f.applied.Store(st.Index)

@@ -183,6 +183,10 @@ type Config struct {
 	// powerCut is a test hook (hooks.go, powercut_test.go) that sees every
 	// write and fsync of the node so that a test can simulate a power cut.
 	powerCut *powerHooks
+
+	// diskFault is a test hook: asked before every write and fsync of the
+	// log files, an error from it fails that write (a full disk).
+	diskFault func() error
 }
 
 // listenOn is the address the node listens on: Addr, unless the test hook

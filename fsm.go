@@ -30,13 +30,22 @@ type fsm struct {
 
 	fetcher fetcher     // copies file ranges from peers (catch-up)
 	hooks   *powerHooks // test seam for simulated power cuts (hooks.go)
+	// logs is the Raft log, from which redo reads back the entries applied
+	// since the checkpoint; stop is closed when the node closes;
+	// onWriteError is told when writing starts failing.
+	logs         raft.LogStore
+	stop         chan struct{}
+	onWriteError func(error)
+	// fault, if set, is asked before every write and fsync of the log files
+	// (a test hook simulating a full or failing disk).
+	fault func() error
 
 	// Owned by the apply goroutine.
 	st          applyState
 	scratch     []byte         // expanded records of a compressed batch
 	seg         *segmentWriter // nil while a catch-up is unfinished
 	lastPersist time.Time
-	failed      error // sticky: a write failed; nothing more is applied
+	failed      error // sticky: the files are incomplete and cannot be finished
 
 	// Read by others.
 	applied  atomic.Uint64 // Raft index applied (mirrors st.Index)
@@ -68,7 +77,7 @@ func newFSM(dir, file string, policy filePolicy, format Format, stateInterval ti
 		return nil, err
 	}
 	f := &fsm{dir: dir, file: file, policy: policy, format: format, stateInterval: stateInterval, logf: logf, st: st,
-		lastPersist: time.Now(), notify: make(chan struct{})}
+		lastPersist: time.Now(), notify: make(chan struct{}), stop: make(chan struct{})}
 	f.applied.Store(st.Index)
 	f.seq.Store(st.Seq)
 	if st.CatchingUp {
@@ -100,18 +109,98 @@ func (f *fsm) Apply(l *raft.Log) any {
 }
 
 // ApplyBatch implements raft.BatchingFSM: one write for all the logs.
+//
+// When writing fails (a full disk, an I/O error) the node stops applying:
+// ApplyBatch reports the error (Stats, the write-error alarm, LogOutput)
+// and does not return. It retries with a growing pause, each time starting
+// again from the last checkpoint as after a crash: the files are cut back
+// to it, the entries applied since are read back from the Raft log and
+// written again, then these. Once writing works the node resumes; nothing
+// is skipped, so its files end identical to its peers'. Close ends the
+// wait.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	defer f.hooks.guard()()
-	res := make([]any, len(logs))
 	if f.seg == nil && f.failed == nil {
-		f.fail(res, fmt.Errorf("%w: the files are incomplete (an interrupted catch-up) and Raft has no snapshot to finish it", ErrCorrupt))
+		f.failed = fmt.Errorf("%w: the files are incomplete (an interrupted catch-up) and Raft has no snapshot to finish it", ErrCorrupt)
+		f.setErr(f.failed)
+		f.logf("logx: %v", f.failed)
 	}
 	if f.failed != nil {
-		for i := range res {
-			res[i] = applyResult{err: f.failed}
-		}
-		return res
+		return failAll(len(logs), f.failed)
 	}
+	res, err := f.applyLogs(logs)
+	for pause := 100 * time.Millisecond; err != nil; pause = min(2*pause, 5*time.Second) {
+		err = fmt.Errorf("logx: writing %s: %w", f.file, err)
+		if f.Err() == nil {
+			f.logf("%v; this node stops applying and retries until writing works", err)
+		}
+		f.setErr(err)
+		if f.onWriteError != nil {
+			f.onWriteError(err) // on every retry: the node may have been elected meanwhile
+		}
+		select {
+		case <-f.stop:
+			return failAll(len(logs), err)
+		case <-time.After(pause):
+		}
+		res, err = f.redo(logs)
+	}
+	if f.Err() != nil {
+		f.logf("logx: writing %s works again; this node applies again", f.file)
+		f.setErr(nil)
+	}
+	return res
+}
+
+// storeMax raises v to x; it never lowers it.
+func storeMax(v *atomic.Uint64, x uint64) {
+	for {
+		old := v.Load()
+		if x <= old || v.CompareAndSwap(old, x) {
+			return
+		}
+	}
+}
+
+func failAll(n int, err error) []any {
+	res := make([]any, n)
+	for i := range res {
+		res[i] = applyResult{err: err}
+	}
+	return res
+}
+
+// redo starts again from the last checkpoint, as after a crash, and
+// applies the entries since then (read from the Raft log) and logs.
+func (f *fsm) redo(logs []*raft.Log) ([]any, error) {
+	if f.seg != nil {
+		_ = f.seg.close()
+	}
+	f.seg = nil
+	nf, err := newFSM(f.dir, f.file, f.policy, f.format, f.stateInterval, f.logf)
+	if err != nil {
+		return nil, err
+	}
+	f.st, f.seg, f.lastPersist = nf.st, nf.seg, time.Now()
+	f.seg.fault = f.fault
+	f.segPtr.Store(f.seg)
+	f.attachHooks()
+	var l raft.Log
+	for idx := f.st.Index + 1; idx < logs[0].Index; idx++ {
+		if err := f.logs.GetLog(idx, &l); err != nil {
+			return nil, fmt.Errorf("reading Raft entry %d back: %w", idx, err)
+		}
+		if _, err := f.applyLogs([]*raft.Log{&l}); err != nil {
+			return nil, err
+		}
+	}
+	return f.applyLogs(logs)
+}
+
+// applyLogs writes the lines of logs; on error the files and f.st are
+// left half-way, for redo to start again from the checkpoint.
+func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
+	res := make([]any, len(logs))
 	st := &f.st
 	last := st.Index
 	var line []byte
@@ -158,7 +247,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			clock := entryClock(r.unixNano, l.AppendedAt)
 			st.Newest = max(st.Newest, clock)
 			if err := f.seg.add(st.Seq, line, clock); err != nil {
-				return f.fail(res, err)
+				return nil, err
 			}
 			p.LastPSeq, p.LastSeq = pseq, st.Seq
 			f.entries.Add(1)
@@ -171,25 +260,25 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		res[i] = applyResult{firstSeq: first}
 	}
 	if err := f.seg.flush(); err != nil {
-		return f.fail(res, err)
+		return nil, err
 	}
 	st.Index = last
 	if err := f.retain(); err != nil {
-		return f.fail(res, err)
+		return nil, err
 	}
-	f.seq.Store(st.Seq)
+	storeMax(&f.seq, st.Seq) // a redo writes again what readers saw
 	f.rotated.Store(f.seg.rotations)
 	if f.stateInterval >= 0 && time.Since(f.lastPersist) >= f.stateInterval {
 		if err := f.persist(); err != nil {
-			return f.fail(res, err)
+			return nil, err
 		}
 	}
-	f.applied.Store(last)
+	storeMax(&f.applied, last)
 	f.mu.Lock()
 	close(f.notify)
 	f.notify = make(chan struct{})
 	f.mu.Unlock()
-	return res
+	return res, nil
 }
 
 // entryClock is the time that rotation and retention go by: the entry's
@@ -255,19 +344,11 @@ func (f *fsm) deleteRetired(prevSnap uint64) error {
 	return nil
 }
 
-// fail makes a write error sticky: the node stops applying, so its files
-// stay a clean prefix of the log.
-func (f *fsm) fail(res []any, err error) []any {
-	err = fmt.Errorf("logx: writing %s: %w", f.file, err)
-	f.failed = err
+// setErr records the write error that stops the node (nil: none).
+func (f *fsm) setErr(err error) {
 	f.failedMu.Lock()
 	f.failErr = err
 	f.failedMu.Unlock()
-	f.logf("%v; this node stops applying until it is restarted", err)
-	for i := range res {
-		res[i] = applyResult{err: err}
-	}
-	return res
 }
 
 // Err returns the write error that stopped the node, or nil.

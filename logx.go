@@ -94,6 +94,8 @@ type Logx struct {
 	closed  bool
 	closing chan struct{} // closed when Close begins
 	removed atomic.Bool   // the leader said this node was removed
+	// handingOver is set while a leader that cannot write hands over.
+	handingOver atomic.Bool
 	// removedCtx is cancelled (by markRemoved) when removed is set.
 	removedCtx  context.Context
 	markRemoved context.CancelFunc
@@ -213,6 +215,10 @@ func New(cfg Config) (_ *Logx, err error) {
 	lx.fsm.fetcher = lx
 	lx.fsm.hooks = cfg.powerCut
 	lx.fsm.attachHooks()
+	if lx.fsm.fault = cfg.diskFault; lx.fsm.seg != nil {
+		lx.fsm.seg.fault = cfg.diskFault
+	}
+	lx.fsm.onWriteError = lx.onWriteError
 	undo = append(undo, func() {
 		if lx.fsm.seg != nil {
 			_ = lx.fsm.seg.close()
@@ -284,6 +290,7 @@ func New(cfg Config) (_ *Logx, err error) {
 	if cache, err := raft.NewLogCache(logCacheSize, lx.wal); err == nil {
 		store = cache
 	}
+	lx.fsm.logs = store
 	existing, err := raft.HasExistingState(store, lx.wal, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
@@ -311,6 +318,22 @@ func New(cfg Config) (_ *Logx, err error) {
 	lx.monitorDone = make(chan struct{})
 	go lx.monitor()
 	return lx, nil
+}
+
+// onWriteError runs when this node's apply starts failing to write: a
+// leader hands leadership over, since the entries it commits would wait for
+// its apply, and a healthy node can lead meanwhile.
+func (lx *Logx) onWriteError(error) {
+	r := lx.raftPtr.Load()
+	if r == nil || r.State() != raft.Leader || !lx.handingOver.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer lx.handingOver.Store(false)
+		if err := r.LeadershipTransfer().Error(); err != nil {
+			lx.logf("logx: handing leadership over after a write error: %v", err)
+		}
+	}()
 }
 
 // logCacheSize is how many recent Raft entries each node keeps in memory,
@@ -599,6 +622,7 @@ func (lx *Logx) close() error {
 	ferr := lx.flush(ctx)
 	cancel()
 	close(lx.abort)
+	close(lx.fsm.stop) // an apply waiting for the disk gives up
 	<-lx.stopped
 
 	var errs []error

@@ -112,10 +112,11 @@ type segmentWriter struct {
 	f       *os.File
 	first   uint64 // first sequence number of the active file
 	size    int64
-	newest  int64       // entry clock of the active file's newest line
-	buf     []byte      // lines not yet written
-	hash    hash.Hash   // sha256 of the active file's bytes
-	rotated []fileState // rotated files, oldest first
+	newest  int64        // entry clock of the active file's newest line
+	buf     []byte       // lines not yet written
+	fault   func() error // test hook: fsm.fault
+	hash    hash.Hash    // sha256 of the active file's bytes
+	rotated []fileState  // rotated files, oldest first
 
 	rotations   uint64
 	activeFirst atomic.Uint64 // first, for readers on other goroutines
@@ -321,6 +322,12 @@ func (w *segmentWriter) flush() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
+	if w.fault != nil {
+		if err := w.fault(); err != nil {
+			_, _ = w.f.Write(w.buf[:len(w.buf)/2]) // as a full disk does: part of it
+			return err
+		}
+	}
 	_, err := w.f.Write(w.buf)
 	w.hash.Write(w.buf)
 	w.buf = w.buf[:0]
@@ -368,7 +375,14 @@ func (w *segmentWriter) rotate(next uint64) error {
 	return syncDir(w.dir)
 }
 
-func (w *segmentWriter) sync() error { return w.f.Sync() }
+func (w *segmentWriter) sync() error {
+	if w.fault != nil {
+		if err := w.fault(); err != nil {
+			return err
+		}
+	}
+	return w.f.Sync()
+}
 
 func (w *segmentWriter) close() error {
 	if w.f == nil {
