@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,6 +112,7 @@ type Logx struct {
 	peerWatch   peerWatch
 	observer    *raft.Observer
 	monitorDone chan struct{} // closed when the alarm monitor has exited
+	scrubDone   chan struct{} // closed when the check of the files at start has ended
 }
 
 // counters are the Stats kept by Logx itself.
@@ -121,6 +123,7 @@ type counters struct {
 	forwardErrors, asyncRejected atomic.Uint64
 	fetched, fetchServed         atomic.Uint64
 	recordBytes, batchBytes      atomic.Uint64
+	damaged, repaired            atomic.Uint64
 }
 
 // entry is one queued call: a log entry, or a Flush marker.
@@ -219,6 +222,9 @@ func New(cfg Config) (_ *Logx, err error) {
 		lx.fsm.seg.fault = cfg.diskFault
 	}
 	lx.fsm.onWriteError = lx.onWriteError
+	// The rotated files to check in the background once peers are
+	// reachable (scrub.go), taken before Raft's apply can change the list.
+	rotated := slices.Clone(lx.fsm.st.Rotated)
 	undo = append(undo, func() {
 		if lx.fsm.seg != nil {
 			_ = lx.fsm.seg.close()
@@ -314,6 +320,8 @@ func New(cfg Config) (_ *Logx, err error) {
 	lx.observer = raft.NewObserver(nil, false, func(o *raft.Observation) bool { return lx.peerWatch.observe(*o) })
 	lx.raft.RegisterObserver(lx.observer)
 	lx.mux.start()
+	lx.scrubDone = make(chan struct{})
+	go lx.scrub(rotated)
 	go lx.produce()
 	lx.monitorDone = make(chan struct{})
 	go lx.monitor()
@@ -641,6 +649,7 @@ func (lx *Logx) close() error {
 	lx.transport.Close()
 	lx.transport.CloseStreams()
 	lx.mux.close()
+	<-lx.scrubDone
 	if err := lx.fsm.close(); err != nil && lx.fsm.Err() == nil {
 		errs = append(errs, fmt.Errorf("logx: closing log files: %w", err))
 	}

@@ -48,9 +48,13 @@ type Stats struct {
 	Rotations      uint64 `json:"rotations"`  // rotations since start
 	Retired        uint64 `json:"retired"`    // rotated files retention removed from the log since start
 
-	CatchUps     uint64 `json:"catch_ups"`     // snapshots installed by copying files from peers
-	FetchedBytes uint64 `json:"fetched_bytes"` // bytes copied from peers by catch-up
-	ServedBytes  uint64 `json:"served_bytes"`  // bytes this node served to catching-up peers
+	CatchUps uint64 `json:"catch_ups"` // snapshots installed by copying files from peers
+	// DamagedFiles counts rotated files found at start not to match their
+	// checksum; RepairedFiles those of them copied again from a peer.
+	DamagedFiles  uint64 `json:"damaged_files"`
+	RepairedFiles uint64 `json:"repaired_files"`
+	FetchedBytes  uint64 `json:"fetched_bytes"` // bytes copied from peers by catch-up
+	ServedBytes   uint64 `json:"served_bytes"`  // bytes this node served to catching-up peers
 	// The running catch-up, or the last one: whether one is running, the
 	// bytes of the files it assembles, how many of them are in place (kept
 	// or fetched), and how long it has taken.
@@ -86,6 +90,8 @@ func (lx *Logx) Stats() Stats {
 		Forwarded:      lx.stats.forwarded.Load(),
 		ForwardErrors:  lx.stats.forwardErrors.Load(),
 		Retries:        lx.stats.retries.Load(),
+		DamagedFiles:   lx.stats.damaged.Load(),
+		RepairedFiles:  lx.stats.repaired.Load(),
 		RecordBytes:    lx.stats.recordBytes.Load(),
 		BatchBytes:     lx.stats.batchBytes.Load(),
 		EntriesWritten: lx.fsm.entries.Load(),
