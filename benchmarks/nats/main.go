@@ -7,6 +7,9 @@
 // the nodes. It is its own module so that logx's users never download NATS:
 //
 //	cd benchmarks/nats && go run . -count 3
+//
+// NATS_BENCH_DEBUG=1 shows the servers' own logs and each failed attempt to
+// create the stream.
 package main
 
 import (
