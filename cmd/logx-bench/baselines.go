@@ -52,50 +52,20 @@ func runSlog(ctx context.Context, o *options, c *cell) (res runResult, err error
 	}
 	size0 := fi.Size()
 
-	timed := c.Workload == "call"
-	limit := int64(o.maxEntries)
-	var next atomic.Int64
 	stop, release := stopAfter(o.duration)
 	defer release()
-	hs := make([]hist, c.Callers)
-	counts := make([]int64, c.Callers)
+	var next atomic.Int64
 	start := time.Now()
-	var wg sync.WaitGroup
-	for g := 0; g < c.Callers; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var n int64
-			for !stop.Load() {
-				i := next.Add(1)
-				if i > limit {
-					break
-				}
-				if timed {
-					t0 := time.Now()
-					log.Info(msgs[i%int64(len(msgs))], "i", i)
-					hs[g].record(time.Since(t0))
-				} else {
-					log.Info(msgs[i%int64(len(msgs))], "i", i)
-				}
-				n++
-			}
-			counts[g] = n
-		}()
-	}
-	wg.Wait()
+	total, h, _ := drive(c.Callers, &next, int64(o.maxEntries), stop, c.Workload == "call", func(_ int, i int64) error {
+		log.Info(msgs[i%int64(len(msgs))], "i", i)
+		return nil
+	})
 	if err := w.Flush(); err != nil {
 		return res, err
 	}
 	el := time.Since(start)
 	if fi, err = f.Stat(); err != nil {
 		return res, err
-	}
-	var total int64
-	var h hist
-	for g := range hs {
-		total += counts[g]
-		h.merge(&hs[g])
 	}
 	res.finish(total, el, fi.Size()-size0)
 	res.setLatency(&h)
@@ -281,44 +251,19 @@ func runRaft(ctx context.Context, o *options, c *cell) (res runResult, err error
 		}
 	}
 	resetPeakRSS()
-	limit := int64(o.appendMax())
 	var next atomic.Int64
 	stop, release := stopAfter(o.duration)
 	defer release()
-	hs := make([]hist, c.Callers)
-	counts := make([]int64, c.Callers)
-	errs := make([]error, c.Callers)
 	start := time.Now()
-	var wg sync.WaitGroup
-	for g := 0; g < c.Callers; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !stop.Load() && ctx.Err() == nil {
-				i := next.Add(1)
-				if i > limit {
-					break
-				}
-				t0 := time.Now()
-				if err := leader.Apply(msgs[i%int64(len(msgs))], 10*time.Second).Error(); err != nil {
-					errs[g] = err
-					return
-				}
-				hs[g].record(time.Since(t0))
-				counts[g]++
-			}
-		}()
-	}
-	wg.Wait()
+	total, h, err := drive(c.Callers, &next, int64(o.appendMax()), stop, true, func(_ int, i int64) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return leader.Apply(msgs[i%int64(len(msgs))], 10*time.Second).Error()
+	})
 	el := time.Since(start)
-	if err := errors.Join(errs...); err != nil {
+	if err != nil {
 		return res, fmt.Errorf("raft-1: %w", err)
-	}
-	var total int64
-	var h hist
-	for g := range hs {
-		total += counts[g]
-		h.merge(&hs[g])
 	}
 	res.finish(total, el, total*int64(c.Size))
 	res.setLatency(&h)

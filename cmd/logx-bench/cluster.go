@@ -110,50 +110,58 @@ func stopAfter(d time.Duration) (*atomic.Bool, func() bool) {
 	return &stop, t.Stop
 }
 
-// produceAsync calls lx.Info from goroutines, taking entry numbers from
-// next until it passes limit or stop is set, and returns how many calls
-// it made.
-func produceAsync(lx *logx.Logx, msgs []string, goroutines int, next *atomic.Int64, limit int64, stop *atomic.Bool) int64 {
-	var done atomic.Int64
+// drive calls fn from n goroutines (fn's g is the goroutine's number).
+// Each takes entry numbers from next until they pass limit, stop is set or
+// fn fails, and with timed records every call's latency. drive returns the
+// calls that succeeded, the latencies and the errors.
+func drive(n int, next *atomic.Int64, limit int64, stop *atomic.Bool, timed bool, fn func(g int, i int64) error) (int64, hist, error) {
+	hs := make([]hist, n)
+	counts := make([]int64, n)
+	errs := make([]error, n)
 	var wg sync.WaitGroup
-	for g := 0; g < goroutines; g++ {
+	for g := 0; g < n; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var n int64
 			for !stop.Load() {
 				i := next.Add(1)
 				if i > limit {
-					break
+					return
 				}
-				lx.Info(msgs[i%int64(len(msgs))], "i", i)
-				n++
+				var t0 time.Time
+				if timed {
+					t0 = time.Now()
+				}
+				if err := fn(g, i); err != nil {
+					errs[g] = err
+					return
+				}
+				if timed {
+					hs[g].record(time.Since(t0))
+				}
+				counts[g]++
 			}
-			done.Add(n)
 		}()
 	}
 	wg.Wait()
-	return done.Load()
+	var total int64
+	var h hist
+	for g := range hs {
+		total += counts[g]
+		h.merge(&hs[g])
+	}
+	return total, h, errors.Join(errs...)
 }
 
-// produceAppend runs one caller of Append: it takes entry numbers from next
-// until it passes limit or stop is set, records every call's latency in h
-// and returns how many entries it committed.
-func produceAppend(ctx context.Context, lx *logx.Logx, msgs []string, next *atomic.Int64, limit int64, stop *atomic.Bool, h *hist) (int64, error) {
-	var n int64
-	for !stop.Load() {
-		i := next.Add(1)
-		if i > limit {
-			break
-		}
-		t0 := time.Now()
-		if _, err := lx.Append(ctx, logx.LevelInfo, msgs[i%int64(len(msgs))], "i", i); err != nil {
-			return n, err
-		}
-		h.record(time.Since(t0))
-		n++
-	}
-	return n, nil
+// info logs entry i with Info; appendTo commits it with Append.
+func info(lx *logx.Logx, msgs []string, i int64) error {
+	lx.Info(msgs[i%int64(len(msgs))], "i", i)
+	return nil
+}
+
+func appendTo(ctx context.Context, lx *logx.Logx, msgs []string, i int64) error {
+	_, err := lx.Append(ctx, logx.LevelInfo, msgs[i%int64(len(msgs))], "i", i)
+	return err
 }
 
 // closeNodes flushes every node, so that no queue waits for a commit,
@@ -264,7 +272,7 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				counts[i] = produceAsync(lx, msgs, c.Callers, &next, limit, stop)
+				counts[i], _, _ = drive(c.Callers, &next, limit, stop, false, func(_ int, k int64) error { return info(lx, msgs, k) })
 				errs[i] = lx.Flush(ctx)
 			}()
 		}
@@ -280,29 +288,17 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 		}
 		end = time.Now()
 	case "append":
-		limit := int64(o.appendMax())
-		hs := make([]hist, c.Callers)
-		counts := make([]int64, c.Callers)
-		cerrs := make([]error, c.Callers)
-		for g := 0; g < c.Callers; g++ {
+		var err error
+		total, h, err = drive(c.Callers, &next, int64(o.appendMax()), stop, true, func(g int, i int64) error {
 			lx := nodes[g%3]
 			if c.Callers == 1 {
 				lx = follower
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				counts[g], cerrs[g] = produceAppend(ctx, lx, msgs, &next, limit, stop, &hs[g])
-			}()
-		}
-		wg.Wait()
+			return appendTo(ctx, lx, msgs, i)
+		})
 		end = time.Now()
-		if err := errors.Join(cerrs...); err != nil {
+		if err != nil {
 			return res, err
-		}
-		for g := range hs {
-			h.merge(&hs[g])
-			total += counts[g]
 		}
 		for _, lx := range nodes {
 			if err := waitSeq(ctx, lx, base+uint64(total)); err != nil {

@@ -405,29 +405,15 @@ func runChild(ctx context.Context, o *options) error {
 	start := time.Now()
 	switch spec.Workload {
 	case "async":
-		n = produceAsync(lx, msgs, spec.Goroutine, &next, g.Limit, stop)
+		n, _, _ = drive(spec.Goroutine, &next, g.Limit, stop, false, func(_ int, i int64) error { return info(lx, msgs, i) })
 		if err := lx.Flush(ctx); err != nil {
 			return err
 		}
 	case "append":
-		hs := make([]hist, g.Callers)
-		counts := make([]int64, g.Callers)
-		errs := make([]error, g.Callers)
-		var wg sync.WaitGroup
-		for k := 0; k < g.Callers; k++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				counts[k], errs[k] = produceAppend(ctx, lx, msgs, &next, g.Limit, stop, &hs[k])
-			}()
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
+		var err error
+		n, h, err = drive(g.Callers, &next, g.Limit, stop, true, func(_ int, i int64) error { return appendTo(ctx, lx, msgs, i) })
+		if err != nil {
 			return err
-		}
-		for k := range hs {
-			h.merge(&hs[k])
-			n += counts[k]
 		}
 	default:
 		return fmt.Errorf("unknown workload %q", spec.Workload)
