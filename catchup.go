@@ -371,8 +371,7 @@ func (f *fsm) catchUp(m *manifest) error {
 		if err := f.seg.close(); err != nil {
 			return err
 		}
-		f.seg = nil
-		f.segPtr.Store(nil)
+		f.useSegment(nil)
 	}
 	if !f.st.CatchingUp {
 		f.st.CatchingUp = true
@@ -424,10 +423,8 @@ func (f *fsm) catchUp(m *manifest) error {
 	if err != nil {
 		return err
 	}
-	f.st, f.seg = st, seg
-	seg.fault = f.fault
-	f.attachHooks()
-	f.segPtr.Store(seg)
+	f.st = st
+	f.useSegment(seg)
 	f.applied.Store(st.Index)
 	f.seq.Store(st.Seq)
 	el := time.Since(start)

@@ -90,8 +90,7 @@ func newFSM(dir, file string, policy filePolicy, format Format, stateInterval ti
 	if err != nil {
 		return nil, err
 	}
-	f.seg = seg
-	f.segPtr.Store(seg)
+	f.useSegment(seg)
 	if !have {
 		// A new directory: checkpoint the empty state before the first line,
 		// so a crash before the first real checkpoint is recoverable.
@@ -170,21 +169,30 @@ func failAll(n int, err error) []any {
 	return res
 }
 
+// useSegment makes seg the writer of the files (nil while they are being
+// replaced), visible to the fetch server and wired to the test hooks.
+func (f *fsm) useSegment(seg *segmentWriter) {
+	f.seg = seg
+	if seg != nil {
+		seg.fault = f.fault
+	}
+	f.segPtr.Store(seg)
+	f.attachHooks()
+}
+
 // redo starts again from the last checkpoint, as after a crash, and
 // applies the entries since then (read from the Raft log) and logs.
 func (f *fsm) redo(logs []*raft.Log) ([]any, error) {
 	if f.seg != nil {
 		_ = f.seg.close()
 	}
-	f.seg = nil
+	f.useSegment(nil)
 	nf, err := newFSM(f.dir, f.file, f.policy, f.format, f.stateInterval, f.logf)
 	if err != nil {
 		return nil, err
 	}
-	f.st, f.seg, f.lastPersist = nf.st, nf.seg, time.Now()
-	f.seg.fault = f.fault
-	f.segPtr.Store(f.seg)
-	f.attachHooks()
+	f.st, f.lastPersist = nf.st, time.Now()
+	f.useSegment(nf.seg)
 	var l raft.Log
 	for idx := f.st.Index + 1; idx < logs[0].Index; idx++ {
 		if err := f.logs.GetLog(idx, &l); err != nil {

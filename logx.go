@@ -216,11 +216,8 @@ func New(cfg Config) (_ *Logx, err error) {
 		return nil, fmt.Errorf("logx: opening log files: %w", err)
 	}
 	lx.fsm.fetcher = lx
-	lx.fsm.hooks = cfg.powerCut
-	lx.fsm.attachHooks()
-	if lx.fsm.fault = cfg.diskFault; lx.fsm.seg != nil {
-		lx.fsm.seg.fault = cfg.diskFault
-	}
+	lx.fsm.hooks, lx.fsm.fault = cfg.powerCut, cfg.diskFault
+	lx.fsm.useSegment(lx.fsm.seg)
 	lx.fsm.onWriteError = lx.onWriteError
 	// The rotated files to check in the background once peers are
 	// reachable (scrub.go), taken before Raft's apply can change the list.

@@ -278,7 +278,8 @@ func parseControlRequest(data []byte) (controlRequest, time.Duration, error) {
 	return req, timeout, nil
 }
 
-// doControl carries out a request on this node.
+// doControl carries out a request on this node. The request was checked
+// already: by parseControlRequest, or by AddNode and RemoveNode.
 func (lx *Logx) doControl(ctx context.Context, req controlRequest) controlResponse {
 	if req.Op == "status" {
 		st := lx.Stats()
@@ -293,12 +294,6 @@ func (lx *Logx) doControl(ctx context.Context, req controlRequest) controlRespon
 			go func() { _ = lx.raft.Shutdown().Error() }()
 		}
 		return controlResponse{}
-	}
-	if req.Op != "add" && req.Op != "remove" {
-		return controlResponse{Error: fmt.Sprintf("logx: unknown control operation %q", req.Op)}
-	}
-	if err := checkAddr(req.Addr); err != nil {
-		return controlResponse{Error: fmt.Sprintf("logx: %s: %v", req.Op, err)}
 	}
 	if lx.raft.State() != raft.Leader {
 		leader, _ := lx.raft.LeaderWithID()

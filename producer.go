@@ -224,10 +224,7 @@ func (lx *Logx) encode(ents []*entry) []byte {
 	for _, e := range ents {
 		recs = appendRecord(recs, e.level, e.nanos, e.body)
 	}
-	lx.encBuf = recs
-	if cap(recs) > 4*lx.cfg.MaxBatchBytes {
-		lx.encBuf = nil // grown by one huge entry: let it go
-	}
+	lx.encBuf = recs // kept: a batch's records never pass MaxBatchBytes plus one entry
 	batch := newBatch(h, recs, !lx.cfg.DisableCompression)
 	lx.stats.recordBytes.Add(uint64(len(recs)))
 	lx.stats.batchBytes.Add(uint64(len(batch) - batchHeaderLen(h)))

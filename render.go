@@ -172,22 +172,22 @@ func appendTextString(dst []byte, s string) []byte {
 		return append(dst, s...)
 	}
 	// Printable ASCII (the common case: a message with spaces) is quoted
-	// here, as strconv.AppendQuote would, without its per-rune work.
-	for i := 0; i < len(s); i++ {
-		if b := s[i]; b < ' ' || b > '~' {
-			return strconv.AppendQuote(dst, s)
-		}
-	}
+	// here in one pass, as strconv.AppendQuote would, without its per-rune
+	// work; anything else goes to strconv.AppendQuote.
+	start := len(dst)
 	dst = append(dst, '"')
-	start := 0
+	from := 0
 	for i := 0; i < len(s); i++ {
-		if b := s[i]; b == '"' || b == '\\' {
-			dst = append(dst, s[start:i]...)
+		switch b := s[i]; {
+		case b < ' ' || b > '~':
+			return strconv.AppendQuote(dst[:start], s)
+		case b == '"' || b == '\\':
+			dst = append(dst, s[from:i]...)
 			dst = append(dst, '\\', b)
-			start = i + 1
+			from = i + 1
 		}
 	}
-	dst = append(dst, s[start:]...)
+	dst = append(dst, s[from:]...)
 	return append(dst, '"')
 }
 

@@ -164,86 +164,42 @@ func runCell(o options, size, callers int) (result, error) {
 // publishAsync publishes from 4 goroutines per node with a bounded window
 // and stops the clock when every message is acknowledged.
 func publishAsync(jss []jetstream.JetStream, msgs [][]byte, o options) (result, error) {
-	var next atomic.Int64
-	limit := int64(o.maxEntries)
-	deadline := time.Now().Add(o.duration)
-	var bytes atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 12)
 	start := time.Now()
+	n, err := drive(4*len(jss), int64(o.maxEntries), start.Add(o.duration), func(g int, i int64) error {
+		// A full window is backpressure: wait for room, as a logx caller
+		// waits for room in its queue.
+		_, err := jss[g/4].PublishAsync("bench.a", msgs[i%int64(len(msgs))], jetstream.WithStallWait(time.Minute))
+		return err
+	})
+	if err != nil {
+		return result{}, err
+	}
 	for _, js := range jss {
-		for g := 0; g < 4; g++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for time.Now().Before(deadline) {
-					i := next.Add(1)
-					if i > limit {
-						break
-					}
-					m := msgs[i%int64(len(msgs))]
-					// A full window is backpressure: wait for room, as a
-					// logx caller waits for room in its queue.
-					if _, err := js.PublishAsync("bench.a", m, jetstream.WithStallWait(time.Minute)); err != nil {
-						errs <- err
-						return
-					}
-					bytes.Add(int64(len(m)))
-				}
-				select {
-				case <-js.PublishAsyncComplete():
-				case <-time.After(time.Minute):
-					errs <- errors.New("async publishes not acknowledged within a minute")
-				}
-			}()
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(time.Minute):
+			return result{}, errors.New("async publishes not acknowledged within a minute")
 		}
 	}
-	wg.Wait()
 	el := time.Since(start).Seconds()
-	select {
-	case err := <-errs:
-		return result{}, err
-	default:
-	}
-	n := min(next.Load(), limit)
-	return result{rate: float64(n) / el, mbs: float64(bytes.Load()) / el / 1e6}, nil
+	return result{rate: float64(n) / el, mbs: float64(n) * float64(len(msgs[0])) / el / 1e6}, nil
 }
 
 // publishSync publishes from callers goroutines, each waiting for the
 // stream's acknowledgement, and records every latency.
 func publishSync(ctx context.Context, jss []jetstream.JetStream, msgs [][]byte, callers int, o options) (result, error) {
-	var next atomic.Int64
-	limit := int64(o.maxEntries / 10)
-	deadline := time.Now().Add(o.duration)
 	lat := make([][]time.Duration, callers)
-	var bytes atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
 	start := time.Now()
-	for g := 0; g < callers; g++ {
-		js := jss[(g+1)%len(jss)]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				i := next.Add(1)
-				if i > limit {
-					return
-				}
-				m := msgs[i%int64(len(msgs))]
-				t0 := time.Now()
-				if _, err := js.Publish(ctx, "bench.s", m); err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				lat[g] = append(lat[g], time.Since(t0))
-				bytes.Add(int64(len(m)))
-			}
-		}()
-	}
-	wg.Wait()
+	n, err := drive(callers, int64(o.maxEntries/10), start.Add(o.duration), func(g int, i int64) error {
+		t0 := time.Now()
+		if _, err := jss[(g+1)%len(jss)].Publish(ctx, "bench.s", msgs[i%int64(len(msgs))]); err != nil {
+			return err
+		}
+		lat[g] = append(lat[g], time.Since(t0))
+		return nil
+	})
 	el := time.Since(start).Seconds()
-	if err, _ := firstErr.Load().(error); err != nil {
+	if err != nil {
 		return result{}, err
 	}
 	all := slices.Concat(lat...)
@@ -252,7 +208,34 @@ func publishSync(ctx context.Context, jss []jetstream.JetStream, msgs [][]byte, 
 		return result{}, errors.New("nothing published")
 	}
 	q := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Microseconds()) / 1000 }
-	return result{rate: float64(len(all)) / el, mbs: float64(bytes.Load()) / el / 1e6, p50: q(0.5), p99: q(0.99), p999: q(0.999)}, nil
+	return result{rate: float64(n) / el, mbs: float64(n) * float64(len(msgs[0])) / el / 1e6, p50: q(0.5), p99: q(0.99), p999: q(0.999)}, nil
+}
+
+// drive calls fn from n goroutines (fn's g is the goroutine's number), each
+// taking message numbers until limit are taken, deadline passes or fn
+// fails. It returns how many calls succeeded and the errors.
+func drive(n int, limit int64, deadline time.Time, fn func(g int, i int64) error) (int64, error) {
+	var next, done atomic.Int64
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for g := 0; g < n; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				i := next.Add(1)
+				if i > limit {
+					return
+				}
+				if errs[g] = fn(g, i); errs[g] != nil {
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return done.Load(), errors.Join(errs...)
 }
 
 // startCluster starts three JetStream servers routed to each other.

@@ -199,17 +199,26 @@ func leaderRank(lx *logx.Logx) int {
 	return 0
 }
 
+// cellPlace makes a cell's temporary directory, which the caller removes,
+// and picks three free addresses on 127.0.0.1.
+func cellPlace() (dir string, addrs []string, err error) {
+	if dir, err = os.MkdirTemp("", "logx-bench-cell-"); err != nil {
+		return "", nil, err
+	}
+	if addrs, err = freeAddrs(3); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return dir, addrs, nil
+}
+
 // runLogxInproc measures one cell with the three nodes in this process.
 func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err error) {
-	dir, err := os.MkdirTemp("", "logx-bench-cell-")
+	dir, addrs, err := cellPlace()
 	if err != nil {
 		return res, err
 	}
 	defer os.RemoveAll(dir)
-	addrs, err := freeAddrs(3)
-	if err != nil {
-		return res, err
-	}
 	var nodes []*logx.Logx
 	defer func() {
 		if cerr := closeNodes(nodes); err == nil && cerr != nil {

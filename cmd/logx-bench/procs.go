@@ -200,15 +200,11 @@ func stopChildren(kids []*child, grace time.Duration) {
 
 // runLogxProcs measures one cell with each node in a child process.
 func runLogxProcs(ctx context.Context, o *options, c *cell) (res runResult, err error) {
-	dir, err := os.MkdirTemp("", "logx-bench-cell-")
+	dir, addrs, err := cellPlace()
 	if err != nil {
 		return res, err
 	}
 	defer os.RemoveAll(dir)
-	addrs, err := freeAddrs(3)
-	if err != nil {
-		return res, err
-	}
 	spec, err := json.Marshal(childSpec{
 		Addrs: addrs, Dir: dir, Size: c.Size, Workload: c.Workload, Goroutine: asyncPerNode,
 		Warmup: o.warmup, Duration: o.duration, Timeout: o.cellTimeout,
