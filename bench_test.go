@@ -147,6 +147,14 @@ func BenchmarkClusterAsync(b *testing.B) {
 	wg.Wait()
 	c.waitAllWritten(b, base, uint64(b.N))
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "entries/s")
+	var recs, sent uint64
+	for _, lx := range c.nodes {
+		st := lx.Stats()
+		recs, sent = recs+st.RecordBytes, sent+st.BatchBytes
+	}
+	if sent > 0 {
+		b.ReportMetric(float64(recs)/float64(sent), "compression")
+	}
 }
 
 // BenchmarkClusterAppend64: 64 concurrent callers of Append, spread over the
@@ -346,4 +354,30 @@ func BenchmarkGrep(b *testing.B) {
 	b.ReportMetric(mb/ourDur.Seconds(), "MB/s")
 	b.ReportMetric(mb/grepDur.Seconds(), "grep-F-MB/s")
 	b.ReportMetric(grepDur.Seconds()/ourDur.Seconds(), "ratio")
+}
+
+// BenchmarkFsync is what one fsync of a small append costs on this disk,
+// the unit a commit's latency is made of (docs/benchmarks.md): each
+// iteration writes 4 KiB to a file and fsyncs it. Reports p50 and p99.
+func BenchmarkFsync(b *testing.B) {
+	f, err := os.Create(filepath.Join(b.TempDir(), "fsync"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	lat := make([]time.Duration, 0, b.N)
+	for b.Loop() {
+		t0 := time.Now()
+		if _, err := f.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }
