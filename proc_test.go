@@ -489,24 +489,52 @@ func (c *procCluster) verify(nodes ...int) (entries int, acked int) {
 func (c *procCluster) waitConverged() {
 	c.t.Helper()
 	var seqs []uint64
+	var since time.Time // when the nodes first looked converged
 	ok := waitFor(60*time.Second, func() bool {
+		// A status file is rewritten every 10 ms, so one read may be older
+		// than another node's: a follower that has not yet applied the last
+		// commit can look level with a leader whose file predates it. Only
+		// files all written after the nodes first looked converged count.
+		if !since.IsZero() {
+			for i := range c.addrs {
+				if c.procs[i] == nil {
+					continue
+				}
+				if fi, err := os.Stat(c.path(i, "status")); err != nil || !fi.ModTime().After(since) {
+					return false
+				}
+			}
+		}
 		seqs = seqs[:0]
+		var maxLast uint64
+		var applied []uint64
 		for i := range c.addrs {
 			if c.procs[i] == nil {
 				continue // a spare slot, or a removed node
 			}
 			s := c.status(i)
 			if !s.done {
+				since = time.Time{}
 				return false
 			}
 			seqs = append(seqs, s.seq)
+			applied = append(applied, s.applied)
+			maxLast = max(maxLast, s.last)
 		}
-		for _, s := range seqs {
-			if s != seqs[0] {
-				return false
-			}
+		converged := len(seqs) > 0 && seqs[0] > 0
+		for k := range seqs {
+			// Every node has applied all that any node's Raft log holds.
+			converged = converged && seqs[k] == seqs[0] && applied[k] >= maxLast
 		}
-		return len(seqs) > 0 && seqs[0] > 0
+		switch {
+		case !converged:
+			since = time.Time{}
+			return false
+		case since.IsZero():
+			since = time.Now()
+			return false
+		}
+		return true
 	})
 	require.True(c.t, ok, "nodes did not converge: %v", seqs)
 }
