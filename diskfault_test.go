@@ -105,3 +105,107 @@ func TestDiskFull(t *testing.T) {
 	require.Len(t, lines, int(total))
 	requireUnique(t, lines, "tag", "node", "k")
 }
+
+// TestCloseDuringWriteError: a node closed while it retries a failed write
+// (half the buffer written, ENOSPC) keeps no trace of the half-applied
+// batch: later batches are refused, no checkpoint or snapshot is taken of
+// it, and the restart, replaying the Raft log, ends with exactly the bytes
+// of a node that never failed, nothing skipped.
+func TestCloseDuringWriteError(t *testing.T) {
+	logs := testLogs(60, 7)
+	ref := t.TempDir()
+	f := openTestFSM(t, ref)
+	f.ApplyBatch(logs)
+	require.NoError(t, f.close())
+	want := fileHashes(t, ref, "app.log")
+
+	for _, cut := range []int{0, 10, 33} {
+		dir := t.TempDir()
+		f := openTestFSM(t, dir)
+		var full atomic.Bool
+		f.fault = func() error {
+			if full.Load() {
+				return syscall.ENOSPC
+			}
+			return nil
+		}
+		f.useSegment(f.seg)
+		f.ApplyBatch(logs[:cut])
+		require.NoError(t, f.persist())
+		f.ApplyBatch(logs[cut : cut+5]) // applied, not checkpointed
+		full.Store(true)
+		res := make(chan []any)
+		go func() { res <- f.ApplyBatch(logs[cut+5 : cut+10]) }()
+		require.True(t, waitFor(10*time.Second, func() bool { return f.Err() != nil }), "the write fails")
+		close(f.stop) // Close, while apply waits to retry
+		for _, r := range <-res {
+			require.ErrorIs(t, r.(applyResult).err, ErrClosed)
+		}
+		// Raft may apply more before it stops: refused, not written.
+		full.Store(false)
+		for _, r := range f.ApplyBatch(logs[cut+10 : cut+12]) {
+			require.ErrorIs(t, r.(applyResult).err, ErrClosed)
+		}
+		_, err := f.Snapshot()
+		require.Error(t, err, "no snapshot of a half-written state")
+		require.NoError(t, f.close())
+		st, _, err := readState(dir)
+		require.NoError(t, err)
+		require.Equal(t, uint64(cut), st.Index, "the checkpoint is the last good one")
+
+		f = openTestFSM(t, dir)
+		require.Equal(t, uint64(cut), f.applied.Load())
+		f.ApplyBatch(logs) // Raft replays from its last snapshot
+		require.NoError(t, f.close())
+		require.Equal(t, want, fileHashes(t, dir, "app.log"), "cut at %d", cut)
+	}
+}
+
+// TestCloseDuringDiskFullCluster: a follower whose disk is full is closed
+// while it retries; restarted with room again, it ends with the same files
+// as its peers and every entry once.
+func TestCloseDuringDiskFullCluster(t *testing.T) {
+	var full atomic.Bool
+	var faults atomic.Int64
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		if cfg.NodeID == "n3" {
+			cfg.diskFault = func() error {
+				if full.Load() {
+					faults.Add(1)
+					return syscall.ENOSPC
+				}
+				return nil
+			}
+		}
+	})
+	c.logAppend("before", 20)
+	victim := 2
+	if c.leaderIndex() == victim {
+		require.NoError(t, c.nodes[victim].raft.LeadershipTransfer().Error())
+		require.True(t, waitFor(10*time.Second, func() bool { l := c.leaderIndex(); return l >= 0 && l != victim }))
+	}
+	full.Store(true)
+	c.logAppend("full", 20) // n3's own Appends go through its peers' commit
+	require.True(t, waitFor(20*time.Second, func() bool { return c.nodes[victim].Stats().WriteError != "" }))
+	// Several retries failed, so apply now waits a second or more before
+	// the next: the disk has room again when Close lands in that pause.
+	require.True(t, waitFor(20*time.Second, func() bool { return faults.Load() >= 5 }))
+	full.Store(false)
+	// Close reports why its flush failed; it must not hang or checkpoint.
+	if err := c.nodes[victim].Close(); err != nil {
+		require.ErrorContains(t, err, "no space left")
+	}
+	c.nodes[victim] = nil
+	full.Store(false)
+	c.logAppend("down", 20)
+	c.start(victim)
+	c.waitReady()
+	c.logAppend("after", 20)
+	c.flushAll()
+	total := uint64(3*20 + 3*20 + 2*20 + 3*20)
+	require.Equal(t, total, c.waitSameSeq(total))
+	requireIdentical(t, c.dirs(), "app.log")
+	lines := readLines(t, c.dirs()[victim], "app.log")
+	require.Len(t, lines, int(total))
+	requireUnique(t, lines, "tag", "node", "k")
+}

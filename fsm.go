@@ -46,6 +46,11 @@ type fsm struct {
 	seg         *segmentWriter // nil while a catch-up is unfinished
 	lastPersist time.Time
 	failed      error // sticky: the files are incomplete and cannot be finished
+	// dirty is set when a write failed part-way: st and the files then
+	// describe a half-applied batch, and only starting again from the
+	// checkpoint (redo, or a restart) makes them consistent. Nothing is
+	// checkpointed or snapshotted while it is set.
+	dirty bool
 
 	// Read by others.
 	applied  atomic.Uint64 // Raft index applied (mirrors st.Index)
@@ -129,6 +134,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	}
 	res, err := f.applyLogs(logs)
 	for pause := 100 * time.Millisecond; err != nil; pause = min(2*pause, 5*time.Second) {
+		f.dirty = true
 		err = fmt.Errorf("logx: writing %s: %w", f.file, err)
 		if f.Err() == nil {
 			f.logf("%v; this node stops applying and retries until writing works", err)
@@ -139,11 +145,16 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		}
 		select {
 		case <-f.stop:
-			return failAll(len(logs), err)
+			// Closing: the files stay as the failure left them, and no
+			// later batch may be written after the gap. The restart
+			// starts again from the checkpoint.
+			f.failed = fmt.Errorf("%w while %v", ErrClosed, err)
+			return failAll(len(logs), f.failed)
 		case <-time.After(pause):
 		}
 		res, err = f.redo(logs)
 	}
+	f.dirty = false
 	if f.Err() != nil {
 		f.logf("logx: writing %s works again; this node applies again", f.file)
 		f.setErr(nil)
@@ -372,6 +383,9 @@ func (f *fsm) persist() error {
 	if f.failed != nil {
 		return f.failed
 	}
+	if f.dirty {
+		return errors.New("logx: the files hold a half-written batch; not checkpointing them")
+	}
 	if f.seg == nil {
 		return errors.New("logx: files are being caught up")
 	}
@@ -465,6 +479,9 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if f.failed != nil {
 		return nil, f.failed
 	}
+	if f.dirty || f.seg == nil {
+		return nil, errors.New("logx: the files are not consistent yet; no snapshot")
+	}
 	if err := f.deleteRetired(f.st.SnapIndex); err != nil {
 		return nil, err
 	}
@@ -518,10 +535,15 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-// close checkpoints and closes the files. Raft must have stopped.
+// close checkpoints and closes the files. Raft must have stopped. Files a
+// write failure left half-written are closed as they are, without a
+// checkpoint: the restart cuts them back to the last one.
 func (f *fsm) close() error {
 	if f.seg == nil {
 		return nil
+	}
+	if f.failed != nil || f.dirty {
+		return f.seg.close()
 	}
 	err := f.persist()
 	if cerr := f.seg.close(); err == nil {
