@@ -379,8 +379,7 @@ func (f *fsm) catchUp(m *manifest) error {
 			return err
 		}
 	}
-	stem, ext := splitName(f.file)
-	namer := &segmentWriter{stem: stem, ext: ext}
+	namer := newFileNames(f.file)
 	var copied int64
 	for _, mf := range m.Files {
 		n, err := f.catchUpFile(namer, mf)
@@ -436,7 +435,7 @@ func (f *fsm) catchUp(m *manifest) error {
 
 // catchUpFile assembles one file of the manifest and returns how many bytes
 // it copied.
-func (f *fsm) catchUpFile(namer *segmentWriter, mf fileState) (int64, error) {
+func (f *fsm) catchUpFile(namer fileNames, mf fileState) (int64, error) {
 	staging := filepath.Join(f.dir, stagingName(mf.First))
 	if _, err := os.Stat(staging); errors.Is(err, os.ErrNotExist) {
 		// The local copy, if any: a rotated file, or the active file.

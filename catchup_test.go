@@ -8,6 +8,8 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -258,4 +260,53 @@ func TestAsyncHasher(t *testing.T) {
 		require.Equal(t, want[:], h.sum(), "step %d", step)
 	}
 	require.Equal(t, sha256.New().Sum(nil), newAsyncHasher().sum(), "no bytes")
+}
+
+// TestManifestNamesArePaths: a snapshot whose file names are not the ones
+// their numbers give (a path out of Dir, another stem) is refused before
+// anything is fetched or renamed, and nothing is written outside Dir. A
+// checkpoint with such a name makes New fail with ErrCorrupt.
+func TestManifestNamesArePaths(t *testing.T) {
+	logs := testLogs(40, 7)
+	src := openTestFSM(t, t.TempDir())
+	src.ApplyBatch(logs)
+	m := manifestOf(t, src)
+	defer src.close()
+	require.Greater(t, len(m.Files), 2)
+
+	for name, bad := range map[string]func(m *manifest){
+		"rotated out of Dir": func(m *manifest) { m.Files[0].Name = "../escaped.txt" },
+		"active out of Dir":  func(m *manifest) { m.Files[len(m.Files)-1].Name = "../escaped.txt" },
+		"absolute":           func(m *manifest) { m.Files[1].Name = "/tmp/escaped.txt" },
+		"other number":       func(m *manifest) { m.Files[1].Name = m.Files[0].Name },
+		"state file":         func(m *manifest) { m.Files[0].Name = stateFile },
+	} {
+		t.Run(name, func(t *testing.T) {
+			parent := t.TempDir()
+			dir := filepath.Join(parent, "node")
+			require.NoError(t, os.Mkdir(dir, 0o755))
+			dst := openTestFSM(t, dir)
+			df := &dirFetcher{src: src}
+			dst.fetcher = df
+			mm := *m
+			mm.Files = slices.Clone(m.Files)
+			bad(&mm)
+			err := restoreFrom(t, dst, &mm)
+			require.ErrorContains(t, err, "named")
+			require.Zero(t, df.served, "nothing fetched")
+			require.NoFileExists(t, filepath.Join(parent, "escaped.txt"))
+			require.NoError(t, dst.close())
+		})
+	}
+
+	dir := t.TempDir()
+	f := openTestFSM(t, dir)
+	f.ApplyBatch(logs)
+	require.NoError(t, f.close())
+	st, _, err := readState(dir)
+	require.NoError(t, err)
+	st.Rotated[0].Name = "../escaped.txt"
+	require.NoError(t, writeState(dir, &st))
+	_, err = newFSM(dir, "app.log", filePolicy{maxSize: 2048}, FormatText, -1, t.Logf)
+	require.ErrorIs(t, err, ErrCorrupt)
 }

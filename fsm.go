@@ -81,6 +81,9 @@ func newFSM(dir, file string, policy filePolicy, format Format, stateInterval ti
 	if err != nil {
 		return nil, err
 	}
+	if err := checkStateNames(&st, file); err != nil {
+		return nil, err
+	}
 	f := &fsm{dir: dir, file: file, policy: policy, format: format, stateInterval: stateInterval, logf: logf, st: st,
 		lastPersist: time.Now(), notify: make(chan struct{}), stop: make(chan struct{})}
 	f.applied.Store(st.Index)
@@ -105,6 +108,23 @@ func newFSM(dir, file string, policy filePolicy, format Format, stateInterval ti
 		}
 	}
 	return f, nil
+}
+
+// checkStateNames checks that every file name in a checkpoint is the name
+// its numbers give: names are used as paths.
+func checkStateNames(st *applyState, file string) error {
+	names := newFileNames(file)
+	for _, fs := range st.Rotated {
+		if fs.Name != names.segmentName(fs.First) {
+			return fmt.Errorf("%w: %s lists a rotated file %q", ErrCorrupt, stateFile, fs.Name)
+		}
+	}
+	for _, r := range st.Retired {
+		if _, ok := names.parseSegmentName(r.Name); !ok || filepath.Base(r.Name) != r.Name {
+			return fmt.Errorf("%w: %s lists a retired file %q", ErrCorrupt, stateFile, r.Name)
+		}
+	}
+	return nil
 }
 
 // Apply implements raft.FSM.
@@ -443,8 +463,10 @@ type manifest struct {
 
 // readManifest decodes a snapshot and checks that it describes files this
 // node can assemble: at least one, numbered upwards from 1, of sizes that
-// are not negative, each with a sha256.
-func readManifest(r io.Reader) (*manifest, error) {
+// are not negative, each with a sha256, and each named exactly as its
+// numbers say (file is the active file's name): names are used as paths,
+// so a name like "../x" must never pass.
+func readManifest(r io.Reader, file string) (*manifest, error) {
 	var m manifest
 	if err := json.NewDecoder(io.LimitReader(r, maxManifest)).Decode(&m); err != nil {
 		return nil, fmt.Errorf("logx: reading snapshot: %w", err)
@@ -452,7 +474,12 @@ func readManifest(r io.Reader) (*manifest, error) {
 	if len(m.Files) == 0 {
 		return nil, fmt.Errorf("logx: snapshot at index %d lists no files", m.Index)
 	}
+	names := newFileNames(file)
 	for i, mf := range m.Files {
+		want := names.name
+		if i < len(m.Files)-1 {
+			want = names.segmentName(mf.First)
+		}
 		switch {
 		case mf.First == 0 || i > 0 && mf.First <= m.Files[i-1].First:
 			return nil, fmt.Errorf("logx: snapshot: file %d starts at sequence %d, out of order", i, mf.First)
@@ -460,6 +487,8 @@ func readManifest(r io.Reader) (*manifest, error) {
 			return nil, fmt.Errorf("logx: snapshot: file %d has size %d", i, mf.Size)
 		case len(mf.SHA256) != 2*sha256.Size || strings.Trim(mf.SHA256, "0123456789abcdef") != "":
 			return nil, fmt.Errorf("logx: snapshot: file %d has no valid sha256", i)
+		case mf.Name != want:
+			return nil, fmt.Errorf("logx: snapshot: file %d is named %q where its numbers give %q (is File the same on every node?)", i, mf.Name, want)
 		}
 	}
 	if m.Files[len(m.Files)-1].First > m.Seq+1 {
@@ -518,7 +547,7 @@ func (m *manifest) Release() {}
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer f.hooks.guard()()
 	defer rc.Close()
-	m, err := readManifest(rc)
+	m, err := readManifest(rc, f.file)
 	if err != nil {
 		return err
 	}

@@ -209,17 +209,27 @@ func FuzzControlRequest(f *testing.F) {
 // refused before a byte is fetched.
 func FuzzManifest(f *testing.F) {
 	h := strings.Repeat("ab", 32)
-	f.Add([]byte(`{"index":9,"seq":20,"files":[{"name":"a","first":1,"size":10,"sha256":"` + h + `"},{"name":"b","first":11,"size":0,"sha256":"` + h + `"}]}`))
+	f.Add([]byte(`{"index":9,"seq":20,"files":[{"name":"app-00000000000000000001.log","first":1,"size":10,"sha256":"` + h + `"},{"name":"app.log","first":11,"size":0,"sha256":"` + h + `"}]}`))
+	f.Add([]byte(`{"index":9,"seq":20,"files":[{"name":"../escaped.txt","first":1,"size":10,"sha256":"` + h + `"},{"name":"app.log","first":11,"size":0,"sha256":"` + h + `"}]}`))
+	f.Add([]byte(`{"index":9,"seq":20,"files":[{"name":"app-00000000000000000001.log","first":1,"size":10,"sha256":"` + h + `"},{"name":"/tmp/app.log","first":11,"size":0,"sha256":"` + h + `"}]}`))
 	f.Add([]byte(`{"index":9,"seq":0,"files":[]}`))
 	f.Add([]byte(`{"files":[{"first":5,"size":-1,"sha256":"zz"}]}`))
 	f.Add([]byte(`{"seq":3,"files":[{"first":2,"size":1,"sha256":"` + h + `"},{"first":2,"size":1,"sha256":"` + h + `"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := readManifest(bytes.NewReader(data))
+		m, err := readManifest(bytes.NewReader(data), "app.log")
 		if err != nil {
 			return
 		}
 		require.NotEmpty(t, m.Files)
+		names := newFileNames("app.log")
 		for i, mf := range m.Files {
+			// Every name is a plain name in Dir, the one its numbers give.
+			require.Equal(t, filepath.Base(mf.Name), mf.Name)
+			if i < len(m.Files)-1 {
+				require.Equal(t, names.segmentName(mf.First), mf.Name)
+			} else {
+				require.Equal(t, "app.log", mf.Name)
+			}
 			require.GreaterOrEqual(t, mf.Size, int64(0))
 			require.Len(t, mf.SHA256, 64)
 			if i > 0 {

@@ -133,8 +133,7 @@ func (s *powerSim) copyDurable(t *testing.T, dir, dst, file string) {
 	t.Helper()
 	s.dmu.Lock()
 	defer s.dmu.Unlock()
-	stem, ext := splitName(file)
-	namer := &segmentWriter{stem: stem, ext: ext}
+	namer := newFileNames(file)
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err

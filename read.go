@@ -99,8 +99,7 @@ func listLogFiles(dir, file string) ([]logFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	stem, ext := splitName(file)
-	namer := &segmentWriter{stem: stem, ext: ext}
+	namer := newFileNames(file)
 	var out []logFile
 	for _, n := range names {
 		if first, ok := namer.parseSegmentName(n); ok {

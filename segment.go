@@ -101,12 +101,23 @@ func newApplyState() applyState {
 	return applyState{ActiveFirst: 1, Producers: map[uint64]*producerState{}}
 }
 
+// fileNames derives a log's file names from its active file's name:
+// rotated files are <stem>-<first sequence number, 20 digits><ext>.
+type fileNames struct {
+	name string // the active file
+	stem string // name without extension
+	ext  string
+}
+
+func newFileNames(name string) fileNames {
+	ext := filepath.Ext(name)
+	return fileNames{name: name, stem: strings.TrimSuffix(name, ext), ext: ext}
+}
+
 // segmentWriter appends lines to the active file and rotates it.
 type segmentWriter struct {
+	fileNames
 	dir    string
-	name   string // active file name
-	stem   string // name without extension
-	ext    string
 	policy filePolicy
 
 	f       *os.File
@@ -125,19 +136,14 @@ type segmentWriter struct {
 	synced func(path string, size int64)
 }
 
-func splitName(name string) (stem, ext string) {
-	ext = filepath.Ext(name)
-	return strings.TrimSuffix(name, ext), ext
-}
-
 // segmentName is the name of the rotated file whose first line has sequence
 // number first.
-func (w *segmentWriter) segmentName(first uint64) string {
+func (w fileNames) segmentName(first uint64) string {
 	return fmt.Sprintf("%s-%020d%s", w.stem, first, w.ext)
 }
 
 // parseSegmentName returns the first sequence number of a rotated file name.
-func (w *segmentWriter) parseSegmentName(name string) (uint64, bool) {
+func (w fileNames) parseSegmentName(name string) (uint64, bool) {
 	if !strings.HasPrefix(name, w.stem+"-") || !strings.HasSuffix(name, w.ext) {
 		return 0, false
 	}
@@ -152,8 +158,7 @@ func (w *segmentWriter) parseSegmentName(name string) (uint64, bool) {
 // LogFiles returns the names of the log files in dir for the active file
 // name, rotated files first in log order and the active file last.
 func LogFiles(dir, name string) ([]string, error) {
-	w := &segmentWriter{name: name}
-	w.stem, w.ext = splitName(name)
+	w := newFileNames(name)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -177,9 +182,8 @@ func LogFiles(dir, name string) ([]string, error) {
 // openSegments recovers the files of dir to the checkpoint st and opens the
 // active file for appending.
 func openSegments(dir, name string, policy filePolicy, st applyState, haveState bool) (*segmentWriter, error) {
-	w := &segmentWriter{dir: dir, name: name, policy: policy, first: st.ActiveFirst, size: st.ActiveSize,
+	w := &segmentWriter{fileNames: newFileNames(name), dir: dir, policy: policy, first: st.ActiveFirst, size: st.ActiveSize,
 		newest: st.ActiveNewest, hash: sha256.New(), rotated: slices.Clone(st.Rotated)}
-	w.stem, w.ext = splitName(name)
 	w.activeFirst.Store(w.first)
 	active := filepath.Join(dir, name)
 
