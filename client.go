@@ -88,17 +88,36 @@ func (c *Client) Close() error {
 	return err
 }
 
-// Send commits entries as one batch and returns the sequence number of the
-// first. It retries across leader changes until ctx ends; then the error
-// wraps ErrOutcomeUnknown if the batch may have been committed.
+// The bounds of a Client's entries and batches: those of DefaultConfig, so
+// that a leader with the default limits accepts every batch.
+const (
+	clientMaxEntrySize    = 64 << 10 // DefaultConfig().MaxEntrySize
+	clientMaxBatchBytes   = 1 << 20  // DefaultConfig().MaxBatchBytes
+	clientMaxBatchEntries = 4096     // DefaultConfig().MaxBatchEntries
+)
+
+// Send commits entries, in order, and returns the sequence number of the
+// first. An entry whose rendered body exceeds 64 KiB (the default
+// MaxEntrySize) fails the call with ErrEntryTooLarge before anything is
+// sent. The entries go out as consecutive batches of at most 4096 entries
+// and 1 MiB of records (the default MaxBatchEntries and MaxBatchBytes), one
+// after another: each batch's entries get consecutive sequence numbers,
+// and entries from other nodes may come between two batches. A leader
+// configured with smaller limits rejects a batch.
+//
+// Each batch is retried across leader changes until ctx ends; then the
+// error wraps ErrOutcomeUnknown if that batch may have been committed. On
+// any error, the entries before the failing batch are committed and the
+// error says how many; the failing batch and those after it are not
+// (except as ErrOutcomeUnknown says).
 func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64, err error) {
 	if len(entries) == 0 {
 		return 0, nil
 	}
-	h := batchHeader{producer: c.producer, firstPSeq: c.pseq + 1, count: len(entries)}
-	c.pseq += uint64(len(entries))
-	var recs []byte
-	for _, e := range entries {
+	// Render every entry first, so that one too large sends nothing.
+	bodies := make([][]byte, len(entries))
+	nanos := make([]int64, len(entries))
+	for i, e := range entries {
 		t := e.Time
 		if t.IsZero() {
 			t = time.Now()
@@ -111,9 +130,44 @@ func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64,
 				body = appendAttrText(body, "", a)
 			}
 		}
-		recs = appendRecord(recs, e.Level, t.UnixNano(), body)
+		if len(body) > clientMaxEntrySize {
+			return 0, fmt.Errorf("%w: entry %d of %d: %d bytes rendered, the limit is %d; nothing was sent",
+				ErrEntryTooLarge, i, len(entries), len(body), clientMaxEntrySize)
+		}
+		bodies[i], nanos[i] = body, t.UnixNano()
 	}
-	batch := newBatch(h, recs, true)
+	var recs []byte
+	for done := 0; done < len(entries); {
+		n, size := 0, 0
+		for done+n < len(entries) && n < clientMaxBatchEntries {
+			rs := recordSize(len(bodies[done+n]))
+			if n > 0 && size+rs > clientMaxBatchBytes {
+				break
+			}
+			size += rs
+			n++
+		}
+		recs = recs[:0]
+		for i := done; i < done+n; i++ {
+			recs = appendRecord(recs, entries[i].Level, nanos[i], bodies[i])
+		}
+		h := batchHeader{producer: c.producer, firstPSeq: c.pseq + 1, count: n}
+		c.pseq += uint64(n)
+		f, err := c.sendBatch(ctx, newBatch(h, recs, true))
+		if err != nil {
+			return 0, fmt.Errorf("logx: %d of %d entries committed, then a batch of %d failed: %w", done, len(entries), n, err)
+		}
+		if done == 0 {
+			first = f
+		}
+		done += n
+	}
+	return first, nil
+}
+
+// sendBatch commits one batch and returns its first sequence number. It
+// retries across leader changes until ctx ends.
+func (c *Client) sendBatch(ctx context.Context, batch []byte) (first uint64, err error) {
 	sent := false
 	wait := 20 * time.Millisecond
 	next := 0
@@ -141,7 +195,7 @@ func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64,
 				continue
 			}
 		case status == statusRejected:
-			return 0, fmt.Errorf("logx: batch rejected: %s", msg)
+			return 0, fmt.Errorf("batch rejected by %s: %s", target, msg)
 		default:
 			sent = true
 			lastErr = fmt.Errorf("%s: %s", target, msg)

@@ -47,6 +47,11 @@ type Config struct {
 
 	// File is the active log file's name inside Dir. Rotated files are named
 	// <stem>-<first sequence number, 20 digits><ext>. Defaults to "logx.log".
+	// It must be a plain name (no directory, no control character) that
+	// cannot collide with the node's own files: not LOCK, state.json, raft
+	// or snapshots (in any case), not starting with "." (logx's temporary
+	// files: .catchup-, .retired-, .repair-), not ending in ".tmp", and not
+	// itself of the rotated form <stem>-<20 digits><ext>.
 	File string `json:"file" yaml:"file"`
 
 	// MaxSize is the size in bytes the active file may reach before it is
@@ -329,8 +334,30 @@ func (c Config) Validate() error {
 			return bad("TLSCAFile", "TLSCAFile, TLSCertFile and TLSKeyFile go together")
 		}
 	}
-	if c.File != filepath.Base(c.File) || c.File == "." || c.File == stateFile || strings.HasSuffix(c.File, ".tmp") {
-		return bad("File", "%q must be a plain file name", c.File)
+	// File must not collide with the node's own files in Dir (its rotated
+	// names, <stem>-<20 digits><ext>, then cannot either), nor have the
+	// rotated form itself: it would be taken for a rotated file of another
+	// stem (app-00000000000000000001.log for app.log's).
+	if strings.ContainsFunc(c.File, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return bad("File", "%q contains a control character", c.File)
+	}
+	if c.File != filepath.Base(c.File) || strings.ContainsAny(c.File, `/\`) {
+		return bad("File", "%q must be a plain file name, without a directory", c.File)
+	}
+	if strings.HasPrefix(c.File, ".") {
+		return bad("File", "%q starts with \".\": names starting with a dot are reserved for logx's temporary files in Dir (.catchup-, .retired-, .repair-)", c.File)
+	}
+	if len(c.File) >= 4 && strings.EqualFold(c.File[len(c.File)-4:], ".tmp") {
+		return bad("File", "%q ends in .tmp: such names are reserved for logx's temporary files in Dir", c.File)
+	}
+	for _, own := range []string{"LOCK", stateFile, "raft", "snapshots"} {
+		if strings.EqualFold(c.File, own) {
+			return bad("File", "%q is the name of the node's own %s in Dir", c.File, own)
+		}
+	}
+	if stem := strings.TrimSuffix(c.File, filepath.Ext(c.File)); len(stem) >= 21 && stem[len(stem)-21] == '-' &&
+		!strings.ContainsFunc(stem[len(stem)-20:], func(r rune) bool { return r < '0' || r > '9' }) {
+		return bad("File", "%q has the form of a rotated file name (<stem>-<20 digits><ext>)", c.File)
 	}
 	if c.MaxSize < 0 {
 		return bad("MaxSize", "%d is negative", c.MaxSize)

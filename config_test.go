@@ -65,6 +65,54 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// TestConfigFileNames: File cannot name, or rotate into, one of the node's
+// own files in Dir; each refusal is a *ConfigError for File saying why.
+func TestConfigFileNames(t *testing.T) {
+	good := func(file string) Config {
+		return Config{NodeID: "n1", Addr: "127.0.0.1:7001", Peers: []string{"127.0.0.1:7001"}, Dir: "d", File: file}
+	}
+	for _, name := range []string{"app.log", "app", "LOCK.log", "raft.log", "snapshots.log", "state.json.log",
+		"app.tmp.log", "app-1.log", "app-2024-01-01.log", "app-0000000000000000001.log", "app-000000000000000000001.log",
+		"app-0000000000000000000a.log", "app.log-00000000000000000001", "journal écrit.log"} {
+		require.NoError(t, good(name).Validate(), "%q", name)
+	}
+	cases := []struct{ file, why string }{
+		{"sub/app.log", "without a directory"},
+		{`sub\app.log`, "without a directory"},
+		{"..", "starts with"},
+		{".", "starts with"},
+		{"app\n.log", "control character"},
+		{"app\t.log", "control character"},
+		{"app\x7f.log", "control character"},
+		{"app\x00.log", "control character"},
+		{"LOCK", "own LOCK"},
+		{"lock", "own LOCK"},
+		{"state.json", "own state.json"},
+		{"State.JSON", "own state.json"},
+		{"raft", "own raft"},
+		{"snapshots", "own snapshots"},
+		{"state.json.tmp", ".tmp"},
+		{"app.log.tmp", ".tmp"},
+		{"app.TMP", ".tmp"},
+		{".log", "starts with"},
+		{".catchup-00000000000000000001", "starts with"},
+		{".retired-app.log", "starts with"},
+		{".repair-app.log", "starts with"},
+		{".hidden.log", "starts with"},
+		{"app-00000000000000000001.log", "rotated file name"},
+		{"app-00000000000000000001", "rotated file name"},
+		{"-00000000000000000001.log", "rotated file name"},
+		{"app.log-00000000000000000001.gz", "rotated file name"},
+	}
+	for _, tc := range cases {
+		err := good(tc.file).Validate()
+		var ce *ConfigError
+		require.ErrorAs(t, err, &ce, "%q", tc.file)
+		require.Equal(t, "File", ce.Field, "%q: %v", tc.file, err)
+		require.ErrorContains(t, err, tc.why, "%q", tc.file)
+	}
+}
+
 func TestConfigDefaultsDoNotMutate(t *testing.T) {
 	c := Config{NodeID: "n1", Addr: "127.0.0.1:7001", Peers: []string{"127.0.0.1:7001"}, Dir: "d"}
 	d := c.withDefaults()

@@ -35,6 +35,15 @@ const forwardIdleTimeout = 5 * time.Minute
 
 const respHeader = 1 + 8 + 8
 
+// maxForwardFrame bounds the frame any valid sender can send: Validate caps
+// MaxBatchBytes at 64 MiB, a batch's records pass MaxBatchBytes by at most
+// one record's prefix, and compression is used only when it makes a batch
+// smaller. A frame over the leader's own limit (nodes may be configured
+// differently) but within this bound is read and discarded, so the sender
+// gets its "rejected" answer instead of a broken pipe; beyond it the
+// sender is not a logx node, and the connection is closed after the answer.
+const maxForwardFrame = 64<<20 + 3*binary.MaxVarintLen64 + batchHeaderMax
+
 // serveForward answers forwarded batches on one connection, one at a time.
 func (lx *Logx) serveForward(c net.Conn) {
 	r := bufio.NewReaderSize(c, 64<<10)
@@ -43,6 +52,23 @@ func (lx *Logx) serveForward(c net.Conn) {
 		_ = c.SetReadDeadline(time.Now().Add(forwardIdleTimeout))
 		// A new buffer per frame: Raft keeps the slice it applies.
 		data, err := readFrame(r, nil, lx.maxFrame)
+		var tooLarge *frameSizeError
+		if errors.As(err, &tooLarge) {
+			msg := fmt.Sprintf("frame of %d bytes exceeds this leader's limit of %d bytes (its MaxBatchBytes %d plus one entry of its MaxEntrySize %d and headers)",
+				tooLarge.n, tooLarge.max, lx.cfg.MaxBatchBytes, lx.cfg.MaxEntrySize)
+			lx.logf("logx: forwarding connection from %s: rejected a %s", c.RemoteAddr(), msg)
+			keep := tooLarge.n <= maxForwardFrame
+			if keep {
+				_ = c.SetReadDeadline(time.Now().Add(lx.cfg.ForwardTimeout))
+				if _, err := io.CopyN(io.Discard, r, int64(tooLarge.n)); err != nil {
+					return
+				}
+			}
+			if lx.answer(c, statusRejected, 0, 0, msg) != nil || !keep {
+				return
+			}
+			continue
+		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				lx.logf("logx: forwarding connection from %s: %v", c.RemoteAddr(), err)
@@ -51,17 +77,23 @@ func (lx *Logx) serveForward(c net.Conn) {
 		}
 		_ = c.SetReadDeadline(time.Time{})
 		status, idx, first, msg := lx.applyForwarded(data, &scratch)
-		resp := make([]byte, 4, 4+respHeader+len(msg))
-		binary.BigEndian.PutUint32(resp, uint32(respHeader+len(msg)))
-		resp = append(resp, status)
-		resp = binary.BigEndian.AppendUint64(resp, idx)
-		resp = binary.BigEndian.AppendUint64(resp, first)
-		resp = append(resp, msg...)
-		_ = c.SetWriteDeadline(time.Now().Add(lx.cfg.ForwardTimeout))
-		if _, err := c.Write(resp); err != nil {
+		if lx.answer(c, status, idx, first, msg) != nil {
 			return
 		}
 	}
+}
+
+// answer writes one response frame.
+func (lx *Logx) answer(c net.Conn, status byte, idx, first uint64, msg string) error {
+	resp := make([]byte, 4, 4+respHeader+len(msg))
+	binary.BigEndian.PutUint32(resp, uint32(respHeader+len(msg)))
+	resp = append(resp, status)
+	resp = binary.BigEndian.AppendUint64(resp, idx)
+	resp = binary.BigEndian.AppendUint64(resp, first)
+	resp = append(resp, msg...)
+	_ = c.SetWriteDeadline(time.Now().Add(lx.cfg.ForwardTimeout))
+	_, err := c.Write(resp)
+	return err
 }
 
 func (lx *Logx) applyForwarded(data []byte, scratch *[]byte) (status byte, idx, first uint64, msg string) {
@@ -91,7 +123,7 @@ func readFrame(r io.Reader, buf []byte, max int) ([]byte, error) {
 	}
 	n := int(binary.BigEndian.Uint32(h[:]))
 	if n > max {
-		return nil, fmt.Errorf("logx: frame of %d bytes exceeds the limit of %d", n, max)
+		return nil, &frameSizeError{n: n, max: max}
 	}
 	if cap(buf) < n {
 		buf = make([]byte, n)
@@ -99,6 +131,14 @@ func readFrame(r io.Reader, buf []byte, max int) ([]byte, error) {
 	buf = buf[:n]
 	_, err := io.ReadFull(r, buf)
 	return buf, err
+}
+
+// frameSizeError is a frame whose header announces more than the reader's
+// limit; its body has not been read.
+type frameSizeError struct{ n, max int }
+
+func (e *frameSizeError) Error() string {
+	return fmt.Sprintf("logx: frame of %d bytes exceeds the limit of %d", e.n, e.max)
 }
 
 // forwarder is the follower's side: one connection to the current leader,

@@ -1,9 +1,17 @@
 package logx
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
+	"math"
+	"net"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,4 +58,137 @@ func TestForwardFollowsNewLeader(t *testing.T) {
 	requireIdentical(t, c.dirs(), "app.log")
 	requireUnique(t, readLines(t, c.cfgs[0].Dir, "app.log"), "msg", "k")
 	require.Equal(t, uint64(2), seq)
+}
+
+// TestForwardOversizedFrameRejected: nodes may be configured differently.
+// A follower allowed larger entries and batches than the leader's frame
+// limit sends a frame over it; the leader refuses it with an answer, so the
+// follower's Append fails at once with an error naming the limit instead
+// of retrying forever, an async entry is counted as failed, and both the
+// connection and the cluster keep working for normal entries.
+func TestForwardOversizedFrameRejected(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		if cfg.NodeID == "n1" {
+			cfg.MaxEntrySize = 2 << 20
+			cfg.MaxBatchBytes = 4 << 20
+			cfg.DisableCompression = true // the frame stays as large as its records
+		}
+	})
+	big := c.nodes[0]
+	if c.leaderIndex() == 0 {
+		require.NoError(t, big.raft.LeadershipTransfer().Error())
+	}
+	var leader *Logx
+	require.True(t, waitFor(20*time.Second, func() bool {
+		l := c.leaderIndex()
+		if l <= 0 {
+			return false
+		}
+		addr, _ := big.raft.LeaderWithID()
+		leader = c.nodes[l]
+		return string(addr) == c.cfgs[l].Addr
+	}), "n1 does not follow another node")
+	msg := strings.Repeat("x", 1536<<10) // 1.5 MiB, over the leader's limit of about 1.06 MiB
+	require.Greater(t, len(msg), leader.maxFrame)
+
+	before := big.Stats()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := big.Append(ctx, LevelInfo, msg)
+	require.Error(t, err)
+	require.NotErrorIs(t, err, context.DeadlineExceeded)
+	require.NotErrorIs(t, err, ErrOutcomeUnknown)
+	var rej *rejectedError
+	require.ErrorAs(t, err, &rej)
+	require.ErrorContains(t, err, fmt.Sprintf("exceeds this leader's limit of %d bytes", leader.maxFrame))
+	after := big.Stats()
+	require.Equal(t, before.Retries, after.Retries, "the rejected batch was retried")
+	require.Equal(t, before.Failed+1, after.Failed)
+
+	// An async entry fails the same way, once, and is counted.
+	big.Info(msg)
+	if err := big.Flush(ctx); err != nil {
+		require.ErrorAs(t, err, &rej)
+	}
+	after = big.Stats()
+	require.Equal(t, before.Retries, after.Retries, "the rejected batch was retried")
+	require.Equal(t, before.Failed+2, after.Failed)
+
+	// Normal entries still commit, from every node.
+	for i, lx := range c.nodes {
+		_, err := lx.Append(ctx, LevelInfo, "normal", "node", i)
+		require.NoError(t, err)
+	}
+	c.flushAll()
+	c.waitSameSeq(3)
+	requireIdentical(t, c.dirs(), "app.log")
+	lines := readLines(t, c.cfgs[0].Dir, "app.log")
+	require.Len(t, lines, 3)
+	requireUnique(t, lines, "node")
+	require.Equal(t, before.Retries, big.Stats().Retries)
+}
+
+// TestForwardFrameOverLimit: a raw forwarding connection to a leader. A
+// frame header announcing more than the leader's limit gets a "rejected"
+// answer naming the size and the limit; the body is read and discarded and
+// the connection serves the next frame. A header beyond any valid sender's
+// bound gets an answer or a closed connection, never a hang.
+func TestForwardFrameOverLimit(t *testing.T) {
+	lx := newSingle(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dial := func() (net.Conn, *bufio.Reader) {
+		conn, err := dialProto(ctx, lx.cfg.Addr, protoForward, 5*time.Second, nil)
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() })
+		require.NoError(t, conn.SetDeadline(time.Now().Add(15*time.Second)))
+		return conn, bufio.NewReader(conn)
+	}
+	send := func(conn net.Conn, n int, body []byte) {
+		t.Helper()
+		_, err := conn.Write(append(binary.BigEndian.AppendUint32(nil, uint32(n)), body...))
+		require.NoError(t, err)
+	}
+	answer := func(r *bufio.Reader) (status byte, first uint64, msg string, err error) {
+		resp, err := readFrame(r, nil, 1<<20)
+		if err != nil {
+			return 0, 0, "", err
+		}
+		require.GreaterOrEqual(t, len(resp), respHeader)
+		return resp[0], binary.BigEndian.Uint64(resp[9:17]), string(resp[respHeader:]), nil
+	}
+
+	conn, r := dial()
+	n := lx.maxFrame + 1
+	send(conn, n, make([]byte, n))
+	status, _, msg, err := answer(r)
+	require.NoError(t, err)
+	require.Equal(t, statusRejected, status, "%s", msg)
+	require.Contains(t, msg, fmt.Sprintf("frame of %d bytes exceeds this leader's limit of %d bytes", n, lx.maxFrame))
+
+	// The same connection commits a valid batch next.
+	body := appendBodyStart(nil, FormatText, time.Now(), LevelInfo, "raw", "", "after the rejected frame")
+	batch := newBatch(batchHeader{producer: 42, firstPSeq: 1, count: 1}, appendRecord(nil, LevelInfo, time.Now().UnixNano(), body), false)
+	send(conn, len(batch), batch)
+	status, first, msg, err := answer(r)
+	require.NoError(t, err)
+	require.Equal(t, statusOK, status, "%s", msg)
+	require.Equal(t, uint64(1), first)
+	require.NoError(t, lx.Flush(ctx))
+	lines := readLines(t, lx.cfg.Dir, lx.cfg.File)
+	require.Len(t, lines, 1)
+	require.Contains(t, string(lines[0]), `msg="after the rejected frame"`)
+
+	// Beyond the bound: no body is read; an answer, then the end.
+	conn, r = dial()
+	send(conn, math.MaxUint32, nil)
+	status, _, msg, err = answer(r)
+	if err == nil {
+		require.Equal(t, statusRejected, status, "%s", msg)
+		require.Contains(t, msg, fmt.Sprintf("frame of %d bytes", uint32(math.MaxUint32)))
+		_, err = r.ReadByte()
+	}
+	var ne net.Error
+	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the leader neither answered nor closed: %v", err)
+	require.True(t, errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET), "%v", err)
 }

@@ -173,6 +173,7 @@ func (lx *Logx) commit(ents []*entry) (kept []*entry, idx, first uint64, err err
 		}
 		var rej *rejectedError
 		if errors.As(err, &rej) {
+			lx.logf("logx: committing a batch of %d entries: %v; not retried, the entries fail", len(ents), err)
 			return ents, 0, 0, err
 		}
 		lx.stats.retries.Add(1)

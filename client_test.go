@@ -1,0 +1,84 @@
+package logx
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestClientSendBatches: Client.Send splits what it is given into batches
+// a leader with the default limits accepts (at most 4096 entries and 1 MiB
+// of records each), commits them in order and returns the first sequence
+// number; an entry over the default MaxEntrySize fails the call before
+// anything is sent.
+func TestClientSendBatches(t *testing.T) {
+	d := DefaultConfig()
+	require.Equal(t, d.MaxEntrySize, clientMaxEntrySize)
+	require.Equal(t, d.MaxBatchBytes, clientMaxBatchBytes)
+	require.Equal(t, d.MaxBatchEntries, clientMaxBatchEntries)
+
+	lx := newSingle(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := NewClient(ctx, "cl", lx.cfg.Addr)
+	require.NoError(t, err)
+	defer cl.Close()
+
+	var want []string // msg of every line, in order
+	send := func(ents []ClientEntry) (first uint64, batches uint64) {
+		t.Helper()
+		idx := lx.raft.LastIndex()
+		first, err := cl.Send(ctx, ents)
+		require.NoError(t, err)
+		for _, e := range ents {
+			want = append(want, e.Msg)
+		}
+		return first, lx.raft.LastIndex() - idx
+	}
+
+	// More than 4096 small entries: three batches by count.
+	var small []ClientEntry
+	for i := 0; i < 10000; i++ {
+		small = append(small, ClientEntry{Level: LevelInfo, Msg: "small-" + strconv.Itoa(i)})
+	}
+	first, batches := send(small)
+	require.Equal(t, uint64(1), first)
+	require.Equal(t, uint64(3), batches)
+
+	// 3 MiB of entries: more than one batch by size, each within the
+	// leader's frame limit.
+	var large []ClientEntry
+	for i := 0; i < 300; i++ {
+		large = append(large, ClientEntry{Level: LevelWarn, Msg: fmt.Sprintf("large-%d-%s", i, strings.Repeat("y", 10<<10))})
+	}
+	first, batches = send(large)
+	require.Equal(t, uint64(len(small)+1), first)
+	require.GreaterOrEqual(t, batches, uint64(3))
+
+	// An entry over 64 KiB rendered: ErrEntryTooLarge, and nothing sent.
+	idx := lx.raft.LastIndex()
+	_, err = cl.Send(ctx, []ClientEntry{
+		{Level: LevelInfo, Msg: "would be first"},
+		{Level: LevelInfo, Msg: strings.Repeat("z", 64<<10)},
+	})
+	require.ErrorIs(t, err, ErrEntryTooLarge)
+	require.Equal(t, idx, lx.raft.LastIndex(), "a batch was sent")
+	first, _ = send([]ClientEntry{{Level: LevelInfo, Msg: "last"}})
+	require.Equal(t, uint64(len(small)+len(large)+1), first)
+
+	require.NoError(t, lx.Flush(ctx))
+	lines := readLines(t, lx.cfg.Dir, lx.cfg.File)
+	require.Len(t, lines, len(want))
+	for i, l := range lines {
+		kv, err := parseText(l)
+		require.NoError(t, err)
+		require.Equal(t, strconv.Itoa(i+1), kv["seq"])
+		require.Equal(t, want[i], kv["msg"], "line %d", i+1)
+		require.Equal(t, "cl", kv["node"])
+	}
+}
