@@ -106,13 +106,8 @@ func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 func (lx *Logx) control(ctx context.Context, req controlRequest) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() { // Close ends a change in progress.
-		select {
-		case <-lx.closing:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	stop := context.AfterFunc(lx.closingCtx, cancel) // Close ends a change in progress
+	defer stop()
 	wait := 20 * time.Millisecond
 	var lastErr error
 	for {
@@ -192,7 +187,7 @@ func (lx *Logx) sendControl(ctx context.Context, addr string, req controlRequest
 	if req.TimeoutMS <= 0 {
 		return resp, context.DeadlineExceeded
 	}
-	c, err := lx.mux.dial(addr, protoControl, min(lx.cfg.ForwardTimeout, time.Until(deadline)))
+	c, err := lx.mux.dialContext(ctx, addr, protoControl, min(lx.cfg.ForwardTimeout, time.Until(deadline)))
 	if err != nil {
 		return resp, err
 	}
@@ -291,7 +286,7 @@ func (lx *Logx) doControl(ctx context.Context, req controlRequest) controlRespon
 		if req.Addr == lx.cfg.Addr && !lx.removed.Swap(true) {
 			lx.markRemoved()
 			lx.logf("logx: this node was removed from the cluster; Raft stops")
-			go func() { _ = lx.raft.Shutdown().Error() }()
+			lx.goFunc(func() { _ = lx.shutdownRaft() })
 		}
 		return controlResponse{}
 	}
@@ -389,7 +384,7 @@ func (lx *Logx) removeNode(ctx context.Context, addr string) error {
 		// a leader that removes itself shuts its Raft down as the change
 		// commits, and hashicorp/raft (v1.8.0) can then drop the change's
 		// future unanswered, so RemoveServer's Error never returns.
-		if err := lx.raft.LeadershipTransfer().Error(); err != nil {
+		if err := lx.transferLeadership(); err != nil {
 			lx.logf("logx: removing this node: handing over the leadership: %v; retrying", err)
 		}
 		return raft.ErrNotLeader // the caller asks the new leader
