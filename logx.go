@@ -97,7 +97,11 @@ type Logx struct {
 	// closingCtx is cancelled (by cancelClosing) when Close begins.
 	closingCtx    context.Context
 	cancelClosing context.CancelFunc
-	removed       atomic.Bool // the leader said this node was removed
+	// removed is set once a majority of this node's configuration's voters
+	// confirmed a notice that it was removed (removal.go).
+	removed atomic.Bool
+	// checkingRemoval is set while a removal notice is being checked.
+	checkingRemoval atomic.Bool
 	// handingOver is set while a leader that cannot write hands over.
 	handingOver atomic.Bool
 	// removedCtx is cancelled (by markRemoved) when removed is set.
@@ -141,6 +145,7 @@ type counters struct {
 	fetched, fetchServed         atomic.Uint64
 	recordBytes, batchBytes      atomic.Uint64
 	damaged, repaired            atomic.Uint64
+	ignoredRemovals              atomic.Uint64
 }
 
 // entry is one queued call: a log entry, or a Flush marker.

@@ -32,7 +32,7 @@ const maxControlFrame = 1 << 20
 const defaultControlTimeout = 10 * time.Minute
 
 type controlRequest struct {
-	Op        string `json:"op"` // "add", "remove", "status", or "removed" (leader → removed node)
+	Op        string `json:"op"` // "add", "remove", "status", or "removed" (leader → removed node; checked, see removal.go)
 	Addr      string `json:"addr,omitempty"`
 	TimeoutMS int64  `json:"timeout_ms,omitempty"` // what is left of the caller's context
 }
@@ -89,10 +89,10 @@ func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 // RemoveNode removes the node at addr from the cluster. It may be called on
 // any member and is carried out by the leader; removing the leader makes it
 // step down once the change is committed. The leader then tells the
-// removed node, if it is up: its logging calls fail with ErrRemoved from
-// then on and its Raft stops; close it, and wipe its Dir before using it for
-// a new node. RemoveNode returns ErrNotMember if addr is not in the
-// configuration.
+// removed node, if it is up; the node checks with the other members that it
+// was removed, and then its logging calls fail with ErrRemoved and its Raft
+// stops; close it, and wipe its Dir before using it for a new node.
+// RemoveNode returns ErrNotMember if addr is not in the configuration.
 func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 	if err := checkAddr(addr); err != nil {
 		return fmt.Errorf("logx: RemoveNode: %w", err)
@@ -281,13 +281,12 @@ func (lx *Logx) doControl(ctx context.Context, req controlRequest) controlRespon
 		return controlResponse{Status: &st}
 	}
 	if req.Op == "removed" {
-		// The leader removed this node: stop taking entries and stop Raft,
-		// which would otherwise call elections nobody answers.
-		if req.Addr == lx.cfg.Addr && !lx.removed.Swap(true) {
-			lx.markRemoved()
-			lx.logf("logx: this node was removed from the cluster; Raft stops")
-			lx.goFunc(func() { _ = lx.shutdownRaft() })
+		// Anyone who can open a control connection can send this: it is
+		// checked with the other members in the background (removal.go).
+		if req.Addr != lx.cfg.Addr {
+			return controlResponse{Error: fmt.Sprintf("logx: removed: %s is not this node (%s)", req.Addr, lx.cfg.Addr)}
 		}
+		lx.removalNotice()
 		return controlResponse{}
 	}
 	if lx.raft.State() != raft.Leader {
