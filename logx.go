@@ -94,7 +94,14 @@ type Logx struct {
 	qmu     sync.RWMutex // guards closed against racing enqueues
 	closed  bool
 	closing chan struct{} // closed when Close begins
-	removed atomic.Bool   // the leader said this node was removed
+	// closingCtx is cancelled (by cancelClosing) when Close begins.
+	closingCtx    context.Context
+	cancelClosing context.CancelFunc
+	// removed is set once a majority of this node's configuration's voters
+	// confirmed a notice that it was removed (removal.go).
+	removed atomic.Bool
+	// checkingRemoval is set while a removal notice is being checked.
+	checkingRemoval atomic.Bool
 	// handingOver is set while a leader that cannot write hands over.
 	handingOver atomic.Bool
 	// removedCtx is cancelled (by markRemoved) when removed is set.
@@ -107,6 +114,20 @@ type Logx struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// Goroutines started by goFunc, which Close waits for.
+	goMu      sync.Mutex
+	goStopped bool // under goMu: Close began, goFunc starts no more
+	goWG      sync.WaitGroup
+
+	// raftMu orders leadership transfers before Raft's shutdown: a transfer
+	// requested as hashicorp/raft (v1.8.0) shuts down can be left
+	// unanswered, so shutdownRaft waits for transfers in progress and
+	// transferLeadership starts none after it.
+	raftMu      sync.RWMutex
+	raftDown    bool // under raftMu
+	raftStop    sync.Once
+	raftStopErr error
 
 	stats       counters
 	peerWatch   peerWatch
@@ -124,6 +145,7 @@ type counters struct {
 	fetched, fetchServed         atomic.Uint64
 	recordBytes, batchBytes      atomic.Uint64
 	damaged, repaired            atomic.Uint64
+	ignoredRemovals              atomic.Uint64
 }
 
 // entry is one queued call: a log entry, or a Flush marker.
@@ -181,6 +203,7 @@ func New(cfg Config) (_ *Logx, err error) {
 	}
 	lx.fwd.lx = lx
 	lx.removedCtx, lx.markRemoved = context.WithCancel(context.Background())
+	lx.closingCtx, lx.cancelClosing = context.WithCancel(context.Background())
 	if lv, ok := cfg.Level.(*slog.LevelVar); ok && lv != nil {
 		lx.level = lv
 	} else {
@@ -302,7 +325,11 @@ func New(cfg Config) (_ *Logx, err error) {
 		return nil, fmt.Errorf("logx: starting Raft: %w", err)
 	}
 	lx.raftPtr.Store(lx.raft)
-	undo = append(undo, func() { _ = lx.raft.Shutdown().Error() })
+	undo = append(undo, func() {
+		lx.stopGoroutines()
+		_ = lx.shutdownRaft()
+		lx.goWG.Wait()
+	})
 	if !existing && !cfg.Join {
 		var servers []raft.Server
 		for _, p := range cfg.Peers {
@@ -333,12 +360,59 @@ func (lx *Logx) onWriteError(error) {
 	if r == nil || r.State() != raft.Leader || !lx.handingOver.CompareAndSwap(false, true) {
 		return
 	}
-	go func() {
+	started := lx.goFunc(func() {
 		defer lx.handingOver.Store(false)
-		if err := r.LeadershipTransfer().Error(); err != nil {
+		if err := lx.transferLeadership(); err != nil && !errors.Is(err, raft.ErrRaftShutdown) {
 			lx.logf("logx: handing leadership over after a write error: %v", err)
 		}
-	}()
+	})
+	if !started { // Close began; it hands over itself
+		lx.handingOver.Store(false)
+	}
+}
+
+// goFunc runs f in a goroutine that Close waits for, and reports whether
+// it did: once Close has begun it starts nothing. f must return soon after
+// closingCtx ends.
+func (lx *Logx) goFunc(f func()) bool {
+	lx.goMu.Lock()
+	defer lx.goMu.Unlock()
+	if lx.goStopped {
+		return false
+	}
+	lx.goWG.Go(f)
+	return true
+}
+
+// stopGoroutines makes goFunc start nothing more; then goWG.Wait waits for
+// those it started.
+func (lx *Logx) stopGoroutines() {
+	lx.goMu.Lock()
+	lx.goStopped = true
+	lx.goMu.Unlock()
+}
+
+// transferLeadership hands the leadership over (see raftMu).
+func (lx *Logx) transferLeadership() error {
+	lx.raftMu.RLock()
+	defer lx.raftMu.RUnlock()
+	if lx.raftDown {
+		return raft.ErrRaftShutdown
+	}
+	return lx.raft.LeadershipTransfer().Error()
+}
+
+// shutdownRaft stops Raft once, for Close or for a confirmed removal,
+// whichever comes first; a second caller waits until the first call has
+// stopped Raft, and gets its result.
+func (lx *Logx) shutdownRaft() error {
+	lx.raftStop.Do(func() {
+		lx.raftMu.Lock()
+		lx.raftDown = true
+		lx.raftMu.Unlock()
+		lx.raftStopErr = lx.raft.Shutdown().Error()
+	})
+	return lx.raftStopErr
 }
 
 // logCacheSize is how many recent Raft entries each node keeps in memory,
@@ -619,6 +693,8 @@ func (lx *Logx) Close() error {
 
 func (lx *Logx) close() error {
 	close(lx.closing)
+	lx.cancelClosing()
+	lx.stopGoroutines()
 	lx.qmu.Lock()
 	lx.closed = true
 	lx.qmu.Unlock()
@@ -635,13 +711,14 @@ func (lx *Logx) close() error {
 		errs = append(errs, fmt.Errorf("logx: flushing on close: %w", ferr))
 	}
 	if lx.raft.State() == raft.Leader && lx.voters() > 1 {
-		_ = lx.raft.LeadershipTransfer().Error()
+		_ = lx.transferLeadership()
 	}
 	<-lx.monitorDone
 	lx.raft.DeregisterObserver(lx.observer)
-	if err := lx.raft.Shutdown().Error(); err != nil {
+	if err := lx.shutdownRaft(); err != nil {
 		errs = append(errs, err)
 	}
+	lx.goWG.Wait() // they stop with closingCtx and Raft
 	lx.fwd.reset()
 	lx.transport.Close()
 	lx.transport.CloseStreams()

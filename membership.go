@@ -32,7 +32,7 @@ const maxControlFrame = 1 << 20
 const defaultControlTimeout = 10 * time.Minute
 
 type controlRequest struct {
-	Op        string `json:"op"` // "add", "remove", "status", or "removed" (leader → removed node)
+	Op        string `json:"op"` // "add", "remove", "status", or "removed" (leader → removed node; checked, see removal.go)
 	Addr      string `json:"addr,omitempty"`
 	TimeoutMS int64  `json:"timeout_ms,omitempty"` // what is left of the caller's context
 }
@@ -89,10 +89,10 @@ func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 // RemoveNode removes the node at addr from the cluster. It may be called on
 // any member and is carried out by the leader; removing the leader makes it
 // step down once the change is committed. The leader then tells the
-// removed node, if it is up: its logging calls fail with ErrRemoved from
-// then on and its Raft stops; close it, and wipe its Dir before using it for
-// a new node. RemoveNode returns ErrNotMember if addr is not in the
-// configuration.
+// removed node, if it is up; the node checks with the other members that it
+// was removed, and then its logging calls fail with ErrRemoved and its Raft
+// stops; close it, and wipe its Dir before using it for a new node.
+// RemoveNode returns ErrNotMember if addr is not in the configuration.
 func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 	if err := checkAddr(addr); err != nil {
 		return fmt.Errorf("logx: RemoveNode: %w", err)
@@ -106,13 +106,8 @@ func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 func (lx *Logx) control(ctx context.Context, req controlRequest) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() { // Close ends a change in progress.
-		select {
-		case <-lx.closing:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	stop := context.AfterFunc(lx.closingCtx, cancel) // Close ends a change in progress
+	defer stop()
 	wait := 20 * time.Millisecond
 	var lastErr error
 	for {
@@ -192,7 +187,7 @@ func (lx *Logx) sendControl(ctx context.Context, addr string, req controlRequest
 	if req.TimeoutMS <= 0 {
 		return resp, context.DeadlineExceeded
 	}
-	c, err := lx.mux.dial(addr, protoControl, min(lx.cfg.ForwardTimeout, time.Until(deadline)))
+	c, err := lx.mux.dialContext(ctx, addr, protoControl, min(lx.cfg.ForwardTimeout, time.Until(deadline)))
 	if err != nil {
 		return resp, err
 	}
@@ -286,13 +281,12 @@ func (lx *Logx) doControl(ctx context.Context, req controlRequest) controlRespon
 		return controlResponse{Status: &st}
 	}
 	if req.Op == "removed" {
-		// The leader removed this node: stop taking entries and stop Raft,
-		// which would otherwise call elections nobody answers.
-		if req.Addr == lx.cfg.Addr && !lx.removed.Swap(true) {
-			lx.markRemoved()
-			lx.logf("logx: this node was removed from the cluster; Raft stops")
-			go func() { _ = lx.raft.Shutdown().Error() }()
+		// Anyone who can open a control connection can send this: it is
+		// checked with the other members in the background (removal.go).
+		if req.Addr != lx.cfg.Addr {
+			return controlResponse{Error: fmt.Sprintf("logx: removed: %s is not this node (%s)", req.Addr, lx.cfg.Addr)}
 		}
+		lx.removalNotice()
 		return controlResponse{}
 	}
 	if lx.raft.State() != raft.Leader {
@@ -389,7 +383,7 @@ func (lx *Logx) removeNode(ctx context.Context, addr string) error {
 		// a leader that removes itself shuts its Raft down as the change
 		// commits, and hashicorp/raft (v1.8.0) can then drop the change's
 		// future unanswered, so RemoveServer's Error never returns.
-		if err := lx.raft.LeadershipTransfer().Error(); err != nil {
+		if err := lx.transferLeadership(); err != nil {
 			lx.logf("logx: removing this node: handing over the leadership: %v; retrying", err)
 		}
 		return raft.ErrNotLeader // the caller asks the new leader

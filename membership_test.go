@@ -2,8 +2,10 @@ package logx
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -244,4 +246,71 @@ func TestRemovedNodeCloses(t *testing.T) {
 	wg.Wait()
 	require.NoError(t, c.nodes[victim].Close())
 	c.nodes[victim] = nil
+}
+
+// sendRemoved sends the node at to a "removed" notice naming victim, over
+// a connection of its own (TLS with tlsCfg if it is set), as anyone who
+// can reach the node could, and returns the answer.
+func sendRemoved(t *testing.T, to, victim string, tlsCfg *tls.Config) controlResponse {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", to, 5*time.Second)
+	require.NoError(t, err)
+	if tlsCfg != nil {
+		c, err = tlsClient(context.Background(), c, tlsCfg, to, 5*time.Second)
+		require.NoError(t, err)
+	}
+	defer c.Close()
+	_, err = c.Write([]byte{protoControl})
+	require.NoError(t, err)
+	resp, err := controlExchange(context.Background(), c, controlRequest{Op: "removed", Addr: victim}, time.Now().Add(10*time.Second))
+	require.NoError(t, err)
+	return resp
+}
+
+// requireStillMember checks that lx did not take itself for removed: its
+// Raft runs and it logs.
+func requireStillMember(t *testing.T, lx *Logx) {
+	t.Helper()
+	require.False(t, lx.removed.Load(), "%s marked itself removed", lx.cfg.NodeID)
+	require.NotEqual(t, "Shutdown", lx.Stats().State, "%s stopped its Raft", lx.cfg.NodeID)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := lx.Append(ctx, LevelInfo, "after a forged removal notice")
+	require.NoError(t, err, "%s", lx.cfg.NodeID)
+}
+
+// TestForgedRemovalIgnored: a "removed" notice that no member's
+// configuration backs, sent by anyone to a follower and to the leader, is
+// ignored once the node has asked the others: both keep logging, their
+// Raft runs, and the files stay identical. A later notice is checked
+// again; one naming another node is refused.
+func TestForgedRemovalIgnored(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.logAppend("before", 10)
+	l := c.leaderIndex()
+	require.GreaterOrEqual(t, l, 0)
+	f := (l + 1) % 3
+	for _, v := range []int{f, l} {
+		resp := sendRemoved(t, c.cfgs[v].Addr, c.cfgs[v].Addr, nil)
+		require.Empty(t, resp.Error)
+	}
+	resp := sendRemoved(t, c.cfgs[f].Addr, c.cfgs[l].Addr, nil)
+	require.Contains(t, resp.Error, "is not this node")
+	for _, v := range []int{f, l} {
+		require.True(t, waitFor(30*time.Second, func() bool { return c.nodes[v].Stats().IgnoredRemovals == 1 }),
+			"%s did not finish checking the notice", c.cfgs[v].NodeID)
+		requireStillMember(t, c.nodes[v])
+	}
+
+	// Checked again, not written off after the first.
+	require.Empty(t, sendRemoved(t, c.cfgs[f].Addr, c.cfgs[f].Addr, nil).Error)
+	require.True(t, waitFor(30*time.Second, func() bool { return c.nodes[f].Stats().IgnoredRemovals == 2 }))
+	requireStillMember(t, c.nodes[f])
+
+	c.logAppend("after", 10)
+	c.flushAll()
+	total := uint64(3*10 + 3*10 + 3)
+	require.Equal(t, total, c.waitSameSeq(total))
+	requireIdentical(t, c.dirs(), "app.log")
+	require.Len(t, members(t, c.nodes[l]), 3)
 }

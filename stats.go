@@ -65,6 +65,11 @@ type Stats struct {
 
 	// WriteError is the error that stopped this node's apply, if any.
 	WriteError string `json:"write_error,omitempty"`
+
+	// IgnoredRemovals counts notices that this node was removed from the
+	// cluster that a majority of its configuration's voters did not
+	// confirm: forged, or sent in error. Each is logged on LogOutput.
+	IgnoredRemovals uint64 `json:"ignored_removals"`
 }
 
 // Stats returns a snapshot of the node's state and counters.
@@ -107,6 +112,8 @@ func (lx *Logx) Stats() Stats {
 		CatchUpBytes:    lx.fsm.progress.total.Load(),
 		CatchUpDone:     lx.fsm.progress.done.Load(),
 		CatchUpDuration: lx.fsm.progress.elapsed(),
+
+		IgnoredRemovals: lx.stats.ignoredRemovals.Load(),
 	}
 	addr, _ := lx.raft.LeaderWithID()
 	s.Leader = string(addr)

@@ -145,3 +145,32 @@ func TestTLSFiles(t *testing.T) {
 	_, err = LoadTLS(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "n1.pem"), filepath.Join(dir, "n2-key.pem"))
 	require.Error(t, err, "a key that does not match the certificate")
 }
+
+// TestForgedRemovalTLS: with mutual TLS, a holder of a valid certificate
+// who is not a member cannot make a node think it was removed; a genuine
+// RemoveNode still stops the node, which checks with its peers over TLS.
+func TestForgedRemovalTLS(t *testing.T) {
+	ca := newTestCA(t, "cluster CA")
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.TLS = ca.nodeTLS(t, cfg.NodeID) })
+	c.logAppend("tls", 10)
+	l := c.leaderIndex()
+	require.GreaterOrEqual(t, l, 0)
+	f, other := (l+1)%3, (l+2)%3
+	require.Empty(t, sendRemoved(t, c.cfgs[f].Addr, c.cfgs[f].Addr, ca.nodeTLS(t, "client")).Error)
+	require.True(t, waitFor(30*time.Second, func() bool { return c.nodes[f].Stats().IgnoredRemovals == 1 }),
+		"the notice was not checked")
+	requireStillMember(t, c.nodes[f])
+	c.flushAll()
+	require.Equal(t, uint64(31), c.waitSameSeq(31))
+	requireIdentical(t, c.dirs(), "app.log")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, c.nodes[other].RemoveNode(ctx, c.cfgs[f].Addr))
+	require.True(t, waitFor(10*time.Second, func() bool { return c.nodes[f].removed.Load() }),
+		"the removed node did not confirm its removal")
+	_, err := c.nodes[f].Append(ctx, LevelInfo, "from a removed node")
+	require.ErrorIs(t, err, ErrRemoved)
+	require.True(t, waitFor(10*time.Second, func() bool { return c.nodes[f].Stats().State == "Shutdown" }))
+	require.Equal(t, uint64(1), c.nodes[f].Stats().IgnoredRemovals)
+}

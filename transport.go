@@ -217,8 +217,13 @@ func (a hookAddr) String() string  { return string(a) }
 
 // dial opens a connection to addr for protocol proto.
 func (m *mux) dial(addr string, proto byte, timeout time.Duration) (net.Conn, error) {
+	return m.dialContext(context.Background(), addr, proto, timeout)
+}
+
+// dialContext is dial that gives up when ctx ends.
+func (m *mux) dialContext(ctx context.Context, addr string, proto byte, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout, LocalAddr: m.dialFrom}
-	c, err := d.Dial("tcp", addr)
+	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +231,7 @@ func (m *mux) dial(addr string, proto byte, timeout time.Duration) (net.Conn, er
 		_ = tc.SetNoDelay(true)
 	}
 	if m.tls != nil {
-		if c, err = tlsClient(context.Background(), c, m.tls, addr, timeout); err != nil {
+		if c, err = tlsClient(ctx, c, m.tls, addr, timeout); err != nil {
 			return nil, err
 		}
 	}

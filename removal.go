@@ -1,0 +1,148 @@
+package logx
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Checking a "removed" notice. After RemoveServer commits, the leader sends
+// the removed node a "removed" control request, so that it stops taking
+// entries and stops its Raft, which would otherwise call elections nobody
+// answers. Anyone who can open a control connection can send that request
+// too, so a node does not take it on trust. Nor can it check it locally:
+// hashicorp/raft stops replicating to a removed server at once, so the node
+// usually never receives the entry that removed it and its configuration
+// still lists it. It asks the other members of its latest configuration
+// for their status instead, and honours the notice only if a majority of
+// that configuration's voters answer, as the member it dialled, with a
+// configuration that does not list this node. Otherwise it ignores the
+// notice (Stats.IgnoredRemovals, and a line on LogOutput).
+
+// Bounds of one check: up to removalCheckRounds rounds of status requests
+// to every other member at once (each bounded by Config.ForwardTimeout),
+// removalCheckWait apart at first, doubling. Members that had not yet
+// appended the configuration change when the notice came (it commits
+// before all have) agree by a later round.
+const (
+	removalCheckRounds = 5
+	removalCheckWait   = 50 * time.Millisecond
+)
+
+// removalNotice starts checking a notice that this node was removed, in
+// the background, unless a check is running already (a later notice is
+// checked again).
+func (lx *Logx) removalNotice() {
+	if lx.removed.Load() || !lx.checkingRemoval.CompareAndSwap(false, true) {
+		return
+	}
+	started := lx.goFunc(func() {
+		defer lx.checkingRemoval.Store(false)
+		lx.checkRemoval()
+	})
+	if !started { // Close began
+		lx.checkingRemoval.Store(false)
+	}
+}
+
+// checkRemoval asks the other members, round after round, until a majority
+// of voters confirm the removal, the rounds run out, or Close begins. On
+// confirmation the node stops taking entries and stops its Raft.
+func (lx *Logx) checkRemoval() {
+	ctx := lx.closingCtx
+	wait := removalCheckWait
+	var verdict string
+	for round := range removalCheckRounds {
+		if round > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			wait *= 2
+		}
+		var confirmed bool
+		confirmed, verdict = lx.removalConfirmed()
+		if ctx.Err() != nil {
+			return
+		}
+		if confirmed {
+			if !lx.removed.Swap(true) {
+				lx.markRemoved()
+				lx.logf("logx: this node was removed from the cluster (%s); Raft stops", verdict)
+				_ = lx.shutdownRaft() // Close reports its error
+			}
+			return
+		}
+	}
+	lx.stats.ignoredRemovals.Add(1)
+	lx.logf("logx: ignoring a notice that this node was removed: %s", verdict)
+}
+
+// removalConfirmed asks every other member of this node's latest
+// configuration for its status, at once, and reports whether a majority
+// of the configuration's voters no longer list this node, with a summary
+// of the answers.
+func (lx *Logx) removalConfirmed() (bool, string) {
+	f := lx.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return false, fmt.Sprintf("reading the configuration: %v", err)
+	}
+	var voters int
+	var others []raft.Server
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+		if string(s.ID) != lx.cfg.Addr {
+			others = append(others, s)
+		}
+	}
+	need := voters/2 + 1
+	gone := make([]bool, len(others))
+	errs := make([]error, len(others))
+	var wg sync.WaitGroup
+	for i, s := range others {
+		wg.Go(func() { gone[i], errs[i] = lx.listsMeNot(string(s.Address)) })
+	}
+	wg.Wait()
+	confirmed := 0
+	var listing, silent []string
+	for i, s := range others {
+		switch {
+		case errs[i] != nil:
+			silent = append(silent, fmt.Sprintf("%s (%v)", s.Address, errs[i]))
+		case !gone[i]:
+			listing = append(listing, string(s.Address))
+		case s.Suffrage == raft.Voter:
+			confirmed++
+		}
+	}
+	verdict := fmt.Sprintf("%d of %d voters confirm, %d needed", confirmed, voters, need)
+	if len(listing) > 0 {
+		verdict += "; still listed by " + strings.Join(listing, ", ")
+	}
+	if len(silent) > 0 {
+		verdict += "; no answer from " + strings.Join(silent, ", ")
+	}
+	return confirmed >= need, verdict
+}
+
+// listsMeNot asks the member at addr for its status and reports whether its
+// configuration (its Peers and itself) leaves this node out.
+func (lx *Logx) listsMeNot(addr string) (bool, error) {
+	st, err := lx.remoteStatus(lx.closingCtx, addr)
+	if err != nil {
+		return false, err
+	}
+	if st.Addr != addr {
+		return false, fmt.Errorf("answered as %q", st.Addr)
+	}
+	return !slices.ContainsFunc(st.Peers, func(p PeerStats) bool { return p.Addr == lx.cfg.Addr }), nil
+}
