@@ -411,7 +411,8 @@ func (f *fsm) catchUp(m *manifest) error {
 	last := m.Files[len(m.Files)-1]
 	st := applyState{Index: m.Index, Seq: m.Seq, ActiveFirst: last.First, ActiveSize: last.Size,
 		Producers: m.Producers, Rotated: slices.Clone(m.Files[:len(m.Files)-1]),
-		Newest: m.Newest, ActiveNewest: last.Newest, SnapIndex: m.Index}
+		ActiveNewest: last.Newest, SnapIndex: m.Index, PrunedAt: m.PrunedAt,
+		Clock: m.Clock, Clocks: m.Clocks, Voters: m.Voters}
 	if st.Producers == nil {
 		st.Producers = map[uint64]*producerState{}
 	}
@@ -426,6 +427,7 @@ func (f *fsm) catchUp(m *manifest) error {
 	f.useSegment(seg)
 	f.applied.Store(st.Index)
 	f.seq.Store(st.Seq)
+	f.clock.Store(st.Clock)
 	el := time.Since(start)
 	f.logf("logx: caught up to Raft index %d: copied %d bytes in %v (%.1f MB/s), kept %d bytes",
 		m.Index, copied, el.Round(time.Millisecond), float64(copied)/1e6/el.Seconds(), need-copied)

@@ -22,7 +22,9 @@ func TestClientSendBatches(t *testing.T) {
 	require.Equal(t, d.MaxBatchBytes, clientMaxBatchBytes)
 	require.Equal(t, d.MaxBatchEntries, clientMaxBatchEntries)
 
-	lx := newSingle(t, nil)
+	// Clock reports are Raft entries too: one at start, then none.
+	lx := newSingle(t, func(cfg *Config) { cfg.clockEvery = time.Hour })
+	require.True(t, waitFor(10*time.Second, func() bool { return !lx.Stats().LogClock.IsZero() }))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cl, err := NewClient(ctx, "cl", lx.cfg.Addr)

@@ -77,6 +77,16 @@ type Config struct {
 	MaxFiles int           `json:"max_files" yaml:"max_files"`
 	MaxAge   time.Duration `json:"max_age" yaml:"max_age"`
 
+	// DedupWindow is how long the cluster remembers a producer (a node's
+	// or a Client's batches) after its last batch, to drop repeats of it;
+	// measured by the log clock, so every node forgets it at the same
+	// point. A producer retries a batch that may have been sent for at most
+	// half of it, then gives up with ErrOutcomeUnknown, so that no repeat
+	// arrives after it was forgotten. At most 16384 producers are
+	// remembered; beyond that the ones silent longest are forgotten first.
+	// Defaults to 10 minutes.
+	DedupWindow time.Duration `json:"dedup_window" yaml:"dedup_window"`
+
 	// Format is the line format of entries this node originates: FormatText
 	// (the default) or FormatJSON.
 	Format Format `json:"format" yaml:"format"`
@@ -189,6 +199,11 @@ type Config struct {
 	// write and fsync of the node so that a test can simulate a power cut.
 	powerCut *powerHooks
 
+	// now and clockEvery are test hooks: this node's clock (time.Now when
+	// nil), and how often it reports it to the log (clock.go; 10s when 0).
+	now        func() time.Time
+	clockEvery time.Duration
+
 	// diskFault is a test hook: asked before every write and fsync of the
 	// log files, an error from it fails that write (a full disk).
 	diskFault func() error
@@ -218,6 +233,7 @@ func DefaultConfig() Config {
 		ForwardTimeout:     10 * time.Second,
 		CloseTimeout:       10 * time.Second,
 		CheckpointInterval: time.Second,
+		DedupWindow:        defaultDedupWindow,
 		TrailingLogs:       65536,
 		SnapshotThreshold:  8192,
 		AlarmNoLeader:      10 * time.Second,
@@ -260,6 +276,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CheckpointInterval == 0 {
 		c.CheckpointInterval = d.CheckpointInterval
+	}
+	if c.DedupWindow == 0 {
+		c.DedupWindow = d.DedupWindow
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = d.TrailingLogs
@@ -404,6 +423,9 @@ func (c Config) Validate() error {
 	if c.CheckpointInterval < 0 {
 		return bad("CheckpointInterval", "%v is negative", c.CheckpointInterval)
 	}
+	if c.DedupWindow < 2*c.ForwardTimeout {
+		return bad("DedupWindow", "%v is less than twice ForwardTimeout (%v): a batch must be retried at least once", c.DedupWindow, c.ForwardTimeout)
+	}
 	return nil
 }
 
@@ -426,5 +448,5 @@ func checkAddr(addr string) error {
 
 // filePolicy is how the node rotates and retains its files.
 func (c Config) filePolicy() filePolicy {
-	return filePolicy{maxSize: c.MaxSize, every: c.RotateEvery, maxFiles: c.MaxFiles, maxAge: c.MaxAge}
+	return filePolicy{maxSize: c.MaxSize, every: c.RotateEvery, maxFiles: c.MaxFiles, maxAge: c.MaxAge, dedupWindow: c.DedupWindow}
 }

@@ -2,6 +2,8 @@ package logx
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -48,6 +50,12 @@ const maxForwardFrame = 64<<20 + 3*binary.MaxVarintLen64 + batchHeaderMax
 func (lx *Logx) serveForward(c net.Conn) {
 	r := bufio.NewReaderSize(c, 64<<10)
 	var scratch []byte // expanded records of a compressed batch, for validation
+	var cert *x509.Certificate
+	if tc, ok := c.(*tls.Conn); ok {
+		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+			cert = certs[0]
+		}
+	}
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(forwardIdleTimeout))
 		// A new buffer per frame: Raft keeps the slice it applies.
@@ -76,7 +84,7 @@ func (lx *Logx) serveForward(c net.Conn) {
 			return
 		}
 		_ = c.SetReadDeadline(time.Time{})
-		status, idx, first, msg := lx.applyForwarded(data, &scratch)
+		status, idx, first, msg := lx.applyForwarded(data, &scratch, cert)
 		if lx.answer(c, status, idx, first, msg) != nil {
 			return
 		}
@@ -96,19 +104,32 @@ func (lx *Logx) answer(c net.Conn, status byte, idx, first uint64, msg string) e
 	return err
 }
 
-func (lx *Logx) applyForwarded(data []byte, scratch *[]byte) (status byte, idx, first uint64, msg string) {
-	if err := validateBatch(data, lx.cfg.MaxEntrySize, lx.maxFrame, scratch); err != nil {
+// applyForwarded checks and commits one forwarded command: a batch, or a
+// clock report. cert is the sender's certificate (nil without TLS); its
+// identity is stamped on the Raft entry (dedup.go).
+func (lx *Logx) applyForwarded(data []byte, scratch *[]byte, cert *x509.Certificate) (status byte, idx, first uint64, msg string) {
+	var err error
+	if len(data) > 0 && data[0] == cmdClock {
+		err = lx.checkClockReport(data, cert)
+	} else {
+		err = validateBatch(data, lx.cfg.MaxEntrySize, lx.maxFrame, scratch)
+	}
+	if err != nil {
 		return statusRejected, 0, 0, err.Error()
 	}
 	if lx.raft.State() != raft.Leader {
 		addr, _ := lx.raft.LeaderWithID()
 		return statusNotLeader, 0, 0, string(addr)
 	}
-	idx, first, err := lx.applyLocal(data)
+	idx, first, err = lx.applyLocal(data, certIdentity(cert))
 	if err != nil {
-		if errors.Is(err, raft.ErrNotLeader) {
+		var rej *rejectedError
+		switch {
+		case errors.Is(err, raft.ErrNotLeader):
 			addr, _ := lx.raft.LeaderWithID()
 			return statusNotLeader, 0, 0, string(addr)
+		case errors.As(err, &rej):
+			return statusRejected, 0, 0, rej.msg
 		}
 		return statusError, 0, 0, err.Error()
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -55,6 +56,7 @@ type fsm struct {
 	// Read by others.
 	applied  atomic.Uint64 // Raft index applied (mirrors st.Index)
 	seq      atomic.Uint64 // last sequence number written
+	clock    atomic.Int64  // the log clock (st.Clock)
 	entries  atomic.Uint64 // entries written since start
 	bytes    atomic.Uint64 // bytes written since start
 	dups     atomic.Uint64 // repeated entries dropped
@@ -88,6 +90,7 @@ func newFSM(dir, file string, policy filePolicy, format Format, stateInterval ti
 		lastPersist: time.Now(), notify: make(chan struct{}), stop: make(chan struct{})}
 	f.applied.Store(st.Index)
 	f.seq.Store(st.Seq)
+	f.clock.Store(st.Clock)
 	if st.CatchingUp {
 		// An interrupted catch-up: Raft restores its stored snapshot at
 		// start-up, and Restore finishes the copy.
@@ -250,53 +253,19 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 			continue
 		}
 		last = l.Index
-		if l.Type != raft.LogCommand {
-			continue
-		}
-		r, err := readBatch(l.Data, &f.scratch, maxDecodedBatch)
-		if err != nil {
-			// The leader validates batches, so this is a bug or a corrupted
-			// log; every node skips it the same way.
-			f.logf("logx: skipping Raft entry %d: %v", l.Index, err)
-			res[i] = applyResult{err: err}
-			continue
-		}
-		p := st.Producers[r.header.producer]
-		if p == nil {
-			p = &producerState{}
-			st.Producers[r.header.producer] = p
-		}
-		pseq := r.header.firstPSeq
-		var first uint64
-		for n := 0; r.Next(); n++ {
-			if pseq <= p.LastPSeq {
-				// A retry of an entry that was applied before.
-				if n == 0 {
-					first = p.LastSeq - (p.LastPSeq - pseq)
-				}
-				f.dups.Add(1)
-				pseq++
-				continue
-			}
-			st.Seq++
-			if n == 0 {
-				first = st.Seq
-			}
-			line = appendLine(line[:0], f.format, st.Seq, r.body)
-			clock := entryClock(r.unixNano, l.AppendedAt)
-			st.Newest = max(st.Newest, clock)
-			if err := f.seg.add(st.Seq, line, clock); err != nil {
+		switch {
+		case l.Type == raft.LogConfiguration:
+			f.applyConfiguration(l.Data)
+		case l.Type != raft.LogCommand:
+		case len(l.Data) > 0 && l.Data[0] == cmdClock:
+			res[i] = f.applyClock(l.Data)
+		default:
+			r, err := f.applyBatch(l, &line)
+			if err != nil {
 				return nil, err
 			}
-			p.LastPSeq, p.LastSeq = pseq, st.Seq
-			f.entries.Add(1)
-			f.bytes.Add(uint64(len(line)))
-			pseq++
+			res[i] = r
 		}
-		if err := r.Err(); err != nil {
-			f.logf("logx: Raft entry %d: %v", l.Index, err)
-		}
-		res[i] = applyResult{firstSeq: first}
 	}
 	if err := f.seg.flush(); err != nil {
 		return nil, err
@@ -320,26 +289,11 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 	return res, nil
 }
 
-// entryClock is the time that rotation and retention go by: the entry's
-// own time, but no later than the leader's clock when it appended the Raft
-// entry (both are in the log, so every node computes the same), so that a
-// node whose clock runs ahead cannot rotate or expire files early.
-func entryClock(unixNano int64, appendedAt time.Time) int64 {
-	if appendedAt.IsZero() {
-		return unixNano
-	}
-	leader := appendedAt.UnixNano()
-	if unixNano == 0 || unixNano > leader {
-		return leader
-	}
-	return unixNano
-}
-
 // retain applies the retention policy after a batch: while there are more
-// rotated files than policy.maxFiles, or the oldest one's newest line is
-// more than policy.maxAge older than the newest line written, the oldest
-// leaves the log. Entry clocks come from the log, so every node retires the
-// same files at the same Raft index. A retired file is renamed, not
+// rotated files than policy.maxFiles, or the oldest one's newest line clock
+// is more than policy.maxAge older than the log clock (clock.go), the
+// oldest leaves the log. Both clocks come from the log, so every node
+// retires the same files at the same Raft index. A retired file is renamed, not
 // deleted: catch-ups from a recent snapshot may still fetch it. Snapshot
 // deletes it later.
 func (f *fsm) retain() error {
@@ -350,7 +304,7 @@ func (f *fsm) retain() error {
 	for len(f.seg.rotated) > 0 {
 		old := f.seg.rotated[0]
 		byCount := p.maxFiles > 0 && len(f.seg.rotated) > p.maxFiles
-		byAge := p.maxAge > 0 && old.Newest < f.st.Newest-int64(p.maxAge)
+		byAge := p.maxAge > 0 && old.Newest > 0 && f.st.Clock > 0 && old.Newest < f.st.Clock-int64(p.maxAge)
 		if !byCount && !byAge {
 			return nil
 		}
@@ -456,8 +410,11 @@ func (f *fsm) waitApplied(done <-chan struct{}, idx uint64) error {
 type manifest struct {
 	Index     uint64                    `json:"index"`
 	Seq       uint64                    `json:"seq"`
-	Newest    int64                     `json:"newest,omitempty"` // entry clock of the newest line
 	Producers map[uint64]*producerState `json:"producers"`
+	PrunedAt  int64                     `json:"pruned_at,omitempty"`
+	Clock     int64                     `json:"clock,omitempty"` // the log clock (clock.go)
+	Clocks    map[string]int64          `json:"clocks,omitempty"`
+	Voters    []string                  `json:"voters,omitempty"`
 	Files     []fileState               `json:"files"`
 }
 
@@ -518,7 +475,8 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err := f.persist(); err != nil {
 		return nil, err
 	}
-	m := &manifest{Index: f.st.Index, Seq: f.st.Seq, Newest: f.st.Newest, Producers: make(map[uint64]*producerState, len(f.st.Producers))}
+	m := &manifest{Index: f.st.Index, Seq: f.st.Seq, Producers: make(map[uint64]*producerState, len(f.st.Producers)),
+		PrunedAt: f.st.PrunedAt, Clock: f.st.Clock, Clocks: maps.Clone(f.st.Clocks), Voters: slices.Clone(f.st.Voters)}
 	for k, v := range f.st.Producers {
 		c := *v
 		m.Producers[k] = &c

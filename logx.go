@@ -2,9 +2,7 @@ package logx
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log"
@@ -111,6 +109,10 @@ type Logx struct {
 	stopped     chan struct{} // closed when the producer has exited
 	pseq        uint64        // last producer sequence assigned; producer goroutine only
 	encBuf      []byte        // records of the batch being compressed; producer goroutine only
+	// identity is this node's certificate identity (dedup.go), stamped on
+	// the batches it commits as leader; nil without TLS.
+	identity     []byte
+	lastClockLog time.Time // when a failed clock report was last logged; producer goroutine only
 
 	closeOnce sync.Once
 	closeErr  error
@@ -212,11 +214,10 @@ func New(cfg Config) (_ *Logx, err error) {
 			lx.level.Set(cfg.Level.Level())
 		}
 	}
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	lx.producer = newProducerID()
+	if lx.identity, err = tlsIdentity(cfg.TLS); err != nil {
 		return nil, err
 	}
-	lx.producer = binary.BigEndian.Uint64(b[:])
 
 	// Every step below undoes the earlier ones if a later one fails.
 	var undo []func()
@@ -424,6 +425,15 @@ const logCacheSize = 32
 
 func (lx *Logx) logf(format string, args ...any) { lx.diag.Printf(format, args...) }
 
+// now is this node's clock: the time of the entries it originates and of
+// its clock reports (Config.now is a test hook).
+func (lx *Logx) now() time.Time {
+	if lx.cfg.now != nil {
+		return lx.cfg.now()
+	}
+	return time.Now()
+}
+
 // WaitReady blocks until this node knows a leader and has applied every
 // entry it knows to be committed, or ctx ends.
 func (lx *Logx) WaitReady(ctx context.Context) error {
@@ -479,7 +489,7 @@ func (lx *Logx) logAsync(level slog.Level, msg string, args []any) {
 	if !lx.Enabled(level) {
 		return
 	}
-	e, err := lx.newEntry(time.Now(), level, callerPC(3), msg, nil, args, nil, nil)
+	e, err := lx.newEntry(lx.now(), level, callerPC(3), msg, nil, args, nil, nil)
 	if err == nil {
 		if err = lx.enqueue(context.Background(), e, !lx.cfg.DropWhenFull); err != nil {
 			lx.putEntry(e)
@@ -500,7 +510,7 @@ func (lx *Logx) LogAttrs(ctx context.Context, level slog.Level, msg string, attr
 	if !lx.Enabled(level) {
 		return
 	}
-	e, err := lx.newEntry(time.Now(), level, callerPC(2), msg, nil, nil, attrs, nil)
+	e, err := lx.newEntry(lx.now(), level, callerPC(2), msg, nil, nil, attrs, nil)
 	if err == nil {
 		if err = lx.enqueue(ctx, e, !lx.cfg.DropWhenFull); err != nil {
 			lx.putEntry(e)
@@ -521,7 +531,7 @@ func (lx *Logx) Append(ctx context.Context, level slog.Level, msg string, args .
 	if !lx.Enabled(level) {
 		return 0, nil
 	}
-	e, err := lx.newEntry(time.Now(), level, callerPC(2), msg, nil, args, nil, nil)
+	e, err := lx.newEntry(lx.now(), level, callerPC(2), msg, nil, args, nil, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -1,6 +1,9 @@
 package logx
 
 import (
+	"cmp"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -22,6 +25,12 @@ func (lx *Logx) produce() {
 		lastIdx uint64 // Raft index of the last batch committed
 		stash   *entry // an entry that did not fit in the previous batch
 	)
+	// Clock reports (clock.go) go out between batches: every
+	// clockEvery, and every quarter second until the first one commits.
+	clockEvery := cmp.Or(lx.cfg.clockEvery, defaultClockEvery)
+	clock := time.NewTimer(0)
+	defer clock.Stop()
+	reported := false
 	for {
 		var e *entry
 		if stash != nil {
@@ -29,6 +38,14 @@ func (lx *Logx) produce() {
 		} else {
 			select {
 			case e = <-lx.queue:
+			case <-clock.C:
+				reported = lx.reportClock() || reported
+				next := clockEvery
+				if !reported {
+					next = min(next, 250*time.Millisecond)
+				}
+				clock.Reset(next)
+				continue
 			case <-lx.abort:
 				lx.drain()
 				return
@@ -132,6 +149,7 @@ func (lx *Logx) commit(ents []*entry) (kept []*entry, idx, first uint64, err err
 	var batch []byte
 	backoff := 2 * time.Millisecond
 	sent := false // a request may have reached a leader: a failure is then ambiguous
+	var firstSent time.Time
 	var lastLog time.Time
 	for {
 		if lx.removed.Load() {
@@ -153,7 +171,7 @@ func (lx *Logx) commit(ents []*entry) (kept []*entry, idx, first uint64, err err
 				batch = lx.encode(ents)
 			}
 			if local {
-				idx, first, err = lx.applyLocal(batch)
+				idx, first, err = lx.applyLocal(batch, lx.identity)
 				maybeSent = !errors.Is(err, raft.ErrNotLeader)
 			} else {
 				lx.stats.forwarded.Add(1)
@@ -167,14 +185,31 @@ func (lx *Logx) commit(ents []*entry) (kept []*entry, idx, first uint64, err err
 		} else {
 			err = errNoLeader
 		}
-		sent = sent || maybeSent
+		sentBefore := sent
+		if maybeSent && !sent {
+			sent, firstSent = true, time.Now()
+		}
 		if err == nil {
 			return ents, idx, first, nil
 		}
 		var rej *rejectedError
 		if errors.As(err, &rej) {
 			lx.logf("logx: committing a batch of %d entries: %v; not retried, the entries fail", len(ents), err)
+			if isProducerConflict(err) {
+				// Another sender used this producer id, or the leader
+				// saw its sequence out of order: go on under a new one.
+				lx.producer, lx.pseq = newProducerID(), 0
+				if sentBefore {
+					// An earlier attempt may have been written.
+					return ents, 0, 0, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+				}
+			}
 			return ents, 0, 0, err
+		}
+		if sent && time.Since(firstSent) > lx.cfg.DedupWindow/2 {
+			// Retrying longer could outlive the leader's memory of this
+			// producer (dedup.go) and write the batch twice.
+			return ents, 0, 0, fmt.Errorf("%w: retried for half the dedup window (%v); last error: %v", ErrOutcomeUnknown, lx.cfg.DedupWindow/2, err)
 		}
 		lx.stats.retries.Add(1)
 		if time.Since(lastLog) >= retryLogEvery {
@@ -245,9 +280,11 @@ func (lx *Logx) route() (leader string, local bool) {
 	return string(addr), false
 }
 
-// applyLocal commits a batch through this node's Raft, which must lead.
-func (lx *Logx) applyLocal(cmd []byte) (idx, first uint64, err error) {
-	f := lx.raft.Apply(cmd, lx.cfg.ForwardTimeout)
+// applyLocal commits a command through this node's Raft, which must lead,
+// stamped with the sender's certificate identity (nil without TLS). A
+// command apply refused comes back as a *rejectedError.
+func (lx *Logx) applyLocal(cmd, identity []byte) (idx, first uint64, err error) {
+	f := lx.raft.ApplyLog(raft.Log{Data: cmd, Extensions: identity}, lx.cfg.ForwardTimeout)
 	if err := f.Error(); err != nil {
 		return 0, 0, err
 	}
@@ -255,8 +292,46 @@ func (lx *Logx) applyLocal(cmd []byte) (idx, first uint64, err error) {
 	if !ok {
 		return 0, 0, fmt.Errorf("logx: unexpected apply response %T", f.Response())
 	}
+	var ref *refusedError
+	if errors.As(res.err, &ref) {
+		return 0, 0, &rejectedError{msg: ref.msg}
+	}
 	if res.err != nil {
 		return 0, 0, res.err
 	}
 	return f.Index(), res.firstSeq, nil
+}
+
+// reportClock commits this node's clock to the log (clock.go), once; a
+// failed report is followed by the next one. Only voters report.
+func (lx *Logx) reportClock() bool {
+	if suf, ok, err := lx.suffrage(lx.cfg.Addr); err != nil || !ok || suf != raft.Voter {
+		return false
+	}
+	cmd := appendClock(nil, lx.cfg.Addr, lx.now().UnixNano())
+	leader, local := lx.route()
+	var err error
+	switch {
+	case local:
+		_, _, err = lx.applyLocal(cmd, lx.identity)
+	case leader != "":
+		_, _, err = lx.fwd.send(leader, cmd)
+	default:
+		return false
+	}
+	if err != nil {
+		if time.Since(lx.lastClockLog) >= retryLogEvery {
+			lx.logf("logx: reporting this node's clock: %v", err)
+			lx.lastClockLog = time.Now()
+		}
+		return false
+	}
+	return true
+}
+
+// newProducerID returns a random producer id.
+func newProducerID() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return binary.BigEndian.Uint64(b[:])
 }

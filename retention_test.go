@@ -11,17 +11,19 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// timedLogs builds n Raft logs of perBatch entries each, the entries of
-// log i stamped at at(i). Entry bodies carry the same time.
+// timedLogs builds n batches of perBatch entries each, the entries of
+// batch i stamped at at(i), each after a clock report of at(i) from the
+// only reporter, so that the log clock is at(i) too: 2n Raft logs.
 func timedLogs(n, perBatch int, at func(i int) time.Time) []*raft.Log {
 	var logs []*raft.Log
 	for i := 1; i <= n; i++ {
+		logs = append(logs, &raft.Log{Index: uint64(2*i - 1), Type: raft.LogCommand, Data: appendClock(nil, "n1", at(i).UnixNano())})
 		b := appendBatchHeader(nil, batchHeader{producer: 7, firstPSeq: uint64((i-1)*perBatch + 1), count: perBatch})
 		for k := 0; k < perBatch; k++ {
 			body := appendBodyStart(nil, FormatText, at(i), LevelInfo, "n1", "x/y.go:1", fmt.Sprintf("log %d entry %d", i, k))
 			b = appendRecord(b, LevelInfo, at(i).UnixNano(), body)
 		}
-		logs = append(logs, &raft.Log{Index: uint64(i), Type: raft.LogCommand, Data: b})
+		logs = append(logs, &raft.Log{Index: uint64(2 * i), Type: raft.LogCommand, Data: b})
 	}
 	return logs
 }
@@ -81,14 +83,40 @@ func TestRotateEvery(t *testing.T) {
 	}
 }
 
-// TestEntryClock: an entry's time counts, but never later than the
-// leader's clock when it appended the entry.
-func TestEntryClock(t *testing.T) {
-	leader := time.Unix(1000, 0)
-	require.Equal(t, int64(500e9), entryClock(500e9, leader))
-	require.Equal(t, leader.UnixNano(), entryClock(5000e9, leader), "a clock ahead is capped")
-	require.Equal(t, leader.UnixNano(), entryClock(0, leader), "an entry without time takes the leader's")
-	require.Equal(t, int64(500e9), entryClock(500e9, time.Time{}))
+// TestQuorumClock: the log clock is the time a majority of the voters'
+// reports reached; one voter ahead or behind (of three) moves it not at
+// all, and without a majority of reports it is unknown.
+func TestQuorumClock(t *testing.T) {
+	voters := []string{"a", "b", "c"}
+	hour := int64(time.Hour)
+	for _, tc := range []struct {
+		clocks map[string]int64
+		want   int64
+	}{
+		{map[string]int64{"a": 10, "b": 11, "c": 12}, 11},
+		{map[string]int64{"a": 10, "b": 11, "c": 48 * hour}, 11}, // c ahead
+		{map[string]int64{"a": 10, "b": 11, "c": -48 * hour}, 10},
+		{map[string]int64{"a": 10, "b": 48 * hour}, 10},          // c silent, b ahead
+		{map[string]int64{"a": 10}, 0},                           // no majority
+		{map[string]int64{"a": 10, "b": 11, "x": 99 * hour}, 10}, // x is no voter
+	} {
+		require.Equal(t, tc.want, quorumClock(voters, tc.clocks), "%v", tc.clocks)
+	}
+	require.Equal(t, int64(7), quorumClock(nil, map[string]int64{"a": 7}), "unknown voters: every reporter counts")
+	five := []string{"a", "b", "c", "d", "e"}
+	require.Equal(t, int64(3), quorumClock(five, map[string]int64{"a": 1, "b": 2, "c": 3, "d": 99 * hour, "e": 98 * hour}))
+}
+
+// TestLineClock: a line's clock is its entry's time held within clockSlack
+// of the log clock; none while the log clock is unknown.
+func TestLineClock(t *testing.T) {
+	f := &fsm{}
+	require.Zero(t, f.lineClock(500e9))
+	f.st.Clock = int64(1000 * time.Second)
+	require.Equal(t, int64(990*time.Second), f.lineClock(int64(990*time.Second)))
+	require.Equal(t, f.st.Clock+int64(clockSlack), f.lineClock(int64(48*time.Hour)), "ahead: held at the slack")
+	require.Equal(t, f.st.Clock-int64(clockSlack), f.lineClock(1), "behind: held at the slack")
+	require.Equal(t, f.st.Clock, f.lineClock(0), "no time: the log clock")
 }
 
 // TestRetention: MaxFiles and MaxAge take the oldest rotated files out of

@@ -35,26 +35,24 @@ import (
 
 const stateFile = "state.json"
 
-// producerState is what deduplication needs to know of one producer.
-type producerState struct {
-	LastPSeq uint64 `json:"pseq"` // last producer sequence applied
-	LastSeq  uint64 `json:"seq"`  // the log sequence number it got
-}
-
 // applyState is the checkpoint written to state.json.
 type applyState struct {
 	Index       uint64                    `json:"index"`        // last Raft index applied
 	Seq         uint64                    `json:"seq"`          // last sequence number written
 	ActiveFirst uint64                    `json:"active_first"` // first sequence number of the active file
 	ActiveSize  int64                     `json:"active_size"`  // bytes of the active file covered
-	Producers   map[uint64]*producerState `json:"producers"`
-	Rotated     []fileState               `json:"rotated"` // rotated files, oldest first
+	Producers   map[uint64]*producerState `json:"producers"` // dedup.go
+	PrunedAt    int64                     `json:"pruned_at,omitempty"` // log clock of the last pruning
+	Rotated     []fileState               `json:"rotated"`             // rotated files, oldest first
 
-	// Entry clock (see entryClock), Unix nanoseconds: the newest of all
-	// lines written, and of the active file's lines. They drive time-based
-	// rotation and retention by age.
-	Newest       int64 `json:"newest,omitempty"`
-	ActiveNewest int64 `json:"active_newest,omitempty"`
+	// The log clock (clock.go), Unix nanoseconds: the voters of the
+	// configuration in effect, their latest clock reports, and the time a
+	// majority of them reached. ActiveNewest is the newest line clock of
+	// the active file; rotation by time and retention by age go by these.
+	Clock        int64            `json:"clock,omitempty"`
+	Clocks       map[string]int64 `json:"clocks,omitempty"`
+	Voters       []string         `json:"voters,omitempty"`
+	ActiveNewest int64            `json:"active_newest,omitempty"`
 
 	// Retired lists files that retention took out of the log, renamed to
 	// .retired-<name> until they are deleted (see fsm.retain); SnapIndex is
@@ -75,7 +73,7 @@ type fileState struct {
 	First  uint64 `json:"first"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
-	Newest int64  `json:"newest,omitempty"` // entry clock of its newest line
+	Newest int64  `json:"newest,omitempty"` // line clock of its newest line (clock.go); 0: none
 }
 
 // retiredFile is a rotated file retention removed from the log at Raft
@@ -88,13 +86,14 @@ type retiredFile struct {
 // retiredName is the name a retired file waits under until it is deleted.
 func retiredName(name string) string { return ".retired-" + name }
 
-// filePolicy is how a node rotates and retains its files. Every node of a
-// cluster must use the same.
+// filePolicy is how a node rotates and retains its files and how long it
+// remembers producers. Every node of a cluster must use the same.
 type filePolicy struct {
-	maxSize  int64         // rotate when a line would take the file past this
-	every    time.Duration // rotate when a line's clock enters a new period (0: never)
-	maxFiles int           // keep at most this many rotated files (0: all)
-	maxAge   time.Duration // retire rotated files older than this (0: never)
+	maxSize     int64         // rotate when a line would take the file past this
+	every       time.Duration // rotate when a line's clock enters a new period (0: never)
+	maxFiles    int           // keep at most this many rotated files (0: all)
+	maxAge      time.Duration // retire rotated files older than this (0: never)
+	dedupWindow time.Duration // forget producers silent this long (0: never)
 }
 
 func newApplyState() applyState {
@@ -296,7 +295,7 @@ func (w *segmentWriter) add(seq uint64, line []byte, clock int64) error {
 	if w.size == 0 {
 		w.first = seq
 		w.activeFirst.Store(seq)
-		w.newest = clock
+		w.newest = 0
 	}
 	w.newest = max(w.newest, clock)
 	w.buf = append(w.buf, line...)
@@ -315,10 +314,11 @@ const segmentBufSize = 256 << 10
 // newPeriod reports whether clock falls in a later rotation period than the
 // active file's newest line. Periods are multiples of the interval counted
 // from the Unix epoch, so hourly and daily files start on the hour and at
-// midnight UTC.
+// midnight UTC. Lines without a clock (0) never rotate, and a file none of
+// whose lines has one is not rotated by time.
 func (w *segmentWriter) newPeriod(clock int64) bool {
 	every := int64(w.policy.every)
-	return every > 0 && clock/every > w.newest/every
+	return every > 0 && clock > 0 && w.newest > 0 && clock/every > w.newest/every
 }
 
 // flush writes the buffered lines.

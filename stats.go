@@ -20,6 +20,13 @@ type Stats struct {
 	// Peers are the other members; on the leader, with heartbeat failures.
 	Peers []PeerStats `json:"peers,omitempty"`
 	Seq   uint64      `json:"seq"` // sequence number of the last line written
+	// LogClock is the cluster's clock as the log says: the time a
+	// majority of the voters' clock reports reached (they report every
+	// 10 s), which rotation by time, retention by age and DedupWindow go
+	// by. Zero until a majority has reported.
+	LogClock time.Time `json:"log_clock,omitzero"`
+	// DedupWindow is how long the cluster remembers a producer.
+	DedupWindow time.Duration `json:"dedup_window_ns"`
 
 	QueueLen int `json:"queue_len"` // entries waiting to be committed
 	QueueCap int `json:"queue_cap"`
@@ -115,6 +122,10 @@ func (lx *Logx) Stats() Stats {
 
 		IgnoredRemovals: lx.stats.ignoredRemovals.Load(),
 	}
+	if c := lx.fsm.clock.Load(); c > 0 {
+		s.LogClock = time.Unix(0, c).UTC()
+	}
+	s.DedupWindow = lx.cfg.DedupWindow
 	addr, _ := lx.raft.LeaderWithID()
 	s.Leader = string(addr)
 	if s.CommitIndex > s.AppliedIndex {

@@ -1,7 +1,9 @@
 package logx
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"crypto/tls"
 	"net"
 	"os"
@@ -173,4 +175,58 @@ func TestForgedRemovalTLS(t *testing.T) {
 	require.ErrorIs(t, err, ErrRemoved)
 	require.True(t, waitFor(10*time.Second, func() bool { return c.nodes[f].Stats().State == "Shutdown" }))
 	require.Equal(t, uint64(1), c.nodes[f].Stats().IgnoredRemovals)
+}
+
+// TestProducerBoundToCertificate: with mutual TLS, a holder of a valid
+// certificate cannot use another sender's producer id (to make its next
+// entries look like repeats), nor report another node's clock.
+func TestProducerBoundToCertificate(t *testing.T) {
+	ca := newTestCA(t, "cluster CA")
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.TLS = ca.nodeTLS(t, cfg.NodeID) })
+	c.logAppend("before", 5)
+	c.flushAll()
+	leader := c.leaderIndex()
+	require.GreaterOrEqual(t, leader, 0)
+	victim := c.nodes[(leader+1)%3]
+	victimID := victim.producer // set before the first batch; unchanged since
+	evilTLS, err := ca.TLSConfig("evil", []string{"evil.example"}, time.Hour)
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := dialProto(ctx, c.cfgs[leader].Addr, protoForward, 5*time.Second, evilTLS)
+	require.NoError(t, err)
+	defer conn.Close()
+	send := func(cmd []byte) (byte, string) {
+		t.Helper()
+		_, err := conn.Write(binary.BigEndian.AppendUint32(nil, uint32(len(cmd))))
+		require.NoError(t, err)
+		_, err = conn.Write(cmd)
+		require.NoError(t, err)
+		resp, err := readFrame(bufio.NewReader(conn), nil, 1<<20)
+		require.NoError(t, err)
+		return resp[0], string(resp[respHeader:])
+	}
+	now := time.Now()
+	batch := appendBatchHeader(nil, batchHeader{producer: victimID, firstPSeq: 1 << 40, count: 1})
+	batch = appendRecord(batch, LevelInfo, now.UnixNano(), appendBodyStart(nil, FormatText, now, LevelInfo, "evil", "", "spoofed"))
+	status, msg := send(batch)
+	require.Equal(t, statusRejected, status, msg)
+	require.Contains(t, msg, "another certificate")
+
+	status, msg = send(appendClock(nil, c.cfgs[leader].Addr, now.Add(48*time.Hour).UnixNano()))
+	require.Equal(t, statusRejected, status, msg)
+	require.Contains(t, msg, "does not name it")
+
+	// The owner's entries go on, with their own numbers.
+	seq, err := victim.Append(ctx, LevelInfo, "after", "k", 1)
+	require.NoError(t, err)
+	require.Equal(t, uint64(16), seq)
+	c.flushAll()
+	c.waitSameSeq(16)
+	requireIdentical(t, c.dirs(), "app.log")
+	for _, l := range readLines(t, c.dirs()[0], "app.log") {
+		require.NotContains(t, string(l), "spoofed")
+	}
+	require.Less(t, c.nodes[0].Stats().LogClock, now.Add(time.Hour), "no forged clock moved the log clock")
 }

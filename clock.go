@@ -1,0 +1,206 @@
+package logx
+
+import (
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// The log clock. Rotation by time (RotateEvery), retention by age (MaxAge)
+// and the deduplication window (DedupWindow) need a notion of "now" that is
+// the same on every node at the same log position, so it must come from
+// the log. A single clock in the log (an entry's time, or the leader's
+// time when it appended the entry) is not enough: one node whose clock runs
+// hours ahead, the leader's included, could then retire every rotated file
+// and stop time rotation until real time catches up.
+//
+// So every voter reports its own clock to the log every few seconds (a
+// clock command, committed like a batch), and the log clock is the time
+// that a majority of the voters' latest reports have reached: the
+// (n/2+1)-th highest of n voters' reports. One voter ahead cannot move it
+// forward and one voter behind cannot hold it back (in a cluster of 2f+1
+// voters, f clocks may be wrong either way). It never goes back.
+//
+// A line's clock, which rotation and retention go by, is its entry's time
+// (the caller's clock, which the line shows) held within clockSlack of the
+// log clock. Where the clocks agree, hourly files start exactly on the hour
+// by the lines' own times; a wrong clock moves rotation and retention by at
+// most clockSlack. Until a majority has reported (the first seconds of a
+// new cluster) lines have no clock: no time rotation, and files whose lines
+// all lack one are retired by count only.
+
+// Clock command wire form (a Raft log entry's data):
+//
+//	byte     cmdClock
+//	uvarint  length of the reporter's server id (its Addr), then the id
+//	varint   the reporter's clock, Unix nanoseconds
+const cmdClock byte = 16
+
+// clockSlack bounds how far a line's clock may be from the log clock. It is
+// a constant, not a setting, so that every node computes the same.
+const clockSlack = time.Minute
+
+// defaultClockEvery is how often a node reports its clock.
+const defaultClockEvery = 10 * time.Second
+
+// maxServerID bounds a reporter's id in a clock command.
+const maxServerID = 255
+
+// appendClock encodes a clock report.
+func appendClock(dst []byte, id string, unixNano int64) []byte {
+	dst = append(dst, cmdClock)
+	dst = binary.AppendUvarint(dst, uint64(len(id)))
+	dst = append(dst, id...)
+	return binary.AppendVarint(dst, unixNano)
+}
+
+var errBadClock = errors.New("logx: malformed clock report")
+
+// readClock decodes a clock report.
+func readClock(b []byte) (id string, unixNano int64, err error) {
+	if len(b) < 1 || b[0] != cmdClock {
+		return "", 0, errBadClock
+	}
+	b = b[1:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n == 0 || n > maxServerID || n > uint64(len(b)-k) {
+		return "", 0, fmt.Errorf("%w: bad id length", errBadClock)
+	}
+	id = string(b[k : k+int(n)])
+	b = b[k+int(n):]
+	t, k := binary.Varint(b)
+	if k <= 0 || k != len(b) || t <= 0 {
+		return "", 0, fmt.Errorf("%w: bad time", errBadClock)
+	}
+	return id, t, nil
+}
+
+// checkClockReport is the leader's check of a forwarded clock report: the
+// reporter must be a voter, and with mutual TLS the sender's certificate
+// must name the reporter's host, as a node dialling the reporter would
+// require. cert is nil without TLS.
+func (lx *Logx) checkClockReport(data []byte, cert *x509.Certificate) error {
+	id, _, err := readClock(data)
+	if err != nil {
+		return err
+	}
+	suf, ok, err := lx.suffrage(id)
+	if err != nil {
+		return err
+	}
+	if !ok || suf != raft.Voter {
+		return fmt.Errorf("logx: clock report from %q, which is not a voter", id)
+	}
+	if cert != nil {
+		host, _, err := net.SplitHostPort(id)
+		if err != nil {
+			return fmt.Errorf("logx: clock report from %q: %v", id, err)
+		}
+		if err := cert.VerifyHostname(host); err != nil {
+			return fmt.Errorf("logx: clock report for %q from a certificate that does not name it: %v", id, err)
+		}
+	}
+	return nil
+}
+
+// applyClock records a voter's clock report and advances the log clock.
+func (f *fsm) applyClock(data []byte) applyResult {
+	id, t, err := readClock(data)
+	if err != nil {
+		return applyResult{err: err}
+	}
+	if len(f.st.Voters) > 0 && !slices.Contains(f.st.Voters, id) {
+		return applyResult{err: fmt.Errorf("logx: clock report from %q, which is not a voter", id)}
+	}
+	if f.st.Clocks == nil {
+		f.st.Clocks = map[string]int64{}
+	}
+	f.st.Clocks[id] = t
+	f.advanceClock()
+	return applyResult{}
+}
+
+// applyConfiguration records the voters of a Raft configuration entry and
+// forgets the clocks of servers that are no longer voters.
+func (f *fsm) applyConfiguration(data []byte) {
+	c := raft.DecodeConfiguration(data)
+	var voters []string
+	for _, s := range c.Servers {
+		if s.Suffrage == raft.Voter {
+			voters = append(voters, string(s.ID))
+		}
+	}
+	slices.Sort(voters)
+	f.st.Voters = voters
+	for id := range f.st.Clocks {
+		if !slices.Contains(voters, id) {
+			delete(f.st.Clocks, id)
+		}
+	}
+	f.advanceClock()
+}
+
+// quorumClock is the time a majority of the voters' reports have reached,
+// or 0 if fewer than a majority have reported. Without a known voter list
+// (a checkpoint from a release that did not record it, until the next
+// configuration change) every reporter counts.
+func quorumClock(voters []string, clocks map[string]int64) int64 {
+	var ts []int64
+	n := len(voters)
+	if n == 0 {
+		n = len(clocks)
+		for _, t := range clocks {
+			ts = append(ts, t)
+		}
+	} else {
+		for _, v := range voters {
+			if t, ok := clocks[v]; ok {
+				ts = append(ts, t)
+			}
+		}
+	}
+	q := n/2 + 1
+	if n == 0 || len(ts) < q {
+		return 0
+	}
+	slices.Sort(ts)
+	return ts[len(ts)-q]
+}
+
+// advanceClock moves the log clock to the voters' quorum clock if that is
+// later, and prunes the deduplication table when it moves.
+func (f *fsm) advanceClock() {
+	c := quorumClock(f.st.Voters, f.st.Clocks)
+	if c <= f.st.Clock {
+		return
+	}
+	if f.st.Clock == 0 {
+		// Producers seen before the clock was known were seen now.
+		for _, p := range f.st.Producers {
+			p.Seen = c
+		}
+	}
+	f.st.Clock = c
+	f.clock.Store(c)
+	f.pruneProducers()
+}
+
+// lineClock is the clock rotation and retention use for a line whose entry
+// has time unixNano (0: none): the entry's time held within clockSlack of
+// the log clock, or 0 while the log clock is unknown.
+func (f *fsm) lineClock(unixNano int64) int64 {
+	l := f.st.Clock
+	if l == 0 {
+		return 0
+	}
+	if unixNano == 0 {
+		return l
+	}
+	return min(max(unixNano, l-int64(clockSlack)), l+int64(clockSlack))
+}

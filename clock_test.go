@@ -1,0 +1,101 @@
+package logx
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/stretchr/testify/require"
+)
+
+// logBuilder makes Raft logs for FSM tests: configurations, clock reports
+// and batches, numbered in order.
+type logBuilder struct {
+	logs []*raft.Log
+	last uint64 // index of the last log made
+	pseq map[uint64]uint64
+}
+
+func (b *logBuilder) add(typ raft.LogType, data []byte) *raft.Log {
+	b.last++
+	l := &raft.Log{Index: b.last, Type: typ, Data: data}
+	b.logs = append(b.logs, l)
+	return l
+}
+
+// take returns the logs made since the last take.
+func (b *logBuilder) take() []*raft.Log {
+	logs := b.logs
+	b.logs = nil
+	return logs
+}
+
+func (b *logBuilder) voters(ids ...string) {
+	var c raft.Configuration
+	for _, id := range ids {
+		c.Servers = append(c.Servers, raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(id), Suffrage: raft.Voter})
+	}
+	b.add(raft.LogConfiguration, raft.EncodeConfiguration(c))
+}
+
+func (b *logBuilder) clock(id string, t time.Time) {
+	b.add(raft.LogCommand, appendClock(nil, id, t.UnixNano()))
+}
+
+// batch adds a batch of n entries stamped at t from producer prod.
+func (b *logBuilder) batch(prod uint64, n int, t time.Time, msg string) *raft.Log {
+	if b.pseq == nil {
+		b.pseq = map[uint64]uint64{}
+	}
+	data := appendBatchHeader(nil, batchHeader{producer: prod, firstPSeq: b.pseq[prod] + 1, count: n})
+	for k := 0; k < n; k++ {
+		body := appendBodyStart(nil, FormatText, t, LevelInfo, "n1", "", fmt.Sprintf("%s %d", msg, k))
+		data = appendRecord(data, LevelInfo, t.UnixNano(), body)
+	}
+	b.pseq[prod] += uint64(n)
+	return b.add(raft.LogCommand, data)
+}
+
+// TestLeaderClockAhead: with MaxAge 24h and hourly rotation, a leader
+// whose clock runs 48 hours ahead (its clock reports and its entries'
+// times) retires no file early and does not stop rotation: the log clock
+// is what a majority of the voters' clocks say, and a line's clock stays
+// within clockSlack of it. Before, one such entry retired every rotated
+// file and three more hours rotated nothing.
+func TestLeaderClockAhead(t *testing.T) {
+	dir := t.TempDir()
+	f := openPolicyFSM(t, dir, filePolicy{maxSize: 1 << 30, every: time.Hour, maxFiles: 0, maxAge: 24 * time.Hour})
+	var b logBuilder
+	b.voters("a", "b", "c")
+	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	ahead := 48 * time.Hour
+	// Six honest hours, a line every 10 minutes from two nodes.
+	at := start
+	for ; at.Before(start.Add(6 * time.Hour)); at = at.Add(10 * time.Minute) {
+		b.clock("a", at)
+		b.clock("b", at)
+		b.clock("c", at.Add(ahead)) // c's clock is ahead from the start
+		b.batch(1, 2, at, "honest")
+	}
+	f.ApplyBatch(b.take())
+	rotatedBefore := len(f.seg.rotated)
+	require.Equal(t, 5, rotatedBefore, "hours 0-4 rotated, hour 5 active")
+
+	// c leads now: its own entries carry its clock, 48h ahead.
+	for ; at.Before(start.Add(9 * time.Hour)); at = at.Add(10 * time.Minute) {
+		b.clock("c", at.Add(ahead))
+		b.batch(3, 1, at.Add(ahead), "from the leader ahead")
+		b.clock("a", at)
+		b.clock("b", at)
+		b.batch(1, 2, at, "honest")
+	}
+	f.ApplyBatch(b.take())
+	require.Zero(t, f.retired.Load(), "nothing is 24h old by a majority's clocks")
+	require.Equal(t, rotatedBefore+3, len(f.seg.rotated), "hours 5-7 rotated on time")
+	require.Equal(t, start.Add(9*time.Hour-10*time.Minute).UnixNano(), f.st.Clock, "the log clock is the honest majority's")
+	for _, r := range f.seg.rotated {
+		require.LessOrEqual(t, r.Newest, f.st.Clock+int64(clockSlack), "%s: no line clock past the slack", r.Name)
+	}
+	require.NoError(t, f.close())
+}

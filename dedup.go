@@ -1,0 +1,234 @@
+package logx
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/raft"
+)
+
+// Deduplication. Every batch carries its producer's id (random, one per
+// Logx or Client incarnation) and the producer sequence numbers of its
+// entries. A producer has one batch in flight at a time and retries only
+// that batch, byte for byte, so apply needs to know of each producer only
+// its last batch: a batch that is exactly the last one again is a repeat,
+// dropped and answered with the sequence number the first copy got; a
+// batch after it is new; anything else (older entries, or a batch that
+// overlaps the last) is refused with an error and nothing is written.
+//
+// What apply remembers of a producer is pruned once the producer has been
+// silent for the dedup window (by the log clock, so every node prunes at
+// the same log position), and the table never holds more than
+// maxProducers: beyond that the producers silent the longest go first. A
+// producer retries a batch that may have been sent for at most half the
+// window, then gives up with ErrOutcomeUnknown, so no repeat can arrive
+// after its producer was forgotten.
+//
+// With mutual TLS the leader stamps every batch with the identity of the
+// certificate it came with (the first 16 bytes of the sha256 of the
+// sender's certificate, in the Raft entry's Extensions), and a producer id
+// belongs to the identity that first used it: another certificate holder
+// cannot use it to make the owner's entries look like repeats.
+
+// producerState is what apply knows of one producer: its last batch.
+type producerState struct {
+	PSeq  uint64 `json:"pseq"`            // producer sequence of the last batch's last entry
+	Seq   uint64 `json:"seq"`             // the log sequence number that entry got
+	First uint64 `json:"first,omitempty"` // producer sequence of the last batch's first entry
+	Index uint64 `json:"index,omitempty"` // Raft index of the last batch (eviction order)
+	Seen  int64  `json:"seen,omitempty"`  // log clock at the last batch (pruning)
+	Owner string `json:"owner,omitempty"` // certificate identity, hex; "" without TLS
+}
+
+// maxProducers bounds the deduplication table: about 100 bytes each in
+// state.json and in every snapshot.
+const maxProducers = 1 << 14
+
+// defaultDedupWindow is Config.DedupWindow's default.
+const defaultDedupWindow = 10 * 60e9
+
+// refusedError is a batch apply refused: nothing of it was written, and
+// retrying it cannot help. producer says the refusal is about the
+// producer id (another identity's, or an out-of-order sequence): the
+// sender should continue under a new id.
+type refusedError struct {
+	msg      string
+	producer bool
+}
+
+func (e *refusedError) Error() string { return "logx: " + e.msg }
+
+// producerConflict prefixes the message of a refusal about the producer
+// id, so that a follower or Client that gets it as a rejected answer
+// knows to take a new id.
+const producerConflict = "producer conflict: "
+
+// identityLen is the length of a certificate identity in Extensions.
+const identityLen = 16
+
+// certIdentity is the identity a certificate gives its batches.
+func certIdentity(cert *x509.Certificate) []byte {
+	if cert == nil {
+		return nil
+	}
+	sum := sha256.Sum256(cert.Raw)
+	return sum[:identityLen]
+}
+
+// tlsIdentity is this node's own certificate identity, the one its peers
+// see when it forwards: nil without TLS.
+func tlsIdentity(cfg *tls.Config) ([]byte, error) {
+	if cfg == nil {
+		return nil, nil
+	}
+	var der []byte
+	switch {
+	case len(cfg.Certificates) > 0 && len(cfg.Certificates[0].Certificate) > 0:
+		der = cfg.Certificates[0].Certificate[0]
+	case cfg.GetClientCertificate != nil:
+		c, err := cfg.GetClientCertificate(&tls.CertificateRequestInfo{})
+		if err == nil && c != nil && len(c.Certificate) > 0 {
+			der = c.Certificate[0]
+		}
+	}
+	if der == nil {
+		return nil, errors.New("logx: Config.TLS holds no certificate of this node")
+	}
+	sum := sha256.Sum256(der)
+	return sum[:identityLen], nil
+}
+
+// ownerOf returns the identity a leader stamped on a Raft entry, as hex.
+func ownerOf(ext []byte) string {
+	if len(ext) != identityLen {
+		return ""
+	}
+	return hex.EncodeToString(ext)
+}
+
+// applyBatch writes the lines of one batch, unless it is a repeat or is
+// refused. An error is a write error (the node then stops applying); a
+// refusal or a malformed batch is in the result.
+func (f *fsm) applyBatch(l *raft.Log, line *[]byte) (applyResult, error) {
+	st := &f.st
+	r, err := readBatch(l.Data, &f.scratch, maxDecodedBatch)
+	if err != nil {
+		// The leader validates batches, so this is a bug or a corrupted
+		// log; every node skips it the same way.
+		f.logf("logx: skipping Raft entry %d: %v", l.Index, err)
+		return applyResult{err: err}, nil
+	}
+	h := r.header
+	if h.count == 0 || h.firstPSeq == 0 || h.firstPSeq-1 > math.MaxUint64-uint64(h.count) {
+		return applyResult{err: &refusedError{msg: fmt.Sprintf("batch of %d entries from producer sequence %d", h.count, h.firstPSeq)}}, nil
+	}
+	lastPSeq := h.firstPSeq + uint64(h.count) - 1
+	owner := ownerOf(l.Extensions)
+	p := st.Producers[h.producer]
+	if p != nil {
+		first := p.First
+		if first == 0 && lastPSeq == p.PSeq {
+			first = h.firstPSeq // a checkpoint from before First was kept
+		}
+		switch {
+		case p.Owner != owner:
+			return applyResult{err: &refusedError{producer: true,
+				msg: fmt.Sprintf("%sproducer %016x belongs to another certificate", producerConflict, h.producer)}}, nil
+		case h.firstPSeq == first && lastPSeq == p.PSeq && p.Seq >= lastPSeq-first+1:
+			// The last batch again (a retry): written once.
+			f.dups.Add(uint64(h.count))
+			p.Index, p.Seen = l.Index, st.Clock
+			return applyResult{firstSeq: p.Seq - (lastPSeq - first)}, nil
+		case h.firstPSeq <= p.PSeq:
+			return applyResult{err: &refusedError{producer: true,
+				msg: fmt.Sprintf("%sproducer %016x sent entries %d-%d, its last batch was %d-%d", producerConflict, h.producer, h.firstPSeq, lastPSeq, p.First, p.PSeq)}}, nil
+		}
+	}
+	firstSeq := st.Seq + 1
+	n := uint64(0)
+	for r.Next() {
+		st.Seq++
+		*line = appendLine((*line)[:0], f.format, st.Seq, r.body)
+		if err := f.seg.add(st.Seq, *line, f.lineClock(r.unixNano)); err != nil {
+			return applyResult{}, err
+		}
+		f.entries.Add(1)
+		f.bytes.Add(uint64(len(*line)))
+		n++
+	}
+	if err := r.Err(); err != nil {
+		f.logf("logx: Raft entry %d: %v", l.Index, err)
+	}
+	if n == 0 {
+		return applyResult{err: r.Err()}, nil
+	}
+	if p == nil {
+		p = &producerState{Owner: owner}
+		st.Producers[h.producer] = p
+		defer f.evictProducers()
+	}
+	p.First, p.PSeq, p.Seq = h.firstPSeq, h.firstPSeq+n-1, st.Seq
+	p.Index, p.Seen = l.Index, st.Clock
+	return applyResult{firstSeq: firstSeq}, nil
+}
+
+// pruneProducers forgets the producers silent for longer than the dedup
+// window, by the log clock. It scans the table at most every eighth of a
+// window of log time.
+func (f *fsm) pruneProducers() {
+	w := int64(f.policy.dedupWindow)
+	st := &f.st
+	if w <= 0 || st.Clock == 0 || st.Clock-st.PrunedAt < w/8 {
+		return
+	}
+	st.PrunedAt = st.Clock
+	for id, p := range st.Producers {
+		if p.Seen < st.Clock-w {
+			delete(st.Producers, id)
+		}
+	}
+}
+
+// evictProducers keeps the table within maxProducers: past it, the
+// producers whose last batch is oldest in the log go, down to seven
+// eighths of the bound (so that this runs once per many new producers).
+func (f *fsm) evictProducers() {
+	if len(f.st.Producers) <= maxProducers {
+		return
+	}
+	type entry struct {
+		id    uint64
+		index uint64
+	}
+	all := make([]entry, 0, len(f.st.Producers))
+	for id, p := range f.st.Producers {
+		all = append(all, entry{id, p.Index})
+	}
+	slices.SortFunc(all, func(a, b entry) int {
+		return cmp.Or(cmp.Compare(a.index, b.index), cmp.Compare(a.id, b.id))
+	})
+	for _, e := range all[:len(all)-maxProducers*7/8] {
+		delete(f.st.Producers, e.id)
+	}
+}
+
+// isProducerConflict reports whether a rejection is about the producer id.
+func isProducerConflict(err error) bool {
+	var rej *rejectedError
+	var ref *refusedError
+	switch {
+	case errors.As(err, &ref):
+		return ref.producer
+	case errors.As(err, &rej):
+		return strings.HasPrefix(rej.msg, producerConflict) || strings.Contains(rej.msg, ": "+producerConflict)
+	}
+	return false
+}

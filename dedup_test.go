@@ -1,0 +1,181 @@
+package logx
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/stretchr/testify/require"
+)
+
+var yearProducers = flag.Int("dedup.producers", 100_000, "producers TestDedupYear runs through (1M for the long run)")
+
+func batchResult(t *testing.T, f *fsm, l *raft.Log) applyResult {
+	t.Helper()
+	return f.ApplyBatch([]*raft.Log{l})[0].(applyResult)
+}
+
+// TestSpoofedProducer: a batch sent under another producer's id cannot make
+// that producer's next entry look like a repeat and be answered nil while
+// it is never written. Without TLS the owner's next batch is refused with
+// an error (never a made-up sequence number); with TLS the spoofed batch
+// is refused, since the id belongs to the certificate that first used it.
+func TestSpoofedProducer(t *testing.T) {
+	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	victim := uint64(0xabc)
+	spoof := func(b *logBuilder) *raft.Log {
+		data := appendBatchHeader(nil, batchHeader{producer: victim, firstPSeq: 1 << 40, count: 1})
+		data = appendRecord(data, LevelInfo, now.UnixNano(), appendBodyStart(nil, FormatText, now, LevelInfo, "evil", "", "spoofed"))
+		return b.add(raft.LogCommand, data)
+	}
+
+	t.Run("without TLS", func(t *testing.T) {
+		f := openTestFSM(t, t.TempDir())
+		defer f.close()
+		var b logBuilder
+		r := batchResult(t, f, b.batch(victim, 2, now, "genuine"))
+		require.NoError(t, r.err)
+		require.Equal(t, uint64(1), r.firstSeq)
+		spoof(&b)
+		f.ApplyBatch(b.logs[1:])
+		r = batchResult(t, f, b.batch(victim, 1, now, "next genuine"))
+		require.Error(t, r.err, "the owner learns its entry was not written")
+		require.True(t, isProducerConflict(r.err))
+		require.Zero(t, r.firstSeq)
+		// A repeat of the owner's first batch is not answered with
+		// arithmetic on someone else's numbers either.
+		rep := b.add(raft.LogCommand, b.logs[0].Data)
+		r = batchResult(t, f, rep)
+		require.Error(t, r.err)
+		require.Zero(t, r.firstSeq)
+	})
+
+	t.Run("with TLS", func(t *testing.T) {
+		f := openTestFSM(t, t.TempDir())
+		defer f.close()
+		owner, evil := []byte("0123456789abcdef"), []byte("fedcba9876543210")
+		var b logBuilder
+		l := b.batch(victim, 2, now, "genuine")
+		l.Extensions = owner
+		require.NoError(t, batchResult(t, f, l).err)
+		s := spoof(&b)
+		s.Extensions = evil
+		r := batchResult(t, f, s)
+		require.ErrorContains(t, r.err, "another certificate")
+		l = b.batch(victim, 1, now, "next genuine")
+		l.Extensions = owner
+		r = batchResult(t, f, l)
+		require.NoError(t, r.err)
+		require.Equal(t, uint64(3), r.firstSeq)
+		require.Equal(t, uint64(3), f.seq.Load(), "the spoofed entry was not written")
+	})
+}
+
+// TestRepeatAnswer: a repeat of the last batch is written once and
+// answered with the sequence number its first copy got; a batch that
+// overlaps the last or goes back is refused; a batch with no entries is
+// refused and adds no producer.
+func TestRepeatAnswer(t *testing.T) {
+	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	f := openTestFSM(t, t.TempDir())
+	defer f.close()
+	var b logBuilder
+	b.batch(9, 3, now, "other")
+	first := b.batch(1, 4, now, "a")
+	f.ApplyBatch(b.logs)
+	rep := b.add(raft.LogCommand, first.Data)
+	r := batchResult(t, f, rep)
+	require.NoError(t, r.err)
+	require.Equal(t, uint64(4), r.firstSeq, "the first copy's number")
+	require.Equal(t, uint64(7), f.seq.Load())
+
+	overlap := appendBatchHeader(nil, batchHeader{producer: 1, firstPSeq: 3, count: 3})
+	for k := 0; k < 3; k++ {
+		overlap = appendRecord(overlap, LevelInfo, now.UnixNano(), appendBodyStart(nil, FormatText, now, LevelInfo, "n1", "", "x"))
+	}
+	r = batchResult(t, f, b.add(raft.LogCommand, overlap))
+	require.True(t, isProducerConflict(r.err), "%v", r.err)
+
+	empty := appendBatchHeader(nil, batchHeader{producer: 77, firstPSeq: 1, count: 0})
+	r = batchResult(t, f, b.add(raft.LogCommand, empty))
+	require.Error(t, r.err)
+	require.NotContains(t, f.st.Producers, uint64(77))
+	require.Equal(t, uint64(7), f.seq.Load())
+}
+
+// TestDedupYear: a year of producers (a cron job's Client every 30 s, and
+// restarts), with the default dedup window: the table holds only those of
+// the last window, so state.json, the snapshot and a restart stay small and
+// fast. Then a flood of producers within one window: the table stays
+// within maxProducers.
+//
+//	go test -run TestDedupYear -dedup.producers 1000000 -v .
+func TestDedupYear(t *testing.T) {
+	dir := t.TempDir()
+	f, err := newFSM(dir, "app.log", filePolicy{maxSize: 64 << 20, dedupWindow: defaultDedupWindow}, FormatText, -1, t.Logf)
+	require.NoError(t, err)
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	step := 30 * time.Second
+	n := *yearProducers
+	var b logBuilder
+	b.voters("a")
+	began := time.Now()
+	maxTable := 0
+	for i := 0; i < n; i++ {
+		at := start.Add(time.Duration(i) * step)
+		b.clock("a", at)
+		b.batch(uint64(i)+1, 1, at, "cron")
+		if len(b.logs) >= 64 || i == n-1 {
+			f.ApplyBatch(b.take())
+			maxTable = max(maxTable, len(f.st.Producers))
+			b.pseq = nil
+		}
+		if i%(n/4) == 0 {
+			require.NoError(t, f.persist()) // restarts checkpoint too
+		}
+	}
+	applyTook := time.Since(began)
+	window := int(defaultDedupWindow / step)
+	require.LessOrEqual(t, maxTable, window*9/8+64, "the table holds about one window of producers")
+
+	began = time.Now()
+	require.NoError(t, f.persist())
+	persistTook := time.Since(began)
+	fi, err := os.Stat(filepath.Join(dir, stateFile))
+	require.NoError(t, err)
+	require.Less(t, fi.Size(), int64(64<<10), "state.json")
+	snap, err := f.Snapshot()
+	require.NoError(t, err)
+	mb, err := json.Marshal(snap)
+	require.NoError(t, err)
+	require.Less(t, len(mb), 64<<10, "snapshot manifest")
+	require.NoError(t, f.close())
+	began = time.Now()
+	f, err = newFSM(dir, "app.log", filePolicy{maxSize: 64 << 20, dedupWindow: defaultDedupWindow}, FormatText, -1, t.Logf)
+	require.NoError(t, err)
+	restartTook := time.Since(began)
+	t.Logf("%d producers over %v of log time: apply %v, largest table %d, state.json %d bytes, checkpoint %v, manifest %d bytes, restart %v",
+		n, time.Duration(n)*step, applyTook.Round(time.Millisecond), maxTable, fi.Size(), persistTook.Round(time.Microsecond), len(mb), restartTook.Round(time.Microsecond))
+
+	// A flood: twice maxProducers new producers in one second of log time.
+	at := start.Add(time.Duration(n) * step)
+	b.clock("a", at)
+	for i := 0; i < 2*maxProducers; i++ {
+		b.batch(uint64(1<<40+i), 1, at, "flood")
+		if len(b.logs) >= 64 {
+			f.ApplyBatch(b.take())
+			require.LessOrEqual(t, len(f.st.Producers), maxProducers)
+		}
+	}
+	f.ApplyBatch(b.take())
+	require.NoError(t, f.persist())
+	fi, err = os.Stat(filepath.Join(dir, stateFile))
+	require.NoError(t, err)
+	t.Logf("flood of %d producers: table %d, state.json %d bytes", 2*maxProducers, len(f.st.Producers), fi.Size())
+	require.Less(t, fi.Size(), int64(maxProducers*160), "state.json stays bounded")
+	require.NoError(t, f.close())
+}
