@@ -37,11 +37,11 @@ const stateFile = "state.json"
 
 // applyState is the checkpoint written to state.json.
 type applyState struct {
-	Index       uint64                    `json:"index"`        // last Raft index applied
-	Seq         uint64                    `json:"seq"`          // last sequence number written
-	ActiveFirst uint64                    `json:"active_first"` // first sequence number of the active file
-	ActiveSize  int64                     `json:"active_size"`  // bytes of the active file covered
-	Producers   map[uint64]*producerState `json:"producers"` // dedup.go
+	Index       uint64                    `json:"index"`               // last Raft index applied
+	Seq         uint64                    `json:"seq"`                 // last sequence number written
+	ActiveFirst uint64                    `json:"active_first"`        // first sequence number of the active file
+	ActiveSize  int64                     `json:"active_size"`         // bytes of the active file covered
+	Producers   map[uint64]*producerState `json:"producers"`           // dedup.go
 	PrunedAt    int64                     `json:"pruned_at,omitempty"` // log clock of the last pruning
 	Rotated     []fileState               `json:"rotated"`             // rotated files, oldest first
 

@@ -3,8 +3,8 @@ package logx
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"crypto/tls"
+	"encoding/binary"
 	"net"
 	"os"
 	"path/filepath"
