@@ -400,7 +400,10 @@ func (f *fsm) catchUp(m *manifest) error {
 	for _, e := range ents {
 		_, isSeg := namer.parseSegmentName(e.Name())
 		if (isSeg && !keep[e.Name()]) || strings.HasPrefix(e.Name(), ".catchup-") || strings.HasPrefix(e.Name(), ".retired-") {
-			if err := os.Remove(filepath.Join(f.dir, e.Name())); err != nil {
+			f.filesMu.Lock()
+			err := os.Remove(filepath.Join(f.dir, e.Name()))
+			f.filesMu.Unlock()
+			if err != nil {
 				return err
 			}
 		}
@@ -443,7 +446,10 @@ func (f *fsm) catchUpFile(namer fileNames, mf fileState) (int64, error) {
 		if _, err := os.Stat(src); err != nil && f.st.ActiveFirst == mf.First {
 			src = filepath.Join(f.dir, f.file)
 		}
-		if err := os.Rename(src, staging); err != nil && !errors.Is(err, os.ErrNotExist) {
+		f.filesMu.Lock()
+		err := os.Rename(src, staging)
+		f.filesMu.Unlock()
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return 0, err
 		}
 	}
