@@ -414,7 +414,8 @@ func (f *fsm) catchUp(m *manifest) error {
 	last := m.Files[len(m.Files)-1]
 	st := applyState{Index: m.Index, Seq: m.Seq, ActiveFirst: last.First, ActiveSize: last.Size,
 		Producers: m.Producers, Rotated: slices.Clone(m.Files[:len(m.Files)-1]),
-		Newest: m.Newest, ActiveNewest: last.Newest, SnapIndex: m.Index}
+		Newest: m.Newest, ActiveNewest: last.Newest, SnapIndex: m.Index,
+		ActiveMinTime: last.MinTime, ActiveMaxTime: last.MaxTime}
 	if st.Producers == nil {
 		st.Producers = map[uint64]*producerState{}
 	}

@@ -295,7 +295,7 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 			line = appendLine(line[:0], f.format, st.Seq, r.body)
 			clock := entryClock(r.unixNano, l.AppendedAt)
 			st.Newest = max(st.Newest, clock)
-			if err := f.seg.add(st.Seq, line, clock); err != nil {
+			if err := f.seg.add(st.Seq, line, clock, r.unixNano); err != nil {
 				return nil, err
 			}
 			p.LastPSeq, p.LastSeq = pseq, st.Seq
@@ -437,6 +437,7 @@ func (f *fsm) persist() error {
 	}
 	f.st.ActiveSize = f.seg.size
 	f.st.ActiveNewest = f.seg.newest
+	f.st.ActiveMinTime, f.st.ActiveMaxTime = f.seg.timeRange()
 	f.st.Rotated = slices.Clone(f.seg.rotated)
 	if err := writeState(f.dir, &f.st); err != nil {
 		return err
