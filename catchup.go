@@ -400,7 +400,10 @@ func (f *fsm) catchUp(m *manifest) error {
 	for _, e := range ents {
 		_, isSeg := namer.parseSegmentName(e.Name())
 		if (isSeg && !keep[e.Name()]) || strings.HasPrefix(e.Name(), ".catchup-") || strings.HasPrefix(e.Name(), ".retired-") {
-			if err := os.Remove(filepath.Join(f.dir, e.Name())); err != nil {
+			f.filesMu.Lock()
+			err := os.Remove(filepath.Join(f.dir, e.Name()))
+			f.filesMu.Unlock()
+			if err != nil {
 				return err
 			}
 		}
@@ -412,7 +415,8 @@ func (f *fsm) catchUp(m *manifest) error {
 	st := applyState{Index: m.Index, Seq: m.Seq, ActiveFirst: last.First, ActiveSize: last.Size,
 		Producers: m.Producers, Rotated: slices.Clone(m.Files[:len(m.Files)-1]),
 		ActiveNewest: last.Newest, SnapIndex: m.Index, PrunedAt: m.PrunedAt,
-		Clock: m.Clock, Clocks: m.Clocks, Voters: m.Voters}
+		Clock: m.Clock, Clocks: m.Clocks, Voters: m.Voters,
+		ActiveMinTime: last.MinTime, ActiveMaxTime: last.MaxTime}
 	if st.Producers == nil {
 		st.Producers = map[uint64]*producerState{}
 	}
@@ -445,7 +449,10 @@ func (f *fsm) catchUpFile(namer fileNames, mf fileState) (int64, error) {
 		if _, err := os.Stat(src); err != nil && f.st.ActiveFirst == mf.First {
 			src = filepath.Join(f.dir, f.file)
 		}
-		if err := os.Rename(src, staging); err != nil && !errors.Is(err, os.ErrNotExist) {
+		f.filesMu.Lock()
+		err := os.Rename(src, staging)
+		f.filesMu.Unlock()
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return 0, err
 		}
 	}

@@ -157,7 +157,7 @@ func (f *fsm) applyBatch(l *raft.Log, line *[]byte) (applyResult, error) {
 	for r.Next() {
 		st.Seq++
 		*line = appendLine((*line)[:0], f.format, st.Seq, r.body)
-		if err := f.seg.add(st.Seq, *line, f.lineClock(r.unixNano)); err != nil {
+		if err := f.seg.add(st.Seq, *line, f.lineClock(r.unixNano), r.unixNano); err != nil {
 			return applyResult{}, err
 		}
 		f.entries.Add(1)

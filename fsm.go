@@ -41,6 +41,14 @@ type fsm struct {
 	// (a test hook simulating a full or failing disk).
 	fault func() error
 
+	// filesMu is held by every step that renames or removes a rotated file
+	// out of the log (retention, catch-up, a redo's undo of rotations), and
+	// by repair (scrub.go) from its check that a file is still there to its
+	// rename over it. repairHook, a test hook, is called by repair in
+	// between (nil in normal use).
+	filesMu    sync.Mutex
+	repairHook func(name string)
+
 	// Owned by the apply goroutine.
 	st          applyState
 	scratch     []byte         // expanded records of a compressed batch
@@ -221,7 +229,9 @@ func (f *fsm) redo(logs []*raft.Log) ([]any, error) {
 		_ = f.seg.close()
 	}
 	f.useSegment(nil)
+	f.filesMu.Lock() // openSegments removes the files rotated since the checkpoint
 	nf, err := newFSM(f.dir, f.file, f.policy, f.format, f.stateInterval, f.logf)
+	f.filesMu.Unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -308,7 +318,9 @@ func (f *fsm) retain() error {
 		if !byCount && !byAge {
 			return nil
 		}
+		f.filesMu.Lock()
 		err := os.Rename(filepath.Join(f.dir, old.Name), filepath.Join(f.dir, retiredName(old.Name)))
+		f.filesMu.Unlock()
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
@@ -329,7 +341,10 @@ func (f *fsm) deleteRetired(prevSnap uint64) error {
 			kept = append(kept, r)
 			continue
 		}
-		if err := os.Remove(filepath.Join(f.dir, retiredName(r.Name))); err != nil && !errors.Is(err, os.ErrNotExist) {
+		f.filesMu.Lock()
+		err := os.Remove(filepath.Join(f.dir, retiredName(r.Name)))
+		f.filesMu.Unlock()
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
@@ -376,6 +391,7 @@ func (f *fsm) persist() error {
 	}
 	f.st.ActiveSize = f.seg.size
 	f.st.ActiveNewest = f.seg.newest
+	f.st.ActiveMinTime, f.st.ActiveMaxTime = f.seg.timeRange()
 	f.st.Rotated = slices.Clone(f.seg.rotated)
 	if err := writeState(f.dir, &f.st); err != nil {
 		return err

@@ -43,8 +43,9 @@ const grepChunk = 256 << 10
 
 // Grep calls fn, in log order, for every line of the log in dir (active
 // file name file) that matches q. Files are filtered in parallel, one per
-// CPU, and their matches merged in order; files whose lines all fall
-// outside [Since, Until) are skipped by their first lines' times. fn's
+// CPU, and their matches merged in order; rotated files whose lines all
+// fall outside [Since, Until) are skipped by the time range the checkpoint
+// records for each (see pruneByTime). fn's
 // Line.Text is only valid during the call. Grep stops at the first error
 // fn returns, or when ctx ends.
 func Grep(ctx context.Context, dir, file string, q Query, fn func(Line) error) error {
@@ -52,10 +53,7 @@ func Grep(ctx context.Context, dir, file string, q Query, fn func(Line) error) e
 	if err != nil {
 		return err
 	}
-	files, err = pruneByTime(dir, files, q)
-	if err != nil {
-		return err
-	}
+	files = pruneByTime(dir, files, q)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -119,31 +117,46 @@ func drain(jobs []*grepJob) {
 	}
 }
 
-// pruneByTime drops files that cannot hold a line in [q.Since, q.Until):
-// a file ends before the next file's first line.
-func pruneByTime(dir string, files []logFile, q Query) ([]logFile, error) {
+// pruneByTime drops the rotated files that cannot hold a line in
+// [q.Since, q.Until): those whose time range, recorded in the checkpoint
+// (state.json) when they were written, lies wholly outside it. Lines are
+// not in time order, so nothing else (a file's first line, the next file's)
+// bounds a file's times. Files the checkpoint has no range for (rotated
+// since it was written, or before ranges were recorded) and the active
+// file are always read; so is every file when the checkpoint cannot be
+// read, since skipping files only saves time.
+func pruneByTime(dir string, files []logFile, q Query) []logFile {
 	if q.Since.IsZero() && q.Until.IsZero() {
-		return files, nil
+		return files
 	}
-	firsts := make([]time.Time, len(files))
-	for i, lf := range files {
-		t, err := firstTime(filepath.Join(dir, lf.name))
-		if err != nil {
-			return nil, err
-		}
-		firsts[i] = t
+	st, _, err := readState(dir)
+	if err != nil || len(st.Rotated) == 0 {
+		return files
 	}
-	var out []logFile
-	for i, lf := range files {
-		if !q.Until.IsZero() && !firsts[i].IsZero() && !firsts[i].Before(q.Until) {
-			break
-		}
-		if !q.Since.IsZero() && i+1 < len(files) && !firsts[i+1].IsZero() && firsts[i+1].Before(q.Since) {
+	ranges := make(map[string]fileState, len(st.Rotated))
+	for _, fs := range st.Rotated {
+		ranges[fs.Name] = fs
+	}
+	out := make([]logFile, 0, len(files))
+	for _, lf := range files {
+		if fs, ok := ranges[lf.name]; ok && !q.timesMeet(fs.MinTime, fs.MaxTime) {
 			continue
 		}
 		out = append(out, lf)
 	}
-	return out, nil
+	return out
+}
+
+// timesMeet reports whether a line whose time is in [lo, hi] (Unix
+// nanoseconds; both 0: unknown) may be in [q.Since, q.Until).
+func (q *Query) timesMeet(lo, hi int64) bool {
+	if lo == 0 && hi == 0 || lo > hi {
+		return true
+	}
+	if !q.Since.IsZero() && time.Unix(0, hi).Before(q.Since) {
+		return false
+	}
+	return q.Until.IsZero() || time.Unix(0, lo).Before(q.Until)
 }
 
 // grepFile sends the matching lines of one file in batches.

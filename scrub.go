@@ -40,7 +40,7 @@ func (lx *Logx) scrub(files []fileState) {
 		}
 		lx.logf("logx: %s is damaged (%v); copying it again from a peer", fs.Name, err)
 		lx.stats.damaged.Add(1)
-		if err := lx.repair(fs); err != nil {
+		if err := lx.fsm.repair(fs, lx.closing); err != nil {
 			lx.logf("logx: repairing %s: %v", fs.Name, err)
 			continue
 		}
@@ -50,41 +50,59 @@ func (lx *Logx) scrub(files []fileState) {
 }
 
 // repair copies the rotated file fs from a peer into a temporary file,
-// checks it against fs's checksum and renames it over the damaged one.
-func (lx *Logx) repair(fs fileState) error {
-	dir := lx.cfg.Dir
+// checks it against fs's checksum and renames it over the damaged one,
+// unless the file has left the log meanwhile. It runs beside Raft's apply
+// goroutine, where retention and catch-up rename and remove rotated files:
+// filesMu keeps them out between the check that the file is still there and
+// the rename, which would otherwise bring back a file they took away.
+func (f *fsm) repair(fs fileState, closing <-chan struct{}) error {
+	dir := f.dir
+	path := filepath.Join(dir, fs.Name)
 	tmp := filepath.Join(dir, ".repair-"+fs.Name)
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		select {
-		case <-lx.closing:
+		case <-closing:
+			os.Remove(tmp)
 			return ErrClosed
 		default:
 		}
 		if attempt > 0 {
 			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
 		}
-		f, err := os.Create(tmp)
+		fh, err := os.Create(tmp)
 		if err != nil {
 			return err
 		}
 		h := sha256.New()
-		err = lx.fetch(fs.First, 0, fs.Size, io.MultiWriter(f, h), attempt)
+		err = f.fetcher.fetch(fs.First, 0, fs.Size, io.MultiWriter(fh, h), attempt)
 		if err == nil {
-			err = f.Sync()
+			err = fh.Sync()
 		}
-		if cerr := f.Close(); err == nil {
+		if cerr := fh.Close(); err == nil {
 			err = cerr
 		}
 		if err == nil && hex.EncodeToString(h.Sum(nil)) != fs.SHA256 {
 			err = errors.New("the copy does not match the checksum either")
 		}
 		if err == nil {
-			if _, serr := os.Stat(filepath.Join(dir, fs.Name)); serr != nil {
-				os.Remove(tmp)
-				return nil // retired meanwhile: nothing to put back
+			f.filesMu.Lock()
+			_, serr := os.Stat(path)
+			if serr == nil {
+				if f.repairHook != nil {
+					f.repairHook(fs.Name)
+				}
+				err = os.Rename(tmp, path)
 			}
-			if err = os.Rename(tmp, filepath.Join(dir, fs.Name)); err == nil {
+			f.filesMu.Unlock()
+			if serr != nil {
+				os.Remove(tmp)
+				if errors.Is(serr, os.ErrNotExist) {
+					return nil // retired meanwhile: nothing to put back
+				}
+				return serr
+			}
+			if err == nil {
 				return syncDir(dir)
 			}
 		}

@@ -1,8 +1,10 @@
 package logx
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -43,4 +45,83 @@ func TestRepairDamagedFiles(t *testing.T) {
 	leftovers, err := filepath.Glob(filepath.Join(dir, ".repair-*"))
 	require.NoError(t, err)
 	require.Empty(t, leftovers)
+}
+
+// TestRepairRacesRetirement: repair runs beside Raft's apply goroutine,
+// where retention and catch-up take rotated files out of the log. A file
+// they take away while repair is between its check that the file is there
+// and its rename over it must stay away: the test's hook, called by repair
+// in that window, starts the retirement of the same file and gives it a
+// second to finish. Afterwards the file is out of the log either way.
+func TestRepairRacesRetirement(t *testing.T) {
+	for _, how := range []string{"retention", "catch-up"} {
+		t.Run(how, func(t *testing.T) {
+			dir := t.TempDir()
+			f := openPolicyFSM(t, dir, filePolicy{maxSize: 2048})
+			f.ApplyBatch(testLogs(30, 7))
+			require.Greater(t, len(f.seg.rotated), 2)
+			fs := f.seg.rotated[0]
+			path := filepath.Join(dir, fs.Name)
+			good, err := os.ReadFile(path)
+			require.NoError(t, err)
+			f.fetcher = fetcherFunc(func(first uint64, off, n int64, w io.Writer, _ int) error {
+				require.Equal(t, fs.First, first)
+				_, err := w.Write(good[off : off+n])
+				return err
+			})
+			damaged := slices.Clone(good)
+			damaged[len(damaged)/2] ^= 0x20
+			require.NoError(t, os.WriteFile(path, damaged, 0o644))
+
+			// What takes the file away, on another goroutine as Raft's
+			// apply would.
+			var retire func() error
+			switch how {
+			case "retention":
+				f.policy.maxFiles = len(f.seg.rotated) - 1 // the oldest goes
+				retire = f.retain
+			case "catch-up":
+				snap, err := f.Snapshot()
+				require.NoError(t, err)
+				m := snap.(*manifest)
+				m.Files = m.Files[1:] // the leader no longer has it
+				m.Index++
+				retire = func() error { return f.catchUp(m) }
+			}
+			done := make(chan error, 1)
+			hooked := 0
+			f.repairHook = func(name string) {
+				hooked++
+				require.Equal(t, fs.Name, name)
+				go func() { done <- retire() }()
+				select {
+				case err := <-done:
+					done <- err // finished inside the window
+				case <-time.After(time.Second):
+				}
+			}
+			require.NoError(t, f.repair(fs, nil))
+			require.Equal(t, 1, hooked)
+			select {
+			case err := <-done:
+				require.NoError(t, err)
+			case <-time.After(20 * time.Second):
+				t.Fatal("the retirement never finished")
+			}
+
+			names, err := LogFiles(dir, "app.log")
+			require.NoError(t, err)
+			require.NotContains(t, names, fs.Name, "repair brought back a file that left the log")
+			require.NoFileExists(t, path)
+			if how == "retention" {
+				b, err := os.ReadFile(filepath.Join(dir, retiredName(fs.Name)))
+				require.NoError(t, err)
+				require.Equal(t, good, b, "the retired file is the repaired copy")
+			}
+			leftovers, err := filepath.Glob(filepath.Join(dir, ".repair-*"))
+			require.NoError(t, err)
+			require.Empty(t, leftovers)
+			require.NoError(t, f.close())
+		})
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,6 +54,10 @@ type applyState struct {
 	Clocks       map[string]int64 `json:"clocks,omitempty"`
 	Voters       []string         `json:"voters,omitempty"`
 	ActiveNewest int64            `json:"active_newest,omitempty"`
+	// The time range of the active file's lines (see fileState.MinTime);
+	// both 0 when not known.
+	ActiveMinTime int64 `json:"active_min_time,omitempty"`
+	ActiveMaxTime int64 `json:"active_max_time,omitempty"`
 
 	// Retired lists files that retention took out of the log, renamed to
 	// .retired-<name> until they are deleted (see fsm.retain); SnapIndex is
@@ -74,6 +79,30 @@ type fileState struct {
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
 	Newest int64  `json:"newest,omitempty"` // line clock of its newest line (clock.go); 0: none
+
+	// MinTime and MaxTime are the earliest and latest time of its lines
+	// as their heads show them (lineTime; a line without a time counts
+	// as 0), recorded as they are written; Grep skips files whose range
+	// lies outside a query's. Lines are not in time order (entry times
+	// are the callers' clocks), so only the whole range says which times
+	// a file holds. Both 0: not recorded.
+	MinTime int64 `json:"min_time,omitempty"`
+	MaxTime int64 `json:"max_time,omitempty"`
+}
+
+// lineTime is the time a line's head shows for an entry whose record says
+// unixNano (the time its body was rendered with), in Unix nanoseconds: the
+// head shows microseconds, cut down. An entry without a time (0) stays 0:
+// counting it in a range only widens the range.
+func lineTime(unixNano int64) int64 {
+	r := unixNano % 1000
+	if r < 0 {
+		r += 1000
+	}
+	if unixNano < math.MinInt64+r {
+		return math.MinInt64
+	}
+	return unixNano - r
 }
 
 // retiredFile is a rotated file retention removed from the log at Raft
@@ -127,6 +156,12 @@ type segmentWriter struct {
 	fault   func() error // test hook: fsm.fault
 	hash    hash.Hash    // sha256 of the active file's bytes
 	rotated []fileState  // rotated files, oldest first
+
+	// minTime and maxTime are the range of the active file's line times
+	// (lineTime); timesKnown is false while it holds lines from before a
+	// restart whose range the checkpoint did not record.
+	minTime, maxTime int64
+	timesKnown       bool
 
 	rotations   uint64
 	activeFirst atomic.Uint64 // first, for readers on other goroutines
@@ -182,7 +217,8 @@ func LogFiles(dir, name string) ([]string, error) {
 // active file for appending.
 func openSegments(dir, name string, policy filePolicy, st applyState, haveState bool) (*segmentWriter, error) {
 	w := &segmentWriter{fileNames: newFileNames(name), dir: dir, policy: policy, first: st.ActiveFirst, size: st.ActiveSize,
-		newest: st.ActiveNewest, hash: sha256.New(), rotated: slices.Clone(st.Rotated)}
+		newest: st.ActiveNewest, hash: sha256.New(), rotated: slices.Clone(st.Rotated),
+		minTime: st.ActiveMinTime, maxTime: st.ActiveMaxTime, timesKnown: st.ActiveMinTime != 0 || st.ActiveMaxTime != 0}
 	w.activeFirst.Store(w.first)
 	active := filepath.Join(dir, name)
 
@@ -283,10 +319,11 @@ func openSegments(dir, name string, policy filePolicy, st applyState, haveState 
 	return w, nil
 }
 
-// add buffers one line whose sequence number is seq and entry clock clock,
-// rotating first when the line would take the active file past the maximum
-// size, or when its clock is in a later period than the file's newest line.
-func (w *segmentWriter) add(seq uint64, line []byte, clock int64) error {
+// add buffers one line whose sequence number is seq, entry clock clock and
+// record time unixNano (what its head shows; 0: none), rotating first when
+// the line would take the active file past the maximum size, or when its
+// clock is in a later period than the file's newest line.
+func (w *segmentWriter) add(seq uint64, line []byte, clock, unixNano int64) error {
 	if w.size > 0 && (w.size+int64(len(line)) > w.policy.maxSize || w.newPeriod(clock)) {
 		if err := w.rotate(seq); err != nil {
 			return err
@@ -296,8 +333,11 @@ func (w *segmentWriter) add(seq uint64, line []byte, clock int64) error {
 		w.first = seq
 		w.activeFirst.Store(seq)
 		w.newest = 0
+		w.minTime, w.maxTime, w.timesKnown = math.MaxInt64, math.MinInt64, true
 	}
 	w.newest = max(w.newest, clock)
+	t := lineTime(unixNano)
+	w.minTime, w.maxTime = min(w.minTime, t), max(w.maxTime, t)
 	w.buf = append(w.buf, line...)
 	w.size += int64(len(line))
 	if len(w.buf) >= segmentBufSize {
@@ -340,7 +380,18 @@ func (w *segmentWriter) flush() error {
 
 // active describes the active file as written so far (after flush).
 func (w *segmentWriter) active() fileState {
-	return fileState{Name: w.name, First: w.first, Size: w.size, SHA256: hex.EncodeToString(w.hash.Sum(nil)), Newest: w.newest}
+	fs := fileState{Name: w.name, First: w.first, Size: w.size, SHA256: hex.EncodeToString(w.hash.Sum(nil)), Newest: w.newest}
+	fs.MinTime, fs.MaxTime = w.timeRange()
+	return fs
+}
+
+// timeRange is the range of the active file's line times, or 0, 0 when it
+// is empty or not known.
+func (w *segmentWriter) timeRange() (int64, int64) {
+	if w.size == 0 || !w.timesKnown {
+		return 0, 0
+	}
+	return w.minTime, w.maxTime
 }
 
 // rotate closes the active file under its rotated name and starts a new one
