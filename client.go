@@ -103,6 +103,10 @@ func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64,
 		if t.IsZero() {
 			t = time.Now()
 		}
+		var nanos int64
+		if t = lineTime(t); !t.IsZero() {
+			nanos = t.UnixNano()
+		}
 		body := appendBodyStart(nil, c.format, t, e.Level, c.node, "", e.Msg)
 		for _, a := range e.Attrs {
 			if c.format == FormatJSON {
@@ -111,7 +115,7 @@ func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64,
 				body = appendAttrText(body, "", a)
 			}
 		}
-		recs = appendRecord(recs, e.Level, t.UnixNano(), body)
+		recs = appendRecord(recs, e.Level, nanos, body)
 	}
 	batch := newBatch(h, recs, true)
 	sent := false
