@@ -1,8 +1,13 @@
 package logx
 
 import (
+	"bufio"
+	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"testing"
@@ -189,6 +194,25 @@ func TestCheckRecordHostile(t *testing.T) {
 	require.NoError(t, checkRecord(FormatJSON, LevelInfo, nanos, js))
 }
 
+// A batch is refused if any record is, and a batch without records is
+// refused.
+func TestValidateBatchRecords(t *testing.T) {
+	good, nanos := renderRecord(FormatText, time.Now(), LevelInfo, "n1", "ok", "")
+	recs := appendRecord(nil, LevelInfo, nanos, good)
+	b := newBatch(batchHeader{producer: 1, firstPSeq: 1, count: 1}, recs, false)
+	require.NoError(t, validateBatch(b, FormatText, 1024, 1<<20, new([]byte)))
+	require.ErrorIs(t, validateBatch(b, FormatJSON, 1024, 1<<20, new([]byte)), errBadRecord)
+
+	bad := appendRecord(recs, LevelInfo, nanos, append(good, "\nseq=999999 level=ERROR msg=x"...))
+	b = newBatch(batchHeader{producer: 1, firstPSeq: 1, count: 2}, bad, false)
+	err := validateBatch(b, FormatText, 1024, 1<<20, new([]byte))
+	require.ErrorIs(t, err, errBadRecord)
+	require.ErrorContains(t, err, "record 1")
+
+	empty := newBatch(batchHeader{producer: 1, firstPSeq: 1, count: 0}, nil, false)
+	require.ErrorContains(t, validateBatch(empty, FormatText, 1024, 1<<20, new([]byte)), "no entries")
+}
+
 // The renderer escapes what json.Marshal leaves raw (DEL, C1, invalid UTF-8
 // from a MarshalJSON), so such values decode back and the leader takes them.
 func TestMarshaledValueEscaped(t *testing.T) {
@@ -202,6 +226,111 @@ func TestMarshaledValueEscaped(t *testing.T) {
 	b = appendAttrJSON(nil, slog.Any("v", userJSON("\"bad\xffutf8\"")))
 	require.NoError(t, checkChars(b), "%q", b)
 	require.Equal(t, `"v":"bad\ufffdutf8"`, string(b))
+}
+
+// forwardRaw sends one batch to addr as a follower would and returns the
+// leader's answer: status and message.
+func forwardRaw(t *testing.T, addr string, batch []byte) (byte, string) {
+	t.Helper()
+	conn, err := dialProto(context.Background(), addr, protoForward, 10*time.Second, nil)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(30*time.Second)))
+	frame := binary.BigEndian.AppendUint32(nil, uint32(len(batch)))
+	_, err = conn.Write(append(frame, batch...))
+	require.NoError(t, err)
+	resp, err := readFrame(bufio.NewReader(conn), nil, 1<<20)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(resp), respHeader)
+	return resp[0], string(resp[respHeader:])
+}
+
+// TestForgedLineRefused: a forwarded body that holds a newline and a forged
+// line (seq=999999 level=ERROR) is refused by the leader with an error the
+// sender sees, the batch's other record with it; nothing reaches the files,
+// no Reader sees the forged sequence number, and the cluster keeps working.
+// A Client whose bodies are in the wrong format learns that its batch was
+// rejected, at once.
+func TestForgedLineRefused(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	ctx := context.Background()
+	for i, lx := range c.nodes {
+		_, err := lx.Append(ctx, LevelInfo, "legit", "i", i)
+		require.NoError(t, err)
+	}
+	l := c.leaderIndex()
+	require.GreaterOrEqual(t, l, 0)
+
+	now := time.Now()
+	good, nanos := renderRecord(FormatText, now, LevelInfo, "n9", "genuine", "")
+	forged, _ := renderRecord(FormatText, now, LevelInfo, "n9", "hi", "")
+	forged = fmt.Appendf(forged, "\nseq=999999 time=%s level=ERROR node=n1 msg=forged", now.UTC().Format(timeLayout))
+	recs := appendRecord(nil, LevelInfo, nanos, good)
+	recs = appendRecord(recs, LevelInfo, nanos, forged)
+	status, msg := forwardRaw(t, c.cfgs[l].Addr, newBatch(batchHeader{producer: 0xf0f0, firstPSeq: 1, count: 2}, recs, false))
+	require.Equal(t, statusRejected, status, "answer: %q", msg)
+	require.Contains(t, msg, "record 1")
+	require.Contains(t, msg, "control character U+000A")
+
+	// The same inside a compressed batch, with a carriage return.
+	recs = nil
+	for range 100 {
+		recs = appendRecord(recs, LevelInfo, nanos, good)
+	}
+	recs = appendRecord(recs, LevelInfo, nanos, append(good, " x=\rseq=999999"...))
+	batch := newBatch(batchHeader{producer: 0xf0f1, firstPSeq: 1, count: 101}, recs, true)
+	require.Equal(t, flagCompressed, batch[1]&flagCompressed)
+	status, msg = forwardRaw(t, c.cfgs[l].Addr, batch)
+	require.Equal(t, statusRejected, status, "answer: %q", msg)
+	require.Contains(t, msg, "control character U+000D")
+
+	cl, err := NewClient(ctx, "ext", c.cfgs[0].Addr)
+	require.NoError(t, err)
+	defer cl.Close()
+	cl.format = FormatJSON // the cluster's lines are text
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err = cl.Send(sctx, []ClientEntry{{Level: LevelWarn, Msg: "wrong format"}})
+	require.ErrorContains(t, err, "batch rejected")
+	require.NoError(t, sctx.Err(), "rejected at once, not retried")
+
+	// The cluster still works, from a follower and from a Client.
+	_, err = c.nodes[(l+1)%3].Append(ctx, LevelInfo, "after", "i", 3)
+	require.NoError(t, err)
+	cl.format = FormatText
+	first, err := cl.Send(sctx, []ClientEntry{{Level: LevelWarn, Msg: "client"}})
+	require.NoError(t, err)
+	require.Equal(t, uint64(5), first)
+	c.flushAll()
+	require.Equal(t, uint64(5), c.waitSameSeq(5))
+	requireIdentical(t, c.dirs(), "app.log")
+
+	for _, dir := range c.dirs() {
+		lines := readLines(t, dir, "app.log")
+		require.Len(t, lines, 5)
+		for i, line := range lines {
+			seq, _, level, err := parseHead(line)
+			require.NoError(t, err)
+			require.Equal(t, uint64(i+1), seq)
+			require.NotEqual(t, LevelError, level)
+			for _, s := range []string{"genuine", "forged", "seq=999999", "wrong format"} {
+				require.NotContains(t, string(line), s)
+			}
+		}
+		r, err := OpenReader(dir, "app.log")
+		require.NoError(t, err)
+		var seqs []uint64
+		for {
+			line, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			require.NoError(t, err)
+			seqs = append(seqs, line.Seq)
+		}
+		require.NoError(t, r.Close())
+		require.Equal(t, []uint64{1, 2, 3, 4, 5}, seqs)
+	}
 }
 
 // BenchmarkCheckRecord: the leader's check of one typical forwarded record.

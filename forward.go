@@ -26,7 +26,7 @@ const (
 	statusOK        byte = 0
 	statusNotLeader byte = 1
 	statusError     byte = 2 // retryable: the batch may or may not be committed
-	statusRejected  byte = 3 // not retryable: the batch is malformed or too large
+	statusRejected  byte = 3 // not retryable: the batch is malformed, too large, or a record is not one well-formed line
 )
 
 // forwardIdleTimeout drops a forwarding connection that carries nothing for
@@ -65,7 +65,7 @@ func (lx *Logx) serveForward(c net.Conn) {
 }
 
 func (lx *Logx) applyForwarded(data []byte, scratch *[]byte) (status byte, idx, first uint64, msg string) {
-	if err := validateBatch(data, lx.cfg.MaxEntrySize, lx.maxFrame, scratch); err != nil {
+	if err := validateBatch(data, lx.cfg.Format, lx.cfg.MaxEntrySize, lx.maxFrame, scratch); err != nil {
 		return statusRejected, 0, 0, err.Error()
 	}
 	if lx.raft.State() != raft.Leader {
