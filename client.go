@@ -122,6 +122,10 @@ func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64,
 		if t.IsZero() {
 			t = time.Now()
 		}
+		var unixNano int64
+		if t = recordTime(t); !t.IsZero() {
+			unixNano = t.UnixNano()
+		}
 		body := appendBodyStart(nil, c.format, t, e.Level, c.node, "", e.Msg)
 		for _, a := range e.Attrs {
 			if c.format == FormatJSON {
@@ -134,7 +138,7 @@ func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64,
 			return 0, fmt.Errorf("%w: entry %d of %d: %d bytes rendered, the limit is %d; nothing was sent",
 				ErrEntryTooLarge, i, len(entries), len(body), clientMaxEntrySize)
 		}
-		bodies[i], nanos[i] = body, t.UnixNano()
+		bodies[i], nanos[i] = body, unixNano
 	}
 	var recs []byte
 	for done := 0; done < len(entries); {

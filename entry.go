@@ -227,16 +227,24 @@ func (r *batchReader) Err() error {
 }
 
 // validateBatch checks that b decodes completely, its records expanding to
-// at most limit bytes; the leader calls it before putting a forwarded batch
-// into the Raft log.
-func validateBatch(b []byte, maxBody, limit int, scratch *[]byte) error {
+// at most limit bytes, that it holds at least one record, and that every
+// record is at most maxBody bytes and renders in format f as exactly one
+// well-formed line (checkRecord); the leader calls it before putting a
+// forwarded batch into the Raft log.
+func validateBatch(b []byte, f Format, maxBody, limit int, scratch *[]byte) error {
 	r, err := readBatch(b, scratch, limit)
 	if err != nil {
 		return err
 	}
+	if r.header.count == 0 {
+		return fmt.Errorf("%w: no entries", errBadBatch)
+	}
 	for r.Next() {
 		if len(r.body) > maxBody {
 			return fmt.Errorf("%w: record of %d bytes exceeds %d", ErrEntryTooLarge, len(r.body), maxBody)
+		}
+		if err := checkRecord(f, r.level, r.unixNano, r.body); err != nil {
+			return fmt.Errorf("record %d: %w", r.read-1, err)
 		}
 	}
 	return r.Err()

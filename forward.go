@@ -28,7 +28,7 @@ const (
 	statusOK        byte = 0
 	statusNotLeader byte = 1
 	statusError     byte = 2 // retryable: the batch may or may not be committed
-	statusRejected  byte = 3 // not retryable: the batch is malformed or too large
+	statusRejected  byte = 3 // not retryable: the batch is malformed, too large, or a record is not one well-formed line
 )
 
 // forwardIdleTimeout drops a forwarding connection that carries nothing for
@@ -112,7 +112,7 @@ func (lx *Logx) applyForwarded(data []byte, scratch *[]byte, cert *x509.Certific
 	if len(data) > 0 && data[0] == cmdClock {
 		err = lx.checkClockReport(data, cert)
 	} else {
-		err = validateBatch(data, lx.cfg.MaxEntrySize, lx.maxFrame, scratch)
+		err = validateBatch(data, lx.cfg.Format, lx.cfg.MaxEntrySize, lx.maxFrame, scratch)
 	}
 	if err != nil {
 		return statusRejected, 0, 0, err.Error()

@@ -167,8 +167,9 @@ func TestForwardFrameOverLimit(t *testing.T) {
 	require.Contains(t, msg, fmt.Sprintf("frame of %d bytes exceeds this leader's limit of %d bytes", n, lx.maxFrame))
 
 	// The same connection commits a valid batch next.
-	body := appendBodyStart(nil, FormatText, time.Now(), LevelInfo, "raw", "", "after the rejected frame")
-	batch := newBatch(batchHeader{producer: 42, firstPSeq: 1, count: 1}, appendRecord(nil, LevelInfo, time.Now().UnixNano(), body), false)
+	now := time.Now()
+	body := appendBodyStart(nil, FormatText, now, LevelInfo, "raw", "", "after the rejected frame")
+	batch := newBatch(batchHeader{producer: 42, firstPSeq: 1, count: 1}, appendRecord(nil, LevelInfo, now.UnixNano(), body), false)
 	send(conn, len(batch), batch)
 	status, first, msg, err := answer(r)
 	require.NoError(t, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -26,12 +27,13 @@ import (
 
 // FuzzForwardFrame: a forwarded request is a length-prefixed frame holding
 // a batch. Whatever arrives, the leader's reader and validator return an
-// error or a batch that decodes completely; nothing panics, and no frame
-// larger than the limit is read.
+// error or a batch of at least one record that decodes completely, every
+// record one well-formed line; nothing panics, and no frame larger than the
+// limit is read.
 func FuzzForwardFrame(f *testing.F) {
 	b := appendBatchHeader(nil, batchHeader{producer: 7, firstPSeq: 1, count: 2})
-	b = appendRecord(b, LevelInfo, 1, []byte("level=INFO node=n1 msg=a"))
-	b = appendRecord(b, LevelWarn, 2, []byte("level=WARN node=n1 msg=b"))
+	b = appendRecord(b, LevelInfo, 0, []byte("level=INFO node=n1 msg=a"))
+	b = appendRecord(b, LevelWarn, 0, []byte("level=WARN node=n1 msg=b"))
 	f.Add(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b)
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff}, []byte{1})
 	f.Add([]byte{0, 0, 0, 3}, []byte{1, 2})
@@ -42,7 +44,7 @@ func FuzzForwardFrame(f *testing.F) {
 			return
 		}
 		require.LessOrEqual(t, len(data), max)
-		if validateBatch(data, 1024, 1<<20, new([]byte)) != nil {
+		if validateBatch(data, FormatText, 1024, 1<<20, new([]byte)) != nil {
 			return
 		}
 		r, err := readBatch(data, new([]byte), 1<<20)
@@ -50,10 +52,91 @@ func FuzzForwardFrame(f *testing.F) {
 		n := 0
 		for r.Next() {
 			require.LessOrEqual(t, len(r.body), 1024)
+			require.NoError(t, checkRecord(FormatText, r.level, r.unixNano, r.body))
 			n++
 		}
+		require.NotZero(t, n)
 		require.NoError(t, r.Err())
 		require.Equal(t, r.header.count, n)
+	})
+}
+
+// FuzzCheckRecord: the leader's check of a forwarded record (checkRecord)
+// passes every body logx renders, whatever the user's strings, time and
+// level; and whatever bytes a body holds, if the check passes it, the body
+// renders as exactly one line whose head parses back to the sequence number,
+// level and time of the record, and in JSON as one JSON object. The check's
+// parts agree with the standard library: quoted strings with
+// strconv.QuotedPrefix, JSON with json.Valid, times with time.AppendFormat.
+func FuzzCheckRecord(f *testing.F) {
+	tm := time.Date(2026, 12, 2, 10, 11, 12, 345678912, time.UTC)
+	for i, s := range append(hostile, "plain", `"},{"x":1`, "\x41\u00e9") {
+		for _, jsonFmt := range []bool{false, true} {
+			format := FormatText
+			if jsonFmt {
+				format = FormatJSON
+			}
+			body, nanos := renderRecord(format, tm.Add(time.Duration(i)*time.Second), LevelInfo, "n1", s, "", slog.String("k", s))
+			f.Add(jsonFmt, false, int64(LevelInfo), int64(0), nanos, s, "", body)
+		}
+	}
+	f.Add(false, false, int64(LevelInfo), int64(0), tm.UnixNano(), "", "", []byte("time=2026-12-02T10:11:12.345678Z level=INFO msg=hi\nseq=999999 level=ERROR"))
+	f.Add(true, true, int64(LevelInfo), int64(0), int64(0), "", "", []byte(`"level":"INFO"},{"x":1`))
+	f.Add(false, true, int64(-8), int64(math.MaxInt64), int64(0), "g", "\u0085", []byte(`level=DEBUG-4 a="\x00\377\U0010ffff" b=ü`))
+	f.Fuzz(func(t *testing.T, jsonFmt, noTime bool, lv, sec, nanos int64, s1, s2 string, body []byte) {
+		format := FormatText
+		if jsonFmt {
+			format = FormatJSON
+		}
+		level := slog.Level(lv)
+
+		// (a) What logx renders passes.
+		var at time.Time
+		if !noTime {
+			at = time.Unix(sec, nanos)
+		}
+		attrs := []slog.Attr{slog.String(s1, s2), slog.Any("j", userJSON(s2)), slog.Any("x", []any{s1, map[string]string{s2: s1}}),
+			slog.Any("tm", userText(s1)), slog.Time("t", at), slog.Group(s2, slog.String(s1, s2))}
+		g, gn := renderRecord(format, at, level, s1, s2, s1, attrs...)
+		require.NoError(t, checkRecord(format, level, gn, g), "%q", g)
+		g = appendAttrs(appendBodyStart(nil, format, time.Time{}, level, s2, s1, s2), format, attrs...)
+		require.NoError(t, checkRecord(format, level, 0, g), "%q", g)
+
+		// (b) What the check passes is one well-formed line.
+		require.Equal(t, time.Unix(0, nanos).UTC().Format(timeLayout), string(appendRecordTime(nil, nanos)))
+		if checkChars(body) == nil {
+			if len(body) > 0 && body[0] == '"' {
+				end, err := quotedEnd(body, 0, 0)
+				p, perr := strconv.QuotedPrefix(string(body))
+				require.Equal(t, perr == nil, err == nil, "%q", body)
+				if err == nil {
+					require.Equal(t, len(p), end, "%q", body)
+				}
+			}
+			l := appendLine(nil, FormatJSON, 1, body)
+			require.Equal(t, json.Valid(l), checkJSONMembers(body) == nil, "%q", body)
+		}
+		if checkRecord(format, level, nanos, body) != nil {
+			return
+		}
+		line := appendLine(nil, format, 1, body)
+		require.Equal(t, 1, bytes.Count(line, []byte{'\n'}), "%q", line)
+		require.Equal(t, byte('\n'), line[len(line)-1])
+		require.True(t, utf8.Valid(line), "%q", line)
+		for _, r := range string(line[:len(line)-1]) {
+			require.False(t, r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029', "%q in %q", r, line)
+		}
+		seq, ht, hl, err := parseHead(line[:len(line)-1])
+		require.NoError(t, err, "%q", line)
+		require.Equal(t, uint64(1), seq)
+		require.Equal(t, level, hl)
+		want := time.Unix(0, nanos).UTC().Truncate(time.Microsecond)
+		if nanos != 0 || !ht.IsZero() {
+			require.True(t, want.Equal(ht), "head time %v, record time %v: %q", ht, want, line)
+		}
+		if format == FormatJSON {
+			require.True(t, json.Valid(line), "%q", line)
+		}
 	})
 }
 

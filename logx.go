@@ -561,6 +561,7 @@ func (lx *Logx) appendEntry(ctx context.Context, e *entry) (uint64, error) {
 // Attributes come from args (Debug/Info/Warn/Error/Append), attrs (LogAttrs)
 // or rec (the slog handler h); h may be nil.
 func (lx *Logx) newEntry(t time.Time, level slog.Level, pc uintptr, msg string, h *handler, args []any, attrs []slog.Attr, rec *slog.Record) (*entry, error) {
+	t = recordTime(t)
 	e := lx.getEntry()
 	b := appendBodyStart(e.body[:0], lx.cfg.Format, t, level, lx.cfg.NodeID, callerString(pc), msg)
 	b = h.appendAttrs(b, lx.cfg.Format, args, attrs, rec)

@@ -157,26 +157,34 @@ func TestBatchCodec(t *testing.T) {
 	require.Empty(t, r.body)
 	require.False(t, r.Next())
 	require.NoError(t, r.Err())
-	require.NoError(t, validateBatch(b, 10, 1<<20, new([]byte)))
-	require.ErrorIs(t, validateBatch(b, 2, 1<<20, new([]byte)), ErrEntryTooLarge)
+	require.ErrorIs(t, validateBatch(b, FormatText, 10, 1<<20, new([]byte)), errBadRecord, "not a rendered body")
+	require.ErrorIs(t, validateBatch(b, FormatText, 2, 1<<20, new([]byte)), ErrEntryTooLarge)
+	// With rendered bodies the batch is valid.
+	body1, nanos1 := renderRecord(FormatText, time.Unix(0, 5000), LevelWarn, "n1", "one", "")
+	body2, _ := renderRecord(FormatText, time.Time{}, LevelDebug, "n1", "two", "")
+	g := appendBatchHeader(nil, batchHeader{producer: 42, firstPSeq: 7, count: 2})
+	g = appendRecord(g, LevelWarn, nanos1, body1)
+	g = appendRecord(g, LevelDebug, 0, body2)
+	require.NoError(t, validateBatch(g, FormatText, 100, 1<<20, new([]byte)))
+	require.ErrorIs(t, validateBatch(g, FormatText, 10, 1<<20, new([]byte)), ErrEntryTooLarge)
 	// Every truncation is an error, never a panic.
 	for i := 0; i < len(b); i++ {
-		require.Error(t, validateBatch(b[:i], 100, 1<<20, new([]byte)), "truncated at %d", i)
+		require.Error(t, validateBatch(b[:i], FormatText, 100, 1<<20, new([]byte)), "truncated at %d", i)
 	}
-	require.Error(t, validateBatch(append(b, 0), 100, 1<<20, new([]byte)), "trailing byte")
+	require.Error(t, validateBatch(append(b, 0), FormatText, 100, 1<<20, new([]byte)), "trailing byte")
 
 	// Unknown flags are refused.
 	f := appendBatchHeader(nil, batchHeader{producer: 1, firstPSeq: 3, count: 1})
 	f = appendRecord(f, LevelInfo, 1, []byte("x"))
 	f[1] |= 0x80
-	require.ErrorContains(t, validateBatch(f, 10, 1<<20, new([]byte)), "unknown flags")
+	require.ErrorContains(t, validateBatch(f, FormatText, 10, 1<<20, new([]byte)), "unknown flags")
 
 	// Version 1 (no flags byte), as logs written before version 2 hold it.
-	v1 := append([]byte{batchV1}, b[2:]...)
+	v1 := append([]byte{batchV1}, g[2:]...)
 	r, err = readBatch(v1, new([]byte), 1<<20)
 	require.NoError(t, err)
 	require.Equal(t, batchHeader{producer: 42, firstPSeq: 7, count: 2}, r.header)
-	require.NoError(t, validateBatch(v1, 10, 1<<20, new([]byte)))
+	require.NoError(t, validateBatch(v1, FormatText, 100, 1<<20, new([]byte)))
 }
 
 // A compressed batch reads back record for record; one that does not shrink
@@ -184,8 +192,11 @@ func TestBatchCodec(t *testing.T) {
 func TestBatchCompressed(t *testing.T) {
 	var recs []byte
 	const n = 200
+	body := func(i int) string {
+		return fmt.Sprintf("time=%s level=INFO node=n1 msg=\"request served\" i=%d", time.Unix(0, int64(i)*1000).UTC().Format(timeLayout), i)
+	}
 	for i := 0; i < n; i++ {
-		recs = appendRecord(recs, LevelInfo, int64(i), []byte(fmt.Sprintf("level=INFO node=n1 msg=\"request served\" i=%d", i)))
+		recs = appendRecord(recs, LevelInfo, int64(i)*1000, []byte(body(i)))
 	}
 	h := batchHeader{producer: 9, firstPSeq: 100, count: n}
 	b := newBatch(h, recs, true)
@@ -198,23 +209,23 @@ func TestBatchCompressed(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, batchHeader{producer: 9, firstPSeq: 100, count: n, flags: flagCompressed}, r.header)
 	for i := 0; r.Next(); i++ {
-		require.Equal(t, int64(i), r.unixNano)
-		require.Equal(t, fmt.Sprintf("level=INFO node=n1 msg=\"request served\" i=%d", i), string(r.body))
+		require.Equal(t, int64(i)*1000, r.unixNano)
+		require.Equal(t, body(i), string(r.body))
 	}
 	require.NoError(t, r.Err())
-	require.NoError(t, validateBatch(b, 100, 1<<20, &scratch))
+	require.NoError(t, validateBatch(b, FormatText, 100, 1<<20, &scratch))
 
 	_, err = readBatch(b, &scratch, len(recs)-1)
 	require.ErrorContains(t, err, "limit", "expanding past the limit")
 	for i := 0; i < len(b); i++ {
-		require.Error(t, validateBatch(b[:i], 100, 1<<20, &scratch), "truncated at %d", i)
+		require.Error(t, validateBatch(b[:i], FormatText, 100, 1<<20, &scratch), "truncated at %d", i)
 	}
 	// S2 blocks carry no checksum (Raft's log and TCP do): a flipped byte
 	// may decode to other text, but never panics or overruns.
 	for i := batchHeaderMax; i < len(b); i += 7 {
 		bad := slices.Clone(b)
 		bad[i] ^= 0xff
-		_ = validateBatch(bad, 100, 1<<20, &scratch)
+		_ = validateBatch(bad, FormatText, 100, 1<<20, &scratch)
 	}
 
 	noise := make([]byte, 8<<10)
@@ -233,6 +244,6 @@ func FuzzBatchDecode(f *testing.F) {
 	f.Add(newBatch(batchHeader{producer: 1, firstPSeq: 1, count: 100}, recs, true))
 	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 255})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_ = validateBatch(data, 1<<20, 1<<20, new([]byte))
+		_ = validateBatch(data, FormatText, 1<<20, 1<<20, new([]byte))
 	})
 }

@@ -292,7 +292,52 @@ func appendValueJSON(dst []byte, v slog.Value) []byte {
 	if err != nil {
 		return appendJSONString(dst, "!ERROR:"+err.Error())
 	}
-	return append(dst, b...) // json.Marshal output holds no raw newline
+	return appendMarshaled(dst, b)
+}
+
+// appendMarshaled appends b, a value json.Marshal returned, escaping what
+// json.Marshal leaves raw: DEL, C1 controls and (from a MarshalJSON method)
+// invalid UTF-8, as appendJSONString does; U+2028/9 too, in case. Valid JSON
+// holds such characters only inside strings, where an escape means the same.
+// json.Marshal escapes C0 controls itself.
+func appendMarshaled(dst, b []byte) []byte {
+	start := 0
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			i++
+			if c == 0x7f {
+				dst = append(dst, b[start:i-1]...)
+				dst = append(dst, `\u007f`...)
+				start = i
+			}
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, b[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			start = i + size
+		case r == '\u2028' || r == '\u2029' || r < 0xa0:
+			dst = append(dst, b[start:i]...)
+			dst = append(dst, '\\', 'u', hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
+			start = i + size
+		}
+		i += size
+	}
+	return append(dst, b[start:]...)
+}
+
+// recordTime returns t, or the zero time (the line has none) when t is outside
+// what a record's Unix nanoseconds can hold (about 1678 to 2262): a line's
+// time and its record's must agree, and the leader refuses records where
+// they do not (checkRecord).
+func recordTime(t time.Time) time.Time {
+	if t.IsZero() || !time.Unix(0, t.UnixNano()).Equal(t) {
+		return time.Time{}
+	}
+	return t
 }
 
 const hexDigits = "0123456789abcdef"
