@@ -373,6 +373,20 @@ func (f *fsm) catchUp(m *manifest) error {
 		}
 		f.useSegment(nil)
 	}
+	if m.Settings != nil && f.st.Settings == nil {
+		// The cluster's settings come with the snapshot: this node's
+		// Config must agree, and a fresh node takes the cluster's File.
+		if err := m.Settings.conflict(f.want); err != nil {
+			f.stopWith(err)
+			return err
+		}
+		if m.Settings.File != f.file && f.st.Seq == 0 {
+			if err := os.Remove(filepath.Join(f.dir, f.file)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			f.file = m.Settings.File
+		}
+	}
 	if !f.st.CatchingUp {
 		f.st.CatchingUp = true
 		if err := writeState(f.dir, &f.st); err != nil {
@@ -415,7 +429,7 @@ func (f *fsm) catchUp(m *manifest) error {
 	st := applyState{Index: m.Index, Seq: m.Seq, ActiveFirst: last.First, ActiveSize: last.Size,
 		Producers: m.Producers, Rotated: slices.Clone(m.Files[:len(m.Files)-1]),
 		ActiveNewest: last.Newest, SnapIndex: m.Index, PrunedAt: m.PrunedAt,
-		Clock: m.Clock, Clocks: m.Clocks, Voters: m.Voters,
+		Clock: m.Clock, Clocks: m.Clocks, Voters: m.Voters, Settings: m.Settings,
 		ActiveMinTime: last.MinTime, ActiveMaxTime: last.MaxTime}
 	if st.Producers == nil {
 		st.Producers = map[uint64]*producerState{}
@@ -432,6 +446,12 @@ func (f *fsm) catchUp(m *manifest) error {
 	f.applied.Store(st.Index)
 	f.seq.Store(st.Seq)
 	f.clock.Store(st.Clock)
+	if st.Settings != nil {
+		if err := f.useSettings(*st.Settings); err != nil {
+			f.stopWith(err)
+			return err
+		}
+	}
 	el := time.Since(start)
 	f.logf("logx: caught up to Raft index %d: copied %d bytes in %v (%.1f MB/s), kept %d bytes",
 		m.Index, copied, el.Round(time.Millisecond), float64(copied)/1e6/el.Seconds(), need-copied)

@@ -49,6 +49,11 @@ type fsm struct {
 	filesMu    sync.Mutex
 	repairHook func(name string)
 
+	// want is what this node's Config sets of the cluster's settings
+	// (settings.go); settings are the cluster's, once known.
+	want     clusterSettings
+	settings atomic.Pointer[clusterSettings]
+
 	// Owned by the apply goroutine.
 	st          applyState
 	scratch     []byte         // expanded records of a compressed batch
@@ -99,6 +104,7 @@ func newFSM(dir, file string, policy filePolicy, format Format, stateInterval ti
 	f.applied.Store(st.Index)
 	f.seq.Store(st.Seq)
 	f.clock.Store(st.Clock)
+	f.settings.Store(st.Settings)
 	if st.CatchingUp {
 		// An interrupted catch-up: Raft restores its stored snapshot at
 		// start-up, and Restore finishes the copy.
@@ -186,7 +192,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		res, err = f.redo(logs)
 	}
 	f.dirty = false
-	if f.Err() != nil {
+	if f.failed == nil && f.Err() != nil {
 		f.logf("logx: writing %s works again; this node applies again", f.file)
 		f.setErr(nil)
 	}
@@ -267,8 +273,12 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 		case l.Type == raft.LogConfiguration:
 			f.applyConfiguration(l.Data)
 		case l.Type != raft.LogCommand:
+		case f.failed != nil:
+			res[i] = applyResult{err: f.failed} // stopped by a settings conflict
 		case len(l.Data) > 0 && l.Data[0] == cmdClock:
 			res[i] = f.applyClock(l.Data)
+		case len(l.Data) > 0 && l.Data[0] == cmdSettings:
+			res[i] = f.applySettings(l.Data)
 		default:
 			r, err := f.applyBatch(l, &line)
 			if err != nil {
@@ -431,6 +441,7 @@ type manifest struct {
 	Clock     int64                     `json:"clock,omitempty"` // the log clock (clock.go)
 	Clocks    map[string]int64          `json:"clocks,omitempty"`
 	Voters    []string                  `json:"voters,omitempty"`
+	Settings  *clusterSettings          `json:"settings,omitempty"`
 	Files     []fileState               `json:"files"`
 }
 
@@ -439,7 +450,7 @@ type manifest struct {
 // are not negative, each with a sha256, and each named exactly as its
 // numbers say (file is the active file's name): names are used as paths,
 // so a name like "../x" must never pass.
-func readManifest(r io.Reader, file string) (*manifest, error) {
+func readManifest(r io.Reader, file func(*manifest) string) (*manifest, error) {
 	var m manifest
 	if err := json.NewDecoder(io.LimitReader(r, maxManifest)).Decode(&m); err != nil {
 		return nil, fmt.Errorf("logx: reading snapshot: %w", err)
@@ -447,7 +458,18 @@ func readManifest(r io.Reader, file string) (*manifest, error) {
 	if len(m.Files) == 0 {
 		return nil, fmt.Errorf("logx: snapshot at index %d lists no files", m.Index)
 	}
-	names := newFileNames(file)
+	switch {
+	case len(m.Producers) > maxProducers:
+		return nil, fmt.Errorf("logx: snapshot lists %d producers, more than %d", len(m.Producers), maxProducers)
+	case len(m.Voters) > maxVoters || len(m.Clocks) > maxVoters:
+		return nil, fmt.Errorf("logx: snapshot lists %d voters and %d clocks, more than %d", len(m.Voters), len(m.Clocks), maxVoters)
+	}
+	if m.Settings != nil {
+		if err := m.Settings.check(); err != nil {
+			return nil, fmt.Errorf("logx: snapshot: %w", err)
+		}
+	}
+	names := newFileNames(file(&m))
 	for i, mf := range m.Files {
 		want := names.name
 		if i < len(m.Files)-1 {
@@ -469,6 +491,19 @@ func readManifest(r io.Reader, file string) (*manifest, error) {
 	}
 	return &m, nil
 }
+
+// manifestFile is the active file's name a snapshot's files must follow:
+// the cluster's (from the snapshot's settings) unless this node's Config
+// names it, or this node's own.
+func (f *fsm) manifestFile(m *manifest) string {
+	if m.Settings != nil && f.want.File == "" && f.st.Seq == 0 {
+		return m.Settings.File
+	}
+	return f.file
+}
+
+// maxVoters bounds the voters and clock reports a snapshot may list.
+const maxVoters = 1024
 
 // maxManifest bounds the snapshot a node decodes: a manifest lists files
 // and producers, a few hundred bytes each.
@@ -492,7 +527,8 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		return nil, err
 	}
 	m := &manifest{Index: f.st.Index, Seq: f.st.Seq, Producers: make(map[uint64]*producerState, len(f.st.Producers)),
-		PrunedAt: f.st.PrunedAt, Clock: f.st.Clock, Clocks: maps.Clone(f.st.Clocks), Voters: slices.Clone(f.st.Voters)}
+		PrunedAt: f.st.PrunedAt, Clock: f.st.Clock, Clocks: maps.Clone(f.st.Clocks), Voters: slices.Clone(f.st.Voters),
+		Settings: f.st.Settings}
 	for k, v := range f.st.Producers {
 		c := *v
 		m.Producers[k] = &c
@@ -521,7 +557,7 @@ func (m *manifest) Release() {}
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer f.hooks.guard()()
 	defer rc.Close()
-	m, err := readManifest(rc, f.file)
+	m, err := readManifest(rc, f.manifestFile)
 	if err != nil {
 		return err
 	}

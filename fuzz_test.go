@@ -299,7 +299,7 @@ func FuzzManifest(f *testing.F) {
 	f.Add([]byte(`{"files":[{"first":5,"size":-1,"sha256":"zz"}]}`))
 	f.Add([]byte(`{"seq":3,"files":[{"first":2,"size":1,"sha256":"` + h + `"},{"first":2,"size":1,"sha256":"` + h + `"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := readManifest(bytes.NewReader(data), "app.log")
+		m, err := readManifest(bytes.NewReader(data), func(*manifest) string { return "app.log" })
 		if err != nil {
 			return
 		}

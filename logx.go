@@ -187,6 +187,15 @@ func New(cfg Config) (_ *Logx, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	want := wantedSettings(cfg)
+	if st, ok, err := readState(cfg.Dir); err == nil && ok && st.Settings != nil {
+		// The cluster's settings are known here: this Config must agree,
+		// and its zero fields take the cluster's values (settings.go).
+		if err := st.Settings.conflict(want); err != nil {
+			return nil, err
+		}
+		cfg = st.Settings.adopt(cfg)
+	}
 	cfg = cfg.withDefaults()
 	if cfg.TLS == nil && cfg.TLSCAFile != "" {
 		if cfg.TLS, err = LoadTLS(cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
@@ -240,6 +249,7 @@ func New(cfg Config) (_ *Logx, err error) {
 		return nil, fmt.Errorf("logx: opening log files: %w", err)
 	}
 	lx.fsm.fetcher = lx
+	lx.fsm.want = want
 	lx.fsm.hooks, lx.fsm.fault = cfg.powerCut, cfg.diskFault
 	lx.fsm.useSegment(lx.fsm.seg)
 	lx.fsm.onWriteError = lx.onWriteError

@@ -43,6 +43,9 @@ type controlResponse struct {
 	NotLeader bool   `json:"not_leader,omitempty"`
 	Leader    string `json:"leader,omitempty"` // a hint with NotLeader
 	Status    *Stats `json:"status,omitempty"`
+	// Settings, with a status, are what the node's Config sets of the
+	// cluster's settings (settings.go), for AddNode to compare.
+	Settings *clusterSettings `json:"settings,omitempty"`
 }
 
 // Member is one server of the cluster's Raft configuration.
@@ -278,7 +281,8 @@ func parseControlRequest(data []byte) (controlRequest, time.Duration, error) {
 func (lx *Logx) doControl(ctx context.Context, req controlRequest) controlResponse {
 	if req.Op == "status" {
 		st := lx.Stats()
-		return controlResponse{Status: &st}
+		want := lx.fsm.want
+		return controlResponse{Status: &st, Settings: &want}
 	}
 	if req.Op == "removed" {
 		// Anyone who can open a control connection can send this: it is
@@ -336,6 +340,11 @@ func (lx *Logx) addNode(ctx context.Context, addr string) error {
 		return nil
 	}
 	timeout := time.Until(deadlineOr(ctx, defaultControlTimeout))
+	if _, want, err := lx.remoteStatus(ctx, addr); err == nil {
+		if err := lx.settingsConflict(addr, want); err != nil {
+			return err
+		}
+	}
 	if !ok {
 		if err := lx.raft.AddNonvoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, timeout).Error(); err != nil {
 			return err
@@ -345,7 +354,13 @@ func (lx *Logx) addNode(ctx context.Context, addr string) error {
 	target := lx.raft.CommitIndex()
 	wait := 20 * time.Millisecond
 	for {
-		st, err := lx.remoteStatus(ctx, addr)
+		st, want, err := lx.remoteStatus(ctx, addr)
+		if err == nil {
+			if cerr := lx.settingsConflict(addr, want); cerr != nil {
+				_ = lx.raft.RemoveServer(raft.ServerID(addr), 0, timeout).Error()
+				return cerr
+			}
+		}
 		if err == nil && !st.CatchingUp && st.AppliedIndex >= target && st.WriteError == "" {
 			break
 		}
@@ -405,18 +420,33 @@ func (lx *Logx) removeNode(ctx context.Context, addr string) error {
 	return nil
 }
 
-// remoteStatus asks the node at addr for its Stats.
-func (lx *Logx) remoteStatus(ctx context.Context, addr string) (Stats, error) {
+// remoteStatus asks the node at addr for its Stats and what its Config
+// sets of the cluster's settings.
+func (lx *Logx) remoteStatus(ctx context.Context, addr string) (Stats, *clusterSettings, error) {
 	ctx, cancel := context.WithTimeout(ctx, lx.cfg.ForwardTimeout)
 	defer cancel()
 	resp, err := lx.sendControl(ctx, addr, controlRequest{Op: "status"})
 	if err != nil {
-		return Stats{}, err
+		return Stats{}, nil, err
 	}
 	if resp.Status == nil {
-		return Stats{}, fmt.Errorf("logx: %s sent no status: %v", addr, resp.err())
+		return Stats{}, nil, fmt.Errorf("logx: %s sent no status: %v", addr, resp.err())
 	}
-	return *resp.Status, nil
+	return *resp.Status, resp.Settings, nil
+}
+
+// settingsConflict says why the node at addr, whose Config sets want of
+// the cluster's settings, cannot join (nil if it can, or if the cluster's
+// settings are not recorded yet).
+func (lx *Logx) settingsConflict(addr string, want *clusterSettings) error {
+	cs := lx.fsm.settings.Load()
+	if cs == nil || want == nil {
+		return nil
+	}
+	if err := cs.conflict(*want); err != nil {
+		return fmt.Errorf("logx: %s cannot join: %w", addr, err)
+	}
+	return nil
 }
 
 func deadlineOr(ctx context.Context, d time.Duration) time.Time {

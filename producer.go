@@ -39,6 +39,7 @@ func (lx *Logx) produce() {
 			select {
 			case e = <-lx.queue:
 			case <-clock.C:
+				lx.proposeSettings()
 				reported = lx.reportClock() || reported
 				next := clockEvery
 				if !reported {
@@ -327,6 +328,18 @@ func (lx *Logx) reportClock() bool {
 		return false
 	}
 	return true
+}
+
+// proposeSettings records this node's settings as the cluster's
+// (settings.go) if it leads and the log holds none yet; the first
+// recorded win.
+func (lx *Logx) proposeSettings() {
+	if lx.fsm.settings.Load() != nil || lx.raft.State() != raft.Leader || !lx.ready() {
+		return
+	}
+	if _, _, err := lx.applyLocal(appendSettings(nil, settingsOf(lx.cfg)), lx.identity); err != nil {
+		lx.logf("logx: recording the cluster's settings: %v", err)
+	}
 }
 
 // newProducerID returns a random producer id.

@@ -137,7 +137,7 @@ func (lx *Logx) removalConfirmed() (bool, string) {
 // listsMeNot asks the member at addr for its status and reports whether its
 // configuration (its Peers and itself) leaves this node out.
 func (lx *Logx) listsMeNot(addr string) (bool, error) {
-	st, err := lx.remoteStatus(lx.closingCtx, addr)
+	st, _, err := lx.remoteStatus(lx.closingCtx, addr)
 	if err != nil {
 		return false, err
 	}

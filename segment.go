@@ -53,6 +53,8 @@ type applyState struct {
 	Clock        int64            `json:"clock,omitempty"`
 	Clocks       map[string]int64 `json:"clocks,omitempty"`
 	Voters       []string         `json:"voters,omitempty"`
+	// Settings are the cluster's settings (settings.go), once recorded.
+	Settings *clusterSettings `json:"settings,omitempty"`
 	ActiveNewest int64            `json:"active_newest,omitempty"`
 	// The time range of the active file's lines (see fileState.MinTime);
 	// both 0 when not known.

@@ -1,0 +1,124 @@
+package logx
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// waitSettings waits until every running node knows the cluster's settings.
+func (c *testCluster) waitSettings() {
+	c.t.Helper()
+	require.True(c.t, waitFor(20*time.Second, func() bool {
+		for _, lx := range c.nodes {
+			if lx != nil && lx.fsm.settings.Load() == nil {
+				return false
+			}
+		}
+		return true
+	}), "the cluster's settings were not recorded")
+}
+
+func requireConfigError(t *testing.T, err error, field string) {
+	t.Helper()
+	var ce *ConfigError
+	require.True(t, errors.As(err, &ce), "want a *ConfigError, got %v", err)
+	require.Equal(t, field, ce.Field, "%v", err)
+}
+
+// TestSettingsMismatch: the cluster's settings are recorded in the log. A
+// node restarted with another MaxSize, Format or File refuses to start
+// with an error naming the field; one that leaves them zero takes the
+// cluster's; a new node that disagrees cannot be added; a wiped node that
+// disagrees stops applying with the error.
+func TestSettingsMismatch(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		cfg.MaxSize = 32 << 10
+		cfg.RotateEvery = time.Hour
+		cfg.MaxFiles = 50
+	})
+	c.waitSettings()
+	c.logAppend("before", 20)
+	want := settingsOf(c.cfgs[0])
+	require.Equal(t, want, *c.nodes[1].fsm.settings.Load())
+
+	c.stop(2)
+	for field, tweak := range map[string]func(*Config){
+		"MaxSize":     func(cfg *Config) { cfg.MaxSize = 64 << 10 },
+		"Format":      func(cfg *Config) { cfg.Format = FormatJSON },
+		"File":        func(cfg *Config) { cfg.File = "other.log" },
+		"RotateEvery": func(cfg *Config) { cfg.RotateEvery = time.Minute },
+		"DedupWindow": func(cfg *Config) { cfg.DedupWindow = time.Hour },
+	} {
+		cfg := c.cfgs[2]
+		tweak(&cfg)
+		_, err := New(cfg)
+		requireConfigError(t, err, field)
+	}
+	// Zero: the cluster's.
+	cfg := c.cfgs[2]
+	cfg.MaxSize, cfg.RotateEvery, cfg.MaxFiles, cfg.File = 0, 0, 0, ""
+	lx, err := New(cfg)
+	require.NoError(t, err)
+	require.Equal(t, int64(32<<10), lx.cfg.MaxSize)
+	require.Equal(t, "app.log", lx.cfg.File)
+	require.Equal(t, 50, lx.cfg.MaxFiles)
+	c.nodes[2] = lx
+	c.waitReady()
+	c.logAppend("after", 20)
+	c.flushAll()
+	c.waitSameSeq(120)
+	requireIdentical(t, c.dirs(), "app.log")
+
+	// A new node that disagrees is not added.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ncfg := testConfig(t, 3, append(freeAddrs(t, 1), c.cfgs[0].Peers...), filepath.Join(t.TempDir(), "n4"))
+	ncfg.Addr, ncfg.Peers, ncfg.Join, ncfg.NodeID = ncfg.Peers[0], c.cfgs[0].Peers, true, "n4"
+	ncfg.MaxFiles = 7
+	n4, err := New(ncfg)
+	require.NoError(t, err)
+	defer n4.Close()
+	err = c.nodes[0].AddNode(ctx, ncfg.Addr)
+	require.ErrorContains(t, err, "MaxFiles")
+	require.Len(t, members(t, c.nodes[0]), 3)
+
+	// A wiped node that disagrees learns the settings from the log and
+	// stops with the error, writing nothing.
+	c.stop(2)
+	require.NoError(t, os.RemoveAll(c.cfgs[2].Dir))
+	cfg = c.cfgs[2]
+	cfg.RotateEvery = time.Minute
+	lx, err = New(cfg)
+	require.NoError(t, err)
+	defer lx.Close()
+	require.True(t, waitFor(20*time.Second, func() bool { return lx.Stats().WriteError != "" }))
+	require.Contains(t, lx.Stats().WriteError, "RotateEvery")
+	require.Zero(t, lx.Stats().Seq)
+}
+
+// TestSettingsAdoptFile: a node whose File is left zero, starting empty,
+// writes under the cluster's file name.
+func TestSettingsAdoptFile(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.waitSettings()
+	c.logAppend("before", 10)
+	c.stop(2)
+	require.NoError(t, os.RemoveAll(c.cfgs[2].Dir))
+	c.cfgs[2].File = ""
+	c.start(2)
+	c.waitReady()
+	c.logAppend("after", 10)
+	c.flushAll()
+	c.waitSameSeq(60)
+	require.Equal(t, "app.log", c.nodes[2].fsm.file)
+	requireIdentical(t, c.dirs(), "app.log")
+	names, err := LogFiles(c.cfgs[2].Dir, "logx.log")
+	require.NoError(t, err)
+	require.Empty(t, names, "nothing under the default name")
+}
