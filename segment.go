@@ -50,11 +50,11 @@ type applyState struct {
 	// configuration in effect, their latest clock reports, and the time a
 	// majority of them reached. ActiveNewest is the newest line clock of
 	// the active file; rotation by time and retention by age go by these.
-	Clock        int64            `json:"clock,omitempty"`
-	Clocks       map[string]int64 `json:"clocks,omitempty"`
-	Voters       []string         `json:"voters,omitempty"`
+	Clock  int64            `json:"clock,omitempty"`
+	Clocks map[string]int64 `json:"clocks,omitempty"`
+	Voters []string         `json:"voters,omitempty"`
 	// Settings are the cluster's settings (settings.go), once recorded.
-	Settings *clusterSettings `json:"settings,omitempty"`
+	Settings     *clusterSettings `json:"settings,omitempty"`
 	ActiveNewest int64            `json:"active_newest,omitempty"`
 	// The time range of the active file's lines (see fileState.MinTime);
 	// both 0 when not known.
