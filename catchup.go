@@ -2,6 +2,7 @@ package logx
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -25,6 +26,7 @@ import (
 // and resumes where it stopped if it is interrupted: files being copied are
 // kept under staging names (.catchup-<first>) and state.json says a copy is
 // under way, so a restart finishes it from the snapshot Raft has stored.
+// A catch-up stops between chunks when the node closes.
 //
 // Fetch protocol (connection header protoFetch), one request at a time:
 //
@@ -143,13 +145,14 @@ func (f *fsm) openSegment(first uint64) (*os.File, error) {
 
 // fetcher copies byte ranges from peers. attempt counts the tries for one
 // file: a retry after a checksum mismatch should prefer another source.
+// A fetch gives up soon after ctx ends.
 type fetcher interface {
-	fetch(first uint64, off, n int64, w io.Writer, attempt int) error
+	fetch(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error
 }
 
 // fetch implements fetcher for a Logx: it asks the leader first (another
 // peer first on a retry), then the others, each once per call.
-func (lx *Logx) fetch(first uint64, off, n int64, w io.Writer, attempt int) error {
+func (lx *Logx) fetch(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
 	peers := lx.fetchPeers()
 	if len(peers) > 0 {
 		k := attempt % len(peers)
@@ -160,11 +163,18 @@ func (lx *Logx) fetch(first uint64, off, n int64, w io.Writer, attempt int) erro
 	cw := &countingWriter{w: w}
 	var errs []error
 	for _, p := range peers {
-		err := lx.fetchFrom(p, first, off+cw.n, n-cw.n, cw)
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		err := lx.fetchFrom(ctx, p, first, off+cw.n, n-cw.n, cw)
 		if err == nil {
 			return nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", p, err))
+	}
+	if len(errs) == 0 {
+		errs = append(errs, errors.New("no peer to fetch from"))
 	}
 	return fmt.Errorf("logx: fetching %d bytes at %d of segment %d: %w", n, off, first, errors.Join(errs...))
 }
@@ -188,24 +198,42 @@ func (lx *Logx) fetchPeers() []string {
 	return out
 }
 
-func (lx *Logx) fetchFrom(addr string, first uint64, off, n int64, w io.Writer) error {
-	c, err := lx.mux.dial(addr, protoFetch, fetchIOTimeout)
+// fetchFrom copies n bytes at off of the file starting at first from the
+// peer at addr. When ctx ends, the connection's deadline is set to now, so
+// a read or write under way fails at once.
+func (lx *Logx) fetchFrom(ctx context.Context, addr string, first uint64, off, n int64, w io.Writer) error {
+	c, err := lx.mux.dialContext(ctx, addr, protoFetch, fetchIOTimeout)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
+	defer stop()
 	buf := make([]byte, 256<<10)
 	for n > 0 {
+		if h := lx.cfg.fetchHook; h != nil {
+			if err := h(ctx); err != nil {
+				return err
+			}
+		}
 		chunk := min(n, fetchChunk)
 		var req [24]byte
 		binary.BigEndian.PutUint64(req[0:], first)
 		binary.BigEndian.PutUint64(req[8:], uint64(off))
 		binary.BigEndian.PutUint64(req[16:], uint64(chunk))
 		_ = c.SetDeadline(time.Now().Add(fetchIOTimeout))
+		// ctx ends before AfterFunc's func runs: checked after the
+		// deadline is set, one of the two stops the chunk.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if _, err := c.Write(req[:]); err != nil {
 			return err
 		}
 		if err := readFetchReply(c, chunk, w, buf); err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				return fmt.Errorf("%w (%v)", cerr, err)
+			}
 			return err
 		}
 		lx.stats.fetched.Add(uint64(chunk))
@@ -349,8 +377,9 @@ func (w progressWriter) Write(p []byte) (int, error) {
 func stagingName(first uint64) string { return fmt.Sprintf(".catchup-%020d", first) }
 
 // catchUp makes the local files those of manifest m, copying what is
-// missing from peers. It runs on the apply goroutine (from Restore).
-func (f *fsm) catchUp(m *manifest) error {
+// missing from peers. It runs on the apply goroutine (from Restore); it
+// stops soon after ctx ends.
+func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	if len(m.Files) == 0 {
 		return fmt.Errorf("logx: snapshot at index %d lists no files", m.Index)
 	}
@@ -382,7 +411,7 @@ func (f *fsm) catchUp(m *manifest) error {
 	namer := newFileNames(f.file)
 	var copied int64
 	for _, mf := range m.Files {
-		n, err := f.catchUpFile(namer, mf)
+		n, err := f.catchUpFile(ctx, namer, mf)
 		copied += n
 		if err != nil {
 			return err
@@ -435,7 +464,7 @@ func (f *fsm) catchUp(m *manifest) error {
 
 // catchUpFile assembles one file of the manifest and returns how many bytes
 // it copied.
-func (f *fsm) catchUpFile(namer fileNames, mf fileState) (int64, error) {
+func (f *fsm) catchUpFile(ctx context.Context, namer fileNames, mf fileState) (int64, error) {
 	staging := filepath.Join(f.dir, stagingName(mf.First))
 	if _, err := os.Stat(staging); errors.Is(err, os.ErrNotExist) {
 		// The local copy, if any: a rotated file, or the active file.
@@ -467,7 +496,7 @@ func (f *fsm) catchUpFile(namer fileNames, mf fileState) (int64, error) {
 		// Hash the bytes kept, then the bytes fetched as they arrive, on
 		// another goroutine so hashing overlaps the copy.
 		h := newAsyncHasher()
-		if _, err := io.Copy(h, io.NewSectionReader(fh, 0, have)); err != nil {
+		if _, err := copyContext(ctx, h, io.NewSectionReader(fh, 0, have)); err != nil {
 			h.sum()
 			return copied, err
 		}
@@ -478,7 +507,7 @@ func (f *fsm) catchUpFile(namer fileNames, mf fileState) (int64, error) {
 				return copied, err
 			}
 			w := bufio.NewWriterSize(fh, 1<<20)
-			err := f.fetcher.fetch(mf.First, have, mf.Size-have, io.MultiWriter(w, h, progressWriter{&f.progress.done}), attempt)
+			err := f.fetcher.fetch(ctx, mf.First, have, mf.Size-have, io.MultiWriter(w, h, progressWriter{&f.progress.done}), attempt)
 			if ferr := w.Flush(); err == nil {
 				err = ferr
 			}
@@ -505,3 +534,48 @@ func (f *fsm) catchUpFile(namer fileNames, mf fileState) (int64, error) {
 	}
 	return copied, os.Rename(staging, filepath.Join(f.dir, mf.Name))
 }
+
+// copyContext copies src to dst like io.Copy, a chunk at a time, and stops
+// between chunks once ctx ends: hashing a large local file must not hold
+// Close up.
+func copyContext(ctx context.Context, dst io.Writer, src io.Reader) (int64, error) {
+	buf := make([]byte, 1<<20)
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		k, err := src.Read(buf)
+		if k > 0 {
+			if _, werr := dst.Write(buf[:k]); werr != nil {
+				return n, werr
+			}
+			n += int64(k)
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// stopContext is a context that ends when the fsm's stop channel closes
+// (Close), so that a catch-up under way stops.
+type stopContext struct{ stop <-chan struct{} }
+
+func (c stopContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c stopContext) Done() <-chan struct{}       { return c.stop }
+func (c stopContext) Value(any) any               { return nil }
+func (c stopContext) Err() error {
+	select {
+	case <-c.stop:
+		return context.Canceled
+	default:
+		return nil
+	}
+}
+
+// stopContext returns a context that ends when the node closes.
+func (f *fsm) stopContext() context.Context { return stopContext{f.stop} }

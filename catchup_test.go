@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -123,7 +124,7 @@ type dirFetcher struct {
 	served    int64
 }
 
-func (d *dirFetcher) fetch(first uint64, off, n int64, w io.Writer, attempt int) error {
+func (d *dirFetcher) fetch(_ context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
 	fh, err := d.src.openSegment(first)
 	if err != nil {
 		return err
@@ -225,7 +226,7 @@ func TestCatchUpVerifies(t *testing.T) {
 	// unverified is kept.
 	dir2 := t.TempDir()
 	dst2 := openTestFSM(t, dir2)
-	dst2.fetcher = fetcherFunc(func(first uint64, off, n int64, w io.Writer, attempt int) error {
+	dst2.fetcher = fetcherFunc(func(_ context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
 		_, err := w.Write(bytes.Repeat([]byte("x"), int(n)))
 		return err
 	})
@@ -236,10 +237,10 @@ func TestCatchUpVerifies(t *testing.T) {
 	require.Empty(t, names)
 }
 
-type fetcherFunc func(first uint64, off, n int64, w io.Writer, attempt int) error
+type fetcherFunc func(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error
 
-func (f fetcherFunc) fetch(first uint64, off, n int64, w io.Writer, attempt int) error {
-	return f(first, off, n, w, attempt)
+func (f fetcherFunc) fetch(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
+	return f(ctx, first, off, n, w, attempt)
 }
 
 // TestAsyncHasher: the hash computed on the side equals sha256 of the bytes,
@@ -309,4 +310,73 @@ func TestManifestNamesArePaths(t *testing.T) {
 	require.NoError(t, writeState(dir, &st))
 	_, err = newFSM(dir, "app.log", filePolicy{maxSize: 2048}, FormatText, -1, t.Logf)
 	require.ErrorIs(t, err, ErrCorrupt)
+}
+
+// interruptedCatchUp makes node 3 of a catch-up cluster start a catch-up
+// from its peers whose fetch hangs (fetchHook, a peer that does not send),
+// closes node 3 in the middle of it and checks that Close returned within
+// its CloseTimeout (2 s here) plus a second. It returns the cluster with
+// node 3 down and its catch-up interrupted, and the entries logged so far.
+func interruptedCatchUp(t *testing.T) (*testCluster, uint64) {
+	c := catchUpCluster(t)
+	c.logAppend("before", 100)
+	c.stop(2)
+	c.logAppend("while-down", 300)
+	c.snapshotAll()
+	entered := make(chan struct{}, 1)
+	c.cfgs[2].CloseTimeout = 2 * time.Second
+	c.cfgs[2].fetchHook = func(ctx context.Context) error {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Second): // so that a Close that does not cut it fails rather than hangs
+			return errors.New("test: fetch held for 20 s")
+		}
+	}
+	c.start(2)
+	select {
+	case <-entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("node 3 never fetched from its peers")
+	}
+	require.True(t, c.nodes[2].Stats().CatchingUp)
+	start := time.Now()
+	require.NoError(t, c.nodes[2].Close())
+	took := time.Since(start)
+	c.nodes[2] = nil
+	t.Logf("Close during the catch-up took %v (CloseTimeout %v)", took, c.cfgs[2].CloseTimeout)
+	require.Less(t, took, c.cfgs[2].CloseTimeout+time.Second, "Close waited for the catch-up")
+	c.cfgs[2].fetchHook = nil
+	st, _, err := readState(c.cfgs[2].Dir)
+	require.NoError(t, err)
+	require.True(t, st.CatchingUp, "the checkpoint says a catch-up is under way")
+	return c, 3*100 + 2*300
+}
+
+// TestCloseDuringCatchUp: Close stops a catch-up whose fetch waits for a
+// peer, within CloseTimeout; the restart finishes the catch-up: identical
+// files, every entry once.
+func TestCloseDuringCatchUp(t *testing.T) {
+	c, before := interruptedCatchUp(t)
+	c.start(2)
+	ok := waitFor(60*time.Second, func() bool {
+		st := c.nodes[2].Stats()
+		return st.CatchUps == 1 && !st.CatchingUp
+	})
+	require.True(t, ok, "the restart did not finish the catch-up: %+v", c.nodes[2].Stats())
+	st := c.nodes[2].Stats()
+	require.Equal(t, st.CatchUpBytes, st.CatchUpDone)
+	c.waitReady()
+	c.logAppend("after", 20)
+	c.flushAll()
+	total := before + 3*20
+	require.Equal(t, total, c.waitSameSeq(total))
+	requireIdentical(t, c.dirs(), "app.log")
+	lines := readLines(t, c.cfgs[2].Dir, "app.log")
+	require.Len(t, lines, int(total))
+	requireUnique(t, lines, "tag", "node", "k")
 }

@@ -557,7 +557,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if f.failed != nil {
 		return f.failed
 	}
-	if err := f.catchUp(m); err != nil {
+	if err := f.catchUp(f.stopContext(), m); err != nil {
 		f.logf("logx: catch-up to Raft index %d failed (Raft retries): %v", m.Index, err)
 		return err
 	}

@@ -684,8 +684,14 @@ func (lx *Logx) flush(ctx context.Context) error {
 // leadership to another node if this one leads, stops Raft and every
 // goroutine New started, checkpoints and closes the files and unlocks Dir.
 // Entries that could not be committed in time fail with ErrClosed or
-// ErrOutcomeUnknown. Close is idempotent: later calls return the first
-// call's result.
+// ErrOutcomeUnknown. A catch-up from peers under way stops (between two
+// chunks, or at once if it waits for a peer) and resumes at the next
+// start. Close is idempotent: later calls return the first call's result.
+//
+// Close returns within CloseTimeout plus about one second (closeGrace,
+// for stopping Raft and the files; a peer that does not answer is cut off
+// then), plus, when this node leads, the leadership transfer, which Raft
+// ends within two ElectionTimeouts.
 func (lx *Logx) Close() error {
 	lx.closeOnce.Do(func() { lx.closeErr = lx.close() })
 	return lx.closeErr
@@ -715,7 +721,7 @@ func (lx *Logx) close() error {
 	}
 	<-lx.monitorDone
 	lx.raft.DeregisterObserver(lx.observer)
-	if err := lx.shutdownRaft(); err != nil {
+	if err := lx.shutdownRaftWithin(closeGrace); err != nil {
 		errs = append(errs, err)
 	}
 	lx.goWG.Wait() // they stop with closingCtx and Raft
@@ -735,6 +741,30 @@ func (lx *Logx) close() error {
 	}
 	lx.lock.unlock()
 	return errors.Join(errs...)
+}
+
+// closeGrace is how long Close lets Raft take to stop before it cuts the
+// node's connections: a request to a peer that does not answer would
+// otherwise hold Raft's shutdown up to the transport's timeout.
+const closeGrace = time.Second
+
+// shutdownRaftWithin stops Raft; if that takes longer than d, it closes
+// every connection of the node (requests to peers in flight fail at once,
+// new ones are not made) and then waits for Raft to stop.
+func (lx *Logx) shutdownRaftWithin(d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- lx.shutdownRaft() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+	}
+	lx.logf("logx: Raft takes more than %v to stop; closing the node's connections", d)
+	lx.mux.shut()
+	lx.transport.CloseStreams()
+	return <-done
 }
 
 func (lx *Logx) voters() int {

@@ -54,6 +54,7 @@ func (lx *Logx) scrub(files []fileState) {
 func (lx *Logx) repair(fs fileState) error {
 	dir := lx.cfg.Dir
 	tmp := filepath.Join(dir, ".repair-"+fs.Name)
+	defer os.Remove(tmp) // renamed into place on success
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		select {
@@ -62,14 +63,18 @@ func (lx *Logx) repair(fs fileState) error {
 		default:
 		}
 		if attempt > 0 {
-			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+			select {
+			case <-lx.closing:
+				return ErrClosed
+			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+			}
 		}
 		f, err := os.Create(tmp)
 		if err != nil {
 			return err
 		}
 		h := sha256.New()
-		err = lx.fetch(fs.First, 0, fs.Size, io.MultiWriter(f, h), attempt)
+		err = lx.fetch(lx.closingCtx, fs.First, 0, fs.Size, io.MultiWriter(f, h), attempt)
 		if err == nil {
 			err = f.Sync()
 		}
@@ -90,7 +95,6 @@ func (lx *Logx) repair(fs fileState) error {
 		}
 		lastErr = err
 	}
-	os.Remove(tmp)
 	return lastErr
 }
 
