@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -26,7 +27,10 @@ import (
 // and resumes where it stopped if it is interrupted: files being copied are
 // kept under staging names (.catchup-<first>) and state.json says a copy is
 // under way, so a restart finishes it from the snapshot Raft has stored.
-// A catch-up stops between chunks when the node closes.
+// That restart does not wait for the peers: the catch-up goes on in the
+// background (resumeInBackground) until a peer answers, and the node
+// applies nothing meanwhile. A catch-up stops between chunks when the node
+// closes.
 //
 // Fetch protocol (connection header protoFetch), one request at a time:
 //
@@ -343,14 +347,22 @@ type catchUpProgress struct {
 	took    atomic.Int64 // nanoseconds the last catch-up took
 }
 
+// begin starts an attempt at assembling total bytes: done counts from 0
+// again (the attempt checks every byte again), but a catch-up that is still
+// running (retried in the background, or superseded by a newer snapshot)
+// keeps the time it began.
 func (p *catchUpProgress) begin(now time.Time, total int64) {
 	p.total.Store(total)
 	p.done.Store(0)
-	p.took.Store(0)
-	p.start.Store(now.UnixNano())
-	p.running.Store(true)
+	if !p.running.Load() {
+		p.took.Store(0)
+		p.start.Store(now.UnixNano())
+		p.running.Store(true)
+	}
 }
 
+// end marks the catch-up over: finished, or failed with nothing to retry it
+// here (Raft sends the snapshot again).
 func (p *catchUpProgress) end() {
 	p.took.Store(time.Now().UnixNano() - p.start.Load())
 	p.running.Store(false)
@@ -377,8 +389,9 @@ func (w progressWriter) Write(p []byte) (int, error) {
 func stagingName(first uint64) string { return fmt.Sprintf(".catchup-%020d", first) }
 
 // catchUp makes the local files those of manifest m, copying what is
-// missing from peers. It runs on the apply goroutine (from Restore); it
-// stops soon after ctx ends.
+// missing from peers. It runs on the apply goroutine (from Restore), or on
+// the background goroutine that owns the files meanwhile; it stops soon
+// after ctx ends. The caller ends f.progress.
 func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	if len(m.Files) == 0 {
 		return fmt.Errorf("logx: snapshot at index %d lists no files", m.Index)
@@ -390,7 +403,6 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	}
 	f.logf("logx: catching up to Raft index %d (sequence %d, %d files, %d bytes) from peers", m.Index, m.Seq, len(m.Files), need)
 	f.progress.begin(start, need)
-	defer f.progress.end()
 
 	// From here until the state is replaced the files are in flux.
 	if f.seg != nil {
@@ -577,5 +589,179 @@ func (c stopContext) Err() error {
 	}
 }
 
+// background is a catch-up finishing on its own goroutine. Restore hands
+// the catch-up over when New restores Raft's stored snapshot (starting):
+// there New must not wait for the peers, which may all be down. While the
+// goroutine runs it owns the files and f.st; every entry point of the FSM
+// first deals with it: ApplyBatch waits for it, Snapshot fails at once,
+// Restore (a newer snapshot) cancels it and waits for it to exit, close
+// does the same.
+type background struct {
+	// starting is set while New restores Raft's stored snapshot.
+	starting atomic.Bool
+	// onBlocked is told when the catch-up starts and every second while it
+	// runs: a leader that cannot apply hands the leadership over.
+	onBlocked func()
+	// applyWaiting is set while ApplyBatch waits for the catch-up.
+	applyWaiting atomic.Bool
+	// err is the catch-up's last failure ("" once it succeeds), for Stats.
+	err atomic.Pointer[string]
+	// stopOnce closes the fsm's stop channel (halt).
+	stopOnce sync.Once
+
+	// The goroutine: cancel stops it, done is closed when it has exited.
+	// Both are nil when none runs; only the entry points of the FSM (on
+	// Raft's apply goroutine, or New before Raft starts it) touch them.
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Background catch-up pauses between attempts: from bgPauseMin, doubling,
+// up to bgPauseMax.
+const (
+	bgPauseMin = 100 * time.Millisecond
+	bgPauseMax = 5 * time.Second
+)
+
 // stopContext returns a context that ends when the node closes.
 func (f *fsm) stopContext() context.Context { return stopContext{f.stop} }
+
+// halt closes stop (once): an apply waiting for the disk or for a
+// background catch-up gives up, and a catch-up under way stops.
+func (f *fsm) halt() { f.bg.stopOnce.Do(func() { close(f.stop) }) }
+
+// setCatchUpErr records the last catch-up failure (nil: it succeeded).
+func (f *fsm) setCatchUpErr(err error) {
+	if err == nil {
+		f.bg.err.Store(nil)
+		return
+	}
+	s := err.Error()
+	f.bg.err.Store(&s)
+}
+
+// catchUpErr returns the last catch-up failure, "" if none.
+func (f *fsm) catchUpErr() string {
+	if s := f.bg.err.Load(); s != nil {
+		return *s
+	}
+	return ""
+}
+
+// resumeInBackground starts the goroutine that catches up to m, retrying
+// with a growing pause until it succeeds or the node closes.
+func (f *fsm) resumeInBackground(m *manifest) {
+	ctx, cancel := context.WithCancel(f.stopContext())
+	done := make(chan struct{})
+	f.bg.cancel, f.bg.done = cancel, done
+	var need int64
+	for _, mf := range m.Files {
+		need += mf.Size
+	}
+	f.progress.begin(time.Now(), need) // Stats shows it from now on
+	f.logf("logx: the catch-up to Raft index %d goes on in the background until a peer answers; this node applies nothing until it is done", m.Index)
+	go f.catchUpInBackground(ctx, m, done)
+}
+
+func (f *fsm) catchUpInBackground(ctx context.Context, m *manifest, done chan struct{}) {
+	defer close(done)
+	if f.bg.onBlocked != nil {
+		// Raft does not hand the FSM its no-op entries: a node elected
+		// meanwhile would lead, unable to apply, until the first command.
+		wctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				f.bg.onBlocked()
+				select {
+				case <-wctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		})
+		defer wg.Wait()
+		defer cancel()
+	}
+	for pause, attempt := time.Duration(0), 1; ; attempt++ {
+		if pause > 0 {
+			t := time.NewTimer(pause)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		unguard := f.hooks.guard()
+		err := f.catchUp(ctx, m)
+		unguard()
+		if err == nil {
+			f.setCatchUpErr(nil)
+			f.progress.end()
+			return
+		}
+		if ctx.Err() != nil {
+			// Closing, or a newer snapshot supersedes this one; the
+			// checkpoint still says a catch-up is under way.
+			return
+		}
+		f.setCatchUpErr(err)
+		pause = min(max(2*pause, bgPauseMin), bgPauseMax)
+		if errors.Is(err, ErrCorrupt) {
+			f.logf("logx: catch-up to Raft index %d, attempt %d: %v; the peers' copies do not match the snapshot; retrying in %v", m.Index, attempt, err, pause)
+		} else {
+			f.logf("logx: catch-up to Raft index %d, attempt %d: %v; retrying in %v", m.Index, attempt, err, pause)
+		}
+	}
+}
+
+// backgroundBusy reports whether a background catch-up is running; one that
+// has exited is cleared.
+func (f *fsm) backgroundBusy() bool {
+	if f.bg.done == nil {
+		return false
+	}
+	select {
+	case <-f.bg.done:
+		f.stopBackground()
+		return false
+	default:
+		return true
+	}
+}
+
+// stopBackground cancels the background catch-up, if any, and waits for
+// its goroutine to exit: the caller owns the files again. The checkpoint
+// still says a catch-up is under way unless it finished.
+func (f *fsm) stopBackground() {
+	if f.bg.done == nil {
+		return
+	}
+	f.bg.cancel()
+	<-f.bg.done
+	f.bg.cancel, f.bg.done = nil, nil
+}
+
+// waitBackground waits until the background catch-up, if any, has
+// finished. When the node closes first it returns a sticky error: no batch
+// may be applied to unfinished files.
+func (f *fsm) waitBackground() error {
+	if !f.backgroundBusy() {
+		return nil
+	}
+	f.bg.applyWaiting.Store(true)
+	select {
+	case <-f.bg.done:
+	case <-f.stop: // the catch-up stops too
+	}
+	f.bg.applyWaiting.Store(false)
+	f.stopBackground()
+	if f.seg == nil { // it stopped because the node closes
+		f.failed = fmt.Errorf("%w while a catch-up from peers was under way", ErrClosed)
+		return f.failed
+	}
+	return nil
+}
