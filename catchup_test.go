@@ -665,3 +665,29 @@ func TestCatchUpPendingSuperseded(t *testing.T) {
 	require.False(t, st.CatchingUp)
 	require.Equal(t, m2.Index, st.Index)
 }
+
+// TestCopyContext: hashing kept bytes stops between chunks once the
+// context ends.
+func TestCopyContext(t *testing.T) {
+	src := bytes.Repeat([]byte("k"), 5<<20)
+	var dst bytes.Buffer
+	n, err := copyContext(context.Background(), &dst, bytes.NewReader(src))
+	require.NoError(t, err)
+	require.Equal(t, int64(len(src)), n)
+	require.Equal(t, src, dst.Bytes())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	dst.Reset()
+	w := writerFunc(func(p []byte) (int, error) {
+		cancel() // Close begins while the first chunk is hashed
+		return dst.Write(p)
+	})
+	n, err = copyContext(ctx, w, bytes.NewReader(src))
+	require.ErrorIs(t, err, context.Canceled)
+	require.Less(t, n, int64(len(src)))
+	require.Equal(t, int64(dst.Len()), n)
+}
+
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
