@@ -2,6 +2,7 @@ package logx
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -25,6 +27,10 @@ import (
 // and resumes where it stopped if it is interrupted: files being copied are
 // kept under staging names (.catchup-<first>) and state.json says a copy is
 // under way, so a restart finishes it from the snapshot Raft has stored.
+// That restart does not wait for the peers: the catch-up goes on in the
+// background (resumeInBackground) until a peer answers, and the node
+// applies nothing meanwhile. A catch-up stops between chunks when the node
+// closes.
 //
 // Fetch protocol (connection header protoFetch), one request at a time:
 //
@@ -143,13 +149,14 @@ func (f *fsm) openSegment(first uint64) (*os.File, error) {
 
 // fetcher copies byte ranges from peers. attempt counts the tries for one
 // file: a retry after a checksum mismatch should prefer another source.
+// A fetch gives up soon after ctx ends.
 type fetcher interface {
-	fetch(first uint64, off, n int64, w io.Writer, attempt int) error
+	fetch(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error
 }
 
 // fetch implements fetcher for a Logx: it asks the leader first (another
 // peer first on a retry), then the others, each once per call.
-func (lx *Logx) fetch(first uint64, off, n int64, w io.Writer, attempt int) error {
+func (lx *Logx) fetch(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
 	peers := lx.fetchPeers()
 	if len(peers) > 0 {
 		k := attempt % len(peers)
@@ -160,11 +167,18 @@ func (lx *Logx) fetch(first uint64, off, n int64, w io.Writer, attempt int) erro
 	cw := &countingWriter{w: w}
 	var errs []error
 	for _, p := range peers {
-		err := lx.fetchFrom(p, first, off+cw.n, n-cw.n, cw)
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		err := lx.fetchFrom(ctx, p, first, off+cw.n, n-cw.n, cw)
 		if err == nil {
 			return nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", p, err))
+	}
+	if len(errs) == 0 {
+		errs = append(errs, errors.New("no peer to fetch from"))
 	}
 	return fmt.Errorf("logx: fetching %d bytes at %d of segment %d: %w", n, off, first, errors.Join(errs...))
 }
@@ -188,24 +202,42 @@ func (lx *Logx) fetchPeers() []string {
 	return out
 }
 
-func (lx *Logx) fetchFrom(addr string, first uint64, off, n int64, w io.Writer) error {
-	c, err := lx.mux.dial(addr, protoFetch, fetchIOTimeout)
+// fetchFrom copies n bytes at off of the file starting at first from the
+// peer at addr. When ctx ends, the connection's deadline is set to now, so
+// a read or write under way fails at once.
+func (lx *Logx) fetchFrom(ctx context.Context, addr string, first uint64, off, n int64, w io.Writer) error {
+	c, err := lx.mux.dialContext(ctx, addr, protoFetch, fetchIOTimeout)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
+	defer stop()
 	buf := make([]byte, 256<<10)
 	for n > 0 {
+		if h := lx.cfg.fetchHook; h != nil {
+			if err := h(ctx); err != nil {
+				return err
+			}
+		}
 		chunk := min(n, fetchChunk)
 		var req [24]byte
 		binary.BigEndian.PutUint64(req[0:], first)
 		binary.BigEndian.PutUint64(req[8:], uint64(off))
 		binary.BigEndian.PutUint64(req[16:], uint64(chunk))
 		_ = c.SetDeadline(time.Now().Add(fetchIOTimeout))
+		// ctx ends before AfterFunc's func runs: checked after the
+		// deadline is set, one of the two stops the chunk.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if _, err := c.Write(req[:]); err != nil {
 			return err
 		}
 		if err := readFetchReply(c, chunk, w, buf); err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				return fmt.Errorf("%w (%v)", cerr, err)
+			}
 			return err
 		}
 		lx.stats.fetched.Add(uint64(chunk))
@@ -315,14 +347,22 @@ type catchUpProgress struct {
 	took    atomic.Int64 // nanoseconds the last catch-up took
 }
 
+// begin starts an attempt at assembling total bytes: done counts from 0
+// again (the attempt checks every byte again), but a catch-up that is still
+// running (retried in the background, or superseded by a newer snapshot)
+// keeps the time it began.
 func (p *catchUpProgress) begin(now time.Time, total int64) {
 	p.total.Store(total)
 	p.done.Store(0)
-	p.took.Store(0)
-	p.start.Store(now.UnixNano())
-	p.running.Store(true)
+	if !p.running.Load() {
+		p.took.Store(0)
+		p.start.Store(now.UnixNano())
+		p.running.Store(true)
+	}
 }
 
+// end marks the catch-up over: finished, or failed with nothing to retry it
+// here (Raft sends the snapshot again).
 func (p *catchUpProgress) end() {
 	p.took.Store(time.Now().UnixNano() - p.start.Load())
 	p.running.Store(false)
@@ -349,8 +389,10 @@ func (w progressWriter) Write(p []byte) (int, error) {
 func stagingName(first uint64) string { return fmt.Sprintf(".catchup-%020d", first) }
 
 // catchUp makes the local files those of manifest m, copying what is
-// missing from peers. It runs on the apply goroutine (from Restore).
-func (f *fsm) catchUp(m *manifest) error {
+// missing from peers. It runs on the apply goroutine (from Restore), or on
+// the background goroutine that owns the files meanwhile; it stops soon
+// after ctx ends. The caller ends f.progress.
+func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	if len(m.Files) == 0 {
 		return fmt.Errorf("logx: snapshot at index %d lists no files", m.Index)
 	}
@@ -361,7 +403,6 @@ func (f *fsm) catchUp(m *manifest) error {
 	}
 	f.logf("logx: catching up to Raft index %d (sequence %d, %d files, %d bytes) from peers", m.Index, m.Seq, len(m.Files), need)
 	f.progress.begin(start, need)
-	defer f.progress.end()
 
 	// From here until the state is replaced the files are in flux.
 	if f.seg != nil {
@@ -396,7 +437,7 @@ func (f *fsm) catchUp(m *manifest) error {
 	namer := newFileNames(f.file)
 	var copied int64
 	for _, mf := range m.Files {
-		n, err := f.catchUpFile(namer, mf)
+		n, err := f.catchUpFile(ctx, namer, mf)
 		copied += n
 		if err != nil {
 			return err
@@ -461,7 +502,7 @@ func (f *fsm) catchUp(m *manifest) error {
 
 // catchUpFile assembles one file of the manifest and returns how many bytes
 // it copied.
-func (f *fsm) catchUpFile(namer fileNames, mf fileState) (int64, error) {
+func (f *fsm) catchUpFile(ctx context.Context, namer fileNames, mf fileState) (int64, error) {
 	staging := filepath.Join(f.dir, stagingName(mf.First))
 	if _, err := os.Stat(staging); errors.Is(err, os.ErrNotExist) {
 		// The local copy, if any: a rotated file, or the active file.
@@ -496,7 +537,7 @@ func (f *fsm) catchUpFile(namer fileNames, mf fileState) (int64, error) {
 		// Hash the bytes kept, then the bytes fetched as they arrive, on
 		// another goroutine so hashing overlaps the copy.
 		h := newAsyncHasher()
-		if _, err := io.Copy(h, io.NewSectionReader(fh, 0, have)); err != nil {
+		if _, err := copyContext(ctx, h, io.NewSectionReader(fh, 0, have)); err != nil {
 			h.sum()
 			return copied, err
 		}
@@ -507,7 +548,7 @@ func (f *fsm) catchUpFile(namer fileNames, mf fileState) (int64, error) {
 				return copied, err
 			}
 			w := bufio.NewWriterSize(fh, 1<<20)
-			err := f.fetcher.fetch(mf.First, have, mf.Size-have, io.MultiWriter(w, h, progressWriter{&f.progress.done}), attempt)
+			err := f.fetcher.fetch(ctx, mf.First, have, mf.Size-have, io.MultiWriter(w, h, progressWriter{&f.progress.done}), attempt)
 			if ferr := w.Flush(); err == nil {
 				err = ferr
 			}
@@ -533,4 +574,223 @@ func (f *fsm) catchUpFile(namer fileNames, mf fileState) (int64, error) {
 		return copied, err
 	}
 	return copied, os.Rename(staging, filepath.Join(f.dir, mf.Name))
+}
+
+// copyContext copies src to dst like io.Copy, a chunk at a time, and stops
+// between chunks once ctx ends: hashing a large local file must not hold
+// Close up.
+func copyContext(ctx context.Context, dst io.Writer, src io.Reader) (int64, error) {
+	buf := make([]byte, 1<<20)
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		k, err := src.Read(buf)
+		if k > 0 {
+			if _, werr := dst.Write(buf[:k]); werr != nil {
+				return n, werr
+			}
+			n += int64(k)
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// stopContext is a context that ends when the fsm's stop channel closes
+// (Close), so that a catch-up under way stops.
+type stopContext struct{ stop <-chan struct{} }
+
+func (c stopContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c stopContext) Done() <-chan struct{}       { return c.stop }
+func (c stopContext) Value(any) any               { return nil }
+func (c stopContext) Err() error {
+	select {
+	case <-c.stop:
+		return context.Canceled
+	default:
+		return nil
+	}
+}
+
+// background is a catch-up finishing on its own goroutine. Restore hands
+// the catch-up over when New restores Raft's stored snapshot (starting):
+// there New must not wait for the peers, which may all be down. While the
+// goroutine runs it owns the files and f.st; every entry point of the FSM
+// first deals with it: ApplyBatch waits for it, Snapshot fails at once,
+// Restore (a newer snapshot) cancels it and waits for it to exit, close
+// does the same.
+type background struct {
+	// starting is set while New restores Raft's stored snapshot.
+	starting atomic.Bool
+	// onBlocked is told when the catch-up starts and every second while it
+	// runs: a leader that cannot apply hands the leadership over.
+	onBlocked func()
+	// applyWaiting is set while ApplyBatch waits for the catch-up.
+	applyWaiting atomic.Bool
+	// err is the catch-up's last failure ("" once it succeeds), for Stats.
+	err atomic.Pointer[string]
+	// stopOnce closes the fsm's stop channel (halt).
+	stopOnce sync.Once
+
+	// The goroutine: cancel stops it, done is closed when it has exited.
+	// Both are nil when none runs; only the entry points of the FSM (on
+	// Raft's apply goroutine, or New before Raft starts it) touch them.
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Background catch-up pauses between attempts: from bgPauseMin, doubling,
+// up to bgPauseMax.
+const (
+	bgPauseMin = 100 * time.Millisecond
+	bgPauseMax = 5 * time.Second
+)
+
+// stopContext returns a context that ends when the node closes.
+func (f *fsm) stopContext() context.Context { return stopContext{f.stop} }
+
+// halt closes stop (once): an apply waiting for the disk or for a
+// background catch-up gives up, and a catch-up under way stops.
+func (f *fsm) halt() { f.bg.stopOnce.Do(func() { close(f.stop) }) }
+
+// setCatchUpErr records the last catch-up failure (nil: it succeeded).
+func (f *fsm) setCatchUpErr(err error) {
+	if err == nil {
+		f.bg.err.Store(nil)
+		return
+	}
+	s := err.Error()
+	f.bg.err.Store(&s)
+}
+
+// catchUpErr returns the last catch-up failure, "" if none.
+func (f *fsm) catchUpErr() string {
+	if s := f.bg.err.Load(); s != nil {
+		return *s
+	}
+	return ""
+}
+
+// resumeInBackground starts the goroutine that catches up to m, retrying
+// with a growing pause until it succeeds or the node closes.
+func (f *fsm) resumeInBackground(m *manifest) {
+	ctx, cancel := context.WithCancel(f.stopContext())
+	done := make(chan struct{})
+	f.bg.cancel, f.bg.done = cancel, done
+	var need int64
+	for _, mf := range m.Files {
+		need += mf.Size
+	}
+	f.progress.begin(time.Now(), need) // Stats shows it from now on
+	f.logf("logx: the catch-up to Raft index %d goes on in the background until a peer answers; this node applies nothing until it is done", m.Index)
+	go f.catchUpInBackground(ctx, m, done)
+}
+
+func (f *fsm) catchUpInBackground(ctx context.Context, m *manifest, done chan struct{}) {
+	defer close(done)
+	if f.bg.onBlocked != nil {
+		// Raft does not hand the FSM its no-op entries: a node elected
+		// meanwhile would lead, unable to apply, until the first command.
+		wctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				f.bg.onBlocked()
+				select {
+				case <-wctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		})
+		defer wg.Wait()
+		defer cancel()
+	}
+	for pause, attempt := time.Duration(0), 1; ; attempt++ {
+		if pause > 0 {
+			t := time.NewTimer(pause)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		unguard := f.hooks.guard()
+		err := f.catchUp(ctx, m)
+		unguard()
+		if err == nil {
+			f.setCatchUpErr(nil)
+			f.progress.end()
+			return
+		}
+		if ctx.Err() != nil {
+			// Closing, or a newer snapshot supersedes this one; the
+			// checkpoint still says a catch-up is under way.
+			return
+		}
+		f.setCatchUpErr(err)
+		pause = min(max(2*pause, bgPauseMin), bgPauseMax)
+		if errors.Is(err, ErrCorrupt) {
+			f.logf("logx: catch-up to Raft index %d, attempt %d: %v; the peers' copies do not match the snapshot; retrying in %v", m.Index, attempt, err, pause)
+		} else {
+			f.logf("logx: catch-up to Raft index %d, attempt %d: %v; retrying in %v", m.Index, attempt, err, pause)
+		}
+	}
+}
+
+// backgroundBusy reports whether a background catch-up is running; one that
+// has exited is cleared.
+func (f *fsm) backgroundBusy() bool {
+	if f.bg.done == nil {
+		return false
+	}
+	select {
+	case <-f.bg.done:
+		f.stopBackground()
+		return false
+	default:
+		return true
+	}
+}
+
+// stopBackground cancels the background catch-up, if any, and waits for
+// its goroutine to exit: the caller owns the files again. The checkpoint
+// still says a catch-up is under way unless it finished.
+func (f *fsm) stopBackground() {
+	if f.bg.done == nil {
+		return
+	}
+	f.bg.cancel()
+	<-f.bg.done
+	f.bg.cancel, f.bg.done = nil, nil
+}
+
+// waitBackground waits until the background catch-up, if any, has
+// finished. When the node closes first it returns a sticky error: no batch
+// may be applied to unfinished files.
+func (f *fsm) waitBackground() error {
+	if !f.backgroundBusy() {
+		return nil
+	}
+	f.bg.applyWaiting.Store(true)
+	select {
+	case <-f.bg.done:
+	case <-f.stop: // the catch-up stops too
+	}
+	f.bg.applyWaiting.Store(false)
+	f.stopBackground()
+	if f.seg == nil { // it stopped because the node closes
+		f.failed = fmt.Errorf("%w while a catch-up from peers was under way", ErrClosed)
+		return f.failed
+	}
+	return nil
 }

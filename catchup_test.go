@@ -10,9 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/stretchr/testify/require"
 )
 
@@ -123,7 +127,7 @@ type dirFetcher struct {
 	served    int64
 }
 
-func (d *dirFetcher) fetch(first uint64, off, n int64, w io.Writer, attempt int) error {
+func (d *dirFetcher) fetch(_ context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
 	fh, err := d.src.openSegment(first)
 	if err != nil {
 		return err
@@ -225,7 +229,7 @@ func TestCatchUpVerifies(t *testing.T) {
 	// unverified is kept.
 	dir2 := t.TempDir()
 	dst2 := openTestFSM(t, dir2)
-	dst2.fetcher = fetcherFunc(func(first uint64, off, n int64, w io.Writer, attempt int) error {
+	dst2.fetcher = fetcherFunc(func(_ context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
 		_, err := w.Write(bytes.Repeat([]byte("x"), int(n)))
 		return err
 	})
@@ -236,10 +240,10 @@ func TestCatchUpVerifies(t *testing.T) {
 	require.Empty(t, names)
 }
 
-type fetcherFunc func(first uint64, off, n int64, w io.Writer, attempt int) error
+type fetcherFunc func(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error
 
-func (f fetcherFunc) fetch(first uint64, off, n int64, w io.Writer, attempt int) error {
-	return f(first, off, n, w, attempt)
+func (f fetcherFunc) fetch(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
+	return f(ctx, first, off, n, w, attempt)
 }
 
 // TestAsyncHasher: the hash computed on the side equals sha256 of the bytes,
@@ -310,3 +314,380 @@ func TestManifestNamesArePaths(t *testing.T) {
 	_, err = newFSM(dir, "app.log", filePolicy{maxSize: 2048}, FormatText, -1, t.Logf)
 	require.ErrorIs(t, err, ErrCorrupt)
 }
+
+// interruptedCatchUp makes node 3 of a catch-up cluster start a catch-up
+// from its peers whose fetch hangs (fetchHook, a peer that does not send),
+// closes node 3 in the middle of it and checks that Close returned within
+// its CloseTimeout (2 s here) plus a second. It returns the cluster with
+// node 3 down and its catch-up interrupted, and the entries logged so far.
+func interruptedCatchUp(t *testing.T) (*testCluster, uint64) {
+	c := catchUpCluster(t)
+	c.logAppend("before", 100)
+	c.stop(2)
+	c.logAppend("while-down", 300)
+	c.snapshotAll()
+	entered := make(chan struct{}, 1)
+	c.cfgs[2].CloseTimeout = 2 * time.Second
+	c.cfgs[2].fetchHook = func(ctx context.Context) error {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Second): // so that a Close that does not cut it fails rather than hangs
+			return errors.New("test: fetch held for 20 s")
+		}
+	}
+	c.start(2)
+	select {
+	case <-entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("node 3 never fetched from its peers")
+	}
+	require.True(t, c.nodes[2].Stats().CatchingUp)
+	start := time.Now()
+	require.NoError(t, c.nodes[2].Close())
+	took := time.Since(start)
+	c.nodes[2] = nil
+	t.Logf("Close during the catch-up took %v (CloseTimeout %v)", took, c.cfgs[2].CloseTimeout)
+	require.Less(t, took, c.cfgs[2].CloseTimeout+time.Second, "Close waited for the catch-up")
+	c.cfgs[2].fetchHook = nil
+	st, _, err := readState(c.cfgs[2].Dir)
+	require.NoError(t, err)
+	require.True(t, st.CatchingUp, "the checkpoint says a catch-up is under way")
+	return c, 3*100 + 2*300
+}
+
+// TestCloseDuringCatchUp: Close stops a catch-up whose fetch waits for a
+// peer, within CloseTimeout; the restart finishes the catch-up: identical
+// files, every entry once.
+func TestCloseDuringCatchUp(t *testing.T) {
+	c, before := interruptedCatchUp(t)
+	c.start(2)
+	ok := waitFor(60*time.Second, func() bool {
+		st := c.nodes[2].Stats()
+		return st.CatchUps == 1 && !st.CatchingUp
+	})
+	require.True(t, ok, "the restart did not finish the catch-up: %+v", c.nodes[2].Stats())
+	st := c.nodes[2].Stats()
+	require.Empty(t, st.CatchUpError)
+	require.Equal(t, st.CatchUpBytes, st.CatchUpDone)
+	c.waitReady()
+	c.logAppend("after", 20)
+	c.flushAll()
+	total := before + 3*20
+	require.Equal(t, total, c.waitSameSeq(total))
+	requireIdentical(t, c.dirs(), "app.log")
+	lines := readLines(t, c.cfgs[2].Dir, "app.log")
+	require.Len(t, lines, int(total))
+	requireUnique(t, lines, "tag", "node", "k")
+}
+
+// TestCatchUpColdStart: a node with an interrupted catch-up starts while
+// every peer is down. New returns; the node says it is catching up and
+// why it cannot, is not ready and commits nothing. Once the peers start,
+// while its copy is still under way (held by fetchHook), it is not ready
+// even though a leader is known. Then it finishes the catch-up and ends
+// identical to its peers.
+func TestCatchUpColdStart(t *testing.T) {
+	c, before := interruptedCatchUp(t)
+	c.stop(0)
+	c.stop(1)
+	held := make(chan struct{}, 1)
+	release := make(chan struct{})
+	c.cfgs[2].fetchHook = func(ctx context.Context) error {
+		select {
+		case held <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	c.start(2) // New does not wait for the peers
+	lx := c.nodes[2]
+	require.True(t, lx.Stats().CatchingUp)
+	require.True(t, waitFor(30*time.Second, func() bool { return lx.Stats().CatchUpError != "" }))
+	st := lx.Stats()
+	require.True(t, st.CatchingUp)
+	t.Logf("CatchUpError: %s", st.CatchUpError)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	require.Error(t, lx.WaitReady(ctx))
+	cancel()
+	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, err := lx.Append(ctx, LevelInfo, "catch-up entry", "tag", "probe")
+	cancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	// The peers start; the copy reaches one and is held there.
+	c.start(0)
+	c.start(1)
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the background catch-up did not reach a peer")
+	}
+	require.True(t, waitFor(30*time.Second, func() bool {
+		for _, n := range c.nodes[:2] {
+			if n.raft.State() == raft.Leader {
+				return lx.raft.Leader() == raft.ServerAddress(n.cfg.Addr)
+			}
+		}
+		return false
+	}), "no leader among the peers")
+	ctx, cancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
+	require.Error(t, lx.WaitReady(ctx), "a leader is known but the catch-up is not done")
+	cancel()
+
+	// The copy goes on; the node is ready once it is done.
+	close(release)
+	ctx, cancel = context.WithTimeout(context.Background(), 60*time.Second)
+	require.NoError(t, lx.WaitReady(ctx))
+	cancel()
+	st = lx.Stats()
+	require.False(t, st.CatchingUp)
+	require.Equal(t, uint64(1), st.CatchUps)
+	require.Empty(t, st.CatchUpError)
+	require.Equal(t, st.CatchUpBytes, st.CatchUpDone)
+
+	c.waitReady()
+	c.logAppend("after", 20)
+	c.flushAll()
+	total := before + 3*20
+	got := c.waitSameSeq(total)
+	requireIdentical(t, c.dirs(), "app.log")
+	lines := readLines(t, c.cfgs[2].Dir, "app.log")
+	requireUnique(t, lines, "tag", "node", "k")
+	// The probe's outcome was unknown: it is in the log once or not at all.
+	probes := 0
+	for _, l := range lines {
+		if bytes.Contains(l, []byte("tag=probe")) {
+			probes++
+		}
+	}
+	require.Equal(t, total+uint64(probes), got)
+	require.LessOrEqual(t, probes, 1)
+
+	// What a background catch-up tells the node while it runs (checked by
+	// TestCatchUpPendingRetry) makes a leader hand the leadership over.
+	var leader *Logx
+	for _, n := range c.nodes {
+		if n.raft.State() == raft.Leader {
+			leader = n
+		}
+	}
+	require.NotNil(t, leader)
+	leader.fsm.bg.onBlocked()
+	require.True(t, waitFor(30*time.Second, func() bool {
+		l := lx.raft.Leader()
+		return l != "" && l != raft.ServerAddress(leader.cfg.Addr)
+	}), "the leader did not hand over")
+}
+
+// TestCatchUpPendingRetry: a catch-up that New leaves to the background
+// retries with a growing pause until the peers answer (here: no answer,
+// then copies that do not match the snapshot, then good ones). Meanwhile
+// Stats says why, Snapshot fails at once and ApplyBatch waits; then the
+// node applies on, with the source's files.
+func TestCatchUpPendingRetry(t *testing.T) {
+	logs := testLogs(80, 7)
+	src := openTestFSM(t, t.TempDir())
+	src.ApplyBatch(logs[:60])
+	m := manifestOf(t, src)
+	defer src.close()
+	good := &dirFetcher{src: src}
+
+	var (
+		mu     sync.Mutex
+		phase  = "down"
+		downAt []time.Time
+	)
+	setPhase := func(p string) { mu.Lock(); phase = p; mu.Unlock() }
+	blocked := make(chan struct{}, 1)
+	release := make(chan struct{})
+	dir := t.TempDir()
+	dst := openTestFSM(t, dir)
+	dst.ApplyBatch(logs[:25])
+	var blockedCalls atomic.Int32
+	dst.bg.onBlocked = func() { blockedCalls.Add(1) }
+	dst.fetcher = fetcherFunc(func(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
+		mu.Lock()
+		p := phase
+		if p == "down" {
+			downAt = append(downAt, time.Now())
+		}
+		mu.Unlock()
+		switch p {
+		case "down":
+			return errors.New("no peer answers")
+		case "corrupt":
+			_, err := w.Write(bytes.Repeat([]byte("x"), int(n)))
+			return err
+		case "block":
+			select {
+			case blocked <- struct{}{}:
+			default:
+			}
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return good.fetch(ctx, first, off, n, w, attempt)
+	})
+	dst.bg.starting.Store(true) // as in New
+	require.NoError(t, restoreFrom(t, dst, m), "at start-up the catch-up goes on in the background")
+	dst.bg.starting.Store(false)
+	require.True(t, dst.progress.running.Load())
+
+	// No peer answers: retries, each pause at least twice the last.
+	require.True(t, waitFor(10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(downAt) >= 3 }))
+	mu.Lock()
+	require.GreaterOrEqual(t, downAt[1].Sub(downAt[0]), bgPauseMin)
+	require.GreaterOrEqual(t, downAt[2].Sub(downAt[1]), 2*bgPauseMin)
+	mu.Unlock()
+	require.Contains(t, dst.catchUpErr(), "no peer answers")
+	require.True(t, dst.progress.running.Load())
+	require.Positive(t, blockedCalls.Load(), "a leader would be told to hand over")
+	_, err := dst.Snapshot()
+	require.ErrorContains(t, err, "catch-up")
+
+	// Copies that do not match the snapshot: reported, and retried.
+	setPhase("corrupt")
+	require.True(t, waitFor(10*time.Second, func() bool {
+		return strings.Contains(dst.catchUpErr(), "does not match the snapshot's checksum after a full copy")
+	}), dst.catchUpErr())
+
+	// The peers answer; an apply meanwhile waits for the catch-up.
+	setPhase("block")
+	select {
+	case <-blocked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the catch-up was not retried")
+	}
+	applied := make(chan []any, 1)
+	go func() { applied <- dst.ApplyBatch(logs[60:]) }()
+	require.True(t, waitFor(10*time.Second, dst.bg.applyWaiting.Load), "ApplyBatch did not wait")
+	select {
+	case <-applied:
+		t.Fatal("ApplyBatch applied before the catch-up finished")
+	default:
+	}
+	close(release)
+	var res []any
+	select {
+	case res = <-applied:
+	case <-time.After(30 * time.Second):
+		t.Fatal("ApplyBatch did not resume")
+	}
+	for i, r := range res {
+		require.NoError(t, r.(applyResult).err, "entry %d", i)
+	}
+	require.False(t, dst.progress.running.Load())
+	require.Empty(t, dst.catchUpErr())
+	require.Equal(t, uint64(1), dst.catchUps.Load())
+	require.NoError(t, dst.Err())
+	src.ApplyBatch(logs[60:])
+	require.NoError(t, dst.close())
+	require.Equal(t, fileHashes(t, src.dir, "app.log"), fileHashes(t, dir, "app.log"))
+	st, _, err := readState(dir)
+	require.NoError(t, err)
+	require.False(t, st.CatchingUp)
+	require.Equal(t, logs[79].Index, st.Index)
+}
+
+// TestCatchUpPendingSuperseded: a snapshot from the leader newer than the
+// one a background catch-up works on cancels it (its fetch sees its
+// context end), waits for it, and catches up to the newer one itself.
+func TestCatchUpPendingSuperseded(t *testing.T) {
+	logs := testLogs(80, 7)
+	src := openTestFSM(t, t.TempDir())
+	src.ApplyBatch(logs[:40])
+	m1 := manifestOf(t, src)
+	src.ApplyBatch(logs[40:])
+	m2 := manifestOf(t, src)
+	defer src.close()
+	good := &dirFetcher{src: src}
+
+	var hang atomic.Bool
+	hang.Store(true)
+	blocked := make(chan struct{}, 1)
+	cancelled := make(chan error, 1)
+	dir := t.TempDir()
+	dst := openTestFSM(t, dir)
+	dst.fetcher = fetcherFunc(func(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
+		if hang.Load() {
+			select {
+			case blocked <- struct{}{}:
+			default:
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(20 * time.Second): // fail rather than hang
+				return errors.New("test: fetch held for 20 s")
+			}
+			cancelled <- ctx.Err()
+			return ctx.Err()
+		}
+		return good.fetch(ctx, first, off, n, w, attempt)
+	})
+	dst.bg.starting.Store(true)
+	require.NoError(t, restoreFrom(t, dst, m1))
+	dst.bg.starting.Store(false)
+	select {
+	case <-blocked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the background catch-up did not fetch")
+	}
+	hang.Store(false)
+	require.NoError(t, restoreFrom(t, dst, m2))
+	select {
+	case err := <-cancelled:
+		require.ErrorIs(t, err, context.Canceled)
+	default:
+		t.Fatal("the pending catch-up's fetch was not cancelled")
+	}
+	require.Nil(t, dst.bg.done, "the background goroutine is gone")
+	require.False(t, dst.progress.running.Load())
+	require.Equal(t, uint64(1), dst.catchUps.Load())
+	require.Equal(t, m2.Index, dst.st.Index)
+	require.NoError(t, dst.close())
+	require.Equal(t, fileHashes(t, src.dir, "app.log"), fileHashes(t, dir, "app.log"))
+	st, _, err := readState(dir)
+	require.NoError(t, err)
+	require.False(t, st.CatchingUp)
+	require.Equal(t, m2.Index, st.Index)
+}
+
+// TestCopyContext: hashing kept bytes stops between chunks once the
+// context ends.
+func TestCopyContext(t *testing.T) {
+	src := bytes.Repeat([]byte("k"), 5<<20)
+	var dst bytes.Buffer
+	n, err := copyContext(context.Background(), &dst, bytes.NewReader(src))
+	require.NoError(t, err)
+	require.Equal(t, int64(len(src)), n)
+	require.Equal(t, src, dst.Bytes())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	dst.Reset()
+	w := writerFunc(func(p []byte) (int, error) {
+		cancel() // Close begins while the first chunk is hashed
+		return dst.Write(p)
+	})
+	n, err = copyContext(ctx, w, bytes.NewReader(src))
+	require.ErrorIs(t, err, context.Canceled)
+	require.Less(t, n, int64(len(src)))
+	require.Equal(t, int64(dst.Len()), n)
+}
+
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

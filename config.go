@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -207,6 +208,12 @@ type Config struct {
 	// diskFault is a test hook: asked before every write and fsync of the
 	// log files, an error from it fails that write (a full disk).
 	diskFault func() error
+
+	// fetchHook is a test hook: called with the fetch's context before
+	// every chunk a catch-up fetches from a peer; an error from it fails
+	// the fetch (a test makes it block until the context ends: a slow
+	// peer).
+	fetchHook func(ctx context.Context) error
 }
 
 // listenOn is the address the node listens on: Addr, unless the test hook

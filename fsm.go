@@ -77,6 +77,7 @@ type fsm struct {
 	retired  atomic.Uint64 // files retention retired since start
 	catchUps atomic.Uint64
 	progress catchUpProgress
+	bg       background                    // a catch-up finishing in the background (catchup.go)
 	segPtr   atomic.Pointer[segmentWriter] // seg, for the fetch server
 	mu       sync.Mutex
 	notify   chan struct{} // closed and replaced after every apply
@@ -159,7 +160,13 @@ func (f *fsm) Apply(l *raft.Log) any {
 // written again, then these. Once writing works the node resumes; nothing
 // is skipped, so its files end identical to its peers'. Close ends the
 // wait.
+//
+// While a catch-up finishes in the background, ApplyBatch waits for it;
+// if the node closes first, this batch and every later one fail.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	if err := f.waitBackground(); err != nil {
+		return failAll(len(logs), err)
+	}
 	defer f.hooks.guard()()
 	if f.seg == nil && f.failed == nil {
 		f.failed = fmt.Errorf("%w: the files are incomplete (an interrupted catch-up) and Raft has no snapshot to finish it", ErrCorrupt)
@@ -512,6 +519,9 @@ const maxManifest = 64 << 20
 // Snapshot implements raft.FSM. It checkpoints the files first, so Raft only
 // compacts log entries the files durably hold.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	if f.backgroundBusy() {
+		return nil, errors.New("logx: a catch-up from peers is under way; no snapshot")
+	}
 	defer f.hooks.guard()()
 	if f.failed != nil {
 		return nil, f.failed
@@ -551,23 +561,34 @@ func (m *manifest) Release() {}
 
 // Restore implements raft.FSM. At start-up Raft restores the newest local
 // snapshot; the files are at least as new (Snapshot checkpoints them first),
-// so there is nothing to do, unless a catch-up was interrupted. A snapshot
-// from the leader that is newer than the files means this node missed
-// entries Raft no longer holds: catchUp copies them from a peer.
+// so there is nothing to do, unless a catch-up was interrupted: then it
+// resumes in the background, so that New does not wait for the peers. A
+// snapshot from the leader that is newer than the files means this node
+// missed entries Raft no longer holds: catchUp copies them from a peer,
+// before Restore returns (on failure Raft sends the snapshot again). It
+// supersedes a catch-up still running in the background.
 func (f *fsm) Restore(rc io.ReadCloser) error {
-	defer f.hooks.guard()()
 	defer rc.Close()
 	m, err := readManifest(rc, f.manifestFile)
 	if err != nil {
 		return err
 	}
+	f.stopBackground()
+	defer f.hooks.guard()()
 	if m.Index <= f.st.Index && !f.st.CatchingUp {
 		return nil
 	}
 	if f.failed != nil {
 		return f.failed
 	}
-	if err := f.catchUp(m); err != nil {
+	if f.bg.starting.Load() {
+		f.resumeInBackground(m)
+		return nil
+	}
+	err = f.catchUp(f.stopContext(), m)
+	f.setCatchUpErr(err)
+	f.progress.end()
+	if err != nil {
 		f.logf("logx: catch-up to Raft index %d failed (Raft retries): %v", m.Index, err)
 		return err
 	}
@@ -576,8 +597,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 
 // close checkpoints and closes the files. Raft must have stopped. Files a
 // write failure left half-written are closed as they are, without a
-// checkpoint: the restart cuts them back to the last one.
+// checkpoint: the restart cuts them back to the last one. A background
+// catch-up is stopped first (it resumes at the next start).
 func (f *fsm) close() error {
+	f.stopBackground()
 	if f.seg == nil {
 		return nil
 	}

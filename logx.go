@@ -253,13 +253,25 @@ func New(cfg Config) (_ *Logx, err error) {
 	lx.fsm.hooks, lx.fsm.fault = cfg.powerCut, cfg.diskFault
 	lx.fsm.useSegment(lx.fsm.seg)
 	lx.fsm.onWriteError = lx.onWriteError
+	lx.fsm.bg.onBlocked = lx.onCatchingUp
 	// The rotated files to check in the background once peers are
 	// reachable (scrub.go), taken before Raft's apply can change the list.
-	rotated := slices.Clone(lx.fsm.st.Rotated)
+	// An interrupted catch-up checks every file against the snapshot
+	// itself.
+	var rotated []fileState
+	if !lx.fsm.st.CatchingUp {
+		rotated = slices.Clone(lx.fsm.st.Rotated)
+	}
 	undo = append(undo, func() {
 		if lx.fsm.seg != nil {
 			_ = lx.fsm.seg.close()
 		}
+	})
+	// Runs before the one above: a catch-up that NewRaft left to the
+	// background stops first.
+	undo = append(undo, func() {
+		lx.fsm.halt()
+		lx.fsm.stopBackground()
 	})
 
 	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: cfg.LogOutput})
@@ -332,11 +344,18 @@ func New(cfg Config) (_ *Logx, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
 	}
-	if lx.raft, err = raft.NewRaft(rc, lx.fsm, store, lx.wal, snaps, lx.transport); err != nil {
+	// NewRaft restores the newest stored snapshot; an interrupted
+	// catch-up it finds goes on in the background (fsm.Restore), since the
+	// peers it copies from may not be up yet.
+	lx.fsm.bg.starting.Store(true)
+	lx.raft, err = raft.NewRaft(rc, lx.fsm, store, lx.wal, snaps, lx.transport)
+	lx.fsm.bg.starting.Store(false)
+	if err != nil {
 		return nil, fmt.Errorf("logx: starting Raft: %w", err)
 	}
 	lx.raftPtr.Store(lx.raft)
 	undo = append(undo, func() {
+		lx.fsm.halt() // an apply waiting for a background catch-up gives up
 		lx.stopGoroutines()
 		_ = lx.shutdownRaft()
 		lx.goWG.Wait()
@@ -366,7 +385,15 @@ func New(cfg Config) (_ *Logx, err error) {
 // onWriteError runs when this node's apply starts failing to write: a
 // leader hands leadership over, since the entries it commits would wait for
 // its apply, and a healthy node can lead meanwhile.
-func (lx *Logx) onWriteError(error) {
+func (lx *Logx) onWriteError(error) { lx.handOver("a write error") }
+
+// onCatchingUp runs while this node cannot apply because a catch-up from
+// peers is finishing in the background: a leader hands leadership over.
+func (lx *Logx) onCatchingUp() { lx.handOver("a catch-up from peers") }
+
+// handOver transfers the leadership to another node if this one leads
+// (why says what keeps it from applying).
+func (lx *Logx) handOver(why string) {
 	r := lx.raftPtr.Load()
 	if r == nil || r.State() != raft.Leader || !lx.handingOver.CompareAndSwap(false, true) {
 		return
@@ -374,7 +401,7 @@ func (lx *Logx) onWriteError(error) {
 	started := lx.goFunc(func() {
 		defer lx.handingOver.Store(false)
 		if err := lx.transferLeadership(); err != nil && !errors.Is(err, raft.ErrRaftShutdown) {
-			lx.logf("logx: handing leadership over after a write error: %v", err)
+			lx.logf("logx: handing leadership over during %s: %v", why, err)
 		}
 	})
 	if !started { // Close began; it hands over itself
@@ -445,7 +472,8 @@ func (lx *Logx) now() time.Time {
 }
 
 // WaitReady blocks until this node knows a leader and has applied every
-// entry it knows to be committed, or ctx ends.
+// entry it knows to be committed, or ctx ends. A node catching up from
+// peers is not ready until the catch-up is done.
 func (lx *Logx) WaitReady(ctx context.Context) error {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
@@ -464,6 +492,9 @@ func (lx *Logx) WaitReady(ctx context.Context) error {
 }
 
 func (lx *Logx) ready() bool {
+	if lx.fsm.progress.running.Load() {
+		return false
+	}
 	if addr, _ := lx.raft.LeaderWithID(); addr == "" {
 		return false
 	}
@@ -705,8 +736,14 @@ func (lx *Logx) flush(ctx context.Context) error {
 // leadership to another node if this one leads, stops Raft and every
 // goroutine New started, checkpoints and closes the files and unlocks Dir.
 // Entries that could not be committed in time fail with ErrClosed or
-// ErrOutcomeUnknown. Close is idempotent: later calls return the first
-// call's result.
+// ErrOutcomeUnknown. A catch-up from peers under way stops (between two
+// chunks, or at once if it waits for a peer) and resumes at the next
+// start. Close is idempotent: later calls return the first call's result.
+//
+// Close returns within CloseTimeout plus about one second (closeGrace,
+// for stopping Raft and the files; a peer that does not answer is cut off
+// then), plus, when this node leads, the leadership transfer, which Raft
+// ends within two ElectionTimeouts.
 func (lx *Logx) Close() error {
 	lx.closeOnce.Do(func() { lx.closeErr = lx.close() })
 	return lx.closeErr
@@ -724,7 +761,7 @@ func (lx *Logx) close() error {
 	ferr := lx.flush(ctx)
 	cancel()
 	close(lx.abort)
-	close(lx.fsm.stop) // an apply waiting for the disk gives up
+	lx.fsm.halt() // an apply waiting for the disk or for a catch-up gives up; a catch-up stops
 	<-lx.stopped
 
 	var errs []error
@@ -736,7 +773,7 @@ func (lx *Logx) close() error {
 	}
 	<-lx.monitorDone
 	lx.raft.DeregisterObserver(lx.observer)
-	if err := lx.shutdownRaft(); err != nil {
+	if err := lx.shutdownRaftWithin(closeGrace); err != nil {
 		errs = append(errs, err)
 	}
 	lx.goWG.Wait() // they stop with closingCtx and Raft
@@ -756,6 +793,30 @@ func (lx *Logx) close() error {
 	}
 	lx.lock.unlock()
 	return errors.Join(errs...)
+}
+
+// closeGrace is how long Close lets Raft take to stop before it cuts the
+// node's connections: a request to a peer that does not answer would
+// otherwise hold Raft's shutdown up to the transport's timeout.
+const closeGrace = time.Second
+
+// shutdownRaftWithin stops Raft; if that takes longer than d, it closes
+// every connection of the node (requests to peers in flight fail at once,
+// new ones are not made) and then waits for Raft to stop.
+func (lx *Logx) shutdownRaftWithin(d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- lx.shutdownRaft() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+	}
+	lx.logf("logx: Raft takes more than %v to stop; closing the node's connections", d)
+	lx.mux.shut()
+	lx.transport.CloseStreams()
+	return <-done
 }
 
 func (lx *Logx) voters() int {

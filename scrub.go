@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -40,7 +41,7 @@ func (lx *Logx) scrub(files []fileState) {
 		}
 		lx.logf("logx: %s is damaged (%v); copying it again from a peer", fs.Name, err)
 		lx.stats.damaged.Add(1)
-		if err := lx.fsm.repair(fs, lx.closing); err != nil {
+		if err := lx.fsm.repair(lx.closingCtx, fs); err != nil {
 			lx.logf("logx: repairing %s: %v", fs.Name, err)
 			continue
 		}
@@ -55,27 +56,29 @@ func (lx *Logx) scrub(files []fileState) {
 // goroutine, where retention and catch-up rename and remove rotated files:
 // filesMu keeps them out between the check that the file is still there and
 // the rename, which would otherwise bring back a file they took away.
-func (f *fsm) repair(fs fileState, closing <-chan struct{}) error {
+func (f *fsm) repair(ctx context.Context, fs fileState) error {
 	dir := f.dir
 	path := filepath.Join(dir, fs.Name)
 	tmp := filepath.Join(dir, ".repair-"+fs.Name)
+	defer os.Remove(tmp) // renamed into place on success
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		select {
-		case <-closing:
-			os.Remove(tmp)
+		if ctx.Err() != nil {
 			return ErrClosed
-		default:
 		}
 		if attempt > 0 {
-			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				return ErrClosed
+			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+			}
 		}
 		fh, err := os.Create(tmp)
 		if err != nil {
 			return err
 		}
 		h := sha256.New()
-		err = f.fetcher.fetch(fs.First, 0, fs.Size, io.MultiWriter(fh, h), attempt)
+		err = f.fetcher.fetch(ctx, fs.First, 0, fs.Size, io.MultiWriter(fh, h), attempt)
 		if err == nil {
 			err = fh.Sync()
 		}
@@ -108,7 +111,6 @@ func (f *fsm) repair(fs fileState, closing <-chan struct{}) error {
 		}
 		lastErr = err
 	}
-	os.Remove(tmp)
 	return lastErr
 }
 

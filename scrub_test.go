@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -64,7 +65,7 @@ func TestRepairRacesRetirement(t *testing.T) {
 			path := filepath.Join(dir, fs.Name)
 			good, err := os.ReadFile(path)
 			require.NoError(t, err)
-			f.fetcher = fetcherFunc(func(first uint64, off, n int64, w io.Writer, _ int) error {
+			f.fetcher = fetcherFunc(func(_ context.Context, first uint64, off, n int64, w io.Writer, _ int) error {
 				require.Equal(t, fs.First, first)
 				_, err := w.Write(good[off : off+n])
 				return err
@@ -86,7 +87,7 @@ func TestRepairRacesRetirement(t *testing.T) {
 				m := snap.(*manifest)
 				m.Files = m.Files[1:] // the leader no longer has it
 				m.Index++
-				retire = func() error { return f.catchUp(m) }
+				retire = func() error { return f.catchUp(context.Background(), m) }
 			}
 			done := make(chan error, 1)
 			hooked := 0
@@ -100,7 +101,7 @@ func TestRepairRacesRetirement(t *testing.T) {
 				case <-time.After(time.Second):
 				}
 			}
-			require.NoError(t, f.repair(fs, nil))
+			require.NoError(t, f.repair(context.Background(), fs))
 			require.Equal(t, 1, hooked)
 			select {
 			case err := <-done:

@@ -69,6 +69,11 @@ type Stats struct {
 	CatchUpBytes    int64         `json:"catch_up_bytes"`
 	CatchUpDone     int64         `json:"catch_up_done"`
 	CatchUpDuration time.Duration `json:"catch_up_duration_ns"`
+	// CatchUpError is the last failure of the catch-up ("" once it
+	// succeeds). A node that restarts with an interrupted catch-up goes on
+	// with it in the background until a peer answers; it applies nothing
+	// meanwhile (CatchingUp stays true).
+	CatchUpError string `json:"catch_up_error,omitempty"`
 
 	// WriteError is the error that stopped this node's apply, if any.
 	WriteError string `json:"write_error,omitempty"`
@@ -119,6 +124,7 @@ func (lx *Logx) Stats() Stats {
 		CatchUpBytes:    lx.fsm.progress.total.Load(),
 		CatchUpDone:     lx.fsm.progress.done.Load(),
 		CatchUpDuration: lx.fsm.progress.elapsed(),
+		CatchUpError:    lx.fsm.catchUpErr(),
 
 		IgnoredRemovals: lx.stats.ignoredRemovals.Load(),
 	}

@@ -42,6 +42,9 @@ type mux struct {
 	raftCh  chan net.Conn
 	done    chan struct{}
 	wg      sync.WaitGroup
+	// ctx ends when the mux closes: dials under way give up.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
@@ -62,8 +65,10 @@ type mux struct {
 }
 
 func newMux(ln net.Listener) *mux {
+	ctx, cancel := context.WithCancel(context.Background())
 	return &mux{ln: ln, raftCh: make(chan net.Conn), done: make(chan struct{}), conns: map[net.Conn]struct{}{},
-		inbound: map[net.Conn]string{}, perIP: map[string]int{}, headerTimeout: headerTimeout, maxPerIP: maxConnsPerIP}
+		inbound: map[net.Conn]string{}, perIP: map[string]int{}, headerTimeout: headerTimeout, maxPerIP: maxConnsPerIP,
+		ctx: ctx, cancel: cancel}
 }
 
 // track registers c; it returns false (and closes c) once the mux is closed.
@@ -193,6 +198,7 @@ func (m *mux) shut() {
 	}
 	m.closed = true
 	close(m.done)
+	m.cancel()
 	m.ln.Close()
 	for c := range m.conns {
 		c.Close()
@@ -220,8 +226,12 @@ func (m *mux) dial(addr string, proto byte, timeout time.Duration) (net.Conn, er
 	return m.dialContext(context.Background(), addr, proto, timeout)
 }
 
-// dialContext is dial that gives up when ctx ends.
+// dialContext is dial that gives up when ctx ends (or the mux closes).
 func (m *mux) dialContext(ctx context.Context, addr string, proto byte, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(m.ctx, cancel)
+	defer stop()
 	d := net.Dialer{Timeout: timeout, LocalAddr: m.dialFrom}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
