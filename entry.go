@@ -183,11 +183,21 @@ func readBatch(b []byte, scratch *[]byte, limit int) (batchReader, error) {
 	r.header.firstPSeq = first
 	r.header.count = int(count)
 	r.rest = b
+	// Walk the records once, so that a batch is taken whole or not at all:
+	// once readBatch succeeds, Next cannot fail.
+	check := r
+	for check.next() {
+	}
+	if err := check.Err(); err != nil {
+		return batchReader{}, err
+	}
 	return r, nil
 }
 
 // Next advances to the next record.
-func (r *batchReader) Next() bool {
+func (r *batchReader) Next() bool { return r.next() }
+
+func (r *batchReader) next() bool {
 	if r.err != nil || r.read >= r.header.count {
 		return false
 	}

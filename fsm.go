@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -38,8 +39,10 @@ type fsm struct {
 	stop         chan struct{}
 	onWriteError func(error)
 	// fault, if set, is asked before every write and fsync of the log files
-	// (a test hook simulating a full or failing disk).
-	fault func() error
+	// (a test hook simulating a full or failing disk); retryPause, if set,
+	// is the first pause before a failed write is retried (test hook).
+	fault      func() error
+	retryPause time.Duration
 
 	// filesMu is held by every step that renames or removes a rotated file
 	// out of the log (retention, catch-up, a redo's undo of rotations), and
@@ -177,7 +180,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		return failAll(len(logs), f.failed)
 	}
 	res, err := f.applyLogs(logs)
-	for pause := 100 * time.Millisecond; err != nil; pause = min(2*pause, 5*time.Second) {
+	for pause := cmp.Or(f.retryPause, 100*time.Millisecond); err != nil; pause = min(2*pause, 5*time.Second) {
 		f.dirty = true
 		err = fmt.Errorf("logx: writing %s: %w", f.file, err)
 		if f.Err() == nil {
@@ -187,14 +190,12 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		if f.onWriteError != nil {
 			f.onWriteError(err) // on every retry: the node may have been elected meanwhile
 		}
-		select {
-		case <-f.stop:
+		if f.stopped(pause) {
 			// Closing: the files stay as the failure left them, and no
 			// later batch may be written after the gap. The restart
 			// starts again from the checkpoint.
 			f.failed = fmt.Errorf("%w while %v", ErrClosed, err)
 			return failAll(len(logs), f.failed)
-		case <-time.After(pause):
 		}
 		res, err = f.redo(logs)
 	}
@@ -204,6 +205,24 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		f.setErr(nil)
 	}
 	return res
+}
+
+// stopped waits for pause and reports whether the node is closing; a
+// node already closing does not wait.
+func (f *fsm) stopped(pause time.Duration) bool {
+	select {
+	case <-f.stop:
+		return true
+	default:
+	}
+	t := time.NewTimer(pause)
+	defer t.Stop()
+	select {
+	case <-f.stop:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // storeMax raises v to x; it never lowers it.
@@ -249,6 +268,7 @@ func (f *fsm) redo(logs []*raft.Log) ([]any, error) {
 		return nil, err
 	}
 	f.st, f.lastPersist = nf.st, time.Now()
+	f.dirty = false // back at the checkpoint: state and files agree again
 	f.useSegment(nf.seg)
 	var l raft.Log
 	for idx := f.st.Index + 1; idx < logs[0].Index; idx++ {
