@@ -94,6 +94,11 @@ const (
 // status files up to 10 ms old. The checks' real tolerance is clockSlack.
 const chaosClockMargin = 5 * time.Second
 
+// chaosLogClockLag is how far a member's log clock may be behind the true
+// time at a skew's end. It lags by about chaosClockEvery; the rest is for
+// a loaded machine.
+const chaosLogClockLag = 30 * time.Second
+
 // chaosOpts sizes a run.
 type chaosOpts struct {
 	nodes     int
@@ -102,7 +107,7 @@ type chaosOpts struct {
 	writers   int           // per node
 	interval  time.Duration // between one writer's Appends
 	ensure    string        // a kind drawn early in the run, however short (fillBag)
-	longSkew  bool          // hold the first clock-skew longer than clockSlack
+	longSkew  bool          // hold the first clock-skew longer than chaosLogClockLag
 }
 
 // withFlags applies the -chaos.* flags.
@@ -136,11 +141,10 @@ type chaos struct {
 	retired []string // the Dirs of removed nodes
 	cmds    int      // remove commands sent
 
-	began       time.Time    // before the first node started: no line clock may be older, less clockSlack
-	skews       []skewWindow // the clock-skew faults
-	longSkewed  bool         // the long clock-skew (chaosOpts.longSkew) was held
-	aheadHealed time.Time    // when the last clock-skew ahead was healed
-	clockNotes  []string     // log clocks found off at a skew's heal
+	began      time.Time    // before the first node started: no line clock may be older, less clockSlack
+	skews      []skewWindow // the clock-skew faults
+	longSkewed bool         // the long clock-skew (chaosOpts.longSkew) was held
+	clockNotes []string     // log clocks found off at a skew's end, and the like
 }
 
 // skewWindow is one clock-skew fault, and the lines logged during it:
@@ -449,15 +453,9 @@ func (h *chaos) inject(kind string) {
 
 // clockSkew moves a node's clock, the leader's about half the time, 1 to
 // 48 hours ahead or behind for a few seconds, or, once in a long run, for
-// longer than clockSlack, and then back. It notes the lines logged
-// meanwhile (check looks for rotations by time among them) and checks
-// every member's log clock at the end of the skew.
-//
-// A skew ahead leaves the active file's newest line clock up to clockSlack
-// ahead of the true time when it ends, so that the others' lines rotate
-// nothing by time until the true time gets there (or the file rotates by
-// size): that is the most a clock can move rotation. For that while, a
-// new skew goes ahead too, whose node's lines still rotate.
+// longer than the log clock may lag (checkLogClocks), and then back. It
+// notes the lines logged meanwhile (check looks for rotations by time
+// among them) and checks every member's log clock at the end of the skew.
 func (h *chaos) clockSkew() {
 	c := h.c
 	i, role := h.follower(), "follower"
@@ -465,13 +463,13 @@ func (h *chaos) clockSkew() {
 		i, role = h.leader(-1), "leader"
 	}
 	off := time.Duration(60+h.rng.Int63n(47*60)) * time.Minute
-	ahead := h.rng.Intn(2) == 0 || time.Since(h.aheadHealed) < clockSlack+2*chaosRotateEvery+chaosClockMargin
+	ahead := h.rng.Intn(2) == 0
 	if !ahead {
 		off = -off
 	}
 	hold := h.between(4*time.Second, 8*time.Second)
 	if h.o.longSkew && !h.longSkewed {
-		hold, h.longSkewed = clockSlack+h.between(15*time.Second, 25*time.Second), true
+		hold, h.longSkewed = chaosLogClockLag+h.between(10*time.Second, 20*time.Second), true
 	}
 	c.setClock(i, off)
 	w := skewWindow{node: i, role: role, off: off, from: h.seqNow()}
@@ -480,11 +478,42 @@ func (h *chaos) clockSkew() {
 	w.to = h.seqNow()
 	h.checkLogClocks(fmt.Sprintf("clock-skew of n%d by %v", i+1, off))
 	c.setClock(i, 0)
-	if ahead {
-		h.aheadHealed = time.Now()
-	}
 	h.skews = append(h.skews, w)
 	h.logf("clock-skew: n%d's clock is right again; lines %d..%d were logged meanwhile", i+1, w.from+1, w.to)
+	if ahead {
+		h.settleClocks(fmt.Sprintf("clock-skew of n%d by %v", i+1, off))
+	}
+}
+
+// settleClocks waits, after a skew ahead, until no running member's active
+// file has a newest line clock ahead of the true time (as its checkpoint,
+// state.json, shows). The skewed node's last lines leave it up to
+// clockSlack ahead, and until the true time gets there (or the file rotates
+// by size, which starts the next file from its first line's clock) the
+// other lines rotate nothing by time: that is the most a clock may delay
+// rotation, and a skew behind injected meanwhile would find no rotation.
+// The design bounds the wait by clockSlack and a checkpoint interval.
+func (h *chaos) settleClocks(what string) {
+	t0 := time.Now()
+	var ahead []string
+	ok := waitFor(clockSlack+chaosClockMargin+time.Second, func() bool {
+		h.checkAlive()
+		ahead = ahead[:0]
+		now := time.Now().UnixNano()
+		for _, i := range h.members() {
+			st, found, err := readState(h.c.dir(i))
+			if err != nil || !found || st.ActiveNewest > now {
+				ahead = append(ahead, fmt.Sprintf("n%d", i+1))
+			}
+		}
+		return len(ahead) == 0
+	})
+	if !ok {
+		h.clockNotes = append(h.clockNotes, fmt.Sprintf("%s: %v after it ended, the active file's newest line clock is still ahead of the true time on %v",
+			what, time.Since(t0).Round(time.Millisecond), ahead))
+		return
+	}
+	h.logf("%s: the active files' newest line clocks are back within the true time after %v", what, time.Since(t0).Round(time.Millisecond))
 }
 
 // seqNow is the highest sequence number a running member has written.
@@ -500,8 +529,7 @@ func (h *chaos) seqNow() uint64 {
 
 // checkLogClocks checks every member's log clock (Stats.LogClock) against
 // the true time: never ahead of it, and not behind by more than
-// clockSlack/2 (it lags by about chaosClockEvery; the margin is for a
-// loaded machine). A majority's clocks make it, so one node's clock, hours
+// chaosLogClockLag. A majority's clocks make it, so one node's clock, hours
 // off, must not move it. A log clock held back by a clock behind shows
 // only in the long skew (chaosOpts.longSkew), held longer than that.
 func (h *chaos) checkLogClocks(what string) {
@@ -511,7 +539,7 @@ func (h *chaos) checkLogClocks(what string) {
 		s := h.c.status(i)
 		lag := now.Sub(time.Unix(0, s.logClock))
 		lags = append(lags, fmt.Sprintf("n%d %v", i+1, lag.Round(100*time.Millisecond)))
-		if s.logClock == 0 || lag < -chaosClockMargin || lag > clockSlack/2 {
+		if s.logClock == 0 || lag < -chaosClockMargin || lag > chaosLogClockLag {
 			h.clockNotes = append(h.clockNotes, fmt.Sprintf("%s: n%d's log clock is %v, %v behind the true time", what, i+1,
 				time.Unix(0, s.logClock).UTC().Format(time.RFC3339Nano), lag))
 		}
