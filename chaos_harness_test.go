@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,6 +35,18 @@ import (
 // must be on the members like any others; its own files, checked at the
 // end too, must be a prefix of theirs. A slot a removed node left can take
 // a later new node, with a fresh Dir.
+//
+// Clocks are faults too: "clock-skew" moves one node's clock (the leader's
+// about half the time) hours ahead or behind for a few seconds (the node
+// process's clock hook, proc_test.go), then back. The nodes rotate by time
+// every chaosRotateEvery and keep files for chaosMaxAge, far longer than a
+// run, and report their clocks every chaosClockEvery, so the log clock
+// (clock.go) moves within the run. At the end the harness checks what the
+// log clock promises: no file was retired; every line clock the files
+// record (state.json), and the log clock, lies within the run's real time,
+// give or take clockSlack; and rotation by time went on during every skew
+// (see check). The nodes all run on this machine, so the harness's clock
+// is the true time.
 //
 // TestChaosShort runs in the default suite; TestChaosLong (chaos_test.go,
 // build tag chaos) runs 3 and 5 nodes for longer:
@@ -61,9 +75,29 @@ var chaosKinds = []string{
 	"wipe",               // SIGKILL a node, delete its Dir, restart it: it catches up from scratch
 	"add",                // start a new node in a spare slot; it joins, catches up and votes
 	"remove",             // RemoveNode a member (leader or follower) from another member, stop it
+	"clock-skew",         // move a node's clock (the leader's or a follower's) ±1..48h for a while, then back
 }
 
 const chaosElectionTimeout = 300 * time.Millisecond // helperMain's
+
+// The nodes' time policy: rotation by time many times a run, retention by
+// age never within one (a file retired by age means a clock moved it), and
+// clock reports often enough that the log clock follows within a fault.
+const (
+	chaosRotateEvery = time.Second
+	chaosMaxAge      = time.Hour
+	chaosClockEvery  = 500 * time.Millisecond
+)
+
+// chaosClockMargin is the measuring slack of the clock checks: the time
+// between the harness reading its clock and a node reading its own, and
+// status files up to 10 ms old. The checks' real tolerance is clockSlack.
+const chaosClockMargin = 5 * time.Second
+
+// chaosLogClockLag is how far a member's log clock may be behind the true
+// time at a skew's end. It lags by about chaosClockEvery; the rest is for
+// a loaded machine.
+const chaosLogClockLag = 30 * time.Second
 
 // chaosOpts sizes a run.
 type chaosOpts struct {
@@ -72,6 +106,8 @@ type chaosOpts struct {
 	maxFaults int
 	writers   int           // per node
 	interval  time.Duration // between one writer's Appends
+	ensure    string        // a kind drawn early in the run, however short (fillBag)
+	longSkew  bool          // hold the first clock-skew longer than chaosLogClockLag
 }
 
 // withFlags applies the -chaos.* flags.
@@ -104,6 +140,20 @@ type chaos struct {
 	changed bool     // the membership is no longer the bootstrapped one
 	retired []string // the Dirs of removed nodes
 	cmds    int      // remove commands sent
+
+	began      time.Time    // before the first node started: no line clock may be older, less clockSlack
+	skews      []skewWindow // the clock-skew faults
+	longSkewed bool         // the long clock-skew (chaosOpts.longSkew) was held
+	clockNotes []string     // log clocks found off at a skew's end, and the like
+}
+
+// skewWindow is one clock-skew fault, and the lines logged during it:
+// sequence numbers in (from, to].
+type skewWindow struct {
+	node     int
+	role     string
+	off      time.Duration
+	from, to uint64
 }
 
 // TestChaosShort is the harness in the default suite: 3 nodes, a handful
@@ -112,7 +162,7 @@ func TestChaosShort(t *testing.T) {
 	if chaosTagged {
 		t.Skip("built with the chaos tag: TestChaosLong runs instead")
 	}
-	o := chaosOpts{nodes: 3, duration: 15 * time.Second, maxFaults: 6, writers: 2, interval: 25 * time.Millisecond}
+	o := chaosOpts{nodes: 3, duration: 15 * time.Second, maxFaults: 6, writers: 2, interval: 25 * time.Millisecond, ensure: "clock-skew"}
 	if testing.Short() {
 		o.duration, o.maxFaults = 12*time.Second, 4
 	}
@@ -134,6 +184,7 @@ func runChaos(t *testing.T, o chaosOpts) {
 	h.fn = newFaultNet(t, o.nodes+2) // two spare slots, for nodes added later
 	h.c = startProcCluster(t, o.nodes, o.writers, 0, h.fn)
 	h.member, h.used = make([]bool, o.nodes+2), make([]bool, o.nodes+2)
+	h.c.clocks = true
 	h.c.env = []string{
 		fmt.Sprintf("LOGX_INTERVAL_MS=%d", o.interval.Milliseconds()),
 		"LOGX_APPEND_TIMEOUT_MS=10000",
@@ -142,12 +193,17 @@ func runChaos(t *testing.T, o chaosOpts) {
 		"LOGX_SNAPSHOT_MS=1000",
 		"LOGX_TRAILING_LOGS=100",
 		"LOGX_WAL_SEGMENT=32768",
+		fmt.Sprintf("LOGX_ROTATE_EVERY_MS=%d", chaosRotateEvery.Milliseconds()),
+		fmt.Sprintf("LOGX_MAX_AGE_MS=%d", chaosMaxAge.Milliseconds()),
+		fmt.Sprintf("LOGX_CLOCK_EVERY_MS=%d", chaosClockEvery.Milliseconds()),
 	}
+	h.fillBag()
 	defer func() {
 		if h.summary == "" { // failed before the end
 			fmt.Println(h.line(nil) + " aborted")
 		}
 	}()
+	h.began = time.Now()
 	for i := 0; i < o.nodes; i++ {
 		h.member[i], h.used[i] = true, true
 		h.c.start(i, o.writers)
@@ -155,7 +211,7 @@ func runChaos(t *testing.T, o chaosOpts) {
 	h.start = time.Now()
 	h.recover("start")
 
-	for h.total < o.maxFaults && time.Since(h.start) < o.duration {
+	for h.total < o.maxFaults && (time.Since(h.start) < o.duration || o.ensure != "" && h.counts[o.ensure] == 0) {
 		h.hold(200*time.Millisecond, 1500*time.Millisecond) // a random moment under load
 		kind := h.next()
 		from := h.applied()
@@ -185,10 +241,14 @@ func runChaos(t *testing.T, o chaosOpts) {
 	h.summary = h.line(&r)
 	fmt.Println(h.summary)
 	t.Log(h.summary)
-	if r.missing+r.duplicates+r.differing+r.badSeq+r.notPrefix > 0 {
+	if r.missing+r.duplicates+r.differing+r.badSeq+r.notPrefix+r.retiredOn+r.clockOff+r.stalls > 0 {
 		t.Errorf("%s\n%s", h.summary, strings.Join(r.details, "\n"))
 	}
 	require.Positive(t, r.acked, "no entry was acknowledged")
+	require.Positive(t, r.timeRotations, "no file was rotated by time")
+	if o.ensure == "clock-skew" {
+		require.NotEmpty(t, h.skews, "no clock-skew fault was injected")
+	}
 }
 
 func (h *chaos) logf(format string, args ...any) {
@@ -199,7 +259,33 @@ func (h *chaos) logf(format string, args ...any) {
 // hold waits a random time in [lo, hi): the fault schedule, not a wait for
 // a condition.
 func (h *chaos) hold(lo, hi time.Duration) {
-	time.Sleep(lo + time.Duration(h.rng.Int63n(int64(hi-lo))))
+	h.wait(h.between(lo, hi))
+}
+
+// between draws a duration in [lo, hi).
+func (h *chaos) between(lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(h.rng.Int63n(int64(hi-lo)))
+}
+
+// wait waits d: the fault schedule, not a wait for a condition.
+func (h *chaos) wait(d time.Duration) { time.Sleep(d) }
+
+// fillBag puts a round of every kind, in a random order, in the bag. On
+// the first round, chaosOpts.ensure moves into the first half of the
+// maxFaults faults (the run also goes on past its duration until it is
+// drawn).
+func (h *chaos) fillBag() {
+	more := append([]string(nil), chaosKinds...)
+	h.rng.Shuffle(len(more), func(i, j int) { more[i], more[j] = more[j], more[i] })
+	if h.total == 0 && len(h.bag) == 0 && h.o.ensure != "" {
+		k := slices.Index(more, h.o.ensure)
+		require.GreaterOrEqual(h.t, k, 0, "unknown fault kind %q", h.o.ensure)
+		if n := max(1, min(h.o.maxFaults, len(more))/2); k >= n {
+			j := h.rng.Intn(n)
+			more[j], more[k] = more[k], more[j]
+		}
+	}
+	h.bag = append(h.bag, more...)
 }
 
 // next draws the next fault kind: every kind once per round, in a random
@@ -211,9 +297,7 @@ func (h *chaos) next() string {
 			h.t.Fatalf("no fault kind can be drawn from %v", h.bag)
 		}
 		if len(h.bag) == 0 || round > 0 {
-			more := append([]string(nil), chaosKinds...)
-			h.rng.Shuffle(len(more), func(i, j int) { more[i], more[j] = more[j], more[i] })
-			h.bag = append(h.bag, more...)
+			h.fillBag()
 		}
 		for k, kind := range h.bag {
 			if h.allowed(kind) {
@@ -360,9 +444,107 @@ func (h *chaos) inject(kind string) {
 		c.kill(victim)
 		h.retired = append(h.retired, c.dir(victim))
 		h.logf("remove: n%d removed and stopped", victim+1)
+	case "clock-skew":
+		h.clockSkew()
 	default:
 		h.t.Fatalf("unknown fault kind %q", kind)
 	}
+}
+
+// clockSkew moves a node's clock, the leader's about half the time, 1 to
+// 48 hours ahead or behind for a few seconds, or, once in a long run, for
+// longer than the log clock may lag (checkLogClocks), and then back. It
+// notes the lines logged meanwhile (check looks for rotations by time
+// among them) and checks every member's log clock at the end of the skew.
+func (h *chaos) clockSkew() {
+	c := h.c
+	i, role := h.follower(), "follower"
+	if h.rng.Intn(2) == 0 {
+		i, role = h.leader(-1), "leader"
+	}
+	off := time.Duration(60+h.rng.Int63n(47*60)) * time.Minute
+	ahead := h.rng.Intn(2) == 0
+	if !ahead {
+		off = -off
+	}
+	hold := h.between(4*time.Second, 8*time.Second)
+	if h.o.longSkew && !h.longSkewed {
+		hold, h.longSkewed = chaosLogClockLag+h.between(10*time.Second, 20*time.Second), true
+	}
+	c.setClock(i, off)
+	w := skewWindow{node: i, role: role, off: off, from: h.seqNow()}
+	h.logf("clock-skew: n%d's clock (%s) is %v off, for %v", i+1, role, off, hold.Round(100*time.Millisecond))
+	h.wait(hold)
+	w.to = h.seqNow()
+	h.checkLogClocks(fmt.Sprintf("clock-skew of n%d by %v", i+1, off))
+	c.setClock(i, 0)
+	h.skews = append(h.skews, w)
+	h.logf("clock-skew: n%d's clock is right again; lines %d..%d were logged meanwhile", i+1, w.from+1, w.to)
+	if ahead {
+		h.settleClocks(fmt.Sprintf("clock-skew of n%d by %v", i+1, off))
+	}
+}
+
+// settleClocks waits, after a skew ahead, until no running member's active
+// file has a newest line clock ahead of the true time (as its checkpoint,
+// state.json, shows). The skewed node's last lines leave it up to
+// clockSlack ahead, and until the true time gets there (or the file rotates
+// by size, which starts the next file from its first line's clock) the
+// other lines rotate nothing by time: that is the most a clock may delay
+// rotation, and a skew behind injected meanwhile would find no rotation.
+// The design bounds the wait by clockSlack and a checkpoint interval.
+func (h *chaos) settleClocks(what string) {
+	t0 := time.Now()
+	var ahead []string
+	ok := waitFor(clockSlack+chaosClockMargin+time.Second, func() bool {
+		h.checkAlive()
+		ahead = ahead[:0]
+		now := time.Now().UnixNano()
+		for _, i := range h.members() {
+			st, found, err := readState(h.c.dir(i))
+			if err != nil || !found || st.ActiveNewest > now {
+				ahead = append(ahead, fmt.Sprintf("n%d", i+1))
+			}
+		}
+		return len(ahead) == 0
+	})
+	if !ok {
+		h.clockNotes = append(h.clockNotes, fmt.Sprintf("%s: %v after it ended, the active file's newest line clock is still ahead of the true time on %v",
+			what, time.Since(t0).Round(time.Millisecond), ahead))
+		return
+	}
+	h.logf("%s: the active files' newest line clocks are back within the true time after %v", what, time.Since(t0).Round(time.Millisecond))
+}
+
+// seqNow is the highest sequence number a running member has written.
+func (h *chaos) seqNow() uint64 {
+	var s uint64
+	for _, i := range h.members() {
+		if h.c.procs[i] != nil {
+			s = max(s, h.c.status(i).seq)
+		}
+	}
+	return s
+}
+
+// checkLogClocks checks every member's log clock (Stats.LogClock) against
+// the true time: never ahead of it, and not behind by more than
+// chaosLogClockLag. A majority's clocks make it, so one node's clock, hours
+// off, must not move it. A log clock held back by a clock behind shows
+// only in the long skew (chaosOpts.longSkew), held longer than that.
+func (h *chaos) checkLogClocks(what string) {
+	now := time.Now()
+	var lags []string
+	for _, i := range h.members() {
+		s := h.c.status(i)
+		lag := now.Sub(time.Unix(0, s.logClock))
+		lags = append(lags, fmt.Sprintf("n%d %v", i+1, lag.Round(100*time.Millisecond)))
+		if s.logClock == 0 || lag < -chaosClockMargin || lag > chaosLogClockLag {
+			h.clockNotes = append(h.clockNotes, fmt.Sprintf("%s: n%d's log clock is %v, %v behind the true time", what, i+1,
+				time.Unix(0, s.logClock).UTC().Format(time.RFC3339Nano), lag))
+		}
+	}
+	h.logf("%s: the log clocks lag the true time by %s", what, strings.Join(lags, ", "))
 }
 
 // awaitResult waits until node i reports "<what> ok" in its result file
@@ -497,6 +679,15 @@ type chaosResult struct {
 	differing                   int
 	removed, notPrefix          int      // removed nodes checked; those whose files are not a prefix of the members'
 	details                     []string // the first problems found
+
+	// Time (checkClocks): the log's files, those started by rotation by
+	// time, members that retired files, line clocks and log clocks off the
+	// true time, and clock-skew faults during which no file rotated by
+	// time.
+	files, timeRotations int
+	retiredOn            int
+	clockOff             int
+	stalls, skewsChecked int
 }
 
 // check reads every member's files, every node's ack files, and the files
@@ -576,6 +767,7 @@ func (h *chaos) check() chaosResult {
 			note("identical files: nodes %v", nodes)
 		}
 	}
+	h.checkClocks(&r, note)
 	// A removed node's files hold the log as it was when the node left.
 	for _, dir := range h.retired {
 		r.removed++
@@ -590,6 +782,124 @@ func (h *chaos) check() chaosResult {
 		}
 	}
 	return r
+}
+
+// checkClocks checks the members' files against the time policy
+// (chaosRotateEvery, chaosMaxAge, no MaxFiles) and the clock-skew faults:
+//
+//   - Retention: no file was retired (the first line is seq 1, and no
+//     retired file is listed in state.json or waits in the Dir). A file
+//     retired by age within a run would mean a clock hours ahead aged it.
+//   - Line clocks: every line clock state.json records (each rotated file's
+//     newest, the active file's) lies within the run's true time widened
+//     by clockSlack, and the log clock within the run's true time (both
+//     give or take chaosClockMargin): a line clock that followed a skewed
+//     clock would be hours off.
+//   - Rotation: during every clock-skew fault (4 s or more) at least one
+//     file was rotated by time (the cluster rotates every
+//     chaosRotateEvery). A file's rotation was by time when the file with
+//     the line that followed would not have exceeded MaxSize. A clock that
+//     could hold every line clock still, as a leader behind did when
+//     entry times were capped at the leader's clock, would stop it.
+//
+// The members' files are identical (check), so the first member's say when
+// rotations happened, by sequence number.
+func (h *chaos) checkClocks(r *chaosResult, note func(string, ...any)) {
+	t := h.t
+	end := time.Now()
+	lo, hi := h.began.Add(-clockSlack-chaosClockMargin), end.Add(clockSlack+chaosClockMargin)
+	clockOK := func(c int64) bool { return c >= lo.UnixNano() && c <= hi.UnixNano() }
+	show := func(c int64) string { return time.Unix(0, c).UTC().Format(time.RFC3339Nano) }
+	for _, n := range h.clockNotes {
+		r.clockOff++
+		note("%s", n)
+	}
+	var timeStarts []uint64 // first seqs of the files started by rotation by time
+	for k, i := range h.members() {
+		dir := h.c.dir(i)
+		st, ok, err := readState(dir)
+		require.NoError(t, err)
+		require.True(t, ok, "n%d has no %s", i+1, stateFile)
+		retired := map[string]bool{}
+		for _, f := range st.Retired {
+			retired[f.Name] = true
+		}
+		ents, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		for _, e := range ents {
+			if name, ok := strings.CutPrefix(e.Name(), retiredName("")); ok {
+				retired[name] = true
+			}
+		}
+		names, err := LogFiles(dir, "app.log")
+		require.NoError(t, err)
+		if len(names) > 0 {
+			if lines := readLinesFiles(t, dir, names[:1]); len(lines) > 0 {
+				if kv, err := parseText(lines[0]); err == nil && kv["seq"] != "1" {
+					retired["(the files before seq "+kv["seq"]+")"] = true
+				}
+			}
+		}
+		if len(retired) > 0 {
+			r.retiredOn++
+			note("n%d: files were retired: %v", i+1, slices.Sorted(maps.Keys(retired)))
+		}
+
+		if st.Clock < h.began.Add(-chaosClockMargin).UnixNano() || st.Clock > end.Add(chaosClockMargin).UnixNano() {
+			r.clockOff++
+			note("n%d: the log clock is %s, outside the run (%s to %s)", i+1, show(st.Clock), show(h.began.UnixNano()), show(end.UnixNano()))
+		}
+		newest := append([]fileState(nil), st.Rotated...)
+		newest = append(newest, fileState{Name: "app.log", Newest: st.ActiveNewest})
+		for _, f := range newest {
+			if f.Newest != 0 && !clockOK(f.Newest) {
+				r.clockOff++
+				note("n%d: %s's newest line clock is %s, outside the run (%s to %s) by more than clockSlack", i+1, f.Name, show(f.Newest), show(lo.UnixNano()), show(hi.UnixNano()))
+			}
+		}
+
+		if k > 0 {
+			continue
+		}
+		r.files = len(names)
+		var prev int64
+		for j, name := range names {
+			fi, err := os.Stat(filepath.Join(dir, name))
+			require.NoError(t, err)
+			if j > 0 {
+				lines := readLinesFiles(t, dir, []string{name})
+				if len(lines) == 0 { // the active file, empty
+					break
+				}
+				kv, err := parseText(lines[0])
+				require.NoError(t, err, "%s: first line", name)
+				seq, err := strconv.ParseUint(kv["seq"], 10, 64)
+				require.NoError(t, err)
+				if prev+int64(len(lines[0]))+1 <= procMaxSize {
+					timeStarts = append(timeStarts, seq)
+				}
+			}
+			prev = fi.Size()
+		}
+	}
+	r.timeRotations = len(timeStarts)
+	rotations := func(from, to uint64) int { // time rotations at seqs in (from, to]
+		n := 0
+		for _, s := range timeStarts {
+			if s > from && s <= to {
+				n++
+			}
+		}
+		return n
+	}
+	for _, w := range h.skews {
+		r.skewsChecked++
+		what := fmt.Sprintf("clock-skew of n%d (%s) by %v", w.node+1, w.role, w.off)
+		if n := rotations(w.from, w.to); n == 0 {
+			r.stalls++
+			note("%s: no file rotated by time among the lines logged meanwhile (seq %d..%d)", what, w.from+1, w.to)
+		}
+	}
 }
 
 // hashList is a canonical form of fileHashes' result.
@@ -627,6 +937,8 @@ func (h *chaos) line(r *chaosResult) string {
 		if r.removed > 0 {
 			fmt.Fprintf(&b, " removed-not-prefix=%d/%d", r.notPrefix, r.removed)
 		}
+		fmt.Fprintf(&b, " files=%d time-rotations=%d retired-on=%d clock-off=%d skew-stalls=%d/%d",
+			r.files, r.timeRotations, r.retiredOn, r.clockOff, r.stalls, r.skewsChecked)
 		if r.badSeq > 0 {
 			fmt.Fprintf(&b, " bad-seq=%d", r.badSeq)
 		}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -41,7 +42,15 @@ import (
 // interval), APPEND_TIMEOUT_MS bounds an Append (20 s), SNAPSHOT_MS makes
 // the node take a Raft snapshot that often, TRAILING_LOGS,
 // SNAPSHOT_THRESHOLD and WAL_SEGMENT set the Config fields of those names,
-// and LISTEN and DIAL_FROM the test hooks listenAddr and dialFrom.
+// ROTATE_EVERY_MS, MAX_AGE_MS and MAX_FILES set RotateEvery, MaxAge and
+// MaxFiles, and LISTEN and DIAL_FROM the test hooks listenAddr and dialFrom.
+//
+// The node's clock (the test hook Config.now: its entries' times and its
+// clock reports) can be moved while it runs: with CLOCK_FILE set, it is
+// time.Now() plus the offset that file holds (a Go duration, "-3h" or "0s";
+// no file: 0), re-read every 100 ms (clockHook). CLOCK_EVERY_MS sets how
+// often the node reports its clock to the log (Config.clockEvery). The
+// status file shows the offset in use, so a test can wait for it.
 
 const helperEnv = "LOGX_TEST_HELPER"
 
@@ -66,6 +75,16 @@ func helperMain() int {
 		listenAddr:        env("LISTEN"),
 		dialFrom:          env("DIAL_FROM"),
 		Join:              env("JOIN") == "1",
+
+		RotateEvery: time.Duration(atoi("ROTATE_EVERY_MS")) * time.Millisecond,
+		MaxAge:      time.Duration(atoi("MAX_AGE_MS")) * time.Millisecond,
+		MaxFiles:    atoi("MAX_FILES"),
+		clockEvery:  time.Duration(atoi("CLOCK_EVERY_MS")) * time.Millisecond,
+	}
+	clock := newClockHook(env("CLOCK_FILE"))
+	defer clock.stop()
+	if clock != nil {
+		cfg.now = clock.now
 	}
 	lx, err := New(cfg)
 	if err != nil {
@@ -139,8 +158,13 @@ func helperMain() int {
 			}
 			st := lx.Stats()
 			tmp := env("STATUS") + ".tmp"
-			line := fmt.Sprintf("%s %d %s %d %d %d %d\n", st.State, st.Seq, fin,
-				st.Term, st.AppliedIndex, lx.raft.LastIndex(), st.CatchUps)
+			var logClock int64
+			if !st.LogClock.IsZero() {
+				logClock = st.LogClock.UnixNano()
+			}
+			line := fmt.Sprintf("%s %d %s %d %d %d %d %d %d\n", st.State, st.Seq, fin,
+				st.Term, st.AppliedIndex, lx.raft.LastIndex(), st.CatchUps,
+				clock.offset().Milliseconds(), logClock)
 			if os.WriteFile(tmp, []byte(line), 0o644) == nil {
 				os.Rename(tmp, env("STATUS"))
 			}
@@ -236,12 +260,88 @@ func helperMain() int {
 	return 0
 }
 
+// clockHook is a node process's clock: time.Now() plus an offset read from
+// a file, so that a test can move a running node's clock (the fault
+// harness's clock-skew). The offset is cached in an atomic and refreshed by
+// a goroutine every 100 ms: now is called for every entry logged.
+type clockHook struct {
+	path string
+	off  atomic.Int64 // nanoseconds
+	quit chan struct{}
+	done chan struct{}
+}
+
+// newClockHook starts reading path; it returns nil for an empty path.
+func newClockHook(path string) *clockHook {
+	if path == "" {
+		return nil
+	}
+	h := &clockHook{path: path, quit: make(chan struct{}), done: make(chan struct{})}
+	h.read()
+	go func() {
+		defer close(h.done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-h.quit:
+				return
+			case <-t.C:
+				h.read()
+			}
+		}
+	}()
+	return h
+}
+
+// read loads the offset from the file: a Go duration; a missing file is 0.
+// A file that does not parse (a test bug) leaves the offset as it was and
+// says so.
+func (h *clockHook) read() {
+	b, err := os.ReadFile(h.path)
+	if errors.Is(err, os.ErrNotExist) {
+		h.off.Store(0)
+		return
+	}
+	var d time.Duration
+	if err == nil {
+		d, err = time.ParseDuration(strings.TrimSpace(string(b)))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper: clock file:", err)
+		return
+	}
+	h.off.Store(int64(d))
+}
+
+// now is the node's clock (Config.now).
+func (h *clockHook) now() time.Time { return time.Now().Add(h.offset()) }
+
+// offset is the offset in use; 0 without a hook.
+func (h *clockHook) offset() time.Duration {
+	if h == nil {
+		return 0
+	}
+	return time.Duration(h.off.Load())
+}
+
+func (h *clockHook) stop() {
+	if h == nil {
+		return
+	}
+	close(h.quit)
+	<-h.done
+}
+
 // closedTick is always ready: an unpaced writer's tick.
 var closedTick = func() <-chan time.Time {
 	c := make(chan time.Time)
 	close(c)
 	return c
 }()
+
+// procMaxSize is the MaxSize of the nodes a procCluster starts.
+const procMaxSize = 65536
 
 // procCluster runs nodes as child processes of the test.
 type procCluster struct {
@@ -256,6 +356,8 @@ type procCluster struct {
 	entries int
 	net     *faultNet // nil: nodes listen on addrs and dial from anywhere
 	env     []string  // more LOGX_ variables for every node
+	// clocks gives every node a clock file, path(i, "clock") (setClock).
+	clocks bool
 	// Membership: peers is what the next start passes as Peers (the first
 	// n addresses: the nodes that bootstrap), join which slots start with
 	// Join, gen each slot's Dir generation (a slot reused for a new node
@@ -332,7 +434,7 @@ func (c *procCluster) start(i, writers int) {
 		"LOGX_ADDR="+c.addrs[i],
 		"LOGX_PEERS="+strings.Join(c.peers, ","),
 		"LOGX_DIR="+c.dir(i),
-		"LOGX_MAX_SIZE=65536",
+		fmt.Sprintf("LOGX_MAX_SIZE=%d", procMaxSize),
 		"LOGX_ACK="+c.path(i, "ack"),
 		"LOGX_STATUS="+c.path(i, "status"),
 		"LOGX_RESULT="+c.path(i, "result"),
@@ -345,6 +447,9 @@ func (c *procCluster) start(i, writers int) {
 	}
 	if c.net != nil {
 		cmd.Env = append(cmd.Env, "LOGX_LISTEN="+c.net.listenAddr(i), "LOGX_DIAL_FROM="+c.net.from(i))
+	}
+	if c.clocks {
+		cmd.Env = append(cmd.Env, "LOGX_CLOCK_FILE="+c.path(i, "clock"))
 	}
 	cmd.Env = append(cmd.Env, c.env...)
 	in, err := cmd.StdinPipe()
@@ -400,6 +505,8 @@ type procStatus struct {
 	applied  uint64 // Raft index the files hold
 	last     uint64 // last index in the node's Raft log
 	catchUps uint64
+	offset   time.Duration // the node's clock offset (clockHook)
+	logClock int64         // Stats.LogClock, Unix nanoseconds; 0: unknown
 }
 
 func (c *procCluster) status(i int) procStatus {
@@ -408,12 +515,27 @@ func (c *procCluster) status(i int) procStatus {
 		return procStatus{}
 	}
 	f := strings.Fields(string(b))
-	if len(f) != 7 {
+	if len(f) != 9 {
 		return procStatus{}
 	}
 	n := func(i int) uint64 { v, _ := strconv.ParseUint(f[i], 10, 64); return v }
+	z := func(i int) int64 { v, _ := strconv.ParseInt(f[i], 10, 64); return v }
 	return procStatus{state: f[0], seq: n(1), done: f[2] == "done",
-		term: n(3), applied: n(4), last: n(5), catchUps: n(6)}
+		term: n(3), applied: n(4), last: n(5), catchUps: n(6),
+		offset: time.Duration(z(7)) * time.Millisecond, logClock: z(8)}
+}
+
+// setClock sets node i's clock offset (its clock file, read by the node's
+// clockHook) and, if the node runs, waits until the node uses it.
+func (c *procCluster) setClock(i int, off time.Duration) {
+	c.t.Helper()
+	require.True(c.t, c.clocks, "the cluster has no clock files")
+	tmp := c.path(i, "clock.tmp")
+	require.NoError(c.t, os.WriteFile(tmp, []byte(off.String()+"\n"), 0o644))
+	require.NoError(c.t, os.Rename(tmp, c.path(i, "clock")))
+	if c.procs[i] != nil {
+		c.waitStatus(i, fmt.Sprintf("clock offset %v", off), func(s procStatus) bool { return s.offset == off })
+	}
 }
 
 // waitStatus waits until cond holds for node i.
