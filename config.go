@@ -15,9 +15,13 @@ import (
 )
 
 // Config configures one node. Every node of a cluster must use the same
-// Peers, File, MaxSize, RotateEvery, MaxFiles, MaxAge and Format; each has
-// its own NodeID, Addr and Dir.
-// The zero value of every optional field means its default.
+// Peers; File, MaxSize, RotateEvery, MaxFiles, MaxAge, Format and
+// DedupWindow are the cluster's settings, recorded in the log by the first
+// leader: a node that sets one of them to another value refuses to start
+// (or stops applying, or cannot be added) with a *ConfigError naming the
+// field, and a node that leaves one zero takes the cluster's (Format
+// excepted: its zero value is FormatText). Each node has its own NodeID,
+// Addr and Dir. The zero value of every optional field means its default.
 type Config struct {
 	// NodeID names this node in the lines it originates (node=...). Required.
 	NodeID string `json:"node_id" yaml:"node_id"`
@@ -60,18 +64,20 @@ type Config struct {
 	// Defaults to 64 MiB.
 	MaxSize int64 `json:"max_size" yaml:"max_size"`
 
-	// RotateEvery also rotates by time: a line whose entry time falls in a
-	// later period than the active file's newest line starts a new file.
-	// Periods count from the Unix epoch, so time.Hour rotates on the hour
-	// and 24*time.Hour at midnight UTC. Entry times come from the log (each
-	// entry's time, capped at the leader's clock when it committed it), so
-	// every node rotates at the same line, however its own clock runs.
-	// Zero (the default) rotates by size only.
+	// RotateEvery also rotates by time: a line whose time falls in a later
+	// period than the active file's newest line starts a new file. Periods
+	// count from the Unix epoch, so time.Hour rotates on the hour and
+	// 24*time.Hour at midnight UTC. A line's time here is its entry's time
+	// held within a minute of the log clock, the time a majority of the
+	// voters' clock reports reached (clock.go): it comes from the log, so
+	// every node rotates at the same line, and no single clock, the
+	// leader's included, can move rotation by more than that minute. Zero
+	// (the default) rotates by size only.
 	RotateEvery time.Duration `json:"rotate_every" yaml:"rotate_every"`
 
 	// MaxFiles keeps at most this many rotated files; MaxAge keeps only
-	// rotated files whose newest line is younger than MaxAge, measured from
-	// the newest line in the log (not from the wall clock). Older files
+	// rotated files whose newest line is younger than MaxAge by the log
+	// clock (see RotateEvery), not by any node's own clock. Older files
 	// leave the log at the same line on every node, and are deleted from
 	// disk once no snapshot Raft could send still lists them. The active
 	// file is never removed. Zero (the default) keeps everything.
