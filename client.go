@@ -25,6 +25,9 @@ type Client struct {
 	timeout  time.Duration
 	producer uint64
 	pseq     uint64
+	// dedupWindow is the cluster's (Stats.DedupWindow): a batch that may
+	// have been sent is retried for at most half of it.
+	dedupWindow time.Duration
 
 	conn   net.Conn
 	r      *bufio.Reader
@@ -62,7 +65,8 @@ func NewClientTLS(ctx context.Context, tlsConfig *tls.Config, node string, addrs
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
 	}
-	c := &Client{addrs: addrs, node: node, timeout: 10 * time.Second, producer: binary.BigEndian.Uint64(b[:]), tls: tlsConfig}
+	c := &Client{addrs: addrs, node: node, timeout: 10 * time.Second, producer: binary.BigEndian.Uint64(b[:]), tls: tlsConfig,
+		dedupWindow: defaultDedupWindow}
 	var errs []error
 	for _, a := range addrs {
 		st, err := QueryStatusTLS(ctx, a, tlsConfig)
@@ -72,6 +76,9 @@ func NewClientTLS(ctx context.Context, tlsConfig *tls.Config, node string, addrs
 		}
 		if st.Format == FormatJSON.String() {
 			c.format = FormatJSON
+		}
+		if st.DedupWindow > 0 {
+			c.dedupWindow = st.DedupWindow
 		}
 		return c, nil
 	}
@@ -173,6 +180,7 @@ func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64,
 // retries across leader changes until ctx ends.
 func (c *Client) sendBatch(ctx context.Context, batch []byte) (first uint64, err error) {
 	sent := false
+	var firstSent time.Time
 	wait := 20 * time.Millisecond
 	next := 0
 	var lastErr error
@@ -182,6 +190,7 @@ func (c *Client) sendBatch(ctx context.Context, batch []byte) (first uint64, err
 			target = c.addrs[next%len(c.addrs)]
 			next++
 		}
+		sentBefore := sent
 		status, first, msg, err := c.roundTrip(ctx, target, batch)
 		switch {
 		case err != nil:
@@ -199,10 +208,26 @@ func (c *Client) sendBatch(ctx context.Context, batch []byte) (first uint64, err
 				continue
 			}
 		case status == statusRejected:
-			return 0, fmt.Errorf("batch rejected by %s: %s", target, msg)
+			err := fmt.Errorf("batch rejected by %s: %s", target, msg)
+			if isProducerConflict(&rejectedError{msg: msg}) {
+				// Another sender used this producer id: go on under a new one.
+				c.producer, c.pseq = newProducerID(), 0
+				if sentBefore {
+					return 0, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+				}
+			}
+			return 0, err
 		default:
 			sent = true
 			lastErr = fmt.Errorf("%s: %s", target, msg)
+		}
+		if sent && firstSent.IsZero() {
+			firstSent = time.Now()
+		}
+		if sent && time.Since(firstSent) > c.dedupWindow/2 {
+			// Retrying longer could outlive the cluster's memory of this
+			// producer and write the batch twice.
+			return 0, fmt.Errorf("%w: retried for half the cluster's dedup window (%v); last error: %v", ErrOutcomeUnknown, c.dedupWindow/2, lastErr)
 		}
 		select {
 		case <-ctx.Done():

@@ -1,10 +1,14 @@
 package logx
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,4 +182,61 @@ func TestDedupYear(t *testing.T) {
 	t.Logf("flood of %d producers: table %d, state.json %d bytes", 2*maxProducers, len(f.st.Producers), fi.Size())
 	require.Less(t, fi.Size(), int64(maxProducers*160), "state.json stays bounded")
 	require.NoError(t, f.close())
+}
+
+// TestDedupWindowGivesUp: a batch that may have reached a leader is not
+// retried for longer than half the dedup window (after that the cluster
+// may have forgotten its producer, and a repeat would be written twice):
+// a node whose every peer's disk is full (commits hang) and a Client whose
+// leader takes batches and never answers fail it with ErrOutcomeUnknown
+// long before their callers' contexts end.
+func TestDedupWindowGivesUp(t *testing.T) {
+	var hang atomic.Int32 // 1 + the index of the node whose disk hangs
+	release := make(chan struct{})
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		cfg.ForwardTimeout = time.Second
+		cfg.DedupWindow = 3 * time.Second
+		i := int32(cfg.NodeID[1] - '1')
+		cfg.diskFault = func() error {
+			if hang.Load() == i+1 {
+				<-release // the leader's apply hangs: its answers never come
+			}
+			return nil
+		}
+	})
+	c.logAppend("before", 5)
+	leader := c.leaderIndex()
+	follower := (leader + 1) % 3
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	hang.Store(int32(leader) + 1)
+	began := time.Now()
+	_, err := c.nodes[follower].Append(ctx, LevelInfo, "unanswered")
+	require.ErrorIs(t, err, ErrOutcomeUnknown)
+	require.NoError(t, ctx.Err(), "gave up before the caller's context ended")
+	t.Logf("Append gave up after %v", time.Since(began).Round(time.Millisecond))
+	hang.Store(0)
+	close(release)
+
+	// A leader that reads batches and never answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, conn) }()
+		}
+	}()
+	cl := &Client{addrs: []string{ln.Addr().String()}, node: "cl", timeout: 200 * time.Millisecond, producer: newProducerID(), dedupWindow: 3 * time.Second}
+	defer cl.Close()
+	began = time.Now()
+	_, err = cl.Send(ctx, []ClientEntry{{Level: LevelInfo, Msg: "unanswered"}})
+	require.ErrorIs(t, err, ErrOutcomeUnknown)
+	require.NoError(t, ctx.Err())
+	require.Less(t, time.Since(began), 10*time.Second)
+	t.Logf("Client.Send gave up after %v", time.Since(began).Round(time.Millisecond))
 }
