@@ -470,7 +470,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	st := applyState{Index: m.Index, Seq: m.Seq, ActiveFirst: last.First, ActiveSize: last.Size,
 		Producers: m.Producers, Rotated: slices.Clone(m.Files[:len(m.Files)-1]),
 		ActiveNewest: last.Newest, SnapIndex: m.Index, PrunedAt: m.PrunedAt,
-		Clock: m.Clock, Clocks: m.Clocks, Voters: m.Voters, Settings: m.Settings,
+		Clock: m.Clock, Clocks: m.Clocks, Voters: m.Voters, ClockOwners: m.Owners, Settings: m.Settings,
 		ActiveMinTime: last.MinTime, ActiveMaxTime: last.MaxTime}
 	if st.Producers == nil {
 		st.Producers = map[uint64]*producerState{}
@@ -487,6 +487,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	f.applied.Store(st.Index)
 	f.seq.Store(st.Seq)
 	f.clock.Store(st.Clock)
+	f.votersKnown.Store(len(st.Voters) > 0)
 	if st.Settings != nil {
 		if err := f.useSettings(*st.Settings); err != nil {
 			f.stopWith(err)
@@ -643,6 +644,7 @@ type background struct {
 	// Raft's apply goroutine, or New before Raft starts it) touch them.
 	cancel context.CancelFunc
 	done   chan struct{}
+	m      *manifest // the snapshot it catches up to
 }
 
 // Background catch-up pauses between attempts: from bgPauseMin, doubling,
@@ -682,7 +684,7 @@ func (f *fsm) catchUpErr() string {
 func (f *fsm) resumeInBackground(m *manifest) {
 	ctx, cancel := context.WithCancel(f.stopContext())
 	done := make(chan struct{})
-	f.bg.cancel, f.bg.done = cancel, done
+	f.bg.cancel, f.bg.done, f.bg.m = cancel, done, m
 	var need int64
 	for _, mf := range m.Files {
 		need += mf.Size
@@ -771,7 +773,7 @@ func (f *fsm) stopBackground() {
 	}
 	f.bg.cancel()
 	<-f.bg.done
-	f.bg.cancel, f.bg.done = nil, nil
+	f.bg.cancel, f.bg.done, f.bg.m = nil, nil, nil
 }
 
 // waitBackground waits until the background catch-up, if any, has

@@ -162,9 +162,7 @@ func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64,
 		for i := done; i < done+n; i++ {
 			recs = appendRecord(recs, entries[i].Level, nanos[i], bodies[i])
 		}
-		h := batchHeader{producer: c.producer, firstPSeq: c.pseq + 1, count: n}
-		c.pseq += uint64(n)
-		f, err := c.sendBatch(ctx, newBatch(h, recs, true))
+		f, err := c.sendBatch(ctx, recs, n)
 		if err != nil {
 			return 0, fmt.Errorf("logx: %d of %d entries committed, then a batch of %d failed: %w", done, len(entries), n, err)
 		}
@@ -176,9 +174,15 @@ func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64,
 	return first, nil
 }
 
-// sendBatch commits one batch and returns its first sequence number. It
-// retries across leader changes until ctx ends.
-func (c *Client) sendBatch(ctx context.Context, batch []byte) (first uint64, err error) {
+// sendBatch commits the n records recs as one batch and returns its first
+// sequence number. It retries across leader changes until ctx ends.
+func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint64, err error) {
+	encode := func() []byte {
+		h := batchHeader{producer: c.producer, firstPSeq: c.pseq + 1, count: n}
+		c.pseq += uint64(n)
+		return newBatch(h, recs, true)
+	}
+	batch := encode()
 	sent := false
 	var firstSent time.Time
 	wait := 20 * time.Millisecond
@@ -215,6 +219,8 @@ func (c *Client) sendBatch(ctx context.Context, batch []byte) (first uint64, err
 				if sentBefore {
 					return 0, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 				}
+				batch = encode() // nothing of it was written: again, renumbered
+				continue
 			}
 			return 0, err
 		default:

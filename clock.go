@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
@@ -86,6 +87,9 @@ func readClock(b []byte) (id string, unixNano int64, err error) {
 // must name the reporter's host, as a node dialling the reporter would
 // require. cert is nil without TLS.
 func (lx *Logx) checkClockReport(data []byte, cert *x509.Certificate) error {
+	if lx.cfg.TLS != nil && cert == nil {
+		return errors.New("logx: clock report without a certificate")
+	}
 	id, _, err := readClock(data)
 	if err != nil {
 		return err
@@ -110,18 +114,30 @@ func (lx *Logx) checkClockReport(data []byte, cert *x509.Certificate) error {
 }
 
 // applyClock records a voter's clock report and advances the log clock.
-func (f *fsm) applyClock(data []byte) applyResult {
-	id, t, err := readClock(data)
+// With mutual TLS the leader stamped the report with the identity of the
+// certificate's subject it came with, and a voter's reports are taken only
+// from the subject whose report was taken first: another certificate
+// holder cannot report for a voter that has reported.
+func (f *fsm) applyClock(l *raft.Log) applyResult {
+	id, t, err := readClock(l.Data)
 	if err != nil {
 		return applyResult{err: err}
 	}
-	if len(f.st.Voters) > 0 && !slices.Contains(f.st.Voters, id) {
-		return applyResult{err: fmt.Errorf("logx: clock report from %q, which is not a voter", id)}
+	if !slices.Contains(f.st.Voters, id) {
+		return applyResult{err: &refusedError{msg: fmt.Sprintf("clock report from %q, which is not a voter", id)}}
+	}
+	owner := ownerOf(l.Extensions)
+	if o, ok := f.st.ClockOwners[id]; ok && o != owner {
+		return applyResult{err: &refusedError{msg: fmt.Sprintf("clock report for %q from another certificate than its earlier ones", id)}}
 	}
 	if f.st.Clocks == nil {
 		f.st.Clocks = map[string]int64{}
 	}
+	if f.st.ClockOwners == nil {
+		f.st.ClockOwners = map[string]string{}
+	}
 	f.st.Clocks[id] = t
+	f.st.ClockOwners[id] = owner
 	f.advanceClock()
 	return applyResult{}
 }
@@ -138,35 +154,29 @@ func (f *fsm) applyConfiguration(data []byte) {
 	}
 	slices.Sort(voters)
 	f.st.Voters = voters
+	f.votersKnown.Store(len(voters) > 0)
 	for id := range f.st.Clocks {
 		if !slices.Contains(voters, id) {
 			delete(f.st.Clocks, id)
+			delete(f.st.ClockOwners, id)
 		}
 	}
 	f.advanceClock()
 }
 
 // quorumClock is the time a majority of the voters' reports have reached,
-// or 0 if fewer than a majority have reported. Without a known voter list
-// (a checkpoint from a release that did not record it, until the next
-// configuration change) every reporter counts.
+// or 0 if fewer than a majority have reported or the voters are not known
+// (a checkpoint from a release that did not record them: the leader then
+// commits its configuration again, see ensureVoters).
 func quorumClock(voters []string, clocks map[string]int64) int64 {
 	var ts []int64
-	n := len(voters)
-	if n == 0 {
-		n = len(clocks)
-		for _, t := range clocks {
+	for _, v := range voters {
+		if t, ok := clocks[v]; ok {
 			ts = append(ts, t)
 		}
-	} else {
-		for _, v := range voters {
-			if t, ok := clocks[v]; ok {
-				ts = append(ts, t)
-			}
-		}
 	}
-	q := n/2 + 1
-	if n == 0 || len(ts) < q {
+	q := len(voters)/2 + 1
+	if len(voters) == 0 || len(ts) < q {
 		return 0
 	}
 	slices.Sort(ts)
@@ -189,6 +199,32 @@ func (f *fsm) advanceClock() {
 	f.st.Clock = c
 	f.clock.Store(c)
 	f.pruneProducers()
+}
+
+// subjectIdentity is the identity a certificate gives its clock reports:
+// the first 16 bytes of the sha256 of its subject, which a renewed
+// certificate keeps.
+func subjectIdentity(cert *x509.Certificate) []byte {
+	if cert == nil {
+		return nil
+	}
+	sum := sha256.Sum256(cert.RawSubject)
+	return sum[:identityLen]
+}
+
+// ensureVoters commits the configuration again (an AddVoter of this node,
+// which changes nothing) when this node leads and its state machine does
+// not know the voters: a checkpoint from a release that did not record
+// them has none until a configuration entry is applied, and the log clock
+// counts only voters.
+func (lx *Logx) ensureVoters() {
+	if lx.fsm.votersKnown.Load() || lx.raft.State() != raft.Leader || !lx.ready() {
+		return
+	}
+	id := raft.ServerID(lx.cfg.Addr)
+	if err := lx.raft.AddVoter(id, raft.ServerAddress(lx.cfg.Addr), 0, lx.cfg.ForwardTimeout).Error(); err != nil {
+		lx.logf("logx: committing the configuration again (so that the log knows the voters): %v", err)
+	}
 }
 
 // lineClock is the clock rotation and retention use for a line whose entry

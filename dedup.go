@@ -83,27 +83,33 @@ func certIdentity(cert *x509.Certificate) []byte {
 	return sum[:identityLen]
 }
 
-// tlsIdentity is this node's own certificate identity, the one its peers
-// see when it forwards: nil without TLS.
-func tlsIdentity(cfg *tls.Config) ([]byte, error) {
+// tlsIdentities are this node's own certificate identities, those its
+// peers see when it forwards (the certificate a TLS client presents:
+// GetClientCertificate's if set, else the first of Certificates): for its
+// batches (certIdentity) and its clock reports (subjectIdentity). Both nil
+// without TLS.
+func tlsIdentities(cfg *tls.Config) (batches, clocks []byte, err error) {
 	if cfg == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var der []byte
 	switch {
-	case len(cfg.Certificates) > 0 && len(cfg.Certificates[0].Certificate) > 0:
-		der = cfg.Certificates[0].Certificate[0]
 	case cfg.GetClientCertificate != nil:
 		c, err := cfg.GetClientCertificate(&tls.CertificateRequestInfo{})
 		if err == nil && c != nil && len(c.Certificate) > 0 {
 			der = c.Certificate[0]
 		}
+	case len(cfg.Certificates) > 0 && len(cfg.Certificates[0].Certificate) > 0:
+		der = cfg.Certificates[0].Certificate[0]
 	}
 	if der == nil {
-		return nil, errors.New("logx: Config.TLS holds no certificate of this node")
+		return nil, nil, errors.New("logx: Config.TLS holds no certificate of this node")
 	}
-	sum := sha256.Sum256(der)
-	return sum[:identityLen], nil
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("logx: this node's certificate: %w", err)
+	}
+	return certIdentity(cert), subjectIdentity(cert), nil
 }
 
 // ownerOf returns the identity a leader stamped on a Raft entry, as hex.
@@ -197,27 +203,85 @@ func (f *fsm) pruneProducers() {
 	}
 }
 
-// evictProducers keeps the table within maxProducers: past it, the
-// producers whose last batch is oldest in the log go, down to seven
-// eighths of the bound (so that this runs once per many new producers).
+// evictProducers keeps the table within maxProducers: past it, producers
+// go, down to seven eighths of the bound (so that this runs once per many
+// new producers). First those silent for half the window by the log clock,
+// which can no longer send a repeat (a sender gives up after half the
+// window); only if those are not enough, the ones whose last batch is
+// oldest in the log, whose repeats are then no longer recognised: that
+// takes more than maxProducers new producers within half a window, a flood
+// the log reports (Stats.EvictedProducers).
 func (f *fsm) evictProducers() {
 	if len(f.st.Producers) <= maxProducers {
 		return
 	}
 	type entry struct {
-		id    uint64
-		index uint64
+		id     uint64
+		index  uint64
+		recent bool
 	}
+	horizon := f.st.Clock - int64(f.policy.dedupWindow/2)
 	all := make([]entry, 0, len(f.st.Producers))
 	for id, p := range f.st.Producers {
-		all = append(all, entry{id, p.Index})
+		all = append(all, entry{id, p.Index, f.st.Clock == 0 || p.Seen >= horizon})
 	}
 	slices.SortFunc(all, func(a, b entry) int {
+		if a.recent != b.recent {
+			if a.recent {
+				return 1
+			}
+			return -1
+		}
 		return cmp.Or(cmp.Compare(a.index, b.index), cmp.Compare(a.id, b.id))
 	})
+	early := 0
 	for _, e := range all[:len(all)-maxProducers*7/8] {
 		delete(f.st.Producers, e.id)
+		if e.recent {
+			early++
+		}
 	}
+	if early > 0 {
+		f.evicted.Add(uint64(early))
+		f.logf("logx: more than %d producers within half the dedup window: forgot %d of them early; a repeat of their last batch would be written again", maxProducers, early)
+	}
+}
+
+// checkReplicated checks what a checkpoint or a snapshot says of the
+// producers, the voters and their clocks before any of it is used: no
+// empty entries, sequence numbers that agree, tables within their bounds,
+// clocks only of voters.
+func checkReplicated(producers map[uint64]*producerState, voters []string, clocks map[string]int64, owners map[string]string, clock int64) error {
+	if len(producers) > maxProducers {
+		return fmt.Errorf("%d producers, more than %d", len(producers), maxProducers)
+	}
+	for id, p := range producers {
+		if p == nil || p.PSeq == 0 || p.Seq == 0 || p.First > p.PSeq || p.First > 0 && p.Seq < p.PSeq-p.First+1 {
+			return fmt.Errorf("producer %016x: %+v", id, p)
+		}
+	}
+	if len(voters) > maxVoters {
+		return fmt.Errorf("%d voters, more than %d", len(voters), maxVoters)
+	}
+	for _, v := range voters {
+		if v == "" || len(v) > maxServerID {
+			return fmt.Errorf("a voter named %q", v)
+		}
+	}
+	for id, t := range clocks {
+		if !slices.Contains(voters, id) || t <= 0 {
+			return fmt.Errorf("a clock of %q (%d), not a voter's", id, t)
+		}
+	}
+	for id := range owners {
+		if !slices.Contains(voters, id) {
+			return fmt.Errorf("a clock owner of %q, not a voter", id)
+		}
+	}
+	if clock < 0 {
+		return fmt.Errorf("log clock %d", clock)
+	}
+	return nil
 }
 
 // isProducerConflict reports whether a rejection is about the producer id.

@@ -1,13 +1,16 @@
 package logx
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -239,4 +242,45 @@ func TestDedupWindowGivesUp(t *testing.T) {
 	require.NoError(t, ctx.Err())
 	require.Less(t, time.Since(began), 10*time.Second)
 	t.Logf("Client.Send gave up after %v", time.Since(began).Round(time.Millisecond))
+}
+
+// TestSpoofedProducerCluster: without TLS anyone may append, but a batch
+// sent under a node's producer id does not cost that node its next entry:
+// refused as a producer conflict on its first attempt, the node sends it
+// again under a new id, and Append returns the sequence number it got.
+func TestSpoofedProducerCluster(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.logAppend("before", 3)
+	leader := c.leaderIndex()
+	victim := c.nodes[(leader+1)%3]
+	victimID := victim.producer // set at New; read before the conflict
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := dialProto(ctx, c.cfgs[leader].Addr, protoForward, 5*time.Second, nil)
+	require.NoError(t, err)
+	defer conn.Close()
+	now := time.Now()
+	batch := appendBatchHeader(nil, batchHeader{producer: victimID, firstPSeq: 1 << 40, count: 1})
+	batch = appendRecord(batch, LevelInfo, now.UnixNano(), appendBodyStart(nil, FormatText, now, LevelInfo, "evil", "", "spoofed"))
+	_, err = conn.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(batch))), batch...))
+	require.NoError(t, err)
+	resp, err := readFrame(bufio.NewReader(conn), nil, 1<<20)
+	require.NoError(t, err)
+	require.Equal(t, statusOK, resp[0], "without TLS the batch is taken: %s", resp[respHeader:])
+
+	seq, err := victim.Append(ctx, LevelInfo, "after the spoof")
+	require.NoError(t, err)
+	c.flushAll()
+	total := c.waitSameSeq(11)
+	require.Equal(t, uint64(11), total)
+	lines := readLines(t, c.dirs()[0], "app.log")
+	require.Contains(t, string(lines[seq-1]), "after the spoof", "the sequence number Append returned")
+	n := 0
+	for _, l := range lines {
+		if strings.Contains(string(l), "after the spoof") {
+			n++
+		}
+	}
+	require.Equal(t, 1, n)
+	requireIdentical(t, c.dirs(), "app.log")
 }

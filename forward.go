@@ -121,7 +121,12 @@ func (lx *Logx) applyForwarded(data []byte, scratch *[]byte, cert *x509.Certific
 		addr, _ := lx.raft.LeaderWithID()
 		return statusNotLeader, 0, 0, string(addr)
 	}
-	idx, first, err = lx.applyLocal(data, certIdentity(cert))
+	identity := subjectIdentity(cert)
+	if data[0] != cmdClock {
+		lx.proposeSettings() // a leader records the settings before any line
+		identity = certIdentity(cert)
+	}
+	idx, first, err = lx.applyLocal(data, identity)
 	if err != nil {
 		var rej *rejectedError
 		switch {

@@ -70,22 +70,25 @@ type fsm struct {
 	dirty bool
 
 	// Read by others.
-	applied  atomic.Uint64 // Raft index applied (mirrors st.Index)
-	seq      atomic.Uint64 // last sequence number written
-	clock    atomic.Int64  // the log clock (st.Clock)
-	entries  atomic.Uint64 // entries written since start
-	bytes    atomic.Uint64 // bytes written since start
-	dups     atomic.Uint64 // repeated entries dropped
-	rotated  atomic.Uint64
-	retired  atomic.Uint64 // files retention retired since start
-	catchUps atomic.Uint64
-	progress catchUpProgress
-	bg       background                    // a catch-up finishing in the background (catchup.go)
-	segPtr   atomic.Pointer[segmentWriter] // seg, for the fetch server
-	mu       sync.Mutex
-	notify   chan struct{} // closed and replaced after every apply
-	failedMu sync.Mutex
-	failErr  error
+	applied atomic.Uint64 // Raft index applied (mirrors st.Index)
+	seq     atomic.Uint64 // last sequence number written
+	clock   atomic.Int64  // the log clock (st.Clock)
+	// votersKnown says st.Voters is known (clock.go's ensureVoters).
+	votersKnown atomic.Bool
+	entries     atomic.Uint64 // entries written since start
+	bytes       atomic.Uint64 // bytes written since start
+	dups        atomic.Uint64 // repeated entries dropped
+	evicted     atomic.Uint64 // producers forgotten early (evictProducers)
+	rotated     atomic.Uint64
+	retired     atomic.Uint64 // files retention retired since start
+	catchUps    atomic.Uint64
+	progress    catchUpProgress
+	bg          background                    // a catch-up finishing in the background (catchup.go)
+	segPtr      atomic.Pointer[segmentWriter] // seg, for the fetch server
+	mu          sync.Mutex
+	notify      chan struct{} // closed and replaced after every apply
+	failedMu    sync.Mutex
+	failErr     error
 }
 
 // applyResult is what ApplyBatch returns for a batch: the sequence number of
@@ -103,11 +106,15 @@ func newFSM(dir, file string, policy filePolicy, format Format, stateInterval ti
 	if err := checkStateNames(&st, file); err != nil {
 		return nil, err
 	}
+	if err := checkReplicated(st.Producers, st.Voters, st.Clocks, st.ClockOwners, st.Clock); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, stateFile, err)
+	}
 	f := &fsm{dir: dir, file: file, policy: policy, format: format, stateInterval: stateInterval, logf: logf, st: st,
 		lastPersist: time.Now(), notify: make(chan struct{}), stop: make(chan struct{})}
 	f.applied.Store(st.Index)
 	f.seq.Store(st.Seq)
 	f.clock.Store(st.Clock)
+	f.votersKnown.Store(len(st.Voters) > 0)
 	f.settings.Store(st.Settings)
 	if st.CatchingUp {
 		// An interrupted catch-up: Raft restores its stored snapshot at
@@ -303,7 +310,7 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 		case f.failed != nil:
 			res[i] = applyResult{err: f.failed} // stopped by a settings conflict
 		case len(l.Data) > 0 && l.Data[0] == cmdClock:
-			res[i] = f.applyClock(l.Data)
+			res[i] = f.applyClock(l)
 		case len(l.Data) > 0 && l.Data[0] == cmdSettings:
 			res[i] = f.applySettings(l.Data)
 		default:
@@ -468,6 +475,7 @@ type manifest struct {
 	Clock     int64                     `json:"clock,omitempty"` // the log clock (clock.go)
 	Clocks    map[string]int64          `json:"clocks,omitempty"`
 	Voters    []string                  `json:"voters,omitempty"`
+	Owners    map[string]string         `json:"clock_owners,omitempty"`
 	Settings  *clusterSettings          `json:"settings,omitempty"`
 	Files     []fileState               `json:"files"`
 }
@@ -485,11 +493,8 @@ func readManifest(r io.Reader, file func(*manifest) string) (*manifest, error) {
 	if len(m.Files) == 0 {
 		return nil, fmt.Errorf("logx: snapshot at index %d lists no files", m.Index)
 	}
-	switch {
-	case len(m.Producers) > maxProducers:
-		return nil, fmt.Errorf("logx: snapshot lists %d producers, more than %d", len(m.Producers), maxProducers)
-	case len(m.Voters) > maxVoters || len(m.Clocks) > maxVoters:
-		return nil, fmt.Errorf("logx: snapshot lists %d voters and %d clocks, more than %d", len(m.Voters), len(m.Clocks), maxVoters)
+	if err := checkReplicated(m.Producers, m.Voters, m.Clocks, m.Owners, m.Clock); err != nil {
+		return nil, fmt.Errorf("logx: snapshot at index %d: %w", m.Index, err)
 	}
 	if m.Settings != nil {
 		if err := m.Settings.check(); err != nil {
@@ -558,6 +563,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	}
 	m := &manifest{Index: f.st.Index, Seq: f.st.Seq, Producers: make(map[uint64]*producerState, len(f.st.Producers)),
 		PrunedAt: f.st.PrunedAt, Clock: f.st.Clock, Clocks: maps.Clone(f.st.Clocks), Voters: slices.Clone(f.st.Voters),
+		Owners:   maps.Clone(f.st.ClockOwners),
 		Settings: f.st.Settings}
 	for k, v := range f.st.Producers {
 		c := *v
@@ -589,11 +595,18 @@ func (m *manifest) Release() {}
 // supersedes a catch-up still running in the background.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	// A catch-up in the background owns f.st and f.file (which the
+	// manifest's check reads) until it has stopped; if this snapshot is
+	// refused, it goes on.
+	pending := f.bg.m
+	f.stopBackground()
 	m, err := readManifest(rc, f.manifestFile)
 	if err != nil {
+		if pending != nil && f.seg == nil {
+			f.resumeInBackground(pending)
+		}
 		return err
 	}
-	f.stopBackground()
 	defer f.hooks.guard()()
 	if m.Index <= f.st.Index && !f.st.CatchingUp {
 		return nil

@@ -112,7 +112,9 @@ type Logx struct {
 	// identity is this node's certificate identity (dedup.go), stamped on
 	// the batches it commits as leader; nil without TLS.
 	identity     []byte
-	lastClockLog time.Time // when a failed clock report was last logged; producer goroutine only
+	subject      []byte     // this node's certificate subject identity (clock.go); nil without TLS
+	settingsMu   sync.Mutex // one settings proposal at a time (proposeSettings)
+	lastClockLog time.Time  // when a failed clock report was last logged; producer goroutine only
 
 	closeOnce sync.Once
 	closeErr  error
@@ -224,7 +226,7 @@ func New(cfg Config) (_ *Logx, err error) {
 		}
 	}
 	lx.producer = newProducerID()
-	if lx.identity, err = tlsIdentity(cfg.TLS); err != nil {
+	if lx.identity, lx.subject, err = tlsIdentities(cfg.TLS); err != nil {
 		return nil, err
 	}
 

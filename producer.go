@@ -39,6 +39,7 @@ func (lx *Logx) produce() {
 			select {
 			case e = <-lx.queue:
 			case <-clock.C:
+				lx.ensureVoters()
 				lx.proposeSettings()
 				reported = lx.reportClock() || reported
 				next := clockEvery
@@ -172,6 +173,7 @@ func (lx *Logx) commit(ents []*entry) (kept []*entry, idx, first uint64, err err
 				batch = lx.encode(ents)
 			}
 			if local {
+				lx.proposeSettings()
 				idx, first, err = lx.applyLocal(batch, lx.identity)
 				maybeSent = !errors.Is(err, raft.ErrNotLeader)
 			} else {
@@ -195,7 +197,6 @@ func (lx *Logx) commit(ents []*entry) (kept []*entry, idx, first uint64, err err
 		}
 		var rej *rejectedError
 		if errors.As(err, &rej) {
-			lx.logf("logx: committing a batch of %d entries: %v; not retried, the entries fail", len(ents), err)
 			if isProducerConflict(err) {
 				// Another sender used this producer id, or the leader
 				// saw its sequence out of order: go on under a new one.
@@ -204,13 +205,19 @@ func (lx *Logx) commit(ents []*entry) (kept []*entry, idx, first uint64, err err
 					// An earlier attempt may have been written.
 					return ents, 0, 0, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 				}
+				// Nothing of it was written: send it again, renumbered.
+				lx.logf("logx: %v; sending the batch again under a new producer id", err)
+				batch = lx.encode(ents)
+				sent = false
+				continue
 			}
+			lx.logf("logx: committing a batch of %d entries: %v; not retried, the entries fail", len(ents), err)
 			return ents, 0, 0, err
 		}
-		if sent && time.Since(firstSent) > lx.cfg.DedupWindow/2 {
+		if window := lx.dedupWindow(); sent && time.Since(firstSent) > window/2 {
 			// Retrying longer could outlive the leader's memory of this
 			// producer (dedup.go) and write the batch twice.
-			return ents, 0, 0, fmt.Errorf("%w: retried for half the dedup window (%v); last error: %v", ErrOutcomeUnknown, lx.cfg.DedupWindow/2, err)
+			return ents, 0, 0, fmt.Errorf("%w: retried for half the dedup window (%v); last error: %v", ErrOutcomeUnknown, window/2, err)
 		}
 		lx.stats.retries.Add(1)
 		if time.Since(lastLog) >= retryLogEvery {
@@ -314,7 +321,7 @@ func (lx *Logx) reportClock() bool {
 	var err error
 	switch {
 	case local:
-		_, _, err = lx.applyLocal(cmd, lx.identity)
+		_, _, err = lx.applyLocal(cmd, lx.subject)
 	case leader != "":
 		_, _, err = lx.fwd.send(leader, cmd)
 	default:
@@ -331,10 +338,17 @@ func (lx *Logx) reportClock() bool {
 }
 
 // proposeSettings records this node's settings as the cluster's
-// (settings.go) if it leads and the log holds none yet; the first
-// recorded win.
+// (settings.go) if it leads and its log holds none yet; the first recorded
+// win. A leader calls it before it commits a batch, so that no line is
+// written before the cluster's settings are known (a new leader whose
+// apply lags may record them again: ignored). One proposal at a time.
 func (lx *Logx) proposeSettings() {
-	if lx.fsm.settings.Load() != nil || lx.raft.State() != raft.Leader || !lx.ready() {
+	if lx.fsm.settings.Load() != nil {
+		return
+	}
+	lx.settingsMu.Lock()
+	defer lx.settingsMu.Unlock()
+	if lx.fsm.settings.Load() != nil || lx.raft.State() != raft.Leader {
 		return
 	}
 	if _, _, err := lx.applyLocal(appendSettings(nil, settingsOf(lx.cfg)), lx.identity); err != nil {

@@ -53,6 +53,9 @@ type applyState struct {
 	Clock  int64            `json:"clock,omitempty"`
 	Clocks map[string]int64 `json:"clocks,omitempty"`
 	Voters []string         `json:"voters,omitempty"`
+	// ClockOwners are the certificate subjects (hex) each voter's clock
+	// reports came from; "" without TLS.
+	ClockOwners map[string]string `json:"clock_owners,omitempty"`
 	// Settings are the cluster's settings (settings.go), once recorded.
 	Settings     *clusterSettings `json:"settings,omitempty"`
 	ActiveNewest int64            `json:"active_newest,omitempty"`

@@ -192,6 +192,23 @@ func (f *fsm) useSettings(s clusterSettings) error {
 	return nil
 }
 
+// logFile is the active file's name: the cluster's, once known (a node
+// whose Config leaves File zero takes it when it learns the settings).
+func (lx *Logx) logFile() string {
+	if s := lx.fsm.settings.Load(); s != nil {
+		return s.File
+	}
+	return lx.cfg.File
+}
+
+// dedupWindow is the cluster's DedupWindow, once known, else this node's.
+func (lx *Logx) dedupWindow() time.Duration {
+	if s := lx.fsm.settings.Load(); s != nil {
+		return s.DedupWindow
+	}
+	return lx.cfg.DedupWindow
+}
+
 // stopWith stops this node's apply for good with err (a settings
 // conflict): every later batch fails with it, and it shows in Stats.
 func (f *fsm) stopWith(err error) {

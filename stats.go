@@ -52,8 +52,11 @@ type Stats struct {
 	EntriesWritten uint64 `json:"entries_written"` // lines this node's apply wrote since start
 	BytesWritten   uint64 `json:"bytes_written"`
 	Duplicates     uint64 `json:"duplicates"` // repeated entries dropped at apply
-	Rotations      uint64 `json:"rotations"`  // rotations since start
-	Retired        uint64 `json:"retired"`    // rotated files retention removed from the log since start
+	// EvictedProducers counts producers forgotten before half the dedup
+	// window passed, because more than 16384 were seen within it.
+	EvictedProducers uint64 `json:"evicted_producers"`
+	Rotations        uint64 `json:"rotations"` // rotations since start
+	Retired          uint64 `json:"retired"`   // rotated files retention removed from the log since start
 
 	CatchUps uint64 `json:"catch_ups"` // snapshots installed by copying files from peers
 	// DamagedFiles counts rotated files found at start not to match their
@@ -87,38 +90,39 @@ type Stats struct {
 // Stats returns a snapshot of the node's state and counters.
 func (lx *Logx) Stats() Stats {
 	s := Stats{
-		NodeID:         lx.cfg.NodeID,
-		Addr:           lx.cfg.Addr,
-		Format:         lx.cfg.Format.String(),
-		State:          lx.raft.State().String(),
-		Term:           lx.raft.CurrentTerm(),
-		CommitIndex:    lx.raft.CommitIndex(),
-		AppliedIndex:   lx.fsm.applied.Load(),
-		Seq:            lx.fsm.seq.Load(),
-		QueueLen:       len(lx.queue),
-		QueueCap:       cap(lx.queue),
-		Enqueued:       lx.stats.enqueued.Load(),
-		Committed:      lx.stats.committed.Load(),
-		Failed:         lx.stats.failed.Load(),
-		Dropped:        lx.stats.dropped.Load(),
-		Rejected:       lx.stats.rejected.Load(),
-		AsyncErrors:    lx.stats.asyncRejected.Load(),
-		Batches:        lx.stats.batches.Load(),
-		Forwarded:      lx.stats.forwarded.Load(),
-		ForwardErrors:  lx.stats.forwardErrors.Load(),
-		Retries:        lx.stats.retries.Load(),
-		DamagedFiles:   lx.stats.damaged.Load(),
-		RepairedFiles:  lx.stats.repaired.Load(),
-		RecordBytes:    lx.stats.recordBytes.Load(),
-		BatchBytes:     lx.stats.batchBytes.Load(),
-		EntriesWritten: lx.fsm.entries.Load(),
-		BytesWritten:   lx.fsm.bytes.Load(),
-		Duplicates:     lx.fsm.dups.Load(),
-		Rotations:      lx.fsm.rotated.Load(),
-		Retired:        lx.fsm.retired.Load(),
-		CatchUps:       lx.fsm.catchUps.Load(),
-		FetchedBytes:   lx.stats.fetched.Load(),
-		ServedBytes:    lx.stats.fetchServed.Load(),
+		NodeID:           lx.cfg.NodeID,
+		Addr:             lx.cfg.Addr,
+		Format:           lx.cfg.Format.String(),
+		State:            lx.raft.State().String(),
+		Term:             lx.raft.CurrentTerm(),
+		CommitIndex:      lx.raft.CommitIndex(),
+		AppliedIndex:     lx.fsm.applied.Load(),
+		Seq:              lx.fsm.seq.Load(),
+		QueueLen:         len(lx.queue),
+		QueueCap:         cap(lx.queue),
+		Enqueued:         lx.stats.enqueued.Load(),
+		Committed:        lx.stats.committed.Load(),
+		Failed:           lx.stats.failed.Load(),
+		Dropped:          lx.stats.dropped.Load(),
+		Rejected:         lx.stats.rejected.Load(),
+		AsyncErrors:      lx.stats.asyncRejected.Load(),
+		Batches:          lx.stats.batches.Load(),
+		Forwarded:        lx.stats.forwarded.Load(),
+		ForwardErrors:    lx.stats.forwardErrors.Load(),
+		Retries:          lx.stats.retries.Load(),
+		DamagedFiles:     lx.stats.damaged.Load(),
+		RepairedFiles:    lx.stats.repaired.Load(),
+		RecordBytes:      lx.stats.recordBytes.Load(),
+		BatchBytes:       lx.stats.batchBytes.Load(),
+		EntriesWritten:   lx.fsm.entries.Load(),
+		BytesWritten:     lx.fsm.bytes.Load(),
+		Duplicates:       lx.fsm.dups.Load(),
+		EvictedProducers: lx.fsm.evicted.Load(),
+		Rotations:        lx.fsm.rotated.Load(),
+		Retired:          lx.fsm.retired.Load(),
+		CatchUps:         lx.fsm.catchUps.Load(),
+		FetchedBytes:     lx.stats.fetched.Load(),
+		ServedBytes:      lx.stats.fetchServed.Load(),
 
 		CatchingUp:      lx.fsm.progress.running.Load(),
 		CatchUpBytes:    lx.fsm.progress.total.Load(),
@@ -131,7 +135,7 @@ func (lx *Logx) Stats() Stats {
 	if c := lx.fsm.clock.Load(); c > 0 {
 		s.LogClock = time.Unix(0, c).UTC()
 	}
-	s.DedupWindow = lx.cfg.DedupWindow
+	s.DedupWindow = lx.dedupWindow()
 	addr, _ := lx.raft.LeaderWithID()
 	s.Leader = string(addr)
 	if s.CommitIndex > s.AppliedIndex {
@@ -147,4 +151,4 @@ func (lx *Logx) Stats() Stats {
 
 // Files returns the names of this node's log files in log order: rotated
 // files first, the active file last.
-func (lx *Logx) Files() ([]string, error) { return LogFiles(lx.cfg.Dir, lx.cfg.File) }
+func (lx *Logx) Files() ([]string, error) { return LogFiles(lx.cfg.Dir, lx.logFile()) }

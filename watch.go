@@ -21,7 +21,7 @@ import (
 // wraps ErrRetained and names the gap; a caller may resume from the next
 // line it reports.
 func (lx *Logx) Watch(ctx context.Context, from uint64, level slog.Leveler, fn func(Line) error) error {
-	r, err := OpenReader(lx.cfg.Dir, lx.cfg.File)
+	r, err := OpenReader(lx.cfg.Dir, lx.logFile())
 	if err != nil {
 		return err
 	}
