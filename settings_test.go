@@ -122,3 +122,42 @@ func TestSettingsAdoptFile(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, names, "nothing under the default name")
 }
+
+// TestUpgradedCheckpoint: nodes whose checkpoints come from the first
+// release (no voters, clocks or settings recorded) and whose Raft log was
+// compacted past every configuration entry get them again: the leader
+// commits its configuration again and records the settings, and the log
+// clock runs.
+func TestUpgradedCheckpoint(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.logAppend("before", 10)
+	c.flushAll()
+	c.snapshotAll()
+	for i := range c.nodes {
+		c.stop(i)
+	}
+	for _, cfg := range c.cfgs {
+		st, ok, err := readState(cfg.Dir)
+		require.NoError(t, err)
+		require.True(t, ok)
+		st.Voters, st.Clocks, st.ClockOwners, st.Clock, st.Settings = nil, nil, nil, 0, nil
+		require.NoError(t, writeState(cfg.Dir, &st))
+	}
+	for i := range c.nodes {
+		c.start(i)
+	}
+	c.waitReady()
+	c.logAppend("after", 10)
+	c.waitSettings()
+	require.True(t, waitFor(30*time.Second, func() bool {
+		for _, lx := range c.nodes {
+			if !lx.fsm.votersKnown.Load() || lx.Stats().LogClock.IsZero() {
+				return false
+			}
+		}
+		return true
+	}), "voters and the log clock are known again")
+	c.flushAll()
+	c.waitSameSeq(60)
+	requireIdentical(t, c.dirs(), "app.log")
+}

@@ -218,6 +218,24 @@ func TestProducerBoundToCertificate(t *testing.T) {
 	require.Equal(t, statusRejected, status, msg)
 	require.Contains(t, msg, "does not name it")
 
+	// A certificate that does name the host (all nodes here share
+	// 127.0.0.1) but is not the one the voter reported with.
+	sameHost, err := ca.TLSConfig("intruder", []string{"127.0.0.1"}, time.Hour)
+	require.NoError(t, err)
+	// The leader's own report (as its producer sends it) binds its id.
+	_, _, err = c.nodes[leader].applyLocal(appendClock(nil, c.cfgs[leader].Addr, time.Now().UnixNano()), c.nodes[leader].subject)
+	require.NoError(t, err)
+	conn2, err := dialProto(ctx, c.cfgs[leader].Addr, protoForward, 5*time.Second, sameHost)
+	require.NoError(t, err)
+	defer conn2.Close()
+	clock := appendClock(nil, c.cfgs[leader].Addr, now.Add(48*time.Hour).UnixNano())
+	_, err = conn2.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(clock))), clock...))
+	require.NoError(t, err)
+	resp, err := readFrame(bufio.NewReader(conn2), nil, 1<<20)
+	require.NoError(t, err)
+	require.Equal(t, statusRejected, resp[0], "%s", resp[respHeader:])
+	require.Contains(t, string(resp[respHeader:]), "another certificate")
+
 	// The owner's entries go on, with their own numbers.
 	seq, err := victim.Append(ctx, LevelInfo, "after", "k", 1)
 	require.NoError(t, err)
