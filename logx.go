@@ -315,6 +315,9 @@ func New(cfg Config) (_ *Logx, err error) {
 	lx.mux.forward = lx.serveForward
 	lx.mux.fetch = lx.serveFetch
 	lx.mux.control = lx.serveControl
+	if cfg.TLS != nil {
+		lx.mux.raftPeer = lx.raftPeerOK
+	}
 	undo = append(undo, lx.mux.close)
 	lx.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  raftLayer{m: lx.mux},
