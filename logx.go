@@ -297,10 +297,11 @@ func New(cfg Config) (_ *Logx, err error) {
 		return nil, fmt.Errorf("logx: opening Raft log: %w", err)
 	}
 	undo = append(undo, func() { _ = lx.wal.Close() })
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hl.Named("snapshots"))
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hl.Named("snapshots"))
 	if err != nil {
 		return nil, fmt.Errorf("logx: opening snapshot store: %w", err)
 	}
+	snaps := checkedSnapshots{FileSnapshotStore: fileSnaps, file: cfg.File}
 
 	ln, err := net.Listen("tcp", cfg.listenOn())
 	if err != nil {
