@@ -323,8 +323,18 @@ func New(cfg Config) (_ *Logx, err error) {
 	lx.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  raftLayer{m: lx.mux},
 		MaxPool: 3,
-		Timeout: 10 * time.Second,
-		Logger:  hl.Named("transport"),
+		// No pipelining: hashicorp/raft v1.8.0's pipeline can deadlock
+		// when a follower refuses an AppendEntries (a higher term, a log
+		// that does not match): the decoder stops, the next send waits
+		// forever on a channel nobody reads, and the replication goroutine
+		// never ends, so the leader stops replicating to that follower and
+		// Raft's Shutdown (Close) never returns (hashicorp/raft#612). Found
+		// by TestHostilePeer/snapshot, whose forged higher terms make
+		// followers refuse. Synchronous AppendEntries are what the
+		// transport uses after any error anyway.
+		MaxRPCsInFlight: 1,
+		Timeout:         10 * time.Second,
+		Logger:          hl.Named("transport"),
 	})
 	undo = append(undo, func() { lx.transport.Close() })
 
