@@ -48,6 +48,7 @@ var hostileExhaustive = flag.Bool("hostile.exhaustive", false,
 type hostileRig struct {
 	t      *testing.T
 	c      *testCluster
+	ca     testCA
 	evil   *tls.Config // the attacker's certificate: attacker.example
 	shared *tls.Config // a non-node certificate naming the nodes' host, 127.0.0.1
 	base   string      // the directory holding the nodes' Dirs
@@ -65,7 +66,7 @@ func newHostileRig(t *testing.T) *hostileRig {
 	})
 	evil, err := ca.TLSConfig("attacker", []string{"attacker.example"}, time.Hour)
 	require.NoError(t, err)
-	r := &hostileRig{t: t, c: c, evil: evil, shared: ca.nodeTLS(t, "client"), base: filepath.Dir(c.cfgs[0].Dir)}
+	r := &hostileRig{t: t, c: c, ca: ca, evil: evil, shared: ca.nodeTLS(t, "client"), base: filepath.Dir(c.cfgs[0].Dir)}
 	c.logAppend("before", 40) // every node has written: its producer id is bound
 	r.lines = 120
 	r.outer = r.listOuter()
@@ -774,9 +775,15 @@ func TestHostilePeer(t *testing.T) {
 			{"not JSON", "\x00\xff not json", "reading snapshot"},
 			{"empty", "", "reading snapshot"},
 		}
-		for _, c := range cases {
+		for k, c := range cases {
 			f := r.follower()
+			leader := r.c.nodes[r.leader()]
+			before := leader.Stats().Term
 			resp, err := r.forgeSnapshot(raftClient(t, r.shared), f, []byte(c.manifest))
+			if k == 0 { // the term it sent reaches the leader, which steps down
+				require.True(t, waitFor(10*time.Second, func() bool { return leader.Stats().Term > before+5 }),
+					"the leader's term stayed %d", leader.Stats().Term)
+			}
 			require.Error(t, err, "%s: %+v", c.name, resp)
 			require.False(t, resp.Success, c.name)
 			require.ErrorContains(t, err, c.want, c.name)
@@ -867,7 +874,8 @@ func forgeEntry(t *testing.T, tr *raft.NetworkTransport, lx *Logx, data []byte) 
 // TestHostileRaftPeer: only a certificate that names a member's host may
 // speak Raft. The attacker's (attacker.example) cannot: its forged
 // AppendEntries, carrying a raw forged line at a higher term, is refused
-// unread, and nothing moves. On one host, though, a certificate naming that
+// unread, and nothing moves; a node started to join, with no configuration
+// yet, answers it. On one host, though, a certificate naming that
 // host is a member as far as Raft can tell: the same message is accepted
 // and the forged line, which no leader's check saw, is written (the limit
 // docs/security.md states).
@@ -884,6 +892,20 @@ func TestHostileRaftPeer(t *testing.T) {
 	for _, l := range readLines(t, r.c.dirs()[f], "app.log") {
 		require.NotContains(t, string(l), "msg=forged")
 	}
+
+	// A node started to join, whose configuration is still empty, cannot
+	// tell members apart: it answers the attacker's Raft.
+	cfg := testConfig(t, 0, freeAddrs(t, 1), filepath.Join(r.base, "joiner"))
+	cfg.NodeID, cfg.Peers, cfg.Join, cfg.TLS = "joiner", r.c.cfgs[0].Peers, true, r.ca.nodeTLS(t, "joiner")
+	joiner, err := New(cfg)
+	require.NoError(t, err)
+	defer joiner.Close()
+	var hb raft.AppendEntriesResponse
+	err = raftClient(t, r.evil).AppendEntries("x", raft.ServerAddress(cfg.Addr), &raft.AppendEntriesRequest{
+		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("evil"), Addr: []byte("127.0.0.1:9")}, Term: 1}, &hb)
+	require.NoError(t, err, "a joining node refused the attacker")
+	require.True(t, hb.Success, "%+v", hb)
+	r.outer = r.listOuter()
 
 	resp, err := forgeEntry(t, raftClient(t, r.shared), lx, forged)
 	require.NoError(t, err)
