@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -453,10 +454,40 @@ func checkAddr(addr string) error {
 	if host == "" {
 		return fmt.Errorf("%q has no host: peers must be able to dial it", addr)
 	}
+	if !dialableHost(host) {
+		return fmt.Errorf("%.300q: the host is neither an IP address nor a DNS name", addr)
+	}
 	if port == "" || port == "0" {
 		return fmt.Errorf("%q needs a fixed port", addr)
 	}
 	return nil
+}
+
+// dialableHost reports whether host is an IP address or a DNS name (at most
+// 253 bytes of dot-separated labels of letters, digits, '-' and '_', each
+// 1 to 63 bytes, with an optional final dot). An address that is neither
+// can never be dialled: AddNode would put it into the configuration as a
+// non-voter that never catches up (a control request is checked the same
+// way, so a peer cannot add "a/b:1" or a host of 100 KiB).
+func dialableHost(host string) bool {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	host = strings.TrimSuffix(host, ".")
+	if host == "" || len(host) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(host, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // filePolicy is how the node rotates and retains its files.

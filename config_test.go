@@ -255,3 +255,17 @@ func TestQueueBounded(t *testing.T) {
 		require.ErrorIs(t, err, ErrQueueFull)
 	})
 }
+
+// TestCheckAddrHost: an address is accepted only with a host that can be
+// dialled, an IP address or a DNS name; AddNode and a peer's control
+// request are checked alike (TestHostilePeer sends the others).
+func TestCheckAddrHost(t *testing.T) {
+	for _, a := range []string{"127.0.0.1:1", "[::1]:1", "[fe80::1%eth0]:1", "localhost:7000", "node-1.example.com.:7000", "n_1:1",
+		strings.Repeat("a", 63) + ".b:1"} {
+		require.NoError(t, checkAddr(a), a)
+	}
+	for _, a := range []string{"a/b:1", "..:1", "../x:1", ".:1", "a..b:1", "a b:1", "a\x00b:1", "[::1%]:1", "é.com:1",
+		strings.Repeat("a", 64) + ".b:1", strings.Repeat("a.", 127) + "a:1"} {
+		require.ErrorContains(t, checkAddr(a), "neither an IP address nor a DNS name", "%q", a)
+	}
+}

@@ -299,10 +299,11 @@ func New(cfg Config) (_ *Logx, err error) {
 		return nil, fmt.Errorf("logx: opening Raft log: %w", err)
 	}
 	undo = append(undo, func() { _ = lx.wal.Close() })
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hl.Named("snapshots"))
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hl.Named("snapshots"))
 	if err != nil {
 		return nil, fmt.Errorf("logx: opening snapshot store: %w", err)
 	}
+	snaps := checkedSnapshots{FileSnapshotStore: fileSnaps, file: cfg.File}
 
 	ln, err := net.Listen("tcp", cfg.listenOn())
 	if err != nil {
@@ -317,12 +318,25 @@ func New(cfg Config) (_ *Logx, err error) {
 	lx.mux.forward = lx.serveForward
 	lx.mux.fetch = lx.serveFetch
 	lx.mux.control = lx.serveControl
+	if cfg.TLS != nil {
+		lx.mux.raftPeer = lx.raftPeerOK
+	}
 	undo = append(undo, lx.mux.close)
 	lx.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  raftLayer{m: lx.mux},
 		MaxPool: 3,
-		Timeout: 10 * time.Second,
-		Logger:  hl.Named("transport"),
+		// No pipelining: hashicorp/raft v1.8.0's pipeline can deadlock
+		// when a follower refuses an AppendEntries (a higher term, a log
+		// that does not match): the decoder stops, the next send waits
+		// forever on a channel nobody reads, and the replication goroutine
+		// never ends, so the leader stops replicating to that follower and
+		// Raft's Shutdown (Close) never returns (hashicorp/raft#612). Found
+		// by TestHostilePeer/snapshot, whose forged higher terms make
+		// followers refuse. Synchronous AppendEntries are what the
+		// transport uses after any error anyway.
+		MaxRPCsInFlight: 1,
+		Timeout:         10 * time.Second,
+		Logger:          hl.Named("transport"),
 	})
 	undo = append(undo, func() { lx.transport.Close() })
 

@@ -4,7 +4,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
+	"slices"
 )
 
 // LoadTLS builds the mutual-TLS configuration a node (Config.TLS) or a
@@ -32,4 +34,47 @@ func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		MinVersion:   tls.VersionTLS13,
 	}, nil
+}
+
+// raftPeerOK reports whether an accepted connection may speak Raft. With
+// mutual TLS, a certificate from the cluster's CA is not enough: Raft
+// trusts whoever speaks it as a leader (it can append any entry, install
+// any snapshot, and depose the leader with a higher term), so the
+// certificate must name the host of a server of this node's latest
+// configuration or of Config.Peers, as every member's own certificate does
+// (its peers check that name when they dial it). A node whose
+// configuration is still empty (one started with Join, before the leader
+// reached it) cannot tell members apart and accepts any certificate of the
+// CA. On one host every certificate naming that host passes: give
+// programs that are not nodes certificates that do not name the nodes'
+// hosts.
+func (lx *Logx) raftPeerOK(c net.Conn) bool {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return false
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return false
+	}
+	addrs := slices.Clone(lx.cfg.Peers)
+	if r := lx.raftPtr.Load(); r != nil {
+		f := r.GetConfiguration()
+		if f.Error() == nil {
+			servers := f.Configuration().Servers
+			if len(servers) == 0 {
+				return true
+			}
+			for _, s := range servers {
+				addrs = append(addrs, string(s.Address))
+			}
+		}
+	}
+	for _, a := range addrs {
+		if host, _, err := net.SplitHostPort(a); err == nil && certs[0].VerifyHostname(host) == nil {
+			return true
+		}
+	}
+	lx.logf("logx: refused a Raft connection from %s: its certificate (%q) names no member's host", c.RemoteAddr(), certs[0].Subject.CommonName)
+	return false
 }

@@ -54,6 +54,10 @@ type mux struct {
 
 	tls *tls.Config // mutual TLS for dials (the listener does its own)
 
+	// raftPeer, if set, decides whether an accepted connection may speak
+	// Raft (Logx.raftPeerOK); others are closed unread.
+	raftPeer func(net.Conn) bool
+
 	headerTimeout time.Duration // headerTimeout when the mux was made
 	maxPerIP      int           // maxConnsPerIP when the mux was made
 
@@ -158,6 +162,10 @@ func (m *mux) dispatch(c net.Conn) {
 	_ = c.SetReadDeadline(time.Time{})
 	switch b[0] {
 	case protoRaft:
+		if m.raftPeer != nil && !m.raftPeer(c) {
+			m.closeConn(c)
+			return
+		}
 		select {
 		case m.raftCh <- &trackedConn{Conn: c, m: m}:
 		case <-m.done:
