@@ -24,7 +24,14 @@
 //     goroutine keep their call order.
 //   - No duplicates. Every batch carries the producer id of the Logx that
 //     made it and per-entry producer sequence numbers; apply drops repeats,
-//     so a batch retried after a leader change is written once.
+//     so a batch retried after a leader change is written once, and
+//     answered with the sequence number its first copy got. The cluster
+//     remembers a producer for Config.DedupWindow; a sender gives up on a
+//     batch after half of it (ErrOutcomeUnknown).
+//   - Time from the log. Rotation by time and retention by age go by the
+//     log clock, the time a majority of the voters' clock reports reached,
+//     so no single node's clock, the leader's included, can retire files
+//     early or stop rotation.
 //   - Crash-safe. Apply checkpoints its position (Dir/state.json) after
 //     fsyncing the files; after a crash the files are cut back to the
 //     checkpoint, a torn last line included, and the entries after it are
