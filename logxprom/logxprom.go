@@ -58,6 +58,10 @@ func NewCollector(lx *logx.Logx) *Collector {
 		{d("catch_ups_total", "Snapshots installed by copying files from peers."), func(s *logx.Stats) float64 { return float64(s.CatchUps) }},
 		{d("fetched_bytes_total", "Bytes copied from peers by catch-up."), func(s *logx.Stats) float64 { return float64(s.FetchedBytes) }},
 		{d("served_bytes_total", "Bytes served to catching-up peers."), func(s *logx.Stats) float64 { return float64(s.ServedBytes) }},
+		{d("damaged_files_total", "Rotated files found at start not to match their checksum."), func(s *logx.Stats) float64 { return float64(s.DamagedFiles) }},
+		{d("repaired_files_total", "Damaged rotated files copied again from a peer."), func(s *logx.Stats) float64 { return float64(s.RepairedFiles) }},
+		{d("ignored_removals_total", "Removal notices ignored because the other members did not confirm them."), func(s *logx.Stats) float64 { return float64(s.IgnoredRemovals) }},
+		{d("evicted_producers_total", "Producers forgotten before half the dedup window passed (a flood of new producers)."), func(s *logx.Stats) float64 { return float64(s.EvictedProducers) }},
 	}
 	c.gauges = []metric{
 		{d("term", "Raft term."), func(s *logx.Stats) float64 { return float64(s.Term) }},
@@ -81,6 +85,12 @@ func NewCollector(lx *logx.Logx) *Collector {
 			return float64(s.CatchUpBytes - s.CatchUpDone)
 		}},
 		{d("write_error", "1 if a write error stopped this node's apply."), func(s *logx.Stats) float64 { return b2f(s.WriteError != "") }},
+		{d("log_clock_seconds", "The log clock (what a majority of the voters' clocks reached), Unix seconds; 0 until known."), func(s *logx.Stats) float64 {
+			if s.LogClock.IsZero() {
+				return 0
+			}
+			return float64(s.LogClock.UnixNano()) / 1e9
+		}},
 	}
 	c.leader = d("is_leader", "1 if this node is the Raft leader.")
 	c.peerFailing = d("peer_failing", "1 while the leader's heartbeats to the peer fail.", "peer")

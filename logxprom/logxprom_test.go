@@ -58,6 +58,9 @@ func TestHandler(t *testing.T) {
 	require.Contains(t, body, `logx_seq{node="n1"} 5`)
 	require.Contains(t, body, `logx_entries_committed_total{node="n1"} 5`)
 	require.Contains(t, body, `logx_is_leader{node="n1"} 1`)
+	require.Contains(t, body, `logx_evicted_producers_total{node="n1"} 0`)
+	require.Contains(t, body, `logx_ignored_removals_total{node="n1"} 0`)
+	require.Regexp(t, `logx_log_clock_seconds\{node="n1"\} \d`, body)
 
 	code, body = get(t, srv.URL+"/healthz")
 	require.Equal(t, 200, code, body)
