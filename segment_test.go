@@ -43,7 +43,8 @@ func TestRotation(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "app.log", names[len(names)-1])
 	next := uint64(1)
-	for _, name := range names {
+	var prevSize int64 // the previous file's, which the first line here did not fit
+	for k, name := range names {
 		path := filepath.Join(c.cfgs[0].Dir, name)
 		fi, err := os.Stat(path)
 		require.NoError(t, err)
@@ -53,11 +54,14 @@ func TestRotation(t *testing.T) {
 		kv, err := parseText(lines[0])
 		require.NoError(t, err)
 		require.Equal(t, strconv.FormatUint(next, 10), kv["seq"], "first line of %s", name)
+		if k > 0 {
+			// The previous file is full: this line would not have fitted.
+			require.Greater(t, prevSize+int64(len(lines[0]))+1, int64(maxSize), names[k-1])
+		}
 		if name != "app.log" {
 			require.Equal(t, fmt.Sprintf("app-%020d.log", next), name)
-			// A rotated file is full: the next line would not have fitted.
-			require.Greater(t, fi.Size()+int64(len(lines[0]))+1, int64(maxSize), name)
 		}
+		prevSize = fi.Size()
 		next += uint64(len(lines))
 	}
 	require.Equal(t, total+1, next)
