@@ -592,6 +592,7 @@ func (h *chaos) leader(except int) int {
 		return l >= 0
 	})
 	if !ok {
+		h.c.dumpGoroutines()
 		h.t.Fatalf("no leader elected within 60s: %s", h.statuses())
 	}
 	return l

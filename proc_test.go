@@ -497,6 +497,26 @@ func (c *procCluster) stop(i int) {
 	}
 }
 
+// dumpGoroutines asks every running node for a goroutine dump (SIGQUIT,
+// which also ends it) and logs where each was, for a stall no status shows.
+func (c *procCluster) dumpGoroutines() {
+	for i, p := range c.procs {
+		if p == nil {
+			continue
+		}
+		_ = p.Process.Signal(syscall.SIGQUIT)
+		select {
+		case err := <-c.exited[i]:
+			c.exited[i] <- err // for kill, in the cleanup
+		case <-time.After(10 * time.Second):
+		}
+		b, _ := os.ReadFile(c.path(i, "stderr"))
+		if k := strings.LastIndex(string(b), "SIGQUIT"); k >= 0 {
+			c.t.Logf("n%d's goroutines:\n%s", i+1, tail(string(b[k:]), 200<<10))
+		}
+	}
+}
+
 type procStatus struct {
 	state    string
 	seq      uint64
