@@ -1,0 +1,281 @@
+package logx
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Catch-up copies file ranges from peers over the node's address (catchup.go
+// says when and why; scrub.go repairs damaged files the same way).
+//
+// Fetch protocol (connection header protoFetch), one request at a time:
+//
+//	request:  uint64 first sequence number of the file, uint64 offset, uint64 length
+//	response: status byte; for fetchOK the length, then the bytes;
+//	          otherwise uint16 length and an error text
+const (
+	fetchOK    byte = 0
+	fetchError byte = 1
+)
+
+// fetchChunk is the most one request asks for: progress and resumption are
+// per chunk.
+const fetchChunk = 8 << 20
+
+// fetchIdleTimeout and fetchIOTimeout bound a fetch connection's silences.
+const (
+	fetchIdleTimeout = 5 * time.Minute
+	fetchIOTimeout   = 30 * time.Second
+)
+
+// serveFetch answers fetch requests on one connection.
+func (lx *Logx) serveFetch(c net.Conn) {
+	r := bufio.NewReader(c)
+	var req [24]byte
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(fetchIdleTimeout))
+		if _, err := io.ReadFull(r, req[:]); err != nil {
+			return
+		}
+		first := binary.BigEndian.Uint64(req[0:])
+		off := int64(binary.BigEndian.Uint64(req[8:]))
+		n := int64(binary.BigEndian.Uint64(req[16:]))
+		_ = c.SetWriteDeadline(time.Now().Add(fetchIOTimeout))
+		f, err := lx.fsm.openSegment(first)
+		if err == nil {
+			var fi os.FileInfo
+			if fi, err = f.Stat(); err == nil && !fetchRangeOK(off, n, fi.Size()) {
+				err = fmt.Errorf("bytes %d+%d of segment %d not held here (%d bytes)", off, n, first, fi.Size())
+			}
+		}
+		if err != nil {
+			msg := err.Error()
+			if len(msg) > 1000 {
+				msg = msg[:1000]
+			}
+			b := []byte{fetchError, 0, 0}
+			binary.BigEndian.PutUint16(b[1:], uint16(len(msg)))
+			if _, err := c.Write(append(b, msg...)); err != nil {
+				return
+			}
+			if f != nil {
+				f.Close()
+			}
+			continue
+		}
+		hdr := make([]byte, 9)
+		hdr[0] = fetchOK
+		binary.BigEndian.PutUint64(hdr[1:], uint64(n))
+		_, err = c.Write(hdr)
+		if err == nil {
+			// *os.File under a LimitedReader lets the kernel copy (sendfile).
+			if _, err = f.Seek(off, io.SeekStart); err == nil {
+				_, err = io.Copy(c, io.LimitReader(f, n))
+			}
+		}
+		f.Close()
+		if err != nil {
+			return
+		}
+		lx.stats.fetchServed.Add(uint64(n))
+	}
+}
+
+// fetchRangeOK reports whether a peer may fetch n bytes at off of a file
+// of size bytes: a range inside the file, of at most fetchChunk bytes
+// (written so that no sum can overflow).
+func fetchRangeOK(off, n, size int64) bool {
+	return off >= 0 && n >= 0 && n <= fetchChunk && off <= size-n
+}
+
+// openSegment opens the log file whose first sequence number is first: a
+// rotated file, or the active file. A rotation can rename the active file
+// between the look-ups; the checks below make sure the file returned is the
+// one asked for.
+func (f *fsm) openSegment(first uint64) (*os.File, error) {
+	seg := f.segPtr.Load()
+	if seg == nil {
+		return nil, errors.New("files are being caught up")
+	}
+	rotated := filepath.Join(f.dir, seg.segmentName(first))
+	if fh, err := os.Open(rotated); err == nil {
+		return fh, nil
+	}
+	// Retired by retention, but a snapshot that lists it may be in use.
+	if fh, err := os.Open(filepath.Join(f.dir, retiredName(seg.segmentName(first)))); err == nil {
+		return fh, nil
+	}
+	if seg.activeFirst.Load() != first {
+		return nil, fmt.Errorf("no segment starts at %d", first)
+	}
+	fh, err := os.Open(filepath.Join(f.dir, seg.name))
+	if err != nil {
+		return nil, err
+	}
+	if rf, err := os.Open(rotated); err == nil { // rotated meanwhile
+		fh.Close()
+		return rf, nil
+	}
+	if seg.activeFirst.Load() != first {
+		fh.Close()
+		return nil, fmt.Errorf("segment %d rotated away", first)
+	}
+	return fh, nil
+}
+
+// fetcher copies byte ranges from peers. attempt counts the tries for one
+// file: a retry after a checksum mismatch should prefer another source.
+// A fetch gives up soon after ctx ends.
+type fetcher interface {
+	fetch(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error
+}
+
+// fetch implements fetcher for a Logx: it asks the leader first (another
+// peer first on a retry), then the others, each once per call.
+func (lx *Logx) fetch(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
+	peers := lx.fetchPeers()
+	if len(peers) > 0 {
+		k := attempt % len(peers)
+		peers = append(peers[k:], peers[:k]...)
+	}
+	// A peer that fails midway has written part of the range; the next one
+	// continues after the bytes already written, so w sees each byte once.
+	cw := &countingWriter{w: w}
+	var errs []error
+	for _, p := range peers {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		err := lx.fetchFrom(ctx, p, first, off+cw.n, n-cw.n, cw)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", p, err))
+	}
+	if len(errs) == 0 {
+		errs = append(errs, errors.New("no peer to fetch from"))
+	}
+	return fmt.Errorf("logx: fetching %d bytes at %d of segment %d: %w", n, off, first, errors.Join(errs...))
+}
+
+// fetchPeers lists the peers to fetch from, the leader first. It does not
+// ask Raft for its configuration: Restore runs while Raft waits for it.
+func (lx *Logx) fetchPeers() []string {
+	leader := ""
+	if r := lx.raftPtr.Load(); r != nil {
+		leader = string(r.Leader())
+	}
+	var out []string
+	if leader != "" && leader != lx.cfg.Addr {
+		out = append(out, leader)
+	}
+	for _, p := range lx.cfg.Peers {
+		if p != lx.cfg.Addr && p != leader {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// fetchFrom copies n bytes at off of the file starting at first from the
+// peer at addr. When ctx ends, the connection's deadline is set to now, so
+// a read or write under way fails at once.
+func (lx *Logx) fetchFrom(ctx context.Context, addr string, first uint64, off, n int64, w io.Writer) error {
+	c, err := lx.mux.dialContext(ctx, addr, protoFetch, fetchIOTimeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
+	defer stop()
+	buf := make([]byte, 256<<10)
+	for n > 0 {
+		if h := lx.cfg.fetchHook; h != nil {
+			if err := h(ctx); err != nil {
+				return err
+			}
+		}
+		chunk := min(n, fetchChunk)
+		var req [24]byte
+		binary.BigEndian.PutUint64(req[0:], first)
+		binary.BigEndian.PutUint64(req[8:], uint64(off))
+		binary.BigEndian.PutUint64(req[16:], uint64(chunk))
+		_ = c.SetDeadline(time.Now().Add(fetchIOTimeout))
+		// ctx ends before AfterFunc's func runs: checked after the
+		// deadline is set, one of the two stops the chunk.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := c.Write(req[:]); err != nil {
+			return err
+		}
+		if err := readFetchReply(c, chunk, w, buf); err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				return fmt.Errorf("%w (%v)", cerr, err)
+			}
+			return err
+		}
+		lx.stats.fetched.Add(uint64(chunk))
+		off += chunk
+		n -= chunk
+	}
+	return nil
+}
+
+// readFetchReply reads a peer's answer to a request for chunk bytes and
+// copies the bytes to w: exactly chunk of them, or an error (the peer's
+// message for fetchError). Nothing beyond the answer is read.
+func readFetchReply(r io.Reader, chunk int64, w io.Writer, buf []byte) error {
+	var status [1]byte
+	if _, err := io.ReadFull(r, status[:]); err != nil {
+		return err
+	}
+	switch status[0] {
+	case fetchOK:
+	case fetchError:
+		var l [2]byte
+		if _, err := io.ReadFull(r, l[:]); err != nil {
+			return err
+		}
+		msg := make([]byte, binary.BigEndian.Uint16(l[:]))
+		if _, err := io.ReadFull(r, msg); err != nil {
+			return err
+		}
+		return fmt.Errorf("peer: %q", msg)
+	default:
+		return fmt.Errorf("peer sent status %d", status[0])
+	}
+	var l [8]byte
+	if _, err := io.ReadFull(r, l[:]); err != nil {
+		return err
+	}
+	if got := binary.BigEndian.Uint64(l[:]); got != uint64(chunk) {
+		return fmt.Errorf("peer sent %d bytes, asked for %d", got, chunk)
+	}
+	got, err := io.CopyBuffer(w, io.LimitReader(r, chunk), buf)
+	if err == nil && got < chunk {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,273 @@
+package logx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+)
+
+// The logging calls: leveled calls and LogAttrs queue an entry, Append
+// waits for its commit, Flush for everything queued before it. The queue's
+// other end is the producer (producer.go).
+
+// entry is one queued call: a log entry, or a Flush marker.
+type entry struct {
+	level slog.Level
+	nanos int64
+	body  []byte
+	w     *waiter   // Append's; nil for fire-and-forget calls
+	flush *flushReq // set for a Flush marker
+}
+
+// waiter is how Append learns its entry's fate.
+type waiter struct {
+	state atomic.Int32 // waitPending, waitSent or waitCancelled
+	done  chan struct{}
+	seq   uint64
+	err   error
+}
+
+const (
+	waitPending   int32 = iota // queued, or batched but not yet sent: withdrawable
+	waitSent                   // claimed for sending: its outcome is the batch's
+	waitCancelled              // withdrawn by Append's context
+)
+
+type flushReq struct {
+	done chan struct{}
+	idx  uint64 // Raft index of the last batch committed before the marker
+	err  error
+}
+
+// SetLevel sets the minimum level logged.
+func (lx *Logx) SetLevel(l slog.Level) { lx.level.Set(l) }
+
+// Level returns the minimum level logged.
+func (lx *Logx) Level() slog.Level { return lx.level.Level() }
+
+// Enabled reports whether entries at level l are logged.
+func (lx *Logx) Enabled(l slog.Level) bool { return l >= lx.level.Level() }
+
+// Debug logs at LevelDebug; see Info.
+func (lx *Logx) Debug(msg string, args ...any) { lx.logAsync(LevelDebug, msg, args) }
+
+// Info logs msg with attributes given as alternating keys and values, or as
+// slog.Attr, like slog.Logger.Info. The entry is queued and committed in the
+// background; Flush waits for it. When the queue is full Info blocks, or
+// drops the entry if Config.DropWhenFull is set.
+func (lx *Logx) Info(msg string, args ...any) { lx.logAsync(LevelInfo, msg, args) }
+
+// Warn logs at LevelWarn; see Info.
+func (lx *Logx) Warn(msg string, args ...any) { lx.logAsync(LevelWarn, msg, args) }
+
+// Error logs at LevelError; see Info.
+func (lx *Logx) Error(msg string, args ...any) { lx.logAsync(LevelError, msg, args) }
+
+func (lx *Logx) logAsync(level slog.Level, msg string, args []any) {
+	if !lx.Enabled(level) {
+		return
+	}
+	e, err := lx.newEntry(lx.now(), level, callerPC(3), msg, nil, args, nil, nil)
+	if err == nil {
+		if err = lx.enqueue(context.Background(), e, !lx.cfg.DropWhenFull); err != nil {
+			lx.putEntry(e)
+		}
+	}
+	if err != nil {
+		lx.stats.asyncRejected.Add(1)
+	}
+}
+
+// LogAttrs logs like Info at the given level, with attributes given as
+// slog.Attr, like slog.Logger.LogAttrs. It is the cheapest way to log:
+// with up to a few attributes it allocates nothing, where Info's ...any
+// arguments make the caller box values (ints above 255, strings that are not
+// constants). When the queue is full LogAttrs blocks until there is room or
+// ctx ends (or drops the entry if Config.DropWhenFull is set).
+func (lx *Logx) LogAttrs(ctx context.Context, level slog.Level, msg string, attrs ...slog.Attr) {
+	if !lx.Enabled(level) {
+		return
+	}
+	e, err := lx.newEntry(lx.now(), level, callerPC(2), msg, nil, nil, attrs, nil)
+	if err == nil {
+		if err = lx.enqueue(ctx, e, !lx.cfg.DropWhenFull); err != nil {
+			lx.putEntry(e)
+		}
+	}
+	if err != nil {
+		lx.stats.asyncRejected.Add(1)
+	}
+}
+
+// Append logs an entry and waits until it is committed: when it returns nil
+// the entry is in the Raft log of a majority and every node's file will hold
+// it, under the returned sequence number. Entries below the minimum level
+// are not logged (seq 0, nil error). On error the entry was not committed,
+// except for ErrOutcomeUnknown, which says it may have been. Append honours
+// ctx: an entry still queued when ctx ends is withdrawn.
+func (lx *Logx) Append(ctx context.Context, level slog.Level, msg string, args ...any) (seq uint64, err error) {
+	if !lx.Enabled(level) {
+		return 0, nil
+	}
+	e, err := lx.newEntry(lx.now(), level, callerPC(2), msg, nil, args, nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	return lx.appendEntry(ctx, e)
+}
+
+func (lx *Logx) appendEntry(ctx context.Context, e *entry) (uint64, error) {
+	// The producer recycles e once it is done with it: keep only w.
+	w := &waiter{done: make(chan struct{})}
+	e.w = w
+	if err := lx.enqueue(ctx, e, true); err != nil {
+		lx.putEntry(e)
+		return 0, err
+	}
+	select {
+	case <-w.done:
+		return w.seq, w.err
+	case <-ctx.Done():
+		if w.state.CompareAndSwap(waitPending, waitCancelled) {
+			return 0, fmt.Errorf("logx: entry withdrawn before it was sent: %w", ctx.Err())
+		}
+		return 0, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+	}
+}
+
+// newEntry renders the body of an entry into an entry from the free list.
+// Attributes come from args (Debug/Info/Warn/Error/Append), attrs (LogAttrs)
+// or rec (the slog handler h); h may be nil.
+func (lx *Logx) newEntry(t time.Time, level slog.Level, pc uintptr, msg string, h *handler, args []any, attrs []slog.Attr, rec *slog.Record) (*entry, error) {
+	t = recordTime(t)
+	e := lx.getEntry()
+	b := appendBodyStart(e.body[:0], lx.cfg.Format, t, level, lx.cfg.NodeID, callerString(pc), msg)
+	b = h.appendAttrs(b, lx.cfg.Format, args, attrs, rec)
+	e.body = b
+	if len(b) > lx.cfg.MaxEntrySize {
+		lx.putEntry(e)
+		lx.stats.rejected.Add(1)
+		return nil, fmt.Errorf("%w: %d bytes rendered, the limit is %d", ErrEntryTooLarge, len(b), lx.cfg.MaxEntrySize)
+	}
+	e.level, e.nanos = level, 0
+	if !t.IsZero() {
+		e.nanos = t.UnixNano()
+	}
+	return e, nil
+}
+
+// getEntry takes an entry from the free list, or makes one.
+func (lx *Logx) getEntry() *entry {
+	select {
+	case e := <-lx.free:
+		return e
+	default:
+		return &entry{body: make([]byte, 0, 256)}
+	}
+}
+
+// putEntry returns an entry the producer is done with (its batch is encoded
+// and its waiter answered) to the free list. The list holds as many entries
+// as can be in flight at once (the queue and one batch), so once warm,
+// logging allocates no entries; a body grown past maxPooledBody is let go so
+// that one large entry does not pin its memory.
+func (lx *Logx) putEntry(e *entry) {
+	e.w = nil
+	if cap(e.body) > maxPooledBody {
+		e.body = nil
+	}
+	select {
+	case lx.free <- e:
+	default:
+	}
+}
+
+const maxPooledBody = 4 << 10
+
+// enqueue puts e in the queue; with block it waits for room until ctx ends.
+func (lx *Logx) enqueue(ctx context.Context, e *entry, block bool) error {
+	lx.qmu.RLock()
+	defer lx.qmu.RUnlock()
+	if lx.closed {
+		return ErrClosed
+	}
+	if lx.removed.Load() {
+		return ErrRemoved
+	}
+	select {
+	case lx.queue <- e:
+		lx.stats.enqueued.Add(1)
+		return nil
+	default:
+	}
+	if !block {
+		lx.stats.dropped.Add(1)
+		return ErrQueueFull
+	}
+	select {
+	case lx.queue <- e:
+		lx.stats.enqueued.Add(1)
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-lx.closing:
+		return ErrClosed
+	}
+}
+
+// Flush waits until every entry logged through this node before the call
+// has been committed and written to this node's file, or ctx ends. It
+// returns the error of the last batch if that batch failed.
+func (lx *Logx) Flush(ctx context.Context) error {
+	lx.qmu.RLock()
+	closed := lx.closed
+	lx.qmu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	return lx.flush(ctx)
+}
+
+func (lx *Logx) flush(ctx context.Context) error {
+	req := &flushReq{done: make(chan struct{})}
+	select {
+	case lx.queue <- &entry{flush: req}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-lx.stopped:
+		return ErrClosed
+	}
+	select {
+	case <-req.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-lx.stopped:
+		select {
+		case <-req.done: // completed by the producer's last pass
+		default:
+			return ErrClosed
+		}
+	}
+	if req.err != nil {
+		return req.err
+	}
+	// A removed node may never apply its last batch (the leader stopped
+	// replicating to it): stop waiting when the removal notice comes.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(lx.removedCtx, cancel)
+	defer stop()
+	if err := lx.fsm.waitApplied(wctx.Done(), req.idx); err != nil {
+		if errors.Is(err, errWaitAborted) {
+			if ctx.Err() == nil {
+				return ErrRemoved
+			}
+			return ctx.Err()
+		}
+		return err
+	}
+	return nil
+}
