@@ -171,10 +171,7 @@ func restoreFrom(t *testing.T, f *fsm, m *manifest) error {
 // restart finishes from the same snapshot, keeping what was copied.
 func TestCatchUpResumes(t *testing.T) {
 	logs := testLogs(80, 7)
-	src := openTestFSM(t, t.TempDir())
-	src.ApplyBatch(logs)
-	m := manifestOf(t, src)
-	defer src.close()
+	src, m := sourceFSM(t, logs)
 
 	dir := t.TempDir()
 	dst := openTestFSM(t, dir)
@@ -213,10 +210,7 @@ func TestCatchUpResumes(t *testing.T) {
 // not kept; the file is copied again whole.
 func TestCatchUpVerifies(t *testing.T) {
 	logs := testLogs(40, 7)
-	src := openTestFSM(t, t.TempDir())
-	src.ApplyBatch(logs)
-	m := manifestOf(t, src)
-	defer src.close()
+	src, m := sourceFSM(t, logs)
 
 	dir := t.TempDir()
 	dst := openTestFSM(t, dir)
@@ -272,10 +266,7 @@ func TestAsyncHasher(t *testing.T) {
 // checkpoint with such a name makes New fail with ErrCorrupt.
 func TestManifestNamesArePaths(t *testing.T) {
 	logs := testLogs(40, 7)
-	src := openTestFSM(t, t.TempDir())
-	src.ApplyBatch(logs)
-	m := manifestOf(t, src)
-	defer src.close()
+	src, m := sourceFSM(t, logs)
 	require.Greater(t, len(m.Files), 2)
 
 	for name, bad := range map[string]func(m *manifest){

@@ -108,9 +108,12 @@ func (lx *Logx) answer(c net.Conn, status byte, idx, first uint64, msg string) e
 // clock report. cert is the sender's certificate (nil without TLS); its
 // identity is stamped on the Raft entry (dedup.go).
 func (lx *Logx) applyForwarded(data []byte, scratch *[]byte, cert *x509.Certificate) (status byte, idx, first uint64, msg string) {
+	clock := len(data) > 0 && data[0] == cmdClock
 	var err error
-	if len(data) > 0 && data[0] == cmdClock {
+	identity := certIdentity(cert) // a batch's: its producer's owner (dedup.go)
+	if clock {
 		err = lx.checkClockReport(data, cert)
+		identity = subjectIdentity(cert) // a clock report's: the voter's (clock.go)
 	} else {
 		err = validateBatch(data, lx.cfg.Format, lx.cfg.MaxEntrySize, lx.maxFrame, scratch)
 	}
@@ -121,10 +124,8 @@ func (lx *Logx) applyForwarded(data []byte, scratch *[]byte, cert *x509.Certific
 		addr, _ := lx.raft.LeaderWithID()
 		return statusNotLeader, 0, 0, string(addr)
 	}
-	identity := subjectIdentity(cert)
-	if data[0] != cmdClock {
+	if !clock {
 		lx.proposeSettings() // a leader records the settings before any line
-		identity = certIdentity(cert)
 	}
 	idx, first, err = lx.applyLocal(data, identity)
 	if err != nil {

@@ -265,7 +265,6 @@ type driver struct {
 	snapIdx  uint64            // Raft index of the last snapshot
 	snap     []byte            // its manifest
 	failLeft int               // fault calls still to fail
-	fsyncs   bool              // the failing calls are fsyncs (else half writes)
 	stopAt   int               // close the node at this failing call (0: no)
 	calls    int
 	step     int

@@ -481,39 +481,33 @@ func (c *procCluster) stop(i int) {
 		c.procs[i] = nil
 		require.NoError(c.t, err, "node n%d did not exit cleanly", i+1)
 	case <-time.After(60 * time.Second):
-		// Ask the Go runtime for a goroutine dump (SIGQUIT) to show where
-		// the node hangs.
-		_ = c.procs[i].Process.Signal(syscall.SIGQUIT)
-		select {
-		case err := <-c.exited[i]:
-			c.exited[i] <- err // for kill, in the cleanup
-		case <-time.After(10 * time.Second):
-		}
-		b, _ := os.ReadFile(c.path(i, "stderr"))
-		if k := strings.LastIndex(string(b), "SIGQUIT"); k >= 0 {
-			c.t.Logf("n%d's goroutines:\n%s", i+1, tail(string(b[k:]), 200<<10))
-		}
+		c.dumpGoroutinesOf(i) // where the node hangs
 		c.t.Fatalf("node n%d did not exit", i+1)
 	}
 }
 
-// dumpGoroutines asks every running node for a goroutine dump (SIGQUIT,
-// which also ends it) and logs where each was, for a stall no status shows.
+// dumpGoroutines asks every running node for a goroutine dump, for a
+// stall no status shows.
 func (c *procCluster) dumpGoroutines() {
 	for i, p := range c.procs {
-		if p == nil {
-			continue
+		if p != nil {
+			c.dumpGoroutinesOf(i)
 		}
-		_ = p.Process.Signal(syscall.SIGQUIT)
-		select {
-		case err := <-c.exited[i]:
-			c.exited[i] <- err // for kill, in the cleanup
-		case <-time.After(10 * time.Second):
-		}
-		b, _ := os.ReadFile(c.path(i, "stderr"))
-		if k := strings.LastIndex(string(b), "SIGQUIT"); k >= 0 {
-			c.t.Logf("n%d's goroutines:\n%s", i+1, tail(string(b[k:]), 200<<10))
-		}
+	}
+}
+
+// dumpGoroutinesOf asks node i for a goroutine dump (SIGQUIT, which also
+// ends it) and logs where it was.
+func (c *procCluster) dumpGoroutinesOf(i int) {
+	_ = c.procs[i].Process.Signal(syscall.SIGQUIT)
+	select {
+	case err := <-c.exited[i]:
+		c.exited[i] <- err // for kill, in the cleanup
+	case <-time.After(10 * time.Second):
+	}
+	b, _ := os.ReadFile(c.path(i, "stderr"))
+	if k := strings.LastIndex(string(b), "SIGQUIT"); k >= 0 {
+		c.t.Logf("n%d's goroutines:\n%s", i+1, tail(string(b[k:]), 200<<10))
 	}
 }
 

@@ -37,17 +37,36 @@ func openTestFSM(t *testing.T, dir string) *fsm {
 	return f
 }
 
+// refHashes applies logs to a new node that never stops and returns its
+// files' hashes: what every recovery must end with.
+func refHashes(t *testing.T, logs []*raft.Log) map[string]string {
+	t.Helper()
+	ref := t.TempDir()
+	f := openTestFSM(t, ref)
+	f.ApplyBatch(logs)
+	require.NoError(t, f.close())
+	return fileHashes(t, ref, "app.log")
+}
+
+// sourceFSM applies logs to a new node, the source a catch-up copies from,
+// and returns it with its snapshot's manifest; it is closed at the end of
+// the test.
+func sourceFSM(t *testing.T, logs []*raft.Log) (*fsm, *manifest) {
+	t.Helper()
+	src := openTestFSM(t, t.TempDir())
+	src.ApplyBatch(logs)
+	m := manifestOf(t, src)
+	t.Cleanup(func() { src.close() })
+	return src, m
+}
+
 // TestCrashRecovery: a node that dies at any point after a checkpoint (with
 // a torn last line, a rotation in flight, or files rotated after the
 // checkpoint) and replays the Raft log ends with exactly the bytes of a
 // node that never stopped.
 func TestCrashRecovery(t *testing.T) {
 	logs := testLogs(60, 7)
-	ref := t.TempDir()
-	f := openTestFSM(t, ref)
-	f.ApplyBatch(logs)
-	require.NoError(t, f.close())
-	want := fileHashes(t, ref, "app.log")
+	want := refHashes(t, logs)
 	require.Greater(t, len(want), 5)
 
 	crashes := map[string]func(t *testing.T, f *fsm){

@@ -98,9 +98,6 @@ func appendLine(dst []byte, f Format, seq uint64, body []byte) []byte {
 	return append(dst, '\n')
 }
 
-// lineOverhead is the most appendLine adds to a body.
-const lineOverhead = len(`{"seq":18446744073709551615,}`) + 1
-
 // appendAttrText appends " key=value" for a, with group prefix prefix.
 func appendAttrText(dst []byte, prefix string, a slog.Attr) []byte {
 	a.Value = a.Value.Resolve()

@@ -176,9 +176,8 @@ func (f *fsm) useSettings(s clusterSettings) error {
 			}
 			seg, err := openSegments(f.dir, s.File, s.policy(), f.st, true)
 			if err != nil {
-				return err
+				return err // the caller stops this node's apply
 			}
-			f.file = s.File
 			f.useSegment(seg)
 		}
 		f.file = s.File
