@@ -9,11 +9,11 @@
 // Cells are logx with its three nodes in this process (inproc) or in three
 // child processes (procs, the command re-executes itself), for each message
 // size, for async logging (Info from 4 goroutines per node) and for Append
-// from 1, 16 and 256 concurrent callers; plus log/slog's JSON handler
-// writing to a buffered local file (slog-file) and plain hashicorp/raft
-// with raft-wal committing one entry per Apply (raft-1). Every cluster cell
-// starts a fresh cluster with its data in a temporary directory that is
-// removed afterwards.
+// from 1, 4, 16, 64 and 256 concurrent callers; plus log/slog's JSON
+// handler writing to a buffered local file (slog-file) and plain
+// hashicorp/raft with raft-wal committing one entry per Apply (raft-1).
+// Every cluster cell starts a fresh cluster with its data in a temporary
+// directory that is removed afterwards.
 //
 // The table goes to stdout, progress to stderr; -out DIR (default: a new
 // temporary directory) receives results.md, results.json and chart.svg.
@@ -73,7 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	modes := fs.String("modes", "inproc,procs", "logx cluster modes: inproc (3 nodes in this process), procs (3 child processes)")
 	sizes := fs.String("sizes", "100,1024", "message sizes in bytes")
 	workloads := fs.String("workloads", "async,append", "logx workloads: async (Info), append (Append, waits for commit)")
-	callers := fs.String("callers", "1,16,256", "concurrent callers for append, raft-1 and slog-file")
+	callers := fs.String("callers", "1,4,16,64,256", "concurrent callers for append, raft-1 and slog-file")
 	baselines := fs.String("baselines", "slog,raft", "baselines: slog (log/slog JSON to a buffered file), raft (hashicorp/raft, one entry per Apply); empty for none")
 	fs.IntVar(&o.count, "count", 1, "run each cell this many times and report the median")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per cell (a cell also stops at -max-entries)")
