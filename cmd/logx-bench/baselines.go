@@ -55,6 +55,7 @@ func runSlog(ctx context.Context, o *options, c *cell) (res runResult, err error
 	stop, release := stopAfter(o.duration)
 	defer release()
 	var next atomic.Int64
+	mark := markCPU()
 	start := time.Now()
 	total, h, _ := drive(c.Callers, &next, int64(o.maxEntries), stop, c.Workload == "call", func(_ int, i int64) error {
 		log.Info(msgs[i%int64(len(msgs))], "i", i)
@@ -64,12 +65,16 @@ func runSlog(ctx context.Context, o *options, c *cell) (res runResult, err error
 		return res, err
 	}
 	el := time.Since(start)
+	cpu, _, cpuOK := mark.since()
 	if fi, err = f.Stat(); err != nil {
 		return res, err
 	}
 	res.finish(total, el, fi.Size()-size0)
 	res.setLatency(&h)
 	res.setProcessRSS()
+	if cpuOK {
+		res.setCPU(cpu, "process")
+	}
 	if c.Workload == "async" {
 		msg := msgs[0]
 		a := testing.AllocsPerRun(o.allocRuns, func() { log.Info(msg, "i", 7) })
@@ -254,6 +259,7 @@ func runRaft(ctx context.Context, o *options, c *cell) (res runResult, err error
 	var next atomic.Int64
 	stop, release := stopAfter(o.duration)
 	defer release()
+	mark := markCPU()
 	start := time.Now()
 	total, h, err := drive(c.Callers, &next, int64(o.appendMax()), stop, true, func(_ int, i int64) error {
 		if ctx.Err() != nil {
@@ -262,11 +268,15 @@ func runRaft(ctx context.Context, o *options, c *cell) (res runResult, err error
 		return leader.Apply(msgs[i%int64(len(msgs))], 10*time.Second).Error()
 	})
 	el := time.Since(start)
+	cpu, _, cpuOK := mark.since()
 	if err != nil {
 		return res, fmt.Errorf("raft-1: %w", err)
 	}
 	res.finish(total, el, total*int64(c.Size))
 	res.setLatency(&h)
 	res.setProcessRSS()
+	if cpuOK {
+		res.setCPU(cpu, "process")
+	}
 	return res, ctx.Err()
 }

@@ -264,8 +264,13 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 		}
 	}
 
+	if c.Workload == "idle" {
+		return idleInproc(ctx, o, dir)
+	}
+
 	resetPeakRSS()
 	file0 := logBytes(nodeDir(dir, 0))
+	mark := markCPU()
 	var next atomic.Int64
 	var total int64
 	var h hist
@@ -273,6 +278,8 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 	defer release()
 	start := time.Now()
 	var end time.Time
+	var cpu time.Duration
+	var cpuOK bool
 	switch c.Workload {
 	case "async":
 		limit := int64(o.maxEntries)
@@ -296,6 +303,7 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 			}
 		}
 		end = time.Now()
+		cpu, _, cpuOK = mark.since()
 	case "append":
 		var err error
 		total, h, err = drive(c.Callers, &next, int64(o.appendMax()), stop, true, func(g int, i int64) error {
@@ -306,6 +314,7 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 			return appendTo(ctx, lx, msgs, i)
 		})
 		end = time.Now()
+		cpu, _, cpuOK = mark.since()
 		if err != nil {
 			return res, err
 		}
@@ -320,6 +329,9 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 	res.finish(total, end.Sub(start), logBytes(nodeDir(dir, 0))-file0)
 	res.setLatency(&h)
 	res.setProcessRSS()
+	if cpuOK {
+		res.setCPU(cpu, "process")
+	}
 
 	// Allocations on the caller's path, on the live cluster.
 	msg := msgs[0]
@@ -340,6 +352,40 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 		res.AllocsPerCall = &a
 	}
 	return res, nil
+}
+
+// idleInproc measures the CPU the settled, ready cluster in this process
+// uses without traffic: it waits o.idleSettle(), then measures for
+// -idle-duration.
+func idleInproc(ctx context.Context, o *options, dir string) (res runResult, err error) {
+	if err := sleepCtx(ctx, o.idleSettle()); err != nil {
+		return res, err
+	}
+	resetPeakRSS()
+	file0 := logBytes(nodeDir(dir, 0))
+	mark := markCPU()
+	if err := sleepCtx(ctx, o.idleDur); err != nil {
+		return res, err
+	}
+	cpu, wall, ok := mark.since()
+	res.finish(0, wall, logBytes(nodeDir(dir, 0))-file0)
+	res.setProcessRSS()
+	if ok {
+		res.setCPU(cpu, "process")
+	}
+	return res, nil
+}
+
+// sleepCtx waits d, or less if ctx ends first (then it returns ctx's error).
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // childEnv is set in the environment of a procs cell's children, so that a

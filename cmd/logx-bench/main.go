@@ -15,6 +15,15 @@
 // Every cluster cell starts a fresh cluster with its data in a temporary
 // directory that is removed afterwards.
 //
+// Every row also gives the CPU time (user plus system, from getrusage) per
+// entry: of the whole process for inproc cells and the baselines, of the
+// three children together for procs cells, with the leader's and a
+// follower's own in a per-node table. An idle cell (workload idle; by
+// default in procs mode only, about 15 s) measures a ready, warmed-up
+// cluster left without traffic: each node's CPU use as a percentage of one
+// core (procs), or the process's (inproc). The report ends with logx
+// async against slog-file async: entries/s and CPU per entry.
+//
 // The table goes to stdout, progress to stderr; -out DIR (default: a new
 // temporary directory) receives results.md, results.json and chart.svg.
 package main
@@ -51,10 +60,12 @@ type options struct {
 	modes       []string
 	sizes       []int
 	workloads   []string
+	idleModes   []string // the modes that get an idle cell
 	callers     []int
 	baselines   []string
 	count       int
 	duration    time.Duration
+	idleDur     time.Duration
 	maxEntries  int
 	warmup      int
 	allocRuns   int
@@ -72,17 +83,18 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.SetOutput(stderr)
 	modes := fs.String("modes", "inproc,procs", "logx cluster modes: inproc (3 nodes in this process), procs (3 child processes)")
 	sizes := fs.String("sizes", "100,1024", "message sizes in bytes")
-	workloads := fs.String("workloads", "async,append", "logx workloads: async (Info), append (Append, waits for commit)")
+	workloads := fs.String("workloads", "async,append", "logx workloads: async (Info), append (Append, waits for commit), idle (CPU use of a settled cluster without traffic); by default idle runs in procs mode only")
 	callers := fs.String("callers", "1,4,16,64,256", "concurrent callers for append, raft-1 and slog-file")
 	baselines := fs.String("baselines", "slog,raft", "baselines: slog (log/slog JSON to a buffered file), raft (hashicorp/raft, one entry per Apply); empty for none")
 	fs.IntVar(&o.count, "count", 1, "run each cell this many times and report the median")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per cell (a cell also stops at -max-entries)")
+	fs.DurationVar(&o.idleDur, "idle-duration", 10*time.Second, "measured time of an idle cell")
 	fs.IntVar(&o.maxEntries, "max-entries", 2_000_000, "entries per async cell at most; append and raft-1 cells take a tenth of it")
 	fs.IntVar(&o.warmup, "warmup", 2000, "entries each node logs before the clock starts")
 	fs.IntVar(&o.allocRuns, "alloc-runs", 1000, "testing.AllocsPerRun iterations for the allocs/call column")
 	fs.DurationVar(&o.cellTimeout, "cell-timeout", 3*time.Minute, "give up on a cell after this long")
 	fs.StringVar(&o.out, "out", "", "directory for results.md, results.json and chart.svg (default: a new temporary directory)")
-	fs.BoolVar(&o.quick, "quick", false, "smoke test: -sizes 100 -callers 1,16 -duration 500ms -max-entries 20000 -warmup 200 -alloc-runs 100, unless given")
+	fs.BoolVar(&o.quick, "quick", false, "smoke test: -sizes 100 -callers 1,16 -duration 500ms -idle-duration 1s -max-entries 20000 -warmup 200 -alloc-runs 100, unless given")
 	fs.IntVar(&o.child, "child", -1, "internal: run node `i` of a procs cell")
 	fs.StringVar(&o.childSpec, "child-spec", "", "internal: the cell a -child node runs (JSON)")
 	fs.Usage = func() {
@@ -113,12 +125,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if o.quick {
 		quick := map[string]func(){
-			"sizes":       func() { *sizes = "100" },
-			"callers":     func() { *callers = "1,16" },
-			"duration":    func() { o.duration = 500 * time.Millisecond },
-			"max-entries": func() { o.maxEntries = 20000 },
-			"warmup":      func() { o.warmup = 200 },
-			"alloc-runs":  func() { o.allocRuns = 100 },
+			"sizes":         func() { *sizes = "100" },
+			"callers":       func() { *callers = "1,16" },
+			"duration":      func() { o.duration = 500 * time.Millisecond },
+			"idle-duration": func() { o.idleDur = time.Second },
+			"max-entries":   func() { o.maxEntries = 20000 },
+			"warmup":        func() { o.warmup = 200 },
+			"alloc-runs":    func() { o.allocRuns = 100 },
 		}
 		for name, f := range quick {
 			if !set[name] {
@@ -130,9 +143,17 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.modes, err = words("-modes", *modes, "inproc", "procs"); err != nil {
 		return nil, err
 	}
-	if o.workloads, err = words("-workloads", *workloads, "async", "append"); err != nil {
+	if o.workloads, err = words("-workloads", *workloads, "async", "append", "idle"); err != nil {
 		return nil, err
 	}
+	// idle is a cell per mode, not per size; by default only procs mode
+	// has one (about 15 s: start-up, settling and -idle-duration).
+	for _, m := range o.modes {
+		if slices.Contains(o.workloads, "idle") || !set["workloads"] && m == "procs" {
+			o.idleModes = append(o.idleModes, m)
+		}
+	}
+	o.workloads = slices.DeleteFunc(o.workloads, func(w string) bool { return w == "idle" })
 	if o.baselines, err = words("-baselines", *baselines, "slog", "raft"); err != nil {
 		return nil, err
 	}
@@ -147,6 +168,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-count: %d is less than 1", o.count)
 	case o.duration <= 0:
 		return nil, fmt.Errorf("-duration: %v is not positive", o.duration)
+	case o.idleDur <= 0:
+		return nil, fmt.Errorf("-idle-duration: %v is not positive", o.idleDur)
 	case o.maxEntries < 10:
 		return nil, fmt.Errorf("-max-entries: %d is less than 10", o.maxEntries)
 	case o.warmup < 0:
@@ -155,6 +178,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-alloc-runs: %d is less than 1", o.allocRuns)
 	case o.cellTimeout < o.duration+10*time.Second:
 		return nil, fmt.Errorf("-cell-timeout: %v leaves too little time for -duration %v", o.cellTimeout, o.duration)
+	case len(o.idleModes) > 0 && o.cellTimeout < o.idleDur+o.idleSettle()+10*time.Second:
+		return nil, fmt.Errorf("-cell-timeout: %v leaves too little time for -idle-duration %v", o.cellTimeout, o.idleDur)
 	}
 	return o, nil
 }
@@ -199,6 +224,10 @@ func ints(name, s string, lo, hi int) ([]int, error) {
 	return out, nil
 }
 
+// idleSettle is how long an idle cell waits, once its cluster is ready and
+// warmed up, before it starts measuring: 2 s, or -idle-duration if shorter.
+func (o *options) idleSettle() time.Duration { return min(2*time.Second, o.idleDur) }
+
 // appendMax is the entry bound of an append or raft-1 cell.
 func (o *options) appendMax() int { return max(o.maxEntries/10, 1) }
 
@@ -227,17 +256,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for k, c := range cells {
 		for r := 0; r < o.count; r++ {
 			fmt.Fprintf(stderr, "[%d/%d] %s run %d/%d ... ", k+1, len(cells), c.label(), r+1, o.count)
+			t0 := time.Now()
 			res, err := runCell(ctx, o, c)
 			if err != nil {
 				fmt.Fprintln(stderr, "FAILED")
 				return fmt.Errorf("%s: %w", c.label(), err)
 			}
-			p99 := "-"
-			if res.P99 != nil {
-				p99 = fmtOpt(res.P99) + " ms"
-			}
-			fmt.Fprintf(stderr, "%s entries/s, %s MB/s, p99 %s, %d entries in %.2fs\n",
-				fmtNum(res.EntriesPerSec), fmtFloat(res.MBPerSec), p99, res.Entries, res.Seconds)
+			fmt.Fprintf(stderr, "%s (cell took %.1fs)\n", res.progress(c), time.Since(t0).Seconds())
 			c.Runs = append(c.Runs, res)
 		}
 		c.Median = median(c.Runs)
@@ -249,6 +274,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Cells:    cells,
 		Duration: time.Since(started).Round(time.Millisecond).String(),
 	}
+	rep.VsSlog = rep.slogRatios()
 	table := rep.markdownTable()
 	fmt.Fprint(stdout, table)
 	if err := rep.write(o.out); err != nil {
@@ -290,6 +316,9 @@ func plan(o *options) []*cell {
 					cells = append(cells, &cell{Series: seriesLogx, Mode: mode, Size: size, Workload: "append", Callers: n})
 				}
 			}
+		}
+		if slices.Contains(o.idleModes, mode) {
+			cells = append(cells, &cell{Series: seriesLogx, Mode: mode, Size: o.sizes[0], Workload: "idle"})
 		}
 	}
 	if slices.Contains(o.baselines, "slog") {

@@ -52,15 +52,9 @@ func TestQuick(t *testing.T) {
 		{"raft-1", "inproc", "apply", "1"}, {"raft-1", "inproc", "apply", "16"},
 	}
 	rows := map[row][]string{}
-	for _, line := range strings.Split(stdout.String(), "\n") {
-		if !strings.HasPrefix(line, "| ") || strings.HasPrefix(line, "| series") {
-			continue
-		}
-		f := strings.Split(strings.Trim(line, "|"), "|")
-		for i := range f {
-			f[i] = strings.TrimSpace(f[i])
-		}
-		if len(f) != 12 {
+	for _, f := range tableRows(t, stdout.String(), "| series |") {
+		line := strings.Join(f, " | ")
+		if len(f) != 13 {
 			t.Fatalf("row with %d columns: %q", len(f), line)
 		}
 		if f[2] != "100B" {
@@ -91,6 +85,9 @@ func TestQuick(t *testing.T) {
 		positive(r, 5, "entries/s")
 		positive(r, 6, "MB/s")
 		positive(r, 11, "peak RSS")
+		if _, ok := processCPU(); ok {
+			positive(r, 12, "µs CPU/entry")
+		}
 		if r.workload != "async" {
 			positive(r, 7, "p50")
 			positive(r, 8, "p99")
@@ -103,6 +100,47 @@ func TestQuick(t *testing.T) {
 		}
 	}
 
+	// The per-node table: a row per procs cell with traffic, every figure
+	// positive.
+	nodeRows := tableRows(t, stdout.String(), "| mode | size | workload | callers | leader")
+	if len(nodeRows) != 3 {
+		t.Errorf("per-node table: %d rows, want 3 (procs async, append 1, append 16)", len(nodeRows))
+	}
+	for _, f := range nodeRows {
+		if len(f) != 9 || f[0] != "procs" {
+			t.Errorf("per-node row %q", f)
+			continue
+		}
+		for col := 4; col < 9; col++ {
+			if _, ok := processCPU(); !ok && col < 7 {
+				continue
+			}
+			if v, err := strconv.ParseFloat(f[col], 64); err != nil || v <= 0 {
+				t.Errorf("per-node row %q: column %d is not positive", f, col+1)
+			}
+		}
+	}
+	// The idle table: -quick's default has procs mode's idle cell only,
+	// a row per node with its role.
+	idleRows := tableRows(t, stdout.String(), "| mode | node | role |")
+	if len(idleRows) != 3 {
+		t.Errorf("idle table: %d rows, want 3", len(idleRows))
+	}
+	for _, f := range idleRows {
+		if len(f) != 6 || f[0] != "procs" || !strings.HasPrefix(f[1], "n") || f[2] == "" {
+			t.Errorf("idle row %q", f)
+			continue
+		}
+		if v, err := strconv.ParseFloat(f[3], 64); err != nil || v < 0 || v > 100 {
+			t.Errorf("idle row %q: CPU %% of a core is not a percentage", f)
+		}
+	}
+	for _, mode := range []string{"inproc", "procs"} {
+		if !strings.Contains(stdout.String(), "- 100B, "+mode+": async entries/s ") {
+			t.Errorf("no comparison with slog-file for %s", mode)
+		}
+	}
+
 	// results.json parses and holds the same cells.
 	js, err := os.ReadFile(filepath.Join(out, "results.json"))
 	if err != nil {
@@ -112,13 +150,25 @@ func TestQuick(t *testing.T) {
 	if err := json.Unmarshal(js, &rep); err != nil {
 		t.Fatalf("results.json: %v", err)
 	}
-	if len(rep.Cells) != len(want) || rep.Machine.NumCPU < 1 || rep.Command == "" {
+	if len(rep.Cells) != len(want)+1 || rep.Machine.NumCPU < 1 || rep.Command == "" {
 		t.Errorf("results.json: %d cells, machine %+v, command %q", len(rep.Cells), rep.Machine, rep.Command)
 	}
 	for _, c := range rep.Cells {
+		if c.Workload == "idle" {
+			if c.Mode != "procs" || len(c.Median.Nodes) != 3 || c.Median.Seconds < 0.9 || c.Median.Entries != 0 {
+				t.Errorf("results.json: idle cell %s: %+v", c.label(), c.Median)
+			}
+			continue
+		}
 		if len(c.Runs) != 1 || c.Median.EntriesPerSec <= 0 || c.Median.Entries <= 0 || c.Median.FileBytes <= 0 {
 			t.Errorf("results.json: cell %s: %+v", c.label(), c.Median)
 		}
+		if c.Series == seriesLogx && c.Mode == "procs" && len(c.Median.Nodes) != 3 {
+			t.Errorf("results.json: cell %s: %d nodes", c.label(), len(c.Median.Nodes))
+		}
+	}
+	if len(rep.VsSlog) != 2 {
+		t.Errorf("results.json: vs_slog %+v, want the two modes", rep.VsSlog)
 	}
 	md, err := os.ReadFile(filepath.Join(out, "results.md"))
 	if err != nil {
@@ -167,10 +217,35 @@ func TestQuick(t *testing.T) {
 	}
 }
 
+// tableRows returns the cells of the rows of the markdown table in s whose
+// header line starts with header.
+func tableRows(t *testing.T, s, header string) [][]string {
+	t.Helper()
+	var rows [][]string
+	in := false
+	for _, line := range strings.Split(s, "\n") {
+		switch {
+		case strings.HasPrefix(line, header):
+			in = true
+		case !in || strings.HasPrefix(line, "|---"):
+		case strings.HasPrefix(line, "| "):
+			f := strings.Split(strings.Trim(line, "|"), "|")
+			for i := range f {
+				f[i] = strings.TrimSpace(f[i])
+			}
+			rows = append(rows, f)
+		default:
+			in = false
+		}
+	}
+	return rows
+}
+
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-modes", "cloud"}, {"-sizes", "0"}, {"-callers", "x"}, {"-workloads", "sync"},
 		{"-baselines", "nats"}, {"-count", "0"}, {"-duration", "0s"}, {"extra"}, {"-nope"},
+		{"-idle-duration", "0s"}, {"-idle-duration", "5m"}, {"-workloads", "idling"},
 	} {
 		var out, errOut bytes.Buffer
 		if err := run(context.Background(), args, &out, &errOut); err == nil {

@@ -23,12 +23,18 @@ import (
 // lines, the child's on its stdout as JSON:
 //
 //	child:  {"ev":"ready","state":"Follower","seq":S}   started, warmed up, every node's warm-up applied here
-//	parent: go {"callers":C,"limit":L}                  start producing (C callers of Append, or the async goroutines)
+//	parent: go {"callers":C,"limit":L}                  start producing (C callers of Append, or the async goroutines;
+//	                                                    idle: nothing, for the spec's duration)
 //	child:  {"ev":"produced","n":N}                     done producing (async: and flushed)
 //	parent: total T                                     the sum of the N
 //	child:  {"ev":"result",...}                         this node's files hold S+T entries; times and latencies
+//	parent: usage                                       (every node has every entry)
+//	child:  {"ev":"usage","state":...,"cpu_ns":...}     CPU time, wall time and peak RSS since go; the state now
 //	parent: close                                       close the node and exit (so does end of input)
 //
+// A child measures its own CPU time with getrusage(RUSAGE_SELF) (user plus
+// system, microsecond resolution), which needs no /proc and no clock-tick
+// conversion, and resets its peak RSS when told to go.
 // A child's stderr is kept for error messages.
 
 // childSpec is what a child needs to know about its cell.
@@ -60,8 +66,12 @@ type childMsg struct {
 	DoneNs  int64       `json:"done_ns,omitempty"`
 	AllNs   int64       `json:"all_ns,omitempty"`
 	Hist    [][2]uint64 `json:"hist,omitempty"`
-	RSSMB   float64     `json:"rss_mb,omitempty"`
-	Err     string      `json:"err,omitempty"`
+	// usage: CPU time (absent where getrusage is not available) and
+	// wall time since go, peak RSS (VmHWM, 0 where unknown).
+	CPUNs  *int64  `json:"cpu_ns,omitempty"`
+	WallNs int64   `json:"wall_ns,omitempty"`
+	RSSMB  float64 `json:"rss_mb,omitempty"`
+	Err    string  `json:"err,omitempty"`
 }
 
 // child is the parent's handle on one child process.
@@ -205,9 +215,13 @@ func runLogxProcs(ctx context.Context, o *options, c *cell) (res runResult, err 
 		return res, err
 	}
 	defer os.RemoveAll(dir)
+	dur := o.duration
+	if c.Workload == "idle" {
+		dur = o.idleDur
+	}
 	spec, err := json.Marshal(childSpec{
 		Addrs: addrs, Dir: dir, Size: c.Size, Workload: c.Workload, Goroutine: asyncPerNode,
-		Warmup: o.warmup, Duration: o.duration, Timeout: o.cellTimeout,
+		Warmup: o.warmup, Duration: dur, Timeout: o.cellTimeout,
 	})
 	if err != nil {
 		return res, err
@@ -259,6 +273,11 @@ func runLogxProcs(ctx context.Context, o *options, c *cell) (res runResult, err 
 				gos[i].Limit = int64(o.appendMax()) * int64(gos[i].Callers) / int64(c.Callers)
 			}
 		}
+	case "idle":
+		// Nothing to produce: let the cluster settle after its warm-up.
+		if err := sleepCtx(ctx, o.idleSettle()); err != nil {
+			return res, err
+		}
 	default:
 		return res, fmt.Errorf("unknown workload %q", c.Workload)
 	}
@@ -287,15 +306,25 @@ func runLogxProcs(ctx context.Context, o *options, c *cell) (res runResult, err 
 	if err != nil {
 		return res, err
 	}
+	for _, ch := range kids {
+		if err := ch.send("usage"); err != nil {
+			return res, err
+		}
+	}
+	usage, err := expectAll(ctx, kids, "usage")
+	if err != nil {
+		return res, err
+	}
 	var rss float64
 	rssOK := false
 	for k, ch := range kids {
 		mb, ok := vmHWM(strconv.Itoa(ch.cmd.Process.Pid))
 		if !ok {
-			mb, ok = results[k].RSSMB, results[k].RSSMB > 0
+			mb, ok = usage[k].RSSMB, usage[k].RSSMB > 0
 		}
 		if ok {
 			rss, rssOK = max(rss, mb), true
+			usage[k].RSSMB = mb
 		}
 	}
 	var start, end int64
@@ -316,6 +345,7 @@ func runLogxProcs(ctx context.Context, o *options, c *cell) (res runResult, err 
 	if rssOK {
 		res.PeakRSSMB, res.RSSScope = &rss, "max-node"
 	}
+	res.setNodes(ready, usage)
 	stopChildren(kids, 30*time.Second)
 	for _, ch := range kids {
 		if ch.err != nil {
@@ -324,6 +354,37 @@ func runLogxProcs(ctx context.Context, o *options, c *cell) (res runResult, err 
 	}
 	kids = nil
 	return res, err
+}
+
+// setNodes fills Nodes from the children's ready and usage lines (in node
+// order), and the cell's CPU figures from their sum when every child
+// measured its CPU time. r's Entries are set.
+func (r *runResult) setNodes(ready, usage []childMsg) {
+	r.Nodes = make([]nodeUsage, len(usage))
+	var sum time.Duration
+	all := len(usage) > 0
+	for k, u := range usage {
+		n := nodeUsage{Node: fmt.Sprintf("n%d", k+1), Role: u.State, Seconds: time.Duration(u.WallNs).Seconds()}
+		if k < len(ready) && ready[k].State != u.State {
+			n.Role = ready[k].State + "->" + u.State
+		}
+		if u.CPUNs != nil {
+			cpu := time.Duration(*u.CPUNs)
+			sum += cpu
+			s := cpu.Seconds()
+			n.CPUSeconds, n.CPUPercent, n.CPUUsPerEntry = &s, percent(s, n.Seconds), perEntry(s, r.Entries)
+		} else {
+			all = false
+		}
+		if u.RSSMB > 0 {
+			n.PeakRSSMB = ptr(u.RSSMB)
+		}
+		r.Nodes[k] = n
+	}
+	orderNodes(r.Nodes)
+	if all {
+		r.setCPU(sum, "sum-of-nodes")
+	}
 }
 
 // runChild is one node of a procs cell.
@@ -393,6 +454,8 @@ func runChild(ctx context.Context, o *options) error {
 	if err := json.Unmarshal([]byte(line), &g); err != nil {
 		return fmt.Errorf("go: %w", err)
 	}
+	resetPeakRSS()
+	mark := markCPU()
 	stop, release := stopAfter(spec.Duration)
 	defer release()
 	var next atomic.Int64
@@ -409,6 +472,10 @@ func runChild(ctx context.Context, o *options) error {
 		var err error
 		n, h, err = drive(g.Callers, &next, g.Limit, stop, true, func(_ int, i int64) error { return appendTo(ctx, lx, msgs, i) })
 		if err != nil {
+			return err
+		}
+	case "idle":
+		if err := sleepCtx(ctx, spec.Duration); err != nil {
 			return err
 		}
 	default:
@@ -430,9 +497,21 @@ func runChild(ctx context.Context, o *options) error {
 		return err
 	}
 	all := time.Now()
-	rss, _ := vmHWM("self")
 	if err := out.Encode(childMsg{Ev: "result", N: n, StartNs: start.UnixNano(), DoneNs: done.UnixNano(),
-		AllNs: all.UnixNano(), Hist: h.sparse(), RSSMB: rss}); err != nil {
+		AllNs: all.UnixNano(), Hist: h.sparse()}); err != nil {
+		return err
+	}
+	if _, err := recv("usage"); err != nil {
+		return err
+	}
+	cpu, wall, ok := mark.since()
+	u := childMsg{Ev: "usage", State: lx.Stats().State, WallNs: int64(wall)}
+	if ok {
+		ns := int64(cpu)
+		u.CPUNs = &ns
+	}
+	u.RSSMB, _ = vmHWM("self")
+	if err := out.Encode(u); err != nil {
 		return err
 	}
 	// Stay up until told (or the parent is gone): the others may still

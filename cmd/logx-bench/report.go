@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -15,33 +16,91 @@ type report struct {
 	Options  map[string]any `json:"options"`
 	Duration string         `json:"duration"`
 	Cells    []*cell        `json:"cells"`
+	// VsSlog compares each logx async cell with the slog-file async cell
+	// of its size (medians).
+	VsSlog []slogRatio `json:"vs_slog,omitempty"`
+}
+
+// slogRatio is a logx async cell against slog-file async, same size, same
+// run. EntriesRatio is logx's entries/s over slog's; CPURatio is logx's
+// CPU per entry (the whole cluster) over slog's (nil when either is
+// missing).
+type slogRatio struct {
+	Mode              string   `json:"mode"`
+	Size              int      `json:"size"`
+	LogxEntriesPerSec float64  `json:"logx_entries_per_sec"`
+	SlogEntriesPerSec float64  `json:"slog_entries_per_sec"`
+	EntriesRatio      *float64 `json:"entries_ratio,omitempty"`
+	LogxCPUUsPerEntry *float64 `json:"logx_cpu_us_per_entry,omitempty"`
+	SlogCPUUsPerEntry *float64 `json:"slog_cpu_us_per_entry,omitempty"`
+	CPURatio          *float64 `json:"cpu_ratio,omitempty"`
+}
+
+// slogRatios pairs every logx async cell with the slog-file async cell of
+// the same size, in the order of the cells.
+func (r *report) slogRatios() []slogRatio {
+	var out []slogRatio
+	for _, c := range r.Cells {
+		if c.Series != seriesLogx || c.Workload != "async" {
+			continue
+		}
+		for _, s := range r.Cells {
+			if s.Series != seriesSlog || s.Workload != "async" || s.Size != c.Size {
+				continue
+			}
+			x := slogRatio{
+				Mode: c.Mode, Size: c.Size,
+				LogxEntriesPerSec: c.Median.EntriesPerSec, SlogEntriesPerSec: s.Median.EntriesPerSec,
+				LogxCPUUsPerEntry: c.Median.CPUUsPerEntry, SlogCPUUsPerEntry: s.Median.CPUUsPerEntry,
+			}
+			if x.SlogEntriesPerSec > 0 {
+				x.EntriesRatio = ptr(x.LogxEntriesPerSec / x.SlogEntriesPerSec)
+			}
+			if x.LogxCPUUsPerEntry != nil && x.SlogCPUUsPerEntry != nil && *x.SlogCPUUsPerEntry > 0 {
+				x.CPURatio = ptr(*x.LogxCPUUsPerEntry / *x.SlogCPUUsPerEntry)
+			}
+			out = append(out, x)
+			break
+		}
+	}
+	return out
 }
 
 // record is the options as they were applied (-quick expanded).
 func (o *options) record() map[string]any {
 	return map[string]any{
-		"modes":        o.modes,
-		"sizes":        o.sizes,
-		"workloads":    o.workloads,
-		"callers":      o.callers,
-		"baselines":    o.baselines,
-		"count":        o.count,
-		"duration":     o.duration.String(),
-		"max_entries":  o.maxEntries,
-		"append_max":   o.appendMax(),
-		"warmup":       o.warmup,
-		"alloc_runs":   o.allocRuns,
-		"cell_timeout": o.cellTimeout.String(),
-		"quick":        o.quick,
+		"modes":         o.modes,
+		"sizes":         o.sizes,
+		"workloads":     o.workloads,
+		"callers":       o.callers,
+		"baselines":     o.baselines,
+		"count":         o.count,
+		"duration":      o.duration.String(),
+		"idle_modes":    o.idleModes,
+		"idle_duration": o.idleDur.String(),
+		"idle_settle":   o.idleSettle().String(),
+		"max_entries":   o.maxEntries,
+		"append_max":    o.appendMax(),
+		"warmup":        o.warmup,
+		"alloc_runs":    o.allocRuns,
+		"cell_timeout":  o.cellTimeout.String(),
+		"quick":         o.quick,
 	}
 }
 
-// markdownTable is the results table (the medians) with its footnotes.
+// markdownTable is the results (the medians): the main table, then, where
+// the run has them, the procs cells per node, the idle cells and the
+// comparison with slog-file.
 func (r *report) markdownTable() string {
 	var b strings.Builder
-	b.WriteString("| series | mode | size | workload | callers | entries/s | MB/s | p50 ms | p99 ms | p99.9 ms | allocs/call | peak RSS MB |\n")
-	b.WriteString("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range r.Cells {
+		if c.Workload == "idle" {
+			continue
+		}
+		if b.Len() == 0 {
+			b.WriteString("| series | mode | size | workload | callers | entries/s | MB/s | p50 ms | p99 ms | p99.9 ms | allocs/call | peak RSS MB | µs CPU/entry |\n")
+			b.WriteString("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		}
 		m := c.Median
 		allocs := ""
 		if m.AllocsPerCall != nil {
@@ -61,11 +120,107 @@ func (r *report) markdownTable() string {
 		if c.Series == seriesRaft {
 			mbs += " (payload)"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			c.Series, c.Mode, sizeName(c.Size), c.Workload, c.callersText(),
-			fmtNum(m.EntriesPerSec), mbs, fmtOpt(m.P50), fmtOpt(m.P99), fmtOpt(m.P999), allocs, rss)
+			fmtNum(m.EntriesPerSec), mbs, fmtOpt(m.P50), fmtOpt(m.P99), fmtOpt(m.P999), allocs, rss, fmtOpt(m.CPUUsPerEntry))
+	}
+	b.WriteString(r.nodesTable())
+	b.WriteString(r.idleTable())
+	b.WriteString(r.slogLines())
+	return b.String()
+}
+
+// nodesTable is CPU per entry and peak RSS per node of the procs cells
+// that carried traffic, "" when there are none.
+func (r *report) nodesTable() string {
+	var b strings.Builder
+	for _, c := range r.Cells {
+		m := c.Median
+		if c.Workload == "idle" || len(m.Nodes) == 0 {
+			continue
+		}
+		if b.Len() == 0 {
+			b.WriteString("\nPer node (procs): each node's CPU time over all the cell's entries; the follower columns give the larger of the two followers.\n\n")
+			b.WriteString("| mode | size | workload | callers | leader µs CPU/entry | follower µs CPU/entry | 3 nodes µs CPU/entry | leader peak RSS MB | follower peak RSS MB |\n")
+			b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---:|\n")
+		}
+		var lcpu, lrss *float64
+		if l := leaderNode(m.Nodes); l != nil {
+			lcpu, lrss = l.CPUUsPerEntry, l.PeakRSSMB
+		}
+		fcpu := followerMax(m.Nodes, func(n nodeUsage) *float64 { return n.CPUUsPerEntry })
+		frss := followerMax(m.Nodes, func(n nodeUsage) *float64 { return n.PeakRSSMB })
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			c.Mode, sizeName(c.Size), c.Workload, c.callersText(),
+			fmtOpt(lcpu), fmtOpt(fcpu), fmtOpt(m.CPUUsPerEntry), fmtRSS(lrss), fmtRSS(frss))
 	}
 	return b.String()
+}
+
+// idleTable is the idle cells' CPU use, a row per node (procs) or one for
+// the process (inproc), "" when there are none.
+func (r *report) idleTable() string {
+	var b strings.Builder
+	for _, c := range r.Cells {
+		if c.Workload != "idle" {
+			continue
+		}
+		m := c.Median
+		if b.Len() == 0 {
+			b.WriteString("\nIdle: a ready, warmed-up cluster without traffic, CPU time as a percentage of one core.\n\n")
+			b.WriteString("| mode | node | role | CPU % of a core | peak RSS MB | seconds |\n")
+			b.WriteString("|---|---|---|---:|---:|---:|\n")
+		}
+		if len(m.Nodes) == 0 {
+			fmt.Fprintf(&b, "| %s | all 3 (process) | - | %s | %s | %.1f |\n", c.Mode, fmtOpt(m.CPUPercent), fmtRSS(m.PeakRSSMB), m.Seconds)
+			continue
+		}
+		for _, n := range m.Nodes {
+			node := n.Node
+			if node == "" {
+				node = "(varies)"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.1f |\n", c.Mode, node, n.Role, fmtOpt(n.CPUPercent), fmtRSS(n.PeakRSSMB), n.Seconds)
+		}
+	}
+	return b.String()
+}
+
+// slogLines compares each logx async cell with slog-file async of the same
+// size, "" when the run has no such pair.
+func (r *report) slogLines() string {
+	var b strings.Builder
+	for _, x := range r.slogRatios() {
+		if b.Len() == 0 {
+			b.WriteString("\nAgainst slog-file async, same run (CPU: the whole cluster's, per entry):\n\n")
+		}
+		fmt.Fprintf(&b, "- %s, %s: async entries/s %s of slog-file's (%s vs %s)",
+			sizeName(x.Size), x.Mode, fmtRatio(x.EntriesRatio), fmtNum(x.LogxEntriesPerSec), fmtNum(x.SlogEntriesPerSec))
+		if x.CPURatio != nil {
+			fmt.Fprintf(&b, "; CPU/entry %sx slog-file's (%s vs %s µs)",
+				fmtRatio(x.CPURatio), fmtOpt(x.LogxCPUUsPerEntry), fmtOpt(x.SlogCPUUsPerEntry))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func fmtRSS(p *float64) string {
+	if p == nil {
+		return ""
+	}
+	return fmt.Sprintf("%.0f", *p)
+}
+
+// fmtRatio gives a ratio two significant digits or more.
+func fmtRatio(p *float64) string {
+	if p == nil {
+		return "?"
+	}
+	if *p < 1 {
+		return strconv.FormatFloat(*p, 'g', 2, 64)
+	}
+	return fmtFloat(*p)
 }
 
 const footnotes = `
@@ -102,11 +257,28 @@ Notes:
   allocation in the process while it runs (GOMAXPROCS 1), so Append's
   figure includes the commit work of all three in-process nodes (Raft,
   forwarding, apply), not only the caller's.
-- Peak RSS is VmHWM from /proc: for inproc rows and the baselines it is
-  the whole benchmark process ("process": three nodes plus the harness),
-  reset at the start of each measurement through /proc/self/clear_refs
-  where the kernel allows it; for procs rows it is the largest of the
-  three child processes' peaks.
+- Peak RSS is VmHWM from /proc, reset at the start of each measurement
+  through /proc/self/clear_refs where the kernel allows it: for inproc
+  rows and the baselines it is the whole benchmark process ("process":
+  three nodes plus the harness); for procs rows it is the largest of the
+  three child processes' peaks (each child resets its own), and the
+  per-node table gives the leader's and the larger follower's.
+- µs CPU/entry is CPU time (user plus system, getrusage(RUSAGE_SELF), all
+  threads) used during the measured interval, divided by the entries
+  committed: for inproc rows and the baselines the whole benchmark
+  process (the callers included, as with slog-file); for procs rows the
+  sum of the three children, each measured by itself from the start
+  signal until every node holds every entry (the parent, which only
+  waits, is not counted). The per-node table divides each child's own CPU
+  time by all the cell's entries, so its three figures add up to the
+  row's.
+- idle: a fresh cluster, ready and warmed up like the other cells, then
+  left alone for 2 s (or -idle-duration if shorter), then measured
+  without traffic for -idle-duration: CPU time as a percentage of one
+  core, per child for procs (leader first, then the followers from the
+  busiest down; the role is the Raft state at the end, "A->B" if it
+  changed), for the whole process for inproc (three nodes plus an idle
+  harness). By default only procs mode has an idle cell.
 - raft-1 is hashicorp/raft v1.8.0 with raft-wal v0.4.1 as log and stable
   store, file snapshots, TCP transport, raft.DefaultConfig(), a state
   machine that counts, one entry per raft.Apply, every caller on the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"os"
@@ -27,9 +28,10 @@ type cell struct {
 	Series   string `json:"series"`   // logx, slog-file, raft-1
 	Mode     string `json:"mode"`     // inproc or procs (baselines: inproc)
 	Size     int    `json:"size"`     // message bytes
-	Workload string `json:"workload"` // async, append (logx); async, call (slog-file); apply (raft-1)
+	Workload string `json:"workload"` // async, append, idle (logx); async, call (slog-file); apply (raft-1)
 	// Callers is the number of concurrent callers; for logx async it is
-	// per node (three nodes).
+	// per node (three nodes); 0 for idle. An idle cell's Size is that of
+	// its warm-up's messages.
 	Callers int         `json:"callers"`
 	Runs    []runResult `json:"runs"`
 	Median  runResult   `json:"median"`
@@ -40,10 +42,16 @@ func (c *cell) label() string {
 	if c.Series == seriesLogx {
 		who += " " + c.Mode
 	}
+	if c.Workload == "idle" {
+		return fmt.Sprintf("%s %s", who, c.Workload)
+	}
 	return fmt.Sprintf("%s %s %s callers=%s", who, sizeName(c.Size), c.Workload, c.callersText())
 }
 
 func (c *cell) callersText() string {
+	if c.Workload == "idle" {
+		return "-"
+	}
 	if c.Series == seriesLogx && c.Workload == "async" {
 		return fmt.Sprintf("%d/node", c.Callers)
 	}
@@ -69,6 +77,134 @@ type runResult struct {
 	// children's for procs cells (RSSScope "max-node").
 	PeakRSSMB *float64 `json:"peak_rss_mb,omitempty"`
 	RSSScope  string   `json:"rss_scope,omitempty"`
+	// CPUSeconds is the CPU time (user plus system, getrusage) used during
+	// the measured interval: by this process for inproc cells and the
+	// baselines (CPUScope "process"), by the three children together for
+	// procs cells (CPUScope "sum-of-nodes"). CPUUsPerEntry is it in
+	// microseconds divided by Entries; CPUPercent is it as a percentage
+	// of one core over Seconds (for idle cells, the figure that matters).
+	CPUSeconds    *float64 `json:"cpu_seconds,omitempty"`
+	CPUUsPerEntry *float64 `json:"cpu_us_per_entry,omitempty"`
+	CPUPercent    *float64 `json:"cpu_percent,omitempty"`
+	CPUScope      string   `json:"cpu_scope,omitempty"`
+	// Nodes are a procs cell's children, the leader first, then the
+	// followers from the busiest (most CPU) down; in a median, position
+	// by position.
+	Nodes []nodeUsage `json:"nodes,omitempty"`
+}
+
+// nodeUsage is what one child of a procs cell used while it was measured.
+type nodeUsage struct {
+	Node string `json:"node,omitempty"` // n1, n2, n3; empty in a median whose runs disagree
+	// Role is the node's Raft state at the end of the measurement
+	// ("Leader", "Follower"); "Leader->Follower" and the like when it
+	// differs from the state at the start.
+	Role string `json:"role"`
+	// CPUSeconds is the node's CPU time (user plus system, its own
+	// getrusage(RUSAGE_SELF)) from the start signal to the end of the
+	// cell; Seconds is that interval on the node's clock.
+	CPUSeconds    *float64 `json:"cpu_seconds,omitempty"`
+	Seconds       float64  `json:"seconds"`
+	CPUPercent    *float64 `json:"cpu_percent,omitempty"`      // of one core
+	CPUUsPerEntry *float64 `json:"cpu_us_per_entry,omitempty"` // over all the cell's entries
+	PeakRSSMB     *float64 `json:"peak_rss_mb,omitempty"`      // VmHWM, reset at the start signal
+}
+
+// cpuMark is a moment and this process's CPU time at it.
+type cpuMark struct {
+	wall time.Time
+	cpu  time.Duration
+	ok   bool
+}
+
+func markCPU() cpuMark {
+	cpu, ok := processCPU()
+	return cpuMark{wall: time.Now(), cpu: cpu, ok: ok}
+}
+
+// since returns the CPU time and the wall time from m to now; ok is false
+// when the CPU time is not available.
+func (m cpuMark) since() (cpu, wall time.Duration, ok bool) {
+	now := markCPU()
+	if !m.ok || !now.ok {
+		return 0, now.wall.Sub(m.wall), false
+	}
+	return now.cpu - m.cpu, now.wall.Sub(m.wall), true
+}
+
+// setCPU records cpu, the CPU time of the measured interval (Seconds, set
+// by finish), and the figures derived from it.
+func (r *runResult) setCPU(cpu time.Duration, scope string) {
+	s := cpu.Seconds()
+	r.CPUSeconds, r.CPUScope = &s, scope
+	r.CPUUsPerEntry, r.CPUPercent = perEntry(s, r.Entries), percent(s, r.Seconds)
+}
+
+// perEntry is cpuSeconds in microseconds per entry, nil without entries.
+func perEntry(cpuSeconds float64, entries int64) *float64 {
+	if entries <= 0 {
+		return nil
+	}
+	return ptr(cpuSeconds * 1e6 / float64(entries))
+}
+
+// percent is cpuSeconds as a percentage of one core over seconds.
+func percent(cpuSeconds, seconds float64) *float64 {
+	if seconds <= 0 {
+		return nil
+	}
+	return ptr(cpuSeconds / seconds * 100)
+}
+
+// orderNodes puts the leader first, then the followers from the busiest
+// down (then by name), so that runs line up position by position.
+func orderNodes(nodes []nodeUsage) {
+	val := func(p *float64) float64 {
+		if p == nil {
+			return -1
+		}
+		return *p
+	}
+	slices.SortStableFunc(nodes, func(a, b nodeUsage) int {
+		if la, lb := isLeader(a.Role), isLeader(b.Role); la != lb {
+			if la {
+				return -1
+			}
+			return 1
+		}
+		if c := cmp.Compare(val(b.CPUSeconds), val(a.CPUSeconds)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Node, b.Node)
+	})
+}
+
+// isLeader tells whether a role ends as leader.
+func isLeader(role string) bool { return role == "Leader" || strings.HasSuffix(role, "->Leader") }
+
+// leaderNode is the leader among nodes, nil when none is.
+func leaderNode(nodes []nodeUsage) *nodeUsage {
+	for i := range nodes {
+		if isLeader(nodes[i].Role) {
+			return &nodes[i]
+		}
+	}
+	return nil
+}
+
+// followerMax is the largest of get over the nodes that are not the
+// leader, nil when none has it.
+func followerMax(nodes []nodeUsage, get func(nodeUsage) *float64) *float64 {
+	var out *float64
+	for _, n := range nodes {
+		if isLeader(n.Role) {
+			continue
+		}
+		if v := get(n); v != nil && (out == nil || *v > *out) {
+			out = ptr(*v)
+		}
+	}
+	return out
 }
 
 func ptr(f float64) *float64 {
@@ -100,23 +236,7 @@ func median(runs []runResult) runResult {
 	if len(runs) == 1 {
 		return runs[0]
 	}
-	med := func(get func(runResult) *float64) *float64 {
-		var v []float64
-		for _, r := range runs {
-			if p := get(r); p != nil {
-				v = append(v, *p)
-			}
-		}
-		if len(v) == 0 {
-			return nil
-		}
-		slices.Sort(v)
-		m := v[len(v)/2]
-		if len(v)%2 == 0 {
-			m = (v[len(v)/2-1] + v[len(v)/2]) / 2
-		}
-		return &m
-	}
+	med := func(get func(runResult) *float64) *float64 { return medianOf(runs, get) }
 	f := func(x float64) *float64 { return &x }
 	m := runResult{
 		EntriesPerSec: *med(func(r runResult) *float64 { return f(r.EntriesPerSec) }),
@@ -130,8 +250,70 @@ func median(runs []runResult) runResult {
 		AllocsPerCall: med(func(r runResult) *float64 { return r.AllocsPerCall }),
 		PeakRSSMB:     med(func(r runResult) *float64 { return r.PeakRSSMB }),
 		RSSScope:      runs[0].RSSScope,
+		CPUSeconds:    med(func(r runResult) *float64 { return r.CPUSeconds }),
+		CPUUsPerEntry: med(func(r runResult) *float64 { return r.CPUUsPerEntry }),
+		CPUPercent:    med(func(r runResult) *float64 { return r.CPUPercent }),
+		CPUScope:      runs[0].CPUScope,
+		Nodes:         medianNodes(runs),
 	}
 	return m
+}
+
+// medianOf is the median of the non-nil get(r) over runs, nil when there
+// are none.
+func medianOf[T any](runs []T, get func(T) *float64) *float64 {
+	var v []float64
+	for _, r := range runs {
+		if p := get(r); p != nil {
+			v = append(v, *p)
+		}
+	}
+	if len(v) == 0 {
+		return nil
+	}
+	slices.Sort(v)
+	m := v[len(v)/2]
+	if len(v)%2 == 0 {
+		m = (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return &m
+}
+
+// medianNodes is the per-figure median of the runs' nodes, position by
+// position (see orderNodes); nil unless every run has the same number of
+// nodes. A position's Role and Node are those of the first run, the Node
+// left empty when the runs disagree.
+func medianNodes(runs []runResult) []nodeUsage {
+	n := len(runs[0].Nodes)
+	for _, r := range runs {
+		if len(r.Nodes) != n {
+			return nil
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]nodeUsage, n)
+	for k := range out {
+		at := make([]nodeUsage, len(runs))
+		for i, r := range runs {
+			at[i] = r.Nodes[k]
+		}
+		u := nodeUsage{Node: at[0].Node, Role: at[0].Role}
+		for _, x := range at {
+			if x.Node != u.Node {
+				u.Node = ""
+			}
+		}
+		f := func(x float64) *float64 { return &x }
+		u.Seconds = *medianOf(at, func(x nodeUsage) *float64 { return f(x.Seconds) })
+		u.CPUSeconds = medianOf(at, func(x nodeUsage) *float64 { return x.CPUSeconds })
+		u.CPUPercent = medianOf(at, func(x nodeUsage) *float64 { return x.CPUPercent })
+		u.CPUUsPerEntry = medianOf(at, func(x nodeUsage) *float64 { return x.CPUUsPerEntry })
+		u.PeakRSSMB = medianOf(at, func(x nodeUsage) *float64 { return x.PeakRSSMB })
+		out[k] = u
+	}
+	return out
 }
 
 func sizeName(n int) string {
@@ -239,4 +421,28 @@ func (r *runResult) setProcessRSS() {
 	if mb, ok := vmHWM("self"); ok {
 		r.PeakRSSMB, r.RSSScope = &mb, "process"
 	}
+}
+
+// progress is the one-line summary of a run printed as it finishes.
+func (r *runResult) progress(c *cell) string {
+	cpu := ""
+	if r.CPUUsPerEntry != nil {
+		cpu = fmt.Sprintf(", %s µs CPU/entry", fmtOpt(r.CPUUsPerEntry))
+	}
+	if c.Workload == "idle" {
+		var parts []string
+		for _, n := range r.Nodes {
+			parts = append(parts, fmt.Sprintf("%s %s %s%%", n.Node, n.Role, fmtOpt(n.CPUPercent)))
+		}
+		if len(parts) == 0 {
+			parts = append(parts, "process "+fmtOpt(r.CPUPercent)+"%")
+		}
+		return fmt.Sprintf("idle CPU (of one core) %s over %.2fs", strings.Join(parts, ", "), r.Seconds)
+	}
+	p99 := "-"
+	if r.P99 != nil {
+		p99 = fmtOpt(r.P99) + " ms"
+	}
+	return fmt.Sprintf("%s entries/s, %s MB/s, p99 %s%s, %d entries in %.2fs",
+		fmtNum(r.EntriesPerSec), fmtFloat(r.MBPerSec), p99, cpu, r.Entries, r.Seconds)
 }

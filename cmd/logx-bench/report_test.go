@@ -1,0 +1,299 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFlagDefaults(t *testing.T) {
+	parse := func(args ...string) *options {
+		t.Helper()
+		var errOut bytes.Buffer
+		o, err := parseFlags(args, &errOut)
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return o
+	}
+	o := parse()
+	if !slices.Equal(o.callers, []int{1, 4, 16, 64, 256}) {
+		t.Errorf("default callers %v", o.callers)
+	}
+	if !slices.Equal(o.workloads, []string{"async", "append"}) || !slices.Equal(o.idleModes, []string{"procs"}) || o.idleDur != 10*time.Second {
+		t.Errorf("default workloads %v, idle modes %v, idle duration %v", o.workloads, o.idleModes, o.idleDur)
+	}
+	if o.idleSettle() != 2*time.Second {
+		t.Errorf("idle settle %v", o.idleSettle())
+	}
+	if o := parse("-quick"); !slices.Equal(o.callers, []int{1, 16}) || o.idleDur != time.Second || o.idleSettle() != time.Second {
+		t.Errorf("-quick: callers %v, idle duration %v, settle %v", o.callers, o.idleDur, o.idleSettle())
+	}
+	if o := parse("-quick", "-idle-duration", "3s"); o.idleDur != 3*time.Second {
+		t.Errorf("-quick -idle-duration 3s: %v", o.idleDur)
+	}
+	for _, c := range []struct {
+		args      []string
+		workloads []string
+		idle      []string
+	}{
+		{[]string{"-modes", "inproc"}, []string{"async", "append"}, nil},
+		{[]string{"-workloads", "async"}, []string{"async"}, nil},
+		{[]string{"-workloads", "idle"}, nil, []string{"inproc", "procs"}},
+		{[]string{"-workloads", "async,idle", "-modes", "inproc"}, []string{"async"}, []string{"inproc"}},
+	} {
+		o := parse(c.args...)
+		if !slices.Equal(o.workloads, c.workloads) || !slices.Equal(o.idleModes, c.idle) {
+			t.Errorf("%v: workloads %v, idle modes %v; want %v, %v", c.args, o.workloads, o.idleModes, c.workloads, c.idle)
+		}
+	}
+
+	// plan: one idle cell per mode, after the mode's other cells.
+	cells := plan(parse("-workloads", "async,idle", "-sizes", "1024,100", "-baselines", ""))
+	var got []string
+	for _, c := range cells {
+		got = append(got, c.label())
+	}
+	want := []string{
+		"logx inproc 1KiB async callers=4/node", "logx inproc 100B async callers=4/node", "logx inproc idle",
+		"logx procs 1KiB async callers=4/node", "logx procs 100B async callers=4/node", "logx procs idle",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("plan: %q\nwant %q", got, want)
+	}
+	if c := cells[2]; c.Size != 1024 || c.callersText() != "-" {
+		t.Errorf("idle cell: size %d, callers %q", c.Size, c.callersText())
+	}
+}
+
+// usageMsgs makes the ready and usage lines of three children: states at
+// the start and the end, CPU seconds (negative: not measured), RSS MB.
+func usageMsgs(start, end []string, cpu []float64, rss []float64) (ready, usage []childMsg) {
+	for k := range start {
+		ready = append(ready, childMsg{Ev: "ready", State: start[k]})
+		u := childMsg{Ev: "usage", State: end[k], WallNs: int64(2 * time.Second), RSSMB: rss[k]}
+		if cpu[k] >= 0 {
+			ns := int64(cpu[k] * 1e9)
+			u.CPUNs = &ns
+		}
+		usage = append(usage, u)
+	}
+	return ready, usage
+}
+
+func TestSetNodes(t *testing.T) {
+	ready, usage := usageMsgs(
+		[]string{"Follower", "Leader", "Follower"}, []string{"Follower", "Leader", "Follower"},
+		[]float64{0.2, 0.5, 0.3}, []float64{20, 30, 25})
+	var r runResult
+	r.finish(100_000, 2*time.Second, 1)
+	r.setNodes(ready, usage)
+	var names, roles []string
+	for _, n := range r.Nodes {
+		names, roles = append(names, n.Node), append(roles, n.Role)
+	}
+	// The leader first, then the followers from the busiest down.
+	if !slices.Equal(names, []string{"n2", "n3", "n1"}) || !slices.Equal(roles, []string{"Leader", "Follower", "Follower"}) {
+		t.Fatalf("nodes %v, roles %v", names, roles)
+	}
+	near := func(what string, p *float64, want float64) {
+		t.Helper()
+		if p == nil {
+			t.Errorf("%s = nil, want %v", what, want)
+		} else if *p < want*0.999 || *p > want*1.001 {
+			t.Errorf("%s = %v, want %v", what, *p, want)
+		}
+	}
+	near("leader µs/entry", r.Nodes[0].CPUUsPerEntry, 5) // 0.5 s / 100k entries
+	near("leader CPU %", r.Nodes[0].CPUPercent, 25)      // 0.5 s over 2 s
+	near("cell µs/entry", r.CPUUsPerEntry, 10)           // 1.0 s / 100k
+	near("cell CPU seconds", r.CPUSeconds, 1)            //
+	near("follower max µs/entry", followerMax(r.Nodes, func(n nodeUsage) *float64 { return n.CPUUsPerEntry }), 3)
+	near("follower max RSS", followerMax(r.Nodes, func(n nodeUsage) *float64 { return n.PeakRSSMB }), 25)
+	if r.CPUScope != "sum-of-nodes" {
+		t.Errorf("scope %q", r.CPUScope)
+	}
+
+	// A change of leadership shows in the role.
+	ready, usage = usageMsgs([]string{"Leader", "Follower", "Follower"}, []string{"Follower", "Leader", "Follower"},
+		[]float64{0.1, 0.1, 0.1}, []float64{1, 1, 1})
+	r = runResult{}
+	r.setNodes(ready, usage)
+	if r.Nodes[0].Role != "Follower->Leader" || r.Nodes[0].Node != "n2" || r.Nodes[1].Role != "Leader->Follower" {
+		t.Errorf("leadership change: %+v", r.Nodes)
+	}
+	if r.CPUUsPerEntry != nil || r.CPUSeconds == nil {
+		t.Errorf("no entries: µs/entry %v, CPU seconds %v", r.CPUUsPerEntry, r.CPUSeconds)
+	}
+
+	// A child without CPU time: no cell total, the others still shown.
+	ready, usage = usageMsgs([]string{"Leader", "Follower", "Follower"}, []string{"Leader", "Follower", "Follower"},
+		[]float64{0.1, -1, 0.1}, []float64{1, 0, 1})
+	r = runResult{}
+	r.setNodes(ready, usage)
+	if r.CPUSeconds != nil || r.CPUScope != "" {
+		t.Errorf("partial CPU: cell CPU %v scope %q", r.CPUSeconds, r.CPUScope)
+	}
+	if r.Nodes[0].CPUSeconds == nil || r.Nodes[2].CPUSeconds != nil || r.Nodes[2].PeakRSSMB != nil {
+		t.Errorf("partial CPU: nodes %+v", r.Nodes)
+	}
+}
+
+func TestMedianCPU(t *testing.T) {
+	f := func(x float64) *float64 { return &x }
+	node := func(name, role string, cpu float64) nodeUsage {
+		return nodeUsage{Node: name, Role: role, Seconds: 1, CPUSeconds: f(cpu), CPUPercent: f(cpu * 100), PeakRSSMB: f(cpu * 10)}
+	}
+	runs := []runResult{
+		{CPUUsPerEntry: f(6), CPUSeconds: f(3), CPUScope: "sum-of-nodes",
+			Nodes: []nodeUsage{node("n1", "Leader", 0.3), node("n2", "Follower", 0.2), node("n3", "Follower", 0.1)}},
+		{CPUUsPerEntry: f(2), CPUSeconds: f(1), CPUScope: "sum-of-nodes",
+			Nodes: []nodeUsage{node("n1", "Leader", 0.5), node("n3", "Follower", 0.4), node("n2", "Follower", 0.3)}},
+		{CPUUsPerEntry: f(4), CPUSeconds: f(2), CPUScope: "sum-of-nodes",
+			Nodes: []nodeUsage{node("n1", "Leader", 0.1), node("n2", "Follower", 0.05), node("n3", "Follower", 0.01)}},
+	}
+	m := median(runs)
+	if *m.CPUUsPerEntry != 4 || *m.CPUSeconds != 2 || m.CPUScope != "sum-of-nodes" || m.CPUPercent != nil {
+		t.Errorf("median: µs/entry %v, CPU s %v, scope %q, percent %v", m.CPUUsPerEntry, m.CPUSeconds, m.CPUScope, m.CPUPercent)
+	}
+	if len(m.Nodes) != 3 {
+		t.Fatalf("median nodes: %+v", m.Nodes)
+	}
+	// Position by position: the leader's CPU is the median of 0.3, 0.5, 0.1.
+	if l := m.Nodes[0]; l.Node != "n1" || l.Role != "Leader" || *l.CPUSeconds != 0.3 || *l.CPUPercent != 30 || *l.PeakRSSMB != 3 {
+		t.Errorf("median leader %+v", l)
+	}
+	// The busier follower was n2, n3, n2: the name is left out.
+	if fo := m.Nodes[1]; fo.Node != "" || fo.Role != "Follower" || *fo.CPUSeconds != 0.2 {
+		t.Errorf("median busier follower %+v", fo)
+	}
+	// Runs with different numbers of nodes have no per-node median.
+	runs[1].Nodes = runs[1].Nodes[:2]
+	if m := median(runs); m.Nodes != nil {
+		t.Errorf("nodes of unequal runs: %+v", m.Nodes)
+	}
+}
+
+func TestReportTables(t *testing.T) {
+	f := func(x float64) *float64 { return &x }
+	procsAsync := &cell{Series: seriesLogx, Mode: "procs", Size: 100, Workload: "async", Callers: asyncPerNode,
+		Median: runResult{EntriesPerSec: 250_000, CPUUsPerEntry: f(6), Nodes: []nodeUsage{
+			{Node: "n2", Role: "Leader", CPUUsPerEntry: f(2.5), PeakRSSMB: f(100)},
+			{Node: "n1", Role: "Follower", CPUUsPerEntry: f(1.75), PeakRSSMB: f(90)},
+			{Node: "n3", Role: "Follower", CPUUsPerEntry: f(1.5), PeakRSSMB: f(95)},
+		}}}
+	inprocAsync := &cell{Series: seriesLogx, Mode: "inproc", Size: 100, Workload: "async", Callers: asyncPerNode,
+		Median: runResult{EntriesPerSec: 300_000, CPUUsPerEntry: f(5), CPUScope: "process"}}
+	slogAsync := &cell{Series: seriesSlog, Mode: "inproc", Size: 100, Workload: "async", Callers: slogAsyncGoroutines,
+		Median: runResult{EntriesPerSec: 1_000_000, CPUUsPerEntry: f(1.25), CPUScope: "process"}}
+	idleProcs := &cell{Series: seriesLogx, Mode: "procs", Size: 100, Workload: "idle",
+		Median: runResult{Seconds: 10, Nodes: []nodeUsage{
+			{Node: "n2", Role: "Leader", Seconds: 10, CPUPercent: f(3.5), PeakRSSMB: f(20)},
+			{Role: "Follower", Seconds: 10, CPUPercent: f(1.25)},
+		}}}
+	idleInproc := &cell{Series: seriesLogx, Mode: "inproc", Size: 100, Workload: "idle",
+		Median: runResult{Seconds: 10, CPUPercent: f(4.5), CPUScope: "process", PeakRSSMB: f(40), RSSScope: "process"}}
+	r := &report{Cells: []*cell{procsAsync, inprocAsync, idleProcs, idleInproc, slogAsync}}
+	out := r.markdownTable()
+	t.Log("\n" + out)
+
+	main := tableRows(t, out, "| series |")
+	if len(main) != 3 {
+		t.Errorf("main table: %d rows, want 3 (no idle cells)", len(main))
+	}
+	if len(main) > 0 && (len(main[0]) != 13 || main[0][12] != "6.00") {
+		t.Errorf("main table row %q: want 13 columns, the last 6.00", main[0])
+	}
+	nodes := tableRows(t, out, "| mode | size | workload | callers | leader")
+	if len(nodes) != 1 || !slices.Equal(nodes[0], []string{"procs", "100B", "async", "4/node", "2.50", "1.75", "6.00", "100", "95"}) {
+		t.Errorf("per-node table %q", nodes)
+	}
+	idle := tableRows(t, out, "| mode | node | role |")
+	wantIdle := [][]string{
+		{"procs", "n2", "Leader", "3.50", "20", "10.0"},
+		{"procs", "(varies)", "Follower", "1.25", "", "10.0"},
+		{"inproc", "all 3 (process)", "-", "4.50", "40", "10.0"},
+	}
+	if !slices.EqualFunc(idle, wantIdle, slices.Equal) {
+		t.Errorf("idle table %q\nwant %q", idle, wantIdle)
+	}
+	for _, line := range []string{
+		"- 100B, procs: async entries/s 0.25 of slog-file's (250,000 vs 1,000,000); CPU/entry 4.80x slog-file's (6.00 vs 1.25 µs)",
+		"- 100B, inproc: async entries/s 0.3 of slog-file's (300,000 vs 1,000,000); CPU/entry 4.00x slog-file's (5.00 vs 1.25 µs)",
+	} {
+		if !strings.Contains(out, line+"\n") {
+			t.Errorf("no line %q", line)
+		}
+	}
+
+	// The same comparison in results.json.
+	r.VsSlog = r.slogRatios()
+	js, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back report
+	if err := json.Unmarshal(js, &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.VsSlog) != 2 || back.VsSlog[0].Mode != "procs" || *back.VsSlog[0].CPURatio != 4.8 || *back.VsSlog[1].EntriesRatio != 0.3 {
+		t.Errorf("vs_slog in JSON: %s", js)
+	}
+	if n := back.Cells[2].Median.Nodes; len(n) != 2 || *n[0].CPUPercent != 3.5 {
+		t.Errorf("idle nodes in JSON: %+v", n)
+	}
+
+	// Without slog-file or procs cells the extra sections are left out.
+	r = &report{Cells: []*cell{inprocAsync}}
+	if out := r.markdownTable(); strings.Contains(out, "Per node") || strings.Contains(out, "Idle") || strings.Contains(out, "slog-file") {
+		t.Errorf("extra sections without their cells:\n%s", out)
+	}
+}
+
+// TestProcessCPU checks that this process's CPU time is read and grows
+// with work.
+func TestProcessCPU(t *testing.T) {
+	before, ok := processCPU()
+	if !ok {
+		t.Skip("no getrusage here")
+	}
+	mark := markCPU()
+	x := uint64(1)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		for i := 0; i < 1_000_000; i++ {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+		now, ok := processCPU()
+		if !ok {
+			t.Fatal("processCPU failed")
+		}
+		if now < before {
+			t.Fatalf("CPU time went back: %v, then %v", before, now)
+		}
+		if now-before >= 5*time.Millisecond {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s of spinning used %v of CPU", now-before)
+		}
+	}
+	cpu, wall, ok := mark.since()
+	if !ok || cpu < 5*time.Millisecond || wall <= 0 {
+		t.Errorf("since: cpu %v wall %v ok %v (x %d)", cpu, wall, ok, x)
+	}
+}
+
+// TestReportIdleOnly: a run of idle cells only has no empty main table.
+func TestReportIdleOnly(t *testing.T) {
+	f := func(x float64) *float64 { return &x }
+	r := &report{Cells: []*cell{{Series: seriesLogx, Mode: "inproc", Size: 100, Workload: "idle",
+		Median: runResult{Seconds: 3, CPUPercent: f(2)}}}}
+	out := r.markdownTable()
+	if strings.Contains(out, "| series |") || !strings.Contains(out, "| inproc | all 3 (process) | - | 2.00 |  | 3.0 |") {
+		t.Errorf("idle only:\n%s", out)
+	}
+}
