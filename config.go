@@ -212,6 +212,10 @@ type Config struct {
 	now        func() time.Time
 	clockEvery time.Duration
 
+	// commitTimeout is a test hook: Raft's CommitTimeout (commit.go's
+	// commitTimeout when 0).
+	commitTimeout time.Duration
+
 	// diskFault is a test hook: asked before every write and fsync of the
 	// log files, an error from it fails that write (a full disk).
 	diskFault func() error

@@ -260,7 +260,7 @@ func (lx *Logx) flush(ctx context.Context) error {
 	defer cancel()
 	stop := context.AfterFunc(lx.removedCtx, cancel)
 	defer stop()
-	if err := lx.fsm.waitApplied(wctx.Done(), req.idx); err != nil {
+	if err := lx.waitApplied(wctx, req.idx); err != nil {
 		if errors.Is(err, errWaitAborted) {
 			if ctx.Err() == nil {
 				return ErrRemoved

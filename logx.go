@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -114,6 +115,7 @@ type Logx struct {
 	identity     []byte
 	subject      []byte     // this node's certificate subject identity (clock.go); nil without TLS
 	settingsMu   sync.Mutex // one settings proposal at a time (proposeSettings)
+	barriers     barriers   // the leader's commit barriers (commit.go)
 	lastClockLog time.Time  // when a failed clock report was last logged; producer goroutine only
 
 	closeOnce sync.Once
@@ -317,7 +319,7 @@ func New(cfg Config) (_ *Logx, err error) {
 	rc.HeartbeatTimeout = cfg.ElectionTimeout
 	rc.ElectionTimeout = cfg.ElectionTimeout
 	rc.LeaderLeaseTimeout = cfg.ElectionTimeout / 2
-	rc.CommitTimeout = 10 * time.Millisecond
+	rc.CommitTimeout = cmp.Or(cfg.commitTimeout, commitTimeout) // commit.go
 	rc.MaxAppendEntries = 64
 	rc.BatchApplyCh = true
 	rc.TrailingLogs = cfg.TrailingLogs
@@ -526,6 +528,7 @@ func (lx *Logx) close() error {
 		errs = append(errs, fmt.Errorf("logx: flushing on close: %w", ferr))
 	}
 	if lx.raft.State() == raft.Leader && lx.voters() > 1 {
+		lx.barrierWithin(lx.cfg.ElectionTimeout) // commit.go
 		_ = lx.transferLeadership()
 	}
 	<-lx.monitorDone

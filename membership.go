@@ -32,7 +32,7 @@ const maxControlFrame = 1 << 20
 const defaultControlTimeout = 10 * time.Minute
 
 type controlRequest struct {
-	Op        string `json:"op"` // "add", "remove", "status", or "removed" (leader → removed node; checked, see removal.go)
+	Op        string `json:"op"` // "add", "remove", "status", "commit" (follower → leader, commit.go), or "removed" (leader → removed node; checked, see removal.go)
 	Addr      string `json:"addr,omitempty"`
 	TimeoutMS int64  `json:"timeout_ms,omitempty"` // what is left of the caller's context
 }
@@ -261,7 +261,7 @@ func parseControlRequest(data []byte) (controlRequest, time.Duration, error) {
 		return req, 0, fmt.Errorf("logx: malformed control request: %v", err)
 	}
 	switch req.Op {
-	case "status":
+	case "status", "commit":
 	case "add", "remove", "removed":
 		if err := checkAddr(req.Addr); err != nil {
 			return req, 0, fmt.Errorf("logx: %s: %v", req.Op, err)
@@ -298,9 +298,12 @@ func (lx *Logx) doControl(ctx context.Context, req controlRequest) controlRespon
 		return controlResponse{NotLeader: true, Leader: string(leader)}
 	}
 	var err error
-	if req.Op == "add" {
+	switch req.Op {
+	case "commit":
+		err = lx.passCommitIndex(ctx)
+	case "add":
 		err = lx.addNode(ctx, req.Addr)
-	} else {
+	default:
 		err = lx.removeNode(ctx, req.Addr)
 	}
 	switch {

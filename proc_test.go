@@ -622,57 +622,58 @@ func (c *procCluster) verify(nodes ...int) (entries int, acked int) {
 // waitConverged waits until every node, its writers done, has written the
 // same last sequence number: stopping one earlier could take away the
 // quorum a lagging node needs to learn the last commits.
+//
+// Once every node's writers are done it takes the longest Raft log among
+// the nodes as the target, and waits until every node has applied that
+// far. (Not the longest log at every look: clock reports keep the log
+// growing, and a follower learns that the newest entry is committed only
+// with the next one, or after Raft's CommitTimeout.)
 func (c *procCluster) waitConverged() {
 	c.t.Helper()
-	var seqs []uint64
-	var since time.Time // when the nodes first looked converged
+	var seqs, applied []uint64
+	var maxLast, target uint64
+	var targetAt time.Time // when target was taken
 	ok := waitFor(60*time.Second, func() bool {
-		// A status file is rewritten every 10 ms, so one read may be older
-		// than another node's: a follower that has not yet applied the last
-		// commit can look level with a leader whose file predates it. Only
-		// files all written after the nodes first looked converged count.
-		if !since.IsZero() {
+		// A status file is rewritten every 10 ms, so one read may be
+		// older than another node's. Only files all written after the
+		// target was taken count.
+		if target > 0 {
 			for i := range c.addrs {
 				if c.procs[i] == nil {
 					continue
 				}
-				if fi, err := os.Stat(c.path(i, "status")); err != nil || !fi.ModTime().After(since) {
+				if fi, err := os.Stat(c.path(i, "status")); err != nil || !fi.ModTime().After(targetAt) {
 					return false
 				}
 			}
 		}
-		seqs = seqs[:0]
-		var maxLast uint64
-		var applied []uint64
+		seqs, applied, maxLast = seqs[:0], applied[:0], 0
 		for i := range c.addrs {
 			if c.procs[i] == nil {
 				continue // a spare slot, or a removed node
 			}
 			s := c.status(i)
 			if !s.done {
-				since = time.Time{}
+				target = 0
 				return false
 			}
 			seqs = append(seqs, s.seq)
 			applied = append(applied, s.applied)
 			maxLast = max(maxLast, s.last)
 		}
+		if target == 0 {
+			target, targetAt = maxLast, time.Now()
+			return false
+		}
 		converged := len(seqs) > 0 && seqs[0] > 0
 		for k := range seqs {
-			// Every node has applied all that any node's Raft log holds.
-			converged = converged && seqs[k] == seqs[0] && applied[k] >= maxLast
+			// Every node has applied all that any node's Raft log held
+			// once the writers were done.
+			converged = converged && seqs[k] == seqs[0] && applied[k] >= target
 		}
-		switch {
-		case !converged:
-			since = time.Time{}
-			return false
-		case since.IsZero():
-			since = time.Now()
-			return false
-		}
-		return true
+		return converged
 	})
-	require.True(c.t, ok, "nodes did not converge: %v", seqs)
+	require.True(c.t, ok, "nodes did not converge: seqs %v applied %v, target Raft index %d, the longest Raft log ends at %d", seqs, applied, target, maxLast)
 }
 
 func (c *procCluster) leader() int {

@@ -20,6 +20,10 @@ import (
 // them, before it started or while it lagged), Watch returns an error that
 // wraps ErrRetained and names the gap; a caller may resume from the next
 // line it reports.
+//
+// On a follower a line arrives with the next Raft round; when traffic stops,
+// up to twice Raft's CommitTimeout (500 ms, commit.go) after the leader
+// committed it.
 func (lx *Logx) Watch(ctx context.Context, from uint64, level slog.Leveler, fn func(Line) error) error {
 	r, err := OpenReader(lx.cfg.Dir, lx.logFile())
 	if err != nil {
