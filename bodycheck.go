@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/bits"
 	"strconv"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -119,12 +120,33 @@ func appendRecordTime(dst []byte, unixNano int64) []byte {
 	if nsec < 0 {
 		sec, nsec = sec-1, nsec+1e9
 	}
+	return appendUTCTime(dst, sec, nsec)
+}
+
+// Seconds since 1970 of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the
+// times whose year has four digits.
+const (
+	minFourDigitSec = -62135596800
+	maxFourDigitSec = 253402300799
+)
+
+// appendTime appends t in UTC in timeLayout: the heads of lines.
+func appendTime(dst []byte, t time.Time) []byte {
+	if sec := t.Unix(); sec >= minFourDigitSec && sec <= maxFourDigitSec {
+		return appendUTCTime(dst, sec, int64(t.Nanosecond()))
+	}
+	return t.UTC().AppendFormat(dst, timeLayout)
+}
+
+// appendUTCTime appends the time sec seconds and nsec nanoseconds after
+// 1970-01-01T00:00:00Z in timeLayout; its year must have four digits.
+func appendUTCTime(dst []byte, sec, nsec int64) []byte {
 	days, sod := sec/86400, sec%86400
 	if sod < 0 {
 		days, sod = days-1, sod+86400
 	}
 	// Civil date from days since 1970-01-01 (H. Hinnant's algorithm); days
-	// is at least -106752, so z is positive.
+	// is at least -719162 (year 1), so z is positive.
 	z := days + 719468
 	era := z / 146097
 	doe := z - era*146097

@@ -51,7 +51,7 @@ func appendBodyStart(dst []byte, f Format, t time.Time, level slog.Level, node, 
 	if f == FormatJSON {
 		if !t.IsZero() {
 			dst = append(dst, `"time":"`...)
-			dst = t.UTC().AppendFormat(dst, timeLayout)
+			dst = appendTime(dst, t)
 			dst = append(dst, `",`...)
 		}
 		dst = append(dst, `"level":`...)
@@ -67,7 +67,7 @@ func appendBodyStart(dst []byte, f Format, t time.Time, level slog.Level, node, 
 	}
 	if !t.IsZero() {
 		dst = append(dst, "time="...)
-		dst = t.UTC().AppendFormat(dst, timeLayout)
+		dst = appendTime(dst, t)
 		dst = append(dst, ' ')
 	}
 	dst = append(dst, "level="...)

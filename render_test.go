@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -85,4 +86,41 @@ func TestArgsToAttr(t *testing.T) {
 	require.Equal(t, ` a=1 !BADKEY=lonely`, string(b))
 	b = (*handler)(nil).appendAttrs(nil, FormatText, []any{slog.Int("x", 2), 42, "g", slog.GroupValue(slog.Int("y", 3))}, nil, nil)
 	require.Equal(t, ` x=2 !BADKEY=42 g.y=3`, string(b))
+}
+
+// appendTime is AppendFormat in UTC with timeLayout, faster, for every time
+// whose year has four digits and across the edges of that range.
+func TestAppendTime(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	check := func(tm time.Time) {
+		t.Helper()
+		require.Equal(t, tm.UTC().Format(timeLayout), string(appendTime(nil, tm)), "%v (%d s)", tm, tm.Unix())
+	}
+	for _, sec := range []int64{minFourDigitSec - 1, minFourDigitSec, 0, -1, 951782400 /* 2000-02-29 */, 4107542400 /* 2100-03-01 */, maxFourDigitSec, maxFourDigitSec + 1} {
+		for _, nsec := range []int64{0, 1, 999, 1000, 999_999_999} {
+			check(time.Unix(sec, nsec))
+		}
+	}
+	for range 200000 {
+		sec := minFourDigitSec + rng.Int64N(maxFourDigitSec-minFourDigitSec+1)
+		check(time.Unix(sec, rng.Int64N(1e9)).In(time.FixedZone("x", int(rng.Int64N(86400))-43200)))
+	}
+	check(time.Date(-5, 1, 1, 0, 0, 0, 0, time.UTC))
+	check(time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC))
+}
+
+// go test -run '^$' -bench AppendTime -count 5 .
+func BenchmarkAppendTime(b *testing.B) {
+	tm := time.Date(2026, 12, 2, 4, 30, 0, 123456789, time.Local)
+	buf := make([]byte, 0, 64)
+	b.Run("appendTime", func(b *testing.B) {
+		for b.Loop() {
+			buf = appendTime(buf[:0], tm)
+		}
+	})
+	b.Run("AppendFormat", func(b *testing.B) {
+		for b.Loop() {
+			buf = tm.UTC().AppendFormat(buf[:0], timeLayout)
+		}
+	})
 }
