@@ -106,7 +106,11 @@ type Config struct {
 	Level slog.Leveler `json:"-" yaml:"-"`
 
 	// QueueSize is the capacity, in entries, of the queue between the
-	// logging calls and the committer. Defaults to 65536.
+	// logging calls and the committer. Defaults to 16384 (four batches of
+	// MaxBatchEntries). Memory: the queue holds up to QueueSize entries of
+	// up to MaxEntrySize each, and its free list keeps up to
+	// QueueSize+MaxBatchEntries spent ones of up to 4 KiB; with 200-byte
+	// entries about 8 MB together. docs/benchmarks.md gives a node's peak.
 	QueueSize int `json:"queue_size" yaml:"queue_size"`
 
 	// DropWhenFull makes Debug/Info/Warn/Error and the slog handler drop an
@@ -243,7 +247,7 @@ func DefaultConfig() Config {
 		File:               "logx.log",
 		MaxSize:            64 << 20,
 		Format:             FormatText,
-		QueueSize:          65536,
+		QueueSize:          16384,
 		MaxEntrySize:       64 << 10,
 		MaxBatchEntries:    4096,
 		MaxBatchBytes:      1 << 20,
