@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand"
@@ -380,4 +381,48 @@ func BenchmarkFsync(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkFsyncConcurrent is BenchmarkFsync with three writers at once,
+// each appending 200 bytes to its own file and fsyncing it, as the three
+// nodes of a cluster on one disk do (b.N appends each):
+//
+//	go test -run '^$' -bench FsyncConcurrent -benchtime 3000x -count 3 .
+func BenchmarkFsyncConcurrent(b *testing.B) {
+	const writers = 3
+	dir := b.TempDir()
+	lats := make([][]time.Duration, writers)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for w := range writers {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("fsync%d", w)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		wg.Go(func() {
+			buf := make([]byte, 200)
+			for range b.N {
+				t0 := time.Now()
+				if _, err := f.Write(buf); err != nil {
+					b.Error(err)
+					return
+				}
+				if err := f.Sync(); err != nil {
+					b.Error(err)
+					return
+				}
+				lats[w] = append(lats[w], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	lat := slices.Concat(lats...)
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(lat[len(lat)*999/1000].Microseconds())/1000, "p99.9-ms")
 }

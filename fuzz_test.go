@@ -268,6 +268,7 @@ func FuzzFetchReply(f *testing.F) {
 // operation, an address where one is needed, and a bounded timeout.
 func FuzzControlRequest(f *testing.F) {
 	f.Add([]byte(`{"op":"status"}`))
+	f.Add([]byte(`{"op":"commit","timeout_ms":5000}`))
 	f.Add([]byte(`{"op":"add","addr":"127.0.0.1:7000","timeout_ms":5000}`))
 	f.Add([]byte(`{"op":"remove","addr":"no-port"}`))
 	f.Add([]byte(`{"op":"removed","addr":"127.0.0.1:7000","timeout_ms":-1}`))
@@ -278,8 +279,8 @@ func FuzzControlRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		require.Contains(t, []string{"status", "add", "remove", "removed"}, req.Op)
-		if req.Op != "status" {
+		require.Contains(t, []string{"status", "commit", "add", "remove", "removed"}, req.Op)
+		if req.Op != "status" && req.Op != "commit" {
 			require.NoError(t, checkAddr(req.Addr))
 		}
 		require.Greater(t, timeout, time.Duration(0))
