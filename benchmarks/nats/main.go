@@ -3,7 +3,7 @@
 // embedded nats-server nodes in one process (file storage, fsync on every
 // write unless -sync-always=false), a stream with Replicas 3, async
 // publishing from 4 publishers per node, and synchronous publishing (wait
-// for the stream's acknowledgement) from 1, 16 and 256 callers spread over
+// for the stream's acknowledgement) from 1, 4, 16, 64 and 256 callers spread over
 // the nodes. It is its own module so that logx's users never download NATS:
 //
 //	cd benchmarks/nats && go run . -count 3
@@ -55,7 +55,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	sizes := fs.String("sizes", "100,1024", "message sizes in bytes")
-	callers := fs.String("callers", "1,16,256", "concurrent synchronous publishers")
+	callers := fs.String("callers", "1,4,16,64,256", "concurrent synchronous publishers")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per cell")
 	fs.IntVar(&o.maxEntries, "max-entries", 2_000_000, "messages per async cell at most (a tenth for sync cells)")
 	fs.IntVar(&o.count, "count", 1, "runs per cell; the table shows medians")
