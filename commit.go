@@ -14,10 +14,10 @@ import (
 //
 // A leader tells its followers its commit index only in AppendEntries
 // requests: those that carry new entries, and, when none come, one per
-// follower every CommitTimeout (hashicorp/raft's heartbeats do not carry
-// it). With a short CommitTimeout an idle leader sends a hundred requests a
-// second that say nothing new; that was 6 % of a core on an idle leader
-// with 10 ms. logx sets it to commitTimeout: under traffic every round
+// follower every CommitTimeout to twice it (hashicorp/raft's heartbeats do
+// not carry it). With a short CommitTimeout an idle leader sends each
+// follower dozens of requests a second that say nothing new (about 67 with
+// 10 ms): 6 % of a core on an idle leader. logx sets it to commitTimeout: under traffic every round
 // carries the index anyway, and when traffic stops a follower applies the
 // last entries up to commitTimeout (at most twice it) later.
 //
@@ -36,7 +36,9 @@ const (
 // waitApplied waits until this node has applied Raft index idx, asking the
 // leader to pass its commit index on if that takes longer than nudgeAfter.
 // idx must be committed (the leader answered for it). It returns
-// errWaitAborted when ctx ends first.
+// errWaitAborted when ctx ends first. The request runs beside the wait and
+// is cut short once idx is applied: the leader answers only when its
+// barrier is applied, which can take longer than the follower needs.
 func (lx *Logx) waitApplied(ctx context.Context, idx uint64) error {
 	tctx, cancel := context.WithTimeout(ctx, nudgeAfter)
 	err := lx.fsm.waitApplied(tctx.Done(), idx)
@@ -44,24 +46,71 @@ func (lx *Logx) waitApplied(ctx context.Context, idx uint64) error {
 	if !errors.Is(err, errWaitAborted) || ctx.Err() != nil {
 		return err
 	}
-	if leader, local := lx.route(); !local && leader != "" {
-		nctx, ncancel := context.WithTimeout(ctx, lx.cfg.ElectionTimeout)
+	leader, local := lx.route()
+	if local || leader == "" {
+		return lx.fsm.waitApplied(ctx.Done(), idx)
+	}
+	nctx, ncancel := context.WithTimeout(ctx, lx.cfg.ElectionTimeout)
+	nudged := make(chan struct{})
+	go func() {
+		defer close(nudged)
 		// On failure the commit index still comes within commitTimeout.
 		_, _ = lx.sendControl(nctx, leader, controlRequest{Op: "commit"})
-		ncancel()
+	}()
+	err = lx.fsm.waitApplied(ctx.Done(), idx)
+	ncancel()
+	<-nudged
+	return err
+}
+
+// lagTarget is the last Raft entry at or below the commit index that the
+// state machine sees (commands and configurations). Lag is measured to it
+// rather than to the commit index: barriers and no-ops never reach the
+// files, and a run of them at the end of the log (a flood of commit
+// requests) is not lag. (Raft's own applied index will not do: it counts
+// entries handed to the state machine, not applied.) Each call looks only
+// at the entries committed since the last one, newest first, and stops at
+// the first the state machine sees; an entry no longer in the Raft log
+// counts as one.
+func (lx *Logx) lagTarget() uint64 {
+	commit := lx.raft.CommitIndex()
+	v := &lx.lagIdx
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if commit < v.commit { // a restore from a snapshot
+		v.commit, v.visible = 0, 0
 	}
-	return lx.fsm.waitApplied(ctx.Done(), idx)
+	var l raft.Log
+	for idx := commit; idx > v.commit; idx-- {
+		if err := lx.fsm.logs.GetLog(idx, &l); err != nil || l.Type != raft.LogBarrier && l.Type != raft.LogNoop {
+			v.visible = idx
+			break
+		}
+	}
+	v.commit = commit
+	return v.visible
+}
+
+// lagIndex is lagTarget's memory.
+type lagIndex struct {
+	mu              sync.Mutex
+	commit, visible uint64 // the commit index last looked at; the entry found
+}
+
+// lag is how far this node's files trail what the state machine has to
+// apply (lagTarget).
+func (lx *Logx) lag() (target, applied uint64) {
+	return lx.lagTarget(), lx.fsm.applied.Load()
 }
 
 // barrierWithin commits a barrier and waits for it at most d: a leader
 // that closes passes its commit index on before it hands over, so that
 // its successor and every follower apply all it acknowledged even if the
-// cluster then lacks a quorum. A barrier left waiting ends with Raft.
+// cluster then lacks a quorum.
 func (lx *Logx) barrierWithin(d time.Duration) {
 	done := make(chan struct{})
-	f := lx.raft.Barrier(d)
-	go func() {
-		_ = f.Error()
+	go func() { // shutdownRaft waits for it
+		_ = lx.raftCall(func() error { return lx.raft.Barrier(d).Error() })
 		close(done)
 	}()
 	t := time.NewTimer(d)
@@ -128,7 +177,7 @@ func (lx *Logx) runBarriers() {
 		if lx.raft.State() != raft.Leader {
 			c.err = raft.ErrNotLeader
 		} else {
-			c.err = lx.raft.Barrier(lx.cfg.ForwardTimeout).Error()
+			c.err = lx.raftCall(func() error { return lx.raft.Barrier(lx.cfg.ForwardTimeout).Error() })
 		}
 		close(c.done)
 	}

@@ -109,7 +109,7 @@ type Config struct {
 	// logging calls and the committer. Defaults to 16384 (four batches of
 	// MaxBatchEntries). Memory: the queue holds up to QueueSize entries of
 	// up to MaxEntrySize each, and its free list keeps up to
-	// QueueSize+MaxBatchEntries spent ones of up to 4 KiB; with 200-byte
+	// QueueSize+MaxBatchEntries+1 spent ones of up to 4 KiB; with 200-byte
 	// entries about 8 MB together. docs/benchmarks.md gives a node's peak.
 	QueueSize int `json:"queue_size" yaml:"queue_size"`
 

@@ -116,6 +116,7 @@ type Logx struct {
 	subject      []byte     // this node's certificate subject identity (clock.go); nil without TLS
 	settingsMu   sync.Mutex // one settings proposal at a time (proposeSettings)
 	barriers     barriers   // the leader's commit barriers (commit.go)
+	lagIdx       lagIndex   // lagTarget's memory (commit.go)
 	lastClockLog time.Time  // when a failed clock report was last logged; producer goroutine only
 
 	closeOnce sync.Once
@@ -126,10 +127,13 @@ type Logx struct {
 	goStopped bool // under goMu: Close began, goFunc starts no more
 	goWG      sync.WaitGroup
 
-	// raftMu orders leadership transfers before Raft's shutdown: a transfer
-	// requested as hashicorp/raft (v1.8.0) shuts down can be left
-	// unanswered, so shutdownRaft waits for transfers in progress and
-	// transferLeadership starts none after it.
+	// raftMu orders the requests whose answers we wait for (leadership
+	// transfers, applies, barriers: raftCall) before Raft's shutdown: a
+	// request hashicorp/raft (v1.8.0) takes as it shuts down can be left
+	// unanswered (its channels are not drained, and apply and barrier
+	// futures do not watch the shutdown), so shutdownRaft waits for the
+	// requests in progress and raftCall starts none after it. Found by
+	// TestCloseDuringBarriers.
 	raftMu      sync.RWMutex
 	raftDown    bool // under raftMu
 	raftStop    sync.Once
@@ -421,12 +425,19 @@ func (lx *Logx) stopGoroutines() {
 
 // transferLeadership hands the leadership over (see raftMu).
 func (lx *Logx) transferLeadership() error {
+	return lx.raftCall(func() error { return lx.raft.LeadershipTransfer().Error() })
+}
+
+// raftCall runs fn, which asks Raft for something and waits for the
+// answer, unless Raft is being stopped (see raftMu); shutdownRaft waits
+// for the calls under way.
+func (lx *Logx) raftCall(fn func() error) error {
 	lx.raftMu.RLock()
 	defer lx.raftMu.RUnlock()
 	if lx.raftDown {
 		return raft.ErrRaftShutdown
 	}
-	return lx.raft.LeadershipTransfer().Error()
+	return fn()
 }
 
 // shutdownRaft stops Raft once, for Close or for a confirmed removal,
@@ -501,8 +512,9 @@ func (lx *Logx) ready() bool {
 //
 // Close returns within CloseTimeout plus about one second (closeGrace,
 // for stopping Raft and the files; a peer that does not answer is cut off
-// then), plus, when this node leads, the leadership transfer, which Raft
-// ends within two ElectionTimeouts.
+// then), plus, when this node leads, one ElectionTimeout for a barrier that
+// passes its commit index on (commit.go) and the leadership transfer, which
+// Raft ends within two ElectionTimeouts.
 func (lx *Logx) Close() error {
 	lx.closeOnce.Do(func() { lx.closeErr = lx.close() })
 	return lx.closeErr

@@ -354,7 +354,9 @@ func (lx *Logx) addNode(ctx context.Context, addr string) error {
 		}
 		lx.logf("logx: added %s as a non-voter; waiting for it to catch up", addr)
 	}
-	target := lx.raft.CommitIndex()
+	// What this leader's files hold now (its commit index may end on
+	// barriers, which no node's files show: commit.go).
+	target := lx.fsm.applied.Load()
 	wait := 20 * time.Millisecond
 	for {
 		st, want, err := lx.remoteStatus(ctx, addr)

@@ -135,7 +135,7 @@ func (lx *Logx) monitor() {
 			raise(AlarmNoLeader, !noLeaderSince.IsZero() && now.Sub(noLeaderSince) >= lx.cfg.AlarmNoLeader,
 				noLeaderSince, "no leader known")
 
-			commit, applied := lx.raft.CommitIndex(), lx.fsm.applied.Load()
+			commit, applied := lx.lag()
 			lagging := commit > applied && commit-applied > lx.cfg.AlarmLag
 			if lagging {
 				if lagSince.IsZero() {

@@ -292,8 +292,11 @@ func (lx *Logx) route() (leader string, local bool) {
 // stamped with the sender's certificate identity (nil without TLS). A
 // command apply refused comes back as a *rejectedError.
 func (lx *Logx) applyLocal(cmd, identity []byte) (idx, first uint64, err error) {
-	f := lx.raft.ApplyLog(raft.Log{Data: cmd, Extensions: identity}, lx.cfg.ForwardTimeout)
-	if err := f.Error(); err != nil {
+	var f raft.ApplyFuture
+	if err := lx.raftCall(func() error {
+		f = lx.raft.ApplyLog(raft.Log{Data: cmd, Extensions: identity}, lx.cfg.ForwardTimeout)
+		return f.Error()
+	}); err != nil {
 		return 0, 0, err
 	}
 	res, ok := f.Response().(applyResult)

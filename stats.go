@@ -13,7 +13,10 @@ type Stats struct {
 
 	CommitIndex  uint64 `json:"commit_index"`  // Raft commit index known here
 	AppliedIndex uint64 `json:"applied_index"` // Raft index the files hold
-	Lag          uint64 `json:"lag"`           // CommitIndex - AppliedIndex
+	// Lag is how many Raft entries this node's files trail the commit
+	// index by: from AppliedIndex to the last committed entry that holds
+	// lines or settings (Raft's barriers and no-ops hold none: commit.go).
+	Lag uint64 `json:"lag"`
 	// LastContact is how long ago this follower last heard from the leader
 	// (0 on the leader, -1 if never).
 	LastContact time.Duration `json:"last_contact_ns"`
@@ -138,8 +141,8 @@ func (lx *Logx) Stats() Stats {
 	s.DedupWindow = lx.dedupWindow()
 	addr, _ := lx.raft.LeaderWithID()
 	s.Leader = string(addr)
-	if s.CommitIndex > s.AppliedIndex {
-		s.Lag = s.CommitIndex - s.AppliedIndex
+	if target, applied := lx.lag(); target > applied {
+		s.Lag = target - applied
 	}
 	s.LastContact = lx.lastContact()
 	s.Peers = lx.peers()

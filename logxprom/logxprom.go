@@ -67,7 +67,7 @@ func NewCollector(lx *logx.Logx) *Collector {
 		{d("term", "Raft term."), func(s *logx.Stats) float64 { return float64(s.Term) }},
 		{d("commit_index", "Raft commit index known here."), func(s *logx.Stats) float64 { return float64(s.CommitIndex) }},
 		{d("applied_index", "Raft index the files hold."), func(s *logx.Stats) float64 { return float64(s.AppliedIndex) }},
-		{d("lag", "Commit index minus applied index."), func(s *logx.Stats) float64 { return float64(s.Lag) }},
+		{d("lag", "Raft entries the files trail the commit index by (barriers and no-ops hold no lines and do not count)."), func(s *logx.Stats) float64 { return float64(s.Lag) }},
 		{d("seq", "Sequence number of the last line written."), func(s *logx.Stats) float64 { return float64(s.Seq) }},
 		{d("queue_length", "Entries waiting to be committed."), func(s *logx.Stats) float64 { return float64(s.QueueLen) }},
 		{d("queue_capacity", "Capacity of the queue."), func(s *logx.Stats) float64 { return float64(s.QueueCap) }},
