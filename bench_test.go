@@ -201,12 +201,7 @@ func benchAppend(b *testing.B, callers int) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	c.waitAllWritten(b, base, uint64(b.N))
-	all := slices.Concat(lat...)
-	slices.Sort(all)
-	if len(all) > 0 {
-		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
-		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
-	}
+	reportLatencies(b, slices.Concat(lat...))
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "entries/s")
 }
 
@@ -359,7 +354,7 @@ func BenchmarkGrep(b *testing.B) {
 
 // BenchmarkFsync is what one fsync of a small append costs on this disk,
 // the unit a commit's latency is made of (docs/benchmarks.md): each
-// iteration writes 4 KiB to a file and fsyncs it. Reports p50 and p99.
+// iteration writes 4 KiB to a file and fsyncs it. Reports p50, p99 and p99.9.
 func BenchmarkFsync(b *testing.B) {
 	f, err := os.Create(filepath.Join(b.TempDir(), "fsync"))
 	if err != nil {
@@ -378,9 +373,21 @@ func BenchmarkFsync(b *testing.B) {
 		}
 		lat = append(lat, time.Since(t0))
 	}
+	reportLatencies(b, lat)
+}
+
+// reportLatencies reports the p50, p99 and p99.9 of lat, in milliseconds.
+func reportLatencies(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
 	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	for _, q := range []struct {
+		name string
+		per  int
+	}{{"p50-ms", 500}, {"p99-ms", 990}, {"p99.9-ms", 999}} {
+		b.ReportMetric(float64(lat[len(lat)*q.per/1000].Microseconds())/1000, q.name)
+	}
 }
 
 // BenchmarkFsyncConcurrent is BenchmarkFsync with three writers at once,
@@ -417,12 +424,5 @@ func BenchmarkFsyncConcurrent(b *testing.B) {
 		})
 	}
 	wg.Wait()
-	lat := slices.Concat(lats...)
-	if len(lat) == 0 {
-		return
-	}
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
-	b.ReportMetric(float64(lat[len(lat)*999/1000].Microseconds())/1000, "p99.9-ms")
+	reportLatencies(b, slices.Concat(lats...))
 }

@@ -365,15 +365,27 @@ func TestCloseDuringCatchUp(t *testing.T) {
 	st := c.nodes[2].Stats()
 	require.Empty(t, st.CatchUpError)
 	require.Equal(t, st.CatchUpBytes, st.CatchUpDone)
+	total, got, lines := c.logAfterCatchUp(before)
+	require.Equal(t, total, got)
+	require.Len(t, lines, int(total))
+}
+
+// logAfterCatchUp has every node of a cluster whose third node finished a
+// catch-up log 20 more entries, waits until all hold them, checks the
+// files are identical and no entry is there twice, and returns the
+// entries expected (before and the new ones), the last sequence number
+// and the third node's lines.
+func (c *testCluster) logAfterCatchUp(before uint64) (total, got uint64, lines [][]byte) {
+	c.t.Helper()
 	c.waitReady()
 	c.logAppend("after", 20)
 	c.flushAll()
-	total := before + 3*20
-	require.Equal(t, total, c.waitSameSeq(total))
-	requireIdentical(t, c.dirs(), "app.log")
-	lines := readLines(t, c.cfgs[2].Dir, "app.log")
-	require.Len(t, lines, int(total))
-	requireUnique(t, lines, "tag", "node", "k")
+	total = before + 3*20
+	got = c.waitSameSeq(total)
+	requireIdentical(c.t, c.dirs(), "app.log")
+	lines = readLines(c.t, c.cfgs[2].Dir, "app.log")
+	requireUnique(c.t, lines, "tag", "node", "k")
+	return total, got, lines
 }
 
 // TestCatchUpColdStart: a node with an interrupted catch-up starts while
@@ -447,14 +459,7 @@ func TestCatchUpColdStart(t *testing.T) {
 	require.Empty(t, st.CatchUpError)
 	require.Equal(t, st.CatchUpBytes, st.CatchUpDone)
 
-	c.waitReady()
-	c.logAppend("after", 20)
-	c.flushAll()
-	total := before + 3*20
-	got := c.waitSameSeq(total)
-	requireIdentical(t, c.dirs(), "app.log")
-	lines := readLines(t, c.cfgs[2].Dir, "app.log")
-	requireUnique(t, lines, "tag", "node", "k")
+	total, got, lines := c.logAfterCatchUp(before)
 	// The probe's outcome was unknown: it is in the log once or not at all.
 	probes := 0
 	for _, l := range lines {

@@ -135,8 +135,8 @@ func (lx *Logx) monitor() {
 			raise(AlarmNoLeader, !noLeaderSince.IsZero() && now.Sub(noLeaderSince) >= lx.cfg.AlarmNoLeader,
 				noLeaderSince, "no leader known")
 
-			commit, applied := lx.lag()
-			lagging := commit > applied && commit-applied > lx.cfg.AlarmLag
+			lag, target, applied := lx.lag()
+			lagging := lag > lx.cfg.AlarmLag
 			if lagging {
 				if lagSince.IsZero() {
 					lagSince = now
@@ -145,7 +145,7 @@ func (lx *Logx) monitor() {
 				lagSince = time.Time{}
 			}
 			raise(AlarmLag, lagging, lagSince, "applied index "+strconv.FormatUint(applied, 10)+
-				" of commit index "+strconv.FormatUint(commit, 10))
+				" of committed index "+strconv.FormatUint(target, 10))
 
 			werr := lx.fsm.Err()
 			detail := ""

@@ -141,9 +141,7 @@ func (lx *Logx) Stats() Stats {
 	s.DedupWindow = lx.dedupWindow()
 	addr, _ := lx.raft.LeaderWithID()
 	s.Leader = string(addr)
-	if target, applied := lx.lag(); target > applied {
-		s.Lag = target - applied
-	}
+	s.Lag, _, _ = lx.lag()
 	s.LastContact = lx.lastContact()
 	s.Peers = lx.peers()
 	if err := lx.fsm.Err(); err != nil {
