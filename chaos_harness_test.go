@@ -58,7 +58,6 @@ var (
 	chaosSeed     = flag.Int64("chaos.seed", 0, "seed of the chaos tests' fault schedule (default: time-based)")
 	chaosDuration = flag.Duration("chaos.duration", 0, "how long a chaos test injects faults (default: 15s short, 2m long)")
 	chaosFaults   = flag.Int("chaos.faults", 0, "the most faults a chaos test injects (default: 6 short, no limit long)")
-	chaosNodes    = flag.String("chaos.nodes", "3,5", "cluster sizes TestChaosLong runs, comma-separated")
 )
 
 // chaosTagged is set when the long variant is built (tag chaos).

@@ -3,12 +3,16 @@
 package logx
 
 import (
+	"flag"
 	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
+
+// chaosNodes is the cluster sizes TestChaosLong runs (only that test uses it).
+var chaosNodes = flag.String("chaos.nodes", "3,5", "cluster sizes TestChaosLong runs, comma-separated")
 
 func init() { chaosTagged = true }
 

@@ -245,7 +245,7 @@ func TestTLSCommands(t *testing.T) {
 	code, out, errs := runCmd(t, "", append(append([]string{"status"}, creds...), cfgs[0].Addr)...)
 	require.Equal(t, 0, code, errs)
 	require.Contains(t, out, `"node_id": "n1"`)
-	code, _, errs = runCmd(t, "", "status", cfgs[0].Addr)
+	code, _, _ = runCmd(t, "", "status", cfgs[0].Addr)
 	require.Equal(t, 2, code, "no certificate: refused")
 	code, _, errs = runCmd(t, "", "status", "-ca", filepath.Join(dir, "ca.pem"), cfgs[0].Addr)
 	require.Equal(t, 2, code)
