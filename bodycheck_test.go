@@ -21,7 +21,7 @@ import (
 // through a handler that has an attribute and a group open when group is
 // not empty.
 func renderRecord(f Format, t time.Time, level slog.Level, node, msg, group string, attrs ...slog.Attr) (body []byte, nanos int64) {
-	lx := &Logx{cfg: Config{Format: f, NodeID: node, MaxEntrySize: math.MaxInt}}
+	lx := &Stream{cfg: Config{Format: f, NodeID: node, MaxEntrySize: math.MaxInt}}
 	h := &handler{lx: lx, pre: [][]byte{nil}}
 	if group != "" {
 		h = h.WithAttrs([]slog.Attr{slog.String("with", msg)}).WithGroup(group).(*handler)

@@ -86,7 +86,7 @@ func readClock(b []byte) (id string, unixNano int64, err error) {
 // reporter must be a voter, and with mutual TLS the sender's certificate
 // must name the reporter's host, as a node dialling the reporter would
 // require. cert is nil without TLS.
-func (lx *Logx) checkClockReport(data []byte, cert *x509.Certificate) error {
+func (lx *Stream) checkClockReport(data []byte, cert *x509.Certificate) error {
 	if lx.cfg.TLS != nil && cert == nil {
 		return errors.New("logx: clock report without a certificate")
 	}
@@ -217,7 +217,7 @@ func subjectIdentity(cert *x509.Certificate) []byte {
 // not know the voters: a checkpoint from a release that did not record
 // them has none until a configuration entry is applied, and the log clock
 // counts only voters.
-func (lx *Logx) ensureVoters() {
+func (lx *Stream) ensureVoters() {
 	if lx.fsm.votersKnown.Load() || lx.raft.State() != raft.Leader || !lx.ready() {
 		return
 	}

@@ -40,7 +40,7 @@ const (
 // errWaitAborted when ctx ends first. The request runs beside the wait and
 // is cut short once idx is applied: the leader answers only when its
 // barrier is applied, which can take longer than the follower needs.
-func (lx *Logx) waitApplied(ctx context.Context, idx uint64) error {
+func (lx *Stream) waitApplied(ctx context.Context, idx uint64) error {
 	tctx, cancel := context.WithTimeout(ctx, nudgeAfter)
 	err := lx.fsm.waitApplied(tctx.Done(), idx)
 	cancel()
@@ -73,7 +73,7 @@ func (lx *Logx) waitApplied(ctx context.Context, idx uint64) error {
 // at the entries committed since the last one, newest first, and stops at
 // the first the state machine sees; an entry no longer in the Raft log
 // counts as one.
-func (lx *Logx) lagTarget() uint64 {
+func (lx *Stream) lagTarget() uint64 {
 	commit := lx.raft.CommitIndex()
 	v := &lx.lagIdx
 	v.mu.Lock()
@@ -100,7 +100,7 @@ type lagIndex struct {
 
 // lag is how many Raft entries this node's files trail lagTarget by, with
 // the two indexes it compares.
-func (lx *Logx) lag() (lag, target, applied uint64) {
+func (lx *Stream) lag() (lag, target, applied uint64) {
 	target, applied = lx.lagTarget(), lx.fsm.applied.Load()
 	if target > applied {
 		lag = target - applied
@@ -112,7 +112,7 @@ func (lx *Logx) lag() (lag, target, applied uint64) {
 // that closes passes its commit index on before it hands over, so that
 // its successor and every follower apply all it acknowledged even if the
 // cluster then lacks a quorum.
-func (lx *Logx) barrierWithin(d time.Duration) {
+func (lx *Stream) barrierWithin(d time.Duration) {
 	done := make(chan struct{})
 	go func() { // shutdownRaft waits for it
 		_ = lx.raftCall(func() error { return lx.raft.Barrier(d).Error() })
@@ -141,7 +141,7 @@ type barrierCall struct {
 
 // passCommitIndex commits a barrier, shared with the requests that arrive
 // while one is in flight, and waits for it or for ctx. This node must lead.
-func (lx *Logx) passCommitIndex(ctx context.Context) error {
+func (lx *Stream) passCommitIndex(ctx context.Context) error {
 	b := &lx.barriers
 	b.mu.Lock()
 	c := b.next
@@ -167,7 +167,7 @@ func (lx *Logx) passCommitIndex(ctx context.Context) error {
 }
 
 // runBarriers commits barriers while requests wait for one.
-func (lx *Logx) runBarriers() {
+func (lx *Stream) runBarriers() {
 	b := &lx.barriers
 	for {
 		b.mu.Lock()

@@ -229,6 +229,10 @@ type Config struct {
 	// the fetch (a test makes it block until the context ends: a slow
 	// peer).
 	fetchHook func(ctx context.Context) error
+
+	// Streams declares the node's streams beside the default one (see
+	// StreamConfig and Logx.Stream). Every node must declare the same.
+	Streams []StreamConfig `json:"streams" yaml:"streams"`
 }
 
 // listenOn is the address the node listens on: Addr, unless the test hook
@@ -331,8 +335,16 @@ func (e *ConfigError) Error() string { return "logx: Config." + e.Field + ": " +
 func (e *ConfigError) Unwrap() error { return e.Err }
 
 // Validate reports the first invalid field of c, after defaults are applied,
-// as a *ConfigError.
+// as a *ConfigError; a field of a stream is named Streams[i].Field.
 func (c Config) Validate() error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	return c.validateStreams()
+}
+
+// validate is Validate without Streams.
+func (c Config) validate() error {
 	c = c.withDefaults()
 	bad := func(field, format string, args ...any) error {
 		return &ConfigError{Field: field, Err: fmt.Errorf(format, args...)}
@@ -391,7 +403,7 @@ func (c Config) Validate() error {
 	if len(c.File) >= 4 && strings.EqualFold(c.File[len(c.File)-4:], ".tmp") {
 		return bad("File", "%q ends in .tmp: such names are reserved for logx's temporary files in Dir", c.File)
 	}
-	for _, own := range []string{"LOCK", stateFile, "raft", "snapshots"} {
+	for _, own := range []string{"LOCK", stateFile, "raft", "snapshots", streamsDir} {
 		if strings.EqualFold(c.File, own) {
 			return bad("File", "%q is the name of the node's own %s in Dir", c.File, own)
 		}

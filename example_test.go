@@ -2,12 +2,14 @@ package logx_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/logx-dev/logx"
 )
@@ -65,4 +67,71 @@ func freeAddr() string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// Streams: an audit log beside the application's default log, each with its
+// own files, format and settings, on the same nodes and address.
+func ExampleLogx_Stream() {
+	dir, _ := os.MkdirTemp("", "logx-example")
+	defer os.RemoveAll(dir)
+	addr := freeAddr()
+
+	lx, err := logx.New(logx.Config{
+		NodeID: "n1",
+		Addr:   addr,
+		Peers:  []string{addr},
+		Dir:    dir,
+		File:   "app.log", // the default stream's file, in dir
+		Streams: []logx.StreamConfig{
+			// Its files are in dir/streams/audit; a zero field takes
+			// logx's default.
+			{Name: "audit", Format: logx.FormatJSON, MaxAge: 365 * 24 * time.Hour},
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer lx.Close()
+	ctx := context.Background()
+	if err := lx.WaitReady(ctx); err != nil { // every stream
+		fmt.Println(err)
+		return
+	}
+
+	audit, err := lx.Stream("audit")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	lx.Info("request served", "path", "/")                                    // the default stream
+	seq, err := audit.Append(ctx, logx.LevelWarn, "role granted", "user", 42) // the audit stream
+	fmt.Println("audit:", seq, err)
+	slog.New(audit.Handler()).Info("via slog", "user", 7)
+	if err := lx.Flush(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := audit.Flush(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(lx.Streams())
+
+	b, _ := os.ReadFile(filepath.Join(dir, "streams", "audit", "audit.log"))
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var e struct {
+			Seq   uint64 `json:"seq"`
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+			User  int    `json:"user"`
+		}
+		_ = json.Unmarshal([]byte(line), &e)
+		fmt.Println(e.Seq, e.Level, e.Msg, e.User)
+	}
+	// Output:
+	// audit: 1 <nil>
+	// [default audit]
+	// 1 WARN role granted 42
+	// 2 INFO via slog 7
 }

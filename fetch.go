@@ -37,7 +37,7 @@ const (
 )
 
 // serveFetch answers fetch requests on one connection.
-func (lx *Logx) serveFetch(c net.Conn) {
+func (lx *Stream) serveFetch(c net.Conn) {
 	r := bufio.NewReader(c)
 	var req [24]byte
 	for {
@@ -140,7 +140,7 @@ type fetcher interface {
 
 // fetch implements fetcher for a Logx: it asks the leader first (another
 // peer first on a retry), then the others, each once per call.
-func (lx *Logx) fetch(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
+func (lx *Stream) fetch(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
 	peers := lx.fetchPeers()
 	if len(peers) > 0 {
 		k := attempt % len(peers)
@@ -169,7 +169,7 @@ func (lx *Logx) fetch(ctx context.Context, first uint64, off, n int64, w io.Writ
 
 // fetchPeers lists the peers to fetch from, the leader first. It does not
 // ask Raft for its configuration: Restore runs while Raft waits for it.
-func (lx *Logx) fetchPeers() []string {
+func (lx *Stream) fetchPeers() []string {
 	leader := ""
 	if r := lx.raftPtr.Load(); r != nil {
 		leader = string(r.Leader())
@@ -189,7 +189,7 @@ func (lx *Logx) fetchPeers() []string {
 // fetchFrom copies n bytes at off of the file starting at first from the
 // peer at addr. When ctx ends, the connection's deadline is set to now, so
 // a read or write under way fails at once.
-func (lx *Logx) fetchFrom(ctx context.Context, addr string, first uint64, off, n int64, w io.Writer) error {
+func (lx *Stream) fetchFrom(ctx context.Context, addr string, first uint64, off, n int64, w io.Writer) error {
 	c, err := lx.mux.dialContext(ctx, addr, protoFetch, fetchIOTimeout)
 	if err != nil {
 		return err

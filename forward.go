@@ -47,7 +47,7 @@ const respHeader = 1 + 8 + 8
 const maxForwardFrame = 64<<20 + 3*binary.MaxVarintLen64 + batchHeaderMax
 
 // serveForward answers forwarded batches on one connection, one at a time.
-func (lx *Logx) serveForward(c net.Conn) {
+func (lx *Stream) serveForward(c net.Conn) {
 	r := bufio.NewReaderSize(c, 64<<10)
 	var scratch []byte // expanded records of a compressed batch, for validation
 	var cert *x509.Certificate
@@ -92,7 +92,7 @@ func (lx *Logx) serveForward(c net.Conn) {
 }
 
 // answer writes one response frame.
-func (lx *Logx) answer(c net.Conn, status byte, idx, first uint64, msg string) error {
+func (lx *Stream) answer(c net.Conn, status byte, idx, first uint64, msg string) error {
 	resp := make([]byte, 4, 4+respHeader+len(msg))
 	binary.BigEndian.PutUint32(resp, uint32(respHeader+len(msg)))
 	resp = append(resp, status)
@@ -107,7 +107,7 @@ func (lx *Logx) answer(c net.Conn, status byte, idx, first uint64, msg string) e
 // applyForwarded checks and commits one forwarded command: a batch, or a
 // clock report. cert is the sender's certificate (nil without TLS); its
 // identity is stamped on the Raft entry (dedup.go).
-func (lx *Logx) applyForwarded(data []byte, scratch *[]byte, cert *x509.Certificate) (status byte, idx, first uint64, msg string) {
+func (lx *Stream) applyForwarded(data []byte, scratch *[]byte, cert *x509.Certificate) (status byte, idx, first uint64, msg string) {
 	clock := len(data) > 0 && data[0] == cmdClock
 	var err error
 	identity := certIdentity(cert) // a batch's: its producer's owner (dedup.go)
@@ -171,7 +171,7 @@ func (e *frameSizeError) Error() string {
 // forwarder is the follower's side: one connection to the current leader,
 // used by the producer goroutine only.
 type forwarder struct {
-	lx   *Logx
+	lx   *Stream
 	addr string
 	conn net.Conn
 	r    *bufio.Reader

@@ -234,6 +234,6 @@ func grepLines(data, needle []byte, q *Query, batch []Line) []Line {
 }
 
 // Grep searches this node's log; see the package-level Grep.
-func (lx *Logx) Grep(ctx context.Context, q Query, fn func(Line) error) error {
+func (lx *Stream) Grep(ctx context.Context, q Query, fn func(Line) error) error {
 	return Grep(ctx, lx.cfg.Dir, lx.logFile(), q, fn)
 }

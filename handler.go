@@ -15,13 +15,13 @@ import (
 // background; Flush waits for them. The record's time, level, message,
 // source (from Record.PC) and attributes are rendered on the calling node.
 // slog.Logger ignores the error Handle returns, so failures show in Stats.
-func (lx *Logx) Handler() slog.Handler {
+func (lx *Stream) Handler() slog.Handler {
 	return &handler{lx: lx, pre: [][]byte{nil}}
 }
 
 // handler is immutable once built: With* return copies.
 type handler struct {
-	lx     *Logx
+	lx     *Stream
 	groups []string // open groups, outermost first
 	prefix string   // text format: "g1.g2." for the open groups
 	pre    [][]byte // attributes added by WithAttrs: pre[0] outside any group, pre[i] inside groups[i-1]

@@ -43,30 +43,30 @@ type flushReq struct {
 }
 
 // SetLevel sets the minimum level logged.
-func (lx *Logx) SetLevel(l slog.Level) { lx.level.Set(l) }
+func (lx *Stream) SetLevel(l slog.Level) { lx.level.Set(l) }
 
 // Level returns the minimum level logged.
-func (lx *Logx) Level() slog.Level { return lx.level.Level() }
+func (lx *Stream) Level() slog.Level { return lx.level.Level() }
 
 // Enabled reports whether entries at level l are logged.
-func (lx *Logx) Enabled(l slog.Level) bool { return l >= lx.level.Level() }
+func (lx *Stream) Enabled(l slog.Level) bool { return l >= lx.level.Level() }
 
 // Debug logs at LevelDebug; see Info.
-func (lx *Logx) Debug(msg string, args ...any) { lx.logAsync(LevelDebug, msg, args) }
+func (lx *Stream) Debug(msg string, args ...any) { lx.logAsync(LevelDebug, msg, args) }
 
 // Info logs msg with attributes given as alternating keys and values, or as
 // slog.Attr, like slog.Logger.Info. The entry is queued and committed in the
 // background; Flush waits for it. When the queue is full Info blocks, or
 // drops the entry if Config.DropWhenFull is set.
-func (lx *Logx) Info(msg string, args ...any) { lx.logAsync(LevelInfo, msg, args) }
+func (lx *Stream) Info(msg string, args ...any) { lx.logAsync(LevelInfo, msg, args) }
 
 // Warn logs at LevelWarn; see Info.
-func (lx *Logx) Warn(msg string, args ...any) { lx.logAsync(LevelWarn, msg, args) }
+func (lx *Stream) Warn(msg string, args ...any) { lx.logAsync(LevelWarn, msg, args) }
 
 // Error logs at LevelError; see Info.
-func (lx *Logx) Error(msg string, args ...any) { lx.logAsync(LevelError, msg, args) }
+func (lx *Stream) Error(msg string, args ...any) { lx.logAsync(LevelError, msg, args) }
 
-func (lx *Logx) logAsync(level slog.Level, msg string, args []any) {
+func (lx *Stream) logAsync(level slog.Level, msg string, args []any) {
 	if !lx.Enabled(level) {
 		return
 	}
@@ -87,7 +87,7 @@ func (lx *Logx) logAsync(level slog.Level, msg string, args []any) {
 // arguments make the caller box values (ints above 255, strings that are not
 // constants). When the queue is full LogAttrs blocks until there is room or
 // ctx ends (or drops the entry if Config.DropWhenFull is set).
-func (lx *Logx) LogAttrs(ctx context.Context, level slog.Level, msg string, attrs ...slog.Attr) {
+func (lx *Stream) LogAttrs(ctx context.Context, level slog.Level, msg string, attrs ...slog.Attr) {
 	if !lx.Enabled(level) {
 		return
 	}
@@ -108,7 +108,7 @@ func (lx *Logx) LogAttrs(ctx context.Context, level slog.Level, msg string, attr
 // are not logged (seq 0, nil error). On error the entry was not committed,
 // except for ErrOutcomeUnknown, which says it may have been. Append honours
 // ctx: an entry still queued when ctx ends is withdrawn.
-func (lx *Logx) Append(ctx context.Context, level slog.Level, msg string, args ...any) (seq uint64, err error) {
+func (lx *Stream) Append(ctx context.Context, level slog.Level, msg string, args ...any) (seq uint64, err error) {
 	if !lx.Enabled(level) {
 		return 0, nil
 	}
@@ -119,7 +119,7 @@ func (lx *Logx) Append(ctx context.Context, level slog.Level, msg string, args .
 	return lx.appendEntry(ctx, e)
 }
 
-func (lx *Logx) appendEntry(ctx context.Context, e *entry) (uint64, error) {
+func (lx *Stream) appendEntry(ctx context.Context, e *entry) (uint64, error) {
 	// The producer recycles e once it is done with it: keep only w.
 	w := &waiter{done: make(chan struct{})}
 	e.w = w
@@ -141,7 +141,7 @@ func (lx *Logx) appendEntry(ctx context.Context, e *entry) (uint64, error) {
 // newEntry renders the body of an entry into an entry from the free list.
 // Attributes come from args (Debug/Info/Warn/Error/Append), attrs (LogAttrs)
 // or rec (the slog handler h); h may be nil.
-func (lx *Logx) newEntry(t time.Time, level slog.Level, pc uintptr, msg string, h *handler, args []any, attrs []slog.Attr, rec *slog.Record) (*entry, error) {
+func (lx *Stream) newEntry(t time.Time, level slog.Level, pc uintptr, msg string, h *handler, args []any, attrs []slog.Attr, rec *slog.Record) (*entry, error) {
 	t = recordTime(t)
 	e := lx.getEntry()
 	b := appendBodyStart(e.body[:0], lx.cfg.Format, t, level, lx.cfg.NodeID, callerString(pc), msg)
@@ -160,7 +160,7 @@ func (lx *Logx) newEntry(t time.Time, level slog.Level, pc uintptr, msg string, 
 }
 
 // getEntry takes an entry from the free list, or makes one.
-func (lx *Logx) getEntry() *entry {
+func (lx *Stream) getEntry() *entry {
 	select {
 	case e := <-lx.free:
 		return e
@@ -174,7 +174,7 @@ func (lx *Logx) getEntry() *entry {
 // as can be in flight at once (the queue and one batch), so once warm,
 // logging allocates no entries; a body grown past maxPooledBody is let go so
 // that one large entry does not pin its memory.
-func (lx *Logx) putEntry(e *entry) {
+func (lx *Stream) putEntry(e *entry) {
 	e.w = nil
 	if cap(e.body) > maxPooledBody {
 		e.body = nil
@@ -188,7 +188,7 @@ func (lx *Logx) putEntry(e *entry) {
 const maxPooledBody = 4 << 10
 
 // enqueue puts e in the queue; with block it waits for room until ctx ends.
-func (lx *Logx) enqueue(ctx context.Context, e *entry, block bool) error {
+func (lx *Stream) enqueue(ctx context.Context, e *entry, block bool) error {
 	lx.qmu.RLock()
 	defer lx.qmu.RUnlock()
 	if lx.closed {
@@ -221,7 +221,7 @@ func (lx *Logx) enqueue(ctx context.Context, e *entry, block bool) error {
 // Flush waits until every entry logged through this node before the call
 // has been committed and written to this node's file, or ctx ends. It
 // returns the error of the last batch if that batch failed.
-func (lx *Logx) Flush(ctx context.Context) error {
+func (lx *Stream) Flush(ctx context.Context) error {
 	lx.qmu.RLock()
 	closed := lx.closed
 	lx.qmu.RUnlock()
@@ -231,7 +231,7 @@ func (lx *Logx) Flush(ctx context.Context) error {
 	return lx.flush(ctx)
 }
 
-func (lx *Logx) flush(ctx context.Context) error {
+func (lx *Stream) flush(ctx context.Context) error {
 	req := &flushReq{done: make(chan struct{})}
 	select {
 	case lx.queue <- &entry{flush: req}:

@@ -56,7 +56,7 @@ type Member struct {
 }
 
 // Members returns the cluster's configuration as this node knows it.
-func (lx *Logx) Members() ([]Member, error) {
+func (lx *Stream) Members() ([]Member, error) {
 	f := lx.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return nil, fmt.Errorf("logx: reading the configuration: %w", err)
@@ -73,40 +73,61 @@ func (lx *Logx) Members() ([]Member, error) {
 	return out, nil
 }
 
-// AddNode adds the node listening on addr to the cluster. It may be called
-// on any member, or on the new node itself (started with Config.Join); it is
-// carried out by the leader. The node is added as a non-voter first, so it
-// cannot disturb elections or quorum while it catches up (by replaying the
-// Raft log, or by copying files from peers if the log was compacted), and is
-// made a voter once it has applied everything that was committed when it was
-// added. AddNode returns when the node is a voter, or with the error that
-// stopped it; calling it again resumes (a node already a voter is left as
-// is). If ctx has no deadline the change is bounded by 10 minutes.
+// AddNode adds the node listening on addr to the cluster: to the Raft
+// group of every stream, the default one first. It may be called on any
+// member, or on the new node itself (started with Config.Join); each change
+// is carried out by the stream's leader. The node is added as a non-voter
+// first, so it cannot disturb elections or quorum while it catches up (by
+// replaying the Raft log, or by copying files from peers if the log was
+// compacted), and is made a voter once it has applied everything that was
+// committed when it was added. AddNode returns when the node is a voter of
+// every stream, or with the error that stopped it; calling it again resumes
+// (a stream in which the node is already a voter is left as is). If ctx has
+// no deadline each stream's change is bounded by 10 minutes.
 func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 	if err := checkAddr(addr); err != nil {
 		return fmt.Errorf("logx: AddNode: %w", err)
 	}
-	return lx.control(ctx, controlRequest{Op: "add", Addr: addr})
+	for _, s := range lx.node.streams {
+		if err := s.control(ctx, controlRequest{Op: "add", Addr: addr}); err != nil {
+			return s.named(err)
+		}
+	}
+	return nil
 }
 
-// RemoveNode removes the node at addr from the cluster. It may be called on
-// any member and is carried out by the leader; removing the leader makes it
-// step down once the change is committed. The leader then tells the
-// removed node, if it is up; the node checks with the other members that it
-// was removed, and then its logging calls fail with ErrRemoved and its Raft
-// stops; close it, and wipe its Dir before using it for a new node.
-// RemoveNode returns ErrNotMember if addr is not in the configuration.
+// RemoveNode removes the node at addr from the cluster: from the Raft group
+// of every stream, the default one first. It may be called on any member
+// and each change is carried out by the stream's leader; removing a leader
+// makes it step down once the change is committed. The leader then tells
+// the removed node, if it is up; the node checks with the other members
+// that it was removed, and then its logging calls fail with ErrRemoved and
+// its Raft stops; close it, and wipe its Dir before using it for a new node.
+// RemoveNode returns ErrNotMember if addr is in no stream's configuration.
 func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 	if err := checkAddr(addr); err != nil {
 		return fmt.Errorf("logx: RemoveNode: %w", err)
 	}
-	return lx.control(ctx, controlRequest{Op: "remove", Addr: addr})
+	notMember := 0
+	for _, s := range lx.node.streams {
+		err := s.control(ctx, controlRequest{Op: "remove", Addr: addr})
+		switch {
+		case errors.Is(err, ErrNotMember):
+			notMember++
+		case err != nil:
+			return s.named(err)
+		}
+	}
+	if notMember == len(lx.node.streams) {
+		return ErrNotMember
+	}
+	return nil
 }
 
 // control runs a membership change on the leader: here if this node leads,
 // otherwise by asking the leader it knows, or each of Config.Peers, and
 // following their hints, until ctx ends.
-func (lx *Logx) control(ctx context.Context, req controlRequest) error {
+func (lx *Stream) control(ctx context.Context, req controlRequest) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(lx.closingCtx, cancel) // Close ends a change in progress
@@ -155,7 +176,7 @@ func (lx *Logx) control(ctx context.Context, req controlRequest) error {
 
 // controlTargets lists whom a non-leader asks: the leader if known, else
 // every peer.
-func (lx *Logx) controlTargets() []string {
+func (lx *Stream) controlTargets() []string {
 	if leader, _ := lx.raft.LeaderWithID(); leader != "" && string(leader) != lx.cfg.Addr {
 		return []string{string(leader)}
 	}
@@ -180,7 +201,7 @@ func (r controlResponse) err() error {
 
 // sendControl sends one request to addr and reads the answer. The
 // connection's deadline is ctx's, or defaultControlTimeout.
-func (lx *Logx) sendControl(ctx context.Context, addr string, req controlRequest) (controlResponse, error) {
+func (lx *Stream) sendControl(ctx context.Context, addr string, req controlRequest) (controlResponse, error) {
 	var resp controlResponse
 	deadline, ok := ctx.Deadline()
 	if !ok {
@@ -224,8 +245,8 @@ func controlExchange(ctx context.Context, c net.Conn, req controlRequest, deadli
 // serveControl answers one control request. The request's context ends
 // with its timeout, or when the connection closes (the asker gave up, or
 // Close closed every connection).
-func (lx *Logx) serveControl(c net.Conn) {
-	_ = c.SetReadDeadline(time.Now().Add(lx.mux.headerTimeout))
+func (lx *Stream) serveControl(c net.Conn) {
+	_ = c.SetReadDeadline(time.Now().Add(lx.mux.m.headerTimeout))
 	data, err := readFrame(bufio.NewReader(c), nil, maxControlFrame)
 	if err != nil {
 		return
@@ -278,7 +299,7 @@ func parseControlRequest(data []byte) (controlRequest, time.Duration, error) {
 
 // doControl carries out a request on this node. The request was checked
 // already: by parseControlRequest, or by AddNode and RemoveNode.
-func (lx *Logx) doControl(ctx context.Context, req controlRequest) controlResponse {
+func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResponse {
 	if req.Op == "status" {
 		st := lx.Stats()
 		want := lx.fsm.want
@@ -320,7 +341,7 @@ func (lx *Logx) doControl(ctx context.Context, req controlRequest) controlRespon
 
 // suffrage returns addr's suffrage in the latest configuration, and whether
 // it is there at all.
-func (lx *Logx) suffrage(addr string) (raft.ServerSuffrage, bool, error) {
+func (lx *Stream) suffrage(addr string) (raft.ServerSuffrage, bool, error) {
 	f := lx.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return 0, false, err
@@ -334,7 +355,7 @@ func (lx *Logx) suffrage(addr string) (raft.ServerSuffrage, bool, error) {
 }
 
 // addNode runs on the leader: non-voter, wait for catch-up, voter.
-func (lx *Logx) addNode(ctx context.Context, addr string) error {
+func (lx *Stream) addNode(ctx context.Context, addr string) error {
 	suf, ok, err := lx.suffrage(addr)
 	if err != nil {
 		return err
@@ -390,7 +411,7 @@ func (lx *Logx) addNode(ctx context.Context, addr string) error {
 }
 
 // removeNode runs on the leader.
-func (lx *Logx) removeNode(ctx context.Context, addr string) error {
+func (lx *Stream) removeNode(ctx context.Context, addr string) error {
 	_, ok, err := lx.suffrage(addr)
 	if err != nil {
 		return err
@@ -427,7 +448,7 @@ func (lx *Logx) removeNode(ctx context.Context, addr string) error {
 
 // remoteStatus asks the node at addr for its Stats and what its Config
 // sets of the cluster's settings.
-func (lx *Logx) remoteStatus(ctx context.Context, addr string) (Stats, *clusterSettings, error) {
+func (lx *Stream) remoteStatus(ctx context.Context, addr string) (Stats, *clusterSettings, error) {
 	ctx, cancel := context.WithTimeout(ctx, lx.cfg.ForwardTimeout)
 	defer cancel()
 	resp, err := lx.sendControl(ctx, addr, controlRequest{Op: "status"})
@@ -443,7 +464,7 @@ func (lx *Logx) remoteStatus(ctx context.Context, addr string) (Stats, *clusterS
 // settingsConflict says why the node at addr, whose Config sets want of
 // the cluster's settings, cannot join (nil if it can, or if the cluster's
 // settings are not recorded yet).
-func (lx *Logx) settingsConflict(addr string, want *clusterSettings) error {
+func (lx *Stream) settingsConflict(addr string, want *clusterSettings) error {
 	cs := lx.fsm.settings.Load()
 	if cs == nil || want == nil {
 		return nil

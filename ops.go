@@ -61,7 +61,7 @@ func (p *peerWatch) observe(o raft.Observation) bool {
 
 // peers lists the other members with what the leader knows of them; on a
 // follower it lists them without heartbeat information.
-func (lx *Logx) peers() []PeerStats {
+func (lx *Stream) peers() []PeerStats {
 	f := lx.raft.GetConfiguration()
 	if f.Error() != nil {
 		return nil
@@ -85,7 +85,7 @@ func (lx *Logx) peers() []PeerStats {
 
 // lastContact is how long ago a follower last heard from the leader (0 on
 // the leader, -1 if never).
-func (lx *Logx) lastContact() time.Duration {
+func (lx *Stream) lastContact() time.Duration {
 	if lx.raft.State() == raft.Leader {
 		return 0
 	}
@@ -100,7 +100,7 @@ func (lx *Logx) lastContact() time.Duration {
 const alarmCheckEvery = 100 * time.Millisecond
 
 // monitor raises and clears alarms until Close.
-func (lx *Logx) monitor() {
+func (lx *Stream) monitor() {
 	defer close(lx.monitorDone)
 	if lx.cfg.OnAlarm == nil {
 		return

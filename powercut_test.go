@@ -274,7 +274,7 @@ func (pc *powerCluster) cut(t *testing.T, nodes ...int) {
 		pc.gen[i]++
 		dsts[i] = fmt.Sprintf("%s-power%d", pc.cfgs[i].Dir, pc.gen[i])
 		pc.sims[i].copyDurable(t, pc.cfgs[i].Dir, dsts[i], pc.cfgs[i].File)
-		pc.nodes[i].mux.shut() // dead: it answers nobody from here on
+		pc.nodes[i].node.mux.shut() // dead: it answers nobody from here on
 	}
 	for _, thaw := range thaws {
 		thaw()

@@ -17,7 +17,7 @@ import (
 // leads and through the leader otherwise. One batch is in flight at a time,
 // so a goroutine's entries keep their order and a retried batch can only be
 // a repeat of the latest one, which apply recognises and drops.
-func (lx *Logx) produce() {
+func (lx *Stream) produce() {
 	defer close(lx.stopped)
 	var (
 		ents    []*entry
@@ -114,7 +114,7 @@ func (lx *Logx) produce() {
 }
 
 // drain fails everything left in the queue once Close has given up.
-func (lx *Logx) drain() {
+func (lx *Stream) drain() {
 	fail := func(e *entry) {
 		switch {
 		case e.flush != nil:
@@ -146,7 +146,7 @@ func (lx *Logx) drain() {
 // known the entries stay withdrawable; just before the first attempt they
 // are claimed (Append can no longer withdraw them), numbered and encoded.
 // commit returns the entries it sent, in batch order.
-func (lx *Logx) commit(ents []*entry) (kept []*entry, idx, first uint64, err error) {
+func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err error) {
 	lx.stats.batches.Add(1)
 	var batch []byte
 	backoff := 2 * time.Millisecond
@@ -246,7 +246,7 @@ const retryLogEvery = 5 * time.Second
 
 // claim marks the entries as sent, dropping (and recycling) those their
 // callers withdrew.
-func (lx *Logx) claim(ents []*entry) []*entry {
+func (lx *Stream) claim(ents []*entry) []*entry {
 	kept := ents[:0]
 	for _, e := range ents {
 		if e.w == nil || e.w.state.CompareAndSwap(waitPending, waitSent) {
@@ -261,7 +261,7 @@ func (lx *Logx) claim(ents []*entry) []*entry {
 
 // encode numbers the entries with the next producer sequence numbers and
 // encodes them as one batch. Raft keeps the slice: a new one every time.
-func (lx *Logx) encode(ents []*entry) []byte {
+func (lx *Stream) encode(ents []*entry) []byte {
 	h := batchHeader{producer: lx.producer, firstPSeq: lx.pseq + 1, count: len(ents)}
 	lx.pseq += uint64(len(ents))
 	recs := lx.encBuf[:0]
@@ -277,7 +277,7 @@ func (lx *Logx) encode(ents []*entry) []byte {
 
 // route says where a batch goes now: this node (local) when it leads, else
 // the leader's address, or neither when no leader is known.
-func (lx *Logx) route() (leader string, local bool) {
+func (lx *Stream) route() (leader string, local bool) {
 	if lx.raft.State() == raft.Leader {
 		return "", true
 	}
@@ -291,7 +291,7 @@ func (lx *Logx) route() (leader string, local bool) {
 // applyLocal commits a command through this node's Raft, which must lead,
 // stamped with the sender's certificate identity (nil without TLS). A
 // command apply refused comes back as a *rejectedError.
-func (lx *Logx) applyLocal(cmd, identity []byte) (idx, first uint64, err error) {
+func (lx *Stream) applyLocal(cmd, identity []byte) (idx, first uint64, err error) {
 	var f raft.ApplyFuture
 	if err := lx.raftCall(func() error {
 		f = lx.raft.ApplyLog(raft.Log{Data: cmd, Extensions: identity}, lx.cfg.ForwardTimeout)
@@ -315,7 +315,7 @@ func (lx *Logx) applyLocal(cmd, identity []byte) (idx, first uint64, err error) 
 
 // reportClock commits this node's clock to the log (clock.go), once; a
 // failed report is followed by the next one. Only voters report.
-func (lx *Logx) reportClock() bool {
+func (lx *Stream) reportClock() bool {
 	if suf, ok, err := lx.suffrage(lx.cfg.Addr); err != nil || !ok || suf != raft.Voter {
 		return false
 	}
@@ -345,7 +345,7 @@ func (lx *Logx) reportClock() bool {
 // win. A leader calls it before it commits a batch, so that no line is
 // written before the cluster's settings are known (a new leader whose
 // apply lags may record them again: ignored). One proposal at a time.
-func (lx *Logx) proposeSettings() {
+func (lx *Stream) proposeSettings() {
 	if lx.fsm.settings.Load() != nil {
 		return
 	}

@@ -467,7 +467,7 @@ func (r *Reader) nextFile() (logFile, bool, error) {
 }
 
 // OpenReader opens this node's log at its oldest line; see Reader.
-func (lx *Logx) OpenReader() (*Reader, error) { return OpenReader(lx.cfg.Dir, lx.logFile()) }
+func (lx *Stream) OpenReader() (*Reader, error) { return OpenReader(lx.cfg.Dir, lx.logFile()) }
 
 // Lines returns an iterator over the lines from the Reader's position to
 // the end of what is written (io.EOF ends it quietly); another error is

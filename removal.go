@@ -36,7 +36,7 @@ const (
 // removalNotice starts checking a notice that this node was removed, in
 // the background, unless a check is running already (a later notice is
 // checked again).
-func (lx *Logx) removalNotice() {
+func (lx *Stream) removalNotice() {
 	if lx.removed.Load() || !lx.checkingRemoval.CompareAndSwap(false, true) {
 		return
 	}
@@ -52,7 +52,7 @@ func (lx *Logx) removalNotice() {
 // checkRemoval asks the other members, round after round, until a majority
 // of voters confirm the removal, the rounds run out, or Close begins. On
 // confirmation the node stops taking entries and stops its Raft.
-func (lx *Logx) checkRemoval() {
+func (lx *Stream) checkRemoval() {
 	ctx := lx.closingCtx
 	wait := removalCheckWait
 	var verdict string
@@ -89,7 +89,7 @@ func (lx *Logx) checkRemoval() {
 // configuration for its status, at once, and reports whether a majority
 // of the configuration's voters no longer list this node, with a summary
 // of the answers.
-func (lx *Logx) removalConfirmed() (bool, string) {
+func (lx *Stream) removalConfirmed() (bool, string) {
 	f := lx.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return false, fmt.Sprintf("reading the configuration: %v", err)
@@ -136,7 +136,7 @@ func (lx *Logx) removalConfirmed() (bool, string) {
 
 // listsMeNot asks the member at addr for its status and reports whether its
 // configuration (its Peers and itself) leaves this node out.
-func (lx *Logx) listsMeNot(addr string) (bool, error) {
+func (lx *Stream) listsMeNot(addr string) (bool, error) {
 	st, _, err := lx.remoteStatus(lx.closingCtx, addr)
 	if err != nil {
 		return false, err

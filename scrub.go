@@ -20,7 +20,7 @@ import (
 
 // scrub checks the rotated files listed in files and repairs the damaged
 // ones; it stops early when the node closes.
-func (lx *Logx) scrub(files []fileState) {
+func (lx *Stream) scrub(files []fileState) {
 	defer close(lx.scrubDone)
 	for _, fs := range files {
 		select {

@@ -193,7 +193,7 @@ func (f *fsm) useSettings(s clusterSettings) error {
 
 // logFile is the active file's name: the cluster's, once known (a node
 // whose Config leaves File zero takes it when it learns the settings).
-func (lx *Logx) logFile() string {
+func (lx *Stream) logFile() string {
 	if s := lx.fsm.settings.Load(); s != nil {
 		return s.File
 	}
@@ -201,7 +201,7 @@ func (lx *Logx) logFile() string {
 }
 
 // dedupWindow is the cluster's DedupWindow, once known, else this node's.
-func (lx *Logx) dedupWindow() time.Duration {
+func (lx *Stream) dedupWindow() time.Duration {
 	if s := lx.fsm.settings.Load(); s != nil {
 		return s.DedupWindow
 	}

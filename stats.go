@@ -2,9 +2,10 @@ package logx
 
 import "time"
 
-// Stats is a snapshot of a node's state and counters.
+// Stats is a snapshot of a stream's state and counters on a node.
 type Stats struct {
 	NodeID string `json:"node_id"`
+	Stream string `json:"stream"` // the stream's name (DefaultStream for Logx.Stats)
 	Addr   string `json:"addr"`
 	State  string `json:"state"`  // Raft role: Leader, Follower, Candidate or Shutdown
 	Leader string `json:"leader"` // the leader's address, "" if none is known
@@ -90,10 +91,11 @@ type Stats struct {
 	IgnoredRemovals uint64 `json:"ignored_removals"`
 }
 
-// Stats returns a snapshot of the node's state and counters.
-func (lx *Logx) Stats() Stats {
+// Stats returns a snapshot of the stream's state and counters on this node.
+func (lx *Stream) Stats() Stats {
 	s := Stats{
 		NodeID:           lx.cfg.NodeID,
+		Stream:           lx.name,
 		Addr:             lx.cfg.Addr,
 		Format:           lx.cfg.Format.String(),
 		State:            lx.raft.State().String(),
@@ -152,4 +154,4 @@ func (lx *Logx) Stats() Stats {
 
 // Files returns the names of this node's log files in log order: rotated
 // files first, the active file last.
-func (lx *Logx) Files() ([]string, error) { return LogFiles(lx.cfg.Dir, lx.logFile()) }
+func (lx *Stream) Files() ([]string, error) { return LogFiles(lx.cfg.Dir, lx.logFile()) }

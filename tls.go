@@ -48,7 +48,7 @@ func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 // CA. On one host every certificate naming that host passes: give
 // programs that are not nodes certificates that do not name the nodes'
 // hosts.
-func (lx *Logx) raftPeerOK(c net.Conn) bool {
+func (lx *Stream) raftPeerOK(c net.Conn) bool {
 	tc, ok := c.(*tls.Conn)
 	if !ok {
 		return false

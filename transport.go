@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -12,14 +13,20 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// One address per node. Every connection starts with one byte that says what
-// it carries; the mux hands it to the matching protocol:
+// One address per node, shared by every stream. Every connection starts with
+// a preface that says what it carries; the mux hands it to the matching
+// protocol of the matching stream. For the default stream the preface is one
+// byte, the protocol, as in the first release:
 const (
 	protoRaft    byte = 1 // hashicorp/raft's NetworkTransport
 	protoForward byte = 2 // follower → leader batches (forward.go)
 	protoFetch   byte = 3 // file ranges for catch-up (catchup.go)
 	protoControl byte = 4 // membership changes and status (membership.go)
 )
+
+// For any other stream the preface is protoStream, the length of the
+// stream's name (one byte), the name, and then the protocol byte.
+const protoStream byte = 5
 
 // headerTimeout bounds how long a new connection may take to send its first
 // byte; a peer that connects and says nothing is dropped. A variable for
@@ -35,13 +42,9 @@ var maxConnsPerIP = 256
 // their first byte. It tracks every connection, accepted or dialed, so that
 // close can end them all and no goroutine of a peer waits forever.
 type mux struct {
-	ln      net.Listener
-	forward func(net.Conn) // serves a forwarding connection; runs on its own goroutine
-	fetch   func(net.Conn) // serves a fetch connection
-	control func(net.Conn) // serves a control connection
-	raftCh  chan net.Conn
-	done    chan struct{}
-	wg      sync.WaitGroup
+	ln   net.Listener
+	done chan struct{}
+	wg   sync.WaitGroup
 	// ctx ends when the mux closes: dials under way give up.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -51,12 +54,11 @@ type mux struct {
 	inbound map[net.Conn]string // accepted connections → remote IP
 	perIP   map[string]int
 	closed  bool
+	// endpoints are the streams' ends of the mux, by stream name ("" for
+	// the default stream).
+	endpoints map[string]*endpoint
 
 	tls *tls.Config // mutual TLS for dials (the listener does its own)
-
-	// raftPeer, if set, decides whether an accepted connection may speak
-	// Raft (Logx.raftPeerOK); others are closed unread.
-	raftPeer func(net.Conn) bool
 
 	headerTimeout time.Duration // headerTimeout when the mux was made
 	maxPerIP      int           // maxConnsPerIP when the mux was made
@@ -70,9 +72,9 @@ type mux struct {
 
 func newMux(ln net.Listener) *mux {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &mux{ln: ln, raftCh: make(chan net.Conn), done: make(chan struct{}), conns: map[net.Conn]struct{}{},
-		inbound: map[net.Conn]string{}, perIP: map[string]int{}, headerTimeout: headerTimeout, maxPerIP: maxConnsPerIP,
-		ctx: ctx, cancel: cancel}
+	return &mux{ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{},
+		inbound: map[net.Conn]string{}, perIP: map[string]int{}, endpoints: map[string]*endpoint{},
+		headerTimeout: headerTimeout, maxPerIP: maxConnsPerIP, ctx: ctx, cancel: cancel}
 }
 
 // track registers c; it returns false (and closes c) once the mux is closed.
@@ -153,36 +155,82 @@ func (m *mux) start() {
 }
 
 func (m *mux) dispatch(c net.Conn) {
-	var b [1]byte
 	_ = c.SetReadDeadline(time.Now().Add(m.headerTimeout))
-	if _, err := c.Read(b[:]); err != nil {
+	name, proto, err := readPreface(c)
+	if err != nil {
 		m.closeConn(c)
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	switch b[0] {
+	m.mu.Lock()
+	e := m.endpoints[name]
+	m.mu.Unlock()
+	if e == nil {
+		m.closeConn(c) // no such stream here
+		return
+	}
+	ok, done := e.serving(c)
+	if !ok {
+		m.closeConn(c) // it is closing
+		return
+	}
+	defer done()
+	switch proto {
 	case protoRaft:
-		if m.raftPeer != nil && !m.raftPeer(c) {
-			m.closeConn(c)
-			return
-		}
-		select {
-		case m.raftCh <- &trackedConn{Conn: c, m: m}:
-		case <-m.done:
-			m.closeConn(c)
+		if e.raftPeer == nil || e.raftPeer(c) {
+			select {
+			case e.raftCh <- &trackedConn{Conn: c, m: m, e: e}:
+				return // Raft's transport owns it now
+			case <-e.done:
+			}
 		}
 	case protoForward:
-		m.forward(c)
-		m.closeConn(c)
+		e.forward(c)
 	case protoFetch:
-		m.fetch(c)
-		m.closeConn(c)
+		e.fetch(c)
 	case protoControl:
-		m.control(c)
-		m.closeConn(c)
-	default:
-		m.closeConn(c)
+		e.control(c)
 	}
+	e.drop(c)
+	m.closeConn(c)
+}
+
+// readPreface reads a connection's preface: the stream's name ("" for the
+// default stream) and the protocol.
+func readPreface(r io.Reader) (name string, proto byte, err error) {
+	var b [1]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return "", 0, err
+	}
+	if b[0] != protoStream {
+		if b[0] < protoRaft || b[0] > protoControl {
+			return "", 0, fmt.Errorf("logx: unknown protocol %d", b[0])
+		}
+		return "", b[0], nil
+	}
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return "", 0, err
+	}
+	buf := make([]byte, int(b[0])+1)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return "", 0, err
+	}
+	name, proto = string(buf[:len(buf)-1]), buf[len(buf)-1]
+	if err := checkStreamName(name); err != nil || name == DefaultStream {
+		return "", 0, fmt.Errorf("logx: bad stream name in preface: %q", name)
+	}
+	if proto < protoRaft || proto > protoControl {
+		return "", 0, fmt.Errorf("logx: unknown protocol %d", proto)
+	}
+	return name, proto, nil
+}
+
+// preface returns what a connection to stream name for proto starts with.
+func preface(name string, proto byte) []byte {
+	if name == "" {
+		return []byte{proto}
+	}
+	return append(append([]byte{protoStream, byte(len(name))}, name...), proto)
 }
 
 func (m *mux) closeConn(c net.Conn) {
@@ -229,13 +277,9 @@ type hookAddr string
 func (a hookAddr) Network() string { return "tcp" }
 func (a hookAddr) String() string  { return string(a) }
 
-// dial opens a connection to addr for protocol proto.
-func (m *mux) dial(addr string, proto byte, timeout time.Duration) (net.Conn, error) {
-	return m.dialContext(context.Background(), addr, proto, timeout)
-}
-
-// dialContext is dial that gives up when ctx ends (or the mux closes).
-func (m *mux) dialContext(ctx context.Context, addr string, proto byte, timeout time.Duration) (net.Conn, error) {
+// dialContext opens a connection to addr that starts with pre (see
+// preface), and gives up when ctx ends or the mux closes.
+func (m *mux) dialContext(ctx context.Context, addr string, pre []byte, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(m.ctx, cancel)
@@ -257,12 +301,12 @@ func (m *mux) dialContext(ctx context.Context, addr string, proto byte, timeout 
 		return nil, errClosed
 	}
 	_ = c.SetWriteDeadline(time.Now().Add(timeout))
-	if _, err := c.Write([]byte{proto}); err != nil {
+	if _, err := c.Write(pre); err != nil {
 		m.closeConn(c)
 		return nil, err
 	}
 	_ = c.SetWriteDeadline(time.Time{})
-	return &trackedConn{Conn: c, m: m}, nil
+	return c, nil
 }
 
 // tlsClient runs the client side of a TLS handshake on c, naming the peer
@@ -286,41 +330,176 @@ func tlsClient(ctx context.Context, c net.Conn, cfg *tls.Config, addr string, ti
 type trackedConn struct {
 	net.Conn
 	m    *mux
+	e    *endpoint // nil if none
 	once sync.Once
 }
 
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.m.untrack(c.Conn) })
+	c.once.Do(func() {
+		c.m.untrack(c.Conn)
+		if c.e != nil {
+			c.e.drop(c.Conn)
+		}
+	})
 	return err
 }
 
-// raftLayer is the raft.StreamLayer over the mux.
+// endpoint is one stream's end of the node's mux: the handlers of its
+// protocols, and the connections it dialed or was handed, so that the
+// stream can cut them off without touching the other streams'.
+type endpoint struct {
+	m       *mux
+	name    string // "" for the default stream
+	raftCh  chan net.Conn
+	done    chan struct{} // closed by shut
+	ctx     context.Context
+	cancel  context.CancelFunc // ends ctx, by shut: dials under way give up
+	forward func(net.Conn)     // serves a forwarding connection; runs on its own goroutine
+	fetch   func(net.Conn)     // serves a fetch connection
+	control func(net.Conn)     // serves a control connection
+	// raftPeer, if set, decides whether an accepted connection may speak
+	// Raft (Stream.raftPeerOK); others are closed unread.
+	raftPeer func(net.Conn) bool
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup // the handlers serving its connections
+}
+
+// endpoint registers the end of stream name ("" for the default stream):
+// connections for it reach these handlers from now on.
+func (m *mux) endpoint(name string, forward, fetch, control func(net.Conn), raftPeer func(net.Conn) bool) (*endpoint, error) {
+	e := &endpoint{m: m, name: name, raftCh: make(chan net.Conn), done: make(chan struct{}), conns: map[net.Conn]struct{}{},
+		forward: forward, fetch: fetch, control: control, raftPeer: raftPeer}
+	e.ctx, e.cancel = context.WithCancel(m.ctx)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, errClosed
+	}
+	if m.endpoints[name] != nil {
+		return nil, fmt.Errorf("logx: stream %q is already open on this node", name)
+	}
+	m.endpoints[name] = e
+	return e, nil
+}
+
+// adopt records c as one of e's connections, unless e is shut.
+func (e *endpoint) adopt(c net.Conn) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	e.conns[c] = struct{}{}
+	return true
+}
+
+// serving is adopt for an accepted connection, which a handler of e's
+// serves until it calls done.
+func (e *endpoint) serving(c net.Conn) (ok bool, done func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false, nil
+	}
+	e.conns[c] = struct{}{}
+	e.wg.Add(1)
+	return true, e.wg.Done
+}
+
+func (e *endpoint) drop(c net.Conn) {
+	e.mu.Lock()
+	delete(e.conns, c)
+	e.mu.Unlock()
+}
+
+// dial opens a connection to the same stream on the node at addr, for
+// protocol proto.
+func (e *endpoint) dial(addr string, proto byte, timeout time.Duration) (net.Conn, error) {
+	return e.dialContext(context.Background(), addr, proto, timeout)
+}
+
+// dialContext is dial that gives up when ctx ends (or the mux or the
+// endpoint closes).
+func (e *endpoint) dialContext(ctx context.Context, addr string, proto byte, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(e.ctx, cancel)
+	defer stop()
+	c, err := e.m.dialContext(ctx, addr, preface(e.name, proto), timeout)
+	if err != nil {
+		return nil, err
+	}
+	if !e.adopt(c) {
+		e.m.closeConn(c)
+		return nil, errClosed
+	}
+	return &trackedConn{Conn: c, m: e.m, e: e}, nil
+}
+
+// shut closes e's connections and makes it refuse new ones, without
+// waiting; the other streams' are untouched.
+func (e *endpoint) shut() {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	e.closed = true
+	close(e.done)
+	e.cancel()
+	conns := e.conns
+	e.conns = nil
+	e.mu.Unlock()
+	for c := range conns {
+		e.m.closeConn(c)
+	}
+}
+
+// close shuts e, waits for its handlers to return, and removes it from
+// the mux: the stream's name is free again.
+func (e *endpoint) close() {
+	e.shut()
+	e.wg.Wait()
+	e.m.mu.Lock()
+	if e.m.endpoints[e.name] == e {
+		delete(e.m.endpoints, e.name)
+	}
+	e.m.mu.Unlock()
+}
+
+// raftLayer is the raft.StreamLayer over a stream's endpoint.
 type raftLayer struct {
-	m *mux
+	e *endpoint
 }
 
 var _ raft.StreamLayer = raftLayer{}
 
 func (l raftLayer) Accept() (net.Conn, error) {
 	select {
-	case c := <-l.m.raftCh:
+	case c := <-l.e.raftCh:
 		return c, nil
-	case <-l.m.done:
+	case <-l.e.done:
+		return nil, errClosed
+	case <-l.e.m.done:
 		return nil, errClosed
 	}
 }
 
-// Close is a no-op: the mux belongs to the Logx, which closes it after Raft.
+// Close is a no-op: the endpoint belongs to the stream, which closes it
+// after Raft.
 func (l raftLayer) Close() error { return nil }
 
 func (l raftLayer) Addr() net.Addr {
-	if l.m.advertise != nil {
-		return l.m.advertise
+	if l.e.m.advertise != nil {
+		return l.e.m.advertise
 	}
-	return l.m.ln.Addr()
+	return l.e.m.ln.Addr()
 }
 
 func (l raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return l.m.dial(string(address), protoRaft, timeout)
+	return l.e.dial(string(address), protoRaft, timeout)
 }

@@ -41,9 +41,9 @@ func TestConnLimits(t *testing.T) {
 		open = append(open, c)
 	}
 	require.True(t, waitFor(10*time.Second, func() bool {
-		lx.mux.mu.Lock()
-		defer lx.mux.mu.Unlock()
-		return lx.mux.perIP["127.0.0.1"] == 8
+		lx.node.mux.mu.Lock()
+		defer lx.node.mux.mu.Unlock()
+		return lx.node.mux.perIP["127.0.0.1"] == 8
 	}))
 	closedByNode := 0
 	for _, c := range open {
@@ -60,9 +60,9 @@ func TestConnLimits(t *testing.T) {
 	}
 	open = nil
 	require.True(t, waitFor(10*time.Second, func() bool {
-		lx.mux.mu.Lock()
-		defer lx.mux.mu.Unlock()
-		return lx.mux.perIP["127.0.0.1"] == 0
+		lx.node.mux.mu.Lock()
+		defer lx.node.mux.mu.Unlock()
+		return lx.node.mux.perIP["127.0.0.1"] == 0
 	}), "closed connections must free their slots")
 }
 

@@ -24,7 +24,7 @@ import (
 // On a follower a line arrives with the next Raft round; when traffic stops,
 // up to twice Raft's CommitTimeout (500 ms, commit.go) after the leader
 // committed it.
-func (lx *Logx) Watch(ctx context.Context, from uint64, level slog.Leveler, fn func(Line) error) error {
+func (lx *Stream) Watch(ctx context.Context, from uint64, level slog.Leveler, fn func(Line) error) error {
 	r, err := OpenReader(lx.cfg.Dir, lx.logFile())
 	if err != nil {
 		return err

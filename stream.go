@@ -1,0 +1,547 @@
+package logx
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/fs"
+	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/segment"
+	"github.com/hashicorp/raft-wal/types"
+)
+
+// Stream is one replicated log of a node: its own Raft group, files,
+// producer and level. Every node of the cluster holds every stream. A
+// Stream is safe for concurrent use; the node (Logx) opens and closes it.
+type Stream struct {
+	name      string // DefaultStream, or a name from Config.Streams
+	cfg       Config // the stream's: Dir is its directory, the file settings its own
+	level     *slog.LevelVar
+	diag      *log.Logger
+	producer  uint64 // this incarnation's producer id
+	maxFrame  int
+	fsm       *fsm
+	wal       *wal.WAL
+	meta      *metadb.BoltMetaDB
+	raft      *raft.Raft
+	raftPtr   atomic.Pointer[raft.Raft] // raft, for the apply goroutine (set after NewRaft)
+	transport *raft.NetworkTransport
+	mux       *endpoint // the stream's end of the node's mux
+	fwd       forwarder
+
+	queue   chan *entry
+	free    chan *entry  // entries the producer is done with, for reuse
+	qmu     sync.RWMutex // guards closed against racing enqueues
+	closed  bool
+	closing chan struct{} // closed when Close begins
+	// closingCtx is cancelled (by cancelClosing) when Close begins.
+	closingCtx    context.Context
+	cancelClosing context.CancelFunc
+	// removed is set once a majority of this node's configuration's voters
+	// confirmed a notice that it was removed (removal.go).
+	removed atomic.Bool
+	// checkingRemoval is set while a removal notice is being checked.
+	checkingRemoval atomic.Bool
+	// handingOver is set while a leader that cannot write hands over.
+	handingOver atomic.Bool
+	// removedCtx is cancelled (by markRemoved) when removed is set.
+	removedCtx  context.Context
+	markRemoved context.CancelFunc
+	abort       chan struct{} // closed when Close gives up waiting for commits
+	stopped     chan struct{} // closed when the producer has exited
+	pseq        uint64        // last producer sequence assigned; producer goroutine only
+	encBuf      []byte        // records of the batch being compressed; producer goroutine only
+	// identity is this node's certificate identity (dedup.go), stamped on
+	// the batches it commits as leader; nil without TLS.
+	identity     []byte
+	subject      []byte     // this node's certificate subject identity (clock.go); nil without TLS
+	settingsMu   sync.Mutex // one settings proposal at a time (proposeSettings)
+	barriers     barriers   // the leader's commit barriers (commit.go)
+	lagIdx       lagIndex   // lagTarget's memory (commit.go)
+	lastClockLog time.Time  // when a failed clock report was last logged; producer goroutine only
+
+	closeOnce sync.Once
+	closeErr  error
+
+	// Goroutines started by goFunc, which Close waits for.
+	goMu      sync.Mutex
+	goStopped bool // under goMu: Close began, goFunc starts no more
+	goWG      sync.WaitGroup
+
+	// raftMu orders the requests whose answers we wait for (leadership
+	// transfers, applies, barriers: raftCall) before Raft's shutdown: a
+	// request hashicorp/raft (v1.8.0) takes as it shuts down can be left
+	// unanswered (its channels are not drained, and apply and barrier
+	// futures do not watch the shutdown), so shutdownRaft waits for the
+	// requests in progress and raftCall starts none after it. Found by
+	// TestCloseDuringBarriers.
+	raftMu      sync.RWMutex
+	raftDown    bool // under raftMu
+	raftStop    sync.Once
+	raftStopErr error
+
+	stats       counters
+	peerWatch   peerWatch
+	observer    *raft.Observer
+	monitorDone chan struct{} // closed when the alarm monitor has exited
+	scrubDone   chan struct{} // closed when the check of the files at start has ended
+}
+
+// counters are the Stats kept by Logx itself.
+type counters struct {
+	enqueued, dropped, rejected  atomic.Uint64
+	committed, failed            atomic.Uint64
+	batches, forwarded, retries  atomic.Uint64
+	forwardErrors, asyncRejected atomic.Uint64
+	fetched, fetchServed         atomic.Uint64
+	recordBytes, batchBytes      atomic.Uint64
+	damaged, repaired            atomic.Uint64
+	ignoredRemovals              atomic.Uint64
+}
+
+// newStream opens the stream name (DefaultStream, or one of
+// Config.Streams) on the node whose mux is m: it recovers cfg.Dir, the
+// stream's directory, and starts its Raft group, whose connections go
+// through m. cfg is the stream's Config (Config.streamConfig), TLS loaded.
+// The node holds Dir's lock.
+func newStream(cfg Config, m *mux, name string) (_ *Stream, err error) {
+	want := wantedSettings(cfg)
+	if st, ok, err := readState(cfg.Dir); err == nil && ok && st.Settings != nil {
+		// The cluster's settings are known here: this Config must agree,
+		// and its zero fields take the cluster's values (settings.go).
+		if err := st.Settings.conflict(want); err != nil {
+			if name != DefaultStream {
+				err = fmt.Errorf("stream %q: %w", name, err)
+			}
+			return nil, err
+		}
+		cfg = st.Settings.adopt(cfg)
+	}
+	cfg = cfg.withDefaults()
+	lx := &Stream{
+		name:     name,
+		cfg:      cfg,
+		diag:     log.New(cfg.LogOutput, "", log.LstdFlags|log.Lmicroseconds),
+		queue:    make(chan *entry, cfg.QueueSize),
+		free:     make(chan *entry, cfg.QueueSize+cfg.MaxBatchEntries+1),
+		closing:  make(chan struct{}),
+		abort:    make(chan struct{}),
+		stopped:  make(chan struct{}),
+		maxFrame: cfg.MaxBatchBytes + recordSize(cfg.MaxEntrySize) + batchHeaderMax,
+	}
+	lx.fwd.lx = lx
+	lx.removedCtx, lx.markRemoved = context.WithCancel(context.Background())
+	lx.closingCtx, lx.cancelClosing = context.WithCancel(context.Background())
+	if lv, ok := cfg.Level.(*slog.LevelVar); ok && lv != nil {
+		lx.level = lv
+	} else {
+		lx.level = new(slog.LevelVar)
+		if cfg.Level != nil && !ok {
+			lx.level.Set(cfg.Level.Level())
+		}
+	}
+	lx.producer = newProducerID()
+	if lx.identity, lx.subject, err = tlsIdentities(cfg.TLS); err != nil {
+		return nil, err
+	}
+
+	// Every step below undoes the earlier ones if a later one fails.
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("logx: %w", err)
+	}
+
+	if lx.fsm, err = newFSM(cfg.Dir, cfg.File, cfg.filePolicy(), cfg.Format, cfg.CheckpointInterval, lx.logf); err != nil {
+		return nil, fmt.Errorf("logx: opening log files: %w", err)
+	}
+	lx.fsm.fetcher = lx
+	lx.fsm.want = want
+	lx.fsm.hooks, lx.fsm.fault = cfg.powerCut, cfg.diskFault
+	lx.fsm.useSegment(lx.fsm.seg)
+	lx.fsm.onWriteError = lx.onWriteError
+	lx.fsm.bg.onBlocked = lx.onCatchingUp
+	// The rotated files to check in the background once peers are
+	// reachable (scrub.go), taken before Raft's apply can change the list.
+	// An interrupted catch-up checks every file against the snapshot
+	// itself.
+	var rotated []fileState
+	if !lx.fsm.st.CatchingUp {
+		rotated = slices.Clone(lx.fsm.st.Rotated)
+	}
+	undo = append(undo, func() {
+		if lx.fsm.seg != nil {
+			_ = lx.fsm.seg.close()
+		}
+	})
+	// Runs before the one above: a catch-up that NewRaft left to the
+	// background stops first.
+	undo = append(undo, func() {
+		lx.fsm.halt()
+		lx.fsm.stopBackground()
+	})
+
+	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: cfg.LogOutput})
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, "raft"), 0o755); err != nil {
+		return nil, fmt.Errorf("logx: %w", err)
+	}
+	// raft-wal's Close leaves its metadata DB (and its flock) open, so logx
+	// owns the DB and closes it after the WAL.
+	lx.meta = &metadb.BoltMetaDB{}
+	undo = append(undo, func() { _ = lx.meta.Close() })
+	segSize := wal.DefaultSegmentSize
+	if cfg.walSegmentSize > 0 {
+		segSize = cfg.walSegmentSize
+	}
+	walDir := filepath.Join(cfg.Dir, "raft")
+	var meta types.MetaStore = lx.meta
+	var filer types.SegmentFiler // nil: raft-wal's own
+	if h := cfg.powerCut; h != nil && h.vfs != nil {
+		meta, filer = h.meta(lx.meta), segment.NewFiler(walDir, h.vfs(fs.New()))
+	}
+	if lx.wal, err = wal.Open(walDir, wal.WithLogger(hl.Named("wal")), wal.WithMetaStore(meta),
+		wal.WithSegmentFiler(filer), wal.WithSegmentSize(segSize)); err != nil {
+		return nil, fmt.Errorf("logx: opening Raft log: %w", err)
+	}
+	undo = append(undo, func() { _ = lx.wal.Close() })
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hl.Named("snapshots"))
+	if err != nil {
+		return nil, fmt.Errorf("logx: opening snapshot store: %w", err)
+	}
+	snaps := checkedSnapshots{FileSnapshotStore: fileSnaps, file: cfg.File}
+
+	var raftPeer func(net.Conn) bool
+	if cfg.TLS != nil {
+		raftPeer = lx.raftPeerOK
+	}
+	epName := name
+	if name == DefaultStream {
+		epName = "" // the first release's one-byte prefaces
+	}
+	if lx.mux, err = m.endpoint(epName, lx.serveForward, lx.serveFetch, lx.serveControl, raftPeer); err != nil {
+		return nil, err
+	}
+	undo = append(undo, lx.mux.close)
+	lx.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  raftLayer{e: lx.mux},
+		MaxPool: 3,
+		// No pipelining: hashicorp/raft v1.8.0's pipeline can deadlock
+		// when a follower refuses an AppendEntries (a higher term, a log
+		// that does not match): the decoder stops, the next send waits
+		// forever on a channel nobody reads, and the replication goroutine
+		// never ends, so the leader stops replicating to that follower and
+		// Raft's Shutdown (Close) never returns (hashicorp/raft#612). Found
+		// by TestHostilePeer/snapshot, whose forged higher terms make
+		// followers refuse. Synchronous AppendEntries are what the
+		// transport uses after any error anyway.
+		MaxRPCsInFlight: 1,
+		Timeout:         10 * time.Second,
+		Logger:          hl.Named("transport"),
+	})
+	undo = append(undo, func() { lx.transport.Close() })
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.Addr)
+	rc.Logger = hl
+	rc.HeartbeatTimeout = cfg.ElectionTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.ElectionTimeout / 2
+	rc.CommitTimeout = cmp.Or(cfg.commitTimeout, commitTimeout) // commit.go
+	rc.MaxAppendEntries = 64
+	rc.BatchApplyCh = true
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	store := raft.LogStore(lx.wal)
+	if cache, err := raft.NewLogCache(logCacheSize, lx.wal); err == nil {
+		store = cache
+	}
+	lx.fsm.logs = store
+	existing, err := raft.HasExistingState(store, lx.wal, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("logx: %w", err)
+	}
+	// NewRaft restores the newest stored snapshot; an interrupted
+	// catch-up it finds goes on in the background (fsm.Restore), since the
+	// peers it copies from may not be up yet.
+	lx.fsm.bg.starting.Store(true)
+	lx.raft, err = raft.NewRaft(rc, lx.fsm, store, lx.wal, snaps, lx.transport)
+	lx.fsm.bg.starting.Store(false)
+	if err != nil {
+		return nil, fmt.Errorf("logx: starting Raft: %w", err)
+	}
+	lx.raftPtr.Store(lx.raft)
+	undo = append(undo, func() {
+		lx.fsm.halt() // an apply waiting for a background catch-up gives up
+		lx.stopGoroutines()
+		_ = lx.shutdownRaft()
+		lx.goWG.Wait()
+	})
+	if !existing && !cfg.Join {
+		var servers []raft.Server
+		for _, p := range cfg.Peers {
+			servers = append(servers, raft.Server{ID: raft.ServerID(p), Address: raft.ServerAddress(p)})
+		}
+		if err := lx.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil &&
+			!errors.Is(err, raft.ErrCantBootstrap) {
+			return nil, fmt.Errorf("logx: bootstrapping cluster: %w", err)
+		}
+	}
+	lx.peerWatch.failing = map[raft.ServerID]time.Time{}
+	lx.observer = raft.NewObserver(nil, false, func(o *raft.Observation) bool { return lx.peerWatch.observe(*o) })
+	lx.raft.RegisterObserver(lx.observer)
+	lx.scrubDone = make(chan struct{})
+	go lx.scrub(rotated)
+	go lx.produce()
+	lx.monitorDone = make(chan struct{})
+	go lx.monitor()
+	return lx, nil
+}
+
+// onWriteError runs when this node's apply starts failing to write: a
+// leader hands leadership over, since the entries it commits would wait for
+// its apply, and a healthy node can lead meanwhile.
+func (lx *Stream) onWriteError(error) { lx.handOver("a write error") }
+
+// onCatchingUp runs while this node cannot apply because a catch-up from
+// peers is finishing in the background: a leader hands leadership over.
+func (lx *Stream) onCatchingUp() { lx.handOver("a catch-up from peers") }
+
+// handOver transfers the leadership to another node if this one leads
+// (why says what keeps it from applying).
+func (lx *Stream) handOver(why string) {
+	r := lx.raftPtr.Load()
+	if r == nil || r.State() != raft.Leader || !lx.handingOver.CompareAndSwap(false, true) {
+		return
+	}
+	started := lx.goFunc(func() {
+		defer lx.handingOver.Store(false)
+		if err := lx.transferLeadership(); err != nil && !errors.Is(err, raft.ErrRaftShutdown) {
+			lx.logf("logx: handing leadership over during %s: %v", why, err)
+		}
+	})
+	if !started { // Close began; it hands over itself
+		lx.handingOver.Store(false)
+	}
+}
+
+// goFunc runs f in a goroutine that Close waits for, and reports whether
+// it did: once Close has begun it starts nothing. f must return soon after
+// closingCtx ends.
+func (lx *Stream) goFunc(f func()) bool {
+	lx.goMu.Lock()
+	defer lx.goMu.Unlock()
+	if lx.goStopped {
+		return false
+	}
+	lx.goWG.Go(f)
+	return true
+}
+
+// stopGoroutines makes goFunc start nothing more; then goWG.Wait waits for
+// those it started.
+func (lx *Stream) stopGoroutines() {
+	lx.goMu.Lock()
+	lx.goStopped = true
+	lx.goMu.Unlock()
+}
+
+// transferLeadership hands the leadership over (see raftMu).
+func (lx *Stream) transferLeadership() error {
+	return lx.raftCall(func() error { return lx.raft.LeadershipTransfer().Error() })
+}
+
+// raftCall runs fn, which asks Raft for something and waits for the
+// answer, unless Raft is being stopped (see raftMu); shutdownRaft waits
+// for the calls under way.
+func (lx *Stream) raftCall(fn func() error) error {
+	lx.raftMu.RLock()
+	defer lx.raftMu.RUnlock()
+	if lx.raftDown {
+		return raft.ErrRaftShutdown
+	}
+	return fn()
+}
+
+// shutdownRaft stops Raft once, for Close or for a confirmed removal,
+// whichever comes first; a second caller waits until the first call has
+// stopped Raft, and gets its result.
+func (lx *Stream) shutdownRaft() error {
+	lx.raftStop.Do(func() {
+		lx.raftMu.Lock()
+		lx.raftDown = true
+		lx.raftMu.Unlock()
+		lx.raftStopErr = lx.raft.Shutdown().Error()
+	})
+	return lx.raftStopErr
+}
+
+// logCacheSize is how many recent Raft entries each node keeps in memory,
+// so that replication to followers reads them without touching the WAL.
+// An entry is a batch of up to MaxBatchBytes (1 MiB by default), so this
+// bounds the cache near 32 MiB; followers that fall further behind read
+// from the WAL.
+const logCacheSize = 32
+
+func (lx *Stream) logf(format string, args ...any) { lx.diag.Printf(format, args...) }
+
+// now is this node's clock: the time of the entries it originates and of
+// its clock reports (Config.now is a test hook).
+func (lx *Stream) now() time.Time {
+	if lx.cfg.now != nil {
+		return lx.cfg.now()
+	}
+	return time.Now()
+}
+
+// WaitReady blocks until this node knows a leader and has applied every
+// entry it knows to be committed, or ctx ends. A node catching up from
+// peers is not ready until the catch-up is done.
+func (lx *Stream) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if lx.ready() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("logx: waiting for a leader: %w", ctx.Err())
+		case <-lx.closing:
+			return ErrClosed
+		case <-t.C:
+		}
+	}
+}
+
+func (lx *Stream) ready() bool {
+	if lx.fsm.progress.running.Load() {
+		return false
+	}
+	if addr, _ := lx.raft.LeaderWithID(); addr == "" {
+		return false
+	}
+	c := lx.raft.CommitIndex()
+	return c > 0 && lx.raft.AppliedIndex() >= c
+}
+
+// stop closes the stream (see Logx.Close); later calls return the first
+// call's result.
+func (lx *Stream) stop() error {
+	lx.closeOnce.Do(func() { lx.closeErr = lx.close() })
+	return lx.closeErr
+}
+
+func (lx *Stream) close() error {
+	close(lx.closing)
+	lx.cancelClosing()
+	lx.stopGoroutines()
+	lx.qmu.Lock()
+	lx.closed = true
+	lx.qmu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), lx.cfg.CloseTimeout)
+	ferr := lx.flush(ctx)
+	cancel()
+	close(lx.abort)
+	lx.fsm.halt() // an apply waiting for the disk or for a catch-up gives up; a catch-up stops
+	<-lx.stopped
+
+	var errs []error
+	if ferr != nil && !errors.Is(ferr, ErrRemoved) {
+		errs = append(errs, fmt.Errorf("logx: flushing on close: %w", ferr))
+	}
+	if lx.raft.State() == raft.Leader && lx.voters() > 1 {
+		lx.barrierWithin(lx.cfg.ElectionTimeout) // commit.go
+		_ = lx.transferLeadership()
+	}
+	<-lx.monitorDone
+	lx.raft.DeregisterObserver(lx.observer)
+	if err := lx.shutdownRaftWithin(closeGrace); err != nil {
+		errs = append(errs, err)
+	}
+	lx.goWG.Wait() // they stop with closingCtx and Raft
+	lx.fwd.reset()
+	lx.transport.Close()
+	lx.transport.CloseStreams()
+	lx.mux.close()
+	<-lx.scrubDone
+	if err := lx.fsm.close(); err != nil && lx.fsm.Err() == nil {
+		errs = append(errs, fmt.Errorf("logx: closing log files: %w", err))
+	}
+	if err := lx.wal.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := lx.meta.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return lx.named(errors.Join(errs...))
+}
+
+// Name returns the stream's name.
+func (lx *Stream) Name() string { return lx.name }
+
+// named says which stream err comes from, unless it is the default stream.
+func (lx *Stream) named(err error) error {
+	if err == nil || lx.name == DefaultStream {
+		return err
+	}
+	return fmt.Errorf("stream %q: %w", lx.name, err)
+}
+
+// closeGrace is how long Close lets Raft take to stop before it cuts the
+// node's connections: a request to a peer that does not answer would
+// otherwise hold Raft's shutdown up to the transport's timeout.
+const closeGrace = time.Second
+
+// shutdownRaftWithin stops Raft; if that takes longer than d, it closes
+// every connection of the node (requests to peers in flight fail at once,
+// new ones are not made) and then waits for Raft to stop.
+func (lx *Stream) shutdownRaftWithin(d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- lx.shutdownRaft() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+	}
+	lx.logf("logx: Raft takes more than %v to stop; closing the node's connections", d)
+	lx.mux.shut()
+	lx.transport.CloseStreams()
+	return <-done
+}
+
+func (lx *Stream) voters() int {
+	f := lx.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	n := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,94 @@
+package logx
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+)
+
+// StreamConfig declares a stream of the node (Config.Streams): a log of its
+// own, with its own Raft group, files, retention, queue and level, beside
+// the default stream. Every node of the cluster must declare the same
+// streams with the same file settings (File, MaxSize, RotateEvery, MaxFiles,
+// MaxAge and Format): a node whose settings differ from the ones the
+// stream's log recorded first is refused, as for the default stream.
+//
+// A zero field takes logx's default (DefaultConfig), not the default
+// stream's value, except File, which defaults to Name + ".log".
+type StreamConfig struct {
+	// Name names the stream: 1 to 64 bytes of lower-case letters, digits,
+	// '-' and '_', starting with a letter or a digit. DefaultStream is
+	// taken. The stream's files are in Dir/streams/<Name>.
+	Name string `json:"name" yaml:"name"`
+
+	File         string        `json:"file" yaml:"file"`
+	MaxSize      int64         `json:"max_size" yaml:"max_size"`
+	RotateEvery  time.Duration `json:"rotate_every" yaml:"rotate_every"`
+	MaxFiles     int           `json:"max_files" yaml:"max_files"`
+	MaxAge       time.Duration `json:"max_age" yaml:"max_age"`
+	Format       Format        `json:"format" yaml:"format"`
+	Level        slog.Leveler  `json:"-" yaml:"-"`
+	QueueSize    int           `json:"queue_size" yaml:"queue_size"`
+	DropWhenFull bool          `json:"drop_when_full" yaml:"drop_when_full"`
+	MaxEntrySize int           `json:"max_entry_size" yaml:"max_entry_size"`
+}
+
+// streamsDir is the directory under Dir that holds one directory per
+// stream other than the default one.
+const streamsDir = "streams"
+
+// checkStreamName reports whether name can name a stream.
+func checkStreamName(name string) error {
+	if name == "" || len(name) > 64 {
+		return fmt.Errorf("%q must be 1 to 64 bytes long", name)
+	}
+	for i, c := range []byte(name) {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || i > 0 && (c == '-' || c == '_')) {
+			return fmt.Errorf("%q may hold only lower-case letters, digits, '-' and '_', and start with a letter or a digit", name)
+		}
+	}
+	return nil
+}
+
+// streamConfig is the Config of the stream sc on the node whose Config is
+// c: the node's settings (address, peers, TLS, timeouts, batching, hooks)
+// with sc's file and queue settings, in sc's directory.
+func (c Config) streamConfig(sc StreamConfig) Config {
+	s := c
+	s.Streams = nil
+	s.Dir = filepath.Join(c.Dir, streamsDir, sc.Name)
+	s.File = sc.File
+	if s.File == "" {
+		s.File = sc.Name + ".log"
+	}
+	s.MaxSize, s.RotateEvery, s.MaxFiles, s.MaxAge, s.Format = sc.MaxSize, sc.RotateEvery, sc.MaxFiles, sc.MaxAge, sc.Format
+	s.Level, s.QueueSize, s.DropWhenFull, s.MaxEntrySize = sc.Level, sc.QueueSize, sc.DropWhenFull, sc.MaxEntrySize
+	return s
+}
+
+// validateStreams checks c.Streams: valid, distinct names, and settings
+// that Validate accepts, reported as Streams[i].Field.
+func (c Config) validateStreams() error {
+	seen := map[string]bool{}
+	for i, sc := range c.Streams {
+		field := fmt.Sprintf("Streams[%d]", i)
+		if err := checkStreamName(sc.Name); err != nil {
+			return &ConfigError{Field: field + ".Name", Err: err}
+		}
+		if sc.Name == DefaultStream {
+			return &ConfigError{Field: field + ".Name", Err: fmt.Errorf("%q is the default stream's name: its settings are Config's own fields", sc.Name)}
+		}
+		if seen[sc.Name] {
+			return &ConfigError{Field: field + ".Name", Err: fmt.Errorf("%q is declared twice", sc.Name)}
+		}
+		seen[sc.Name] = true
+		if err := c.streamConfig(sc).validate(); err != nil {
+			if ce, ok := err.(*ConfigError); ok {
+				return &ConfigError{Field: field + "." + ce.Field, Err: ce.Err}
+			}
+			return err
+		}
+	}
+	return nil
+}

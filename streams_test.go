@@ -1,0 +1,381 @@
+package logx
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// testStreams are the streams the stream tests declare: an audit log in
+// text and an access log in JSON that may drop entries when full.
+func testStreams(cfg *Config) {
+	cfg.Streams = []StreamConfig{
+		{Name: "audit", MaxSize: 4 << 10},
+		{Name: "access", Format: FormatJSON, DropWhenFull: true},
+	}
+}
+
+// Every node holds every stream: entries logged to a stream on any node
+// end up, each once, in that stream's files only, identical on every node;
+// each stream keeps its own files, format and sequence numbers, under
+// Dir/streams/<name>; a node restarted picks every stream up again.
+func TestStreams(t *testing.T) {
+	c := newTestCluster(t, 3, testStreams)
+	const perNode = 40
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	write := func(round int) {
+		var wg sync.WaitGroup
+		for i, lx := range c.nodes {
+			wg.Go(func() {
+				audit, err := lx.Stream("audit")
+				require.NoError(t, err)
+				access, err := lx.Stream("access")
+				require.NoError(t, err)
+				for k := range perNode {
+					lx.Info("default line", "node", i, "k", k, "round", round)
+					_, err := audit.Append(ctx, LevelWarn, fmt.Sprintf("audit line n%d k%d r%d", i, k, round))
+					require.NoError(t, err)
+					access.Info("access line", "node", i, "k", k, "round", round)
+				}
+			})
+		}
+		wg.Wait()
+		for _, lx := range c.nodes {
+			for _, name := range lx.Streams() {
+				s, err := lx.Stream(name)
+				require.NoError(t, err)
+				require.NoError(t, s.Flush(ctx), "stream %s", name)
+			}
+		}
+	}
+	check := func(rounds int) {
+		want := uint64(3 * perNode * rounds)
+		files := map[string]string{DefaultStream: "app.log", "audit": "audit.log", "access": "access.log"}
+		needle := map[string]string{DefaultStream: "default line", "audit": "audit line", "access": "access line"}
+		for name, file := range files {
+			var dirs []string
+			for _, cfg := range c.cfgs {
+				if name == DefaultStream {
+					dirs = append(dirs, cfg.Dir)
+				} else {
+					dirs = append(dirs, filepath.Join(cfg.Dir, "streams", name))
+				}
+			}
+			require.True(t, waitFor(30*time.Second, func() bool {
+				for _, lx := range c.nodes {
+					s, _ := lx.Stream(name)
+					if s.Stats().Seq < want {
+						return false
+					}
+				}
+				return true
+			}), "stream %s did not reach %d entries on every node", name, want)
+			requireIdentical(t, dirs, file)
+			lines := readLines(t, dirs[0], file)
+			// The default stream also holds the cluster's own entries
+			// (settings, clock reports, which are not lines): count ours.
+			n := 0
+			for _, l := range lines {
+				for other, s := range needle {
+					if other != name {
+						require.NotContains(t, string(l), s, "a line of stream %s in stream %s", other, name)
+					}
+				}
+				if bytes.Contains(l, []byte(needle[name])) {
+					n++
+				}
+			}
+			require.Equal(t, int(want), n, "stream %s", name)
+			if name == "access" {
+				require.Equal(t, byte('{'), lines[0][0], "the access stream is JSON")
+			}
+		}
+		audit, _ := c.nodes[0].Stream("audit")
+		require.Greater(t, audit.Stats().Rotations, uint64(0), "the audit stream's own MaxSize (4 KiB) rotates it")
+		def := c.nodes[0].Stats()
+		require.Zero(t, def.Rotations, "the default stream keeps its own MaxSize")
+	}
+
+	write(1)
+	check(1)
+
+	// Restart a follower of the default stream: every stream comes back.
+	i := 0
+	if c.nodes[0].Stats().State == "Leader" {
+		i = 1
+	}
+	c.stop(i)
+	c.start(i)
+	c.waitReady()
+	write(2)
+	check(2)
+}
+
+// Config.Streams is checked: names, duplicates, the default stream's
+// name, and each stream's settings, named Streams[i].Field.
+func TestStreamConfigErrors(t *testing.T) {
+	base := testConfig(t, 0, []string{"127.0.0.1:1"}, t.TempDir())
+	for _, tc := range []struct {
+		streams []StreamConfig
+		field   string
+	}{
+		{[]StreamConfig{{Name: ""}}, "Streams[0].Name"},
+		{[]StreamConfig{{Name: "Audit"}}, "Streams[0].Name"},
+		{[]StreamConfig{{Name: "-audit"}}, "Streams[0].Name"},
+		{[]StreamConfig{{Name: "a/b"}}, "Streams[0].Name"},
+		{[]StreamConfig{{Name: string(bytes.Repeat([]byte("a"), 65))}}, "Streams[0].Name"},
+		{[]StreamConfig{{Name: DefaultStream}}, "Streams[0].Name"},
+		{[]StreamConfig{{Name: "a"}, {Name: "a"}}, "Streams[1].Name"},
+		{[]StreamConfig{{Name: "a", MaxSize: -1}}, "Streams[0].MaxSize"},
+		{[]StreamConfig{{Name: "a", File: "../x.log"}}, "Streams[0].File"},
+		{[]StreamConfig{{Name: "a", Format: Format(9)}}, "Streams[0].Format"},
+	} {
+		cfg := base
+		cfg.Streams = tc.streams
+		err := cfg.Validate()
+		var ce *ConfigError
+		require.ErrorAs(t, err, &ce, "%+v", tc.streams)
+		require.Equal(t, tc.field, ce.Field, "%v", err)
+	}
+	cfg := base
+	cfg.File = "streams"
+	var ce *ConfigError
+	require.ErrorAs(t, cfg.Validate(), &ce)
+	require.Equal(t, "File", ce.Field, "the default stream's File may not take the streams directory's name")
+
+	cfg = base
+	cfg.Streams = []StreamConfig{{Name: "a-1"}, {Name: "b_2", Format: FormatJSON}}
+	require.NoError(t, cfg.Validate())
+}
+
+// A stream whose file settings differ from the ones its log recorded is
+// refused at start, with an error naming the stream and the field; the
+// other streams' settings do not matter to it.
+func TestStreamSettingsConflict(t *testing.T) {
+	addrs := freeAddrs(t, 1)
+	cfg := testConfig(t, 0, addrs, t.TempDir())
+	cfg.Streams = []StreamConfig{{Name: "audit", MaxSize: 1 << 20}}
+	lx, err := New(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, lx.WaitReady(ctx))
+	audit, err := lx.Stream("audit")
+	require.NoError(t, err)
+	_, err = audit.Append(ctx, LevelInfo, "x")
+	require.NoError(t, err)
+	require.NoError(t, lx.Close())
+
+	cfg.Streams[0].MaxSize = 2 << 20
+	_, err = New(cfg)
+	var ce *ConfigError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, "MaxSize", ce.Field)
+	require.ErrorContains(t, err, `stream "audit"`)
+
+	// The failed start released Dir and the address: the right Config opens.
+	cfg.Streams[0].MaxSize = 1 << 20
+	lx, err = New(cfg)
+	require.NoError(t, err)
+	require.NoError(t, lx.Close())
+}
+
+// Stream returns ErrNoStream for a name the node does not hold.
+func TestStreamUnknown(t *testing.T) {
+	lx := newSingle(t, nil)
+	_, err := lx.Stream("nope")
+	require.ErrorIs(t, err, ErrNoStream)
+	s, err := lx.Stream(DefaultStream)
+	require.NoError(t, err)
+	require.Equal(t, DefaultStream, s.Name())
+	require.Equal(t, []string{DefaultStream}, lx.Streams())
+}
+
+// The preface names the stream: a connection for a stream the node does
+// not hold, or with a malformed preface, is closed unread; the default
+// stream's one-byte prefaces still work.
+func TestPrefaceStreams(t *testing.T) {
+	lx := newSingle(t, func(cfg *Config) { cfg.Streams = []StreamConfig{{Name: "audit"}} })
+	for _, pre := range [][]byte{
+		preface("nope", protoControl),                                     // no such stream
+		{protoStream, 0, protoControl},                                    // empty name
+		{protoStream, 7, 'd', 'e', 'f', 'a', 'u', 'l', 't', protoControl}, // the default stream by name
+		{protoStream, 3, 'A', 'B', 'C', protoControl},                     // bad name
+		append(preface("audit", protoControl)[:7], 9),                     // unknown protocol
+		{9},
+	} {
+		c, err := net.Dial("tcp", lx.cfg.Addr)
+		require.NoError(t, err)
+		_, err = c.Write(pre)
+		require.NoError(t, err)
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		require.Error(t, err, "preface %q", pre)
+		require.False(t, isTimeout(err), "preface %q: the node should close the connection", pre)
+		c.Close()
+	}
+	// Status requests through both prefaces answer, each for its stream.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	audit, err := lx.Stream("audit")
+	require.NoError(t, err)
+	for _, s := range []*Stream{lx.defaultStream, audit} {
+		resp, err := s.sendControl(ctx, lx.cfg.Addr, controlRequest{Op: "status"})
+		require.NoError(t, err)
+		require.NotNil(t, resp.Status)
+		require.Equal(t, s.name, resp.Status.Stream)
+	}
+}
+
+// readPreface never panics and accepts only what preface writes.
+func FuzzPreface(f *testing.F) {
+	f.Add(preface("", protoRaft))
+	f.Add(preface("audit", protoFetch))
+	f.Add([]byte{protoStream, 255})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		name, proto, err := readPreface(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		if !bytes.HasPrefix(b, preface(name, proto)) {
+			t.Fatalf("%q read as stream %q, protocol %d", b, name, proto)
+		}
+		if name != "" && (checkStreamName(name) != nil || name == DefaultStream) {
+			t.Fatalf("bad name %q accepted", name)
+		}
+	})
+}
+
+// AddNode adds a node to every stream's group, and it catches every
+// stream up; RemoveNode removes it from every one.
+func TestStreamsMembership(t *testing.T) {
+	c := newTestCluster(t, 3, testStreams)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	appendTo := func(lx *Logx, stream, tag string, n int) {
+		s, err := lx.Stream(stream)
+		require.NoError(t, err)
+		for k := range n {
+			_, err := s.Append(ctx, LevelInfo, fmt.Sprintf("%s %s k%d", stream, tag, k))
+			require.NoError(t, err)
+		}
+	}
+	appendTo(c.nodes[0], "audit", "before", 30)
+	appendTo(c.nodes[1], "access", "before", 30)
+
+	n := c.addJoiner()
+	require.NoError(t, c.nodes[n].AddNode(ctx, c.cfgs[n].Addr))
+	require.NoError(t, c.nodes[n].WaitReady(ctx))
+	// Every node learns each configuration with the stream's next
+	// AppendEntries.
+	for _, name := range []string{DefaultStream, "audit", "access"} {
+		for i, lx := range c.nodes {
+			s, err := lx.Stream(name)
+			require.NoError(t, err)
+			var ms []Member
+			require.True(t, waitFor(10*time.Second, func() bool {
+				ms, err = s.Members()
+				voters := 0
+				for _, m := range ms {
+					if m.Voter {
+						voters++
+					}
+				}
+				return err == nil && voters == 4
+			}), "stream %s on node %d: members %+v, %v", name, i, ms, err)
+		}
+	}
+	appendTo(c.nodes[n], "audit", "after", 10)
+	for _, lx := range c.nodes {
+		s, _ := lx.Stream("audit")
+		require.NoError(t, s.Flush(ctx))
+	}
+	var dirs []string
+	for _, cfg := range c.cfgs {
+		dirs = append(dirs, filepath.Join(cfg.Dir, "streams", "audit"))
+	}
+	require.True(t, waitFor(30*time.Second, func() bool {
+		for _, lx := range c.nodes {
+			if s, _ := lx.Stream("audit"); s.Stats().Seq < 40 {
+				return false
+			}
+		}
+		return true
+	}))
+	requireIdentical(t, dirs, "audit.log")
+
+	require.NoError(t, c.nodes[0].RemoveNode(ctx, c.cfgs[n].Addr))
+	for _, name := range []string{DefaultStream, "audit", "access"} {
+		s, _ := c.nodes[0].Stream(name)
+		var ms []Member
+		var err error
+		require.True(t, waitFor(10*time.Second, func() bool {
+			ms, err = s.Members()
+			return err == nil && len(ms) == 3
+		}), "stream %s: members %+v, %v", name, ms, err)
+	}
+	require.ErrorIs(t, c.nodes[0].RemoveNode(ctx, c.cfgs[n].Addr), ErrNotMember)
+}
+
+// leaderCounts returns how many of the streams each node of c leads, as
+// node i sees it.
+func leaderCounts(c *testCluster, i int) map[string]int {
+	counts := map[string]int{}
+	for _, name := range c.nodes[i].Streams() {
+		s, _ := c.nodes[i].Stream(name)
+		if leader, _ := s.raft.LeaderWithID(); leader != "" {
+			counts[string(leader)]++
+		}
+	}
+	return counts
+}
+
+// Leaders spread: with 7 streams on 3 nodes no node leads more than
+// ceil(7/3) = 3 once the balancing has run, including after a node that
+// was down comes back, when the two others had led every stream.
+func TestStreamLeadersSpread(t *testing.T) {
+	addrs := freeAddrs(t, 3)
+	base := t.TempDir()
+	c := &testCluster{t: t}
+	for i := range 3 {
+		cfg := testConfig(t, i, addrs, filepath.Join(base, fmt.Sprintf("n%d", i+1)))
+		for k := range 6 {
+			cfg.Streams = append(cfg.Streams, StreamConfig{Name: fmt.Sprintf("s%d", k)})
+		}
+		c.cfgs = append(c.cfgs, cfg)
+		c.nodes = append(c.nodes, nil)
+	}
+	t.Cleanup(c.closeAll)
+	c.start(0)
+	c.start(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, c.nodes[0].WaitReady(ctx))
+	require.NoError(t, c.nodes[1].WaitReady(ctx))
+	require.Zero(t, leaderCounts(c, 0)[addrs[2]], "a node that is down leads nothing")
+
+	c.start(2)
+	require.NoError(t, c.nodes[2].WaitReady(ctx))
+	var counts map[string]int
+	ok := waitFor(30*time.Second, func() bool {
+		counts = leaderCounts(c, 2)
+		total := 0
+		for _, a := range addrs {
+			if counts[a] > 3 || counts[a] == 0 {
+				return false
+			}
+			total += counts[a]
+		}
+		return total == 7
+	})
+	require.True(t, ok, "leaders did not spread: %v", counts)
+}
