@@ -4,8 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"slices"
-	"time"
-
+	
 	"github.com/hashicorp/raft"
 )
 
@@ -24,28 +23,18 @@ import (
 // balanceEvery is how often a node looks at the leaders, in ElectionTimeouts.
 const balanceEvery = 2
 
-// balance runs until stop is closed.
-func (n *node) balance(every time.Duration, stop <-chan struct{}) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			n.balanceOnce()
-		}
-	}
-}
-
 // balanceOnce hands one stream over if this node leads more than its share
 // (see above), and reports the stream it handed over, or nil.
 func (n *node) balanceOnce() *Stream {
-	self := n.streams[0].cfg.Addr
+	streams := n.list()
+	if len(streams) < 2 {
+		return nil
+	}
+	self := streams[0].cfg.Addr
 	var voters []string
 	counts := map[string]int{}
 	led := []*Stream{}
-	for _, s := range n.streams {
+	for _, s := range streams {
 		vs, ok := s.voterAddrs()
 		if !ok || (voters != nil && !slices.Equal(vs, voters)) {
 			return nil
@@ -63,7 +52,7 @@ func (n *node) balanceOnce() *Stream {
 	if len(voters) < 2 || !slices.Contains(voters, self) {
 		return nil
 	}
-	share := (len(n.streams) + len(voters) - 1) / len(voters)
+	share := (len(streams) + len(voters) - 1) / len(voters)
 	if len(led) <= share {
 		return nil
 	}

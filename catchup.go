@@ -205,7 +205,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 		Producers: m.Producers, Rotated: slices.Clone(m.Files[:len(m.Files)-1]),
 		ActiveNewest: last.Newest, SnapIndex: m.Index, PrunedAt: m.PrunedAt,
 		Clock: m.Clock, Clocks: m.Clocks, Voters: m.Voters, ClockOwners: m.Owners, Settings: m.Settings,
-		ActiveMinTime: last.MinTime, ActiveMaxTime: last.MaxTime}
+		ActiveMinTime: last.MinTime, ActiveMaxTime: last.MaxTime, Catalog: m.Catalog}
 	if st.Producers == nil {
 		st.Producers = map[uint64]*producerState{}
 	}
@@ -216,7 +216,9 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	if err != nil {
 		return err
 	}
+	old := f.st.Catalog
 	f.st = st
+	f.useCatalog(old, st.Catalog)
 	f.useSegment(seg)
 	f.applied.Store(st.Index)
 	f.seq.Store(st.Seq)

@@ -57,6 +57,12 @@ type fsm struct {
 	want     clusterSettings
 	settings atomic.Pointer[clusterSettings]
 
+	// onCatalog, set on the default stream only, is told of every change
+	// of the catalog (catalog.go), in log order; it must not block.
+	// catalog is the catalog as applied, for other goroutines.
+	onCatalog func(catalogEvent)
+	catalog   atomic.Pointer[map[string]*catalogEntry]
+
 	// Owned by the apply goroutine.
 	st          applyState
 	scratch     []byte         // expanded records of a compressed batch
@@ -109,6 +115,9 @@ func newFSM(dir, file string, policy filePolicy, format Format, stateInterval ti
 	if err := checkReplicated(st.Producers, st.Voters, st.Clocks, st.ClockOwners, st.Clock); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, stateFile, err)
 	}
+	if err := checkCatalog(st.Catalog); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, stateFile, err)
+	}
 	f := &fsm{dir: dir, file: file, policy: policy, format: format, stateInterval: stateInterval, logf: logf, st: st,
 		lastPersist: time.Now(), notify: make(chan struct{}), stop: make(chan struct{})}
 	f.applied.Store(st.Index)
@@ -116,6 +125,7 @@ func newFSM(dir, file string, policy filePolicy, format Format, stateInterval ti
 	f.clock.Store(st.Clock)
 	f.votersKnown.Store(len(st.Voters) > 0)
 	f.settings.Store(st.Settings)
+	f.catalog.Store(&st.Catalog)
 	if st.CatchingUp {
 		// An interrupted catch-up: Raft restores its stored snapshot at
 		// start-up, and Restore finishes the copy.
@@ -313,6 +323,8 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 			res[i] = f.applyClock(l)
 		case len(l.Data) > 0 && l.Data[0] == cmdSettings:
 			res[i] = f.applySettings(l.Data)
+		case len(l.Data) > 0 && l.Data[0] == cmdCatalog:
+			res[i] = f.applyCatalog(l.Index, l.Data)
 		default:
 			r, err := f.applyBatch(l, &line)
 			if err != nil {
@@ -477,6 +489,7 @@ type manifest struct {
 	Voters    []string                  `json:"voters,omitempty"`
 	Owners    map[string]string         `json:"clock_owners,omitempty"`
 	Settings  *clusterSettings          `json:"settings,omitempty"`
+	Catalog   map[string]*catalogEntry  `json:"catalog,omitempty"` // the default stream's (catalog.go)
 	Files     []fileState               `json:"files"`
 }
 
@@ -500,6 +513,9 @@ func readManifest(r io.Reader, file func(*manifest) string) (*manifest, error) {
 		if err := m.Settings.check(); err != nil {
 			return nil, fmt.Errorf("logx: snapshot: %w", err)
 		}
+	}
+	if err := checkCatalog(m.Catalog); err != nil {
+		return nil, fmt.Errorf("logx: snapshot: %w", err)
 	}
 	names := newFileNames(file(&m))
 	for i, mf := range m.Files {
@@ -564,7 +580,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	m := &manifest{Index: f.st.Index, Seq: f.st.Seq, Producers: make(map[uint64]*producerState, len(f.st.Producers)),
 		PrunedAt: f.st.PrunedAt, Clock: f.st.Clock, Clocks: maps.Clone(f.st.Clocks), Voters: slices.Clone(f.st.Voters),
 		Owners:   maps.Clone(f.st.ClockOwners),
-		Settings: f.st.Settings}
+		Settings: f.st.Settings, Catalog: f.st.Catalog}
 	for k, v := range f.st.Producers {
 		c := *v
 		m.Producers[k] = &c

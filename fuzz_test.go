@@ -273,18 +273,62 @@ func FuzzControlRequest(f *testing.F) {
 	f.Add([]byte(`{"op":"remove","addr":"no-port"}`))
 	f.Add([]byte(`{"op":"removed","addr":"127.0.0.1:7000","timeout_ms":-1}`))
 	f.Add([]byte(`{"op":"add","addr":"127.0.0.1:7000","timeout_ms":9223372036854775807}`))
+	f.Add([]byte(`{"op":"create-stream","stream":{"name":"audit","format":1,"max_size":4096}}`))
+	f.Add([]byte(`{"op":"create-stream","stream":{"name":"../x","file":"../../etc/passwd"}}`))
+	f.Add([]byte(`{"op":"delete-stream","name":"default"}`))
 	f.Add([]byte(`[1,2`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		req, timeout, err := parseControlRequest(data)
 		if err != nil {
 			return
 		}
-		require.Contains(t, []string{"status", "commit", "add", "remove", "removed"}, req.Op)
-		if req.Op != "status" && req.Op != "commit" {
+		require.Contains(t, []string{"status", "commit", "add", "remove", "removed", "create-stream", "delete-stream"}, req.Op)
+		switch req.Op {
+		case "status", "commit":
+		case "create-stream":
+			require.NotNil(t, req.Stream)
+			require.NoError(t, req.Stream.check())
+			require.NoError(t, checkStreamName(req.Stream.Name))
+		case "delete-stream":
+			require.NoError(t, checkStreamName(req.Name))
+			require.NotEqual(t, DefaultStream, req.Name)
+		default:
 			require.NoError(t, checkAddr(req.Addr))
 		}
 		require.Greater(t, timeout, time.Duration(0))
 		require.LessOrEqual(t, timeout, defaultControlTimeout)
+	})
+}
+
+// FuzzCatalogCmd: a catalog command that applies names a valid stream
+// that is not the default one, with settings a Config accepts and a plain
+// file name, and, for a create, dialable voters.
+func FuzzCatalogCmd(f *testing.F) {
+	f.Add(appendCatalogCmd(nil, catalogCmd{Op: "create", Stream: &streamSpec{Name: "audit"}, Voters: []string{"127.0.0.1:1"}}))
+	f.Add(appendCatalogCmd(nil, catalogCmd{Op: "delete", Name: "audit"}))
+	f.Add(appendCatalogCmd(nil, catalogCmd{Op: "create", Stream: &streamSpec{Name: "a", File: "../b"}, Voters: []string{"x:1"}}))
+	f.Add([]byte{cmdCatalog, '{'})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := readCatalogCmd(data)
+		if err != nil {
+			return
+		}
+		switch c.Op {
+		case "create":
+			require.NoError(t, checkStreamName(c.Stream.Name))
+			require.NotEqual(t, DefaultStream, c.Stream.Name)
+			require.NoError(t, c.Stream.check())
+			require.Equal(t, filepath.Base(c.Stream.config().File+"x"), c.Stream.config().File+"x")
+			require.NotEmpty(t, c.Voters)
+			for _, v := range c.Voters {
+				require.NoError(t, checkAddr(v))
+			}
+		case "delete":
+			require.NoError(t, checkStreamName(c.Name))
+			require.NotEqual(t, DefaultStream, c.Name)
+		default:
+			t.Fatalf("op %q accepted", c.Op)
+		}
 	})
 }
 

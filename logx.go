@@ -6,9 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // Errors returned by logx. Compare with errors.Is.
@@ -85,26 +90,33 @@ type Logx struct {
 // leaves the name Stream free for the method.
 type defaultStream = Stream
 
-// node is what a Logx holds beside its streams: Dir's lock and the one
-// address (the mux) that every stream's connections share.
+// node is what a Logx holds beside its streams: Dir's lock, the one
+// address (the mux) that every stream's connections share, and the streams.
 type node struct {
-	lock    *dirLock
-	mux     *mux
-	streams []*Stream // the default stream first, then Config.Streams in order
-	byName  map[string]*Stream
+	cfg  Config // the node's, defaults filled in
+	lock *dirLock
+	mux  *mux
 
-	stopBalance chan struct{} // closed by Close: balance returns
-	balanceDone chan struct{} // closed when balance has returned
+	mu      sync.Mutex
+	streams []*Stream // the default stream first, then in the order opened
+	byName  map[string]*Stream
+	changed chan struct{} // closed and replaced when streams change
+	events  []catalogEvent // catalog changes not yet acted on (catalog.go)
+	wake    chan struct{}  // has an item when events has
+
+	stop chan struct{} // closed by Close: tend returns
+	done chan struct{} // closed when tend has returned
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
 // New starts a node: it recovers Dir, starts a Raft group for each stream
-// and listens on Addr. On a brand-new cluster every node bootstraps with
-// Peers. New does not wait for a leader (the other nodes may not be up
-// yet); calls made before one is elected are queued. Use WaitReady to wait
-// until the node has joined.
+// (the default stream, those of Config.Streams, and those the cluster's
+// catalog lists) and listens on Addr. On a brand-new cluster every node
+// bootstraps with Peers. New does not wait for a leader (the other nodes
+// may not be up yet); calls made before one is elected are queued. Use
+// WaitReady to wait until the node has joined.
 func New(cfg Config) (_ *Logx, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -117,7 +129,8 @@ func New(cfg Config) (_ *Logx, err error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
 	}
-	n := &node{byName: map[string]*Stream{}}
+	n := &node{cfg: cfg.withDefaults(), byName: map[string]*Stream{}, changed: make(chan struct{}), wake: make(chan struct{}, 1),
+		stop: make(chan struct{}), done: make(chan struct{})}
 	if n.lock, err = lockDir(cfg.Dir); err != nil {
 		return nil, err
 	}
@@ -132,6 +145,18 @@ func New(cfg Config) (_ *Logx, err error) {
 			n.lock.unlock()
 		}
 	}()
+	// The catalog as of the default stream's checkpoint: the declared
+	// streams must agree with it, and it may list more.
+	var catalog map[string]*catalogEntry
+	if st, ok, err := readState(cfg.Dir); err == nil && ok {
+		catalog = st.Catalog
+	}
+	for i, sc := range cfg.Streams {
+		if e := catalog[sc.Name]; e != nil && !e.Spec.sameFiles(specOf(sc)) {
+			return nil, &ConfigError{Field: fmt.Sprintf("Streams[%d]", i),
+				Err: fmt.Errorf("stream %q: the cluster's catalog has it with other file settings (%+v)", sc.Name, e.Spec)}
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.listenOn())
 	if err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
@@ -142,49 +167,187 @@ func New(cfg Config) (_ *Logx, err error) {
 	n.mux = newMux(ln)
 	n.mux.testHooks(cfg)
 	n.mux.tls = cfg.TLS
-	open := func(name string, scfg Config) error {
-		s, err := newStream(scfg, n.mux, name)
-		if err != nil {
-			return err
-		}
-		n.streams = append(n.streams, s)
-		n.byName[name] = s
-		return nil
-	}
-	if err := open(DefaultStream, cfg); err != nil {
+	def, err := newStream(cfg, n.mux, DefaultStream, n.catalogEvent)
+	if err != nil {
 		return nil, err
 	}
+	n.add(def)
 	for _, sc := range cfg.Streams {
-		if err := open(sc.Name, cfg.streamConfig(sc)); err != nil {
+		if err := n.open(sc, nil); err != nil {
 			return nil, err
 		}
 	}
-	n.mux.start()
-	n.stopBalance, n.balanceDone = make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(n.balanceDone)
-		if len(n.streams) > 1 {
-			n.balance(balanceEvery*cfg.withDefaults().ElectionTimeout, n.stopBalance)
+	for _, name := range slices.Sorted(maps.Keys(catalog)) {
+		if e := catalog[name]; n.get(name) == nil {
+			if err := n.open(e.Spec.config(), e.Voters); err != nil {
+				return nil, err
+			}
 		}
-	}()
-	return &Logx{defaultStream: n.streams[0], node: n}, nil
+	}
+	n.mux.start()
+	go n.tend()
+	return &Logx{defaultStream: def, node: n}, nil
 }
 
-// Stream returns the stream called name (DefaultStream, or a name from
-// Config.Streams), or an error wrapping ErrNoStream.
+// open opens the stream sc. voters, for a stream created at run time, are
+// its group's first voters (nil: Peers, as for a declared stream); a node
+// not among them joins instead of bootstrapping.
+func (n *node) open(sc StreamConfig, voters []string) error {
+	cfg := n.cfg.streamConfig(sc)
+	if voters != nil {
+		cfg.Peers = slices.Clone(voters)
+		cfg.Join = !slices.Contains(voters, cfg.Addr)
+	}
+	s, err := newStream(cfg, n.mux, sc.Name, nil)
+	if err != nil {
+		return err
+	}
+	n.add(s)
+	return nil
+}
+
+func (n *node) add(s *Stream) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.streams = append(n.streams, s)
+	n.byName[s.name] = s
+	close(n.changed)
+	n.changed = make(chan struct{})
+}
+
+func (n *node) get(name string) *Stream {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.byName[name]
+}
+
+// list returns the streams, the default one first.
+func (n *node) list() []*Stream {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.streams)
+}
+
+// remove takes the stream name out of the node's list and returns it.
+func (n *node) remove(name string) *Stream {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.byName[name]
+	if s == nil {
+		return nil
+	}
+	delete(n.byName, name)
+	n.streams = slices.DeleteFunc(n.streams, func(x *Stream) bool { return x == s })
+	close(n.changed)
+	n.changed = make(chan struct{})
+	return s
+}
+
+// waitStream waits until this node has the stream name open (present) or
+// not.
+func (n *node) waitStream(ctx context.Context, name string, present bool) error {
+	for {
+		n.mu.Lock()
+		_, ok := n.byName[name]
+		ch := n.changed
+		n.mu.Unlock()
+		if ok == present {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("logx: waiting for stream %q to be %s here: %w", name, map[bool]string{true: "opened", false: "closed"}[present], ctx.Err())
+		case <-n.stop:
+			return ErrClosed
+		case <-ch:
+		}
+	}
+}
+
+// catalogEvent queues a catalog change for tend (the default stream's
+// apply calls it: it must not block).
+func (n *node) catalogEvent(ev catalogEvent) {
+	n.mu.Lock()
+	n.events = append(n.events, ev)
+	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// tend is the node's goroutine: it acts on catalog changes in log order,
+// and every balanceEvery ElectionTimeouts spreads the leaders and, on the
+// default stream's leader, records the declared streams in the catalog.
+func (n *node) tend() {
+	defer close(n.done)
+	t := time.NewTicker(balanceEvery * n.cfg.ElectionTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-n.wake:
+			n.mu.Lock()
+			evs := n.events
+			n.events = nil
+			n.mu.Unlock()
+			for _, ev := range evs {
+				n.applyEvent(ev)
+			}
+		case <-t.C:
+			if def := n.list()[0]; def.raft.State() == raft.Leader {
+				def.proposeCatalog()
+			}
+			n.balanceOnce()
+		}
+	}
+}
+
+// applyEvent opens a stream the catalog created or closes one it deleted.
+// What fails here is logged: the stream is then missing on this node until
+// it restarts.
+func (n *node) applyEvent(ev catalogEvent) {
+	name := ev.entry.Spec.Name
+	def := n.list()[0]
+	if ev.deleted {
+		if s := n.remove(name); s != nil {
+			if err := s.stop(); err != nil {
+				def.logf("logx: closing deleted stream %q: %v", name, err)
+			}
+		}
+		if err := retireStreamDir(n.cfg.Dir, ev.entry); err != nil {
+			def.logf("logx: moving deleted stream %q's directory aside: %v", name, err)
+		}
+		return
+	}
+	if n.get(name) != nil {
+		return
+	}
+	if _, err := os.Stat(deletedDir(n.cfg.Dir, ev.entry)); err == nil {
+		return // a replay of the creation of a stream deleted since
+	}
+	if err := n.open(ev.entry.Spec.config(), ev.entry.Voters); err != nil {
+		def.logf("logx: opening stream %q: %v", name, err)
+	}
+}
+
+// Stream returns the stream called name (DefaultStream, one of
+// Config.Streams, or one created with CreateStream), or an error wrapping
+// ErrNoStream.
 func (lx *Logx) Stream(name string) (*Stream, error) {
-	if s := lx.node.byName[name]; s != nil {
+	if s := lx.node.get(name); s != nil {
 		return s, nil
 	}
 	return nil, fmt.Errorf("%w: %q", ErrNoStream, name)
 }
 
 // Streams returns the names of the node's streams: DefaultStream first,
-// then Config.Streams in order.
+// then the others in the order they were opened.
 func (lx *Logx) Streams() []string {
-	names := make([]string, len(lx.node.streams))
-	for i, s := range lx.node.streams {
-		names[i] = s.name
+	var names []string
+	for _, s := range lx.node.list() {
+		names = append(names, s.name)
 	}
 	return names
 }
@@ -193,7 +356,7 @@ func (lx *Logx) Streams() []string {
 // applied every entry it knows to be committed, or ctx ends. A stream
 // catching up from peers is not ready until the catch-up is done.
 func (lx *Logx) WaitReady(ctx context.Context) error {
-	for _, s := range lx.node.streams {
+	for _, s := range lx.node.list() {
 		if err := s.WaitReady(ctx); err != nil {
 			return s.named(err)
 		}
@@ -219,11 +382,12 @@ func (lx *Logx) WaitReady(ctx context.Context) error {
 func (lx *Logx) Close() error {
 	n := lx.node
 	n.closeOnce.Do(func() {
-		close(n.stopBalance)
-		<-n.balanceDone
-		errs := make([]error, len(n.streams))
+		close(n.stop)
+		<-n.done
+		streams := n.list()
+		errs := make([]error, len(streams))
 		var wg sync.WaitGroup
-		for i, s := range n.streams {
+		for i, s := range streams {
 			wg.Go(func() { errs[i] = s.stop() })
 		}
 		wg.Wait()

@@ -32,9 +32,13 @@ const maxControlFrame = 1 << 20
 const defaultControlTimeout = 10 * time.Minute
 
 type controlRequest struct {
-	Op        string `json:"op"` // "add", "remove", "status", "commit" (follower → leader, commit.go), or "removed" (leader → removed node; checked, see removal.go)
+	Op        string `json:"op"` // "add", "remove", "status", "commit" (follower → leader, commit.go), "removed" (leader → removed node; checked, see removal.go), "create-stream" or "delete-stream" (catalog.go)
 	Addr      string `json:"addr,omitempty"`
 	TimeoutMS int64  `json:"timeout_ms,omitempty"` // what is left of the caller's context
+	// Stream is the stream a create-stream creates; Name the one a
+	// delete-stream deletes.
+	Stream *streamSpec `json:"stream,omitempty"`
+	Name   string      `json:"name,omitempty"`
 }
 
 type controlResponse struct {
@@ -88,7 +92,7 @@ func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 	if err := checkAddr(addr); err != nil {
 		return fmt.Errorf("logx: AddNode: %w", err)
 	}
-	for _, s := range lx.node.streams {
+	for _, s := range lx.node.list() {
 		if err := s.control(ctx, controlRequest{Op: "add", Addr: addr}); err != nil {
 			return s.named(err)
 		}
@@ -109,7 +113,8 @@ func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 		return fmt.Errorf("logx: RemoveNode: %w", err)
 	}
 	notMember := 0
-	for _, s := range lx.node.streams {
+	streams := lx.node.list()
+	for _, s := range streams {
 		err := s.control(ctx, controlRequest{Op: "remove", Addr: addr})
 		switch {
 		case errors.Is(err, ErrNotMember):
@@ -118,7 +123,7 @@ func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 			return s.named(err)
 		}
 	}
-	if notMember == len(lx.node.streams) {
+	if notMember == len(streams) {
 		return ErrNotMember
 	}
 	return nil
@@ -287,6 +292,17 @@ func parseControlRequest(data []byte) (controlRequest, time.Duration, error) {
 		if err := checkAddr(req.Addr); err != nil {
 			return req, 0, fmt.Errorf("logx: %s: %v", req.Op, err)
 		}
+	case "create-stream":
+		if req.Stream == nil {
+			return req, 0, errors.New("logx: create-stream: no stream")
+		}
+		if err := req.Stream.check(); err != nil {
+			return req, 0, fmt.Errorf("logx: create-stream: %v", err)
+		}
+	case "delete-stream":
+		if err := checkStreamName(req.Name); err != nil || req.Name == DefaultStream {
+			return req, 0, fmt.Errorf("logx: delete-stream: cannot delete stream %q", req.Name)
+		}
 	default:
 		return req, 0, fmt.Errorf("logx: unknown control operation %q", req.Op)
 	}
@@ -320,6 +336,15 @@ func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResp
 	}
 	var err error
 	switch req.Op {
+	case "create-stream", "delete-stream":
+		if lx.name != DefaultStream {
+			return controlResponse{Error: "logx: " + req.Op + " goes to the default stream"}
+		}
+		if req.Op == "create-stream" {
+			err = lx.proposeCatalogCmd(catalogCmd{Op: "create", Stream: req.Stream})
+		} else {
+			err = lx.proposeCatalogCmd(catalogCmd{Op: "delete", Name: req.Name})
+		}
 	case "commit":
 		err = lx.passCommitIndex(ctx)
 	case "add":

@@ -118,7 +118,8 @@ type counters struct {
 // stream's directory, and starts its Raft group, whose connections go
 // through m. cfg is the stream's Config (Config.streamConfig), TLS loaded.
 // The node holds Dir's lock.
-func newStream(cfg Config, m *mux, name string) (_ *Stream, err error) {
+// onCatalog is set for the default stream only (fsm.onCatalog).
+func newStream(cfg Config, m *mux, name string, onCatalog func(catalogEvent)) (_ *Stream, err error) {
 	want := wantedSettings(cfg)
 	if st, ok, err := readState(cfg.Dir); err == nil && ok && st.Settings != nil {
 		// The cluster's settings are known here: this Config must agree,
@@ -177,6 +178,7 @@ func newStream(cfg Config, m *mux, name string) (_ *Stream, err error) {
 	}
 	lx.fsm.fetcher = lx
 	lx.fsm.want = want
+	lx.fsm.onCatalog = onCatalog
 	lx.fsm.hooks, lx.fsm.fault = cfg.powerCut, cfg.diskFault
 	lx.fsm.useSegment(lx.fsm.seg)
 	lx.fsm.onWriteError = lx.onWriteError

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -378,4 +380,140 @@ func TestStreamLeadersSpread(t *testing.T) {
 		return total == 7
 	})
 	require.True(t, ok, "leaders did not spread: %v", counts)
+}
+
+// streamDirs returns the directory of stream name on every node of c.
+func streamDirs(c *testCluster, name string) []string {
+	var dirs []string
+	for _, cfg := range c.cfgs {
+		dirs = append(dirs, filepath.Join(cfg.Dir, "streams", name))
+	}
+	return dirs
+}
+
+// waitStreamSeq waits until stream name holds at least n entries on every
+// running node of c.
+func waitStreamSeq(t *testing.T, c *testCluster, name string, n uint64) {
+	t.Helper()
+	require.True(t, waitFor(30*time.Second, func() bool {
+		for _, lx := range c.nodes {
+			if lx == nil {
+				continue
+			}
+			s, err := lx.Stream(name)
+			if err != nil || s.Stats().Seq < n {
+				return false
+			}
+		}
+		return true
+	}), "stream %s did not reach %d entries on every node", name, n)
+}
+
+// CreateStream, called on any node, opens the stream on every node, one
+// that was down included once it is back; DeleteStream closes it on every
+// node and keeps its files under streams/.deleted-<name>-<index>; a node
+// that restarts does not bring a deleted stream back.
+func TestCreateDeleteStream(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c.stop(2)
+
+	sc := StreamConfig{Name: "audit", Format: FormatJSON, MaxSize: 8 << 10}
+	require.NoError(t, c.nodes[1].CreateStream(ctx, sc))
+	require.NoError(t, c.nodes[1].CreateStream(ctx, sc), "creating it again with the same settings does nothing")
+	other := sc
+	other.MaxSize = 16 << 10
+	require.ErrorContains(t, c.nodes[0].CreateStream(ctx, other), "other settings")
+	bad := sc
+	bad.Name = "Bad Name"
+	var ce *ConfigError
+	require.ErrorAs(t, c.nodes[0].CreateStream(ctx, bad), &ce)
+
+	require.NoError(t, c.nodes[0].node.waitStream(ctx, "audit", true), "every node opens it")
+	for i := range 2 {
+		s, err := c.nodes[i].Stream("audit")
+		require.NoError(t, err)
+		for k := range 50 {
+			_, err := s.Append(ctx, LevelInfo, fmt.Sprintf("audit n%d k%d", i, k))
+			require.NoError(t, err)
+		}
+	}
+
+	// The node that was down learns of the stream from the default
+	// stream's log, opens it and catches it up.
+	c.start(2)
+	require.NoError(t, c.nodes[2].node.waitStream(ctx, "audit", true))
+	require.NoError(t, c.nodes[2].WaitReady(ctx))
+	waitStreamSeq(t, c, "audit", 100)
+	requireIdentical(t, streamDirs(c, "audit"), "audit.log")
+	lines := readLines(t, streamDirs(c, "audit")[2], "audit.log")
+	require.Len(t, lines, 100)
+	require.Equal(t, byte('{'), lines[0][0])
+
+	// Delete, from a node that did not create it.
+	def := c.nodes[0].defaultStream
+	entry := def.fsm.catalogView()["audit"]
+	require.NotNil(t, entry)
+	require.NoError(t, c.nodes[2].DeleteStream(ctx, "audit"))
+	for i, lx := range c.nodes {
+		require.NoError(t, lx.node.waitStream(ctx, "audit", false), "node %d", i)
+		_, err := lx.Stream("audit")
+		require.ErrorIs(t, err, ErrNoStream)
+		kept := deletedDir(c.cfgs[i].Dir, *entry)
+		require.True(t, waitFor(10*time.Second, func() bool {
+			_, err := os.Stat(filepath.Join(kept, "audit.log"))
+			return err == nil
+		}), "node %d: the deleted stream's files are kept in %s", i, kept)
+		require.Len(t, readLines(t, kept, "audit.log"), 100)
+	}
+	require.ErrorContains(t, c.nodes[0].DeleteStream(ctx, "audit"), "no such stream")
+	require.Error(t, c.nodes[0].DeleteStream(ctx, DefaultStream))
+
+	// A restarted node does not bring it back, though its log replays
+	// the creation.
+	c.stop(1)
+	c.start(1)
+	require.NoError(t, c.nodes[1].WaitReady(ctx))
+	c.flushAll()
+	_, err := c.nodes[1].Stream("audit")
+	require.ErrorIs(t, err, ErrNoStream)
+	require.Equal(t, []string{DefaultStream}, c.nodes[1].Streams())
+
+	// The name can be used again: a new, empty stream.
+	require.NoError(t, c.nodes[0].CreateStream(ctx, StreamConfig{Name: "audit"}))
+	s, err := c.nodes[0].Stream("audit")
+	require.NoError(t, err)
+	seq, err := s.Append(ctx, LevelInfo, "again")
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), seq)
+}
+
+// The declared streams are recorded in the catalog; a node whose declared
+// stream disagrees with the catalog is refused at start.
+func TestDeclaredStreamsInCatalog(t *testing.T) {
+	c := newTestCluster(t, 3, testStreams)
+	require.True(t, waitFor(30*time.Second, func() bool {
+		for _, lx := range c.nodes {
+			cat := lx.defaultStream.fsm.catalogView()
+			if cat["audit"] == nil || cat["access"] == nil {
+				return false
+			}
+		}
+		return true
+	}), "the declared streams are not in every node's catalog")
+	c.stop(1) // checkpoints the catalog
+	cfg := c.cfgs[1]
+	cfg.Streams = slices.Clone(cfg.Streams)
+	cfg.Streams[1].Format = FormatText
+	_, err := New(cfg)
+	var ce *ConfigError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, "Streams[1]", ce.Field)
+	require.ErrorContains(t, err, "catalog")
+	c.start(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, c.nodes[1].WaitReady(ctx))
+	require.Error(t, c.nodes[1].DeleteStream(ctx, "audit"), "a declared stream cannot be deleted")
 }

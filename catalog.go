@@ -1,0 +1,341 @@
+package logx
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// The catalog: which streams the cluster has, with their settings. It is
+// replicated state of the default stream: catalog commands in its log, the
+// catalog in its checkpoint (state.json) and its snapshots, so every node,
+// one that was down or is new included, learns every stream in log order.
+//
+//   - The default stream's leader records the streams of its
+//     Config.Streams that the catalog lacks (proposeCatalog), so the
+//     catalog lists the declared streams too.
+//   - CreateStream and DeleteStream, on any node, ask the default stream's
+//     leader (a control request) to commit a create or delete command.
+//   - Every node, applying a command, opens or closes the stream (the
+//     node's catalog worker, node.tend); a stream deleted is closed and its
+//     directory renamed to Dir/streams/.deleted-<name>-<index>, where
+//     index is the Raft index of the stream's creation: its files are kept
+//     for the operator to archive or remove.
+//   - At start a node opens the streams of its Config and of the catalog
+//     its checkpoint holds; a stream of its Config whose settings differ
+//     from the catalog's is refused (New fails with a *ConfigError).
+//
+// Catalog command wire form: byte cmdCatalog, then the JSON of a
+// catalogCmd.
+const cmdCatalog byte = 18
+
+// maxCatalogCmd bounds a catalog command; maxStreams bounds the catalog.
+const (
+	maxCatalogCmd = 16 << 10
+	maxStreams    = 256
+)
+
+// streamSpec is a stream's entry in the catalog: StreamConfig, with the
+// level as a number.
+type streamSpec struct {
+	Name         string        `json:"name"`
+	File         string        `json:"file,omitempty"`
+	MaxSize      int64         `json:"max_size,omitempty"`
+	RotateEvery  time.Duration `json:"rotate_every,omitempty"`
+	MaxFiles     int           `json:"max_files,omitempty"`
+	MaxAge       time.Duration `json:"max_age,omitempty"`
+	Format       Format        `json:"format,omitempty"`
+	Level        *slog.Level   `json:"level,omitempty"`
+	QueueSize    int           `json:"queue_size,omitempty"`
+	DropWhenFull bool          `json:"drop_when_full,omitempty"`
+	MaxEntrySize int           `json:"max_entry_size,omitempty"`
+}
+
+func specOf(sc StreamConfig) streamSpec {
+	s := streamSpec{Name: sc.Name, File: sc.File, MaxSize: sc.MaxSize, RotateEvery: sc.RotateEvery, MaxFiles: sc.MaxFiles,
+		MaxAge: sc.MaxAge, Format: sc.Format, QueueSize: sc.QueueSize, DropWhenFull: sc.DropWhenFull, MaxEntrySize: sc.MaxEntrySize}
+	if sc.Level != nil {
+		l := sc.Level.Level()
+		s.Level = &l
+	}
+	return s
+}
+
+func (s streamSpec) config() StreamConfig {
+	sc := StreamConfig{Name: s.Name, File: s.File, MaxSize: s.MaxSize, RotateEvery: s.RotateEvery, MaxFiles: s.MaxFiles,
+		MaxAge: s.MaxAge, Format: s.Format, QueueSize: s.QueueSize, DropWhenFull: s.DropWhenFull, MaxEntrySize: s.MaxEntrySize}
+	if s.Level != nil {
+		sc.Level = *s.Level
+	}
+	return sc
+}
+
+// sameFiles reports whether s and o write the same files: the settings
+// every node must share (the queue and the level are each node's own).
+func (s streamSpec) sameFiles(o streamSpec) bool {
+	return s.Name == o.Name && s.File == o.File && s.MaxSize == o.MaxSize && s.RotateEvery == o.RotateEvery &&
+		s.MaxFiles == o.MaxFiles && s.MaxAge == o.MaxAge && s.Format == o.Format
+}
+
+// check validates a spec as a Config declaring it would be.
+func (s streamSpec) check() error {
+	c := Config{NodeID: "x", Addr: "x:1", Peers: []string{"x:1"}, Dir: "x", Streams: []StreamConfig{s.config()}}
+	return c.Validate()
+}
+
+// catalogCmd is a catalog command.
+type catalogCmd struct {
+	Op     string      `json:"op"` // "create" or "delete"
+	Stream *streamSpec `json:"stream,omitempty"`
+	Name   string      `json:"name,omitempty"` // delete
+	// Voters, with create, are the servers of the default stream's
+	// configuration when the leader proposed it: the new stream's group
+	// starts with them as its voters, on every node alike.
+	Voters []string `json:"voters,omitempty"`
+}
+
+// catalogEntry is a stream in the catalog.
+type catalogEntry struct {
+	Spec   streamSpec `json:"spec"`
+	Voters []string   `json:"voters,omitempty"`
+	Index  uint64     `json:"index"` // the Raft index of its creation
+}
+
+func appendCatalogCmd(dst []byte, c catalogCmd) []byte {
+	b, _ := json.Marshal(c) // cannot fail: plain fields
+	return append(append(dst, cmdCatalog), b...)
+}
+
+// readCatalogCmd decodes and checks a catalog command.
+func readCatalogCmd(b []byte) (catalogCmd, error) {
+	var c catalogCmd
+	if len(b) < 1 || b[0] != cmdCatalog || len(b) > maxCatalogCmd {
+		return c, errors.New("logx: malformed catalog command")
+	}
+	if err := json.Unmarshal(b[1:], &c); err != nil {
+		return c, fmt.Errorf("logx: malformed catalog command: %w", err)
+	}
+	switch c.Op {
+	case "create":
+		if c.Stream == nil {
+			return c, errors.New("logx: catalog: create without a stream")
+		}
+		if err := c.Stream.check(); err != nil {
+			return c, fmt.Errorf("logx: catalog: %w", err)
+		}
+		if len(c.Voters) == 0 || len(c.Voters) > maxVoters {
+			return c, fmt.Errorf("logx: catalog: create with %d voters", len(c.Voters))
+		}
+		for _, v := range c.Voters {
+			if err := checkAddr(v); err != nil {
+				return c, fmt.Errorf("logx: catalog: voter: %w", err)
+			}
+		}
+	case "delete":
+		if err := checkStreamName(c.Name); err != nil || c.Name == DefaultStream {
+			return c, fmt.Errorf("logx: catalog: cannot delete stream %q", c.Name)
+		}
+	default:
+		return c, fmt.Errorf("logx: catalog: unknown operation %q", c.Op)
+	}
+	return c, nil
+}
+
+// catalogEvent tells the node of a change of the catalog, in log order.
+type catalogEvent struct {
+	deleted bool
+	entry   catalogEntry
+}
+
+// applyCatalog applies a catalog command: only the default stream's log
+// holds them (f.catalogOK). A create of a stream the catalog has with the
+// same file settings changes nothing; with other settings, or a delete of a
+// stream it lacks, is refused (the proposer gets the error) and changes
+// nothing.
+func (f *fsm) applyCatalog(index uint64, data []byte) applyResult {
+	if f.onCatalog == nil {
+		return applyResult{err: errors.New("logx: a catalog command in a stream other than the default one")}
+	}
+	c, err := readCatalogCmd(data)
+	if err != nil {
+		return applyResult{err: err}
+	}
+	cat := maps.Clone(f.st.Catalog)
+	if cat == nil {
+		cat = map[string]*catalogEntry{}
+	}
+	var ev catalogEvent
+	switch c.Op {
+	case "create":
+		if e := cat[c.Stream.Name]; e != nil {
+			if e.Spec.sameFiles(*c.Stream) {
+				return applyResult{}
+			}
+			return applyResult{err: fmt.Errorf("logx: stream %q exists with other settings", c.Stream.Name)}
+		}
+		if len(cat) >= maxStreams {
+			return applyResult{err: fmt.Errorf("logx: the cluster has %d streams, the most it may", len(cat))}
+		}
+		e := &catalogEntry{Spec: *c.Stream, Voters: slices.Clone(c.Voters), Index: index}
+		cat[c.Stream.Name] = e
+		ev.entry = *e
+	default:
+		e := cat[c.Name]
+		if e == nil {
+			return applyResult{err: fmt.Errorf("%w: %q", ErrNoStream, c.Name)}
+		}
+		delete(cat, c.Name)
+		ev = catalogEvent{deleted: true, entry: *e}
+	}
+	f.st.Catalog = cat
+	f.catalog.Store(&cat)
+	f.onCatalog(ev)
+	return applyResult{}
+}
+
+// useCatalog makes cat (from a snapshot, now in f.st) the catalog and
+// tells the node of every difference from old, the one it replaces.
+func (f *fsm) useCatalog(old, cat map[string]*catalogEntry) {
+	f.catalog.Store(&cat)
+	if f.onCatalog == nil {
+		return
+	}
+	for name, e := range old {
+		if n := cat[name]; n == nil || n.Index != e.Index {
+			f.onCatalog(catalogEvent{deleted: true, entry: *e})
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(cat)) {
+		if o := old[name]; o == nil || o.Index != cat[name].Index {
+			f.onCatalog(catalogEvent{entry: *cat[name]})
+		}
+	}
+}
+
+// checkCatalog checks a catalog read from a checkpoint or a snapshot.
+func checkCatalog(cat map[string]*catalogEntry) error {
+	if len(cat) > maxStreams {
+		return fmt.Errorf("catalog of %d streams", len(cat))
+	}
+	for name, e := range cat {
+		if e == nil || e.Spec.Name != name {
+			return fmt.Errorf("catalog entry %q is malformed", name)
+		}
+		if err := e.Spec.check(); err != nil {
+			return fmt.Errorf("catalog entry %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// CreateStream creates the stream sc on every node of the cluster: it
+// commits it to the catalog through the default stream's leader (any node
+// may be asked), and returns once this node has opened it. Every other node
+// opens it as it applies the catalog command, a node that is down when it
+// starts again. Creating a stream that exists with the same file settings
+// (File, MaxSize, RotateEvery, MaxFiles, MaxAge, Format) does nothing; with
+// other settings it fails. The stream's group starts with the voters of the
+// default stream's configuration.
+func (lx *Logx) CreateStream(ctx context.Context, sc StreamConfig) error {
+	spec := specOf(sc)
+	if err := spec.check(); err != nil {
+		return err
+	}
+	if err := lx.defaultStream.control(ctx, controlRequest{Op: "create-stream", Stream: &spec}); err != nil {
+		return err
+	}
+	return lx.node.waitStream(ctx, sc.Name, true)
+}
+
+// DeleteStream deletes the stream name from every node of the cluster: it
+// commits the deletion to the catalog through the default stream's leader,
+// and returns once this node has closed the stream. Every node closes it
+// and renames its directory to Dir/streams/.deleted-<name>-<index> (index:
+// the Raft index of the stream's creation): the files stay on disk until
+// the operator removes them. The default stream cannot be deleted, nor a
+// stream this node's Config declares (remove it from every node's Config
+// first: the default stream's leader records the declared streams).
+func (lx *Logx) DeleteStream(ctx context.Context, name string) error {
+	if name == DefaultStream {
+		return errors.New("logx: the default stream cannot be deleted")
+	}
+	if err := checkStreamName(name); err != nil {
+		return fmt.Errorf("logx: DeleteStream: %w", err)
+	}
+	for _, sc := range lx.defaultStream.cfg.Streams {
+		if sc.Name == name {
+			return fmt.Errorf("logx: stream %q is declared in this node's Config.Streams", name)
+		}
+	}
+	if err := lx.defaultStream.control(ctx, controlRequest{Op: "delete-stream", Name: name}); err != nil {
+		return err
+	}
+	return lx.node.waitStream(ctx, name, false)
+}
+
+// proposeCatalogCmd commits c on this node, the default stream's leader,
+// with the servers of its configuration as a create's voters.
+func (lx *Stream) proposeCatalogCmd(c catalogCmd) error {
+	if c.Op == "create" {
+		f := lx.raft.GetConfiguration()
+		if err := f.Error(); err != nil {
+			return err
+		}
+		c.Voters = nil
+		for _, s := range f.Configuration().Servers {
+			c.Voters = append(c.Voters, string(s.Address))
+		}
+		slices.Sort(c.Voters)
+	}
+	_, _, err := lx.applyLocal(appendCatalogCmd(nil, c), nil)
+	return err
+}
+
+// proposeCatalog records the streams of this node's Config that the
+// catalog lacks; the default stream's leader calls it (node.tend).
+func (lx *Stream) proposeCatalog() {
+	cat := lx.fsm.catalogView()
+	for _, sc := range lx.cfg.Streams {
+		if cat[sc.Name] != nil {
+			continue
+		}
+		spec := specOf(sc)
+		if err := lx.proposeCatalogCmd(catalogCmd{Op: "create", Stream: &spec}); err != nil {
+			lx.logf("logx: recording stream %q in the catalog: %v", sc.Name, err)
+			return
+		}
+	}
+}
+
+// catalogView returns the catalog as applied so far (nil for a stream
+// other than the default one).
+func (f *fsm) catalogView() map[string]*catalogEntry {
+	if p := f.catalog.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// deletedDir is where a deleted stream's directory goes.
+func deletedDir(dir string, e catalogEntry) string {
+	return filepath.Join(dir, streamsDir, fmt.Sprintf(".deleted-%s-%d", e.Spec.Name, e.Index))
+}
+
+// retireStreamDir renames a deleted stream's directory out of the way.
+func retireStreamDir(dir string, e catalogEntry) error {
+	from := filepath.Join(dir, streamsDir, e.Spec.Name)
+	if _, err := os.Stat(from); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := os.Rename(from, deletedDir(dir, e)); err != nil {
+		return err
+	}
+	return syncDir(filepath.Join(dir, streamsDir))
+}
