@@ -212,6 +212,9 @@ func newStream(cfg Config, m *mux, name string, onCatalog func(catalogEvent)) (_
 	lx.meta = &metadb.BoltMetaDB{}
 	undo = append(undo, func() { _ = lx.meta.Close() })
 	segSize := wal.DefaultSegmentSize
+	if name != DefaultStream {
+		segSize = streamSegmentSize
+	}
 	if cfg.walSegmentSize > 0 {
 		segSize = cfg.walSegmentSize
 	}
@@ -396,6 +399,14 @@ func (lx *Stream) shutdownRaft() error {
 	})
 	return lx.raftStopErr
 }
+
+// streamSegmentSize is the raft-wal segment size of the streams other than
+// the default one. raft-wal allocates a segment's whole size on disk when it
+// creates it, so with its default (64 MiB, which the default stream keeps)
+// 64 idle streams would take 4 GiB of every node's disk; 8 MiB holds several
+// of the largest batches (MaxBatchBytes, 1 MiB by default) and makes that
+// 512 MiB. Raft drops whole segments when it compacts its log.
+const streamSegmentSize = 8 << 20
 
 // logCacheSize is how many recent Raft entries each node keeps in memory,
 // so that replication to followers reads them without touching the WAL.

@@ -517,3 +517,21 @@ func TestDeclaredStreamsInCatalog(t *testing.T) {
 	require.NoError(t, c.nodes[1].WaitReady(ctx))
 	require.Error(t, c.nodes[1].DeleteStream(ctx, "audit"), "a declared stream cannot be deleted")
 }
+
+// A stream other than the default one takes 8 MiB of raft-wal segment on
+// disk, not raft-wal's default 64 MiB.
+func TestStreamWALSize(t *testing.T) {
+	lx := newSingle(t, func(cfg *Config) { cfg.Streams = []StreamConfig{{Name: "audit"}} })
+	ents, err := os.ReadDir(filepath.Join(lx.cfg.Dir, "streams", "audit", "raft"))
+	require.NoError(t, err)
+	var segs int
+	for _, e := range ents {
+		if filepath.Ext(e.Name()) == ".wal" {
+			fi, err := e.Info()
+			require.NoError(t, err)
+			require.Equal(t, int64(streamSegmentSize), fi.Size(), e.Name())
+			segs++
+		}
+	}
+	require.Equal(t, 1, segs)
+}
