@@ -232,7 +232,7 @@ func TestMarshaledValueEscaped(t *testing.T) {
 // leader's answer: status and message.
 func forwardRaw(t *testing.T, addr string, batch []byte) (byte, string) {
 	t.Helper()
-	conn, err := dialProto(context.Background(), addr, protoForward, 10*time.Second, nil)
+	conn, err := dialProto(context.Background(), addr, "", protoForward, 10*time.Second, nil)
 	require.NoError(t, err)
 	defer conn.Close()
 	require.NoError(t, conn.SetDeadline(time.Now().Add(30*time.Second)))

@@ -8,8 +8,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"syscall"
 	"time"
 )
 
@@ -33,6 +35,7 @@ type Client struct {
 	r      *bufio.Reader
 	target string
 	tls    *tls.Config
+	stream string // DefaultStream, or the stream the entries go to
 }
 
 // ClientEntry is one entry a Client sends.
@@ -53,6 +56,18 @@ func NewClient(ctx context.Context, node string, addrs ...string) (*Client, erro
 // NewClientTLS is NewClient for a cluster that uses mutual TLS: tlsConfig
 // holds a certificate from the cluster's CA and the CA as RootCAs.
 func NewClientTLS(ctx context.Context, tlsConfig *tls.Config, node string, addrs ...string) (*Client, error) {
+	return NewStreamClient(ctx, tlsConfig, DefaultStream, node, addrs...)
+}
+
+// NewStreamClient is NewClientTLS for the cluster's stream called stream
+// (tlsConfig is nil without TLS): the Client's entries go to that stream,
+// in its format.
+func NewStreamClient(ctx context.Context, tlsConfig *tls.Config, stream, node string, addrs ...string) (*Client, error) {
+	if stream != DefaultStream {
+		if err := checkStreamName(stream); err != nil {
+			return nil, fmt.Errorf("logx: NewStreamClient: %w", err)
+		}
+	}
 	if len(addrs) == 0 {
 		return nil, errors.New("logx: NewClient: no address")
 	}
@@ -66,10 +81,10 @@ func NewClientTLS(ctx context.Context, tlsConfig *tls.Config, node string, addrs
 		return nil, err
 	}
 	c := &Client{addrs: addrs, node: node, timeout: 10 * time.Second, producer: binary.BigEndian.Uint64(b[:]), tls: tlsConfig,
-		dedupWindow: defaultDedupWindow}
+		dedupWindow: defaultDedupWindow, stream: stream}
 	var errs []error
 	for _, a := range addrs {
-		st, err := QueryStatusTLS(ctx, a, tlsConfig)
+		st, _, err := queryStatus(ctx, a, stream, tlsConfig)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -250,7 +265,7 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 // roundTrip sends one batch to addr and reads the answer.
 func (c *Client) roundTrip(ctx context.Context, addr string, batch []byte) (status byte, first uint64, msg string, err error) {
 	if c.conn == nil {
-		conn, err := dialProto(ctx, addr, protoForward, c.timeout, c.tls)
+		conn, err := dialProto(ctx, addr, c.stream, protoForward, c.timeout, c.tls)
 		if err != nil {
 			return 0, 0, "", err
 		}
@@ -276,8 +291,12 @@ func (c *Client) roundTrip(ctx context.Context, addr string, batch []byte) (stat
 	return resp[0], binary.BigEndian.Uint64(resp[9:17]), string(resp[respHeader:]), nil
 }
 
-// dialProto opens a connection to a node's address for protocol proto.
-func dialProto(ctx context.Context, addr string, proto byte, timeout time.Duration, tlsConfig *tls.Config) (net.Conn, error) {
+// dialProto opens a connection to a node's address for protocol proto of
+// stream ("" or DefaultStream: the default stream).
+func dialProto(ctx context.Context, addr, stream string, proto byte, timeout time.Duration, tlsConfig *tls.Config) (net.Conn, error) {
+	if stream == DefaultStream {
+		stream = ""
+	}
 	d := net.Dialer{Timeout: timeout}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -289,7 +308,7 @@ func dialProto(ctx context.Context, addr string, proto byte, timeout time.Durati
 		}
 	}
 	_ = conn.SetWriteDeadline(time.Now().Add(timeout))
-	if _, err := conn.Write([]byte{proto}); err != nil {
+	if _, err := conn.Write(preface(stream, proto)); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -303,22 +322,60 @@ func QueryStatus(ctx context.Context, addr string) (Stats, error) {
 
 // QueryStatusTLS is QueryStatus for a cluster that uses mutual TLS.
 func QueryStatusTLS(ctx context.Context, addr string, tlsConfig *tls.Config) (Stats, error) {
+	st, _, err := queryStatus(ctx, addr, DefaultStream, tlsConfig)
+	return st, err
+}
+
+// QueryStreams asks the node at addr for the Stats of each of its streams,
+// the default stream first; tlsConfig is nil without TLS.
+func QueryStreams(ctx context.Context, addr string, tlsConfig *tls.Config) ([]Stats, error) {
+	st, others, err := queryStatus(ctx, addr, DefaultStream, tlsConfig)
+	if err != nil {
+		return nil, err
+	}
+	return append([]Stats{st}, others...), nil
+}
+
+// QueryStreamStatus asks the node at addr for the Stats of its stream
+// name; tlsConfig is nil without TLS.
+func QueryStreamStatus(ctx context.Context, addr, stream string, tlsConfig *tls.Config) (Stats, error) {
+	if stream != DefaultStream {
+		if err := checkStreamName(stream); err != nil {
+			return Stats{}, fmt.Errorf("logx: stream: %w", err)
+		}
+	}
+	st, _, err := queryStatus(ctx, addr, stream, tlsConfig)
+	return st, err
+}
+
+// queryStatus asks the node at addr for the status of stream; with the
+// default stream's come the other streams'.
+func queryStatus(ctx context.Context, addr, stream string, tlsConfig *tls.Config) (Stats, []Stats, error) {
 	var st Stats
 	if err := checkAddr(addr); err != nil {
-		return st, fmt.Errorf("logx: %w", err)
+		return st, nil, fmt.Errorf("logx: %w", err)
 	}
 	timeout := 10 * time.Second
-	conn, err := dialProto(ctx, addr, protoControl, timeout, tlsConfig)
+	conn, err := dialProto(ctx, addr, stream, protoControl, timeout, tlsConfig)
 	if err != nil {
-		return st, fmt.Errorf("logx: %s: %w", addr, err)
+		return st, nil, fmt.Errorf("logx: %s: %w", addr, err)
 	}
 	defer conn.Close()
 	resp, err := controlExchange(ctx, conn, controlRequest{Op: "status"}, time.Now().Add(timeout))
 	if err != nil {
-		return st, fmt.Errorf("logx: %s: %w", addr, err)
+		if stream != DefaultStream && isEOFish(err) {
+			err = fmt.Errorf("%w (does the node have stream %q?)", err, stream)
+		}
+		return st, nil, fmt.Errorf("logx: %s: %w", addr, err)
 	}
 	if resp.Status == nil {
-		return st, fmt.Errorf("logx: %s: no status: %v", addr, resp.err())
+		return st, nil, fmt.Errorf("logx: %s: no status: %v", addr, resp.err())
 	}
-	return *resp.Status, nil
+	return *resp.Status, resp.Streams, nil
+}
+
+// isEOFish reports whether err is what reading from a connection the peer
+// closed unread returns.
+func isEOFish(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }

@@ -256,7 +256,7 @@ func TestSpoofedProducerCluster(t *testing.T) {
 	victimID := victim.producer // set at New; read before the conflict
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	conn, err := dialProto(ctx, c.cfgs[leader].Addr, protoForward, 5*time.Second, nil)
+	conn, err := dialProto(ctx, c.cfgs[leader].Addr, "", protoForward, 5*time.Second, nil)
 	require.NoError(t, err)
 	defer conn.Close()
 	now := time.Now()

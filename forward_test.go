@@ -138,7 +138,7 @@ func TestForwardFrameOverLimit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	dial := func() (net.Conn, *bufio.Reader) {
-		conn, err := dialProto(ctx, lx.cfg.Addr, protoForward, 5*time.Second, nil)
+		conn, err := dialProto(ctx, lx.cfg.Addr, "", protoForward, 5*time.Second, nil)
 		require.NoError(t, err)
 		t.Cleanup(func() { conn.Close() })
 		require.NoError(t, conn.SetDeadline(time.Now().Add(15*time.Second)))

@@ -144,7 +144,7 @@ func (r *hostileRig) dial(i int, proto byte, tc *tls.Config) net.Conn {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := dialProto(ctx, r.c.cfgs[i].Addr, proto, 5*time.Second, tc)
+	conn, err := dialProto(ctx, r.c.cfgs[i].Addr, "", proto, 5*time.Second, tc)
 	require.NoError(r.t, err)
 	r.t.Cleanup(func() { conn.Close() })
 	return conn
@@ -458,7 +458,7 @@ func (l *raftDialer) Addr() net.Addr { return hookAddr("127.0.0.1:9") }
 func (l *raftDialer) Dial(a raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return dialProto(ctx, string(a), protoRaft, timeout, l.tls)
+	return dialProto(ctx, string(a), "", protoRaft, timeout, l.tls)
 }
 
 // raftClient is a Raft transport speaking as the holder of tc.

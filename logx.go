@@ -167,7 +167,7 @@ func New(cfg Config) (_ *Logx, err error) {
 	n.mux = newMux(ln)
 	n.mux.testHooks(cfg)
 	n.mux.tls = cfg.TLS
-	def, err := newStream(cfg, n.mux, DefaultStream, n.catalogEvent)
+	def, err := newStream(cfg, n.mux, DefaultStream, &nodeHooks{onCatalog: n.catalogEvent, otherStats: n.otherStats})
 	if err != nil {
 		return nil, err
 	}
@@ -330,6 +330,15 @@ func (n *node) applyEvent(ev catalogEvent) {
 	if err := n.open(ev.entry.Spec.config(), ev.entry.Voters); err != nil {
 		def.logf("logx: opening stream %q: %v", name, err)
 	}
+}
+
+// otherStats returns the Stats of every stream but the default one.
+func (n *node) otherStats() []Stats {
+	var out []Stats
+	for _, s := range n.list()[1:] {
+		out = append(out, s.Stats())
+	}
+	return out
 }
 
 // Stream returns the stream called name (DefaultStream, one of

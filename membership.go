@@ -47,6 +47,9 @@ type controlResponse struct {
 	NotLeader bool   `json:"not_leader,omitempty"`
 	Leader    string `json:"leader,omitempty"` // a hint with NotLeader
 	Status    *Stats `json:"status,omitempty"`
+	// Streams, with the default stream's status, are the node's other
+	// streams' (QueryStreams).
+	Streams []Stats `json:"streams,omitempty"`
 	// Settings, with a status, are what the node's Config sets of the
 	// cluster's settings (settings.go), for AddNode to compare.
 	Settings *clusterSettings `json:"settings,omitempty"`
@@ -319,7 +322,11 @@ func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResp
 	if req.Op == "status" {
 		st := lx.Stats()
 		want := lx.fsm.want
-		return controlResponse{Status: &st, Settings: &want}
+		resp := controlResponse{Status: &st, Settings: &want}
+		if lx.hooks.otherStats != nil {
+			resp.Streams = lx.hooks.otherStats()
+		}
+		return resp
 	}
 	if req.Op == "removed" {
 		// Anyone who can open a control connection can send this: it is

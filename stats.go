@@ -11,6 +11,8 @@ type Stats struct {
 	Leader string `json:"leader"` // the leader's address, "" if none is known
 	Term   uint64 `json:"term"`
 	Format string `json:"format"` // line format of the cluster: "text" or "json"
+	Dir    string `json:"dir"`    // the stream's directory on this node
+	File   string `json:"file"`   // the active file's name in Dir
 
 	CommitIndex  uint64 `json:"commit_index"`  // Raft commit index known here
 	AppliedIndex uint64 `json:"applied_index"` // Raft index the files hold
@@ -96,6 +98,8 @@ func (lx *Stream) Stats() Stats {
 	s := Stats{
 		NodeID:           lx.cfg.NodeID,
 		Stream:           lx.name,
+		Dir:              lx.cfg.Dir,
+		File:             lx.logFile(),
 		Addr:             lx.cfg.Addr,
 		Format:           lx.cfg.Format.String(),
 		State:            lx.raft.State().String(),

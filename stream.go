@@ -29,6 +29,7 @@ import (
 // Stream is safe for concurrent use; the node (Logx) opens and closes it.
 type Stream struct {
 	name      string // DefaultStream, or a name from Config.Streams
+	hooks     nodeHooks
 	cfg       Config // the stream's: Dir is its directory, the file settings its own
 	level     *slog.LevelVar
 	diag      *log.Logger
@@ -118,8 +119,8 @@ type counters struct {
 // stream's directory, and starts its Raft group, whose connections go
 // through m. cfg is the stream's Config (Config.streamConfig), TLS loaded.
 // The node holds Dir's lock.
-// onCatalog is set for the default stream only (fsm.onCatalog).
-func newStream(cfg Config, m *mux, name string, onCatalog func(catalogEvent)) (_ *Stream, err error) {
+// hooks connect the default stream to its node (nil for the others).
+func newStream(cfg Config, m *mux, name string, hooks *nodeHooks) (_ *Stream, err error) {
 	want := wantedSettings(cfg)
 	if st, ok, err := readState(cfg.Dir); err == nil && ok && st.Settings != nil {
 		// The cluster's settings are known here: this Config must agree,
@@ -178,7 +179,10 @@ func newStream(cfg Config, m *mux, name string, onCatalog func(catalogEvent)) (_
 	}
 	lx.fsm.fetcher = lx
 	lx.fsm.want = want
-	lx.fsm.onCatalog = onCatalog
+	if hooks != nil {
+		lx.hooks = *hooks
+		lx.fsm.onCatalog = hooks.onCatalog
+	}
 	lx.fsm.hooks, lx.fsm.fault = cfg.powerCut, cfg.diskFault
 	lx.fsm.useSegment(lx.fsm.seg)
 	lx.fsm.onWriteError = lx.onWriteError
@@ -398,6 +402,14 @@ func (lx *Stream) shutdownRaft() error {
 		lx.raftStopErr = lx.raft.Shutdown().Error()
 	})
 	return lx.raftStopErr
+}
+
+// nodeHooks are what the default stream asks of its node: to act on the
+// catalog's changes (fsm.onCatalog), and the other streams' Stats (for a
+// status request).
+type nodeHooks struct {
+	onCatalog  func(catalogEvent)
+	otherStats func() []Stats
 }
 
 // streamSegmentSize is the raft-wal segment size of the streams other than

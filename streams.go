@@ -1,7 +1,9 @@
 package logx
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -91,4 +93,33 @@ func (c Config) validateStreams() error {
 		}
 	}
 	return nil
+}
+
+// StreamDir returns the directory of stream name in a node's Dir: Dir
+// itself for DefaultStream, Dir/streams/<name> for the others.
+func StreamDir(dir, name string) string {
+	if name == DefaultStream {
+		return dir
+	}
+	return filepath.Join(dir, streamsDir, name)
+}
+
+// StreamNames returns the streams whose directories are in a node's Dir:
+// DefaultStream first, then the others by name (deleted streams' kept
+// directories excepted).
+func StreamNames(dir string) ([]string, error) {
+	names := []string{DefaultStream}
+	ents, err := os.ReadDir(filepath.Join(dir, streamsDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return names, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range ents {
+		if e.IsDir() && checkStreamName(e.Name()) == nil && e.Name() != DefaultStream {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
 }

@@ -194,7 +194,7 @@ func TestProducerBoundToCertificate(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := dialProto(ctx, c.cfgs[leader].Addr, protoForward, 5*time.Second, evilTLS)
+	conn, err := dialProto(ctx, c.cfgs[leader].Addr, "", protoForward, 5*time.Second, evilTLS)
 	require.NoError(t, err)
 	defer conn.Close()
 	send := func(cmd []byte) (byte, string) {
@@ -225,7 +225,7 @@ func TestProducerBoundToCertificate(t *testing.T) {
 	// The leader's own report (as its producer sends it) binds its id.
 	_, _, err = c.nodes[leader].applyLocal(appendClock(nil, c.cfgs[leader].Addr, time.Now().UnixNano()), c.nodes[leader].subject)
 	require.NoError(t, err)
-	conn2, err := dialProto(ctx, c.cfgs[leader].Addr, protoForward, 5*time.Second, sameHost)
+	conn2, err := dialProto(ctx, c.cfgs[leader].Addr, "", protoForward, 5*time.Second, sameHost)
 	require.NoError(t, err)
 	defer conn2.Close()
 	clock := appendClock(nil, c.cfgs[leader].Addr, now.Add(48*time.Hour).UnixNano())

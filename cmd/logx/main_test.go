@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -261,4 +262,96 @@ func TestTLSCommands(t *testing.T) {
 	code, _, errs = runCmd(t, "", "certs", "-out", dir, "../escape")
 	require.Equal(t, 2, code)
 	require.Contains(t, errs, "not a usable name")
+}
+
+// Every command takes -stream; verify checks every stream; grep -all
+// merges the streams by time; status -all lists every stream.
+func TestStreamsCLI(t *testing.T) {
+	nodes, cfgs := clusterWith(t, func(cfg *logx.Config) {
+		cfg.Streams = []logx.StreamConfig{{Name: "audit", Format: logx.FormatJSON}}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	audit, err := nodes[1].Stream("audit")
+	require.NoError(t, err)
+	for k := range 5 {
+		_, err := nodes[0].Append(ctx, logx.LevelInfo, "both default", "k", k)
+		require.NoError(t, err)
+		_, err = audit.Append(ctx, logx.LevelWarn, "both audit", "k", k)
+		require.NoError(t, err)
+	}
+	code, out, errs := runCmd(t, "a\nb\n", "forward", "-stream", "audit", "-node", "cli", cfgs[2].Addr)
+	require.Equal(t, 0, code, errs)
+	for _, lx := range nodes {
+		s, err := lx.Stream("audit")
+		require.NoError(t, err)
+		require.NoError(t, s.Flush(ctx))
+		require.NoError(t, lx.Flush(ctx))
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, lx := range nodes {
+		s, _ := lx.Stream("audit")
+		for (s.Stats().Seq < 7 || lx.Stats().Seq < 5) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	code, out, errs = runCmd(t, "", "verify", cfgs[0].Dir, cfgs[1].Dir, cfgs[2].Dir)
+	require.Equal(t, 0, code, errs+out)
+	require.Contains(t, out, "== stream default")
+	require.Contains(t, out, "== stream audit")
+	require.Equal(t, 2, strings.Count(out, "identical: 3 directories"), out)
+	code, out, _ = runCmd(t, "", "verify", "-stream", "audit", cfgs[0].Dir, cfgs[2].Dir)
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "audit.log")
+	require.NotContains(t, out, "app.log")
+
+	code, out, errs = runCmd(t, "", "grep", "-all", "both", cfgs[2].Dir)
+	require.Equal(t, 0, code, errs)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 10)
+	var d, a int
+	for _, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "default: ") && strings.Contains(l, "both default"):
+			d++
+		case strings.HasPrefix(l, "audit: {") && strings.Contains(l, "both audit"):
+			a++
+		default:
+			t.Fatalf("unexpected line %q", l)
+		}
+	}
+	require.Equal(t, 5, d)
+	require.Equal(t, 5, a)
+	// Appended alternately, one after the other's commit: merged by time,
+	// the streams alternate too.
+	for i := 1; i < len(lines); i++ {
+		require.NotEqual(t, lines[i][:5], lines[i-1][:5], "lines %d and %d: %q, %q", i-1, i, lines[i-1], lines[i])
+	}
+	code, out, _ = runCmd(t, "", "grep", "-stream", "audit", "cli", cfgs[0].Dir)
+	require.Equal(t, 0, code)
+	require.Equal(t, 2, strings.Count(out, "\n"), out)
+	code, _, errs = runCmd(t, "", "grep", "-all", "-stream", "audit", "x", cfgs[0].Dir)
+	require.Equal(t, 2, code, errs)
+
+	code, out, _ = runCmd(t, "", "tail", "-stream", "audit", "-n", "2", cfgs[1].Dir)
+	require.Equal(t, 0, code)
+	require.Equal(t, 2, strings.Count(out, "\n"))
+	require.Contains(t, out, `"msg":"b"`)
+
+	code, out, errs = runCmd(t, "", "status", "-all", cfgs[0].Addr)
+	require.Equal(t, 0, code, errs)
+	var all []logx.Stats
+	require.NoError(t, json.Unmarshal([]byte(out), &all))
+	require.Len(t, all, 2)
+	require.Equal(t, logx.DefaultStream, all[0].Stream)
+	require.Equal(t, "audit", all[1].Stream)
+	require.Equal(t, "audit.log", all[1].File)
+	require.NotEmpty(t, all[1].Leader)
+	code, out, _ = runCmd(t, "", "status", "-stream", "audit", cfgs[0].Addr)
+	require.Equal(t, 0, code)
+	require.Contains(t, out, `"stream": "audit"`)
+	code, _, errs = runCmd(t, "", "status", "-stream", "nope", cfgs[0].Addr)
+	require.Equal(t, 2, code)
+	require.Contains(t, errs, `stream "nope"`)
 }

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/logx-dev/logx"
+)
+
+// cmdForward logs every line of standard input into the cluster, in
+// batches, and exits once all are committed. Nothing read is dropped: a
+// line that cannot be committed stops the command with an error naming how
+// many lines were committed.
+func cmdForward(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlags("forward", stderr)
+	node := fs.String("node", "forward", "the node= name of the lines")
+	level := fs.String("level", "INFO", "the level of the lines")
+	timeout := fs.Duration("timeout", time.Minute, "give up when a batch is not committed within this")
+	stream := fs.String("stream", logx.DefaultStream, "the stream to log into")
+	loadTLS := tlsFlags(fs)
+	if fs.Parse(args) != nil || fs.NArg() < 1 {
+		fmt.Fprintln(stderr, "usage: logx forward [-node NAME] [-level L] [-stream S] [-timeout D] [-ca F -cert F -key F] ADDR...")
+		return 2
+	}
+	lv, err := logx.ParseLevel(*level)
+	if err != nil {
+		return fail(stderr, "-level: %v", err)
+	}
+	tlsConfig, err := loadTLS()
+	if err != nil {
+		return fail(stderr, "%v", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, *timeout)
+	c, err := logx.NewStreamClient(cctx, tlsConfig, *stream, *node, fs.Args()...)
+	cancel()
+	if err != nil {
+		return fail(stderr, "%v", err)
+	}
+	defer c.Close()
+
+	// A reader goroutine feeds lines; batches go out as lines arrive, at
+	// most 1000 at a time.
+	lines := make(chan string, 1000)
+	readErr := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stdin)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		readErr <- sc.Err()
+	}()
+	committed := 0
+	for {
+		line, ok := <-lines
+		if !ok {
+			break
+		}
+		batch := []logx.ClientEntry{{Level: lv, Msg: line}}
+	more:
+		for len(batch) < 1000 {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					break more
+				}
+				batch = append(batch, logx.ClientEntry{Level: lv, Msg: l})
+			default:
+				break more
+			}
+		}
+		bctx, cancel := context.WithTimeout(ctx, *timeout)
+		_, err := c.Send(bctx, batch)
+		cancel()
+		if err != nil {
+			return fail(stderr, "after %d lines committed: %v", committed, err)
+		}
+		committed += len(batch)
+	}
+	if err := <-readErr; err != nil {
+		return fail(stderr, "reading standard input after %d lines: %v", committed, err)
+	}
+	fmt.Fprintf(stderr, "logx: %d lines committed\n", committed)
+	return 0
+}
