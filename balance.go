@@ -4,7 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"slices"
-	
+
 	"github.com/hashicorp/raft"
 )
 

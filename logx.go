@@ -100,7 +100,7 @@ type node struct {
 	mu      sync.Mutex
 	streams []*Stream // the default stream first, then in the order opened
 	byName  map[string]*Stream
-	changed chan struct{} // closed and replaced when streams change
+	changed chan struct{}  // closed and replaced when streams change
 	events  []catalogEvent // catalog changes not yet acted on (catalog.go)
 	wake    chan struct{}  // has an item when events has
 

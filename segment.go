@@ -57,11 +57,11 @@ type applyState struct {
 	// reports came from; "" without TLS.
 	ClockOwners map[string]string `json:"clock_owners,omitempty"`
 	// Settings are the cluster's settings (settings.go), once recorded.
-	Settings     *clusterSettings `json:"settings,omitempty"`
+	Settings *clusterSettings `json:"settings,omitempty"`
 	// Catalog is the cluster's streams (catalog.go); the default stream's
 	// only.
-	Catalog map[string]*catalogEntry `json:"catalog,omitempty"`
-	ActiveNewest int64            `json:"active_newest,omitempty"`
+	Catalog      map[string]*catalogEntry `json:"catalog,omitempty"`
+	ActiveNewest int64                    `json:"active_newest,omitempty"`
 	// The time range of the active file's lines (see fileState.MinTime);
 	// both 0 when not known.
 	ActiveMinTime int64 `json:"active_min_time,omitempty"`

@@ -3,8 +3,8 @@ package logx
 import (
 	"errors"
 	"fmt"
-	"os"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 )
