@@ -2,8 +2,10 @@ package logx
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -14,18 +16,31 @@ import (
 // more than one stream checks every balanceEvery how many streams each
 // voter leads, as it sees them; a node that leads more than its share,
 // ceil(S/N) for S streams on N voters, hands one of its streams over to
-// the voter that leads the fewest, if that one leads less than its share.
+// the voter that leads the fewest, if that one leads less than its share
+// and is fit to lead: its heartbeats do not fail, and it answers a status
+// request for that stream within an ElectionTimeout with no write error,
+// no catch-up under way and little lag. A target is not picked again for
+// balanceCooldown, whether the handover worked or not, so a node whose
+// disk fails after it took a stream over is not handed streams in a loop.
 // One handover per node per round: counts seen by different nodes may be
 // a round apart, and the next round corrects what a race overshot. A
 // stream without a known leader, or a round in which the streams disagree
 // on the voters, changes nothing.
 
-// balanceEvery is how often a node looks at the leaders, in ElectionTimeouts.
-const balanceEvery = 2
+// balanceEvery is how often a node looks at the leaders, and
+// balanceCooldown how long a target rests after a handover to it, in
+// ElectionTimeouts; balanceMaxLag is the most Raft entries a target may
+// trail by.
+const (
+	balanceEvery    = 2
+	balanceCooldown = 10
+	balanceMaxLag   = 64
+)
 
 // balanceOnce hands one stream over if this node leads more than its share
 // (see above), and reports the stream it handed over, or nil.
 func (n *node) balanceOnce() *Stream {
+	n.rounds.Add(1)
 	streams := n.list()
 	if len(streams) < 2 {
 		return nil
@@ -56,19 +71,49 @@ func (n *node) balanceOnce() *Stream {
 	if len(led) <= share {
 		return nil
 	}
-	target := slices.MinFunc(voters, func(a, b string) int {
-		return cmp.Or(cmp.Compare(counts[a], counts[b]), cmp.Compare(a, b))
-	})
-	if counts[target] >= share {
+	s := led[len(led)-1] // the last opened: the default stream moves last
+	failing := map[string]bool{}
+	for _, l := range led {
+		for _, p := range l.peers() {
+			if p.Failing {
+				failing[p.Addr] = true
+			}
+		}
+	}
+	now := time.Now()
+	var cands []string
+	for _, v := range voters {
+		if v != self && counts[v] < share && !failing[v] && now.After(n.cooldown[v]) {
+			cands = append(cands, v)
+		}
+	}
+	if len(cands) == 0 {
 		return nil
 	}
-	s := led[len(led)-1] // the last declared: the default stream moves last
-	err := s.raftCall(func() error {
+	target := slices.MinFunc(cands, func(a, b string) int {
+		return cmp.Or(cmp.Compare(counts[a], counts[b]), cmp.Compare(a, b))
+	})
+	n.cooldown[target] = now.Add(balanceCooldown * s.cfg.ElectionTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ElectionTimeout)
+	defer cancel()
+	stop := context.AfterFunc(s.closingCtx, cancel)
+	defer stop()
+	st, _, err := s.remoteStatus(ctx, target)
+	switch {
+	case err != nil:
+		return nil
+	case st.WriteError != "" || st.CatchingUp || st.Lag > balanceMaxLag || st.Stream != s.name:
+		return nil
+	}
+	n.mu.Lock()
+	n.handedTo[target]++
+	n.mu.Unlock()
+	err = s.raftCall(func() error {
 		return s.raft.LeadershipTransferToServer(raft.ServerID(target), raft.ServerAddress(target)).Error()
 	})
 	if err != nil {
 		if !errors.Is(err, raft.ErrRaftShutdown) {
-			s.logf("logx: stream %q: handing leadership to %s to spread the leaders: %v", s.name, target, err)
+			s.logf("logx: handing leadership to %s to spread the leaders: %v", target, err)
 		}
 		return nil
 	}

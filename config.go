@@ -184,11 +184,12 @@ type Config struct {
 	TLSCertFile string `json:"tls_cert_file" yaml:"tls_cert_file"`
 	TLSKeyFile  string `json:"tls_key_file" yaml:"tls_key_file"`
 
-	// OnAlarm, if set, is called (from one goroutine, so it must not block
-	// for long) when an alarm starts and when it clears: no leader known for
-	// longer than AlarmNoLeader (default 10s), the applied index more than
-	// AlarmLag Raft entries behind the commit index (default 1000), or a
-	// write error that stopped the node.
+	// OnAlarm, if set, is called (one call at a time, so it must not block
+	// for long) when an alarm of a stream starts and when it clears (Alarm
+	// names the stream): no leader known for longer than AlarmNoLeader
+	// (default 10s), the applied index more than AlarmLag Raft entries
+	// behind the commit index (default 1000), or a write error that stopped
+	// the stream.
 	OnAlarm       func(Alarm)   `json:"-" yaml:"-"`
 	AlarmNoLeader time.Duration `json:"alarm_no_leader" yaml:"alarm_no_leader"`
 	AlarmLag      uint64        `json:"alarm_lag" yaml:"alarm_lag"`

@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -104,6 +105,12 @@ type node struct {
 	events  []catalogEvent // catalog changes not yet acted on (catalog.go)
 	wake    chan struct{}  // has an item when events has
 
+	cooldown map[string]time.Time // balance.go: tend's only
+	// rounds counts balanceOnce's calls, handedTo the handovers it tried
+	// by target (under mu; for tests).
+	rounds   atomic.Uint64
+	handedTo map[string]int
+
 	stop chan struct{} // closed by Close: tend returns
 	done chan struct{} // closed when tend has returned
 
@@ -129,8 +136,17 @@ func New(cfg Config) (_ *Logx, err error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
 	}
+	if f := cfg.OnAlarm; f != nil {
+		// Every stream has its own monitor: one call at a time.
+		var mu sync.Mutex
+		cfg.OnAlarm = func(a Alarm) {
+			mu.Lock()
+			defer mu.Unlock()
+			f(a)
+		}
+	}
 	n := &node{cfg: cfg.withDefaults(), byName: map[string]*Stream{}, changed: make(chan struct{}), wake: make(chan struct{}, 1),
-		stop: make(chan struct{}), done: make(chan struct{})}
+		cooldown: map[string]time.Time{}, handedTo: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
 	if n.lock, err = lockDir(cfg.Dir); err != nil {
 		return nil, err
 	}
@@ -198,7 +214,7 @@ func (n *node) open(sc StreamConfig, voters []string) error {
 		cfg.Peers = slices.Clone(voters)
 		cfg.Join = !slices.Contains(voters, cfg.Addr)
 	}
-	s, err := newStream(cfg, n.mux, sc.Name, nil)
+	s, err := newStream(cfg, n.mux, sc.Name, &nodeHooks{defaultServers: n.defaultServers})
 	if err != nil {
 		return err
 	}
@@ -330,6 +346,19 @@ func (n *node) applyEvent(ev catalogEvent) {
 	if err := n.open(ev.entry.Spec.config(), ev.entry.Voters); err != nil {
 		def.logf("logx: opening stream %q: %v", name, err)
 	}
+}
+
+// defaultServers returns the addresses of the default stream's members.
+func (n *node) defaultServers() []string {
+	f := n.list()[0].raft.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	var out []string
+	for _, s := range f.Configuration().Servers {
+		out = append(out, string(s.Address))
+	}
+	return out
 }
 
 // otherStats returns the Stats of every stream but the default one.

@@ -95,12 +95,43 @@ func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 	if err := checkAddr(addr); err != nil {
 		return fmt.Errorf("logx: AddNode: %w", err)
 	}
-	for _, s := range lx.node.list() {
+	for i, s := range lx.node.list() {
+		if i > 0 {
+			// The node opens its declared streams at start, and those of
+			// the catalog once it has the default stream's log: wait for
+			// it to have this one before changing the group, which would
+			// otherwise hold a member that never answers.
+			if err := s.awaitStream(ctx, addr); err != nil {
+				return s.named(err)
+			}
+		}
 		if err := s.control(ctx, controlRequest{Op: "add", Addr: addr}); err != nil {
 			return s.named(err)
 		}
 	}
 	return nil
+}
+
+// awaitStream waits until the node at addr answers a status request for
+// this stream, or ctx ends (bounded by defaultControlTimeout).
+func (lx *Stream) awaitStream(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithDeadline(ctx, deadlineOr(ctx, defaultControlTimeout))
+	defer cancel()
+	stop := context.AfterFunc(lx.closingCtx, cancel)
+	defer stop()
+	wait := 20 * time.Millisecond
+	for {
+		st, _, err := lx.remoteStatus(ctx, addr)
+		if err == nil && st.Stream == lx.name {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("logx: AddNode: %s has no stream %q (declare it in its Config.Streams, as on every node): %w (last: %v)", addr, lx.name, ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // RemoveNode removes the node at addr from the cluster: from the Raft group

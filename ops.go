@@ -32,6 +32,7 @@ const (
 // An Alarm is raised once when its condition starts and once, with Cleared
 // set, when it ends.
 type Alarm struct {
+	Stream  string // the stream's name (DefaultStream for the default one)
 	Kind    AlarmKind
 	Cleared bool
 	Since   time.Time // when the condition started
@@ -114,9 +115,9 @@ func (lx *Stream) monitor() {
 		switch {
 		case on && !was:
 			active[k] = since
-			lx.cfg.OnAlarm(Alarm{Kind: k, Since: since, Detail: detail})
+			lx.cfg.OnAlarm(Alarm{Stream: lx.name, Kind: k, Since: since, Detail: detail})
 		case !on && was:
-			lx.cfg.OnAlarm(Alarm{Kind: k, Cleared: true, Since: active[k], Detail: detail})
+			lx.cfg.OnAlarm(Alarm{Stream: lx.name, Kind: k, Cleared: true, Since: active[k], Detail: detail})
 			delete(active, k)
 		}
 	}

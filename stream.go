@@ -137,7 +137,7 @@ func newStream(cfg Config, m *mux, name string, hooks *nodeHooks) (_ *Stream, er
 	lx := &Stream{
 		name:     name,
 		cfg:      cfg,
-		diag:     log.New(cfg.LogOutput, "", log.LstdFlags|log.Lmicroseconds),
+		diag:     log.New(cfg.LogOutput, diagPrefix(name), log.LstdFlags|log.Lmicroseconds|log.Lmsgprefix),
 		queue:    make(chan *entry, cfg.QueueSize),
 		free:     make(chan *entry, cfg.QueueSize+cfg.MaxBatchEntries+1),
 		closing:  make(chan struct{}),
@@ -207,7 +207,11 @@ func newStream(cfg Config, m *mux, name string, hooks *nodeHooks) (_ *Stream, er
 		lx.fsm.stopBackground()
 	})
 
-	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: cfg.LogOutput})
+	raftName := "raft"
+	if name != DefaultStream {
+		raftName = "raft." + name
+	}
+	hl := hclog.New(&hclog.LoggerOptions{Name: raftName, Level: hclog.Warn, Output: cfg.LogOutput})
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "raft"), 0o755); err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
 	}
@@ -410,6 +414,9 @@ func (lx *Stream) shutdownRaft() error {
 type nodeHooks struct {
 	onCatalog  func(catalogEvent)
 	otherStats func() []Stats
+	// defaultServers, for the other streams, are the members of the
+	// default stream's configuration (raftPeerOK).
+	defaultServers func() []string
 }
 
 // streamSegmentSize is the raft-wal segment size of the streams other than
@@ -522,6 +529,16 @@ func (lx *Stream) close() error {
 	return lx.named(errors.Join(errs...))
 }
 
+// diagPrefix is what the diagnostics of stream name start with: nothing
+// for the default stream (as before streams), "stream <name>: " for the
+// others.
+func diagPrefix(name string) string {
+	if name == DefaultStream {
+		return ""
+	}
+	return "stream " + name + ": "
+}
+
 // Name returns the stream's name.
 func (lx *Stream) Name() string { return lx.name }
 
@@ -539,8 +556,9 @@ func (lx *Stream) named(err error) error {
 const closeGrace = time.Second
 
 // shutdownRaftWithin stops Raft; if that takes longer than d, it closes
-// every connection of the node (requests to peers in flight fail at once,
-// new ones are not made) and then waits for Raft to stop.
+// every connection of the stream (requests to peers in flight fail at
+// once, new ones are not made; the other streams' are untouched) and then
+// waits for Raft to stop.
 func (lx *Stream) shutdownRaftWithin(d time.Duration) error {
 	done := make(chan error, 1)
 	go func() { done <- lx.shutdownRaft() }()

@@ -535,3 +535,112 @@ func TestStreamWALSize(t *testing.T) {
 	}
 	require.Equal(t, 1, segs)
 }
+
+// The balancer hands nothing to a node that is down: with one of three
+// nodes stopped, the two others keep every stream between them, however
+// unevenly, round after round.
+func TestStreamLeadersNotToDownNode(t *testing.T) {
+	addrs := freeAddrs(t, 3)
+	base := t.TempDir()
+	c := &testCluster{t: t}
+	for i := range 3 {
+		cfg := testConfig(t, i, addrs, filepath.Join(base, fmt.Sprintf("n%d", i+1)))
+		for k := range 6 {
+			cfg.Streams = append(cfg.Streams, StreamConfig{Name: fmt.Sprintf("s%d", k)})
+		}
+		c.cfgs = append(c.cfgs, cfg)
+		c.nodes = append(c.nodes, nil)
+	}
+	t.Cleanup(c.closeAll)
+	c.start(0)
+	c.start(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, c.nodes[0].WaitReady(ctx))
+	require.NoError(t, c.nodes[1].WaitReady(ctx))
+	r0, r1 := c.nodes[0].node.rounds.Load(), c.nodes[1].node.rounds.Load()
+	require.True(t, waitFor(30*time.Second, func() bool {
+		return c.nodes[0].node.rounds.Load() >= r0+4 && c.nodes[1].node.rounds.Load() >= r1+4
+	}))
+	counts := leaderCounts(c, 0)
+	require.Zero(t, counts[addrs[2]], "counts %v", counts)
+	require.Equal(t, 7, counts[addrs[0]]+counts[addrs[1]], "counts %v", counts)
+	for i := range 2 {
+		n := c.nodes[i].node
+		n.mu.Lock()
+		tried := n.handedTo[addrs[2]]
+		n.mu.Unlock()
+		require.Zero(t, tried, "node %d handed streams to the node that is down (counts %v)", i, counts)
+	}
+}
+
+// A node added to the cluster opens the streams of the catalog, those its
+// own Config does not declare included, and AddNode adds it to each of
+// them once it has opened it.
+func TestAddNodeLearnsStreams(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.Streams = []StreamConfig{{Name: "audit"}} })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	require.True(t, waitFor(30*time.Second, func() bool { return c.nodes[0].defaultStream.fsm.catalogView()["audit"] != nil }))
+	audit, _ := c.nodes[0].Stream("audit")
+	for k := range 20 {
+		_, err := audit.Append(ctx, LevelInfo, fmt.Sprintf("before k%d", k))
+		require.NoError(t, err)
+	}
+	addr := freeAddrs(t, 1)[0]
+	cfg := c.cfgs[0]
+	cfg.NodeID, cfg.Addr, cfg.Join = "n4", addr, true
+	cfg.Dir = filepath.Join(filepath.Dir(c.cfgs[0].Dir), "n4")
+	cfg.Streams = nil // not declared here: the catalog brings it
+	c.cfgs = append(c.cfgs, cfg)
+	c.nodes = append(c.nodes, nil)
+	c.start(3)
+	require.NoError(t, c.nodes[0].AddNode(ctx, addr))
+	require.NoError(t, c.nodes[3].WaitReady(ctx))
+	s, err := c.nodes[3].Stream("audit")
+	require.NoError(t, err)
+	ms, err := audit.Members()
+	require.NoError(t, err)
+	require.Len(t, ms, 4)
+	_, err = s.Append(ctx, LevelInfo, "from n4")
+	require.NoError(t, err)
+	waitStreamSeq(t, c, "audit", 21)
+	requireIdentical(t, streamDirs(c, "audit"), "audit.log")
+}
+
+// OnAlarm is called one call at a time, though every stream has its own
+// monitor, and each Alarm names its stream. The callback's counter of calls
+// in progress has no lock: the race detector reports concurrent calls.
+func TestStreamAlarms(t *testing.T) {
+	addrs := freeAddrs(t, 3) // the two others never start: no leader
+	calls := make(chan Alarm, 100)
+	busy := 0
+	cfg := testConfig(t, 0, addrs, t.TempDir())
+	cfg.Streams = []StreamConfig{{Name: "audit"}, {Name: "access"}}
+	cfg.AlarmNoLeader = 200 * time.Millisecond
+	cfg.OnAlarm = func(a Alarm) {
+		busy++
+		if busy != 1 {
+			t.Errorf("%d OnAlarm calls at once", busy)
+		}
+		time.Sleep(time.Millisecond) // hold the call: overlaps would show
+		busy--
+		calls <- a
+	}
+	lx, err := New(cfg)
+	require.NoError(t, err)
+	defer lx.Close()
+	got := map[string]bool{}
+	timeout := time.After(20 * time.Second)
+	for len(got) < 3 {
+		select {
+		case a := <-calls:
+			if a.Kind == AlarmNoLeader && !a.Cleared {
+				got[a.Stream] = true
+			}
+		case <-timeout:
+			t.Fatalf("no-leader alarms only for %v", got)
+		}
+	}
+	require.Equal(t, map[string]bool{DefaultStream: true, "audit": true, "access": true}, got)
+}

@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"slices"
+
+	"github.com/hashicorp/raft"
 )
 
 // LoadTLS builds the mutual-TLS configuration a node (Config.TLS) or a
@@ -62,6 +64,13 @@ func (lx *Stream) raftPeerOK(c net.Conn) bool {
 		f := r.GetConfiguration()
 		if f.Error() == nil {
 			servers := f.Configuration().Servers
+			if len(servers) == 0 && lx.hooks.defaultServers != nil {
+				// A stream of a node not yet added to it: the node's
+				// default stream says who the members are.
+				for _, a := range lx.hooks.defaultServers() {
+					servers = append(servers, raft.Server{Address: raft.ServerAddress(a)})
+				}
+			}
 			if len(servers) == 0 {
 				return true
 			}

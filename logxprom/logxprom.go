@@ -31,13 +31,14 @@ type metric struct {
 	get  func(*logx.Stats) float64
 }
 
-// NewCollector returns a Collector of lx's Stats. Every metric carries the
-// label node (Config.NodeID).
+// NewCollector returns a Collector of the Stats of lx's streams. Every
+// metric carries the labels node (Config.NodeID) and stream (the stream's
+// name: "default" for the default stream), one series per stream.
 func NewCollector(lx *logx.Logx) *Collector {
 	node := lx.Stats().NodeID
 	labels := prometheus.Labels{"node": node}
 	d := func(name, help string, extra ...string) *prometheus.Desc {
-		return prometheus.NewDesc("logx_"+name, help, extra, labels)
+		return prometheus.NewDesc("logx_"+name, help, append([]string{"stream"}, extra...), labels)
 	}
 	c := &Collector{lx: lx}
 	c.counters = []metric{
@@ -118,17 +119,30 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	s := c.lx.Stats()
-	for _, m := range c.counters {
-		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, m.get(&s))
+	for _, s := range streamStats(c.lx) {
+		for _, m := range c.counters {
+			ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, m.get(&s), s.Stream)
+		}
+		for _, m := range c.gauges {
+			ch <- prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, m.get(&s), s.Stream)
+		}
+		ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, b2f(s.State == "Leader"), s.Stream)
+		for _, p := range s.Peers {
+			ch <- prometheus.MustNewConstMetric(c.peerFailing, prometheus.GaugeValue, b2f(p.Failing), s.Stream, p.Addr)
+		}
 	}
-	for _, m := range c.gauges {
-		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, m.get(&s))
+}
+
+// streamStats returns the Stats of each of lx's streams, the default one
+// first.
+func streamStats(lx *logx.Logx) []logx.Stats {
+	var out []logx.Stats
+	for _, name := range lx.Streams() {
+		if s, err := lx.Stream(name); err == nil { // nil: deleted meanwhile
+			out = append(out, s.Stats())
+		}
 	}
-	ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, b2f(s.State == "Leader"))
-	for _, p := range s.Peers {
-		ch <- prometheus.MustNewConstMetric(c.peerFailing, prometheus.GaugeValue, b2f(p.Failing), p.Addr)
-	}
+	return out
 }
 
 // Options configure Handler.
@@ -141,10 +155,12 @@ type Options struct {
 // Handler serves, for lx:
 //
 //	/metrics  the metrics of reg (a registry holding NewCollector(lx))
-//	/healthz  200 "ok" when a leader is known, no catch-up runs, no write
-//	          error stopped the node, and the lag is within MaxLag;
-//	          otherwise 503 and the reason
-//	/status   the node's Stats as JSON
+//	/healthz  200 "ok" when, in every stream, a leader is known, no
+//	          catch-up runs, no write error stopped the stream, and the
+//	          lag is within MaxLag; otherwise 503 and the reason, naming
+//	          the stream
+//	/status   the default stream's Stats as JSON; ?stream=NAME another
+//	          stream's, ?all=1 every stream's (an array)
 func Handler(lx *logx.Logx, reg *prometheus.Registry, o Options) http.Handler {
 	if o.MaxLag == 0 {
 		o.MaxLag = 100
@@ -152,17 +168,33 @@ func Handler(lx *logx.Logx, reg *prometheus.Registry, o Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if reason := unhealthy(lx.Stats(), o.MaxLag); reason != "" {
-			http.Error(w, reason, http.StatusServiceUnavailable)
-			return
+		for _, s := range streamStats(lx) {
+			if reason := unhealthy(s, o.MaxLag); reason != "" {
+				if s.Stream != logx.DefaultStream {
+					reason = "stream " + s.Stream + ": " + reason
+				}
+				http.Error(w, reason, http.StatusServiceUnavailable)
+				return
+			}
 		}
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+		var v any = lx.Stats()
+		if r.URL.Query().Get("all") != "" {
+			v = streamStats(lx)
+		} else if name := r.URL.Query().Get("stream"); name != "" {
+			s, err := lx.Stream(name)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusNotFound)
+				return
+			}
+			v = s.Stats()
+		}
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(lx.Stats())
+		_ = enc.Encode(v)
 	})
 	return mux
 }

@@ -55,12 +55,12 @@ func TestHandler(t *testing.T) {
 
 	code, body := get(t, srv.URL+"/metrics")
 	require.Equal(t, 200, code)
-	require.Contains(t, body, `logx_seq{node="n1"} 5`)
-	require.Contains(t, body, `logx_entries_committed_total{node="n1"} 5`)
-	require.Contains(t, body, `logx_is_leader{node="n1"} 1`)
-	require.Contains(t, body, `logx_evicted_producers_total{node="n1"} 0`)
-	require.Contains(t, body, `logx_ignored_removals_total{node="n1"} 0`)
-	require.Regexp(t, `logx_log_clock_seconds\{node="n1"\} \d`, body)
+	require.Contains(t, body, `logx_seq{node="n1",stream="default"} 5`)
+	require.Contains(t, body, `logx_entries_committed_total{node="n1",stream="default"} 5`)
+	require.Contains(t, body, `logx_is_leader{node="n1",stream="default"} 1`)
+	require.Contains(t, body, `logx_evicted_producers_total{node="n1",stream="default"} 0`)
+	require.Contains(t, body, `logx_ignored_removals_total{node="n1",stream="default"} 0`)
+	require.Regexp(t, `logx_log_clock_seconds\{node="n1",stream="default"\} \d`, body)
 
 	code, body = get(t, srv.URL+"/healthz")
 	require.Equal(t, 200, code, body)
@@ -86,4 +86,44 @@ func TestHealthzNoLeader(t *testing.T) {
 	code, body := get(t, srv.URL+"/healthz")
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	require.True(t, strings.Contains(body, "no leader"), body)
+}
+
+// Every stream has its own series, /healthz fails naming a stream that has
+// no leader, and /status answers for any stream.
+func TestStreamsMetrics(t *testing.T) {
+	addr := freeAddr(t)
+	lx, err := logx.New(logx.Config{NodeID: "n1", Addr: addr, Peers: []string{addr},
+		Dir: filepath.Join(t.TempDir(), "n1"), File: "app.log", ElectionTimeout: 200 * time.Millisecond,
+		Streams: []logx.StreamConfig{{Name: "audit"}}})
+	require.NoError(t, err)
+	defer lx.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, lx.WaitReady(ctx))
+	audit, err := lx.Stream("audit")
+	require.NoError(t, err)
+	for k := 0; k < 3; k++ {
+		_, err := audit.Append(ctx, logx.LevelInfo, "hello", "k", k)
+		require.NoError(t, err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(lx))
+	srv := httptest.NewServer(Handler(lx, reg, Options{}))
+	defer srv.Close()
+	code, body := get(t, srv.URL+"/metrics")
+	require.Equal(t, 200, code)
+	require.Contains(t, body, `logx_seq{node="n1",stream="audit"} 3`)
+	require.Contains(t, body, `logx_is_leader{node="n1",stream="default"} 1`)
+	code, body = get(t, srv.URL+"/status?stream=audit")
+	require.Equal(t, 200, code)
+	var st logx.Stats
+	require.NoError(t, json.Unmarshal([]byte(body), &st))
+	require.Equal(t, "audit", st.Stream)
+	code, body = get(t, srv.URL+"/status?all=1")
+	require.Equal(t, 200, code)
+	var all []logx.Stats
+	require.NoError(t, json.Unmarshal([]byte(body), &all))
+	require.Len(t, all, 2)
+	code, _ = get(t, srv.URL+"/status?stream=nope")
+	require.Equal(t, http.StatusNotFound, code)
 }
