@@ -57,6 +57,9 @@ type fsm struct {
 	want     clusterSettings
 	settings atomic.Pointer[clusterSettings]
 
+	// onActive is told when apply writes lines (idle.go).
+	onActive func()
+
 	// onCatalog, set on the default stream only, is told of every change
 	// of the catalog (catalog.go), in log order; it must not block.
 	// catalog is the catalog as applied, for other goroutines.
@@ -306,6 +309,12 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 	st := &f.st
 	last := st.Index
 	var line []byte
+	active := false
+	defer func() {
+		if active && f.onActive != nil {
+			f.onActive()
+		}
+	}()
 	for i, l := range logs {
 		if l.Index <= st.Index {
 			// Replayed after a restart: the files already hold it.
@@ -331,6 +340,7 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 				return nil, err
 			}
 			res[i] = r
+			active = true
 		}
 	}
 	if err := f.seg.flush(); err != nil {

@@ -311,9 +311,13 @@ func (n *node) tend() {
 			for _, ev := range evs {
 				n.applyEvent(ev)
 			}
-		case <-t.C:
-			if def := n.list()[0]; def.raft.State() == raft.Leader {
-				def.proposeCatalog()
+		case now := <-t.C:
+			streams := n.list()
+			if streams[0].raft.State() == raft.Leader {
+				streams[0].proposeCatalog()
+			}
+			for _, s := range streams {
+				s.checkIdle(now)
 			}
 			n.balanceOnce()
 		}

@@ -43,6 +43,9 @@ func (lx *Stream) produce() {
 				lx.proposeSettings()
 				reported = lx.reportClock() || reported
 				next := clockEvery
+				if lx.idle.Load() {
+					next = max(next, idleClockEvery) // idle.go
+				}
 				if !reported {
 					next = min(next, 250*time.Millisecond)
 				}
@@ -53,6 +56,7 @@ func (lx *Stream) produce() {
 				return
 			}
 		}
+		lx.markActive()
 		ents, flushes = ents[:0], flushes[:0]
 		size := 0
 	collect:

@@ -90,6 +90,13 @@ type Stream struct {
 	// futures do not watch the shutdown), so shutdownRaft waits for the
 	// requests in progress and raftCall starts none after it. Found by
 	// TestCloseDuringBarriers.
+	// Idle streams (idle.go): whether this one is, when it last logged or
+	// applied an entry (Unix nanoseconds), and the lock that orders its
+	// Raft timeout changes.
+	idle       atomic.Bool
+	lastActive atomic.Int64
+	timeoutsMu sync.Mutex
+
 	raftMu      sync.RWMutex
 	raftDown    bool // under raftMu
 	raftStop    sync.Once
@@ -146,6 +153,7 @@ func newStream(cfg Config, m *mux, name string, hooks *nodeHooks) (_ *Stream, er
 		maxFrame: cfg.MaxBatchBytes + recordSize(cfg.MaxEntrySize) + batchHeaderMax,
 	}
 	lx.fwd.lx = lx
+	lx.lastActive.Store(time.Now().UnixNano())
 	lx.removedCtx, lx.markRemoved = context.WithCancel(context.Background())
 	lx.closingCtx, lx.cancelClosing = context.WithCancel(context.Background())
 	if lv, ok := cfg.Level.(*slog.LevelVar); ok && lv != nil {
@@ -186,6 +194,7 @@ func newStream(cfg Config, m *mux, name string, hooks *nodeHooks) (_ *Stream, er
 	lx.fsm.hooks, lx.fsm.fault = cfg.powerCut, cfg.diskFault
 	lx.fsm.useSegment(lx.fsm.seg)
 	lx.fsm.onWriteError = lx.onWriteError
+	lx.fsm.onActive = lx.markActive
 	lx.fsm.bg.onBlocked = lx.onCatchingUp
 	// The rotated files to check in the background once peers are
 	// reachable (scrub.go), taken before Raft's apply can change the list.
@@ -279,6 +288,9 @@ func newStream(cfg Config, m *mux, name string, hooks *nodeHooks) (_ *Stream, er
 	rc.HeartbeatTimeout = cfg.ElectionTimeout
 	rc.ElectionTimeout = cfg.ElectionTimeout
 	rc.LeaderLeaseTimeout = cfg.ElectionTimeout / 2
+	if name != DefaultStream {
+		rc.LeaderLeaseTimeout = cfg.ElectionTimeout // idle.go
+	}
 	rc.CommitTimeout = cmp.Or(cfg.commitTimeout, commitTimeout) // commit.go
 	rc.MaxAppendEntries = 64
 	rc.BatchApplyCh = true

@@ -644,3 +644,55 @@ func TestStreamAlarms(t *testing.T) {
 	}
 	require.Equal(t, map[string]bool{DefaultStream: true, "audit": true, "access": true}, got)
 }
+
+// A stream other than the default one goes idle after idleAfter
+// ElectionTimeouts without entries: its Raft timeouts stretch, with no
+// election; its first entry makes it active again on every node. The
+// default stream never goes idle.
+func TestIdleStream(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.Streams = []StreamConfig{{Name: "audit"}} })
+	et := c.cfgs[0].ElectionTimeout
+	streams := func(name string) []*Stream {
+		var out []*Stream
+		for _, lx := range c.nodes {
+			s, err := lx.Stream(name)
+			require.NoError(t, err)
+			out = append(out, s)
+		}
+		return out
+	}
+	term := streams("audit")[0].raft.CurrentTerm()
+	require.True(t, waitFor(30*time.Second, func() bool {
+		for _, s := range streams("audit") {
+			if !s.idle.Load() || s.raft.ReloadableConfig().HeartbeatTimeout != idleStretch*et {
+				return false
+			}
+		}
+		return true
+	}), "the audit stream did not go idle on every node")
+	// Stay idle for a few rounds more: no node calls an election.
+	rounds := c.nodes[0].node.rounds.Load()
+	require.True(t, waitFor(30*time.Second, func() bool { return c.nodes[0].node.rounds.Load() >= rounds+3 }))
+	for i, s := range streams("audit") {
+		require.Equal(t, term, s.raft.CurrentTerm(), "node %d: an election while idle", i)
+	}
+	for _, s := range streams(DefaultStream) {
+		require.False(t, s.idle.Load())
+		require.Equal(t, et, s.raft.ReloadableConfig().HeartbeatTimeout)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := streams("audit")[1].Append(ctx, LevelInfo, "wake up")
+	require.NoError(t, err)
+	require.True(t, waitFor(30*time.Second, func() bool {
+		for _, s := range streams("audit") {
+			if s.idle.Load() || s.raft.ReloadableConfig().HeartbeatTimeout != et {
+				return false
+			}
+		}
+		return true
+	}), "the audit stream did not wake on every node")
+	waitStreamSeq(t, c, "audit", 1)
+	requireIdentical(t, streamDirs(c, "audit"), "audit.log")
+}
