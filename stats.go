@@ -6,6 +6,7 @@ import "time"
 type Stats struct {
 	NodeID string `json:"node_id"`
 	Stream string `json:"stream"` // the stream's name (DefaultStream for Logx.Stats)
+	Idle   bool   `json:"idle"`   // idle here: Raft's timeouts stretched (idle.go)
 	Addr   string `json:"addr"`
 	State  string `json:"state"`  // Raft role: Leader, Follower, Candidate or Shutdown
 	Leader string `json:"leader"` // the leader's address, "" if none is known
@@ -98,6 +99,7 @@ func (lx *Stream) Stats() Stats {
 	s := Stats{
 		NodeID:           lx.cfg.NodeID,
 		Stream:           lx.name,
+		Idle:             lx.idle.Load(),
 		Dir:              lx.cfg.Dir,
 		File:             lx.logFile(),
 		Addr:             lx.cfg.Addr,

@@ -47,14 +47,66 @@ func freeAddrs(n int) ([]string, error) {
 
 // nodeConfig is node i's configuration: defaults apart from the node's
 // identity and directory, the file name and a quiet LogOutput.
-func nodeConfig(addrs []string, dir string, i int) logx.Config {
-	return logx.Config{
+func nodeConfig(addrs []string, dir string, i, streams int) logx.Config {
+	cfg := logx.Config{
 		NodeID:    fmt.Sprintf("n%d", i+1),
 		Addr:      addrs[i],
 		Peers:     addrs,
 		Dir:       nodeDir(dir, i),
 		File:      logFile,
 		LogOutput: io.Discard,
+	}
+	for k := 1; k < streams; k++ {
+		cfg.Streams = append(cfg.Streams, logx.StreamConfig{Name: fmt.Sprintf("s%d", k)})
+	}
+	return cfg
+}
+
+// streamsOf returns lx's streams, the default one first.
+func streamsOf(lx *logx.Logx) []*logx.Stream {
+	var out []*logx.Stream
+	for _, name := range lx.Streams() {
+		if s, err := lx.Stream(name); err == nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// infoTo logs entry i with Info on one of streams, round-robin.
+func infoTo(streams []*logx.Stream, msgs []string, i int64) error {
+	streams[i%int64(len(streams))].Info(msgs[i%int64(len(msgs))], "i", i)
+	return nil
+}
+
+// flushAll flushes every stream of lx.
+func flushAll(ctx context.Context, lx *logx.Logx) error {
+	for _, s := range streamsOf(lx) {
+		if err := s.Flush(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitIdle waits until every stream of lx but the default one has gone
+// idle (its Raft timeouts stretched: Stats.Idle).
+func waitIdle(ctx context.Context, lx *logx.Logx) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		idle := true
+		for _, s := range streamsOf(lx)[1:] {
+			idle = idle && s.Stats().Idle
+		}
+		if idle {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the streams to go idle: %w", ctx.Err())
+		case <-t.C:
+		}
 	}
 }
 
@@ -76,14 +128,20 @@ func logBytes(nodeDir string) int64 {
 func waitSeq(ctx context.Context, lx *logx.Logx, seq uint64) error {
 	t := time.NewTicker(time.Millisecond)
 	defer t.Stop()
+	total := func() uint64 {
+		var n uint64
+		for _, s := range streamsOf(lx) {
+			n += s.Stats().Seq
+		}
+		return n
+	}
 	for {
-		if lx.Stats().Seq >= seq {
+		if total() >= seq {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			st := lx.Stats()
-			return fmt.Errorf("node %s holds %d of %d entries: %w", st.NodeID, st.Seq, seq, ctx.Err())
+			return fmt.Errorf("node %s holds %d of %d entries (all streams): %w", lx.Stats().NodeID, total(), seq, ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -153,12 +211,7 @@ func drive(n int, next *atomic.Int64, limit int64, stop *atomic.Bool, timed bool
 	return total, h, errors.Join(errs...)
 }
 
-// info logs entry i with Info; appendTo commits it with Append.
-func info(lx *logx.Logx, msgs []string, i int64) error {
-	lx.Info(msgs[i%int64(len(msgs))], "i", i)
-	return nil
-}
-
+// appendTo commits entry i with Append.
 func appendTo(ctx context.Context, lx *logx.Logx, msgs []string, i int64) error {
 	_, err := lx.Append(ctx, logx.LevelInfo, msgs[i%int64(len(msgs))], "i", i)
 	return err
@@ -226,7 +279,7 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 		}
 	}()
 	for i := 0; i < 3; i++ {
-		lx, err := logx.New(nodeConfig(addrs, dir, i))
+		lx, err := logx.New(nodeConfig(addrs, dir, i, c.Streams))
 		if err != nil {
 			return res, fmt.Errorf("starting node %d: %w", i+1, err)
 		}
@@ -265,6 +318,11 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 	}
 
 	if c.Workload == "idle" {
+		for _, lx := range nodes {
+			if err := waitIdle(ctx, lx); err != nil {
+				return res, err
+			}
+		}
 		return idleInproc(ctx, o, dir)
 	}
 
@@ -288,8 +346,9 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				counts[i], _, _ = drive(c.Callers, &next, limit, stop, false, func(_ int, k int64) error { return info(lx, msgs, k) })
-				errs[i] = lx.Flush(ctx)
+				streams := streamsOf(lx)
+				counts[i], _, _ = drive(c.Callers, &next, limit, stop, false, func(_ int, k int64) error { return infoTo(streams, msgs, k) })
+				errs[i] = flushAll(ctx, lx)
 			}()
 		}
 		wg.Wait()

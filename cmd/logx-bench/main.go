@@ -66,6 +66,7 @@ type options struct {
 	count       int
 	duration    time.Duration
 	idleDur     time.Duration
+	streams     []int
 	maxEntries  int
 	warmup      int
 	allocRuns   int
@@ -85,6 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	sizes := fs.String("sizes", "100,1024", "message sizes in bytes")
 	workloads := fs.String("workloads", "async,append", "logx workloads: async (Info), append (Append, waits for commit), idle (CPU use of a settled cluster without traffic); by default idle runs in procs mode only")
 	callers := fs.String("callers", "1,4,16,64,256", "concurrent callers for append, raft-1 and slog-file")
+	streams := fs.String("streams", "1", "streams the async and idle workloads use: the default stream and n-1 more (async writes round-robin over them; idle waits until the others have gone idle)")
 	baselines := fs.String("baselines", "slog,raft", "baselines: slog (log/slog JSON to a buffered file), raft (hashicorp/raft, one entry per Apply); empty for none")
 	fs.IntVar(&o.count, "count", 1, "run each cell this many times and report the median")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per cell (a cell also stops at -max-entries)")
@@ -158,6 +160,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, err
 	}
 	if o.sizes, err = ints("-sizes", *sizes, 1, 60000); err != nil {
+		return nil, err
+	}
+	if o.streams, err = ints("-streams", *streams, 1, 256); err != nil {
 		return nil, err
 	}
 	if o.callers, err = ints("-callers", *callers, 1, 4096); err != nil {
@@ -309,7 +314,9 @@ func plan(o *options) []*cell {
 		for _, size := range o.sizes {
 			for _, w := range o.workloads {
 				if w == "async" {
-					cells = append(cells, &cell{Series: seriesLogx, Mode: mode, Size: size, Workload: "async", Callers: asyncPerNode})
+					for _, s := range o.streams {
+						cells = append(cells, &cell{Series: seriesLogx, Mode: mode, Size: size, Workload: "async", Callers: asyncPerNode, Streams: s})
+					}
 					continue
 				}
 				for _, n := range o.callers {
@@ -318,7 +325,9 @@ func plan(o *options) []*cell {
 			}
 		}
 		if slices.Contains(o.idleModes, mode) {
-			cells = append(cells, &cell{Series: seriesLogx, Mode: mode, Size: o.sizes[0], Workload: "idle"})
+			for _, s := range o.streams {
+				cells = append(cells, &cell{Series: seriesLogx, Mode: mode, Size: o.sizes[0], Workload: "idle", Streams: s})
+			}
 		}
 	}
 	if slices.Contains(o.baselines, "slog") {

@@ -47,6 +47,7 @@ type childSpec struct {
 	Warmup    int           `json:"warmup"`
 	Duration  time.Duration `json:"duration"`
 	Timeout   time.Duration `json:"timeout"`
+	Streams   int           `json:"streams,omitempty"`
 }
 
 type childGo struct {
@@ -221,7 +222,7 @@ func runLogxProcs(ctx context.Context, o *options, c *cell) (res runResult, err 
 	}
 	spec, err := json.Marshal(childSpec{
 		Addrs: addrs, Dir: dir, Size: c.Size, Workload: c.Workload, Goroutine: asyncPerNode,
-		Warmup: o.warmup, Duration: dur, Timeout: o.cellTimeout,
+		Warmup: o.warmup, Duration: dur, Timeout: o.cellTimeout, Streams: c.Streams,
 	})
 	if err != nil {
 		return res, err
@@ -426,7 +427,7 @@ func runChild(ctx context.Context, o *options) error {
 	}
 	out := json.NewEncoder(os.Stdout)
 
-	lx, err := logx.New(nodeConfig(spec.Addrs, spec.Dir, o.child))
+	lx, err := logx.New(nodeConfig(spec.Addrs, spec.Dir, o.child, spec.Streams))
 	if err != nil {
 		return err
 	}
@@ -441,6 +442,11 @@ func runChild(ctx context.Context, o *options) error {
 	base := uint64(3 * (spec.Warmup + warmAppends))
 	if err := waitSeq(ctx, lx, base); err != nil {
 		return err
+	}
+	if spec.Workload == "idle" {
+		if err := waitIdle(ctx, lx); err != nil {
+			return err
+		}
 	}
 	if err := out.Encode(childMsg{Ev: "ready", State: lx.Stats().State, Seq: lx.Stats().Seq}); err != nil {
 		return err
@@ -464,8 +470,9 @@ func runChild(ctx context.Context, o *options) error {
 	start := time.Now()
 	switch spec.Workload {
 	case "async":
-		n, _, _ = drive(spec.Goroutine, &next, g.Limit, stop, false, func(_ int, i int64) error { return info(lx, msgs, i) })
-		if err := lx.Flush(ctx); err != nil {
+		streams := streamsOf(lx)
+		n, _, _ = drive(spec.Goroutine, &next, g.Limit, stop, false, func(_ int, i int64) error { return infoTo(streams, msgs, i) })
+		if err := flushAll(ctx, lx); err != nil {
 			return err
 		}
 	case "append":

@@ -32,7 +32,10 @@ type cell struct {
 	// Callers is the number of concurrent callers; for logx async it is
 	// per node (three nodes); 0 for idle. An idle cell's Size is that of
 	// its warm-up's messages.
-	Callers int         `json:"callers"`
+	Callers int `json:"callers"`
+	// Streams is how many streams a logx async or idle cell uses (0 or 1:
+	// the default stream only).
+	Streams int         `json:"streams,omitempty"`
 	Runs    []runResult `json:"runs"`
 	Median  runResult   `json:"median"`
 }
@@ -43,9 +46,17 @@ func (c *cell) label() string {
 		who += " " + c.Mode
 	}
 	if c.Workload == "idle" {
-		return fmt.Sprintf("%s %s", who, c.Workload)
+		return fmt.Sprintf("%s %s%s", who, c.Workload, c.streamsText())
 	}
-	return fmt.Sprintf("%s %s %s callers=%s", who, sizeName(c.Size), c.Workload, c.callersText())
+	return fmt.Sprintf("%s %s %s%s callers=%s", who, sizeName(c.Size), c.Workload, c.streamsText(), c.callersText())
+}
+
+// streamsText is " (n streams)" for a cell of more than one stream.
+func (c *cell) streamsText() string {
+	if c.Streams > 1 {
+		return fmt.Sprintf(" (%d streams)", c.Streams)
+	}
+	return ""
 }
 
 func (c *cell) callersText() string {
