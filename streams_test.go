@@ -1,9 +1,14 @@
 package logx
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -697,4 +702,79 @@ func TestIdleStream(t *testing.T) {
 	}), "the audit stream did not wake on every node")
 	waitStreamSeq(t, c, "audit", 1)
 	requireIdentical(t, streamDirs(c, "audit"), "audit.log")
+}
+
+// A Dir written by logx before streams (commit 2f686b5, the main this work
+// started from: testdata/mkolddir made the fixture) opens unchanged as the
+// default stream: every line is there, byte for byte, the log goes on from
+// its last sequence number, and a stream declared now is added beside it.
+func TestOpensPreStreamsDir(t *testing.T) {
+	base := t.TempDir()
+	f, err := os.Open("testdata/dir-2f686b5.tar.gz")
+	require.NoError(t, err)
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	require.NoError(t, err)
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+		path := filepath.Join(base, filepath.Clean("/"+h.Name))
+		switch h.Typeflag {
+		case tar.TypeDir:
+			require.NoError(t, os.MkdirAll(path, 0o755))
+		case tar.TypeReg:
+			require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+			out, err := os.Create(path)
+			require.NoError(t, err)
+			_, err = io.Copy(out, tr)
+			require.NoError(t, err)
+			require.NoError(t, out.Close())
+		}
+	}
+	var fx struct {
+		Addr string `json:"addr"`
+		Seq  uint64 `json:"seq"`
+	}
+	b, err := os.ReadFile(filepath.Join(base, "fixture.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &fx))
+	dir := filepath.Join(base, "n1")
+	before := fileHashes(t, dir, "app.log")
+	oldLines := readLines(t, dir, "app.log")
+	require.Len(t, oldLines, int(fx.Seq))
+
+	cfg := Config{NodeID: "n1", Addr: fx.Addr, Peers: []string{fx.Addr}, Dir: dir, File: "app.log", MaxSize: 4096,
+		ElectionTimeout: 300 * time.Millisecond, LogOutput: testWriter{t}, Streams: []StreamConfig{{Name: "audit"}}}
+	lx, err := New(cfg)
+	require.NoError(t, err, "the fixture's address %s must be free", fx.Addr)
+	defer lx.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, lx.WaitReady(ctx))
+	require.Equal(t, fx.Seq, lx.Stats().Seq)
+	for name, sum := range before {
+		if name != "app.log" {
+			require.Equal(t, sum, fileHashes(t, dir, "app.log")[name], "rotated file %s changed", name)
+		}
+	}
+	seq, err := lx.Append(ctx, LevelInfo, "new release entry")
+	require.NoError(t, err)
+	require.Equal(t, fx.Seq+1, seq)
+	audit, err := lx.Stream("audit")
+	require.NoError(t, err)
+	aseq, err := audit.Append(ctx, LevelInfo, "audit entry")
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), aseq)
+	require.NoError(t, lx.Flush(ctx))
+	lines := readLines(t, dir, "app.log")
+	require.Len(t, lines, int(fx.Seq)+1)
+	for i := range oldLines {
+		require.Equal(t, oldLines[i], lines[i])
+	}
+	require.Contains(t, string(lines[fx.Seq]), "new release entry")
+	require.Len(t, readLines(t, filepath.Join(dir, "streams", "audit"), "audit.log"), 1)
 }

@@ -115,6 +115,8 @@ func nodeDir(dir string, i int) string { return filepath.Join(dir, fmt.Sprintf("
 // logBytes is the total size of the log files (*.log) in a node's Dir.
 func logBytes(nodeDir string) int64 {
 	names, _ := filepath.Glob(filepath.Join(nodeDir, "*.log"))
+	more, _ := filepath.Glob(filepath.Join(nodeDir, "streams", "*", "*.log"))
+	names = append(names, more...)
 	var n int64
 	for _, name := range names {
 		if fi, err := os.Stat(name); err == nil {

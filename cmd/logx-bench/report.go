@@ -121,7 +121,7 @@ func (r *report) markdownTable() string {
 			mbs += " (payload)"
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			c.Series, c.Mode, sizeName(c.Size), c.Workload, c.callersText(),
+			c.Series, c.Mode, sizeName(c.Size), c.workloadText(), c.callersText(),
 			fmtNum(m.EntriesPerSec), mbs, fmtOpt(m.P50), fmtOpt(m.P99), fmtOpt(m.P999), allocs, rss, fmtOpt(m.CPUUsPerEntry))
 	}
 	b.WriteString(r.nodesTable())
@@ -151,7 +151,7 @@ func (r *report) nodesTable() string {
 		fcpu := followerMax(m.Nodes, func(n nodeUsage) *float64 { return n.CPUUsPerEntry })
 		frss := followerMax(m.Nodes, func(n nodeUsage) *float64 { return n.PeakRSSMB })
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			c.Mode, sizeName(c.Size), c.Workload, c.callersText(),
+			c.Mode, sizeName(c.Size), c.workloadText(), c.callersText(),
 			fmtOpt(lcpu), fmtOpt(fcpu), fmtOpt(m.CPUUsPerEntry), fmtRSS(lrss), fmtRSS(frss))
 	}
 	return b.String()
@@ -172,7 +172,7 @@ func (r *report) idleTable() string {
 			b.WriteString("|---|---|---|---:|---:|---:|\n")
 		}
 		if len(m.Nodes) == 0 {
-			fmt.Fprintf(&b, "| %s | all 3 (process) | - | %s | %s | %.1f |\n", c.Mode, fmtOpt(m.CPUPercent), fmtRSS(m.PeakRSSMB), m.Seconds)
+			fmt.Fprintf(&b, "| %s | all 3 (process) | - | %s | %s | %.1f |\n", c.Mode+c.streamsText(), fmtOpt(m.CPUPercent), fmtRSS(m.PeakRSSMB), m.Seconds)
 			continue
 		}
 		for _, n := range m.Nodes {
@@ -180,7 +180,7 @@ func (r *report) idleTable() string {
 			if node == "" {
 				node = "(varies)"
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.1f |\n", c.Mode, node, n.Role, fmtOpt(n.CPUPercent), fmtRSS(n.PeakRSSMB), n.Seconds)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.1f |\n", c.Mode+c.streamsText(), node, n.Role, fmtOpt(n.CPUPercent), fmtRSS(n.PeakRSSMB), n.Seconds)
 		}
 	}
 	return b.String()

@@ -51,6 +51,10 @@ func (c *cell) label() string {
 	return fmt.Sprintf("%s %s %s%s callers=%s", who, sizeName(c.Size), c.Workload, c.streamsText(), c.callersText())
 }
 
+// workloadText is the workload, with the streams of a cell of more than
+// one.
+func (c *cell) workloadText() string { return c.Workload + c.streamsText() }
+
 // streamsText is " (n streams)" for a cell of more than one stream.
 func (c *cell) streamsText() string {
 	if c.Streams > 1 {
