@@ -195,6 +195,9 @@ func runChaos(t *testing.T, o chaosOpts) {
 		fmt.Sprintf("LOGX_ROTATE_EVERY_MS=%d", chaosRotateEvery.Milliseconds()),
 		fmt.Sprintf("LOGX_MAX_AGE_MS=%d", chaosMaxAge.Milliseconds()),
 		fmt.Sprintf("LOGX_CLOCK_EVERY_MS=%d", chaosClockEvery.Milliseconds()),
+		// A second stream, its own Raft group on the same addresses: every
+		// odd entry of a writer goes there (proc_test.go).
+		"LOGX_STREAMS=" + chaosStream,
 	}
 	h.fillBag()
 	defer func() {
@@ -244,6 +247,7 @@ func runChaos(t *testing.T, o chaosOpts) {
 		t.Errorf("%s\n%s", h.summary, strings.Join(r.details, "\n"))
 	}
 	require.Positive(t, r.acked, "no entry was acknowledged")
+	require.Positive(t, r.streamAcked, "no entry of stream %s was acknowledged", chaosStream)
 	require.Positive(t, r.timeRotations, "no file was rotated by time")
 	if o.ensure == "clock-skew" {
 		require.NotEmpty(t, h.skews, "no clock-skew fault was injected")
@@ -673,8 +677,13 @@ func (h *chaos) statuses() string {
 }
 
 // chaosResult is what the end-of-run check found.
+// chaosStream is the stream beside the default one that the harness's
+// nodes write to; check holds it to the same rules.
+const chaosStream = "audit"
+
 type chaosResult struct {
 	acked, entries, catchUps    int
+	streamAcked, streamEntries  int // chaosStream's
 	missing, duplicates, badSeq int
 	differing                   int
 	removed, notPrefix          int      // removed nodes checked; those whose files are not a prefix of the members'
@@ -704,7 +713,11 @@ func (h *chaos) check() chaosResult {
 	// entries it holds twice; it returns the lines and id → seq.
 	dups := map[string]bool{}
 	parse := func(name, dir string) ([][]byte, map[string]string) {
-		lines := readLines(t, dir, "app.log")
+		file := "app.log"
+		if filepath.Base(filepath.Dir(dir)) == streamsDir {
+			file = filepath.Base(dir) + ".log"
+		}
+		lines := readLines(t, dir, file)
 		at := map[string]string{}
 		for k, l := range lines {
 			kv, err := parseText(l)
@@ -765,6 +778,37 @@ func (h *chaos) check() chaosResult {
 	if len(sums) > 1 {
 		for _, nodes := range sums {
 			note("identical files: nodes %v", nodes)
+		}
+	}
+	// The other stream: the same rules, its own files and acks.
+	sacks := c.acksOf(chaosStream)
+	r.streamAcked = len(sacks)
+	ssums := map[string][]int{}
+	smissing := map[string]bool{}
+	for _, i := range h.members() {
+		dir := StreamDir(c.dir(i), chaosStream)
+		sum := hashList(fileHashes(t, dir, chaosStream+".log"))
+		ssums[sum] = append(ssums[sum], i)
+		lines, at := parse(fmt.Sprintf("n%d %s", i+1, chaosStream), dir)
+		r.streamEntries = max(r.streamEntries, len(lines))
+		for id, seq := range sacks {
+			if at[id] != seq {
+				if !smissing[id] {
+					note("n%d %s: acknowledged entry %s (seq %s) is at seq %q", i+1, chaosStream, id, seq, at[id])
+				}
+				smissing[id] = true
+			}
+		}
+	}
+	r.missing, r.duplicates = r.missing+len(smissing), len(dups)
+	most = 0
+	for _, nodes := range ssums {
+		most = max(most, len(nodes))
+	}
+	r.differing += len(h.members()) - most
+	if len(ssums) > 1 {
+		for _, nodes := range ssums {
+			note("identical %s files: nodes %v", chaosStream, nodes)
 		}
 	}
 	h.checkClocks(&r, note)
@@ -932,8 +976,8 @@ func (h *chaos) line(r *chaosResult) string {
 	}
 	b.WriteByte(')')
 	if r != nil {
-		fmt.Fprintf(&b, " acked=%d entries=%d catch-ups=%d members=%d missing=%d duplicates=%d differing-nodes=%d",
-			r.acked, r.entries, r.catchUps, len(h.members()), r.missing, r.duplicates, r.differing)
+		fmt.Fprintf(&b, " acked=%d entries=%d %s-acked=%d %s-entries=%d catch-ups=%d members=%d missing=%d duplicates=%d differing-nodes=%d",
+			r.acked, r.entries, chaosStream, r.streamAcked, chaosStream, r.streamEntries, r.catchUps, len(h.members()), r.missing, r.duplicates, r.differing)
 		if r.removed > 0 {
 			fmt.Fprintf(&b, " removed-not-prefix=%d/%d", r.notPrefix, r.removed)
 		}

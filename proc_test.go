@@ -81,6 +81,12 @@ func helperMain() int {
 		MaxFiles:    atoi("MAX_FILES"),
 		clockEvery:  time.Duration(atoi("CLOCK_EVERY_MS")) * time.Millisecond,
 	}
+	var extra *Stream // STREAMS: the first of them gets every odd entry
+	for _, name := range strings.Split(env("STREAMS"), ",") {
+		if name != "" {
+			cfg.Streams = append(cfg.Streams, StreamConfig{Name: name, MaxSize: int64(atoi("MAX_SIZE"))})
+		}
+	}
 	clock := newClockHook(env("CLOCK_FILE"))
 	defer clock.stop()
 	if clock != nil {
@@ -89,6 +95,11 @@ func helperMain() int {
 	lx, err := New(cfg)
 	if err != nil {
 		return fail(err)
+	}
+	if len(cfg.Streams) > 0 {
+		if extra, err = lx.Stream(cfg.Streams[0].Name); err != nil {
+			return fail(err)
+		}
 	}
 	ack, err := os.OpenFile(env("ACK"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
@@ -162,9 +173,13 @@ func helperMain() int {
 			if !st.LogClock.IsZero() {
 				logClock = st.LogClock.UnixNano()
 			}
-			line := fmt.Sprintf("%s %d %s %d %d %d %d %d %d\n", st.State, st.Seq, fin,
+			var extraSeq uint64
+			if extra != nil {
+				extraSeq = extra.Stats().Seq
+			}
+			line := fmt.Sprintf("%s %d %s %d %d %d %d %d %d %d\n", st.State, st.Seq, fin,
 				st.Term, st.AppliedIndex, lx.raft.LastIndex(), st.CatchUps,
-				clock.offset().Milliseconds(), logClock)
+				clock.offset().Milliseconds(), logClock, extraSeq)
 			if os.WriteFile(tmp, []byte(line), 0o644) == nil {
 				os.Rename(tmp, env("STATUS"))
 			}
@@ -233,13 +248,17 @@ func helperMain() int {
 				case <-tick:
 				}
 				actx, acancel := context.WithTimeout(context.Background(), appendTimeout)
-				seq, err := lx.Append(actx, LevelInfo, "crash entry", "run", run, "w", w, "i", i)
+				to, suffix := lx.defaultStream, ""
+				if extra != nil && i%2 == 1 {
+					to, suffix = extra, " "+extra.Name()
+				}
+				seq, err := to.Append(actx, LevelInfo, "crash entry", "run", run, "w", w, "i", i)
 				acancel()
 				if err != nil {
 					continue // not acknowledged: the test does not count it
 				}
 				mu.Lock()
-				fmt.Fprintf(ack, "%s %d %d %d\n", run, w, i, seq)
+				fmt.Fprintf(ack, "%s %d %d %d%s\n", run, w, i, seq, suffix)
 				mu.Unlock()
 			}
 		}()
@@ -521,6 +540,7 @@ type procStatus struct {
 	catchUps uint64
 	offset   time.Duration // the node's clock offset (clockHook)
 	logClock int64         // Stats.LogClock, Unix nanoseconds; 0: unknown
+	extraSeq uint64        // Seq of the first of STREAMS (0: none)
 }
 
 func (c *procCluster) status(i int) procStatus {
@@ -529,14 +549,14 @@ func (c *procCluster) status(i int) procStatus {
 		return procStatus{}
 	}
 	f := strings.Fields(string(b))
-	if len(f) != 9 {
+	if len(f) != 10 {
 		return procStatus{}
 	}
 	n := func(i int) uint64 { v, _ := strconv.ParseUint(f[i], 10, 64); return v }
 	z := func(i int) int64 { v, _ := strconv.ParseInt(f[i], 10, 64); return v }
 	return procStatus{state: f[0], seq: n(1), done: f[2] == "done",
 		term: n(3), applied: n(4), last: n(5), catchUps: n(6),
-		offset: time.Duration(z(7)) * time.Millisecond, logClock: z(8)}
+		offset: time.Duration(z(7)) * time.Millisecond, logClock: z(8), extraSeq: n(9)}
 }
 
 // setClock sets node i's clock offset (its clock file, read by the node's
@@ -570,9 +590,18 @@ func (c *procCluster) waitStatus(i int, what string, cond func(procStatus) bool)
 	require.True(c.t, ok, "n%d: waiting for %s; status %+v", i+1, what, c.status(i))
 }
 
-// acks reads every ack file: "run/w/i" → acknowledged seq.
-func (c *procCluster) acks() map[string]string {
+// acks reads every ack file: "run/w/i" → acknowledged seq, for the
+// default stream.
+func (c *procCluster) acks() map[string]string { return c.acksOf("") }
+
+// acksOf is acks for stream ("": the default stream), whose acks carry its
+// name as a fifth field.
+func (c *procCluster) acksOf(stream string) map[string]string {
 	c.t.Helper()
+	want := 4
+	if stream != "" {
+		want = 5
+	}
 	out := map[string]string{}
 	for i := range c.addrs {
 		b, err := os.ReadFile(c.path(i, "ack"))
@@ -583,7 +612,7 @@ func (c *procCluster) acks() map[string]string {
 		sc := bufio.NewScanner(strings.NewReader(string(b)))
 		for sc.Scan() {
 			f := strings.Fields(sc.Text())
-			if len(f) != 4 { // a write cut by SIGKILL
+			if len(f) != want || want == 5 && f[4] != stream { // another stream's, or a write cut by SIGKILL
 				continue
 			}
 			out[f[0]+"/"+f[1]+"/"+f[2]] = f[3]
@@ -648,6 +677,7 @@ func (c *procCluster) waitConverged() {
 			}
 		}
 		seqs, applied, maxLast = seqs[:0], applied[:0], 0
+		extra := map[uint64]bool{}
 		for i := range c.addrs {
 			if c.procs[i] == nil {
 				continue // a spare slot, or a removed node
@@ -657,6 +687,7 @@ func (c *procCluster) waitConverged() {
 				target = 0
 				return false
 			}
+			extra[s.extraSeq] = true
 			seqs = append(seqs, s.seq)
 			applied = append(applied, s.applied)
 			maxLast = max(maxLast, s.last)
@@ -665,7 +696,9 @@ func (c *procCluster) waitConverged() {
 			target, targetAt = maxLast, time.Now()
 			return false
 		}
-		converged := len(seqs) > 0 && seqs[0] > 0
+		// The other stream (STREAMS): every node at the same sequence
+		// number, as read after the target was taken.
+		converged := len(seqs) > 0 && seqs[0] > 0 && len(extra) == 1
 		for k := range seqs {
 			// Every node has applied all that any node's Raft log held
 			// once the writers were done.
