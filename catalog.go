@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // The catalog: which streams the cluster has, with their settings. It is
@@ -26,8 +28,16 @@ import (
 //   - Every node, applying a command, opens or closes the stream (the
 //     node's catalog worker, node.tend); a stream deleted is closed and its
 //     directory renamed to Dir/streams/.deleted-<name>-<index>, where
-//     index is the Raft index of the stream's creation: its files are kept
-//     for the operator to archive or remove.
+//     index is the Raft index of the stream's creation: its log files and
+//     state.json are kept for the operator to archive or remove, its Raft
+//     log and snapshots are removed.
+//   - A deleted stream's name stays in the catalog, marked deleted, and is
+//     never used again: connections and Raft members name a stream by its
+//     name only, so a node that was down while a stream was deleted and
+//     created again would otherwise bring the old group back under the
+//     new one's name. The catalog holds at most maxCatalog names, deleted
+//     ones included, which bounds what creating and deleting leaves on
+//     disk.
 //   - At start a node opens the streams of its Config and of the catalog
 //     its checkpoint holds; a stream of its Config whose settings differ
 //     from the catalog's is refused (New fails with a *ConfigError).
@@ -36,10 +46,12 @@ import (
 // catalogCmd.
 const cmdCatalog byte = 18
 
-// maxCatalogCmd bounds a catalog command; maxStreams bounds the catalog.
+// maxCatalogCmd bounds a catalog command; maxStreams bounds the live
+// streams, and maxCatalog the names of the catalog, deleted ones included.
 const (
 	maxCatalogCmd = 16 << 10
 	maxStreams    = 256
+	maxCatalog    = 1024
 )
 
 // streamSpec is a stream's entry in the catalog: StreamConfig, with the
@@ -103,9 +115,21 @@ type catalogCmd struct {
 
 // catalogEntry is a stream in the catalog.
 type catalogEntry struct {
-	Spec   streamSpec `json:"spec"`
-	Voters []string   `json:"voters,omitempty"`
-	Index  uint64     `json:"index"` // the Raft index of its creation
+	Spec    streamSpec `json:"spec"`
+	Voters  []string   `json:"voters,omitempty"`
+	Index   uint64     `json:"index"`             // the Raft index of its creation
+	Deleted uint64     `json:"deleted,omitempty"` // the Raft index of its deletion; 0: live
+}
+
+// live returns the streams of cat that are not deleted.
+func live(cat map[string]*catalogEntry) map[string]*catalogEntry {
+	out := map[string]*catalogEntry{}
+	for name, e := range cat {
+		if e.Deleted == 0 {
+			out[name] = e
+		}
+	}
+	return out
 }
 
 func appendCatalogCmd(dst []byte, c catalogCmd) []byte {
@@ -175,24 +199,32 @@ func (f *fsm) applyCatalog(index uint64, data []byte) applyResult {
 	switch c.Op {
 	case "create":
 		if e := cat[c.Stream.Name]; e != nil {
-			if e.Spec.sameFiles(*c.Stream) {
+			switch {
+			case e.Deleted != 0:
+				return applyResult{err: fmt.Errorf("logx: stream %q was deleted; a stream's name is never used again", c.Stream.Name)}
+			case e.Spec.sameFiles(*c.Stream):
 				return applyResult{}
 			}
 			return applyResult{err: fmt.Errorf("logx: stream %q exists with other settings", c.Stream.Name)}
 		}
-		if len(cat) >= maxStreams {
-			return applyResult{err: fmt.Errorf("logx: the cluster has %d streams, the most it may", len(cat))}
+		if n := len(live(cat)); n >= maxStreams {
+			return applyResult{err: fmt.Errorf("logx: the cluster has %d streams, the most it may", n)}
+		}
+		if len(cat) >= maxCatalog {
+			return applyResult{err: fmt.Errorf("logx: the catalog holds %d names, deleted streams' included, the most it may", len(cat))}
 		}
 		e := &catalogEntry{Spec: *c.Stream, Voters: slices.Clone(c.Voters), Index: index}
 		cat[c.Stream.Name] = e
 		ev.entry = *e
 	default:
 		e := cat[c.Name]
-		if e == nil {
+		if e == nil || e.Deleted != 0 {
 			return applyResult{err: fmt.Errorf("%w: %q", ErrNoStream, c.Name)}
 		}
-		delete(cat, c.Name)
-		ev = catalogEvent{deleted: true, entry: *e}
+		d := *e
+		d.Deleted = index
+		cat[c.Name] = &d
+		ev = catalogEvent{deleted: true, entry: d}
 	}
 	f.st.Catalog = cat
 	f.catalog.Store(&cat)
@@ -207,21 +239,26 @@ func (f *fsm) useCatalog(old, cat map[string]*catalogEntry) {
 	if f.onCatalog == nil {
 		return
 	}
-	for name, e := range old {
-		if n := cat[name]; n == nil || n.Index != e.Index {
-			f.onCatalog(catalogEvent{deleted: true, entry: *e})
+	was, is := live(old), live(cat)
+	for name, e := range was {
+		if is[name] == nil {
+			d := *e
+			if c := cat[name]; c != nil {
+				d = *c
+			}
+			f.onCatalog(catalogEvent{deleted: true, entry: d})
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(cat)) {
-		if o := old[name]; o == nil || o.Index != cat[name].Index {
-			f.onCatalog(catalogEvent{entry: *cat[name]})
+	for _, name := range slices.Sorted(maps.Keys(is)) {
+		if was[name] == nil {
+			f.onCatalog(catalogEvent{entry: *is[name]})
 		}
 	}
 }
 
 // checkCatalog checks a catalog read from a checkpoint or a snapshot.
 func checkCatalog(cat map[string]*catalogEntry) error {
-	if len(cat) > maxStreams {
+	if len(cat) > maxCatalog || len(live(cat)) > maxStreams {
 		return fmt.Errorf("catalog of %d streams", len(cat))
 	}
 	for name, e := range cat {
@@ -290,7 +327,9 @@ func (lx *Stream) proposeCatalogCmd(c catalogCmd) error {
 		}
 		c.Voters = nil
 		for _, s := range f.Configuration().Servers {
-			c.Voters = append(c.Voters, string(s.Address))
+			if s.Suffrage == raft.Voter { // a node being added joins it later
+				c.Voters = append(c.Voters, string(s.Address))
+			}
 		}
 		slices.Sort(c.Voters)
 	}
@@ -304,13 +343,34 @@ func (lx *Stream) proposeCatalog() {
 	cat := lx.fsm.catalogView()
 	for _, sc := range lx.cfg.Streams {
 		if cat[sc.Name] != nil {
-			continue
+			continue // a deleted one too: New refuses to start with it
 		}
 		spec := specOf(sc)
 		if err := lx.proposeCatalogCmd(catalogCmd{Op: "create", Stream: &spec}); err != nil {
 			lx.logf("logx: recording stream %q in the catalog: %v", sc.Name, err)
 			return
 		}
+	}
+}
+
+// bootstrapIfEmpty starts the stream's group with voters if it has no
+// configuration yet and this node is one of them: a declared stream that
+// this node opened on a running cluster before the catalog listed it.
+func (lx *Stream) bootstrapIfEmpty(voters []string) {
+	if !slices.Contains(voters, lx.cfg.Addr) {
+		return
+	}
+	f := lx.raft.GetConfiguration()
+	if f.Error() != nil || len(f.Configuration().Servers) > 0 {
+		return
+	}
+	var servers []raft.Server
+	for _, v := range voters {
+		servers = append(servers, raft.Server{ID: raft.ServerID(v), Address: raft.ServerAddress(v)})
+	}
+	err := lx.raftCall(func() error { return lx.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error() })
+	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) && !errors.Is(err, raft.ErrRaftShutdown) {
+		lx.logf("logx: starting the group with the catalog's voters: %v", err)
 	}
 }
 
@@ -328,14 +388,30 @@ func deletedDir(dir string, e catalogEntry) string {
 	return filepath.Join(dir, streamsDir, fmt.Sprintf(".deleted-%s-%d", e.Spec.Name, e.Index))
 }
 
-// retireStreamDir renames a deleted stream's directory out of the way.
+// retireStreamDir renames a deleted stream's directory out of the way and
+// removes its Raft log and snapshots, which nothing reads any more.
 func retireStreamDir(dir string, e catalogEntry) error {
 	from := filepath.Join(dir, streamsDir, e.Spec.Name)
 	if _, err := os.Stat(from); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	if err := os.Rename(from, deletedDir(dir, e)); err != nil {
+	to := deletedDir(dir, e)
+	for k := 2; ; k++ { // a directory of that name from an earlier attempt
+		if _, err := os.Stat(to); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		to = fmt.Sprintf("%s.%d", deletedDir(dir, e), k)
+	}
+	if err := os.Rename(from, to); err != nil {
 		return err
 	}
-	return syncDir(filepath.Join(dir, streamsDir))
+	if err := syncDir(filepath.Join(dir, streamsDir)); err != nil {
+		return err
+	}
+	for _, sub := range []string{"raft", "snapshots"} {
+		if err := os.RemoveAll(filepath.Join(to, sub)); err != nil {
+			return err
+		}
+	}
+	return nil
 }

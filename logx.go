@@ -101,9 +101,10 @@ type node struct {
 	mu      sync.Mutex
 	streams []*Stream // the default stream first, then in the order opened
 	byName  map[string]*Stream
-	changed chan struct{}  // closed and replaced when streams change
-	events  []catalogEvent // catalog changes not yet acted on (catalog.go)
-	wake    chan struct{}  // has an item when events has
+	changed chan struct{}    // closed and replaced when streams change
+	openErr map[string]error // why tend could not open a stream
+	events  []catalogEvent   // catalog changes not yet acted on (catalog.go)
+	wake    chan struct{}    // has an item when events has
 
 	cooldown map[string]time.Time // balance.go: tend's only
 	// rounds counts balanceOnce's calls, handedTo the handovers it tried
@@ -145,7 +146,7 @@ func New(cfg Config) (_ *Logx, err error) {
 			f(a)
 		}
 	}
-	n := &node{cfg: cfg.withDefaults(), byName: map[string]*Stream{}, changed: make(chan struct{}), wake: make(chan struct{}, 1),
+	n := &node{cfg: cfg.withDefaults(), byName: map[string]*Stream{}, openErr: map[string]error{}, changed: make(chan struct{}), wake: make(chan struct{}, 1),
 		cooldown: map[string]time.Time{}, handedTo: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
 	if n.lock, err = lockDir(cfg.Dir); err != nil {
 		return nil, err
@@ -164,11 +165,18 @@ func New(cfg Config) (_ *Logx, err error) {
 	// The catalog as of the default stream's checkpoint: the declared
 	// streams must agree with it, and it may list more.
 	var catalog map[string]*catalogEntry
-	if st, ok, err := readState(cfg.Dir); err == nil && ok {
+	st, existing, err := readState(cfg.Dir)
+	if err == nil && existing {
 		catalog = st.Catalog
 	}
 	for i, sc := range cfg.Streams {
-		if e := catalog[sc.Name]; e != nil && !e.Spec.sameFiles(specOf(sc)) {
+		e := catalog[sc.Name]
+		switch {
+		case e == nil:
+		case e.Deleted != 0:
+			return nil, &ConfigError{Field: fmt.Sprintf("Streams[%d]", i),
+				Err: fmt.Errorf("stream %q was deleted from the cluster (DeleteStream), and a name is never used again: take it out of Config.Streams", sc.Name)}
+		case !e.Spec.sameFiles(specOf(sc)):
 			return nil, &ConfigError{Field: fmt.Sprintf("Streams[%d]", i),
 				Err: fmt.Errorf("stream %q: the cluster's catalog has it with other file settings (%+v)", sc.Name, e.Spec)}
 		}
@@ -189,15 +197,33 @@ func New(cfg Config) (_ *Logx, err error) {
 	}
 	n.add(def)
 	for _, sc := range cfg.Streams {
-		if err := n.open(sc, nil); err != nil {
+		// A declared stream starts with the catalog's voters, as on every
+		// node. One the catalog lacks starts with Peers on a new cluster
+		// (every node alike); on a running one it waits, without a
+		// configuration, for the leader to record it (tend: bootstrap).
+		var err error
+		switch e := catalog[sc.Name]; {
+		case e != nil:
+			err = n.open(sc, e.Voters, false)
+		case existing || cfg.Join:
+			err = n.open(sc, nil, true)
+		default:
+			err = n.open(sc, nil, false)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(catalog)) {
-		if e := catalog[name]; n.get(name) == nil {
-			if err := n.open(e.Spec.config(), e.Voters); err != nil {
-				return nil, err
-			}
+	for _, name := range slices.Sorted(maps.Keys(live(catalog))) {
+		e := catalog[name]
+		if n.get(name) != nil {
+			continue
+		}
+		if _, err := os.Stat(deletedDir(cfg.Dir, *e)); err == nil {
+			continue // deleted after the checkpoint: the replay deletes it again
+		}
+		if err := n.open(e.Spec.config(), e.Voters, false); err != nil {
+			return nil, err
 		}
 	}
 	n.mux.start()
@@ -205,15 +231,17 @@ func New(cfg Config) (_ *Logx, err error) {
 	return &Logx{defaultStream: def, node: n}, nil
 }
 
-// open opens the stream sc. voters, for a stream created at run time, are
-// its group's first voters (nil: Peers, as for a declared stream); a node
-// not among them joins instead of bootstrapping.
-func (n *node) open(sc StreamConfig, voters []string) error {
+// open opens the stream sc. voters, from the catalog, are its group's
+// first voters (nil: Peers); a node not among them, or told to join,
+// starts without a configuration and waits to be added (or, for a
+// declared stream the catalog lacks, bootstrapped by tend).
+func (n *node) open(sc StreamConfig, voters []string, join bool) error {
 	cfg := n.cfg.streamConfig(sc)
 	if voters != nil {
 		cfg.Peers = slices.Clone(voters)
 		cfg.Join = !slices.Contains(voters, cfg.Addr)
 	}
+	cfg.Join = cfg.Join || join
 	s, err := newStream(cfg, n.mux, sc.Name, &nodeHooks{defaultServers: n.defaultServers})
 	if err != nil {
 		return err
@@ -266,9 +294,13 @@ func (n *node) waitStream(ctx context.Context, name string, present bool) error 
 		n.mu.Lock()
 		_, ok := n.byName[name]
 		ch := n.changed
+		oerr := n.openErr[name]
 		n.mu.Unlock()
 		if ok == present {
 			return nil
+		}
+		if present && oerr != nil {
+			return fmt.Errorf("logx: opening stream %q here: %w", name, oerr)
 		}
 		select {
 		case <-ctx.Done():
@@ -331,7 +363,9 @@ func (n *node) applyEvent(ev catalogEvent) {
 	name := ev.entry.Spec.Name
 	def := n.list()[0]
 	if ev.deleted {
-		if s := n.remove(name); s != nil {
+		// Stopped and moved aside before it leaves the list, so that
+		// DeleteStream returns once its files are where it says.
+		if s := n.get(name); s != nil {
 			if err := s.stop(); err != nil {
 				def.logf("logx: closing deleted stream %q: %v", name, err)
 			}
@@ -339,16 +373,23 @@ func (n *node) applyEvent(ev catalogEvent) {
 		if err := retireStreamDir(n.cfg.Dir, ev.entry); err != nil {
 			def.logf("logx: moving deleted stream %q's directory aside: %v", name, err)
 		}
+		n.remove(name)
 		return
 	}
-	if n.get(name) != nil {
+	if s := n.get(name); s != nil {
+		s.bootstrapIfEmpty(ev.entry.Voters) // a declared stream waiting for the catalog
 		return
 	}
 	if _, err := os.Stat(deletedDir(n.cfg.Dir, ev.entry)); err == nil {
 		return // a replay of the creation of a stream deleted since
 	}
-	if err := n.open(ev.entry.Spec.config(), ev.entry.Voters); err != nil {
+	if err := n.open(ev.entry.Spec.config(), ev.entry.Voters, false); err != nil {
 		def.logf("logx: opening stream %q: %v", name, err)
+		n.mu.Lock()
+		n.openErr[name] = err
+		close(n.changed)
+		n.changed = make(chan struct{})
+		n.mu.Unlock()
 	}
 }
 
@@ -400,6 +441,9 @@ func (lx *Logx) Streams() []string {
 func (lx *Logx) WaitReady(ctx context.Context) error {
 	for _, s := range lx.node.list() {
 		if err := s.WaitReady(ctx); err != nil {
+			if errors.Is(err, ErrClosed) && lx.node.get(s.name) != s {
+				continue // deleted meanwhile
+			}
 			return s.named(err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -380,6 +381,8 @@ func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResp
 		}
 		if req.Op == "create-stream" {
 			err = lx.proposeCatalogCmd(catalogCmd{Op: "create", Stream: req.Stream})
+		} else if slices.ContainsFunc(lx.cfg.Streams, func(sc StreamConfig) bool { return sc.Name == req.Name }) {
+			err = fmt.Errorf("logx: stream %q is declared in the Config of the default stream's leader", req.Name)
 		} else {
 			err = lx.proposeCatalogCmd(catalogCmd{Op: "delete", Name: req.Name})
 		}

@@ -485,13 +485,88 @@ func TestCreateDeleteStream(t *testing.T) {
 	require.ErrorIs(t, err, ErrNoStream)
 	require.Equal(t, []string{DefaultStream}, c.nodes[1].Streams())
 
-	// The name can be used again: a new, empty stream.
-	require.NoError(t, c.nodes[0].CreateStream(ctx, StreamConfig{Name: "audit"}))
-	s, err := c.nodes[0].Stream("audit")
+	// The name is never used again (a node that was down meanwhile would
+	// bring the old group back under it); another name is fine.
+	require.ErrorContains(t, c.nodes[0].CreateStream(ctx, StreamConfig{Name: "audit"}), "never used again")
+	require.NoError(t, c.nodes[0].CreateStream(ctx, StreamConfig{Name: "audit2"}))
+	s, err := c.nodes[0].Stream("audit2")
 	require.NoError(t, err)
 	seq, err := s.Append(ctx, LevelInfo, "again")
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), seq)
+	// What a deletion keeps: the log files and state.json, not the Raft
+	// log.
+	_, err = os.Stat(filepath.Join(deletedDir(c.cfgs[0].Dir, *entry), "raft"))
+	require.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// A delete-stream request for a stream the leader's Config declares is
+// refused, whoever sends it (a peer with a certificate included); the
+// stream stays.
+func TestDeleteDeclaredStreamRefused(t *testing.T) {
+	c := newTestCluster(t, 3, testStreams)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l := c.leaderIndex()
+	require.GreaterOrEqual(t, l, 0)
+	resp, err := c.nodes[(l+1)%3].defaultStream.sendControl(ctx, c.cfgs[l].Addr, controlRequest{Op: "delete-stream", Name: "audit"})
+	require.NoError(t, err)
+	require.Contains(t, resp.Error, "declared")
+	for _, lx := range c.nodes {
+		_, err := lx.Stream("audit")
+		require.NoError(t, err)
+	}
+}
+
+// A stream created at run time starts with the default stream's voters
+// only: a non-voter (a node being added, or an address a peer added and
+// that never answers) is not one of them.
+func TestCreateStreamVotersOnly(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l := c.leaderIndex()
+	require.NoError(t, c.nodes[l].raft.AddNonvoter("127.0.0.1:9", "127.0.0.1:9", 0, 5*time.Second).Error())
+	require.NoError(t, c.nodes[l].CreateStream(ctx, StreamConfig{Name: "audit"}))
+	e := c.nodes[l].defaultStream.fsm.catalogView()["audit"]
+	require.NotNil(t, e)
+	require.Len(t, e.Voters, 3)
+	require.NotContains(t, e.Voters, "127.0.0.1:9")
+}
+
+// A stream declared on a running cluster whose membership changed since it
+// started (a fourth node was added) gets the same four voters on every
+// node, whichever node declares it first: the declared stream waits for
+// the catalog, whose voters are the default stream's.
+func TestDeclaredAfterMembershipChange(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n := c.addJoiner()
+	require.NoError(t, c.nodes[n].AddNode(ctx, c.cfgs[n].Addr))
+	require.NoError(t, c.nodes[n].WaitReady(ctx))
+	// A rolling restart that declares the stream, one node at a time.
+	for i := range c.nodes {
+		c.stop(i)
+		c.cfgs[i].Streams = []StreamConfig{{Name: "s"}}
+		c.start(i)
+		require.NoError(t, c.nodes[i].defaultStream.WaitReady(ctx))
+	}
+	require.NoError(t, c.nodes[0].WaitReady(ctx))
+	for i, lx := range c.nodes {
+		s, err := lx.Stream("s")
+		require.NoError(t, err)
+		var ms []Member
+		require.True(t, waitFor(30*time.Second, func() bool {
+			ms, err = s.Members()
+			return err == nil && len(ms) == 4
+		}), "node %d: members of s %+v, %v", i, ms, err)
+	}
+	s, _ := c.nodes[3].Stream("s")
+	_, err := s.Append(ctx, LevelInfo, "from the fourth node")
+	require.NoError(t, err)
+	waitStreamSeq(t, c, "s", 1)
+	requireIdentical(t, streamDirs(c, "s"), "s.log")
 }
 
 // The declared streams are recorded in the catalog; a node whose declared

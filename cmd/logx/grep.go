@@ -118,7 +118,10 @@ func grepAll(ctx context.Context, dir string, q logx.Query, fn func(stream strin
 				}
 			})
 			if err != nil && ctx.Err() == nil {
-				ch <- result{err: fmt.Errorf("stream %s: %w", name, err)}
+				select {
+				case ch <- result{err: fmt.Errorf("stream %s: %w", name, err)}:
+				case <-ctx.Done():
+				}
 			}
 		}()
 	}
