@@ -5,9 +5,10 @@
 //	go run ./examples/cluster -procs   # each node in its own process
 //	go run ./examples/cluster -tls     # with mutual TLS (test certificates)
 //
-// It prints each node's files with their sizes and sha256, then "identical"
-// or the first difference, and exits 1 if the files differ or anything
-// failed.
+// Every node logs to two streams: the default one (app.log) and audit
+// (JSON, in DIR/nN/streams/audit). It prints each node's files of each
+// stream with their sizes and sha256, then "identical" or the first
+// difference, and exits 1 if the files differ or anything failed.
 package main
 
 import (
@@ -109,6 +110,9 @@ func (o *options) config(i int, logOutput io.Writer) logx.Config {
 		Format:    f,
 		Level:     logx.LevelDebug,
 		LogOutput: logOutput,
+		// A second log beside the default one: its own Raft group, files
+		// (in Dir/streams/audit) and format.
+		Streams: []logx.StreamConfig{{Name: "audit", Format: logx.FormatJSON, MaxSize: o.maxSize}},
 	}
 	if o.tls {
 		certs := filepath.Join(o.dir, "certs")

@@ -106,6 +106,32 @@ func TestExampleDetectsDifference(t *testing.T) {
 	}
 }
 
+// TestExampleDetectsDifferenceInStream: the same for the audit stream's
+// files, the default stream's being identical.
+func TestExampleDetectsDifferenceInStream(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"n1", "n2", "n3"} {
+		if err := os.MkdirAll(dir+"/"+n+"/streams/audit", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dir+"/"+n+"/app.log", []byte("seq=1 msg=same\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		content := `{"seq":1,"msg":"same"}` + "\n"
+		if n == "n2" {
+			content = `{"seq":1,"msg":"diff"}` + "\n"
+		}
+		if err := os.WriteFile(dir+"/"+n+"/streams/audit/audit.log", []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	err := report(&out, &options{dir: dir})
+	if err == nil || !strings.Contains(out.String(), "DIFFERENT: stream audit, n1 and n2: audit.log differs at byte 16") {
+		t.Fatalf("err %v, output:\n%s", err, out.String())
+	}
+}
+
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{{"-entries", "0"}, {"-format", "xml"}, {"-addrs", "a,b"}, {"-nope"}} {
 		var out, errOut bytes.Buffer

@@ -148,13 +148,26 @@ func runProcs(ctx context.Context, o *options, stderr io.Writer) error {
 }
 
 // runNode waits for a leader, logs n entries from four goroutines with every
-// kind of call, flushes, and waits until this node's files hold total
-// entries.
+// kind of call (every hundredth also goes to the audit stream), flushes,
+// and waits until this node's files hold every node's entries: total in
+// the default stream.
 func runNode(ctx context.Context, lx *logx.Logx, n, total int) error {
 	if err := lx.WaitReady(ctx); err != nil {
 		return err
 	}
+	audit, err := lx.Stream("audit")
+	if err != nil {
+		return err
+	}
 	const writers = 4
+	auditTotal := 0 // every node logs as many
+	for w := 0; w < writers; w++ {
+		count := n / writers
+		if w == 0 {
+			count += n % writers
+		}
+		auditTotal += 3 * ((count + 99) / 100)
+	}
 	log := slog.New(lx.Handler())
 	errs := make([]error, writers)
 	var wg sync.WaitGroup
@@ -170,6 +183,10 @@ func runNode(ctx context.Context, lx *logx.Logx, n, total int) error {
 				switch {
 				case i%100 == 0: // synchronous: returns after commit
 					if _, err := lx.Append(ctx, logx.LevelInfo, "order placed", "writer", w, "i", i, "total", 12.5); err != nil {
+						errs[w] = err
+						return
+					}
+					if _, err := audit.Append(ctx, logx.LevelWarn, "refund approved", "writer", w, "i", i, "by", "admin"); err != nil {
 						errs[w] = err
 						return
 					}
@@ -195,10 +212,11 @@ func runNode(ctx context.Context, lx *logx.Logx, n, total int) error {
 	// Wait for the other nodes' entries too.
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
-	for lx.Stats().Seq < uint64(total) {
+	for lx.Stats().Seq < uint64(total) || audit.Stats().Seq < uint64(auditTotal) {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for the whole log (%d of %d entries): %w", lx.Stats().Seq, total, ctx.Err())
+			return fmt.Errorf("waiting for the whole log (%d of %d entries, audit %d of %d): %w",
+				lx.Stats().Seq, total, audit.Stats().Seq, auditTotal, ctx.Err())
 		case <-t.C:
 		}
 	}

@@ -20,40 +20,46 @@ type fileInfo struct {
 	hash string
 }
 
-// report prints every node's files and compares them with node 1's.
+// report prints every node's files of each stream and compares them with
+// node 1's.
 func report(w io.Writer, o *options) error {
-	var all [][]fileInfo
-	for i := 0; i < 3; i++ {
-		dir := filepath.Join(o.dir, fmt.Sprintf("n%d", i+1))
-		names, err := logx.LogFiles(dir, "app.log")
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "n%d  %s\n", i+1, dir)
-		var files []fileInfo
-		for _, name := range names {
-			fi, err := hashFile(filepath.Join(dir, name))
+	var nfiles int
+	var total int64
+	for _, st := range []struct{ name, file string }{{logx.DefaultStream, "app.log"}, {"audit", "audit.log"}} {
+		dir := func(i int) string { return logx.StreamDir(filepath.Join(o.dir, fmt.Sprintf("n%d", i+1)), st.name) }
+		fmt.Fprintf(w, "stream %s:\n", st.name)
+		var all [][]fileInfo
+		for i := 0; i < 3; i++ {
+			names, err := logx.LogFiles(dir(i), st.file)
 			if err != nil {
 				return err
 			}
-			fi.name = name
-			files = append(files, fi)
-			fmt.Fprintf(w, "    %-30s %10d  %s\n", name, fi.size, fi.hash)
+			fmt.Fprintf(w, "n%d  %s\n", i+1, dir(i))
+			var files []fileInfo
+			for _, name := range names {
+				fi, err := hashFile(filepath.Join(dir(i), name))
+				if err != nil {
+					return err
+				}
+				fi.name = name
+				files = append(files, fi)
+				fmt.Fprintf(w, "    %-30s %10d  %s\n", name, fi.size, fi.hash)
+			}
+			all = append(all, files)
 		}
-		all = append(all, files)
-	}
-	fmt.Fprintln(w)
-	for i := 1; i < 3; i++ {
-		if d := firstDifference(o, all[0], all[i], i); d != "" {
-			fmt.Fprintf(w, "DIFFERENT: n1 and n%d: %s\n", i+1, d)
-			return fmt.Errorf("the nodes' files differ")
+		fmt.Fprintln(w)
+		for i := 1; i < 3; i++ {
+			if d := firstDifference(dir, all[0], all[i], i); d != "" {
+				fmt.Fprintf(w, "DIFFERENT: stream %s, n1 and n%d: %s\n", st.name, i+1, d)
+				return fmt.Errorf("the nodes' files differ")
+			}
 		}
+		for _, f := range all[0] {
+			total += f.size
+		}
+		nfiles += len(all[0])
 	}
-	var total int64
-	for _, f := range all[0] {
-		total += f.size
-	}
-	fmt.Fprintf(w, "identical: 3 nodes, %d files, %d bytes each\n", len(all[0]), total)
+	fmt.Fprintf(w, "identical: 3 nodes, 2 streams, %d files, %d bytes each\n", nfiles, total)
 	return nil
 }
 
@@ -69,8 +75,8 @@ func hashFile(path string) (fileInfo, error) {
 }
 
 // firstDifference describes where node j's files first differ from node
-// 1's, or returns "".
-func firstDifference(o *options, a, b []fileInfo, j int) string {
+// 1's, or returns ""; dir(i) is node i's directory of the stream.
+func firstDifference(dir func(int) string, a, b []fileInfo, j int) string {
 	names := func(fs []fileInfo) []string {
 		var s []string
 		for _, f := range fs {
@@ -85,9 +91,7 @@ func firstDifference(o *options, a, b []fileInfo, j int) string {
 		if a[k].hash == b[k].hash {
 			continue
 		}
-		off, err := firstDiffOffset(
-			filepath.Join(o.dir, "n1", a[k].name),
-			filepath.Join(o.dir, fmt.Sprintf("n%d", j+1), b[k].name))
+		off, err := firstDiffOffset(filepath.Join(dir(0), a[k].name), filepath.Join(dir(j), b[k].name))
 		if err != nil {
 			return fmt.Sprintf("%s differs (%v)", a[k].name, err)
 		}
