@@ -346,10 +346,10 @@ func leaderCounts(c *testCluster, i int) map[string]int {
 	return counts
 }
 
-// Leaders spread: with 7 streams on 3 nodes no node leads more than
-// ceil(7/3) = 3 once the balancing has run, including after a node that
-// was down comes back, when the two others had led every stream.
-func TestStreamLeadersSpread(t *testing.T) {
+// twoOfThree starts two nodes of a three-node cluster with 7 streams (the
+// default one and s0 to s5) and waits until they are ready; the third is
+// configured, not started.
+func twoOfThree(t *testing.T) (*testCluster, []string) {
 	addrs := freeAddrs(t, 3)
 	base := t.TempDir()
 	c := &testCluster{t: t}
@@ -368,6 +368,16 @@ func TestStreamLeadersSpread(t *testing.T) {
 	defer cancel()
 	require.NoError(t, c.nodes[0].WaitReady(ctx))
 	require.NoError(t, c.nodes[1].WaitReady(ctx))
+	return c, addrs
+}
+
+// Leaders spread: with 7 streams on 3 nodes no node leads more than
+// ceil(7/3) = 3 once the balancing has run, including after a node that
+// was down comes back, when the two others had led every stream.
+func TestStreamLeadersSpread(t *testing.T) {
+	c, addrs := twoOfThree(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	require.Zero(t, leaderCounts(c, 0)[addrs[2]], "a node that is down leads nothing")
 
 	c.start(2)
@@ -620,24 +630,7 @@ func TestStreamWALSize(t *testing.T) {
 // nodes stopped, the two others keep every stream between them, however
 // unevenly, round after round.
 func TestStreamLeadersNotToDownNode(t *testing.T) {
-	addrs := freeAddrs(t, 3)
-	base := t.TempDir()
-	c := &testCluster{t: t}
-	for i := range 3 {
-		cfg := testConfig(t, i, addrs, filepath.Join(base, fmt.Sprintf("n%d", i+1)))
-		for k := range 6 {
-			cfg.Streams = append(cfg.Streams, StreamConfig{Name: fmt.Sprintf("s%d", k)})
-		}
-		c.cfgs = append(c.cfgs, cfg)
-		c.nodes = append(c.nodes, nil)
-	}
-	t.Cleanup(c.closeAll)
-	c.start(0)
-	c.start(1)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	require.NoError(t, c.nodes[0].WaitReady(ctx))
-	require.NoError(t, c.nodes[1].WaitReady(ctx))
+	c, addrs := twoOfThree(t)
 	r0, r1 := c.nodes[0].node.rounds.Load(), c.nodes[1].node.rounds.Load()
 	require.True(t, waitFor(30*time.Second, func() bool {
 		return c.nodes[0].node.rounds.Load() >= r0+4 && c.nodes[1].node.rounds.Load() >= r1+4
