@@ -280,7 +280,7 @@ func TestStreamsCLI(t *testing.T) {
 		_, err = audit.Append(ctx, logx.LevelWarn, "both audit", "k", k)
 		require.NoError(t, err)
 	}
-	code, out, errs := runCmd(t, "a\nb\n", "forward", "-stream", "audit", "-node", "cli", cfgs[2].Addr)
+	code, _, errs := runCmd(t, "a\nb\n", "forward", "-stream", "audit", "-node", "cli", cfgs[2].Addr)
 	require.Equal(t, 0, code, errs)
 	for _, lx := range nodes {
 		s, err := lx.Stream("audit")
@@ -296,7 +296,7 @@ func TestStreamsCLI(t *testing.T) {
 		}
 	}
 
-	code, out, errs = runCmd(t, "", "verify", cfgs[0].Dir, cfgs[1].Dir, cfgs[2].Dir)
+	code, out, errs := runCmd(t, "", "verify", cfgs[0].Dir, cfgs[1].Dir, cfgs[2].Dir)
 	require.Equal(t, 0, code, errs+out)
 	require.Contains(t, out, "== stream default")
 	require.Contains(t, out, "== stream audit")
