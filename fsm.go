@@ -2,7 +2,6 @@ package logx
 
 import (
 	"cmp"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -485,87 +483,6 @@ func (f *fsm) waitApplied(done <-chan struct{}, idx uint64) error {
 		}
 	}
 }
-
-// manifest is the snapshot: small, it describes the files rather than
-// holding them: each file's name, first sequence number, size and sha256 as
-// of Index. The active file is last.
-type manifest struct {
-	Index     uint64                    `json:"index"`
-	Seq       uint64                    `json:"seq"`
-	Producers map[uint64]*producerState `json:"producers"`
-	PrunedAt  int64                     `json:"pruned_at,omitempty"`
-	Clock     int64                     `json:"clock,omitempty"` // the log clock (clock.go)
-	Clocks    map[string]int64          `json:"clocks,omitempty"`
-	Voters    []string                  `json:"voters,omitempty"`
-	Owners    map[string]string         `json:"clock_owners,omitempty"`
-	Settings  *clusterSettings          `json:"settings,omitempty"`
-	Catalog   map[string]*catalogEntry  `json:"catalog,omitempty"` // the default stream's (catalog.go)
-	Files     []fileState               `json:"files"`
-}
-
-// readManifest decodes a snapshot and checks that it describes files this
-// node can assemble: at least one, numbered upwards from 1, of sizes that
-// are not negative, each with a sha256, and each named exactly as its
-// numbers say (file is the active file's name): names are used as paths,
-// so a name like "../x" must never pass.
-func readManifest(r io.Reader, file func(*manifest) string) (*manifest, error) {
-	var m manifest
-	if err := json.NewDecoder(io.LimitReader(r, maxManifest)).Decode(&m); err != nil {
-		return nil, fmt.Errorf("logx: reading snapshot: %w", err)
-	}
-	if len(m.Files) == 0 {
-		return nil, fmt.Errorf("logx: snapshot at index %d lists no files", m.Index)
-	}
-	if err := checkReplicated(m.Producers, m.Voters, m.Clocks, m.Owners, m.Clock); err != nil {
-		return nil, fmt.Errorf("logx: snapshot at index %d: %w", m.Index, err)
-	}
-	if m.Settings != nil {
-		if err := m.Settings.check(); err != nil {
-			return nil, fmt.Errorf("logx: snapshot: %w", err)
-		}
-	}
-	if err := checkCatalog(m.Catalog); err != nil {
-		return nil, fmt.Errorf("logx: snapshot: %w", err)
-	}
-	names := newFileNames(file(&m))
-	for i, mf := range m.Files {
-		want := names.name
-		if i < len(m.Files)-1 {
-			want = names.segmentName(mf.First)
-		}
-		switch {
-		case mf.First == 0 || i > 0 && mf.First <= m.Files[i-1].First:
-			return nil, fmt.Errorf("logx: snapshot: file %d starts at sequence %d, out of order", i, mf.First)
-		case mf.Size < 0:
-			return nil, fmt.Errorf("logx: snapshot: file %d has size %d", i, mf.Size)
-		case len(mf.SHA256) != 2*sha256.Size || strings.Trim(mf.SHA256, "0123456789abcdef") != "":
-			return nil, fmt.Errorf("logx: snapshot: file %d has no valid sha256", i)
-		case mf.Name != want:
-			return nil, fmt.Errorf("logx: snapshot: file %d is named %q where its numbers give %q (is File the same on every node?)", i, mf.Name, want)
-		}
-	}
-	if m.Files[len(m.Files)-1].First > m.Seq+1 {
-		return nil, fmt.Errorf("logx: snapshot: its last file starts after its sequence number %d", m.Seq)
-	}
-	return &m, nil
-}
-
-// manifestFile is the active file's name a snapshot's files must follow:
-// the cluster's (from the snapshot's settings) unless this node's Config
-// names it, or this node's own.
-func (f *fsm) manifestFile(m *manifest) string {
-	if m.Settings != nil && f.want.File == "" && f.st.Seq == 0 {
-		return m.Settings.File
-	}
-	return f.file
-}
-
-// maxVoters bounds the voters and clock reports a snapshot may list.
-const maxVoters = 1024
-
-// maxManifest bounds the snapshot a node decodes: a manifest lists files
-// and producers, a few hundred bytes each.
-const maxManifest = 64 << 20
 
 // Snapshot implements raft.FSM. It checkpoints the files first, so Raft only
 // compacts log entries the files durably hold.

@@ -24,7 +24,9 @@ import (
 //
 // It is active again at the first entry its producer takes or its apply
 // writes: the timeouts go back at once (a shorter HeartbeatTimeout wakes
-// Raft's heartbeat and follower timers). The nodes decide each for itself,
+// Raft's heartbeat and follower timers), and the node reports its clock at
+// once, so the log clock that rotation by time goes by is not a minute
+// old. The nodes decide each for itself,
 // so for a moment a leader may heartbeat at the stretched pace while a
 // follower waits only the normal timeout; idleStretch is small enough that
 // the stretched heartbeats (every 0.3 to 0.6 ElectionTimeout) still come
@@ -47,6 +49,10 @@ func (lx *Stream) markActive() {
 	lx.lastActive.Store(time.Now().UnixNano())
 	if lx.idle.Load() && lx.idle.CompareAndSwap(true, false) {
 		lx.goFunc(lx.applyTimeouts)
+		select { // the last report may be a minute old: report now
+		case lx.clockNow <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -51,6 +51,9 @@ func (lx *Stream) produce() {
 				}
 				clock.Reset(next)
 				continue
+			case <-lx.clockNow: // idle.go
+				clock.Reset(0)
+				continue
 			case <-lx.abort:
 				lx.drain()
 				return

@@ -96,6 +96,7 @@ type Stream struct {
 	idle       atomic.Bool
 	lastActive atomic.Int64
 	timeoutsMu sync.Mutex
+	clockNow   chan struct{} // markActive asks the producer for a clock report at once
 
 	raftMu      sync.RWMutex
 	raftDown    bool // under raftMu
@@ -154,6 +155,7 @@ func newStream(cfg Config, m *mux, name string, hooks *nodeHooks) (_ *Stream, er
 	}
 	lx.fwd.lx = lx
 	lx.lastActive.Store(time.Now().UnixNano())
+	lx.clockNow = make(chan struct{}, 1)
 	lx.removedCtx, lx.markRemoved = context.WithCancel(context.Background())
 	lx.closingCtx, lx.cancelClosing = context.WithCancel(context.Background())
 	if lv, ok := cfg.Level.(*slog.LevelVar); ok && lv != nil {
@@ -430,21 +432,6 @@ type nodeHooks struct {
 	// default stream's configuration (raftPeerOK).
 	defaultServers func() []string
 }
-
-// streamSegmentSize is the raft-wal segment size of the streams other than
-// the default one. raft-wal allocates a segment's whole size on disk when it
-// creates it, so with its default (64 MiB, which the default stream keeps)
-// 64 idle streams would take 4 GiB of every node's disk; 8 MiB holds several
-// of the largest batches (MaxBatchBytes, 1 MiB by default) and makes that
-// 512 MiB. Raft drops whole segments when it compacts its log.
-const streamSegmentSize = 8 << 20
-
-// logCacheSize is how many recent Raft entries each node keeps in memory,
-// so that replication to followers reads them without touching the WAL.
-// An entry is a batch of up to MaxBatchBytes (1 MiB by default), so this
-// bounds the cache near 32 MiB; followers that fall further behind read
-// from the WAL.
-const logCacheSize = 32
 
 func (lx *Stream) logf(format string, args ...any) { lx.diag.Printf(format, args...) }
 

@@ -123,3 +123,18 @@ func StreamNames(dir string) ([]string, error) {
 	}
 	return names, nil
 }
+
+// streamSegmentSize is the raft-wal segment size of the streams other than
+// the default one. raft-wal allocates a segment's whole size on disk when it
+// creates it, so with its default (64 MiB, which the default stream keeps)
+// 64 idle streams would take 4 GiB of every node's disk; 8 MiB holds several
+// of the largest batches (MaxBatchBytes, 1 MiB by default) and makes that
+// 512 MiB. Raft drops whole segments when it compacts its log.
+const streamSegmentSize = 8 << 20
+
+// logCacheSize is how many recent Raft entries each node keeps in memory,
+// so that replication to followers reads them without touching the WAL.
+// An entry is a batch of up to MaxBatchBytes (1 MiB by default), so this
+// bounds the cache near 32 MiB; followers that fall further behind read
+// from the WAL.
+const logCacheSize = 32
