@@ -96,21 +96,35 @@ func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 	if err := checkAddr(addr); err != nil {
 		return fmt.Errorf("logx: AddNode: %w", err)
 	}
-	for i, s := range lx.node.list() {
-		if i > 0 {
-			// The node opens its declared streams at start, and those of
-			// the catalog once it has the default stream's log: wait for
-			// it to have this one before changing the group, which would
-			// otherwise hold a member that never answers.
-			if err := s.awaitStream(ctx, addr); err != nil {
+	// Passes over the streams until one finds none left: a stream created
+	// while the node was being added started without it (its voters are
+	// the default stream's when it was created).
+	added := map[*Stream]bool{}
+	for {
+		more := false
+		for i, s := range lx.node.list() {
+			if added[s] {
+				continue
+			}
+			more = true
+			if i > 0 {
+				// The node opens its declared streams at start, and those
+				// of the catalog once it has the default stream's log:
+				// wait for it to have this one before changing the group,
+				// which would otherwise hold a member that never answers.
+				if err := s.awaitStream(ctx, addr); err != nil {
+					return s.named(err)
+				}
+			}
+			if err := s.control(ctx, controlRequest{Op: "add", Addr: addr}); err != nil {
 				return s.named(err)
 			}
+			added[s] = true
 		}
-		if err := s.control(ctx, controlRequest{Op: "add", Addr: addr}); err != nil {
-			return s.named(err)
+		if !more {
+			return nil
 		}
 	}
-	return nil
 }
 
 // awaitStream waits until the node at addr answers a status request for
