@@ -278,7 +278,8 @@ func checkCatalog(cat map[string]*catalogEntry) error {
 // opens it as it applies the catalog command, a node that is down when it
 // starts again. Creating a stream that exists with the same file settings
 // (File, MaxSize, RotateEvery, MaxFiles, MaxAge, Format) does nothing; with
-// other settings it fails. The stream's group starts with the voters of the
+// other settings it fails, and so does the name of a deleted stream, which
+// is never used again. The stream's group starts with the voters of the
 // default stream's configuration.
 func (lx *Logx) CreateStream(ctx context.Context, sc StreamConfig) error {
 	spec := specOf(sc)
@@ -293,12 +294,15 @@ func (lx *Logx) CreateStream(ctx context.Context, sc StreamConfig) error {
 
 // DeleteStream deletes the stream name from every node of the cluster: it
 // commits the deletion to the catalog through the default stream's leader,
-// and returns once this node has closed the stream. Every node closes it
-// and renames its directory to Dir/streams/.deleted-<name>-<index> (index:
-// the Raft index of the stream's creation): the files stay on disk until
-// the operator removes them. The default stream cannot be deleted, nor a
-// stream this node's Config declares (remove it from every node's Config
-// first: the default stream's leader records the declared streams).
+// and returns once this node has closed the stream and moved its files.
+// Every node closes it and renames its directory to
+// Dir/streams/.deleted-<name>-<index> (index: the Raft index of the
+// stream's creation; ".2" and on appended if that name is taken): its log
+// files and state.json stay until the operator removes them, its Raft log
+// and snapshots are removed. The name is never used again. The default
+// stream cannot be deleted, nor a stream this node's Config, or the default
+// stream's leader's, declares (remove it from every node's Config first:
+// the nodes record the declared streams).
 func (lx *Logx) DeleteStream(ctx context.Context, name string) error {
 	if name == DefaultStream {
 		return errors.New("logx: the default stream cannot be deleted")
@@ -337,25 +341,41 @@ func (lx *Stream) proposeCatalogCmd(c catalogCmd) error {
 	return err
 }
 
-// proposeCatalog records the streams of this node's Config that the
-// catalog lacks; the default stream's leader calls it (node.tend).
-func (lx *Stream) proposeCatalog() {
+// recordDeclared has the streams of this node's Config that the catalog
+// lacks recorded (node.tend calls it on the default stream): committed here
+// if this node leads the default stream, asked of its leader otherwise,
+// since a declared stream starts only once the catalog lists it. It
+// reports whether every declared stream is in the catalog.
+func (lx *Stream) recordDeclared() bool {
 	cat := lx.fsm.catalogView()
+	all := true
 	for _, sc := range lx.cfg.Streams {
 		if cat[sc.Name] != nil {
 			continue // a deleted one too: New refuses to start with it
 		}
+		all = false
 		spec := specOf(sc)
-		if err := lx.proposeCatalogCmd(catalogCmd{Op: "create", Stream: &spec}); err != nil {
-			lx.logf("logx: recording stream %q in the catalog: %v", sc.Name, err)
-			return
+		var err error
+		if lx.raft.State() == raft.Leader {
+			err = lx.proposeCatalogCmd(catalogCmd{Op: "create", Stream: &spec})
+		} else {
+			ctx, cancel := context.WithTimeout(lx.closingCtx, lx.cfg.ElectionTimeout)
+			err = lx.control(ctx, controlRequest{Op: "create-stream", Stream: &spec})
+			cancel()
+		}
+		if err != nil {
+			if !errors.Is(err, ErrClosed) && !errors.Is(err, context.DeadlineExceeded) {
+				lx.logf("logx: recording stream %q in the catalog: %v", sc.Name, err)
+			}
+			return false
 		}
 	}
+	return all
 }
 
 // bootstrapIfEmpty starts the stream's group with voters if it has no
 // configuration yet and this node is one of them: a declared stream that
-// this node opened on a running cluster before the catalog listed it.
+// this node opened before the catalog listed it.
 func (lx *Stream) bootstrapIfEmpty(voters []string) {
 	if !slices.Contains(voters, lx.cfg.Addr) {
 		return

@@ -13,8 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/raft"
 )
 
 // Errors returned by logx. Compare with errors.Is.
@@ -196,22 +194,32 @@ func New(cfg Config) (_ *Logx, err error) {
 		return nil, err
 	}
 	n.add(def)
-	for _, sc := range cfg.Streams {
+	for i, sc := range cfg.Streams {
 		// A declared stream starts with the catalog's voters, as on every
-		// node. One the catalog lacks starts with Peers on a new cluster
-		// (every node alike); on a running one it waits, without a
-		// configuration, for the leader to record it (tend: bootstrap).
+		// node. One the catalog lacks waits, without a configuration,
+		// until the catalog records it (tend asks for that) and then
+		// starts with its voters: one source of voters for every node.
 		var err error
-		switch e := catalog[sc.Name]; {
-		case e != nil:
+		if e := catalog[sc.Name]; e != nil {
+			if _, serr := os.Stat(deletedDir(cfg.Dir, *e)); serr == nil {
+				return nil, &ConfigError{Field: fmt.Sprintf("Streams[%d]", i),
+					Err: fmt.Errorf("stream %q was deleted from the cluster (DeleteStream), and a name is never used again: take it out of Config.Streams", sc.Name)}
+			}
 			err = n.open(sc, e.Voters, false)
-		case existing || cfg.Join:
+		} else {
 			err = n.open(sc, nil, true)
-		default:
-			err = n.open(sc, nil, false)
 		}
 		if err != nil {
 			return nil, err
+		}
+	}
+	// Deleted streams whose directory is still in place (the deletion's
+	// event was lost to a Close or a crash): move them aside now.
+	for _, e := range catalog {
+		if e.Deleted != 0 {
+			if err := retireStreamDir(cfg.Dir, *e); err != nil {
+				return nil, fmt.Errorf("logx: moving deleted stream %q's directory aside: %w", e.Spec.Name, err)
+			}
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(live(catalog))) {
@@ -331,6 +339,11 @@ func (n *node) tend() {
 	defer close(n.done)
 	t := time.NewTicker(balanceEvery * n.cfg.ElectionTimeout)
 	defer t.Stop()
+	// Until the catalog lists every declared stream (they start only then),
+	// ask for that every quarter ElectionTimeout.
+	fast := time.NewTicker(n.cfg.ElectionTimeout / 4)
+	defer fast.Stop()
+	declared := fast.C
 	for {
 		select {
 		case <-n.stop:
@@ -340,14 +353,24 @@ func (n *node) tend() {
 			evs := n.events
 			n.events = nil
 			n.mu.Unlock()
-			for _, ev := range evs {
+			for k, ev := range evs {
+				select {
+				case <-n.stop: // the next start reconciles the rest (New)
+					n.mu.Lock()
+					n.events = append(evs[k:], n.events...)
+					n.mu.Unlock()
+					return
+				default:
+				}
 				n.applyEvent(ev)
+			}
+		case <-declared:
+			if n.list()[0].recordDeclared() {
+				declared = nil // all recorded: stop asking
 			}
 		case now := <-t.C:
 			streams := n.list()
-			if streams[0].raft.State() == raft.Leader {
-				streams[0].proposeCatalog()
-			}
+			streams[0].recordDeclared()
 			for _, s := range streams {
 				s.checkIdle(now)
 			}
@@ -406,6 +429,15 @@ func (n *node) defaultServers() []string {
 	return out
 }
 
+// deleted reports whether s was deleted: the catalog says so, or the node
+// no longer lists it.
+func (n *node) deleted(s *Stream) bool {
+	if e := n.list()[0].fsm.catalogView()[s.name]; e != nil && e.Deleted != 0 {
+		return true
+	}
+	return n.get(s.name) != s
+}
+
 // otherStats returns the Stats of every stream but the default one.
 func (n *node) otherStats() []Stats {
 	var out []Stats
@@ -441,7 +473,7 @@ func (lx *Logx) Streams() []string {
 func (lx *Logx) WaitReady(ctx context.Context) error {
 	for _, s := range lx.node.list() {
 		if err := s.WaitReady(ctx); err != nil {
-			if errors.Is(err, ErrClosed) && lx.node.get(s.name) != s {
+			if errors.Is(err, ErrClosed) && lx.node.deleted(s) {
 				continue // deleted meanwhile
 			}
 			return s.named(err)

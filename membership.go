@@ -103,7 +103,7 @@ func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 	for {
 		more := false
 		for i, s := range lx.node.list() {
-			if added[s] {
+			if added[s] || lx.node.deleted(s) {
 				continue
 			}
 			more = true
@@ -161,18 +161,22 @@ func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 	if err := checkAddr(addr); err != nil {
 		return fmt.Errorf("logx: RemoveNode: %w", err)
 	}
-	notMember := 0
-	streams := lx.node.list()
-	for _, s := range streams {
+	tried, notMember := 0, 0
+	for _, s := range lx.node.list() {
+		if lx.node.deleted(s) {
+			continue
+		}
+		tried++
 		err := s.control(ctx, controlRequest{Op: "remove", Addr: addr})
 		switch {
 		case errors.Is(err, ErrNotMember):
 			notMember++
+		case err != nil && lx.node.deleted(s): // deleted meanwhile
 		case err != nil:
 			return s.named(err)
 		}
 	}
-	if notMember == len(streams) {
+	if notMember == tried {
 		return ErrNotMember
 	}
 	return nil

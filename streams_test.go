@@ -164,9 +164,8 @@ func TestStreamConfigErrors(t *testing.T) {
 	require.NoError(t, cfg.Validate())
 }
 
-// A stream whose file settings differ from the ones its log recorded is
-// refused at start, with an error naming the stream and the field; the
-// other streams' settings do not matter to it.
+// A stream whose file settings differ from the ones the catalog recorded is
+// refused at start, with an error naming the stream and the settings.
 func TestStreamSettingsConflict(t *testing.T) {
 	addrs := freeAddrs(t, 1)
 	cfg := testConfig(t, 0, addrs, t.TempDir())
@@ -186,8 +185,9 @@ func TestStreamSettingsConflict(t *testing.T) {
 	_, err = New(cfg)
 	var ce *ConfigError
 	require.ErrorAs(t, err, &ce)
-	require.Equal(t, "MaxSize", ce.Field)
+	require.Equal(t, "Streams[0]", ce.Field, "the catalog (checked first) has the stream's settings")
 	require.ErrorContains(t, err, `stream "audit"`)
+	require.ErrorContains(t, err, "MaxSize:1048576")
 
 	// The failed start released Dir and the address: the right Config opens.
 	cfg.Streams[0].MaxSize = 1 << 20
@@ -845,4 +845,56 @@ func TestOpensPreStreamsDir(t *testing.T) {
 	}
 	require.Contains(t, string(lines[fx.Seq]), "new release entry")
 	require.Len(t, readLines(t, filepath.Join(dir, "streams", "audit"), "audit.log"), 1)
+}
+
+// A stream that only a follower of the default stream declares (the usual
+// rolling restart that adds one: followers first) is recorded in the
+// catalog at that follower's request, and starts on every node.
+func TestDeclaredByFollowerOnly(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f := (c.leaderIndex() + 1) % 3
+	c.stop(f)
+	c.cfgs[f].Streams = []StreamConfig{{Name: "s"}}
+	c.start(f)
+	require.NoError(t, c.nodes[f].WaitReady(ctx), "the declared stream starts")
+	for i, lx := range c.nodes {
+		require.NoError(t, lx.node.waitStream(ctx, "s", true), "node %d opens it from the catalog", i)
+		s, _ := lx.Stream("s")
+		var ms []Member
+		var err error
+		require.True(t, waitFor(20*time.Second, func() bool {
+			ms, err = s.Members()
+			return err == nil && len(ms) == 3
+		}), "node %d: members %+v, %v", i, ms, err)
+	}
+	s, _ := c.nodes[f].Stream("s")
+	_, err := s.Append(ctx, LevelInfo, "declared by a follower")
+	require.NoError(t, err)
+	waitStreamSeq(t, c, "s", 1)
+	requireIdentical(t, streamDirs(c, "s"), "s.log")
+}
+
+// WaitReady does not fail because a stream is being deleted meanwhile.
+func TestWaitReadyDuringDelete(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for k := range 3 {
+		name := fmt.Sprintf("s%d", k)
+		require.NoError(t, c.nodes[0].CreateStream(ctx, StreamConfig{Name: name}))
+		require.NoError(t, c.nodes[1].node.waitStream(ctx, name, true))
+		done := make(chan error, 1)
+		go func() { done <- c.nodes[2].DeleteStream(ctx, name) }()
+		for deleting := true; deleting; {
+			select {
+			case err := <-done:
+				require.NoError(t, err)
+				deleting = false
+			default:
+				require.NoError(t, c.nodes[1].WaitReady(ctx))
+			}
+		}
+	}
 }
