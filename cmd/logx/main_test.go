@@ -305,6 +305,19 @@ func TestStreamsCLI(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "audit.log")
 	require.NotContains(t, out, "app.log")
+	// A stream one directory lacks (a node that never opened it): differ,
+	// whichever directory comes first.
+	lone := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(lone, "streams", "audit"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(lone, "app.log"), nil, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(lone, "streams", "audit", "audit.log"), nil, 0o644))
+	bare := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(bare, "app.log"), nil, 0o644))
+	for _, order := range [][]string{{bare, lone}, {lone, bare}} {
+		code, out, _ = runCmd(t, "", append([]string{"verify"}, order...)...)
+		require.Equal(t, 1, code, out)
+		require.Contains(t, out, "has stream audit")
+	}
 
 	code, out, errs = runCmd(t, "", "grep", "-all", "both", cfgs[2].Dir)
 	require.Equal(t, 0, code, errs)

@@ -10,30 +10,52 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/logx-dev/logx"
 )
 
 // cmdVerify compares nodes' directories file by file: every stream found
-// in the first directory, or the one -stream names.
+// in any of them (one that some lack differs), or the one -stream names.
 func cmdVerify(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("verify", stderr)
 	file := fs.String("file", "", "the active file's name (default: found in each DIR); only with one stream")
-	stream := fs.String("stream", "", "verify only this stream (default: every stream in the first DIR)")
+	stream := fs.String("stream", "", "verify only this stream (default: every stream found in any DIR)")
 	if fs.Parse(args) != nil || fs.NArg() < 2 {
 		fmt.Fprintln(stderr, "usage: logx verify [-stream S] [-file NAME] DIR DIR...")
 		return 2
 	}
 	dirs := fs.Args()
 	streams := []string{*stream}
-	if *stream == "" {
-		var err error
-		if streams, err = logx.StreamNames(dirs[0]); err != nil {
-			return fail(stderr, "%v", err)
+	if *stream == "" && *file != "" {
+		streams = []string{logx.DefaultStream}
+	} else if *stream == "" {
+		// Every stream any directory holds: the default one first, then
+		// the others by name; one that a directory lacks differs.
+		streams = nil
+		has := map[string][]bool{}
+		for i, d := range dirs {
+			names, err := logx.StreamNames(d)
+			if err != nil {
+				return fail(stderr, "%v", err)
+			}
+			for _, n := range names {
+				if has[n] == nil {
+					has[n] = make([]bool, len(dirs))
+					streams = append(streams, n)
+				}
+				has[n][i] = true
+			}
 		}
-		if *file != "" {
-			streams = []string{logx.DefaultStream}
+		slices.SortStableFunc(streams[1:], strings.Compare)
+		for _, s := range streams {
+			for i, ok := range has[s] {
+				if !ok {
+					fmt.Fprintf(stdout, "differ: %s has stream %s, %s has not\n", dirs[slices.Index(has[s], true)], s, dirs[i])
+					return 1
+				}
+			}
 		}
 	}
 	for _, s := range streams {
