@@ -50,8 +50,8 @@ func (n *node) balanceOnce() *Stream {
 	counts := map[string]int{}
 	led := []*Stream{}
 	for _, s := range streams {
-		vs, ok := s.voterAddrs()
-		if !ok || (voters != nil && !slices.Equal(vs, voters)) {
+		vs, err := s.serverAddrs(true)
+		if err != nil || len(vs) == 0 || (voters != nil && !slices.Equal(vs, voters)) {
 			return nil
 		}
 		voters = vs
@@ -120,18 +120,29 @@ func (n *node) balanceOnce() *Stream {
 	return s
 }
 
-// voterAddrs returns the addresses of the stream's voters, sorted.
-func (lx *Stream) voterAddrs() ([]string, bool) {
+// serverAddrs returns the addresses of the servers of the stream's Raft
+// configuration, sorted: its voters only, or all.
+func (lx *Stream) serverAddrs(votersOnly bool) ([]string, error) {
 	f := lx.raft.GetConfiguration()
-	if f.Error() != nil {
-		return nil, false
+	if err := f.Error(); err != nil {
+		return nil, err
 	}
 	var out []string
 	for _, sv := range f.Configuration().Servers {
-		if sv.Suffrage == raft.Voter {
+		if !votersOnly || sv.Suffrage == raft.Voter {
 			out = append(out, string(sv.Address))
 		}
 	}
 	slices.Sort(out)
-	return out, len(out) > 0
+	return out, nil
+}
+
+// bootstrapConfig is the first configuration of a group whose voters are
+// addrs.
+func bootstrapConfig(addrs []string) raft.Configuration {
+	var c raft.Configuration
+	for _, a := range addrs {
+		c.Servers = append(c.Servers, raft.Server{ID: raft.ServerID(a), Address: raft.ServerAddress(a)})
+	}
+	return c
 }

@@ -325,17 +325,11 @@ func (lx *Logx) DeleteStream(ctx context.Context, name string) error {
 // with the servers of its configuration as a create's voters.
 func (lx *Stream) proposeCatalogCmd(c catalogCmd) error {
 	if c.Op == "create" {
-		f := lx.raft.GetConfiguration()
-		if err := f.Error(); err != nil {
+		var err error
+		// Voters only: a node being added joins the new group later.
+		if c.Voters, err = lx.serverAddrs(true); err != nil {
 			return err
 		}
-		c.Voters = nil
-		for _, s := range f.Configuration().Servers {
-			if s.Suffrage == raft.Voter { // a node being added joins it later
-				c.Voters = append(c.Voters, string(s.Address))
-			}
-		}
-		slices.Sort(c.Voters)
 	}
 	_, _, err := lx.applyLocal(appendCatalogCmd(nil, c), nil)
 	return err
@@ -380,15 +374,10 @@ func (lx *Stream) bootstrapIfEmpty(voters []string) {
 	if !slices.Contains(voters, lx.cfg.Addr) {
 		return
 	}
-	f := lx.raft.GetConfiguration()
-	if f.Error() != nil || len(f.Configuration().Servers) > 0 {
+	if have, err := lx.serverAddrs(false); err != nil || len(have) > 0 {
 		return
 	}
-	var servers []raft.Server
-	for _, v := range voters {
-		servers = append(servers, raft.Server{ID: raft.ServerID(v), Address: raft.ServerAddress(v)})
-	}
-	err := lx.raftCall(func() error { return lx.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error() })
+	err := lx.raftCall(func() error { return lx.raft.BootstrapCluster(bootstrapConfig(voters)).Error() })
 	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) && !errors.Is(err, raft.ErrRaftShutdown) {
 		lx.logf("logx: starting the group with the catalog's voters: %v", err)
 	}

@@ -263,6 +263,12 @@ func (n *node) add(s *Stream) {
 	defer n.mu.Unlock()
 	n.streams = append(n.streams, s)
 	n.byName[s.name] = s
+	n.changedLocked()
+}
+
+// changedLocked wakes waitStream's callers: the streams, or the reasons one
+// could not be opened, changed. n.mu is held.
+func (n *node) changedLocked() {
 	close(n.changed)
 	n.changed = make(chan struct{})
 }
@@ -290,8 +296,7 @@ func (n *node) remove(name string) *Stream {
 	}
 	delete(n.byName, name)
 	n.streams = slices.DeleteFunc(n.streams, func(x *Stream) bool { return x == s })
-	close(n.changed)
-	n.changed = make(chan struct{})
+	n.changedLocked()
 	return s
 }
 
@@ -410,23 +415,15 @@ func (n *node) applyEvent(ev catalogEvent) {
 		def.logf("logx: opening stream %q: %v", name, err)
 		n.mu.Lock()
 		n.openErr[name] = err
-		close(n.changed)
-		n.changed = make(chan struct{})
+		n.changedLocked()
 		n.mu.Unlock()
 	}
 }
 
 // defaultServers returns the addresses of the default stream's members.
 func (n *node) defaultServers() []string {
-	f := n.list()[0].raft.GetConfiguration()
-	if f.Error() != nil {
-		return nil
-	}
-	var out []string
-	for _, s := range f.Configuration().Servers {
-		out = append(out, string(s.Address))
-	}
-	return out
+	addrs, _ := n.list()[0].serverAddrs(false)
+	return addrs
 }
 
 // deleted reports whether s was deleted: the catalog says so, or the node

@@ -324,11 +324,7 @@ func newStream(cfg Config, m *mux, name string, hooks *nodeHooks) (_ *Stream, er
 		lx.goWG.Wait()
 	})
 	if !existing && !cfg.Join {
-		var servers []raft.Server
-		for _, p := range cfg.Peers {
-			servers = append(servers, raft.Server{ID: raft.ServerID(p), Address: raft.ServerAddress(p)})
-		}
-		if err := lx.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil &&
+		if err := lx.raft.BootstrapCluster(bootstrapConfig(cfg.Peers)).Error(); err != nil &&
 			!errors.Is(err, raft.ErrCantBootstrap) {
 			return nil, fmt.Errorf("logx: bootstrapping cluster: %w", err)
 		}

@@ -288,17 +288,7 @@ func TestStreamsMembership(t *testing.T) {
 		for i, lx := range c.nodes {
 			s, err := lx.Stream(name)
 			require.NoError(t, err)
-			var ms []Member
-			require.True(t, waitFor(10*time.Second, func() bool {
-				ms, err = s.Members()
-				voters := 0
-				for _, m := range ms {
-					if m.Voter {
-						voters++
-					}
-				}
-				return err == nil && voters == 4
-			}), "stream %s on node %d: members %+v, %v", name, i, ms, err)
+			waitVoters(t, s, 4, fmt.Sprintf("stream %s on node %d", name, i))
 		}
 	}
 	appendTo(c.nodes[n], "audit", "after", 10)
@@ -306,29 +296,13 @@ func TestStreamsMembership(t *testing.T) {
 		s, _ := lx.Stream("audit")
 		require.NoError(t, s.Flush(ctx))
 	}
-	var dirs []string
-	for _, cfg := range c.cfgs {
-		dirs = append(dirs, filepath.Join(cfg.Dir, "streams", "audit"))
-	}
-	require.True(t, waitFor(30*time.Second, func() bool {
-		for _, lx := range c.nodes {
-			if s, _ := lx.Stream("audit"); s.Stats().Seq < 40 {
-				return false
-			}
-		}
-		return true
-	}))
-	requireIdentical(t, dirs, "audit.log")
+	waitStreamSeq(t, c, "audit", 40)
+	requireIdentical(t, streamDirs(c, "audit"), "audit.log")
 
 	require.NoError(t, c.nodes[0].RemoveNode(ctx, c.cfgs[n].Addr))
 	for _, name := range []string{DefaultStream, "audit", "access"} {
 		s, _ := c.nodes[0].Stream(name)
-		var ms []Member
-		var err error
-		require.True(t, waitFor(10*time.Second, func() bool {
-			ms, err = s.Members()
-			return err == nil && len(ms) == 3
-		}), "stream %s: members %+v, %v", name, ms, err)
+		waitVoters(t, s, 3, "stream "+name)
 	}
 	require.ErrorIs(t, c.nodes[0].RemoveNode(ctx, c.cfgs[n].Addr), ErrNotMember)
 }
@@ -404,6 +378,27 @@ func streamDirs(c *testCluster, name string) []string {
 		dirs = append(dirs, filepath.Join(cfg.Dir, "streams", name))
 	}
 	return dirs
+}
+
+// waitVoters waits until s's configuration, as this node knows it, holds
+// exactly n members, every one a voter (a node learns a configuration with
+// the group's next AppendEntries).
+func waitVoters(t *testing.T, s *Stream, n int, what string) {
+	t.Helper()
+	var ms []Member
+	var err error
+	require.True(t, waitFor(30*time.Second, func() bool {
+		ms, err = s.Members()
+		if err != nil || len(ms) != n {
+			return false
+		}
+		for _, m := range ms {
+			if !m.Voter {
+				return false
+			}
+		}
+		return true
+	}), "%s: members %+v (want %d voters), %v", what, ms, n, err)
 }
 
 // waitStreamSeq waits until stream name holds at least n entries on every
@@ -566,11 +561,7 @@ func TestDeclaredAfterMembershipChange(t *testing.T) {
 	for i, lx := range c.nodes {
 		s, err := lx.Stream("s")
 		require.NoError(t, err)
-		var ms []Member
-		require.True(t, waitFor(30*time.Second, func() bool {
-			ms, err = s.Members()
-			return err == nil && len(ms) == 4
-		}), "node %d: members of s %+v, %v", i, ms, err)
+		waitVoters(t, s, 4, fmt.Sprintf("stream s on node %d", i))
 	}
 	s, _ := c.nodes[3].Stream("s")
 	_, err := s.Append(ctx, LevelInfo, "from the fourth node")
@@ -862,12 +853,7 @@ func TestDeclaredByFollowerOnly(t *testing.T) {
 	for i, lx := range c.nodes {
 		require.NoError(t, lx.node.waitStream(ctx, "s", true), "node %d opens it from the catalog", i)
 		s, _ := lx.Stream("s")
-		var ms []Member
-		var err error
-		require.True(t, waitFor(20*time.Second, func() bool {
-			ms, err = s.Members()
-			return err == nil && len(ms) == 3
-		}), "node %d: members %+v, %v", i, ms, err)
+		waitVoters(t, s, 3, fmt.Sprintf("stream s on node %d", i))
 	}
 	s, _ := c.nodes[f].Stream("s")
 	_, err := s.Append(ctx, LevelInfo, "declared by a follower")

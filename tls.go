@@ -7,8 +7,6 @@ import (
 	"net"
 	"os"
 	"slices"
-
-	"github.com/hashicorp/raft"
 )
 
 // LoadTLS builds the mutual-TLS configuration a node (Config.TLS) or a
@@ -60,23 +58,17 @@ func (lx *Stream) raftPeerOK(c net.Conn) bool {
 		return false
 	}
 	addrs := slices.Clone(lx.cfg.Peers)
-	if r := lx.raftPtr.Load(); r != nil {
-		f := r.GetConfiguration()
-		if f.Error() == nil {
-			servers := f.Configuration().Servers
-			if len(servers) == 0 && lx.hooks.defaultServers != nil {
+	if lx.raftPtr.Load() != nil {
+		if members, err := lx.serverAddrs(false); err == nil {
+			if len(members) == 0 && lx.hooks.defaultServers != nil {
 				// A stream of a node not yet added to it: the node's
 				// default stream says who the members are.
-				for _, a := range lx.hooks.defaultServers() {
-					servers = append(servers, raft.Server{Address: raft.ServerAddress(a)})
-				}
+				members = lx.hooks.defaultServers()
 			}
-			if len(servers) == 0 {
+			if len(members) == 0 {
 				return true
 			}
-			for _, s := range servers {
-				addrs = append(addrs, string(s.Address))
-			}
+			addrs = append(addrs, members...)
 		}
 	}
 	for _, a := range addrs {

@@ -34,24 +34,40 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func TestHandler(t *testing.T) {
+// readyNode starts a one-node cluster with the given streams beside the
+// default one and waits until it is ready; it closes when the test ends.
+func readyNode(t *testing.T, streams ...logx.StreamConfig) *logx.Logx {
+	t.Helper()
 	addr := freeAddr(t)
 	lx, err := logx.New(logx.Config{NodeID: "n1", Addr: addr, Peers: []string{addr},
-		Dir: filepath.Join(t.TempDir(), "n1"), File: "app.log", ElectionTimeout: 200 * time.Millisecond})
+		Dir: filepath.Join(t.TempDir(), "n1"), File: "app.log", ElectionTimeout: 200 * time.Millisecond, Streams: streams})
 	require.NoError(t, err)
-	defer lx.Close()
+	t.Cleanup(func() { lx.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	require.NoError(t, lx.WaitReady(ctx))
+	return lx
+}
+
+// serve serves Handler for lx, with a registry holding its Collector, until
+// the test ends.
+func serve(t *testing.T, lx *logx.Logx) *httptest.Server {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(lx))
+	srv := httptest.NewServer(Handler(lx, reg, Options{}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestHandler(t *testing.T) {
+	lx := readyNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	for k := 0; k < 5; k++ {
 		_, err := lx.Append(ctx, logx.LevelInfo, "hello", "k", k)
 		require.NoError(t, err)
 	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewCollector(lx))
-	srv := httptest.NewServer(Handler(lx, reg, Options{}))
-	defer srv.Close()
+	srv := serve(t, lx)
 
 	code, body := get(t, srv.URL+"/metrics")
 	require.Equal(t, 200, code)
@@ -88,28 +104,18 @@ func TestHealthzNoLeader(t *testing.T) {
 	require.True(t, strings.Contains(body, "no leader"), body)
 }
 
-// Every stream has its own series, /healthz fails naming a stream that has
-// no leader, and /status answers for any stream.
+// Every stream has its own series, and /status answers for any stream.
 func TestStreamsMetrics(t *testing.T) {
-	addr := freeAddr(t)
-	lx, err := logx.New(logx.Config{NodeID: "n1", Addr: addr, Peers: []string{addr},
-		Dir: filepath.Join(t.TempDir(), "n1"), File: "app.log", ElectionTimeout: 200 * time.Millisecond,
-		Streams: []logx.StreamConfig{{Name: "audit"}}})
-	require.NoError(t, err)
-	defer lx.Close()
+	lx := readyNode(t, logx.StreamConfig{Name: "audit"})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	require.NoError(t, lx.WaitReady(ctx))
 	audit, err := lx.Stream("audit")
 	require.NoError(t, err)
 	for k := 0; k < 3; k++ {
 		_, err := audit.Append(ctx, logx.LevelInfo, "hello", "k", k)
 		require.NoError(t, err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewCollector(lx))
-	srv := httptest.NewServer(Handler(lx, reg, Options{}))
-	defer srv.Close()
+	srv := serve(t, lx)
 	code, body := get(t, srv.URL+"/metrics")
 	require.Equal(t, 200, code)
 	require.Contains(t, body, `logx_seq{node="n1",stream="audit"} 3`)
