@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -300,7 +301,7 @@ func BenchmarkGrep(b *testing.B) {
 	msg := strings.Repeat("abcdefghij", 10)
 	var written int64
 	for i := 1; written < *benchGrepBytes; i++ {
-		batch := appendBatchHeader(nil, batchHeader{producer: 1, firstPSeq: uint64((i-1)*1000 + 1), count: 1000})
+		batch := wire.AppendHeader(nil, wire.Header{Producer: 1, FirstPSeq: uint64((i-1)*1000 + 1), Count: 1000})
 		for k := 0; k < 1000; k++ {
 			t := time.Unix(1764000000, 0).Add(time.Duration(i*1000+k) * time.Millisecond)
 			m := msg
@@ -309,7 +310,7 @@ func BenchmarkGrep(b *testing.B) {
 			}
 			body := appendBodyStart(nil, FormatText, t, LevelInfo, "n1", "app/main.go:42", m)
 			body = appendAttrText(body, "", slog.Int("user", k))
-			batch = appendRecord(batch, LevelInfo, t.UnixNano(), body)
+			batch = wire.AppendRecord(batch, LevelInfo, t.UnixNano(), body)
 		}
 		f.ApplyBatch([]*raft.Log{{Index: uint64(i), Type: raft.LogCommand, Data: batch}})
 		written = int64(f.bytes.Load())

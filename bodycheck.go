@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/logx-dev/logx/internal/wire"
 )
 
 // The leader checks every record of a forwarded batch before the batch
@@ -403,4 +405,28 @@ func escapeLen(b []byte) int {
 		}
 	}
 	return first + digits
+}
+
+// validateBatch checks that b decodes completely, its records expanding to
+// at most limit bytes, that it holds at least one record, and that every
+// record is at most maxBody bytes and renders in format f as exactly one
+// well-formed line (checkRecord); the leader calls it before putting a
+// forwarded batch into the Raft log.
+func validateBatch(b []byte, f Format, maxBody, limit int, scratch *[]byte) error {
+	r, err := wire.ReadBatch(b, scratch, limit)
+	if err != nil {
+		return err
+	}
+	if r.Header.Count == 0 {
+		return fmt.Errorf("%w: no entries", wire.ErrBadBatch)
+	}
+	for r.Next() {
+		if len(r.Body) > maxBody {
+			return fmt.Errorf("%w: record of %d bytes exceeds %d", ErrEntryTooLarge, len(r.Body), maxBody)
+		}
+		if err := checkRecord(f, r.Level, r.UnixNano, r.Body); err != nil {
+			return fmt.Errorf("record %d: %w", r.Index(), err)
+		}
+	}
+	return r.Err()
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -198,18 +199,18 @@ func TestCheckRecordHostile(t *testing.T) {
 // refused.
 func TestValidateBatchRecords(t *testing.T) {
 	good, nanos := renderRecord(FormatText, time.Now(), LevelInfo, "n1", "ok", "")
-	recs := appendRecord(nil, LevelInfo, nanos, good)
-	b := newBatch(batchHeader{producer: 1, firstPSeq: 1, count: 1}, recs, false)
+	recs := wire.AppendRecord(nil, LevelInfo, nanos, good)
+	b := wire.NewBatch(wire.Header{Producer: 1, FirstPSeq: 1, Count: 1}, recs, false)
 	require.NoError(t, validateBatch(b, FormatText, 1024, 1<<20, new([]byte)))
 	require.ErrorIs(t, validateBatch(b, FormatJSON, 1024, 1<<20, new([]byte)), errBadRecord)
 
-	bad := appendRecord(recs, LevelInfo, nanos, append(good, "\nseq=999999 level=ERROR msg=x"...))
-	b = newBatch(batchHeader{producer: 1, firstPSeq: 1, count: 2}, bad, false)
+	bad := wire.AppendRecord(recs, LevelInfo, nanos, append(good, "\nseq=999999 level=ERROR msg=x"...))
+	b = wire.NewBatch(wire.Header{Producer: 1, FirstPSeq: 1, Count: 2}, bad, false)
 	err := validateBatch(b, FormatText, 1024, 1<<20, new([]byte))
 	require.ErrorIs(t, err, errBadRecord)
 	require.ErrorContains(t, err, "record 1")
 
-	empty := newBatch(batchHeader{producer: 1, firstPSeq: 1, count: 0}, nil, false)
+	empty := wire.NewBatch(wire.Header{Producer: 1, FirstPSeq: 1, Count: 0}, nil, false)
 	require.ErrorContains(t, validateBatch(empty, FormatText, 1024, 1<<20, new([]byte)), "no entries")
 }
 
@@ -232,17 +233,17 @@ func TestMarshaledValueEscaped(t *testing.T) {
 // leader's answer: status and message.
 func forwardRaw(t *testing.T, addr string, batch []byte) (byte, string) {
 	t.Helper()
-	conn, err := dialProto(context.Background(), addr, "", protoForward, 10*time.Second, nil)
+	conn, err := dialProto(context.Background(), addr, "", wire.ProtoForward, 10*time.Second, nil)
 	require.NoError(t, err)
 	defer conn.Close()
 	require.NoError(t, conn.SetDeadline(time.Now().Add(30*time.Second)))
 	frame := binary.BigEndian.AppendUint32(nil, uint32(len(batch)))
 	_, err = conn.Write(append(frame, batch...))
 	require.NoError(t, err)
-	resp, err := readFrame(bufio.NewReader(conn), nil, 1<<20)
+	resp, err := wire.ReadFrame(bufio.NewReader(conn), nil, 1<<20)
 	require.NoError(t, err)
-	require.GreaterOrEqual(t, len(resp), respHeader)
-	return resp[0], string(resp[respHeader:])
+	require.GreaterOrEqual(t, len(resp), wire.AnswerHeader)
+	return resp[0], string(resp[wire.AnswerHeader:])
 }
 
 // TestForgedLineRefused: a forwarded body that holds a newline and a forged
@@ -265,23 +266,23 @@ func TestForgedLineRefused(t *testing.T) {
 	good, nanos := renderRecord(FormatText, now, LevelInfo, "n9", "genuine", "")
 	forged, _ := renderRecord(FormatText, now, LevelInfo, "n9", "hi", "")
 	forged = fmt.Appendf(forged, "\nseq=999999 time=%s level=ERROR node=n1 msg=forged", now.UTC().Format(timeLayout))
-	recs := appendRecord(nil, LevelInfo, nanos, good)
-	recs = appendRecord(recs, LevelInfo, nanos, forged)
-	status, msg := forwardRaw(t, c.cfgs[l].Addr, newBatch(batchHeader{producer: 0xf0f0, firstPSeq: 1, count: 2}, recs, false))
-	require.Equal(t, statusRejected, status, "answer: %q", msg)
+	recs := wire.AppendRecord(nil, LevelInfo, nanos, good)
+	recs = wire.AppendRecord(recs, LevelInfo, nanos, forged)
+	status, msg := forwardRaw(t, c.cfgs[l].Addr, wire.NewBatch(wire.Header{Producer: 0xf0f0, FirstPSeq: 1, Count: 2}, recs, false))
+	require.Equal(t, wire.StatusRejected, status, "answer: %q", msg)
 	require.Contains(t, msg, "record 1")
 	require.Contains(t, msg, "control character U+000A")
 
 	// The same inside a compressed batch, with a carriage return.
 	recs = nil
 	for range 100 {
-		recs = appendRecord(recs, LevelInfo, nanos, good)
+		recs = wire.AppendRecord(recs, LevelInfo, nanos, good)
 	}
-	recs = appendRecord(recs, LevelInfo, nanos, append(good, " x=\rseq=999999"...))
-	batch := newBatch(batchHeader{producer: 0xf0f1, firstPSeq: 1, count: 101}, recs, true)
-	require.Equal(t, flagCompressed, batch[1]&flagCompressed)
+	recs = wire.AppendRecord(recs, LevelInfo, nanos, append(good, " x=\rseq=999999"...))
+	batch := wire.NewBatch(wire.Header{Producer: 0xf0f1, FirstPSeq: 1, Count: 101}, recs, true)
+	require.Equal(t, wire.FlagCompressed, batch[1]&wire.FlagCompressed)
 	status, msg = forwardRaw(t, c.cfgs[l].Addr, batch)
-	require.Equal(t, statusRejected, status, "answer: %q", msg)
+	require.Equal(t, wire.StatusRejected, status, "answer: %q", msg)
 	require.Contains(t, msg, "control character U+000D")
 
 	cl, err := NewClient(ctx, "ext", c.cfgs[0].Addr)

@@ -13,6 +13,8 @@ import (
 	"net"
 	"syscall"
 	"time"
+
+	"github.com/logx-dev/logx/internal/wire"
 )
 
 // A Client logs into a cluster from a process that is not one of its nodes
@@ -166,7 +168,7 @@ func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64,
 	for done := 0; done < len(entries); {
 		n, size := 0, 0
 		for done+n < len(entries) && n < clientMaxBatchEntries {
-			rs := recordSize(len(bodies[done+n]))
+			rs := wire.RecordSize(len(bodies[done+n]))
 			if n > 0 && size+rs > clientMaxBatchBytes {
 				break
 			}
@@ -175,7 +177,7 @@ func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64,
 		}
 		recs = recs[:0]
 		for i := done; i < done+n; i++ {
-			recs = appendRecord(recs, entries[i].Level, nanos[i], bodies[i])
+			recs = wire.AppendRecord(recs, entries[i].Level, nanos[i], bodies[i])
 		}
 		f, err := c.sendBatch(ctx, recs, n)
 		if err != nil {
@@ -193,9 +195,9 @@ func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64,
 // sequence number. It retries across leader changes until ctx ends.
 func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint64, err error) {
 	encode := func() []byte {
-		h := batchHeader{producer: c.producer, firstPSeq: c.pseq + 1, count: n}
+		h := wire.Header{Producer: c.producer, FirstPSeq: c.pseq + 1, Count: n}
 		c.pseq += uint64(n)
-		return newBatch(h, recs, true)
+		return wire.NewBatch(h, recs, true)
 	}
 	batch := encode()
 	sent := false
@@ -217,16 +219,16 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 			c.Close()
 			c.target = ""
 			lastErr = fmt.Errorf("%s: %w", target, err)
-		case status == statusOK:
+		case status == wire.StatusOK:
 			return first, nil
-		case status == statusNotLeader:
+		case status == wire.StatusNotLeader:
 			c.Close()
 			c.target = msg // "" if the node knows no leader
 			lastErr = fmt.Errorf("%s: not the leader", target)
 			if msg != "" {
 				continue
 			}
-		case status == statusRejected:
+		case status == wire.StatusRejected:
 			err := fmt.Errorf("batch rejected by %s: %s", target, msg)
 			if isProducerConflict(&rejectedError{msg: msg}) {
 				// Another sender used this producer id: go on under a new one.
@@ -265,7 +267,7 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 // roundTrip sends one batch to addr and reads the answer.
 func (c *Client) roundTrip(ctx context.Context, addr string, batch []byte) (status byte, first uint64, msg string, err error) {
 	if c.conn == nil {
-		conn, err := dialProto(ctx, addr, c.stream, protoForward, c.timeout, c.tls)
+		conn, err := dialProto(ctx, addr, c.stream, wire.ProtoForward, c.timeout, c.tls)
 		if err != nil {
 			return 0, 0, "", err
 		}
@@ -276,19 +278,11 @@ func (c *Client) roundTrip(ctx context.Context, addr string, batch []byte) (stat
 		deadline = d
 	}
 	_ = c.conn.SetDeadline(deadline)
-	var hdr [4]byte
-	binary.BigEndian.PutUint32(hdr[:], uint32(len(batch)))
-	if _, err := (&net.Buffers{hdr[:], batch}).WriteTo(c.conn); err != nil {
+	if err := wire.WriteFrame(c.conn, new([wire.FrameHeader]byte), batch); err != nil {
 		return 0, 0, "", err
 	}
-	resp, err := readFrame(c.r, nil, 1<<20)
-	if err != nil {
-		return 0, 0, "", err
-	}
-	if len(resp) < respHeader {
-		return 0, 0, "", fmt.Errorf("short response (%d bytes)", len(resp))
-	}
-	return resp[0], binary.BigEndian.Uint64(resp[9:17]), string(resp[respHeader:]), nil
+	a, err := answerOf(wire.ReadFrame(c.r, nil, wire.MaxAnswer))
+	return a.Status, a.First, a.Msg, err
 }
 
 // dialProto opens a connection to a node's address for protocol proto of
@@ -308,7 +302,7 @@ func dialProto(ctx context.Context, addr, stream string, proto byte, timeout tim
 		}
 	}
 	_ = conn.SetWriteDeadline(time.Now().Add(timeout))
-	if _, err := conn.Write(preface(stream, proto)); err != nil {
+	if _, err := conn.Write(wire.Preface(stream, proto)); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -356,7 +350,7 @@ func queryStatus(ctx context.Context, addr, stream string, tlsConfig *tls.Config
 		return st, nil, fmt.Errorf("logx: %w", err)
 	}
 	timeout := 10 * time.Second
-	conn, err := dialProto(ctx, addr, stream, protoControl, timeout, tlsConfig)
+	conn, err := dialProto(ctx, addr, stream, wire.ProtoControl, timeout, tlsConfig)
 	if err != nil {
 		return st, nil, fmt.Errorf("logx: %s: %w", addr, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -48,10 +49,10 @@ func (b *logBuilder) batch(prod uint64, n int, t time.Time, msg string) *raft.Lo
 	if b.pseq == nil {
 		b.pseq = map[uint64]uint64{}
 	}
-	data := appendBatchHeader(nil, batchHeader{producer: prod, firstPSeq: b.pseq[prod] + 1, count: n})
+	data := wire.AppendHeader(nil, wire.Header{Producer: prod, FirstPSeq: b.pseq[prod] + 1, Count: n})
 	for k := 0; k < n; k++ {
 		body := appendBodyStart(nil, FormatText, t, LevelInfo, "n1", "", fmt.Sprintf("%s %d", msg, k))
-		data = appendRecord(data, LevelInfo, t.UnixNano(), body)
+		data = wire.AppendRecord(data, LevelInfo, t.UnixNano(), body)
 	}
 	b.pseq[prod] += uint64(n)
 	return b.add(raft.LogCommand, data)

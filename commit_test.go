@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -103,8 +104,8 @@ func TestCloseDuringBarriers(t *testing.T) {
 					if g%2 == 0 {
 						_ = lx.passCommitIndex(ctx)
 					} else {
-						batch := newBatch(batchHeader{producer: uint64(100 + g), firstPSeq: uint64(i + 1), count: 1},
-							appendRecord(nil, LevelInfo, time.Now().UnixNano(), appendBodyStart(nil, FormatText, time.Now(), LevelInfo, "n1", "", "x")), false)
+						batch := wire.NewBatch(wire.Header{Producer: uint64(100 + g), FirstPSeq: uint64(i + 1), Count: 1},
+							wire.AppendRecord(nil, LevelInfo, time.Now().UnixNano(), appendBodyStart(nil, FormatText, time.Now(), LevelInfo, "n1", "", "x")), false)
 						_, _, _ = lx.applyLocal(batch, nil)
 					}
 				}

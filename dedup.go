@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/wire"
 )
 
 // Deduplication. Every batch carries its producer's id (random, one per
@@ -125,45 +126,45 @@ func ownerOf(ext []byte) string {
 // refusal or a malformed batch is in the result.
 func (f *fsm) applyBatch(l *raft.Log, line *[]byte) (applyResult, error) {
 	st := &f.st
-	r, err := readBatch(l.Data, &f.scratch, maxDecodedBatch)
+	r, err := wire.ReadBatch(l.Data, &f.scratch, wire.MaxDecodedBatch)
 	if err != nil {
 		// The leader validates batches, so this is a bug or a corrupted
 		// log; every node skips it the same way.
 		f.logf("logx: skipping Raft entry %d: %v", l.Index, err)
 		return applyResult{err: err}, nil
 	}
-	h := r.header
-	if h.count == 0 || h.firstPSeq == 0 || h.firstPSeq-1 > math.MaxUint64-uint64(h.count) {
-		return applyResult{err: &refusedError{msg: fmt.Sprintf("batch of %d entries from producer sequence %d", h.count, h.firstPSeq)}}, nil
+	h := r.Header
+	if h.Count == 0 || h.FirstPSeq == 0 || h.FirstPSeq-1 > math.MaxUint64-uint64(h.Count) {
+		return applyResult{err: &refusedError{msg: fmt.Sprintf("batch of %d entries from producer sequence %d", h.Count, h.FirstPSeq)}}, nil
 	}
-	lastPSeq := h.firstPSeq + uint64(h.count) - 1
+	lastPSeq := h.FirstPSeq + uint64(h.Count) - 1
 	owner := ownerOf(l.Extensions)
-	p := st.Producers[h.producer]
+	p := st.Producers[h.Producer]
 	if p != nil {
 		first := p.First
 		if first == 0 && lastPSeq == p.PSeq {
-			first = h.firstPSeq // a checkpoint from before First was kept
+			first = h.FirstPSeq // a checkpoint from before First was kept
 		}
 		switch {
 		case p.Owner != owner:
 			return applyResult{err: &refusedError{producer: true,
-				msg: fmt.Sprintf("%sproducer %016x belongs to another certificate", producerConflict, h.producer)}}, nil
-		case h.firstPSeq == first && lastPSeq == p.PSeq && p.Seq >= lastPSeq-first+1:
+				msg: fmt.Sprintf("%sproducer %016x belongs to another certificate", producerConflict, h.Producer)}}, nil
+		case h.FirstPSeq == first && lastPSeq == p.PSeq && p.Seq >= lastPSeq-first+1:
 			// The last batch again (a retry): written once.
-			f.dups.Add(uint64(h.count))
+			f.dups.Add(uint64(h.Count))
 			p.Index, p.Seen = l.Index, st.Clock
 			return applyResult{firstSeq: p.Seq - (lastPSeq - first)}, nil
-		case h.firstPSeq <= p.PSeq:
+		case h.FirstPSeq <= p.PSeq:
 			return applyResult{err: &refusedError{producer: true,
-				msg: fmt.Sprintf("%sproducer %016x sent entries %d-%d, its last batch was %d-%d", producerConflict, h.producer, h.firstPSeq, lastPSeq, p.First, p.PSeq)}}, nil
+				msg: fmt.Sprintf("%sproducer %016x sent entries %d-%d, its last batch was %d-%d", producerConflict, h.Producer, h.FirstPSeq, lastPSeq, p.First, p.PSeq)}}, nil
 		}
 	}
 	firstSeq := st.Seq + 1
 	n := uint64(0)
 	for r.Next() {
 		st.Seq++
-		*line = appendLine((*line)[:0], f.format, st.Seq, r.body)
-		if err := f.seg.add(st.Seq, *line, f.lineClock(r.unixNano), r.unixNano); err != nil {
+		*line = appendLine((*line)[:0], f.format, st.Seq, r.Body)
+		if err := f.seg.add(st.Seq, *line, f.lineClock(r.UnixNano), r.UnixNano); err != nil {
 			return applyResult{}, err
 		}
 		f.entries.Add(1)
@@ -178,10 +179,10 @@ func (f *fsm) applyBatch(l *raft.Log, line *[]byte) (applyResult, error) {
 	}
 	if p == nil {
 		p = &producerState{Owner: owner}
-		st.Producers[h.producer] = p
+		st.Producers[h.Producer] = p
 		defer f.evictProducers()
 	}
-	p.First, p.PSeq, p.Seq = h.firstPSeq, h.firstPSeq+n-1, st.Seq
+	p.First, p.PSeq, p.Seq = h.FirstPSeq, h.FirstPSeq+n-1, st.Seq
 	p.Index, p.Seen = l.Index, st.Clock
 	return applyResult{firstSeq: firstSeq}, nil
 }

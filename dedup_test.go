@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -35,8 +36,8 @@ func TestSpoofedProducer(t *testing.T) {
 	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	victim := uint64(0xabc)
 	spoof := func(b *logBuilder) *raft.Log {
-		data := appendBatchHeader(nil, batchHeader{producer: victim, firstPSeq: 1 << 40, count: 1})
-		data = appendRecord(data, LevelInfo, now.UnixNano(), appendBodyStart(nil, FormatText, now, LevelInfo, "evil", "", "spoofed"))
+		data := wire.AppendHeader(nil, wire.Header{Producer: victim, FirstPSeq: 1 << 40, Count: 1})
+		data = wire.AppendRecord(data, LevelInfo, now.UnixNano(), appendBodyStart(nil, FormatText, now, LevelInfo, "evil", "", "spoofed"))
 		return b.add(raft.LogCommand, data)
 	}
 
@@ -100,14 +101,14 @@ func TestRepeatAnswer(t *testing.T) {
 	require.Equal(t, uint64(4), r.firstSeq, "the first copy's number")
 	require.Equal(t, uint64(7), f.seq.Load())
 
-	overlap := appendBatchHeader(nil, batchHeader{producer: 1, firstPSeq: 3, count: 3})
+	overlap := wire.AppendHeader(nil, wire.Header{Producer: 1, FirstPSeq: 3, Count: 3})
 	for k := 0; k < 3; k++ {
-		overlap = appendRecord(overlap, LevelInfo, now.UnixNano(), appendBodyStart(nil, FormatText, now, LevelInfo, "n1", "", "x"))
+		overlap = wire.AppendRecord(overlap, LevelInfo, now.UnixNano(), appendBodyStart(nil, FormatText, now, LevelInfo, "n1", "", "x"))
 	}
 	r = batchResult(t, f, b.add(raft.LogCommand, overlap))
 	require.True(t, isProducerConflict(r.err), "%v", r.err)
 
-	empty := appendBatchHeader(nil, batchHeader{producer: 77, firstPSeq: 1, count: 0})
+	empty := wire.AppendHeader(nil, wire.Header{Producer: 77, FirstPSeq: 1, Count: 0})
 	r = batchResult(t, f, b.add(raft.LogCommand, empty))
 	require.Error(t, r.err)
 	require.NotContains(t, f.st.Producers, uint64(77))
@@ -256,17 +257,17 @@ func TestSpoofedProducerCluster(t *testing.T) {
 	victimID := victim.producer // set at New; read before the conflict
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	conn, err := dialProto(ctx, c.cfgs[leader].Addr, "", protoForward, 5*time.Second, nil)
+	conn, err := dialProto(ctx, c.cfgs[leader].Addr, "", wire.ProtoForward, 5*time.Second, nil)
 	require.NoError(t, err)
 	defer conn.Close()
 	now := time.Now()
-	batch := appendBatchHeader(nil, batchHeader{producer: victimID, firstPSeq: 1 << 40, count: 1})
-	batch = appendRecord(batch, LevelInfo, now.UnixNano(), appendBodyStart(nil, FormatText, now, LevelInfo, "evil", "", "spoofed"))
+	batch := wire.AppendHeader(nil, wire.Header{Producer: victimID, FirstPSeq: 1 << 40, Count: 1})
+	batch = wire.AppendRecord(batch, LevelInfo, now.UnixNano(), appendBodyStart(nil, FormatText, now, LevelInfo, "evil", "", "spoofed"))
 	_, err = conn.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(batch))), batch...))
 	require.NoError(t, err)
-	resp, err := readFrame(bufio.NewReader(conn), nil, 1<<20)
+	resp, err := wire.ReadFrame(bufio.NewReader(conn), nil, 1<<20)
 	require.NoError(t, err)
-	require.Equal(t, statusOK, resp[0], "without TLS the batch is taken: %s", resp[respHeader:])
+	require.Equal(t, wire.StatusOK, resp[0], "without TLS the batch is taken: %s", resp[wire.AnswerHeader:])
 
 	seq, err := victim.Append(ctx, LevelInfo, "after the spoof")
 	require.NoError(t, err)

@@ -3,7 +3,6 @@ package logx
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,20 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/logx-dev/logx/internal/wire"
 )
 
 // Catch-up copies file ranges from peers over the node's address (catchup.go
 // says when and why; scrub.go repairs damaged files the same way).
 //
-// Fetch protocol (connection header protoFetch), one request at a time:
-//
-//	request:  uint64 first sequence number of the file, uint64 offset, uint64 length
-//	response: status byte; for fetchOK the length, then the bytes;
-//	          otherwise uint16 length and an error text
-const (
-	fetchOK    byte = 0
-	fetchError byte = 1
-)
+// The fetch protocol's bytes are internal/wire's (fetch.go there).
 
 // fetchChunk is the most one request asks for: progress and resumption are
 // per chunk.
@@ -39,15 +32,13 @@ const (
 // serveFetch answers fetch requests on one connection.
 func (lx *Stream) serveFetch(c net.Conn) {
 	r := bufio.NewReader(c)
-	var req [24]byte
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(fetchIdleTimeout))
-		if _, err := io.ReadFull(r, req[:]); err != nil {
+		req, err := wire.ReadFetchRequest(r)
+		if err != nil {
 			return
 		}
-		first := binary.BigEndian.Uint64(req[0:])
-		off := int64(binary.BigEndian.Uint64(req[8:]))
-		n := int64(binary.BigEndian.Uint64(req[16:]))
+		first, off, n := req.First, req.Off, req.N
 		_ = c.SetWriteDeadline(time.Now().Add(fetchIOTimeout))
 		f, err := lx.fsm.openSegment(first)
 		if err == nil {
@@ -57,13 +48,7 @@ func (lx *Stream) serveFetch(c net.Conn) {
 			}
 		}
 		if err != nil {
-			msg := err.Error()
-			if len(msg) > 1000 {
-				msg = msg[:1000]
-			}
-			b := []byte{fetchError, 0, 0}
-			binary.BigEndian.PutUint16(b[1:], uint16(len(msg)))
-			if _, err := c.Write(append(b, msg...)); err != nil {
+			if _, err := c.Write(wire.FetchErrorReply(err.Error())); err != nil {
 				return
 			}
 			if f != nil {
@@ -71,10 +56,8 @@ func (lx *Stream) serveFetch(c net.Conn) {
 			}
 			continue
 		}
-		hdr := make([]byte, 9)
-		hdr[0] = fetchOK
-		binary.BigEndian.PutUint64(hdr[1:], uint64(n))
-		_, err = c.Write(hdr)
+		hdr := wire.FetchOKHeader(n)
+		_, err = c.Write(hdr[:])
 		if err == nil {
 			// *os.File under a LimitedReader lets the kernel copy (sendfile).
 			if _, err = f.Seek(off, io.SeekStart); err == nil {
@@ -190,7 +173,7 @@ func (lx *Stream) fetchPeers() []string {
 // peer at addr. When ctx ends, the connection's deadline is set to now, so
 // a read or write under way fails at once.
 func (lx *Stream) fetchFrom(ctx context.Context, addr string, first uint64, off, n int64, w io.Writer) error {
-	c, err := lx.mux.dialContext(ctx, addr, protoFetch, fetchIOTimeout)
+	c, err := lx.mux.dialContext(ctx, addr, wire.ProtoFetch, fetchIOTimeout)
 	if err != nil {
 		return err
 	}
@@ -205,10 +188,7 @@ func (lx *Stream) fetchFrom(ctx context.Context, addr string, first uint64, off,
 			}
 		}
 		chunk := min(n, fetchChunk)
-		var req [24]byte
-		binary.BigEndian.PutUint64(req[0:], first)
-		binary.BigEndian.PutUint64(req[8:], uint64(off))
-		binary.BigEndian.PutUint64(req[16:], uint64(chunk))
+		req := wire.FetchRequest{First: first, Off: off, N: chunk}.Encode()
 		_ = c.SetDeadline(time.Now().Add(fetchIOTimeout))
 		// ctx ends before AfterFunc's func runs: checked after the
 		// deadline is set, one of the two stops the chunk.
@@ -218,7 +198,7 @@ func (lx *Stream) fetchFrom(ctx context.Context, addr string, first uint64, off,
 		if _, err := c.Write(req[:]); err != nil {
 			return err
 		}
-		if err := readFetchReply(c, chunk, w, buf); err != nil {
+		if err := wire.ReadFetchReply(c, chunk, w, buf); err != nil {
 			if cerr := ctx.Err(); cerr != nil {
 				return fmt.Errorf("%w (%v)", cerr, err)
 			}
@@ -229,43 +209,6 @@ func (lx *Stream) fetchFrom(ctx context.Context, addr string, first uint64, off,
 		n -= chunk
 	}
 	return nil
-}
-
-// readFetchReply reads a peer's answer to a request for chunk bytes and
-// copies the bytes to w: exactly chunk of them, or an error (the peer's
-// message for fetchError). Nothing beyond the answer is read.
-func readFetchReply(r io.Reader, chunk int64, w io.Writer, buf []byte) error {
-	var status [1]byte
-	if _, err := io.ReadFull(r, status[:]); err != nil {
-		return err
-	}
-	switch status[0] {
-	case fetchOK:
-	case fetchError:
-		var l [2]byte
-		if _, err := io.ReadFull(r, l[:]); err != nil {
-			return err
-		}
-		msg := make([]byte, binary.BigEndian.Uint16(l[:]))
-		if _, err := io.ReadFull(r, msg); err != nil {
-			return err
-		}
-		return fmt.Errorf("peer: %q", msg)
-	default:
-		return fmt.Errorf("peer sent status %d", status[0])
-	}
-	var l [8]byte
-	if _, err := io.ReadFull(r, l[:]); err != nil {
-		return err
-	}
-	if got := binary.BigEndian.Uint64(l[:]); got != uint64(chunk) {
-		return fmt.Errorf("peer sent %d bytes, asked for %d", got, chunk)
-	}
-	got, err := io.CopyBuffer(w, io.LimitReader(r, chunk), buf)
-	if err == nil && got < chunk {
-		err = io.ErrUnexpectedEOF
-	}
-	return err
 }
 
 // countingWriter counts the bytes written through it.

@@ -12,30 +12,18 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/wire"
 )
 
 // Forwarding: a follower sends each batch of its producer to the leader over
 // a kept-open connection and waits for the answer before it sends the next
 // (one batch in flight per producer keeps its entries in order, and makes a
 // retry after an unknown outcome safe: the leader's apply drops entries it
-// has seen). Frames:
-//
-//	request:  uint32 length, batch bytes (entry.go)
-//	response: uint32 length, status byte, uint64 Raft index, uint64 first
-//	          sequence number, message (a leader address for statusNotLeader,
-//	          an error text for statusError)
-const (
-	statusOK        byte = 0
-	statusNotLeader byte = 1
-	statusError     byte = 2 // retryable: the batch may or may not be committed
-	statusRejected  byte = 3 // not retryable: the batch is malformed, too large, or a record is not one well-formed line
-)
+// has seen). The frames are internal/wire's (forward.go there).
 
 // forwardIdleTimeout drops a forwarding connection that carries nothing for
 // this long; the follower dials again when it needs to.
 const forwardIdleTimeout = 5 * time.Minute
-
-const respHeader = 1 + 8 + 8
 
 // maxForwardFrame bounds the frame any valid sender can send: Validate caps
 // MaxBatchBytes at 64 MiB, a batch's records pass MaxBatchBytes by at most
@@ -44,7 +32,7 @@ const respHeader = 1 + 8 + 8
 // differently) but within this bound is read and discarded, so the sender
 // gets its "rejected" answer instead of a broken pipe; beyond it the
 // sender is not a logx node, and the connection is closed after the answer.
-const maxForwardFrame = 64<<20 + 3*binary.MaxVarintLen64 + batchHeaderMax
+const maxForwardFrame = 64<<20 + 3*binary.MaxVarintLen64 + wire.HeaderMax
 
 // serveForward answers forwarded batches on one connection, one at a time.
 func (lx *Stream) serveForward(c net.Conn) {
@@ -59,20 +47,20 @@ func (lx *Stream) serveForward(c net.Conn) {
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(forwardIdleTimeout))
 		// A new buffer per frame: Raft keeps the slice it applies.
-		data, err := readFrame(r, nil, lx.maxFrame)
-		var tooLarge *frameSizeError
+		data, err := wire.ReadFrame(r, nil, lx.maxFrame)
+		var tooLarge *wire.FrameSizeError
 		if errors.As(err, &tooLarge) {
 			msg := fmt.Sprintf("frame of %d bytes exceeds this leader's limit of %d bytes (its MaxBatchBytes %d plus one entry of its MaxEntrySize %d and headers)",
-				tooLarge.n, tooLarge.max, lx.cfg.MaxBatchBytes, lx.cfg.MaxEntrySize)
+				tooLarge.N, tooLarge.Max, lx.cfg.MaxBatchBytes, lx.cfg.MaxEntrySize)
 			lx.logf("logx: forwarding connection from %s: rejected a %s", c.RemoteAddr(), msg)
-			keep := tooLarge.n <= maxForwardFrame
+			keep := tooLarge.N <= maxForwardFrame
 			if keep {
 				_ = c.SetReadDeadline(time.Now().Add(lx.cfg.ForwardTimeout))
-				if _, err := io.CopyN(io.Discard, r, int64(tooLarge.n)); err != nil {
+				if _, err := io.CopyN(io.Discard, r, int64(tooLarge.N)); err != nil {
 					return
 				}
 			}
-			if lx.answer(c, statusRejected, 0, 0, msg) != nil || !keep {
+			if lx.answer(c, wire.StatusRejected, 0, 0, msg) != nil || !keep {
 				return
 			}
 			continue
@@ -93,12 +81,7 @@ func (lx *Stream) serveForward(c net.Conn) {
 
 // answer writes one response frame.
 func (lx *Stream) answer(c net.Conn, status byte, idx, first uint64, msg string) error {
-	resp := make([]byte, 4, 4+respHeader+len(msg))
-	binary.BigEndian.PutUint32(resp, uint32(respHeader+len(msg)))
-	resp = append(resp, status)
-	resp = binary.BigEndian.AppendUint64(resp, idx)
-	resp = binary.BigEndian.AppendUint64(resp, first)
-	resp = append(resp, msg...)
+	resp := wire.AppendAnswer(make([]byte, 0, wire.FrameHeader+wire.AnswerHeader+len(msg)), wire.Answer{Status: status, Index: idx, First: first, Msg: msg})
 	_ = c.SetWriteDeadline(time.Now().Add(lx.cfg.ForwardTimeout))
 	_, err := c.Write(resp)
 	return err
@@ -118,11 +101,11 @@ func (lx *Stream) applyForwarded(data []byte, scratch *[]byte, cert *x509.Certif
 		err = validateBatch(data, lx.cfg.Format, lx.cfg.MaxEntrySize, lx.maxFrame, scratch)
 	}
 	if err != nil {
-		return statusRejected, 0, 0, err.Error()
+		return wire.StatusRejected, 0, 0, err.Error()
 	}
 	if lx.raft.State() != raft.Leader {
 		addr, _ := lx.raft.LeaderWithID()
-		return statusNotLeader, 0, 0, string(addr)
+		return wire.StatusNotLeader, 0, 0, string(addr)
 	}
 	if !clock {
 		lx.proposeSettings() // a leader records the settings before any line
@@ -133,39 +116,13 @@ func (lx *Stream) applyForwarded(data []byte, scratch *[]byte, cert *x509.Certif
 		switch {
 		case errors.Is(err, raft.ErrNotLeader):
 			addr, _ := lx.raft.LeaderWithID()
-			return statusNotLeader, 0, 0, string(addr)
+			return wire.StatusNotLeader, 0, 0, string(addr)
 		case errors.As(err, &rej):
-			return statusRejected, 0, 0, rej.msg
+			return wire.StatusRejected, 0, 0, rej.msg
 		}
-		return statusError, 0, 0, err.Error()
+		return wire.StatusError, 0, 0, err.Error()
 	}
-	return statusOK, idx, first, ""
-}
-
-// readFrame reads one length-prefixed frame into buf.
-func readFrame(r io.Reader, buf []byte, max int) ([]byte, error) {
-	var h [4]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return nil, err
-	}
-	n := int(binary.BigEndian.Uint32(h[:]))
-	if n > max {
-		return nil, &frameSizeError{n: n, max: max}
-	}
-	if cap(buf) < n {
-		buf = make([]byte, n)
-	}
-	buf = buf[:n]
-	_, err := io.ReadFull(r, buf)
-	return buf, err
-}
-
-// frameSizeError is a frame whose header announces more than the reader's
-// limit; its body has not been read.
-type frameSizeError struct{ n, max int }
-
-func (e *frameSizeError) Error() string {
-	return fmt.Sprintf("logx: frame of %d bytes exceeds the limit of %d", e.n, e.max)
+	return wire.StatusOK, idx, first, ""
 }
 
 // forwarder is the follower's side: one connection to the current leader,
@@ -175,7 +132,7 @@ type forwarder struct {
 	addr string
 	conn net.Conn
 	r    *bufio.Reader
-	hdr  [4]byte
+	hdr  [wire.FrameHeader]byte
 	resp []byte
 }
 
@@ -193,15 +150,14 @@ func (f *forwarder) send(addr string, batch []byte) (idx, first uint64, err erro
 		f.reset()
 	}
 	if f.conn == nil {
-		c, err := f.lx.mux.dial(addr, protoForward, f.lx.cfg.ForwardTimeout)
+		c, err := f.lx.mux.dial(addr, wire.ProtoForward, f.lx.cfg.ForwardTimeout)
 		if err != nil {
 			return 0, 0, err
 		}
 		f.conn, f.addr, f.r = c, addr, bufio.NewReader(c)
 	}
 	_ = f.conn.SetDeadline(time.Now().Add(f.lx.cfg.ForwardTimeout))
-	binary.BigEndian.PutUint32(f.hdr[:], uint32(len(batch)))
-	if _, err := (&net.Buffers{f.hdr[:], batch}).WriteTo(f.conn); err != nil {
+	if err := wire.WriteFrame(f.conn, &f.hdr, batch); err != nil {
 		f.reset()
 		return 0, 0, err
 	}
@@ -209,28 +165,24 @@ func (f *forwarder) send(addr string, batch []byte) (idx, first uint64, err erro
 		f.reset()
 		return 0, 0, err
 	}
-	resp, err := readFrame(f.r, f.resp, 1<<20)
+	resp, err := wire.ReadFrame(f.r, f.resp, wire.MaxAnswer)
+	if err == nil {
+		f.resp = resp[:0]
+	}
+	a, err := answerOf(resp, err)
 	if err != nil {
 		f.reset()
 		return 0, 0, err
 	}
-	f.resp = resp[:0]
-	if len(resp) < respHeader {
-		f.reset()
-		return 0, 0, fmt.Errorf("logx: short forwarding response (%d bytes)", len(resp))
-	}
-	idx = binary.BigEndian.Uint64(resp[1:9])
-	first = binary.BigEndian.Uint64(resp[9:17])
-	msg := string(resp[respHeader:])
-	switch resp[0] {
-	case statusOK:
-		return idx, first, nil
-	case statusNotLeader:
-		return 0, 0, errNotLeaderHint{leader: msg}
-	case statusRejected:
-		return 0, 0, &rejectedError{msg: msg}
+	switch a.Status {
+	case wire.StatusOK:
+		return a.Index, a.First, nil
+	case wire.StatusNotLeader:
+		return 0, 0, errNotLeaderHint{leader: a.Msg}
+	case wire.StatusRejected:
+		return 0, 0, &rejectedError{msg: a.Msg}
 	default:
-		return 0, 0, fmt.Errorf("logx: leader %s: %s", addr, msg)
+		return 0, 0, fmt.Errorf("logx: leader %s: %s", addr, a.Msg)
 	}
 }
 
@@ -272,6 +224,14 @@ func (f *forwarder) reset() {
 		f.conn.Close()
 	}
 	f.conn, f.r, f.addr = nil, nil, ""
+}
+
+// answerOf decodes the answer frame resp that reading returned with err.
+func answerOf(resp []byte, err error) (wire.Answer, error) {
+	if err != nil {
+		return wire.Answer{}, err
+	}
+	return wire.ParseAnswer(resp)
 }
 
 // rejectedError is a batch the leader refused as malformed; retrying cannot

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -138,7 +139,7 @@ func TestForwardFrameOverLimit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	dial := func() (net.Conn, *bufio.Reader) {
-		conn, err := dialProto(ctx, lx.cfg.Addr, "", protoForward, 5*time.Second, nil)
+		conn, err := dialProto(ctx, lx.cfg.Addr, "", wire.ProtoForward, 5*time.Second, nil)
 		require.NoError(t, err)
 		t.Cleanup(func() { conn.Close() })
 		require.NoError(t, conn.SetDeadline(time.Now().Add(15*time.Second)))
@@ -150,12 +151,12 @@ func TestForwardFrameOverLimit(t *testing.T) {
 		require.NoError(t, err)
 	}
 	answer := func(r *bufio.Reader) (status byte, first uint64, msg string, err error) {
-		resp, err := readFrame(r, nil, 1<<20)
+		resp, err := wire.ReadFrame(r, nil, 1<<20)
 		if err != nil {
 			return 0, 0, "", err
 		}
-		require.GreaterOrEqual(t, len(resp), respHeader)
-		return resp[0], binary.BigEndian.Uint64(resp[9:17]), string(resp[respHeader:]), nil
+		require.GreaterOrEqual(t, len(resp), wire.AnswerHeader)
+		return resp[0], binary.BigEndian.Uint64(resp[9:17]), string(resp[wire.AnswerHeader:]), nil
 	}
 
 	conn, r := dial()
@@ -163,17 +164,17 @@ func TestForwardFrameOverLimit(t *testing.T) {
 	send(conn, n, make([]byte, n))
 	status, _, msg, err := answer(r)
 	require.NoError(t, err)
-	require.Equal(t, statusRejected, status, "%s", msg)
+	require.Equal(t, wire.StatusRejected, status, "%s", msg)
 	require.Contains(t, msg, fmt.Sprintf("frame of %d bytes exceeds this leader's limit of %d bytes", n, lx.maxFrame))
 
 	// The same connection commits a valid batch next.
 	now := time.Now()
 	body := appendBodyStart(nil, FormatText, now, LevelInfo, "raw", "", "after the rejected frame")
-	batch := newBatch(batchHeader{producer: 42, firstPSeq: 1, count: 1}, appendRecord(nil, LevelInfo, now.UnixNano(), body), false)
+	batch := wire.NewBatch(wire.Header{Producer: 42, FirstPSeq: 1, Count: 1}, wire.AppendRecord(nil, LevelInfo, now.UnixNano(), body), false)
 	send(conn, len(batch), batch)
 	status, first, msg, err := answer(r)
 	require.NoError(t, err)
-	require.Equal(t, statusOK, status, "%s", msg)
+	require.Equal(t, wire.StatusOK, status, "%s", msg)
 	require.Equal(t, uint64(1), first)
 	require.NoError(t, lx.Flush(ctx))
 	lines := readLines(t, lx.cfg.Dir, lx.cfg.File)
@@ -185,7 +186,7 @@ func TestForwardFrameOverLimit(t *testing.T) {
 	send(conn, math.MaxUint32, nil)
 	status, _, msg, err = answer(r)
 	if err == nil {
-		require.Equal(t, statusRejected, status, "%s", msg)
+		require.Equal(t, wire.StatusRejected, status, "%s", msg)
 		require.Contains(t, msg, fmt.Sprintf("frame of %d bytes", uint32(math.MaxUint32)))
 		_, err = r.ReadByte()
 	}

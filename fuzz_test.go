@@ -15,6 +15,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -31,15 +32,15 @@ import (
 // record one well-formed line; nothing panics, and no frame larger than the
 // limit is read.
 func FuzzForwardFrame(f *testing.F) {
-	b := appendBatchHeader(nil, batchHeader{producer: 7, firstPSeq: 1, count: 2})
-	b = appendRecord(b, LevelInfo, 0, []byte("level=INFO node=n1 msg=a"))
-	b = appendRecord(b, LevelWarn, 0, []byte("level=WARN node=n1 msg=b"))
+	b := wire.AppendHeader(nil, wire.Header{Producer: 7, FirstPSeq: 1, Count: 2})
+	b = wire.AppendRecord(b, LevelInfo, 0, []byte("level=INFO node=n1 msg=a"))
+	b = wire.AppendRecord(b, LevelWarn, 0, []byte("level=WARN node=n1 msg=b"))
 	f.Add(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b)
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff}, []byte{1})
 	f.Add([]byte{0, 0, 0, 3}, []byte{1, 2})
 	f.Fuzz(func(t *testing.T, hdr, body []byte) {
 		const max = 4096
-		data, err := readFrame(bytes.NewReader(append(hdr, body...)), nil, max)
+		data, err := wire.ReadFrame(bytes.NewReader(append(hdr, body...)), nil, max)
 		if err != nil {
 			return
 		}
@@ -47,17 +48,17 @@ func FuzzForwardFrame(f *testing.F) {
 		if validateBatch(data, FormatText, 1024, 1<<20, new([]byte)) != nil {
 			return
 		}
-		r, err := readBatch(data, new([]byte), 1<<20)
+		r, err := wire.ReadBatch(data, new([]byte), 1<<20)
 		require.NoError(t, err)
 		n := 0
 		for r.Next() {
-			require.LessOrEqual(t, len(r.body), 1024)
-			require.NoError(t, checkRecord(FormatText, r.level, r.unixNano, r.body))
+			require.LessOrEqual(t, len(r.Body), 1024)
+			require.NoError(t, checkRecord(FormatText, r.Level, r.UnixNano, r.Body))
 			n++
 		}
 		require.NotZero(t, n)
 		require.NoError(t, r.Err())
-		require.Equal(t, r.header.count, n)
+		require.Equal(t, r.Header.Count, n)
 	})
 }
 
@@ -243,21 +244,21 @@ func FuzzFetchRange(f *testing.F) {
 // takes exactly the bytes it asked for, or an error; it never takes more,
 // and never panics.
 func FuzzFetchReply(f *testing.F) {
-	ok := append([]byte{fetchOK}, binary.BigEndian.AppendUint64(nil, 5)...)
+	ok := append([]byte{wire.FetchOK}, binary.BigEndian.AppendUint64(nil, 5)...)
 	f.Add(append(ok, "hello"...), int64(5))
 	f.Add(append(ok, "hel"...), int64(5))
-	f.Add(append([]byte{fetchError, 0, 4}, "nope"...), int64(5))
-	f.Add([]byte{fetchError, 0xff, 0xff}, int64(5))
+	f.Add(append([]byte{wire.FetchError, 0, 4}, "nope"...), int64(5))
+	f.Add([]byte{wire.FetchError, 0xff, 0xff}, int64(5))
 	f.Add([]byte{7}, int64(1))
 	f.Fuzz(func(t *testing.T, data []byte, chunk int64) {
 		if chunk < 0 || chunk > fetchChunk {
 			return
 		}
 		var got bytes.Buffer
-		err := readFetchReply(bytes.NewReader(data), chunk, &got, make([]byte, 512))
+		err := wire.ReadFetchReply(bytes.NewReader(data), chunk, &got, make([]byte, 512))
 		if err == nil {
 			require.Equal(t, chunk, int64(got.Len()))
-			require.Equal(t, byte(fetchOK), data[0])
+			require.Equal(t, byte(wire.FetchOK), data[0])
 			require.Equal(t, data[9:9+chunk], got.Bytes())
 		}
 		require.LessOrEqual(t, int64(got.Len()), chunk)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -21,7 +22,7 @@ import (
 func scatteredLogs(rng *rand.Rand, n, perBatch int) []*raft.Log {
 	var logs []*raft.Log
 	for i := 1; i <= n; i++ {
-		b := appendBatchHeader(nil, batchHeader{producer: 3, firstPSeq: uint64((i-1)*perBatch + 1), count: perBatch})
+		b := wire.AppendHeader(nil, wire.Header{Producer: 3, FirstPSeq: uint64((i-1)*perBatch + 1), Count: perBatch})
 		for k := 0; k < perBatch; k++ {
 			var t time.Time
 			var nanos int64
@@ -33,7 +34,7 @@ func scatteredLogs(rng *rand.Rand, n, perBatch int) []*raft.Log {
 				nanos = t.UnixNano()
 			}
 			body := appendBodyStart(nil, FormatText, t, LevelInfo, "n1", "", fmt.Sprintf("log %d entry %d", i, k))
-			b = appendRecord(b, LevelInfo, nanos, body)
+			b = wire.AppendRecord(b, LevelInfo, nanos, body)
 		}
 		logs = append(logs, &raft.Log{Index: uint64(i), Type: raft.LogCommand, Data: b})
 	}

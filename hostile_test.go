@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -161,7 +162,7 @@ func hframe(data []byte) []byte {
 // byte.
 func hbatch(version, flags byte, producer, first, count uint64, recs []byte) []byte {
 	b := []byte{version}
-	if version != batchV1 {
+	if version != wire.V1 {
 		b = append(b, flags)
 	}
 	b = binary.BigEndian.AppendUint64(b, producer)
@@ -176,12 +177,12 @@ func hrec(f Format, unixNano int64, msg string) []byte {
 	if unixNano != 0 {
 		t = time.Unix(0, unixNano)
 	}
-	return appendRecord(nil, LevelInfo, unixNano, appendBodyStart(nil, f, t, LevelInfo, "attacker", "", msg))
+	return wire.AppendRecord(nil, LevelInfo, unixNano, appendBodyStart(nil, f, t, LevelInfo, "attacker", "", msg))
 }
 
 // hraw is one record with a raw body.
 func hraw(unixNano int64, body string) []byte {
-	return appendRecord(nil, LevelInfo, unixNano, []byte(body))
+	return wire.AppendRecord(nil, LevelInfo, unixNano, []byte(body))
 }
 
 // Where a forwarded message is refused, or not.
@@ -207,7 +208,7 @@ type fwdCase struct {
 func (r *hostileRig) sendForward(i int, c fwdCase, leader bool) {
 	t := r.t
 	t.Helper()
-	conn := r.dial(i, protoForward, c.tls)
+	conn := r.dial(i, wire.ProtoForward, c.tls)
 	require.NoError(t, conn.SetDeadline(time.Now().Add(15*time.Second)))
 	_, err := conn.Write(c.raw)
 	require.NoError(t, err, c.name)
@@ -220,22 +221,22 @@ func (r *hostileRig) sendForward(i int, c fwdCase, leader bool) {
 		require.ErrorIs(t, err, io.EOF, "%s: the node did not close a torn frame", c.name)
 		return
 	}
-	resp, err := readFrame(br, nil, 1<<20)
+	resp, err := wire.ReadFrame(br, nil, 1<<20)
 	require.NoError(t, err, "%s: no answer", c.name)
-	require.GreaterOrEqual(t, len(resp), respHeader, c.name)
-	status, msg := resp[0], string(resp[respHeader:])
+	require.GreaterOrEqual(t, len(resp), wire.AnswerHeader, c.name)
+	status, msg := resp[0], string(resp[wire.AnswerHeader:])
 	switch {
 	case c.stage == atFrame || c.stage == atValidate:
-		require.Equal(t, statusRejected, status, "%s: %s", c.name, msg)
+		require.Equal(t, wire.StatusRejected, status, "%s: %s", c.name, msg)
 		require.Contains(t, msg, c.want, c.name)
 	case !leader:
-		require.Equal(t, statusNotLeader, status, "%s: %s", c.name, msg)
+		require.Equal(t, wire.StatusNotLeader, status, "%s: %s", c.name, msg)
 		require.Equal(t, r.c.cfgs[r.leader()].Addr, msg, c.name)
 	case c.stage == atApply:
-		require.Equal(t, statusRejected, status, "%s: %s", c.name, msg)
+		require.Equal(t, wire.StatusRejected, status, "%s: %s", c.name, msg)
 		require.Contains(t, msg, c.want, c.name)
 	default:
-		require.Equal(t, statusOK, status, "%s: %s", c.name, msg)
+		require.Equal(t, wire.StatusOK, status, "%s: %s", c.name, msg)
 		if leader {
 			r.lines += c.lines
 		}
@@ -248,9 +249,9 @@ func (r *hostileRig) sendForward(i int, c fwdCase, leader bool) {
 	// The connection still works: a zero-length frame is refused.
 	_, err = conn.Write(hframe(nil))
 	require.NoError(t, err, c.name)
-	resp, err = readFrame(br, nil, 1<<20)
+	resp, err = wire.ReadFrame(br, nil, 1<<20)
 	require.NoError(t, err, "%s: no answer after", c.name)
-	require.Equal(t, statusRejected, resp[0], c.name)
+	require.Equal(t, wire.StatusRejected, resp[0], c.name)
 }
 
 func (r *hostileRig) forwardCases() []fwdCase {
@@ -267,11 +268,11 @@ func (r *hostileRig) forwardCases() []fwdCase {
 	// A compressed block whose header claims 1 GiB.
 	gig := binary.AppendUvarint(nil, 1<<30)
 	gig = append(gig, 0, 0, 0, 0)
-	repeat := hbatch(batchV2, 0, fresh(), 1, 1, ok)
+	repeat := hbatch(wire.V2, 0, fresh(), 1, 1, ok)
 	return []fwdCase{
 		// Frame lengths.
 		{name: "length 0", raw: hframe(nil), stage: atValidate, want: "empty"},
-		{name: "length 1, version 2 only", raw: hframe([]byte{batchV2}), stage: atValidate, want: "no flags"},
+		{name: "length 1, version 2 only", raw: hframe([]byte{wire.V2}), stage: atValidate, want: "no flags"},
 		{name: "length 1, clock byte only", raw: hframe([]byte{cmdClock}), stage: atValidate, want: "bad id length"},
 		{name: "just over the limit", raw: overLimit, stage: atFrame, want: "exceeds this leader's limit"},
 		{name: "length 2^32-1, header only", raw: hdrOnly(math.MaxUint32), stage: atFrame, want: "exceeds this leader's limit", close: true},
@@ -281,55 +282,55 @@ func (r *hostileRig) forwardCases() []fwdCase {
 		// Batch headers.
 		{name: "version 0", raw: hframe(hbatch(0, 0, fresh(), 1, 1, ok)), stage: atValidate, want: "unknown version 0"},
 		{name: "version 255", raw: hframe(hbatch(255, 0, fresh(), 1, 1, ok)), stage: atValidate, want: "unknown version 255"},
-		{name: "version 1", raw: hframe(hbatch(batchV1, 0, fresh(), 1, 1, ok)), stage: accepted, lines: 1},
-		{name: "version 2", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, ok)), stage: accepted, lines: 1},
+		{name: "version 1", raw: hframe(hbatch(wire.V1, 0, fresh(), 1, 1, ok)), stage: accepted, lines: 1},
+		{name: "version 2", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, ok)), stage: accepted, lines: 1},
 		{name: "a repeat of the attacker's own batch", raw: hframe(repeat), stage: accepted, lines: 1},
 		{name: "the same again: dropped as a repeat", raw: hframe(repeat), stage: accepted, lines: 0},
-		{name: "unknown flag 2", raw: hframe(hbatch(batchV2, 2, fresh(), 1, 1, ok)), stage: atValidate, want: "unknown flags"},
-		{name: "unknown flag 0x80", raw: hframe(hbatch(batchV2, 0x81, fresh(), 1, 1, ok)), stage: atValidate, want: "unknown flags"},
-		{name: "short header", raw: hframe([]byte{batchV2, 0, 1, 2, 3}), stage: atValidate, want: "too short"},
-		{name: "producer 0", raw: hframe(hbatch(batchV2, 0, 0, 1, 1, ok)), stage: accepted, lines: 1},
-		{name: "producer 2^64-1", raw: hframe(hbatch(batchV2, 0, math.MaxUint64, 1, 1, ok)), stage: accepted, lines: 1},
-		{name: "another node's producer id", raw: hframe(hbatch(batchV2, 0, victim, 1<<40, 1, ok)), stage: atApply, want: "another certificate"},
-		{name: "another node's producer id, sequence 1", raw: hframe(hbatch(batchV2, 0, victim, 1, 1, ok)), stage: atApply, want: "another certificate"},
-		{name: "first sequence 0", raw: hframe(hbatch(batchV2, 0, fresh(), 0, 1, ok)), stage: atApply, want: "producer sequence 0"},
-		{name: "first sequence 2^64-1, one entry", raw: hframe(hbatch(batchV2, 0, fresh(), math.MaxUint64, 1, ok)), stage: accepted, lines: 1},
-		{name: "first sequence 2^64-1, two entries: wraps", raw: hframe(hbatch(batchV2, 0, fresh(), math.MaxUint64, 2, append(slices.Clone(ok), ok...))), stage: atApply, want: "producer sequence 18446744073709551615"},
-		{name: "first sequence 2^64-2, three entries: wraps", raw: hframe(hbatch(batchV2, 0, fresh(), math.MaxUint64-1, 3, bytes.Repeat(ok, 3))), stage: atApply, want: "producer sequence"},
-		{name: "bad first sequence varint", raw: hframe(append(hbatch(batchV2, 0, fresh(), 1, 1, nil)[:10], bytes.Repeat([]byte{0xff}, 11)...)), stage: atValidate, want: "bad first sequence"},
-		{name: "count 0, no records", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 0, nil)), stage: atValidate, want: "no entries"},
-		{name: "count 0, one record", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 0, ok)), stage: atValidate, want: "trailing bytes"},
-		{name: "count 2^63", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1<<63, ok)), stage: atValidate, want: "bad entry count"},
-		{name: "count 2^64-1", raw: hframe(hbatch(batchV2, 0, fresh(), 1, math.MaxUint64, ok)), stage: atValidate, want: "bad entry count"},
-		{name: "count larger than the records", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 3, append(slices.Clone(ok), ok...))), stage: atValidate, want: "record 2: bad length"},
-		{name: "trailing bytes", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, append(slices.Clone(ok), 0, 1, 2))), stage: atValidate, want: "3 trailing bytes"},
-		{name: "compressed garbage", raw: hframe(hbatch(batchV2, flagCompressed, fresh(), 1, 1, []byte{5, 0xff, 0xff, 0xff, 0xff, 0xff})), stage: atValidate, want: "malformed batch"},
-		{name: "compressed, claims 1 GiB", raw: hframe(hbatch(batchV2, flagCompressed, fresh(), 1, 1, gig)), stage: atValidate, want: "expands to 1073741824 bytes"},
-		{name: "compressed, claims 2^63", raw: hframe(hbatch(batchV2, flagCompressed, fresh(), 1, 1, binary.AppendUvarint(nil, 1<<63))), stage: atValidate, want: "malformed batch"},
-		{name: "record length 2^63", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, binary.AppendUvarint(nil, 1<<63))), stage: atValidate, want: "bad length"},
-		{name: "record length 2^64-1", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, append(binary.AppendUvarint(nil, math.MaxUint64), ok...))), stage: atValidate, want: "bad length"},
-		{name: "record length past the frame", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, append(binary.AppendUvarint(nil, 1000), 0, 0, 'x'))), stage: atValidate, want: "bad length"},
-		{name: "record without a time", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, []byte{1, 0})), stage: atValidate, want: "bad time"},
-		{name: "record over MaxEntrySize", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, hrec(FormatText, now, strings.Repeat("x", 70<<10)))), stage: atValidate, want: "too large"},
+		{name: "unknown flag 2", raw: hframe(hbatch(wire.V2, 2, fresh(), 1, 1, ok)), stage: atValidate, want: "unknown flags"},
+		{name: "unknown flag 0x80", raw: hframe(hbatch(wire.V2, 0x81, fresh(), 1, 1, ok)), stage: atValidate, want: "unknown flags"},
+		{name: "short header", raw: hframe([]byte{wire.V2, 0, 1, 2, 3}), stage: atValidate, want: "too short"},
+		{name: "producer 0", raw: hframe(hbatch(wire.V2, 0, 0, 1, 1, ok)), stage: accepted, lines: 1},
+		{name: "producer 2^64-1", raw: hframe(hbatch(wire.V2, 0, math.MaxUint64, 1, 1, ok)), stage: accepted, lines: 1},
+		{name: "another node's producer id", raw: hframe(hbatch(wire.V2, 0, victim, 1<<40, 1, ok)), stage: atApply, want: "another certificate"},
+		{name: "another node's producer id, sequence 1", raw: hframe(hbatch(wire.V2, 0, victim, 1, 1, ok)), stage: atApply, want: "another certificate"},
+		{name: "first sequence 0", raw: hframe(hbatch(wire.V2, 0, fresh(), 0, 1, ok)), stage: atApply, want: "producer sequence 0"},
+		{name: "first sequence 2^64-1, one entry", raw: hframe(hbatch(wire.V2, 0, fresh(), math.MaxUint64, 1, ok)), stage: accepted, lines: 1},
+		{name: "first sequence 2^64-1, two entries: wraps", raw: hframe(hbatch(wire.V2, 0, fresh(), math.MaxUint64, 2, append(slices.Clone(ok), ok...))), stage: atApply, want: "producer sequence 18446744073709551615"},
+		{name: "first sequence 2^64-2, three entries: wraps", raw: hframe(hbatch(wire.V2, 0, fresh(), math.MaxUint64-1, 3, bytes.Repeat(ok, 3))), stage: atApply, want: "producer sequence"},
+		{name: "bad first sequence varint", raw: hframe(append(hbatch(wire.V2, 0, fresh(), 1, 1, nil)[:10], bytes.Repeat([]byte{0xff}, 11)...)), stage: atValidate, want: "bad first sequence"},
+		{name: "count 0, no records", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 0, nil)), stage: atValidate, want: "no entries"},
+		{name: "count 0, one record", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 0, ok)), stage: atValidate, want: "trailing bytes"},
+		{name: "count 2^63", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1<<63, ok)), stage: atValidate, want: "bad entry count"},
+		{name: "count 2^64-1", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, math.MaxUint64, ok)), stage: atValidate, want: "bad entry count"},
+		{name: "count larger than the records", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 3, append(slices.Clone(ok), ok...))), stage: atValidate, want: "record 2: bad length"},
+		{name: "trailing bytes", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, append(slices.Clone(ok), 0, 1, 2))), stage: atValidate, want: "3 trailing bytes"},
+		{name: "compressed garbage", raw: hframe(hbatch(wire.V2, wire.FlagCompressed, fresh(), 1, 1, []byte{5, 0xff, 0xff, 0xff, 0xff, 0xff})), stage: atValidate, want: "malformed batch"},
+		{name: "compressed, claims 1 GiB", raw: hframe(hbatch(wire.V2, wire.FlagCompressed, fresh(), 1, 1, gig)), stage: atValidate, want: "expands to 1073741824 bytes"},
+		{name: "compressed, claims 2^63", raw: hframe(hbatch(wire.V2, wire.FlagCompressed, fresh(), 1, 1, binary.AppendUvarint(nil, 1<<63))), stage: atValidate, want: "malformed batch"},
+		{name: "record length 2^63", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, binary.AppendUvarint(nil, 1<<63))), stage: atValidate, want: "bad length"},
+		{name: "record length 2^64-1", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, append(binary.AppendUvarint(nil, math.MaxUint64), ok...))), stage: atValidate, want: "bad length"},
+		{name: "record length past the frame", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, append(binary.AppendUvarint(nil, 1000), 0, 0, 'x'))), stage: atValidate, want: "bad length"},
+		{name: "record without a time", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, []byte{1, 0})), stage: atValidate, want: "bad time"},
+		{name: "record over MaxEntrySize", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, hrec(FormatText, now, strings.Repeat("x", 70<<10)))), stage: atValidate, want: "too large"},
 
 		// Record bodies.
-		{name: "body with a newline", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, hrec(FormatText, now, "a\nseq=999999 level=ERROR msg=forged"))), stage: accepted, lines: 1}, // escaped by the renderer
-		{name: "raw body with a newline", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, hraw(0, "level=INFO msg=a\nseq=999999 level=ERROR msg=forged"))), stage: atValidate, want: "control character"},
-		{name: "raw body with a carriage return", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, hraw(0, "level=INFO msg=a\rseq=999999"))), stage: atValidate, want: "control character"},
-		{name: "raw body with NUL", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, hraw(0, "level=INFO msg=a\x00b"))), stage: atValidate, want: "control character"},
-		{name: "raw body forging seq=999999", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, hraw(0, "seq=999999 level=ERROR msg=forged"))), stage: atValidate, want: "where the level belongs"},
-		{name: "raw body invalid UTF-8", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, hraw(0, "level=INFO msg=\xff\xfe"))), stage: atValidate, want: "UTF-8"},
-		{name: "raw body U+2028", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, hraw(0, "level=INFO msg=a\u2028b"))), stage: atValidate, want: "would not render"},
-		{name: "raw body in the other format (JSON)", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, hrec(FormatJSON, now, "json"))), stage: atValidate, want: "would not render"},
-		{name: "raw empty body", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, hraw(0, ""))), stage: atValidate, want: "would not render"},
-		{name: "body without pairs", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, hraw(0, "level=INFO"))), stage: atValidate, want: "would not render"},
-		{name: "time 0", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, hrec(FormatText, 0, "no time"))), stage: accepted, lines: 1},
-		{name: "time -1", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, hrec(FormatText, -1, "before 1970"))), stage: accepted, lines: 1},
-		{name: "time MinInt64 (1677)", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, hrec(FormatText, math.MinInt64, "1677"))), stage: accepted, lines: 1},
-		{name: "time MaxInt64 (2262)", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, hrec(FormatText, math.MaxInt64, "2262"))), stage: accepted, lines: 1},
-		{name: "body claims year 9999", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, hraw(now, "time=9999-12-31T23:59:59.999999Z level=INFO msg=future"))), stage: atValidate, want: "its time is not the record's"},
-		{name: "body with a time, record without", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, hraw(0, "time=2026-01-01T00:00:00.000000Z level=INFO msg=x"))), stage: atValidate, want: "its time is not the record's"},
-		{name: "level 2^62", raw: hframe(hbatch(batchV2, 0, fresh(), 1, 1, appendRecord(nil, slog.Level(1<<62), 0, []byte("level=INFO msg=x")))), stage: atValidate, want: "its level is not the record's"},
+		{name: "body with a newline", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, hrec(FormatText, now, "a\nseq=999999 level=ERROR msg=forged"))), stage: accepted, lines: 1}, // escaped by the renderer
+		{name: "raw body with a newline", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, hraw(0, "level=INFO msg=a\nseq=999999 level=ERROR msg=forged"))), stage: atValidate, want: "control character"},
+		{name: "raw body with a carriage return", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, hraw(0, "level=INFO msg=a\rseq=999999"))), stage: atValidate, want: "control character"},
+		{name: "raw body with NUL", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, hraw(0, "level=INFO msg=a\x00b"))), stage: atValidate, want: "control character"},
+		{name: "raw body forging seq=999999", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, hraw(0, "seq=999999 level=ERROR msg=forged"))), stage: atValidate, want: "where the level belongs"},
+		{name: "raw body invalid UTF-8", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, hraw(0, "level=INFO msg=\xff\xfe"))), stage: atValidate, want: "UTF-8"},
+		{name: "raw body U+2028", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, hraw(0, "level=INFO msg=a\u2028b"))), stage: atValidate, want: "would not render"},
+		{name: "raw body in the other format (JSON)", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, hrec(FormatJSON, now, "json"))), stage: atValidate, want: "would not render"},
+		{name: "raw empty body", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, hraw(0, ""))), stage: atValidate, want: "would not render"},
+		{name: "body without pairs", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, hraw(0, "level=INFO"))), stage: atValidate, want: "would not render"},
+		{name: "time 0", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, hrec(FormatText, 0, "no time"))), stage: accepted, lines: 1},
+		{name: "time -1", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, hrec(FormatText, -1, "before 1970"))), stage: accepted, lines: 1},
+		{name: "time MinInt64 (1677)", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, hrec(FormatText, math.MinInt64, "1677"))), stage: accepted, lines: 1},
+		{name: "time MaxInt64 (2262)", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, hrec(FormatText, math.MaxInt64, "2262"))), stage: accepted, lines: 1},
+		{name: "body claims year 9999", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, hraw(now, "time=9999-12-31T23:59:59.999999Z level=INFO msg=future"))), stage: atValidate, want: "its time is not the record's"},
+		{name: "body with a time, record without", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, hraw(0, "time=2026-01-01T00:00:00.000000Z level=INFO msg=x"))), stage: atValidate, want: "its time is not the record's"},
+		{name: "level 2^62", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, wire.AppendRecord(nil, slog.Level(1<<62), 0, []byte("level=INFO msg=x")))), stage: atValidate, want: "its level is not the record's"},
 
 		// Clock reports.
 		{name: "clock of the leader", raw: hframe(appendClock(nil, leaderAddr, now)), stage: atValidate, want: "does not name it"},
@@ -360,7 +361,7 @@ func (r *hostileRig) forwardCases() []fwdCase {
 func (r *hostileRig) control(i int, raw []byte, hdr int) (resp controlResponse, closed bool) {
 	t := r.t
 	t.Helper()
-	conn := r.dial(i, protoControl, nil)
+	conn := r.dial(i, wire.ProtoControl, nil)
 	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
 	if hdr < 0 {
 		hdr = len(raw)
@@ -372,7 +373,7 @@ func (r *hostileRig) control(i int, raw []byte, hdr int) (resp controlResponse, 
 			require.NoError(t, cw.CloseWrite())
 		}
 	}
-	data, err := readFrame(bufio.NewReader(conn), nil, 4<<20)
+	data, err := wire.ReadFrame(bufio.NewReader(conn), nil, 4<<20)
 	if errors.Is(err, io.EOF) {
 		return resp, true
 	}
@@ -412,7 +413,7 @@ func fetchOne(t *testing.T, conn net.Conn, br *bufio.Reader, first, off, n uint6
 	status, err := br.ReadByte()
 	require.NoError(t, err, "no answer to %d %d %d", first, off, n)
 	switch status {
-	case fetchOK:
+	case wire.FetchOK:
 		var h [8]byte
 		_, err := io.ReadFull(br, h[:])
 		require.NoError(t, err)
@@ -422,7 +423,7 @@ func fetchOne(t *testing.T, conn net.Conn, br *bufio.Reader, first, off, n uint6
 		_, err = io.ReadFull(br, data)
 		require.NoError(t, err)
 		return data, ""
-	case fetchError:
+	case wire.FetchError:
 		var h [2]byte
 		_, err := io.ReadFull(br, h[:])
 		require.NoError(t, err)
@@ -439,7 +440,7 @@ func fetchOne(t *testing.T, conn net.Conn, br *bufio.Reader, first, off, n uint6
 // ---- Raft --------------------------------------------------------------------
 
 // raftDialer is a raft.StreamLayer that only dials: the attacker's side of
-// raft.NetworkTransport, over the node's mux (protoRaft) with TLS.
+// raft.NetworkTransport, over the node's mux (wire.ProtoRaft) with TLS.
 type raftDialer struct {
 	tls  *tls.Config
 	done chan struct{}
@@ -458,7 +459,7 @@ func (l *raftDialer) Addr() net.Addr { return hookAddr("127.0.0.1:9") }
 func (l *raftDialer) Dial(a raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return dialProto(ctx, string(a), "", protoRaft, timeout, l.tls)
+	return dialProto(ctx, string(a), "", wire.ProtoRaft, timeout, l.tls)
 }
 
 // raftClient is a Raft transport speaking as the holder of tc.
@@ -519,21 +520,21 @@ func TestHostilePeer(t *testing.T) {
 		r.check("forward frames", true)
 		// The first byte of every other value, on one connection each to the
 		// leader and a follower: never a batch, a clock or anything else.
-		tail := hbatch(batchV2, 0, newProducerID(), 1, 1, hrec(FormatText, time.Now().UnixNano(), "x"))[1:]
+		tail := hbatch(wire.V2, 0, newProducerID(), 1, 1, hrec(FormatText, time.Now().UnixNano(), "x"))[1:]
 		for _, i := range []int{r.leader(), r.follower()} {
-			conn := r.dial(i, protoForward, nil)
+			conn := r.dial(i, wire.ProtoForward, nil)
 			br := bufio.NewReader(conn)
 			for b := 0; b < 256; b++ {
-				if b == batchV1 || b == batchV2 || b == int(cmdClock) {
+				if b == wire.V1 || b == wire.V2 || b == int(cmdClock) {
 					continue
 				}
 				require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
 				_, err := conn.Write(hframe(append([]byte{byte(b)}, tail...)))
 				require.NoError(t, err)
-				resp, err := readFrame(br, nil, 1<<20)
+				resp, err := wire.ReadFrame(br, nil, 1<<20)
 				require.NoError(t, err, "first byte %d", b)
-				require.Equal(t, statusRejected, resp[0], "first byte %d: %s", b, resp[respHeader:])
-				require.Contains(t, string(resp[respHeader:]), fmt.Sprintf("unknown version %d", b))
+				require.Equal(t, wire.StatusRejected, resp[0], "first byte %d: %s", b, resp[wire.AnswerHeader:])
+				require.Contains(t, string(resp[wire.AnswerHeader:]), fmt.Sprintf("unknown version %d", b))
 			}
 		}
 		r.check("every first byte", true)
@@ -675,7 +676,7 @@ func TestHostilePeer(t *testing.T) {
 			rotatedFirst, ok := newFileNames("app.log").parseSegmentName(names[0])
 			require.True(t, ok)
 			activeFirst := r.c.nodes[i].fsm.segPtr.Load().activeFirst.Load()
-			conn := r.dial(i, protoFetch, nil)
+			conn := r.dial(i, wire.ProtoFetch, nil)
 			br := bufio.NewReader(conn)
 			for _, f := range []struct {
 				name  string
@@ -891,7 +892,7 @@ func TestHostileRaftPeer(t *testing.T) {
 	f := r.follower()
 	lx := r.c.nodes[f]
 	term := lx.Stats().Term
-	forged := hbatch(batchV2, 0, newProducerID(), 1, 1, hraw(0, "level=ERROR msg=x\nseq=999999 level=ERROR msg=forged"))
+	forged := hbatch(wire.V2, 0, newProducerID(), 1, 1, hraw(0, "level=ERROR msg=x\nseq=999999 level=ERROR msg=forged"))
 	_, err := forgeEntry(t, raftClient(t, r.evil), lx, forged)
 	require.Error(t, err)
 	require.Equal(t, term, lx.Stats().Term)

@@ -3,7 +3,6 @@ package logx
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/wire"
 )
 
 // Membership: AddNode and RemoveNode change the Raft configuration. Only the
@@ -269,7 +269,7 @@ func (lx *Stream) sendControl(ctx context.Context, addr string, req controlReque
 	if req.TimeoutMS <= 0 {
 		return resp, context.DeadlineExceeded
 	}
-	c, err := lx.mux.dialContext(ctx, addr, protoControl, min(lx.cfg.ForwardTimeout, time.Until(deadline)))
+	c, err := lx.mux.dialContext(ctx, addr, wire.ProtoControl, min(lx.cfg.ForwardTimeout, time.Until(deadline)))
 	if err != nil {
 		return resp, err
 	}
@@ -287,7 +287,7 @@ func controlExchange(ctx context.Context, c net.Conn, req controlRequest, deadli
 	if err := writeJSONFrame(c, req); err != nil {
 		return resp, err
 	}
-	data, err := readFrame(bufio.NewReader(c), nil, maxControlFrame)
+	data, err := wire.ReadFrame(bufio.NewReader(c), nil, maxControlFrame)
 	if err != nil {
 		if ctx.Err() != nil {
 			return resp, ctx.Err()
@@ -305,7 +305,7 @@ func controlExchange(ctx context.Context, c net.Conn, req controlRequest, deadli
 // Close closed every connection).
 func (lx *Stream) serveControl(c net.Conn) {
 	_ = c.SetReadDeadline(time.Now().Add(lx.mux.m.headerTimeout))
-	data, err := readFrame(bufio.NewReader(c), nil, maxControlFrame)
+	data, err := wire.ReadFrame(bufio.NewReader(c), nil, maxControlFrame)
 	if err != nil {
 		return
 	}
@@ -571,7 +571,7 @@ func writeJSONFrame(c net.Conn, v any) error {
 	if err != nil {
 		return err
 	}
-	frame := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(data)), uint32(len(data)))
+	frame := wire.AppendFrameHeader(make([]byte, 0, wire.FrameHeader+len(data)), len(data))
 	_, err = c.Write(append(frame, data...))
 	return err
 }

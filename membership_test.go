@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -260,7 +261,7 @@ func sendRemoved(t *testing.T, to, victim string, tlsCfg *tls.Config) controlRes
 		require.NoError(t, err)
 	}
 	defer c.Close()
-	_, err = c.Write([]byte{protoControl})
+	_, err = c.Write([]byte{wire.ProtoControl})
 	require.NoError(t, err)
 	resp, err := controlExchange(context.Background(), c, controlRequest{Op: "removed", Addr: victim}, time.Now().Add(10*time.Second))
 	require.NoError(t, err)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -165,7 +166,7 @@ func (m *model) reportClock(id string, t int64) {
 func (m *model) batch(idx uint64, b mbatch) {
 	n := uint64(len(b.bodies))
 	if b.malformed {
-		m.results[idx] = applyResult{err: errBadBatch}
+		m.results[idx] = applyResult{err: wire.ErrBadBatch}
 		return
 	}
 	if n == 0 {
@@ -448,19 +449,19 @@ func (d *driver) newBatch(prod, first uint64, n int) mbatch {
 func (d *driver) encode(b mbatch) []byte {
 	var recs []byte
 	for i, body := range b.bodies {
-		recs = appendRecord(recs, LevelInfo, b.times[i], body)
+		recs = wire.AppendRecord(recs, LevelInfo, b.times[i], body)
 	}
-	return newBatch(batchHeader{producer: b.producer, firstPSeq: b.firstPSeq, count: len(b.bodies)}, recs, d.r.IntN(2) == 0)
+	return wire.NewBatch(wire.Header{Producer: b.producer, FirstPSeq: b.firstPSeq, Count: len(b.bodies)}, recs, d.r.IntN(2) == 0)
 }
 
 // decode reads a batch the driver made back into the model's terms.
 func (d *driver) decode(data, owner []byte) mbatch {
-	rd, err := readBatch(data, new([]byte), maxDecodedBatch)
+	rd, err := wire.ReadBatch(data, new([]byte), wire.MaxDecodedBatch)
 	require.NoError(d.t, err)
-	b := mbatch{producer: rd.header.producer, firstPSeq: rd.header.firstPSeq, owner: owner}
+	b := mbatch{producer: rd.Header.Producer, firstPSeq: rd.Header.FirstPSeq, owner: owner}
 	for rd.Next() {
-		b.times = append(b.times, rd.unixNano)
-		b.bodies = append(b.bodies, bytes.Clone(rd.body))
+		b.times = append(b.times, rd.UnixNano)
+		b.bodies = append(b.bodies, bytes.Clone(rd.Body))
 	}
 	return b
 }
@@ -487,7 +488,7 @@ func (d *driver) hostile() {
 	switch d.r.IntN(5) {
 	case 0:
 		b := mbatch{producer: prod, firstPSeq: d.pseq[prod] + 1}
-		d.log(raft.LogCommand, appendBatchHeader(nil, batchHeader{producer: prod, firstPSeq: b.firstPSeq}), &b)
+		d.log(raft.LogCommand, wire.AppendHeader(nil, wire.Header{Producer: prod, FirstPSeq: b.firstPSeq}), &b)
 	case 1:
 		data := d.encode(d.newBatch(prod, d.pseq[prod]+1, 3))
 		d.log(raft.LogCommand, data[:len(data)-5], &mbatch{malformed: true})

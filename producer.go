@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/wire"
 )
 
 // produce is the node's committer: it takes entries from the queue in order,
@@ -72,14 +73,14 @@ func (lx *Stream) produce() {
 				lx.putEntry(e) // withdrawn by its caller
 			default:
 				ents = append(ents, e)
-				size += recordSize(len(e.body))
+				size += wire.RecordSize(len(e.body))
 			}
 			if len(ents) >= lx.cfg.MaxBatchEntries || size >= lx.cfg.MaxBatchBytes {
 				break
 			}
 			select {
 			case e = <-lx.queue:
-				if e.flush == nil && size+recordSize(len(e.body)) > lx.cfg.MaxBatchBytes {
+				if e.flush == nil && size+wire.RecordSize(len(e.body)) > lx.cfg.MaxBatchBytes {
 					stash = e // too big to join: it opens the next batch
 					break collect
 				}
@@ -269,16 +270,16 @@ func (lx *Stream) claim(ents []*entry) []*entry {
 // encode numbers the entries with the next producer sequence numbers and
 // encodes them as one batch. Raft keeps the slice: a new one every time.
 func (lx *Stream) encode(ents []*entry) []byte {
-	h := batchHeader{producer: lx.producer, firstPSeq: lx.pseq + 1, count: len(ents)}
+	h := wire.Header{Producer: lx.producer, FirstPSeq: lx.pseq + 1, Count: len(ents)}
 	lx.pseq += uint64(len(ents))
 	recs := lx.encBuf[:0]
 	for _, e := range ents {
-		recs = appendRecord(recs, e.level, e.nanos, e.body)
+		recs = wire.AppendRecord(recs, e.level, e.nanos, e.body)
 	}
 	lx.encBuf = recs // kept: a batch's records never pass MaxBatchBytes plus one entry
-	batch := newBatch(h, recs, !lx.cfg.DisableCompression)
+	batch := wire.NewBatch(h, recs, !lx.cfg.DisableCompression)
 	lx.stats.recordBytes.Add(uint64(len(recs)))
-	lx.stats.batchBytes.Add(uint64(len(batch) - batchHeaderLen(h)))
+	lx.stats.batchBytes.Add(uint64(len(batch) - wire.HeaderLen(h)))
 	return batch
 }
 

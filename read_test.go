@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -22,11 +23,11 @@ func levelLogs(n, perBatch int, f Format) []*raft.Log {
 	levels := []slog.Level{LevelDebug, LevelInfo, LevelWarn, LevelError}
 	var logs []*raft.Log
 	for i := 1; i <= n; i++ {
-		b := appendBatchHeader(nil, batchHeader{producer: 9, firstPSeq: uint64((i-1)*perBatch + 1), count: perBatch})
+		b := wire.AppendHeader(nil, wire.Header{Producer: 9, FirstPSeq: uint64((i-1)*perBatch + 1), Count: perBatch})
 		for k := 0; k < perBatch; k++ {
 			lv := levels[(i+k)%4]
 			body := appendBodyStart(nil, f, tenMinutes(i), lv, "n1", "x/y.go:1", fmt.Sprintf("log %d entry %d", i, k))
-			b = appendRecord(b, lv, tenMinutes(i).UnixNano(), body)
+			b = wire.AppendRecord(b, lv, tenMinutes(i).UnixNano(), body)
 		}
 		logs = append(logs, &raft.Log{Index: uint64(i), Type: raft.LogCommand, Data: b})
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -19,10 +20,10 @@ func testLogs(n, perBatch int) []*raft.Log {
 	pseq := map[uint64]uint64{}
 	for i := 1; i <= n; i++ {
 		prod := uint64(i%2 + 1)
-		b := appendBatchHeader(nil, batchHeader{producer: prod, firstPSeq: pseq[prod] + 1, count: perBatch})
+		b := wire.AppendHeader(nil, wire.Header{Producer: prod, FirstPSeq: pseq[prod] + 1, Count: perBatch})
 		for k := 0; k < perBatch; k++ {
 			body := appendBodyStart(nil, FormatText, time.Unix(1700000000, int64(i*1000+k)), LevelInfo, "n1", "x/y.go:1", fmt.Sprintf("log %d entry %d", i, k))
-			b = appendRecord(b, LevelInfo, int64(i), body)
+			b = wire.AppendRecord(b, LevelInfo, int64(i), body)
 		}
 		pseq[prod] += uint64(perBatch)
 		logs = append(logs, &raft.Log{Index: uint64(i), Type: raft.LogCommand, Data: b})
@@ -161,19 +162,19 @@ func TestCorruptDir(t *testing.T) {
 }
 
 func TestBatchCodec(t *testing.T) {
-	b := appendBatchHeader(nil, batchHeader{producer: 42, firstPSeq: 7, count: 2})
-	b = appendRecord(b, LevelWarn, -5, []byte("one"))
-	b = appendRecord(b, LevelDebug, 1<<62, nil)
-	r, err := readBatch(b, new([]byte), 1<<20)
+	b := wire.AppendHeader(nil, wire.Header{Producer: 42, FirstPSeq: 7, Count: 2})
+	b = wire.AppendRecord(b, LevelWarn, -5, []byte("one"))
+	b = wire.AppendRecord(b, LevelDebug, 1<<62, nil)
+	r, err := wire.ReadBatch(b, new([]byte), 1<<20)
 	require.NoError(t, err)
-	require.Equal(t, batchHeader{producer: 42, firstPSeq: 7, count: 2}, r.header)
+	require.Equal(t, wire.Header{Producer: 42, FirstPSeq: 7, Count: 2}, r.Header)
 	require.True(t, r.Next())
-	require.Equal(t, LevelWarn, r.level)
-	require.Equal(t, int64(-5), r.unixNano)
-	require.Equal(t, "one", string(r.body))
+	require.Equal(t, LevelWarn, r.Level)
+	require.Equal(t, int64(-5), r.UnixNano)
+	require.Equal(t, "one", string(r.Body))
 	require.True(t, r.Next())
-	require.Equal(t, LevelDebug, r.level)
-	require.Empty(t, r.body)
+	require.Equal(t, LevelDebug, r.Level)
+	require.Empty(t, r.Body)
 	require.False(t, r.Next())
 	require.NoError(t, r.Err())
 	require.ErrorIs(t, validateBatch(b, FormatText, 10, 1<<20, new([]byte)), errBadRecord, "not a rendered body")
@@ -181,9 +182,9 @@ func TestBatchCodec(t *testing.T) {
 	// With rendered bodies the batch is valid.
 	body1, nanos1 := renderRecord(FormatText, time.Unix(0, 5000), LevelWarn, "n1", "one", "")
 	body2, _ := renderRecord(FormatText, time.Time{}, LevelDebug, "n1", "two", "")
-	g := appendBatchHeader(nil, batchHeader{producer: 42, firstPSeq: 7, count: 2})
-	g = appendRecord(g, LevelWarn, nanos1, body1)
-	g = appendRecord(g, LevelDebug, 0, body2)
+	g := wire.AppendHeader(nil, wire.Header{Producer: 42, FirstPSeq: 7, Count: 2})
+	g = wire.AppendRecord(g, LevelWarn, nanos1, body1)
+	g = wire.AppendRecord(g, LevelDebug, 0, body2)
 	require.NoError(t, validateBatch(g, FormatText, 100, 1<<20, new([]byte)))
 	require.ErrorIs(t, validateBatch(g, FormatText, 10, 1<<20, new([]byte)), ErrEntryTooLarge)
 	// Every truncation is an error, never a panic.
@@ -193,16 +194,16 @@ func TestBatchCodec(t *testing.T) {
 	require.Error(t, validateBatch(append(b, 0), FormatText, 100, 1<<20, new([]byte)), "trailing byte")
 
 	// Unknown flags are refused.
-	f := appendBatchHeader(nil, batchHeader{producer: 1, firstPSeq: 3, count: 1})
-	f = appendRecord(f, LevelInfo, 1, []byte("x"))
+	f := wire.AppendHeader(nil, wire.Header{Producer: 1, FirstPSeq: 3, Count: 1})
+	f = wire.AppendRecord(f, LevelInfo, 1, []byte("x"))
 	f[1] |= 0x80
 	require.ErrorContains(t, validateBatch(f, FormatText, 10, 1<<20, new([]byte)), "unknown flags")
 
 	// Version 1 (no flags byte), as logs written before version 2 hold it.
-	v1 := append([]byte{batchV1}, g[2:]...)
-	r, err = readBatch(v1, new([]byte), 1<<20)
+	v1 := append([]byte{wire.V1}, g[2:]...)
+	r, err = wire.ReadBatch(v1, new([]byte), 1<<20)
 	require.NoError(t, err)
-	require.Equal(t, batchHeader{producer: 42, firstPSeq: 7, count: 2}, r.header)
+	require.Equal(t, wire.Header{Producer: 42, FirstPSeq: 7, Count: 2}, r.Header)
 	require.NoError(t, validateBatch(v1, FormatText, 100, 1<<20, new([]byte)))
 }
 
@@ -215,33 +216,33 @@ func TestBatchCompressed(t *testing.T) {
 		return fmt.Sprintf("time=%s level=INFO node=n1 msg=\"request served\" i=%d", time.Unix(0, int64(i)*1000).UTC().Format(timeLayout), i)
 	}
 	for i := 0; i < n; i++ {
-		recs = appendRecord(recs, LevelInfo, int64(i)*1000, []byte(body(i)))
+		recs = wire.AppendRecord(recs, LevelInfo, int64(i)*1000, []byte(body(i)))
 	}
-	h := batchHeader{producer: 9, firstPSeq: 100, count: n}
-	b := newBatch(h, recs, true)
-	require.Equal(t, flagCompressed, b[1]&flagCompressed)
+	h := wire.Header{Producer: 9, FirstPSeq: 100, Count: n}
+	b := wire.NewBatch(h, recs, true)
+	require.Equal(t, wire.FlagCompressed, b[1]&wire.FlagCompressed)
 	require.Less(t, len(b), len(recs)/2, "compressed size")
-	require.Zero(t, newBatch(h, recs, false)[1]&flagCompressed)
+	require.Zero(t, wire.NewBatch(h, recs, false)[1]&wire.FlagCompressed)
 
 	var scratch []byte
-	r, err := readBatch(b, &scratch, 1<<20)
+	r, err := wire.ReadBatch(b, &scratch, 1<<20)
 	require.NoError(t, err)
-	require.Equal(t, batchHeader{producer: 9, firstPSeq: 100, count: n, flags: flagCompressed}, r.header)
+	require.Equal(t, wire.Header{Producer: 9, FirstPSeq: 100, Count: n, Flags: wire.FlagCompressed}, r.Header)
 	for i := 0; r.Next(); i++ {
-		require.Equal(t, int64(i)*1000, r.unixNano)
-		require.Equal(t, body(i), string(r.body))
+		require.Equal(t, int64(i)*1000, r.UnixNano)
+		require.Equal(t, body(i), string(r.Body))
 	}
 	require.NoError(t, r.Err())
 	require.NoError(t, validateBatch(b, FormatText, 100, 1<<20, &scratch))
 
-	_, err = readBatch(b, &scratch, len(recs)-1)
+	_, err = wire.ReadBatch(b, &scratch, len(recs)-1)
 	require.ErrorContains(t, err, "limit", "expanding past the limit")
 	for i := 0; i < len(b); i++ {
 		require.Error(t, validateBatch(b[:i], FormatText, 100, 1<<20, &scratch), "truncated at %d", i)
 	}
 	// S2 blocks carry no checksum (Raft's log and TCP do): a flipped byte
 	// may decode to other text, but never panics or overruns.
-	for i := batchHeaderMax; i < len(b); i += 7 {
+	for i := wire.HeaderMax; i < len(b); i += 7 {
 		bad := slices.Clone(b)
 		bad[i] ^= 0xff
 		_ = validateBatch(bad, FormatText, 100, 1<<20, &scratch)
@@ -249,18 +250,18 @@ func TestBatchCompressed(t *testing.T) {
 
 	noise := make([]byte, 8<<10)
 	_, _ = rand.Read(noise)
-	plain := newBatch(batchHeader{producer: 1, firstPSeq: 1, count: 1}, appendRecord(nil, LevelInfo, 0, noise), true)
-	require.Zero(t, plain[1]&flagCompressed, "incompressible records go plain")
+	plain := wire.NewBatch(wire.Header{Producer: 1, FirstPSeq: 1, Count: 1}, wire.AppendRecord(nil, LevelInfo, 0, noise), true)
+	require.Zero(t, plain[1]&wire.FlagCompressed, "incompressible records go plain")
 }
 
 func FuzzBatchDecode(f *testing.F) {
-	b := appendBatchHeader(nil, batchHeader{producer: 1, firstPSeq: 1, count: 1})
-	f.Add(appendRecord(b, LevelInfo, 1, []byte("x")))
+	b := wire.AppendHeader(nil, wire.Header{Producer: 1, FirstPSeq: 1, Count: 1})
+	f.Add(wire.AppendRecord(b, LevelInfo, 1, []byte("x")))
 	var recs []byte
 	for i := 0; i < 100; i++ {
-		recs = appendRecord(recs, LevelInfo, int64(i), []byte("level=INFO node=n1 msg=compressible"))
+		recs = wire.AppendRecord(recs, LevelInfo, int64(i), []byte("level=INFO node=n1 msg=compressible"))
 	}
-	f.Add(newBatch(batchHeader{producer: 1, firstPSeq: 1, count: 100}, recs, true))
+	f.Add(wire.NewBatch(wire.Header{Producer: 1, FirstPSeq: 1, Count: 100}, recs, true))
 	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 255})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_ = validateBatch(data, FormatText, 1<<20, 1<<20, new([]byte))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -21,10 +22,10 @@ func timedLogs(n, perBatch int, at func(i int) time.Time) []*raft.Log {
 	logs := b.take()
 	for i := 1; i <= n; i++ {
 		logs = append(logs, &raft.Log{Index: uint64(2 * i), Type: raft.LogCommand, Data: appendClock(nil, "n1", at(i).UnixNano())})
-		data := appendBatchHeader(nil, batchHeader{producer: 7, firstPSeq: uint64((i-1)*perBatch + 1), count: perBatch})
+		data := wire.AppendHeader(nil, wire.Header{Producer: 7, FirstPSeq: uint64((i-1)*perBatch + 1), Count: perBatch})
 		for k := 0; k < perBatch; k++ {
 			body := appendBodyStart(nil, FormatText, at(i), LevelInfo, "n1", "x/y.go:1", fmt.Sprintf("log %d entry %d", i, k))
-			data = appendRecord(data, LevelInfo, at(i).UnixNano(), body)
+			data = wire.AppendRecord(data, LevelInfo, at(i).UnixNano(), body)
 		}
 		logs = append(logs, &raft.Log{Index: uint64(2*i + 1), Type: raft.LogCommand, Data: data})
 	}

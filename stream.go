@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hashicorp/raft-wal/types"
+	"github.com/logx-dev/logx/internal/wire"
 )
 
 // Stream is one replicated log of a node: its own Raft group, files,
@@ -151,7 +152,7 @@ func newStream(cfg Config, m *mux, name string, hooks *nodeHooks) (_ *Stream, er
 		closing:  make(chan struct{}),
 		abort:    make(chan struct{}),
 		stopped:  make(chan struct{}),
-		maxFrame: cfg.MaxBatchBytes + recordSize(cfg.MaxEntrySize) + batchHeaderMax,
+		maxFrame: cfg.MaxBatchBytes + wire.RecordSize(cfg.MaxEntrySize) + wire.HeaderMax,
 	}
 	lx.fwd.lx = lx
 	lx.lastActive.Store(time.Now().UnixNano())

@@ -41,6 +41,9 @@ type StreamConfig struct {
 const streamsDir = "streams"
 
 // checkStreamName reports whether name can name a stream.
+// validStreamName reports whether checkStreamName accepts name.
+func validStreamName(name string) bool { return checkStreamName(name) == nil }
+
 func checkStreamName(name string) error {
 	if name == "" || len(name) > 64 {
 		return fmt.Errorf("%q must be 1 to 64 bytes long", name)

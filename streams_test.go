@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -213,11 +214,11 @@ func TestStreamUnknown(t *testing.T) {
 func TestPrefaceStreams(t *testing.T) {
 	lx := newSingle(t, func(cfg *Config) { cfg.Streams = []StreamConfig{{Name: "audit"}} })
 	for _, pre := range [][]byte{
-		preface("nope", protoControl),                                     // no such stream
-		{protoStream, 0, protoControl},                                    // empty name
-		{protoStream, 7, 'd', 'e', 'f', 'a', 'u', 'l', 't', protoControl}, // the default stream by name
-		{protoStream, 3, 'A', 'B', 'C', protoControl},                     // bad name
-		append(preface("audit", protoControl)[:7], 9),                     // unknown protocol
+		wire.Preface("nope", wire.ProtoControl),                                     // no such stream
+		{wire.ProtoStream, 0, wire.ProtoControl},                                    // empty name
+		{wire.ProtoStream, 7, 'd', 'e', 'f', 'a', 'u', 'l', 't', wire.ProtoControl}, // the default stream by name
+		{wire.ProtoStream, 3, 'A', 'B', 'C', wire.ProtoControl},                     // bad name
+		append(wire.Preface("audit", wire.ProtoControl)[:7], 9),                     // unknown protocol
 		{9},
 	} {
 		c, err := net.Dial("tcp", lx.cfg.Addr)
@@ -243,17 +244,17 @@ func TestPrefaceStreams(t *testing.T) {
 	}
 }
 
-// readPreface never panics and accepts only what preface writes.
+// wire.ReadPreface never panics and accepts only what preface writes.
 func FuzzPreface(f *testing.F) {
-	f.Add(preface("", protoRaft))
-	f.Add(preface("audit", protoFetch))
-	f.Add([]byte{protoStream, 255})
+	f.Add(wire.Preface("", wire.ProtoRaft))
+	f.Add(wire.Preface("audit", wire.ProtoFetch))
+	f.Add([]byte{wire.ProtoStream, 255})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		name, proto, err := readPreface(bytes.NewReader(b))
+		name, proto, err := wire.ReadPreface(bytes.NewReader(b), validStreamName, DefaultStream)
 		if err != nil {
 			return
 		}
-		if !bytes.HasPrefix(b, preface(name, proto)) {
+		if !bytes.HasPrefix(b, wire.Preface(name, proto)) {
 			t.Fatalf("%q read as stream %q, protocol %d", b, name, proto)
 		}
 		if name != "" && (checkStreamName(name) != nil || name == DefaultStream) {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/logx-dev/logx/logxtls"
 	"github.com/stretchr/testify/require"
 )
@@ -58,7 +59,7 @@ func TestMutualTLS(t *testing.T) {
 	defer cancel()
 	require.Error(t, rogue.AddNode(ctx, cfg.Addr), "a node from another CA joined")
 	require.Len(t, members(t, c.nodes[0]), 3)
-	for _, proto := range []byte{protoRaft, protoForward, protoFetch, protoControl} {
+	for _, proto := range []byte{wire.ProtoRaft, wire.ProtoForward, wire.ProtoFetch, wire.ProtoControl} {
 		_, err := rogue.mux.dial(c.cfgs[0].Addr, proto, 2*time.Second)
 		require.Error(t, err, "protocol %d", proto)
 	}
@@ -67,7 +68,7 @@ func TestMutualTLS(t *testing.T) {
 	conn, err := net.Dial("tcp", c.cfgs[0].Addr)
 	require.NoError(t, err)
 	defer conn.Close()
-	_, _ = conn.Write([]byte{protoControl, 0, 0, 0, 15})
+	_, _ = conn.Write([]byte{wire.ProtoControl, 0, 0, 0, 15})
 	_, _ = conn.Write([]byte(`{"op":"status"}`))
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 64)
@@ -194,7 +195,7 @@ func TestProducerBoundToCertificate(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := dialProto(ctx, c.cfgs[leader].Addr, "", protoForward, 5*time.Second, evilTLS)
+	conn, err := dialProto(ctx, c.cfgs[leader].Addr, "", wire.ProtoForward, 5*time.Second, evilTLS)
 	require.NoError(t, err)
 	defer conn.Close()
 	send := func(cmd []byte) (byte, string) {
@@ -203,19 +204,19 @@ func TestProducerBoundToCertificate(t *testing.T) {
 		require.NoError(t, err)
 		_, err = conn.Write(cmd)
 		require.NoError(t, err)
-		resp, err := readFrame(bufio.NewReader(conn), nil, 1<<20)
+		resp, err := wire.ReadFrame(bufio.NewReader(conn), nil, 1<<20)
 		require.NoError(t, err)
-		return resp[0], string(resp[respHeader:])
+		return resp[0], string(resp[wire.AnswerHeader:])
 	}
 	now := time.Now()
-	batch := appendBatchHeader(nil, batchHeader{producer: victimID, firstPSeq: 1 << 40, count: 1})
-	batch = appendRecord(batch, LevelInfo, now.UnixNano(), appendBodyStart(nil, FormatText, now, LevelInfo, "evil", "", "spoofed"))
+	batch := wire.AppendHeader(nil, wire.Header{Producer: victimID, FirstPSeq: 1 << 40, Count: 1})
+	batch = wire.AppendRecord(batch, LevelInfo, now.UnixNano(), appendBodyStart(nil, FormatText, now, LevelInfo, "evil", "", "spoofed"))
 	status, msg := send(batch)
-	require.Equal(t, statusRejected, status, msg)
+	require.Equal(t, wire.StatusRejected, status, msg)
 	require.Contains(t, msg, "another certificate")
 
 	status, msg = send(appendClock(nil, c.cfgs[leader].Addr, now.Add(48*time.Hour).UnixNano()))
-	require.Equal(t, statusRejected, status, msg)
+	require.Equal(t, wire.StatusRejected, status, msg)
 	require.Contains(t, msg, "does not name it")
 
 	// A certificate that does name the host (all nodes here share
@@ -225,16 +226,16 @@ func TestProducerBoundToCertificate(t *testing.T) {
 	// The leader's own report (as its producer sends it) binds its id.
 	_, _, err = c.nodes[leader].applyLocal(appendClock(nil, c.cfgs[leader].Addr, time.Now().UnixNano()), c.nodes[leader].subject)
 	require.NoError(t, err)
-	conn2, err := dialProto(ctx, c.cfgs[leader].Addr, "", protoForward, 5*time.Second, sameHost)
+	conn2, err := dialProto(ctx, c.cfgs[leader].Addr, "", wire.ProtoForward, 5*time.Second, sameHost)
 	require.NoError(t, err)
 	defer conn2.Close()
 	clock := appendClock(nil, c.cfgs[leader].Addr, now.Add(48*time.Hour).UnixNano())
 	_, err = conn2.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(clock))), clock...))
 	require.NoError(t, err)
-	resp, err := readFrame(bufio.NewReader(conn2), nil, 1<<20)
+	resp, err := wire.ReadFrame(bufio.NewReader(conn2), nil, 1<<20)
 	require.NoError(t, err)
-	require.Equal(t, statusRejected, resp[0], "%s", resp[respHeader:])
-	require.Contains(t, string(resp[respHeader:]), "another certificate")
+	require.Equal(t, wire.StatusRejected, resp[0], "%s", resp[wire.AnswerHeader:])
+	require.Contains(t, string(resp[wire.AnswerHeader:]), "another certificate")
 
 	// The owner's entries go on, with their own numbers.
 	seq, err := victim.Append(ctx, LevelInfo, "after", "k", 1)

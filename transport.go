@@ -5,28 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/wire"
 )
-
-// One address per node, shared by every stream. Every connection starts with
-// a preface that says what it carries; the mux hands it to the matching
-// protocol of the matching stream. For the default stream the preface is one
-// byte, the protocol, as in the first release:
-const (
-	protoRaft    byte = 1 // hashicorp/raft's NetworkTransport
-	protoForward byte = 2 // follower → leader batches (forward.go)
-	protoFetch   byte = 3 // file ranges for catch-up (catchup.go)
-	protoControl byte = 4 // membership changes and status (membership.go)
-)
-
-// For any other stream the preface is protoStream, the length of the
-// stream's name (one byte), the name, and then the protocol byte.
-const protoStream byte = 5
 
 // headerTimeout bounds how long a new connection may take to send its first
 // byte; a peer that connects and says nothing is dropped. A variable for
@@ -156,7 +141,7 @@ func (m *mux) start() {
 
 func (m *mux) dispatch(c net.Conn) {
 	_ = c.SetReadDeadline(time.Now().Add(m.headerTimeout))
-	name, proto, err := readPreface(c)
+	name, proto, err := wire.ReadPreface(c, validStreamName, DefaultStream)
 	if err != nil {
 		m.closeConn(c)
 		return
@@ -176,7 +161,7 @@ func (m *mux) dispatch(c net.Conn) {
 	}
 	defer done()
 	switch proto {
-	case protoRaft:
+	case wire.ProtoRaft:
 		if e.raftPeer == nil || e.raftPeer(c) {
 			select {
 			case e.raftCh <- &trackedConn{Conn: c, m: m, e: e}:
@@ -184,53 +169,15 @@ func (m *mux) dispatch(c net.Conn) {
 			case <-e.done:
 			}
 		}
-	case protoForward:
+	case wire.ProtoForward:
 		e.forward(c)
-	case protoFetch:
+	case wire.ProtoFetch:
 		e.fetch(c)
-	case protoControl:
+	case wire.ProtoControl:
 		e.control(c)
 	}
 	e.drop(c)
 	m.closeConn(c)
-}
-
-// readPreface reads a connection's preface: the stream's name ("" for the
-// default stream) and the protocol.
-func readPreface(r io.Reader) (name string, proto byte, err error) {
-	var b [1]byte
-	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return "", 0, err
-	}
-	if b[0] != protoStream {
-		if b[0] < protoRaft || b[0] > protoControl {
-			return "", 0, fmt.Errorf("logx: unknown protocol %d", b[0])
-		}
-		return "", b[0], nil
-	}
-	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return "", 0, err
-	}
-	buf := make([]byte, int(b[0])+1)
-	if _, err := io.ReadFull(r, buf); err != nil {
-		return "", 0, err
-	}
-	name, proto = string(buf[:len(buf)-1]), buf[len(buf)-1]
-	if err := checkStreamName(name); err != nil || name == DefaultStream {
-		return "", 0, fmt.Errorf("logx: bad stream name in preface: %q", name)
-	}
-	if proto < protoRaft || proto > protoControl {
-		return "", 0, fmt.Errorf("logx: unknown protocol %d", proto)
-	}
-	return name, proto, nil
-}
-
-// preface returns what a connection to stream name for proto starts with.
-func preface(name string, proto byte) []byte {
-	if name == "" {
-		return []byte{proto}
-	}
-	return append(append([]byte{protoStream, byte(len(name))}, name...), proto)
 }
 
 func (m *mux) closeConn(c net.Conn) {
@@ -429,7 +376,7 @@ func (e *endpoint) dialContext(ctx context.Context, addr string, proto byte, tim
 	defer cancel()
 	stop := context.AfterFunc(e.ctx, cancel)
 	defer stop()
-	c, err := e.m.dialContext(ctx, addr, preface(e.name, proto), timeout)
+	c, err := e.m.dialContext(ctx, addr, wire.Preface(e.name, proto), timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -501,5 +448,5 @@ func (l raftLayer) Addr() net.Addr {
 }
 
 func (l raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return l.e.dial(string(address), protoRaft, timeout)
+	return l.e.dial(string(address), wire.ProtoRaft, timeout)
 }

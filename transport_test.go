@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -37,7 +38,7 @@ func TestConnLimits(t *testing.T) {
 	for range 20 {
 		c, err := net.Dial("tcp", lx.cfg.Addr)
 		require.NoError(t, err)
-		_, _ = c.Write([]byte{protoForward})
+		_, _ = c.Write([]byte{wire.ProtoForward})
 		open = append(open, c)
 	}
 	require.True(t, waitFor(10*time.Second, func() bool {

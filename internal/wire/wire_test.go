@@ -1,0 +1,97 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// The batch, frame, preface and fetch-reply decoders are fuzzed in the logx
+// package (fuzz_test.go), against what the rest of logx needs of them; here
+// are the round trips of the small codecs.
+
+func TestAnswerRoundTrip(t *testing.T) {
+	for _, a := range []Answer{
+		{Status: StatusOK, Index: 7, First: 1 << 40},
+		{Status: StatusNotLeader, Msg: "127.0.0.1:20001"},
+		{Status: StatusRejected, Index: ^uint64(0), First: ^uint64(0), Msg: strings.Repeat("x", 5000)},
+	} {
+		frame := AppendAnswer(nil, a)
+		body, err := ReadFrame(bytes.NewReader(frame), nil, MaxAnswer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ParseAnswer(body)
+		if err != nil || got != a {
+			t.Fatalf("got %+v, %v; want %+v", got, err, a)
+		}
+	}
+	if _, err := ParseAnswer(make([]byte, AnswerHeader-1)); err == nil {
+		t.Fatal("a short answer parsed")
+	}
+}
+
+func TestFrameLimit(t *testing.T) {
+	frame := AppendAnswer(nil, Answer{Msg: "hello"})
+	_, err := ReadFrame(bytes.NewReader(frame), nil, AnswerHeader)
+	var tooLarge *FrameSizeError
+	if !errors.As(err, &tooLarge) || tooLarge.N != AnswerHeader+5 || tooLarge.Max != AnswerHeader {
+		t.Fatalf("got %v", err)
+	}
+	var buf bytes.Buffer
+	var hdr [FrameHeader]byte
+	if err := WriteFrame(&buf, &hdr, []byte("body")); err != nil {
+		t.Fatal(err)
+	}
+	if body, err := ReadFrame(&buf, nil, 4); err != nil || string(body) != "body" {
+		t.Fatalf("got %q, %v", body, err)
+	}
+}
+
+func TestFetchRoundTrip(t *testing.T) {
+	q := FetchRequest{First: 42, Off: 1 << 33, N: 8 << 20}
+	b := q.Encode()
+	got, err := ReadFetchRequest(bytes.NewReader(b[:]))
+	if err != nil || got != q {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+
+	hdr := FetchOKHeader(5)
+	var out bytes.Buffer
+	if err := ReadFetchReply(bytes.NewReader(append(hdr[:], "abcdefg"...)), 5, &out, make([]byte, 16)); err != nil || out.String() != "abcde" {
+		t.Fatalf("got %q, %v", out.String(), err)
+	}
+	if err := ReadFetchReply(bytes.NewReader(append(hdr[:], "abc"...)), 5, &out, make([]byte, 16)); err == nil {
+		t.Fatal("a short reply was taken")
+	}
+	if err := ReadFetchReply(bytes.NewReader(hdr[:]), 6, &out, make([]byte, 16)); err == nil {
+		t.Fatal("a reply of another length was taken")
+	}
+	long := FetchErrorReply(strings.Repeat("e", 3000))
+	err = ReadFetchReply(bytes.NewReader(long), 5, &out, nil)
+	if err == nil || len(err.Error()) > maxFetchError+20 {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestPreface(t *testing.T) {
+	valid := func(s string) bool { return s != "" && !strings.ContainsAny(s, "/ ") }
+	for _, c := range []struct {
+		name  string
+		proto byte
+	}{{"", ProtoRaft}, {"", ProtoControl}, {"audit", ProtoFetch}} {
+		name, proto, err := ReadPreface(bytes.NewReader(Preface(c.name, c.proto)), valid, "default")
+		if err != nil || name != c.name || proto != c.proto {
+			t.Fatalf("%+v: got %q %d %v", c, name, proto, err)
+		}
+	}
+	for _, b := range [][]byte{
+		{0}, {6}, {ProtoStream, 0, ProtoRaft}, Preface("default", ProtoRaft), Preface("a b", ProtoRaft),
+		append(Preface("audit", ProtoRaft)[:7], 9),
+	} {
+		if _, _, err := ReadPreface(bytes.NewReader(b), valid, "default"); err == nil {
+			t.Fatalf("%q was taken", b)
+		}
+	}
+}
