@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
@@ -296,7 +297,7 @@ var benchGrepBytes = flag.Int64("bench.grep-bytes", 1<<30, "log size for Benchma
 // files. It reports both rates and their ratio (>1: Grep is faster).
 func BenchmarkGrep(b *testing.B) {
 	dir := b.TempDir()
-	f, err := newFSM(dir, "app.log", filePolicy{maxSize: 64 << 20}, FormatText, -1, func(string, ...any) {})
+	f, err := newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 64 << 20}}, format: FormatText, stateInterval: -1, logf: func(string, ...any) {}})
 	require.NoError(b, err)
 	msg := strings.Repeat("abcdefghij", 10)
 	var written int64

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/store"
 )
 
 // The catalog: which streams the cluster has, with their settings. It is
@@ -414,7 +415,7 @@ func retireStreamDir(dir string, e catalogEntry) error {
 	if err := os.Rename(from, to); err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Join(dir, streamsDir)); err != nil {
+	if err := store.SyncDir(filepath.Join(dir, streamsDir)); err != nil {
 		return err
 	}
 	for _, sub := range []string{"raft", "snapshots"} {

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/logx-dev/logx/internal/store"
 )
 
 // Catch-up: a node that missed entries Raft no longer holds receives the
@@ -143,7 +145,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 		if err := f.persist(); err != nil {
 			return err
 		}
-		if err := f.seg.close(); err != nil {
+		if err := f.seg.Close(); err != nil {
 			return err
 		}
 		f.useSegment(nil)
@@ -168,7 +170,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 			return err
 		}
 	}
-	namer := newFileNames(f.file)
+	namer := store.NewNames(f.file)
 	var copied int64
 	for _, mf := range m.Files {
 		n, err := f.catchUpFile(ctx, namer, mf)
@@ -187,7 +189,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 		return err
 	}
 	for _, e := range ents {
-		_, isSeg := namer.parseSegmentName(e.Name())
+		_, isSeg := namer.ParseSegment(e.Name())
 		if (isSeg && !keep[e.Name()]) || strings.HasPrefix(e.Name(), ".catchup-") || strings.HasPrefix(e.Name(), ".retired-") {
 			f.filesMu.Lock()
 			err := os.Remove(filepath.Join(f.dir, e.Name()))
@@ -197,22 +199,21 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 			}
 		}
 	}
-	if err := syncDir(f.dir); err != nil {
+	if err := store.SyncDir(f.dir); err != nil {
 		return err
 	}
 	last := m.Files[len(m.Files)-1]
-	st := applyState{Index: m.Index, Seq: m.Seq, ActiveFirst: last.First, ActiveSize: last.Size,
-		Producers: m.Producers, Rotated: slices.Clone(m.Files[:len(m.Files)-1]),
-		ActiveNewest: last.Newest, SnapIndex: m.Index, PrunedAt: m.PrunedAt,
-		Clock: m.Clock, Clocks: m.Clocks, Voters: m.Voters, ClockOwners: m.Owners, Settings: m.Settings,
-		ActiveMinTime: last.MinTime, ActiveMaxTime: last.MaxTime, Catalog: m.Catalog}
+	st := applyState{Index: m.Index, Seq: m.Seq, Producers: m.Producers, SnapIndex: m.Index, PrunedAt: m.PrunedAt,
+		Clock: m.Clock, Clocks: m.Clocks, Voters: m.Voters, ClockOwners: m.Owners, Settings: m.Settings, Catalog: m.Catalog,
+		State: store.State{ActiveFirst: last.First, ActiveSize: last.Size, Rotated: slices.Clone(m.Files[:len(m.Files)-1]),
+			ActiveNewest: last.Newest, ActiveMinTime: last.MinTime, ActiveMaxTime: last.MaxTime}}
 	if st.Producers == nil {
 		st.Producers = map[uint64]*producerState{}
 	}
 	if err := writeState(f.dir, &st); err != nil {
 		return err
 	}
-	seg, err := openSegments(f.dir, f.file, f.policy, st, true)
+	seg, err := f.openFiles(st.State, f.file, f.policy.rotation, true)
 	if err != nil {
 		return err
 	}
@@ -239,11 +240,11 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 
 // catchUpFile assembles one file of the manifest and returns how many bytes
 // it copied.
-func (f *fsm) catchUpFile(ctx context.Context, namer fileNames, mf fileState) (int64, error) {
+func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File) (int64, error) {
 	staging := filepath.Join(f.dir, stagingName(mf.First))
 	if _, err := os.Stat(staging); errors.Is(err, os.ErrNotExist) {
 		// The local copy, if any: a rotated file, or the active file.
-		src := filepath.Join(f.dir, namer.segmentName(mf.First))
+		src := filepath.Join(f.dir, namer.Segment(mf.First))
 		if _, err := os.Stat(src); err != nil && f.st.ActiveFirst == mf.First {
 			src = filepath.Join(f.dir, f.file)
 		}
@@ -365,9 +366,6 @@ func (c stopContext) Err() error {
 type background struct {
 	// starting is set while New restores Raft's stored snapshot.
 	starting atomic.Bool
-	// onBlocked is told when the catch-up starts and every second while it
-	// runs: a leader that cannot apply hands the leadership over.
-	onBlocked func()
 	// applyWaiting is set while ApplyBatch waits for the catch-up.
 	applyWaiting atomic.Bool
 	// err is the catch-up's last failure ("" once it succeeds), for Stats.
@@ -432,7 +430,7 @@ func (f *fsm) resumeInBackground(m *manifest) {
 
 func (f *fsm) catchUpInBackground(ctx context.Context, m *manifest, done chan struct{}) {
 	defer close(done)
-	if f.bg.onBlocked != nil {
+	if f.onBlocked != nil {
 		// Raft does not hand the FSM its no-op entries: a node elected
 		// meanwhile would lead, unable to apply, until the first command.
 		wctx, cancel := context.WithCancel(ctx)
@@ -441,7 +439,7 @@ func (f *fsm) catchUpInBackground(ctx context.Context, m *manifest, done chan st
 			t := time.NewTicker(time.Second)
 			defer t.Stop()
 			for {
-				f.bg.onBlocked()
+				f.onBlocked()
 				select {
 				case <-wctx.Done():
 					return

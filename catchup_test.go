@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/stretchr/testify/require"
 )
 
@@ -302,7 +303,7 @@ func TestManifestNamesArePaths(t *testing.T) {
 	require.NoError(t, err)
 	st.Rotated[0].Name = "../escaped.txt"
 	require.NoError(t, writeState(dir, &st))
-	_, err = newFSM(dir, "app.log", filePolicy{maxSize: 2048}, FormatText, -1, t.Logf)
+	_, err = newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 2048}}, format: FormatText, stateInterval: -1, logf: t.Logf})
 	require.ErrorIs(t, err, ErrCorrupt)
 }
 
@@ -479,7 +480,7 @@ func TestCatchUpColdStart(t *testing.T) {
 		}
 	}
 	require.NotNil(t, leader)
-	leader.fsm.bg.onBlocked()
+	leader.fsm.onBlocked()
 	require.True(t, waitFor(30*time.Second, func() bool {
 		l := lx.raft.Leader()
 		return l != "" && l != raft.ServerAddress(leader.cfg.Addr)
@@ -511,7 +512,7 @@ func TestCatchUpPendingRetry(t *testing.T) {
 	dst := openTestFSM(t, dir)
 	dst.ApplyBatch(logs[:25])
 	var blockedCalls atomic.Int32
-	dst.bg.onBlocked = func() { blockedCalls.Add(1) }
+	dst.onBlocked = func() { blockedCalls.Add(1) }
 	dst.fetcher = fetcherFunc(func(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
 		mu.Lock()
 		p := phase

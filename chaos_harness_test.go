@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/stretchr/testify/require"
 )
 
@@ -871,7 +872,7 @@ func (h *chaos) checkClocks(r *chaosResult, note func(string, ...any)) {
 		ents, err := os.ReadDir(dir)
 		require.NoError(t, err)
 		for _, e := range ents {
-			if name, ok := strings.CutPrefix(e.Name(), retiredName("")); ok {
+			if name, ok := strings.CutPrefix(e.Name(), store.RetiredName("")); ok {
 				retired[name] = true
 			}
 		}
@@ -893,8 +894,8 @@ func (h *chaos) checkClocks(r *chaosResult, note func(string, ...any)) {
 			r.clockOff++
 			note("n%d: the log clock is %s, outside the run (%s to %s)", i+1, show(st.Clock), show(h.began.UnixNano()), show(end.UnixNano()))
 		}
-		newest := append([]fileState(nil), st.Rotated...)
-		newest = append(newest, fileState{Name: "app.log", Newest: st.ActiveNewest})
+		newest := append([]store.File(nil), st.Rotated...)
+		newest = append(newest, store.File{Name: "app.log", Newest: st.ActiveNewest})
 		for _, f := range newest {
 			if f.Newest != 0 && !clockOK(f.Newest) {
 				r.clockOff++

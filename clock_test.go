@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
@@ -66,7 +67,7 @@ func (b *logBuilder) batch(prod uint64, n int, t time.Time, msg string) *raft.Lo
 // file and three more hours rotated nothing.
 func TestLeaderClockAhead(t *testing.T) {
 	dir := t.TempDir()
-	f := openPolicyFSM(t, dir, filePolicy{maxSize: 1 << 30, every: time.Hour, maxFiles: 0, maxAge: 24 * time.Hour})
+	f := openPolicyFSM(t, dir, filePolicy{rotation: store.Rotation{MaxSize: 1 << 30, Every: time.Hour}, maxFiles: 0, maxAge: 24 * time.Hour})
 	var b logBuilder
 	b.voters("a", "b", "c")
 	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -80,7 +81,7 @@ func TestLeaderClockAhead(t *testing.T) {
 		b.batch(1, 2, at, "honest")
 	}
 	f.ApplyBatch(b.take())
-	rotatedBefore := len(f.seg.rotated)
+	rotatedBefore := len(f.seg.State(0).Rotated)
 	require.Equal(t, 5, rotatedBefore, "hours 0-4 rotated, hour 5 active")
 
 	// c leads now: its own entries carry its clock, 48h ahead.
@@ -93,9 +94,9 @@ func TestLeaderClockAhead(t *testing.T) {
 	}
 	f.ApplyBatch(b.take())
 	require.Zero(t, f.retired.Load(), "nothing is 24h old by a majority's clocks")
-	require.Equal(t, rotatedBefore+3, len(f.seg.rotated), "hours 5-7 rotated on time")
+	require.Equal(t, rotatedBefore+3, len(f.seg.State(0).Rotated), "hours 5-7 rotated on time")
 	require.Equal(t, start.Add(9*time.Hour-10*time.Minute).UnixNano(), f.st.Clock, "the log clock is the honest majority's")
-	for _, r := range f.seg.rotated {
+	for _, r := range f.seg.State(0).Rotated {
 		require.LessOrEqual(t, r.Newest, f.st.Clock+int64(clockSlack), "%s: no line clock past the slack", r.Name)
 	}
 	require.NoError(t, f.close())

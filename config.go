@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/logx-dev/logx/internal/store"
 )
 
 // Config configures one node. Every node of a cluster must use the same
@@ -513,5 +515,5 @@ func dialableHost(host string) bool {
 
 // filePolicy is how the node rotates and retains its files.
 func (c Config) filePolicy() filePolicy {
-	return filePolicy{maxSize: c.MaxSize, every: c.RotateEvery, maxFiles: c.MaxFiles, maxAge: c.MaxAge, dedupWindow: c.DedupWindow}
+	return filePolicy{rotation: store.Rotation{MaxSize: c.MaxSize, Every: c.RotateEvery}, maxFiles: c.MaxFiles, maxAge: c.MaxAge, dedupWindow: c.DedupWindow}
 }

@@ -164,7 +164,7 @@ func (f *fsm) applyBatch(l *raft.Log, line *[]byte) (applyResult, error) {
 	for r.Next() {
 		st.Seq++
 		*line = appendLine((*line)[:0], f.format, st.Seq, r.Body)
-		if err := f.seg.add(st.Seq, *line, f.lineClock(r.UnixNano), r.UnixNano); err != nil {
+		if err := f.seg.Add(st.Seq, *line, f.lineClock(r.UnixNano), r.UnixNano); err != nil {
 			return applyResult{}, err
 		}
 		f.entries.Add(1)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
@@ -124,7 +125,7 @@ func TestRepeatAnswer(t *testing.T) {
 //	go test -run TestDedupYear -dedup.producers 1000000 -v .
 func TestDedupYear(t *testing.T) {
 	dir := t.TempDir()
-	f, err := newFSM(dir, "app.log", filePolicy{maxSize: 64 << 20, dedupWindow: defaultDedupWindow}, FormatText, -1, t.Logf)
+	f, err := newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 64 << 20}, dedupWindow: defaultDedupWindow}, format: FormatText, stateInterval: -1, logf: t.Logf})
 	require.NoError(t, err)
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	step := 30 * time.Second
@@ -163,7 +164,7 @@ func TestDedupYear(t *testing.T) {
 	require.Less(t, len(mb), 64<<10, "snapshot manifest")
 	require.NoError(t, f.close())
 	began = time.Now()
-	f, err = newFSM(dir, "app.log", filePolicy{maxSize: 64 << 20, dedupWindow: defaultDedupWindow}, FormatText, -1, t.Logf)
+	f, err = newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 64 << 20}, dedupWindow: defaultDedupWindow}, format: FormatText, stateInterval: -1, logf: t.Logf})
 	require.NoError(t, err)
 	restartTook := time.Since(began)
 	t.Logf("%d producers over %v of log time: apply %v, largest table %d, state.json %d bytes, checkpoint %v, manifest %d bytes, restart %v",

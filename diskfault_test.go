@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/stretchr/testify/require"
 )
 
@@ -117,15 +118,15 @@ func TestCloseDuringWriteError(t *testing.T) {
 
 	for _, cut := range []int{0, 10, 33} {
 		dir := t.TempDir()
-		f := openTestFSM(t, dir)
 		var full atomic.Bool
-		f.fault = func() error {
-			if full.Load() {
-				return syscall.ENOSPC
-			}
-			return nil
-		}
-		f.useSegment(f.seg)
+		f, err := newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 2048}},
+			stateInterval: -1, logf: t.Logf, fault: func() error {
+				if full.Load() {
+					return syscall.ENOSPC
+				}
+				return nil
+			}})
+		require.NoError(t, err)
 		f.ApplyBatch(logs[:cut])
 		require.NoError(t, f.persist())
 		f.ApplyBatch(logs[cut : cut+5]) // applied, not checkpointed
@@ -142,7 +143,7 @@ func TestCloseDuringWriteError(t *testing.T) {
 		for _, r := range f.ApplyBatch(logs[cut+10 : cut+12]) {
 			require.ErrorIs(t, r.(applyResult).err, ErrClosed)
 		}
-		_, err := f.Snapshot()
+		_, err = f.Snapshot()
 		require.Error(t, err, "no snapshot of a half-written state")
 		require.NoError(t, f.close())
 		st, _, err := readState(dir)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/logx-dev/logx/internal/wire"
@@ -79,39 +78,14 @@ func fetchRangeOK(off, n, size int64) bool {
 	return off >= 0 && n >= 0 && n <= fetchChunk && off <= size-n
 }
 
-// openSegment opens the log file whose first sequence number is first: a
-// rotated file, or the active file. A rotation can rename the active file
-// between the look-ups; the checks below make sure the file returned is the
-// one asked for.
+// openSegment opens the log file whose first sequence number is first (see
+// store.Writer.OpenFile).
 func (f *fsm) openSegment(first uint64) (*os.File, error) {
 	seg := f.segPtr.Load()
 	if seg == nil {
 		return nil, errors.New("files are being caught up")
 	}
-	rotated := filepath.Join(f.dir, seg.segmentName(first))
-	if fh, err := os.Open(rotated); err == nil {
-		return fh, nil
-	}
-	// Retired by retention, but a snapshot that lists it may be in use.
-	if fh, err := os.Open(filepath.Join(f.dir, retiredName(seg.segmentName(first)))); err == nil {
-		return fh, nil
-	}
-	if seg.activeFirst.Load() != first {
-		return nil, fmt.Errorf("no segment starts at %d", first)
-	}
-	fh, err := os.Open(filepath.Join(f.dir, seg.name))
-	if err != nil {
-		return nil, err
-	}
-	if rf, err := os.Open(rotated); err == nil { // rotated meanwhile
-		fh.Close()
-		return rf, nil
-	}
-	if seg.activeFirst.Load() != first {
-		fh.Close()
-		return nil, fmt.Errorf("segment %d rotated away", first)
-	}
-	return fh, nil
+	return seg.OpenFile(first)
 }
 
 // fetcher copies byte ranges from peers. attempt counts the tries for one

@@ -15,59 +15,33 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/store"
 )
 
 // fsm is the Raft state machine: it renders committed batches into lines and
-// appends them to the segment files. Raft calls it from one goroutine; the
-// fields below mu are read by other goroutines.
+// appends them to the log's files (internal/store). Raft calls it from one
+// goroutine; the fields below mu are read by other goroutines.
 type fsm struct {
-	dir           string
-	file          string
-	policy        filePolicy
-	format        Format
-	stateInterval time.Duration
-	logf          func(format string, args ...any)
+	fsmConfig // as given to newFSM; file, policy and format follow the cluster's settings
 
-	fetcher fetcher     // copies file ranges from peers (catch-up)
-	hooks   *powerHooks // test seam for simulated power cuts (hooks.go)
-	// logs is the Raft log, from which redo reads back the entries applied
-	// since the checkpoint; stop is closed when the node closes;
-	// onWriteError is told when writing starts failing.
-	logs         raft.LogStore
-	stop         chan struct{}
-	onWriteError func(error)
-	// fault, if set, is asked before every write and fsync of the log files
-	// (a test hook simulating a full or failing disk); retryPause, if set,
-	// is the first pause before a failed write is retried (test hook).
-	fault      func() error
-	retryPause time.Duration
+	// stop is closed when the node closes.
+	stop chan struct{}
 
 	// filesMu is held by every step that renames or removes a rotated file
 	// out of the log (retention, catch-up, a redo's undo of rotations), and
 	// by repair (scrub.go) from its check that a file is still there to its
-	// rename over it. repairHook, a test hook, is called by repair in
-	// between (nil in normal use).
-	filesMu    sync.Mutex
-	repairHook func(name string)
+	// rename over it.
+	filesMu sync.Mutex
 
-	// want is what this node's Config sets of the cluster's settings
-	// (settings.go); settings are the cluster's, once known.
-	want     clusterSettings
+	// settings are the cluster's, once known (settings.go); catalog is the
+	// catalog as applied (catalog.go), for other goroutines.
 	settings atomic.Pointer[clusterSettings]
-
-	// onActive is told when apply writes lines (idle.go).
-	onActive func()
-
-	// onCatalog, set on the default stream only, is told of every change
-	// of the catalog (catalog.go), in log order; it must not block.
-	// catalog is the catalog as applied, for other goroutines.
-	onCatalog func(catalogEvent)
-	catalog   atomic.Pointer[map[string]*catalogEntry]
+	catalog  atomic.Pointer[map[string]*catalogEntry]
 
 	// Owned by the apply goroutine.
 	st          applyState
-	scratch     []byte         // expanded records of a compressed batch
-	seg         *segmentWriter // nil while a catch-up is unfinished
+	scratch     []byte        // expanded records of a compressed batch
+	seg         *store.Writer // nil while a catch-up is unfinished
 	lastPersist time.Time
 	failed      error // sticky: the files are incomplete and cannot be finished
 	// dirty is set when a write failed part-way: st and the files then
@@ -90,8 +64,8 @@ type fsm struct {
 	retired     atomic.Uint64 // files retention retired since start
 	catchUps    atomic.Uint64
 	progress    catchUpProgress
-	bg          background                    // a catch-up finishing in the background (catchup.go)
-	segPtr      atomic.Pointer[segmentWriter] // seg, for the fetch server
+	bg          background                   // a catch-up finishing in the background (catchup.go)
+	segPtr      atomic.Pointer[store.Writer] // seg, for the fetch server
 	mu          sync.Mutex
 	notify      chan struct{} // closed and replaced after every apply
 	failedMu    sync.Mutex
@@ -105,7 +79,51 @@ type applyResult struct {
 	err      error
 }
 
-func newFSM(dir, file string, policy filePolicy, format Format, stateInterval time.Duration, logf func(string, ...any)) (*fsm, error) {
+// fsmConfig is everything a state machine uses, given to newFSM.
+type fsmConfig struct {
+	dir    string
+	file   string // the active file's name
+	policy filePolicy
+	format Format
+	// stateInterval is how often apply checkpoints (Config's
+	// CheckpointInterval; -1: only when asked, in tests).
+	stateInterval time.Duration
+	logf          func(format string, args ...any)
+
+	// want is what this node's Config sets of the cluster's settings
+	// (settings.go).
+	want clusterSettings
+	// logs is the Raft log, from which redo reads back the entries applied
+	// since the checkpoint.
+	logs raft.LogStore
+	// fetcher copies file ranges from peers (catch-up, repair).
+	fetcher fetcher
+	// onWriteError is told when writing starts failing; onActive when
+	// apply writes lines (idle.go); onBlocked when a catch-up starts and
+	// every second while it runs (catchup.go: a leader that cannot apply
+	// hands the leadership over). Any may be nil.
+	onWriteError func(error)
+	onActive     func()
+	onBlocked    func()
+	// onCatalog, set on the default stream only, is told of every change
+	// of the catalog (catalog.go), in log order; it must not block.
+	onCatalog func(catalogEvent)
+
+	// Test hooks, nil in normal use. hooks see every write and fsync for
+	// a simulated power cut (hooks.go); fault is asked before every write
+	// and fsync of the log files (a full or failing disk); retryPause is
+	// the first pause before a failed write is retried; repairHook is
+	// called by repair between its check and its rename (scrub.go).
+	hooks      *powerHooks
+	fault      func() error
+	retryPause time.Duration
+	repairHook func(name string)
+}
+
+// newFSM recovers c.dir's files to its checkpoint and returns the state
+// machine that goes on from there.
+func newFSM(c fsmConfig) (*fsm, error) {
+	dir, file := c.dir, c.file
 	st, have, err := readState(dir)
 	if err != nil {
 		return nil, err
@@ -119,8 +137,7 @@ func newFSM(dir, file string, policy filePolicy, format Format, stateInterval ti
 	if err := checkCatalog(st.Catalog); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, stateFile, err)
 	}
-	f := &fsm{dir: dir, file: file, policy: policy, format: format, stateInterval: stateInterval, logf: logf, st: st,
-		lastPersist: time.Now(), notify: make(chan struct{}), stop: make(chan struct{})}
+	f := &fsm{fsmConfig: c, st: st, lastPersist: time.Now(), notify: make(chan struct{}), stop: make(chan struct{})}
 	f.applied.Store(st.Index)
 	f.seq.Store(st.Seq)
 	f.clock.Store(st.Clock)
@@ -130,10 +147,10 @@ func newFSM(dir, file string, policy filePolicy, format Format, stateInterval ti
 	if st.CatchingUp {
 		// An interrupted catch-up: Raft restores its stored snapshot at
 		// start-up, and Restore finishes the copy.
-		logf("logx: %s: a catch-up from peers was interrupted; it resumes when Raft restores its snapshot", dir)
+		f.logf("logx: %s: a catch-up from peers was interrupted; it resumes when Raft restores its snapshot", dir)
 		return f, nil
 	}
-	seg, err := openSegments(dir, file, policy, st, have)
+	seg, err := f.openFiles(st.State, file, c.policy.rotation, have)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +159,7 @@ func newFSM(dir, file string, policy filePolicy, format Format, stateInterval ti
 		// A new directory: checkpoint the empty state before the first line,
 		// so a crash before the first real checkpoint is recoverable.
 		if err := writeState(dir, &st); err != nil {
-			seg.close()
+			seg.Close()
 			return nil, err
 		}
 	}
@@ -152,14 +169,14 @@ func newFSM(dir, file string, policy filePolicy, format Format, stateInterval ti
 // checkStateNames checks that every file name in a checkpoint is the name
 // its numbers give: names are used as paths.
 func checkStateNames(st *applyState, file string) error {
-	names := newFileNames(file)
+	names := store.NewNames(file)
 	for _, fs := range st.Rotated {
-		if fs.Name != names.segmentName(fs.First) {
+		if fs.Name != names.Segment(fs.First) {
 			return fmt.Errorf("%w: %s lists a rotated file %q", ErrCorrupt, stateFile, fs.Name)
 		}
 	}
 	for _, r := range st.Retired {
-		if _, ok := names.parseSegmentName(r.Name); !ok || filepath.Base(r.Name) != r.Name {
+		if _, ok := names.ParseSegment(r.Name); !ok || filepath.Base(r.Name) != r.Name {
 			return fmt.Errorf("%w: %s lists a retired file %q", ErrCorrupt, stateFile, r.Name)
 		}
 	}
@@ -262,25 +279,27 @@ func failAll(n int, err error) []any {
 }
 
 // useSegment makes seg the writer of the files (nil while they are being
-// replaced), visible to the fetch server and wired to the test hooks.
-func (f *fsm) useSegment(seg *segmentWriter) {
+// replaced), visible to the fetch server.
+func (f *fsm) useSegment(seg *store.Writer) {
 	f.seg = seg
-	if seg != nil {
-		seg.fault = f.fault
-	}
 	f.segPtr.Store(seg)
-	f.attachHooks()
+}
+
+// openFiles recovers the files of f.dir to the checkpoint st (known: there
+// is one) and opens them for writing, the active file named file.
+func (f *fsm) openFiles(st store.State, file string, rot store.Rotation, known bool) (*store.Writer, error) {
+	return store.Open(f.dir, file, rot, st, known, stateFile, f.storeHooks())
 }
 
 // redo starts again from the last checkpoint, as after a crash, and
 // applies the entries since then (read from the Raft log) and logs.
 func (f *fsm) redo(logs []*raft.Log) ([]any, error) {
 	if f.seg != nil {
-		_ = f.seg.close()
+		_ = f.seg.Close()
 	}
 	f.useSegment(nil)
-	f.filesMu.Lock() // openSegments removes the files rotated since the checkpoint
-	nf, err := newFSM(f.dir, f.file, f.policy, f.format, f.stateInterval, f.logf)
+	f.filesMu.Lock() // store.Open removes the files rotated since the checkpoint
+	nf, err := newFSM(f.fsmConfig)
 	f.filesMu.Unlock()
 	if err != nil {
 		return nil, err
@@ -341,7 +360,7 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 			active = true
 		}
 	}
-	if err := f.seg.flush(); err != nil {
+	if err := f.seg.Flush(); err != nil {
 		return nil, err
 	}
 	st.Index = last
@@ -349,7 +368,7 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 		return nil, err
 	}
 	storeMax(&f.seq, st.Seq) // a redo writes again what readers saw
-	f.rotated.Store(f.seg.rotations)
+	f.rotated.Store(f.seg.Rotations())
 	if f.stateInterval >= 0 && time.Since(f.lastPersist) >= f.stateInterval {
 		if err := f.persist(); err != nil {
 			return nil, err
@@ -375,24 +394,12 @@ func (f *fsm) retain() error {
 	if p.maxFiles <= 0 && p.maxAge <= 0 {
 		return nil
 	}
-	for len(f.seg.rotated) > 0 {
-		old := f.seg.rotated[0]
-		byCount := p.maxFiles > 0 && len(f.seg.rotated) > p.maxFiles
-		byAge := p.maxAge > 0 && old.Newest > 0 && f.st.Clock > 0 && old.Newest < f.st.Clock-int64(p.maxAge)
-		if !byCount && !byAge {
-			return nil
-		}
-		f.filesMu.Lock()
-		err := os.Rename(filepath.Join(f.dir, old.Name), filepath.Join(f.dir, retiredName(old.Name)))
-		f.filesMu.Unlock()
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		f.seg.rotated = slices.Delete(slices.Clone(f.seg.rotated), 0, 1)
+	gone, err := f.seg.Retire(p.maxFiles, p.maxAge, f.st.Clock, &f.filesMu)
+	for _, old := range gone {
 		f.st.Retired = append(f.st.Retired, retiredFile{Name: old.Name, Index: f.st.Index})
 		f.retired.Add(1)
 	}
-	return nil
+	return err
 }
 
 // deleteRetired deletes the retired files no snapshot Raft could still send
@@ -406,7 +413,7 @@ func (f *fsm) deleteRetired(prevSnap uint64) error {
 			continue
 		}
 		f.filesMu.Lock()
-		err := os.Remove(filepath.Join(f.dir, retiredName(r.Name)))
+		err := os.Remove(filepath.Join(f.dir, store.RetiredName(r.Name)))
 		f.filesMu.Unlock()
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
@@ -442,21 +449,13 @@ func (f *fsm) persist() error {
 	if f.seg == nil {
 		return errors.New("logx: files are being caught up")
 	}
-	if err := f.seg.flush(); err != nil {
+	if err := f.seg.Flush(); err != nil {
 		return err
 	}
-	if err := f.seg.sync(); err != nil {
+	if err := f.seg.Sync(); err != nil {
 		return err
 	}
-	f.noteSynced()
-	f.st.ActiveFirst = f.seg.first
-	if f.seg.size == 0 {
-		f.st.ActiveFirst = f.st.Seq + 1
-	}
-	f.st.ActiveSize = f.seg.size
-	f.st.ActiveNewest = f.seg.newest
-	f.st.ActiveMinTime, f.st.ActiveMaxTime = f.seg.timeRange()
-	f.st.Rotated = slices.Clone(f.seg.rotated)
+	f.st.State = f.seg.State(f.st.Seq + 1)
 	if err := writeState(f.dir, &f.st); err != nil {
 		return err
 	}
@@ -512,7 +511,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		c := *v
 		m.Producers[k] = &c
 	}
-	m.Files = append(slices.Clone(f.seg.rotated), f.seg.active())
+	m.Files = f.seg.Files()
 	return m, nil
 }
 
@@ -581,10 +580,10 @@ func (f *fsm) close() error {
 		return nil
 	}
 	if f.failed != nil || f.dirty {
-		return f.seg.close()
+		return f.seg.Close()
 	}
 	err := f.persist()
-	if cerr := f.seg.close(); err == nil {
+	if cerr := f.seg.Close(); err == nil {
 		err = cerr
 	}
 	return err

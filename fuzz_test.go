@@ -15,6 +15,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
@@ -210,7 +211,7 @@ func FuzzTornTail(f *testing.F) {
 		fsm := openTestFSM(t, dir)
 		fsm.ApplyBatch(logs)
 		require.NoError(t, fsm.persist())
-		require.NoError(t, fsm.seg.close())
+		require.NoError(t, fsm.seg.Close())
 		want, err := os.ReadFile(filepath.Join(dir, "app.log"))
 		require.NoError(t, err)
 		appendFile(t, filepath.Join(dir, "app.log"), string(tail))
@@ -350,12 +351,12 @@ func FuzzManifest(f *testing.F) {
 			return
 		}
 		require.NotEmpty(t, m.Files)
-		names := newFileNames("app.log")
+		names := store.NewNames("app.log")
 		for i, mf := range m.Files {
 			// Every name is a plain name in Dir, the one its numbers give.
 			require.Equal(t, filepath.Base(mf.Name), mf.Name)
 			if i < len(m.Files)-1 {
-				require.Equal(t, names.segmentName(mf.First), mf.Name)
+				require.Equal(t, names.Segment(mf.First), mf.Name)
 			} else {
 				require.Equal(t, "app.log", mf.Name)
 			}

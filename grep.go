@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/logx-dev/logx/internal/store"
 )
 
 // Query selects lines for Grep. Every set condition must hold.
@@ -133,7 +135,7 @@ func pruneByTime(dir string, files []logFile, q Query) []logFile {
 	if err != nil || len(st.Rotated) == 0 {
 		return files
 	}
-	ranges := make(map[string]fileState, len(st.Rotated))
+	ranges := make(map[string]store.File, len(st.Rotated))
 	for _, fs := range st.Rotated {
 		ranges[fs.Name] = fs
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
@@ -52,18 +53,18 @@ func TestGrepTimeOutOfOrder(t *testing.T) {
 	rng := rand.New(rand.NewSource(7))
 	logs := scatteredLogs(rng, 240, 5)
 	dir := t.TempDir()
-	p := filePolicy{maxSize: 2048}
+	p := filePolicy{rotation: store.Rotation{MaxSize: 2048}}
 	f := openPolicyFSM(t, dir, p)
 	f.ApplyBatch(logs[:100])
 	require.NoError(t, f.persist())
 	require.Positive(t, f.st.ActiveSize, "the checkpoint holds part of the active file")
 	f.ApplyBatch(logs[100:160])
-	require.NoError(t, f.seg.close()) // a crash: the files go back to the checkpoint
+	require.NoError(t, f.seg.Close()) // a crash: the files go back to the checkpoint
 	f = openPolicyFSM(t, dir, p)
 	f.ApplyBatch(logs[:200])
 	require.NoError(t, f.persist())
 	f.ApplyBatch(logs[200:]) // rotates past the checkpoint
-	require.NoError(t, f.seg.close())
+	require.NoError(t, f.seg.Close())
 
 	var all []Line
 	for _, b := range readLines(t, dir, "app.log") {

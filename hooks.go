@@ -1,10 +1,10 @@
 package logx
 
 import (
-	"path/filepath"
 	"sync"
 
 	"github.com/hashicorp/raft-wal/types"
+	"github.com/logx-dev/logx/internal/store"
 )
 
 // powerHooks is a test seam (powercut_test.go) that lets a test simulate a
@@ -33,18 +33,12 @@ func (h *powerHooks) guard() func() {
 	return h.mu.RUnlock
 }
 
-// noteSynced reports the active file's durable size to the hooks.
-func (f *fsm) noteSynced() {
-	if h := f.hooks; h != nil && h.synced != nil && f.seg != nil {
-		h.synced(filepath.Join(f.dir, f.file), f.seg.size)
+// storeHooks are the test hooks of the node's files (store.Hooks): the
+// simulated full disk and the power cut's record of durable sizes.
+func (f *fsm) storeHooks() store.Hooks {
+	h := store.Hooks{Fault: f.fault}
+	if f.hooks != nil {
+		h.Synced = f.hooks.synced
 	}
-}
-
-// attachHooks connects the segment writer to the hooks and reports the
-// active file's durable size (what recovery or a catch-up left).
-func (f *fsm) attachHooks() {
-	if h := f.hooks; h != nil && h.synced != nil && f.seg != nil {
-		f.seg.synced = h.synced
-		f.noteSynced()
-	}
+	return h
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/stretchr/testify/require"
 )
 
@@ -27,9 +28,9 @@ var horizonDays = flag.Int("horizon.days", 365, "TestLongHorizon: simulated days
 //	go test -run TestLongHorizon -horizon.days 3650 -v .   # ten years
 func TestLongHorizon(t *testing.T) {
 	dir := t.TempDir()
-	p := filePolicy{maxSize: 64 << 20, every: 24 * time.Hour, maxAge: 30 * 24 * time.Hour, dedupWindow: defaultDedupWindow}
+	p := filePolicy{rotation: store.Rotation{MaxSize: 64 << 20, Every: 24 * time.Hour}, maxAge: 30 * 24 * time.Hour, dedupWindow: defaultDedupWindow}
 	open := func() *fsm {
-		f, err := newFSM(dir, "app.log", p, FormatText, -1, t.Logf)
+		f, err := newFSM(fsmConfig{dir: dir, file: "app.log", policy: p, format: FormatText, stateInterval: -1, logf: t.Logf})
 		require.NoError(t, err)
 		return f
 	}

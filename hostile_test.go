@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
@@ -673,9 +674,9 @@ func TestHostilePeer(t *testing.T) {
 			names, err := LogFiles(dir, "app.log")
 			require.NoError(t, err)
 			require.Greater(t, len(names), 1, "no rotated file")
-			rotatedFirst, ok := newFileNames("app.log").parseSegmentName(names[0])
+			rotatedFirst, ok := store.NewNames("app.log").ParseSegment(names[0])
 			require.True(t, ok)
-			activeFirst := r.c.nodes[i].fsm.segPtr.Load().activeFirst.Load()
+			activeFirst := r.c.nodes[i].fsm.segPtr.Load().ActiveFirst()
 			conn := r.dial(i, wire.ProtoFetch, nil)
 			br := bufio.NewReader(conn)
 			for _, f := range []struct {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/logx-dev/logx/internal/store"
 )
 
 // Errors returned by logx. Compare with errors.Is.
@@ -38,7 +40,7 @@ var (
 
 	// ErrCorrupt is returned by New when Dir's files contradict its
 	// checkpoint.
-	ErrCorrupt = errors.New("logx: corrupt data directory")
+	ErrCorrupt = store.ErrCorrupt
 
 	// ErrRemoved is returned for entries logged on a node after it was
 	// removed from the cluster (RemoveNode).

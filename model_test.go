@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
@@ -206,8 +207,8 @@ func (m *model) batch(idx uint64, b mbatch) {
 func (m *model) add(l mline) {
 	cur := &m.files[len(m.files)-1]
 	size := int64(len(cur.data))
-	every := int64(m.policy.every)
-	if size > 0 && (size+int64(len(l.text)) > m.policy.maxSize ||
+	every := int64(m.policy.rotation.Every)
+	if size > 0 && (size+int64(len(l.text)) > m.policy.rotation.MaxSize ||
 		every > 0 && l.clock > 0 && cur.newest > 0 && l.clock/every > cur.newest/every) {
 		m.files = append(m.files, mfile{first: l.seq})
 		cur = &m.files[len(m.files)-1]
@@ -235,10 +236,10 @@ func (m *model) retain() {
 
 // want is the model's files by name.
 func (m *model) want() map[string]string {
-	names := newFileNames("app.log")
+	names := store.NewNames("app.log")
 	out := map[string]string{}
 	for i, f := range m.files {
-		name := names.segmentName(f.first)
+		name := names.Segment(f.first)
 		if i == len(m.files)-1 {
 			name = "app.log"
 		}
@@ -272,9 +273,9 @@ type driver struct {
 }
 
 func runModel(t testing.TB, r *rand.Rand, steps int, op func() int) {
-	p := filePolicy{maxSize: int64(300 + r.IntN(3000)), dedupWindow: 1000 * time.Hour}
+	p := filePolicy{rotation: store.Rotation{MaxSize: int64(300 + r.IntN(3000))}, dedupWindow: 1000 * time.Hour}
 	if r.IntN(2) == 0 {
-		p.every = time.Hour
+		p.rotation.Every = time.Hour
 	}
 	if r.IntN(3) == 0 {
 		p.maxFiles = 1 + r.IntN(5)
@@ -292,7 +293,7 @@ func runModel(t testing.TB, r *rand.Rand, steps int, op func() int) {
 	d.open()
 	defer func() {
 		if d.f != nil && d.f.seg != nil {
-			d.f.seg.close()
+			d.f.seg.Close()
 		}
 	}()
 	d.log(raft.LogConfiguration, raft.EncodeConfiguration(raft.Configuration{Servers: []raft.Server{
@@ -330,15 +331,13 @@ func runModel(t testing.TB, r *rand.Rand, steps int, op func() int) {
 }
 
 func (d *driver) open() {
-	f, err := newFSM(d.dir, "app.log", d.policy, d.format, -1, d.t.Logf)
-	require.NoError(d.t, err, "step %d", d.step)
+	c := fsmConfig{dir: d.dir, file: "app.log", policy: d.policy, format: d.format, stateInterval: -1, logf: d.t.Logf,
+		retryPause: time.Microsecond, fault: d.fault, logs: d.store}
 	if d.r.IntN(2) == 0 {
-		f.stateInterval = 0 // checkpoint after every call
+		c.stateInterval = 0 // checkpoint after every call
 	}
-	f.retryPause = time.Microsecond
-	f.fault = d.fault
-	f.logs = d.store
-	f.useSegment(f.seg)
+	f, err := newFSM(c)
+	require.NoError(d.t, err, "step %d", d.step)
 	d.f = f
 }
 
@@ -533,7 +532,7 @@ func (d *driver) writeFailure(stop bool) {
 // after it.
 func (d *driver) restart(crash bool) {
 	if crash {
-		require.NoError(d.t, d.f.seg.close())
+		require.NoError(d.t, d.f.seg.Close())
 	} else {
 		require.NoError(d.t, d.f.close())
 	}
@@ -573,11 +572,11 @@ func (d *driver) catchUp() {
 	if d.r.IntN(2) == 0 {
 		copyDir(d.t, d.dir, dir)
 	}
-	g, err := newFSM(dir, "app.log", d.policy, d.format, -1, d.t.Logf)
+	g, err := newFSM(fsmConfig{dir: dir, file: "app.log", policy: d.policy, format: d.format, stateInterval: -1, logf: d.t.Logf})
 	require.NoError(d.t, err)
 	defer func() {
 		if g.seg != nil {
-			g.seg.close()
+			g.seg.Close()
 		}
 	}()
 	g.fetcher = &dirFetcher{src: d.f, failAfter: int64(1 + d.r.IntN(4000))}
@@ -622,7 +621,7 @@ func (d *driver) check() {
 	if d.f.failed != nil {
 		return
 	}
-	require.NoError(d.t, d.f.seg.flush())
+	require.NoError(d.t, d.f.seg.Flush())
 	require.Equal(d.t, d.m.want(), d.files(d.dir), "step %d: files", d.step)
 
 	st, ok, err := readState(d.dir)
@@ -635,7 +634,7 @@ func (d *driver) check() {
 	for _, fs := range st.Rotated {
 		b, err := os.ReadFile(filepath.Join(d.dir, fs.Name))
 		if errors.Is(err, os.ErrNotExist) {
-			b, err = os.ReadFile(filepath.Join(d.dir, retiredName(fs.Name)))
+			b, err = os.ReadFile(filepath.Join(d.dir, store.RetiredName(fs.Name)))
 		}
 		require.NoError(d.t, err, "step %d: %s", d.step, fs.Name)
 		require.Equal(d.t, fs.Size, int64(len(b)), "step %d: %s", d.step, fs.Name)
@@ -644,12 +643,12 @@ func (d *driver) check() {
 		got = append(got, b...)
 	}
 	active := filepath.Join(d.dir, "app.log")
-	names := newFileNames("app.log")
-	if rotated := filepath.Join(d.dir, names.segmentName(st.ActiveFirst)); st.ActiveSize > 0 {
+	names := store.NewNames("app.log")
+	if rotated := filepath.Join(d.dir, names.Segment(st.ActiveFirst)); st.ActiveSize > 0 {
 		if _, err := os.Stat(rotated); err == nil {
 			active = rotated
-		} else if _, err := os.Stat(filepath.Join(d.dir, retiredName(names.segmentName(st.ActiveFirst)))); err == nil {
-			active = filepath.Join(d.dir, retiredName(names.segmentName(st.ActiveFirst)))
+		} else if _, err := os.Stat(filepath.Join(d.dir, store.RetiredName(names.Segment(st.ActiveFirst)))); err == nil {
+			active = filepath.Join(d.dir, store.RetiredName(names.Segment(st.ActiveFirst)))
 		}
 	}
 	b, err := os.ReadFile(active)

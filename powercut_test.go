@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft-wal/types"
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/stretchr/testify/require"
 )
 
@@ -133,7 +134,7 @@ func (s *powerSim) copyDurable(t *testing.T, dir, dst, file string) {
 	t.Helper()
 	s.dmu.Lock()
 	defer s.dmu.Unlock()
-	namer := newFileNames(file)
+	namer := store.NewNames(file)
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -147,7 +148,7 @@ func (s *powerSim) copyDurable(t *testing.T, dir, dst, file string) {
 		name := d.Name()
 		if filepath.Dir(rel) == "." && (name == file || strings.HasPrefix(name, ".catchup-")) {
 			size = s.sizes[path] // 0 if never fsynced
-		} else if _, ok := namer.parseSegmentName(strings.TrimPrefix(name, ".retired-")); ok && filepath.Dir(rel) == "." {
+		} else if _, ok := namer.ParseSegment(strings.TrimPrefix(name, ".retired-")); ok && filepath.Dir(rel) == "." {
 			size = -1 // fsynced before it was renamed
 		}
 		if err := copyPrefix(path, out, size); err != nil {
@@ -383,15 +384,15 @@ func (pc *powerCluster) ackCount() int {
 func TestPowerSimLosesUnsynced(t *testing.T) {
 	dir, dst := t.TempDir(), t.TempDir()
 	s := newPowerSim()
-	f := openPolicyFSM(t, dir, filePolicy{maxSize: 1 << 20})
-	f.hooks = s.h
-	f.attachHooks()
+	f, err := newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 1 << 20}},
+		stateInterval: -1, logf: t.Logf, hooks: s.h})
+	require.NoError(t, err)
 	logs := testLogs(20, 3)
 	f.ApplyBatch(logs[:10])
 	require.NoError(t, f.persist())
-	synced := f.seg.size
+	synced := f.seg.Active().Size
 	f.ApplyBatch(logs[10:]) // written, not fsynced
-	require.Greater(t, f.seg.size, synced)
+	require.Greater(t, f.seg.Active().Size, synced)
 
 	v := s.h.vfs(&osVFS{})
 	wf, err := v.Create(dir, "wal", 0)

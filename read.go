@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/logx-dev/logx/internal/store"
 )
 
 // Reading the log. Every node holds the whole log in its files, so reading
@@ -85,6 +87,10 @@ func parseHead(b []byte) (seq uint64, t time.Time, level slog.Level, err error) 
 	return seq, t, level, nil
 }
 
+// LogFiles returns the names of the log files in dir for the active file
+// name, rotated files first in log order and the active file last.
+func LogFiles(dir, name string) ([]string, error) { return store.LogFiles(dir, name) }
+
 // logFile is one of a node's files: its name and first sequence number.
 type logFile struct {
 	name  string
@@ -99,10 +105,10 @@ func listLogFiles(dir, file string) ([]logFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	namer := newFileNames(file)
+	namer := store.NewNames(file)
 	var out []logFile
 	for _, n := range names {
-		if first, ok := namer.parseSegmentName(n); ok {
+		if first, ok := namer.ParseSegment(n); ok {
 			out = append(out, logFile{n, first})
 			continue
 		}

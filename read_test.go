@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
@@ -38,7 +39,7 @@ func levelLogs(n, perBatch int, f Format) []*raft.Log {
 func writeLog(t *testing.T, logs []*raft.Log, p filePolicy, format Format) string {
 	t.Helper()
 	dir := t.TempDir()
-	f, err := newFSM(dir, "app.log", p, format, -1, t.Logf)
+	f, err := newFSM(fsmConfig{dir: dir, file: "app.log", policy: p, format: format, stateInterval: -1, logf: t.Logf})
 	require.NoError(t, err)
 	f.ApplyBatch(logs)
 	require.NoError(t, f.close())
@@ -63,7 +64,7 @@ func readAll(t *testing.T, r *Reader) []Line {
 func TestReader(t *testing.T) {
 	for _, format := range []Format{FormatText, FormatJSON} {
 		t.Run(format.String(), func(t *testing.T) {
-			dir := writeLog(t, levelLogs(60, 5, format), filePolicy{maxSize: 4096}, format)
+			dir := writeLog(t, levelLogs(60, 5, format), filePolicy{rotation: store.Rotation{MaxSize: 4096}}, format)
 			names, err := LogFiles(dir, "app.log")
 			require.NoError(t, err)
 			require.Greater(t, len(names), 5)
@@ -117,7 +118,7 @@ func TestReader(t *testing.T) {
 // rotations, once each, and never a line still being written.
 func TestReaderFollows(t *testing.T) {
 	dir := t.TempDir()
-	f := openPolicyFSM(t, dir, filePolicy{maxSize: 2048})
+	f := openPolicyFSM(t, dir, filePolicy{rotation: store.Rotation{MaxSize: 2048}})
 	logs := testLogs(60, 4)
 	f.ApplyBatch(logs[:10])
 	r, err := OpenReader(dir, "app.log")
@@ -148,7 +149,7 @@ func TestReaderFollows(t *testing.T) {
 // TestReaderRetained: asking for lines retention removed says so and starts
 // at the oldest line left.
 func TestReaderRetained(t *testing.T) {
-	dir := writeLog(t, testLogs(60, 7), filePolicy{maxSize: 2048, maxFiles: 2}, FormatText)
+	dir := writeLog(t, testLogs(60, 7), filePolicy{rotation: store.Rotation{MaxSize: 2048}, maxFiles: 2}, FormatText)
 	r, err := OpenReader(dir, "app.log")
 	require.NoError(t, err)
 	defer r.Close()
@@ -165,7 +166,7 @@ func TestReaderRetained(t *testing.T) {
 // TestGrep: Grep returns exactly what a filter over every line returns, in
 // order, for each kind of condition.
 func TestGrep(t *testing.T) {
-	dir := writeLog(t, levelLogs(80, 5, FormatText), filePolicy{maxSize: 4096}, FormatText)
+	dir := writeLog(t, levelLogs(80, 5, FormatText), filePolicy{rotation: store.Rotation{MaxSize: 4096}}, FormatText)
 	r, err := OpenReader(dir, "app.log")
 	require.NoError(t, err)
 	all := readAll(t, r)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
@@ -33,7 +34,7 @@ func testLogs(n, perBatch int) []*raft.Log {
 
 func openTestFSM(t *testing.T, dir string) *fsm {
 	t.Helper()
-	f, err := newFSM(dir, "app.log", filePolicy{maxSize: 2048}, FormatText, -1, t.Logf)
+	f, err := newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 2048}}, format: FormatText, stateInterval: -1, logf: t.Logf})
 	require.NoError(t, err)
 	return f
 }
@@ -77,7 +78,7 @@ func TestCrashRecovery(t *testing.T) {
 		},
 		"mid rotation": func(t *testing.T, f *fsm) {
 			// The active file was renamed but the new one not yet created.
-			require.NoError(t, os.Rename(filepath.Join(f.dir, "app.log"), filepath.Join(f.dir, f.seg.segmentName(f.seg.first))))
+			require.NoError(t, os.Rename(filepath.Join(f.dir, "app.log"), filepath.Join(f.dir, store.NewNames("app.log").Segment(f.seg.ActiveFirst()))))
 		},
 	}
 	for name, crash := range crashes {
@@ -88,7 +89,7 @@ func TestCrashRecovery(t *testing.T) {
 				f.ApplyBatch(logs[:cut])
 				require.NoError(t, f.persist())
 				f.ApplyBatch(logs[cut : cut+20]) // applied, not checkpointed
-				require.NoError(t, f.seg.close())
+				require.NoError(t, f.seg.Close())
 				crash(t, f)
 				f = openTestFSM(t, dir)
 				require.Equal(t, uint64(cut), f.applied.Load())
@@ -153,11 +154,11 @@ func TestCorruptDir(t *testing.T) {
 	f.ApplyBatch(testLogs(2, 2))
 	require.NoError(t, f.close())
 	require.NoError(t, os.Truncate(filepath.Join(dir, "app.log"), 10))
-	_, err := newFSM(dir, "app.log", filePolicy{maxSize: 2048}, FormatText, -1, t.Logf)
+	_, err := newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 2048}}, format: FormatText, stateInterval: -1, logf: t.Logf})
 	require.ErrorIs(t, err, ErrCorrupt)
 
 	require.NoError(t, os.Remove(filepath.Join(dir, stateFile)))
-	_, err = newFSM(dir, "app.log", filePolicy{maxSize: 2048}, FormatText, -1, t.Logf)
+	_, err = newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 2048}}, format: FormatText, stateInterval: -1, logf: t.Logf})
 	require.ErrorIs(t, err, ErrCorrupt)
 }
 

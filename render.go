@@ -389,3 +389,91 @@ func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
+
+// appendAttrs renders the attributes of an entry after its built-in fields:
+// those of the handler h (nil for the Logx methods), then args, attrs or rec.
+func (h *handler) appendAttrs(b []byte, f Format, args []any, attrs []slog.Attr, rec *slog.Record) []byte {
+	if f == FormatText {
+		prefix := ""
+		if h != nil {
+			for _, p := range h.pre {
+				b = append(b, p...)
+			}
+			prefix = h.prefix
+		}
+		for len(args) > 0 {
+			var a slog.Attr
+			a, args = argsToAttr(args)
+			b = appendAttrText(b, prefix, a)
+		}
+		for _, a := range attrs {
+			b = appendAttrText(b, prefix, a)
+		}
+		if rec != nil {
+			rec.Attrs(func(a slog.Attr) bool {
+				b = appendAttrText(b, prefix, a)
+				return true
+			})
+		}
+		return b
+	}
+
+	var groups []string
+	if h != nil {
+		if len(h.pre[0]) > 0 {
+			b = append(jsonComma(b), h.pre[0]...)
+		}
+		groups = h.groups
+	}
+	var starts, opens [8]int
+	st, op := starts[:0], opens[:0]
+	for i, g := range groups {
+		st = append(st, len(b))
+		b = jsonComma(b)
+		b = appendJSONString(b, g)
+		b = append(b, ':', '{')
+		op = append(op, len(b))
+		b = append(b, h.pre[i+1]...)
+	}
+	for len(args) > 0 {
+		var a slog.Attr
+		a, args = argsToAttr(args)
+		b = appendAttrJSON(b, a)
+	}
+	for _, a := range attrs {
+		b = appendAttrJSON(b, a)
+	}
+	if rec != nil {
+		rec.Attrs(func(a slog.Attr) bool {
+			b = appendAttrJSON(b, a)
+			return true
+		})
+	}
+	// Close the groups, dropping those left empty.
+	for i := len(groups) - 1; i >= 0; i-- {
+		if len(b) == op[i] {
+			b = b[:st[i]]
+		} else {
+			b = append(b, '}')
+		}
+	}
+	return b
+}
+
+const badKey = "!BADKEY"
+
+// argsToAttr turns the first of args into an Attr, as slog.Logger does:
+// a string key and a value, an Attr, or a lone value under !BADKEY.
+func argsToAttr(args []any) (slog.Attr, []any) {
+	switch x := args[0].(type) {
+	case string:
+		if len(args) == 1 {
+			return slog.String(badKey, x), nil
+		}
+		return slog.Any(x, args[1]), args[2:]
+	case slog.Attr:
+		return x, args[1:]
+	default:
+		return slog.Any(badKey, x), args[1:]
+	}
+}

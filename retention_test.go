@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
@@ -34,7 +35,7 @@ func timedLogs(n, perBatch int, at func(i int) time.Time) []*raft.Log {
 
 func openPolicyFSM(t *testing.T, dir string, p filePolicy) *fsm {
 	t.Helper()
-	f, err := newFSM(dir, "app.log", p, FormatText, -1, t.Logf)
+	f, err := newFSM(fsmConfig{dir: dir, file: "app.log", policy: p, format: FormatText, stateInterval: -1, logf: t.Logf})
 	require.NoError(t, err)
 	return f
 }
@@ -62,7 +63,7 @@ func tenMinutes(i int) time.Time { return base.Add(time.Duration(i-1) * 10 * tim
 // each hour; names still come from first sequence numbers.
 func TestRotateEvery(t *testing.T) {
 	dir := t.TempDir()
-	f := openPolicyFSM(t, dir, filePolicy{maxSize: 1 << 30, every: time.Hour})
+	f := openPolicyFSM(t, dir, filePolicy{rotation: store.Rotation{MaxSize: 1 << 30, Every: time.Hour}})
 	f.ApplyBatch(timedLogs(30, 4, tenMinutes)) // 5 hours, 6 logs (24 lines) each
 	require.NoError(t, f.close())
 
@@ -128,12 +129,12 @@ func TestLineClock(t *testing.T) {
 func TestRetention(t *testing.T) {
 	t.Run("MaxFiles", func(t *testing.T) {
 		dir := t.TempDir()
-		f := openPolicyFSM(t, dir, filePolicy{maxSize: 2048, maxFiles: 3})
+		f := openPolicyFSM(t, dir, filePolicy{rotation: store.Rotation{MaxSize: 2048}, maxFiles: 3})
 		f.ApplyBatch(testLogs(60, 7))
 		names, err := LogFiles(dir, "app.log")
 		require.NoError(t, err)
 		require.Len(t, names, 4, "3 rotated files and the active one")
-		require.Equal(t, f.seg.rotated[0].Name, names[0])
+		require.Equal(t, f.seg.State(0).Rotated[0].Name, names[0])
 		retired := hidden(t, dir)
 		require.Len(t, retired, int(f.retired.Load()))
 		require.Positive(t, len(retired))
@@ -153,7 +154,7 @@ func TestRetention(t *testing.T) {
 	})
 	t.Run("MaxAge", func(t *testing.T) {
 		dir := t.TempDir()
-		f := openPolicyFSM(t, dir, filePolicy{maxSize: 1 << 30, every: time.Hour, maxAge: 2 * time.Hour})
+		f := openPolicyFSM(t, dir, filePolicy{rotation: store.Rotation{MaxSize: 1 << 30, Every: time.Hour}, maxAge: 2 * time.Hour})
 		f.ApplyBatch(timedLogs(30, 4, tenMinutes)) // newest line: 14:50
 		require.NoError(t, f.close())
 		// Files of hours 10 to 13 are rotated, 14 is active. Hours 10
@@ -171,8 +172,8 @@ func TestRetention(t *testing.T) {
 // set as a node that never stopped.
 func TestRetentionCrashRecovery(t *testing.T) {
 	policies := map[string]filePolicy{
-		"MaxFiles": {maxSize: 2048, maxFiles: 2},
-		"MaxAge":   {maxSize: 1 << 30, every: time.Hour, maxAge: 90 * time.Minute},
+		"MaxFiles": {rotation: store.Rotation{MaxSize: 2048}, maxFiles: 2},
+		"MaxAge":   {rotation: store.Rotation{MaxSize: 1 << 30, Every: time.Hour}, maxAge: 90 * time.Minute},
 	}
 	logs := timedLogs(40, 5, tenMinutes)
 	for name, p := range policies {
@@ -190,7 +191,7 @@ func TestRetentionCrashRecovery(t *testing.T) {
 				f.ApplyBatch(logs[:cut])
 				require.NoError(t, f.persist())
 				f.ApplyBatch(logs[cut:]) // rotates and retires past the checkpoint
-				require.NoError(t, f.seg.close())
+				require.NoError(t, f.seg.Close())
 				f = openPolicyFSM(t, dir, p)
 				require.Equal(t, uint64(cut), f.applied.Load())
 				f.ApplyBatch(logs)

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/logx-dev/logx/internal/store"
 )
 
 // Rotated files never change once written, and the checkpoint records each
@@ -20,7 +22,7 @@ import (
 
 // scrub checks the rotated files listed in files and repairs the damaged
 // ones; it stops early when the node closes.
-func (lx *Stream) scrub(files []fileState) {
+func (lx *Stream) scrub(files []store.File) {
 	defer close(lx.scrubDone)
 	for _, fs := range files {
 		select {
@@ -29,7 +31,7 @@ func (lx *Stream) scrub(files []fileState) {
 		default:
 		}
 		path := filepath.Join(lx.cfg.Dir, fs.Name)
-		sum, size, err := fileSHA256(path)
+		sum, size, err := store.FileSHA256(path)
 		if errors.Is(err, os.ErrNotExist) {
 			continue // retired by retention meanwhile
 		}
@@ -56,7 +58,7 @@ func (lx *Stream) scrub(files []fileState) {
 // goroutine, where retention and catch-up rename and remove rotated files:
 // filesMu keeps them out between the check that the file is still there and
 // the rename, which would otherwise bring back a file they took away.
-func (f *fsm) repair(ctx context.Context, fs fileState) error {
+func (f *fsm) repair(ctx context.Context, fs store.File) error {
 	dir := f.dir
 	path := filepath.Join(dir, fs.Name)
 	tmp := filepath.Join(dir, ".repair-"+fs.Name)
@@ -106,25 +108,10 @@ func (f *fsm) repair(ctx context.Context, fs fileState) error {
 				return serr
 			}
 			if err == nil {
-				return syncDir(dir)
+				return store.SyncDir(dir)
 			}
 		}
 		lastErr = err
 	}
 	return lastErr
-}
-
-// fileSHA256 returns the hex sha256 and size of the file at path.
-func fileSHA256(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", n, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/stretchr/testify/require"
 )
 
@@ -58,10 +59,10 @@ func TestRepairRacesRetirement(t *testing.T) {
 	for _, how := range []string{"retention", "catch-up"} {
 		t.Run(how, func(t *testing.T) {
 			dir := t.TempDir()
-			f := openPolicyFSM(t, dir, filePolicy{maxSize: 2048})
+			f := openPolicyFSM(t, dir, filePolicy{rotation: store.Rotation{MaxSize: 2048}})
 			f.ApplyBatch(testLogs(30, 7))
-			require.Greater(t, len(f.seg.rotated), 2)
-			fs := f.seg.rotated[0]
+			require.Greater(t, len(f.seg.State(0).Rotated), 2)
+			fs := f.seg.State(0).Rotated[0]
 			path := filepath.Join(dir, fs.Name)
 			good, err := os.ReadFile(path)
 			require.NoError(t, err)
@@ -79,7 +80,7 @@ func TestRepairRacesRetirement(t *testing.T) {
 			var retire func() error
 			switch how {
 			case "retention":
-				f.policy.maxFiles = len(f.seg.rotated) - 1 // the oldest goes
+				f.policy.maxFiles = len(f.seg.State(0).Rotated) - 1 // the oldest goes
 				retire = f.retain
 			case "catch-up":
 				snap, err := f.Snapshot()
@@ -115,7 +116,7 @@ func TestRepairRacesRetirement(t *testing.T) {
 			require.NotContains(t, names, fs.Name, "repair brought back a file that left the log")
 			require.NoFileExists(t, path)
 			if how == "retention" {
-				b, err := os.ReadFile(filepath.Join(dir, retiredName(fs.Name)))
+				b, err := os.ReadFile(filepath.Join(dir, store.RetiredName(fs.Name)))
 				require.NoError(t, err)
 				require.Equal(t, good, b, "the retired file is the repaired copy")
 			}

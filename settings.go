@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/logx-dev/logx/internal/store"
 )
 
 // The cluster's settings. What a node writes depends on File, MaxSize,
@@ -104,7 +106,7 @@ func (s clusterSettings) adopt(c Config) Config {
 }
 
 func (s clusterSettings) policy() filePolicy {
-	return filePolicy{maxSize: s.MaxSize, every: s.RotateEvery, maxFiles: s.MaxFiles, maxAge: s.MaxAge, dedupWindow: s.DedupWindow}
+	return filePolicy{rotation: store.Rotation{MaxSize: s.MaxSize, Every: s.RotateEvery}, maxFiles: s.MaxFiles, maxAge: s.MaxAge, dedupWindow: s.DedupWindow}
 }
 
 // check validates settings decoded from the log or a snapshot as a Config
@@ -168,13 +170,13 @@ func (f *fsm) useSettings(s clusterSettings) error {
 			return &ConfigError{Field: "File", Err: fmt.Errorf("this node's files are named after %q, the cluster's after %q", f.file, s.File)}
 		}
 		if f.seg != nil {
-			if err := f.seg.close(); err != nil {
+			if err := f.seg.Close(); err != nil {
 				return err
 			}
 			if err := os.Remove(filepath.Join(f.dir, f.file)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err
 			}
-			seg, err := openSegments(f.dir, s.File, s.policy(), f.st, true)
+			seg, err := f.openFiles(f.st.State, s.File, s.policy().rotation, true)
 			if err != nil {
 				return err // the caller stops this node's apply
 			}
@@ -184,7 +186,7 @@ func (f *fsm) useSettings(s clusterSettings) error {
 	}
 	f.policy = s.policy()
 	if f.seg != nil {
-		f.seg.policy = f.policy
+		f.seg.SetRotation(f.policy.rotation)
 	}
 	f.format = s.Format
 	f.settings.Store(&s)

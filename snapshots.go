@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/store"
 )
 
 // checkedSnapshots is Raft's snapshot store with one more check: a
@@ -101,7 +102,7 @@ type manifest struct {
 	Owners    map[string]string         `json:"clock_owners,omitempty"`
 	Settings  *clusterSettings          `json:"settings,omitempty"`
 	Catalog   map[string]*catalogEntry  `json:"catalog,omitempty"` // the default stream's (catalog.go)
-	Files     []fileState               `json:"files"`
+	Files     []store.File              `json:"files"`
 }
 
 // readManifest decodes a snapshot and checks that it describes files this
@@ -128,11 +129,11 @@ func readManifest(r io.Reader, file func(*manifest) string) (*manifest, error) {
 	if err := checkCatalog(m.Catalog); err != nil {
 		return nil, fmt.Errorf("logx: snapshot: %w", err)
 	}
-	names := newFileNames(file(&m))
+	names := store.NewNames(file(&m))
 	for i, mf := range m.Files {
-		want := names.name
+		want := names.Active()
 		if i < len(m.Files)-1 {
-			want = names.segmentName(mf.First)
+			want = names.Segment(mf.First)
 		}
 		switch {
 		case mf.First == 0 || i > 0 && mf.First <= m.Files[i-1].First:

@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hashicorp/raft-wal/types"
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/logx-dev/logx/internal/wire"
 )
 
@@ -185,39 +186,9 @@ func newStream(cfg Config, m *mux, name string, hooks *nodeHooks) (_ *Stream, er
 		return nil, fmt.Errorf("logx: %w", err)
 	}
 
-	if lx.fsm, err = newFSM(cfg.Dir, cfg.File, cfg.filePolicy(), cfg.Format, cfg.CheckpointInterval, lx.logf); err != nil {
-		return nil, fmt.Errorf("logx: opening log files: %w", err)
-	}
-	lx.fsm.fetcher = lx
-	lx.fsm.want = want
 	if hooks != nil {
 		lx.hooks = *hooks
-		lx.fsm.onCatalog = hooks.onCatalog
 	}
-	lx.fsm.hooks, lx.fsm.fault = cfg.powerCut, cfg.diskFault
-	lx.fsm.useSegment(lx.fsm.seg)
-	lx.fsm.onWriteError = lx.onWriteError
-	lx.fsm.onActive = lx.markActive
-	lx.fsm.bg.onBlocked = lx.onCatchingUp
-	// The rotated files to check in the background once peers are
-	// reachable (scrub.go), taken before Raft's apply can change the list.
-	// An interrupted catch-up checks every file against the snapshot
-	// itself.
-	var rotated []fileState
-	if !lx.fsm.st.CatchingUp {
-		rotated = slices.Clone(lx.fsm.st.Rotated)
-	}
-	undo = append(undo, func() {
-		if lx.fsm.seg != nil {
-			_ = lx.fsm.seg.close()
-		}
-	})
-	// Runs before the one above: a catch-up that NewRaft left to the
-	// background stops first.
-	undo = append(undo, func() {
-		lx.fsm.halt()
-		lx.fsm.stopBackground()
-	})
 
 	raftName := "raft"
 	if name != DefaultStream {
@@ -249,6 +220,41 @@ func newStream(cfg Config, m *mux, name string, hooks *nodeHooks) (_ *Stream, er
 		return nil, fmt.Errorf("logx: opening Raft log: %w", err)
 	}
 	undo = append(undo, func() { _ = lx.wal.Close() })
+	logs := raft.LogStore(lx.wal)
+	if cache, err := raft.NewLogCache(logCacheSize, lx.wal); err == nil {
+		logs = cache
+	}
+
+	fc := fsmConfig{dir: cfg.Dir, file: cfg.File, policy: cfg.filePolicy(), format: cfg.Format,
+		stateInterval: cfg.CheckpointInterval, logf: lx.logf, want: want, logs: logs, fetcher: lx,
+		onWriteError: lx.onWriteError, onActive: lx.markActive, onBlocked: lx.onCatchingUp,
+		hooks: cfg.powerCut, fault: cfg.diskFault}
+	if hooks != nil {
+		fc.onCatalog = hooks.onCatalog
+	}
+	if lx.fsm, err = newFSM(fc); err != nil {
+		return nil, fmt.Errorf("logx: opening log files: %w", err)
+	}
+	// The rotated files to check in the background once peers are
+	// reachable (scrub.go), taken before Raft's apply can change the list.
+	// An interrupted catch-up checks every file against the snapshot
+	// itself.
+	var rotated []store.File
+	if !lx.fsm.st.CatchingUp {
+		rotated = slices.Clone(lx.fsm.st.Rotated)
+	}
+	undo = append(undo, func() {
+		if lx.fsm.seg != nil {
+			_ = lx.fsm.seg.Close()
+		}
+	})
+	// Runs before the one above: a catch-up that NewRaft left to the
+	// background stops first.
+	undo = append(undo, func() {
+		lx.fsm.halt()
+		lx.fsm.stopBackground()
+	})
+
 	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hl.Named("snapshots"))
 	if err != nil {
 		return nil, fmt.Errorf("logx: opening snapshot store: %w", err)
@@ -299,12 +305,7 @@ func newStream(cfg Config, m *mux, name string, hooks *nodeHooks) (_ *Stream, er
 	rc.BatchApplyCh = true
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
-	store := raft.LogStore(lx.wal)
-	if cache, err := raft.NewLogCache(logCacheSize, lx.wal); err == nil {
-		store = cache
-	}
-	lx.fsm.logs = store
-	existing, err := raft.HasExistingState(store, lx.wal, snaps)
+	existing, err := raft.HasExistingState(logs, lx.wal, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
 	}
@@ -312,7 +313,7 @@ func newStream(cfg Config, m *mux, name string, hooks *nodeHooks) (_ *Stream, er
 	// catch-up it finds goes on in the background (fsm.Restore), since the
 	// peers it copies from may not be up yet.
 	lx.fsm.bg.starting.Store(true)
-	lx.raft, err = raft.NewRaft(rc, lx.fsm, store, lx.wal, snaps, lx.transport)
+	lx.raft, err = raft.NewRaft(rc, lx.fsm, logs, lx.wal, snaps, lx.transport)
 	lx.fsm.bg.starting.Store(false)
 	if err != nil {
 		return nil, fmt.Errorf("logx: starting Raft: %w", err)

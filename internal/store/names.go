@@ -1,0 +1,170 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// ErrCorrupt is a directory whose files contradict its checkpoint. The
+// logx package exports the same value as logx.ErrCorrupt.
+var ErrCorrupt = errors.New("logx: corrupt data directory")
+
+// File describes a log file: its first sequence number, size and the
+// sha256 of its bytes. It is part of the checkpoint and of the snapshot
+// manifest, both JSON: its field names are a file format.
+type File struct {
+	Name   string `json:"name"`
+	First  uint64 `json:"first"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+	Newest int64  `json:"newest,omitempty"` // line clock of its newest line; 0: none
+
+	// MinTime and MaxTime are the earliest and latest time of its lines
+	// as their heads show them (LineTime; a line without a time counts
+	// as 0), recorded as they are written; Grep skips files whose range
+	// lies outside a query's. Lines are not in time order (entry times
+	// are the callers' clocks), so only the whole range says which times
+	// a file holds. Both 0: not recorded.
+	MinTime int64 `json:"min_time,omitempty"`
+	MaxTime int64 `json:"max_time,omitempty"`
+}
+
+// LineTime is the time a line's head shows for an entry whose record says
+// unixNano (the time its body was rendered with), in Unix nanoseconds: the
+// head shows microseconds, cut down. An entry without a time (0) stays 0:
+// counting it in a range only widens the range.
+func LineTime(unixNano int64) int64 {
+	r := unixNano % 1000
+	if r < 0 {
+		r += 1000
+	}
+	if unixNano < math.MinInt64+r {
+		return math.MinInt64
+	}
+	return unixNano - r
+}
+
+// Names derives a log's file names from its active file's name: rotated
+// files are <stem>-<first sequence number, 20 digits><ext>.
+type Names struct {
+	name string // the active file
+	stem string // name without extension
+	ext  string
+}
+
+// NewNames returns the names of the log whose active file is name.
+func NewNames(name string) Names {
+	ext := filepath.Ext(name)
+	return Names{name: name, stem: strings.TrimSuffix(name, ext), ext: ext}
+}
+
+// Active is the active file's name.
+func (n Names) Active() string { return n.name }
+
+// Segment is the name of the rotated file whose first line has sequence
+// number first.
+func (n Names) Segment(first uint64) string {
+	return fmt.Sprintf("%s-%020d%s", n.stem, first, n.ext)
+}
+
+// ParseSegment returns the first sequence number of a rotated file name.
+func (n Names) ParseSegment(name string) (uint64, bool) {
+	if !strings.HasPrefix(name, n.stem+"-") || !strings.HasSuffix(name, n.ext) {
+		return 0, false
+	}
+	digits := name[len(n.stem)+1 : len(name)-len(n.ext)]
+	if len(digits) != 20 {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(digits, 10, 64)
+	return v, err == nil
+}
+
+// RetiredName is the name a retired file waits under until it is deleted.
+func RetiredName(name string) string { return ".retired-" + name }
+
+// LogFiles returns the names of the log files in dir for the active file
+// name, rotated files first in log order and the active file last.
+func LogFiles(dir, name string) ([]string, error) {
+	n := NewNames(name)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var rotated []string
+	active := false
+	for _, e := range ents {
+		if e.Name() == name {
+			active = true
+		} else if _, ok := n.ParseSegment(e.Name()); ok {
+			rotated = append(rotated, e.Name())
+		}
+	}
+	sort.Strings(rotated)
+	if active {
+		rotated = append(rotated, name)
+	}
+	return rotated, nil
+}
+
+// WriteFileAtomic writes b to a temporary file, fsyncs it and renames it
+// over path, then fsyncs the directory.
+func WriteFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
+}
+
+// SyncDir fsyncs a directory, so that renames and new files in it last.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// FileSHA256 returns the hex sha256 and size of the file at path.
+func FileSHA256(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", n, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}

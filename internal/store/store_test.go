@@ -1,0 +1,276 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// write adds n lines of the given size starting at sequence number seq,
+// each with clock clock (0: none), and flushes them.
+func write(t *testing.T, w *Writer, seq uint64, n, size int, clock int64) uint64 {
+	t.Helper()
+	for range n {
+		line := fmt.Appendf(nil, "seq=%d %s\n", seq, make([]byte, size))
+		if err := w.Add(seq, line, clock, clock); err != nil {
+			t.Fatal(err)
+		}
+		seq++
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
+func open(t *testing.T, dir string, rot Rotation, st State, known bool, h Hooks) *Writer {
+	t.Helper()
+	w, err := Open(dir, "app.log", rot, st, known, "state.json", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	return w
+}
+
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// sums checks that every file Files describes has the size and sha256 it
+// says.
+func sums(t *testing.T, dir string, files []File) {
+	t.Helper()
+	for _, f := range files {
+		sum, size, err := FileSHA256(filepath.Join(dir, f.Name))
+		if err != nil || sum != f.SHA256 || size != f.Size {
+			t.Fatalf("%s: %d bytes %s (%v); described as %d bytes %s", f.Name, size, sum, err, f.Size, f.SHA256)
+		}
+	}
+}
+
+func TestNames(t *testing.T) {
+	n := NewNames("app.log")
+	if got := n.Segment(42); got != "app-00000000000000000042.log" {
+		t.Fatal(got)
+	}
+	for _, c := range []struct {
+		name string
+		ok   bool
+	}{{"app-00000000000000000042.log", true}, {"app-0000000000000000042.log", false}, {"app.log", false},
+		{"app-0000000000000000004x.log", false}, {"other-00000000000000000042.log", false}, {"app-99999999999999999999.log", false}} {
+		first, ok := n.ParseSegment(c.name)
+		if ok != c.ok || ok && first != 42 {
+			t.Fatalf("%s: %d %v", c.name, first, ok)
+		}
+	}
+	if LineTime(1_234_567) != 1_234_000 || LineTime(-1) != -1000 || LineTime(0) != 0 {
+		t.Fatal("LineTime does not cut to microseconds")
+	}
+}
+
+// TestRotateAndRecover: lines past MaxSize rotate into numbered files, and
+// a Writer reopened at a checkpoint cuts off everything written after it
+// (lines, a torn line, rotations), leaving exactly the checkpointed bytes.
+func TestRotateAndRecover(t *testing.T) {
+	dir := t.TempDir()
+	rot := Rotation{MaxSize: 1000}
+	w := open(t, dir, rot, State{ActiveFirst: 1}, false, Hooks{})
+	next := write(t, w, 1, 10, 200, 0)
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	cp := w.State(next)
+	files := w.Files()
+	if len(files) < 3 || w.Rotations() != uint64(len(files)-1) {
+		t.Fatalf("%d files after %d rotations", len(files), w.Rotations())
+	}
+	sums(t, dir, files)
+	names, _ := LogFiles(dir, "app.log")
+	if len(names) != len(files) || names[len(names)-1] != "app.log" {
+		t.Fatalf("LogFiles: %v", names)
+	}
+
+	// More lines, more rotations, then a torn line: a crash.
+	write(t, w, next, 12, 200, 0)
+	_ = w.Close()
+	f, err := os.OpenFile(filepath.Join(dir, "app.log"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.WriteString("seq=999 torn")
+	f.Close()
+
+	w2 := open(t, dir, rot, cp, true, Hooks{})
+	if got := w2.Files(); !slices.Equal(got, files) {
+		t.Fatalf("recovered\n%v\nwant\n%v", got, files)
+	}
+	sums(t, dir, w2.Files())
+	if n, _ := LogFiles(dir, "app.log"); !slices.Equal(n, names) {
+		t.Fatalf("files after recovery %v, want %v", n, names)
+	}
+	// It goes on as the first writer would have.
+	write(t, w2, next, 3, 200, 0)
+	sums(t, dir, w2.Files())
+}
+
+// TestRecoverMidRotation: a crash between renaming the active file and
+// creating the new one puts the renamed file back.
+func TestRecoverMidRotation(t *testing.T) {
+	dir := t.TempDir()
+	w := open(t, dir, Rotation{MaxSize: 1 << 20}, State{ActiveFirst: 1}, false, Hooks{})
+	next := write(t, w, 1, 5, 100, 0)
+	cp := w.State(next)
+	want := w.Active()
+	_ = w.Close()
+	if err := os.Rename(filepath.Join(dir, "app.log"), filepath.Join(dir, NewNames("app.log").Segment(1))); err != nil {
+		t.Fatal(err)
+	}
+	w2 := open(t, dir, Rotation{MaxSize: 1 << 20}, cp, true, Hooks{})
+	if got := w2.Active(); got != want {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	if n := listDir(t, dir); !slices.Equal(n, []string{"app.log"}) {
+		t.Fatalf("files: %v", n)
+	}
+}
+
+// TestOpenRefusesCorrupt: files without a checkpoint, or an active file
+// shorter than its checkpoint, are ErrCorrupt, never overwritten.
+func TestOpenRefusesCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	w := open(t, dir, Rotation{MaxSize: 300}, State{ActiveFirst: 1}, false, Hooks{})
+	next := write(t, w, 1, 5, 100, 0)
+	cp := w.State(next)
+	_ = w.Close()
+	if _, err := Open(dir, "app.log", Rotation{MaxSize: 300}, State{ActiveFirst: 1}, false, "state.json", Hooks{}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("no checkpoint: %v", err)
+	}
+	if err := os.Truncate(filepath.Join(dir, "app.log"), cp.ActiveSize-1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, "app.log", Rotation{MaxSize: 300}, cp, true, "state.json", Hooks{}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("short active file: %v", err)
+	}
+}
+
+// TestRotateByPeriod: a line whose clock falls in a later period than the
+// active file's newest line starts a new file; lines without a clock never
+// do.
+func TestRotateByPeriod(t *testing.T) {
+	dir := t.TempDir()
+	h := int64(time.Hour)
+	w := open(t, dir, Rotation{MaxSize: 1 << 30, Every: time.Hour}, State{ActiveFirst: 1}, false, Hooks{})
+	next := write(t, w, 1, 3, 10, 5*h+1)
+	next = write(t, w, next, 2, 10, 0)
+	next = write(t, w, next, 2, 10, 5*h+2)
+	if w.Rotations() != 0 {
+		t.Fatal("rotated within one period")
+	}
+	write(t, w, next, 1, 10, 6*h)
+	if w.Rotations() != 1 || w.Active().First != next {
+		t.Fatalf("%d rotations, active file starts at %d", w.Rotations(), w.Active().First)
+	}
+	if f := w.Files()[0]; f.Newest != 5*h+2 || f.MinTime != 0 || f.MaxTime != 5*h+2-(5*h+2)%1000 {
+		t.Fatalf("rotated file %+v", f)
+	}
+}
+
+// TestRetire: retention takes the oldest files out by count and by age,
+// renaming them; OpenFile still finds a retired file, and recovery to a
+// checkpoint taken before the retirement brings it back.
+func TestRetire(t *testing.T) {
+	dir := t.TempDir()
+	h := int64(time.Hour)
+	rot := Rotation{MaxSize: 1 << 30, Every: time.Hour}
+	w := open(t, dir, rot, State{ActiveFirst: 1}, false, Hooks{})
+	next := uint64(1)
+	for hour := int64(1); hour <= 6; hour++ {
+		next = write(t, w, next, 2, 10, hour*h)
+	}
+	cp := w.State(next)
+	if len(cp.Rotated) != 5 {
+		t.Fatalf("%d rotated files", len(cp.Rotated))
+	}
+	var mu sync.Mutex
+	gone, err := w.Retire(3, 0, 6*h, &mu)
+	if err != nil || len(gone) != 2 || gone[0] != cp.Rotated[0] || gone[1] != cp.Rotated[1] {
+		t.Fatalf("by count: %v, %v", gone, err)
+	}
+	gone, err = w.Retire(0, 150*time.Minute, 6*h, &mu)
+	if err != nil || len(gone) != 1 || gone[0] != cp.Rotated[2] {
+		t.Fatalf("by age: %v, %v", gone, err)
+	}
+	if got := w.State(next).Rotated; !slices.Equal(got, cp.Rotated[3:]) {
+		t.Fatalf("left %v", got)
+	}
+	fh, err := w.OpenFile(cp.Rotated[0].First)
+	if err != nil {
+		t.Fatalf("a retired file: %v", err)
+	}
+	b, _ := io.ReadAll(fh)
+	fh.Close()
+	if int64(len(b)) != cp.Rotated[0].Size {
+		t.Fatalf("read %d bytes of %d", len(b), cp.Rotated[0].Size)
+	}
+	if _, err := w.OpenFile(next + 5); err == nil {
+		t.Fatal("opened a file that does not exist")
+	}
+	_ = w.Close()
+
+	w2 := open(t, dir, rot, cp, true, Hooks{})
+	if got := w2.State(next).Rotated; !slices.Equal(got, cp.Rotated) {
+		t.Fatalf("after recovery %v", got)
+	}
+	sums(t, dir, w2.Files())
+}
+
+// TestHooks: a failing disk fails the write after part of it, and Synced
+// hears every durable size.
+func TestHooks(t *testing.T) {
+	dir := t.TempDir()
+	var fail bool
+	var synced []int64
+	w := open(t, dir, Rotation{MaxSize: 1 << 20}, State{ActiveFirst: 1}, false, Hooks{
+		Fault: func() error {
+			if fail {
+				return errors.New("disk full")
+			}
+			return nil
+		},
+		Synced: func(path string, size int64) { synced = append(synced, size) },
+	})
+	next := write(t, w, 1, 3, 10, 0)
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	size := w.Active().Size
+	if !slices.Equal(synced, []int64{0, size}) {
+		t.Fatalf("synced %v", synced)
+	}
+	fail = true
+	if err := w.Add(next, []byte("seq=4 x\n"), 0, 0); err != nil {
+		t.Fatal(err) // buffered
+	}
+	if err := w.Flush(); err == nil {
+		t.Fatal("a failing disk took the write")
+	}
+	if err := w.Sync(); err == nil {
+		t.Fatal("a failing disk took the fsync")
+	}
+}

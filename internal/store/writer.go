@@ -1,0 +1,417 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// State is the part of a checkpoint that describes the files: the active
+// file's first sequence number, the bytes of it covered, the clock of its
+// newest line and the time range of its lines, and the rotated files. The
+// logx package embeds it in its checkpoint (state.json), so its JSON names
+// are a file format.
+type State struct {
+	ActiveFirst  uint64 `json:"active_first"`            // first sequence number of the active file
+	ActiveSize   int64  `json:"active_size"`             // bytes of the active file covered
+	Rotated      []File `json:"rotated"`                 // rotated files, oldest first
+	ActiveNewest int64  `json:"active_newest,omitempty"` // line clock of the active file's newest line
+	// The time range of the active file's lines (see File.MinTime); both
+	// 0 when not known.
+	ActiveMinTime int64 `json:"active_min_time,omitempty"`
+	ActiveMaxTime int64 `json:"active_max_time,omitempty"`
+}
+
+// Rotation is when the active file is rotated. Every node of a cluster
+// must use the same.
+type Rotation struct {
+	MaxSize int64         // rotate when a line would take the file past this
+	Every   time.Duration // rotate when a line's clock enters a new period (0: never)
+}
+
+// Hooks are test seams; nil fields do nothing.
+type Hooks struct {
+	// Fault is asked before every write and fsync of the log files: an
+	// error from it fails the write (a full disk) after half the bytes.
+	Fault func() error
+	// Synced is told that the first size bytes of the file at path are
+	// durable: after an fsync, after recovery cut the file back, and when
+	// a rotation starts a new file.
+	Synced func(path string, size int64)
+}
+
+// Writer appends lines to the active file and rotates it. One goroutine
+// uses it (Raft's apply); ActiveFirst, Names and Dir may be called from
+// any.
+type Writer struct {
+	names Names
+	dir   string
+	rot   Rotation
+	hooks Hooks
+
+	f       *os.File
+	first   uint64 // first sequence number of the active file
+	size    int64
+	newest  int64     // entry clock of the active file's newest line
+	buf     []byte    // lines not yet written
+	hash    hash.Hash // sha256 of the active file's bytes
+	rotated []File    // rotated files, oldest first
+
+	// minTime and maxTime are the range of the active file's line times
+	// (LineTime); timesKnown is false while it holds lines from before a
+	// restart whose range the checkpoint did not record.
+	minTime, maxTime int64
+	timesKnown       bool
+
+	rotations   uint64
+	activeFirst atomic.Uint64 // first, for readers on other goroutines
+}
+
+// Open recovers the files of dir to the checkpoint st (known is false when
+// there is none: a new directory) and opens the active file name for
+// appending. Everything past the checkpoint is undone: the active file is
+// cut back to the covered size (a torn last line included), files rotated
+// after it are put back or removed, and files retired after it return;
+// the caller then writes the same lines again. stateFile names the
+// checkpoint in errors.
+func Open(dir, name string, rot Rotation, st State, known bool, stateFile string, hooks Hooks) (*Writer, error) {
+	w := &Writer{names: NewNames(name), dir: dir, rot: rot, hooks: hooks, first: st.ActiveFirst, size: st.ActiveSize,
+		newest: st.ActiveNewest, hash: sha256.New(), rotated: slices.Clone(st.Rotated),
+		minTime: st.ActiveMinTime, maxTime: st.ActiveMaxTime, timesKnown: st.ActiveMinTime != 0 || st.ActiveMaxTime != 0}
+	w.activeFirst.Store(w.first)
+	active := filepath.Join(dir, name)
+
+	// Files the checkpoint still lists that retention retired after it:
+	// put them back; the caller retires them again.
+	for _, fs := range st.Rotated {
+		path := filepath.Join(dir, fs.Name)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			err := os.Rename(filepath.Join(dir, RetiredName(fs.Name)), path)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, err
+			}
+		}
+	}
+
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	activeSeg := ""
+	for _, e := range ents {
+		name := e.Name()
+		first, ok := w.names.ParseSegment(name)
+		if rest, retired := strings.CutPrefix(name, RetiredName("")); retired {
+			// Retired after the checkpoint: undo like a rotation, since
+			// the caller rotates and retires it again.
+			if first, ok = w.names.ParseSegment(rest); !ok || first < st.ActiveFirst {
+				continue
+			}
+			if err := os.Rename(filepath.Join(dir, name), filepath.Join(dir, rest)); err != nil {
+				return nil, err
+			}
+			name = rest
+		}
+		if !ok {
+			continue
+		}
+		if !known {
+			return nil, fmt.Errorf("%w: %s exists but %s does not", ErrCorrupt, name, stateFile)
+		}
+		switch {
+		case first == st.ActiveFirst:
+			activeSeg = name
+		case first > st.ActiveFirst: // rotated after the checkpoint: undo
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if activeSeg != "" {
+		// A rotation of the checkpointed active file was under way: put it back.
+		if err := os.Rename(filepath.Join(dir, activeSeg), active); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.OpenFile(active, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.recoverActive(f, st, known, stateFile); err != nil {
+		f.Close()
+		return nil, err
+	}
+	w.f = f
+	w.noteSynced()
+	return w, nil
+}
+
+// recoverActive cuts the active file f back to the checkpoint's size and
+// resumes its checksum.
+func (w *Writer) recoverActive(f *os.File, st State, known bool, stateFile string) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() > 0 && !known {
+		return fmt.Errorf("%w: %s holds %d bytes but %s is missing", ErrCorrupt, f.Name(), fi.Size(), stateFile)
+	}
+	if fi.Size() < st.ActiveSize {
+		return fmt.Errorf("%w: %s has %d bytes, the checkpoint says %d", ErrCorrupt, f.Name(), fi.Size(), st.ActiveSize)
+	}
+	if fi.Size() > st.ActiveSize {
+		// Lines applied after the checkpoint, possibly torn: the caller
+		// writes them again.
+		if err := f.Truncate(st.ActiveSize); err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+	}
+	if _, err := io.Copy(w.hash, io.NewSectionReader(f, 0, st.ActiveSize)); err != nil {
+		return err
+	}
+	if _, err := f.Seek(st.ActiveSize, io.SeekStart); err != nil {
+		return err
+	}
+	return SyncDir(w.dir)
+}
+
+// Add buffers one line whose sequence number is seq, entry clock clock and
+// record time unixNano (what its head shows; 0: none), rotating first when
+// the line would take the active file past the maximum size, or when its
+// clock is in a later period than the file's newest line.
+func (w *Writer) Add(seq uint64, line []byte, clock, unixNano int64) error {
+	if w.size > 0 && (w.size+int64(len(line)) > w.rot.MaxSize || w.newPeriod(clock)) {
+		if err := w.rotate(seq); err != nil {
+			return err
+		}
+	}
+	if w.size == 0 {
+		w.first = seq
+		w.activeFirst.Store(seq)
+		w.newest = 0
+		w.minTime, w.maxTime, w.timesKnown = math.MaxInt64, math.MinInt64, true
+	}
+	w.newest = max(w.newest, clock)
+	t := LineTime(unixNano)
+	w.minTime, w.maxTime = min(w.minTime, t), max(w.maxTime, t)
+	w.buf = append(w.buf, line...)
+	w.size += int64(len(line))
+	if len(w.buf) >= bufSize {
+		return w.Flush()
+	}
+	return nil
+}
+
+// bufSize is how many bytes of lines Add gathers before it writes them.
+// Raft hands apply many batches at once; writing as they come keeps the
+// buffer small, where one write per call would grow it to all of them.
+const bufSize = 256 << 10
+
+// newPeriod reports whether clock falls in a later rotation period than the
+// active file's newest line. Periods are multiples of the interval counted
+// from the Unix epoch, so hourly and daily files start on the hour and at
+// midnight UTC. Lines without a clock (0) never rotate, and a file none of
+// whose lines has one is not rotated by time.
+func (w *Writer) newPeriod(clock int64) bool {
+	every := int64(w.rot.Every)
+	return every > 0 && clock > 0 && w.newest > 0 && clock/every > w.newest/every
+}
+
+// Flush writes the buffered lines.
+func (w *Writer) Flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	if w.hooks.Fault != nil {
+		if err := w.hooks.Fault(); err != nil {
+			_, _ = w.f.Write(w.buf[:len(w.buf)/2]) // as a full disk does: part of it
+			return err
+		}
+	}
+	_, err := w.f.Write(w.buf)
+	w.hash.Write(w.buf)
+	w.buf = w.buf[:0]
+	return err
+}
+
+// Active describes the active file as written so far (after Flush).
+func (w *Writer) Active() File {
+	fs := File{Name: w.names.name, First: w.first, Size: w.size, SHA256: hex.EncodeToString(w.hash.Sum(nil)), Newest: w.newest}
+	fs.MinTime, fs.MaxTime = w.timeRange()
+	return fs
+}
+
+// Files is every file of the log as written so far (after Flush): the
+// rotated ones, oldest first, and the active one last.
+func (w *Writer) Files() []File { return append(slices.Clone(w.rotated), w.Active()) }
+
+// State is the checkpoint of the files as written so far (after Flush and
+// Sync). next is the sequence number the next line will have: the active
+// file's first when it is empty.
+func (w *Writer) State(next uint64) State {
+	st := State{ActiveFirst: w.first, ActiveSize: w.size, ActiveNewest: w.newest, Rotated: slices.Clone(w.rotated)}
+	if w.size == 0 {
+		st.ActiveFirst = next
+	}
+	st.ActiveMinTime, st.ActiveMaxTime = w.timeRange()
+	return st
+}
+
+// timeRange is the range of the active file's line times, or 0, 0 when it
+// is empty or not known.
+func (w *Writer) timeRange() (int64, int64) {
+	if w.size == 0 || !w.timesKnown {
+		return 0, 0
+	}
+	return w.minTime, w.maxTime
+}
+
+// Rotations counts the rotations since Open.
+func (w *Writer) Rotations() uint64 { return w.rotations }
+
+// SetRotation changes when the active file rotates (the cluster's settings
+// became known).
+func (w *Writer) SetRotation(r Rotation) { w.rot = r }
+
+// rotate closes the active file under its rotated name and starts a new one
+// whose first line will be next.
+func (w *Writer) rotate(next uint64) error {
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if err := w.f.Sync(); err != nil {
+		return err
+	}
+	if err := w.f.Close(); err != nil {
+		return err
+	}
+	active := filepath.Join(w.dir, w.names.name)
+	done := w.Active()
+	done.Name = w.names.Segment(w.first)
+	if err := os.Rename(active, filepath.Join(w.dir, done.Name)); err != nil {
+		return err
+	}
+	w.rotated = append(w.rotated, done)
+	f, err := os.OpenFile(active, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	w.f = f
+	w.first = next
+	w.activeFirst.Store(next)
+	w.size = 0
+	w.newest = 0
+	w.hash.Reset()
+	w.rotations++
+	w.noteSynced()
+	return SyncDir(w.dir)
+}
+
+// Sync fsyncs the active file.
+func (w *Writer) Sync() error {
+	if w.hooks.Fault != nil {
+		if err := w.hooks.Fault(); err != nil {
+			return err
+		}
+	}
+	if err := w.f.Sync(); err != nil {
+		return err
+	}
+	w.noteSynced()
+	return nil
+}
+
+// noteSynced tells the Synced hook the active file's durable size.
+func (w *Writer) noteSynced() {
+	if w.hooks.Synced != nil {
+		w.hooks.Synced(filepath.Join(w.dir, w.names.name), w.size)
+	}
+}
+
+// Close closes the active file (without a Flush).
+func (w *Writer) Close() error {
+	if w.f == nil {
+		return nil
+	}
+	err := w.f.Close()
+	w.f = nil
+	return err
+}
+
+// Retire takes the oldest rotated files out of the log while there are
+// more than maxFiles (0: no limit), or the oldest one's newest line clock
+// is more than maxAge (0: no limit) older than clock, and returns them. A
+// retired file is renamed to RetiredName, not deleted: a peer catching up
+// from a recent snapshot may still fetch it. Each rename is made holding
+// lock.
+func (w *Writer) Retire(maxFiles int, maxAge time.Duration, clock int64, lock sync.Locker) ([]File, error) {
+	var out []File
+	for len(w.rotated) > 0 {
+		old := w.rotated[0]
+		byCount := maxFiles > 0 && len(w.rotated) > maxFiles
+		byAge := maxAge > 0 && old.Newest > 0 && clock > 0 && old.Newest < clock-int64(maxAge)
+		if !byCount && !byAge {
+			break
+		}
+		lock.Lock()
+		err := os.Rename(filepath.Join(w.dir, old.Name), filepath.Join(w.dir, RetiredName(old.Name)))
+		lock.Unlock()
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return out, err
+		}
+		// A new slice: State's earlier copies share the old one.
+		w.rotated = slices.Delete(slices.Clone(w.rotated), 0, 1)
+		out = append(out, old)
+	}
+	return out, nil
+}
+
+// OpenFile opens the log file whose first sequence number is first: a
+// rotated file (or one retired but not yet deleted), or the active file.
+// It may be called from any goroutine: a rotation can rename the active
+// file between the look-ups, and the checks below make sure the file
+// returned is the one asked for.
+func (w *Writer) OpenFile(first uint64) (*os.File, error) {
+	rotated := filepath.Join(w.dir, w.names.Segment(first))
+	if fh, err := os.Open(rotated); err == nil {
+		return fh, nil
+	}
+	// Retired by retention, but a snapshot that lists it may be in use.
+	if fh, err := os.Open(filepath.Join(w.dir, RetiredName(w.names.Segment(first)))); err == nil {
+		return fh, nil
+	}
+	if w.activeFirst.Load() != first {
+		return nil, fmt.Errorf("no segment starts at %d", first)
+	}
+	fh, err := os.Open(filepath.Join(w.dir, w.names.name))
+	if err != nil {
+		return nil, err
+	}
+	if rf, err := os.Open(rotated); err == nil { // rotated meanwhile
+		fh.Close()
+		return rf, nil
+	}
+	if w.activeFirst.Load() != first {
+		fh.Close()
+		return nil, fmt.Errorf("segment %d rotated away", first)
+	}
+	return fh, nil
+}
+
+// ActiveFirst is the first sequence number of the active file; safe from
+// any goroutine.
+func (w *Writer) ActiveFirst() uint64 { return w.activeFirst.Load() }
