@@ -216,7 +216,7 @@ var benchCatchUpBytes = flag.Int64("bench.catchup-bytes", 1<<30, "log size for B
 func BenchmarkCatchUp(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		c := newTestCluster(b, 3, func(cfg *Config) {
+		c := newTestClusterSeams(b, 3, func(cfg *Config, sm *seams) {
 			cfg.LogOutput = quietWriter{}
 			if os.Getenv("LOGX_BENCH_VERBOSE") != "" {
 				cfg.LogOutput = os.Stderr
@@ -224,7 +224,7 @@ func BenchmarkCatchUp(b *testing.B) {
 			cfg.ElectionTimeout = time.Second
 			cfg.TrailingLogs = 64
 			cfg.SnapshotThreshold = 1 << 30
-			cfg.walSegmentSize = 8 << 20
+			sm.walSegmentSize = 8 << 20
 		})
 		c.stop(2)
 		msg := strings.Repeat("x", 1000)

@@ -55,11 +55,11 @@ func (c *testCluster) snapshotAll() {
 }
 
 func catchUpCluster(t *testing.T) *testCluster {
-	return newTestCluster(t, 3, func(cfg *Config) {
+	return newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
 		cfg.MaxSize = 16 << 10
 		cfg.TrailingLogs = 8
 		cfg.SnapshotThreshold = 1 << 20 // snapshots only when the test asks
-		cfg.walSegmentSize = 16 << 10   // so that compaction drops segments
+		sm.walSegmentSize = 16 << 10    // so that compaction drops segments
 	})
 }
 
@@ -320,7 +320,7 @@ func interruptedCatchUp(t *testing.T) (*testCluster, uint64) {
 	c.snapshotAll()
 	entered := make(chan struct{}, 1)
 	c.cfgs[2].CloseTimeout = 2 * time.Second
-	c.cfgs[2].fetchHook = func(ctx context.Context) error {
+	c.seams[2].fetchHook = func(ctx context.Context) error {
 		select {
 		case entered <- struct{}{}:
 		default:
@@ -345,7 +345,7 @@ func interruptedCatchUp(t *testing.T) (*testCluster, uint64) {
 	c.nodes[2] = nil
 	t.Logf("Close during the catch-up took %v (CloseTimeout %v)", took, c.cfgs[2].CloseTimeout)
 	require.Less(t, took, c.cfgs[2].CloseTimeout+time.Second, "Close waited for the catch-up")
-	c.cfgs[2].fetchHook = nil
+	c.seams[2].fetchHook = nil
 	st, _, err := readState(c.cfgs[2].Dir)
 	require.NoError(t, err)
 	require.True(t, st.CatchingUp, "the checkpoint says a catch-up is under way")
@@ -401,7 +401,7 @@ func TestCatchUpColdStart(t *testing.T) {
 	c.stop(1)
 	held := make(chan struct{}, 1)
 	release := make(chan struct{})
-	c.cfgs[2].fetchHook = func(ctx context.Context) error {
+	c.seams[2].fetchHook = func(ctx context.Context) error {
 		select {
 		case held <- struct{}{}:
 		default:

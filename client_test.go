@@ -23,7 +23,7 @@ func TestClientSendBatches(t *testing.T) {
 	require.Equal(t, d.MaxBatchEntries, clientMaxBatchEntries)
 
 	// Clock reports are Raft entries too: one at start, then none.
-	lx := newSingle(t, func(cfg *Config) { cfg.clockEvery = time.Hour })
+	lx := newSingleSeams(t, nil, seams{clockEvery: time.Hour})
 	require.True(t, waitFor(10*time.Second, func() bool { return !lx.Stats().LogClock.IsZero() }))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

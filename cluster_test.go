@@ -21,6 +21,7 @@ import (
 type testCluster struct {
 	t     testing.TB
 	cfgs  []Config
+	seams []seams // the nodes' test hooks, by index (missing: none)
 	nodes []*Logx // nil while a node is down
 }
 
@@ -66,15 +67,26 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 func newTestCluster(t testing.TB, n int, tweak func(*Config)) *testCluster {
 	t.Helper()
+	return newTestClusterSeams(t, n, func(cfg *Config, _ *seams) {
+		if tweak != nil {
+			tweak(cfg)
+		}
+	})
+}
+
+// newTestClusterSeams is newTestCluster whose setup also sets each node's
+// test hooks.
+func newTestClusterSeams(t testing.TB, n int, setup func(*Config, *seams)) *testCluster {
+	t.Helper()
 	addrs := freeAddrs(t, n)
 	base := t.TempDir()
 	c := &testCluster{t: t}
 	for i := 0; i < n; i++ {
 		cfg := testConfig(t, i, addrs, filepath.Join(base, fmt.Sprintf("n%d", i+1)))
-		if tweak != nil {
-			tweak(&cfg)
-		}
+		var sm seams
+		setup(&cfg, &sm)
 		c.cfgs = append(c.cfgs, cfg)
+		c.seams = append(c.seams, sm)
 		c.nodes = append(c.nodes, nil)
 	}
 	for i := range c.cfgs {
@@ -87,7 +99,11 @@ func newTestCluster(t testing.TB, n int, tweak func(*Config)) *testCluster {
 
 func (c *testCluster) start(i int) {
 	c.t.Helper()
-	lx, err := New(c.cfgs[i])
+	var sm seams
+	if i < len(c.seams) {
+		sm = c.seams[i]
+	}
+	lx, err := newNode(c.cfgs[i], sm)
 	require.NoError(c.t, err)
 	c.nodes[i] = lx
 }

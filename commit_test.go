@@ -15,9 +15,9 @@ import (
 // CommitTimeout at an hour and no clock reports, only the follower's
 // request to pass the commit index on (commit.go) can.
 func TestFollowerFlushPassesCommitIndex(t *testing.T) {
-	c := newTestCluster(t, 3, func(cfg *Config) {
-		cfg.commitTimeout = time.Hour
-		cfg.clockEvery = time.Hour
+	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) {
+		sm.commitTimeout = time.Hour
+		sm.clockEvery = time.Hour
 	})
 	leader := c.leaderIndex()
 	for round := 0; round < 3; round++ {
@@ -62,7 +62,7 @@ func TestPassCommitIndexConcurrent(t *testing.T) {
 // sees them, and a flood of requests for them must not make every node
 // look behind (Stats.Lag, the lag alarm, logxprom's /healthz).
 func TestBarriersAreNotLag(t *testing.T) {
-	c := newTestCluster(t, 3, func(cfg *Config) { cfg.clockEvery = time.Hour })
+	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) { sm.clockEvery = time.Hour })
 	leader := c.nodes[c.leaderIndex()]
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -1,7 +1,6 @@
 package logx
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -200,51 +199,9 @@ type Config struct {
 	// diagnostics; never the replicated log. Defaults to os.Stderr.
 	LogOutput io.Writer `json:"-" yaml:"-"`
 
-	// walSegmentSize overrides raft-wal's segment size (64 MiB) in tests:
-	// raft-wal only drops whole segments when Raft compacts its log.
-	walSegmentSize int
-
-	// listenAddr and dialFrom are test hooks for the fault-injection
-	// harness: the node listens on listenAddr instead of Addr (a proxy at
-	// Addr forwards to it), and dials its peers from the local IP dialFrom.
-	listenAddr string
-	dialFrom   string
-
-	// powerCut is a test hook (hooks.go, powercut_test.go) that sees every
-	// write and fsync of the node so that a test can simulate a power cut.
-	powerCut *powerHooks
-
-	// now and clockEvery are test hooks: this node's clock (time.Now when
-	// nil), and how often it reports it to the log (clock.go; 10s when 0).
-	now        func() time.Time
-	clockEvery time.Duration
-
-	// commitTimeout is a test hook: Raft's CommitTimeout (commit.go's
-	// commitTimeout when 0).
-	commitTimeout time.Duration
-
-	// diskFault is a test hook: asked before every write and fsync of the
-	// log files, an error from it fails that write (a full disk).
-	diskFault func() error
-
-	// fetchHook is a test hook: called with the fetch's context before
-	// every chunk a catch-up fetches from a peer; an error from it fails
-	// the fetch (a test makes it block until the context ends: a slow
-	// peer).
-	fetchHook func(ctx context.Context) error
-
 	// Streams declares the node's streams beside the default one (see
 	// StreamConfig and Logx.Stream). Every node must declare the same.
 	Streams []StreamConfig `json:"streams" yaml:"streams"`
-}
-
-// listenOn is the address the node listens on: Addr, unless the test hook
-// listenAddr is set.
-func (c Config) listenOn() string {
-	if c.listenAddr != "" {
-		return c.listenAddr
-	}
-	return c.Addr
 }
 
 // DefaultConfig returns a Config with every default filled in and the

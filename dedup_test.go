@@ -198,11 +198,11 @@ func TestDedupYear(t *testing.T) {
 func TestDedupWindowGivesUp(t *testing.T) {
 	var hang atomic.Int32 // 1 + the index of the node whose disk hangs
 	release := make(chan struct{})
-	c := newTestCluster(t, 3, func(cfg *Config) {
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
 		cfg.ForwardTimeout = time.Second
 		cfg.DedupWindow = 3 * time.Second
 		i := int32(cfg.NodeID[1] - '1')
-		cfg.diskFault = func() error {
+		sm.diskFault = func() error {
 			if hang.Load() == i+1 {
 				<-release // the leader's apply hangs: its answers never come
 			}

@@ -22,10 +22,10 @@ func TestDiskFull(t *testing.T) {
 	var full [3]atomic.Bool
 	var mu sync.Mutex
 	alarms := map[string][]Alarm{}
-	c := newTestCluster(t, 3, func(cfg *Config) {
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
 		id := cfg.NodeID
 		i := int(id[1] - '1')
-		cfg.diskFault = func() error {
+		sm.diskFault = func() error {
 			if full[i].Load() {
 				return syscall.ENOSPC
 			}
@@ -164,9 +164,9 @@ func TestCloseDuringWriteError(t *testing.T) {
 func TestCloseDuringDiskFullCluster(t *testing.T) {
 	var full atomic.Bool
 	var faults atomic.Int64
-	c := newTestCluster(t, 3, func(cfg *Config) {
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
 		if cfg.NodeID == "n3" {
-			cfg.diskFault = func() error {
+			sm.diskFault = func() error {
 				if full.Load() {
 					faults.Add(1)
 					return syscall.ENOSPC

@@ -156,7 +156,7 @@ func (lx *Stream) fetchFrom(ctx context.Context, addr string, first uint64, off,
 	defer stop()
 	buf := make([]byte, 256<<10)
 	for n > 0 {
-		if h := lx.cfg.fetchHook; h != nil {
+		if h := lx.seams.fetchHook; h != nil {
 			if err := h(ctx); err != nil {
 				return err
 			}

@@ -29,9 +29,9 @@ func TestForwardFollowsNewLeader(t *testing.T) {
 	c := &testCluster{t: t}
 	for i := 0; i < 3; i++ {
 		cfg := testConfig(t, i, fn.addrs(), filepath.Join(base, fmt.Sprint(i)))
-		cfg.listenAddr, cfg.dialFrom = fn.listenAddr(i), fn.from(i)
 		cfg.ForwardTimeout = time.Minute // so that waiting it out cannot pass
 		c.cfgs = append(c.cfgs, cfg)
+		c.seams = append(c.seams, seams{listenAddr: fn.listenAddr(i), dialFrom: fn.from(i)})
 		c.nodes = append(c.nodes, nil)
 		c.start(i)
 	}

@@ -16,12 +16,18 @@ import (
 // newSingle starts a one-node cluster.
 func newSingle(t *testing.T, tweak func(*Config)) *Logx {
 	t.Helper()
+	return newSingleSeams(t, tweak, seams{})
+}
+
+// newSingleSeams is newSingle with test hooks.
+func newSingleSeams(t *testing.T, tweak func(*Config), sm seams) *Logx {
+	t.Helper()
 	addrs := freeAddrs(t, 1)
 	cfg := testConfig(t, 0, addrs, filepath.Join(t.TempDir(), "n1"))
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	lx, err := New(cfg)
+	lx, err := newNode(cfg, sm)
 	require.NoError(t, err)
 	t.Cleanup(func() { lx.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

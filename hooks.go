@@ -1,11 +1,65 @@
 package logx
 
 import (
+	"context"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft-wal/types"
 	"github.com/logx-dev/logx/internal/store"
 )
+
+// seams are a node's test hooks. Tests open a node with newNode(cfg,
+// seams); New passes the zero value, which changes nothing. They live
+// neither in Config (users never see them) nor in package variables (tests
+// that set them can run side by side).
+type seams struct {
+	// walSegmentSize overrides raft-wal's segment size (raft-wal only
+	// drops whole segments when Raft compacts its log).
+	walSegmentSize int
+
+	// listenAddr and dialFrom are for the fault-injection harness: the
+	// node listens on listenAddr instead of Addr (a proxy at Addr forwards
+	// to it), and dials its peers from the local IP dialFrom.
+	listenAddr string
+	dialFrom   string
+
+	// headerTimeout and maxConnsPerIP override the mux's limits
+	// (transport.go) when not zero.
+	headerTimeout time.Duration
+	maxConnsPerIP int
+
+	// powerCut sees every write and fsync of the node so that a test can
+	// simulate a power cut (powercut_test.go).
+	powerCut *powerHooks
+
+	// now is this node's clock (time.Now when nil); clockEvery is how
+	// often it reports it to the log (clock.go; 10s when 0).
+	now        func() time.Time
+	clockEvery time.Duration
+
+	// commitTimeout is Raft's CommitTimeout (commit.go's commitTimeout
+	// when 0).
+	commitTimeout time.Duration
+
+	// diskFault is asked before every write and fsync of the log files; an
+	// error from it fails that write (a full disk).
+	diskFault func() error
+
+	// fetchHook is called with the fetch's context before every chunk a
+	// catch-up fetches from a peer; an error from it fails the fetch (a
+	// test makes it block until the context ends: a slow peer).
+	fetchHook func(ctx context.Context) error
+}
+
+// listenOn is the address the node whose Config is cfg listens on: Addr,
+// unless listenAddr is set.
+func (s seams) listenOn(cfg Config) string {
+	if s.listenAddr != "" {
+		return s.listenAddr
+	}
+	return cfg.Addr
+}
 
 // powerHooks is a test seam (powercut_test.go) that lets a test simulate a
 // power cut: it sees every write and fsync of a node, so it can copy the

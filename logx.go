@@ -94,9 +94,10 @@ type defaultStream = Stream
 // node is what a Logx holds beside its streams: Dir's lock, the one
 // address (the mux) that every stream's connections share, and the streams.
 type node struct {
-	cfg  Config // the node's, defaults filled in
-	lock *dirLock
-	mux  *mux
+	cfg   Config // the node's, defaults filled in
+	seams seams  // a test's hooks (hooks.go); zero in normal use
+	lock  *dirLock
+	mux   *mux
 
 	mu      sync.Mutex
 	streams []*Stream // the default stream first, then in the order opened
@@ -125,7 +126,10 @@ type node struct {
 // bootstraps with Peers. New does not wait for a leader (the other nodes
 // may not be up yet); calls made before one is elected are queued. Use
 // WaitReady to wait until the node has joined.
-func New(cfg Config) (_ *Logx, err error) {
+func New(cfg Config) (*Logx, error) { return newNode(cfg, seams{}) }
+
+// newNode is New with a test's seams (hooks.go).
+func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -146,7 +150,7 @@ func New(cfg Config) (_ *Logx, err error) {
 			f(a)
 		}
 	}
-	n := &node{cfg: cfg.withDefaults(), byName: map[string]*Stream{}, openErr: map[string]error{}, changed: make(chan struct{}), wake: make(chan struct{}, 1),
+	n := &node{cfg: cfg.withDefaults(), seams: sm, byName: map[string]*Stream{}, openErr: map[string]error{}, changed: make(chan struct{}), wake: make(chan struct{}, 1),
 		cooldown: map[string]time.Time{}, handedTo: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
 	if n.lock, err = lockDir(cfg.Dir); err != nil {
 		return nil, err
@@ -181,17 +185,15 @@ func New(cfg Config) (_ *Logx, err error) {
 				Err: fmt.Errorf("stream %q: the cluster's catalog has it with other file settings (%+v)", sc.Name, e.Spec)}
 		}
 	}
-	ln, err := net.Listen("tcp", cfg.listenOn())
+	ln, err := net.Listen("tcp", sm.listenOn(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
 	}
 	if cfg.TLS != nil {
 		ln = tls.NewListener(ln, cfg.TLS)
 	}
-	n.mux = newMux(ln)
-	n.mux.testHooks(cfg)
-	n.mux.tls = cfg.TLS
-	def, err := newStream(cfg, n.mux, DefaultStream, &nodeHooks{onCatalog: n.catalogEvent, otherStats: n.otherStats})
+	n.mux = newMux(ln, cfg, sm)
+	def, err := newStream(cfg, sm, n.mux, DefaultStream, &nodeHooks{onCatalog: n.catalogEvent, otherStats: n.otherStats})
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +254,7 @@ func (n *node) open(sc StreamConfig, voters []string, join bool) error {
 		cfg.Join = !slices.Contains(voters, cfg.Addr)
 	}
 	cfg.Join = cfg.Join || join
-	s, err := newStream(cfg, n.mux, sc.Name, &nodeHooks{defaultServers: n.defaultServers})
+	s, err := newStream(cfg, n.seams, n.mux, sc.Name, &nodeHooks{defaultServers: n.defaultServers})
 	if err != nil {
 		return err
 	}

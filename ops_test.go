@@ -80,10 +80,10 @@ func TestAlarmLag(t *testing.T) {
 	var logs [3]alarmLog
 	hooks := []*powerHooks{{}, {}, {}} // the files' lock only
 	i := 0
-	c := newTestCluster(t, 3, func(cfg *Config) {
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
 		cfg.OnAlarm = logs[i].add
 		cfg.AlarmLag = 5
-		cfg.powerCut = hooks[i]
+		sm.powerCut = hooks[i]
 		i++
 	})
 	l := c.leaderIndex()

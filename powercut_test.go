@@ -222,9 +222,9 @@ func newPowerCluster(t *testing.T) *powerCluster {
 		pc.sims = append(pc.sims, newPowerSim())
 	}
 	i := 0
-	pc.testCluster = newTestCluster(t, 3, func(cfg *Config) {
+	pc.testCluster = newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
 		// Default settings, except a quicker failover and shutdown.
-		cfg.powerCut = pc.sims[i].h
+		sm.powerCut = pc.sims[i].h
 		cfg.CloseTimeout = 2 * time.Second
 		i++
 	})
@@ -287,7 +287,7 @@ func (pc *powerCluster) cut(t *testing.T, nodes ...int) {
 	for _, i := range nodes {
 		pc.sims[i] = newPowerSim()
 		pc.cfgs[i].Dir = dsts[i]
-		pc.cfgs[i].powerCut = pc.sims[i].h
+		pc.seams[i].powerCut = pc.sims[i].h
 		pc.start(i)
 		pc.mu.Lock()
 		pc.downAt[i] = false

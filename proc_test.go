@@ -71,15 +71,17 @@ func helperMain() int {
 
 		TrailingLogs:      uint64(atoi("TRAILING_LOGS")),
 		SnapshotThreshold: uint64(atoi("SNAPSHOT_THRESHOLD")),
-		walSegmentSize:    atoi("WAL_SEGMENT"),
-		listenAddr:        env("LISTEN"),
-		dialFrom:          env("DIAL_FROM"),
 		Join:              env("JOIN") == "1",
 
 		RotateEvery: time.Duration(atoi("ROTATE_EVERY_MS")) * time.Millisecond,
 		MaxAge:      time.Duration(atoi("MAX_AGE_MS")) * time.Millisecond,
 		MaxFiles:    atoi("MAX_FILES"),
-		clockEvery:  time.Duration(atoi("CLOCK_EVERY_MS")) * time.Millisecond,
+	}
+	sm := seams{
+		walSegmentSize: atoi("WAL_SEGMENT"),
+		listenAddr:     env("LISTEN"),
+		dialFrom:       env("DIAL_FROM"),
+		clockEvery:     time.Duration(atoi("CLOCK_EVERY_MS")) * time.Millisecond,
 	}
 	var extra *Stream // STREAMS: the first of them gets every odd entry
 	for _, name := range strings.Split(env("STREAMS"), ",") {
@@ -90,9 +92,9 @@ func helperMain() int {
 	clock := newClockHook(env("CLOCK_FILE"))
 	defer clock.stop()
 	if clock != nil {
-		cfg.now = clock.now
+		sm.now = clock.now
 	}
-	lx, err := New(cfg)
+	lx, err := newNode(cfg, sm)
 	if err != nil {
 		return fail(err)
 	}

@@ -28,7 +28,7 @@ func (lx *Stream) produce() {
 	)
 	// Clock reports (clock.go) go out between batches: every
 	// clockEvery, and every quarter second until the first one commits.
-	clockEvery := cmp.Or(lx.cfg.clockEvery, defaultClockEvery)
+	clockEvery := cmp.Or(lx.seams.clockEvery, defaultClockEvery)
 	clock := time.NewTimer(0)
 	defer clock.Stop()
 	reported := false

@@ -209,13 +209,13 @@ func TestRetentionCrashRecovery(t *testing.T) {
 // from a manifest that no longer lists the retired files, and ends
 // identical.
 func TestRetentionCluster(t *testing.T) {
-	c := newTestCluster(t, 3, func(cfg *Config) {
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
 		cfg.MaxSize = 8 << 10
 		cfg.RotateEvery = 50 * time.Millisecond // real clocks: some rotations by time too
 		cfg.MaxFiles = 4
 		cfg.TrailingLogs = 8
 		cfg.SnapshotThreshold = 1 << 20
-		cfg.walSegmentSize = 16 << 10
+		sm.walSegmentSize = 16 << 10
 	})
 	c.logAppend("before", 200)
 	c.flushAll()

@@ -33,6 +33,7 @@ type Stream struct {
 	name      string // DefaultStream, or a name from Config.Streams
 	hooks     nodeHooks
 	cfg       Config // the stream's: Dir is its directory, the file settings its own
+	seams     seams  // the node's test hooks (hooks.go)
 	level     *slog.LevelVar
 	diag      *log.Logger
 	producer  uint64 // this incarnation's producer id
@@ -129,8 +130,8 @@ type counters struct {
 // stream's directory, and starts its Raft group, whose connections go
 // through m. cfg is the stream's Config (Config.streamConfig), TLS loaded.
 // The node holds Dir's lock.
-// hooks connect the default stream to its node (nil for the others).
-func newStream(cfg Config, m *mux, name string, hooks *nodeHooks) (_ *Stream, err error) {
+// sm are the node's test hooks; hooks connect the stream to its node.
+func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *Stream, err error) {
 	want := wantedSettings(cfg)
 	if st, ok, err := readState(cfg.Dir); err == nil && ok && st.Settings != nil {
 		// The cluster's settings are known here: this Config must agree,
@@ -147,6 +148,7 @@ func newStream(cfg Config, m *mux, name string, hooks *nodeHooks) (_ *Stream, er
 	lx := &Stream{
 		name:     name,
 		cfg:      cfg,
+		seams:    sm,
 		diag:     log.New(cfg.LogOutput, diagPrefix(name), log.LstdFlags|log.Lmicroseconds|log.Lmsgprefix),
 		queue:    make(chan *entry, cfg.QueueSize),
 		free:     make(chan *entry, cfg.QueueSize+cfg.MaxBatchEntries+1),
@@ -206,13 +208,13 @@ func newStream(cfg Config, m *mux, name string, hooks *nodeHooks) (_ *Stream, er
 	if name != DefaultStream {
 		segSize = streamSegmentSize
 	}
-	if cfg.walSegmentSize > 0 {
-		segSize = cfg.walSegmentSize
+	if sm.walSegmentSize > 0 {
+		segSize = sm.walSegmentSize
 	}
 	walDir := filepath.Join(cfg.Dir, "raft")
 	var meta types.MetaStore = lx.meta
 	var filer types.SegmentFiler // nil: raft-wal's own
-	if h := cfg.powerCut; h != nil && h.vfs != nil {
+	if h := sm.powerCut; h != nil && h.vfs != nil {
 		meta, filer = h.meta(lx.meta), segment.NewFiler(walDir, h.vfs(fs.New()))
 	}
 	if lx.wal, err = wal.Open(walDir, wal.WithLogger(hl.Named("wal")), wal.WithMetaStore(meta),
@@ -228,7 +230,7 @@ func newStream(cfg Config, m *mux, name string, hooks *nodeHooks) (_ *Stream, er
 	fc := fsmConfig{dir: cfg.Dir, file: cfg.File, policy: cfg.filePolicy(), format: cfg.Format,
 		stateInterval: cfg.CheckpointInterval, logf: lx.logf, want: want, logs: logs, fetcher: lx,
 		onWriteError: lx.onWriteError, onActive: lx.markActive, onBlocked: lx.onCatchingUp,
-		hooks: cfg.powerCut, fault: cfg.diskFault}
+		hooks: sm.powerCut, fault: sm.diskFault}
 	if hooks != nil {
 		fc.onCatalog = hooks.onCatalog
 	}
@@ -300,7 +302,7 @@ func newStream(cfg Config, m *mux, name string, hooks *nodeHooks) (_ *Stream, er
 	if name != DefaultStream {
 		rc.LeaderLeaseTimeout = cfg.ElectionTimeout // idle.go
 	}
-	rc.CommitTimeout = cmp.Or(cfg.commitTimeout, commitTimeout) // commit.go
+	rc.CommitTimeout = cmp.Or(sm.commitTimeout, commitTimeout) // commit.go
 	rc.MaxAppendEntries = 64
 	rc.BatchApplyCh = true
 	rc.TrailingLogs = cfg.TrailingLogs
@@ -434,10 +436,10 @@ type nodeHooks struct {
 func (lx *Stream) logf(format string, args ...any) { lx.diag.Printf(format, args...) }
 
 // now is this node's clock: the time of the entries it originates and of
-// its clock reports (Config.now is a test hook).
+// its clock reports (seams.now is a test hook).
 func (lx *Stream) now() time.Time {
-	if lx.cfg.now != nil {
-		return lx.cfg.now()
+	if lx.seams.now != nil {
+		return lx.seams.now()
 	}
 	return time.Now()
 }

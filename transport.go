@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -14,14 +15,13 @@ import (
 )
 
 // headerTimeout bounds how long a new connection may take to send its first
-// byte; a peer that connects and says nothing is dropped. A variable for
-// tests.
-var headerTimeout = 10 * time.Second
+// byte; a peer that connects and says nothing is dropped.
+const headerTimeout = 10 * time.Second
 
 // maxConnsPerIP bounds the connections a node accepts from one IP address
 // at a time; more are closed at once. Peers need a handful each (Raft's
-// pool, forwarding, catch-up, control). A variable for tests.
-var maxConnsPerIP = 256
+// pool, forwarding, catch-up, control).
+const maxConnsPerIP = 256
 
 // mux accepts connections on the node's address and dispatches them by
 // their first byte. It tracks every connection, accepted or dialed, so that
@@ -45,21 +45,30 @@ type mux struct {
 
 	tls *tls.Config // mutual TLS for dials (the listener does its own)
 
-	headerTimeout time.Duration // headerTimeout when the mux was made
-	maxPerIP      int           // maxConnsPerIP when the mux was made
+	headerTimeout time.Duration // headerTimeout, or a test's
+	maxPerIP      int           // maxConnsPerIP, or a test's
 
-	// Test hooks (Config.listenAddr, Config.dialFrom): the address Raft
+	// Test hooks (seams.listenAddr, seams.dialFrom): the address Raft
 	// advertises when it is not the listener's, and the local address of
 	// dials. Both nil normally.
 	advertise net.Addr
 	dialFrom  net.Addr
 }
 
-func newMux(ln net.Listener) *mux {
+// newMux returns the mux of the node whose Config is cfg, listening on ln.
+func newMux(ln net.Listener, cfg Config, sm seams) *mux {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &mux{ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{},
+	m := &mux{ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{},
 		inbound: map[net.Conn]string{}, perIP: map[string]int{}, endpoints: map[string]*endpoint{},
-		headerTimeout: headerTimeout, maxPerIP: maxConnsPerIP, ctx: ctx, cancel: cancel}
+		headerTimeout: cmp.Or(sm.headerTimeout, headerTimeout), maxPerIP: cmp.Or(sm.maxConnsPerIP, maxConnsPerIP),
+		tls: cfg.TLS, ctx: ctx, cancel: cancel}
+	if sm.listenAddr != "" {
+		m.advertise = hookAddr(cfg.Addr)
+	}
+	if ip := net.ParseIP(sm.dialFrom); ip != nil {
+		m.dialFrom = &net.TCPAddr{IP: ip}
+	}
+	return m
 }
 
 // track registers c; it returns false (and closes c) once the mux is closed.
@@ -205,16 +214,6 @@ func (m *mux) shut() {
 	m.ln.Close()
 	for c := range m.conns {
 		c.Close()
-	}
-}
-
-// testHooks applies the test hooks of cfg.
-func (m *mux) testHooks(cfg Config) {
-	if cfg.listenAddr != "" {
-		m.advertise = hookAddr(cfg.Addr)
-	}
-	if ip := net.ParseIP(cfg.dialFrom); ip != nil {
-		m.dialFrom = &net.TCPAddr{IP: ip}
 	}
 }
 

@@ -13,10 +13,8 @@ import (
 // header timeout, and one IP address cannot hold more than maxConnsPerIP
 // connections; closing some makes room again.
 func TestConnLimits(t *testing.T) {
-	oldHeader, oldMax := headerTimeout, maxConnsPerIP
-	headerTimeout, maxConnsPerIP = 300*time.Millisecond, 8
-	lx := newSingle(t, nil)                          // one node: no peer holds connections to it
-	headerTimeout, maxConnsPerIP = oldHeader, oldMax // the node keeps its own copies
+	t.Parallel()                                                                                 // its limits are its own node's (seams), not the package's
+	lx := newSingleSeams(t, nil, seams{headerTimeout: 300 * time.Millisecond, maxConnsPerIP: 8}) // one node: no peer holds connections to it
 
 	// Silent connection: dropped.
 	c, err := net.Dial("tcp", lx.cfg.Addr)
