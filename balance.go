@@ -55,12 +55,12 @@ func (n *node) balanceOnce() *Stream {
 			return nil
 		}
 		voters = vs
-		leader, _ := s.raft.LeaderWithID()
+		leader, mine := s.leader()
 		if leader == "" {
 			return nil
 		}
-		counts[string(leader)]++
-		if string(leader) == self && s.raft.State() == raft.Leader {
+		counts[leader]++
+		if mine && leader == self {
 			led = append(led, s)
 		}
 	}
@@ -93,28 +93,12 @@ func (n *node) balanceOnce() *Stream {
 	target := slices.MinFunc(cands, func(a, b string) int {
 		return cmp.Or(cmp.Compare(counts[a], counts[b]), cmp.Compare(a, b))
 	})
-	n.cooldown[target] = now.Add(balanceCooldown * s.cfg.ElectionTimeout)
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ElectionTimeout)
-	defer cancel()
-	stop := context.AfterFunc(s.closingCtx, cancel)
-	defer stop()
-	st, _, err := s.remoteStatus(ctx, target)
-	switch {
-	case err != nil:
-		return nil
-	case st.WriteError != "" || st.CatchingUp || st.Lag > balanceMaxLag || st.Stream != s.name:
-		return nil
-	}
-	n.mu.Lock()
-	n.handedTo[target]++
-	n.mu.Unlock()
-	err = s.raftCall(func() error {
-		return s.raft.LeadershipTransferToServer(raft.ServerID(target), raft.ServerAddress(target)).Error()
-	})
-	if err != nil {
-		if !errors.Is(err, raft.ErrRaftShutdown) {
-			s.logf("logx: handing leadership to %s to spread the leaders: %v", target, err)
-		}
+	n.cooldown[target] = now.Add(balanceCooldown * n.cfg.ElectionTimeout)
+	if !s.handTo(target, func() {
+		n.mu.Lock()
+		n.handedTo[target]++
+		n.mu.Unlock()
+	}) {
 		return nil
 	}
 	return s
@@ -145,4 +129,38 @@ func bootstrapConfig(addrs []string) raft.Configuration {
 		c.Servers = append(c.Servers, raft.Server{ID: raft.ServerID(a), Address: raft.ServerAddress(a)})
 	}
 	return c
+}
+
+// leader is the address of the stream's leader as this node knows it
+// ("" for none), and whether this node is it.
+func (lx *Stream) leader() (addr string, mine bool) {
+	leader, _ := lx.raft.LeaderWithID()
+	return string(leader), lx.raft.State() == raft.Leader
+}
+
+// handTo hands the stream's leadership to target if target is fit to
+// take it (it answers a status request for this stream within an
+// ElectionTimeout, with no write error, no catch-up and a lag of at most
+// balanceMaxLag), calling trying first, and reports whether the handover
+// was made.
+func (lx *Stream) handTo(target string, trying func()) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), lx.cfg.ElectionTimeout)
+	defer cancel()
+	stop := context.AfterFunc(lx.closingCtx, cancel)
+	defer stop()
+	st, _, err := lx.remoteStatus(ctx, target)
+	if err != nil || st.WriteError != "" || st.CatchingUp || st.Lag > balanceMaxLag || st.Stream != lx.name {
+		return false
+	}
+	trying()
+	err = lx.raftCall(func() error {
+		return lx.raft.LeadershipTransferToServer(raft.ServerID(target), raft.ServerAddress(target)).Error()
+	})
+	if err != nil {
+		if !errors.Is(err, raft.ErrRaftShutdown) {
+			lx.logf("logx: handing leadership to %s to spread the leaders: %v", target, err)
+		}
+		return false
+	}
+	return true
 }

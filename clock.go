@@ -218,7 +218,7 @@ func subjectIdentity(cert *x509.Certificate) []byte {
 // them has none until a configuration entry is applied, and the log clock
 // counts only voters.
 func (lx *Stream) ensureVoters() {
-	if lx.fsm.votersKnown.Load() || lx.raft.State() != raft.Leader || !lx.ready() {
+	if lx.fsm.votersAreKnown() || lx.raft.State() != raft.Leader || !lx.ready() {
 		return
 	}
 	id := raft.ServerID(lx.cfg.Addr)

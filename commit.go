@@ -83,7 +83,7 @@ func (lx *Stream) lagTarget() uint64 {
 	}
 	var l raft.Log
 	for idx := commit; idx > v.commit; idx-- {
-		if err := lx.fsm.logs.GetLog(idx, &l); err != nil || l.Type != raft.LogBarrier && l.Type != raft.LogNoop {
+		if err := lx.logs.GetLog(idx, &l); err != nil || l.Type != raft.LogBarrier && l.Type != raft.LogNoop {
 			v.visible = idx
 			break
 		}
@@ -101,7 +101,7 @@ type lagIndex struct {
 // lag is how many Raft entries this node's files trail lagTarget by, with
 // the two indexes it compares.
 func (lx *Stream) lag() (lag, target, applied uint64) {
-	target, applied = lx.lagTarget(), lx.fsm.applied.Load()
+	target, applied = lx.lagTarget(), lx.fsm.appliedIndex()
 	if target > applied {
 		lag = target - applied
 	}

@@ -371,7 +371,7 @@ func parseControlRequest(data []byte) (controlRequest, time.Duration, error) {
 func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResponse {
 	if req.Op == "status" {
 		st := lx.Stats()
-		want := lx.fsm.want
+		want := lx.want
 		resp := controlResponse{Status: &st, Settings: &want}
 		if lx.hooks.otherStats != nil {
 			resp.Streams = lx.hooks.otherStats()
@@ -461,7 +461,7 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 	}
 	// What this leader's files hold now (its commit index may end on
 	// barriers, which no node's files show: commit.go).
-	target := lx.fsm.applied.Load()
+	target := lx.fsm.appliedIndex()
 	wait := 20 * time.Millisecond
 	for {
 		st, want, err := lx.remoteStatus(ctx, addr)
@@ -549,7 +549,7 @@ func (lx *Stream) remoteStatus(ctx context.Context, addr string) (Stats, *cluste
 // the cluster's settings, cannot join (nil if it can, or if the cluster's
 // settings are not recorded yet).
 func (lx *Stream) settingsConflict(addr string, want *clusterSettings) error {
-	cs := lx.fsm.settings.Load()
+	cs := lx.fsm.clusterSettings()
 	if cs == nil || want == nil {
 		return nil
 	}

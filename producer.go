@@ -354,12 +354,12 @@ func (lx *Stream) reportClock() bool {
 // written before the cluster's settings are known (a new leader whose
 // apply lags may record them again: ignored). One proposal at a time.
 func (lx *Stream) proposeSettings() {
-	if lx.fsm.settings.Load() != nil {
+	if lx.fsm.clusterSettings() != nil {
 		return
 	}
 	lx.settingsMu.Lock()
 	defer lx.settingsMu.Unlock()
-	if lx.fsm.settings.Load() != nil || lx.raft.State() != raft.Leader {
+	if lx.fsm.clusterSettings() != nil || lx.raft.State() != raft.Leader {
 		return
 	}
 	if _, _, err := lx.applyLocal(appendSettings(nil, settingsOf(lx.cfg)), lx.identity); err != nil {

@@ -196,7 +196,7 @@ func (f *fsm) useSettings(s clusterSettings) error {
 // logFile is the active file's name: the cluster's, once known (a node
 // whose Config leaves File zero takes it when it learns the settings).
 func (lx *Stream) logFile() string {
-	if s := lx.fsm.settings.Load(); s != nil {
+	if s := lx.fsm.clusterSettings(); s != nil {
 		return s.File
 	}
 	return lx.cfg.File
@@ -204,7 +204,7 @@ func (lx *Stream) logFile() string {
 
 // dedupWindow is the cluster's DedupWindow, once known, else this node's.
 func (lx *Stream) dedupWindow() time.Duration {
-	if s := lx.fsm.settings.Load(); s != nil {
+	if s := lx.fsm.clusterSettings(); s != nil {
 		return s.DedupWindow
 	}
 	return lx.cfg.DedupWindow

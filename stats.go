@@ -96,6 +96,7 @@ type Stats struct {
 
 // Stats returns a snapshot of the stream's state and counters on this node.
 func (lx *Stream) Stats() Stats {
+	fs := lx.fsm.stats()
 	s := Stats{
 		NodeID:           lx.cfg.NodeID,
 		Stream:           lx.name,
@@ -107,8 +108,8 @@ func (lx *Stream) Stats() Stats {
 		State:            lx.raft.State().String(),
 		Term:             lx.raft.CurrentTerm(),
 		CommitIndex:      lx.raft.CommitIndex(),
-		AppliedIndex:     lx.fsm.applied.Load(),
-		Seq:              lx.fsm.seq.Load(),
+		AppliedIndex:     fs.applied,
+		Seq:              fs.seq,
 		QueueLen:         len(lx.queue),
 		QueueCap:         cap(lx.queue),
 		Enqueued:         lx.stats.enqueued.Load(),
@@ -125,25 +126,25 @@ func (lx *Stream) Stats() Stats {
 		RepairedFiles:    lx.stats.repaired.Load(),
 		RecordBytes:      lx.stats.recordBytes.Load(),
 		BatchBytes:       lx.stats.batchBytes.Load(),
-		EntriesWritten:   lx.fsm.entries.Load(),
-		BytesWritten:     lx.fsm.bytes.Load(),
-		Duplicates:       lx.fsm.dups.Load(),
-		EvictedProducers: lx.fsm.evicted.Load(),
-		Rotations:        lx.fsm.rotated.Load(),
-		Retired:          lx.fsm.retired.Load(),
-		CatchUps:         lx.fsm.catchUps.Load(),
+		EntriesWritten:   fs.entries,
+		BytesWritten:     fs.bytes,
+		Duplicates:       fs.dups,
+		EvictedProducers: fs.evicted,
+		Rotations:        fs.rotations,
+		Retired:          fs.retired,
+		CatchUps:         fs.catchUps,
 		FetchedBytes:     lx.stats.fetched.Load(),
 		ServedBytes:      lx.stats.fetchServed.Load(),
 
-		CatchingUp:      lx.fsm.progress.running.Load(),
-		CatchUpBytes:    lx.fsm.progress.total.Load(),
-		CatchUpDone:     lx.fsm.progress.done.Load(),
-		CatchUpDuration: lx.fsm.progress.elapsed(),
-		CatchUpError:    lx.fsm.catchUpErr(),
+		CatchingUp:      fs.catchingUp,
+		CatchUpBytes:    fs.catchUpBytes,
+		CatchUpDone:     fs.catchUpDone,
+		CatchUpDuration: fs.catchUpDuration,
+		CatchUpError:    fs.catchUpErr,
 
 		IgnoredRemovals: lx.stats.ignoredRemovals.Load(),
 	}
-	if c := lx.fsm.clock.Load(); c > 0 {
+	if c := fs.clock; c > 0 {
 		s.LogClock = time.Unix(0, c).UTC()
 	}
 	s.DedupWindow = lx.dedupWindow()

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,7 +21,6 @@ import (
 	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hashicorp/raft-wal/types"
-	"github.com/logx-dev/logx/internal/store"
 	"github.com/logx-dev/logx/internal/wire"
 )
 
@@ -32,8 +30,10 @@ import (
 type Stream struct {
 	name      string // DefaultStream, or a name from Config.Streams
 	hooks     nodeHooks
-	cfg       Config // the stream's: Dir is its directory, the file settings its own
-	seams     seams  // the node's test hooks (hooks.go)
+	cfg       Config          // the stream's: Dir is its directory, the file settings its own
+	seams     seams           // the node's test hooks (hooks.go)
+	want      clusterSettings // what this node's Config sets of the cluster's settings (settings.go)
+	logs      raft.LogStore   // the Raft log (raft-wal behind a cache)
 	level     *slog.LevelVar
 	diag      *log.Logger
 	producer  uint64 // this incarnation's producer id
@@ -149,6 +149,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		name:     name,
 		cfg:      cfg,
 		seams:    sm,
+		want:     want,
 		diag:     log.New(cfg.LogOutput, diagPrefix(name), log.LstdFlags|log.Lmicroseconds|log.Lmsgprefix),
 		queue:    make(chan *entry, cfg.QueueSize),
 		free:     make(chan *entry, cfg.QueueSize+cfg.MaxBatchEntries+1),
@@ -222,13 +223,13 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		return nil, fmt.Errorf("logx: opening Raft log: %w", err)
 	}
 	undo = append(undo, func() { _ = lx.wal.Close() })
-	logs := raft.LogStore(lx.wal)
+	lx.logs = raft.LogStore(lx.wal)
 	if cache, err := raft.NewLogCache(logCacheSize, lx.wal); err == nil {
-		logs = cache
+		lx.logs = cache
 	}
 
 	fc := fsmConfig{dir: cfg.Dir, file: cfg.File, policy: cfg.filePolicy(), format: cfg.Format,
-		stateInterval: cfg.CheckpointInterval, logf: lx.logf, want: want, logs: logs, fetcher: lx,
+		stateInterval: cfg.CheckpointInterval, logf: lx.logf, want: want, logs: lx.logs, fetcher: lx,
 		onWriteError: lx.onWriteError, onActive: lx.markActive, onBlocked: lx.onCatchingUp,
 		hooks: sm.powerCut, fault: sm.diskFault}
 	if hooks != nil {
@@ -241,15 +242,8 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	// reachable (scrub.go), taken before Raft's apply can change the list.
 	// An interrupted catch-up checks every file against the snapshot
 	// itself.
-	var rotated []store.File
-	if !lx.fsm.st.CatchingUp {
-		rotated = slices.Clone(lx.fsm.st.Rotated)
-	}
-	undo = append(undo, func() {
-		if lx.fsm.seg != nil {
-			_ = lx.fsm.seg.Close()
-		}
-	})
+	rotated := lx.fsm.toScrub()
+	undo = append(undo, lx.fsm.closeFiles)
 	// Runs before the one above: a catch-up that NewRaft left to the
 	// background stops first.
 	undo = append(undo, func() {
@@ -307,16 +301,16 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	rc.BatchApplyCh = true
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
-	existing, err := raft.HasExistingState(logs, lx.wal, snaps)
+	existing, err := raft.HasExistingState(lx.logs, lx.wal, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
 	}
 	// NewRaft restores the newest stored snapshot; an interrupted
 	// catch-up it finds goes on in the background (fsm.Restore), since the
 	// peers it copies from may not be up yet.
-	lx.fsm.bg.starting.Store(true)
-	lx.raft, err = raft.NewRaft(rc, lx.fsm, logs, lx.wal, snaps, lx.transport)
-	lx.fsm.bg.starting.Store(false)
+	lx.fsm.restoring(true)
+	lx.raft, err = raft.NewRaft(rc, lx.fsm, lx.logs, lx.wal, snaps, lx.transport)
+	lx.fsm.restoring(false)
 	if err != nil {
 		return nil, fmt.Errorf("logx: starting Raft: %w", err)
 	}
@@ -465,7 +459,7 @@ func (lx *Stream) WaitReady(ctx context.Context) error {
 }
 
 func (lx *Stream) ready() bool {
-	if lx.fsm.progress.running.Load() {
+	if lx.fsm.catchingUp() {
 		return false
 	}
 	if addr, _ := lx.raft.LeaderWithID(); addr == "" {

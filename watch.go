@@ -37,9 +37,7 @@ func (lx *Stream) Watch(ctx context.Context, from uint64, level slog.Leveler, fn
 	for {
 		// Take the notification channel before reading, so that a line
 		// written after the read wakes the wait below.
-		lx.fsm.mu.Lock()
-		changed := lx.fsm.notify
-		lx.fsm.mu.Unlock()
+		changed := lx.fsm.changed()
 		for {
 			l, err := r.Next()
 			if errors.Is(err, io.EOF) {

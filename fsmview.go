@@ -1,0 +1,75 @@
+package logx
+
+import (
+	"time"
+
+	"github.com/logx-dev/logx/internal/store"
+)
+
+// What the rest of a stream may ask of its state machine, from any
+// goroutine. Nothing outside the state machine's files reads its fields.
+
+// fsmStats is the state machine's part of Stats.
+type fsmStats struct {
+	applied, seq                  uint64
+	entries, bytes, dups, evicted uint64
+	rotations, retired, catchUps  uint64
+	clock                         int64 // the log clock, Unix nanoseconds; 0: none yet
+	catchingUp                    bool
+	catchUpBytes, catchUpDone     int64
+	catchUpDuration               time.Duration
+	catchUpErr                    string
+}
+
+func (f *fsm) stats() fsmStats {
+	return fsmStats{
+		applied: f.applied.Load(), seq: f.seq.Load(),
+		entries: f.entries.Load(), bytes: f.bytes.Load(), dups: f.dups.Load(), evicted: f.evicted.Load(),
+		rotations: f.rotated.Load(), retired: f.retired.Load(), catchUps: f.catchUps.Load(),
+		clock:      f.clock.Load(),
+		catchingUp: f.progress.running.Load(), catchUpBytes: f.progress.total.Load(), catchUpDone: f.progress.done.Load(),
+		catchUpDuration: f.progress.elapsed(), catchUpErr: f.catchUpErr(),
+	}
+}
+
+// appliedIndex is the Raft index applied here.
+func (f *fsm) appliedIndex() uint64 { return f.applied.Load() }
+
+// catchingUp reports whether files are being copied from peers.
+func (f *fsm) catchingUp() bool { return f.progress.running.Load() }
+
+// changed returns a channel closed after the next apply: take it before
+// reading the files, and a line written after the read closes it.
+func (f *fsm) changed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.notify
+}
+
+// clusterSettings are the cluster's settings, nil until known.
+func (f *fsm) clusterSettings() *clusterSettings { return f.settings.Load() }
+
+// votersAreKnown reports whether the checkpoint knows the voters (clock.go).
+func (f *fsm) votersAreKnown() bool { return f.votersKnown.Load() }
+
+// toScrub is the rotated files to check in the background once peers are
+// reachable (scrub.go), as recovered at start, before Raft's apply can
+// change the list; none after an interrupted catch-up, which checks every
+// file against the snapshot itself. Called before Raft starts.
+func (f *fsm) toScrub() []store.File {
+	if f.st.CatchingUp {
+		return nil
+	}
+	return append([]store.File(nil), f.st.Rotated...)
+}
+
+// restoring marks the time New's Raft restores its stored snapshot
+// (catchup.go: an interrupted catch-up then goes on in the background).
+func (f *fsm) restoring(on bool) { f.bg.starting.Store(on) }
+
+// closeFiles closes the files without a checkpoint (a failed start).
+func (f *fsm) closeFiles() {
+	if f.seg != nil {
+		_ = f.seg.Close()
+	}
+}
