@@ -2,9 +2,15 @@ package logx
 
 import (
 	"flag"
+	"fmt"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/stretchr/testify/require"
 )
 
 var failoverRuns = flag.Int("failover.runs", 0, "TestFailoverTime: leaders to SIGKILL (0 skips the test)")
@@ -41,4 +47,87 @@ func TestFailoverTime(t *testing.T) {
 	slices.Sort(took)
 	t.Logf("failover (SIGKILL of the leader until another node leads), %d runs: min %v, median %v, max %v",
 		len(took), took[0].Round(time.Millisecond), took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond))
+}
+
+var idleFailoverRuns = flag.Int("failover.idle", 0, "TestIdleFailoverTime: leaders to cut off per stream (0 skips the test)")
+
+// TestIdleFailoverTime measures what idle streams' stretched timeouts
+// (idle.go) cost: how long a stream is without a leader after its leader
+// is cut off (a blackhole: connections stay open, nothing arrives), for
+// the default stream, which never goes idle, and for an idle stream, in
+// the same run, with the default ElectionTimeout (1 s). From the cut until
+// another node says it leads that stream. A measurement, run by hand, not
+// a timed assertion:
+//
+//	go test -run TestIdleFailoverTime -failover.idle 5 -v .
+func TestIdleFailoverTime(t *testing.T) {
+	if *idleFailoverRuns <= 0 {
+		t.Skip("a measurement: -failover.idle N")
+	}
+	fn := newFaultNet(t, 3)
+	base := t.TempDir()
+	c := &testCluster{t: t}
+	for i := range 3 {
+		cfg := testConfig(t, i, fn.addrs(), filepath.Join(base, fmt.Sprint(i)))
+		cfg.ElectionTimeout = time.Second
+		cfg.Streams = []StreamConfig{{Name: "audit"}}
+		c.cfgs = append(c.cfgs, cfg)
+		c.seams = append(c.seams, seams{listenAddr: fn.listenAddr(i), dialFrom: fn.from(i)})
+		c.nodes = append(c.nodes, nil)
+		c.start(i)
+	}
+	t.Cleanup(func() { fn.heal(); c.closeAll() })
+	c.waitReady()
+	stream := func(i int, name string) *Stream {
+		s, err := c.nodes[i].Stream(name)
+		require.NoError(t, err)
+		return s
+	}
+	// leaderOf is the index of the node that leads name, and whether
+	// every other node follows it.
+	leaderOf := func(name string, not int) (int, bool) {
+		l, followers := -1, 0
+		for i := range 3 {
+			switch stream(i, name).raft.State() {
+			case raft.Leader:
+				if i != not {
+					l = i
+				}
+			case raft.Follower:
+				followers++
+			}
+		}
+		return l, l >= 0 && followers == 2
+	}
+	took := map[string][]time.Duration{}
+	for run := range *idleFailoverRuns {
+		for _, name := range []string{DefaultStream, "audit"} {
+			var l int
+			require.True(t, waitFor(2*time.Minute, func() bool {
+				var settled bool
+				l, settled = leaderOf(name, -1)
+				if !settled {
+					return false
+				}
+				for i := range 3 {
+					if stream(i, "audit").idle.Load() != true {
+						return false // audit stays idle throughout; the default stream never is
+					}
+				}
+				return true
+			}), "run %d, %s: no settled leader with audit idle on every node", run, name)
+			fn.isolate(l, cutBlackhole)
+			t0 := time.Now()
+			require.True(t, waitFor(time.Minute, func() bool { n, _ := leaderOf(name, l); return n >= 0 }),
+				"run %d, %s: no new leader", run, name)
+			took[name] = append(took[name], time.Since(t0))
+			fn.heal()
+		}
+	}
+	for _, name := range []string{DefaultStream, "audit (idle)"} {
+		d := took[strings.Fields(name)[0]]
+		slices.Sort(d)
+		t.Logf("%s: leader cut off until another node leads, %d runs: min %v, median %v, max %v",
+			name, len(d), d[0].Round(time.Millisecond), d[len(d)/2].Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond))
+	}
 }

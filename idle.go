@@ -32,9 +32,11 @@ import (
 // the stretched heartbeats (every 0.3 to 0.6 ElectionTimeout) still come
 // well inside a follower's normal timeout, and these streams' Raft
 // LeaderLeaseTimeout is a whole ElectionTimeout, so a leader does not step
-// down between two of them. The price: a leader of an idle stream that
-// fails is noticed after up to idleStretch times as long; the first entry
-// logged on a follower makes that follower's timeout normal again.
+// down between two of them. The price: a failed leader of an idle stream
+// is replaced later (measured by TestIdleFailoverTime, ElectionTimeout 1 s:
+// a median of 7.5 s without a leader against 1.3 s; docs/benchmarks.md);
+// the first entry logged on a follower makes that follower's timeout
+// normal again.
 //
 // The default stream does not go idle: its fail-over time stays that of
 // the first release.
