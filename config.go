@@ -195,8 +195,12 @@ type Config struct {
 	AlarmNoLeader time.Duration `json:"alarm_no_leader" yaml:"alarm_no_leader"`
 	AlarmLag      uint64        `json:"alarm_lag" yaml:"alarm_lag"`
 
-	// LogOutput receives Raft's own messages (at WARN and above) and logx's
-	// diagnostics; never the replicated log. Defaults to os.Stderr.
+	// LogOutput receives Raft's own messages (at WARN and above, less those
+	// that are a normal part of a node's life: the first election, vote
+	// refusals and log matching after a restart, a connection closed by a
+	// shutdown; see quietRaft in ops.go) and logx's diagnostics; never the
+	// replicated log. A normal start writes nothing at WARN or above
+	// (TestQuietStart). Defaults to os.Stderr.
 	LogOutput io.Writer `json:"-" yaml:"-"`
 
 	// Streams declares the node's streams beside the default one (see

@@ -1,10 +1,14 @@
 package logx
 
 import (
+	"errors"
+	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
 
@@ -156,4 +160,66 @@ func (lx *Stream) monitor() {
 			raise(AlarmWriteError, werr != nil, now, detail)
 		}
 	}
+}
+
+// quietRaft drops the messages hashicorp/raft logs at WARN or ERROR that
+// are a normal part of a node's life, so that LogOutput shows only what
+// needs a look (hclog's LoggerOptions.Exclude):
+//
+//   - "heartbeat timeout reached, starting election" while this node has
+//     never known a leader: the first election after a start;
+//   - "no known peers, aborting election": a group started without a
+//     configuration, as a node started with Join, or a declared stream
+//     the catalog does not list yet (catalog.go), waits to be given one;
+//   - "failed to get previous log" and "appendEntries rejected, sending
+//     older logs": a follower that restarted behind the leader, which then
+//     sends it earlier entries (Raft's log matching);
+//   - a vote or pre-vote refused because this node's log is more recent
+//     than the candidate's, and "clearing log suffix" (entries no majority
+//     held, replaced by the new leader's): Raft's elections after a
+//     restart;
+//   - "failed to decode incoming command" because the connection or the
+//     transport was closed: a peer, or this node, shutting down.
+//
+// Elections after a leader was known, and every other message, still show;
+// a leader missing for long raises the AlarmNoLeader alarm.
+func quietRaft(level hclog.Level, msg string, args ...any) bool {
+	switch msg {
+	case "heartbeat timeout reached, starting election":
+		return argString(args, "last-leader-addr") == ""
+	case "no known peers, aborting election",
+		"rejecting pre-vote request since our last index is greater",
+		"rejecting pre-vote request since our last term is greater",
+		"rejecting vote request since our last index is greater",
+		"rejecting vote request since our last term is greater",
+		"clearing log suffix":
+		return true
+	case "failed to get previous log", "appendEntries rejected, sending older logs":
+		return level <= hclog.Warn
+	case "failed to decode incoming command":
+		err, _ := argValue(args, "error").(error)
+		return errors.Is(err, net.ErrClosed) || errors.Is(err, raft.ErrTransportShutdown)
+	}
+	return false
+}
+
+// argValue is the value after key in hclog's key-value args (nil if none).
+func argValue(args []any, key string) any {
+	for i := 0; i+1 < len(args); i += 2 {
+		if k, ok := args[i].(string); ok && k == key {
+			return args[i+1]
+		}
+	}
+	return nil
+}
+
+// argString is argValue as a string ("" if none or not a string-like value).
+func argString(args []any, key string) string {
+	switch v := argValue(args, key).(type) {
+	case string:
+		return v
+	case fmt.Stringer:
+		return v.String()
+	}
+	return ""
 }

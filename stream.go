@@ -197,7 +197,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	if name != DefaultStream {
 		raftName = "raft." + name
 	}
-	hl := hclog.New(&hclog.LoggerOptions{Name: raftName, Level: hclog.Warn, Output: cfg.LogOutput})
+	hl := hclog.New(&hclog.LoggerOptions{Name: raftName, Level: hclog.Warn, Output: cfg.LogOutput, Exclude: quietRaft})
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "raft"), 0o755); err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
 	}
