@@ -28,10 +28,19 @@ type Config struct {
 	// NodeID names this node in the lines it originates (node=...). Required.
 	NodeID string `json:"node_id" yaml:"node_id"`
 
-	// Addr is the host:port this node listens on and the address its peers
-	// dial. Raft and forwarded writes share it. It is also the node's Raft
-	// server ID, so it must be stable across restarts. Required.
+	// Addr is the host:port this node's peers dial, and the node's name
+	// in the cluster (its Raft server ID), so it must be stable across
+	// restarts. The host may be an IP address or a DNS name (such as a
+	// StatefulSet pod's logx-1.logx); a name that does not resolve yet is
+	// dialled again with backoff, like a peer that is down. Raft, forwarded
+	// writes, catch-up and control share it. Required.
 	Addr string `json:"addr" yaml:"addr"`
+
+	// ListenAddr is the host:port this node binds, such as ":20001" to
+	// listen on every interface while peers reach it at Addr. Defaults to
+	// Addr. With a DNS name in Addr, set it: the name may not resolve to
+	// this machine (or at all) when the node starts.
+	ListenAddr string `json:"listen_addr" yaml:"listen_addr"`
 
 	// Peers lists the Addr of every node of the cluster, this one included.
 	// All nodes must start with the same list; it is used to bootstrap a new
@@ -327,6 +336,11 @@ func (c Config) validate() error {
 	}
 	seen := map[string]bool{}
 	self := false
+	if c.ListenAddr != "" {
+		if err := checkListenAddr(c.ListenAddr); err != nil {
+			return bad("ListenAddr", "%v", err)
+		}
+	}
 	for i, p := range c.Peers {
 		if err := checkAddr(p); err != nil {
 			return bad(fmt.Sprintf("Peers[%d]", i), "%v", err)
@@ -440,6 +454,22 @@ func checkAddr(addr string) error {
 	}
 	if !dialableHost(host) {
 		return fmt.Errorf("%.300q: the host is neither an IP address nor a DNS name", addr)
+	}
+	if port == "" || port == "0" {
+		return fmt.Errorf("%q needs a fixed port", addr)
+	}
+	return nil
+}
+
+// checkListenAddr checks an address to bind: host:port with a fixed port,
+// the host empty (every interface), an IP address or a DNS name.
+func checkListenAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%.300q: %v", addr, err)
+	}
+	if host != "" && !dialableHost(host) {
+		return fmt.Errorf("%.300q: the host is neither empty, an IP address nor a DNS name", addr)
 	}
 	if port == "" || port == "0" {
 		return fmt.Errorf("%q needs a fixed port", addr)

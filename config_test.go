@@ -27,6 +27,9 @@ func TestConfigValidate(t *testing.T) {
 		{"Addr", func(c *Config) { c.Addr = "nohostport" }},
 		{"Addr", func(c *Config) { c.Addr = ":7001" }},
 		{"Addr", func(c *Config) { c.Addr = "127.0.0.1:0" }},
+		{"ListenAddr", func(c *Config) { c.ListenAddr = "7001" }},
+		{"ListenAddr", func(c *Config) { c.ListenAddr = ":0" }},
+		{"ListenAddr", func(c *Config) { c.ListenAddr = "a b:7001" }},
 		{"Peers", func(c *Config) { c.Peers = nil }},
 		{"Peers", func(c *Config) { c.Peers = []string{"127.0.0.1:7002"} }},
 		{"Peers[1]", func(c *Config) { c.Peers = []string{"127.0.0.1:7001", "127.0.0.1:7001"} }},
@@ -51,6 +54,10 @@ func TestConfigValidate(t *testing.T) {
 	j := good()
 	j.Peers, j.Join = []string{"127.0.0.1:7002"}, true
 	require.NoError(t, j.Validate())
+	// A DNS name in Addr and Peers, every interface in ListenAddr.
+	d := good()
+	d.Addr, d.Peers, d.ListenAddr = "logx-0.logx.default.svc:7001", []string{"logx-0.logx.default.svc:7001", "logx-1.logx:7001"}, ":7001"
+	require.NoError(t, d.Validate())
 
 	for _, tc := range cases {
 		c := good()

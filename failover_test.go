@@ -71,8 +71,9 @@ func TestIdleFailoverTime(t *testing.T) {
 		cfg := testConfig(t, i, fn.addrs(), filepath.Join(base, fmt.Sprint(i)))
 		cfg.ElectionTimeout = time.Second
 		cfg.Streams = []StreamConfig{{Name: "audit"}}
+		cfg.ListenAddr = fn.listenAddr(i)
 		c.cfgs = append(c.cfgs, cfg)
-		c.seams = append(c.seams, seams{listenAddr: fn.listenAddr(i), dialFrom: fn.from(i)})
+		c.seams = append(c.seams, seams{dialFrom: fn.from(i)})
 		c.nodes = append(c.nodes, nil)
 		c.start(i)
 	}

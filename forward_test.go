@@ -29,9 +29,10 @@ func TestForwardFollowsNewLeader(t *testing.T) {
 	c := &testCluster{t: t}
 	for i := 0; i < 3; i++ {
 		cfg := testConfig(t, i, fn.addrs(), filepath.Join(base, fmt.Sprint(i)))
+		cfg.ListenAddr = fn.listenAddr(i)
 		cfg.ForwardTimeout = time.Minute // so that waiting it out cannot pass
 		c.cfgs = append(c.cfgs, cfg)
-		c.seams = append(c.seams, seams{listenAddr: fn.listenAddr(i), dialFrom: fn.from(i)})
+		c.seams = append(c.seams, seams{dialFrom: fn.from(i)})
 		c.nodes = append(c.nodes, nil)
 		c.start(i)
 	}

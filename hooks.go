@@ -18,11 +18,14 @@ type seams struct {
 	// drops whole segments when Raft compacts its log).
 	walSegmentSize int
 
-	// listenAddr and dialFrom are for the fault-injection harness: the
-	// node listens on listenAddr instead of Addr (a proxy at Addr forwards
-	// to it), and dials its peers from the local IP dialFrom.
-	listenAddr string
-	dialFrom   string
+	// dialFrom is for the fault-injection harness: the node dials its
+	// peers from the local IP dialFrom (it listens on Config.ListenAddr,
+	// behind a proxy at Addr).
+	dialFrom string
+
+	// resolve, if set, stands in for DNS: dials ask it for a host's
+	// address (a name that does not resolve yet: an error).
+	resolve func(host string) (string, error)
 
 	// headerTimeout and maxConnsPerIP override the mux's limits
 	// (transport.go) when not zero.
@@ -50,15 +53,6 @@ type seams struct {
 	// catch-up fetches from a peer; an error from it fails the fetch (a
 	// test makes it block until the context ends: a slow peer).
 	fetchHook func(ctx context.Context) error
-}
-
-// listenOn is the address the node whose Config is cfg listens on: Addr,
-// unless listenAddr is set.
-func (s seams) listenOn(cfg Config) string {
-	if s.listenAddr != "" {
-		return s.listenAddr
-	}
-	return cfg.Addr
 }
 
 // powerHooks is a test seam (powercut_test.go) that lets a test simulate a

@@ -456,7 +456,7 @@ func (l *raftDialer) Close() error {
 	}
 	return nil
 }
-func (l *raftDialer) Addr() net.Addr { return hookAddr("127.0.0.1:9") }
+func (l *raftDialer) Addr() net.Addr { return advertisedAddr("127.0.0.1:9") }
 func (l *raftDialer) Dial(a raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()

@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -185,9 +186,12 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 				Err: fmt.Errorf("stream %q: the cluster's catalog has it with other file settings (%+v)", sc.Name, e.Spec)}
 		}
 	}
-	ln, err := net.Listen("tcp", sm.listenOn(cfg))
+	ln, err := net.Listen("tcp", cmp.Or(cfg.ListenAddr, cfg.Addr))
 	if err != nil {
-		return nil, fmt.Errorf("logx: %w", err)
+		if cfg.ListenAddr == "" {
+			return nil, fmt.Errorf("logx: listening on Addr (set ListenAddr to bind another address): %w", err)
+		}
+		return nil, fmt.Errorf("logx: listening on ListenAddr: %w", err)
 	}
 	if cfg.TLS != nil {
 		ln = tls.NewListener(ln, cfg.TLS)

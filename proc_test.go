@@ -43,7 +43,7 @@ import (
 // the node take a Raft snapshot that often, TRAILING_LOGS,
 // SNAPSHOT_THRESHOLD and WAL_SEGMENT set the Config fields of those names,
 // ROTATE_EVERY_MS, MAX_AGE_MS and MAX_FILES set RotateEvery, MaxAge and
-// MaxFiles, and LISTEN and DIAL_FROM the test hooks listenAddr and dialFrom.
+// MaxFiles, LISTEN Config.ListenAddr, and DIAL_FROM the test hook dialFrom.
 //
 // The node's clock (the test hook Config.now: its entries' times and its
 // clock reports) can be moved while it runs: with CLOCK_FILE set, it is
@@ -72,6 +72,7 @@ func helperMain() int {
 		TrailingLogs:      uint64(atoi("TRAILING_LOGS")),
 		SnapshotThreshold: uint64(atoi("SNAPSHOT_THRESHOLD")),
 		Join:              env("JOIN") == "1",
+		ListenAddr:        env("LISTEN"),
 
 		RotateEvery: time.Duration(atoi("ROTATE_EVERY_MS")) * time.Millisecond,
 		MaxAge:      time.Duration(atoi("MAX_AGE_MS")) * time.Millisecond,
@@ -79,7 +80,6 @@ func helperMain() int {
 	}
 	sm := seams{
 		walSegmentSize: atoi("WAL_SEGMENT"),
-		listenAddr:     env("LISTEN"),
 		dialFrom:       env("DIAL_FROM"),
 		clockEvery:     time.Duration(atoi("CLOCK_EVERY_MS")) * time.Millisecond,
 	}

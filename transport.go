@@ -48,11 +48,13 @@ type mux struct {
 	headerTimeout time.Duration // headerTimeout, or a test's
 	maxPerIP      int           // maxConnsPerIP, or a test's
 
-	// Test hooks (seams.listenAddr, seams.dialFrom): the address Raft
-	// advertises when it is not the listener's, and the local address of
-	// dials. Both nil normally.
+	// advertise is the address Raft tells its peers: Addr, whatever the
+	// listener's (ListenAddr may be ":port", and Addr a DNS name).
 	advertise net.Addr
-	dialFrom  net.Addr
+	// Test hooks (seams): the local address of dials, and a stand-in for
+	// DNS. Both nil normally.
+	dialFrom net.Addr
+	resolve  func(host string) (string, error)
 }
 
 // newMux returns the mux of the node whose Config is cfg, listening on ln.
@@ -61,10 +63,7 @@ func newMux(ln net.Listener, cfg Config, sm seams) *mux {
 	m := &mux{ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{},
 		inbound: map[net.Conn]string{}, perIP: map[string]int{}, endpoints: map[string]*endpoint{},
 		headerTimeout: cmp.Or(sm.headerTimeout, headerTimeout), maxPerIP: cmp.Or(sm.maxConnsPerIP, maxConnsPerIP),
-		tls: cfg.TLS, ctx: ctx, cancel: cancel}
-	if sm.listenAddr != "" {
-		m.advertise = hookAddr(cfg.Addr)
-	}
+		tls: cfg.TLS, advertise: advertisedAddr(cfg.Addr), resolve: sm.resolve, ctx: ctx, cancel: cancel}
 	if ip := net.ParseIP(sm.dialFrom); ip != nil {
 		m.dialFrom = &net.TCPAddr{IP: ip}
 	}
@@ -217,11 +216,11 @@ func (m *mux) shut() {
 	}
 }
 
-// hookAddr is an advertised address (test hook).
-type hookAddr string
+// advertisedAddr is the address Raft advertises: Config.Addr.
+type advertisedAddr string
 
-func (a hookAddr) Network() string { return "tcp" }
-func (a hookAddr) String() string  { return string(a) }
+func (a advertisedAddr) Network() string { return "tcp" }
+func (a advertisedAddr) String() string  { return string(a) }
 
 // dialContext opens a connection to addr that starts with pre (see
 // preface), and gives up when ctx ends or the mux closes.
@@ -231,7 +230,19 @@ func (m *mux) dialContext(ctx context.Context, addr string, pre []byte, timeout 
 	stop := context.AfterFunc(m.ctx, cancel)
 	defer stop()
 	d := net.Dialer{Timeout: timeout, LocalAddr: m.dialFrom}
-	c, err := d.DialContext(ctx, "tcp", addr)
+	target := addr
+	if m.resolve != nil {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		ip, err := m.resolve(host)
+		if err != nil {
+			return nil, &net.DNSError{Err: err.Error(), Name: host, IsNotFound: true}
+		}
+		target = net.JoinHostPort(ip, port)
+	}
+	c, err := d.DialContext(ctx, "tcp", target)
 	if err != nil {
 		return nil, err
 	}
@@ -439,12 +450,7 @@ func (l raftLayer) Accept() (net.Conn, error) {
 // after Raft.
 func (l raftLayer) Close() error { return nil }
 
-func (l raftLayer) Addr() net.Addr {
-	if l.e.m.advertise != nil {
-		return l.e.m.advertise
-	}
-	return l.e.m.ln.Addr()
-}
+func (l raftLayer) Addr() net.Addr { return l.e.m.advertise }
 
 func (l raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	return l.e.dial(string(address), wire.ProtoRaft, timeout)
