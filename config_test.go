@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -274,5 +276,21 @@ func TestCheckAddrHost(t *testing.T) {
 	for _, a := range []string{"a/b:1", "..:1", "../x:1", ".:1", "a..b:1", "a b:1", "a\x00b:1", "[::1%]:1", "é.com:1",
 		strings.Repeat("a", 64) + ".b:1", strings.Repeat("a.", 127) + "a:1"} {
 		require.ErrorContains(t, checkAddr(a), "neither an IP address nor a DNS name", "%q", a)
+	}
+}
+
+// TestCoreDependencies: the core module requires no Prometheus and no
+// OpenTelemetry (their integrations are modules of their own), and go
+// list agrees: no package of theirs is built into logx.
+func TestCoreDependencies(t *testing.T) {
+	gomod, err := os.ReadFile("go.mod")
+	require.NoError(t, err)
+	for _, heavy := range []string{"prometheus", "opentelemetry", "nats-io"} {
+		require.NotContains(t, string(gomod), heavy, "go.mod requires %s", heavy)
+	}
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	require.NoError(t, err)
+	for _, pkg := range strings.Fields(string(out)) {
+		require.False(t, strings.Contains(pkg, "prometheus") || strings.Contains(pkg, "opentelemetry"), "logx builds in %s", pkg)
 	}
 }
