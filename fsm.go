@@ -93,9 +93,11 @@ type fsmConfig struct {
 	// want is what this node's Config sets of the cluster's settings
 	// (settings.go).
 	want clusterSettings
-	// logs is the Raft log, from which redo reads back the entries applied
-	// since the checkpoint.
-	logs raft.LogStore
+	// logs returns the Raft log, from which redo reads back the entries
+	// applied since the checkpoint. A function: the Raft log is opened
+	// after the state machine (whose files are checked first), and is
+	// needed only once Raft applies.
+	logs func() raft.LogStore
 	// fetcher copies file ranges from peers (catch-up, repair).
 	fetcher fetcher
 	// onWriteError is told when writing starts failing; onActive when
@@ -309,7 +311,7 @@ func (f *fsm) redo(logs []*raft.Log) ([]any, error) {
 	f.useSegment(nf.seg)
 	var l raft.Log
 	for idx := f.st.Index + 1; idx < logs[0].Index; idx++ {
-		if err := f.logs.GetLog(idx, &l); err != nil {
+		if err := f.logs().GetLog(idx, &l); err != nil {
 			return nil, fmt.Errorf("reading Raft entry %d back: %w", idx, err)
 		}
 		if _, err := f.applyLogs([]*raft.Log{&l}); err != nil {

@@ -861,7 +861,7 @@ func forgeEntry(t *testing.T, tr *raft.NetworkTransport, lx *Logx, data []byte) 
 	for range 5 {
 		last := lx.raft.LastIndex()
 		var prev raft.Log
-		require.NoError(t, lx.fsm.logs.GetLog(last, &prev))
+		require.NoError(t, lx.logs.GetLog(last, &prev))
 		term := lx.Stats().Term + 10
 		req := &raft.AppendEntriesRequest{
 			RPCHeader:         raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("evil"), Addr: []byte("127.0.0.1:9")},

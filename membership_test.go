@@ -28,6 +28,15 @@ func (c *testCluster) addJoiner() int {
 	cfg.Dir = filepath.Join(filepath.Dir(c.cfgs[0].Dir), cfg.NodeID)
 	cfg.Join = true
 	c.cfgs = append(c.cfgs, cfg)
+	if len(c.seams) > 0 {
+		// The cluster's hooks, less those that belong to one node.
+		sm := c.seams[0]
+		sm.powerCut, sm.fetchHook, sm.diskFault, sm.dialFrom, sm.now = nil, nil, nil, "", nil
+		for len(c.seams) < len(c.cfgs)-1 {
+			c.seams = append(c.seams, seams{})
+		}
+		c.seams = append(c.seams, sm)
+	}
 	c.nodes = append(c.nodes, nil)
 	i := len(c.cfgs) - 1
 	c.start(i)

@@ -332,7 +332,7 @@ func runModel(t testing.TB, r *rand.Rand, steps int, op func() int) {
 
 func (d *driver) open() {
 	c := fsmConfig{dir: d.dir, file: "app.log", policy: d.policy, format: d.format, stateInterval: -1, logf: d.t.Logf,
-		retryPause: time.Microsecond, fault: d.fault, logs: d.store}
+		retryPause: time.Microsecond, fault: d.fault, logs: func() raft.LogStore { return d.store }}
 	if d.r.IntN(2) == 0 {
 		c.stateInterval = 0 // checkpoint after every call
 	}

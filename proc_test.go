@@ -45,7 +45,7 @@ import (
 // ROTATE_EVERY_MS, MAX_AGE_MS and MAX_FILES set RotateEvery, MaxAge and
 // MaxFiles, LISTEN Config.ListenAddr, and DIAL_FROM the test hook dialFrom.
 //
-// The node's clock (the test hook Config.now: its entries' times and its
+// The node's clock (the test hook seams.now: its entries' times and its
 // clock reports) can be moved while it runs: with CLOCK_FILE set, it is
 // time.Now() plus the offset that file holds (a Go duration, "-3h" or "0s";
 // no file: 0), re-read every 100 ms (clockHook). CLOCK_EVERY_MS sets how
@@ -335,7 +335,7 @@ func (h *clockHook) read() {
 	h.off.Store(int64(d))
 }
 
-// now is the node's clock (Config.now).
+// now is the node's clock (seams.now).
 func (h *clockHook) now() time.Time { return time.Now().Add(h.offset()) }
 
 // offset is the offset in use; 0 without a hook.

@@ -268,3 +268,20 @@ func FuzzBatchDecode(f *testing.F) {
 		_ = validateBatch(data, FormatText, 1<<20, 1<<20, new([]byte))
 	})
 }
+
+// TestRefusedDirLeftAlone: a directory whose log files contradict their
+// checkpoint (here: a log file and no checkpoint) is refused with
+// ErrCorrupt before anything is written into it: no Raft log appears.
+func TestRefusedDirLeftAlone(t *testing.T) {
+	cfg := testConfig(t, 0, freeAddrs(t, 1), t.TempDir())
+	require.NoError(t, os.WriteFile(filepath.Join(cfg.Dir, "app.log"), []byte("seq=1 level=INFO msg=x\n"), 0o644))
+	_, err := New(cfg)
+	require.ErrorIs(t, err, ErrCorrupt)
+	ents, err := os.ReadDir(cfg.Dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	require.ElementsMatch(t, []string{"LOCK", "app.log"}, names)
+}

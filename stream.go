@@ -193,6 +193,32 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		lx.hooks = *hooks
 	}
 
+	// The files first: a directory whose files contradict their checkpoint
+	// is refused before the Raft log is opened (raft-wal creates and
+	// preallocates its segment).
+	fc := fsmConfig{dir: cfg.Dir, file: cfg.File, policy: cfg.filePolicy(), format: cfg.Format,
+		stateInterval: cfg.CheckpointInterval, logf: lx.logf, want: want, logs: func() raft.LogStore { return lx.logs }, fetcher: lx,
+		onWriteError: lx.onWriteError, onActive: lx.markActive, onBlocked: lx.onCatchingUp,
+		hooks: sm.powerCut, fault: sm.diskFault}
+	if hooks != nil {
+		fc.onCatalog = hooks.onCatalog
+	}
+	if lx.fsm, err = newFSM(fc); err != nil {
+		return nil, fmt.Errorf("logx: opening log files: %w", err)
+	}
+	// The rotated files to check in the background once peers are
+	// reachable (scrub.go), taken before Raft's apply can change the list.
+	// An interrupted catch-up checks every file against the snapshot
+	// itself.
+	rotated := lx.fsm.toScrub()
+	undo = append(undo, lx.fsm.closeFiles)
+	// Runs before the one above: a catch-up that NewRaft left to the
+	// background stops first.
+	undo = append(undo, func() {
+		lx.fsm.halt()
+		lx.fsm.stopBackground()
+	})
+
 	raftName := "raft"
 	if name != DefaultStream {
 		raftName = "raft." + name
@@ -227,29 +253,6 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	if cache, err := raft.NewLogCache(logCacheSize, lx.wal); err == nil {
 		lx.logs = cache
 	}
-
-	fc := fsmConfig{dir: cfg.Dir, file: cfg.File, policy: cfg.filePolicy(), format: cfg.Format,
-		stateInterval: cfg.CheckpointInterval, logf: lx.logf, want: want, logs: lx.logs, fetcher: lx,
-		onWriteError: lx.onWriteError, onActive: lx.markActive, onBlocked: lx.onCatchingUp,
-		hooks: sm.powerCut, fault: sm.diskFault}
-	if hooks != nil {
-		fc.onCatalog = hooks.onCatalog
-	}
-	if lx.fsm, err = newFSM(fc); err != nil {
-		return nil, fmt.Errorf("logx: opening log files: %w", err)
-	}
-	// The rotated files to check in the background once peers are
-	// reachable (scrub.go), taken before Raft's apply can change the list.
-	// An interrupted catch-up checks every file against the snapshot
-	// itself.
-	rotated := lx.fsm.toScrub()
-	undo = append(undo, lx.fsm.closeFiles)
-	// Runs before the one above: a catch-up that NewRaft left to the
-	// background stops first.
-	undo = append(undo, func() {
-		lx.fsm.halt()
-		lx.fsm.stopBackground()
-	})
 
 	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hl.Named("snapshots"))
 	if err != nil {

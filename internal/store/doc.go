@@ -12,5 +12,5 @@
 //
 // It knows nothing of Raft or of what the lines say: the logx package's
 // state machine decides what to write and when to checkpoint, and records
-// the Checkpoint this package recovers to.
+// in its checkpoint the State this package recovers to.
 package store

@@ -95,3 +95,23 @@ func TestPreface(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAnswer: ParseAnswer never panics, and what it accepts encodes back
+// to the same frame.
+func FuzzAnswer(f *testing.F) {
+	f.Add(AppendAnswer(nil, Answer{Status: StatusOK, Index: 3, First: 9})[FrameHeader:])
+	f.Add(AppendAnswer(nil, Answer{Status: StatusNotLeader, Msg: "127.0.0.1:1"})[FrameHeader:])
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := ParseAnswer(b)
+		if err != nil {
+			if len(b) >= AnswerHeader {
+				t.Fatalf("refused %d bytes: %v", len(b), err)
+			}
+			return
+		}
+		if got := AppendAnswer(nil, a)[FrameHeader:]; !bytes.Equal(got, b) {
+			t.Fatalf("%x encodes back as %x", b, got)
+		}
+	})
+}
