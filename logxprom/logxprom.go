@@ -148,17 +148,21 @@ func streamStats(lx *logx.Logx) []logx.Stats {
 // Options configure Handler.
 type Options struct {
 	// MaxLag is how far (in Raft entries) the applied index may trail the
-	// commit index for /healthz to report ready. Default 100.
+	// commit index for /readyz to report ready. Default 100.
 	MaxLag uint64
 }
 
 // Handler serves, for lx:
 //
 //	/metrics  the metrics of reg (a registry holding NewCollector(lx))
-//	/healthz  200 "ok" when, in every stream, a leader is known, no
+//	/readyz   200 "ready" when, in every stream, a leader is known, no
 //	          catch-up runs, no write error stopped the stream, and the
-//	          lag is within MaxLag; otherwise 503 and the reason, naming
-//	          the stream
+//	          lag is within MaxLag (this node is caught up); otherwise 503
+//	          and the reason, naming the stream
+//	/healthz  200 "ok" while no write error has stopped a stream: the
+//	          node is alive, even without a leader (a liveness probe must
+//	          not restart every node of a cluster that lost its quorum);
+//	          otherwise 503 and the error
 //	/status   the default stream's Stats as JSON; ?stream=NAME another
 //	          stream's, ?all=1 every stream's (an array)
 func Handler(lx *logx.Logx, reg *prometheus.Registry, o Options) http.Handler {
@@ -167,17 +171,26 @@ func Handler(lx *logx.Logx, reg *prometheus.Registry, o Options) http.Handler {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		for _, s := range streamStats(lx) {
-			if reason := unhealthy(s, o.MaxLag); reason != "" {
-				if s.Stream != logx.DefaultStream {
-					reason = "stream " + s.Stream + ": " + reason
+	check := func(path, ok string, why func(logx.Stats) string) {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			for _, s := range streamStats(lx) {
+				if reason := why(s); reason != "" {
+					if s.Stream != logx.DefaultStream {
+						reason = "stream " + s.Stream + ": " + reason
+					}
+					http.Error(w, reason, http.StatusServiceUnavailable)
+					return
 				}
-				http.Error(w, reason, http.StatusServiceUnavailable)
-				return
 			}
+			w.Write([]byte(ok + "\n"))
+		})
+	}
+	check("/readyz", "ready", func(s logx.Stats) string { return notReady(s, o.MaxLag) })
+	check("/healthz", "ok", func(s logx.Stats) string {
+		if s.WriteError != "" {
+			return "write error: " + s.WriteError
 		}
-		w.Write([]byte("ok\n"))
+		return ""
 	})
 	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
 		var v any = lx.Stats()
@@ -199,8 +212,8 @@ func Handler(lx *logx.Logx, reg *prometheus.Registry, o Options) http.Handler {
 	return mux
 }
 
-// unhealthy says why a node is not ready, or "".
-func unhealthy(s logx.Stats, maxLag uint64) string {
+// notReady says why a stream of a node is not ready, or "".
+func notReady(s logx.Stats, maxLag uint64) string {
 	switch {
 	case s.WriteError != "":
 		return "write error: " + s.WriteError

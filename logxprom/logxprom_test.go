@@ -80,6 +80,8 @@ func TestHandler(t *testing.T) {
 
 	code, body = get(t, srv.URL+"/healthz")
 	require.Equal(t, 200, code, body)
+	code, body = get(t, srv.URL+"/readyz")
+	require.Equal(t, 200, code, body)
 
 	code, body = get(t, srv.URL+"/status")
 	require.Equal(t, 200, code)
@@ -88,8 +90,8 @@ func TestHandler(t *testing.T) {
 	require.Equal(t, uint64(5), st.Seq)
 }
 
-// TestHealthzNoLeader: a node whose peers are down is not ready.
-func TestHealthzNoLeader(t *testing.T) {
+// TestReadyzNoLeader: a node whose peers are down is not ready, but alive.
+func TestReadyzNoLeader(t *testing.T) {
 	a, b := freeAddr(t), freeAddr(t)
 	lx, err := logx.New(logx.Config{NodeID: "n1", Addr: a, Peers: []string{a, b},
 		Dir: filepath.Join(t.TempDir(), "n1"), File: "app.log", ElectionTimeout: 200 * time.Millisecond})
@@ -99,9 +101,11 @@ func TestHealthzNoLeader(t *testing.T) {
 	reg.MustRegister(NewCollector(lx))
 	srv := httptest.NewServer(Handler(lx, reg, Options{}))
 	defer srv.Close()
-	code, body := get(t, srv.URL+"/healthz")
+	code, body := get(t, srv.URL+"/readyz")
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	require.True(t, strings.Contains(body, "no leader"), body)
+	code, body = get(t, srv.URL+"/healthz")
+	require.Equal(t, http.StatusOK, code, body)
 }
 
 // Every stream has its own series, and /status answers for any stream.

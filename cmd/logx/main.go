@@ -8,6 +8,7 @@
 //	logx status [-ca F -cert F -key F] ADDR
 //	logx forward [-node NAME] [-level L] [-ca F -cert F -key F] ADDR...
 //	logx certs [-out DIR] [-host H,...] [-valid D] NAME...
+//	logx node [-config FILE] [flags]
 //
 // -ca, -cert and -key name PEM files for a cluster that uses mutual TLS;
 // certs writes a test CA and certificates for one (ca.pem, NAME.pem,
@@ -36,6 +37,7 @@ const usage = `usage:
   logx status [-ca F -cert F -key F] ADDR
   logx forward [-node NAME] [-level L] [-ca F -cert F -key F] ADDR...
   logx certs [-out DIR] [-host H,...] [-valid D] NAME...
+  logx node [-config FILE] [-id ID -addr HOST:PORT -peers A,B,C -dir DIR] [-listen HOST:PORT] [-http HOST:PORT] [-level L] [-join] [-ca F -cert F -key F] [-check]
 `
 
 // run runs one subcommand and returns the exit status: 0 on success, 1 when
@@ -53,6 +55,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"status":  cmdStatus,
 		"forward": cmdForward,
 		"certs":   cmdCerts,
+		"node":    cmdNode,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/logx-dev/logx"
+	"github.com/stretchr/testify/require"
+)
+
+// freePorts reserves n loopback addresses.
+func freePorts(t *testing.T, n int) []string {
+	t.Helper()
+	var addrs []string
+	var lns []net.Listener
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		lns = append(lns, ln)
+		addrs = append(addrs, ln.Addr().String())
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return addrs
+}
+
+// buildLogx builds this command into a temporary directory.
+func buildLogx(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "logx")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return bin
+}
+
+// nodeProc is a running logx node process.
+type nodeProc struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   chan error
+}
+
+func startNode(t *testing.T, bin string, args ...string) *nodeProc {
+	t.Helper()
+	p := &nodeProc{cmd: exec.Command(bin, append([]string{"node"}, args...)...), stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd.Stderr = p.stderr
+	require.NoError(t, p.cmd.Start())
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and returns the exit status.
+func (p *nodeProc) stop(t *testing.T) int {
+	t.Helper()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-p.done:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		require.NoError(t, err)
+		return 0
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the node did not exit within 60 s of SIGTERM:\n%s", p.stderr)
+		return -1
+	}
+}
+
+// waitHTTP waits until GET url answers 200.
+func waitHTTP(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d %s", url, resp.StatusCode, body)
+			}
+		} else if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", url, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func postIngest(t *testing.T, url, contentType, body string) (int, ingestReply) {
+	t.Helper()
+	resp, err := http.Post(url, contentType, strings.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var r ingestReply
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&r))
+	return resp.StatusCode, r
+}
+
+// TestNodeProcesses runs three `logx node` processes, configured by a YAML
+// file, a JSON file and flags: they become ready, take lines on /ingest
+// (text, and JSON lines into a stream), serve /metrics, apply a new level
+// on SIGHUP, log nothing at WARN or above, and on SIGTERM close and exit 0,
+// with identical files.
+func TestNodeProcesses(t *testing.T) {
+	bin := buildLogx(t)
+	addrs := freePorts(t, 6)
+	peers, https := addrs[:3], addrs[3:]
+	base := t.TempDir()
+	dirs := []string{filepath.Join(base, "n1"), filepath.Join(base, "n2"), filepath.Join(base, "n3")}
+
+	yamlFile := filepath.Join(base, "n1.yaml")
+	writeYAML := func(level string) {
+		require.NoError(t, os.WriteFile(yamlFile, fmt.Appendf(nil, `# node 1
+node_id: n1
+addr: %s
+peers: [%s]
+dir: %s
+file: app.log
+format: text
+election_timeout: 300ms
+level: %s
+http: %s
+streams:
+  - name: audit
+    format: text
+`, peers[0], strings.Join(peers, ", "), dirs[0], level, https[0]), 0o644))
+	}
+	writeYAML("INFO")
+	jsonFile := filepath.Join(base, "n2.json")
+	n2 := map[string]any{"node_id": "n2", "addr": peers[1], "peers": peers, "dir": dirs[1], "file": "app.log",
+		"election_timeout": "300ms", "http": https[1], "streams": []map[string]any{{"name": "audit"}}}
+	b, err := json.Marshal(n2)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(jsonFile, b, 0o644))
+
+	code, out, errOut := runCmd(t, "", "node", "-config", yamlFile, "-check")
+	require.Equal(t, 0, code, "%s%s", out, errOut)
+	code, _, errOut = runCmd(t, "", "node", "-config", yamlFile, "-addr", "nohost", "-check")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "Config.Addr")
+
+	nodes := []*nodeProc{
+		startNode(t, bin, "-config", yamlFile),
+		startNode(t, bin, "-config", jsonFile),
+		// Flags only; this node does not declare the stream: the catalog
+		// brings it.
+		startNode(t, bin, "-id", "n3", "-addr", peers[2], "-peers", strings.Join(peers, ","), "-dir", dirs[2],
+			"-file", "app.log", "-http", https[2]),
+	}
+	for _, h := range https {
+		waitHTTP(t, "http://"+h+"/readyz")
+	}
+
+	code2, r := postIngest(t, "http://"+https[1]+"/ingest?level=WARN", "text/plain", "first line\nsecond line\n\nthird line\n")
+	require.Equal(t, http.StatusOK, code2, "%+v", r)
+	require.Equal(t, 3, r.Committed)
+	require.NotZero(t, r.First)
+	waitHTTP(t, "http://"+https[2]+"/readyz")
+	code2, r = postIngest(t, "http://"+https[2]+"/ingest?stream=audit", "application/x-ndjson",
+		`{"msg":"login","level":"ERROR","user":"ann","tries":3}`+"\n"+`{"msg":"logout","user":"ann"}`+"\n")
+	require.Equal(t, http.StatusOK, code2, "%+v", r)
+	require.Equal(t, 2, r.Committed)
+	code2, r = postIngest(t, "http://"+https[0]+"/ingest", "application/json", `{"msg":"ok"}`+"\n"+`not json`+"\n")
+	require.Equal(t, http.StatusBadRequest, code2)
+	require.Contains(t, r.Error, "line 2")
+	code2, r = postIngest(t, "http://"+https[0]+"/ingest?stream=nope", "text/plain", "x\n")
+	require.Equal(t, http.StatusNotFound, code2, "%+v", r)
+
+	resp, err := http.Get("http://" + https[0] + "/metrics")
+	require.NoError(t, err)
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(metrics), `logx_applied_index{node="n1",stream="audit"}`)
+
+	writeYAML("WARN")
+	require.NoError(t, nodes[0].cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { return strings.Contains(nodes[0].stderr.String(), "level INFO -> WARN") },
+		30*time.Second, 20*time.Millisecond, "SIGHUP did not apply the level:\n%s", nodes[0].stderr)
+
+	// Every node has written everything, in every stream, before they stop.
+	require.Eventually(t, func() bool {
+		seqs := map[string]map[uint64]bool{}
+		for _, h := range https {
+			resp, err := http.Get("http://" + h + "/status?all=1")
+			if err != nil {
+				return false
+			}
+			var all []logx.Stats
+			err = json.NewDecoder(resp.Body).Decode(&all)
+			resp.Body.Close()
+			if err != nil || len(all) != 2 {
+				return false
+			}
+			for _, st := range all {
+				if seqs[st.Stream] == nil {
+					seqs[st.Stream] = map[uint64]bool{}
+				}
+				seqs[st.Stream][st.Seq] = true
+			}
+		}
+		return len(seqs) == 2 && len(seqs["default"]) == 1 && len(seqs["audit"]) == 1 && !seqs["audit"][0]
+	}, 30*time.Second, 20*time.Millisecond, "the nodes did not reach the same sequence numbers")
+	// A normal start logs nothing at WARN or above. (Once nodes stop, the
+	// others see a peer go away, and say so.)
+	for i, p := range nodes {
+		for _, line := range strings.Split(p.stderr.String(), "\n") {
+			require.NotContains(t, line, "[WARN]", "node %d:\n%s", i+1, p.stderr)
+			require.NotContains(t, line, "[ERROR]", "node %d:\n%s", i+1, p.stderr)
+		}
+	}
+	for i, p := range nodes {
+		require.Equal(t, 0, p.stop(t), "node %d:\n%s", i+1, p.stderr)
+	}
+	for _, s := range []struct{ sub, file string }{{"", "app.log"}, {"streams/audit", "audit.log"}} {
+		var want []byte
+		for i, d := range dirs {
+			got, err := os.ReadFile(filepath.Join(d, s.sub, s.file))
+			require.NoError(t, err)
+			if i == 0 {
+				want = got
+				continue
+			}
+			require.Equal(t, string(want), string(got), "%s differs on node %d", s.file, i+1)
+		}
+		switch s.file {
+		case "app.log":
+			require.Contains(t, string(want), `level=WARN node=n2 msg="second line"`)
+		case "audit.log":
+			require.Contains(t, string(want), `level=ERROR node=n3 msg=login user=ann tries=3`)
+		}
+	}
+}
