@@ -189,7 +189,9 @@ type Config struct {
 	// TLSCAFile, TLSCertFile and TLSKeyFile name PEM files that New turns
 	// into TLS (see LoadTLS) when TLS is nil: the cluster's CA
 	// certificate(s), this node's certificate and its private key. Give
-	// all three or none.
+	// all three or none. The node loads them again when they change (and
+	// on Logx.ReloadTLS): new connections use them, without a restart
+	// (docs/security.md, "Rotating certificates without a restart").
 	TLSCAFile   string `json:"tls_ca_file" yaml:"tls_ca_file"`
 	TLSCertFile string `json:"tls_cert_file" yaml:"tls_cert_file"`
 	TLSKeyFile  string `json:"tls_key_file" yaml:"tls_key_file"`

@@ -2,6 +2,7 @@ package logx
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
@@ -134,6 +135,11 @@ type forwarder struct {
 	r    *bufio.Reader
 	hdr  [wire.FrameHeader]byte
 	resp []byte
+	// tls is the TLS material this producer's batches are sent with: the
+	// leader stamps a batch with the certificate of its connection, and a
+	// producer id belongs to the first certificate that used it. Nil: the
+	// node's current (or no TLS).
+	tls *tls.Config
 }
 
 // errNotLeaderHint carries the leader address a peer named.
@@ -150,7 +156,8 @@ func (f *forwarder) send(addr string, batch []byte) (idx, first uint64, err erro
 		f.reset()
 	}
 	if f.conn == nil {
-		c, err := f.lx.mux.dial(addr, wire.ProtoForward, f.lx.cfg.ForwardTimeout)
+		// With the TLS material the producer's id belongs to (tlsreload.go).
+		c, err := f.lx.mux.dialWith(context.Background(), f.tls, addr, wire.ProtoForward, f.lx.cfg.ForwardTimeout)
 		if err != nil {
 			return 0, 0, err
 		}

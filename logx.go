@@ -98,7 +98,10 @@ type node struct {
 	cfg   Config // the node's, defaults filled in
 	seams seams  // a test's hooks (hooks.go); zero in normal use
 	lock  *dirLock
-	mux   *mux
+	// tlsFiles is the TLS material loaded from Config's TLS files, which
+	// a reload may replace (tlsreload.go); nil without them.
+	tlsFiles *tlsFiles
+	mux      *mux
 
 	mu      sync.Mutex
 	streams []*Stream // the default stream first, then in the order opened
@@ -134,10 +137,12 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	var tf *tlsFiles
 	if cfg.TLS == nil && cfg.TLSCAFile != "" {
-		if cfg.TLS, err = LoadTLS(cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+		if tf, err = loadTLSFiles(cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
 			return nil, err
 		}
+		cfg.TLS = tf.current() // as first loaded; the streams ask tf for the current one
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
@@ -151,7 +156,7 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 			f(a)
 		}
 	}
-	n := &node{cfg: cfg.withDefaults(), seams: sm, byName: map[string]*Stream{}, openErr: map[string]error{}, changed: make(chan struct{}), wake: make(chan struct{}, 1),
+	n := &node{cfg: cfg.withDefaults(), seams: sm, tlsFiles: tf, byName: map[string]*Stream{}, openErr: map[string]error{}, changed: make(chan struct{}), wake: make(chan struct{}, 1),
 		cooldown: map[string]time.Time{}, handedTo: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
 	if n.lock, err = lockDir(cfg.Dir); err != nil {
 		return nil, err
@@ -193,11 +198,14 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 		}
 		return nil, fmt.Errorf("logx: listening on ListenAddr: %w", err)
 	}
-	if cfg.TLS != nil {
+	switch {
+	case tf != nil:
+		ln = tls.NewListener(ln, tf.serverConfig())
+	case cfg.TLS != nil:
 		ln = tls.NewListener(ln, cfg.TLS)
 	}
-	n.mux = newMux(ln, cfg, sm)
-	def, err := newStream(cfg, sm, n.mux, DefaultStream, &nodeHooks{onCatalog: n.catalogEvent, otherStats: n.otherStats})
+	n.mux = newMux(ln, cfg, sm, n.tlsConfig)
+	def, err := newStream(cfg, sm, n.mux, DefaultStream, &nodeHooks{onCatalog: n.catalogEvent, otherStats: n.otherStats, tls: n.tlsNow})
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +266,7 @@ func (n *node) open(sc StreamConfig, voters []string, join bool) error {
 		cfg.Join = !slices.Contains(voters, cfg.Addr)
 	}
 	cfg.Join = cfg.Join || join
-	s, err := newStream(cfg, n.seams, n.mux, sc.Name, &nodeHooks{defaultServers: n.defaultServers})
+	s, err := newStream(cfg, n.seams, n.mux, sc.Name, &nodeHooks{defaultServers: n.defaultServers, tls: n.tlsNow})
 	if err != nil {
 		return err
 	}
@@ -382,6 +390,13 @@ func (n *node) tend() {
 				declared = nil // all recorded: stop asking
 			}
 		case now := <-t.C:
+			if n.tlsFiles != nil {
+				if changed, err := n.tlsFiles.reload(false); changed {
+					n.list()[0].logf("logx: TLS files changed: loaded again")
+				} else if err != nil {
+					n.list()[0].logf("logx: TLS files changed but do not load (the material in use stays): %v", err)
+				}
+			}
 			streams := n.list()
 			streams[0].recordDeclared()
 			for _, s := range streams {

@@ -161,6 +161,7 @@ func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err e
 	sent := false // a request may have reached a leader: a failure is then ambiguous
 	var firstSent time.Time
 	var lastLog time.Time
+	lx.useCurrentTLS() // a new certificate: a new producer id, before this batch is numbered
 	for {
 		if lx.removed.Load() {
 			if batch == nil {

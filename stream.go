@@ -3,6 +3,7 @@ package logx
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log"
@@ -70,9 +71,13 @@ type Stream struct {
 	pseq        uint64        // last producer sequence assigned; producer goroutine only
 	encBuf      []byte        // records of the batch being compressed; producer goroutine only
 	// identity is this node's certificate identity (dedup.go), stamped on
-	// the batches it commits as leader; nil without TLS.
+	// the batches it commits as leader; nil without TLS. subject is its
+	// certificate's subject identity (clock.go). tlsGen is the generation
+	// of the TLS material they come from (tlsreload.go). Producer
+	// goroutine only, after newStream.
 	identity     []byte
-	subject      []byte     // this node's certificate subject identity (clock.go); nil without TLS
+	subject      []byte
+	tlsGen       uint64
 	settingsMu   sync.Mutex // one settings proposal at a time (proposeSettings)
 	barriers     barriers   // the leader's commit barriers (commit.go)
 	lagIdx       lagIndex   // lagTarget's memory (commit.go)
@@ -172,6 +177,13 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		}
 	}
 	lx.producer = newProducerID()
+	if hooks != nil && hooks.tls != nil {
+		var cur *tls.Config
+		if cur, lx.tlsGen = hooks.tls(); cur != nil {
+			cfg.TLS = cur
+		}
+	}
+	lx.fwd.tls = cfg.TLS // the material the producer's first id goes with (tlsreload.go)
 	if lx.identity, lx.subject, err = tlsIdentities(cfg.TLS); err != nil {
 		return nil, err
 	}
@@ -428,6 +440,9 @@ type nodeHooks struct {
 	// defaultServers, for the other streams, are the members of the
 	// default stream's configuration (raftPeerOK).
 	defaultServers func() []string
+	// tls is the node's current TLS configuration and its generation
+	// (tlsreload.go).
+	tls func() (*tls.Config, uint64)
 }
 
 func (lx *Stream) logf(format string, args ...any) { lx.diag.Printf(format, args...) }

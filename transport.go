@@ -43,7 +43,7 @@ type mux struct {
 	// the default stream).
 	endpoints map[string]*endpoint
 
-	tls *tls.Config // mutual TLS for dials (the listener does its own)
+	tlsConf func() *tls.Config // mutual TLS for dials (nil config: none); the listener does its own
 
 	headerTimeout time.Duration // headerTimeout, or a test's
 	maxPerIP      int           // maxConnsPerIP, or a test's
@@ -58,12 +58,12 @@ type mux struct {
 }
 
 // newMux returns the mux of the node whose Config is cfg, listening on ln.
-func newMux(ln net.Listener, cfg Config, sm seams) *mux {
+func newMux(ln net.Listener, cfg Config, sm seams, tlsConf func() *tls.Config) *mux {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &mux{ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{},
 		inbound: map[net.Conn]string{}, perIP: map[string]int{}, endpoints: map[string]*endpoint{},
 		headerTimeout: cmp.Or(sm.headerTimeout, headerTimeout), maxPerIP: cmp.Or(sm.maxConnsPerIP, maxConnsPerIP),
-		tls: cfg.TLS, advertise: advertisedAddr(cfg.Addr), resolve: sm.resolve, ctx: ctx, cancel: cancel}
+		tlsConf: tlsConf, advertise: advertisedAddr(cfg.Addr), resolve: sm.resolve, ctx: ctx, cancel: cancel}
 	if ip := net.ParseIP(sm.dialFrom); ip != nil {
 		m.dialFrom = &net.TCPAddr{IP: ip}
 	}
@@ -224,7 +224,7 @@ func (a advertisedAddr) String() string  { return string(a) }
 
 // dialContext opens a connection to addr that starts with pre (see
 // preface), and gives up when ctx ends or the mux closes.
-func (m *mux) dialContext(ctx context.Context, addr string, pre []byte, timeout time.Duration) (net.Conn, error) {
+func (m *mux) dialContext(ctx context.Context, tlsCfg *tls.Config, addr string, pre []byte, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(m.ctx, cancel)
@@ -249,8 +249,11 @@ func (m *mux) dialContext(ctx context.Context, addr string, pre []byte, timeout 
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	if m.tls != nil {
-		if c, err = tlsClient(ctx, c, m.tls, addr, timeout); err != nil {
+	if tlsCfg == nil {
+		tlsCfg = m.tlsConf()
+	}
+	if tlsCfg != nil {
+		if c, err = tlsClient(ctx, c, tlsCfg, addr, timeout); err != nil {
 			return nil, err
 		}
 	}
@@ -382,11 +385,17 @@ func (e *endpoint) dial(addr string, proto byte, timeout time.Duration) (net.Con
 // dialContext is dial that gives up when ctx ends (or the mux or the
 // endpoint closes).
 func (e *endpoint) dialContext(ctx context.Context, addr string, proto byte, timeout time.Duration) (net.Conn, error) {
+	return e.dialWith(ctx, nil, addr, proto, timeout)
+}
+
+// dialWith is dialContext with the TLS material tlsCfg (nil: the node's
+// current, if it uses TLS).
+func (e *endpoint) dialWith(ctx context.Context, tlsCfg *tls.Config, addr string, proto byte, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(e.ctx, cancel)
 	defer stop()
-	c, err := e.m.dialContext(ctx, addr, wire.Preface(e.name, proto), timeout)
+	c, err := e.m.dialContext(ctx, tlsCfg, addr, wire.Preface(e.name, proto), timeout)
 	if err != nil {
 		return nil, err
 	}

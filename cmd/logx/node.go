@@ -230,6 +230,7 @@ func cmdNode(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		return fail(stderr, "node: %v", err)
 	}
 	var srv *http.Server
+	var in *ingester
 	srvDone := make(chan error, 1)
 	if nf.HTTP != "" {
 		ln, err := net.Listen("tcp", nf.HTTP)
@@ -237,7 +238,8 @@ func cmdNode(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 			lx.Close()
 			return fail(stderr, "node: http: %v", err)
 		}
-		in := &ingester{lx: lx, node: nf.NodeID, addr: nf.Addr, tls: clientTLS, clients: map[string]*ingestClient{}}
+		in = &ingester{lx: lx, node: nf.NodeID, addr: nf.Addr, tls: clientTLS, clients: map[string]*ingestClient{},
+			files: [3]string{nf.TLSCAFile, nf.TLSCertFile, nf.TLSKeyFile}}
 		defer in.close()
 		srv = &http.Server{Handler: nodeHandler(lx, nf, in), ReadHeaderTimeout: 10 * time.Second}
 		go func() { srvDone <- srv.Serve(ln) }()
@@ -258,7 +260,7 @@ loop:
 			if s != syscall.SIGHUP {
 				break loop
 			}
-			reload(f, &level, nf.NodeID, stderr)
+			reload(f, lx, in, &level, nf.NodeID, stderr)
 		}
 	}
 	fmt.Fprintf(stderr, "logx node %s: closing\n", nf.NodeID)
@@ -275,12 +277,19 @@ loop:
 	return status
 }
 
-// reload applies what SIGHUP can change: the level. Other settings need a
-// restart; the file is checked all the same, so an error shows now.
-func reload(f *nodeFlags, level *slog.LevelVar, id string, stderr io.Writer) {
+// reload applies what SIGHUP can change: the TLS files (loaded again if
+// they changed; the node also notices by itself within a few seconds) and
+// the level. Other settings need a restart; the file is checked all the
+// same, so an error shows now.
+func reload(f *nodeFlags, lx *logx.Logx, in *ingester, level *slog.LevelVar, id string, stderr io.Writer) {
+	if err := lx.ReloadTLS(); err != nil {
+		fmt.Fprintf(stderr, "logx node %s: SIGHUP: TLS files: %v; the certificates in use stay\n", id, err)
+	} else if in != nil {
+		in.reloadTLS(stderr)
+	}
 	nf, err := f.settings()
 	if err != nil {
-		fmt.Fprintf(stderr, "logx node %s: SIGHUP: %v; nothing changed\n", id, err)
+		fmt.Fprintf(stderr, "logx node %s: SIGHUP: %v; the level stays\n", id, err)
 		return
 	}
 	if nf.Config.Level != nil && nf.Config.Level.Level() != level.Level() {
@@ -288,7 +297,7 @@ func reload(f *nodeFlags, level *slog.LevelVar, id string, stderr io.Writer) {
 		level.Set(nf.Config.Level.Level())
 		return
 	}
-	fmt.Fprintf(stderr, "logx node %s: SIGHUP: nothing to change (only the level changes without a restart)\n", id)
+	fmt.Fprintf(stderr, "logx node %s: SIGHUP: level unchanged (only the level and the TLS files change without a restart)\n", id)
 }
 
 func cmpOr(a, b string) string {
@@ -320,12 +329,13 @@ const (
 // per stream, so that a request's lines keep their order. The Client
 // dials this node, which forwards to the leader as for its own entries.
 type ingester struct {
-	lx   *logx.Logx
-	node string
-	addr string
-	tls  *tls.Config
+	lx    *logx.Logx
+	node  string
+	addr  string
+	files [3]string // the TLS files: CA, certificate, key ("" without)
 
 	mu      sync.Mutex
+	tls     *tls.Config
 	clients map[string]*ingestClient
 }
 
@@ -430,6 +440,26 @@ func (in *ingester) client(ctx context.Context, stream string) (*ingestClient, e
 	ic := &ingestClient{c: c}
 	in.clients[stream] = ic
 	return ic, nil
+}
+
+// reloadTLS loads the node's TLS files again for /ingest's Clients, which
+// dial this node as a peer does: the next request makes new ones.
+func (in *ingester) reloadTLS(stderr io.Writer) {
+	in.mu.Lock()
+	if in.files[0] == "" {
+		in.mu.Unlock()
+		return
+	}
+	cfg, err := logx.LoadTLS(in.files[0], in.files[1], in.files[2])
+	in.mu.Unlock()
+	if err != nil {
+		fmt.Fprintf(stderr, "logx node %s: SIGHUP: TLS files for /ingest: %v\n", in.node, err)
+		return
+	}
+	in.close()
+	in.mu.Lock()
+	in.tls, in.clients = cfg, map[string]*ingestClient{}
+	in.mu.Unlock()
 }
 
 // close closes the Clients.

@@ -1,0 +1,151 @@
+package logx
+
+import (
+	"crypto/tls"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+)
+
+// Certificates rotate without a restart. A node whose Config names TLS
+// files (TLSCAFile, TLSCertFile, TLSKeyFile) loads them again when they
+// change: the node's goroutine looks at their sizes and times every round
+// (balanceEvery ElectionTimeouts), and Logx.ReloadTLS does at once (logx
+// node calls it on SIGHUP). A reload that fails (a half-written file, a
+// key that does not match) keeps the material in use and is tried again
+// at the next look. Each handshake takes the material loaded last: a new
+// CA bundle is trusted, and a new certificate presented, from the next
+// connection on; connections already open go on. A Config.TLS given as a
+// *tls.Config is the caller's to rotate (GetCertificate,
+// GetConfigForClient, GetClientCertificate).
+//
+// A new certificate is a new identity for the node's batches (dedup.go),
+// and a producer id belongs to the first identity that used it, so each
+// stream's producer takes a new producer id for its next batch, and sends
+// its batches over a connection made with the material it took
+// (TestTLSRotation).
+
+// tlsFiles is a node's TLS material loaded from files.
+type tlsFiles struct {
+	ca, cert, key string
+
+	mu    sync.Mutex // serializes reloads
+	stamp string     // the files' sizes and times when last loaded
+	cur   atomic.Pointer[tls.Config]
+	gen   atomic.Uint64 // bumped by every reload that changed the material
+}
+
+func loadTLSFiles(ca, cert, key string) (*tlsFiles, error) {
+	t := &tlsFiles{ca: ca, cert: cert, key: key}
+	if _, err := t.reload(true); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// current is the material loaded last.
+func (t *tlsFiles) current() *tls.Config { return t.cur.Load() }
+
+// filesStamp describes the three files' sizes and modification times.
+func (t *tlsFiles) filesStamp() (string, error) {
+	s := ""
+	for _, p := range []string{t.ca, t.cert, t.key} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return "", err
+		}
+		s += fmt.Sprintf("%d.%d;", fi.Size(), fi.ModTime().UnixNano())
+	}
+	return s, nil
+}
+
+// reload loads the files again if they changed since the last load (or
+// always, with force) and reports whether the material changed.
+func (t *tlsFiles) reload(force bool) (bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	stamp, err := t.filesStamp()
+	if err != nil {
+		return false, fmt.Errorf("logx: TLS files: %w", err)
+	}
+	if !force && stamp == t.stamp {
+		return false, nil
+	}
+	cfg, err := LoadTLS(t.ca, t.cert, t.key)
+	if err != nil {
+		return false, err
+	}
+	t.stamp = stamp
+	t.cur.Store(cfg)
+	t.gen.Add(1)
+	return true, nil
+}
+
+// serverConfig is the listener's configuration: every handshake takes the
+// material loaded last.
+func (t *tlsFiles) serverConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return t.current(), nil },
+	}
+}
+
+// ReloadTLS loads the node's TLS files (Config.TLSCAFile, TLSCertFile,
+// TLSKeyFile) again, now, if they changed; new connections use them. It
+// returns an error, and keeps the material in use, if they do not load.
+// Without TLS files it does nothing.
+func (lx *Logx) ReloadTLS() error {
+	if lx.node.tlsFiles == nil {
+		return nil
+	}
+	changed, err := lx.node.tlsFiles.reload(false)
+	if changed {
+		lx.logf("logx: TLS files loaded again (ReloadTLS)")
+	}
+	return err
+}
+
+// tlsConfig is the node's TLS configuration for new connections (nil
+// without TLS).
+func (n *node) tlsConfig() *tls.Config {
+	if n.tlsFiles != nil {
+		return n.tlsFiles.current()
+	}
+	return n.cfg.TLS
+}
+
+// tlsNow is the node's TLS configuration and its generation (0 when it
+// cannot change), for a stream's producer.
+func (n *node) tlsNow() (*tls.Config, uint64) {
+	if n.tlsFiles == nil {
+		return n.cfg.TLS, 0
+	}
+	return n.tlsFiles.current(), n.tlsFiles.gen.Load()
+}
+
+// useCurrentTLS takes the node's current certificate as this stream's
+// identity if it changed since the last batch, under a new producer id
+// (the leader refuses a producer id under another certificate). Called by
+// the producer goroutine before it encodes a batch.
+func (lx *Stream) useCurrentTLS() {
+	if lx.hooks.tls == nil {
+		return
+	}
+	cfg, gen := lx.hooks.tls()
+	if gen == lx.tlsGen {
+		return
+	}
+	identity, subject, err := tlsIdentities(cfg)
+	if err != nil {
+		lx.logf("logx: the reloaded TLS certificate: %v; batches keep the previous identity", err)
+		lx.tlsGen = gen
+		return
+	}
+	lx.identity, lx.subject, lx.tlsGen = identity, subject, gen
+	lx.producer, lx.pseq = newProducerID(), 0
+	// The new id's batches go over a connection made with the same
+	// certificate, whatever reloads come before the producer sees them.
+	lx.fwd.reset()
+	lx.fwd.tls = cfg
+}

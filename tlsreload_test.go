@@ -1,0 +1,179 @@
+package logx
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/logx-dev/logx/logxtls"
+	"github.com/stretchr/testify/require"
+)
+
+// TestTLSRotation swaps every node's CA and certificate files under load,
+// as an operator moving to a new CA does: first a bundle of the old and
+// the new CA, then certificates from the new CA, then the new CA alone.
+// No Append fails meanwhile (no connection that should be accepted is
+// refused), a client of the new CA is refused before the bundle and a
+// client of the old CA after the old CA is dropped (none is accepted that
+// should be refused), a node restarted at the end joins with the new
+// certificate, and the files end identical with every entry once.
+func TestTLSRotation(t *testing.T) {
+	base := t.TempDir()
+	oldDir, newDir := filepath.Join(base, "old"), filepath.Join(base, "new")
+	names := []string{"n1", "n2", "n3", "client"}
+	require.NoError(t, logxtls.WriteFiles(oldDir, names, []string{"127.0.0.1"}, time.Hour))
+	require.NoError(t, logxtls.WriteFiles(newDir, names, []string{"127.0.0.1"}, time.Hour))
+	read := func(dir, name string) []byte {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		require.NoError(t, err)
+		return b
+	}
+	// install replaces a node's file as an operator's tooling does: a
+	// temporary file renamed over it.
+	install := func(node, name string, b []byte) {
+		p := filepath.Join(base, node, name)
+		require.NoError(t, os.WriteFile(p+".new", b, 0o600))
+		require.NoError(t, os.Rename(p+".new", p))
+	}
+	for _, n := range names[:3] {
+		require.NoError(t, os.MkdirAll(filepath.Join(base, n), 0o755))
+		install(n, "ca.pem", read(oldDir, "ca.pem"))
+		install(n, "cert.pem", read(oldDir, n+".pem"))
+		install(n, "key.pem", read(oldDir, n+"-key.pem"))
+	}
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		d := filepath.Join(base, cfg.NodeID)
+		cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile = filepath.Join(d, "ca.pem"), filepath.Join(d, "cert.pem"), filepath.Join(d, "key.pem")
+	})
+
+	// client is a client of one CA, trusting the nodes' certificates of
+	// either.
+	both := x509.NewCertPool()
+	require.True(t, both.AppendCertsFromPEM(read(oldDir, "ca.pem")))
+	require.True(t, both.AppendCertsFromPEM(read(newDir, "ca.pem")))
+	client := func(dir string) *tls.Config {
+		cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem"))
+		require.NoError(t, err)
+		return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: both, MinVersion: tls.VersionTLS13}
+	}
+	accepted := func(cfg *tls.Config) bool {
+		for i := range c.nodes {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := QueryStatusTLS(ctx, c.cfgs[i].Addr, cfg)
+			cancel()
+			if err != nil {
+				return false
+			}
+		}
+		return true
+	}
+	require.True(t, accepted(client(oldDir)))
+	require.False(t, accepted(client(newDir)), "a client of the new CA before the nodes trust it")
+
+	// Load: every node appends until told to stop.
+	var acked atomic.Int64
+	stops := []chan struct{}{make(chan struct{}), make(chan struct{}), make(chan struct{})}
+	var wg sync.WaitGroup
+	for i, lx := range c.nodes {
+		stop := stops[i]
+		wg.Go(func() {
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				_, err := lx.Append(ctx, LevelInfo, "rotation", "node", i, "k", k)
+				cancel()
+				if err != nil {
+					t.Errorf("node %d: Append %d failed during the rotation: %v", i+1, k, err)
+					return
+				}
+				acked.Add(1)
+			}
+		})
+	}
+	step := func(what string, files map[string]func(node string) []byte) {
+		t.Helper()
+		before := acked.Load()
+		for _, n := range names[:3] {
+			for name, content := range files {
+				install(n, name, content(n))
+			}
+			require.NoError(t, c.nodes[int(n[1]-'1')].ReloadTLS(), what)
+		}
+		// New connections now: the nodes reconnect to each other and to
+		// the clients below with what they loaded.
+		require.True(t, waitFor(20*time.Second, func() bool { return acked.Load() > before+20 }), "%s: the load stalled", what)
+	}
+	bundle := append(read(oldDir, "ca.pem"), read(newDir, "ca.pem")...)
+	step("bundle", map[string]func(string) []byte{"ca.pem": func(string) []byte { return bundle }})
+	require.True(t, accepted(client(oldDir)))
+	require.True(t, accepted(client(newDir)))
+
+	// A reload that fails keeps what is in use.
+	install("n1", "cert.pem", []byte("not a certificate"))
+	require.Error(t, c.nodes[0].ReloadTLS())
+	require.True(t, accepted(client(oldDir)))
+
+	step("new certificates", map[string]func(string) []byte{
+		"cert.pem": func(n string) []byte { return read(newDir, n+".pem") },
+		"key.pem":  func(n string) []byte { return read(newDir, n+"-key.pem") },
+	})
+	step("the new CA alone", map[string]func(string) []byte{"ca.pem": func(string) []byte { return read(newDir, "ca.pem") }})
+	require.False(t, accepted(client(oldDir)), "a client of the dropped CA")
+	require.True(t, accepted(client(newDir)))
+
+	// A restarted node dials its peers with the new certificate only
+	// (the others go on logging).
+	close(stops[2])
+	before := acked.Load()
+	c.stop(2)
+	c.start(2)
+	require.NoError(t, c.nodes[2].WaitReady(t.Context()))
+	require.True(t, waitFor(30*time.Second, func() bool { return acked.Load() > before+50 }))
+	close(stops[0])
+	close(stops[1])
+	wg.Wait()
+	c.flushAll()
+	seq := c.waitSameSeq(uint64(acked.Load()))
+	requireIdentical(t, c.dirs(), "app.log")
+	require.Equal(t, uint64(acked.Load()), seq, "every acknowledged entry once, and nothing else")
+}
+
+// TestTLSFilesWatched: without a ReloadTLS call, a node notices its TLS
+// files changed (within a round of its goroutine) and uses them.
+func TestTLSFilesWatched(t *testing.T) {
+	base := t.TempDir()
+	oldDir, newDir := filepath.Join(base, "old"), filepath.Join(base, "new")
+	require.NoError(t, logxtls.WriteFiles(oldDir, []string{"n1", "client"}, []string{"127.0.0.1"}, time.Hour))
+	require.NoError(t, logxtls.WriteFiles(newDir, []string{"client"}, []string{"127.0.0.1"}, time.Hour))
+	ca := filepath.Join(base, "ca.pem")
+	b, err := os.ReadFile(filepath.Join(oldDir, "ca.pem"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(ca, b, 0o644))
+	lx := newSingle(t, func(cfg *Config) {
+		cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile = ca, filepath.Join(oldDir, "n1.pem"), filepath.Join(oldDir, "n1-key.pem")
+	})
+	newClient, err := LoadTLS(filepath.Join(oldDir, "ca.pem"), filepath.Join(newDir, "client.pem"), filepath.Join(newDir, "client-key.pem"))
+	require.NoError(t, err)
+	query := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := QueryStatusTLS(ctx, lx.cfg.Addr, newClient)
+		return err
+	}
+	require.Error(t, query(), "a client of a CA the node does not trust")
+	nb, err := os.ReadFile(filepath.Join(newDir, "ca.pem"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(ca+".new", append(b, nb...), 0o644))
+	require.NoError(t, os.Rename(ca+".new", ca))
+	require.True(t, waitFor(20*time.Second, func() bool { return query() == nil }), "the node did not load its changed CA file")
+}
