@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -38,7 +39,10 @@ import (
 // on its standard input makes it call RemoveNode(ADDR). Both report to the
 // RESULT file, one line each: "join ok", "remove ID ok", or the error.
 //
-// Optional variables: INTERVAL_MS paces each writer (one Append per
+// SIGTERM stops the writers and the node as closing standard input does.
+//
+// Optional variables: LAT names a file that gets each acknowledged
+// Append's latency in microseconds, a line each; INTERVAL_MS paces each writer (one Append per
 // interval), APPEND_TIMEOUT_MS bounds an Append (20 s), SNAPSHOT_MS makes
 // the node take a Raft snapshot that often, TRAILING_LOGS,
 // SNAPSHOT_THRESHOLD and WAL_SEGMENT set the Config fields of those names,
@@ -121,11 +125,21 @@ func helperMain() int {
 	var commands sync.WaitGroup // RemoveNode calls in progress
 	var done sync.WaitGroup
 	var finished, stopStatus = make(chan struct{}), make(chan struct{})
-	// Standard input: "stop" stops the writers, EOF the node.
+	// Standard input: "stop" stops the writers, EOF the node; so does
+	// SIGTERM, as an operator stops a node.
 	stopWriters, stdinClosed := make(chan struct{}), make(chan struct{})
+	var stopOnce, closeOnce sync.Once
+	stop := func() { stopOnce.Do(func() { close(stopWriters) }) }
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
 	go func() {
-		var once sync.Once
-		stop := func() { once.Do(func() { close(stopWriters) }) }
+		if _, ok := <-term; ok {
+			fmt.Fprintln(os.Stderr, "helper: SIGTERM")
+			stop()
+			closeOnce.Do(func() { close(stdinClosed) })
+		}
+	}()
+	go func() {
 		sc := bufio.NewScanner(os.Stdin)
 		for sc.Scan() {
 			f := strings.Fields(sc.Text())
@@ -155,7 +169,7 @@ func helperMain() int {
 		}
 		stop()
 		commands.Wait()
-		close(stdinClosed)
+		closeOnce.Do(func() { close(stdinClosed) })
 	}()
 	statusDone := make(chan struct{})
 	go func() { // status reporter
@@ -233,6 +247,12 @@ func helperMain() int {
 		appendTimeout = time.Duration(ms) * time.Millisecond
 	}
 	var mu sync.Mutex
+	var lat *os.File // LAT: each acknowledged Append's latency, microseconds
+	if p := env("LAT"); p != "" {
+		if lat, err = os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
+			return fail(err)
+		}
+	}
 	for w := 0; w < atoi("WRITERS"); w++ {
 		done.Add(1)
 		go func() {
@@ -250,6 +270,7 @@ func helperMain() int {
 				case <-tick:
 				}
 				actx, acancel := context.WithTimeout(context.Background(), appendTimeout)
+				t0 := time.Now()
 				to, suffix := lx.defaultStream, ""
 				if extra != nil && i%2 == 1 {
 					to, suffix = extra, " "+extra.Name()
@@ -259,8 +280,12 @@ func helperMain() int {
 				if err != nil {
 					continue // not acknowledged: the test does not count it
 				}
+				took := time.Since(t0)
 				mu.Lock()
 				fmt.Fprintf(ack, "%s %d %d %d%s\n", run, w, i, seq, suffix)
+				if lat != nil {
+					fmt.Fprintf(lat, "%d\n", took.Microseconds())
+				}
 				mu.Unlock()
 			}
 		}()
