@@ -85,7 +85,9 @@ func TestRollingRestart(t *testing.T) {
 	require.NoError(t, sc.Err())
 	require.Equal(t, acked, len(lat), "a latency for every acknowledged Append")
 	slices.Sort(lat)
-	p := func(q float64) time.Duration { return lat[min(len(lat)-1, int(q*float64(len(lat))))].Round(time.Millisecond) }
+	p := func(q float64) time.Duration {
+		return lat[min(len(lat)-1, int(q*float64(len(lat))))].Round(time.Millisecond)
+	}
 	t.Logf("rolling restart, %d rounds over 3 nodes: %d entries, %d acknowledged, 0 lost, 0 duplicates; Append latency p50 %v, p99 %v, p99.9 %v, longest %v (ElectionTimeout 300ms)",
 		rounds, n, acked, p(0.5), p(0.99), p(0.999), lat[len(lat)-1].Round(time.Millisecond))
 }
