@@ -322,6 +322,12 @@ func (lx *Logx) DeleteStream(ctx context.Context, name string) error {
 	return lx.node.waitStream(ctx, name, false)
 }
 
+// FeatureVersion is what this logx knows, as nodes tell each other in
+// Stats.Version: 2 is streams (the catalog, the stream preface). Nodes of
+// earlier versions skip catalog entries, so a stream is not created while
+// a voter says it does not know streams (docs/guarantees.md, "Upgrades").
+const FeatureVersion = 2
+
 // proposeCatalogCmd commits c on this node, the default stream's leader,
 // with the servers of its configuration as a create's voters.
 func (lx *Stream) proposeCatalogCmd(c catalogCmd) error {
@@ -331,9 +337,36 @@ func (lx *Stream) proposeCatalogCmd(c catalogCmd) error {
 		if c.Voters, err = lx.serverAddrs(true); err != nil {
 			return err
 		}
+		if err := lx.votersKnowStreams(c.Voters); err != nil {
+			return fmt.Errorf("logx: not creating stream %q: %w", c.Stream.Name, err)
+		}
 	}
 	_, _, err := lx.applyLocal(appendCatalogCmd(nil, c), nil)
 	return err
+}
+
+// votersKnowStreams refuses a stream's creation while a voter runs a logx
+// that does not know streams (its status has no FeatureVersion): that
+// node would skip the creation, and after its upgrade never learn of the
+// stream. A voter that does not answer within an ElectionTimeout is not
+// held against the creation (a stream is created with a majority up); it
+// must come back running this version (docs/guarantees.md, "Upgrades").
+func (lx *Stream) votersKnowStreams(voters []string) error {
+	for _, v := range voters {
+		if v == lx.cfg.Addr {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(lx.closingCtx, lx.cfg.ElectionTimeout)
+		st, _, err := lx.remoteStatus(ctx, v)
+		cancel()
+		if err != nil {
+			continue // down, or slow: see above
+		}
+		if st.Version < FeatureVersion {
+			return fmt.Errorf("voter %s runs a logx without streams (version %d): upgrade every node first", v, st.Version)
+		}
+	}
+	return nil
 }
 
 // recordDeclared has the streams of this node's Config that the catalog

@@ -411,6 +411,9 @@ type procCluster struct {
 	peers []string
 	join  []bool
 	gen   []int
+	// bins are the test binaries to run each slot's node with (another
+	// version's, for the upgrade test); "" or missing: this one.
+	bins []string
 }
 
 func newProcCluster(t *testing.T, n, writers, entries int) *procCluster {
@@ -469,7 +472,11 @@ func (c *procCluster) dir(i int) string {
 func (c *procCluster) start(i, writers int) {
 	c.t.Helper()
 	c.runs++
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	bin := os.Args[0]
+	if i < len(c.bins) && c.bins[i] != "" {
+		bin = c.bins[i]
+	}
+	cmd := exec.Command(bin, "-test.run=^$")
 	stderr, err := os.OpenFile(c.path(i, "stderr"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	require.NoError(c.t, err)
 	defer stderr.Close()
@@ -575,10 +582,12 @@ func (c *procCluster) status(i int) procStatus {
 	if err != nil {
 		return procStatus{}
 	}
+	// Earlier versions (the upgrade test) write the first 7 fields, or 9.
 	f := strings.Fields(string(b))
-	if len(f) != 10 {
+	if len(f) != 7 && len(f) != 9 && len(f) != 10 {
 		return procStatus{}
 	}
+	f = append(f, "0", "0", "0")
 	n := func(i int) uint64 { v, _ := strconv.ParseUint(f[i], 10, 64); return v }
 	z := func(i int) int64 { v, _ := strconv.ParseInt(f[i], 10, 64); return v }
 	return procStatus{state: f[0], seq: n(1), done: f[2] == "done",

@@ -12,6 +12,29 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// finish stops every node's writers (ENTRIES 0), waits until the nodes
+// converge, stops them, and verifies their files (procCluster.verify).
+func (c *procCluster) finish() (entries, acked int) {
+	c.t.Helper()
+	var nodes []int
+	for i := range c.procs {
+		if c.procs[i] == nil {
+			continue
+		}
+		nodes = append(nodes, i)
+		_, err := c.stdins[i].Write([]byte("stop\n"))
+		require.NoError(c.t, err)
+	}
+	for _, i := range nodes {
+		c.waitStatus(i, "writers done", func(s procStatus) bool { return s.done })
+	}
+	c.waitConverged()
+	for _, i := range nodes {
+		c.stop(i)
+	}
+	return c.verify(nodes...)
+}
+
 // term sends node i SIGTERM, as an operator stopping it does, and waits
 // for a clean exit.
 func (c *procCluster) term(i int) {
@@ -59,18 +82,7 @@ func TestRollingRestart(t *testing.T) {
 			t.Logf("round %d: restarted n%d (leader: %v)", r+1, i+1, wasLeader)
 		}
 	}
-	for i := range 3 {
-		_, err := c.stdins[i].Write([]byte("stop\n"))
-		require.NoError(t, err)
-	}
-	for i := range 3 {
-		c.waitStatus(i, "writers done", func(s procStatus) bool { return s.done })
-	}
-	c.waitConverged()
-	for i := range 3 {
-		c.stop(i)
-	}
-	n, acked := c.verify(0, 1, 2)
+	n, acked := c.finish()
 
 	f, err := os.Open(c.path(0, "lat"))
 	require.NoError(t, err)

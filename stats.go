@@ -4,16 +4,19 @@ import "time"
 
 // Stats is a snapshot of a stream's state and counters on a node.
 type Stats struct {
-	NodeID string `json:"node_id"`
-	Stream string `json:"stream"` // the stream's name (DefaultStream for Logx.Stats)
-	Idle   bool   `json:"idle"`   // idle here: Raft's timeouts stretched (idle.go)
-	Addr   string `json:"addr"`
-	State  string `json:"state"`  // Raft role: Leader, Follower, Candidate or Shutdown
-	Leader string `json:"leader"` // the leader's address, "" if none is known
-	Term   uint64 `json:"term"`
-	Format string `json:"format"` // line format of the cluster: "text" or "json"
-	Dir    string `json:"dir"`    // the stream's directory on this node
-	File   string `json:"file"`   // the active file's name in Dir
+	// Version is the node's logx feature version (FeatureVersion); 0 from
+	// a node older than streams, which does not send it.
+	Version int    `json:"version,omitempty"`
+	NodeID  string `json:"node_id"`
+	Stream  string `json:"stream"` // the stream's name (DefaultStream for Logx.Stats)
+	Idle    bool   `json:"idle"`   // idle here: Raft's timeouts stretched (idle.go)
+	Addr    string `json:"addr"`
+	State   string `json:"state"`  // Raft role: Leader, Follower, Candidate or Shutdown
+	Leader  string `json:"leader"` // the leader's address, "" if none is known
+	Term    uint64 `json:"term"`
+	Format  string `json:"format"` // line format of the cluster: "text" or "json"
+	Dir     string `json:"dir"`    // the stream's directory on this node
+	File    string `json:"file"`   // the active file's name in Dir
 
 	CommitIndex  uint64 `json:"commit_index"`  // Raft commit index known here
 	AppliedIndex uint64 `json:"applied_index"` // Raft index the files hold
@@ -98,6 +101,7 @@ type Stats struct {
 func (lx *Stream) Stats() Stats {
 	fs := lx.fsm.stats()
 	s := Stats{
+		Version:          FeatureVersion,
 		NodeID:           lx.cfg.NodeID,
 		Stream:           lx.name,
 		Idle:             lx.idle.Load(),

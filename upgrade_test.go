@@ -1,0 +1,129 @@
+package logx
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/logx-dev/logx/internal/wire"
+	"github.com/stretchr/testify/require"
+)
+
+// Versions a cluster may be upgraded from, one node at a time: the first
+// complete release and the main that streams (issue 12) started from.
+var upgradeFrom = []struct{ name, commit string }{
+	{"v0.1.0", "7fdb7d4"},
+	{"pre-streams", "2f686b5"},
+}
+
+// buildVersion builds the test binary of this package at commit (its node
+// process, helperMain, speaks the same protocol) in a temporary git
+// worktree. It skips the test where the clone has no history.
+func buildVersion(t *testing.T, commit string) string {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git: cannot build earlier versions")
+	}
+	if out, err := exec.Command("git", "cat-file", "-e", commit+"^{commit}").CombinedOutput(); err != nil {
+		t.Skipf("commit %s is not in this clone (a shallow clone?): %s", commit, out)
+	}
+	wt := filepath.Join(t.TempDir(), "src")
+	out, err := exec.Command("git", "worktree", "add", "--detach", wt, commit).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	t.Cleanup(func() { _ = exec.Command("git", "worktree", "remove", "--force", wt).Run() })
+	bin := filepath.Join(t.TempDir(), "logx-"+commit+".test")
+	cmd := exec.Command("go", "test", "-c", "-o", bin, ".")
+	cmd.Dir = wt
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+	out, err = cmd.CombinedOutput()
+	require.NoError(t, err, "building %s: %s", commit, out)
+	return bin
+}
+
+// TestRollingUpgrade starts a 3-process cluster of an earlier version and
+// upgrades it one node at a time to this one while every node logs with
+// Append: stop (a clean close), start this version on the same Dir, on to
+// the next. The cluster runs mixed for most of the test. At the end no
+// acknowledged entry is lost or doubled and the files are identical. A new
+// node's clock reports and settings entries, which earlier versions do not
+// know, are skipped by them the same way on every node and write no line
+// (docs/guarantees.md, "Upgrades").
+func TestRollingUpgrade(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two earlier versions: not with -short")
+	}
+	for _, v := range upgradeFrom {
+		t.Run(v.name, func(t *testing.T) {
+			old := buildVersion(t, v.commit)
+			c := newProcCluster(t, 3, 2, 0)
+			c.env = append(c.env, "LOGX_INTERVAL_MS=5")
+			c.bins = []string{old, old, old}
+			for i := range 3 {
+				c.start(i, c.writers)
+			}
+			for i := range 3 {
+				c.waitStatus(i, "progress", func(s procStatus) bool { return s.seq > 100 })
+			}
+			for i := range 3 {
+				before := c.status((i + 1) % 3).seq
+				c.stop(i)
+				c.bins[i] = ""
+				c.start(i, c.writers)
+				c.waitStatus(i, "upgraded and logging", func(s procStatus) bool { return s.seq > before+300 })
+				t.Logf("n%d runs this version", i+1)
+				if i < 2 {
+					// Mixed: a stream, which the older nodes would skip,
+					// is refused, whichever node leads.
+					err := createStreamVia(t, c.addrs, "audit")
+					require.Error(t, err, "a stream created while n%d runs %s", 3, v.name)
+					t.Logf("creating a stream in the mixed cluster: %v", err)
+				}
+			}
+			require.NoError(t, createStreamVia(t, c.addrs, "audit"), "a stream once every node is upgraded")
+			for _, a := range c.addrs {
+				require.Eventually(t, func() bool {
+					all, err := QueryStreams(t.Context(), a, nil)
+					return err == nil && len(all) == 2
+				}, 30*time.Second, 50*time.Millisecond, "%s does not hold the new stream", a)
+			}
+			n, acked := c.finish()
+			t.Logf("upgraded from %s (%s): %d entries, %d acknowledged, identical", v.name, v.commit, n, acked)
+		})
+	}
+}
+
+// createStreamVia asks the cluster at addrs, as a control client, to
+// create the stream name, following the nodes' leader hints.
+func createStreamVia(t *testing.T, addrs []string, name string) error {
+	t.Helper()
+	spec := specOf(StreamConfig{Name: name})
+	var last error
+	for attempt := 0; attempt < 20; attempt++ {
+		for _, a := range addrs {
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			conn, err := dialProto(ctx, a, "", wire.ProtoControl, 10*time.Second, nil)
+			if err != nil {
+				cancel()
+				last = err
+				continue
+			}
+			resp, err := controlExchange(ctx, conn, controlRequest{Op: "create-stream", Stream: &spec, TimeoutMS: 10000}, time.Now().Add(20*time.Second))
+			conn.Close()
+			cancel()
+			switch {
+			case err != nil:
+				last = err
+			case resp.NotLeader:
+				last = resp.err()
+			default:
+				return resp.err()
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // no leader known at the moment: ask again
+	}
+	return fmt.Errorf("no leader answered: %w", last)
+}
