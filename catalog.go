@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -348,19 +350,30 @@ func (lx *Stream) proposeCatalogCmd(c catalogCmd) error {
 // votersKnowStreams refuses a stream's creation while a voter runs a logx
 // that does not know streams (its status has no FeatureVersion): that
 // node would skip the creation, and after its upgrade never learn of the
-// stream. A voter that does not answer within an ElectionTimeout is not
-// held against the creation (a stream is created with a majority up); it
-// must come back running this version (docs/guarantees.md, "Upgrades").
+// stream. Every voter must answer, unless it is down: the leader's
+// heartbeats to it fail, nothing listens at its address, or its name does
+// not resolve. A voter down is not held against the creation, so that a
+// stream is created with a majority up; it must come back running this
+// version (docs/guarantees.md, "Upgrades"). A voter that is up but slow
+// fails the creation, which can be tried again.
 func (lx *Stream) votersKnowStreams(voters []string) error {
+	down := map[string]bool{}
+	for _, p := range lx.peers() {
+		down[p.Addr] = p.Failing
+	}
 	for _, v := range voters {
 		if v == lx.cfg.Addr {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(lx.closingCtx, lx.cfg.ElectionTimeout)
+		ctx, cancel := context.WithTimeout(lx.closingCtx, lx.cfg.ForwardTimeout)
 		st, _, err := lx.remoteStatus(ctx, v)
 		cancel()
 		if err != nil {
-			continue // down, or slow: see above
+			var dnsErr *net.DNSError
+			if down[v] || errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &dnsErr) {
+				continue // down (nothing listens there, or no such name): see above
+			}
+			return fmt.Errorf("voter %s did not say which version it runs: %w", v, err)
 		}
 		if st.Version < FeatureVersion {
 			return fmt.Errorf("voter %s runs a logx without streams (version %d): upgrade every node first", v, st.Version)

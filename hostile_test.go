@@ -74,7 +74,7 @@ func newHostileRig(t *testing.T) *hostileRig {
 	// certificate's subject (the reports a node's producer sends).
 	leader := c.nodes[c.leaderIndex()]
 	for i, lx := range c.nodes {
-		_, _, err := leader.applyLocal(appendClock(nil, c.cfgs[i].Addr, time.Now().UnixNano()), lx.subject)
+		_, _, err := leader.applyLocal(appendClock(nil, c.cfgs[i].Addr, time.Now().UnixNano()), lx.ids.Load().clocks)
 		require.NoError(t, err)
 	}
 	r.lines = 120

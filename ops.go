@@ -213,13 +213,12 @@ func argValue(args []any, key string) any {
 	return nil
 }
 
-// argString is argValue as a string ("" if none or not a string-like value).
+// argString is argValue as a string ("" if none). hashicorp/raft passes
+// addresses as raft.ServerAddress, a string type without a String method.
 func argString(args []any, key string) string {
-	switch v := argValue(args, key).(type) {
-	case string:
-		return v
-	case fmt.Stringer:
-		return v.String()
+	v := argValue(args, key)
+	if v == nil {
+		return ""
 	}
-	return ""
+	return fmt.Sprint(v)
 }

@@ -40,6 +40,7 @@ func (lx *Stream) produce() {
 			select {
 			case e = <-lx.queue:
 			case <-clock.C:
+				lx.useCurrentTLS() // an idle stream's clock reports go with the current certificate too
 				lx.ensureVoters()
 				lx.proposeSettings()
 				reported = lx.reportClock() || reported
@@ -183,7 +184,7 @@ func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err e
 			}
 			if local {
 				lx.proposeSettings()
-				idx, first, err = lx.applyLocal(batch, lx.identity)
+				idx, first, err = lx.applyLocal(batch, lx.ids.Load().batches)
 				maybeSent = !errors.Is(err, raft.ErrNotLeader)
 			} else {
 				lx.stats.forwarded.Add(1)
@@ -333,7 +334,7 @@ func (lx *Stream) reportClock() bool {
 	var err error
 	switch {
 	case local:
-		_, _, err = lx.applyLocal(cmd, lx.subject)
+		_, _, err = lx.applyLocal(cmd, lx.ids.Load().clocks)
 	case leader != "":
 		_, _, err = lx.fwd.send(leader, cmd)
 	default:
@@ -363,7 +364,7 @@ func (lx *Stream) proposeSettings() {
 	if lx.fsm.clusterSettings() != nil || lx.raft.State() != raft.Leader {
 		return
 	}
-	if _, _, err := lx.applyLocal(appendSettings(nil, settingsOf(lx.cfg)), lx.identity); err != nil {
+	if _, _, err := lx.applyLocal(appendSettings(nil, settingsOf(lx.cfg)), lx.ids.Load().batches); err != nil {
 		lx.logf("logx: recording the cluster's settings: %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 	"github.com/stretchr/testify/require"
 )
 
@@ -101,6 +102,9 @@ func TestQuietRaftKeepsTheRest(t *testing.T) {
 	}{
 		{"heartbeat timeout reached, starting election", []any{"last-leader-addr", "", "last-leader-id", ""}, true},
 		{"heartbeat timeout reached, starting election", []any{"last-leader-addr", "127.0.0.1:1", "last-leader-id", "x"}, false},
+		// What hashicorp/raft really passes: its own string types.
+		{"heartbeat timeout reached, starting election", []any{"last-leader-addr", raft.ServerAddress(""), "last-leader-id", raft.ServerID("")}, true},
+		{"heartbeat timeout reached, starting election", []any{"last-leader-addr", raft.ServerAddress("127.0.0.1:1"), "last-leader-id", raft.ServerID("x")}, false},
 		{"failed to decode incoming command", []any{"error", fmt.Errorf("read: %w", net.ErrClosed)}, true},
 		{"failed to decode incoming command", []any{"error", errors.New("unknown rpc type 9")}, false},
 		{"failed to decode incoming command", nil, false},

@@ -70,14 +70,11 @@ type Stream struct {
 	stopped     chan struct{} // closed when the producer has exited
 	pseq        uint64        // last producer sequence assigned; producer goroutine only
 	encBuf      []byte        // records of the batch being compressed; producer goroutine only
-	// identity is this node's certificate identity (dedup.go), stamped on
-	// the batches it commits as leader; nil without TLS. subject is its
-	// certificate's subject identity (clock.go). tlsGen is the generation
-	// of the TLS material they come from (tlsreload.go). Producer
-	// goroutine only, after newStream.
-	identity     []byte
-	subject      []byte
-	tlsGen       uint64
+	// ids are this node's certificate identities (tlsIDs); tlsGen is the
+	// generation of the TLS material they come from (tlsreload.go),
+	// producer goroutine only.
+	ids    atomic.Pointer[tlsIDs]
+	tlsGen uint64
 	settingsMu   sync.Mutex // one settings proposal at a time (proposeSettings)
 	barriers     barriers   // the leader's commit barriers (commit.go)
 	lagIdx       lagIndex   // lagTarget's memory (commit.go)
@@ -184,9 +181,11 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		}
 	}
 	lx.fwd.tls = cfg.TLS // the material the producer's first id goes with (tlsreload.go)
-	if lx.identity, lx.subject, err = tlsIdentities(cfg.TLS); err != nil {
+	identity, subject, err := tlsIdentities(cfg.TLS)
+	if err != nil {
 		return nil, err
 	}
+	lx.ids.Store(&tlsIDs{batches: identity, clocks: subject})
 
 	// Every step below undoes the earlier ones if a later one fails.
 	var undo []func()

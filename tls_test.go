@@ -224,7 +224,7 @@ func TestProducerBoundToCertificate(t *testing.T) {
 	sameHost, err := ca.TLSConfig("intruder", []string{"127.0.0.1"}, time.Hour)
 	require.NoError(t, err)
 	// The leader's own report (as its producer sends it) binds its id.
-	_, _, err = c.nodes[leader].applyLocal(appendClock(nil, c.cfgs[leader].Addr, time.Now().UnixNano()), c.nodes[leader].subject)
+	_, _, err = c.nodes[leader].applyLocal(appendClock(nil, c.cfgs[leader].Addr, time.Now().UnixNano()), c.nodes[leader].ids.Load().clocks)
 	require.NoError(t, err)
 	conn2, err := dialProto(ctx, c.cfgs[leader].Addr, "", wire.ProtoForward, 5*time.Second, sameHost)
 	require.NoError(t, err)

@@ -77,7 +77,7 @@ func (t *tlsFiles) reload(force bool) (bool, error) {
 		return false, err
 	}
 	t.stamp = stamp
-	t.cur.Store(cfg)
+	t.cur.Store(cfg) // before gen: see tlsNow
 	t.gen.Add(1)
 	return true, nil
 }
@@ -116,12 +116,15 @@ func (n *node) tlsConfig() *tls.Config {
 }
 
 // tlsNow is the node's TLS configuration and its generation (0 when it
-// cannot change), for a stream's producer.
+// cannot change), for a stream's producer. The generation is read first:
+// a reload in between gives a newer configuration with an older
+// generation, which the next look replaces, never the other way round.
 func (n *node) tlsNow() (*tls.Config, uint64) {
 	if n.tlsFiles == nil {
 		return n.cfg.TLS, 0
 	}
-	return n.tlsFiles.current(), n.tlsFiles.gen.Load()
+	gen := n.tlsFiles.gen.Load()
+	return n.tlsFiles.current(), gen
 }
 
 // useCurrentTLS takes the node's current certificate as this stream's
@@ -142,10 +145,17 @@ func (lx *Stream) useCurrentTLS() {
 		lx.tlsGen = gen
 		return
 	}
-	lx.identity, lx.subject, lx.tlsGen = identity, subject, gen
+	lx.ids.Store(&tlsIDs{batches: identity, clocks: subject})
+	lx.tlsGen = gen
 	lx.producer, lx.pseq = newProducerID(), 0
 	// The new id's batches go over a connection made with the same
 	// certificate, whatever reloads come before the producer sees them.
 	lx.fwd.reset()
 	lx.fwd.tls = cfg
 }
+
+// tlsIDs are a stream's certificate identities (nil without TLS): batches
+// for the batches it commits as leader (dedup.go), clocks for its clock
+// reports (clock.go). Replaced whole by useCurrentTLS, read by any
+// goroutine.
+type tlsIDs struct{ batches, clocks []byte }

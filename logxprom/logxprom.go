@@ -159,10 +159,11 @@ type Options struct {
 //	          catch-up runs, no write error stopped the stream, and the
 //	          lag is within MaxLag (this node is caught up); otherwise 503
 //	          and the reason, naming the stream
-//	/healthz  200 "ok" while no write error has stopped a stream: the
-//	          node is alive, even without a leader (a liveness probe must
-//	          not restart every node of a cluster that lost its quorum);
-//	          otherwise 503 and the error
+//	/healthz  200 "ok" while the node answers: it is alive, even without
+//	          a leader or with a write error (a liveness probe must not
+//	          restart every node of a cluster that lost its quorum, nor
+//	          one that retries writing to a full disk, which it does by
+//	          itself; /readyz says so)
 //	/status   the default stream's Stats as JSON; ?stream=NAME another
 //	          stream's, ?all=1 every stream's (an array)
 func Handler(lx *logx.Logx, reg *prometheus.Registry, o Options) http.Handler {
@@ -186,12 +187,7 @@ func Handler(lx *logx.Logx, reg *prometheus.Registry, o Options) http.Handler {
 		})
 	}
 	check("/readyz", "ready", func(s logx.Stats) string { return notReady(s, o.MaxLag) })
-	check("/healthz", "ok", func(s logx.Stats) string {
-		if s.WriteError != "" {
-			return "write error: " + s.WriteError
-		}
-		return ""
-	})
+	check("/healthz", "ok", func(logx.Stats) string { return "" })
 	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
 		var v any = lx.Stats()
 		if r.URL.Query().Get("all") != "" {
