@@ -1,10 +1,13 @@
 package logx
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,6 +32,11 @@ type faultNet struct {
 	listen []string       // node i's real address
 	ips    []string       // node i's loopback IP: its dials come from there
 	wg     sync.WaitGroup
+
+	// delay and jitter, set before the nodes start, hold back every chunk
+	// a proxy forwards, each way, by delay ± jitter (order kept): a
+	// network's latency, in userspace (latency_test.go).
+	delay, jitter time.Duration
 
 	mu     sync.Mutex
 	cut    map[[2]int]bool // directed (from, to) pairs that carry nothing
@@ -176,6 +184,12 @@ func (f *faultNet) forward(pc *proxyConn) {
 	}
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
+		write := dst.Write
+		if f.delay > 0 {
+			w := newDelayWriter(dst, f.delay, f.jitter)
+			defer w.close()
+			write = w.write
+		}
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := src.Read(buf)
@@ -184,7 +198,7 @@ func (f *faultNet) forward(pc *proxyConn) {
 				frozen := pc.frozen
 				f.mu.Unlock()
 				if !frozen {
-					if _, werr := dst.Write(buf[:n]); werr != nil {
+					if _, werr := write(buf[:n]); werr != nil {
 						break
 					}
 				}
@@ -321,4 +335,58 @@ func TestFaultNet(t *testing.T) {
 			c.Close()
 		})
 	}
+}
+
+// delayWriter writes each chunk to dst once delay ± jitter has passed since
+// it was given, in the order given.
+type delayWriter struct {
+	ch   chan delayed
+	done chan struct{}
+	err  atomic.Pointer[error]
+}
+
+type delayed struct {
+	due time.Time
+	b   []byte
+}
+
+func newDelayWriter(dst net.Conn, delay, jitter time.Duration) *delayWriter {
+	w := &delayWriter{ch: make(chan delayed, 1024), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		var last time.Time
+		for d := range w.ch {
+			due := d.due.Add(delay)
+			if jitter > 0 {
+				due = due.Add(time.Duration(rand.Int64N(int64(2*jitter))) - jitter)
+			}
+			if due.Before(last) { // a link keeps order
+				due = last
+			}
+			last = due
+			if wait := time.Until(due); wait > 0 {
+				time.Sleep(wait) // the network's latency itself, not a synchronization
+			}
+			if _, err := dst.Write(d.b); err != nil {
+				w.err.Store(&err)
+				for range w.ch { // drain: the pipe sees the error on its next write
+				}
+				return
+			}
+		}
+	}()
+	return w
+}
+
+func (w *delayWriter) write(b []byte) (int, error) {
+	if e := w.err.Load(); e != nil {
+		return 0, *e
+	}
+	w.ch <- delayed{due: time.Now(), b: bytes.Clone(b)}
+	return len(b), nil
+}
+
+func (w *delayWriter) close() {
+	close(w.ch)
+	<-w.done
 }

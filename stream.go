@@ -73,8 +73,8 @@ type Stream struct {
 	// ids are this node's certificate identities (tlsIDs); tlsGen is the
 	// generation of the TLS material they come from (tlsreload.go),
 	// producer goroutine only.
-	ids    atomic.Pointer[tlsIDs]
-	tlsGen uint64
+	ids          atomic.Pointer[tlsIDs]
+	tlsGen       uint64
 	settingsMu   sync.Mutex // one settings proposal at a time (proposeSettings)
 	barriers     barriers   // the leader's commit barriers (commit.go)
 	lagIdx       lagIndex   // lagTarget's memory (commit.go)
