@@ -2,10 +2,13 @@ package logx
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Certificates rotate without a restart. A node whose Config names TLS
@@ -159,3 +162,46 @@ func (lx *Stream) useCurrentTLS() {
 // reports (clock.go). Replaced whole by useCurrentTLS, read by any
 // goroutine.
 type tlsIDs struct{ batches, clocks []byte }
+
+// ReloadingTLS is LoadTLS whose material follows the files: at a
+// handshake, at most once a second, it loads them again if they changed
+// (a reload that fails keeps the material in use). For a program that
+// dials the nodes (NewClientTLS, NewStreamClient, QueryStatusTLS) and must
+// keep working while certificates rotate; a node does the same with its
+// own Config's TLS files. The peer's certificate is verified, against the
+// CA loaded last, by VerifyConnection.
+func ReloadingTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	t, err := loadTLSFiles(caFile, certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	var last atomic.Int64
+	fresh := func() *tls.Config {
+		now := time.Now().UnixNano()
+		if l := last.Load(); now-l >= int64(time.Second) && last.CompareAndSwap(l, now) {
+			_, _ = t.reload(false)
+		}
+		return t.current()
+	}
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return fresh(), nil },
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return &fresh().Certificates[0], nil
+		},
+		// The roots change with the files, so the standard check, which
+		// takes RootCAs as they were, is replaced by VerifyConnection's.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("logx: the peer sent no certificate")
+			}
+			opts := x509.VerifyOptions{Roots: fresh().RootCAs, Intermediates: x509.NewCertPool(), DNSName: cs.ServerName}
+			for _, c := range cs.PeerCertificates[1:] {
+				opts.Intermediates.AddCert(c)
+			}
+			_, err := cs.PeerCertificates[0].Verify(opts)
+			return err
+		},
+	}, nil
+}

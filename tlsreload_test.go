@@ -177,3 +177,54 @@ func TestTLSFilesWatched(t *testing.T) {
 	require.NoError(t, os.Rename(ca+".new", ca))
 	require.True(t, waitFor(20*time.Second, func() bool { return query() == nil }), "the node did not load its changed CA file")
 }
+
+// TestReloadingTLSClient: a client whose TLS comes from ReloadingTLS keeps
+// talking to a cluster that moved to a new CA once its own files moved
+// too, with no call of its own; one from LoadTLS, loaded before, is
+// refused.
+func TestReloadingTLSClient(t *testing.T) {
+	base := t.TempDir()
+	oldDir, newDir := filepath.Join(base, "old"), filepath.Join(base, "new")
+	require.NoError(t, logxtls.WriteFiles(oldDir, []string{"n1", "client"}, []string{"127.0.0.1"}, time.Hour))
+	require.NoError(t, logxtls.WriteFiles(newDir, []string{"n1", "client"}, []string{"127.0.0.1"}, time.Hour))
+	copyFile := func(from, to string) {
+		b, err := os.ReadFile(from)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(to+".new", b, 0o600))
+		require.NoError(t, os.Rename(to+".new", to))
+	}
+	node, client := filepath.Join(base, "node"), filepath.Join(base, "client")
+	for _, d := range []string{node, client} {
+		require.NoError(t, os.MkdirAll(d, 0o755))
+	}
+	install := func(from, to, name string) {
+		copyFile(filepath.Join(from, "ca.pem"), filepath.Join(to, "ca.pem"))
+		copyFile(filepath.Join(from, name+".pem"), filepath.Join(to, "cert.pem"))
+		copyFile(filepath.Join(from, name+"-key.pem"), filepath.Join(to, "key.pem"))
+	}
+	install(oldDir, node, "n1")
+	install(oldDir, client, "client")
+	lx := newSingle(t, func(cfg *Config) {
+		cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile = filepath.Join(node, "ca.pem"), filepath.Join(node, "cert.pem"), filepath.Join(node, "key.pem")
+	})
+	files := []string{filepath.Join(client, "ca.pem"), filepath.Join(client, "cert.pem"), filepath.Join(client, "key.pem")}
+	reloading, err := ReloadingTLS(files[0], files[1], files[2])
+	require.NoError(t, err)
+	loaded, err := LoadTLS(files[0], files[1], files[2])
+	require.NoError(t, err)
+	query := func(cfg *tls.Config) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := QueryStatusTLS(ctx, lx.cfg.Addr, cfg)
+		return err
+	}
+	require.NoError(t, query(reloading))
+	require.NoError(t, query(loaded))
+
+	install(newDir, node, "n1")
+	require.NoError(t, lx.ReloadTLS())
+	install(newDir, client, "client")
+	var qerr error
+	require.True(t, waitFor(10*time.Second, func() bool { qerr = query(reloading); return qerr == nil }), "the reloading client did not follow its files: %v", qerr)
+	require.Error(t, query(loaded), "a client of the old CA")
+}

@@ -98,6 +98,6 @@ func tlsFlags(fs *flag.FlagSet) func() (*tls.Config, error) {
 		if *ca == "" || *cert == "" || *key == "" {
 			return nil, errors.New("-ca, -cert and -key go together")
 		}
-		return logx.LoadTLS(*ca, *cert, *key)
+		return logx.ReloadingTLS(*ca, *cert, *key) // forward runs long: it follows rotated files
 	}
 }
