@@ -37,7 +37,7 @@ const usage = `usage:
   logx status [-ca F -cert F -key F] ADDR
   logx forward [-node NAME] [-level L] [-ca F -cert F -key F] ADDR...
   logx certs [-out DIR] [-host H,...] [-valid D] NAME...
-  logx node [-config FILE] [-id ID -addr HOST:PORT -peers A,B,C -dir DIR] [-listen HOST:PORT] [-http HOST:PORT] [-level L] [-join] [-ca F -cert F -key F] [-check]
+  logx node [-config FILE] [-id ID -addr HOST:PORT -peers A,B,C -dir DIR] [-listen HOST:PORT] [-http HOST:PORT [-ingest]] [-level L] [-join] [-ca F -cert F -key F] [-check]
 `
 
 // run runs one subcommand and returns the exit status: 0 on success, 1 when

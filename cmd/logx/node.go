@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,14 +12,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/logx-dev/logx"
-	"github.com/logx-dev/logx/logxprom"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -39,6 +36,9 @@ type nodeFile struct {
 	HTTP string `yaml:"http"`
 	// MaxLag is /readyz's bound on the applied index's lag (default 100).
 	MaxLag uint64 `yaml:"max_lag"`
+	// Ingest serves POST /ingest on HTTP: anyone who reaches the HTTP
+	// address can then write into the log. Off by default.
+	Ingest bool `yaml:"ingest"`
 }
 
 // readNodeFile decodes a node's configuration file, YAML or JSON; a key
@@ -49,52 +49,75 @@ func readNodeFile(path string) (nodeFile, error) {
 	if err != nil {
 		return nf, err
 	}
-	// Format is a number inside logx (it is replicated as one); the file
-	// says "text" or "json".
-	var raw map[string]any
-	if err := yaml.Unmarshal(b, &raw); err != nil {
-		return nf, fmt.Errorf("%s: %v", path, err)
-	}
-	if err := formatNames(raw); err != nil {
-		return nf, fmt.Errorf("%s: %v", path, err)
-	}
-	if streams, ok := raw["streams"].([]any); ok {
-		for _, s := range streams {
-			if m, ok := s.(map[string]any); ok {
-				if err := formatNames(m); err != nil {
-					return nf, fmt.Errorf("%s: streams: %v", path, err)
-				}
-			}
-		}
-	}
-	if b, err = yaml.Marshal(raw); err != nil {
-		return nf, err
-	}
+	// First pass: unknown keys and wrong types, with the file's own line
+	// numbers. Format is a number inside logx (it is replicated as one)
+	// and the file names it, so its type errors are expected here.
+	var check nodeFile
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
-	if err := dec.Decode(&nf); err != nil && !errors.Is(err, io.EOF) {
+	if err := dec.Decode(&check); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nf, fmt.Errorf("%s: %v", path, err)
+		}
+		var rest []string
+		for _, e := range te.Errors {
+			if !strings.Contains(e, "into logx.Format") {
+				rest = append(rest, e)
+			}
+		}
+		if len(rest) > 0 {
+			return nf, fmt.Errorf("%s: %s", path, strings.Join(rest, "; "))
+		}
+	}
+	// Second pass: the values, from the document tree with format's names
+	// turned into numbers; every other scalar keeps its text (010 stays
+	// "010" in a string field).
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nf, fmt.Errorf("%s: %v", path, err)
+	}
+	if len(doc.Content) == 0 {
+		return nf, nil // an empty file
+	}
+	if err := formatNames(doc.Content[0]); err != nil {
+		return nf, fmt.Errorf("%s: %v", path, err)
+	}
+	if err := doc.Decode(&nf); err != nil {
 		return nf, fmt.Errorf("%s: %v", path, err)
 	}
 	return nf, nil
 }
 
-// formatNames replaces a "format" of "text" or "json" in m by its number.
-func formatNames(m map[string]any) error {
-	v, ok := m["format"]
-	if !ok {
+// formatNames replaces the "format" values of the mapping m, and of its
+// streams, by their numbers ("text" 0, "json" 1).
+func formatNames(m *yaml.Node) error {
+	if m.Kind != yaml.MappingNode {
 		return nil
 	}
-	s, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("format: %v: want \"text\" or \"json\"", v)
-	}
-	switch strings.ToLower(s) {
-	case "text":
-		m["format"] = int(logx.FormatText)
-	case "json":
-		m["format"] = int(logx.FormatJSON)
-	default:
-		return fmt.Errorf("format: %q: want \"text\" or \"json\"", s)
+	for k := 0; k+1 < len(m.Content); k += 2 {
+		key, val := m.Content[k], m.Content[k+1]
+		switch key.Value {
+		case "format":
+			if val.Kind != yaml.ScalarNode {
+				return fmt.Errorf("line %d: format: want \"text\" or \"json\"", val.Line)
+			}
+			switch strings.ToLower(val.Value) {
+			case "text", "0":
+				val.Value = strconv.Itoa(int(logx.FormatText))
+			case "json", "1":
+				val.Value = strconv.Itoa(int(logx.FormatJSON))
+			default:
+				return fmt.Errorf("line %d: format: %q: want \"text\" or \"json\"", val.Line, val.Value)
+			}
+			val.Tag, val.Style = "!!int", 0
+		case "streams":
+			for _, s := range val.Content {
+				if err := formatNames(s); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	return nil
 }
@@ -106,7 +129,7 @@ type nodeFlags struct {
 	config, id, addr, listen, peers *string
 	dir, file, httpAddr, level      *string
 	ca, cert, key                   *string
-	join, check                     *bool
+	join, check, ingest             *bool
 }
 
 func newNodeFlags(stderr io.Writer) *nodeFlags {
@@ -126,6 +149,7 @@ func newNodeFlags(stderr io.Writer) *nodeFlags {
 		cert:     fs.String("cert", "", "TLSCertFile: PEM file of this node's certificate"),
 		key:      fs.String("key", "", "TLSKeyFile: PEM file of this node's private key"),
 		join:     fs.Bool("join", false, "Join: wait to be added to a running cluster"),
+		ingest:   fs.Bool("ingest", false, "serve POST /ingest on -http (anyone who reaches it can write into the log)"),
 		check:    fs.Bool("check", false, "check the settings and exit: 0 if a node could start with them"),
 	}
 }
@@ -172,6 +196,8 @@ func (f *nodeFlags) settings() (nodeFile, error) {
 			nf.TLSKeyFile = v
 		case "join":
 			nf.Join = *f.join
+		case "ingest":
+			nf.Ingest = *f.ingest
 		}
 	})
 	if nf.Level != "" {
@@ -181,15 +207,52 @@ func (f *nodeFlags) settings() (nodeFile, error) {
 		}
 		nf.Config.Level = lv
 	}
-	if nf.HTTP != "" {
-		if _, _, err := net.SplitHostPort(nf.HTTP); err != nil {
-			return nf, fmt.Errorf("http: %v", err)
-		}
+	if err := nf.Validate(); err != nil {
+		return nf, err
 	}
-	return nf, nf.Validate()
+	return nf, nf.startable()
 }
 
-const nodeUsage = "usage: logx node [-config FILE] [-id ID -addr HOST:PORT -peers A,B,C -dir DIR] [-listen HOST:PORT] [-http HOST:PORT] [-level L] [-join] [-ca F -cert F -key F] [-check]"
+// startable checks what Validate cannot and a start would meet: the
+// addresses to bind, the TLS files, the data directory.
+func (nf nodeFile) startable() error {
+	if nf.HTTP != "" {
+		if _, err := net.ResolveTCPAddr("tcp", nf.HTTP); err != nil {
+			return fmt.Errorf("http: %v", err)
+		}
+	} else if nf.Ingest {
+		return errors.New("ingest needs http")
+	}
+	if nf.ListenAddr != "" {
+		if _, err := net.ResolveTCPAddr("tcp", nf.ListenAddr); err != nil {
+			return fmt.Errorf("listen_addr: %v", err)
+		}
+	}
+	if nf.TLSCAFile != "" {
+		if _, err := logx.LoadTLS(nf.TLSCAFile, nf.TLSCertFile, nf.TLSKeyFile); err != nil {
+			return err
+		}
+	}
+	// Dir is made at start: it, or the nearest directory above it that
+	// exists, must be a directory.
+	for d := filepath.Clean(nf.Dir); ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("dir: %s is not a directory", d)
+			}
+			return nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("dir: %v", err)
+		}
+		if filepath.Dir(d) == d {
+			return fmt.Errorf("dir: no directory above %s exists", nf.Dir)
+		}
+	}
+}
+
+const nodeUsage = "usage: logx node [-config FILE] [-id ID -addr HOST:PORT -peers A,B,C -dir DIR] [-listen HOST:PORT] [-http HOST:PORT [-ingest]] [-level L] [-join] [-ca F -cert F -key F] [-check]"
 
 // cmdNode runs a standalone node until SIGTERM or SIGINT: it closes
 // cleanly (pending entries committed, leadership handed over) and exits 0.
@@ -219,30 +282,39 @@ func cmdNode(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	var clientTLS *tls.Config // /ingest's Client dials this node as a peer does
-	if nf.TLSCAFile != "" {
-		if clientTLS, err = logx.LoadTLS(nf.TLSCAFile, nf.TLSCertFile, nf.TLSKeyFile); err != nil {
-			return fail(stderr, "node: %v", err)
+	// The HTTP address first: a port that cannot be bound stops the start
+	// before the node joins its cluster.
+	var httpLn net.Listener
+	if nf.HTTP != "" {
+		if httpLn, err = net.Listen("tcp", nf.HTTP); err != nil {
+			return fail(stderr, "node: http: %v", err)
 		}
 	}
 	lx, err := logx.New(nf.Config)
 	if err != nil {
+		if httpLn != nil {
+			httpLn.Close()
+		}
 		return fail(stderr, "node: %v", err)
 	}
+	// Requests end when the node closes: reqCtx is every request's base.
+	reqCtx, cancelReqs := context.WithCancel(context.Background())
+	defer cancelReqs()
 	var srv *http.Server
 	var in *ingester
 	srvDone := make(chan error, 1)
-	if nf.HTTP != "" {
-		ln, err := net.Listen("tcp", nf.HTTP)
-		if err != nil {
-			lx.Close()
-			return fail(stderr, "node: http: %v", err)
+	if httpLn != nil {
+		if nf.Ingest {
+			if in, err = newIngester(lx, nf); err != nil {
+				httpLn.Close()
+				lx.Close()
+				return fail(stderr, "node: ingest: %v", err)
+			}
 		}
-		in = &ingester{lx: lx, node: nf.NodeID, addr: nf.Addr, tls: clientTLS, clients: map[string]*ingestClient{},
-			files: [3]string{nf.TLSCAFile, nf.TLSCertFile, nf.TLSKeyFile}}
-		defer in.close()
-		srv = &http.Server{Handler: nodeHandler(lx, nf, in), ReadHeaderTimeout: 10 * time.Second}
-		go func() { srvDone <- srv.Serve(ln) }()
+		srv = &http.Server{Handler: nodeHandler(lx, nf, in), ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
+			BaseContext: func(net.Listener) context.Context { return reqCtx }}
+		go func() { srvDone <- srv.Serve(httpLn) }()
 	}
 	fmt.Fprintf(stderr, "logx node %s: serving %s (listening on %s), data in %s\n", nf.NodeID, nf.Addr, cmpOr(nf.ListenAddr, nf.Addr), nf.Dir)
 
@@ -260,14 +332,18 @@ loop:
 			if s != syscall.SIGHUP {
 				break loop
 			}
-			reload(f, lx, in, &level, nf.NodeID, stderr)
+			reload(f, lx, &level, nf.NodeID, stderr)
 		}
 	}
 	fmt.Fprintf(stderr, "logx node %s: closing\n", nf.NodeID)
 	if srv != nil {
+		cancelReqs() // a request waiting for a commit gives up now
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = srv.Shutdown(sctx)
 		cancel()
+		if in != nil {
+			in.close()
+		}
 	}
 	if err := lx.Close(); err != nil {
 		fmt.Fprintf(stderr, "logx node %s: close: %v\n", nf.NodeID, err)
@@ -278,14 +354,12 @@ loop:
 }
 
 // reload applies what SIGHUP can change: the TLS files (loaded again if
-// they changed; the node also notices by itself within a few seconds) and
-// the level. Other settings need a restart; the file is checked all the
+// they changed; the node also notices by itself within a few seconds, and
+// /ingest's Clients follow the files by themselves) and the level. Other settings need a restart; the file is checked all the
 // same, so an error shows now.
-func reload(f *nodeFlags, lx *logx.Logx, in *ingester, level *slog.LevelVar, id string, stderr io.Writer) {
+func reload(f *nodeFlags, lx *logx.Logx, level *slog.LevelVar, id string, stderr io.Writer) {
 	if err := lx.ReloadTLS(); err != nil {
 		fmt.Fprintf(stderr, "logx node %s: SIGHUP: TLS files: %v; the certificates in use stay\n", id, err)
-	} else if in != nil {
-		in.reloadTLS(stderr)
 	}
 	nf, err := f.settings()
 	if err != nil {
@@ -305,234 +379,4 @@ func cmpOr(a, b string) string {
 		return a
 	}
 	return b
-}
-
-// nodeHandler serves the node's HTTP endpoints: logxprom's /metrics,
-// /healthz, /readyz and /status, and /ingest.
-func nodeHandler(lx *logx.Logx, nf nodeFile, in *ingester) http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(logxprom.NewCollector(lx))
-	mux := http.NewServeMux()
-	mux.Handle("/", logxprom.Handler(lx, reg, logxprom.Options{MaxLag: nf.MaxLag}))
-	mux.Handle("POST /ingest", in)
-	return mux
-}
-
-// maxIngestBody bounds one /ingest request, and maxIngestLine one line.
-const (
-	maxIngestBody = 16 << 20
-	maxIngestLine = 1 << 20
-)
-
-// ingester logs the lines POSTed to /ingest into the cluster through one
-// Client per stream (node= is this node's NodeID), one request at a time
-// per stream, so that a request's lines keep their order. The Client
-// dials this node, which forwards to the leader as for its own entries.
-type ingester struct {
-	lx    *logx.Logx
-	node  string
-	addr  string
-	files [3]string // the TLS files: CA, certificate, key ("" without)
-
-	mu      sync.Mutex
-	tls     *tls.Config
-	clients map[string]*ingestClient
-}
-
-type ingestClient struct {
-	mu sync.Mutex
-	c  *logx.Client
-}
-
-// ingestReply is /ingest's answer, JSON.
-type ingestReply struct {
-	Committed int    `json:"committed"`       // lines committed
-	First     uint64 `json:"first,omitempty"` // sequence number of the first
-	Error     string `json:"error,omitempty"`
-}
-
-// ServeHTTP handles POST /ingest?stream=S&level=L: the body's lines, one
-// entry each. Text lines (any Content-Type but JSON) become the message,
-// at level L (default INFO). With Content-Type application/x-ndjson (or
-// application/json, application/jsonl) each line is a JSON object: "msg"
-// the message, "level" the level, "time" an RFC 3339 time, and every other
-// member an attribute, in order. The whole body is parsed first: a bad
-// line commits nothing (400). The answer comes once every line is
-// committed, or says how many were.
-func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	stream := cmpOr(q.Get("stream"), logx.DefaultStream)
-	if _, err := in.lx.Stream(stream); err != nil {
-		replyIngest(w, http.StatusNotFound, ingestReply{Error: err.Error()})
-		return
-	}
-	level := logx.LevelInfo
-	if l := q.Get("level"); l != "" {
-		var err error
-		if level, err = logx.ParseLevel(l); err != nil {
-			replyIngest(w, http.StatusBadRequest, ingestReply{Error: "level: " + err.Error()})
-			return
-		}
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxIngestBody))
-	if err != nil {
-		replyIngest(w, http.StatusRequestEntityTooLarge, ingestReply{Error: fmt.Sprintf("body over %d bytes, or unreadable: %v", maxIngestBody, err)})
-		return
-	}
-	ct := strings.ToLower(r.Header.Get("Content-Type"))
-	asJSON := strings.Contains(ct, "json")
-	var entries []logx.ClientEntry
-	for n, line := range bytes.Split(body, []byte("\n")) {
-		line = bytes.TrimSuffix(line, []byte("\r"))
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		if len(line) > maxIngestLine {
-			replyIngest(w, http.StatusRequestEntityTooLarge, ingestReply{Error: fmt.Sprintf("line %d: over %d bytes; nothing committed", n+1, maxIngestLine)})
-			return
-		}
-		e := logx.ClientEntry{Level: level, Msg: string(line)}
-		if asJSON {
-			if e, err = jsonEntry(line, level); err != nil {
-				replyIngest(w, http.StatusBadRequest, ingestReply{Error: fmt.Sprintf("line %d: %v; nothing committed", n+1, err)})
-				return
-			}
-		}
-		entries = append(entries, e)
-	}
-	if len(entries) == 0 {
-		replyIngest(w, http.StatusOK, ingestReply{})
-		return
-	}
-	c, err := in.client(r.Context(), stream)
-	if err != nil {
-		replyIngest(w, http.StatusServiceUnavailable, ingestReply{Error: err.Error()})
-		return
-	}
-	c.mu.Lock()
-	first, err := c.c.Send(r.Context(), entries)
-	c.mu.Unlock()
-	if err != nil {
-		// Send's error says how many were committed before the failure.
-		code := http.StatusServiceUnavailable
-		if errors.Is(err, logx.ErrEntryTooLarge) {
-			code = http.StatusRequestEntityTooLarge
-		}
-		replyIngest(w, code, ingestReply{Error: err.Error()})
-		return
-	}
-	replyIngest(w, http.StatusOK, ingestReply{Committed: len(entries), First: first})
-}
-
-// client returns the stream's Client, made on first use.
-func (in *ingester) client(ctx context.Context, stream string) (*ingestClient, error) {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if c := in.clients[stream]; c != nil {
-		return c, nil
-	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	c, err := logx.NewStreamClient(cctx, in.tls, stream, in.node, in.addr)
-	if err != nil {
-		return nil, err
-	}
-	ic := &ingestClient{c: c}
-	in.clients[stream] = ic
-	return ic, nil
-}
-
-// reloadTLS loads the node's TLS files again for /ingest's Clients, which
-// dial this node as a peer does: the next request makes new ones.
-func (in *ingester) reloadTLS(stderr io.Writer) {
-	in.mu.Lock()
-	if in.files[0] == "" {
-		in.mu.Unlock()
-		return
-	}
-	cfg, err := logx.LoadTLS(in.files[0], in.files[1], in.files[2])
-	in.mu.Unlock()
-	if err != nil {
-		fmt.Fprintf(stderr, "logx node %s: SIGHUP: TLS files for /ingest: %v\n", in.node, err)
-		return
-	}
-	in.close()
-	in.mu.Lock()
-	in.tls, in.clients = cfg, map[string]*ingestClient{}
-	in.mu.Unlock()
-}
-
-// close closes the Clients.
-func (in *ingester) close() {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	for _, c := range in.clients {
-		c.mu.Lock()
-		c.c.Close()
-		c.mu.Unlock()
-	}
-}
-
-// jsonEntry decodes one JSON line into an entry, keeping its members'
-// order.
-func jsonEntry(line []byte, level slog.Level) (logx.ClientEntry, error) {
-	e := logx.ClientEntry{Level: level}
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.UseNumber()
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return e, errors.New("not a JSON object")
-	}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return e, err
-		}
-		key, _ := t.(string)
-		var v any
-		if err := dec.Decode(&v); err != nil {
-			return e, err
-		}
-		s, isString := v.(string)
-		switch {
-		case key == "msg" && isString:
-			e.Msg = s
-		case key == "level" && isString:
-			if e.Level, err = logx.ParseLevel(s); err != nil {
-				return e, fmt.Errorf("level: %v", err)
-			}
-		case key == "time" && isString:
-			if e.Time, err = time.Parse(time.RFC3339Nano, s); err != nil {
-				return e, fmt.Errorf("time: %v", err)
-			}
-		default:
-			if n, ok := v.(json.Number); ok {
-				v = jsonNumber(n)
-			}
-			e.Attrs = append(e.Attrs, slog.Any(key, v))
-		}
-	}
-	if _, err := dec.Token(); err != nil {
-		return e, err
-	}
-	if dec.More() {
-		return e, errors.New("more than one JSON value on the line")
-	}
-	return e, nil
-}
-
-// jsonNumber is n as an int64 when it is one, else a float64.
-func jsonNumber(n json.Number) any {
-	if i, err := n.Int64(); err == nil {
-		return i
-	}
-	if f, err := n.Float64(); err == nil {
-		return f
-	}
-	return n.String()
-}
-
-func replyIngest(w http.ResponseWriter, code int, r ingestReply) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(r)
 }

@@ -141,6 +141,7 @@ format: text
 election_timeout: 300ms
 level: %s
 http: %s
+ingest: true
 streams:
   - name: audit
     format: text
@@ -166,28 +167,47 @@ streams:
 		// Flags only; this node does not declare the stream: the catalog
 		// brings it.
 		startNode(t, bin, "-id", "n3", "-addr", peers[2], "-peers", strings.Join(peers, ","), "-dir", dirs[2],
-			"-file", "app.log", "-http", https[2]),
+			"-file", "app.log", "-http", https[2], "-ingest"),
 	}
 	for _, h := range https {
 		waitHTTP(t, "http://"+h+"/readyz")
 	}
 
-	code2, r := postIngest(t, "http://"+https[1]+"/ingest?level=WARN", "text/plain", "first line\nsecond line\n\nthird line\n")
+	code2, r := postIngest(t, "http://"+https[2]+"/ingest?level=WARN", "text/plain", "first line\nsecond line\n\nthird line\n")
 	require.Equal(t, http.StatusOK, code2, "%+v", r)
 	require.Equal(t, 3, r.Committed)
 	require.NotZero(t, r.First)
-	waitHTTP(t, "http://"+https[2]+"/readyz")
-	code2, r = postIngest(t, "http://"+https[2]+"/ingest?stream=audit", "application/x-ndjson",
+	code2, r = postIngest(t, "http://"+https[0]+"/ingest?stream=audit", "application/x-ndjson",
 		`{"msg":"login","level":"ERROR","user":"ann","tries":3}`+"\n"+`{"msg":"logout","user":"ann"}`+"\n")
 	require.Equal(t, http.StatusOK, code2, "%+v", r)
 	require.Equal(t, 2, r.Committed)
-	code2, r = postIngest(t, "http://"+https[0]+"/ingest", "application/json", `{"msg":"ok"}`+"\n"+`not json`+"\n")
-	require.Equal(t, http.StatusBadRequest, code2)
-	require.Contains(t, r.Error, "line 2")
+	for _, bad := range []struct{ body, want string }{
+		{`{"msg":"ok"}` + "\n" + `not json`, "line 2"},
+		{`{"msg":"x","node":"db-1"}`, "logx's own field"},
+		{`{"msg":"x","seq":1}`, "logx's own field"},
+		{`{"msg":7}`, "logx's own field"},
+		{`{"msg":"x","a":1,"a":2}`, "twice"},
+		{`{"msg":"x"}}`, "more than one"},
+	} {
+		code2, r = postIngest(t, "http://"+https[0]+"/ingest", "application/json", bad.body+"\n")
+		require.Equal(t, http.StatusBadRequest, code2, "%s: %+v", bad.body, r)
+		require.Contains(t, r.Error, bad.want, bad.body)
+		require.Contains(t, r.Error, "nothing committed")
+	}
+	code2, r = postIngest(t, "http://"+https[0]+"/ingest", "text/plain", strings.Repeat("x\n", maxIngestLines+1))
+	require.Equal(t, http.StatusRequestEntityTooLarge, code2, "%+v", r)
+	require.Zero(t, r.Committed)
+	code2, r = postIngest(t, "http://"+https[0]+"/ingest", "text/plain", "ok\n"+strings.Repeat("y", maxIngestLine+1)+"\n")
+	require.Equal(t, http.StatusRequestEntityTooLarge, code2, "%+v", r)
+	require.Zero(t, r.Committed)
 	code2, r = postIngest(t, "http://"+https[0]+"/ingest?stream=nope", "text/plain", "x\n")
 	require.Equal(t, http.StatusNotFound, code2, "%+v", r)
+	resp, err := http.Post("http://"+https[1]+"/ingest", "text/plain", strings.NewReader("x\n"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, "/ingest is served only when asked for")
 
-	resp, err := http.Get("http://" + https[0] + "/metrics")
+	resp, err = http.Get("http://" + https[0] + "/metrics")
 	require.NoError(t, err)
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -197,6 +217,9 @@ streams:
 	require.NoError(t, nodes[0].cmd.Process.Signal(syscall.SIGHUP))
 	require.Eventually(t, func() bool { return strings.Contains(nodes[0].stderr.String(), "level INFO -> WARN") },
 		30*time.Second, 20*time.Millisecond, "SIGHUP did not apply the level:\n%s", nodes[0].stderr)
+	code2, r = postIngest(t, "http://"+https[0]+"/ingest", "text/plain", "below the new level\n")
+	require.Equal(t, http.StatusOK, code2, "%+v", r)
+	require.Equal(t, ingestReply{BelowLevel: 1}, r, "an INFO line under level WARN")
 
 	// Every node has written everything, in every stream, before they stop.
 	require.Eventually(t, func() bool {
@@ -245,9 +268,9 @@ streams:
 		}
 		switch s.file {
 		case "app.log":
-			require.Contains(t, string(want), `level=WARN node=n2 msg="second line"`)
+			require.Contains(t, string(want), `level=WARN node=n3 msg="second line"`)
 		case "audit.log":
-			require.Contains(t, string(want), `level=ERROR node=n3 msg=login user=ann tries=3`)
+			require.Contains(t, string(want), `level=ERROR node=n1 msg=login user=ann tries=3`)
 		}
 	}
 }

@@ -1,0 +1,329 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/logx-dev/logx"
+	"github.com/logx-dev/logx/logxprom"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// nodeHandler serves the node's HTTP endpoints: logxprom's /metrics,
+// /healthz, /readyz and /status, and, with in, POST /ingest.
+func nodeHandler(lx *logx.Logx, nf nodeFile, in *ingester) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(logxprom.NewCollector(lx))
+	mux := http.NewServeMux()
+	mux.Handle("/", logxprom.Handler(lx, reg, logxprom.Options{MaxLag: nf.MaxLag}))
+	if in != nil {
+		mux.Handle("POST /ingest", in)
+	}
+	return mux
+}
+
+// Bounds of /ingest, so that a request costs at most a few times its body
+// in memory: the body, the lines of a request, a line, and the requests
+// served at once (others wait for a turn, up to ingestWait).
+const (
+	maxIngestBody   = 4 << 20
+	maxIngestLines  = 10000
+	maxIngestLine   = 64 << 10
+	ingestAtOnce    = 4
+	ingestWait      = 10 * time.Second
+	ingestTimeout   = 30 * time.Second // to commit a request's lines
+	ingestChunk     = 1000             // lines per Send: one batch, so a failure is whole
+	ingestChunkSize = 128 << 10        // and bytes per Send, rendered well within a batch
+)
+
+// ingester logs the lines POSTed to /ingest into the cluster through one
+// Client per stream (node= is this node's NodeID), one request at a time
+// per stream, so that a request's lines stay in their order. The Client
+// dials this node, which forwards to the leader as for its own entries;
+// its TLS follows the node's files (logx.ReloadingTLS).
+type ingester struct {
+	lx   *logx.Logx
+	node string
+	addr string
+	tls  *tls.Config
+	turn chan struct{} // ingestAtOnce requests at a time
+
+	mu      sync.Mutex
+	clients map[string]*ingestClient
+}
+
+type ingestClient struct {
+	mu sync.Mutex
+	c  *logx.Client
+}
+
+func newIngester(lx *logx.Logx, nf nodeFile) (*ingester, error) {
+	in := &ingester{lx: lx, node: nf.NodeID, addr: nf.Addr, turn: make(chan struct{}, ingestAtOnce), clients: map[string]*ingestClient{}}
+	if nf.TLSCAFile != "" {
+		var err error
+		if in.tls, err = logx.ReloadingTLS(nf.TLSCAFile, nf.TLSCertFile, nf.TLSKeyFile); err != nil {
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+// ingestReply is /ingest's answer, JSON.
+type ingestReply struct {
+	Committed  int    `json:"committed"`             // lines committed, in order, from the first
+	First      uint64 `json:"first,omitempty"`       // sequence number of the first
+	BelowLevel int    `json:"below_level,omitempty"` // lines below the stream's level, not logged
+	Error      string `json:"error,omitempty"`
+	// OutcomeUnknown: the lines after the committed ones may or may not
+	// have been committed too (logx.ErrOutcomeUnknown); sending them again
+	// may write them twice.
+	OutcomeUnknown bool `json:"outcome_unknown,omitempty"`
+}
+
+// ServeHTTP handles POST /ingest?stream=S&level=L: the body's lines, one
+// entry each (docs in the README, "A standalone node").
+func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	name := cmpOr(q.Get("stream"), logx.DefaultStream)
+	stream, err := in.lx.Stream(name)
+	if err != nil {
+		replyIngest(w, http.StatusNotFound, ingestReply{Error: err.Error()})
+		return
+	}
+	level := logx.LevelInfo
+	if l := q.Get("level"); l != "" {
+		if level, err = logx.ParseLevel(l); err != nil {
+			replyIngest(w, http.StatusBadRequest, ingestReply{Error: "level: " + err.Error()})
+			return
+		}
+	}
+	wait, cancel := context.WithTimeout(r.Context(), ingestWait)
+	select {
+	case in.turn <- struct{}{}:
+		cancel()
+		defer func() { <-in.turn }()
+	case <-wait.Done():
+		cancel()
+		replyIngest(w, http.StatusServiceUnavailable, ingestReply{Error: "busy: too many /ingest requests at once; try again"})
+		return
+	}
+	entries, below, code, err := readIngest(http.MaxBytesReader(w, r.Body, maxIngestBody), r.Header.Get("Content-Type"), level, stream)
+	if err != nil {
+		replyIngest(w, code, ingestReply{Error: err.Error() + "; nothing committed"})
+		return
+	}
+	rep := ingestReply{BelowLevel: below}
+	if len(entries) == 0 {
+		replyIngest(w, http.StatusOK, rep)
+		return
+	}
+	c, err := in.client(r.Context(), name)
+	if err != nil {
+		rep.Error = "no connection to the cluster: " + err.Error()
+		replyIngest(w, http.StatusServiceUnavailable, rep)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), ingestTimeout)
+	defer cancel()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(entries) > 0 {
+		n, size := 0, 0
+		for n < len(entries) && n < ingestChunk && (n == 0 || size+entrySize(entries[n]) <= ingestChunkSize) {
+			size += entrySize(entries[n])
+			n++
+		}
+		first, err := c.c.Send(ctx, entries[:n])
+		if err != nil {
+			rep.Error = err.Error()
+			rep.OutcomeUnknown = errors.Is(err, logx.ErrOutcomeUnknown)
+			code := http.StatusServiceUnavailable
+			if errors.Is(err, logx.ErrEntryTooLarge) {
+				code = http.StatusRequestEntityTooLarge
+			}
+			replyIngest(w, code, rep)
+			return
+		}
+		if rep.Committed == 0 {
+			rep.First = first
+		}
+		rep.Committed += n
+		entries = entries[n:]
+	}
+	replyIngest(w, http.StatusOK, rep)
+}
+
+// entrySize is about what an entry takes in a batch before rendering.
+func entrySize(e logx.ClientEntry) int {
+	n := len(e.Msg) + 64
+	for _, a := range e.Attrs {
+		n += len(a.Key) + len(a.Value.String()) + 8
+	}
+	return n
+}
+
+// readIngest parses a request's body: text lines (any Content-Type but
+// JSON) become the message at level; with a JSON Content-Type each line is
+// an object (jsonEntry). Lines below the stream's level are counted, not
+// kept. An error comes with its HTTP status; then nothing is logged.
+func readIngest(body io.Reader, contentType string, level slog.Level, stream *logx.Stream) (entries []logx.ClientEntry, below, code int, err error) {
+	asJSON := bytes.Contains(bytes.ToLower([]byte(contentType)), []byte("json"))
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 64<<10), maxIngestLine)
+	for n := 1; sc.Scan(); n++ {
+		line := bytes.TrimSuffix(sc.Bytes(), []byte("\r"))
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		e := logx.ClientEntry{Level: level, Msg: string(line)}
+		if asJSON {
+			if e, err = jsonEntry(line, level); err != nil {
+				return nil, 0, http.StatusBadRequest, fmt.Errorf("line %d: %v", n, err)
+			}
+		}
+		if !stream.Enabled(e.Level) {
+			below++
+			continue
+		}
+		if len(entries) == maxIngestLines {
+			return nil, 0, http.StatusRequestEntityTooLarge, fmt.Errorf("more than %d lines in one request", maxIngestLines)
+		}
+		entries = append(entries, e)
+	}
+	if err := sc.Err(); err != nil {
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooLarge):
+			return nil, 0, http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes", maxIngestBody)
+		case errors.Is(err, bufio.ErrTooLong):
+			return nil, 0, http.StatusRequestEntityTooLarge, fmt.Errorf("a line over %d bytes", maxIngestLine)
+		}
+		return nil, 0, http.StatusBadRequest, fmt.Errorf("reading the body: %v", err)
+	}
+	return entries, below, 0, nil
+}
+
+// client returns the stream's Client, made on first use (without holding
+// in.mu while it dials).
+func (in *ingester) client(ctx context.Context, stream string) (*ingestClient, error) {
+	in.mu.Lock()
+	c := in.clients[stream]
+	in.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, ingestTimeout)
+	defer cancel()
+	nc, err := logx.NewStreamClient(cctx, in.tls, stream, in.node, in.addr)
+	if err != nil {
+		return nil, err
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if c := in.clients[stream]; c != nil { // made meanwhile by another request
+		nc.Close()
+		return c, nil
+	}
+	c = &ingestClient{c: nc}
+	in.clients[stream] = c
+	return c, nil
+}
+
+// close closes the Clients; the HTTP server has stopped.
+func (in *ingester) close() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, c := range in.clients {
+		c.mu.Lock()
+		c.c.Close()
+		c.mu.Unlock()
+	}
+}
+
+// reservedKeys are the fields logx itself puts in a line: a JSON line may
+// not set them as attributes (it would write the key twice, and a reader
+// could take the forged one).
+var reservedKeys = map[string]bool{"seq": true, "time": true, "level": true, "node": true, "caller": true, "msg": true}
+
+// jsonEntry decodes one JSON line into an entry, keeping its members'
+// order: "msg" (a string) is the message, "level" (a string) the level,
+// "time" (RFC 3339) the time; other members are attributes, in order.
+func jsonEntry(line []byte, level slog.Level) (logx.ClientEntry, error) {
+	e := logx.ClientEntry{Level: level}
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.UseNumber()
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return e, errors.New("not a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return e, err
+		}
+		key, _ := t.(string)
+		if seen[key] {
+			return e, fmt.Errorf("key %q twice", key)
+		}
+		seen[key] = true
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return e, err
+		}
+		s, isString := v.(string)
+		switch {
+		case key == "msg" && isString:
+			e.Msg = s
+		case key == "level" && isString:
+			if e.Level, err = logx.ParseLevel(s); err != nil {
+				return e, fmt.Errorf("level: %v", err)
+			}
+		case key == "time" && isString:
+			if e.Time, err = time.Parse(time.RFC3339Nano, s); err != nil {
+				return e, fmt.Errorf("time: %v", err)
+			}
+		case reservedKeys[key]:
+			return e, fmt.Errorf("%q is logx's own field: msg, level and time must be strings; seq, node and caller cannot be set", key)
+		default:
+			if n, ok := v.(json.Number); ok {
+				v = jsonNumber(n)
+			}
+			e.Attrs = append(e.Attrs, slog.Any(key, v))
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return e, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return e, errors.New("more than one JSON value on the line")
+	}
+	return e, nil
+}
+
+// jsonNumber is n as an int64 when it is one, else a float64, else its
+// text.
+func jsonNumber(n json.Number) any {
+	if i, err := n.Int64(); err == nil {
+		return i
+	}
+	if f, err := n.Float64(); err == nil {
+		return f
+	}
+	return n.String()
+}
+
+func replyIngest(w http.ResponseWriter, code int, r ingestReply) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(r)
+}
