@@ -2,8 +2,6 @@ package logx
 
 import (
 	"flag"
-	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -65,20 +63,10 @@ func TestIdleFailoverTime(t *testing.T) {
 		t.Skip("a measurement: -failover.idle N")
 	}
 	fn := newFaultNet(t, 3)
-	base := t.TempDir()
-	c := &testCluster{t: t}
-	for i := range 3 {
-		cfg := testConfig(t, i, fn.addrs(), filepath.Join(base, fmt.Sprint(i)))
+	c := newFaultCluster(t, fn, func(cfg *Config) {
 		cfg.ElectionTimeout = time.Second
 		cfg.Streams = []StreamConfig{{Name: "audit"}}
-		cfg.ListenAddr = fn.listenAddr(i)
-		c.cfgs = append(c.cfgs, cfg)
-		c.seams = append(c.seams, seams{dialFrom: fn.from(i)})
-		c.nodes = append(c.nodes, nil)
-		c.start(i)
-	}
-	t.Cleanup(func() { fn.heal(); c.closeAll() })
-	c.waitReady()
+	})
 	stream := func(i int, name string) *Stream {
 		s, err := c.nodes[i].Stream(name)
 		require.NoError(t, err)

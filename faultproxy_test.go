@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -214,6 +215,30 @@ func (f *faultNet) forward(pc *proxyConn) {
 	<-done
 	pc.close() // ends the other direction
 	<-done
+}
+
+// newFaultCluster starts a cluster of fn's nodes, each listening behind its
+// proxy and dialling from its own IP, with tweak applied to every Config
+// (nil: none), and waits until it is ready; it heals fn and closes the
+// nodes when the test ends.
+func newFaultCluster(t *testing.T, fn *faultNet, tweak func(*Config)) *testCluster {
+	t.Helper()
+	base := t.TempDir()
+	c := &testCluster{t: t}
+	for i := range fn.lns {
+		cfg := testConfig(t, i, fn.addrs(), filepath.Join(base, fmt.Sprint(i)))
+		cfg.ListenAddr = fn.listenAddr(i)
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		c.cfgs = append(c.cfgs, cfg)
+		c.seams = append(c.seams, seams{dialFrom: fn.from(i)})
+		c.nodes = append(c.nodes, nil)
+		c.start(i)
+	}
+	t.Cleanup(func() { fn.heal(); c.closeAll() })
+	c.waitReady()
+	return c
 }
 
 // isolate cuts node i off from every other node, both ways, in mode m.

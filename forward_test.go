@@ -9,7 +9,6 @@ import (
 	"io"
 	"math"
 	"net"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,19 +24,9 @@ import (
 // for ForwardTimeout on the old one. The entry is written once.
 func TestForwardFollowsNewLeader(t *testing.T) {
 	fn := newFaultNet(t, 3)
-	base := t.TempDir()
-	c := &testCluster{t: t}
-	for i := 0; i < 3; i++ {
-		cfg := testConfig(t, i, fn.addrs(), filepath.Join(base, fmt.Sprint(i)))
-		cfg.ListenAddr = fn.listenAddr(i)
+	c := newFaultCluster(t, fn, func(cfg *Config) {
 		cfg.ForwardTimeout = time.Minute // so that waiting it out cannot pass
-		c.cfgs = append(c.cfgs, cfg)
-		c.seams = append(c.seams, seams{dialFrom: fn.from(i)})
-		c.nodes = append(c.nodes, nil)
-		c.start(i)
-	}
-	t.Cleanup(func() { fn.heal(); c.closeAll() })
-	c.waitReady()
+	})
 	l := c.leaderIndex()
 	f := (l + 1) % 3
 	ctx := context.Background()

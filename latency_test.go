@@ -3,8 +3,6 @@ package logx
 import (
 	"context"
 	"flag"
-	"fmt"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -47,20 +45,10 @@ func TestNetworkLatency(t *testing.T) {
 	}
 	fn := newFaultNet(t, 3)
 	fn.delay, fn.jitter = delay, jitter
-	base := t.TempDir()
-	c := &testCluster{t: t}
-	for i := range 3 {
-		cfg := testConfig(t, i, fn.addrs(), filepath.Join(base, fmt.Sprint(i)))
+	c := newFaultCluster(t, fn, func(cfg *Config) {
 		cfg.ElectionTimeout = time.Second // the default, as users run it
 		cfg.LogOutput = quietWriter{}
-		cfg.ListenAddr = fn.listenAddr(i)
-		c.cfgs = append(c.cfgs, cfg)
-		c.seams = append(c.seams, seams{dialFrom: fn.from(i)})
-		c.nodes = append(c.nodes, nil)
-		c.start(i)
-	}
-	t.Cleanup(func() { c.closeAll() })
-	c.waitReady()
+	})
 	// The highest term among the nodes: each election raises it by one.
 	terms := func() (term uint64) {
 		for _, lx := range c.nodes {

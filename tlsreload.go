@@ -112,10 +112,8 @@ func (lx *Logx) ReloadTLS() error {
 // tlsConfig is the node's TLS configuration for new connections (nil
 // without TLS).
 func (n *node) tlsConfig() *tls.Config {
-	if n.tlsFiles != nil {
-		return n.tlsFiles.current()
-	}
-	return n.cfg.TLS
+	cfg, _ := n.tlsNow()
+	return cfg
 }
 
 // tlsNow is the node's TLS configuration and its generation (0 when it

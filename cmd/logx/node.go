@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -316,7 +317,7 @@ func cmdNode(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 			BaseContext: func(net.Listener) context.Context { return reqCtx }}
 		go func() { srvDone <- srv.Serve(httpLn) }()
 	}
-	fmt.Fprintf(stderr, "logx node %s: serving %s (listening on %s), data in %s\n", nf.NodeID, nf.Addr, cmpOr(nf.ListenAddr, nf.Addr), nf.Dir)
+	fmt.Fprintf(stderr, "logx node %s: serving %s (listening on %s), data in %s\n", nf.NodeID, nf.Addr, cmp.Or(nf.ListenAddr, nf.Addr), nf.Dir)
 
 	status := 0
 loop:
@@ -372,11 +373,4 @@ func reload(f *nodeFlags, lx *logx.Logx, level *slog.LevelVar, id string, stderr
 		return
 	}
 	fmt.Fprintf(stderr, "logx node %s: SIGHUP: level unchanged (only the level and the TLS files change without a restart)\n", id)
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

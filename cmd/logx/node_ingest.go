@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,7 +96,7 @@ type ingestReply struct {
 // entry each (docs in the README, "A standalone node").
 func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	name := cmpOr(q.Get("stream"), logx.DefaultStream)
+	name := cmp.Or(q.Get("stream"), logx.DefaultStream)
 	stream, err := in.lx.Stream(name)
 	if err != nil {
 		replyIngest(w, http.StatusNotFound, ingestReply{Error: err.Error()})
@@ -177,7 +179,7 @@ func entrySize(e logx.ClientEntry) int {
 // an object (jsonEntry). Lines below the stream's level are counted, not
 // kept. An error comes with its HTTP status; then nothing is logged.
 func readIngest(body io.Reader, contentType string, level slog.Level, stream *logx.Stream) (entries []logx.ClientEntry, below, code int, err error) {
-	asJSON := bytes.Contains(bytes.ToLower([]byte(contentType)), []byte("json"))
+	asJSON := strings.Contains(strings.ToLower(contentType), "json")
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 64<<10), maxIngestLine)
 	for n := 1; sc.Scan(); n++ {
