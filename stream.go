@@ -349,6 +349,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	go lx.produce()
 	lx.monitorDone = make(chan struct{})
 	go lx.monitor()
+	lx.mux.open() // the handlers of forwarding, fetch and control may run now
 	return lx, nil
 }
 

@@ -168,6 +168,9 @@ func (m *mux) dispatch(c net.Conn) {
 		return
 	}
 	defer done()
+	if proto != wire.ProtoRaft && !e.waitOpen() {
+		proto = 0 // the stream closed, or did not start in time: drop c
+	}
 	switch proto {
 	case wire.ProtoRaft:
 		if e.raftPeer == nil || e.raftPeer(c) {
@@ -309,10 +312,14 @@ func (c *trackedConn) Close() error {
 // protocols, and the connections it dialed or was handed, so that the
 // stream can cut them off without touching the other streams'.
 type endpoint struct {
-	m       *mux
-	name    string // "" for the default stream
-	raftCh  chan net.Conn
-	done    chan struct{} // closed by shut
+	m      *mux
+	name   string // "" for the default stream
+	raftCh chan net.Conn
+	done   chan struct{} // closed by shut
+	// ready is closed by open once the stream's Raft exists: the forward,
+	// fetch and control handlers use it, so their connections wait.
+	ready   chan struct{}
+	opened  sync.Once
 	ctx     context.Context
 	cancel  context.CancelFunc // ends ctx, by shut: dials under way give up
 	forward func(net.Conn)     // serves a forwarding connection; runs on its own goroutine
@@ -331,7 +338,7 @@ type endpoint struct {
 // endpoint registers the end of stream name ("" for the default stream):
 // connections for it reach these handlers from now on.
 func (m *mux) endpoint(name string, forward, fetch, control func(net.Conn), raftPeer func(net.Conn) bool) (*endpoint, error) {
-	e := &endpoint{m: m, name: name, raftCh: make(chan net.Conn), done: make(chan struct{}), conns: map[net.Conn]struct{}{},
+	e := &endpoint{m: m, name: name, raftCh: make(chan net.Conn), done: make(chan struct{}), ready: make(chan struct{}), conns: map[net.Conn]struct{}{},
 		forward: forward, fetch: fetch, control: control, raftPeer: raftPeer}
 	e.ctx, e.cancel = context.WithCancel(m.ctx)
 	m.mu.Lock()
@@ -344,6 +351,30 @@ func (m *mux) endpoint(name string, forward, fetch, control func(net.Conn), raft
 	}
 	m.endpoints[name] = e
 	return e, nil
+}
+
+// open lets connections reach the forward, fetch and control handlers,
+// which wait until then (Raft's connections need not: its transport takes
+// them).
+func (e *endpoint) open() { e.opened.Do(func() { close(e.ready) }) }
+
+// waitOpen waits until open, for at most the header timeout; false if e
+// closed first or did not open in time.
+func (e *endpoint) waitOpen() bool {
+	select {
+	case <-e.ready:
+		return true
+	default:
+	}
+	t := time.NewTimer(e.m.headerTimeout)
+	defer t.Stop()
+	select {
+	case <-e.ready:
+		return true
+	case <-e.done:
+	case <-t.C:
+	}
+	return false
 }
 
 // adopt records c as one of e's connections, unless e is shut.

@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"crypto/tls"
 	"net"
 	"testing"
 	"time"
@@ -68,4 +69,61 @@ func TestConnLimits(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// A stream's endpoint is registered before its Raft exists (Raft's
+// transport needs it), so a control, forward or fetch connection may
+// arrive first: its handler waits until the stream opens the endpoint, and
+// a connection for an endpoint that closes without opening is dropped
+// unserved. (Without the wait, a status request read the stream's Raft
+// while NewRaft was still setting it: CI's race detector saw it in
+// TestAddNodeLearnsStreams.)
+func TestEndpointWaitsUntilOpen(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	m := newMux(ln, Config{Addr: ln.Addr().String()}, seams{headerTimeout: 5 * time.Second}, func() *tls.Config { return nil })
+	m.start()
+	defer m.close()
+	served := make(chan string, 4)
+	handler := func(what string) func(net.Conn) { return func(net.Conn) { served <- what } }
+	e, err := m.endpoint("audit", handler("forward"), handler("fetch"), handler("control"), nil)
+	require.NoError(t, err)
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write(wire.Preface("audit", wire.ProtoControl))
+	require.NoError(t, err)
+	select {
+	case what := <-served:
+		t.Fatalf("the %s handler ran before the endpoint opened", what)
+	case <-time.After(300 * time.Millisecond):
+	}
+	e.open()
+	select {
+	case what := <-served:
+		require.Equal(t, "control", what)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the control handler did not run once the endpoint opened")
+	}
+
+	// An endpoint that closes before it opens drops the waiting connection.
+	e2, err := m.endpoint("access", handler("forward"), handler("fetch"), handler("control"), nil)
+	require.NoError(t, err)
+	c2, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer c2.Close()
+	_, err = c2.Write(wire.Preface("access", wire.ProtoFetch))
+	require.NoError(t, err)
+	require.True(t, waitFor(5*time.Second, func() bool {
+		e2.mu.Lock()
+		defer e2.mu.Unlock()
+		return len(e2.conns) == 1
+	}), "the fetch connection should be waiting on its endpoint")
+	e2.shut()
+	_ = c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = c2.Read(make([]byte, 1))
+	require.Error(t, err)
+	require.False(t, isTimeout(err), "the connection should be closed, not left waiting")
+	require.Empty(t, served, "no handler may run for an endpoint that never opened")
 }
