@@ -3,7 +3,10 @@ package logx
 import (
 	"context"
 	"flag"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,7 +24,9 @@ var (
 // TestNetworkLatency measures a 3-node cluster whose every connection goes
 // through the fault proxy, which holds each chunk back by a network's
 // latency each way (a userspace stand-in for netem, which this machine's
-// kernel lacks; it adds no packet loss). With the default ElectionTimeout
+// kernel lacks). scripts/netem.sh runs it in a network namespace whose
+// loopback loses packets (nftables), and the test reports the TCP segments
+// the kernel retransmitted. With the default ElectionTimeout
 // (1 s) it measures Append's latency at 1, 16 and 256 callers spread over
 // the nodes, async throughput, and the elections during -latency.load of
 // async load: with no fault, any election is needless. A measurement, run
@@ -48,6 +53,9 @@ func TestNetworkLatency(t *testing.T) {
 	c := newFaultCluster(t, fn, func(cfg *Config) {
 		cfg.ElectionTimeout = time.Second // the default, as users run it
 		cfg.LogOutput = quietWriter{}
+		// Minutes of async load write tens of GB a node: retention keeps
+		// each node's files under 1 GiB, as a user's would.
+		cfg.MaxSize, cfg.MaxFiles = 128<<20, 8
 	})
 	// The highest term among the nodes: each election raises it by one.
 	terms := func() (term uint64) {
@@ -57,6 +65,7 @@ func TestNetworkLatency(t *testing.T) {
 		return term
 	}
 	startTerms := terms()
+	startOut, startRetrans := tcpSegments()
 
 	for _, callers := range []int{1, 16, 256} {
 		var lat []time.Duration
@@ -116,5 +125,43 @@ func TestNetworkLatency(t *testing.T) {
 	elections := terms() - loadTerms
 	t.Logf("%s: %v of async load at %.0f entries/s: %d elections (%d before, during the Append runs)",
 		*latencyProfile, *latencyLoad, rate, elections, loadTerms-startTerms)
+	if out, retrans := tcpSegments(); out > startOut {
+		t.Logf("%s: TCP sent %d segments, retransmitted %d (%.2f %%)", *latencyProfile,
+			out-startOut, retrans-startRetrans, 100*float64(retrans-startRetrans)/float64(out-startOut))
+	}
 	require.NotZero(t, rate)
+}
+
+// tcpSegments returns the kernel's counts of TCP segments sent and
+// retransmitted in this network namespace (Linux's /proc/net/snmp; zeros
+// elsewhere).
+func tcpSegments() (out, retrans uint64) {
+	data, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return 0, 0
+	}
+	var names []string
+	for line := range strings.Lines(string(data)) {
+		fields := strings.Fields(line)
+		if len(fields) == 0 || fields[0] != "Tcp:" {
+			continue
+		}
+		if names == nil {
+			names = fields
+			continue
+		}
+		for i, f := range fields {
+			if i >= len(names) {
+				break
+			}
+			v, _ := strconv.ParseUint(f, 10, 64)
+			switch names[i] {
+			case "OutSegs":
+				out = v
+			case "RetransSegs":
+				retrans = v
+			}
+		}
+	}
+	return out, retrans
 }
