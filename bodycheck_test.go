@@ -27,7 +27,7 @@ func renderRecord(f Format, t time.Time, level slog.Level, node, msg, group stri
 	if group != "" {
 		h = h.WithAttrs([]slog.Attr{slog.String("with", msg)}).WithGroup(group).(*handler)
 	}
-	e, err := lx.newEntry(t, level, 0, msg, h, nil, attrs, nil)
+	e, err := lx.newEntry(context.Background(), t, level, 0, msg, h, nil, attrs, nil)
 	if err != nil {
 		panic(err)
 	}

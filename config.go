@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -213,6 +214,17 @@ type Config struct {
 	// replicated log. A normal start writes nothing at WARN or above
 	// (TestQuietStart). Defaults to os.Stderr.
 	LogOutput io.Writer `json:"-" yaml:"-"`
+
+	// ContextAttrs, if set, is called with the context of every slog
+	// record (Handler), LogAttrs call and Append call at an enabled level,
+	// and the attributes it returns are logged with the entry: at the top
+	// level, outside any group the handler has open, before the call's own
+	// attributes. It is for request-scoped values such as trace ids: the
+	// module github.com/logx-dev/logx/logxotel gives one that adds
+	// OpenTelemetry's trace_id and span_id. The leveled calls (Info, ...)
+	// have no context and do not call it. It must be safe for concurrent
+	// use, and quick: it runs on the caller's goroutine.
+	ContextAttrs func(context.Context) []slog.Attr `json:"-" yaml:"-"`
 
 	// Streams declares the node's streams beside the default one (see
 	// StreamConfig and Logx.Stream). Every node must declare the same.

@@ -135,3 +135,59 @@ func ExampleLogx_Stream() {
 	// 1 WARN role granted 42
 	// 2 INFO via slog 7
 }
+
+// requestIDKey is the context key of ExampleConfig_contextAttrs's request id.
+type requestIDKey struct{}
+
+// ContextAttrs adds request-scoped attributes, here a request id kept in
+// the context, to every entry logged with that context: through Append,
+// LogAttrs and the slog handler. (The module logxotel gives a ContextAttrs
+// that adds OpenTelemetry's trace_id and span_id.)
+func ExampleConfig_contextAttrs() {
+	dir, _ := os.MkdirTemp("", "logx-example")
+	defer os.RemoveAll(dir)
+	addr := freeAddr()
+
+	lx, err := logx.New(logx.Config{
+		NodeID: "n1",
+		Addr:   addr,
+		Peers:  []string{addr},
+		Dir:    dir,
+		File:   "app.log",
+		ContextAttrs: func(ctx context.Context) []slog.Attr {
+			if id, ok := ctx.Value(requestIDKey{}).(string); ok {
+				return []slog.Attr{slog.String("request", id)}
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer lx.Close()
+	ctx := context.Background()
+	if err := lx.WaitReady(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	req := context.WithValue(ctx, requestIDKey{}, "r-17")
+	_, _ = lx.Append(req, logx.LevelInfo, "order placed", "items", 3)
+	slog.New(lx.Handler()).InfoContext(req, "via slog")
+	lx.Info("no context, no request") // the leveled calls take no context
+	if err := lx.Flush(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	b, _ := os.ReadFile(filepath.Join(dir, "app.log"))
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		fmt.Println(f[0], strings.Join(f[5:], " "))
+	}
+	// Output:
+	// seq=1 msg="order placed" request=r-17 items=3
+	// seq=2 msg="via slog" request=r-17
+	// seq=3 msg="no context, no request"
+}

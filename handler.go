@@ -32,7 +32,7 @@ func (h *handler) Enabled(_ context.Context, l slog.Level) bool { return h.lx.En
 
 // Handle implements slog.Handler.
 func (h *handler) Handle(ctx context.Context, r slog.Record) error {
-	e, err := h.lx.newEntry(r.Time, r.Level, r.PC, r.Message, h, nil, nil, &r)
+	e, err := h.lx.newEntry(ctx, r.Time, r.Level, r.PC, r.Message, h, nil, nil, &r)
 	if err == nil {
 		if err = h.lx.enqueue(ctx, e, !h.lx.cfg.DropWhenFull); err != nil {
 			h.lx.putEntry(e)

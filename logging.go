@@ -70,7 +70,8 @@ func (lx *Stream) logAsync(level slog.Level, msg string, args []any) {
 	if !lx.Enabled(level) {
 		return
 	}
-	e, err := lx.newEntry(lx.now(), level, callerPC(3), msg, nil, args, nil, nil)
+	//lint:ignore SA1012 nil says there is no context: ContextAttrs is not called
+	e, err := lx.newEntry(nil, lx.now(), level, callerPC(3), msg, nil, args, nil, nil)
 	if err == nil {
 		if err = lx.enqueue(context.Background(), e, !lx.cfg.DropWhenFull); err != nil {
 			lx.putEntry(e)
@@ -91,7 +92,7 @@ func (lx *Stream) LogAttrs(ctx context.Context, level slog.Level, msg string, at
 	if !lx.Enabled(level) {
 		return
 	}
-	e, err := lx.newEntry(lx.now(), level, callerPC(2), msg, nil, nil, attrs, nil)
+	e, err := lx.newEntry(ctx, lx.now(), level, callerPC(2), msg, nil, nil, attrs, nil)
 	if err == nil {
 		if err = lx.enqueue(ctx, e, !lx.cfg.DropWhenFull); err != nil {
 			lx.putEntry(e)
@@ -112,7 +113,7 @@ func (lx *Stream) Append(ctx context.Context, level slog.Level, msg string, args
 	if !lx.Enabled(level) {
 		return 0, nil
 	}
-	e, err := lx.newEntry(lx.now(), level, callerPC(2), msg, nil, args, nil, nil)
+	e, err := lx.newEntry(ctx, lx.now(), level, callerPC(2), msg, nil, args, nil, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -139,12 +140,22 @@ func (lx *Stream) appendEntry(ctx context.Context, e *entry) (uint64, error) {
 }
 
 // newEntry renders the body of an entry into an entry from the free list.
-// Attributes come from args (Debug/Info/Warn/Error/Append), attrs (LogAttrs)
-// or rec (the slog handler h); h may be nil.
-func (lx *Stream) newEntry(t time.Time, level slog.Level, pc uintptr, msg string, h *handler, args []any, attrs []slog.Attr, rec *slog.Record) (*entry, error) {
+// Attributes come from Config.ContextAttrs (given ctx; nil for the leveled
+// calls, which have none), then args (Debug/Info/Warn/Error/Append), attrs
+// (LogAttrs) or rec (the slog handler h); h may be nil.
+func (lx *Stream) newEntry(ctx context.Context, t time.Time, level slog.Level, pc uintptr, msg string, h *handler, args []any, attrs []slog.Attr, rec *slog.Record) (*entry, error) {
 	t = recordTime(t)
 	e := lx.getEntry()
 	b := appendBodyStart(e.body[:0], lx.cfg.Format, t, level, lx.cfg.NodeID, callerString(pc), msg)
+	if ctx != nil && lx.cfg.ContextAttrs != nil {
+		for _, a := range lx.cfg.ContextAttrs(ctx) {
+			if lx.cfg.Format == FormatJSON {
+				b = appendAttrJSON(b, a)
+			} else {
+				b = appendAttrText(b, "", a)
+			}
+		}
+	}
 	b = h.appendAttrs(b, lx.cfg.Format, args, attrs, rec)
 	e.body = b
 	if len(b) > lx.cfg.MaxEntrySize {
