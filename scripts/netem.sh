@@ -6,9 +6,14 @@
 #   scripts/netem.sh cross   # 10 ms ± 2 ms each way
 #
 # Extra arguments go to the test binary (e.g. -latency.load 10m).
+# RTO_MIN=20ms in the environment lowers TCP's minimum retransmission
+# timeout (200 ms on Linux) on the namespace's loopback route, as an
+# operator can on a lossy network's routes (docs/benchmarks.md).
 #
 # Where the kernel has sch_netem, netem on the namespace's loopback gives
-# the delay and the loss, and the test's proxies add nothing. Where it does
+# the delay and the loss, and the test's proxies add nothing; each
+# connection still crosses the loopback twice (node to proxy, proxy to
+# node), so netem gets half the delay and half the loss. Where it does
 # not (this project's CI machines: "Specified qdisc kind is unknown"), the
 # delay comes from the test's fault proxy, in userspace, and the loss from
 # the kernel all the same: an nftables rule on the namespace's output hook
@@ -23,8 +28,9 @@ cd "$(dirname "$0")/.."
 profile=${1:?usage: scripts/netem.sh zone|cross [test flags]}
 shift
 case "$profile" in
-  zone)  delay="1ms 0.2ms"; loss="0.5%"; per_packet=25 ;; # per 10,000 packets
-  cross) delay="10ms 2ms"; loss=""; per_packet=0 ;;
+  # delay and loss are each way; netem_* are per crossing of the loopback
+  zone)  delay="1ms 0.2ms"; loss="0.5%"; per_packet=25; netem_delay="0.5ms 0.1ms"; netem_loss="0.25%" ;; # per_packet: of 10,000
+  cross) delay="10ms 2ms"; loss=""; per_packet=0; netem_delay="5ms 1ms"; netem_loss="" ;;
   *) echo "unknown profile $profile: zone or cross" >&2; exit 2 ;;
 esac
 
@@ -46,11 +52,15 @@ go test -c -o /tmp/logx-netem.test .
 # The namespace's own loopback carries every connection (127.0.0.0/8).
 exec unshare -rn bash -c '
   set -euo pipefail
-  profile=$1 delay=$2 loss=$3 per_packet=$4 have_netem=$5
-  shift 5
+  profile=$1 delay=$2 loss=$3 per_packet=$4 have_netem=$5 rto_min=$6 netem_delay=$7 netem_loss=$8
+  shift 8
   ip link set lo up
+  if [ -n "$rto_min" ]; then
+    ip route replace local 127.0.0.0/8 dev lo table local proto kernel scope host src 127.0.0.1 rto_min "$rto_min"
+    ip route show table local | grep 127.0.0.0/8
+  fi
   if [ "$have_netem" = 1 ]; then
-    tc qdisc add dev lo root netem delay $delay ${loss:+loss $loss}
+    tc qdisc add dev lo root netem delay $netem_delay ${netem_loss:+loss $netem_loss}
     tc qdisc show dev lo
     test_profile=netem # the proxies add nothing: netem is the network
   else
@@ -68,4 +78,4 @@ exec unshare -rn bash -c '
     nft list chain inet netem out | grep counter # packets dropped
   fi
   exit $status
-' bash "$profile" "$delay" "$loss" "$per_packet" "$have_netem" "$@"
+' bash "$profile" "$delay" "$loss" "$per_packet" "$have_netem" "${RTO_MIN:-}" "$netem_delay" "$netem_loss" "$@"
