@@ -325,10 +325,15 @@ func (lx *Logx) DeleteStream(ctx context.Context, name string) error {
 }
 
 // FeatureVersion is what this logx knows, as nodes tell each other in
-// Stats.Version: 2 is streams (the catalog, the stream preface). Nodes of
-// earlier versions skip catalog entries, so a stream is not created while
-// a voter says it does not know streams (docs/guarantees.md, "Upgrades").
-const FeatureVersion = 2
+// Stats.Version: 2 is streams (the catalog, the stream preface), 3 the
+// cluster level (clusterlevel.go). Nodes of earlier versions skip the
+// commands they do not know, so a stream is not created, nor a cluster
+// level set, while a voter says it does not know them (docs/guarantees.md,
+// "Upgrades").
+const FeatureVersion = 3
+
+// streamsFeature is the FeatureVersion that knows streams.
+const streamsFeature = 2
 
 // proposeCatalogCmd commits c on this node, the default stream's leader,
 // with the servers of its configuration as a create's voters.
@@ -339,7 +344,7 @@ func (lx *Stream) proposeCatalogCmd(c catalogCmd) error {
 		if c.Voters, err = lx.serverAddrs(true); err != nil {
 			return err
 		}
-		if err := lx.votersKnowStreams(c.Voters); err != nil {
+		if err := lx.votersKnow(c.Voters, streamsFeature, "streams"); err != nil {
 			return fmt.Errorf("logx: not creating stream %q: %w", c.Stream.Name, err)
 		}
 	}
@@ -347,16 +352,17 @@ func (lx *Stream) proposeCatalogCmd(c catalogCmd) error {
 	return err
 }
 
-// votersKnowStreams refuses a stream's creation while a voter runs a logx
-// that does not know streams (its status has no FeatureVersion): that
-// node would skip the creation, and after its upgrade never learn of the
-// stream. Every voter must answer, unless it is down: the leader's
+// votersKnow refuses a command (a stream's creation, a cluster level)
+// while a voter runs a logx older than version, the FeatureVersion that
+// knows it (a logx without streams gives none): that node would skip the
+// command, and after its upgrade never learn of it (what says what it is
+// that they must know). Every voter must answer, unless it is down: the leader's
 // heartbeats to it fail, nothing listens at its address, or its name does
 // not resolve. A voter down is not held against the creation, so that a
 // stream is created with a majority up; it must come back running this
 // version (docs/guarantees.md, "Upgrades"). A voter that is up but slow
 // fails the creation, which can be tried again.
-func (lx *Stream) votersKnowStreams(voters []string) error {
+func (lx *Stream) votersKnow(voters []string, version int, what string) error {
 	down := map[string]bool{}
 	for _, p := range lx.peers() {
 		down[p.Addr] = p.Failing
@@ -375,8 +381,8 @@ func (lx *Stream) votersKnowStreams(voters []string) error {
 			}
 			return fmt.Errorf("voter %s did not say which version it runs: %w", v, err)
 		}
-		if st.Version < FeatureVersion {
-			return fmt.Errorf("voter %s runs a logx without streams (version %d): upgrade every node first", v, st.Version)
+		if st.Version < version {
+			return fmt.Errorf("voter %s runs a logx without %s (version %d): upgrade every node first", v, what, st.Version)
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -46,6 +47,8 @@ type applyState struct {
 	// Catalog is the cluster's streams (catalog.go); the default stream's
 	// only.
 	Catalog map[string]*catalogEntry `json:"catalog,omitempty"`
+	// Level is the stream's cluster level (clusterlevel.go), once set.
+	Level *slog.Level `json:"level,omitempty"`
 
 	// The files: the active file's first sequence number, size, newest
 	// line clock and time range, and the rotated files.

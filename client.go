@@ -342,6 +342,66 @@ func QueryStreamStatus(ctx context.Context, addr, stream string, tlsConfig *tls.
 	return st, err
 }
 
+// SetClusterLevel sets the cluster level of stream (Stream.SetClusterLevel)
+// through the node at addr, or through the stream's leader if that node
+// names it; tlsConfig is nil without TLS. It returns once the node at addr
+// applied the change, so that its status shows it.
+func SetClusterLevel(ctx context.Context, addr, stream string, level slog.Level, tlsConfig *tls.Config) error {
+	idx, err := setClusterLevel(ctx, addr, stream, level, tlsConfig)
+	if err != nil {
+		return err
+	}
+	for {
+		st, err := QueryStreamStatus(ctx, addr, stream, tlsConfig)
+		if err != nil {
+			return fmt.Errorf("logx: the cluster level is set, but %s did not say it applied it: %w", addr, err)
+		}
+		if st.AppliedIndex >= idx {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("logx: the cluster level is set, but %s has not applied it yet: %w", addr, ctx.Err())
+		case <-time.After(20 * time.Millisecond): // polling a peer's status
+		}
+	}
+}
+
+// setClusterLevel commits the level change and returns its Raft index.
+func setClusterLevel(ctx context.Context, addr, stream string, level slog.Level, tlsConfig *tls.Config) (uint64, error) {
+	if err := checkClusterLevel(level); err != nil {
+		return 0, err
+	}
+	if stream != DefaultStream {
+		if err := checkStreamName(stream); err != nil {
+			return 0, fmt.Errorf("logx: stream: %w", err)
+		}
+	}
+	target := addr
+	for range 3 { // the node asked, then the leader it names (which may just have lost it)
+		if err := checkAddr(target); err != nil {
+			return 0, fmt.Errorf("logx: %w", err)
+		}
+		timeout := 10 * time.Second
+		conn, err := dialProto(ctx, target, stream, wire.ProtoControl, timeout, tlsConfig)
+		if err != nil {
+			return 0, fmt.Errorf("logx: %s: %w", target, err)
+		}
+		resp, err := controlExchange(ctx, conn, controlRequest{Op: "set-level", Level: &level, TimeoutMS: timeout.Milliseconds()}, time.Now().Add(timeout))
+		conn.Close()
+		switch {
+		case err != nil:
+			return 0, fmt.Errorf("logx: %s: %w", target, err)
+		case !resp.NotLeader:
+			return resp.Index, resp.err()
+		case resp.Leader == "":
+			return 0, fmt.Errorf("logx: %s: not the leader of stream %q, and no leader known", target, stream)
+		}
+		target = resp.Leader
+	}
+	return 0, fmt.Errorf("logx: no leader of stream %q answered", stream)
+}
+
 // queryStatus asks the node at addr for the status of stream; with the
 // default stream's come the other streams'.
 func queryStatus(ctx context.Context, addr, stream string, tlsConfig *tls.Config) (Stats, []Stats, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -37,6 +38,11 @@ type fsm struct {
 	// catalog as applied (catalog.go), for other goroutines.
 	settings atomic.Pointer[clusterSettings]
 	catalog  atomic.Pointer[map[string]*catalogEntry]
+	level    atomic.Pointer[slog.Level] // the cluster level as applied, nil if never set
+	// levelIndex is the Raft index of the last level command that set the
+	// node's level (apply goroutine; not part of st, so a redo does not
+	// reset it).
+	levelIndex uint64
 
 	// Owned by the apply goroutine.
 	st          applyState
@@ -107,9 +113,16 @@ type fsmConfig struct {
 	onWriteError func(error)
 	onActive     func()
 	onBlocked    func()
+	// onRetired is told when, after retention retired files, as many
+	// retired files wait for deletion as retention keeps (retention.go);
+	// it must not block.
+	onRetired func()
 	// onCatalog, set on the default stream only, is told of every change
 	// of the catalog (catalog.go), in log order; it must not block.
 	onCatalog func(catalogEvent)
+	// onLevel is told of every cluster level applied (clusterlevel.go),
+	// and of one restored by a catch-up; it must not block.
+	onLevel func(slog.Level)
 
 	// Test hooks, nil in normal use. hooks see every write and fsync for
 	// a simulated power cut (hooks.go); fault is asked before every write
@@ -146,6 +159,7 @@ func newFSM(c fsmConfig) (*fsm, error) {
 	f.votersKnown.Store(len(st.Voters) > 0)
 	f.settings.Store(st.Settings)
 	f.catalog.Store(&st.Catalog)
+	f.level.Store(st.Level)
 	if st.CatchingUp {
 		// An interrupted catch-up: Raft restores its stored snapshot at
 		// start-up, and Restore finishes the copy.
@@ -353,6 +367,8 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 			res[i] = f.applySettings(l.Data)
 		case len(l.Data) > 0 && l.Data[0] == cmdCatalog:
 			res[i] = f.applyCatalog(l.Index, l.Data)
+		case len(l.Data) > 0 && l.Data[0] == cmdLevel:
+			res[i] = f.applyLevel(l.Index, l.Data)
 		default:
 			r, err := f.applyBatch(l, &line)
 			if err != nil {
@@ -400,6 +416,9 @@ func (f *fsm) retain() error {
 	for _, old := range gone {
 		f.st.Retired = append(f.st.Retired, retiredFile{Name: old.Name, Index: f.st.Index})
 		f.retired.Add(1)
+	}
+	if len(gone) > 0 && len(f.st.Retired) >= max(2, p.maxFiles) && f.onRetired != nil {
+		f.onRetired()
 	}
 	return err
 }
@@ -508,7 +527,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	m := &manifest{Index: f.st.Index, Seq: f.st.Seq, Producers: make(map[uint64]*producerState, len(f.st.Producers)),
 		PrunedAt: f.st.PrunedAt, Clock: f.st.Clock, Clocks: maps.Clone(f.st.Clocks), Voters: slices.Clone(f.st.Voters),
 		Owners:   maps.Clone(f.st.ClockOwners),
-		Settings: f.st.Settings, Catalog: f.st.Catalog}
+		Settings: f.st.Settings, Catalog: f.st.Catalog, Level: f.st.Level}
 	for k, v := range f.st.Producers {
 		c := *v
 		m.Producers[k] = &c

@@ -278,15 +278,25 @@ func FuzzControlRequest(f *testing.F) {
 	f.Add([]byte(`{"op":"create-stream","stream":{"name":"audit","format":1,"max_size":4096}}`))
 	f.Add([]byte(`{"op":"create-stream","stream":{"name":"../x","file":"../../etc/passwd"}}`))
 	f.Add([]byte(`{"op":"delete-stream","name":"default"}`))
+	f.Add([]byte(`{"op":"set-level","level":"WARN+2"}`))
+	f.Add([]byte(`{"op":"set-level","level":"LOUD"}`))
+	f.Add([]byte(`{"op":"set-level","level":"ERROR+1"}`))
+	f.Add([]byte(`{"op":"set-level"}`))
 	f.Add([]byte(`[1,2`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		req, timeout, err := parseControlRequest(data)
 		if err != nil {
 			return
 		}
-		require.Contains(t, []string{"status", "commit", "add", "remove", "removed", "create-stream", "delete-stream"}, req.Op)
+		require.Contains(t, []string{"status", "commit", "add", "remove", "removed", "create-stream", "delete-stream", "set-level"}, req.Op)
 		switch req.Op {
 		case "status", "commit":
+		case "set-level":
+			require.NotNil(t, req.Level)
+			require.LessOrEqual(t, *req.Level, LevelError)
+			got, err := parseLevelCmd(appendLevelCmd(nil, *req.Level))
+			require.NoError(t, err, "a level a request carries must make a level command every node reads")
+			require.Equal(t, *req.Level, got)
 		case "create-stream":
 			require.NotNil(t, req.Stream)
 			require.NoError(t, req.Stream.check())

@@ -265,20 +265,29 @@ func (lx *Stream) flush(ctx context.Context) error {
 	if req.err != nil {
 		return req.err
 	}
-	// A removed node may never apply its last batch (the leader stopped
-	// replicating to it): stop waiting when the removal notice comes.
+	return lx.waitAppliedHere(ctx, req.idx, false)
+}
+
+// waitAppliedHere waits until this node applied Raft index idx. It gives
+// up when ctx ends (ctx.Err()), when the node learns it was removed
+// (ErrRemoved: the leader stopped replicating to it, so it may never
+// apply idx), and, with orClosing, when Close begins (ErrClosed).
+func (lx *Stream) waitAppliedHere(ctx context.Context, idx uint64, orClosing bool) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stop := context.AfterFunc(lx.removedCtx, cancel)
-	defer stop()
-	if err := lx.waitApplied(wctx, req.idx); err != nil {
-		if errors.Is(err, errWaitAborted) {
-			if ctx.Err() == nil {
-				return ErrRemoved
-			}
-			return ctx.Err()
-		}
+	defer context.AfterFunc(lx.removedCtx, cancel)()
+	if orClosing {
+		defer context.AfterFunc(lx.closingCtx, cancel)()
+	}
+	err := lx.waitApplied(wctx, idx)
+	if !errors.Is(err, errWaitAborted) {
 		return err
 	}
-	return nil
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case orClosing && lx.closingCtx.Err() != nil:
+		return ErrClosed
+	}
+	return ErrRemoved
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"time"
@@ -33,13 +34,15 @@ const maxControlFrame = 1 << 20
 const defaultControlTimeout = 10 * time.Minute
 
 type controlRequest struct {
-	Op        string `json:"op"` // "add", "remove", "status", "commit" (follower → leader, commit.go), "removed" (leader → removed node; checked, see removal.go), "create-stream" or "delete-stream" (catalog.go)
+	Op        string `json:"op"` // "add", "remove", "status", "commit" (follower → leader, commit.go), "removed" (leader → removed node; checked, see removal.go), "create-stream" or "delete-stream" (catalog.go), "set-level" (clusterlevel.go)
 	Addr      string `json:"addr,omitempty"`
 	TimeoutMS int64  `json:"timeout_ms,omitempty"` // what is left of the caller's context
 	// Stream is the stream a create-stream creates; Name the one a
 	// delete-stream deletes.
 	Stream *streamSpec `json:"stream,omitempty"`
 	Name   string      `json:"name,omitempty"`
+	// Level is what a set-level sets (clusterlevel.go).
+	Level *slog.Level `json:"level,omitempty"`
 }
 
 type controlResponse struct {
@@ -54,6 +57,8 @@ type controlResponse struct {
 	// Settings, with a status, are what the node's Config sets of the
 	// cluster's settings (settings.go), for AddNode to compare.
 	Settings *clusterSettings `json:"settings,omitempty"`
+	// Index is the Raft index of what a set-level committed.
+	Index uint64 `json:"index,omitempty"`
 }
 
 // Member is one server of the cluster's Raft configuration.
@@ -186,6 +191,12 @@ func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 // otherwise by asking the leader it knows, or each of Config.Peers, and
 // following their hints, until ctx ends.
 func (lx *Stream) control(ctx context.Context, req controlRequest) error {
+	_, err := lx.controlResp(ctx, req)
+	return err
+}
+
+// controlResp is control that also returns the answer.
+func (lx *Stream) controlResp(ctx context.Context, req controlRequest) (controlResponse, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(lx.closingCtx, cancel) // Close ends a change in progress
@@ -196,7 +207,7 @@ func (lx *Stream) control(ctx context.Context, req controlRequest) error {
 		if lx.raft.State() == raft.Leader {
 			resp := lx.doControl(ctx, req)
 			if !resp.NotLeader {
-				return resp.err()
+				return resp, resp.err()
 			}
 		} else {
 			for _, target := range lx.controlTargets() {
@@ -211,7 +222,7 @@ func (lx *Stream) control(ctx context.Context, req controlRequest) error {
 				case resp.NotLeader:
 					lastErr = fmt.Errorf("%s: not the leader", target)
 				default:
-					return resp.err()
+					return resp, resp.err()
 				}
 			}
 		}
@@ -219,13 +230,13 @@ func (lx *Stream) control(ctx context.Context, req controlRequest) error {
 		case <-ctx.Done():
 			select {
 			case <-lx.closing:
-				return ErrClosed
+				return controlResponse{}, ErrClosed
 			default:
 			}
 			if lastErr != nil {
-				return fmt.Errorf("logx: %s %s: %w (last: %v)", req.Op, req.Addr, ctx.Err(), lastErr)
+				return controlResponse{}, fmt.Errorf("logx: %s %s: %w (last: %v)", req.Op, req.Addr, ctx.Err(), lastErr)
 			}
-			return fmt.Errorf("logx: %s %s: %w", req.Op, req.Addr, ctx.Err())
+			return controlResponse{}, fmt.Errorf("logx: %s %s: %w", req.Op, req.Addr, ctx.Err())
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, time.Second)
@@ -356,6 +367,13 @@ func parseControlRequest(data []byte) (controlRequest, time.Duration, error) {
 		if err := checkStreamName(req.Name); err != nil || req.Name == DefaultStream {
 			return req, 0, fmt.Errorf("logx: delete-stream: cannot delete stream %q", req.Name)
 		}
+	case "set-level":
+		if req.Level == nil {
+			return req, 0, errors.New("logx: set-level: no level")
+		}
+		if err := checkClusterLevel(*req.Level); err != nil {
+			return req, 0, fmt.Errorf("logx: set-level: %w", err)
+		}
 	default:
 		return req, 0, fmt.Errorf("logx: unknown control operation %q", req.Op)
 	}
@@ -392,7 +410,10 @@ func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResp
 		return controlResponse{NotLeader: true, Leader: string(leader)}
 	}
 	var err error
+	var idx uint64
 	switch req.Op {
+	case "set-level":
+		idx, err = lx.proposeLevel(*req.Level)
 	case "create-stream", "delete-stream":
 		if lx.name != DefaultStream {
 			return controlResponse{Error: "logx: " + req.Op + " goes to the default stream"}
@@ -413,7 +434,7 @@ func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResp
 	}
 	switch {
 	case err == nil:
-		return controlResponse{}
+		return controlResponse{Index: idx}
 	case errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		leader, _ := lx.raft.LeaderWithID()
 		return controlResponse{NotLeader: true, Leader: string(leader)}

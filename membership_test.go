@@ -172,6 +172,10 @@ func TestRemoveNode(t *testing.T) {
 	require.True(t, waitFor(10*time.Second, func() bool { return c.nodes[victim].removed.Load() }))
 	_, err := c.nodes[victim].Append(ctx, LevelInfo, "from a removed node")
 	require.ErrorIs(t, err, ErrRemoved)
+	// A wait for this node to apply something ends too (it never will).
+	err = c.nodes[victim].SetClusterLevel(ctx, LevelInfo)
+	require.ErrorIs(t, err, ErrRemoved)
+	require.NoError(t, ctx.Err(), "SetClusterLevel on a removed node waited for its context")
 	require.True(t, waitFor(10*time.Second, func() bool { return c.nodes[victim].Stats().State == "Shutdown" }))
 
 	err = c.nodes[caller].RemoveNode(ctx, c.cfgs[victim].Addr)

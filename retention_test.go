@@ -243,3 +243,42 @@ func TestRetentionCluster(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, names, 5)
 }
+
+// retiredOnDisk counts the retired files waiting for deletion in dir.
+func retiredOnDisk(t *testing.T, dir string) int {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	n := 0
+	for _, de := range des {
+		if strings.HasPrefix(de.Name(), ".retired-") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestRetiredFilesBounded: retired files wait for the snapshot after next
+// before they are deleted, and Raft's own snapshots (here: never, as
+// SnapshotThreshold is out of reach; by default every 8,192 Raft entries,
+// checked every two minutes) can come after gigabytes of them under load.
+// A node asks for a snapshot itself once as many retired files wait as
+// retention keeps, so they stay bounded by a few times MaxFiles.
+func TestRetiredFilesBounded(t *testing.T) {
+	const maxFiles = 2
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		cfg.MaxSize = 4 << 10
+		cfg.MaxFiles = maxFiles
+		cfg.SnapshotThreshold = 1 << 30 // Raft never snapshots by itself here
+	})
+	c.logAppend("load", 300) // 900 entries of about 110 bytes: some 25 files
+	c.flushAll()
+	c.waitSameSeq(900)
+	requireIdentical(t, c.dirs(), "app.log")
+	for i, lx := range c.nodes {
+		require.Greater(t, lx.Stats().Retired, uint64(15), "node %d should have retired most of its files", i+1)
+		dir := c.cfgs[i].Dir
+		require.True(t, waitFor(10*time.Second, func() bool { return retiredOnDisk(t, dir) <= 3*maxFiles+2 }),
+			"node %d keeps %d retired files", i+1, retiredOnDisk(t, dir))
+	}
+}

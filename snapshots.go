@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 
 	"github.com/hashicorp/raft"
@@ -102,6 +103,7 @@ type manifest struct {
 	Owners    map[string]string         `json:"clock_owners,omitempty"`
 	Settings  *clusterSettings          `json:"settings,omitempty"`
 	Catalog   map[string]*catalogEntry  `json:"catalog,omitempty"` // the default stream's (catalog.go)
+	Level     *slog.Level               `json:"level,omitempty"`   // the cluster level (clusterlevel.go)
 	Files     []store.File              `json:"files"`
 }
 

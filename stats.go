@@ -17,6 +17,11 @@ type Stats struct {
 	Format  string `json:"format"` // line format of the cluster: "text" or "json"
 	Dir     string `json:"dir"`    // the stream's directory on this node
 	File    string `json:"file"`   // the active file's name in Dir
+	// Level is the minimum level this node logs on the stream; ClusterLevel
+	// the cluster level it last applied, "" if none was ever set
+	// (clusterlevel.go). Both "" from a node older than the cluster level.
+	Level        string `json:"level,omitempty"`
+	ClusterLevel string `json:"cluster_level,omitempty"`
 
 	CommitIndex  uint64 `json:"commit_index"`  // Raft commit index known here
 	AppliedIndex uint64 `json:"applied_index"` // Raft index the files hold
@@ -100,7 +105,12 @@ type Stats struct {
 // Stats returns a snapshot of the stream's state and counters on this node.
 func (lx *Stream) Stats() Stats {
 	fs := lx.fsm.stats()
+	var clusterLevel string
+	if l, ok := lx.fsm.clusterLevel(); ok {
+		clusterLevel = l.String()
+	}
 	s := Stats{
+		ClusterLevel:     clusterLevel,
 		Version:          FeatureVersion,
 		NodeID:           lx.cfg.NodeID,
 		Stream:           lx.name,
@@ -109,6 +119,7 @@ func (lx *Stream) Stats() Stats {
 		File:             lx.logFile(),
 		Addr:             lx.cfg.Addr,
 		Format:           lx.cfg.Format.String(),
+		Level:            lx.Level().String(),
 		State:            lx.raft.State().String(),
 		Term:             lx.raft.CurrentTerm(),
 		CommitIndex:      lx.raft.CommitIndex(),

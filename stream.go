@@ -63,6 +63,9 @@ type Stream struct {
 	checkingRemoval atomic.Bool
 	// handingOver is set while a leader that cannot write hands over.
 	handingOver atomic.Bool
+	// snapshotting is set while a snapshot asked for by onRetired runs
+	// (retention.go).
+	snapshotting atomic.Bool
 	// removedCtx is cancelled (by markRemoved) when removed is set.
 	removedCtx  context.Context
 	markRemoved context.CancelFunc
@@ -209,13 +212,17 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	// preallocates its segment).
 	fc := fsmConfig{dir: cfg.Dir, file: cfg.File, policy: cfg.filePolicy(), format: cfg.Format,
 		stateInterval: cfg.CheckpointInterval, logf: lx.logf, want: want, logs: func() raft.LogStore { return lx.logs }, fetcher: lx,
-		onWriteError: lx.onWriteError, onActive: lx.markActive, onBlocked: lx.onCatchingUp,
-		hooks: sm.powerCut, fault: sm.diskFault}
+		onWriteError: lx.onWriteError, onActive: lx.markActive, onBlocked: lx.onCatchingUp, onLevel: lx.level.Set,
+		onRetired: lx.onRetired,
+		hooks:     sm.powerCut, fault: sm.diskFault}
 	if hooks != nil {
 		fc.onCatalog = hooks.onCatalog
 	}
 	if lx.fsm, err = newFSM(fc); err != nil {
 		return nil, fmt.Errorf("logx: opening log files: %w", err)
+	}
+	if l, ok := lx.fsm.clusterLevel(); ok {
+		lx.level.Set(l) // the cluster level wins over Config.Level (clusterlevel.go)
 	}
 	// The rotated files to check in the background once peers are
 	// reachable (scrub.go), taken before Raft's apply can change the list.

@@ -3,6 +3,7 @@ package logx
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,9 +88,17 @@ func TestRollingUpgrade(t *testing.T) {
 						require.ErrorContains(t, err, "runs a logx without streams")
 					}
 					t.Logf("creating a stream in the mixed cluster: %v", err)
+					// A cluster level too: the older nodes would skip it.
+					err = setLevelVia(t, c.addrs, LevelWarn)
+					require.Error(t, err, "a cluster level set while n%d runs %s", 3, v.name)
+					if !strings.Contains(err.Error(), `unknown control operation "set-level"`) {
+						require.ErrorContains(t, err, "runs a logx without level commands")
+					}
+					t.Logf("setting the cluster level in the mixed cluster: %v", err)
 				}
 			}
 			require.NoError(t, createStreamVia(t, c.addrs, "audit"), "a stream once every node is upgraded")
+			require.NoError(t, setLevelVia(t, c.addrs, LevelInfo), "a cluster level once every node is upgraded")
 			for _, a := range c.addrs {
 				require.Eventually(t, func() bool {
 					all, err := QueryStreams(t.Context(), a, nil)
@@ -100,6 +109,25 @@ func TestRollingUpgrade(t *testing.T) {
 			t.Logf("upgraded from %s (%s): %d entries, %d acknowledged, identical", v.name, v.commit, n, acked)
 		})
 	}
+}
+
+// setLevelVia sets the default stream's cluster level through whichever
+// node answers, as `logx level` does.
+func setLevelVia(t *testing.T, addrs []string, l slog.Level) error {
+	t.Helper()
+	var last error
+	for attempt := 0; attempt < 20; attempt++ {
+		for _, a := range addrs {
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			last = SetClusterLevel(ctx, a, DefaultStream, l, nil)
+			cancel()
+			if last == nil || !strings.Contains(last.Error(), "leader") {
+				return last
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // no leader known at the moment: ask again
+	}
+	return last
 }
 
 // createStreamVia asks the cluster at addrs, as a control client, to

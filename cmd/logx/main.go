@@ -6,6 +6,7 @@
 //	logx grep [-since T] [-until T] [-level L] [-E] [-file NAME] PATTERN DIR
 //	logx verify [-file NAME] DIR...
 //	logx status [-ca F -cert F -key F] ADDR
+//	logx level [-stream S] [-ca F -cert F -key F] ADDR [LEVEL]
 //	logx forward [-node NAME] [-level L] [-ca F -cert F -key F] ADDR...
 //	logx certs [-out DIR] [-host H,...] [-valid D] NAME...
 //	logx node [-config FILE] [flags]
@@ -35,6 +36,7 @@ const usage = `usage:
   logx grep [-since T] [-until T] [-level L] [-E] [-file NAME] PATTERN DIR
   logx verify [-file NAME] DIR...
   logx status [-ca F -cert F -key F] ADDR
+  logx level [-stream S] [-ca F -cert F -key F] ADDR [LEVEL]
   logx forward [-node NAME] [-level L] [-ca F -cert F -key F] ADDR...
   logx certs [-out DIR] [-host H,...] [-valid D] NAME...
   logx node [-config FILE] [-id ID -addr HOST:PORT -peers A,B,C -dir DIR] [-listen HOST:PORT] [-http HOST:PORT [-ingest]] [-level L] [-join] [-ca F -cert F -key F] [-check]
@@ -53,6 +55,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"grep":    cmdGrep,
 		"verify":  cmdVerify,
 		"status":  cmdStatus,
+		"level":   cmdLevel,
 		"forward": cmdForward,
 		"certs":   cmdCerts,
 		"node":    cmdNode,

@@ -259,6 +259,32 @@ func TestTLSCommands(t *testing.T) {
 	code, _, _ = runCmd(t, "three\n", "forward", "-timeout", "2s", cfgs[1].Addr)
 	require.Equal(t, 2, code, "no certificate: nothing forwarded")
 
+	// The cluster level, read and set through each node in turn, two of
+	// them followers: each shows the level it just set, as it applied it
+	// before the command printed it. A level above ERROR is refused.
+	code, out, errs = runCmd(t, "", append(append([]string{"level"}, creds...), cfgs[0].Addr)...)
+	require.Equal(t, 0, code, errs)
+	require.Equal(t, "stream default on "+cfgs[0].Addr+": level DEBUG, cluster level none\n", out)
+	for i, l := range []string{"WARN", "ERROR", "INFO"} {
+		code, out, errs = runCmd(t, "", append(append([]string{"level"}, creds...), cfgs[i].Addr, strings.ToLower(l))...)
+		require.Equal(t, 0, code, errs)
+		require.Equal(t, fmt.Sprintf("stream default on %s: level %s, cluster level %s\n", cfgs[i].Addr, l, l), out)
+	}
+	require.Eventually(t, func() bool {
+		for _, lx := range nodes {
+			if lx.Level() != logx.LevelInfo {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 10*time.Millisecond, "every node takes the cluster level")
+	code, _, errs = runCmd(t, "", append(append([]string{"level"}, creds...), cfgs[0].Addr, "error+1")...)
+	require.Equal(t, 2, code)
+	require.Contains(t, errs, "above ERROR")
+	code, _, _ = runCmd(t, "", "level", cfgs[0].Addr, "warn")
+	require.Equal(t, 2, code, "no certificate: no level set")
+	require.Equal(t, logx.LevelInfo, nodes[0].Level())
+
 	code, _, errs = runCmd(t, "", "certs", "-out", dir, "../escape")
 	require.Equal(t, 2, code)
 	require.Contains(t, errs, "not a usable name")

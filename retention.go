@@ -1,0 +1,39 @@
+package logx
+
+// Retired files and snapshots. Retention renames the files it takes out of
+// the log to .retired-<name>, and a snapshot deletes those retired at or
+// before the previous snapshot (fsm.deleteRetired): a peer catching up
+// from that snapshot may still copy them. Raft takes a snapshot after
+// SnapshotThreshold Raft entries, checked every two minutes or so; under
+// heavy load that is many gigabytes of retired files (a 10-minute run at
+// 700k entries/s held 5 GiB of them per node with MaxFiles 8 of 128 MiB).
+// So once as many files wait for deletion as retention keeps (MaxFiles, at
+// least 2), the node asks Raft for a snapshot itself, one at a time: the
+// retired files then stay within about three times MaxFiles
+// (TestRetiredFilesBounded).
+//
+// The price: a retired file is deleted sooner, so a peer catching up from
+// a snapshot has about the time the cluster takes to write MaxFiles files
+// to copy what that snapshot lists before the oldest of them may go. A
+// peer that misses one fails its catch-up and installs the newer snapshot,
+// keeping what it copied (docs/design.md, "Rotation and retention").
+
+// onRetired runs on the apply goroutine once, after retention retired
+// files, as many retired files wait for deletion as retention keeps (the
+// cluster's MaxFiles, at least 2): it asks Raft for a snapshot, unless one
+// it asked for is still running.
+func (lx *Stream) onRetired() {
+	r := lx.raftPtr.Load() // nil while NewRaft replays the log at start
+	if r == nil || !lx.snapshotting.CompareAndSwap(false, true) {
+		return
+	}
+	started := lx.goFunc(func() {
+		defer lx.snapshotting.Store(false)
+		// An error (a snapshot already under way, Raft shutting down)
+		// leaves it to the next retirement.
+		_ = lx.raftCall(func() error { return r.Snapshot().Error() })
+	})
+	if !started {
+		lx.snapshotting.Store(false)
+	}
+}
