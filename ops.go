@@ -175,9 +175,11 @@ func (lx *Stream) monitor() {
 //     older logs": a follower that restarted behind the leader, which then
 //     sends it earlier entries (Raft's log matching);
 //   - a vote or pre-vote refused because this node's log is more recent
-//     than the candidate's, and "clearing log suffix" (entries no majority
-//     held, replaced by the new leader's): Raft's elections after a
-//     restart;
+//     than the candidate's, a pre-vote refused because this node has a
+//     leader (a node that restarted asks before it hears from the leader;
+//     pre-voting exists so that such a refusal disturbs nothing), and
+//     "clearing log suffix" (entries no majority held, replaced by the new
+//     leader's): Raft's elections after a restart;
 //   - "failed to decode incoming command" because the connection or the
 //     transport was closed: a peer, or this node, shutting down.
 //
@@ -190,6 +192,7 @@ func quietRaft(level hclog.Level, msg string, args ...any) bool {
 	case "no known peers, aborting election",
 		"rejecting pre-vote request since our last index is greater",
 		"rejecting pre-vote request since our last term is greater",
+		"rejecting pre-vote request since we have a leader",
 		"rejecting vote request since our last index is greater",
 		"rejecting vote request since our last term is greater",
 		"clearing log suffix":
