@@ -326,7 +326,7 @@ func (lx *Logx) DeleteStream(ctx context.Context, name string) error {
 
 // FeatureVersion is what this logx knows, as nodes tell each other in
 // Stats.Version: 2 is streams (the catalog, the stream preface), 3 the
-// cluster level (clusterlevel.go). Nodes of earlier versions skip the
+// cluster level (clusterlevel.go) and explicit truncation (truncate.go). Nodes of earlier versions skip the
 // commands they do not know, so a stream is not created, nor a cluster
 // level set, while a voter says it does not know them (docs/guarantees.md,
 // "Upgrades").

@@ -204,7 +204,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	}
 	last := m.Files[len(m.Files)-1]
 	st := applyState{Index: m.Index, Seq: m.Seq, Producers: m.Producers, SnapIndex: m.Index, PrunedAt: m.PrunedAt,
-		Clock: m.Clock, Clocks: m.Clocks, Voters: m.Voters, ClockOwners: m.Owners, Settings: m.Settings, Catalog: m.Catalog, Level: m.Level,
+		Clock: m.Clock, Clocks: m.Clocks, Voters: m.Voters, ClockOwners: m.Owners, Settings: m.Settings, Catalog: m.Catalog, Level: m.Level, TruncatedBefore: m.TruncatedBefore,
 		State: store.State{ActiveFirst: last.First, ActiveSize: last.Size, Rotated: slices.Clone(m.Files[:len(m.Files)-1]),
 			ActiveNewest: last.Newest, ActiveMinTime: last.MinTime, ActiveMaxTime: last.MaxTime}}
 	if st.Producers == nil {
@@ -221,6 +221,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	f.st = st
 	f.useCatalog(old, st.Catalog)
 	f.restoredLevel(st.Index, st.Level)
+	f.truncated.Store(st.TruncatedBefore)
 	f.useSegment(seg)
 	f.applied.Store(st.Index)
 	f.seq.Store(st.Seq)

@@ -49,6 +49,8 @@ type applyState struct {
 	Catalog map[string]*catalogEntry `json:"catalog,omitempty"`
 	// Level is the stream's cluster level (clusterlevel.go), once set.
 	Level *slog.Level `json:"level,omitempty"`
+	// TruncatedBefore is the truncation point (truncate.go), 0 if none.
+	TruncatedBefore uint64 `json:"truncated_before,omitempty"`
 
 	// The files: the active file's first sequence number, size, newest
 	// line clock and time range, and the rotated files.

@@ -347,38 +347,56 @@ func QueryStreamStatus(ctx context.Context, addr, stream string, tlsConfig *tls.
 // names it; tlsConfig is nil without TLS. It returns once the node at addr
 // applied the change, so that its status shows it.
 func SetClusterLevel(ctx context.Context, addr, stream string, level slog.Level, tlsConfig *tls.Config) error {
-	idx, err := setClusterLevel(ctx, addr, stream, level, tlsConfig)
+	if err := checkClusterLevel(level); err != nil {
+		return err
+	}
+	return changeVia(ctx, addr, stream, controlRequest{Op: "set-level", Level: &level}, tlsConfig)
+}
+
+// TruncateBefore sets the truncation point of stream (Stream.TruncateBefore)
+// through the node at addr, as SetClusterLevel does.
+func TruncateBefore(ctx context.Context, addr, stream string, seq uint64, tlsConfig *tls.Config) error {
+	if seq == 0 {
+		return errors.New("logx: TruncateBefore: sequence numbers start at 1")
+	}
+	return changeVia(ctx, addr, stream, controlRequest{Op: "truncate", Seq: seq}, tlsConfig)
+}
+
+// changeVia has the stream's leader commit req, asking the node at addr
+// and then the leader it names, and returns once the node at addr applied
+// it.
+func changeVia(ctx context.Context, addr, stream string, req controlRequest, tlsConfig *tls.Config) error {
+	if stream != DefaultStream {
+		if err := checkStreamName(stream); err != nil {
+			return fmt.Errorf("logx: stream: %w", err)
+		}
+	}
+	idx, err := commitVia(ctx, addr, stream, req, tlsConfig)
 	if err != nil {
 		return err
 	}
 	for {
 		st, err := QueryStreamStatus(ctx, addr, stream, tlsConfig)
 		if err != nil {
-			return fmt.Errorf("logx: the cluster level is set, but %s did not say it applied it: %w", addr, err)
+			return fmt.Errorf("logx: %s is committed, but %s did not say it applied it: %w", req.Op, addr, err)
 		}
 		if st.AppliedIndex >= idx {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("logx: the cluster level is set, but %s has not applied it yet: %w", addr, ctx.Err())
+			return fmt.Errorf("logx: %s is committed, but %s has not applied it yet: %w", req.Op, addr, ctx.Err())
 		case <-time.After(20 * time.Millisecond): // polling a peer's status
 		}
 	}
 }
 
-// setClusterLevel commits the level change and returns its Raft index.
-func setClusterLevel(ctx context.Context, addr, stream string, level slog.Level, tlsConfig *tls.Config) (uint64, error) {
-	if err := checkClusterLevel(level); err != nil {
-		return 0, err
-	}
-	if stream != DefaultStream {
-		if err := checkStreamName(stream); err != nil {
-			return 0, fmt.Errorf("logx: stream: %w", err)
-		}
-	}
+// commitVia sends req to the node at addr, then to the leader it names
+// (which may just have lost the leadership), and returns the Raft index
+// of what the leader committed.
+func commitVia(ctx context.Context, addr, stream string, req controlRequest, tlsConfig *tls.Config) (uint64, error) {
 	target := addr
-	for range 3 { // the node asked, then the leader it names (which may just have lost it)
+	for range 3 {
 		if err := checkAddr(target); err != nil {
 			return 0, fmt.Errorf("logx: %w", err)
 		}
@@ -387,7 +405,8 @@ func setClusterLevel(ctx context.Context, addr, stream string, level slog.Level,
 		if err != nil {
 			return 0, fmt.Errorf("logx: %s: %w", target, err)
 		}
-		resp, err := controlExchange(ctx, conn, controlRequest{Op: "set-level", Level: &level, TimeoutMS: timeout.Milliseconds()}, time.Now().Add(timeout))
+		req.TimeoutMS = timeout.Milliseconds()
+		resp, err := controlExchange(ctx, conn, req, time.Now().Add(timeout))
 		conn.Close()
 		switch {
 		case err != nil:

@@ -94,10 +94,12 @@ func (f *fsm) clusterLevel() (slog.Level, bool) {
 	return 0, false
 }
 
-// levelFeature is the FeatureVersion that knows level commands. A node of
-// an earlier version skips them (and logs that it did): its files stay
-// identical, only its level does not follow.
-const levelFeature = 3
+// clusterCmdsFeature is the FeatureVersion that knows level and
+// truncation commands. A node of an earlier version skips them (and logs
+// that it did): after a level command its files stay identical and only
+// its level does not follow; after a truncation it would keep files the
+// others retire.
+const clusterCmdsFeature = 3
 
 // SetClusterLevel sets the stream's minimum level on every node of the
 // cluster: it commits the change through the stream's Raft leader (this
@@ -151,7 +153,7 @@ func (lx *Stream) proposeLevel(l slog.Level) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := lx.votersKnow(voters, levelFeature, "level commands"); err != nil {
+	if err := lx.votersKnow(voters, clusterCmdsFeature, "level commands"); err != nil {
 		return 0, fmt.Errorf("logx: not setting the cluster level: %w", err)
 	}
 	idx, _, err := lx.applyLocal(appendLevelCmd(nil, l), nil)

@@ -39,6 +39,8 @@ type fsm struct {
 	settings atomic.Pointer[clusterSettings]
 	catalog  atomic.Pointer[map[string]*catalogEntry]
 	level    atomic.Pointer[slog.Level] // the cluster level as applied, nil if never set
+	// truncated is the truncation point as applied (truncate.go), 0 if none.
+	truncated atomic.Uint64
 	// levelIndex is the Raft index of the last level command that set the
 	// node's level (apply goroutine; not part of st, so a redo does not
 	// reset it).
@@ -160,6 +162,7 @@ func newFSM(c fsmConfig) (*fsm, error) {
 	f.settings.Store(st.Settings)
 	f.catalog.Store(&st.Catalog)
 	f.level.Store(st.Level)
+	f.truncated.Store(st.TruncatedBefore)
 	if st.CatchingUp {
 		// An interrupted catch-up: Raft restores its stored snapshot at
 		// start-up, and Restore finishes the copy.
@@ -369,6 +372,8 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 			res[i] = f.applyCatalog(l.Index, l.Data)
 		case len(l.Data) > 0 && l.Data[0] == cmdLevel:
 			res[i] = f.applyLevel(l.Index, l.Data)
+		case len(l.Data) > 0 && l.Data[0] == cmdTruncate:
+			res[i] = f.applyTruncate(l.Data)
 		default:
 			r, err := f.applyBatch(l, &line)
 			if err != nil {
@@ -409,10 +414,10 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 // deletes it later.
 func (f *fsm) retain() error {
 	p := f.policy
-	if p.maxFiles <= 0 && p.maxAge <= 0 {
+	if p.maxFiles <= 0 && p.maxAge <= 0 && f.st.TruncatedBefore == 0 {
 		return nil
 	}
-	gone, err := f.seg.Retire(p.maxFiles, p.maxAge, f.st.Clock, &f.filesMu)
+	gone, err := f.seg.Retire(p.maxFiles, p.maxAge, f.st.Clock, f.st.TruncatedBefore, &f.filesMu)
 	for _, old := range gone {
 		f.st.Retired = append(f.st.Retired, retiredFile{Name: old.Name, Index: f.st.Index})
 		f.retired.Add(1)
@@ -527,7 +532,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	m := &manifest{Index: f.st.Index, Seq: f.st.Seq, Producers: make(map[uint64]*producerState, len(f.st.Producers)),
 		PrunedAt: f.st.PrunedAt, Clock: f.st.Clock, Clocks: maps.Clone(f.st.Clocks), Voters: slices.Clone(f.st.Voters),
 		Owners:   maps.Clone(f.st.ClockOwners),
-		Settings: f.st.Settings, Catalog: f.st.Catalog, Level: f.st.Level}
+		Settings: f.st.Settings, Catalog: f.st.Catalog, Level: f.st.Level, TruncatedBefore: f.st.TruncatedBefore}
 	for k, v := range f.st.Producers {
 		c := *v
 		m.Producers[k] = &c

@@ -282,15 +282,19 @@ func FuzzControlRequest(f *testing.F) {
 	f.Add([]byte(`{"op":"set-level","level":"LOUD"}`))
 	f.Add([]byte(`{"op":"set-level","level":"ERROR+1"}`))
 	f.Add([]byte(`{"op":"set-level"}`))
+	f.Add([]byte(`{"op":"truncate","seq":1000}`))
+	f.Add([]byte(`{"op":"truncate","seq":0}`))
 	f.Add([]byte(`[1,2`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		req, timeout, err := parseControlRequest(data)
 		if err != nil {
 			return
 		}
-		require.Contains(t, []string{"status", "commit", "add", "remove", "removed", "create-stream", "delete-stream", "set-level"}, req.Op)
+		require.Contains(t, []string{"status", "commit", "add", "remove", "removed", "create-stream", "delete-stream", "set-level", "truncate"}, req.Op)
 		switch req.Op {
 		case "status", "commit":
+		case "truncate":
+			require.NotZero(t, req.Seq)
 		case "set-level":
 			require.NotNil(t, req.Level)
 			require.LessOrEqual(t, *req.Level, LevelError)

@@ -34,15 +34,17 @@ const maxControlFrame = 1 << 20
 const defaultControlTimeout = 10 * time.Minute
 
 type controlRequest struct {
-	Op        string `json:"op"` // "add", "remove", "status", "commit" (follower → leader, commit.go), "removed" (leader → removed node; checked, see removal.go), "create-stream" or "delete-stream" (catalog.go), "set-level" (clusterlevel.go)
+	Op        string `json:"op"` // "add", "remove", "status", "commit" (follower → leader, commit.go), "removed" (leader → removed node; checked, see removal.go), "create-stream" or "delete-stream" (catalog.go), "set-level" (clusterlevel.go), "truncate" (truncate.go)
 	Addr      string `json:"addr,omitempty"`
 	TimeoutMS int64  `json:"timeout_ms,omitempty"` // what is left of the caller's context
 	// Stream is the stream a create-stream creates; Name the one a
 	// delete-stream deletes.
 	Stream *streamSpec `json:"stream,omitempty"`
 	Name   string      `json:"name,omitempty"`
-	// Level is what a set-level sets (clusterlevel.go).
+	// Level is what a set-level sets (clusterlevel.go); Seq the point a
+	// truncate truncates before (truncate.go).
 	Level *slog.Level `json:"level,omitempty"`
+	Seq   uint64      `json:"seq,omitempty"`
 }
 
 type controlResponse struct {
@@ -374,6 +376,10 @@ func parseControlRequest(data []byte) (controlRequest, time.Duration, error) {
 		if err := checkClusterLevel(*req.Level); err != nil {
 			return req, 0, fmt.Errorf("logx: set-level: %w", err)
 		}
+	case "truncate":
+		if req.Seq == 0 {
+			return req, 0, errors.New("logx: truncate: no sequence number")
+		}
 	default:
 		return req, 0, fmt.Errorf("logx: unknown control operation %q", req.Op)
 	}
@@ -414,6 +420,8 @@ func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResp
 	switch req.Op {
 	case "set-level":
 		idx, err = lx.proposeLevel(*req.Level)
+	case "truncate":
+		idx, err = lx.proposeTruncate(req.Seq)
 	case "create-stream", "delete-stream":
 		if lx.name != DefaultStream {
 			return controlResponse{Error: "logx: " + req.Op + " goes to the default stream"}

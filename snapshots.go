@@ -104,7 +104,9 @@ type manifest struct {
 	Settings  *clusterSettings          `json:"settings,omitempty"`
 	Catalog   map[string]*catalogEntry  `json:"catalog,omitempty"` // the default stream's (catalog.go)
 	Level     *slog.Level               `json:"level,omitempty"`   // the cluster level (clusterlevel.go)
-	Files     []store.File              `json:"files"`
+	// TruncatedBefore is the truncation point (truncate.go).
+	TruncatedBefore uint64       `json:"truncated_before,omitempty"`
+	Files           []store.File `json:"files"`
 }
 
 // readManifest decodes a snapshot and checks that it describes files this

@@ -22,6 +22,9 @@ type Stats struct {
 	// (clusterlevel.go). Both "" from a node older than the cluster level.
 	Level        string `json:"level,omitempty"`
 	ClusterLevel string `json:"cluster_level,omitempty"`
+	// TruncatedBefore is the truncation point this node applied
+	// (TruncateBefore), 0 if none.
+	TruncatedBefore uint64 `json:"truncated_before,omitempty"`
 
 	CommitIndex  uint64 `json:"commit_index"`  // Raft commit index known here
 	AppliedIndex uint64 `json:"applied_index"` // Raft index the files hold
@@ -111,6 +114,7 @@ func (lx *Stream) Stats() Stats {
 	}
 	s := Stats{
 		ClusterLevel:     clusterLevel,
+		TruncatedBefore:  lx.fsm.truncated.Load(),
 		Version:          FeatureVersion,
 		NodeID:           lx.cfg.NodeID,
 		Stream:           lx.name,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -208,16 +209,32 @@ func TestRetire(t *testing.T) {
 		t.Fatalf("%d rotated files", len(cp.Rotated))
 	}
 	var mu sync.Mutex
-	gone, err := w.Retire(3, 0, 6*h, &mu)
+	gone, err := w.Retire(3, 0, 6*h, 0, &mu)
 	if err != nil || len(gone) != 2 || gone[0] != cp.Rotated[0] || gone[1] != cp.Rotated[1] {
 		t.Fatalf("by count: %v, %v", gone, err)
 	}
-	gone, err = w.Retire(0, 150*time.Minute, 6*h, &mu)
+	gone, err = w.Retire(0, 150*time.Minute, 6*h, 0, &mu)
 	if err != nil || len(gone) != 1 || gone[0] != cp.Rotated[2] {
 		t.Fatalf("by age: %v, %v", gone, err)
 	}
+	// By sequence number: a file goes only once every line of it is
+	// below before, so before = the next file's first line takes it, one
+	// less does not.
+	if gone, err = w.Retire(0, 0, 6*h, cp.Rotated[4].First-1, &mu); err != nil || len(gone) != 0 {
+		t.Fatalf("before the last line of file 3: %v, %v", gone, err)
+	}
 	if got := w.State(next).Rotated; !slices.Equal(got, cp.Rotated[3:]) {
 		t.Fatalf("left %v", got)
+	}
+	gone, err = w.Retire(0, 0, 6*h, cp.Rotated[4].First, &mu)
+	if err != nil || len(gone) != 1 || gone[0] != cp.Rotated[3] {
+		t.Fatalf("by sequence number: %v, %v", gone, err)
+	}
+	// The last rotated file goes once before reaches the active file's
+	// first line; the active file never goes.
+	gone, err = w.Retire(0, 0, 6*h, math.MaxUint64, &mu)
+	if err != nil || len(gone) != 1 || gone[0] != cp.Rotated[4] || len(w.State(next).Rotated) != 0 {
+		t.Fatalf("the last rotated file: %v, %v", gone, err)
 	}
 	fh, err := w.OpenFile(cp.Rotated[0].First)
 	if err != nil {

@@ -354,17 +354,23 @@ func (w *Writer) Close() error {
 
 // Retire takes the oldest rotated files out of the log while there are
 // more than maxFiles (0: no limit), or the oldest one's newest line clock
-// is more than maxAge (0: no limit) older than clock, and returns them. A
-// retired file is renamed to RetiredName, not deleted: a peer catching up
-// from a recent snapshot may still fetch it. Each rename is made holding
-// lock.
-func (w *Writer) Retire(maxFiles int, maxAge time.Duration, clock int64, lock sync.Locker) ([]File, error) {
+// is more than maxAge (0: no limit) older than clock, or every line of the
+// oldest has a sequence number below before (0: none; an explicit
+// truncation), and returns them. A retired file is renamed to
+// RetiredName, not deleted: a peer catching up from a recent snapshot may
+// still fetch it. Each rename is made holding lock.
+func (w *Writer) Retire(maxFiles int, maxAge time.Duration, clock int64, before uint64, lock sync.Locker) ([]File, error) {
 	var out []File
 	for len(w.rotated) > 0 {
 		old := w.rotated[0]
+		next := w.first // the file after old starts here
+		if len(w.rotated) > 1 {
+			next = w.rotated[1].First
+		}
 		byCount := maxFiles > 0 && len(w.rotated) > maxFiles
 		byAge := maxAge > 0 && old.Newest > 0 && clock > 0 && old.Newest < clock-int64(maxAge)
-		if !byCount && !byAge {
+		bySeq := before > 0 && next <= before
+		if !byCount && !byAge && !bySeq {
 			break
 		}
 		lock.Lock()

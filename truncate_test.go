@@ -1,0 +1,95 @@
+package logx
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// firstLineSeq is the sequence number of the first line a node's files hold.
+func firstLineSeq(t *testing.T, dir string) uint64 {
+	t.Helper()
+	lines := readLines(t, dir, "app.log")
+	require.NotEmpty(t, lines)
+	var seq uint64
+	_, err := fmt.Sscanf(string(lines[0]), "seq=%d ", &seq)
+	require.NoError(t, err, "%s", lines[0])
+	return seq
+}
+
+// TruncateBefore, called on a follower, retires on every node the rotated
+// files whose lines all lie below the point, and only those: the file that
+// holds it stays. A node that was down replays the command and retires the
+// same files; the point survives a restart, only rises, and one beyond the
+// log's end is refused.
+func TestTruncateBefore(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.MaxSize = 4 << 10 })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c.logAppend("before", 100) // 300 lines of about 110 bytes: some 8 files
+	c.flushAll()
+	c.waitSameSeq(300)
+	c.stop(2)
+
+	follower := (c.leaderIndex() + 1) % 3
+	if follower == 2 {
+		follower = (follower + 1) % 3
+	}
+	const point = 150
+	require.NoError(t, c.nodes[follower].TruncateBefore(ctx, point))
+	for i := range 2 {
+		require.Equal(t, uint64(point), c.nodes[i].Stats().TruncatedBefore)
+	}
+	require.True(t, waitFor(10*time.Second, func() bool {
+		for i := range 2 {
+			if first := firstLineSeq(t, c.cfgs[i].Dir); first == 1 || first > point {
+				return false
+			}
+		}
+		return true
+	}), "every node should hold its lines from the file that holds %d on", point)
+	retired := c.nodes[0].Stats().Retired
+	require.Positive(t, retired)
+
+	// Points that change nothing, or are refused.
+	require.NoError(t, c.nodes[0].TruncateBefore(ctx, 100))
+	require.Equal(t, uint64(point), c.nodes[0].Stats().TruncatedBefore, "the point only rises")
+	err := c.nodes[0].TruncateBefore(ctx, 1<<40)
+	require.ErrorContains(t, err, "beyond the end of the log")
+	require.Error(t, c.nodes[0].TruncateBefore(ctx, 0))
+
+	// The node that was down replays the truncation.
+	c.start(2)
+	c.waitReady()
+	c.logAppend("after", 10)
+	c.flushAll()
+	require.Equal(t, uint64(330), c.waitSameSeq(330))
+	requireIdentical(t, c.dirs(), "app.log")
+	require.Equal(t, uint64(point), c.nodes[2].Stats().TruncatedBefore)
+	require.Equal(t, firstLineSeq(t, c.cfgs[0].Dir), firstLineSeq(t, c.cfgs[2].Dir))
+
+	// A restart keeps the point.
+	c.stop(0)
+	c.start(0)
+	c.waitReady()
+	require.Equal(t, uint64(point), c.nodes[0].Stats().TruncatedBefore)
+}
+
+// parseTruncateCmd reads back what appendTruncateCmd writes, and refuses
+// anything else.
+func TestTruncateCmd(t *testing.T) {
+	for _, seq := range []uint64{1, 150, 1<<64 - 1} {
+		got, err := parseTruncateCmd(appendTruncateCmd(nil, seq))
+		require.NoError(t, err)
+		require.Equal(t, seq, got)
+	}
+	for _, bad := range [][]byte{nil, {cmdTruncate}, append([]byte{cmdTruncate}, `{"before":0}`...),
+		append([]byte{cmdTruncate}, `{"before":-1}`...), append([]byte{cmdLevel}, `{"before":5}`...),
+		append([]byte{cmdTruncate}, make([]byte, maxTruncateCmd)...)} {
+		_, err := parseTruncateCmd(bad)
+		require.Error(t, err, "%q", bad)
+	}
+}
