@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/logx-dev/logx"
@@ -17,17 +18,23 @@ import (
 func cmdForward(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("forward", stderr)
 	node := fs.String("node", "forward", "the node= name of the lines")
-	level := fs.String("level", "INFO", "the level of the lines")
+	level := fs.String("level", "INFO", "the level of the lines (of those that state none, with -parse)")
+	parse := fs.String("parse", parseNone, "read each line's time and level from it: "+strings.Join(parseModes, ", ")+"; a line that does not parse is logged as it is")
+	tz := fs.String("tz", "Local", "with -parse, the time zone of times that name none (UTC, Europe/Paris, ...)")
 	timeout := fs.Duration("timeout", time.Minute, "give up when a batch is not committed within this")
 	stream := fs.String("stream", logx.DefaultStream, "the stream to log into")
 	loadTLS := tlsFlags(fs)
 	if fs.Parse(args) != nil || fs.NArg() < 1 {
-		fmt.Fprintln(stderr, "usage: logx forward [-node NAME] [-level L] [-stream S] [-timeout D] [-ca F -cert F -key F] ADDR...")
+		fmt.Fprintln(stderr, "usage: logx forward [-node NAME] [-level L] [-parse auto|json|logfmt|rfc3339] [-tz ZONE] [-stream S] [-timeout D] [-ca F -cert F -key F] ADDR...")
 		return 2
 	}
 	lv, err := logx.ParseLevel(*level)
 	if err != nil {
 		return fail(stderr, "-level: %v", err)
+	}
+	parser, err := newLineParser(*parse, *tz, lv)
+	if err != nil {
+		return fail(stderr, "%v", err)
 	}
 	tlsConfig, err := loadTLS()
 	if err != nil {
@@ -60,7 +67,7 @@ func cmdForward(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		if !ok {
 			break
 		}
-		batch := []logx.ClientEntry{{Level: lv, Msg: line}}
+		batch := []logx.ClientEntry{parser.parse(line)}
 	more:
 		for len(batch) < 1000 {
 			select {
@@ -68,7 +75,7 @@ func cmdForward(ctx context.Context, args []string, stdin io.Reader, stdout, std
 				if !ok {
 					break more
 				}
-				batch = append(batch, logx.ClientEntry{Level: lv, Msg: l})
+				batch = append(batch, parser.parse(l))
 			default:
 				break more
 			}

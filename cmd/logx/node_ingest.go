@@ -262,54 +262,68 @@ var reservedKeys = map[string]bool{"seq": true, "time": true, "level": true, "no
 // "time" (RFC 3339) the time; other members are attributes, in order.
 func jsonEntry(line []byte, level slog.Level) (logx.ClientEntry, error) {
 	e := logx.ClientEntry{Level: level}
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.UseNumber()
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return e, errors.New("not a JSON object")
-	}
 	seen := map[string]bool{}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return e, err
-		}
-		key, _ := t.(string)
+	err := eachJSONMember(line, func(key string, v any) error {
 		if seen[key] {
-			return e, fmt.Errorf("key %q twice", key)
+			return fmt.Errorf("key %q twice", key)
 		}
 		seen[key] = true
-		var v any
-		if err := dec.Decode(&v); err != nil {
-			return e, err
-		}
 		s, isString := v.(string)
+		var err error
 		switch {
 		case key == "msg" && isString:
 			e.Msg = s
 		case key == "level" && isString:
 			if e.Level, err = logx.ParseLevel(s); err != nil {
-				return e, fmt.Errorf("level: %v", err)
+				return fmt.Errorf("level: %v", err)
 			}
 		case key == "time" && isString:
 			if e.Time, err = time.Parse(time.RFC3339Nano, s); err != nil {
-				return e, fmt.Errorf("time: %v", err)
+				return fmt.Errorf("time: %v", err)
 			}
 		case reservedKeys[key]:
-			return e, fmt.Errorf("%q is logx's own field: msg, level and time must be strings; seq, node and caller cannot be set", key)
+			return fmt.Errorf("%q is logx's own field: msg, level and time must be strings; seq, node and caller cannot be set", key)
 		default:
-			if n, ok := v.(json.Number); ok {
-				v = jsonNumber(n)
-			}
 			e.Attrs = append(e.Attrs, slog.Any(key, v))
+		}
+		return nil
+	})
+	return e, err
+}
+
+// eachJSONMember decodes line, a JSON object, and calls fn with each of
+// its members in order: numbers as jsonNumber gives them, objects and
+// arrays as encoding/json decodes them into an any.
+func eachJSONMember(line []byte, fn func(key string, v any) error) error {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.UseNumber()
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return errors.New("not a JSON object")
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := t.(string)
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return err
+		}
+		if n, ok := v.(json.Number); ok {
+			v = jsonNumber(n)
+		}
+		if err := fn(key, v); err != nil {
+			return err
 		}
 	}
 	if _, err := dec.Token(); err != nil { // the closing brace
-		return e, err
+		return err
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return e, errors.New("more than one JSON value on the line")
+		return errors.New("more than one JSON value on the line")
 	}
-	return e, nil
+	return nil
 }
 
 // jsonNumber is n as an int64 when it is one, else a float64, else its
