@@ -226,6 +226,11 @@ type Config struct {
 	// use, and quick: it runs on the caller's goroutine.
 	ContextAttrs func(context.Context) []slog.Attr `json:"-" yaml:"-"`
 
+	// Sampling, if set, drops entries of a (level, message) pair beyond a
+	// rate on the calling node, and logs what it dropped: see Sampling.
+	// Every stream samples on its own.
+	Sampling *Sampling `json:"sampling" yaml:"sampling"`
+
 	// Streams declares the node's streams beside the default one (see
 	// StreamConfig and Logx.Stream). Every node must declare the same.
 	Streams []StreamConfig `json:"streams" yaml:"streams"`
@@ -338,6 +343,11 @@ func (c Config) validate() error {
 	}
 	if c.NodeID == "" {
 		return bad("NodeID", "required")
+	}
+	if c.Sampling != nil {
+		if err := c.Sampling.check(); err != nil {
+			return &ConfigError{Field: "Sampling", Err: err}
+		}
 	}
 	if strings.ContainsFunc(c.NodeID, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		return bad("NodeID", "%q contains a control character", c.NodeID)

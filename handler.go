@@ -32,6 +32,15 @@ func (h *handler) Enabled(_ context.Context, l slog.Level) bool { return h.lx.En
 
 // Handle implements slog.Handler.
 func (h *handler) Handle(ctx context.Context, r slog.Record) error {
+	if s := h.lx.sampler; s != nil {
+		now := r.Time
+		if now.IsZero() {
+			now = h.lx.now()
+		}
+		if !s.allow(r.Level, r.Message, now.UnixNano()) {
+			return nil // sampled out: counted in Stats.Sampled, summarized in the log
+		}
+	}
 	e, err := h.lx.newEntry(ctx, r.Time, r.Level, r.PC, r.Message, h, nil, nil, &r)
 	if err == nil {
 		if err = h.lx.enqueue(ctx, e, !h.lx.cfg.DropWhenFull); err != nil {

@@ -70,8 +70,23 @@ func (lx *Stream) logAsync(level slog.Level, msg string, args []any) {
 	if !lx.Enabled(level) {
 		return
 	}
+	t := lx.now()
+	if s := lx.sampler; s != nil && !s.allow(level, msg, t.UnixNano()) {
+		return
+	}
+	lx.logAt(t, level, callerPC(3), msg, args)
+}
+
+// logUnsampled logs like Info, at level, without sampling and without a
+// caller (logx's own entries: sampling's summaries).
+func (lx *Stream) logUnsampled(level slog.Level, msg string, args []any) {
+	lx.logAt(lx.now(), level, 0, msg, args)
+}
+
+// logAt queues an entry made at t by the call at pc (0: none).
+func (lx *Stream) logAt(t time.Time, level slog.Level, pc uintptr, msg string, args []any) {
 	//lint:ignore SA1012 nil says there is no context: ContextAttrs is not called
-	e, err := lx.newEntry(nil, lx.now(), level, callerPC(3), msg, nil, args, nil, nil)
+	e, err := lx.newEntry(nil, t, level, pc, msg, nil, args, nil, nil)
 	if err == nil {
 		if err = lx.enqueue(context.Background(), e, !lx.cfg.DropWhenFull); err != nil {
 			lx.putEntry(e)
@@ -92,7 +107,11 @@ func (lx *Stream) LogAttrs(ctx context.Context, level slog.Level, msg string, at
 	if !lx.Enabled(level) {
 		return
 	}
-	e, err := lx.newEntry(ctx, lx.now(), level, callerPC(2), msg, nil, nil, attrs, nil)
+	t := lx.now()
+	if s := lx.sampler; s != nil && !s.allow(level, msg, t.UnixNano()) {
+		return
+	}
+	e, err := lx.newEntry(ctx, t, level, callerPC(2), msg, nil, nil, attrs, nil)
 	if err == nil {
 		if err = lx.enqueue(ctx, e, !lx.cfg.DropWhenFull); err != nil {
 			lx.putEntry(e)

@@ -53,6 +53,7 @@ type Stats struct {
 	Committed uint64 `json:"committed"` // entries from this node committed
 	Failed    uint64 `json:"failed"`    // entries from this node that were not (or may not have been) committed
 	Dropped   uint64 `json:"dropped"`   // entries dropped because the queue was full (DropWhenFull)
+	Sampled   uint64 `json:"sampled"`   // entries dropped by Config.Sampling
 	Rejected  uint64 `json:"rejected"`  // entries refused as too large
 	// AsyncErrors counts Debug/Info/Warn/Error and handler calls that
 	// returned without queueing their entry (dropped, too large, or closed).
@@ -135,6 +136,7 @@ func (lx *Stream) Stats() Stats {
 		Committed:        lx.stats.committed.Load(),
 		Failed:           lx.stats.failed.Load(),
 		Dropped:          lx.stats.dropped.Load(),
+		Sampled:          lx.sampled(),
 		Rejected:         lx.stats.rejected.Load(),
 		AsyncErrors:      lx.stats.asyncRejected.Load(),
 		Batches:          lx.stats.batches.Load(),

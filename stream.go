@@ -66,6 +66,8 @@ type Stream struct {
 	// snapshotting is set while a snapshot asked for by onRetired runs
 	// (retention.go).
 	snapshotting atomic.Bool
+	// sampler is Config.Sampling's, nil without it (sampling.go).
+	sampler *sampler
 	// removedCtx is cancelled (by markRemoved) when removed is set.
 	removedCtx  context.Context
 	markRemoved context.CancelFunc
@@ -356,6 +358,10 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	go lx.produce()
 	lx.monitorDone = make(chan struct{})
 	go lx.monitor()
+	if cfg.Sampling != nil {
+		lx.sampler = newSampler(*cfg.Sampling)
+		lx.goFunc(func() { lx.summarize(lx.sampler) })
+	}
 	lx.mux.open() // the handlers of forwarding, fetch and control may run now
 	return lx, nil
 }
@@ -502,6 +508,9 @@ func (lx *Stream) stop() error {
 }
 
 func (lx *Stream) close() error {
+	if lx.sampler != nil {
+		lx.logSummaries(lx.sampler) // what the unfinished interval dropped
+	}
 	close(lx.closing)
 	lx.cancelClosing()
 	lx.stopGoroutines()
