@@ -296,11 +296,74 @@ var benchGrepBytes = flag.Int64("bench.grep-bytes", 1<<30, "log size for Benchma
 // substring with Grep, and, in the same run, with `grep -F` over the same
 // files. It reports both rates and their ratio (>1: Grep is faster).
 func BenchmarkGrep(b *testing.B) {
-	dir := b.TempDir()
+	benchGrepAgainst(b, Query{Contains: "needle-in-the-haystack"}, "-c", func(out string) int {
+		total := 0
+		for _, f := range strings.Fields(out) {
+			n, err := strconv.Atoi(f)
+			require.NoError(b, err)
+			total += n
+		}
+		return total
+	})
+}
+
+// BenchmarkGrepContext is BenchmarkGrep with two lines of context on each
+// side of a match (Before and After 2) against grep -F -C2, which print
+// the same lines.
+func BenchmarkGrepContext(b *testing.B) {
+	benchGrepAgainst(b, Query{Contains: "needle-in-the-haystack", Before: 2, After: 2}, "-C2", func(out string) int {
+		lines := 0
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if l != "--" {
+				lines++
+			}
+		}
+		return lines
+	})
+}
+
+// benchGrepAgainst times Grep with q and grep -F with flag over the same
+// files, in the same run, and checks that both find the same lines
+// (lines counts what grep printed).
+func benchGrepAgainst(b *testing.B, q Query, flag string, lines func(out string) int) {
+	dir, paths, written := grepFixture(b)
+	count := func() int {
+		n := 0
+		require.NoError(b, Grep(context.Background(), dir, "app.log", q, func(Line) error { n++; return nil }))
+		return n
+	}
+	want := count() // also warms the page cache
+	require.Positive(b, want)
+	b.ResetTimer()
+	var grepDur, ourDur time.Duration
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		require.Equal(b, want, count())
+		ourDur += time.Since(start)
+		start = time.Now()
+		out, err := exec.Command("grep", append([]string{"-F", flag, "-h", q.Contains}, paths...)...).Output()
+		grepDur += time.Since(start)
+		require.NoError(b, err)
+		require.Equal(b, want, lines(string(out)), "grep %s found other lines", flag)
+	}
+	reportGrep(b, written, ourDur, grepDur)
+}
+
+func reportGrep(b *testing.B, written int64, ourDur, grepDur time.Duration) {
+	mb := float64(written) / 1e6 * float64(b.N)
+	b.ReportMetric(mb/ourDur.Seconds(), "MB/s")
+	b.ReportMetric(mb/grepDur.Seconds(), "grep-F-MB/s")
+	b.ReportMetric(grepDur.Seconds()/ourDur.Seconds(), "ratio")
+}
+
+// grepFixture writes the benchmark's log (-bench.grepbytes of it) through
+// the real apply path: lines of about 200 bytes, one in 100,000 holding
+// the needle, in 64 MiB files.
+func grepFixture(b *testing.B) (dir string, paths []string, written int64) {
+	dir = b.TempDir()
 	f, err := newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 64 << 20}}, format: FormatText, stateInterval: -1, logf: func(string, ...any) {}})
 	require.NoError(b, err)
 	msg := strings.Repeat("abcdefghij", 10)
-	var written int64
 	for i := 1; written < *benchGrepBytes; i++ {
 		batch := wire.AppendHeader(nil, wire.Header{Producer: 1, FirstPSeq: uint64((i-1)*1000 + 1), Count: 1000})
 		for k := 0; k < 1000; k++ {
@@ -319,39 +382,11 @@ func BenchmarkGrep(b *testing.B) {
 	require.NoError(b, f.close())
 	names, err := LogFiles(dir, "app.log")
 	require.NoError(b, err)
-	paths := make([]string, len(names))
+	paths = make([]string, len(names))
 	for i, n := range names {
 		paths[i] = filepath.Join(dir, n)
 	}
-	q := Query{Contains: "needle-in-the-haystack"}
-	count := func() int {
-		n := 0
-		require.NoError(b, Grep(context.Background(), dir, "app.log", q, func(Line) error { n++; return nil }))
-		return n
-	}
-	want := count() // also warms the page cache
-	b.ResetTimer()
-	var grepDur, ourDur time.Duration
-	for i := 0; i < b.N; i++ {
-		start := time.Now()
-		require.Equal(b, want, count())
-		ourDur += time.Since(start)
-		start = time.Now()
-		out, err := exec.Command("grep", append([]string{"-F", "-c", "-h", q.Contains}, paths...)...).Output()
-		grepDur += time.Since(start)
-		require.NoError(b, err)
-		total := 0
-		for _, f := range strings.Fields(string(out)) {
-			n, err := strconv.Atoi(f)
-			require.NoError(b, err)
-			total += n
-		}
-		require.Equal(b, want, total)
-	}
-	mb := float64(written) / 1e6 * float64(b.N)
-	b.ReportMetric(mb/ourDur.Seconds(), "MB/s")
-	b.ReportMetric(mb/grepDur.Seconds(), "grep-F-MB/s")
-	b.ReportMetric(grepDur.Seconds()/ourDur.Seconds(), "ratio")
+	return dir, paths, written
 }
 
 // BenchmarkFsync is what one fsync of a small append costs on this disk,

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,7 +26,22 @@ type Query struct {
 	Contains string
 	// Regexp, if set, must match the line too.
 	Regexp *regexp.Regexp
+
+	// Limit, if positive, stops Grep after that many matching lines.
+	Limit int
+	// Newest delivers the matches newest first: the files from the newest,
+	// each file's matches from its end (one file's matches are held at a
+	// time). Not with Before or After.
+	Newest bool
+	// Before and After, if positive, deliver that many lines before and
+	// after each match as well, as grep -B and -A do, with Line.Context
+	// set; a line near several matches comes once, and a match within
+	// another's context comes as a match.
+	Before, After int
 }
+
+// errGrepLimit ends a Grep that reached its Limit.
+var errGrepLimit = errors.New("logx: grep limit reached")
 
 func (q *Query) match(l *Line) bool {
 	if q.Level != nil && l.Level < q.Level.Level() {
@@ -50,12 +66,47 @@ const grepChunk = 256 << 10
 // records for each (see pruneByTime). fn's
 // Line.Text is only valid during the call. Grep stops at the first error
 // fn returns, or when ctx ends.
-func Grep(ctx context.Context, dir, file string, q Query, fn func(Line) error) error {
+func Grep(ctx context.Context, dir, file string, q Query, fn func(Line) error) (err error) {
+	if q.Newest && (q.Before > 0 || q.After > 0) {
+		return errors.New("logx: Grep: context lines (Before, After) come in log order: not with Newest")
+	}
+	if q.Before > 0 || q.After > 0 {
+		c := &grepContext{dir: dir, file: file, q: &q, fn: fn}
+		defer c.close()
+		fn = c.match
+		defer func() {
+			if err == nil {
+				err = c.finish() // the last match's After lines
+			}
+		}()
+	} else if q.Limit > 0 {
+		matches, inner := 0, fn
+		fn = func(l Line) error {
+			if matches == q.Limit {
+				return errGrepLimit
+			}
+			matches++
+			return inner(l)
+		}
+	}
+	err = grepMatches(ctx, dir, file, q, fn)
+	if errors.Is(err, errGrepLimit) {
+		err = nil
+	}
+	return err
+}
+
+// grepMatches is Grep without Limit and context lines: the matches, in
+// log order or newest first.
+func grepMatches(ctx context.Context, dir, file string, q Query, fn func(Line) error) error {
 	files, err := listLogFiles(dir, file)
 	if err != nil {
 		return err
 	}
 	files = pruneByTime(dir, files, q)
+	if q.Newest {
+		slices.Reverse(files)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -86,13 +137,25 @@ func Grep(ctx context.Context, dir, file string, q Query, fn func(Line) error) e
 	}
 	defer wg.Wait()
 	for _, j := range jobs {
+		var held []Line // Newest: this file's matches, delivered from the end
 		for batch := range j.out {
+			if q.Newest {
+				held = append(held, batch...)
+				continue
+			}
 			for _, l := range batch {
 				if err := fn(l); err != nil {
 					cancel()
 					drain(jobs)
 					return err
 				}
+			}
+		}
+		for i := len(held) - 1; i >= 0 && j.err == nil; i-- {
+			if err := fn(held[i]); err != nil {
+				cancel()
+				drain(jobs)
+				return err
 			}
 		}
 		if j.err != nil {
@@ -238,4 +301,101 @@ func grepLines(data, needle []byte, q *Query, batch []Line) []Line {
 // Grep searches this node's log; see the package-level Grep.
 func (lx *Stream) Grep(ctx context.Context, q Query, fn func(Line) error) error {
 	return Grep(ctx, lx.cfg.Dir, lx.logFile(), q, fn)
+}
+
+// grepSeekAfter is how many lines ahead the next context lines must be
+// for grepContext to seek (a binary search over the files) rather than
+// read on.
+const grepSeekAfter = 1000
+
+// grepContext adds the lines around each match (Query.Before, After) to
+// Grep's matches, which arrive in log order: the lines between two
+// matches are not matches, so they are read from the files by sequence
+// number, with a Reader that only moves forward.
+type grepContext struct {
+	dir, file string
+	q         *Query
+	fn        func(Line) error
+	r         *Reader
+	matches   int
+	done      uint64 // the last sequence number delivered
+	after     uint64 // deliver context lines up to here before the next match
+}
+
+// match delivers the After lines of the previous match that come before
+// l, the Before lines of l, and l.
+func (c *grepContext) match(l Line) error {
+	if c.q.Limit > 0 && c.matches == c.q.Limit {
+		return errGrepLimit // finish delivers the last match's After lines
+	}
+	c.matches++
+	if err := c.context(min(c.after, l.Seq-1)); err != nil {
+		return err
+	}
+	if from := l.Seq - min(l.Seq-1, uint64(c.q.Before)); from > c.done+1 {
+		if from-c.done > grepSeekAfter && c.r != nil {
+			c.r.Close() // far ahead: the next read seeks instead of reading on
+			c.r = nil
+		}
+		c.done = from - 1 // skip to l's Before lines
+	}
+	if err := c.context(l.Seq - 1); err != nil {
+		return err
+	}
+	if err := c.fn(l); err != nil {
+		return err
+	}
+	c.done, c.after = l.Seq, l.Seq+uint64(c.q.After)
+	return nil
+}
+
+// finish delivers the last match's After lines.
+func (c *grepContext) finish() error { return c.context(c.after) }
+
+// context delivers the lines after c.done up to sequence number to, as
+// context lines; the files may end before it.
+func (c *grepContext) context(to uint64) error {
+	if to <= c.done {
+		return nil
+	}
+	if c.r == nil {
+		r, err := OpenReader(c.dir, c.file)
+		if err != nil {
+			return err
+		}
+		c.r = r
+		if err := r.SeekSeq(c.done + 1); err != nil && !errors.Is(err, ErrRetained) {
+			return err
+		}
+	}
+	for c.done < to {
+		l, err := c.r.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if l.Seq <= c.done {
+			continue
+		}
+		if l.Seq > c.done+1 && l.Seq > to {
+			// A gap the Reader skipped to: go back to it next time.
+			c.r.Close()
+			c.r = nil
+			return nil
+		}
+		l.Context = true
+		if err := c.fn(l); err != nil {
+			return err
+		}
+		c.done = l.Seq
+	}
+	return nil
+}
+
+func (c *grepContext) close() {
+	if c.r != nil {
+		c.r.Close()
+	}
 }

@@ -32,6 +32,9 @@ type Line struct {
 	// Text is the whole line without its newline. It is only valid until
 	// the next call to Next.
 	Text []byte
+	// Context is set on a line Grep delivers because it is near a match
+	// (Query.Before, After), not because it matches.
+	Context bool
 }
 
 // ErrRetained is returned by Reader.SeekSeq and Reader.SeekTime when the

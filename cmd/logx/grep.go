@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"regexp"
@@ -21,12 +22,25 @@ func cmdGrep(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	file := fs.String("file", "", "the active file's name (default: found in DIR)")
 	stream := fs.String("stream", logx.DefaultStream, "the stream to search")
 	all := fs.Bool("all", false, "search every stream in DIR, merged by time; each line starts with its stream's name")
+	after := fs.Int("A", 0, "print N lines after each match")
+	before := fs.Int("B", 0, "print N lines before each match")
+	around := fs.Int("C", 0, "print N lines before and after each match")
+	count := fs.Bool("c", false, "print only how many lines match")
+	newest := fs.Bool("r", false, "newest matches first")
+	limit := fs.Int("limit", 0, "stop after N matching lines (with -r: the N newest)")
+	asJSON := fs.Bool("json", false, "print each line as a JSON object: seq, time, level, context, line (and stream, with -all)")
 	if fs.Parse(args) != nil || fs.NArg() != 2 {
-		fmt.Fprintln(stderr, "usage: logx grep [-since T] [-until T] [-level L] [-E] [-stream S | -all] [-file NAME] PATTERN DIR")
+		fmt.Fprintln(stderr, "usage: logx grep [-since T] [-until T] [-level L] [-E] [-A N] [-B N] [-C N] [-c] [-r] [-limit N] [-json] [-stream S | -all] [-file NAME] PATTERN DIR")
 		return 2
 	}
 	if *all && (*file != "" || *stream != logx.DefaultStream) {
 		return fail(stderr, "-all searches every stream: leave -stream and -file out")
+	}
+	if *after < 0 || *before < 0 || *around < 0 || *limit < 0 {
+		return fail(stderr, "-A, -B, -C and -limit take a count of 0 or more")
+	}
+	if *all && *newest {
+		return fail(stderr, "-all merges the streams oldest first: not with -r")
 	}
 	pattern, dir := fs.Arg(0), fs.Arg(1)
 	var q logx.Query
@@ -47,27 +61,25 @@ func cmdGrep(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	} else {
 		q.Contains = pattern
 	}
+	q.Before, q.After = max(*before, *around), max(*after, *around)
+	q.Limit, q.Newest = *limit, *newest
+	if q.Newest && (q.Before > 0 || q.After > 0) {
+		return fail(stderr, "context lines (-A, -B, -C) come in log order: not with -r")
+	}
 	w := bufio.NewWriterSize(stdout, 256<<10)
-	found := false
+	out := &grepOutput{w: w, json: *asJSON, count: *count, separate: q.Before > 0 || q.After > 0}
 	if *all {
-		err = grepAll(ctx, dir, q, func(stream string, l logx.Line) error {
-			found = true
-			w.WriteString(stream)
-			w.WriteString(": ")
-			w.Write(l.Text)
-			return w.WriteByte('\n')
-		})
+		err = grepAll(ctx, dir, q, out.line)
 	} else {
 		dir = logx.StreamDir(dir, *stream)
 		var name string
 		if name, err = fileFor(dir, *file); err != nil {
 			return fail(stderr, "%v", err)
 		}
-		err = logx.Grep(ctx, dir, name, q, func(l logx.Line) error {
-			found = true
-			w.Write(l.Text)
-			return w.WriteByte('\n')
-		})
+		err = logx.Grep(ctx, dir, name, q, func(l logx.Line) error { return out.line("", l) })
+	}
+	if err == nil && *count {
+		_, err = fmt.Fprintln(w, out.matches)
 	}
 	if ferr := w.Flush(); err == nil {
 		err = ferr
@@ -75,10 +87,63 @@ func cmdGrep(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}
-	if !found {
+	if out.matches == 0 {
 		return 1
 	}
 	return 0
+}
+
+// grepOutput prints grep's lines: as they are (after "stream: " with
+// -all), or as JSON objects; "--" between groups of context lines that are
+// not contiguous, as grep does; or nothing but the count.
+type grepOutput struct {
+	w                     *bufio.Writer
+	json, count, separate bool
+	matches               int
+	last                  map[string]uint64 // the last sequence number printed, by stream
+}
+
+func (o *grepOutput) line(stream string, l logx.Line) error {
+	if !l.Context {
+		o.matches++
+	}
+	if o.count {
+		return nil
+	}
+	if o.separate && !o.json {
+		if o.last == nil {
+			o.last = map[string]uint64{}
+		}
+		if prev, ok := o.last[stream]; ok && l.Seq != prev+1 {
+			o.w.WriteString("--\n")
+		}
+		o.last[stream] = l.Seq
+	}
+	if o.json {
+		v := struct {
+			Stream  string     `json:"stream,omitempty"`
+			Seq     uint64     `json:"seq"`
+			Time    *time.Time `json:"time,omitempty"`
+			Level   string     `json:"level"`
+			Context bool       `json:"context,omitempty"`
+			Line    string     `json:"line"`
+		}{Stream: stream, Seq: l.Seq, Level: l.Level.String(), Context: l.Context, Line: string(l.Text)}
+		if !l.Time.IsZero() {
+			v.Time = &l.Time
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		o.w.Write(b)
+		return o.w.WriteByte('\n')
+	}
+	if stream != "" {
+		o.w.WriteString(stream)
+		o.w.WriteString(": ")
+	}
+	o.w.Write(l.Text)
+	return o.w.WriteByte('\n')
 }
 
 // grepAll searches every stream of the node directory dir and calls fn

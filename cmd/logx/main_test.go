@@ -429,3 +429,65 @@ func TestTruncateCLI(t *testing.T) {
 	require.Equal(t, 2, code)
 	require.Contains(t, errs, "beyond the end of the log")
 }
+
+// grep's -A/-B/-C, -c, -r, -limit and -json, on a node's files.
+func TestGrepCLIOptions(t *testing.T) {
+	nodes, cfgs := cluster(t)
+	ctx := t.Context()
+	for k := range 20 {
+		msg := fmt.Sprintf("hay %02d", k)
+		if k == 3 || k == 4 || k == 10 || k == 19 {
+			msg = fmt.Sprintf("needle %02d", k)
+		}
+		_, err := nodes[k%3].Append(ctx, logx.LevelInfo, msg)
+		require.NoError(t, err)
+	}
+	waitSeq(t, nodes, 20)
+	dir := cfgs[1].Dir
+	msgs := func(out string) []string {
+		var got []string
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if l == "--" {
+				got = append(got, l)
+				continue
+			}
+			_, m, _ := strings.Cut(l, `msg="`)
+			got = append(got, strings.TrimSuffix(m, `"`))
+		}
+		return got
+	}
+	code, out, errs := runCmd(t, "", "grep", "-C", "1", "needle", dir)
+	require.Equal(t, 0, code, errs)
+	require.Equal(t, []string{"hay 02", "needle 03", "needle 04", "hay 05", "--", "hay 09", "needle 10", "hay 11", "--", "hay 18", "needle 19"}, msgs(out))
+	code, out, _ = runCmd(t, "", "grep", "-c", "needle", dir)
+	require.Equal(t, 0, code)
+	require.Equal(t, "4\n", out)
+	code, out, _ = runCmd(t, "", "grep", "-r", "-limit", "2", "needle", dir)
+	require.Equal(t, 0, code)
+	require.Equal(t, []string{"needle 19", "needle 10"}, msgs(out))
+	code, out, _ = runCmd(t, "", "grep", "-json", "-B", "1", "-limit", "1", "-since", "1h", "needle", dir)
+	require.Equal(t, 0, code)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 2)
+	var first, second struct {
+		Seq     uint64
+		Level   string
+		Context bool
+		Line    string
+		Time    time.Time
+	}
+	require.NoError(t, json.Unmarshal([]byte(lines[0]), &first))
+	require.NoError(t, json.Unmarshal([]byte(lines[1]), &second))
+	require.Equal(t, uint64(3), first.Seq)
+	require.True(t, first.Context)
+	require.Equal(t, uint64(4), second.Seq)
+	require.False(t, second.Context)
+	require.Equal(t, "INFO", second.Level)
+	require.Contains(t, second.Line, `msg="needle 03"`)
+	require.WithinDuration(t, time.Now(), second.Time, time.Minute)
+	code, _, _ = runCmd(t, "", "grep", "-c", "no such thing", dir)
+	require.Equal(t, 1, code)
+	code, _, errs = runCmd(t, "", "grep", "-r", "-A", "1", "needle", dir)
+	require.Equal(t, 2, code)
+	require.Contains(t, errs, "not with -r")
+}
