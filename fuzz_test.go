@@ -284,15 +284,24 @@ func FuzzControlRequest(f *testing.F) {
 	f.Add([]byte(`{"op":"set-level"}`))
 	f.Add([]byte(`{"op":"truncate","seq":1000}`))
 	f.Add([]byte(`{"op":"truncate","seq":0}`))
+	f.Add([]byte(`{"op":"grep","grep":{"contains":"x","before":2,"limit":10}}`))
+	f.Add([]byte(`{"op":"grep","grep":{"regexp":"(a+)+$","newest":true,"after":1}}`))
+	f.Add([]byte(`{"op":"grep"}`))
 	f.Add([]byte(`[1,2`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		req, timeout, err := parseControlRequest(data)
 		if err != nil {
 			return
 		}
-		require.Contains(t, []string{"status", "commit", "add", "remove", "removed", "create-stream", "delete-stream", "set-level", "truncate"}, req.Op)
+		require.Contains(t, []string{"status", "commit", "add", "remove", "removed", "create-stream", "delete-stream", "set-level", "truncate", "grep"}, req.Op)
 		switch req.Op {
 		case "status", "commit":
+		case "grep":
+			require.NotNil(t, req.Grep)
+			q, err := req.Grep.query()
+			require.NoError(t, err)
+			require.LessOrEqual(t, q.Limit, maxRemoteGrepLines)
+			require.LessOrEqual(t, max(q.Before, q.After), maxRemoteGrepContext)
 		case "truncate":
 			require.NotZero(t, req.Seq)
 		case "set-level":

@@ -34,7 +34,7 @@ const maxControlFrame = 1 << 20
 const defaultControlTimeout = 10 * time.Minute
 
 type controlRequest struct {
-	Op        string `json:"op"` // "add", "remove", "status", "commit" (follower → leader, commit.go), "removed" (leader → removed node; checked, see removal.go), "create-stream" or "delete-stream" (catalog.go), "set-level" (clusterlevel.go), "truncate" (truncate.go)
+	Op        string `json:"op"` // "add", "remove", "status", "commit" (follower → leader, commit.go), "removed" (leader → removed node; checked, see removal.go), "create-stream" or "delete-stream" (catalog.go), "set-level" (clusterlevel.go), "truncate" (truncate.go), "grep" (grepremote.go)
 	Addr      string `json:"addr,omitempty"`
 	TimeoutMS int64  `json:"timeout_ms,omitempty"` // what is left of the caller's context
 	// Stream is the stream a create-stream creates; Name the one a
@@ -45,6 +45,8 @@ type controlRequest struct {
 	// truncate truncates before (truncate.go).
 	Level *slog.Level `json:"level,omitempty"`
 	Seq   uint64      `json:"seq,omitempty"`
+	// Grep is what a grep asks for (grepremote.go).
+	Grep *grepRequest `json:"grep,omitempty"`
 }
 
 type controlResponse struct {
@@ -59,8 +61,11 @@ type controlResponse struct {
 	// Settings, with a status, are what the node's Config sets of the
 	// cluster's settings (settings.go), for AddNode to compare.
 	Settings *clusterSettings `json:"settings,omitempty"`
-	// Index is the Raft index of what a set-level committed.
+	// Index is the Raft index of what a set-level or truncate committed.
 	Index uint64 `json:"index,omitempty"`
+	// Lines answer a grep; Truncated says the answer stopped at its bound.
+	Lines     []grepLine `json:"lines,omitempty"`
+	Truncated bool       `json:"truncated,omitempty"`
 }
 
 // Member is one server of the cluster's Raft configuration.
@@ -380,6 +385,13 @@ func parseControlRequest(data []byte) (controlRequest, time.Duration, error) {
 		if req.Seq == 0 {
 			return req, 0, errors.New("logx: truncate: no sequence number")
 		}
+	case "grep":
+		if req.Grep == nil {
+			return req, 0, errors.New("logx: grep: no query")
+		}
+		if _, err := req.Grep.query(); err != nil {
+			return req, 0, fmt.Errorf("logx: grep: %w", err)
+		}
 	default:
 		return req, 0, fmt.Errorf("logx: unknown control operation %q", req.Op)
 	}
@@ -401,6 +413,9 @@ func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResp
 			resp.Streams = lx.hooks.otherStats()
 		}
 		return resp
+	}
+	if req.Op == "grep" {
+		return lx.serveGrep(ctx, req.Grep) // any node: its own files
 	}
 	if req.Op == "removed" {
 		// Anyone who can open a control connection can send this: it is

@@ -29,9 +29,14 @@ func cmdGrep(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	newest := fs.Bool("r", false, "newest matches first")
 	limit := fs.Int("limit", 0, "stop after N matching lines (with -r: the N newest)")
 	asJSON := fs.Bool("json", false, "print each line as a JSON object: seq, time, level, context, line (and stream, with -all)")
-	if fs.Parse(args) != nil || fs.NArg() != 2 {
-		fmt.Fprintln(stderr, "usage: logx grep [-since T] [-until T] [-level L] [-E] [-A N] [-B N] [-C N] [-c] [-r] [-limit N] [-json] [-stream S | -all] [-file NAME] PATTERN DIR")
+	addr := fs.String("addr", "", "ask the node at HOST:PORT to search its files, instead of reading DIR")
+	loadTLS := tlsFlags(fs)
+	if fs.Parse(args) != nil || fs.NArg() != 2 && *addr == "" || fs.NArg() != 1 && *addr != "" {
+		fmt.Fprintln(stderr, "usage: logx grep [-since T] [-until T] [-level L] [-E] [-A N] [-B N] [-C N] [-c] [-r] [-limit N] [-json] [-stream S | -all] [-file NAME] PATTERN DIR\n       logx grep [same options but -all and -file] -addr HOST:PORT [-ca F -cert F -key F] PATTERN")
 		return 2
+	}
+	if *addr != "" && (*all || *file != "") {
+		return fail(stderr, "-addr searches one stream's files on the node: leave -all and -file out")
 	}
 	if *all && (*file != "" || *stream != logx.DefaultStream) {
 		return fail(stderr, "-all searches every stream: leave -stream and -file out")
@@ -42,7 +47,7 @@ func cmdGrep(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if *all && *newest {
 		return fail(stderr, "-all merges the streams oldest first: not with -r")
 	}
-	pattern, dir := fs.Arg(0), fs.Arg(1)
+	pattern, dir := fs.Arg(0), fs.Arg(1) // dir is "" with -addr
 	var q logx.Query
 	var err error
 	if q.Since, err = parseTime(*since); err != nil {
@@ -68,9 +73,20 @@ func cmdGrep(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	}
 	w := bufio.NewWriterSize(stdout, 256<<10)
 	out := &grepOutput{w: w, json: *asJSON, count: *count, separate: q.Before > 0 || q.After > 0}
-	if *all {
+	switch {
+	case *addr != "":
+		tlsConfig, terr := loadTLS()
+		if terr != nil {
+			return fail(stderr, "%v", terr)
+		}
+		var truncated bool
+		truncated, err = logx.GrepAt(ctx, *addr, *stream, q, tlsConfig, func(l logx.Line) error { return out.line("", l) })
+		if truncated {
+			defer fmt.Fprintf(stderr, "logx: %s stopped its answer at its bound (%d lines here): narrow the search (-since, -until, -limit)\n", *addr, out.printed)
+		}
+	case *all:
 		err = grepAll(ctx, dir, q, out.line)
-	} else {
+	default:
 		dir = logx.StreamDir(dir, *stream)
 		var name string
 		if name, err = fileFor(dir, *file); err != nil {
@@ -99,11 +115,12 @@ func cmdGrep(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 type grepOutput struct {
 	w                     *bufio.Writer
 	json, count, separate bool
-	matches               int
+	matches, printed      int
 	last                  map[string]uint64 // the last sequence number printed, by stream
 }
 
 func (o *grepOutput) line(stream string, l logx.Line) error {
+	o.printed++
 	if !l.Context {
 		o.matches++
 	}

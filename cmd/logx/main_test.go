@@ -259,6 +259,15 @@ func TestTLSCommands(t *testing.T) {
 	code, _, _ = runCmd(t, "three\n", "forward", "-timeout", "2s", cfgs[1].Addr)
 	require.Equal(t, 2, code, "no certificate: nothing forwarded")
 
+	// grep -addr over TLS, with a certificate; refused without one.
+	code, out, errs = runCmd(t, "", append(append([]string{"grep", "-addr", cfgs[2].Addr}, creds...), "three")...)
+	require.Equal(t, 1, code, "nothing matches yet: %s", errs)
+	code, out, errs = runCmd(t, "", append(append([]string{"grep", "-c", "-addr", cfgs[2].Addr}, creds...), "msg=")...)
+	require.Equal(t, 0, code, errs)
+	require.Equal(t, "2\n", out)
+	code, _, _ = runCmd(t, "", "grep", "-addr", cfgs[2].Addr, "msg=")
+	require.Equal(t, 2, code, "no certificate: nothing read")
+
 	// The cluster level, read and set through each node in turn, two of
 	// them followers: each shows the level it just set, as it applied it
 	// before the command printed it. A level above ERROR is refused.
@@ -459,6 +468,14 @@ func TestGrepCLIOptions(t *testing.T) {
 	code, out, errs := runCmd(t, "", "grep", "-C", "1", "needle", dir)
 	require.Equal(t, 0, code, errs)
 	require.Equal(t, []string{"hay 02", "needle 03", "needle 04", "hay 05", "--", "hay 09", "needle 10", "hay 11", "--", "hay 18", "needle 19"}, msgs(out))
+	// The same through the node's address, for operators without a shell
+	// on it.
+	code, remote, errs := runCmd(t, "", "grep", "-C", "1", "-addr", cfgs[1].Addr, "needle")
+	require.Equal(t, 0, code, errs)
+	require.Equal(t, out, remote)
+	code, _, errs = runCmd(t, "", "grep", "-addr", cfgs[1].Addr, "needle", dir)
+	require.Equal(t, 2, code, "-addr takes the pattern only")
+	require.Contains(t, errs, "usage")
 	code, out, _ = runCmd(t, "", "grep", "-c", "needle", dir)
 	require.Equal(t, 0, code)
 	require.Equal(t, "4\n", out)

@@ -1,0 +1,171 @@
+package logx
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/logx-dev/logx/internal/wire"
+)
+
+// Grep over the network: a "grep" control request asks a node to run Grep
+// on its own files and answer with the lines, for operators without a
+// shell on the node (logx grep -addr). It reads nothing a certificate
+// holder could not already fetch (the fetch protocol serves every file),
+// and its work is bounded: at most maxRemoteGrepLines lines and
+// remoteGrepBytes of JSON per answer (then Truncated), a pattern of at
+// most maxRemoteGrepPattern bytes (RE2: linear in the input), at most
+// maxRemoteGrepContext context lines on each side, and remoteGrepTimeout.
+
+const (
+	maxRemoteGrepLines   = 10000
+	defaultRemoteLimit   = 1000
+	remoteGrepBytes      = 896 << 10 // of the answer's JSON; its frame holds 1 MiB (maxControlFrame)
+	maxRemoteGrepPattern = 4 << 10
+	maxRemoteGrepContext = 100
+	remoteGrepTimeout    = time.Minute
+)
+
+// grepRequest is a Query on the wire.
+type grepRequest struct {
+	Contains string      `json:"contains,omitempty"`
+	Regexp   string      `json:"regexp,omitempty"`
+	Since    time.Time   `json:"since,omitzero"`
+	Until    time.Time   `json:"until,omitzero"`
+	Level    *slog.Level `json:"level,omitempty"`
+	Limit    int         `json:"limit,omitempty"`
+	Newest   bool        `json:"newest,omitempty"`
+	Before   int         `json:"before,omitempty"`
+	After    int         `json:"after,omitempty"`
+}
+
+// grepLine is a Line on the wire.
+type grepLine struct {
+	Seq     uint64 `json:"seq"`
+	Context bool   `json:"context,omitempty"`
+	Text    string `json:"text"`
+}
+
+// query checks r and returns its Query.
+func (r *grepRequest) query() (Query, error) {
+	q := Query{Contains: r.Contains, Since: r.Since, Until: r.Until, Limit: r.Limit, Newest: r.Newest, Before: r.Before, After: r.After}
+	switch {
+	case len(r.Contains) > maxRemoteGrepPattern || len(r.Regexp) > maxRemoteGrepPattern:
+		return q, fmt.Errorf("a pattern is limited to %d bytes", maxRemoteGrepPattern)
+	case r.Limit < 0 || r.Limit > maxRemoteGrepLines:
+		return q, fmt.Errorf("limit %d: from 0 (%d) to %d lines", r.Limit, defaultRemoteLimit, maxRemoteGrepLines)
+	case r.Before < 0 || r.After < 0 || r.Before > maxRemoteGrepContext || r.After > maxRemoteGrepContext:
+		return q, fmt.Errorf("context lines: from 0 to %d on each side", maxRemoteGrepContext)
+	case r.Newest && (r.Before > 0 || r.After > 0):
+		return q, errors.New("context lines come in log order: not with newest")
+	}
+	if q.Limit == 0 {
+		q.Limit = defaultRemoteLimit
+	}
+	if r.Level != nil {
+		q.Level = *r.Level
+	}
+	if r.Regexp != "" {
+		re, err := regexp.Compile(r.Regexp)
+		if err != nil {
+			return q, err
+		}
+		q.Regexp = re
+	}
+	return q, nil
+}
+
+// serveGrep answers a grep request from this node's files.
+func (lx *Stream) serveGrep(ctx context.Context, r *grepRequest) controlResponse {
+	q, err := r.query()
+	if err != nil {
+		return controlResponse{Error: "logx: grep: " + err.Error()}
+	}
+	ctx, cancel := context.WithTimeout(ctx, remoteGrepTimeout)
+	defer cancel()
+	var resp controlResponse
+	size := 0
+	err = lx.Grep(ctx, q, func(l Line) error {
+		if size += jsonLineLen(l.Text); size > remoteGrepBytes {
+			resp.Truncated = true
+			return errGrepLimit
+		}
+		resp.Lines = append(resp.Lines, grepLine{Seq: l.Seq, Context: l.Context, Text: string(l.Text)})
+		return nil
+	})
+	if err != nil && !errors.Is(err, errGrepLimit) {
+		return controlResponse{Error: "logx: grep: " + err.Error()}
+	}
+	return resp
+}
+
+// jsonLineLen bounds the size of a grepLine holding text in the answer's
+// JSON: the text as encoding/json escapes it, and the other fields.
+func jsonLineLen(text []byte) int {
+	n := len(text) + len(`{"seq":18446744073709551615,"context":true,"text":""},`)
+	for i, c := range text {
+		switch {
+		case c == '"' || c == '\\':
+			n++
+		case c < 0x20 || c == '<' || c == '>' || c == '&':
+			n += 5 // \u00XX
+		case c == 0xe2 && i+2 < len(text) && text[i+1] == 0x80 && (text[i+2] == 0xa8 || text[i+2] == 0xa9):
+			n += 3 // U+2028 and U+2029 as \u2028
+		}
+	}
+	return n
+}
+
+// GrepAt runs q on the files of stream on the node at addr and calls fn
+// with each line it answers, as Grep would (Line.Time and Level are
+// parsed from the line). tlsConfig is nil without TLS. A node answers at
+// most 10,000 lines (q.Limit; 0 means 1,000) and about 896 KiB of them:
+// truncated says it stopped there, so that a caller can narrow the query.
+func GrepAt(ctx context.Context, addr, stream string, q Query, tlsConfig *tls.Config, fn func(Line) error) (truncated bool, err error) {
+	if stream != DefaultStream {
+		if err := checkStreamName(stream); err != nil {
+			return false, fmt.Errorf("logx: stream: %w", err)
+		}
+	}
+	if err := checkAddr(addr); err != nil {
+		return false, fmt.Errorf("logx: %w", err)
+	}
+	r := &grepRequest{Contains: q.Contains, Since: q.Since, Until: q.Until, Limit: q.Limit, Newest: q.Newest, Before: q.Before, After: q.After}
+	if q.Regexp != nil {
+		r.Regexp = q.Regexp.String()
+	}
+	if q.Level != nil {
+		l := q.Level.Level()
+		r.Level = &l
+	}
+	if _, err := r.query(); err != nil {
+		return false, fmt.Errorf("logx: grep: %w", err)
+	}
+	timeout := remoteGrepTimeout + 10*time.Second
+	conn, err := dialProto(ctx, addr, stream, wire.ProtoControl, 10*time.Second, tlsConfig)
+	if err != nil {
+		return false, fmt.Errorf("logx: %s: %w", addr, err)
+	}
+	defer conn.Close()
+	resp, err := controlExchange(ctx, conn, controlRequest{Op: "grep", Grep: r, TimeoutMS: timeout.Milliseconds()}, time.Now().Add(timeout))
+	if err != nil {
+		return false, fmt.Errorf("logx: %s: %w", addr, err)
+	}
+	if err := resp.err(); err != nil {
+		return false, err
+	}
+	for _, gl := range resp.Lines {
+		l := Line{Seq: gl.Seq, Context: gl.Context, Text: []byte(gl.Text)}
+		if _, t, level, err := parseHead(l.Text); err == nil {
+			l.Time, l.Level = t, level
+		}
+		if err := fn(l); err != nil {
+			return false, err
+		}
+	}
+	return resp.Truncated, nil
+}
