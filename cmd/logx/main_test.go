@@ -260,7 +260,7 @@ func TestTLSCommands(t *testing.T) {
 	require.Equal(t, 2, code, "no certificate: nothing forwarded")
 
 	// grep -addr over TLS, with a certificate; refused without one.
-	code, out, errs = runCmd(t, "", append(append([]string{"grep", "-addr", cfgs[2].Addr}, creds...), "three")...)
+	code, _, errs = runCmd(t, "", append(append([]string{"grep", "-addr", cfgs[2].Addr}, creds...), "three")...)
 	require.Equal(t, 1, code, "nothing matches yet: %s", errs)
 	code, out, errs = runCmd(t, "", append(append([]string{"grep", "-c", "-addr", cfgs[2].Addr}, creds...), "msg=")...)
 	require.Equal(t, 0, code, errs)
