@@ -40,8 +40,10 @@ type mux struct {
 	perIP   map[string]int
 	closed  bool
 	// endpoints are the streams' ends of the mux, by stream name ("" for
-	// the default stream).
+	// the default stream); added is closed (and replaced) when one is
+	// registered.
 	endpoints map[string]*endpoint
+	added     chan struct{}
 
 	tlsConf func() *tls.Config // mutual TLS for dials (nil config: none); the listener does its own
 
@@ -61,7 +63,7 @@ type mux struct {
 func newMux(ln net.Listener, cfg Config, sm seams, tlsConf func() *tls.Config) *mux {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &mux{ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{},
-		inbound: map[net.Conn]string{}, perIP: map[string]int{}, endpoints: map[string]*endpoint{},
+		inbound: map[net.Conn]string{}, perIP: map[string]int{}, endpoints: map[string]*endpoint{}, added: make(chan struct{}),
 		headerTimeout: cmp.Or(sm.headerTimeout, headerTimeout), maxPerIP: cmp.Or(sm.maxConnsPerIP, maxConnsPerIP),
 		tlsConf: tlsConf, advertise: advertisedAddr(cfg.Addr), resolve: sm.resolve, ctx: ctx, cancel: cancel}
 	if ip := net.ParseIP(sm.dialFrom); ip != nil {
@@ -155,9 +157,7 @@ func (m *mux) dispatch(c net.Conn) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	m.mu.Lock()
-	e := m.endpoints[name]
-	m.mu.Unlock()
+	e := m.waitEndpoint(name)
 	if e == nil {
 		m.closeConn(c) // no such stream here
 		return
@@ -189,6 +189,36 @@ func (m *mux) dispatch(c net.Conn) {
 	}
 	e.drop(c)
 	m.closeConn(c)
+}
+
+// waitEndpoint returns the endpoint of stream name. A stream other than the
+// default one that this node has not opened yet is waited for, up to the
+// header timeout: its peers learn of a stream from the catalog at slightly
+// different moments, and the first to open it calls its first election
+// while the others are still opening it. nil if it does not come (no such
+// stream, or the mux closed).
+func (m *mux) waitEndpoint(name string) *endpoint {
+	var timeout <-chan time.Time
+	for {
+		m.mu.Lock()
+		e, added := m.endpoints[name], m.added
+		m.mu.Unlock()
+		if e != nil || name == "" {
+			return e
+		}
+		if timeout == nil {
+			t := time.NewTimer(m.headerTimeout)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-added:
+		case <-timeout:
+			return nil
+		case <-m.done:
+			return nil
+		}
+	}
 }
 
 func (m *mux) closeConn(c net.Conn) {
@@ -350,6 +380,8 @@ func (m *mux) endpoint(name string, forward, fetch, control func(net.Conn), raft
 		return nil, fmt.Errorf("logx: stream %q is already open on this node", name)
 	}
 	m.endpoints[name] = e
+	close(m.added) // connections waiting for it (waitEndpoint)
+	m.added = make(chan struct{})
 	return e, nil
 }
 

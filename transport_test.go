@@ -126,4 +126,27 @@ func TestEndpointWaitsUntilOpen(t *testing.T) {
 	require.Error(t, err)
 	require.False(t, isTimeout(err), "the connection should be closed, not left waiting")
 	require.Empty(t, served, "no handler may run for an endpoint that never opened")
+
+	// A connection for a stream not registered yet waits for it: a peer
+	// that learned of the stream first calls its first election while
+	// this node is still opening it.
+	c3, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer c3.Close()
+	_, err = c3.Write(wire.Preface("later", wire.ProtoControl))
+	require.NoError(t, err)
+	require.True(t, waitFor(5*time.Second, func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.perIP["127.0.0.1"] >= 1 && len(m.endpoints) == 2 // c3 is in, and waits
+	}))
+	e3, err := m.endpoint("later", handler("forward"), handler("fetch"), handler("control"), nil)
+	require.NoError(t, err)
+	e3.open()
+	select {
+	case what := <-served:
+		require.Equal(t, "control", what)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection for a stream registered later was not served")
+	}
 }
