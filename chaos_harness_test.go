@@ -188,6 +188,7 @@ func runChaos(t *testing.T, o chaosOpts) {
 	h.c.env = []string{
 		fmt.Sprintf("LOGX_INTERVAL_MS=%d", o.interval.Milliseconds()),
 		"LOGX_APPEND_TIMEOUT_MS=10000",
+		"LOGX_BATCH_EVERY=4", // every 4th entry of a writer is an AppendBatch of three
 		// Raft compacts its log often, so that a node back from a fault
 		// often needs a snapshot and a copy of file tails (catchup.go).
 		"LOGX_SNAPSHOT_MS=1000",
@@ -244,7 +245,7 @@ func runChaos(t *testing.T, o chaosOpts) {
 	h.summary = h.line(&r)
 	fmt.Println(h.summary)
 	t.Log(h.summary)
-	if r.missing+r.duplicates+r.differing+r.badSeq+r.notPrefix+r.retiredOn+r.clockOff+r.stalls > 0 {
+	if r.missing+r.duplicates+r.differing+r.badSeq+r.notPrefix+r.retiredOn+r.clockOff+r.stalls+r.partial > 0 {
 		t.Errorf("%s\n%s", h.summary, strings.Join(r.details, "\n"))
 	}
 	require.Positive(t, r.acked, "no entry was acknowledged")
@@ -686,6 +687,7 @@ type chaosResult struct {
 	acked, entries, catchUps    int
 	streamAcked, streamEntries  int // chaosStream's
 	missing, duplicates, badSeq int
+	partial                     int // AppendBatch batches not whole and contiguous in some file
 	differing                   int
 	removed, notPrefix          int      // removed nodes checked; those whose files are not a prefix of the members'
 	details                     []string // the first problems found
@@ -713,6 +715,11 @@ func (h *chaos) check() chaosResult {
 	// parse reads a node's lines, checking their seqs and counting the
 	// entries it holds twice; it returns the lines and id → seq.
 	dups := map[string]bool{}
+	type batchSeen struct {
+		first, parts int
+		broken       bool
+	}
+	batches := map[string]batchSeen{} // "node run/w/i" → where its records are
 	parse := func(name, dir string) ([][]byte, map[string]string) {
 		file := "app.log"
 		if filepath.Base(filepath.Dir(dir)) == streamsDir {
@@ -732,6 +739,18 @@ func (h *chaos) check() chaosResult {
 				note("%s line %d has seq=%s", name, k+1, kv["seq"])
 			}
 			id := kv["run"] + "/" + kv["w"] + "/" + kv["i"]
+			if base, part, ok := strings.Cut(kv["i"], "."); ok { // a record of an AppendBatch (proc_test.go)
+				key := name + " " + kv["run"] + "/" + kv["w"] + "/" + base
+				b := batches[key]
+				if b.parts == 0 {
+					b.first = k
+				}
+				if part != strconv.Itoa(b.parts) || k != b.first+b.parts {
+					b.broken = true
+				}
+				b.parts++
+				batches[key] = b
+			}
 			if _, ok := at[id]; ok {
 				if !dups[id] {
 					note("%s: entry %s is at seq %s and seq %s", name, id, at[id], kv["seq"])
@@ -810,6 +829,12 @@ func (h *chaos) check() chaosResult {
 	if len(ssums) > 1 {
 		for _, nodes := range ssums {
 			note("identical %s files: nodes %v", chaosStream, nodes)
+		}
+	}
+	for key, b := range batches {
+		if b.broken || b.parts != 3 {
+			r.partial++
+			note("AppendBatch %s: %d records, whole and in order: %v", key, b.parts, !b.broken)
 		}
 	}
 	h.checkClocks(&r, note)
@@ -977,8 +1002,8 @@ func (h *chaos) line(r *chaosResult) string {
 	}
 	b.WriteByte(')')
 	if r != nil {
-		fmt.Fprintf(&b, " acked=%d entries=%d %s-acked=%d %s-entries=%d catch-ups=%d members=%d missing=%d duplicates=%d differing-nodes=%d",
-			r.acked, r.entries, chaosStream, r.streamAcked, chaosStream, r.streamEntries, r.catchUps, len(h.members()), r.missing, r.duplicates, r.differing)
+		fmt.Fprintf(&b, " acked=%d entries=%d %s-acked=%d %s-entries=%d catch-ups=%d members=%d missing=%d duplicates=%d partial-batches=%d differing-nodes=%d",
+			r.acked, r.entries, chaosStream, r.streamAcked, chaosStream, r.streamEntries, r.catchUps, len(h.members()), r.missing, r.duplicates, r.partial, r.differing)
 		if r.removed > 0 {
 			fmt.Fprintf(&b, " removed-not-prefix=%d/%d", r.notPrefix, r.removed)
 		}

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+
+	"github.com/logx-dev/logx/internal/wire"
 )
 
 // The logging calls: leveled calls and LogAttrs queue an entry, Append
@@ -20,6 +22,11 @@ type entry struct {
 	body  []byte
 	w     *waiter   // Append's; nil for fire-and-forget calls
 	flush *flushReq // set for a Flush marker
+	// group, on the first entry of an AppendBatch, holds the others: they
+	// go in the same batch (one Raft entry), in order, or not at all.
+	// member marks those others once the producer has laid them out.
+	group  []*entry
+	member bool
 }
 
 // waiter is how Append learns its entry's fate.
@@ -144,7 +151,7 @@ func (lx *Stream) appendEntry(ctx context.Context, e *entry) (uint64, error) {
 	w := &waiter{done: make(chan struct{})}
 	e.w = w
 	if err := lx.enqueue(ctx, e, true); err != nil {
-		lx.putEntry(e)
+		lx.putGroup(e)
 		return 0, err
 	}
 	select {
@@ -156,6 +163,80 @@ func (lx *Stream) appendEntry(ctx context.Context, e *entry) (uint64, error) {
 		}
 		return 0, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
 	}
+}
+
+// Record is one entry of AppendBatch: a level, a message and attributes,
+// as LogAttrs takes them.
+type Record struct {
+	Level slog.Level
+	Msg   string
+	Attrs []slog.Attr
+}
+
+// AppendBatch logs recs as one unit and waits until it is committed: the
+// records go into the log together, one after the other, in one Raft
+// entry, or none of them does; it returns the sequence number of the
+// first, the others following it. The records at a level this stream does
+// not log are left out (all of them: seq 0, nil error). At most
+// MaxBatchEntries records, rendering to at most MaxBatchBytes in all
+// (ErrEntryTooLarge otherwise). Errors are Append's: on ErrOutcomeUnknown
+// all of them may be in the log, or none.
+func (lx *Stream) AppendBatch(ctx context.Context, recs []Record) (first uint64, err error) {
+	if len(recs) == 0 {
+		return 0, errors.New("logx: AppendBatch: no records")
+	}
+	if len(recs) > lx.cfg.MaxBatchEntries {
+		return 0, fmt.Errorf("%w: a batch of %d records, the limit is MaxBatchEntries %d", ErrEntryTooLarge, len(recs), lx.cfg.MaxBatchEntries)
+	}
+	pc, t := callerPC(2), lx.now()
+	var head *entry
+	size := 0
+	for _, r := range recs {
+		if !lx.Enabled(r.Level) {
+			continue
+		}
+		e, err := lx.newEntry(ctx, t, r.Level, pc, r.Msg, nil, nil, r.Attrs, nil)
+		if err != nil {
+			if head != nil {
+				lx.putGroup(head)
+			}
+			return 0, err
+		}
+		size += wire.RecordSize(len(e.body))
+		if head == nil {
+			head = e
+		} else {
+			head.group = append(head.group, e)
+		}
+	}
+	if head == nil {
+		return 0, nil
+	}
+	if size > lx.cfg.MaxBatchBytes {
+		lx.putGroup(head)
+		return 0, fmt.Errorf("%w: the batch renders to %d bytes, the limit is MaxBatchBytes %d", ErrEntryTooLarge, size, lx.cfg.MaxBatchBytes)
+	}
+	return lx.appendEntry(ctx, head)
+}
+
+// putGroup returns e and the entries of its group to the free list.
+func (lx *Stream) putGroup(e *entry) {
+	for _, m := range e.group {
+		lx.putEntry(m)
+	}
+	lx.putEntry(e)
+}
+
+// records and bytes are how many records e and its group make, and their
+// size in a batch.
+func (e *entry) records() int { return 1 + len(e.group) }
+
+func (e *entry) bytes() int {
+	n := wire.RecordSize(len(e.body))
+	for _, m := range e.group {
+		n += wire.RecordSize(len(m.body))
+	}
+	return n
 }
 
 // newEntry renders the body of an entry into an entry from the free list.
@@ -205,7 +286,7 @@ func (lx *Stream) getEntry() *entry {
 // logging allocates no entries; a body grown past maxPooledBody is let go so
 // that one large entry does not pin its memory.
 func (lx *Stream) putEntry(e *entry) {
-	e.w = nil
+	e.w, e.group, e.member = nil, nil, false
 	if cap(e.body) > maxPooledBody {
 		e.body = nil
 	}

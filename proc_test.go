@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -275,14 +276,36 @@ func helperMain() int {
 				if extra != nil && i%2 == 1 {
 					to, suffix = extra, " "+extra.Name()
 				}
-				seq, err := to.Append(actx, LevelInfo, "crash entry", "run", run, "w", w, "i", i)
+				// BATCH_EVERY: every so many of a writer's entries to the
+				// default stream is an AppendBatch of three, numbered i.0,
+				// i.1 and i.2 (the harness checks that a batch is never
+				// partial in any file).
+				parts := 1
+				var seq uint64
+				if n := atoi("BATCH_EVERY"); n > 0 && suffix == "" && i%n == 0 {
+					parts = 3
+					recs := make([]Record, parts)
+					for p := range recs {
+						recs[p] = Record{Level: LevelInfo, Msg: "crash entry", Attrs: []slog.Attr{
+							slog.String("run", run), slog.Int("w", w), slog.String("i", fmt.Sprintf("%d.%d", i, p))}}
+					}
+					seq, err = to.AppendBatch(actx, recs)
+				} else {
+					seq, err = to.Append(actx, LevelInfo, "crash entry", "run", run, "w", w, "i", i)
+				}
 				acancel()
 				if err != nil {
 					continue // not acknowledged: the test does not count it
 				}
 				took := time.Since(t0)
 				mu.Lock()
-				fmt.Fprintf(ack, "%s %d %d %d%s\n", run, w, i, seq, suffix)
+				if parts > 1 {
+					for p := range parts {
+						fmt.Fprintf(ack, "%s %d %d.%d %d%s\n", run, w, i, p, seq+uint64(p), suffix)
+					}
+				} else {
+					fmt.Fprintf(ack, "%s %d %d %d%s\n", run, w, i, seq, suffix)
+				}
 				if lat != nil {
 					fmt.Fprintf(lat, "%d\n", took.Microseconds())
 				}

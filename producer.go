@@ -71,17 +71,22 @@ func (lx *Stream) produce() {
 				flushes = append(flushes, e.flush)
 				break collect // the marker completes with this batch
 			case e.w != nil && e.w.state.Load() == waitCancelled:
-				lx.putEntry(e) // withdrawn by its caller
+				lx.putGroup(e) // withdrawn by its caller
 			default:
+				size += e.bytes()
 				ents = append(ents, e)
-				size += wire.RecordSize(len(e.body))
+				for _, m := range e.group { // an AppendBatch: laid out behind its first
+					m.member = true
+					ents = append(ents, m)
+				}
+				e.group = nil
 			}
 			if len(ents) >= lx.cfg.MaxBatchEntries || size >= lx.cfg.MaxBatchBytes {
 				break
 			}
 			select {
 			case e = <-lx.queue:
-				if e.flush == nil && size+wire.RecordSize(len(e.body)) > lx.cfg.MaxBatchBytes {
+				if e.flush == nil && (size+e.bytes() > lx.cfg.MaxBatchBytes || len(ents)+e.records() > lx.cfg.MaxBatchEntries) {
 					stash = e // too big to join: it opens the next batch
 					break collect
 				}
@@ -134,7 +139,7 @@ func (lx *Stream) drain() {
 				e.w.err = ErrClosed
 				close(e.w.done)
 			}
-			lx.putEntry(e)
+			lx.putGroup(e)
 		default:
 			lx.stats.failed.Add(1)
 			lx.putEntry(e)
@@ -258,11 +263,15 @@ const retryLogEvery = 5 * time.Second
 // callers withdrew.
 func (lx *Stream) claim(ents []*entry) []*entry {
 	kept := ents[:0]
+	dropped := false // the last entry that was not a member was withdrawn: so are its members
 	for _, e := range ents {
-		if e.w == nil || e.w.state.CompareAndSwap(waitPending, waitSent) {
-			kept = append(kept, e)
-		} else {
+		if !e.member {
+			dropped = e.w != nil && !e.w.state.CompareAndSwap(waitPending, waitSent)
+		}
+		if dropped {
 			lx.putEntry(e)
+		} else {
+			kept = append(kept, e)
 		}
 	}
 	clear(ents[len(kept):])
