@@ -229,7 +229,7 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 				continue
 			}
 		case status == wire.StatusRejected:
-			err := fmt.Errorf("batch rejected by %s: %s", target, msg)
+			err := fmt.Errorf("%w: batch rejected by %s: %s", ErrRejected, target, msg)
 			if isProducerConflict(&rejectedError{msg: msg}) {
 				// Another sender used this producer id: go on under a new one.
 				c.producer, c.pseq = newProducerID(), 0

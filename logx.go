@@ -47,6 +47,12 @@ var (
 	// removed from the cluster (RemoveNode).
 	ErrRemoved = errors.New("logx: this node was removed from the cluster")
 
+	// ErrRejected is returned by Client.Send when the leader refused a
+	// batch it was sent (a record that is not one well-formed line of the
+	// cluster's format, or larger than the leader allows): nothing of it
+	// was written.
+	ErrRejected = errors.New("logx: rejected")
+
 	// ErrLocked is returned by New when another Logx holds Dir.
 	ErrLocked = errors.New("logx: data directory is in use")
 

@@ -40,7 +40,7 @@ type Line struct {
 // ErrRetained is returned by Reader.SeekSeq and Reader.SeekTime when the
 // position asked for is older than the oldest line still in the files
 // (retention removed it); the Reader is then at the oldest line.
-var ErrRetained = errors.New("logx: the log no longer holds that position (retention removed it)")
+var ErrRetained = errors.New("logx: the log no longer holds that position (retention or truncation removed it)")
 
 // parseHead parses the sequence number, time and level at the start of a
 // line rendered by logx, in either format.

@@ -90,14 +90,18 @@ func (lx *Stream) TruncateBefore(ctx context.Context, seq uint64) error {
 // proposeTruncate commits a truncation command on this node, the stream's
 // leader, and returns its Raft index.
 func (lx *Stream) proposeTruncate(seq uint64) (uint64, error) {
+	if seq > lx.fsm.seq.Load()+1 {
+		// A new leader may not have applied all it committed yet.
+		_ = lx.raftCall(func() error { return lx.raft.Barrier(lx.cfg.ElectionTimeout).Error() })
+	}
 	if next := lx.fsm.seq.Load() + 1; seq > next {
 		return 0, fmt.Errorf("logx: truncating before %d: beyond the end of the log (the next sequence number is %d)", seq, next)
 	}
-	voters, err := lx.serverAddrs(true)
+	servers, err := lx.serverAddrs(false) // non-voters too: they write files
 	if err != nil {
 		return 0, err
 	}
-	if err := lx.votersKnow(voters, clusterCmdsFeature, "truncation"); err != nil {
+	if err := lx.votersKnow(servers, clusterCmdsFeature, "truncation"); err != nil {
 		return 0, fmt.Errorf("logx: not truncating: %w", err)
 	}
 	idx, _, err := lx.applyLocal(appendTruncateCmd(nil, seq), nil)

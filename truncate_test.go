@@ -3,6 +3,7 @@ package logx
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -92,4 +93,27 @@ func TestTruncateCmd(t *testing.T) {
 		_, err := parseTruncateCmd(bad)
 		require.Error(t, err, "%q", bad)
 	}
+}
+
+// A node that catches up from a snapshot taken after the truncation (its
+// directory wiped) takes the truncation point from the snapshot's
+// manifest, and ends with the same files.
+func TestTruncateCatchUp(t *testing.T) {
+	c := catchUpCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c.logAppend("before", 100)
+	c.stop(2)
+	require.NoError(t, os.RemoveAll(c.cfgs[2].Dir))
+	require.NoError(t, c.nodes[0].TruncateBefore(ctx, 150))
+	c.logAppend("while-down", 30)
+	c.snapshotAll()
+	c.start(2)
+	c.waitReady()
+	c.flushAll()
+	total := uint64(3*100 + 2*30)
+	require.Equal(t, total, c.waitSameSeq(total))
+	requireIdentical(t, c.dirs(), "app.log")
+	require.Equal(t, uint64(150), c.nodes[2].Stats().TruncatedBefore)
+	require.Equal(t, uint64(1), c.nodes[2].Stats().CatchUps, "it should have caught up from the snapshot")
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -67,6 +68,7 @@ func cmdForward(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		if !ok {
 			break
 		}
+		raws := []string{line}
 		batch := []logx.ClientEntry{parser.parse(line)}
 	more:
 		for len(batch) < 1000 {
@@ -75,6 +77,7 @@ func cmdForward(ctx context.Context, args []string, stdin io.Reader, stdout, std
 				if !ok {
 					break more
 				}
+				raws = append(raws, l)
 				batch = append(batch, parser.parse(l))
 			default:
 				break more
@@ -83,6 +86,18 @@ func cmdForward(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		bctx, cancel := context.WithTimeout(ctx, *timeout)
 		_, err := c.Send(bctx, batch)
 		cancel()
+		if parser.mode != parseNone && (errors.Is(err, logx.ErrRejected) || errors.Is(err, logx.ErrEntryTooLarge)) {
+			// Parsed, a line can render larger than itself (a JSON
+			// cluster escapes <, > and & in nested values): the lines as
+			// they are, rather than none.
+			fmt.Fprintf(stderr, "logx: a batch of %d parsed lines was refused (%v); sending them as they are\n", len(batch), err)
+			for i, l := range raws {
+				batch[i] = logx.ClientEntry{Level: parser.level, Msg: l}
+			}
+			bctx, cancel := context.WithTimeout(ctx, *timeout)
+			_, err = c.Send(bctx, batch)
+			cancel()
+		}
 		if err != nil {
 			return fail(stderr, "after %d lines committed: %v", committed, err)
 		}

@@ -431,6 +431,9 @@ func TestTruncateCLI(t *testing.T) {
 		}, 10*time.Second, 20*time.Millisecond, "node %d should hold its lines from the file that holds 100 on", i+1)
 	}
 
+	code, out, _ = runCmd(t, "", "truncate", cfgs[0].Addr, "50")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "truncated before 100 (it was already past 50")
 	code, _, errs = runCmd(t, "", "truncate", cfgs[0].Addr, "abc")
 	require.Equal(t, 2, code)
 	require.Contains(t, errs, "not a sequence number")

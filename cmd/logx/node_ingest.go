@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -292,8 +293,10 @@ func jsonEntry(line []byte, level slog.Level) (logx.ClientEntry, error) {
 }
 
 // eachJSONMember decodes line, a JSON object, and calls fn with each of
-// its members in order: numbers as jsonNumber gives them, objects and
-// arrays as encoding/json decodes them into an any.
+// its members in order: strings, bools and nulls as encoding/json decodes
+// them, numbers as jsonNumber gives them, objects and arrays as their JSON
+// text (json.RawMessage: logged as they came, members in order, in the
+// text format as that text and in the JSON format as that JSON).
 func eachJSONMember(line []byte, fn func(key string, v any) error) error {
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.UseNumber()
@@ -306,12 +309,20 @@ func eachJSONMember(line []byte, fn func(key string, v any) error) error {
 			return err
 		}
 		key, _ := t.(string)
-		var v any
-		if err := dec.Decode(&v); err != nil {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
 			return err
 		}
-		if n, ok := v.(json.Number); ok {
-			v = jsonNumber(n)
+		var v any = raw
+		if raw[0] != '{' && raw[0] != '[' {
+			d := json.NewDecoder(bytes.NewReader(raw))
+			d.UseNumber()
+			if err := d.Decode(&v); err != nil {
+				return err
+			}
+			if n, ok := v.(json.Number); ok {
+				v = jsonNumber(n)
+			}
 		}
 		if err := fn(key, v); err != nil {
 			return err
@@ -326,16 +337,18 @@ func eachJSONMember(line []byte, fn func(key string, v any) error) error {
 	return nil
 }
 
-// jsonNumber is n as an int64 when it is one, else a float64, else its
-// text.
+// jsonNumber is n as an int64 when it is one, else as a float64 when that
+// writes the same digits back, else its text as it came (a
+// json.RawMessage: 12345678901234567890, 1.0 and 0.30000000000000004441
+// stay as they are).
 func jsonNumber(n json.Number) any {
 	if i, err := n.Int64(); err == nil {
 		return i
 	}
-	if f, err := n.Float64(); err == nil {
+	if f, err := n.Float64(); err == nil && strconv.FormatFloat(f, 'g', -1, 64) == n.String() {
 		return f
 	}
-	return n.String()
+	return json.RawMessage(n.String())
 }
 
 func replyIngest(w http.ResponseWriter, code int, r ingestReply) {

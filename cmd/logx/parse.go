@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -65,7 +66,7 @@ func (p *lineParser) parse(line string) logx.ClientEntry {
 // compared without case (Go's slog: time, level, msg; zap: ts, level,
 // msg; logrus: time, level, msg; go test -json: Time, Action, Output).
 var (
-	timeKeys  = []string{"time", "ts", "timestamp", "@timestamp", "t"}
+	timeKeys  = []string{"time", "ts", "timestamp", "@timestamp"}
 	levelKeys = []string{"level", "lvl", "severity", "loglevel"}
 	msgKeys   = []string{"msg", "message", "output"}
 )
@@ -86,7 +87,7 @@ func (p *lineParser) field(e *logx.ClientEntry, k string, v any, haveTime, haveL
 	switch {
 	case !*haveTime && keyIn(k, timeKeys):
 		t, ok := p.parseTimeValue(v)
-		if !ok {
+		if !ok || !representable(t) {
 			return false
 		}
 		e.Time, *haveTime = t, true
@@ -97,7 +98,7 @@ func (p *lineParser) field(e *logx.ClientEntry, k string, v any, haveTime, haveL
 		}
 		e.Level, *haveLevel = l, true
 	case !*haveMsg && keyIn(k, msgKeys) && isString:
-		e.Msg, *haveMsg = strings.TrimRight(s, "\n"), true
+		e.Msg, *haveMsg = strings.TrimSuffix(s, "\n"), true
 	case reservedKeys[strings.ToLower(k)]:
 		return false // a second time, level or msg, or a seq, node or caller: the line as it is
 	default:
@@ -172,11 +173,10 @@ var prefixLayouts = []struct {
 	words  int
 	layout string
 }{
-	{3, "2006-01-02 15:04:05 MST"}, // PostgreSQL
-	{3, "Jan 2 15:04:05"},          // syslog, without a year
-	{2, "2006-01-02 15:04:05"},     // dpkg, Python's logging (a fraction after a comma or a dot)
-	{2, "2006/01/02 15:04:05"},     // Go's log
-	{1, time.RFC3339Nano},          // hclog, and most else
+	{3, "Jan 2 15:04:05"},      // syslog, without a year
+	{2, "2006-01-02 15:04:05"}, // dpkg, Python's logging (a fraction after a comma or a dot)
+	{2, "2006/01/02 15:04:05"}, // Go's log
+	{1, time.RFC3339Nano},      // hclog, and most else
 }
 
 // parsePrefix reads a time at the start of line, then a level word if one
@@ -192,6 +192,12 @@ func (p *lineParser) parsePrefix(line string) (logx.ClientEntry, bool) {
 		if err != nil {
 			continue
 		}
+		if pl.words == 2 { // PostgreSQL's "2006-01-02 15:04:05.000 UTC": a zone only if it says UTC or GMT
+			if w, after, _ := strings.Cut(rest, " "); w == "UTC" || w == "GMT" {
+				t = time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
+				rest = strings.TrimLeft(after, " \t")
+			}
+		}
 		if t.Year() == 0 { // syslog: this year, or the last if that is in the future
 			now := p.now().In(p.loc)
 			t = t.AddDate(now.Year(), 0, 0)
@@ -204,10 +210,20 @@ func (p *lineParser) parsePrefix(line string) (logx.ClientEntry, bool) {
 				e.Level, rest = l, strings.TrimLeft(after, " \t")
 			}
 		}
+		if !representable(t) {
+			return e, false
+		}
 		e.Time, e.Msg = t, rest
 		return e, true
 	}
 	return e, false
+}
+
+// representable reports whether a log line can carry t: a time in
+// 1970-2261 (Unix nanoseconds, after the epoch). Another is a time the
+// line states but the log could not keep: the line is logged as it is.
+func representable(t time.Time) bool {
+	return t.Year() >= 1970 && t.Year() <= 2261
 }
 
 // cutWords returns the first n words of line, separated by spaces and
@@ -253,7 +269,7 @@ func (p *lineParser) parseTimeValue(v any) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	switch {
-	case f <= 0:
+	case f <= 0 || math.IsNaN(f) || math.IsInf(f, 0):
 		return time.Time{}, false
 	case f > 1e18:
 		return time.Unix(0, int64(f)), true

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -227,4 +228,68 @@ func logxQuote(msg string) string {
 		return "msg=" + fmt.Sprintf("%q", msg)
 	}
 	return "msg=" + msg
+}
+
+// Found by review: a word after the time that looks like a zone (GET,
+// POST) stays in the message, and -tz applies; PostgreSQL's UTC is read
+// as UTC; times a line cannot carry leave the line as it is; JSON numbers
+// keep their digits and objects their members, in order.
+func TestParseKeepsWhatTheLineSays(t *testing.T) {
+	paris, err := newLineParser(parseAuto, "Europe/Paris", logx.LevelInfo)
+	require.NoError(t, err)
+	e := paris.parse("2024-01-01 10:00:00 GET /index.html 200")
+	require.Equal(t, time.Date(2024, 1, 1, 9, 0, 0, 0, time.UTC), e.Time.UTC())
+	require.Equal(t, "GET /index.html 200", e.Msg)
+	e = paris.parse("2026-05-20 07:29:33.123 UTC [123] LOG:  database system is ready")
+	require.Equal(t, time.Date(2026, 5, 20, 7, 29, 33, 123000000, time.UTC), e.Time.UTC())
+	require.Equal(t, "[123] LOG:  database system is ready", e.Msg)
+
+	p := testParser(t, parseAuto)
+	for _, line := range []string{
+		`{"time":"3000-01-01T00:00:00Z","msg":"x"}`,
+		`{"time":"0001-01-01T00:00:00Z","msg":"x"}`,
+		`{"ts":99999999999999999999,"msg":"x"}`,
+		`ts=NaN level=info msg=x`,
+		`ts=Inf level=info msg=x`,
+		`{"t":5,"msg":"t is not a time key"}`,
+	} {
+		if line == `{"t":5,"msg":"t is not a time key"}` {
+			require.True(t, p.parse(line).Time.IsZero(), line)
+			continue
+		}
+		require.Equal(t, raw(line), p.parse(line), line)
+	}
+	e = p.parse(`{"msg":"x","big":12345678901234567890,"f":1.0,"g":0.5,"o":{"b":1,"a":"x y","a":"dup"},"arr":[1,"a b"]}`)
+	require.Equal(t, "x", e.Msg)
+	got := map[string]string{}
+	var keys []string
+	for _, a := range e.Attrs {
+		keys = append(keys, a.Key)
+		switch v := a.Value.Any().(type) {
+		case json.RawMessage:
+			got[a.Key] = string(v)
+		default:
+			got[a.Key] = fmt.Sprint(v)
+		}
+	}
+	require.Equal(t, []string{"big", "f", "g", "o", "arr"}, keys)
+	require.Equal(t, map[string]string{"big": "12345678901234567890", "f": "1.0", "g": "0.5",
+		"o": `{"b":1,"a":"x y","a":"dup"}`, "arr": `[1,"a b"]`}, got)
+}
+
+// A parsed line the leader refuses (in a JSON cluster, < in a nested
+// value renders six times larger) goes in as it is, with the rest of its
+// batch, instead of stopping forward.
+func TestForwardParseFallsBack(t *testing.T) {
+	nodes, cfgs := clusterWith(t, func(cfg *logx.Config) {
+		cfg.Format = logx.FormatJSON
+		cfg.MaxEntrySize = 16 << 10
+	})
+	big := strings.Repeat("<", 3000)
+	in := fmt.Sprintf(`{"msg":"one","o":{"k":"%s"}}`+"\n"+`{"msg":"two"}`+"\n", big)
+	code, _, errs := runCmd(t, in, "forward", "-parse", "json", cfgs[0].Addr)
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, errs, "sending them as they are")
+	require.Contains(t, errs, "2 lines committed")
+	waitSeq(t, nodes, 2)
 }

@@ -35,6 +35,14 @@ func cmdTruncate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	if err := logx.TruncateBefore(ctx, addr, *stream, seq, tlsConfig); err != nil {
 		return fail(stderr, "%v", err)
 	}
-	fmt.Fprintf(stdout, "stream %s: truncated before %d; every node retires the rotated files wholly before it\n", *stream, seq)
+	st, err := logx.QueryStreamStatus(ctx, addr, *stream, tlsConfig)
+	if err != nil {
+		return fail(stderr, "%v", err)
+	}
+	note := ""
+	if st.TruncatedBefore > seq {
+		note = fmt.Sprintf(" (it was already past %d: the point only rises)", seq)
+	}
+	fmt.Fprintf(stdout, "stream %s: truncated before %d%s; every node retires the rotated files wholly before it\n", *stream, st.TruncatedBefore, note)
 	return 0
 }
