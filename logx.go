@@ -256,9 +256,24 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 			return nil, err
 		}
 	}
+	n.mux.expect = n.expectStream
 	n.mux.start()
 	go n.tend()
 	return &Logx{defaultStream: def, node: n}, nil
+}
+
+// expectStream says whether this node is to open stream name: declared in
+// its Config, or live in the catalog as it has applied it.
+func (n *node) expectStream(name string) bool {
+	if slices.ContainsFunc(n.cfg.Streams, func(sc StreamConfig) bool { return sc.Name == name }) {
+		return true
+	}
+	def := n.get(DefaultStream)
+	if def == nil {
+		return false
+	}
+	e := def.fsm.catalogView()[name]
+	return e != nil && e.Deleted == 0
 }
 
 // open opens the stream sc. voters, from the catalog, are its group's

@@ -208,13 +208,12 @@ func TestStreamUnknown(t *testing.T) {
 	require.Equal(t, []string{DefaultStream}, lx.Streams())
 }
 
-// The preface names the stream: a connection with a malformed preface is
-// closed unread, and one for a stream the node does not hold once the
-// header timeout passed (the node may be about to open it: see
-// TestEndpointWaitsUntilOpen); the default stream's one-byte prefaces
-// still work.
+// The preface names the stream: a connection for a stream the node does
+// not hold, or with a malformed preface, is closed unread (one for a
+// stream it is about to open waits: TestEndpointWaitsUntilOpen); the
+// default stream's one-byte prefaces still work.
 func TestPrefaceStreams(t *testing.T) {
-	lx := newSingleSeams(t, func(cfg *Config) { cfg.Streams = []StreamConfig{{Name: "audit"}} }, seams{headerTimeout: time.Second})
+	lx := newSingle(t, func(cfg *Config) { cfg.Streams = []StreamConfig{{Name: "audit"}} })
 	for _, pre := range [][]byte{
 		wire.Preface("nope", wire.ProtoControl),                                     // no such stream
 		{wire.ProtoStream, 0, wire.ProtoControl},                                    // empty name

@@ -44,6 +44,12 @@ type mux struct {
 	// registered.
 	endpoints map[string]*endpoint
 	added     chan struct{}
+	// expect says whether this node is to open stream name (declared, or
+	// in the catalog): waitEndpoint waits the header timeout for those,
+	// and unknownWait for others (the catalog may not have reached this
+	// node yet). Set before start; nil: none is expected.
+	expect      func(name string) bool
+	unknownWait time.Duration
 
 	tlsConf func() *tls.Config // mutual TLS for dials (nil config: none); the listener does its own
 
@@ -65,7 +71,8 @@ func newMux(ln net.Listener, cfg Config, sm seams, tlsConf func() *tls.Config) *
 	m := &mux{ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{},
 		inbound: map[net.Conn]string{}, perIP: map[string]int{}, endpoints: map[string]*endpoint{}, added: make(chan struct{}),
 		headerTimeout: cmp.Or(sm.headerTimeout, headerTimeout), maxPerIP: cmp.Or(sm.maxConnsPerIP, maxConnsPerIP),
-		tlsConf: tlsConf, advertise: advertisedAddr(cfg.Addr), resolve: sm.resolve, ctx: ctx, cancel: cancel}
+		tlsConf: tlsConf, advertise: advertisedAddr(cfg.Addr), resolve: sm.resolve, ctx: ctx, cancel: cancel,
+		unknownWait: max(cfg.ElectionTimeout, 500*time.Millisecond)}
 	if ip := net.ParseIP(sm.dialFrom); ip != nil {
 		m.dialFrom = &net.TCPAddr{IP: ip}
 	}
@@ -191,12 +198,13 @@ func (m *mux) dispatch(c net.Conn) {
 	m.closeConn(c)
 }
 
-// waitEndpoint returns the endpoint of stream name. A stream other than the
-// default one that this node has not opened yet is waited for, up to the
-// header timeout: its peers learn of a stream from the catalog at slightly
-// different moments, and the first to open it calls its first election
-// while the others are still opening it. nil if it does not come (no such
-// stream, or the mux closed).
+// waitEndpoint returns the endpoint of stream name. A stream this node is
+// to open (m.expect) but has not opened yet is waited for, up to the
+// header timeout: peers open a stream at slightly different moments, and
+// the first to open it calls its first election while the others are
+// still opening it. Any other stream is waited for a little (unknownWait,
+// an ElectionTimeout): its creation may not have reached this node's
+// catalog yet. nil if it does not come in time, or the mux closes.
 func (m *mux) waitEndpoint(name string) *endpoint {
 	var timeout <-chan time.Time
 	for {
@@ -207,7 +215,11 @@ func (m *mux) waitEndpoint(name string) *endpoint {
 			return e
 		}
 		if timeout == nil {
-			t := time.NewTimer(m.headerTimeout)
+			wait := min(m.unknownWait, m.headerTimeout)
+			if m.expect != nil && m.expect(name) {
+				wait = m.headerTimeout
+			}
+			t := time.NewTimer(wait)
 			defer t.Stop()
 			timeout = t.C
 		}

@@ -82,6 +82,7 @@ func TestEndpointWaitsUntilOpen(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	m := newMux(ln, Config{Addr: ln.Addr().String()}, seams{headerTimeout: 5 * time.Second}, func() *tls.Config { return nil })
+	m.expect = func(name string) bool { return name == "later" } // as if declared, or in the catalog
 	m.start()
 	defer m.close()
 	served := make(chan string, 4)
@@ -127,9 +128,20 @@ func TestEndpointWaitsUntilOpen(t *testing.T) {
 	require.False(t, isTimeout(err), "the connection should be closed, not left waiting")
 	require.Empty(t, served, "no handler may run for an endpoint that never opened")
 
-	// A connection for a stream not registered yet waits for it: a peer
-	// that learned of the stream first calls its first election while
-	// this node is still opening it.
+	// A connection for a stream this node is to open but has not yet
+	// waits for it: a peer that opened it first calls its first election
+	// while this node is still opening it. One for a stream the node
+	// knows nothing of is closed after a short wait (unknownWait).
+	c4, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer c4.Close()
+	_, err = c4.Write(wire.Preface("unknown", wire.ProtoControl))
+	require.NoError(t, err)
+	_ = c4.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_, err = c4.Read(make([]byte, 1))
+	require.Error(t, err)
+	require.False(t, isTimeout(err), "a connection for an unknown stream should be closed within unknownWait")
+
 	c3, err := net.Dial("tcp", ln.Addr().String())
 	require.NoError(t, err)
 	defer c3.Close()
