@@ -282,6 +282,7 @@ func helperMain() int {
 				// partial in any file).
 				parts := 1
 				var seq uint64
+				var err error // this writer's: the enclosing function's err is shared
 				if n := atoi("BATCH_EVERY"); n > 0 && suffix == "" && i%n == 0 {
 					parts = 3
 					recs := make([]Record, parts)
