@@ -30,6 +30,9 @@ func TestAsyncAllocs(t *testing.T) {
 		f    func()
 	}{
 		{"Info", func() { lx.Info("user signed in", "user", "alice", "attempt", 3, "ok", true, "path", "/login") }},
+		// A message that is not a constant: it must not escape (sampling
+		// once kept it, and every call paid for it).
+		{"Info built", func() { lx.Info(string(msgBuf[:7])) }},
 		{"LogAttrs", func() {
 			lx.LogAttrs(ctx, LevelInfo, "user signed in", slog.String("user", user), slog.Int("n", n),
 				slog.Duration("took", took), slog.Any("err", err))
@@ -54,6 +57,8 @@ func TestAsyncAllocs(t *testing.T) {
 }
 
 var errTest = errorString("disk on fire")
+
+var msgBuf = []byte("message built at run time")
 
 type errorString string
 

@@ -141,6 +141,9 @@ func grepMatches(ctx context.Context, dir, file string, q Query, fn func(Line) e
 		for batch := range j.out {
 			if q.Newest {
 				held = append(held, batch...)
+				if q.Limit > 0 && len(held) > 2*q.Limit { // only the newest Limit can be wanted
+					held = slices.Clone(held[len(held)-q.Limit:])
+				}
 				continue
 			}
 			for _, l := range batch {
@@ -248,7 +251,7 @@ func grepFile(ctx context.Context, path string, q *Query, out chan<- []Line) err
 		n, rerr := io.ReadFull(f, buf[carry:])
 		data := buf[:carry+n]
 		end := bytes.LastIndexByte(data, '\n') + 1 // complete lines
-		batch = grepLines(data[:end], needle, q, batch)
+		batch = grepLines(ctx, data[:end], needle, q, batch)
 		if len(batch) > 0 {
 			select {
 			case out <- batch:
@@ -270,8 +273,11 @@ func grepFile(ctx context.Context, path string, q *Query, out chan<- []Line) err
 // grepLines appends copies of the matching lines of data (whole lines) to
 // batch. With a substring, it jumps from match to match instead of looking
 // at every line.
-func grepLines(data, needle []byte, q *Query, batch []Line) []Line {
-	for len(data) > 0 {
+func grepLines(ctx context.Context, data, needle []byte, q *Query, batch []Line) []Line {
+	for n := 0; len(data) > 0; n++ {
+		if q.Regexp != nil && n%64 == 63 && ctx.Err() != nil {
+			return batch // a costly expression: the caller sees ctx end
+		}
 		var line []byte
 		if len(needle) > 0 {
 			i := bytes.Index(data, needle)

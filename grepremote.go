@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"regexp/syntax"
 	"time"
 
 	"github.com/logx-dev/logx/internal/wire"
@@ -70,6 +71,9 @@ func (r *grepRequest) query() (Query, error) {
 		q.Level = *r.Level
 	}
 	if r.Regexp != "" {
+		if err := checkRegexpCost(r.Regexp); err != nil {
+			return q, err
+		}
 		re, err := regexp.Compile(r.Regexp)
 		if err != nil {
 			return q, err
@@ -79,17 +83,57 @@ func (r *grepRequest) query() (Query, error) {
 	return q, nil
 }
 
+// maxRegexpInsts bounds the program of a remote grep's expression: RE2's
+// time is linear in the input but also in the program, and a short
+// pattern with nested repetitions ((?:a?){1000}) compiles to a large one.
+const maxRegexpInsts = 1000
+
+func checkRegexpCost(expr string) error {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return err
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return err
+	}
+	if len(prog.Inst) > maxRegexpInsts {
+		return fmt.Errorf("the expression compiles to %d instructions, more than %d", len(prog.Inst), maxRegexpInsts)
+	}
+	return nil
+}
+
+// remoteGreps bounds the grep requests a node serves at once, over all
+// its streams; more are refused.
+var remoteGreps = make(chan struct{}, 2)
+
 // serveGrep answers a grep request from this node's files.
 func (lx *Stream) serveGrep(ctx context.Context, r *grepRequest) controlResponse {
 	q, err := r.query()
 	if err != nil {
 		return controlResponse{Error: "logx: grep: " + err.Error()}
 	}
+	select {
+	case remoteGreps <- struct{}{}:
+		defer func() { <-remoteGreps }()
+	default:
+		return controlResponse{Error: fmt.Sprintf("logx: grep: %d searches are running in this process; try again", cap(remoteGreps))}
+	}
 	ctx, cancel := context.WithTimeout(ctx, remoteGrepTimeout)
 	defer cancel()
 	var resp controlResponse
-	size := 0
+	size, matches, limit := 0, 0, q.Limit
+	context := q.Before > 0 || q.After > 0
+	if !context {
+		q.Limit++ // one more: to tell the caller there were more
+	}
 	err = lx.Grep(ctx, q, func(l Line) error {
+		if !l.Context {
+			if matches++; matches > limit {
+				resp.Truncated = true
+				return errGrepLimit
+			}
+		}
 		if size += jsonLineLen(l.Text); size > remoteGrepBytes {
 			resp.Truncated = true
 			return errGrepLimit
@@ -99,6 +143,9 @@ func (lx *Stream) serveGrep(ctx context.Context, r *grepRequest) controlResponse
 	})
 	if err != nil && !errors.Is(err, errGrepLimit) {
 		return controlResponse{Error: "logx: grep: " + err.Error()}
+	}
+	if context && matches == limit {
+		resp.Truncated = true // stopped at the limit, with its context: more may match
 	}
 	return resp
 }
@@ -123,8 +170,11 @@ func jsonLineLen(text []byte) int {
 // GrepAt runs q on the files of stream on the node at addr and calls fn
 // with each line it answers, as Grep would (Line.Time and Level are
 // parsed from the line). tlsConfig is nil without TLS. A node answers at
-// most 10,000 lines (q.Limit; 0 means 1,000) and about 896 KiB of them:
-// truncated says it stopped there, so that a caller can narrow the query.
+// most 10,000 matches (q.Limit; 0 means 1,000), with their context lines,
+// and about 896 KiB of lines: truncated says it stopped at one of those
+// bounds (with context lines, at the limit, even if no match was left), so
+// that a caller can narrow the query. A node runs two searches at once
+// and refuses more.
 func GrepAt(ctx context.Context, addr, stream string, q Query, tlsConfig *tls.Config, fn func(Line) error) (truncated bool, err error) {
 	if stream != DefaultStream {
 		if err := checkStreamName(stream); err != nil {

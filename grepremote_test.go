@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -48,7 +49,7 @@ func TestGrepAt(t *testing.T) {
 		local := collect(func(fn func(Line) error) error { return c.nodes[1].Grep(ctx, q, fn) })
 		remote := collect(func(fn func(Line) error) error {
 			truncated, err := GrepAt(ctx, c.cfgs[1].Addr, DefaultStream, q, nil, fn)
-			require.False(t, truncated)
+			require.Equal(t, q.Limit > 0, truncated, "truncated says the limit stopped the answer")
 			return err
 		})
 		require.Equal(t, local, remote, "%+v", q)
@@ -70,7 +71,15 @@ func TestGrepAt(t *testing.T) {
 	require.Positive(t, n)
 	require.Less(t, n, 30)
 
-	for _, q := range []Query{{Limit: 20000}, {Before: 101}, {Newest: true, After: 1}, {Contains: strings.Repeat("x", 5000)}} {
+	// A limit reached says so too.
+	n = 0
+	truncated, err = GrepAt(ctx, c.cfgs[2].Addr, DefaultStream, Query{Contains: "hay", Limit: 5}, nil, func(Line) error { n++; return nil })
+	require.NoError(t, err)
+	require.True(t, truncated, "more than 5 lines match")
+	require.Equal(t, 5, n)
+
+	for _, q := range []Query{{Limit: 20000}, {Before: 101}, {Newest: true, After: 1}, {Contains: strings.Repeat("x", 5000)},
+		{Regexp: regexp.MustCompile(`(?:[a-h]?){1000}Q`)}, {Regexp: regexp.MustCompile(`(?:` + strings.Repeat("[a-h]?", 20) + `){1000}Q`)}} {
 		_, err := GrepAt(ctx, c.cfgs[0].Addr, DefaultStream, q, nil, func(Line) error { return nil })
 		require.Error(t, err, "%+v", q)
 	}

@@ -81,21 +81,16 @@ func (lx *Stream) logAsync(level slog.Level, msg string, args []any) {
 	if s := lx.sampler; s != nil && !s.allow(level, msg, t.UnixNano()) {
 		return
 	}
-	lx.logAt(t, level, callerPC(3), msg, args)
+	lx.logAt(t, level, callerPC(3), msg, args, !lx.cfg.DropWhenFull)
 }
 
-// logUnsampled logs like Info, at level, without sampling and without a
-// caller (logx's own entries: sampling's summaries).
-func (lx *Stream) logUnsampled(level slog.Level, msg string, args []any) {
-	lx.logAt(lx.now(), level, 0, msg, args)
-}
-
-// logAt queues an entry made at t by the call at pc (0: none).
-func (lx *Stream) logAt(t time.Time, level slog.Level, pc uintptr, msg string, args []any) {
+// logAt queues an entry made at t by the call at pc (0: none); with block
+// it waits for room in the queue.
+func (lx *Stream) logAt(t time.Time, level slog.Level, pc uintptr, msg string, args []any, block bool) {
 	//lint:ignore SA1012 nil says there is no context: ContextAttrs is not called
 	e, err := lx.newEntry(nil, t, level, pc, msg, nil, args, nil, nil)
 	if err == nil {
-		if err = lx.enqueue(context.Background(), e, !lx.cfg.DropWhenFull); err != nil {
+		if err = lx.enqueue(context.Background(), e, block); err != nil {
 			lx.putEntry(e)
 		}
 	}
@@ -175,7 +170,8 @@ type Record struct {
 
 // AppendBatch logs recs as one unit and waits until it is committed: the
 // records go into the log together, one after the other, in one Raft
-// entry, or none of them does; it returns the sequence number of the
+// entry, or none of them does (a rotation by size may fall between them,
+// as between any two lines); it returns the sequence number of the
 // first, the others following it. The records at a level this stream does
 // not log are left out (all of them: seq 0, nil error). At most
 // MaxBatchEntries records, rendering to at most MaxBatchBytes in all

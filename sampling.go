@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,7 +77,8 @@ func levelSlot(l slog.Level) int {
 }
 
 // allow reports whether an entry at level with message msg, logged at
-// now (Unix nanoseconds), is kept. It allocates nothing.
+// now (Unix nanoseconds), is kept. It allocates only at the first drop of
+// a pair in an interval (a copy of the message, for the summary).
 func (s *sampler) allow(level slog.Level, msg string, now int64) bool {
 	if level >= LevelError && !s.cfg.Errors {
 		return true
@@ -91,11 +93,13 @@ func (s *sampler) allow(level slog.Level, msg string, now int64) bool {
 	if n <= first || s.cfg.Thereafter > 0 && (n-first)%uint64(s.cfg.Thereafter) == 0 {
 		return true
 	}
+	slot.mu.Lock() // with summaries' Swap: a summary names the message it counts
 	if slot.dropped.Add(1) == 1 {
-		slot.mu.Lock()
-		slot.msg, slot.level = msg, level
-		slot.mu.Unlock()
+		// A copy, once per pair and interval: storing msg itself would
+		// make every logging call's message escape to the heap.
+		slot.msg, slot.level = strings.Clone(msg), level
 	}
+	slot.mu.Unlock()
 	s.total.Add(1)
 	return false
 }
@@ -128,7 +132,7 @@ func (lx *Stream) summarize(s *sampler) {
 	for {
 		select {
 		case <-t.C:
-			lx.logSummaries(s)
+			lx.logSummaries(s, !lx.cfg.DropWhenFull)
 		case <-lx.closing: // close logs the last summaries
 			return
 		}
@@ -136,11 +140,13 @@ func (lx *Stream) summarize(s *sampler) {
 }
 
 // logSummaries logs one entry per pair that lost entries, as a leveled
-// call would but not sampled.
-func (lx *Stream) logSummaries(s *sampler) {
+// call would but not sampled; without block, a summary that finds the
+// queue full is dropped (Close: a queue that does not drain must not hold
+// it up).
+func (lx *Stream) logSummaries(s *sampler, block bool) {
 	s.summaries(func(level slog.Level, msg string, dropped uint64) {
-		lx.logUnsampled(level, "logx: sampling dropped entries",
-			[]any{"sampled_msg", msg, "dropped", dropped, "interval", s.cfg.Interval.String()})
+		lx.logAt(lx.now(), level, 0, "logx: sampling dropped entries",
+			[]any{"sampled_msg", msg, "dropped", dropped, "interval", s.cfg.Interval.String()}, block)
 	})
 }
 

@@ -72,7 +72,7 @@ func TestSampling(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.Equal(t, uint64(88+11+2), lx.Stats().Sampled)
-	lx.logSummaries(lx.sampler) // the end of the interval
+	lx.logSummaries(lx.sampler, true) // the end of the interval
 	require.NoError(t, lx.Flush(ctx))
 
 	// The next interval counts from 0 again.
@@ -80,7 +80,7 @@ func TestSampling(t *testing.T) {
 	for range 5 {
 		lx.Info("hot")
 	}
-	lx.logSummaries(lx.sampler)
+	lx.logSummaries(lx.sampler, true)
 	require.NoError(t, lx.Flush(ctx))
 	c.flushAll()
 	total := uint64(12 + 2 + 20 + 4 + 3 + 5 + 3 + 3 + 1) // hot, cold, boom, via slog, attrs, appended, summaries, hot again, its summary

@@ -509,7 +509,7 @@ func (lx *Stream) stop() error {
 
 func (lx *Stream) close() error {
 	if lx.sampler != nil {
-		lx.logSummaries(lx.sampler) // what the unfinished interval dropped
+		lx.logSummaries(lx.sampler, false) // what the unfinished interval dropped, if the queue has room
 	}
 	close(lx.closing)
 	lx.cancelClosing()
