@@ -116,17 +116,38 @@ func (lx *Stream) SetClusterLevel(ctx context.Context, level slog.Level) error {
 	if err := checkClusterLevel(level); err != nil {
 		return err
 	}
-	resp, err := lx.controlResp(ctx, controlRequest{Op: "set-level", Level: &level})
+	return lx.commitHere(ctx, controlRequest{Op: "set-level", Level: &level}, "the cluster level")
+}
+
+// commitHere has the stream's leader commit req (a level or truncation
+// command) and waits until this node applied it, so that what this node
+// reports says what was set. The change is committed whatever the wait
+// returns; what names it in that error.
+func (lx *Stream) commitHere(ctx context.Context, req controlRequest, what string) error {
+	resp, err := lx.controlResp(ctx, req)
 	if err != nil {
 		return err
 	}
-	// resp.Index is the command's position: wait until this node applied
-	// it, so that Level says what was set. The change is committed
-	// whatever this wait returns.
 	if err := lx.waitAppliedHere(ctx, resp.Index, true); err != nil {
-		return fmt.Errorf("logx: the cluster level is set, but this node has not applied it: %w", err)
+		return fmt.Errorf("logx: %s is set, but this node has not applied it: %w", what, err)
 	}
 	return nil
+}
+
+// proposeCmd commits cmd, a level or truncation command, on this node, the
+// stream's leader, once every member that is up knows such commands
+// (every server, or the voters only); it returns the command's Raft
+// index. what names the feature, doing the change, in errors.
+func (lx *Stream) proposeCmd(cmd []byte, votersOnly bool, what, doing string) (uint64, error) {
+	servers, err := lx.serverAddrs(votersOnly)
+	if err != nil {
+		return 0, err
+	}
+	if err := lx.votersKnow(servers, clusterCmdsFeature, what); err != nil {
+		return 0, fmt.Errorf("logx: not %s: %w", doing, err)
+	}
+	idx, _, err := lx.applyLocal(cmd, nil)
+	return idx, err
 }
 
 // checkClusterLevel refuses a cluster level above LevelError: errors are
@@ -149,13 +170,5 @@ func (lx *Stream) ClusterLevel() (slog.Level, bool) {
 // once every voter that is up knows level commands; it returns the
 // command's Raft index.
 func (lx *Stream) proposeLevel(l slog.Level) (uint64, error) {
-	voters, err := lx.serverAddrs(true)
-	if err != nil {
-		return 0, err
-	}
-	if err := lx.votersKnow(voters, clusterCmdsFeature, "level commands"); err != nil {
-		return 0, fmt.Errorf("logx: not setting the cluster level: %w", err)
-	}
-	idx, _, err := lx.applyLocal(appendLevelCmd(nil, l), nil)
-	return idx, err
+	return lx.proposeCmd(appendLevelCmd(nil, l), true, "level commands", "setting the cluster level")
 }

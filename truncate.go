@@ -77,14 +77,7 @@ func (lx *Stream) TruncateBefore(ctx context.Context, seq uint64) error {
 	if seq == 0 {
 		return errors.New("logx: TruncateBefore: sequence numbers start at 1")
 	}
-	resp, err := lx.controlResp(ctx, controlRequest{Op: "truncate", Seq: seq})
-	if err != nil {
-		return err
-	}
-	if err := lx.waitAppliedHere(ctx, resp.Index, true); err != nil {
-		return fmt.Errorf("logx: the truncation point is set, but this node has not applied it: %w", err)
-	}
-	return nil
+	return lx.commitHere(ctx, controlRequest{Op: "truncate", Seq: seq}, "the truncation point")
 }
 
 // proposeTruncate commits a truncation command on this node, the stream's
@@ -97,13 +90,6 @@ func (lx *Stream) proposeTruncate(seq uint64) (uint64, error) {
 	if next := lx.fsm.seq.Load() + 1; seq > next {
 		return 0, fmt.Errorf("logx: truncating before %d: beyond the end of the log (the next sequence number is %d)", seq, next)
 	}
-	servers, err := lx.serverAddrs(false) // non-voters too: they write files
-	if err != nil {
-		return 0, err
-	}
-	if err := lx.votersKnow(servers, clusterCmdsFeature, "truncation"); err != nil {
-		return 0, fmt.Errorf("logx: not truncating: %w", err)
-	}
-	idx, _, err := lx.applyLocal(appendTruncateCmd(nil, seq), nil)
-	return idx, err
+	// Non-voters too: they write files.
+	return lx.proposeCmd(appendTruncateCmd(nil, seq), false, "truncation", "truncating")
 }
