@@ -326,7 +326,18 @@ func BenchmarkGrepContext(b *testing.B) {
 // files, in the same run, and checks that both find the same lines
 // (lines counts what grep printed).
 func benchGrepAgainst(b *testing.B, q Query, flag string, lines func(out string) int) {
-	dir, paths, written := grepFixture(b)
+	dir, paths, written := grepFixture(b, false)
+	ourDur, grepDur := timeGrepAgainst(b, dir, q, append([]string{"grep", "-F", flag, "-h", q.Contains}, paths...),
+		func(out string, want int) {
+			require.Equal(b, want, lines(out), "grep %s found other lines", flag)
+		})
+	reportGrep(b, written, ourDur, grepDur, "grep-F-MB/s")
+}
+
+// timeGrepAgainst times Grep with q over dir's log and the command cmd, in
+// turns, b.N times each; check gets the command's output and the number of
+// lines Grep found.
+func timeGrepAgainst(b *testing.B, dir string, q Query, cmd []string, check func(out string, want int)) (ourDur, theirDur time.Duration) {
 	count := func() int {
 		n := 0
 		require.NoError(b, Grep(context.Background(), dir, "app.log", q, func(Line) error { n++; return nil }))
@@ -335,45 +346,109 @@ func benchGrepAgainst(b *testing.B, q Query, flag string, lines func(out string)
 	want := count() // also warms the page cache
 	require.Positive(b, want)
 	b.ResetTimer()
-	var grepDur, ourDur time.Duration
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
 		require.Equal(b, want, count())
 		ourDur += time.Since(start)
 		start = time.Now()
-		out, err := exec.Command("grep", append([]string{"-F", flag, "-h", q.Contains}, paths...)...).Output()
-		grepDur += time.Since(start)
+		out, err := exec.Command(cmd[0], cmd[1:]...).Output()
+		theirDur += time.Since(start)
 		require.NoError(b, err)
-		require.Equal(b, want, lines(string(out)), "grep %s found other lines", flag)
+		check(string(out), want)
 	}
-	reportGrep(b, written, ourDur, grepDur)
+	return ourDur, theirDur
 }
 
-func reportGrep(b *testing.B, written int64, ourDur, grepDur time.Duration) {
+// BenchmarkGrepCompressed compresses the rotated files of BenchmarkGrep's
+// log as Config.Compress does (one goroutine), and reports the disk
+// saved and the compression speed; then times, in the same run, Grep
+// over the compressed files against zstd -dcf | grep -F -c over the
+// same files (the active file is plain for both), checking that both
+// count the same lines. MB/s are of the plain bytes.
+//
+// Two logs: BenchmarkGrep's, whose lines differ only in their time and
+// one number, and a varied one whose lines carry random request ids,
+// users, paths, statuses and durations, as a service's often do.
+func BenchmarkGrepCompressed(b *testing.B) {
+	zstd, err := exec.LookPath("zstd")
+	if err != nil {
+		b.Skip("no zstd tool here")
+	}
+	b.Run("repetitive", func(b *testing.B) { benchGrepCompressed(b, zstd, false) })
+	b.Run("varied", func(b *testing.B) { benchGrepCompressed(b, zstd, true) })
+}
+
+func benchGrepCompressed(b *testing.B, zstd string, varied bool) {
+	dir, _, written := grepFixture(b, varied)
+	st, _, err := readState(dir)
+	require.NoError(b, err)
+	var mu sync.Mutex
+	var plain, saved int64
+	start := time.Now()
+	for _, fs := range st.Rotated {
+		n, err := store.CompressFile(dir, fs, &mu, func() error { return nil })
+		require.NoError(b, err)
+		plain += fs.Size
+		saved += n
+	}
+	compressDur := time.Since(start)
+	names, err := LogFiles(dir, "app.log")
+	require.NoError(b, err)
+	paths := make([]string, len(names))
+	for i, n := range names {
+		paths[i] = filepath.Join(dir, n)
+	}
+	q := Query{Contains: "needle-in-the-haystack"}
+	pipeline := fmt.Sprintf("%s -dcf -q %s | grep -F -c %s", zstd, strings.Join(paths, " "), q.Contains)
+	ourDur, theirDur := timeGrepAgainst(b, dir, q, []string{"sh", "-c", pipeline}, func(out string, want int) {
+		require.Equal(b, strconv.Itoa(want), strings.TrimSpace(out))
+	})
+	reportGrep(b, written, ourDur, theirDur, "zstd|grep-MB/s")
+	b.ReportMetric(float64(plain)/float64(plain-saved), "compression-ratio")
+	b.ReportMetric(float64(plain)/1e6/compressDur.Seconds(), "compress-MB/s")
+}
+
+func reportGrep(b *testing.B, written int64, ourDur, grepDur time.Duration, unit string) {
 	mb := float64(written) / 1e6 * float64(b.N)
 	b.ReportMetric(mb/ourDur.Seconds(), "MB/s")
-	b.ReportMetric(mb/grepDur.Seconds(), "grep-F-MB/s")
+	b.ReportMetric(mb/grepDur.Seconds(), unit)
 	b.ReportMetric(grepDur.Seconds()/ourDur.Seconds(), "ratio")
 }
 
 // grepFixture writes the benchmark's log (-bench.grepbytes of it) through
 // the real apply path: lines of about 200 bytes, one in 100,000 holding
-// the needle, in 64 MiB files.
-func grepFixture(b *testing.B) (dir string, paths []string, written int64) {
+// the needle, in 64 MiB files. Varied lines carry random request ids,
+// users, paths, statuses and durations (seeded), and four messages.
+func grepFixture(b *testing.B, varied bool) (dir string, paths []string, written int64) {
 	dir = b.TempDir()
 	f, err := newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 64 << 20}}, format: FormatText, stateInterval: -1, logf: func(string, ...any) {}})
 	require.NoError(b, err)
 	msg := strings.Repeat("abcdefghij", 10)
+	rng := rand.New(rand.NewSource(1))
+	msgs := []string{"request served", "cache miss", "upstream slow", "session renewed"}
+	routes := []string{"items", "users", "orders", "carts", "search"}
 	for i := 1; written < *benchGrepBytes; i++ {
 		batch := wire.AppendHeader(nil, wire.Header{Producer: 1, FirstPSeq: uint64((i-1)*1000 + 1), Count: 1000})
 		for k := 0; k < 1000; k++ {
 			t := time.Unix(1764000000, 0).Add(time.Duration(i*1000+k) * time.Millisecond)
 			m := msg
+			if varied {
+				m = msgs[rng.Intn(len(msgs))]
+			}
 			if (i*1000+k)%100000 == 0 {
-				m = "needle-in-the-haystack " + msg
+				m = "needle-in-the-haystack " + m
 			}
 			body := appendBodyStart(nil, FormatText, t, LevelInfo, "n1", "app/main.go:42", m)
-			body = appendAttrText(body, "", slog.Int("user", k))
+			if varied {
+				status := []int{200, 200, 200, 200, 201, 304, 404, 500}[rng.Intn(8)]
+				body = appendAttrText(body, "", slog.String("request_id", fmt.Sprintf("%016x", rng.Uint64())))
+				body = appendAttrText(body, "", slog.Int("user", rng.Intn(1_000_000)))
+				body = appendAttrText(body, "", slog.String("path", fmt.Sprintf("/api/v1/%s/%d", routes[rng.Intn(len(routes))], rng.Intn(100_000))))
+				body = appendAttrText(body, "", slog.Int("status", status))
+				body = appendAttrText(body, "", slog.Duration("took", time.Duration(rng.Intn(900_000))*time.Microsecond))
+			} else {
+				body = appendAttrText(body, "", slog.Int("user", k))
+			}
 			batch = wire.AppendRecord(batch, LevelInfo, t.UnixNano(), body)
 		}
 		f.ApplyBatch([]*raft.Log{{Index: uint64(i), Type: raft.LogCommand, Data: batch}})

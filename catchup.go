@@ -189,8 +189,9 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 		return err
 	}
 	for _, e := range ents {
-		_, isSeg := namer.ParseSegment(e.Name())
-		if (isSeg && !keep[e.Name()]) || strings.HasPrefix(e.Name(), ".catchup-") || strings.HasPrefix(e.Name(), ".retired-") {
+		plain, _, _, isSeg := namer.ParseStored(e.Name())
+		if (isSeg && !keep[plain]) || strings.HasPrefix(e.Name(), ".catchup-") || strings.HasPrefix(e.Name(), ".retired-") ||
+			strings.HasPrefix(e.Name(), store.CompressTemp("")) {
 			f.filesMu.Lock()
 			err := os.Remove(filepath.Join(f.dir, e.Name()))
 			f.filesMu.Unlock()
@@ -223,6 +224,8 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	f.restoredLevel(st.Index, st.Level)
 	f.truncated.Store(st.TruncatedBefore)
 	f.useSegment(seg)
+	f.checkpointed.Store(nil) // the files changed: the compressor looks again
+	f.noteRotated(st.Rotated)
 	f.applied.Store(st.Index)
 	f.seq.Store(st.Seq)
 	f.clock.Store(st.Clock)
@@ -244,6 +247,10 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 // it copied.
 func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File) (int64, error) {
 	staging := filepath.Join(f.dir, stagingName(mf.First))
+	if keep, err := f.keepCompressed(ctx, namer, mf, staging); keep || err != nil {
+		f.progress.done.Add(mf.Size)
+		return 0, err
+	}
 	if _, err := os.Stat(staging); errors.Is(err, os.ErrNotExist) {
 		// The local copy, if any: a rotated file, or the active file.
 		src := filepath.Join(f.dir, namer.Segment(mf.First))
@@ -314,6 +321,37 @@ func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File)
 		return copied, err
 	}
 	return copied, os.Rename(staging, filepath.Join(f.dir, mf.Name))
+}
+
+// keepCompressed reports whether the local compressed form of the manifest's
+// rotated file mf holds its bytes, so that catch-up keeps it. A compressed
+// form that does not, or that a plain copy (or one being assembled) makes
+// redundant, is removed: the compressor makes a new one from the plain
+// file once it is complete.
+func (f *fsm) keepCompressed(ctx context.Context, namer store.Names, mf store.File, staging string) (bool, error) {
+	if mf.Name != namer.Segment(mf.First) {
+		return false, nil // the active file: never compressed
+	}
+	zpath := filepath.Join(f.dir, mf.Name+store.CompressedExt)
+	if _, err := os.Stat(zpath); err != nil {
+		return false, nil
+	}
+	_, perr := os.Stat(filepath.Join(f.dir, mf.Name))
+	_, serr := os.Stat(staging)
+	if perr != nil && serr != nil {
+		sum, size, err := segmentSHA256(ctx, zpath)
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		if err == nil && sum == mf.SHA256 && size == mf.Size {
+			return true, nil
+		}
+		f.logf("logx: catch-up: %s does not hold the snapshot's bytes (%v); copying it whole", mf.Name+store.CompressedExt, err)
+	}
+	f.filesMu.Lock()
+	err := os.Remove(zpath)
+	f.filesMu.Unlock()
+	return false, err
 }
 
 // copyContext copies src to dst like io.Copy, a chunk at a time, and stops

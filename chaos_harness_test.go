@@ -189,6 +189,10 @@ func runChaos(t *testing.T, o chaosOpts) {
 		fmt.Sprintf("LOGX_INTERVAL_MS=%d", o.interval.Milliseconds()),
 		"LOGX_APPEND_TIMEOUT_MS=10000",
 		"LOGX_BATCH_EVERY=4", // every 4th entry of a writer is an AppendBatch of three
+		// n1, n3, ... keep rotated files compressed: kills and pauses land
+		// in the middle of compressions, and catch-ups copy from nodes
+		// that compress to nodes that do not, and back.
+		"LOGX_COMPRESS=odd",
 		// Raft compacts its log often, so that a node back from a fault
 		// often needs a snapshot and a copy of file tails (catchup.go).
 		"LOGX_SNAPSHOT_MS=1000",
@@ -245,12 +249,13 @@ func runChaos(t *testing.T, o chaosOpts) {
 	h.summary = h.line(&r)
 	fmt.Println(h.summary)
 	t.Log(h.summary)
-	if r.missing+r.duplicates+r.differing+r.badSeq+r.notPrefix+r.retiredOn+r.clockOff+r.stalls+r.partial > 0 {
+	if r.missing+r.duplicates+r.differing+r.zstDiffer+r.badSeq+r.notPrefix+r.retiredOn+r.clockOff+r.stalls+r.partial > 0 {
 		t.Errorf("%s\n%s", h.summary, strings.Join(r.details, "\n"))
 	}
 	require.Positive(t, r.acked, "no entry was acknowledged")
 	require.Positive(t, r.streamAcked, "no entry of stream %s was acknowledged", chaosStream)
 	require.Positive(t, r.timeRotations, "no file was rotated by time")
+	require.Positive(t, r.zstFiles, "no file was compressed")
 	if o.ensure == "clock-skew" {
 		require.NotEmpty(t, h.skews, "no clock-skew fault was injected")
 	}
@@ -689,6 +694,8 @@ type chaosResult struct {
 	missing, duplicates, badSeq int
 	partial                     int // AppendBatch batches not whole and contiguous in some file
 	differing                   int
+	zstDiffer                   int      // compressed files of the same name that differ between members
+	zstFiles                    int      // compressed files (names) the members hold
 	removed, notPrefix          int      // removed nodes checked; those whose files are not a prefix of the members'
 	details                     []string // the first problems found
 
@@ -765,12 +772,21 @@ func (h *chaos) check() chaosResult {
 	acks := c.acks() // of every slot: removed nodes' too
 	r.acked = len(acks)
 	missing := map[string]bool{}
-	sums := map[string][]int{} // the files' names and checksums → the members holding them
-	var longest [][]byte       // a member's lines, for the removed nodes' prefix check
+	sums := map[string][]int{}   // the files' names and checksums → the members holding them
+	var longest [][]byte         // a member's lines, for the removed nodes' prefix check
+	zsums := map[string]string{} // a compressed file's name → its sha256, on the first member that has it
 	for _, i := range h.members() {
 		dir := c.dir(i)
-		sum := hashList(fileHashes(t, dir, "app.log"))
+		sum := hashList(plainHashes(t, dir, "app.log"))
 		sums[sum] = append(sums[sum], i)
+		for name, h := range zstHashes(t, dir, "app.log") {
+			if first, ok := zsums[name]; !ok {
+				zsums[name] = h
+			} else if first != h {
+				r.zstDiffer++
+				note("n%d: compressed file %s differs from another member's", i+1, name)
+			}
+		}
 		lines, at := parse(fmt.Sprintf("n%d", i+1), dir)
 		if len(lines) > len(longest) {
 			longest = lines
@@ -807,8 +823,16 @@ func (h *chaos) check() chaosResult {
 	smissing := map[string]bool{}
 	for _, i := range h.members() {
 		dir := StreamDir(c.dir(i), chaosStream)
-		sum := hashList(fileHashes(t, dir, chaosStream+".log"))
+		sum := hashList(plainHashes(t, dir, chaosStream+".log"))
 		ssums[sum] = append(ssums[sum], i)
+		for name, h := range zstHashes(t, dir, chaosStream+".log") {
+			if first, ok := zsums[name]; !ok {
+				zsums[name] = h
+			} else if first != h {
+				r.zstDiffer++
+				note("n%d %s: compressed file %s differs from another member's", i+1, chaosStream, name)
+			}
+		}
 		lines, at := parse(fmt.Sprintf("n%d %s", i+1, chaosStream), dir)
 		r.streamEntries = max(r.streamEntries, len(lines))
 		for id, seq := range sacks {
@@ -820,6 +844,7 @@ func (h *chaos) check() chaosResult {
 			}
 		}
 	}
+	r.zstFiles = len(zsums)
 	r.missing, r.duplicates = r.missing+len(smissing), len(dups)
 	most = 0
 	for _, nodes := range ssums {
@@ -1004,6 +1029,7 @@ func (h *chaos) line(r *chaosResult) string {
 	if r != nil {
 		fmt.Fprintf(&b, " acked=%d entries=%d %s-acked=%d %s-entries=%d catch-ups=%d members=%d missing=%d duplicates=%d partial-batches=%d differing-nodes=%d",
 			r.acked, r.entries, chaosStream, r.streamAcked, chaosStream, r.streamEntries, r.catchUps, len(h.members()), r.missing, r.duplicates, r.partial, r.differing)
+		fmt.Fprintf(&b, " zst-files=%d differing-zst=%d", r.zstFiles, r.zstDiffer)
 		if r.removed > 0 {
 			fmt.Fprintf(&b, " removed-not-prefix=%d/%d", r.notPrefix, r.removed)
 		}

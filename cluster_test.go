@@ -235,7 +235,7 @@ func readLinesFiles(t testing.TB, dir string, names []string) [][]byte {
 	t.Helper()
 	var lines [][]byte
 	for _, n := range names {
-		f, err := os.Open(filepath.Join(dir, n))
+		f, err := OpenLogFile(filepath.Join(dir, n))
 		require.NoError(t, err)
 		sc := bufio.NewScanner(f)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)

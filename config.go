@@ -96,6 +96,18 @@ type Config struct {
 	MaxFiles int           `json:"max_files" yaml:"max_files"`
 	MaxAge   time.Duration `json:"max_age" yaml:"max_age"`
 
+	// Compress keeps rotated files compressed: once a checkpoint lists a
+	// rotated file (within CheckpointInterval of its rotation), this node
+	// replaces it by <name>.zst, zstd in the seekable format, which any
+	// zstd tool decodes (zstdcat) and logx reads in place: Reader, Grep,
+	// Watch, the CLI, catch-up and repair handle both forms. It applies to
+	// every stream of the node, and is this node's choice: the files'
+	// plain bytes, sizes and checksums are the same on every node either
+	// way, and nodes of the same logx version that all compress hold the
+	// same compressed bytes too (docs/guarantees.md). The active file is
+	// never compressed. Off by default.
+	Compress bool `json:"compress" yaml:"compress"`
+
 	// DedupWindow is how long the cluster remembers a producer (a node's
 	// or a Client's batches) after its last batch, to drop repeats of it;
 	// measured by the log clock, so every node forgets it at the same

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"time"
 
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/logx-dev/logx/internal/wire"
 )
 
@@ -41,9 +41,9 @@ func (lx *Stream) serveFetch(c net.Conn) {
 		_ = c.SetWriteDeadline(time.Now().Add(fetchIOTimeout))
 		f, err := lx.fsm.openSegment(first)
 		if err == nil {
-			var fi os.FileInfo
-			if fi, err = f.Stat(); err == nil && !fetchRangeOK(off, n, fi.Size()) {
-				err = fmt.Errorf("bytes %d+%d of segment %d not held here (%d bytes)", off, n, first, fi.Size())
+			var size int64
+			if size, err = f.Size(); err == nil && !fetchRangeOK(off, n, size) {
+				err = fmt.Errorf("bytes %d+%d of segment %d not held here (%d bytes)", off, n, first, size)
 			}
 		}
 		if err != nil {
@@ -58,9 +58,12 @@ func (lx *Stream) serveFetch(c net.Conn) {
 		hdr := wire.FetchOKHeader(n)
 		_, err = c.Write(hdr[:])
 		if err == nil {
-			// *os.File under a LimitedReader lets the kernel copy (sendfile).
-			if _, err = f.Seek(off, io.SeekStart); err == nil {
-				_, err = io.Copy(c, io.LimitReader(f, n))
+			// Of a plain file, an *os.File under a LimitedReader: the
+			// kernel copies it (sendfile). A compressed file's plain bytes
+			// are decoded here: peers always get plain bytes.
+			var r io.Reader
+			if r, err = f.Range(off, n); err == nil {
+				_, err = io.Copy(c, r)
 			}
 		}
 		f.Close()
@@ -80,7 +83,7 @@ func fetchRangeOK(off, n, size int64) bool {
 
 // openSegment opens the log file whose first sequence number is first (see
 // store.Writer.OpenFile).
-func (f *fsm) openSegment(first uint64) (*os.File, error) {
+func (f *fsm) openSegment(first uint64) (*store.Segment, error) {
 	seg := f.segPtr.Load()
 	if seg == nil {
 		return nil, errors.New("files are being caught up")

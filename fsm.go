@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -27,6 +26,11 @@ type fsm struct {
 
 	// stop is closed when the node closes.
 	stop chan struct{}
+
+	// checkpointed is the rotated files the newest checkpoint lists: the
+	// ones the compressor may compress (compress.go). Nil while the files
+	// are being caught up at start.
+	checkpointed atomic.Pointer[[]store.File]
 
 	// filesMu is held by every step that renames or removes a rotated file
 	// out of the log (retention, catch-up, a redo's undo of rotations), and
@@ -119,6 +123,11 @@ type fsmConfig struct {
 	// retired files wait for deletion as retention keeps (retention.go);
 	// it must not block.
 	onRetired func()
+	// onRotated is told when a checkpoint lists rotated files the one
+	// before did not (compress.go); it must not block. With it, a batch
+	// that rotates a file is checkpointed at once: the file is not
+	// compressed before, and an idle log may not checkpoint for long.
+	onRotated func()
 	// onCatalog, set on the default stream only, is told of every change
 	// of the catalog (catalog.go), in log order; it must not block.
 	onCatalog func(catalogEvent)
@@ -174,6 +183,7 @@ func newFSM(c fsmConfig) (*fsm, error) {
 		return nil, err
 	}
 	f.useSegment(seg)
+	f.noteRotated(st.Rotated)
 	if !have {
 		// A new directory: checkpoint the empty state before the first line,
 		// so a crash before the first real checkpoint is recoverable.
@@ -391,8 +401,9 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 		return nil, err
 	}
 	storeMax(&f.seq, st.Seq) // a redo writes again what readers saw
+	rotated := f.seg.Rotations() != f.rotated.Load()
 	f.rotated.Store(f.seg.Rotations())
-	if f.stateInterval >= 0 && time.Since(f.lastPersist) >= f.stateInterval {
+	if f.stateInterval >= 0 && (time.Since(f.lastPersist) >= f.stateInterval || rotated && f.onRotated != nil) {
 		if err := f.persist(); err != nil {
 			return nil, err
 		}
@@ -439,9 +450,9 @@ func (f *fsm) deleteRetired(prevSnap uint64) error {
 			continue
 		}
 		f.filesMu.Lock()
-		err := os.Remove(filepath.Join(f.dir, store.RetiredName(r.Name)))
+		err := store.RemoveRetired(f.dir, r.Name)
 		f.filesMu.Unlock()
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err != nil {
 			return err
 		}
 	}
@@ -486,7 +497,27 @@ func (f *fsm) persist() error {
 		return err
 	}
 	f.lastPersist = time.Now()
+	f.noteRotated(f.st.Rotated)
 	return nil
+}
+
+// noteRotated records rot, the rotated files of the checkpoint just
+// written (or read at start), as checkpointed, and tells onRotated when
+// its newest file is not the one the last checkpoint had.
+func (f *fsm) noteRotated(rot []store.File) {
+	if old := f.checkpointed.Load(); old != nil && len(*old) > 0 && len(rot) > 0 &&
+		(*old)[len(*old)-1].First == rot[len(rot)-1].First {
+		if len(*old) != len(rot) { // retention took files out
+			c := slices.Clone(rot)
+			f.checkpointed.Store(&c)
+		}
+		return
+	}
+	c := slices.Clone(rot)
+	f.checkpointed.Store(&c)
+	if len(rot) > 0 && f.onRotated != nil {
+		f.onRotated()
+	}
 }
 
 // waitApplied blocks until the Raft index idx has been applied here.

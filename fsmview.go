@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"sync"
 	"time"
 
 	"github.com/logx-dev/logx/internal/store"
@@ -73,3 +74,17 @@ func (f *fsm) closeFiles() {
 		_ = f.seg.Close()
 	}
 }
+
+// toCompress is the rotated files the newest checkpoint lists (compress.go),
+// and how many catch-ups have replaced the files so far; nil files while
+// a catch-up interrupted at start has not ended.
+func (f *fsm) toCompress() (files []store.File, catchUps uint64) {
+	catchUps = f.catchUps.Load()
+	if p := f.checkpointed.Load(); p != nil {
+		files = *p
+	}
+	return files, catchUps
+}
+
+// filesLock is held to rename or remove a rotated file (fsm.filesMu).
+func (f *fsm) filesLock() sync.Locker { return &f.filesMu }

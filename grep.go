@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -229,14 +230,15 @@ func (q *Query) timesMeet(lo, hi int64) bool {
 
 // grepFile sends the matching lines of one file in batches.
 func grepFile(ctx context.Context, path string, q *Query, out chan<- []Line) error {
-	f, err := os.Open(path)
+	seg, err := store.OpenSegment(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil // retired or rotated away meanwhile
 		}
 		return err
 	}
-	defer f.Close()
+	defer seg.Close()
+	f := io.NewSectionReader(seg, 0, math.MaxInt64)
 	buf := make([]byte, grepChunk)
 	var batch []Line
 	var carry int // bytes of an incomplete line kept at the start of buf

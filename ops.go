@@ -175,9 +175,11 @@ func (lx *Stream) monitor() {
 //     older logs": a follower that restarted behind the leader, which then
 //     sends it earlier entries (Raft's log matching);
 //   - a vote or pre-vote refused because this node's log is more recent
-//     than the candidate's, a pre-vote refused because this node has a
-//     leader (a node that restarted asks before it hears from the leader;
-//     pre-voting exists so that such a refusal disturbs nothing), and
+//     than the candidate's, or because this node has a leader (a node that
+//     restarted asks before it hears from the leader, and pre-voting exists
+//     so that such a refusal disturbs nothing; a vote, not a pre-vote, is
+//     refused so when two candidates of one election after a restart race
+//     and the other one won: a loaded machine's TestQuietStart saw it), and
 //     "clearing log suffix" (entries no majority held, replaced by the new
 //     leader's): Raft's elections after a restart;
 //   - "failed to decode incoming command" because the connection or the
@@ -193,6 +195,7 @@ func quietRaft(level hclog.Level, msg string, args ...any) bool {
 		"rejecting pre-vote request since our last index is greater",
 		"rejecting pre-vote request since our last term is greater",
 		"rejecting pre-vote request since we have a leader",
+		"rejecting vote request since we have a leader",
 		"rejecting vote request since our last index is greater",
 		"rejecting vote request since our last term is greater",
 		"clearing log suffix":

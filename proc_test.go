@@ -82,6 +82,8 @@ func helperMain() int {
 		RotateEvery: time.Duration(atoi("ROTATE_EVERY_MS")) * time.Millisecond,
 		MaxAge:      time.Duration(atoi("MAX_AGE_MS")) * time.Millisecond,
 		MaxFiles:    atoi("MAX_FILES"),
+		// COMPRESS: "all", or "odd" for n1, n3, ... only.
+		Compress: env("COMPRESS") == "all" || env("COMPRESS") == "odd" && (env("NODE_ID")[len(env("NODE_ID"))-1]-'0')%2 == 1,
 	}
 	sm := seams{
 		walSegmentSize: atoi("WAL_SEGMENT"),

@@ -110,6 +110,7 @@ func TestQuietRaftKeepsTheRest(t *testing.T) {
 		{"failed to decode incoming command", nil, false},
 		{"no known peers, aborting election", nil, true},
 		{"rejecting pre-vote request since we have a leader", []any{"from", "127.0.0.1:1", "leader", "127.0.0.1:2"}, true},
+		{"rejecting vote request since we have a leader", []any{"from", "127.0.0.1:1", "leader", "127.0.0.1:2"}, true},
 		{"failed to contact quorum of nodes, stepping down", nil, false},
 		{"failed to appendEntries to", []any{"peer", "x", "error", io.EOF}, false},
 	} {

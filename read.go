@@ -8,6 +8,7 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -91,10 +92,31 @@ func parseHead(b []byte) (seq uint64, t time.Time, level slog.Level, err error) 
 }
 
 // LogFiles returns the names of the log files in dir for the active file
-// name, rotated files first in log order and the active file last.
+// name, rotated files first in log order and the active file last. A
+// rotated file kept compressed (Config.Compress) is given by its name on
+// disk, <name>.zst; OpenLogFile reads either form.
 func LogFiles(dir, name string) ([]string, error) { return store.LogFiles(dir, name) }
 
-// logFile is one of a node's files: its name and first sequence number.
+// OpenLogFile opens the log file at path, as LogFiles names it, for its
+// plain bytes: a compressed file is decoded as it is read. A plain rotated
+// file that has been compressed since it was listed is found under its
+// compressed name.
+func OpenLogFile(path string) (io.ReadCloser, error) {
+	seg, err := store.OpenSegment(path)
+	if err != nil {
+		return nil, err
+	}
+	return segmentReader{io.NewSectionReader(seg, 0, math.MaxInt64), seg}, nil
+}
+
+type segmentReader struct {
+	io.Reader
+	io.Closer
+}
+
+// logFile is one of a node's files: its plain name (open it with
+// store.OpenSegment, which finds its compressed form) and first sequence
+// number.
 type logFile struct {
 	name  string
 	first uint64
@@ -104,17 +126,17 @@ type logFile struct {
 // sequence numbers (the active file's is read from its first line; an
 // empty active file is left out).
 func listLogFiles(dir, file string) ([]logFile, error) {
-	names, err := LogFiles(dir, file)
+	files, err := store.StoredFiles(dir, file)
 	if err != nil {
 		return nil, err
 	}
-	namer := store.NewNames(file)
 	var out []logFile
-	for _, n := range names {
-		if first, ok := namer.ParseSegment(n); ok {
-			out = append(out, logFile{n, first})
+	for _, sf := range files {
+		if sf.First > 0 {
+			out = append(out, logFile{sf.Name, sf.First})
 			continue
 		}
+		n := sf.Name
 		first, err := firstSeq(filepath.Join(dir, n))
 		if errors.Is(err, io.EOF) {
 			continue
@@ -154,7 +176,7 @@ func firstSeq(path string) (uint64, error) {
 type Reader struct {
 	dir, file string
 	cur       logFile
-	f         *os.File
+	f         *store.Segment
 	br        *bufio.Reader
 	off       int64 // offset in f of the next line
 	buf       []byte
@@ -182,7 +204,7 @@ func (r *Reader) Close() error {
 
 func (r *Reader) open(lf logFile, off int64) error {
 	r.Close()
-	f, err := os.Open(filepath.Join(r.dir, lf.name))
+	f, err := store.OpenSegment(filepath.Join(r.dir, lf.name))
 	if err != nil {
 		return err
 	}
@@ -191,14 +213,16 @@ func (r *Reader) open(lf logFile, off int64) error {
 }
 
 func (r *Reader) seek(off int64) error {
-	if _, err := r.f.Seek(off, io.SeekStart); err != nil {
-		return err
+	if off < 0 {
+		return fmt.Errorf("logx: negative offset %d", off)
 	}
 	r.off = off
+	// A file being written grows: read to wherever its end is then.
+	src := io.NewSectionReader(r.f, off, math.MaxInt64-off)
 	if r.br == nil {
-		r.br = bufio.NewReaderSize(r.f, 256<<10)
+		r.br = bufio.NewReaderSize(src, 256<<10)
 	} else {
-		r.br.Reset(r.f)
+		r.br.Reset(src)
 	}
 	return nil
 }
@@ -275,12 +299,12 @@ func (r *Reader) SeekTime(t time.Time) error {
 
 // firstTime is the time of the first line of path that has one.
 func firstTime(path string) (time.Time, error) {
-	f, err := os.Open(path)
+	f, err := store.OpenSegment(path)
 	if err != nil {
 		return time.Time{}, err
 	}
 	defer f.Close()
-	br := bufio.NewReaderSize(f, 64<<10)
+	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, math.MaxInt64), 64<<10)
 	for {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
@@ -297,11 +321,11 @@ func firstTime(path string) (time.Time, error) {
 // true), or the file's size. It probes lines by binary search over byte
 // offsets.
 func (r *Reader) search(pred func(seq uint64, t time.Time) bool) (int64, error) {
-	fi, err := r.f.Stat()
+	size, err := r.f.Size()
 	if err != nil {
 		return 0, err
 	}
-	lo, hi := int64(0), fi.Size() // the answer is a line start in [lo, hi]
+	lo, hi := int64(0), size // the answer is a line start in [lo, hi]
 	for lo < hi {
 		mid := lo + (hi-lo)/2
 		start, seq, t, ok, err := r.lineAtOrAfter(mid, hi)
@@ -446,11 +470,11 @@ func (r *Reader) Next() (Line, error) {
 		}
 		// A newer file exists only once this one is complete (rotation
 		// writes every line first); read what arrived since the EOF.
-		fi, err := r.f.Stat()
+		size, err := r.f.Size()
 		if err != nil {
 			return Line{}, err
 		}
-		if fi.Size() > r.off {
+		if size > r.off {
 			continue
 		}
 		if err := r.open(next, 0); err != nil {

@@ -15,7 +15,7 @@ import (
 )
 
 // Rotated files never change once written, and the checkpoint records each
-// one's size and sha256. At start a node checks them in the background; a
+// one's size and sha256 (of its plain bytes, when it is kept compressed). At start a node checks them in the background; a
 // file whose bytes no longer match (a bad disk, a stray write) is copied
 // again from a peer, which holds the same file, verified against the same
 // checksum, and put in place of the damaged one.
@@ -30,10 +30,12 @@ func (lx *Stream) scrub(files []store.File) {
 			return
 		default:
 		}
-		path := filepath.Join(lx.cfg.Dir, fs.Name)
-		sum, size, err := store.FileSHA256(path)
+		sum, size, err := segmentSHA256(lx.closingCtx, filepath.Join(lx.cfg.Dir, fs.Name))
 		if errors.Is(err, os.ErrNotExist) {
 			continue // retired by retention meanwhile
+		}
+		if lx.closingCtx.Err() != nil {
+			return
 		}
 		if err == nil && sum == fs.SHA256 && size == fs.Size {
 			continue
@@ -54,7 +56,8 @@ func (lx *Stream) scrub(files []store.File) {
 
 // repair copies the rotated file fs from a peer into a temporary file,
 // checks it against fs's checksum and renames it over the damaged one,
-// unless the file has left the log meanwhile. It runs beside Raft's apply
+// unless the file has left the log meanwhile. A damaged compressed file
+// is replaced by the plain copy, which the compressor compresses again. It runs beside Raft's apply
 // goroutine, where retention and catch-up rename and remove rotated files:
 // filesMu keeps them out between the check that the file is still there and
 // the rename, which would otherwise bring back a file they took away.
@@ -93,11 +96,17 @@ func (f *fsm) repair(ctx context.Context, fs store.File) error {
 		if err == nil {
 			f.filesMu.Lock()
 			_, serr := os.Stat(path)
+			_, zerr := os.Stat(path + store.CompressedExt)
+			if serr != nil && zerr == nil {
+				serr = nil // compressed: the plain copy replaces it
+			}
 			if serr == nil {
 				if f.repairHook != nil {
 					f.repairHook(fs.Name)
 				}
-				err = os.Rename(tmp, path)
+				if err = os.Rename(tmp, path); err == nil && zerr == nil {
+					err = os.Remove(path + store.CompressedExt)
+				}
 			}
 			f.filesMu.Unlock()
 			if serr != nil {
@@ -114,4 +123,16 @@ func (f *fsm) repair(ctx context.Context, fs store.File) error {
 		lastErr = err
 	}
 	return lastErr
+}
+
+// segmentSHA256 returns the hex sha256 and size of the plain bytes of the
+// log file at path, compressed or not; it gives up once ctx ends.
+func segmentSHA256(ctx context.Context, path string) (string, int64, error) {
+	seg, err := store.OpenSegment(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer seg.Close()
+	sum, n, err := seg.SHA256(ctx.Err)
+	return hex.EncodeToString(sum), n, err
 }

@@ -82,8 +82,15 @@ type Stats struct {
 	// checksum; RepairedFiles those of them copied again from a peer.
 	DamagedFiles  uint64 `json:"damaged_files"`
 	RepairedFiles uint64 `json:"repaired_files"`
-	FetchedBytes  uint64 `json:"fetched_bytes"` // bytes copied from peers by catch-up
-	ServedBytes   uint64 `json:"served_bytes"`  // bytes this node served to catching-up peers
+	// CompressedFiles counts rotated files this node replaced by their
+	// compressed form since start (Config.Compress), CompressedSaved the
+	// bytes that saved, and CompressFailures the files it could not
+	// compress (each failure is logged to LogOutput; the file stays plain).
+	CompressedFiles  uint64 `json:"compressed_files"`
+	CompressedSaved  int64  `json:"compressed_saved_bytes"`
+	CompressFailures uint64 `json:"compress_failures"`
+	FetchedBytes     uint64 `json:"fetched_bytes"` // bytes copied from peers by catch-up
+	ServedBytes      uint64 `json:"served_bytes"`  // bytes this node served to catching-up peers
 	// The running catch-up, or the last one: whether one is running, the
 	// bytes of the files it assembles, how many of them are in place (kept
 	// or fetched), and how long it has taken.
@@ -145,6 +152,9 @@ func (lx *Stream) Stats() Stats {
 		Retries:          lx.stats.retries.Load(),
 		DamagedFiles:     lx.stats.damaged.Load(),
 		RepairedFiles:    lx.stats.repaired.Load(),
+		CompressedFiles:  lx.stats.compressed.Load(),
+		CompressedSaved:  lx.stats.compressSaved.Load(),
+		CompressFailures: lx.stats.compressFailed.Load(),
 		RecordBytes:      lx.stats.recordBytes.Load(),
 		BatchBytes:       lx.stats.batchBytes.Load(),
 		EntriesWritten:   fs.entries,

@@ -118,6 +118,9 @@ type Stream struct {
 	observer    *raft.Observer
 	monitorDone chan struct{} // closed when the alarm monitor has exited
 	scrubDone   chan struct{} // closed when the check of the files at start has ended
+	// compressWake wakes the compressor (compress.go) when a checkpoint
+	// lists a newly rotated file.
+	compressWake chan struct{}
 }
 
 // counters are the Stats kept by Logx itself.
@@ -129,6 +132,8 @@ type counters struct {
 	fetched, fetchServed         atomic.Uint64
 	recordBytes, batchBytes      atomic.Uint64
 	damaged, repaired            atomic.Uint64
+	compressed, compressFailed   atomic.Uint64
+	compressSaved                atomic.Int64
 	ignoredRemovals              atomic.Uint64
 }
 
@@ -153,17 +158,18 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	}
 	cfg = cfg.withDefaults()
 	lx := &Stream{
-		name:     name,
-		cfg:      cfg,
-		seams:    sm,
-		want:     want,
-		diag:     log.New(cfg.LogOutput, diagPrefix(name), log.LstdFlags|log.Lmicroseconds|log.Lmsgprefix),
-		queue:    make(chan *entry, cfg.QueueSize),
-		free:     make(chan *entry, cfg.QueueSize+cfg.MaxBatchEntries+1),
-		closing:  make(chan struct{}),
-		abort:    make(chan struct{}),
-		stopped:  make(chan struct{}),
-		maxFrame: cfg.MaxBatchBytes + wire.RecordSize(cfg.MaxEntrySize) + wire.HeaderMax,
+		name:         name,
+		cfg:          cfg,
+		seams:        sm,
+		compressWake: make(chan struct{}, 1),
+		want:         want,
+		diag:         log.New(cfg.LogOutput, diagPrefix(name), log.LstdFlags|log.Lmicroseconds|log.Lmsgprefix),
+		queue:        make(chan *entry, cfg.QueueSize),
+		free:         make(chan *entry, cfg.QueueSize+cfg.MaxBatchEntries+1),
+		closing:      make(chan struct{}),
+		abort:        make(chan struct{}),
+		stopped:      make(chan struct{}),
+		maxFrame:     cfg.MaxBatchBytes + wire.RecordSize(cfg.MaxEntrySize) + wire.HeaderMax,
 	}
 	lx.fwd.lx = lx
 	lx.lastActive.Store(time.Now().UnixNano())
@@ -212,10 +218,15 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	// The files first: a directory whose files contradict their checkpoint
 	// is refused before the Raft log is opened (raft-wal creates and
 	// preallocates its segment).
+	var onRotated func() // only a node that compresses needs to hear of rotations
+	if cfg.Compress {
+		onRotated = lx.wakeCompressor
+	}
 	fc := fsmConfig{dir: cfg.Dir, file: cfg.File, policy: cfg.filePolicy(), format: cfg.Format,
 		stateInterval: cfg.CheckpointInterval, logf: lx.logf, want: want, logs: func() raft.LogStore { return lx.logs }, fetcher: lx,
 		onWriteError: lx.onWriteError, onActive: lx.markActive, onBlocked: lx.onCatchingUp, onLevel: lx.level.Set,
 		onRetired: lx.onRetired,
+		onRotated: onRotated,
 		hooks:     sm.powerCut, fault: sm.diskFault}
 	if hooks != nil {
 		fc.onCatalog = hooks.onCatalog
@@ -355,6 +366,9 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	lx.raft.RegisterObserver(lx.observer)
 	lx.scrubDone = make(chan struct{})
 	go lx.scrub(rotated)
+	if cfg.Compress {
+		lx.goFunc(lx.compressLoop)
+	}
 	go lx.produce()
 	lx.monitorDone = make(chan struct{})
 	go lx.monitor()

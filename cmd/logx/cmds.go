@@ -35,7 +35,7 @@ func detectFile(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	rotated := regexp.MustCompile(`-\d{20}(\.[^.]*)?$`)
+	rotated := regexp.MustCompile(`-\d{20}(\.[^.]*)?(\.zst)?$`) // plain or compressed
 	var cands []string
 	for _, e := range ents {
 		n := e.Name()

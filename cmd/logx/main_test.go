@@ -130,21 +130,29 @@ func TestTailGrepVerify(t *testing.T) {
 	code, out, errs = runCmd(t, "", "verify", cfgs[0].Dir, cfgs[1].Dir, cfgs[2].Dir)
 	require.Equal(t, 0, code, errs)
 	require.Contains(t, out, "identical: 3 directories")
+	bad, names := copyFlipped(t, cfgs[1].Dir)
+	code, out, _ = runCmd(t, "", "verify", "-file", "app.log", cfgs[0].Dir, bad)
+	require.Equal(t, 1, code)
+	require.Contains(t, out, fmt.Sprintf("differ: %s", names[1]))
+	require.Contains(t, out, "at byte 100")
+}
+
+// copyFlipped copies the log files of dir (plain ones) to a new directory,
+// with byte 100 of the second file flipped, and returns it and the names.
+func copyFlipped(t *testing.T, dir string) (string, []string) {
+	t.Helper()
 	bad := t.TempDir()
-	names, err := logx.LogFiles(cfgs[1].Dir, "app.log")
+	names, err := logx.LogFiles(dir, "app.log")
 	require.NoError(t, err)
 	for _, n := range names {
-		b, err := os.ReadFile(filepath.Join(cfgs[1].Dir, n))
+		b, err := os.ReadFile(filepath.Join(dir, n))
 		require.NoError(t, err)
 		if n == names[1] {
 			b[100] ^= 1
 		}
 		require.NoError(t, os.WriteFile(filepath.Join(bad, n), b, 0o644))
 	}
-	code, out, _ = runCmd(t, "", "verify", "-file", "app.log", cfgs[0].Dir, bad)
-	require.Equal(t, 1, code)
-	require.Contains(t, out, fmt.Sprintf("differ: %s", names[1]))
-	require.Contains(t, out, "at byte 100")
+	return bad, names
 }
 
 // syncBuffer is a bytes.Buffer safe for one writer and one reader.
@@ -510,4 +518,71 @@ func TestGrepCLIOptions(t *testing.T) {
 	code, _, errs = runCmd(t, "", "grep", "-r", "-A", "1", "needle", dir)
 	require.Equal(t, 2, code)
 	require.Contains(t, errs, "not with -r")
+}
+
+// TestCompressedCLI: tail, grep and verify read nodes that keep their
+// rotated files compressed as they read plain ones.
+func TestCompressedCLI(t *testing.T) {
+	nodes, cfgs := clusterWith(t, func(c *logx.Config) { c.Compress = c.NodeID != "n3" })
+	logSome(t, nodes, "z", 150)
+	waitSeq(t, nodes, 450)
+	for _, lx := range nodes {
+		require.NoError(t, lx.Close())
+	}
+	// Close may stop a compression half-way, leaving that file plain:
+	// start the compressing nodes again, alone, until all is compressed.
+	for i := range 2 {
+		lx, err := logx.New(cfgs[i])
+		require.NoError(t, err)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			names, err := logx.LogFiles(cfgs[i].Dir, "app.log")
+			require.NoError(t, err)
+			plain := 0
+			for _, n := range names[:len(names)-1] {
+				if !strings.HasSuffix(n, ".zst") {
+					plain++
+				}
+			}
+			if plain == 0 && len(names) > 3 {
+				break
+			}
+			require.True(t, time.Now().Before(deadline), "not compressed: %v", names)
+			time.Sleep(10 * time.Millisecond)
+		}
+		require.NoError(t, lx.Close())
+	}
+	for _, args := range [][]string{{"tail", "-n", "400"}, {"grep", "node=1 k=4"}, {"grep", "-r", "-limit", "7", "cli entry"},
+		{"grep", "-C", "2", "-E", `node=2 k=1[0-9]$`}} {
+		code, want, errs := runCmd(t, "", append(args, cfgs[2].Dir)...)
+		require.Equal(t, 0, code, errs)
+		code, got, errs := runCmd(t, "", append(args, cfgs[0].Dir)...)
+		require.Equal(t, 0, code, errs)
+		require.Equal(t, want, got, "%v", args)
+		require.NotEmpty(t, got)
+	}
+	code, out, errs := runCmd(t, "", "verify", cfgs[0].Dir, cfgs[1].Dir, cfgs[2].Dir)
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, "identical: 3 directories")
+	require.Contains(t, out, "(compressed in 2 of 3)")
+
+	// A compressed file and a plain one that differ at byte 100.
+	bad, names := copyFlipped(t, cfgs[2].Dir)
+	code, out, _ = runCmd(t, "", "verify", "-file", "app.log", cfgs[0].Dir, bad)
+	require.Equal(t, 1, code)
+	require.Contains(t, out, fmt.Sprintf("differ: %s", names[1]))
+	require.Contains(t, out, "at byte 100")
+
+	// A damaged compressed file is an error that names it.
+	zn, err := logx.LogFiles(cfgs[1].Dir, "app.log")
+	require.NoError(t, err)
+	path := filepath.Join(cfgs[1].Dir, zn[0])
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	b[len(b)-1] ^= 0xff // the seek table's magic
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+	code, _, errs = runCmd(t, "", "verify", cfgs[0].Dir, cfgs[1].Dir)
+	require.NotEqual(t, 0, code)
+	require.Contains(t, errs, zn[0])
+	require.Contains(t, errs, "corrupt")
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -76,8 +75,9 @@ func cmdVerify(_ context.Context, args []string, _ io.Reader, stdout, stderr io.
 // verifyDirs compares the log files of one stream in dirs.
 func verifyDirs(dirs []string, file string, stdout, stderr io.Writer) int {
 	type node struct {
-		dir   string
-		names []string
+		dir    string
+		names  []string          // plain names
+		stored map[string]string // plain name to the name on disk
 	}
 	var nodes []node
 	for _, d := range dirs {
@@ -89,7 +89,13 @@ func verifyDirs(dirs []string, file string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(stderr, "%v", err)
 		}
-		nodes = append(nodes, node{d, names})
+		nd := node{dir: d, stored: map[string]string{}}
+		for _, n := range names {
+			p := plainName(name, n)
+			nd.names = append(nd.names, p)
+			nd.stored[p] = n
+		}
+		nodes = append(nodes, nd)
 	}
 	ref := nodes[0]
 	var total int64
@@ -102,8 +108,12 @@ func verifyDirs(dirs []string, file string, stdout, stderr io.Writer) int {
 	for _, name := range ref.names {
 		var refSum string
 		var refSize int64
+		compressed := 0
 		for k, nd := range nodes {
-			sum, size, off, err := compareFile(filepath.Join(ref.dir, name), filepath.Join(nd.dir, name))
+			if nd.stored[name] != name {
+				compressed++
+			}
+			sum, size, off, err := compareFile(filepath.Join(ref.dir, ref.stored[name]), filepath.Join(nd.dir, nd.stored[name]))
 			if err != nil {
 				return fail(stderr, "%v", err)
 			}
@@ -116,21 +126,39 @@ func verifyDirs(dirs []string, file string, stdout, stderr io.Writer) int {
 				total += size
 			}
 		}
-		fmt.Fprintf(stdout, "%-32s %12d  %s\n", name, refSize, refSum)
+		note := ""
+		if compressed > 0 {
+			note = fmt.Sprintf("  (compressed in %d of %d)", compressed, len(nodes))
+		}
+		fmt.Fprintf(stdout, "%-32s %12d  %s%s\n", name, refSize, refSum, note)
 	}
 	fmt.Fprintf(stdout, "identical: %d directories, %d files, %d bytes each\n", len(nodes), len(ref.names), total)
 	return 0
 }
 
-// compareFile returns a's sha256 and size, and the first offset where a and
-// b differ (-1 if they are the same).
+// plainName is the plain name of the log file name as LogFiles lists it
+// for the active file active: a compressed rotated file's name without
+// its ".zst".
+func plainName(active, name string) string {
+	ext := filepath.Ext(active)
+	stem := strings.TrimSuffix(active, ext)
+	if p, ok := strings.CutSuffix(name, ".zst"); ok && len(p) == len(stem)+1+20+len(ext) &&
+		strings.HasPrefix(p, stem+"-") && strings.HasSuffix(p, ext) {
+		return p
+	}
+	return name
+}
+
+// compareFile returns the sha256 and size of a's plain bytes, and the
+// first offset where a's and b's plain bytes differ (-1 if they are the
+// same); either may be compressed.
 func compareFile(a, b string) (sum string, size, diff int64, err error) {
-	fa, err := os.Open(a)
+	fa, err := logx.OpenLogFile(a)
 	if err != nil {
 		return "", 0, 0, err
 	}
 	defer fa.Close()
-	fb, err := os.Open(b)
+	fb, err := logx.OpenLogFile(b)
 	if err != nil {
 		return "", 0, 0, err
 	}

@@ -1,14 +1,12 @@
 package store
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -89,29 +87,73 @@ func (n Names) ParseSegment(name string) (uint64, bool) {
 	return v, err == nil
 }
 
+// ParseStored is ParseSegment for a rotated file's name on disk, which
+// may be its compressed form (name+CompressedExt): it returns the plain
+// name as well.
+func (n Names) ParseStored(name string) (plain string, first uint64, compressed, ok bool) {
+	if p, cut := strings.CutSuffix(name, CompressedExt); cut {
+		if first, ok := n.ParseSegment(p); ok {
+			return p, first, true, true
+		}
+	}
+	first, ok = n.ParseSegment(name)
+	return name, first, false, ok
+}
+
 // RetiredName is the name a retired file waits under until it is deleted.
 func RetiredName(name string) string { return ".retired-" + name }
 
 // LogFiles returns the names of the log files in dir for the active file
-// name, rotated files first in log order and the active file last.
+// name, rotated files first in log order and the active file last. A
+// rotated file kept compressed has its name on disk (ending in
+// CompressedExt); while one is being replaced by its compressed form and
+// both are there, the plain name is given.
 func LogFiles(dir, name string) ([]string, error) {
+	files, err := StoredFiles(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(files))
+	for i, f := range files {
+		out[i] = f.Stored
+	}
+	return out, nil
+}
+
+// Stored is a log file as LogFiles finds it.
+type Stored struct {
+	Name   string // the plain name
+	Stored string // the name on disk: Name, or Name+CompressedExt
+	First  uint64 // of a rotated file; 0 for the active file
+}
+
+// StoredFiles is LogFiles with each file's plain name and first sequence
+// number.
+func StoredFiles(dir, name string) ([]Stored, error) {
 	n := NewNames(name)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	var rotated []string
+	var rotated []Stored
 	active := false
 	for _, e := range ents {
 		if e.Name() == name {
 			active = true
-		} else if _, ok := n.ParseSegment(e.Name()); ok {
-			rotated = append(rotated, e.Name())
+		} else if plain, first, _, ok := n.ParseStored(e.Name()); ok {
+			rotated = append(rotated, Stored{Name: plain, Stored: e.Name(), First: first})
 		}
 	}
-	sort.Strings(rotated)
+	// Plain before compressed for the same file: the plain one is kept.
+	sort.Slice(rotated, func(i, j int) bool {
+		if rotated[i].First != rotated[j].First {
+			return rotated[i].First < rotated[j].First
+		}
+		return len(rotated[i].Stored) < len(rotated[j].Stored)
+	})
+	rotated = slices.CompactFunc(rotated, func(a, b Stored) bool { return a.First == b.First })
 	if active {
-		rotated = append(rotated, name)
+		rotated = append(rotated, Stored{Name: name, Stored: name})
 	}
 	return rotated, nil
 }
@@ -152,19 +194,4 @@ func SyncDir(dir string) error {
 		err = cerr
 	}
 	return err
-}
-
-// FileSHA256 returns the hex sha256 and size of the file at path.
-func FileSHA256(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", n, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }

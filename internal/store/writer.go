@@ -95,12 +95,8 @@ func Open(dir, name string, rot Rotation, st State, known bool, stateFile string
 	// Files the checkpoint still lists that retention retired after it:
 	// put them back; the caller retires them again.
 	for _, fs := range st.Rotated {
-		path := filepath.Join(dir, fs.Name)
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			err := os.Rename(filepath.Join(dir, RetiredName(fs.Name)), path)
-			if err != nil && !errors.Is(err, os.ErrNotExist) {
-				return nil, err
-			}
+		if err := unretire(dir, fs.Name); err != nil {
+			return nil, err
 		}
 	}
 
@@ -111,11 +107,11 @@ func Open(dir, name string, rot Rotation, st State, known bool, stateFile string
 	activeSeg := ""
 	for _, e := range ents {
 		name := e.Name()
-		first, ok := w.names.ParseSegment(name)
+		_, first, compressed, ok := w.names.ParseStored(name)
 		if rest, retired := strings.CutPrefix(name, RetiredName("")); retired {
 			// Retired after the checkpoint: undo like a rotation, since
 			// the caller rotates and retires it again.
-			if first, ok = w.names.ParseSegment(rest); !ok || first < st.ActiveFirst {
+			if _, first, compressed, ok = w.names.ParseStored(rest); !ok || first < st.ActiveFirst {
 				continue
 			}
 			if err := os.Rename(filepath.Join(dir, name), filepath.Join(dir, rest)); err != nil {
@@ -130,6 +126,10 @@ func Open(dir, name string, rot Rotation, st State, known bool, stateFile string
 			return nil, fmt.Errorf("%w: %s exists but %s does not", ErrCorrupt, name, stateFile)
 		}
 		switch {
+		case first == st.ActiveFirst && compressed:
+			// Only files a checkpoint lists as rotated are compressed,
+			// and checkpoints do not go back.
+			return nil, fmt.Errorf("%w: %s is compressed, but %s says it is the active file", ErrCorrupt, name, stateFile)
 		case first == st.ActiveFirst:
 			activeSeg = name
 		case first > st.ActiveFirst: // rotated after the checkpoint: undo
@@ -374,9 +374,9 @@ func (w *Writer) Retire(maxFiles int, maxAge time.Duration, clock int64, before 
 			break
 		}
 		lock.Lock()
-		err := os.Rename(filepath.Join(w.dir, old.Name), filepath.Join(w.dir, RetiredName(old.Name)))
+		err := retire(w.dir, old.Name)
 		lock.Unlock()
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err != nil {
 			return out, err
 		}
 		// A new slice: State's earlier copies share the old one.
@@ -391,14 +391,14 @@ func (w *Writer) Retire(maxFiles int, maxAge time.Duration, clock int64, before 
 // It may be called from any goroutine: a rotation can rename the active
 // file between the look-ups, and the checks below make sure the file
 // returned is the one asked for.
-func (w *Writer) OpenFile(first uint64) (*os.File, error) {
+func (w *Writer) OpenFile(first uint64) (*Segment, error) {
 	rotated := filepath.Join(w.dir, w.names.Segment(first))
-	if fh, err := os.Open(rotated); err == nil {
-		return fh, nil
+	if s, err := OpenSegment(rotated); !errors.Is(err, os.ErrNotExist) {
+		return s, err
 	}
 	// Retired by retention, but a snapshot that lists it may be in use.
-	if fh, err := os.Open(filepath.Join(w.dir, RetiredName(w.names.Segment(first)))); err == nil {
-		return fh, nil
+	if s, err := OpenSegment(filepath.Join(w.dir, RetiredName(w.names.Segment(first)))); !errors.Is(err, os.ErrNotExist) {
+		return s, err
 	}
 	if w.activeFirst.Load() != first {
 		return nil, fmt.Errorf("no segment starts at %d", first)
@@ -407,15 +407,54 @@ func (w *Writer) OpenFile(first uint64) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rf, err := os.Open(rotated); err == nil { // rotated meanwhile
+	if rs, err := OpenSegment(rotated); err == nil { // rotated meanwhile
 		fh.Close()
-		return rf, nil
+		return rs, nil
 	}
 	if w.activeFirst.Load() != first {
 		fh.Close()
 		return nil, fmt.Errorf("segment %d rotated away", first)
 	}
-	return fh, nil
+	return &Segment{f: fh}, nil
+}
+
+// retire renames the rotated file name, in either form, to its retired
+// name. A file in neither form is not an error.
+func retire(dir, name string) error {
+	for _, n := range []string{name, name + CompressedExt} {
+		err := os.Rename(filepath.Join(dir, n), filepath.Join(dir, RetiredName(n)))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// unretire puts back the rotated file name, in the form it was retired
+// in, if it is not there in either form.
+func unretire(dir, name string) error {
+	for _, n := range []string{name, name + CompressedExt} {
+		if _, err := os.Stat(filepath.Join(dir, n)); !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	for _, n := range []string{name, name + CompressedExt} {
+		err := os.Rename(filepath.Join(dir, RetiredName(n)), filepath.Join(dir, n))
+		if err == nil || !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// RemoveRetired deletes the retired file name, in either form.
+func RemoveRetired(dir, name string) error {
+	for _, n := range []string{name, name + CompressedExt} {
+		if err := os.Remove(filepath.Join(dir, RetiredName(n))); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // ActiveFirst is the first sequence number of the active file; safe from

@@ -1,0 +1,131 @@
+package logx
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/logx-dev/logx/internal/store"
+)
+
+// Compressed rotated files (Config.Compress). A rotated file never changes,
+// so once a checkpoint lists it, this node's compressor, one goroutine per
+// stream, replaces it by its compressed form, <name>.zst
+// (internal/store/segment.go gives the format and the steps that make the
+// swap safe). Everything else goes on as before:
+//
+//   - The checkpoint, snapshots and the fetch protocol speak of the plain
+//     bytes: a file's size and sha256, the ranges peers copy. A node that
+//     serves a compressed file decodes it; a node may compress or not
+//     whatever its peers do.
+//   - Readers (Reader, Grep, Watch's replay) open a file with
+//     store.OpenSegment, which finds either form and tells them apart by
+//     their first bytes; one that has the plain file open when it is
+//     swapped keeps reading it.
+//   - Retention renames and deletes either form, scrub checks the plain
+//     bytes of either, repair replaces a damaged compressed file by a
+//     plain copy, and catch-up keeps a local compressed file whose plain
+//     bytes match the snapshot's.
+//
+// Only files a checkpoint lists as rotated are compressed: recovery after
+// a crash undoes what came after the checkpoint, and would otherwise have
+// to turn a compressed file back into the active one.
+
+// compressLoop compresses the rotated files of each new checkpoint until
+// the node closes. It starts once the check of the files at start (scrub)
+// has ended, so as not to read every file twice at once.
+func (lx *Stream) compressLoop() {
+	select {
+	case <-lx.scrubDone:
+	case <-lx.closingCtx.Done():
+		return
+	}
+	lx.removeCompressTemps()
+	// settled holds the files compressed, gone, or that cannot be
+	// compressed: not tried again, until a catch-up replaces the files.
+	settled := map[string]bool{}
+	var catchUps uint64
+	for {
+		files, n := lx.fsm.toCompress()
+		if n != catchUps {
+			clear(settled)
+			catchUps = n
+		}
+		lx.compressFiles(files, settled)
+		select {
+		case <-lx.compressWake:
+		case <-lx.closingCtx.Done():
+			return
+		}
+	}
+}
+
+// compressFiles compresses those of files that are still plain, and not
+// settled.
+func (lx *Stream) compressFiles(files []store.File, settled map[string]bool) {
+	for _, fs := range files {
+		if lx.closingCtx.Err() != nil || lx.fsm.catchingUp() {
+			return // a catch-up wakes the loop again when it ends
+		}
+		if settled[fs.Name] {
+			continue
+		}
+		saved, err := store.CompressFile(lx.cfg.Dir, fs, lx.fsm.filesLock(), lx.closingCtx.Err)
+		switch {
+		case err == nil:
+			settled[fs.Name] = true
+			if saved != 0 {
+				lx.stats.compressed.Add(1)
+				lx.stats.compressSaved.Add(saved)
+			}
+		case lx.closingCtx.Err() != nil:
+			return
+		case errors.Is(err, store.ErrLineTooLong), errors.Is(err, ErrCorrupt):
+			// Stays plain; scrub repairs a damaged file at the next
+			// start, and this node compresses it then.
+			settled[fs.Name] = true
+			lx.stats.compressFailed.Add(1)
+			lx.logf("logx: not compressing %s: %v", fs.Name, err)
+		default: // the disk (full?): tried again at the next rotation
+			lx.stats.compressFailed.Add(1)
+			lx.logf("logx: compressing %s: %v", fs.Name, err)
+			return
+		}
+	}
+	// Forget files that have left the log.
+	if len(settled) > len(files) {
+		listed := make(map[string]bool, len(files))
+		for _, fs := range files {
+			listed[fs.Name] = true
+		}
+		for name := range settled {
+			if !listed[name] {
+				delete(settled, name)
+			}
+		}
+	}
+}
+
+// wakeCompressor asks the compressor to look at the newest checkpoint's
+// rotated files (fsm.onRotated); it never blocks.
+func (lx *Stream) wakeCompressor() {
+	select {
+	case lx.compressWake <- struct{}{}:
+	default: // a wake-up is pending
+	}
+}
+
+// removeCompressTemps removes compressed files left half-written by a
+// crash or a Close; only this stream's compressor writes them.
+func (lx *Stream) removeCompressTemps() {
+	ents, err := os.ReadDir(lx.cfg.Dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), store.CompressTemp("")) {
+			_ = os.Remove(filepath.Join(lx.cfg.Dir, e.Name()))
+		}
+	}
+}
