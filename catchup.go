@@ -121,6 +121,15 @@ func (w progressWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// endCatchUp marks the catch-up ended (Stats), and wakes the compressor,
+// which waited for it.
+func (f *fsm) endCatchUp() {
+	f.progress.end()
+	if f.onRotated != nil {
+		f.onRotated()
+	}
+}
+
 // stagingName is where the file starting at first is assembled.
 func stagingName(first uint64) string { return fmt.Sprintf(".catchup-%020d", first) }
 
@@ -139,6 +148,8 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	}
 	f.logf("logx: catching up to Raft index %d (sequence %d, %d files, %d bytes) from peers", m.Index, m.Seq, len(m.Files), need)
 	f.progress.begin(start, need)
+	f.compressMu.Lock() // the compressor stops the file under way (compress.go)
+	defer f.compressMu.Unlock()
 
 	// From here until the state is replaced the files are in flux.
 	if f.seg != nil {
@@ -195,7 +206,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 			f.filesMu.Lock()
 			err := os.Remove(filepath.Join(f.dir, e.Name()))
 			f.filesMu.Unlock()
-			if err != nil {
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err
 			}
 		}
@@ -224,7 +235,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	f.restoredLevel(st.Index, st.Level)
 	f.truncated.Store(st.TruncatedBefore)
 	f.useSegment(seg)
-	f.checkpointed.Store(nil) // the files changed: the compressor looks again
+	f.checkpointed.Store(nil) // the files changed: the compressor looks again once the catch-up ends
 	f.noteRotated(st.Rotated)
 	f.applied.Store(st.Index)
 	f.seq.Store(st.Seq)
@@ -505,7 +516,7 @@ func (f *fsm) catchUpInBackground(ctx context.Context, m *manifest, done chan st
 		unguard()
 		if err == nil {
 			f.setCatchUpErr(nil)
-			f.progress.end()
+			f.endCatchUp()
 			return
 		}
 		if ctx.Err() != nil {

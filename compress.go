@@ -2,9 +2,7 @@ package logx
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
-	"strings"
+	"syscall"
 
 	"github.com/logx-dev/logx/internal/store"
 )
@@ -34,14 +32,15 @@ import (
 
 // compressLoop compresses the rotated files of each new checkpoint until
 // the node closes. It starts once the check of the files at start (scrub)
-// has ended, so as not to read every file twice at once.
+// has ended, so as not to read every file twice at once. A catch-up stops
+// it (fsm.compressMu) and wakes it when it ends. Temporary files a crash
+// left are removed when the stream opens (newStream).
 func (lx *Stream) compressLoop() {
 	select {
 	case <-lx.scrubDone:
 	case <-lx.closingCtx.Done():
 		return
 	}
-	lx.removeCompressTemps()
 	// settled holds the files compressed, gone, or that cannot be
 	// compressed: not tried again, until a catch-up replaces the files.
 	settled := map[string]bool{}
@@ -61,17 +60,33 @@ func (lx *Stream) compressLoop() {
 	}
 }
 
+// errCatchingUp stops a compression when a catch-up begins.
+var errCatchingUp = errors.New("logx: a catch-up began")
+
 // compressFiles compresses those of files that are still plain, and not
 // settled.
 func (lx *Stream) compressFiles(files []store.File, settled map[string]bool) {
-	for _, fs := range files {
-		if lx.closingCtx.Err() != nil || lx.fsm.catchingUp() {
-			return // a catch-up wakes the loop again when it ends
+	stop := func() error {
+		if err := lx.closingCtx.Err(); err != nil {
+			return err
 		}
+		if lx.fsm.catchingUp() {
+			return errCatchingUp
+		}
+		return nil
+	}
+	mu := lx.fsm.compressLock()
+	for _, fs := range files {
 		if settled[fs.Name] {
 			continue
 		}
-		saved, err := store.CompressFile(lx.cfg.Dir, fs, lx.fsm.filesLock(), lx.closingCtx.Err)
+		mu.Lock()
+		if stop() != nil {
+			mu.Unlock()
+			return // the end of a catch-up wakes the loop again
+		}
+		saved, err := store.CompressFile(lx.cfg.Dir, fs, lx.fsm.filesLock(), stop)
+		mu.Unlock()
 		switch {
 		case err == nil:
 			settled[fs.Name] = true
@@ -79,7 +94,7 @@ func (lx *Stream) compressFiles(files []store.File, settled map[string]bool) {
 				lx.stats.compressed.Add(1)
 				lx.stats.compressSaved.Add(saved)
 			}
-		case lx.closingCtx.Err() != nil:
+		case stop() != nil:
 			return
 		case errors.Is(err, store.ErrLineTooLong), errors.Is(err, ErrCorrupt):
 			// Stays plain; scrub repairs a damaged file at the next
@@ -87,10 +102,13 @@ func (lx *Stream) compressFiles(files []store.File, settled map[string]bool) {
 			settled[fs.Name] = true
 			lx.stats.compressFailed.Add(1)
 			lx.logf("logx: not compressing %s: %v", fs.Name, err)
-		default: // the disk (full?): tried again at the next rotation
+		case errors.Is(err, syscall.ENOSPC):
+			lx.stats.compressFailed.Add(1)
+			lx.logf("logx: compressing %s: %v; trying again at the next rotation", fs.Name, err)
+			return
+		default: // this file (unreadable?): the others go on; it is tried again at the next rotation
 			lx.stats.compressFailed.Add(1)
 			lx.logf("logx: compressing %s: %v", fs.Name, err)
-			return
 		}
 	}
 	// Forget files that have left the log.
@@ -113,19 +131,5 @@ func (lx *Stream) wakeCompressor() {
 	select {
 	case lx.compressWake <- struct{}{}:
 	default: // a wake-up is pending
-	}
-}
-
-// removeCompressTemps removes compressed files left half-written by a
-// crash or a Close; only this stream's compressor writes them.
-func (lx *Stream) removeCompressTemps() {
-	ents, err := os.ReadDir(lx.cfg.Dir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), store.CompressTemp("")) {
-			_ = os.Remove(filepath.Join(lx.cfg.Dir, e.Name()))
-		}
 	}
 }

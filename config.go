@@ -97,8 +97,8 @@ type Config struct {
 	MaxAge   time.Duration `json:"max_age" yaml:"max_age"`
 
 	// Compress keeps rotated files compressed: once a checkpoint lists a
-	// rotated file (within CheckpointInterval of its rotation), this node
-	// replaces it by <name>.zst, zstd in the seekable format, which any
+	// rotated file (with Compress, a rotation is checkpointed at once),
+	// this node replaces it by <name>.zst, zstd in the seekable format, which any
 	// zstd tool decodes (zstdcat) and logx reads in place: Reader, Grep,
 	// Watch, the CLI, catch-up and repair handle both forms. It applies to
 	// every stream of the node, and is this node's choice: the files'

@@ -27,6 +27,12 @@ type fsm struct {
 	// stop is closed when the node closes.
 	stop chan struct{}
 
+	// compressMu is held by the compressor while it compresses a file, and
+	// by a catch-up from its start to its end: the compressor stops the
+	// file under way when a catch-up begins (compress.go), so that the two
+	// do not rename the same files in turn.
+	compressMu sync.Mutex
+
 	// checkpointed is the rotated files the newest checkpoint lists: the
 	// ones the compressor may compress (compress.go). Nil while the files
 	// are being caught up at start.
@@ -619,7 +625,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	err = f.catchUp(f.stopContext(), m)
 	f.setCatchUpErr(err)
-	f.progress.end()
+	f.endCatchUp()
 	if err != nil {
 		f.logf("logx: catch-up to Raft index %d failed (Raft retries): %v", m.Index, err)
 		return err

@@ -86,5 +86,7 @@ func (f *fsm) toCompress() (files []store.File, catchUps uint64) {
 	return files, catchUps
 }
 
-// filesLock is held to rename or remove a rotated file (fsm.filesMu).
-func (f *fsm) filesLock() sync.Locker { return &f.filesMu }
+// filesLock is held to rename or remove a rotated file (fsm.filesMu);
+// compressLock while compressing one (fsm.compressMu).
+func (f *fsm) filesLock() sync.Locker    { return &f.filesMu }
+func (f *fsm) compressLock() sync.Locker { return &f.compressMu }

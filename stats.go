@@ -84,8 +84,10 @@ type Stats struct {
 	RepairedFiles uint64 `json:"repaired_files"`
 	// CompressedFiles counts rotated files this node replaced by their
 	// compressed form since start (Config.Compress), CompressedSaved the
-	// bytes that saved, and CompressFailures the files it could not
-	// compress (each failure is logged to LogOutput; the file stays plain).
+	// bytes that saved (negative if the data did not compress), and
+	// CompressFailures the attempts that failed (each is logged to
+	// LogOutput; the file stays plain, and a failure other than damage is
+	// tried again at the next rotation).
 	CompressedFiles  uint64 `json:"compressed_files"`
 	CompressedSaved  int64  `json:"compressed_saved_bytes"`
 	CompressFailures uint64 `json:"compress_failures"`

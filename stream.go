@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hashicorp/raft-wal/types"
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/logx-dev/logx/internal/wire"
 )
 
@@ -232,6 +233,12 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		fc.onCatalog = hooks.onCatalog
 	}
 	if lx.fsm, err = newFSM(fc); err != nil {
+		return nil, fmt.Errorf("logx: opening log files: %w", err)
+	}
+	// Compressions a crash or a Close cut short (compress.go; with or
+	// without Compress now): the compressor has not started.
+	if err := store.RemoveCompressTemps(cfg.Dir); err != nil {
+		lx.fsm.closeFiles()
 		return nil, fmt.Errorf("logx: opening log files: %w", err)
 	}
 	if l, ok := lx.fsm.clusterLevel(); ok {

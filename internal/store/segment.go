@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -331,6 +332,11 @@ func CompressFile(dir string, fs File, lock sync.Locker, stop func() error) (sav
 		return 0, err
 	}
 	defer src.Close()
+	if fi, err := src.Stat(); err != nil {
+		return 0, err
+	} else if fi.Size() != fs.Size {
+		return 0, fmt.Errorf("%w: %s has %d bytes, the checkpoint says %d; left as it is", ErrCorrupt, fs.Name, fi.Size(), fs.Size)
+	}
 	tmp := filepath.Join(dir, CompressTemp(fs.Name))
 	defer os.Remove(tmp) // renamed into place on success
 	out, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
@@ -372,7 +378,11 @@ func CompressFile(dir string, fs File, lock sync.Locker, stop func() error) (sav
 	lock.Lock()
 	if _, err = os.Stat(plain); err == nil {
 		if err = os.Rename(tmp, plain+CompressedExt); err == nil {
-			err = os.Remove(plain)
+			// The compressed file is in place before the plain one goes,
+			// on disk too.
+			if err = SyncDir(dir); err == nil {
+				err = os.Remove(plain)
+			}
 		}
 	} else if errors.Is(err, os.ErrNotExist) {
 		lock.Unlock()
@@ -388,6 +398,23 @@ func CompressFile(dir string, fs File, lock sync.Locker, stop func() error) (sav
 // CompressTemp is the name CompressFile writes name's compressed form
 // under until it is complete.
 func CompressTemp(name string) string { return ".compress-" + name }
+
+// RemoveCompressTemps removes the temporary files of compressions that a
+// crash or a Close cut short. Nothing may be compressing in dir meanwhile.
+func RemoveCompressTemps(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), CompressTemp("")) {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	return nil
+}
 
 // zfile reads a compressed file: where each frame starts, compressed and
 // plain, and the last frame decoded.

@@ -205,6 +205,17 @@ func TestCompressFile(t *testing.T) {
 	if got := listDir(t, dir); !slices.Equal(got, []string{name}) {
 		t.Fatalf("after a mismatch: %v", got)
 	}
+	// A file cut short, or to nothing: refused before it is read.
+	for _, size := range []int{len(plain) - 10, 0} {
+		short := t.TempDir()
+		writeTemp(t, short, name, plain[:size])
+		if _, err := CompressFile(short, fs, &mu, func() error { return nil }); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%d of %d bytes: %v", size, len(plain), err)
+		}
+		if got := listDir(t, short); !slices.Equal(got, []string{name}) {
+			t.Fatalf("after a short file: %v", got)
+		}
+	}
 	stop := errors.New("closing")
 	if _, err := CompressFile(dir, fs, &mu, func() error { return stop }); !errors.Is(err, stop) {
 		t.Fatalf("stopped: %v", err)
