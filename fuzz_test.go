@@ -144,6 +144,31 @@ func FuzzCheckRecord(f *testing.F) {
 
 // FuzzParseHead: the reader's line parser takes anything a file holds
 // without panicking, and reads back what the renderer wrote.
+// FuzzLineTime: parseLineTime agrees with time.Parse on any 27 bytes and
+// on any time logx writes.
+func FuzzLineTime(f *testing.F) {
+	for _, s := range []string{"2026-11-24T23:35:45.123456Z", "0001-01-01T00:00:00.000000Z", "9999-12-31T23:59:59.999999Z",
+		"2024-02-29T12:00:00.000000Z", "2023-02-29T12:00:00.000000Z", "2026-13-01T00:00:00.000000Z", "2026-11-24T24:00:00.000000Z",
+		"2026-11-24T23:60:00.000000Z", "2026-11-24T23:59:60.000000Z", "0000-01-01T00:00:00.000000Z", "2026-11-24T23:35:45.12345xZ",
+		"2026-11-24 23:35:45.123456Z", "+026-11-24T23:35:45.123456Z", "1900-02-29T00:00:00.000000Z", "2000-02-29T00:00:00.000000Z"} {
+		f.Add([]byte(s), int64(0))
+	}
+	f.Add([]byte{}, int64(1764000000123456789))
+	f.Add([]byte{}, int64(math.MinInt64))
+	f.Add([]byte{}, int64(math.MaxInt64))
+	f.Fuzz(func(t *testing.T, ts []byte, nanos int64) {
+		check := func(ts []byte) {
+			got, gerr := parseLineTime(ts)
+			want, werr := time.Parse(timeLayout, string(ts))
+			if (gerr == nil) != (werr == nil) || gerr != nil && gerr.Error() != werr.Error() || !got.Equal(want) || got.Location() != want.Location() {
+				t.Fatalf("%q: %v, %v; time.Parse: %v, %v", ts, got, gerr, want, werr)
+			}
+		}
+		check(ts)
+		check(appendRecordTime(nil, nanos))
+	})
+}
+
 func FuzzParseHead(f *testing.F) {
 	f.Add([]byte("seq=42 time=2026-11-24T23:35:45.123456Z level=INFO node=n1 msg=hi"), uint64(7), "msg")
 	f.Add([]byte(`{"seq":1,"time":"2026-11-24T23:35:45.123456Z","level":"WARN","node":"n1","msg":"x"}`), uint64(1), "")

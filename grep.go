@@ -27,6 +27,11 @@ type Query struct {
 	Contains string
 	// Regexp, if set, must match the line too.
 	Regexp *regexp.Regexp
+	// MaxSeq, if positive, selects lines whose sequence number is at most
+	// MaxSeq: with Newest and Limit, the next page of older matches
+	// (MaxSeq one below the oldest seen). Files that start after it are
+	// not read.
+	MaxSeq uint64
 
 	// Limit, if positive, stops Grep after that many matching lines.
 	Limit int
@@ -45,6 +50,9 @@ type Query struct {
 var errGrepLimit = errors.New("logx: grep limit reached")
 
 func (q *Query) match(l *Line) bool {
+	if q.MaxSeq > 0 && l.Seq > q.MaxSeq {
+		return false
+	}
 	if q.Level != nil && l.Level < q.Level.Level() {
 		return false
 	}
@@ -105,6 +113,9 @@ func grepMatches(ctx context.Context, dir, file string, q Query, fn func(Line) e
 		return err
 	}
 	files = pruneByTime(dir, files, q)
+	if q.MaxSeq > 0 {
+		files = slices.DeleteFunc(files, func(lf logFile) bool { return lf.first > q.MaxSeq })
+	}
 	if q.Newest {
 		slices.Reverse(files)
 	}
@@ -253,6 +264,9 @@ func grepFile(ctx context.Context, path string, q *Query, out chan<- []Line) err
 		n, rerr := io.ReadFull(f, buf[carry:])
 		data := buf[:carry+n]
 		end := bytes.LastIndexByte(data, '\n') + 1 // complete lines
+		if batch == nil && len(needle) == 0 {
+			batch = make([]Line, 0, 1024) // every line may match: about a chunk's
+		}
 		batch = grepLines(ctx, data[:end], needle, q, batch)
 		if len(batch) > 0 {
 			select {
@@ -274,8 +288,26 @@ func grepFile(ctx context.Context, path string, q *Query, out chan<- []Line) err
 
 // grepLines appends copies of the matching lines of data (whole lines) to
 // batch. With a substring, it jumps from match to match instead of looking
-// at every line.
+// at every line. The copies share one allocation, of the matches' bytes.
 func grepLines(ctx context.Context, data, needle []byte, q *Query, batch []Line) []Line {
+	first := len(batch)
+	batch = matchLines(ctx, data, needle, q, batch)
+	size := 0
+	for _, l := range batch[first:] {
+		size += len(l.Text)
+	}
+	arena := make([]byte, 0, size)
+	for i := first; i < len(batch); i++ {
+		at := len(arena)
+		arena = append(arena, batch[i].Text...)
+		batch[i].Text = arena[at:len(arena):len(arena)]
+	}
+	return batch
+}
+
+// matchLines appends the matching lines of data to batch, their Text in
+// data.
+func matchLines(ctx context.Context, data, needle []byte, q *Query, batch []Line) []Line {
 	for n := 0; len(data) > 0; n++ {
 		if q.Regexp != nil && n%64 == 63 && ctx.Err() != nil {
 			return batch // a costly expression: the caller sees ctx end
@@ -299,7 +331,6 @@ func grepLines(ctx context.Context, data, needle []byte, q *Query, batch []Line)
 		}
 		l := Line{Seq: seq, Time: t, Level: level, Text: line}
 		if q.match(&l) {
-			l.Text = bytes.Clone(line)
 			batch = append(batch, l)
 		}
 	}

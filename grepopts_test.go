@@ -18,7 +18,7 @@ import (
 func grepWant(lines []Line, contains string, q Query) []Line {
 	var matches []int
 	for i, l := range lines {
-		if strings.Contains(string(l.Text), contains) {
+		if strings.Contains(string(l.Text), contains) && (q.MaxSeq == 0 || l.Seq <= q.MaxSeq) {
 			matches = append(matches, i)
 		}
 	}
@@ -98,6 +98,10 @@ func TestGrepOptions(t *testing.T) {
 		{Newest: true}, {Newest: true, Limit: 2},
 		{Before: 1}, {After: 1}, {Before: 2, After: 2}, {Before: 3}, {After: 5},
 		{Before: 1, After: 1, Limit: 2}, {After: 3, Limit: 1}, {Before: 200, After: 200},
+		// MaxSeq: the next page of older matches, within a file, at a
+		// file's first line, and below the oldest line left.
+		{Newest: true, Limit: 2, MaxSeq: 159}, {Newest: true, Limit: 3, MaxSeq: 151}, {MaxSeq: 100},
+		{Newest: true, MaxSeq: all[0].Seq - 1}, {MaxSeq: 152, After: 2},
 	} {
 		name := fmt.Sprintf("%+v", q)
 		q.Contains = "needle"

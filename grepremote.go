@@ -42,6 +42,7 @@ type grepRequest struct {
 	Newest   bool        `json:"newest,omitempty"`
 	Before   int         `json:"before,omitempty"`
 	After    int         `json:"after,omitempty"`
+	MaxSeq   uint64      `json:"max_seq,omitempty"`
 }
 
 // grepLine is a Line on the wire.
@@ -53,7 +54,7 @@ type grepLine struct {
 
 // query checks r and returns its Query.
 func (r *grepRequest) query() (Query, error) {
-	q := Query{Contains: r.Contains, Since: r.Since, Until: r.Until, Limit: r.Limit, Newest: r.Newest, Before: r.Before, After: r.After}
+	q := Query{Contains: r.Contains, Since: r.Since, Until: r.Until, Limit: r.Limit, Newest: r.Newest, Before: r.Before, After: r.After, MaxSeq: r.MaxSeq}
 	switch {
 	case len(r.Contains) > maxRemoteGrepPattern || len(r.Regexp) > maxRemoteGrepPattern:
 		return q, fmt.Errorf("a pattern is limited to %d bytes", maxRemoteGrepPattern)
@@ -71,10 +72,7 @@ func (r *grepRequest) query() (Query, error) {
 		q.Level = *r.Level
 	}
 	if r.Regexp != "" {
-		if err := checkRegexpCost(r.Regexp); err != nil {
-			return q, err
-		}
-		re, err := regexp.Compile(r.Regexp)
+		re, err := CompileQueryRegexp(r.Regexp)
 		if err != nil {
 			return q, err
 		}
@@ -88,19 +86,26 @@ func (r *grepRequest) query() (Query, error) {
 // pattern with nested repetitions ((?:a?){1000}) compiles to a large one.
 const maxRegexpInsts = 1000
 
-func checkRegexpCost(expr string) error {
+// CompileQueryRegexp compiles expr for Query.Regexp, refusing what a node
+// would refuse from a peer's remote grep: more than 4 KiB, or a program of
+// more than 1,000 instructions. It is for code that takes expressions from
+// people it does not trust, such as the viewer (logxview).
+func CompileQueryRegexp(expr string) (*regexp.Regexp, error) {
+	if len(expr) > maxRemoteGrepPattern {
+		return nil, fmt.Errorf("a pattern is limited to %d bytes", maxRemoteGrepPattern)
+	}
 	re, err := syntax.Parse(expr, syntax.Perl)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	prog, err := syntax.Compile(re.Simplify())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(prog.Inst) > maxRegexpInsts {
-		return fmt.Errorf("the expression compiles to %d instructions, more than %d", len(prog.Inst), maxRegexpInsts)
+		return nil, fmt.Errorf("the expression compiles to %d instructions, more than %d", len(prog.Inst), maxRegexpInsts)
 	}
-	return nil
+	return regexp.Compile(expr)
 }
 
 // remoteGreps bounds the grep requests a node serves at once, over all
@@ -184,7 +189,7 @@ func GrepAt(ctx context.Context, addr, stream string, q Query, tlsConfig *tls.Co
 	if err := checkAddr(addr); err != nil {
 		return false, fmt.Errorf("logx: %w", err)
 	}
-	r := &grepRequest{Contains: q.Contains, Since: q.Since, Until: q.Until, Limit: q.Limit, Newest: q.Newest, Before: q.Before, After: q.After}
+	r := &grepRequest{Contains: q.Contains, Since: q.Since, Until: q.Until, Limit: q.Limit, Newest: q.Newest, Before: q.Before, After: q.After, MaxSeq: q.MaxSeq}
 	if q.Regexp != nil {
 		r.Regexp = q.Regexp.String()
 	}

@@ -33,13 +33,17 @@ type nodeFile struct {
 	// number); SIGHUP reads it again.
 	Level string `yaml:"level"`
 	// HTTP is the address of the HTTP server: /metrics, /healthz, /readyz,
-	// /status and /ingest. Empty: none.
+	// /status, /ingest and /logs/. Empty: none.
 	HTTP string `yaml:"http"`
 	// MaxLag is /readyz's bound on the applied index's lag (default 100).
 	MaxLag uint64 `yaml:"max_lag"`
 	// Ingest serves POST /ingest on HTTP: anyone who reaches the HTTP
 	// address can then write into the log. Off by default.
 	Ingest bool `yaml:"ingest"`
+	// Viewer serves the log viewer (logxview) on HTTP under /logs/:
+	// anyone who reaches the HTTP address can then read the whole log.
+	// Off by default.
+	Viewer bool `yaml:"viewer"`
 }
 
 // readNodeFile decodes a node's configuration file, YAML or JSON; a key
@@ -130,7 +134,7 @@ type nodeFlags struct {
 	config, id, addr, listen, peers *string
 	dir, file, httpAddr, level      *string
 	ca, cert, key                   *string
-	join, check, ingest             *bool
+	join, check, ingest, viewer     *bool
 }
 
 func newNodeFlags(stderr io.Writer) *nodeFlags {
@@ -151,6 +155,7 @@ func newNodeFlags(stderr io.Writer) *nodeFlags {
 		key:      fs.String("key", "", "TLSKeyFile: PEM file of this node's private key"),
 		join:     fs.Bool("join", false, "Join: wait to be added to a running cluster"),
 		ingest:   fs.Bool("ingest", false, "serve POST /ingest on -http (anyone who reaches it can write into the log)"),
+		viewer:   fs.Bool("viewer", false, "serve the log viewer on -http under /logs/ (anyone who reaches it can read the log)"),
 		check:    fs.Bool("check", false, "check the settings and exit: 0 if a node could start with them"),
 	}
 }
@@ -199,6 +204,8 @@ func (f *nodeFlags) settings() (nodeFile, error) {
 			nf.Join = *f.join
 		case "ingest":
 			nf.Ingest = *f.ingest
+		case "viewer":
+			nf.Viewer = *f.viewer
 		}
 	})
 	if nf.Level != "" {
@@ -223,6 +230,8 @@ func (nf nodeFile) startable() error {
 		}
 	} else if nf.Ingest {
 		return errors.New("ingest needs http")
+	} else if nf.Viewer {
+		return errors.New("viewer needs http")
 	}
 	if nf.ListenAddr != "" {
 		if _, err := net.ResolveTCPAddr("tcp", nf.ListenAddr); err != nil {
@@ -253,7 +262,7 @@ func (nf nodeFile) startable() error {
 	}
 }
 
-const nodeUsage = "usage: logx node [-config FILE] [-id ID -addr HOST:PORT -peers A,B,C -dir DIR] [-listen HOST:PORT] [-http HOST:PORT [-ingest]] [-level L] [-join] [-ca F -cert F -key F] [-check]"
+const nodeUsage = "usage: logx node [-config FILE] [-id ID -addr HOST:PORT -peers A,B,C -dir DIR] [-listen HOST:PORT] [-http HOST:PORT [-ingest] [-viewer]] [-level L] [-join] [-ca F -cert F -key F] [-check]"
 
 // cmdNode runs a standalone node until SIGTERM or SIGINT: it closes
 // cleanly (pending entries committed, leadership handed over) and exits 0.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/logx-dev/logx"
 	"github.com/logx-dev/logx/logxprom"
+	"github.com/logx-dev/logx/logxview"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -31,6 +32,12 @@ func nodeHandler(lx *logx.Logx, nf nodeFile, in *ingester) http.Handler {
 	mux.Handle("/", logxprom.Handler(lx, reg, logxprom.Options{MaxLag: nf.MaxLag}))
 	if in != nil {
 		mux.Handle("POST /ingest", in)
+	}
+	if nf.Viewer {
+		// Its live tails end with the requests' base context, which the
+		// node cancels before it shuts the server down.
+		mux.Handle("/logs/", http.StripPrefix("/logs", logxview.Handler(lx, logxview.Options{})))
+		mux.Handle("GET /logs", http.RedirectHandler("/logs/", http.StatusMovedPermanently))
 	}
 	return mux
 }

@@ -167,7 +167,7 @@ streams:
 		// Flags only; this node does not declare the stream: the catalog
 		// brings it.
 		startNode(t, bin, "-id", "n3", "-addr", peers[2], "-peers", strings.Join(peers, ","), "-dir", dirs[2],
-			"-file", "app.log", "-http", https[2], "-ingest"),
+			"-file", "app.log", "-http", https[2], "-ingest", "-viewer"),
 	}
 	for _, h := range https {
 		waitHTTP(t, "http://"+h+"/readyz")
@@ -244,6 +244,32 @@ streams:
 		}
 		return len(seqs) == 2 && len(seqs["default"]) == 1 && len(seqs["audit"]) == 1 && !seqs["audit"][0]
 	}, 30*time.Second, 20*time.Millisecond, "the nodes did not reach the same sequence numbers")
+	// The viewer, where asked for: the page, a search, and a live tail
+	// left open, which must not hold up the node's stop.
+	resp, err = http.Get("http://" + https[2] + "/logs/")
+	require.NoError(t, err)
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, string(page), `<script src="app.js"`)
+	resp, err = http.Get("http://" + https[2] + "/logs/api/search?q=second+line")
+	require.NoError(t, err)
+	var found struct {
+		Lines []struct{ Msg, Level, Node string }
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&found))
+	resp.Body.Close()
+	require.Len(t, found.Lines, 1)
+	require.Equal(t, struct{ Msg, Level, Node string }{"second line", "WARN", "n3"}, found.Lines[0])
+	tail, err := http.Get("http://" + https[2] + "/logs/api/tail")
+	require.NoError(t, err)
+	defer tail.Body.Close()
+	require.Equal(t, "text/event-stream", tail.Header.Get("Content-Type"))
+	resp, err = http.Get("http://" + https[0] + "/logs/")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, "/logs/ is served only when asked for")
+
 	// A normal start logs nothing at WARN or above. (Once nodes stop, the
 	// others see a peer go away, and say so.)
 	for i, p := range nodes {

@@ -1,0 +1,283 @@
+// The logx viewer. Every value from the log reaches the page through
+// textContent or an attribute set with setAttribute: never as HTML.
+"use strict";
+
+const LEVELS = ["DEBUG", "INFO", "WARN", "ERROR"];
+const COLORS = { DEBUG: "#8e8e93", INFO: "#2f6fbf", WARN: "#c98a00", ERROR: "#c8321e" };
+const PAGE = 200;       // lines per page of results
+const MAX_ROWS = 5000;  // rows kept on the page; the oldest go first
+const SVG = "http://www.w3.org/2000/svg";
+
+const $ = (id) => document.getElementById(id);
+const state = { oldest: 0, newest: 0, tail: null, live: false, searchId: 0 };
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+// params are the query's parameters, as the API takes them.
+function params() {
+  const p = new URLSearchParams();
+  const stream = $("stream").value;
+  if (stream) p.set("stream", stream);
+  const q = $("q").value;
+  if (q) {
+    p.set("q", q);
+    if ($("regexp").checked) p.set("regexp", "1");
+  }
+  if ($("level").value) p.set("level", $("level").value);
+  return p;
+}
+
+// range returns [since, until] as Dates.
+function range() {
+  const r = $("range").value;
+  if (r === "custom") {
+    const from = fromLocal($("from").value), to = fromLocal($("to").value);
+    if (from && to && from < to) return [from, to];
+    const now = new Date();
+    return [new Date(now - 3600e3), now];
+  }
+  const now = new Date();
+  const hours = { "15m": 0.25, "1h": 1, "6h": 6, "24h": 24, "168h": 168 }[r] || 1;
+  return [new Date(now - hours * 3600e3), now];
+}
+
+// datetime-local inputs hold UTC here (the page shows UTC throughout).
+function toLocal(d) { return d.toISOString().slice(0, 19); }
+function fromLocal(s) { return s ? new Date(s + "Z") : null; }
+
+function setStatus(text, error) {
+  $("status").textContent = text;
+  $("status").className = error ? "error" : "";
+}
+
+async function api(path, p) {
+  const res = await fetch("api/" + path + "?" + p.toString(), { headers: { Accept: "application/json" } });
+  const body = await res.json().catch(() => ({ error: res.statusText }));
+  if (!res.ok) throw new Error(body.error || res.statusText);
+  return body;
+}
+
+function row(e) {
+  const tr = el("tr");
+  tr.dataset.seq = String(e.seq);
+  tr.appendChild(el("td", "seq", String(e.seq)));
+  tr.appendChild(el("td", "time", e.time ? e.time.replace("T", " ").replace("Z", "") : ""));
+  const lvl = el("td", "lvl");
+  const span = el("span", "lvl lvl-" + (LEVELS.includes(e.level) ? e.level : "INFO"), e.level);
+  lvl.appendChild(span);
+  tr.appendChild(lvl);
+  tr.appendChild(el("td", "node", e.node || ""));
+  const caller = el("td", "caller", e.caller || "");
+  caller.title = e.caller || "";
+  tr.appendChild(caller);
+  tr.appendChild(el("td", "msg", e.msg || (e.attrs ? "" : e.text)));
+  const attrs = el("td", "attrs");
+  for (const [k, v] of e.attrs || []) {
+    attrs.appendChild(el("span", "k", k + "="));
+    attrs.appendChild(el("span", "v", v));
+  }
+  tr.appendChild(attrs);
+  tr.title = e.text;
+  return tr;
+}
+
+function trim() {
+  const rows = $("rows");
+  while (rows.children.length > MAX_ROWS) rows.lastChild.remove();
+}
+
+async function search() {
+  const id = ++state.searchId;
+  stopTail();
+  const [since, until] = range();
+  const p = params();
+  p.set("since", since.toISOString());
+  p.set("until", until.toISOString());
+  const hp = new URLSearchParams(p);
+  hp.set("buckets", String(bucketsFor(since, until)));
+  p.set("limit", String(PAGE));
+  setStatus("searching…");
+  $("rows").replaceChildren();
+  $("older").hidden = true;
+  try {
+    const [res, hist] = await Promise.all([api("search", p), api("histogram", hp)]);
+    if (id !== state.searchId) return; // a newer search is under way
+    for (const e of res.lines) $("rows").appendChild(row(e));
+    state.newest = res.lines.length ? res.lines[0].seq : 0;
+    state.oldest = res.lines.length ? res.lines[res.lines.length - 1].seq : 0;
+    $("older").hidden = !res.more;
+    drawHistogram(hist);
+    setStatus(`${hist.total} entries in range · showing ${res.lines.length}${res.more ? "+" : ""} newest first · ${res.took_ms} ms`);
+    if (state.live) startTail();
+  } catch (err) {
+    if (id === state.searchId) setStatus(String(err.message || err), true);
+  }
+}
+
+async function older() {
+  if (!state.oldest) return;
+  const [since, until] = range();
+  const p = params();
+  p.set("since", since.toISOString());
+  p.set("until", until.toISOString());
+  p.set("limit", String(PAGE));
+  p.set("max_seq", String(state.oldest - 1));
+  try {
+    const res = await api("search", p);
+    for (const e of res.lines) $("rows").appendChild(row(e));
+    if (res.lines.length) state.oldest = res.lines[res.lines.length - 1].seq;
+    $("older").hidden = !res.more;
+    trim();
+  } catch (err) {
+    setStatus(String(err.message || err), true);
+  }
+}
+
+function bucketsFor(since, until) {
+  const width = $("histogram").clientWidth || 1000;
+  return Math.max(10, Math.min(120, Math.floor(width / 9)));
+}
+
+function drawHistogram(h) {
+  const box = $("histogram");
+  const W = box.clientWidth || 1000, H = 110, top = 6, bottom = 18;
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  const n = h.counts.length;
+  let max = 1;
+  for (const c of h.counts) max = Math.max(max, c.reduce((a, b) => a + b, 0));
+  const bw = W / n;
+  const since = new Date(h.since).getTime();
+  for (let i = 0; i < n; i++) {
+    let y = H - bottom;
+    const from = new Date(since + i * h.bucket_ms);
+    const to = i === n - 1 ? new Date(h.until) : new Date(since + (i + 1) * h.bucket_ms);
+    const total = h.counts[i].reduce((a, b) => a + b, 0);
+    for (let k = 0; k < h.levels.length; k++) {
+      const c = h.counts[i][k];
+      if (!c) continue;
+      const bh = (c / max) * (H - top - bottom);
+      y -= bh;
+      const r = document.createElementNS(SVG, "rect");
+      r.setAttribute("class", "bar");
+      r.setAttribute("x", (i * bw + 0.5).toFixed(1));
+      r.setAttribute("y", y.toFixed(1));
+      r.setAttribute("width", Math.max(1, bw - 1).toFixed(1));
+      r.setAttribute("height", bh.toFixed(1));
+      r.setAttribute("fill", COLORS[h.levels[k]] || "#888");
+      r.dataset.from = from.toISOString();
+      r.dataset.to = to.toISOString();
+      const t = document.createElementNS(SVG, "title");
+      t.textContent = `${toLocal(from)} – ${toLocal(to)} UTC: ${total} (` +
+        h.levels.map((l, j) => `${l} ${h.counts[i][j]}`).join(", ") + ")";
+      r.appendChild(t);
+      r.addEventListener("click", () => narrow(from, to));
+      svg.appendChild(r);
+    }
+  }
+  const span = new Date(h.until) - since;
+  const label = (d) => span <= 86400e3 ? toLocal(d).slice(11) : toLocal(d).slice(5, 16).replace("T", " ");
+  for (const [i, anchor] of [[0, "start"], [n / 2, "middle"], [n, "end"]]) {
+    const t = document.createElementNS(SVG, "text");
+    t.setAttribute("x", String(Math.max(2, Math.min(W - 2, i * bw))));
+    t.setAttribute("y", String(H - 4));
+    t.setAttribute("text-anchor", anchor);
+    t.textContent = label(i === n ? new Date(h.until) : new Date(since + i * h.bucket_ms));
+    svg.appendChild(t);
+  }
+  box.replaceChildren(svg);
+}
+
+function narrow(from, to) {
+  $("range").value = "custom";
+  $("custom").hidden = false;
+  $("from").value = toLocal(from);
+  $("to").value = toLocal(new Date(to.getTime() + 999)); // to the second, inclusive of the bucket's end
+  search();
+}
+
+// Live tail: server-sent events of the lines that arrive, newest on top.
+// Pausing closes the stream; resuming reopens it from the line after the
+// last one shown, so nothing in between is missed.
+function startTail() {
+  stopTail();
+  const p = params();
+  if (state.newest) p.set("from", String(state.newest + 1));
+  const es = new EventSource("api/tail?" + p.toString());
+  es.onmessage = (ev) => {
+    const e = JSON.parse(ev.data);
+    if (e.seq <= state.newest) return;
+    state.newest = e.seq;
+    const tr = row(e);
+    tr.classList.add("fresh");
+    $("rows").prepend(tr);
+    trim();
+  };
+  es.addEventListener("error", (ev) => {
+    if (ev.data) setStatus("live tail: " + JSON.parse(ev.data), true);
+  });
+  state.tail = es;
+  setStatus("live: new lines appear at the top");
+}
+
+function stopTail() {
+  if (state.tail) {
+    state.tail.close();
+    state.tail = null;
+  }
+}
+
+function toggleLive() {
+  state.live = !state.live;
+  $("live").classList.toggle("on", state.live);
+  $("live").textContent = state.live ? "Pause" : "Live";
+  if (state.live) {
+    startTail();
+  } else {
+    stopTail();
+    setStatus("paused");
+  }
+}
+
+async function init() {
+  const legend = $("legend");
+  for (const l of LEVELS) {
+    const s = el("span", "", l);
+    s.style.setProperty("--c", COLORS[l]);
+    legend.appendChild(s);
+  }
+  try {
+    const { streams } = await api("streams", new URLSearchParams());
+    for (const s of streams) {
+      const o = el("option", "", s);
+      o.value = s;
+      $("stream").appendChild(o);
+    }
+    $("stream").hidden = streams.length < 2;
+  } catch (err) {
+    setStatus(String(err.message || err), true);
+  }
+  $("query").addEventListener("submit", (ev) => { ev.preventDefault(); search(); });
+  $("range").addEventListener("change", () => {
+    const custom = $("range").value === "custom";
+    $("custom").hidden = !custom;
+    if (custom && !$("from").value) {
+      const [since, until] = [new Date(Date.now() - 3600e3), new Date()];
+      $("from").value = toLocal(since);
+      $("to").value = toLocal(until);
+    }
+    search();
+  });
+  for (const id of ["level", "stream", "regexp"]) $(id).addEventListener("change", search);
+  $("older").addEventListener("click", older);
+  $("live").addEventListener("click", toggleLive);
+  search();
+}
+
+init();

@@ -1,0 +1,368 @@
+package logxview
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logx-dev/logx"
+	"github.com/stretchr/testify/require"
+)
+
+// hostile are messages a page must show as text, never run or render.
+var hostile = []string{
+	`<script>window.__pwned = 1</script>`,
+	`<img src=x onerror="window.__pwned = 2">`,
+	`"><svg onload="window.__pwned=3">`,
+	`</td></tr><tr><td>forged row`,
+}
+
+// cluster starts three nodes on 127.0.0.1, with an "audit" stream, and
+// logs a known set of entries from every node: each node i logs, for k in
+// 0..perNode-1, "payment k" at ERROR when k%10 == 0, WARN when k%10 == 1,
+// INFO otherwise, with attributes; then the hostile messages, at WARN.
+func cluster(t testing.TB, perNode int) ([]*logx.Logx, []logx.Config) {
+	t.Helper()
+	var addrs []string
+	for range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addrs = append(addrs, ln.Addr().String())
+		ln.Close()
+	}
+	base := t.TempDir()
+	var nodes []*logx.Logx
+	var cfgs []logx.Config
+	for i, a := range addrs {
+		cfg := logx.Config{NodeID: fmt.Sprintf("n%d", i+1), Addr: a, Peers: addrs,
+			Dir: filepath.Join(base, fmt.Sprintf("n%d", i+1)), File: "app.log", MaxSize: 32 << 10,
+			Level: logx.LevelDebug, ElectionTimeout: 300 * time.Millisecond, LogOutput: io.Discard,
+			Streams: []logx.StreamConfig{{Name: "audit", Format: logx.FormatJSON}}}
+		lx, err := logx.New(cfg)
+		require.NoError(t, err)
+		t.Cleanup(func() { lx.Close() })
+		nodes, cfgs = append(nodes, lx), append(cfgs, cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, lx := range nodes {
+		require.NoError(t, lx.WaitReady(ctx))
+	}
+	for k := range perNode {
+		for i, lx := range nodes {
+			level := logx.LevelInfo
+			switch k % 10 {
+			case 0:
+				level = logx.LevelError
+			case 1:
+				level = logx.LevelWarn
+			}
+			_, err := lx.Append(ctx, level, fmt.Sprintf("payment %d", k), "node_index", i, "amount", k*10, "note", "a b")
+			require.NoError(t, err)
+		}
+	}
+	for _, m := range hostile {
+		_, err := nodes[0].Append(ctx, logx.LevelWarn, m, "html", m)
+		require.NoError(t, err)
+	}
+	audit, err := nodes[1].Stream("audit")
+	require.NoError(t, err)
+	_, err = audit.Append(ctx, logx.LevelInfo, "role granted", "user", 42)
+	require.NoError(t, err)
+	for _, lx := range nodes {
+		require.NoError(t, lx.Flush(ctx))
+	}
+	waitSeq(t, nodes, uint64(3*perNode+len(hostile)))
+	deadline := time.Now().Add(30 * time.Second)
+	for _, lx := range nodes {
+		a, err := lx.Stream("audit")
+		require.NoError(t, err)
+		for a.Stats().Seq < 1 {
+			require.True(t, time.Now().Before(deadline), "the audit entry did not arrive")
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return nodes, cfgs
+}
+
+func waitSeq(t testing.TB, nodes []*logx.Logx, seq uint64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, lx := range nodes {
+		for lx.Stats().Seq < seq {
+			require.True(t, time.Now().Before(deadline), "nodes did not reach %d", seq)
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+func get(t testing.TB, srv *httptest.Server, path string, v url.Values, out any) int {
+	t.Helper()
+	res, err := http.Get(srv.URL + "/" + path + "?" + v.Encode())
+	require.NoError(t, err)
+	defer res.Body.Close()
+	if out != nil && strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
+		require.NoError(t, json.NewDecoder(res.Body).Decode(out))
+	}
+	return res.StatusCode
+}
+
+type searchResult struct {
+	Lines []Entry `json:"lines"`
+	More  bool    `json:"more"`
+	Error string  `json:"error"`
+}
+
+// TestAPI: search, paging, filters, the histogram and the streams, from a
+// node of a real cluster, against what was logged.
+func TestAPI(t *testing.T) {
+	const perNode = 100
+	nodes, _ := cluster(t, perNode)
+	srv := httptest.NewServer(Handler(nodes[2], Options{}))
+	defer srv.Close()
+	total := 3*perNode + len(hostile)
+
+	var streams map[string][]string
+	require.Equal(t, 200, get(t, srv, "api/streams", nil, &streams))
+	require.Equal(t, []string{logx.DefaultStream, "audit"}, streams["streams"])
+
+	// Everything, newest first, in pages that meet without a gap.
+	var seen []uint64
+	v := url.Values{"limit": {"70"}}
+	for {
+		var r searchResult
+		require.Equal(t, 200, get(t, srv, "api/search", v, &r), r.Error)
+		for _, e := range r.Lines {
+			seen = append(seen, e.Seq)
+		}
+		if !r.More {
+			break
+		}
+		v.Set("max_seq", fmt.Sprint(r.Lines[len(r.Lines)-1].Seq-1))
+	}
+	require.Len(t, seen, total)
+	for i, s := range seen {
+		require.Equal(t, uint64(total-i), s)
+	}
+
+	// A substring, a level, an expression; fields laid out.
+	var r searchResult
+	require.Equal(t, 200, get(t, srv, "api/search", url.Values{"q": {"payment 7"}, "limit": {"1000"}}, &r))
+	require.Len(t, r.Lines, 3*11) // 7 and 70-79 on each node
+	e := r.Lines[0]
+	require.Equal(t, "INFO", e.Level)
+	require.Contains(t, []string{"n1", "n2", "n3"}, e.Node)
+	require.Contains(t, e.Caller, "logxview_test.go")
+	require.True(t, strings.HasPrefix(e.Msg, "payment 7"), e.Msg)
+	require.Equal(t, [][2]string{{"node_index", e.Attrs[0][1]}, {"amount", e.Attrs[1][1]}, {"note", "a b"}}, e.Attrs)
+	_, err := time.Parse(time.RFC3339Nano, e.Time)
+	require.NoError(t, err)
+
+	require.Equal(t, 200, get(t, srv, "api/search", url.Values{"level": {"ERROR"}, "limit": {"1000"}}, &r))
+	require.Len(t, r.Lines, 3*perNode/10)
+	for _, e := range r.Lines {
+		require.Equal(t, "ERROR", e.Level)
+	}
+	require.Equal(t, 200, get(t, srv, "api/search", url.Values{"q": {`^seq=\d+ .*msg="payment 9[0-9]"`}, "regexp": {"1"}, "limit": {"1000"}}, &r))
+	require.Len(t, r.Lines, 30)
+	require.Equal(t, 200, get(t, srv, "api/search", url.Values{"since": {"1h"}, "until": {"59m"}}, &r))
+	require.Empty(t, r.Lines)
+
+	// Hostile text comes back as it was logged, as data.
+	require.Equal(t, 200, get(t, srv, "api/search", url.Values{"q": {"<"}, "limit": {"1000"}}, &r))
+	require.Len(t, r.Lines, len(hostile))
+	for i, e := range r.Lines {
+		require.Equal(t, hostile[len(hostile)-1-i], e.Msg)
+		require.Equal(t, [][2]string{{"html", e.Msg}}, e.Attrs)
+	}
+
+	// The other stream, in JSON lines.
+	require.Equal(t, 200, get(t, srv, "api/search", url.Values{"stream": {"audit"}}, &r))
+	require.Len(t, r.Lines, 1)
+	require.Equal(t, "role granted", r.Lines[0].Msg)
+	require.Equal(t, [][2]string{{"user", "42"}}, r.Lines[0].Attrs)
+	require.Equal(t, "n2", r.Lines[0].Node)
+
+	// The histogram: every entry once, by level.
+	var h Hist
+	require.Equal(t, 200, get(t, srv, "api/histogram", url.Values{"since": {"10m"}, "buckets": {"7"}}, &h))
+	require.Len(t, h.Counts, 7)
+	require.Equal(t, int64(total), h.Total)
+	byLevel := make([]int64, len(Levels))
+	for _, c := range h.Counts {
+		for k, n := range c {
+			byLevel[k] += n
+		}
+	}
+	require.Equal(t, []int64{0, int64(3 * perNode * 8 / 10), int64(3*perNode/10 + len(hostile)), int64(3 * perNode / 10)}, byLevel)
+	require.Equal(t, 200, get(t, srv, "api/histogram", url.Values{"since": {"10m"}, "q": {"payment 1"}, "level": {"WARN"}}, &h))
+	require.Equal(t, int64(3*3), h.Total) // payment 1 and 10..19, at WARN or above: 1 (WARN), 10 (ERROR), 11 (WARN)
+
+	// Bad input: a clear error, nothing served.
+	for _, c := range []struct {
+		path string
+		v    url.Values
+		code int
+		msg  string
+	}{
+		{"api/search", url.Values{"limit": {"0"}}, 400, "limit"},
+		{"api/search", url.Values{"limit": {"5000"}}, 400, "limit"},
+		{"api/search", url.Values{"max_seq": {"-1"}}, 400, "max_seq"},
+		{"api/search", url.Values{"level": {"LOUD"}}, 400, "level"},
+		{"api/search", url.Values{"since": {"yesterday"}}, 400, "since"},
+		{"api/search", url.Values{"q": {"(a"}, "regexp": {"1"}}, 400, "regexp"},
+		{"api/search", url.Values{"q": {"(?:a?){1000}"}, "regexp": {"1"}}, 400, "instructions"},
+		{"api/search", url.Values{"q": {strings.Repeat("x", 5000)}}, 400, "4 KiB"},
+		{"api/search", url.Values{"stream": {"nope"}}, 404, "nope"},
+		{"api/histogram", url.Values{"buckets": {"100000"}}, 400, "buckets"},
+		{"api/histogram", url.Values{"since": {"1m"}, "until": {"2m"}}, 400, "before"},
+		{"api/tail", url.Values{"from": {"x"}}, 400, "from"},
+	} {
+		var out map[string]string
+		require.Equal(t, c.code, get(t, srv, c.path, c.v, &out), "%s %v", c.path, c.v)
+		require.Contains(t, out["error"], c.msg, "%s %v", c.path, c.v)
+	}
+	// Read-only.
+	res, err := http.Post(srv.URL+"/api/search", "text/plain", strings.NewReader("x"))
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusMethodNotAllowed, res.StatusCode)
+}
+
+// TestPage: the page and its files are served from the binary, with a
+// policy that lets nothing else run or load.
+func TestPage(t *testing.T) {
+	nodes, _ := cluster(t, 1)
+	srv := httptest.NewServer(Handler(nodes[0], Options{}))
+	defer srv.Close()
+	for _, p := range []string{"/", "/app.js", "/app.css"} {
+		res, err := http.Get(srv.URL + p)
+		require.NoError(t, err)
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		require.Equal(t, 200, res.StatusCode, p)
+		require.NotEmpty(t, b)
+		require.Contains(t, res.Header.Get("Content-Security-Policy"), "script-src 'self'")
+		require.Equal(t, "nosniff", res.Header.Get("X-Content-Type-Options"))
+		// Nothing from elsewhere (the SVG namespace is a name, not a fetch).
+		body := strings.ReplaceAll(string(b), "http://www.w3.org/2000/svg", "")
+		require.False(t, strings.Contains(body, "http://") || strings.Contains(body, "https://") || strings.Contains(body, "//cdn"), "%s names another site", p)
+	}
+	// The script never writes HTML from data.
+	js, err := assets.ReadFile("assets/app.js")
+	require.NoError(t, err)
+	for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("} {
+		require.False(t, strings.Contains(string(js), bad), "app.js uses %s", bad)
+	}
+}
+
+// TestTail: the live tail sends the lines that arrive, filtered, from the
+// one after the last the client saw, and resumes after a reconnection
+// without a gap.
+func TestTail(t *testing.T) {
+	nodes, _ := cluster(t, 5)
+	srv := httptest.NewServer(Handler(nodes[1], Options{MaxTails: 2}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	open := func(v url.Values, lastID string) (*bufio.Reader, func()) {
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/api/tail?"+v.Encode(), nil)
+		if lastID != "" {
+			req.Header.Set("Last-Event-ID", lastID)
+		}
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		require.Equal(t, 200, res.StatusCode)
+		require.Equal(t, "text/event-stream", res.Header.Get("Content-Type"))
+		return bufio.NewReader(res.Body), func() { res.Body.Close() }
+	}
+	next := func(r *bufio.Reader) (id string, e Entry) {
+		for {
+			line, err := r.ReadString('\n')
+			require.NoError(t, err)
+			switch {
+			case strings.HasPrefix(line, "id: "):
+				id = strings.TrimSpace(line[4:])
+			case strings.HasPrefix(line, "data: "):
+				require.NoError(t, json.Unmarshal([]byte(line[6:]), &e))
+				return id, e
+			}
+		}
+	}
+	r, done := open(url.Values{"q": {"live"}, "level": {"WARN"}}, "")
+	// The first comment says the tail is open: lines from now on.
+	line, err := r.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, ": logx tail\n", line)
+	_, err = nodes[0].Append(ctx, logx.LevelWarn, "live one")
+	require.NoError(t, err)
+	_, err = nodes[2].Append(ctx, logx.LevelInfo, "live but INFO") // filtered out
+	require.NoError(t, err)
+	seq, err := nodes[2].Append(ctx, logx.LevelError, "live two", "k", "<b>")
+	require.NoError(t, err)
+	_, e1 := next(r)
+	require.Equal(t, "live one", e1.Msg)
+	id, e2 := next(r)
+	require.Equal(t, "live two", e2.Msg)
+	require.Equal(t, fmt.Sprint(seq), id)
+	require.Equal(t, [][2]string{{"k", "<b>"}}, e2.Attrs)
+
+	// At most MaxTails at once.
+	_, done2 := open(url.Values{}, "")
+	res, err := http.Get(srv.URL + "/api/tail")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, res.StatusCode)
+	done2()
+
+	// Paused: the connection closes; lines arrive meanwhile; a reconnection
+	// with the last id seen gets them.
+	done()
+	_, err = nodes[0].Append(ctx, logx.LevelWarn, "live three")
+	require.NoError(t, err)
+	r, done = open(url.Values{"q": {"live"}, "level": {"WARN"}}, id)
+	defer done()
+	_, e3 := next(r)
+	require.Equal(t, "live three", e3.Msg)
+	require.Greater(t, e3.Seq, seq)
+}
+
+// TestParseFields: the fields of lines as logx renders them, in both
+// formats, with quoting.
+func TestParseFields(t *testing.T) {
+	for _, c := range []struct {
+		line string
+		want [][2]string
+	}{
+		{`seq=1 time=2026-12-02T10:00:00.000001Z level=INFO node=n1 caller=a/b.go:3 msg="hello world" k=v "odd key"="x\"y" n=3`,
+			[][2]string{{"seq", "1"}, {"time", "2026-12-02T10:00:00.000001Z"}, {"level", "INFO"}, {"node", "n1"}, {"caller", "a/b.go:3"}, {"msg", "hello world"}, {"k", "v"}, {"odd key", `x"y`}, {"n", "3"}}},
+		{`{"seq":2,"level":"WARN","node":"n2","msg":"a <b>","n":1.5,"o":{"x":[1]}}`,
+			[][2]string{{"seq", "2"}, {"level", "WARN"}, {"node", "n2"}, {"msg", "a <b>"}, {"n", "1.5"}, {"o", `{"x":[1]}`}}},
+		{`seq=3 level=INFO msg="broken`, [][2]string{{"seq", "3"}, {"level", "INFO"}}},
+		{`not a log line`, nil},
+	} {
+		require.Equal(t, c.want, parseFields([]byte(c.line)), c.line)
+	}
+}
+
+func TestMain(m *testing.M) {
+	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	code := m.Run()
+	if benchLog.dir != "" {
+		os.RemoveAll(benchLog.dir)
+	}
+	os.Exit(code)
+}
