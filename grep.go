@@ -30,7 +30,8 @@ type Query struct {
 	// MaxSeq, if positive, selects lines whose sequence number is at most
 	// MaxSeq: with Newest and Limit, the next page of older matches
 	// (MaxSeq one below the oldest seen). Files that start after it are
-	// not read.
+	// not read. Context lines (After) may lie beyond it. GrepAt sends it;
+	// a node older than this field ignores it.
 	MaxSeq uint64
 
 	// Limit, if positive, stops Grep after that many matching lines.
@@ -264,7 +265,7 @@ func grepFile(ctx context.Context, path string, q *Query, out chan<- []Line) err
 		n, rerr := io.ReadFull(f, buf[carry:])
 		data := buf[:carry+n]
 		end := bytes.LastIndexByte(data, '\n') + 1 // complete lines
-		if batch == nil && len(needle) == 0 {
+		if batch == nil && len(needle) == 0 && q.Regexp == nil && q.Level == nil {
 			batch = make([]Line, 0, 1024) // every line may match: about a chunk's
 		}
 		batch = grepLines(ctx, data[:end], needle, q, batch)

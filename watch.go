@@ -38,7 +38,10 @@ func (lx *Stream) Watch(ctx context.Context, from uint64, level slog.Leveler, fn
 		// Take the notification channel before reading, so that a line
 		// written after the read wakes the wait below.
 		changed := lx.fsm.changed()
-		for {
+		for n := 0; ; n++ {
+			if n%1024 == 1023 && ctx.Err() != nil {
+				return ctx.Err() // a replay of many lines stops soon too
+			}
 			l, err := r.Next()
 			if errors.Is(err, io.EOF) {
 				break

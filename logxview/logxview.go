@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -61,6 +62,19 @@ type Options struct {
 	MaxTails int
 	// QueryTimeout bounds one search or histogram (default 30s).
 	QueryTimeout time.Duration
+	// MaxQueries bounds the searches and histograms run at once (default
+	// 2: each reads files with a goroutine per CPU); more wait up to a
+	// second for a turn, then are refused with 503.
+	MaxQueries int
+	// Hosts, if set, lists the host names (or host:port) requests may name
+	// in their Host header; others get 421. A page the viewer serves is
+	// then not readable through DNS rebinding: another site's page whose
+	// name an attacker points at this node's address.
+	Hosts []string
+	// MaxReplay is how many lines before the newest a live tail may start
+	// from (default 10,000); a tail asked to start earlier starts there,
+	// and its first event (gap) says how many lines it skipped.
+	MaxReplay uint64
 }
 
 // Source is what the viewer reads: a logx.Stream has all of it.
@@ -89,9 +103,25 @@ type Viewer struct {
 	streams func() []string
 	o       Options
 	tails   atomic.Int64
+	queries chan struct{} // a token per search or histogram running
 	mux     *http.ServeMux
 	closing context.Context
 	close   context.CancelFunc
+}
+
+// hostAllowed reports whether host (a Host header) is one of Options.Hosts,
+// with or without its port.
+func (h *Viewer) hostAllowed(host string) bool {
+	name := host
+	if hn, _, err := net.SplitHostPort(host); err == nil {
+		name = hn
+	}
+	for _, a := range h.o.Hosts {
+		if strings.EqualFold(a, host) || strings.EqualFold(a, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // Close ends the live tails; the page and its searches go on.
@@ -104,7 +134,13 @@ func newHandler(open func(string) (Source, error), streams func() []string, o Op
 	if o.QueryTimeout <= 0 {
 		o.QueryTimeout = 30 * time.Second
 	}
-	h := &Viewer{open: open, streams: streams, o: o, mux: http.NewServeMux()}
+	if o.MaxQueries <= 0 {
+		o.MaxQueries = 2
+	}
+	if o.MaxReplay == 0 {
+		o.MaxReplay = 10000
+	}
+	h := &Viewer{open: open, streams: streams, o: o, mux: http.NewServeMux(), queries: make(chan struct{}, o.MaxQueries)}
 	h.closing, h.close = context.WithCancel(context.Background())
 	static, _ := fs.Sub(assets, "assets")
 	h.mux.Handle("GET /", http.FileServerFS(static))
@@ -125,6 +161,10 @@ func (h *Viewer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		hd.Set("Allow", "GET, HEAD")
 		http.Error(w, "read-only", http.StatusMethodNotAllowed)
+		return
+	}
+	if len(h.o.Hosts) > 0 && !h.hostAllowed(r.Host) {
+		http.Error(w, "unknown host", http.StatusMisdirectedRequest)
 		return
 	}
 	h.mux.ServeHTTP(w, r)
@@ -151,8 +191,15 @@ func entry(l logx.Line) Entry {
 	if !l.Time.IsZero() {
 		e.Time = l.Time.UTC().Format(timeLayout)
 	}
-	fields := parseFields(l.Text)
-	for _, f := range fields {
+	// A line's head is seq, time, level, node, caller and msg, in that
+	// order (time and caller may be missing); everything after msg is the
+	// entry's attributes, whatever their names.
+	head := true
+	for _, f := range parseFields(l.Text) {
+		if !head {
+			e.Attrs = append(e.Attrs, f)
+			continue
+		}
 		switch f[0] {
 		case "seq", "time", "level":
 		case "node":
@@ -160,9 +207,9 @@ func entry(l logx.Line) Entry {
 		case "caller":
 			e.Caller = f[1]
 		case "msg":
-			e.Msg = f[1]
+			e.Msg, head = f[1], false
 		default:
-			e.Attrs = append(e.Attrs, f)
+			e.Attrs, head = append(e.Attrs, f), false
 		}
 	}
 	return e
@@ -194,25 +241,66 @@ func (h *Viewer) serveSearch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.o.QueryTimeout)
-	defer cancel()
-	start := time.Now()
-	out := struct {
-		Lines  []Entry `json:"lines"`
-		More   bool    `json:"more"` // the limit stopped it: older matches may follow
-		TookMS int64   `json:"took_ms"`
-	}{Lines: []Entry{}}
-	err = src.Grep(ctx, q, func(l logx.Line) error {
-		out.Lines = append(out.Lines, entry(l))
-		return nil
-	})
+	ctx, done, err := h.begin(r)
 	if err != nil {
 		httpError(w, err)
 		return
 	}
-	out.More = len(out.Lines) == q.Limit
+	defer done()
+	start := time.Now()
+	out := struct {
+		Lines  []Entry `json:"lines"`
+		More   bool    `json:"more"` // the limit or the size stopped it: older matches may follow
+		TookMS int64   `json:"took_ms"`
+	}{Lines: []Entry{}}
+	var size int
+	err = src.Grep(ctx, q, func(l logx.Line) error {
+		out.Lines = append(out.Lines, entry(l))
+		if size += len(l.Text); size >= maxSearchBytes {
+			return errFull
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFull) {
+		httpError(w, err)
+		return
+	}
+	out.More = len(out.Lines) == q.Limit || errors.Is(err, errFull)
 	out.TookMS = time.Since(start).Milliseconds()
 	writeJSON(w, out)
+}
+
+// maxSearchBytes bounds the lines' bytes in one answer: a page of long
+// lines stops early, saying there is more.
+const maxSearchBytes = 4 << 20
+
+var errFull = errors.New("the answer is full")
+
+// begin starts a search or a histogram: it waits for a turn, and returns
+// the query's context, bounded by QueryTimeout, and the function that
+// ends it.
+func (h *Viewer) begin(r *http.Request) (context.Context, func(), error) {
+	release, err := h.turn(r.Context())
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.o.QueryTimeout)
+	return ctx, func() { cancel(); release() }, nil
+}
+
+// turn waits, up to a second, until fewer than MaxQueries searches and
+// histograms run, and returns the function that ends this one's turn.
+func (h *Viewer) turn(ctx context.Context) (func(), error) {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case h.queries <- struct{}{}:
+		return func() { <-h.queries }, nil
+	case <-t.C:
+		return nil, &httpErr{http.StatusServiceUnavailable, fmt.Sprintf("%d searches are running: try again", h.o.MaxQueries)}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // Levels are the histogram's levels, each counting entries from its level
@@ -246,8 +334,12 @@ func (h *Viewer) serveHistogram(w http.ResponseWriter, r *http.Request) {
 		httpError(w, badRequest("since must be before until"))
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.o.QueryTimeout)
-	defer cancel()
+	ctx, done, err := h.begin(r)
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	defer done()
 	start := time.Now()
 	hist, err := Histogram(ctx, src, q, n)
 	if err != nil {
@@ -258,27 +350,29 @@ func (h *Viewer) serveHistogram(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, hist)
 }
 
-// Hist is a histogram of entries per time bucket and level.
+// Hist is a histogram of entries per time bucket and level. Bucket i
+// holds the lines whose time is in [Since + i×Width, Since + (i+1)×Width),
+// where Width is (Until − Since) / len(Counts), in nanoseconds.
 type Hist struct {
-	Since    time.Time `json:"since"`
-	Until    time.Time `json:"until"`
-	BucketMS int64     `json:"bucket_ms"` // each bucket's width; the last may be cut short by until
-	Levels   []string  `json:"levels"`
-	Counts   [][]int64 `json:"counts"` // [bucket][level]
-	Total    int64     `json:"total"`
-	TookMS   int64     `json:"took_ms"`
+	Since  time.Time `json:"since"`
+	Until  time.Time `json:"until"`
+	Width  float64   `json:"bucket_ns"` // a bucket's width, in nanoseconds
+	Levels []string  `json:"levels"`
+	Counts [][]int64 `json:"counts"` // [bucket][level]
+	Total  int64     `json:"total"`
+	TookMS int64     `json:"took_ms"`
 }
 
 // Histogram counts the lines of src that q selects, whose time lies in
 // [q.Since, q.Until), in n buckets of equal width, by level (Levels). It
-// reads the lines once, as Grep delivers them, and holds only the counts.
+// reads the lines once, as Grep delivers them, and holds only the counts:
+// n × 4 numbers, whatever the range and the log's size.
 func Histogram(ctx context.Context, src Source, q logx.Query, n int) (*Hist, error) {
-	width := q.Until.Sub(q.Since) / time.Duration(n)
-	if width <= 0 {
-		width = 1
-		n = int(q.Until.Sub(q.Since))
+	span := q.Until.Sub(q.Since)
+	if n < 1 || q.Since.IsZero() || span <= 0 {
+		return nil, fmt.Errorf("logxview: a histogram needs buckets (%d) and Since before Until", n)
 	}
-	hist := &Hist{Since: q.Since.UTC(), Until: q.Until.UTC(), BucketMS: width.Milliseconds(), Counts: make([][]int64, n)}
+	hist := &Hist{Since: q.Since.UTC(), Until: q.Until.UTC(), Width: float64(span) / float64(n), Counts: make([][]int64, n)}
 	for _, l := range Levels {
 		hist.Levels = append(hist.Levels, l.String())
 	}
@@ -287,10 +381,13 @@ func Histogram(ctx context.Context, src Source, q logx.Query, n int) (*Hist, err
 	}
 	q.Newest, q.Limit, q.Before, q.After = false, 0, 0, 0
 	err := src.Grep(ctx, q, func(l logx.Line) error {
-		b := int(l.Time.Sub(q.Since) / width)
-		if b < 0 || b >= n {
-			return nil // within a bucket's rounding of the range's end
+		d := l.Time.Sub(q.Since)
+		if d < 0 || d >= span {
+			return nil
 		}
+		// Exact for ranges below 2^53 ns (104 days); beyond, rounding may
+		// put a line at a bucket's edge into its neighbour.
+		b := min(int(float64(d)/hist.Width), n-1)
 		k := 0
 		for k+1 < len(Levels) && l.Level >= Levels[k+1] {
 			k++
@@ -326,16 +423,21 @@ func (h *Viewer) serveTail(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// A tail replays at most MaxReplay lines: older ones are a search's.
+	var skipped uint64
+	if now, m := src.Stats().Seq, h.o.MaxReplay; now >= m && from < now-m+1 {
+		skipped, from = now-m+1-from, now-m+1
+	}
 	if h.tails.Add(1) > int64(h.o.MaxTails) {
 		h.tails.Add(-1)
 		http.Error(w, fmt.Sprintf("at most %d live tails at once", h.o.MaxTails), http.StatusServiceUnavailable)
 		return
 	}
-	defer h.tails.Add(-1)
 
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no") // nginx: pass events on as they come
 	w.WriteHeader(http.StatusOK)
 	send := func(b []byte) error {
 		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second)) // a client that stops reading is dropped
@@ -344,18 +446,30 @@ func (h *Viewer) serveTail(w http.ResponseWriter, r *http.Request) {
 		}
 		return rc.Flush()
 	}
-	if err := send([]byte(": logx tail\n\n")); err != nil {
+	// The first event says where the tail starts: its id is the line
+	// before, which a browser sends back (Last-Event-ID) if it must
+	// reconnect before a line came.
+	hello := fmt.Appendf(nil, ": logx tail\nid: %d\n", from-1)
+	if skipped > 0 {
+		hello = fmt.Appendf(hello, "event: gap\ndata: %d\n", skipped)
+	}
+	if err := send(append(hello, '\n')); err != nil {
+		h.tails.Add(-1)
 		return
 	}
 	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
 	defer context.AfterFunc(h.closing, cancel)()
-	events := make(chan []byte, 64)
+	events := make(chan []byte, 16)
+	watching := make(chan struct{})
+	// The slot is given back once the Watch has stopped, not when the
+	// client left.
+	defer func() { cancel(); <-watching; h.tails.Add(-1) }()
 	go func() {
+		defer close(watching)
 		defer close(events)
 		err := src.Watch(ctx, from, q.Level, func(l logx.Line) error {
 			if !matchText(q, l.Text) {
-				return nil
+				return ctx.Err() // a filter that hides most lines still stops
 			}
 			b, _ := json.Marshal(entry(l))
 			ev := fmt.Appendf(nil, "id: %d\ndata: %s\n\n", l.Seq, b)

@@ -239,6 +239,21 @@ func TestAPI(t *testing.T) {
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Equal(t, http.StatusMethodNotAllowed, res.StatusCode)
+
+	// With Hosts, another name in the Host header (DNS rebinding) is refused.
+	only := httptest.NewServer(Handler(nodes[0], Options{Hosts: []string{"logs.example"}}))
+	defer only.Close()
+	for host, code := range map[string]int{"logs.example": 200, "logs.example:8080": 200, "evil.example": 421, "": 421} {
+		req, _ := http.NewRequest("GET", only.URL+"/api/streams", nil)
+		req.Host = host
+		if host == "" {
+			req.Host = only.Listener.Addr().String()
+		}
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		require.Equal(t, code, res.StatusCode, host)
+	}
 }
 
 // TestPage: the page and its files are served from the binary, with a
@@ -365,4 +380,110 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(benchLog.dir)
 	}
 	os.Exit(code)
+}
+
+// TestEntryFields: the head's fields go to their columns; everything after
+// msg is an attribute, whatever its name.
+func TestEntryFields(t *testing.T) {
+	e := entry(logx.Line{Seq: 7, Level: logx.LevelWarn, Text: []byte(
+		`seq=7 time=2026-12-02T10:00:00.000001Z level=WARN node=n1 caller=a.go:3 msg=hi node=pod-7 msg=inner seq=9 level=x`)})
+	require.Equal(t, "n1", e.Node)
+	require.Equal(t, "a.go:3", e.Caller)
+	require.Equal(t, "hi", e.Msg)
+	require.Equal(t, [][2]string{{"node", "pod-7"}, {"msg", "inner"}, {"seq", "9"}, {"level", "x"}}, e.Attrs)
+}
+
+// fakeSource serves lines from memory; its Grep can be held.
+type fakeSource struct {
+	lines []logx.Line
+	hold  chan struct{} // if set, Grep waits for it
+	seq   uint64
+}
+
+func (f *fakeSource) Grep(ctx context.Context, q logx.Query, fn func(logx.Line) error) error {
+	if f.hold != nil {
+		select {
+		case <-f.hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for i := len(f.lines) - 1; i >= 0; i-- {
+		if q.MaxSeq > 0 && f.lines[i].Seq > q.MaxSeq {
+			continue
+		}
+		if err := fn(f.lines[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *fakeSource) Watch(ctx context.Context, from uint64, _ slog.Leveler, fn func(logx.Line) error) error {
+	for _, l := range f.lines {
+		if l.Seq < from {
+			continue
+		}
+		if err := fn(l); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (f *fakeSource) Stats() logx.Stats { return logx.Stats{Seq: f.seq} }
+
+// TestBounds: searches wait for a turn and are refused after a second; an
+// answer holds about 4 MiB of lines and says there is more; a tail replays
+// at most MaxReplay lines and says how many it skipped.
+func TestBounds(t *testing.T) {
+	big := strings.Repeat("x", 1<<20)
+	src := &fakeSource{seq: 100}
+	for i := uint64(1); i <= 100; i++ {
+		src.lines = append(src.lines, logx.Line{Seq: i, Level: logx.LevelInfo, Text: []byte(fmt.Sprintf("seq=%d level=INFO node=n1 msg=%s", i, big))})
+	}
+	v := newHandler(func(string) (Source, error) { return src, nil }, func() []string { return nil }, Options{MaxQueries: 1, MaxReplay: 5})
+	srv := httptest.NewServer(v)
+	t.Cleanup(srv.Close)
+	t.Cleanup(v.Close)
+
+	var r searchResult
+	require.Equal(t, 200, get(t, srv, "api/search", url.Values{"limit": {"1000"}}, &r))
+	require.True(t, r.More)
+	require.Len(t, r.Lines, 4) // 4 MiB of lines
+
+	src.hold = make(chan struct{})
+	first := make(chan int)
+	go func() { first <- get(t, srv, "api/search", nil, nil) }()
+	require.Eventually(t, func() bool { return len(v.queries) == 1 }, 10*time.Second, time.Millisecond)
+	var out map[string]string
+	start := time.Now()
+	require.Equal(t, http.StatusServiceUnavailable, get(t, srv, "api/histogram", nil, &out))
+	require.Contains(t, out["error"], "try again")
+	require.GreaterOrEqual(t, time.Since(start), time.Second)
+	close(src.hold)
+	require.Equal(t, 200, <-first)
+	src.hold = nil
+
+	res, err := http.Get(srv.URL + "/api/tail?from=1")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	br := bufio.NewReader(res.Body)
+	var head []string
+	for {
+		line, err := br.ReadString('\n')
+		require.NoError(t, err)
+		if line == "\n" {
+			break
+		}
+		head = append(head, strings.TrimSpace(line))
+	}
+	require.Equal(t, []string{": logx tail", "id: 95", "event: gap", "data: 95"}, head)
+	line, err := br.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "id: 96\n", line)
+	res.Body.Close()
+	// The slot is given back once the tail's Watch has stopped.
+	require.Eventually(t, func() bool { return v.tails.Load() == 0 }, 10*time.Second, time.Millisecond)
 }

@@ -4,8 +4,8 @@
 # 127.0.0.1. Installs Debian's chromium and chromium-driver if they are
 # missing (needs root, or sudo).
 #
-#   scripts/browser-test.sh                 # screenshots in a temporary directory
-#   SHOTS=docs scripts/browser-test.sh      # ... in docs/ (docs/viewer.png is the README's)
+#   scripts/browser-test.sh                 # screenshots in a temporary directory, kept
+#   SHOTS=docs scripts/browser-test.sh      # and viewer.png copied to docs/ (the README's)
 #
 # Extra arguments go to go test (e.g. -count=3).
 set -euo pipefail
@@ -18,9 +18,10 @@ if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; the
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 chromium --version
-shots=${SHOTS:-}
-args=(-browser)
-if [ -n "$shots" ]; then
-  args+=(-browser.shots "$(cd "$shots" && pwd)")
+tmp=$(mktemp -d)
+go test -count=1 -run '^TestBrowser' -v "$@" ./logxview -args -browser -browser.shots "$tmp"
+echo "screenshots: $tmp"
+if [ -n "${SHOTS:-}" ]; then
+  cp "$tmp/viewer.png" "$SHOTS/viewer.png"
+  echo "copied viewer.png to $SHOTS"
 fi
-go test -count=1 -run '^TestBrowser' -v "$@" ./logxview -args "${args[@]}"

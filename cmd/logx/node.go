@@ -44,6 +44,9 @@ type nodeFile struct {
 	// anyone who reaches the HTTP address can then read the whole log.
 	// Off by default.
 	Viewer bool `yaml:"viewer"`
+	// ViewerHosts, if set, are the only host names the viewer answers to
+	// (logxview.Options.Hosts): the names operators reach it by.
+	ViewerHosts []string `yaml:"viewer_hosts"`
 }
 
 // readNodeFile decodes a node's configuration file, YAML or JSON; a key

@@ -36,7 +36,7 @@ func nodeHandler(lx *logx.Logx, nf nodeFile, in *ingester) http.Handler {
 	if nf.Viewer {
 		// Its live tails end with the requests' base context, which the
 		// node cancels before it shuts the server down.
-		mux.Handle("/logs/", http.StripPrefix("/logs", logxview.Handler(lx, logxview.Options{})))
+		mux.Handle("/logs/", http.StripPrefix("/logs", logxview.Handler(lx, logxview.Options{Hosts: nf.ViewerHosts})))
 		mux.Handle("GET /logs", http.RedirectHandler("/logs/", http.StatusMovedPermanently))
 	}
 	return mux

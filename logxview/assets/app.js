@@ -9,7 +9,9 @@ const MAX_ROWS = 5000;  // rows kept on the page; the oldest go first
 const SVG = "http://www.w3.org/2000/svg";
 
 const $ = (id) => document.getElementById(id);
-const state = { oldest: 0, newest: 0, tail: null, live: false, searchId: 0 };
+// query is the last search's parameters, with its range in absolute
+// times (the server's, for the presets): "Load older" pages through it.
+const state = { oldest: 0, newest: 0, tail: null, live: false, searchId: 0, query: null, loading: false };
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -32,18 +34,20 @@ function params() {
   return p;
 }
 
-// range returns [since, until] as Dates.
-function range() {
+// setRange puts the chosen range into p: a preset as a duration, which
+// the server reads by its own clock (the browser's may be off), a custom
+// range as two times.
+function setRange(p) {
   const r = $("range").value;
   if (r === "custom") {
     const from = fromLocal($("from").value), to = fromLocal($("to").value);
-    if (from && to && from < to) return [from, to];
-    const now = new Date();
-    return [new Date(now - 3600e3), now];
+    if (from && to && from < to) {
+      p.set("since", from.toISOString());
+      p.set("until", to.toISOString());
+      return;
+    }
   }
-  const now = new Date();
-  const hours = { "15m": 0.25, "1h": 1, "6h": 6, "24h": 24, "168h": 168 }[r] || 1;
-  return [new Date(now - hours * 3600e3), now];
+  p.set("since", r === "custom" ? "1h" : r);
 }
 
 // datetime-local inputs hold UTC here (the page shows UTC throughout).
@@ -86,30 +90,37 @@ function row(e) {
   return tr;
 }
 
+// trim keeps the page at MAX_ROWS rows, dropping the oldest; they can be
+// loaded again.
 function trim() {
   const rows = $("rows");
+  if (rows.children.length <= MAX_ROWS) return;
   while (rows.children.length > MAX_ROWS) rows.lastChild.remove();
+  state.oldest = Number(rows.lastChild.dataset.seq);
+  $("older").hidden = false;
 }
 
 async function search() {
   const id = ++state.searchId;
   stopTail();
-  const [since, until] = range();
   const p = params();
-  p.set("since", since.toISOString());
-  p.set("until", until.toISOString());
+  setRange(p);
   const hp = new URLSearchParams(p);
-  hp.set("buckets", String(bucketsFor(since, until)));
+  hp.set("buckets", String(bucketsFor()));
   p.set("limit", String(PAGE));
   setStatus("searching…");
   $("rows").replaceChildren();
   $("older").hidden = true;
+  state.query = null;
   try {
     const [res, hist] = await Promise.all([api("search", p), api("histogram", hp)]);
     if (id !== state.searchId) return; // a newer search is under way
     for (const e of res.lines) $("rows").appendChild(row(e));
     state.newest = res.lines.length ? res.lines[0].seq : 0;
     state.oldest = res.lines.length ? res.lines[res.lines.length - 1].seq : 0;
+    state.query = new URLSearchParams(p);
+    state.query.set("since", hist.since);
+    state.query.set("until", hist.until);
     $("older").hidden = !res.more;
     drawHistogram(hist);
     setStatus(`${hist.total} entries in range · showing ${res.lines.length}${res.more ? "+" : ""} newest first · ${res.took_ms} ms`);
@@ -119,26 +130,34 @@ async function search() {
   }
 }
 
+// older appends the next page of the last search's matches.
 async function older() {
-  if (!state.oldest) return;
-  const [since, until] = range();
-  const p = params();
-  p.set("since", since.toISOString());
-  p.set("until", until.toISOString());
-  p.set("limit", String(PAGE));
+  if (!state.oldest || !state.query || state.loading) return;
+  if ($("rows").children.length >= MAX_ROWS) {
+    $("older").hidden = true;
+    setStatus(`showing the newest ${MAX_ROWS}: narrow the range or the search to see older lines`);
+    return;
+  }
+  const id = state.searchId;
+  const p = new URLSearchParams(state.query);
   p.set("max_seq", String(state.oldest - 1));
+  state.loading = true;
+  $("older").disabled = true;
   try {
     const res = await api("search", p);
+    if (id !== state.searchId) return;
     for (const e of res.lines) $("rows").appendChild(row(e));
     if (res.lines.length) state.oldest = res.lines[res.lines.length - 1].seq;
     $("older").hidden = !res.more;
-    trim();
   } catch (err) {
-    setStatus(String(err.message || err), true);
+    if (id === state.searchId) setStatus(String(err.message || err), true);
+  } finally {
+    state.loading = false;
+    $("older").disabled = false;
   }
 }
 
-function bucketsFor(since, until) {
+function bucketsFor() {
   const width = $("histogram").clientWidth || 1000;
   return Math.max(10, Math.min(120, Math.floor(width / 9)));
 }
@@ -154,10 +173,11 @@ function drawHistogram(h) {
   for (const c of h.counts) max = Math.max(max, c.reduce((a, b) => a + b, 0));
   const bw = W / n;
   const since = new Date(h.since).getTime();
+  const width = h.bucket_ns / 1e6; // milliseconds
   for (let i = 0; i < n; i++) {
     let y = H - bottom;
-    const from = new Date(since + i * h.bucket_ms);
-    const to = i === n - 1 ? new Date(h.until) : new Date(since + (i + 1) * h.bucket_ms);
+    const from = new Date(since + i * width);
+    const to = i === n - 1 ? new Date(h.until) : new Date(since + (i + 1) * width);
     const total = h.counts[i].reduce((a, b) => a + b, 0);
     for (let k = 0; k < h.levels.length; k++) {
       const c = h.counts[i][k];
@@ -188,7 +208,7 @@ function drawHistogram(h) {
     t.setAttribute("x", String(Math.max(2, Math.min(W - 2, i * bw))));
     t.setAttribute("y", String(H - 4));
     t.setAttribute("text-anchor", anchor);
-    t.textContent = label(i === n ? new Date(h.until) : new Date(since + i * h.bucket_ms));
+    t.textContent = label(i === n ? new Date(h.until) : new Date(since + i * width));
     svg.appendChild(t);
   }
   box.replaceChildren(svg);
@@ -204,7 +224,8 @@ function narrow(from, to) {
 
 // Live tail: server-sent events of the lines that arrive, newest on top.
 // Pausing closes the stream; resuming reopens it from the line after the
-// last one shown, so nothing in between is missed.
+// last one shown, so nothing in between is missed (the server replays at
+// most 10,000 lines, and says how many it skipped).
 function startTail() {
   stopTail();
   const p = params();
@@ -219,8 +240,15 @@ function startTail() {
     $("rows").prepend(tr);
     trim();
   };
+  es.addEventListener("gap", (ev) => {
+    setStatus(`live: ${ev.data} older lines were skipped; search to see them`);
+  });
   es.addEventListener("error", (ev) => {
-    if (ev.data) setStatus("live tail: " + JSON.parse(ev.data), true);
+    // The server's error event (ErrRetained, the node closing), or the
+    // connection refused (too many tails): stop rather than retry.
+    if (ev.data || es.readyState === EventSource.CLOSED) {
+      stopLive("live tail stopped: " + (ev.data ? JSON.parse(ev.data) : "the server refused it"));
+    }
   });
   state.tail = es;
   setStatus("live: new lines appear at the top");
@@ -233,16 +261,31 @@ function stopTail() {
   }
 }
 
+function stopLive(why) {
+  state.live = false;
+  $("live").classList.remove("on");
+  $("live").textContent = "Live";
+  stopTail();
+  setStatus(why, why !== "paused");
+}
+
+// toggleLive starts or pauses the tail. A tail shows what arrives now, so
+// a custom range gives way to the last 15 minutes first.
 function toggleLive() {
-  state.live = !state.live;
-  $("live").classList.toggle("on", state.live);
-  $("live").textContent = state.live ? "Pause" : "Live";
   if (state.live) {
-    startTail();
-  } else {
-    stopTail();
-    setStatus("paused");
+    stopLive("paused");
+    return;
   }
+  state.live = true;
+  $("live").classList.add("on");
+  $("live").textContent = "Pause";
+  if ($("range").value === "custom") {
+    $("range").value = "15m";
+    $("custom").hidden = true;
+    search(); // then starts the tail
+    return;
+  }
+  startTail();
 }
 
 async function init() {
