@@ -90,14 +90,13 @@ function row(e) {
   return tr;
 }
 
-// trim keeps the page at MAX_ROWS rows, dropping the oldest; they can be
-// loaded again.
+// trim keeps the page at MAX_ROWS rows, dropping the oldest (a search
+// finds them again).
 function trim() {
   const rows = $("rows");
   if (rows.children.length <= MAX_ROWS) return;
   while (rows.children.length > MAX_ROWS) rows.lastChild.remove();
   state.oldest = Number(rows.lastChild.dataset.seq);
-  $("older").hidden = false;
 }
 
 async function search() {
