@@ -303,9 +303,10 @@ func (h *Viewer) turn(ctx context.Context) (func(), error) {
 	}
 }
 
-// Levels are the histogram's levels, each counting entries from its level
-// up to the next: below INFO, INFO, WARN, ERROR and above.
-var Levels = []slog.Level{logx.LevelDebug, logx.LevelInfo, logx.LevelWarn, logx.LevelError}
+// levels are the histogram's levels (Hist.Levels names them), each
+// counting entries from its level up to the next: below INFO, INFO, WARN,
+// ERROR and above.
+var levels = []slog.Level{logx.LevelDebug, logx.LevelInfo, logx.LevelWarn, logx.LevelError}
 
 // maxBuckets bounds a histogram: its memory is buckets × levels counters,
 // whatever the range and the log's size.
@@ -364,7 +365,7 @@ type Hist struct {
 }
 
 // Histogram counts the lines of src that q selects, whose time lies in
-// [q.Since, q.Until), in n buckets of equal width, by level (Levels). It
+// [q.Since, q.Until), in n buckets of equal width, by level (Hist.Levels). It
 // reads the lines once, as Grep delivers them, and holds only the counts:
 // n × 4 numbers, whatever the range and the log's size.
 func Histogram(ctx context.Context, src Source, q logx.Query, n int) (*Hist, error) {
@@ -373,11 +374,11 @@ func Histogram(ctx context.Context, src Source, q logx.Query, n int) (*Hist, err
 		return nil, fmt.Errorf("logxview: a histogram needs buckets (%d) and Since before Until", n)
 	}
 	hist := &Hist{Since: q.Since.UTC(), Until: q.Until.UTC(), Width: float64(span) / float64(n), Counts: make([][]int64, n)}
-	for _, l := range Levels {
+	for _, l := range levels {
 		hist.Levels = append(hist.Levels, l.String())
 	}
 	for i := range hist.Counts {
-		hist.Counts[i] = make([]int64, len(Levels))
+		hist.Counts[i] = make([]int64, len(levels))
 	}
 	q.Newest, q.Limit, q.Before, q.After = false, 0, 0, 0
 	err := src.Grep(ctx, q, func(l logx.Line) error {
@@ -389,7 +390,7 @@ func Histogram(ctx context.Context, src Source, q logx.Query, n int) (*Hist, err
 		// put a line at a bucket's edge into its neighbour.
 		b := min(int(float64(d)/hist.Width), n-1)
 		k := 0
-		for k+1 < len(Levels) && l.Level >= Levels[k+1] {
+		for k+1 < len(levels) && l.Level >= levels[k+1] {
 			k++
 		}
 		hist.Counts[b][k]++

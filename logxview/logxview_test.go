@@ -200,7 +200,7 @@ func TestAPI(t *testing.T) {
 	require.Equal(t, 200, get(t, srv, "api/histogram", url.Values{"since": {"10m"}, "buckets": {"7"}}, &h))
 	require.Len(t, h.Counts, 7)
 	require.Equal(t, int64(total), h.Total)
-	byLevel := make([]int64, len(Levels))
+	byLevel := make([]int64, len(levels))
 	for _, c := range h.Counts {
 		for k, n := range c {
 			byLevel[k] += n

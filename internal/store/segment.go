@@ -237,9 +237,6 @@ func NewSegment(f *os.File) (*Segment, error) {
 // Compressed reports whether the file is kept compressed.
 func (s *Segment) Compressed() bool { return s.z != nil }
 
-// Name is the name the file was opened by.
-func (s *Segment) Name() string { return s.f.Name() }
-
 // Size is the file's plain size; a plain file's as it is now (the active
 // file grows).
 func (s *Segment) Size() (int64, error) {
