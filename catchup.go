@@ -235,8 +235,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	f.restoredLevel(st.Index, st.Level)
 	f.truncated.Store(st.TruncatedBefore)
 	f.useSegment(seg)
-	f.checkpointed.Store(nil) // the files changed: the compressor looks again once the catch-up ends
-	f.noteRotated(st.Rotated)
+	f.noteRotated(st.Rotated) // the compressor looks at them once the catch-up ends (endCatchUp)
 	f.applied.Store(st.Index)
 	f.seq.Store(st.Seq)
 	f.clock.Store(st.Clock)

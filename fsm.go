@@ -508,20 +508,22 @@ func (f *fsm) persist() error {
 }
 
 // noteRotated records rot, the rotated files of the checkpoint just
-// written (or read at start), as checkpointed, and tells onRotated when
-// its newest file is not the one the last checkpoint had.
+// written (or read at start), as checkpointed when they changed, and tells
+// onRotated when its newest file is not the one the last list had.
 func (f *fsm) noteRotated(rot []store.File) {
-	if old := f.checkpointed.Load(); old != nil && len(*old) > 0 && len(rot) > 0 &&
-		(*old)[len(*old)-1].First == rot[len(rot)-1].First {
-		if len(*old) != len(rot) { // retention took files out
-			c := slices.Clone(rot)
-			f.checkpointed.Store(&c)
+	newest := func(fs []store.File) uint64 {
+		if len(fs) == 0 {
+			return 0
 		}
+		return fs[len(fs)-1].First
+	}
+	old := f.checkpointed.Load()
+	if old != nil && len(*old) == len(rot) && newest(*old) == newest(rot) {
 		return
 	}
 	c := slices.Clone(rot)
 	f.checkpointed.Store(&c)
-	if len(rot) > 0 && f.onRotated != nil {
+	if f.onRotated != nil && len(rot) > 0 && (old == nil || newest(*old) != newest(rot)) {
 		f.onRotated()
 	}
 }

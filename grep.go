@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -250,7 +249,7 @@ func grepFile(ctx context.Context, path string, q *Query, out chan<- []Line) err
 		return err
 	}
 	defer seg.Close()
-	f := io.NewSectionReader(seg, 0, math.MaxInt64)
+	f := seg.From(0)
 	buf := make([]byte, grepChunk)
 	var batch []Line
 	var carry int // bytes of an incomplete line kept at the start of buf

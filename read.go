@@ -8,7 +8,6 @@ import (
 	"io"
 	"iter"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -194,7 +193,7 @@ func OpenLogFile(path string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return segmentReader{io.NewSectionReader(seg, 0, math.MaxInt64), seg}, nil
+	return segmentReader{seg.From(0), seg}, nil
 }
 
 type segmentReader struct {
@@ -305,8 +304,7 @@ func (r *Reader) seek(off int64) error {
 		return fmt.Errorf("logx: negative offset %d", off)
 	}
 	r.off = off
-	// A file being written grows: read to wherever its end is then.
-	src := io.NewSectionReader(r.f, off, math.MaxInt64-off)
+	src := r.f.From(off) // a file being written grows: to wherever its end is then
 	if r.br == nil {
 		r.br = bufio.NewReaderSize(src, 256<<10)
 	} else {
@@ -392,7 +390,7 @@ func firstTime(path string) (time.Time, error) {
 		return time.Time{}, err
 	}
 	defer f.Close()
-	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, math.MaxInt64), 64<<10)
+	br := bufio.NewReaderSize(f.From(0), 64<<10)
 	for {
 		line, err := br.ReadSlice('\n')
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -256,6 +257,12 @@ func (s *Segment) ReadAt(p []byte, off int64) (int, error) {
 		return s.z.ReadAt(p, off)
 	}
 	return s.f.ReadAt(p, off)
+}
+
+// From returns a reader of the plain bytes from off to the end, wherever
+// the end is when it gets there (the active file grows).
+func (s *Segment) From(off int64) io.Reader {
+	return io.NewSectionReader(s, off, math.MaxInt64-off)
 }
 
 // Range returns a reader of the n plain bytes at off. Of a plain file it
