@@ -218,3 +218,25 @@ func TestParseHeadRejects(t *testing.T) {
 		require.Error(t, err, "%q", s)
 	}
 }
+
+// BenchmarkParseLineTime is parseLineTime against time.Parse on the time
+// of a line's head (docs/benchmarks.md, "The viewer").
+//
+//	go test -run '^$' -bench LineTime .
+func BenchmarkParseLineTime(b *testing.B) {
+	ts := []byte("2026-11-24T23:35:45.123456Z")
+	b.Run("parseLineTime", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := parseLineTime(ts); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("time.Parse", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := time.Parse(timeLayout, string(ts)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // logLines returns about size bytes of log-like lines from a seeded
@@ -467,4 +469,48 @@ func BenchmarkSegmentRead(b *testing.B) {
 		}
 		seg.Close()
 	}
+}
+
+// BenchmarkEncoderChoices compares what docs/benchmarks.md ("Compressed
+// files") compares for the format's fixed settings, on log-like lines with
+// random fields: frame sizes at the level the format uses (level 1), and
+// zstd's default level at the format's frame size. It reports the ratio
+// and the speed of compressing alone.
+//
+//	go test -run '^$' -bench EncoderChoices ./internal/store
+func BenchmarkEncoderChoices(b *testing.B) {
+	plain := logLines(7, 32<<20, false)
+	for _, fs := range []int{256 << 10, 1 << 20, 4 << 20, 32 << 20} {
+		b.Run(fmt.Sprintf("level1/frame=%dKiB", fs>>10), func(b *testing.B) {
+			b.SetBytes(int64(len(plain)))
+			var out bytes.Buffer
+			for b.Loop() {
+				out.Reset()
+				if _, _, err := compressFrames(&out, bytes.NewReader(plain), func() error { return nil }, fs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(plain))/float64(out.Len()), "ratio")
+		})
+	}
+	b.Run("default-level/frame=256KiB", func(b *testing.B) {
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1),
+			zstd.WithEncoderCRC(true), zstd.WithSingleSegment(true))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(int64(len(plain)))
+		var n int
+		var dst []byte
+		for b.Loop() {
+			n = 0
+			for rest := plain; len(rest) > 0; {
+				cut := frameEnd(rest, true, FrameSize)
+				dst = enc.EncodeAll(rest[:cut], dst[:0])
+				n += len(dst)
+				rest = rest[cut:]
+			}
+		}
+		b.ReportMetric(float64(len(plain))/float64(n), "ratio")
+	})
 }
