@@ -11,35 +11,39 @@ import (
 // each follower (hashicorp/raft sends one every tenth of HeartbeatTimeout)
 // and every voter a clock report in the log every 10 s, an fsync on every
 // node; with 64 streams that is most of what an idle node does. So a
-// stream other than the default one that has neither logged nor applied an
-// entry for idleAfter ElectionTimeouts goes idle on this node (node.tend
-// checks every round):
+// stream that has neither logged nor applied an entry for idleAfter
+// ElectionTimeouts goes idle on this node (node.tend checks every round):
 //
-//   - its Raft HeartbeatTimeout and ElectionTimeout become idleStretch
-//     times Config.ElectionTimeout (ReloadConfig): a leader heartbeats
-//     idleStretch times less often, and a follower waits that much longer
-//     before it calls an election;
 //   - it reports its clock every idleClockEvery instead of every 10 s (the
-//     log clock still moves, so retention by age still happens).
+//     log clock still moves, so retention by age still happens);
+//   - while this node leads it, its Raft HeartbeatTimeout and
+//     ElectionTimeout become idleStretch times Config.ElectionTimeout
+//     (ReloadConfig): the leader heartbeats idleStretch times less often
+//     (every 0.3 to 0.6 ElectionTimeout instead of 0.1 to 0.2);
+//   - a stream other than the default one stretches them on every node,
+//     followers included, so a follower waits that much longer before it
+//     calls an election.
 //
 // It is active again at the first entry its producer takes or its apply
 // writes: the timeouts go back at once (a shorter HeartbeatTimeout wakes
 // Raft's heartbeat and follower timers), and the node reports its clock at
 // once, so the log clock that rotation by time goes by is not a minute
-// old. The nodes decide each for itself,
-// so for a moment a leader may heartbeat at the stretched pace while a
-// follower waits only the normal timeout; idleStretch is small enough that
-// the stretched heartbeats (every 0.3 to 0.6 ElectionTimeout) still come
-// well inside a follower's normal timeout, and these streams' Raft
-// LeaderLeaseTimeout is a whole ElectionTimeout, so a leader does not step
-// down between two of them. The price: a failed leader of an idle stream
-// is replaced later (measured by TestIdleFailoverTime, ElectionTimeout 1 s:
-// a median of 7.5 s without a leader against 1.3 s; docs/benchmarks.md);
-// the first entry logged on a follower makes that follower's timeout
-// normal again.
+// old. The nodes decide each for itself, and a node that starts or stops
+// leading an idle stream sets its timeouts again (the observer in
+// stream.go), so for a moment a leader may heartbeat at the stretched pace
+// while a follower waits only the normal timeout; idleStretch is small
+// enough that the stretched heartbeats still come well inside a follower's
+// normal timeout, and every stream's Raft LeaderLeaseTimeout is a whole
+// ElectionTimeout, so a leader does not step down between two of them.
 //
-// The default stream does not go idle: its fail-over time stays that of
-// the first release.
+// The default stream's followers keep the normal timeouts, so its
+// fail-over time stays that of the first release (TestFailoverTime,
+// TestIdleFailoverTime): an idle default stream costs its leader about
+// half of what it did (logx-bench's idle workload, docs/benchmarks.md).
+// The other streams pay for their cheaper followers: a failed leader of an
+// idle stream is replaced later (TestIdleFailoverTime, ElectionTimeout 1 s:
+// a median of 7.5 s without a leader against 1.3 s); the first entry
+// logged on a follower makes that follower's timeout normal again.
 const (
 	idleAfter      = 10 // ElectionTimeouts
 	idleStretch    = 3
@@ -61,7 +65,7 @@ func (lx *Stream) markActive() {
 // checkIdle makes the stream idle if it has had no activity for idleAfter
 // ElectionTimeouts (node.tend calls it every round).
 func (lx *Stream) checkIdle(now time.Time) {
-	if lx.name == DefaultStream || lx.idle.Load() ||
+	if lx.idle.Load() ||
 		now.Sub(time.Unix(0, lx.lastActive.Load())) < idleAfter*lx.cfg.ElectionTimeout {
 		return
 	}
@@ -71,22 +75,41 @@ func (lx *Stream) checkIdle(now time.Time) {
 }
 
 // applyTimeouts sets Raft's heartbeat and election timeouts by whether the
-// stream is idle now: idleStretch or 1 times Config.ElectionTimeout. Calls
+// stream is idle now and whether this node leads it (idleTimeouts). Calls
 // are serialized and each applies the current state, so the last one
 // leaves the right timeouts whatever order they ran in.
 func (lx *Stream) applyTimeouts() {
 	lx.timeoutsMu.Lock()
 	defer lx.timeoutsMu.Unlock()
-	k := time.Duration(1)
-	if lx.idle.Load() {
-		k = idleStretch
-	}
+	idle := lx.idle.Load()
 	err := lx.raftCall(func() error {
 		rc := lx.raft.ReloadableConfig()
-		rc.HeartbeatTimeout, rc.ElectionTimeout = k*lx.cfg.ElectionTimeout, k*lx.cfg.ElectionTimeout
+		rc.HeartbeatTimeout, rc.ElectionTimeout = idleTimeouts(lx.cfg.ElectionTimeout, lx.name == DefaultStream, idle, lx.raft.State() == raft.Leader)
 		return lx.raft.ReloadConfig(rc)
 	})
 	if err != nil && !errors.Is(err, raft.ErrRaftShutdown) {
-		lx.logf("logx: setting Raft's timeouts (idle: %v): %v", k != 1, err)
+		lx.logf("logx: setting Raft's timeouts (idle: %v): %v", idle, err)
+	}
+}
+
+// idleTimeouts is a stream's Raft HeartbeatTimeout and ElectionTimeout:
+// et (Config.ElectionTimeout) while it is active; idleStretch times et
+// while it is idle, except on the default stream's followers: that stream
+// stretches them only while this node leads, where they set the heartbeat
+// pace (a leader has no election timer, and Raft wants ElectionTimeout at
+// least HeartbeatTimeout), not a follower's patience.
+func idleTimeouts(et time.Duration, isDefault, idle, leading bool) (heartbeat, election time.Duration) {
+	if idle && (leading || !isDefault) {
+		return idleStretch * et, idleStretch * et
+	}
+	return et, et
+}
+
+// observeRole sets the timeouts again when this node starts or stops
+// leading an idle stream (Raft's observer calls it on every change of
+// role; the work goes to a goroutine, off Raft's).
+func (lx *Stream) observeRole(o raft.Observation) {
+	if _, ok := o.Data.(raft.RaftState); ok && lx.idle.Load() {
+		lx.goFunc(lx.applyTimeouts)
 	}
 }

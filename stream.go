@@ -333,10 +333,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	rc.Logger = hl
 	rc.HeartbeatTimeout = cfg.ElectionTimeout
 	rc.ElectionTimeout = cfg.ElectionTimeout
-	rc.LeaderLeaseTimeout = cfg.ElectionTimeout / 2
-	if name != DefaultStream {
-		rc.LeaderLeaseTimeout = cfg.ElectionTimeout // idle.go
-	}
+	rc.LeaderLeaseTimeout = cfg.ElectionTimeout                // longer than an idle leader's heartbeat pace (idle.go)
 	rc.CommitTimeout = cmp.Or(sm.commitTimeout, commitTimeout) // commit.go
 	rc.MaxAppendEntries = 64
 	rc.BatchApplyCh = true
@@ -369,7 +366,10 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		}
 	}
 	lx.peerWatch.failing = map[raft.ServerID]time.Time{}
-	lx.observer = raft.NewObserver(nil, false, func(o *raft.Observation) bool { return lx.peerWatch.observe(*o) })
+	lx.observer = raft.NewObserver(nil, false, func(o *raft.Observation) bool {
+		lx.observeRole(*o)
+		return lx.peerWatch.observe(*o)
+	})
 	lx.raft.RegisterObserver(lx.observer)
 	lx.scrubDone = make(chan struct{})
 	go lx.scrub(rotated)

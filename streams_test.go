@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
@@ -711,10 +712,12 @@ func TestStreamAlarms(t *testing.T) {
 	require.Equal(t, map[string]bool{DefaultStream: true, "audit": true, "access": true}, got)
 }
 
-// A stream other than the default one goes idle after idleAfter
-// ElectionTimeouts without entries: its Raft timeouts stretch, with no
-// election; its first entry makes it active again on every node. The
-// default stream never goes idle.
+// A stream goes idle after idleAfter ElectionTimeouts without entries,
+// with no election: a stream other than the default one stretches its Raft
+// timeouts on every node; the default stream stretches only its leader's
+// heartbeat timeout, and when the leadership moves the new leader stretches
+// and the old one goes back. The first entry makes a stream active again on
+// every node.
 func TestIdleStream(t *testing.T) {
 	c := newTestCluster(t, 3, func(cfg *Config) { cfg.Streams = []StreamConfig{{Name: "audit"}} })
 	et := c.cfgs[0].ElectionTimeout
@@ -727,41 +730,61 @@ func TestIdleStream(t *testing.T) {
 		}
 		return out
 	}
-	require.True(t, waitFor(30*time.Second, func() bool {
-		for _, s := range streams("audit") {
-			if !s.idle.Load() || s.raft.ReloadableConfig().HeartbeatTimeout != idleStretch*et {
+	// timeouts says whether every node of the stream is idle (or active)
+	// with the timeouts that go with it.
+	timeouts := func(name string, idle bool) bool {
+		for _, s := range streams(name) {
+			rc := s.raft.ReloadableConfig()
+			want := et
+			if idle && (name != DefaultStream || s.raft.State() == raft.Leader) {
+				want = idleStretch * et
+			}
+			if s.idle.Load() != idle || rc.HeartbeatTimeout != want || rc.ElectionTimeout != want {
 				return false
 			}
 		}
 		return true
-	}), "the audit stream did not go idle on every node")
+	}
+	require.True(t, waitFor(30*time.Second, func() bool { return timeouts("audit", true) && timeouts(DefaultStream, true) }),
+		"the streams did not go idle on every node")
 	// Stay idle for a few rounds more: no node calls an election. (The
-	// term is read once the stream is idle: the balancer may have handed
-	// its leadership over before, which takes a term.)
-	term := streams("audit")[0].raft.CurrentTerm()
+	// terms are read once the streams are idle: the balancer may have
+	// handed a leadership over before, which takes a term.)
+	terms := map[string]uint64{}
+	for _, name := range []string{"audit", DefaultStream} {
+		terms[name] = streams(name)[0].raft.CurrentTerm()
+	}
 	rounds := c.nodes[0].node.rounds.Load()
 	require.True(t, waitFor(30*time.Second, func() bool { return c.nodes[0].node.rounds.Load() >= rounds+3 }))
-	for i, s := range streams("audit") {
-		require.Equal(t, term, s.raft.CurrentTerm(), "node %d: an election while idle", i)
+	for _, name := range []string{"audit", DefaultStream} {
+		for i, s := range streams(name) {
+			require.Equal(t, terms[name], s.raft.CurrentTerm(), "%s, node %d: an election while idle", name, i)
+		}
 	}
+
+	// The default stream's leadership moves: the new leader stretches its
+	// heartbeat timeout, the old one no longer does.
+	var old *Stream
 	for _, s := range streams(DefaultStream) {
-		require.False(t, s.idle.Load())
-		require.Equal(t, et, s.raft.ReloadableConfig().HeartbeatTimeout)
+		if s.raft.State() == raft.Leader {
+			old = s
+		}
 	}
+	require.NotNil(t, old)
+	require.NoError(t, old.transferLeadership())
+	require.True(t, waitFor(30*time.Second, func() bool {
+		return old.raft.State() == raft.Follower && timeouts(DefaultStream, true)
+	}), "the timeouts did not follow the leadership")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := streams("audit")[1].Append(ctx, LevelInfo, "wake up")
-	require.NoError(t, err)
-	require.True(t, waitFor(30*time.Second, func() bool {
-		for _, s := range streams("audit") {
-			if s.idle.Load() || s.raft.ReloadableConfig().HeartbeatTimeout != et {
-				return false
-			}
-		}
-		return true
-	}), "the audit stream did not wake on every node")
-	waitStreamSeq(t, c, "audit", 1)
+	for _, name := range []string{"audit", DefaultStream} {
+		_, err := streams(name)[1].Append(ctx, LevelInfo, "wake up")
+		require.NoError(t, err)
+		require.True(t, waitFor(30*time.Second, func() bool { return timeouts(name, false) }),
+			"%s did not wake on every node", name)
+		waitStreamSeq(t, c, name, 1)
+	}
 	requireIdentical(t, streamDirs(c, "audit"), "audit.log")
 }
 

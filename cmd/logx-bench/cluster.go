@@ -89,14 +89,14 @@ func flushAll(ctx context.Context, lx *logx.Logx) error {
 	return nil
 }
 
-// waitIdle waits until every stream of lx but the default one has gone
-// idle (its Raft timeouts stretched: Stats.Idle).
+// waitIdle waits until every stream of lx has gone idle (Stats.Idle: about
+// ten ElectionTimeouts after its last entry).
 func waitIdle(ctx context.Context, lx *logx.Logx) error {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
 		idle := true
-		for _, s := range streamsOf(lx)[1:] {
+		for _, s := range streamsOf(lx) {
 			idle = idle && s.Stats().Idle
 		}
 		if idle {
@@ -325,9 +325,13 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 				return res, err
 			}
 		}
-		return idleInproc(ctx, o, dir)
+		return idleInproc(ctx, o, c, dir)
 	}
 
+	stopProfile, err := startProfile(o.profile, profileName("inproc", c.Workload, c.Size, c.Callers, c.Streams, -1))
+	if err != nil {
+		return res, err
+	}
 	resetPeakRSS()
 	file0 := logBytes(nodeDir(dir, 0))
 	mark := markCPU()
@@ -365,6 +369,9 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 		}
 		end = time.Now()
 		cpu, _, cpuOK = mark.since()
+		if err := stopProfile(); err != nil {
+			return res, err
+		}
 	case "append":
 		var err error
 		total, h, err = drive(c.Callers, &next, int64(o.appendMax()), stop, true, func(g int, i int64) error {
@@ -376,6 +383,9 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 		})
 		end = time.Now()
 		cpu, _, cpuOK = mark.since()
+		if perr := stopProfile(); err == nil {
+			err = perr
+		}
 		if err != nil {
 			return res, err
 		}
@@ -418,8 +428,12 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 // idleInproc measures the CPU the settled, ready cluster in this process
 // uses without traffic: it waits o.idleSettle(), then measures for
 // -idle-duration.
-func idleInproc(ctx context.Context, o *options, dir string) (res runResult, err error) {
+func idleInproc(ctx context.Context, o *options, c *cell, dir string) (res runResult, err error) {
 	if err := sleepCtx(ctx, o.idleSettle()); err != nil {
+		return res, err
+	}
+	stopProfile, err := startProfile(o.profile, profileName("inproc", c.Workload, c.Size, c.Callers, c.Streams, -1))
+	if err != nil {
 		return res, err
 	}
 	resetPeakRSS()
@@ -429,6 +443,9 @@ func idleInproc(ctx context.Context, o *options, dir string) (res runResult, err
 		return res, err
 	}
 	cpu, wall, ok := mark.since()
+	if err := stopProfile(); err != nil {
+		return res, err
+	}
 	res.finish(0, wall, logBytes(nodeDir(dir, 0))-file0)
 	res.setProcessRSS()
 	if ok {

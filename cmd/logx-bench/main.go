@@ -72,6 +72,7 @@ type options struct {
 	allocRuns   int
 	cellTimeout time.Duration
 	out         string
+	profile     string // directory for CPU and heap profiles of each measured phase
 	quick       bool
 
 	child     int    // >= 0 in a child process of a procs cell
@@ -86,7 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	sizes := fs.String("sizes", "100,1024", "message sizes in bytes")
 	workloads := fs.String("workloads", "async,append", "logx workloads: async (Info), append (Append, waits for commit), idle (CPU use of a settled cluster without traffic); by default idle runs in procs mode only")
 	callers := fs.String("callers", "1,4,16,64,256", "concurrent callers for append, raft-1 and slog-file")
-	streams := fs.String("streams", "1", "streams the async and idle workloads use: the default stream and n-1 more (async writes round-robin over them; idle waits until the others have gone idle)")
+	streams := fs.String("streams", "1", "streams the async and idle workloads use: the default stream and n-1 more (async writes round-robin over them; idle waits until all have gone idle)")
 	baselines := fs.String("baselines", "slog,raft", "baselines: slog (log/slog JSON to a buffered file), raft (hashicorp/raft, one entry per Apply); empty for none")
 	fs.IntVar(&o.count, "count", 1, "run each cell this many times and report the median")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per cell (a cell also stops at -max-entries)")
@@ -96,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.allocRuns, "alloc-runs", 1000, "testing.AllocsPerRun iterations for the allocs/call column")
 	fs.DurationVar(&o.cellTimeout, "cell-timeout", 3*time.Minute, "give up on a cell after this long")
 	fs.StringVar(&o.out, "out", "", "directory for results.md, results.json and chart.svg (default: a new temporary directory)")
+	fs.StringVar(&o.profile, "profile", "", "write a CPU profile and a heap profile of each logx cell's measured phase into this directory (procs: one per node)")
 	fs.BoolVar(&o.quick, "quick", false, "smoke test: -sizes 100 -callers 1,16 -duration 500ms -idle-duration 1s -max-entries 20000 -warmup 200 -alloc-runs 100, unless given")
 	fs.IntVar(&o.child, "child", -1, "internal: run node `i` of a procs cell")
 	fs.StringVar(&o.childSpec, "child-spec", "", "internal: the cell a -child node runs (JSON)")

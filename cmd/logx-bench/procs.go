@@ -48,6 +48,7 @@ type childSpec struct {
 	Duration  time.Duration `json:"duration"`
 	Timeout   time.Duration `json:"timeout"`
 	Streams   int           `json:"streams,omitempty"`
+	Profile   string        `json:"profile,omitempty"` // -profile
 }
 
 type childGo struct {
@@ -222,7 +223,7 @@ func runLogxProcs(ctx context.Context, o *options, c *cell) (res runResult, err 
 	}
 	spec, err := json.Marshal(childSpec{
 		Addrs: addrs, Dir: dir, Size: c.Size, Workload: c.Workload, Goroutine: asyncPerNode,
-		Warmup: o.warmup, Duration: dur, Timeout: o.cellTimeout, Streams: c.Streams,
+		Warmup: o.warmup, Duration: dur, Timeout: o.cellTimeout, Streams: c.Streams, Profile: o.profile,
 	})
 	if err != nil {
 		return res, err
@@ -460,6 +461,10 @@ func runChild(ctx context.Context, o *options) error {
 	if err := json.Unmarshal([]byte(line), &g); err != nil {
 		return fmt.Errorf("go: %w", err)
 	}
+	stopProfile, err := startProfile(spec.Profile, profileName("procs", spec.Workload, spec.Size, g.Callers, spec.Streams, o.child))
+	if err != nil {
+		return err
+	}
 	resetPeakRSS()
 	mark := markCPU()
 	stop, release := stopAfter(spec.Duration)
@@ -489,6 +494,9 @@ func runChild(ctx context.Context, o *options) error {
 		return fmt.Errorf("unknown workload %q", spec.Workload)
 	}
 	done := time.Now()
+	if err := stopProfile(); err != nil {
+		return err
+	}
 	if err := out.Encode(childMsg{Ev: "produced", N: n}); err != nil {
 		return err
 	}
