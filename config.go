@@ -129,11 +129,12 @@ type Config struct {
 	Level slog.Leveler `json:"-" yaml:"-"`
 
 	// QueueSize is the capacity, in entries, of the queue between the
-	// logging calls and the committer. Defaults to 16384 (four batches of
+	// logging calls and the committer. Defaults to 8192 (two batches of
 	// MaxBatchEntries). Memory: the queue holds up to QueueSize entries of
 	// up to MaxEntrySize each, and its free list keeps up to
 	// QueueSize+MaxBatchEntries+1 spent ones of up to 4 KiB; with 200-byte
-	// entries about 8 MB together. docs/benchmarks.md gives a node's peak.
+	// entries about 5 MB together. docs/design.md ("Memory") gives the rest
+	// of a node's memory, docs/benchmarks.md its peak.
 	QueueSize int `json:"queue_size" yaml:"queue_size"`
 
 	// DropWhenFull makes Debug/Info/Warn/Error and the slog handler drop an
@@ -255,7 +256,7 @@ func DefaultConfig() Config {
 		File:               "logx.log",
 		MaxSize:            64 << 20,
 		Format:             FormatText,
-		QueueSize:          16384,
+		QueueSize:          8192,
 		MaxEntrySize:       64 << 10,
 		MaxBatchEntries:    4096,
 		MaxBatchBytes:      1 << 20,

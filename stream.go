@@ -20,7 +20,6 @@ import (
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/metadb"
-	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hashicorp/raft-wal/types"
 	"github.com/logx-dev/logx/internal/store"
 	"github.com/logx-dev/logx/internal/wire"
@@ -278,12 +277,11 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	}
 	walDir := filepath.Join(cfg.Dir, "raft")
 	var meta types.MetaStore = lx.meta
-	var filer types.SegmentFiler // nil: raft-wal's own
+	var vfs types.VFS = fs.New()
 	if h := sm.powerCut; h != nil && h.vfs != nil {
-		meta, filer = h.meta(lx.meta), segment.NewFiler(walDir, h.vfs(fs.New()))
+		meta, vfs = h.meta(lx.meta), h.vfs(vfs)
 	}
-	if lx.wal, err = wal.Open(walDir, wal.WithLogger(hl.Named("wal")), wal.WithMetaStore(meta),
-		wal.WithSegmentFiler(filer), wal.WithSegmentSize(segSize)); err != nil {
+	if lx.wal, err = openWAL(walDir, meta, vfs, segSize, hl.Named("wal")); err != nil {
 		return nil, fmt.Errorf("logx: opening Raft log: %w", err)
 	}
 	undo = append(undo, func() { _ = lx.wal.Close() })

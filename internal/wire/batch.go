@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/klauspost/compress/s2"
 )
@@ -80,20 +81,33 @@ func HeaderLen(h Header) int {
 // NewBatch returns a new batch of header h and the records recs (appended
 // with AppendRecord). With compress, records of compressMin bytes or more
 // are compressed, unless that does not make them smaller.
+//
+// The batch's capacity is its length: a batch lives on in Raft's log cache
+// and in flight, and compressing straight into a buffer sized for the
+// worst case (more than the records themselves) kept several times the
+// compressed bytes alive per batch (issue 11). The compressor writes into
+// a pooled buffer, and the batch is a copy of what it wrote.
 func NewBatch(h Header, recs []byte, compress bool) []byte {
-	if compress && len(recs) >= compressMin {
-		hc := h
-		hc.Flags |= FlagCompressed
-		batch := AppendHeader(make([]byte, 0, HeaderMax+s2.MaxEncodedLen(len(recs))), hc)
-		n := len(batch)
-		if enc := s2.Encode(batch[n:cap(batch)], recs); len(enc) < len(recs) {
-			return batch[:n+len(enc)]
+	if need := s2.MaxEncodedLen(len(recs)); compress && len(recs) >= compressMin && need > 0 {
+		bp := encodeBufs.Get().(*[]byte)
+		defer encodeBufs.Put(bp)
+		if cap(*bp) < need {
+			*bp = make([]byte, need)
+		}
+		if enc := s2.Encode((*bp)[:cap(*bp)], recs); len(enc) < len(recs) {
+			hc := h
+			hc.Flags |= FlagCompressed
+			batch := AppendHeader(make([]byte, 0, HeaderLen(hc)+len(enc)), hc)
+			return append(batch, enc...)
 		}
 	}
 	h.Flags &^= FlagCompressed
-	batch := AppendHeader(make([]byte, 0, HeaderMax+len(recs)), h)
+	batch := AppendHeader(make([]byte, 0, HeaderLen(h)+len(recs)), h)
 	return append(batch, recs...)
 }
+
+// encodeBufs holds NewBatch's compression buffers.
+var encodeBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // AppendRecord appends one length-prefixed record to a batch.
 func AppendRecord(dst []byte, level slog.Level, unixNano int64, body []byte) []byte {
