@@ -19,7 +19,7 @@ import (
 //   - while this node leads it, its Raft HeartbeatTimeout and
 //     ElectionTimeout become idleStretch times Config.ElectionTimeout
 //     (ReloadConfig): the leader heartbeats idleStretch times less often
-//     (every 0.3 to 0.6 ElectionTimeout instead of 0.1 to 0.2);
+//     (every 0.2 to 0.4 ElectionTimeout instead of 0.1 to 0.2);
 //   - a stream other than the default one stretches them on every node,
 //     followers included, so a follower waits that much longer before it
 //     calls an election.
@@ -28,25 +28,31 @@ import (
 // writes: the timeouts go back at once (a shorter HeartbeatTimeout wakes
 // Raft's heartbeat and follower timers), and the node reports its clock at
 // once, so the log clock that rotation by time goes by is not a minute
-// old. The nodes decide each for itself, and a node that starts or stops
-// leading an idle stream sets its timeouts again (the observer in
-// stream.go), so for a moment a leader may heartbeat at the stretched pace
-// while a follower waits only the normal timeout; idleStretch is small
-// enough that the stretched heartbeats still come well inside a follower's
-// normal timeout, and every stream's Raft LeaderLeaseTimeout is a whole
-// ElectionTimeout, so a leader does not step down between two of them.
+// old. A leadership transfer makes it active first (Raft bounds a transfer
+// by the ElectionTimeout). The nodes decide each for itself, and a node
+// that starts or stops leading an idle stream sets its timeouts again (the
+// observer in stream.go), so a leader may heartbeat at the stretched pace
+// while a follower waits only the normal timeout, and every stream's Raft
+// LeaderLeaseTimeout is one ElectionTimeout. idleStretch is 2 so that the
+// longest gap between two contacts a follower hears still fits in one
+// ElectionTimeout when one heartbeat in between fails (Raft then waits a
+// new interval after a 10 ms pause: at most 2 × 0.4 of it): neither the
+// leader's lease nor a follower's patience runs out over one lost
+// heartbeat, as with the default timeouts (a hostile review found that a
+// threefold stretch let a leader that depends on one follower, a 3-node
+// cluster during a rolling restart, step down for a single failed one).
 //
 // The default stream's followers keep the normal timeouts, so its
 // fail-over time stays that of the first release (TestFailoverTime,
 // TestIdleFailoverTime): an idle default stream costs its leader about
 // half of what it did (logx-bench's idle workload, docs/benchmarks.md).
 // The other streams pay for their cheaper followers: a failed leader of an
-// idle stream is replaced later (TestIdleFailoverTime, ElectionTimeout 1 s:
-// a median of 7.5 s without a leader against 1.3 s); the first entry
-// logged on a follower makes that follower's timeout normal again.
+// idle stream is replaced later (TestIdleFailoverTime, docs/benchmarks.md);
+// the first entry logged on a follower makes that follower's timeout normal
+// again.
 const (
 	idleAfter      = 10 // ElectionTimeouts
-	idleStretch    = 3
+	idleStretch    = 2
 	idleClockEvery = time.Minute
 )
 
@@ -103,6 +109,16 @@ func idleTimeouts(et time.Duration, isDefault, idle, leading bool) (heartbeat, e
 		return idleStretch * et, idleStretch * et
 	}
 	return et, et
+}
+
+// wake makes the stream active now, with its normal timeouts: a
+// leadership transfer goes first (Raft bounds it by ElectionTimeout,
+// stretched while idle).
+func (lx *Stream) wake() {
+	lx.lastActive.Store(time.Now().UnixNano())
+	if lx.idle.CompareAndSwap(true, false) {
+		lx.applyTimeouts()
+	}
 }
 
 // observeRole sets the timeouts again when this node starts or stops

@@ -435,6 +435,7 @@ func (lx *Stream) stopGoroutines() {
 
 // transferLeadership hands the leadership over (see raftMu).
 func (lx *Stream) transferLeadership() error {
+	lx.wake() // idle.go
 	return lx.raftCall(func() error { return lx.raft.LeadershipTransfer().Error() })
 }
 

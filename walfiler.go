@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"sync"
@@ -36,7 +37,11 @@ func openWAL(dir string, meta types.MetaStore, vfs types.VFS, segSize int, logge
 // finishingMeta finishes such a rotation when raft-wal loads its
 // metadata: it marks the tail sealed, as far as its file goes, and adds
 // the next segment (raft-wal then creates its file), as the rotation would
-// have, and commits that before raft-wal reads it.
+// have, and commits that before raft-wal reads it. It does so only if the
+// file's index leads to every entry the file holds (indexHolds): raft-wal
+// takes a file for sealed as soon as it sees the head of an index frame,
+// also one that a power cut tore before its batch committed, and such a
+// segment is left as raft-wal has it (its appends fail, its reads work).
 type finishingMeta struct {
 	types.MetaStore
 	filer   types.SegmentFiler
@@ -59,14 +64,18 @@ func (m finishingMeta) Load(dir string) (types.PersistentState, error) {
 	if err != nil {
 		return ps, nil // raft-wal's own recovery of the tail reports it
 	}
+	defer w.Close()
 	sealed, indexStart, serr := w.Sealed()
 	last := w.LastIndex()
-	_ = w.Close()
 	if serr != nil || !sealed || last < tail.BaseIndex {
 		return ps, nil
 	}
+	tail.IndexStart, tail.MaxIndex = indexStart, last
+	if !m.indexHolds(tail, w) {
+		return ps, nil
+	}
 	now := time.Now()
-	tail.SealTime, tail.IndexStart, tail.MaxIndex = now, indexStart, last
+	tail.SealTime = now
 	next := types.SegmentInfo{ID: ps.NextSegmentID, BaseIndex: last + 1, MinIndex: last + 1,
 		SizeLimit: uint32(m.segSize), Codec: tail.Codec, CreateTime: now}
 	fixed := types.PersistentState{NextSegmentID: ps.NextSegmentID + 1,
@@ -127,7 +136,14 @@ type sealingWriter struct {
 }
 
 func (s *sealingWriter) Append(entries []types.LogEntry) error {
-	return s.writer().Append(entries)
+	w := s.writer()
+	if w == nil {
+		// Sealed, and raft-wal's rotation failed (it logs "rotate error"
+		// and keeps this segment as its tail): refuse as the writer
+		// itself would.
+		return types.ErrSealed
+	}
+	return w.Append(entries)
 }
 
 func (s *sealingWriter) Sealed() (bool, uint64, error) {
@@ -205,4 +221,31 @@ func (s *sealingWriter) Close() error {
 		return s.r.Close()
 	}
 	return s.w.Close()
+}
+
+// indexHolds says whether the index of the sealed tail info (as a reader
+// of the file reads it) finds the same entries as w, the recovered writer,
+// which knows the offsets of every committed entry: a torn index does not.
+func (m finishingMeta) indexHolds(info types.SegmentInfo, w types.SegmentWriter) bool {
+	r, err := m.filer.Open(info)
+	if err != nil {
+		return false
+	}
+	defer r.Close()
+	for idx := info.MinIndex; idx <= info.MaxIndex; idx++ {
+		want, err := w.GetLog(idx)
+		if err != nil {
+			return false
+		}
+		got, err := r.GetLog(idx)
+		same := err == nil && bytes.Equal(got.Bs, want.Bs)
+		want.Close()
+		if err == nil {
+			got.Close()
+		}
+		if !same {
+			return false
+		}
+	}
+	return true
 }

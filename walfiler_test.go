@@ -120,6 +120,11 @@ func sealingFilerRun(t *testing.T, seed uint64) {
 			require.NoError(t, w.GetLog(idx, &l), "step %d (%s): index %d", step, op, idx)
 			require.Equal(t, model[idx], l.Data, "step %d (%s): index %d", step, op, idx)
 		}
+		// Past the end (a tail truncation's entries, or never written): not
+		// found. (Before the start raft-wal may still serve a head-truncated
+		// entry from its open segment; Raft never asks.)
+		var l raft.Log
+		require.ErrorIs(t, w.GetLog(last+1, &l), raft.ErrLogNotFound, "step %d (%s): index %d", step, op, last+1)
 		made := rec.list()
 		for i, sw := range made[:max(len(made)-1, 0)] { // all but the tail
 			sw.mu.RLock()
@@ -225,6 +230,8 @@ func TestInterruptedRotation(t *testing.T) {
 	// the next one was never created.
 	ps, err := meta.Load(dir)
 	require.NoError(t, err)
+	rotated := ps
+	rotated.Segments = slices.Clone(ps.Segments)
 	next := ps.Segments[1]
 	ps.Segments = ps.Segments[:1]
 	ps.Segments[0].SealTime, ps.Segments[0].IndexStart, ps.Segments[0].MaxIndex = time.Time{}, 0, 0
@@ -245,13 +252,26 @@ func TestInterruptedRotation(t *testing.T) {
 	require.NoError(t, w.Close())
 	require.NoError(t, meta.Close())
 
-	// With openWAL, from the same state.
+	// With openWAL, from the same state: the metadata is what raft-wal's
+	// rotation would have recorded (but for the times), and appends go on.
 	require.NoError(t, os.RemoveAll(dir))
 	require.NoError(t, os.CopyFS(dir, os.DirFS(saved)))
 	for round := range 2 {
 		meta = &metadb.BoltMetaDB{}
 		w, err = openWAL(dir, meta, fs.New(), segSize, hclog.NewNullLogger())
 		require.NoError(t, err)
+		if round == 0 {
+			got, err := meta.Load(dir)
+			require.NoError(t, err)
+			require.Len(t, got.Segments, 2)
+			require.Equal(t, rotated.NextSegmentID, got.NextSegmentID)
+			for k := range 2 {
+				g, want := got.Segments[k], rotated.Segments[k]
+				g.CreateTime, g.SealTime, want.CreateTime, want.SealTime = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+				require.Equal(t, want, g, "segment %d", k)
+			}
+			require.False(t, got.Segments[0].SealTime.IsZero())
+		}
 		readAll(w, last)
 		store(w, last+1, last+3)
 		last += 3
@@ -259,4 +279,91 @@ func TestInterruptedRotation(t *testing.T) {
 		require.NoError(t, w.Close(), "round %d", round)
 		require.NoError(t, meta.Close())
 	}
+}
+
+// TestTornSealingBatch: a power cut tore the append that sealed the tail
+// segment: the head of its index frame reached the disk, the index itself
+// and the commit did not. raft-wal then takes the file for sealed (its
+// appends fail), but finishingMeta must not record it sealed, since a
+// reader would go by the torn index: the metadata stays as it was and
+// every committed entry reads back.
+func TestTornSealingBatch(t *testing.T) {
+	const segSize = 16 << 10
+	dir := t.TempDir()
+	payload := func(idx uint64) []byte { return bytes.Repeat([]byte{byte(idx)}, 1000) }
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentSize(segSize))
+	require.NoError(t, err)
+	var ps types.PersistentState
+	for idx := uint64(1); ; idx++ {
+		require.NoError(t, w.StoreLogs([]*raft.Log{{Index: idx, Term: 1, Type: raft.LogCommand, Data: payload(idx)}}))
+		if ps, err = meta.Load(dir); err == nil && len(ps.Segments) == 2 {
+			break
+		}
+		require.NoError(t, err)
+		require.Less(t, idx, uint64(100), "no segment sealed")
+	}
+	require.NoError(t, w.Close())
+	ps, err = meta.Load(dir)
+	require.NoError(t, err)
+	sealed := ps.Segments[0]
+	count := sealed.MaxIndex - sealed.BaseIndex + 1
+
+	// Back to the tail being open, and the sealing batch torn: zeros from
+	// the index array through the commit frame.
+	next := ps.Segments[1]
+	ps.Segments = ps.Segments[:1]
+	ps.Segments[0].SealTime, ps.Segments[0].IndexStart, ps.Segments[0].MaxIndex = time.Time{}, 0, 0
+	ps.NextSegmentID = next.ID
+	require.NoError(t, meta.CommitState(ps))
+	require.NoError(t, meta.Close())
+	require.NoError(t, os.Remove(filepath.Join(dir, segment.FileName(next))))
+	f, err := os.OpenFile(filepath.Join(dir, segment.FileName(sealed)), os.O_RDWR, 0)
+	require.NoError(t, err)
+	arr := 4 * int(count)
+	_, err = f.WriteAt(make([]byte, arr+(8-arr%8)%8+8), int64(sealed.IndexStart))
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	meta = &metadb.BoltMetaDB{}
+	w, err = openWAL(dir, meta, fs.New(), segSize, hclog.NewNullLogger())
+	require.NoError(t, err)
+	defer meta.Close()
+	defer w.Close()
+	got, err := meta.Load(dir)
+	require.NoError(t, err)
+	require.Len(t, got.Segments, 1, "a torn index recorded as sealed")
+	require.True(t, got.Segments[0].SealTime.IsZero())
+	for idx := uint64(1); idx < sealed.MaxIndex; idx++ { // the sealing batch's entry is gone
+		var l raft.Log
+		require.NoError(t, w.GetLog(idx, &l), "index %d", idx)
+		require.Equal(t, payload(idx), l.Data, "index %d", idx)
+	}
+}
+
+// A sealed segment refuses appends, as raft-wal's own writer does, once
+// its writer is let go: raft-wal appends to it again if its rotation
+// failed (a full disk while recording it), and must get an error, not a
+// crash.
+func TestSealedRefusesAppend(t *testing.T) {
+	dir := t.TempDir()
+	f := sealingFiler{segment.NewFiler(dir, fs.New())}
+	w, err := f.Create(types.SegmentInfo{ID: 1, BaseIndex: 1, MinIndex: 1, SizeLimit: 8 << 10, Codec: wal.CodecBinaryV1, CreateTime: time.Now()})
+	require.NoError(t, err)
+	defer w.Close()
+	for idx := uint64(1); ; idx++ {
+		require.NoError(t, w.Append([]types.LogEntry{{Index: idx, Data: bytes.Repeat([]byte{1}, 1000)}}))
+		sealed, _, err := w.Sealed()
+		require.NoError(t, err)
+		if sealed {
+			break
+		}
+		require.Less(t, idx, uint64(100), "no seal")
+	}
+	require.Nil(t, w.(*sealingWriter).writer(), "the writer was not let go")
+	require.ErrorIs(t, w.Append([]types.LogEntry{{Index: w.LastIndex() + 1, Data: []byte("x")}}), types.ErrSealed)
+	buf, err := w.GetLog(1)
+	require.NoError(t, err)
+	require.Equal(t, bytes.Repeat([]byte{1}, 1000), buf.Bs)
+	buf.Close()
 }
