@@ -33,15 +33,31 @@ func TestQuick(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts several clusters")
 	}
-	out := t.TempDir()
+	out, profiles := t.TempDir(), t.TempDir()
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	start := time.Now()
-	if err := run(ctx, []string{"-quick", "-out", out}, &stdout, &stderr); err != nil {
+	if err := run(ctx, []string{"-quick", "-out", out, "-profile", profiles}, &stdout, &stderr); err != nil {
 		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
 	}
 	t.Logf("took %v\n%s", time.Since(start).Round(time.Millisecond), stdout.String())
+
+	// -profile: a CPU and a heap profile per logx cell, per node in procs
+	// mode, each a gzipped protobuf as pprof writes them.
+	for _, name := range []string{"inproc-async-100B-4", "inproc-append-100B-16", "procs-async-100B-4-node1",
+		"procs-async-100B-4-node3", "procs-append-100B-16-node2"} {
+		for _, kind := range []string{".cpu.pprof", ".heap.pprof"} {
+			b, err := os.ReadFile(filepath.Join(profiles, name+kind))
+			if err != nil {
+				names, _ := filepath.Glob(filepath.Join(profiles, "*"))
+				t.Fatalf("%v (the directory holds %q)", err, names)
+			}
+			if len(b) < 20 || b[0] != 0x1f || b[1] != 0x8b {
+				t.Errorf("%s%s: not a gzipped profile (%d bytes)", name, kind, len(b))
+			}
+		}
+	}
 
 	// The table: every expected row, with positive numbers.
 	type row struct{ series, mode, workload, callers string }

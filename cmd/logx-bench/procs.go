@@ -49,6 +49,7 @@ type childSpec struct {
 	Timeout   time.Duration `json:"timeout"`
 	Streams   int           `json:"streams,omitempty"`
 	Profile   string        `json:"profile,omitempty"` // -profile
+	Callers   int           `json:"callers,omitempty"` // the cell's, for profile names
 }
 
 type childGo struct {
@@ -224,6 +225,7 @@ func runLogxProcs(ctx context.Context, o *options, c *cell) (res runResult, err 
 	spec, err := json.Marshal(childSpec{
 		Addrs: addrs, Dir: dir, Size: c.Size, Workload: c.Workload, Goroutine: asyncPerNode,
 		Warmup: o.warmup, Duration: dur, Timeout: o.cellTimeout, Streams: c.Streams, Profile: o.profile,
+		Callers: c.Callers,
 	})
 	if err != nil {
 		return res, err
@@ -461,7 +463,7 @@ func runChild(ctx context.Context, o *options) error {
 	if err := json.Unmarshal([]byte(line), &g); err != nil {
 		return fmt.Errorf("go: %w", err)
 	}
-	stopProfile, err := startProfile(spec.Profile, profileName("procs", spec.Workload, spec.Size, g.Callers, spec.Streams, o.child))
+	stopProfile, err := startProfile(spec.Profile, profileName("procs", spec.Workload, spec.Size, spec.Callers, spec.Streams, o.child))
 	if err != nil {
 		return err
 	}
