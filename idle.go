@@ -44,8 +44,9 @@ import (
 //
 // The default stream's followers keep the normal timeouts, so its
 // fail-over time stays that of the first release (TestFailoverTime,
-// TestIdleFailoverTime): an idle default stream costs its leader about
-// half of what it did (logx-bench's idle workload, docs/benchmarks.md).
+// TestIdleFailoverTime): an idle default stream costs its leader about 40 %
+// less CPU than an active one (logx-bench's idle workload,
+// docs/benchmarks.md).
 // The other streams pay for their cheaper followers: a failed leader of an
 // idle stream is replaced later (TestIdleFailoverTime, docs/benchmarks.md);
 // the first entry logged on a follower makes that follower's timeout normal

@@ -9,7 +9,7 @@ type Stats struct {
 	Version int    `json:"version,omitempty"`
 	NodeID  string `json:"node_id"`
 	Stream  string `json:"stream"` // the stream's name (DefaultStream for Logx.Stats)
-	Idle    bool   `json:"idle"`   // idle here: Raft's timeouts stretched (idle.go)
+	Idle    bool   `json:"idle"`   // idle here: no entry for 10 ElectionTimeouts; clock reports and, where idle.go says, Raft's timeouts slowed
 	Addr    string `json:"addr"`
 	State   string `json:"state"`  // Raft role: Leader, Follower, Candidate or Shutdown
 	Leader  string `json:"leader"` // the leader's address, "" if none is known
