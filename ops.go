@@ -101,8 +101,13 @@ func (lx *Stream) lastContact() time.Duration {
 	return time.Since(last)
 }
 
-// alarmCheckEvery is how often the alarm monitor looks.
-const alarmCheckEvery = 100 * time.Millisecond
+// alarmCheckEvery is how often the alarm monitor looks: a tenth of
+// AlarmNoLeader, at least 100 ms and at most a second. (It looked every
+// 100 ms: ten wake-ups a second per stream on an idle node, more than its
+// Raft heartbeats; issue 11.)
+func alarmCheckEvery(noLeader time.Duration) time.Duration {
+	return min(max(noLeader/10, 100*time.Millisecond), time.Second)
+}
 
 // monitor raises and clears alarms until Close.
 func (lx *Stream) monitor() {
@@ -112,7 +117,7 @@ func (lx *Stream) monitor() {
 	}
 	active := map[AlarmKind]time.Time{}
 	var noLeaderSince, lagSince time.Time
-	t := time.NewTicker(alarmCheckEvery)
+	t := time.NewTicker(alarmCheckEvery(lx.cfg.AlarmNoLeader))
 	defer t.Stop()
 	raise := func(k AlarmKind, on bool, since time.Time, detail string) {
 		_, was := active[k]

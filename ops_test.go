@@ -108,3 +108,18 @@ func TestAlarmLag(t *testing.T) {
 	require.True(t, waitFor(10*time.Second, func() bool { return logs[f].has(AlarmLag, true) }), "the lag alarm did not clear")
 	require.False(t, logs[l].has(AlarmLag, false))
 }
+
+// The alarm monitor looks every tenth of AlarmNoLeader, between 100 ms and
+// a second: a stream with OnAlarm set wakes once a second when idle, not
+// ten times.
+func TestAlarmCheckEvery(t *testing.T) {
+	for _, tc := range []struct{ noLeader, want time.Duration }{
+		{10 * time.Second, time.Second}, // the default
+		{time.Minute, time.Second},
+		{5 * time.Second, 500 * time.Millisecond},
+		{500 * time.Millisecond, 100 * time.Millisecond},
+		{time.Millisecond, 100 * time.Millisecond},
+	} {
+		require.Equal(t, tc.want, alarmCheckEvery(tc.noLeader), "AlarmNoLeader %v", tc.noLeader)
+	}
+}
