@@ -86,6 +86,33 @@ func (m finishingMeta) Load(dir string) (types.PersistentState, error) {
 	return fixed, nil
 }
 
+// indexHolds says whether the index of the sealed tail info (as a reader
+// of the file reads it) finds the same entries as w, the recovered writer,
+// which knows the offsets of every committed entry: a torn index does not.
+func (m finishingMeta) indexHolds(info types.SegmentInfo, w types.SegmentWriter) bool {
+	r, err := m.filer.Open(info)
+	if err != nil {
+		return false
+	}
+	defer r.Close()
+	for idx := info.MinIndex; idx <= info.MaxIndex; idx++ {
+		want, err := w.GetLog(idx)
+		if err != nil {
+			return false
+		}
+		got, err := r.GetLog(idx)
+		same := err == nil && bytes.Equal(got.Bs, want.Bs)
+		want.Close()
+		if err == nil {
+			got.Close()
+		}
+		if !same {
+			return false
+		}
+	}
+	return true
+}
+
 // Memory held by raft-wal's segments.
 //
 // raft-wal reads a sealed segment of the Raft log through the writer that
@@ -107,14 +134,16 @@ type sealingFiler struct {
 
 func (f sealingFiler) Create(info types.SegmentInfo) (types.SegmentWriter, error) {
 	w, err := f.SegmentFiler.Create(info)
-	if err != nil {
-		return nil, err
-	}
-	return &sealingWriter{filer: f.SegmentFiler, info: info, w: w}, nil
+	return f.wrap(info, w, err)
 }
 
 func (f sealingFiler) RecoverTail(info types.SegmentInfo) (types.SegmentWriter, error) {
 	w, err := f.SegmentFiler.RecoverTail(info)
+	return f.wrap(info, w, err)
+}
+
+// wrap makes w, the writer of info's segment, a sealingWriter.
+func (f sealingFiler) wrap(info types.SegmentInfo, w types.SegmentWriter, err error) (types.SegmentWriter, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -125,13 +154,11 @@ func (f sealingFiler) RecoverTail(info types.SegmentInfo) (types.SegmentWriter, 
 // once sealed. raft-wal calls Append, Sealed and ForceSeal one at a time
 // (its contract), and GetLog, LastIndex and Close from any goroutine.
 type sealingWriter struct {
-	filer types.SegmentFiler
-	info  types.SegmentInfo
-
+	filer  types.SegmentFiler
 	mu     sync.RWMutex
+	info   types.SegmentInfo   // sealed: with IndexStart and MaxIndex
 	w      types.SegmentWriter // nil once r is set
 	r      types.SegmentReader // the sealed file's reader
-	last   uint64              // LastIndex, once w is gone
 	closed bool                // raft-wal is done with the segment
 }
 
@@ -190,7 +217,7 @@ func (s *sealingWriter) reopen(indexStart uint64) {
 	}
 	s.mu.Lock()
 	w := s.w
-	s.info, s.r, s.w, s.last = info, r, nil, info.MaxIndex
+	s.info, s.r, s.w = info, r, nil
 	s.mu.Unlock()
 	_ = w.Close() // no read is using it: they hold mu
 }
@@ -210,7 +237,7 @@ func (s *sealingWriter) LastIndex() uint64 {
 	if s.w != nil {
 		return s.w.LastIndex()
 	}
-	return s.last
+	return s.info.MaxIndex
 }
 
 func (s *sealingWriter) Close() error {
@@ -221,31 +248,4 @@ func (s *sealingWriter) Close() error {
 		return s.r.Close()
 	}
 	return s.w.Close()
-}
-
-// indexHolds says whether the index of the sealed tail info (as a reader
-// of the file reads it) finds the same entries as w, the recovered writer,
-// which knows the offsets of every committed entry: a torn index does not.
-func (m finishingMeta) indexHolds(info types.SegmentInfo, w types.SegmentWriter) bool {
-	r, err := m.filer.Open(info)
-	if err != nil {
-		return false
-	}
-	defer r.Close()
-	for idx := info.MinIndex; idx <= info.MaxIndex; idx++ {
-		want, err := w.GetLog(idx)
-		if err != nil {
-			return false
-		}
-		got, err := r.GetLog(idx)
-		same := err == nil && bytes.Equal(got.Bs, want.Bs)
-		want.Close()
-		if err == nil {
-			got.Close()
-		}
-		if !same {
-			return false
-		}
-	}
-	return true
 }

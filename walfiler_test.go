@@ -207,44 +207,14 @@ func TestInterruptedRotation(t *testing.T) {
 		}
 	}
 
-	// Fill segments until one seals and the rotation is recorded (an
-	// append waits for the rotation the one before it started).
-	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentSize(segSize))
-	require.NoError(t, err)
-	var last uint64
-	for {
-		store(w, last+1, last+1)
-		last++
-		ps, err := meta.Load(dir)
-		require.NoError(t, err)
-		if len(ps.Segments) == 2 {
-			last = ps.Segments[0].MaxIndex // what follows it goes with the next segment's file
-			break
-		}
-		require.Less(t, last, uint64(100), "no segment sealed")
-	}
-	require.NoError(t, w.Close())
-
-	// Undo the recording: the sealed segment is the open tail again and
-	// the next one was never created.
-	ps, err := meta.Load(dir)
-	require.NoError(t, err)
-	rotated := ps
-	rotated.Segments = slices.Clone(ps.Segments)
-	next := ps.Segments[1]
-	ps.Segments = ps.Segments[:1]
-	ps.Segments[0].SealTime, ps.Segments[0].IndexStart, ps.Segments[0].MaxIndex = time.Time{}, 0, 0
-	ps.NextSegmentID = next.ID
-	require.NoError(t, meta.CommitState(ps))
-	require.NoError(t, meta.Close())
-	require.NoError(t, os.Remove(filepath.Join(dir, segment.FileName(next))))
+	rotated := interruptRotation(t, dir, segSize, payload)
+	last := rotated.Segments[0].MaxIndex
 	saved := t.TempDir()
 	require.NoError(t, os.CopyFS(saved, os.DirFS(dir)))
 
 	// raft-wal alone: stuck.
-	meta = &metadb.BoltMetaDB{}
-	w, err = wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentSize(segSize))
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentSize(segSize))
 	require.NoError(t, err)
 	readAll(w, last)
 	require.ErrorIs(t, w.StoreLogs([]*raft.Log{{Index: last + 1, Term: 1, Type: raft.LogCommand, Data: payload(last + 1)}}), types.ErrSealed,
@@ -291,33 +261,11 @@ func TestTornSealingBatch(t *testing.T) {
 	const segSize = 16 << 10
 	dir := t.TempDir()
 	payload := func(idx uint64) []byte { return bytes.Repeat([]byte{byte(idx)}, 1000) }
-	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentSize(segSize))
-	require.NoError(t, err)
-	var ps types.PersistentState
-	for idx := uint64(1); ; idx++ {
-		require.NoError(t, w.StoreLogs([]*raft.Log{{Index: idx, Term: 1, Type: raft.LogCommand, Data: payload(idx)}}))
-		if ps, err = meta.Load(dir); err == nil && len(ps.Segments) == 2 {
-			break
-		}
-		require.NoError(t, err)
-		require.Less(t, idx, uint64(100), "no segment sealed")
-	}
-	require.NoError(t, w.Close())
-	ps, err = meta.Load(dir)
-	require.NoError(t, err)
-	sealed := ps.Segments[0]
+	sealed := interruptRotation(t, dir, segSize, payload).Segments[0]
 	count := sealed.MaxIndex - sealed.BaseIndex + 1
 
-	// Back to the tail being open, and the sealing batch torn: zeros from
-	// the index array through the commit frame.
-	next := ps.Segments[1]
-	ps.Segments = ps.Segments[:1]
-	ps.Segments[0].SealTime, ps.Segments[0].IndexStart, ps.Segments[0].MaxIndex = time.Time{}, 0, 0
-	ps.NextSegmentID = next.ID
-	require.NoError(t, meta.CommitState(ps))
-	require.NoError(t, meta.Close())
-	require.NoError(t, os.Remove(filepath.Join(dir, segment.FileName(next))))
+	// And the sealing batch torn: zeros from the index array through the
+	// commit frame.
 	f, err := os.OpenFile(filepath.Join(dir, segment.FileName(sealed)), os.O_RDWR, 0)
 	require.NoError(t, err)
 	arr := 4 * int(count)
@@ -325,8 +273,8 @@ func TestTornSealingBatch(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 
-	meta = &metadb.BoltMetaDB{}
-	w, err = openWAL(dir, meta, fs.New(), segSize, hclog.NewNullLogger())
+	meta := &metadb.BoltMetaDB{}
+	w, err := openWAL(dir, meta, fs.New(), segSize, hclog.NewNullLogger())
 	require.NoError(t, err)
 	defer meta.Close()
 	defer w.Close()
@@ -366,4 +314,41 @@ func TestSealedRefusesAppend(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, bytes.Repeat([]byte{1}, 1000), buf.Bs)
 	buf.Close()
+}
+
+// interruptRotation appends one entry at a time to a new raft-wal in dir
+// until a segment seals and its rotation is recorded (an append waits for
+// the rotation the one before it started), then puts the directory back
+// into the state a crash between the two leaves: the sealed segment is the
+// open tail again in the metadata and the next one was never created. It
+// returns the metadata as raft-wal had recorded it; entries up to its
+// first segment's MaxIndex are in the files.
+func interruptRotation(t *testing.T, dir string, segSize int, payload func(uint64) []byte) (rotated types.PersistentState) {
+	t.Helper()
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentSize(segSize))
+	require.NoError(t, err)
+	for idx := uint64(1); ; idx++ {
+		require.NoError(t, w.StoreLogs([]*raft.Log{{Index: idx, Term: 1, Type: raft.LogCommand, Data: payload(idx)}}))
+		ps, err := meta.Load(dir)
+		require.NoError(t, err)
+		if len(ps.Segments) == 2 {
+			break
+		}
+		require.Less(t, idx, uint64(100), "no segment sealed")
+	}
+	require.NoError(t, w.Close())
+
+	ps, err := meta.Load(dir)
+	require.NoError(t, err)
+	rotated = ps
+	rotated.Segments = slices.Clone(ps.Segments)
+	next := ps.Segments[1]
+	ps.Segments = ps.Segments[:1]
+	ps.Segments[0].SealTime, ps.Segments[0].IndexStart, ps.Segments[0].MaxIndex = time.Time{}, 0, 0
+	ps.NextSegmentID = next.ID
+	require.NoError(t, meta.CommitState(ps))
+	require.NoError(t, meta.Close())
+	require.NoError(t, os.Remove(filepath.Join(dir, segment.FileName(next))))
+	return rotated
 }
