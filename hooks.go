@@ -41,6 +41,10 @@ type seams struct {
 	now        func() time.Time
 	clockEvery time.Duration
 
+	// callerWait overrides how long the committer waits for the callers
+	// its last batch answered (producer.go) when not zero.
+	callerWait time.Duration
+
 	// commitTimeout is Raft's CommitTimeout (commit.go's commitTimeout
 	// when 0).
 	commitTimeout time.Duration

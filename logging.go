@@ -35,6 +35,7 @@ type waiter struct {
 	done  chan struct{}
 	seq   uint64
 	err   error
+	epoch uint64 // the producer's release count when the entry was made (producer.go)
 }
 
 const (
@@ -143,7 +144,7 @@ func (lx *Stream) Append(ctx context.Context, level slog.Level, msg string, args
 
 func (lx *Stream) appendEntry(ctx context.Context, e *entry) (uint64, error) {
 	// The producer recycles e once it is done with it: keep only w.
-	w := &waiter{done: make(chan struct{})}
+	w := &waiter{done: make(chan struct{}), epoch: lx.releases.Load()}
 	e.w = w
 	if err := lx.enqueue(ctx, e, true); err != nil {
 		lx.putGroup(e)

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -25,10 +26,16 @@ func (lx *Stream) produce() {
 		flushes []*flushReq
 		lastIdx uint64 // Raft index of the last batch committed
 		stash   *entry // an entry that did not fit in the previous batch
+		// The last batch answered expect callers of Append at releasedAt,
+		// as release epoch: callerWait.
+		expect     int
+		epoch      uint64
+		releasedAt time.Time
 	)
 	// Clock reports (clock.go) go out between batches: every
 	// clockEvery, and every quarter second until the first one commits.
 	clockEvery := cmp.Or(lx.seams.clockEvery, defaultClockEvery)
+	wait := cmp.Or(lx.seams.callerWait, callerWait)
 	clock := time.NewTimer(0)
 	defer clock.Stop()
 	reported := false
@@ -63,7 +70,7 @@ func (lx *Stream) produce() {
 		}
 		lx.markActive()
 		ents, flushes = ents[:0], flushes[:0]
-		size := 0
+		size, back := 0, 0
 	collect:
 		for {
 			switch {
@@ -75,6 +82,9 @@ func (lx *Stream) produce() {
 			default:
 				size += e.bytes()
 				ents = append(ents, e)
+				if e.w != nil && e.w.epoch == epoch {
+					back++
+				}
 				for _, m := range e.group { // an AppendBatch: laid out behind its first
 					m.member = true
 					ents = append(ents, m)
@@ -84,13 +94,18 @@ func (lx *Stream) produce() {
 			if len(ents) >= lx.cfg.MaxBatchEntries || size >= lx.cfg.MaxBatchBytes {
 				break
 			}
-			select {
-			case e = <-lx.queue:
-				if e.flush == nil && (size+e.bytes() > lx.cfg.MaxBatchBytes || len(ents)+e.records() > lx.cfg.MaxBatchEntries) {
-					stash = e // too big to join: it opens the next batch
-					break collect
+			for e = nil; e == nil; {
+				select {
+				case e = <-lx.queue:
+				default:
+					if back >= expect || time.Since(releasedAt) > wait {
+						break collect
+					}
+					runtime.Gosched()
 				}
-			default:
+			}
+			if e.flush == nil && (size+e.bytes() > lx.cfg.MaxBatchBytes || len(ents)+e.records() > lx.cfg.MaxBatchEntries) {
+				stash = e // too big to join: it opens the next batch
 				break collect
 			}
 		}
@@ -107,6 +122,12 @@ func (lx *Stream) produce() {
 				lx.stats.committed.Add(uint64(len(kept)))
 			} else {
 				lx.stats.failed.Add(uint64(len(kept)))
+			}
+			expect, epoch, releasedAt = 0, lx.releases.Add(1), time.Now()
+			for _, e := range kept {
+				if e.w != nil && !e.member {
+					expect++
+				}
 			}
 			for i, e := range kept {
 				if e.w != nil {
@@ -384,3 +405,19 @@ func newProducerID() uint64 {
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return binary.BigEndian.Uint64(b[:])
 }
+
+// callerWait is how long the committer waits, at most, for the callers of
+// Append its last batch answered to call again before it sends the next
+// batch without them.
+//
+// Why: a caller waits for its entry's batch, and one batch is in flight at
+// a time, so while one is in flight the other callers' entries queue, and
+// the answered callers call again just after the committer has taken the
+// queue. Without the wait, callers split into two groups that take turns,
+// each batch holding half of them: two callers on a node each go in a
+// batch of their own. Their next calls arrive within microseconds (a
+// batch's round is hundreds), so the wait is short, and the committer stops
+// waiting as soon as all of them are back; a caller that does something
+// else between calls costs the others at most this long. Callers that do
+// not wait for their entries (Info, Debug) never make the committer wait.
+const callerWait = 50 * time.Microsecond

@@ -48,11 +48,15 @@ type Stream struct {
 	mux       *endpoint // the stream's end of the node's mux
 	fwd       forwarder
 
-	queue   chan *entry
-	free    chan *entry  // entries the producer is done with, for reuse
-	qmu     sync.RWMutex // guards closed against racing enqueues
-	closed  bool
-	closing chan struct{} // closed when Close begins
+	queue chan *entry
+	free  chan *entry // entries the producer is done with, for reuse
+	// releases counts the batches whose callers the producer answered; an
+	// Append notes it, so the producer knows which callers came back
+	// (callerWait).
+	releases atomic.Uint64
+	qmu      sync.RWMutex // guards closed against racing enqueues
+	closed   bool
+	closing  chan struct{} // closed when Close begins
 	// closingCtx is cancelled (by cancelClosing) when Close begins.
 	closingCtx    context.Context
 	cancelClosing context.CancelFunc
