@@ -26,11 +26,7 @@ func (lx *Stream) produce() {
 		flushes []*flushReq
 		lastIdx uint64 // Raft index of the last batch committed
 		stash   *entry // an entry that did not fit in the previous batch
-		// The last batch answered expect callers of Append at releasedAt,
-		// as release epoch: callerWait.
-		expect     int
-		epoch      uint64
-		releasedAt time.Time
+		back    rejoin // the callers the last batch answered (callerWait)
 	)
 	// Clock reports (clock.go) go out between batches: every
 	// clockEvery, and every quarter second until the first one commits.
@@ -70,7 +66,7 @@ func (lx *Stream) produce() {
 		}
 		lx.markActive()
 		ents, flushes = ents[:0], flushes[:0]
-		size, back := 0, 0
+		size := 0
 	collect:
 		for {
 			switch {
@@ -82,9 +78,7 @@ func (lx *Stream) produce() {
 			default:
 				size += e.bytes()
 				ents = append(ents, e)
-				if e.w != nil && e.w.epoch == epoch {
-					back++
-				}
+				back.joined(e)
 				for _, m := range e.group { // an AppendBatch: laid out behind its first
 					m.member = true
 					ents = append(ents, m)
@@ -98,7 +92,7 @@ func (lx *Stream) produce() {
 				select {
 				case e = <-lx.queue:
 				default:
-					if back >= expect || time.Since(releasedAt) > wait {
+					if !back.keepWaiting(wait) {
 						break collect
 					}
 					runtime.Gosched()
@@ -123,14 +117,14 @@ func (lx *Stream) produce() {
 			} else {
 				lx.stats.failed.Add(uint64(len(kept)))
 			}
-			expect, epoch, releasedAt = 0, lx.releases.Add(1), time.Now()
-			for _, e := range kept {
-				if e.w != nil && !e.member {
-					expect++
-				}
-			}
+			// Counted before the first caller is answered, so that it
+			// notes the new count when it calls again.
+			epoch, answered := lx.releases.Add(1), 0
 			for i, e := range kept {
 				if e.w != nil {
+					if !e.member {
+						answered++
+					}
 					e.w.seq, e.w.err = first+uint64(i), err
 					if err != nil {
 						e.w.seq = 0
@@ -140,6 +134,7 @@ func (lx *Stream) produce() {
 				lx.putEntry(e)
 			}
 			clear(ents)
+			back.answered(answered, epoch)
 		}
 		for _, f := range flushes {
 			f.idx, f.err = lastIdx, err
@@ -407,17 +402,72 @@ func newProducerID() uint64 {
 }
 
 // callerWait is how long the committer waits, at most, for the callers of
-// Append its last batch answered to call again before it sends the next
+// Append its last batch answered to call again, before it sends the next
 // batch without them.
 //
 // Why: a caller waits for its entry's batch, and one batch is in flight at
 // a time, so while one is in flight the other callers' entries queue, and
 // the answered callers call again just after the committer has taken the
-// queue. Without the wait, callers split into two groups that take turns,
-// each batch holding half of them: two callers on a node each go in a
-// batch of their own. Their next calls arrive within microseconds (a
-// batch's round is hundreds), so the wait is short, and the committer stops
-// waiting as soon as all of them are back; a caller that does something
-// else between calls costs the others at most this long. Callers that do
-// not wait for their entries (Info, Debug) never make the committer wait.
-const callerWait = 50 * time.Microsecond
+// queue. Without the wait, closed-loop callers split into two groups that
+// take turns, each batch holding half of them: two callers on a node never
+// shared a batch. Their next calls come within microseconds (a batch's
+// round takes hundreds), and the committer stops waiting once as many
+// Appends as it answered have been made since; the entries already
+// collected, Info's included, go out at most callerWait later.
+//
+// The committer yields while it waits (runtime.Gosched), so that the
+// callers can run; on an idle core that is a busy wait. When callers do
+// not come back (one Append per request, or work between calls), a wait
+// that ends with fewer than half of them back is a miss, and after a miss
+// the committer sends the next 1, 2, 4, ... up to maxRejoinSkip batches
+// without waiting; a wait in which they come back ends that. So traffic
+// that never comes back costs one wait in maxRejoinSkip batches.
+const (
+	callerWait    = 50 * time.Microsecond
+	maxRejoinSkip = 64
+)
+
+// rejoin is the committer's memory of the callers its last batch answered.
+type rejoin struct {
+	expect  int       // callers to wait for; 0: none (or done waiting)
+	epoch   uint64    // Stream.releases when they were answered
+	at      time.Time // when they were answered
+	back    int       // Appends made since, in the batch being built
+	skip    int       // batches left to send without waiting
+	backoff int       // the skip after the next miss
+}
+
+// answered starts a new wait: n callers were answered at releases count
+// epoch.
+func (r *rejoin) answered(n int, epoch uint64) {
+	r.expect, r.epoch, r.at, r.back = n, epoch, time.Now(), 0
+	if r.skip > 0 {
+		r.skip--
+		r.expect = 0
+	}
+}
+
+// joined counts e, an entry of the batch being built, if its Append was
+// made since the callers were answered.
+func (r *rejoin) joined(e *entry) {
+	if e.w != nil && e.w.epoch == r.epoch {
+		r.back++
+	}
+}
+
+// keepWaiting says, with the queue empty, whether to wait on for callers.
+func (r *rejoin) keepWaiting(limit time.Duration) bool {
+	switch {
+	case r.expect == 0:
+		return false
+	case r.back >= r.expect:
+		r.backoff = 0
+	case time.Since(r.at) <= limit:
+		return true
+	case 2*r.back < r.expect: // a miss
+		r.backoff = min(max(1, 2*r.backoff), maxRejoinSkip)
+		r.skip = r.backoff
+	}
+	r.expect = 0 // done with this wait
+	return false
+}

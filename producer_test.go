@@ -12,13 +12,13 @@ import (
 // they are answered go into one batch together (callerWait), instead of
 // splitting into two groups that take turns. Four callers on one node
 // would then fill about two batches per round of four entries; with the
-// wait, one. The wait is raised to half a second here so that a slow
-// machine cannot make a caller miss it: the test measures the batching,
-// not the timing.
+// wait, one. The wait is raised to 20 ms here so that a slow machine (the
+// race detector on two cores) cannot make a caller miss it: the test
+// measures the batching, not the timing.
 func TestCallersShareBatches(t *testing.T) {
 	const callers, total = 4, 800
 	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) {
-		sm.callerWait = 500 * time.Millisecond
+		sm.callerWait = 20 * time.Millisecond
 		sm.clockEvery = time.Hour
 	})
 	lx := c.nodes[0] // leader or follower: each node's committer batches
@@ -48,4 +48,72 @@ func TestCallersShareBatches(t *testing.T) {
 		t.Errorf("%d entries took %d batches (%.2f entries a batch): the callers did not share batches", entries, batches, float64(entries)/float64(batches))
 	}
 	t.Logf("%d entries in %d batches", entries, batches)
+}
+
+// TestRejoin checks the committer's wait for callers step by step against
+// callerWait's rules: it waits while fewer callers are back than it
+// answered and time is left; a wait that ends with fewer than half of them
+// back is a miss, after which it skips 1, 2, 4, ... up to maxRejoinSkip
+// batches; a wait in which they all come back resets that.
+func TestRejoin(t *testing.T) {
+	const long, none = time.Hour, time.Duration(-1)
+	caller := func(epoch uint64) *entry { return &entry{w: &waiter{epoch: epoch}} }
+	var r rejoin
+
+	// Nobody was answered: no wait.
+	r.answered(0, 1)
+	if r.keepWaiting(long) {
+		t.Fatal("waits with nobody answered")
+	}
+	// Two answered: wait until both are back; an older Append, an Info
+	// and an entry of an AppendBatch's members do not count.
+	r.answered(2, 2)
+	r.joined(caller(1))
+	r.joined(&entry{})
+	if !r.keepWaiting(long) {
+		t.Fatal("stopped waiting with nobody back")
+	}
+	r.joined(caller(2))
+	if !r.keepWaiting(long) {
+		t.Fatal("stopped waiting with one of two back")
+	}
+	r.joined(caller(2))
+	if r.keepWaiting(long) {
+		t.Fatal("waits with both back")
+	}
+	// Time is up with half back: not a miss, the next batch waits.
+	r.answered(2, 3)
+	r.joined(caller(3))
+	if r.keepWaiting(none) || r.skip != 0 {
+		t.Fatalf("half back: skip %d, want 0", r.skip)
+	}
+	// Misses: the skips double up to maxRejoinSkip.
+	want := 1
+	for miss := 0; miss < 10; miss++ {
+		r.answered(4, uint64(10+miss))
+		r.joined(caller(uint64(10 + miss)))
+		if r.keepWaiting(none) {
+			t.Fatal("waits with no time left")
+		}
+		if r.skip != want {
+			t.Fatalf("miss %d: skip %d, want %d", miss+1, r.skip, want)
+		}
+		for i := 0; i < want; i++ {
+			r.answered(4, 99)
+			if r.keepWaiting(long) {
+				t.Fatalf("miss %d: waited in skipped batch %d of %d", miss+1, i+1, want)
+			}
+		}
+		want = min(2*want, maxRejoinSkip)
+	}
+	// A wait in which they come back ends the skipping.
+	r.answered(1, 100)
+	r.joined(caller(100))
+	if r.keepWaiting(long) || r.backoff != 0 {
+		t.Fatalf("all back: backoff %d, want 0", r.backoff)
+	}
+	r.answered(2, 101)
+	if r.keepWaiting(none); r.skip != 1 {
+		t.Fatalf("after a success, a miss skips %d batches, want 1", r.skip)
+	}
 }

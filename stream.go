@@ -50,9 +50,9 @@ type Stream struct {
 
 	queue chan *entry
 	free  chan *entry // entries the producer is done with, for reuse
-	// releases counts the batches whose callers the producer answered; an
-	// Append notes it, so the producer knows which callers came back
-	// (callerWait).
+	// releases counts the batches the producer has committed (or failed);
+	// an Append notes it, so that the producer knows which callers came
+	// back after a batch answered them (callerWait).
 	releases atomic.Uint64
 	qmu      sync.RWMutex // guards closed against racing enqueues
 	closed   bool
