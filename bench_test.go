@@ -186,10 +186,7 @@ func BenchmarkClusterAppend1(b *testing.B) {
 func benchAppend(b *testing.B, callers int) {
 	c := benchCluster(b)
 	base := c.nodes[0].Stats().Seq
-	var batchesBefore uint64
-	for _, lx := range c.nodes {
-		batchesBefore += lx.Stats().Batches
-	}
+	batchesBefore := c.batches()
 	ctx := context.Background()
 	var next atomic.Int64
 	lat := make([][]time.Duration, callers)
@@ -216,13 +213,17 @@ func benchAppend(b *testing.B, callers int) {
 	reportLatencies(b, slices.Concat(lat...))
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "entries/s")
 	// How many callers' entries share a batch (a Raft entry): callerWait.
-	var batches uint64
-	for _, lx := range c.nodes {
-		batches += lx.Stats().Batches
-	}
-	if batches -= batchesBefore; batches > 0 {
+	if batches := c.batches() - batchesBefore; batches > 0 {
 		b.ReportMetric(float64(b.N)/float64(batches), "entries/batch")
 	}
+}
+
+// batches is the number of batches the nodes have sent (Stats.Batches).
+func (c *testCluster) batches() (n uint64) {
+	for _, lx := range c.nodes {
+		n += lx.Stats().Batches
+	}
+	return n
 }
 
 var benchCatchUpBytes = flag.Int64("bench.catchup-bytes", 1<<30, "log size for BenchmarkCatchUp")

@@ -440,10 +440,13 @@ type rejoin struct {
 // answered starts a new wait: n callers were answered at releases count
 // epoch.
 func (r *rejoin) answered(n int, epoch uint64) {
-	r.expect, r.epoch, r.at, r.back = n, epoch, time.Now(), 0
+	r.expect, r.epoch, r.back = n, epoch, 0
 	if r.skip > 0 {
 		r.skip--
 		r.expect = 0
+	}
+	if r.expect > 0 { // async batches answer nobody: no clock read for them
+		r.at = time.Now()
 	}
 }
 
