@@ -215,6 +215,10 @@ func FuzzEscape(f *testing.F) {
 				require.True(t, unicode.IsPrint(r) && r != ' ' && r != '=' && r != '"', "%q unquoted", s)
 			}
 		}
+		// The word-at-a-time renderers match the byte-at-a-time reference.
+		require.Equal(t, needsQuotingRef(s), needsQuoting(s))
+		require.Equal(t, string(appendTextStringRef(nil, s)), string(txt))
+		require.Equal(t, string(appendJSONStringRef(nil, s)), string(appendJSONString(nil, s)))
 		var back string
 		require.NoError(t, json.Unmarshal(appendJSONString(nil, s), &back))
 		if utf8.ValidString(s) {

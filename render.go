@@ -174,7 +174,11 @@ func appendTextString(dst []byte, s string) []byte {
 	start := len(dst)
 	dst = append(dst, '"')
 	from := 0
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s); {
+		if i+8 <= len(s) && quoteStops(load64(s, i)) == 0 {
+			i += 8 // eight bytes copied as they are
+			continue
+		}
 		switch b := s[i]; {
 		case b < ' ' || b > '~':
 			return strconv.AppendQuote(dst[:start], s)
@@ -183,16 +187,24 @@ func appendTextString(dst []byte, s string) []byte {
 			dst = append(dst, '\\', b)
 			from = i + 1
 		}
+		i++
 	}
 	dst = append(dst, s[from:]...)
 	return append(dst, '"')
 }
 
+// needsQuoting reports whether appendTextString quotes s: when it is empty
+// or holds a space, '=', '"', a character that is not printable or invalid
+// UTF-8.
 func needsQuoting(s string) bool {
 	if s == "" {
 		return true
 	}
 	for i := 0; i < len(s); {
+		if i+8 <= len(s) && tokenStops(load64(s, i)) == 0 {
+			i += 8
+			continue
+		}
 		b := s[i]
 		if b < utf8.RuneSelf {
 			if b <= ' ' || b == '=' || b == '"' || b == 0x7f {
@@ -208,6 +220,39 @@ func needsQuoting(s string) bool {
 		i += size
 	}
 	return false
+}
+
+// Eight bytes at a time: the renderers skip runs of bytes they copy as
+// they are (most of every message) a word at a time. Each function below
+// sets bit 7 of every byte of x that stops the run; a false flag can only
+// sit above a true one (a borrow spreads up), so a zero result is exact.
+const (
+	swarOnes  = 0x0101010101010101
+	swarHighs = 0x8080808080808080
+)
+
+// load64 returns s[i:i+8] as a little-endian word (one load: the compiler
+// merges the byte loads).
+func load64(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// tokenStops flags what ends an unquoted text token: a byte beyond ASCII,
+// a control character or space, DEL, '=' or '"'. (x - n*ones) &^ x flags
+// the bytes below n; y = x ^ c*ones, (y - ones) &^ y those equal to c.
+func tokenStops(x uint64) uint64 {
+	eq, qu, del := x^(swarOnes*'='), x^(swarOnes*'"'), x^(swarOnes*0x7f)
+	return (x | (x-swarOnes*'!')&^x | (eq-swarOnes)&^eq | (qu-swarOnes)&^qu | (del-swarOnes)&^del) & swarHighs
+}
+
+// quoteStops flags what a quoted text string or a JSON string does not
+// copy as it is: a byte beyond ASCII, a control character, DEL, '"' or
+// '\'.
+func quoteStops(x uint64) uint64 {
+	bs, qu, del := x^(swarOnes*'\\'), x^(swarOnes*'"'), x^(swarOnes*0x7f)
+	return (x | (x-swarOnes*' ')&^x | (bs-swarOnes)&^bs | (qu-swarOnes)&^qu | (del-swarOnes)&^del) & swarHighs
 }
 
 // appendAttrJSON appends `,"key":value` for a; groups become nested objects.
@@ -346,6 +391,10 @@ func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		if i+8 <= len(s) && quoteStops(load64(s, i)) == 0 {
+			i += 8
+			continue
+		}
 		b := s[i]
 		if b < utf8.RuneSelf {
 			if b >= ' ' && b != '"' && b != '\\' && b != 0x7f {
