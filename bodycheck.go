@@ -417,6 +417,9 @@ func validateBatch(b []byte, f Format, maxBody, limit int, scratch *[]byte) erro
 	if err != nil {
 		return err
 	}
+	if wire.Compressed(b) {
+		*scratch = r.Records() // exactly the expanded records, for the leader's apply (expand.go)
+	}
 	if r.Header.Count == 0 {
 		return fmt.Errorf("%w: no entries", wire.ErrBadBatch)
 	}

@@ -251,21 +251,27 @@ func readLinesFiles(t testing.TB, dir string, names []string) [][]byte {
 // Compression is each node's own choice: a cluster where one node sends
 // plain batches and the others compressed ones writes the same files, with
 // every entry once.
-func TestMixedCompression(t *testing.T) {
-	c := newTestCluster(t, 3, func(cfg *Config) { cfg.DisableCompression = cfg.NodeID == "n2" })
-	c.waitReady()
-	const perNode = 3000
+// logFromEveryNode logs perNode entries on every node, async, waits until
+// every node has them all, and checks that the files are identical and
+// hold each entry once.
+func (c *testCluster) logFromEveryNode(perNode int) {
+	c.t.Helper()
 	for i, lx := range c.nodes {
-		for k := 0; k < perNode; k++ {
+		for k := range perNode {
 			lx.Info("request served for a customer", "node", i, "k", k)
 		}
 	}
 	c.flushAll()
-	c.waitSameSeq(3 * perNode)
-	requireIdentical(t, c.dirs(), "app.log")
-	lines := readLines(t, c.dirs()[0], "app.log")
-	require.Len(t, lines, 3*perNode)
-	requireUnique(t, lines, "node", "k")
+	c.waitSameSeq(uint64(len(c.nodes) * perNode))
+	requireIdentical(c.t, c.dirs(), "app.log")
+	lines := readLines(c.t, c.dirs()[0], "app.log")
+	require.Len(c.t, lines, len(c.nodes)*perNode)
+	requireUnique(c.t, lines, "node", "k")
+}
+
+func TestMixedCompression(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.DisableCompression = cfg.NodeID == "n2" })
+	c.logFromEveryNode(3000)
 	for _, lx := range c.nodes {
 		st := lx.Stats()
 		require.Zero(t, st.Duplicates)

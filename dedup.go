@@ -126,7 +126,15 @@ func ownerOf(ext []byte) string {
 // refusal or a malformed batch is in the result.
 func (f *fsm) applyBatch(l *raft.Log, line *[]byte) (applyResult, error) {
 	st := &f.st
-	r, err := wire.ReadBatch(l.Data, &f.scratch, wire.MaxDecodedBatch)
+	var expanded []byte
+	if f.expanded != nil {
+		if recs := f.expanded.take(l.Data); recs != nil {
+			defer recordBufs.Put(recs) // after the lines are written
+			expanded = *recs
+			f.expanded.taken.Add(1)
+		}
+	}
+	r, err := wire.ReadExpandedBatch(l.Data, expanded, &f.scratch, wire.MaxDecodedBatch)
 	if err != nil {
 		// The leader validates batches, so this is a bug or a corrupted
 		// log; every node skips it the same way.

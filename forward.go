@@ -38,7 +38,6 @@ const maxForwardFrame = 64<<20 + 3*binary.MaxVarintLen64 + wire.HeaderMax
 // serveForward answers forwarded batches on one connection, one at a time.
 func (lx *Stream) serveForward(c net.Conn) {
 	r := bufio.NewReaderSize(c, 64<<10)
-	var scratch []byte // expanded records of a compressed batch, for validation
 	var cert *x509.Certificate
 	if tc, ok := c.(*tls.Conn); ok {
 		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
@@ -73,7 +72,7 @@ func (lx *Stream) serveForward(c net.Conn) {
 			return
 		}
 		_ = c.SetReadDeadline(time.Time{})
-		status, idx, first, msg := lx.applyForwarded(data, &scratch, cert)
+		status, idx, first, msg := lx.applyForwarded(data, cert)
 		if lx.answer(c, status, idx, first, msg) != nil {
 			return
 		}
@@ -91,15 +90,23 @@ func (lx *Stream) answer(c net.Conn, status byte, idx, first uint64, msg string)
 // applyForwarded checks and commits one forwarded command: a batch, or a
 // clock report. cert is the sender's certificate (nil without TLS); its
 // identity is stamped on the Raft entry (dedup.go).
-func (lx *Stream) applyForwarded(data []byte, scratch *[]byte, cert *x509.Certificate) (status byte, idx, first uint64, msg string) {
+func (lx *Stream) applyForwarded(data []byte, cert *x509.Certificate) (status byte, idx, first uint64, msg string) {
 	clock := len(data) > 0 && data[0] == cmdClock
 	var err error
 	identity := certIdentity(cert) // a batch's: its producer's owner (dedup.go)
+	// A batch's records, expanded to check them, go on to apply (expand.go).
+	var recs *[]byte
+	defer func() {
+		if recs != nil {
+			recordBufs.Put(recs)
+		}
+	}()
 	if clock {
 		err = lx.checkClockReport(data, cert)
 		identity = subjectIdentity(cert) // a clock report's: the voter's (clock.go)
 	} else {
-		err = validateBatch(data, lx.cfg.Format, lx.cfg.MaxEntrySize, lx.maxFrame, scratch)
+		recs = recordBufs.Get().(*[]byte)
+		err = validateBatch(data, lx.cfg.Format, lx.cfg.MaxEntrySize, lx.maxFrame, recs)
 	}
 	if err != nil {
 		return wire.StatusRejected, 0, 0, err.Error()
@@ -111,7 +118,8 @@ func (lx *Stream) applyForwarded(data []byte, scratch *[]byte, cert *x509.Certif
 	if !clock {
 		lx.proposeSettings() // a leader records the settings before any line
 	}
-	idx, first, err = lx.applyLocal(data, identity)
+	idx, first, err = lx.applyBatchLocal(data, identity, recs)
+	recs = nil // lent, and dropped by now
 	if err != nil {
 		var rej *rejectedError
 		switch {

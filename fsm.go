@@ -140,6 +140,9 @@ type fsmConfig struct {
 	// onLevel is told of every cluster level applied (clusterlevel.go),
 	// and of one restored by a catch-up; it must not block.
 	onLevel func(slog.Level)
+	// expanded holds the records of batches this node commits, lent to
+	// apply so that it need not expand them (expand.go); may be nil.
+	expanded *expandedSet
 
 	// Test hooks, nil in normal use. hooks see every write and fsync for
 	// a simulated power cut (hooks.go); fault is asked before every write

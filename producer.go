@@ -179,6 +179,12 @@ func (lx *Stream) drain() {
 func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err error) {
 	lx.stats.batches.Add(1)
 	var batch []byte
+	var recs *[]byte // batch's records, expanded, until applyBatchLocal takes them (expand.go)
+	defer func() {
+		if recs != nil {
+			recordBufs.Put(recs)
+		}
+	}()
 	backoff := 2 * time.Millisecond
 	sent := false // a request may have reached a leader: a failure is then ambiguous
 	var firstSent time.Time
@@ -201,11 +207,12 @@ func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err e
 				if ents = lx.claim(ents); len(ents) == 0 {
 					return nil, 0, 0, nil
 				}
-				batch = lx.encode(ents)
+				batch, recs = lx.encode(ents)
 			}
 			if local {
 				lx.proposeSettings()
-				idx, first, err = lx.applyLocal(batch, lx.ids.Load().batches)
+				idx, first, err = lx.applyBatchLocal(batch, lx.ids.Load().batches, recs)
+				recs = nil // lent, and dropped by now
 				maybeSent = !errors.Is(err, raft.ErrNotLeader)
 			} else {
 				lx.stats.forwarded.Add(1)
@@ -238,7 +245,10 @@ func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err e
 				}
 				// Nothing of it was written: send it again, renumbered.
 				lx.logf("logx: %v; sending the batch again under a new producer id", err)
-				batch = lx.encode(ents)
+				if recs != nil {
+					recordBufs.Put(recs)
+				}
+				batch, recs = lx.encode(ents)
 				sent = false
 				continue
 			}
@@ -296,18 +306,22 @@ func (lx *Stream) claim(ents []*entry) []*entry {
 
 // encode numbers the entries with the next producer sequence numbers and
 // encodes them as one batch. Raft keeps the slice: a new one every time.
-func (lx *Stream) encode(ents []*entry) []byte {
+// recs holds the batch's records, uncompressed, in a buffer of recordBufs
+// the caller owns: a leader's apply reads them instead of expanding the
+// batch again (expand.go).
+func (lx *Stream) encode(ents []*entry) (batch []byte, recs *[]byte) {
 	h := wire.Header{Producer: lx.producer, FirstPSeq: lx.pseq + 1, Count: len(ents)}
 	lx.pseq += uint64(len(ents))
-	recs := lx.encBuf[:0]
+	recs = recordBufs.Get().(*[]byte)
+	b := (*recs)[:0]
 	for _, e := range ents {
-		recs = wire.AppendRecord(recs, e.level, e.nanos, e.body)
+		b = wire.AppendRecord(b, e.level, e.nanos, e.body)
 	}
-	lx.encBuf = recs // kept: a batch's records never pass MaxBatchBytes plus one entry
-	batch := wire.NewBatch(h, recs, !lx.cfg.DisableCompression)
-	lx.stats.recordBytes.Add(uint64(len(recs)))
+	*recs = b
+	batch = wire.NewBatch(h, b, !lx.cfg.DisableCompression)
+	lx.stats.recordBytes.Add(uint64(len(b)))
 	lx.stats.batchBytes.Add(uint64(len(batch) - wire.HeaderLen(h)))
-	return batch
+	return batch, recs
 }
 
 // route says where a batch goes now: this node (local) when it leads, else
@@ -321,6 +335,17 @@ func (lx *Stream) route() (leader string, local bool) {
 		return "", false
 	}
 	return string(addr), false
+}
+
+// applyBatchLocal is applyLocal for a batch whose records this node holds
+// expanded (recs, nil if not): apply may read them instead of expanding
+// the batch (expand.go). recs is lent: the caller does not touch it again.
+func (lx *Stream) applyBatchLocal(batch, identity []byte, recs *[]byte) (idx, first uint64, err error) {
+	if recs != nil {
+		lx.expanded.lend(batch, recs)
+		defer lx.expanded.drop(batch)
+	}
+	return lx.applyLocal(batch, identity)
 }
 
 // applyLocal commits a command through this node's Raft, which must lead,

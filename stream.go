@@ -78,7 +78,7 @@ type Stream struct {
 	abort       chan struct{} // closed when Close gives up waiting for commits
 	stopped     chan struct{} // closed when the producer has exited
 	pseq        uint64        // last producer sequence assigned; producer goroutine only
-	encBuf      []byte        // records of the batch being compressed; producer goroutine only
+	expanded    expandedSet   // records of the batches this node commits, lent to apply (expand.go)
 	// ids are this node's certificate identities (tlsIDs); tlsGen is the
 	// generation of the TLS material they come from (tlsreload.go),
 	// producer goroutine only.
@@ -230,8 +230,8 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		stateInterval: cfg.CheckpointInterval, logf: lx.logf, want: want, logs: func() raft.LogStore { return lx.logs }, fetcher: lx,
 		onWriteError: lx.onWriteError, onActive: lx.markActive, onBlocked: lx.onCatchingUp, onLevel: lx.level.Set,
 		onRetired: lx.onRetired,
-		onRotated: onRotated,
-		hooks:     sm.powerCut, fault: sm.diskFault}
+		onRotated: onRotated, expanded: &lx.expanded,
+		hooks: sm.powerCut, fault: sm.diskFault}
 	if hooks != nil {
 		fc.onCatalog = hooks.onCatalog
 	}

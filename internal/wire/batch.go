@@ -135,15 +135,33 @@ type Reader struct {
 	UnixNano int64
 	Body     []byte
 
-	rest []byte
-	read int
-	err  error
+	records []byte // the whole records part, expanded
+	rest    []byte
+	read    int
+	err     error
 }
+
+// Records returns the batch's records part, expanded: what
+// ReadExpandedBatch takes to read the batch again without decoding it. It
+// points into the batch or into the scratch buffer.
+func (r *Reader) Records() []byte { return r.records }
+
+// Compressed reports whether batch b says its records are one S2 block.
+func Compressed(b []byte) bool { return len(b) > 1 && b[0] == V2 && b[1]&FlagCompressed != 0 }
 
 // ReadBatch decodes the header of b and validates it. A compressed batch's
 // records are expanded into *scratch (grown as needed, kept by the caller
 // for the next batch), at most limit bytes of them.
 func ReadBatch(b []byte, scratch *[]byte, limit int) (Reader, error) {
+	return ReadExpandedBatch(b, nil, scratch, limit)
+}
+
+// ReadExpandedBatch is ReadBatch for a caller that may hold the records
+// part of b already expanded (expanded: what decoding it gives, as the node
+// that encoded or checked the batch has): a compressed batch whose records
+// expand to len(expanded) bytes is read from expanded, not decoded again.
+// The records are walked and checked either way.
+func ReadExpandedBatch(b, expanded []byte, scratch *[]byte, limit int) (Reader, error) {
 	if len(b) < 1 {
 		return Reader{}, fmt.Errorf("%w: empty", ErrBadBatch)
 	}
@@ -186,11 +204,15 @@ func ReadBatch(b []byte, scratch *[]byte, limit int) (Reader, error) {
 		if size > limit {
 			return Reader{}, fmt.Errorf("%w: expands to %d bytes, the limit is %d", ErrBadBatch, size, limit)
 		}
-		if cap(*scratch) < size {
-			*scratch = make([]byte, size)
-		}
-		if b, err = s2.Decode((*scratch)[:size], b); err != nil {
-			return Reader{}, fmt.Errorf("%w: %v", ErrBadBatch, err)
+		if expanded != nil && len(expanded) == size {
+			b = expanded
+		} else {
+			if cap(*scratch) < size {
+				*scratch = make([]byte, size)
+			}
+			if b, err = s2.Decode((*scratch)[:size], b); err != nil {
+				return Reader{}, fmt.Errorf("%w: %v", ErrBadBatch, err)
+			}
 		}
 	}
 	if count > uint64(len(b)) { // every record takes at least one byte
@@ -198,7 +220,7 @@ func ReadBatch(b []byte, scratch *[]byte, limit int) (Reader, error) {
 	}
 	r.Header.FirstPSeq = first
 	r.Header.Count = int(count)
-	r.rest = b
+	r.rest, r.records = b, b
 	// Walk the records once, so that a batch is taken whole or not at all:
 	// once ReadBatch succeeds, Next cannot fail.
 	check := r

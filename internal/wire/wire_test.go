@@ -162,3 +162,59 @@ func TestBatchRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// TestReadExpandedBatch: a compressed batch is read from the expanded
+// records a caller holds when they have the length its block expands to,
+// and decoded otherwise; Records gives them back; a plain batch ignores
+// them.
+func TestReadExpandedBatch(t *testing.T) {
+	var recs []byte
+	for i := range 300 {
+		recs = AppendRecord(recs, slog.LevelInfo, int64(i), []byte(fmt.Sprintf("line %04d of a batch that compresses", i)))
+	}
+	h := Header{Producer: 1, FirstPSeq: 1, Count: 300}
+	b := NewBatch(h, recs, true)
+	if !Compressed(b) {
+		t.Fatal("batch not compressed")
+	}
+	read := func(b, expanded []byte) []byte {
+		t.Helper()
+		var scratch []byte
+		r, err := ReadExpandedBatch(b, expanded, &scratch, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		whole := r.Records()
+		var out []byte
+		for r.Next() {
+			out = AppendRecord(out, r.Level, r.UnixNano, r.Body)
+		}
+		if r.Err() != nil {
+			t.Fatal(r.Err())
+		}
+		if !bytes.Equal(whole, out) {
+			t.Fatal("Records is not what the reader reads")
+		}
+		return out
+	}
+	if !bytes.Equal(read(b, nil), recs) || !bytes.Equal(read(b, recs), recs) {
+		t.Fatal("records differ")
+	}
+	// Records of the right length but other bytes are read as they are:
+	// the block was not decoded.
+	other := bytes.ReplaceAll(recs, []byte("line"), []byte("LINE"))
+	if got := read(b, other); !bytes.Equal(got, other) {
+		t.Fatal("the expanded records were not used")
+	}
+	// Of another length, they are not used.
+	if got := read(b, other[:len(other)-1]); !bytes.Equal(got, recs) {
+		t.Fatal("records of the wrong length were used")
+	}
+	plain := NewBatch(h, recs, false)
+	if Compressed(plain) {
+		t.Fatal("plain batch says compressed")
+	}
+	if got := read(plain, other); !bytes.Equal(got, recs) {
+		t.Fatal("a plain batch was read from the expanded records")
+	}
+}
