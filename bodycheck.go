@@ -417,7 +417,7 @@ func validateBatch(b []byte, f Format, maxBody, limit int, scratch *[]byte) erro
 	if err != nil {
 		return err
 	}
-	if wire.Compressed(b) {
+	if r.Decoded() {
 		*scratch = r.Records() // exactly the expanded records, for the leader's apply (expand.go)
 	}
 	if r.Header.Count == 0 {

@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"crypto/tls"
@@ -124,17 +125,32 @@ func ownerOf(ext []byte) string {
 // applyBatch writes the lines of one batch, unless it is a repeat or is
 // refused. An error is a write error (the node then stops applying); a
 // refusal or a malformed batch is in the result.
+// verifyLoan panics unless recs, the records lent for l's batch, are what
+// decoding it gives (tests only: verifyLoans).
+func (f *fsm) verifyLoan(l *raft.Log, recs []byte) {
+	var scratch []byte
+	r, err := wire.ReadBatch(l.Data, &scratch, wire.MaxDecodedBatch)
+	if err != nil || !bytes.Equal(r.Records(), recs) {
+		panic(fmt.Sprintf("logx: the records lent for Raft entry %d are not the batch's (decode error: %v)", l.Index, err))
+	}
+}
+
 func (f *fsm) applyBatch(l *raft.Log, line *[]byte) (applyResult, error) {
 	st := &f.st
 	var expanded []byte
 	if f.expanded != nil {
 		if recs := f.expanded.take(l.Data); recs != nil {
-			defer recordBufs.Put(recs) // after the lines are written
+			defer putRecords(recs) // after the lines are written
 			expanded = *recs
-			f.expanded.taken.Add(1)
 		}
 	}
 	r, err := wire.ReadExpandedBatch(l.Data, expanded, &f.scratch, wire.MaxDecodedBatch)
+	if err == nil && r.UsedExpanded() {
+		f.expanded.used.Add(1)
+		if verifyLoans {
+			f.verifyLoan(l, r.Records())
+		}
+	}
 	if err != nil {
 		// The leader validates batches, so this is a bug or a corrupted
 		// log; every node skips it the same way.

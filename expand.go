@@ -13,64 +13,104 @@ import (
 // used to do it twice for a forwarded batch. But the leader already holds
 // the expanded records of every batch it commits: its producer encoded
 // them, and validateBatch expanded a forwarded one to check it. So
-// applyLocal lends them to the stream's expandedSet while Raft commits the
-// batch, and apply reads them instead of decoding (fsm.applyBatch). A
-// follower's apply finds nothing there and decodes, as before.
+// applyBatchLocal lends them to the stream's expandedSet while Raft
+// commits the batch, and apply reads them instead of decoding
+// (fsm.applyBatch). A follower's apply finds nothing there and decodes.
 //
 // The records change hands. Whoever lends them never touches them again:
 // apply takes them (and returns them to the pool once the lines are
-// written), or applyLocal drops them when the commit is over, whatever its
-// outcome. So apply can never read records being reused, not even when
-// Raft hands apply the batch from its log cache after a failed commit (the
-// cache keeps the very slice the leader proposed): by then they were
-// dropped, and apply decodes. The records are only ever what decoding the
-// batch gives (wire.ReadExpandedBatch also checks their length), so the
-// lines are the same bytes either way (TestExpandedBatches).
+// written), or applyBatchLocal drops them when the commit is over,
+// whatever its outcome. So apply never reads records being reused. A node
+// that loses the leadership in the middle of a commit may still take its
+// own loan: Raft answers the proposal with ErrLeadershipLost, and if the
+// new leader commits the entry before the producer has dropped the loan,
+// this node's Raft hands apply the very slice it proposed, from its log
+// cache. The records are exact then too, and once dropped, apply decodes.
 //
-// A batch is known by the address of its first byte. The set keeps the
-// batch reachable through that pointer, so no other batch can be given
-// the same address while it is there.
+// The records are what decoding the batch gives, by construction: NewBatch
+// compresses exactly the producer's records, and validateBatch's are the
+// decoder's output. wire.ReadExpandedBatch uses them only when their
+// length is the size the batch's block expands to, and with verifyLoans
+// (set by the package's tests) apply decodes every batch anyway and
+// panics if the loan differs, while every buffer put back in the pool is
+// overwritten first, so a reader that kept one would write garbage lines
+// and make the nodes' files differ.
+//
+// A batch is known by the address of its first byte and its length. The
+// set keeps the batch reachable through that pointer, so no other batch
+// can be given the same address while it is there.
 type expandedSet struct {
 	mu sync.Mutex
-	m  map[*byte]*[]byte
-	// lent and taken count loans and the loans apply used (tests).
-	lent, taken atomic.Uint64
+	m  map[loanKey]*[]byte
+	// lent and used count loans and the loans apply read (tests).
+	lent, used atomic.Uint64
 }
+
+type loanKey struct {
+	first *byte
+	n     int
+}
+
+func keyOf(batch []byte) loanKey { return loanKey{&batch[0], len(batch)} }
+
+// verifyLoans makes apply check every loan against the decoder, and
+// putRecords poison what it puts back (set in tests: expand_test.go).
+var verifyLoans bool
+
+// maxPooledRecords bounds the buffers kept in recordBufs: a larger one (a
+// MaxBatchBytes above it) is left to the garbage collector.
+const maxPooledRecords = 8 << 20
 
 // recordBufs holds buffers of expanded records: a producer encodes into
 // one, a forwarding connection checks a batch in one.
 var recordBufs = sync.Pool{New: func() any { return new([]byte) }}
 
+// putRecords puts a buffer of expanded records back in recordBufs; its
+// owner does not use it again.
+func putRecords(p *[]byte) {
+	if cap(*p) > maxPooledRecords {
+		return
+	}
+	if verifyLoans {
+		b := (*p)[:cap(*p)]
+		for i := range b {
+			b[i] = 0xa5
+		}
+	}
+	recordBufs.Put(p)
+}
+
 // lend hands recs, batch's records expanded, to apply until drop(batch).
-// It does nothing for a batch that is not compressed (apply reads its
-// records in place) and puts recs back in the pool.
+// For a batch that is not compressed (apply reads its records in place)
+// it puts recs back in the pool instead.
 func (s *expandedSet) lend(batch []byte, recs *[]byte) {
 	if recs == nil {
 		return
 	}
 	if !wire.Compressed(batch) {
-		recordBufs.Put(recs)
+		putRecords(recs)
 		return
 	}
 	s.mu.Lock()
 	if s.m == nil {
-		s.m = make(map[*byte]*[]byte)
+		s.m = make(map[loanKey]*[]byte)
 	}
-	s.m[&batch[0]] = recs
+	s.m[keyOf(batch)] = recs
 	s.mu.Unlock()
 	s.lent.Add(1)
 }
 
 // take removes and returns the records lent for batch, or nil. The caller
-// owns them: it puts them back in recordBufs when done.
+// owns them: it puts them back with putRecords when done.
 func (s *expandedSet) take(batch []byte) *[]byte {
 	if len(batch) == 0 {
 		return nil
 	}
+	k := keyOf(batch)
 	s.mu.Lock()
-	recs, ok := s.m[&batch[0]]
+	recs, ok := s.m[k]
 	if ok {
-		delete(s.m, &batch[0])
+		delete(s.m, k)
 	}
 	s.mu.Unlock()
 	return recs
@@ -79,7 +119,7 @@ func (s *expandedSet) take(batch []byte) *[]byte {
 // drop ends the loan of batch's records if apply did not take them.
 func (s *expandedSet) drop(batch []byte) {
 	if recs := s.take(batch); recs != nil {
-		recordBufs.Put(recs)
+		putRecords(recs)
 	}
 }
 

@@ -8,34 +8,72 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestExpandedBatches: the leader applies the batches it commits, its own
-// and forwarded ones, from the records it already holds expanded (the
-// producer's, validateBatch's) instead of decoding them again; the
-// followers decode. The files come out the same on every node, and no loan
-// outlives its commit.
+func init() {
+	// Every cluster test of the package checks each loan against the
+	// decoder, and poisons every buffer put back (expand.go).
+	verifyLoans = true
+}
+
+// TestExpandedBatches: the leader applies the batches it commits, forwarded
+// ones and its own, from the records it already holds expanded (what
+// validateBatch decoded, what the producer encoded) instead of decoding
+// them again; the followers decode. The files come out the same on every
+// node (and verifyLoans checks every loan against the decoder), and no
+// loan outlives its commit.
 func TestExpandedBatches(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
-	c.logFromEveryNode(3000)
-
-	var lent, taken uint64
+	var leader *Logx
+	var followers []*Logx
 	for _, lx := range c.nodes {
-		e := &lx.expanded
-		require.Zero(t, e.size(), "%s: a loan outlived its commit", lx.cfg.NodeID)
-		require.LessOrEqual(t, e.taken.Load(), e.lent.Load())
-		if lx.raft.State() != raft.Leader {
-			// A follower lends nothing (unless it led for a while).
-			t.Logf("%s (follower): %d lent, %d taken", lx.cfg.NodeID, e.lent.Load(), e.taken.Load())
+		if lx.raft.State() == raft.Leader {
+			leader = lx
+		} else {
+			followers = append(followers, lx)
 		}
-		lent += e.lent.Load()
-		taken += e.taken.Load()
-		require.Greater(t, lx.Stats().Forwarded+e.lent.Load(), uint64(0), "%s sent no batch", lx.cfg.NodeID)
 	}
-	// Every node's 3000 entries took several compressed batches, and the
-	// leader committed them all: its own and the two followers' forwarded
-	// ones were lent, and apply used them.
-	require.GreaterOrEqual(t, lent, uint64(3), "too few batches were lent")
-	require.Greater(t, taken, lent/2, "apply decoded batches the leader held expanded (%d lent, %d taken)", lent, taken)
-	t.Logf("%d batches lent to apply, %d taken", lent, taken)
+	require.NotNil(t, leader)
+	term := leader.raft.CurrentTerm()
+	e := &leader.expanded
+	logFrom := func(nodes []*Logx, tag string) {
+		for i, lx := range nodes {
+			for k := range 3000 {
+				lx.Info("request served for a customer", "tag", tag, "node", i, "k", k)
+			}
+		}
+		c.flushAll()
+	}
+
+	// Forwarded batches only: the leader lends what it expanded to check them.
+	logFrom(followers, "fwd")
+	fwdLent, fwdUsed := e.lent.Load(), e.used.Load()
+	var forwarded uint64
+	for _, f := range followers {
+		forwarded += f.Stats().Forwarded
+	}
+	require.GreaterOrEqual(t, fwdLent, uint64(2), "forwarded batches were not lent (%d forwarded)", forwarded)
+
+	// The leader's own batches.
+	logFrom([]*Logx{leader}, "own")
+	require.Greater(t, e.lent.Load(), fwdLent, "the leader's own batches were not lent")
+
+	n := c.waitSameSeq(9000)
+	requireIdentical(t, c.dirs(), "app.log")
+	lines := readLines(t, c.dirs()[0], "app.log")
+	require.Len(t, lines, int(n))
+	requireUnique(t, lines, "tag", "node", "k")
+	for _, lx := range c.nodes {
+		require.Zero(t, lx.expanded.size(), "%s: a loan outlived its commit", lx.cfg.NodeID)
+		require.LessOrEqual(t, lx.expanded.used.Load(), lx.expanded.lent.Load())
+	}
+	if leader.raft.State() == raft.Leader && leader.raft.CurrentTerm() == term {
+		// The same leader throughout: apply read every loan.
+		require.Equal(t, fwdLent, fwdUsed, "forwarded batches decoded again")
+		require.Equal(t, e.lent.Load(), e.used.Load(), "batches decoded again")
+		for _, f := range followers {
+			require.Zero(t, f.expanded.lent.Load(), "%s lent as a follower", f.cfg.NodeID)
+		}
+	}
+	t.Logf("leader: %d batches lent to apply (%d forwarded), %d used", e.lent.Load(), fwdLent, e.used.Load())
 }
 
 // TestExpandedSetLoans: a loan is only of a compressed batch, take hands
@@ -50,7 +88,7 @@ func TestExpandedSetLoans(t *testing.T) {
 	require.True(t, wire.Compressed(compressed))
 
 	var s expandedSet
-	s.lend(plain, &recs)
+	s.lend(plain, &[]byte{}) // goes back to the pool
 	require.Zero(t, s.size(), "a plain batch is read in place: nothing to lend")
 	require.Nil(t, s.take(plain))
 

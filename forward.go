@@ -98,7 +98,7 @@ func (lx *Stream) applyForwarded(data []byte, cert *x509.Certificate) (status by
 	var recs *[]byte
 	defer func() {
 		if recs != nil {
-			recordBufs.Put(recs)
+			putRecords(recs)
 		}
 	}()
 	if clock {

@@ -182,7 +182,7 @@ func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err e
 	var recs *[]byte // batch's records, expanded, until applyBatchLocal takes them (expand.go)
 	defer func() {
 		if recs != nil {
-			recordBufs.Put(recs)
+			putRecords(recs)
 		}
 	}()
 	backoff := 2 * time.Millisecond
@@ -246,7 +246,7 @@ func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err e
 				// Nothing of it was written: send it again, renumbered.
 				lx.logf("logx: %v; sending the batch again under a new producer id", err)
 				if recs != nil {
-					recordBufs.Put(recs)
+					putRecords(recs)
 				}
 				batch, recs = lx.encode(ents)
 				sent = false

@@ -130,21 +130,40 @@ type Reader struct {
 	Header Header
 
 	// The current record, after Next returned true. Body points into the
-	// batch (or into the scratch buffer of a compressed batch).
+	// batch, or for a compressed batch into the scratch buffer (or the
+	// expanded records ReadExpandedBatch was given).
 	Level    slog.Level
 	UnixNano int64
 	Body     []byte
 
 	records []byte // the whole records part, expanded
+	from    source
 	rest    []byte
 	read    int
 	err     error
 }
 
+// source says where a Reader's records are.
+type source uint8
+
+const (
+	inBatch    source = iota // a plain batch's records, read in place
+	inScratch                // decoded into the scratch buffer
+	inExpanded               // the expanded records the caller gave
+)
+
 // Records returns the batch's records part, expanded: what
 // ReadExpandedBatch takes to read the batch again without decoding it. It
-// points into the batch or into the scratch buffer.
+// points into the batch, the scratch buffer or the expanded records given.
 func (r *Reader) Records() []byte { return r.records }
+
+// Decoded reports whether the records were decoded into the scratch
+// buffer (Records then points there, never into the batch).
+func (r *Reader) Decoded() bool { return r.from == inScratch }
+
+// UsedExpanded reports whether the records are the expanded ones
+// ReadExpandedBatch was given.
+func (r *Reader) UsedExpanded() bool { return r.from == inExpanded }
 
 // Compressed reports whether batch b says its records are one S2 block.
 func Compressed(b []byte) bool { return len(b) > 1 && b[0] == V2 && b[1]&FlagCompressed != 0 }
@@ -205,7 +224,7 @@ func ReadExpandedBatch(b, expanded []byte, scratch *[]byte, limit int) (Reader, 
 			return Reader{}, fmt.Errorf("%w: expands to %d bytes, the limit is %d", ErrBadBatch, size, limit)
 		}
 		if expanded != nil && len(expanded) == size {
-			b = expanded
+			b, r.from = expanded, inExpanded
 		} else {
 			if cap(*scratch) < size {
 				*scratch = make([]byte, size)
@@ -213,6 +232,7 @@ func ReadExpandedBatch(b, expanded []byte, scratch *[]byte, limit int) (Reader, 
 			if b, err = s2.Decode((*scratch)[:size], b); err != nil {
 				return Reader{}, fmt.Errorf("%w: %v", ErrBadBatch, err)
 			}
+			r.from = inScratch
 		}
 	}
 	if count > uint64(len(b)) { // every record takes at least one byte

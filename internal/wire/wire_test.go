@@ -184,6 +184,10 @@ func TestReadExpandedBatch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		used := Compressed(b) && expanded != nil && len(expanded) == len(recs)
+		if r.UsedExpanded() != used || r.Decoded() != (Compressed(b) && !used) {
+			t.Fatalf("UsedExpanded %v, Decoded %v; want %v, %v", r.UsedExpanded(), r.Decoded(), used, Compressed(b) && !used)
+		}
 		whole := r.Records()
 		var out []byte
 		for r.Next() {
