@@ -110,6 +110,26 @@ func waitIdle(ctx context.Context, lx *logx.Logx) error {
 	}
 }
 
+// batchCounts returns the entries lx's producers have committed and the
+// batches they have sent, over all its streams.
+func batchCounts(lx *logx.Logx) (entries, batches uint64) {
+	for _, s := range streamsOf(lx) {
+		st := s.Stats()
+		entries += st.Committed
+		batches += st.Batches
+	}
+	return entries, batches
+}
+
+// sumBatches is batchCounts over the nodes.
+func sumBatches(nodes []*logx.Logx) (entries, batches uint64) {
+	for _, lx := range nodes {
+		e, b := batchCounts(lx)
+		entries, batches = entries+e, batches+b
+	}
+	return entries, batches
+}
+
 func nodeDir(dir string, i int) string { return filepath.Join(dir, fmt.Sprintf("n%d", i+1)) }
 
 // logBytes is the total size of the log files (*.log) in a node's Dir.
@@ -334,6 +354,7 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 	}
 	resetPeakRSS()
 	file0 := logBytes(nodeDir(dir, 0))
+	entries0, batches0 := sumBatches(nodes)
 	mark := markCPU()
 	var next atomic.Int64
 	var total int64
@@ -398,6 +419,8 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 		return res, fmt.Errorf("unknown workload %q", c.Workload)
 	}
 	res.finish(total, end.Sub(start), logBytes(nodeDir(dir, 0))-file0)
+	entries1, batches1 := sumBatches(nodes)
+	res.setBatches(entries1-entries0, batches1-batches0)
 	res.setLatency(&h)
 	res.setProcessRSS()
 	if cpuOK {

@@ -70,7 +70,7 @@ func TestQuick(t *testing.T) {
 	rows := map[row][]string{}
 	for _, f := range tableRows(t, stdout.String(), "| series |") {
 		line := strings.Join(f, " | ")
-		if len(f) != 13 {
+		if len(f) != 14 {
 			t.Fatalf("row with %d columns: %q", len(f), line)
 		}
 		if f[2] != "100B" {
@@ -103,6 +103,14 @@ func TestQuick(t *testing.T) {
 		positive(r, 11, "peak RSS")
 		if _, ok := processCPU(); ok {
 			positive(r, 12, "µs CPU/entry")
+		}
+		if r.series == "logx" {
+			positive(r, 13, "entries/batch")
+			if r.workload == "append" && r.callers == "1" && rows[r][13] != "1.00" {
+				t.Errorf("%v: one caller put %s entries in a batch, want 1.00", r, rows[r][13])
+			}
+		} else if rows[r][13] != "" {
+			t.Errorf("%v: entries/batch %q for a baseline", r, rows[r][13])
 		}
 		if r.workload != "async" {
 			positive(r, 7, "p50")
@@ -329,12 +337,12 @@ func TestHist(t *testing.T) {
 func TestMedian(t *testing.T) {
 	f := func(x float64) *float64 { return &x }
 	runs := []runResult{
-		{EntriesPerSec: 3, MBPerSec: 30, P99: f(9)},
-		{EntriesPerSec: 1, MBPerSec: 10, P99: f(1)},
-		{EntriesPerSec: 2, MBPerSec: 20, P99: f(5), AllocsPerCall: f(4)},
+		{EntriesPerSec: 3, MBPerSec: 30, P99: f(9), EntriesPerBatch: f(1.5)},
+		{EntriesPerSec: 1, MBPerSec: 10, P99: f(1), EntriesPerBatch: f(3)},
+		{EntriesPerSec: 2, MBPerSec: 20, P99: f(5), AllocsPerCall: f(4), EntriesPerBatch: f(2)},
 	}
 	m := median(runs)
-	if m.EntriesPerSec != 2 || m.MBPerSec != 20 || *m.P99 != 5 || *m.AllocsPerCall != 4 || m.P50 != nil {
+	if m.EntriesPerSec != 2 || m.MBPerSec != 20 || *m.P99 != 5 || *m.AllocsPerCall != 4 || m.P50 != nil || *m.EntriesPerBatch != 2 {
 		t.Errorf("median of 3: %+v", m)
 	}
 	if m := median(runs[:2]); m.EntriesPerSec != 2 || *m.P99 != 5 {

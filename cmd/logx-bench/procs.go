@@ -74,7 +74,11 @@ type childMsg struct {
 	CPUNs  *int64  `json:"cpu_ns,omitempty"`
 	WallNs int64   `json:"wall_ns,omitempty"`
 	RSSMB  float64 `json:"rss_mb,omitempty"`
-	Err    string  `json:"err,omitempty"`
+	// usage: the entries this node's producers committed and the batches
+	// they sent since go.
+	Committed uint64 `json:"committed,omitempty"`
+	Batches   uint64 `json:"batches,omitempty"`
+	Err       string `json:"err,omitempty"`
 }
 
 // child is the parent's handle on one child process.
@@ -350,6 +354,13 @@ func runLogxProcs(ctx context.Context, o *options, c *cell) (res runResult, err 
 		res.PeakRSSMB, res.RSSScope = &rss, "max-node"
 	}
 	res.setNodes(ready, usage)
+	if c.Workload != "idle" {
+		var entries, batches uint64
+		for _, u := range usage {
+			entries, batches = entries+u.Committed, batches+u.Batches
+		}
+		res.setBatches(entries, batches)
+	}
 	stopChildren(kids, 30*time.Second)
 	for _, ch := range kids {
 		if ch.err != nil {
@@ -468,6 +479,7 @@ func runChild(ctx context.Context, o *options) error {
 		return err
 	}
 	resetPeakRSS()
+	entries0, batches0 := batchCounts(lx)
 	mark := markCPU()
 	stop, release := stopAfter(spec.Duration)
 	defer release()
@@ -523,6 +535,8 @@ func runChild(ctx context.Context, o *options) error {
 	}
 	cpu, wall, ok := mark.since()
 	u := childMsg{Ev: "usage", State: lx.Stats().State, WallNs: int64(wall)}
+	entries1, batches1 := batchCounts(lx)
+	u.Committed, u.Batches = entries1-entries0, batches1-batches0
 	if ok {
 		ns := int64(cpu)
 		u.CPUNs = &ns

@@ -180,7 +180,7 @@ func TestMedianCPU(t *testing.T) {
 func TestReportTables(t *testing.T) {
 	f := func(x float64) *float64 { return &x }
 	procsAsync := &cell{Series: seriesLogx, Mode: "procs", Size: 100, Workload: "async", Callers: asyncPerNode,
-		Median: runResult{EntriesPerSec: 250_000, CPUUsPerEntry: f(6), Nodes: []nodeUsage{
+		Median: runResult{EntriesPerSec: 250_000, CPUUsPerEntry: f(6), EntriesPerBatch: f(812.5), Nodes: []nodeUsage{
 			{Node: "n2", Role: "Leader", CPUUsPerEntry: f(2.5), PeakRSSMB: f(100)},
 			{Node: "n1", Role: "Follower", CPUUsPerEntry: f(1.75), PeakRSSMB: f(90)},
 			{Node: "n3", Role: "Follower", CPUUsPerEntry: f(1.5), PeakRSSMB: f(95)},
@@ -204,8 +204,8 @@ func TestReportTables(t *testing.T) {
 	if len(main) != 3 {
 		t.Errorf("main table: %d rows, want 3 (no idle cells)", len(main))
 	}
-	if len(main) > 0 && (len(main[0]) != 13 || main[0][12] != "6.00") {
-		t.Errorf("main table row %q: want 13 columns, the last 6.00", main[0])
+	if len(main) > 0 && (len(main[0]) != 14 || main[0][12] != "6.00" || main[0][13] != "812") {
+		t.Errorf("main table row %q: want 14 columns, the last two 6.00 and 812", main[0])
 	}
 	nodes := tableRows(t, out, "| mode | size | workload | callers | leader")
 	if len(nodes) != 1 || !slices.Equal(nodes[0], []string{"procs", "100B", "async", "4/node", "2.50", "1.75", "6.00", "100", "95"}) {

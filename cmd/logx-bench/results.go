@@ -102,6 +102,12 @@ type runResult struct {
 	CPUUsPerEntry *float64 `json:"cpu_us_per_entry,omitempty"`
 	CPUPercent    *float64 `json:"cpu_percent,omitempty"`
 	CPUScope      string   `json:"cpu_scope,omitempty"`
+	// EntriesPerBatch is how many entries a batch (one Raft entry) held
+	// during the measured interval: the entries the three nodes'
+	// producers committed divided by the batches they sent
+	// (Stats.Committed, Stats.Batches, every stream); logx cells only.
+	// Unlike the rates it does not move with the machine's noise.
+	EntriesPerBatch *float64 `json:"entries_per_batch,omitempty"`
 	// Nodes are a procs cell's children, the leader first, then the
 	// followers from the busiest (most CPU) down; in a median, position
 	// by position.
@@ -254,24 +260,34 @@ func median(runs []runResult) runResult {
 	med := func(get func(runResult) *float64) *float64 { return medianOf(runs, get) }
 	f := func(x float64) *float64 { return &x }
 	m := runResult{
-		EntriesPerSec: *med(func(r runResult) *float64 { return f(r.EntriesPerSec) }),
-		MBPerSec:      *med(func(r runResult) *float64 { return f(r.MBPerSec) }),
-		Seconds:       *med(func(r runResult) *float64 { return f(r.Seconds) }),
-		Entries:       int64(*med(func(r runResult) *float64 { return f(float64(r.Entries)) })),
-		FileBytes:     int64(*med(func(r runResult) *float64 { return f(float64(r.FileBytes)) })),
-		P50:           med(func(r runResult) *float64 { return r.P50 }),
-		P99:           med(func(r runResult) *float64 { return r.P99 }),
-		P999:          med(func(r runResult) *float64 { return r.P999 }),
-		AllocsPerCall: med(func(r runResult) *float64 { return r.AllocsPerCall }),
-		PeakRSSMB:     med(func(r runResult) *float64 { return r.PeakRSSMB }),
-		RSSScope:      runs[0].RSSScope,
-		CPUSeconds:    med(func(r runResult) *float64 { return r.CPUSeconds }),
-		CPUUsPerEntry: med(func(r runResult) *float64 { return r.CPUUsPerEntry }),
-		CPUPercent:    med(func(r runResult) *float64 { return r.CPUPercent }),
-		CPUScope:      runs[0].CPUScope,
-		Nodes:         medianNodes(runs),
+		EntriesPerSec:   *med(func(r runResult) *float64 { return f(r.EntriesPerSec) }),
+		MBPerSec:        *med(func(r runResult) *float64 { return f(r.MBPerSec) }),
+		Seconds:         *med(func(r runResult) *float64 { return f(r.Seconds) }),
+		Entries:         int64(*med(func(r runResult) *float64 { return f(float64(r.Entries)) })),
+		FileBytes:       int64(*med(func(r runResult) *float64 { return f(float64(r.FileBytes)) })),
+		P50:             med(func(r runResult) *float64 { return r.P50 }),
+		P99:             med(func(r runResult) *float64 { return r.P99 }),
+		P999:            med(func(r runResult) *float64 { return r.P999 }),
+		AllocsPerCall:   med(func(r runResult) *float64 { return r.AllocsPerCall }),
+		PeakRSSMB:       med(func(r runResult) *float64 { return r.PeakRSSMB }),
+		RSSScope:        runs[0].RSSScope,
+		CPUSeconds:      med(func(r runResult) *float64 { return r.CPUSeconds }),
+		CPUUsPerEntry:   med(func(r runResult) *float64 { return r.CPUUsPerEntry }),
+		CPUPercent:      med(func(r runResult) *float64 { return r.CPUPercent }),
+		CPUScope:        runs[0].CPUScope,
+		Nodes:           medianNodes(runs),
+		EntriesPerBatch: med(func(r runResult) *float64 { return r.EntriesPerBatch }),
 	}
 	return m
+}
+
+// setBatches sets EntriesPerBatch from the entries committed and batches
+// sent during the measured interval (nothing without batches).
+func (r *runResult) setBatches(entries, batches uint64) {
+	if batches > 0 {
+		x := float64(entries) / float64(batches)
+		r.EntriesPerBatch = &x
+	}
 }
 
 // medianOf is the median of the non-nil get(r) over runs, nil when there
