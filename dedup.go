@@ -125,16 +125,6 @@ func ownerOf(ext []byte) string {
 // applyBatch writes the lines of one batch, unless it is a repeat or is
 // refused. An error is a write error (the node then stops applying); a
 // refusal or a malformed batch is in the result.
-// verifyLoan panics unless recs, the records lent for l's batch, are what
-// decoding it gives (tests only: verifyLoans).
-func (f *fsm) verifyLoan(l *raft.Log, recs []byte) {
-	var scratch []byte
-	r, err := wire.ReadBatch(l.Data, &scratch, wire.MaxDecodedBatch)
-	if err != nil || !bytes.Equal(r.Records(), recs) {
-		panic(fmt.Sprintf("logx: the records lent for Raft entry %d are not the batch's (decode error: %v)", l.Index, err))
-	}
-}
-
 func (f *fsm) applyBatch(l *raft.Log, line *[]byte) (applyResult, error) {
 	st := &f.st
 	var expanded []byte
@@ -209,6 +199,16 @@ func (f *fsm) applyBatch(l *raft.Log, line *[]byte) (applyResult, error) {
 	p.First, p.PSeq, p.Seq = h.FirstPSeq, h.FirstPSeq+n-1, st.Seq
 	p.Index, p.Seen = l.Index, st.Clock
 	return applyResult{firstSeq: firstSeq}, nil
+}
+
+// verifyLoan panics unless recs, the records lent for l's batch, are what
+// decoding it gives (tests only: verifyLoans).
+func (f *fsm) verifyLoan(l *raft.Log, recs []byte) {
+	var scratch []byte
+	r, err := wire.ReadBatch(l.Data, &scratch, wire.MaxDecodedBatch)
+	if err != nil || !bytes.Equal(r.Records(), recs) {
+		panic(fmt.Sprintf("logx: the records lent for Raft entry %d are not the batch's (decode error: %v)", l.Index, err))
+	}
 }
 
 // pruneProducers forgets the producers silent for longer than the dedup

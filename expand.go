@@ -65,10 +65,10 @@ const maxPooledRecords = 8 << 20
 // one, a forwarding connection checks a batch in one.
 var recordBufs = sync.Pool{New: func() any { return new([]byte) }}
 
-// putRecords puts a buffer of expanded records back in recordBufs; its
-// owner does not use it again.
+// putRecords puts a buffer of expanded records (nil: none) back in
+// recordBufs; its owner does not use it again.
 func putRecords(p *[]byte) {
-	if cap(*p) > maxPooledRecords {
+	if p == nil || cap(*p) > maxPooledRecords {
 		return
 	}
 	if verifyLoans {

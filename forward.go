@@ -96,11 +96,7 @@ func (lx *Stream) applyForwarded(data []byte, cert *x509.Certificate) (status by
 	identity := certIdentity(cert) // a batch's: its producer's owner (dedup.go)
 	// A batch's records, expanded to check them, go on to apply (expand.go).
 	var recs *[]byte
-	defer func() {
-		if recs != nil {
-			putRecords(recs)
-		}
-	}()
+	defer func() { putRecords(recs) }()
 	if clock {
 		err = lx.checkClockReport(data, cert)
 		identity = subjectIdentity(cert) // a clock report's: the voter's (clock.go)

@@ -180,11 +180,7 @@ func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err e
 	lx.stats.batches.Add(1)
 	var batch []byte
 	var recs *[]byte // batch's records, expanded, until applyBatchLocal takes them (expand.go)
-	defer func() {
-		if recs != nil {
-			putRecords(recs)
-		}
-	}()
+	defer func() { putRecords(recs) }()
 	backoff := 2 * time.Millisecond
 	sent := false // a request may have reached a leader: a failure is then ambiguous
 	var firstSent time.Time
@@ -245,9 +241,7 @@ func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err e
 				}
 				// Nothing of it was written: send it again, renumbered.
 				lx.logf("logx: %v; sending the batch again under a new producer id", err)
-				if recs != nil {
-					putRecords(recs)
-				}
+				putRecords(recs)
 				batch, recs = lx.encode(ents)
 				sent = false
 				continue
