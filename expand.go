@@ -65,6 +65,9 @@ const maxPooledRecords = 8 << 20
 // one, a forwarding connection checks a batch in one.
 var recordBufs = sync.Pool{New: func() any { return new([]byte) }}
 
+// getRecords takes a buffer for expanded records from recordBufs.
+func getRecords() *[]byte { return recordBufs.Get().(*[]byte) }
+
 // putRecords puts a buffer of expanded records (nil: none) back in
 // recordBufs; its owner does not use it again.
 func putRecords(p *[]byte) {
@@ -84,9 +87,6 @@ func putRecords(p *[]byte) {
 // For a batch that is not compressed (apply reads its records in place)
 // it puts recs back in the pool instead.
 func (s *expandedSet) lend(batch []byte, recs *[]byte) {
-	if recs == nil {
-		return
-	}
 	if !wire.Compressed(batch) {
 		putRecords(recs)
 		return

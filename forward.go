@@ -101,7 +101,7 @@ func (lx *Stream) applyForwarded(data []byte, cert *x509.Certificate) (status by
 		err = lx.checkClockReport(data, cert)
 		identity = subjectIdentity(cert) // a clock report's: the voter's (clock.go)
 	} else {
-		recs = recordBufs.Get().(*[]byte)
+		recs = getRecords()
 		err = validateBatch(data, lx.cfg.Format, lx.cfg.MaxEntrySize, lx.maxFrame, recs)
 	}
 	if err != nil {

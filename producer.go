@@ -306,7 +306,7 @@ func (lx *Stream) claim(ents []*entry) []*entry {
 func (lx *Stream) encode(ents []*entry) (batch []byte, recs *[]byte) {
 	h := wire.Header{Producer: lx.producer, FirstPSeq: lx.pseq + 1, Count: len(ents)}
 	lx.pseq += uint64(len(ents))
-	recs = recordBufs.Get().(*[]byte)
+	recs = getRecords()
 	b := (*recs)[:0]
 	for _, e := range ents {
 		b = wire.AppendRecord(b, e.level, e.nanos, e.body)
