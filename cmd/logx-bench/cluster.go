@@ -348,7 +348,7 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 		return idleInproc(ctx, o, c, dir)
 	}
 
-	stopProfile, err := startProfile(o.profile, profileName("inproc", c.Workload, c.Size, c.Callers, c.Streams, -1))
+	stopProfile, err := startProfile(o.profile, profileName("inproc", c.Workload, c.Size, c.Callers, c.Streams, -1), c.Workload == "idle")
 	if err != nil {
 		return res, err
 	}
@@ -455,7 +455,7 @@ func idleInproc(ctx context.Context, o *options, c *cell, dir string) (res runRe
 	if err := sleepCtx(ctx, o.idleSettle()); err != nil {
 		return res, err
 	}
-	stopProfile, err := startProfile(o.profile, profileName("inproc", c.Workload, c.Size, c.Callers, c.Streams, -1))
+	stopProfile, err := startProfile(o.profile, profileName("inproc", c.Workload, c.Size, c.Callers, c.Streams, -1), c.Workload == "idle")
 	if err != nil {
 		return res, err
 	}

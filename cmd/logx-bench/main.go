@@ -97,7 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.allocRuns, "alloc-runs", 1000, "testing.AllocsPerRun iterations for the allocs/call column")
 	fs.DurationVar(&o.cellTimeout, "cell-timeout", 3*time.Minute, "give up on a cell after this long")
 	fs.StringVar(&o.out, "out", "", "directory for results.md, results.json and chart.svg (default: a new temporary directory)")
-	fs.StringVar(&o.profile, "profile", "", "write a CPU profile and a heap profile of each logx cell's measured phase into this directory (procs: one per node)")
+	fs.StringVar(&o.profile, "profile", "", "write a CPU profile and a heap profile of each logx cell's measured phase into this directory (procs: one per node), and an execution trace of each idle cell")
 	fs.BoolVar(&o.quick, "quick", false, "smoke test: -sizes 100 -callers 1,16 -duration 500ms -idle-duration 1s -max-entries 20000 -warmup 200 -alloc-runs 100, unless given")
 	fs.IntVar(&o.child, "child", -1, "internal: run node `i` of a procs cell")
 	fs.StringVar(&o.childSpec, "child-spec", "", "internal: the cell a -child node runs (JSON)")

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -57,6 +58,21 @@ func TestQuick(t *testing.T) {
 				t.Errorf("%s%s: not a gzipped profile (%d bytes)", name, kind, len(b))
 			}
 		}
+	}
+
+	// An idle cell also writes an execution trace per node (what wakes an
+	// idle process); the others write none.
+	for n := 1; n <= 3; n++ {
+		b, err := os.ReadFile(filepath.Join(profiles, fmt.Sprintf("procs-idle-100B-0-node%d.trace", n)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(b, []byte("go 1.")) || !bytes.Contains(b[:16], []byte(" trace\x00")) {
+			t.Errorf("node %d's idle trace starts %q: not a Go execution trace", n, b[:min(16, len(b))])
+		}
+	}
+	if traces, _ := filepath.Glob(filepath.Join(profiles, "*async*.trace")); len(traces) > 0 {
+		t.Errorf("traces of async cells: %q", traces)
 	}
 
 	// The table: every expected row, with positive numbers.

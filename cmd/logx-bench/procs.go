@@ -474,7 +474,7 @@ func runChild(ctx context.Context, o *options) error {
 	if err := json.Unmarshal([]byte(line), &g); err != nil {
 		return fmt.Errorf("go: %w", err)
 	}
-	stopProfile, err := startProfile(spec.Profile, profileName("procs", spec.Workload, spec.Size, spec.Callers, spec.Streams, o.child))
+	stopProfile, err := startProfile(spec.Profile, profileName("procs", spec.Workload, spec.Size, spec.Callers, spec.Streams, o.child), spec.Workload == "idle")
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	rtrace "runtime/trace"
 )
 
 // profileName names the profiles of one measured phase in -profile's
@@ -24,8 +25,11 @@ func profileName(mode, workload string, size, callers, streams, node int) string
 
 // startProfile starts a CPU profile into dir/name.cpu.pprof and returns
 // the function that stops it and writes the heap profile at that moment
-// into dir/name.heap.pprof. With dir empty it does nothing.
-func startProfile(dir, name string) (stop func() error, err error) {
+// into dir/name.heap.pprof. With trace it also writes an execution trace
+// into dir/name.trace (go tool trace): for idle cells, where a CPU profile
+// has few samples and the question is what wakes the process. With dir
+// empty it does nothing.
+func startProfile(dir, name string, trace bool) (stop func() error, err error) {
 	if dir == "" {
 		return func() error { return nil }, nil
 	}
@@ -40,9 +44,29 @@ func startProfile(dir, name string) (stop func() error, err error) {
 		f.Close()
 		return nil, err
 	}
+	var tf *os.File
+	if trace {
+		if tf, err = os.Create(filepath.Join(dir, name+".trace")); err == nil {
+			err = rtrace.Start(tf)
+		}
+		if err != nil {
+			pprof.StopCPUProfile()
+			f.Close()
+			if tf != nil {
+				tf.Close()
+			}
+			return nil, err
+		}
+	}
 	return func() error {
 		pprof.StopCPUProfile()
 		err := f.Close()
+		if tf != nil {
+			rtrace.Stop()
+			if cerr := tf.Close(); err == nil {
+				err = cerr
+			}
+		}
 		h, herr := os.Create(filepath.Join(dir, name+".heap.pprof"))
 		if herr != nil {
 			return herr
