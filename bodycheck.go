@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/bits"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -35,10 +36,11 @@ var errBadRecord = errors.New("logx: record would not render as one well-formed 
 //   - text: then one or more " key=value" pairs, each key and value a token
 //     appendTextString leaves unquoted or a string strconv.Unquote accepts;
 //   - JSON: {"seq":N,<body>} is one JSON object.
+//
+// The text check reads each byte once: it checks the characters as it
+// parses the pairs (checkRecordRef, in the tests, is the two passes it
+// replaced, and must accept exactly the same bodies).
 func checkRecord(f Format, level slog.Level, unixNano int64, body []byte) error {
-	if err := checkChars(body); err != nil {
-		return err
-	}
 	var timeKey, levelKey string
 	switch f {
 	case FormatText:
@@ -82,10 +84,10 @@ func checkRecord(f Format, level slog.Level, unixNano int64, body []byte) error 
 		if len(b) == 0 || b[0] != '"' {
 			return fmt.Errorf("%w: its level is not the record's (%s)", errBadRecord, string(want))
 		}
+		if err := checkChars(body); err != nil {
+			return err
+		}
 		return checkJSONMembers(body)
-	}
-	if len(b) == 0 {
-		return fmt.Errorf("%w: nothing after the level", errBadRecord)
 	}
 	return checkTextPairs(b, len(body)-len(b))
 }
@@ -122,7 +124,7 @@ func appendRecordTime(dst []byte, unixNano int64) []byte {
 	if nsec < 0 {
 		sec, nsec = sec-1, nsec+1e9
 	}
-	return appendUTCTime(dst, sec, nsec)
+	return appendUTCTime(dst, &checkSecond, sec, nsec)
 }
 
 // Seconds since 1970 of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the
@@ -135,14 +137,49 @@ const (
 // appendTime appends t in UTC in timeLayout: the heads of lines.
 func appendTime(dst []byte, t time.Time) []byte {
 	if sec := t.Unix(); sec >= minFourDigitSec && sec <= maxFourDigitSec {
-		return appendUTCTime(dst, sec, int64(t.Nanosecond()))
+		return appendUTCTime(dst, &renderSecond, sec, int64(t.Nanosecond()))
 	}
 	return t.UTC().AppendFormat(dst, timeLayout)
 }
 
+// secondText is one second in timeLayout up to its fraction:
+// "2006-01-02T15:04:05.".
+type secondText struct {
+	sec  int64
+	text [20]byte
+}
+
+// The last second the renderer and the leader's check formatted: entries
+// come many to a second, and the date and clock are most of the work of a
+// head. Each cache only moves forward, one allocation a second, so a time
+// older than the cached one (a record logged with an old time, a node
+// whose clock is behind) is formatted without allocating; the renderer
+// and the check keep one each because their clocks may differ.
+var renderSecond, checkSecond atomic.Pointer[secondText]
+
 // appendUTCTime appends the time sec seconds and nsec nanoseconds after
-// 1970-01-01T00:00:00Z in timeLayout; its year must have four digits.
-func appendUTCTime(dst []byte, sec, nsec int64) []byte {
+// 1970-01-01T00:00:00Z in timeLayout, through the cache c; its year must
+// have four digits.
+func appendUTCTime(dst []byte, c *atomic.Pointer[secondText], sec, nsec int64) []byte {
+	n := len(dst)
+	dst = append(dst, timeLayout...) // room, overwritten
+	b := dst[n : n+len(timeLayout)]
+	if st := c.Load(); st != nil && st.sec == sec {
+		copy(b, st.text[:])
+	} else {
+		formatSecond((*[20]byte)(b[:20]), sec)
+		if st == nil || sec > st.sec {
+			c.Store(&secondText{sec: sec, text: [20]byte(b[:20])})
+		}
+	}
+	putDigits(b[20:26], nsec/1000)
+	b[26] = 'Z'
+	return dst
+}
+
+// formatSecond writes the second sec seconds after 1970-01-01T00:00:00Z
+// into d as "2006-01-02T15:04:05."; its year must have four digits.
+func formatSecond(d *[20]byte, sec int64) {
 	days, sod := sec/86400, sec%86400
 	if sod < 0 {
 		days, sod = days-1, sod+86400
@@ -164,45 +201,56 @@ func appendUTCTime(dst []byte, sec, nsec int64) []byte {
 	if month <= 2 {
 		year++
 	}
-	var b [len(timeLayout)]byte
-	putDigits(b[0:4], year)
-	b[4] = '-'
-	putDigits(b[5:7], month)
-	b[7] = '-'
-	putDigits(b[8:10], day)
-	b[10] = 'T'
-	putDigits(b[11:13], sod/3600)
-	b[13] = ':'
-	putDigits(b[14:16], sod/60%60)
-	b[16] = ':'
-	putDigits(b[17:19], sod%60)
-	b[19] = '.'
-	putDigits(b[20:26], nsec/1000)
-	b[26] = 'Z'
-	return append(dst, b[:]...)
+	putDigits(d[0:4], year)
+	d[4] = '-'
+	putDigits(d[5:7], month)
+	d[7] = '-'
+	putDigits(d[8:10], day)
+	d[10] = 'T'
+	putDigits(d[11:13], sod/3600)
+	d[13] = ':'
+	putDigits(d[14:16], sod/60%60)
+	d[16] = ':'
+	putDigits(d[17:19], sod%60)
+	d[19] = '.'
 }
 
-// putDigits writes v in decimal into d, zero-padded to its length.
+// putDigits writes v (not negative) in decimal into d, zero-padded to its
+// length, two digits at a time.
 func putDigits(d []byte, v int64) {
-	for i := len(d) - 1; i >= 0; i-- {
-		d[i] = byte('0' + v%10)
-		v /= 10
+	u := uint64(v)
+	i := len(d)
+	for ; i >= 2; i -= 2 {
+		q := u / 100
+		r := 2 * (u - 100*q)
+		d[i-1], d[i-2] = digitPairs[r+1], digitPairs[r]
+		u = q
+	}
+	if i == 1 {
+		d[0] = byte('0' + u%10)
 	}
 }
+
+// digitPairs holds "00" to "99".
+const digitPairs = "0001020304050607080910111213141516171819" +
+	"2021222324252627282930313233343536373839" +
+	"4041424344454647484950515253545556575859" +
+	"6061626364656667686970717273747576777879" +
+	"8081828384858687888990919293949596979899"
 
 // checkChars refuses invalid UTF-8, control characters (C0 including the
 // newline, DEL, C1) and U+2028/U+2029.
 func checkChars(b []byte) error {
-	const ones, highs, del = 0x0101010101010101, 0x8080808080808080, 0x7f * 0x0101010101010101
 	for i := 0; i < len(b); {
 		if i+8 <= len(b) {
 			// Eight bytes at once: skip to the first with its high bit
 			// set, below ' ' (x - 0x20 borrows) or DEL (x^del has a zero
 			// byte). The lowest byte flagged is exact: a borrow only
 			// spreads up.
+			const del = 0x7f * swarOnes
 			x := binary.LittleEndian.Uint64(b[i:])
 			y := x ^ del
-			m := (x | (x-0x20*ones)&^x | (y-ones)&^y) & highs
+			m := (x | (x-0x20*swarOnes)&^x | (y-swarOnes)&^y) & swarHighs
 			if m == 0 {
 				i += 8
 				continue
@@ -212,28 +260,50 @@ func checkChars(b []byte) error {
 		c := b[i]
 		if c < utf8.RuneSelf {
 			if c < ' ' || c == 0x7f {
-				return fmt.Errorf("%w: control character %U at byte %d", errBadRecord, c, i)
+				return controlError(rune(c), i)
 			}
 			i++
 			continue
 		}
-		r, n := utf8.DecodeRune(b[i:])
-		switch {
-		case r == utf8.RuneError && n == 1:
-			return fmt.Errorf("%w: invalid UTF-8 at byte %d", errBadRecord, i)
-		case r < 0xa0:
-			return fmt.Errorf("%w: control character %U at byte %d", errBadRecord, r, i)
-		case r == '\u2028' || r == '\u2029':
-			return fmt.Errorf("%w: line separator %U at byte %d", errBadRecord, r, i)
+		_, n, err := checkRune(b, i, 0)
+		if err != nil {
+			return err
 		}
 		i += n
 	}
 	return nil
 }
 
-// checkTextPairs checks that b, found at offset off of a body, is one or
-// more " key=value" pairs. The characters are checked already.
+// controlError is checkChars's error for the control character c at byte
+// at of a body.
+func controlError(c rune, at int) error {
+	return fmt.Errorf("%w: control character %U at byte %d", errBadRecord, c, at)
+}
+
+// checkRune decodes the rune past ASCII at b[i] (byte off+i of a body) and
+// refuses it as checkChars does: invalid UTF-8, a C1 control character,
+// U+2028 or U+2029.
+func checkRune(b []byte, i, off int) (rune, int, error) {
+	r, n := utf8.DecodeRune(b[i:])
+	switch {
+	case r == utf8.RuneError && n == 1:
+		return r, n, fmt.Errorf("%w: invalid UTF-8 at byte %d", errBadRecord, off+i)
+	case r < 0xa0:
+		return r, n, controlError(r, off+i)
+	case r == '\u2028' || r == '\u2029':
+		return r, n, fmt.Errorf("%w: line separator %U at byte %d", errBadRecord, r, off+i)
+	}
+	return r, n, nil
+}
+
+// checkTextPairs checks that b, found at offset off of a body (after the
+// level), is one or more " key=value" pairs whose characters checkChars accepts: the text
+// check reads each byte once, checking the characters as it parses
+// (checkRecord). The first fault it meets is the one it reports.
 func checkTextPairs(b []byte, off int) error {
+	if len(b) == 0 {
+		return fmt.Errorf("%w: nothing after the level", errBadRecord)
+	}
 	for i := 0; i < len(b); {
 		if b[i] != ' ' {
 			return fmt.Errorf("%w: byte %d: want a space before a key", errBadRecord, off+i)
@@ -254,41 +324,42 @@ func checkTextPairs(b []byte, off int) error {
 }
 
 // textValue checks the key or value that starts at b[i] and returns the
-// index after it: a Go-quoted string, or a non-empty token of printable
-// characters other than space, '=' and '"' (what appendTextString leaves
-// unquoted).
+// index after it: a Go-quoted string (quotedEnd), or a non-empty token of
+// what appendTextString leaves unquoted: printable characters other than
+// space, '=' and '"'. Its characters are checked as checkChars does.
 func textValue(b []byte, i, off int) (int, error) {
 	if i < len(b) && b[i] == '"' {
 		return quotedEnd(b, i, off)
 	}
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	start := i
 	for i < len(b) {
 		if i+8 <= len(b) {
-			// Eight bytes at once: skip to the first that is a space,
-			// '=', '"' or beyond ASCII (checkChars refused the controls).
-			// The lowest byte flagged is exact: a borrow only spreads up.
-			x := binary.LittleEndian.Uint64(b[i:])
-			sp, eq, qu := x^(' '*ones), x^('='*ones), x^('"'*ones)
-			m := (x | (sp-ones)&^sp | (eq-ones)&^eq | (qu-ones)&^qu) & highs
+			// Eight bytes at once, to the first that ends or breaks a
+			// token (the renderer's tokenStops).
+			m := tokenStops(binary.LittleEndian.Uint64(b[i:]))
 			if m == 0 {
 				i += 8
 				continue
 			}
 			i += bits.TrailingZeros64(m) >> 3
-		}
-		if tokenByte[b[i]] {
+		} else if tokenByte[b[i]] {
 			i++
 			continue
 		}
 		c := b[i]
-		if c < utf8.RuneSelf {
-			if c == ' ' || c == '=' {
-				break
-			}
-			return 0, fmt.Errorf("%w: byte %d: %q inside an unquoted value", errBadRecord, off+i, c)
+		if c == ' ' || c == '=' {
+			break
 		}
-		r, n := utf8.DecodeRune(b[i:])
+		if c < utf8.RuneSelf {
+			if c == '"' {
+				return 0, fmt.Errorf("%w: byte %d: %q inside an unquoted value", errBadRecord, off+i, c)
+			}
+			return 0, controlError(rune(c), off+i)
+		}
+		r, n, err := checkRune(b, i, off)
+		if err != nil {
+			return 0, err
+		}
 		if unicode.IsSpace(r) || !unicode.IsPrint(r) {
 			return 0, fmt.Errorf("%w: byte %d: %U in an unquoted value", errBadRecord, off+i, r)
 		}
@@ -310,34 +381,53 @@ var tokenByte = func() (t [256]bool) {
 }()
 
 // quotedEnd returns the index after the Go-quoted string that starts at
-// b[i] ('"'), accepting exactly the escapes strconv.Unquote does.
+// b[i] ('"'), accepting exactly the escapes strconv.Unquote does and the
+// characters checkChars does.
 func quotedEnd(b []byte, i, off int) (int, error) {
 	start := i
-	for i++; ; {
-		i = quoteOrBackslash(b, i)
-		if i == len(b) {
-			return 0, fmt.Errorf("%w: byte %d: unterminated quoted string", errBadRecord, off+start)
+	for i++; i < len(b); {
+		if i+8 <= len(b) {
+			// Eight bytes at once, to the first the renderer would not
+			// have copied as it is (quoteStops).
+			m := quoteStops(binary.LittleEndian.Uint64(b[i:]))
+			if m == 0 {
+				i += 8
+				continue
+			}
+			i += bits.TrailingZeros64(m) >> 3
 		}
-		if b[i] == '"' {
+		switch c := b[i]; {
+		case c == '"':
 			return i + 1, nil
+		case c == '\\':
+			n := escapeLen(b[i:])
+			if n == 0 {
+				return 0, fmt.Errorf("%w: byte %d: bad escape in a quoted string", errBadRecord, off+i)
+			}
+			i += n
+		case c >= utf8.RuneSelf:
+			_, n, err := checkRune(b, i, off)
+			if err != nil {
+				return 0, err
+			}
+			i += n
+		case c < ' ' || c == 0x7f:
+			return 0, controlError(rune(c), off+i)
+		default:
+			i++
 		}
-		n := escapeLen(b[i:])
-		if n == 0 {
-			return 0, fmt.Errorf("%w: byte %d: bad escape in a quoted string", errBadRecord, off+i)
-		}
-		i += n
 	}
+	return 0, fmt.Errorf("%w: byte %d: unterminated quoted string", errBadRecord, off+start)
 }
 
 // quoteOrBackslash returns the index of the first '"' or '\\' in b at or
 // after i, or len(b).
 func quoteOrBackslash(b []byte, i int) int {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	for ; i+8 <= len(b); i += 8 {
 		// The lowest byte flagged is exact: a borrow only spreads up.
 		x := binary.LittleEndian.Uint64(b[i:])
-		qu, bs := x^('"'*ones), x^('\\'*ones)
-		if m := ((qu-ones)&^qu | (bs-ones)&^bs) & highs; m != 0 {
+		qu, bs := x^('"'*swarOnes), x^('\\'*swarOnes)
+		if m := ((qu-swarOnes)&^qu | (bs-swarOnes)&^bs) & swarHighs; m != 0 {
 			return i + bits.TrailingZeros64(m)>>3
 		}
 	}

@@ -118,6 +118,10 @@ func FuzzCheckRecord(f *testing.F) {
 			l := appendLine(nil, FormatJSON, 1, body)
 			require.Equal(t, json.Valid(l), checkJSONMembers(body) == nil, "%q", body)
 		}
+		// (c) The text check, one pass, accepts what the two-pass rule does.
+		if got, want := checkTextPairs(body, 0) == nil, textPairsRef(string(body)); got != want {
+			t.Fatalf("checkTextPairs(%q) accepts: %v, the reference: %v", body, got, want)
+		}
 		if checkRecord(format, level, nanos, body) != nil {
 			return
 		}

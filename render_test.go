@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -107,6 +108,51 @@ func TestAppendTime(t *testing.T) {
 	}
 	check(time.Date(-5, 1, 1, 0, 0, 0, 0, time.UTC))
 	check(time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC))
+}
+
+// The second cache behind appendTime and appendRecordTime changes no
+// byte: times within a second, across seconds, backwards and from
+// goroutines racing on the cache format as AppendFormat does; a time in
+// the cached second or before it allocates nothing.
+func TestAppendTimeCache(t *testing.T) {
+	base := time.Date(2026, 12, 3, 23, 59, 58, 0, time.UTC).UnixNano()
+	steps := []int64{0, 1, 999, 1000, 999_999_999, 1e9, 1e9 + 5e8, -1, -3600e9, 2e9, 86400e9, 1e9 + 1, 31 * 86400e9}
+	check := func(nanos int64) {
+		tm := time.Unix(0, nanos)
+		want := tm.UTC().Format(timeLayout)
+		if got := string(appendTime(nil, tm)); got != want {
+			t.Fatalf("appendTime(%v) = %s, want %s", tm, got, want)
+		}
+		if got := string(appendRecordTime(nil, nanos)); got != want {
+			t.Fatalf("appendRecordTime(%d) = %s, want %s", nanos, got, want)
+		}
+	}
+	for _, d := range steps {
+		check(base + d)
+		check(base + d) // from the cache, when d moved it forward
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 5))
+			for k := range 20000 {
+				nanos := base + int64(k)*1e6 + rng.Int64N(3e9) - 1e9
+				tm := time.Unix(0, nanos)
+				if got, want := string(appendTime(nil, tm)), tm.UTC().Format(timeLayout); got != want {
+					t.Errorf("goroutine %d: appendTime(%v) = %s, want %s", g, tm, got, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	now := time.Unix(0, base+40*86400e9)
+	buf := appendTime(make([]byte, 0, 64), now)
+	for _, tm := range []time.Time{now.Add(time.Microsecond), now.Add(-time.Hour)} {
+		if n := testing.AllocsPerRun(100, func() { buf = appendTime(buf[:0], tm) }); n != 0 {
+			t.Errorf("appendTime(%v) allocates %v times", tm, n)
+		}
+	}
 }
 
 // go test -run '^$' -bench AppendTime -count 5 .

@@ -1,0 +1,157 @@
+package logx
+
+import (
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"testing"
+	"unicode"
+	"unicode/utf8"
+)
+
+// The text check reads each byte once, checking characters as it parses
+// the pairs (bodycheck.go). textPairsRef is the rule written another way:
+// the characters first, a rune at a time, then the pairs, with
+// strconv.QuotedPrefix for the quoted strings. The fast check must accept
+// exactly what it accepts (TestCheckTextPairsMatchesReference,
+// FuzzCheckRecord).
+
+// charsRef: valid UTF-8 without C0, DEL, C1, U+2028 or U+2029.
+func charsRef(s string) bool {
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, n := utf8.DecodeRuneInString(s[i:]); n == 1 {
+				return false
+			}
+		}
+		if r < ' ' || r >= 0x7f && r < 0xa0 || r == '\u2028' || r == '\u2029' {
+			return false
+		}
+	}
+	return true
+}
+
+// textPairsRef: one or more " key=value" pairs, each key and value a string
+// strconv.Unquote accepts or a non-empty run of printable runes other than
+// spaces, '=' and '"'.
+func textPairsRef(s string) bool {
+	if !charsRef(s) || s == "" {
+		return false
+	}
+	value := func(s string) (rest string, ok bool) {
+		if strings.HasPrefix(s, `"`) {
+			q, err := strconv.QuotedPrefix(s)
+			return s[len(q):], err == nil
+		}
+		n := 0
+		for _, r := range s {
+			if r == ' ' || r == '=' {
+				break
+			}
+			if r == '"' || unicode.IsSpace(r) || !unicode.IsPrint(r) {
+				return "", false
+			}
+			n += utf8.RuneLen(r)
+		}
+		return s[n:], n > 0
+	}
+	for s != "" {
+		var ok bool
+		if s, ok = strings.CutPrefix(s, " "); !ok {
+			return false
+		}
+		if s, ok = value(s); !ok {
+			return false
+		}
+		if s, ok = strings.CutPrefix(s, "="); !ok {
+			return false
+		}
+		if s, ok = value(s); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// randomPairs returns text made of pieces of pairs, mostly well-formed,
+// with the characters and escapes that matter to the check at random
+// places.
+func randomPairs(rng *rand.Rand) string {
+	pieces := []string{
+		" ", "=", `"`, `\`, "k", "key", "value", "a.b/c:1", "42", "-1.5",
+		`\n`, `\"`, `\\`, `\x41`, `\x4`, `\u00e9`, `\ud800`, `\U0010ffff`, `\U00110000`, `\101`, `\400`, `\q`, `\'`,
+		"é", "世", "\U0001F600", "\ufffd", "\u00a0", "\u200b", "\u2028", "\u2029", "\u0085", "\u009f",
+		"\x00", "\t", "\n", "\x1f", "\x7f", "\xff", "\xc2", "\xe2\x80",
+	}
+	var b strings.Builder
+	for range 1 + rng.IntN(6) {
+		if rng.IntN(4) > 0 { // a well-formed pair
+			b.WriteString(" ")
+			for k := range 2 {
+				if k == 1 {
+					b.WriteString("=")
+				}
+				quoted := rng.IntN(2) == 0
+				if quoted {
+					b.WriteString(`"`)
+				}
+				for range 1 + rng.IntN(12) {
+					p := pieces[4+rng.IntN(5)] // plain
+					if rng.IntN(6) == 0 {
+						p = pieces[rng.IntN(len(pieces))]
+					}
+					b.WriteString(p)
+				}
+				if quoted {
+					b.WriteString(`"`)
+				}
+			}
+			continue
+		}
+		for range 1 + rng.IntN(4) {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+	}
+	return b.String()
+}
+
+func TestCheckTextPairsMatchesReference(t *testing.T) {
+	check := func(s string) {
+		t.Helper()
+		if got, want := checkTextPairs([]byte(s), 0) == nil, textPairsRef(s); got != want {
+			t.Fatalf("checkTextPairs(%q) accepts: %v, the reference: %v (%v)", s, got, want, checkTextPairs([]byte(s), 0))
+		}
+	}
+	// Every byte of interest, at every place of a body long enough that
+	// the eight-byte steps meet it at each offset.
+	special := []byte{0, 0x1f, ' ', '!', '"', '=', '\\', 'x', 'u', '0', '4', 0x7f, 0x80, 0x9f, 0xa0, 0xc2, 0xe2, 0xff}
+	for _, base := range []string{` key=value.of-some.length:1 k="a quoted \"value\" é"`, ` msg="` + strings.Repeat("word ", 5) + `" i=12345`} {
+		check(base)
+		for i := range len(base) {
+			for _, c := range special {
+				b := []byte(base)
+				b[i] = c
+				check(string(b))
+				check(string(b[:i+1]))
+				check(base[:i] + string(c) + base[i:])
+			}
+		}
+	}
+	n := 200000
+	if testing.Short() {
+		n = 20000
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	accepted := 0
+	for range n {
+		s := randomPairs(rng)
+		check(s)
+		if textPairsRef(s) {
+			accepted++
+		}
+	}
+	// The generator must reach both sides of the rule.
+	if accepted < n/20 || accepted > n-n/20 {
+		t.Fatalf("%d of %d random bodies accepted: the generator no longer explores both sides", accepted, n)
+	}
+}
