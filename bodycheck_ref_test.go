@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -9,12 +10,13 @@ import (
 	"unicode/utf8"
 )
 
-// The text check reads each byte once, checking characters as it parses
-// the pairs (bodycheck.go). textPairsRef is the rule written another way:
-// the characters first, a rune at a time, then the pairs, with
-// strconv.QuotedPrefix for the quoted strings. The fast check must accept
-// exactly what it accepts (TestCheckTextPairsMatchesReference,
-// FuzzCheckRecord).
+// Each format's check reads each byte once, checking characters as it
+// parses (bodycheck.go, jsonscan.go). The references are the rules written
+// another way: the characters first, a rune at a time (charsRef), then, in
+// text, the pairs, with strconv.QuotedPrefix for the quoted strings
+// (textPairsRef), and in JSON, json.Valid of the line. The fast checks
+// must accept exactly what they accept (TestCheckTextPairsMatchesReference,
+// TestCheckJSONMatchesReference, FuzzCheckRecord).
 
 // charsRef: valid UTF-8 without C0, DEL, C1, U+2028 or U+2029.
 func charsRef(s string) bool {
@@ -151,6 +153,94 @@ func TestCheckTextPairsMatchesReference(t *testing.T) {
 		}
 	}
 	// The generator must reach both sides of the rule.
+	if accepted < n/20 || accepted > n-n/20 {
+		t.Fatalf("%d of %d random bodies accepted: the generator no longer explores both sides", accepted, n)
+	}
+}
+
+// randomMembers returns text made of pieces of JSON object members, mostly
+// well-formed, with the characters, escapes and white space that matter to
+// the check at random places.
+func randomMembers(rng *rand.Rand) string {
+	odd := []string{
+		" ", "\t", "\n", "\r", ",", ":", "{", "}", "[", "]", `"`, `\`, `\u00e9`, `\u12`, `\x41`, `\/`, `\n`,
+		"é", "\u2028", "\u2029", "\u0085", "\ufffd", "\x00", "\x1f", "\x7f", "\xff", "\xe2\x80",
+		"0", "-", "01", "1.", "1e", "1e+5", "true", "nul", "null",
+	}
+	var value func(depth int) string
+	value = func(depth int) string {
+		switch rng.IntN(6) {
+		case 0:
+			return "-12.5e3"
+		case 1:
+			return "true"
+		case 2:
+			if depth < 3 {
+				return "[" + value(depth+1) + "," + value(depth+1) + "]"
+			}
+		case 3:
+			if depth < 3 {
+				return `{"a":` + value(depth+1) + "}"
+			}
+		}
+		var b strings.Builder
+		b.WriteString(`"`)
+		for range rng.IntN(8) {
+			if rng.IntN(5) == 0 {
+				b.WriteString(odd[rng.IntN(len(odd))])
+			} else {
+				b.WriteString("word ")
+			}
+		}
+		b.WriteString(`"`)
+		return b.String()
+	}
+	var b strings.Builder
+	b.WriteString(`"level":"INFO"`)
+	for range rng.IntN(5) {
+		if rng.IntN(5) == 0 {
+			b.WriteString(odd[rng.IntN(len(odd))])
+			continue
+		}
+		b.WriteString(`,"k":`)
+		b.WriteString(value(0))
+	}
+	return b.String()
+}
+
+func TestCheckJSONMatchesReference(t *testing.T) {
+	check := func(s string) {
+		t.Helper()
+		want := charsRef(s) && json.Valid(appendLine(nil, FormatJSON, 1, []byte(s)))
+		if got := checkJSONMembers([]byte(s)) == nil; got != want {
+			t.Fatalf("checkJSONMembers(%q) accepts: %v, the reference: %v", s, got, want)
+		}
+	}
+	special := []byte{0, '\t', '\n', 0x1f, ' ', '"', ',', ':', '\\', 'u', '0', 0x7f, 0x80, 0x9f, 0xa0, 0xc2, 0xe2, 0xff}
+	base := `"level":"INFO","msg":"a \"quoted\" word \u00e9 é","n":[1,-2.5e3,{"t":true}]`
+	check(base)
+	for i := range len(base) {
+		for _, c := range special {
+			b := []byte(base)
+			b[i] = c
+			check(string(b))
+			check(string(b[:i+1]))
+			check(base[:i] + string(c) + base[i:])
+		}
+	}
+	n := 100000
+	if testing.Short() {
+		n = 10000
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	accepted := 0
+	for range n {
+		s := randomMembers(rng)
+		check(s)
+		if checkJSONMembers([]byte(s)) == nil {
+			accepted++
+		}
+	}
 	if accepted < n/20 || accepted > n-n/20 {
 		t.Fatalf("%d of %d random bodies accepted: the generator no longer explores both sides", accepted, n)
 	}

@@ -2,7 +2,10 @@ package logx
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"math/bits"
+	"unicode/utf8"
 )
 
 // The check of a JSON record body (checkRecord, bodycheck.go): a scanner
@@ -13,11 +16,16 @@ import (
 const maxJSONDepth = 10000
 
 // checkJSONMembers checks that {"seq":N,<body>} is one JSON object, that is
-// that body is one or more object members. The characters are checked
-// already.
+// that body is one or more object members, of characters checkChars
+// accepts: one pass checks both. On failure it reports checkChars's fault
+// if the body has one (a control character is a more useful answer than
+// where the JSON broke).
 func checkJSONMembers(body []byte) error {
 	s := jsonScan{b: body, depth: 1}
 	if !s.members() || s.i != len(s.b) {
+		if err := checkChars(body); err != nil {
+			return err
+		}
 		return fmt.Errorf("%w: byte %d: not JSON object members", errBadRecord, s.i)
 	}
 	return nil
@@ -31,14 +39,11 @@ type jsonScan struct {
 	depth int
 }
 
+// space skips spaces: JSON's other white space is control characters, which
+// a body may not hold.
 func (s *jsonScan) space() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
+	for s.i < len(s.b) && s.b[s.i] == ' ' {
+		s.i++
 	}
 }
 
@@ -135,40 +140,61 @@ func (s *jsonScan) literal(w string) bool {
 	return true
 }
 
-// str scans a string. A control character in it (invalid JSON) is left to
-// checkChars.
+// str scans a string of characters checkChars accepts.
 func (s *jsonScan) str() bool {
-	if s.i == len(s.b) || s.b[s.i] != '"' {
+	b, i := s.b, s.i
+	if i == len(b) || b[i] != '"' {
 		return false
 	}
-	for s.i++; ; {
-		s.i = quoteOrBackslash(s.b, s.i)
-		switch {
-		case s.i == len(s.b):
-			return false
-		case s.b[s.i] == '"':
-			s.i++
-			return true
-		case s.i+1 == len(s.b):
-			return false
+	for i++; i < len(b); {
+		if i+8 <= len(b) {
+			// Eight bytes at once, to the first the renderer would not
+			// have copied as it is (quoteStops).
+			m := quoteStops(binary.LittleEndian.Uint64(b[i:]))
+			if m == 0 {
+				i += 8
+				continue
+			}
+			i += bits.TrailingZeros64(m) >> 3
 		}
-		switch s.b[s.i+1] {
-		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			s.i += 2
-		case 'u':
-			if s.i+6 > len(s.b) {
+		switch c := b[i]; {
+		case c == '"':
+			s.i = i + 1
+			return true
+		case c == '\\':
+			if i+1 == len(b) {
+				s.i = i
 				return false
 			}
-			for _, h := range s.b[s.i+2 : s.i+6] {
-				if !isHex(h) {
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
+					s.i = i
 					return false
 				}
+				i += 6
+			default:
+				s.i = i
+				return false
 			}
-			s.i += 6
-		default:
+		case c >= utf8.RuneSelf:
+			_, n, err := checkRune(b, i, 0)
+			if err != nil {
+				s.i = i
+				return false
+			}
+			i += n
+		case c < ' ' || c == 0x7f:
+			s.i = i
 			return false
+		default:
+			i++
 		}
 	}
+	s.i = i
+	return false
 }
 
 func isHex(c byte) bool {
