@@ -140,35 +140,65 @@ func appendTime(dst []byte, t time.Time) []byte {
 	return t.UTC().AppendFormat(dst, timeLayout)
 }
 
-// secondText is one second in timeLayout up to its fraction:
-// "2006-01-02T15:04:05.".
-type secondText struct {
-	sec  int64
-	text [20]byte
+// secondCache holds the last second the renderer, or the leader's check,
+// formatted: entries come many to a second, and the date and clock are
+// most of the work of a head. The text, "2006-01-02T15:04:05.", is kept
+// in three words behind a sequence number that is odd while a writer
+// fills them, so a reader that sees the same even number before and after
+// has read one whole second, and a miss stores its second in place: no
+// allocation, and no time (a record from the year 9999, a clock stepped
+// back) can keep the cache from following the times it is asked for. Each
+// field is atomic, so the race detector sees no race. The renderer and
+// the check keep one each because their clocks may differ.
+type secondCache struct {
+	seq  atomic.Uint64 // 0: empty; odd: being written
+	sec  atomic.Int64
+	text [3]atomic.Uint64
 }
 
-// The last second the renderer and the leader's check formatted: entries
-// come many to a second, and the date and clock are most of the work of a
-// head. Each cache only moves forward, one allocation a second, so a time
-// older than the cached one (a record logged with an old time, a node
-// whose clock is behind) is formatted without allocating; the renderer
-// and the check keep one each because their clocks may differ.
-var renderSecond, checkSecond atomic.Pointer[secondText]
+var renderSecond, checkSecond secondCache
+
+// load copies the text of second sec into b[:20] and reports whether the
+// cache held it.
+func (c *secondCache) load(sec int64, b []byte) bool {
+	s := c.seq.Load()
+	if s == 0 || s&1 != 0 || c.sec.Load() != sec {
+		return false
+	}
+	w0, w1, w2 := c.text[0].Load(), c.text[1].Load(), c.text[2].Load()
+	if c.seq.Load() != s {
+		return false
+	}
+	binary.LittleEndian.PutUint64(b[0:8], w0)
+	binary.LittleEndian.PutUint64(b[8:16], w1)
+	binary.LittleEndian.PutUint32(b[16:20], uint32(w2))
+	return true
+}
+
+// store puts the text b[:20] of second sec in the cache, unless another
+// writer is at it.
+func (c *secondCache) store(sec int64, b []byte) {
+	s := c.seq.Load()
+	if s&1 != 0 || !c.seq.CompareAndSwap(s, s+1) {
+		return
+	}
+	c.sec.Store(sec)
+	c.text[0].Store(binary.LittleEndian.Uint64(b[0:8]))
+	c.text[1].Store(binary.LittleEndian.Uint64(b[8:16]))
+	c.text[2].Store(uint64(binary.LittleEndian.Uint32(b[16:20])))
+	c.seq.Store(s + 2)
+}
 
 // appendUTCTime appends the time sec seconds and nsec nanoseconds after
 // 1970-01-01T00:00:00Z in timeLayout, through the cache c; its year must
 // have four digits.
-func appendUTCTime(dst []byte, c *atomic.Pointer[secondText], sec, nsec int64) []byte {
+func appendUTCTime(dst []byte, c *secondCache, sec, nsec int64) []byte {
 	n := len(dst)
 	dst = append(dst, timeLayout...) // room, overwritten
 	b := dst[n : n+len(timeLayout)]
-	if st := c.Load(); st != nil && st.sec == sec {
-		copy(b, st.text[:])
-	} else {
+	if !c.load(sec, b) {
 		formatSecond((*[20]byte)(b[:20]), sec)
-		if st == nil || sec > st.sec {
-			c.Store(&secondText{sec: sec, text: [20]byte(b[:20])})
-		}
+		c.store(sec, b)
 	}
 	putDigits(b[20:26], nsec/1000)
 	b[26] = 'Z'

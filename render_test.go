@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -110,14 +111,19 @@ func TestAppendTime(t *testing.T) {
 	check(time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC))
 }
 
-// The second cache behind appendTime and appendRecordTime changes no
-// byte: times within a second, across seconds, backwards and from
-// goroutines racing on the cache format as AppendFormat does; a time in
-// the cached second or before it allocates nothing.
+// The second caches behind appendTime and appendRecordTime change no byte:
+// times within a second, across seconds, backwards, far ahead and from
+// goroutines racing on a cache format as AppendFormat does. A cache
+// follows the times it is asked for (a time in the year 9999 does not pin
+// it), and neither a hit nor a miss allocates.
 func TestAppendTimeCache(t *testing.T) {
+	renderSecond.seq.Store(0) // empty, whatever earlier tests left
+	checkSecond.seq.Store(0)
 	base := time.Date(2026, 12, 3, 23, 59, 58, 0, time.UTC).UnixNano()
-	steps := []int64{0, 1, 999, 1000, 999_999_999, 1e9, 1e9 + 5e8, -1, -3600e9, 2e9, 86400e9, 1e9 + 1, 31 * 86400e9}
+	steps := []int64{0, 1, 999, 1000, 999_999_999, 1e9, 1e9 + 5e8, -1, -3600e9, 2e9, 86400e9, 1e9 + 1, 31 * 86400e9, -40 * 365 * 86400e9}
+	var tmp [20]byte
 	check := func(nanos int64) {
+		t.Helper()
 		tm := time.Unix(0, nanos)
 		want := tm.UTC().Format(timeLayout)
 		if got := string(appendTime(nil, tm)); got != want {
@@ -126,11 +132,25 @@ func TestAppendTimeCache(t *testing.T) {
 		if got := string(appendRecordTime(nil, nanos)); got != want {
 			t.Fatalf("appendRecordTime(%d) = %s, want %s", nanos, got, want)
 		}
+		sec := tm.Unix()
+		if !renderSecond.load(sec, tmp[:]) || !checkSecond.load(sec, tmp[:]) || string(tmp[:]) != want[:20] {
+			t.Fatalf("after %v the caches do not hold its second", tm)
+		}
 	}
 	for _, d := range steps {
 		check(base + d)
-		check(base + d) // from the cache, when d moved it forward
+		check(base + d) // from the cache
 	}
+	// Far ahead, then back: the caches follow.
+	far := time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+	if got, want := string(appendTime(nil, far)), far.Format(timeLayout); got != want {
+		t.Fatalf("appendTime(%v) = %s, want %s", far, got, want)
+	}
+	if !renderSecond.load(far.Unix(), tmp[:]) {
+		t.Fatalf("the cache does not hold %v", far)
+	}
+	check(math.MaxInt64)
+	check(base)
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {
@@ -142,15 +162,23 @@ func TestAppendTimeCache(t *testing.T) {
 					t.Errorf("goroutine %d: appendTime(%v) = %s, want %s", g, tm, got, want)
 					return
 				}
+				if got, want := string(appendRecordTime(nil, nanos)), tm.UTC().Format(timeLayout); got != want {
+					t.Errorf("goroutine %d: appendRecordTime(%d) = %s, want %s", g, nanos, got, want)
+					return
+				}
 			}
 		})
 	}
 	wg.Wait()
 	now := time.Unix(0, base+40*86400e9)
 	buf := appendTime(make([]byte, 0, 64), now)
-	for _, tm := range []time.Time{now.Add(time.Microsecond), now.Add(-time.Hour)} {
-		if n := testing.AllocsPerRun(100, func() { buf = appendTime(buf[:0], tm) }); n != 0 {
-			t.Errorf("appendTime(%v) allocates %v times", tm, n)
+	for name, f := range map[string]func(){
+		"a hit":          func() { buf = appendTime(buf[:0], now.Add(time.Microsecond)) },
+		"misses":         func() { buf = appendTime(appendTime(buf[:0], now.Add(-time.Hour)), now) },
+		"checks' misses": func() { buf = appendRecordTime(appendRecordTime(buf[:0], base), math.MaxInt64) },
+	} {
+		if n := testing.AllocsPerRun(100, f); n != 0 {
+			t.Errorf("%s: %v allocations", name, n)
 		}
 	}
 }
