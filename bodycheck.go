@@ -122,7 +122,7 @@ func appendRecordTime(dst []byte, unixNano int64) []byte {
 	if nsec < 0 {
 		sec, nsec = sec-1, nsec+1e9
 	}
-	return appendUTCTime(dst, &checkSecond, sec, nsec)
+	return appendUTCTime(dst, &seconds.check, sec, nsec)
 }
 
 // Seconds since 1970 of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the
@@ -135,7 +135,7 @@ const (
 // appendTime appends t in UTC in timeLayout: the heads of lines.
 func appendTime(dst []byte, t time.Time) []byte {
 	if sec := t.Unix(); sec >= minFourDigitSec && sec <= maxFourDigitSec {
-		return appendUTCTime(dst, &renderSecond, sec, int64(t.Nanosecond()))
+		return appendUTCTime(dst, &seconds.render, sec, int64(t.Nanosecond()))
 	}
 	return t.UTC().AppendFormat(dst, timeLayout)
 }
@@ -156,7 +156,14 @@ type secondCache struct {
 	text [3]atomic.Uint64
 }
 
-var renderSecond, checkSecond secondCache
+// seconds holds the two caches a cache line apart: on the leader a check
+// that misses writes its cache, and must not slow the renderer's hits on
+// the other cores.
+var seconds struct {
+	render secondCache
+	_      [64]byte
+	check  secondCache
+}
 
 // load copies the text of second sec into b[:20] and reports whether the
 // cache held it.
