@@ -3,6 +3,7 @@ package logx
 import (
 	"context"
 	"log/slog"
+	"math"
 	"testing"
 	"time"
 
@@ -49,11 +50,28 @@ func TestAsyncAllocs(t *testing.T) {
 				tc.f()
 			}
 			require.NoError(t, lx.Flush(ctx))
-			allocs := testing.AllocsPerRun(1000, tc.f)
-			require.NoError(t, lx.Flush(ctx))
+			allocs, _ := callerAllocs(t, lx, tc.f)
 			require.Zero(t, allocs, "allocations per call")
 		})
 	}
+}
+
+// callerAllocs returns the allocations per call of f on lx's caller path,
+// and how many rounds of 1,001 calls it took. testing.AllocsPerRun counts
+// every goroutine's allocations, and the producer, Raft and apply allocate
+// per batch: when batches come small (a loaded machine, the race
+// detector) theirs reach one per call. The caller's own are in every
+// round, so the fewest of up to five rounds, each followed by a Flush, is
+// the caller's.
+func callerAllocs(t *testing.T, lx interface{ Flush(context.Context) error }, f func()) (allocs float64, rounds int) {
+	t.Helper()
+	allocs = math.Inf(1)
+	for rounds < 5 && allocs > 0 {
+		allocs = min(allocs, testing.AllocsPerRun(1000, f))
+		rounds++
+		require.NoError(t, lx.Flush(context.Background()))
+	}
+	return allocs, rounds
 }
 
 var errTest = errorString("disk on fire")
