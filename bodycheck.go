@@ -332,9 +332,9 @@ func checkRune(b []byte, i, off int) (rune, int, error) {
 }
 
 // checkTextPairs checks that b, found at offset off of a body (after the
-// level), is one or more " key=value" pairs whose characters checkChars accepts: the text
-// check reads each byte once, checking the characters as it parses
-// (checkRecord). The first fault it meets is the one it reports.
+// level), is one or more " key=value" pairs whose characters checkChars
+// accepts, reading each byte once. The first fault it meets is the one it
+// reports.
 func checkTextPairs(b []byte, off int) error {
 	if len(b) == 0 {
 		return fmt.Errorf("%w: nothing after the level", errBadRecord)
