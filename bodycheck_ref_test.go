@@ -118,16 +118,28 @@ func randomPairs(rng *rand.Rand) string {
 }
 
 func TestCheckTextPairsMatchesReference(t *testing.T) {
+	matchesReference(t, "checkTextPairs", func(b []byte) error { return checkTextPairs(b, 0) }, textPairsRef,
+		[]string{` key=value.of-some.length:1 k="a quoted \"value\" é"`, ` msg="` + strings.Repeat("word ", 5) + `" i=12345`},
+		[]byte{0, 0x1f, ' ', '!', '"', '=', '\\', 'x', 'u', '0', '4', 0x7f, 0x80, 0x9f, 0xa0, 0xc2, 0xe2, 0xff},
+		randomPairs, 200000, 3)
+}
+
+// matchesReference fails unless fast accepts exactly what ref does: on
+// each base; on it with every special byte put over, put in and cut at
+// every place (the bases are long enough that the eight-byte steps meet
+// each byte at each offset); and on n bodies from gen (a tenth with
+// -short), of which ref must accept between 5 and 95 %, so that the
+// generator reaches both sides of the rule.
+func matchesReference(t *testing.T, name string, fast func([]byte) error, ref func(string) bool,
+	bases []string, special []byte, gen func(*rand.Rand) string, n int, seed uint64) {
+	t.Helper()
 	check := func(s string) {
 		t.Helper()
-		if got, want := checkTextPairs([]byte(s), 0) == nil, textPairsRef(s); got != want {
-			t.Fatalf("checkTextPairs(%q) accepts: %v, the reference: %v (%v)", s, got, want, checkTextPairs([]byte(s), 0))
+		if err, want := fast([]byte(s)), ref(s); (err == nil) != want {
+			t.Fatalf("%s(%q) accepts: %v, the reference: %v (%v)", name, s, err == nil, want, err)
 		}
 	}
-	// Every byte of interest, at every place of a body long enough that
-	// the eight-byte steps meet it at each offset.
-	special := []byte{0, 0x1f, ' ', '!', '"', '=', '\\', 'x', 'u', '0', '4', 0x7f, 0x80, 0x9f, 0xa0, 0xc2, 0xe2, 0xff}
-	for _, base := range []string{` key=value.of-some.length:1 k="a quoted \"value\" é"`, ` msg="` + strings.Repeat("word ", 5) + `" i=12345`} {
+	for _, base := range bases {
 		check(base)
 		for i := range len(base) {
 			for _, c := range special {
@@ -139,20 +151,18 @@ func TestCheckTextPairsMatchesReference(t *testing.T) {
 			}
 		}
 	}
-	n := 200000
 	if testing.Short() {
-		n = 20000
+		n /= 10
 	}
-	rng := rand.New(rand.NewPCG(3, 4))
+	rng := rand.New(rand.NewPCG(seed, seed+1))
 	accepted := 0
 	for range n {
-		s := randomPairs(rng)
+		s := gen(rng)
 		check(s)
-		if textPairsRef(s) {
+		if ref(s) {
 			accepted++
 		}
 	}
-	// The generator must reach both sides of the rule.
 	if accepted < n/20 || accepted > n-n/20 {
 		t.Fatalf("%d of %d random bodies accepted: the generator no longer explores both sides", accepted, n)
 	}
@@ -209,39 +219,9 @@ func randomMembers(rng *rand.Rand) string {
 }
 
 func TestCheckJSONMatchesReference(t *testing.T) {
-	check := func(s string) {
-		t.Helper()
-		want := charsRef(s) && json.Valid(appendLine(nil, FormatJSON, 1, []byte(s)))
-		if got := checkJSONMembers([]byte(s)) == nil; got != want {
-			t.Fatalf("checkJSONMembers(%q) accepts: %v, the reference: %v", s, got, want)
-		}
-	}
-	special := []byte{0, '\t', '\n', 0x1f, ' ', '"', ',', ':', '\\', 'u', '0', 0x7f, 0x80, 0x9f, 0xa0, 0xc2, 0xe2, 0xff}
-	base := `"level":"INFO","msg":"a \"quoted\" word \u00e9 é","n":[1,-2.5e3,{"t":true}]`
-	check(base)
-	for i := range len(base) {
-		for _, c := range special {
-			b := []byte(base)
-			b[i] = c
-			check(string(b))
-			check(string(b[:i+1]))
-			check(base[:i] + string(c) + base[i:])
-		}
-	}
-	n := 100000
-	if testing.Short() {
-		n = 10000
-	}
-	rng := rand.New(rand.NewPCG(5, 6))
-	accepted := 0
-	for range n {
-		s := randomMembers(rng)
-		check(s)
-		if checkJSONMembers([]byte(s)) == nil {
-			accepted++
-		}
-	}
-	if accepted < n/20 || accepted > n-n/20 {
-		t.Fatalf("%d of %d random bodies accepted: the generator no longer explores both sides", accepted, n)
-	}
+	matchesReference(t, "checkJSONMembers", checkJSONMembers,
+		func(s string) bool { return charsRef(s) && json.Valid(appendLine(nil, FormatJSON, 1, []byte(s))) },
+		[]string{`"level":"INFO","msg":"a \"quoted\" word \u00e9 é","n":[1,-2.5e3,{"t":true}]`},
+		[]byte{0, '\t', '\n', 0x1f, ' ', '"', ',', ':', '\\', 'u', '0', 0x7f, 0x80, 0x9f, 0xa0, 0xc2, 0xe2, 0xff},
+		randomMembers, 100000, 5)
 }
