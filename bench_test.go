@@ -39,6 +39,7 @@ var (
 	benchCheckpoint   = flag.Duration("bench.checkpoint", 0, "Config.CheckpointInterval for cluster benchmarks (0: default)")
 	benchBatchEntries = flag.Int("bench.batch-entries", 0, "Config.MaxBatchEntries for cluster benchmarks (0: default)")
 	benchNoCompress   = flag.Bool("bench.no-compression", false, "set Config.DisableCompression in cluster benchmarks")
+	benchVerifyLoans  = flag.Bool("bench.verify-loans", false, "check every loan of expanded records in cluster benchmarks, as the tests do")
 )
 
 // benchMsgs are 100-byte messages made of words, so that they compress
@@ -100,6 +101,13 @@ func BenchmarkBaselineSlogFile(b *testing.B) {
 func benchCluster(b *testing.B) *testCluster {
 	b.Helper()
 	b.StopTimer()
+	// The tests check every loan of expanded records against the decoder
+	// (expand_test.go); production does not, and with it on a benchmark
+	// would time a second decode of every batch the leader applies.
+	if !*benchVerifyLoans {
+		verifyLoans = false
+		b.Cleanup(func() { verifyLoans = true })
+	}
 	c := newTestCluster(b, 3, func(cfg *Config) {
 		cfg.ElectionTimeout = time.Second
 		cfg.LogOutput = quietWriter{}
