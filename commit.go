@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"sync"
@@ -17,22 +18,90 @@ import (
 // follower every CommitTimeout to twice it (hashicorp/raft's heartbeats do
 // not carry it). With a short CommitTimeout an idle leader sends each
 // follower dozens of requests a second that say nothing new (about 67 with
-// 10 ms): 6 % of a core on an idle leader. logx sets it to commitTimeout:
-// under traffic every round carries the index anyway, and when traffic
-// stops a follower applies the last entries up to commitTimeout (at most
-// twice it) later.
+// 10 ms): 6 % of a core on an idle leader. logx sets it to commitTimeout,
+// and under traffic every round carries the index anyway.
 //
-// Where somebody waits for that, a follower asks: Flush on a follower whose
-// last batch the leader has committed but this node has not yet applied
-// asks the leader, after nudgeAfter, to pass its commit index on. The
-// leader does so by committing a Raft barrier (an entry the logs never
-// see), whose AppendEntries carry the index. Requests that arrive while a
-// barrier is in flight share the next one, so a flood of them costs at most
-// one barrier at a time.
+// When traffic stops, the leader passes the index on itself: once its
+// Raft log has not grown for tailAfter and all of it is committed, it
+// commits a Raft barrier (an entry the logs never see), whose
+// AppendEntries carry the index (passTail). So a follower applies the last
+// entries of a burst tailAfter to twice it after the leader committed
+// them, at the cost of one barrier per burst, and CommitTimeout is left
+// only as the fallback: for a barrier that failed, and to retry a
+// follower that missed an AppendEntries while nothing else is sent.
+//
+// A follower that waits for its own entries asks sooner: Flush on a
+// follower whose last batch the leader has committed but this node has not
+// yet applied asks the leader, after nudgeAfter, to pass its commit index
+// on, and the leader commits a barrier for it. Requests that arrive while
+// a barrier is in flight share the next one, so a flood of them costs at
+// most one barrier at a time.
 const (
-	commitTimeout = 500 * time.Millisecond
+	commitTimeout = 2 * time.Second
+	tailAfter     = 100 * time.Millisecond
 	nudgeAfter    = 5 * time.Millisecond
 )
+
+// armTail tells passTail that this node applied entries: if it leads,
+// passTail watches for the end of the traffic. (A new leader applies the
+// entries its first one commits, and so arms it too.) It never blocks,
+// and costs a follower one atomic load.
+func (lx *Stream) armTail() {
+	if r := lx.raftPtr.Load(); r == nil || r.State() != raft.Leader {
+		return
+	}
+	select {
+	case lx.tailArmed <- struct{}{}:
+	default:
+	}
+}
+
+// passTail runs for the stream's life. Each time armTail wakes it, it
+// looks at the Raft log every tailAfter while this node leads, until the
+// log has not grown since the last look and all of it is committed. Then
+// no AppendEntries sent after the commit may have told the followers, and
+// unless a barrier of its own already passed on the newest entry the state
+// machine sees (lagTarget), it commits one: appended after that entry was
+// committed, its AppendEntries carry the index. While traffic flows it
+// wakes once every tailAfter.
+func (lx *Stream) passTail() {
+	after := cmp.Or(lx.seams.tailAfter, tailAfter)
+	t := time.NewTimer(after)
+	t.Stop()
+	var passed uint64 // the entry this node's last barrier passed on
+	for {
+		select {
+		case <-lx.tailArmed:
+		case <-lx.closing:
+			return
+		}
+		seen := lx.raft.LastIndex()
+		for {
+			t.Reset(after)
+			select {
+			case <-t.C:
+			case <-lx.closing:
+				return
+			}
+			if lx.raft.State() != raft.Leader {
+				break
+			}
+			last := lx.raft.LastIndex()
+			if last != seen || lx.raft.CommitIndex() < last {
+				seen = last
+				continue
+			}
+			if target := lx.lagTarget(); target > passed {
+				ctx, cancel := context.WithTimeout(lx.closingCtx, lx.cfg.ForwardTimeout)
+				if lx.passCommitIndex(ctx) == nil {
+					passed = target
+				}
+				cancel()
+			}
+			break
+		}
+	}
+}
 
 // waitApplied waits until this node has applied Raft index idx, asking the
 // leader to pass its commit index on if that takes longer than nudgeAfter.
@@ -55,7 +124,8 @@ func (lx *Stream) waitApplied(ctx context.Context, idx uint64) error {
 	nudged := make(chan struct{})
 	go func() {
 		defer close(nudged)
-		// On failure the commit index still comes within commitTimeout.
+		// On failure the commit index still comes: with the leader's pass
+		// at the end of the traffic, or within commitTimeout.
 		_, _ = lx.sendControl(nctx, leader, controlRequest{Op: "commit"})
 	}()
 	err = lx.fsm.waitApplied(ctx.Done(), idx)

@@ -6,18 +6,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
 // A follower's Flush returns once its own files hold its entries, even
 // when nothing else would tell it the leader committed them: with Raft's
-// CommitTimeout at an hour and no clock reports, only the follower's
-// request to pass the commit index on (commit.go) can.
+// CommitTimeout at an hour, no clock reports and the leader's own pass at
+// the end of traffic off, only the follower's request to pass the commit
+// index on (commit.go) can.
 func TestFollowerFlushPassesCommitIndex(t *testing.T) {
 	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) {
 		sm.commitTimeout = time.Hour
 		sm.clockEvery = time.Hour
+		sm.tailAfter = time.Hour
 	})
 	leader := c.leaderIndex()
 	for round := 0; round < 3; round++ {
@@ -33,6 +36,53 @@ func TestFollowerFlushPassesCommitIndex(t *testing.T) {
 			require.GreaterOrEqual(t, lx.Stats().Seq, seq, "node %d's files after its Flush", i+1)
 		}
 	}
+}
+
+// When traffic stops, the leader passes its commit index on by itself
+// (passTail): the followers' files hold every entry the leader logged, in
+// bursts with pauses between them, though nobody on a follower asks and
+// Raft's CommitTimeout is an hour. One barrier per burst does it, not one
+// per look: the leader's Raft log ends at most a barrier or two past its
+// last entry.
+func TestLeaderPassesCommitIndex(t *testing.T) {
+	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) {
+		sm.commitTimeout = time.Hour
+		sm.clockEvery = time.Hour
+	})
+	li := c.leaderIndex()
+	leader := c.nodes[li]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for burst := range 4 {
+		for i := range 50 * (burst + 1) {
+			leader.Info("from the leader", "burst", burst, "i", i)
+		}
+		require.NoError(t, leader.Flush(ctx))
+		seq := leader.Stats().Seq
+		require.True(t, waitFor(10*time.Second, func() bool {
+			for _, lx := range c.nodes {
+				if lx.Stats().Seq < seq {
+					return false
+				}
+			}
+			return true
+		}), "burst %d: the followers' files stop short of the leader's %d: %d %d %d",
+			burst, seq, c.nodes[0].Stats().Seq, c.nodes[1].Stats().Seq, c.nodes[2].Stats().Seq)
+		// The pass was one barrier: a few looks later, every barrier after
+		// it still follows an entry the state machine sees (start-up
+		// clock reports may come late), never another barrier.
+		last := leader.raft.LastIndex()
+		time.Sleep(3 * tailAfter) // room for extra barriers, which must not come
+		var l raft.Log
+		require.NoError(t, leader.logs.GetLog(last, &l))
+		prev := l.Type
+		for idx := last + 1; idx <= leader.raft.LastIndex(); idx++ {
+			require.NoError(t, leader.logs.GetLog(idx, &l))
+			require.False(t, l.Type == raft.LogBarrier && prev == raft.LogBarrier, "burst %d: a barrier after a barrier at %d", burst, idx)
+			prev = l.Type
+		}
+	}
+	requireIdentical(t, c.dirs(), leader.cfg.File)
 }
 
 // Requests to pass the commit index on share barriers: many at once all

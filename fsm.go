@@ -125,6 +125,10 @@ type fsmConfig struct {
 	onWriteError func(error)
 	onActive     func()
 	onBlocked    func()
+	// onApplied is told after every apply that took new Raft entries
+	// (commit.go: a leader passes its commit index on when traffic
+	// stops); it must not block.
+	onApplied func()
 	// onRetired is told when, after retention retired files, as many
 	// retired files wait for deletion as retention keeps (retention.go);
 	// it must not block.
@@ -422,6 +426,9 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 	close(f.notify)
 	f.notify = make(chan struct{})
 	f.mu.Unlock()
+	if f.onApplied != nil {
+		f.onApplied()
+	}
 	return res, nil
 }
 

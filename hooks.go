@@ -49,6 +49,10 @@ type seams struct {
 	// when 0).
 	commitTimeout time.Duration
 
+	// tailAfter overrides how long the leader's log must stay still before
+	// it passes its commit index on (commit.go's tailAfter) when not zero.
+	tailAfter time.Duration
+
 	// diskFault is asked before every write and fsync of the log files; an
 	// error from it fails that write (a full disk).
 	diskFault func() error

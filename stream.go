@@ -84,10 +84,11 @@ type Stream struct {
 	// producer goroutine only.
 	ids          atomic.Pointer[tlsIDs]
 	tlsGen       uint64
-	settingsMu   sync.Mutex // one settings proposal at a time (proposeSettings)
-	barriers     barriers   // the leader's commit barriers (commit.go)
-	lagIdx       lagIndex   // lagTarget's memory (commit.go)
-	lastClockLog time.Time  // when a failed clock report was last logged; producer goroutine only
+	settingsMu   sync.Mutex    // one settings proposal at a time (proposeSettings)
+	barriers     barriers      // the leader's commit barriers (commit.go)
+	tailArmed    chan struct{} // armTail wakes passTail (commit.go)
+	lagIdx       lagIndex      // lagTarget's memory (commit.go)
+	lastClockLog time.Time     // when a failed clock report was last logged; producer goroutine only
 
 	closeOnce sync.Once
 	closeErr  error
@@ -171,6 +172,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		queue:        make(chan *entry, cfg.QueueSize),
 		free:         make(chan *entry, cfg.QueueSize+cfg.MaxBatchEntries+1),
 		closing:      make(chan struct{}),
+		tailArmed:    make(chan struct{}, 1),
 		abort:        make(chan struct{}),
 		stopped:      make(chan struct{}),
 		maxFrame:     cfg.MaxBatchBytes + wire.RecordSize(cfg.MaxEntrySize) + wire.HeaderMax,
@@ -229,7 +231,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	fc := fsmConfig{dir: cfg.Dir, file: cfg.File, policy: cfg.filePolicy(), format: cfg.Format,
 		stateInterval: cfg.CheckpointInterval, logf: lx.logf, want: want, logs: func() raft.LogStore { return lx.logs }, fetcher: lx,
 		onWriteError: lx.onWriteError, onActive: lx.markActive, onBlocked: lx.onCatchingUp, onLevel: lx.level.Set,
-		onRetired: lx.onRetired,
+		onRetired: lx.onRetired, onApplied: lx.armTail,
 		onRotated: onRotated, expanded: &lx.expanded,
 		hooks: sm.powerCut, fault: sm.diskFault}
 	if hooks != nil {
@@ -373,6 +375,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		return lx.peerWatch.observe(*o)
 	})
 	lx.raft.RegisterObserver(lx.observer)
+	lx.goFunc(lx.passTail)
 	lx.scrubDone = make(chan struct{})
 	go lx.scrub(rotated)
 	if cfg.Compress {
