@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"bytes"
 	"sync"
 	"sync/atomic"
 
@@ -15,7 +16,20 @@ import (
 // them, and validateBatch expanded a forwarded one to check it. So
 // applyBatchLocal lends them to the stream's expandedSet while Raft
 // commits the batch, and apply reads them instead of decoding
-// (fsm.applyBatch). A follower's apply finds nothing there and decodes.
+// (fsm.applyBatch).
+//
+// A follower holds the records of the batches it forwards, too, and gets
+// each back from the leader a round later, in other memory: so the
+// producer lends them by content (lendOwn) before it forwards a batch,
+// apply takes them when the bytes it applies are the very bytes lent
+// (bytes.Equal over the compressed batch: a fraction of decoding it), and
+// every other batch a follower applies it decodes. A follower cannot
+// tell when its forwarded batch will be applied (after the leader's
+// answer, with the next AppendEntries), so these loans are not dropped
+// when the commit is over: apply takes each, and drops the ones lent
+// before it (a producer's batches commit in the order they are lent; an
+// older one still there was never committed), and at most maxOwnLoans
+// wait, the oldest going back to the pool first.
 //
 // The records change hands. Whoever lends them never touches them again:
 // apply takes them (and returns them to the pool once the lines are
@@ -40,8 +54,9 @@ import (
 // set keeps the batch reachable through that pointer, so no other batch
 // can be given the same address while it is there.
 type expandedSet struct {
-	mu sync.Mutex
-	m  map[loanKey]*[]byte
+	mu  sync.Mutex
+	m   map[loanKey]*[]byte
+	own []ownLoan // a follower's loans, known by content, oldest first
 	// lent and used count loans and the loans apply read (tests).
 	lent, used atomic.Uint64
 }
@@ -52,6 +67,16 @@ type loanKey struct {
 }
 
 func keyOf(batch []byte) loanKey { return loanKey{&batch[0], len(batch)} }
+
+// ownLoan is a batch this node forwarded and its records.
+type ownLoan struct {
+	batch []byte
+	recs  *[]byte
+}
+
+// maxOwnLoans bounds the loans a follower keeps waiting for apply: its
+// producer has one batch in flight, and apply takes each a round later.
+const maxOwnLoans = 4
 
 // verifyLoans makes apply check every loan against the decoder, and
 // putRecords poison what it puts back (set in tests: expand_test.go).
@@ -100,6 +125,25 @@ func (s *expandedSet) lend(batch []byte, recs *[]byte) {
 	s.lent.Add(1)
 }
 
+// lendOwn hands recs, batch's records expanded, to apply until it applies
+// batch (the same bytes, wherever they are) or the loan is pushed out by
+// later ones. For a batch that is not compressed it puts recs back in the
+// pool instead.
+func (s *expandedSet) lendOwn(batch []byte, recs *[]byte) {
+	if !wire.Compressed(batch) {
+		putRecords(recs)
+		return
+	}
+	s.mu.Lock()
+	if len(s.own) == maxOwnLoans {
+		putRecords(s.own[0].recs)
+		s.own = append(s.own[:0], s.own[1:]...)
+	}
+	s.own = append(s.own, ownLoan{batch, recs})
+	s.mu.Unlock()
+	s.lent.Add(1)
+}
+
 // take removes and returns the records lent for batch, or nil. The caller
 // owns them: it puts them back with putRecords when done.
 func (s *expandedSet) take(batch []byte) *[]byte {
@@ -108,12 +152,21 @@ func (s *expandedSet) take(batch []byte) *[]byte {
 	}
 	k := keyOf(batch)
 	s.mu.Lock()
-	recs, ok := s.m[k]
-	if ok {
+	defer s.mu.Unlock()
+	if recs, ok := s.m[k]; ok {
 		delete(s.m, k)
+		return recs
 	}
-	s.mu.Unlock()
-	return recs
+	for i, o := range s.own {
+		if bytes.Equal(o.batch, batch) {
+			for _, older := range s.own[:i] {
+				putRecords(older.recs)
+			}
+			s.own = append(s.own[:0], s.own[i+1:]...)
+			return o.recs
+		}
+	}
+	return nil
 }
 
 // drop ends the loan of batch's records if apply did not take them.
@@ -123,9 +176,10 @@ func (s *expandedSet) drop(batch []byte) {
 	}
 }
 
-// size is the number of loans outstanding (tests).
-func (s *expandedSet) size() int {
+// size is the number of loans outstanding (tests): lent by address, and
+// by content.
+func (s *expandedSet) size() (int, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.m)
+	return len(s.m), len(s.own)
 }

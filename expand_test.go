@@ -17,9 +17,10 @@ func init() {
 // TestExpandedBatches: the leader applies the batches it commits, forwarded
 // ones and its own, from the records it already holds expanded (what
 // validateBatch decoded, what the producer encoded) instead of decoding
-// them again; the followers decode. The files come out the same on every
-// node (and verifyLoans checks every loan against the decoder), and no
-// loan outlives its commit.
+// them again, and a follower applies the batches it forwarded from the
+// records it encoded; the rest a follower decodes. The files come out the
+// same on every node (and verifyLoans checks every loan against the
+// decoder), and no loan outlives its commit.
 func TestExpandedBatches(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	var leader *Logx
@@ -62,18 +63,23 @@ func TestExpandedBatches(t *testing.T) {
 	require.Len(t, lines, int(n))
 	requireUnique(t, lines, "tag", "node", "k")
 	for _, lx := range c.nodes {
-		require.Zero(t, lx.expanded.size(), "%s: a loan outlived its commit", lx.cfg.NodeID)
+		byAddr, byContent := lx.expanded.size()
+		require.Zero(t, byAddr, "%s: a loan outlived its commit", lx.cfg.NodeID)
+		require.Zero(t, byContent, "%s: a loan of its own outlived its apply", lx.cfg.NodeID)
 		require.LessOrEqual(t, lx.expanded.used.Load(), lx.expanded.lent.Load())
+	}
+	for _, f := range followers {
+		require.Positive(t, f.expanded.used.Load(), "%s decoded every batch it forwarded (%d lent)", f.cfg.NodeID, f.expanded.lent.Load())
 	}
 	if leader.raft.State() == raft.Leader && leader.raft.CurrentTerm() == term {
 		// The same leader throughout: apply read every loan.
 		require.Equal(t, fwdLent, fwdUsed, "forwarded batches decoded again")
 		require.Equal(t, e.lent.Load(), e.used.Load(), "batches decoded again")
-		for _, f := range followers {
-			require.Zero(t, f.expanded.lent.Load(), "%s lent as a follower", f.cfg.NodeID)
-		}
 	}
 	t.Logf("leader: %d batches lent to apply (%d forwarded), %d used", e.lent.Load(), fwdLent, e.used.Load())
+	for _, f := range followers {
+		t.Logf("%s: %d of its batches lent to apply, %d used", f.cfg.NodeID, f.expanded.lent.Load(), f.expanded.used.Load())
+	}
 }
 
 // TestExpandedSetLoans: a loan is only of a compressed batch, take hands
@@ -89,23 +95,69 @@ func TestExpandedSetLoans(t *testing.T) {
 
 	var s expandedSet
 	s.lend(plain, &[]byte{}) // goes back to the pool
-	require.Zero(t, s.size(), "a plain batch is read in place: nothing to lend")
+	s.lendOwn(plain, &[]byte{})
+	require.Zero(t, total(&s), "a plain batch is read in place: nothing to lend")
 	require.Nil(t, s.take(plain))
 
 	buf := append([]byte(nil), recs...)
 	s.lend(compressed, &buf)
-	require.Equal(t, 1, s.size())
+	require.Equal(t, 1, total(&s))
 	require.Nil(t, s.take(append([]byte(nil), compressed...)), "another slice with the same bytes is another batch")
 	got := s.take(compressed)
 	require.NotNil(t, got)
 	require.Equal(t, recs, *got)
 	require.Nil(t, s.take(compressed), "taken once")
 	s.drop(compressed) // after take: nothing
-	require.Zero(t, s.size())
+	require.Zero(t, total(&s))
 
 	s.lend(compressed, &[]byte{})
 	s.drop(compressed)
-	require.Zero(t, s.size())
+	require.Zero(t, total(&s))
 	require.Nil(t, s.take(compressed), "dropped")
 	require.Nil(t, s.take(nil))
+}
+
+// TestExpandedSetOwnLoans: a follower's loans are known by content. take
+// finds one for the same bytes anywhere, never for other bytes of the
+// same length, drops the loans lent before the one it takes, and at most
+// maxOwnLoans wait, the oldest pushed out first.
+func TestExpandedSetOwnLoans(t *testing.T) {
+	batch := func(p uint64) ([]byte, *[]byte) {
+		var recs []byte
+		for i := range 100 {
+			recs = wire.AppendRecord(recs, LevelInfo, int64(i), []byte("level=INFO msg=\"the same words again and again\""))
+		}
+		return wire.NewBatch(wire.Header{Producer: 7, FirstPSeq: p, Count: 100}, recs, true), &recs
+	}
+	var s expandedSet
+	var batches [][]byte
+	var lent []*[]byte
+	for i := range maxOwnLoans + 2 {
+		b, recs := batch(uint64(1 + 100*i))
+		batches, lent = append(batches, b), append(lent, recs)
+		s.lendOwn(b, recs)
+	}
+	_, own := s.size()
+	require.Equal(t, maxOwnLoans, own)
+	require.Nil(t, s.take(append([]byte(nil), batches[0]...)), "pushed out by later loans")
+	require.Nil(t, s.take(append([]byte(nil), batches[1]...)), "pushed out by later loans")
+
+	other := append([]byte(nil), batches[3]...)
+	other[len(other)-1] ^= 1 // same length, other bytes
+	require.Nil(t, s.take(other))
+
+	got := s.take(append([]byte(nil), batches[3]...)) // the bytes again, elsewhere
+	require.Same(t, lent[3], got)
+	_, own = s.size()
+	require.Equal(t, maxOwnLoans-2, own, "the loan lent before it is dropped")
+	require.Nil(t, s.take(batches[2]), "dropped: lent before one applied")
+	require.Same(t, lent[5], s.take(batches[5]))
+	require.Nil(t, s.take(batches[4]))
+	require.Zero(t, total(&s))
+	require.Equal(t, uint64(maxOwnLoans+2), s.lent.Load())
+}
+
+func total(s *expandedSet) int {
+	a, b := s.size()
+	return a + b
 }

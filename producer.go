@@ -211,6 +211,10 @@ func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err e
 				recs = nil // lent, and dropped by now
 				maybeSent = !errors.Is(err, raft.ErrNotLeader)
 			} else {
+				if recs != nil { // expand.go
+					lx.expanded.lendOwn(batch, recs)
+					recs = nil
+				}
 				lx.stats.forwarded.Add(1)
 				idx, first, err = lx.fwd.send(leader, batch)
 				var nl errNotLeaderHint
