@@ -25,10 +25,14 @@ import (
 // Raft log has not grown for tailAfter and all of it is committed, it
 // commits a Raft barrier (an entry the logs never see), whose
 // AppendEntries carry the index (passTail). So a follower applies the last
-// entries of a burst tailAfter to twice it after the leader committed
-// them, at the cost of one barrier per burst, and CommitTimeout is left
-// only as the fallback: for a barrier that failed, and to retry a
-// follower that missed an AppendEntries while nothing else is sent.
+// entries of a burst tailAfter to twice it (and a Raft round) after the
+// leader committed them, at the cost of one barrier per burst, and
+// CommitTimeout is left only as the fallback, and to retry a follower
+// that missed an AppendEntries while nothing else is sent. A trickle of
+// lines, each after a pause, would cost a barrier each: passes are at
+// least passEvery apart, so a trickle's lines reach the followers within
+// about passEvery. An idle stream (idle.go), whose only entries are its
+// clock reports, and a cluster of one server pass nothing.
 //
 // A follower that waits for its own entries asks sooner: Flush on a
 // follower whose last batch the leader has committed but this node has not
@@ -39,6 +43,7 @@ import (
 const (
 	commitTimeout = 2 * time.Second
 	tailAfter     = 100 * time.Millisecond
+	passEvery     = 500 * time.Millisecond
 	nudgeAfter    = 5 * time.Millisecond
 )
 
@@ -61,29 +66,35 @@ func (lx *Stream) armTail() {
 // log has not grown since the last look and all of it is committed. Then
 // no AppendEntries sent after the commit may have told the followers, and
 // unless a barrier of its own already passed on the newest entry the state
-// machine sees (lagTarget), it commits one: appended after that entry was
-// committed, its AppendEntries carry the index. While traffic flows it
-// wakes once every tailAfter.
+// machine sees (lagTarget), it commits one (no sooner than passEvery after
+// the last): appended after that entry was committed, its AppendEntries
+// carry the index. A barrier that fails is tried again while this node
+// leads. While traffic flows it wakes once every tailAfter.
 func (lx *Stream) passTail() {
 	after := cmp.Or(lx.seams.tailAfter, tailAfter)
 	t := time.NewTimer(after)
 	t.Stop()
-	var passed uint64 // the entry this node's last barrier passed on
+	done := lx.closingCtx.Done()
+	var (
+		passed   uint64 // the entry this node's last barrier passed on
+		lastPass time.Time
+	)
 	for {
 		select {
 		case <-lx.tailArmed:
-		case <-lx.closing:
+		case <-done:
 			return
 		}
-		seen := lx.raft.LastIndex()
+		seen, wait := lx.raft.LastIndex(), after
 		for {
-			t.Reset(after)
+			t.Reset(wait)
+			wait = after
 			select {
 			case <-t.C:
-			case <-lx.closing:
+			case <-done:
 				return
 			}
-			if lx.raft.State() != raft.Leader {
+			if lx.raft.State() != raft.Leader || lx.idle.Load() {
 				break
 			}
 			last := lx.raft.LastIndex()
@@ -91,16 +102,40 @@ func (lx *Stream) passTail() {
 				seen = last
 				continue
 			}
-			if target := lx.lagTarget(); target > passed {
-				ctx, cancel := context.WithTimeout(lx.closingCtx, lx.cfg.ForwardTimeout)
-				if lx.passCommitIndex(ctx) == nil {
-					passed = target
-				}
-				cancel()
+			target := lx.lagTarget()
+			if target <= passed || !lx.hasPeers() {
+				break
 			}
-			break
+			if d := passEvery - time.Since(lastPass); d > 0 {
+				wait = d // a trickle: pass it on with the next pass
+				continue
+			}
+			ctx, cancel := context.WithTimeout(lx.closingCtx, lx.cfg.ForwardTimeout)
+			err := lx.passCommitIndex(ctx)
+			cancel()
+			lastPass = time.Now()
+			if err == nil {
+				passed = target
+				break
+			}
 		}
 	}
+}
+
+// hasPeers reports whether the Raft configuration has a server other than
+// this node, voter or not: only then is there anyone to pass the commit
+// index on to.
+func (lx *Stream) hasPeers() bool {
+	f := lx.raft.GetConfiguration()
+	if f.Error() != nil {
+		return true
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) != lx.cfg.Addr {
+			return true
+		}
+	}
+	return false
 }
 
 // waitApplied waits until this node has applied Raft index idx, asking the

@@ -85,6 +85,79 @@ func TestLeaderPassesCommitIndex(t *testing.T) {
 	requireIdentical(t, c.dirs(), leader.cfg.File)
 }
 
+// barriersAfter counts the barriers in lx's Raft log after index from.
+func barriersAfter(t *testing.T, lx *Logx, from uint64) int {
+	n := 0
+	for idx := from + 1; idx <= lx.raft.LastIndex(); idx++ {
+		var l raft.Log
+		require.NoError(t, lx.logs.GetLog(idx, &l))
+		if l.Type == raft.LogBarrier {
+			n++
+		}
+	}
+	return n
+}
+
+// What passing the commit index on costs is bounded: a trickle of lines,
+// each after a pause longer than tailAfter, gets a barrier at most every
+// passEvery, not one a line, and its lines still reach the followers; an
+// idle stream's clock reports and a cluster of one server get none.
+func TestPassTailCost(t *testing.T) {
+	const after = 20 * time.Millisecond
+	quiet := func(_ *Config, sm *seams) {
+		sm.commitTimeout = time.Hour
+		sm.clockEvery = time.Hour
+		sm.tailAfter = after
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	t.Run("trickle", func(t *testing.T) {
+		c := newTestClusterSeams(t, 3, quiet)
+		leader := c.nodes[c.leaderIndex()]
+		from, start := leader.raft.LastIndex(), time.Now()
+		const lines = 12
+		for i := range lines {
+			leader.Info("a line now and then", "i", i)
+			require.NoError(t, leader.Flush(ctx))
+			time.Sleep(3 * after) // the trickle's pause: each line a burst of its own
+		}
+		elapsed := time.Since(start)
+		seq := leader.Stats().Seq
+		require.True(t, waitFor(10*time.Second, func() bool {
+			return c.nodes[0].Stats().Seq >= seq && c.nodes[1].Stats().Seq >= seq && c.nodes[2].Stats().Seq >= seq
+		}), "the trickle did not reach every follower")
+		n := barriersAfter(t, leader, from)
+		t.Logf("%d lines over %v: %d barriers", lines, elapsed.Round(time.Millisecond), n)
+		require.LessOrEqual(t, n, int(time.Since(start)/(500*time.Millisecond))+2, "a barrier a line")
+	})
+
+	t.Run("idle", func(t *testing.T) {
+		c := newTestClusterSeams(t, 3, quiet)
+		leader := c.nodes[c.leaderIndex()]
+		require.True(t, waitFor(30*time.Second, leader.idle.Load), "the stream did not go idle")
+		from := leader.raft.LastIndex()
+		for _, lx := range c.nodes {
+			lx.clockNow <- struct{}{} // a clock report now, as an idle stream makes one a minute
+		}
+		require.True(t, waitFor(10*time.Second, func() bool { return leader.raft.AppliedIndex() >= from+3 }),
+			"the clock reports were not committed")
+		time.Sleep(5 * after) // room for a pass, which must not come
+		require.True(t, leader.idle.Load(), "a clock report woke the stream")
+		require.Zero(t, barriersAfter(t, leader, from), "an idle stream passed its clock reports on")
+	})
+
+	t.Run("one server", func(t *testing.T) {
+		c := newTestClusterSeams(t, 1, quiet)
+		lx := c.nodes[0]
+		from := lx.raft.LastIndex()
+		lx.Info("nobody to tell")
+		require.NoError(t, lx.Flush(ctx))
+		time.Sleep(5 * after) // room for a pass, which must not come
+		require.Zero(t, barriersAfter(t, lx, from), "a barrier with no follower")
+	})
+}
+
 // Requests to pass the commit index on share barriers: many at once all
 // succeed, on the leader; a follower refuses them with a hint.
 func TestPassCommitIndexConcurrent(t *testing.T) {

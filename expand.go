@@ -27,9 +27,12 @@ import (
 // tell when its forwarded batch will be applied (after the leader's
 // answer, with the next AppendEntries), so these loans are not dropped
 // when the commit is over: apply takes each, and drops the ones lent
-// before it (a producer's batches commit in the order they are lent; an
-// older one still there was never committed), and at most maxOwnLoans
-// wait, the oldest going back to the pool first.
+// before it (a producer's batches commit in the order they are lent, so
+// an older one still there was almost surely never committed; one that
+// was, after its producer gave up on it, is decoded), and at most
+// maxOwnLoans wait, the oldest going back to the pool first. A node that
+// starts leading drops them at its first loan by address: its old
+// forwarded batches are committed or lost by then.
 //
 // The records change hands. Whoever lends them never touches them again:
 // apply takes them (and returns them to the pool once the lines are
@@ -121,8 +124,20 @@ func (s *expandedSet) lend(batch []byte, recs *[]byte) {
 		s.m = make(map[loanKey]*[]byte)
 	}
 	s.m[keyOf(batch)] = recs
+	s.dropOwn(len(s.own)) // this node leads now
 	s.mu.Unlock()
 	s.lent.Add(1)
+}
+
+// dropOwn puts the oldest n loans by content back in the pool; s.mu is
+// held.
+func (s *expandedSet) dropOwn(n int) {
+	for _, o := range s.own[:n] {
+		putRecords(o.recs)
+	}
+	k := copy(s.own, s.own[n:])
+	clear(s.own[k:]) // nothing kept reachable from the spare capacity
+	s.own = s.own[:k]
 }
 
 // lendOwn hands recs, batch's records expanded, to apply until it applies
@@ -136,8 +151,7 @@ func (s *expandedSet) lendOwn(batch []byte, recs *[]byte) {
 	}
 	s.mu.Lock()
 	if len(s.own) == maxOwnLoans {
-		putRecords(s.own[0].recs)
-		s.own = append(s.own[:0], s.own[1:]...)
+		s.dropOwn(1)
 	}
 	s.own = append(s.own, ownLoan{batch, recs})
 	s.mu.Unlock()
@@ -159,10 +173,8 @@ func (s *expandedSet) take(batch []byte) *[]byte {
 	}
 	for i, o := range s.own {
 		if bytes.Equal(o.batch, batch) {
-			for _, older := range s.own[:i] {
-				putRecords(older.recs)
-			}
-			s.own = append(s.own[:0], s.own[i+1:]...)
+			s.own[i].recs = nil // taken: not put back with the older ones
+			s.dropOwn(i + 1)
 			return o.recs
 		}
 	}

@@ -155,6 +155,16 @@ func TestExpandedSetOwnLoans(t *testing.T) {
 	require.Nil(t, s.take(batches[4]))
 	require.Zero(t, total(&s))
 	require.Equal(t, uint64(maxOwnLoans+2), s.lent.Load())
+
+	// A node that starts leading lends by address: its loans by content
+	// go back to the pool.
+	b, recs := batch(1001)
+	s.lendOwn(b, recs)
+	b2, recs2 := batch(1101)
+	s.lend(b2, recs2)
+	require.Nil(t, s.take(b), "a follower's loan kept by a leader")
+	require.Same(t, recs2, s.take(b2))
+	require.Zero(t, total(&s))
 }
 
 func total(s *expandedSet) int {

@@ -125,9 +125,8 @@ type fsmConfig struct {
 	onWriteError func(error)
 	onActive     func()
 	onBlocked    func()
-	// onApplied is told after every apply that took new Raft entries
-	// (commit.go: a leader passes its commit index on when traffic
-	// stops); it must not block.
+	// onApplied is told after every apply (commit.go: a leader passes its
+	// commit index on when traffic stops); it must not block.
 	onApplied func()
 	// onRetired is told when, after retention retired files, as many
 	// retired files wait for deletion as retention keeps (retention.go);

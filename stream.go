@@ -360,6 +360,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	undo = append(undo, func() {
 		lx.fsm.halt() // an apply waiting for a background catch-up gives up
 		lx.stopGoroutines()
+		lx.cancelClosing() // passTail and the compressor stop with it
 		_ = lx.shutdownRaft()
 		lx.goWG.Wait()
 	})

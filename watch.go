@@ -22,8 +22,9 @@ import (
 // line it reports.
 //
 // On a follower a line arrives with the next Raft round; when traffic stops,
-// 0.1 to 0.2 s after the leader committed it, when the leader passes its
-// commit index on (commit.go).
+// 0.1 to 0.2 s and a Raft round after the leader committed it (up to 0.5 s
+// for a trickle of lines), when the leader passes its commit index on
+// (commit.go).
 func (lx *Stream) Watch(ctx context.Context, from uint64, level slog.Leveler, fn func(Line) error) error {
 	r, err := OpenReader(lx.cfg.Dir, lx.logFile())
 	if err != nil {
