@@ -107,17 +107,21 @@ func (p *lineParser) field(e *logx.ClientEntry, k string, v any, haveTime, haveL
 	return true
 }
 
-// parseJSON reads a JSON object, keeping its keys' order.
+// parseJSON reads a JSON object, keeping its keys' order. An object with
+// no members gives nothing to keep, so it is not taken: the line goes in
+// as it is.
 func (p *lineParser) parseJSON(line string) (logx.ClientEntry, bool) {
 	e := logx.ClientEntry{Level: p.level}
 	var haveTime, haveLevel, haveMsg bool
+	members := 0
 	err := eachJSONMember([]byte(line), func(k string, v any) error {
+		members++
 		if !p.field(&e, k, v, &haveTime, &haveLevel, &haveMsg) {
 			return errNoParse
 		}
 		return nil
 	})
-	return e, err == nil
+	return e, err == nil && members > 0
 }
 
 var errNoParse = errors.New("does not parse")

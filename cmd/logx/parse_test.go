@@ -139,9 +139,11 @@ func TestParseSlogOutput(t *testing.T) {
 
 // Lines that look like a format but are not are logged as they are: a
 // level no library writes, a reserved key, a JSON value after the object,
-// a broken quote, an impossible date.
+// an object with nothing in it, a broken quote, an impossible date.
 func TestParseRefuses(t *testing.T) {
 	for _, tc := range []struct{ mode, line string }{
+		{parseAuto, `{}`}, // found by FuzzParseLine: it became an empty message
+		{parseJSON, ` { } `},
 		{parseJSON, `{"time":"2026-12-02T10:00:00Z","level":"LOUD","msg":"x"}`},
 		{parseJSON, `{"msg":"x","seq":5}`},
 		{parseJSON, `{"msg":"x"} {"msg":"y"}`},
