@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -126,16 +127,8 @@ func (lx *Stream) passTail() {
 // this node, voter or not: only then is there anyone to pass the commit
 // index on to.
 func (lx *Stream) hasPeers() bool {
-	f := lx.raft.GetConfiguration()
-	if f.Error() != nil {
-		return true
-	}
-	for _, s := range f.Configuration().Servers {
-		if string(s.ID) != lx.cfg.Addr {
-			return true
-		}
-	}
-	return false
+	servers, err := lx.serverAddrs(false)
+	return err != nil || slices.ContainsFunc(servers, func(a string) bool { return a != lx.cfg.Addr })
 }
 
 // waitApplied waits until this node has applied Raft index idx, asking the

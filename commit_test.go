@@ -42,8 +42,7 @@ func TestFollowerFlushPassesCommitIndex(t *testing.T) {
 // (passTail): the followers' files hold every entry the leader logged, in
 // bursts with pauses between them, though nobody on a follower asks and
 // Raft's CommitTimeout is an hour. One barrier per burst does it, not one
-// per look: the leader's Raft log ends at most a barrier or two past its
-// last entry.
+// per look: no barrier follows another.
 func TestLeaderPassesCommitIndex(t *testing.T) {
 	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) {
 		sm.commitTimeout = time.Hour
@@ -58,16 +57,7 @@ func TestLeaderPassesCommitIndex(t *testing.T) {
 			leader.Info("from the leader", "burst", burst, "i", i)
 		}
 		require.NoError(t, leader.Flush(ctx))
-		seq := leader.Stats().Seq
-		require.True(t, waitFor(10*time.Second, func() bool {
-			for _, lx := range c.nodes {
-				if lx.Stats().Seq < seq {
-					return false
-				}
-			}
-			return true
-		}), "burst %d: the followers' files stop short of the leader's %d: %d %d %d",
-			burst, seq, c.nodes[0].Stats().Seq, c.nodes[1].Stats().Seq, c.nodes[2].Stats().Seq)
+		c.waitSameSeq(leader.Stats().Seq) // the followers' files hold the burst
 		// The pass was one barrier: a few looks later, every barrier after
 		// it still follows an entry the state machine sees (start-up
 		// clock reports may come late), never another barrier.
@@ -123,10 +113,7 @@ func TestPassTailCost(t *testing.T) {
 			time.Sleep(3 * after) // the trickle's pause: each line a burst of its own
 		}
 		elapsed := time.Since(start)
-		seq := leader.Stats().Seq
-		require.True(t, waitFor(10*time.Second, func() bool {
-			return c.nodes[0].Stats().Seq >= seq && c.nodes[1].Stats().Seq >= seq && c.nodes[2].Stats().Seq >= seq
-		}), "the trickle did not reach every follower")
+		c.waitSameSeq(leader.Stats().Seq) // the trickle reached every follower
 		n := barriersAfter(t, leader, from)
 		t.Logf("%d lines over %v: %d barriers", lines, elapsed.Round(time.Millisecond), n)
 		require.LessOrEqual(t, n, int(time.Since(start)/(500*time.Millisecond))+2, "a barrier a line")
