@@ -22,13 +22,18 @@
 // default in procs mode only, about 15 s) measures a ready, warmed-up
 // cluster left without traffic: each node's CPU use as a percentage of one
 // core (procs), or the process's (inproc). The report ends with logx
-// async against slog-file async: entries/s and CPU per entry.
+// async against slog-file async: entries/s and CPU per entry; and logx
+// Append against raft-1 with as many callers, round by round.
+//
+// -count N runs N rounds of every cell (see rounds) and reports each
+// cell's median.
 //
 // The table goes to stdout, progress to stderr; -out DIR (default: a new
 // temporary directory) receives results.md, results.json and chart.svg.
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -259,10 +264,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "logx-bench: results go to %s\n", o.out)
 
 	cells := plan(o)
+	order := rounds(cells)
 	started := time.Now()
-	for k, c := range cells {
-		for r := 0; r < o.count; r++ {
-			fmt.Fprintf(stderr, "[%d/%d] %s run %d/%d ... ", k+1, len(cells), c.label(), r+1, o.count)
+	for r := 0; r < o.count; r++ {
+		for k, c := range order {
+			fmt.Fprintf(stderr, "[round %d/%d, %d/%d] %s ... ", r+1, o.count, k+1, len(order), c.label())
 			t0 := time.Now()
 			res, err := runCell(ctx, o, c)
 			if err != nil {
@@ -272,6 +278,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "%s (cell took %.1fs)\n", res.progress(c), time.Since(t0).Seconds())
 			c.Runs = append(c.Runs, res)
 		}
+	}
+	for _, c := range cells {
 		c.Median = median(c.Runs)
 	}
 	rep := &report{
@@ -282,6 +290,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Duration: time.Since(started).Round(time.Millisecond).String(),
 	}
 	rep.VsSlog = rep.slogRatios()
+	rep.VsRaft = rep.raftRatios()
 	table := rep.markdownTable()
 	fmt.Fprint(stdout, table)
 	if err := rep.write(o.out); err != nil {
@@ -348,6 +357,32 @@ func plan(o *options) []*cell {
 		}
 	}
 	return cells
+}
+
+// rounds is the order in which one round runs the cells: -count rounds
+// each run every cell once, so that a spell of a slow disk or a busy
+// neighbour, which on a shared machine lasts minutes, falls on every series
+// alike instead of on whichever ran then. Within a round the cells that are
+// compared run one after another: each size's async cells (logx in both
+// modes, slog-file), then for each number of callers logx Append in both
+// modes, raft-1 and slog-file; the idle cells last.
+func rounds(cells []*cell) []*cell {
+	group := func(c *cell) (size, rank int) {
+		switch c.Workload {
+		case "idle":
+			return 1 << 30, 0
+		case "async":
+			return c.Size, -1
+		}
+		return c.Size, c.Callers
+	}
+	order := slices.Clone(cells)
+	slices.SortStableFunc(order, func(a, b *cell) int {
+		as, ar := group(a)
+		bs, br := group(b)
+		return cmp.Or(cmp.Compare(as, bs), cmp.Compare(ar, br))
+	})
+	return order
 }
 
 // commandLine is the command as invoked, shell-quoted where needed.

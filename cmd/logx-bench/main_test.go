@@ -179,6 +179,9 @@ func TestQuick(t *testing.T) {
 		if !strings.Contains(stdout.String(), "- 100B, "+mode+": async entries/s ") {
 			t.Errorf("no comparison with slog-file for %s", mode)
 		}
+		if !strings.Contains(stdout.String(), "- 100B, "+mode+", 16 callers: entries/s ") {
+			t.Errorf("no comparison with raft-1 for %s", mode)
+		}
 	}
 
 	// results.json parses and holds the same cells.
@@ -209,6 +212,9 @@ func TestQuick(t *testing.T) {
 	}
 	if len(rep.VsSlog) != 2 {
 		t.Errorf("results.json: vs_slog %+v, want the two modes", rep.VsSlog)
+	}
+	if len(rep.VsRaft) != 4 || rep.VsRaft[0].Rounds != 1 || rep.VsRaft[0].EntriesRatio <= 0 {
+		t.Errorf("results.json: vs_raft %+v, want the two modes at 1 and 16 callers", rep.VsRaft)
 	}
 	md, err := os.ReadFile(filepath.Join(out, "results.md"))
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -19,6 +20,23 @@ type report struct {
 	// VsSlog compares each logx async cell with the slog-file async cell
 	// of its size (medians).
 	VsSlog []slogRatio `json:"vs_slog,omitempty"`
+	// VsRaft compares each logx append cell with the raft-1 cell of its
+	// size and callers, round by round.
+	VsRaft []raftRatio `json:"vs_raft,omitempty"`
+}
+
+// raftRatio is a logx append cell against raft-1 with as many callers.
+// EntriesRatio is the median over the rounds of logx's entries/s over
+// raft-1's in the same round (the two cells run one after the other in
+// each round); the P99s are the cells' medians.
+type raftRatio struct {
+	Mode         string   `json:"mode"`
+	Size         int      `json:"size"`
+	Callers      int      `json:"callers"`
+	Rounds       int      `json:"rounds"`
+	EntriesRatio float64  `json:"entries_ratio"`
+	LogxP99      *float64 `json:"logx_p99_ms,omitempty"`
+	RaftP99      *float64 `json:"raft_p99_ms,omitempty"`
 }
 
 // slogRatio is a logx async cell against slog-file async, same size, same
@@ -62,6 +80,37 @@ func (r *report) slogRatios() []slogRatio {
 			out = append(out, x)
 			break
 		}
+	}
+	return out
+}
+
+// raftRatios pairs every logx append cell with the raft-1 cell of its size
+// and callers; rounds where either has no rate are left out.
+func (r *report) raftRatios() []raftRatio {
+	var out []raftRatio
+	for _, c := range r.Cells {
+		if c.Series != seriesLogx || c.Workload != "append" {
+			continue
+		}
+		i := slices.IndexFunc(r.Cells, func(s *cell) bool {
+			return s.Series == seriesRaft && s.Size == c.Size && s.Callers == c.Callers
+		})
+		if i < 0 {
+			continue
+		}
+		raft := r.Cells[i]
+		var ratios []float64
+		for k := range min(len(c.Runs), len(raft.Runs)) {
+			if l, f := c.Runs[k].EntriesPerSec, raft.Runs[k].EntriesPerSec; l > 0 && f > 0 {
+				ratios = append(ratios, l/f)
+			}
+		}
+		if len(ratios) == 0 {
+			continue
+		}
+		out = append(out, raftRatio{Mode: c.Mode, Size: c.Size, Callers: c.Callers, Rounds: len(ratios),
+			EntriesRatio: *medianOf(ratios, func(x float64) *float64 { return &x }),
+			LogxP99:      c.Median.P99, RaftP99: raft.Median.P99})
 	}
 	return out
 }
@@ -127,6 +176,7 @@ func (r *report) markdownTable() string {
 	b.WriteString(r.nodesTable())
 	b.WriteString(r.idleTable())
 	b.WriteString(r.slogLines())
+	b.WriteString(r.raftLines())
 	return b.String()
 }
 
@@ -203,6 +253,29 @@ func (r *report) slogLines() string {
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// raftLines compares each logx append cell with raft-1 at as many callers,
+// "" when the run has no such pair.
+func (r *report) raftLines() string {
+	var b strings.Builder
+	for _, x := range r.raftRatios() {
+		if b.Len() == 0 {
+			b.WriteString("\nAgainst raft-1, Append, the same rounds (entries/s: the median of each round's ratio):\n\n")
+		}
+		fmt.Fprintf(&b, "- %s, %s, %s: entries/s %sx raft-1's (%s); p99 %s ms against %s\n",
+			sizeName(x.Size), x.Mode, count(x.Callers, "caller"), fmtRatio(&x.EntriesRatio), count(x.Rounds, "round"),
+			fmtOpt(x.LogxP99), fmtOpt(x.RaftP99))
+	}
+	return b.String()
+}
+
+// count is "1 thing" or "n things".
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return strconv.Itoa(n) + " " + thing + "s"
 }
 
 func fmtRSS(p *float64) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -297,5 +298,61 @@ func TestReportIdleOnly(t *testing.T) {
 	out := r.markdownTable()
 	if strings.Contains(out, "| series |") || !strings.Contains(out, "| inproc | all 3 (process) | - | 2.00 |  | 3.0 |") {
 		t.Errorf("idle only:\n%s", out)
+	}
+}
+
+// TestRaftRatios checks that logx Append is compared with raft-1 round by
+// round: the median of each round's ratio, not the ratio of the medians.
+func TestRaftRatios(t *testing.T) {
+	f := func(x float64) *float64 { return &x }
+	runs := func(rates ...float64) []runResult {
+		var out []runResult
+		for _, r := range rates {
+			out = append(out, runResult{EntriesPerSec: r})
+		}
+		return out
+	}
+	logx := &cell{Series: seriesLogx, Mode: "inproc", Size: 100, Workload: "append", Callers: 4,
+		Runs: runs(100, 300, 200), Median: runResult{EntriesPerSec: 200, P99: f(2)}}
+	raft := &cell{Series: seriesRaft, Mode: "inproc", Size: 100, Workload: "apply", Callers: 4,
+		Runs: runs(50, 300, 400), Median: runResult{EntriesPerSec: 300, P99: f(3)}}
+	other := &cell{Series: seriesRaft, Mode: "inproc", Size: 100, Workload: "apply", Callers: 16,
+		Runs: runs(1), Median: runResult{EntriesPerSec: 1}}
+	lone := &cell{Series: seriesLogx, Mode: "procs", Size: 1024, Workload: "append", Callers: 4,
+		Runs: runs(7), Median: runResult{EntriesPerSec: 7}}
+	r := &report{Cells: []*cell{logx, lone, other, raft}}
+	got := r.raftRatios()
+	if len(got) != 1 || got[0].EntriesRatio != 1 || got[0].Rounds != 3 || got[0].Callers != 4 || *got[0].LogxP99 != 2 || *got[0].RaftP99 != 3 {
+		t.Fatalf("raftRatios: %+v, want one pair with ratio 1 (rounds 2, 1 and 0.5) over 3 rounds", got)
+	}
+	line := "- 100B, inproc, 4 callers: entries/s 1.00x raft-1's (3 rounds); p99 2.00 ms against 3.00\n"
+	if out := r.markdownTable(); !strings.Contains(out, line) {
+		t.Errorf("no line %q in\n%s", line, out)
+	}
+}
+
+// TestRounds checks the order of a round: the cells compared with each
+// other run one after another, idle cells last.
+func TestRounds(t *testing.T) {
+	o, err := parseFlags([]string{"-modes", "inproc,procs", "-sizes", "100,1024", "-callers", "1,4",
+		"-workloads", "async,append,idle"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range rounds(plan(o)) {
+		got = append(got, c.label())
+	}
+	want := []string{
+		"logx inproc 100B async callers=4/node", "logx procs 100B async callers=4/node", "slog-file 100B async callers=4",
+		"logx inproc 100B append callers=1", "logx procs 100B append callers=1", "slog-file 100B call callers=1", "raft-1 100B apply callers=1",
+		"logx inproc 100B append callers=4", "logx procs 100B append callers=4", "slog-file 100B call callers=4", "raft-1 100B apply callers=4",
+		"logx inproc 1KiB async callers=4/node", "logx procs 1KiB async callers=4/node", "slog-file 1KiB async callers=4",
+		"logx inproc 1KiB append callers=1", "logx procs 1KiB append callers=1", "slog-file 1KiB call callers=1", "raft-1 1KiB apply callers=1",
+		"logx inproc 1KiB append callers=4", "logx procs 1KiB append callers=4", "slog-file 1KiB call callers=4", "raft-1 1KiB apply callers=4",
+		"logx inproc idle", "logx procs idle",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("a round runs\n%q\nwant\n%q", got, want)
 	}
 }
