@@ -508,9 +508,6 @@ func runChild(ctx context.Context, o *options) error {
 		return fmt.Errorf("unknown workload %q", spec.Workload)
 	}
 	done := time.Now()
-	if err := stopProfile(); err != nil {
-		return err
-	}
 	if err := out.Encode(childMsg{Ev: "produced", N: n}); err != nil {
 		return err
 	}
@@ -526,6 +523,12 @@ func runChild(ctx context.Context, o *options) error {
 		return err
 	}
 	all := time.Now()
+	// The profile ends once every node's entries are applied here, not
+	// when this node's callers stop: a node without callers (the leader in
+	// a 1-caller cell) works for the others' until then.
+	if err := stopProfile(); err != nil {
+		return err
+	}
 	if err := out.Encode(childMsg{Ev: "result", N: n, StartNs: start.UnixNano(), DoneNs: done.UnixNano(),
 		AllNs: all.UnixNano(), Hist: h.sparse()}); err != nil {
 		return err
