@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -48,6 +49,8 @@ type options struct {
 	maxEntries int
 	count      int
 	syncAlways bool
+	async      bool
+	json       bool
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -60,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.maxEntries, "max-entries", 2_000_000, "messages per async cell at most (a tenth for sync cells)")
 	fs.IntVar(&o.count, "count", 1, "runs per cell; the table shows medians")
 	fs.BoolVar(&o.syncAlways, "sync-always", true, "fsync every write (JetStream sync_interval: always), as logx's Raft log does")
+	fs.BoolVar(&o.async, "async", true, "run the async cell of each size")
+	fs.BoolVar(&o.json, "json", false, "print each cell's medians as a JSON object on a line of its own, instead of the table (cmd/logx-bench -nats reads them)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -70,10 +75,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if o.callers, err = ints(*callers); err != nil {
 		return fmt.Errorf("-callers: %w", err)
 	}
-	fmt.Fprintln(stdout, "| series | mode | size | workload | callers | entries/s | MB/s | p50 ms | p99 ms | p99.9 ms |")
-	fmt.Fprintln(stdout, "|---|---|---|---|---:|---:|---:|---:|---:|---:|")
+	if !o.json {
+		fmt.Fprintln(stdout, "| series | mode | size | workload | callers | entries/s | MB/s | p50 ms | p99 ms | p99.9 ms |")
+		fmt.Fprintln(stdout, "|---|---|---|---|---:|---:|---:|---:|---:|---:|")
+	}
 	for _, size := range o.sizes {
-		cells := []int{0} // 0: async
+		var cells []int
+		if o.async {
+			cells = append(cells, 0) // 0: async
+		}
 		cells = append(cells, o.callers...)
 		for _, c := range cells {
 			var runs []result
@@ -86,6 +96,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 				runs = append(runs, res)
 			}
 			m := median(runs)
+			if o.json {
+				b, err := json.Marshal(jsonCell{Size: size, Callers: c, EntriesPerSec: m.rate, MBPerSec: m.mbs,
+					Entries: m.n, Seconds: m.secs, P50: m.p50, P99: m.p99, P999: m.p999})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "%s\n", b)
+				continue
+			}
 			if c == 0 {
 				fmt.Fprintf(stdout, "| nats-js | inproc | %s | async | 4/node | %.0f | %.1f |  |  |  |\n", sizeName(size), m.rate, m.mbs)
 			} else {
@@ -96,7 +115,26 @@ func run(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-type result struct{ rate, mbs, p50, p99, p999 float64 }
+type result struct {
+	rate, mbs, p50, p99, p999 float64
+	n                         int64   // messages acknowledged
+	secs                      float64 // measured time
+}
+
+// jsonCell is a cell's medians as -json prints them; callers 0 is the
+// async cell (no latencies). cmd/logx-bench reads these lines (its
+// natsCell: the two modules share no code, so keep the two in step).
+type jsonCell struct {
+	Size          int     `json:"size"`
+	Callers       int     `json:"callers"`
+	EntriesPerSec float64 `json:"entries_per_sec"`
+	MBPerSec      float64 `json:"mb_per_sec"`
+	Entries       int64   `json:"entries"`
+	Seconds       float64 `json:"seconds"`
+	P50           float64 `json:"p50_ms,omitempty"`
+	P99           float64 `json:"p99_ms,omitempty"`
+	P999          float64 `json:"p999_ms,omitempty"`
+}
 
 // runCell starts a fresh 3-node cluster and measures one cell: async
 // publishing when callers is 0, else synchronous publishing.
@@ -182,7 +220,7 @@ func publishAsync(jss []jetstream.JetStream, msgs [][]byte, o options) (result, 
 		}
 	}
 	el := time.Since(start).Seconds()
-	return result{rate: float64(n) / el, mbs: float64(n) * float64(len(msgs[0])) / el / 1e6}, nil
+	return result{rate: float64(n) / el, mbs: float64(n) * float64(len(msgs[0])) / el / 1e6, n: n, secs: el}, nil
 }
 
 // publishSync publishes from callers goroutines, each waiting for the
@@ -208,7 +246,8 @@ func publishSync(ctx context.Context, jss []jetstream.JetStream, msgs [][]byte, 
 		return result{}, errors.New("nothing published")
 	}
 	q := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Microseconds()) / 1000 }
-	return result{rate: float64(n) / el, mbs: float64(n) * float64(len(msgs[0])) / el / 1e6, p50: q(0.5), p99: q(0.99), p999: q(0.999)}, nil
+	return result{rate: float64(n) / el, mbs: float64(n) * float64(len(msgs[0])) / el / 1e6, p50: q(0.5), p99: q(0.99), p999: q(0.999),
+		n: n, secs: el}, nil
 }
 
 // drive calls fn from n goroutines (fn's g is the goroutine's number), each
@@ -334,6 +373,7 @@ func median(rs []result) result {
 		rate: pick(func(r result) float64 { return r.rate }), mbs: pick(func(r result) float64 { return r.mbs }),
 		p50: pick(func(r result) float64 { return r.p50 }), p99: pick(func(r result) float64 { return r.p99 }),
 		p999: pick(func(r result) float64 { return r.p999 }),
+		n:    int64(pick(func(r result) float64 { return float64(r.n) })), secs: pick(func(r result) float64 { return r.secs }),
 	}
 }
 

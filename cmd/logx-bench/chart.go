@@ -22,8 +22,8 @@ type chartPoint struct {
 
 var palette = []string{"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"}
 
-// chartSeries lists the lines: logx append per mode and size, then raft-1
-// and slog-file ("call" rows) at the smallest size.
+// chartSeries lists the lines: logx append per mode and size, then raft-1,
+// nats-js and slog-file ("call" rows) at the smallest size.
 func (r *report) chartSeries() []chartSeries {
 	var modes []string
 	var sizes []int
@@ -61,7 +61,7 @@ func (r *report) chartSeries() []chartSeries {
 			}
 		}
 	}
-	for _, b := range []struct{ series, workload string }{{seriesRaft, "apply"}, {seriesSlog, "call"}} {
+	for _, b := range []struct{ series, workload string }{{seriesRaft, "apply"}, {seriesNATS, "publish"}, {seriesSlog, "call"}} {
 		for _, size := range sizes {
 			pts := collect(func(c *cell) bool { return c.Series == b.series && c.Size == size && c.Workload == b.workload })
 			if len(pts) > 0 {

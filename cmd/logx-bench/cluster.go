@@ -352,6 +352,7 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 	if err != nil {
 		return res, err
 	}
+	defer stopProfile() // on an error return: the profile as far as it got
 	resetPeakRSS()
 	file0 := logBytes(nodeDir(dir, 0))
 	entries0, batches0 := sumBatches(nodes)
@@ -404,9 +405,6 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 		})
 		end = time.Now()
 		cpu, _, cpuOK = mark.since()
-		if perr := stopProfile(); err == nil {
-			err = perr
-		}
 		if err != nil {
 			return res, err
 		}
@@ -414,6 +412,11 @@ func runLogxInproc(ctx context.Context, o *options, c *cell) (res runResult, err
 			if err := waitSeq(ctx, lx, base+uint64(total)); err != nil {
 				return res, err
 			}
+		}
+		// The profile ends, as in procs mode, once every node has applied
+		// every entry.
+		if err := stopProfile(); err != nil {
+			return res, err
 		}
 	default:
 		return res, fmt.Errorf("unknown workload %q", c.Workload)
@@ -459,6 +462,7 @@ func idleInproc(ctx context.Context, o *options, c *cell, dir string) (res runRe
 	if err != nil {
 		return res, err
 	}
+	defer stopProfile() // on an error return: the profile as far as it got
 	resetPeakRSS()
 	file0 := logBytes(nodeDir(dir, 0))
 	mark := markCPU()

@@ -23,7 +23,8 @@
 // cluster left without traffic: each node's CPU use as a percentage of one
 // core (procs), or the process's (inproc). The report ends with logx
 // async against slog-file async: entries/s and CPU per entry; and logx
-// Append against raft-1 with as many callers, round by round.
+// Append against raft-1 (and NATS JetStream, with -nats and the binary of
+// benchmarks/nats) with as many callers, round by round.
 //
 // -count N runs N rounds of every cell (see rounds) and reports each
 // cell's median.
@@ -68,6 +69,7 @@ type options struct {
 	idleModes   []string // the modes that get an idle cell
 	callers     []int
 	baselines   []string
+	nats        string // the NATS benchmark's binary, "" for none
 	count       int
 	duration    time.Duration
 	idleDur     time.Duration
@@ -94,7 +96,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	callers := fs.String("callers", "1,4,16,64,256", "concurrent callers for append, raft-1 and slog-file")
 	streams := fs.String("streams", "1", "streams the async and idle workloads use: the default stream and n-1 more (async writes round-robin over them; idle waits until all have gone idle)")
 	baselines := fs.String("baselines", "slog,raft", "baselines: slog (log/slog JSON to a buffered file), raft (hashicorp/raft, one entry per Apply); empty for none")
-	fs.IntVar(&o.count, "count", 1, "run each cell this many times and report the median")
+	fs.StringVar(&o.nats, "nats", "", "the NATS JetStream benchmark's binary (cd benchmarks/nats && go build -o PATH .): adds a nats-js cell per number of callers to every round")
+	fs.IntVar(&o.count, "count", 1, "rounds: run every cell this many times, a round at a time, and report each cell's median")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per cell (a cell also stops at -max-entries)")
 	fs.DurationVar(&o.idleDur, "idle-duration", 10*time.Second, "measured time of an idle cell")
 	fs.IntVar(&o.maxEntries, "max-entries", 2_000_000, "entries per async cell at most; append and raft-1 cells take a tenth of it")
@@ -165,6 +168,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o.workloads = slices.DeleteFunc(o.workloads, func(w string) bool { return w == "idle" })
 	if o.baselines, err = words("-baselines", *baselines, "slog", "raft"); err != nil {
 		return nil, err
+	}
+	if o.nats != "" {
+		if err := checkNATS(o.nats); err != nil {
+			return nil, err
+		}
 	}
 	if o.sizes, err = ints("-sizes", *sizes, 1, 60000); err != nil {
 		return nil, err
@@ -276,6 +284,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return fmt.Errorf("%s: %w", c.label(), err)
 			}
 			fmt.Fprintf(stderr, "%s (cell took %.1fs)\n", res.progress(c), time.Since(t0).Seconds())
+			res.Round = r
 			c.Runs = append(c.Runs, res)
 		}
 	}
@@ -290,7 +299,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Duration: time.Since(started).Round(time.Millisecond).String(),
 	}
 	rep.VsSlog = rep.slogRatios()
-	rep.VsRaft = rep.raftRatios()
+	rep.VsPeers = rep.peerRatios()
 	table := rep.markdownTable()
 	fmt.Fprint(stdout, table)
 	if err := rep.write(o.out); err != nil {
@@ -314,11 +323,14 @@ func runCell(ctx context.Context, o *options, c *cell) (runResult, error) {
 		return runSlog(ctx, o, c)
 	case c.Series == seriesRaft:
 		return runRaft(ctx, o, c)
+	case c.Series == seriesNATS:
+		return runNATS(ctx, o, c)
 	}
 	return runResult{}, fmt.Errorf("no such cell")
 }
 
-// plan lists the cells the flags select, in the order they run.
+// plan lists the cells the flags select, in the order the report shows
+// them (rounds gives the order they run in).
 func plan(o *options) []*cell {
 	var cells []*cell
 	for _, mode := range o.modes {
@@ -356,6 +368,13 @@ func plan(o *options) []*cell {
 			}
 		}
 	}
+	if o.nats != "" {
+		for _, size := range o.sizes {
+			for _, n := range o.callers {
+				cells = append(cells, &cell{Series: seriesNATS, Mode: "inproc", Size: size, Workload: "publish", Callers: n})
+			}
+		}
+	}
 	return cells
 }
 
@@ -363,24 +382,43 @@ func plan(o *options) []*cell {
 // each run every cell once, so that a spell of a slow disk or a busy
 // neighbour, which on a shared machine lasts minutes, falls on every series
 // alike instead of on whichever ran then. Within a round the cells that are
-// compared run one after another: each size's async cells (logx in both
-// modes, slog-file), then for each number of callers logx Append in both
-// modes, raft-1 and slog-file; the idle cells last.
+// compared run one after another, by size and then number of callers,
+// smallest first: each size's async cells (logx in one process, slog-file,
+// logx in three processes), then for each number of callers raft-1, logx in
+// one process, nats-js, logx in three processes and slog-file, so that each
+// logx cell has a peer next to it and the other within two cells; the idle
+// cells last.
 func rounds(cells []*cell) []*cell {
-	group := func(c *cell) (size, rank int) {
-		switch c.Workload {
-		case "idle":
-			return 1 << 30, 0
-		case "async":
-			return c.Size, -1
+	group := func(c *cell) (size, callers, rank int) {
+		switch {
+		case c.Workload == "idle":
+			return 1 << 30, 0, 0
+		case c.Workload == "async":
+			size, callers = c.Size, -1
+		default:
+			size, callers = c.Size, c.Callers
 		}
-		return c.Size, c.Callers
+		switch {
+		case c.Series == seriesRaft:
+			rank = 0
+		case c.Series == seriesLogx && c.Mode == "inproc":
+			rank = 1
+		case c.Series == seriesSlog && c.Workload == "async":
+			rank = 2
+		case c.Series == seriesNATS:
+			rank = 2
+		case c.Series == seriesLogx:
+			rank = 3
+		default: // slog-file calls
+			rank = 4
+		}
+		return size, callers, rank
 	}
 	order := slices.Clone(cells)
 	slices.SortStableFunc(order, func(a, b *cell) int {
-		as, ar := group(a)
-		bs, br := group(b)
-		return cmp.Or(cmp.Compare(as, bs), cmp.Compare(ar, br))
+		as, ac, ar := group(a)
+		bs, bc, br := group(b)
+		return cmp.Or(cmp.Compare(as, bs), cmp.Compare(ac, bc), cmp.Compare(ar, br))
 	})
 	return order
 }

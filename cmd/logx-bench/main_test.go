@@ -25,7 +25,50 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
+	if os.Getenv(fakeNATSEnv) != "" {
+		fakeNATS()
+	}
 	os.Exit(m.Run())
+}
+
+// fakeNATSEnv makes the test binary stand in for the NATS benchmark
+// (benchmarks/nats -json): it prints one cell, or fails when the variable
+// says "fail".
+const fakeNATSEnv = "LOGX_BENCH_FAKE_NATS"
+
+func fakeNATS() {
+	args := strings.Join(os.Args[1:], " ")
+	if os.Getenv(fakeNATSEnv) == "fail" {
+		fmt.Fprintln(os.Stderr, "nats bench: no cluster")
+		os.Exit(1)
+	}
+	// Answer only the invocation runNATS is meant to make.
+	if args != "-json -async=false -count 1 -sizes 100 -callers 4 -duration 1.5s -max-entries 5000" {
+		fmt.Fprintf(os.Stderr, "unexpected arguments %q\n", args)
+		os.Exit(2)
+	}
+	fmt.Println(`{"size":100,"callers":4,"entries_per_sec":400,"mb_per_sec":0.04,"entries":600,"seconds":1.5,"p50_ms":1,"p99_ms":2,"p999_ms":3}`)
+	os.Exit(0)
+}
+
+// TestRunNATS runs a nats-js cell against the fake NATS benchmark: the
+// arguments it passes, the figures it reads, and a failure's message.
+func TestRunNATS(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &options{nats: self, duration: 1500 * time.Millisecond, maxEntries: 5000}
+	c := &cell{Series: seriesNATS, Mode: "inproc", Size: 100, Workload: "publish", Callers: 4}
+	t.Setenv(fakeNATSEnv, "1")
+	res, err := runNATS(context.Background(), o, c)
+	if err != nil || res.EntriesPerSec != 400 || res.Entries != 600 || *res.P99 != 2 {
+		t.Fatalf("runNATS: %+v, %v", res, err)
+	}
+	t.Setenv(fakeNATSEnv, "fail")
+	if _, err := runNATS(context.Background(), o, c); err == nil || !strings.Contains(err.Error(), "no cluster") {
+		t.Errorf("runNATS of a failing benchmark: %v, want its stderr in the error", err)
+	}
 }
 
 // TestQuick runs the whole command in -quick mode, both modes and both
@@ -179,7 +222,7 @@ func TestQuick(t *testing.T) {
 		if !strings.Contains(stdout.String(), "- 100B, "+mode+": async entries/s ") {
 			t.Errorf("no comparison with slog-file for %s", mode)
 		}
-		if !strings.Contains(stdout.String(), "- 100B, "+mode+", 16 callers: entries/s ") {
+		if !strings.Contains(stdout.String(), "- 100B, "+mode+", 16 callers: ") {
 			t.Errorf("no comparison with raft-1 for %s", mode)
 		}
 	}
@@ -213,8 +256,8 @@ func TestQuick(t *testing.T) {
 	if len(rep.VsSlog) != 2 {
 		t.Errorf("results.json: vs_slog %+v, want the two modes", rep.VsSlog)
 	}
-	if len(rep.VsRaft) != 4 || rep.VsRaft[0].Rounds != 1 || rep.VsRaft[0].EntriesRatio <= 0 {
-		t.Errorf("results.json: vs_raft %+v, want the two modes at 1 and 16 callers", rep.VsRaft)
+	if len(rep.VsPeers) != 4 || rep.VsPeers[0].Rounds != 1 || rep.VsPeers[0].BestRatio <= 0 || rep.VsPeers[0].RaftRatio == nil {
+		t.Errorf("results.json: vs_peers %+v, want the two modes at 1 and 16 callers against raft-1", rep.VsPeers)
 	}
 	md, err := os.ReadFile(filepath.Join(out, "results.md"))
 	if err != nil {

@@ -478,6 +478,7 @@ func runChild(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
+	defer stopProfile() // on an error return: the profile as far as it got
 	resetPeakRSS()
 	entries0, batches0 := batchCounts(lx)
 	mark := markCPU()

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	rtrace "runtime/trace"
+	"sync"
 )
 
 // profileName names the profiles of one measured phase in -profile's
@@ -25,7 +26,8 @@ func profileName(mode, workload string, size, callers, streams, node int) string
 
 // startProfile starts a CPU profile into dir/name.cpu.pprof and returns
 // the function that stops it and writes the heap profile at that moment
-// into dir/name.heap.pprof. With trace it also writes an execution trace
+// into dir/name.heap.pprof (only its first call does anything, so a caller
+// can defer it for its error returns and call it where the phase ends). With trace it also writes an execution trace
 // into dir/name.trace (go tool trace): for idle cells, where a CPU profile
 // has few samples and the question is what wakes the process. With dir
 // empty it does nothing.
@@ -58,7 +60,7 @@ func startProfile(dir, name string, trace bool) (stop func() error, err error) {
 			return nil, err
 		}
 	}
-	return func() error {
+	return sync.OnceValue(func() error {
 		pprof.StopCPUProfile()
 		err := f.Close()
 		if tf != nil {
@@ -79,5 +81,5 @@ func startProfile(dir, name string, trace bool) (stop func() error, err error) {
 			err = cerr
 		}
 		return err
-	}, nil
+	}), nil
 }

@@ -20,23 +20,30 @@ type report struct {
 	// VsSlog compares each logx async cell with the slog-file async cell
 	// of its size (medians).
 	VsSlog []slogRatio `json:"vs_slog,omitempty"`
-	// VsRaft compares each logx append cell with the raft-1 cell of its
-	// size and callers, round by round.
-	VsRaft []raftRatio `json:"vs_raft,omitempty"`
+	// VsPeers compares each logx append cell with raft-1 and nats-js
+	// with as many callers, round by round.
+	VsPeers []peerRatio `json:"vs_peers,omitempty"`
 }
 
-// raftRatio is a logx append cell against raft-1 with as many callers.
-// EntriesRatio is the median over the rounds of logx's entries/s over
-// raft-1's in the same round (the two cells run one after the other in
-// each round); the P99s are the cells' medians.
-type raftRatio struct {
-	Mode         string   `json:"mode"`
-	Size         int      `json:"size"`
-	Callers      int      `json:"callers"`
-	Rounds       int      `json:"rounds"`
-	EntriesRatio float64  `json:"entries_ratio"`
-	LogxP99      *float64 `json:"logx_p99_ms,omitempty"`
-	RaftP99      *float64 `json:"raft_p99_ms,omitempty"`
+// peerRatio is a logx append cell against the peers the run has (raft-1,
+// nats-js) with as many callers. The ratios are medians over the rounds of
+// the ratio of entries/s within a round (the cells run one after another
+// in each round); BestRatio's denominator is, in each round, the faster
+// peer's rate. The rates and p99s are the cells' medians.
+type peerRatio struct {
+	Mode              string   `json:"mode"`
+	Size              int      `json:"size"`
+	Callers           int      `json:"callers"`
+	Rounds            int      `json:"rounds"`
+	BestRatio         float64  `json:"best_ratio_round_median"`
+	RaftRatio         *float64 `json:"raft_ratio_round_median,omitempty"`
+	NATSRatio         *float64 `json:"nats_ratio_round_median,omitempty"`
+	LogxEntriesPerSec float64  `json:"logx_entries_per_sec"`
+	RaftEntriesPerSec *float64 `json:"raft_entries_per_sec,omitempty"`
+	NATSEntriesPerSec *float64 `json:"nats_entries_per_sec,omitempty"`
+	LogxP99           *float64 `json:"logx_p99_ms,omitempty"`
+	RaftP99           *float64 `json:"raft_p99_ms,omitempty"`
+	NATSP99           *float64 `json:"nats_p99_ms,omitempty"`
 }
 
 // slogRatio is a logx async cell against slog-file async, same size, same
@@ -84,33 +91,69 @@ func (r *report) slogRatios() []slogRatio {
 	return out
 }
 
-// raftRatios pairs every logx append cell with the raft-1 cell of its size
-// and callers; rounds where either has no rate are left out.
-func (r *report) raftRatios() []raftRatio {
-	var out []raftRatio
+// peerRatios pairs every logx append cell with the raft-1 and nats-js
+// cells of its size and callers, run by run of the same round; rounds
+// where a cell has no rate are left out.
+func (r *report) peerRatios() []peerRatio {
+	find := func(series string, size, callers int) *cell {
+		i := slices.IndexFunc(r.Cells, func(c *cell) bool {
+			return c.Series == series && c.Size == size && c.Callers == callers && c.Workload != "async"
+		})
+		if i < 0 {
+			return nil
+		}
+		return r.Cells[i]
+	}
+	rates := func(c *cell) map[int]float64 {
+		m := map[int]float64{}
+		if c != nil {
+			for _, run := range c.Runs {
+				if run.EntriesPerSec > 0 {
+					m[run.Round] = run.EntriesPerSec
+				}
+			}
+		}
+		return m
+	}
+	med := func(v []float64) *float64 { return medianOf(v, func(x float64) *float64 { return &x }) }
+	var out []peerRatio
 	for _, c := range r.Cells {
 		if c.Series != seriesLogx || c.Workload != "append" {
 			continue
 		}
-		i := slices.IndexFunc(r.Cells, func(s *cell) bool {
-			return s.Series == seriesRaft && s.Size == c.Size && s.Callers == c.Callers
-		})
-		if i < 0 {
+		raft, nats := find(seriesRaft, c.Size, c.Callers), find(seriesNATS, c.Size, c.Callers)
+		if raft == nil && nats == nil {
 			continue
 		}
-		raft := r.Cells[i]
-		var ratios []float64
-		for k := range min(len(c.Runs), len(raft.Runs)) {
-			if l, f := c.Runs[k].EntriesPerSec, raft.Runs[k].EntriesPerSec; l > 0 && f > 0 {
-				ratios = append(ratios, l/f)
+		logxR, raftR, natsR := rates(c), rates(raft), rates(nats)
+		var best, vsRaft, vsNATS []float64
+		for round, l := range logxR {
+			f, okF := raftR[round]
+			n, okN := natsR[round]
+			if okF {
+				vsRaft = append(vsRaft, l/f)
+			}
+			if okN {
+				vsNATS = append(vsNATS, l/n)
+			}
+			// A round counts for the best peer only with every peer the
+			// run has.
+			if (okF || raft == nil) && (okN || nats == nil) {
+				best = append(best, l/max(f, n))
 			}
 		}
-		if len(ratios) == 0 {
+		if len(best) == 0 {
 			continue
 		}
-		out = append(out, raftRatio{Mode: c.Mode, Size: c.Size, Callers: c.Callers, Rounds: len(ratios),
-			EntriesRatio: *medianOf(ratios, func(x float64) *float64 { return &x }),
-			LogxP99:      c.Median.P99, RaftP99: raft.Median.P99})
+		x := peerRatio{Mode: c.Mode, Size: c.Size, Callers: c.Callers, Rounds: len(best), BestRatio: *med(best),
+			RaftRatio: med(vsRaft), NATSRatio: med(vsNATS), LogxEntriesPerSec: c.Median.EntriesPerSec, LogxP99: c.Median.P99}
+		if raft != nil {
+			x.RaftEntriesPerSec, x.RaftP99 = ptr(raft.Median.EntriesPerSec), raft.Median.P99
+		}
+		if nats != nil {
+			x.NATSEntriesPerSec, x.NATSP99 = ptr(nats.Median.EntriesPerSec), nats.Median.P99
+		}
+		out = append(out, x)
 	}
 	return out
 }
@@ -138,8 +181,8 @@ func (o *options) record() map[string]any {
 }
 
 // markdownTable is the results (the medians): the main table, then, where
-// the run has them, the procs cells per node, the idle cells and the
-// comparison with slog-file.
+// the run has them, the procs cells per node, the idle cells, the
+// comparison with slog-file and that with the replicated peers.
 func (r *report) markdownTable() string {
 	var b strings.Builder
 	for _, c := range r.Cells {
@@ -166,7 +209,7 @@ func (r *report) markdownTable() string {
 			}
 		}
 		mbs := fmtFloat(m.MBPerSec)
-		if c.Series == seriesRaft {
+		if c.Series == seriesRaft || c.Series == seriesNATS {
 			mbs += " (payload)"
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
@@ -176,7 +219,7 @@ func (r *report) markdownTable() string {
 	b.WriteString(r.nodesTable())
 	b.WriteString(r.idleTable())
 	b.WriteString(r.slogLines())
-	b.WriteString(r.raftLines())
+	b.WriteString(r.peerLines())
 	return b.String()
 }
 
@@ -255,17 +298,33 @@ func (r *report) slogLines() string {
 	return b.String()
 }
 
-// raftLines compares each logx append cell with raft-1 at as many callers,
-// "" when the run has no such pair.
-func (r *report) raftLines() string {
+// peerLines compares each logx append cell with raft-1 and nats-js at as
+// many callers, "" when the run has neither.
+func (r *report) peerLines() string {
 	var b strings.Builder
-	for _, x := range r.raftRatios() {
+	for _, x := range r.peerRatios() {
 		if b.Len() == 0 {
-			b.WriteString("\nAgainst raft-1, Append, the same rounds (entries/s: the median of each round's ratio):\n\n")
+			b.WriteString("\nlogx Append against the peers with as many callers, round by round (entries/s: the median of the rounds' ratios; p99: the cells' medians):\n\n")
 		}
-		fmt.Fprintf(&b, "- %s, %s, %s: entries/s %sx raft-1's (%s); p99 %s ms against %s\n",
-			sizeName(x.Size), x.Mode, count(x.Callers, "caller"), fmtRatio(&x.EntriesRatio), count(x.Rounds, "round"),
-			fmtOpt(x.LogxP99), fmtOpt(x.RaftP99))
+		fmt.Fprintf(&b, "- %s, %s, %s: %sx the faster peer", sizeName(x.Size), x.Mode, count(x.Callers, "caller"), fmtRatio(&x.BestRatio))
+		var each []string
+		if x.RaftRatio != nil {
+			each = append(each, fmt.Sprintf("raft-1 %sx", fmtRatio(x.RaftRatio)))
+		}
+		if x.NATSRatio != nil {
+			each = append(each, fmt.Sprintf("nats-js %sx", fmtRatio(x.NATSRatio)))
+		}
+		fmt.Fprintf(&b, " (%s; %s)", strings.Join(each, ", "), count(x.Rounds, "round"))
+		if x.LogxP99 != nil {
+			fmt.Fprintf(&b, "; p99 %s ms", fmtOpt(x.LogxP99))
+			if x.RaftP99 != nil {
+				fmt.Fprintf(&b, ", raft-1 %s", fmtOpt(x.RaftP99))
+			}
+			if x.NATSP99 != nil {
+				fmt.Fprintf(&b, ", nats-js %s", fmtOpt(x.NATSP99))
+			}
+		}
+		b.WriteString("\n")
 	}
 	return b.String()
 }

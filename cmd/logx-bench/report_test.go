@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -301,14 +303,15 @@ func TestReportIdleOnly(t *testing.T) {
 	}
 }
 
-// TestRaftRatios checks that logx Append is compared with raft-1 round by
-// round: the median of each round's ratio, not the ratio of the medians.
-func TestRaftRatios(t *testing.T) {
+// TestPeerRatios checks that logx Append is compared with raft-1 and
+// nats-js run by run of the same round: the median of each round's ratio,
+// not the ratio of the medians, and against the faster peer of each round.
+func TestPeerRatios(t *testing.T) {
 	f := func(x float64) *float64 { return &x }
 	runs := func(rates ...float64) []runResult {
 		var out []runResult
-		for _, r := range rates {
-			out = append(out, runResult{EntriesPerSec: r})
+		for i, r := range rates {
+			out = append(out, runResult{Round: i, EntriesPerSec: r})
 		}
 		return out
 	}
@@ -316,26 +319,82 @@ func TestRaftRatios(t *testing.T) {
 		Runs: runs(100, 300, 200), Median: runResult{EntriesPerSec: 200, P99: f(2)}}
 	raft := &cell{Series: seriesRaft, Mode: "inproc", Size: 100, Workload: "apply", Callers: 4,
 		Runs: runs(50, 300, 400), Median: runResult{EntriesPerSec: 300, P99: f(3)}}
+	nats := &cell{Series: seriesNATS, Mode: "inproc", Size: 100, Workload: "publish", Callers: 4,
+		Runs: runs(200, 100, 100), Median: runResult{EntriesPerSec: 100, P99: f(4)}}
 	other := &cell{Series: seriesRaft, Mode: "inproc", Size: 100, Workload: "apply", Callers: 16,
 		Runs: runs(1), Median: runResult{EntriesPerSec: 1}}
 	lone := &cell{Series: seriesLogx, Mode: "procs", Size: 1024, Workload: "append", Callers: 4,
 		Runs: runs(7), Median: runResult{EntriesPerSec: 7}}
-	r := &report{Cells: []*cell{logx, lone, other, raft}}
-	got := r.raftRatios()
-	if len(got) != 1 || got[0].EntriesRatio != 1 || got[0].Rounds != 3 || got[0].Callers != 4 || *got[0].LogxP99 != 2 || *got[0].RaftP99 != 3 {
-		t.Fatalf("raftRatios: %+v, want one pair with ratio 1 (rounds 2, 1 and 0.5) over 3 rounds", got)
+	r := &report{Cells: []*cell{logx, lone, other, raft, nats}}
+	got := r.peerRatios()
+	// Rounds: raft-1 ratios 2, 1, 0.5 (median 1; the medians' ratio is
+	// 0.67); nats-js 0.5, 3, 2 (median 2); the faster peer's 0.5, 1, 0.5.
+	if len(got) != 1 {
+		t.Fatalf("peerRatios: %+v, want one pair", got)
 	}
-	line := "- 100B, inproc, 4 callers: entries/s 1.00x raft-1's (3 rounds); p99 2.00 ms against 3.00\n"
+	x := got[0]
+	if x.BestRatio != 0.5 || *x.RaftRatio != 1 || *x.NATSRatio != 2 || x.Rounds != 3 || x.Callers != 4 ||
+		*x.LogxP99 != 2 || *x.RaftP99 != 3 || *x.NATSP99 != 4 || *x.RaftEntriesPerSec != 300 || *x.NATSEntriesPerSec != 100 {
+		t.Fatalf("peerRatios: %+v", x)
+	}
+	line := "- 100B, inproc, 4 callers: 0.5x the faster peer (raft-1 1.00x, nats-js 2.00x; 3 rounds); p99 2.00 ms, raft-1 3.00, nats-js 4.00\n"
 	if out := r.markdownTable(); !strings.Contains(out, line) {
 		t.Errorf("no line %q in\n%s", line, out)
+	}
+
+	// Runs are paired by round, not by position: a round missing from a
+	// peer's cell leaves that round out of the comparison with the best.
+	raft.Runs = []runResult{{Round: 1, EntriesPerSec: 300}, {Round: 2, EntriesPerSec: 400}}
+	if got := r.peerRatios(); got[0].Rounds != 2 || got[0].BestRatio != 0.75 || *got[0].RaftRatio != 0.75 {
+		t.Errorf("with round 0 missing from raft-1: %+v, want 2 rounds, best ratio 0.75 (1 and 0.5), raft-1 0.75", got[0])
+	}
+
+	// With raft-1 only, the faster peer is raft-1.
+	r = &report{Cells: []*cell{logx, other, raft}}
+	if got := r.peerRatios(); len(got) != 1 || got[0].BestRatio != 0.75 || got[0].NATSRatio != nil || got[0].NATSP99 != nil {
+		t.Errorf("raft-1 only: %+v", got)
+	}
+}
+
+// TestParseNATS checks the reading of the NATS benchmark's -json lines.
+func TestParseNATS(t *testing.T) {
+	out := []byte(`{"size":100,"callers":1,"entries_per_sec":1500,"mb_per_sec":0.15,"entries":7500,"seconds":5,"p50_ms":0.6,"p99_ms":1.1,"p999_ms":2.5}
+{"size":100,"callers":4,"entries_per_sec":4000,"mb_per_sec":0.4,"entries":20000,"seconds":5,"p50_ms":0.9,"p99_ms":2.2,"p999_ms":4.3}
+`)
+	res, err := parseNATS(out, &cell{Series: seriesNATS, Size: 100, Callers: 4})
+	if err != nil || res.EntriesPerSec != 4000 || res.Entries != 20000 || res.FileBytes != 2_000_000 || *res.P99 != 2.2 {
+		t.Errorf("parseNATS: %+v, %v", res, err)
+	}
+	for _, bad := range []string{
+		"", // no line for the cell
+		`{"size":100,"callers":4,"entries_per_sec":0,"entries":0,"seconds":5}` + "\n", // nothing measured
+		"| series | mode |\n", // the table, not -json
+	} {
+		if res, err := parseNATS([]byte(bad), &cell{Series: seriesNATS, Size: 100, Callers: 4}); err == nil {
+			t.Errorf("parseNATS(%q) = %+v, want an error", bad, res)
+		}
+	}
+	if err := checkNATS(filepath.Join(t.TempDir(), "nats-bench")); err == nil || !strings.Contains(err.Error(), "go build") {
+		t.Errorf("checkNATS of a missing file: %v, want an error saying how to build it", err)
+	}
+	notExec := filepath.Join(t.TempDir(), "nats-bench")
+	if err := os.WriteFile(notExec, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkNATS(notExec); err == nil {
+		t.Error("checkNATS of a file that is not executable: no error")
 	}
 }
 
 // TestRounds checks the order of a round: the cells compared with each
 // other run one after another, idle cells last.
 func TestRounds(t *testing.T) {
+	nats := filepath.Join(t.TempDir(), "nats-bench")
+	if err := os.WriteFile(nats, nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	o, err := parseFlags([]string{"-modes", "inproc,procs", "-sizes", "100,1024", "-callers", "1,4",
-		"-workloads", "async,append,idle"}, io.Discard)
+		"-workloads", "async,append,idle", "-nats", nats}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,12 +403,12 @@ func TestRounds(t *testing.T) {
 		got = append(got, c.label())
 	}
 	want := []string{
-		"logx inproc 100B async callers=4/node", "logx procs 100B async callers=4/node", "slog-file 100B async callers=4",
-		"logx inproc 100B append callers=1", "logx procs 100B append callers=1", "slog-file 100B call callers=1", "raft-1 100B apply callers=1",
-		"logx inproc 100B append callers=4", "logx procs 100B append callers=4", "slog-file 100B call callers=4", "raft-1 100B apply callers=4",
-		"logx inproc 1KiB async callers=4/node", "logx procs 1KiB async callers=4/node", "slog-file 1KiB async callers=4",
-		"logx inproc 1KiB append callers=1", "logx procs 1KiB append callers=1", "slog-file 1KiB call callers=1", "raft-1 1KiB apply callers=1",
-		"logx inproc 1KiB append callers=4", "logx procs 1KiB append callers=4", "slog-file 1KiB call callers=4", "raft-1 1KiB apply callers=4",
+		"logx inproc 100B async callers=4/node", "slog-file 100B async callers=4", "logx procs 100B async callers=4/node",
+		"raft-1 100B apply callers=1", "logx inproc 100B append callers=1", "nats-js 100B publish callers=1", "logx procs 100B append callers=1", "slog-file 100B call callers=1",
+		"raft-1 100B apply callers=4", "logx inproc 100B append callers=4", "nats-js 100B publish callers=4", "logx procs 100B append callers=4", "slog-file 100B call callers=4",
+		"logx inproc 1KiB async callers=4/node", "slog-file 1KiB async callers=4", "logx procs 1KiB async callers=4/node",
+		"raft-1 1KiB apply callers=1", "logx inproc 1KiB append callers=1", "nats-js 1KiB publish callers=1", "logx procs 1KiB append callers=1", "slog-file 1KiB call callers=1",
+		"raft-1 1KiB apply callers=4", "logx inproc 1KiB append callers=4", "nats-js 1KiB publish callers=4", "logx procs 1KiB append callers=4", "slog-file 1KiB call callers=4",
 		"logx inproc idle", "logx procs idle",
 	}
 	if !slices.Equal(got, want) {

@@ -17,6 +17,7 @@ const (
 	seriesLogx = "logx"
 	seriesSlog = "slog-file"
 	seriesRaft = "raft-1"
+	seriesNATS = "nats-js"
 
 	asyncPerNode        = 4 // goroutines calling Info on each node
 	slogAsyncGoroutines = 4
@@ -76,6 +77,8 @@ func (c *cell) callersText() string {
 // runResult is one measurement. Latencies are in milliseconds; optional
 // figures are nil when not measured.
 type runResult struct {
+	// Round is the round (0, 1, ...) of -count that made this run.
+	Round         int     `json:"round"`
 	Entries       int64   `json:"entries"`
 	Seconds       float64 `json:"seconds"`
 	EntriesPerSec float64 `json:"entries_per_sec"`
