@@ -274,6 +274,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cells := plan(o)
 	order := rounds(cells)
 	started := time.Now()
+	var failed error // the cell that failed; the rounds before it are reported
+rounds:
 	for r := 0; r < o.count; r++ {
 		for k, c := range order {
 			fmt.Fprintf(stderr, "[round %d/%d, %d/%d] %s ... ", r+1, o.count, k+1, len(order), c.label())
@@ -281,13 +283,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			res, err := runCell(ctx, o, c)
 			if err != nil {
 				fmt.Fprintln(stderr, "FAILED")
-				return fmt.Errorf("%s: %w", c.label(), err)
+				failed = fmt.Errorf("round %d: %s: %w", r+1, c.label(), err)
+				break rounds
 			}
 			fmt.Fprintf(stderr, "%s (cell took %.1fs)\n", res.progress(c), time.Since(t0).Seconds())
 			res.Round = r
 			c.Runs = append(c.Runs, res)
 		}
 	}
+	// After a failure the report holds the runs made before it: the cells
+	// without one are left out.
+	cells = slices.DeleteFunc(cells, func(c *cell) bool { return len(c.Runs) == 0 })
 	for _, c := range cells {
 		c.Median = median(c.Runs)
 	}
@@ -298,6 +304,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Cells:    cells,
 		Duration: time.Since(started).Round(time.Millisecond).String(),
 	}
+	if failed != nil {
+		rep.Incomplete = failed.Error()
+	}
 	rep.VsSlog = rep.slogRatios()
 	rep.VsPeers = rep.peerRatios()
 	table := rep.markdownTable()
@@ -307,7 +316,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "logx-bench: wrote %s, %s and %s\n",
 		filepath.Join(o.out, "results.md"), filepath.Join(o.out, "results.json"), filepath.Join(o.out, "chart.svg"))
-	return nil
+	return failed
 }
 
 // runCell runs one measurement of c, bounded by -cell-timeout.

@@ -38,7 +38,17 @@ const fakeNATSEnv = "LOGX_BENCH_FAKE_NATS"
 
 func fakeNATS() {
 	args := strings.Join(os.Args[1:], " ")
-	if os.Getenv(fakeNATSEnv) == "fail" {
+	mode := os.Getenv(fakeNATSEnv)
+	if after, ok := strings.CutPrefix(mode, "once:"); ok {
+		// Succeed the first time only: after is a file that says it ran.
+		if _, err := os.Stat(after); err == nil {
+			mode = "fail"
+		} else if err := os.WriteFile(after, nil, 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(3)
+		}
+	}
+	if mode == "fail" {
 		fmt.Fprintln(os.Stderr, "nats bench: no cluster")
 		os.Exit(1)
 	}
@@ -49,6 +59,53 @@ func fakeNATS() {
 	}
 	fmt.Println(`{"size":100,"callers":4,"entries_per_sec":400,"mb_per_sec":0.04,"entries":600,"seconds":1.5,"p50_ms":1,"p99_ms":2,"p999_ms":3}`)
 	os.Exit(0)
+}
+
+// TestIncomplete checks that a run whose cell fails in a later round
+// still reports the rounds before it, says so, and returns the error.
+func TestIncomplete(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	t.Setenv(fakeNATSEnv, "once:"+filepath.Join(t.TempDir(), "ran"))
+	var stdout, stderr bytes.Buffer
+	err = run(context.Background(), []string{"-modes", "inproc", "-workloads", "", "-baselines", "", "-nats", self,
+		"-count", "3", "-sizes", "100", "-callers", "4", "-duration", "1.5s", "-max-entries", "5000", "-out", out}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "round 2: nats-js 100B publish callers=4") || !strings.Contains(err.Error(), "no cluster") {
+		t.Fatalf("run: %v, want round 2's failure\nstderr:\n%s", err, stderr.String())
+	}
+	md, err := os.ReadFile(filepath.Join(out, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(md, []byte("**Incomplete:** the run stopped at round 2: ")) || !bytes.Contains(md, []byte("| nats-js | inproc | 100B | publish | 4 | 400 |")) {
+		t.Errorf("results.md:\n%s", md)
+	}
+	js, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(js, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Incomplete == "" || len(rep.Cells) != 1 || len(rep.Cells[0].Runs) != 1 || rep.Cells[0].Median.EntriesPerSec != 400 {
+		t.Errorf("results.json: incomplete %q, cells %+v", rep.Incomplete, rep.Cells)
+	}
+
+	// A failure in the first cell leaves an empty report, still written.
+	t.Setenv(fakeNATSEnv, "fail")
+	out = t.TempDir()
+	err = run(context.Background(), []string{"-modes", "inproc", "-workloads", "", "-baselines", "", "-nats", self,
+		"-count", "1", "-sizes", "100", "-callers", "4", "-duration", "1.5s", "-max-entries", "5000", "-out", out}, &stdout, &stderr)
+	if err == nil {
+		t.Fatal("run with a failing cell: no error")
+	}
+	if md, rerr := os.ReadFile(filepath.Join(out, "results.md")); rerr != nil || !bytes.Contains(md, []byte("**Incomplete:**")) {
+		t.Errorf("results.md after a failed first cell: %v\n%s", rerr, md)
+	}
 }
 
 // TestRunNATS runs a nats-js cell against the fake NATS benchmark: the

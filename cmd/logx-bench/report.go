@@ -17,6 +17,9 @@ type report struct {
 	Options  map[string]any `json:"options"`
 	Duration string         `json:"duration"`
 	Cells    []*cell        `json:"cells"`
+	// Incomplete is why the run stopped early, "" when every round ran:
+	// the report then holds the runs made before the failure.
+	Incomplete string `json:"incomplete,omitempty"`
 	// VsSlog compares each logx async cell with the slog-file async cell
 	// of its size (medians).
 	VsSlog []slogRatio `json:"vs_slog,omitempty"`
@@ -432,6 +435,9 @@ func (r *report) write(dir string) error {
 	fmt.Fprintf(&md, "Machine: %d CPUs (runtime.NumCPU), %s/%s, %s, CPU %q, %s.  \n",
 		r.Machine.NumCPU, r.Machine.GOOS, r.Machine.GOARCH, r.Machine.GoVersion, r.Machine.CPUModel, r.Machine.Date)
 	fmt.Fprintf(&md, "Command: `%s` (took %s)\n\n", r.Command, r.Duration)
+	if r.Incomplete != "" {
+		fmt.Fprintf(&md, "**Incomplete:** the run stopped at %s. The medians are of the runs made before it.\n\n", r.Incomplete)
+	}
 	md.WriteString(r.markdownTable())
 	md.WriteString(footnotes)
 	md.WriteString("\n![chart](chart.svg)\n")
