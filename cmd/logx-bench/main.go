@@ -412,9 +412,7 @@ func rounds(cells []*cell) []*cell {
 			rank = 0
 		case c.Series == seriesLogx && c.Mode == "inproc":
 			rank = 1
-		case c.Series == seriesSlog && c.Workload == "async":
-			rank = 2
-		case c.Series == seriesNATS:
+		case c.Series == seriesNATS, c.Series == seriesSlog && c.Workload == "async":
 			rank = 2
 		case c.Series == seriesLogx:
 			rank = 3

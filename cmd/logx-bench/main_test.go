@@ -61,18 +61,27 @@ func fakeNATS() {
 	os.Exit(0)
 }
 
-// TestIncomplete checks that a run whose cell fails in a later round
-// still reports the rounds before it, says so, and returns the error.
-func TestIncomplete(t *testing.T) {
+// testBinary is the path of this test binary (the fake NATS benchmark).
+func testBinary(t *testing.T) string {
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return self
+}
+
+// TestIncomplete checks that a run whose cell fails in a later round
+// still reports the rounds before it, says so, and returns the error.
+func TestIncomplete(t *testing.T) {
+	// Only the nats-js cell, in count rounds, answered by the fake.
+	runNATSOnly := func(count, out string, stdout, stderr io.Writer) error {
+		return run(context.Background(), []string{"-modes", "inproc", "-workloads", "", "-baselines", "", "-nats", testBinary(t),
+			"-count", count, "-sizes", "100", "-callers", "4", "-duration", "1.5s", "-max-entries", "5000", "-out", out}, stdout, stderr)
+	}
 	out := t.TempDir()
 	t.Setenv(fakeNATSEnv, "once:"+filepath.Join(t.TempDir(), "ran"))
 	var stdout, stderr bytes.Buffer
-	err = run(context.Background(), []string{"-modes", "inproc", "-workloads", "", "-baselines", "", "-nats", self,
-		"-count", "3", "-sizes", "100", "-callers", "4", "-duration", "1.5s", "-max-entries", "5000", "-out", out}, &stdout, &stderr)
+	err := runNATSOnly("3", out, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "round 2: nats-js 100B publish callers=4") || !strings.Contains(err.Error(), "no cluster") {
 		t.Fatalf("run: %v, want round 2's failure\nstderr:\n%s", err, stderr.String())
 	}
@@ -98,9 +107,7 @@ func TestIncomplete(t *testing.T) {
 	// A failure in the first cell leaves an empty report, still written.
 	t.Setenv(fakeNATSEnv, "fail")
 	out = t.TempDir()
-	err = run(context.Background(), []string{"-modes", "inproc", "-workloads", "", "-baselines", "", "-nats", self,
-		"-count", "1", "-sizes", "100", "-callers", "4", "-duration", "1.5s", "-max-entries", "5000", "-out", out}, &stdout, &stderr)
-	if err == nil {
+	if err := runNATSOnly("1", out, &stdout, &stderr); err == nil {
 		t.Fatal("run with a failing cell: no error")
 	}
 	if md, rerr := os.ReadFile(filepath.Join(out, "results.md")); rerr != nil || !bytes.Contains(md, []byte("**Incomplete:**")) {
@@ -111,11 +118,7 @@ func TestIncomplete(t *testing.T) {
 // TestRunNATS runs a nats-js cell against the fake NATS benchmark: the
 // arguments it passes, the figures it reads, and a failure's message.
 func TestRunNATS(t *testing.T) {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := &options{nats: self, duration: 1500 * time.Millisecond, maxEntries: 5000}
+	o := &options{nats: testBinary(t), duration: 1500 * time.Millisecond, maxEntries: 5000}
 	c := &cell{Series: seriesNATS, Mode: "inproc", Size: 100, Workload: "publish", Callers: 4}
 	t.Setenv(fakeNATSEnv, "1")
 	res, err := runNATS(context.Background(), o, c)

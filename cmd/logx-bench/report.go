@@ -100,7 +100,7 @@ func (r *report) slogRatios() []slogRatio {
 func (r *report) peerRatios() []peerRatio {
 	find := func(series string, size, callers int) *cell {
 		i := slices.IndexFunc(r.Cells, func(c *cell) bool {
-			return c.Series == series && c.Size == size && c.Callers == callers && c.Workload != "async"
+			return c.Series == series && c.Size == size && c.Callers == callers
 		})
 		if i < 0 {
 			return nil
