@@ -283,7 +283,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	}
 	walDir := filepath.Join(cfg.Dir, "raft")
 	var meta types.MetaStore = lx.meta
-	var vfs types.VFS = fs.New()
+	var vfs types.VFS = walPages{fs.New()}
 	if h := sm.powerCut; h != nil && h.vfs != nil {
 		meta, vfs = h.meta(lx.meta), h.vfs(vfs)
 	}

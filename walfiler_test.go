@@ -62,7 +62,8 @@ func (f recordingFiler) RecoverTail(info types.SegmentInfo) (types.SegmentWriter
 }
 
 // TestSealingFiler checks raft-wal with sealingFiler and finishingMeta (as
-// openWAL sets it up) against a simple model of a Raft log (a map from
+// openWAL sets it up) on walPages (so every sealed segment is read after
+// its pages were dropped) against a simple model of a Raft log (a map from
 // index to data): seeded random runs of appends of one or many entries,
 // head truncations (what Raft does after a snapshot), tail truncations (a
 // follower whose suffix the leader replaces, which force-seals the tail),
@@ -87,7 +88,7 @@ func sealingFilerRun(t *testing.T, seed uint64) {
 		rec = &writers{}
 		meta = &metadb.BoltMetaDB{}
 		var err error
-		filer := segment.NewFiler(dir, fs.New())
+		filer := segment.NewFiler(dir, walPages{fs.New()}) // as newStream has it
 		w, err = wal.Open(dir, wal.WithSegmentSize(32<<10),
 			wal.WithMetaStore(finishingMeta{MetaStore: meta, filer: filer, segSize: 32 << 10}),
 			wal.WithSegmentFiler(recordingFiler{sealingFiler{filer}, rec}))

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/logx-dev/logx/internal/pagecache"
 )
 
 // State is the part of a checkpoint that describes the files: the active
@@ -74,15 +76,12 @@ type Writer struct {
 	minTime, maxTime int64
 	timesKnown       bool
 
-	// The active file's bytes before dropped are out of the page cache
-	// (dropCache); those before synced were durable at the latest Sync.
-	// Each Sync drops the bytes the Sync before it made durable, so the
-	// newest checkpoint interval's lines stay cached for readers that
-	// follow the log, and a rotation drops the whole file it seals. A busy
-	// log then does not fill the host's memory (a container's, where the
-	// page cache counts) with lines written once and seldom read, and its
-	// writes reuse pages the kernel has at hand.
-	dropped, synced int64
+	// Each Sync drops the bytes the Sync before it made durable (synced:
+	// the active file's size then) from the page cache, so the newest
+	// checkpoint interval's lines stay cached for readers that follow the
+	// log; a rotation drops the whole file it seals.
+	drop   pagecache.Dropper
+	synced int64
 
 	rotations   uint64
 	activeFirst atomic.Uint64 // first, for readers on other goroutines
@@ -307,7 +306,7 @@ func (w *Writer) rotate(next uint64) error {
 	if err := w.f.Sync(); err != nil {
 		return err
 	}
-	dropCache(w.f, pageStart(w.dropped), 0) // a rotated file is seldom read
+	w.drop.All(w.f) // a rotated file is seldom read
 	if err := w.f.Close(); err != nil {
 		return err
 	}
@@ -326,7 +325,7 @@ func (w *Writer) rotate(next uint64) error {
 	w.first = next
 	w.activeFirst.Store(next)
 	w.size = 0
-	w.dropped, w.synced = 0, 0
+	w.drop, w.synced = pagecache.Dropper{}, 0
 	w.newest = 0
 	w.hash.Reset()
 	w.rotations++
@@ -344,19 +343,11 @@ func (w *Writer) Sync() error {
 	if err := w.f.Sync(); err != nil {
 		return err
 	}
-	if w.synced > w.dropped {
-		from := pageStart(w.dropped)
-		dropCache(w.f, from, w.synced-from)
-	}
-	w.dropped, w.synced = w.synced, w.size
+	w.drop.To(w.f, w.synced)
+	w.synced = w.size
 	w.noteSynced()
 	return nil
 }
-
-// pageStart is where the page that holds the byte at off starts: the
-// kernel drops whole pages only, so the page a drop ended in goes with the
-// next one.
-func pageStart(off int64) int64 { return off - off%int64(os.Getpagesize()) }
 
 // noteSynced tells the Synced hook the active file's durable size.
 func (w *Writer) noteSynced() {
