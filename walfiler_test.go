@@ -63,7 +63,7 @@ func (f recordingFiler) RecoverTail(info types.SegmentInfo) (types.SegmentWriter
 
 // TestSealingFiler checks raft-wal with sealingFiler and finishingMeta (as
 // openWAL sets it up) on walPages (so every sealed segment is read after
-// its pages were dropped) against a simple model of a Raft log (a map from
+// its pages were dropped, where the file system drops them) against a simple model of a Raft log (a map from
 // index to data): seeded random runs of appends of one or many entries,
 // head truncations (what Raft does after a snapshot), tail truncations (a
 // follower whose suffix the leader replaces, which force-seals the tail),

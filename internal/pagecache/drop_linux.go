@@ -7,17 +7,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// dropCache asks the kernel to drop the cached pages of f's bytes
-// [off, off+n), or from off to the end when n is 0; they must be clean
-// (synced). Only whole pages go, and a file's last page only with n 0. It
-// is advice: an error changes nothing that was written, so it is not
-// reported.
-func dropCache(f *os.File, off, n int64) {
+// Drop asks the kernel to drop the cached pages of f's first n bytes, or
+// of all of it when n is 0; they must be durable (synced), as the kernel
+// keeps dirty pages. Only whole pages (and folios) inside the range go, so
+// each drop starts at the file's first byte: a page or folio a drop ended
+// in goes with the next, and a range with nothing cached costs little. It
+// is advice: an error changes nothing written, so it is not reported.
+func Drop(f *os.File, n int64) {
+	if n < 0 {
+		return
+	}
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return
 	}
-	_ = rc.Control(func(fd uintptr) { _ = unix.Fadvise(int(fd), off, n, unix.FADV_DONTNEED) })
+	_ = rc.Control(func(fd uintptr) { _ = unix.Fadvise(int(fd), 0, n, unix.FADV_DONTNEED) })
 }
 
 // Resident reports, page by page, whether the bytes of the file at path
@@ -50,10 +54,11 @@ func Resident(path string) ([]bool, error) {
 	return in, nil
 }
 
-// Kept reports whether the file system of dir keeps a file's pages cached
-// after they are dropped (tmpfs, whose only copy they are): there,
-// Resident cannot show a Dropper at work.
-func Kept(dir string) (bool, error) {
+// Observable reports whether Resident can show pages dropped in dir's
+// file system: a file written and synced there has its pages cached, and
+// advice to drop them drops them. Not on tmpfs (its pages are the only
+// copy) nor on file systems that cache nothing written (DAX).
+func Observable(dir string) (bool, error) {
 	f, err := os.CreateTemp(dir, "probe")
 	if err != nil {
 		return false, err
@@ -66,13 +71,16 @@ func Kept(dir string) (bool, error) {
 	if err := f.Sync(); err != nil {
 		return false, err
 	}
-	// Not dropCache: a broken one must fail the tests, not skip them.
+	in, err := Resident(f.Name())
+	if err != nil || Count(in, 0, len(in)) != len(in) {
+		return false, err
+	}
+	// Not Drop: a broken one must fail the tests, not skip them.
 	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
 		return false, err
 	}
-	in, err := Resident(f.Name())
-	if err != nil {
+	if in, err = Resident(f.Name()); err != nil {
 		return false, err
 	}
-	return Count(in, 0, len(in)) == len(in), nil
+	return Count(in, 0, len(in)) == 0, nil
 }

@@ -7,11 +7,11 @@ import (
 	"os"
 )
 
-// dropCache does nothing here: the page cache is left to the system.
-func dropCache(*os.File, int64, int64) {}
+// Drop does nothing here: the page cache is left to the system.
+func Drop(*os.File, int64) {}
 
 // Resident is not implemented here.
 func Resident(string) ([]bool, error) { return nil, errors.ErrUnsupported }
 
-// Kept reports true: nothing is dropped here.
-func Kept(string) (bool, error) { return true, nil }
+// Observable reports false: nothing is dropped here.
+func Observable(string) (bool, error) { return false, nil }

@@ -79,8 +79,7 @@ type Writer struct {
 	// Each Sync drops the bytes the Sync before it made durable (synced:
 	// the active file's size then) from the page cache, so the newest
 	// checkpoint interval's lines stay cached for readers that follow the
-	// log; a rotation drops the whole file it seals.
-	drop   pagecache.Dropper
+	// log; a rotation drops the whole file it seals (internal/pagecache).
 	synced int64
 
 	rotations   uint64
@@ -306,7 +305,7 @@ func (w *Writer) rotate(next uint64) error {
 	if err := w.f.Sync(); err != nil {
 		return err
 	}
-	w.drop.All(w.f) // a rotated file is seldom read
+	pagecache.Drop(w.f, 0) // a rotated file is seldom read
 	if err := w.f.Close(); err != nil {
 		return err
 	}
@@ -325,7 +324,7 @@ func (w *Writer) rotate(next uint64) error {
 	w.first = next
 	w.activeFirst.Store(next)
 	w.size = 0
-	w.drop, w.synced = pagecache.Dropper{}, 0
+	w.synced = 0
 	w.newest = 0
 	w.hash.Reset()
 	w.rotations++
@@ -343,7 +342,9 @@ func (w *Writer) Sync() error {
 	if err := w.f.Sync(); err != nil {
 		return err
 	}
-	w.drop.To(w.f, w.synced)
+	if w.synced > 0 {
+		pagecache.Drop(w.f, w.synced)
+	}
 	w.synced = w.size
 	w.noteSynced()
 	return nil
