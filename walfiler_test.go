@@ -63,13 +63,13 @@ func (f recordingFiler) RecoverTail(info types.SegmentInfo) (types.SegmentWriter
 
 // TestSealingFiler checks raft-wal with sealingFiler and finishingMeta (as
 // openWAL sets it up) on walPages (so every sealed segment is read after
-// its pages were dropped, where the file system drops them) against a simple model of a Raft log (a map from
-// index to data): seeded random runs of appends of one or many entries,
-// head truncations (what Raft does after a snapshot), tail truncations (a
-// follower whose suffix the leader replaces, which force-seals the tail),
-// and closing and reopening the WAL (often right after an append sealed a
-// segment, before raft-wal recorded the rotation), with small segments so
-// that they seal often. After every step every index reads back as the
+// its pages were dropped, where the file system drops them) against a
+// simple model of a Raft log (a map from index to data): seeded random
+// runs of appends of one or many entries, head truncations (what Raft does
+// after a snapshot), tail truncations (a follower whose suffix the leader
+// replaces, which force-seals the tail), and closing and reopening the WAL
+// (often right after an append sealed a segment, before raft-wal recorded
+// the rotation), with small segments so that they seal often. After every step every index reads back as the
 // model says, and every sealed segment is read through a reader of its
 // file, its writer let go.
 func TestSealingFiler(t *testing.T) {

@@ -72,7 +72,6 @@ func TestSyncDropsOlderPages(t *testing.T) {
 	}
 	st := w.State(seq)
 	if _, err := os.ReadFile(active); err != nil { // back into the cache
-
 		t.Fatal(err)
 	}
 	w = open(t, dir, Rotation{MaxSize: 1 << 30}, st, true, Hooks{})
