@@ -329,7 +329,11 @@ func (f *fsm) useSegment(seg *store.Writer) {
 // openFiles recovers the files of f.dir to the checkpoint st (known: there
 // is one) and opens them for writing, the active file named file.
 func (f *fsm) openFiles(st store.State, file string, rot store.Rotation, known bool) (*store.Writer, error) {
-	return store.Open(f.dir, file, rot, st, known, stateFile, f.storeHooks())
+	w, err := store.Open(f.dir, file, rot, st, known, stateFile, f.storeHooks())
+	if err == nil && f.onRotated != nil { // a node that compresses (compress.go)
+		w.KeepRotated()
+	}
+	return w, err
 }
 
 // redo starts again from the last checkpoint, as after a crash, and

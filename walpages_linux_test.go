@@ -7,7 +7,7 @@ import (
 
 	"github.com/hashicorp/raft-wal/fs"
 
-	"github.com/logx-dev/logx/internal/pagecache"
+	"github.com/logx-dev/logx/internal/pagecache/pagecachetest"
 )
 
 // A raft-wal segment written through walPages stays cached while it is
@@ -16,11 +16,7 @@ import (
 // *os.File).
 func TestWALPagesDrop(t *testing.T) {
 	dir := t.TempDir()
-	if ok, err := pagecache.Observable(dir); err != nil {
-		t.Fatal(err)
-	} else if !ok {
-		t.Skip("this file system does not show dropped pages (tmpfs?)")
-	}
+	pagecachetest.Observable(t, dir)
 	path := filepath.Join(dir, "seg")
 	vfs := walPages{fs.New()}
 	write := func(how string, wf interface {
@@ -38,22 +34,17 @@ func TestWALPagesDrop(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		in, err := pagecache.Resident(path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		in := pagecachetest.Resident(t, path)
 		page := int64(os.Getpagesize())
 		start, end := int(from/page), int((from+chunks*chunk)/page)
-		if n := pagecache.Count(in, start, end); n != end-start {
+		if n := pagecachetest.Count(in, start, end); n != end-start {
 			t.Errorf("%s: %d of the %d pages written are cached while it is open, want all", how, n, end-start)
 		}
 		if err := wf.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if in, err = pagecache.Resident(path); err != nil {
-			t.Fatal(err)
-		}
-		if n := pagecache.Count(in, 0, len(in)); n != 0 {
+		in = pagecachetest.Resident(t, path)
+		if n := pagecachetest.Count(in, 0, len(in)); n != 0 {
 			t.Errorf("%s: after Close %d of %d pages are cached", how, n, len(in))
 		}
 	}

@@ -3,32 +3,19 @@ package store
 import (
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
-	"github.com/logx-dev/logx/internal/pagecache"
+	"github.com/logx-dev/logx/internal/pagecache/pagecachetest"
 )
-
-// resident is pagecache.Resident, failing the test on an error.
-func resident(t *testing.T, path string) []bool {
-	t.Helper()
-	in, err := pagecache.Resident(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return in
-}
 
 // A Sync drops the pages the Sync before it made durable, keeps the
 // newest interval's, a Writer opened on an existing file drops its bytes
 // at the first Sync, and a rotation drops the file it seals.
 func TestSyncDropsOlderPages(t *testing.T) {
 	dir := t.TempDir()
-	if ok, err := pagecache.Observable(dir); err != nil {
-		t.Fatal(err)
-	} else if !ok {
-		t.Skip("this file system does not show dropped pages (tmpfs?)")
-	}
-	count := pagecache.Count
+	pagecachetest.Observable(t, dir)
+	count, resident := pagecachetest.Count, pagecachetest.Resident
 	page := os.Getpagesize()
 	const lines, size = 256, 1000 // about 63 pages of 4 KiB
 	w := open(t, dir, Rotation{MaxSize: 1 << 30}, State{ActiveFirst: 1}, false, Hooks{})
@@ -95,5 +82,36 @@ func TestSyncDropsOlderPages(t *testing.T) {
 	sealed := filepath.Join(dir, w.names.Segment(first))
 	if in := resident(t, sealed); count(in, 0, len(in)) != 0 {
 		t.Errorf("%d of the rotated file's %d pages are still cached", count(in, 0, len(in)), len(in))
+	}
+}
+
+// A Writer that keeps rotated files (a node that compresses) leaves the
+// sealed file cached for the compressor, which drops its output and
+// removes the plain file.
+func TestKeepRotatedForCompressor(t *testing.T) {
+	dir := t.TempDir()
+	pagecachetest.Observable(t, dir)
+	resident := pagecachetest.Resident
+	w := open(t, dir, Rotation{MaxSize: 200 << 10}, State{ActiveFirst: 1}, false, Hooks{})
+	w.KeepRotated()
+	write(t, w, 1, 250, 1000, 0) // one rotation, at about 200 KiB
+	if w.Rotations() != 1 {
+		t.Fatalf("%d rotations, want 1", w.Rotations())
+	}
+	fs := w.Files()[0]
+	plain := filepath.Join(dir, fs.Name)
+	in := resident(t, plain)
+	if n := pagecachetest.Count(in, 0, len(in)); n != len(in) {
+		t.Errorf("%d of the rotated file's %d pages are cached, want all (the compressor reads it next)", n, len(in))
+	}
+	if _, err := CompressFile(dir, fs, &sync.Mutex{}, func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(plain); !os.IsNotExist(err) {
+		t.Fatalf("the plain file is still there: %v", err)
+	}
+	in = resident(t, plain+CompressedExt)
+	if n := pagecachetest.Count(in, 0, len(in)); n != 0 {
+		t.Errorf("%d of the compressed file's %d pages are cached", n, len(in))
 	}
 }

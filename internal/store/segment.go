@@ -18,6 +18,8 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/logx-dev/logx/internal/pagecache"
 )
 
 // Compressed rotated files. A rotated file may be kept as <name>.zst
@@ -375,6 +377,7 @@ func CompressFile(dir string, fs File, lock sync.Locker, stop func() error) (sav
 	if !bytes.Equal(back, sum) || n != size {
 		return 0, fmt.Errorf("%w: %s: its compressed form does not decode to the same bytes", ErrCorrupt, fs.Name)
 	}
+	pagecache.Drop(out, 0) // synced above; a rotated file is seldom read
 	fi, err := out.Stat()
 	if err != nil {
 		return 0, err

@@ -79,8 +79,10 @@ type Writer struct {
 	// Each Sync drops the bytes the Sync before it made durable (synced:
 	// the active file's size then) from the page cache, so the newest
 	// checkpoint interval's lines stay cached for readers that follow the
-	// log; a rotation drops the whole file it seals (internal/pagecache).
-	synced int64
+	// log; a rotation drops the whole file it seals (internal/pagecache)
+	// unless keepRotated: a compressor reads it next, then removes it.
+	synced      int64
+	keepRotated bool
 
 	rotations   uint64
 	activeFirst atomic.Uint64 // first, for readers on other goroutines
@@ -296,6 +298,10 @@ func (w *Writer) Rotations() uint64 { return w.rotations }
 // became known).
 func (w *Writer) SetRotation(r Rotation) { w.rot = r }
 
+// KeepRotated leaves a file a rotation seals in the page cache, for a
+// compressor to read (CompressFile drops its output and removes it).
+func (w *Writer) KeepRotated() { w.keepRotated = true }
+
 // rotate closes the active file under its rotated name and starts a new one
 // whose first line will be next.
 func (w *Writer) rotate(next uint64) error {
@@ -305,7 +311,9 @@ func (w *Writer) rotate(next uint64) error {
 	if err := w.f.Sync(); err != nil {
 		return err
 	}
-	pagecache.Drop(w.f, 0) // a rotated file is seldom read
+	if !w.keepRotated {
+		pagecache.Drop(w.f, 0) // a rotated file is seldom read
+	}
 	if err := w.f.Close(); err != nil {
 		return err
 	}
