@@ -86,15 +86,23 @@ func TestSyncDropsOlderPages(t *testing.T) {
 }
 
 // A Writer that keeps rotated files (a node that compresses) leaves the
-// sealed file cached for the compressor, which drops its output and
-// removes the plain file.
+// whole sealed file cached for the compressor, checkpoints during its
+// life included, and the compressor drops its output and removes the
+// plain file.
 func TestKeepRotatedForCompressor(t *testing.T) {
 	dir := t.TempDir()
 	pagecachetest.Observable(t, dir)
 	resident := pagecachetest.Resident
 	w := open(t, dir, Rotation{MaxSize: 200 << 10}, State{ActiveFirst: 1}, false, Hooks{})
 	w.KeepRotated()
-	write(t, w, 1, 250, 1000, 0) // one rotation, at about 200 KiB
+	seq := uint64(1)
+	for range 5 { // checkpoints as the file fills
+		seq = write(t, w, seq, 50, 1000, 0)
+		if err := w.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(t, w, seq, 10, 1000, 0) // one rotation, at about 200 KiB
 	if w.Rotations() != 1 {
 		t.Fatalf("%d rotations, want 1", w.Rotations())
 	}

@@ -79,8 +79,9 @@ type Writer struct {
 	// Each Sync drops the bytes the Sync before it made durable (synced:
 	// the active file's size then) from the page cache, so the newest
 	// checkpoint interval's lines stay cached for readers that follow the
-	// log; a rotation drops the whole file it seals (internal/pagecache)
-	// unless keepRotated: a compressor reads it next, then removes it.
+	// log; a rotation drops the whole file it seals (internal/pagecache).
+	// With keepRotated neither drops: a compressor reads the file once it
+	// is sealed, then removes it.
 	synced      int64
 	keepRotated bool
 
@@ -298,8 +299,10 @@ func (w *Writer) Rotations() uint64 { return w.rotations }
 // became known).
 func (w *Writer) SetRotation(r Rotation) { w.rot = r }
 
-// KeepRotated leaves a file a rotation seals in the page cache, for a
-// compressor to read (CompressFile drops its output and removes it).
+// KeepRotated leaves the active file in the page cache, also once a
+// rotation seals it, for a compressor to read (CompressFile drops its
+// output and removes it): up to MaxSize bytes, and the sealed files the
+// compressor has not yet replaced.
 func (w *Writer) KeepRotated() { w.keepRotated = true }
 
 // rotate closes the active file under its rotated name and starts a new one
@@ -350,7 +353,7 @@ func (w *Writer) Sync() error {
 	if err := w.f.Sync(); err != nil {
 		return err
 	}
-	if w.synced > 0 {
+	if w.synced > 0 && !w.keepRotated {
 		pagecache.Drop(w.f, w.synced)
 	}
 	w.synced = w.size
