@@ -69,9 +69,9 @@ func (f recordingFiler) RecoverTail(info types.SegmentInfo) (types.SegmentWriter
 // after a snapshot), tail truncations (a follower whose suffix the leader
 // replaces, which force-seals the tail), and closing and reopening the WAL
 // (often right after an append sealed a segment, before raft-wal recorded
-// the rotation), with small segments so that they seal often. After every step every index reads back as the
-// model says, and every sealed segment is read through a reader of its
-// file, its writer let go.
+// the rotation), with small segments so that they seal often. After every
+// step every index reads back as the model says, and every sealed segment
+// is read through a reader of its file, its writer let go.
 func TestSealingFiler(t *testing.T) {
 	for seed := range uint64(8) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) { sealingFilerRun(t, seed) })

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft-wal/fs"
+	"github.com/hashicorp/raft-wal/types"
 
 	"github.com/logx-dev/logx/internal/pagecache/pagecachetest"
 )
@@ -19,11 +20,7 @@ func TestWALPagesDrop(t *testing.T) {
 	pagecachetest.Observable(t, dir)
 	path := filepath.Join(dir, "seg")
 	vfs := walPages{fs.New()}
-	write := func(how string, wf interface {
-		WriteAt([]byte, int64) (int, error)
-		Sync() error
-		Close() error
-	}, from int64) {
+	write := func(how string, wf types.WritableFile, from int64) {
 		t.Helper()
 		const chunk, chunks = 256 << 10, 8
 		for i := range int64(chunks) {

@@ -13,9 +13,6 @@ import (
 // in goes with the next, and a range with nothing cached costs little. It
 // is advice: an error changes nothing written, so it is not reported.
 func Drop(f *os.File, n int64) {
-	if n < 0 {
-		return
-	}
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return

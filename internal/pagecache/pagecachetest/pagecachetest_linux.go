@@ -15,38 +15,33 @@ import (
 // nothing in).
 func Resident(t testing.TB, path string) []bool {
 	t.Helper()
-	in, err := resident(path)
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return in
-}
-
-func resident(path string) ([]bool, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
 	defer f.Close()
 	fi, err := f.Stat()
-	if err != nil || fi.Size() == 0 {
-		return nil, err
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() == 0 {
+		return nil
 	}
 	b, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
 	defer unix.Munmap(b)
 	page := os.Getpagesize()
 	vec := make([]byte, (len(b)+page-1)/page)
 	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
-		return nil, errno
+		t.Fatal(errno)
 	}
 	in := make([]bool, len(vec))
 	for i, v := range vec {
 		in[i] = v&1 != 0
 	}
-	return in, nil
+	return in
 }
 
 // Count counts the resident pages among in[from:to] (page indexes).
