@@ -136,8 +136,13 @@ func StreamNames(dir string) ([]string, error) {
 const streamSegmentSize = 8 << 20
 
 // logCacheSize is how many recent Raft entries each node keeps in memory,
-// so that replication to followers reads them without touching the WAL.
-// An entry is a batch of up to MaxBatchBytes (1 MiB by default), so this
-// bounds the cache near 32 MiB; followers that fall further behind read
-// from the WAL.
-const logCacheSize = 32
+// so that replication to followers, and a follower's apply, read them
+// without touching the WAL. An entry is a batch of up to MaxBatchBytes
+// (1 MiB by default), so this bounds the cache near 16 MiB; a follower
+// that falls further behind reads from the WAL. Under full async load a
+// round holds one batch per node and a follower applies one round behind
+// the leader, so 16 is several rounds; 32 held twice the memory (about
+// 200 KB a compressed batch, and Go's collector lets the heap grow to
+// twice what is live) for no speed: 63 to 67 MB of peak RSS per node
+// against 53 to 58 (docs/benchmarks.md, "Issue 11, ninth round").
+const logCacheSize = 16
