@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/logx-dev/logx/internal/pagecache"
 	"github.com/logx-dev/logx/internal/store"
 )
 
@@ -330,6 +331,7 @@ func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File)
 	if err := fh.Sync(); err != nil {
 		return copied, err
 	}
+	pagecache.Drop(fh, 0) // a copy nobody reads soon: out of the page cache, like a rotated file
 	return copied, os.Rename(staging, filepath.Join(f.dir, mf.Name))
 }
 

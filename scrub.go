@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/logx-dev/logx/internal/pagecache"
 	"github.com/logx-dev/logx/internal/store"
 )
 
@@ -87,6 +88,7 @@ func (f *fsm) repair(ctx context.Context, fs store.File) error {
 		if err == nil {
 			err = fh.Sync()
 		}
+		pagecache.Drop(fh, 0) // as a rotation drops the file it seals
 		if cerr := fh.Close(); err == nil {
 			err = cerr
 		}
