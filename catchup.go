@@ -331,7 +331,13 @@ func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File)
 	if err := fh.Sync(); err != nil {
 		return copied, err
 	}
-	pagecache.Drop(fh, 0) // a copy nobody reads soon: out of the page cache, like a rotated file
+	if f.onRotated == nil {
+		// Durable; out of the page cache as a rotation takes the file it
+		// seals (the active file too: the store.Writer opened on it would
+		// drop it at its first Sync), except on a node that compresses,
+		// whose compressor reads each copied rotated file next.
+		pagecache.Drop(fh, 0)
+	}
 	return copied, os.Rename(staging, filepath.Join(f.dir, mf.Name))
 }
 
@@ -351,7 +357,7 @@ func (f *fsm) keepCompressed(ctx context.Context, namer store.Names, mf store.Fi
 	_, perr := os.Stat(filepath.Join(f.dir, mf.Name))
 	_, serr := os.Stat(staging)
 	if perr != nil && serr != nil {
-		sum, size, err := segmentSHA256(ctx, zpath)
+		sum, size, err := segmentSHA256(ctx, zpath, true)
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}

@@ -1,12 +1,14 @@
 package logx
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/logx-dev/logx/internal/pagecache/pagecachetest"
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/stretchr/testify/require"
 )
 
@@ -73,7 +75,7 @@ func TestCatchUpDropsPages(t *testing.T) {
 	c.snapshotAll()
 	c.start(2)
 	c.waitReady()
-	require.True(t, waitFor(20*time.Second, func() bool {
+	require.True(t, waitFor(60*time.Second, func() bool {
 		st := c.nodes[2].Stats()
 		return st.CatchUps == 1 && !st.CatchingUp
 	}), "no catch-up")
@@ -82,4 +84,87 @@ func TestCatchUpDropsPages(t *testing.T) {
 	require.NoError(t, err)
 	require.Greater(t, len(names), 3, "files")
 	requireNotCached(t, dir, names[:len(names)-1])
+}
+
+// TestCopiesKeptForCompressor: the files a catch-up and a repair copy leave
+// the page cache, except on a node that compresses (fsm.onRotated set),
+// whose compressor reads them next.
+func TestCopiesKeptForCompressor(t *testing.T) {
+	for _, compress := range []bool{false, true} {
+		src, m := sourceFSM(t, testLogs(40, 7))
+		dir := t.TempDir()
+		pagecachetest.Observable(t, dir)
+		dst := openTestFSM(t, dir)
+		if compress {
+			dst.onRotated = func() {}
+		}
+		dst.fetcher = &dirFetcher{src: src}
+		require.NoError(t, restoreFrom(t, dst, m))
+		require.Greater(t, len(m.Files), 3, "files")
+		rotated := m.Files[:len(m.Files)-1]
+		require.NoError(t, dst.repair(context.Background(), rotated[0]))
+		for _, fs := range rotated {
+			in := pagecachetest.Resident(t, filepath.Join(dir, fs.Name))
+			want := 0
+			if compress {
+				want = len(in)
+			}
+			require.Equal(t, want, pagecachetest.Count(in, 0, len(in)), "compress %v: %s: pages cached, of %d", compress, fs.Name, len(in))
+		}
+		require.NoError(t, dst.close())
+	}
+}
+
+// TestCheckDropsPages: segmentSHA256, the start's check of a file, drops
+// the file's pages, except a plain file's on a node that compresses.
+func TestCheckDropsPages(t *testing.T) {
+	dir := t.TempDir()
+	pagecachetest.Observable(t, dir)
+	plain := filepath.Join(dir, "plain.log")
+	b := make([]byte, 0, 64<<10)
+	for len(b) < 60<<10 {
+		b = append(b, "seq=1 level=INFO msg=\"a line to check\"\n"...)
+	}
+	p, err := os.Create(plain)
+	require.NoError(t, err)
+	_, err = p.Write(b)
+	require.NoError(t, err)
+	require.NoError(t, p.Sync()) // rotated files are durable; dirty pages are not dropped
+	require.NoError(t, p.Close())
+	z, err := os.Create(filepath.Join(dir, "z.log.zst"))
+	require.NoError(t, err)
+	src, err := os.Open(plain)
+	require.NoError(t, err)
+	_, _, err = store.Compress(z, src, func() error { return nil })
+	require.NoError(t, err)
+	require.NoError(t, src.Close())
+	require.NoError(t, z.Sync())
+	require.NoError(t, z.Close())
+	cached := func(path string) int {
+		_, err := os.ReadFile(path) // into the page cache
+		require.NoError(t, err)
+		in := pagecachetest.Resident(t, path)
+		return pagecachetest.Count(in, 0, len(in))
+	}
+	for _, c := range []struct {
+		path      string
+		keepPlain bool
+		kept      bool
+	}{
+		{plain, false, false},
+		{plain, true, true},
+		{z.Name(), false, false},
+		{z.Name(), true, false}, // compressed: nobody reads it next
+	} {
+		before := cached(c.path)
+		require.Positive(t, before)
+		_, _, err := segmentSHA256(context.Background(), c.path, c.keepPlain)
+		require.NoError(t, err)
+		in := pagecachetest.Resident(t, c.path)
+		want := 0
+		if c.kept {
+			want = len(in)
+		}
+		require.Equal(t, want, pagecachetest.Count(in, 0, len(in)), "%s, keepPlain %v", filepath.Base(c.path), c.keepPlain)
+	}
 }

@@ -31,7 +31,7 @@ func (lx *Stream) scrub(files []store.File) {
 			return
 		default:
 		}
-		sum, size, err := segmentSHA256(lx.closingCtx, filepath.Join(lx.cfg.Dir, fs.Name))
+		sum, size, err := segmentSHA256(lx.closingCtx, filepath.Join(lx.cfg.Dir, fs.Name), lx.cfg.Compress)
 		if errors.Is(err, os.ErrNotExist) {
 			continue // retired by retention meanwhile
 		}
@@ -88,7 +88,12 @@ func (f *fsm) repair(ctx context.Context, fs store.File) error {
 		if err == nil {
 			err = fh.Sync()
 		}
-		pagecache.Drop(fh, 0) // as a rotation drops the file it seals
+		if err == nil && f.onRotated == nil {
+			// Durable; out of the page cache as a rotation takes the file it
+			// seals, except on a node that compresses: its compressor reads
+			// the repaired file next.
+			pagecache.Drop(fh, 0)
+		}
 		if cerr := fh.Close(); err == nil {
 			err = cerr
 		}
@@ -128,13 +133,20 @@ func (f *fsm) repair(ctx context.Context, fs store.File) error {
 }
 
 // segmentSHA256 returns the hex sha256 and size of the plain bytes of the
-// log file at path, compressed or not; it gives up once ctx ends.
-func segmentSHA256(ctx context.Context, path string) (string, int64, error) {
+// log file at path, compressed or not; it gives up once ctx ends. It
+// reads the file once, to check it, and then drops its pages from the page
+// cache, so that a node's check of its rotated files at start does not take
+// the page cache over; with keepPlain (a node that compresses) a plain
+// file stays cached, since its compressor reads it next.
+func segmentSHA256(ctx context.Context, path string, keepPlain bool) (string, int64, error) {
 	seg, err := store.OpenSegment(path)
 	if err != nil {
 		return "", 0, err
 	}
 	defer seg.Close()
 	sum, n, err := seg.SHA256(ctx.Err)
+	if !keepPlain || seg.Compressed() {
+		seg.DropPages()
+	}
 	return hex.EncodeToString(sum), n, err
 }

@@ -143,6 +143,6 @@ const streamSegmentSize = 8 << 20
 // round holds one batch per node and a follower applies one round behind
 // the leader, so 16 is several rounds; 32 held twice the memory (about
 // 200 KB a compressed batch, and Go's collector lets the heap grow to
-// twice what is live) for no speed: 63 to 67 MB of peak RSS per node
-// against 53 to 58 (docs/benchmarks.md, "Issue 11, ninth round").
+// twice what is live) for no speed: 63 to 68 MB of peak RSS per node
+// against 53 to 59 (docs/benchmarks.md, "Issue 11, ninth round").
 const logCacheSize = 16

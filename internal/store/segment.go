@@ -283,17 +283,16 @@ func (s *Segment) Range(off, n int64) (io.Reader, error) {
 // Close closes the file.
 func (s *Segment) Close() error { return s.f.Close() }
 
+// DropPages drops the file's pages from the page cache
+// (internal/pagecache): for a file read once to check it, which nobody
+// is expected to read again soon.
+func (s *Segment) DropPages() { pagecache.Drop(s.f, 0) }
+
 // SHA256 returns the sha256 and size of the file's plain bytes, calling
-// stop every MiB or so and giving up with its error. It reads the whole
-// file once, to check it (a node's check of its rotated files at start, a
-// catch-up's of a compressed copy), and then drops its pages from the page
-// cache (internal/pagecache): nobody is expected to read them soon, and
-// a node's rotated files would otherwise take the page cache over at every
-// start.
+// stop every MiB or so and giving up with its error.
 func (s *Segment) SHA256(stop func() error) ([]byte, int64, error) {
 	h := sha256.New()
 	n, err := s.copyTo(h, stop)
-	pagecache.Drop(s.f, 0)
 	if err != nil {
 		return nil, n, err
 	}
