@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/logx-dev/logx/internal/pagecache"
 	"github.com/logx-dev/logx/internal/store"
 )
 
@@ -331,13 +330,7 @@ func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File)
 	if err := fh.Sync(); err != nil {
 		return copied, err
 	}
-	if f.onRotated == nil {
-		// Durable; out of the page cache as a rotation takes the file it
-		// seals (the active file too: the store.Writer opened on it would
-		// drop it at its first Sync), except on a node that compresses,
-		// whose compressor reads each copied rotated file next.
-		pagecache.Drop(fh, 0)
-	}
+	f.dropCopy(fh) // the active file too: the Writer opened on it would drop it at its first Sync
 	return copied, os.Rename(staging, filepath.Join(f.dir, mf.Name))
 }
 
@@ -357,7 +350,7 @@ func (f *fsm) keepCompressed(ctx context.Context, namer store.Names, mf store.Fi
 	_, perr := os.Stat(filepath.Join(f.dir, mf.Name))
 	_, serr := os.Stat(staging)
 	if perr != nil && serr != nil {
-		sum, size, err := segmentSHA256(ctx, zpath, true)
+		sum, size, err := segmentSHA256(ctx, zpath, f.onRotated != nil)
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}

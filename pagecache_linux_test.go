@@ -156,8 +156,7 @@ func TestCheckDropsPages(t *testing.T) {
 		{z.Name(), false, false},
 		{z.Name(), true, false}, // compressed: nobody reads it next
 	} {
-		before := cached(c.path)
-		require.Positive(t, before)
+		require.Positive(t, cached(c.path))
 		_, _, err := segmentSHA256(context.Background(), c.path, c.keepPlain)
 		require.NoError(t, err)
 		in := pagecachetest.Resident(t, c.path)

@@ -88,11 +88,8 @@ func (f *fsm) repair(ctx context.Context, fs store.File) error {
 		if err == nil {
 			err = fh.Sync()
 		}
-		if err == nil && f.onRotated == nil {
-			// Durable; out of the page cache as a rotation takes the file it
-			// seals, except on a node that compresses: its compressor reads
-			// the repaired file next.
-			pagecache.Drop(fh, 0)
+		if err == nil {
+			f.dropCopy(fh)
 		}
 		if cerr := fh.Close(); err == nil {
 			err = cerr
@@ -130,6 +127,16 @@ func (f *fsm) repair(ctx context.Context, fs store.File) error {
 		lastErr = err
 	}
 	return lastErr
+}
+
+// dropCopy drops from the page cache the pages of fh, a file copied from a
+// peer (by a catch-up or a repair) and made durable, as a rotation drops
+// the file it seals; except on a node that compresses (onRotated set),
+// whose compressor reads each copied rotated file next.
+func (f *fsm) dropCopy(fh *os.File) {
+	if f.onRotated == nil {
+		pagecache.Drop(fh, 0)
+	}
 }
 
 // segmentSHA256 returns the hex sha256 and size of the plain bytes of the
