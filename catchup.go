@@ -350,7 +350,7 @@ func (f *fsm) keepCompressed(ctx context.Context, namer store.Names, mf store.Fi
 	_, perr := os.Stat(filepath.Join(f.dir, mf.Name))
 	_, serr := os.Stat(staging)
 	if perr != nil && serr != nil {
-		sum, size, err := segmentSHA256(ctx, zpath, f.onRotated != nil)
+		sum, size, err := segmentSHA256(ctx, zpath, f.compresses())
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}

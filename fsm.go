@@ -326,11 +326,15 @@ func (f *fsm) useSegment(seg *store.Writer) {
 	f.segPtr.Store(seg)
 }
 
+// compresses reports whether this node keeps its rotated files compressed
+// (Config.Compress: onRotated wakes its compressor).
+func (f *fsm) compresses() bool { return f.onRotated != nil }
+
 // openFiles recovers the files of f.dir to the checkpoint st (known: there
 // is one) and opens them for writing, the active file named file.
 func (f *fsm) openFiles(st store.State, file string, rot store.Rotation, known bool) (*store.Writer, error) {
 	w, err := store.Open(f.dir, file, rot, st, known, stateFile, f.storeHooks())
-	if err == nil && f.onRotated != nil { // a node that compresses (compress.go)
+	if err == nil && f.compresses() { // its compressor reads the sealed files (compress.go)
 		w.KeepRotated()
 	}
 	return w, err
@@ -419,7 +423,7 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 	storeMax(&f.seq, st.Seq) // a redo writes again what readers saw
 	rotated := f.seg.Rotations() != f.rotated.Load()
 	f.rotated.Store(f.seg.Rotations())
-	if f.stateInterval >= 0 && (time.Since(f.lastPersist) >= f.stateInterval || rotated && f.onRotated != nil) {
+	if f.stateInterval >= 0 && (time.Since(f.lastPersist) >= f.stateInterval || rotated && f.compresses()) {
 		if err := f.persist(); err != nil {
 			return nil, err
 		}

@@ -17,8 +17,8 @@ import (
 func requireNotCached(t *testing.T, dir string, names []string) {
 	t.Helper()
 	for _, name := range names {
-		in := pagecachetest.Resident(t, filepath.Join(dir, name))
-		require.Zero(t, pagecachetest.Count(in, 0, len(in)), "%s: pages cached, of %d", name, len(in))
+		n, pages := pagecachetest.Cached(t, filepath.Join(dir, name))
+		require.Zero(t, n, "%s: pages cached, of %d", name, pages)
 	}
 }
 
@@ -47,8 +47,8 @@ func TestScrubDropsPages(t *testing.T) {
 		_, err := os.ReadFile(filepath.Join(dir, name))
 		require.NoError(t, err)
 	}
-	in := pagecachetest.Resident(t, filepath.Join(dir, rotated[1]))
-	require.Equal(t, len(in), pagecachetest.Count(in, 0, len(in)), "reading a file did not cache it")
+	n, pages := pagecachetest.Cached(t, filepath.Join(dir, rotated[1]))
+	require.Equal(t, pages, n, "reading a file did not cache it")
 
 	c.start(1)
 	lx := c.nodes[1]
@@ -104,12 +104,12 @@ func TestCopiesKeptForCompressor(t *testing.T) {
 		rotated := m.Files[:len(m.Files)-1]
 		require.NoError(t, dst.repair(context.Background(), rotated[0]))
 		for _, fs := range rotated {
-			in := pagecachetest.Resident(t, filepath.Join(dir, fs.Name))
+			n, pages := pagecachetest.Cached(t, filepath.Join(dir, fs.Name))
 			want := 0
 			if compress {
-				want = len(in)
+				want = pages
 			}
-			require.Equal(t, want, pagecachetest.Count(in, 0, len(in)), "compress %v: %s: pages cached, of %d", compress, fs.Name, len(in))
+			require.Equal(t, want, n, "compress %v: %s: pages cached, of %d", compress, fs.Name, pages)
 		}
 		require.NoError(t, dst.close())
 	}
@@ -143,8 +143,8 @@ func TestCheckDropsPages(t *testing.T) {
 	cached := func(path string) int {
 		_, err := os.ReadFile(path) // into the page cache
 		require.NoError(t, err)
-		in := pagecachetest.Resident(t, path)
-		return pagecachetest.Count(in, 0, len(in))
+		n, _ := pagecachetest.Cached(t, path)
+		return n
 	}
 	for _, c := range []struct {
 		path      string
@@ -159,11 +159,11 @@ func TestCheckDropsPages(t *testing.T) {
 		require.Positive(t, cached(c.path))
 		_, _, err := segmentSHA256(context.Background(), c.path, c.keepPlain)
 		require.NoError(t, err)
-		in := pagecachetest.Resident(t, c.path)
+		n, pages := pagecachetest.Cached(t, c.path)
 		want := 0
 		if c.kept {
-			want = len(in)
+			want = pages
 		}
-		require.Equal(t, want, pagecachetest.Count(in, 0, len(in)), "%s, keepPlain %v", filepath.Base(c.path), c.keepPlain)
+		require.Equal(t, want, n, "%s, keepPlain %v", filepath.Base(c.path), c.keepPlain)
 	}
 }

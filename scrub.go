@@ -31,7 +31,7 @@ func (lx *Stream) scrub(files []store.File) {
 			return
 		default:
 		}
-		sum, size, err := segmentSHA256(lx.closingCtx, filepath.Join(lx.cfg.Dir, fs.Name), lx.cfg.Compress)
+		sum, size, err := segmentSHA256(lx.closingCtx, filepath.Join(lx.cfg.Dir, fs.Name), lx.fsm.compresses())
 		if errors.Is(err, os.ErrNotExist) {
 			continue // retired by retention meanwhile
 		}
@@ -131,10 +131,10 @@ func (f *fsm) repair(ctx context.Context, fs store.File) error {
 
 // dropCopy drops from the page cache the pages of fh, a file copied from a
 // peer (by a catch-up or a repair) and made durable, as a rotation drops
-// the file it seals; except on a node that compresses (onRotated set),
-// whose compressor reads each copied rotated file next.
+// the file it seals; except on a node that compresses, whose compressor
+// reads each copied rotated file next.
 func (f *fsm) dropCopy(fh *os.File) {
-	if f.onRotated == nil {
+	if !f.compresses() {
 		pagecache.Drop(fh, 0)
 	}
 }

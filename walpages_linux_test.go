@@ -40,9 +40,8 @@ func TestWALPagesDrop(t *testing.T) {
 		if err := wf.Close(); err != nil {
 			t.Fatal(err)
 		}
-		in = pagecachetest.Resident(t, path)
-		if n := pagecachetest.Count(in, 0, len(in)); n != 0 {
-			t.Errorf("%s: after Close %d of %d pages are cached", how, n, len(in))
+		if n, pages := pagecachetest.Cached(t, path); n != 0 {
+			t.Errorf("%s: after Close %d of %d pages are cached", how, n, pages)
 		}
 	}
 	wf, err := vfs.Create(dir, "seg", 8<<20)

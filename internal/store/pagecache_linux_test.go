@@ -92,7 +92,6 @@ func TestSyncDropsOlderPages(t *testing.T) {
 func TestKeepRotatedForCompressor(t *testing.T) {
 	dir := t.TempDir()
 	pagecachetest.Observable(t, dir)
-	resident := pagecachetest.Resident
 	w := open(t, dir, Rotation{MaxSize: 200 << 10}, State{ActiveFirst: 1}, false, Hooks{})
 	w.KeepRotated()
 	seq := uint64(1)
@@ -108,9 +107,8 @@ func TestKeepRotatedForCompressor(t *testing.T) {
 	}
 	fs := w.Files()[0]
 	plain := filepath.Join(dir, fs.Name)
-	in := resident(t, plain)
-	if n := pagecachetest.Count(in, 0, len(in)); n != len(in) {
-		t.Errorf("%d of the rotated file's %d pages are cached, want all (the compressor reads it next)", n, len(in))
+	if n, pages := pagecachetest.Cached(t, plain); n != pages {
+		t.Errorf("%d of the rotated file's %d pages are cached, want all (the compressor reads it next)", n, pages)
 	}
 	if _, err := CompressFile(dir, fs, &sync.Mutex{}, func() error { return nil }); err != nil {
 		t.Fatal(err)
@@ -118,8 +116,7 @@ func TestKeepRotatedForCompressor(t *testing.T) {
 	if _, err := os.Stat(plain); !os.IsNotExist(err) {
 		t.Fatalf("the plain file is still there: %v", err)
 	}
-	in = resident(t, plain+CompressedExt)
-	if n := pagecachetest.Count(in, 0, len(in)); n != 0 {
-		t.Errorf("%d of the compressed file's %d pages are cached", n, len(in))
+	if n, pages := pagecachetest.Cached(t, plain+CompressedExt); n != 0 {
+		t.Errorf("%d of the compressed file's %d pages are cached", n, pages)
 	}
 }

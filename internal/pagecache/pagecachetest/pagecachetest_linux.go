@@ -55,6 +55,14 @@ func Count(in []bool, from, to int) int {
 	return n
 }
 
+// Cached returns how many of the pages of the file at path are in the page
+// cache, and how many pages it has.
+func Cached(t testing.TB, path string) (cached, pages int) {
+	t.Helper()
+	in := Resident(t, path)
+	return Count(in, 0, len(in)), len(in)
+}
+
 // Observable skips the test unless dir's file system shows dropped pages:
 // a file written and synced there has its pages cached, and advice to drop
 // them drops them. Not on tmpfs (its pages are the only copy) nor on file
@@ -73,14 +81,14 @@ func Observable(t testing.TB, dir string) {
 	if err := f.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	if in := Resident(t, f.Name()); Count(in, 0, len(in)) != len(in) {
+	if n, pages := Cached(t, f.Name()); n != pages {
 		t.Skip("this file system does not cache what is written")
 	}
 	// Not pagecache.Drop: a broken one must fail the tests, not skip them.
 	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
 		t.Fatal(err)
 	}
-	if in := Resident(t, f.Name()); Count(in, 0, len(in)) != 0 {
+	if n, _ := Cached(t, f.Name()); n != 0 {
 		t.Skip("this file system keeps pages it was told to drop (tmpfs?)")
 	}
 }
