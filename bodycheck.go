@@ -519,7 +519,7 @@ func escapeLen(b []byte) int {
 // well-formed line (checkRecord); the leader calls it before putting a
 // forwarded batch into the Raft log.
 func validateBatch(b []byte, f Format, maxBody, limit int, scratch *[]byte) error {
-	r, err := wire.ReadBatch(b, scratch, limit)
+	r, err := wire.OpenBatch(b, scratch, limit) // the loop below walks the records
 	if err != nil {
 		return err
 	}

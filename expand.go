@@ -47,7 +47,9 @@ import (
 // The records are what decoding the batch gives, by construction: NewBatch
 // compresses exactly the producer's records, and validateBatch's are the
 // decoder's output. wire.ReadExpandedBatch uses them only when their
-// length is the size the batch's block expands to, and with verifyLoans
+// length is the size the batch's block expands to, and does not walk them
+// again before apply does (the encoder wrote them a record at a time, and
+// validateBatch walked them to the end), and with verifyLoans
 // (set by the package's tests) apply decodes every batch anyway and
 // panics if the loan differs, while every buffer put back in the pool is
 // overwritten first, so a reader that kept one would write garbage lines

@@ -179,8 +179,37 @@ func ReadBatch(b []byte, scratch *[]byte, limit int) (Reader, error) {
 // part of b already expanded (expanded: what decoding it gives, as the node
 // that encoded or checked the batch has): a compressed batch whose records
 // expand to len(expanded) bytes is read from expanded, not decoded again.
-// The records are walked and checked either way.
+// Records read from the batch or decoded are walked once first, so that
+// Next cannot fail once ReadExpandedBatch succeeds. Expanded records are
+// not: they come from an encoder or a check that walked them already
+// (OpenBatch, then Next to the end and Err), and the caller vouches that
+// they are exactly what decoding b gives.
 func ReadExpandedBatch(b, expanded []byte, scratch *[]byte, limit int) (Reader, error) {
+	r, err := openBatch(b, expanded, scratch, limit)
+	if err != nil || r.from == inExpanded {
+		return r, err
+	}
+	// Walk the records once, so that a batch is taken whole or not at all:
+	// once ReadBatch succeeds, Next cannot fail.
+	check := r
+	for check.Next() {
+	}
+	if err := check.Err(); err != nil {
+		return Reader{}, err
+	}
+	return r, nil
+}
+
+// OpenBatch is ReadBatch without the first walk: it decodes the header and
+// expands the records, and Next checks each record as it comes, so it may
+// stop early. The caller must not act on any record before Next has
+// returned false and Err nil: a check of the whole batch, which walks the
+// records once instead of twice.
+func OpenBatch(b []byte, scratch *[]byte, limit int) (Reader, error) {
+	return openBatch(b, nil, scratch, limit)
+}
+
+func openBatch(b, expanded []byte, scratch *[]byte, limit int) (Reader, error) {
 	if len(b) < 1 {
 		return Reader{}, fmt.Errorf("%w: empty", ErrBadBatch)
 	}
@@ -241,14 +270,6 @@ func ReadExpandedBatch(b, expanded []byte, scratch *[]byte, limit int) (Reader, 
 	r.Header.FirstPSeq = first
 	r.Header.Count = int(count)
 	r.rest, r.records = b, b
-	// Walk the records once, so that a batch is taken whole or not at all:
-	// once ReadBatch succeeds, Next cannot fail.
-	check := r
-	for check.Next() {
-	}
-	if err := check.Err(); err != nil {
-		return Reader{}, err
-	}
 	return r, nil
 }
 

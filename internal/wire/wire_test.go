@@ -222,3 +222,46 @@ func TestReadExpandedBatch(t *testing.T) {
 		t.Fatal("a plain batch was read from the expanded records")
 	}
 }
+
+// TestOpenBatch: OpenBatch hands out the records before the bad one and
+// then stops with the reason, where ReadBatch refuses the batch whole;
+// both read a good batch alike, compressed or not.
+func TestOpenBatch(t *testing.T) {
+	var recs []byte
+	for i := range 5 {
+		recs = AppendRecord(recs, slog.LevelInfo, int64(i), []byte(fmt.Sprintf("line %d of a batch that compresses well enough", i)))
+	}
+	good := len(recs)
+	bad := append(recs[:good:good], 0x7f) // a sixth record claiming 127 bytes
+	for _, compress := range []bool{false, true} {
+		for _, tc := range []struct {
+			recs  []byte
+			count int
+			err   string
+		}{
+			{recs, 5, ""},
+			{bad, 6, "record 5: bad length"},
+			{recs, 4, "trailing bytes"},
+		} {
+			b := NewBatch(Header{Producer: 1, FirstPSeq: 1, Count: tc.count}, tc.recs, compress)
+			var scratch []byte
+			_, rerr := ReadBatch(b, &scratch, 1<<20)
+			r, err := OpenBatch(b, &scratch, 1<<20)
+			if err != nil {
+				t.Fatalf("compress %v, count %d: OpenBatch: %v", compress, tc.count, err)
+			}
+			n := 0
+			for r.Next() {
+				n++
+			}
+			switch {
+			case tc.err == "" && (rerr != nil || r.Err() != nil || n != 5):
+				t.Fatalf("compress %v: good batch: ReadBatch %v, OpenBatch read %d, %v", compress, rerr, n, r.Err())
+			case tc.err != "" && (rerr == nil || !strings.Contains(rerr.Error(), tc.err)):
+				t.Fatalf("compress %v, count %d: ReadBatch: %v, want %q", compress, tc.count, rerr, tc.err)
+			case tc.err != "" && (r.Err() == nil || !strings.Contains(r.Err().Error(), tc.err) || n > 5):
+				t.Fatalf("compress %v, count %d: OpenBatch read %d, then %v, want %q", compress, tc.count, n, r.Err(), tc.err)
+			}
+		}
+	}
+}
