@@ -523,9 +523,6 @@ func validateBatch(b []byte, f Format, maxBody, limit int, scratch *[]byte) erro
 	if err != nil {
 		return err
 	}
-	if r.Decoded() {
-		*scratch = r.Records() // exactly the expanded records, for the leader's apply (expand.go)
-	}
 	if r.Header.Count == 0 {
 		return fmt.Errorf("%w: no entries", wire.ErrBadBatch)
 	}
@@ -537,5 +534,13 @@ func validateBatch(b []byte, f Format, maxBody, limit int, scratch *[]byte) erro
 			return fmt.Errorf("record %d: %w", r.Index(), err)
 		}
 	}
-	return r.Err()
+	if err := r.Err(); err != nil {
+		return err
+	}
+	if r.Decoded() {
+		// Exactly the expanded records, walked to the end: what the
+		// leader's apply reads instead of decoding (expand.go).
+		*scratch = r.Records()
+	}
+	return nil
 }

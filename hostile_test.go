@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/klauspost/compress/s2"
 	"github.com/logx-dev/logx/internal/store"
 	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
@@ -305,6 +306,11 @@ func (r *hostileRig) forwardCases() []fwdCase {
 		{name: "count 2^64-1", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, math.MaxUint64, ok)), stage: atValidate, want: "bad entry count"},
 		{name: "count larger than the records", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 3, append(slices.Clone(ok), ok...))), stage: atValidate, want: "record 2: bad length"},
 		{name: "trailing bytes", raw: hframe(hbatch(wire.V2, 0, fresh(), 1, 1, append(slices.Clone(ok), 0, 1, 2))), stage: atValidate, want: "3 trailing bytes"},
+		// Valid S2 blocks whose records are not: the leader's check walks
+		// the decoded records as it checks them.
+		{name: "compressed, trailing bytes", raw: hframe(hbatch(wire.V2, wire.FlagCompressed, fresh(), 1, 1, s2.Encode(nil, append(slices.Clone(ok), 0, 1, 2)))), stage: atValidate, want: "3 trailing bytes"},
+		{name: "compressed, count larger than the records", raw: hframe(hbatch(wire.V2, wire.FlagCompressed, fresh(), 1, 3, s2.Encode(nil, append(slices.Clone(ok), ok...)))), stage: atValidate, want: "record 2: bad length"},
+		{name: "compressed, a bad record after good ones", raw: hframe(hbatch(wire.V2, wire.FlagCompressed, fresh(), 1, 3, s2.Encode(nil, append(append(slices.Clone(ok), ok...), 1, 0)))), stage: atValidate, want: "record 2: bad time"},
 		{name: "compressed garbage", raw: hframe(hbatch(wire.V2, wire.FlagCompressed, fresh(), 1, 1, []byte{5, 0xff, 0xff, 0xff, 0xff, 0xff})), stage: atValidate, want: "malformed batch"},
 		{name: "compressed, claims 1 GiB", raw: hframe(hbatch(wire.V2, wire.FlagCompressed, fresh(), 1, 1, gig)), stage: atValidate, want: "expands to 1073741824 bytes"},
 		{name: "compressed, claims 2^63", raw: hframe(hbatch(wire.V2, wire.FlagCompressed, fresh(), 1, 1, binary.AppendUvarint(nil, 1<<63))), stage: atValidate, want: "malformed batch"},

@@ -190,7 +190,8 @@ func ReadExpandedBatch(b, expanded []byte, scratch *[]byte, limit int) (Reader, 
 		return r, err
 	}
 	// Walk the records once, so that a batch is taken whole or not at all:
-	// once ReadBatch succeeds, Next cannot fail.
+	// once this succeeds, Next cannot fail (for expanded records, because
+	// the caller vouches for them).
 	check := r
 	for check.Next() {
 	}

@@ -227,40 +227,46 @@ func TestReadExpandedBatch(t *testing.T) {
 // then stops with the reason, where ReadBatch refuses the batch whole;
 // both read a good batch alike, compressed or not.
 func TestOpenBatch(t *testing.T) {
+	const n = 100
 	var recs []byte
-	for i := range 5 {
-		recs = AppendRecord(recs, slog.LevelInfo, int64(i), []byte(fmt.Sprintf("line %d of a batch that compresses well enough", i)))
+	for i := range n {
+		recs = AppendRecord(recs, slog.LevelInfo, int64(i), []byte(fmt.Sprintf("line %03d of a batch that compresses well enough", i)))
 	}
-	good := len(recs)
-	bad := append(recs[:good:good], 0x7f) // a sixth record claiming 127 bytes
+	bad := append(recs[:len(recs):len(recs)], 0x7f) // one more record, claiming 127 bytes
 	for _, compress := range []bool{false, true} {
 		for _, tc := range []struct {
 			recs  []byte
 			count int
+			read  int // records Next gives before it stops
 			err   string
 		}{
-			{recs, 5, ""},
-			{bad, 6, "record 5: bad length"},
-			{recs, 4, "trailing bytes"},
+			{recs, n, n, ""},
+			{bad, n + 1, n, fmt.Sprintf("record %d: bad length", n)},
+			{recs, n - 1, n - 1, "trailing bytes"},
 		} {
 			b := NewBatch(Header{Producer: 1, FirstPSeq: 1, Count: tc.count}, tc.recs, compress)
+			if Compressed(b) != compress {
+				t.Fatalf("compressed %v, want %v", Compressed(b), compress)
+			}
 			var scratch []byte
 			_, rerr := ReadBatch(b, &scratch, 1<<20)
 			r, err := OpenBatch(b, &scratch, 1<<20)
 			if err != nil {
 				t.Fatalf("compress %v, count %d: OpenBatch: %v", compress, tc.count, err)
 			}
-			n := 0
+			read := 0
 			for r.Next() {
-				n++
+				read++
 			}
 			switch {
-			case tc.err == "" && (rerr != nil || r.Err() != nil || n != 5):
-				t.Fatalf("compress %v: good batch: ReadBatch %v, OpenBatch read %d, %v", compress, rerr, n, r.Err())
+			case read != tc.read:
+				t.Fatalf("compress %v, count %d: OpenBatch read %d records, want %d", compress, tc.count, read, tc.read)
+			case tc.err == "" && (rerr != nil || r.Err() != nil):
+				t.Fatalf("compress %v: good batch: ReadBatch %v, OpenBatch %v", compress, rerr, r.Err())
 			case tc.err != "" && (rerr == nil || !strings.Contains(rerr.Error(), tc.err)):
 				t.Fatalf("compress %v, count %d: ReadBatch: %v, want %q", compress, tc.count, rerr, tc.err)
-			case tc.err != "" && (r.Err() == nil || !strings.Contains(r.Err().Error(), tc.err) || n > 5):
-				t.Fatalf("compress %v, count %d: OpenBatch read %d, then %v, want %q", compress, tc.count, n, r.Err(), tc.err)
+			case tc.err != "" && (r.Err() == nil || !strings.Contains(r.Err().Error(), tc.err)):
+				t.Fatalf("compress %v, count %d: OpenBatch: %v, want %q", compress, tc.count, r.Err(), tc.err)
 			}
 		}
 	}
