@@ -189,9 +189,7 @@ func ReadExpandedBatch(b, expanded []byte, scratch *[]byte, limit int) (Reader, 
 	if err != nil || r.from == inExpanded {
 		return r, err
 	}
-	// Walk the records once, so that a batch is taken whole or not at all:
-	// once this succeeds, Next cannot fail (for expanded records, because
-	// the caller vouches for them).
+	// Walk the records once, so that a batch is taken whole or not at all.
 	check := r
 	for check.Next() {
 	}
