@@ -42,7 +42,8 @@ type seams struct {
 	clockEvery time.Duration
 
 	// callerWait overrides how long the committer waits for the callers
-	// its last batch answered (producer.go) when not zero.
+	// its last batch answered (producer.go) when not zero, and the gap
+	// it waits between them with it.
 	callerWait time.Duration
 
 	// commitTimeout is Raft's CommitTimeout (commit.go's commitTimeout

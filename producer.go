@@ -31,7 +31,10 @@ func (lx *Stream) produce() {
 	// Clock reports (clock.go) go out between batches: every
 	// clockEvery, and every quarter second until the first one commits.
 	clockEvery := cmp.Or(lx.seams.clockEvery, defaultClockEvery)
-	wait := cmp.Or(lx.seams.callerWait, callerWait)
+	wait, gap := callerWait, callerGap
+	if lx.seams.callerWait != 0 {
+		wait, gap = lx.seams.callerWait, lx.seams.callerWait
+	}
 	clock := time.NewTimer(0)
 	defer clock.Stop()
 	reported := false
@@ -92,7 +95,7 @@ func (lx *Stream) produce() {
 				select {
 				case e = <-lx.queue:
 				default:
-					if !back.keepWaiting(wait) {
+					if !back.keepWaiting(wait, gap) {
 						break collect
 					}
 					runtime.Gosched()
@@ -426,7 +429,8 @@ func newProducerID() uint64 {
 
 // callerWait is how long the committer waits, at most, for the callers of
 // Append its last batch answered to call again, before it sends the next
-// batch without them.
+// batch without them; callerGap is how long it waits for the next of them
+// once the last came back (or since the answer, for the first).
 //
 // Why: a caller waits for its entry's batch, and one batch is in flight at
 // a time, so while one is in flight the other callers' entries queue, and
@@ -436,17 +440,27 @@ func newProducerID() uint64 {
 // shared a batch. Their next calls come within microseconds (a batch's
 // round takes hundreds), and the committer stops waiting once as many
 // Appends as it answered have been made since; the entries already
-// collected, Info's included, go out at most callerWait later.
+// collected, Info's included, go out at most callerWait later. On two
+// cores shared with the other nodes, answered callers are scheduled one
+// after another, so they come back spread over a few hundred
+// microseconds: each one back extends the wait by callerGap, up to
+// callerWait, and a caller that does not come back within callerGap of
+// the one before (it has work to do between calls) ends it. Against a
+// flat 50 µs this gave 64 and 256 callers 5 to 22 % more entries a
+// second and bigger batches, and 1 to 16 callers the same within the
+// noise (docs/benchmarks.md, "Issue 11, tenth round").
 //
 // The committer yields while it waits (runtime.Gosched), so that the
-// callers can run; on an idle core that is a busy wait. When callers do
+// callers can run; on an idle core that is a busy wait, which callerGap
+// ends 50 µs after the last caller came back. When callers do
 // not come back (one Append per request, or work between calls), a wait
 // that ends with fewer than half of them back is a miss, and after a miss
 // the committer sends the next 1, 2, 4, ... up to maxRejoinSkip batches
 // without waiting; a wait in which they come back ends that. So traffic
 // that never comes back costs one wait in maxRejoinSkip batches.
 const (
-	callerWait    = 50 * time.Microsecond
+	callerWait    = 400 * time.Microsecond
+	callerGap     = 50 * time.Microsecond
 	maxRejoinSkip = 64
 )
 
@@ -455,6 +469,7 @@ type rejoin struct {
 	expect  int       // callers to wait for; 0: none (or done waiting)
 	epoch   uint64    // Stream.releases when they were answered
 	at      time.Time // when they were answered
+	last    time.Time // when the last of them came back (at: none yet)
 	back    int       // Appends made since, in the batch being built
 	skip    int       // batches left to send without waiting
 	backoff int       // the skip after the next miss
@@ -470,6 +485,7 @@ func (r *rejoin) answered(n int, epoch uint64) {
 	}
 	if r.expect > 0 { // async batches answer nobody: no clock read for them
 		r.at = time.Now()
+		r.last = r.at
 	}
 }
 
@@ -478,17 +494,22 @@ func (r *rejoin) answered(n int, epoch uint64) {
 func (r *rejoin) joined(e *entry) {
 	if e.w != nil && e.w.epoch == r.epoch {
 		r.back++
+		if r.expect > 0 {
+			r.last = time.Now()
+		}
 	}
 }
 
-// keepWaiting says, with the queue empty, whether to wait on for callers.
-func (r *rejoin) keepWaiting(limit time.Duration) bool {
+// keepWaiting says, with the queue empty, whether to wait on for callers:
+// while fewer are back than were answered, for at most limit since the
+// answer and gap since the last one came back.
+func (r *rejoin) keepWaiting(limit, gap time.Duration) bool {
 	switch {
 	case r.expect == 0:
 		return false
 	case r.back >= r.expect:
 		r.backoff = 0
-	case time.Since(r.at) <= limit:
+	case time.Since(r.at) <= limit && time.Since(r.last) <= gap:
 		return true
 	case 2*r.back < r.expect: // a miss
 		r.backoff = min(max(1, 2*r.backoff), maxRejoinSkip)

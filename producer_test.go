@@ -52,7 +52,7 @@ func TestCallersShareBatches(t *testing.T) {
 
 // TestRejoin checks the committer's wait for callers step by step against
 // callerWait's rules: it waits while fewer callers are back than it
-// answered and time is left; a wait that ends with fewer than half of them
+// answered, time is left and the last came back less than callerGap ago; a wait that ends with fewer than half of them
 // back is a miss, after which it skips 1, 2, 4, ... up to maxRejoinSkip
 // batches; a wait in which they all come back resets that.
 func TestRejoin(t *testing.T) {
@@ -62,7 +62,7 @@ func TestRejoin(t *testing.T) {
 
 	// Nobody was answered: no wait.
 	r.answered(0, 1)
-	if r.keepWaiting(long) {
+	if r.keepWaiting(long, long) {
 		t.Fatal("waits with nobody answered")
 	}
 	// Two answered: wait until both are back; an older Append, an Info
@@ -70,21 +70,21 @@ func TestRejoin(t *testing.T) {
 	r.answered(2, 2)
 	r.joined(caller(1))
 	r.joined(&entry{})
-	if !r.keepWaiting(long) {
+	if !r.keepWaiting(long, long) {
 		t.Fatal("stopped waiting with nobody back")
 	}
 	r.joined(caller(2))
-	if !r.keepWaiting(long) {
+	if !r.keepWaiting(long, long) {
 		t.Fatal("stopped waiting with one of two back")
 	}
 	r.joined(caller(2))
-	if r.keepWaiting(long) {
+	if r.keepWaiting(long, long) {
 		t.Fatal("waits with both back")
 	}
 	// Time is up with half back: not a miss, the next batch waits.
 	r.answered(2, 3)
 	r.joined(caller(3))
-	if r.keepWaiting(none) || r.skip != 0 {
+	if r.keepWaiting(none, long) || r.skip != 0 {
 		t.Fatalf("half back: skip %d, want 0", r.skip)
 	}
 	// Misses: the skips double up to maxRejoinSkip.
@@ -92,7 +92,7 @@ func TestRejoin(t *testing.T) {
 	for miss := 0; miss < 10; miss++ {
 		r.answered(4, uint64(10+miss))
 		r.joined(caller(uint64(10 + miss)))
-		if r.keepWaiting(none) {
+		if r.keepWaiting(none, long) {
 			t.Fatal("waits with no time left")
 		}
 		if r.skip != want {
@@ -100,7 +100,7 @@ func TestRejoin(t *testing.T) {
 		}
 		for i := 0; i < want; i++ {
 			r.answered(4, 99)
-			if r.keepWaiting(long) {
+			if r.keepWaiting(long, long) {
 				t.Fatalf("miss %d: waited in skipped batch %d of %d", miss+1, i+1, want)
 			}
 		}
@@ -109,11 +109,29 @@ func TestRejoin(t *testing.T) {
 	// A wait in which they come back ends the skipping.
 	r.answered(1, 100)
 	r.joined(caller(100))
-	if r.keepWaiting(long) || r.backoff != 0 {
+	if r.keepWaiting(long, long) || r.backoff != 0 {
 		t.Fatalf("all back: backoff %d, want 0", r.backoff)
 	}
 	r.answered(2, 101)
-	if r.keepWaiting(none); r.skip != 1 {
+	if r.keepWaiting(none, long); r.skip != 1 {
 		t.Fatalf("after a success, a miss skips %d batches, want 1", r.skip)
+	}
+
+	// The gap: with time left, a wait ends once nobody has come back for
+	// gap, since the answer or the last caller back; ended so with fewer
+	// than half back it is a miss like any other.
+	r = rejoin{}
+	r.answered(3, 200)
+	r.joined(caller(200))
+	r.joined(caller(200))
+	if !r.keepWaiting(long, long) {
+		t.Fatal("stopped waiting with two of three back and time left")
+	}
+	if r.keepWaiting(long, none) || r.skip != 0 {
+		t.Fatalf("gap over with two of three back: waits on, or skip %d, want 0", r.skip)
+	}
+	r.answered(3, 201)
+	if r.keepWaiting(long, none) || r.skip != 1 {
+		t.Fatalf("gap over with nobody back: waits on, or skip %d, want 1 (a miss)", r.skip)
 	}
 }
