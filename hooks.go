@@ -42,8 +42,8 @@ type seams struct {
 	clockEvery time.Duration
 
 	// callerWait overrides how long the committer waits for the callers
-	// its last batch answered (producer.go) when not zero, and the gap
-	// it waits between them with it.
+	// its last batch answered (producer.go) when not zero; the gap is then
+	// the same, so it never ends a wait (a flat wait, as tests want).
 	callerWait time.Duration
 
 	// commitTimeout is Raft's CommitTimeout (commit.go's commitTimeout

@@ -445,7 +445,8 @@ func newProducerID() uint64 {
 // after another, so they come back spread over a few hundred
 // microseconds: each one back extends the wait by callerGap, up to
 // callerWait, and a caller that does not come back within callerGap of
-// the one before (it has work to do between calls) ends it. Against a
+// the one before (it has work to do between calls) ends it; a wait that
+// reaches callerWait without all of them is a miss (keepWaiting). Against a
 // flat 50 µs this gave 64 and 256 callers 5 to 22 % more entries a
 // second and bigger batches, and 1 to 16 callers the same within the
 // noise (docs/benchmarks.md, "Issue 11, tenth round").
@@ -502,16 +503,23 @@ func (r *rejoin) joined(e *entry) {
 
 // keepWaiting says, with the queue empty, whether to wait on for callers:
 // while fewer are back than were answered, for at most limit since the
-// answer and gap since the last one came back.
+// answer and gap since the last one came back. A wait that ends with
+// fewer than half back is a miss, and so is one that runs to the limit
+// without all of them: Appends that keep coming for that long are new
+// callers' (one Append per request at a high rate) more than the answered
+// ones coming back, and waiting for them would add limit to every batch.
 func (r *rejoin) keepWaiting(limit, gap time.Duration) bool {
-	switch {
-	case r.expect == 0:
+	if r.expect == 0 {
 		return false
+	}
+	now := time.Now()
+	timeUp := now.Sub(r.at) > limit
+	switch {
 	case r.back >= r.expect:
 		r.backoff = 0
-	case time.Since(r.at) <= limit && time.Since(r.last) <= gap:
+	case !timeUp && now.Sub(r.last) <= gap:
 		return true
-	case 2*r.back < r.expect: // a miss
+	case timeUp || 2*r.back < r.expect: // a miss
 		r.backoff = min(max(1, 2*r.backoff), maxRejoinSkip)
 		r.skip = r.backoff
 	}

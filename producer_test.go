@@ -52,9 +52,10 @@ func TestCallersShareBatches(t *testing.T) {
 
 // TestRejoin checks the committer's wait for callers step by step against
 // callerWait's rules: it waits while fewer callers are back than it
-// answered, time is left and the last came back less than callerGap ago; a wait that ends with fewer than half of them
-// back is a miss, after which it skips 1, 2, 4, ... up to maxRejoinSkip
-// batches; a wait in which they all come back resets that.
+// answered, time is left and the last came back less than callerGap ago;
+// a wait that ends with fewer than half of them back, or at the limit
+// without all of them, is a miss, after which it skips 1, 2, 4, ... up to
+// maxRejoinSkip batches; a wait in which they all come back resets that.
 func TestRejoin(t *testing.T) {
 	const long, none = time.Hour, time.Duration(-1)
 	caller := func(epoch uint64) *entry { return &entry{w: &waiter{epoch: epoch}} }
@@ -81,10 +82,11 @@ func TestRejoin(t *testing.T) {
 	if r.keepWaiting(long, long) {
 		t.Fatal("waits with both back")
 	}
-	// Time is up with half back: not a miss, the next batch waits.
+	// The gap ends a wait with half back: not a miss, the next batch
+	// waits.
 	r.answered(2, 3)
 	r.joined(caller(3))
-	if r.keepWaiting(none, long) || r.skip != 0 {
+	if r.keepWaiting(long, none) || r.skip != 0 {
 		t.Fatalf("half back: skip %d, want 0", r.skip)
 	}
 	// Misses: the skips double up to maxRejoinSkip.
@@ -133,5 +135,31 @@ func TestRejoin(t *testing.T) {
 	r.answered(3, 201)
 	if r.keepWaiting(long, none) || r.skip != 1 {
 		t.Fatalf("gap over with nobody back: waits on, or skip %d, want 1 (a miss)", r.skip)
+	}
+
+	// A caller back extends the gap; an Info or an older Append does not.
+	const half = 500 * time.Millisecond
+	r = rejoin{}
+	r.answered(3, 300)
+	r.at = r.at.Add(-time.Second) // answered a second ago
+	r.last = r.at
+	r.joined(&entry{})
+	r.joined(caller(299))
+	if r.keepWaiting(long, half) {
+		t.Fatal("an Info or an older Append extended the gap")
+	}
+	r = rejoin{}
+	r.answered(3, 301)
+	r.at = r.at.Add(-time.Second)
+	r.last = r.at
+	r.joined(caller(301))
+	r.joined(caller(301))
+	if !r.keepWaiting(long, half) {
+		t.Fatal("a caller back did not extend the gap")
+	}
+	// Callers that keep coming until the limit, yet not all of them: a
+	// miss (new callers' Appends more than the answered coming back).
+	if r.keepWaiting(half, long) || r.skip != 1 {
+		t.Fatalf("limit reached with two of three back: waits on, or skip %d, want 1 (a miss)", r.skip)
 	}
 }
