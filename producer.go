@@ -447,7 +447,7 @@ func newProducerID() uint64 {
 // callerWait, and a caller that does not come back within callerGap of
 // the one before (it has work to do between calls) ends it; a wait that
 // reaches callerWait without all of them is a miss (keepWaiting). Against a
-// flat 50 µs this gave 64 and 256 callers 5 to 22 % more entries a
+// flat 50 µs this gave 64 and 256 callers 5 to 27 % more entries a
 // second and bigger batches, and 1 to 16 callers the same within the
 // noise (docs/benchmarks.md, "Issue 11, tenth round").
 //
