@@ -119,47 +119,40 @@ func TestRejoin(t *testing.T) {
 		t.Fatalf("after a success, a miss skips %d batches, want 1", r.skip)
 	}
 
+	// Three callers answered a second ago, then the entries given (each
+	// joined now), in a fresh rejoin.
+	const half = 500 * time.Millisecond
+	answeredAgo := func(epoch uint64, ents ...*entry) *rejoin {
+		r := &rejoin{}
+		r.answered(3, epoch)
+		r.at = r.at.Add(-time.Second)
+		r.last = r.at
+		for _, e := range ents {
+			r.joined(e)
+		}
+		return r
+	}
+
 	// The gap: with time left, a wait ends once nobody has come back for
 	// gap, since the answer or the last caller back; ended so with fewer
 	// than half back it is a miss like any other.
-	r = rejoin{}
-	r.answered(3, 200)
-	r.joined(caller(200))
-	r.joined(caller(200))
-	if !r.keepWaiting(long, long) {
-		t.Fatal("stopped waiting with two of three back and time left")
+	if g := answeredAgo(200, caller(200), caller(200)); g.keepWaiting(long, none) || g.skip != 0 {
+		t.Fatalf("gap over with two of three back: waits on, or skip %d, want 0", g.skip)
 	}
-	if r.keepWaiting(long, none) || r.skip != 0 {
-		t.Fatalf("gap over with two of three back: waits on, or skip %d, want 0", r.skip)
+	if g := answeredAgo(201); g.keepWaiting(long, none) || g.skip != 1 {
+		t.Fatalf("gap over with nobody back: waits on, or skip %d, want 1 (a miss)", g.skip)
 	}
-	r.answered(3, 201)
-	if r.keepWaiting(long, none) || r.skip != 1 {
-		t.Fatalf("gap over with nobody back: waits on, or skip %d, want 1 (a miss)", r.skip)
-	}
-
 	// A caller back extends the gap; an Info or an older Append does not.
-	const half = 500 * time.Millisecond
-	r = rejoin{}
-	r.answered(3, 300)
-	r.at = r.at.Add(-time.Second) // answered a second ago
-	r.last = r.at
-	r.joined(&entry{})
-	r.joined(caller(299))
-	if r.keepWaiting(long, half) {
+	if g := answeredAgo(300, &entry{}, caller(299)); g.keepWaiting(long, half) {
 		t.Fatal("an Info or an older Append extended the gap")
 	}
-	r = rejoin{}
-	r.answered(3, 301)
-	r.at = r.at.Add(-time.Second)
-	r.last = r.at
-	r.joined(caller(301))
-	r.joined(caller(301))
-	if !r.keepWaiting(long, half) {
+	g := answeredAgo(301, caller(301), caller(301))
+	if !g.keepWaiting(long, half) {
 		t.Fatal("a caller back did not extend the gap")
 	}
 	// Callers that keep coming until the limit, yet not all of them: a
 	// miss (new callers' Appends more than the answered coming back).
-	if r.keepWaiting(half, long) || r.skip != 1 {
-		t.Fatalf("limit reached with two of three back: waits on, or skip %d, want 1 (a miss)", r.skip)
+	if g.keepWaiting(half, long) || g.skip != 1 {
+		t.Fatalf("limit reached with two of three back: waits on, or skip %d, want 1 (a miss)", g.skip)
 	}
 }
