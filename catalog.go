@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -326,11 +324,13 @@ func (lx *Logx) DeleteStream(ctx context.Context, name string) error {
 
 // FeatureVersion is what this logx knows, as nodes tell each other in
 // Stats.Version: 2 is streams (the catalog, the stream preface), 3 the
-// cluster level (clusterlevel.go) and explicit truncation (truncate.go). Nodes of earlier versions skip the
+// cluster level (clusterlevel.go) and explicit truncation (truncate.go), 4
+// BLAKE3 checksums (sums.go). Nodes of earlier versions skip the
 // commands they do not know, so a stream is not created, nor a cluster
-// level set, while a voter says it does not know them (docs/guarantees.md,
+// level set, while a voter says it does not know them, and no node
+// writes BLAKE3 checksums while a member says so (docs/guarantees.md,
 // "Upgrades").
-const FeatureVersion = 3
+const FeatureVersion = 4
 
 // streamsFeature is the FeatureVersion that knows streams.
 const streamsFeature = 2
@@ -375,8 +375,7 @@ func (lx *Stream) votersKnow(voters []string, version int, what string) error {
 		st, _, err := lx.remoteStatus(ctx, v)
 		cancel()
 		if err != nil {
-			var dnsErr *net.DNSError
-			if down[v] || errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &dnsErr) {
+			if down[v] || peerDown(err) {
 				continue // down (nothing listens there, or no such name): see above
 			}
 			return fmt.Errorf("voter %s did not say which version it runs: %w", v, err)

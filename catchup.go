@@ -3,8 +3,6 @@ package logx
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +19,7 @@ import (
 
 // Catch-up: a node that missed entries Raft no longer holds receives the
 // leader's snapshot, a manifest of the files (name, first sequence number,
-// size and sha256 of each, as of the snapshot's index). Restore keeps the
+// size and checksum of each, as of the snapshot's index). Restore keeps the
 // local files that match, copies the missing byte ranges (the tails) from a
 // peer over the node's address, verifies every file against the manifest,
 // and resumes where it stopped if it is interrupted: files being copied are
@@ -32,7 +30,7 @@ import (
 // applies nothing meanwhile. A catch-up stops between chunks when the node
 // closes. The fetch protocol that copies the ranges is in fetch.go.
 
-// asyncHasher computes a sha256 on its own goroutine: Write hands a copy
+// asyncHasher computes a checksum on its own goroutine: Write hands a copy
 // of the bytes over, sum waits for the result. sum must be called once.
 type asyncHasher struct {
 	ch   chan []byte
@@ -42,13 +40,13 @@ type asyncHasher struct {
 
 const hashBufSize = 256 << 10
 
-func newAsyncHasher() *asyncHasher {
+func newAsyncHasher(kind store.Hash) *asyncHasher {
 	a := &asyncHasher{ch: make(chan []byte, 4), free: make(chan []byte, 5), out: make(chan []byte, 1)}
 	for range 5 {
 		a.free <- make([]byte, 0, hashBufSize)
 	}
 	go func() {
-		h := sha256.New()
+		h := kind.New()
 		for b := range a.ch {
 			h.Write(b)
 			a.free <- b[:0]
@@ -293,7 +291,8 @@ func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File)
 		}
 		// Hash the bytes kept, then the bytes fetched as they arrive, on
 		// another goroutine so hashing overlaps the copy.
-		h := newAsyncHasher()
+		kind, _ := mf.Sum()
+		h := newAsyncHasher(kind)
 		if _, err := copyContext(ctx, h, io.NewSectionReader(fh, 0, have)); err != nil {
 			h.sum()
 			return copied, err
@@ -315,7 +314,7 @@ func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File)
 			}
 			copied += mf.Size - have
 		}
-		if hex.EncodeToString(h.sum()) == mf.SHA256 {
+		if mf.Matches(h.sum(), mf.Size) {
 			break
 		}
 		if attempt > 0 {
@@ -350,11 +349,11 @@ func (f *fsm) keepCompressed(ctx context.Context, namer store.Names, mf store.Fi
 	_, perr := os.Stat(filepath.Join(f.dir, mf.Name))
 	_, serr := os.Stat(staging)
 	if perr != nil && serr != nil {
-		sum, size, err := segmentSHA256(ctx, zpath, f.compresses())
+		sum, size, err := segmentSum(ctx, zpath, mf, f.compresses())
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}
-		if err == nil && sum == mf.SHA256 && size == mf.Size {
+		if err == nil && mf.Matches(sum, size) {
 			return true, nil
 		}
 		f.logf("logx: catch-up: %s does not hold the snapshot's bytes (%v); copying it whole", mf.Name+store.CompressedExt, err)

@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/logx-dev/logx/internal/store"
 	"github.com/stretchr/testify/require"
+	"github.com/zeebo/blake3"
 )
 
 // logAppend logs n entries with Append from every running node.
@@ -96,12 +97,7 @@ func TestCatchUpWipedDir(t *testing.T) {
 	c := catchUpCluster(t)
 	c.logAppend("before", 200)
 	c.snapshotAll()
-	c.stop(2)
-	require.NoError(t, os.RemoveAll(c.cfgs[2].Dir))
-	c.logAppend("while-down", 100)
-	c.snapshotAll()
-	c.start(2)
-	c.waitReady()
+	c.wipeAndRestart(2, 100)
 	c.logAppend("after", 20)
 	c.flushAll()
 	total := uint64(3*200 + 2*100 + 3*20)
@@ -117,6 +113,19 @@ func TestCatchUpWipedDir(t *testing.T) {
 	require.Equal(t, st.CatchUpBytes, st.CatchUpDone)
 	require.Equal(t, uint64(st.CatchUpBytes), st.FetchedBytes)
 	require.Positive(t, st.CatchUpDuration)
+}
+
+// wipeAndRestart stops node i, removes its Dir, logs n entries from each
+// other node, has them compact their Raft logs, and starts node i again:
+// it must catch up from a snapshot.
+func (c *testCluster) wipeAndRestart(i, n int) {
+	c.t.Helper()
+	c.stop(i)
+	require.NoError(c.t, os.RemoveAll(c.cfgs[i].Dir))
+	c.logAppend("while-down", n)
+	c.snapshotAll()
+	c.start(i)
+	c.waitReady()
 }
 
 // dirFetcher serves ranges from another fsm's files, optionally failing
@@ -241,24 +250,30 @@ func (f fetcherFunc) fetch(ctx context.Context, first uint64, off, n int64, w io
 	return f(ctx, first, off, n, w, attempt)
 }
 
-// TestAsyncHasher: the hash computed on the side equals sha256 of the bytes,
-// whatever the write sizes.
+// TestAsyncHasher: the hash computed on the side equals sha256 or BLAKE3 of
+// the bytes, whatever the write sizes.
 func TestAsyncHasher(t *testing.T) {
 	data := make([]byte, 3*hashBufSize+12345)
 	for i := range data {
 		data[i] = byte(i * 7)
 	}
-	want := sha256.Sum256(data)
-	for _, step := range []int{1, 4096, hashBufSize, hashBufSize + 1, len(data)} {
-		h := newAsyncHasher()
-		for off := 0; off < len(data); off += step {
-			n, err := h.Write(data[off:min(off+step, len(data))])
-			require.NoError(t, err)
-			require.Equal(t, min(step, len(data)-off), n)
+	s, b := sha256.Sum256(data), blake3.Sum256(data)
+	for _, c := range []struct {
+		kind store.Hash
+		want []byte
+	}{{store.SHA256, s[:]}, {store.BLAKE3, b[:]}} {
+		for _, step := range []int{1, 4096, hashBufSize, hashBufSize + 1, len(data)} {
+			h := newAsyncHasher(c.kind)
+			for off := 0; off < len(data); off += step {
+				n, err := h.Write(data[off:min(off+step, len(data))])
+				require.NoError(t, err)
+				require.Equal(t, min(step, len(data)-off), n)
+			}
+			require.Equal(t, c.want, h.sum(), "%v, step %d", c.kind, step)
 		}
-		require.Equal(t, want[:], h.sum(), "step %d", step)
 	}
-	require.Equal(t, sha256.New().Sum(nil), newAsyncHasher().sum(), "no bytes")
+	require.Equal(t, sha256.New().Sum(nil), newAsyncHasher(store.SHA256).sum(), "no bytes")
+	require.Equal(t, blake3.New().Sum(nil), newAsyncHasher(store.BLAKE3).sum(), "no bytes")
 }
 
 // TestManifestNamesArePaths: a snapshot whose file names are not the ones

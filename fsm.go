@@ -84,6 +84,7 @@ type fsm struct {
 	progress    catchUpProgress
 	bg          background                   // a catch-up finishing in the background (catchup.go)
 	segPtr      atomic.Pointer[store.Writer] // seg, for the fetch server
+	nextSum     atomic.Uint32                // store.Hash of the files started next (sums.go)
 	mu          sync.Mutex
 	notify      chan struct{} // closed and replaced after every apply
 	failedMu    sync.Mutex
@@ -334,6 +335,9 @@ func (f *fsm) compresses() bool { return f.onRotated != nil }
 // is one) and opens them for writing, the active file named file.
 func (f *fsm) openFiles(st store.State, file string, rot store.Rotation, known bool) (*store.Writer, error) {
 	w, err := store.Open(f.dir, file, rot, st, known, stateFile, f.storeHooks())
+	if err == nil {
+		w.SetNextSum(store.Hash(f.nextSum.Load()))
+	}
 	if err == nil && f.compresses() { // its compressor reads the sealed files (compress.go)
 		w.KeepRotated()
 	}

@@ -416,6 +416,7 @@ func FuzzManifest(f *testing.F) {
 	f.Add([]byte(`{"index":9,"seq":0,"files":[]}`))
 	f.Add([]byte(`{"files":[{"first":5,"size":-1,"sha256":"zz"}]}`))
 	f.Add([]byte(`{"seq":3,"files":[{"first":2,"size":1,"sha256":"` + h + `"},{"first":2,"size":1,"sha256":"` + h + `"}]}`))
+	f.Add([]byte(`{"index":9,"seq":20,"files":[{"name":"app-00000000000000000001.log","first":1,"size":10,"sha256":"","blake3":"` + h + `"},{"name":"app.log","first":11,"size":0,"sha256":"` + h + `","blake3":"` + h + `"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := readManifest(bytes.NewReader(data), func(*manifest) string { return "app.log" })
 		if err != nil {
@@ -432,7 +433,10 @@ func FuzzManifest(f *testing.F) {
 				require.Equal(t, "app.log", mf.Name)
 			}
 			require.GreaterOrEqual(t, mf.Size, int64(0))
-			require.Len(t, mf.SHA256, 64)
+			require.NoError(t, mf.CheckSum())
+			_, sum := mf.Sum()
+			require.Len(t, sum, 64)
+			require.True(t, mf.SHA256 == "" || mf.BLAKE3 == "", "both checksums")
 			if i > 0 {
 				require.Greater(t, mf.First, m.Files[i-1].First)
 			}

@@ -58,6 +58,12 @@ type seams struct {
 	// error from it fails that write (a full disk).
 	diskFault func() error
 
+	// version is the FeatureVersion the node reports, and acts on, when
+	// not 0 (an older node, in-process); faster is the hash it would
+	// rather use when not nil (store.Faster otherwise), sums.go.
+	version int
+	faster  *store.Hash
+
 	// fetchHook is called with the fetch's context before every chunk a
 	// catch-up fetches from a peer; an error from it fails the fetch (a
 	// test makes it block until the context ends: a slow peer).

@@ -782,6 +782,8 @@ func TestHostilePeer(t *testing.T) {
 			{"files out of order", two(file("app-00000000000000000011.log", 11), file("app.log", 1)), "out of order"},
 			{"negative size", `{"index":9,"seq":20,"files":[{"name":"app.log","first":1,"size":-1,"sha256":"` + h + `"}]}`, "has size -1"},
 			{"no sha256", `{"index":9,"seq":20,"files":[{"name":"app.log","first":1,"size":1,"sha256":"../x"}]}`, "no valid sha256"},
+			{"no valid blake3", `{"index":9,"seq":20,"files":[{"name":"app.log","first":1,"size":1,"sha256":"","blake3":"` + h[2:] + `"}]}`, "no valid blake3"},
+			{"two checksums", `{"index":9,"seq":20,"files":[{"name":"app.log","first":1,"size":1,"sha256":"` + h + `","blake3":"` + h + `"}]}`, "both a sha256 and a blake3"},
 			{"active file past seq", `{"index":9,"seq":20,"files":[` + file("app.log", 1<<62) + `]}`, "starts after its sequence number"},
 			{"first 2^64-1", two(file("app-18446744073709551615.log", math.MaxUint64), file("app.log", 11)), "out of order"},
 			{"producers over the bound", `{"index":9,"seq":20,"producers":{` + producers(maxProducers+1) + `},"files":[` + file("app.log", 1) + `]}`, "16385 producers"},

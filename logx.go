@@ -118,6 +118,9 @@ type node struct {
 	wake    chan struct{}    // has an item when events has
 
 	cooldown map[string]time.Time // balance.go: tend's only
+	// sumsKnown are the members that said they know BLAKE3 checksums
+	// (sums.go): tend's only.
+	sumsKnown map[string]bool
 	// rounds counts balanceOnce's calls, handedTo the handovers it tried
 	// by target (under mu; for tests).
 	rounds   atomic.Uint64
@@ -163,7 +166,7 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 		}
 	}
 	n := &node{cfg: cfg.withDefaults(), seams: sm, tlsFiles: tf, byName: map[string]*Stream{}, openErr: map[string]error{}, changed: make(chan struct{}), wake: make(chan struct{}, 1),
-		cooldown: map[string]time.Time{}, handedTo: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+		cooldown: map[string]time.Time{}, sumsKnown: map[string]bool{}, handedTo: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
 	if n.lock, err = lockDir(cfg.Dir); err != nil {
 		return nil, err
 	}
@@ -386,6 +389,7 @@ func (n *node) tend() {
 	fast := time.NewTicker(n.cfg.ElectionTimeout / 4)
 	defer fast.Stop()
 	declared := fast.C
+	n.chooseSums()
 	for {
 		select {
 		case <-n.stop:
@@ -424,6 +428,7 @@ func (n *node) tend() {
 				s.checkIdle(now)
 			}
 			n.balanceOnce()
+			n.chooseSums()
 		}
 	}
 }

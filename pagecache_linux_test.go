@@ -115,7 +115,7 @@ func TestCopiesKeptForCompressor(t *testing.T) {
 	}
 }
 
-// TestCheckDropsPages: segmentSHA256, the start's check of a file, drops
+// TestCheckDropsPages: segmentSum, the start's check of a file, drops
 // the file's pages, except a plain file's on a node that compresses.
 func TestCheckDropsPages(t *testing.T) {
 	dir := t.TempDir()
@@ -135,7 +135,7 @@ func TestCheckDropsPages(t *testing.T) {
 	require.NoError(t, err)
 	src, err := os.Open(plain)
 	require.NoError(t, err)
-	_, _, err = store.Compress(z, src, func() error { return nil })
+	_, _, err = store.Compress(z, src, store.SHA256, func() error { return nil })
 	require.NoError(t, err)
 	require.NoError(t, src.Close())
 	require.NoError(t, z.Sync())
@@ -157,7 +157,7 @@ func TestCheckDropsPages(t *testing.T) {
 		{z.Name(), true, false}, // compressed: nobody reads it next
 	} {
 		require.Positive(t, cached(c.path))
-		_, _, err := segmentSHA256(context.Background(), c.path, c.keepPlain)
+		_, _, err := segmentSum(context.Background(), c.path, store.File{}, c.keepPlain)
 		require.NoError(t, err)
 		n, pages := pagecachetest.Cached(t, c.path)
 		want := 0

@@ -2,8 +2,6 @@ package logx
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +14,8 @@ import (
 )
 
 // Rotated files never change once written, and the checkpoint records each
-// one's size and sha256 (of its plain bytes, when it is kept compressed). At start a node checks them in the background; a
+// one's size and checksum (of its plain bytes, when it is kept compressed;
+// a sha256 or a BLAKE3, as the file names). At start a node checks them in the background; a
 // file whose bytes no longer match (a bad disk, a stray write) is copied
 // again from a peer, which holds the same file, verified against the same
 // checksum, and put in place of the damaged one.
@@ -31,18 +30,19 @@ func (lx *Stream) scrub(files []store.File) {
 			return
 		default:
 		}
-		sum, size, err := segmentSHA256(lx.closingCtx, filepath.Join(lx.cfg.Dir, fs.Name), lx.fsm.compresses())
+		sum, size, err := segmentSum(lx.closingCtx, filepath.Join(lx.cfg.Dir, fs.Name), fs, lx.fsm.compresses())
 		if errors.Is(err, os.ErrNotExist) {
 			continue // retired by retention meanwhile
 		}
 		if lx.closingCtx.Err() != nil {
 			return
 		}
-		if err == nil && sum == fs.SHA256 && size == fs.Size {
+		if err == nil && fs.Matches(sum, size) {
 			continue
 		}
 		if err == nil {
-			err = fmt.Errorf("%d bytes with sha256 %s, the checkpoint says %d bytes with %s", size, sum, fs.Size, fs.SHA256)
+			kind, want := fs.Sum()
+			err = fmt.Errorf("%d bytes with %s %x, the checkpoint says %d bytes with %s", size, kind, sum, fs.Size, want)
 		}
 		lx.logf("logx: %s is damaged (%v); copying it again from a peer", fs.Name, err)
 		lx.stats.damaged.Add(1)
@@ -83,7 +83,8 @@ func (f *fsm) repair(ctx context.Context, fs store.File) error {
 		if err != nil {
 			return err
 		}
-		h := sha256.New()
+		kind, _ := fs.Sum()
+		h := kind.New()
 		err = f.fetcher.fetch(ctx, fs.First, 0, fs.Size, io.MultiWriter(fh, h), attempt)
 		if err == nil {
 			err = fh.Sync()
@@ -94,7 +95,7 @@ func (f *fsm) repair(ctx context.Context, fs store.File) error {
 		if cerr := fh.Close(); err == nil {
 			err = cerr
 		}
-		if err == nil && hex.EncodeToString(h.Sum(nil)) != fs.SHA256 {
+		if err == nil && !fs.Matches(h.Sum(nil), fs.Size) {
 			err = errors.New("the copy does not match the checksum either")
 		}
 		if err == nil {
@@ -139,21 +140,22 @@ func (f *fsm) dropCopy(fh *os.File) {
 	}
 }
 
-// segmentSHA256 returns the hex sha256 and size of the plain bytes of the
-// log file at path, compressed or not; it gives up once ctx ends. It
+// segmentSum returns the checksum (with the hash fs names) and size of the
+// plain bytes of the log file at path, compressed or not; it gives up once ctx ends. It
 // reads the file once, to check it, and then drops its pages from the page
 // cache, so that a node's check of its rotated files at start does not take
 // the page cache over; with keepPlain (a node that compresses) a plain
 // file stays cached, since its compressor reads it next.
-func segmentSHA256(ctx context.Context, path string, keepPlain bool) (string, int64, error) {
+func segmentSum(ctx context.Context, path string, fs store.File, keepPlain bool) ([]byte, int64, error) {
 	seg, err := store.OpenSegment(path)
 	if err != nil {
-		return "", 0, err
+		return nil, 0, err
 	}
 	defer seg.Close()
-	sum, n, err := seg.SHA256(ctx.Err)
+	kind, _ := fs.Sum()
+	sum, n, err := seg.Sum(kind, ctx.Err)
 	if !keepPlain || seg.Compressed() {
 		seg.DropPages()
 	}
-	return hex.EncodeToString(sum), n, err
+	return sum, n, err
 }

@@ -2,12 +2,10 @@ package logx
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 
 	"github.com/hashicorp/raft"
 	"github.com/logx-dev/logx/internal/store"
@@ -90,8 +88,8 @@ func (k *checkedSink) Close() error {
 }
 
 // manifest is the snapshot: small, it describes the files rather than
-// holding them: each file's name, first sequence number, size and sha256 as
-// of Index. The active file is last.
+// holding them: each file's name, first sequence number, size and checksum
+// (a sha256 or a BLAKE3, store.File.Sum) as of Index. The active file is last.
 type manifest struct {
 	Index     uint64                    `json:"index"`
 	Seq       uint64                    `json:"seq"`
@@ -111,7 +109,7 @@ type manifest struct {
 
 // readManifest decodes a snapshot and checks that it describes files this
 // node can assemble: at least one, numbered upwards from 1, of sizes that
-// are not negative, each with a sha256, and each named exactly as its
+// are not negative, each with one valid checksum, and each named exactly as its
 // numbers say (file is the active file's name): names are used as paths,
 // so a name like "../x" must never pass.
 func readManifest(r io.Reader, file func(*manifest) string) (*manifest, error) {
@@ -144,8 +142,8 @@ func readManifest(r io.Reader, file func(*manifest) string) (*manifest, error) {
 			return nil, fmt.Errorf("logx: snapshot: file %d starts at sequence %d, out of order", i, mf.First)
 		case mf.Size < 0:
 			return nil, fmt.Errorf("logx: snapshot: file %d has size %d", i, mf.Size)
-		case len(mf.SHA256) != 2*sha256.Size || strings.Trim(mf.SHA256, "0123456789abcdef") != "":
-			return nil, fmt.Errorf("logx: snapshot: file %d has no valid sha256", i)
+		case mf.CheckSum() != nil:
+			return nil, fmt.Errorf("logx: snapshot: file %d has %v", i, mf.CheckSum())
 		case mf.Name != want:
 			return nil, fmt.Errorf("logx: snapshot: file %d is named %q where its numbers give %q (is File the same on every node?)", i, mf.Name, want)
 		}

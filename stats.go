@@ -1,6 +1,10 @@
 package logx
 
-import "time"
+import (
+	"time"
+
+	"github.com/logx-dev/logx/internal/store"
+)
 
 // Stats is a snapshot of a stream's state and counters on a node.
 type Stats struct {
@@ -25,6 +29,10 @@ type Stats struct {
 	// TruncatedBefore is the truncation point this node applied
 	// (TruncateBefore), 0 if none.
 	TruncatedBefore uint64 `json:"truncated_before,omitempty"`
+	// Checksum is the hash of the checksums of the files this node starts
+	// next, "sha256" or "blake3" (docs/guarantees.md, "Checksums"); ""
+	// from a node older than BLAKE3 checksums.
+	Checksum string `json:"checksum,omitempty"`
 
 	CommitIndex  uint64 `json:"commit_index"`  // Raft commit index known here
 	AppliedIndex uint64 `json:"applied_index"` // Raft index the files hold
@@ -125,7 +133,8 @@ func (lx *Stream) Stats() Stats {
 	s := Stats{
 		ClusterLevel:     clusterLevel,
 		TruncatedBefore:  lx.fsm.truncated.Load(),
-		Version:          FeatureVersion,
+		Checksum:         store.Hash(lx.fsm.nextSum.Load()).String(),
+		Version:          lx.seams.featureVersion(),
 		NodeID:           lx.cfg.NodeID,
 		Stream:           lx.name,
 		Idle:             lx.idle.Load(),

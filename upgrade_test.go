@@ -11,15 +11,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logx-dev/logx/internal/store"
 	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
 // Versions a cluster may be upgraded from, one node at a time: the first
-// complete release and the main that streams (issue 12) started from.
-var upgradeFrom = []struct{ name, commit string }{
-	{"v0.1.0", "7fdb7d4"},
-	{"pre-streams", "2f686b5"},
+// complete release, the main that streams (issue 12) started from and the
+// main before BLAKE3 checksums, with the FeatureVersion each reports (0:
+// none).
+var upgradeFrom = []struct {
+	name, commit string
+	features     int
+}{
+	{"v0.1.0", "7fdb7d4", 0},
+	{"pre-streams", "2f686b5", 0},
+	{"pre-checksums", "97cba0e", 3},
 }
 
 // buildVersion builds the test binary of this package at commit (its node
@@ -78,6 +85,16 @@ func TestRollingUpgrade(t *testing.T) {
 				c.waitStatus(i, "upgraded and logging", func(s procStatus) bool { return s.seq > before+300 })
 				t.Logf("n%d runs this version", i+1)
 				if i < 2 {
+					// Mixed: the upgraded nodes keep sha256 checksums,
+					// which the older nodes can check (sums.go).
+					for j := 0; j <= i; j++ {
+						st, err := QueryStatus(t.Context(), c.addrs[j])
+						require.NoError(t, err)
+						require.Equal(t, "sha256", st.Checksum, "n%d while n%d runs %s", j+1, 3, v.name)
+					}
+					if v.features >= clusterCmdsFeature {
+						continue // it knows streams and cluster levels
+					}
 					// Mixed: a stream, which the older nodes would skip,
 					// is refused, whichever node leads.
 					err := createStreamVia(t, c.addrs, "audit")
@@ -104,6 +121,13 @@ func TestRollingUpgrade(t *testing.T) {
 					all, err := QueryStreams(t.Context(), a, nil)
 					return err == nil && len(all) == 2
 				}, 30*time.Second, 50*time.Millisecond, "%s does not hold the new stream", a)
+			}
+			// Every node upgraded: each goes over to the faster hash.
+			for _, a := range c.addrs {
+				require.Eventually(t, func() bool {
+					st, err := QueryStatus(t.Context(), a)
+					return err == nil && st.Checksum == store.Faster().String()
+				}, 30*time.Second, 50*time.Millisecond, "%s does not name %v checksums", a, store.Faster())
 			}
 			n, acked := c.finish()
 			t.Logf("upgraded from %s (%s): %d entries, %d acknowledged, identical", v.name, v.commit, n, acked)

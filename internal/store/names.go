@@ -17,13 +17,15 @@ import (
 var ErrCorrupt = errors.New("logx: corrupt data directory")
 
 // File describes a log file: its first sequence number, size and the
-// sha256 of its bytes. It is part of the checkpoint and of the snapshot
-// manifest, both JSON: its field names are a file format.
+// checksum of its bytes, a sha256 or a BLAKE3 (Sum, sum.go). It is part of
+// the checkpoint and of the snapshot manifest, both JSON: its field names
+// are a file format.
 type File struct {
 	Name   string `json:"name"`
 	First  uint64 `json:"first"`
 	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
+	SHA256 string `json:"sha256"`           // empty when BLAKE3 is set
+	BLAKE3 string `json:"blake3,omitempty"` // since FeatureVersion 4
 	Newest int64  `json:"newest,omitempty"` // line clock of its newest line; 0: none
 
 	// MinTime and MaxTime are the earliest and latest time of its lines

@@ -3,9 +3,7 @@ package store
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -96,15 +94,15 @@ var decoder = sync.OnceValue(func() *zstd.Decoder {
 var ErrLineTooLong = errors.New("logx: a line is too long to compress")
 
 // Compress writes the compressed form of the plain bytes read from src to
-// dst and returns their sha256 and size. It calls stop between frames and
-// gives up with its error.
-func Compress(dst io.Writer, src io.Reader, stop func() error) (sum []byte, size int64, err error) {
-	return compressFrames(dst, src, stop, FrameSize)
+// dst and returns their checksum (with sum) and size. It calls stop
+// between frames and gives up with its error.
+func Compress(dst io.Writer, src io.Reader, sum Hash, stop func() error) ([]byte, int64, error) {
+	return compressFrames(dst, src, sum, stop, FrameSize)
 }
 
 // compressFrames is Compress with frames of about frameSize bytes.
-func compressFrames(dst io.Writer, src io.Reader, stop func() error, frameSize int) (sum []byte, size int64, err error) {
-	h := sha256.New()
+func compressFrames(dst io.Writer, src io.Reader, sum Hash, stop func() error, frameSize int) (_ []byte, size int64, err error) {
+	h := sum.New()
 	var table []byte
 	var out []byte
 	buf := make([]byte, 0, 2*frameSize)
@@ -288,10 +286,10 @@ func (s *Segment) Close() error { return s.f.Close() }
 // is expected to read again soon.
 func (s *Segment) DropPages() { pagecache.Drop(s.f, 0) }
 
-// SHA256 returns the sha256 and size of the file's plain bytes, calling
-// stop every MiB or so and giving up with its error.
-func (s *Segment) SHA256(stop func() error) ([]byte, int64, error) {
-	h := sha256.New()
+// Sum returns the checksum (with sum) and size of the file's plain bytes,
+// calling stop every MiB or so and giving up with its error.
+func (s *Segment) Sum(sum Hash, stop func() error) ([]byte, int64, error) {
+	h := sum.New()
 	n, err := s.copyTo(h, stop)
 	if err != nil {
 		return nil, n, err
@@ -356,16 +354,17 @@ func CompressFile(dir string, fs File, lock sync.Locker, stop func() error) (sav
 	}
 	defer out.Close()
 	w := bufio.NewWriterSize(out, 1<<20)
-	sum, size, err := Compress(w, src, stop)
+	kind, want := fs.Sum()
+	sum, size, err := Compress(w, src, kind, stop)
 	if err == nil {
 		err = w.Flush()
 	}
 	if err != nil {
 		return 0, err
 	}
-	if hex.EncodeToString(sum) != fs.SHA256 || size != fs.Size {
-		return 0, fmt.Errorf("%w: %s has %d bytes with sha256 %x, the checkpoint says %d with %s; left as it is",
-			ErrCorrupt, fs.Name, size, sum, fs.Size, fs.SHA256)
+	if !fs.Matches(sum, size) {
+		return 0, fmt.Errorf("%w: %s has %d bytes with %s %x, the checkpoint says %d with %s; left as it is",
+			ErrCorrupt, fs.Name, size, kind, sum, fs.Size, want)
 	}
 	if err := out.Sync(); err != nil {
 		return 0, err
@@ -375,7 +374,7 @@ func CompressFile(dir string, fs File, lock sync.Locker, stop func() error) (sav
 	if err != nil {
 		return 0, err
 	}
-	back, n, err := seg.SHA256(stop)
+	back, n, err := seg.Sum(kind, stop)
 	if err != nil {
 		return 0, err
 	}

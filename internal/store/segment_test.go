@@ -39,7 +39,7 @@ func logLines(seed uint64, size int, long bool) []byte {
 func compress(t testing.TB, plain []byte) []byte {
 	t.Helper()
 	var out bytes.Buffer
-	sum, n, err := Compress(&out, bytes.NewReader(plain), func() error { return nil })
+	sum, n, err := Compress(&out, bytes.NewReader(plain), SHA256, func() error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestSegmentReadsAnyOffset(t *testing.T) {
 	if b, _ := io.ReadAll(rd); !bytes.Equal(b, plain[100:5100]) {
 		t.Fatal("Range gave other bytes")
 	}
-	sum, n, err := seg.SHA256(func() error { return nil })
+	sum, n, err := seg.Sum(SHA256, func() error { return nil })
 	if want := sha256.Sum256(plain); err != nil || !bytes.Equal(sum, want[:]) || n != int64(len(plain)) {
 		t.Fatalf("SHA256: %x %d %v", sum, n, err)
 	}
@@ -173,7 +173,7 @@ func TestSegmentCorrupt(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: open: %v", c.name, err)
 		}
-		_, _, err = seg.SHA256(func() error { return nil })
+		_, _, err = seg.Sum(SHA256, func() error { return nil })
 		seg.Close()
 		if !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("%s: read: %v", c.name, err)
@@ -354,7 +354,7 @@ func TestCompressedLifecycle(t *testing.T) {
 // never a panic, a hang, or an allocation beyond the file's bounds.
 func FuzzSegment(f *testing.F) {
 	var small bytes.Buffer // several frames, in few bytes
-	if _, _, err := compressFrames(&small, bytes.NewReader(logLines(5, 3000, false)), func() error { return nil }, 1000); err != nil {
+	if _, _, err := compressFrames(&small, bytes.NewReader(logLines(5, 3000, false)), SHA256, func() error { return nil }, 1000); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(small.Bytes())
@@ -382,7 +382,7 @@ func FuzzSegment(f *testing.F) {
 		if !seg.Compressed() && size != int64(len(b)) {
 			t.Fatalf("plain size %d of %d bytes", size, len(b))
 		}
-		_, n, err := seg.SHA256(func() error { return nil })
+		_, n, err := seg.Sum(SHA256, func() error { return nil })
 		if err == nil && n != size {
 			t.Fatalf("read %d of %d bytes", n, size)
 		}
@@ -443,7 +443,7 @@ func BenchmarkCompress(b *testing.B) {
 	var out bytes.Buffer
 	for b.Loop() {
 		out.Reset()
-		if _, _, err := Compress(&out, bytes.NewReader(plain), func() error { return nil }); err != nil {
+		if _, _, err := Compress(&out, bytes.NewReader(plain), SHA256, func() error { return nil }); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -464,7 +464,7 @@ func BenchmarkSegmentRead(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, _, err := seg.SHA256(func() error { return nil }); err != nil {
+		if _, _, err := seg.Sum(SHA256, func() error { return nil }); err != nil {
 			b.Fatal(err)
 		}
 		seg.Close()
@@ -486,7 +486,7 @@ func BenchmarkEncoderChoices(b *testing.B) {
 			var out bytes.Buffer
 			for b.Loop() {
 				out.Reset()
-				if _, _, err := compressFrames(&out, bytes.NewReader(plain), func() error { return nil }, fs); err != nil {
+				if _, _, err := compressFrames(&out, bytes.NewReader(plain), SHA256, func() error { return nil }, fs); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -54,27 +54,28 @@ func listDir(t *testing.T, dir string) []string {
 	return out
 }
 
-// sums checks that every file Files describes has the size and sha256 it
-// says.
+// sums checks that every file Files describes has the size and checksum
+// it says, and names exactly one checksum.
 func sums(t *testing.T, dir string, files []File) {
 	t.Helper()
 	for _, f := range files {
-		sum, size, err := plainSHA256(filepath.Join(dir, f.Name))
-		if err != nil || sum != f.SHA256 || size != f.Size {
-			t.Fatalf("%s: %d bytes %s (%v); described as %d bytes %s", f.Name, size, sum, err, f.Size, f.SHA256)
+		kind, want := f.Sum()
+		sum, size, err := plainSum(filepath.Join(dir, f.Name), kind)
+		if err != nil || sum != want || size != f.Size || f.CheckSum() != nil {
+			t.Fatalf("%s: %d bytes %s %s (%v); described as %d bytes %+v", f.Name, size, kind, sum, err, f.Size, f)
 		}
 	}
 }
 
-// plainSHA256 is the hex sha256 and size of the plain bytes of the log
-// file at path, in either form.
-func plainSHA256(path string) (string, int64, error) {
+// plainSum is the hex checksum (with h) and size of the plain bytes of
+// the log file at path, in either form.
+func plainSum(path string, h Hash) (string, int64, error) {
 	seg, err := OpenSegment(path)
 	if err != nil {
 		return "", 0, err
 	}
 	defer seg.Close()
-	sum, n, err := seg.SHA256(func() error { return nil })
+	sum, n, err := seg.Sum(h, func() error { return nil })
 	return hex.EncodeToString(sum), n, err
 }
 

@@ -1,8 +1,6 @@
 package store
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -67,8 +65,13 @@ type Writer struct {
 	size    int64
 	newest  int64     // entry clock of the active file's newest line
 	buf     []byte    // lines not yet written
-	hash    hash.Hash // sha256 of the active file's bytes
+	sum     Hash      // the hash the active file names
+	hash    hash.Hash // sum of the active file's bytes
 	rotated []File    // rotated files, oldest first
+
+	// nextSum is the hash the next active file will name (SetNextSum);
+	// the active file keeps the one it started with.
+	nextSum atomic.Uint32
 
 	// minTime and maxTime are the range of the active file's line times
 	// (LineTime); timesKnown is false while it holds lines from before a
@@ -98,7 +101,7 @@ type Writer struct {
 // checkpoint in errors.
 func Open(dir, name string, rot Rotation, st State, known bool, stateFile string, hooks Hooks) (*Writer, error) {
 	w := &Writer{names: NewNames(name), dir: dir, rot: rot, hooks: hooks, first: st.ActiveFirst, size: st.ActiveSize,
-		newest: st.ActiveNewest, hash: sha256.New(), rotated: slices.Clone(st.Rotated),
+		newest: st.ActiveNewest, sum: SHA256, hash: SHA256.New(), rotated: slices.Clone(st.Rotated),
 		minTime: st.ActiveMinTime, maxTime: st.ActiveMaxTime, timesKnown: st.ActiveMinTime != 0 || st.ActiveMaxTime != 0,
 		synced: st.ActiveSize}
 	w.activeFirst.Store(w.first)
@@ -212,6 +215,9 @@ func (w *Writer) Add(seq uint64, line []byte, clock, unixNano int64) error {
 		}
 	}
 	if w.size == 0 {
+		if next := Hash(w.nextSum.Load()); next != w.sum { // nothing hashed yet
+			w.sum, w.hash = next, next.New()
+		}
 		w.first = seq
 		w.activeFirst.Store(seq)
 		w.newest = 0
@@ -262,7 +268,8 @@ func (w *Writer) Flush() error {
 
 // Active describes the active file as written so far (after Flush).
 func (w *Writer) Active() File {
-	fs := File{Name: w.names.name, First: w.first, Size: w.size, SHA256: hex.EncodeToString(w.hash.Sum(nil)), Newest: w.newest}
+	fs := File{Name: w.names.name, First: w.first, Size: w.size, Newest: w.newest}
+	fs.SetSum(w.sum, w.hash.Sum(nil))
 	fs.MinTime, fs.MaxTime = w.timeRange()
 	return fs
 }
@@ -298,6 +305,12 @@ func (w *Writer) Rotations() uint64 { return w.rotations }
 // SetRotation changes when the active file rotates (the cluster's settings
 // became known).
 func (w *Writer) SetRotation(r Rotation) { w.rot = r }
+
+// SetNextSum has the files the Writer starts from now on name h: from
+// the first line of an empty active file, so the active file keeps the
+// hash it started with. Any goroutine may call it; a Writer starts with
+// SHA256.
+func (w *Writer) SetNextSum(h Hash) { w.nextSum.Store(uint32(h)) }
 
 // KeepRotated leaves the active file in the page cache, also once a
 // rotation seals it, for a compressor to read (CompressFile drops its

@@ -1,0 +1,143 @@
+package logx
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/logx-dev/logx/internal/store"
+	"github.com/stretchr/testify/require"
+)
+
+// checkpointSums returns the rotated files dir's checkpoint lists, each
+// checked against its bytes with the hash it names.
+func checkpointSums(t *testing.T, dir string) []store.File {
+	t.Helper()
+	st, ok, err := readState(dir)
+	require.NoError(t, err)
+	require.True(t, ok, "%s has no checkpoint", dir)
+	for _, fs := range st.Rotated {
+		sum, size, err := segmentSum(t.Context(), filepath.Join(dir, fs.Name), fs, false)
+		require.NoError(t, err, fs.Name)
+		require.NoError(t, fs.CheckSum(), fs.Name)
+		require.True(t, fs.Matches(sum, size), "%s: %d bytes %x, the checkpoint says %+v", fs.Name, size, sum, fs)
+	}
+	return st.Rotated
+}
+
+// sumsOf says which hash each file names.
+func sumsOf(files []store.File) []store.Hash {
+	var out []store.Hash
+	for _, fs := range files {
+		h, _ := fs.Sum()
+		out = append(out, h)
+	}
+	return out
+}
+
+// awaitChecksum waits until node i has chosen its hash in a balance round
+// begun after this call, and requires it to be want.
+func (c *testCluster) awaitChecksum(i int, want string) {
+	c.t.Helper()
+	n := c.nodes[i].node
+	from := n.rounds.Load()
+	// tend's round that follows from+1 began after chooseSums of the one
+	// counted as from+1 ended.
+	require.True(c.t, waitFor(20*time.Second, func() bool { return n.rounds.Load() >= from+2 }), "no balance round")
+	require.Equal(c.t, want, c.nodes[i].Stats().Checksum, "node %d", i+1)
+}
+
+// TestChecksums: with an older node in the cluster every node names
+// sha256 checksums; once it is upgraded the files each node starts name
+// BLAKE3, the active file keeping its sha256; every checksum checks
+// against the bytes; a node whose Dir was wiped catches up from a manifest
+// naming both; a damaged BLAKE3 file is found and repaired at start; and
+// the files stay identical throughout.
+func TestChecksums(t *testing.T) {
+	blake := store.BLAKE3
+	k := 0
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		cfg.MaxSize = 16 << 10
+		cfg.TrailingLogs = 8
+		cfg.SnapshotThreshold = 1 << 20           // snapshots only when the test asks
+		cfg.CheckpointInterval = time.Millisecond // checkpoints list the files soon
+		sm.walSegmentSize = 16 << 10
+		sm.faster = &blake // whatever this machine's CPU
+		if k == 2 {
+			sm.version = sumsFeature - 1 // an older node
+		}
+		k++
+	})
+	require.Equal(t, sumsFeature-1, c.nodes[2].Stats().Version)
+	for i := range 3 {
+		c.awaitChecksum(i, "sha256")
+	}
+	c.logAppend("mixed", 100)
+	c.flushAll()
+	mixed := c.waitSameSeq(300)
+	for i := range 3 {
+		require.True(t, waitFor(20*time.Second, func() bool {
+			st, _, err := readState(c.cfgs[i].Dir)
+			return err == nil && len(st.Rotated) >= 2
+		}), "node %d's checkpoint lists no rotated files", i+1)
+		for _, h := range sumsOf(checkpointSums(t, c.cfgs[i].Dir)) {
+			require.Equal(t, store.SHA256, h, "node %d, while an older node is a member", i+1)
+		}
+	}
+
+	// The older node is upgraded: every node goes over to BLAKE3.
+	c.stop(2)
+	c.seams[2].version = 0
+	c.start(2)
+	c.waitReady()
+	for i := range 3 {
+		c.awaitChecksum(i, "blake3")
+	}
+	c.logAppend("upgraded", 200)
+	c.flushAll()
+	total := c.waitSameSeq(mixed + 600)
+	for i := range 3 {
+		dir := c.cfgs[i].Dir
+		require.True(t, waitFor(20*time.Second, func() bool {
+			st, _, err := readState(dir)
+			return err == nil && len(st.Rotated) > 0 && st.Rotated[len(st.Rotated)-1].BLAKE3 != ""
+		}), "node %d's checkpoint lists no BLAKE3 file", i+1)
+		hs := sumsOf(checkpointSums(t, dir))
+		// sha256 up to the file active at the switch, BLAKE3 after it.
+		require.Equal(t, store.SHA256, hs[0], "node %d: %v", i+1, hs)
+		for k := 1; k < len(hs); k++ {
+			require.False(t, hs[k-1] == store.BLAKE3 && hs[k] == store.SHA256, "node %d: %v", i+1, hs)
+		}
+	}
+	requireIdentical(t, c.dirs(), "app.log")
+
+	// A wiped node catches up from a manifest naming both hashes.
+	c.wipeAndRestart(2, 100)
+	c.flushAll()
+	total = c.waitSameSeq(total + 200)
+	require.Equal(t, uint64(1), c.nodes[2].Stats().CatchUps)
+	requireIdentical(t, c.dirs(), "app.log")
+	hs := sumsOf(checkpointSums(t, c.cfgs[2].Dir))
+	require.Contains(t, hs, store.SHA256)
+	require.Contains(t, hs, store.BLAKE3)
+
+	// A flipped byte in a BLAKE3 file is found at start and repaired.
+	c.stop(1)
+	dir := c.cfgs[1].Dir
+	files := checkpointSums(t, dir)
+	damaged := files[len(files)-1]
+	require.NotEmpty(t, damaged.BLAKE3)
+	b, err := os.ReadFile(filepath.Join(dir, damaged.Name))
+	require.NoError(t, err)
+	b[len(b)/2] ^= 0x20
+	require.NoError(t, os.WriteFile(filepath.Join(dir, damaged.Name), b, 0o644))
+	c.start(1)
+	lx := c.nodes[1]
+	require.True(t, waitFor(20*time.Second, func() bool { return lx.Stats().RepairedFiles == 1 }),
+		"repaired %d of %d damaged", lx.Stats().RepairedFiles, lx.Stats().DamagedFiles)
+	c.waitReady()
+	c.flushAll()
+	c.waitSameSeq(total)
+	requireIdentical(t, c.dirs(), "app.log")
+}
