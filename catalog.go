@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -375,7 +377,8 @@ func (lx *Stream) votersKnow(voters []string, version int, what string) error {
 		st, _, err := lx.remoteStatus(ctx, v)
 		cancel()
 		if err != nil {
-			if down[v] || peerDown(err) {
+			var dnsErr *net.DNSError
+			if down[v] || errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &dnsErr) {
 				continue // down (nothing listens there, or no such name): see above
 			}
 			return fmt.Errorf("voter %s did not say which version it runs: %w", v, err)

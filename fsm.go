@@ -325,6 +325,11 @@ func failAll(n int, err error) []any {
 func (f *fsm) useSegment(seg *store.Writer) {
 	f.seg = seg
 	f.segPtr.Store(seg)
+	if seg != nil {
+		// After the Store: a setNextSum that missed seg stored the hash
+		// before this Load (sums.go).
+		seg.SetNextSum(store.Hash(f.nextSum.Load()))
+	}
 }
 
 // compresses reports whether this node keeps its rotated files compressed
@@ -335,9 +340,6 @@ func (f *fsm) compresses() bool { return f.onRotated != nil }
 // is one) and opens them for writing, the active file named file.
 func (f *fsm) openFiles(st store.State, file string, rot store.Rotation, known bool) (*store.Writer, error) {
 	w, err := store.Open(f.dir, file, rot, st, known, stateFile, f.storeHooks())
-	if err == nil {
-		w.SetNextSum(store.Hash(f.nextSum.Load()))
-	}
 	if err == nil && f.compresses() { // its compressor reads the sealed files (compress.go)
 		w.KeepRotated()
 	}

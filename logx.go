@@ -128,6 +128,10 @@ type node struct {
 
 	stop chan struct{} // closed by Close: tend returns
 	done chan struct{} // closed when tend has returned
+	// stopCtx ends when stop is closed: it bounds what tend asks of peers
+	// (sums.go), so that Close does not wait for a peer's answer.
+	stopCtx    context.Context
+	cancelStop context.CancelFunc
 
 	closeOnce sync.Once
 	closeErr  error
@@ -167,6 +171,7 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 	}
 	n := &node{cfg: cfg.withDefaults(), seams: sm, tlsFiles: tf, byName: map[string]*Stream{}, openErr: map[string]error{}, changed: make(chan struct{}), wake: make(chan struct{}, 1),
 		cooldown: map[string]time.Time{}, sumsKnown: map[string]bool{}, handedTo: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+	n.stopCtx, n.cancelStop = context.WithCancel(context.Background())
 	if n.lock, err = lockDir(cfg.Dir); err != nil {
 		return nil, err
 	}
@@ -389,7 +394,15 @@ func (n *node) tend() {
 	fast := time.NewTicker(n.cfg.ElectionTimeout / 4)
 	defer fast.Stop()
 	declared := fast.C
-	n.chooseSums()
+	// Until every member has answered, ask for their versions (sums.go)
+	// every quarter ElectionTimeout too, for a while: a new cluster's
+	// nodes start one after another.
+	sumsTick := time.NewTicker(n.cfg.ElectionTimeout / 4)
+	defer sumsTick.Stop()
+	sumsFast, sumsLeft := sumsTick.C, sumsFastRounds
+	if !n.chooseSums() {
+		sumsFast = nil
+	}
 	for {
 		select {
 		case <-n.stop:
@@ -409,6 +422,10 @@ func (n *node) tend() {
 				default:
 				}
 				n.applyEvent(ev)
+			}
+		case <-sumsFast:
+			if sumsLeft--; !n.chooseSums() || sumsLeft == 0 {
+				sumsFast = nil
 			}
 		case <-declared:
 			if n.list()[0].recordDeclared() {
@@ -547,6 +564,7 @@ func (lx *Logx) Close() error {
 	n := lx.node
 	n.closeOnce.Do(func() {
 		close(n.stop)
+		n.cancelStop()
 		<-n.done
 		streams := n.list()
 		errs := make([]error, len(streams))

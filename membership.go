@@ -492,8 +492,8 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 		return nil
 	}
 	timeout := time.Until(deadlineOr(ctx, defaultControlTimeout))
-	if _, want, err := lx.remoteStatus(ctx, addr); err == nil {
-		if err := lx.settingsConflict(addr, want); err != nil {
+	if st, want, err := lx.remoteStatus(ctx, addr); err == nil {
+		if err := lx.joinConflict(addr, st, want); err != nil {
 			return err
 		}
 	}
@@ -510,7 +510,7 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 	for {
 		st, want, err := lx.remoteStatus(ctx, addr)
 		if err == nil {
-			if cerr := lx.settingsConflict(addr, want); cerr != nil {
+			if cerr := lx.joinConflict(addr, st, want); cerr != nil {
 				_ = lx.raft.RemoveServer(raft.ServerID(addr), 0, timeout).Error()
 				return cerr
 			}
@@ -587,6 +587,17 @@ func (lx *Stream) remoteStatus(ctx context.Context, addr string) (Stats, *cluste
 		return Stats{}, nil, fmt.Errorf("logx: %s sent no status: %v", addr, resp.err())
 	}
 	return *resp.Status, resp.Settings, nil
+}
+
+// joinConflict says why the node at addr, whose status is st and whose
+// Config sets want of the cluster's settings, cannot join (nil if it can):
+// settings that conflict with the cluster's, or a logx older than BLAKE3
+// checksums, which could not check a manifest naming them (sums.go).
+func (lx *Stream) joinConflict(addr string, st Stats, want *clusterSettings) error {
+	if st.Version < sumsFeature {
+		return fmt.Errorf("logx: %s cannot join: it runs a logx without BLAKE3 checksums (version %d), which the files of this cluster may name: upgrade it first", addr, st.Version)
+	}
+	return lx.settingsConflict(addr, want)
 }
 
 // settingsConflict says why the node at addr, whose Config sets want of

@@ -30,8 +30,8 @@ type Stats struct {
 	// (TruncateBefore), 0 if none.
 	TruncatedBefore uint64 `json:"truncated_before,omitempty"`
 	// Checksum is the hash of the checksums of the files this node starts
-	// next, "sha256" or "blake3" (docs/guarantees.md, "Checksums"); ""
-	// from a node older than BLAKE3 checksums.
+	// next, "sha256" or "blake3" (docs/design.md, "Checksums name their
+	// hash"); "" from a node older than BLAKE3 checksums.
 	Checksum string `json:"checksum,omitempty"`
 
 	CommitIndex  uint64 `json:"commit_index"`  // Raft commit index known here

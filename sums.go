@@ -2,10 +2,8 @@ package logx
 
 import (
 	"context"
-	"errors"
-	"net"
 	"slices"
-	"syscall"
+	"sync"
 
 	"github.com/logx-dev/logx/internal/store"
 )
@@ -19,14 +17,23 @@ import (
 //
 // What must not happen is an older node being handed a manifest it cannot
 // check: it would refuse the catch-up ("file N has no valid sha256") and
-// stay behind. So a node starts its files with BLAKE3 only while every
-// member of its streams that is up says it knows it (the rule votersKnow
-// applies to commands: a member that is down is not held against it, and
-// must come back running this version); one that says it does not turns
-// the node back to sha256 for the files it starts next. tend asks at
-// start and every balance round, and asks a member again only until it
-// has answered with this feature (a Dir is never read by an earlier
-// version), so a settled cluster sends nothing.
+// stay behind for as long as a BLAKE3 file is in the log. So a node starts
+// its files with BLAKE3 only once every other member of its streams has
+// said, since this process started, that it knows BLAKE3; until then, and
+// whenever a member says it is older or one not yet heard from does not
+// answer, the files it starts name sha256. A member down from the node's
+// start keeps it on sha256 until that member answers or is removed: safety
+// first, the speed is a bonus. tend asks at start and every balance round
+// (and every quarter ElectionTimeout for the first 40 while one has not
+// answered: a new cluster's nodes start one after another), only the
+// members not yet heard from, all at once within one ElectionTimeout; a
+// settled cluster sends nothing. A node older than this
+// is refused as a new member (joinConflict), so a member heard from stays
+// heard from (going back to an earlier version is not supported).
+
+// sumsFastRounds is how many times tend asks every quarter ElectionTimeout
+// at start, while a member has not answered.
+const sumsFastRounds = 40
 
 // sumsFeature is the FeatureVersion that knows BLAKE3 checksums.
 const sumsFeature = 4
@@ -51,60 +58,78 @@ func (n *node) faster() store.Hash {
 }
 
 // chooseSums sets the hash of the files this node's streams start next:
-// the faster one, unless a member says it does not know it; while a member
-// does not answer, it leaves the choice as it was. It runs on tend's
-// goroutine (sumsKnown is tend's).
-func (n *node) chooseSums() {
+// the faster one once every other member has said it knows it, sha256
+// until then (see above). It reports whether a member did not answer, or
+// this node is not a member yet. It runs on tend's goroutine (sumsKnown is
+// tend's).
+func (n *node) chooseSums() (pending bool) {
 	want := n.faster()
 	if want == store.SHA256 || n.seams.featureVersion() < sumsFeature {
-		return // files start with sha256: nothing to ask
+		return false // files start with sha256: nothing to ask
 	}
 	streams := n.list()
-	def := streams[0]
-	var ask []string
+	members := map[string]bool{}
+	member := true
 	for _, s := range streams {
 		servers, err := s.serverAddrs(false)
 		if err != nil {
-			return // no configuration yet: ask again next round
+			continue // shut down (removed): it starts no files
 		}
+		// Not a member yet (a node joining starts with no configuration):
+		// its peers are not known.
+		member = member && slices.Contains(servers, n.cfg.Addr)
 		for _, a := range servers {
-			if a != n.cfg.Addr && !n.sumsKnown[a] && !slices.Contains(ask, a) {
-				ask = append(ask, a)
+			if a != n.cfg.Addr {
+				members[a] = true
 			}
 		}
 	}
-	down := map[string]bool{}
-	for _, p := range def.peers() {
-		down[p.Addr] = p.Failing
+	for a := range n.sumsKnown {
+		if !members[a] {
+			delete(n.sumsKnown, a) // removed: asked again if it comes back
+		}
 	}
-	use, decided := want, true
-	for _, a := range ask {
-		ctx, cancel := context.WithTimeout(def.closingCtx, n.cfg.ElectionTimeout)
-		st, _, err := def.remoteStatus(ctx, a)
-		cancel()
+	var ask []string
+	for a := range members {
+		if !n.sumsKnown[a] {
+			ask = append(ask, a)
+		}
+	}
+	versions := make([]int, len(ask)) // -1: no answer
+	ctx, cancel := context.WithTimeout(n.stopCtx, n.cfg.ElectionTimeout)
+	var wg sync.WaitGroup
+	for i, a := range ask {
+		wg.Go(func() {
+			st, _, err := streams[0].remoteStatus(ctx, a)
+			versions[i] = st.Version
+			if err != nil {
+				versions[i] = -1
+			}
+		})
+	}
+	wg.Wait()
+	cancel()
+	if n.stopCtx.Err() != nil {
+		return false // closing
+	}
+	use := want
+	if !member {
+		use, pending = store.SHA256, true
+	}
+	for i, a := range ask {
 		switch {
-		case err == nil && st.Version >= sumsFeature:
+		case versions[i] >= sumsFeature:
 			n.sumsKnown[a] = true
-		case err == nil:
-			use = store.SHA256 // an older node: it could not check a BLAKE3 manifest
-		case down[a] || peerDown(err):
-			// not held against it (see above)
+		case versions[i] < 0:
+			use, pending = store.SHA256, true // not heard from yet
 		default:
-			decided = false // no answer: ask again next round
+			use = store.SHA256 // older
 		}
 	}
-	if use == store.SHA256 || decided {
-		for _, s := range streams {
-			s.fsm.setNextSum(use)
-		}
+	for _, s := range streams {
+		s.fsm.setNextSum(use)
 	}
-}
-
-// peerDown says whether err, from asking a peer, means nothing is there:
-// nothing listens at its address, or its name does not resolve.
-func peerDown(err error) bool {
-	var dnsErr *net.DNSError
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &dnsErr)
+	return pending
 }
 
 // setNextSum has the files this stream starts from now on name h.

@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -53,7 +54,9 @@ func (c *testCluster) awaitChecksum(i int, want string) {
 // BLAKE3, the active file keeping its sha256; every checksum checks
 // against the bytes; a node whose Dir was wiped catches up from a manifest
 // naming both; a damaged BLAKE3 file is found and repaired at start; and
-// the files stay identical throughout.
+// the files stay identical throughout. A node that has not heard from a
+// member since it started keeps sha256, and an older node is refused as a
+// new member.
 func TestChecksums(t *testing.T) {
 	blake := store.BLAKE3
 	k := 0
@@ -140,4 +143,25 @@ func TestChecksums(t *testing.T) {
 	c.flushAll()
 	c.waitSameSeq(total)
 	requireIdentical(t, c.dirs(), "app.log")
+
+	// A node that has not heard from a member since its start (down
+	// meanwhile) names sha256 until it does.
+	c.stop(1)
+	c.stop(0)
+	c.start(0)
+	c.awaitChecksum(0, "sha256")
+	c.start(1)
+	c.waitReady()
+	c.awaitChecksum(0, "blake3")
+
+	// A node older than BLAKE3 checksums is refused as a member: it could
+	// not check the manifests.
+	c.seams[0].version = sumsFeature - 1 // addJoiner copies node 1's seams
+	n := c.addJoiner()
+	c.seams[0].version = 0
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	err = c.nodes[0].AddNode(ctx, c.cfgs[n].Addr)
+	require.ErrorContains(t, err, "runs a logx without BLAKE3 checksums")
+	require.Len(t, members(t, c.nodes[0]), 3)
 }
