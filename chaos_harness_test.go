@@ -2,6 +2,7 @@ package logx
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"maps"
@@ -249,7 +250,7 @@ func runChaos(t *testing.T, o chaosOpts) {
 	h.summary = h.line(&r)
 	fmt.Println(h.summary)
 	t.Log(h.summary)
-	if r.missing+r.duplicates+r.differing+r.zstDiffer+r.badSeq+r.notPrefix+r.retiredOn+r.clockOff+r.stalls+r.partial > 0 {
+	if r.missing+r.duplicates+r.differing+r.zstDiffer+r.badSeq+r.notPrefix+r.retiredOn+r.clockOff+r.stalls+r.partial+r.badSums > 0 {
 		t.Errorf("%s\n%s", h.summary, strings.Join(r.details, "\n"))
 	}
 	require.Positive(t, r.acked, "no entry was acknowledged")
@@ -707,6 +708,11 @@ type chaosResult struct {
 	retiredOn            int
 	clockOff             int
 	stalls, skewsChecked int
+
+	// Checksums: the rotated files the members' checkpoints list, checked
+	// against their bytes with the hash each names; those naming BLAKE3;
+	// those that do not match.
+	sumsChecked, blake3Files, badSums int
 }
 
 // check reads every member's files, every node's ack files, and the files
@@ -944,6 +950,20 @@ func (h *chaos) checkClocks(r *chaosResult, note func(string, ...any)) {
 			r.clockOff++
 			note("n%d: the log clock is %s, outside the run (%s to %s)", i+1, show(st.Clock), show(h.began.UnixNano()), show(end.UnixNano()))
 		}
+		for _, fs := range st.Rotated {
+			sum, size, err := segmentSum(t.Context(), filepath.Join(dir, fs.Name), fs, false)
+			if errors.Is(err, os.ErrNotExist) {
+				continue // retired since the checkpoint (counted above)
+			}
+			r.sumsChecked++
+			if h, _ := fs.Sum(); h == store.BLAKE3 {
+				r.blake3Files++
+			}
+			if err != nil || fs.CheckSum() != nil || !fs.Matches(sum, size) {
+				r.badSums++
+				note("n%d: %s: %d bytes with checksum %x (%v), the checkpoint says %+v", i+1, fs.Name, size, sum, err, fs)
+			}
+		}
 		newest := append([]store.File(nil), st.Rotated...)
 		newest = append(newest, store.File{Name: "app.log", Newest: st.ActiveNewest})
 		for _, f := range newest {
@@ -1029,7 +1049,7 @@ func (h *chaos) line(r *chaosResult) string {
 	if r != nil {
 		fmt.Fprintf(&b, " acked=%d entries=%d %s-acked=%d %s-entries=%d catch-ups=%d members=%d missing=%d duplicates=%d partial-batches=%d differing-nodes=%d",
 			r.acked, r.entries, chaosStream, r.streamAcked, chaosStream, r.streamEntries, r.catchUps, len(h.members()), r.missing, r.duplicates, r.partial, r.differing)
-		fmt.Fprintf(&b, " zst-files=%d differing-zst=%d", r.zstFiles, r.zstDiffer)
+		fmt.Fprintf(&b, " zst-files=%d differing-zst=%d sums=%d blake3=%d bad-sums=%d", r.zstFiles, r.zstDiffer, r.sumsChecked, r.blake3Files, r.badSums)
 		if r.removed > 0 {
 			fmt.Fprintf(&b, " removed-not-prefix=%d/%d", r.notPrefix, r.removed)
 		}
