@@ -14,7 +14,7 @@ import (
 // swap safe). Everything else goes on as before:
 //
 //   - The checkpoint, snapshots and the fetch protocol speak of the plain
-//     bytes: a file's size and sha256, the ranges peers copy. A node that
+//     bytes: a file's size and checksum, the ranges peers copy. A node that
 //     serves a compressed file decodes it; a node may compress or not
 //     whatever its peers do.
 //   - Readers (Reader, Grep, Watch's replay) open a file with

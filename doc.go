@@ -49,7 +49,8 @@
 // Config.TrailingLogs batches, or its Dir was wiped), the node installs the
 // leader's snapshot, a small manifest of the files, keeps the local files
 // that match it, and copies the missing byte ranges from a peer over the
-// node's address, verifying every file's sha256 against the manifest.
+// node's address, verifying every file's checksum (a sha256 or a BLAKE3, as
+// the manifest names it) against the manifest.
 //
 // # Cluster and readiness
 //
