@@ -68,8 +68,8 @@ func (n *node) chooseSums() (pending bool) {
 		return false // files start with sha256: nothing to ask
 	}
 	streams := n.list()
-	members := map[string]bool{}
-	member := true
+	members := map[string]bool{} // the other members of every stream
+	isMember := true
 	for _, s := range streams {
 		servers, err := s.serverAddrs(false)
 		if err != nil {
@@ -77,7 +77,7 @@ func (n *node) chooseSums() (pending bool) {
 		}
 		// Not a member yet (a node joining starts with no configuration):
 		// its peers are not known.
-		member = member && slices.Contains(servers, n.cfg.Addr)
+		isMember = isMember && slices.Contains(servers, n.cfg.Addr)
 		for _, a := range servers {
 			if a != n.cfg.Addr {
 				members[a] = true
@@ -113,7 +113,7 @@ func (n *node) chooseSums() (pending bool) {
 		return false // closing
 	}
 	use := want
-	if !member {
+	if !isMember {
 		use, pending = store.SHA256, true
 	}
 	for i, a := range ask {
