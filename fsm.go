@@ -100,6 +100,10 @@ type applyResult struct {
 
 // fsmConfig is everything a state machine uses, given to newFSM.
 type fsmConfig struct {
+	// onlySHA256 refuses manifests naming a file without a sha256, as a
+	// logx before BLAKE3 checksums does (a test's seam, sums.go).
+	onlySHA256 bool
+
 	dir    string
 	file   string // the active file's name
 	policy filePolicy
@@ -326,9 +330,7 @@ func (f *fsm) useSegment(seg *store.Writer) {
 	f.seg = seg
 	f.segPtr.Store(seg)
 	if seg != nil {
-		// After the Store: a setNextSum that missed seg stored the hash
-		// before this Load (sums.go).
-		seg.SetNextSum(store.Hash(f.nextSum.Load()))
+		seg.FollowSum(&f.nextSum) // the hash tend chose (sums.go)
 	}
 }
 
@@ -631,6 +633,14 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	pending := f.bg.m
 	f.stopBackground()
 	m, err := readManifest(rc, f.manifestFile)
+	if err == nil && f.onlySHA256 {
+		for i, mf := range m.Files {
+			if mf.SHA256 == "" {
+				err = fmt.Errorf("logx: snapshot: file %d has no valid sha256", i)
+				break
+			}
+		}
+	}
 	if err != nil {
 		if pending != nil && f.seg == nil {
 			f.resumeInBackground(pending)

@@ -59,8 +59,10 @@ type seams struct {
 	diskFault func() error
 
 	// version is the FeatureVersion the node reports, and acts on, when
-	// not 0 (an older node, in-process); faster is the hash it would
-	// rather use when not nil (store.Faster otherwise), sums.go.
+	// not 0 (an older node, in-process: below 4 it writes sha256 and
+	// refuses a manifest with a file named BLAKE3, fsmConfig.onlySHA256);
+	// faster is the hash it would rather use when not nil (store.Faster
+	// otherwise), sums.go.
 	version int
 	faster  *store.Hash
 

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"math"
 	"net"
 	"os"
@@ -642,10 +641,10 @@ func TestHostilePeer(t *testing.T) {
 		r.check("removed notices", true)
 		r.requireMembers("removed notices", three)
 
-		// The attacker adds its own address: the leader adds a non-voter
-		// at once and waits for it to catch up, which it cannot (its
-		// certificate does not name the host it listens on, so the leader's
-		// TLS check fails); it never becomes a voter. Then it removes it.
+		// The attacker adds its own address: the leader first asks that
+		// address what it runs, which it cannot answer (its certificate
+		// does not name the host it listens on, so the leader's TLS check
+		// fails); it is never added, not even as a non-voter.
 		ln, err := tls.Listen("tcp", "127.0.0.1:0", r.evil)
 		require.NoError(t, err)
 		defer ln.Close()
@@ -662,14 +661,9 @@ func TestHostilePeer(t *testing.T) {
 		}()
 		own := ln.Addr().String()
 		resp, _ = r.control(leader, ctlJSON("add", own, 1000), -1)
-		require.Contains(t, resp.Error, "did not catch up")
-		withOwn := maps.Clone(three)
-		withOwn[own] = false
-		r.requireMembers("add of the attacker's address", withOwn)
+		require.Contains(t, resp.Error, "did not answer, so it is not added")
+		r.requireMembers("add of the attacker's address", three)
 		r.check("add of the attacker's address", true)
-		resp, _ = r.control(r.leader(), ctlJSON("remove", own, 5000), -1)
-		require.Empty(t, resp.Error)
-		r.requireMembers("remove of the attacker's address", three)
 		r.check("remove of the attacker's address", true)
 	})
 

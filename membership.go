@@ -492,10 +492,19 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 		return nil
 	}
 	timeout := time.Until(deadlineOr(ctx, defaultControlTimeout))
-	if st, want, err := lx.remoteStatus(ctx, addr); err == nil {
-		if err := lx.joinConflict(addr, st, want); err != nil {
-			return err
+	// Nothing enters the configuration without saying what it runs: a
+	// member that could not check the manifests it would be sent would
+	// stay behind (sums.go), so a node that does not answer is not added,
+	// and a non-voter that conflicts is taken out.
+	st, want, err := lx.joinStatus(ctx, addr)
+	if err != nil {
+		return err
+	}
+	if err := lx.joinConflict(addr, st, want); err != nil {
+		if ok {
+			_ = lx.raft.RemoveServer(raft.ServerID(addr), 0, timeout).Error()
 		}
+		return err
 	}
 	if !ok {
 		if err := lx.raft.AddNonvoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, timeout).Error(); err != nil {
@@ -536,6 +545,27 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 	}
 	lx.logf("logx: %s caught up and is a voter", addr)
 	return nil
+}
+
+// joinStatus asks the node at addr for its status until it answers, this
+// node stops leading, or ctx ends.
+func (lx *Stream) joinStatus(ctx context.Context, addr string) (Stats, *clusterSettings, error) {
+	wait := 20 * time.Millisecond
+	for {
+		st, want, err := lx.remoteStatus(ctx, addr)
+		if err == nil {
+			return st, want, nil
+		}
+		if lx.raft.State() != raft.Leader {
+			return Stats{}, nil, raft.ErrNotLeader
+		}
+		select {
+		case <-ctx.Done():
+			return Stats{}, nil, fmt.Errorf("logx: %s did not answer, so it is not added: %w (%v)", addr, ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
 }
 
 // removeNode runs on the leader.

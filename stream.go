@@ -233,7 +233,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		onWriteError: lx.onWriteError, onActive: lx.markActive, onBlocked: lx.onCatchingUp, onLevel: lx.level.Set,
 		onRetired: lx.onRetired, onApplied: lx.armTail,
 		onRotated: onRotated, expanded: &lx.expanded,
-		hooks: sm.powerCut, fault: sm.diskFault}
+		hooks: sm.powerCut, fault: sm.diskFault, onlySHA256: sm.featureVersion() < sumsFeature}
 	if hooks != nil {
 		fc.onCatalog = hooks.onCatalog
 	}

@@ -132,10 +132,6 @@ func (n *node) chooseSums() (pending bool) {
 	return pending
 }
 
-// setNextSum has the files this stream starts from now on name h.
-func (f *fsm) setNextSum(h store.Hash) {
-	f.nextSum.Store(uint32(h))
-	if w := f.segPtr.Load(); w != nil {
-		w.SetNextSum(h)
-	}
-}
+// setNextSum has the files this stream starts from now on name h: its
+// Writer reads nextSum as each file starts (useSegment).
+func (f *fsm) setNextSum(h store.Hash) { f.nextSum.Store(uint32(h)) }

@@ -88,6 +88,19 @@ func TestChecksums(t *testing.T) {
 			require.Equal(t, store.SHA256, h, "node %d, while an older node is a member", i+1)
 		}
 	}
+	// The older node, wiped, catches up from the others' manifests, which
+	// it refuses if they name a BLAKE3 file.
+	c.stop(2)
+	require.NoError(t, os.RemoveAll(c.cfgs[2].Dir))
+	c.logAppend("while-down", 100)
+	c.snapshotAll()
+	c.start(2)
+	require.True(t, waitFor(30*time.Second, func() bool {
+		st := c.nodes[2].Stats()
+		return st.CatchUps == 1 && !st.CatchingUp
+	}), "the older node did not catch up: %+v", c.nodes[2].Stats())
+	c.waitReady()
+	mixed = c.waitSameSeq(mixed + 200)
 
 	// The older node is upgraded: every node goes over to BLAKE3.
 	c.stop(2)
@@ -146,13 +159,45 @@ func TestChecksums(t *testing.T) {
 
 	// A node that has not heard from a member since its start (down
 	// meanwhile) names sha256 until it does.
+	// Meanwhile node 3, which heard from both, goes on with BLAKE3: the
+	// same bytes, checksums of two kinds.
 	c.stop(1)
 	c.stop(0)
 	c.start(0)
+	c.waitReady()
+	mark := c.waitSameSeq(total)
 	c.awaitChecksum(0, "sha256")
+	c.logAppend("one-down", 150)
+	c.flushAll()
+	total = c.waitSameSeq(mark + 300)
+	after := func(i int) []store.Hash {
+		var files []store.File
+		require.True(t, waitFor(20*time.Second, func() bool {
+			st, _, err := readState(c.cfgs[i].Dir)
+			files = nil
+			for _, fs := range st.Rotated {
+				if err == nil && fs.First > mark {
+					files = append(files, fs)
+				}
+			}
+			return len(files) > 0
+		}), "node %d's checkpoint lists no file started after seq %d", i+1, mark)
+		checkpointSums(t, c.cfgs[i].Dir)
+		return sumsOf(files)
+	}
+	for _, h := range after(0) {
+		require.Equal(t, store.SHA256, h, "node 1, not heard from node 2 since its start")
+	}
+	for _, h := range after(2) {
+		require.Equal(t, store.BLAKE3, h, "node 3")
+	}
+	requireIdentical(t, []string{c.cfgs[0].Dir, c.cfgs[2].Dir}, "app.log")
 	c.start(1)
 	c.waitReady()
 	c.awaitChecksum(0, "blake3")
+	c.flushAll()
+	c.waitSameSeq(total)
+	requireIdentical(t, c.dirs(), "app.log")
 
 	// A node older than BLAKE3 checksums is refused as a member: it could
 	// not check the manifests.

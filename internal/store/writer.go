@@ -69,9 +69,10 @@ type Writer struct {
 	hash    hash.Hash // sum of the active file's bytes
 	rotated []File    // rotated files, oldest first
 
-	// nextSum is the hash the next active file will name (SetNextSum);
-	// the active file keeps the one it started with.
-	nextSum atomic.Uint32
+	// nextSum holds the hash the next active file will name: ownSum, or
+	// what FollowSum gave; the active file keeps the one it started with.
+	nextSum *atomic.Uint32
+	ownSum  atomic.Uint32
 
 	// minTime and maxTime are the range of the active file's line times
 	// (LineTime); timesKnown is false while it holds lines from before a
@@ -105,6 +106,7 @@ func Open(dir, name string, rot Rotation, st State, known bool, stateFile string
 		minTime: st.ActiveMinTime, maxTime: st.ActiveMaxTime, timesKnown: st.ActiveMinTime != 0 || st.ActiveMaxTime != 0,
 		synced: st.ActiveSize}
 	w.activeFirst.Store(w.first)
+	w.nextSum = &w.ownSum
 	active := filepath.Join(dir, name)
 
 	// Files the checkpoint still lists that retention retired after it:
@@ -311,6 +313,12 @@ func (w *Writer) SetRotation(r Rotation) { w.rot = r }
 // hash it started with. Any goroutine may call it; a Writer starts with
 // SHA256.
 func (w *Writer) SetNextSum(h Hash) { w.nextSum.Store(uint32(h)) }
+
+// FollowSum has the files the Writer starts from now on name the Hash src
+// holds whenever each starts, in place of SetNextSum's: the owner of src
+// sets it for every Writer it opens, with no window between opening one
+// and telling it. Call it from the goroutine that uses the Writer.
+func (w *Writer) FollowSum(src *atomic.Uint32) { w.nextSum = src }
 
 // KeepRotated leaves the active file in the page cache, also once a
 // rotation seals it, for a compressor to read (CompressFile drops its
