@@ -377,8 +377,10 @@ func (lx *Stream) votersKnow(voters []string, version int, what string) error {
 		st, _, err := lx.remoteStatus(ctx, v)
 		cancel()
 		if err != nil {
+			// A resolver that fails for a while (a timeout, a server
+			// error) says nothing of the voter: only "no such name" does.
 			var dnsErr *net.DNSError
-			if down[v] || errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &dnsErr) {
+			if down[v] || errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &dnsErr) && dnsErr.IsNotFound {
 				continue // down (nothing listens there, or no such name): see above
 			}
 			return fmt.Errorf("voter %s did not say which version it runs: %w", v, err)

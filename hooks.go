@@ -24,7 +24,8 @@ type seams struct {
 	dialFrom string
 
 	// resolve, if set, stands in for DNS: dials ask it for a host's
-	// address (a name that does not resolve yet: an error).
+	// address (a name that does not resolve yet: an error; a
+	// *net.DNSError is passed on as it is).
 	resolve func(host string) (string, error)
 
 	// headerTimeout and maxConnsPerIP override the mux's limits

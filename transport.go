@@ -282,6 +282,10 @@ func (m *mux) dialContext(ctx context.Context, tlsCfg *tls.Config, addr string, 
 			return nil, err
 		}
 		ip, err := m.resolve(host)
+		var dnsErr *net.DNSError
+		if errors.As(err, &dnsErr) {
+			return nil, dnsErr // as a resolver says it: a timeout, say
+		}
 		if err != nil {
 			return nil, &net.DNSError{Err: err.Error(), Name: host, IsNotFound: true}
 		}
