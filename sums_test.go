@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -25,6 +26,18 @@ func checkpointSums(t *testing.T, dir string) []store.File {
 		require.True(t, fs.Matches(sum, size), "%s: %d bytes %x, the checkpoint says %+v", fs.Name, size, sum, fs)
 	}
 	return st.Rotated
+}
+
+// awaitRotated waits until dir's checkpoint lists rotated files for which
+// ok holds (what says what it waits for), and returns them, each checked
+// against its bytes (checkpointSums).
+func awaitRotated(t *testing.T, dir, what string, ok func([]store.File) bool) []store.File {
+	t.Helper()
+	require.True(t, waitFor(20*time.Second, func() bool {
+		st, _, err := readState(dir)
+		return err == nil && ok(st.Rotated)
+	}), "%s: the checkpoint lists no %s", dir, what)
+	return checkpointSums(t, dir)
 }
 
 // sumsOf says which hash each file names.
@@ -80,11 +93,8 @@ func TestChecksums(t *testing.T) {
 	c.flushAll()
 	mixed := c.waitSameSeq(300)
 	for i := range 3 {
-		require.True(t, waitFor(20*time.Second, func() bool {
-			st, _, err := readState(c.cfgs[i].Dir)
-			return err == nil && len(st.Rotated) >= 2
-		}), "node %d's checkpoint lists no rotated files", i+1)
-		for _, h := range sumsOf(checkpointSums(t, c.cfgs[i].Dir)) {
+		files := awaitRotated(t, c.cfgs[i].Dir, "two rotated files", func(fs []store.File) bool { return len(fs) >= 2 })
+		for _, h := range sumsOf(files) {
 			require.Equal(t, store.SHA256, h, "node %d, while an older node is a member", i+1)
 		}
 	}
@@ -114,12 +124,9 @@ func TestChecksums(t *testing.T) {
 	c.flushAll()
 	total := c.waitSameSeq(mixed + 600)
 	for i := range 3 {
-		dir := c.cfgs[i].Dir
-		require.True(t, waitFor(20*time.Second, func() bool {
-			st, _, err := readState(dir)
-			return err == nil && len(st.Rotated) > 0 && st.Rotated[len(st.Rotated)-1].BLAKE3 != ""
-		}), "node %d's checkpoint lists no BLAKE3 file", i+1)
-		hs := sumsOf(checkpointSums(t, dir))
+		hs := sumsOf(awaitRotated(t, c.cfgs[i].Dir, "BLAKE3 file", func(fs []store.File) bool {
+			return len(fs) > 0 && fs[len(fs)-1].BLAKE3 != ""
+		}))
 		// sha256 up to the file active at the switch, BLAKE3 after it.
 		require.Equal(t, store.SHA256, hs[0], "node %d: %v", i+1, hs)
 		for k := 1; k < len(hs); k++ {
@@ -158,9 +165,9 @@ func TestChecksums(t *testing.T) {
 	requireIdentical(t, c.dirs(), "app.log")
 
 	// A node that has not heard from a member since its start (down
-	// meanwhile) names sha256 until it does.
-	// Meanwhile node 3, which heard from both, goes on with BLAKE3: the
-	// same bytes, checksums of two kinds.
+	// meanwhile) names sha256 until it does, while node 3, which heard
+	// from both, goes on with BLAKE3: the same bytes, checksums of two
+	// kinds.
 	c.stop(1)
 	c.stop(0)
 	c.start(0)
@@ -170,20 +177,12 @@ func TestChecksums(t *testing.T) {
 	c.logAppend("one-down", 150)
 	c.flushAll()
 	total = c.waitSameSeq(mark + 300)
-	after := func(i int) []store.Hash {
-		var files []store.File
-		require.True(t, waitFor(20*time.Second, func() bool {
-			st, _, err := readState(c.cfgs[i].Dir)
-			files = nil
-			for _, fs := range st.Rotated {
-				if err == nil && fs.First > mark {
-					files = append(files, fs)
-				}
-			}
-			return len(files) > 0
-		}), "node %d's checkpoint lists no file started after seq %d", i+1, mark)
-		checkpointSums(t, c.cfgs[i].Dir)
-		return sumsOf(files)
+	after := func(i int) []store.Hash { // of the files started after mark
+		started := func(fs store.File) bool { return fs.First > mark }
+		files := awaitRotated(t, c.cfgs[i].Dir, "file started after the mark", func(fs []store.File) bool {
+			return slices.ContainsFunc(fs, started)
+		})
+		return sumsOf(slices.DeleteFunc(files, func(fs store.File) bool { return !started(fs) }))
 	}
 	for _, h := range after(0) {
 		require.Equal(t, store.SHA256, h, "node 1, not heard from node 2 since its start")

@@ -187,16 +187,26 @@ func tableStart(z []byte) int {
 	return len(z) - footerSize - 8*n - 8
 }
 
+// rotatedFile writes a rotated log file of three frames and more into a
+// new directory, and returns the directory, its bytes and its File, whose
+// checksum is computed with h.
+func rotatedFile(t *testing.T, h Hash) (string, []byte, File) {
+	dir := t.TempDir()
+	plain := logLines(4, 2*FrameSize+777, false)
+	fs := File{Name: "app-00000000000000000001.log", First: 1, Size: int64(len(plain))}
+	writeTemp(t, dir, fs.Name, plain)
+	sum := h.New()
+	sum.Write(plain)
+	fs.SetSum(h, sum.Sum(nil))
+	return dir, plain, fs
+}
+
 // TestCompressFile: the plain file makes way for a compressed one that
 // reads the same; a file that does not match its checksum, or has left
 // the log meanwhile, is left alone.
 func TestCompressFile(t *testing.T) {
-	dir := t.TempDir()
-	plain := logLines(4, 2*FrameSize+777, false)
-	name := "app-00000000000000000001.log"
-	writeTemp(t, dir, name, plain)
-	sum := sha256.Sum256(plain)
-	fs := File{Name: name, First: 1, Size: int64(len(plain)), SHA256: hex.EncodeToString(sum[:])}
+	dir, plain, fs := rotatedFile(t, SHA256)
+	name := fs.Name
 	var mu sync.Mutex
 
 	bad := fs

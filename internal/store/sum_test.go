@@ -121,13 +121,12 @@ func TestWriterSwitchesSum(t *testing.T) {
 // TestCompressFileBLAKE3: a file that names a BLAKE3 checksum is checked
 // and read back with it.
 func TestCompressFileBLAKE3(t *testing.T) {
-	dir := t.TempDir()
-	plain := logLines(4, 2*FrameSize+777, false)
-	name := "app-00000000000000000001.log"
-	writeTemp(t, dir, name, plain)
-	b := blake3.Sum256(plain)
-	fs := File{Name: name, First: 1, Size: int64(len(plain))}
-	fs.SetSum(BLAKE3, b[:])
+	dir, plain, fs := rotatedFile(t, BLAKE3)
+	b := blake3.Sum256(plain) // the library itself, not Hash.New
+	if fs.BLAKE3 != hex.EncodeToString(b[:]) || fs.SHA256 != "" {
+		t.Fatalf("the fixture's checksum: %+v", fs)
+	}
+	name := fs.Name
 	var mu sync.Mutex
 
 	// The sha256 of the same bytes under the blake3 name is a mismatch.
