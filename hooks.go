@@ -66,6 +66,10 @@ type seams struct {
 	// otherwise), sums.go.
 	version int
 	faster  *store.Hash
+	// sumsAsk is called before each ask of a member's version (sums.go),
+	// with the ask's context (a test makes it block: a member that holds
+	// the connection without answering).
+	sumsAsk func(ctx context.Context, addr string)
 
 	// fetchHook is called with the fetch's context before every chunk a
 	// catch-up fetches from a peer; an error from it fails the fetch (a

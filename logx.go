@@ -119,17 +119,20 @@ type node struct {
 
 	cooldown map[string]time.Time // balance.go: tend's only
 	// sumsKnown are the members that said they know BLAKE3 checksums
-	// (sums.go): tend's only.
-	sumsKnown map[string]bool
+	// (sums.go): watchSums's only; sumsRounds counts chooseSums's calls
+	// (for tests).
+	sumsKnown  map[string]bool
+	sumsRounds atomic.Uint64
 	// rounds counts balanceOnce's calls, handedTo the handovers it tried
 	// by target (under mu; for tests).
 	rounds   atomic.Uint64
 	handedTo map[string]int
 
-	stop chan struct{} // closed by Close: tend returns
-	done chan struct{} // closed when tend has returned
-	// stopCtx ends when stop is closed: it bounds what tend asks of peers
-	// (sums.go), so that Close does not wait for a peer's answer.
+	stop     chan struct{} // closed by Close: tend and watchSums return
+	done     chan struct{} // closed when tend has returned
+	sumsDone chan struct{} // closed when watchSums has returned
+	// stopCtx ends when stop is closed: it bounds what watchSums asks of
+	// peers (sums.go), so that Close does not wait for a peer's answer.
 	stopCtx    context.Context
 	cancelStop context.CancelFunc
 
@@ -170,13 +173,14 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 		}
 	}
 	n := &node{cfg: cfg.withDefaults(), seams: sm, tlsFiles: tf, byName: map[string]*Stream{}, openErr: map[string]error{}, changed: make(chan struct{}), wake: make(chan struct{}, 1),
-		cooldown: map[string]time.Time{}, sumsKnown: map[string]bool{}, handedTo: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
-	n.stopCtx, n.cancelStop = context.WithCancel(context.Background())
+		cooldown: map[string]time.Time{}, sumsKnown: map[string]bool{}, handedTo: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{}), sumsDone: make(chan struct{})}
 	if n.lock, err = lockDir(cfg.Dir); err != nil {
 		return nil, err
 	}
+	n.stopCtx, n.cancelStop = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
+			n.cancelStop()
 			for _, s := range n.streams {
 				_ = s.stop()
 			}
@@ -267,6 +271,7 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 	n.mux.expect = n.expectStream
 	n.mux.start()
 	go n.tend()
+	go n.watchSums()
 	return &Logx{defaultStream: def, node: n}, nil
 }
 
@@ -394,15 +399,6 @@ func (n *node) tend() {
 	fast := time.NewTicker(n.cfg.ElectionTimeout / 4)
 	defer fast.Stop()
 	declared := fast.C
-	// Until every member has answered, ask for their versions (sums.go)
-	// every quarter ElectionTimeout too, for a while: a new cluster's
-	// nodes start one after another.
-	sumsTick := time.NewTicker(n.cfg.ElectionTimeout / 4)
-	defer sumsTick.Stop()
-	sumsFast, sumsLeft := sumsTick.C, sumsFastRounds
-	if !n.chooseSums() {
-		sumsFast = nil
-	}
 	for {
 		select {
 		case <-n.stop:
@@ -423,10 +419,6 @@ func (n *node) tend() {
 				}
 				n.applyEvent(ev)
 			}
-		case <-sumsFast:
-			if sumsLeft--; !n.chooseSums() || sumsLeft == 0 {
-				sumsFast = nil
-			}
 		case <-declared:
 			if n.list()[0].recordDeclared() {
 				declared = nil // all recorded: stop asking
@@ -445,7 +437,6 @@ func (n *node) tend() {
 				s.checkIdle(now)
 			}
 			n.balanceOnce()
-			n.chooseSums()
 		}
 	}
 }
@@ -566,6 +557,7 @@ func (lx *Logx) Close() error {
 		close(n.stop)
 		n.cancelStop()
 		<-n.done
+		<-n.sumsDone
 		streams := n.list()
 		errs := make([]error, len(streams))
 		var wg sync.WaitGroup

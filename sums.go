@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/logx-dev/logx/internal/store"
 )
@@ -23,11 +24,13 @@ import (
 // whenever a member says it is older or one not yet heard from does not
 // answer, the files it starts name sha256. A member down from the node's
 // start keeps it on sha256 until that member answers or is removed: safety
-// first, the speed is a bonus. tend asks at start and every balance round
-// (and every quarter ElectionTimeout for the first 40 while one has not
-// answered: a new cluster's nodes start one after another), only the
+// first, the speed is a bonus. watchSums asks at start and every balance
+// round (and every quarter ElectionTimeout for the first 40 while one has
+// not answered: a new cluster's nodes start one after another), only the
 // members not yet heard from, all at once within one ElectionTimeout; a
-// settled cluster sends nothing. A node older than this
+// settled cluster sends nothing. It runs on a goroutine of its own, so a
+// member that holds its connections open without answering delays nothing
+// else (tend's stream events and balance rounds). A node older than this
 // is refused as a new member (joinConflict), so a member heard from stays
 // heard from (going back to an earlier version is not supported).
 
@@ -57,12 +60,40 @@ func (n *node) faster() store.Hash {
 	return store.Faster()
 }
 
+// watchSums runs chooseSums at start, every quarter ElectionTimeout while a
+// member has not answered (at most sumsFastRounds times), and every
+// balance round, until Close.
+func (n *node) watchSums() {
+	defer close(n.sumsDone)
+	slow := time.NewTicker(balanceEvery * n.cfg.ElectionTimeout)
+	defer slow.Stop()
+	fast := time.NewTicker(n.cfg.ElectionTimeout / 4)
+	defer fast.Stop()
+	soon, left := fast.C, sumsFastRounds
+	if !n.chooseSums() {
+		soon = nil
+	}
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-soon:
+			if left--; !n.chooseSums() || left == 0 {
+				soon = nil
+			}
+		case <-slow.C:
+			n.chooseSums()
+		}
+	}
+}
+
 // chooseSums sets the hash of the files this node's streams start next:
 // the faster one once every other member has said it knows it, sha256
 // until then (see above). It reports whether a member did not answer, or
-// this node is not a member yet. It runs on tend's goroutine (sumsKnown is
-// tend's).
+// this node is not a member yet. It runs on watchSums's goroutine
+// (sumsKnown is watchSums's).
 func (n *node) chooseSums() (pending bool) {
+	defer n.sumsRounds.Add(1)
 	want := n.faster()
 	if want == store.SHA256 || n.seams.featureVersion() < sumsFeature {
 		return false // files start with sha256: nothing to ask
@@ -100,6 +131,9 @@ func (n *node) chooseSums() (pending bool) {
 	var wg sync.WaitGroup
 	for i, a := range ask {
 		wg.Go(func() {
+			if h := n.seams.sumsAsk; h != nil {
+				h(ctx, a)
+			}
 			st, _, err := streams[0].remoteStatus(ctx, a)
 			versions[i] = st.Version
 			if err != nil {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,10 +56,10 @@ func sumsOf(files []store.File) []store.Hash {
 func (c *testCluster) awaitChecksum(i int, want string) {
 	c.t.Helper()
 	n := c.nodes[i].node
-	from := n.rounds.Load()
-	// tend's round that follows from+1 began after chooseSums of the one
-	// counted as from+1 ended.
-	require.True(c.t, waitFor(20*time.Second, func() bool { return n.rounds.Load() >= from+2 }), "no balance round")
+	from := n.sumsRounds.Load()
+	// The chooseSums counted as from+2 began after the one counted as
+	// from+1 ended, so after this call.
+	require.True(c.t, waitFor(20*time.Second, func() bool { return n.sumsRounds.Load() >= from+2 }), "no round of version asks")
 	require.Equal(c.t, want, c.nodes[i].Stats().Checksum, "node %d", i+1)
 }
 
@@ -208,4 +209,49 @@ func TestChecksums(t *testing.T) {
 	err = c.nodes[0].AddNode(ctx, c.cfgs[n].Addr)
 	require.ErrorContains(t, err, "runs a logx without BLAKE3 checksums")
 	require.Len(t, members(t, c.nodes[0]), 3)
+}
+
+// TestSumsAskBlocksNothing: a member that holds the version ask open
+// without answering (the seam stands for one that accepts connections and
+// never answers) delays nothing else: the node opens a stream created
+// meanwhile, and chooses BLAKE3 once the answers come.
+func TestSumsAskBlocksNothing(t *testing.T) {
+	blake := store.BLAKE3
+	held := make(chan string, 1)
+	release := make(chan struct{})
+	k := 0
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		sm.faster = &blake
+		if k == 0 {
+			sm.sumsAsk = func(_ context.Context, addr string) {
+				select {
+				case held <- addr:
+				default:
+				}
+				<-release // past the ask's deadline too: held until let go
+			}
+		}
+		k++
+	})
+	var once sync.Once
+	let := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(let) // before the cluster's Close, which waits for the asks
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("node 1 asked no member for its version")
+	}
+	require.Equal(t, "sha256", c.nodes[0].Stats().Checksum, "a member has not answered")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, c.nodes[1].CreateStream(ctx, StreamConfig{Name: "audit"}))
+	require.NoError(t, c.nodes[0].node.waitStream(ctx, "audit", true), "node 1 opens the stream while its version asks hang")
+	s, err := c.nodes[0].Stream("audit")
+	require.NoError(t, err)
+	_, err = s.Append(ctx, LevelInfo, "while the asks hang")
+	require.NoError(t, err)
+
+	let()
+	c.awaitChecksum(0, "blake3")
 }
