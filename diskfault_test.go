@@ -59,6 +59,17 @@ func TestDiskFull(t *testing.T) {
 		id := c.cfgs[victim].NodeID
 		full[victim].Store(true)
 		before := c.nodes[victim].fsm.applied.Load()
+		if role == "leader" {
+			// Its own Append, committed while it leads, does not wait for
+			// its disk: the leader hands over, and the batch goes again
+			// through the new one, written once.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			_, err := c.nodes[victim].Append(ctx, LevelInfo, "disk entry", "tag", "own", "node", victim, "k", 0)
+			cancel()
+			require.NoError(t, err, "the leader's own Append while its disk is full")
+			require.NotEqual(t, victim, c.leaderIndex(), "it handed over")
+			total++
+		}
 
 		// The others keep committing. The victim's callers queue: a
 		// leader's own batch waits for its apply, and Info never blocks

@@ -498,6 +498,10 @@ func (f *fsm) setErr(err error) {
 	f.failedMu.Unlock()
 }
 
+// applyBlocked reports whether apply is held up: writing fails, or it
+// waits for a catch-up finishing in the background.
+func (f *fsm) applyBlocked() bool { return f.Err() != nil || f.bg.applyWaiting.Load() }
+
 // Err returns the write error that stopped the node, or nil.
 func (f *fsm) Err() error {
 	f.failedMu.Lock()

@@ -352,11 +352,19 @@ func (lx *Stream) applyBatchLocal(batch, identity []byte, recs *[]byte) (idx, fi
 // applyLocal commits a command through this node's Raft, which must lead,
 // stamped with the sender's certificate identity (nil without TLS). A
 // command apply refused comes back as a *rejectedError.
+//
+// Raft answers once this node has applied the command. A node whose apply
+// is held up (a write error, a catch-up finishing: fsm.applyBlocked) hands
+// its leadership over, and then stops waiting: errApplyBlocked, on which
+// the batch goes again through the new leader, as after any ambiguous
+// failure (a repeat is written once, dedup.go). Without that its own
+// callers, and the batches its followers forwarded, would wait for its
+// disk while the others commit.
 func (lx *Stream) applyLocal(cmd, identity []byte) (idx, first uint64, err error) {
 	var f raft.ApplyFuture
 	if err := lx.raftCall(func() error {
 		f = lx.raft.ApplyLog(raft.Log{Data: cmd, Extensions: identity}, lx.cfg.ForwardTimeout)
-		return f.Error()
+		return lx.awaitApply(f)
 	}); err != nil {
 		return 0, 0, err
 	}
@@ -372,6 +380,36 @@ func (lx *Stream) applyLocal(cmd, identity []byte) (idx, first uint64, err error
 		return 0, 0, res.err
 	}
 	return f.Index(), res.firstSeq, nil
+}
+
+// errApplyBlocked: this node committed a command while it led, but its
+// apply is held up and another node leads now (applyLocal).
+var errApplyBlocked = errors.New("logx: this node no longer leads and cannot apply yet (a write error or a catch-up); its answer would wait for that")
+
+// applyCheckEvery is how often applyLocal looks whether a wait for this
+// node's apply should end (errApplyBlocked).
+const applyCheckEvery = 100 * time.Millisecond
+
+// awaitApply waits for f, Raft's answer to a command this node proposed,
+// unless this node's apply is held up and it no longer leads
+// (errApplyBlocked). Raft's future offers no channel to wait on beside
+// another, so a goroutine waits for it (and, given up on, ends when this
+// node applies the command or closes).
+func (lx *Stream) awaitApply(f raft.ApplyFuture) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	t := time.NewTicker(applyCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-t.C:
+			if lx.fsm.applyBlocked() && lx.raft.State() != raft.Leader {
+				return errApplyBlocked
+			}
+		}
+	}
 }
 
 // reportClock commits this node's clock to the log (clock.go), once; a
