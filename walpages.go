@@ -1,7 +1,10 @@
 package logx
 
 import (
+	"errors"
 	"os"
+	"path/filepath"
+	"syscall"
 
 	"github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/types"
@@ -21,8 +24,25 @@ import (
 // load: TrailingLogs batches stay), as the log files would (store.Writer).
 type walPages struct{ types.VFS }
 
+// Create makes a new segment file. raft-wal preallocates it, in the
+// rotation that follows the append which sealed the one before; if that
+// fails, raft-wal logs "rotate error" and keeps the sealed segment as its
+// tail, so every append after it fails ("segment is sealed") until the
+// node restarts, although the disk may have room again a moment later. So
+// a segment that cannot be preallocated for want of room is created empty
+// instead, to grow as it is written (raft-wal reads such files too, as it
+// does where preallocation is not supported): an append that then finds
+// the disk full fails as any write would, and works again once there is
+// room (TestWALCreateFullDisk, TestRealFullDisk).
 func (v walPages) Create(dir, name string, size uint64) (types.WritableFile, error) {
-	return wrapWALFile(v.VFS.Create(dir, name, size))
+	wf, err := v.VFS.Create(dir, name, size)
+	if err != nil && size > 0 && errors.Is(err, syscall.ENOSPC) {
+		// The failed preallocation leaves the file it created (O_EXCL:
+		// no other file of that name was there).
+		_ = os.Remove(filepath.Join(dir, name))
+		wf, err = v.VFS.Create(dir, name, 0)
+	}
+	return wrapWALFile(wf, err)
 }
 
 // OpenWriter is how raft-wal reopens its open segment at start: a plain
