@@ -71,9 +71,8 @@ func TestDiskFull(t *testing.T) {
 			total++
 		}
 
-		// The others keep committing. The victim's callers queue: a
-		// leader's own batch waits for its apply, and Info never blocks
-		// on the disk.
+		// The others keep committing; the victim's Info calls go on
+		// (through the leader, or the new one once it has handed over).
 		var wg sync.WaitGroup
 		for i, lx := range c.nodes {
 			wg.Add(1)

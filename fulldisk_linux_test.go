@@ -72,9 +72,9 @@ func TestRealFullDisk(t *testing.T) {
 		}
 		total += 3 * n
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
 	for _, role := range []string{"follower", "leader"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
 		c.moveLeader(victim, role == "leader")
 		// Leave 64 KiB to 4 MiB: up to about 20,000 of these lines on
 		// the victim, with its Raft log and checkpoints.
@@ -173,7 +173,8 @@ func TestWALCreateFullDisk(t *testing.T) {
 	store := func() error {
 		return w.StoreLogs([]*raft.Log{{Index: idx + 1, Term: 1, Type: raft.LogCommand, Data: make([]byte, 16<<10)}})
 	}
-	// Room for the first segment, and less than the next one's.
+	// Room for about a segment and a half: a later rotation finds no room
+	// to preallocate the next one.
 	_, unfill := fillDisk(t, mnt, 3*segSize/2)
 	var failed error
 	for range 64 {

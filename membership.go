@@ -458,7 +458,10 @@ func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResp
 	switch {
 	case err == nil:
 		return controlResponse{Index: idx}
-	case errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress):
+	case errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, errApplyBlocked):
+		// errApplyBlocked: it may have committed; the commands asked here
+		// are the same again (CreateStream with the same settings, a level,
+		// a truncation point), so the new leader is asked.
 		leader, _ := lx.raft.LeaderWithID()
 		return controlResponse{NotLeader: true, Leader: string(leader)}
 	case errors.Is(err, ErrNotMember):

@@ -361,6 +361,12 @@ func (lx *Stream) applyBatchLocal(batch, identity []byte, recs *[]byte) (idx, fi
 // callers, and the batches its followers forwarded, would wait for its
 // disk while the others commit.
 func (lx *Stream) applyLocal(cmd, identity []byte) (idx, first uint64, err error) {
+	if lx.fsm.applyBlocked() {
+		// It is handing over (or cannot: a cluster of one), and Raft
+		// would hold this command until apply resumes: not proposed, so
+		// the caller may send it elsewhere, or again, as it is.
+		return 0, 0, fmt.Errorf("%w: %w", raft.ErrNotLeader, errApplyBlocked)
+	}
 	var f raft.ApplyFuture
 	if err := lx.raftCall(func() error {
 		f = lx.raft.ApplyLog(raft.Log{Data: cmd, Extensions: identity}, lx.cfg.ForwardTimeout)
@@ -406,6 +412,11 @@ func (lx *Stream) awaitApply(f raft.ApplyFuture) error {
 			return err
 		case <-t.C:
 			if lx.fsm.applyBlocked() && lx.raft.State() != raft.Leader {
+				select {
+				case err := <-done: // answered meanwhile
+					return err
+				default:
+				}
 				return errApplyBlocked
 			}
 		}

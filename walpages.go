@@ -29,14 +29,17 @@ type walPages struct{ types.VFS }
 // fails, raft-wal logs "rotate error" and keeps the sealed segment as its
 // tail, so every append after it fails ("segment is sealed") until the
 // node restarts, although the disk may have room again a moment later. So
-// a segment that cannot be preallocated for want of room is created empty
-// instead, to grow as it is written (raft-wal reads such files too, as it
-// does where preallocation is not supported): an append that then finds
-// the disk full fails as any write would, and works again once there is
-// room (TestWALCreateFullDisk, TestRealFullDisk).
+// a segment that cannot be preallocated for want of room (a full disk, a
+// quota) is created empty instead, to grow as it is written: raft-wal
+// reads a segment shorter than its size limit (its reads and its recovery
+// stop at the file's end as at zeros, and it seals by offset, not by the
+// file's size), but only a crash before the first append left one before,
+// so TestWALCreateFullDisk checks appends, reads and a reopen of such a
+// segment. An append that finds the disk full then fails as any write
+// would, and works again once there is room.
 func (v walPages) Create(dir, name string, size uint64) (types.WritableFile, error) {
 	wf, err := v.VFS.Create(dir, name, size)
-	if err != nil && size > 0 && errors.Is(err, syscall.ENOSPC) {
+	if err != nil && size > 0 && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
 		// The failed preallocation leaves the file it created (O_EXCL:
 		// no other file of that name was there).
 		_ = os.Remove(filepath.Join(dir, name))
