@@ -2,12 +2,15 @@ package logx
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/logx-dev/logx/internal/store"
 	"github.com/stretchr/testify/require"
 )
@@ -67,7 +70,7 @@ func TestDiskFull(t *testing.T) {
 			_, err := c.nodes[victim].Append(ctx, LevelInfo, "disk entry", "tag", "own", "node", victim, "k", 0)
 			cancel()
 			require.NoError(t, err, "the leader's own Append while its disk is full")
-			require.NotEqual(t, victim, c.leaderIndex(), "it handed over")
+			require.True(t, waitFor(10*time.Second, func() bool { l := c.leaderIndex(); return l >= 0 && l != victim }), "it handed over")
 			total++
 		}
 
@@ -92,6 +95,7 @@ func TestDiskFull(t *testing.T) {
 		total += 90
 		require.True(t, waitFor(20*time.Second, func() bool { return c.nodes[victim].Stats().WriteError != "" }), "%s reports the error", id)
 		require.Contains(t, c.nodes[victim].Stats().WriteError, "no space left")
+		require.True(t, c.nodes[victim].fsm.applyBlocked(), "%s's apply is held up: as a leader it proposes nothing", id)
 		require.True(t, waitFor(5*time.Second, func() bool { return alarmed(id, false) }), "%s raises the write-error alarm", id)
 		require.Less(t, c.nodes[victim].fsm.applied.Load()-before, uint64(90), "%s stopped applying", id)
 		if role == "leader" {
@@ -106,6 +110,7 @@ func TestDiskFull(t *testing.T) {
 		// Room again: the victim resumes by itself.
 		full[victim].Store(false)
 		require.True(t, waitFor(20*time.Second, func() bool { return c.nodes[victim].Stats().WriteError == "" }), "%s resumes", id)
+		require.False(t, c.nodes[victim].fsm.applyBlocked(), "%s applies again", id)
 		c.flushAll()
 		require.Equal(t, total, c.waitSameSeq(total), "round %d", round)
 		require.True(t, waitFor(5*time.Second, func() bool { return alarmed(id, true) }), "%s clears the alarm", id)
@@ -215,4 +220,34 @@ func TestCloseDuringDiskFullCluster(t *testing.T) {
 	lines := readLines(t, c.dirs()[victim], "app.log")
 	require.Len(t, lines, int(total))
 	requireUnique(t, lines, "tag", "node", "k")
+}
+
+// A node stopped for good (stopWith: a settings conflict) is not held up:
+// its ApplyBatch answers at once, with the error, so as a leader it
+// proposes as before and its commands fail instead of waiting (and it
+// would never hand over for having refused them). A held-up node's
+// commands that may have committed are reported as ErrOutcomeUnknown,
+// also by another node (a control request); those it refuses are not.
+func TestApplyBlockedErrors(t *testing.T) {
+	f := openTestFSM(t, t.TempDir())
+	defer f.close()
+	require.False(t, f.applyBlocked())
+	f.stopWith(errors.New("a settings conflict"))
+	require.Error(t, f.Err())
+	require.False(t, f.applyBlocked(), "stopped for good is not held up")
+	res := f.ApplyBatch([]*raft.Log{{Index: 1, Type: raft.LogCommand, Data: []byte("x")}})
+	require.Len(t, res, 1)
+
+	require.ErrorIs(t, errApplyBlocked, ErrOutcomeUnknown)
+	require.ErrorIs(t, errApplyHeld, raft.ErrNotLeader)
+	require.NotErrorIs(t, errApplyHeld, ErrOutcomeUnknown, "refused: not proposed")
+	var s Stream
+	resp := s.controlAnswer(0, errApplyBlocked)
+	require.True(t, resp.Unknown)
+	b, err := json.Marshal(resp)
+	require.NoError(t, err)
+	var got controlResponse
+	require.NoError(t, json.Unmarshal(b, &got))
+	require.ErrorIs(t, got.err(), ErrOutcomeUnknown, "across the wire")
+	require.Equal(t, errApplyBlocked.Error(), got.err().Error())
 }

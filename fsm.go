@@ -83,6 +83,7 @@ type fsm struct {
 	catchUps    atomic.Uint64
 	progress    catchUpProgress
 	bg          background                   // a catch-up finishing in the background (catchup.go)
+	retrying    atomic.Bool                  // ApplyBatch retries a failed write (applyBlocked)
 	segPtr      atomic.Pointer[store.Writer] // seg, for the fetch server
 	nextSum     atomic.Uint32                // store.Hash of the files started next (sums.go)
 	mu          sync.Mutex
@@ -261,6 +262,10 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		return failAll(len(logs), f.failed)
 	}
 	res, err := f.applyLogs(logs)
+	if err != nil {
+		f.retrying.Store(true)
+		defer f.retrying.Store(false)
+	}
 	for pause := cmp.Or(f.retryPause, 100*time.Millisecond); err != nil; pause = min(2*pause, 5*time.Second) {
 		f.dirty = true
 		err = fmt.Errorf("logx: writing %s: %w", f.file, err)
@@ -498,9 +503,11 @@ func (f *fsm) setErr(err error) {
 	f.failedMu.Unlock()
 }
 
-// applyBlocked reports whether apply is held up: writing fails, or it
-// waits for a catch-up finishing in the background.
-func (f *fsm) applyBlocked() bool { return f.Err() != nil || f.bg.applyWaiting.Load() }
+// applyBlocked reports whether apply is held up: ApplyBatch retries a
+// failed write, or waits for a catch-up finishing in the background. A node
+// stopped for good (f.failed: a settings conflict, incomplete files) is not
+// held up: its ApplyBatch answers at once, with the error.
+func (f *fsm) applyBlocked() bool { return f.retrying.Load() || f.bg.applyWaiting.Load() }
 
 // Err returns the write error that stopped the node, or nil.
 func (f *fsm) Err() error {

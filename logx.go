@@ -36,7 +36,11 @@ var (
 	// ErrOutcomeUnknown is returned by Append (wrapped together with the
 	// cause) when the entry was sent for commit but no answer came before the
 	// caller's context ended or Close gave up: it may or may not be in the
-	// log. It is never written twice.
+	// log. It is never written twice. CreateStream, DeleteStream,
+	// Stream.SetClusterLevel and Stream.TruncateBefore return it too when
+	// the leader that committed the change could not apply it (its disk
+	// full) and another node leads now: the change may or may not have
+	// been made.
 	ErrOutcomeUnknown = errors.New("logx: outcome unknown, the entry may or may not be committed")
 
 	// ErrCorrupt is returned by New when Dir's files contradict its

@@ -53,8 +53,11 @@ type controlResponse struct {
 	Error     string `json:"error,omitempty"`
 	NotMember bool   `json:"not_member,omitempty"`
 	NotLeader bool   `json:"not_leader,omitempty"`
-	Leader    string `json:"leader,omitempty"` // a hint with NotLeader
-	Status    *Stats `json:"status,omitempty"`
+	// Unknown: the command may or may not have been committed
+	// (ErrOutcomeUnknown); Error says why.
+	Unknown bool   `json:"unknown,omitempty"`
+	Leader  string `json:"leader,omitempty"` // a hint with NotLeader
+	Status  *Stats `json:"status,omitempty"`
 	// Streams, with the default stream's status, are the node's other
 	// streams' (QueryStreams).
 	Streams []Stats `json:"streams,omitempty"`
@@ -265,10 +268,26 @@ func (lx *Stream) controlTargets() []string {
 	return out
 }
 
+// outcomeUnknown is the error another node reported as ErrOutcomeUnknown
+// (its text msg already says so).
+func outcomeUnknown(msg string) error { return remoteError{msg, ErrOutcomeUnknown} }
+
+// remoteError is another node's error: its text, and the sentinel it
+// matches.
+type remoteError struct {
+	msg string
+	is  error
+}
+
+func (e remoteError) Error() string { return e.msg }
+func (e remoteError) Unwrap() error { return e.is }
+
 func (r controlResponse) err() error {
 	switch {
 	case r.NotMember:
 		return fmt.Errorf("%w: %s", ErrNotMember, r.Error)
+	case r.Unknown:
+		return outcomeUnknown(r.Error)
 	case r.Error != "":
 		return errors.New(r.Error)
 	}
@@ -455,17 +474,26 @@ func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResp
 	default:
 		err = lx.removeNode(ctx, req.Addr)
 	}
+	return lx.controlAnswer(idx, err)
+}
+
+// controlAnswer is the answer to a control request that committed at idx,
+// or failed with err.
+func (lx *Stream) controlAnswer(idx uint64, err error) controlResponse {
 	switch {
 	case err == nil:
 		return controlResponse{Index: idx}
-	case errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, errApplyBlocked):
-		// errApplyBlocked: it may have committed; the commands asked here
-		// are the same again (CreateStream with the same settings, a level,
-		// a truncation point), so the new leader is asked.
+	case errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		leader, _ := lx.raft.LeaderWithID()
 		return controlResponse{NotLeader: true, Leader: string(leader)}
 	case errors.Is(err, ErrNotMember):
 		return controlResponse{NotMember: true, Error: err.Error()}
+	case errors.Is(err, ErrOutcomeUnknown):
+		// errApplyBlocked: it may have committed, and a repeat is not
+		// always the same (a stream deleted, then not found; a level set
+		// again over a later one), so the caller is told, not the new
+		// leader asked.
+		return controlResponse{Unknown: true, Error: err.Error()}
 	}
 	return controlResponse{Error: err.Error()}
 }

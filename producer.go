@@ -363,9 +363,8 @@ func (lx *Stream) applyBatchLocal(batch, identity []byte, recs *[]byte) (idx, fi
 func (lx *Stream) applyLocal(cmd, identity []byte) (idx, first uint64, err error) {
 	if lx.fsm.applyBlocked() {
 		// It is handing over (or cannot: a cluster of one), and Raft
-		// would hold this command until apply resumes: not proposed, so
-		// the caller may send it elsewhere, or again, as it is.
-		return 0, 0, fmt.Errorf("%w: %w", raft.ErrNotLeader, errApplyBlocked)
+		// would hold this command until apply resumes.
+		return 0, 0, errApplyHeld
 	}
 	var f raft.ApplyFuture
 	if err := lx.raftCall(func() error {
@@ -390,7 +389,12 @@ func (lx *Stream) applyLocal(cmd, identity []byte) (idx, first uint64, err error
 
 // errApplyBlocked: this node committed a command while it led, but its
 // apply is held up and another node leads now (applyLocal).
-var errApplyBlocked = errors.New("logx: this node no longer leads and cannot apply yet (a write error or a catch-up); its answer would wait for that")
+var errApplyBlocked = fmt.Errorf("%w: this node no longer leads and cannot apply yet (a write error or a catch-up), so it cannot say whether it was committed", ErrOutcomeUnknown)
+
+// errApplyHeld: this node leads but its apply is held up, so it proposes
+// nothing (applyLocal); it wraps raft.ErrNotLeader, since the caller may
+// send the command elsewhere, or again, as it is.
+var errApplyHeld = fmt.Errorf("%w: this node cannot apply yet (a write error or a catch-up) and hands its leadership over", raft.ErrNotLeader)
 
 // applyCheckEvery is how often applyLocal looks whether a wait for this
 // node's apply should end (errApplyBlocked).
