@@ -268,10 +268,6 @@ func (lx *Stream) controlTargets() []string {
 	return out
 }
 
-// outcomeUnknown is the error another node reported as ErrOutcomeUnknown
-// (its text msg already says so).
-func outcomeUnknown(msg string) error { return remoteError{msg, ErrOutcomeUnknown} }
-
 // remoteError is another node's error: its text, and the sentinel it
 // matches.
 type remoteError struct {
@@ -286,8 +282,8 @@ func (r controlResponse) err() error {
 	switch {
 	case r.NotMember:
 		return fmt.Errorf("%w: %s", ErrNotMember, r.Error)
-	case r.Unknown:
-		return outcomeUnknown(r.Error)
+	case r.Unknown: // the text already says so
+		return remoteError{r.Error, ErrOutcomeUnknown}
 	case r.Error != "":
 		return errors.New(r.Error)
 	}

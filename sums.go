@@ -34,8 +34,8 @@ import (
 // is refused as a new member (joinConflict), so a member heard from stays
 // heard from (going back to an earlier version is not supported).
 
-// sumsFastRounds is how many times watchSums asks every quarter ElectionTimeout
-// at start, while a member has not answered.
+// sumsFastRounds is how many times watchSums asks every quarter
+// ElectionTimeout at start, while a member has not answered.
 const sumsFastRounds = 40
 
 // sumsFeature is the FeatureVersion that knows BLAKE3 checksums.
