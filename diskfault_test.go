@@ -192,10 +192,7 @@ func TestCloseDuringDiskFullCluster(t *testing.T) {
 	})
 	c.logAppend("before", 20)
 	victim := 2
-	if c.leaderIndex() == victim {
-		require.NoError(t, c.nodes[victim].raft.LeadershipTransfer().Error())
-		require.True(t, waitFor(10*time.Second, func() bool { l := c.leaderIndex(); return l >= 0 && l != victim }))
-	}
+	c.moveLeader(victim, false)
 	full.Store(true)
 	c.logAppend("full", 20) // n3's own Appends go through its peers' commit
 	require.True(t, waitFor(20*time.Second, func() bool { return c.nodes[victim].Stats().WriteError != "" }))

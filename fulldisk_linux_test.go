@@ -107,26 +107,6 @@ func TestRealFullDisk(t *testing.T) {
 	requireUnique(t, lines, "tag", "node", "k")
 }
 
-// moveLeader makes node i the leader (lead) or a follower (!lead).
-func (c *testCluster) moveLeader(i int, lead bool) {
-	c.t.Helper()
-	require.True(c.t, waitFor(20*time.Second, func() bool {
-		l := c.leaderIndex()
-		if l < 0 || (l == i) == lead {
-			return l >= 0
-		}
-		var f raft.Future
-		if lead {
-			a := raft.ServerAddress(c.cfgs[i].Addr)
-			f = c.nodes[l].raft.LeadershipTransferToServer(raft.ServerID(a), a)
-		} else {
-			f = c.nodes[l].raft.LeadershipTransfer()
-		}
-		_ = f.Error() // tried again until it holds
-		return false
-	}), "n%d leading: %v", i+1, lead)
-}
-
 // mountTmpfs mounts a tmpfs of size (as mount(8) takes it) on a new
 // directory, unmounted when the test ends; without root the test skips.
 func mountTmpfs(t *testing.T, size string) string {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
@@ -62,6 +63,30 @@ func (c *testCluster) leaderIndex() int {
 		}
 	}
 	return -1
+}
+
+// moveLeader makes node i the leader (lead) or a follower (!lead), asking
+// Raft to transfer the leadership until it holds.
+func (c *testCluster) moveLeader(i int, lead bool) {
+	c.t.Helper()
+	require.True(c.t, waitFor(20*time.Second, func() bool {
+		l := c.leaderIndex()
+		switch {
+		case l < 0:
+			return false // an election under way
+		case (l == i) == lead:
+			return true
+		}
+		var f raft.Future
+		if lead {
+			a := raft.ServerAddress(c.cfgs[i].Addr)
+			f = c.nodes[l].raft.LeadershipTransferToServer(raft.ServerID(a), a)
+		} else {
+			f = c.nodes[l].raft.LeadershipTransfer() // to whichever follower is ready
+		}
+		_ = f.Error() // tried again until it holds
+		return false
+	}), "n%d leading: %v", i+1, lead)
 }
 
 // TestAddNode: a new node joins a running cluster that has compacted its
