@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"os"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -157,13 +156,7 @@ func TestLevelCmd(t *testing.T) {
 func TestLocalLevelSurvivesRedo(t *testing.T) {
 	var full [3]atomic.Bool
 	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
-		i := int(cfg.NodeID[1] - '1')
-		sm.diskFault = func() error {
-			if full[i].Load() {
-				return syscall.ENOSPC
-			}
-			return nil
-		}
+		sm.diskFault = fullWhen(&full, cfg.NodeID)
 		cfg.CheckpointInterval = time.Hour // the level command stays after the checkpoint
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -27,13 +27,7 @@ func TestDiskFull(t *testing.T) {
 	alarms := map[string][]Alarm{}
 	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
 		id := cfg.NodeID
-		i := int(id[1] - '1')
-		sm.diskFault = func() error {
-			if full[i].Load() {
-				return syscall.ENOSPC
-			}
-			return nil
-		}
+		sm.diskFault = fullWhen(&full, id)
 		cfg.OnAlarm = func(a Alarm) {
 			mu.Lock()
 			alarms[id] = append(alarms[id], a)
@@ -120,6 +114,66 @@ func TestDiskFull(t *testing.T) {
 	lines := readLines(t, c.dirs()[0], "app.log")
 	require.Len(t, lines, int(total))
 	requireUnique(t, lines, "tag", "node", "k")
+}
+
+// fullWhen is a diskFault for node id ("n1".."n3") of a test cluster: its
+// disk is full (ENOSPC) while full[its index] is set.
+func fullWhen(full *[3]atomic.Bool, id string) func() error {
+	i := int(id[1] - '1')
+	return func() error {
+		if full[i].Load() {
+			return syscall.ENOSPC
+		}
+		return nil
+	}
+}
+
+// TestDiskFullLeaderReelected: a node whose apply is held up and that is
+// elected again after it handed over hands over again at the first
+// request that reaches it, instead of refusing every batch (or, for a
+// control command, waiting for its apply) until its next retry of the
+// write, here an hour away: a truncation sent to it, then batches.
+func TestDiskFullLeaderReelected(t *testing.T) {
+	var full [3]atomic.Bool
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		sm.diskFault = fullWhen(&full, cfg.NodeID)
+		sm.writeRetryPause = time.Hour
+	})
+	c.waitReady()
+	c.logAppend("before", 10)
+	victim := c.leaderIndex()
+	append := func(i, k int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_, err := c.nodes[i].Append(ctx, LevelInfo, "while full", "node", i, "k", k)
+		require.NoError(t, err, "n%d's Append %d", i+1, k)
+	}
+
+	full[victim].Store(true)
+	append((victim+1)%3, 0)
+	require.True(t, waitFor(20*time.Second, func() bool { return c.nodes[victim].fsm.applyBlocked() }), "the victim's apply is held up")
+	require.True(t, waitFor(20*time.Second, func() bool { l := c.leaderIndex(); return l >= 0 && l != victim }), "it hands over")
+
+	other := (victim + 1) % 3
+	c.moveLeader(victim, true)
+	require.True(t, c.nodes[victim].fsm.applyBlocked(), "elected while still held up")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// The entry the victim could not write, so that it would wait for a
+	// barrier before it proposes.
+	require.NoError(t, c.nodes[other].TruncateBefore(ctx, c.nodes[victim].fsm.seq.Load()+2))
+	require.NotEqual(t, victim, c.leaderIndex(), "it handed over again")
+
+	c.moveLeader(victim, true)
+	require.True(t, c.nodes[victim].fsm.applyBlocked(), "elected while still held up")
+	for k := 1; k <= 3; k++ {
+		append((victim+k)%3, k) // the victim's own, and two forwarded to it
+	}
+	l := c.leaderIndex()
+	require.NotEqual(t, victim, l, "it handed over again")
+	require.True(t, c.nodes[victim].fsm.applyBlocked(), "before its next retry")
+	require.True(t, waitFor(20*time.Second, func() bool { return c.nodes[l].fsm.seq.Load() >= c.nodes[victim].fsm.seq.Load()+4 }))
 }
 
 // TestCloseDuringWriteError: a node closed while it retries a failed write

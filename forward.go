@@ -91,7 +91,7 @@ func (lx *Stream) answer(c net.Conn, status byte, idx, first uint64, msg string)
 // clock report. cert is the sender's certificate (nil without TLS); its
 // identity is stamped on the Raft entry (dedup.go).
 func (lx *Stream) applyForwarded(data []byte, cert *x509.Certificate) (status byte, idx, first uint64, msg string) {
-	if lx.fsm.applyBlocked() && lx.raft.State() == raft.Leader {
+	if lx.raft.State() == raft.Leader && lx.heldUp() {
 		// It proposes nothing (applyLocal): spare the check.
 		return wire.StatusNotLeader, 0, 0, lx.cfg.Addr
 	}

@@ -156,7 +156,8 @@ type fsmConfig struct {
 	// Test hooks, nil in normal use. hooks see every write and fsync for
 	// a simulated power cut (hooks.go); fault is asked before every write
 	// and fsync of the log files (a full or failing disk); retryPause is
-	// the first pause before a failed write is retried; repairHook is
+	// the first pause before a failed write is retried, and the least of
+	// the later ones; repairHook is
 	// called by repair between its check and its rename (scrub.go).
 	hooks      *powerHooks
 	fault      func() error
@@ -266,7 +267,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		f.retrying.Store(true)
 		defer f.retrying.Store(false)
 	}
-	for pause := cmp.Or(f.retryPause, 100*time.Millisecond); err != nil; pause = min(2*pause, 5*time.Second) {
+	for pause := cmp.Or(f.retryPause, 100*time.Millisecond); err != nil; pause = max(min(2*pause, 5*time.Second), f.retryPause) {
 		f.dirty = true
 		err = fmt.Errorf("logx: writing %s: %w", f.file, err)
 		if f.Err() == nil {

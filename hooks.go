@@ -58,6 +58,9 @@ type seams struct {
 	// diskFault is asked before every write and fsync of the log files; an
 	// error from it fails that write (a full disk).
 	diskFault func() error
+	// writeRetryPause, if set, is every pause before apply retries a
+	// failed write (instead of 100 ms doubling to 5 s).
+	writeRetryPause time.Duration
 
 	// version is the FeatureVersion the node reports, and acts on, when
 	// not 0 (an older node, in-process: below 4 it writes sha256 and

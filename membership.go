@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -243,10 +244,11 @@ func (lx *Stream) controlResp(ctx context.Context, req controlRequest) (controlR
 				return controlResponse{}, ErrClosed
 			default:
 			}
+			what := strings.TrimSpace(req.Op + " " + req.Addr) // Addr: add and remove only
 			if lastErr != nil {
-				return controlResponse{}, fmt.Errorf("logx: %s %s: %w (last: %v)", req.Op, req.Addr, ctx.Err(), lastErr)
+				return controlResponse{}, fmt.Errorf("logx: %s: %w (last: %v)", what, ctx.Err(), lastErr)
 			}
-			return controlResponse{}, fmt.Errorf("logx: %s %s: %w", req.Op, req.Addr, ctx.Err())
+			return controlResponse{}, fmt.Errorf("logx: %s: %w", what, ctx.Err())
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, time.Second)
@@ -444,6 +446,11 @@ func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResp
 	if lx.raft.State() != raft.Leader {
 		leader, _ := lx.raft.LeaderWithID()
 		return controlResponse{NotLeader: true, Leader: string(leader)}
+	}
+	if lx.heldUp() {
+		// Every change below waits for this node's apply (a command, a
+		// barrier, a configuration): another node is to lead.
+		return lx.controlAnswer(0, errApplyHeld)
 	}
 	var err error
 	var idx uint64

@@ -361,9 +361,7 @@ func (lx *Stream) applyBatchLocal(batch, identity []byte, recs *[]byte) (idx, fi
 // callers, and the batches its followers forwarded, would wait for its
 // disk while the others commit.
 func (lx *Stream) applyLocal(cmd, identity []byte) (idx, first uint64, err error) {
-	if lx.fsm.applyBlocked() {
-		// It is handing over (or cannot: a cluster of one), and Raft
-		// would hold this command until apply resumes.
+	if lx.heldUp() {
 		return 0, 0, errApplyHeld
 	}
 	var f raft.ApplyFuture
@@ -385,6 +383,19 @@ func (lx *Stream) applyLocal(cmd, identity []byte) (idx, first uint64, err error
 		return 0, 0, res.err
 	}
 	return f.Index(), res.firstSeq, nil
+}
+
+// heldUp reports whether this node's apply is held up (a write error, a
+// catch-up finishing: fsm.applyBlocked), so that it must propose nothing,
+// since Raft would hold the command until apply resumes. A leader hands
+// over (or cannot: a cluster of one), here too because it may have been
+// elected after apply's last retry told it to.
+func (lx *Stream) heldUp() bool {
+	if !lx.fsm.applyBlocked() {
+		return false
+	}
+	lx.handOver("apply held up")
+	return true
 }
 
 // errApplyBlocked: this node committed a command while it led, but its

@@ -65,8 +65,11 @@ type Stream struct {
 	removed atomic.Bool
 	// checkingRemoval is set while a removal notice is being checked.
 	checkingRemoval atomic.Bool
-	// handingOver is set while a leader that cannot write hands over.
+	// handingOver is set while a leader that cannot write hands over;
+	// handOverLog is when a failed handover was last reported (Unix
+	// nanoseconds), at most once every retryLogEvery.
 	handingOver atomic.Bool
+	handOverLog atomic.Int64
 	// snapshotting is set while a snapshot asked for by onRetired runs
 	// (retention.go).
 	snapshotting atomic.Bool
@@ -233,7 +236,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		onWriteError: lx.onWriteError, onActive: lx.markActive, onBlocked: lx.onCatchingUp, onLevel: lx.level.Set,
 		onRetired: lx.onRetired, onApplied: lx.armTail,
 		onRotated: onRotated, expanded: &lx.expanded,
-		hooks: sm.powerCut, fault: sm.diskFault, onlySHA256: sm.featureVersion() < sumsFeature}
+		hooks: sm.powerCut, fault: sm.diskFault, retryPause: sm.writeRetryPause, onlySHA256: sm.featureVersion() < sumsFeature}
 	if hooks != nil {
 		fc.onCatalog = hooks.onCatalog
 	}
@@ -411,7 +414,14 @@ func (lx *Stream) handOver(why string) {
 	}
 	started := lx.goFunc(func() {
 		defer lx.handingOver.Store(false)
-		if err := lx.transferLeadership(); err != nil && !errors.Is(err, raft.ErrRaftShutdown) {
+		err := lx.transferLeadership()
+		if err == nil || errors.Is(err, raft.ErrRaftShutdown) {
+			return
+		}
+		// A cluster of one has no node to hand over to, and is asked
+		// again at every batch.
+		now := time.Now().UnixNano()
+		if last := lx.handOverLog.Load(); now-last >= int64(retryLogEvery) && lx.handOverLog.CompareAndSwap(last, now) {
 			lx.logf("logx: handing leadership over during %s: %v", why, err)
 		}
 	})
