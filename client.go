@@ -203,7 +203,7 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 	sent := false
 	var firstSent time.Time
 	wait := 20 * time.Millisecond
-	next := 0
+	next, hops := 0, 0 // hops: hints followed since the last pause
 	var lastErr error
 	for {
 		target := c.target
@@ -225,8 +225,11 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 			c.Close()
 			c.target = msg // "" if the node knows no leader
 			lastErr = fmt.Errorf("%s: not the leader", target)
-			if msg != "" {
-				continue
+			if msg == target {
+				c.target = "" // a node that names itself: wait, then ask around
+			} else if msg != "" && hops < 3 {
+				hops++
+				continue // nodes naming each other (an election) get a pause
 			}
 		case status == wire.StatusRejected:
 			err := fmt.Errorf("%w: batch rejected by %s: %s", ErrRejected, target, msg)
@@ -260,6 +263,7 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 			return 0, fmt.Errorf("%w (last error: %v)", ctx.Err(), lastErr)
 		case <-time.After(wait):
 		}
+		hops = 0
 		wait = min(2*wait, time.Second)
 	}
 }
@@ -393,10 +397,21 @@ func changeVia(ctx context.Context, addr, stream string, req controlRequest, tls
 
 // commitVia sends req to the node at addr, then to the leader it names
 // (which may just have lost the leadership), and returns the Raft index
-// of what the leader committed.
+// of what the leader committed. While no leader answers (an election, a
+// leader handing over) it asks again, from addr, until ctx ends (at most
+// defaultControlTimeout without a deadline). A request that was sent but
+// not answered is not sent again if repeating it could change its result
+// (ErrOutcomeUnknown).
 func commitVia(ctx context.Context, addr, stream string, req controlRequest, tlsConfig *tls.Config) (uint64, error) {
-	target := addr
-	for range 3 {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultControlTimeout)
+		defer cancel()
+	}
+	target, hops := addr, 0
+	wait := 20 * time.Millisecond
+	var lastErr error
+	for {
 		if err := checkAddr(target); err != nil {
 			return 0, fmt.Errorf("logx: %w", err)
 		}
@@ -410,15 +425,25 @@ func commitVia(ctx context.Context, addr, stream string, req controlRequest, tls
 		conn.Close()
 		switch {
 		case err != nil:
-			return 0, fmt.Errorf("logx: %s: %w", target, err)
+			return 0, fmt.Errorf("logx: %s: %w", target, outcomeOf(req, err))
 		case !resp.NotLeader:
 			return resp.Index, resp.err()
-		case resp.Leader == "":
-			return 0, fmt.Errorf("logx: %s: not the leader of stream %q, and no leader known", target, stream)
+		case resp.Leader != "" && resp.Leader != target && hops < 3:
+			target, hops = resp.Leader, hops+1
+			continue
 		}
-		target = resp.Leader
+		lastErr = fmt.Errorf("logx: %s: not the leader of stream %q", target, stream)
+		if resp.Leader == "" {
+			lastErr = fmt.Errorf("%w, and no leader known", lastErr)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: %w", lastErr, ctx.Err())
+		case <-time.After(wait):
+		}
+		target, hops = addr, 0
+		wait = min(2*wait, time.Second)
 	}
-	return 0, fmt.Errorf("logx: no leader of stream %q answered", stream)
 }
 
 // queryStatus asks the node at addr for the status of stream; with the

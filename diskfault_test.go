@@ -132,7 +132,10 @@ func fullWhen(full *[3]atomic.Bool, id string) func() error {
 // elected again after it handed over hands over again at the first
 // request that reaches it, instead of refusing every batch (or, for a
 // control command, waiting for its apply) until its next retry of the
-// write, here an hour away: a truncation sent to it, then batches.
+// write, here an hour away; meanwhile it names no leader, not itself.
+// Three times: a truncation through the package-level client (which waits
+// for a leader to answer), a control request sent to it directly, then
+// batches, its own first.
 func TestDiskFullLeaderReelected(t *testing.T) {
 	var full [3]atomic.Bool
 	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
@@ -142,38 +145,56 @@ func TestDiskFullLeaderReelected(t *testing.T) {
 	c.waitReady()
 	c.logAppend("before", 10)
 	victim := c.leaderIndex()
+	other := (victim + 1) % 3
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 	append := func(i, k int) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
 		_, err := c.nodes[i].Append(ctx, LevelInfo, "while full", "node", i, "k", k)
 		require.NoError(t, err, "n%d's Append %d", i+1, k)
 	}
+	handedOver := func() int {
+		t.Helper()
+		var l int
+		// Its successor may commit before it hears of the new term.
+		require.True(t, waitFor(20*time.Second, func() bool { l = c.leaderIndex(); return l >= 0 && l != victim }), "it handed over again")
+		require.True(t, c.nodes[victim].fsm.applyBlocked(), "before its next retry")
+		return l
+	}
+	reelect := func() {
+		t.Helper()
+		c.moveLeader(victim, true)
+		require.True(t, c.nodes[victim].fsm.applyBlocked(), "elected while still held up")
+	}
 
 	full[victim].Store(true)
-	append((victim+1)%3, 0)
+	append(other, 0)
 	require.True(t, waitFor(20*time.Second, func() bool { return c.nodes[victim].fsm.applyBlocked() }), "the victim's apply is held up")
 	require.True(t, waitFor(20*time.Second, func() bool { l := c.leaderIndex(); return l >= 0 && l != victim }), "it hands over")
+	stuck := c.nodes[victim].fsm.seq.Load()
 
-	other := (victim + 1) % 3
-	c.moveLeader(victim, true)
-	require.True(t, c.nodes[victim].fsm.applyBlocked(), "elected while still held up")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	// The entry the victim could not write, so that it would wait for a
+	// Beyond what the victim applied, so that it would wait for a
 	// barrier before it proposes.
-	require.NoError(t, c.nodes[other].TruncateBefore(ctx, c.nodes[victim].fsm.seq.Load()+2))
-	require.NotEqual(t, victim, c.leaderIndex(), "it handed over again")
+	reelect()
+	require.NoError(t, TruncateBefore(ctx, c.cfgs[other].Addr, DefaultStream, stuck+2, nil))
+	handedOver()
 
-	c.moveLeader(victim, true)
-	require.True(t, c.nodes[victim].fsm.applyBlocked(), "elected while still held up")
+	reelect()
+	lvl := LevelWarn
+	resp, err := c.nodes[other].defaultStream.sendControl(ctx, c.cfgs[victim].Addr, controlRequest{Op: "set-level", Level: &lvl})
+	require.NoError(t, err)
+	require.True(t, resp.NotLeader, "%+v", resp)
+	require.NotEqual(t, c.cfgs[victim].Addr, resp.Leader, "it does not name itself")
+	handedOver()
+
+	reelect()
 	for k := 1; k <= 3; k++ {
-		append((victim+k)%3, k) // the victim's own, and two forwarded to it
+		append((victim+k-1)%3, k) // the victim's own, and two forwarded to it
 	}
-	l := c.leaderIndex()
-	require.NotEqual(t, victim, l, "it handed over again")
-	require.True(t, c.nodes[victim].fsm.applyBlocked(), "before its next retry")
-	require.True(t, waitFor(20*time.Second, func() bool { return c.nodes[l].fsm.seq.Load() >= c.nodes[victim].fsm.seq.Load()+4 }))
+	l := handedOver()
+	require.True(t, waitFor(20*time.Second, func() bool { return c.nodes[l].fsm.seq.Load() >= stuck+4 }))
 }
 
 // TestCloseDuringWriteError: a node closed while it retries a failed write

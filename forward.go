@@ -93,7 +93,7 @@ func (lx *Stream) answer(c net.Conn, status byte, idx, first uint64, msg string)
 func (lx *Stream) applyForwarded(data []byte, cert *x509.Certificate) (status byte, idx, first uint64, msg string) {
 	if lx.raft.State() == raft.Leader && lx.heldUp() {
 		// It proposes nothing (applyLocal): spare the check.
-		return wire.StatusNotLeader, 0, 0, lx.cfg.Addr
+		return wire.StatusNotLeader, 0, 0, lx.leaderHint()
 	}
 	clock := len(data) > 0 && data[0] == cmdClock
 	var err error
@@ -112,8 +112,7 @@ func (lx *Stream) applyForwarded(data []byte, cert *x509.Certificate) (status by
 		return wire.StatusRejected, 0, 0, err.Error()
 	}
 	if lx.raft.State() != raft.Leader {
-		addr, _ := lx.raft.LeaderWithID()
-		return wire.StatusNotLeader, 0, 0, string(addr)
+		return wire.StatusNotLeader, 0, 0, lx.leaderHint()
 	}
 	if !clock {
 		lx.proposeSettings() // a leader records the settings before any line
@@ -124,8 +123,7 @@ func (lx *Stream) applyForwarded(data []byte, cert *x509.Certificate) (status by
 		var rej *rejectedError
 		switch {
 		case errors.Is(err, raft.ErrNotLeader):
-			addr, _ := lx.raft.LeaderWithID()
-			return wire.StatusNotLeader, 0, 0, string(addr)
+			return wire.StatusNotLeader, 0, 0, lx.leaderHint()
 		case errors.As(err, &rej):
 			return wire.StatusRejected, 0, 0, rej.msg
 		}

@@ -40,7 +40,12 @@ var (
 	// Stream.SetClusterLevel and Stream.TruncateBefore return it too when
 	// the leader that committed the change could not apply it (its disk
 	// full) and another node leads now: the change may or may not have
-	// been made.
+	// been made. A cluster level, a stream's deletion and a node's removal
+	// (SetClusterLevel, DeleteStream, RemoveNode and the package-level
+	// SetClusterLevel) also get it when the change was sent but not
+	// answered, or the leader lost its leadership before it committed:
+	// made again, they could undo a later change or fail as not found.
+	// The others are sent again.
 	ErrOutcomeUnknown = errors.New("logx: outcome unknown, the entry may or may not be committed")
 
 	// ErrCorrupt is returned by New when Dir's files contradict its

@@ -172,7 +172,10 @@ func (lx *Stream) awaitStream(ctx context.Context, addr string) error {
 // the removed node, if it is up; the node checks with the other members
 // that it was removed, and then its logging calls fail with ErrRemoved and
 // its Raft stops; close it, and wipe its Dir before using it for a new node.
-// RemoveNode returns ErrNotMember if addr is in no stream's configuration.
+// RemoveNode returns ErrNotMember if addr is in no stream's configuration,
+// and ErrOutcomeUnknown if a change was sent but not answered, or its
+// leader lost the leadership before it committed: the node may have been
+// removed (Members says), and asked again it would be not found.
 func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 	if err := checkAddr(addr); err != nil {
 		return fmt.Errorf("logx: RemoveNode: %w", err)
@@ -226,6 +229,9 @@ func (lx *Stream) controlResp(ctx context.Context, req controlRequest) (controlR
 				if err == nil && resp.NotLeader && resp.Leader != "" && resp.Leader != target && resp.Leader != lx.cfg.Addr {
 					target = resp.Leader // follow the hint once
 					resp, err = lx.sendControl(ctx, target, req)
+				}
+				if err = outcomeOf(req, err); errors.Is(err, ErrOutcomeUnknown) {
+					return controlResponse{}, fmt.Errorf("logx: %s: %s: %w", req.Op, target, err)
 				}
 				switch {
 				case err != nil:
@@ -325,9 +331,9 @@ func controlExchange(ctx context.Context, c net.Conn, req controlRequest, deadli
 	data, err := wire.ReadFrame(bufio.NewReader(c), nil, maxControlFrame)
 	if err != nil {
 		if ctx.Err() != nil {
-			return resp, ctx.Err()
+			return resp, unansweredError{ctx.Err()}
 		}
-		return resp, err
+		return resp, unansweredError{err}
 	}
 	if err := json.Unmarshal(data, &resp); err != nil {
 		return resp, fmt.Errorf("logx: malformed control response: %w", err)
@@ -444,8 +450,7 @@ func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResp
 		return controlResponse{}
 	}
 	if lx.raft.State() != raft.Leader {
-		leader, _ := lx.raft.LeaderWithID()
-		return controlResponse{NotLeader: true, Leader: string(leader)}
+		return controlResponse{NotLeader: true, Leader: lx.leaderHint()}
 	}
 	if lx.heldUp() {
 		// Every change below waits for this node's apply (a command, a
@@ -477,7 +482,49 @@ func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResp
 	default:
 		err = lx.removeNode(ctx, req.Addr)
 	}
-	return lx.controlAnswer(idx, err)
+	return lx.controlAnswer(idx, outcomeOf(req, err))
+}
+
+// repeatable reports whether a control operation may be carried out again
+// when it is not known whether it was: all but a cluster level (set again,
+// it may undo a later one), a stream's deletion and a node's removal (then
+// not found). A truncation point only rises, a stream created again with
+// the same settings is left as it is, a node added again is where it was,
+// and a status or a search changes nothing.
+func repeatable(op string) bool {
+	return op != "set-level" && op != "delete-stream" && op != "remove"
+}
+
+// unansweredError: a control request was sent whole but its answer was not
+// read (the connection failed, or the context ended), so it may have been
+// carried out.
+type unansweredError struct{ err error }
+
+func (e unansweredError) Error() string { return "no answer: " + e.err.Error() }
+func (e unansweredError) Unwrap() error { return e.err }
+
+// outcomeOf is err, the failure of a control request, as its sender is to
+// see it: ErrOutcomeUnknown if req may have been carried out (it was sent
+// but not answered, or proposed before the leadership was lost, and may
+// yet commit under the next leader) and carrying it out again could change
+// its result (repeatable).
+func outcomeOf(req controlRequest, err error) error {
+	var un unansweredError
+	if (errors.As(err, &un) || errors.Is(err, raft.ErrLeadershipLost)) && !repeatable(req.Op) {
+		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+	}
+	return err
+}
+
+// leaderHint is the leader this node knows, for an answer that says it
+// does not lead: never itself, which it may still be in Raft's eyes while
+// it refuses (heldUp) or steps down.
+func (lx *Stream) leaderHint() string {
+	leader, _ := lx.raft.LeaderWithID()
+	if string(leader) == lx.cfg.Addr {
+		return ""
+	}
+	return string(leader)
 }
 
 // controlAnswer is the answer to a control request that committed at idx,
@@ -486,17 +533,15 @@ func (lx *Stream) controlAnswer(idx uint64, err error) controlResponse {
 	switch {
 	case err == nil:
 		return controlResponse{Index: idx}
+	case errors.Is(err, ErrOutcomeUnknown):
+		// errApplyBlocked, or a lost leadership (doControl): it may have
+		// committed, and a repeat is not always the same (repeatable), so
+		// the caller is told, not the new leader asked.
+		return controlResponse{Unknown: true, Error: err.Error()}
 	case errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress):
-		leader, _ := lx.raft.LeaderWithID()
-		return controlResponse{NotLeader: true, Leader: string(leader)}
+		return controlResponse{NotLeader: true, Leader: lx.leaderHint()}
 	case errors.Is(err, ErrNotMember):
 		return controlResponse{NotMember: true, Error: err.Error()}
-	case errors.Is(err, ErrOutcomeUnknown):
-		// errApplyBlocked: it may have committed, and a repeat is not
-		// always the same (a stream deleted, then not found; a level set
-		// again over a later one), so the caller is told, not the new
-		// leader asked.
-		return controlResponse{Unknown: true, Error: err.Error()}
 	}
 	return controlResponse{Error: err.Error()}
 }

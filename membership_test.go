@@ -353,3 +353,51 @@ func TestForgedRemovalIgnored(t *testing.T) {
 	requireIdentical(t, c.dirs(), "app.log")
 	require.Len(t, members(t, c.nodes[l]), 3)
 }
+
+// TestControlOutcome: a control request that may have been carried out (it
+// was sent and not answered, or proposed before the leadership was lost)
+// fails with ErrOutcomeUnknown when carrying it out again could change its
+// result, and is otherwise asked again or reported as it failed. The last
+// part runs the package-level client against a real listener that reads
+// each request whole and hangs up.
+func TestControlOutcome(t *testing.T) {
+	unanswered := unansweredError{errors.New("connection reset")}
+	for _, op := range []string{"set-level", "delete-stream", "remove"} {
+		require.ErrorIs(t, outcomeOf(controlRequest{Op: op}, raft.ErrLeadershipLost), ErrOutcomeUnknown, op)
+		require.ErrorIs(t, outcomeOf(controlRequest{Op: op}, unanswered), ErrOutcomeUnknown, op)
+		require.NotErrorIs(t, outcomeOf(controlRequest{Op: op}, raft.ErrNotLeader), ErrOutcomeUnknown, op)
+	}
+	for _, op := range []string{"truncate", "create-stream", "add", "commit", "status"} {
+		require.NotErrorIs(t, outcomeOf(controlRequest{Op: op}, raft.ErrLeadershipLost), ErrOutcomeUnknown, op)
+		require.NotErrorIs(t, outcomeOf(controlRequest{Op: op}, unanswered), ErrOutcomeUnknown, op)
+	}
+	var s Stream // the Unknown answer needs no Raft
+	resp := s.controlAnswer(0, outcomeOf(controlRequest{Op: "set-level"}, raft.ErrLeadershipLost))
+	require.True(t, resp.Unknown, "%+v", resp)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var served sync.WaitGroup
+	defer served.Wait() // after the Close below ends Accept
+	defer ln.Close()
+	served.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if _, _, err := wire.ReadPreface(c, func(string) bool { return true }, ""); err == nil {
+				_, _ = wire.ReadFrame(c, nil, maxControlFrame)
+			}
+			c.Close()
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	addr := ln.Addr().String()
+	err = SetClusterLevel(ctx, addr, DefaultStream, LevelWarn, nil)
+	require.ErrorIs(t, err, ErrOutcomeUnknown, "a level may have been set")
+	err = TruncateBefore(ctx, addr, DefaultStream, 5, nil)
+	require.Error(t, err)
+	require.NotErrorIs(t, err, ErrOutcomeUnknown, "a truncation can be asked again")
+}
