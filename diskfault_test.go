@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -195,6 +196,63 @@ func TestDiskFullLeaderReelected(t *testing.T) {
 	}
 	l := handedOver()
 	require.True(t, waitFor(20*time.Second, func() bool { return c.nodes[l].fsm.seq.Load() >= stuck+4 }))
+}
+
+// TestDiskFullEverywhere: every node's disk fills at once (three nodes on
+// one disk, as in a development setup) while every node logs. No node can
+// lead usefully, so they hand the leadership round, but each ever less
+// often (an ElectionTimeout after its last handover, then twice that...),
+// not at every refused batch: the terms rise by a bounded amount. Once there is room they all resume, files identical and
+// every entry once.
+func TestDiskFullEverywhere(t *testing.T) {
+	var full [3]atomic.Bool
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		sm.diskFault = fullWhen(&full, cfg.NodeID)
+	})
+	c.waitReady()
+	c.logAppend("before", 10)
+	term := func() uint64 {
+		var m uint64
+		for _, lx := range c.nodes {
+			m = max(m, lx.Stats().Term)
+		}
+		return m
+	}
+	for i := range full {
+		full[i].Store(true)
+	}
+	start, t0 := time.Now(), term()
+	const rounds = 100
+	for k := 0; k < rounds; k++ { // about 2 s
+		for i, lx := range c.nodes {
+			lx.Info("everywhere", "tag", "full", "node", i, "k", k)
+		}
+		time.Sleep(20 * time.Millisecond) // pacing, not waiting for anything
+	}
+	elapsed, t1 := time.Since(start), term()
+	// A node's handovers wait an ElectionTimeout, then twice that, four
+	// times...: at most 2 + log2(elapsed/ElectionTimeout + 1) each, and an
+	// election's worth of slack for each node.
+	bound := uint64(3 * (3 + bits.Len64(uint64(elapsed/c.cfgs[0].ElectionTimeout)+1)))
+	t.Logf("terms %d to %d in %v (bound %d)", t0, t1, elapsed, bound)
+	for i, lx := range c.nodes {
+		require.NotEmpty(t, lx.Stats().WriteError, "n%d's disk is full", i+1)
+	}
+	require.LessOrEqual(t, t1-t0, bound, "handovers ever further apart")
+
+	for i := range full {
+		full[i].Store(false)
+	}
+	for i, lx := range c.nodes {
+		require.True(t, waitFor(30*time.Second, func() bool { return lx.Stats().WriteError == "" }), "n%d resumes", i+1)
+	}
+	c.flushAll()
+	total := uint64(30 + 3*rounds)
+	require.Equal(t, total, c.waitSameSeq(total))
+	requireIdentical(t, c.dirs(), "app.log")
+	lines := readLines(t, c.dirs()[0], "app.log")
+	require.Len(t, lines, int(total))
+	requireUnique(t, lines, "tag", "node", "k")
 }
 
 // TestCloseDuringWriteError: a node closed while it retries a failed write

@@ -392,6 +392,9 @@ func (lx *Stream) applyLocal(cmd, identity []byte) (idx, first uint64, err error
 // elected after apply's last retry told it to.
 func (lx *Stream) heldUp() bool {
 	if !lx.fsm.applyBlocked() {
+		if lx.handOverGap.Load() != 0 {
+			lx.handOverGap.Store(0) // it applies: the next hold-up hands over at once
+		}
 		return false
 	}
 	lx.handOver("apply held up")

@@ -66,10 +66,13 @@ type Stream struct {
 	// checkingRemoval is set while a removal notice is being checked.
 	checkingRemoval atomic.Bool
 	// handingOver is set while a leader that cannot write hands over;
-	// handOverLog is when a failed handover was last reported (Unix
-	// nanoseconds), at most once every retryLogEvery.
-	handingOver atomic.Bool
-	handOverLog atomic.Int64
+	// lastHandOver is when it last began to (Unix nanoseconds), and
+	// handOverGap how long it waits before it does again (see handOver);
+	// handOverLog is when a failed handover was last reported.
+	handingOver  atomic.Bool
+	lastHandOver atomic.Int64
+	handOverGap  atomic.Int64
+	handOverLog  atomic.Int64
 	// snapshotting is set while a snapshot asked for by onRetired runs
 	// (retention.go).
 	snapshotting atomic.Bool
@@ -406,12 +409,23 @@ func (lx *Stream) onWriteError(error) { lx.handOver("a write error") }
 func (lx *Stream) onCatchingUp() { lx.handOver("a catch-up from peers") }
 
 // handOver transfers the leadership to another node if this one leads
-// (why says what keeps it from applying).
+// (why says what keeps it from applying). While it stays held up it waits
+// longer each time before it does again (an ElectionTimeout, doubling to
+// 5 s; heldUp starts again from nothing once it applies): when every node
+// is held up (their disks full at once) they would otherwise pass the
+// leadership round at every refused batch (TestDiskFullEverywhere). A
+// node elected again long after it handed over hands over at once.
 func (lx *Stream) handOver(why string) {
 	r := lx.raftPtr.Load()
-	if r == nil || r.State() != raft.Leader || !lx.handingOver.CompareAndSwap(false, true) {
+	if r == nil || r.State() != raft.Leader {
 		return
 	}
+	now, gap := time.Now().UnixNano(), lx.handOverGap.Load()
+	if now-lx.lastHandOver.Load() < gap || !lx.handingOver.CompareAndSwap(false, true) {
+		return
+	}
+	lx.lastHandOver.Store(now)
+	lx.handOverGap.Store(min(max(2*gap, int64(lx.cfg.ElectionTimeout)), int64(maxHandOverGap)))
 	started := lx.goFunc(func() {
 		defer lx.handingOver.Store(false)
 		err := lx.transferLeadership()
@@ -429,6 +443,9 @@ func (lx *Stream) handOver(why string) {
 		lx.handingOver.Store(false)
 	}
 }
+
+// maxHandOverGap bounds handOver's wait, as apply's retry pause is bounded.
+const maxHandOverGap = 5 * time.Second
 
 // goFunc runs f in a goroutine that Close waits for, and reports whether
 // it did: once Close has begun it starts nothing. f must return soon after
