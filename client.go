@@ -349,7 +349,10 @@ func QueryStreamStatus(ctx context.Context, addr, stream string, tlsConfig *tls.
 // SetClusterLevel sets the cluster level of stream (Stream.SetClusterLevel)
 // through the node at addr, or through the stream's leader if that node
 // names it; tlsConfig is nil without TLS. It returns once the node at addr
-// applied the change, so that its status shows it.
+// applied the change, so that its status shows it. While no leader answers
+// (an election, a leader handing over) it asks again until ctx ends, or
+// for a minute if ctx has no deadline; addr not answering is an error at
+// once.
 func SetClusterLevel(ctx context.Context, addr, stream string, level slog.Level, tlsConfig *tls.Config) error {
 	if err := checkClusterLevel(level); err != nil {
 		return err
@@ -368,12 +371,17 @@ func TruncateBefore(ctx context.Context, addr, stream string, seq uint64, tlsCon
 
 // changeVia has the stream's leader commit req, asking the node at addr
 // and then the leader it names, and returns once the node at addr applied
-// it.
+// it. Without a deadline in ctx it gives up after changeTimeout.
 func changeVia(ctx context.Context, addr, stream string, req controlRequest, tlsConfig *tls.Config) error {
 	if stream != DefaultStream {
 		if err := checkStreamName(stream); err != nil {
 			return fmt.Errorf("logx: stream: %w", err)
 		}
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, changeTimeout)
+		defer cancel()
 	}
 	idx, err := commitVia(ctx, addr, stream, req, tlsConfig)
 	if err != nil {
@@ -395,46 +403,36 @@ func changeVia(ctx context.Context, addr, stream string, req controlRequest, tls
 	}
 }
 
+// changeTimeout bounds SetClusterLevel and TruncateBefore when their
+// context has no deadline.
+const changeTimeout = time.Minute
+
 // commitVia sends req to the node at addr, then to the leader it names
 // (which may just have lost the leadership), and returns the Raft index
 // of what the leader committed. While no leader answers (an election, a
-// leader handing over) it asks again, from addr, until ctx ends (at most
-// defaultControlTimeout without a deadline). A request that was sent but
-// not answered is not sent again if repeating it could change its result
-// (ErrOutcomeUnknown).
+// leader handing over, a named leader that cannot be reached) it asks
+// again, from addr, until ctx ends; addr itself failing is an error at
+// once.
 func commitVia(ctx context.Context, addr, stream string, req controlRequest, tlsConfig *tls.Config) (uint64, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, defaultControlTimeout)
-		defer cancel()
-	}
 	target, hops := addr, 0
 	wait := 20 * time.Millisecond
 	var lastErr error
 	for {
-		if err := checkAddr(target); err != nil {
-			return 0, fmt.Errorf("logx: %w", err)
-		}
-		timeout := 10 * time.Second
-		conn, err := dialProto(ctx, target, stream, wire.ProtoControl, timeout, tlsConfig)
-		if err != nil {
-			return 0, fmt.Errorf("logx: %s: %w", target, err)
-		}
-		req.TimeoutMS = timeout.Milliseconds()
-		resp, err := controlExchange(ctx, conn, req, time.Now().Add(timeout))
-		conn.Close()
+		resp, err := askControl(ctx, target, stream, req, tlsConfig)
 		switch {
+		case err != nil && target == addr:
+			return 0, err
 		case err != nil:
-			return 0, fmt.Errorf("logx: %s: %w", target, outcomeOf(req, err))
+			lastErr = err // a leader named, gone since: ask addr again
 		case !resp.NotLeader:
 			return resp.Index, resp.err()
 		case resp.Leader != "" && resp.Leader != target && hops < 3:
 			target, hops = resp.Leader, hops+1
 			continue
-		}
-		lastErr = fmt.Errorf("logx: %s: not the leader of stream %q", target, stream)
-		if resp.Leader == "" {
-			lastErr = fmt.Errorf("%w, and no leader known", lastErr)
+		case resp.Leader == "":
+			lastErr = fmt.Errorf("logx: %s: not the leader of stream %q, and no leader known", target, stream)
+		default:
+			lastErr = fmt.Errorf("logx: %s: not the leader of stream %q", target, stream)
 		}
 		select {
 		case <-ctx.Done():
@@ -446,25 +444,35 @@ func commitVia(ctx context.Context, addr, stream string, req controlRequest, tls
 	}
 }
 
-// queryStatus asks the node at addr for the status of stream; with the
-// default stream's come the other streams'.
-func queryStatus(ctx context.Context, addr, stream string, tlsConfig *tls.Config) (Stats, []Stats, error) {
-	var st Stats
+// askControl sends req to the node at addr and reads its answer.
+func askControl(ctx context.Context, addr, stream string, req controlRequest, tlsConfig *tls.Config) (controlResponse, error) {
 	if err := checkAddr(addr); err != nil {
-		return st, nil, fmt.Errorf("logx: %w", err)
+		return controlResponse{}, fmt.Errorf("logx: %w", err)
 	}
 	timeout := 10 * time.Second
 	conn, err := dialProto(ctx, addr, stream, wire.ProtoControl, timeout, tlsConfig)
 	if err != nil {
-		return st, nil, fmt.Errorf("logx: %s: %w", addr, err)
+		return controlResponse{}, fmt.Errorf("logx: %s: %w", addr, err)
 	}
 	defer conn.Close()
-	resp, err := controlExchange(ctx, conn, controlRequest{Op: "status"}, time.Now().Add(timeout))
+	req.TimeoutMS = timeout.Milliseconds()
+	resp, err := controlExchange(ctx, conn, req, time.Now().Add(timeout))
+	if err != nil {
+		return resp, fmt.Errorf("logx: %s: %w", addr, err)
+	}
+	return resp, nil
+}
+
+// queryStatus asks the node at addr for the status of stream; with the
+// default stream's come the other streams'.
+func queryStatus(ctx context.Context, addr, stream string, tlsConfig *tls.Config) (Stats, []Stats, error) {
+	var st Stats
+	resp, err := askControl(ctx, addr, stream, controlRequest{Op: "status"}, tlsConfig)
 	if err != nil {
 		if stream != DefaultStream && isEOFish(err) {
 			err = fmt.Errorf("%w (does the node have stream %q?)", err, stream)
 		}
-		return st, nil, fmt.Errorf("logx: %s: %w", addr, err)
+		return st, nil, err
 	}
 	if resp.Status == nil {
 		return st, nil, fmt.Errorf("logx: %s: no status: %v", addr, resp.err())

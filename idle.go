@@ -59,7 +59,7 @@ const (
 
 // markActive notes activity: an entry the producer took or apply wrote.
 func (lx *Stream) markActive() {
-	lx.lastActive.Store(time.Now().UnixNano())
+	lx.lastActive.Store(monoNanos())
 	if lx.idle.Load() && lx.idle.CompareAndSwap(true, false) {
 		lx.goFunc(lx.applyTimeouts)
 		select { // the last report may be a minute old: report now
@@ -71,9 +71,9 @@ func (lx *Stream) markActive() {
 
 // checkIdle makes the stream idle if it has had no activity for idleAfter
 // ElectionTimeouts (node.tend calls it every round).
-func (lx *Stream) checkIdle(now time.Time) {
+func (lx *Stream) checkIdle() {
 	if lx.idle.Load() ||
-		now.Sub(time.Unix(0, lx.lastActive.Load())) < idleAfter*lx.cfg.ElectionTimeout {
+		time.Duration(monoNanos()-lx.lastActive.Load()) < idleAfter*lx.cfg.ElectionTimeout {
 		return
 	}
 	if lx.idle.CompareAndSwap(false, true) {
@@ -116,7 +116,7 @@ func idleTimeouts(et time.Duration, isDefault, idle, leading bool) (heartbeat, e
 // leadership transfer goes first (Raft bounds it by ElectionTimeout,
 // stretched while idle).
 func (lx *Stream) wake() {
-	lx.lastActive.Store(time.Now().UnixNano())
+	lx.lastActive.Store(monoNanos())
 	if lx.idle.CompareAndSwap(true, false) {
 		lx.applyTimeouts()
 	}

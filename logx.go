@@ -41,11 +41,10 @@ var (
 	// the leader that committed the change could not apply it (its disk
 	// full) and another node leads now: the change may or may not have
 	// been made. A cluster level, a stream's deletion and a node's removal
-	// (SetClusterLevel, DeleteStream, RemoveNode and the package-level
-	// SetClusterLevel) also get it when the change was sent but not
-	// answered, or the leader lost its leadership before it committed:
-	// made again, they could undo a later change or fail as not found.
-	// The others are sent again.
+	// (SetClusterLevel, DeleteStream, RemoveNode) also get it when the
+	// leader lost its leadership before the change committed: made again,
+	// they could undo a later change or fail as not found. The others go
+	// to the next leader.
 	ErrOutcomeUnknown = errors.New("logx: outcome unknown, the entry may or may not be committed")
 
 	// ErrCorrupt is returned by New when Dir's files contradict its
@@ -432,7 +431,7 @@ func (n *node) tend() {
 			if n.list()[0].recordDeclared() {
 				declared = nil // all recorded: stop asking
 			}
-		case now := <-t.C:
+		case <-t.C:
 			if n.tlsFiles != nil {
 				if changed, err := n.tlsFiles.reload(false); changed {
 					n.list()[0].logf("logx: TLS files changed: loaded again")
@@ -443,7 +442,7 @@ func (n *node) tend() {
 			streams := n.list()
 			streams[0].recordDeclared()
 			for _, s := range streams {
-				s.checkIdle(now)
+				s.checkIdle()
 			}
 			n.balanceOnce()
 		}

@@ -2,6 +2,7 @@ package logx
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -173,14 +174,16 @@ func (lx *Stream) awaitStream(ctx context.Context, addr string) error {
 // that it was removed, and then its logging calls fail with ErrRemoved and
 // its Raft stops; close it, and wipe its Dir before using it for a new node.
 // RemoveNode returns ErrNotMember if addr is in no stream's configuration,
-// and ErrOutcomeUnknown if a change was sent but not answered, or its
-// leader lost the leadership before it committed: the node may have been
-// removed (Members says), and asked again it would be not found.
+// and ErrOutcomeUnknown if a stream's leader lost the leadership before
+// the change committed (the other streams are still asked): the node may
+// have been removed from that stream (Members says), and asked again it
+// would be not found there.
 func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 	if err := checkAddr(addr); err != nil {
 		return fmt.Errorf("logx: RemoveNode: %w", err)
 	}
 	tried, notMember := 0, 0
+	var unknown error // the first stream whose removal may have been made
 	for _, s := range lx.node.list() {
 		if lx.node.deleted(s) {
 			continue
@@ -191,11 +194,17 @@ func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 		case errors.Is(err, ErrNotMember):
 			notMember++
 		case err != nil && lx.node.deleted(s): // deleted meanwhile
+		case errors.Is(err, ErrOutcomeUnknown):
+			// The other streams' groups still lose it.
+			unknown = cmp.Or(unknown, s.named(err))
 		case err != nil:
 			return s.named(err)
 		}
 	}
-	if notMember == tried {
+	switch {
+	case unknown != nil:
+		return unknown
+	case notMember == tried:
 		return ErrNotMember
 	}
 	return nil
@@ -229,9 +238,6 @@ func (lx *Stream) controlResp(ctx context.Context, req controlRequest) (controlR
 				if err == nil && resp.NotLeader && resp.Leader != "" && resp.Leader != target && resp.Leader != lx.cfg.Addr {
 					target = resp.Leader // follow the hint once
 					resp, err = lx.sendControl(ctx, target, req)
-				}
-				if err = outcomeOf(req, err); errors.Is(err, ErrOutcomeUnknown) {
-					return controlResponse{}, fmt.Errorf("logx: %s: %s: %w", req.Op, target, err)
 				}
 				switch {
 				case err != nil:
@@ -331,9 +337,9 @@ func controlExchange(ctx context.Context, c net.Conn, req controlRequest, deadli
 	data, err := wire.ReadFrame(bufio.NewReader(c), nil, maxControlFrame)
 	if err != nil {
 		if ctx.Err() != nil {
-			return resp, unansweredError{ctx.Err()}
+			return resp, ctx.Err()
 		}
-		return resp, unansweredError{err}
+		return resp, err
 	}
 	if err := json.Unmarshal(data, &resp); err != nil {
 		return resp, fmt.Errorf("logx: malformed control response: %w", err)
@@ -495,22 +501,13 @@ func repeatable(op string) bool {
 	return op != "set-level" && op != "delete-stream" && op != "remove"
 }
 
-// unansweredError: a control request was sent whole but its answer was not
-// read (the connection failed, or the context ended), so it may have been
-// carried out.
-type unansweredError struct{ err error }
-
-func (e unansweredError) Error() string { return "no answer: " + e.err.Error() }
-func (e unansweredError) Unwrap() error { return e.err }
-
-// outcomeOf is err, the failure of a control request, as its sender is to
-// see it: ErrOutcomeUnknown if req may have been carried out (it was sent
-// but not answered, or proposed before the leadership was lost, and may
-// yet commit under the next leader) and carrying it out again could change
-// its result (repeatable).
+// outcomeOf is err, the failure of a control request this node carried
+// out as the leader, as its sender is to see it: ErrOutcomeUnknown if req
+// was proposed before the leadership was lost (it may yet commit under the
+// next leader) and carrying it out again could change its result
+// (repeatable); a sender asks the next leader otherwise.
 func outcomeOf(req controlRequest, err error) error {
-	var un unansweredError
-	if (errors.As(err, &un) || errors.Is(err, raft.ErrLeadershipLost)) && !repeatable(req.Op) {
+	if errors.Is(err, raft.ErrLeadershipLost) && !repeatable(req.Op) {
 		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 	}
 	return err

@@ -112,7 +112,7 @@ type Stream struct {
 	// requests in progress and raftCall starts none after it. Found by
 	// TestCloseDuringBarriers.
 	// Idle streams (idle.go): whether this one is, when it last logged or
-	// applied an entry (Unix nanoseconds), and the lock that orders its
+	// applied an entry (monoNanos), and the lock that orders its
 	// Raft timeout changes.
 	idle       atomic.Bool
 	lastActive atomic.Int64
@@ -184,7 +184,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		maxFrame:     cfg.MaxBatchBytes + wire.RecordSize(cfg.MaxEntrySize) + wire.HeaderMax,
 	}
 	lx.fwd.lx = lx
-	lx.lastActive.Store(time.Now().UnixNano())
+	lx.lastActive.Store(monoNanos())
 	lx.clockNow = make(chan struct{}, 1)
 	lx.removedCtx, lx.markRemoved = context.WithCancel(context.Background())
 	lx.closingCtx, lx.cancelClosing = context.WithCancel(context.Background())
@@ -420,9 +420,12 @@ func (lx *Stream) handOver(why string) {
 	if r == nil || r.State() != raft.Leader {
 		return
 	}
-	now, gap := time.Now().UnixNano(), lx.handOverGap.Load()
-	if now-lx.lastHandOver.Load() < gap || !lx.handingOver.CompareAndSwap(false, true) {
+	now, last, gap := monoNanos(), lx.lastHandOver.Load(), lx.handOverGap.Load()
+	if now-last < gap || !lx.handingOver.CompareAndSwap(false, true) {
 		return
+	}
+	if now-last > 2*int64(maxHandOverGap) {
+		gap = 0 // long ago: another episode, which heldUp may not have seen end
 	}
 	lx.lastHandOver.Store(now)
 	lx.handOverGap.Store(min(max(2*gap, int64(lx.cfg.ElectionTimeout)), int64(maxHandOverGap)))
@@ -433,9 +436,9 @@ func (lx *Stream) handOver(why string) {
 			return
 		}
 		// A cluster of one has no node to hand over to, and is asked
-		// again at every batch.
-		now := time.Now().UnixNano()
-		if last := lx.handOverLog.Load(); now-last >= int64(retryLogEvery) && lx.handOverLog.CompareAndSwap(last, now) {
+		// again and again.
+		now := monoNanos()
+		if last := lx.handOverLog.Load(); (last == 0 || now-last >= int64(retryLogEvery)) && lx.handOverLog.CompareAndSwap(last, now) {
 			lx.logf("logx: handing leadership over during %s: %v", why, err)
 		}
 	})
@@ -446,6 +449,13 @@ func (lx *Stream) handOver(why string) {
 
 // maxHandOverGap bounds handOver's wait, as apply's retry pause is bounded.
 const maxHandOverGap = 5 * time.Second
+
+// monoNanos is a reading of the monotonic clock, in nanoseconds since the
+// package was loaded (never 0), for times kept in atomics: the wall clock,
+// set back, would make intervals negative.
+func monoNanos() int64 { return int64(time.Since(monoStart)) + 1 }
+
+var monoStart = time.Now()
 
 // goFunc runs f in a goroutine that Close waits for, and reports whether
 // it did: once Close has begun it starts nothing. f must return soon after
