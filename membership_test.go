@@ -201,7 +201,8 @@ func TestRemoveNode(t *testing.T) {
 	err = c.nodes[victim].SetClusterLevel(ctx, LevelInfo)
 	require.ErrorIs(t, err, ErrRemoved)
 	require.NoError(t, ctx.Err(), "SetClusterLevel on a removed node waited for its context")
-	require.True(t, waitFor(10*time.Second, func() bool { return c.nodes[victim].Stats().State == "Shutdown" }))
+	require.True(t, waitFor(10*time.Second, func() bool { return c.nodes[victim].Stats().State == "Shutdown" }),
+		"the removed node's Raft: %s (hashicorp/raft's state: %s)", c.nodes[victim].Stats().State, c.nodes[victim].raft.State())
 
 	err = c.nodes[caller].RemoveNode(ctx, c.cfgs[victim].Addr)
 	require.ErrorIs(t, err, ErrNotMember)
@@ -280,7 +281,8 @@ func TestRemovedNodeCloses(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	require.NoError(t, c.nodes[caller].RemoveNode(ctx, c.cfgs[victim].Addr))
-	require.True(t, waitFor(10*time.Second, func() bool { return c.nodes[victim].Stats().State == "Shutdown" }))
+	require.True(t, waitFor(10*time.Second, func() bool { return c.nodes[victim].Stats().State == "Shutdown" }),
+		"the removed node's Raft: %s (hashicorp/raft's state: %s)", c.nodes[victim].Stats().State, c.nodes[victim].raft.State())
 	stopWriters()
 	wg.Wait()
 	require.NoError(t, c.nodes[victim].Close())

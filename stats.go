@@ -3,6 +3,7 @@ package logx
 import (
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/logx-dev/logx/internal/store"
 )
 
@@ -123,6 +124,15 @@ type Stats struct {
 	IgnoredRemovals uint64 `json:"ignored_removals"`
 }
 
+// raftState is Raft's role, or Shutdown once this node began to stop its
+// Raft (raftStopped).
+func (lx *Stream) raftState() raft.RaftState {
+	if lx.raftStopped.Load() {
+		return raft.Shutdown
+	}
+	return lx.raft.State()
+}
+
 // Stats returns a snapshot of the stream's state and counters on this node.
 func (lx *Stream) Stats() Stats {
 	fs := lx.fsm.stats()
@@ -143,7 +153,7 @@ func (lx *Stream) Stats() Stats {
 		Addr:             lx.cfg.Addr,
 		Format:           lx.cfg.Format.String(),
 		Level:            lx.Level().String(),
-		State:            lx.raft.State().String(),
+		State:            lx.raftState().String(),
 		Term:             lx.raft.CurrentTerm(),
 		CommitIndex:      lx.raft.CommitIndex(),
 		AppliedIndex:     fs.applied,

@@ -123,6 +123,10 @@ type Stream struct {
 	raftDown    bool // under raftMu
 	raftStop    sync.Once
 	raftStopErr error
+	// raftStopped is set as shutdownRaft begins: Stats then says
+	// "Shutdown", whatever hashicorp/raft's state says (a follower whose
+	// election timer fires as it shuts down can leave it at Candidate).
+	raftStopped atomic.Bool
 
 	stats       counters
 	peerWatch   peerWatch
@@ -501,6 +505,7 @@ func (lx *Stream) raftCall(fn func() error) error {
 // stopped Raft, and gets its result.
 func (lx *Stream) shutdownRaft() error {
 	lx.raftStop.Do(func() {
+		lx.raftStopped.Store(true)
 		lx.raftMu.Lock()
 		lx.raftDown = true
 		lx.raftMu.Unlock()
