@@ -16,7 +16,7 @@ type Stats struct {
 	Stream  string `json:"stream"` // the stream's name (DefaultStream for Logx.Stats)
 	Idle    bool   `json:"idle"`   // idle here: no entry for 10 ElectionTimeouts; clock reports and, where idle.go says, Raft's timeouts slowed
 	Addr    string `json:"addr"`
-	State   string `json:"state"`  // Raft role: Leader, Follower, Candidate or Shutdown
+	State   string `json:"state"`  // Raft role: Leader, Follower, Candidate, or Shutdown once this node stops its Raft (Close, a confirmed removal)
 	Leader  string `json:"leader"` // the leader's address, "" if none is known
 	Term    uint64 `json:"term"`
 	Format  string `json:"format"` // line format of the cluster: "text" or "json"
