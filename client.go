@@ -429,10 +429,11 @@ func commitVia(ctx context.Context, addr, stream string, req controlRequest, tls
 		case resp.Leader != "" && resp.Leader != target && hops < 3:
 			target, hops = resp.Leader, hops+1
 			continue
-		case resp.Leader == "":
-			lastErr = fmt.Errorf("logx: %s: not the leader of stream %q, and no leader known", target, stream)
 		default:
 			lastErr = fmt.Errorf("logx: %s: not the leader of stream %q", target, stream)
+			if resp.Leader == "" {
+				lastErr = fmt.Errorf("%w, and no leader known", lastErr)
+			}
 		}
 		select {
 		case <-ctx.Done():

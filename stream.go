@@ -66,7 +66,7 @@ type Stream struct {
 	// checkingRemoval is set while a removal notice is being checked.
 	checkingRemoval atomic.Bool
 	// handingOver is set while a leader that cannot write hands over;
-	// lastHandOver is when it last began to (Unix nanoseconds), and
+	// lastHandOver is when it last began to (monoNanos), and
 	// handOverGap how long it waits before it does again (see handOver);
 	// handOverLog is when a failed handover was last reported.
 	handingOver  atomic.Bool
@@ -123,9 +123,10 @@ type Stream struct {
 	raftDown    bool // under raftMu
 	raftStop    sync.Once
 	raftStopErr error
-	// raftStopped is set as shutdownRaft begins: Stats then says
-	// "Shutdown", whatever hashicorp/raft's state says (a follower whose
-	// election timer fires as it shuts down can leave it at Candidate).
+	// raftStopped is set as shutdownRaft begins, before it waits for the
+	// calls under way: Stats then says "Shutdown", whatever
+	// hashicorp/raft's state says (a follower whose election timer fires
+	// as it shuts down can leave it at Candidate).
 	raftStopped atomic.Bool
 
 	stats       counters

@@ -1,0 +1,412 @@
+package logx
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/wire"
+)
+
+// The control protocol (protocol byte 4): one request, one answer, each a
+// uint32 length and a JSON object (controlRequest, then controlResponse).
+// It carries membership changes (membership.go), stream creation and
+// deletion (catalog.go), cluster levels and truncations, status, remote
+// grep and the leader's barriers; a change goes to the leader, following
+// "not the leader" answers.
+// maxControlFrame bounds a control frame, request or response.
+const maxControlFrame = 1 << 20
+
+// defaultControlTimeout bounds a membership change whose caller's context
+// has no deadline.
+const defaultControlTimeout = 10 * time.Minute
+
+type controlRequest struct {
+	Op        string `json:"op"` // "add", "remove", "status", "commit" (follower → leader, commit.go), "removed" (leader → removed node; checked, see removal.go), "create-stream" or "delete-stream" (catalog.go), "set-level" (clusterlevel.go), "truncate" (truncate.go), "grep" (grepremote.go)
+	Addr      string `json:"addr,omitempty"`
+	TimeoutMS int64  `json:"timeout_ms,omitempty"` // what is left of the caller's context
+	// Stream is the stream a create-stream creates; Name the one a
+	// delete-stream deletes.
+	Stream *streamSpec `json:"stream,omitempty"`
+	Name   string      `json:"name,omitempty"`
+	// Level is what a set-level sets (clusterlevel.go); Seq the point a
+	// truncate truncates before (truncate.go).
+	Level *slog.Level `json:"level,omitempty"`
+	Seq   uint64      `json:"seq,omitempty"`
+	// Grep is what a grep asks for (grepremote.go).
+	Grep *grepRequest `json:"grep,omitempty"`
+}
+
+type controlResponse struct {
+	Error     string `json:"error,omitempty"`
+	NotMember bool   `json:"not_member,omitempty"`
+	NotLeader bool   `json:"not_leader,omitempty"`
+	// Unknown: the command may or may not have been committed
+	// (ErrOutcomeUnknown); Error says why.
+	Unknown bool   `json:"unknown,omitempty"`
+	Leader  string `json:"leader,omitempty"` // a hint with NotLeader
+	Status  *Stats `json:"status,omitempty"`
+	// Streams, with the default stream's status, are the node's other
+	// streams' (QueryStreams).
+	Streams []Stats `json:"streams,omitempty"`
+	// Settings, with a status, are what the node's Config sets of the
+	// cluster's settings (settings.go), for AddNode to compare.
+	Settings *clusterSettings `json:"settings,omitempty"`
+	// Index is the Raft index of what a set-level or truncate committed.
+	Index uint64 `json:"index,omitempty"`
+	// Lines answer a grep; Truncated says the answer stopped at its bound.
+	Lines     []grepLine `json:"lines,omitempty"`
+	Truncated bool       `json:"truncated,omitempty"`
+}
+
+// control runs a membership change on the leader: here if this node leads,
+// otherwise by asking the leader it knows, or each of Config.Peers, and
+// following their hints, until ctx ends.
+func (lx *Stream) control(ctx context.Context, req controlRequest) error {
+	_, err := lx.controlResp(ctx, req)
+	return err
+}
+
+// controlResp is control that also returns the answer.
+func (lx *Stream) controlResp(ctx context.Context, req controlRequest) (controlResponse, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(lx.closingCtx, cancel) // Close ends a change in progress
+	defer stop()
+	wait := 20 * time.Millisecond
+	var lastErr error
+	for {
+		if lx.raft.State() == raft.Leader {
+			resp := lx.doControl(ctx, req)
+			if !resp.NotLeader {
+				return resp, resp.err()
+			}
+		} else {
+			for _, target := range lx.controlTargets() {
+				resp, err := lx.sendControl(ctx, target, req)
+				if err == nil && resp.NotLeader && resp.Leader != "" && resp.Leader != target && resp.Leader != lx.cfg.Addr {
+					target = resp.Leader // follow the hint once
+					resp, err = lx.sendControl(ctx, target, req)
+				}
+				switch {
+				case err != nil:
+					lastErr = fmt.Errorf("%s: %w", target, err)
+				case resp.NotLeader:
+					lastErr = fmt.Errorf("%s: not the leader", target)
+				default:
+					return resp, resp.err()
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			select {
+			case <-lx.closing:
+				return controlResponse{}, ErrClosed
+			default:
+			}
+			what := strings.TrimSpace(req.Op + " " + req.Addr) // Addr: add and remove only
+			if lastErr != nil {
+				return controlResponse{}, fmt.Errorf("logx: %s: %w (last: %v)", what, ctx.Err(), lastErr)
+			}
+			return controlResponse{}, fmt.Errorf("logx: %s: %w", what, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// controlTargets lists whom a non-leader asks: the leader if known, else
+// every peer.
+func (lx *Stream) controlTargets() []string {
+	if leader, _ := lx.raft.LeaderWithID(); leader != "" && string(leader) != lx.cfg.Addr {
+		return []string{string(leader)}
+	}
+	var out []string
+	for _, p := range lx.cfg.Peers {
+		if p != lx.cfg.Addr {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// remoteError is another node's error: its text, and the sentinel it
+// matches.
+type remoteError struct {
+	msg string
+	is  error
+}
+
+func (e remoteError) Error() string { return e.msg }
+func (e remoteError) Unwrap() error { return e.is }
+
+func (r controlResponse) err() error {
+	switch {
+	case r.NotMember:
+		return fmt.Errorf("%w: %s", ErrNotMember, r.Error)
+	case r.Unknown: // the text already says so
+		return remoteError{r.Error, ErrOutcomeUnknown}
+	case r.Error != "":
+		return errors.New(r.Error)
+	}
+	return nil
+}
+
+// sendControl sends one request to addr and reads the answer. The
+// connection's deadline is ctx's, or defaultControlTimeout.
+func (lx *Stream) sendControl(ctx context.Context, addr string, req controlRequest) (controlResponse, error) {
+	var resp controlResponse
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(defaultControlTimeout)
+	}
+	req.TimeoutMS = time.Until(deadline).Milliseconds()
+	if req.TimeoutMS <= 0 {
+		return resp, context.DeadlineExceeded
+	}
+	c, err := lx.mux.dialContext(ctx, addr, wire.ProtoControl, min(lx.cfg.ForwardTimeout, time.Until(deadline)))
+	if err != nil {
+		return resp, err
+	}
+	defer c.Close()
+	return controlExchange(ctx, c, req, deadline)
+}
+
+// controlExchange sends req on c and reads the answer, by deadline or until
+// ctx ends.
+func controlExchange(ctx context.Context, c net.Conn, req controlRequest, deadline time.Time) (controlResponse, error) {
+	var resp controlResponse
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
+	defer stop()
+	_ = c.SetDeadline(deadline)
+	if err := writeJSONFrame(c, req); err != nil {
+		return resp, err
+	}
+	data, err := wire.ReadFrame(bufio.NewReader(c), nil, maxControlFrame)
+	if err != nil {
+		if ctx.Err() != nil {
+			return resp, ctx.Err()
+		}
+		return resp, err
+	}
+	if err := json.Unmarshal(data, &resp); err != nil {
+		return resp, fmt.Errorf("logx: malformed control response: %w", err)
+	}
+	return resp, nil
+}
+
+// serveControl answers one control request. The request's context ends
+// with its timeout, or when the connection closes (the asker gave up, or
+// Close closed every connection).
+func (lx *Stream) serveControl(c net.Conn) {
+	_ = c.SetReadDeadline(time.Now().Add(lx.mux.m.headerTimeout))
+	data, err := wire.ReadFrame(bufio.NewReader(c), nil, maxControlFrame)
+	if err != nil {
+		return
+	}
+	var resp controlResponse
+	if req, timeout, err := parseControlRequest(data); err != nil {
+		resp.Error = err.Error()
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		_ = c.SetReadDeadline(time.Time{})
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			var b [1]byte
+			_, _ = c.Read(b[:]) // returns when the connection ends
+			cancel()
+		}()
+		resp = lx.doControl(ctx, req)
+		_ = c.SetReadDeadline(time.Now()) // wake the watcher
+		<-watched
+		cancel()
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(lx.cfg.ForwardTimeout))
+	_ = writeJSONFrame(c, resp)
+}
+
+// parseControlRequest decodes and checks a control request: a known
+// operation, a usable address where it needs one, and the time it may take
+// (what the caller said, at most defaultControlTimeout).
+func parseControlRequest(data []byte) (controlRequest, time.Duration, error) {
+	var req controlRequest
+	if err := json.Unmarshal(data, &req); err != nil {
+		return req, 0, fmt.Errorf("logx: malformed control request: %v", err)
+	}
+	switch req.Op {
+	case "status", "commit":
+	case "add", "remove", "removed":
+		if err := checkAddr(req.Addr); err != nil {
+			return req, 0, fmt.Errorf("logx: %s: %v", req.Op, err)
+		}
+	case "create-stream":
+		if req.Stream == nil {
+			return req, 0, errors.New("logx: create-stream: no stream")
+		}
+		if err := req.Stream.check(); err != nil {
+			return req, 0, fmt.Errorf("logx: create-stream: %v", err)
+		}
+	case "delete-stream":
+		if err := checkStreamName(req.Name); err != nil || req.Name == DefaultStream {
+			return req, 0, fmt.Errorf("logx: delete-stream: cannot delete stream %q", req.Name)
+		}
+	case "set-level":
+		if req.Level == nil {
+			return req, 0, errors.New("logx: set-level: no level")
+		}
+		if err := checkClusterLevel(*req.Level); err != nil {
+			return req, 0, fmt.Errorf("logx: set-level: %w", err)
+		}
+	case "truncate":
+		if req.Seq == 0 {
+			return req, 0, errors.New("logx: truncate: no sequence number")
+		}
+	case "grep":
+		if req.Grep == nil {
+			return req, 0, errors.New("logx: grep: no query")
+		}
+		if _, err := req.Grep.query(); err != nil {
+			return req, 0, fmt.Errorf("logx: grep: %w", err)
+		}
+	default:
+		return req, 0, fmt.Errorf("logx: unknown control operation %q", req.Op)
+	}
+	timeout := time.Duration(req.TimeoutMS) * time.Millisecond
+	if req.TimeoutMS <= 0 || req.TimeoutMS > defaultControlTimeout.Milliseconds() {
+		timeout = defaultControlTimeout
+	}
+	return req, timeout, nil
+}
+
+// doControl carries out a request on this node. The request was checked
+// already: by parseControlRequest, or by AddNode and RemoveNode.
+func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResponse {
+	if req.Op == "status" {
+		st := lx.Stats()
+		want := lx.want
+		resp := controlResponse{Status: &st, Settings: &want}
+		if lx.hooks.otherStats != nil {
+			resp.Streams = lx.hooks.otherStats()
+		}
+		return resp
+	}
+	if req.Op == "grep" {
+		return lx.serveGrep(ctx, req.Grep) // any node: its own files
+	}
+	if req.Op == "removed" {
+		// Anyone who can open a control connection can send this: it is
+		// checked with the other members in the background (removal.go).
+		if req.Addr != lx.cfg.Addr {
+			return controlResponse{Error: fmt.Sprintf("logx: removed: %s is not this node (%s)", req.Addr, lx.cfg.Addr)}
+		}
+		lx.removalNotice()
+		return controlResponse{}
+	}
+	if lx.raft.State() != raft.Leader {
+		return controlResponse{NotLeader: true, Leader: lx.leaderHint()}
+	}
+	if lx.heldUp() {
+		// Every change below waits for this node's apply (a command, a
+		// barrier, a configuration): another node is to lead.
+		return lx.controlAnswer(0, errApplyHeld)
+	}
+	var err error
+	var idx uint64
+	switch req.Op {
+	case "set-level":
+		idx, err = lx.proposeLevel(*req.Level)
+	case "truncate":
+		idx, err = lx.proposeTruncate(req.Seq)
+	case "create-stream", "delete-stream":
+		if lx.name != DefaultStream {
+			return controlResponse{Error: "logx: " + req.Op + " goes to the default stream"}
+		}
+		if req.Op == "create-stream" {
+			err = lx.proposeCatalogCmd(catalogCmd{Op: "create", Stream: req.Stream})
+		} else if slices.ContainsFunc(lx.cfg.Streams, func(sc StreamConfig) bool { return sc.Name == req.Name }) {
+			err = fmt.Errorf("logx: stream %q is declared in the Config of the default stream's leader", req.Name)
+		} else {
+			err = lx.proposeCatalogCmd(catalogCmd{Op: "delete", Name: req.Name})
+		}
+	case "commit":
+		err = lx.passCommitIndex(ctx)
+	case "add":
+		err = lx.addNode(ctx, req.Addr)
+	default:
+		err = lx.removeNode(ctx, req.Addr)
+	}
+	return lx.controlAnswer(idx, outcomeOf(req, err))
+}
+
+// repeatable reports whether a control operation may be carried out again
+// when it is not known whether it was: all but a cluster level (set again,
+// it may undo a later one), a stream's deletion and a node's removal (then
+// not found). A truncation point only rises, a stream created again with
+// the same settings is left as it is, a node added again is where it was,
+// and a status or a search changes nothing.
+func repeatable(op string) bool {
+	return op != "set-level" && op != "delete-stream" && op != "remove"
+}
+
+// outcomeOf is err, the failure of a control request this node carried
+// out as the leader, as its sender is to see it: ErrOutcomeUnknown if req
+// was proposed before the leadership was lost (it may yet commit under the
+// next leader) and carrying it out again could change its result
+// (repeatable); a sender asks the next leader otherwise.
+func outcomeOf(req controlRequest, err error) error {
+	if errors.Is(err, raft.ErrLeadershipLost) && !repeatable(req.Op) {
+		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+	}
+	return err
+}
+
+// leaderHint is the leader this node knows, for an answer that says it
+// does not lead: never itself, which it may still be in Raft's eyes while
+// it refuses (heldUp) or steps down.
+func (lx *Stream) leaderHint() string {
+	leader, _ := lx.raft.LeaderWithID()
+	if string(leader) == lx.cfg.Addr {
+		return ""
+	}
+	return string(leader)
+}
+
+// controlAnswer is the answer to a control request that committed at idx,
+// or failed with err.
+func (lx *Stream) controlAnswer(idx uint64, err error) controlResponse {
+	switch {
+	case err == nil:
+		return controlResponse{Index: idx}
+	case errors.Is(err, ErrOutcomeUnknown):
+		// errApplyBlocked, or a lost leadership (doControl): it may have
+		// committed, and a repeat is not always the same (repeatable), so
+		// the caller is told, not the new leader asked.
+		return controlResponse{Unknown: true, Error: err.Error()}
+	case errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return controlResponse{NotLeader: true, Leader: lx.leaderHint()}
+	case errors.Is(err, ErrNotMember):
+		return controlResponse{NotMember: true, Error: err.Error()}
+	}
+	return controlResponse{Error: err.Error()}
+}
+
+// writeJSONFrame writes v as one control frame.
+func writeJSONFrame(c net.Conn, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	frame := wire.AppendFrameHeader(make([]byte, 0, wire.FrameHeader+len(data)), len(data))
+	_, err = c.Write(append(frame, data...))
+	return err
+}
