@@ -302,16 +302,21 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		return nil, fmt.Errorf("logx: opening Raft log: %w", err)
 	}
 	undo = append(undo, func() { _ = lx.wal.Close() })
-	lx.logs = raft.LogStore(lx.wal)
-	if cache, err := raft.NewLogCache(logCacheSize, lx.wal); err == nil {
-		lx.logs = cache
-	}
-
 	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hl.Named("snapshots"))
 	if err != nil {
 		return nil, fmt.Errorf("logx: opening snapshot store: %w", err)
 	}
 	snaps := checkedSnapshots{FileSnapshotStore: fileSnaps, file: cfg.File}
+	guard := newLogGuard(lx.wal, snaps, func() uint64 {
+		if r := lx.raftPtr.Load(); r != nil {
+			return r.AppliedIndex()
+		}
+		return 0 // an install just as NewRaft returns: as Raft does
+	}, lx.logf, lx.closing)
+	lx.logs = guard // logguard.go
+	if cache, err := raft.NewLogCache(logCacheSize, guard); err == nil {
+		lx.logs = cache
+	}
 
 	var raftPeer func(net.Conn) bool
 	if cfg.TLS != nil {
@@ -362,7 +367,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	// catch-up it finds goes on in the background (fsm.Restore), since the
 	// peers it copies from may not be up yet.
 	lx.fsm.restoring(true)
-	lx.raft, err = raft.NewRaft(rc, lx.fsm, lx.logs, lx.wal, snaps, lx.transport)
+	lx.raft, err = raft.NewRaft(rc, guardedFSM{lx.fsm, guard}, lx.logs, lx.wal, snaps, lx.transport)
 	lx.fsm.restoring(false)
 	if err != nil {
 		return nil, fmt.Errorf("logx: starting Raft: %w", err)

@@ -1,0 +1,259 @@
+package logx
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// logGuard is raft-wal as Raft's log store (under Raft's LogCache), with
+// two holes closed: one in hashicorp/raft, one in raft-wal.
+//
+// A snapshot installed over a longer log (hashicorp/raft#697). When a
+// leader sends a follower a snapshot, hashicorp/raft v1.8.0 empties a log
+// store that forbids gaps (raft-wal: MonotonicLogStore) once the state
+// machine has restored it, with removeOldLogs: every entry goes, including
+// those past the snapshot's index. It does not reset its own record of the
+// last entry, though. A follower whose log ran past the snapshot (entries
+// of a leader that lost its term, say) then refuses every AppendEntries,
+// since it looks for the entry before them in a log that no longer holds
+// it; the leader walks back below its first entry and sends the same
+// snapshot again, every few milliseconds, for good. If a later
+// AppendEntries does match that stale last entry, Raft appends after a gap
+// and panics applying it ("log not found").
+//
+// The guard keeps the log consistent with that record. When the log holds
+// the snapshot's last entry (index X, term T) with its term, the entries
+// from X on stay and only those before go, as the Raft paper's
+// InstallSnapshot has it. When it does not, or holds X with another term,
+// the paper empties the log, but hashicorp/raft would go on checking
+// against its old last entry; so the entries after X stay, behind a no-op
+// that stands in for entry X with term T. Only that term is read (the
+// check of the entry before the leader's, in AppendEntries), and a
+// leader's metrics and lagTarget read its type and time: X is applied (the
+// snapshot holds it), and a leader sends entries only after the entry it
+// finds before them, which for X+1 is its snapshot's, never X itself. Raft
+// then compares the entries kept with the leader's, and cuts where they
+// differ. The kept entries exist nowhere else once the log is emptied, so
+// writing them back is retried until it succeeds or the node closes.
+//
+// Not covered, and logged: a log that ends exactly at X with another term
+// (Raft prefers its record of that entry to the snapshot's, so no log can
+// help), a tail past X over 256 MiB, and a log that starts after X+1. The
+// guard then deletes as Raft asks, and the node follows again once it
+// restarts or once the leader's next snapshot passes the old log's end.
+// An install that Raft runs in the instant between starting its goroutines
+// and NewRaft's return is not seen (the guard tells it from NewRaft's own
+// restore by that return).
+//
+// Entries a compaction removed, still read (raft-wal v0.4.1). raft-wal
+// reads its tail segment without checking the log's first index, so the
+// entries a compaction dropped from it are still found. A leader then walks
+// a follower's next index back through them, down to 1, instead of sending
+// its snapshot; a follower with a snapshot cannot take entry 1 (it no
+// longer holds it to compare), and the two loop there for good. GetLog
+// below the first index is "not found" here.
+type logGuard struct {
+	raft.LogStore // raft-wal
+
+	snaps   raft.SnapshotStore
+	applied func() uint64 // Raft's applied index: the snapshot's, during the install
+	logf    func(string, ...any)
+	maxKeep int64 // bytes of entries past X the rewrite holds in memory at most
+
+	closing    <-chan struct{} // closed when the node closes
+	retryPause time.Duration   // the first pause before writing the kept entries again
+
+	// armed is set once the state machine has taken a snapshot a leader
+	// sent: the next delete of the whole log is removeOldLogs'. The next
+	// append disarms it (the log was empty: nothing was deleted).
+	armed atomic.Bool
+	mu    sync.Mutex // one delete at a time: installs and compactions
+}
+
+// defaultMaxKeep bounds the entries past a snapshot the guard rewrites; a
+// tail longer than that (not seen: it is what a deposed leader sent in its
+// last moments) is deleted as Raft asks, and the node needs a restart.
+const defaultMaxKeep = 256 << 20
+
+func newLogGuard(logs raft.LogStore, snaps raft.SnapshotStore, applied func() uint64,
+	logf func(string, ...any), closing <-chan struct{}) *logGuard {
+	return &logGuard{LogStore: logs, snaps: snaps, applied: applied, logf: logf, closing: closing,
+		maxKeep: defaultMaxKeep, retryPause: 100 * time.Millisecond}
+}
+
+func (g *logGuard) IsMonotonic() bool {
+	m, ok := g.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
+
+// restored is called when the state machine has restored a snapshot a
+// leader sent (not at start-up).
+func (g *logGuard) restored() { g.armed.Store(true) }
+
+func (g *logGuard) GetLog(index uint64, l *raft.Log) error {
+	first, err := g.FirstIndex()
+	if err != nil {
+		return err
+	}
+	if index < first {
+		return raft.ErrLogNotFound
+	}
+	return g.LogStore.GetLog(index, l)
+}
+
+func (g *logGuard) StoreLog(l *raft.Log) error {
+	return g.StoreLogs([]*raft.Log{l})
+}
+
+func (g *logGuard) StoreLogs(logs []*raft.Log) error {
+	if g.armed.Load() {
+		g.armed.Store(false)
+	}
+	return g.LogStore.StoreLogs(logs)
+}
+
+func (g *logGuard) DeleteRange(lo, hi uint64) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.armed.Load() {
+		return g.LogStore.DeleteRange(lo, hi)
+	}
+	first, err := g.FirstIndex()
+	if err != nil {
+		return err
+	}
+	last, err := g.LastIndex()
+	if err != nil {
+		return err
+	}
+	if lo > first || hi < last {
+		// A compaction after this node's own snapshot (it keeps
+		// TrailingLogs entries, so never reaches the last).
+		return g.LogStore.DeleteRange(lo, hi)
+	}
+	g.armed.Store(false)
+	x := g.applied()
+	if x == 0 || last < x {
+		return g.LogStore.DeleteRange(lo, hi) // nothing past the snapshot: all goes
+	}
+	keep, err := g.tailAfter(first, last, x)
+	var stuck stuckError
+	switch {
+	case errors.As(err, &stuck):
+		// As Raft asks: a restart reads the log's end again.
+		g.logf("logx: after installing a snapshot that ends at Raft index %d: %v; this node follows again once it restarts, or once the leader's next snapshot passes that index", x, err)
+		return g.LogStore.DeleteRange(lo, hi)
+	case err != nil:
+		return err // nothing changed: the leader sends the snapshot again
+	case keep == nil:
+		return g.LogStore.DeleteRange(first, x-1) // the log holds entry x with its term
+	}
+	if err := g.LogStore.DeleteRange(first, last); err != nil {
+		return err // raft-wal commits a truncation whole, or not at all
+	}
+	return g.store(keep)
+}
+
+// stuckError is why the guard cannot keep the log consistent with Raft's
+// record of its end: until the node restarts, Raft refuses what the leader
+// sends after the snapshot.
+type stuckError struct{ error }
+
+// tailAfter returns what the log [first, last] must become after a
+// snapshot whose last entry is x: nil when the log holds entry x with the
+// snapshot's term (only the entries before it go), else a no-op with that
+// term at x and the entries after it.
+func (g *logGuard) tailAfter(first, last, x uint64) ([]*raft.Log, error) {
+	term, err := g.termAt(x)
+	if err != nil {
+		return nil, err
+	}
+	if first > x+1 {
+		return nil, stuckError{fmt.Errorf("the log starts at %d, after it", first)}
+	}
+	if first <= x {
+		var e raft.Log
+		if err := g.GetLog(x, &e); err != nil {
+			return nil, err
+		}
+		if e.Term == term {
+			return nil, nil
+		}
+		if last == x {
+			// Raft takes its own record of the last entry, (x, e.Term),
+			// over the snapshot's for the check of the entry before the
+			// leader's: no log can change that.
+			return nil, stuckError{fmt.Errorf("this node's Raft log ends there with term %d, the snapshot's is %d", e.Term, term)}
+		}
+	}
+	keep := []*raft.Log{{Index: x, Term: term, Type: raft.LogNoop}}
+	var size int64
+	for i := x + 1; i <= last; i++ {
+		l := new(raft.Log)
+		if err := g.GetLog(i, l); err != nil {
+			return nil, fmt.Errorf("reading entry %d: %w", i, err)
+		}
+		if size += int64(len(l.Data) + len(l.Extensions)); size > g.maxKeep {
+			return nil, stuckError{fmt.Errorf("entries %d to %d, past it, hold over %d bytes", x+1, last, g.maxKeep)}
+		}
+		keep = append(keep, l)
+	}
+	return keep, nil
+}
+
+// store appends keep to the emptied log, retrying until it succeeds or
+// the node closes: the entries exist nowhere else. (On Raft's main
+// goroutine, so the node does nothing else meanwhile, as on any full disk;
+// after a Close or a crash the log is empty and the restart consistent.)
+func (g *logGuard) store(keep []*raft.Log) error {
+	pause := g.retryPause
+	for {
+		err := g.LogStore.StoreLogs(keep)
+		if err == nil {
+			return nil
+		}
+		g.logf("logx: writing back the Raft log past an installed snapshot (entries %d to %d): %v; retrying in %v", keep[0].Index, keep[len(keep)-1].Index, err, pause)
+		select {
+		case <-g.closing:
+			return err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 5*time.Second)
+	}
+}
+
+// termAt is the term of the stored snapshot whose last entry is index.
+func (g *logGuard) termAt(index uint64) (uint64, error) {
+	metas, err := g.snaps.List()
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range metas {
+		if m.Index == index {
+			return m.Term, nil
+		}
+	}
+	return 0, stuckError{errors.New("no stored snapshot ends there")}
+}
+
+// guardedFSM tells the guard of every snapshot a leader sent that the
+// state machine took.
+type guardedFSM struct {
+	*fsm
+	g *logGuard
+}
+
+func (s guardedFSM) Restore(rc io.ReadCloser) error {
+	starting := s.bg.starting.Load() // NewRaft's own restore: no install follows
+	err := s.fsm.Restore(rc)
+	if err == nil && !starting {
+		s.g.restored()
+	}
+	return err
+}
