@@ -381,3 +381,64 @@ func TestApplyBlockedErrors(t *testing.T) {
 	require.ErrorIs(t, got.err(), ErrOutcomeUnknown, "across the wire")
 	require.Equal(t, errApplyBlocked.Error(), got.err().Error())
 }
+
+// TestRedoAfterCompaction: the entries between the checkpoint and a batch
+// whose write failed are read back from the Raft log for the redo; those
+// Raft compacted (barriers, which the state machine never sees, after a
+// snapshot; only with a small TrailingLogs) are skipped, not a failure
+// that would stop the node for good. Raft-wal no longer finds them through
+// the log guard (logguard.go).
+func TestRedoAfterCompaction(t *testing.T) {
+	logs := testLogs(12, 3)
+	const k = 6 // checkpointed; Raft entries k+1..k+3 were barriers, compacted
+	var later []*raft.Log
+	for _, l := range logs[k:] {
+		c := *l
+		c.Index += 3
+		later = append(later, &c)
+	}
+	raftLog := raft.NewInmemStore()
+	require.NoError(t, raftLog.StoreLogs(later))
+	dir := t.TempDir()
+	var full atomic.Bool
+	f, err := newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 2048}},
+		stateInterval: -1, logf: t.Logf, retryPause: time.Millisecond, logs: func() raft.LogStore { return raftLog },
+		fault: func() error {
+			if full.Load() {
+				return syscall.ENOSPC
+			}
+			return nil
+		}})
+	require.NoError(t, err)
+	f.ApplyBatch(logs[:k])
+	require.NoError(t, f.persist())
+	f.ApplyBatch(later[:2]) // applied, not checkpointed
+	full.Store(true)
+	res := make(chan []any)
+	go func() { res <- f.ApplyBatch(later[2:]) }()
+	require.True(t, waitFor(10*time.Second, func() bool { return f.Err() != nil }), "the write fails")
+	full.Store(false)
+	select {
+	case rs := <-res:
+		for _, r := range rs {
+			require.NoError(t, r.(applyResult).err)
+		}
+	case <-time.After(10 * time.Second):
+		close(f.stop)
+		t.Fatalf("the redo did not finish: %v", f.Err())
+	}
+	require.NoError(t, f.close())
+	require.Equal(t, refHashes(t, logs), fileHashes(t, dir, "app.log"))
+
+	// An entry missing after the log's first is no compaction: an error.
+	require.NoError(t, raftLog.DeleteRange(later[1].Index, later[1].Index))
+	dir = t.TempDir()
+	f, err = newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 2048}},
+		stateInterval: -1, logf: t.Logf, logs: func() raft.LogStore { return raftLog }})
+	require.NoError(t, err)
+	f.ApplyBatch(logs[:k])
+	require.NoError(t, f.persist())
+	_, err = f.redo(later[2:])
+	require.ErrorContains(t, err, "reading Raft entry 11 back")
+	require.NoError(t, f.close())
+}

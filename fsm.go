@@ -312,16 +312,6 @@ func (f *fsm) stopped(pause time.Duration) bool {
 	}
 }
 
-// storeMax raises v to x; it never lowers it.
-func storeMax(v *atomic.Uint64, x uint64) {
-	for {
-		old := v.Load()
-		if x <= old || v.CompareAndSwap(old, x) {
-			return
-		}
-	}
-}
-
 func failAll(n int, err error) []any {
 	res := make([]any, n)
 	for i := range res {
@@ -355,7 +345,9 @@ func (f *fsm) openFiles(st store.State, file string, rot store.Rotation, known b
 }
 
 // redo starts again from the last checkpoint, as after a crash, and
-// applies the entries since then (read from the Raft log) and logs.
+// applies the entries since then (read from the Raft log) and logs. An
+// entry Raft compacted (before its first) is at or before a snapshot, which
+// checkpoints the files first: not a command the checkpoint lacks.
 func (f *fsm) redo(logs []*raft.Log) ([]any, error) {
 	if f.seg != nil {
 		_ = f.seg.Close()
@@ -373,6 +365,9 @@ func (f *fsm) redo(logs []*raft.Log) ([]any, error) {
 	var l raft.Log
 	for idx := f.st.Index + 1; idx < logs[0].Index; idx++ {
 		if err := f.logs().GetLog(idx, &l); err != nil {
+			if first, ferr := f.logs().FirstIndex(); ferr == nil && idx < first && errors.Is(err, raft.ErrLogNotFound) {
+				continue
+			}
 			return nil, fmt.Errorf("reading Raft entry %d back: %w", idx, err)
 		}
 		if _, err := f.applyLogs([]*raft.Log{&l}); err != nil {

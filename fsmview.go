@@ -2,6 +2,7 @@ package logx
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/logx-dev/logx/internal/store"
@@ -90,3 +91,13 @@ func (f *fsm) toCompress() (files []store.File, catchUps uint64) {
 // compressLock while compressing one (fsm.compressMu).
 func (f *fsm) filesLock() sync.Locker    { return &f.filesMu }
 func (f *fsm) compressLock() sync.Locker { return &f.compressMu }
+
+// storeMax raises v to x; it never lowers it.
+func storeMax(v *atomic.Uint64, x uint64) {
+	for {
+		old := v.Load()
+		if x <= old || v.CompareAndSwap(old, x) {
+			return
+		}
+	}
+}
