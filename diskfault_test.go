@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/hashicorp/raft-wal/types"
 	"github.com/logx-dev/logx/internal/store"
 	"github.com/stretchr/testify/require"
 )
@@ -441,4 +442,103 @@ func TestRedoAfterCompaction(t *testing.T) {
 	_, err = f.redo(later[2:])
 	require.ErrorContains(t, err, "reading Raft entry 11 back")
 	require.NoError(t, f.close())
+}
+
+// fullWAL is raft-wal's file system with a disk that is full while full
+// is set: every write fails with ENOSPC.
+type fullWAL struct {
+	types.VFS
+	full *atomic.Bool
+}
+
+func (v fullWAL) Create(dir, name string, size uint64) (types.WritableFile, error) {
+	if v.full.Load() {
+		return nil, syscall.ENOSPC
+	}
+	f, err := v.VFS.Create(dir, name, size)
+	if err != nil {
+		return nil, err
+	}
+	return fullWALFile{f, v.full}, nil
+}
+
+func (v fullWAL) OpenWriter(dir, name string) (types.WritableFile, error) {
+	f, err := v.VFS.OpenWriter(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	return fullWALFile{f, v.full}, nil
+}
+
+type fullWALFile struct {
+	types.WritableFile
+	full *atomic.Bool
+}
+
+func (f fullWALFile) WriteAt(p []byte, off int64) (int, error) {
+	if f.full.Load() {
+		return 0, syscall.ENOSPC
+	}
+	return f.WritableFile.WriteAt(p, off)
+}
+
+// TestCloseWithoutQuorum: a leader whose followers answer its heartbeats
+// but cannot store its entries (their Raft logs' disk is full) keeps
+// leading and commits nothing. Its Close still returns in bounded time:
+// it cuts the stream's connections, the leader steps down, and the batch
+// it waits on ends as "outcome unknown" (it was proposed).
+func TestCloseWithoutQuorum(t *testing.T) {
+	var full [3]atomic.Bool
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		i := int(cfg.NodeID[1] - '1')
+		cfg.CloseTimeout = 2 * time.Second
+		sm.powerCut = &powerHooks{
+			vfs:  func(v types.VFS) types.VFS { return fullWAL{VFS: v, full: &full[i]} },
+			meta: func(m types.MetaStore) types.MetaStore { return m },
+		}
+	})
+	c.logAppend("before", 10)
+	lead := c.leaderIndex()
+	for i := range full {
+		full[i].Store(i != lead)
+	}
+	t.Cleanup(func() {
+		for i := range full {
+			full[i].Store(false)
+		}
+	})
+	r := c.nodes[lead].raft
+	before := r.LastIndex()
+	appended := make(chan error, 1)
+	go func() {
+		_, err := c.nodes[lead].Append(context.Background(), LevelInfo, "no quorum")
+		appended <- err
+	}()
+	require.True(t, waitFor(10*time.Second, func() bool { return r.LastIndex() > before }), "the batch is proposed")
+	select {
+	case err := <-appended:
+		t.Fatalf("Append returned without a quorum: %v", err)
+	case <-time.After(time.Second): // a negative: nothing to await
+	}
+	require.Less(t, r.CommitIndex(), r.LastIndex(), "committed without a quorum")
+	require.Equal(t, raft.Leader, r.State(), "the followers answer its heartbeats")
+
+	start := time.Now()
+	done := make(chan error, 1)
+	lx := c.nodes[lead]
+	c.nodes[lead] = nil // a hang fails here, not in the cleanup's Close
+	go func() { done <- lx.Close() }()
+	select {
+	case err := <-done:
+		t.Logf("Close took %v: %v", time.Since(start), err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("Close hangs")
+	}
+	err := <-appended
+	require.ErrorIs(t, err, ErrOutcomeUnknown, "proposed, and a later leader holding it might commit it")
+	require.ErrorIs(t, err, ErrClosed)
+	// The README's bound (CloseTimeout, about a second, three election
+	// timeouts for a leader), with room for a loaded machine.
+	cfg := c.cfgs[lead]
+	require.Less(t, time.Since(start), cfg.CloseTimeout+closeGrace+3*cfg.ElectionTimeout+10*time.Second)
 }

@@ -558,7 +558,10 @@ func (lx *Logx) WaitReady(ctx context.Context) error {
 // for stopping Raft and the files; a peer that does not answer is cut off
 // then), plus, when this node leads, one ElectionTimeout for a barrier that
 // passes its commit index on (commit.go) and the leadership transfer, which
-// Raft ends within two ElectionTimeouts.
+// Raft ends within two ElectionTimeouts. A batch still not committed an
+// ElectionTimeout after CloseTimeout (a leader whose followers store
+// nothing) has the stream's connections cut instead: the leader steps down
+// within another, and its callers get ErrOutcomeUnknown.
 func (lx *Logx) Close() error {
 	n := lx.node
 	n.closeOnce.Do(func() {

@@ -599,7 +599,7 @@ func (lx *Stream) close() error {
 	cancel()
 	close(lx.abort)
 	lx.fsm.halt() // an apply waiting for the disk or for a catch-up gives up; a catch-up stops
-	<-lx.stopped
+	lx.awaitStopped()
 
 	var errs []error
 	if ferr != nil && !errors.Is(ferr, ErrRemoved) {
