@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,6 +90,43 @@ func TestCatchUpAfterCompaction(t *testing.T) {
 		served += lx.Stats().ServedBytes
 	}
 	require.Equal(t, st.FetchedBytes, served)
+	requireLogStartsAtSnapshot(t, c.nodes[2])
+}
+
+// requireLogStartsAtSnapshot: after an install, a node's Raft log starts
+// at the snapshot's last entry, a no-op with its term (logguard.go), so a
+// leader walking it back stops there.
+func requireLogStartsAtSnapshot(t *testing.T, lx *Logx) {
+	t.Helper()
+	st := lx.raft.Stats()
+	first, err := lx.logs.FirstIndex()
+	require.NoError(t, err)
+	require.Equal(t, st["last_snapshot_index"], strconv.FormatUint(first, 10), "the log's first entry")
+	var l raft.Log
+	require.NoError(t, lx.logs.GetLog(first, &l))
+	require.Equal(t, raft.LogNoop, l.Type)
+	require.Equal(t, st["last_snapshot_term"], strconv.FormatUint(l.Term, 10))
+}
+
+// TestLogStartsAtSnapshotAfterRestart: a node that starts with a snapshot
+// and an empty Raft log (an install, then a restart before any entry came:
+// here its Raft log is removed) puts the snapshot's last entry, a no-op with
+// its term, before the first entry it appends (logguard.go).
+func TestLogStartsAtSnapshotAfterRestart(t *testing.T) {
+	c := catchUpCluster(t)
+	c.logAppend("before", 50)
+	c.flushAll()
+	c.snapshotAll()
+	c.stop(2)
+	require.NoError(t, os.RemoveAll(filepath.Join(c.cfgs[2].Dir, "raft")))
+	c.start(2)
+	c.waitReady()
+	c.logAppend("after", 20)
+	c.flushAll()
+	total := uint64(3*50 + 3*20)
+	require.Equal(t, total, c.waitSameSeq(total))
+	requireLogStartsAtSnapshot(t, c.nodes[2])
+	requireIdentical(t, c.dirs(), "app.log")
 }
 
 // TestCatchUpWipedDir: a node whose directory was wiped comes back empty and
@@ -113,6 +151,7 @@ func TestCatchUpWipedDir(t *testing.T) {
 	require.Equal(t, st.CatchUpBytes, st.CatchUpDone)
 	require.Equal(t, uint64(st.CatchUpBytes), st.FetchedBytes)
 	require.Positive(t, st.CatchUpDuration)
+	requireLogStartsAtSnapshot(t, c.nodes[2])
 }
 
 // wipeAndRestart stops node i, removes its Dir, logs n entries from each

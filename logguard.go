@@ -42,6 +42,16 @@ import (
 // differ. The kept entries exist nowhere else once the log is emptied, so
 // writing them back is retried until it succeeds or the node closes.
 //
+// After every install the log starts at X (the stand-in, when the install
+// left it empty, goes before the first entry appended after it; also after
+// a restart that finds the log empty), as after a compaction that keeps
+// trailing entries. A leader that walks this node back stops there: entry
+// X's term is the committed one. Without it, a log that started after X
+// and whose entries all differed from a new leader's was walked down past
+// X, where this node holds nothing to compare; a leader that still held
+// entry 1 sent it, and this node refused it for good ("failed to get log
+// entry: index=1").
+//
 // Not covered, and logged: a log that ends exactly at X with another term
 // (Raft prefers its record of that entry to the snapshot's, so no log can
 // help), a tail past X over 256 MiB, and a log that starts after X+1. The
@@ -111,9 +121,23 @@ func (g *logGuard) StoreLog(l *raft.Log) error {
 	return g.StoreLogs([]*raft.Log{l})
 }
 
+// StoreLogs appends logs. The first append after an install that left the
+// log empty puts the stand-in for the snapshot's last entry before them,
+// so that the log starts at it, as after a compaction with trailing
+// entries: a later leader that walks this node back stops there (its
+// term is the committed one) instead of going on below the snapshot,
+// where this node holds nothing to compare and, if that leader still holds
+// entry 1, refuses it for good.
 func (g *logGuard) StoreLogs(logs []*raft.Log) error {
 	if g.armed.Load() {
 		g.armed.Store(false)
+		if x := g.applied(); x > 0 && len(logs) > 0 && logs[0].Index == x+1 {
+			if last, err := g.LastIndex(); err == nil && last == 0 {
+				if term, err := g.termAt(x); err == nil {
+					logs = append([]*raft.Log{{Index: x, Term: term, Type: raft.LogNoop}}, logs...)
+				}
+			}
+		}
 	}
 	return g.LogStore.StoreLogs(logs)
 }
@@ -139,8 +163,13 @@ func (g *logGuard) DeleteRange(lo, hi uint64) error {
 	}
 	g.armed.Store(false)
 	x := g.applied()
-	if x == 0 || last < x {
-		return g.LogStore.DeleteRange(lo, hi) // nothing past the snapshot: all goes
+	if x == 0 {
+		return g.LogStore.DeleteRange(lo, hi)
+	}
+	if last < x { // nothing past the snapshot: all goes, and the next append puts x first
+		err := g.LogStore.DeleteRange(lo, hi)
+		g.armed.Store(err == nil)
+		return err
 	}
 	keep, err := g.tailAfter(first, last, x)
 	var stuck stuckError

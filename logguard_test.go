@@ -101,6 +101,8 @@ func TestLogGuardInstall(t *testing.T) {
 		wantErr   bool
 		wantLogf  string
 		wantLogfs int
+		noDelete  bool     // the log is empty: removeOldLogs deletes nothing
+		wantNext  []string // the log after the leader's next entry, when not want's with it
 	}{{
 		name: "entries past a snapshot whose entry the log lacks stay, after a stand-in",
 		log:  []*raft.Log{cmd(11, 3), cmd(12, 3)},
@@ -118,8 +120,13 @@ func TestLogGuardInstall(t *testing.T) {
 		log:  []*raft.Log{cmd(8, 1), cmd(9, 2), cmd(10, 2)},
 		want: []string{"10:2:LogCommand:e10"},
 	}, {
-		name: "a log that ends before the snapshot goes",
-		log:  []*raft.Log{cmd(8, 1), cmd(9, 2)},
+		name:     "a log that ends before the snapshot goes; the next append puts the stand-in first",
+		log:      []*raft.Log{cmd(8, 1), cmd(9, 2)},
+		wantNext: []string{stand, "11:4:LogCommand:e11"},
+	}, {
+		name:     "an install that left the log empty: the next append puts the stand-in first",
+		noDelete: true,
+		wantNext: []string{stand, "11:4:LogCommand:e11"},
 	}, {
 		name:     "a log that ends at the snapshot's index with another term goes, with a message",
 		log:      []*raft.Log{cmd(9, 1), cmd(10, 1)},
@@ -210,14 +217,16 @@ func TestLogGuardInstall(t *testing.T) {
 			require.NoError(t, err)
 			last, err := g.LastIndex()
 			require.NoError(t, err)
-			err = g.DeleteRange(first, last) // as removeOldLogs, or a cut from the first entry
+			if !tc.noDelete {
+				err = g.DeleteRange(first, last) // as removeOldLogs, or a cut from the first entry
+			}
 			if tc.wantErr {
 				require.ErrorIs(t, err, errFaulty)
 			} else {
 				require.NoError(t, err)
 			}
 			require.Equal(t, tc.want, storedLog(t, w))
-			require.False(t, g.armed.Load(), "armed past the delete")
+			require.Equal(t, tc.wantNext != nil, g.armed.Load(), "armed past the delete")
 			if tc.wantLogf == "" {
 				require.Empty(t, logged)
 			} else {
@@ -237,6 +246,10 @@ func TestLogGuardInstall(t *testing.T) {
 			require.NoError(t, g.StoreLogs([]*raft.Log{cmd(x+1, 4)}))
 			got := storedLog(t, g)
 			require.Equal(t, "11:4:LogCommand:e11", got[len(got)-1])
+			if tc.wantNext != nil {
+				require.Equal(t, tc.wantNext, got)
+			}
+			require.False(t, g.armed.Load(), "armed past the append")
 		})
 	}
 }
@@ -302,12 +315,21 @@ func (listSnap) Release() {}
 // never applies past it. The second case is one the guard cannot cover (a
 // log that ends at the snapshot's index, with another term): the follower
 // says so, and a restart clears it.
+//
+// The third case is what the guard leaves behind an install (the snapshot's
+// last entry first in the log, TestLogGuardInstall) meeting a leader that
+// still holds entry 1: walking the follower back, it stops at that entry.
+// A follower whose log started after its snapshot would be walked down to
+// entry 1, which it cannot compare, and refuse it for good.
 func TestInstallOverLongerLog(t *testing.T) {
-	t.Run("tail", func(t *testing.T) { installOverLongerLog(t, false) })
-	t.Run("ends at the snapshot", func(t *testing.T) { installOverLongerLog(t, true) })
+	t.Run("tail", func(t *testing.T) { installOverLongerLog(t, "tail") })
+	t.Run("ends at the snapshot", func(t *testing.T) { installOverLongerLog(t, "ends at the snapshot") })
+	t.Run("starts at the snapshot", func(t *testing.T) { installOverLongerLog(t, "starts at the snapshot") })
 }
 
-func installOverLongerLog(t *testing.T, endsAtSnapshot bool) {
+func installOverLongerLog(t *testing.T, variant string) {
+	endsAtSnapshot := variant == "ends at the snapshot"
+	standIn := variant == "starts at the snapshot"
 	var raftLog syncBuffer // printed, its end, if the test fails
 	quiet := hclog.New(&hclog.LoggerOptions{Output: &raftLog, Level: hclog.Info})
 	t.Cleanup(func() {
@@ -321,6 +343,9 @@ func installOverLongerLog(t *testing.T, endsAtSnapshot bool) {
 		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = 100*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
 		c.CommitTimeout = 5 * time.Millisecond
 		c.TrailingLogs = 2 // the leader keeps little: it walks past its first entry soon
+		if standIn {
+			c.TrailingLogs = 1000 // the leader keeps every entry, from 1
+		}
 		c.SnapshotThreshold, c.SnapshotInterval = 1<<30, time.Hour
 		c.Logger = quiet
 		return c
@@ -408,7 +433,11 @@ func installOverLongerLog(t *testing.T, endsAtSnapshot bool) {
 		require.NoError(t, err)
 		require.NoError(t, sink.Close())
 		require.NoError(t, w.SetUint64([]byte("CurrentTerm"), 1))
-		require.NoError(t, w.StoreLogs([]*raft.Log{{Index: fentry, Term: 1, Type: raft.LogCommand, Data: []byte("junk")}}))
+		logs := []*raft.Log{{Index: fentry, Term: 1, Type: raft.LogCommand, Data: []byte("junk")}}
+		if standIn {
+			logs = append([]*raft.Log{{Index: fsnap, Term: m.Term, Type: raft.LogNoop}}, logs...)
+		}
+		require.NoError(t, w.StoreLogs(logs))
 	})
 	connect := func() {
 		lead.trans.Connect("f", follow.trans)
@@ -437,8 +466,11 @@ func installOverLongerLog(t *testing.T, endsAtSnapshot bool) {
 	}
 	ok := waitFor(10*time.Second, caughtUp)
 	require.True(t, ok, "the follower did not catch up: it holds %v after %d snapshot installs", follow.fsm.list(), restores())
-	if !endsAtSnapshot {
+	switch variant {
+	case "tail":
 		require.Equal(t, 2, restores(), "start-up's restore, then one install")
+	case "starts at the snapshot":
+		require.Equal(t, 1, restores(), "start-up's restore, and no install")
 	}
 }
 

@@ -373,6 +373,9 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		return nil, fmt.Errorf("logx: starting Raft: %w", err)
 	}
 	lx.raftPtr.Store(lx.raft)
+	if last, err := lx.wal.LastIndex(); err == nil && last == 0 {
+		guard.restored() // an install, then a restart: the first append puts the snapshot's last entry first (logguard.go)
+	}
 	undo = append(undo, func() {
 		lx.fsm.halt() // an apply waiting for a background catch-up gives up
 		lx.stopGoroutines()
