@@ -37,20 +37,21 @@ import (
 // check of the entry before the leader's, in AppendEntries), and a
 // leader's metrics and lagTarget read its type and time: X is applied (the
 // snapshot holds it), and a leader sends entries only after the entry it
-// finds before them, which for X+1 is its snapshot's, never X itself. Raft
+// finds before them, which for X+1 is its snapshot's (or the stand-in's
+// term), never X itself (a snapshot at index 1 gets no stand-in). Raft
 // then compares the entries kept with the leader's, and cuts where they
 // differ. The kept entries exist nowhere else once the log is emptied, so
 // writing them back is retried until it succeeds or the node closes.
 //
 // After every install the log starts at X (the stand-in, when the install
-// left it empty, goes before the first entry appended after it; also after
-// a restart that finds the log empty), as after a compaction that keeps
-// trailing entries. A leader that walks this node back stops there: entry
-// X's term is the committed one. Without it, a log that started after X
-// and whose entries all differed from a new leader's was walked down past
-// X, where this node holds nothing to compare; a leader that still held
-// entry 1 sent it, and this node refused it for good ("failed to get log
-// entry: index=1").
+// left it empty, goes before the first entry appended after it; also when
+// NewRaft starts on an empty log after a snapshot), as after a compaction
+// that keeps trailing entries. A leader that walks this node back stops
+// there: entry X's term is the committed one. Without it, a log that
+// started after X and whose entries all differed from a new leader's was
+// walked down past X, where this node holds nothing to compare; a leader
+// that still held entry 1 sent it, and this node refused it for good
+// ("failed to get log entry: index=1").
 //
 // Not covered, and logged: a log that ends exactly at X with another term
 // (Raft prefers its record of that entry to the snapshot's, so no log can
@@ -83,7 +84,12 @@ type logGuard struct {
 	// sent: the next delete of the whole log is removeOldLogs'. The next
 	// append disarms it (the log was empty: nothing was deleted).
 	armed atomic.Bool
-	mu    sync.Mutex // one delete at a time: installs and compactions
+	// standIn is set when the log may be empty after a snapshot (an
+	// install, or a start that found it so): the next append, if the log
+	// is empty and a stored snapshot ends just before it, puts the
+	// stand-in for that snapshot's last entry first.
+	standIn atomic.Bool
+	mu      sync.Mutex // one delete at a time: installs and compactions
 }
 
 // defaultMaxKeep bounds the entries past a snapshot the guard rewrites; a
@@ -103,8 +109,19 @@ func (g *logGuard) IsMonotonic() bool {
 }
 
 // restored is called when the state machine has restored a snapshot a
-// leader sent (not at start-up).
-func (g *logGuard) restored() { g.armed.Store(true) }
+// leader sent (not NewRaft's restore at start-up).
+func (g *logGuard) restored() {
+	g.armed.Store(true)
+	g.standIn.Store(true)
+}
+
+// starting is called before NewRaft: a log empty then gets the stand-in
+// before its first append, if a snapshot ends just before it.
+func (g *logGuard) starting() {
+	if last, err := g.LastIndex(); err == nil && last == 0 {
+		g.standIn.Store(true)
+	}
+}
 
 func (g *logGuard) GetLog(index uint64, l *raft.Log) error {
 	first, err := g.FirstIndex()
@@ -131,15 +148,28 @@ func (g *logGuard) StoreLog(l *raft.Log) error {
 func (g *logGuard) StoreLogs(logs []*raft.Log) error {
 	if g.armed.Load() {
 		g.armed.Store(false)
-		if x := g.applied(); x > 0 && len(logs) > 0 && logs[0].Index == x+1 {
-			if last, err := g.LastIndex(); err == nil && last == 0 {
-				if term, err := g.termAt(x); err == nil {
-					logs = append([]*raft.Log{{Index: x, Term: term, Type: raft.LogNoop}}, logs...)
-				}
-			}
-		}
 	}
-	return g.LogStore.StoreLogs(logs)
+	if !g.standIn.Load() || len(logs) == 0 {
+		return g.LogStore.StoreLogs(logs)
+	}
+	g.standIn.Store(false)
+	last, err := g.LastIndex()
+	if err != nil || last != 0 || logs[0].Index <= 2 {
+		return g.LogStore.StoreLogs(logs)
+	}
+	// The snapshot ending just before the append is the committed state
+	// up to it: its term is entry x's.
+	x := logs[0].Index - 1
+	term, err := g.termAt(x)
+	if err != nil {
+		g.logf("logx: no stand-in for Raft entry %d before the first append after a snapshot: %v", x, err)
+		return g.LogStore.StoreLogs(logs)
+	}
+	err = g.LogStore.StoreLogs(append([]*raft.Log{{Index: x, Term: term, Type: raft.LogNoop}}, logs...))
+	if err != nil {
+		g.standIn.Store(true) // nothing was written (raft-wal appends a batch whole): the next try puts it first
+	}
+	return err
 }
 
 func (g *logGuard) DeleteRange(lo, hi uint64) error {
@@ -167,9 +197,7 @@ func (g *logGuard) DeleteRange(lo, hi uint64) error {
 		return g.LogStore.DeleteRange(lo, hi)
 	}
 	if last < x { // nothing past the snapshot: all goes, and the next append puts x first
-		err := g.LogStore.DeleteRange(lo, hi)
-		g.armed.Store(err == nil)
-		return err
+		return g.LogStore.DeleteRange(lo, hi)
 	}
 	keep, err := g.tailAfter(first, last, x)
 	var stuck stuckError

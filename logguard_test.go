@@ -226,7 +226,7 @@ func TestLogGuardInstall(t *testing.T) {
 				require.NoError(t, err)
 			}
 			require.Equal(t, tc.want, storedLog(t, w))
-			require.Equal(t, tc.wantNext != nil, g.armed.Load(), "armed past the delete")
+			require.Equal(t, tc.noDelete, g.armed.Load(), "armed past the delete (nothing deleted: still armed)")
 			if tc.wantLogf == "" {
 				require.Empty(t, logged)
 			} else {
@@ -252,6 +252,58 @@ func TestLogGuardInstall(t *testing.T) {
 			require.False(t, g.armed.Load(), "armed past the append")
 		})
 	}
+}
+
+// TestLogGuardStandIn: the first append to a log left empty after a
+// snapshot (by an install, or found so at start) gets the stand-in for the
+// snapshot's last entry before it: only when a stored snapshot ends just
+// before it, again after a failed append, and once.
+func TestLogGuardStandIn(t *testing.T) {
+	cmd := func(i uint64) *raft.Log {
+		return &raft.Log{Index: i, Term: 3, Type: raft.LogCommand, Data: []byte("e")}
+	}
+	setup := func(t *testing.T, storeFails int) (*logGuard, *[]string) {
+		dir := t.TempDir()
+		snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hclog.NewNullLogger())
+		require.NoError(t, err)
+		sink, err := snaps.Create(raft.SnapshotVersionMax, 10, 2, raft.Configuration{}, 1, nil)
+		require.NoError(t, err)
+		require.NoError(t, sink.Close())
+		var logged []string
+		g := newLogGuard(&faultyLog{LogStore: openTestWAL(t, dir), storeFails: storeFails}, snaps, func() uint64 { return 10 },
+			func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }, nil)
+		g.starting() // the log is empty
+		return g, &logged
+	}
+	t.Run("first append after the snapshot", func(t *testing.T) {
+		g, logged := setup(t, 0)
+		require.NoError(t, g.StoreLogs([]*raft.Log{cmd(11)}))
+		require.NoError(t, g.StoreLogs([]*raft.Log{cmd(12)}))
+		require.Equal(t, []string{"10:2:LogNoop:", "11:3:LogCommand:e", "12:3:LogCommand:e"}, storedLog(t, g))
+		require.Empty(t, *logged)
+	})
+	t.Run("again after a failed append", func(t *testing.T) {
+		g, _ := setup(t, 1)
+		require.ErrorIs(t, g.StoreLogs([]*raft.Log{cmd(11)}), errFaulty)
+		require.NoError(t, g.StoreLogs([]*raft.Log{cmd(11)}))
+		require.Equal(t, []string{"10:2:LogNoop:", "11:3:LogCommand:e"}, storedLog(t, g))
+	})
+	t.Run("no snapshot ends just before it", func(t *testing.T) {
+		g, logged := setup(t, 0)
+		require.NoError(t, g.StoreLogs([]*raft.Log{cmd(13)}))
+		require.Equal(t, []string{"13:3:LogCommand:e"}, storedLog(t, g))
+		require.Len(t, *logged, 1)
+		require.Contains(t, (*logged)[0], "no stand-in for Raft entry 12")
+	})
+	t.Run("a log not empty at start", func(t *testing.T) {
+		dir := t.TempDir()
+		w := openTestWAL(t, dir)
+		require.NoError(t, w.StoreLogs([]*raft.Log{cmd(11)}))
+		g := newLogGuard(w, nil, func() uint64 { return 10 }, t.Logf, nil)
+		g.starting()
+		require.NoError(t, g.StoreLogs([]*raft.Log{cmd(12)}))
+		require.Equal(t, []string{"11:3:LogCommand:e", "12:3:LogCommand:e"}, storedLog(t, g))
+	})
 }
 
 // listFSM is a state machine of the commands it applied, in order.

@@ -367,15 +367,13 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	// catch-up it finds goes on in the background (fsm.Restore), since the
 	// peers it copies from may not be up yet.
 	lx.fsm.restoring(true)
+	guard.starting() // an empty log puts the snapshot's last entry first (logguard.go)
 	lx.raft, err = raft.NewRaft(rc, guardedFSM{lx.fsm, guard}, lx.logs, lx.wal, snaps, lx.transport)
 	lx.fsm.restoring(false)
 	if err != nil {
 		return nil, fmt.Errorf("logx: starting Raft: %w", err)
 	}
 	lx.raftPtr.Store(lx.raft)
-	if last, err := lx.wal.LastIndex(); err == nil && last == 0 {
-		guard.restored() // an install, then a restart: the first append puts the snapshot's last entry first (logguard.go)
-	}
 	undo = append(undo, func() {
 		lx.fsm.halt() // an apply waiting for a background catch-up gives up
 		lx.stopGoroutines()
