@@ -204,7 +204,7 @@ func (g *logGuard) DeleteRange(lo, hi uint64) error {
 	switch {
 	case errors.As(err, &stuck):
 		// As Raft asks: a restart reads the log's end again.
-		g.logf("logx: after installing a snapshot that ends at Raft index %d: %v; this node follows again once it restarts, or once the leader's next snapshot passes that index", x, err)
+		g.logf("logx: after installing a snapshot that ends at Raft index %d: %v; this node follows again once it restarts, or once the leader's next snapshot passes the end of its old log", x, err)
 		return g.LogStore.DeleteRange(lo, hi)
 	case err != nil:
 		return err // nothing changed: the leader sends the snapshot again
