@@ -121,9 +121,13 @@ func TestDiskFull(t *testing.T) {
 // fullWhen is a diskFault for node id ("n1".."n3") of a test cluster: its
 // disk is full (ENOSPC) while full[its index] is set.
 func fullWhen(full *[3]atomic.Bool, id string) func() error {
-	i := int(id[1] - '1')
+	return enospcWhile(&full[int(id[1]-'1')])
+}
+
+// enospcWhile is a diskFault: the disk is full (ENOSPC) while full is set.
+func enospcWhile(full *atomic.Bool) func() error {
 	return func() error {
-		if full[i].Load() {
+		if full.Load() {
 			return syscall.ENOSPC
 		}
 		return nil
@@ -269,12 +273,7 @@ func TestCloseDuringWriteError(t *testing.T) {
 		dir := t.TempDir()
 		var full atomic.Bool
 		f, err := newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 2048}},
-			stateInterval: -1, logf: t.Logf, fault: func() error {
-				if full.Load() {
-					return syscall.ENOSPC
-				}
-				return nil
-			}})
+			stateInterval: -1, logf: t.Logf, fault: enospcWhile(&full)})
 		require.NoError(t, err)
 		f.ApplyBatch(logs[:cut])
 		require.NoError(t, f.persist())
@@ -404,12 +403,7 @@ func TestRedoAfterCompaction(t *testing.T) {
 	var full atomic.Bool
 	f, err := newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 2048}},
 		stateInterval: -1, logf: t.Logf, retryPause: time.Millisecond, logs: func() raft.LogStore { return raftLog },
-		fault: func() error {
-			if full.Load() {
-				return syscall.ENOSPC
-			}
-			return nil
-		}})
+		fault: enospcWhile(&full)})
 	require.NoError(t, err)
 	f.ApplyBatch(logs[:k])
 	require.NoError(t, f.persist())

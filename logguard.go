@@ -165,7 +165,7 @@ func (g *logGuard) StoreLogs(logs []*raft.Log) error {
 		g.logf("logx: no stand-in for Raft entry %d before the first append after a snapshot: %v", x, err)
 		return g.LogStore.StoreLogs(logs)
 	}
-	err = g.LogStore.StoreLogs(append([]*raft.Log{{Index: x, Term: term, Type: raft.LogNoop}}, logs...))
+	err = g.LogStore.StoreLogs(append([]*raft.Log{standInFor(x, term)}, logs...))
 	if err != nil {
 		g.standIn.Store(true) // nothing was written (raft-wal appends a batch whole): the next try puts it first
 	}
@@ -249,7 +249,7 @@ func (g *logGuard) tailAfter(first, last, x uint64) ([]*raft.Log, error) {
 			return nil, stuckError{fmt.Errorf("this node's Raft log ends there with term %d, the snapshot's is %d", e.Term, term)}
 		}
 	}
-	keep := []*raft.Log{{Index: x, Term: term, Type: raft.LogNoop}}
+	keep := []*raft.Log{standInFor(x, term)}
 	var size int64
 	for i := x + 1; i <= last; i++ {
 		l := new(raft.Log)
@@ -283,6 +283,12 @@ func (g *logGuard) store(keep []*raft.Log) error {
 		}
 		pause = min(2*pause, 5*time.Second)
 	}
+}
+
+// standInFor is the no-op that stands in for entry x, the last of a
+// snapshot in term term: only its term is read.
+func standInFor(x, term uint64) *raft.Log {
+	return &raft.Log{Index: x, Term: term, Type: raft.LogNoop}
 }
 
 // termAt is the term of the stored snapshot whose last entry is index.

@@ -428,9 +428,16 @@ func (lx *Stream) awaitStopped() {
 	case <-t.C:
 	}
 	lx.logf("logx: closing: the batch under way is still not committed %v after Close gave up; closing the stream's connections", lx.cfg.ElectionTimeout)
+	lx.cutConnections()
+	<-lx.stopped
+}
+
+// cutConnections closes every connection of the stream (requests to peers
+// in flight fail at once, new ones are not made; the other streams' are
+// untouched).
+func (lx *Stream) cutConnections() {
 	lx.mux.shut()
 	lx.transport.CloseStreams()
-	<-lx.stopped
 }
 
 // applyCheckEvery is how often applyLocal looks whether a wait for this

@@ -674,8 +674,7 @@ func (lx *Stream) shutdownRaftWithin(d time.Duration) error {
 	case <-t.C:
 	}
 	lx.logf("logx: Raft takes more than %v to stop; closing the node's connections", d)
-	lx.mux.shut()
-	lx.transport.CloseStreams()
+	lx.cutConnections()
 	return <-done
 }
 
