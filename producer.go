@@ -410,36 +410,6 @@ var errApplyBlocked = fmt.Errorf("%w: this node no longer leads and cannot apply
 // send the command elsewhere, or again, as it is.
 var errApplyHeld = fmt.Errorf("%w: this node cannot apply yet (a write error or a catch-up) and hands its leadership over", raft.ErrNotLeader)
 
-// awaitStopped waits for the producer to exit once Close has given up on
-// commits (lx.abort). A leader whose followers answer its heartbeats but
-// store nothing (their Raft logs' disks are full) keeps leading and
-// commits nothing, and its producer would wait for the batch it proposed
-// for good (Raft's futures end only with an answer). After an
-// ElectionTimeout the stream's connections are cut: the leader steps down
-// at the end of its lease, and Raft answers what it proposed as lost
-// (ErrOutcomeUnknown to its callers). Raft is still running then, so
-// nothing it was asked is left unanswered when it stops.
-func (lx *Stream) awaitStopped() {
-	t := time.NewTimer(lx.cfg.ElectionTimeout)
-	defer t.Stop()
-	select {
-	case <-lx.stopped:
-		return
-	case <-t.C:
-	}
-	lx.logf("logx: closing: the batch under way is still not committed %v after Close gave up; closing the stream's connections", lx.cfg.ElectionTimeout)
-	lx.cutConnections()
-	<-lx.stopped
-}
-
-// cutConnections closes every connection of the stream (requests to peers
-// in flight fail at once, new ones are not made; the other streams' are
-// untouched).
-func (lx *Stream) cutConnections() {
-	lx.mux.shut()
-	lx.transport.CloseStreams()
-}
-
 // applyCheckEvery is how often applyLocal looks whether a wait for this
 // node's apply should end (errApplyBlocked).
 const applyCheckEvery = 100 * time.Millisecond

@@ -507,20 +507,6 @@ func (lx *Stream) raftCall(fn func() error) error {
 	return fn()
 }
 
-// shutdownRaft stops Raft once, for Close or for a confirmed removal,
-// whichever comes first; a second caller waits until the first call has
-// stopped Raft, and gets its result.
-func (lx *Stream) shutdownRaft() error {
-	lx.raftStop.Do(func() {
-		lx.raftStopped.Store(true)
-		lx.raftMu.Lock()
-		lx.raftDown = true
-		lx.raftMu.Unlock()
-		lx.raftStopErr = lx.raft.Shutdown().Error()
-	})
-	return lx.raftStopErr
-}
-
 // nodeHooks are what the default stream asks of its node: to act on the
 // catalog's changes (fsm.onCatalog), and the other streams' Stats (for a
 // status request).
@@ -577,62 +563,6 @@ func (lx *Stream) ready() bool {
 	return c > 0 && lx.raft.AppliedIndex() >= c
 }
 
-// stop closes the stream (see Logx.Close); later calls return the first
-// call's result.
-func (lx *Stream) stop() error {
-	lx.closeOnce.Do(func() { lx.closeErr = lx.close() })
-	return lx.closeErr
-}
-
-func (lx *Stream) close() error {
-	if lx.sampler != nil {
-		lx.logSummaries(lx.sampler, false) // what the unfinished interval dropped, if the queue has room
-	}
-	close(lx.closing)
-	lx.cancelClosing()
-	lx.stopGoroutines()
-	lx.qmu.Lock()
-	lx.closed = true
-	lx.qmu.Unlock()
-
-	ctx, cancel := context.WithTimeout(context.Background(), lx.cfg.CloseTimeout)
-	ferr := lx.flush(ctx)
-	cancel()
-	close(lx.abort)
-	lx.fsm.halt() // an apply waiting for the disk or for a catch-up gives up; a catch-up stops
-	lx.awaitStopped()
-
-	var errs []error
-	if ferr != nil && !errors.Is(ferr, ErrRemoved) {
-		errs = append(errs, fmt.Errorf("logx: flushing on close: %w", ferr))
-	}
-	if lx.raft.State() == raft.Leader && lx.voters() > 1 {
-		lx.barrierWithin(lx.cfg.ElectionTimeout) // commit.go
-		_ = lx.transferLeadership()
-	}
-	<-lx.monitorDone
-	lx.raft.DeregisterObserver(lx.observer)
-	if err := lx.shutdownRaftWithin(closeGrace); err != nil {
-		errs = append(errs, err)
-	}
-	lx.goWG.Wait() // they stop with closingCtx and Raft
-	lx.fwd.reset()
-	lx.transport.Close()
-	lx.transport.CloseStreams()
-	lx.mux.close()
-	<-lx.scrubDone
-	if err := lx.fsm.close(); err != nil && lx.fsm.Err() == nil {
-		errs = append(errs, fmt.Errorf("logx: closing log files: %w", err))
-	}
-	if err := lx.wal.Close(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := lx.meta.Close(); err != nil {
-		errs = append(errs, err)
-	}
-	return lx.named(errors.Join(errs...))
-}
-
 // diagPrefix is what the diagnostics of stream name start with: nothing
 // for the default stream (as before streams), "stream <name>: " for the
 // others.
@@ -652,30 +582,6 @@ func (lx *Stream) named(err error) error {
 		return err
 	}
 	return fmt.Errorf("stream %q: %w", lx.name, err)
-}
-
-// closeGrace is how long Close lets Raft take to stop before it cuts the
-// node's connections: a request to a peer that does not answer would
-// otherwise hold Raft's shutdown up to the transport's timeout.
-const closeGrace = time.Second
-
-// shutdownRaftWithin stops Raft; if that takes longer than d, it closes
-// every connection of the stream (requests to peers in flight fail at
-// once, new ones are not made; the other streams' are untouched) and then
-// waits for Raft to stop.
-func (lx *Stream) shutdownRaftWithin(d time.Duration) error {
-	done := make(chan error, 1)
-	go func() { done <- lx.shutdownRaft() }()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case err := <-done:
-		return err
-	case <-t.C:
-	}
-	lx.logf("logx: Raft takes more than %v to stop; closing the node's connections", d)
-	lx.cutConnections()
-	return <-done
 }
 
 func (lx *Stream) voters() int {
