@@ -69,6 +69,12 @@ import (
 // its snapshot; a follower with a snapshot cannot take entry 1 (it no
 // longer holds it to compare), and the two loop there for good. GetLog
 // below the first index is "not found" here.
+//
+// A read that fails as NewRaft starts. NewRaft reads every entry after
+// the newest snapshot (its scan for configuration changes) and panics on
+// one it cannot read (an I/O error, a damaged segment): the host process
+// went down with it, at every start. The guard notes such a failure and
+// newRaft returns that panic as New's error.
 type logGuard struct {
 	raft.LogStore // raft-wal
 
@@ -90,6 +96,10 @@ type logGuard struct {
 	// stand-in for that snapshot's last entry first.
 	standIn atomic.Bool
 	mu      sync.Mutex // one delete at a time: installs and compactions
+
+	// failedRead is the error of the last read that failed other than
+	// with "not found" (newRaft).
+	failedRead atomic.Pointer[error]
 }
 
 // defaultMaxKeep bounds the entries past a snapshot the guard rewrites; a
@@ -131,7 +141,11 @@ func (g *logGuard) GetLog(index uint64, l *raft.Log) error {
 	if index < first {
 		return raft.ErrLogNotFound
 	}
-	return g.LogStore.GetLog(index, l)
+	err = g.LogStore.GetLog(index, l)
+	if err != nil && !errors.Is(err, raft.ErrLogNotFound) {
+		g.failedRead.Store(&err)
+	}
+	return err
 }
 
 func (g *logGuard) StoreLog(l *raft.Log) error {
@@ -319,4 +333,24 @@ func (s guardedFSM) Restore(rc io.ReadCloser) error {
 		s.g.restored()
 	}
 	return err
+}
+
+// newRaft is raft.NewRaft with its panic on an entry of g it cannot read
+// (the scan for configuration changes, before Raft's goroutines start)
+// returned as an error, so that a damaged Raft log fails New rather than
+// the host process. Any other panic is Raft's, and goes on.
+func newRaft(g *logGuard, conf *raft.Config, fsm raft.FSM, logs raft.LogStore, stable raft.StableStore,
+	snaps raft.SnapshotStore, trans raft.Transport) (r *raft.Raft, err error) {
+	defer func() {
+		p := recover()
+		if p == nil {
+			return
+		}
+		failed := g.failedRead.Load()
+		if e, ok := p.(error); !ok || failed == nil || e != *failed {
+			panic(p)
+		}
+		r, err = nil, fmt.Errorf("reading the Raft log: %w (the disk under it may be failing; a node with peers can be started on an empty Dir, and catches up from them: docs/deploy.md)", *failed)
+	}()
+	return raft.NewRaft(conf, fsm, logs, stable, snaps, trans)
 }

@@ -368,7 +368,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	// peers it copies from may not be up yet.
 	lx.fsm.restoring(true)
 	guard.starting() // an empty log puts the snapshot's last entry first (logguard.go)
-	lx.raft, err = raft.NewRaft(rc, guardedFSM{lx.fsm, guard}, lx.logs, lx.wal, snaps, lx.transport)
+	lx.raft, err = newRaft(guard, rc, guardedFSM{lx.fsm, guard}, lx.logs, lx.wal, snaps, lx.transport)
 	lx.fsm.restoring(false)
 	if err != nil {
 		return nil, fmt.Errorf("logx: starting Raft: %w", err)
