@@ -347,7 +347,7 @@ func newRaft(g *logGuard, conf *raft.Config, fsm raft.FSM, logs raft.LogStore, s
 			return
 		}
 		failed := g.failedRead.Load()
-		if e, ok := p.(error); !ok || failed == nil || e != *failed {
+		if e, ok := p.(error); !ok || failed == nil || !errors.Is(e, *failed) { // Is: safe for any error type
 			panic(p)
 		}
 		r, err = nil, fmt.Errorf("reading the Raft log: %w (the disk under it may be failing; a node with peers can be started on an empty Dir, and catches up from them: docs/deploy.md)", *failed)
