@@ -221,7 +221,10 @@ func (g *logGuard) DeleteRange(lo, hi uint64) error {
 		g.logf("logx: after installing a snapshot that ends at Raft index %d: %v; this node follows again once it restarts, or once the leader's next snapshot passes the end of its old log", x, err)
 		return g.LogStore.DeleteRange(lo, hi)
 	case err != nil:
-		return err // nothing changed: the leader sends the snapshot again
+		// Nothing changed: Raft logs the failure and answers the install
+		// as done; the log still ends where Raft's record says, and the
+		// leader's next AppendEntries is checked against it as before.
+		return err
 	case keep == nil:
 		return g.LogStore.DeleteRange(first, x-1) // the log holds entry x with its term
 	}
