@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/hashicorp/raft-wal/types"
 )
 
 // logGuard is raft-wal as Raft's log store (under Raft's LogCache), with
@@ -75,6 +76,20 @@ import (
 // one it cannot read (an I/O error, a damaged segment): the host process
 // went down with it, at every start. The guard notes such a failure and
 // newRaft returns that panic as New's error.
+//
+// A read that fails for a moment once Raft runs. Raft also panics when it
+// cannot read a committed entry it is to apply (processLogs). A read of a
+// committed entry not yet applied that fails with an I/O error is tried
+// again, so that a disk that fails for a moment (a network volume's
+// hiccup) does not end the process; the reads of one episode of failures
+// are tried again for readRetryFor in all (readAgain), then returned, and
+// Raft panics as before.
+// Meanwhile the asker waits (Raft's main goroutine: this node applies
+// nothing, and if it leads it commits nothing; Close waits for it).
+// Other reads go back at once: Raft answers their failures itself (a
+// follower's check of a leader's entries, replication, a leader's
+// metrics), and a damaged frame (types.ErrCorrupt) or a closed log will
+// not read better. A read that hangs rather than fails is not bounded.
 type logGuard struct {
 	raft.LogStore // raft-wal
 
@@ -84,7 +99,7 @@ type logGuard struct {
 	maxKeep int64 // bytes of entries past X the rewrite holds in memory at most
 
 	closing    <-chan struct{} // closed when the node closes
-	retryPause time.Duration   // the first pause before writing the kept entries again
+	retryPause time.Duration   // the first pause before writing the kept entries again, or reading again
 
 	// armed is set once the state machine has taken a snapshot a leader
 	// sent: the next delete of the whole log is removeOldLogs'. The next
@@ -100,7 +115,19 @@ type logGuard struct {
 	// failedRead is the error of the last read that failed other than
 	// with "not found" (newRaft).
 	failedRead atomic.Pointer[error]
+	// running is set once NewRaft has returned; from then on a failed
+	// read of a committed entry not yet applied is tried again, until
+	// giveUpAt (monoNanos; 0: no failure yet), readRetryFor after the
+	// first failure of its episode (readAgain).
+	running      atomic.Bool
+	commit       func() uint64 // Raft's commit index
+	readRetryFor time.Duration
+	giveUpAt     atomic.Int64
+	retried      atomic.Int64 // reads tried again (tests)
 }
+
+// defaultReadRetryFor bounds how long a failed read is tried again.
+const defaultReadRetryFor = 10 * time.Second
 
 // defaultMaxKeep bounds the entries past a snapshot the guard rewrites; a
 // tail longer than that (not seen: it is what a deposed leader sent in its
@@ -110,7 +137,8 @@ const defaultMaxKeep = 256 << 20
 func newLogGuard(logs raft.LogStore, snaps raft.SnapshotStore, applied func() uint64,
 	logf func(string, ...any), closing <-chan struct{}) *logGuard {
 	return &logGuard{LogStore: logs, snaps: snaps, applied: applied, logf: logf, closing: closing,
-		maxKeep: defaultMaxKeep, retryPause: 100 * time.Millisecond}
+		maxKeep: defaultMaxKeep, retryPause: 100 * time.Millisecond, readRetryFor: defaultReadRetryFor,
+		commit: func() uint64 { return 0 }}
 }
 
 func (g *logGuard) IsMonotonic() bool {
@@ -133,7 +161,68 @@ func (g *logGuard) starting() {
 	}
 }
 
+// GetLog reads entry index; once Raft runs, a read of a committed entry
+// not yet applied that fails is tried again for a while (readAgain).
 func (g *logGuard) GetLog(index uint64, l *raft.Log) error {
+	err := g.peek(index, l)
+	if err == nil || !g.retryable(index, err) {
+		return err
+	}
+	return g.readAgain(index, l, err)
+}
+
+// retryable reports whether a read of entry index that failed with err
+// is one to try again: an I/O error, once Raft runs, of an entry Raft is
+// to apply.
+func (g *logGuard) retryable(index uint64, err error) bool {
+	if errors.Is(err, raft.ErrLogNotFound) || errors.Is(err, types.ErrCorrupt) || errors.Is(err, types.ErrClosed) {
+		return false
+	}
+	return g.running.Load() && index > g.applied() && index <= g.commit()
+}
+
+// readAgain tries a failed read of entry index again, every 100 ms
+// doubling to 1 s, until the episode's giveUpAt; then it returns the last
+// error. An episode starts at a failure readRetryFor or more after the
+// last one ended, and lasts readRetryFor: however often reads fail, they
+// wait at most readRetryFor in any twice that (a disk that fails every
+// other read would otherwise add a wait per entry applied).
+func (g *logGuard) readAgain(index uint64, l *raft.Log, err error) error {
+	now, span := monoNanos(), int64(g.readRetryFor)
+	for {
+		end := g.giveUpAt.Load()
+		if end != 0 && now < end+span || g.giveUpAt.CompareAndSwap(end, now+span) {
+			break
+		}
+	}
+	end := g.giveUpAt.Load()
+	if now >= end {
+		return err // this episode's time has run out
+	}
+	g.retried.Add(1)
+	g.logf("logx: reading Raft entry %d to apply it: %v; trying again for %v at most", index, err, time.Duration(end-now))
+	for pause := max(g.retryPause, time.Millisecond); ; pause = min(2*pause, time.Second) {
+		left := time.Duration(end - monoNanos())
+		if left <= 0 {
+			break
+		}
+		time.Sleep(min(pause, left))
+		if err = g.peek(index, l); err == nil {
+			g.logf("logx: Raft entry %d reads again", index)
+			return nil
+		}
+		if !g.retryable(index, err) {
+			return err
+		}
+	}
+	g.logf("logx: reading Raft entry %d to apply it: %v; giving up", index, err)
+	return err
+}
+
+// peek reads entry index once. Readers with an answer of their own to a
+// failure use it: the install's (tailAfter) and apply's write-back,
+// which retries (peekStore).
+func (g *logGuard) peek(index uint64, l *raft.Log) error {
 	first, err := g.FirstIndex()
 	if err != nil {
 		return err
@@ -234,6 +323,11 @@ func (g *logGuard) DeleteRange(lo, hi uint64) error {
 	return g.store(keep)
 }
 
+// peekStore is the guard with every read tried once (peek).
+type peekStore struct{ *logGuard }
+
+func (s peekStore) GetLog(index uint64, l *raft.Log) error { return s.peek(index, l) }
+
 // stuckError is why the guard cannot keep the log consistent with Raft's
 // record of its end: until the node restarts, Raft refuses what the leader
 // sends after the snapshot.
@@ -253,7 +347,7 @@ func (g *logGuard) tailAfter(first, last, x uint64) ([]*raft.Log, error) {
 	}
 	if first <= x {
 		var e raft.Log
-		if err := g.GetLog(x, &e); err != nil {
+		if err := g.peek(x, &e); err != nil {
 			return nil, err
 		}
 		if e.Term == term {
@@ -270,7 +364,7 @@ func (g *logGuard) tailAfter(first, last, x uint64) ([]*raft.Log, error) {
 	var size int64
 	for i := x + 1; i <= last; i++ {
 		l := new(raft.Log)
-		if err := g.GetLog(i, l); err != nil {
+		if err := g.peek(i, l); err != nil {
 			return nil, fmt.Errorf("reading entry %d: %w", i, err)
 		}
 		if size += int64(len(l.Data) + len(l.Extensions)); size > g.maxKeep {

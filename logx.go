@@ -561,7 +561,9 @@ func (lx *Logx) WaitReady(ctx context.Context) error {
 // Raft ends within two ElectionTimeouts. A batch still not committed an
 // ElectionTimeout after CloseTimeout (a leader whose followers store
 // nothing) has the stream's connections cut instead: the leader steps down
-// within another, and its callers get ErrOutcomeUnknown.
+// within another, and its callers get ErrOutcomeUnknown. Raft trying a
+// failed read of its log again (logguard.go) adds up to 10 s; if the read
+// still fails, Raft panics and the process ends.
 func (lx *Logx) Close() error {
 	n := lx.node
 	n.closeOnce.Do(func() {

@@ -2,9 +2,11 @@ package logx
 
 import (
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/hashicorp/raft-wal/types"
@@ -76,6 +78,122 @@ func TestRaftLogReadErrorAtStart(t *testing.T) {
 	c.waitSameSeq(310)
 	c.flushAll()
 	requireIdentical(t, c.dirs(), "app.log")
+}
+
+// TestRaftLogReadError: a follower whose Raft log fails to read for a
+// moment (EIO), just as its Raft is to apply the entries in it, waits and
+// goes on once it reads again: no panic (hashicorp/raft's, which ended
+// the process), identical files, every entry once.
+//
+// The node restarts first and its reads fail from just after its New, so
+// it has read nothing of its log since; it has the shortest log (it was
+// stopped first) and the longest election timeout, so another node leads
+// and tells it the commit index, and it reads its entries to apply them.
+func TestRaftLogReadError(t *testing.T) {
+	var bad [3]atomic.Bool
+	var failed [3]atomic.Int64
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		i := int(cfg.NodeID[1] - '1')
+		sm.walSegmentSize = 16 << 10 // most entries in sealed segments, which readFaultWAL fails
+		sm.powerCut = &powerHooks{
+			vfs:  func(v types.VFS) types.VFS { return readFaultWAL{VFS: v, bad: &bad[i], failed: &failed[i]} },
+			meta: func(m types.MetaStore) types.MetaStore { return m },
+		}
+	})
+	c.logAppend("before", 300)
+	c.waitSameSeq(300)
+	for i := range c.nodes {
+		c.stop(i)
+	}
+	c.cfgs[0].ElectionTimeout = 3 * time.Second
+	c.start(0)
+	bad[0].Store(true)
+	c.start(1)
+	c.start(2)
+	// Raft's apply is tried again (100, 200, 400 ms apart, within
+	// defaultReadRetryFor).
+	require.True(t, waitFor(30*time.Second, func() bool {
+		return c.nodes[0].guard.retried.Load() > 0 && failed[0].Load() >= 3
+	}), "node 1 reads its Raft log again")
+	bad[0].Store(false)
+	c.logAppend("after", 10)
+	c.waitSameSeq(310)
+	c.flushAll()
+	requireIdentical(t, c.dirs(), "app.log")
+}
+
+// TestLogGuardReadAgain: a failed read is tried again only once Raft
+// runs, only for a committed entry not yet applied and only for an I/O
+// error; the reads of an episode of failures wait readRetryFor in all, and
+// the next episode starts readRetryFor after it ended.
+func TestLogGuardReadAgain(t *testing.T) {
+	fl := &flakyReads{LogStore: raft.NewInmemStore()}
+	require.NoError(t, fl.StoreLogs([]*raft.Log{{Index: 1, Term: 1}, {Index: 2, Term: 1, Data: []byte("x")}, {Index: 3, Term: 1}}))
+	var applied, commit atomic.Uint64
+	g := newLogGuard(fl, raft.NewInmemSnapshotStore(), applied.Load, t.Logf, nil)
+	g.commit = commit.Load
+	g.retryPause = time.Millisecond
+	var l raft.Log
+	once := func(index uint64, why string) {
+		t.Helper()
+		fl.fail.Store(1)
+		require.ErrorIs(t, g.GetLog(index, &l), syscall.EIO, why)
+		require.Zero(t, fl.fail.Load())
+	}
+
+	applied.Store(1)
+	commit.Store(2)
+	once(2, "before NewRaft has returned")
+	g.running.Store(true)
+	once(1, "an applied entry")
+	once(3, "an entry not committed")
+	fl.err = types.ErrCorrupt
+	once(2, "a damaged frame")
+	fl.err = nil
+	require.Zero(t, g.retried.Load())
+
+	fl.fail.Store(3)
+	require.NoError(t, g.GetLog(2, &l), "a committed entry to apply: again, until it reads")
+	require.Equal(t, "x", string(l.Data))
+	require.Zero(t, fl.fail.Load())
+	require.EqualValues(t, 1, g.retried.Load())
+
+	// A new guard: a fresh episode of 100 ms.
+	g = newLogGuard(fl, raft.NewInmemSnapshotStore(), applied.Load, t.Logf, nil)
+	g.commit, g.retryPause, g.readRetryFor = commit.Load, time.Millisecond, 100*time.Millisecond
+	g.running.Store(true)
+	fl.fail.Store(1 << 30)
+	start := time.Now()
+	require.ErrorIs(t, g.GetLog(2, &l), syscall.EIO, "for readRetryFor at most")
+	require.GreaterOrEqual(t, time.Since(start), g.readRetryFor)
+	start = time.Now()
+	require.ErrorIs(t, g.GetLog(2, &l), syscall.EIO, "the episode's time is spent")
+	require.Less(t, time.Since(start), g.readRetryFor/2)
+	require.EqualValues(t, 1, g.retried.Load())
+	time.Sleep(g.readRetryFor) // the next episode may start
+	fl.fail.Store(2)
+	require.NoError(t, g.GetLog(2, &l), "a new episode")
+	require.EqualValues(t, 2, g.retried.Load())
+
+	require.ErrorIs(t, g.GetLog(4, &l), raft.ErrLogNotFound, "not found is an answer")
+}
+
+// flakyReads is a log store whose next fail reads fail with err, or EIO.
+type flakyReads struct {
+	raft.LogStore
+	fail atomic.Int64
+	err  error
+}
+
+func (f *flakyReads) GetLog(index uint64, l *raft.Log) error {
+	if f.fail.Load() > 0 {
+		f.fail.Add(-1)
+		if f.err != nil {
+			return fmt.Errorf("%w: %w", f.err, syscall.EIO)
+		}
+		return syscall.EIO
+	}
+	return f.LogStore.GetLog(index, l)
 }
 
 // TestNewRaftOtherPanics: newRaft turns only the panic on a read of the

@@ -35,6 +35,7 @@ type Stream struct {
 	seams     seams           // the node's test hooks (hooks.go)
 	want      clusterSettings // what this node's Config sets of the cluster's settings (settings.go)
 	logs      raft.LogStore   // the Raft log (raft-wal behind a cache)
+	guard     *logGuard       // the Raft log under the cache (logguard.go)
 	level     *slog.LevelVar
 	diag      *log.Logger
 	producer  uint64 // this incarnation's producer id
@@ -240,7 +241,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		onRotated = lx.wakeCompressor
 	}
 	fc := fsmConfig{dir: cfg.Dir, file: cfg.File, policy: cfg.filePolicy(), format: cfg.Format,
-		stateInterval: cfg.CheckpointInterval, logf: lx.logf, want: want, logs: func() raft.LogStore { return lx.logs }, fetcher: lx,
+		stateInterval: cfg.CheckpointInterval, logf: lx.logf, want: want, logs: func() raft.LogStore { return peekStore{lx.guard} }, fetcher: lx,
 		onWriteError: lx.onWriteError, onActive: lx.markActive, onBlocked: lx.onCatchingUp, onLevel: lx.level.Set,
 		onRetired: lx.onRetired, onApplied: lx.armTail,
 		onRotated: onRotated, expanded: &lx.expanded,
@@ -313,7 +314,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		}
 		return 0 // an install just as NewRaft returns: as Raft does
 	}, lx.logf, lx.closing)
-	lx.logs = guard // logguard.go
+	lx.logs, lx.guard = guard, guard // logguard.go
 	if cache, err := raft.NewLogCache(logCacheSize, guard); err == nil {
 		lx.logs = cache
 	}
@@ -374,6 +375,8 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		return nil, fmt.Errorf("logx: starting Raft: %w", err)
 	}
 	lx.raftPtr.Store(lx.raft)
+	guard.commit = lx.raft.CommitIndex
+	guard.running.Store(true) // a failed read of an entry to apply is tried again for a while
 	undo = append(undo, func() {
 		lx.fsm.halt() // an apply waiting for a background catch-up gives up
 		lx.stopGoroutines()
