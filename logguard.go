@@ -83,13 +83,13 @@ import (
 // again, so that a disk that fails for a moment (a network volume's
 // hiccup) does not end the process; the reads of one episode of failures
 // are tried again for readRetryFor in all (readAgain), then returned, and
-// Raft panics as before.
-// Meanwhile the asker waits (Raft's main goroutine: this node applies
-// nothing, and if it leads it commits nothing; Close waits for it).
-// Other reads go back at once: Raft answers their failures itself (a
-// follower's check of a leader's entries, replication, a leader's
-// metrics), and a damaged frame (types.ErrCorrupt) or a closed log will
-// not read better. A read that hangs rather than fails is not bounded.
+// Raft panics as before. Meanwhile the asker waits (Raft's main
+// goroutine: this node applies nothing, and if it leads it commits
+// nothing; Close waits for it). Other reads go back at once: Raft answers
+// their failures itself (a follower's check of a leader's entries,
+// replication, a leader's metrics), and a damaged frame (ErrCorrupt) or a
+// closed log will not read better. A read that hangs rather than fails is
+// not bounded.
 type logGuard struct {
 	raft.LogStore // raft-wal
 
