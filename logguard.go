@@ -84,8 +84,8 @@ import (
 // hiccup) does not end the process; the reads of one episode of failures
 // are tried again for readRetryFor in all (readAgain), then returned, and
 // Raft panics as before. Meanwhile the asker waits (Raft's main
-// goroutine: this node applies nothing, and if it leads it commits
-// nothing; Close waits for it). Other reads go back at once: Raft answers
+// goroutine: this node applies nothing, and Close waits for it); a
+// leader's Raft sends nothing meanwhile (raftRefused). Other reads go back at once: Raft answers
 // their failures itself (a follower's check of a leader's entries,
 // replication, a leader's metrics), and a damaged frame (ErrCorrupt) or a
 // closed log will not read better. A read that hangs rather than fails is
@@ -124,6 +124,7 @@ type logGuard struct {
 	readRetryFor time.Duration
 	giveUpAt     atomic.Int64
 	retried      atomic.Int64 // reads tried again (tests)
+	waiting      atomic.Int32 // reads being tried again now
 }
 
 // defaultReadRetryFor bounds how long a failed read is tried again.
@@ -200,6 +201,8 @@ func (g *logGuard) readAgain(index uint64, l *raft.Log, err error) error {
 		return err // this episode's time has run out
 	}
 	g.retried.Add(1)
+	g.waiting.Add(1)
+	defer g.waiting.Add(-1)
 	g.logf("logx: reading Raft entry %d to apply it: %v; trying again for %v at most", index, err, time.Duration(end-now))
 	for pause := max(g.retryPause, time.Millisecond); ; pause = min(2*pause, time.Second) {
 		left := time.Duration(end - monoNanos())
@@ -451,3 +454,22 @@ func newRaft(g *logGuard, conf *raft.Config, fsm raft.FSM, logs raft.LogStore, s
 	}()
 	return raft.NewRaft(conf, fsm, logs, stable, snaps, trans)
 }
+
+// raftRefused says why this node's Raft may send nothing now: its dials
+// and its writes on the connections it dialled fail. That is while this
+// node leads and a read of an entry it is to apply is being tried again
+// (readAgain): its main goroutine is the one waiting, so it cannot lead
+// meanwhile, and its heartbeats, which goroutines of their own send,
+// would keep its followers from electing a leader that can. It misses its
+// lease; once the read works it steps down (or, if it still fails, Raft
+// panics). What peers send it is still answered.
+func (lx *Stream) raftRefused() error {
+	if lx.guard.waiting.Load() > 0 {
+		if r := lx.raftPtr.Load(); r != nil && r.State() == raft.Leader {
+			return errCannotRead
+		}
+	}
+	return nil
+}
+
+var errCannotRead = errors.New("logx: this node cannot read its Raft log, and sends nothing for now so that another node leads")

@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -23,6 +24,14 @@ type readFaultWAL struct {
 	failed *atomic.Int64
 }
 
+func (v readFaultWAL) fails(off int64) bool {
+	if v.bad.Load() && off > 0 { // raft-wal reads a segment's header when it opens it
+		v.failed.Add(1)
+		return true
+	}
+	return false
+}
+
 func (v readFaultWAL) OpenReader(dir, name string) (types.ReadableFile, error) {
 	f, err := v.VFS.OpenReader(dir, name)
 	if err != nil {
@@ -37,11 +46,26 @@ type readFaultReader struct {
 }
 
 func (f readFaultReader) ReadAt(p []byte, off int64) (int, error) {
-	if f.v.bad.Load() && off > 0 { // raft-wal reads a segment's header when it opens it
-		f.v.failed.Add(1)
+	if f.v.fails(off) {
 		return 0, syscall.EIO
 	}
 	return f.ReadableFile.ReadAt(p, off)
+}
+
+// newReadFaultCluster starts 3 nodes on raft-wal file systems whose reads
+// of sealed segments fail while bad[i] is set (readFaultWAL), with small
+// segments so that most entries are in sealed ones.
+func newReadFaultCluster(t *testing.T) (c *testCluster, bad *[3]atomic.Bool, failed *[3]atomic.Int64) {
+	bad, failed = new([3]atomic.Bool), new([3]atomic.Int64)
+	c = newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		i := int(cfg.NodeID[1] - '1')
+		sm.walSegmentSize = 16 << 10
+		sm.powerCut = &powerHooks{
+			vfs:  func(v types.VFS) types.VFS { return readFaultWAL{VFS: v, bad: &bad[i], failed: &failed[i]} },
+			meta: func(m types.MetaStore) types.MetaStore { return m },
+		}
+	})
+	return c, bad, failed
 }
 
 // TestRaftLogReadErrorAtStart: a node whose Raft log has sealed segments
@@ -51,16 +75,7 @@ func (f readFaultReader) ReadAt(p []byte, off int64) (int, error) {
 // snapshot cannot read one, which took the host process down), and starts
 // once they read again.
 func TestRaftLogReadErrorAtStart(t *testing.T) {
-	var bad [3]atomic.Bool
-	var failed [3]atomic.Int64
-	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
-		i := int(cfg.NodeID[1] - '1')
-		sm.walSegmentSize = 16 << 10 // many segments: the sealed ones are read through OpenReader
-		sm.powerCut = &powerHooks{
-			vfs:  func(v types.VFS) types.VFS { return readFaultWAL{VFS: v, bad: &bad[i], failed: &failed[i]} },
-			meta: func(m types.MetaStore) types.MetaStore { return m },
-		}
-	})
+	c, bad, failed := newReadFaultCluster(t)
 	c.logAppend("before", 300)
 	c.waitSameSeq(300)
 	c.stop(0)
@@ -90,16 +105,7 @@ func TestRaftLogReadErrorAtStart(t *testing.T) {
 // stopped first) and the longest election timeout, so another node leads
 // and tells it the commit index, and it reads its entries to apply them.
 func TestRaftLogReadError(t *testing.T) {
-	var bad [3]atomic.Bool
-	var failed [3]atomic.Int64
-	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
-		i := int(cfg.NodeID[1] - '1')
-		sm.walSegmentSize = 16 << 10 // most entries in sealed segments, which readFaultWAL fails
-		sm.powerCut = &powerHooks{
-			vfs:  func(v types.VFS) types.VFS { return readFaultWAL{VFS: v, bad: &bad[i], failed: &failed[i]} },
-			meta: func(m types.MetaStore) types.MetaStore { return m },
-		}
-	})
+	c, bad, failed := newReadFaultCluster(t)
 	c.logAppend("before", 300)
 	c.waitSameSeq(300)
 	for i := range c.nodes {
@@ -118,6 +124,69 @@ func TestRaftLogReadError(t *testing.T) {
 	bad[0].Store(false)
 	c.logAppend("after", 10)
 	c.waitSameSeq(310)
+	c.flushAll()
+	requireIdentical(t, c.dirs(), "app.log")
+}
+
+// TestRaftLogReadErrorLeader: a leader elected just after its restart,
+// whose reads of sealed segments fail (EIO), waits to apply the entries
+// its first commit covers (readAgain). Its heartbeats, which goroutines of
+// their own send, kept its followers following it, and the cluster
+// committed nothing while it waited; now it sends nothing meanwhile
+// (raftRefused), the others elect a leader among themselves and go on,
+// and once its reads work it steps down and follows: files identical,
+// every entry once.
+//
+// The nodes stop in the order 3, 2, 1, so that node 1 holds the longest
+// log (a closing leader commits a barrier and hands over), and node 1
+// restarts with the shortest election timeout: it is elected first.
+func TestRaftLogReadErrorLeader(t *testing.T) {
+	c, bad, _ := newReadFaultCluster(t)
+	c.logAppend("before", 300)
+	c.waitSameSeq(300)
+	for i := 2; i >= 0; i-- {
+		c.stop(i)
+	}
+	for i := range c.cfgs {
+		c.cfgs[i].ElectionTimeout = 1500 * time.Millisecond
+	}
+	c.cfgs[0].ElectionTimeout = 300 * time.Millisecond
+	c.start(0)
+	bad[0].Store(true)
+	var led atomic.Bool
+	obs := make(chan raft.Observation, 16)
+	done := make(chan struct{})
+	defer close(done)
+	c.nodes[0].raft.RegisterObserver(raft.NewObserver(obs, false, nil))
+	go func() {
+		for {
+			select {
+			case o := <-obs:
+				if l, ok := o.Data.(raft.LeaderObservation); ok && string(l.LeaderAddr) == c.cfgs[0].Addr {
+					led.Store(true)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	c.start(1)
+	c.start(2)
+	require.True(t, waitFor(30*time.Second, led.Load), "node 1 is elected")
+	// The others elect a leader among themselves and commit.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 10 {
+		_, err := c.nodes[1+i%2].Append(ctx, LevelInfo, "while node 1 cannot read", "i", i)
+		require.NoError(t, err)
+	}
+	require.NotEqual(t, c.cfgs[0].Addr, c.nodes[1].Stats().Leader)
+	require.Positive(t, c.nodes[0].guard.retried.Load(), "node 1 waited to apply")
+	// Within defaultReadRetryFor of its first failure: its reads work,
+	// it steps down and follows.
+	bad[0].Store(false)
+	c.logAppend("after", 10)
+	c.waitSameSeq(320)
 	c.flushAll()
 	requireIdentical(t, c.dirs(), "app.log")
 }

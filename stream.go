@@ -332,7 +332,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	}
 	undo = append(undo, lx.mux.close)
 	lx.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  raftLayer{e: lx.mux},
+		Stream:  raftLayer{e: lx.mux, refuse: lx.raftRefused},
 		MaxPool: 3,
 		// No pipelining: hashicorp/raft v1.8.0's pipeline can deadlock
 		// when a follower refuses an AppendEntries (a higher term, a log

@@ -516,9 +516,13 @@ func (e *endpoint) close() {
 	e.m.mu.Unlock()
 }
 
-// raftLayer is the raft.StreamLayer over a stream's endpoint.
+// raftLayer is the raft.StreamLayer over a stream's endpoint. While
+// refuse returns an error, Raft's dials and its writes on the connections
+// it dialled fail with it (a leader waiting to read its Raft log,
+// raftRefused: it sends nothing, so that another node leads).
 type raftLayer struct {
-	e *endpoint
+	e      *endpoint
+	refuse func() error
 }
 
 var _ raft.StreamLayer = raftLayer{}
@@ -541,5 +545,26 @@ func (l raftLayer) Close() error { return nil }
 func (l raftLayer) Addr() net.Addr { return l.e.m.advertise }
 
 func (l raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return l.e.dial(string(address), wire.ProtoRaft, timeout)
+	if err := l.refuse(); err != nil {
+		return nil, err
+	}
+	c, err := l.e.dial(string(address), wire.ProtoRaft, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return refusingConn{c, l.refuse}, nil
+}
+
+// refusingConn is a connection Raft dialled: its writes fail while refuse
+// says so, and Raft's transport then drops it.
+type refusingConn struct {
+	net.Conn
+	refuse func() error
+}
+
+func (c refusingConn) Write(p []byte) (int, error) {
+	if err := c.refuse(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
 }
