@@ -125,6 +125,7 @@ type logGuard struct {
 	giveUpAt     atomic.Int64
 	retried      atomic.Int64 // reads tried again (tests)
 	waiting      atomic.Int32 // reads being tried again now
+	onWait       func()       // called as a read is tried again (waitingToRead)
 }
 
 // defaultReadRetryFor bounds how long a failed read is tried again.
@@ -139,7 +140,7 @@ func newLogGuard(logs raft.LogStore, snaps raft.SnapshotStore, applied func() ui
 	logf func(string, ...any), closing <-chan struct{}) *logGuard {
 	return &logGuard{LogStore: logs, snaps: snaps, applied: applied, logf: logf, closing: closing,
 		maxKeep: defaultMaxKeep, retryPause: 100 * time.Millisecond, readRetryFor: defaultReadRetryFor,
-		commit: func() uint64 { return 0 }}
+		commit: func() uint64 { return 0 }, onWait: func() {}}
 }
 
 func (g *logGuard) IsMonotonic() bool {
@@ -209,6 +210,7 @@ func (g *logGuard) readAgain(index uint64, l *raft.Log, err error) error {
 		if left <= 0 {
 			break
 		}
+		g.onWait()
 		time.Sleep(min(pause, left))
 		if err = g.peek(index, l); err == nil {
 			g.logf("logx: Raft entry %d reads again", index)
@@ -456,10 +458,10 @@ func newRaft(g *logGuard, conf *raft.Config, fsm raft.FSM, logs raft.LogStore, s
 }
 
 // raftRefused says why this node's Raft may send nothing now: its dials
-// and its writes on the connections it dialled fail. That is while this
-// node leads and a read of an entry it is to apply is being tried again
-// (readAgain): its main goroutine is the one waiting, so it cannot lead
-// meanwhile, and its heartbeats, which goroutines of their own send,
+// fail, and waitingToRead closes the connections it holds. That is while
+// this node leads and a read of an entry it is to apply is being tried
+// again (readAgain): its main goroutine is the one waiting, so it cannot
+// lead meanwhile, and its heartbeats, which goroutines of their own send,
 // would keep its followers from electing a leader that can. It misses its
 // lease; once the read works it steps down (or, if it still fails, Raft
 // panics). What peers send it is still answered.
@@ -473,3 +475,14 @@ func (lx *Stream) raftRefused() error {
 }
 
 var errCannotRead = errors.New("logx: this node cannot read its Raft log, and sends nothing for now so that another node leads")
+
+// waitingToRead is called before each new try of a failed read
+// (readAgain): if this node leads, the connections Raft holds to its
+// peers are closed (a connection in use then goes back to Raft's pool
+// after its request, and the next try closes it), and raftRefused keeps
+// it from dialling new ones.
+func (lx *Stream) waitingToRead() {
+	if lx.raftRefused() != nil {
+		lx.transport.CloseStreams()
+	}
+}

@@ -315,6 +315,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		return 0 // an install just as NewRaft returns: as Raft does
 	}, lx.logf, lx.closing)
 	lx.logs, lx.guard = guard, guard // logguard.go
+	guard.onWait = lx.waitingToRead
 	if cache, err := raft.NewLogCache(logCacheSize, guard); err == nil {
 		lx.logs = cache
 	}

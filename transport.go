@@ -517,9 +517,9 @@ func (e *endpoint) close() {
 }
 
 // raftLayer is the raft.StreamLayer over a stream's endpoint. While
-// refuse returns an error, Raft's dials and its writes on the connections
-// it dialled fail with it (a leader waiting to read its Raft log,
-// raftRefused: it sends nothing, so that another node leads).
+// refuse returns an error, Raft's dials fail with it (a leader waiting to
+// read its Raft log, raftRefused: it sends nothing, so that another node
+// leads; the connections it holds are closed meanwhile, waitingToRead).
 type raftLayer struct {
 	e      *endpoint
 	refuse func() error
@@ -548,23 +548,5 @@ func (l raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.
 	if err := l.refuse(); err != nil {
 		return nil, err
 	}
-	c, err := l.e.dial(string(address), wire.ProtoRaft, timeout)
-	if err != nil {
-		return nil, err
-	}
-	return refusingConn{c, l.refuse}, nil
-}
-
-// refusingConn is a connection Raft dialled: its writes fail while refuse
-// says so, and Raft's transport then drops it.
-type refusingConn struct {
-	net.Conn
-	refuse func() error
-}
-
-func (c refusingConn) Write(p []byte) (int, error) {
-	if err := c.refuse(); err != nil {
-		return 0, err
-	}
-	return c.Conn.Write(p)
+	return l.e.dial(string(address), wire.ProtoRaft, timeout)
 }
