@@ -115,12 +115,12 @@ type logGuard struct {
 	// failedRead is the error of the last read that failed other than
 	// with "not found" (newRaft).
 	failedRead atomic.Pointer[error]
-	// running is set once NewRaft has returned; from then on a failed
-	// read of a committed entry not yet applied is tried again, until
-	// giveUpAt (monoNanos; 0: no failure yet), readRetryFor after the
-	// first failure of its episode (readAgain).
-	running      atomic.Bool
-	commit       func() uint64 // Raft's commit index
+	// A failed read of a committed entry not yet applied is tried
+	// again, until giveUpAt (monoNanos; 0: no failure yet), readRetryFor
+	// after the first failure of its episode (readAgain). commit is
+	// Raft's commit index, 0 until NewRaft has returned: nothing is
+	// tried again before (newRaft).
+	commit       func() uint64
 	readRetryFor time.Duration
 	giveUpAt     atomic.Int64
 	retried      atomic.Int64 // reads tried again (tests)
@@ -180,7 +180,7 @@ func (g *logGuard) retryable(index uint64, err error) bool {
 	if errors.Is(err, raft.ErrLogNotFound) || errors.Is(err, types.ErrCorrupt) || errors.Is(err, types.ErrClosed) {
 		return false
 	}
-	return g.running.Load() && index > g.applied() && index <= g.commit()
+	return index > g.applied() && index <= g.commit()
 }
 
 // readAgain tries a failed read of entry index again, every 100 ms

@@ -106,26 +106,13 @@ func TestRaftLogReadErrorAtStart(t *testing.T) {
 // and tells it the commit index, and it reads its entries to apply them.
 func TestRaftLogReadError(t *testing.T) {
 	c, bad, failed := newReadFaultCluster(t)
-	c.logAppend("before", 300)
-	c.waitSameSeq(300)
-	for i := range c.nodes {
-		c.stop(i)
-	}
-	c.cfgs[0].ElectionTimeout = 3 * time.Second
-	c.start(0)
-	bad[0].Store(true)
-	c.start(1)
-	c.start(2)
+	restartFailingReads(c, bad, []int{0, 1, 2}, 3*time.Second, 0, nil)
 	// Raft's apply is tried again (100, 200, 400 ms apart, within
 	// defaultReadRetryFor).
 	require.True(t, waitFor(30*time.Second, func() bool {
 		return c.nodes[0].guard.retried.Load() > 0 && failed[0].Load() >= 3
 	}), "node 1 reads its Raft log again")
-	bad[0].Store(false)
-	c.logAppend("after", 10)
-	c.waitSameSeq(310)
-	c.flushAll()
-	requireIdentical(t, c.dirs(), "app.log")
+	healAndCompare(c, bad, 310)
 }
 
 // TestRaftLogReadErrorLeader: a leader elected just after its restart,
@@ -142,36 +129,25 @@ func TestRaftLogReadError(t *testing.T) {
 // restarts with the shortest election timeout: it is elected first.
 func TestRaftLogReadErrorLeader(t *testing.T) {
 	c, bad, _ := newReadFaultCluster(t)
-	c.logAppend("before", 300)
-	c.waitSameSeq(300)
-	for i := 2; i >= 0; i-- {
-		c.stop(i)
-	}
-	for i := range c.cfgs {
-		c.cfgs[i].ElectionTimeout = 1500 * time.Millisecond
-	}
-	c.cfgs[0].ElectionTimeout = 300 * time.Millisecond
-	c.start(0)
-	bad[0].Store(true)
 	var led atomic.Bool
-	obs := make(chan raft.Observation, 16)
 	done := make(chan struct{})
 	defer close(done)
-	c.nodes[0].raft.RegisterObserver(raft.NewObserver(obs, false, nil))
-	go func() {
-		for {
-			select {
-			case o := <-obs:
-				if l, ok := o.Data.(raft.LeaderObservation); ok && string(l.LeaderAddr) == c.cfgs[0].Addr {
-					led.Store(true)
+	restartFailingReads(c, bad, []int{2, 1, 0}, 300*time.Millisecond, 1500*time.Millisecond, func() {
+		obs := make(chan raft.Observation, 16)
+		c.nodes[0].raft.RegisterObserver(raft.NewObserver(obs, false, nil))
+		go func() {
+			for {
+				select {
+				case o := <-obs:
+					if l, ok := o.Data.(raft.LeaderObservation); ok && string(l.LeaderAddr) == c.cfgs[0].Addr {
+						led.Store(true)
+					}
+				case <-done:
+					return
 				}
-			case <-done:
-				return
 			}
-		}
-	}()
-	c.start(1)
-	c.start(2)
+		}()
+	})
 	require.True(t, waitFor(30*time.Second, led.Load), "node 1 is elected")
 	// The others elect a leader among themselves and commit.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -184,15 +160,47 @@ func TestRaftLogReadErrorLeader(t *testing.T) {
 	require.Positive(t, c.nodes[0].guard.retried.Load(), "node 1 waited to apply")
 	// Within defaultReadRetryFor of its first failure: its reads work,
 	// it steps down and follows.
+	healAndCompare(c, bad, 320)
+}
+
+// restartFailingReads logs 300 entries, stops the nodes in the order
+// given, and starts them again, node 1 first with election timeout et1
+// (the others with others, or as they were if 0); node 1's reads fail from
+// just after its New, and started runs then (if not nil), before the
+// others start.
+func restartFailingReads(c *testCluster, bad *[3]atomic.Bool, order []int, et1, others time.Duration, started func()) {
+	c.t.Helper()
+	c.logAppend("before", 300)
+	c.waitSameSeq(300)
+	for _, i := range order {
+		c.stop(i)
+	}
+	for i := 1; i < len(c.cfgs) && others != 0; i++ {
+		c.cfgs[i].ElectionTimeout = others
+	}
+	c.cfgs[0].ElectionTimeout = et1
+	c.start(0)
+	bad[0].Store(true)
+	if started != nil {
+		started()
+	}
+	c.start(1)
+	c.start(2)
+}
+
+// healAndCompare lets node 1 read again, logs 10 more entries, and checks
+// that every node holds want and that their files are identical.
+func healAndCompare(c *testCluster, bad *[3]atomic.Bool, want uint64) {
+	c.t.Helper()
 	bad[0].Store(false)
 	c.logAppend("after", 10)
-	c.waitSameSeq(320)
+	c.waitSameSeq(want)
 	c.flushAll()
-	requireIdentical(t, c.dirs(), "app.log")
+	requireIdentical(c.t, c.dirs(), "app.log")
 }
 
 // TestLogGuardReadAgain: a failed read is tried again only once Raft
-// runs, only for a committed entry not yet applied and only for an I/O
+// runs (its commit index known), only for a committed entry not yet applied and only for an I/O
 // error; the reads of an episode of failures wait readRetryFor in all, and
 // the next episode starts readRetryFor after it ended.
 func TestLogGuardReadAgain(t *testing.T) {
@@ -211,9 +219,8 @@ func TestLogGuardReadAgain(t *testing.T) {
 	}
 
 	applied.Store(1)
+	once(2, "before NewRaft has returned (commit index 0)")
 	commit.Store(2)
-	once(2, "before NewRaft has returned")
-	g.running.Store(true)
 	once(1, "an applied entry")
 	once(3, "an entry not committed")
 	fl.err = types.ErrCorrupt
@@ -230,7 +237,6 @@ func TestLogGuardReadAgain(t *testing.T) {
 	// A new guard: a fresh episode of 100 ms.
 	g = newLogGuard(fl, raft.NewInmemSnapshotStore(), applied.Load, t.Logf, nil)
 	g.commit, g.retryPause, g.readRetryFor = commit.Load, time.Millisecond, 100*time.Millisecond
-	g.running.Store(true)
 	fl.fail.Store(1 << 30)
 	start := time.Now()
 	require.ErrorIs(t, g.GetLog(2, &l), syscall.EIO, "for readRetryFor at most")

@@ -315,6 +315,12 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		return 0 // an install just as NewRaft returns: as Raft does
 	}, lx.logf, lx.closing)
 	lx.logs, lx.guard = guard, guard // logguard.go
+	guard.commit = func() uint64 {
+		if r := lx.raftPtr.Load(); r != nil {
+			return r.CommitIndex()
+		}
+		return 0 // during NewRaft: its panic becomes New's error (newRaft)
+	}
 	guard.onWait = lx.waitingToRead
 	if cache, err := raft.NewLogCache(logCacheSize, guard); err == nil {
 		lx.logs = cache
@@ -376,8 +382,6 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		return nil, fmt.Errorf("logx: starting Raft: %w", err)
 	}
 	lx.raftPtr.Store(lx.raft)
-	guard.commit = lx.raft.CommitIndex
-	guard.running.Store(true) // a failed read of an entry to apply is tried again for a while
 	undo = append(undo, func() {
 		lx.fsm.halt() // an apply waiting for a background catch-up gives up
 		lx.stopGoroutines()
