@@ -12,8 +12,9 @@ import (
 	"github.com/hashicorp/raft-wal/types"
 )
 
-// logGuard is raft-wal as Raft's log store (under Raft's LogCache), with
-// two holes closed: one in hashicorp/raft, one in raft-wal.
+// logGuard is raft-wal as Raft's log store (under Raft's LogCache, over
+// the checksums of summedLog), with two holes closed: one in
+// hashicorp/raft, one in raft-wal.
 //
 // A snapshot installed over a longer log (hashicorp/raft#697). When a
 // leader sends a follower a snapshot, hashicorp/raft v1.8.0 empties a log
@@ -91,7 +92,7 @@ import (
 // closed log will not read better. A read that hangs rather than fails is
 // not bounded.
 type logGuard struct {
-	raft.LogStore // raft-wal
+	raft.LogStore // raft-wal, with its checksums (summedLog)
 
 	snaps   raft.SnapshotStore
 	applied func() uint64 // Raft's applied index: the snapshot's, during the install

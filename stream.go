@@ -308,7 +308,11 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		return nil, fmt.Errorf("logx: opening snapshot store: %w", err)
 	}
 	snaps := checkedSnapshots{FileSnapshotStore: fileSnaps, file: cfg.File}
-	guard := newLogGuard(lx.wal, snaps, func() uint64 {
+	summed, err := newSummedLog(lx.wal, lx.logf) // walsum.go: a checksum on every entry
+	if err != nil {
+		return nil, fmt.Errorf("logx: opening Raft log: %w", err)
+	}
+	guard := newLogGuard(summed, snaps, func() uint64 {
 		if r := lx.raftPtr.Load(); r != nil {
 			return r.AppliedIndex()
 		}

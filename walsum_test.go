@@ -1,0 +1,260 @@
+package logx
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/types"
+	"github.com/stretchr/testify/require"
+)
+
+// sumEntries are entries of every shape logx stores: a batch without and
+// with a certificate identity, Raft's own entries, an empty one.
+func sumEntries(from uint64) []*raft.Log {
+	at := time.Date(2026, 12, 5, 15, 4, 5, 123456789, time.FixedZone("x", 3600))
+	identity := bytes.Repeat([]byte{0xab}, identityLen)
+	return []*raft.Log{
+		{Index: from, Term: 2, Type: raft.LogCommand, Data: []byte("a batch of lines"), AppendedAt: at},
+		{Index: from + 1, Term: 2, Type: raft.LogCommand, Data: []byte("a batch from a certificate holder"), Extensions: identity, AppendedAt: at},
+		{Index: from + 2, Term: 3, Type: raft.LogConfiguration, Data: []byte{1, 2, 3}},
+		{Index: from + 3, Term: 3, Type: raft.LogNoop},
+	}
+}
+
+// sameEntry asserts that got is want as Raft gave it (raft-wal keeps the
+// time's instant, not its zone).
+func sameEntry(t *testing.T, want, got *raft.Log) {
+	t.Helper()
+	require.Equal(t, want.Index, got.Index)
+	require.Equal(t, want.Term, got.Term)
+	require.Equal(t, want.Type, got.Type)
+	require.Equal(t, want.Data, got.Data)
+	require.Equal(t, want.Extensions, got.Extensions)
+	require.True(t, want.AppendedAt.Equal(got.AppendedAt), "%v, %v", want.AppendedAt, got.AppendedAt)
+}
+
+// TestSummedLogRoundTrip: entries stored with their trailers read back as
+// Raft gave them, after a reopen too; the entries Raft passed are left as
+// they were (its LogCache keeps them); an entry stored before sums (no
+// trailer) reads as it was.
+func TestSummedLogRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	w := openTestWAL(t, dir)
+	old := &raft.Log{Index: 1, Term: 1, Type: raft.LogCommand, Data: []byte("stored before sums"), Extensions: bytes.Repeat([]byte{7}, identityLen)}
+	require.NoError(t, w.StoreLog(old))
+	s, err := newSummedLog(w, t.Logf)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, s.from, "entries from the next on")
+	logs := sumEntries(2)
+	var before []raft.Log
+	for _, l := range logs {
+		before = append(before, *l)
+	}
+	require.NoError(t, s.StoreLogs(logs))
+	for i, l := range logs {
+		require.Equal(t, before[i], *l, "the entries Raft passed are unchanged")
+	}
+	require.True(t, s.IsMonotonic())
+
+	check := func(s summedLog) {
+		t.Helper()
+		var l raft.Log
+		require.NoError(t, s.GetLog(1, &l))
+		sameEntry(t, old, &l)
+		for _, want := range logs {
+			var l raft.Log
+			require.NoError(t, s.GetLog(want.Index, &l))
+			sameEntry(t, want, &l)
+		}
+		var raw raft.Log
+		require.NoError(t, s.LogStore.GetLog(3, &raw))
+		require.Len(t, raw.Extensions, identityLen+trailerLen, "raft-wal holds the trailer")
+	}
+	check(s)
+	require.NoError(t, w.Close())
+	meta := &metadb.BoltMetaDB{}
+	w2, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(hclog.NewNullLogger()))
+	require.NoError(t, err)
+	defer func() { _ = w2.Close(); _ = meta.Close() }()
+	s, err = newSummedLog(w2, t.Logf)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, s.from, "as recorded")
+	check(s)
+}
+
+// TestEntrySumFlips: every stored entry, encoded as raft-wal encodes it,
+// with each of its bytes flipped in turn (one bit, then all eight), read
+// through raft-wal's decoder either fails (raft-wal's error, or damage
+// found here), or reads back the same entry (a flip in the time's zone,
+// which Raft does not read): never a different entry, never a panic (the
+// decoder panics on some). An entry stored before sums has no such check
+// (the last case).
+func TestEntrySumFlips(t *testing.T) {
+	var damaged, panicked int
+	for _, want := range sumEntries(1 << 40) {
+		cs := &encodedStore{}
+		s := summedLog{cs, 1}
+		require.NoError(t, s.StoreLog(want))
+		enc := cs.stored
+		for i := range enc {
+			for _, mask := range []byte{0x01, 0xff} {
+				cs.read = bytes.Clone(enc)
+				cs.read[i] ^= mask
+				var got raft.Log
+				err := s.GetLog(want.Index, &got)
+				if errors.Is(err, types.ErrCorrupt) {
+					damaged++
+					if strings.Contains(err.Error(), "does not decode") {
+						panicked++
+					}
+				}
+				if err != nil {
+					continue
+				}
+				sameEntry(t, want, &got)
+			}
+		}
+	}
+	require.Greater(t, damaged, 100)
+	require.Positive(t, panicked, "raft-wal's decoder panicked")
+
+	// Entries stored before sums (before from) are read unchecked; from
+	// on, one without a trailer is damaged (its tag, say).
+	cs := &encodedStore{}
+	require.NoError(t, cs.StoreLogs([]*raft.Log{{Index: 9, Data: []byte("abc")}}))
+	cs.read = cs.stored
+	s := summedLog{cs, 10}
+	var got raft.Log
+	require.NoError(t, s.GetLog(9, &got))
+	require.Equal(t, "abc", string(got.Data))
+	require.ErrorContains(t, s.GetLog(8, &got), "Raft entry 8 read from disk holds index 9")
+	s.from = 9
+	require.ErrorContains(t, s.GetLog(9, &got), "Raft entry 9 read from disk has no checksum")
+}
+
+// encodedStore keeps the last entry stored as raft-wal encodes it, and
+// decodes read with raft-wal's decoder whatever index is asked.
+type encodedStore struct {
+	raft.LogStore
+	stored, read []byte
+}
+
+func (c *encodedStore) StoreLogs(logs []*raft.Log) error {
+	var b bytes.Buffer
+	if err := (&wal.BinaryCodec{}).Encode(logs[len(logs)-1], &b); err != nil {
+		return err
+	}
+	c.stored = b.Bytes()
+	return nil
+}
+
+func (c *encodedStore) GetLog(_ uint64, l *raft.Log) error {
+	return (&wal.BinaryCodec{}).Decode(c.read, l)
+}
+
+// segmentWith returns the raft-wal segment under dir holding needle, the
+// sealed one with the lowest first index that does (raft-wal checks the
+// last batch of its open segment when it opens it), and the offset.
+func segmentWith(t *testing.T, dir string, needle []byte) (string, int) {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "*.wal"))
+	require.NoError(t, err)
+	sort.Strings(names) // by first index: raft-wal pads it with zeros
+	require.Greater(t, len(names), 1, "a sealed segment")
+	for _, name := range names[:len(names)-1] {
+		b, err := os.ReadFile(name)
+		require.NoError(t, err)
+		if i := bytes.Index(b, needle); i >= 0 {
+			return name, i
+		}
+	}
+	t.Fatalf("no sealed segment holds %q", needle)
+	return "", 0
+}
+
+// flipOnDisk flips a byte of the file name at off.
+func flipOnDisk(t *testing.T, name string, off int) {
+	t.Helper()
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer f.Close()
+	var b [1]byte
+	_, err = f.ReadAt(b[:], int64(off))
+	require.NoError(t, err)
+	b[0] ^= 0x20
+	_, err = f.WriteAt(b[:], int64(off))
+	require.NoError(t, err)
+}
+
+// TestSummedLogDamagedOnDisk: a byte changed in a sealed raft-wal segment
+// on the disk, inside an entry's data, where it still decodes (raft-wal
+// read it as it was): reading that entry fails its checksum, with an
+// error that names it and wraps types.ErrCorrupt; the others read.
+func TestSummedLogDamagedOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(hclog.NewNullLogger()), wal.WithSegmentSize(8<<10))
+	require.NoError(t, err)
+	s := summedLog{w, 1}
+	for i := uint64(1); i <= 200; i++ {
+		require.NoError(t, s.StoreLog(&raft.Log{Index: i, Term: 1, Data: fmt.Appendf(nil, "entry %04d of the log", i)}))
+	}
+	require.NoError(t, w.Close())
+	require.NoError(t, meta.Close())
+	name, off := segmentWith(t, dir, []byte("entry 0042 "))
+	flipOnDisk(t, name, off)
+
+	meta = &metadb.BoltMetaDB{}
+	w, err = wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(hclog.NewNullLogger()), wal.WithSegmentSize(8<<10))
+	require.NoError(t, err)
+	defer func() { _ = w.Close(); _ = meta.Close() }()
+	var l raft.Log
+	require.NoError(t, w.GetLog(42, &l), "raft-wal reads it")
+	require.Equal(t, "Entry 0042 of the log", string(l.Data))
+	err = summedLog{w, 1}.GetLog(42, &l)
+	require.ErrorIs(t, err, types.ErrCorrupt)
+	require.ErrorContains(t, err, "Raft entry 42 read from disk does not match its checksum")
+	for _, i := range []uint64{1, 41, 43, 200} {
+		require.NoError(t, summedLog{w, 1}.GetLog(i, &l))
+		require.Equal(t, fmt.Sprintf("entry %04d of the log", i), string(l.Data))
+	}
+}
+
+// TestRaftLogDamagedAtStart: a node whose Raft log holds an entry changed
+// on the disk (a byte of its data, in a sealed segment) fails New with an
+// error that says so, rather than applying what it read, and started on
+// an empty Dir it catches up from the others: identical files.
+func TestRaftLogDamagedAtStart(t *testing.T) {
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		cfg.DisableCompression = true // the lines are in the Raft log as they are
+		sm.walSegmentSize = 16 << 10
+	})
+	c.logAppend("before", 300)
+	c.waitSameSeq(300)
+	c.stop(0)
+	name, off := segmentWith(t, filepath.Join(c.cfgs[0].Dir, "raft"), []byte("before"))
+	flipOnDisk(t, name, off)
+
+	_, err := newNode(c.cfgs[0], c.seams[0])
+	require.ErrorIs(t, err, types.ErrCorrupt)
+	require.ErrorContains(t, err, "reading the Raft log: logx: Raft entry")
+	require.ErrorContains(t, err, "does not match its checksum")
+
+	require.NoError(t, os.RemoveAll(c.cfgs[0].Dir))
+	c.start(0)
+	c.logAppend("after", 10)
+	c.waitSameSeq(310)
+	c.flushAll()
+	requireIdentical(t, c.dirs(), "app.log")
+}
