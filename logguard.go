@@ -91,6 +91,12 @@ import (
 // replication, a leader's metrics), and a damaged frame (ErrCorrupt) or a
 // closed log will not read better. A read that hangs rather than fails is
 // not bounded.
+//
+// A damaged entry that a snapshot holds (summedLog finds the damage). A
+// leader's Raft sends a follower its snapshot only when an entry the
+// follower needs is "not found"; on any other error it tries again, for
+// good, its heartbeats keeping the follower. Such an entry is "not found"
+// to Raft when the newest snapshot holds it.
 type logGuard struct {
 	raft.LogStore // raft-wal, with its checksums (summedLog)
 
@@ -165,13 +171,32 @@ func (g *logGuard) starting() {
 }
 
 // GetLog reads entry index; once Raft runs, a read of a committed entry
-// not yet applied that fails is tried again for a while (readAgain).
+// not yet applied that fails is tried again for a while (readAgain). A
+// damaged entry that the newest snapshot holds is "not found" to Raft: a
+// leader then sends a follower that needs it that snapshot (any other
+// error, it tries the entry again, for good).
 func (g *logGuard) GetLog(index uint64, l *raft.Log) error {
 	err := g.peek(index, l)
-	if err == nil || !g.retryable(index, err) {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, types.ErrCorrupt) && g.inSnapshot(index) {
+		g.logf("logx: %v; the snapshot holds it, and goes to a follower that needs it", err)
+		return raft.ErrLogNotFound // Raft compares with ==
+	}
+	if !g.retryable(index, err) {
 		return err
 	}
 	return g.readAgain(index, l, err)
+}
+
+// inSnapshot reports whether the newest stored snapshot holds entry index.
+func (g *logGuard) inSnapshot(index uint64) bool {
+	if g.snaps == nil {
+		return false
+	}
+	metas, err := g.snaps.List() // newest first
+	return err == nil && len(metas) > 0 && index <= metas[0].Index
 }
 
 // retryable reports whether a read of entry index that failed with err

@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"math"
 	"runtime"
+	"runtime/debug"
 
 	"github.com/hashicorp/raft"
 	"github.com/hashicorp/raft-wal/types"
@@ -26,9 +27,11 @@ import (
 // checks the sum: Raft, the state machine and peers see the entry as
 // Raft gave it (the cache above holds the entries Raft gave, unchanged).
 // Every entry from index from on has a trailer (an upgraded node's log
-// records from as it opens: its last index then, plus one); an entry
-// before it without one was stored by an earlier version, and is read
-// unchecked.
+// records from as it opens: its last index then, plus one). An entry
+// before it may have been stored by an earlier version: one whose
+// Extensions are of a length logx stored before sums (none, or a
+// certificate identity) is read unchecked; any other must have its
+// trailer, so that a trailer damaged away is damage there too.
 //
 // A mismatch, or a missing trailer from from on, is an error that wraps
 // raft-wal's types.ErrCorrupt, as the damaged frames raft-wal finds
@@ -43,8 +46,9 @@ import (
 // part of Extensions (going back to an earlier version is not
 // supported: docs/guarantees.md, "Upgrades").
 type summedLog struct {
-	raft.LogStore        // raft-wal
-	from          uint64 // every entry from this index on has a trailer
+	raft.LogStore                      // raft-wal
+	from          uint64               // every entry from this index on has a trailer
+	logf          func(string, ...any) // nil: no log
 }
 
 // sumsFromKey is where raft-wal's stable store keeps summedLog.from.
@@ -59,7 +63,7 @@ func newSummedLog(w interface {
 }, logf func(string, ...any)) (summedLog, error) {
 	from, err := w.GetUint64(sumsFromKey)
 	if err != nil || from != 0 {
-		return summedLog{w, from}, err
+		return summedLog{w, from, logf}, err
 	}
 	last, err := w.LastIndex()
 	if err != nil {
@@ -67,9 +71,9 @@ func newSummedLog(w interface {
 	}
 	if err := w.SetUint64(sumsFromKey, last+1); err != nil {
 		logf("logx: recording where the Raft log's checksums start: %v; entries without one are read unchecked until a start records it", err)
-		return summedLog{w, math.MaxUint64}, nil
+		return summedLog{w, math.MaxUint64, logf}, nil
 	}
-	return summedLog{w, last + 1}, nil
+	return summedLog{w, last + 1, logf}, nil
 }
 
 // sumTag ends every trailer.
@@ -111,14 +115,19 @@ func (s summedLog) StoreLog(l *raft.Log) error {
 func (s summedLog) StoreLogs(logs []*raft.Log) error {
 	copies := make([]raft.Log, len(logs))
 	ptrs := make([]*raft.Log, len(logs))
+	size := 0
+	for _, l := range logs {
+		size += len(l.Extensions) + trailerLen
+	}
+	exts := make([]byte, 0, size) // one allocation for all the trailers
 	for i, l := range logs {
-		c := &copies[i]
-		*c = *l
-		ext := make([]byte, len(l.Extensions), len(l.Extensions)+trailerLen)
-		copy(ext, l.Extensions)
-		ext = binary.LittleEndian.AppendUint32(ext, entrySum(l, l.Extensions))
-		c.Extensions = append(ext, sumTag[:]...)
-		ptrs[i] = c
+		start := len(exts)
+		exts = append(exts, l.Extensions...)
+		exts = binary.LittleEndian.AppendUint32(exts, entrySum(l, l.Extensions))
+		exts = append(exts, sumTag[:]...)
+		copies[i] = *l
+		copies[i].Extensions = exts[start:len(exts):len(exts)]
+		ptrs[i] = &copies[i]
 	}
 	return s.LogStore.StoreLogs(ptrs)
 }
@@ -135,6 +144,9 @@ func (s summedLog) GetLog(index uint64, l *raft.Log) (err error) {
 				panic(p)
 			}
 			err = &errBadSum{index, fmt.Sprintf("does not decode (%v)", re)}
+			if s.logf != nil { // a damaged entry, or a defect of raft-wal's: say where
+				s.logf("logx: %v, in raft-wal at:\n%s", err, debug.Stack())
+			}
 		}
 	}()
 	if err := s.LogStore.GetLog(index, l); err != nil {
@@ -150,7 +162,7 @@ type errBadSum struct {
 }
 
 func (e *errBadSum) Error() string {
-	return fmt.Sprintf("logx: Raft entry %d read from disk %s: %v", e.index, e.what, types.ErrCorrupt)
+	return fmt.Sprintf("Raft entry %d read from disk %s: %v", e.index, e.what, types.ErrCorrupt)
 }
 
 func (e *errBadSum) Unwrap() error { return types.ErrCorrupt }
@@ -163,11 +175,11 @@ func (s summedLog) check(index uint64, l *raft.Log) error {
 		return &errBadSum{index, fmt.Sprintf("holds index %d", l.Index)}
 	}
 	ext := l.Extensions
+	if index < s.from && (len(ext) == 0 || len(ext) == identityLen) {
+		return nil // stored before sums
+	}
 	n := len(ext) - trailerLen
 	if n < 0 || [4]byte(ext[n+4:]) != sumTag {
-		if index < s.from {
-			return nil // stored before sums
-		}
 		return &errBadSum{index, "has no checksum"}
 	}
 	ext, want := ext[:n:n], binary.LittleEndian.Uint32(ext[n:])

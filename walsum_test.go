@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,7 +22,7 @@ import (
 )
 
 // sumEntries are entries of every shape logx stores: a batch without and
-// with a certificate identity, Raft's own entries, an empty one.
+// with a certificate identity, Raft's own entries (an empty no-op).
 func sumEntries(from uint64) []*raft.Log {
 	at := time.Date(2026, 12, 5, 15, 4, 5, 123456789, time.FixedZone("x", 3600))
 	identity := bytes.Repeat([]byte{0xab}, identityLen)
@@ -29,6 +31,7 @@ func sumEntries(from uint64) []*raft.Log {
 		{Index: from + 1, Term: 2, Type: raft.LogCommand, Data: []byte("a batch from a certificate holder"), Extensions: identity, AppendedAt: at},
 		{Index: from + 2, Term: 3, Type: raft.LogConfiguration, Data: []byte{1, 2, 3}},
 		{Index: from + 3, Term: 3, Type: raft.LogNoop},
+		{Index: from + 4, Term: 3, Type: raft.LogBarrier, AppendedAt: at},
 	}
 }
 
@@ -98,49 +101,68 @@ func TestSummedLogRoundTrip(t *testing.T) {
 // through raft-wal's decoder either fails (raft-wal's error, or damage
 // found here), or reads back the same entry (a flip in the time's zone,
 // which Raft does not read): never a different entry, never a panic (the
-// decoder panics on some). An entry stored before sums has no such check
-// (the last case).
+// decoder panics on some). So too when the entry is below from (where
+// older entries are read unchecked) or from was never recorded.
 func TestEntrySumFlips(t *testing.T) {
-	var damaged, panicked int
-	for _, want := range sumEntries(1 << 40) {
-		cs := &encodedStore{}
-		s := summedLog{cs, 1}
-		require.NoError(t, s.StoreLog(want))
-		enc := cs.stored
-		for i := range enc {
-			for _, mask := range []byte{0x01, 0xff} {
-				cs.read = bytes.Clone(enc)
-				cs.read[i] ^= mask
-				var got raft.Log
-				err := s.GetLog(want.Index, &got)
-				if errors.Is(err, types.ErrCorrupt) {
-					damaged++
-					if strings.Contains(err.Error(), "does not decode") {
-						panicked++
+	for _, from := range []uint64{1, 1<<40 + 3, math.MaxUint64} {
+		var damaged, panicked int
+		for _, want := range sumEntries(1 << 40) {
+			cs := &encodedStore{}
+			s := summedLog{cs, from, t.Logf}
+			require.NoError(t, s.StoreLog(want))
+			enc := cs.stored
+			for i := range enc {
+				for _, mask := range []byte{0x01, 0xff} {
+					cs.read = bytes.Clone(enc)
+					cs.read[i] ^= mask
+					var got raft.Log
+					err := s.GetLog(want.Index, &got)
+					if errors.Is(err, types.ErrCorrupt) {
+						damaged++
+						if strings.Contains(err.Error(), "does not decode") {
+							panicked++
+						}
 					}
+					if err != nil {
+						continue
+					}
+					sameEntry(t, want, &got)
 				}
-				if err != nil {
-					continue
-				}
-				sameEntry(t, want, &got)
 			}
 		}
+		require.Greater(t, damaged, 100)
+		require.Positive(t, panicked, "raft-wal's decoder panicked")
 	}
-	require.Greater(t, damaged, 100)
-	require.Positive(t, panicked, "raft-wal's decoder panicked")
+}
 
-	// Entries stored before sums (before from) are read unchecked; from
-	// on, one without a trailer is damaged (its tag, say).
+// TestSummedLogBeforeSums: below from, an entry with Extensions of a
+// length logx stored before sums (none, or an identity, even one that
+// ends with the tag) is read unchecked; any other must have its trailer.
+// From from on, every entry must.
+func TestSummedLogBeforeSums(t *testing.T) {
 	cs := &encodedStore{}
-	require.NoError(t, cs.StoreLogs([]*raft.Log{{Index: 9, Data: []byte("abc")}}))
+	s := summedLog{cs, 10, nil}
+	read := func(l *raft.Log) (*raft.Log, error) {
+		t.Helper()
+		require.NoError(t, cs.StoreLogs([]*raft.Log{l}))
+		cs.read = cs.stored
+		var got raft.Log
+		return &got, s.GetLog(l.Index, &got)
+	}
+	tagged := append(bytes.Repeat([]byte{1}, identityLen-4), sumTag[:]...)
+	for _, ext := range [][]byte{nil, bytes.Repeat([]byte{1}, identityLen), tagged} {
+		want := &raft.Log{Index: 9, Data: []byte("abc"), Extensions: ext}
+		got, err := read(want)
+		require.NoError(t, err)
+		sameEntry(t, want, got)
+	}
+	_, err := read(&raft.Log{Index: 9, Extensions: make([]byte, identityLen+trailerLen)})
+	require.ErrorContains(t, err, "Raft entry 9 read from disk has no checksum", "a trailer whose tag is damaged")
+	_, err = read(&raft.Log{Index: 10, Data: []byte("abc")})
+	require.ErrorContains(t, err, "Raft entry 10 read from disk has no checksum")
 	cs.read = cs.stored
-	s := summedLog{cs, 10}
 	var got raft.Log
-	require.NoError(t, s.GetLog(9, &got))
-	require.Equal(t, "abc", string(got.Data))
-	require.ErrorContains(t, s.GetLog(8, &got), "Raft entry 8 read from disk holds index 9")
-	s.from = 9
-	require.ErrorContains(t, s.GetLog(9, &got), "Raft entry 9 read from disk has no checksum")
+	require.ErrorContains(t, s.GetLog(11, &got), "Raft entry 11 read from disk holds index 10")
 }
 
 // encodedStore keeps the last entry stored as raft-wal encodes it, and
@@ -206,7 +228,7 @@ func TestSummedLogDamagedOnDisk(t *testing.T) {
 	meta := &metadb.BoltMetaDB{}
 	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(hclog.NewNullLogger()), wal.WithSegmentSize(8<<10))
 	require.NoError(t, err)
-	s := summedLog{w, 1}
+	s := summedLog{w, 1, t.Logf}
 	for i := uint64(1); i <= 200; i++ {
 		require.NoError(t, s.StoreLog(&raft.Log{Index: i, Term: 1, Data: fmt.Appendf(nil, "entry %04d of the log", i)}))
 	}
@@ -222,11 +244,11 @@ func TestSummedLogDamagedOnDisk(t *testing.T) {
 	var l raft.Log
 	require.NoError(t, w.GetLog(42, &l), "raft-wal reads it")
 	require.Equal(t, "Entry 0042 of the log", string(l.Data))
-	err = summedLog{w, 1}.GetLog(42, &l)
+	err = summedLog{w, 1, t.Logf}.GetLog(42, &l)
 	require.ErrorIs(t, err, types.ErrCorrupt)
 	require.ErrorContains(t, err, "Raft entry 42 read from disk does not match its checksum")
 	for _, i := range []uint64{1, 41, 43, 200} {
-		require.NoError(t, summedLog{w, 1}.GetLog(i, &l))
+		require.NoError(t, summedLog{w, 1, t.Logf}.GetLog(i, &l))
 		require.Equal(t, fmt.Sprintf("entry %04d of the log", i), string(l.Data))
 	}
 }
@@ -248,13 +270,79 @@ func TestRaftLogDamagedAtStart(t *testing.T) {
 
 	_, err := newNode(c.cfgs[0], c.seams[0])
 	require.ErrorIs(t, err, types.ErrCorrupt)
-	require.ErrorContains(t, err, "reading the Raft log: logx: Raft entry")
+	require.ErrorContains(t, err, "reading the Raft log: Raft entry")
 	require.ErrorContains(t, err, "does not match its checksum")
 
 	require.NoError(t, os.RemoveAll(c.cfgs[0].Dir))
 	c.start(0)
 	c.logAppend("after", 10)
 	c.waitSameSeq(310)
+	c.flushAll()
+	requireIdentical(t, c.dirs(), "app.log")
+}
+
+// TestLogGuardDamagedInSnapshot: to Raft, a damaged entry that the newest
+// snapshot holds is "not found" (raft.ErrLogNotFound itself: Raft
+// compares with ==), so that a leader sends that snapshot to a follower
+// that needs it; any other damaged entry stays an error, and so does every
+// damaged entry read back to rewrite the files (peekStore), where "not
+// found" would mean compacted.
+func TestLogGuardDamagedInSnapshot(t *testing.T) {
+	fl := &flakyReads{LogStore: raft.NewInmemStore(), err: &errBadSum{index: 2, what: "test"}}
+	require.NoError(t, fl.StoreLogs([]*raft.Log{{Index: 1, Term: 1}, {Index: 2, Term: 1}, {Index: 3, Term: 1}}))
+	snaps := raft.NewInmemSnapshotStore()
+	g := newLogGuard(fl, snaps, func() uint64 { return 3 }, t.Logf, nil)
+	var l raft.Log
+	fl.fail.Store(1)
+	require.ErrorIs(t, g.GetLog(2, &l), types.ErrCorrupt, "no snapshot yet")
+
+	sink, err := snaps.Create(raft.SnapshotVersionMax, 2, 1, raft.Configuration{}, 1, nil)
+	require.NoError(t, err)
+	require.NoError(t, sink.Close())
+	fl.fail.Store(1)
+	require.True(t, g.GetLog(2, &l) == raft.ErrLogNotFound)
+	fl.fail.Store(1)
+	require.ErrorIs(t, g.GetLog(3, &l), types.ErrCorrupt, "after the snapshot")
+	fl.fail.Store(1)
+	require.ErrorIs(t, peekStore{g}.GetLog(2, &l), types.ErrCorrupt, "read back")
+	fl.err = nil
+	fl.fail.Store(1)
+	err = g.GetLog(1, &l)
+	require.ErrorIs(t, err, syscall.EIO, "an I/O error")
+	require.NotErrorIs(t, err, raft.ErrLogNotFound)
+}
+
+// TestDamagedEntryInSnapshot: a leader whose Raft log holds a damaged
+// entry (a byte of a line flipped in a sealed segment file; the other
+// node that is up has one too) that its newest snapshot also holds, and a
+// follower that comes back needing it:
+// the leader sends it the snapshot, rather than trying the read again for
+// good while its heartbeats keep the follower waiting. The follower
+// catches up: identical files.
+func TestDamagedEntryInSnapshot(t *testing.T) {
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		cfg.DisableCompression = true // the lines are in the Raft log as they are
+		sm.walSegmentSize = 16 << 10
+	})
+	c.waitReady()
+	lead := c.leaderIndex()
+	require.GreaterOrEqual(t, lead, 0)
+	down := (lead + 1) % 3
+	c.logAppend("before", 20)
+	c.waitSameSeq(60)
+	c.stop(down)
+	c.logAppend("while-down", 150)
+	c.snapshotAll()
+	for i := range c.cfgs { // both: whichever leads when the follower is back
+		if i != down {
+			name, off := segmentWith(t, filepath.Join(c.cfgs[i].Dir, "raft"), []byte("while-down"))
+			flipOnDisk(t, name, off)
+		}
+	}
+
+	c.start(down)
+	c.logAppend("after", 10)
+	c.waitSameSeq(60 + 2*150 + 3*10)
 	c.flushAll()
 	requireIdentical(t, c.dirs(), "app.log")
 }
