@@ -466,18 +466,24 @@ func (s guardedFSM) Restore(rc io.ReadCloser) error {
 // newRaft is raft.NewRaft with its panic on an entry of g it cannot read
 // (the scan for configuration changes, before Raft's goroutines start)
 // returned as an error, so that a damaged Raft log fails New rather than
-// the host process. Any other panic is Raft's, and goes on.
+// the host process, and with the read's error in its own (the read of the
+// last entry). Any other panic is Raft's, and goes on.
 func newRaft(g *logGuard, conf *raft.Config, fsm raft.FSM, logs raft.LogStore, stable raft.StableStore,
 	snaps raft.SnapshotStore, trans raft.Transport) (r *raft.Raft, err error) {
 	defer func() {
 		p := recover()
-		if p == nil {
-			return
-		}
 		failed := g.failedRead.Load()
-		if e, ok := p.(error); !ok || failed == nil || !errors.Is(e, *failed) { // Is: safe for any error type
-			panic(p)
+		switch {
+		case p == nil && (err == nil || failed == nil):
+			return
+		case p != nil:
+			if e, ok := p.(error); !ok || failed == nil || !errors.Is(e, *failed) { // Is: safe for any error type
+				panic(p)
+			}
 		}
+		// A panic on that read, or NewRaft's error after it (its read of
+		// the last entry, which it returns with %v: the cause would be
+		// lost).
 		r, err = nil, fmt.Errorf("reading the Raft log: %w (the disk under it may be failing; a node with peers can be started on an empty Dir, and catches up from them: docs/deploy.md)", *failed)
 	}()
 	return raft.NewRaft(conf, fsm, logs, stable, snaps, trans)

@@ -285,3 +285,20 @@ func TestNewRaftOtherPanics(t *testing.T) {
 	g.failedRead.Store(&other)
 	require.Panics(t, call)
 }
+
+// TestNewRaftLastEntryDamaged: NewRaft returns, rather than panics on, a
+// failed read of the log's last entry, and formats the read's error with
+// %v; newRaft's error wraps it (types.ErrCorrupt here) with its advice.
+func TestNewRaftLastEntryDamaged(t *testing.T) {
+	fl := &flakyReads{LogStore: raft.NewInmemStore(), err: &errBadSum{index: 2, what: "test"}}
+	require.NoError(t, fl.StoreLogs([]*raft.Log{{Index: 1, Term: 1}, {Index: 2, Term: 1}}))
+	g := newLogGuard(fl, raft.NewInmemSnapshotStore(), func() uint64 { return 0 }, t.Logf, nil)
+	conf := raft.DefaultConfig()
+	conf.LocalID = "n1"
+	_, trans := raft.NewInmemTransport("n1")
+	fl.fail.Store(1)
+	_, err := newRaft(g, conf, nil, g, raft.NewInmemStore(), raft.NewInmemSnapshotStore(), trans)
+	require.ErrorIs(t, err, types.ErrCorrupt)
+	require.ErrorContains(t, err, "reading the Raft log: Raft entry 2 read from disk test")
+	require.Zero(t, fl.fail.Load(), "the last entry was read")
+}
