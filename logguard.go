@@ -72,9 +72,9 @@ import (
 // longer holds it to compare), and the two loop there for good. GetLog
 // below the first index is "not found" here.
 //
-// A read that fails as NewRaft starts. NewRaft reads every entry after
-// the newest snapshot (its scan for configuration changes) and panics on
-// one it cannot read (an I/O error, a damaged segment): the host process
+// A read that fails as NewRaft starts. NewRaft reads the last entry, and
+// every entry after the snapshot it restores (its scan for configuration
+// changes), and panics on one it cannot read (an I/O error, a damaged segment): the host process
 // went down with it, at every start. The guard notes such a failure and
 // newRaft returns that panic as New's error.
 //
@@ -130,9 +130,11 @@ type logGuard struct {
 	commit       func() uint64
 	readRetryFor time.Duration
 	giveUpAt     atomic.Int64
-	retried      atomic.Int64 // reads tried again (tests)
-	waiting      atomic.Int32 // reads being tried again now
-	onWait       func()       // called as a read is tried again (waitingToRead)
+	retried      atomic.Int64  // reads tried again (tests)
+	notFound     atomic.Int64  // damaged entries answered "not found" (GetLog)
+	lastNotFound atomic.Uint64 // the last of them (its log line is not repeated)
+	waiting      atomic.Int32  // reads being tried again now
+	onWait       func()        // called as a read is tried again (waitingToRead)
 }
 
 // defaultReadRetryFor bounds how long a failed read is tried again.
@@ -172,16 +174,21 @@ func (g *logGuard) starting() {
 
 // GetLog reads entry index; once Raft runs, a read of a committed entry
 // not yet applied that fails is tried again for a while (readAgain). A
-// damaged entry that the newest snapshot holds is "not found" to Raft: a
-// leader then sends a follower that needs it that snapshot (any other
-// error, it tries the entry again, for good).
+// damaged entry that is applied and that the newest snapshot holds is
+// "not found" to Raft: a leader then sends a follower that needs it that
+// snapshot (any other error, it tries the entry again, for good). Not
+// while NewRaft runs (applied is 0 then): it may restore an older
+// snapshot than the newest, and read on from there.
 func (g *logGuard) GetLog(index uint64, l *raft.Log) error {
 	err := g.peek(index, l)
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, types.ErrCorrupt) && g.inSnapshot(index) {
-		g.logf("logx: %v; the snapshot holds it, and goes to a follower that needs it", err)
+	if errors.Is(err, types.ErrCorrupt) && index <= g.applied() && g.inSnapshot(index) {
+		g.notFound.Add(1)
+		if g.lastNotFound.Swap(index) != index { // once per entry, not at every retry
+			g.logf("logx: %v; answering Raft that it is not found: the newest snapshot holds it, and goes to a follower that needs it", err)
+		}
 		return raft.ErrLogNotFound // Raft compares with ==
 	}
 	if !g.retryable(index, err) {

@@ -2,11 +2,13 @@ package logx
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"math"
 	"runtime"
 	"runtime/debug"
+	"syscall"
 
 	"github.com/hashicorp/raft"
 	"github.com/hashicorp/raft-wal/types"
@@ -33,7 +35,8 @@ import (
 // certificate identity) is read unchecked; any other must have its
 // trailer, so that a trailer damaged away is damage there too.
 //
-// A mismatch, or a missing trailer from from on, is an error that wraps
+// A mismatch, a missing trailer from from on, or an entry that does not
+// decode (damage) is an error that wraps
 // raft-wal's types.ErrCorrupt, as the damaged frames raft-wal finds
 // itself: it is not tried again (logGuard.retryable), New returns it when
 // NewRaft's scan of the log meets it (newRaft), and Raft panics on it when
@@ -150,9 +153,24 @@ func (s summedLog) GetLog(index uint64, l *raft.Log) (err error) {
 		}
 	}()
 	if err := s.LogStore.GetLog(index, l); err != nil {
-		return err
+		return s.damage(index, err)
 	}
 	return s.check(index, l)
+}
+
+// damage classifies an error of raft-wal's GetLog: an error of the
+// operating system's (an I/O error, which may pass: logGuard tries it
+// again), or raft-wal's own answers (not found, corrupt, closed), go back
+// as they are; any other is the decoder's or a file cut short (an
+// entry's length that runs past its end, a time that does not decode,
+// io.EOF), and is damage too.
+func (s summedLog) damage(index uint64, err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) || errors.Is(err, raft.ErrLogNotFound) || errors.Is(err, types.ErrCorrupt) ||
+		errors.Is(err, types.ErrClosed) {
+		return err
+	}
+	return &errBadSum{index, fmt.Sprintf("does not decode (%v)", err)}
 }
 
 // errBadSum is the error of an entry read that is not what was stored.

@@ -2,13 +2,13 @@ package logx
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -98,8 +98,8 @@ func TestSummedLogRoundTrip(t *testing.T) {
 
 // TestEntrySumFlips: every stored entry, encoded as raft-wal encodes it,
 // with each of its bytes flipped in turn (one bit, then all eight), read
-// through raft-wal's decoder either fails (raft-wal's error, or damage
-// found here), or reads back the same entry (a flip in the time's zone,
+// through raft-wal's decoder either fails as damaged (types.ErrCorrupt:
+// also where the decoder's own error or panic), or reads back the same entry (a flip in the time's zone,
 // which Raft does not read): never a different entry, never a panic (the
 // decoder panics on some). So too when the entry is below from (where
 // older entries are read unchecked) or from was never recorded.
@@ -117,13 +117,12 @@ func TestEntrySumFlips(t *testing.T) {
 					cs.read[i] ^= mask
 					var got raft.Log
 					err := s.GetLog(want.Index, &got)
-					if errors.Is(err, types.ErrCorrupt) {
+					if err != nil {
+						require.ErrorIs(t, err, types.ErrCorrupt, "byte %d", i) // not tried again as an I/O error
 						damaged++
-						if strings.Contains(err.Error(), "does not decode") {
+						if strings.Contains(err.Error(), "does not decode (runtime error") {
 							panicked++
 						}
-					}
-					if err != nil {
 						continue
 					}
 					sameEntry(t, want, &got)
@@ -281,8 +280,8 @@ func TestRaftLogDamagedAtStart(t *testing.T) {
 	requireIdentical(t, c.dirs(), "app.log")
 }
 
-// TestLogGuardDamagedInSnapshot: to Raft, a damaged entry that the newest
-// snapshot holds is "not found" (raft.ErrLogNotFound itself: Raft
+// TestLogGuardDamagedInSnapshot: to Raft, once it runs, a damaged entry
+// that the newest snapshot holds is "not found" (raft.ErrLogNotFound itself: Raft
 // compares with ==), so that a leader sends that snapshot to a follower
 // that needs it; any other damaged entry stays an error, and so does every
 // damaged entry read back to rewrite the files (peekStore), where "not
@@ -291,7 +290,8 @@ func TestLogGuardDamagedInSnapshot(t *testing.T) {
 	fl := &flakyReads{LogStore: raft.NewInmemStore(), err: &errBadSum{index: 2, what: "test"}}
 	require.NoError(t, fl.StoreLogs([]*raft.Log{{Index: 1, Term: 1}, {Index: 2, Term: 1}, {Index: 3, Term: 1}}))
 	snaps := raft.NewInmemSnapshotStore()
-	g := newLogGuard(fl, snaps, func() uint64 { return 3 }, t.Logf, nil)
+	var applied atomic.Uint64
+	g := newLogGuard(fl, snaps, applied.Load, t.Logf, nil)
 	var l raft.Log
 	fl.fail.Store(1)
 	require.ErrorIs(t, g.GetLog(2, &l), types.ErrCorrupt, "no snapshot yet")
@@ -300,7 +300,11 @@ func TestLogGuardDamagedInSnapshot(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, sink.Close())
 	fl.fail.Store(1)
+	require.ErrorIs(t, g.GetLog(2, &l), types.ErrCorrupt, "NewRaft's reads (applied 0): it may restore an older snapshot")
+	applied.Store(3)
+	fl.fail.Store(1)
 	require.True(t, g.GetLog(2, &l) == raft.ErrLogNotFound)
+	require.EqualValues(t, 1, g.notFound.Load())
 	fl.fail.Store(1)
 	require.ErrorIs(t, g.GetLog(3, &l), types.ErrCorrupt, "after the snapshot")
 	fl.fail.Store(1)
@@ -345,4 +349,12 @@ func TestDamagedEntryInSnapshot(t *testing.T) {
 	c.waitSameSeq(60 + 2*150 + 3*10)
 	c.flushAll()
 	requireIdentical(t, c.dirs(), "app.log")
+	var notFound int64
+	for i, lx := range c.nodes {
+		if i != down {
+			notFound += lx.guard.notFound.Load()
+		}
+	}
+	require.Positive(t, notFound, "the damaged entry was needed, and answered not found")
+	require.NotEqual(t, "0", c.nodes[down].raft.Stats()["last_snapshot_index"], "the follower installed the snapshot")
 }
