@@ -318,7 +318,7 @@ func TestNewRaftOtherPanics(t *testing.T) {
 // failed read of the log's last entry, and formats the read's error with
 // %v; newRaft's error wraps it (types.ErrCorrupt here) with its advice.
 func TestNewRaftLastEntryDamaged(t *testing.T) {
-	fl := &flakyReads{LogStore: raft.NewInmemStore(), err: &errBadSum{index: 2, what: "test"}}
+	fl := &flakyReads{LogStore: raft.NewInmemStore(), err: &damagedEntry{index: 2, what: "test"}}
 	require.NoError(t, fl.StoreLogs([]*raft.Log{{Index: 1, Term: 1}, {Index: 2, Term: 1}}))
 	g := newLogGuard(fl, raft.NewInmemSnapshotStore(), func() uint64 { return 0 }, t.Logf, nil)
 	conf := raft.DefaultConfig()

@@ -35,13 +35,13 @@ import (
 // certificate identity) is read unchecked; any other must have its
 // trailer, so that a trailer damaged away is damage there too.
 //
-// A mismatch, a missing trailer from from on, or an entry that does not
-// decode (damage) is an error that wraps
-// raft-wal's types.ErrCorrupt, as the damaged frames raft-wal finds
-// itself: it is not tried again (logGuard.retryable), New returns it when
-// NewRaft's scan of the log meets it (newRaft), and Raft panics on it when
-// it is an entry to apply (processLogs), rather than writing what it
-// read.
+// Damage (a mismatch, a trailer missing where one must be, an entry that
+// does not decode) is an error that wraps raft-wal's types.ErrCorrupt, as
+// the damaged frames raft-wal finds itself: it is not tried again
+// (logGuard.retryable), New returns it when NewRaft reads the entry
+// (newRaft), Raft panics on it when it is an entry to apply
+// (processLogs), rather than writing what it read, and the guard answers
+// Raft "not found" for one the newest snapshot holds (logGuard.GetLog).
 //
 // The trailer is this node's own: nothing on the wire changes, and a
 // Raft log written before this version reads as before. An earlier
@@ -146,7 +146,7 @@ func (s summedLog) GetLog(index uint64, l *raft.Log) (err error) {
 			if !ok {
 				panic(p)
 			}
-			err = &errBadSum{index, fmt.Sprintf("does not decode (%v)", re)}
+			err = &damagedEntry{index, fmt.Sprintf("does not decode (%v)", re)}
 			if s.logf != nil { // a damaged entry, or a defect of raft-wal's: say where
 				s.logf("logx: %v, in raft-wal at:\n%s", err, debug.Stack())
 			}
@@ -170,27 +170,27 @@ func (s summedLog) damage(index uint64, err error) error {
 		errors.Is(err, types.ErrClosed) {
 		return err
 	}
-	return &errBadSum{index, fmt.Sprintf("does not decode (%v)", err)}
+	return &damagedEntry{index, fmt.Sprintf("does not decode (%v)", err)}
 }
 
-// errBadSum is the error of an entry read that is not what was stored.
-type errBadSum struct {
+// damagedEntry is the error of an entry read that is not what was stored.
+type damagedEntry struct {
 	index uint64
 	what  string
 }
 
-func (e *errBadSum) Error() string {
+func (e *damagedEntry) Error() string {
 	return fmt.Sprintf("Raft entry %d read from disk %s: %v", e.index, e.what, types.ErrCorrupt)
 }
 
-func (e *errBadSum) Unwrap() error { return types.ErrCorrupt }
+func (e *damagedEntry) Unwrap() error { return types.ErrCorrupt }
 
 // check checks entry l, read as entry index, against its trailer and
 // strips it (Extensions nil when nothing else is left, as raft-wal
 // decodes empty ones).
 func (s summedLog) check(index uint64, l *raft.Log) error {
 	if l.Index != index {
-		return &errBadSum{index, fmt.Sprintf("holds index %d", l.Index)}
+		return &damagedEntry{index, fmt.Sprintf("holds index %d", l.Index)}
 	}
 	ext := l.Extensions
 	if index < s.from && (len(ext) == 0 || len(ext) == identityLen) {
@@ -198,14 +198,14 @@ func (s summedLog) check(index uint64, l *raft.Log) error {
 	}
 	n := len(ext) - trailerLen
 	if n < 0 || [4]byte(ext[n+4:]) != sumTag {
-		return &errBadSum{index, "has no checksum"}
+		return &damagedEntry{index, "has no checksum"}
 	}
 	ext, want := ext[:n:n], binary.LittleEndian.Uint32(ext[n:])
 	if n == 0 {
 		ext = nil
 	}
 	if got := entrySum(l, ext); got != want {
-		return &errBadSum{index, fmt.Sprintf("does not match its checksum (stored %08x, computed %08x)", want, got)}
+		return &damagedEntry{index, fmt.Sprintf("does not match its checksum (stored %08x, computed %08x)", want, got)}
 	}
 	l.Extensions = ext
 	return nil

@@ -287,7 +287,7 @@ func TestRaftLogDamagedAtStart(t *testing.T) {
 // damaged entry read back to rewrite the files (peekStore), where "not
 // found" would mean compacted.
 func TestLogGuardDamagedInSnapshot(t *testing.T) {
-	fl := &flakyReads{LogStore: raft.NewInmemStore(), err: &errBadSum{index: 2, what: "test"}}
+	fl := &flakyReads{LogStore: raft.NewInmemStore(), err: &damagedEntry{index: 2, what: "test"}}
 	require.NoError(t, fl.StoreLogs([]*raft.Log{{Index: 1, Term: 1}, {Index: 2, Term: 1}, {Index: 3, Term: 1}}))
 	snaps := raft.NewInmemSnapshotStore()
 	var applied atomic.Uint64
