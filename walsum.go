@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"syscall"
@@ -160,14 +161,14 @@ func (s summedLog) GetLog(index uint64, l *raft.Log) (err error) {
 
 // damage classifies an error of raft-wal's GetLog: an error of the
 // operating system's (an I/O error, which may pass: logGuard tries it
-// again), or raft-wal's own answers (not found, corrupt, closed), go back
-// as they are; any other is the decoder's or a file cut short (an
-// entry's length that runs past its end, a time that does not decode,
-// io.EOF), and is damage too.
+// again; a segment file closed under the read), or raft-wal's own answers
+// (not found, corrupt, closed), go back as they are; any other is the
+// decoder's or a file cut short (an entry's length that runs past its
+// end, a time that does not decode, io.EOF), and is damage too.
 func (s summedLog) damage(index uint64, err error) error {
 	var errno syscall.Errno
-	if errors.As(err, &errno) || errors.Is(err, raft.ErrLogNotFound) || errors.Is(err, types.ErrCorrupt) ||
-		errors.Is(err, types.ErrClosed) {
+	if errors.As(err, &errno) || errors.Is(err, os.ErrClosed) || errors.Is(err, raft.ErrLogNotFound) ||
+		errors.Is(err, types.ErrCorrupt) || errors.Is(err, types.ErrClosed) {
 		return err
 	}
 	return &damagedEntry{index, fmt.Sprintf("does not decode (%v)", err)}

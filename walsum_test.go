@@ -2,7 +2,10 @@ package logx
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -137,7 +140,8 @@ func TestEntrySumFlips(t *testing.T) {
 // TestSummedLogBeforeSums: below from, an entry with Extensions of a
 // length logx stored before sums (none, or an identity, even one that
 // ends with the tag) is read unchecked; any other must have its trailer.
-// From from on, every entry must.
+// From from on, every entry must. And which errors of raft-wal's are
+// damage.
 func TestSummedLogBeforeSums(t *testing.T) {
 	cs := &encodedStore{}
 	s := summedLog{cs, 10, nil}
@@ -162,6 +166,18 @@ func TestSummedLogBeforeSums(t *testing.T) {
 	cs.read = cs.stored
 	var got raft.Log
 	require.ErrorContains(t, s.GetLog(11, &got), "Raft entry 11 read from disk holds index 10")
+
+	// raft-wal's errors: the operating system's and its own answers go
+	// back as they are; any other (its decoder's, a file cut short) is
+	// damage.
+	for _, err := range []error{&fs.PathError{Op: "read", Err: syscall.EIO}, &fs.PathError{Op: "read", Err: os.ErrClosed},
+		raft.ErrLogNotFound, types.ErrClosed, fmt.Errorf("%w: a frame", types.ErrCorrupt)} {
+		require.Same(t, err, s.damage(3, err))
+	}
+	for _, err := range []error{io.ErrShortBuffer, io.EOF, errors.New("Time.UnmarshalBinary: invalid length")} {
+		require.ErrorIs(t, s.damage(3, err), types.ErrCorrupt)
+		require.ErrorContains(t, s.damage(3, err), "Raft entry 3 read from disk does not decode ("+err.Error()+")")
+	}
 }
 
 // encodedStore keeps the last entry stored as raft-wal encodes it, and
