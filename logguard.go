@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,11 +93,12 @@ import (
 // closed log will not read better. A read that hangs rather than fails is
 // not bounded.
 //
-// A damaged entry that a snapshot holds (summedLog finds the damage). A
-// leader's Raft sends a follower its snapshot only when an entry the
-// follower needs is "not found"; on any other error it tries again, for
-// good, its heartbeats keeping the follower. Such an entry is "not found"
-// to Raft when the newest snapshot holds it.
+// An unreadable entry that a snapshot holds (damaged: summedLog finds
+// the damage; or an I/O error). A leader's Raft sends a follower its
+// snapshot only when an entry the follower needs is "not found"; on any
+// other error it tries again, for good, its heartbeats keeping the
+// follower. Such an entry is "not found" to Raft once it is applied, when
+// the newest snapshot holds it.
 type logGuard struct {
 	raft.LogStore // raft-wal, with its checksums (summedLog)
 
@@ -127,14 +129,14 @@ type logGuard struct {
 	// after the first failure of its episode (readAgain). commit is
 	// Raft's commit index, 0 until NewRaft has returned: nothing is
 	// tried again before (newRaft).
-	commit       func() uint64
-	readRetryFor time.Duration
-	giveUpAt     atomic.Int64
-	retried      atomic.Int64  // reads tried again (tests)
-	notFound     atomic.Int64  // damaged entries answered "not found" (GetLog)
-	lastNotFound atomic.Uint64 // the last of them (its log line is not repeated)
-	waiting      atomic.Int32  // reads being tried again now
-	onWait       func()        // called as a read is tried again (waitingToRead)
+	commit         func() uint64
+	readRetryFor   time.Duration
+	giveUpAt       atomic.Int64
+	retried        atomic.Int64 // reads tried again (tests)
+	notFound       atomic.Int64 // unreadable entries answered "not found" (GetLog)
+	notFoundLogged atomic.Int64 // monoNanos of the last such answer logged
+	waiting        atomic.Int32 // reads being tried again now
+	onWait         func()       // called as a read is tried again (waitingToRead)
 }
 
 // defaultReadRetryFor bounds how long a failed read is tried again.
@@ -173,21 +175,24 @@ func (g *logGuard) starting() {
 }
 
 // GetLog reads entry index; once Raft runs, a read of a committed entry
-// not yet applied that fails is tried again for a while (readAgain). A
-// damaged entry that is applied and that the newest snapshot holds is
-// "not found" to Raft: a leader then sends a follower that needs it that
-// snapshot (any other error, it tries the entry again, for good). Not
-// while NewRaft runs (applied is 0 then): it may restore an older
-// snapshot than the newest, and read on from there.
+// not yet applied that fails is tried again for a while (readAgain). An
+// entry that is applied, that the newest snapshot holds and that cannot
+// be read (damaged, or an I/O error: a bad sector) is "not found" to
+// Raft: a leader then sends a follower that needs it that snapshot (on
+// any other error it tries the entry again, for good; after an error that
+// passes, the follower gets a snapshot it did not need). Not while
+// NewRaft runs (applied is 0 then): it may restore an older snapshot than
+// the newest, and read on from there. Not when the log is closing.
 func (g *logGuard) GetLog(index uint64, l *raft.Log) error {
 	err := g.peek(index, l)
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, types.ErrCorrupt) && index <= g.applied() && g.inSnapshot(index) {
+	if !errors.Is(err, raft.ErrLogNotFound) && !errors.Is(err, types.ErrClosed) && !errors.Is(err, os.ErrClosed) &&
+		index <= g.applied() && g.inSnapshot(index) {
 		g.notFound.Add(1)
-		if g.lastNotFound.Swap(index) != index { // once per entry, not at every retry
-			g.logf("logx: %v; answering Raft that it is not found: the newest snapshot holds it, and goes to a follower that needs it", err)
+		if now, last := monoNanos(), g.notFoundLogged.Load(); now-last >= int64(notFoundLogEvery) && g.notFoundLogged.CompareAndSwap(last, now) {
+			g.logf("logx: %v; answering Raft that it is not found, since the newest snapshot holds it (a follower that needs it is sent that snapshot); this is logged at most every %v", err, notFoundLogEvery)
 		}
 		return raft.ErrLogNotFound // Raft compares with ==
 	}
@@ -196,6 +201,10 @@ func (g *logGuard) GetLog(index uint64, l *raft.Log) error {
 	}
 	return g.readAgain(index, l, err)
 }
+
+// notFoundLogEvery spaces the log lines of GetLog's "not found" answers:
+// a leader asks again on every replication attempt.
+const notFoundLogEvery = 10 * time.Second
 
 // inSnapshot reports whether the newest stored snapshot holds entry index.
 func (g *logGuard) inSnapshot(index uint64) bool {

@@ -19,7 +19,7 @@ import (
 // checked on every read. raft-wal v0.4.1 checks a CRC only when it opens
 // its open segment, and only of the last batch written to it (a torn
 // write); it reads every other entry without a check, so bytes that
-// changed on the disk (a bad sector, bit rot, a stray write) and still
+// changed on the disk (bit rot, a stray write, a disk returning wrong data) and still
 // decode went to Raft as they were: into this node's files when it
 // applies them after a restart, and to a lagging follower that this
 // node's Raft sends them to.
@@ -42,7 +42,8 @@ import (
 // (logGuard.retryable), New returns it when NewRaft reads the entry
 // (newRaft), Raft panics on it when it is an entry to apply
 // (processLogs), rather than writing what it read, and the guard answers
-// Raft "not found" for one the newest snapshot holds (logGuard.GetLog).
+// Raft "not found" for an applied one the newest snapshot holds
+// (logGuard.GetLog).
 //
 // The trailer is this node's own: nothing on the wire changes, and a
 // Raft log written before this version reads as before. An earlier

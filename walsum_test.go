@@ -296,8 +296,8 @@ func TestRaftLogDamagedAtStart(t *testing.T) {
 	requireIdentical(t, c.dirs(), "app.log")
 }
 
-// TestLogGuardDamagedInSnapshot: to Raft, once it runs, a damaged entry
-// that the newest snapshot holds is "not found" (raft.ErrLogNotFound itself: Raft
+// TestLogGuardDamagedInSnapshot: to Raft, once it runs, a damaged or
+// unreadable entry that the newest snapshot holds is "not found" (raft.ErrLogNotFound itself: Raft
 // compares with ==), so that a leader sends that snapshot to a follower
 // that needs it; any other damaged entry stays an error, and so does every
 // damaged entry read back to rewrite the files (peekStore), where "not
@@ -327,9 +327,13 @@ func TestLogGuardDamagedInSnapshot(t *testing.T) {
 	require.ErrorIs(t, peekStore{g}.GetLog(2, &l), types.ErrCorrupt, "read back")
 	fl.err = nil
 	fl.fail.Store(1)
-	err = g.GetLog(1, &l)
-	require.ErrorIs(t, err, syscall.EIO, "an I/O error")
-	require.NotErrorIs(t, err, raft.ErrLogNotFound)
+	require.True(t, g.GetLog(1, &l) == raft.ErrLogNotFound, "an I/O error (a bad sector) too")
+	fl.fail.Store(1)
+	require.ErrorIs(t, g.GetLog(3, &l), syscall.EIO, "an I/O error after the snapshot")
+	fl.err = types.ErrClosed
+	fl.fail.Store(1)
+	require.ErrorIs(t, g.GetLog(1, &l), types.ErrClosed, "the log closing")
+	require.EqualValues(t, 2, g.notFound.Load())
 }
 
 // TestDamagedEntryInSnapshot: a leader whose Raft log holds a damaged
