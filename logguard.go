@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,8 +74,8 @@ import (
 //
 // A read that fails as NewRaft starts. NewRaft reads the last entry, and
 // every entry after the snapshot it restores (its scan for configuration
-// changes), and panics on one it cannot read (an I/O error, a damaged segment): the host process
-// went down with it, at every start. The guard notes such a failure and
+// changes), and panics on one it cannot read (an I/O error, a damaged
+// segment): the host process went down with it, at every start. The guard notes such a failure and
 // newRaft returns that panic as New's error.
 //
 // A read that fails for a moment once Raft runs. Raft also panics when it
@@ -188,12 +187,8 @@ func (g *logGuard) GetLog(index uint64, l *raft.Log) error {
 	if err == nil {
 		return nil
 	}
-	if !errors.Is(err, raft.ErrLogNotFound) && !errors.Is(err, types.ErrClosed) && !errors.Is(err, os.ErrClosed) &&
-		index <= g.applied() && g.inSnapshot(index) {
-		g.notFound.Add(1)
-		if now, last := monoNanos(), g.notFoundLogged.Load(); now-last >= int64(notFoundLogEvery) && g.notFoundLogged.CompareAndSwap(last, now) {
-			g.logf("logx: %v; answering Raft that it is not found, since the newest snapshot holds it (a follower that needs it is sent that snapshot); this is logged at most every %v", err, notFoundLogEvery)
-		}
+	if !missingOrClosed(err) && index <= g.applied() && g.inSnapshot(index) {
+		g.answeredNotFound(err)
 		return raft.ErrLogNotFound // Raft compares with ==
 	}
 	if !g.retryable(index, err) {
@@ -205,6 +200,16 @@ func (g *logGuard) GetLog(index uint64, l *raft.Log) error {
 // notFoundLogEvery spaces the log lines of GetLog's "not found" answers:
 // a leader asks again on every replication attempt.
 const notFoundLogEvery = 10 * time.Second
+
+// answeredNotFound counts a "not found" answer for a read that failed
+// with err, and logs it unless one was logged within notFoundLogEvery.
+func (g *logGuard) answeredNotFound(err error) {
+	g.notFound.Add(1)
+	now, last := monoNanos(), g.notFoundLogged.Load()
+	if now-last >= int64(notFoundLogEvery) && g.notFoundLogged.CompareAndSwap(last, now) {
+		g.logf("logx: %v; answering Raft that it is not found, since the newest snapshot holds it (a follower that needs it is sent that snapshot); this is logged at most every %v", err, notFoundLogEvery)
+	}
+}
 
 // inSnapshot reports whether the newest stored snapshot holds entry index.
 func (g *logGuard) inSnapshot(index uint64) bool {

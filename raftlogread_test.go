@@ -101,10 +101,7 @@ func TestRaftLogReadErrorAtStart(t *testing.T) {
 
 	bad[0].Store(false)
 	c.start(0)
-	c.logAppend("after", 10)
-	c.waitSameSeq(310)
-	c.flushAll()
-	requireIdentical(t, c.dirs(), "app.log")
+	logAndCompare(c, 310)
 }
 
 // TestRaftLogReadError: a follower whose Raft log fails to read for a
@@ -216,11 +213,17 @@ func restartFailingReads(c *testCluster, bad *[3]atomic.Bool, order []int, et1, 
 	c.start(2)
 }
 
-// healAndCompare lets node 1 read again, logs 10 more entries, and checks
-// that every node holds want and that their files are identical.
+// healAndCompare lets node 1 read again and runs logAndCompare.
 func healAndCompare(c *testCluster, bad *[3]atomic.Bool, want uint64) {
 	c.t.Helper()
 	bad[0].Store(false)
+	logAndCompare(c, want)
+}
+
+// logAndCompare logs 10 more entries from every node, and checks that
+// every node holds want and that their files are identical.
+func logAndCompare(c *testCluster, want uint64) {
+	c.t.Helper()
 	c.logAppend("after", 10)
 	c.waitSameSeq(want)
 	c.flushAll()

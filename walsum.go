@@ -168,11 +168,17 @@ func (s summedLog) GetLog(index uint64, l *raft.Log) (err error) {
 // end, a time that does not decode, io.EOF), and is damage too.
 func (s summedLog) damage(index uint64, err error) error {
 	var errno syscall.Errno
-	if errors.As(err, &errno) || errors.Is(err, os.ErrClosed) || errors.Is(err, raft.ErrLogNotFound) ||
-		errors.Is(err, types.ErrCorrupt) || errors.Is(err, types.ErrClosed) {
+	if errors.As(err, &errno) || missingOrClosed(err) || errors.Is(err, types.ErrCorrupt) {
 		return err
 	}
 	return &damagedEntry{index, fmt.Sprintf("does not decode (%v)", err)}
+}
+
+// missingOrClosed reports whether a read failed because the entry is not
+// in the log, or because the log or its segment file is closed: answers
+// about the log, not about the entry's bytes.
+func missingOrClosed(err error) bool {
+	return errors.Is(err, raft.ErrLogNotFound) || errors.Is(err, types.ErrClosed) || errors.Is(err, os.ErrClosed)
 }
 
 // damagedEntry is the error of an entry read that is not what was stored.

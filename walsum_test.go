@@ -290,10 +290,7 @@ func TestRaftLogDamagedAtStart(t *testing.T) {
 
 	require.NoError(t, os.RemoveAll(c.cfgs[0].Dir))
 	c.start(0)
-	c.logAppend("after", 10)
-	c.waitSameSeq(310)
-	c.flushAll()
-	requireIdentical(t, c.dirs(), "app.log")
+	logAndCompare(c, 310)
 }
 
 // TestLogGuardDamagedInSnapshot: to Raft, once it runs, a damaged or
@@ -365,10 +362,7 @@ func TestDamagedEntryInSnapshot(t *testing.T) {
 	}
 
 	c.start(down)
-	c.logAppend("after", 10)
-	c.waitSameSeq(60 + 2*150 + 3*10)
-	c.flushAll()
-	requireIdentical(t, c.dirs(), "app.log")
+	logAndCompare(c, 60+2*150+3*10)
 	var notFound int64
 	for i, lx := range c.nodes {
 		if i != down {
