@@ -92,12 +92,13 @@ import (
 // closed log will not read better. A read that hangs rather than fails is
 // not bounded.
 //
-// An unreadable entry that a snapshot holds (damaged: summedLog finds
-// the damage; or an I/O error). A leader's Raft sends a follower its
-// snapshot only when an entry the follower needs is "not found"; on any
-// other error it tries again, for good, its heartbeats keeping the
-// follower. Such an entry is "not found" to Raft once it is applied, when
-// the newest snapshot holds it.
+// An unreadable entry that is applied (damaged: summedLog finds the
+// damage; or an I/O error). A leader's Raft sends a follower its snapshot
+// only when an entry the follower needs is "not found"; on any other error
+// it tries again, for good, its heartbeats keeping the follower. Such an
+// entry is "not found" to Raft when the newest snapshot holds it; when
+// none does, the guard asks for a snapshot (snapshotToHold), and the reads
+// after it answer so.
 type logGuard struct {
 	raft.LogStore // raft-wal, with its checksums (summedLog)
 
@@ -136,6 +137,12 @@ type logGuard struct {
 	notFoundLogged atomic.Int64 // monoNanos of the last such answer logged
 	waiting        atomic.Int32 // reads being tried again now
 	onWait         func()       // called as a read is tried again (waitingToRead)
+	// snapshot asks Raft for a snapshot, in the background, and reports
+	// whether it did (one runs at a time: askSnapshot); snapshotAsked is
+	// the monoNanos of the guard's last ask (snapshotToHold).
+	snapshot      func() bool
+	snapshotAsked atomic.Int64
+	askedSnapshot atomic.Int64 // snapshots it asked for (tests)
 }
 
 // defaultReadRetryFor bounds how long a failed read is tried again.
@@ -150,7 +157,7 @@ func newLogGuard(logs raft.LogStore, snaps raft.SnapshotStore, applied func() ui
 	logf func(string, ...any), closing <-chan struct{}) *logGuard {
 	return &logGuard{LogStore: logs, snaps: snaps, applied: applied, logf: logf, closing: closing,
 		maxKeep: defaultMaxKeep, retryPause: 100 * time.Millisecond, readRetryFor: defaultReadRetryFor,
-		commit: func() uint64 { return 0 }, onWait: func() {}}
+		commit: func() uint64 { return 0 }, onWait: func() {}, snapshot: func() bool { return false }}
 }
 
 func (g *logGuard) IsMonotonic() bool {
@@ -179,17 +186,23 @@ func (g *logGuard) starting() {
 // be read (damaged, or an I/O error: a bad sector) is "not found" to
 // Raft: a leader then sends a follower that needs it that snapshot (on
 // any other error it tries the entry again, for good; after an error that
-// passes, the follower gets a snapshot it did not need). Not while
-// NewRaft runs (applied is 0 then): it may restore an older snapshot than
-// the newest, and read on from there. Not when the log is closing.
+// passes, the follower gets a snapshot it did not need). If no snapshot
+// holds it yet, the read fails as it did and the guard asks for one
+// (snapshotToHold): Raft tries again, and a read after that snapshot is
+// "not found". Not while NewRaft runs (applied is 0 then): it may restore
+// an older snapshot than the newest, and read on from there. Not when the
+// log is closing.
 func (g *logGuard) GetLog(index uint64, l *raft.Log) error {
 	err := g.peek(index, l)
 	if err == nil {
 		return nil
 	}
-	if !missingOrClosed(err) && index <= g.applied() && g.inSnapshot(index) {
-		g.answeredNotFound(err)
-		return raft.ErrLogNotFound // Raft compares with ==
+	if !missingOrClosed(err) && index <= g.applied() {
+		if g.inSnapshot(index) {
+			g.answeredNotFound(err)
+			return raft.ErrLogNotFound // Raft compares with ==
+		}
+		g.snapshotToHold(index, err)
 	}
 	if !g.retryable(index, err) {
 		return err
@@ -197,18 +210,46 @@ func (g *logGuard) GetLog(index uint64, l *raft.Log) error {
 	return g.readAgain(index, l, err)
 }
 
-// notFoundLogEvery spaces the log lines of GetLog's "not found" answers:
-// a leader asks again on every replication attempt.
+// notFoundLogEvery spaces the log lines of GetLog's "not found" answers
+// (a leader asks again on every replication attempt), and the snapshots
+// the guard asks for.
 const notFoundLogEvery = 10 * time.Second
 
 // answeredNotFound counts a "not found" answer for a read that failed
 // with err, and logs it unless one was logged within notFoundLogEvery.
 func (g *logGuard) answeredNotFound(err error) {
 	g.notFound.Add(1)
-	now, last := monoNanos(), g.notFoundLogged.Load()
-	if now-last >= int64(notFoundLogEvery) && g.notFoundLogged.CompareAndSwap(last, now) {
+	if onceEvery(&g.notFoundLogged, notFoundLogEvery) {
 		g.logf("logx: %v; answering Raft that it is not found, since the newest snapshot holds it (a follower that needs it is sent that snapshot); this is logged at most every %v", err, notFoundLogEvery)
 	}
+}
+
+// snapshotToHold asks Raft for a snapshot, since entry index is applied,
+// no snapshot holds it and a read of it failed with err: a leader's Raft
+// tries such a read again for good while its heartbeats keep the
+// follower that needs it (a cluster whose followers all need it commits
+// nothing more). Once the snapshot holds it, GetLog answers "not found",
+// and the leader sends that snapshot. At most once every
+// notFoundLogEvery, and not while another snapshot runs (the next
+// failed read asks again).
+func (g *logGuard) snapshotToHold(index uint64, err error) {
+	if !onceEvery(&g.snapshotAsked, notFoundLogEvery) {
+		return
+	}
+	if !g.snapshot() {
+		g.snapshotAsked.Store(0) // none started: ask again at the next read
+		return
+	}
+	g.askedSnapshot.Add(1)
+	g.logf("logx: %v; Raft entry %d is applied but no snapshot holds it: taking a snapshot, so that a follower that needs it is sent that", err, index)
+}
+
+// onceEvery reports whether span has passed since the monoNanos in last
+// (0: never), and if so stores now there; of callers racing, one gets
+// true.
+func onceEvery(last *atomic.Int64, span time.Duration) bool {
+	now, prev := monoNanos(), last.Load()
+	return (prev == 0 || now-prev >= int64(span)) && last.CompareAndSwap(prev, now)
 }
 
 // inSnapshot reports whether the newest stored snapshot holds entry index.

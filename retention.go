@@ -1,5 +1,11 @@
 package logx
 
+import (
+	"errors"
+
+	"github.com/hashicorp/raft"
+)
+
 // Retired files and snapshots. Retention renames the files it takes out of
 // the log to .retired-<name>, and a snapshot deletes those retired at or
 // before the previous snapshot (fsm.deleteRetired): a peer catching up
@@ -22,18 +28,26 @@ package logx
 // files, as many retired files wait for deletion as retention keeps (the
 // cluster's MaxFiles, at least 2): it asks Raft for a snapshot, unless one
 // it asked for is still running.
-func (lx *Stream) onRetired() {
+func (lx *Stream) onRetired() { lx.askSnapshot() }
+
+// askSnapshot asks Raft for a snapshot in the background, unless one this
+// node asked for is still running or Raft is not running yet, and reports
+// whether it did. An error (a snapshot already under way, Raft shutting
+// down) leaves it to the next ask: retention's next retirement, or the
+// log guard's next read of an entry it cannot read (logguard.go).
+func (lx *Stream) askSnapshot() bool {
 	r := lx.raftPtr.Load() // nil while NewRaft replays the log at start
 	if r == nil || !lx.snapshotting.CompareAndSwap(false, true) {
-		return
+		return false
 	}
 	started := lx.goFunc(func() {
 		defer lx.snapshotting.Store(false)
-		// An error (a snapshot already under way, Raft shutting down)
-		// leaves it to the next retirement.
-		_ = lx.raftCall(func() error { return r.Snapshot().Error() })
+		if err := lx.raftCall(func() error { return r.Snapshot().Error() }); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) && !errors.Is(err, raft.ErrRaftShutdown) {
+			lx.logf("logx: a snapshot this node asked for: %v", err)
+		}
 	})
 	if !started {
 		lx.snapshotting.Store(false)
 	}
+	return started
 }

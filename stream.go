@@ -74,8 +74,8 @@ type Stream struct {
 	lastHandOver atomic.Int64
 	handOverGap  atomic.Int64
 	handOverLog  atomic.Int64
-	// snapshotting is set while a snapshot asked for by onRetired runs
-	// (retention.go).
+	// snapshotting is set while a snapshot this node asked for runs
+	// (askSnapshot: retention.go).
 	snapshotting atomic.Bool
 	// sampler is Config.Sampling's, nil without it (sampling.go).
 	sampler *sampler
@@ -326,6 +326,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		return 0 // during NewRaft: its panic becomes New's error (newRaft)
 	}
 	guard.onWait = lx.waitingToRead
+	guard.snapshot = lx.askSnapshot
 	if cache, err := raft.NewLogCache(logCacheSize, guard); err == nil {
 		lx.logs = cache
 	}

@@ -304,7 +304,11 @@ func TestLogGuardDamagedInSnapshot(t *testing.T) {
 	require.NoError(t, fl.StoreLogs([]*raft.Log{{Index: 1, Term: 1}, {Index: 2, Term: 1}, {Index: 3, Term: 1}}))
 	snaps := raft.NewInmemSnapshotStore()
 	var applied atomic.Uint64
-	g := newLogGuard(fl, snaps, applied.Load, t.Logf, nil)
+	var logged atomic.Int64
+	g := newLogGuard(fl, snaps, applied.Load, func(f string, args ...any) {
+		logged.Add(1)
+		t.Logf(f, args...)
+	}, nil)
 	var l raft.Log
 	fl.fail.Store(1)
 	require.ErrorIs(t, g.GetLog(2, &l), types.ErrCorrupt, "no snapshot yet")
@@ -318,6 +322,7 @@ func TestLogGuardDamagedInSnapshot(t *testing.T) {
 	fl.fail.Store(1)
 	require.True(t, g.GetLog(2, &l) == raft.ErrLogNotFound)
 	require.EqualValues(t, 1, g.notFound.Load())
+	require.EqualValues(t, 1, logged.Load(), "the first answer is logged, however soon after the start")
 	fl.fail.Store(1)
 	require.ErrorIs(t, g.GetLog(3, &l), types.ErrCorrupt, "after the snapshot")
 	fl.fail.Store(1)
@@ -331,6 +336,51 @@ func TestLogGuardDamagedInSnapshot(t *testing.T) {
 	fl.fail.Store(1)
 	require.ErrorIs(t, g.GetLog(1, &l), types.ErrClosed, "the log closing")
 	require.EqualValues(t, 2, g.notFound.Load())
+	require.EqualValues(t, 1, logged.Load(), "the second within notFoundLogEvery is not")
+}
+
+// TestLogGuardAsksSnapshot: an applied entry that cannot be read and that
+// no snapshot holds makes the guard ask for a snapshot, at most once every
+// notFoundLogEvery, and again at the next read if none was started (one
+// ran already); not for an entry not yet applied, nor a closed log.
+func TestLogGuardAsksSnapshot(t *testing.T) {
+	fl := &flakyReads{LogStore: raft.NewInmemStore(), err: &damagedEntry{index: 2, what: "test"}}
+	require.NoError(t, fl.StoreLogs([]*raft.Log{{Index: 1, Term: 1}, {Index: 2, Term: 1}, {Index: 3, Term: 1}}))
+	var applied atomic.Uint64
+	g := newLogGuard(fl, raft.NewInmemSnapshotStore(), applied.Load, t.Logf, nil)
+	var asks, starts atomic.Int64
+	starts.Store(1)
+	g.snapshot = func() bool {
+		asks.Add(1)
+		return starts.Add(-1) >= 0
+	}
+	read := func(index uint64) error {
+		var l raft.Log
+		fl.fail.Store(1)
+		return g.GetLog(index, &l)
+	}
+
+	applied.Store(1)
+	require.ErrorIs(t, read(2), types.ErrCorrupt)
+	require.Zero(t, asks.Load(), "not applied yet")
+	applied.Store(3)
+	require.ErrorIs(t, read(2), types.ErrCorrupt, "no snapshot holds it yet: the read fails as it did")
+	require.EqualValues(t, 1, asks.Load())
+	require.EqualValues(t, 1, g.askedSnapshot.Load())
+	require.ErrorIs(t, read(2), types.ErrCorrupt)
+	require.EqualValues(t, 1, asks.Load(), "at most once every notFoundLogEvery")
+
+	g.snapshotAsked.Store(monoNanos() - int64(notFoundLogEvery)) // that much later
+	require.ErrorIs(t, read(2), types.ErrCorrupt)
+	require.EqualValues(t, 2, asks.Load())
+	require.EqualValues(t, 1, g.askedSnapshot.Load(), "none was started")
+	require.ErrorIs(t, read(2), types.ErrCorrupt)
+	require.EqualValues(t, 3, asks.Load(), "so the next read asks again")
+
+	fl.err = types.ErrClosed
+	g.snapshotAsked.Store(0)
+	require.ErrorIs(t, read(2), types.ErrClosed)
+	require.EqualValues(t, 3, asks.Load(), "the log closing")
 }
 
 // TestDamagedEntryInSnapshot: a leader whose Raft log holds a damaged
@@ -341,7 +391,32 @@ func TestLogGuardDamagedInSnapshot(t *testing.T) {
 // good while its heartbeats keep the follower waiting. The follower
 // catches up: identical files.
 func TestDamagedEntryInSnapshot(t *testing.T) {
-	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+	c, up := damagedWhileDown(t, true)
+	for _, i := range up {
+		require.Zero(t, c.nodes[i].guard.askedSnapshot.Load(), "a snapshot held it")
+	}
+}
+
+// TestDamagedEntryNotInSnapshot: the same, with no snapshot holding the
+// damaged entry: the leader takes one (snapshotToHold), and sends the
+// follower that. Before, it tried the read again for good (a cluster
+// whose followers all needed such an entry committed nothing more).
+func TestDamagedEntryNotInSnapshot(t *testing.T) {
+	c, up := damagedWhileDown(t, false)
+	var asked int64
+	for _, i := range up {
+		asked += c.nodes[i].guard.askedSnapshot.Load()
+	}
+	require.Positive(t, asked, "the leader asked for a snapshot")
+}
+
+// damagedWhileDown stops a follower, logs 150 entries from each other
+// node, takes a snapshot on every node if snapshot is set, flips a byte
+// of those entries in both up nodes' Raft logs, and starts the follower
+// again: it must be sent a snapshot (the entries it needs cannot be read),
+// and its files end identical. up are the nodes that stayed up.
+func damagedWhileDown(t *testing.T, snapshot bool) (c *testCluster, up []int) {
+	c = newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
 		cfg.DisableCompression = true // the lines are in the Raft log as they are
 		sm.walSegmentSize = 16 << 10
 	})
@@ -353,9 +428,12 @@ func TestDamagedEntryInSnapshot(t *testing.T) {
 	c.waitSameSeq(60)
 	c.stop(down)
 	c.logAppend("while-down", 150)
-	c.snapshotAll()
+	if snapshot {
+		c.snapshotAll()
+	}
 	for i := range c.cfgs { // both: whichever leads when the follower is back
 		if i != down {
+			up = append(up, i)
 			name, off := segmentWith(t, filepath.Join(c.cfgs[i].Dir, "raft"), []byte("while-down"))
 			flipOnDisk(t, name, off)
 		}
@@ -364,11 +442,10 @@ func TestDamagedEntryInSnapshot(t *testing.T) {
 	c.start(down)
 	logAndCompare(c, 60+2*150+3*10)
 	var notFound int64
-	for i, lx := range c.nodes {
-		if i != down {
-			notFound += lx.guard.notFound.Load()
-		}
+	for _, i := range up {
+		notFound += c.nodes[i].guard.notFound.Load()
 	}
 	require.Positive(t, notFound, "the damaged entry was needed, and answered not found")
 	require.NotEqual(t, "0", c.nodes[down].raft.Stats()["last_snapshot_index"], "the follower installed the snapshot")
+	return c, up
 }
