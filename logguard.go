@@ -97,8 +97,8 @@ import (
 // only when an entry the follower needs is "not found"; on any other error
 // it tries again, for good, its heartbeats keeping the follower. Such an
 // entry is "not found" to Raft when the newest snapshot holds it; when
-// none does, the guard asks for a snapshot (snapshotToHold), and the reads
-// after it answer so.
+// none does, a leader's guard asks for a snapshot (snapshotToHold), and
+// the reads after it answer so.
 type logGuard struct {
 	raft.LogStore // raft-wal, with its checksums (summedLog)
 
@@ -137,11 +137,13 @@ type logGuard struct {
 	notFoundLogged atomic.Int64 // monoNanos of the last such answer logged
 	waiting        atomic.Int32 // reads being tried again now
 	onWait         func()       // called as a read is tried again (waitingToRead)
-	// snapshot asks Raft for a snapshot, in the background, and reports
-	// whether it did (one runs at a time: askSnapshot); snapshotAsked is
-	// the monoNanos of the guard's last ask (snapshotToHold).
+	// snapshot asks Raft for a snapshot, in the background, if this node
+	// leads, and reports whether it did (one runs at a time:
+	// askSnapshot); snapshotAsked is the monoNanos of the guard's last
+	// ask, and askEvery the spacing of the next (snapshotToHold).
 	snapshot      func() bool
 	snapshotAsked atomic.Int64
+	askEvery      atomic.Int64
 	askedSnapshot atomic.Int64 // snapshots it asked for (tests)
 }
 
@@ -155,9 +157,11 @@ const defaultMaxKeep = 256 << 20
 
 func newLogGuard(logs raft.LogStore, snaps raft.SnapshotStore, applied func() uint64,
 	logf func(string, ...any), closing <-chan struct{}) *logGuard {
-	return &logGuard{LogStore: logs, snaps: snaps, applied: applied, logf: logf, closing: closing,
+	g := &logGuard{LogStore: logs, snaps: snaps, applied: applied, logf: logf, closing: closing,
 		maxKeep: defaultMaxKeep, retryPause: 100 * time.Millisecond, readRetryFor: defaultReadRetryFor,
 		commit: func() uint64 { return 0 }, onWait: func() {}, snapshot: func() bool { return false }}
+	g.askEvery.Store(int64(notFoundLogEvery))
+	return g
 }
 
 func (g *logGuard) IsMonotonic() bool {
@@ -211,15 +215,16 @@ func (g *logGuard) GetLog(index uint64, l *raft.Log) error {
 }
 
 // notFoundLogEvery spaces the log lines of GetLog's "not found" answers
-// (a leader asks again on every replication attempt), and the snapshots
-// the guard asks for.
+// (a leader asks again on every replication attempt), and the first
+// snapshots the guard asks for (snapshotToHold).
 const notFoundLogEvery = 10 * time.Second
 
 // answeredNotFound counts a "not found" answer for a read that failed
 // with err, and logs it unless one was logged within notFoundLogEvery.
 func (g *logGuard) answeredNotFound(err error) {
 	g.notFound.Add(1)
-	if onceEvery(&g.notFoundLogged, notFoundLogEvery) {
+	g.askEvery.Store(int64(notFoundLogEvery)) // snapshotToHold's asks (if any) helped
+	if _, ok := onceEvery(&g.notFoundLogged, notFoundLogEvery); ok {
 		g.logf("logx: %v; answering Raft that it is not found, since the newest snapshot holds it (a follower that needs it is sent that snapshot); this is logged at most every %v", err, notFoundLogEvery)
 	}
 }
@@ -228,28 +233,40 @@ func (g *logGuard) answeredNotFound(err error) {
 // no snapshot holds it and a read of it failed with err: a leader's Raft
 // tries such a read again for good while its heartbeats keep the
 // follower that needs it (a cluster whose followers all need it commits
-// nothing more). Once the snapshot holds it, GetLog answers "not found",
-// and the leader sends that snapshot. At most once every
-// notFoundLogEvery, and not while another snapshot runs (the next
-// failed read asks again).
+// nothing more). Once a snapshot holds it, GetLog answers "not found",
+// and the leader sends that snapshot. Only a leader asks (g.snapshot),
+// and not while another snapshot runs (the next failed read asks again).
+//
+// A snapshot may still not hold it: Raft's no-ops never reach the state
+// machine, so a snapshot ends at the last entry before them, and the
+// state machine may not have taken the entry yet. So the second ask
+// comes twice notFoundLogEvery after the first, and the spacing doubles
+// with every ask up to maxAskEvery; it starts again once an entry is
+// answered "not found".
 func (g *logGuard) snapshotToHold(index uint64, err error) {
-	if !onceEvery(&g.snapshotAsked, notFoundLogEvery) {
+	every := time.Duration(g.askEvery.Load())
+	now, ok := onceEvery(&g.snapshotAsked, every)
+	if !ok {
 		return
 	}
 	if !g.snapshot() {
-		g.snapshotAsked.Store(0) // none started: ask again at the next read
+		g.snapshotAsked.CompareAndSwap(now, 0) // none started: ask again at the next read
 		return
 	}
+	g.askEvery.Store(int64(min(2*every, maxAskEvery)))
 	g.askedSnapshot.Add(1)
-	g.logf("logx: %v; Raft entry %d is applied but no snapshot holds it: taking a snapshot, so that a follower that needs it is sent that", err, index)
+	g.logf("logx: %v; Raft entry %d is applied but no snapshot holds it: asking Raft for a snapshot, so that a follower that needs it is sent that (the next ask, if needed, in %v at the soonest)", err, index, min(2*every, maxAskEvery))
 }
 
+// maxAskEvery bounds the spacing of the snapshots snapshotToHold asks for.
+const maxAskEvery = 10 * time.Minute
+
 // onceEvery reports whether span has passed since the monoNanos in last
-// (0: never), and if so stores now there; of callers racing, one gets
-// true.
-func onceEvery(last *atomic.Int64, span time.Duration) bool {
+// (0: never), and if so stores now there and returns it; of callers
+// racing, one gets true.
+func onceEvery(last *atomic.Int64, span time.Duration) (now int64, ok bool) {
 	now, prev := monoNanos(), last.Load()
-	return (prev == 0 || now-prev >= int64(span)) && last.CompareAndSwap(prev, now)
+	return now, (prev == 0 || now-prev >= int64(span)) && last.CompareAndSwap(prev, now)
 }
 
 // inSnapshot reports whether the newest stored snapshot holds entry index.

@@ -326,7 +326,10 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		return 0 // during NewRaft: its panic becomes New's error (newRaft)
 	}
 	guard.onWait = lx.waitingToRead
-	guard.snapshot = lx.askSnapshot
+	guard.snapshot = func() bool { // a leader's replication is what needs it
+		r := lx.raftPtr.Load()
+		return r != nil && r.State() == raft.Leader && lx.askSnapshot()
+	}
 	if cache, err := raft.NewLogCache(logCacheSize, guard); err == nil {
 		lx.logs = cache
 	}

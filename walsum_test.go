@@ -340,16 +340,20 @@ func TestLogGuardDamagedInSnapshot(t *testing.T) {
 }
 
 // TestLogGuardAsksSnapshot: an applied entry that cannot be read and that
-// no snapshot holds makes the guard ask for a snapshot, at most once every
-// notFoundLogEvery, and again at the next read if none was started (one
-// ran already); not for an entry not yet applied, nor a closed log.
+// no snapshot holds makes the guard ask for a snapshot; the second ask
+// comes twice notFoundLogEvery later, the spacing doubling (a snapshot may
+// not reach the entry: Raft's no-ops never reach the state machine), and
+// starting again once an entry is answered "not found"; if none was
+// started (one ran already, or this node does not lead), the next read
+// asks again. Not for an entry not yet applied, nor a closed log.
 func TestLogGuardAsksSnapshot(t *testing.T) {
 	fl := &flakyReads{LogStore: raft.NewInmemStore(), err: &damagedEntry{index: 2, what: "test"}}
 	require.NoError(t, fl.StoreLogs([]*raft.Log{{Index: 1, Term: 1}, {Index: 2, Term: 1}, {Index: 3, Term: 1}}))
+	snaps := raft.NewInmemSnapshotStore()
 	var applied atomic.Uint64
-	g := newLogGuard(fl, raft.NewInmemSnapshotStore(), applied.Load, t.Logf, nil)
+	g := newLogGuard(fl, snaps, applied.Load, t.Logf, nil)
 	var asks, starts atomic.Int64
-	starts.Store(1)
+	starts.Store(2)
 	g.snapshot = func() bool {
 		asks.Add(1)
 		return starts.Add(-1) >= 0
@@ -359,6 +363,7 @@ func TestLogGuardAsksSnapshot(t *testing.T) {
 		fl.fail.Store(1)
 		return g.GetLog(index, &l)
 	}
+	ago := func(d time.Duration) { g.snapshotAsked.Store(monoNanos() - int64(d)) }
 
 	applied.Store(1)
 	require.ErrorIs(t, read(2), types.ErrCorrupt)
@@ -368,19 +373,36 @@ func TestLogGuardAsksSnapshot(t *testing.T) {
 	require.EqualValues(t, 1, asks.Load())
 	require.EqualValues(t, 1, g.askedSnapshot.Load())
 	require.ErrorIs(t, read(2), types.ErrCorrupt)
-	require.EqualValues(t, 1, asks.Load(), "at most once every notFoundLogEvery")
-
-	g.snapshotAsked.Store(monoNanos() - int64(notFoundLogEvery)) // that much later
+	require.EqualValues(t, 1, asks.Load(), "not at once again")
+	ago(notFoundLogEvery)
+	require.ErrorIs(t, read(2), types.ErrCorrupt)
+	require.EqualValues(t, 1, asks.Load(), "the second ask twice notFoundLogEvery after the first")
+	ago(2 * notFoundLogEvery)
 	require.ErrorIs(t, read(2), types.ErrCorrupt)
 	require.EqualValues(t, 2, asks.Load())
-	require.EqualValues(t, 1, g.askedSnapshot.Load(), "none was started")
+	ago(3 * notFoundLogEvery)
 	require.ErrorIs(t, read(2), types.ErrCorrupt)
-	require.EqualValues(t, 3, asks.Load(), "so the next read asks again")
+	require.EqualValues(t, 2, asks.Load(), "the third four times after the second")
+
+	ago(4 * notFoundLogEvery)
+	require.ErrorIs(t, read(2), types.ErrCorrupt)
+	require.EqualValues(t, 3, asks.Load())
+	require.EqualValues(t, 2, g.askedSnapshot.Load(), "none was started")
+	require.ErrorIs(t, read(2), types.ErrCorrupt)
+	require.EqualValues(t, 4, asks.Load(), "so the next read asks again")
+
+	sink, err := snaps.Create(raft.SnapshotVersionMax, 2, 1, raft.Configuration{}, 1, nil)
+	require.NoError(t, err)
+	require.NoError(t, sink.Close())
+	require.True(t, read(2) == raft.ErrLogNotFound, "a snapshot holds it")
+	require.EqualValues(t, notFoundLogEvery, g.askEvery.Load(), "the spacing starts again")
+	require.ErrorIs(t, read(3), types.ErrCorrupt)
+	require.EqualValues(t, 5, asks.Load(), "an entry past that snapshot")
 
 	fl.err = types.ErrClosed
 	g.snapshotAsked.Store(0)
-	require.ErrorIs(t, read(2), types.ErrClosed)
-	require.EqualValues(t, 3, asks.Load(), "the log closing")
+	require.ErrorIs(t, read(3), types.ErrClosed)
+	require.EqualValues(t, 5, asks.Load(), "the log closing")
 }
 
 // TestDamagedEntryInSnapshot: a leader whose Raft log holds a damaged
