@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"maps"
 	"math/rand"
 	"os"
@@ -77,6 +78,7 @@ var chaosKinds = []string{
 	"add",                // start a new node in a spare slot; it joins, catches up and votes
 	"remove",             // RemoveNode a member (leader or follower) from another member, stop it
 	"clock-skew",         // move a node's clock (the leader's or a follower's) ±1..48h for a while, then back
+	"rot",                // SIGKILL a node, flip a bit of a sealed Raft log segment, restart it (on an empty Dir if it refuses)
 }
 
 const chaosElectionTimeout = 300 * time.Millisecond // helperMain's
@@ -141,6 +143,7 @@ type chaos struct {
 	changed bool     // the membership is no longer the bootstrapped one
 	retired []string // the Dirs of removed nodes
 	cmds    int      // remove commands sent
+	refused int      // rot faults whose node refused to start
 
 	began      time.Time    // before the first node started: no line clock may be older, less clockSlack
 	skews      []skewWindow // the clock-skew faults
@@ -457,9 +460,123 @@ func (h *chaos) inject(kind string) {
 		h.logf("remove: n%d removed and stopped", victim+1)
 	case "clock-skew":
 		h.clockSkew()
+	case "rot":
+		h.rot()
 	default:
 		h.t.Fatalf("unknown fault kind %q", kind)
 	}
+}
+
+// rot is bit rot in a member's Raft log, found as the node starts: it is
+// SIGKILLed, one bit of one of its sealed Raft log segments (of either
+// stream) is flipped, and it is started again. If the start reads the
+// damage (New's error names the Raft log: an entry after the snapshot it
+// restores, or a segment raft-wal cannot open), the node exits, and the
+// harness does what docs/guarantees.md tells an operator: once the others
+// hold everything committed, it starts the node on an empty Dir.
+// Otherwise the node runs, and never reads that entry unless it leads and
+// a follower needs it: then it sends its snapshot (logguard.go).
+func (h *chaos) rot() {
+	c := h.c
+	i := h.anyMember(-1)
+	was := c.status(i).state
+	c.kill(i)
+	name, off := h.flipSealedBit(c.dir(i))
+	var from int64 // this start's part of the node's stderr file
+	if st, err := os.Stat(c.path(i, "stderr")); err == nil {
+		from = st.Size()
+	}
+	c.start(i, h.o.writers)
+	if name == "" {
+		h.logf("rot: n%d (%s) has no sealed Raft log segment; restarted it as it was", i+1, was)
+		return
+	}
+	h.logf("rot: SIGKILLed n%d (%s), flipped a bit of byte %d of %s, restarted it", i+1, was, off, name)
+	var exit error
+	ok := waitFor(90*time.Second, func() bool {
+		select {
+		case exit = <-c.exited[i]:
+			return true
+		default:
+		}
+		return c.status(i).state != ""
+	})
+	require.True(h.t, ok, "rot: n%d neither ran nor exited within 90s", i+1)
+	if exit == nil {
+		h.logf("rot: n%d runs", i+1)
+		return
+	}
+	c.procs[i] = nil
+	why := lastHelperLine(h.t, c.path(i, "stderr"), from)
+	require.Contains(h.t, why, "Raft log", "rot: n%d exited (%v), not for its Raft log", i+1, exit)
+	h.refused++
+	h.logf("rot: n%d refused to start: %s", i+1, why)
+	h.caughtUp("rot: the others", h.leader(i), i)
+	require.NoError(h.t, os.RemoveAll(c.dir(i)))
+	c.start(i, h.o.writers)
+	h.logf("rot: restarted n%d on an empty Dir", i+1)
+}
+
+// flipSealedBit flips one bit of a byte drawn at random from the sealed
+// segments of the Raft logs under dir (a log's last segment is its open
+// one; half the time from a log's oldest), and returns the file (relative to dir) and the offset; "" if
+// there are none.
+func (h *chaos) flipSealedBit(dir string) (string, int64) {
+	byLog := map[string][]string{}
+	require.NoError(h.t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".wal") {
+			byLog[filepath.Dir(p)] = append(byLog[filepath.Dir(p)], p)
+		}
+		return err
+	}))
+	var sealed, oldest []string
+	for _, segs := range byLog {
+		sort.Strings(segs) // by first index; the last is open
+		if len(segs) > 1 {
+			sealed = append(sealed, segs[:len(segs)-1]...)
+			oldest = append(oldest, segs[0])
+		}
+	}
+	if len(sealed) == 0 {
+		return "", 0
+	}
+	sort.Strings(sealed) // the map's order is random: the seed replays
+	sort.Strings(oldest)
+	// Half the time a log's oldest segment: its entries are more often
+	// below the snapshot, which the start does not read.
+	name := sealed[h.rng.Intn(len(sealed))]
+	if h.rng.Intn(2) == 0 {
+		name = oldest[h.rng.Intn(len(oldest))]
+	}
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	require.NoError(h.t, err)
+	defer f.Close()
+	st, err := f.Stat()
+	require.NoError(h.t, err)
+	off := h.rng.Int63n(st.Size())
+	b := make([]byte, 1)
+	_, err = f.ReadAt(b, off)
+	require.NoError(h.t, err)
+	b[0] ^= 1 << h.rng.Intn(8)
+	_, err = f.WriteAt(b, off)
+	require.NoError(h.t, err)
+	rel, _ := filepath.Rel(dir, name)
+	return rel, off
+}
+
+// lastHelperLine returns the last line the helper wrote ("helper: ...")
+// in a node's stderr file past offset from: why the node exited, if it
+// did by itself ("" after a panic).
+func lastHelperLine(t *testing.T, name string, from int64) string {
+	b, err := os.ReadFile(name)
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(string(b[min(from, int64(len(b))):])), "\n")
+	for k := len(lines) - 1; k >= 0; k-- {
+		if strings.HasPrefix(lines[k], "helper:") {
+			return lines[k]
+		}
+	}
+	return ""
 }
 
 // clockSkew moves a node's clock, the leader's about half the time, 1 to
@@ -1045,7 +1162,7 @@ func (h *chaos) line(r *chaosResult) string {
 		}
 		fmt.Fprintf(&b, "%s=%d", k, h.counts[k])
 	}
-	b.WriteByte(')')
+	fmt.Fprintf(&b, " rot-refused=%d)", h.refused)
 	if r != nil {
 		fmt.Fprintf(&b, " acked=%d entries=%d %s-acked=%d %s-entries=%d catch-ups=%d members=%d missing=%d duplicates=%d partial-batches=%d differing-nodes=%d",
 			r.acked, r.entries, chaosStream, r.streamAcked, chaosStream, r.streamEntries, r.catchUps, len(h.members()), r.missing, r.duplicates, r.partial, r.differing)
