@@ -739,27 +739,37 @@ func (h *chaos) recover(after string) {
 }
 
 // caughtUp waits until every running node but except has applied the
-// leader l's last Raft index, as l reports it now. Writers keep the log
-// growing, so the index is reached even if l loses its leadership and its
-// uncommitted tail. The deadline is generous: after failures, Raft backs
-// off replicating to a node for up to about 10 s.
+// leader l's last Raft index, as l reports it now, and written the
+// highest sequence number of the second stream (chaosStream) that any of
+// them reports now: a node is wiped only once the others hold both
+// streams' entries (before, only the default stream's were waited for,
+// and wipes close together lost acknowledged entries of the second).
+// Writers keep the logs growing, so both are reached even if l loses its
+// leadership and its uncommitted tail. The deadline is generous: after
+// failures, Raft backs off replicating to a node for up to about 10 s.
 func (h *chaos) caughtUp(after string, l, except int) {
 	h.t.Helper()
 	target := h.c.status(l).last
+	var extra uint64
+	for _, i := range h.members() {
+		if i != except && h.c.procs[i] != nil {
+			extra = max(extra, h.c.status(i).extraSeq)
+		}
+	}
 	t0 := time.Now()
 	ok := waitFor(90*time.Second, func() bool {
 		h.checkAlive()
 		for _, i := range h.members() {
-			if i != except && h.c.status(i).applied < target {
+			if s := h.c.status(i); i != except && (s.applied < target || s.extraSeq < extra) {
 				return false
 			}
 		}
 		return true
 	})
 	if !ok {
-		h.t.Fatalf("after %s: the nodes did not reach Raft index %d of leader n%d within 90s: %s", after, target, l+1, h.statuses())
+		h.t.Fatalf("after %s: the nodes did not reach Raft index %d of leader n%d and %s seq %d within 90s: %s", after, target, l+1, chaosStream, extra, h.statuses())
 	}
-	h.logf("%s: caught up to Raft index %d of n%d in %v", after, target, l+1, time.Since(t0).Round(time.Millisecond))
+	h.logf("%s: caught up to Raft index %d of n%d and %s seq %d in %v", after, target, l+1, chaosStream, extra, time.Since(t0).Round(time.Millisecond))
 }
 
 // checkAlive fails the test if a node process exited on its own.
@@ -796,7 +806,7 @@ func (h *chaos) statuses() string {
 			continue
 		}
 		s := h.c.status(i)
-		fmt.Fprintf(&b, "n%d{%s term=%d seq=%d applied=%d last=%d running=%v} ", i+1, s.state, s.term, s.seq, s.applied, s.last, h.c.procs[i] != nil)
+		fmt.Fprintf(&b, "n%d{%s term=%d seq=%d applied=%d last=%d %s-seq=%d running=%v} ", i+1, s.state, s.term, s.seq, s.applied, s.last, chaosStream, s.extraSeq, h.c.procs[i] != nil)
 	}
 	return b.String()
 }
@@ -808,6 +818,7 @@ const chaosStream = "audit"
 
 type chaosResult struct {
 	acked, entries, catchUps    int
+	notFound, askedSnap         int // log lines of a leader that could not read an entry (logguard.go)
 	streamAcked, streamEntries  int // chaosStream's
 	missing, duplicates, badSeq int
 	partial                     int // AppendBatch batches not whole and contiguous in some file
@@ -927,6 +938,10 @@ func (h *chaos) check() chaosResult {
 	for i := range c.addrs {
 		b, _ := os.ReadFile(c.path(i, "stderr"))
 		r.catchUps += strings.Count(string(b), "logx: caught up to Raft index")
+		// A leader that could not read an entry a follower needed (rot):
+		// it sent a snapshot instead, or asked for one first (logguard.go).
+		r.notFound += strings.Count(string(b), "answering Raft that it is not found")
+		r.askedSnap += strings.Count(string(b), "asking Raft for a snapshot")
 	}
 	r.missing, r.duplicates = len(missing), len(dups)
 	most := 0
@@ -1166,6 +1181,7 @@ func (h *chaos) line(r *chaosResult) string {
 	if r != nil {
 		fmt.Fprintf(&b, " acked=%d entries=%d %s-acked=%d %s-entries=%d catch-ups=%d members=%d missing=%d duplicates=%d partial-batches=%d differing-nodes=%d",
 			r.acked, r.entries, chaosStream, r.streamAcked, chaosStream, r.streamEntries, r.catchUps, len(h.members()), r.missing, r.duplicates, r.partial, r.differing)
+		fmt.Fprintf(&b, " unreadable-sent-as-snapshot=%d snapshots-asked=%d", r.notFound, r.askedSnap)
 		fmt.Fprintf(&b, " zst-files=%d differing-zst=%d sums=%d blake3=%d bad-sums=%d", r.zstFiles, r.zstDiffer, r.sumsChecked, r.blake3Files, r.badSums)
 		if r.removed > 0 {
 			fmt.Fprintf(&b, " removed-not-prefix=%d/%d", r.notPrefix, r.removed)
