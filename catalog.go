@@ -434,6 +434,11 @@ func (lx *Stream) bootstrapIfEmpty(voters []string) {
 	if have, err := lx.serverAddrs(false); err != nil || len(have) > 0 {
 		return
 	}
+	if peer := lx.clusterRuns(voters); peer != "" { // bootstrap.go
+		lx.bootstrapSkipped.Store(true)
+		lx.logf("logx: this node's Raft state is empty and %s already runs the group: not bootstrapping; waiting for its leader", peer)
+		return
+	}
 	err := lx.raftCall(func() error { return lx.raft.BootstrapCluster(bootstrapConfig(voters)).Error() })
 	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) && !errors.Is(err, raft.ErrRaftShutdown) {
 		lx.logf("logx: starting the group with the catalog's voters: %v", err)

@@ -150,8 +150,10 @@ type node struct {
 
 // New starts a node: it recovers Dir, starts a Raft group for each stream
 // (the default stream, those of Config.Streams, and those the cluster's
-// catalog lists) and listens on Addr. On a brand-new cluster every node
-// bootstraps with Peers. New does not wait for a leader (the other nodes
+// catalog lists) and listens on Addr. On a brand-new cluster a node
+// bootstraps with Peers, unless a peer answers that the cluster runs
+// already (then it waits for the leader, as after its Dir was emptied;
+// asking takes at most Config.ElectionTimeout). New does not wait for a leader (the other nodes
 // may not be up yet); calls made before one is elected are queued. Use
 // WaitReady to wait until the node has joined.
 func New(cfg Config) (*Logx, error) { return newNode(cfg, seams{}) }

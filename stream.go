@@ -74,6 +74,9 @@ type Stream struct {
 	lastHandOver atomic.Int64
 	handOverGap  atomic.Int64
 	handOverLog  atomic.Int64
+	// bootstrapSkipped is set when this node's Raft state was empty and
+	// a peer answered that the group runs: no bootstrap (bootstrap.go).
+	bootstrapSkipped atomic.Bool
 	// snapshotting is set while a snapshot this node asked for runs
 	// (askSnapshot: retention.go).
 	snapshotting atomic.Bool
@@ -398,7 +401,10 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		lx.goWG.Wait()
 	})
 	if !existing && !cfg.Join {
-		if err := lx.raft.BootstrapCluster(bootstrapConfig(cfg.Peers)).Error(); err != nil &&
+		if peer := lx.clusterRuns(cfg.Peers); peer != "" { // bootstrap.go
+			lx.bootstrapSkipped.Store(true)
+			lx.logf("logx: this node's Raft state is empty and %s already runs the group: not bootstrapping; waiting for its leader", peer)
+		} else if err := lx.raft.BootstrapCluster(bootstrapConfig(cfg.Peers)).Error(); err != nil &&
 			!errors.Is(err, raft.ErrCantBootstrap) {
 			return nil, fmt.Errorf("logx: bootstrapping cluster: %w", err)
 		}
