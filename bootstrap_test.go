@@ -1,9 +1,14 @@
 package logx
 
 import (
+	"context"
 	"os"
+	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/stretchr/testify/require"
 )
 
@@ -24,6 +29,26 @@ func TestEmptyNodesWaitForLeader(t *testing.T) {
 	require.GreaterOrEqual(t, lead, 0)
 	c.logAppend("before", 50)
 	c.waitSameSeq(150)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	audit := func(i int) *Stream {
+		a, err := c.nodes[i].Stream("audit")
+		require.NoError(t, err)
+		return a
+	}
+	for k := range 20 {
+		_, err := audit(lead).Append(ctx, LevelInfo, "before", "k", k)
+		require.NoError(t, err)
+	}
+	auditHolds := func(n uint64) bool {
+		for i := range c.nodes {
+			if a, err := c.nodes[i].Stream("audit"); err != nil || a.Stats().Seq < n {
+				return false
+			}
+		}
+		return true
+	}
+	require.True(t, waitFor(30*time.Second, func() bool { return auditHolds(20) }))
 	var empties []int
 	for i := range c.cfgs {
 		if i != lead {
@@ -36,19 +61,61 @@ func TestEmptyNodesWaitForLeader(t *testing.T) {
 		c.start(i)
 		require.True(t, c.nodes[i].bootstrapSkipped.Load(), "node %d bootstrapped the default stream", i+1)
 	}
+	for _, i := range empties {
+		m := c.nodes[i].runsWith.Load()
+		require.NotNil(t, m)
+		require.Contains(t, *m, c.cfgs[lead].Addr, "the members the leader listed")
+	}
 	logAndCompare(c, 150+3*10)
 	require.Equal(t, lead, c.leaderIndex(), "the old leader leads: the empty nodes could not stand")
-	for _, i := range empties {
-		audit, err := c.nodes[i].Stream("audit")
+	// audit: a declared stream, opened before the catalog says who its
+	// voters are, then bootstrapped only if no member runs it (or already
+	// given its configuration by the leader): what it held is kept.
+	for i := range c.nodes {
+		_, err := audit(i).Append(ctx, LevelInfo, "after", "i", i)
 		require.NoError(t, err)
-		require.True(t, audit.bootstrapSkipped.Load(), "node %d bootstrapped audit", i+1)
 	}
+	require.True(t, waitFor(30*time.Second, func() bool { return auditHolds(20 + 3) }), "audit converges")
+	for i := range c.nodes {
+		require.NoError(t, audit(i).Flush(ctx))
+	}
+	requireIdentical(t, streamDirs(c, "audit"), "audit.log")
 }
 
-// TestBootstrapFirstStart: on a cluster's first start every node
-// bootstraps unless a peer already has a history.
+// TestBootstrapFirstStart: on a cluster's first start, its nodes started
+// one after another, the first finds no peer running and bootstraps
+// (which gives it term 1 at once); the others find it running the cluster
+// with them in its configuration and wait, without a configuration, for
+// its leader: it is elected with their votes, and the cluster works.
 func TestBootstrapFirstStart(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
+	require.False(t, c.nodes[0].bootstrapSkipped.Load(), "the first node found no peer running")
+	for i := 1; i < 3; i++ {
+		require.True(t, c.nodes[i].bootstrapSkipped.Load(), "node %d found the first running", i+1)
+	}
 	c.waitReady()
-	require.False(t, c.nodes[0].bootstrapSkipped.Load(), "the first node found no peer with a history")
+	logAndCompare(c, 3*10)
+}
+
+// TestEmptyNodeRaftPeers: a node with no configuration yet accepts Raft
+// from any certificate of the CA only while it knows no members: once it
+// holds the members a peer listed when it did not bootstrap (runsWith), a
+// certificate naming none of their hosts is refused, as by a node with a
+// configuration (TestHostileRaftPeer).
+func TestEmptyNodeRaftPeers(t *testing.T) {
+	r := newHostileRig(t)
+	cfg := testConfig(t, 0, freeAddrs(t, 1), filepath.Join(r.base, "empty"))
+	cfg.NodeID, cfg.Peers, cfg.Join, cfg.TLS = "empty", r.c.cfgs[0].Peers, true, r.ca.nodeTLS(t, "empty")
+	lx, err := New(cfg)
+	require.NoError(t, err)
+	defer lx.Close()
+	heartbeat := func() error {
+		var resp raft.AppendEntriesResponse
+		return raftClient(t, r.evil).AppendEntries("x", raft.ServerAddress(cfg.Addr), &raft.AppendEntriesRequest{ // a new connection each time
+			RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("evil"), Addr: []byte("127.0.0.1:9")}, Term: 1}, &resp)
+	}
+	require.NoError(t, heartbeat(), "knowing no member, it cannot tell")
+	members := slices.Clone(r.c.cfgs[0].Peers)
+	lx.runsWith.Store(&members)
+	require.Error(t, heartbeat(), "the attacker's certificate names no member's host")
 }

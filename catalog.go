@@ -434,9 +434,8 @@ func (lx *Stream) bootstrapIfEmpty(voters []string) {
 	if have, err := lx.serverAddrs(false); err != nil || len(have) > 0 {
 		return
 	}
-	if peer := lx.clusterRuns(voters); peer != "" { // bootstrap.go
-		lx.bootstrapSkipped.Store(true)
-		lx.logf("logx: this node's Raft state is empty and %s already runs the group: not bootstrapping; waiting for its leader", peer)
+	if peer, members := lx.clusterRuns(voters); peer != "" { // bootstrap.go
+		lx.skipBootstrap(peer, members)
 		return
 	}
 	err := lx.raftCall(func() error { return lx.raft.BootstrapCluster(bootstrapConfig(voters)).Error() })

@@ -151,9 +151,9 @@ type node struct {
 // New starts a node: it recovers Dir, starts a Raft group for each stream
 // (the default stream, those of Config.Streams, and those the cluster's
 // catalog lists) and listens on Addr. On a brand-new cluster a node
-// bootstraps with Peers, unless a peer answers that the cluster runs
-// already (then it waits for the leader, as after its Dir was emptied;
-// asking takes at most Config.ElectionTimeout). New does not wait for a leader (the other nodes
+// bootstraps with Peers, unless a peer answers that it runs the cluster
+// with this node already (then it waits for the leader, as after its Dir
+// was emptied; asking takes at most Config.ElectionTimeout). New does not wait for a leader (the other nodes
 // may not be up yet); calls made before one is elected are queued. Use
 // WaitReady to wait until the node has joined.
 func New(cfg Config) (*Logx, error) { return newNode(cfg, seams{}) }
@@ -233,7 +233,7 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 		ln = tls.NewListener(ln, cfg.TLS)
 	}
 	n.mux = newMux(ln, cfg, sm, n.tlsConfig)
-	def, err := newStream(cfg, sm, n.mux, DefaultStream, &nodeHooks{onCatalog: n.catalogEvent, otherStats: n.otherStats, tls: n.tlsNow})
+	def, err := newStream(cfg, sm, n.mux, DefaultStream, &nodeHooks{onCatalog: n.catalogEvent, otherStats: n.otherStats, tls: n.tlsNow, stopping: n.stopCtx})
 	if err != nil {
 		return nil, err
 	}
@@ -310,7 +310,7 @@ func (n *node) open(sc StreamConfig, voters []string, join bool) error {
 		cfg.Join = !slices.Contains(voters, cfg.Addr)
 	}
 	cfg.Join = cfg.Join || join
-	s, err := newStream(cfg, n.seams, n.mux, sc.Name, &nodeHooks{defaultServers: n.defaultServers, tls: n.tlsNow})
+	s, err := newStream(cfg, n.seams, n.mux, sc.Name, &nodeHooks{defaultServers: n.defaultServers, tls: n.tlsNow, stopping: n.stopCtx})
 	if err != nil {
 		return err
 	}
@@ -488,10 +488,7 @@ func (n *node) applyEvent(ev catalogEvent) {
 }
 
 // defaultServers returns the addresses of the default stream's members.
-func (n *node) defaultServers() []string {
-	addrs, _ := n.list()[0].serverAddrs(false)
-	return addrs
-}
+func (n *node) defaultServers() []string { return n.list()[0].knownMembers() }
 
 // deleted reports whether s was deleted: the catalog says so, or the node
 // no longer lists it.

@@ -75,8 +75,10 @@ type Stream struct {
 	handOverGap  atomic.Int64
 	handOverLog  atomic.Int64
 	// bootstrapSkipped is set when this node's Raft state was empty and
-	// a peer answered that the group runs: no bootstrap (bootstrap.go).
+	// a peer answered that the group runs: no bootstrap; runsWith are the
+	// members it listed (bootstrap.go).
 	bootstrapSkipped atomic.Bool
+	runsWith         atomic.Pointer[[]string]
 	// snapshotting is set while a snapshot this node asked for runs
 	// (askSnapshot: retention.go).
 	snapshotting atomic.Bool
@@ -401,9 +403,8 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		lx.goWG.Wait()
 	})
 	if !existing && !cfg.Join {
-		if peer := lx.clusterRuns(cfg.Peers); peer != "" { // bootstrap.go
-			lx.bootstrapSkipped.Store(true)
-			lx.logf("logx: this node's Raft state is empty and %s already runs the group: not bootstrapping; waiting for its leader", peer)
+		if peer, members := lx.clusterRuns(cfg.Peers); peer != "" { // bootstrap.go
+			lx.skipBootstrap(peer, members)
 		} else if err := lx.raft.BootstrapCluster(bootstrapConfig(cfg.Peers)).Error(); err != nil &&
 			!errors.Is(err, raft.ErrCantBootstrap) {
 			return nil, fmt.Errorf("logx: bootstrapping cluster: %w", err)
@@ -538,6 +539,8 @@ type nodeHooks struct {
 	// defaultServers, for the other streams, are the members of the
 	// default stream's configuration (raftPeerOK).
 	defaultServers func() []string
+	// stopping ends when the node's Close begins (bootstrap.go).
+	stopping context.Context
 	// tls is the node's current TLS configuration and its generation
 	// (tlsreload.go).
 	tls func() (*tls.Config, uint64)

@@ -43,9 +43,10 @@ func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 // certificate must name the host of a server of this node's latest
 // configuration or of Config.Peers, as every member's own certificate does
 // (its peers check that name when they dial it). A node whose
-// configuration is still empty (one started with Join, before the leader
-// reached it) cannot tell members apart and accepts any certificate of the
-// CA. On one host every certificate naming that host passes: give
+// configuration is still empty takes the members a peer listed when it
+// did not bootstrap (an emptied Dir, bootstrap.go); one started with Join,
+// before the leader reached it, cannot tell members apart and accepts any
+// certificate of the CA. On one host every certificate naming that host passes: give
 // programs that are not nodes certificates that do not name the nodes'
 // hosts.
 func (lx *Stream) raftPeerOK(c net.Conn) bool {
@@ -60,6 +61,9 @@ func (lx *Stream) raftPeerOK(c net.Conn) bool {
 	addrs := slices.Clone(lx.cfg.Peers)
 	if lx.raftPtr.Load() != nil {
 		if members, err := lx.serverAddrs(false); err == nil {
+			if len(members) == 0 {
+				members = lx.knownMembers() // bootstrap.go
+			}
 			if len(members) == 0 && lx.hooks.defaultServers != nil {
 				// A stream of a node not yet added to it: the node's
 				// default stream says who the members are.
