@@ -19,16 +19,30 @@ import (
 // waits for the leader's entries, as a joining node does, and votes as
 // Raft asks (hashicorp/raft grants votes when it has no configuration).
 //
+// A member counts only if its group has committed (a commit index or an
+// applied index above 0): its configuration is then on a majority, and
+// whichever of them leads will reach this node. A node that only
+// bootstrapped (term 1, nothing committed) does not count: the others
+// bootstrap too, as on every first start, rather than wait for it with
+// no configuration (if it died before it committed, a node that had voted
+// for it could never bootstrap: Raft refuses once a term is stored).
+//
+// Only a node that started with empty Raft state asks (a new node, or one
+// whose Dir was emptied): for its default stream, and for every stream it
+// opens while that start lasts. A node that started with its log creates
+// a stream the catalog adds with no asking, as before: the others are
+// opening it at the same moment, and would hold the question until their
+// own open.
+//
 // It fails open: if no such member answers within the election timeout
 // (the first start of a cluster, whose other nodes are not up or have no
-// history yet; a leader cut off or too slow; Peers that no longer name a
-// member), the node bootstraps as before.
+// history yet; a leader cut off or too slow; a member still starting;
+// Peers that no longer name a member), the node bootstraps as before.
 
 // clusterRuns asks the peers among addrs (this node left out) for their
 // status of this stream, at once, and returns the address of one that
-// runs the group with this node in its configuration (it has a term, a
-// commit index or a leader, and lists this node), with the members it
-// lists; "" if none answers so within the election timeout.
+// runs the group with this node in its configuration (runsWith), with the
+// members it lists; "" if none answers so within the election timeout.
 func (lx *Stream) clusterRuns(addrs []string) (string, []string) {
 	ctx, cancel := context.WithTimeout(lx.closingCtx, lx.cfg.ElectionTimeout)
 	defer cancel()
@@ -65,13 +79,13 @@ func (lx *Stream) clusterRuns(addrs []string) (string, []string) {
 
 // runsWith reports whether st, the status the node at addr sent, says it
 // runs its group with self in its configuration: it answered as addr, its
-// Raft has not stopped, it has a history (a term, a commit index or a
-// leader), and its configuration lists self, so its leader will reach
-// self. A removed node, a node of another cluster and a node that only
-// voted (without a configuration) do not.
+// Raft has not stopped, its group has committed (a commit index or an
+// applied index), and its configuration lists self, so its leader will
+// reach self. A removed node, a node of another cluster, a node that only
+// bootstrapped and one that only voted (without a configuration) do not.
 func runsWith(st Stats, addr, self string) bool {
 	return st.Addr == addr && st.State != "Shutdown" &&
-		(st.Term > 0 || st.CommitIndex > 0 || st.Leader != "") &&
+		(st.CommitIndex > 0 || st.AppliedIndex > 0) &&
 		slices.ContainsFunc(st.Peers, func(p PeerStats) bool { return p.Addr == self })
 }
 
@@ -98,6 +112,18 @@ func (lx *Stream) knownMembers() []string {
 	return nil
 }
 
-// errStarting is a status request's answer from a stream still starting
-// on that node (serveControl).
-const errStarting = "logx: this stream is still starting on this node"
+// askFirst is clusterRuns, asked only by a node that started with empty
+// Raft state: the default stream when its own state is empty, another
+// stream when the default stream's was (nodeFresh). Otherwise the stream
+// is new (the catalog added it; the other nodes are opening it too) and
+// "" is returned at once.
+func (lx *Stream) askFirst(addrs []string) (string, []string) {
+	fresh := lx.startedEmpty
+	if lx.name != DefaultStream {
+		fresh = lx.hooks.nodeFresh != nil && lx.hooks.nodeFresh()
+	}
+	if !fresh {
+		return "", nil
+	}
+	return lx.clusterRuns(addrs)
+}

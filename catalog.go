@@ -434,7 +434,7 @@ func (lx *Stream) bootstrapIfEmpty(voters []string) {
 	if have, err := lx.serverAddrs(false); err != nil || len(have) > 0 {
 		return
 	}
-	if peer, members := lx.clusterRuns(voters); peer != "" { // bootstrap.go
+	if peer, members := lx.askFirst(voters); peer != "" { // bootstrap.go
 		lx.skipBootstrap(peer, members)
 		return
 	}

@@ -46,7 +46,8 @@ type Config struct {
 	// Peers lists the Addr of every node of the cluster, this one included.
 	// All nodes must start with the same list; it is used to bootstrap a new
 	// cluster (a node with an empty Dir asks them first, and does not
-	// bootstrap if one answers that it runs the cluster with this node),
+	// bootstrap if one answers that a cluster with this node in it has
+	// committed),
 	// and as the nodes to ask for file ranges during a catch-up.
 	// With Join it lists members of the running cluster to contact, and may
 	// leave out this node. Required.

@@ -214,18 +214,9 @@ func (lx *Stream) serveControl(c net.Conn) {
 		return
 	}
 	var resp controlResponse
-	req, timeout, err := parseControlRequest(data)
-	switch {
-	case err != nil:
+	if req, timeout, err := parseControlRequest(data); err != nil {
 		resp.Error = err.Error()
-	case req.Op == "status" && !lx.mux.isOpen():
-		// At once: a node whose Raft state is empty asks its peers,
-		// which may be starting this stream too, before it bootstraps
-		// (bootstrap.go); waiting for them would hold every start up.
-		resp.Error = errStarting
-	case !lx.mux.waitOpen():
-		return // the stream closed, or did not start in time
-	default:
+	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		_ = c.SetReadDeadline(time.Time{})
 		watched := make(chan struct{})

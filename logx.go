@@ -151,9 +151,9 @@ type node struct {
 // New starts a node: it recovers Dir, starts a Raft group for each stream
 // (the default stream, those of Config.Streams, and those the cluster's
 // catalog lists) and listens on Addr. On a brand-new cluster a node
-// bootstraps with Peers, unless a peer answers that it runs the cluster
-// with this node already (then it waits for the leader, as after its Dir
-// was emptied; asking takes at most Config.ElectionTimeout). New does not wait for a leader (the other nodes
+// bootstraps with Peers, unless a peer answers that a cluster with this
+// node in it has committed already (then it waits for the leader, as
+// after its Dir was emptied; asking takes at most Config.ElectionTimeout). New does not wait for a leader (the other nodes
 // may not be up yet); calls made before one is elected are queued. Use
 // WaitReady to wait until the node has joined.
 func New(cfg Config) (*Logx, error) { return newNode(cfg, seams{}) }
@@ -310,7 +310,8 @@ func (n *node) open(sc StreamConfig, voters []string, join bool) error {
 		cfg.Join = !slices.Contains(voters, cfg.Addr)
 	}
 	cfg.Join = cfg.Join || join
-	s, err := newStream(cfg, n.seams, n.mux, sc.Name, &nodeHooks{defaultServers: n.defaultServers, tls: n.tlsNow, stopping: n.stopCtx})
+	s, err := newStream(cfg, n.seams, n.mux, sc.Name, &nodeHooks{defaultServers: n.defaultServers, tls: n.tlsNow, stopping: n.stopCtx,
+		nodeFresh: func() bool { return n.list()[0].startedEmpty }})
 	if err != nil {
 		return err
 	}

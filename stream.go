@@ -79,6 +79,7 @@ type Stream struct {
 	// members it listed (bootstrap.go).
 	bootstrapSkipped atomic.Bool
 	runsWith         atomic.Pointer[[]string]
+	startedEmpty     bool // this stream's Raft state was empty when it opened
 	// snapshotting is set while a snapshot this node asked for runs
 	// (askSnapshot: retention.go).
 	snapshotting atomic.Bool
@@ -384,6 +385,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
 	}
+	lx.startedEmpty = !existing
 	// NewRaft restores the newest stored snapshot; an interrupted
 	// catch-up it finds goes on in the background (fsm.Restore), since the
 	// peers it copies from may not be up yet.
@@ -403,7 +405,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		lx.goWG.Wait()
 	})
 	if !existing && !cfg.Join {
-		if peer, members := lx.clusterRuns(cfg.Peers); peer != "" { // bootstrap.go
+		if peer, members := lx.askFirst(cfg.Peers); peer != "" { // bootstrap.go
 			lx.skipBootstrap(peer, members)
 		} else if err := lx.raft.BootstrapCluster(bootstrapConfig(cfg.Peers)).Error(); err != nil &&
 			!errors.Is(err, raft.ErrCantBootstrap) {
@@ -539,8 +541,11 @@ type nodeHooks struct {
 	// defaultServers, for the other streams, are the members of the
 	// default stream's configuration (raftPeerOK).
 	defaultServers func() []string
-	// stopping ends when the node's Close begins (bootstrap.go).
-	stopping context.Context
+	// stopping ends when the node's Close begins; nodeFresh reports
+	// whether the node's default stream started with empty Raft state
+	// (bootstrap.go).
+	stopping  context.Context
+	nodeFresh func() bool
 	// tls is the node's current TLS configuration and its generation
 	// (tlsreload.go).
 	tls func() (*tls.Config, uint64)

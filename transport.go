@@ -175,7 +175,7 @@ func (m *mux) dispatch(c net.Conn) {
 		return
 	}
 	defer done()
-	if proto != wire.ProtoRaft && proto != wire.ProtoControl && !e.waitOpen() {
+	if proto != wire.ProtoRaft && !e.waitOpen() {
 		proto = 0 // the stream closed, or did not start in time: drop c
 	}
 	switch proto {
@@ -405,16 +405,6 @@ func (m *mux) endpoint(name string, forward, fetch, control func(net.Conn), raft
 // which wait until then (Raft's connections need not: its transport takes
 // them).
 func (e *endpoint) open() { e.opened.Do(func() { close(e.ready) }) }
-
-// isOpen reports whether open was called.
-func (e *endpoint) isOpen() bool {
-	select {
-	case <-e.ready:
-		return true
-	default:
-		return false
-	}
-}
 
 // waitOpen waits until open, for at most the header timeout; false if e
 // closed first or did not open in time.
