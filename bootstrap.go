@@ -28,11 +28,11 @@ import (
 // for it could never bootstrap: Raft refuses once a term is stored).
 //
 // Only a node that started with empty Raft state asks (a new node, or one
-// whose Dir was emptied): for its default stream, and for every stream it
-// opens while that start lasts. A node that started with its log creates
-// a stream the catalog adds with no asking, as before: the others are
-// opening it at the same moment, and would hold the question until their
-// own open.
+// whose Dir was emptied): for its default stream, and, if that one found
+// the cluster running (it did not bootstrap), for every stream it opens
+// while it runs. Any other node creates a stream the catalog adds with
+// no asking, as before: the others are opening it at the same moment, and
+// would hold the question until their own open.
 //
 // It fails open: if no such member answers within the election timeout
 // (the first start of a cluster, whose other nodes are not up or have no
@@ -114,9 +114,9 @@ func (lx *Stream) knownMembers() []string {
 
 // askFirst is clusterRuns, asked only by a node that started with empty
 // Raft state: the default stream when its own state is empty, another
-// stream when the default stream's was (nodeFresh). Otherwise the stream
-// is new (the catalog added it; the other nodes are opening it too) and
-// "" is returned at once.
+// stream when the default stream's was and it found the cluster running
+// (nodeFresh). Otherwise the stream is new (the catalog added it; the
+// other nodes are opening it too) and "" is returned at once.
 func (lx *Stream) askFirst(addrs []string) (string, []string) {
 	fresh := lx.startedEmpty
 	if lx.name != DefaultStream {

@@ -45,10 +45,10 @@ type Config struct {
 
 	// Peers lists the Addr of every node of the cluster, this one included.
 	// All nodes must start with the same list; it is used to bootstrap a new
-	// cluster (a node with an empty Dir asks them first, and does not
-	// bootstrap if one answers that a cluster with this node in it has
-	// committed),
-	// and as the nodes to ask for file ranges during a catch-up.
+	// cluster (a node whose Raft state is empty asks them first, and does
+	// not bootstrap if one answers that a cluster with this node in it has
+	// committed or applied entries), and as the nodes to ask for file
+	// ranges during a catch-up.
 	// With Join it lists members of the running cluster to contact, and may
 	// leave out this node. Required.
 	Peers []string `json:"peers" yaml:"peers"`

@@ -153,8 +153,9 @@ type node struct {
 // catalog lists) and listens on Addr. On a brand-new cluster a node
 // bootstraps with Peers, unless a peer answers that a cluster with this
 // node in it has committed already (then it waits for the leader, as
-// after its Dir was emptied; asking takes at most Config.ElectionTimeout). New does not wait for a leader (the other nodes
-// may not be up yet); calls made before one is elected are queued. Use
+// after its Dir was emptied; asking takes at most Config.ElectionTimeout
+// for each stream). New does not wait for a leader (the other nodes may
+// not be up yet); calls made before one is elected are queued. Use
 // WaitReady to wait until the node has joined.
 func New(cfg Config) (*Logx, error) { return newNode(cfg, seams{}) }
 
@@ -311,7 +312,7 @@ func (n *node) open(sc StreamConfig, voters []string, join bool) error {
 	}
 	cfg.Join = cfg.Join || join
 	s, err := newStream(cfg, n.seams, n.mux, sc.Name, &nodeHooks{defaultServers: n.defaultServers, tls: n.tlsNow, stopping: n.stopCtx,
-		nodeFresh: func() bool { return n.list()[0].startedEmpty }})
+		nodeFresh: func() bool { return n.list()[0].bootstrapSkipped.Load() }})
 	if err != nil {
 		return err
 	}

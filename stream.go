@@ -542,8 +542,8 @@ type nodeHooks struct {
 	// default stream's configuration (raftPeerOK).
 	defaultServers func() []string
 	// stopping ends when the node's Close begins; nodeFresh reports
-	// whether the node's default stream started with empty Raft state
-	// (bootstrap.go).
+	// whether the node's default stream started with empty Raft state and
+	// found the cluster running (bootstrap.go).
 	stopping  context.Context
 	nodeFresh func() bool
 	// tls is the node's current TLS configuration and its generation

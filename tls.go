@@ -46,9 +46,9 @@ func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 // configuration is still empty takes the members a peer listed when it
 // did not bootstrap (an emptied Dir, bootstrap.go); one started with Join,
 // before the leader reached it, cannot tell members apart and accepts any
-// certificate of the CA. On one host every certificate naming that host passes: give
-// programs that are not nodes certificates that do not name the nodes'
-// hosts.
+// certificate of the CA. On one host every certificate naming that host
+// passes: give programs that are not nodes certificates that do not name
+// the nodes' hosts.
 func (lx *Stream) raftPeerOK(c net.Conn) bool {
 	tc, ok := c.(*tls.Conn)
 	if !ok {
