@@ -112,17 +112,13 @@ func (lx *Stream) knownMembers() []string {
 	return nil
 }
 
-// askFirst is clusterRuns, asked only by a node that started with empty
-// Raft state: the default stream when its own state is empty, another
-// stream when the default stream's was and it found the cluster running
-// (nodeFresh). Otherwise the stream is new (the catalog added it; the
-// other nodes are opening it too) and "" is returned at once.
+// askFirst is clusterRuns for a stream about to bootstrap (its Raft state
+// is empty): always for the default stream, for another only when the
+// default stream found the cluster running (nodeFresh). Otherwise the
+// stream is new (the catalog added it; the other nodes are opening it
+// too) and "" is returned at once.
 func (lx *Stream) askFirst(addrs []string) (string, []string) {
-	fresh := lx.startedEmpty
-	if lx.name != DefaultStream {
-		fresh = lx.hooks.nodeFresh != nil && lx.hooks.nodeFresh()
-	}
-	if !fresh {
+	if lx.name != DefaultStream && (lx.hooks.nodeFresh == nil || !lx.hooks.nodeFresh()) {
 		return "", nil
 	}
 	return lx.clusterRuns(addrs)

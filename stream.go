@@ -79,7 +79,6 @@ type Stream struct {
 	// members it listed (bootstrap.go).
 	bootstrapSkipped atomic.Bool
 	runsWith         atomic.Pointer[[]string]
-	startedEmpty     bool // this stream's Raft state was empty when it opened
 	// snapshotting is set while a snapshot this node asked for runs
 	// (askSnapshot: retention.go).
 	snapshotting atomic.Bool
@@ -385,7 +384,6 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
 	}
-	lx.startedEmpty = !existing
 	// NewRaft restores the newest stored snapshot; an interrupted
 	// catch-up it finds goes on in the background (fsm.Restore), since the
 	// peers it copies from may not be up yet.
