@@ -203,6 +203,51 @@ func (c *encodedStore) GetLog(_ uint64, l *raft.Log) error {
 // segmentWith returns the raft-wal segment under dir holding needle, the
 // sealed one with the lowest first index that does (raft-wal checks the
 // last batch of its open segment when it opens it), and the offset.
+// liveSegmentWith is segmentWith for the first entry of lx's Raft log
+// that holds needle, in the segment raft-wal reads it from: entries a
+// deposed leader appended and then lost stay in their sealed segment,
+// and raft-wal reads what replaced them from a later one (a higher ID)
+// that starts at or before their index. So among the sealed segments
+// that start at or before the entry, the one with the highest ID holds
+// it. (segmentWith's first match could be such a dead copy, which no read
+// sees: the damage tests then flaked under -race, where elections happen
+// during logAppend.)
+func liveSegmentWith(t *testing.T, lx *Stream, dir string, needle []byte) (string, int) {
+	t.Helper()
+	first, err := lx.guard.FirstIndex()
+	require.NoError(t, err)
+	last, err := lx.guard.LastIndex()
+	require.NoError(t, err)
+	var idx uint64
+	for i := first; i <= last && idx == 0; i++ {
+		var l raft.Log
+		if lx.guard.peek(i, &l) == nil && bytes.Contains(l.Data, needle) {
+			idx = i
+		}
+	}
+	require.NotZero(t, idx, "no entry holds %q", needle)
+	names, err := filepath.Glob(filepath.Join(dir, "*.wal"))
+	require.NoError(t, err)
+	var name string
+	var best, newest uint64
+	for _, n := range names {
+		var base, id uint64
+		_, err := fmt.Sscanf(filepath.Base(n), "%020d-%016x.wal", &base, &id)
+		require.NoError(t, err, n)
+		newest = max(newest, id)
+		if base <= idx && (name == "" || id > best) {
+			name, best = n, id
+		}
+	}
+	require.NotEmpty(t, name)
+	require.Less(t, best, newest, "entry %d is in the open segment", idx)
+	b, err := os.ReadFile(name)
+	require.NoError(t, err)
+	off := bytes.Index(b, needle)
+	require.GreaterOrEqual(t, off, 0)
+	return name, off
+}
+
 func segmentWith(t *testing.T, dir string, needle []byte) (string, int) {
 	t.Helper()
 	names, err := filepath.Glob(filepath.Join(dir, "*.wal"))
@@ -279,8 +324,8 @@ func TestRaftLogDamagedAtStart(t *testing.T) {
 	})
 	c.logAppend("before", 300)
 	c.waitSameSeq(300)
+	name, off := liveSegmentWith(t, c.nodes[0].defaultStream, filepath.Join(c.cfgs[0].Dir, "raft"), []byte("before"))
 	c.stop(0)
-	name, off := segmentWith(t, filepath.Join(c.cfgs[0].Dir, "raft"), []byte("before"))
 	flipOnDisk(t, name, off)
 
 	_, err := newNode(c.cfgs[0], c.seams[0])
@@ -456,7 +501,7 @@ func damagedWhileDown(t *testing.T, snapshot bool) (c *testCluster, up []int) {
 	for i := range c.cfgs { // both: whichever leads when the follower is back
 		if i != down {
 			up = append(up, i)
-			name, off := segmentWith(t, filepath.Join(c.cfgs[i].Dir, "raft"), []byte("while-down"))
+			name, off := liveSegmentWith(t, c.nodes[i].defaultStream, filepath.Join(c.cfgs[i].Dir, "raft"), []byte("while-down"))
 			flipOnDisk(t, name, off)
 		}
 	}
@@ -464,10 +509,15 @@ func damagedWhileDown(t *testing.T, snapshot bool) (c *testCluster, up []int) {
 	c.start(down)
 	logAndCompare(c, 60+2*150+3*10)
 	var notFound int64
-	for _, i := range up {
-		notFound += c.nodes[i].guard.notFound.Load()
+	var state []string // for a failure: how each node stands
+	for i, lx := range c.nodes {
+		st := lx.raft.Stats()
+		notFound += lx.guard.notFound.Load()
+		state = append(state, fmt.Sprintf("n%d %s last_snapshot_index=%s not-found=%d asked=%d", i+1, st["state"],
+			st["last_snapshot_index"], lx.guard.notFound.Load(), lx.guard.askedSnapshot.Load()))
 	}
-	require.Positive(t, notFound, "the damaged entry was needed, and answered not found")
-	require.NotEqual(t, "0", c.nodes[down].raft.Stats()["last_snapshot_index"], "the follower installed the snapshot")
+	notFound -= c.nodes[down].guard.notFound.Load()
+	require.Positive(t, notFound, "the damaged entry was needed, and answered not found (follower n%d): %v", down+1, state)
+	require.NotEqual(t, "0", c.nodes[down].raft.Stats()["last_snapshot_index"], "the follower n%d installed the snapshot: %v", down+1, state)
 	return c, up
 }
