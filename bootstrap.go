@@ -95,9 +95,12 @@ func runsWith(st Stats, addr, self string) bool {
 // Peers only (raftPeerOK), not from any certificate of the CA.
 func (lx *Stream) skipBootstrap(peer string, members []string) {
 	lx.runsWith.Store(&members)
-	lx.bootstrapSkipped.Store(true)
 	lx.logf("logx: this node's Raft state is empty and %s already runs the group with it: not bootstrapping; waiting for its leader", peer)
 }
+
+// skippedBootstrap reports whether this stream did not bootstrap because a
+// member runs its group (skipBootstrap).
+func (lx *Stream) skippedBootstrap() bool { return lx.runsWith.Load() != nil }
 
 // knownMembers returns the addresses of the members of this stream's
 // configuration, or, while it has none, those a peer listed when this

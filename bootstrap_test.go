@@ -60,7 +60,7 @@ func TestEmptyNodesWaitForLeader(t *testing.T) {
 	}
 	for _, i := range empties {
 		c.start(i)
-		require.True(t, c.nodes[i].bootstrapSkipped.Load(), "node %d bootstrapped the default stream", i+1)
+		require.True(t, c.nodes[i].skippedBootstrap(), "node %d bootstrapped the default stream", i+1)
 	}
 	for _, i := range empties {
 		m := c.nodes[i].runsWith.Load()
@@ -90,8 +90,8 @@ func TestEmptyNodesWaitForLeader(t *testing.T) {
 // cluster works.
 func TestBootstrapFirstStart(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
-	require.False(t, c.nodes[0].bootstrapSkipped.Load(), "the first node found no peer running")
-	require.False(t, c.nodes[1].bootstrapSkipped.Load(), "the second found the first with nothing committed")
+	require.False(t, c.nodes[0].skippedBootstrap(), "the first node found no peer running")
+	require.False(t, c.nodes[1].skippedBootstrap(), "the second found the first with nothing committed")
 	c.waitReady()
 	logAndCompare(c, 3*10)
 }

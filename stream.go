@@ -74,11 +74,10 @@ type Stream struct {
 	lastHandOver atomic.Int64
 	handOverGap  atomic.Int64
 	handOverLog  atomic.Int64
-	// bootstrapSkipped is set when this node's Raft state was empty and
-	// a peer answered that the group runs: no bootstrap; runsWith are the
-	// members it listed (bootstrap.go).
-	bootstrapSkipped atomic.Bool
-	runsWith         atomic.Pointer[[]string]
+	// runsWith is set when this node's Raft state was empty and a peer
+	// answered that it runs the group: no bootstrap; these are the members
+	// it listed (bootstrap.go).
+	runsWith atomic.Pointer[[]string]
 	// snapshotting is set while a snapshot this node asked for runs
 	// (askSnapshot: retention.go).
 	snapshotting atomic.Bool

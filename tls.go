@@ -61,8 +61,8 @@ func (lx *Stream) raftPeerOK(c net.Conn) bool {
 	addrs := slices.Clone(lx.cfg.Peers)
 	if lx.raftPtr.Load() != nil {
 		if members, err := lx.serverAddrs(false); err == nil {
-			if len(members) == 0 {
-				members = lx.knownMembers() // bootstrap.go
+			if m := lx.runsWith.Load(); len(members) == 0 && m != nil {
+				members = *m // it did not bootstrap: bootstrap.go
 			}
 			if len(members) == 0 && lx.hooks.defaultServers != nil {
 				// A stream of a node not yet added to it: the node's
