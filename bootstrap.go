@@ -1,9 +1,21 @@
 package logx
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
+	"time"
+
+	"github.com/logx-dev/logx/internal/wire"
 )
 
 // A node whose Raft state for a stream is empty (a new node, or one whose
@@ -31,27 +43,67 @@ import (
 // whose Dir was emptied): for its default stream, and, if that one found
 // the cluster running (it did not bootstrap), for every stream it opens
 // while it runs. Any other node creates a stream the catalog adds with
-// no asking, as before: the others are opening it at the same moment, and
-// would hold the question until their own open.
+// no asking, as before: the others are opening it at the same moment,
+// and have nothing to tell.
 //
-// It fails open: if no such member answers within the election timeout
-// (the first start of a cluster, whose other nodes are not up or have no
-// history yet; a leader cut off or too slow; a member still starting;
-// Peers that no longer name a member), the node bootstraps as before.
+// A node answers from the moment it listens, before its streams are open:
+// a status request for a stream it is opening gets "starting", with
+// whether the stream has Raft state (answerStarting). While a member
+// answers that it is starting with Raft state (a whole cluster restarted
+// at once, the node that holds the log slow to open it), the node asks
+// again rather than bootstrap, until that member answers in full or
+// stops answering; New waits meanwhile.
+//
+// It fails open otherwise: if no member answers that it runs the group
+// within the election timeout, and none is starting with Raft state (the
+// first start of a cluster, whose other nodes are not up or have no
+// history yet; a leader down, not listening yet, cut off or too slow to
+// answer; Peers that no longer name a member), the node bootstraps as
+// before.
 
 // clusterRuns asks the peers among addrs (this node left out) for their
 // status of this stream, at once, and returns the address of one that
 // runs the group with this node in its configuration (runsWith), with the
-// members it lists; "" if none answers so within the election timeout.
-func (lx *Stream) clusterRuns(addrs []string) (string, []string) {
-	ctx, cancel := context.WithTimeout(lx.closingCtx, lx.cfg.ElectionTimeout)
+// members it lists; "" if none answers so within the election timeout
+// and none is starting with Raft state. While one is, it asks again,
+// every fifth of an election timeout, until that one answers in full or
+// stops answering. The error is ErrClosed if the stream or the node
+// closes first: the stream must then not bootstrap.
+func (lx *Stream) clusterRuns(addrs []string) (string, []string, error) {
+	ctx, cancel := context.WithCancel(lx.closingCtx)
 	defer cancel()
 	if lx.hooks.stopping != nil { // the node's Close, for a stream opened later
 		defer context.AfterFunc(lx.hooks.stopping, cancel)()
 	}
+	var logged time.Time
+	for {
+		found, members, starting := lx.askPeers(ctx, addrs)
+		switch {
+		case ctx.Err() != nil:
+			return "", nil, fmt.Errorf("%w while asking its peers whether to bootstrap stream %q", ErrClosed, lx.name)
+		case found != "" || starting == "":
+			return found, members, nil
+		case time.Since(logged) >= 10*time.Second:
+			logged = time.Now()
+			lx.logf("logx: this node's Raft state is empty and %s, which has Raft state, is still starting: waiting for it before deciding whether to bootstrap", starting)
+		}
+		t := time.NewTimer(max(lx.cfg.ElectionTimeout/5, 10*time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// askPeers is one round of clusterRuns's questions, each bounded by the
+// election timeout: the member that runs the group with this node and
+// the members it lists, or else the address of one that answered that
+// it is starting with Raft state ("" if none).
+func (lx *Stream) askPeers(ctx context.Context, addrs []string) (found string, members []string, starting string) {
+	ctx, cancel := context.WithTimeout(ctx, lx.cfg.ElectionTimeout)
+	defer cancel()
 	var mu sync.Mutex
-	var found string
-	var members []string
 	var wg sync.WaitGroup
 	for _, addr := range addrs {
 		if addr == lx.cfg.Addr {
@@ -59,12 +111,16 @@ func (lx *Stream) clusterRuns(addrs []string) (string, []string) {
 		}
 		wg.Go(func() {
 			st, _, err := lx.remoteStatus(ctx, addr)
-			if err != nil || !runsWith(st, addr, lx.cfg.Addr) {
-				return
-			}
 			mu.Lock()
 			defer mu.Unlock()
-			if found == "" {
+			var se *startingError
+			switch {
+			case errors.As(err, &se):
+				if se.Addr == addr && se.RaftState && starting == "" {
+					starting = addr
+				}
+			case err != nil || !runsWith(st, addr, lx.cfg.Addr):
+			case found == "":
 				found, members = addr, []string{addr}
 				for _, p := range st.Peers {
 					members = append(members, p.Addr)
@@ -74,7 +130,142 @@ func (lx *Stream) clusterRuns(addrs []string) (string, []string) {
 		})
 	}
 	wg.Wait()
-	return found, members
+	return found, members, starting
+}
+
+// startingStatus is a node's answer to a status request for a stream it
+// is to open and has not opened yet: its Addr, and whether the stream has
+// Raft state.
+type startingStatus struct {
+	Addr      string `json:"addr"`
+	RaftState bool   `json:"raft_state"`
+}
+
+// startingError is remoteStatus's error for a startingStatus answer; msg
+// is the answer's own text.
+type startingError struct {
+	startingStatus
+	msg string
+}
+
+func (e *startingError) Error() string { return e.msg }
+
+// isOpen reports whether stream name's endpoint is open.
+func (m *mux) isOpen(name string) bool {
+	m.mu.Lock()
+	e := m.endpoints[name]
+	m.mu.Unlock()
+	if e == nil {
+		return false
+	}
+	select {
+	case <-e.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// answerStarting answers a status request for stream name, which is not
+// open, if this node is starting it (m.stateOf): at once, with whether
+// the stream has Raft state (answered true: c is done with). Anything
+// else is left to the stream's handler, once it is open, which reads the
+// request from the connection returned. Only a request of at most
+// maxStartingRequest bytes is read here.
+func (m *mux) answerStarting(c net.Conn, name string) (_ net.Conn, answered bool) {
+	stream := cmp.Or(name, DefaultStream)
+	if _, ok := m.stateOf(stream); !ok {
+		return c, false
+	}
+	var raw bytes.Buffer
+	r := io.TeeReader(c, &raw)
+	replay := &replayConn{Conn: c, r: io.MultiReader(&raw, c)}
+	_ = c.SetReadDeadline(time.Now().Add(m.headerTimeout))
+	data, err := wire.ReadFrame(r, nil, maxStartingRequest)
+	_ = c.SetReadDeadline(time.Time{})
+	var tooBig *wire.FrameSizeError
+	if errors.As(err, &tooBig) {
+		return replay, false // not a status request: only its header is read
+	}
+	if err != nil {
+		return nil, true
+	}
+	var req struct{ Op string }
+	if json.Unmarshal(data, &req) != nil || req.Op != "status" || m.isOpen(name) {
+		return replay, false
+	}
+	raftState, ok := m.stateOf(stream)
+	if !ok {
+		return replay, false
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(m.headerTimeout))
+	_ = writeJSONFrame(c, controlResponse{
+		Error:    fmt.Sprintf("logx: %s is starting: stream %q is not open yet", m.addr, stream),
+		Starting: &startingStatus{Addr: m.addr, RaftState: raftState}})
+	if m.answered != nil {
+		m.answered()
+	}
+	return nil, true
+}
+
+// maxStartingRequest bounds the control request answerStarting reads: a
+// status request is a few dozen bytes.
+const maxStartingRequest = 4 << 10
+
+// noteState records whether stream name, which this node is opening, has
+// Raft state: newStream tells it twice, from its directory before it
+// opens anything, then as Raft's stores say.
+func (m *mux) noteState(name string, raftState bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.states[name] = raftState
+}
+
+// forgetState drops what noteState recorded of stream name: it is open,
+// or failed to open.
+func (m *mux) forgetState(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.states, name)
+}
+
+// stateOf says whether this node is starting stream name (ok), and if so
+// whether the stream has Raft state: as newStream noted it, or, for a
+// stream the node is to open that it has not begun to, from its directory
+// (m.starting). Not once the node closes.
+func (m *mux) stateOf(name string) (raftState, ok bool) {
+	m.mu.Lock()
+	st, noted := m.states[name]
+	closed := m.closed
+	m.mu.Unlock()
+	switch {
+	case closed || m.starting == nil:
+		return false, false
+	case noted:
+		return st, true
+	}
+	return m.starting(name)
+}
+
+// replayConn is a connection whose reads return what was read from it
+// already (r starts with it) before the rest.
+type replayConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *replayConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// raftStateOnDisk reports whether the stream in dir has Raft state: files
+// in its Raft log's or its snapshots' directory. It is read before the
+// node opens the stream (opening the log creates files).
+func raftStateOnDisk(dir string) bool {
+	for _, sub := range []string{"raft", "snapshots"} {
+		if ents, err := os.ReadDir(filepath.Join(dir, sub)); err == nil && len(ents) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // runsWith reports whether st, the status the node at addr sent, says it
@@ -120,9 +311,9 @@ func (lx *Stream) knownMembers() []string {
 // default stream found the cluster running (nodeFresh). Otherwise the
 // stream is new (the catalog added it; the other nodes are opening it
 // too) and "" is returned at once.
-func (lx *Stream) askFirst(addrs []string) (string, []string) {
+func (lx *Stream) askFirst(addrs []string) (string, []string, error) {
 	if lx.name != DefaultStream && (lx.hooks.nodeFresh == nil || !lx.hooks.nodeFresh()) {
-		return "", nil
+		return "", nil, nil
 	}
 	return lx.clusterRuns(addrs)
 }

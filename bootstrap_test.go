@@ -2,9 +2,12 @@ package logx
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,6 +85,178 @@ func TestEmptyNodesWaitForLeader(t *testing.T) {
 	requireIdentical(t, streamDirs(c, "audit"), "audit.log")
 }
 
+// restartHeld closes every node of c, empties the Dirs of all but node
+// 0, and starts all three at once, node 0's default stream held at stage
+// ("begin" or "raft", seams.opening) until release is closed (a member
+// with Raft state slow to start: a whole cluster restarted with two lost
+// disks); node 0 then opens it, or fails with fail if not nil. It returns
+// the number of times node 0 answered that it was starting, the release,
+// and a function that waits for the New of each node given and installs
+// it in c (an error other than fail, or a minute without an answer, fails
+// the test). The test's end releases node 0 if the test did not.
+func restartHeld(c *testCluster, stage string, fail error) (*atomic.Int64, func(), func(nodes ...int)) {
+	t := c.t
+	hold := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(release)
+	c.closeAll()
+	for i := 1; i < len(c.cfgs); i++ {
+		require.NoError(t, os.RemoveAll(c.cfgs[i].Dir))
+	}
+	var answers atomic.Int64
+	held := make(chan struct{})
+	c.seams[0].opening = func(name, at string) error {
+		if name == DefaultStream && at == stage {
+			close(held)
+			<-hold
+			return fail
+		}
+		return nil
+	}
+	c.seams[0].startingAnswered = func() { answers.Add(1) }
+	type started struct {
+		lx  *Logx
+		err error
+	}
+	done := make([]chan started, len(c.cfgs))
+	for i := range c.cfgs {
+		done[i] = make(chan started, 1)
+		go func() {
+			lx, err := newNode(c.cfgs[i], c.seams[i])
+			done[i] <- started{lx, err}
+		}()
+		if i == 0 { // node 0 listens before the others ask it
+			select {
+			case <-held:
+			case s := <-done[0]:
+				t.Fatalf("node 1 started without reaching %q: %v", stage, s.err)
+			case <-time.After(time.Minute):
+				t.Fatalf("node 1 did not reach %q within a minute", stage)
+			}
+		}
+	}
+	return &answers, release, func(nodes ...int) {
+		t.Helper()
+		for _, i := range nodes {
+			select {
+			case s := <-done[i]:
+				if i == 0 && fail != nil {
+					require.ErrorIs(t, s.err, fail)
+					continue
+				}
+				require.NoError(t, s.err, "node %d", i+1)
+				c.nodes[i] = s.lx
+			case <-time.After(time.Minute):
+				t.Fatalf("node %d did not start within a minute", i+1)
+			}
+		}
+	}
+}
+
+// TestEmptyNodesWaitForStartingMember: the whole cluster restarted at
+// once, two of its three nodes on empty Dirs, the one with the log slow to
+// open its stream (held before it opens anything, or before NewRaft).
+// It answers their status requests that it is starting with Raft state;
+// they ask again rather than bootstrap when the election timeout passes
+// (bootstrapped, they would be a majority with a log of their own), and
+// once it is open they follow it: every entry is kept, the files
+// identical. They ask again about every fifth of an election timeout, so
+// 20 answers mean about two election timeouts of waiting: without the
+// waiting each would have asked once and bootstrapped.
+func TestEmptyNodesWaitForStartingMember(t *testing.T) {
+	for _, stage := range []string{"begin", "raft"} {
+		t.Run(stage, func(t *testing.T) {
+			c := newTestCluster(t, 3, func(cfg *Config) { cfg.ElectionTimeout = time.Second })
+			c.logAppend("before", 50)
+			c.waitSameSeq(150)
+			answers, release, started := restartHeld(c, stage, nil)
+			waited := waitFor(30*time.Second, func() bool { return answers.Load() >= 20 })
+			release()
+			started(0, 1, 2)
+			require.True(t, waited, "the emptied nodes asked %d times while node 1 was starting", answers.Load())
+			for i := 1; i < 3; i++ {
+				require.True(t, c.nodes[i].skippedBootstrap(), "node %d bootstrapped while node 1, which has the log, was starting", i+1)
+			}
+			c.waitReady()
+			logAndCompare(c, 150+3*10)
+		})
+	}
+}
+
+// TestStartingMemberGone: the member that answered it was starting with
+// Raft state fails to start; once it no longer answers, the emptied nodes
+// bootstrap, as when no member answers (the check fails open).
+func TestStartingMemberGone(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.logAppend("before", 5)
+	c.waitSameSeq(15)
+	gone := errors.New("node 1 could not start")
+	answers, release, started := restartHeld(c, "raft", gone)
+	require.True(t, waitFor(30*time.Second, func() bool { return answers.Load() >= 4 }), "the emptied nodes asked node 1")
+	release()
+	started(0, 1, 2)
+	for i := 1; i < 3; i++ {
+		require.False(t, c.nodes[i].skippedBootstrap(), "node %d bootstrapped once node 1 was gone", i+1)
+	}
+}
+
+// TestAskingStopsOnClose: a stream waiting for a member that is starting
+// with Raft state gives up with ErrClosed when it closes, rather than
+// bootstrap (clusterRuns's callers then leave it without a
+// configuration).
+func TestAskingStopsOnClose(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.logAppend("before", 5)
+	c.waitSameSeq(15)
+	c.stop(0)
+	var answers atomic.Int64
+	hold := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	defer release()
+	held := make(chan struct{})
+	c.seams[0].opening = func(name, stage string) error {
+		if name == DefaultStream && stage == "raft" {
+			close(held)
+			<-hold
+		}
+		return nil
+	}
+	c.seams[0].startingAnswered = func() { answers.Add(1) }
+	started := make(chan error, 1)
+	go func() {
+		lx, err := newNode(c.cfgs[0], c.seams[0])
+		if err == nil {
+			c.nodes[0] = lx
+		}
+		started <- err
+	}()
+	select { // node 1 answers from now on
+	case <-held:
+	case err := <-started:
+		t.Fatalf("node 1 started without being held: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("node 1 did not reach its Raft within a minute")
+	}
+	s := c.nodes[1].defaultStream
+	asked := make(chan error, 1)
+	go func() {
+		_, _, err := s.clusterRuns([]string{c.cfgs[0].Addr})
+		asked <- err
+	}()
+	require.True(t, waitFor(30*time.Second, func() bool { return answers.Load() >= 2 }), "it asked again while node 1 was starting")
+	s.cancelClosing()
+	select {
+	case err := <-asked:
+		require.ErrorIs(t, err, ErrClosed)
+	case <-time.After(30 * time.Second):
+		t.Fatal("still asking after the stream closed")
+	}
+	release()
+	require.NoError(t, <-started)
+}
+
 // TestBootstrapFirstStart: on a cluster's first start, its nodes started
 // one after another, the first finds no peer running and bootstraps
 // (which gives it term 1 at once, but it commits nothing alone); the
@@ -139,4 +314,36 @@ func TestEmptyNodeRaftPeers(t *testing.T) {
 	members := slices.Clone(r.c.cfgs[0].Peers)
 	lx.runsWith.Store(&members)
 	require.Error(t, heartbeat(), "the attacker's certificate names no member's host")
+
+	// A node that is not joining, with empty Raft state, held before it
+	// asks its peers whether to bootstrap: its Raft listens, and takes
+	// Peers only.
+	cfg = testConfig(t, 0, freeAddrs(t, 1), filepath.Join(r.base, "asking"))
+	cfg.NodeID, cfg.TLS = "asking", r.ca.nodeTLS(t, "asking")
+	cfg.Peers = append(slices.Clone(r.c.cfgs[0].Peers), cfg.Addr)
+	asking, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	defer once.Do(func() { close(release) })
+	done := make(chan error, 1)
+	go func() {
+		lx, err := newNode(cfg, seams{opening: func(name, stage string) error {
+			if name == DefaultStream && stage == "ask" {
+				close(asking)
+				<-release
+			}
+			return nil
+		}})
+		if err == nil {
+			err = lx.Close()
+		}
+		done <- err
+	}()
+	select {
+	case <-asking:
+	case <-time.After(time.Minute):
+		t.Fatal("the node did not reach its question")
+	}
+	require.Error(t, heartbeat(), "a node deciding whether to bootstrap takes Raft from Peers only")
+	once.Do(func() { close(release) })
+	require.NoError(t, <-done)
 }

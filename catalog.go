@@ -434,11 +434,15 @@ func (lx *Stream) bootstrapIfEmpty(voters []string) {
 	if have, err := lx.serverAddrs(false); err != nil || len(have) > 0 {
 		return
 	}
-	if peer, members := lx.askFirst(voters); peer != "" { // bootstrap.go
+	peer, members, err := lx.askFirst(voters) // bootstrap.go
+	if err != nil {
+		return // closing
+	}
+	if peer != "" {
 		lx.skipBootstrap(peer, members)
 		return
 	}
-	err := lx.raftCall(func() error { return lx.raft.BootstrapCluster(bootstrapConfig(voters)).Error() })
+	err = lx.raftCall(func() error { return lx.raft.BootstrapCluster(bootstrapConfig(voters)).Error() })
 	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) && !errors.Is(err, raft.ErrRaftShutdown) {
 		lx.logf("logx: starting the group with the catalog's voters: %v", err)
 	}

@@ -65,6 +65,9 @@ type controlResponse struct {
 	// Lines answer a grep; Truncated says the answer stopped at its bound.
 	Lines     []grepLine `json:"lines,omitempty"`
 	Truncated bool       `json:"truncated,omitempty"`
+	// Starting answers a status request for a stream the node has not
+	// opened yet as it starts, with Error saying so (bootstrap.go).
+	Starting *startingStatus `json:"starting,omitempty"`
 }
 
 // control runs a membership change on the leader: here if this node leads,

@@ -78,6 +78,15 @@ type seams struct {
 	// catch-up fetches from a peer; an error from it fails the fetch (a
 	// test makes it block until the context ends: a slow peer).
 	fetchHook func(ctx context.Context) error
+
+	// opening, if set, is called as the node opens a stream, with its name,
+	// at three stages: "begin" (nothing opened yet), "raft" (before
+	// NewRaft) and, for a stream about to bootstrap, "ask" (before it asks
+	// its peers, bootstrap.go); an error from it fails the opening (a test
+	// makes it block: a node slow to start). startingAnswered is called each time this
+	// node answers that it is starting (bootstrap.go).
+	opening          func(name, stage string) error
+	startingAnswered func()
 }
 
 // powerHooks is a test seam (powercut_test.go) that lets a test simulate a

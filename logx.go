@@ -148,15 +148,17 @@ type node struct {
 	closeErr  error
 }
 
-// New starts a node: it recovers Dir, starts a Raft group for each stream
-// (the default stream, those of Config.Streams, and those the cluster's
-// catalog lists) and listens on Addr. On a brand-new cluster a node
+// New starts a node: it recovers Dir, listens on Addr and starts a Raft
+// group for each stream (the default stream, those of Config.Streams, and
+// those the cluster's catalog lists). On a brand-new cluster a node
 // bootstraps with Peers, unless a peer answers that a cluster with this
 // node in it has committed already (then it waits for the leader, as
 // after its Dir was emptied; asking takes at most Config.ElectionTimeout
-// for each stream). New does not wait for a leader (the other nodes may
-// not be up yet); calls made before one is elected are queued. Use
-// WaitReady to wait until the node has joined.
+// for each stream, and more while a peer with Raft state answers that it
+// is still starting, until it answers in full or stops answering). New
+// does not wait for a leader
+// (the other nodes may not be up yet); calls made before one is elected
+// are queued. Use WaitReady to wait until the node has joined.
 func New(cfg Config) (*Logx, error) { return newNode(cfg, seams{}) }
 
 // newNode is New with a test's seams (hooks.go).
@@ -234,6 +236,12 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 		ln = tls.NewListener(ln, cfg.TLS)
 	}
 	n.mux = newMux(ln, cfg, sm, n.tlsConfig)
+	// The node answers from now on: a status request for a stream it is
+	// to open says it is starting, and whether the stream has Raft state
+	// (bootstrap.go); other connections wait for their stream to open.
+	n.mux.starting = n.startingState
+	n.mux.expect = n.expectStream
+	n.mux.start()
 	def, err := newStream(cfg, sm, n.mux, DefaultStream, &nodeHooks{onCatalog: n.catalogEvent, otherStats: n.otherStats, tls: n.tlsNow, stopping: n.stopCtx})
 	if err != nil {
 		return nil, err
@@ -279,11 +287,29 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 			return nil, err
 		}
 	}
-	n.mux.expect = n.expectStream
-	n.mux.start()
 	go n.tend()
 	go n.watchSums()
 	return &Logx{defaultStream: def, node: n}, nil
+}
+
+// startingState says, for a stream this node has not begun to open,
+// whether it is to open it (ok: the default stream until it opens, and
+// the streams expectStream names, not once the node closes) and whether
+// its directory holds Raft state (bootstrap.go).
+func (n *node) startingState(name string) (raftState, ok bool) {
+	select {
+	case <-n.stop:
+		return false, false
+	default:
+	}
+	if name != DefaultStream && !n.expectStream(name) || n.get(name) != nil {
+		return false, false
+	}
+	dir := n.cfg.Dir
+	if name != DefaultStream {
+		dir = n.cfg.streamConfig(StreamConfig{Name: name}).Dir
+	}
+	return raftStateOnDisk(dir), true
 }
 
 // expectStream says whether this node is to open stream name: declared in

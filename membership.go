@@ -304,6 +304,9 @@ func (lx *Stream) remoteStatus(ctx context.Context, addr string) (Stats, *cluste
 		return Stats{}, nil, err
 	}
 	if resp.Status == nil {
+		if resp.Starting != nil {
+			return Stats{}, nil, &startingError{*resp.Starting, resp.Error}
+		}
 		return Stats{}, nil, fmt.Errorf("logx: %s sent no status: %v", addr, resp.err())
 	}
 	return *resp.Status, resp.Settings, nil

@@ -165,6 +165,11 @@ type counters struct {
 // The node holds Dir's lock.
 // sm are the node's test hooks; hooks connect the stream to its node.
 func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *Stream, err error) {
+	if sm.opening != nil {
+		if err := sm.opening(name, "begin"); err != nil {
+			return nil, err
+		}
+	}
 	want := wantedSettings(cfg)
 	if st, ok, err := readState(cfg.Dir); err == nil && ok && st.Settings != nil {
 		// The cluster's settings are known here: this Config must agree,
@@ -229,6 +234,11 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 			}
 		}
 	}()
+	// Until it is open, the stream answers status requests that it is
+	// starting (bootstrap.go): with Raft state if its directory has some
+	// before anything is opened, then as Raft's stores say.
+	m.noteState(name, raftStateOnDisk(cfg.Dir))
+	undo = append(undo, func() { m.forgetState(name) })
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
 	}
@@ -383,6 +393,12 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
 	}
+	m.noteState(name, existing)
+	if sm.opening != nil {
+		if err := sm.opening(name, "raft"); err != nil {
+			return nil, err
+		}
+	}
 	// NewRaft restores the newest stored snapshot; an interrupted
 	// catch-up it finds goes on in the background (fsm.Restore), since the
 	// peers it copies from may not be up yet.
@@ -402,7 +418,16 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		lx.goWG.Wait()
 	})
 	if !existing && !cfg.Join {
-		if peer, members := lx.askFirst(cfg.Peers); peer != "" { // bootstrap.go
+		if sm.opening != nil {
+			if err := sm.opening(name, "ask"); err != nil {
+				return nil, err
+			}
+		}
+		peer, members, err := lx.askFirst(cfg.Peers) // bootstrap.go
+		if err != nil {
+			return nil, err
+		}
+		if peer != "" {
 			lx.skipBootstrap(peer, members)
 		} else if err := lx.raft.BootstrapCluster(bootstrapConfig(cfg.Peers)).Error(); err != nil &&
 			!errors.Is(err, raft.ErrCantBootstrap) {
@@ -429,6 +454,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		lx.goFunc(func() { lx.summarize(lx.sampler) })
 	}
 	lx.mux.open() // the handlers of forwarding, fetch and control may run now
+	m.forgetState(name)
 	return lx, nil
 }
 

@@ -44,9 +44,10 @@ func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 // configuration or of Config.Peers, as every member's own certificate does
 // (its peers check that name when they dial it). A node whose
 // configuration is still empty takes the members a peer listed when it
-// did not bootstrap (an emptied Dir, bootstrap.go); one started with Join,
-// before the leader reached it, cannot tell members apart and accepts any
-// certificate of the CA. On one host every certificate naming that host
+// did not bootstrap (an emptied Dir, bootstrap.go), and Peers alone while
+// it has not decided yet (it asks its peers first); one started with
+// Join, before the leader reached it, cannot tell members apart and
+// accepts any certificate of the CA. On one host every certificate naming that host
 // passes: give programs that are not nodes certificates that do not name
 // the nodes' hosts.
 func (lx *Stream) raftPeerOK(c net.Conn) bool {
@@ -69,7 +70,7 @@ func (lx *Stream) raftPeerOK(c net.Conn) bool {
 				// default stream says who the members are.
 				members = lx.hooks.defaultServers()
 			}
-			if len(members) == 0 {
+			if len(members) == 0 && lx.cfg.Join {
 				return true
 			}
 			addrs = append(addrs, members...)

@@ -50,6 +50,17 @@ type mux struct {
 	// node yet). Set before start; nil: none is expected.
 	expect      func(name string) bool
 	unknownWait time.Duration
+	// starting, set before start, says whether stream name is one this
+	// node opens as it starts (ok) and whether it had Raft state before
+	// (raftState): a status request for it answers so until it is open
+	// (answerStarting, bootstrap.go). addr is the node's Addr, which the
+	// answer names; answered, a test's, is called after each answer.
+	starting func(name string) (raftState, ok bool)
+	addr     string
+	answered func()
+	// states are the streams this node is opening, by name, and whether
+	// each has Raft state (noteState; under mu).
+	states map[string]bool
 
 	tlsConf func() *tls.Config // mutual TLS for dials (nil config: none); the listener does its own
 
@@ -69,9 +80,9 @@ type mux struct {
 func newMux(ln net.Listener, cfg Config, sm seams, tlsConf func() *tls.Config) *mux {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &mux{ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{},
-		inbound: map[net.Conn]string{}, perIP: map[string]int{}, endpoints: map[string]*endpoint{}, added: make(chan struct{}),
+		inbound: map[net.Conn]string{}, perIP: map[string]int{}, endpoints: map[string]*endpoint{}, added: make(chan struct{}), states: map[string]bool{},
 		headerTimeout: cmp.Or(sm.headerTimeout, headerTimeout), maxPerIP: cmp.Or(sm.maxConnsPerIP, maxConnsPerIP),
-		tlsConf: tlsConf, advertise: advertisedAddr(cfg.Addr), resolve: sm.resolve, ctx: ctx, cancel: cancel,
+		tlsConf: tlsConf, addr: cfg.Addr, answered: sm.startingAnswered, advertise: advertisedAddr(cfg.Addr), resolve: sm.resolve, ctx: ctx, cancel: cancel,
 		unknownWait: max(cfg.ElectionTimeout, 500*time.Millisecond)}
 	if ip := net.ParseIP(sm.dialFrom); ip != nil {
 		m.dialFrom = &net.TCPAddr{IP: ip}
@@ -164,6 +175,16 @@ func (m *mux) dispatch(c net.Conn) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
+	h := net.Conn(c) // what the handler reads from
+	if proto == wire.ProtoControl && !m.isOpen(name) {
+		// A stream still starting answers a status request at once
+		// (bootstrap.go).
+		var answered bool
+		if h, answered = m.answerStarting(c, name); answered {
+			m.closeConn(c)
+			return
+		}
+	}
 	e := m.waitEndpoint(name)
 	if e == nil {
 		m.closeConn(c) // no such stream here
@@ -192,14 +213,15 @@ func (m *mux) dispatch(c net.Conn) {
 	case wire.ProtoFetch:
 		e.fetch(c)
 	case wire.ProtoControl:
-		e.control(c)
+		e.control(h)
 	}
 	e.drop(c)
 	m.closeConn(c)
 }
 
 // waitEndpoint returns the endpoint of stream name. A stream this node is
-// to open (m.expect) but has not opened yet is waited for, up to the
+// to open (m.expect; the default stream, while the node starts) but has
+// not opened yet is waited for, up to the
 // header timeout: peers open a stream at slightly different moments, and
 // the first to open it calls its first election while the others are
 // still opening it. Any other stream is waited for a little (unknownWait,
@@ -211,13 +233,13 @@ func (m *mux) waitEndpoint(name string) *endpoint {
 		m.mu.Lock()
 		e, added := m.endpoints[name], m.added
 		m.mu.Unlock()
-		if e != nil || name == "" {
+		if e != nil {
 			return e
 		}
 		if timeout == nil {
 			wait := min(m.unknownWait, m.headerTimeout)
-			if m.expect != nil && m.expect(name) {
-				wait = m.headerTimeout
+			if name == "" || m.expect != nil && m.expect(name) {
+				wait = m.headerTimeout // the default stream: the node is starting
 			}
 			t := time.NewTimer(wait)
 			defer t.Stop()
