@@ -75,6 +75,8 @@ func (lx *Stream) clusterRuns(addrs []string) (string, []string, error) {
 	if lx.hooks.stopping != nil { // the node's Close, for a stream opened later
 		defer context.AfterFunc(lx.hooks.stopping, cancel)()
 	}
+	lx.mux.m.asking.Add(1)
+	defer lx.mux.m.asking.Add(-1)
 	var logged time.Time
 	for {
 		found, members, starting := lx.askPeers(ctx, addrs)
@@ -232,7 +234,11 @@ func (m *mux) forgetState(name string) {
 // stateOf says whether this node is starting stream name (ok), and if so
 // whether the stream has Raft state: as newStream noted it, or, for a
 // stream the node is to open that it has not begun to, from its directory
-// (m.starting). Not once the node closes.
+// (m.starting). Not once the node closes. While a stream of this node
+// asks its peers whether to bootstrap, a stream it has not begun to open
+// answers without Raft state: two nodes that each hold a stream the other
+// asks about, and open them in the opposite order, would otherwise wait
+// for each other for good.
 func (m *mux) stateOf(name string) (raftState, ok bool) {
 	m.mu.Lock()
 	st, noted := m.states[name]
@@ -244,7 +250,8 @@ func (m *mux) stateOf(name string) (raftState, ok bool) {
 	case noted:
 		return st, true
 	}
-	return m.starting(name)
+	st, ok = m.starting(name)
+	return st && m.asking.Load() == 0, ok
 }
 
 // replayConn is a connection whose reads return what was read from it
@@ -288,6 +295,10 @@ func (lx *Stream) skipBootstrap(peer string, members []string) {
 	lx.runsWith.Store(&members)
 	lx.logf("logx: this node's Raft state is empty and %s already runs the group with it: not bootstrapping; waiting for its leader", peer)
 }
+
+// decide lets Raft connections reach this stream's Raft (raftLayer): it
+// has Raft state, joins, or has decided whether to bootstrap.
+func (lx *Stream) decide() { lx.decideOnce.Do(func() { close(lx.decided) }) }
 
 // skippedBootstrap reports whether this stream did not bootstrap because a
 // member runs its group (skipBootstrap).

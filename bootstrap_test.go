@@ -3,15 +3,18 @@ package logx
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -136,11 +139,28 @@ func restartHeld(c *testCluster, stage string, fail error) (*atomic.Int64, func(
 			}
 		}
 	}
+	taken := make([]bool, len(done))
+	t.Cleanup(func() { // nodes a failed test did not install
+		release()
+		for i := range done {
+			if taken[i] {
+				continue
+			}
+			select {
+			case s := <-done[i]:
+				if s.err == nil {
+					s.lx.Close()
+				}
+			case <-time.After(time.Minute):
+			}
+		}
+	})
 	return &answers, release, func(nodes ...int) {
 		t.Helper()
 		for _, i := range nodes {
 			select {
 			case s := <-done[i]:
+				taken[i] = true
 				if i == 0 && fail != nil {
 					require.ErrorIs(t, s.err, fail)
 					continue
@@ -202,15 +222,15 @@ func TestStartingMemberGone(t *testing.T) {
 }
 
 // TestAskingStopsOnClose: a stream waiting for a member that is starting
-// with Raft state gives up with ErrClosed when it closes, rather than
-// bootstrap (clusterRuns's callers then leave it without a
+// with Raft state gives up with ErrClosed when its node closes, rather
+// than bootstrap (clusterRuns's callers then leave it without a
 // configuration).
 func TestAskingStopsOnClose(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
+	var logs syncBuffer
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.LogOutput = io.MultiWriter(cfg.LogOutput, &logs) })
 	c.logAppend("before", 5)
 	c.waitSameSeq(15)
 	c.stop(0)
-	var answers atomic.Int64
 	hold := make(chan struct{})
 	var once sync.Once
 	release := func() { once.Do(func() { close(hold) }) }
@@ -223,19 +243,18 @@ func TestAskingStopsOnClose(t *testing.T) {
 		}
 		return nil
 	}
-	c.seams[0].startingAnswered = func() { answers.Add(1) }
-	started := make(chan error, 1)
+	started := make(chan *Logx, 1)
 	go func() {
 		lx, err := newNode(c.cfgs[0], c.seams[0])
-		if err == nil {
-			c.nodes[0] = lx
+		if err != nil {
+			t.Errorf("node 1: %v", err)
 		}
-		started <- err
+		started <- lx
 	}()
 	select { // node 1 answers from now on
 	case <-held:
-	case err := <-started:
-		t.Fatalf("node 1 started without being held: %v", err)
+	case <-started:
+		t.Fatal("node 1 started without being held")
 	case <-time.After(time.Minute):
 		t.Fatal("node 1 did not reach its Raft within a minute")
 	}
@@ -245,16 +264,182 @@ func TestAskingStopsOnClose(t *testing.T) {
 		_, _, err := s.clusterRuns([]string{c.cfgs[0].Addr})
 		asked <- err
 	}()
-	require.True(t, waitFor(30*time.Second, func() bool { return answers.Load() >= 2 }), "it asked again while node 1 was starting")
-	s.cancelClosing()
+	require.True(t, waitFor(30*time.Second, func() bool {
+		return strings.Contains(logs.String(), c.cfgs[0].Addr+", which has Raft state, is still starting: waiting")
+	}), "node 2 waits for node 1")
+	c.stop(1)
 	select {
 	case err := <-asked:
 		require.ErrorIs(t, err, ErrClosed)
 	case <-time.After(30 * time.Second):
-		t.Fatal("still asking after the stream closed")
+		t.Fatal("still asking after the node closed")
 	}
 	release()
-	require.NoError(t, <-started)
+	if lx := <-started; lx != nil {
+		c.nodes[0] = lx
+	}
+}
+
+// TestAskingNodeHoldsRaft: a node with empty Raft state takes no Raft
+// connection until it has decided whether to bootstrap. A vote request
+// sent meanwhile would store a term, and BootstrapCluster then refuses
+// (raft.ErrCantBootstrap): the node would be left without a
+// configuration, never to stand for election. The request waits; the
+// node bootstraps, then answers it.
+func TestAskingNodeHoldsRaft(t *testing.T) {
+	addrs := freeAddrs(t, 2) // the second never listens
+	cfg := testConfig(t, 0, addrs, filepath.Join(t.TempDir(), "n1"))
+	asking, hold := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	defer release()
+	started := make(chan *Logx, 1)
+	go func() {
+		lx, err := newNode(cfg, seams{opening: func(name, stage string) error {
+			if name == DefaultStream && stage == "ask" {
+				close(asking)
+				<-hold
+			}
+			return nil
+		}})
+		if err != nil {
+			t.Errorf("New: %v", err)
+		}
+		started <- lx
+	}()
+	select {
+	case <-asking:
+	case <-time.After(time.Minute):
+		t.Fatal("the node did not reach its question")
+	}
+	voted := make(chan error, 1)
+	go func() {
+		var resp raft.RequestVoteResponse
+		voted <- raftClient(t, nil).RequestVote("x", raft.ServerAddress(cfg.Addr), &raft.RequestVoteRequest{
+			RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(addrs[1]), Addr: []byte(addrs[1])},
+			Term:      5, LastLogIndex: 100, LastLogTerm: 4}, &resp)
+	}()
+	// Unanswered while the node decides: an answer now would mean Raft
+	// took it. (Bounded: the request cannot be seen waiting from here.)
+	select {
+	case err := <-voted:
+		t.Fatalf("a vote request was answered before the node decided whether to bootstrap (err %v)", err)
+	case <-time.After(time.Second):
+	}
+	release()
+	lx := <-started
+	require.NotNil(t, lx)
+	defer lx.Close()
+	require.NoError(t, <-voted, "answered once the node decided")
+	servers, err := lx.defaultStream.serverAddrs(false)
+	require.NoError(t, err)
+	require.ElementsMatch(t, addrs, servers, "it bootstrapped with Peers")
+}
+
+// TestStartingAnswerBounded: a node still starting answers "starting"
+// only to a status request of at most maxStartingRequest bytes; a larger
+// one is left, read no further than its header, to the stream's handler
+// once it opens, which answers it in full.
+func TestStartingAnswerBounded(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.stop(0)
+	held, hold := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	defer release()
+	c.seams[0].opening = func(name, stage string) error {
+		if name == DefaultStream && stage == "raft" {
+			close(held)
+			<-hold
+		}
+		return nil
+	}
+	started := make(chan *Logx, 1)
+	go func() {
+		lx, err := newNode(c.cfgs[0], c.seams[0])
+		if err != nil {
+			t.Errorf("node 1: %v", err)
+		}
+		started <- lx
+	}()
+	<-held
+	ask := func(req controlRequest) (controlResponse, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		conn, err := dialProto(ctx, c.cfgs[0].Addr, "", wire.ProtoControl, 5*time.Second, nil)
+		require.NoError(t, err)
+		defer conn.Close()
+		return controlExchange(ctx, conn, req, time.Now().Add(20*time.Second))
+	}
+	resp, err := ask(controlRequest{Op: "status"})
+	require.NoError(t, err)
+	require.NotNil(t, resp.Starting, "a small status request is answered at once")
+	require.True(t, resp.Starting.RaftState)
+	require.Equal(t, c.cfgs[0].Addr, resp.Starting.Addr)
+	require.Contains(t, resp.Error, "is starting")
+
+	big := make(chan controlResponse, 1)
+	go func() {
+		// Padding in an unknown field: the request is still a status request.
+		resp, err := ask(controlRequest{Op: "status", Name: strings.Repeat("x", maxStartingRequest)})
+		if err != nil {
+			t.Errorf("the large request: %v", err)
+		}
+		big <- resp
+	}()
+	select {
+	case resp := <-big:
+		t.Fatalf("a request over the bound was answered before the stream opened: %+v", resp)
+	case <-time.After(time.Second): // bounded: the request cannot be seen waiting from here
+	}
+	release()
+	resp = <-big
+	require.Nil(t, resp.Starting)
+	require.NotNil(t, resp.Status, "the stream's handler answered it in full")
+	if lx := <-started; lx != nil {
+		c.nodes[0] = lx
+	}
+}
+
+// TestStartingState: which streams a node answers "starting" for, and
+// with what, before it has begun to open them.
+func TestStartingState(t *testing.T) {
+	dir := t.TempDir()
+	n := &node{cfg: Config{Dir: dir, Streams: []StreamConfig{{Name: "audit"}, {Name: "broken"}}}, byName: map[string]*Stream{},
+		openErr: map[string]error{"broken": errors.New("no room")}}
+	n.stopCtx, n.cancelStop = context.WithCancel(context.Background())
+	for _, name := range []string{DefaultStream, "audit", "broken"} {
+		sc := n.cfg.streamConfig(StreamConfig{Name: name})
+		if name == DefaultStream {
+			sc.Dir = dir
+		}
+		require.NoError(t, os.MkdirAll(filepath.Join(sc.Dir, "raft"), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(sc.Dir, "raft", "wal-meta.db"), nil, 0o644))
+	}
+	m := &mux{states: map[string]bool{}, starting: n.startingState}
+	for _, tc := range []struct {
+		name      string
+		state, ok bool
+		why       string
+	}{
+		{DefaultStream, true, true, "the default stream, its raft/ in Dir"},
+		{"audit", true, true, "a declared stream, its raft/ under streams/"},
+		{"broken", false, false, "a stream tend failed to open"},
+		{"other", false, false, "a stream this node is not to open"},
+	} {
+		state, ok := m.stateOf(tc.name)
+		require.Equal(t, [2]bool{tc.state, tc.ok}, [2]bool{state, ok}, tc.why)
+	}
+	m.noteState("audit", false) // opening it, Raft's stores say: empty
+	state, ok := m.stateOf("audit")
+	require.Equal(t, [2]bool{false, true}, [2]bool{state, ok}, "as newStream noted it")
+	m.asking.Add(1)
+	state, ok = m.stateOf(DefaultStream)
+	require.Equal(t, [2]bool{false, true}, [2]bool{state, ok}, "while this node asks, one it has not begun answers without state")
+	m.asking.Add(-1)
+	n.cancelStop()
+	_, ok = m.stateOf(DefaultStream)
+	require.False(t, ok, "not once the node closes")
 }
 
 // TestBootstrapFirstStart: on a cluster's first start, its nodes started
@@ -314,36 +499,4 @@ func TestEmptyNodeRaftPeers(t *testing.T) {
 	members := slices.Clone(r.c.cfgs[0].Peers)
 	lx.runsWith.Store(&members)
 	require.Error(t, heartbeat(), "the attacker's certificate names no member's host")
-
-	// A node that is not joining, with empty Raft state, held before it
-	// asks its peers whether to bootstrap: its Raft listens, and takes
-	// Peers only.
-	cfg = testConfig(t, 0, freeAddrs(t, 1), filepath.Join(r.base, "asking"))
-	cfg.NodeID, cfg.TLS = "asking", r.ca.nodeTLS(t, "asking")
-	cfg.Peers = append(slices.Clone(r.c.cfgs[0].Peers), cfg.Addr)
-	asking, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	defer once.Do(func() { close(release) })
-	done := make(chan error, 1)
-	go func() {
-		lx, err := newNode(cfg, seams{opening: func(name, stage string) error {
-			if name == DefaultStream && stage == "ask" {
-				close(asking)
-				<-release
-			}
-			return nil
-		}})
-		if err == nil {
-			err = lx.Close()
-		}
-		done <- err
-	}()
-	select {
-	case <-asking:
-	case <-time.After(time.Minute):
-		t.Fatal("the node did not reach its question")
-	}
-	require.Error(t, heartbeat(), "a node deciding whether to bootstrap takes Raft from Peers only")
-	once.Do(func() { close(release) })
-	require.NoError(t, <-done)
 }

@@ -294,15 +294,17 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 
 // startingState says, for a stream this node has not begun to open,
 // whether it is to open it (ok: the default stream until it opens, and
-// the streams expectStream names, not once the node closes) and whether
-// its directory holds Raft state (bootstrap.go).
+// the streams expectStream names, unless tend failed to open it; not once
+// the node closes) and whether its directory holds Raft state
+// (bootstrap.go).
 func (n *node) startingState(name string) (raftState, ok bool) {
-	select {
-	case <-n.stop:
+	if n.stopCtx.Err() != nil { // Close, or New failing
 		return false, false
-	default:
 	}
-	if name != DefaultStream && !n.expectStream(name) || n.get(name) != nil {
+	n.mu.Lock()
+	failed := n.openErr[name] != nil // tend will not open it
+	n.mu.Unlock()
+	if failed || name != DefaultStream && !n.expectStream(name) || n.get(name) != nil {
 		return false, false
 	}
 	dir := n.cfg.Dir

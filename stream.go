@@ -78,6 +78,11 @@ type Stream struct {
 	// answered that it runs the group: no bootstrap; these are the members
 	// it listed (bootstrap.go).
 	runsWith atomic.Pointer[[]string]
+	// decided is closed once this stream takes Raft connections: at once
+	// if it has Raft state or joins, else once it has decided whether to
+	// bootstrap (bootstrap.go; raftLayer holds them until then).
+	decided    chan struct{}
+	decideOnce sync.Once
 	// snapshotting is set while a snapshot this node asked for runs
 	// (askSnapshot: retention.go).
 	snapshotting atomic.Bool
@@ -184,6 +189,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	}
 	cfg = cfg.withDefaults()
 	lx := &Stream{
+		decided:      make(chan struct{}),
 		name:         name,
 		cfg:          cfg,
 		seams:        sm,
@@ -361,7 +367,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	}
 	undo = append(undo, lx.mux.close)
 	lx.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  raftLayer{e: lx.mux, refuse: lx.raftRefused},
+		Stream:  raftLayer{e: lx.mux, refuse: lx.raftRefused, decided: lx.decided},
 		MaxPool: 3,
 		// No pipelining: hashicorp/raft v1.8.0's pipeline can deadlock
 		// when a follower refuses an AppendEntries (a higher term, a log
@@ -394,6 +400,9 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		return nil, fmt.Errorf("logx: %w", err)
 	}
 	m.noteState(name, existing)
+	if existing || cfg.Join {
+		lx.decide()
+	}
 	if sm.opening != nil {
 		if err := sm.opening(name, "raft"); err != nil {
 			return nil, err
@@ -433,6 +442,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 			!errors.Is(err, raft.ErrCantBootstrap) {
 			return nil, fmt.Errorf("logx: bootstrapping cluster: %w", err)
 		}
+		lx.decide()
 	}
 	lx.peerWatch.failing = map[raft.ServerID]time.Time{}
 	lx.observer = raft.NewObserver(nil, false, func(o *raft.Observation) bool {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -59,8 +60,10 @@ type mux struct {
 	addr     string
 	answered func()
 	// states are the streams this node is opening, by name, and whether
-	// each has Raft state (noteState; under mu).
+	// each has Raft state (noteState; under mu). asking counts this node's
+	// streams asking their peers whether to bootstrap (clusterRuns).
 	states map[string]bool
+	asking atomic.Int32
 
 	tlsConf func() *tls.Config // mutual TLS for dials (nil config: none); the listener does its own
 
@@ -545,11 +548,24 @@ func (e *endpoint) close() {
 type raftLayer struct {
 	e      *endpoint
 	refuse func() error
+	// decided, if not nil, holds Accept until it is closed: a stream
+	// whose Raft state is empty takes no Raft connection until it has
+	// decided whether to bootstrap (bootstrap.go); they wait meanwhile.
+	decided <-chan struct{}
 }
 
 var _ raft.StreamLayer = raftLayer{}
 
 func (l raftLayer) Accept() (net.Conn, error) {
+	if l.decided != nil {
+		select {
+		case <-l.decided:
+		case <-l.e.done:
+			return nil, errClosed
+		case <-l.e.m.done:
+			return nil, errClosed
+		}
+	}
 	select {
 	case c := <-l.e.raftCh:
 		return c, nil
