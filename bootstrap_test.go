@@ -221,6 +221,62 @@ func TestStartingMemberGone(t *testing.T) {
 	}
 }
 
+// restartHolding stops node i of c and starts it again with its default
+// stream held before NewRaft (it answers "starting" meanwhile), returning
+// once it is held: the release, and a function that waits for its New and
+// installs it in c.
+func restartHolding(c *testCluster, i int) (release, started func()) {
+	t := c.t
+	c.stop(i)
+	held, hold := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(hold) }) }
+	var taken bool
+	done := make(chan *Logx, 1)
+	t.Cleanup(func() { // a failed test did not install it
+		release()
+		select {
+		case lx := <-done:
+			if !taken && lx != nil {
+				lx.Close()
+			}
+		case <-time.After(time.Minute):
+		}
+	})
+	c.seams[i].opening = func(name, stage string) error {
+		if name == DefaultStream && stage == "raft" {
+			close(held)
+			<-hold
+		}
+		return nil
+	}
+	go func() {
+		lx, err := newNode(c.cfgs[i], c.seams[i])
+		if err != nil {
+			t.Errorf("node %d: %v", i+1, err)
+		}
+		done <- lx
+	}()
+	select {
+	case <-held:
+	case <-done:
+		t.Fatalf("node %d started without being held", i+1)
+	case <-time.After(time.Minute):
+		t.Fatalf("node %d did not reach its Raft within a minute", i+1)
+	}
+	return release, func() {
+		t.Helper()
+		select {
+		case lx := <-done:
+			require.NotNil(t, lx)
+			c.nodes[i], taken = lx, true
+			done <- nil // for the cleanup
+		case <-time.After(time.Minute):
+			t.Fatalf("node %d did not start within a minute", i+1)
+		}
+	}
+}
+
 // TestAskingStopsOnClose: a stream waiting for a member that is starting
 // with Raft state gives up with ErrClosed when its node closes, rather
 // than bootstrap (clusterRuns's callers then leave it without a
@@ -230,34 +286,7 @@ func TestAskingStopsOnClose(t *testing.T) {
 	c := newTestCluster(t, 3, func(cfg *Config) { cfg.LogOutput = io.MultiWriter(cfg.LogOutput, &logs) })
 	c.logAppend("before", 5)
 	c.waitSameSeq(15)
-	c.stop(0)
-	hold := make(chan struct{})
-	var once sync.Once
-	release := func() { once.Do(func() { close(hold) }) }
-	defer release()
-	held := make(chan struct{})
-	c.seams[0].opening = func(name, stage string) error {
-		if name == DefaultStream && stage == "raft" {
-			close(held)
-			<-hold
-		}
-		return nil
-	}
-	started := make(chan *Logx, 1)
-	go func() {
-		lx, err := newNode(c.cfgs[0], c.seams[0])
-		if err != nil {
-			t.Errorf("node 1: %v", err)
-		}
-		started <- lx
-	}()
-	select { // node 1 answers from now on
-	case <-held:
-	case <-started:
-		t.Fatal("node 1 started without being held")
-	case <-time.After(time.Minute):
-		t.Fatal("node 1 did not reach its Raft within a minute")
-	}
+	release, started := restartHolding(c, 0)
 	s := c.nodes[1].defaultStream
 	asked := make(chan error, 1)
 	go func() {
@@ -275,9 +304,7 @@ func TestAskingStopsOnClose(t *testing.T) {
 		t.Fatal("still asking after the node closed")
 	}
 	release()
-	if lx := <-started; lx != nil {
-		c.nodes[0] = lx
-	}
+	started()
 }
 
 // TestAskingNodeHoldsRaft: a node with empty Raft state takes no Raft
@@ -342,27 +369,7 @@ func TestAskingNodeHoldsRaft(t *testing.T) {
 // once it opens, which answers it in full.
 func TestStartingAnswerBounded(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
-	c.stop(0)
-	held, hold := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	release := func() { once.Do(func() { close(hold) }) }
-	defer release()
-	c.seams[0].opening = func(name, stage string) error {
-		if name == DefaultStream && stage == "raft" {
-			close(held)
-			<-hold
-		}
-		return nil
-	}
-	started := make(chan *Logx, 1)
-	go func() {
-		lx, err := newNode(c.cfgs[0], c.seams[0])
-		if err != nil {
-			t.Errorf("node 1: %v", err)
-		}
-		started <- lx
-	}()
-	<-held
+	release, started := restartHolding(c, 0)
 	ask := func(req controlRequest) (controlResponse, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
@@ -396,9 +403,7 @@ func TestStartingAnswerBounded(t *testing.T) {
 	resp = <-big
 	require.Nil(t, resp.Starting)
 	require.NotNil(t, resp.Status, "the stream's handler answered it in full")
-	if lx := <-started; lx != nil {
-		c.nodes[0] = lx
-	}
+	started()
 }
 
 // TestStartingState: which streams a node answers "starting" for, and
