@@ -31,13 +31,15 @@ import (
 // waits for the leader's entries, as a joining node does, and votes as
 // Raft asks (hashicorp/raft grants votes when it has no configuration).
 //
-// A member counts only if its group has committed (a commit index or an
-// applied index above 0): its configuration is then on a majority, and
-// whichever of them leads will reach this node. A node that only
-// bootstrapped (term 1, nothing committed) does not count: the others
-// bootstrap too, as on every first start, rather than wait for it with
-// no configuration (if it died before it committed, a node that had voted
-// for it could never bootstrap: Raft refuses once a term is stored).
+// A member counts only if its group has run: a commit index or an applied
+// index above 0, or a Raft log past its first entry (the configuration a
+// bootstrap writes). A member restarted reports no commit index until a
+// leader reaches it, and, before its first checkpoint, no applied index;
+// its log tells. A log past its first entry was written by a leader,
+// which a majority elected, so a configured group can go on and will
+// reach this node. A node that only bootstrapped (term 1, one entry)
+// does not count: the others bootstrap too, as on every first start,
+// rather than wait for it with no configuration.
 //
 // Only a node that started with empty Raft state asks (a new node, or one
 // whose Dir was emptied): for its default stream, and, if that one found
@@ -277,13 +279,13 @@ func raftStateOnDisk(dir string) bool {
 
 // runsWith reports whether st, the status the node at addr sent, says it
 // runs its group with self in its configuration: it answered as addr, its
-// Raft has not stopped, its group has committed (a commit index or an
-// applied index), and its configuration lists self, so its leader will
-// reach self. A removed node, a node of another cluster, a node that only
+// Raft has not stopped, its group has run (a commit index, an applied
+// index, or a log past the bootstrap's entry), and its configuration
+// lists self, so its leader will reach self. A removed node, a node of another cluster, a node that only
 // bootstrapped and one that only voted (without a configuration) do not.
 func runsWith(st Stats, addr, self string) bool {
 	return st.Addr == addr && st.State != "Shutdown" &&
-		(st.CommitIndex > 0 || st.AppliedIndex > 0) &&
+		(st.CommitIndex > 0 || st.AppliedIndex > 0 || st.LastIndex > 1) &&
 		slices.ContainsFunc(st.Peers, func(p PeerStats) bool { return p.Addr == self })
 }
 

@@ -473,7 +473,8 @@ func TestRunsWith(t *testing.T) {
 	}{
 		{Stats{Addr: peer, State: "Leader", CommitIndex: 5, Peers: lists}, true, "a leader that committed"},
 		{Stats{Addr: peer, State: "Follower", AppliedIndex: 5, Peers: lists}, true, "a member that applied, restarted (no commit index yet)"},
-		{Stats{Addr: peer, State: "Candidate", Term: 1, Peers: lists}, false, "bootstrapped, nothing committed"},
+		{Stats{Addr: peer, State: "Follower", Term: 2, LastIndex: 2, Peers: lists}, true, "a member restarted before its first checkpoint: its log has a leader's entry"},
+		{Stats{Addr: peer, State: "Candidate", Term: 1, LastIndex: 1, Peers: lists}, false, "bootstrapped, nothing committed"},
 		{Stats{Addr: peer, State: "Follower", Term: 3, Leader: peer}, false, "no configuration listing this node"},
 		{Stats{Addr: peer, State: "Shutdown", CommitIndex: 5, Peers: lists}, false, "a removed node"},
 		{Stats{Addr: "127.0.0.1:9", State: "Leader", CommitIndex: 5, Peers: lists}, false, "answered as another address"},

@@ -79,6 +79,7 @@ var chaosKinds = []string{
 	"remove",             // RemoveNode a member (leader or follower) from another member, stop it
 	"clock-skew",         // move a node's clock (the leader's or a follower's) ±1..48h for a while, then back
 	"rot",                // SIGKILL a node, flip a bit of a sealed Raft log segment, restart it (on an empty Dir if it refuses)
+	"lose-disks",         // SIGKILL every member, empty every Dir but the streams' leaders', start those, then the rest at once
 }
 
 const chaosElectionTimeout = 300 * time.Millisecond // helperMain's
@@ -144,6 +145,8 @@ type chaos struct {
 	retired []string // the Dirs of removed nodes
 	cmds    int      // remove commands sent
 	refused int      // rot faults whose node refused to start
+	waited  int      // emptied nodes that waited for a member starting with Raft state (lose-disks)
+	skipped int      // emptied nodes that did not bootstrap since a member ran the group (lose-disks)
 
 	began      time.Time    // before the first node started: no line clock may be older, less clockSlack
 	skews      []skewWindow // the clock-skew faults
@@ -462,6 +465,8 @@ func (h *chaos) inject(kind string) {
 		h.clockSkew()
 	case "rot":
 		h.rot()
+	case "lose-disks":
+		h.loseDisks()
 	default:
 		h.t.Fatalf("unknown fault kind %q", kind)
 	}
@@ -515,6 +520,113 @@ func (h *chaos) rot() {
 	require.NoError(h.t, os.RemoveAll(c.dir(i)))
 	c.start(i, h.o.writers)
 	h.logf("rot: restarted n%d on an empty Dir", i+1)
+}
+
+// loseDisks is a whole cluster restarted after most of its members lost
+// their disks: every member is SIGSTOPped, then SIGKILLed, and every Dir
+// is emptied but those of the two streams' leaders (one node, or two),
+// which hold every entry acknowledged in their stream. Those are started
+// first, as docs/deploy.md says (half the time opening each stream 3
+// election timeouts late), and the others as soon as they listen, while
+// they are still starting: with the membership as bootstrapped, the
+// emptied nodes (a majority of three) ask them before they bootstrap,
+// wait while they start, and follow them (bootstrap.go); once it has
+// changed, they join. Either way nothing acknowledged may be lost. The
+// fault is skipped if a stream shows no single leader of the highest term
+// (an election under way: the statuses, up to 10 ms old, could name a
+// deposed one).
+func (h *chaos) loseDisks() {
+	c := h.c
+	members := h.members()
+	for _, i := range members {
+		require.NoError(h.t, c.procs[i].Process.Signal(syscall.SIGSTOP))
+	}
+	leaderOf := func(state func(procStatus) (string, uint64)) int {
+		lead, top, leaders := -1, uint64(0), 0
+		for _, i := range members {
+			role, term := state(c.status(i))
+			switch {
+			case term > top:
+				top, lead, leaders = term, -1, 0
+				if role == "Leader" {
+					lead, leaders = i, 1
+				}
+			case term == top && role == "Leader":
+				lead, leaders = i, leaders+1
+			}
+		}
+		if leaders != 1 {
+			return -1
+		}
+		return lead
+	}
+	def := leaderOf(func(s procStatus) (string, uint64) { return s.state, s.term })
+	audit := leaderOf(func(s procStatus) (string, uint64) { return s.extraState, s.extraTerm })
+	if def < 0 || audit < 0 {
+		for _, i := range members {
+			require.NoError(h.t, c.procs[i].Process.Signal(syscall.SIGCONT))
+		}
+		h.logf("lose-disks: no single leader of the highest term in both streams (%s); skipped", h.statuses())
+		return
+	}
+	keep := []int{def}
+	if audit != def {
+		keep = append(keep, audit)
+	}
+	var emptied []int
+	from := map[int]int64{}
+	for _, i := range members {
+		c.kill(i)
+		if slices.Contains(keep, i) {
+			continue
+		}
+		emptied = append(emptied, i)
+		require.NoError(h.t, os.RemoveAll(c.dir(i)))
+		if st, err := os.Stat(c.path(i, "stderr")); err == nil {
+			from[i] = st.Size()
+		}
+	}
+	// Half the time the leaders' streams open slowly, so that the emptied
+	// nodes find them still starting.
+	slow := h.rng.Intn(2) == 0
+	for _, i := range keep {
+		if slow {
+			if c.once == nil {
+				c.once = map[int][]string{}
+			}
+			c.once[i] = []string{fmt.Sprintf("LOGX_SLOW_OPEN_MS=%d", 3*chaosElectionTimeout.Milliseconds())}
+		}
+		c.start(i, h.o.writers)
+	}
+	for _, i := range keep {
+		c.waitListening(i) // it answers that it is starting
+	}
+	for _, i := range emptied {
+		c.start(i, h.o.writers)
+	}
+	h.logf("lose-disks: restarted every member, %v on their Dirs (the leaders: default n%d, %s n%d; slow to open: %v), %v on empty Dirs", plusOne(keep), def+1, chaosStream, audit+1, slow, plusOne(emptied))
+	for _, i := range emptied {
+		ok := waitFor(90*time.Second, func() bool { h.checkAlive(); return c.status(i).state != "" })
+		require.True(h.t, ok, "lose-disks: n%d did not start within 90s", i+1)
+		b, err := os.ReadFile(c.path(i, "stderr"))
+		require.NoError(h.t, err)
+		said := string(b[min(from[i], int64(len(b))):])
+		if strings.Contains(said, "which has Raft state, is still starting: waiting") {
+			h.waited++
+		}
+		if strings.Contains(said, "not bootstrapping; waiting for its leader") {
+			h.skipped++
+		}
+	}
+}
+
+// plusOne returns the slots as node numbers (n1 is slot 0).
+func plusOne(slots []int) []int {
+	out := make([]int, len(slots))
+	for k, i := range slots {
+		out[k] = i + 1
+	}
+	return out
 }
 
 // flipSealedBit flips one bit of a byte drawn at random from the sealed
@@ -1177,7 +1289,7 @@ func (h *chaos) line(r *chaosResult) string {
 		}
 		fmt.Fprintf(&b, "%s=%d", k, h.counts[k])
 	}
-	fmt.Fprintf(&b, " rot-refused=%d)", h.refused)
+	fmt.Fprintf(&b, " rot-refused=%d lose-disks-waited=%d lose-disks-not-bootstrapped=%d)", h.refused, h.waited, h.skipped)
 	if r != nil {
 		fmt.Fprintf(&b, " acked=%d entries=%d %s-acked=%d %s-entries=%d catch-ups=%d members=%d missing=%d duplicates=%d partial-batches=%d differing-nodes=%d",
 			r.acked, r.entries, chaosStream, r.streamAcked, chaosStream, r.streamEntries, r.catchUps, len(h.members()), r.missing, r.duplicates, r.partial, r.differing)

@@ -47,9 +47,9 @@ type Config struct {
 	// All nodes must start with the same list; it is used to bootstrap a new
 	// cluster (a node whose Raft state is empty asks them first, and does
 	// not bootstrap if one answers that a cluster with this node in it has
-	// committed or applied entries, nor while one with Raft state answers
-	// that it is starting), and as the nodes to ask for file ranges during
-	// a catch-up.
+	// run (committed, applied, or written entries past the bootstrap's),
+	// nor while one with Raft state answers that it is starting), and as
+	// the nodes to ask for file ranges during a catch-up.
 	// With Join it lists members of the running cluster to contact, and may
 	// leave out this node. Required.
 	Peers []string `json:"peers" yaml:"peers"`

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -89,6 +90,16 @@ func helperMain() int {
 		walSegmentSize: atoi("WAL_SEGMENT"),
 		dialFrom:       env("DIAL_FROM"),
 		clockEvery:     time.Duration(atoi("CLOCK_EVERY_MS")) * time.Millisecond,
+	}
+	if d := time.Duration(atoi("SLOW_OPEN_MS")) * time.Millisecond; d > 0 {
+		// A slow start: each stream waits d before NewRaft, answering
+		// "starting" meanwhile (bootstrap.go).
+		sm.opening = func(_, stage string) error {
+			if stage == "raft" {
+				time.Sleep(d)
+			}
+			return nil
+		}
 	}
 	var extra *Stream // STREAMS: the first of them gets every odd entry
 	for _, name := range strings.Split(env("STREAMS"), ",") {
@@ -192,13 +203,15 @@ func helperMain() int {
 			if !st.LogClock.IsZero() {
 				logClock = st.LogClock.UnixNano()
 			}
-			var extraSeq uint64
+			var extraSeq, extraTerm uint64
+			extraState := "-"
 			if extra != nil {
-				extraSeq = extra.Stats().Seq
+				es := extra.Stats()
+				extraSeq, extraState, extraTerm = es.Seq, es.State, es.Term
 			}
-			line := fmt.Sprintf("%s %d %s %d %d %d %d %d %d %d\n", st.State, st.Seq, fin,
+			line := fmt.Sprintf("%s %d %s %d %d %d %d %d %d %d %s %d\n", st.State, st.Seq, fin,
 				st.Term, st.AppliedIndex, lx.raft.LastIndex(), st.CatchUps,
-				clock.offset().Milliseconds(), logClock, extraSeq)
+				clock.offset().Milliseconds(), logClock, extraSeq, extraState, extraTerm)
 			if os.WriteFile(tmp, []byte(line), 0o644) == nil {
 				os.Rename(tmp, env("STATUS"))
 			}
@@ -428,6 +441,8 @@ type procCluster struct {
 	entries int
 	net     *faultNet // nil: nodes listen on addrs and dial from anywhere
 	env     []string  // more LOGX_ variables for every node
+	// once are more LOGX_ variables for the next start of a slot only.
+	once map[int][]string
 	// clocks gives every node a clock file, path(i, "clock") (setClock).
 	clocks bool
 	// Membership: peers is what the next start passes as Peers (the first
@@ -531,6 +546,8 @@ func (c *procCluster) start(i, writers int) {
 		cmd.Env = append(cmd.Env, "LOGX_CLOCK_FILE="+c.path(i, "clock"))
 	}
 	cmd.Env = append(cmd.Env, c.env...)
+	cmd.Env = append(cmd.Env, c.once[i]...)
+	delete(c.once, i)
 	in, err := cmd.StdinPipe()
 	require.NoError(c.t, err)
 	os.Remove(c.path(i, "status"))
@@ -549,6 +566,23 @@ func (c *procCluster) kill(i int) {
 	_ = c.procs[i].Process.Signal(syscall.SIGKILL)
 	<-c.exited[i]
 	c.procs[i] = nil
+}
+
+// waitListening waits until node i accepts connections (on its own
+// address: behind faultNet a proxy accepts them at once).
+func (c *procCluster) waitListening(i int) {
+	c.t.Helper()
+	addr := c.addrs[i]
+	if c.net != nil {
+		addr = c.net.listenAddr(i)
+	}
+	require.True(c.t, waitFor(30*time.Second, func() bool {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	}), "n%d does not listen", i+1)
 }
 
 // stop closes node i's stdin and waits for a clean exit.
@@ -601,6 +635,9 @@ type procStatus struct {
 	offset   time.Duration // the node's clock offset (clockHook)
 	logClock int64         // Stats.LogClock, Unix nanoseconds; 0: unknown
 	extraSeq uint64        // Seq of the first of STREAMS (0: none)
+	// The Raft role and term of the first of STREAMS ("" and 0: none).
+	extraState string
+	extraTerm  uint64
 }
 
 func (c *procCluster) status(i int) procStatus {
@@ -608,17 +645,20 @@ func (c *procCluster) status(i int) procStatus {
 	if err != nil {
 		return procStatus{}
 	}
-	// Earlier versions (the upgrade test) write the first 7 fields, or 9.
+	// Earlier versions (the upgrade test) write the first 7 fields, 9 or 10.
 	f := strings.Fields(string(b))
-	if len(f) != 7 && len(f) != 9 && len(f) != 10 {
+	if len(f) != 7 && len(f) != 9 && len(f) != 10 && len(f) != 12 {
 		return procStatus{}
 	}
-	f = append(f, "0", "0", "0")
+	for len(f) < 12 { // what an earlier version leaves out
+		f = append(f, map[bool]string{true: "-", false: "0"}[len(f) == 10])
+	}
 	n := func(i int) uint64 { v, _ := strconv.ParseUint(f[i], 10, 64); return v }
 	z := func(i int) int64 { v, _ := strconv.ParseInt(f[i], 10, 64); return v }
 	return procStatus{state: f[0], seq: n(1), done: f[2] == "done",
 		term: n(3), applied: n(4), last: n(5), catchUps: n(6),
-		offset: time.Duration(z(7)) * time.Millisecond, logClock: z(8), extraSeq: n(9)}
+		offset: time.Duration(z(7)) * time.Millisecond, logClock: z(8), extraSeq: n(9),
+		extraState: strings.Trim(f[10], "-"), extraTerm: n(11)}
 }
 
 // setClock sets node i's clock offset (its clock file, read by the node's
@@ -870,6 +910,73 @@ func TestLeaderLossSIGKILL(t *testing.T) {
 	c.waitConverged()
 	for i := 0; i < 3; i++ {
 		c.stop(i)
+	}
+	n, acked := c.verify(0, 1, 2)
+	t.Logf("%d entries in the log, %d acknowledged", n, acked)
+}
+
+// TestLoseDisksSIGKILL: a whole cluster restarted after two of its three
+// nodes lost their disks. Every node is SIGKILLed while all log with
+// Append; the two followers' Dirs are emptied; the old leader, which holds
+// every acknowledged entry, is started first and opens its stream slowly
+// (5 election timeouts: LOGX_SLOW_OPEN_MS), and the emptied two as soon as
+// it listens. They find it starting with Raft state and wait for it
+// rather than bootstrap (two of three, they could otherwise elect one of
+// themselves over an empty log), then follow it: every acknowledged entry
+// is kept, the files identical.
+func TestLoseDisksSIGKILL(t *testing.T) {
+	entries := 200
+	if testing.Short() {
+		entries = 80
+	}
+	c := newProcCluster(t, 3, 2, entries)
+	for i := 0; i < 3; i++ {
+		c.start(i, c.writers)
+	}
+	leader := c.waitLeader(-1)
+	c.waitStatus(leader, "progress", func(s procStatus) bool { return s.seq > 100 })
+	for i := 0; i < 3; i++ { // frozen: the leader stays the one that holds every acknowledged entry
+		require.NoError(t, c.procs[i].Process.Signal(syscall.SIGSTOP))
+	}
+	leader = c.leader()
+	for i := 0; i < 3; i++ {
+		if i != leader {
+			require.LessOrEqual(t, c.status(i).term, c.status(leader).term, "n%d is past the leader's term", i+1)
+		}
+	}
+	var emptied []int
+	from := map[int]int64{}
+	for i := 0; i < 3; i++ {
+		c.kill(i)
+		if i == leader {
+			continue
+		}
+		emptied = append(emptied, i)
+		require.NoError(t, os.RemoveAll(c.dir(i)))
+		if st, err := os.Stat(c.path(i, "stderr")); err == nil {
+			from[i] = st.Size()
+		}
+	}
+	c.once = map[int][]string{leader: {"LOGX_SLOW_OPEN_MS=1500"}}
+	c.start(leader, c.writers)
+	c.waitListening(leader)
+	for _, i := range emptied {
+		c.start(i, c.writers)
+	}
+	t.Logf("SIGKILLed every node; restarted leader n%d on its Dir, slow to open, and %v on empty Dirs", leader+1, plusOne(emptied))
+	for i := 0; i < 3; i++ {
+		c.waitStatus(i, "writers done", func(s procStatus) bool { return s.done })
+	}
+	c.waitConverged()
+	for i := 0; i < 3; i++ {
+		c.stop(i)
+	}
+	for _, i := range emptied {
+		b, err := os.ReadFile(c.path(i, "stderr"))
+		require.NoError(t, err)
+		said := string(b[from[i]:])
+		require.Contains(t, said, "which has Raft state, is still starting: waiting", "n%d waited for n%d", i+1, leader+1)
+		require.Contains(t, said, "not bootstrapping; waiting for its leader", "n%d did not bootstrap", i+1)
 	}
 	n, acked := c.verify(0, 1, 2)
 	t.Logf("%d entries in the log, %d acknowledged", n, acked)

@@ -35,7 +35,10 @@ type Stats struct {
 	// hash"); "" from a node older than BLAKE3 checksums.
 	Checksum string `json:"checksum,omitempty"`
 
-	CommitIndex  uint64 `json:"commit_index"`  // Raft commit index known here
+	CommitIndex uint64 `json:"commit_index"` // Raft commit index known here
+	// LastIndex is the index of the last entry of this node's Raft log,
+	// committed or not; 0 from a node older than it.
+	LastIndex    uint64 `json:"last_index,omitempty"`
 	AppliedIndex uint64 `json:"applied_index"` // Raft index the files hold
 	// Lag is how many Raft entries this node's files trail the commit
 	// index by: from AppliedIndex to the last committed entry that holds
@@ -156,6 +159,7 @@ func (lx *Stream) Stats() Stats {
 		State:            lx.raftState().String(),
 		Term:             lx.raft.CurrentTerm(),
 		CommitIndex:      lx.raft.CommitIndex(),
+		LastIndex:        lx.raft.LastIndex(),
 		AppliedIndex:     fs.applied,
 		Seq:              fs.seq,
 		QueueLen:         len(lx.queue),
