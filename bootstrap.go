@@ -36,9 +36,10 @@ import (
 // bootstrap writes). A member restarted reports no commit index until a
 // leader reaches it, and, before its first checkpoint, no applied index;
 // its log tells. A log past its first entry was written by a leader,
-// which a majority elected, so a configured group can go on and will
-// reach this node. A node that only bootstrapped (term 1, one entry)
-// does not count: the others bootstrap too, as on every first start,
+// which a majority elected, and the member answering is configured: it
+// can be elected again (this node, unconfigured, grants its vote) and will
+// reach this node. A node that only bootstrapped (its log the
+// configuration's one entry, whatever elections it lost) does not count: the others bootstrap too, as on every first start,
 // rather than wait for it with no configuration.
 //
 // Only a node that started with empty Raft state asks (a new node, or one

@@ -37,7 +37,8 @@ type Stats struct {
 
 	CommitIndex uint64 `json:"commit_index"` // Raft commit index known here
 	// LastIndex is the index of the last entry of this node's Raft log,
-	// committed or not; 0 from a node older than it.
+	// committed or not, or of its newest snapshot if that is higher; 0
+	// from a node older than it.
 	LastIndex    uint64 `json:"last_index,omitempty"`
 	AppliedIndex uint64 `json:"applied_index"` // Raft index the files hold
 	// Lag is how many Raft entries this node's files trail the commit
