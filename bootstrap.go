@@ -39,8 +39,9 @@ import (
 // which a majority elected, and the member answering is configured: it
 // can be elected again (this node, unconfigured, grants its vote) and will
 // reach this node. A node that only bootstrapped (its log the
-// configuration's one entry, whatever elections it lost) does not count: the others bootstrap too, as on every first start,
-// rather than wait for it with no configuration.
+// configuration's one entry, whatever elections it lost) does not count:
+// the others bootstrap too, as on every first start, rather than wait for
+// it with no configuration.
 //
 // Only a node that started with empty Raft state asks (a new node, or one
 // whose Dir was emptied): for its default stream, and, if that one found
@@ -55,7 +56,9 @@ import (
 // answers that it is starting with Raft state (a whole cluster restarted
 // at once, the node that holds the log slow to open it), the node asks
 // again rather than bootstrap, until that member answers in full or
-// stops answering; New waits meanwhile.
+// stops answering; New waits meanwhile. Until it has decided, the stream
+// takes no Raft connection (raftLayer): a vote granted meanwhile would
+// store a term, and hashicorp/raft then refuses to bootstrap.
 //
 // It fails open otherwise: if no member answers that it runs the group
 // within the election timeout, and none is starting with Raft state (the

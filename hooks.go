@@ -83,8 +83,8 @@ type seams struct {
 	// at three stages: "begin" (nothing opened yet), "raft" (before
 	// NewRaft) and, for a stream about to bootstrap, "ask" (before it asks
 	// its peers, bootstrap.go); an error from it fails the opening (a test
-	// makes it block: a node slow to start). startingAnswered is called each time this
-	// node answers that it is starting (bootstrap.go).
+	// makes it block: a node slow to start). startingAnswered is called
+	// each time this node answers that it is starting (bootstrap.go).
 	opening          func(name, stage string) error
 	startingAnswered func()
 }

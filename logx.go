@@ -156,9 +156,9 @@ type node struct {
 // after its Dir was emptied; asking takes at most Config.ElectionTimeout
 // for each stream, and more while a peer with Raft state answers that it
 // is still starting, until it answers in full or stops answering). New
-// does not wait for a leader
-// (the other nodes may not be up yet); calls made before one is elected
-// are queued. Use WaitReady to wait until the node has joined.
+// does not wait for a leader (the other nodes may not be up yet); calls
+// made before one is elected are queued. Use WaitReady to wait until the
+// node has joined.
 func New(cfg Config) (*Logx, error) { return newNode(cfg, seams{}) }
 
 // newNode is New with a test's seams (hooks.go).

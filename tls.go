@@ -47,9 +47,9 @@ func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 // did not bootstrap (an emptied Dir, bootstrap.go), and Peers alone while
 // it has not decided yet (it asks its peers first); one started with
 // Join, before the leader reached it, cannot tell members apart and
-// accepts any certificate of the CA. On one host every certificate naming that host
-// passes: give programs that are not nodes certificates that do not name
-// the nodes' hosts.
+// accepts any certificate of the CA. On one host every certificate
+// naming that host passes: give programs that are not nodes certificates
+// that do not name the nodes' hosts.
 func (lx *Stream) raftPeerOK(c net.Conn) bool {
 	tc, ok := c.(*tls.Conn)
 	if !ok {

@@ -51,9 +51,9 @@ type mux struct {
 	// node yet). Set before start; nil: none is expected.
 	expect      func(name string) bool
 	unknownWait time.Duration
-	// starting, set before start, says whether stream name is one this
-	// node opens as it starts (ok) and whether it had Raft state before
-	// (raftState): a status request for it answers so until it is open
+	// starting, set before start, says whether this node is to open stream
+	// name, which it has not begun to (ok), and whether the stream's
+	// directory holds Raft state: a status request for it is answered so
 	// (answerStarting, bootstrap.go). addr is the node's Addr, which the
 	// answer names; answered, a test's, is called after each answer.
 	starting func(name string) (raftState, ok bool)
@@ -224,10 +224,9 @@ func (m *mux) dispatch(c net.Conn) {
 
 // waitEndpoint returns the endpoint of stream name. A stream this node is
 // to open (m.expect; the default stream, while the node starts) but has
-// not opened yet is waited for, up to the
-// header timeout: peers open a stream at slightly different moments, and
-// the first to open it calls its first election while the others are
-// still opening it. Any other stream is waited for a little (unknownWait,
+// not opened yet is waited for, up to the header timeout: peers open a
+// stream at slightly different moments, and the first to open it calls
+// its first election while the others are still opening it. Any other stream is waited for a little (unknownWait,
 // an ElectionTimeout): its creation may not have reached this node's
 // catalog yet. nil if it does not come in time, or the mux closes.
 func (m *mux) waitEndpoint(name string) *endpoint {
