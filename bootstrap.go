@@ -43,12 +43,16 @@ import (
 // the others bootstrap too, as on every first start, rather than wait for
 // it with no configuration.
 //
-// Only a node that started with empty Raft state asks (a new node, or one
-// whose Dir was emptied): for its default stream, and, if that one found
-// the cluster running (it did not bootstrap), for every stream it opens
-// while it runs. Any other node creates a stream the catalog adds with
-// no asking, as before: the others are opening it at the same moment,
-// and have nothing to tell.
+// Only a node that started with empty Raft state asks (a new node, one
+// whose Dir was emptied, one that joins): for its default stream (unless
+// it joins), and for every other stream it opens while it runs, declared
+// or from the catalog. A node emptied and started with Join would
+// otherwise bootstrap a declared stream with the catalog's voters once
+// the catalog reached it (bootstrapIfEmpty), and two such nodes, a
+// majority of those voters, could elect one of themselves there (the
+// chaos harness's lose-disks fault found it). Any other node creates a
+// stream the catalog adds with no asking, as before: the others are
+// opening it at the same moment, and have nothing to tell.
 //
 // A node answers from the moment it listens, before its streams are open:
 // a status request for a stream it is opening gets "starting", with
@@ -325,12 +329,24 @@ func (lx *Stream) knownMembers() []string {
 
 // askFirst is clusterRuns for a stream about to bootstrap (its Raft state
 // is empty): always for the default stream, for another only when the
-// default stream found the cluster running (nodeFresh). Otherwise the
-// stream is new (the catalog added it; the other nodes are opening it
-// too) and "" is returned at once.
+// default stream started empty too (nodeFresh). Otherwise the stream is
+// new (the catalog added it; the other nodes are opening it too) and ""
+// is returned at once.
 func (lx *Stream) askFirst(addrs []string) (string, []string, error) {
-	if lx.name != DefaultStream && (lx.hooks.nodeFresh == nil || !lx.hooks.nodeFresh()) {
-		return "", nil, nil
+	if lx.name != DefaultStream {
+		if lx.hooks.nodeFresh == nil || !lx.hooks.nodeFresh() {
+			return "", nil, nil
+		}
+		// The catalog's voters are the stream's first ones: members added
+		// since (who may be the only ones with its log) are in the default
+		// stream's configuration.
+		if lx.hooks.defaultServers != nil {
+			for _, a := range lx.hooks.defaultServers() {
+				if !slices.Contains(addrs, a) {
+					addrs = append(slices.Clip(addrs), a)
+				}
+			}
+		}
 	}
 	return lx.clusterRuns(addrs)
 }

@@ -27,6 +27,16 @@ import (
 // A first start, where no peer has a history, still bootstraps (every
 // other test's cluster; TestBootstrapFirstStart).
 func TestEmptyNodesWaitForLeader(t *testing.T) {
+	for _, join := range []bool{false, true} {
+		// With Join (as after a membership change) the default stream
+		// joins without asking; the declared stream, once the catalog
+		// reaches the node, asks rather than bootstrap with the catalog's
+		// voters (two of three, they could elect one of themselves there).
+		t.Run(map[bool]string{false: "peers", true: "join"}[join], func(t *testing.T) { emptyNodesWaitForLeader(t, join) })
+	}
+}
+
+func emptyNodesWaitForLeader(t *testing.T, join bool) {
 	c := newTestCluster(t, 3, func(cfg *Config) {
 		cfg.Streams = []StreamConfig{{Name: "audit"}}
 		cfg.ElectionTimeout = time.Second // the leader's answer comes within it, however loaded the machine
@@ -62,21 +72,28 @@ func TestEmptyNodesWaitForLeader(t *testing.T) {
 			empties = append(empties, i)
 			c.stop(i)
 			require.NoError(t, os.RemoveAll(c.cfgs[i].Dir))
+			c.cfgs[i].Join = join
 		}
 	}
 	for _, i := range empties {
 		c.start(i)
-		require.True(t, c.nodes[i].skippedBootstrap(), "node %d bootstrapped the default stream", i+1)
-	}
-	for _, i := range empties {
-		m := c.nodes[i].runsWith.Load()
-		require.NotNil(t, m)
-		require.Contains(t, *m, c.cfgs[lead].Addr, "the members the leader listed")
+		if !join {
+			require.True(t, c.nodes[i].skippedBootstrap(), "node %d bootstrapped the default stream", i+1)
+			m := c.nodes[i].runsWith.Load()
+			require.NotNil(t, m)
+			require.Contains(t, *m, c.cfgs[lead].Addr, "the members the leader listed")
+		}
 	}
 	logAndCompare(c, 150+3*10)
 	// audit: a declared stream, opened before the catalog says who its
 	// voters are, then bootstrapped only if no member runs it (or already
 	// given its configuration by the leader): what it held is kept.
+	require.True(t, waitFor(30*time.Second, func() bool { return auditHolds(20) }), "audit caught up")
+	if join {
+		for _, i := range empties {
+			require.True(t, audit(i).skippedBootstrap(), "node %d bootstrapped audit with the catalog's voters", i+1)
+		}
+	}
 	for i := range c.nodes {
 		_, err := audit(i).Append(ctx, LevelInfo, "after", "i", i)
 		require.NoError(t, err)

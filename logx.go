@@ -340,7 +340,7 @@ func (n *node) open(sc StreamConfig, voters []string, join bool) error {
 	}
 	cfg.Join = cfg.Join || join
 	s, err := newStream(cfg, n.seams, n.mux, sc.Name, &nodeHooks{defaultServers: n.defaultServers, tls: n.tlsNow, stopping: n.stopCtx,
-		nodeFresh: func() bool { return n.list()[0].skippedBootstrap() }})
+		nodeFresh: func() bool { return n.list()[0].startedEmpty }})
 	if err != nil {
 		return err
 	}

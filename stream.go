@@ -78,6 +78,11 @@ type Stream struct {
 	// answered that it runs the group: no bootstrap; these are the members
 	// it listed (bootstrap.go).
 	runsWith atomic.Pointer[[]string]
+	// startedEmpty: this stream's Raft state was empty when it opened (a
+	// new node, an emptied Dir, a joining node). For the default stream,
+	// the node's other streams ask their peers before they bootstrap
+	// (nodeFresh, bootstrap.go).
+	startedEmpty bool
 	// decided is closed once this stream takes Raft connections: at once
 	// if it has Raft state or joins, else once it has decided whether to
 	// bootstrap (bootstrap.go; raftLayer holds them until then).
@@ -400,6 +405,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		return nil, fmt.Errorf("logx: %w", err)
 	}
 	m.noteState(name, existing)
+	lx.startedEmpty = !existing
 	if existing || cfg.Join {
 		lx.decide()
 	}
@@ -575,8 +581,8 @@ type nodeHooks struct {
 	// default stream's configuration (raftPeerOK).
 	defaultServers func() []string
 	// stopping ends when the node's Close begins; nodeFresh reports
-	// whether the node's default stream started with empty Raft state and
-	// found the cluster running (bootstrap.go).
+	// whether the node's default stream started with empty Raft state
+	// (bootstrap.go).
 	stopping  context.Context
 	nodeFresh func() bool
 	// tls is the node's current TLS configuration and its generation
