@@ -310,10 +310,6 @@ func (lx *Stream) skipBootstrap(peer string, members []string) {
 // has Raft state, joins, or has decided whether to bootstrap.
 func (lx *Stream) decide() { lx.decideOnce.Do(func() { close(lx.decided) }) }
 
-// skippedBootstrap reports whether this stream did not bootstrap because a
-// member runs its group (skipBootstrap).
-func (lx *Stream) skippedBootstrap() bool { return lx.runsWith.Load() != nil }
-
 // knownMembers returns the addresses of the members of this stream's
 // configuration, or, while it has none, those a peer listed when this
 // stream did not bootstrap (nil if neither).

@@ -464,6 +464,10 @@ func TestStartingState(t *testing.T) {
 	require.False(t, ok, "not once the node closes")
 }
 
+// skippedBootstrap reports whether this stream did not bootstrap because a
+// member runs its group (skipBootstrap).
+func (lx *Stream) skippedBootstrap() bool { return lx.runsWith.Load() != nil }
+
 // TestBootstrapFirstStart: on a cluster's first start, its nodes started
 // one after another, the first finds no peer running and bootstraps
 // (which gives it term 1 at once, but it commits nothing alone); the

@@ -561,42 +561,20 @@ func (h *chaos) loseDisks() {
 	}
 	c.waitConverged()
 	keep := members[h.rng.Intn(len(members))]
-	var emptied []int
-	from := map[int]int64{}
-	for _, i := range members {
-		c.kill(i)
-		if i == keep {
-			continue
-		}
-		emptied = append(emptied, i)
-		require.NoError(h.t, os.RemoveAll(c.dir(i)))
-		if st, err := os.Stat(c.path(i, "stderr")); err == nil {
-			from[i] = st.Size()
-		}
-	}
 	slow := h.rng.Intn(2) == 0
+	var slowOpen time.Duration
 	if slow {
-		if c.once == nil {
-			c.once = map[int][]string{}
-		}
-		c.once[keep] = []string{fmt.Sprintf("LOGX_SLOW_OPEN_MS=%d", 3*chaosElectionTimeout.Milliseconds())}
+		slowOpen = 3 * chaosElectionTimeout
 	}
-	c.start(keep, h.o.writers)
-	c.waitListening(keep) // it answers that it is starting
-	for _, i := range emptied {
-		c.start(i, h.o.writers)
-	}
+	emptied, said := c.loseDisks(members, keep, slowOpen, h.o.writers)
 	h.logf("lose-disks: stopped the writers, converged, SIGKILLed every member, restarted n%d on its Dir (slow to open: %v), then %v on empty Dirs", keep+1, slow, plusOne(emptied))
 	for _, i := range emptied {
 		ok := waitFor(90*time.Second, func() bool { h.checkAlive(); return c.status(i).state != "" })
 		require.True(h.t, ok, "lose-disks: n%d did not start within 90s", i+1)
-		b, err := os.ReadFile(c.path(i, "stderr"))
-		require.NoError(h.t, err)
-		said := string(b[min(from[i], int64(len(b))):])
-		if strings.Contains(said, "which has Raft state, is still starting: waiting") {
+		if strings.Contains(said(i), "which has Raft state, is still starting: waiting") {
 			h.waited++
 		}
-		if strings.Contains(said, "not bootstrapping; waiting for its leader") {
+		if strings.Contains(said(i), "not bootstrapping; waiting for its leader") {
 			h.skipped++
 		}
 	}

@@ -89,6 +89,14 @@ type seams struct {
 	startingAnswered func()
 }
 
+// open calls opening, if set.
+func (sm seams) open(name, stage string) error {
+	if sm.opening == nil {
+		return nil
+	}
+	return sm.opening(name, stage)
+}
+
 // powerHooks is a test seam (powercut_test.go) that lets a test simulate a
 // power cut: it sees every write and fsync of a node, so it can copy the
 // node's Dir as a power cut would leave it, without the bytes that were not

@@ -570,6 +570,43 @@ func (c *procCluster) kill(i int) {
 	c.procs[i] = nil
 }
 
+// loseDisks SIGKILLs the nodes in slots, empties every Dir but keep's,
+// starts keep (its streams opening slowOpen late if not zero), waits until
+// it listens and starts the others, each with writers. It returns the
+// emptied slots and a function that returns what one of them has written
+// to its stderr since.
+func (c *procCluster) loseDisks(slots []int, keep int, slowOpen time.Duration, writers int) (emptied []int, said func(i int) string) {
+	c.t.Helper()
+	from := map[int]int64{}
+	for _, i := range slots {
+		c.kill(i)
+		if i == keep {
+			continue
+		}
+		emptied = append(emptied, i)
+		require.NoError(c.t, os.RemoveAll(c.dir(i)))
+		if st, err := os.Stat(c.path(i, "stderr")); err == nil {
+			from[i] = st.Size()
+		}
+	}
+	if slowOpen > 0 {
+		if c.once == nil {
+			c.once = map[int][]string{}
+		}
+		c.once[keep] = []string{fmt.Sprintf("LOGX_SLOW_OPEN_MS=%d", slowOpen.Milliseconds())}
+	}
+	c.start(keep, writers)
+	c.waitListening(keep) // it answers that it is starting
+	for _, i := range emptied {
+		c.start(i, writers)
+	}
+	return emptied, func(i int) string {
+		b, err := os.ReadFile(c.path(i, "stderr"))
+		require.NoError(c.t, err)
+		return string(b[min(from[i], int64(len(b))):])
+	}
+}
+
 // waitListening waits until node i accepts connections (on its own
 // address: behind faultNet a proxy accepts them at once).
 func (c *procCluster) waitListening(i int) {
@@ -965,25 +1002,7 @@ func TestLoseDisksSIGKILL(t *testing.T) {
 	st, _, err := readState(c.dir(leader))
 	require.NoError(t, err)
 	require.Zero(t, st.Index, "n%d's files record no applied index", leader+1)
-	var emptied []int
-	from := map[int]int64{}
-	for i := 0; i < 3; i++ {
-		c.kill(i)
-		if i == leader {
-			continue
-		}
-		emptied = append(emptied, i)
-		require.NoError(t, os.RemoveAll(c.dir(i)))
-		if st, err := os.Stat(c.path(i, "stderr")); err == nil {
-			from[i] = st.Size()
-		}
-	}
-	c.once = map[int][]string{leader: {"LOGX_SLOW_OPEN_MS=3000"}}
-	c.start(leader, c.writers)
-	c.waitListening(leader)
-	for _, i := range emptied {
-		c.start(i, c.writers)
-	}
+	emptied, said := c.loseDisks([]int{0, 1, 2}, leader, 3*time.Second, c.writers)
 	t.Logf("SIGKILLed every node; restarted leader n%d on its Dir, slow to open, and %v on empty Dirs", leader+1, plusOne(emptied))
 	for i := 0; i < 3; i++ {
 		c.waitStatus(i, "writers done", func(s procStatus) bool { return s.done })
@@ -993,11 +1012,8 @@ func TestLoseDisksSIGKILL(t *testing.T) {
 		c.stop(i)
 	}
 	for _, i := range emptied {
-		b, err := os.ReadFile(c.path(i, "stderr"))
-		require.NoError(t, err)
-		said := string(b[from[i]:])
-		require.Contains(t, said, "which has Raft state, is still starting: waiting", "n%d waited for n%d", i+1, leader+1)
-		require.Contains(t, said, "not bootstrapping; waiting for its leader", "n%d did not bootstrap", i+1)
+		require.Contains(t, said(i), "which has Raft state, is still starting: waiting", "n%d waited for n%d", i+1, leader+1)
+		require.Contains(t, said(i), "not bootstrapping; waiting for its leader", "n%d did not bootstrap", i+1)
 	}
 	n, acked := c.verify(0, 1, 2)
 	t.Logf("%d entries in the log, %d acknowledged", n, acked)

@@ -175,10 +175,8 @@ type counters struct {
 // The node holds Dir's lock.
 // sm are the node's test hooks; hooks connect the stream to its node.
 func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *Stream, err error) {
-	if sm.opening != nil {
-		if err := sm.opening(name, "begin"); err != nil {
-			return nil, err
-		}
+	if err := sm.open(name, "begin"); err != nil {
+		return nil, err
 	}
 	want := wantedSettings(cfg)
 	if st, ok, err := readState(cfg.Dir); err == nil && ok && st.Settings != nil {
@@ -409,10 +407,8 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	if existing || cfg.Join {
 		lx.decide()
 	}
-	if sm.opening != nil {
-		if err := sm.opening(name, "raft"); err != nil {
-			return nil, err
-		}
+	if err := sm.open(name, "raft"); err != nil {
+		return nil, err
 	}
 	// NewRaft restores the newest stored snapshot; an interrupted
 	// catch-up it finds goes on in the background (fsm.Restore), since the
@@ -433,10 +429,8 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		lx.goWG.Wait()
 	})
 	if !existing && !cfg.Join {
-		if sm.opening != nil {
-			if err := sm.opening(name, "ask"); err != nil {
-				return nil, err
-			}
+		if err := sm.open(name, "ask"); err != nil {
+			return nil, err
 		}
 		peer, members, err := lx.askFirst(cfg.Peers) // bootstrap.go
 		if err != nil {
