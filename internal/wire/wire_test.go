@@ -2,11 +2,16 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math"
+	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // The batch, frame, preface and fetch-reply decoders are fuzzed in the logx
@@ -269,5 +274,46 @@ func TestOpenBatch(t *testing.T) {
 				t.Fatalf("compress %v, count %d: OpenBatch: %v, want %q", compress, tc.count, r.Err(), tc.err)
 			}
 		}
+	}
+}
+
+// TestFrameGrowsWithItsBytes: a frame's buffer grows with the bytes that
+// arrive, not with the length its header announces; a frame longer than
+// a step still reads whole, from a reader that gives little at a time.
+func TestFrameGrowsWithItsBytes(t *testing.T) {
+	var hdr [FrameHeader]byte
+	binary.BigEndian.PutUint32(hdr[:], 64<<20)
+	in := io.MultiReader(bytes.NewReader(hdr[:]), bytes.NewReader(make([]byte, 10)))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := ReadFrame(in, nil, 64<<20)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("got %v", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 2*frameStep {
+		t.Fatalf("a frame that announced 64 MiB and sent 10 bytes allocated %d bytes", got)
+	}
+
+	body := make([]byte, 3*frameStep+7)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	var buf bytes.Buffer
+	if err := WriteFrame(&buf, &hdr, body); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadFrame(iotest.HalfReader(&buf), make([]byte, 0, 100), len(body))
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("read %d bytes, %v", len(got), err)
+	}
+
+	// The largest length a header can hold is refused, not taken for a
+	// negative one.
+	binary.BigEndian.PutUint32(hdr[:], math.MaxUint32)
+	_, err = ReadFrame(bytes.NewReader(hdr[:]), nil, math.MaxInt32)
+	var tooLarge *FrameSizeError
+	if !errors.As(err, &tooLarge) || tooLarge.N != math.MaxUint32 {
+		t.Fatalf("got %v", err)
 	}
 }
