@@ -204,6 +204,7 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 	var firstSent time.Time
 	wait := 20 * time.Millisecond
 	next, hops := 0, 0 // hops: hints followed since the last pause
+	conflicts := 0
 	var lastErr error
 	for {
 		target := c.target
@@ -233,16 +234,21 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 			}
 		case status == wire.StatusRejected:
 			err := fmt.Errorf("%w: batch rejected by %s: %s", ErrRejected, target, msg)
-			if isProducerConflict(&rejectedError{msg: msg}) {
-				// Another sender used this producer id: go on under a new one.
-				c.producer, c.pseq = newProducerID(), 0
-				if sentBefore {
-					return 0, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
-				}
-				batch = encode() // nothing of it was written: again, renumbered
-				continue
+			if !isProducerConflict(&rejectedError{msg: msg}) {
+				return 0, err
 			}
-			return 0, err
+			// Another sender used this producer id: go on under a new one.
+			c.producer, c.pseq = newProducerID(), 0
+			if sentBefore {
+				return 0, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+			}
+			batch = encode() // nothing of it was written: again, renumbered
+			lastErr = err
+			if conflicts++; conflicts == 1 {
+				continue // a fresh id: at once
+			}
+			// A node that calls every id taken: pause, as after any failure,
+			// until ctx ends.
 		default:
 			sent = true
 			lastErr = fmt.Errorf("%s: %s", target, msg)

@@ -1,13 +1,18 @@
 package logx
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
+	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -83,4 +88,61 @@ func TestClientSendBatches(t *testing.T) {
 		require.Equal(t, want[i], kv["msg"], "line %d", i+1)
 		require.Equal(t, "cl", kv["node"])
 	}
+}
+
+// TestClientConflictPauses: a node that answers every batch with a
+// producer conflict gets a fresh id at once the first time, then the
+// pauses of any other failure, and the call ends with its context. (It
+// retried at once under a new id, for good: a loop at full speed that a
+// cancelled context did not end.)
+func TestClientConflictPauses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	var asked atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				if _, _, err := wire.ReadPreface(r, validStreamName, DefaultStream); err != nil {
+					return
+				}
+				for {
+					if _, err := wire.ReadFrame(r, nil, 1<<20); err != nil {
+						return
+					}
+					asked.Add(1)
+					msg := producerConflict + "taken"
+					if _, err := c.Write(wire.AppendAnswer(nil, wire.Answer{Status: wire.StatusRejected, Msg: msg})); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	c := &Client{addrs: []string{ln.Addr().String()}, timeout: 10 * time.Second, producer: 1, dedupWindow: time.Minute}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(500*time.Millisecond, cancel)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.sendBatch(ctx, wire.AppendRecord(nil, slog.LevelInfo, 1, []byte("x")), 1)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, context.Canceled)
+		require.Contains(t, err.Error(), producerConflict)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatalf("Send did not end with its context (%d batches sent)", asked.Load())
+	}
+	// 500 ms of pauses from 20 ms, doubling: a handful.
+	require.Less(t, asked.Load(), int64(20))
+	require.Greater(t, asked.Load(), int64(2))
+	c.Close()
 }
