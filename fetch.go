@@ -47,11 +47,11 @@ func (lx *Stream) serveFetch(c net.Conn) {
 			}
 		}
 		if err != nil {
-			if _, err := c.Write(wire.FetchErrorReply(err.Error())); err != nil {
-				return
-			}
 			if f != nil {
 				f.Close()
+			}
+			if _, err := c.Write(wire.FetchErrorReply(err.Error())); err != nil {
+				return
 			}
 			continue
 		}
