@@ -2,6 +2,7 @@ package logx
 
 import (
 	"context"
+	"net"
 	"sync"
 	"time"
 
@@ -27,6 +28,10 @@ type seams struct {
 	// address (a name that does not resolve yet: an error; a
 	// *net.DNSError is passed on as it is).
 	resolve func(host string) (string, error)
+
+	// listener, if set, wraps the node's listener (before TLS): a test's
+	// failing Accept.
+	listener func(net.Listener) net.Listener
 
 	// headerTimeout and maxConnsPerIP override the mux's limits
 	// (transport.go) when not zero.

@@ -229,6 +229,9 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 		}
 		return nil, fmt.Errorf("logx: listening on ListenAddr: %w", err)
 	}
+	if sm.listener != nil {
+		ln = sm.listener(ln)
+	}
 	switch {
 	case tf != nil:
 		ln = tls.NewListener(ln, tf.serverConfig())

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -66,6 +67,7 @@ type mux struct {
 	asking atomic.Int32
 
 	tlsConf func() *tls.Config // mutual TLS for dials (nil config: none); the listener does its own
+	diag    *log.Logger        // the node's diagnostics (Config.LogOutput)
 
 	headerTimeout time.Duration // headerTimeout, or a test's
 	maxPerIP      int           // maxConnsPerIP, or a test's
@@ -86,7 +88,8 @@ func newMux(ln net.Listener, cfg Config, sm seams, tlsConf func() *tls.Config) *
 		inbound: map[net.Conn]string{}, perIP: map[string]int{}, endpoints: map[string]*endpoint{}, added: make(chan struct{}), states: map[string]bool{},
 		headerTimeout: cmp.Or(sm.headerTimeout, headerTimeout), maxPerIP: cmp.Or(sm.maxConnsPerIP, maxConnsPerIP),
 		tlsConf: tlsConf, addr: cfg.Addr, answered: sm.startingAnswered, advertise: advertisedAddr(cfg.Addr), resolve: sm.resolve, ctx: ctx, cancel: cancel,
-		unknownWait: max(cfg.ElectionTimeout, 500*time.Millisecond)}
+		unknownWait: max(cfg.ElectionTimeout, 500*time.Millisecond),
+		diag:        log.New(cfg.withDefaults().LogOutput, "", log.LstdFlags|log.Lmicroseconds)}
 	if ip := net.ParseIP(sm.dialFrom); ip != nil {
 		m.dialFrom = &net.TCPAddr{IP: ip}
 	}
@@ -140,20 +143,34 @@ func (m *mux) admit(c net.Conn) (ok, closed bool) {
 	return true, false
 }
 
-// serve runs the accept loop until close.
+// start runs the accept loop until close. An error of Accept other than
+// the listener's close (out of file descriptors or memory) is logged and
+// Accept tried again after a pause, 5 ms doubling to 1 s: a node that
+// stopped accepting would hang every peer's connection in its backlog
+// until restarted.
 func (m *mux) start() {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
+		var pause time.Duration
 		for {
 			c, err := m.ln.Accept()
 			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					continue
+				if errors.Is(err, net.ErrClosed) {
+					return
 				}
-				return // closed
+				pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+				if pause == 5*time.Millisecond || pause == time.Second { // an episode's first, then each second
+					m.diag.Printf("logx: accepting connections: %v; trying again in %v", err, pause)
+				}
+				select {
+				case <-m.done:
+					return
+				case <-time.After(pause):
+				}
+				continue
 			}
+			pause = 0
 			ok, closed := m.admit(c)
 			if closed {
 				return

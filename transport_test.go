@@ -1,8 +1,13 @@
 package logx
 
 import (
+	"context"
 	"crypto/tls"
 	"net"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,6 +69,48 @@ func TestConnLimits(t *testing.T) {
 		defer lx.node.mux.mu.Unlock()
 		return lx.node.mux.perIP["127.0.0.1"] == 0
 	}), "closed connections must free their slots")
+}
+
+// failingListener's Accept fails with EMFILE while fail is above zero.
+type failingListener struct {
+	net.Listener
+	fail atomic.Int32
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	if l.fail.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	l.fail.Store(0)
+	return l.Listener.Accept()
+}
+
+// TestAcceptErrorRetried: an Accept that fails for want of file
+// descriptors is logged and tried again; the node goes on answering.
+// (The accept loop took any error but a timeout for the listener's close
+// and returned: the node then never accepted a connection again, its
+// peers' dials hanging in the backlog.)
+func TestAcceptErrorRetried(t *testing.T) {
+	var ln *failingListener
+	diag := &syncBuffer{}
+	lx := newSingleSeams(t, func(cfg *Config) { cfg.LogOutput = diag }, seams{listener: func(l net.Listener) net.Listener {
+		ln = &failingListener{Listener: l}
+		return ln
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ln.fail.Store(12) // pauses of 5 ms doubling to 1 s: about 5 s in all
+	// The loop waits in Accept: one connection lets it call again.
+	c, err := net.Dial("tcp", lx.cfg.Addr)
+	require.NoError(t, err)
+	c.Close()
+	require.True(t, waitFor(10*time.Second, func() bool { return strings.Contains(diag.String(), "too many open files") }), "logged: %s", diag.String())
+	st, _, err := lx.defaultStream.remoteStatus(ctx, lx.cfg.Addr)
+	require.NoError(t, err, "a status request after the failures")
+	require.Equal(t, lx.cfg.Addr, st.Addr)
+	require.LessOrEqual(t, ln.fail.Load(), int32(0), "answered once the failures ended")
+	require.Contains(t, diag.String(), "logx: accepting connections: accept tcp: accept4: too many open files; trying again in 5ms")
+	require.Contains(t, diag.String(), "trying again in 1s", "and once a second while they last")
 }
 
 func isTimeout(err error) bool {
