@@ -138,7 +138,7 @@ type Config struct {
 	// up to MaxEntrySize each, and its free list keeps up to
 	// QueueSize+MaxBatchEntries+1 spent ones of up to 4 KiB; with 200-byte
 	// entries about 5 MB together. docs/design.md ("Memory") gives the rest
-	// of a node's memory, docs/benchmarks.md its peak.
+	// of a node's memory, docs/benchmarks.md its peak. At most 1,048,576.
 	QueueSize int `json:"queue_size" yaml:"queue_size"`
 
 	// DropWhenFull makes Debug/Info/Warn/Error and the slog handler drop an
@@ -153,7 +153,8 @@ type Config struct {
 	MaxEntrySize int `json:"max_entry_size" yaml:"max_entry_size"`
 
 	// MaxBatchEntries and MaxBatchBytes bound the batch a node sends as one
-	// Raft entry. Default to 4096 entries and 1 MiB.
+	// Raft entry. Default to 4096 entries and 1 MiB; at most 1,048,576
+	// entries and 64 MiB.
 	MaxBatchEntries int `json:"max_batch_entries" yaml:"max_batch_entries"`
 	MaxBatchBytes   int `json:"max_batch_bytes" yaml:"max_batch_bytes"`
 
@@ -343,6 +344,12 @@ type ConfigError struct {
 func (e *ConfigError) Error() string { return "logx: Config." + e.Field + ": " + e.Err.Error() }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
+// maxQueue bounds QueueSize and MaxBatchEntries: the queue and its free
+// list are channels of that capacity, made when a stream opens, and a
+// stream's QueueSize also comes from the catalog (CreateStream, which any
+// holder of a certificate may send).
+const maxQueue = 1 << 20
+
 // Validate reports the first invalid field of c, after defaults are applied,
 // as a *ConfigError; a field of a stream is named Streams[i].Field.
 func (c Config) Validate() error {
@@ -398,6 +405,18 @@ func (c Config) validate() error {
 	if c.Dir == "" {
 		return bad("Dir", "required")
 	}
+	// Without a client certificate required and checked against the
+	// cluster's CA, any client could forward entries, fetch the files and
+	// send control requests. (GetConfigForClient: its configurations are
+	// the caller's to get right.)
+	if t := c.TLS; t != nil && t.GetConfigForClient == nil {
+		if t.ClientAuth != tls.RequireAndVerifyClientCert {
+			return bad("TLS", "ClientAuth is %v: peers must be authenticated (tls.RequireAndVerifyClientCert)", t.ClientAuth)
+		}
+		if t.ClientCAs == nil {
+			return bad("TLS", "ClientCAs is nil: peers' certificates would be checked against the system's roots, not the cluster's CA")
+		}
+	}
 	if files := c.TLSCAFile != "" || c.TLSCertFile != "" || c.TLSKeyFile != ""; files {
 		switch {
 		case c.TLS != nil:
@@ -449,6 +468,9 @@ func (c Config) validate() error {
 	if c.QueueSize < 1 {
 		return bad("QueueSize", "%d is less than 1", c.QueueSize)
 	}
+	if c.QueueSize > maxQueue {
+		return bad("QueueSize", "%d exceeds %d", c.QueueSize, maxQueue)
+	}
 	if c.MaxEntrySize < 1 {
 		return bad("MaxEntrySize", "%d is less than 1", c.MaxEntrySize)
 	}
@@ -457,6 +479,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxBatchEntries < 1 {
 		return bad("MaxBatchEntries", "%d is less than 1", c.MaxBatchEntries)
+	}
+	if c.MaxBatchEntries > maxQueue {
+		return bad("MaxBatchEntries", "%d exceeds %d", c.MaxBatchEntries, maxQueue)
 	}
 	if c.MaxBatchBytes < c.MaxEntrySize {
 		return bad("MaxBatchBytes", "%d is less than MaxEntrySize %d", c.MaxBatchBytes, c.MaxEntrySize)
@@ -491,7 +516,7 @@ func checkAddr(addr string) error {
 		return err
 	}
 	if host == "" {
-		return fmt.Errorf("%q has no host: peers must be able to dial it", addr)
+		return fmt.Errorf("%.300q has no host: peers must be able to dial it", addr)
 	}
 	if !dialableHost(host) {
 		return fmt.Errorf("%.300q: the host is neither an IP address nor a DNS name", addr)

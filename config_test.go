@@ -2,6 +2,8 @@ package logx
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"os"
@@ -51,6 +53,17 @@ func TestConfigValidate(t *testing.T) {
 		{"MaxBatchBytes", func(c *Config) { c.MaxBatchBytes = 10 }},
 		{"ElectionTimeout", func(c *Config) { c.ElectionTimeout = time.Millisecond }},
 		{"CloseTimeout", func(c *Config) { c.CloseTimeout = -time.Second }},
+		{"QueueSize", func(c *Config) { c.QueueSize = 1 << 62 }},
+		{"MaxBatchEntries", func(c *Config) { c.MaxBatchEntries = 1<<20 + 1 }},
+		// Mutual TLS, or nothing: a server-only configuration let any
+		// client forward, fetch and send control requests.
+		{"TLS", func(c *Config) {
+			c.TLS = &tls.Config{ClientCAs: x509.NewCertPool(), ClientAuth: tls.NoClientCert}
+		}},
+		{"TLS", func(c *Config) {
+			c.TLS = &tls.Config{ClientCAs: x509.NewCertPool(), ClientAuth: tls.VerifyClientCertIfGiven}
+		}},
+		{"TLS", func(c *Config) { c.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert} }},
 	}
 	// Join lets a node leave itself out of Peers.
 	j := good()

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/raft"
 	"github.com/logx-dev/logx/internal/wire"
@@ -218,7 +219,8 @@ func (lx *Stream) serveControl(c net.Conn) {
 	}
 	var resp controlResponse
 	if req, timeout, err := parseControlRequest(data); err != nil {
-		resp.Error = err.Error()
+		// It may quote the request: at most a line of it goes back.
+		resp.Error = clipText(err.Error(), maxControlError)
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		_ = c.SetReadDeadline(time.Time{})
@@ -403,11 +405,31 @@ func (lx *Stream) controlAnswer(idx uint64, err error) controlResponse {
 	return controlResponse{Error: err.Error()}
 }
 
-// writeJSONFrame writes v as one control frame.
+// maxControlError bounds the text of a refused request's answer.
+const maxControlError = 1 << 10
+
+// clipText returns s cut to at most n bytes, at a character's start, with
+// "…" in place of the rest.
+func clipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	n -= len("…")
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// writeJSONFrame writes v as one control frame; one over maxControlFrame,
+// which no reader takes, is not written.
 func writeJSONFrame(c net.Conn, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
+	}
+	if len(data) > maxControlFrame {
+		return fmt.Errorf("logx: a control frame of %d bytes exceeds %d", len(data), maxControlFrame)
 	}
 	frame := wire.AppendFrameHeader(make([]byte, 0, wire.FrameHeader+len(data)), len(data))
 	_, err = c.Write(append(frame, data...))

@@ -574,6 +574,15 @@ func TestHostilePeer(t *testing.T) {
 		add("unknown op", []byte(`{"op":"shutdown","addr":"127.0.0.1:1"}`), "unknown control operation")
 		add("op in capitals", []byte(`{"op":"REMOVE","addr":"127.0.0.1:1"}`), "unknown control operation")
 		add("op of 100 KiB", ctlJSON(long, "", 0), "unknown control operation")
+		// JSON writes each '<' as 6 bytes: echoed whole, the answer would
+		// be 6 MiB, more than any reader takes.
+		add("op of 1 MiB of '<'", []byte(`{"op":"`+strings.Repeat("<", maxControlFrame-64)+`"}`), "unknown control operation")
+		add("delete-stream of 1 MiB of '<'", []byte(`{"op":"delete-stream","name":"`+strings.Repeat("<", maxControlFrame-64)+`"}`), "cannot delete stream")
+		// A queue of 2^62 entries: made on every node that opens the
+		// stream, it panicked every node of the cluster, at every start.
+		for _, q := range []string{"4611686018427387904", "1048577", "-1"} {
+			add("create-stream, queue_size "+q, []byte(`{"op":"create-stream","stream":{"name":"q","queue_size":`+q+`}}`), "QueueSize")
+		}
 		for _, op := range []string{"add", "remove", "removed"} {
 			for _, a := range []string{"", "..", "../x", "/etc/passwd", ":1", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:", long} {
 				add(fmt.Sprintf("%s %.20q", op, a), ctlJSON(op, a, 0), "logx: "+op+": ")
@@ -604,6 +613,7 @@ func TestHostilePeer(t *testing.T) {
 						require.NotNil(t, resp.Status, what)
 					} else {
 						require.Contains(t, resp.Error, c.want, what)
+						require.LessOrEqual(t, len(resp.Error), maxControlError, what)
 					}
 				}
 				r.check(what, false)

@@ -147,6 +147,8 @@ func TestStreamConfigErrors(t *testing.T) {
 		{[]StreamConfig{{Name: "a", MaxSize: -1}}, "Streams[0].MaxSize"},
 		{[]StreamConfig{{Name: "a", File: "../x.log"}}, "Streams[0].File"},
 		{[]StreamConfig{{Name: "a", Format: Format(9)}}, "Streams[0].Format"},
+		{[]StreamConfig{{Name: "a", QueueSize: 1 << 62}}, "Streams[0].QueueSize"},
+		{[]StreamConfig{{Name: "a", QueueSize: maxQueue + 1}}, "Streams[0].QueueSize"},
 	} {
 		cfg := base
 		cfg.Streams = tc.streams
@@ -162,8 +164,28 @@ func TestStreamConfigErrors(t *testing.T) {
 	require.Equal(t, "File", ce.Field, "the default stream's File may not take the streams directory's name")
 
 	cfg = base
-	cfg.Streams = []StreamConfig{{Name: "a-1"}, {Name: "b_2", Format: FormatJSON}}
+	cfg.MaxBatchEntries = maxQueue + 1
+	require.ErrorAs(t, cfg.Validate(), &ce)
+	require.Equal(t, "MaxBatchEntries", ce.Field)
+
+	cfg = base
+	cfg.Streams = []StreamConfig{{Name: "a-1"}, {Name: "b_2", Format: FormatJSON, QueueSize: maxQueue}}
 	require.NoError(t, cfg.Validate())
+}
+
+// TestOpenChecksCatalogSpec: a stream the catalog lists is checked before
+// it opens, as a declared one is with Config: an entry an older version
+// committed with a queue of 2^62 entries is refused with an error, where
+// making the queue panicked.
+func TestOpenChecksCatalogSpec(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	err := c.nodes[0].node.open(streamSpec{Name: "q", QueueSize: 1 << 62}.config(), []string{c.cfgs[0].Addr}, false)
+	var ce *ConfigError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, "QueueSize", ce.Field)
+	require.Contains(t, err.Error(), `stream "q"`)
+	_, err = c.nodes[0].Stream("q")
+	require.Error(t, err, "not opened")
 }
 
 // A stream whose file settings differ from the ones the catalog recorded is
