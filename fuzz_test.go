@@ -192,6 +192,8 @@ func FuzzParseHead(f *testing.F) {
 	f.Add([]byte("seq=42 time=2026-11-24T23:35:45.123456Z level=INFO node=n1 msg=hi"), uint64(7), "msg")
 	f.Add([]byte(`{"seq":1,"time":"2026-11-24T23:35:45.123456Z","level":"WARN","node":"n1","msg":"x"}`), uint64(1), "")
 	f.Add([]byte("seq=1 level=ERROR+2 node=n1 msg=x"), uint64(1<<63), "a\nb")
+	f.Add([]byte("seq=1 time=2026-11-24T23:35:45.123456Z"), uint64(1), "") // ends at its time
+	f.Add([]byte(`{"seq":1,"time":"2026-11-24T23:35:45.123456Z`), uint64(1), "")
 	f.Fuzz(func(t *testing.T, line []byte, seq uint64, msg string) {
 		_, _, _, _ = parseHead(line)
 		for _, format := range []Format{FormatText, FormatJSON} {

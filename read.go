@@ -71,7 +71,7 @@ func parseHead(b []byte) (seq uint64, t time.Time, level slog.Level, err error) 
 		if t, err = parseLineTime(ts); err != nil {
 			return 0, t, 0, fmt.Errorf("logx: bad time: %w", err)
 		}
-		b = b[len(timeKey)+len(timeLayout)+1:]
+		b = b[min(len(b), len(timeKey)+len(timeLayout)+1):] // a line may end at its time
 		if sep == ',' {
 			b = b[min(1, len(b)):] // the closing quote's comma
 		}

@@ -213,7 +213,11 @@ func TestGrep(t *testing.T) {
 }
 
 func TestParseHeadRejects(t *testing.T) {
-	for _, s := range []string{"", "hello", "seq=x time", "seq=12", `{"seq":1,"level":"NOPE"}`} {
+	for _, s := range []string{"", "hello", "seq=x time", "seq=12", `{"seq":1,"level":"NOPE"}`,
+		// Ending at the time: sliced one byte past the end, a panic that
+		// took the node down from a search, a tail or a grep request.
+		"seq=1 time=2026-11-24T23:35:45.123456Z", `{"seq":1,"time":"2026-11-24T23:35:45.123456Z`,
+		"seq=1 time=2026-11-24T23:35:45.123456Z ", `{"seq":1,"time":"2026-11-24T23:35:45.123456Z"`} {
 		_, _, _, err := parseHead([]byte(s))
 		require.Error(t, err, "%q", s)
 	}
