@@ -104,9 +104,12 @@ type Viewer struct {
 	o       Options
 	tails   atomic.Int64
 	queries chan struct{} // a token per search or histogram running
-	mux     *http.ServeMux
-	closing context.Context
-	close   context.CancelFunc
+	// writeTimeout bounds the writing of an answer, which holds its turn
+	// (answerWriteTimeout; a test's).
+	writeTimeout time.Duration
+	mux          *http.ServeMux
+	closing      context.Context
+	close        context.CancelFunc
 }
 
 // hostAllowed reports whether host (a Host header) is one of Options.Hosts,
@@ -140,7 +143,8 @@ func newHandler(open func(string) (Source, error), streams func() []string, o Op
 	if o.MaxReplay == 0 {
 		o.MaxReplay = 10000
 	}
-	h := &Viewer{open: open, streams: streams, o: o, mux: http.NewServeMux(), queries: make(chan struct{}, o.MaxQueries)}
+	h := &Viewer{open: open, streams: streams, o: o, mux: http.NewServeMux(), queries: make(chan struct{}, o.MaxQueries),
+		writeTimeout: answerWriteTimeout}
 	h.closing, h.close = context.WithCancel(context.Background())
 	static, _ := fs.Sub(assets, "assets")
 	h.mux.Handle("GET /", http.FileServerFS(static))
@@ -267,7 +271,7 @@ func (h *Viewer) serveSearch(w http.ResponseWriter, r *http.Request) {
 	}
 	out.More = len(out.Lines) == q.Limit || errors.Is(err, errFull)
 	out.TookMS = time.Since(start).Milliseconds()
-	writeJSON(w, out)
+	h.writeAnswer(w, out)
 }
 
 // maxSearchBytes bounds the lines' bytes in one answer: a page of long
@@ -348,7 +352,7 @@ func (h *Viewer) serveHistogram(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hist.TookMS = time.Since(start).Milliseconds()
-	writeJSON(w, hist)
+	h.writeAnswer(w, hist)
 }
 
 // Hist is a histogram of entries per time bucket and level. Bucket i
@@ -599,6 +603,19 @@ func httpError(w http.ResponseWriter, err error) {
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 }
+
+// writeAnswer writes a search's or a histogram's answer, within
+// writeTimeout: the answer holds its turn until written, and a client
+// that stopped reading would hold it for as long as it kept the
+// connection open (two of them, and no search ran again).
+func (h *Viewer) writeAnswer(w http.ResponseWriter, v any) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.writeTimeout))
+	writeJSON(w, v)
+}
+
+// answerWriteTimeout is Viewer.writeTimeout: an answer is at most about
+// 4 MiB.
+const answerWriteTimeout = 10 * time.Second
 
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -487,3 +487,47 @@ func TestBounds(t *testing.T) {
 	// The slot is given back once the tail's Watch has stopped.
 	require.Eventually(t, func() bool { return v.tails.Load() == 0 }, 10*time.Second, time.Millisecond)
 }
+
+// smallBufListener gives every accepted connection a small send buffer,
+// so that a client that does not read blocks the server's writes.
+type smallBufListener struct{ net.Listener }
+
+func (l smallBufListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
+// TestStalledReaderGivesTurnBack: a search whose client stops reading
+// its answer gives its turn back once the answer's write times out. (It
+// held it for as long as the connection stayed open: two such clients,
+// and every search and histogram after them got 503.)
+func TestStalledReaderGivesTurnBack(t *testing.T) {
+	big := strings.Repeat("x", 1<<20)
+	src := &fakeSource{seq: 8}
+	for i := uint64(1); i <= 8; i++ {
+		src.lines = append(src.lines, logx.Line{Seq: i, Level: logx.LevelInfo, Text: []byte(fmt.Sprintf("seq=%d level=INFO node=n1 msg=%s", i, big))})
+	}
+	v := newHandler(func(string) (Source, error) { return src, nil }, func() []string { return nil }, Options{MaxQueries: 1})
+	v.writeTimeout = 300 * time.Millisecond
+	srv := httptest.NewUnstartedServer(v)
+	srv.Listener = smallBufListener{srv.Listener}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	t.Cleanup(v.Close)
+
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.(*net.TCPConn).SetReadBuffer(4096))
+	_, err = fmt.Fprintf(c, "GET /api/search?limit=1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(v.queries) == 1 }, 10*time.Second, time.Millisecond, "the search started")
+	// Never read: the turn comes back when the write times out.
+	require.Eventually(t, func() bool { return len(v.queries) == 0 }, 10*time.Second, 10*time.Millisecond,
+		"a client that does not read holds the search's turn")
+	var hist map[string]any
+	require.Equal(t, http.StatusOK, get(t, srv, "api/histogram", nil, &hist))
+}
