@@ -31,7 +31,9 @@ func nodeHandler(lx *logx.Logx, nf nodeFile, in *ingester) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", logxprom.Handler(lx, reg, logxprom.Options{MaxLag: nf.MaxLag}))
 	if in != nil {
-		mux.Handle("POST /ingest", in)
+		// A browser's cross-site POST (any page its user visits can send
+		// one, with no preflight for text/plain) is refused: 403.
+		mux.Handle("POST /ingest", http.NewCrossOriginProtection().Handler(in))
 	}
 	if nf.Viewer {
 		// Its live tails end with the requests' base context, which the

@@ -206,6 +206,17 @@ streams:
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusNotFound, resp.StatusCode, "/ingest is served only when asked for")
+	// What a page on another site makes its visitor's browser send: a
+	// simple request, no preflight, "json" in a text/plain type.
+	forged, err := http.NewRequest("POST", "http://"+https[0]+"/ingest?level=ERROR", strings.NewReader(`{"msg":"forged","level":"ERROR"}`+"\n"))
+	require.NoError(t, err)
+	forged.Header.Set("Content-Type", "text/plain; x=json")
+	forged.Header.Set("Origin", "https://evil.example")
+	forged.Header.Set("Sec-Fetch-Site", "cross-site")
+	resp, err = http.DefaultClient.Do(forged)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, "a browser's cross-site POST to /ingest")
 
 	resp, err = http.Get("http://" + https[0] + "/metrics")
 	require.NoError(t, err)
