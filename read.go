@@ -526,6 +526,7 @@ func notEOF(err error) error {
 // Next returns the next line. At the end of what has been written it
 // returns io.EOF; a later call continues from there.
 func (r *Reader) Next() (Line, error) {
+	cutAt := int64(-1) // where a file with a newer one after it ended in a partial line
 	for {
 		if r.f == nil {
 			// Nothing was written when the Reader was positioned.
@@ -571,6 +572,14 @@ func (r *Reader) Next() (Line, error) {
 			return Line{}, err
 		}
 		if size > r.off {
+			if cutAt == r.off {
+				// Read again, and still no newline: its last line was cut
+				// (damage the start's check repairs), and would be read
+				// again for good.
+				return Line{}, fmt.Errorf("logx: %s at byte %d: %w: its last line is cut (%d bytes without a newline) and a newer file follows",
+					r.cur.name, r.off, ErrCorrupt, size-r.off)
+			}
+			cutAt = r.off
 			continue
 		}
 		if err := r.open(next, 0); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -144,6 +145,40 @@ func TestReaderFollows(t *testing.T) {
 	l, err := r.Next()
 	require.NoError(t, err)
 	require.Equal(t, uint64(241), l.Seq)
+}
+
+// TestReaderCutRotatedFile: a rotated file whose last line was cut
+// (damage; the start's check repairs it) is an ErrCorrupt naming the
+// file, where Next read the cut line again for good: Watch, logx tail and
+// the viewer's tails spun at a full core and never returned.
+func TestReaderCutRotatedFile(t *testing.T) {
+	dir := writeLog(t, testLogs(60, 4), filePolicy{rotation: store.Rotation{MaxSize: 2048}}, FormatText)
+	files, err := listLogFiles(dir, "app.log")
+	require.NoError(t, err)
+	require.Greater(t, len(files), 2)
+	path := filepath.Join(dir, files[0].name)
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	require.NoError(t, os.Truncate(path, fi.Size()-10))
+	r, err := OpenReader(dir, "app.log")
+	require.NoError(t, err)
+	defer r.Close()
+	done := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := r.Next(); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, ErrCorrupt)
+		require.Contains(t, err.Error(), files[0].name)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Next did not return at the cut line")
+	}
 }
 
 // TestReaderRetained: asking for lines retention removed says so and starts
