@@ -80,11 +80,8 @@ import (
 // stops answering. The error is ErrClosed if the stream or the node
 // closes first: the stream must then not bootstrap.
 func (lx *Stream) clusterRuns(addrs []string) (string, []string, error) {
-	ctx, cancel := context.WithCancel(lx.closingCtx)
+	ctx, cancel := lx.askContext()
 	defer cancel()
-	if lx.hooks.stopping != nil { // the node's Close, for a stream opened later
-		defer context.AfterFunc(lx.hooks.stopping, cancel)()
-	}
 	lx.mux.m.asking.Add(1)
 	defer lx.mux.m.asking.Add(-1)
 	var logged time.Time
@@ -106,6 +103,18 @@ func (lx *Stream) clusterRuns(addrs []string) (string, []string, error) {
 		case <-t.C:
 		}
 	}
+}
+
+// askContext is the context of a stream's wait before it decides whether
+// to bootstrap: it ends when the stream closes, or the node (the Close of
+// a node that opened the stream after its start).
+func (lx *Stream) askContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(lx.closingCtx)
+	if lx.hooks.stopping == nil {
+		return ctx, cancel
+	}
+	stop := context.AfterFunc(lx.hooks.stopping, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // askPeers is one round of clusterRuns's questions, each bounded by the
@@ -337,7 +346,11 @@ func (lx *Stream) askFirst(addrs []string) (string, []string, error) {
 		// since (who may be the only ones with its log) are in the default
 		// stream's configuration.
 		if lx.hooks.defaultServers != nil {
-			for _, a := range lx.hooks.defaultServers() {
+			servers, err := lx.defaultMembers()
+			if err != nil {
+				return "", nil, err
+			}
+			for _, a := range servers {
 				if !slices.Contains(addrs, a) {
 					addrs = append(slices.Clip(addrs), a)
 				}
@@ -345,4 +358,32 @@ func (lx *Stream) askFirst(addrs []string) (string, []string, error) {
 		}
 	}
 	return lx.clusterRuns(addrs)
+}
+
+// defaultMembers returns the default stream's members, once it knows
+// them. The catalog can reach a node with the restore of a snapshot,
+// which hashicorp/raft makes before it takes the snapshot's
+// configuration: asked meanwhile, the default stream knew no member, and
+// the stream asked only the catalog's voters (all emptied, in a chaos
+// run, beside the added member that held the log), then bootstrapped.
+func (lx *Stream) defaultMembers() ([]string, error) {
+	ctx, cancel := lx.askContext()
+	defer cancel()
+	start, logged := time.Now(), time.Now()
+	for {
+		if m := lx.hooks.defaultServers(); len(m) > 0 {
+			return m, nil
+		}
+		if time.Since(logged) >= 10*time.Second {
+			logged = time.Now()
+			lx.logf("logx: this node's Raft state is empty and the default stream knows no member yet (%v): waiting for its configuration before deciding whether to bootstrap", time.Since(start).Round(time.Second))
+		}
+		t := time.NewTimer(10 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w while waiting for the default stream's members, to ask them whether to bootstrap stream %q", ErrClosed, lx.name)
+		case <-t.C:
+		}
+	}
 }

@@ -29,6 +29,11 @@ type seams struct {
 	// *net.DNSError is passed on as it is).
 	resolve func(host string) (string, error)
 
+	// membersUnknown, if set and true, makes the default stream's members
+	// unknown to the node's other streams (node.defaultServers), as
+	// while a snapshot's restore precedes its configuration.
+	membersUnknown func() bool
+
 	// listener, if set, wraps the node's listener (before TLS): a test's
 	// failing Accept.
 	listener func(net.Listener) net.Listener

@@ -527,7 +527,12 @@ func (n *node) applyEvent(ev catalogEvent) {
 }
 
 // defaultServers returns the addresses of the default stream's members.
-func (n *node) defaultServers() []string { return n.list()[0].knownMembers() }
+func (n *node) defaultServers() []string {
+	if n.seams.membersUnknown != nil && n.seams.membersUnknown() {
+		return nil
+	}
+	return n.list()[0].knownMembers()
+}
 
 // deleted reports whether s was deleted: the catalog says so, or the node
 // no longer lists it.
