@@ -339,6 +339,10 @@ func (h *Viewer) serveHistogram(w http.ResponseWriter, r *http.Request) {
 		httpError(w, badRequest("since must be before until"))
 		return
 	}
+	if span := q.Until.Sub(q.Since); !q.Since.Add(span).Equal(q.Until) {
+		httpError(w, badRequest("since to until spans more than %v", span))
+		return
+	}
 	ctx, done, err := h.begin(r)
 	if err != nil {
 		httpError(w, err)
@@ -376,6 +380,9 @@ func Histogram(ctx context.Context, src Source, q logx.Query, n int) (*Hist, err
 	span := q.Until.Sub(q.Since)
 	if n < 1 || q.Since.IsZero() || span <= 0 {
 		return nil, fmt.Errorf("logxview: a histogram needs buckets (%d) and Since before Until", n)
+	}
+	if !q.Since.Add(span).Equal(q.Until) { // Sub saturates: every line would fall outside
+		return nil, fmt.Errorf("logxview: Since to Until spans more than %v", span)
 	}
 	hist := &Hist{Since: q.Since.UTC(), Until: q.Until.UTC(), Width: float64(span) / float64(n), Counts: make([][]int64, n)}
 	for _, l := range levels {

@@ -228,6 +228,9 @@ func TestAPI(t *testing.T) {
 		{"api/search", url.Values{"stream": {"nope"}}, 404, "nope"},
 		{"api/histogram", url.Values{"buckets": {"100000"}}, 400, "buckets"},
 		{"api/histogram", url.Values{"since": {"1m"}, "until": {"2m"}}, 400, "before"},
+		// More than 292 years: Until.Sub(Since) saturates, and every
+		// line fell outside an answer that said 0.
+		{"api/histogram", url.Values{"since": {"1700-01-01T00:00:00Z"}}, 400, "spans more than"},
 		{"api/tail", url.Values{"from": {"x"}}, 400, "from"},
 	} {
 		var out map[string]string
