@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -78,6 +79,9 @@ const grepChunk = 256 << 10
 func Grep(ctx context.Context, dir, file string, q Query, fn func(Line) error) (err error) {
 	if q.Newest && (q.Before > 0 || q.After > 0) {
 		return errors.New("logx: Grep: context lines (Before, After) come in log order: not with Newest")
+	}
+	if strings.ContainsRune(q.Contains, '\n') {
+		return nil // no line holds a newline (matchLines would cut at the needle's)
 	}
 	if q.Before > 0 || q.After > 0 {
 		c := &grepContext{dir: dir, file: file, q: &q, fn: fn}

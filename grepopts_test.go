@@ -121,4 +121,11 @@ func TestGrepOptions(t *testing.T) {
 	}
 	err = lx.Grep(ctx, Query{Newest: true, After: 1}, func(Line) error { return nil })
 	require.ErrorContains(t, err, "not with Newest")
+	// A substring across a newline is in no line (it found the lines
+	// where one line ended with its start).
+	for _, needle := range []string{"needle 297\n", "297\nseq=", "\n"} {
+		n := 0
+		require.NoError(t, lx.Grep(ctx, Query{Contains: needle}, func(Line) error { n++; return nil }))
+		require.Zero(t, n, "%q", needle)
+	}
 }
