@@ -485,7 +485,7 @@ func startProcCluster(t *testing.T, n, writers, entries int, fn *faultNet) *proc
 		if t.Failed() {
 			for i := range c.procs {
 				if b, err := os.ReadFile(c.path(i, "stderr")); err == nil {
-					t.Logf("stderr of n%d (tail):\n%s", i+1, tail(string(b), 3000))
+					t.Logf("stderr of n%d (tail):\n%s", i+1, tail(string(b), 16000))
 				}
 			}
 		}
@@ -794,7 +794,7 @@ func (c *procCluster) verify(nodes ...int) (entries int, acked int) {
 // with the next one, or after Raft's CommitTimeout.)
 func (c *procCluster) waitConverged() {
 	c.t.Helper()
-	var seqs, applied []uint64
+	var seqs, applied, extras []uint64
 	var maxLast, target uint64
 	var targetAt time.Time // when target was taken
 	ok := waitFor(60*time.Second, func() bool {
@@ -811,7 +811,7 @@ func (c *procCluster) waitConverged() {
 				}
 			}
 		}
-		seqs, applied, maxLast = seqs[:0], applied[:0], 0
+		seqs, applied, extras, maxLast = seqs[:0], applied[:0], extras[:0], 0
 		extra := map[uint64]bool{}
 		for i := range c.addrs {
 			if c.procs[i] == nil {
@@ -823,6 +823,7 @@ func (c *procCluster) waitConverged() {
 				return false
 			}
 			extra[s.extraSeq] = true
+			extras = append(extras, s.extraSeq)
 			seqs = append(seqs, s.seq)
 			applied = append(applied, s.applied)
 			maxLast = max(maxLast, s.last)
@@ -841,7 +842,8 @@ func (c *procCluster) waitConverged() {
 		}
 		return converged
 	})
-	require.True(c.t, ok, "nodes did not converge: seqs %v applied %v, target Raft index %d, the longest Raft log ends at %d", seqs, applied, target, maxLast)
+	require.True(c.t, ok, "nodes did not converge: seqs %v applied %v, target Raft index %d, the longest Raft log ends at %d; the other stream's seqs %v",
+		seqs, applied, target, maxLast, extras)
 }
 
 func (c *procCluster) leader() int {
