@@ -336,13 +336,13 @@ func (n *node) expectStream(name string) bool {
 // starts without a configuration and waits to be added (or, for a
 // declared stream the catalog lacks, bootstrapped by tend).
 func (n *node) open(sc StreamConfig, voters []string, join bool) error {
-	cfg := n.cfg.streamConfig(sc)
 	// Declared streams were validated with Config; a catalog entry is
 	// checked when proposed, but one an older version committed may
 	// still hold what this version refuses.
-	if err := cfg.validate(); err != nil {
+	if err := specOf(sc).check(); err != nil {
 		return fmt.Errorf("logx: stream %q: %w", sc.Name, err)
 	}
+	cfg := n.cfg.streamConfig(sc)
 	if voters != nil {
 		cfg.Peers = slices.Clone(voters)
 		cfg.Join = !slices.Contains(voters, cfg.Addr)

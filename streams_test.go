@@ -182,7 +182,7 @@ func TestOpenChecksCatalogSpec(t *testing.T) {
 	err := c.nodes[0].node.open(streamSpec{Name: "q", QueueSize: 1 << 62}.config(), []string{c.cfgs[0].Addr}, false)
 	var ce *ConfigError
 	require.ErrorAs(t, err, &ce)
-	require.Equal(t, "QueueSize", ce.Field)
+	require.Equal(t, "Streams[0].QueueSize", ce.Field)
 	require.Contains(t, err.Error(), `stream "q"`)
 	_, err = c.nodes[0].Stream("q")
 	require.Error(t, err, "not opened")
