@@ -291,7 +291,7 @@ func TestFrameGrowsWithItsBytes(t *testing.T) {
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("got %v", err)
 	}
-	if got := after.TotalAlloc - before.TotalAlloc; got > 2*frameStep {
+	if got := after.TotalAlloc - before.TotalAlloc; got > 4*frameStep { // a step, and what else the test allocates (more under -race)
 		t.Fatalf("a frame that announced 64 MiB and sent 10 bytes allocated %d bytes", got)
 	}
 
