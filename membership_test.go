@@ -320,6 +320,32 @@ func requireStillMember(t *testing.T, lx *Logx) {
 	require.NoError(t, err, "%s", lx.cfg.NodeID)
 }
 
+// TestLeavesOut: what counts as a member confirming that this node was
+// removed. A member with no configuration yet (emptied, waiting for the
+// leader's first entries) lists nobody, and is no answer either way.
+func TestLeavesOut(t *testing.T) {
+	me, peer := "127.0.0.1:2", "127.0.0.1:1"
+	lists := []PeerStats{{Addr: me, Voter: true}}
+	for _, tc := range []struct {
+		st      Stats
+		want    bool
+		noCount bool
+		why     string
+	}{
+		{Stats{Addr: peer, State: "Follower", CommitIndex: 5, Peers: lists}, false, false, "a member that lists this node"},
+		{Stats{Addr: peer, State: "Leader", CommitIndex: 5, Peers: []PeerStats{{Addr: "127.0.0.1:3", Voter: true}}}, true, false, "a configuration without this node"},
+		{Stats{Addr: peer, State: "Leader", CommitIndex: 5}, true, false, "a member alone in its configuration"},
+		{Stats{Addr: peer, State: "Follower", AppliedIndex: 5}, true, false, "a member restarted, alone in what it applied"},
+		{Stats{Addr: peer, State: "Follower"}, false, true, "an emptied member with no configuration yet"},
+		{Stats{Addr: peer, State: "Follower", Term: 4}, false, true, "an emptied member that voted, still with no configuration"},
+		{Stats{Addr: "127.0.0.1:9", State: "Leader", CommitIndex: 5}, false, true, "answered as another address"},
+	} {
+		got, err := leavesOut(tc.st, peer, me)
+		require.Equal(t, tc.noCount, err != nil, "%s: %v", tc.why, err)
+		require.Equal(t, tc.want, got, tc.why)
+	}
+}
+
 // TestForgedRemovalIgnored: a "removed" notice that no member's
 // configuration backs, sent by anyone to a follower and to the leader, is
 // ignored once the node has asked the others: both keep logging, their

@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -141,8 +142,20 @@ func (lx *Stream) listsMeNot(addr string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	return leavesOut(st, addr, lx.cfg.Addr)
+}
+
+// leavesOut reports whether st, the status the member at addr sent, has
+// a configuration without self. A member whose group has not run (a node
+// emptied and waiting for the leader's first entries, with no
+// configuration at all) is no answer: counted, two such voters made a
+// forged notice stop the only node that held the log.
+func leavesOut(st Stats, addr, self string) (bool, error) {
 	if st.Addr != addr {
 		return false, fmt.Errorf("answered as %q", st.Addr)
 	}
-	return !slices.ContainsFunc(st.Peers, func(p PeerStats) bool { return p.Addr == lx.cfg.Addr }), nil
+	if st.CommitIndex == 0 && st.AppliedIndex == 0 && st.LastIndex == 0 {
+		return false, errors.New("no configuration yet")
+	}
+	return !slices.ContainsFunc(st.Peers, func(p PeerStats) bool { return p.Addr == self }), nil
 }
