@@ -55,6 +55,24 @@ func (lx *Stream) scrub(files []store.File) {
 	}
 }
 
+// repairTemp is the prefix of the temporary file a repair copies into.
+const repairTemp = ".repair-"
+
+// removeRepairTemps removes the temporary files of repairs a crash cut
+// short.
+func removeRepairTemps(dir string) error {
+	temps, err := filepath.Glob(filepath.Join(dir, repairTemp+"*"))
+	if err != nil {
+		return err
+	}
+	for _, t := range temps {
+		if err := os.Remove(t); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
 // repair copies the rotated file fs from a peer into a temporary file,
 // checks it against fs's checksum and renames it over the damaged one,
 // unless the file has left the log meanwhile. A damaged compressed file
@@ -65,7 +83,7 @@ func (lx *Stream) scrub(files []store.File) {
 func (f *fsm) repair(ctx context.Context, fs store.File) error {
 	dir := f.dir
 	path := filepath.Join(dir, fs.Name)
-	tmp := filepath.Join(dir, ".repair-"+fs.Name)
+	tmp := filepath.Join(dir, repairTemp+fs.Name)
 	defer os.Remove(tmp) // renamed into place on success
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {

@@ -281,6 +281,12 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		lx.fsm.closeFiles()
 		return nil, fmt.Errorf("logx: opening log files: %w", err)
 	}
+	// Repairs cut short (scrub.go): the next start's check may not repair
+	// that file again (a catch-up, or retention first), and would leave it.
+	if err := removeRepairTemps(cfg.Dir); err != nil {
+		lx.fsm.closeFiles()
+		return nil, fmt.Errorf("logx: opening log files: %w", err)
+	}
 	if l, ok := lx.fsm.clusterLevel(); ok {
 		lx.level.Set(l) // the cluster level wins over Config.Level (clusterlevel.go)
 	}
