@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/logx-dev/logx/internal/store"
 	"github.com/logx-dev/logx/internal/wire"
 )
@@ -127,21 +129,33 @@ func (lx *Stream) fetch(ctx context.Context, first uint64, off, n int64, w io.Wr
 	return fmt.Errorf("logx: fetching %d bytes at %d of segment %d: %w", n, off, first, errors.Join(errs...))
 }
 
-// fetchPeers lists the peers to fetch from, the leader first. It does not
-// ask Raft for its configuration: Restore runs while Raft waits for it.
+// fetchPeers lists the peers to fetch from: the leader first, then
+// Config.Peers, then the other members of the configuration Raft last
+// took (members added since the start, which may be the only ones left
+// holding a file after a year of changes). hashicorp/raft (v1.8.0) keeps
+// that configuration in an atomic copy, so reading it does not wait for
+// Raft's loop, which waits for Restore.
 func (lx *Stream) fetchPeers() []string {
 	leader := ""
+	var members []raft.Server
 	if r := lx.raftPtr.Load(); r != nil {
 		leader = string(r.Leader())
+		if f := r.GetConfiguration(); f.Error() == nil {
+			members = f.Configuration().Servers
+		}
 	}
 	var out []string
-	if leader != "" && leader != lx.cfg.Addr {
-		out = append(out, leader)
-	}
-	for _, p := range lx.cfg.Peers {
-		if p != lx.cfg.Addr && p != leader {
-			out = append(out, p)
+	add := func(a string) {
+		if a != "" && a != lx.cfg.Addr && !slices.Contains(out, a) {
+			out = append(out, a)
 		}
+	}
+	add(leader)
+	for _, p := range lx.cfg.Peers {
+		add(p)
+	}
+	for _, m := range members {
+		add(string(m.Address))
 	}
 	return out
 }

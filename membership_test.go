@@ -154,6 +154,13 @@ func TestAddNodeFromItself(t *testing.T) {
 	require.Equal(t, total, c.waitSameSeq(total))
 	requireIdentical(t, c.dirs(), "app.log")
 	require.Zero(t, c.nodes[n].Stats().CatchUps, "a short log is replayed, not copied")
+	// The first nodes fetch (catch-up, repair) from the added one too,
+	// which their Peers do not name: after a year of changes Peers may
+	// name only removed hosts.
+	for i := range n {
+		require.NotContains(t, c.cfgs[i].Peers, c.cfgs[n].Addr)
+		require.Contains(t, c.nodes[i].defaultStream.fetchPeers(), c.cfgs[n].Addr, "node %d", i+1)
+	}
 
 	// The joined node restarts as a member, Join or not.
 	c.stop(n)
