@@ -58,21 +58,6 @@ func (lx *Stream) scrub(files []store.File) {
 // repairTemp is the prefix of the temporary file a repair copies into.
 const repairTemp = ".repair-"
 
-// removeRepairTemps removes the temporary files of repairs a crash cut
-// short.
-func removeRepairTemps(dir string) error {
-	temps, err := filepath.Glob(filepath.Join(dir, repairTemp+"*"))
-	if err != nil {
-		return err
-	}
-	for _, t := range temps {
-		if err := os.Remove(t); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-	}
-	return nil
-}
-
 // repair copies the rotated file fs from a peer into a temporary file,
 // checks it against fs's checksum and renames it over the damaged one,
 // unless the file has left the log meanwhile. A damaged compressed file

@@ -276,14 +276,10 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		return nil, fmt.Errorf("logx: opening log files: %w", err)
 	}
 	// Compressions a crash or a Close cut short (compress.go; with or
-	// without Compress now): the compressor has not started.
-	if err := store.RemoveCompressTemps(cfg.Dir); err != nil {
-		lx.fsm.closeFiles()
-		return nil, fmt.Errorf("logx: opening log files: %w", err)
-	}
-	// Repairs cut short (scrub.go): the next start's check may not repair
-	// that file again (a catch-up, or retention first), and would leave it.
-	if err := removeRepairTemps(cfg.Dir); err != nil {
+	// without Compress now): the compressor has not started. Repairs cut
+	// short (scrub.go): this start's check may not repair that file again
+	// (a catch-up, or retention first), and would leave its copy.
+	if err := store.RemoveTemps(cfg.Dir, store.CompressTemp(""), repairTemp); err != nil {
 		lx.fsm.closeFiles()
 		return nil, fmt.Errorf("logx: opening log files: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -410,15 +411,17 @@ func CompressFile(dir string, fs File, lock sync.Locker, stop func() error) (sav
 // under until it is complete.
 func CompressTemp(name string) string { return ".compress-" + name }
 
-// RemoveCompressTemps removes the temporary files of compressions that a
-// crash or a Close cut short. Nothing may be compressing in dir meanwhile.
-func RemoveCompressTemps(dir string) error {
+// RemoveTemps removes the files in dir whose names start with one of
+// prefixes: the temporary files of work a crash or a Close cut short
+// (compressions: CompressTemp(""); repairs). Nothing may be doing that
+// work in dir meanwhile.
+func RemoveTemps(dir string, prefixes ...string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), CompressTemp("")) {
+		if slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(e.Name(), p) }) {
 			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err
 			}
