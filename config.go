@@ -350,6 +350,10 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 // holder of a certificate may send).
 const maxQueue = 1 << 20
 
+// maxBatchBytes bounds MaxBatchBytes, and so MaxEntrySize and the longest
+// line a node writes (maxLineBytes).
+const maxBatchBytes = 64 << 20
+
 // Validate reports the first invalid field of c, after defaults are applied,
 // as a *ConfigError; a field of a stream is named Streams[i].Field.
 func (c Config) Validate() error {
@@ -486,7 +490,7 @@ func (c Config) validate() error {
 	if c.MaxBatchBytes < c.MaxEntrySize {
 		return bad("MaxBatchBytes", "%d is less than MaxEntrySize %d", c.MaxBatchBytes, c.MaxEntrySize)
 	}
-	if c.MaxBatchBytes > 64<<20 {
+	if c.MaxBatchBytes > maxBatchBytes {
 		return bad("MaxBatchBytes", "%d exceeds 64 MiB", c.MaxBatchBytes)
 	}
 	if c.ElectionTimeout < 50*time.Millisecond {

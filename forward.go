@@ -33,7 +33,7 @@ const forwardIdleTimeout = 5 * time.Minute
 // differently) but within this bound is read and discarded, so the sender
 // gets its "rejected" answer instead of a broken pipe; beyond it the
 // sender is not a logx node, and the connection is closed after the answer.
-const maxForwardFrame = 64<<20 + 3*binary.MaxVarintLen64 + wire.HeaderMax
+const maxForwardFrame = maxBatchBytes + 3*binary.MaxVarintLen64 + wire.HeaderMax
 
 // serveForward answers forwarded batches on one connection, one at a time.
 func (lx *Stream) serveForward(c net.Conn) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -263,7 +264,10 @@ func grepFile(ctx context.Context, path string, q *Query, out chan<- []Line) err
 			return err
 		}
 		if carry == len(buf) { // a line longer than the buffer
-			buf = append(buf, make([]byte, len(buf))...)
+			if carry > maxLineBytes {
+				return fmt.Errorf("logx: %s: %w", filepath.Base(path), errLongLine)
+			}
+			buf = append(buf, make([]byte, min(len(buf), maxLineBytes+1-len(buf)))...)
 		}
 		n, rerr := io.ReadFull(f, buf[carry:])
 		data := buf[:carry+n]

@@ -393,11 +393,22 @@ func firstTime(path string) (time.Time, error) {
 	br := bufio.NewReaderSize(f.From(0), 64<<10)
 	for {
 		line, err := br.ReadSlice('\n')
-		if err != nil {
+		long := errors.Is(err, bufio.ErrBufferFull) // a long line: its head is in line
+		if err != nil && !long {
 			return time.Time{}, nil // no timed line: sorts first
 		}
 		if _, t, _, err := parseHead(line); err == nil && !t.IsZero() {
 			return t, nil
+		}
+		for n := len(line); long; n += len(line) {
+			if n > maxLineBytes {
+				return time.Time{}, nil // damage: sorts first, and reading it reports it
+			}
+			line, err = br.ReadSlice('\n')
+			long = errors.Is(err, bufio.ErrBufferFull)
+			if err != nil && !long {
+				return time.Time{}, nil
+			}
 		}
 	}
 }
@@ -489,11 +500,21 @@ func (r *Reader) lineEnd(start int64) (int64, error) {
 	return start + int64(len(line)) + 1, nil
 }
 
+// maxLineBytes is more than the longest line a node writes: a rendered
+// entry of at most MaxEntrySize, itself at most maxBatchBytes, behind its
+// sequence number. Longer is damage (or not a log file), found before a
+// reader's buffer grows to the file's size.
+const maxLineBytes = maxBatchBytes + 4<<10
+
+// errLongLine is the damage of a line longer than maxLineBytes.
+var errLongLine = fmt.Errorf("%w: a line longer than %d bytes, more than any node writes", ErrCorrupt, maxLineBytes)
+
 // readLine reads one complete line (without its newline) at the current
 // position, into r.buf if it is longer than the buffer. A line without a
 // newline at the end of the file is io.EOF; a file that cannot be read (a
 // damaged compressed frame: ErrCorrupt) is its error, never io.EOF, which
-// would have Next wait for the rest of the line forever.
+// would have Next wait for the rest of the line forever. So is a line
+// longer than maxLineBytes.
 func (r *Reader) readLine() ([]byte, error) {
 	line, err := r.br.ReadSlice('\n')
 	if err == nil {
@@ -511,6 +532,9 @@ func (r *Reader) readLine() ([]byte, error) {
 		}
 		if !errors.Is(err, bufio.ErrBufferFull) {
 			return nil, err
+		}
+		if len(r.buf) > maxLineBytes {
+			return nil, errLongLine
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -278,4 +280,61 @@ func BenchmarkParseLineTime(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestLongLineIsDamage: a line longer than any node writes (damage, or a
+// file that is no log) is an ErrCorrupt naming the file for Reader.Next and
+// for Grep, found before their buffers grow to the file's size; a first
+// line longer than firstTime's buffer still gives the file's first time.
+func TestLongLineIsDamage(t *testing.T) {
+	dir := writeLog(t, testLogs(60, 4), filePolicy{rotation: store.Rotation{MaxSize: 2048}}, FormatText)
+	files, err := listLogFiles(dir, "app.log")
+	require.NoError(t, err)
+	require.Greater(t, len(files), 2)
+
+	// A first line of 100 KiB keeps its head.
+	first := filepath.Join(dir, files[0].name)
+	data, err := os.ReadFile(first)
+	require.NoError(t, err)
+	_, want, _, err := parseHead(data)
+	require.NoError(t, err)
+	require.False(t, want.IsZero())
+	nl := strings.IndexByte(string(data), '\n')
+	long := slices.Concat(data[:nl], []byte(strings.Repeat("x", 100<<10)), data[nl:])
+	require.NoError(t, os.WriteFile(first, long, 0o644))
+	got, err := firstTime(first)
+	require.NoError(t, err)
+	require.True(t, got.Equal(want), "firstTime %v, want %v", got, want)
+
+	// A second file whose first line is longer than maxLineBytes, with a
+	// head that parses.
+	mid := filepath.Join(dir, files[1].name)
+	data, err = os.ReadFile(mid)
+	require.NoError(t, err)
+	nl = strings.IndexByte(string(data), '\n')
+	f, err := os.Create(mid)
+	require.NoError(t, err)
+	_, err = f.Write(data[:nl])
+	require.NoError(t, err)
+	junk := bytes.Repeat([]byte("x"), 1<<20)
+	for n := 0; n <= maxLineBytes; n += len(junk) {
+		_, err = f.Write(junk)
+		require.NoError(t, err)
+	}
+	_, err = f.Write(data[nl:])
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	r, err := OpenReader(dir, "app.log")
+	require.NoError(t, err)
+	defer r.Close()
+	for err == nil {
+		_, err = r.Next()
+	}
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.Contains(t, err.Error(), files[1].name)
+
+	err = grepMatches(t.Context(), dir, "app.log", Query{}, func(Line) error { return nil })
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.Contains(t, err.Error(), files[1].name)
 }
