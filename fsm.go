@@ -176,7 +176,7 @@ func newFSM(c fsmConfig) (*fsm, error) {
 	if err := checkStateNames(&st, file); err != nil {
 		return nil, err
 	}
-	if err := checkReplicated(st.Producers, st.Voters, st.Clocks, st.ClockOwners, st.Clock); err != nil {
+	if err := checkReplicated(st.Producers, st.Voters, st.Clocks, st.ClockOwners, st.ClockSeen, st.Clock); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, stateFile, err)
 	}
 	if err := checkCatalog(st.Catalog); err != nil {
@@ -602,7 +602,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	}
 	m := &manifest{Index: f.st.Index, Seq: f.st.Seq, Producers: make(map[uint64]*producerState, len(f.st.Producers)),
 		PrunedAt: f.st.PrunedAt, Clock: f.st.Clock, Clocks: maps.Clone(f.st.Clocks), Voters: slices.Clone(f.st.Voters),
-		Owners:   maps.Clone(f.st.ClockOwners),
+		Owners: maps.Clone(f.st.ClockOwners), Seen: maps.Clone(f.st.ClockSeen),
 		Settings: f.st.Settings, Catalog: f.st.Catalog, Level: f.st.Level, TruncatedBefore: f.st.TruncatedBefore}
 	for k, v := range f.st.Producers {
 		c := *v
