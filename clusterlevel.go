@@ -128,7 +128,7 @@ func (lx *Stream) commitHere(ctx context.Context, req controlRequest, what strin
 	if err != nil {
 		return err
 	}
-	if err := lx.waitAppliedHere(ctx, resp.Index, true); err != nil {
+	if err := lx.waitAppliedHere(ctx, resp.Index, lx.closingCtx); err != nil {
 		return fmt.Errorf("logx: %s is set, but this node has not applied it: %w", what, err)
 	}
 	return nil

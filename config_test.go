@@ -307,3 +307,44 @@ func TestCoreDependencies(t *testing.T) {
 		require.False(t, strings.Contains(pkg, "prometheus") || strings.Contains(pkg, "opentelemetry"), "logx builds in %s", pkg)
 	}
 }
+
+// TestFlushEndsWithClose: a Flush waiting for this node to apply its
+// entries ends with ErrClosed once Close gives up its own flush, even if
+// the apply never comes (here: a follower whose apply is held). Before, it
+// waited for good: the leader had committed the entries, and nothing ended
+// the wait for the local apply.
+func TestFlushEndsWithClose(t *testing.T) {
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		cfg.CloseTimeout = 300 * time.Millisecond
+		sm.powerCut = &powerHooks{}
+	})
+	leader := c.leaderIndex()
+	fi := (leader + 1) % 3
+	f := c.nodes[fi]
+	hold := &c.seams[fi].powerCut.mu
+	hold.Lock() // the follower's apply waits
+	held := true
+	defer func() {
+		if held {
+			hold.Unlock()
+		}
+	}()
+	f.Info("never applied here before Close")
+	flushed := make(chan error, 1)
+	go func() { flushed <- f.Flush(context.Background()) }()
+	closed := make(chan error, 1)
+	go func() { closed <- f.Close() }()
+	select {
+	case err := <-flushed:
+		require.ErrorIs(t, err, ErrClosed)
+	case <-time.After(15 * time.Second):
+		t.Fatal("Flush still waits after Close gave up flushing")
+	}
+	hold.Unlock()
+	held = false
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close did not return")
+	}
+}

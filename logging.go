@@ -328,7 +328,8 @@ func (lx *Stream) enqueue(ctx context.Context, e *entry, block bool) error {
 
 // Flush waits until every entry logged through this node before the call
 // has been committed and written to this node's file, or ctx ends. It
-// returns the error of the last batch if that batch failed.
+// returns the error of the last batch if that batch failed, and ErrClosed
+// if Close begins and gives up its own flush (CloseTimeout) first.
 func (lx *Stream) Flush(ctx context.Context) error {
 	lx.qmu.RLock()
 	closed := lx.closed
@@ -362,20 +363,21 @@ func (lx *Stream) flush(ctx context.Context) error {
 	if req.err != nil {
 		return req.err
 	}
-	return lx.waitAppliedHere(ctx, req.idx, false)
+	// Close's own flush comes before the halt: a Flush that waits beside
+	// it ends with it, once Close gives up (ErrClosed) instead of waiting
+	// for an apply that may never come.
+	return lx.waitAppliedHere(ctx, req.idx, lx.fsm.stopContext())
 }
 
 // waitAppliedHere waits until this node applied Raft index idx. It gives
 // up when ctx ends (ctx.Err()), when the node learns it was removed
 // (ErrRemoved: the leader stopped replicating to it, so it may never
-// apply idx), and, with orClosing, when Close begins (ErrClosed).
-func (lx *Stream) waitAppliedHere(ctx context.Context, idx uint64, orClosing bool) error {
+// apply idx), and when closed ends (ErrClosed).
+func (lx *Stream) waitAppliedHere(ctx context.Context, idx uint64, closed context.Context) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(lx.removedCtx, cancel)()
-	if orClosing {
-		defer context.AfterFunc(lx.closingCtx, cancel)()
-	}
+	defer context.AfterFunc(closed, cancel)()
 	err := lx.waitApplied(wctx, idx)
 	if !errors.Is(err, errWaitAborted) {
 		return err
@@ -383,7 +385,7 @@ func (lx *Stream) waitAppliedHere(ctx context.Context, idx uint64, orClosing boo
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
-	case orClosing && lx.closingCtx.Err() != nil:
+	case closed.Err() != nil:
 		return ErrClosed
 	}
 	return ErrRemoved
