@@ -252,7 +252,9 @@ func (lx *Stream) ensureVoters() {
 		return
 	}
 	id := raft.ServerID(lx.cfg.Addr)
-	if err := lx.raft.AddVoter(id, raft.ServerAddress(lx.cfg.Addr), 0, lx.cfg.ForwardTimeout).Error(); err != nil {
+	if err := lx.raftCall(func() error {
+		return lx.raft.AddVoter(id, raft.ServerAddress(lx.cfg.Addr), 0, lx.cfg.ForwardTimeout).Error()
+	}); err != nil {
 		lx.logf("logx: committing the configuration again (so that the log knows the voters): %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package logx
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -189,7 +190,8 @@ func TestBarriersAreNotLag(t *testing.T) {
 	}), "lag after 50 barriers: %d %d %d", c.nodes[0].Stats().Lag, c.nodes[1].Stats().Lag, c.nodes[2].Stats().Lag)
 }
 
-// Close returns while requests for barriers and batches keep coming: a
+// Close returns while requests for barriers, batches and membership
+// changes keep coming: a
 // future Raft took just as it stopped is given up, not waited for
 // (hashicorp/raft v1.8.0 may never answer it).
 func TestCloseDuringBarriers(t *testing.T) {
@@ -211,9 +213,16 @@ func TestCloseDuringBarriers(t *testing.T) {
 						return
 					default:
 					}
-					if g%2 == 0 {
+					switch {
+					case g == 6:
+						// Membership changes: a non-voter that never
+						// answers, added and taken out.
+						fake := fmt.Sprintf("127.0.0.1:%d", 1+i%2)
+						_ = lx.raftCall(func() error { return lx.raft.AddNonvoter(raft.ServerID(fake), raft.ServerAddress(fake), 0, 0).Error() })
+						_ = lx.removeNode(ctx, fake)
+					case g%2 == 0:
 						_ = lx.passCommitIndex(ctx)
-					} else {
+					default:
 						batch := wire.NewBatch(wire.Header{Producer: uint64(100 + g), FirstPSeq: uint64(i + 1), Count: 1},
 							wire.AppendRecord(nil, LevelInfo, time.Now().UnixNano(), appendBodyStart(nil, FormatText, time.Now(), LevelInfo, "n1", "", "x")), false)
 						_, _, _ = lx.applyLocal(batch, nil)

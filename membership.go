@@ -192,12 +192,14 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 	}
 	if err := lx.joinConflict(addr, st, want); err != nil {
 		if ok {
-			_ = lx.raft.RemoveServer(raft.ServerID(addr), 0, timeout).Error()
+			_ = lx.raftCall(func() error { return lx.raft.RemoveServer(raft.ServerID(addr), 0, timeout).Error() })
 		}
 		return err
 	}
 	if !ok {
-		if err := lx.raft.AddNonvoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, timeout).Error(); err != nil {
+		if err := lx.raftCall(func() error {
+			return lx.raft.AddNonvoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, timeout).Error()
+		}); err != nil {
 			return err
 		}
 		lx.logf("logx: added %s as a non-voter; waiting for it to catch up", addr)
@@ -210,7 +212,7 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 		st, want, err := lx.remoteStatus(ctx, addr)
 		if err == nil {
 			if cerr := lx.joinConflict(addr, st, want); cerr != nil {
-				_ = lx.raft.RemoveServer(raft.ServerID(addr), 0, timeout).Error()
+				_ = lx.raftCall(func() error { return lx.raft.RemoveServer(raft.ServerID(addr), 0, timeout).Error() })
 				return cerr
 			}
 		}
@@ -230,7 +232,9 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 		}
 		wait = min(2*wait, 500*time.Millisecond)
 	}
-	if err := lx.raft.AddVoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, time.Until(deadlineOr(ctx, defaultControlTimeout))).Error(); err != nil {
+	if err := lx.raftCall(func() error {
+		return lx.raft.AddVoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, time.Until(deadlineOr(ctx, defaultControlTimeout))).Error()
+	}); err != nil {
 		return err
 	}
 	lx.logf("logx: %s caught up and is a voter", addr)
@@ -277,7 +281,9 @@ func (lx *Stream) removeNode(ctx context.Context, addr string) error {
 		}
 		return raft.ErrNotLeader // the caller asks the new leader
 	}
-	if err := lx.raft.RemoveServer(raft.ServerID(addr), 0, time.Until(deadlineOr(ctx, defaultControlTimeout))).Error(); err != nil {
+	if err := lx.raftCall(func() error {
+		return lx.raft.RemoveServer(raft.ServerID(addr), 0, time.Until(deadlineOr(ctx, defaultControlTimeout))).Error()
+	}); err != nil {
 		return err
 	}
 	lx.logf("logx: removed %s from the cluster", addr)
