@@ -219,6 +219,29 @@ func TestAppendContext(t *testing.T) {
 	require.NotErrorIs(t, err, ErrOutcomeUnknown)
 }
 
+// TestAnswerBeatsContext: an Append whose answer and context end together
+// gets its answer, not ErrOutcomeUnknown (select picks either at random).
+func TestAnswerBeatsContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 100 {
+		w := &waiter{done: make(chan struct{}), seq: 7}
+		w.state.Store(waitSent)
+		close(w.done)
+		seq, err := w.wait(ctx)
+		require.NoError(t, err)
+		require.Equal(t, uint64(7), seq)
+	}
+	w := &waiter{done: make(chan struct{})}
+	w.state.Store(waitSent)
+	_, err := w.wait(ctx)
+	require.ErrorIs(t, err, ErrOutcomeUnknown, "sent, unanswered")
+	w = &waiter{done: make(chan struct{})}
+	_, err = w.wait(ctx)
+	require.ErrorIs(t, err, context.Canceled, "not sent: withdrawn")
+	require.NotErrorIs(t, err, ErrOutcomeUnknown)
+}
+
 // TestQueueBounded: with no leader, the queue fills up to QueueSize and no
 // further; by default a caller then blocks (until Close), and with
 // DropWhenFull it drops and counts instead.

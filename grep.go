@@ -125,8 +125,6 @@ func grepMatches(ctx context.Context, dir, file string, q Query, fn func(Line) e
 		slices.Reverse(files)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
 	jobs := make([]*grepJob, len(files))
 	for i, lf := range files {
 		jobs[i] = &grepJob{lf: lf, out: make(chan []Line, 4)}
@@ -152,7 +150,13 @@ func grepMatches(ctx context.Context, dir, file string, q Query, fn func(Line) e
 			}
 		}()
 	}
-	defer wg.Wait()
+	// However this returns (fn's error, or a panic in fn), the workers
+	// stop and are waited for.
+	defer func() {
+		cancel()
+		drain(jobs)
+		wg.Wait()
+	}()
 	for _, j := range jobs {
 		var held []Line // Newest: this file's matches, delivered from the end
 		for batch := range j.out {
@@ -165,22 +169,16 @@ func grepMatches(ctx context.Context, dir, file string, q Query, fn func(Line) e
 			}
 			for _, l := range batch {
 				if err := fn(l); err != nil {
-					cancel()
-					drain(jobs)
 					return err
 				}
 			}
 		}
 		for i := len(held) - 1; i >= 0 && j.err == nil; i-- {
 			if err := fn(held[i]); err != nil {
-				cancel()
-				drain(jobs)
 				return err
 			}
 		}
 		if j.err != nil {
-			cancel()
-			drain(jobs)
 			return j.err
 		}
 	}

@@ -150,12 +150,23 @@ func (lx *Stream) appendEntry(ctx context.Context, e *entry) (uint64, error) {
 		lx.putGroup(e)
 		return 0, err
 	}
+	return w.wait(ctx)
+}
+
+// wait waits for the producer's answer, or ctx: an entry not yet sent is
+// withdrawn, and one sent has an unknown outcome.
+func (w *waiter) wait(ctx context.Context) (uint64, error) {
 	select {
 	case <-w.done:
 		return w.seq, w.err
 	case <-ctx.Done():
 		if w.state.CompareAndSwap(waitPending, waitCancelled) {
 			return 0, fmt.Errorf("logx: entry withdrawn before it was sent: %w", ctx.Err())
+		}
+		select {
+		case <-w.done: // answered as ctx ended: select picks either
+			return w.seq, w.err
+		default:
 		}
 		return 0, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
 	}

@@ -338,3 +338,26 @@ func TestLongLineIsDamage(t *testing.T) {
 	require.ErrorIs(t, err, ErrCorrupt)
 	require.Contains(t, err.Error(), files[1].name)
 }
+
+// TestGrepPanicStopsWorkers: a panic in Grep's callback reaches the caller,
+// and the workers stop. Before, the deferred wait for them ran before the
+// cancel: workers blocked sending their next matches, and the panic became
+// a hang.
+func TestGrepPanicStopsWorkers(t *testing.T) {
+	// Files of several chunks each: more batches than a job's channel holds.
+	dir := writeLog(t, testLogs(1000, 50), filePolicy{rotation: store.Rotation{MaxSize: 8 * grepChunk}}, FormatText)
+	files, err := listLogFiles(dir, "app.log")
+	require.NoError(t, err)
+	require.Greater(t, len(files), 2)
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		_ = grepMatches(context.Background(), dir, "app.log", Query{}, func(Line) error { panic("boom") })
+	}()
+	select {
+	case r := <-done:
+		require.Equal(t, "boom", r)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a panic in the callback hung Grep")
+	}
+}
