@@ -267,6 +267,7 @@ type Reader struct {
 	br        *bufio.Reader
 	off       int64 // offset in f of the next line
 	buf       []byte
+	closed    bool // Close was called: every later call is ErrClosed
 }
 
 // OpenReader opens the log in dir, whose active file is named file, at its
@@ -279,8 +280,13 @@ func OpenReader(dir, file string) (*Reader, error) {
 	return r, nil
 }
 
-// Close closes the file the Reader has open.
+// Close closes the file the Reader has open; later calls return ErrClosed.
 func (r *Reader) Close() error {
+	r.closed = true
+	return r.closeFile()
+}
+
+func (r *Reader) closeFile() error {
 	if r.f == nil {
 		return nil
 	}
@@ -290,7 +296,7 @@ func (r *Reader) Close() error {
 }
 
 func (r *Reader) open(lf logFile, off int64) error {
-	r.Close()
+	r.closeFile()
 	f, err := store.OpenSegment(filepath.Join(r.dir, lf.name))
 	if err != nil {
 		return err
@@ -318,13 +324,16 @@ func (r *Reader) seek(off int64) error {
 // at the oldest line and SeekSeq returns ErrRetained (seq 0 means the
 // oldest line and is not an error).
 func (r *Reader) SeekSeq(seq uint64) error {
+	if r.closed {
+		return ErrClosed
+	}
 	files, err := listLogFiles(r.dir, r.file)
 	if err != nil {
 		return err
 	}
 	if len(files) == 0 {
 		// Nothing written yet: start at the beginning of the active file.
-		r.Close()
+		r.closeFile()
 		r.cur = logFile{name: r.file, first: 1}
 		return nil
 	}
@@ -353,6 +362,9 @@ func (r *Reader) SeekSeq(seq uint64) error {
 // nodes' clocks; lines without a time are skipped over). A time older than
 // the oldest line gives the oldest line.
 func (r *Reader) SeekTime(t time.Time) error {
+	if r.closed {
+		return ErrClosed
+	}
 	files, err := listLogFiles(r.dir, r.file)
 	if err != nil {
 		return err
@@ -550,6 +562,9 @@ func notEOF(err error) error {
 // Next returns the next line. At the end of what has been written it
 // returns io.EOF; a later call continues from there.
 func (r *Reader) Next() (Line, error) {
+	if r.closed {
+		return Line{}, ErrClosed
+	}
 	cutAt := int64(-1) // where a file with a newer one after it ended in a partial line
 	for {
 		if r.f == nil {

@@ -361,3 +361,20 @@ func TestGrepPanicStopsWorkers(t *testing.T) {
 		t.Fatal("a panic in the callback hung Grep")
 	}
 }
+
+// TestReaderClosed: after Close, Next and the seeks return ErrClosed, and
+// a second Close is nil. Before, Next started again at the oldest line
+// and returned the log a second time.
+func TestReaderClosed(t *testing.T) {
+	dir := writeLog(t, testLogs(20, 4), filePolicy{rotation: store.Rotation{MaxSize: 2048}}, FormatText)
+	r, err := OpenReader(dir, "app.log")
+	require.NoError(t, err)
+	_, err = r.Next()
+	require.NoError(t, err)
+	require.NoError(t, r.Close())
+	_, err = r.Next()
+	require.ErrorIs(t, err, ErrClosed)
+	require.ErrorIs(t, r.SeekSeq(1), ErrClosed)
+	require.ErrorIs(t, r.SeekTime(time.Unix(1700000000, 0)), ErrClosed)
+	require.NoError(t, r.Close())
+}

@@ -40,8 +40,13 @@ func (lx *Stream) Watch(ctx context.Context, from uint64, level slog.Leveler, fn
 		// written after the read wakes the wait below.
 		changed := lx.fsm.changed()
 		for n := 0; ; n++ {
-			if n%1024 == 1023 && ctx.Err() != nil {
-				return ctx.Err() // a replay of many lines stops soon too
+			if n%1024 == 1023 { // a replay of many lines stops soon too
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if lx.closingCtx.Err() != nil {
+					return ErrClosed
+				}
 			}
 			l, err := r.Next()
 			if errors.Is(err, io.EOF) {

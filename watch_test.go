@@ -109,3 +109,45 @@ func TestWatchRetained(t *testing.T) {
 	err = lx.Watch(ctx, 1, nil, func(Line) error { return nil })
 	require.ErrorIs(t, err, ErrRetained)
 }
+
+// TestWatchReplayEndsWithClose: a watcher replaying a long backlog stops
+// within 1,024 lines once Close begins (ErrClosed). Before, it replayed the
+// whole backlog to its callback after Close.
+func TestWatchReplayEndsWithClose(t *testing.T) {
+	lx := newSingle(t, nil)
+	ctx := context.Background()
+	const total = 5000
+	recs := make([]Record, total/5)
+	for i := range recs {
+		recs[i] = Record{Level: LevelInfo, Msg: "backlog"}
+	}
+	for range 5 {
+		_, err := lx.AppendBatch(ctx, recs)
+		require.NoError(t, err)
+	}
+	first := make(chan struct{})
+	release := make(chan struct{})
+	n := 0
+	done := make(chan error, 1)
+	go func() {
+		done <- lx.Watch(ctx, 1, nil, func(Line) error {
+			n++
+			if n == 1 {
+				close(first)
+				<-release
+			}
+			return nil
+		})
+	}()
+	<-first
+	go func() { _ = lx.Close() }()
+	require.Eventually(t, func() bool { return lx.closingCtx.Err() != nil }, 10*time.Second, time.Millisecond)
+	close(release)
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, ErrClosed)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the watcher did not stop")
+	}
+	require.LessOrEqual(t, n, 1025, "lines replayed after Close began")
+}
