@@ -77,10 +77,16 @@ func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 				// wait for it to have this one before changing the group,
 				// which would otherwise hold a member that never answers.
 				if err := s.awaitStream(ctx, addr); err != nil {
+					if lx.node.deleted(s) {
+						continue // deleted meanwhile, as RemoveNode allows
+					}
 					return s.named(err)
 				}
 			}
 			if err := s.control(ctx, controlRequest{Op: "add", Addr: addr}); err != nil {
+				if lx.node.deleted(s) {
+					continue
+				}
 				return s.named(err)
 			}
 			added[s] = true

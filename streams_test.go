@@ -931,3 +931,56 @@ func TestWaitReadyDuringDelete(t *testing.T) {
 		}
 	}
 }
+
+// AddNode succeeds when a stream is deleted while it waits for the new
+// node to open that stream, as RemoveNode does: the deleted stream needs no
+// member. Before, AddNode failed with the wait's ErrClosed.
+func TestAddNodeStreamDeleted(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, c.nodes[0].CreateStream(ctx, StreamConfig{Name: "audit"}))
+	require.True(t, waitFor(30*time.Second, func() bool { _, err := c.nodes[0].Stream("audit"); return err == nil }))
+	addr := freeAddrs(t, 1)[0]
+	cfg := c.cfgs[0]
+	cfg.NodeID, cfg.Addr, cfg.Join = "n4", addr, true
+	cfg.Dir = filepath.Join(filepath.Dir(c.cfgs[0].Dir), "n4")
+	// The new node holds audit half open: it answers status requests for
+	// it with "starting", which AddNode's wait for it asks.
+	asked := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	c.cfgs = append(c.cfgs, cfg)
+	c.seams = append(c.seams, seams{
+		opening: func(name, stage string) error {
+			if name == "audit" && stage == "raft" {
+				<-release
+				return errors.New("not opened in this test")
+			}
+			return nil
+		},
+		startingAnswered: func() { once.Do(func() { close(asked) }) },
+	})
+	c.nodes = append(c.nodes, nil)
+	c.start(3)
+	defer close(release)
+	added := make(chan error, 1)
+	go func() { added <- c.nodes[0].AddNode(ctx, addr) }()
+	select {
+	case <-asked:
+	case err := <-added:
+		t.Fatalf("AddNode returned before it asked for audit: %v", err)
+	case <-ctx.Done():
+		t.Fatal("AddNode never asked the new node for audit")
+	}
+	require.NoError(t, c.nodes[1].DeleteStream(ctx, "audit"))
+	select {
+	case err := <-added:
+		require.NoError(t, err)
+	case <-ctx.Done():
+		t.Fatal("AddNode did not return")
+	}
+	ms, err := c.nodes[0].Members()
+	require.NoError(t, err)
+	require.Len(t, ms, 4)
+}
