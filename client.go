@@ -288,6 +288,9 @@ func (c *Client) roundTrip(ctx context.Context, addr string, batch []byte) (stat
 		deadline = d
 	}
 	_ = c.conn.SetDeadline(deadline)
+	conn := c.conn
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) }) // a cancel ends the wait too
+	defer stop()
 	if err := wire.WriteFrame(c.conn, new([wire.FrameHeader]byte), batch); err != nil {
 		return 0, 0, "", err
 	}

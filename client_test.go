@@ -146,3 +146,52 @@ func TestClientConflictPauses(t *testing.T) {
 	require.Greater(t, asked.Load(), int64(2))
 	c.Close()
 }
+
+// TestClientCancelEndsWait: a cancelled context without a deadline ends a
+// Send waiting for a node that took the batch and does not answer, at
+// once and as ErrOutcomeUnknown (the batch may have been written). Before,
+// only a deadline did, and the wait ran to the Client's 10 s timeout.
+func TestClientCancelEndsWait(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	read := make(chan struct{}, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				if _, _, err := wire.ReadPreface(r, validStreamName, DefaultStream); err != nil {
+					return
+				}
+				for {
+					if _, err := wire.ReadFrame(r, nil, 1<<20); err != nil {
+						return
+					}
+					read <- struct{}{} // and no answer
+				}
+			}()
+		}
+	}()
+	c := &Client{addrs: []string{ln.Addr().String()}, timeout: time.Minute, producer: 1, dedupWindow: time.Hour}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.sendBatch(ctx, wire.AppendRecord(nil, slog.LevelInfo, 1, []byte("x")), 1)
+		done <- err
+	}()
+	<-read
+	cancel()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, context.Canceled)
+		require.ErrorIs(t, err, ErrOutcomeUnknown)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Send did not end with its context")
+	}
+}

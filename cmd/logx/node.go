@@ -349,6 +349,7 @@ loop:
 		}
 	}
 	fmt.Fprintf(stderr, "logx node %s: closing\n", nf.NodeID)
+	go exitOnSecondSignal(sigs, stderr, nf.NodeID, os.Exit)
 	if srv != nil {
 		cancelReqs() // a request waiting for a commit gives up now
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -364,6 +365,21 @@ loop:
 	}
 	fmt.Fprintf(stderr, "logx node %s: closed\n", nf.NodeID)
 	return status
+}
+
+// exitOnSecondSignal exits at a second SIGTERM or SIGINT while the node
+// closes, which can take CloseTimeout and more (a leader handing over, a
+// peer that does not answer): an operator's second Ctrl-C is not lost.
+// What the node acknowledged is in its Raft log; the next start replays it
+// into the files.
+func exitOnSecondSignal(sigs <-chan os.Signal, stderr io.Writer, id string, exit func(int)) {
+	for s := range sigs {
+		if s != syscall.SIGHUP {
+			fmt.Fprintf(stderr, "logx node %s: %v while closing: exiting now\n", id, s)
+			exit(1)
+			return
+		}
+	}
 }
 
 // reload applies what SIGHUP can change: the TLS files (loaded again if

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -309,5 +310,21 @@ streams:
 		case "audit.log":
 			require.Contains(t, string(want), `level=ERROR node=n1 msg=login user=ann tries=3`)
 		}
+	}
+}
+
+// TestExitOnSecondSignal: while the node closes, SIGHUP is ignored and a
+// SIGTERM or SIGINT exits at once.
+func TestExitOnSecondSignal(t *testing.T) {
+	for _, sig := range []os.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		sigs := make(chan os.Signal, 2)
+		sigs <- syscall.SIGHUP
+		sigs <- sig
+		var stderr bytes.Buffer
+		code := -1
+		exitOnSecondSignal(sigs, &stderr, "n1", func(c int) { code = c })
+		require.Equal(t, 1, code, "%v", sig)
+		require.Contains(t, stderr.String(), "exiting now")
+		require.Empty(t, sigs)
 	}
 }
