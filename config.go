@@ -220,7 +220,8 @@ type Config struct {
 	// names the stream): no leader known for longer than AlarmNoLeader
 	// (default 10s), the applied index more than AlarmLag Raft entries
 	// behind the commit index (default 1000), or a write error that stopped
-	// the stream.
+	// the stream. It runs on the stream's monitor, which Close waits for:
+	// to close the node from it, call Close on another goroutine.
 	OnAlarm       func(Alarm)   `json:"-" yaml:"-"`
 	AlarmNoLeader time.Duration `json:"alarm_no_leader" yaml:"alarm_no_leader"`
 	AlarmLag      uint64        `json:"alarm_lag" yaml:"alarm_lag"`
