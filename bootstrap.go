@@ -80,7 +80,7 @@ import (
 // stops answering. The error is ErrClosed if the stream or the node
 // closes first: the stream must then not bootstrap.
 func (lx *Stream) clusterRuns(addrs []string) (string, []string, error) {
-	ctx, cancel := lx.askContext()
+	ctx, cancel := lx.untilClose()
 	defer cancel()
 	lx.mux.m.asking.Add(1)
 	defer lx.mux.m.asking.Add(-1)
@@ -105,10 +105,11 @@ func (lx *Stream) clusterRuns(addrs []string) (string, []string, error) {
 	}
 }
 
-// askContext is the context of a stream's wait before it decides whether
-// to bootstrap: it ends when the stream closes, or the node (the Close of
-// a node that opened the stream after its start).
-func (lx *Stream) askContext() (context.Context, context.CancelFunc) {
+// untilClose is a context that ends when the stream's Close begins, or the
+// node's (which closes the default stream last, and a stream it opened
+// after its start only once its tend has stopped): for the waits of a
+// stream's start, and of tend's work on the default stream.
+func (lx *Stream) untilClose() (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(lx.closingCtx)
 	if lx.hooks.stopping == nil {
 		return ctx, cancel
@@ -367,7 +368,7 @@ func (lx *Stream) askFirst(addrs []string) (string, []string, error) {
 // the stream asked only the catalog's voters (all emptied, in a chaos
 // run, beside the added member that held the log), then bootstrapped.
 func (lx *Stream) defaultMembers() ([]string, error) {
-	ctx, cancel := lx.askContext()
+	ctx, cancel := lx.untilClose()
 	defer cancel()
 	start, logged := time.Now(), time.Now()
 	for {

@@ -369,13 +369,18 @@ func (lx *Stream) votersKnow(voters []string, version int, what string) error {
 	for _, p := range lx.peers() {
 		down[p.Addr] = p.Failing
 	}
+	base, stop := lx.untilClose()
+	defer stop()
 	for _, v := range voters {
 		if v == lx.cfg.Addr {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(lx.closingCtx, lx.cfg.ForwardTimeout)
+		ctx, cancel := context.WithTimeout(base, lx.cfg.ForwardTimeout)
 		st, _, err := lx.remoteStatus(ctx, v)
 		cancel()
+		if err != nil && base.Err() != nil {
+			return ErrClosed
+		}
 		if err != nil {
 			// A resolver that fails for a while (a timeout, a server
 			// error) says nothing of the voter: only "no such name" does.
@@ -410,9 +415,11 @@ func (lx *Stream) recordDeclared() bool {
 		if lx.raft.State() == raft.Leader {
 			err = lx.proposeCatalogCmd(catalogCmd{Op: "create", Stream: &spec})
 		} else {
-			ctx, cancel := context.WithTimeout(lx.closingCtx, lx.cfg.ElectionTimeout)
+			base, stop := lx.untilClose()
+			ctx, cancel := context.WithTimeout(base, lx.cfg.ElectionTimeout)
 			err = lx.control(ctx, controlRequest{Op: "create-stream", Stream: &spec})
 			cancel()
+			stop()
 		}
 		if err != nil {
 			if !errors.Is(err, ErrClosed) && !errors.Is(err, context.DeadlineExceeded) {
