@@ -175,7 +175,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	}
 	if !f.st.CatchingUp {
 		f.st.CatchingUp = true
-		if err := writeState(f.dir, &f.st); err != nil {
+		if err := writeState(f.dir, &f.st, &f.lists); err != nil {
 			return err
 		}
 	}
@@ -220,7 +220,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	if st.Producers == nil {
 		st.Producers = map[uint64]*producerState{}
 	}
-	if err := writeState(f.dir, &st); err != nil {
+	if err := writeState(f.dir, &st, &f.lists); err != nil {
 		return err
 	}
 	seg, err := f.openFiles(st.State, f.file, f.policy.rotation, true)

@@ -356,7 +356,7 @@ func TestManifestNamesArePaths(t *testing.T) {
 	st, _, err := readState(dir)
 	require.NoError(t, err)
 	st.Rotated[0].Name = "../escaped.txt"
-	require.NoError(t, writeState(dir, &st))
+	require.NoError(t, writeState(dir, &st, nil))
 	_, err = newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 2048}}, format: FormatText, stateInterval: -1, logf: t.Logf})
 	require.ErrorIs(t, err, ErrCorrupt)
 }

@@ -1,12 +1,16 @@
 package logx
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/logx-dev/logx/internal/store"
@@ -91,30 +95,163 @@ func newApplyState() applyState {
 	return applyState{State: store.State{ActiveFirst: 1}, Producers: map[uint64]*producerState{}}
 }
 
-// readState loads dir/state.json; ok is false when there is none.
+// The rotated files' list. A checkpoint is written every
+// CheckpointInterval while lines come, and the list only grows with the
+// retention (a year of hourly files is 8,760 entries, about 2 MB of JSON):
+// so it lives in a file of its own, written only when it changes (a
+// rotation, a retirement, a catch-up), and state.json names that file in
+// its "rotated" key. The name is the content's hash (.state-rotated-<16
+// hex digits>.json; names starting with a dot are logx's in Dir), so a
+// list state.json names is never rewritten: a new list is written first,
+// then the state.json that names it, then the old list is removed. A
+// state.json whose "rotated" is an array (written before 2026-12-06) is
+// read as it is; an earlier version refuses one whose "rotated" is a name
+// (a type error: ErrCorrupt), rather than take it for a log without
+// rotated files.
+const rotatedListPrefix = ".state-rotated-"
+
+// stateOnDisk is applyState as state.json holds it: Rotated, which
+// shadows the files' Rotated, is the name of the rotated files' list, or
+// (older checkpoints) the list itself.
+type stateOnDisk struct {
+	applyState
+	Rotated json.RawMessage `json:"rotated"`
+}
+
+// rotatedList is the list of rotated files a node last wrote, so that
+// the next checkpoint writes it again only if it changed.
+type rotatedList struct {
+	name  string
+	files []store.File
+}
+
+// readState loads dir/state.json and the rotated files' list it names; ok
+// is false when there is none.
 func readState(dir string) (st applyState, ok bool, err error) {
+	st, ok, _, err = readStateListed(dir)
+	return st, ok, err
+}
+
+// readStateListed is readState that also returns the name of the rotated
+// files' list ("" if state.json holds the list itself).
+func readStateListed(dir string) (st applyState, ok bool, list string, err error) {
+	// A reader beside the node (Grep) may read a state.json whose list
+	// the node has just replaced: the next state.json names the new one.
+	for range 3 {
+		st, ok, list, err = readStateOnce(dir)
+		if err == nil || list == "" || !errors.Is(err, os.ErrNotExist) {
+			return st, ok, list, err
+		}
+	}
+	return st, ok, list, fmt.Errorf("%w: %s: %v", ErrCorrupt, stateFile, err)
+}
+
+// readStateOnce is readState without the retry; list is the name of the
+// rotated files' list state.json gave, if any.
+func readStateOnce(dir string) (st applyState, ok bool, list string, err error) {
 	b, err := os.ReadFile(filepath.Join(dir, stateFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return newApplyState(), false, nil
+		return newApplyState(), false, "", nil
 	}
 	if err != nil {
-		return st, false, err
+		return st, false, "", err
 	}
-	st = newApplyState()
-	if err := json.Unmarshal(b, &st); err != nil {
-		return st, false, fmt.Errorf("%w: %s: %v", ErrCorrupt, stateFile, err)
+	disk := stateOnDisk{applyState: newApplyState()}
+	if err := json.Unmarshal(b, &disk); err != nil {
+		return st, false, "", fmt.Errorf("%w: %s: %v", ErrCorrupt, stateFile, err)
 	}
+	st = disk.applyState
 	if st.Producers == nil {
 		st.Producers = map[uint64]*producerState{}
 	}
-	return st, true, nil
+	switch raw := disk.Rotated; {
+	case len(raw) == 0 || string(raw) == "null":
+	case raw[0] == '"':
+		if err := json.Unmarshal(raw, &list); err != nil || !isRotatedList(list) {
+			return st, false, "", fmt.Errorf("%w: %s names the rotated files' list %s", ErrCorrupt, stateFile, raw)
+		}
+		lb, err := os.ReadFile(filepath.Join(dir, list))
+		if err != nil {
+			return st, false, list, err // not found: see readState
+		}
+		if err := json.Unmarshal(lb, &st.Rotated); err != nil {
+			return st, false, list, fmt.Errorf("%w: %s: %v", ErrCorrupt, list, err)
+		}
+	default: // the list itself, as before 2026-12-06
+		if err := json.Unmarshal(raw, &st.Rotated); err != nil {
+			return st, false, "", fmt.Errorf("%w: %s: %v", ErrCorrupt, stateFile, err)
+		}
+	}
+	return st, true, list, nil
 }
 
-// writeState replaces dir/state.json atomically and durably.
-func writeState(dir string, st *applyState) error {
-	b, err := json.Marshal(st)
+// isRotatedList reports whether name is of the rotated files' list's form.
+func isRotatedList(name string) bool {
+	hexPart, ok := strings.CutSuffix(strings.TrimPrefix(name, rotatedListPrefix), ".json")
+	if !ok || len(hexPart) != 16 || !strings.HasPrefix(name, rotatedListPrefix) {
+		return false
+	}
+	_, err := hex.DecodeString(hexPart)
+	return err == nil
+}
+
+// writeState replaces dir/state.json atomically and durably, and the
+// rotated files' list it names if that changed since last (nil: not
+// known, the list is written).
+func writeState(dir string, st *applyState, last *rotatedList) error {
+	if last == nil {
+		last = &rotatedList{}
+	}
+	old := last.name
+	if old == "" || !slices.Equal(last.files, st.Rotated) {
+		lb, err := json.Marshal(st.Rotated)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(lb)
+		name := rotatedListPrefix + hex.EncodeToString(sum[:8]) + ".json"
+		if name != old {
+			if err := store.WriteFileAtomic(filepath.Join(dir, name), lb); err != nil {
+				return err
+			}
+		}
+		last.name, last.files = name, slices.Clone(st.Rotated)
+	}
+	ref, err := json.Marshal(last.name)
 	if err != nil {
 		return err
 	}
-	return store.WriteFileAtomic(filepath.Join(dir, stateFile), b)
+	b, err := json.Marshal(stateOnDisk{applyState: *st, Rotated: ref})
+	if err != nil {
+		return err
+	}
+	if err := store.WriteFileAtomic(filepath.Join(dir, stateFile), b); err != nil {
+		return err
+	}
+	if old != "" && old != last.name {
+		if err := os.Remove(filepath.Join(dir, old)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeStaleLists removes the rotated files' lists in dir other than keep
+// (a crash between writing a list and the state that names it, or before
+// the old list was removed) and their temporary files.
+func removeStaleLists(dir, keep string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if name == keep || !isRotatedList(strings.TrimSuffix(name, ".tmp")) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }

@@ -61,7 +61,10 @@ type fsm struct {
 	scratch     []byte        // expanded records of a compressed batch
 	seg         *store.Writer // nil while a catch-up is unfinished
 	lastPersist time.Time
-	failed      error // sticky: the files are incomplete and cannot be finished
+	// lists is the rotated files' list the last checkpoint named
+	// (checkpoint.go), written again only when it changes.
+	lists  rotatedList
+	failed error // sticky: the files are incomplete and cannot be finished
 	// dirty is set when a write failed part-way: st and the files then
 	// describe a half-applied batch, and only starting again from the
 	// checkpoint (redo, or a restart) makes them consistent. Nothing is
@@ -169,8 +172,11 @@ type fsmConfig struct {
 // machine that goes on from there.
 func newFSM(c fsmConfig) (*fsm, error) {
 	dir, file := c.dir, c.file
-	st, have, err := readState(dir)
+	st, have, list, err := readStateListed(dir)
 	if err != nil {
+		return nil, err
+	}
+	if err := removeStaleLists(dir, list); err != nil {
 		return nil, err
 	}
 	if err := checkStateNames(&st, file); err != nil {
@@ -182,7 +188,8 @@ func newFSM(c fsmConfig) (*fsm, error) {
 	if err := checkCatalog(st.Catalog); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, stateFile, err)
 	}
-	f := &fsm{fsmConfig: c, st: st, lastPersist: time.Now(), notify: make(chan struct{}), stop: make(chan struct{})}
+	f := &fsm{fsmConfig: c, st: st, lastPersist: time.Now(), notify: make(chan struct{}), stop: make(chan struct{}),
+		lists: rotatedList{name: list, files: slices.Clone(st.Rotated)}}
 	f.applied.Store(st.Index)
 	f.seq.Store(st.Seq)
 	f.clock.Store(st.Clock)
@@ -206,7 +213,7 @@ func newFSM(c fsmConfig) (*fsm, error) {
 	if !have {
 		// A new directory: checkpoint the empty state before the first line,
 		// so a crash before the first real checkpoint is recoverable.
-		if err := writeState(dir, &st); err != nil {
+		if err := writeState(dir, &st, &f.lists); err != nil {
 			seg.Close()
 			return nil, err
 		}
@@ -531,7 +538,7 @@ func (f *fsm) persist() error {
 		return err
 	}
 	f.st.State = f.seg.State(f.st.Seq + 1)
-	if err := writeState(f.dir, &f.st); err != nil {
+	if err := writeState(f.dir, &f.st, &f.lists); err != nil {
 		return err
 	}
 	f.lastPersist = time.Now()
