@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/logx-dev/logx/internal/store"
@@ -597,6 +598,9 @@ func (r *Reader) Next() (Line, error) {
 		if err := r.seek(r.off); err != nil {
 			return Line{}, err
 		}
+		if r.stillActive() {
+			return Line{}, io.EOF // no newer file: no need to list Dir
+		}
 		next, ok, err := r.nextFile()
 		if err != nil {
 			return Line{}, err
@@ -627,10 +631,30 @@ func (r *Reader) Next() (Line, error) {
 	}
 }
 
+// stillActive reports whether the open file is the active file, not yet
+// rotated: then no newer file exists. It costs two stat calls, where
+// listing Dir (nextFile) costs a read of every entry: a watcher reaches the
+// end at every batch applied, and Dir may hold thousands of files.
+func (r *Reader) stillActive() bool {
+	if r.cur.name != r.file {
+		return false
+	}
+	open, err := r.f.Stat()
+	if err != nil {
+		return false
+	}
+	now, err := os.Stat(filepath.Join(r.dir, r.file))
+	return err == nil && os.SameFile(open, now)
+}
+
+// listings counts the Reader's listings of Dir (nextFile), for tests.
+var listings atomic.Int64
+
 // nextFile returns the file after the current one, if there is one yet.
 // A file rotated while open stays open under its new name: only files with
 // a later first sequence number count.
 func (r *Reader) nextFile() (logFile, bool, error) {
+	listings.Add(1)
 	files, err := listLogFiles(r.dir, r.file)
 	if err != nil {
 		return logFile{}, false, err

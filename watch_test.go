@@ -3,6 +3,7 @@ package logx
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -150,4 +151,54 @@ func TestWatchReplayEndsWithClose(t *testing.T) {
 		t.Fatal("the watcher did not stop")
 	}
 	require.LessOrEqual(t, n, 1025, "lines replayed after Close began")
+}
+
+// TestWatchListsDirOnRotation: a watcher that reaches the end of the active
+// file (at every batch applied) lists Dir only when a rotation may have
+// made a newer file, not each time: Dir may hold thousands of files. It
+// still follows a rotation.
+func TestWatchListsDirOnRotation(t *testing.T) {
+	lx := newSingle(t, func(c *Config) { c.MaxSize = 64 << 10 })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan uint64, 1000)
+	done := make(chan error, 1)
+	go func() {
+		done <- lx.Watch(ctx, 0, nil, func(l Line) error { got <- l.Seq; return nil })
+	}()
+	await := func(seq uint64) {
+		t.Helper()
+		for {
+			select {
+			case s := <-got:
+				if s >= seq {
+					return
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("the watcher did not see line %d", seq)
+			}
+		}
+	}
+	_, err := lx.Append(ctx, LevelInfo, "first")
+	require.NoError(t, err)
+	await(1)
+	before := listings.Load()
+	for k := range 200 {
+		seq, err := lx.Append(ctx, LevelInfo, "one batch at a time", "k", k)
+		require.NoError(t, err)
+		await(seq)
+	}
+	require.Zero(t, lx.Stats().Rotations)
+	require.Less(t, listings.Load()-before, int64(10), "listings of Dir for 200 batches without a rotation")
+	// A rotation: the watcher moves on to the new file.
+	big := strings.Repeat("x", 8<<10)
+	var last uint64
+	for range 10 {
+		last, err = lx.Append(ctx, LevelInfo, big)
+		require.NoError(t, err)
+	}
+	require.Positive(t, lx.Stats().Rotations)
+	await(last)
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
 }

@@ -282,6 +282,9 @@ func (s *Segment) Range(off, n int64) (io.Reader, error) {
 // Close closes the file.
 func (s *Segment) Close() error { return s.f.Close() }
 
+// Stat describes the open file (os.SameFile tells a renamed one).
+func (s *Segment) Stat() (os.FileInfo, error) { return s.f.Stat() }
+
 // DropPages drops the file's pages from the page cache
 // (internal/pagecache): for a file read once to check it, which nobody
 // is expected to read again soon.
