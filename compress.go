@@ -31,13 +31,14 @@ import (
 // to turn a compressed file back into the active one.
 
 // compressLoop compresses the rotated files of each new checkpoint until
-// the node closes. It starts once the check of the files at start (scrub)
-// has ended, so as not to read every file twice at once. A catch-up stops
+// the node closes. It starts once the check at start (scrub) has checked
+// the files rotated since the last check, so as not to read them twice at
+// once; a whole pass over the older files goes on beside it. A catch-up stops
 // it (fsm.compressMu) and wakes it when it ends. Temporary files a crash
 // left are removed when the stream opens (newStream).
 func (lx *Stream) compressLoop() {
 	select {
-	case <-lx.scrubDone:
+	case <-lx.scrubFresh:
 	case <-lx.closingCtx.Done():
 		return
 	}

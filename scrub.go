@@ -2,6 +2,7 @@ package logx
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,44 +16,167 @@ import (
 
 // Rotated files never change once written, and the checkpoint records each
 // one's size and checksum (of its plain bytes, when it is kept compressed;
-// a sha256 or a BLAKE3, as the file names). At start a node checks them in the background; a
-// file whose bytes no longer match (a bad disk, a stray write) is copied
-// again from a peer, which holds the same file, verified against the same
-// checksum, and put in place of the damaged one.
+// a sha256 or a BLAKE3, as the file names). At start a node checks them in
+// the background; a file whose bytes no longer match (a bad disk, a stray
+// write) is copied again from a peer, which holds the same file, verified
+// against the same checksum, and put in place of the damaged one.
+//
+// A start checks the files rotated since the last check, and every file
+// only once the last whole pass is scrubEvery old: months of retention are
+// terabytes, which every start read and hashed before 2026-12-06 (a daily
+// restart hashed them daily, and compression waited for it). A whole pass a
+// restart cuts short goes on at the next start where it stopped. What was
+// checked is kept in Dir/.scrub.json.
 
-// scrub checks the rotated files listed in files and repairs the damaged
-// ones; it stops early when the node closes.
+// scrubEvery is how often a start checks every rotated file, not only
+// those rotated since the last check.
+const scrubEvery = 7 * 24 * time.Hour
+
+// scrubFile is the record of the checks, in Dir.
+const scrubFile = ".scrub.json"
+
+// scrubState is what was checked: every rotated file up to Through (its
+// first sequence number), the last whole pass ended at PassAt (Unix
+// nanoseconds, this node's clock), and a whole pass cut short goes on at
+// Cursor (0: none).
+type scrubState struct {
+	Through uint64 `json:"through"`
+	PassAt  int64  `json:"pass_at"`
+	Cursor  uint64 `json:"cursor,omitempty"`
+}
+
+// readScrub loads dir's record of checks; none (a start before
+// 2026-12-06, or a new node) or a damaged one is all unchecked.
+func readScrub(dir string) scrubState {
+	var st scrubState
+	if b, err := os.ReadFile(filepath.Join(dir, scrubFile)); err == nil && json.Unmarshal(b, &st) != nil {
+		st = scrubState{}
+	}
+	return st
+}
+
+// scrubPlan splits files (oldest first) into those rotated since the last
+// check and, when a whole pass is due or under way, the older ones it has
+// still to check. A record from before the files (a wiped Dir, a catch-up
+// that replaced them) is none.
+func scrubPlan(files []store.File, st scrubState, now time.Time) (fresh, older []store.File) {
+	if len(files) == 0 || st.Through > files[len(files)-1].First {
+		st = scrubState{}
+	}
+	i := 0
+	for i < len(files) && files[i].First <= st.Through {
+		i++
+	}
+	fresh = files[i:]
+	if st.Cursor == 0 && (st.Through == 0 || now.Sub(time.Unix(0, st.PassAt)) < scrubEvery) {
+		return fresh, nil // no pass due: none under way, the last recent (or all fresh)
+	}
+	j := 0
+	for j < i && files[j].First < st.Cursor {
+		j++
+	}
+	return fresh, files[j:i]
+}
+
+// scrub checks the rotated files of files that scrubPlan gives and repairs
+// the damaged ones; it stops early when the node closes. It closes
+// scrubFresh once the freshly rotated ones are checked (the compressor
+// waits for that), and scrubDone at the end. A damaged file it could not
+// repair stops the record where it is: the next start checks it again.
 func (lx *Stream) scrub(files []store.File) {
 	defer close(lx.scrubDone)
-	for _, fs := range files {
-		select {
-		case <-lx.closing:
+	fresh := lx.scrubFresh
+	defer func() {
+		if fresh != nil {
+			close(fresh)
+		}
+	}()
+	st := readScrub(lx.cfg.Dir)
+	freshFiles, older := scrubPlan(files, st, time.Now())
+	whole := len(freshFiles) > 0 && freshFiles[0].First == files[0].First // every file is fresh
+	advance := true
+	for _, fs := range freshFiles {
+		switch lx.checkFile(fs) {
+		case checkClosing:
 			return
-		default:
+		case checkUnrepaired:
+			advance = false
 		}
-		sum, size, err := segmentSum(lx.closingCtx, filepath.Join(lx.cfg.Dir, fs.Name), fs, lx.fsm.compresses())
-		if errors.Is(err, os.ErrNotExist) {
-			continue // retired by retention meanwhile
+		if advance {
+			st.Through = fs.First
+			if whole && fs.First == files[len(files)-1].First {
+				st.Cursor, st.PassAt = 0, time.Now().UnixNano()
+			}
+			lx.saveScrub(st)
 		}
-		if lx.closingCtx.Err() != nil {
-			return
-		}
-		if err == nil && fs.Matches(sum, size) {
-			continue
-		}
-		if err == nil {
-			kind, want := fs.Sum()
-			err = fmt.Errorf("%d bytes with %s %x, the checkpoint says %d bytes with %s", size, kind, sum, fs.Size, want)
-		}
-		lx.logf("logx: %s is damaged (%v); copying it again from a peer", fs.Name, err)
-		lx.stats.damaged.Add(1)
-		if err := lx.fsm.repair(lx.closingCtx, fs); err != nil {
-			lx.logf("logx: repairing %s: %v", fs.Name, err)
-			continue
-		}
-		lx.stats.repaired.Add(1)
-		lx.logf("logx: %s repaired from a peer", fs.Name)
 	}
+	close(fresh)
+	fresh = nil
+	for _, fs := range older {
+		if advance {
+			st.Cursor = fs.First
+			lx.saveScrub(st) // a restart goes on here
+		}
+		switch lx.checkFile(fs) {
+		case checkClosing:
+			return
+		case checkUnrepaired:
+			advance = false
+		}
+	}
+	if len(older) > 0 && advance {
+		st.Cursor, st.PassAt = 0, time.Now().UnixNano()
+		lx.saveScrub(st)
+	}
+}
+
+// saveScrub records st; a record lost to a crash only means checking again.
+func (lx *Stream) saveScrub(st scrubState) {
+	b, _ := json.Marshal(st)
+	if err := store.WriteFileAtomic(filepath.Join(lx.cfg.Dir, scrubFile), b); err != nil && lx.closingCtx.Err() == nil {
+		lx.logf("logx: recording the check of the rotated files: %v", err)
+	}
+}
+
+// The outcomes of checkFile.
+const (
+	checkDone       = iota // the file matches, was repaired, or left the log
+	checkUnrepaired        // damaged, and the repair failed
+	checkClosing           // the node closes
+)
+
+// checkFile checks one rotated file and repairs it if it is damaged.
+func (lx *Stream) checkFile(fs store.File) int {
+	if lx.closingCtx.Err() != nil {
+		return checkClosing
+	}
+	lx.stats.checked.Add(1)
+	sum, size, err := segmentSum(lx.closingCtx, filepath.Join(lx.cfg.Dir, fs.Name), fs, lx.fsm.compresses())
+	if errors.Is(err, os.ErrNotExist) {
+		return checkDone // retired by retention meanwhile
+	}
+	if lx.closingCtx.Err() != nil {
+		return checkClosing
+	}
+	if err == nil && fs.Matches(sum, size) {
+		return checkDone
+	}
+	if err == nil {
+		kind, want := fs.Sum()
+		err = fmt.Errorf("%d bytes with %s %x, the checkpoint says %d bytes with %s", size, kind, sum, fs.Size, want)
+	}
+	lx.logf("logx: %s is damaged (%v); copying it again from a peer", fs.Name, err)
+	lx.stats.damaged.Add(1)
+	if err := lx.fsm.repair(lx.closingCtx, fs); err != nil {
+		if lx.closingCtx.Err() != nil {
+			return checkClosing
+		}
+		lx.logf("logx: repairing %s: %v", fs.Name, err)
+		return checkUnrepaired
+	}
+	lx.stats.repaired.Add(1)
+	lx.logf("logx: %s repaired from a peer", fs.Name)
+	return checkDone
 }
 
 // repairTemp is the prefix of the temporary file a repair copies into.

@@ -2,6 +2,7 @@ package logx
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -129,4 +130,101 @@ func TestRepairRacesRetirement(t *testing.T) {
 			require.NoError(t, f.close())
 		})
 	}
+}
+
+// TestScrubPlan: a start checks the files rotated since the last check,
+// and the older ones only when a whole pass is due (scrubEvery) or one was
+// cut short (from its cursor).
+func TestScrubPlan(t *testing.T) {
+	files := []store.File{{First: 1}, {First: 10}, {First: 20}, {First: 30}}
+	now := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	firsts := func(fs []store.File) []uint64 {
+		out := []uint64{}
+		for _, f := range fs {
+			out = append(out, f.First)
+		}
+		return out
+	}
+	ago := func(d time.Duration) int64 { return now.Add(-d).UnixNano() }
+	for _, tc := range []struct {
+		name         string
+		st           scrubState
+		fresh, older []uint64
+	}{
+		{"no record: all fresh", scrubState{}, []uint64{1, 10, 20, 30}, []uint64{}},
+		{"checked an hour ago", scrubState{Through: 20, PassAt: ago(time.Hour)}, []uint64{30}, []uint64{}},
+		{"all checked", scrubState{Through: 30, PassAt: ago(time.Hour)}, []uint64{}, []uint64{}},
+		{"a pass due", scrubState{Through: 20, PassAt: ago(scrubEvery + time.Hour)}, []uint64{30}, []uint64{1, 10, 20}},
+		{"a pass cut short", scrubState{Through: 20, PassAt: ago(time.Hour), Cursor: 10}, []uint64{30}, []uint64{10, 20}},
+		{"a record past the files (a wiped Dir)", scrubState{Through: 99, PassAt: ago(time.Hour)}, []uint64{1, 10, 20, 30}, []uint64{}},
+		{"a clock gone back", scrubState{Through: 30, PassAt: ago(-48 * time.Hour)}, []uint64{}, []uint64{}},
+	} {
+		fresh, older := scrubPlan(files, tc.st, now)
+		require.Equal(t, tc.fresh, firsts(fresh), tc.name)
+		require.Equal(t, tc.older, firsts(older), tc.name)
+	}
+	fresh, older := scrubPlan(nil, scrubState{Through: 5}, now)
+	require.Empty(t, fresh)
+	require.Empty(t, older)
+}
+
+// TestScrubChecksOnlyNew: a restart checks only the files rotated since
+// the last check (before, every start hashed every retained file); once
+// the last whole pass is a week old it checks them all, and a whole pass
+// a restart cut short goes on where it stopped.
+func TestScrubChecksOnlyNew(t *testing.T) {
+	c := newTestCluster(t, 1, func(cfg *Config) { cfg.MaxSize = 8 << 10 })
+	dir := c.cfgs[0].Dir
+	restart := func() uint64 {
+		t.Helper()
+		c.stop(0)
+		c.start(0)
+		s := c.nodes[0].defaultStream
+		select {
+		case <-s.scrubDone:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the check did not end")
+		}
+		return c.nodes[0].Stats().CheckedFiles
+	}
+	c.logAppend("scrub", 500)
+	c.flushAll()
+	rotatedNow := func() uint64 {
+		names, err := LogFiles(dir, c.cfgs[0].File)
+		require.NoError(t, err)
+		return uint64(len(names) - 1) // the active file is last
+	}
+	rotated := rotatedNow()
+	require.Greater(t, rotated, uint64(3))
+	require.Equal(t, rotated, restart(), "every file is new")
+	st := readScrub(dir)
+	require.NotZero(t, st.PassAt, "a check of every file is a whole pass")
+	require.Zero(t, restart(), "nothing rotated since")
+
+	c.logAppend("more", 150)
+	c.flushAll()
+	more := rotatedNow()
+	require.Greater(t, more, rotated)
+	require.Equal(t, more-rotated, restart(), "the files rotated since")
+
+	st = readScrub(dir)
+	st.PassAt = time.Now().Add(-scrubEvery - time.Hour).UnixNano()
+	writeScrub(t, dir, st)
+	require.Equal(t, more, restart(), "a week on: every file")
+	st = readScrub(dir)
+	require.Zero(t, st.Cursor)
+	require.WithinDuration(t, time.Now(), time.Unix(0, st.PassAt), time.Minute)
+
+	files := c.nodes[0].defaultStream.fsm.toScrub()
+	st.Cursor = files[2].First // a pass cut short at the third file
+	writeScrub(t, dir, st)
+	require.Equal(t, more-2, restart(), "from the cursor on")
+	require.Zero(t, readScrub(dir).Cursor)
+}
+
+func writeScrub(t *testing.T, dir string, st scrubState) {
+	t.Helper()
+	b, err := json.Marshal(st)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, scrubFile), b, 0o644))
 }

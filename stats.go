@@ -91,8 +91,11 @@ type Stats struct {
 	Retired          uint64 `json:"retired"`   // rotated files retention removed from the log since start
 
 	CatchUps uint64 `json:"catch_ups"` // snapshots installed by copying files from peers
-	// DamagedFiles counts rotated files found at start not to match their
-	// checksum; RepairedFiles those of them copied again from a peer.
+	// CheckedFiles counts rotated files checked against their checksum
+	// since start (scrub.go: at a start, those rotated since the last
+	// check, and every one once a week); DamagedFiles those found not to
+	// match; RepairedFiles those of them copied again from a peer.
+	CheckedFiles  uint64 `json:"checked_files"`
 	DamagedFiles  uint64 `json:"damaged_files"`
 	RepairedFiles uint64 `json:"repaired_files"`
 	// CompressedFiles counts rotated files this node replaced by their
@@ -176,6 +179,7 @@ func (lx *Stream) Stats() Stats {
 		Forwarded:        lx.stats.forwarded.Load(),
 		ForwardErrors:    lx.stats.forwardErrors.Load(),
 		Retries:          lx.stats.retries.Load(),
+		CheckedFiles:     lx.stats.checked.Load(),
 		DamagedFiles:     lx.stats.damaged.Load(),
 		RepairedFiles:    lx.stats.repaired.Load(),
 		CompressedFiles:  lx.stats.compressed.Load(),

@@ -149,6 +149,7 @@ type Stream struct {
 	observer    *raft.Observer
 	monitorDone chan struct{} // closed when the alarm monitor has exited
 	scrubDone   chan struct{} // closed when the check of the files at start has ended
+	scrubFresh  chan struct{} // closed when it has checked the files rotated since the last check
 	// compressWake wakes the compressor (compress.go) when a checkpoint
 	// lists a newly rotated file.
 	compressWake chan struct{}
@@ -162,7 +163,7 @@ type counters struct {
 	forwardErrors, asyncRejected atomic.Uint64
 	fetched, fetchServed         atomic.Uint64
 	recordBytes, batchBytes      atomic.Uint64
-	damaged, repaired            atomic.Uint64
+	checked, damaged, repaired   atomic.Uint64
 	compressed, compressFailed   atomic.Uint64
 	compressSaved                atomic.Int64
 	ignoredRemovals              atomic.Uint64
@@ -453,7 +454,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	})
 	lx.raft.RegisterObserver(lx.observer)
 	lx.goFunc(lx.passTail)
-	lx.scrubDone = make(chan struct{})
+	lx.scrubDone, lx.scrubFresh = make(chan struct{}), make(chan struct{})
 	go lx.scrub(rotated)
 	if cfg.Compress {
 		lx.goFunc(lx.compressLoop)

@@ -59,6 +59,7 @@ func NewCollector(lx *logx.Logx) *Collector {
 		{d("catch_ups_total", "Snapshots installed by copying files from peers."), func(s *logx.Stats) float64 { return float64(s.CatchUps) }},
 		{d("fetched_bytes_total", "Bytes copied from peers by catch-up."), func(s *logx.Stats) float64 { return float64(s.FetchedBytes) }},
 		{d("served_bytes_total", "Bytes served to catching-up peers."), func(s *logx.Stats) float64 { return float64(s.ServedBytes) }},
+		{d("checked_files_total", "Rotated files checked against their checksum."), func(s *logx.Stats) float64 { return float64(s.CheckedFiles) }},
 		{d("damaged_files_total", "Rotated files found at start not to match their checksum."), func(s *logx.Stats) float64 { return float64(s.DamagedFiles) }},
 		{d("repaired_files_total", "Damaged rotated files copied again from a peer."), func(s *logx.Stats) float64 { return float64(s.RepairedFiles) }},
 		{d("ignored_removals_total", "Removal notices ignored because the other members did not confirm them."), func(s *logx.Stats) float64 { return float64(s.IgnoredRemovals) }},
