@@ -378,3 +378,50 @@ func TestReaderClosed(t *testing.T) {
 	require.ErrorIs(t, r.SeekTime(time.Unix(1700000000, 0)), ErrClosed)
 	require.NoError(t, r.Close())
 }
+
+// TestSeekLast: SeekLast positions n lines before the end, reading only
+// the end of the newest file with a complete line: a damaged oldest file,
+// which reading up to the end (as logx tail -n did) fails on, is not read.
+// An active file with no complete line yet is passed over for the file
+// before it.
+func TestSeekLast(t *testing.T) {
+	dir := writeLog(t, testLogs(60, 4), filePolicy{rotation: store.Rotation{MaxSize: 2048}}, FormatText)
+	files, err := listLogFiles(dir, "app.log")
+	require.NoError(t, err)
+	require.Greater(t, len(files), 3)
+	r, err := OpenReader(dir, "app.log")
+	require.NoError(t, err)
+	all := readAll(t, r)
+	last := all[len(all)-1].Seq
+	oldest := filepath.Join(dir, files[0].name)
+	require.NoError(t, os.WriteFile(oldest, []byte("not a log line\n"), 0o644))
+	require.NoError(t, r.SeekSeq(0))
+	_, err = r.Next()
+	require.ErrorContains(t, err, "not a log line", "the damaged oldest file fails a read from the start")
+	for _, n := range []uint64{0, 1, 5, 17} {
+		require.NoError(t, r.SeekLast(n), "n %d", n)
+		var got []uint64
+		for {
+			l, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			require.NoError(t, err)
+			got = append(got, l.Seq)
+		}
+		require.Len(t, got, int(n), "n %d", n)
+		if n > 0 {
+			require.Equal(t, last-n+1, got[0])
+			require.Equal(t, last, got[n-1])
+		}
+	}
+	// A line still being written at the end of the active file is not
+	// counted; an active file with nothing else is passed over.
+	active := filepath.Join(dir, "app.log")
+	require.NoError(t, os.WriteFile(active, []byte("seq=999 time=2026-12-06T00:00:00Z level=INFO"), 0o644))
+	require.NoError(t, r.SeekLast(1))
+	l, err := r.Next()
+	require.NoError(t, err)
+	require.Less(t, l.Seq, uint64(999))
+	require.NoError(t, r.Close())
+}

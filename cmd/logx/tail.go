@@ -20,7 +20,7 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	level := fs.String("level", "", "only lines at or above this level")
 	file := fs.String("file", "", "the active file's name (default: found in DIR)")
 	stream := fs.String("stream", logx.DefaultStream, "the stream to read")
-	if fs.Parse(args) != nil || fs.NArg() != 1 {
+	if fs.Parse(args) != nil || fs.NArg() != 1 || *n < 0 {
 		fmt.Fprintln(stderr, "usage: logx tail [-f] [-n N] [-level L] [-stream S] [-file NAME] DIR")
 		return 2
 	}
@@ -38,23 +38,8 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		return fail(stderr, "%v", err)
 	}
 	defer r.Close()
-	// Find the last sequence number, then start n lines before it.
-	var last uint64
-	for {
-		l, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fail(stderr, "%v", err)
-		}
-		last = l.Seq
-	}
-	from := uint64(1)
-	if last > uint64(*n) {
-		from = last - uint64(*n) + 1
-	}
-	if err := r.SeekSeq(from); err != nil && !errors.Is(err, logx.ErrRetained) {
+	// n lines before the end, found from the end of the newest file.
+	if err := r.SeekLast(uint64(*n)); err != nil {
 		return fail(stderr, "%v", err)
 	}
 	w := bufio.NewWriter(stdout)

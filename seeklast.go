@@ -1,0 +1,93 @@
+package logx
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/logx-dev/logx/internal/store"
+)
+
+// SeekLast positions the Reader n lines before the end of what is written
+// (n 0: at the end), or at the oldest line if the log holds fewer. It reads
+// only the end of the newest file that has a complete line, where reading
+// up to the end to find it would read every retained file.
+func (r *Reader) SeekLast(n uint64) error {
+	if r.closed {
+		return ErrClosed
+	}
+	files, err := listLogFiles(r.dir, r.file)
+	if err != nil {
+		return err
+	}
+	for i := len(files) - 1; i >= 0; i-- {
+		seq, ok, err := lastSeq(filepath.Join(r.dir, files[i].name))
+		if err != nil {
+			return fmt.Errorf("logx: %s: %w", files[i].name, err)
+		}
+		if !ok {
+			continue // empty, or only a line still being written
+		}
+		from := uint64(1)
+		if seq >= n {
+			from = seq - n + 1
+		}
+		if err := r.SeekSeq(from); err != nil && !errors.Is(err, ErrRetained) {
+			return err
+		}
+		return nil
+	}
+	return r.SeekSeq(0) // nothing written yet
+}
+
+// lastSeq returns the sequence number of the last complete line of the
+// file at path, reading back from its end; ok is false if it has none.
+func lastSeq(path string) (seq uint64, ok bool, err error) {
+	seg, err := store.OpenSegment(path)
+	if err != nil {
+		return 0, false, err
+	}
+	defer seg.Close()
+	size, err := seg.Size()
+	if err != nil {
+		return 0, false, err
+	}
+	end, err := lastNewline(seg, size) // ends the last complete line
+	if err != nil || end < 0 {
+		return 0, false, err
+	}
+	start, err := lastNewline(seg, end) // ends the line before, if any
+	if err != nil {
+		return 0, false, err
+	}
+	head := make([]byte, min(end-start-1, 4<<10)) // parseHead reads the head only
+	if _, err := seg.ReadAt(head, start+1); err != nil && !errors.Is(err, io.EOF) {
+		return 0, false, err
+	}
+	seq, _, _, err = parseHead(head)
+	return seq, err == nil, err
+}
+
+// lastNewline returns the offset of the last newline before offset before
+// in seg, or -1 if there is none; it reads back in chunks, and gives up
+// with errLongLine past maxLineBytes.
+func lastNewline(seg *store.Segment, before int64) (int64, error) {
+	buf := make([]byte, 64<<10)
+	for off := before; off > 0; {
+		if before-off > maxLineBytes {
+			return 0, errLongLine
+		}
+		step := min(int64(len(buf)), off)
+		off -= step
+		b := buf[:step]
+		if _, err := seg.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
+			return 0, err
+		}
+		if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+			return off + int64(i), nil
+		}
+	}
+	return -1, nil
+}
