@@ -138,12 +138,12 @@ func (lx *Stream) commitHere(ctx context.Context, req controlRequest, what strin
 // stream's leader, once every member that is up knows such commands
 // (every server, or the voters only); it returns the command's Raft
 // index. what names the feature, doing the change, in errors.
-func (lx *Stream) proposeCmd(cmd []byte, votersOnly bool, what, doing string) (uint64, error) {
+func (lx *Stream) proposeCmd(cmd []byte, votersOnly bool, feature int, what, doing string) (uint64, error) {
 	servers, err := lx.serverAddrs(votersOnly)
 	if err != nil {
 		return 0, err
 	}
-	if err := lx.votersKnow(servers, clusterCmdsFeature, what); err != nil {
+	if err := lx.votersKnow(servers, feature, what); err != nil {
 		return 0, fmt.Errorf("logx: not %s: %w", doing, err)
 	}
 	idx, _, err := lx.applyLocal(cmd, nil)
@@ -170,5 +170,5 @@ func (lx *Stream) ClusterLevel() (slog.Level, bool) {
 // once every voter that is up knows level commands; it returns the
 // command's Raft index.
 func (lx *Stream) proposeLevel(l slog.Level) (uint64, error) {
-	return lx.proposeCmd(appendLevelCmd(nil, l), true, "level commands", "setting the cluster level")
+	return lx.proposeCmd(appendLevelCmd(nil, l), true, clusterCmdsFeature, "level commands", "setting the cluster level")
 }

@@ -31,7 +31,7 @@ const maxControlFrame = 1 << 20
 const defaultControlTimeout = 10 * time.Minute
 
 type controlRequest struct {
-	Op        string `json:"op"` // "add", "remove", "status", "commit" (follower → leader, commit.go), "removed" (leader → removed node; checked, see removal.go), "create-stream" or "delete-stream" (catalog.go), "set-level" (clusterlevel.go), "truncate" (truncate.go), "grep" (grepremote.go)
+	Op        string `json:"op"` // "add", "remove", "status", "commit" (follower → leader, commit.go), "removed" (leader → removed node; checked, see removal.go), "create-stream" or "delete-stream" (catalog.go), "set-level" (clusterlevel.go), "truncate" (truncate.go), "set-retention" (setretention.go), "grep" (grepremote.go)
 	Addr      string `json:"addr,omitempty"`
 	TimeoutMS int64  `json:"timeout_ms,omitempty"` // what is left of the caller's context
 	// Stream is the stream a create-stream creates; Name the one a
@@ -42,6 +42,8 @@ type controlRequest struct {
 	// truncate truncates before (truncate.go).
 	Level *slog.Level `json:"level,omitempty"`
 	Seq   uint64      `json:"seq,omitempty"`
+	// Retention is what a set-retention sets (setretention.go).
+	Retention *retentionCmd `json:"retention,omitempty"`
 	// Grep is what a grep asks for (grepremote.go).
 	Grep *grepRequest `json:"grep,omitempty"`
 }
@@ -276,6 +278,13 @@ func parseControlRequest(data []byte) (controlRequest, time.Duration, error) {
 		if req.Seq == 0 {
 			return req, 0, errors.New("logx: truncate: no sequence number")
 		}
+	case "set-retention":
+		if req.Retention == nil {
+			return req, 0, errors.New("logx: set-retention: no retention")
+		}
+		if err := req.Retention.check(); err != nil {
+			return req, 0, fmt.Errorf("logx: set-retention: %w", err)
+		}
 	case "grep":
 		if req.Grep == nil {
 			return req, 0, errors.New("logx: grep: no query")
@@ -332,6 +341,8 @@ func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResp
 		idx, err = lx.proposeLevel(*req.Level)
 	case "truncate":
 		idx, err = lx.proposeTruncate(req.Seq)
+	case "set-retention":
+		idx, err = lx.proposeRetention(*req.Retention)
 	case "create-stream", "delete-stream":
 		if lx.name != DefaultStream {
 			return controlResponse{Error: "logx: " + req.Op + " goes to the default stream"}
@@ -360,7 +371,7 @@ func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResp
 // the same settings is left as it is, a node added again is where it was,
 // and a status or a search changes nothing.
 func repeatable(op string) bool {
-	return op != "set-level" && op != "delete-stream" && op != "remove"
+	return op != "set-level" && op != "set-retention" && op != "delete-stream" && op != "remove"
 }
 
 // outcomeOf is err, the failure of a control request this node carried

@@ -420,6 +420,8 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 			res[i] = f.applyLevel(l.Index, l.Data)
 		case len(l.Data) > 0 && l.Data[0] == cmdTruncate:
 			res[i] = f.applyTruncate(l.Data)
+		case len(l.Data) > 0 && l.Data[0] == cmdRetention:
+			res[i] = f.applyRetention(l.Data)
 		default:
 			r, err := f.applyBatch(l, &line)
 			if err != nil {

@@ -334,6 +334,10 @@ func FuzzControlRequest(f *testing.F) {
 	f.Add([]byte(`{"op":"set-level"}`))
 	f.Add([]byte(`{"op":"truncate","seq":1000}`))
 	f.Add([]byte(`{"op":"truncate","seq":0}`))
+	f.Add([]byte(`{"op":"set-retention","retention":{"max_files":3,"max_age":3600000000000}}`))
+	f.Add([]byte(`{"op":"set-retention","retention":{"max_files":-1}}`))
+	f.Add([]byte(`{"op":"set-retention","retention":{"max_age":1}}`))
+	f.Add([]byte(`{"op":"set-retention"}`))
 	f.Add([]byte(`{"op":"grep","grep":{"contains":"x","before":2,"limit":10}}`))
 	f.Add([]byte(`{"op":"grep","grep":{"regexp":"(a+)+$","newest":true,"after":1}}`))
 	f.Add([]byte(`{"op":"grep"}`))
@@ -343,7 +347,7 @@ func FuzzControlRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		require.Contains(t, []string{"status", "commit", "add", "remove", "removed", "create-stream", "delete-stream", "set-level", "truncate", "grep"}, req.Op)
+		require.Contains(t, []string{"status", "commit", "add", "remove", "removed", "create-stream", "delete-stream", "set-level", "truncate", "set-retention", "grep"}, req.Op)
 		switch req.Op {
 		case "status", "commit":
 		case "grep":
@@ -354,6 +358,12 @@ func FuzzControlRequest(f *testing.F) {
 			require.LessOrEqual(t, max(q.Before, q.After), maxRemoteGrepContext)
 		case "truncate":
 			require.NotZero(t, req.Seq)
+		case "set-retention":
+			require.NotNil(t, req.Retention)
+			got, err := parseRetentionCmd(appendRetentionCmd(nil, *req.Retention))
+			require.NoError(t, err, "limits a request carries must make a retention command every node reads")
+			require.Equal(t, *req.Retention, got)
+			require.NoError(t, Config{NodeID: "x", Addr: "x:1", Peers: []string{"x:1"}, Dir: "x", MaxFiles: got.MaxFiles, MaxAge: got.MaxAge}.Validate())
 		case "set-level":
 			require.NotNil(t, req.Level)
 			require.LessOrEqual(t, *req.Level, LevelError)

@@ -41,6 +41,9 @@ type clusterSettings struct {
 	MaxAge      time.Duration `json:"max_age"`
 	Format      Format        `json:"format"`
 	DedupWindow time.Duration `json:"dedup_window"`
+	// RetentionSet is set once a retention command (SetRetention) set
+	// MaxFiles and MaxAge: from then on they win over a node's Config.
+	RetentionSet bool `json:"retention_set,omitempty"`
 }
 
 // settingsOf returns c's settings, defaults filled in.
@@ -70,9 +73,9 @@ func (s clusterSettings) conflict(want clusterSettings) error {
 		return bad("MaxSize", s.MaxSize, want.MaxSize)
 	case want.RotateEvery != 0 && want.RotateEvery != s.RotateEvery:
 		return bad("RotateEvery", s.RotateEvery, want.RotateEvery)
-	case want.MaxFiles != 0 && want.MaxFiles != s.MaxFiles:
+	case want.MaxFiles != 0 && want.MaxFiles != s.MaxFiles && !s.RetentionSet:
 		return bad("MaxFiles", s.MaxFiles, want.MaxFiles)
-	case want.MaxAge != 0 && want.MaxAge != s.MaxAge:
+	case want.MaxAge != 0 && want.MaxAge != s.MaxAge && !s.RetentionSet:
 		return bad("MaxAge", s.MaxAge, want.MaxAge)
 	case want.Format != s.Format:
 		return bad("Format", s.Format, want.Format)
@@ -82,8 +85,12 @@ func (s clusterSettings) conflict(want clusterSettings) error {
 	return nil
 }
 
-// adopt returns c with its zero settings fields set to s's.
+// adopt returns c with its zero settings fields set to s's, and its
+// retention set to s's once a retention command set it.
 func (s clusterSettings) adopt(c Config) Config {
+	if s.RetentionSet {
+		c.MaxFiles, c.MaxAge = s.MaxFiles, s.MaxAge
+	}
 	if c.File == "" {
 		c.File = s.File
 	}

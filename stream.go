@@ -180,6 +180,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		return nil, err
 	}
 	want := wantedSettings(cfg)
+	var overridden string // Config's retention, which the cluster's overrides
 	if st, ok, err := readState(cfg.Dir); err == nil && ok && st.Settings != nil {
 		// The cluster's settings are known here: this Config must agree,
 		// and its zero fields take the cluster's values (settings.go).
@@ -188,6 +189,10 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 				err = fmt.Errorf("stream %q: %w", name, err)
 			}
 			return nil, err
+		}
+		if s := st.Settings; s.RetentionSet && (want.MaxFiles != 0 && want.MaxFiles != s.MaxFiles || want.MaxAge != 0 && want.MaxAge != s.MaxAge) {
+			overridden = fmt.Sprintf("logx: the cluster's retention (MaxFiles %d, MaxAge %v, set by SetRetention) holds over this Config's (MaxFiles %d, MaxAge %v)",
+				s.MaxFiles, s.MaxAge, want.MaxFiles, want.MaxAge)
 		}
 		cfg = st.Settings.adopt(cfg)
 	}
@@ -255,6 +260,10 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 
 	if hooks != nil {
 		lx.hooks = *hooks
+	}
+
+	if overridden != "" {
+		lx.logf("%s", overridden)
 	}
 
 	// The files first: a directory whose files contradict their checkpoint

@@ -91,5 +91,5 @@ func (lx *Stream) proposeTruncate(seq uint64) (uint64, error) {
 		return 0, fmt.Errorf("logx: truncating before %d: beyond the end of the log (the next sequence number is %d)", seq, next)
 	}
 	// Non-voters too: they write files.
-	return lx.proposeCmd(appendTruncateCmd(nil, seq), false, "truncation", "truncating")
+	return lx.proposeCmd(appendTruncateCmd(nil, seq), false, clusterCmdsFeature, "truncation", "truncating")
 }

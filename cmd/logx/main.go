@@ -8,6 +8,7 @@
 //	logx status [-ca F -cert F -key F] ADDR
 //	logx level [-stream S] [-ca F -cert F -key F] ADDR [LEVEL]
 //	logx truncate [-stream S] [-ca F -cert F -key F] ADDR SEQ
+//	logx retention [-stream S] [-ca F -cert F -key F] -max-files N -max-age D ADDR
 //	logx forward [-node NAME] [-level L] [-parse auto|json|logfmt|rfc3339] [-tz ZONE] [-ca F -cert F -key F] ADDR...
 //	logx certs [-out DIR] [-host H,...] [-valid D] NAME...
 //	logx node [-config FILE] [flags]
@@ -39,6 +40,7 @@ const usage = `usage:
   logx status [-ca F -cert F -key F] ADDR
   logx level [-stream S] [-ca F -cert F -key F] ADDR [LEVEL]
   logx truncate [-stream S] [-ca F -cert F -key F] ADDR SEQ
+  logx retention [-stream S] [-ca F -cert F -key F] -max-files N -max-age D ADDR
   logx forward [-node NAME] [-level L] [-parse auto|json|logfmt|rfc3339] [-tz ZONE] [-ca F -cert F -key F] ADDR...
   logx certs [-out DIR] [-host H,...] [-valid D] NAME...
   logx node [-config FILE] [-id ID -addr HOST:PORT -peers A,B,C -dir DIR] [-listen HOST:PORT] [-http HOST:PORT [-ingest]] [-level L] [-join] [-ca F -cert F -key F] [-check]
@@ -53,15 +55,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	}
 	cmds := map[string]func(context.Context, []string, io.Reader, io.Writer, io.Writer) int{
-		"tail":     cmdTail,
-		"grep":     cmdGrep,
-		"verify":   cmdVerify,
-		"status":   cmdStatus,
-		"level":    cmdLevel,
-		"truncate": cmdTruncate,
-		"forward":  cmdForward,
-		"certs":    cmdCerts,
-		"node":     cmdNode,
+		"tail":      cmdTail,
+		"grep":      cmdGrep,
+		"verify":    cmdVerify,
+		"status":    cmdStatus,
+		"level":     cmdLevel,
+		"truncate":  cmdTruncate,
+		"retention": cmdRetention,
+		"forward":   cmdForward,
+		"certs":     cmdCerts,
+		"node":      cmdNode,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

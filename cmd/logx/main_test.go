@@ -450,6 +450,35 @@ func TestTruncateCLI(t *testing.T) {
 	require.Contains(t, errs, "beyond the end of the log")
 }
 
+// logx retention sets a cluster's retention through any node: every node
+// retires what the limits leave out; a limit a Config could not hold is
+// refused.
+func TestRetentionCLI(t *testing.T) {
+	nodes, cfgs := clusterWith(t, func(cfg *logx.Config) { cfg.MaxSize = 4 << 10 })
+	ctx := t.Context()
+	for k := range 200 {
+		_, err := nodes[k%3].Append(ctx, logx.LevelInfo, "retain me", "k", k)
+		require.NoError(t, err)
+	}
+	for _, lx := range nodes {
+		require.NoError(t, lx.Flush(ctx))
+	}
+	code, out, errs := runCmd(t, "", "retention", "-max-files", "1", cfgs[2].Addr)
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, "retention set to max-files 1")
+	for i := range nodes {
+		require.Eventually(t, func() bool {
+			names, err := logx.LogFiles(cfgs[i].Dir, cfgs[i].File)
+			return err == nil && len(names) == 2
+		}, 10*time.Second, 20*time.Millisecond, "node %d: one rotated file and the active one", i+1)
+	}
+	code, _, errs = runCmd(t, "", "retention", "-max-age", "1s", cfgs[0].Addr)
+	require.Equal(t, 2, code)
+	require.Contains(t, errs, "less than")
+	code, _, _ = runCmd(t, "", "retention", "-max-files", "1")
+	require.Equal(t, 2, code, "no address")
+}
+
 // grep's -A/-B/-C, -c, -r, -limit and -json, on a node's files.
 func TestGrepCLIOptions(t *testing.T) {
 	nodes, cfgs := cluster(t)

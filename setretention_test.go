@@ -1,0 +1,135 @@
+package logx
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/logx-dev/logx/internal/store"
+	"github.com/stretchr/testify/require"
+)
+
+// TestRetentionCmd: what appendRetentionCmd writes reads back; limits a
+// Config could not hold, and anything else, are refused.
+func TestRetentionCmd(t *testing.T) {
+	for _, c := range []retentionCmd{{}, {MaxFiles: 3}, {MaxAge: time.Hour}, {MaxFiles: maxQueue, MaxAge: clockSlack}} {
+		got, err := parseRetentionCmd(appendRetentionCmd(nil, c))
+		require.NoError(t, err)
+		require.Equal(t, c, got)
+	}
+	for _, c := range []retentionCmd{{MaxFiles: -1}, {MaxFiles: maxQueue + 1}, {MaxAge: -time.Second}, {MaxAge: clockSlack - 1}} {
+		_, err := parseRetentionCmd(appendRetentionCmd(nil, c))
+		require.Error(t, err, "%+v", c)
+	}
+	for _, b := range [][]byte{nil, {cmdRetention}, {cmdLevel, '{', '}'}, append([]byte{cmdRetention}, strings.Repeat(" ", maxRetentionCmd)...)} {
+		_, err := parseRetentionCmd(b)
+		require.Error(t, err, "%q", b)
+	}
+}
+
+// TestApplyRetention: a retention command retires at once what its limits
+// leave out, is kept in the cluster's settings (RetentionSet) through a
+// restart, and is refused before the settings are recorded.
+func TestApplyRetention(t *testing.T) {
+	dir := t.TempDir()
+	policy := filePolicy{rotation: store.Rotation{MaxSize: 2048}}
+	f := openPolicyFSM(t, dir, policy)
+	var b logBuilder
+	b.add(raft.LogCommand, appendRetentionCmd(nil, retentionCmd{MaxFiles: 1}))
+	res := f.ApplyBatch(b.take())
+	require.ErrorContains(t, res[0].(applyResult).err, "before the cluster's settings")
+
+	s := clusterSettings{File: "app.log", MaxSize: 2048, Format: FormatText, DedupWindow: time.Hour}
+	b.add(raft.LogCommand, appendSettings(nil, s))
+	for range 400 {
+		b.batch(1, 4, time.Unix(1700000000, 0), "entry")
+	}
+	f.ApplyBatch(b.take())
+	rotated := len(f.seg.State(0).Rotated)
+	require.Greater(t, rotated, 5)
+	require.Zero(t, f.retired.Load())
+
+	b.add(raft.LogCommand, appendRetentionCmd(nil, retentionCmd{MaxFiles: 2}))
+	res = f.ApplyBatch(b.take())
+	require.NoError(t, res[0].(applyResult).err)
+	require.Len(t, f.seg.State(0).Rotated, 2, "retired at once")
+	require.Equal(t, uint64(rotated-2), f.retired.Load())
+	require.True(t, f.st.Settings.RetentionSet)
+	require.Equal(t, 2, f.clusterSettings().MaxFiles)
+	require.NoError(t, f.persist())
+	require.NoError(t, f.close())
+
+	st, ok, err := readState(dir)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.True(t, st.Settings.RetentionSet)
+	require.Equal(t, 2, st.Settings.MaxFiles)
+	// A Config that says otherwise takes the cluster's, without a conflict.
+	want := wantedSettings(Config{File: "app.log", MaxFiles: 7, MaxAge: time.Hour, Format: FormatText})
+	require.NoError(t, st.Settings.conflict(want))
+	cfg := st.Settings.adopt(Config{MaxFiles: 7, MaxAge: time.Hour})
+	require.Equal(t, 2, cfg.MaxFiles)
+	require.Zero(t, cfg.MaxAge)
+	st.Settings.RetentionSet = false
+	require.Error(t, st.Settings.conflict(want), "without a retention command, the Config conflicts")
+}
+
+// TestSetRetention: a cluster started without retention gets one through
+// any node: every node retires the same files at once and ends identical,
+// a restart keeps it (the cluster's limits win over the Config, which
+// conflicted before), and a node that was down applies it when it comes
+// back. It is refused while a member that is up runs an older logx.
+func TestSetRetention(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.MaxSize = 4 << 10 })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c.logAppend("before", 100) // 300 lines of about 110 bytes: some 8 files
+	c.flushAll()
+	c.waitSameSeq(300)
+	c.stop(2)
+	countFiles := func(i int) int {
+		names, err := LogFiles(c.cfgs[i].Dir, "app.log")
+		require.NoError(t, err)
+		return len(names)
+	}
+	require.Greater(t, countFiles(0), 5)
+
+	follower := (c.leaderIndex() + 1) % 3
+	if follower == 2 {
+		follower = (follower + 1) % 3
+	}
+	require.NoError(t, c.nodes[follower].SetRetention(ctx, 2, 0))
+	require.True(t, waitFor(10*time.Second, func() bool { return countFiles(0) == 3 && countFiles(1) == 3 }),
+		"2 rotated files and the active one: %d %d", countFiles(0), countFiles(1))
+	require.Error(t, c.nodes[0].SetRetention(ctx, -1, 0))
+	require.ErrorContains(t, c.nodes[0].SetRetention(ctx, 0, time.Second), "less than")
+
+	// The node that was down applies it; a restart with a Config that
+	// says otherwise keeps the cluster's.
+	c.start(2)
+	c.waitReady()
+	c.logAppend("after", 30)
+	c.flushAll()
+	c.waitSameSeq(390)
+	requireIdentical(t, c.dirs(), "app.log")
+	require.Equal(t, 3, countFiles(2))
+	c.stop(0)
+	c.cfgs[0].MaxFiles = 5
+	c.start(0)
+	c.waitReady()
+	c.logAppend("later", 30)
+	c.flushAll()
+	c.waitSameSeq(480)
+	requireIdentical(t, c.dirs(), "app.log")
+	require.Equal(t, 3, countFiles(0), "the cluster's limit, not the Config's 5")
+
+	// An older member refuses it.
+	c.stop(1)
+	c.seams[1].version = retentionFeature - 1
+	c.start(1)
+	c.waitReady()
+	err := c.nodes[0].SetRetention(ctx, 0, 0)
+	require.ErrorContains(t, err, "without retention commands")
+}
