@@ -46,9 +46,6 @@ type applyState struct {
 	// ClockOwners are the certificate subjects (hex) each voter's clock
 	// reports came from; "" without TLS.
 	ClockOwners map[string]string `json:"clock_owners,omitempty"`
-	// ClockSeen is when each voter's bound owner last reported, by the
-	// leader's clock (Unix nanoseconds; applyClock).
-	ClockSeen map[string]int64 `json:"clock_seen,omitempty"`
 	// Settings are the cluster's settings (settings.go), once recorded.
 	Settings *clusterSettings `json:"settings,omitempty"`
 	// Catalog is the cluster's streams (catalog.go); the default stream's

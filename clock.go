@@ -114,25 +114,18 @@ func (lx *Stream) checkClockReport(data []byte, cert *x509.Certificate) error {
 	return nil
 }
 
-// ownerLapse is how long a voter's reports must have been missing from
-// the certificate subject they are bound to, by the leaders' clocks, before
-// another subject's are taken (applyClock). Nodes report every
-// defaultClockEvery, and every idleClockEvery when idle.
-const ownerLapse = 10 * time.Minute
-
 // applyClock records a voter's clock report and advances the log clock.
 // With mutual TLS the leader stamped the report with the identity of the
-// certificate's subject it came with, and a voter's reports are taken from
-// the subject whose report was taken last: another certificate holder
-// cannot report for a voter that reports. A report from another subject
-// is taken once the bound one has sent none for ownerLapse, by the time
-// the leader appended each report (Log.AppendedAt, replicated with it):
-// a certificate renewed under another subject, or a node replaced at the
-// same address, reports again after at most ownerLapse instead of never,
-// which froze the log clock once a majority of voters changed (rotation
-// by time, retention by age and the dedup window stop with it). Reports
-// without a certificate (TLS off) and reports for a voter bound without
-// one (TLS turned on) are taken at once: without TLS nothing is bound.
+// certificate's subject it came with, and a voter's reports are taken only
+// from the subject whose report was taken first: another certificate
+// holder cannot report for a voter that has reported. The binding holds
+// until the voter leaves the configuration (applyConfiguration), so a voter
+// whose certificate is renewed under another subject is refused until it
+// is removed and added again (docs/guarantees.md). Reports without a
+// certificate bind nothing: a voter bound while TLS was off takes the first
+// certificate's, and reports without one are taken (TLS turned off); either
+// change needs every node restarted, so no two nodes of a cluster decide
+// these differently.
 func (f *fsm) applyClock(l *raft.Log) applyResult {
 	id, t, err := readClock(l.Data)
 	if err != nil {
@@ -141,27 +134,13 @@ func (f *fsm) applyClock(l *raft.Log) applyResult {
 	if !slices.Contains(f.st.Voters, id) {
 		return applyResult{err: &refusedError{msg: fmt.Sprintf("clock report from %q, which is not a voter", id)}}
 	}
-	var at int64 // the leader's time, 0 if it gave none
-	if !l.AppendedAt.IsZero() {
-		at = l.AppendedAt.UnixNano()
-	}
 	owner := ownerOf(l.Extensions)
 	if o, ok := f.st.ClockOwners[id]; ok && o != owner && o != "" && owner != "" {
-		seen, known := f.st.ClockSeen[id]
-		if !known && at > 0 {
-			// Bound before reports were timed (an earlier version): the
-			// lapse starts now.
-			mapSet(&f.st.ClockSeen, id, at)
-		}
-		if !known || at <= 0 || at-seen < int64(ownerLapse) {
-			return applyResult{err: &refusedError{msg: fmt.Sprintf("clock report for %q from another certificate than its earlier ones (taken once they have sent none for %v)", id, ownerLapse)}}
-		}
+		f.clockRefused.Add(1)
+		return applyResult{err: &refusedError{msg: fmt.Sprintf("clock report for %q from another certificate than its earlier ones", id)}}
 	}
 	mapSet(&f.st.Clocks, id, t)
 	mapSet(&f.st.ClockOwners, id, owner)
-	if at > 0 {
-		mapSet(&f.st.ClockSeen, id, at)
-	}
 	f.advanceClock()
 	return applyResult{}
 }
@@ -189,7 +168,6 @@ func (f *fsm) applyConfiguration(data []byte) {
 	f.votersKnown.Store(len(voters) > 0)
 	gone := func(id string, _ int64) bool { return !slices.Contains(voters, id) }
 	maps.DeleteFunc(f.st.Clocks, gone)
-	maps.DeleteFunc(f.st.ClockSeen, gone)
 	maps.DeleteFunc(f.st.ClockOwners, func(id, _ string) bool { return !slices.Contains(voters, id) })
 	f.advanceClock()
 }

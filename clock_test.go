@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"fmt"
-	"maps"
 	"testing"
 	"time"
 
@@ -105,103 +104,46 @@ func TestLeaderClockAhead(t *testing.T) {
 	require.NoError(t, f.close())
 }
 
-// TestClockOwnerLapse: a voter's clock reports are taken from the
-// certificate subject they are bound to; another subject's only once the
-// bound one has sent none for ownerLapse by the leader's clock (a renewed
-// certificate under another subject, a node replaced at its address). Before,
-// a voter whose subject changed was refused for good, and once a majority
-// had changed the log clock stopped. Reports without TLS bind nothing. The
-// binding and its last report survive a restart and a snapshot.
-func TestClockOwnerLapse(t *testing.T) {
-	dir := t.TempDir()
-	f := openPolicyFSM(t, dir, filePolicy{rotation: store.Rotation{MaxSize: 1 << 30}})
+// TestClockOwnerBinding: a voter's clock reports are taken only from the
+// certificate subject they were first taken from, until the voter leaves
+// the configuration; a report from another subject is refused (and
+// counted: Stats.ClockReportsRefused), whatever the time. Reports without a
+// certificate bind nothing: a voter bound while TLS was off takes the first
+// certificate at once, and reports without one are taken (TLS turned off).
+func TestClockOwnerBinding(t *testing.T) {
+	f := openPolicyFSM(t, t.TempDir(), filePolicy{rotation: store.Rotation{MaxSize: 1 << 30}})
 	var b logBuilder
 	b.voters("a", "b", "c")
 	f.ApplyBatch(b.take())
 	subj := func(k byte) []byte { return bytes.Repeat([]byte{k}, identityLen) }
 	A, B := subj(0xa), subj(0xb)
 	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	report := func(id string, owner []byte, t, at time.Time) error {
+	report := func(id string, owner []byte, t time.Time) error {
 		l := b.add(raft.LogCommand, appendClock(nil, id, t.UnixNano()))
-		l.Extensions, l.AppendedAt = owner, at
-		res := f.ApplyBatch(b.take())
-		return res[0].(applyResult).err
+		l.Extensions, l.AppendedAt = owner, t
+		return f.ApplyBatch(b.take())[0].(applyResult).err
 	}
-	m := func(d time.Duration) time.Time { return base.Add(d) }
+	require.NoError(t, report("a", A, base))
+	require.ErrorContains(t, report("a", B, base.Add(time.Minute)), "another certificate")
+	require.ErrorContains(t, report("a", B, base.Add(48*time.Hour)), "another certificate", "however long A is silent")
+	require.NoError(t, report("a", A, base.Add(49*time.Hour)))
+	require.Equal(t, uint64(2), f.clockRefused.Load())
 
-	// a: bound to A; B is refused while A reports, and taken once A has
-	// been silent for ownerLapse; then A is refused.
-	require.NoError(t, report("a", A, m(0), m(0)))
-	require.ErrorContains(t, report("a", B, m(time.Minute), m(time.Minute)), "another certificate")
-	require.NoError(t, report("a", A, m(2*time.Minute), m(2*time.Minute)))
-	require.Error(t, report("a", B, m(11*time.Minute), m(11*time.Minute)), "A reported 9 minutes ago")
-	require.NoError(t, report("a", B, m(12*time.Minute+time.Second), m(12*time.Minute+time.Second)))
-	require.Equal(t, m(12*time.Minute+time.Second).UnixNano(), f.st.Clocks["a"])
-	require.Error(t, report("a", A, m(13*time.Minute), m(13*time.Minute)), "now bound to B")
-	// The reporter's own time does not count: only the leader's.
-	require.Error(t, report("a", A, m(48*time.Hour), m(14*time.Minute)))
-	// A leader whose clock is behind takes no other subject.
-	require.Error(t, report("a", A, m(30*time.Minute), m(-time.Hour)))
-
-	// b: bound without TLS; a certificate's reports are taken at once,
-	// and so are reports without one (TLS turned off).
-	require.NoError(t, report("b", nil, m(0), m(0)))
-	require.NoError(t, report("b", A, m(time.Second), m(time.Second)))
+	// Bound without TLS: the first certificate takes it; reports without
+	// one are taken.
+	require.NoError(t, report("b", nil, base))
+	require.NoError(t, report("b", A, base.Add(time.Second)))
 	require.Equal(t, hex.EncodeToString(A), f.st.ClockOwners["b"])
-	require.NoError(t, report("b", nil, m(2*time.Second), m(2*time.Second)))
+	require.ErrorContains(t, report("b", B, base.Add(2*time.Second)), "another certificate")
+	require.NoError(t, report("b", nil, base.Add(3*time.Second)))
 
-	// c: bound by an entry without the leader's time (an earlier
-	// version): the lapse starts with the first timed refusal.
-	require.NoError(t, report("c", A, m(0), time.Time{}))
-	require.Error(t, report("c", B, m(20*time.Minute), time.Time{}), "no leader's time: refused")
-	require.Error(t, report("c", B, m(21*time.Minute), m(21*time.Minute)), "the lapse starts")
-	require.Error(t, report("c", B, m(30*time.Minute), m(30*time.Minute)))
-
-	// The binding and the last reports survive a restart and a snapshot.
-	require.NoError(t, f.persist())
-	require.NoError(t, f.close())
-	f = openPolicyFSM(t, dir, filePolicy{rotation: store.Rotation{MaxSize: 1 << 30}})
-	require.Error(t, report("c", B, m(31*time.Minute-time.Second), m(31*time.Minute-time.Second)), "9:59 after the first timed refusal")
-	require.NoError(t, report("c", B, m(31*time.Minute), m(31*time.Minute)))
-	snap, err := f.Snapshot()
-	require.NoError(t, err)
-	man := snap.(*manifest)
-	require.Equal(t, f.st.ClockSeen, man.Seen)
-	require.Equal(t, map[string]int64{"a": m(12*time.Minute + time.Second).UnixNano(), "b": m(2 * time.Second).UnixNano(), "c": m(31 * time.Minute).UnixNano()}, man.Seen)
-
-	// A voter that leaves takes its last report with it; a last report of
-	// a non-voter is damage.
-	b.voters("a", "b")
+	// A voter that leaves takes its binding with it: added again, it
+	// binds anew.
+	b.voters("a", "c")
 	f.ApplyBatch(b.take())
-	require.NotContains(t, f.st.ClockSeen, "c")
-	require.ErrorContains(t, checkReplicated(nil, []string{"a"}, nil, nil, map[string]int64{"c": 1}, 0), "not a voter")
+	require.NotContains(t, f.st.ClockOwners, "b")
+	b.voters("a", "b", "c")
+	f.ApplyBatch(b.take())
+	require.NoError(t, report("b", B, base.Add(time.Hour)))
 	require.NoError(t, f.close())
-}
-
-// TestClockSeenReplicated: the leader's time that applyClock measures the
-// owners' lapse by (Log.AppendedAt) reaches every node's state machine
-// unchanged, through the real transport and raft-wal: every node records
-// the same last reports, or their decisions (and so their log clocks and
-// files) would part. Each node's snapshot shows its state machine's.
-func TestClockSeenReplicated(t *testing.T) {
-	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) { sm.clockEvery = time.Hour })
-	seen := make([]map[string]int64, len(c.nodes))
-	require.Eventually(t, func() bool {
-		for i, lx := range c.nodes {
-			fut := lx.raft.Snapshot()
-			if fut.Error() != nil {
-				continue // nothing new since the last
-			}
-			_, rc, err := fut.Open()
-			require.NoError(t, err)
-			m, err := readManifest(rc, func(*manifest) string { return lx.cfg.File })
-			require.NoError(t, err)
-			require.NoError(t, rc.Close())
-			seen[i] = m.Seen
-		}
-		return len(seen[0]) == 3 && maps.Equal(seen[0], seen[1]) && maps.Equal(seen[0], seen[2])
-	}, 30*time.Second, 100*time.Millisecond, "the nodes' last reports: %v", seen)
-	for id, at := range seen[0] {
-		require.WithinDuration(t, time.Now(), time.Unix(0, at), time.Minute, id)
-	}
 }

@@ -80,19 +80,22 @@ type fsm struct {
 	entries     atomic.Uint64 // entries written since start
 	bytes       atomic.Uint64 // bytes written since start
 	dups        atomic.Uint64 // repeated entries dropped
-	evicted     atomic.Uint64 // producers forgotten early (evictProducers)
-	rotated     atomic.Uint64
-	retired     atomic.Uint64 // files retention retired since start
-	catchUps    atomic.Uint64
-	progress    catchUpProgress
-	bg          background                   // a catch-up finishing in the background (catchup.go)
-	retrying    atomic.Bool                  // ApplyBatch retries a failed write (applyBlocked)
-	segPtr      atomic.Pointer[store.Writer] // seg, for the fetch server
-	nextSum     atomic.Uint32                // store.Hash of the files started next (sums.go)
-	mu          sync.Mutex
-	notify      chan struct{} // closed and replaced after every apply
-	failedMu    sync.Mutex
-	failErr     error
+	// clockRefused counts clock reports refused for another certificate
+	// subject than the voter's earlier ones (clock.go).
+	clockRefused atomic.Uint64
+	evicted      atomic.Uint64 // producers forgotten early (evictProducers)
+	rotated      atomic.Uint64
+	retired      atomic.Uint64 // files retention retired since start
+	catchUps     atomic.Uint64
+	progress     catchUpProgress
+	bg           background                   // a catch-up finishing in the background (catchup.go)
+	retrying     atomic.Bool                  // ApplyBatch retries a failed write (applyBlocked)
+	segPtr       atomic.Pointer[store.Writer] // seg, for the fetch server
+	nextSum      atomic.Uint32                // store.Hash of the files started next (sums.go)
+	mu           sync.Mutex
+	notify       chan struct{} // closed and replaced after every apply
+	failedMu     sync.Mutex
+	failErr      error
 }
 
 // applyResult is what ApplyBatch returns for a batch: the sequence number of
@@ -182,7 +185,7 @@ func newFSM(c fsmConfig) (*fsm, error) {
 	if err := checkStateNames(&st, file); err != nil {
 		return nil, err
 	}
-	if err := checkReplicated(st.Producers, st.Voters, st.Clocks, st.ClockOwners, st.ClockSeen, st.Clock); err != nil {
+	if err := checkReplicated(st.Producers, st.Voters, st.Clocks, st.ClockOwners, st.Clock); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, stateFile, err)
 	}
 	if err := checkCatalog(st.Catalog); err != nil {
@@ -611,7 +614,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	}
 	m := &manifest{Index: f.st.Index, Seq: f.st.Seq, Producers: make(map[uint64]*producerState, len(f.st.Producers)),
 		PrunedAt: f.st.PrunedAt, Clock: f.st.Clock, Clocks: maps.Clone(f.st.Clocks), Voters: slices.Clone(f.st.Voters),
-		Owners: maps.Clone(f.st.ClockOwners), Seen: maps.Clone(f.st.ClockSeen),
+		Owners:   maps.Clone(f.st.ClockOwners),
 		Settings: f.st.Settings, Catalog: f.st.Catalog, Level: f.st.Level, TruncatedBefore: f.st.TruncatedBefore}
 	for k, v := range f.st.Producers {
 		c := *v

@@ -13,6 +13,7 @@ import (
 
 // fsmStats is the state machine's part of Stats.
 type fsmStats struct {
+	clockRefused                  uint64
 	applied, seq                  uint64
 	entries, bytes, dups, evicted uint64
 	rotations, retired, catchUps  uint64
@@ -28,7 +29,7 @@ func (f *fsm) stats() fsmStats {
 		applied: f.applied.Load(), seq: f.seq.Load(),
 		entries: f.entries.Load(), bytes: f.bytes.Load(), dups: f.dups.Load(), evicted: f.evicted.Load(),
 		rotations: f.rotated.Load(), retired: f.retired.Load(), catchUps: f.catchUps.Load(),
-		clock:      f.clock.Load(),
+		clock: f.clock.Load(), clockRefused: f.clockRefused.Load(),
 		catchingUp: f.progress.running.Load(), catchUpBytes: f.progress.total.Load(), catchUpDone: f.progress.done.Load(),
 		catchUpDuration: f.progress.elapsed(), catchUpErr: f.catchUpErr(),
 	}

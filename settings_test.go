@@ -140,7 +140,7 @@ func TestUpgradedCheckpoint(t *testing.T) {
 		st, ok, err := readState(cfg.Dir)
 		require.NoError(t, err)
 		require.True(t, ok)
-		st.Voters, st.Clocks, st.ClockOwners, st.ClockSeen, st.Clock, st.Settings = nil, nil, nil, nil, 0, nil
+		st.Voters, st.Clocks, st.ClockOwners, st.Clock, st.Settings = nil, nil, nil, 0, nil
 		require.NoError(t, writeState(cfg.Dir, &st, nil))
 	}
 	for i := range c.nodes {

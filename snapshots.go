@@ -99,7 +99,6 @@ type manifest struct {
 	Clocks    map[string]int64          `json:"clocks,omitempty"`
 	Voters    []string                  `json:"voters,omitempty"`
 	Owners    map[string]string         `json:"clock_owners,omitempty"`
-	Seen      map[string]int64          `json:"clock_seen,omitempty"`
 	Settings  *clusterSettings          `json:"settings,omitempty"`
 	Catalog   map[string]*catalogEntry  `json:"catalog,omitempty"` // the default stream's (catalog.go)
 	Level     *slog.Level               `json:"level,omitempty"`   // the cluster level (clusterlevel.go)
@@ -121,7 +120,7 @@ func readManifest(r io.Reader, file func(*manifest) string) (*manifest, error) {
 	if len(m.Files) == 0 {
 		return nil, fmt.Errorf("logx: snapshot at index %d lists no files", m.Index)
 	}
-	if err := checkReplicated(m.Producers, m.Voters, m.Clocks, m.Owners, m.Seen, m.Clock); err != nil {
+	if err := checkReplicated(m.Producers, m.Voters, m.Clocks, m.Owners, m.Clock); err != nil {
 		return nil, fmt.Errorf("logx: snapshot at index %d: %w", m.Index, err)
 	}
 	if m.Settings != nil {

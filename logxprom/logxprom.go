@@ -59,6 +59,7 @@ func NewCollector(lx *logx.Logx) *Collector {
 		{d("catch_ups_total", "Snapshots installed by copying files from peers."), func(s *logx.Stats) float64 { return float64(s.CatchUps) }},
 		{d("fetched_bytes_total", "Bytes copied from peers by catch-up."), func(s *logx.Stats) float64 { return float64(s.FetchedBytes) }},
 		{d("served_bytes_total", "Bytes served to catching-up peers."), func(s *logx.Stats) float64 { return float64(s.ServedBytes) }},
+		{d("clock_reports_refused_total", "Voters' clock reports refused for another certificate subject than their earlier ones."), func(s *logx.Stats) float64 { return float64(s.ClockReportsRefused) }},
 		{d("checked_files_total", "Rotated files checked against their checksum."), func(s *logx.Stats) float64 { return float64(s.CheckedFiles) }},
 		{d("damaged_files_total", "Rotated files found at start not to match their checksum."), func(s *logx.Stats) float64 { return float64(s.DamagedFiles) }},
 		{d("repaired_files_total", "Damaged rotated files copied again from a peer."), func(s *logx.Stats) float64 { return float64(s.RepairedFiles) }},
