@@ -100,7 +100,8 @@ func newApplyState() applyState {
 // its "rotated" key. The name is the content's hash (.state-rotated-<16
 // hex digits>.json; names starting with a dot are logx's in Dir), so a
 // list state.json names is never rewritten: a new list is written first,
-// then the state.json that names it, then the old list is removed. A
+// then the state.json that names it; the list before the old one is
+// removed then (the old one stays until the next change, for copies). A
 // state.json whose "rotated" is an array (written before 2026-12-06) is
 // read as it is; an earlier version refuses one whose "rotated" is a name
 // (a type error: ErrCorrupt), rather than take it for a log without
@@ -116,10 +117,11 @@ type stateOnDisk struct {
 }
 
 // rotatedList is the list of rotated files a node last wrote, so that
-// the next checkpoint writes it again only if it changed.
+// the next checkpoint writes it again only if it changed, and the one
+// before it (kept until the next change).
 type rotatedList struct {
-	name  string
-	files []store.File
+	name, prev string
+	files      []store.File
 }
 
 // readState loads dir/state.json and the rotated files' list it names; ok
@@ -194,27 +196,29 @@ func isRotatedList(name string) bool {
 
 // writeState replaces dir/state.json atomically and durably, and the
 // rotated files' list it names if that changed since last (nil: not
-// known, the list is written).
+// known, the list is written). last changes only once state.json names
+// the new list: a failed write leaves it naming what state.json names.
+// The list before last stays too, so that a copy of Dir taken while the
+// node runs, state.json first, finds the list it names (deploy.md).
 func writeState(dir string, st *applyState, last *rotatedList) error {
 	if last == nil {
 		last = &rotatedList{}
 	}
-	old := last.name
-	if old == "" || !slices.Equal(last.files, st.Rotated) {
+	name := last.name
+	if name == "" || !slices.Equal(last.files, st.Rotated) {
 		lb, err := json.Marshal(st.Rotated)
 		if err != nil {
 			return err
 		}
 		sum := sha256.Sum256(lb)
-		name := rotatedListPrefix + hex.EncodeToString(sum[:8]) + ".json"
-		if name != old {
+		name = rotatedListPrefix + hex.EncodeToString(sum[:8]) + ".json"
+		if name != last.name {
 			if err := store.WriteFileAtomic(filepath.Join(dir, name), lb); err != nil {
 				return err
 			}
 		}
-		last.name, last.files = name, slices.Clone(st.Rotated)
 	}
-	ref, err := json.Marshal(last.name)
+	ref, err := json.Marshal(name)
 	if err != nil {
 		return err
 	}
@@ -225,10 +229,13 @@ func writeState(dir string, st *applyState, last *rotatedList) error {
 	if err := store.WriteFileAtomic(filepath.Join(dir, stateFile), b); err != nil {
 		return err
 	}
-	if old != "" && old != last.name {
-		if err := os.Remove(filepath.Join(dir, old)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
+	if name != last.name {
+		if last.prev != "" && last.prev != name {
+			if err := os.Remove(filepath.Join(dir, last.prev)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
 		}
+		last.prev, last.name, last.files = last.name, name, slices.Clone(st.Rotated)
 	}
 	return nil
 }

@@ -56,9 +56,14 @@ func TestCheckpointRotatedList(t *testing.T) {
 	require.NoError(t, f.persist())
 	rotated := len(f.st.Rotated)
 	require.Greater(t, rotated, 100)
-	lists := listFiles(t, dir)
-	require.Len(t, lists, 1)
-	require.JSONEq(t, `"`+lists[0]+`"`, string(rawRotated(t, dir)))
+	named := func() string {
+		var n string
+		require.NoError(t, json.Unmarshal(rawRotated(t, dir), &n))
+		return n
+	}
+	first := named()
+	require.Contains(t, listFiles(t, dir), first)
+	require.Len(t, listFiles(t, dir), 2, "the list and the one before it (the start's, empty)")
 	info, err := os.Stat(filepath.Join(dir, stateFile))
 	require.NoError(t, err)
 	require.Less(t, info.Size(), int64(2048), "state.json without the list of %d files", rotated)
@@ -68,7 +73,7 @@ func TestCheckpointRotatedList(t *testing.T) {
 	require.NoError(t, err)
 	var earlier applyState
 	require.ErrorContains(t, json.Unmarshal(raw, &earlier), "cannot unmarshal string")
-	listInfo, err := os.Stat(filepath.Join(dir, lists[0]))
+	listInfo, err := os.Stat(filepath.Join(dir, first))
 	require.NoError(t, err)
 	require.Greater(t, listInfo.Size(), int64(100*rotated))
 
@@ -76,20 +81,38 @@ func TestCheckpointRotatedList(t *testing.T) {
 	b.batch(1, 1, time.Unix(1700000000, 0), "x")
 	f.ApplyBatch(b.take())
 	require.Equal(t, rotated, len(f.st.Rotated))
-	require.NoError(t, os.Remove(filepath.Join(dir, lists[0]))) // it would be written again
+	require.NoError(t, os.Remove(filepath.Join(dir, first))) // it would be written again
 	require.NoError(t, f.persist())
-	require.Empty(t, listFiles(t, dir), "the unchanged list was written again")
-	require.NoError(t, os.WriteFile(filepath.Join(dir, lists[0]), mustJSON(t, f.st.Rotated), 0o644))
+	require.NotContains(t, listFiles(t, dir), first, "the unchanged list was written again")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, first), mustJSON(t, f.st.Rotated), 0o644))
 
-	// A rotation: a new list, the old one gone.
+	// A rotation whose state.json cannot be written (its temporary name
+	// is taken by a directory): the checkpoint fails, and the next one
+	// still names a list that exists. Before, the node went on naming the
+	// new list, which the redo's start removed: the next start failed.
+	for range 20 {
+		b.batch(1, 4, time.Unix(1700000000, 0), "entry")
+	}
+	f.ApplyBatch(b.take())
+	blocker := filepath.Join(dir, stateFile+".tmp")
+	require.NoError(t, os.Mkdir(blocker, 0o755))
+	require.Error(t, f.persist())
+	require.Equal(t, first, named())
+	require.Equal(t, first, f.lists.name, "the list state.json names")
+	require.NoError(t, os.Remove(blocker))
+	require.NoError(t, f.persist())
+	second := named()
+	require.NotEqual(t, first, second)
+	require.ElementsMatch(t, []string{first, second}, listFiles(t, dir), "the new list and the one before; the start's is gone")
+
+	// Another rotation: the list before the last goes.
 	for range 20 {
 		b.batch(1, 4, time.Unix(1700000000, 0), "entry")
 	}
 	f.ApplyBatch(b.take())
 	require.NoError(t, f.persist())
-	now := listFiles(t, dir)
-	require.Len(t, now, 1)
-	require.NotEqual(t, lists[0], now[0])
+	now := named()
+	require.ElementsMatch(t, []string{second, now}, listFiles(t, dir))
 	want := f.st.Rotated
 	require.NoError(t, f.close())
 
@@ -100,7 +123,7 @@ func TestCheckpointRotatedList(t *testing.T) {
 	require.NoError(t, os.WriteFile(stale+".tmp", []byte("["), 0o644))
 	f = openPolicyFSM(t, dir, policy)
 	require.Equal(t, want, f.st.Rotated)
-	require.Equal(t, now, listFiles(t, dir))
+	require.Equal(t, []string{now}, listFiles(t, dir), "a start keeps only the named list")
 	require.NoError(t, f.close())
 
 	// The older form: the list inside state.json.
@@ -112,7 +135,7 @@ func TestCheckpointRotatedList(t *testing.T) {
 		Rotated []store.File `json:"rotated"`
 	}{st, st.Rotated}
 	require.NoError(t, os.WriteFile(filepath.Join(dir, stateFile), mustJSON(t, disk), 0o644))
-	require.NoError(t, os.Remove(filepath.Join(dir, now[0])))
+	require.NoError(t, os.Remove(filepath.Join(dir, now)))
 	f = openPolicyFSM(t, dir, policy)
 	require.Equal(t, want, f.st.Rotated)
 	require.NoError(t, f.persist())

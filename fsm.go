@@ -370,7 +370,8 @@ func (f *fsm) redo(logs []*raft.Log) ([]any, error) {
 		return nil, err
 	}
 	f.st, f.lastPersist = nf.st, time.Now()
-	f.dirty = false // back at the checkpoint: state and files agree again
+	f.lists = nf.lists // as the checkpoint names it (newFSM removed the others)
+	f.dirty = false    // back at the checkpoint: state and files agree again
 	f.useSegment(nf.seg)
 	var l raft.Log
 	for idx := f.st.Index + 1; idx < logs[0].Index; idx++ {
