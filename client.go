@@ -288,9 +288,16 @@ func (c *Client) roundTrip(ctx context.Context, addr string, batch []byte) (stat
 		deadline = d
 	}
 	_ = c.conn.SetDeadline(deadline)
-	conn := c.conn
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) }) // a cancel ends the wait too
-	defer stop()
+	conn, cut := c.conn, make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { // a cancel ends the wait too
+		_ = conn.SetDeadline(time.Now())
+		close(cut)
+	})
+	defer func() {
+		if !stop() {
+			<-cut // its deadline is set before the next call sets its own
+		}
+	}()
 	if err := wire.WriteFrame(c.conn, new([wire.FrameHeader]byte), batch); err != nil {
 		return 0, 0, "", err
 	}

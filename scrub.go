@@ -68,7 +68,8 @@ func scrubPlan(files []store.File, st scrubState, now time.Time) (fresh, older [
 		i++
 	}
 	fresh = files[i:]
-	if st.Cursor == 0 && (st.Through == 0 || now.Sub(time.Unix(0, st.PassAt)) < scrubEvery) {
+	since := now.Sub(time.Unix(0, st.PassAt)) // negative: a clock set back since, or ahead then
+	if st.Cursor == 0 && (st.Through == 0 || since >= 0 && since < scrubEvery) {
 		return fresh, nil // no pass due: none under way, the last recent (or all fresh)
 	}
 	j := 0

@@ -157,7 +157,7 @@ func TestScrubPlan(t *testing.T) {
 		{"a pass due", scrubState{Through: 20, PassAt: ago(scrubEvery + time.Hour)}, []uint64{30}, []uint64{1, 10, 20}},
 		{"a pass cut short", scrubState{Through: 20, PassAt: ago(time.Hour), Cursor: 10}, []uint64{30}, []uint64{10, 20}},
 		{"a record past the files (a wiped Dir)", scrubState{Through: 99, PassAt: ago(time.Hour)}, []uint64{1, 10, 20, 30}, []uint64{}},
-		{"a clock gone back", scrubState{Through: 30, PassAt: ago(-48 * time.Hour)}, []uint64{}, []uint64{}},
+		{"a pass that ended in the future (a clock set back since): due", scrubState{Through: 30, PassAt: ago(-365 * 24 * time.Hour)}, []uint64{}, []uint64{1, 10, 20, 30}},
 	} {
 		fresh, older := scrubPlan(files, tc.st, now)
 		require.Equal(t, tc.fresh, firsts(fresh), tc.name)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path/filepath"
 
 	"github.com/logx-dev/logx/internal/store"
@@ -18,17 +19,22 @@ func (r *Reader) SeekLast(n uint64) error {
 	if r.closed {
 		return ErrClosed
 	}
-	files, err := listLogFiles(r.dir, r.file)
-	if err != nil {
-		return err
-	}
-	for i := len(files) - 1; i >= 0; i-- {
-		seq, ok, err := lastSeq(filepath.Join(r.dir, files[i].name))
+	// A rotation between the listing and the reads (the active file
+	// renamed, a new one empty) lists again: the newest line is then in
+	// a file the first listing did not have.
+	for attempt := 0; ; attempt++ {
+		seq, ok, err := r.lastSeq()
+		if err != nil && (attempt == 2 || !errors.Is(err, fs.ErrNotExist)) {
+			return err
+		}
 		if err != nil {
-			return fmt.Errorf("logx: %s: %w", files[i].name, err)
+			continue
+		}
+		if !ok && attempt < 2 {
+			continue // nothing complete in the newest file: make sure of it
 		}
 		if !ok {
-			continue // empty, or only a line still being written
+			return r.SeekSeq(0) // nothing written yet
 		}
 		from := uint64(1)
 		if seq >= n {
@@ -39,7 +45,37 @@ func (r *Reader) SeekLast(n uint64) error {
 		}
 		return nil
 	}
-	return r.SeekSeq(0) // nothing written yet
+}
+
+// lastSeq returns the sequence number of the log's last complete line:
+// that of the newest file that has one, if the listing still holds then
+// (ok false otherwise, or if there is none).
+func (r *Reader) lastSeq() (uint64, bool, error) {
+	files, err := listLogFiles(r.dir, r.file)
+	if err != nil {
+		return 0, false, err
+	}
+	for i := len(files) - 1; i >= 0; i-- {
+		seq, ok, err := lastSeq(filepath.Join(r.dir, files[i].name))
+		if err != nil {
+			return 0, false, fmt.Errorf("logx: %s: %w", files[i].name, err)
+		}
+		if ok {
+			if i < len(files)-1 {
+				// The newer files had no complete line: if one was
+				// rotated meanwhile, its lines are newer than seq.
+				again, err := listLogFiles(r.dir, r.file)
+				if err != nil {
+					return 0, false, err
+				}
+				if len(again) != len(files) || again[len(again)-1].first != files[len(files)-1].first {
+					return 0, false, nil
+				}
+			}
+			return seq, true, nil
+		}
+	}
+	return 0, false, nil
 }
 
 // lastSeq returns the sequence number of the last complete line of the

@@ -332,6 +332,7 @@ func cmdNode(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	fmt.Fprintf(stderr, "logx node %s: serving %s (listening on %s), data in %s\n", nf.NodeID, nf.Addr, cmp.Or(nf.ListenAddr, nf.Addr), nf.Dir)
 
 	status := 0
+	signalled := 0 // 1 once a SIGTERM or SIGINT began the close
 loop:
 	for {
 		select {
@@ -343,13 +344,14 @@ loop:
 			break loop
 		case s := <-sigs:
 			if s != syscall.SIGHUP {
+				signalled = 1
 				break loop
 			}
 			reload(f, lx, &level, nf.NodeID, stderr)
 		}
 	}
 	fmt.Fprintf(stderr, "logx node %s: closing\n", nf.NodeID)
-	go exitOnSecondSignal(sigs, stderr, nf.NodeID, os.Exit)
+	go exitOnSecondSignal(sigs, 2-signalled, stderr, nf.NodeID, os.Exit)
 	if srv != nil {
 		cancelReqs() // a request waiting for a commit gives up now
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -367,14 +369,18 @@ loop:
 	return status
 }
 
-// exitOnSecondSignal exits at a second SIGTERM or SIGINT while the node
-// closes, which can take CloseTimeout and more (a leader handing over, a
-// peer that does not answer): an operator's second Ctrl-C is not lost.
-// What the node acknowledged is in its Raft log; the next start replays it
-// into the files.
-func exitOnSecondSignal(sigs <-chan os.Signal, stderr io.Writer, id string, exit func(int)) {
+// exitOnSecondSignal exits at a second SIGTERM or SIGINT, the n-th while
+// the node closes (1 when one began the close), which can take
+// CloseTimeout and more (a leader handing over, a peer that does not
+// answer): an operator's second Ctrl-C is not lost. What the node
+// acknowledged is in its Raft log; the next start replays it into the
+// files.
+func exitOnSecondSignal(sigs <-chan os.Signal, n int, stderr io.Writer, id string, exit func(int)) {
 	for s := range sigs {
-		if s != syscall.SIGHUP {
+		if s == syscall.SIGHUP {
+			continue
+		}
+		if n--; n <= 0 {
 			fmt.Fprintf(stderr, "logx node %s: %v while closing: exiting now\n", id, s)
 			exit(1)
 			return
