@@ -96,36 +96,14 @@ func TestClientSendBatches(t *testing.T) {
 // retried at once under a new id, for good: a loop at full speed that a
 // cancelled context did not end.)
 func TestClientConflictPauses(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
 	var asked atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				if _, _, err := wire.ReadPreface(r, validStreamName, DefaultStream); err != nil {
-					return
-				}
-				for {
-					if _, err := wire.ReadFrame(r, nil, 1<<20); err != nil {
-						return
-					}
-					asked.Add(1)
-					msg := producerConflict + "taken"
-					if _, err := c.Write(wire.AppendAnswer(nil, wire.Answer{Status: wire.StatusRejected, Msg: msg})); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	c := &Client{addrs: []string{ln.Addr().String()}, timeout: 10 * time.Second, producer: 1, dedupWindow: time.Minute}
+	addr := fakeForwarder(t, func(c net.Conn) error {
+		asked.Add(1)
+		msg := producerConflict + "taken"
+		_, err := c.Write(wire.AppendAnswer(nil, wire.Answer{Status: wire.StatusRejected, Msg: msg}))
+		return err
+	})
+	c := &Client{addrs: []string{addr}, timeout: 10 * time.Second, producer: 1, dedupWindow: time.Minute}
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(500*time.Millisecond, cancel)
 	done := make(chan error, 1)
@@ -152,32 +130,12 @@ func TestClientConflictPauses(t *testing.T) {
 // once and as ErrOutcomeUnknown (the batch may have been written). Before,
 // only a deadline did, and the wait ran to the Client's 10 s timeout.
 func TestClientCancelEndsWait(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
 	read := make(chan struct{}, 1)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				if _, _, err := wire.ReadPreface(r, validStreamName, DefaultStream); err != nil {
-					return
-				}
-				for {
-					if _, err := wire.ReadFrame(r, nil, 1<<20); err != nil {
-						return
-					}
-					read <- struct{}{} // and no answer
-				}
-			}()
-		}
-	}()
-	c := &Client{addrs: []string{ln.Addr().String()}, timeout: time.Minute, producer: 1, dedupWindow: time.Hour}
+	addr := fakeForwarder(t, func(net.Conn) error {
+		read <- struct{}{} // and no answer
+		return nil
+	})
+	c := &Client{addrs: []string{addr}, timeout: time.Minute, producer: 1, dedupWindow: time.Hour}
 	defer c.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -194,4 +152,37 @@ func TestClientCancelEndsWait(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Send did not end with its context")
 	}
+}
+
+// fakeForwarder listens on 127.0.0.1 as a node's forwarding endpoint
+// would, reads each batch a connection sends and calls answer (an error
+// ends the connection); it returns the address.
+func fakeForwarder(t *testing.T, answer func(net.Conn) error) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				if _, _, err := wire.ReadPreface(r, validStreamName, DefaultStream); err != nil {
+					return
+				}
+				for {
+					if _, err := wire.ReadFrame(r, nil, 1<<20); err != nil {
+						return
+					}
+					if answer(c) != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }

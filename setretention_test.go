@@ -82,24 +82,15 @@ func TestApplyRetention(t *testing.T) {
 // conflicted before), and a node that was down applies it when it comes
 // back. It is refused while a member that is up runs an older logx.
 func TestSetRetention(t *testing.T) {
-	c := newTestCluster(t, 3, func(cfg *Config) { cfg.MaxSize = 4 << 10 })
+	c, follower := downedCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c.logAppend("before", 100) // 300 lines of about 110 bytes: some 8 files
-	c.flushAll()
-	c.waitSameSeq(300)
-	c.stop(2)
 	countFiles := func(i int) int {
 		names, err := LogFiles(c.cfgs[i].Dir, "app.log")
 		require.NoError(t, err)
 		return len(names)
 	}
 	require.Greater(t, countFiles(0), 5)
-
-	follower := (c.leaderIndex() + 1) % 3
-	if follower == 2 {
-		follower = (follower + 1) % 3
-	}
 	require.NoError(t, c.nodes[follower].SetRetention(ctx, 2, 0))
 	require.True(t, waitFor(10*time.Second, func() bool { return countFiles(0) == 3 && countFiles(1) == 3 }),
 		"2 rotated files and the active one: %d %d", countFiles(0), countFiles(1))

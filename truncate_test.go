@@ -27,18 +27,9 @@ func firstLineSeq(t *testing.T, dir string) uint64 {
 // same files; the point survives a restart, only rises, and one beyond the
 // log's end is refused.
 func TestTruncateBefore(t *testing.T) {
-	c := newTestCluster(t, 3, func(cfg *Config) { cfg.MaxSize = 4 << 10 })
+	c, follower := downedCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c.logAppend("before", 100) // 300 lines of about 110 bytes: some 8 files
-	c.flushAll()
-	c.waitSameSeq(300)
-	c.stop(2)
-
-	follower := (c.leaderIndex() + 1) % 3
-	if follower == 2 {
-		follower = (follower + 1) % 3
-	}
 	const point = 150
 	require.NoError(t, c.nodes[follower].TruncateBefore(ctx, point))
 	// It returns once the calling node applied the point; the other one
@@ -82,6 +73,24 @@ func TestTruncateBefore(t *testing.T) {
 	c.start(0)
 	c.waitReady()
 	require.Equal(t, uint64(point), c.nodes[0].Stats().TruncatedBefore)
+}
+
+// downedCluster starts 3 nodes whose files rotate every 4 KiB, logs 300
+// lines of about 110 bytes (some 8 files), stops node 3 and returns a
+// follower of the two others, for a retention change made while a node is
+// down.
+func downedCluster(t *testing.T) (*testCluster, int) {
+	t.Helper()
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.MaxSize = 4 << 10 })
+	c.logAppend("before", 100)
+	c.flushAll()
+	c.waitSameSeq(300)
+	c.stop(2)
+	follower := (c.leaderIndex() + 1) % 3
+	if follower == 2 {
+		follower = (follower + 1) % 3
+	}
+	return c, follower
 }
 
 // parseTruncateCmd reads back what appendTruncateCmd writes, and refuses
