@@ -525,54 +525,6 @@ func (f *fsm) Err() error {
 	return f.failErr
 }
 
-// persist fsyncs the files and checkpoints the state. Called on the apply
-// goroutine (or after it has stopped).
-func (f *fsm) persist() error {
-	if f.failed != nil {
-		return f.failed
-	}
-	if f.dirty {
-		return errors.New("logx: the files hold a half-written batch; not checkpointing them")
-	}
-	if f.seg == nil {
-		return errors.New("logx: files are being caught up")
-	}
-	if err := f.seg.Flush(); err != nil {
-		return err
-	}
-	if err := f.seg.Sync(); err != nil {
-		return err
-	}
-	f.st.State = f.seg.State(f.st.Seq + 1)
-	if err := writeState(f.dir, &f.st, &f.lists); err != nil {
-		return err
-	}
-	f.lastPersist = time.Now()
-	f.noteRotated(f.st.Rotated)
-	return nil
-}
-
-// noteRotated records rot, the rotated files of the checkpoint just
-// written (or read at start), as checkpointed when they changed, and tells
-// onRotated when its newest file is not the one the last list had.
-func (f *fsm) noteRotated(rot []store.File) {
-	newest := func(fs []store.File) uint64 {
-		if len(fs) == 0 {
-			return 0
-		}
-		return fs[len(fs)-1].First
-	}
-	old := f.checkpointed.Load()
-	if old != nil && len(*old) == len(rot) && newest(*old) == newest(rot) {
-		return
-	}
-	c := slices.Clone(rot)
-	f.checkpointed.Store(&c)
-	if f.onRotated != nil && len(rot) > 0 && (old == nil || newest(*old) != newest(rot)) {
-		f.onRotated()
-	}
-}
-
 // waitApplied blocks until the Raft index idx has been applied here.
 func (f *fsm) waitApplied(done <-chan struct{}, idx uint64) error {
 	for {
