@@ -79,10 +79,12 @@ func TestTLSRotation(t *testing.T) {
 	// Load: every node appends until told to stop.
 	var acked atomic.Int64
 	stops := []chan struct{}{make(chan struct{}), make(chan struct{}), make(chan struct{})}
+	stopped := []chan struct{}{make(chan struct{}), make(chan struct{}), make(chan struct{})}
 	var wg sync.WaitGroup
 	for i, lx := range c.nodes {
 		stop := stops[i]
 		wg.Go(func() {
+			defer close(stopped[i])
 			for k := 0; ; k++ {
 				select {
 				case <-stop:
@@ -134,6 +136,7 @@ func TestTLSRotation(t *testing.T) {
 	// A restarted node dials its peers with the new certificate only
 	// (the others go on logging).
 	close(stops[2])
+	<-stopped[2] // its last Append answered: none is under way as it closes
 	before := acked.Load()
 	c.stop(2)
 	c.start(2)
