@@ -65,6 +65,10 @@ type seams struct {
 	// it passes its commit index on (commit.go's tailAfter) when not zero.
 	tailAfter time.Duration
 
+	// scrubEvery, if set, is how often the check of rotated files goes
+	// over all of them (scrub.go; a week when 0).
+	scrubEvery time.Duration
+
 	// diskFault is asked before every write and fsync of the log files; an
 	// error from it fails that write (a full disk).
 	diskFault func() error

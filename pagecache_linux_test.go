@@ -53,7 +53,7 @@ func TestScrubDropsPages(t *testing.T) {
 	c.start(1)
 	lx := c.nodes[1]
 	select {
-	case <-lx.scrubDone:
+	case <-lx.scrubStarted:
 	case <-time.After(20 * time.Second):
 		t.Fatal("the check of the rotated files did not end")
 	}

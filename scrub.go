@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,9 +25,10 @@ import (
 // A start checks the files rotated since the last check, and every file
 // only once the last whole pass is scrubEvery old: months of retention are
 // terabytes, which every start read and hashed before 2026-12-06 (a daily
-// restart hashed them daily, and compression waited for it). A whole pass a
-// restart cuts short goes on at the next start where it stopped. What was
-// checked is kept in Dir/.scrub.json.
+// restart hashed them daily, and compression waited for it). A running
+// node makes a whole pass every scrubEvery too. A whole pass a restart
+// cuts short goes on at the next start where it stopped. What was checked
+// is kept in Dir/.scrub.json.
 
 // scrubEvery is how often a start checks every rotated file, not only
 // those rotated since the last check.
@@ -59,7 +61,7 @@ func readScrub(dir string) scrubState {
 // check and, when a whole pass is due or under way, the older ones it has
 // still to check. A record from before the files (a wiped Dir, a catch-up
 // that replaced them) is none.
-func scrubPlan(files []store.File, st scrubState, now time.Time) (fresh, older []store.File) {
+func scrubPlan(files []store.File, st scrubState, now time.Time, every time.Duration) (fresh, older []store.File) {
 	if len(files) == 0 || st.Through > files[len(files)-1].First {
 		st = scrubState{}
 	}
@@ -69,7 +71,7 @@ func scrubPlan(files []store.File, st scrubState, now time.Time) (fresh, older [
 	}
 	fresh = files[i:]
 	since := now.Sub(time.Unix(0, st.PassAt)) // negative: a clock set back since, or ahead then
-	if st.Cursor == 0 && (st.Through == 0 || since >= 0 && since < scrubEvery) {
+	if st.Cursor == 0 && (st.Through == 0 || since >= 0 && since < every) {
 		return fresh, nil // no pass due: none under way, the last recent (or all fresh)
 	}
 	j := 0
@@ -80,20 +82,50 @@ func scrubPlan(files []store.File, st scrubState, now time.Time) (fresh, older [
 }
 
 // scrub checks the rotated files of files that scrubPlan gives and repairs
-// the damaged ones; it stops early when the node closes. It closes
-// scrubFresh once the freshly rotated ones are checked (the compressor
-// waits for that), and scrubDone at the end. A damaged file it could not
-// repair stops the record where it is: the next start checks it again.
+// the damaged ones, then, while the node runs, checks them all again every
+// scrubEvery (a node that runs for months would otherwise check nothing
+// after its start); it stops when the node closes. It closes scrubFresh
+// once the first check has checked the freshly rotated files (the
+// compressor waits for that), scrubStarted once the first check has
+// ended, and scrubDone at the end.
 func (lx *Stream) scrub(files []store.File) {
 	defer close(lx.scrubDone)
-	fresh := lx.scrubFresh
+	every := cmp.Or(lx.seams.scrubEvery, scrubEvery)
+	lx.scrubPass(files, every, lx.scrubFresh)
+	close(lx.scrubStarted)
+	for {
+		// The next whole pass is due every after the last one; a pass
+		// that could not finish (a file it could not repair) is tried
+		// again an hour on.
+		st := readScrub(lx.cfg.Dir)
+		wait := max(time.Until(time.Unix(0, st.PassAt).Add(every)), min(every, time.Hour))
+		t := time.NewTimer(wait)
+		select {
+		case <-lx.closingCtx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if lx.fsm.catchingUp() {
+			continue // a catch-up checks what it copies
+		}
+		files, _ := lx.fsm.toCompress() // the rotated files of the newest checkpoint
+		lx.scrubPass(files, every, nil)
+	}
+}
+
+// scrubPass is one check: the files of files that scrubPlan gives. It
+// closes fresh, if not nil, once the freshly rotated ones are checked. A
+// damaged file it could not repair stops the record where it is: the next
+// check goes over it again.
+func (lx *Stream) scrubPass(files []store.File, every time.Duration, fresh chan struct{}) {
 	defer func() {
 		if fresh != nil {
 			close(fresh)
 		}
 	}()
 	st := readScrub(lx.cfg.Dir)
-	freshFiles, older := scrubPlan(files, st, time.Now())
+	freshFiles, older := scrubPlan(files, st, time.Now(), every)
 	whole := len(freshFiles) > 0 && freshFiles[0].First == files[0].First // every file is fresh
 	advance := true
 	for _, fs := range freshFiles {
@@ -111,8 +143,10 @@ func (lx *Stream) scrub(files []store.File) {
 			lx.saveScrub(st)
 		}
 	}
-	close(fresh)
-	fresh = nil
+	if fresh != nil {
+		close(fresh)
+		fresh = nil
+	}
 	for _, fs := range older {
 		if advance {
 			st.Cursor = fs.First

@@ -159,11 +159,11 @@ func TestScrubPlan(t *testing.T) {
 		{"a record past the files (a wiped Dir)", scrubState{Through: 99, PassAt: ago(time.Hour)}, []uint64{1, 10, 20, 30}, []uint64{}},
 		{"a pass that ended in the future (a clock set back since): due", scrubState{Through: 30, PassAt: ago(-365 * 24 * time.Hour)}, []uint64{}, []uint64{1, 10, 20, 30}},
 	} {
-		fresh, older := scrubPlan(files, tc.st, now)
+		fresh, older := scrubPlan(files, tc.st, now, scrubEvery)
 		require.Equal(t, tc.fresh, firsts(fresh), tc.name)
 		require.Equal(t, tc.older, firsts(older), tc.name)
 	}
-	fresh, older := scrubPlan(nil, scrubState{Through: 5}, now)
+	fresh, older := scrubPlan(nil, scrubState{Through: 5}, now, scrubEvery)
 	require.Empty(t, fresh)
 	require.Empty(t, older)
 }
@@ -181,7 +181,7 @@ func TestScrubChecksOnlyNew(t *testing.T) {
 		c.start(0)
 		s := c.nodes[0].defaultStream
 		select {
-		case <-s.scrubDone:
+		case <-s.scrubStarted:
 		case <-time.After(30 * time.Second):
 			t.Fatal("the check did not end")
 		}
@@ -227,4 +227,34 @@ func writeScrub(t *testing.T, dir string, st scrubState) {
 	b, err := json.Marshal(st)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, scrubFile), b, 0o644))
+}
+
+// TestScrubWhileRunning: a node that keeps running checks its rotated
+// files again every scrubEvery (here 300 ms), so damage to one is found
+// and repaired from a peer without a restart. Before, a node checked its
+// files only at its start.
+func TestScrubWhileRunning(t *testing.T) {
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		cfg.MaxSize = 8 << 10
+		sm.scrubEvery = 300 * time.Millisecond
+	})
+	c.logAppend("scrub", 100)
+	c.flushAll()
+	c.waitSameSeq(300)
+	want := requireIdentical(t, c.dirs(), "app.log")
+	lx := c.nodes[1]
+	dir := c.cfgs[1].Dir
+	require.True(t, waitFor(20*time.Second, func() bool { return lx.Stats().CheckedFiles > 0 }), "no check while running")
+
+	names, err := LogFiles(dir, "app.log")
+	require.NoError(t, err)
+	require.Greater(t, len(names), 3)
+	flipped := filepath.Join(dir, names[1])
+	b, err := os.ReadFile(flipped)
+	require.NoError(t, err)
+	b[len(b)/2] ^= 0x20
+	require.NoError(t, os.WriteFile(flipped, b, 0o644))
+	require.True(t, waitFor(20*time.Second, func() bool { return lx.Stats().RepairedFiles == 1 }),
+		"repaired %d, damaged %d", lx.Stats().RepairedFiles, lx.Stats().DamagedFiles)
+	require.Equal(t, want, fileHashes(t, dir, "app.log"))
 }

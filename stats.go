@@ -100,8 +100,9 @@ type Stats struct {
 	CatchUps uint64 `json:"catch_ups"` // snapshots installed by copying files from peers
 	// CheckedFiles counts rotated files checked against their checksum
 	// since start (scrub.go: at a start, those rotated since the last
-	// check, and every one once a week); DamagedFiles those found not to
-	// match; RepairedFiles those of them copied again from a peer.
+	// check, and every one once a week while the node runs); DamagedFiles
+	// those found not to match; RepairedFiles those of them copied again
+	// from a peer.
 	CheckedFiles  uint64 `json:"checked_files"`
 	DamagedFiles  uint64 `json:"damaged_files"`
 	RepairedFiles uint64 `json:"repaired_files"`

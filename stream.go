@@ -144,12 +144,13 @@ type Stream struct {
 	// as it shuts down can leave it at Candidate).
 	raftStopped atomic.Bool
 
-	stats       counters
-	peerWatch   peerWatch
-	observer    *raft.Observer
-	monitorDone chan struct{} // closed when the alarm monitor has exited
-	scrubDone   chan struct{} // closed when the check of the files at start has ended
-	scrubFresh  chan struct{} // closed when it has checked the files rotated since the last check
+	stats        counters
+	peerWatch    peerWatch
+	observer     *raft.Observer
+	monitorDone  chan struct{} // closed when the alarm monitor has exited
+	scrubDone    chan struct{} // closed when the checks of the files (scrub.go) have ended, at Close
+	scrubFresh   chan struct{} // closed when the start's check has checked the files rotated since the last check
+	scrubStarted chan struct{} // closed when the start's check has ended
 	// compressWake wakes the compressor (compress.go) when a checkpoint
 	// lists a newly rotated file.
 	compressWake chan struct{}
@@ -463,7 +464,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	})
 	lx.raft.RegisterObserver(lx.observer)
 	lx.goFunc(lx.passTail)
-	lx.scrubDone, lx.scrubFresh = make(chan struct{}), make(chan struct{})
+	lx.scrubDone, lx.scrubFresh, lx.scrubStarted = make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go lx.scrub(rotated)
 	if cfg.Compress {
 		lx.goFunc(lx.compressLoop)

@@ -61,7 +61,7 @@ func NewCollector(lx *logx.Logx) *Collector {
 		{d("served_bytes_total", "Bytes served to catching-up peers."), func(s *logx.Stats) float64 { return float64(s.ServedBytes) }},
 		{d("clock_reports_refused_total", "Voters' clock reports refused for another certificate subject than their earlier ones."), func(s *logx.Stats) float64 { return float64(s.ClockReportsRefused) }},
 		{d("checked_files_total", "Rotated files checked against their checksum."), func(s *logx.Stats) float64 { return float64(s.CheckedFiles) }},
-		{d("damaged_files_total", "Rotated files found at start not to match their checksum."), func(s *logx.Stats) float64 { return float64(s.DamagedFiles) }},
+		{d("damaged_files_total", "Rotated files found not to match their checksum."), func(s *logx.Stats) float64 { return float64(s.DamagedFiles) }},
 		{d("repaired_files_total", "Damaged rotated files copied again from a peer."), func(s *logx.Stats) float64 { return float64(s.RepairedFiles) }},
 		{d("ignored_removals_total", "Removal notices ignored because the other members did not confirm them."), func(s *logx.Stats) float64 { return float64(s.IgnoredRemovals) }},
 		{d("evicted_producers_total", "Producers forgotten before half the dedup window passed (a flood of new producers)."), func(s *logx.Stats) float64 { return float64(s.EvictedProducers) }},
