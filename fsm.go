@@ -371,7 +371,13 @@ func (f *fsm) redo(logs []*raft.Log) ([]any, error) {
 	}
 	f.st, f.lastPersist = nf.st, time.Now()
 	f.lists = nf.lists // as the checkpoint names it (newFSM removed the others)
-	f.dirty = false    // back at the checkpoint: state and files agree again
+	if s := nf.st.Settings; s != nil {
+		// The limits as of the checkpoint: a retention command applied
+		// since is applied again, at its place in the log.
+		f.policy = s.policy()
+		f.settings.Store(s)
+	}
+	f.dirty = false // back at the checkpoint: state and files agree again
 	f.useSegment(nf.seg)
 	var l raft.Log
 	for idx := f.st.Index + 1; idx < logs[0].Index; idx++ {
@@ -395,7 +401,7 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 	st := &f.st
 	last := st.Index
 	var line []byte
-	active := false
+	active, changedRetention := false, false
 	defer func() {
 		if active && f.onActive != nil {
 			f.onActive()
@@ -425,7 +431,15 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 		case len(l.Data) > 0 && l.Data[0] == cmdTruncate:
 			res[i] = f.applyTruncate(l.Data)
 		case len(l.Data) > 0 && l.Data[0] == cmdRetention:
+			// Retire under the limits in force up to here first, so that
+			// what is retired does not depend on how Raft grouped the
+			// entries into batches on this node.
+			st.Index = l.Index - 1
+			if err := f.retain(); err != nil {
+				return nil, err
+			}
 			res[i] = f.applyRetention(l.Data)
+			changedRetention = true
 		default:
 			r, err := f.applyBatch(l, &line)
 			if err != nil {
@@ -445,7 +459,9 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 	storeMax(&f.seq, st.Seq) // a redo writes again what readers saw
 	rotated := f.seg.Rotations() != f.rotated.Load()
 	f.rotated.Store(f.seg.Rotations())
-	if f.stateInterval >= 0 && (time.Since(f.lastPersist) >= f.stateInterval || rotated && f.compresses()) {
+	// A retention command is checkpointed at once: a node restarted with
+	// a Config of the new limits must find them set (settings.go).
+	if f.stateInterval >= 0 && (time.Since(f.lastPersist) >= f.stateInterval || rotated && f.compresses() || changedRetention) {
 		if err := f.persist(); err != nil {
 			return nil, err
 		}

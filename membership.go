@@ -332,6 +332,9 @@ func (lx *Stream) joinConflict(addr string, st Stats, want *clusterSettings) err
 	if st.Version < sumsFeature {
 		return fmt.Errorf("logx: %s cannot join: it runs a logx without BLAKE3 checksums (version %d), which the files of this cluster may name: upgrade it first", addr, st.Version)
 	}
+	if cs := lx.fsm.clusterSettings(); cs != nil && cs.RetentionSet && st.Version < retentionFeature {
+		return fmt.Errorf("logx: %s cannot join: it runs a logx without retention commands (version %d), and this cluster's retention was set by one: upgrade it first", addr, st.Version)
+	}
 	return lx.settingsConflict(addr, want)
 }
 

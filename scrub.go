@@ -91,14 +91,17 @@ func scrubPlan(files []store.File, st scrubState, now time.Time, every time.Dura
 func (lx *Stream) scrub(files []store.File) {
 	defer close(lx.scrubDone)
 	every := cmp.Or(lx.seams.scrubEvery, scrubEvery)
-	lx.scrubPass(files, every, lx.scrubFresh)
+	done := lx.scrubPass(files, every, lx.scrubFresh)
 	close(lx.scrubStarted)
 	for {
-		// The next whole pass is due every after the last one; a pass
-		// that could not finish (a file it could not repair) is tried
-		// again an hour on.
-		st := readScrub(lx.cfg.Dir)
-		wait := max(time.Until(time.Unix(0, st.PassAt).Add(every)), min(every, time.Hour))
+		// The next whole pass is due every after the last one ended; a
+		// pass that could not finish (a file it could not repair: the
+		// next start checks it again) is tried again every on, and so is
+		// one whose end is not known or in the future (a clock set back).
+		wait := every
+		if since := time.Since(time.Unix(0, readScrub(lx.cfg.Dir).PassAt)); done && since >= 0 && since < every {
+			wait = every - since
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-lx.closingCtx.Done():
@@ -110,15 +113,16 @@ func (lx *Stream) scrub(files []store.File) {
 			continue // a catch-up checks what it copies
 		}
 		files, _ := lx.fsm.toCompress() // the rotated files of the newest checkpoint
-		lx.scrubPass(files, every, nil)
+		done = lx.scrubPass(files, every, nil)
 	}
 }
 
 // scrubPass is one check: the files of files that scrubPlan gives. It
 // closes fresh, if not nil, once the freshly rotated ones are checked. A
 // damaged file it could not repair stops the record where it is: the next
-// check goes over it again.
-func (lx *Stream) scrubPass(files []store.File, every time.Duration, fresh chan struct{}) {
+// check goes over it again. It reports whether it checked every file it
+// was to.
+func (lx *Stream) scrubPass(files []store.File, every time.Duration, fresh chan struct{}) (done bool) {
 	defer func() {
 		if fresh != nil {
 			close(fresh)
@@ -131,7 +135,7 @@ func (lx *Stream) scrubPass(files []store.File, every time.Duration, fresh chan 
 	for _, fs := range freshFiles {
 		switch lx.checkFile(fs) {
 		case checkClosing:
-			return
+			return false
 		case checkUnrepaired:
 			advance = false
 		}
@@ -154,7 +158,7 @@ func (lx *Stream) scrubPass(files []store.File, every time.Duration, fresh chan 
 		}
 		switch lx.checkFile(fs) {
 		case checkClosing:
-			return
+			return false
 		case checkUnrepaired:
 			advance = false
 		}
@@ -163,6 +167,7 @@ func (lx *Stream) scrubPass(files []store.File, every time.Duration, fresh chan 
 		st.Cursor, st.PassAt = 0, time.Now().UnixNano()
 		lx.saveScrub(st)
 	}
+	return advance
 }
 
 // saveScrub records st; a record lost to a crash only means checking again.

@@ -124,3 +124,44 @@ func TestSetRetention(t *testing.T) {
 	err := c.nodes[0].SetRetention(ctx, 0, 0)
 	require.ErrorContains(t, err, "without retention commands")
 }
+
+// TestRetentionCmdBatching: what a retention command retires does not
+// depend on how Raft grouped the entries before it into batches: a node
+// that applies the lines that rotate a file and a command loosening the
+// limits in one batch retires what one applying them in two does. Before,
+// the batch's one retention ran under the new limits, and the nodes' files
+// parted.
+func TestRetentionCmdBatching(t *testing.T) {
+	var b logBuilder
+	b.add(raft.LogCommand, appendSettings(nil, clusterSettings{File: "app.log", MaxSize: 2048, MaxFiles: 2, Format: FormatText, DedupWindow: time.Hour}))
+	for range 100 {
+		b.batch(1, 4, time.Unix(1700000000, 0), "entry")
+	}
+	head := b.take()
+	for range 30 { // some rotations
+		b.batch(1, 4, time.Unix(1700000000, 0), "entry")
+	}
+	tail := b.take()
+	b.add(raft.LogCommand, appendRetentionCmd(nil, retentionCmd{}))
+	loosen := b.take()
+
+	files := func(split bool) []string {
+		f := openPolicyFSM(t, t.TempDir(), filePolicy{rotation: store.Rotation{MaxSize: 2048}})
+		f.ApplyBatch(head)
+		if split {
+			f.ApplyBatch(tail)
+			f.ApplyBatch(loosen)
+		} else {
+			f.ApplyBatch(append(append([]*raft.Log{}, tail...), loosen...))
+		}
+		var names []string
+		for _, r := range f.seg.State(0).Rotated {
+			names = append(names, r.Name)
+		}
+		require.NoError(t, f.close())
+		return names
+	}
+	split, one := files(true), files(false)
+	require.Len(t, split, 2, "retired under MaxFiles 2 before the command")
+	require.Equal(t, split, one)
+}

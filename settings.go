@@ -169,7 +169,12 @@ func (f *fsm) applySettings(data []byte) applyResult {
 // Config agrees (its zero fields take s's values). The active file's name
 // can change only while nothing has been written.
 func (f *fsm) useSettings(s clusterSettings) error {
-	if err := s.conflict(f.want); err != nil {
+	// MaxFiles and MaxAge are not compared here: a retention command later
+	// in the log may set them to what this node's Config says, and the
+	// node goes by the log's either way.
+	want := f.want
+	want.MaxFiles, want.MaxAge = 0, 0
+	if err := s.conflict(want); err != nil {
 		return err
 	}
 	if s.File != f.file {

@@ -463,7 +463,10 @@ func TestRetentionCLI(t *testing.T) {
 	for _, lx := range nodes {
 		require.NoError(t, lx.Flush(ctx))
 	}
-	code, out, errs := runCmd(t, "", "retention", "-max-files", "1", cfgs[2].Addr)
+	code, _, errs := runCmd(t, "", "retention", "-max-files", "1", cfgs[2].Addr)
+	require.Equal(t, 2, code, "both limits, always")
+	require.Contains(t, errs, "give both")
+	code, out, errs := runCmd(t, "", "retention", "-max-files", "1", "-max-age", "0", cfgs[2].Addr)
 	require.Equal(t, 0, code, errs)
 	require.Contains(t, out, "retention set to max-files 1")
 	for i := range nodes {
@@ -472,10 +475,10 @@ func TestRetentionCLI(t *testing.T) {
 			return err == nil && len(names) == 2
 		}, 10*time.Second, 20*time.Millisecond, "node %d: one rotated file and the active one", i+1)
 	}
-	code, _, errs = runCmd(t, "", "retention", "-max-age", "1s", cfgs[0].Addr)
+	code, _, errs = runCmd(t, "", "retention", "-max-files", "0", "-max-age", "1s", cfgs[0].Addr)
 	require.Equal(t, 2, code)
 	require.Contains(t, errs, "less than")
-	code, _, _ = runCmd(t, "", "retention", "-max-files", "1")
+	code, _, _ = runCmd(t, "", "retention", "-max-files", "1", "-max-age", "0")
 	require.Equal(t, 2, code, "no address")
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -20,6 +21,14 @@ func cmdRetention(ctx context.Context, args []string, _ io.Reader, stdout, stder
 	maxAge := fs.Duration("max-age", 0, "keep no rotated file whose newest line is older than this (0: no limit)")
 	if fs.Parse(args) != nil || fs.NArg() != 1 {
 		fmt.Fprintln(stderr, "usage: logx retention [-stream S] [-ca F -cert F -key F] -max-files N -max-age D ADDR")
+		return 2
+	}
+	// Both, always: the command sets both, and one left out would lift a
+	// limit in force without a word.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["max-files"] || !set["max-age"] {
+		fmt.Fprintln(stderr, "logx retention: give both -max-files and -max-age (0: no limit); the command sets both")
 		return 2
 	}
 	tlsConfig, err := loadTLS()
