@@ -43,14 +43,15 @@ func (lx *Stream) compressLoop() {
 		return
 	}
 	// settled holds the files compressed, gone, or that cannot be
-	// compressed: not tried again, until a catch-up replaces the files.
+	// compressed: not tried again, until a catch-up replaces the files or
+	// the check of the files (scrub.go) repairs one, with a plain copy.
 	settled := map[string]bool{}
-	var catchUps uint64
+	var catchUps, repairs uint64
 	for {
 		files, n := lx.fsm.toCompress()
-		if n != catchUps {
+		if r := lx.stats.repaired.Load(); n != catchUps || r != repairs {
 			clear(settled)
-			catchUps = n
+			catchUps, repairs = n, r
 		}
 		lx.compressFiles(files, settled)
 		select {

@@ -216,6 +216,7 @@ func (lx *Stream) checkFile(fs store.File) int {
 	}
 	lx.stats.repaired.Add(1)
 	lx.logf("logx: %s repaired from a peer", fs.Name)
+	lx.wakeCompressor() // a compressed file comes back plain
 	return checkDone
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -257,4 +258,43 @@ func TestScrubWhileRunning(t *testing.T) {
 	require.True(t, waitFor(20*time.Second, func() bool { return lx.Stats().RepairedFiles == 1 }),
 		"repaired %d, damaged %d", lx.Stats().RepairedFiles, lx.Stats().DamagedFiles)
 	require.Equal(t, want, fileHashes(t, dir, "app.log"))
+}
+
+// A compressed file the running check repairs comes back plain, and the
+// compressor compresses it again (before, it had settled that name and
+// left the copy plain until the next start).
+func TestScrubWhileRunningCompressed(t *testing.T) {
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		cfg.MaxSize = 8 << 10
+		cfg.Compress = true
+		sm.scrubEvery = 300 * time.Millisecond
+	})
+	c.logAppend("scrub", 100)
+	c.flushAll()
+	c.waitSameSeq(300)
+	lx := c.nodes[1]
+	dir := c.cfgs[1].Dir
+	zst := func() []string {
+		ents, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		var out []string
+		for _, e := range ents {
+			if strings.HasSuffix(e.Name(), store.CompressedExt) && !strings.HasPrefix(e.Name(), ".") {
+				out = append(out, e.Name())
+			}
+		}
+		return out
+	}
+	require.True(t, waitFor(30*time.Second, func() bool { return len(zst()) >= 2 }), "no compressed files")
+	victim := zst()[0]
+	b, err := os.ReadFile(filepath.Join(dir, victim))
+	require.NoError(t, err)
+	b[len(b)/2] ^= 0x20
+	require.NoError(t, os.WriteFile(filepath.Join(dir, victim), b, 0o644))
+	require.True(t, waitFor(20*time.Second, func() bool { return lx.Stats().RepairedFiles == 1 }),
+		"repaired %d, damaged %d", lx.Stats().RepairedFiles, lx.Stats().DamagedFiles)
+	require.True(t, waitFor(20*time.Second, func() bool { return slices.Contains(zst(), victim) }),
+		"the repaired copy was not compressed again: %v", zst())
+	want := requireIdentical(t, c.dirs(), "app.log")
+	require.NotEmpty(t, want)
 }
