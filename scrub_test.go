@@ -250,11 +250,7 @@ func TestScrubWhileRunning(t *testing.T) {
 	names, err := LogFiles(dir, "app.log")
 	require.NoError(t, err)
 	require.Greater(t, len(names), 3)
-	flipped := filepath.Join(dir, names[1])
-	b, err := os.ReadFile(flipped)
-	require.NoError(t, err)
-	b[len(b)/2] ^= 0x20
-	require.NoError(t, os.WriteFile(flipped, b, 0o644))
+	flipByte(t, filepath.Join(dir, names[1]), 0x20)
 	require.True(t, waitFor(20*time.Second, func() bool { return lx.Stats().RepairedFiles == 1 }),
 		"repaired %d, damaged %d", lx.Stats().RepairedFiles, lx.Stats().DamagedFiles)
 	require.Equal(t, want, fileHashes(t, dir, "app.log"))
@@ -287,14 +283,21 @@ func TestScrubWhileRunningCompressed(t *testing.T) {
 	}
 	require.True(t, waitFor(30*time.Second, func() bool { return len(zst()) >= 2 }), "no compressed files")
 	victim := zst()[0]
-	b, err := os.ReadFile(filepath.Join(dir, victim))
-	require.NoError(t, err)
-	b[len(b)/2] ^= 0x20
-	require.NoError(t, os.WriteFile(filepath.Join(dir, victim), b, 0o644))
+	flipByte(t, filepath.Join(dir, victim), 0x20)
 	require.True(t, waitFor(20*time.Second, func() bool { return lx.Stats().RepairedFiles == 1 }),
 		"repaired %d, damaged %d", lx.Stats().RepairedFiles, lx.Stats().DamagedFiles)
 	require.True(t, waitFor(20*time.Second, func() bool { return slices.Contains(zst(), victim) }),
 		"the repaired copy was not compressed again: %v", zst())
 	want := requireIdentical(t, c.dirs(), "app.log")
 	require.NotEmpty(t, want)
+}
+
+// flipByte flips bits of the middle byte of the file at path: damage on
+// disk, of the size a bad sector or a stray write leaves.
+func flipByte(t *testing.T, path string, bits byte) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	b[len(b)/2] ^= bits
+	require.NoError(t, os.WriteFile(path, b, 0o644))
 }
