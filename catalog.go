@@ -451,7 +451,9 @@ func (lx *Stream) bootstrapIfEmpty(voters []string) {
 		return
 	}
 	err = lx.raftCall(func() error { return lx.raft.BootstrapCluster(bootstrapConfig(voters)).Error() })
-	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) && !errors.Is(err, raft.ErrRaftShutdown) {
+	if err == nil {
+		lx.bootstrapped.Store(true)
+	} else if !errors.Is(err, raft.ErrCantBootstrap) && !errors.Is(err, raft.ErrRaftShutdown) {
 		lx.logf("logx: starting the group with the catalog's voters: %v", err)
 	}
 }

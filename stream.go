@@ -78,6 +78,10 @@ type Stream struct {
 	// answered that it runs the group: no bootstrap; these are the members
 	// it listed (bootstrap.go).
 	runsWith atomic.Pointer[[]string]
+	// bootstrapped is set when this node started the group with a
+	// configuration of its own (BootstrapCluster succeeded), at its start
+	// or when the catalog reached a declared stream (bootstrapIfEmpty).
+	bootstrapped atomic.Bool
 	// startedEmpty: this stream's Raft state was empty when it opened (a
 	// new node, an emptied Dir, a joining node). For the default stream,
 	// the node's other streams ask their peers before they bootstrap
@@ -451,8 +455,9 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		}
 		if peer != "" {
 			lx.skipBootstrap(peer, members)
-		} else if err := lx.raft.BootstrapCluster(bootstrapConfig(cfg.Peers)).Error(); err != nil &&
-			!errors.Is(err, raft.ErrCantBootstrap) {
+		} else if err := lx.raft.BootstrapCluster(bootstrapConfig(cfg.Peers)).Error(); err == nil {
+			lx.bootstrapped.Store(true)
+		} else if !errors.Is(err, raft.ErrCantBootstrap) {
 			return nil, fmt.Errorf("logx: bootstrapping cluster: %w", err)
 		}
 		lx.decide()
