@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/logx-dev/logx/internal/pagecache"
@@ -128,6 +129,7 @@ func (lx *Stream) scrubPass(files []store.File, every time.Duration, fresh chan 
 			close(fresh)
 		}
 	}()
+	start := fresh != nil
 	st := readScrub(lx.cfg.Dir)
 	freshFiles, older := scrubPlan(files, st, time.Now(), every)
 	whole := len(freshFiles) > 0 && freshFiles[0].First == files[0].First // every file is fresh
@@ -150,6 +152,16 @@ func (lx *Stream) scrubPass(files []store.File, every time.Duration, fresh chan 
 	if fresh != nil {
 		close(fresh)
 		fresh = nil
+	}
+	if start {
+		// The files this start does not read are looked for (a stat
+		// each): one missing is copied again now, not at the next whole
+		// pass, up to scrubEvery away. The record is left as it is.
+		for _, fs := range files[:len(files)-len(freshFiles)-len(older)] {
+			if lx.fsm.lost(fs) && lx.checkFile(fs) == checkClosing {
+				return false
+			}
+		}
 	}
 	for _, fs := range older {
 		if advance {
@@ -193,7 +205,10 @@ func (lx *Stream) checkFile(fs store.File) int {
 	lx.stats.checked.Add(1)
 	sum, size, err := segmentSum(lx.closingCtx, filepath.Join(lx.cfg.Dir, fs.Name), fs, lx.fsm.compresses())
 	if errors.Is(err, os.ErrNotExist) {
-		return checkDone // retired by retention meanwhile
+		if !lx.fsm.lost(fs) {
+			return checkDone // retired by retention meanwhile
+		}
+		err = errors.New("missing, though the log holds it")
 	}
 	if lx.closingCtx.Err() != nil {
 		return checkClosing
@@ -273,6 +288,9 @@ func (f *fsm) repair(ctx context.Context, fs store.File) error {
 			if serr != nil && zerr == nil {
 				serr = nil // compressed: the plain copy replaces it
 			}
+			if errors.Is(serr, os.ErrNotExist) && f.lostLocked(fs) {
+				serr = nil // deleted by hand, or lost with its directory entry: put back
+			}
 			if serr == nil {
 				if f.repairHook != nil {
 					f.repairHook(fs.Name)
@@ -296,6 +314,37 @@ func (f *fsm) repair(ctx context.Context, fs store.File) error {
 		lastErr = err
 	}
 	return lastErr
+}
+
+// lost reports whether the rotated file fs is missing from Dir while the
+// log still holds it (a file deleted by hand, a directory entry a crash
+// lost): the newest checkpoint lists it, and there is no copy of it, plain,
+// compressed or retired. Before 2026-12-06 a check took such a file for
+// one retention had retired, and a node went on for good without it.
+func (f *fsm) lost(fs store.File) bool {
+	f.filesMu.Lock()
+	defer f.filesMu.Unlock()
+	return f.lostLocked(fs)
+}
+
+// lostLocked is lost with filesMu held. Retention renames a file to its
+// retired name under filesMu, so a retired file has a copy until a
+// snapshot deletes it, also under filesMu; a snapshot deletes only files
+// retired before the snapshot before it, whose checkpoint no longer
+// listed them. A catch-up removes and replaces files under filesMu too,
+// before its new list is noted: nothing counts as lost while one runs, or
+// once one has failed with the files not open.
+func (f *fsm) lostLocked(fs store.File) bool {
+	if f.segPtr.Load() == nil || f.catchingUp() {
+		return false
+	}
+	for _, name := range []string{fs.Name, fs.Name + store.CompressedExt, store.RetiredName(fs.Name), store.RetiredName(fs.Name + store.CompressedExt)} {
+		if _, err := os.Lstat(filepath.Join(f.dir, name)); !errors.Is(err, os.ErrNotExist) {
+			return false
+		}
+	}
+	p := f.checkpointed.Load()
+	return p != nil && slices.ContainsFunc(*p, func(c store.File) bool { return c.Name == fs.Name && c.First == fs.First })
 }
 
 // dropCopy drops from the page cache the pages of fh, a file copied from a
