@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -145,7 +144,7 @@ func grepMatches(ctx context.Context, dir, file string, q Query, fn func(Line) e
 				j := jobs[next]
 				next++
 				mu.Unlock()
-				j.err = grepFile(ctx, filepath.Join(dir, j.lf.name), &q, j.out)
+				j.err = grepFile(ctx, dir, file, j.lf, &q, j.out)
 				close(j.out)
 			}
 		}()
@@ -243,8 +242,8 @@ func (q *Query) timesMeet(lo, hi int64) bool {
 }
 
 // grepFile sends the matching lines of one file in batches.
-func grepFile(ctx context.Context, path string, q *Query, out chan<- []Line) error {
-	seg, err := store.OpenSegment(path)
+func grepFile(ctx context.Context, dir, file string, lf logFile, q *Query, out chan<- []Line) error {
+	seg, err := openLogFile(dir, file, lf)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil // retired or rotated away meanwhile
@@ -263,7 +262,7 @@ func grepFile(ctx context.Context, path string, q *Query, out chan<- []Line) err
 		}
 		if carry == len(buf) { // a line longer than the buffer
 			if carry > maxLineBytes {
-				return fmt.Errorf("logx: %s: %w", filepath.Base(path), errLongLine)
+				return fmt.Errorf("logx: %s: %w", lf.name, errLongLine)
 			}
 			buf = append(buf, make([]byte, min(len(buf), maxLineBytes+1-len(buf)))...)
 		}

@@ -243,7 +243,13 @@ func firstSeq(path string) (uint64, error) {
 		return 0, err
 	}
 	defer f.Close()
-	line, err := bufio.NewReaderSize(f, 4096).ReadSlice('\n')
+	return firstSeqOf(f)
+}
+
+// firstSeqOf is the sequence number of the first line r reads; io.EOF if
+// it has no complete line.
+func firstSeqOf(r io.Reader) (uint64, error) {
+	line, err := bufio.NewReaderSize(r, 4096).ReadSlice('\n')
 	if err != nil {
 		if err == io.EOF || errors.Is(err, bufio.ErrBufferFull) && len(line) == 0 {
 			return 0, io.EOF
@@ -254,6 +260,35 @@ func firstSeq(path string) (uint64, error) {
 	}
 	seq, _, _, err := parseHead(line)
 	return seq, err
+}
+
+// openLogFile opens lf as listLogFiles listed it: a rotated file under
+// its name, in either form; the active file only if it still starts at
+// lf.first. A rotation may have renamed it since the listing (and
+// created a new active file, or not yet), and the rotated file it became
+// is opened instead: reading the new active file under the old one's
+// first number skipped the lines between them (Grep, Reader), and read
+// them twice at the next rotation (Reader). A file gone since (retired) is
+// ErrNotExist.
+func openLogFile(dir, file string, lf logFile) (*store.Segment, error) {
+	if lf.name != file {
+		return store.OpenSegment(filepath.Join(dir, lf.name))
+	}
+	seg, err := store.OpenSegment(filepath.Join(dir, file))
+	switch {
+	case err == nil:
+		first, ferr := firstSeqOf(seg.From(0))
+		if ferr == nil && first == lf.first {
+			return seg, nil
+		}
+		seg.Close()
+		if ferr != nil && !errors.Is(ferr, io.EOF) {
+			return nil, fmt.Errorf("logx: %s: %w", file, ferr)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, err
+	}
+	return store.OpenSegment(filepath.Join(dir, store.NewNames(file).Segment(lf.first)))
 }
 
 // Reader reads a node's log files in order. It is not safe for concurrent
@@ -296,12 +331,14 @@ func (r *Reader) closeFile() error {
 	return err
 }
 
+// open opens lf at offset off; the file open before stays open if lf
+// cannot be (retired since it was listed: ErrNotExist).
 func (r *Reader) open(lf logFile, off int64) error {
-	r.closeFile()
-	f, err := store.OpenSegment(filepath.Join(r.dir, lf.name))
+	f, err := openLogFile(r.dir, r.file, lf)
 	if err != nil {
 		return err
 	}
+	r.closeFile()
 	r.cur, r.f = lf, f
 	return r.seek(off)
 }
@@ -325,6 +362,22 @@ func (r *Reader) seek(off int64) error {
 // at the oldest line and SeekSeq returns ErrRetained (seq 0 means the
 // oldest line and is not an error).
 func (r *Reader) SeekSeq(seq uint64) error {
+	return r.listAgain(func() error { return r.seekSeq(seq) })
+}
+
+// listAgain runs seek, and again (up to twice) if a file it listed was
+// retired before it opened it: retention takes the oldest file, which
+// OpenReader and a seek to an early line open.
+func (r *Reader) listAgain(seek func() error) error {
+	for try := 0; ; try++ {
+		err := seek()
+		if try == 2 || !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+}
+
+func (r *Reader) seekSeq(seq uint64) error {
 	if r.closed {
 		return ErrClosed
 	}
@@ -363,6 +416,10 @@ func (r *Reader) SeekSeq(seq uint64) error {
 // nodes' clocks; lines without a time are skipped over). A time older than
 // the oldest line gives the oldest line.
 func (r *Reader) SeekTime(t time.Time) error {
+	return r.listAgain(func() error { return r.seekTime(t) })
+}
+
+func (r *Reader) seekTime(t time.Time) error {
 	if r.closed {
 		return ErrClosed
 	}
@@ -371,12 +428,12 @@ func (r *Reader) SeekTime(t time.Time) error {
 		return err
 	}
 	if len(files) == 0 {
-		return r.SeekSeq(0)
+		return r.seekSeq(0)
 	}
 	// The last file whose first line is before t.
 	var ferr error
 	k := sort.Search(len(files), func(i int) bool {
-		ft, err := firstTime(filepath.Join(r.dir, files[i].name))
+		ft, err := firstTime(r.dir, r.file, files[i])
 		if err != nil {
 			ferr = err
 		}
@@ -396,9 +453,9 @@ func (r *Reader) SeekTime(t time.Time) error {
 	return r.seek(off)
 }
 
-// firstTime is the time of the first line of path that has one.
-func firstTime(path string) (time.Time, error) {
-	f, err := store.OpenSegment(path)
+// firstTime is the time of the first line of lf that has one.
+func firstTime(dir, file string, lf logFile) (time.Time, error) {
+	f, err := openLogFile(dir, file, lf)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -567,7 +624,7 @@ func (r *Reader) Next() (Line, error) {
 		return Line{}, ErrClosed
 	}
 	cutAt := int64(-1) // where a file with a newer one after it ended in a partial line
-	for {
+	for gone := 0; ; {
 		if r.f == nil {
 			// Nothing was written when the Reader was positioned.
 			files, err := listLogFiles(r.dir, r.file)
@@ -626,6 +683,10 @@ func (r *Reader) Next() (Line, error) {
 			continue
 		}
 		if err := r.open(next, 0); err != nil {
+			if errors.Is(err, os.ErrNotExist) && gone < 2 {
+				gone++ // retired since the listing: list again (Watch reports the gap)
+				continue
+			}
 			return Line{}, err
 		}
 	}

@@ -302,7 +302,7 @@ func TestLongLineIsDamage(t *testing.T) {
 	nl := strings.IndexByte(string(data), '\n')
 	long := slices.Concat(data[:nl], []byte(strings.Repeat("x", 100<<10)), data[nl:])
 	require.NoError(t, os.WriteFile(first, long, 0o644))
-	got, err := firstTime(first)
+	got, err := firstTime(dir, "app.log", files[0])
 	require.NoError(t, err)
 	require.True(t, got.Equal(want), "firstTime %v, want %v", got, want)
 
@@ -424,4 +424,74 @@ func TestSeekLast(t *testing.T) {
 	require.NoError(t, err)
 	require.Less(t, l.Seq, uint64(999))
 	require.NoError(t, r.Close())
+}
+
+// TestReadAcrossRotationAfterListing: a file listed as the active one and
+// rotated before it is opened is read as the rotated file it became, by
+// Grep's workers, the Reader, SeekTime's firstTime and SeekLast's lastSeq.
+// Before, they opened the new active file under the old one's first
+// number: Grep left out the lines in between with no error, and the Reader
+// skipped them, then read them twice at the next rotation.
+func TestReadAcrossRotationAfterListing(t *testing.T) {
+	logs := testLogs(60, 4)
+	dir := t.TempDir()
+	f := openTestFSM(t, dir)
+	f.ApplyBatch(logs[:30])
+	require.NoError(t, f.close())
+	files, err := listLogFiles(dir, "app.log")
+	require.NoError(t, err)
+	stale := files[len(files)-1]
+	require.Equal(t, "app.log", stale.name)
+	f = openTestFSM(t, dir)
+	f.ApplyBatch(logs[30:]) // rotates the file listed as active
+	require.NoError(t, f.close())
+	now, err := listLogFiles(dir, "app.log")
+	require.NoError(t, err)
+	require.Greater(t, now[len(now)-1].first, stale.first, "no rotation")
+	next := now[slices.IndexFunc(now, func(lf logFile) bool { return lf.first > stale.first })].first
+
+	seg, err := openLogFile(dir, "app.log", stale)
+	require.NoError(t, err)
+	first, err := firstSeqOf(seg.From(0))
+	require.NoError(t, err)
+	require.NoError(t, seg.Close())
+	require.Equal(t, stale.first, first)
+
+	out := make(chan []Line, 64)
+	require.NoError(t, grepFile(context.Background(), dir, "app.log", stale, &Query{}, out))
+	close(out)
+	var seqs []uint64
+	for b := range out {
+		for _, l := range b {
+			seqs = append(seqs, l.Seq)
+		}
+	}
+	require.NotEmpty(t, seqs)
+	require.Equal(t, stale.first, seqs[0], "grep read the new active file")
+	require.Equal(t, next-1, seqs[len(seqs)-1])
+
+	r := &Reader{dir: dir, file: "app.log"}
+	require.NoError(t, r.open(stale, 0))
+	lines := readAll(t, r)
+	require.NoError(t, r.Close())
+	require.Equal(t, stale.first, lines[0].Seq)
+	for i, l := range lines {
+		require.Equal(t, stale.first+uint64(i), l.Seq, "a line skipped or read twice")
+	}
+	require.Equal(t, uint64(240), lines[len(lines)-1].Seq)
+
+	seq, ok, err := lastSeq(dir, "app.log", stale)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, next-1, seq, "lastSeq read the new active file")
+
+	// Between a rotation's rename and the new active file: no active file.
+	active := now[len(now)-1]
+	require.NoError(t, os.Rename(filepath.Join(dir, "app.log"), filepath.Join(dir, store.NewNames("app.log").Segment(active.first))))
+	seg, err = openLogFile(dir, "app.log", active)
+	require.NoError(t, err)
+	first, err = firstSeqOf(seg.From(0))
+	require.NoError(t, err)
+	require.NoError(t, seg.Close())
+	require.Equal(t, active.first, first)
 }

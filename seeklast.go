@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"path/filepath"
 
 	"github.com/logx-dev/logx/internal/store"
 )
@@ -56,7 +55,7 @@ func (r *Reader) lastSeq() (uint64, bool, error) {
 		return 0, false, err
 	}
 	for i := len(files) - 1; i >= 0; i-- {
-		seq, ok, err := lastSeq(filepath.Join(r.dir, files[i].name))
+		seq, ok, err := lastSeq(r.dir, r.file, files[i])
 		if err != nil {
 			return 0, false, fmt.Errorf("logx: %s: %w", files[i].name, err)
 		}
@@ -80,8 +79,8 @@ func (r *Reader) lastSeq() (uint64, bool, error) {
 
 // lastSeq returns the sequence number of the last complete line of the
 // file at path, reading back from its end; ok is false if it has none.
-func lastSeq(path string) (seq uint64, ok bool, err error) {
-	seg, err := store.OpenSegment(path)
+func lastSeq(dir, file string, lf logFile) (seq uint64, ok bool, err error) {
+	seg, err := openLogFile(dir, file, lf)
 	if err != nil {
 		return 0, false, err
 	}

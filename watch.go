@@ -58,6 +58,9 @@ func (lx *Stream) Watch(ctx context.Context, from uint64, level slog.Leveler, fn
 			if next > 0 && l.Seq > next {
 				return fmt.Errorf("%w: lines %d to %d were removed before this watcher read them", ErrRetained, next, l.Seq-1)
 			}
+			if l.Seq < next {
+				continue // from was past this node's end: lines below it arrive first
+			}
 			next = l.Seq + 1
 			if level != nil && l.Level < level.Level() {
 				continue

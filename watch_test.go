@@ -69,6 +69,43 @@ func TestWatch(t *testing.T) {
 	}
 }
 
+// TestWatchFromAhead: a watcher asked to start past this node's last line
+// (a browser that reconnects to a follower behind the node it read from)
+// gets lines from there on only. Before, the lines between the node's end
+// and from were delivered too.
+func TestWatchFromAhead(t *testing.T) {
+	lx := newSingle(t, nil)
+	ctx := context.Background()
+	for k := 0; k < 10; k++ {
+		_, err := lx.Append(ctx, LevelInfo, "early", "k", k)
+		require.NoError(t, err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	got := make(chan uint64, 100)
+	done := make(chan error, 1)
+	go func() {
+		done <- lx.Watch(wctx, 15, nil, func(l Line) error {
+			got <- l.Seq
+			return nil
+		})
+	}()
+	for k := 0; k < 10; k++ {
+		_, err := lx.Append(ctx, LevelInfo, "late", "k", k)
+		require.NoError(t, err)
+	}
+	for want := uint64(15); want <= 20; want++ {
+		select {
+		case seq := <-got:
+			require.Equal(t, want, seq)
+		case <-time.After(30 * time.Second):
+			t.Fatal("the watcher did not deliver")
+		}
+	}
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+}
+
 // TestWatchRetained: a watcher that lags behind retention is told which
 // lines it lost.
 func TestWatchRetained(t *testing.T) {
