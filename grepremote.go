@@ -98,6 +98,12 @@ func CompileQueryRegexp(expr string) (*regexp.Regexp, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Simplify writes repetitions out: (?:(?:a{1000}){1000}){3} passes
+	// the parser's own bound and expands to 3,000,000 instructions, over
+	// 100 MB, before the count below could refuse it.
+	if n := regexpSize(re, 4*maxRegexpInsts); n > 4*maxRegexpInsts {
+		return nil, fmt.Errorf("the expression compiles to more than %d instructions", maxRegexpInsts)
+	}
 	prog, err := syntax.Compile(re.Simplify())
 	if err != nil {
 		return nil, err
@@ -106,6 +112,47 @@ func CompileQueryRegexp(expr string) (*regexp.Regexp, error) {
 		return nil, fmt.Errorf("the expression compiles to %d instructions, more than %d", len(prog.Inst), maxRegexpInsts)
 	}
 	return regexp.Compile(expr)
+}
+
+// regexpSize estimates the instructions re compiles to, repetitions
+// written out, from its parsed form and without writing them out; it
+// stops counting past limit. It never counts fewer than the compiler
+// makes (the program's fail and match; each copy of a repetition's body
+// and a branch; a capture's two; one for a character class, however many
+// ranges it holds, or an empty-width assertion), so an expression within
+// the limit is never refused for it; the exact count is checked once it
+// is compiled.
+func regexpSize(re *syntax.Regexp, limit int) int {
+	return min(2+regexpNodes(re, limit), limit+1)
+}
+
+func regexpNodes(re *syntax.Regexp, limit int) int {
+	n := 0
+	switch re.Op {
+	case syntax.OpLiteral:
+		n = len(re.Rune) + 1
+	case syntax.OpCapture, syntax.OpStar, syntax.OpPlus, syntax.OpQuest:
+		n = 2 + regexpNodes(re.Sub[0], limit)
+	case syntax.OpRepeat:
+		copies := re.Max
+		if copies < 0 {
+			copies = re.Min + 1
+		}
+		sub := regexpNodes(re.Sub[0], limit) + 2
+		if copies > 0 && sub > (limit+1)/copies {
+			return limit + 1
+		}
+		n = copies*sub + 1
+	case syntax.OpConcat, syntax.OpAlternate:
+		for _, sub := range re.Sub {
+			if n += regexpNodes(sub, limit) + 1; n > limit {
+				break
+			}
+		}
+	default:
+		n = 2
+	}
+	return min(n, limit+1)
 }
 
 // remoteGreps bounds the grep requests a node serves at once, over all

@@ -8,6 +8,8 @@ import (
 	"math"
 	"math/rand"
 	"regexp"
+	"regexp/syntax"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -99,4 +101,96 @@ func TestJSONLineLen(t *testing.T) {
 		require.NoError(t, err)
 		require.GreaterOrEqual(t, jsonLineLen([]byte(text)), len(enc)+1, "%q", text)
 	}
+}
+
+// TestRegexpSizeRefusesEarly: an expression whose repetitions add up past
+// the limit is refused from its parsed form, before Simplify writes the
+// repetitions out.
+func TestRegexpSizeRefusesEarly(t *testing.T) {
+	// Within the 4 KiB a pattern may have: 372 and 157 repetitions of
+	// 1,000 (the parser refuses nested ones whose counts multiply past
+	// 1,000), which took 90 and 40 MB and 0.1 s to compile before.
+	for _, expr := range []string{strings.Repeat(`[a-z]{1000}`, 372), strings.Repeat(`(?:\pL{1000})`, 157), `(?:[a-h]?){1000}Q`} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := CompileQueryRegexp(expr)
+		runtime.ReadMemStats(&after)
+		require.ErrorContains(t, err, "instructions", expr)
+		// The parse's own (157 classes of \pL's hundreds of ranges: 2 MB).
+		require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(4<<20), "%s: allocated %d bytes", expr, after.TotalAlloc-before.TotalAlloc)
+	}
+	for _, expr := range []string{`(?:[a-h]?){100}Q`, `a{500}`, `(foo|bar|baz)+\d{1,3}`, `^\S+ error=\S+$`} {
+		_, err := CompileQueryRegexp(expr)
+		require.NoError(t, err, expr)
+	}
+}
+
+// TestRegexpSizeNeverUnder: the estimate is never below the compiled
+// program's size, so nothing within the limit is refused for it: random
+// expressions over every operator, checked against syntax.Compile.
+func TestRegexpSizeNeverUnder(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	atoms := []string{`a`, `abc`, `[a-z]`, `[^x]`, `.`, `\d`, `\b`, `^`, `$`, `(?i)k`, `\pL`, `(?:)`, `é`}
+	var gen func(depth int) string
+	gen = func(depth int) string {
+		if depth == 0 || rng.Intn(3) == 0 {
+			return atoms[rng.Intn(len(atoms))]
+		}
+		a, b := gen(depth-1), gen(depth-1)
+		switch rng.Intn(9) {
+		case 0:
+			return a + b
+		case 1:
+			return a + `|` + b
+		case 2:
+			return `(` + a + `)`
+		case 3:
+			return `(?:` + a + `)*`
+		case 4:
+			return `(?:` + a + `)+?`
+		case 5:
+			return `(?:` + a + `)?`
+		case 6:
+			return fmt.Sprintf(`(?:%s){%d}`, a, rng.Intn(6))
+		case 7:
+			return fmt.Sprintf(`(?:%s){%d,}`, a, rng.Intn(6))
+		default:
+			lo := rng.Intn(5)
+			return fmt.Sprintf(`(?:%s){%d,%d}`, a, lo, lo+rng.Intn(5))
+		}
+	}
+	for range 3000 {
+		expr := gen(5)
+		checkRegexpSize(t, expr)
+	}
+}
+
+func checkRegexpSize(t *testing.T, expr string) {
+	t.Helper()
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return
+	}
+	const limit = 200000
+	est := regexpSize(re, limit)
+	if est > limit {
+		return
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return
+	}
+	require.GreaterOrEqual(t, est, len(prog.Inst), "%s", expr)
+}
+
+func FuzzRegexpSize(f *testing.F) {
+	for _, s := range []string{`a{3}`, `(?:a?){10}`, `(x|y)*z`, `[a-c]{2,5}?`, `\b(?i:ab){0,}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, expr string) {
+		if len(expr) > 256 {
+			return
+		}
+		checkRegexpSize(t, expr)
+	})
 }
