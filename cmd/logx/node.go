@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -44,10 +45,19 @@ type nodeFile struct {
 	// anyone who reaches the HTTP address can then read the whole log.
 	// Off by default.
 	Viewer bool `yaml:"viewer"`
-	// ViewerHosts, if set, are the only host names the viewer answers to
-	// (logxview.Options.Hosts): the names operators reach it by.
+	// HTTPHosts are the host names operators reach the HTTP server by
+	// (besides IP addresses and localhost, which always do). A browser's
+	// request naming another host gets 421 (hostGuard), so that a page on
+	// another site cannot point a name of its own at the node (DNS
+	// rebinding) and write into the log through /ingest, or read /status
+	// and the viewer.
+	HTTPHosts []string `yaml:"http_hosts"`
+	// ViewerHosts is HTTPHosts's earlier name; both are read.
 	ViewerHosts []string `yaml:"viewer_hosts"`
 }
+
+// hosts is HTTPHosts with ViewerHosts.
+func (nf nodeFile) hosts() []string { return append(slices.Clip(nf.HTTPHosts), nf.ViewerHosts...) }
 
 // readNodeFile decodes a node's configuration file, YAML or JSON; a key
 // it does not know is an error.
@@ -136,30 +146,31 @@ type nodeFlags struct {
 	fs                              *flag.FlagSet
 	config, id, addr, listen, peers *string
 	dir, file, httpAddr, level      *string
-	ca, cert, key                   *string
+	ca, cert, key, httpHosts        *string
 	join, check, ingest, viewer     *bool
 }
 
 func newNodeFlags(stderr io.Writer) *nodeFlags {
 	fs := newFlags("node", stderr)
 	return &nodeFlags{
-		fs:       fs,
-		config:   fs.String("config", "", "YAML or JSON file of the node's settings (Config's yaml names, plus level, http, max_lag)"),
-		id:       fs.String("id", "", "NodeID"),
-		addr:     fs.String("addr", "", "Addr: host:port peers dial (an IP address or a DNS name)"),
-		listen:   fs.String("listen", "", "ListenAddr: host:port to bind (default -addr), e.g. :20001"),
-		peers:    fs.String("peers", "", "Peers: every node's Addr, comma-separated"),
-		dir:      fs.String("dir", "", "Dir: the node's data directory"),
-		file:     fs.String("file", "", "File: the active log file's name"),
-		httpAddr: fs.String("http", "", "address of the HTTP server (/metrics, /healthz, /readyz, /status, /ingest)"),
-		level:    fs.String("level", "", "the default stream's level (SIGHUP reads the file's again)"),
-		ca:       fs.String("ca", "", "TLSCAFile: PEM file of the cluster's CA (with -cert and -key: mutual TLS)"),
-		cert:     fs.String("cert", "", "TLSCertFile: PEM file of this node's certificate"),
-		key:      fs.String("key", "", "TLSKeyFile: PEM file of this node's private key"),
-		join:     fs.Bool("join", false, "Join: wait to be added to a running cluster"),
-		ingest:   fs.Bool("ingest", false, "serve POST /ingest on -http (anyone who reaches it can write into the log)"),
-		viewer:   fs.Bool("viewer", false, "serve the log viewer on -http under /logs/ (anyone who reaches it can read the log)"),
-		check:    fs.Bool("check", false, "check the settings and exit: 0 if a node could start with them"),
+		fs:        fs,
+		config:    fs.String("config", "", "YAML or JSON file of the node's settings (Config's yaml names, plus level, http, max_lag)"),
+		id:        fs.String("id", "", "NodeID"),
+		addr:      fs.String("addr", "", "Addr: host:port peers dial (an IP address or a DNS name)"),
+		listen:    fs.String("listen", "", "ListenAddr: host:port to bind (default -addr), e.g. :20001"),
+		peers:     fs.String("peers", "", "Peers: every node's Addr, comma-separated"),
+		dir:       fs.String("dir", "", "Dir: the node's data directory"),
+		file:      fs.String("file", "", "File: the active log file's name"),
+		httpAddr:  fs.String("http", "", "address of the HTTP server (/metrics, /healthz, /readyz, /status, /ingest)"),
+		httpHosts: fs.String("http-hosts", "", "http_hosts: the host names operators reach -http by, comma-separated (IP addresses and localhost always do)"),
+		level:     fs.String("level", "", "the default stream's level (SIGHUP reads the file's again)"),
+		ca:        fs.String("ca", "", "TLSCAFile: PEM file of the cluster's CA (with -cert and -key: mutual TLS)"),
+		cert:      fs.String("cert", "", "TLSCertFile: PEM file of this node's certificate"),
+		key:       fs.String("key", "", "TLSKeyFile: PEM file of this node's private key"),
+		join:      fs.Bool("join", false, "Join: wait to be added to a running cluster"),
+		ingest:    fs.Bool("ingest", false, "serve POST /ingest on -http (anyone who reaches it can write into the log)"),
+		viewer:    fs.Bool("viewer", false, "serve the log viewer on -http under /logs/ (anyone who reaches it can read the log)"),
+		check:     fs.Bool("check", false, "check the settings and exit: 0 if a node could start with them"),
 	}
 }
 
@@ -195,6 +206,13 @@ func (f *nodeFlags) settings() (nodeFile, error) {
 			nf.File = v
 		case "http":
 			nf.HTTP = v
+		case "http-hosts":
+			nf.HTTPHosts, nf.ViewerHosts = nil, nil
+			for h := range strings.SplitSeq(v, ",") {
+				if h = strings.TrimSpace(h); h != "" {
+					nf.HTTPHosts = append(nf.HTTPHosts, h)
+				}
+			}
 		case "level":
 			nf.Level = v
 		case "ca":

@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,10 +40,46 @@ func nodeHandler(lx *logx.Logx, nf nodeFile, in *ingester) http.Handler {
 	if nf.Viewer {
 		// Its live tails end with the requests' base context, which the
 		// node cancels before it shuts the server down.
-		mux.Handle("/logs/", http.StripPrefix("/logs", logxview.Handler(lx, logxview.Options{Hosts: nf.ViewerHosts})))
+		// hostGuard checks the Host of a browser's requests, the viewer's
+		// included (rather than logxview.Options.Hosts, which would refuse
+		// the node's IP address too).
+		mux.Handle("/logs/", http.StripPrefix("/logs", logxview.Handler(lx, logxview.Options{})))
 		mux.Handle("GET /logs", http.RedirectHandler("/logs/", http.StatusMovedPermanently))
 	}
-	return mux
+	return hostGuard(nf.hosts(), mux)
+}
+
+// hostGuard refuses with 421 a browser's request whose Host is not an IP
+// address, localhost, or one of hosts. A page on another site whose name
+// its owner points at the node's address (DNS rebinding) is, to the
+// browser, the same origin as the node: without this it could POST to
+// /ingest (CrossOriginProtection lets a same-origin request through) and
+// read /status. A browser names its page's host, so the page's own site
+// never passes; a browser's request is one with Sec-Fetch-Site or Origin,
+// which every current browser sends. Other clients (Prometheus, curl,
+// shippers) choose their Host header anyway and are not checked.
+func hostGuard(hosts []string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if (r.Header.Get("Sec-Fetch-Site") != "" || r.Header.Get("Origin") != "") && !knownHost(r.Host, hosts) {
+			http.Error(w, fmt.Sprintf("unknown host %q: a browser reaches this server by an IP address, localhost, or a name in http_hosts (-http-hosts)", r.Host),
+				http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// knownHost reports whether host (a Host header, with or without a port)
+// is an IP address, localhost, or one of hosts (a name, or host:port).
+func knownHost(host string, hosts []string) bool {
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	if net.ParseIP(strings.Trim(name, "[]")) != nil || strings.EqualFold(name, "localhost") {
+		return true
+	}
+	return slices.ContainsFunc(hosts, func(h string) bool { return strings.EqualFold(h, host) || strings.EqualFold(h, name) })
 }
 
 // Bounds of /ingest, so that a request costs at most a few times its body

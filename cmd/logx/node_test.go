@@ -168,7 +168,7 @@ streams:
 		// Flags only; this node does not declare the stream: the catalog
 		// brings it.
 		startNode(t, bin, "-id", "n3", "-addr", peers[2], "-peers", strings.Join(peers, ","), "-dir", dirs[2],
-			"-file", "app.log", "-http", https[2], "-ingest", "-viewer"),
+			"-file", "app.log", "-http", https[2], "-ingest", "-viewer", "-http-hosts", "logs.test"),
 	}
 	for _, h := range https {
 		waitHTTP(t, "http://"+h+"/readyz")
@@ -218,6 +218,29 @@ streams:
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusForbidden, resp.StatusCode, "a browser's cross-site POST to /ingest")
+	// DNS rebinding: a page of evil.example, whose name now points at the
+	// node, is the same origin to the browser. Refused (421) unless the
+	// Host is an IP address, localhost or in http_hosts.
+	browser := func(method, url, host string) int {
+		t.Helper()
+		req, err := http.NewRequest(method, url, strings.NewReader("rebound\n"))
+		require.NoError(t, err)
+		req.Host = host
+		req.Header.Set("Content-Type", "text/plain")
+		req.Header.Set("Origin", "http://"+host)
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	_, port, _ := net.SplitHostPort(https[2])
+	require.Equal(t, http.StatusMisdirectedRequest, browser("POST", "http://"+https[2]+"/ingest", "evil.example:"+port))
+	require.Equal(t, http.StatusMisdirectedRequest, browser("GET", "http://"+https[2]+"/status", "evil.example:"+port))
+	require.Equal(t, http.StatusMisdirectedRequest, browser("GET", "http://"+https[0]+"/status", "evil.example:"+port))
+	require.Equal(t, http.StatusOK, browser("GET", "http://"+https[2]+"/status", "logs.test:"+port), "a name in -http-hosts")
+	require.Equal(t, http.StatusOK, browser("GET", "http://"+https[0]+"/status", "localhost:"+port))
+	require.Equal(t, http.StatusOK, browser("GET", "http://"+https[0]+"/status", https[0]))
 
 	resp, err = http.Get("http://" + https[0] + "/metrics")
 	require.NoError(t, err)
@@ -332,4 +355,25 @@ func TestExitOnSecondSignal(t *testing.T) {
 			require.Empty(t, sigs, "exited at the %d-th", n)
 		}
 	}
+}
+
+func TestKnownHost(t *testing.T) {
+	hosts := []string{"logs.test", "ops.example:8080"}
+	for host, want := range map[string]bool{
+		"127.0.0.1:9000": true, "[::1]:9000": true, "10.1.2.3": true, "localhost:9000": true, "LOCALHOST": true,
+		"logs.test": true, "logs.test:9000": true, "LOGS.test:1": true, "ops.example:8080": true,
+		"ops.example:9090": false, "evil.example:9000": false, "localhost.evil.example": false, "": false, "127.0.0.1.evil.example": false,
+	} {
+		require.Equal(t, want, knownHost(host, hosts), host)
+	}
+}
+
+// http_hosts, and viewer_hosts (its earlier name), are both read.
+func TestHTTPHostsFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "n.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("http_hosts: [logs.test]\nviewer_hosts: [old.test]\n"), 0o644))
+	nf, err := readNodeFile(path)
+	require.NoError(t, err)
+	require.Equal(t, []string{"logs.test", "old.test"}, nf.hosts())
+	require.True(t, knownHost("old.test:8080", nf.hosts()))
 }
