@@ -331,6 +331,13 @@ func (h *Viewer) serveTail(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if r.Method == http.MethodHead {
+		// Its body would be thrown away: it would hold a tail's turn, and
+		// replay lines, for a client that can never be seen to stop
+		// reading.
+		w.Header().Set("Content-Type", "text/event-stream")
+		return
+	}
 	// A tail replays at most MaxReplay lines: older ones are a search's.
 	var skipped uint64
 	if now, m := src.Stats().Seq, h.o.MaxReplay; now >= m && from < now-m+1 {

@@ -338,6 +338,19 @@ func TestTail(t *testing.T) {
 	require.Equal(t, fmt.Sprint(seq), id)
 	require.Equal(t, [][2]string{{"k", "<b>"}}, e2.Attrs)
 
+	// A HEAD request takes no turn (its body would be thrown away, so it
+	// could never be seen to stop reading): with one tail open, two HEADs
+	// answer at once, and one more tail still fits.
+	for range 2 {
+		hctx, hcancel := context.WithTimeout(ctx, 5*time.Second)
+		req, _ := http.NewRequestWithContext(hctx, "HEAD", srv.URL+"/api/tail", nil)
+		res, err := http.DefaultClient.Do(req)
+		hcancel()
+		require.NoError(t, err, "a HEAD of a tail did not answer")
+		res.Body.Close()
+		require.Equal(t, 200, res.StatusCode)
+		require.Equal(t, "text/event-stream", res.Header.Get("Content-Type"))
+	}
 	// At most MaxTails at once.
 	_, done2 := open(url.Values{}, "")
 	res, err := http.Get(srv.URL + "/api/tail")
