@@ -65,7 +65,13 @@ func (lx *Stream) serveFetch(c net.Conn) {
 			// are decoded here: peers always get plain bytes.
 			var r io.Reader
 			if r, err = f.Range(off, n); err == nil {
-				_, err = io.Copy(c, r)
+				var sent int64
+				if sent, err = io.Copy(c, r); err == nil && sent != n {
+					// The file was cut back after its size was read (a
+					// write error's redo): the peer would wait for the
+					// rest, for the connection's deadline.
+					err = fmt.Errorf("sent %d bytes of %d", sent, n)
+				}
 			}
 		}
 		f.Close()

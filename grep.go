@@ -77,6 +77,9 @@ const grepChunk = 256 << 10
 // Line.Text is only valid during the call. Grep stops at the first error
 // fn returns, or when ctx ends.
 func Grep(ctx context.Context, dir, file string, q Query, fn func(Line) error) (err error) {
+	if q.Before < 0 || q.After < 0 || q.Limit < 0 {
+		return fmt.Errorf("logx: Grep: Before (%d), After (%d) and Limit (%d) may not be negative", q.Before, q.After, q.Limit)
+	}
 	if q.Newest && (q.Before > 0 || q.After > 0) {
 		return errors.New("logx: Grep: context lines (Before, After) come in log order: not with Newest")
 	}

@@ -121,6 +121,14 @@ func TestGrepOptions(t *testing.T) {
 	}
 	err = lx.Grep(ctx, Query{Newest: true, After: 1}, func(Line) error { return nil })
 	require.ErrorContains(t, err, "not with Newest")
+	// Negative counts are refused: Before -1 gave every line before the
+	// first match as context.
+	for _, q := range []Query{{Before: -1, After: 1}, {After: -1}, {Limit: -1}} {
+		n := 0
+		err = lx.Grep(ctx, q, func(Line) error { n++; return nil })
+		require.ErrorContains(t, err, "may not be negative", "%+v", q)
+		require.Zero(t, n)
+	}
 	// A substring across a newline is in no line (it found the lines
 	// where one line ended with its start).
 	for _, needle := range []string{"needle 297\n", "297\nseq=", "\n"} {

@@ -640,6 +640,7 @@ func (r *Reader) Next() (Line, error) {
 		}
 		line, err := r.readLine()
 		if err != nil && !errors.Is(err, io.EOF) {
+			_ = r.seek(r.off) // a call after the error reads the same line, not its tail
 			return Line{}, fmt.Errorf("logx: %s: %w", r.cur.name, err)
 		}
 		if err == nil {

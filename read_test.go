@@ -328,11 +328,22 @@ func TestLongLineIsDamage(t *testing.T) {
 	r, err := OpenReader(dir, "app.log")
 	require.NoError(t, err)
 	defer r.Close()
+	seen := map[uint64]bool{}
 	for err == nil {
-		_, err = r.Next()
+		var l Line
+		if l, err = r.Next(); err == nil {
+			seen[l.Seq] = true
+		}
 	}
 	require.ErrorIs(t, err, ErrCorrupt)
 	require.Contains(t, err.Error(), files[1].name)
+	// Called again, the Reader reads the same line and fails the same way:
+	// before, it read on from the line's tail, and its offset fell behind.
+	for range 3 {
+		l, err2 := r.Next()
+		require.ErrorIs(t, err2, ErrCorrupt, "line %d", l.Seq)
+	}
+	require.NotContains(t, seen, files[1].first, "a line of the damaged file was read")
 
 	err = grepMatches(t.Context(), dir, "app.log", Query{}, func(Line) error { return nil })
 	require.ErrorIs(t, err, ErrCorrupt)
