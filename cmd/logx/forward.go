@@ -70,8 +70,13 @@ func cmdForward(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		}
 		raws := []string{line}
 		batch := []logx.ClientEntry{parser.parse(line)}
+		size := len(line)
+		// One Send is one batch (as /ingest's chunks are): a batch the
+		// leader refuses is then all there is to send again as it is.
+		// Before, a Send of more than 1 MiB went as several batches, and
+		// a refusal of a later one sent the committed ones a second time.
 	more:
-		for len(batch) < 1000 {
+		for len(batch) < ingestChunk && size < ingestChunkSize {
 			select {
 			case l, ok := <-lines:
 				if !ok {
@@ -79,6 +84,7 @@ func cmdForward(ctx context.Context, args []string, stdin io.Reader, stdout, std
 				}
 				raws = append(raws, l)
 				batch = append(batch, parser.parse(l))
+				size += len(l)
 			default:
 				break more
 			}

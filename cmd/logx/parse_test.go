@@ -295,3 +295,29 @@ func TestForwardParseFallsBack(t *testing.T) {
 	require.Contains(t, errs, "2 lines committed")
 	waitSeq(t, nodes, 2)
 }
+
+// A refused batch is the only one sent again as it is: forward's batches
+// are one Client batch each. Before, 1,000 lines of over 1 MiB went as
+// several batches, and when the leader refused a later one, forward sent
+// the whole 1,000 again as they were: the committed lines twice.
+func TestForwardFallbackWritesOnce(t *testing.T) {
+	nodes, cfgs := clusterWith(t, func(cfg *logx.Config) {
+		cfg.Format = logx.FormatJSON
+		cfg.MaxEntrySize = 16 << 10
+	})
+	var in strings.Builder
+	pad := strings.Repeat("p", 8<<10)
+	const n = 200 // 1.6 MB, then a line the leader refuses
+	for i := range n {
+		fmt.Fprintf(&in, `{"msg":"line %d","pad":"%s"}`+"\n", i, pad)
+	}
+	fmt.Fprintf(&in, `{"msg":"big","o":{"k":"%s"}}`+"\n", strings.Repeat("<", 3000))
+	code, _, errs := runCmd(t, in.String(), "forward", "-parse", "json", cfgs[0].Addr)
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, errs, fmt.Sprintf("%d lines committed", n+1))
+	waitSeq(t, nodes, n+1)
+	for _, lx := range nodes {
+		require.NoError(t, lx.Flush(t.Context()))
+		require.Equal(t, uint64(n+1), lx.Stats().Seq, "a line written twice")
+	}
+}
