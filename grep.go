@@ -420,6 +420,9 @@ func (c *grepContext) context(to uint64) error {
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
+		if errors.As(err, new(badLineError)) {
+			continue // a damaged line: not context, as it is no match
+		}
 		if err != nil {
 			return err
 		}

@@ -1,10 +1,13 @@
 package logx
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
 	"math/rand"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -145,4 +148,43 @@ func diffSeqs(a, b []uint64, n int) []uint64 {
 		}
 	}
 	return out
+}
+
+// TestGrepContextSkipsBadLine: a damaged line among the context lines is
+// skipped, as Grep skips it among the matches. Before, Grep with Before or
+// After failed on it, while the same query without context found its
+// matches.
+func TestGrepContextSkipsBadLine(t *testing.T) {
+	dir := writeLog(t, testLogs(40, 4), filePolicy{rotation: store.Rotation{MaxSize: 2048}}, FormatText)
+	names, err := LogFiles(dir, "app.log")
+	require.NoError(t, err)
+	var path string
+	var at int
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		require.NoError(t, err)
+		if i := bytes.Index(b, []byte("log 20 entry 1")); i >= 0 {
+			path, at = filepath.Join(dir, n), bytes.LastIndexByte(b[:i], '\n')+1
+			b[at] = '#' // the line's head no longer parses
+			require.NoError(t, os.WriteFile(path, b, 0o644))
+			break
+		}
+	}
+	require.NotEmpty(t, path)
+	for _, q := range []Query{{Contains: "log 20 entry 2"}, {Contains: "log 20 entry 2", Before: 2, After: 1}} {
+		var got []string
+		err := Grep(t.Context(), dir, "app.log", q, func(l Line) error {
+			got = append(got, string(l.Text[bytes.Index(l.Text, []byte("log ")):]))
+			return nil
+		})
+		require.NoError(t, err, "%+v", q)
+		if q.Before == 0 {
+			require.Len(t, got, 1)
+			continue
+		}
+		require.Len(t, got, 3, "%q", got)
+		require.Contains(t, got[0], "log 20 entry 0")
+		require.Contains(t, got[1], "log 20 entry 2")
+		require.Contains(t, got[2], "log 20 entry 3")
+	}
 }

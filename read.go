@@ -577,6 +577,14 @@ func (r *Reader) lineEnd(start int64) (int64, error) {
 const maxLineBytes = maxBatchBytes + 4<<10
 
 // errLongLine is the damage of a line longer than maxLineBytes.
+// badLineError is Next's error for a complete line that does not parse;
+// the next call reads on after it (Grep's context lines skip it, as Grep
+// skips it among the matches).
+type badLineError struct{ err error }
+
+func (e badLineError) Error() string { return e.err.Error() }
+func (e badLineError) Unwrap() error { return e.err }
+
 var errLongLine = fmt.Errorf("%w: a line longer than %d bytes, more than any node writes", ErrCorrupt, maxLineBytes)
 
 // readLine reads one complete line (without its newline) at the current
@@ -647,7 +655,7 @@ func (r *Reader) Next() (Line, error) {
 			r.off += int64(len(line)) + 1
 			seq, t, level, err := parseHead(line)
 			if err != nil {
-				return Line{}, fmt.Errorf("logx: %s at byte %d: %w", r.cur.name, r.off-int64(len(line))-1, err)
+				return Line{}, fmt.Errorf("logx: %s at byte %d: %w", r.cur.name, r.off-int64(len(line))-1, badLineError{err})
 			}
 			return Line{Seq: seq, Time: t, Level: level, Text: line}, nil
 		}
