@@ -24,7 +24,7 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 
 // fail prints an error and returns exit status 2.
 func fail(stderr io.Writer, format string, args ...any) int {
-	fmt.Fprintf(stderr, "logx: "+format+"\n", args...)
+	fmt.Fprintln(stderr, termSafe(fmt.Sprintf("logx: "+format, args...)))
 	return 2
 }
 

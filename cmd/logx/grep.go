@@ -117,6 +117,7 @@ type grepOutput struct {
 	json, count, separate bool
 	matches, printed      int
 	last                  map[string]uint64 // the last sequence number printed, by stream
+	buf                   []byte
 }
 
 func (o *grepOutput) line(stream string, l logx.Line) error {
@@ -159,7 +160,8 @@ func (o *grepOutput) line(stream string, l logx.Line) error {
 		o.w.WriteString(stream)
 		o.w.WriteString(": ")
 	}
-	o.w.Write(l.Text)
+	o.buf = appendTermSafe(o.buf[:0], l.Text)
+	o.w.Write(o.buf)
 	return o.w.WriteByte('\n')
 }
 

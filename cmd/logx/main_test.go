@@ -618,3 +618,32 @@ func TestCompressedCLI(t *testing.T) {
 	require.Contains(t, errs, zn[0])
 	require.Contains(t, errs, "corrupt")
 }
+
+func TestTermSafe(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain line\twith tab":  "plain line\twith tab",
+		"é日本 ok":                "é日本 ok",
+		"\x1b]0;pwned\x07 x":    `\x1b]0;pwned\x07 x`,
+		"a\rb\nc\x7fd":          `a\x0db\x0ac\x7fd`,
+		"c1 \u009b31m csi":      `c1 \u009b31m csi`,
+		"\u0080\u009f\u00a0end": `\u0080\u009f` + "\u00a0end",
+		"\xc2":                  "\xc2",
+	} {
+		require.Equal(t, want, termSafe(in), "%q", in)
+		require.Equal(t, want, string(appendTermSafe(nil, []byte(in))), "%q", in)
+	}
+}
+
+// Terminal controls in a line (a damaged file, a compromised peer's grep
+// answer) reach the terminal escaped.
+func TestTailEscapesControls(t *testing.T) {
+	dir := t.TempDir()
+	line := "seq=1 time=2026-12-06T00:00:00.000000Z level=INFO node=n1 msg=\x1b]0;pwned\x07\x1b[2J\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "app.log"), []byte(line), 0o644))
+	for _, args := range [][]string{{"tail", dir}, {"grep", "pwned", dir}} {
+		code, out, errs := runCmd(t, "", args...)
+		require.Equal(t, 0, code, errs)
+		require.NotContains(t, out, "\x1b", args)
+		require.Contains(t, out, `msg=\x1b]0;pwned\x07\x1b[2J`, args)
+	}
+}

@@ -44,6 +44,7 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	}
 	w := bufio.NewWriter(stdout)
 	defer w.Flush()
+	var buf []byte
 	for {
 		l, err := r.Next()
 		if errors.Is(err, io.EOF) {
@@ -64,7 +65,8 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 			return fail(stderr, "%v", err)
 		}
 		if lv == nil || l.Level >= lv.Level() {
-			w.Write(l.Text)
+			buf = appendTermSafe(buf[:0], l.Text)
+			w.Write(buf)
 			w.WriteByte('\n')
 		}
 	}
