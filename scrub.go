@@ -327,16 +327,20 @@ func (f *fsm) lost(fs store.File) bool {
 	return f.lostLocked(fs)
 }
 
-// lostLocked is lost with filesMu held. Retention renames a file to its
-// retired name under filesMu, so a retired file has a copy until a
-// snapshot deletes it, also under filesMu; a snapshot deletes only files
-// retired before the snapshot before it, whose checkpoint no longer
+// lostLocked is lost with filesMu held. Retention and truncation retire
+// the oldest files first, each under filesMu, and the Writer records how
+// far (RetiredBelow), also for a file that was already missing: the
+// newest checkpoint may list such a file until the next one, and a
+// missing file retired is not lost. A retired file keeps a copy until a
+// snapshot deletes it, also under filesMu, and a snapshot deletes only
+// files retired before the snapshot before it, whose checkpoint no longer
 // listed them. A catch-up removes and replaces files under filesMu too,
 // before its new list is noted: nothing counts as lost while one runs, or
 // once one has failed with the files not open.
 func (f *fsm) lostLocked(fs store.File) bool {
-	if f.segPtr.Load() == nil || f.catchingUp() {
-		return false
+	seg := f.segPtr.Load()
+	if seg == nil || f.catchingUp() || fs.First < seg.RetiredBelow() {
+		return false // no files, files in flux, or retired since the checkpoint (perhaps missing when retired)
 	}
 	for _, name := range []string{fs.Name, fs.Name + store.CompressedExt, store.RetiredName(fs.Name), store.RetiredName(fs.Name + store.CompressedExt)} {
 		if _, err := os.Lstat(filepath.Join(f.dir, name)); !errors.Is(err, os.ErrNotExist) {
@@ -344,7 +348,11 @@ func (f *fsm) lostLocked(fs store.File) bool {
 		}
 	}
 	p := f.checkpointed.Load()
-	return p != nil && slices.ContainsFunc(*p, func(c store.File) bool { return c.Name == fs.Name && c.First == fs.First })
+	if p == nil {
+		return false
+	}
+	i, ok := slices.BinarySearchFunc(*p, fs.First, func(c store.File, first uint64) int { return cmp.Compare(c.First, first) })
+	return ok && (*p)[i].Name == fs.Name
 }
 
 // dropCopy drops from the page cache the pages of fh, a file copied from a

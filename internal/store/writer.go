@@ -91,6 +91,10 @@ type Writer struct {
 
 	rotations   uint64
 	activeFirst atomic.Uint64 // first, for readers on other goroutines
+	// retiredBelow: every rotated file starting below it has been retired
+	// (renamed under Retire's lock, or found missing) since this Writer
+	// opened; for other goroutines.
+	retiredBelow atomic.Uint64
 }
 
 // Open recovers the files of dir to the checkpoint st (known is false when
@@ -422,6 +426,9 @@ func (w *Writer) Retire(maxFiles int, maxAge time.Duration, clock int64, before 
 		}
 		lock.Lock()
 		err := retire(w.dir, old.Name)
+		if err == nil {
+			w.retiredBelow.Store(next)
+		}
 		lock.Unlock()
 		if err != nil {
 			return out, err
@@ -507,3 +514,9 @@ func RemoveRetired(dir, name string) error {
 // ActiveFirst is the first sequence number of the active file; safe from
 // any goroutine.
 func (w *Writer) ActiveFirst() uint64 { return w.activeFirst.Load() }
+
+// RetiredBelow is the first sequence number below which every rotated file
+// has been retired since the Writer opened (0: none): Retire sets it under
+// its lock, also for a file it found missing in both forms. Safe from any
+// goroutine.
+func (w *Writer) RetiredBelow() uint64 { return w.retiredBelow.Load() }
