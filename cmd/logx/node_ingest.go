@@ -49,21 +49,27 @@ func nodeHandler(lx *logx.Logx, nf nodeFile, in *ingester) http.Handler {
 	return hostGuard(nf.hosts(), mux)
 }
 
-// hostGuard refuses with 421 a browser's request whose Host is not an IP
-// address, localhost, or one of hosts. A page on another site whose name
-// its owner points at the node's address (DNS rebinding) is, to the
-// browser, the same origin as the node: without this it could POST to
-// /ingest (CrossOriginProtection lets a same-origin request through) and
-// read /status. A browser names its page's host, so the page's own site
-// never passes; a browser's request is one with Sec-Fetch-Site or Origin,
-// which every current browser sends. Other clients (Prometheus, curl,
-// shippers) choose their Host header anyway and are not checked.
+// hostGuard refuses with 421 a request for anything but /metrics,
+// /healthz and /readyz whose Host is not an IP address, localhost, or one
+// of hosts. Through DNS rebinding a page on another site, whose name its
+// owner points at the node's address, is the node's own origin to the
+// browser: it could read /status and the viewer, and POST to /ingest
+// (CrossOriginProtection lets a same-origin request through). A browser
+// names the page's host, so the page's own site never passes. Every
+// request is checked, a browser's or not: over plain HTTP a browser sends
+// neither Sec-Fetch-Site nor, on a same-origin GET, Origin, so a
+// browser's request cannot be told from curl's. Prometheus and probes
+// that reach the node by a name keep /metrics, /healthz and /readyz.
 func hostGuard(hosts []string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if (r.Header.Get("Sec-Fetch-Site") != "" || r.Header.Get("Origin") != "") && !knownHost(r.Host, hosts) {
-			http.Error(w, fmt.Sprintf("unknown host %q: a browser reaches this server by an IP address, localhost, or a name in http_hosts (-http-hosts)", r.Host),
-				http.StatusMisdirectedRequest)
-			return
+		switch r.URL.Path {
+		case "/metrics", "/healthz", "/readyz":
+		default:
+			if !knownHost(r.Host, hosts) {
+				http.Error(w, fmt.Sprintf("unknown host %q: this server answers %s by an IP address, localhost, or a name in http_hosts (-http-hosts)", r.Host, r.URL.Path),
+					http.StatusMisdirectedRequest)
+				return
+			}
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -76,10 +82,14 @@ func knownHost(host string, hosts []string) bool {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		name = h
 	}
-	if net.ParseIP(strings.Trim(name, "[]")) != nil || strings.EqualFold(name, "localhost") {
+	name = strings.TrimSuffix(strings.Trim(name, "[]"), ".") // a fully qualified name ends in a dot
+	ip, _, _ := strings.Cut(name, "%")                       // an IPv6 address's zone
+	if net.ParseIP(ip) != nil || strings.EqualFold(name, "localhost") {
 		return true
 	}
-	return slices.ContainsFunc(hosts, func(h string) bool { return strings.EqualFold(h, host) || strings.EqualFold(h, name) })
+	return slices.ContainsFunc(hosts, func(h string) bool {
+		return strings.EqualFold(h, host) || strings.EqualFold(strings.TrimSuffix(h, "."), name)
+	})
 }
 
 // Bounds of /ingest, so that a request costs at most a few times its body

@@ -219,16 +219,19 @@ streams:
 	resp.Body.Close()
 	require.Equal(t, http.StatusForbidden, resp.StatusCode, "a browser's cross-site POST to /ingest")
 	// DNS rebinding: a page of evil.example, whose name now points at the
-	// node, is the same origin to the browser. Refused (421) unless the
-	// Host is an IP address, localhost or in http_hosts.
+	// node, is the same origin to the browser, and over plain HTTP a
+	// browser's GET carries no header that tells it from curl's. Refused
+	// (421) unless the Host is an IP address, localhost or in http_hosts;
+	// /metrics, /healthz and /readyz answer any name.
 	browser := func(method, url, host string) int {
 		t.Helper()
 		req, err := http.NewRequest(method, url, strings.NewReader("rebound\n"))
 		require.NoError(t, err)
 		req.Host = host
 		req.Header.Set("Content-Type", "text/plain")
-		req.Header.Set("Origin", "http://"+host)
-		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		if method == "POST" {
+			req.Header.Set("Origin", "http://"+host)
+		}
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		resp.Body.Close()
@@ -241,6 +244,10 @@ streams:
 	require.Equal(t, http.StatusOK, browser("GET", "http://"+https[2]+"/status", "logs.test:"+port), "a name in -http-hosts")
 	require.Equal(t, http.StatusOK, browser("GET", "http://"+https[0]+"/status", "localhost:"+port))
 	require.Equal(t, http.StatusOK, browser("GET", "http://"+https[0]+"/status", https[0]))
+	require.Equal(t, http.StatusMisdirectedRequest, browser("GET", "http://"+https[2]+"/logs/api/search?q=x", "evil.example:"+port))
+	require.Equal(t, http.StatusOK, browser("GET", "http://"+https[2]+"/logs/api/search?q=x", "logs.test:"+port))
+	require.Equal(t, http.StatusOK, browser("GET", "http://"+https[0]+"/metrics", "evil.example:"+port), "Prometheus by any name")
+	require.Equal(t, http.StatusOK, browser("GET", "http://"+https[0]+"/healthz", "evil.example:"+port))
 
 	resp, err = http.Get("http://" + https[0] + "/metrics")
 	require.NoError(t, err)
@@ -362,6 +369,7 @@ func TestKnownHost(t *testing.T) {
 	for host, want := range map[string]bool{
 		"127.0.0.1:9000": true, "[::1]:9000": true, "10.1.2.3": true, "localhost:9000": true, "LOCALHOST": true,
 		"logs.test": true, "logs.test:9000": true, "LOGS.test:1": true, "ops.example:8080": true,
+		"logs.test.:9000": true, "localhost.:1": true, "[fe80::1%eth0]:9000": true, "[::1]": true,
 		"ops.example:9090": false, "evil.example:9000": false, "localhost.evil.example": false, "": false, "127.0.0.1.evil.example": false,
 	} {
 		require.Equal(t, want, knownHost(host, hosts), host)
