@@ -98,9 +98,9 @@ func CompileQueryRegexp(expr string) (*regexp.Regexp, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Simplify writes repetitions out: (?:(?:a{1000}){1000}){3} passes
-	// the parser's own bound and expands to 3,000,000 instructions, over
-	// 100 MB, before the count below could refuse it.
+	// Simplify writes repetitions out: 372 copies of [a-z]{1000} fit in
+	// 4 KiB and expand to 372,000 instructions, 90 MB, before the count
+	// below could refuse them.
 	if n := regexpSize(re, 4*maxRegexpInsts); n > 4*maxRegexpInsts {
 		return nil, fmt.Errorf("the expression compiles to more than %d instructions", maxRegexpInsts)
 	}
@@ -116,12 +116,13 @@ func CompileQueryRegexp(expr string) (*regexp.Regexp, error) {
 
 // regexpSize estimates the instructions re compiles to, repetitions
 // written out, from its parsed form and without writing them out; it
-// stops counting past limit. It never counts fewer than the compiler
-// makes (the program's fail and match; each copy of a repetition's body
-// and a branch; a capture's two; one for a character class, however many
-// ranges it holds, or an empty-width assertion), so an expression within
-// the limit is never refused for it; the exact count is checked once it
-// is compiled.
+// stops counting past limit. It counts as the compiler does (the
+// program's fail and match; a rune per literal character; one for a
+// character class, however many ranges it holds, or an empty-width
+// assertion; a capture's two; two for each *, +, ? and each optional
+// copy of a repetition, a branch between alternatives), never fewer, so an expression within the limit
+// is never refused for it; the exact count is checked once it is
+// compiled.
 func regexpSize(re *syntax.Regexp, limit int) int {
 	return min(2+regexpNodes(re, limit), limit+1)
 }
@@ -130,27 +131,35 @@ func regexpNodes(re *syntax.Regexp, limit int) int {
 	n := 0
 	switch re.Op {
 	case syntax.OpLiteral:
-		n = len(re.Rune) + 1
-	case syntax.OpCapture, syntax.OpStar, syntax.OpPlus, syntax.OpQuest:
+		n = max(len(re.Rune), 1)
+	case syntax.OpCapture:
 		n = 2 + regexpNodes(re.Sub[0], limit)
+	case syntax.OpStar, syntax.OpPlus, syntax.OpQuest:
+		n = 2 + regexpNodes(re.Sub[0], limit) // x* of an x that matches empty is (x+)?
 	case syntax.OpRepeat:
-		copies := re.Max
-		if copies < 0 {
-			copies = re.Min + 1
+		// x{n} is n copies of x; x{n,m} n copies and m-n optional
+		// ones, x?; x{n,} n copies and x* (or n-1 and x+).
+		sub := regexpNodes(re.Sub[0], limit)
+		opt := re.Max - re.Min
+		if re.Max < 0 {
+			opt = 1
 		}
-		sub := regexpNodes(re.Sub[0], limit) + 2
-		if copies > 0 && sub > (limit+1)/copies {
+		if sub+2 > (limit+1)/max(re.Min+opt, 1) {
 			return limit + 1
 		}
-		n = copies*sub + 1
+		n = max(re.Min*sub+opt*(sub+2), 1)
 	case syntax.OpConcat, syntax.OpAlternate:
 		for _, sub := range re.Sub {
-			if n += regexpNodes(sub, limit) + 1; n > limit {
+			if n += regexpNodes(sub, limit); n > limit {
 				break
 			}
 		}
+		if re.Op == syntax.OpAlternate {
+			n += len(re.Sub) - 1 // a branch between each two
+		}
+		n = max(n, 1)
 	default:
-		n = 2
+		n = 1
 	}
 	return min(n, limit+1)
 }

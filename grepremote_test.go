@@ -119,7 +119,8 @@ func TestRegexpSizeRefusesEarly(t *testing.T) {
 		// The parse's own (157 classes of \pL's hundreds of ranges: 2 MB).
 		require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(4<<20), "%s: allocated %d bytes", expr, after.TotalAlloc-before.TotalAlloc)
 	}
-	for _, expr := range []string{`(?:[a-h]?){100}Q`, `a{500}`, `(foo|bar|baz)+\d{1,3}`, `^\S+ error=\S+$`} {
+	for _, expr := range []string{`(?:[a-h]?){100}Q`, `a{500}`, `(foo|bar|baz)+\d{1,3}`, `^\S+ error=\S+$`,
+		`(?:(?:a{2}){2}){200}`, `(?:(?:(?:x|y){2}){5}){40}`, `(?:(?:a?){2,4}){100}`, `(?:(?:(?:(?:a{2}){2}){2}){2}){60}`} {
 		_, err := CompileQueryRegexp(expr)
 		require.NoError(t, err, expr)
 	}
@@ -163,6 +164,18 @@ func TestRegexpSizeNeverUnder(t *testing.T) {
 		expr := gen(5)
 		checkRegexpSize(t, expr)
 	}
+	for range 300 { // nested repetitions near the limit
+		expr := atoms[rng.Intn(len(atoms))]
+		for range 1 + rng.Intn(4) {
+			lo := rng.Intn(4)
+			if rng.Intn(2) == 0 {
+				expr = fmt.Sprintf(`(?:%s){%d}`, expr, 1+rng.Intn(12))
+			} else {
+				expr = fmt.Sprintf(`(?:%s){%d,%d}`, expr, lo, lo+rng.Intn(12))
+			}
+		}
+		checkRegexpSize(t, expr)
+	}
 }
 
 func checkRegexpSize(t *testing.T, expr string) {
@@ -181,6 +194,9 @@ func checkRegexpSize(t *testing.T, expr string) {
 		return
 	}
 	require.GreaterOrEqual(t, est, len(prog.Inst), "%s", expr)
+	if len(prog.Inst) <= maxRegexpInsts {
+		require.LessOrEqual(t, est, 4*maxRegexpInsts, "%s: %d instructions, refused by the estimate", expr, len(prog.Inst))
+	}
 }
 
 func FuzzRegexpSize(f *testing.F) {
