@@ -246,7 +246,7 @@ func (q *Query) timesMeet(lo, hi int64) bool {
 
 // grepFile sends the matching lines of one file in batches.
 func grepFile(ctx context.Context, dir, file string, lf logFile, q *Query, out chan<- []Line) error {
-	seg, err := openLogFile(dir, file, lf)
+	seg, lf, err := openLogFile(dir, file, lf)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil // retired or rotated away meanwhile

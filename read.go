@@ -269,26 +269,29 @@ func firstSeqOf(r io.Reader) (uint64, error) {
 // is opened instead: reading the new active file under the old one's
 // first number skipped the lines between them (Grep, Reader), and read
 // them twice at the next rotation (Reader). A file gone since (retired) is
-// ErrNotExist.
-func openLogFile(dir, file string, lf logFile) (*store.Segment, error) {
+// ErrNotExist. The logFile returned names the file opened.
+func openLogFile(dir, file string, lf logFile) (*store.Segment, logFile, error) {
 	if lf.name != file {
-		return store.OpenSegment(filepath.Join(dir, lf.name))
+		seg, err := store.OpenSegment(filepath.Join(dir, lf.name))
+		return seg, lf, err
 	}
 	seg, err := store.OpenSegment(filepath.Join(dir, file))
 	switch {
 	case err == nil:
 		first, ferr := firstSeqOf(seg.From(0))
 		if ferr == nil && first == lf.first {
-			return seg, nil
+			return seg, lf, nil
 		}
 		seg.Close()
 		if ferr != nil && !errors.Is(ferr, io.EOF) {
-			return nil, fmt.Errorf("logx: %s: %w", file, ferr)
+			return nil, lf, fmt.Errorf("logx: %s: %w", file, ferr)
 		}
 	case !errors.Is(err, os.ErrNotExist):
-		return nil, err
+		return nil, lf, err
 	}
-	return store.OpenSegment(filepath.Join(dir, store.NewNames(file).Segment(lf.first)))
+	lf.name = store.NewNames(file).Segment(lf.first)
+	seg, err = store.OpenSegment(filepath.Join(dir, lf.name))
+	return seg, lf, err
 }
 
 // Reader reads a node's log files in order. It is not safe for concurrent
@@ -334,7 +337,7 @@ func (r *Reader) closeFile() error {
 // open opens lf at offset off; the file open before stays open if lf
 // cannot be (retired since it was listed: ErrNotExist).
 func (r *Reader) open(lf logFile, off int64) error {
-	f, err := openLogFile(r.dir, r.file, lf)
+	f, lf, err := openLogFile(r.dir, r.file, lf)
 	if err != nil {
 		return err
 	}
@@ -455,7 +458,7 @@ func (r *Reader) seekTime(t time.Time) error {
 
 // firstTime is the time of the first line of lf that has one.
 func firstTime(dir, file string, lf logFile) (time.Time, error) {
-	f, err := openLogFile(dir, file, lf)
+	f, _, err := openLogFile(dir, file, lf)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -576,7 +579,6 @@ func (r *Reader) lineEnd(start int64) (int64, error) {
 // reader's buffer grows to the file's size.
 const maxLineBytes = maxBatchBytes + 4<<10
 
-// errLongLine is the damage of a line longer than maxLineBytes.
 // badLineError is Next's error for a complete line that does not parse;
 // the next call reads on after it (Grep's context lines skip it, as Grep
 // skips it among the matches).
@@ -585,6 +587,7 @@ type badLineError struct{ err error }
 func (e badLineError) Error() string { return e.err.Error() }
 func (e badLineError) Unwrap() error { return e.err }
 
+// errLongLine is the damage of a line longer than maxLineBytes.
 var errLongLine = fmt.Errorf("%w: a line longer than %d bytes, more than any node writes", ErrCorrupt, maxLineBytes)
 
 // readLine reads one complete line (without its newline) at the current

@@ -461,8 +461,9 @@ func TestReadAcrossRotationAfterListing(t *testing.T) {
 	require.Greater(t, now[len(now)-1].first, stale.first, "no rotation")
 	next := now[slices.IndexFunc(now, func(lf logFile) bool { return lf.first > stale.first })].first
 
-	seg, err := openLogFile(dir, "app.log", stale)
+	seg, opened, err := openLogFile(dir, "app.log", stale)
 	require.NoError(t, err)
+	require.Equal(t, store.NewNames("app.log").Segment(stale.first), opened.name, "the name it opened")
 	first, err := firstSeqOf(seg.From(0))
 	require.NoError(t, err)
 	require.NoError(t, seg.Close())
@@ -499,10 +500,52 @@ func TestReadAcrossRotationAfterListing(t *testing.T) {
 	// Between a rotation's rename and the new active file: no active file.
 	active := now[len(now)-1]
 	require.NoError(t, os.Rename(filepath.Join(dir, "app.log"), filepath.Join(dir, store.NewNames("app.log").Segment(active.first))))
-	seg, err = openLogFile(dir, "app.log", active)
+	seg, _, err = openLogFile(dir, "app.log", active)
 	require.NoError(t, err)
 	first, err = firstSeqOf(seg.From(0))
 	require.NoError(t, err)
 	require.NoError(t, seg.Close())
 	require.Equal(t, active.first, first)
+}
+
+// TestSeekLastRotationBetween: a rotation between SeekLast's listing and
+// its read of the newest file (the active file renamed, then a new one,
+// empty or with a line) positions at the true end. Before, the file read
+// was the renamed one under its old listing, and SeekLast stopped a whole
+// file early: logx tail -n 1 printed the renamed file's last line and
+// every line of the new one.
+func TestSeekLastRotationBetween(t *testing.T) {
+	for _, withLine := range []bool{false, true} {
+		dir := writeLog(t, testLogs(60, 4), filePolicy{rotation: store.Rotation{MaxSize: 2048}}, FormatText)
+		files, err := listLogFiles(dir, "app.log")
+		require.NoError(t, err)
+		active := files[len(files)-1]
+		b, err := os.ReadFile(filepath.Join(dir, "app.log"))
+		require.NoError(t, err)
+		last := b[bytes.LastIndexByte(b[:len(b)-1], '\n')+1:]
+		lastSeq, _, _, err := parseHead(last)
+		require.NoError(t, err)
+		next := bytes.Replace(last, fmt.Appendf(nil, "seq=%d ", lastSeq), fmt.Appendf(nil, "seq=%d ", lastSeq+1), 1)
+		afterLastListing = func() {
+			afterLastListing = nil
+			require.NoError(t, os.Rename(filepath.Join(dir, "app.log"), filepath.Join(dir, store.NewNames("app.log").Segment(active.first))))
+			var body []byte
+			if withLine {
+				body = next
+			}
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "app.log"), body, 0o644))
+		}
+		r, err := OpenReader(dir, "app.log")
+		require.NoError(t, err)
+		require.NoError(t, r.SeekLast(1))
+		require.Nil(t, afterLastListing, "the hook did not run")
+		lines := readAll(t, r)
+		require.NoError(t, r.Close())
+		want := lastSeq
+		if withLine {
+			want++
+		}
+		require.Len(t, lines, 1, "with a line in the new file: %v", withLine)
+		require.Equal(t, want, lines[0].Seq)
+	}
 }

@@ -54,22 +54,25 @@ func (r *Reader) lastSeq() (uint64, bool, error) {
 	if err != nil {
 		return 0, false, err
 	}
+	if afterLastListing != nil {
+		afterLastListing()
+	}
 	for i := len(files) - 1; i >= 0; i-- {
 		seq, ok, err := lastSeq(r.dir, r.file, files[i])
 		if err != nil {
 			return 0, false, fmt.Errorf("logx: %s: %w", files[i].name, err)
 		}
 		if ok {
-			if i < len(files)-1 {
-				// The newer files had no complete line: if one was
-				// rotated meanwhile, its lines are newer than seq.
-				again, err := listLogFiles(r.dir, r.file)
-				if err != nil {
-					return 0, false, err
-				}
-				if len(again) != len(files) || again[len(again)-1].first != files[len(files)-1].first {
-					return 0, false, nil
-				}
+			// If the active file rotated meanwhile (seq was then read
+			// from the file it became, or the newer files had no complete
+			// line), the lines of a newer file are newer than seq: the
+			// listing has changed, its newest file's name at least.
+			again, err := listLogFiles(r.dir, r.file)
+			if err != nil {
+				return 0, false, err
+			}
+			if len(again) != len(files) || again[len(again)-1] != files[len(files)-1] {
+				return 0, false, nil
 			}
 			return seq, true, nil
 		}
@@ -80,7 +83,7 @@ func (r *Reader) lastSeq() (uint64, bool, error) {
 // lastSeq returns the sequence number of the last complete line of the
 // file at path, reading back from its end; ok is false if it has none.
 func lastSeq(dir, file string, lf logFile) (seq uint64, ok bool, err error) {
-	seg, err := openLogFile(dir, file, lf)
+	seg, _, err := openLogFile(dir, file, lf)
 	if err != nil {
 		return 0, false, err
 	}
@@ -126,3 +129,7 @@ func lastNewline(seg *store.Segment, before int64) (int64, error) {
 	}
 	return -1, nil
 }
+
+// afterLastListing, if set (by tests), runs between lastSeq's listing and
+// its reads.
+var afterLastListing func()
