@@ -231,29 +231,37 @@ func writeScrub(t *testing.T, dir string, st scrubState) {
 }
 
 // TestScrubWhileRunning: a node that keeps running checks its rotated
-// files again every scrubEvery (here 300 ms), so damage to one is found
-// and repaired from a peer without a restart. Before, a node checked its
-// files only at its start.
+// files again every scrubEvery (here 300 ms), so damage to one, or one
+// deleted under it, is found and repaired from a peer without a restart.
+// Before, a node checked its files only at its start, and took a missing
+// file for a retired one.
 func TestScrubWhileRunning(t *testing.T) {
-	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
-		cfg.MaxSize = 8 << 10
-		sm.scrubEvery = 300 * time.Millisecond
-	})
-	c.logAppend("scrub", 100)
-	c.flushAll()
-	c.waitSameSeq(300)
-	want := requireIdentical(t, c.dirs(), "app.log")
-	lx := c.nodes[1]
-	dir := c.cfgs[1].Dir
-	require.True(t, waitFor(20*time.Second, func() bool { return lx.Stats().CheckedFiles > 0 }), "no check while running")
+	for name, harm := range map[string]func(t *testing.T, path string){
+		"damaged": func(t *testing.T, path string) { flipByte(t, path, 0x20) },
+		"missing": func(t *testing.T, path string) { require.NoError(t, os.Remove(path)) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+				cfg.MaxSize = 8 << 10
+				sm.scrubEvery = 300 * time.Millisecond
+			})
+			c.logAppend("scrub", 100)
+			c.flushAll()
+			c.waitSameSeq(300)
+			want := requireIdentical(t, c.dirs(), "app.log")
+			lx := c.nodes[1]
+			dir := c.cfgs[1].Dir
+			require.True(t, waitFor(20*time.Second, func() bool { return lx.Stats().CheckedFiles > 0 }), "no check while running")
 
-	names, err := LogFiles(dir, "app.log")
-	require.NoError(t, err)
-	require.Greater(t, len(names), 3)
-	flipByte(t, filepath.Join(dir, names[1]), 0x20)
-	require.True(t, waitFor(20*time.Second, func() bool { return lx.Stats().RepairedFiles == 1 }),
-		"repaired %d, damaged %d", lx.Stats().RepairedFiles, lx.Stats().DamagedFiles)
-	require.Equal(t, want, fileHashes(t, dir, "app.log"))
+			names, err := LogFiles(dir, "app.log")
+			require.NoError(t, err)
+			require.Greater(t, len(names), 3)
+			harm(t, filepath.Join(dir, names[1]))
+			require.True(t, waitFor(20*time.Second, func() bool { return lx.Stats().RepairedFiles == 1 }),
+				"repaired %d, damaged %d", lx.Stats().RepairedFiles, lx.Stats().DamagedFiles)
+			require.Equal(t, want, fileHashes(t, dir, "app.log"))
+		})
+	}
 }
 
 // A compressed file the running check repairs comes back plain, and the
@@ -351,29 +359,6 @@ func TestScrubRestoresMissingFile(t *testing.T) {
 	c.waitSameSeq(750)
 	require.Greater(t, c.nodes[1].Stats().Retired, uint64(0))
 	requireIdentical(t, c.dirs(), file)
-}
-
-// TestScrubWhileRunningRestoresMissingFile: the running node's pass finds a
-// rotated file deleted under it, and puts it back.
-func TestScrubWhileRunningRestoresMissingFile(t *testing.T) {
-	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
-		cfg.MaxSize = 8 << 10
-		sm.scrubEvery = 300 * time.Millisecond
-	})
-	c.logAppend("scrub", 100)
-	c.flushAll()
-	c.waitSameSeq(300)
-	want := requireIdentical(t, c.dirs(), "app.log")
-	lx := c.nodes[1]
-	dir := c.cfgs[1].Dir
-	require.True(t, waitFor(20*time.Second, func() bool { return lx.Stats().CheckedFiles > 0 }), "no check while running")
-	names, err := LogFiles(dir, "app.log")
-	require.NoError(t, err)
-	require.Greater(t, len(names), 3)
-	require.NoError(t, os.Remove(filepath.Join(dir, names[2])))
-	require.True(t, waitFor(20*time.Second, func() bool { return lx.Stats().RepairedFiles == 1 }),
-		"repaired %d, damaged %d", lx.Stats().RepairedFiles, lx.Stats().DamagedFiles)
-	require.Equal(t, want, fileHashes(t, dir, "app.log"))
 }
 
 // TestLostAfterRetire: a file missing from Dir that retention then retires
