@@ -385,3 +385,53 @@ func TestHTTPHostsFile(t *testing.T) {
 	require.Equal(t, []string{"logs.test", "old.test"}, nf.hosts())
 	require.True(t, knownHost("old.test:8080", nf.hosts()))
 }
+
+// The HTTP server keeps at most perIP connections from one address and
+// total in all; one more is closed at once, and a place comes back when a
+// connection closes.
+func TestLimitListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ll := newLimitListener(ln, 2, 3)
+	defer ll.Close()
+	accepted := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := ll.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dial := func(local string) net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+		c, err := d.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		return c
+	}
+	closedByServer := func(c net.Conn) bool {
+		t.Helper()
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(300*time.Millisecond)))
+		_, err := c.Read(make([]byte, 1))
+		return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+	}
+	a1, a2 := dial("127.0.0.1"), dial("127.0.0.1")
+	<-accepted
+	<-accepted
+	a3 := dial("127.0.0.1") // a third from the same address
+	require.True(t, closedByServer(a3), "over the per-address bound")
+	b1 := dial("127.0.0.2")
+	s3 := <-accepted
+	require.False(t, closedByServer(b1), "another address")
+	b2 := dial("127.0.0.2") // a fourth in all
+	require.True(t, closedByServer(b2), "over the total bound")
+	require.NoError(t, s3.Close()) // the server closes 127.0.0.2's
+	b3 := dial("127.0.0.2")
+	<-accepted
+	require.False(t, closedByServer(b3), "a place came back")
+	for _, c := range []net.Conn{a1, a2, a3, b1, b2, b3} {
+		c.Close()
+	}
+}
