@@ -247,19 +247,45 @@ func firstSeq(path string) (uint64, error) {
 }
 
 // firstSeqOf is the sequence number of the first line r reads; io.EOF if
-// it has no complete line.
+// it has no complete line. A first line that does not parse (damage: the
+// active file has no checksum until it rotates) is counted back from the
+// next line that does, within the first 64 lines and 1 MiB, since a
+// file's lines are numbered one by one. Before, every reader of the log
+// listed the active file first, and failed until it rotated.
 func firstSeqOf(r io.Reader) (uint64, error) {
-	line, err := bufio.NewReaderSize(r, 4096).ReadSlice('\n')
-	if err != nil {
-		if err == io.EOF || errors.Is(err, bufio.ErrBufferFull) && len(line) == 0 {
-			return 0, io.EOF
+	br := bufio.NewReaderSize(r, 4096)
+	var bad error // the first line's
+	read := 0
+	for k := uint64(0); k < 64 && read < 1<<20; k++ {
+		line, err := br.ReadSlice('\n')
+		read += len(line)
+		long := errors.Is(err, bufio.ErrBufferFull) // its head is in line
+		if err != nil && !long || len(line) == 0 {
+			if k == 0 {
+				if err == io.EOF || long {
+					return 0, io.EOF
+				}
+				return 0, err
+			}
+			break
 		}
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return 0, err
+		seq, _, _, err := parseHead(line)
+		if err == nil && seq > k {
+			return seq - k, nil
+		}
+		if k == 0 {
+			bad = err
+			if bad == nil {
+				bad = fmt.Errorf("%w: first line numbered %d", ErrCorrupt, seq)
+			}
+		}
+		for long && read < 1<<20 { // the rest of a long line
+			line, err = br.ReadSlice('\n')
+			read += len(line)
+			long = errors.Is(err, bufio.ErrBufferFull)
 		}
 	}
-	seq, _, _, err := parseHead(line)
-	return seq, err
+	return 0, bad
 }
 
 // openLogFile opens lf as listLogFiles listed it: a rotated file under

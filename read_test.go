@@ -549,3 +549,46 @@ func TestSeekLastRotationBetween(t *testing.T) {
 		require.Equal(t, want, lines[0].Seq)
 	}
 }
+
+// TestDamagedFirstLine: a first line of the active file that does not
+// parse (it has no checksum until it rotates) no longer stops every
+// reader: the file's first number is counted back from its next line.
+// Grep skips the line; the Reader reports it and reads on.
+func TestDamagedFirstLine(t *testing.T) {
+	dir := writeLog(t, testLogs(60, 4), filePolicy{rotation: store.Rotation{MaxSize: 2048}}, FormatText)
+	files, err := listLogFiles(dir, "app.log")
+	require.NoError(t, err)
+	active := files[len(files)-1]
+	path := filepath.Join(dir, "app.log")
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	b[0] = '#'
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+
+	again, err := listLogFiles(dir, "app.log")
+	require.NoError(t, err)
+	require.Equal(t, files, again)
+	n := 0
+	require.NoError(t, Grep(t.Context(), dir, "app.log", Query{}, func(Line) error { n++; return nil }))
+	require.Equal(t, 239, n, "every line but the damaged one")
+	r, err := OpenReader(dir, "app.log")
+	require.NoError(t, err)
+	defer r.Close()
+	require.NoError(t, r.SeekSeq(active.first))
+	_, err = r.Next()
+	require.ErrorAs(t, err, new(badLineError))
+	l, err := r.Next()
+	require.NoError(t, err)
+	require.Equal(t, active.first+1, l.Seq)
+
+	// A file whose one line does not parse is an error, as before.
+	for i := range b {
+		if b[i] == '\n' {
+			b[i] = ' '
+		}
+	}
+	b[len(b)-1] = '\n'
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+	_, err = listLogFiles(dir, "app.log")
+	require.Error(t, err)
+}
