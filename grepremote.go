@@ -137,17 +137,22 @@ func regexpNodes(re *syntax.Regexp, limit int) int {
 	case syntax.OpStar, syntax.OpPlus, syntax.OpQuest:
 		n = 2 + regexpNodes(re.Sub[0], limit) // x* of an x that matches empty is (x+)?
 	case syntax.OpRepeat:
-		// x{n} is n copies of x; x{n,m} n copies and m-n optional
-		// ones, x?; x{n,} n copies and x* (or n-1 and x+).
-		sub := regexpNodes(re.Sub[0], limit)
-		opt := re.Max - re.Min
-		if re.Max < 0 {
-			opt = 1
+		// x{n} is n copies of x, x{n,m} n copies and m-n optional ones
+		// (x?), x{n,} n-1 copies and x+ (x* when n is 0); x{0} is empty.
+		if re.Max == 0 {
+			return 1
 		}
-		if sub+2 > (limit+1)/max(re.Min+opt, 1) {
+		sub := regexpNodes(re.Sub[0], limit)
+		copies, extra := re.Min, (re.Max-re.Min)*2
+		if re.Max < 0 {
+			copies, extra = max(re.Min, 1), 2
+		} else {
+			copies = re.Max
+		}
+		if sub > (limit+1)/copies {
 			return limit + 1
 		}
-		n = max(re.Min*sub+opt*(sub+2), 1)
+		n = copies*sub + extra
 	case syntax.OpConcat, syntax.OpAlternate:
 		for _, sub := range re.Sub {
 			if n += regexpNodes(sub, limit); n > limit {

@@ -120,7 +120,8 @@ func TestRegexpSizeRefusesEarly(t *testing.T) {
 		require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(4<<20), "%s: allocated %d bytes", expr, after.TotalAlloc-before.TotalAlloc)
 	}
 	for _, expr := range []string{`(?:[a-h]?){100}Q`, `a{500}`, `(foo|bar|baz)+\d{1,3}`, `^\S+ error=\S+$`,
-		`(?:(?:a{2}){2}){200}`, `(?:(?:(?:x|y){2}){5}){40}`, `(?:(?:a?){2,4}){100}`, `(?:(?:(?:(?:a{2}){2}){2}){2}){60}`} {
+		`(?:(?:a{2}){2}){200}`, `(?:(?:(?:x|y){2}){5}){40}`, `(?:(?:a?){2,4}){100}`, `(?:(?:(?:(?:a{2}){2}){2}){2}){60}`,
+		`(?:(?:(?:(?:(?:[a-z]{200}){1,}){1,}){1,}){1,}){1,}`, `(?:[a-z]{1000}){0}x`, `(?:a{3,}){3,}`} {
 		_, err := CompileQueryRegexp(expr)
 		require.NoError(t, err, expr)
 	}
@@ -168,10 +169,13 @@ func TestRegexpSizeNeverUnder(t *testing.T) {
 		expr := atoms[rng.Intn(len(atoms))]
 		for range 1 + rng.Intn(4) {
 			lo := rng.Intn(4)
-			if rng.Intn(2) == 0 {
-				expr = fmt.Sprintf(`(?:%s){%d}`, expr, 1+rng.Intn(12))
-			} else {
+			switch rng.Intn(3) {
+			case 0:
+				expr = fmt.Sprintf(`(?:%s){%d}`, expr, rng.Intn(12))
+			case 1:
 				expr = fmt.Sprintf(`(?:%s){%d,%d}`, expr, lo, lo+rng.Intn(12))
+			default:
+				expr = fmt.Sprintf(`(?:%s){%d,}`, expr, lo)
 			}
 		}
 		checkRegexpSize(t, expr)
