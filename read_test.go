@@ -592,3 +592,39 @@ func TestDamagedFirstLine(t *testing.T) {
 	_, err = listLogFiles(dir, "app.log")
 	require.Error(t, err)
 }
+
+// TestSeekLastKeepsRotating: a log that rotates between every listing and
+// read of SeekLast's three tries is positioned near its end, a line or two
+// early, never at its oldest line (before, three unstable tries fell to
+// "nothing written yet", and logx tail -n 1 printed the whole log).
+func TestSeekLastKeepsRotating(t *testing.T) {
+	dir := writeLog(t, testLogs(60, 4), filePolicy{rotation: store.Rotation{MaxSize: 2048}}, FormatText)
+	path := filepath.Join(dir, "app.log")
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	tmpl := b[bytes.LastIndexByte(b[:len(b)-1], '\n')+1:]
+	last, _, _, err := parseHead(tmpl)
+	require.NoError(t, err)
+	first, err := firstSeq(path)
+	require.NoError(t, err)
+	rotations := 0
+	afterLastListing = func() { // the active file rotates, and the new one gets a line
+		rotations++
+		require.NoError(t, os.Rename(path, filepath.Join(dir, store.NewNames("app.log").Segment(first))))
+		first = last + 1
+		line := bytes.Replace(tmpl, fmt.Appendf(nil, "seq=%d ", 240), fmt.Appendf(nil, "seq=%d ", first), 1)
+		require.NoError(t, os.WriteFile(path, line, 0o644))
+		last = first
+	}
+	defer func() { afterLastListing = nil }()
+	r, err := OpenReader(dir, "app.log")
+	require.NoError(t, err)
+	defer r.Close()
+	require.NoError(t, r.SeekLast(1))
+	afterLastListing = nil
+	require.Equal(t, 3, rotations)
+	lines := readAll(t, r)
+	require.NotEmpty(t, lines)
+	require.LessOrEqual(t, len(lines), 3, "read from %d", lines[0].Seq)
+	require.Equal(t, last, lines[len(lines)-1].Seq)
+}

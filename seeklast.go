@@ -19,14 +19,16 @@ func (r *Reader) SeekLast(n uint64) error {
 		return ErrClosed
 	}
 	// A rotation between the listing and the reads (the active file
-	// renamed, a new one empty) lists again: the newest line is then in
-	// a file the first listing did not have.
+	// renamed, a new one empty or not) lists again: the newest line is
+	// then in a file the first listing did not have. Three rotations in a
+	// row, and the line found last is used: it is at most a file or two
+	// before the end, so n lines or more are read, never fewer.
 	for attempt := 0; ; attempt++ {
-		seq, ok, err := r.lastSeq()
+		seq, ok, stable, err := r.lastSeq()
 		if err != nil && (attempt == 2 || !errors.Is(err, fs.ErrNotExist)) {
 			return err
 		}
-		if err != nil {
+		if err != nil || !stable && attempt < 2 {
 			continue
 		}
 		if !ok && attempt < 2 {
@@ -47,37 +49,33 @@ func (r *Reader) SeekLast(n uint64) error {
 }
 
 // lastSeq returns the sequence number of the log's last complete line:
-// that of the newest file that has one, if the listing still holds then
-// (ok false otherwise, or if there is none).
-func (r *Reader) lastSeq() (uint64, bool, error) {
+// that of the newest file that has one (ok false if none has), and whether
+// a listing after the reads still ends with the same file (stable false:
+// a rotation meanwhile, and seq may be a file or two short of the end).
+func (r *Reader) lastSeq() (seq uint64, ok, stable bool, err error) {
 	files, err := listLogFiles(r.dir, r.file)
 	if err != nil {
-		return 0, false, err
+		return 0, false, false, err
 	}
 	if afterLastListing != nil {
 		afterLastListing()
 	}
-	for i := len(files) - 1; i >= 0; i-- {
-		seq, ok, err := lastSeq(r.dir, r.file, files[i])
+	for i := len(files) - 1; i >= 0 && !ok; i-- {
+		seq, ok, err = lastSeq(r.dir, r.file, files[i])
 		if err != nil {
-			return 0, false, fmt.Errorf("logx: %s: %w", files[i].name, err)
-		}
-		if ok {
-			// If the active file rotated meanwhile (seq was then read
-			// from the file it became, or the newer files had no complete
-			// line), the lines of a newer file are newer than seq: the
-			// listing has changed, its newest file's name at least.
-			again, err := listLogFiles(r.dir, r.file)
-			if err != nil {
-				return 0, false, err
-			}
-			if len(again) != len(files) || again[len(again)-1] != files[len(files)-1] {
-				return 0, false, nil
-			}
-			return seq, true, nil
+			return 0, false, false, fmt.Errorf("logx: %s: %w", files[i].name, err)
 		}
 	}
-	return 0, false, nil
+	// If the active file rotated meanwhile (seq was then read from the
+	// file it became, or the newer files had no complete line), a newer
+	// file may hold newer lines: the listing's newest file has changed,
+	// its name at least.
+	again, err := listLogFiles(r.dir, r.file)
+	if err != nil {
+		return 0, false, false, err
+	}
+	stable = len(again) == len(files) && (len(files) == 0 || again[len(again)-1] == files[len(files)-1])
+	return seq, ok, stable, nil
 }
 
 // lastSeq returns the sequence number of the last complete line of the
