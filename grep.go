@@ -420,7 +420,7 @@ func (c *grepContext) context(to uint64) error {
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
-		if errors.As(err, new(badLineError)) {
+		if errors.Is(err, ErrBadLine) {
 			continue // a damaged line: not context, as it is no match
 		}
 		if err != nil {

@@ -43,6 +43,11 @@ type Line struct {
 // (retention removed it); the Reader is then at the oldest line.
 var ErrRetained = errors.New("logx: the log no longer holds that position (retention or truncation removed it)")
 
+// ErrBadLine is wrapped by Reader.Next's error for a complete line that
+// does not parse (damage); the next call reads on after it. Watch and
+// Grep skip such lines.
+var ErrBadLine = errors.New("logx: a line that does not parse")
+
 // parseHead parses the sequence number, time and level at the start of a
 // line rendered by logx, in either format.
 func parseHead(b []byte) (seq uint64, t time.Time, level slog.Level, err error) {
@@ -204,15 +209,23 @@ type segmentReader struct {
 
 // logFile is one of a node's files: its plain name (open it with
 // store.OpenSegment, which finds its compressed form) and first sequence
-// number.
+// number; for the active file, also the file the listing read (active),
+// which a rotation renames.
 type logFile struct {
-	name  string
-	first uint64
+	name   string
+	first  uint64
+	active os.FileInfo
 }
+
+// same reports whether a and b list the same file, by name and number.
+func (a logFile) same(b logFile) bool { return a.name == b.name && a.first == b.first }
 
 // listLogFiles returns the node's files in log order with their first
 // sequence numbers (the active file's is read from its first line; an
-// empty active file is left out).
+// empty active file is left out). An active file whose first line does not
+// parse (damage: it has no checksum until it rotates) starts one past the
+// last line of the file before it (activeFirst); before, every reader
+// failed until it rotated.
 func listLogFiles(dir, file string) ([]logFile, error) {
 	files, err := store.StoredFiles(dir, file)
 	if err != nil {
@@ -221,76 +234,80 @@ func listLogFiles(dir, file string) ([]logFile, error) {
 	var out []logFile
 	for _, sf := range files {
 		if sf.First > 0 {
-			out = append(out, logFile{sf.Name, sf.First})
+			out = append(out, logFile{name: sf.Name, first: sf.First})
 			continue
 		}
 		n := sf.Name
-		first, err := firstSeq(filepath.Join(dir, n))
+		first, info, err := firstSeq(filepath.Join(dir, n))
 		if errors.Is(err, io.EOF) {
 			continue
+		}
+		if errors.Is(err, ErrBadLine) {
+			first, err = activeFirst(dir, file, out, err)
 		}
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, logFile{n, first})
+		out = append(out, logFile{name: n, first: first, active: info})
 	}
 	return out, nil
 }
 
-func firstSeq(path string) (uint64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
+// activeFirst is the first sequence number of an active file whose first
+// line does not parse (bad, the error): one past the last line of the file
+// before it (the last of files), or, with none, the checkpoint's (the
+// active file cannot have rotated since: the file it was would be there).
+func activeFirst(dir, file string, files []logFile, bad error) (uint64, error) {
+	if len(files) > 0 {
+		if prev, ok, err := lastSeq(dir, file, files[len(files)-1]); err == nil && ok {
+			return prev + 1, nil
+		}
+		return 0, bad
 	}
-	defer f.Close()
-	return firstSeqOf(f)
-}
-
-// firstSeqOf is the sequence number of the first line r reads; io.EOF if
-// it has no complete line. A first line that does not parse (damage: the
-// active file has no checksum until it rotates) is counted back from the
-// next line that does, within the first 64 lines and 1 MiB, since a
-// file's lines are numbered one by one. Before, every reader of the log
-// listed the active file first, and failed until it rotated.
-func firstSeqOf(r io.Reader) (uint64, error) {
-	br := bufio.NewReaderSize(r, 4096)
-	var bad error // the first line's
-	read := 0
-	for k := uint64(0); k < 64 && read < 1<<20; k++ {
-		line, err := br.ReadSlice('\n')
-		read += len(line)
-		long := errors.Is(err, bufio.ErrBufferFull) // its head is in line
-		if err != nil && !long || len(line) == 0 {
-			if k == 0 {
-				if err == io.EOF || long {
-					return 0, io.EOF
-				}
-				return 0, err
-			}
-			break
-		}
-		seq, _, _, err := parseHead(line)
-		if err == nil && seq > k {
-			return seq - k, nil
-		}
-		if k == 0 {
-			bad = err
-			if bad == nil {
-				bad = fmt.Errorf("%w: first line numbered %d", ErrCorrupt, seq)
-			}
-		}
-		for long && read < 1<<20 { // the rest of a long line
-			line, err = br.ReadSlice('\n')
-			read += len(line)
-			long = errors.Is(err, bufio.ErrBufferFull)
-		}
+	if st, ok, err := readState(dir); err == nil && ok && st.ActiveFirst > 0 {
+		return st.ActiveFirst, nil
 	}
 	return 0, bad
 }
 
+// firstSeq is the sequence number of the first line of the file at path
+// (firstSeqOf), and the file it read.
+func firstSeq(path string) (uint64, os.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return 0, nil, err
+	}
+	seq, err := firstSeqOf(f)
+	return seq, info, err
+}
+
+// firstSeqOf is the sequence number of the first line r reads; io.EOF if
+// it has no complete line, a badLineError if it does not parse.
+func firstSeqOf(r io.Reader) (uint64, error) {
+	line, err := bufio.NewReaderSize(r, 4096).ReadSlice('\n')
+	if err != nil {
+		if err == io.EOF || errors.Is(err, bufio.ErrBufferFull) && len(line) == 0 {
+			return 0, io.EOF
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return 0, err
+		}
+	}
+	seq, _, _, err := parseHead(line)
+	if err != nil {
+		return 0, badLineError{err}
+	}
+	return seq, nil
+}
+
 // openLogFile opens lf as listLogFiles listed it: a rotated file under
 // its name, in either form; the active file only if it still starts at
-// lf.first. A rotation may have renamed it since the listing (and
+// lf.first (the file the listing read). A rotation may have renamed it since the listing (and
 // created a new active file, or not yet), and the rotated file it became
 // is opened instead: reading the new active file under the old one's
 // first number skipped the lines between them (Grep, Reader), and read
@@ -304,20 +321,28 @@ func openLogFile(dir, file string, lf logFile) (*store.Segment, logFile, error) 
 	seg, err := store.OpenSegment(filepath.Join(dir, file))
 	switch {
 	case err == nil:
-		first, ferr := firstSeqOf(seg.From(0))
-		if ferr == nil && first == lf.first {
+		if isListed(seg, lf) {
 			return seg, lf, nil
 		}
 		seg.Close()
-		if ferr != nil && !errors.Is(ferr, io.EOF) {
-			return nil, lf, fmt.Errorf("logx: %s: %w", file, ferr)
-		}
 	case !errors.Is(err, os.ErrNotExist):
 		return nil, lf, err
 	}
-	lf.name = store.NewNames(file).Segment(lf.first)
+	lf.name, lf.active = store.NewNames(file).Segment(lf.first), nil
 	seg, err = store.OpenSegment(filepath.Join(dir, lf.name))
 	return seg, lf, err
+}
+
+// isListed reports whether seg, open under the active file's name, is the
+// file lf listed: the same file, or, for a logFile that does not say which
+// file, one whose first line is lf's.
+func isListed(seg *store.Segment, lf logFile) bool {
+	if lf.active != nil {
+		info, err := seg.Stat()
+		return err == nil && os.SameFile(info, lf.active)
+	}
+	first, err := firstSeqOf(seg.From(0))
+	return err == nil && first == lf.first
 }
 
 // Reader reads a node's log files in order. It is not safe for concurrent
@@ -610,8 +635,9 @@ const maxLineBytes = maxBatchBytes + 4<<10
 // skips it among the matches).
 type badLineError struct{ err error }
 
-func (e badLineError) Error() string { return e.err.Error() }
-func (e badLineError) Unwrap() error { return e.err }
+func (e badLineError) Error() string        { return e.err.Error() }
+func (e badLineError) Unwrap() error        { return e.err }
+func (e badLineError) Is(target error) bool { return target == ErrBadLine }
 
 // errLongLine is the damage of a line longer than maxLineBytes.
 var errLongLine = fmt.Errorf("%w: a line longer than %d bytes, more than any node writes", ErrCorrupt, maxLineBytes)
@@ -655,7 +681,9 @@ func notEOF(err error) error {
 }
 
 // Next returns the next line. At the end of what has been written it
-// returns io.EOF; a later call continues from there.
+// returns io.EOF; a later call continues from there. A complete line that
+// does not parse is an error wrapping ErrBadLine, and the next call reads
+// on after it; other errors come again at the next call.
 func (r *Reader) Next() (Line, error) {
 	if r.closed {
 		return Line{}, ErrClosed

@@ -552,45 +552,48 @@ func TestSeekLastRotationBetween(t *testing.T) {
 
 // TestDamagedFirstLine: a first line of the active file that does not
 // parse (it has no checksum until it rotates) no longer stops every
-// reader: the file's first number is counted back from its next line.
-// Grep skips the line; the Reader reports it and reads on.
+// reader: the file starts one past the last line of the file before it,
+// however much of it is damaged. Grep skips what does not parse, the
+// Reader reports it and reads on, Watch skips it. Before, every listing
+// of the log failed until the file rotated.
 func TestDamagedFirstLine(t *testing.T) {
-	dir := writeLog(t, testLogs(60, 4), filePolicy{rotation: store.Rotation{MaxSize: 2048}}, FormatText)
-	files, err := listLogFiles(dir, "app.log")
-	require.NoError(t, err)
-	active := files[len(files)-1]
-	path := filepath.Join(dir, "app.log")
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	b[0] = '#'
-	require.NoError(t, os.WriteFile(path, b, 0o644))
+	for name, damage := range map[string]func([]byte) []byte{
+		"a byte": func(b []byte) []byte { b[0] = '#'; return b },
+		// Damage in blocks has newlines of its own: the lines cannot be
+		// counted back from the first that parses.
+		"a block": func(b []byte) []byte {
+			i := bytes.IndexByte(b, '\n') + 1
+			j := i + bytes.IndexByte(b[i:], '\n') + 1
+			return slices.Concat([]byte("#x\n##\n#\n"), b[j:]) // two lines become three
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := writeLog(t, testLogs(60, 4), filePolicy{rotation: store.Rotation{MaxSize: 2048}}, FormatText)
+			files, err := listLogFiles(dir, "app.log")
+			require.NoError(t, err)
+			active := files[len(files)-1]
+			path := filepath.Join(dir, "app.log")
+			b, err := os.ReadFile(path)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(path, damage(b), 0o644))
 
-	again, err := listLogFiles(dir, "app.log")
-	require.NoError(t, err)
-	require.Equal(t, files, again)
-	n := 0
-	require.NoError(t, Grep(t.Context(), dir, "app.log", Query{}, func(Line) error { n++; return nil }))
-	require.Equal(t, 239, n, "every line but the damaged one")
-	r, err := OpenReader(dir, "app.log")
-	require.NoError(t, err)
-	defer r.Close()
-	require.NoError(t, r.SeekSeq(active.first))
-	_, err = r.Next()
-	require.ErrorAs(t, err, new(badLineError))
-	l, err := r.Next()
-	require.NoError(t, err)
-	require.Equal(t, active.first+1, l.Seq)
+			again, err := listLogFiles(dir, "app.log")
+			require.NoError(t, err)
+			require.Len(t, again, len(files))
+			require.True(t, again[len(again)-1].same(active), "listed %+v, was %+v", again[len(again)-1], active)
+			var seqs []uint64
+			require.NoError(t, Grep(t.Context(), dir, "app.log", Query{}, func(l Line) error { seqs = append(seqs, l.Seq); return nil }))
+			require.Equal(t, uint64(240), seqs[len(seqs)-1])
+			require.Equal(t, active.first-1, seqs[slices.Index(seqs, active.first-1)], "the file before is read whole")
+			r, err := OpenReader(dir, "app.log")
+			require.NoError(t, err)
+			defer r.Close()
+			require.NoError(t, r.SeekSeq(active.first))
+			_, err = r.Next()
+			require.ErrorIs(t, err, ErrBadLine)
 
-	// A file whose one line does not parse is an error, as before.
-	for i := range b {
-		if b[i] == '\n' {
-			b[i] = ' '
-		}
+		})
 	}
-	b[len(b)-1] = '\n'
-	require.NoError(t, os.WriteFile(path, b, 0o644))
-	_, err = listLogFiles(dir, "app.log")
-	require.Error(t, err)
 }
 
 // TestSeekLastKeepsRotating: a log that rotates between every listing and
@@ -605,7 +608,7 @@ func TestSeekLastKeepsRotating(t *testing.T) {
 	tmpl := b[bytes.LastIndexByte(b[:len(b)-1], '\n')+1:]
 	last, _, _, err := parseHead(tmpl)
 	require.NoError(t, err)
-	first, err := firstSeq(path)
+	first, _, err := firstSeq(path)
 	require.NoError(t, err)
 	rotations := 0
 	afterLastListing = func() { // the active file rotates, and the new one gets a line

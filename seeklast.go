@@ -74,7 +74,7 @@ func (r *Reader) lastSeq() (seq uint64, ok, stable bool, err error) {
 	if err != nil {
 		return 0, false, false, err
 	}
-	stable = len(again) == len(files) && (len(files) == 0 || again[len(again)-1] == files[len(files)-1])
+	stable = len(again) == len(files) && (len(files) == 0 || again[len(again)-1].same(files[len(files)-1]))
 	return seq, ok, stable, nil
 }
 

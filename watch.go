@@ -52,6 +52,17 @@ func (lx *Stream) Watch(ctx context.Context, from uint64, level slog.Leveler, fn
 			if errors.Is(err, io.EOF) {
 				break
 			}
+			if errors.Is(err, ErrBadLine) {
+				// A damaged line (the active file has no checksum until
+				// it rotates; Grep skips it too): the line expected next,
+				// whose number did not parse. Returning the error would
+				// stop a watcher at it for good, however it resumed.
+				lx.logf("logx: watch: skipping a line that does not parse (%v)", err)
+				if next > 0 {
+					next++
+				}
+				continue
+			}
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,8 @@ package logx
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -101,6 +103,56 @@ func TestWatchFromAhead(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatal("the watcher did not deliver")
 		}
+	}
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+}
+
+// TestWatchSkipsBadLine: a damaged line of the active file (it has no
+// checksum until it rotates) is skipped by a watcher, which goes on with
+// the lines after it. Before, Watch returned the error, and a watcher that
+// resumed from the line reported stopped at it again.
+func TestWatchSkipsBadLine(t *testing.T) {
+	lx := newSingle(t, nil)
+	ctx := context.Background()
+	for k := 0; k < 10; k++ {
+		_, err := lx.Append(ctx, LevelInfo, "line", "k", k)
+		require.NoError(t, err)
+	}
+	require.NoError(t, lx.Flush(ctx))
+	f, err := os.OpenFile(filepath.Join(lx.cfg.Dir, lx.logFile()), os.O_RDWR, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt([]byte("#"), 0) // line 1's head no longer parses
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	got := make(chan uint64, 100)
+	done := make(chan error, 1)
+	go func() {
+		done <- lx.Watch(wctx, 0, nil, func(l Line) error {
+			got <- l.Seq
+			return nil
+		})
+	}()
+	for want := uint64(2); want <= 10; want++ {
+		select {
+		case seq := <-got:
+			require.Equal(t, want, seq)
+		case err := <-done:
+			t.Fatalf("the watcher stopped: %v", err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("the watcher did not deliver")
+		}
+	}
+	_, err = lx.Append(ctx, LevelInfo, "after")
+	require.NoError(t, err)
+	select {
+	case seq := <-got:
+		require.Equal(t, uint64(11), seq)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the watcher did not go on")
 	}
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)

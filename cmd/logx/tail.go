@@ -61,6 +61,10 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 			}
 			continue
 		}
+		if errors.Is(err, logx.ErrBadLine) {
+			fmt.Fprintf(stderr, "logx: skipping %s\n", termSafe(err.Error())) // damage; the next line follows
+			continue
+		}
 		if err != nil {
 			return fail(stderr, "%v", err)
 		}
