@@ -45,12 +45,12 @@ type nodeFile struct {
 	// anyone who reaches the HTTP address can then read the whole log.
 	// Off by default.
 	Viewer bool `yaml:"viewer"`
-	// HTTPHosts are the host names operators reach the HTTP server by
-	// (besides IP addresses and localhost, which always do). A browser's
-	// request naming another host gets 421 (hostGuard), so that a page on
-	// another site cannot point a name of its own at the node (DNS
-	// rebinding) and write into the log through /ingest, or read /status
-	// and the viewer.
+	// HTTPHosts are the host names operators and shippers reach the HTTP
+	// server by (besides IP addresses and localhost, which always do). A
+	// request for anything but /metrics, /healthz and /readyz naming
+	// another host gets 421 (hostGuard), so that a page on another site
+	// cannot point a name of its own at the node (DNS rebinding) and write
+	// into the log through /ingest, or read /status and the viewer.
 	HTTPHosts []string `yaml:"http_hosts"`
 	// ViewerHosts is HTTPHosts's earlier name; both are read.
 	ViewerHosts []string `yaml:"viewer_hosts"`

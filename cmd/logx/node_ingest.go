@@ -40,9 +40,9 @@ func nodeHandler(lx *logx.Logx, nf nodeFile, in *ingester) http.Handler {
 	if nf.Viewer {
 		// Its live tails end with the requests' base context, which the
 		// node cancels before it shuts the server down.
-		// hostGuard checks the Host of a browser's requests, the viewer's
-		// included (rather than logxview.Options.Hosts, which would refuse
-		// the node's IP address too).
+		// hostGuard checks the Host of its requests (rather than
+		// logxview.Options.Hosts, which would refuse the node's IP
+		// address too).
 		mux.Handle("/logs/", http.StripPrefix("/logs", logxview.Handler(lx, logxview.Options{})))
 		mux.Handle("GET /logs", http.RedirectHandler("/logs/", http.StatusMovedPermanently))
 	}
