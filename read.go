@@ -253,21 +253,38 @@ func listLogFiles(dir, file string) ([]logFile, error) {
 	return out, nil
 }
 
-// activeFirst is the first sequence number of an active file whose first
-// line does not parse (bad, the error): one past the last line of the file
-// before it (the last of files), or, with none, the checkpoint's (the
-// active file cannot have rotated since: the file it was would be there).
+// activeFirst is the first sequence number of the active file file whose
+// first line does not parse (bad, the error): one past the last line of
+// the file before it (the last of files), or, with none, the first line of
+// the checkpoint's active file if that is still the active one (no file
+// rotated or retired from it). Neither known, it is an ErrCorrupt naming
+// the file (not an ErrBadLine: the listing fails, no line is passed over).
 func activeFirst(dir, file string, files []logFile, bad error) (uint64, error) {
-	if len(files) > 0 {
-		if prev, ok, err := lastSeq(dir, file, files[len(files)-1]); err == nil && ok {
-			return prev + 1, nil
+	names := store.NewNames(file)
+	gone := func(first uint64) bool { // no rotated or retired file starts at first
+		for _, n := range []string{names.Segment(first), store.RetiredName(names.Segment(first))} {
+			for _, ext := range []string{"", store.CompressedExt} {
+				if _, err := os.Lstat(filepath.Join(dir, n+ext)); !errors.Is(err, os.ErrNotExist) {
+					return false
+				}
+			}
 		}
-		return 0, bad
+		return true
 	}
-	if st, ok, err := readState(dir); err == nil && ok && st.ActiveFirst > 0 {
-		return st.ActiveFirst, nil
+	var first uint64
+	if len(files) > 0 {
+		if prev, ok, err := lastSeq(dir, file, files[len(files)-1], 0); err == nil && ok {
+			first = prev + 1
+		}
+	} else if st, ok, err := readState(dir); err == nil && ok {
+		first = st.ActiveFirst
 	}
-	return 0, bad
+	// A file starting at first that is not the active one: the active
+	// file rotated since the listing or the checkpoint.
+	if first == 0 || !gone(first) {
+		return 0, fmt.Errorf("%w: %s: its first line does not parse (%v), and the file before it does not say where it starts", ErrCorrupt, file, bad)
+	}
+	return first, nil
 }
 
 // firstSeq is the sequence number of the first line of the file at path

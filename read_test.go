@@ -492,7 +492,7 @@ func TestReadAcrossRotationAfterListing(t *testing.T) {
 	}
 	require.Equal(t, uint64(240), lines[len(lines)-1].Seq)
 
-	seq, ok, err := lastSeq(dir, "app.log", stale)
+	seq, ok, err := lastSeq(dir, "app.log", stale, 0)
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, next-1, seq, "lastSeq read the new active file")

@@ -61,7 +61,7 @@ func (r *Reader) lastSeq() (seq uint64, ok, stable bool, err error) {
 		afterLastListing()
 	}
 	for i := len(files) - 1; i >= 0 && !ok; i-- {
-		seq, ok, err = lastSeq(r.dir, r.file, files[i])
+		seq, ok, err = lastSeq(r.dir, r.file, files[i], 64)
 		if err != nil {
 			return 0, false, false, fmt.Errorf("logx: %s: %w", files[i].name, err)
 		}
@@ -78,9 +78,12 @@ func (r *Reader) lastSeq() (seq uint64, ok, stable bool, err error) {
 	return seq, ok, stable, nil
 }
 
-// lastSeq returns the sequence number of the last complete line of the
-// file at path, reading back from its end; ok is false if it has none.
-func lastSeq(dir, file string, lf logFile) (seq uint64, ok bool, err error) {
+// lastSeq returns the sequence number of the last complete line of lf,
+// reading back from its end; ok is false if it has none. A last line that
+// does not parse (damage) is an error, unless back allows that many lines
+// before it to be tried: then the newest that parses (a few lines short
+// of the end, which SeekLast may be).
+func lastSeq(dir, file string, lf logFile, back int) (seq uint64, ok bool, err error) {
 	seg, _, err := openLogFile(dir, file, lf)
 	if err != nil {
 		return 0, false, err
@@ -94,16 +97,21 @@ func lastSeq(dir, file string, lf logFile) (seq uint64, ok bool, err error) {
 	if err != nil || end < 0 {
 		return 0, false, err
 	}
-	start, err := lastNewline(seg, end) // ends the line before, if any
-	if err != nil {
-		return 0, false, err
+	for ; ; back-- {
+		start, err := lastNewline(seg, end) // ends the line before, if any
+		if err != nil {
+			return 0, false, err
+		}
+		head := make([]byte, min(end-start-1, 4<<10)) // parseHead reads the head only
+		if _, err := seg.ReadAt(head, start+1); err != nil && !errors.Is(err, io.EOF) {
+			return 0, false, err
+		}
+		seq, _, _, err = parseHead(head)
+		if err == nil || back == 0 || start < 0 {
+			return seq, err == nil, err
+		}
+		end = start
 	}
-	head := make([]byte, min(end-start-1, 4<<10)) // parseHead reads the head only
-	if _, err := seg.ReadAt(head, start+1); err != nil && !errors.Is(err, io.EOF) {
-		return 0, false, err
-	}
-	seq, _, _, err = parseHead(head)
-	return seq, err == nil, err
 }
 
 // lastNewline returns the offset of the last newline before offset before

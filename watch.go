@@ -34,7 +34,8 @@ func (lx *Stream) Watch(ctx context.Context, from uint64, level slog.Leveler, fn
 	if err := r.SeekSeq(from); err != nil {
 		return err
 	}
-	next := from // the sequence number expected next; 0: any
+	next := from     // the sequence number expected next; 0: any
+	damaged := false // lines that do not parse since the last that did
 	for {
 		// Take the notification channel before reading, so that a line
 		// written after the read wakes the wait below.
@@ -53,19 +54,23 @@ func (lx *Stream) Watch(ctx context.Context, from uint64, level slog.Leveler, fn
 				break
 			}
 			if errors.Is(err, ErrBadLine) {
-				// A damaged line (the active file has no checksum until
-				// it rotates; Grep skips it too): the line expected next,
-				// whose number did not parse. Returning the error would
-				// stop a watcher at it for good, however it resumed.
+				// Damage (the active file has no checksum until it
+				// rotates; Grep skips it too). Returning the error would
+				// stop a watcher at it for good, however it resumed. How
+				// many lines it took is not known (damage may add or
+				// remove newlines): the next line that parses says.
 				lx.logf("logx: watch: skipping a line that does not parse (%v)", err)
-				if next > 0 {
-					next++
-				}
+				damaged = true
 				continue
 			}
 			if err != nil {
 				return err
 			}
+			if damaged && next > 0 && l.Seq > next {
+				lx.logf("logx: watch: lines %d to %d are damaged on this node", next, l.Seq-1)
+				next = l.Seq
+			}
+			damaged = false
 			if next > 0 && l.Seq > next {
 				return fmt.Errorf("%w: lines %d to %d were removed before this watcher read them", ErrRetained, next, l.Seq-1)
 			}

@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -108,54 +109,83 @@ func TestWatchFromAhead(t *testing.T) {
 	require.ErrorIs(t, <-done, context.Canceled)
 }
 
-// TestWatchSkipsBadLine: a damaged line of the active file (it has no
-// checksum until it rotates) is skipped by a watcher, which goes on with
-// the lines after it. Before, Watch returned the error, and a watcher that
-// resumed from the line reported stopped at it again.
+// TestWatchSkipsBadLine: damaged lines of the active file (it has no
+// checksum until it rotates) are skipped by a watcher, which goes on with
+// every line after them that parses, however many lines the damage took
+// or made (a block of garbage has newlines of its own), and whether it
+// starts before the damage or at a line it took. Before, Watch returned
+// the error, and a watcher that resumed from the line reported stopped at
+// it again.
 func TestWatchSkipsBadLine(t *testing.T) {
-	lx := newSingle(t, nil)
-	ctx := context.Background()
-	for k := 0; k < 10; k++ {
-		_, err := lx.Append(ctx, LevelInfo, "line", "k", k)
-		require.NoError(t, err)
-	}
-	require.NoError(t, lx.Flush(ctx))
-	f, err := os.OpenFile(filepath.Join(lx.cfg.Dir, lx.logFile()), os.O_RDWR, 0)
-	require.NoError(t, err)
-	_, err = f.WriteAt([]byte("#"), 0) // line 1's head no longer parses
-	require.NoError(t, err)
-	require.NoError(t, f.Close())
+	for _, tc := range []struct {
+		name  string
+		from  uint64
+		block bool
+		want  []uint64 // then 11, appended after
+	}{
+		{"first line", 0, false, []uint64{2, 3, 4, 5, 6, 7, 8, 9, 10}},
+		{"from the damaged line", 1, false, []uint64{2, 3, 4, 5, 6, 7, 8, 9, 10}},
+		{"from after it", 2, false, []uint64{2, 3, 4, 5, 6, 7, 8, 9, 10}},
+		{"a block", 0, true, []uint64{1, 2, 5, 6, 7, 8, 9, 10}},
+		{"from inside a block", 3, true, []uint64{5, 6, 7, 8, 9, 10}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lx := newSingle(t, nil)
+			ctx := context.Background()
+			for k := 0; k < 10; k++ {
+				_, err := lx.Append(ctx, LevelInfo, "line", "k", k)
+				require.NoError(t, err)
+			}
+			require.NoError(t, lx.Flush(ctx))
+			path := filepath.Join(lx.cfg.Dir, lx.logFile())
+			b, err := os.ReadFile(path)
+			require.NoError(t, err)
+			off, garbage := 0, []byte("#")
+			if tc.block { // lines 3 and 4 become three lines of garbage, same length
+				lines := bytes.SplitAfter(b, []byte("\n"))
+				off = len(lines[0]) + len(lines[1])
+				n := len(lines[2]) + len(lines[3])
+				garbage = bytes.Repeat([]byte("#"), n)
+				garbage[n/3], garbage[2*n/3], garbage[n-1] = '\n', '\n', '\n'
+			}
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			require.NoError(t, err)
+			_, err = f.WriteAt(garbage, int64(off)) // in place: the node appends after
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
 
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	got := make(chan uint64, 100)
-	done := make(chan error, 1)
-	go func() {
-		done <- lx.Watch(wctx, 0, nil, func(l Line) error {
-			got <- l.Seq
-			return nil
+			wctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			got := make(chan uint64, 100)
+			done := make(chan error, 1)
+			go func() {
+				done <- lx.Watch(wctx, tc.from, nil, func(l Line) error {
+					got <- l.Seq
+					return nil
+				})
+			}()
+			next := func() uint64 {
+				t.Helper()
+				select {
+				case seq := <-got:
+					return seq
+				case err := <-done:
+					t.Fatalf("the watcher stopped: %v", err)
+				case <-time.After(30 * time.Second):
+					t.Fatal("the watcher did not deliver")
+				}
+				return 0
+			}
+			for _, want := range tc.want {
+				require.Equal(t, want, next())
+			}
+			_, err = lx.Append(ctx, LevelInfo, "after")
+			require.NoError(t, err)
+			require.Equal(t, uint64(11), next(), "the watcher did not go on")
+			cancel()
+			require.ErrorIs(t, <-done, context.Canceled)
 		})
-	}()
-	for want := uint64(2); want <= 10; want++ {
-		select {
-		case seq := <-got:
-			require.Equal(t, want, seq)
-		case err := <-done:
-			t.Fatalf("the watcher stopped: %v", err)
-		case <-time.After(30 * time.Second):
-			t.Fatal("the watcher did not deliver")
-		}
 	}
-	_, err = lx.Append(ctx, LevelInfo, "after")
-	require.NoError(t, err)
-	select {
-	case seq := <-got:
-		require.Equal(t, uint64(11), seq)
-	case <-time.After(30 * time.Second):
-		t.Fatal("the watcher did not go on")
-	}
-	cancel()
-	require.ErrorIs(t, <-done, context.Canceled)
 }
 
 // TestWatchRetained: a watcher that lags behind retention is told which

@@ -647,3 +647,33 @@ func TestTailEscapesControls(t *testing.T) {
 		require.Contains(t, out, `msg=\x1b]0;pwned\x07\x1b[2J`, args)
 	}
 }
+
+// logx tail skips a line that does not parse and goes on; an active file
+// whose start cannot be known (its first line damaged, nothing before it)
+// is an error, never a loop.
+func TestTailSkipsBadLine(t *testing.T) {
+	dir := t.TempDir()
+	line := func(seq int) string {
+		return fmt.Sprintf("seq=%d time=2026-12-06T00:00:00.000000Z level=INFO node=n1 msg=m%d\n", seq, seq)
+	}
+	body := line(1) + "#garbage\n" + line(3) + line(4)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "app.log"), []byte(body), 0o644))
+	code, out, errs := runCmd(t, "", "tail", "-n", "10", dir)
+	require.Equal(t, 0, code, errs)
+	require.Equal(t, line(1)+line(3)+line(4), out)
+	require.Contains(t, errs, "skipping")
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "app.log"), []byte("#"+body[1:]), 0o644))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		code, _, errs = runCmd(t, "", "tail", dir)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("logx tail did not end")
+	}
+	require.Equal(t, 2, code)
+	require.Contains(t, errs, "does not say where it starts")
+}

@@ -62,6 +62,7 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 			continue
 		}
 		if errors.Is(err, logx.ErrBadLine) {
+			w.Flush()                                                         // the lines before it first
 			fmt.Fprintf(stderr, "logx: skipping %s\n", termSafe(err.Error())) // damage; the next line follows
 			continue
 		}
