@@ -501,11 +501,12 @@ func TestCloseWithoutQuorum(t *testing.T) {
 			full[i].Store(false)
 		}
 	})
-	r := c.nodes[lead].raft
+	lx := c.nodes[lead]
+	r := lx.raft
 	before := r.LastIndex()
 	appended := make(chan error, 1)
 	go func() {
-		_, err := c.nodes[lead].Append(context.Background(), LevelInfo, "no quorum")
+		_, err := lx.Append(context.Background(), LevelInfo, "no quorum")
 		appended <- err
 	}()
 	require.True(t, waitFor(10*time.Second, func() bool { return r.LastIndex() > before }), "the batch is proposed")
@@ -519,7 +520,6 @@ func TestCloseWithoutQuorum(t *testing.T) {
 
 	start := time.Now()
 	done := make(chan error, 1)
-	lx := c.nodes[lead]
 	c.nodes[lead] = nil // a hang fails here, not in the cleanup's Close
 	go func() { done <- lx.Close() }()
 	select {
