@@ -227,6 +227,22 @@ func (a logFile) same(b logFile) bool { return a.name == b.name && a.first == b.
 // last line of the file before it (activeFirst); before, every reader
 // failed until it rotated.
 func listLogFiles(dir, file string) ([]logFile, error) {
+	for try := 0; ; try++ {
+		out, err := listLogFilesOnce(dir, file)
+		if !errors.Is(err, errListAgain) {
+			return out, err
+		}
+		if try == 2 {
+			return nil, fmt.Errorf("%w: %s: its first line does not parse, and the files kept changing as it was numbered", ErrCorrupt, file)
+		}
+	}
+}
+
+// errListAgain: a file changed while a listing numbered a damaged active
+// file (activeFirst).
+var errListAgain = errors.New("logx: list again")
+
+func listLogFilesOnce(dir, file string) ([]logFile, error) {
 	files, err := store.StoredFiles(dir, file)
 	if err != nil {
 		return nil, err
@@ -258,7 +274,8 @@ func listLogFiles(dir, file string) ([]logFile, error) {
 // the file before it (the last of files), or, with none, the first line of
 // the checkpoint's active file if that is still the active one (no file
 // rotated or retired from it). Neither known, it is an ErrCorrupt naming
-// the file (not an ErrBadLine: the listing fails, no line is passed over).
+// the file (not an ErrBadLine: the listing fails, no line is passed over);
+// a file that changed meanwhile is errListAgain.
 func activeFirst(dir, file string, files []logFile, bad error) (uint64, error) {
 	names := store.NewNames(file)
 	gone := func(first uint64) bool { // no rotated or retired file starts at first
@@ -273,16 +290,22 @@ func activeFirst(dir, file string, files []logFile, bad error) (uint64, error) {
 	}
 	var first uint64
 	if len(files) > 0 {
-		if prev, ok, err := lastSeq(dir, file, files[len(files)-1], 0); err == nil && ok {
-			first = prev + 1
+		prev, ok, err := lastSeq(dir, file, files[len(files)-1], 0)
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, errListAgain // retired since the listing
 		}
+		if err != nil || !ok {
+			return 0, fmt.Errorf("%w: %s: its first line does not parse (%v), and the last line of %s does not say where it starts", ErrCorrupt, file, bad, files[len(files)-1].name)
+		}
+		first = prev + 1
 	} else if st, ok, err := readState(dir); err == nil && ok {
 		first = st.ActiveFirst
 	}
-	// A file starting at first that is not the active one: the active
-	// file rotated since the listing or the checkpoint.
-	if first == 0 || !gone(first) {
-		return 0, fmt.Errorf("%w: %s: its first line does not parse (%v), and the file before it does not say where it starts", ErrCorrupt, file, bad)
+	if first == 0 {
+		return 0, fmt.Errorf("%w: %s: its first line does not parse (%v), and no file before it or checkpoint says where it starts", ErrCorrupt, file, bad)
+	}
+	if !gone(first) {
+		return 0, errListAgain // the active file rotated since the listing (or the checkpoint)
 	}
 	return first, nil
 }

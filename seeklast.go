@@ -82,7 +82,7 @@ func (r *Reader) lastSeq() (seq uint64, ok, stable bool, err error) {
 // reading back from its end; ok is false if it has none. A last line that
 // does not parse (damage) is an error, unless back allows that many lines
 // before it to be tried: then the newest that parses (a few lines short
-// of the end, which SeekLast may be).
+// of the end, which SeekLast may be), or ok false if none does.
 func lastSeq(dir, file string, lf logFile, back int) (seq uint64, ok bool, err error) {
 	seg, _, err := openLogFile(dir, file, lf)
 	if err != nil {
@@ -97,9 +97,13 @@ func lastSeq(dir, file string, lf logFile, back int) (seq uint64, ok bool, err e
 	if err != nil || end < 0 {
 		return 0, false, err
 	}
+	tolerant := back > 0
 	for ; ; back-- {
 		start, err := lastNewline(seg, end) // ends the line before, if any
 		if err != nil {
+			if tolerant && errors.Is(err, errLongLine) {
+				return 0, false, nil // damage: the file before, then
+			}
 			return 0, false, err
 		}
 		head := make([]byte, min(end-start-1, 4<<10)) // parseHead reads the head only
@@ -107,8 +111,14 @@ func lastSeq(dir, file string, lf logFile, back int) (seq uint64, ok bool, err e
 			return 0, false, err
 		}
 		seq, _, _, err = parseHead(head)
-		if err == nil || back == 0 || start < 0 {
-			return seq, err == nil, err
+		switch {
+		case err == nil:
+			return seq, true, nil
+		case back == 0 || start < 0:
+			if tolerant {
+				return 0, false, nil // no line here says: the file before, then
+			}
+			return 0, false, err
 		}
 		end = start
 	}

@@ -34,8 +34,7 @@ func (lx *Stream) Watch(ctx context.Context, from uint64, level slog.Leveler, fn
 	if err := r.SeekSeq(from); err != nil {
 		return err
 	}
-	next := from     // the sequence number expected next; 0: any
-	damaged := false // lines that do not parse since the last that did
+	next := from // the sequence number expected next; 0: any
 	for {
 		// Take the notification channel before reading, so that a line
 		// written after the read wakes the wait below.
@@ -60,19 +59,20 @@ func (lx *Stream) Watch(ctx context.Context, from uint64, level slog.Leveler, fn
 				// many lines it took is not known (damage may add or
 				// remove newlines): the next line that parses says.
 				lx.logf("logx: watch: skipping a line that does not parse (%v)", err)
-				damaged = true
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			if damaged && next > 0 && l.Seq > next {
-				lx.logf("logx: watch: lines %d to %d are damaged on this node", next, l.Seq-1)
-				next = l.Seq
-			}
-			damaged = false
 			if next > 0 && l.Seq > next {
-				return fmt.Errorf("%w: lines %d to %d were removed before this watcher read them", ErrRetained, next, l.Seq-1)
+				// Retention and truncation take whole files: a gap within
+				// a file is damage (lines that do not parse, or merged
+				// with the line before), one at a file's first line is
+				// theirs.
+				if l.Seq == r.cur.first {
+					return fmt.Errorf("%w: lines %d to %d were removed before this watcher read them", ErrRetained, next, l.Seq-1)
+				}
+				lx.logf("logx: watch: lines %d to %d are damaged on this node", next, l.Seq-1)
 			}
 			if l.Seq < next {
 				continue // from was past this node's end: lines below it arrive first

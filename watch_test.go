@@ -128,6 +128,7 @@ func TestWatchSkipsBadLine(t *testing.T) {
 		{"from after it", 2, false, []uint64{2, 3, 4, 5, 6, 7, 8, 9, 10}},
 		{"a block", 0, true, []uint64{1, 2, 5, 6, 7, 8, 9, 10}},
 		{"from inside a block", 3, true, []uint64{5, 6, 7, 8, 9, 10}},
+		{"merged lines", 0, false, []uint64{1, 2, 3, 5, 6, 7, 8, 9, 10}}, // line 3's newline lost: 4 is part of 3
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lx := newSingle(t, nil)
@@ -141,8 +142,11 @@ func TestWatchSkipsBadLine(t *testing.T) {
 			b, err := os.ReadFile(path)
 			require.NoError(t, err)
 			off, garbage := 0, []byte("#")
+			lines := bytes.SplitAfter(b, []byte("\n"))
+			if tc.name == "merged lines" {
+				off = len(lines[0]) + len(lines[1]) + len(lines[2]) - 1
+			}
 			if tc.block { // lines 3 and 4 become three lines of garbage, same length
-				lines := bytes.SplitAfter(b, []byte("\n"))
 				off = len(lines[0]) + len(lines[1])
 				n := len(lines[2]) + len(lines[3])
 				garbage = bytes.Repeat([]byte("#"), n)

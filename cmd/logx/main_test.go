@@ -663,11 +663,17 @@ func TestTailSkipsBadLine(t *testing.T) {
 	require.Equal(t, line(1)+line(3)+line(4), out)
 	require.Contains(t, errs, "skipping")
 
+	// A damaged last line: -n counts from the last line that parses.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "app.log"), []byte(line(1)+line(2)+line(3)+"#garbage\n"), 0o644))
+	code, out, errs = runCmd(t, "", "tail", "-n", "2", dir)
+	require.Equal(t, 0, code, errs)
+	require.Equal(t, line(2)+line(3), out)
+
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "app.log"), []byte("#"+body[1:]), 0o644))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		code, _, errs = runCmd(t, "", "tail", dir)
+		code, _, errs = runCmd(t, "", "tail", "-f", dir)
 	}()
 	select {
 	case <-done:
@@ -675,5 +681,5 @@ func TestTailSkipsBadLine(t *testing.T) {
 		t.Fatal("logx tail did not end")
 	}
 	require.Equal(t, 2, code)
-	require.Contains(t, errs, "does not say where it starts")
+	require.Contains(t, errs, "says where it starts")
 }
