@@ -143,11 +143,9 @@ func regexpNodes(re *syntax.Regexp, limit int) int {
 			return 1
 		}
 		sub := regexpNodes(re.Sub[0], limit)
-		copies, extra := re.Min, (re.Max-re.Min)*2
+		copies, extra := re.Max, (re.Max-re.Min)*2
 		if re.Max < 0 {
 			copies, extra = max(re.Min, 1), 2
-		} else {
-			copies = re.Max
 		}
 		if sub > (limit+1)/copies {
 			return limit + 1
