@@ -235,6 +235,12 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 		case status == wire.StatusRejected:
 			err := fmt.Errorf("%w: batch rejected by %s: %s", ErrRejected, target, msg)
 			if !isProducerConflict(&rejectedError{msg: msg}) {
+				if sentBefore {
+					// An earlier try may have been committed (by a leader
+					// whose answer was lost); this node refusing it (its
+					// limits may differ) does not say otherwise.
+					return 0, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+				}
 				return 0, err
 			}
 			// Another sender used this producer id: go on under a new one.

@@ -3,6 +3,7 @@ package logx
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -152,6 +153,28 @@ func TestClientCancelEndsWait(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Send did not end with its context")
 	}
+}
+
+// TestClientRejectedAfterLostAnswer: a node that refuses a batch after an
+// earlier try went out and lost its answer (that try may have been
+// committed) is ErrOutcomeUnknown, not a plain ErrRejected that says
+// nothing was written: logx forward -parse then sent the batch again
+// raw, and /ingest answered outcome_unknown false.
+func TestClientRejectedAfterLostAnswer(t *testing.T) {
+	var asked atomic.Int64
+	addr := fakeForwarder(t, func(c net.Conn) error {
+		if asked.Add(1) == 1 {
+			return errors.New("the answer is lost") // the connection ends with the batch read
+		}
+		_, err := c.Write(wire.AppendAnswer(nil, wire.Answer{Status: wire.StatusRejected, Msg: "entry too large for this node"}))
+		return err
+	})
+	c := &Client{addrs: []string{addr}, timeout: 10 * time.Second, producer: 1, dedupWindow: time.Minute}
+	defer c.Close()
+	_, err := c.sendBatch(context.Background(), wire.AppendRecord(nil, slog.LevelInfo, 1, []byte("x")), 1)
+	require.ErrorIs(t, err, ErrRejected)
+	require.ErrorIs(t, err, ErrOutcomeUnknown)
+	require.Equal(t, int64(2), asked.Load())
 }
 
 // fakeForwarder listens on 127.0.0.1 as a node's forwarding endpoint

@@ -92,7 +92,7 @@ func cmdForward(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		bctx, cancel := context.WithTimeout(ctx, *timeout)
 		_, err := c.Send(bctx, batch)
 		cancel()
-		if parser.mode != parseNone && (errors.Is(err, logx.ErrRejected) || errors.Is(err, logx.ErrEntryTooLarge)) {
+		if parser.mode != parseNone && sendRaw(err) {
 			// Parsed, a line can render larger than itself (a JSON
 			// cluster escapes <, > and & in nested values): the lines as
 			// they are, rather than none.
@@ -114,4 +114,12 @@ func cmdForward(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}
 	fmt.Fprintf(stderr, "logx: %d lines committed\n", committed)
 	return 0
+}
+
+// sendRaw reports whether a batch of parsed lines that failed with err is
+// to be sent again as the lines are: refused whole, and not perhaps
+// committed already (ErrOutcomeUnknown: a try whose answer was lost, then
+// a refusal), which would write it twice.
+func sendRaw(err error) bool {
+	return (errors.Is(err, logx.ErrRejected) || errors.Is(err, logx.ErrEntryTooLarge)) && !errors.Is(err, logx.ErrOutcomeUnknown)
 }

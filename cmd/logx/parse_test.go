@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -320,4 +321,13 @@ func TestForwardFallbackWritesOnce(t *testing.T) {
 		require.NoError(t, lx.Flush(t.Context()))
 		require.Equal(t, uint64(n+1), lx.Stats().Seq, "a line written twice")
 	}
+}
+
+// A refusal after a try that may have been committed is not resent raw.
+func TestForwardSendRaw(t *testing.T) {
+	rejected := fmt.Errorf("%w: batch rejected by n1: too large", logx.ErrRejected)
+	require.True(t, sendRaw(rejected))
+	require.True(t, sendRaw(fmt.Errorf("%w: entry 3 of 9", logx.ErrEntryTooLarge)))
+	require.False(t, sendRaw(fmt.Errorf("%w: %w", logx.ErrOutcomeUnknown, rejected)), "perhaps committed already")
+	require.False(t, sendRaw(errors.New("dial tcp: refused")))
 }
