@@ -71,8 +71,9 @@ type Config struct {
 	// It must be a plain name (no directory, no control character) that
 	// cannot collide with the node's own files: not LOCK, state.json, raft
 	// or snapshots (in any case), not starting with "." (logx's temporary
-	// files: .catchup-, .retired-, .repair-), not ending in ".tmp", and not
-	// itself of the rotated form <stem>-<20 digits><ext>.
+	// files: .catchup-, .retired-, .repair-), not ending in ".tmp", not
+	// itself of the rotated form <stem>-<20 digits><ext>, and at most 200
+	// bytes (the names derived from it are up to 35 bytes longer).
 	File string `json:"file" yaml:"file"`
 
 	// MaxSize is the size in bytes the active file may reach before it is
@@ -355,6 +356,9 @@ const maxQueue = 1 << 20
 // line a node writes (maxLineBytes).
 const maxBatchBytes = 64 << 20
 
+// maxFileName bounds File's length (Validate).
+const maxFileName = 200
+
 // Validate reports the first invalid field of c, after defaults are applied,
 // as a *ConfigError; a field of a stream is named Streams[i].Field.
 func (c Config) Validate() error {
@@ -436,6 +440,12 @@ func (c Config) validate() error {
 	// stem (app-00000000000000000001.log for app.log's).
 	if strings.ContainsFunc(c.File, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		return bad("File", "%q contains a control character", c.File)
+	}
+	if len(c.File) > maxFileName {
+		// The names derived from it (".compress-<stem>-<20 digits><ext>.zst",
+		// 35 bytes more) must fit in a file system's 255: a longer File
+		// opened, and every node failed to rename it at its first rotation.
+		return bad("File", "%d bytes long; at most %d", len(c.File), maxFileName)
 	}
 	if c.File != filepath.Base(c.File) || strings.ContainsAny(c.File, `/\`) {
 		return bad("File", "%q must be a plain file name, without a directory", c.File)

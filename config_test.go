@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -125,6 +126,7 @@ func TestConfigFileNames(t *testing.T) {
 		{"app-00000000000000000001", "rotated file name"},
 		{"-00000000000000000001.log", "rotated file name"},
 		{"app.log-00000000000000000001.gz", "rotated file name"},
+		{strings.Repeat("a", 197) + ".log", "at most 200"},
 	}
 	for _, tc := range cases {
 		err := good(tc.file).Validate()
@@ -370,4 +372,32 @@ func TestFlushEndsWithClose(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Close did not return")
 	}
+}
+
+// TestLongestFile: a File of the longest length allowed rotates, is
+// compressed, and is retired: every name derived from it fits in 255
+// bytes. (A File of 235 bytes validated, and every node failed to rename
+// it at its first rotation.)
+func TestLongestFile(t *testing.T) {
+	file := strings.Repeat("a", maxFileName-4) + ".log"
+	lx := newSingle(t, func(c *Config) {
+		c.File = file
+		c.MaxSize = 4096
+		c.MaxFiles = 2
+		c.Compress = true
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for k := range 200 {
+		_, err := lx.Append(ctx, LevelInfo, "long", "k", k)
+		require.NoError(t, err, "a node that cannot rotate stops applying")
+	}
+	require.NoError(t, lx.Flush(ctx))
+	st := lx.Stats()
+	require.Empty(t, st.WriteError)
+	require.Greater(t, st.Retired, uint64(0))
+	require.True(t, waitFor(30*time.Second, func() bool {
+		names, err := LogFiles(lx.cfg.Dir, file)
+		return err == nil && slices.ContainsFunc(names, func(n string) bool { return strings.HasSuffix(n, ".zst") })
+	}), "nothing compressed")
 }
