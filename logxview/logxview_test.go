@@ -291,7 +291,8 @@ func TestPage(t *testing.T) {
 // without a gap.
 func TestTail(t *testing.T) {
 	nodes, _ := cluster(t, 5)
-	srv := httptest.NewServer(Handler(nodes[1], Options{MaxTails: 2}))
+	v := Handler(nodes[1], Options{MaxTails: 2})
+	srv := httptest.NewServer(v)
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -360,8 +361,11 @@ func TestTail(t *testing.T) {
 	done2()
 
 	// Paused: the connection closes; lines arrive meanwhile; a reconnection
-	// with the last id seen gets them.
+	// with the last id seen gets them. (Once the server has seen both tails
+	// go: a handler ends a little after its client closes, and until then
+	// its turn is taken.)
 	done()
+	require.Eventually(t, func() bool { return v.tails.Load() == 0 }, 30*time.Second, 5*time.Millisecond, "the closed tails keep their turns")
 	_, err = nodes[0].Append(ctx, logx.LevelWarn, "live three")
 	require.NoError(t, err)
 	r, done = open(url.Values{"q": {"live"}, "level": {"WARN"}}, id)
