@@ -87,16 +87,6 @@ func listLogFilesOnce(dir, file string) ([]logFile, error) {
 // a file that changed meanwhile is errListAgain.
 func activeFirst(dir, file string, files []logFile, bad error) (uint64, error) {
 	names := store.NewNames(file)
-	gone := func(first uint64) bool { // no rotated or retired file starts at first
-		for _, n := range []string{names.Segment(first), store.RetiredName(names.Segment(first))} {
-			for _, ext := range []string{"", store.CompressedExt} {
-				if _, err := os.Lstat(filepath.Join(dir, n+ext)); !errors.Is(err, os.ErrNotExist) {
-					return false
-				}
-			}
-		}
-		return true
-	}
 	var first uint64
 	if len(files) > 0 {
 		prev, ok, err := lastSeq(dir, file, files[len(files)-1], 0)
@@ -113,7 +103,7 @@ func activeFirst(dir, file string, files []logFile, bad error) (uint64, error) {
 	if first == 0 {
 		return 0, fmt.Errorf("%w: %s: its first line does not parse (%v), and no file before it or checkpoint says where it starts", ErrCorrupt, file, bad)
 	}
-	if !gone(first) {
+	if store.AnyCopy(dir, names.Segment(first)) {
 		return 0, errListAgain // the active file rotated since the listing (or the checkpoint)
 	}
 	return first, nil

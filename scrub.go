@@ -342,10 +342,8 @@ func (f *fsm) lostLocked(fs store.File) bool {
 	if seg == nil || f.catchingUp() || fs.First < seg.RetiredBelow() {
 		return false // no files, files in flux, or retired since the checkpoint (perhaps missing when retired)
 	}
-	for _, name := range []string{fs.Name, fs.Name + store.CompressedExt, store.RetiredName(fs.Name), store.RetiredName(fs.Name + store.CompressedExt)} {
-		if _, err := os.Lstat(filepath.Join(f.dir, name)); !errors.Is(err, os.ErrNotExist) {
-			return false
-		}
+	if store.AnyCopy(f.dir, fs.Name) {
+		return false
 	}
 	p := f.checkpointed.Load()
 	if p == nil {

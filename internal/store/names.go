@@ -197,3 +197,15 @@ func SyncDir(dir string) error {
 	}
 	return err
 }
+
+// AnyCopy reports whether dir holds the rotated file name in any form:
+// plain or compressed, under its name or retired (an error other than
+// "not there" counts as there).
+func AnyCopy(dir, name string) bool {
+	for _, n := range []string{name, name + CompressedExt, RetiredName(name), RetiredName(name + CompressedExt)} {
+		if _, err := os.Lstat(filepath.Join(dir, n)); !errors.Is(err, os.ErrNotExist) {
+			return true
+		}
+	}
+	return false
+}
