@@ -212,13 +212,12 @@ func (c *encodedStore) GetLog(_ uint64, l *raft.Log) error {
 // it. (segmentWith's first match could be such a dead copy, which no read
 // sees: the damage tests then flaked under -race, where elections happen
 // during logAppend.)
-func liveSegmentWith(t *testing.T, lx *Stream, dir string, needle []byte) (string, int) {
+func liveSegmentWith(t *testing.T, lx *Stream, dir string, needle []byte) (name string, off int, idx uint64) {
 	t.Helper()
 	first, err := lx.guard.FirstIndex()
 	require.NoError(t, err)
 	last, err := lx.guard.LastIndex()
 	require.NoError(t, err)
-	var idx uint64
 	for i := first; i <= last && idx == 0; i++ {
 		var l raft.Log
 		if lx.guard.peek(i, &l) == nil && bytes.Contains(l.Data, needle) {
@@ -228,7 +227,6 @@ func liveSegmentWith(t *testing.T, lx *Stream, dir string, needle []byte) (strin
 	require.NotZero(t, idx, "no entry holds %q", needle)
 	names, err := filepath.Glob(filepath.Join(dir, "*.wal"))
 	require.NoError(t, err)
-	var name string
 	var best, newest uint64
 	for _, n := range names {
 		var base, id uint64
@@ -243,9 +241,9 @@ func liveSegmentWith(t *testing.T, lx *Stream, dir string, needle []byte) (strin
 	require.Less(t, best, newest, "entry %d is in the open segment", idx)
 	b, err := os.ReadFile(name)
 	require.NoError(t, err)
-	off := bytes.Index(b, needle)
+	off = bytes.Index(b, needle)
 	require.GreaterOrEqual(t, off, 0)
-	return name, off
+	return name, off, idx
 }
 
 func segmentWith(t *testing.T, dir string, needle []byte) (string, int) {
@@ -324,7 +322,7 @@ func TestRaftLogDamagedAtStart(t *testing.T) {
 	})
 	c.logAppend("before", 300)
 	c.waitSameSeq(300)
-	name, off := liveSegmentWith(t, c.nodes[0].defaultStream, filepath.Join(c.cfgs[0].Dir, "raft"), []byte("before"))
+	name, off, _ := liveSegmentWith(t, c.nodes[0].defaultStream, filepath.Join(c.cfgs[0].Dir, "raft"), []byte("before"))
 	c.stop(0)
 	flipOnDisk(t, name, off)
 
@@ -493,18 +491,38 @@ func damagedWhileDown(t *testing.T, snapshot bool) (c *testCluster, up []int) {
 	down := (lead + 1) % 3
 	c.logAppend("before", 20)
 	c.waitSameSeq(60)
+	downLast := c.nodes[down].raft.LastIndex()
 	c.stop(down)
 	c.logAppend("while-down", 150)
 	if snapshot {
 		c.snapshotAll()
 	}
+	var flipped []string // for a failure: where each node's damage is
+	damaged := map[int]uint64{}
 	for i := range c.cfgs { // both: whichever leads when the follower is back
 		if i != down {
 			up = append(up, i)
-			name, off := liveSegmentWith(t, c.nodes[i].defaultStream, filepath.Join(c.cfgs[i].Dir, "raft"), []byte("while-down"))
+			name, off, idx := liveSegmentWith(t, c.nodes[i].defaultStream, filepath.Join(c.cfgs[i].Dir, "raft"), []byte("while-down"))
 			flipOnDisk(t, name, off)
+			damaged[i] = idx
+			flipped = append(flipped, fmt.Sprintf("n%d entry %d (%s at %d)", i+1, idx, filepath.Base(name), off))
 		}
 	}
+	// The leader tries to send the follower its entries while it is down,
+	// again and again; a request it built from the bytes before the flip
+	// may still be on its way when the follower is back (a busy machine:
+	// a CI run under -race), and the follower then needs nothing damaged.
+	// Once a leader has read the damage, every later request is built from
+	// the damaged log.
+	require.True(t, waitFor(30*time.Second, func() bool {
+		for i, idx := range damaged {
+			var d *damagedEntry
+			if p := c.nodes[i].guard.failedRead.Load(); p != nil && errors.As(*p, &d) && d.index == idx {
+				return true
+			}
+		}
+		return false
+	}), "no leader read the damaged entry: %v", flipped)
 
 	c.start(down)
 	logAndCompare(c, 60+2*150+3*10)
@@ -517,7 +535,11 @@ func damagedWhileDown(t *testing.T, snapshot bool) (c *testCluster, up []int) {
 			st["last_snapshot_index"], lx.guard.notFound.Load(), lx.guard.askedSnapshot.Load()))
 	}
 	notFound -= c.nodes[down].guard.notFound.Load()
-	require.Positive(t, notFound, "the damaged entry was needed, and answered not found (follower n%d): %v", down+1, state)
-	require.NotEqual(t, "0", c.nodes[down].raft.Stats()["last_snapshot_index"], "the follower n%d installed the snapshot: %v", down+1, state)
+	require.Positive(t, notFound, "the damaged entry was needed, and answered not found (follower n%d, its last entry %d when it stopped; damaged: %v): %v",
+		down+1, downLast, flipped, state)
+	// Raft records the snapshot a moment after the state machine has
+	// restored it (and reached the others' files).
+	require.True(t, waitFor(10*time.Second, func() bool { return c.nodes[down].raft.Stats()["last_snapshot_index"] != "0" }),
+		"the follower n%d installed the snapshot: %v", down+1, state)
 	return c, up
 }
