@@ -229,8 +229,9 @@ type Config struct {
 
 	// LogOutput receives Raft's own messages (at WARN and above, less those
 	// that are a normal part of a node's life: the first election, vote
-	// refusals and log matching after a restart, a connection closed by a
-	// shutdown; see quietRaft in ops.go) and logx's diagnostics; never the
+	// refusals and log matching after a restart, a leader deposed by a
+	// peer's election, a connection closed by a shutdown; see quietRaft in
+	// ops.go) and logx's diagnostics; never the
 	// replicated log. A normal start writes nothing at WARN or above
 	// (TestQuietStart). Defaults to os.Stderr.
 	LogOutput io.Writer `json:"-" yaml:"-"`

@@ -188,7 +188,13 @@ func (lx *Stream) monitor() {
 //     "clearing log suffix" (entries no majority held, replaced by the new
 //     leader's): Raft's elections after a restart;
 //   - "failed to decode incoming command" because the connection or the
-//     transport was closed: a peer, or this node, shutting down.
+//     transport was closed: a peer, or this node, shutting down;
+//   - "peer has newer term, stopping replication": this leader is deposed
+//     by a peer's election. With pre-voting, a peer's term rises only when
+//     a majority grants its pre-vote, that is when a majority has no
+//     leader: after a start, two first elections racing on a loaded
+//     machine (TestQuietStart saw it); a leadership transfer; or followers
+//     that lost a leader they knew, which log their own election (below).
 //
 // Elections after a leader was known, and every other message, still show;
 // a leader missing for long raises the AlarmNoLeader alarm.
@@ -203,7 +209,8 @@ func quietRaft(level hclog.Level, msg string, args ...any) bool {
 		"rejecting vote request since we have a leader",
 		"rejecting vote request since our last index is greater",
 		"rejecting vote request since our last term is greater",
-		"clearing log suffix":
+		"clearing log suffix",
+		"peer has newer term, stopping replication":
 		return true
 	case "failed to get previous log", "appendEntries rejected, sending older logs":
 		return level <= hclog.Warn
