@@ -30,7 +30,8 @@ type Client struct {
 	producer uint64
 	pseq     uint64
 	// dedupWindow is the cluster's (Stats.DedupWindow): a batch that may
-	// have been sent is retried for at most half of it.
+	// have been sent is tried again only while the try would end within
+	// half of it from the first try's start (retryFits).
 	dedupWindow time.Duration
 
 	conn   net.Conn
@@ -212,7 +213,13 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 			target = c.addrs[next%len(c.addrs)]
 			next++
 		}
+		if sent && !retryFits(firstSent, c.timeout, c.dedupWindow) {
+			// Retrying longer could outlive the cluster's memory of this
+			// producer and write the batch twice.
+			return 0, fmt.Errorf("%w: another try would end past half the cluster's dedup window (%v) after the first; last error: %v", ErrOutcomeUnknown, c.dedupWindow/2, lastErr)
+		}
 		sentBefore := sent
+		tryStart := time.Now()
 		status, first, msg, err := c.roundTrip(ctx, target, batch)
 		switch {
 		case err != nil:
@@ -260,12 +267,7 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 			lastErr = fmt.Errorf("%s: %s", target, msg)
 		}
 		if sent && firstSent.IsZero() {
-			firstSent = time.Now()
-		}
-		if sent && time.Since(firstSent) > c.dedupWindow/2 {
-			// Retrying longer could outlive the cluster's memory of this
-			// producer and write the batch twice.
-			return 0, fmt.Errorf("%w: retried for half the cluster's dedup window (%v); last error: %v", ErrOutcomeUnknown, c.dedupWindow/2, lastErr)
+			firstSent = tryStart
 		}
 		select {
 		case <-ctx.Done():

@@ -12,6 +12,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/logx-dev/logx/internal/wire"
@@ -209,6 +210,20 @@ func (f *fsm) verifyLoan(l *raft.Log, recs []byte) {
 	if err != nil || !bytes.Equal(r.Records(), recs) {
 		panic(fmt.Sprintf("logx: the records lent for Raft entry %d are not the batch's (decode error: %v)", l.Index, err))
 	}
+}
+
+// retryFits reports whether a sender may try a batch again: a try that
+// starts after a pause and takes up to try (its timeout, the pause
+// before it included) must end within half the dedup window of the start
+// of the first try that may have reached a leader (first). The cluster
+// remembers a producer for the window after its last batch, which is
+// committed after first, and evictProducers may forget one silent for
+// half of it; so no repeat arrives after the cluster may have forgotten
+// the producer, even if the first copy was committed. Before, the half
+// window ran from the end of the first try: a repeat could start a try's
+// timeout later.
+func retryFits(first time.Time, try, window time.Duration) bool {
+	return time.Since(first)+try <= window/2
 }
 
 // pruneProducers forgets the producers silent for longer than the dedup

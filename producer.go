@@ -199,7 +199,13 @@ func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err e
 			}
 			return ents, 0, 0, ErrRemoved
 		}
+		if window := lx.dedupWindow(); sent && !retryFits(firstSent, lx.cfg.ForwardTimeout, window) {
+			// Retrying longer could outlive the leader's memory of this
+			// producer (dedup.go) and write the batch twice.
+			return ents, 0, 0, fmt.Errorf("%w: another try would end past half the dedup window (%v) after the first; last error: %v", ErrOutcomeUnknown, window/2, err)
+		}
 		maybeSent := false
+		tryStart := time.Now()
 		leader, local := lx.route()
 		if local || leader != "" {
 			if batch == nil {
@@ -231,7 +237,7 @@ func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err e
 		}
 		sentBefore := sent
 		if maybeSent && !sent {
-			sent, firstSent = true, time.Now()
+			sent, firstSent = true, tryStart
 		}
 		if err == nil {
 			return ents, idx, first, nil
@@ -255,11 +261,6 @@ func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err e
 			}
 			lx.logf("logx: committing a batch of %d entries: %v; not retried, the entries fail", len(ents), err)
 			return ents, 0, 0, err
-		}
-		if window := lx.dedupWindow(); sent && time.Since(firstSent) > window/2 {
-			// Retrying longer could outlive the leader's memory of this
-			// producer (dedup.go) and write the batch twice.
-			return ents, 0, 0, fmt.Errorf("%w: retried for half the dedup window (%v); last error: %v", ErrOutcomeUnknown, window/2, err)
 		}
 		lx.stats.retries.Add(1)
 		if time.Since(lastLog) >= retryLogEvery {
