@@ -376,7 +376,9 @@ func QueryStreamStatus(ctx context.Context, addr, stream string, tlsConfig *tls.
 // applied the change, so that its status shows it. While no leader answers
 // (an election, a leader handing over) it asks again until ctx ends, or
 // for a minute if ctx has no deadline; addr not answering is an error at
-// once.
+// once. A request that went out and got no answer within ctx may have been
+// committed: that error wraps ErrOutcomeUnknown (asking again is safe: the
+// change sets a value).
 func SetClusterLevel(ctx context.Context, addr, stream string, level slog.Level, tlsConfig *tls.Config) error {
 	if err := checkClusterLevel(level); err != nil {
 		return err
@@ -441,15 +443,17 @@ func commitVia(ctx context.Context, addr, stream string, req controlRequest, tls
 	target, hops := addr, 0
 	wait := 20 * time.Millisecond
 	var lastErr error
+	lost := false // a try went out and got no answer (maybeMade)
 	for {
 		resp, err := askControl(ctx, target, stream, req, tlsConfig)
+		lost = lost || errors.As(err, new(answerLost))
 		switch {
 		case err != nil && target == addr:
-			return 0, err
+			return 0, maybeMade(req, lost, err)
 		case err != nil:
 			lastErr = err // a leader named, gone since: ask addr again
 		case !resp.NotLeader:
-			return resp.Index, resp.err()
+			return resp.Index, maybeMade(req, lost, resp.err())
 		case resp.Leader != "" && resp.Leader != target && hops < 3:
 			target, hops = resp.Leader, hops+1
 			continue
@@ -461,7 +465,7 @@ func commitVia(ctx context.Context, addr, stream string, req controlRequest, tls
 		}
 		select {
 		case <-ctx.Done():
-			return 0, fmt.Errorf("%w: %w", lastErr, ctx.Err())
+			return 0, maybeMade(req, lost, fmt.Errorf("%w: %w", lastErr, ctx.Err()))
 		case <-time.After(wait):
 		}
 		target, hops = addr, 0
@@ -469,19 +473,31 @@ func commitVia(ctx context.Context, addr, stream string, req controlRequest, tls
 	}
 }
 
+// controlTry bounds a status request of the Client's, and a change's try
+// whose context has no later deadline.
+var controlTry = 10 * time.Second
+
 // askControl sends req to the node at addr and reads its answer.
 func askControl(ctx context.Context, addr, stream string, req controlRequest, tlsConfig *tls.Config) (controlResponse, error) {
 	if err := checkAddr(addr); err != nil {
 		return controlResponse{}, fmt.Errorf("logx: %w", err)
 	}
-	timeout := 10 * time.Second
-	conn, err := dialProto(ctx, addr, stream, wire.ProtoControl, timeout, tlsConfig)
+	conn, err := dialProto(ctx, addr, stream, wire.ProtoControl, controlTry, tlsConfig)
 	if err != nil {
 		return controlResponse{}, fmt.Errorf("logx: %s: %w", addr, err)
 	}
 	defer conn.Close()
-	req.TimeoutMS = timeout.Milliseconds()
-	resp, err := controlExchange(ctx, conn, req, time.Now().Add(timeout))
+	deadline := time.Now().Add(controlTry)
+	if d, ok := ctx.Deadline(); ok && d.After(deadline) && req.Op != "status" {
+		// A change may take longer (a voter slow to say which version it
+		// runs, a slow disk): as long as the caller allows.
+		deadline = d
+		if limit := time.Now().Add(defaultControlTimeout); d.After(limit) {
+			deadline = limit
+		}
+	}
+	req.TimeoutMS = time.Until(deadline).Milliseconds()
+	resp, err := controlExchange(ctx, conn, req, deadline)
 	if err != nil {
 		return resp, fmt.Errorf("logx: %s: %w", addr, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -208,4 +209,58 @@ func fakeForwarder(t *testing.T, answer func(net.Conn) error) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// TestCommitViaLostAnswer: a change whose request went out and whose
+// answer had not come when the caller's context ended, the node holding
+// the connection, is ErrOutcomeUnknown (the node may have made it: it was
+// a plain error, so `logx set-level` reported a failure after the level
+// changed); a status request so is not, nor a change whose connection the
+// node closed unanswered (as it drops a request for a stream it does not
+// have); and a try lasts as long as the caller's context allows rather
+// than a fixed 10 s (controlTry): a change the leader answers after it is
+// taken.
+func TestCommitViaLostAnswer(t *testing.T) {
+	defer func(d time.Duration) { controlTry = d }(controlTry)
+	controlTry = 100 * time.Millisecond
+	var delay atomic.Int64                            // of the answer; 0: none; < 0: the connection closed
+	addr := fakeForwarder(t, func(c net.Conn) error { // a control server, as far as the test goes
+		d := time.Duration(delay.Load())
+		switch {
+		case d == 0:
+			_, _ = io.Copy(io.Discard, c) // no answer
+			return nil
+		case d < 0:
+			return errors.New("closed unanswered, as a request dropped unread")
+		}
+		time.Sleep(d)
+		return writeJSONFrame(c, controlResponse{Index: 7})
+	})
+	level := LevelWarn
+	change := controlRequest{Op: "set-level", Level: &level}
+	ask := func(req controlRequest, within time.Duration) (uint64, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), within)
+		defer cancel()
+		return commitVia(ctx, addr, DefaultStream, req, nil)
+	}
+
+	_, err := ask(change, 500*time.Millisecond)
+	require.ErrorIs(t, err, ErrOutcomeUnknown, "a change sent and not answered")
+	_, err = ask(controlRequest{Op: "status"}, 500*time.Millisecond)
+	require.Error(t, err)
+	require.NotErrorIs(t, err, ErrOutcomeUnknown, "a status request changes nothing")
+
+	delay.Store(-1)
+	_, err = ask(change, 500*time.Millisecond)
+	require.Error(t, err)
+	require.NotErrorIs(t, err, ErrOutcomeUnknown, "closed unanswered: dropped unread, or cut off")
+
+	delay.Store(int64(300 * time.Millisecond)) // three times controlTry
+	idx, err := ask(change, 5*time.Second)
+	require.NoError(t, err, "a try waits as long as the context allows")
+	require.EqualValues(t, 7, idx)
+
+	_, err = commitVia(t.Context(), "127.0.0.1:1", DefaultStream, change, nil)
+	require.Error(t, err)
+	require.NotErrorIs(t, err, ErrOutcomeUnknown, "nothing went out")
 }

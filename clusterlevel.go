@@ -138,12 +138,18 @@ func (lx *Stream) commitHere(ctx context.Context, req controlRequest, what strin
 // stream's leader, once every member that is up knows such commands
 // (every server, or the voters only); it returns the command's Raft
 // index. what names the feature, doing the change, in errors.
-func (lx *Stream) proposeCmd(cmd []byte, votersOnly bool, feature int, what, doing string) (uint64, error) {
+func (lx *Stream) proposeCmd(ctx context.Context, cmd []byte, votersOnly bool, feature int, what, doing string) (uint64, error) {
 	servers, err := lx.serverAddrs(votersOnly)
 	if err != nil {
 		return 0, err
 	}
 	if err := lx.votersKnow(servers, feature, what); err != nil {
+		return 0, fmt.Errorf("logx: not %s: %w", doing, err)
+	}
+	if err := ctx.Err(); err != nil {
+		// The asker gave up while the voters were asked (one slow to
+		// answer takes up to ForwardTimeout): it was told the change
+		// failed, or may have, so it is not made behind its back.
 		return 0, fmt.Errorf("logx: not %s: %w", doing, err)
 	}
 	idx, _, err := lx.applyLocal(cmd, nil)
@@ -169,6 +175,6 @@ func (lx *Stream) ClusterLevel() (slog.Level, bool) {
 // proposeLevel commits a level command on this node, the stream's leader,
 // once every voter that is up knows level commands; it returns the
 // command's Raft index.
-func (lx *Stream) proposeLevel(l slog.Level) (uint64, error) {
-	return lx.proposeCmd(appendLevelCmd(nil, l), true, clusterCmdsFeature, "level commands", "setting the cluster level")
+func (lx *Stream) proposeLevel(ctx context.Context, l slog.Level) (uint64, error) {
+	return lx.proposeCmd(ctx, appendLevelCmd(nil, l), true, clusterCmdsFeature, "level commands", "setting the cluster level")
 }

@@ -180,3 +180,24 @@ func TestLocalLevelSurvivesRedo(t *testing.T) {
 	require.Equal(t, LevelDebug, c.nodes[victim].Level(), "the redo applied the level command again")
 	requireIdentical(t, c.dirs(), "app.log")
 }
+
+// TestChangeAfterAskerGaveUp: a change whose asker gave up (its context
+// ended while the leader asked the voters which version they run) is not
+// made: the asker was told it failed, or may have.
+func TestChangeAfterAskerGaveUp(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead := c.leaderIndex()
+	require.GreaterOrEqual(t, lead, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	level := LevelWarn
+	resp := c.nodes[lead].doControl(ctx, controlRequest{Op: "set-level", Level: &level})
+	require.ErrorContains(t, resp.err(), context.Canceled.Error())
+	resp = c.nodes[lead].doControl(ctx, controlRequest{Op: "truncate", Seq: 1})
+	require.ErrorContains(t, resp.err(), context.Canceled.Error())
+	for _, lx := range c.nodes {
+		_, set := lx.ClusterLevel()
+		require.False(t, set, "the level was set")
+		require.Zero(t, lx.Stats().TruncatedBefore)
+	}
+}

@@ -89,11 +89,12 @@ func (lx *Stream) controlResp(ctx context.Context, req controlRequest) (controlR
 	defer stop()
 	wait := 20 * time.Millisecond
 	var lastErr error
+	lost := false // a try went out and got no answer (maybeMade)
 	for {
 		if lx.raft.State() == raft.Leader {
 			resp := lx.doControl(ctx, req)
 			if !resp.NotLeader {
-				return resp, resp.err()
+				return resp, maybeMade(req, lost, resp.err())
 			}
 		} else {
 			for _, target := range lx.controlTargets() {
@@ -104,11 +105,12 @@ func (lx *Stream) controlResp(ctx context.Context, req controlRequest) (controlR
 				}
 				switch {
 				case err != nil:
+					lost = lost || errors.As(err, new(answerLost))
 					lastErr = fmt.Errorf("%s: %w", target, err)
 				case resp.NotLeader:
 					lastErr = fmt.Errorf("%s: not the leader", target)
 				default:
-					return resp, resp.err()
+					return resp, maybeMade(req, lost, resp.err())
 				}
 			}
 		}
@@ -116,12 +118,12 @@ func (lx *Stream) controlResp(ctx context.Context, req controlRequest) (controlR
 		case <-ctx.Done():
 			select {
 			case <-lx.closing:
-				return controlResponse{}, ErrClosed
+				return controlResponse{}, maybeMade(req, lost, ErrClosed)
 			default:
 			}
 			what := strings.TrimSpace(req.Op + " " + req.Addr) // Addr: add and remove only
 			if lastErr != nil {
-				return controlResponse{}, fmt.Errorf("logx: %s: %w (last: %v)", what, ctx.Err(), lastErr)
+				return controlResponse{}, maybeMade(req, lost, fmt.Errorf("logx: %s: %w (last: %v)", what, ctx.Err(), lastErr))
 			}
 			return controlResponse{}, fmt.Errorf("logx: %s: %w", what, ctx.Err())
 		case <-time.After(wait):
@@ -143,6 +145,29 @@ func (lx *Stream) controlTargets() []string {
 		}
 	}
 	return out
+}
+
+// answerLost is the error of a control request that went out and got no
+// answer by its deadline or before the asker's context ended, the node
+// holding the connection: a change may have been made. For a change, once no try says otherwise,
+// it is reported as ErrOutcomeUnknown (maybeMade).
+type answerLost struct{ err error }
+
+func (e answerLost) Error() string { return "no answer: " + e.err.Error() }
+func (e answerLost) Unwrap() error { return e.err }
+
+// maybeMade wraps err, the failure of change req, in ErrOutcomeUnknown if
+// a try of it went out and lost its answer (lost); status, grep and the
+// leader's barrier ("commit") change nothing.
+func maybeMade(req controlRequest, lost bool, err error) error {
+	switch req.Op {
+	case "status", "grep", "commit":
+		return err
+	}
+	if !lost || err == nil || errors.Is(err, ErrOutcomeUnknown) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 }
 
 // remoteError is another node's error: its text, and the sentinel it
@@ -188,7 +213,12 @@ func (lx *Stream) sendControl(ctx context.Context, addr string, req controlReque
 }
 
 // controlExchange sends req on c and reads the answer, by deadline or until
-// ctx ends.
+// ctx ends. An answer still not come by then, on a connection the node
+// keeps open, is an answerLost error: the node may be acting on it. A
+// connection the node closes unanswered is not: a node drops unread a
+// request for a stream it does not have, or past its connection limit,
+// and the protocol has no acknowledgement that would tell those from a
+// request carried out before the node was cut off (docs/design.md).
 func controlExchange(ctx context.Context, c net.Conn, req controlRequest, deadline time.Time) (controlResponse, error) {
 	var resp controlResponse
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
@@ -200,7 +230,10 @@ func controlExchange(ctx context.Context, c net.Conn, req controlRequest, deadli
 	data, err := wire.ReadFrame(bufio.NewReader(c), nil, maxControlFrame)
 	if err != nil {
 		if ctx.Err() != nil {
-			return resp, ctx.Err()
+			return resp, answerLost{ctx.Err()}
+		}
+		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+			return resp, answerLost{err}
 		}
 		return resp, err
 	}
@@ -338,11 +371,11 @@ func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResp
 	var idx uint64
 	switch req.Op {
 	case "set-level":
-		idx, err = lx.proposeLevel(*req.Level)
+		idx, err = lx.proposeLevel(ctx, *req.Level)
 	case "truncate":
-		idx, err = lx.proposeTruncate(req.Seq)
+		idx, err = lx.proposeTruncate(ctx, req.Seq)
 	case "set-retention":
-		idx, err = lx.proposeRetention(*req.Retention)
+		idx, err = lx.proposeRetention(ctx, *req.Retention)
 	case "create-stream", "delete-stream":
 		if lx.name != DefaultStream {
 			return controlResponse{Error: "logx: " + req.Op + " goes to the default stream"}

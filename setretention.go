@@ -122,6 +122,6 @@ func SetRetention(ctx context.Context, addr, stream string, maxFiles int, maxAge
 
 // proposeRetention commits a retention command on this node, the stream's
 // leader, once every member that is up knows such commands.
-func (lx *Stream) proposeRetention(c retentionCmd) (uint64, error) {
-	return lx.proposeCmd(appendRetentionCmd(nil, c), false, retentionFeature, "retention commands", "setting the retention")
+func (lx *Stream) proposeRetention(ctx context.Context, c retentionCmd) (uint64, error) {
+	return lx.proposeCmd(ctx, appendRetentionCmd(nil, c), false, retentionFeature, "retention commands", "setting the retention")
 }

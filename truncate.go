@@ -82,7 +82,7 @@ func (lx *Stream) TruncateBefore(ctx context.Context, seq uint64) error {
 
 // proposeTruncate commits a truncation command on this node, the stream's
 // leader, and returns its Raft index.
-func (lx *Stream) proposeTruncate(seq uint64) (uint64, error) {
+func (lx *Stream) proposeTruncate(ctx context.Context, seq uint64) (uint64, error) {
 	if seq > lx.fsm.seq.Load()+1 {
 		// A new leader may not have applied all it committed yet.
 		_ = lx.raftCall(func() error { return lx.raft.Barrier(lx.cfg.ElectionTimeout).Error() })
@@ -91,5 +91,5 @@ func (lx *Stream) proposeTruncate(seq uint64) (uint64, error) {
 		return 0, fmt.Errorf("logx: truncating before %d: beyond the end of the log (the next sequence number is %d)", seq, next)
 	}
 	// Non-voters too: they write files.
-	return lx.proposeCmd(appendTruncateCmd(nil, seq), false, clusterCmdsFeature, "truncation", "truncating")
+	return lx.proposeCmd(ctx, appendTruncateCmd(nil, seq), false, clusterCmdsFeature, "truncation", "truncating")
 }
