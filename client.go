@@ -30,8 +30,8 @@ type Client struct {
 	producer uint64
 	pseq     uint64
 	// dedupWindow is the cluster's (Stats.DedupWindow): a batch that may
-	// have been sent is tried again only while the try would end within
-	// half of it from the first try's start (retryFits).
+	// have been sent is tried again only within half of it from the first
+	// try's start (retryFits).
 	dedupWindow time.Duration
 
 	conn   net.Conn
@@ -213,10 +213,10 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 			target = c.addrs[next%len(c.addrs)]
 			next++
 		}
-		if sent && !retryFits(firstSent, c.timeout, c.dedupWindow) {
+		if sent && !retryFits(firstSent, c.dedupWindow) {
 			// Retrying longer could outlive the cluster's memory of this
 			// producer and write the batch twice.
-			return 0, fmt.Errorf("%w: another try would end past half the cluster's dedup window (%v) after the first; last error: %v", ErrOutcomeUnknown, c.dedupWindow/2, lastErr)
+			return 0, fmt.Errorf("%w: tried for half the cluster's dedup window (%v) since the first try; last error: %v", ErrOutcomeUnknown, c.dedupWindow/2, lastErr)
 		}
 		sentBefore := sent
 		tryStart := time.Now()
@@ -488,12 +488,12 @@ func askControl(ctx context.Context, addr, stream string, req controlRequest, tl
 	}
 	defer conn.Close()
 	deadline := time.Now().Add(controlTry)
-	if d, ok := ctx.Deadline(); ok && d.After(deadline) && req.Op != "status" {
-		// A change may take longer (a voter slow to say which version it
-		// runs, a slow disk): as long as the caller allows.
-		deadline = d
-		if limit := time.Now().Add(defaultControlTimeout); d.After(limit) {
-			deadline = limit
+	if d, ok := ctx.Deadline(); ok && req.Op != "status" {
+		// A change may take longer (voters slow to say which version they
+		// run, a slow disk): half of what the caller allows, so that a
+		// leader gone silent leaves time to ask again.
+		if half := time.Now().Add(min(time.Until(d)/2, defaultControlTimeout)); half.After(deadline) {
+			deadline = half
 		}
 	}
 	req.TimeoutMS = time.Until(deadline).Milliseconds()

@@ -147,8 +147,8 @@ func (lx *Stream) proposeCmd(ctx context.Context, cmd []byte, votersOnly bool, f
 		return 0, fmt.Errorf("logx: not %s: %w", doing, err)
 	}
 	if err := ctx.Err(); err != nil {
-		// The asker gave up while the voters were asked (one slow to
-		// answer takes up to ForwardTimeout): it was told the change
+		// The asker gave up while the voters were asked (one after
+		// another, each up to ForwardTimeout): it was told the change
 		// failed, or may have, so it is not made behind its back.
 		return 0, fmt.Errorf("logx: not %s: %w", doing, err)
 	}

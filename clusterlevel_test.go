@@ -186,15 +186,21 @@ func TestLocalLevelSurvivesRedo(t *testing.T) {
 // made: the asker was told it failed, or may have.
 func TestChangeAfterAskerGaveUp(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
-	lead := c.leaderIndex()
-	require.GreaterOrEqual(t, lead, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	level := LevelWarn
-	resp := c.nodes[lead].doControl(ctx, controlRequest{Op: "set-level", Level: &level})
-	require.ErrorContains(t, resp.err(), context.Canceled.Error())
-	resp = c.nodes[lead].doControl(ctx, controlRequest{Op: "truncate", Seq: 1})
-	require.ErrorContains(t, resp.err(), context.Canceled.Error())
+	for _, req := range []controlRequest{{Op: "set-level", Level: &level}, {Op: "truncate", Seq: 1}} {
+		var resp controlResponse
+		require.True(t, waitFor(30*time.Second, func() bool { // on the leader, wherever it is now
+			lead := c.leaderIndex()
+			if lead < 0 {
+				return false
+			}
+			resp = c.nodes[lead].doControl(ctx, req)
+			return !resp.NotLeader
+		}))
+		require.ErrorContains(t, resp.err(), context.Canceled.Error(), req.Op)
+	}
 	for _, lx := range c.nodes {
 		_, set := lx.ClusterLevel()
 		require.False(t, set, "the level was set")

@@ -116,10 +116,10 @@ type Config struct {
 	// DedupWindow is how long the cluster remembers a producer (a node's
 	// or a Client's batches) after its last batch, to drop repeats of it;
 	// measured by the log clock, so every node forgets it at the same
-	// point. A producer tries a batch that may have been sent again only
-	// while the try (ForwardTimeout; a Client's timeout) would end within
-	// half of it from the first try's start, then gives up with
-	// ErrOutcomeUnknown, so that no repeat arrives after it was forgotten. At most 16384 producers are
+	// point. A producer starts no try of a batch that may have been sent
+	// later than half of it after the first try started, then gives up
+	// with ErrOutcomeUnknown, so that no repeat arrives after it was
+	// forgotten. At most 16384 producers are
 	// remembered; beyond that the ones silent longest are forgotten first.
 	// Defaults to 10 minutes.
 	DedupWindow time.Duration `json:"dedup_window" yaml:"dedup_window"`

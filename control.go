@@ -221,9 +221,9 @@ func (lx *Stream) sendControl(ctx context.Context, addr string, req controlReque
 // request carried out before the node was cut off (docs/design.md).
 func controlExchange(ctx context.Context, c net.Conn, req controlRequest, deadline time.Time) (controlResponse, error) {
 	var resp controlResponse
+	_ = c.SetDeadline(deadline) // first: a cancel from here on is not overwritten
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
-	_ = c.SetDeadline(deadline)
 	if err := writeJSONFrame(c, req); err != nil {
 		return resp, err
 	}

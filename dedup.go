@@ -212,18 +212,17 @@ func (f *fsm) verifyLoan(l *raft.Log, recs []byte) {
 	}
 }
 
-// retryFits reports whether a sender may try a batch again: a try that
-// starts after a pause and takes up to try (its timeout, the pause
-// before it included) must end within half the dedup window of the start
-// of the first try that may have reached a leader (first). The cluster
-// remembers a producer for the window after its last batch, which is
-// committed after first, and evictProducers may forget one silent for
-// half of it; so no repeat arrives after the cluster may have forgotten
-// the producer, even if the first copy was committed. Before, the half
-// window ran from the end of the first try: a repeat could start a try's
-// timeout later.
-func retryFits(first time.Time, try, window time.Duration) bool {
-	return time.Since(first)+try <= window/2
+// retryFits reports whether a sender may start another try of a batch:
+// within half the dedup window of the start of the first try that may
+// have reached a leader (first). The cluster remembers a producer for the
+// window after its last batch, which is committed after first; a try
+// takes at most its timeouts (ForwardTimeout for the dial, another for
+// the round trip; a Client's timeout likewise), which Config keeps within
+// half the window, so a repeat arrives while the producer is remembered.
+// Before, the half window ran from the end of the first try, and a
+// Client's hops after "not the leader" hints were not checked.
+func retryFits(first time.Time, window time.Duration) bool {
+	return time.Since(first) <= window/2
 }
 
 // pruneProducers forgets the producers silent for longer than the dedup

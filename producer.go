@@ -199,10 +199,10 @@ func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err e
 			}
 			return ents, 0, 0, ErrRemoved
 		}
-		if window := lx.dedupWindow(); sent && !retryFits(firstSent, lx.cfg.ForwardTimeout, window) {
+		if window := lx.dedupWindow(); sent && !retryFits(firstSent, window) {
 			// Retrying longer could outlive the leader's memory of this
 			// producer (dedup.go) and write the batch twice.
-			return ents, 0, 0, fmt.Errorf("%w: another try would end past half the dedup window (%v) after the first; last error: %v", ErrOutcomeUnknown, window/2, err)
+			return ents, 0, 0, fmt.Errorf("%w: tried for half the dedup window (%v) since the first try; last error: %v", ErrOutcomeUnknown, window/2, err)
 		}
 		maybeSent := false
 		tryStart := time.Now()
@@ -260,6 +260,12 @@ func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err e
 				continue
 			}
 			lx.logf("logx: committing a batch of %d entries: %v; not retried, the entries fail", len(ents), err)
+			if sentBefore {
+				// An earlier try may have been committed (by a leader
+				// whose answer was lost); this leader refusing it (its
+				// limits may differ) does not say otherwise.
+				return ents, 0, 0, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+			}
 			return ents, 0, 0, err
 		}
 		lx.stats.retries.Add(1)
