@@ -445,7 +445,7 @@ func commitVia(ctx context.Context, addr, stream string, req controlRequest, tls
 	var lastErr error
 	lost := false // a try went out and got no answer (maybeMade)
 	for {
-		resp, err := askControl(ctx, target, stream, req, tlsConfig)
+		resp, err := askHop(ctx, target != addr, target, stream, req, tlsConfig)
 		lost = lost || errors.As(err, new(answerLost))
 		switch {
 		case err != nil && target == addr:
@@ -477,7 +477,22 @@ func commitVia(ctx context.Context, addr, stream string, req controlRequest, tls
 // whose context has no later deadline.
 var controlTry = 10 * time.Second
 
-// askControl sends req to the node at addr and reads its answer.
+// askHop is askControl; a hop to a leader that another node named gets
+// half of what is left of ctx, or controlTry if that is longer, so that
+// one gone silent leaves time to ask the first node again.
+func askHop(ctx context.Context, hop bool, addr, stream string, req controlRequest, tlsConfig *tls.Config) (controlResponse, error) {
+	if d, ok := ctx.Deadline(); ok && hop {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, max(time.Until(d)/2, controlTry))
+		defer cancel()
+	}
+	return askControl(ctx, addr, stream, req, tlsConfig)
+}
+
+// askControl sends req to the node at addr and reads its answer, by
+// controlTry; a change, as long as ctx allows (it may take longer: voters
+// slow to say which version they run, a slow disk), up to
+// defaultControlTimeout.
 func askControl(ctx context.Context, addr, stream string, req controlRequest, tlsConfig *tls.Config) (controlResponse, error) {
 	if err := checkAddr(addr); err != nil {
 		return controlResponse{}, fmt.Errorf("logx: %w", err)
@@ -488,12 +503,10 @@ func askControl(ctx context.Context, addr, stream string, req controlRequest, tl
 	}
 	defer conn.Close()
 	deadline := time.Now().Add(controlTry)
-	if d, ok := ctx.Deadline(); ok && req.Op != "status" {
-		// A change may take longer (voters slow to say which version they
-		// run, a slow disk): half of what the caller allows, so that a
-		// leader gone silent leaves time to ask again.
-		if half := time.Now().Add(min(time.Until(d)/2, defaultControlTimeout)); half.After(deadline) {
-			deadline = half
+	if d, ok := ctx.Deadline(); ok && req.Op != "status" && d.After(deadline) {
+		deadline = d
+		if limit := time.Now().Add(defaultControlTimeout); d.After(limit) {
+			deadline = limit
 		}
 	}
 	req.TimeoutMS = time.Until(deadline).Milliseconds()

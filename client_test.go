@@ -257,10 +257,29 @@ func TestCommitViaLostAnswer(t *testing.T) {
 
 	delay.Store(int64(300 * time.Millisecond)) // three times controlTry
 	idx, err := ask(change, 5*time.Second)
-	require.NoError(t, err, "a try waits as long as the context allows")
+	require.NoError(t, err, "a try at the node given waits as long as the context allows")
 	require.EqualValues(t, 7, idx)
 
 	_, err = commitVia(t.Context(), "127.0.0.1:1", DefaultStream, change, nil)
 	require.Error(t, err)
 	require.NotErrorIs(t, err, ErrOutcomeUnknown, "nothing went out")
+
+	// The node given names a leader that goes silent, then leads itself:
+	// the hop gets half the context, and the node is asked again in time.
+	silent := fakeForwarder(t, func(c net.Conn) error {
+		_, _ = io.Copy(io.Discard, c)
+		return nil
+	})
+	var asked atomic.Int64
+	named := fakeForwarder(t, func(c net.Conn) error {
+		if asked.Add(1) == 1 {
+			return writeJSONFrame(c, controlResponse{NotLeader: true, Leader: silent})
+		}
+		return writeJSONFrame(c, controlResponse{Index: 9})
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	idx, err = commitVia(ctx, named, DefaultStream, change, nil)
+	require.NoError(t, err, "the silent leader took the whole context")
+	require.EqualValues(t, 9, idx)
 }

@@ -117,9 +117,10 @@ type Config struct {
 	// or a Client's batches) after its last batch, to drop repeats of it;
 	// measured by the log clock, so every node forgets it at the same
 	// point. A producer starts no try of a batch that may have been sent
-	// later than half of it after the first try started, then gives up
-	// with ErrOutcomeUnknown, so that no repeat arrives after it was
-	// forgotten. At most 16384 producers are
+	// later than half of it after the first try that may have reached a
+	// leader started, then gives up with ErrOutcomeUnknown, so that a
+	// repeat arrives before it is forgotten (with a margin of minutes at
+	// the default; see docs/guarantees.md for a window near its minimum). At most 16384 producers are
 	// remembered; beyond that the ones silent longest are forgotten first.
 	// Defaults to 10 minutes.
 	DedupWindow time.Duration `json:"dedup_window" yaml:"dedup_window"`

@@ -215,10 +215,13 @@ func (f *fsm) verifyLoan(l *raft.Log, recs []byte) {
 // retryFits reports whether a sender may start another try of a batch:
 // within half the dedup window of the start of the first try that may
 // have reached a leader (first). The cluster remembers a producer for the
-// window after its last batch, which is committed after first; a try
-// takes at most its timeouts (ForwardTimeout for the dial, another for
-// the round trip; a Client's timeout likewise), which Config keeps within
-// half the window, so a repeat arrives while the producer is remembered.
+// window after its last batch, which is committed after first, by the log
+// clock, which trails real time by up to the interval of the voters'
+// clock reports (10 s). A try lasts its timeouts (a node's: a dial, a TLS
+// handshake and a round trip of up to ForwardTimeout each; a Client's
+// likewise of its own), so with the default window (10 minutes) a repeat
+// arrives minutes before the producer is forgotten; a window close to its
+// minimum (twice ForwardTimeout) leaves no such margin (docs/guarantees.md).
 // Before, the half window ran from the end of the first try, and a
 // Client's hops after "not the leader" hints were not checked.
 func retryFits(first time.Time, window time.Duration) bool {
@@ -245,8 +248,8 @@ func (f *fsm) pruneProducers() {
 // evictProducers keeps the table within maxProducers: past it, producers
 // go, down to seven eighths of the bound (so that this runs once per many
 // new producers). First those silent for half the window by the log clock,
-// which can no longer send a repeat (a sender gives up after half the
-// window); only if those are not enough, the ones whose last batch is
+// which start no new try of a batch after that (retryFits; one started
+// before may still arrive); only if those are not enough, the ones whose last batch is
 // oldest in the log, whose repeats are then no longer recognised: that
 // takes more than maxProducers new producers within half a window, a flood
 // the log reports (Stats.EvictedProducers).

@@ -230,6 +230,7 @@ func TestDedupWindowGivesUp(t *testing.T) {
 	// Tries of ForwardTimeout (1 s) start at 0 and 1 s; the next would
 	// start at 2 s, past half the window (1.5 s): given up then.
 	require.Less(t, took, 2500*time.Millisecond, "tried again past half the window")
+	require.GreaterOrEqual(t, c.nodes[follower].Stats().Forwarded-forwarded, uint64(2), "the second try fits")
 
 	// A leader that reads batches and never answers; it notes when each
 	// arrives.
@@ -257,6 +258,7 @@ func TestDedupWindowGivesUp(t *testing.T) {
 	// 0, 0.52 and 1.06 s; the next would start at 1.64 s, past half the
 	// window (1.5 s) (it was sent, before).
 	require.LessOrEqual(t, last, 1500*time.Millisecond, "a try that starts past half the window after the first")
+	require.GreaterOrEqual(t, len(arrived), 3, "the tries that fit")
 }
 
 // TestSpoofedProducerCluster: without TLS anyone may append, but a batch

@@ -144,7 +144,9 @@ func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 		tried++
 		err := s.control(ctx, controlRequest{Op: "remove", Addr: addr})
 		switch {
-		case errors.Is(err, ErrNotMember):
+		case errors.Is(err, ErrNotMember) && !errors.Is(err, ErrOutcomeUnknown):
+			// (Both: a try whose answer was lost, then "not a member",
+			// which may be this call's own removal.)
 			notMember++
 		case err != nil && lx.node.deleted(s): // deleted meanwhile
 		case errors.Is(err, ErrOutcomeUnknown):
