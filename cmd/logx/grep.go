@@ -153,7 +153,7 @@ func (o *grepOutput) line(stream string, l logx.Line) error {
 		if err != nil {
 			return err
 		}
-		o.w.Write(b)
+		o.w.Write(jsonTermSafe(b))
 		return o.w.WriteByte('\n')
 	}
 	if stream != "" {

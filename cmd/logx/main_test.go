@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -635,16 +636,45 @@ func TestTermSafe(t *testing.T) {
 }
 
 // Terminal controls in a line (a damaged file, a compromised peer's grep
-// answer) reach the terminal escaped.
+// answer) reach the terminal escaped; as JSON (grep -json) too, where
+// encoding/json leaves DEL and C1 characters (U+009B is a CSI) as they
+// are.
 func TestTailEscapesControls(t *testing.T) {
 	dir := t.TempDir()
-	line := "seq=1 time=2026-12-06T00:00:00.000000Z level=INFO node=n1 msg=\x1b]0;pwned\x07\x1b[2J\n"
+	line := "seq=1 time=2026-12-06T00:00:00.000000Z level=INFO node=n1 msg=\x1b]0;pwned\x07\x1b[2J\u009b2J\x7f\n"
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "app.log"), []byte(line), 0o644))
-	for _, args := range [][]string{{"tail", dir}, {"grep", "pwned", dir}} {
+	for _, args := range [][]string{{"tail", dir}, {"grep", "pwned", dir}, {"grep", "-json", "pwned", dir}} {
 		code, out, errs := runCmd(t, "", args...)
 		require.Equal(t, 0, code, errs)
-		require.NotContains(t, out, "\x1b", args)
-		require.Contains(t, out, `msg=\x1b]0;pwned\x07\x1b[2J`, args)
+		require.False(t, hasTermControl([]byte(strings.TrimSuffix(out, "\n"))), "%v: %q", args, out)
+		if args[1] == "-json" {
+			var v struct{ Line string }
+			require.NoError(t, json.Unmarshal([]byte(out), &v))
+			require.Equal(t, strings.TrimSuffix(line, "\n"), v.Line, "the same line, escaped only for the terminal")
+			continue
+		}
+		require.Contains(t, out, `msg=\x1b]0;pwned\x07\x1b[2J\u009b2J\x7f`, args)
+	}
+}
+
+// jsonTermSafe leaves the JSON value as it was and no terminal control in
+// it, whatever the string (random runes, C0, DEL and C1 among them).
+func TestJSONTermSafe(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	pool := []rune{'a', 'z', ' ', '\t', '\n', 0x1b, 0x7f, 0x80, 0x9b, 0x9f, 0xa0, 'é', '日', '"', '\\', '<', 0x2028, 0xfffd}
+	for range 2000 {
+		rs := make([]rune, rng.IntN(12))
+		for i := range rs {
+			rs[i] = pool[rng.IntN(len(pool))]
+		}
+		in := string(rs)
+		b, err := json.Marshal(map[string]string{"line": in})
+		require.NoError(t, err)
+		safe := jsonTermSafe(b)
+		require.False(t, hasTermControl(safe), "%q -> %q", in, safe)
+		var back map[string]string
+		require.NoError(t, json.Unmarshal(safe, &back), "%q", safe)
+		require.Equal(t, in, back["line"])
 	}
 }
 

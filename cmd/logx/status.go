@@ -35,9 +35,12 @@ func cmdStatus(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fail(stderr, "%v", err)
+	}
+	// A node's answer (its ID, its errors) may hold terminal controls.
+	if _, err := stdout.Write(append(jsonTermSafe(b), '\n')); err != nil {
 		return 2
 	}
 	return 0

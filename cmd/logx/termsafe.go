@@ -37,6 +37,30 @@ func hasTermControl(b []byte) bool {
 	return false
 }
 
+// jsonTermSafe escapes, in JSON that encoding/json wrote, the terminal
+// controls it leaves as they are: DEL and C1 characters (it escapes C0
+// ones already) become \u007f and \u0080 to \u009f. Outside strings JSON
+// has only printable ASCII, so the result is the same JSON value.
+func jsonTermSafe(b []byte) []byte {
+	if !hasTermControl(b) {
+		return b
+	}
+	out := make([]byte, 0, len(b)+16)
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case c == 0x7f:
+			out = append(out, `\u007f`...)
+		case c == 0xc2 && i+1 < len(b) && b[i+1] >= 0x80 && b[i+1] <= 0x9f:
+			out = fmt.Appendf(out, `\u%04x`, b[i+1])
+			i++
+		default:
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // termSafe is appendTermSafe for a string.
 func termSafe(s string) string {
 	b := []byte(s)
