@@ -231,14 +231,30 @@ func TestStreamUnknown(t *testing.T) {
 	require.Equal(t, []string{DefaultStream}, lx.Streams())
 }
 
-// The preface names the stream: a connection for a stream the node does
-// not hold, or with a malformed preface, is closed unread (one for a
-// stream it is about to open waits: TestEndpointWaitsUntilOpen); the
-// default stream's one-byte prefaces still work.
+// The preface names the stream: a connection with a malformed preface is
+// closed unread, and a control request for a stream the node does not
+// hold is answered that it does not (one for a stream it is about to open
+// waits: TestEndpointWaitsUntilOpen); the default stream's one-byte
+// prefaces still work.
 func TestPrefaceStreams(t *testing.T) {
 	lx := newSingle(t, func(cfg *Config) { cfg.Streams = []StreamConfig{{Name: "audit"}} })
+	c, err := net.Dial("tcp", lx.cfg.Addr)
+	require.NoError(t, err)
+	_, err = c.Write(wire.Preface("nope", wire.ProtoControl))
+	require.NoError(t, err)
+	resp, err := controlExchange(t.Context(), c, controlRequest{Op: "status"}, time.Now().Add(10*time.Second))
+	require.NoError(t, err)
+	require.Contains(t, resp.Error, `has no stream "nope"`)
+	c.Close()
+	// So a change for a mistyped stream is refused, and known not made (a
+	// connection closed unanswered could also be a lost answer).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err = SetClusterLevel(ctx, lx.cfg.Addr, "nope", LevelWarn, nil)
+	cancel()
+	require.ErrorContains(t, err, `has no stream "nope"`)
+	require.NotErrorIs(t, err, ErrOutcomeUnknown)
 	for _, pre := range [][]byte{
-		wire.Preface("nope", wire.ProtoControl),                                     // no such stream
+		wire.Preface("nope", wire.ProtoFetch),                                       // no such stream
 		{wire.ProtoStream, 0, wire.ProtoControl},                                    // empty name
 		{wire.ProtoStream, 7, 'd', 'e', 'f', 'a', 'u', 'l', 't', wire.ProtoControl}, // the default stream by name
 		{wire.ProtoStream, 3, 'A', 'B', 'C', wire.ProtoControl},                     // bad name
@@ -256,7 +272,7 @@ func TestPrefaceStreams(t *testing.T) {
 		c.Close()
 	}
 	// Status requests through both prefaces answer, each for its stream.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	audit, err := lx.Stream("audit")
 	require.NoError(t, err)

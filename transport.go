@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"crypto/tls"
@@ -205,18 +206,22 @@ func (m *mux) dispatch(c net.Conn) {
 			return
 		}
 	}
+	stream := cmp.Or(name, DefaultStream)
 	e := m.waitEndpoint(name)
 	if e == nil {
+		m.refuseControl(h, proto, fmt.Sprintf("logx: %s has no stream %q", m.addr, stream))
 		m.closeConn(c) // no such stream here
 		return
 	}
 	ok, done := e.serving(c)
 	if !ok {
+		m.refuseControl(h, proto, fmt.Sprintf("logx: stream %q is closing on %s", stream, m.addr))
 		m.closeConn(c) // it is closing
 		return
 	}
 	defer done()
 	if proto != wire.ProtoRaft && !e.waitOpen() {
+		m.refuseControl(h, proto, fmt.Sprintf("logx: stream %q is not open on %s (closing, or not started in time)", stream, m.addr))
 		proto = 0 // the stream closed, or did not start in time: drop c
 	}
 	switch proto {
@@ -237,6 +242,23 @@ func (m *mux) dispatch(c net.Conn) {
 	}
 	e.drop(c)
 	m.closeConn(c)
+}
+
+// refuseControl answers a control request (proto) that no stream will
+// carry out with an error saying why, so that its sender knows it was not
+// carried out: a connection closed unanswered could also be a request
+// carried out and its answer lost (controlExchange). Other protocols'
+// connections are only closed, as before.
+func (m *mux) refuseControl(h net.Conn, proto byte, why string) {
+	if proto != wire.ProtoControl {
+		return
+	}
+	_ = h.SetReadDeadline(time.Now().Add(m.headerTimeout))
+	if _, err := wire.ReadFrame(bufio.NewReader(h), nil, maxControlFrame); err != nil {
+		return
+	}
+	_ = h.SetWriteDeadline(time.Now().Add(m.headerTimeout))
+	_ = writeJSONFrame(h, controlResponse{Error: why})
 }
 
 // waitEndpoint returns the endpoint of stream name. A stream this node is
