@@ -452,6 +452,8 @@ func commitVia(ctx context.Context, addr, stream string, req controlRequest, tls
 			return 0, maybeMade(req, lost, err)
 		case err != nil:
 			lastErr = err // a leader named, gone since: ask addr again
+		case resp.NoStream && target != addr:
+			lastErr = resp.err() // a leader named that does not hold it: ask addr again
 		case !resp.NotLeader:
 			return resp.Index, maybeMade(req, lost, resp.err())
 		case resp.Leader != "" && resp.Leader != target && hops < 3:
@@ -461,6 +463,9 @@ func commitVia(ctx context.Context, addr, stream string, req controlRequest, tls
 			lastErr = fmt.Errorf("logx: %s: not the leader of stream %q", target, stream)
 			if resp.Leader == "" {
 				lastErr = fmt.Errorf("%w, and no leader known", lastErr)
+			}
+			if resp.Error != "" { // the stream not open there (refuseControl)
+				lastErr = fmt.Errorf("%w (%s)", lastErr, resp.Error)
 			}
 		}
 		select {

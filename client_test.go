@@ -282,4 +282,24 @@ func TestCommitViaLostAnswer(t *testing.T) {
 	idx, err = commitVia(ctx, named, DefaultStream, change, nil)
 	require.NoError(t, err, "the silent leader took the whole context")
 	require.EqualValues(t, 9, idx)
+
+	// A leader named that does not hold the stream (its catalog late) is
+	// not the end: the node given is asked again; the node given not
+	// holding it is.
+	lacking := fakeForwarder(t, func(c net.Conn) error {
+		return writeJSONFrame(c, controlResponse{NoStream: true, Error: "logx: x has no stream"})
+	})
+	asked.Store(0)
+	named = fakeForwarder(t, func(c net.Conn) error {
+		if asked.Add(1) == 1 {
+			return writeJSONFrame(c, controlResponse{NotLeader: true, Leader: lacking})
+		}
+		return writeJSONFrame(c, controlResponse{Index: 11})
+	})
+	idx, err = commitVia(ctx, named, DefaultStream, change, nil)
+	require.NoError(t, err, "a named leader without the stream ended the change")
+	require.EqualValues(t, 11, idx)
+	_, err = commitVia(ctx, lacking, DefaultStream, change, nil)
+	require.ErrorContains(t, err, "has no stream")
+	require.NotErrorIs(t, err, ErrOutcomeUnknown)
 }

@@ -52,6 +52,9 @@ type controlResponse struct {
 	Error     string `json:"error,omitempty"`
 	NotMember bool   `json:"not_member,omitempty"`
 	NotLeader bool   `json:"not_leader,omitempty"`
+	// NoStream: the node does not hold the request's stream (Error says
+	// so); nothing was carried out (refuseControl).
+	NoStream bool `json:"no_stream,omitempty"`
 	// Unknown: the command may or may not have been committed
 	// (ErrOutcomeUnknown); Error says why.
 	Unknown bool   `json:"unknown,omitempty"`
@@ -109,6 +112,8 @@ func (lx *Stream) controlResp(ctx context.Context, req controlRequest) (controlR
 					lastErr = fmt.Errorf("%s: %w", target, err)
 				case resp.NotLeader:
 					lastErr = fmt.Errorf("%s: not the leader", target)
+				case resp.NoStream: // not yet, perhaps: the catalog is late there
+					lastErr = fmt.Errorf("%s: %w", target, resp.err())
 				default:
 					return resp, maybeMade(req, lost, resp.err())
 				}
@@ -216,9 +221,10 @@ func (lx *Stream) sendControl(ctx context.Context, addr string, req controlReque
 // ctx ends. An answer still not come by then, on a connection the node
 // keeps open, is an answerLost error: the node may be acting on it. A
 // connection the node closes unanswered is not: a node drops unread a
-// request for a stream it does not have, or past its connection limit,
-// and the protocol has no acknowledgement that would tell those from a
-// request carried out before the node was cut off (docs/design.md).
+// request past its connection limit (and, before this release, one for a
+// stream it does not have: refuseControl answers that now), and the
+// protocol has no acknowledgement that would tell those from a request
+// carried out before the node was cut off (docs/design.md).
 func controlExchange(ctx context.Context, c net.Conn, req controlRequest, deadline time.Time) (controlResponse, error) {
 	var resp controlResponse
 	_ = c.SetDeadline(deadline) // first: a cancel from here on is not overwritten

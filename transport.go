@@ -209,19 +209,27 @@ func (m *mux) dispatch(c net.Conn) {
 	stream := cmp.Or(name, DefaultStream)
 	e := m.waitEndpoint(name)
 	if e == nil {
-		m.refuseControl(h, proto, fmt.Sprintf("logx: %s has no stream %q", m.addr, stream))
+		if name == "" || m.expect != nil && m.expect(name) {
+			m.refuseControl(h, proto, controlResponse{NotLeader: true,
+				Error: fmt.Sprintf("logx: stream %q is not open on %s yet", stream, m.addr)})
+		} else {
+			m.refuseControl(h, proto, controlResponse{NoStream: true,
+				Error: fmt.Sprintf("logx: %s has no stream %q", m.addr, stream)})
+		}
 		m.closeConn(c) // no such stream here
 		return
 	}
 	ok, done := e.serving(c)
 	if !ok {
-		m.refuseControl(h, proto, fmt.Sprintf("logx: stream %q is closing on %s", stream, m.addr))
+		m.refuseControl(h, proto, controlResponse{NotLeader: true,
+			Error: fmt.Sprintf("logx: stream %q is closing on %s", stream, m.addr)})
 		m.closeConn(c) // it is closing
 		return
 	}
 	defer done()
 	if proto != wire.ProtoRaft && !e.waitOpen() {
-		m.refuseControl(h, proto, fmt.Sprintf("logx: stream %q is not open on %s (closing, or not started in time)", stream, m.addr))
+		m.refuseControl(h, proto, controlResponse{NotLeader: true,
+			Error: fmt.Sprintf("logx: stream %q is not open on %s (closing, or not started in time)", stream, m.addr)})
 		proto = 0 // the stream closed, or did not start in time: drop c
 	}
 	switch proto {
@@ -245,11 +253,15 @@ func (m *mux) dispatch(c net.Conn) {
 }
 
 // refuseControl answers a control request (proto) that no stream will
-// carry out with an error saying why, so that its sender knows it was not
-// carried out: a connection closed unanswered could also be a request
-// carried out and its answer lost (controlExchange). Other protocols'
+// carry out with resp, so that its sender knows it was not carried out: a
+// connection closed unanswered could also be a request carried out and
+// its answer lost (controlExchange). A stream closing or not open yet is
+// "not the leader" (resp.NotLeader: the sender asks again, elsewhere or
+// later, as it did when such a connection was closed); a stream this node
+// does not hold, NoStream (definitive for the node the caller named; a
+// node asking its peers goes on to the next). Other protocols'
 // connections are only closed, as before.
-func (m *mux) refuseControl(h net.Conn, proto byte, why string) {
+func (m *mux) refuseControl(h net.Conn, proto byte, resp controlResponse) {
 	if proto != wire.ProtoControl {
 		return
 	}
@@ -258,7 +270,7 @@ func (m *mux) refuseControl(h net.Conn, proto byte, why string) {
 		return
 	}
 	_ = h.SetWriteDeadline(time.Now().Add(m.headerTimeout))
-	_ = writeJSONFrame(h, controlResponse{Error: why})
+	_ = writeJSONFrame(h, resp)
 }
 
 // waitEndpoint returns the endpoint of stream name. A stream this node is

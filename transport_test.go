@@ -209,3 +209,42 @@ func TestEndpointWaitsUntilOpen(t *testing.T) {
 		t.Fatal("the connection for a stream registered later was not served")
 	}
 }
+
+// A control request no stream will carry out is answered so: "not the
+// leader" (ask again, elsewhere or later) for a stream this node is to
+// open but has not yet, or whose endpoint does not open in time; "no such
+// stream" for one it knows nothing of. Before, the connection was closed
+// unanswered, which a sender cannot tell from a request carried out whose
+// answer was lost.
+func TestRefuseControl(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	m := newMux(ln, Config{Addr: ln.Addr().String()}, seams{headerTimeout: 300 * time.Millisecond}, func() *tls.Config { return nil })
+	m.expect = func(name string) bool { return name == "expected" }
+	m.start()
+	defer m.close()
+	noop := func(net.Conn) {}
+	_, err = m.endpoint("unopened", noop, noop, noop, nil) // registered, never opened
+	require.NoError(t, err)
+	for _, c := range []struct {
+		stream    string
+		notLeader bool
+		noStream  bool
+		says      string
+	}{
+		{"expected", true, false, `stream "expected" is not open`},
+		{"unopened", true, false, `stream "unopened" is not open`},
+		{"unknown", false, true, `has no stream "unknown"`},
+	} {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		_, err = conn.Write(wire.Preface(c.stream, wire.ProtoControl))
+		require.NoError(t, err)
+		resp, err := controlExchange(t.Context(), conn, controlRequest{Op: "set-level"}, time.Now().Add(5*time.Second))
+		conn.Close()
+		require.NoError(t, err, c.stream)
+		require.Equal(t, c.notLeader, resp.NotLeader, c.stream)
+		require.Equal(t, c.noStream, resp.NoStream, c.stream)
+		require.Contains(t, resp.Error, c.says, c.stream)
+	}
+}

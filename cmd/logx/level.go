@@ -47,6 +47,7 @@ func cmdLevel(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if cluster == "" {
 		cluster = "none"
 	}
-	fmt.Fprintf(stdout, "stream %s on %s: level %s, cluster level %s\n", st.Stream, addr, st.Level, cluster)
+	// The node's answer may hold terminal controls.
+	fmt.Fprintf(stdout, "stream %s on %s: level %s, cluster level %s\n", termSafe(st.Stream), addr, termSafe(st.Level), termSafe(cluster))
 	return 0
 }
