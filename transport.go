@@ -210,26 +210,22 @@ func (m *mux) dispatch(c net.Conn) {
 	e := m.waitEndpoint(name)
 	if e == nil {
 		if name == "" || m.expect != nil && m.expect(name) {
-			m.refuseControl(h, proto, controlResponse{NotLeader: true,
-				Error: fmt.Sprintf("logx: stream %q is not open on %s yet", stream, m.addr)})
+			m.refuseControl(h, proto, false, "logx: stream %q is not open on %s yet", stream, m.addr)
 		} else {
-			m.refuseControl(h, proto, controlResponse{NoStream: true,
-				Error: fmt.Sprintf("logx: %s has no stream %q", m.addr, stream)})
+			m.refuseControl(h, proto, true, "logx: %s has no stream %q", m.addr, stream)
 		}
 		m.closeConn(c) // no such stream here
 		return
 	}
 	ok, done := e.serving(c)
 	if !ok {
-		m.refuseControl(h, proto, controlResponse{NotLeader: true,
-			Error: fmt.Sprintf("logx: stream %q is closing on %s", stream, m.addr)})
+		m.refuseControl(h, proto, false, "logx: stream %q is closing on %s", stream, m.addr)
 		m.closeConn(c) // it is closing
 		return
 	}
 	defer done()
 	if proto != wire.ProtoRaft && !e.waitOpen() {
-		m.refuseControl(h, proto, controlResponse{NotLeader: true,
-			Error: fmt.Sprintf("logx: stream %q is not open on %s (closing, or not started in time)", stream, m.addr)})
+		m.refuseControl(h, proto, false, "logx: stream %q is not open on %s (closing, or not started in time)", stream, m.addr)
 		proto = 0 // the stream closed, or did not start in time: drop c
 	}
 	switch proto {
@@ -253,18 +249,20 @@ func (m *mux) dispatch(c net.Conn) {
 }
 
 // refuseControl answers a control request (proto) that no stream will
-// carry out with resp, so that its sender knows it was not carried out: a
-// connection closed unanswered could also be a request carried out and
-// its answer lost (controlExchange). A stream closing or not open yet is
-// "not the leader" (resp.NotLeader: the sender asks again, elsewhere or
-// later, as it did when such a connection was closed); a stream this node
-// does not hold, NoStream (definitive for the node the caller named; a
-// node asking its peers goes on to the next). Other protocols'
-// connections are only closed, as before.
-func (m *mux) refuseControl(h net.Conn, proto byte, resp controlResponse) {
+// carry out with an error saying why (format, args), so that its sender
+// knows it was not carried out: a connection closed unanswered could also
+// be a request carried out and its answer lost (controlExchange). A
+// stream closing or not open yet is "not the leader" (NotLeader: the
+// sender asks again, elsewhere or later, as it did when such a connection
+// was closed); a stream this node does not hold (noStream), NoStream
+// (definitive for the node the caller named; a node asking its peers goes
+// on to the next). Other protocols' connections are only closed, as
+// before.
+func (m *mux) refuseControl(h net.Conn, proto byte, noStream bool, format string, args ...any) {
 	if proto != wire.ProtoControl {
 		return
 	}
+	resp := controlResponse{NotLeader: !noStream, NoStream: noStream, Error: fmt.Sprintf(format, args...)}
 	_ = h.SetReadDeadline(time.Now().Add(m.headerTimeout))
 	if _, err := wire.ReadFrame(bufio.NewReader(h), nil, maxControlFrame); err != nil {
 		return

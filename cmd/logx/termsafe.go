@@ -10,13 +10,23 @@ import "fmt"
 // escape sequences that move the cursor, rewrite what the terminal shows
 // or set its title.
 func appendTermSafe(dst, b []byte) []byte {
+	return appendEscaped(dst, b, false)
+}
+
+// appendEscaped is appendTermSafe; inJSON says b is JSON that
+// encoding/json wrote, whose C0 characters are its own layout
+// (MarshalIndent's newlines) or escaped already, and whose DEL becomes
+// the JSON escape \u007f.
+func appendEscaped(dst, b []byte, inJSON bool) []byte {
 	if !hasTermControl(b) {
 		return append(dst, b...)
 	}
 	for i := 0; i < len(b); i++ {
 		c := b[i]
 		switch {
-		case c < 0x20 && c != '\t' || c == 0x7f:
+		case c == 0x7f && inJSON:
+			dst = append(dst, `\u007f`...)
+		case c < 0x20 && c != '\t' && !inJSON || c == 0x7f:
 			dst = fmt.Appendf(dst, `\x%02x`, c)
 		case c == 0xc2 && i+1 < len(b) && b[i+1] >= 0x80 && b[i+1] <= 0x9f:
 			dst = fmt.Appendf(dst, `\u%04x`, b[i+1])
@@ -45,20 +55,7 @@ func jsonTermSafe(b []byte) []byte {
 	if !hasTermControl(b) {
 		return b
 	}
-	out := make([]byte, 0, len(b)+16)
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		switch {
-		case c == 0x7f:
-			out = append(out, `\u007f`...)
-		case c == 0xc2 && i+1 < len(b) && b[i+1] >= 0x80 && b[i+1] <= 0x9f:
-			out = fmt.Appendf(out, `\u%04x`, b[i+1])
-			i++
-		default:
-			out = append(out, c)
-		}
-	}
-	return out
+	return appendEscaped(make([]byte, 0, len(b)+16), b, true)
 }
 
 // termSafe is appendTermSafe for a string.
