@@ -103,6 +103,25 @@ func TestSettingsMismatch(t *testing.T) {
 }
 
 // TestSettingsAdoptFile: a node whose File is left zero, starting empty,
+// TestSettingsShortWindow: a cluster whose DedupWindow is under twice the
+// default ForwardTimeout (allowed with a shorter ForwardTimeout) records
+// its settings. (Every node refused them, checked against the default's
+// 10 s: they were never recorded, and the leader proposed them again
+// before every batch it committed.)
+func TestSettingsShortWindow(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		cfg.ForwardTimeout = 500 * time.Millisecond
+		cfg.DedupWindow = 2 * time.Second
+	})
+	c.logAppend("short", 3)
+	c.waitSettings()
+	for _, lx := range c.nodes {
+		require.Equal(t, 2*time.Second, lx.dedupWindow())
+	}
+	require.NoError(t, clusterSettings{File: "a.log", MaxSize: 1 << 20, DedupWindow: 2 * time.Nanosecond}.check())
+	require.Error(t, clusterSettings{File: "a.log", MaxSize: 1 << 20, DedupWindow: time.Nanosecond}.check(), "no ForwardTimeout fits")
+}
+
 // writes under the cluster's file name.
 func TestSettingsAdoptFile(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
