@@ -220,11 +220,11 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 		}
 		sentBefore := sent
 		tryStart := time.Now()
-		status, first, msg, err := c.roundTrip(ctx, target, batch)
+		status, first, msg, err := c.roundTrip(ctx, target, batch, tryBy(tryStart, firstSent, c.timeout, c.dedupWindow))
 		switch {
 		case err != nil:
 			sent = sent || c.conn != nil
-			c.Close()
+			c.abort()
 			c.target = ""
 			lastErr = fmt.Errorf("%s: %w", target, err)
 		case status == wire.StatusOK:
@@ -282,18 +282,26 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 	}
 }
 
-// roundTrip sends one batch to addr and reads the answer.
-func (c *Client) roundTrip(ctx context.Context, addr string, batch []byte) (status byte, first uint64, msg string, err error) {
+// abort resets the connection of a try that failed (abortConn).
+func (c *Client) abort() {
+	if c.conn != nil {
+		abortConn(c.conn)
+		c.conn = nil
+	}
+}
+
+// roundTrip sends one batch to addr and reads the answer, by by (tryBy)
+// or ctx's end, whichever comes first, its dial and handshake included.
+func (c *Client) roundTrip(ctx context.Context, addr string, batch []byte, by time.Time) (status byte, first uint64, msg string, err error) {
+	ctx, cancel := context.WithDeadline(ctx, by)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
 	if c.conn == nil {
-		conn, err := dialProto(ctx, addr, c.stream, wire.ProtoForward, c.timeout, c.tls)
+		conn, err := dialProto(ctx, addr, c.stream, wire.ProtoForward, time.Until(deadline), c.tls)
 		if err != nil {
 			return 0, 0, "", err
 		}
 		c.conn, c.r, c.target = conn, bufio.NewReader(conn), addr
-	}
-	deadline := time.Now().Add(c.timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
 	}
 	_ = c.conn.SetDeadline(deadline)
 	conn, cut := c.conn, make(chan struct{})

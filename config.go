@@ -173,8 +173,9 @@ type Config struct {
 	// timeouts). Defaults to 1s; at least 50ms.
 	ElectionTimeout time.Duration `json:"election_timeout" yaml:"election_timeout"`
 
-	// ForwardTimeout bounds one round trip of a forwarded batch, and a dial.
-	// A timed-out batch is retried; the leader drops repeats. Defaults to 10s.
+	// ForwardTimeout bounds one try of a forwarded batch: its dial, TLS
+	// handshake, sending and answer. A timed-out batch is retried; the
+	// leader drops repeats. Defaults to 10s.
 	ForwardTimeout time.Duration `json:"forward_timeout" yaml:"forward_timeout"`
 
 	// CloseTimeout bounds how long Close waits for queued entries to commit.

@@ -228,6 +228,26 @@ func retryFits(first time.Time, window time.Duration) bool {
 	return time.Since(first) <= window/2
 }
 
+// tryBy is when a try of a batch that starts at start must be over, its
+// dial, handshake, batch and answer included: its timeout after start,
+// and no later than the dedup window after the first try that may have
+// reached a leader (first; zero if none has, when start counts). A try
+// that has not ended by then is abandoned and its connection reset
+// (abortConn), so that what the kernel still holds of the batch is not
+// delivered after it. With retryFits, a batch then reaches a leader within
+// the window of its first try: retryFits lets a try start within half of
+// it, and a node's ForwardTimeout is at most the other half (Config).
+func tryBy(start, first time.Time, timeout, window time.Duration) time.Time {
+	by := start.Add(timeout)
+	if first.IsZero() {
+		first = start
+	}
+	if limit := first.Add(window); window > 0 && limit.Before(by) {
+		by = limit
+	}
+	return by
+}
+
 // pruneProducers forgets the producers silent for longer than the dedup
 // window, by the log clock. It scans the table at most every eighth of a
 // window of log time.

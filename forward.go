@@ -156,26 +156,30 @@ func (e errNotLeaderHint) Error() string {
 }
 
 // send forwards one batch to addr and returns the Raft index and first
-// sequence number it was committed at.
-func (f *forwarder) send(addr string, batch []byte) (idx, first uint64, err error) {
+// sequence number it was committed at. The try, its dial, handshake and
+// answer included, is over by by (tryBy); one that fails leaves no
+// connection, reset so that nothing of the batch is sent after it.
+func (f *forwarder) send(addr string, batch []byte, by time.Time) (idx, first uint64, err error) {
 	if f.conn != nil && f.addr != addr {
 		f.reset()
 	}
 	if f.conn == nil {
 		// With the TLS material the producer's id belongs to (tlsreload.go).
-		c, err := f.lx.mux.dialWith(context.Background(), f.tls, addr, wire.ProtoForward, f.lx.cfg.ForwardTimeout)
+		ctx, cancel := context.WithDeadline(context.Background(), by)
+		c, err := f.lx.mux.dialWith(ctx, f.tls, addr, wire.ProtoForward, time.Until(by))
+		cancel()
 		if err != nil {
 			return 0, 0, err
 		}
 		f.conn, f.addr, f.r = c, addr, bufio.NewReader(c)
 	}
-	_ = f.conn.SetDeadline(time.Now().Add(f.lx.cfg.ForwardTimeout))
+	_ = f.conn.SetDeadline(by)
 	if err := wire.WriteFrame(f.conn, &f.hdr, batch); err != nil {
-		f.reset()
+		f.abort()
 		return 0, 0, err
 	}
-	if err := f.awaitAnswer(addr); err != nil {
-		f.reset()
+	if err := f.awaitAnswer(addr, by); err != nil {
+		f.abort()
 		return 0, 0, err
 	}
 	resp, err := wire.ReadFrame(f.r, f.resp, wire.MaxAnswer)
@@ -184,7 +188,7 @@ func (f *forwarder) send(addr string, batch []byte) (idx, first uint64, err erro
 	}
 	a, err := answerOf(resp, err)
 	if err != nil {
-		f.reset()
+		f.abort()
 		return 0, 0, err
 	}
 	switch a.Status {
@@ -204,13 +208,12 @@ func (f *forwarder) send(addr string, batch []byte) (idx, first uint64, err erro
 const forwardPoll = 50 * time.Millisecond
 
 // awaitAnswer waits until the first byte of the answer from addr arrives,
-// within ForwardTimeout. It gives up early when Raft names another leader:
+// by deadline. It gives up early when Raft names another leader:
 // a leader that went silent (paused, or cut off) would otherwise hold the
 // producer for the whole timeout after its successor was elected. The batch
 // is then resent to the new leader; if the old one did commit it, apply
 // drops the repeat.
-func (f *forwarder) awaitAnswer(addr string) error {
-	deadline := time.Now().Add(f.lx.cfg.ForwardTimeout)
+func (f *forwarder) awaitAnswer(addr string, deadline time.Time) error {
 	for {
 		poll := time.Now().Add(forwardPoll)
 		if poll.After(deadline) {
@@ -232,9 +235,18 @@ func (f *forwarder) awaitAnswer(addr string) error {
 	}
 }
 
+// reset closes the connection, between tries.
 func (f *forwarder) reset() {
 	if f.conn != nil {
 		f.conn.Close()
+	}
+	f.conn, f.r, f.addr = nil, nil, ""
+}
+
+// abort resets the connection of a try that failed (abortConn).
+func (f *forwarder) abort() {
+	if f.conn != nil {
+		abortConn(f.conn)
 	}
 	f.conn, f.r, f.addr = nil, nil, ""
 }

@@ -225,7 +225,7 @@ func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err e
 					recs = nil
 				}
 				lx.stats.forwarded.Add(1)
-				idx, first, err = lx.fwd.send(leader, batch)
+				idx, first, err = lx.fwd.send(leader, batch, tryBy(tryStart, firstSent, lx.cfg.ForwardTimeout, lx.dedupWindow()))
 				var nl errNotLeaderHint
 				maybeSent = !errors.As(err, &nl)
 				if err != nil {
@@ -256,7 +256,7 @@ func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err e
 				lx.logf("logx: %v; sending the batch again under a new producer id", err)
 				putRecords(recs)
 				batch, recs = lx.encode(ents)
-				sent = false
+				sent, firstSent = false, time.Time{}
 				continue
 			}
 			lx.logf("logx: committing a batch of %d entries: %v; not retried, the entries fail", len(ents), err)
@@ -461,7 +461,7 @@ func (lx *Stream) reportClock() bool {
 	case local:
 		_, _, err = lx.applyLocal(cmd, lx.ids.Load().clocks)
 	case leader != "":
-		_, _, err = lx.fwd.send(leader, cmd)
+		_, _, err = lx.fwd.send(leader, cmd, time.Now().Add(lx.cfg.ForwardTimeout))
 	default:
 		return false
 	}

@@ -416,6 +416,33 @@ type trackedConn struct {
 	once sync.Once
 }
 
+// NetConn is the connection c tracks (abortConn).
+func (c *trackedConn) NetConn() net.Conn { return c.Conn }
+
+// abortConn closes c with a reset (SO_LINGER 0) of its TCP connection, for
+// a try its sender has given up on: what the kernel still holds of the
+// try's bytes is dropped, not sent on after the sender has gone, when a
+// partition heals minutes later (Linux retransmits a closed connection's
+// data for up to tcp_retries2, about 15 minutes), where it could arrive
+// at a leader that has forgotten its producer and be written twice. Bytes
+// the peer's kernel has already received are not recalled. It skips a TLS
+// close_notify, which could wait 5 s on a full send buffer.
+func abortConn(c net.Conn) {
+	raw := c
+	for {
+		u, ok := raw.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		raw = u.NetConn()
+	}
+	if tc, ok := raw.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = raw.Close()
+	_ = c.Close()
+}
+
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
