@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/logx-dev/logx"
 	"github.com/stretchr/testify/require"
@@ -641,7 +642,7 @@ func TestTermSafe(t *testing.T) {
 // are.
 func TestTailEscapesControls(t *testing.T) {
 	dir := t.TempDir()
-	line := "seq=1 time=2026-12-06T00:00:00.000000Z level=INFO node=n1 msg=\x1b]0;pwned\x07\x1b[2J\u009b2J\x7f\n"
+	line := "seq=1 time=2026-12-06T00:00:00.000000Z level=INFO node=n1 msg=\x1b]0;pwned\x07\x1b[2J\u009b2J\x7f user=\u202eerdna\u202c\n"
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "app.log"), []byte(line), 0o644))
 	for _, args := range [][]string{{"tail", dir}, {"grep", "pwned", dir}, {"grep", "-json", "pwned", dir}} {
 		code, out, errs := runCmd(t, "", args...)
@@ -653,7 +654,7 @@ func TestTailEscapesControls(t *testing.T) {
 			require.Equal(t, strings.TrimSuffix(line, "\n"), v.Line, "the same line, escaped only for the terminal")
 			continue
 		}
-		require.Contains(t, out, `msg=\x1b]0;pwned\x07\x1b[2J\u009b2J\x7f`, args)
+		require.Contains(t, out, `msg=\x1b]0;pwned\x07\x1b[2J\u009b2J\x7f user=\u202eerdna\u202c`, args)
 	}
 }
 
@@ -661,7 +662,8 @@ func TestTailEscapesControls(t *testing.T) {
 // it, whatever the string (random runes, C0, DEL and C1 among them).
 func TestJSONTermSafe(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	pool := []rune{'a', 'z', ' ', '\t', '\n', 0x1b, 0x7f, 0x80, 0x9b, 0x9f, 0xa0, 'é', '日', '"', '\\', '<', 0x2028, 0xfffd}
+	pool := []rune{'a', 'z', ' ', '\t', '\n', 0x1b, 0x7f, 0x80, 0x9b, 0x9f, 0xa0, 'é', '日', '"', '\\', '<', 0x2028, 0xfffd,
+		0x202e, 0x2066, 0x2069, 0x200f, 0x061c, 0x200b, 0xfeff, 0x200d, 0x2060, 0x2067}
 	for range 2000 {
 		rs := make([]rune, rng.IntN(12))
 		for i := range rs {
@@ -672,6 +674,10 @@ func TestJSONTermSafe(t *testing.T) {
 		require.NoError(t, err)
 		safe := jsonTermSafe(b)
 		require.False(t, hasTermControl(safe), "%q -> %q", in, safe)
+		for _, r := range string(safe) {
+			shown := r == '\t' || unicode.IsGraphic(r) || r == 0x200d // a joiner stays
+			require.True(t, shown, "%q -> %q holds %U", in, safe, r)
+		}
 		var back map[string]string
 		require.NoError(t, json.Unmarshal(safe, &back), "%q", safe)
 		require.Equal(t, in, back["line"])
