@@ -93,8 +93,10 @@ func knownHost(host string, hosts []string) bool {
 }
 
 // Bounds of /ingest, so that a request costs at most a few times its body
-// in memory: the body, the lines of a request, a line, and the requests
-// served at once (others wait for a turn, up to ingestWait).
+// in memory: the body, the lines of a request, a line; the bytes of all
+// the bodies read and not yet committed (ingestBudget); and the requests
+// committing at once (others wait for a turn). A request waits up to
+// ingestWait for budget or a turn, then is answered "busy".
 const (
 	maxIngestBody   = 4 << 20
 	maxIngestLines  = 10000
@@ -112,11 +114,13 @@ const (
 // dials this node, which forwards to the leader as for its own entries;
 // its TLS follows the node's files (logx.ReloadingTLS).
 type ingester struct {
-	lx   *logx.Logx
-	node string
-	addr string
-	tls  *tls.Config
-	turn chan struct{} // ingestAtOnce requests at a time
+	lx     *logx.Logx
+	node   string
+	addr   string
+	tls    *tls.Config
+	turn   chan struct{} // ingestAtOnce requests commit at a time
+	budget *byteBudget   // bodies read and not yet committed
+	wait   time.Duration // for budget or a turn: ingestWait
 
 	mu      sync.Mutex
 	clients map[string]*ingestClient
@@ -128,7 +132,8 @@ type ingestClient struct {
 }
 
 func newIngester(lx *logx.Logx, nf nodeFile) (*ingester, error) {
-	in := &ingester{lx: lx, node: nf.NodeID, addr: nf.Addr, turn: make(chan struct{}, ingestAtOnce), clients: map[string]*ingestClient{}}
+	in := &ingester{lx: lx, node: nf.NodeID, addr: nf.Addr, turn: make(chan struct{}, ingestAtOnce), budget: newByteBudget(ingestBudget),
+		wait: ingestWait, clients: map[string]*ingestClient{}}
 	if nf.TLSCAFile != "" {
 		var err error
 		if in.tls, err = logx.ReloadingTLS(nf.TLSCAFile, nf.TLSCertFile, nf.TLSKeyFile); err != nil {
@@ -167,19 +172,23 @@ func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	wait, cancel := context.WithTimeout(r.Context(), ingestWait)
+	// The body first, without a turn: a slow upload holds only the bytes
+	// it has sent (the budget), not a turn to commit.
+	body := &budgetReader{r: http.MaxBytesReader(w, r.Body, maxIngestBody), b: in.budget, ctx: r.Context(), wait: in.wait}
+	defer func() { in.budget.give(body.held) }() // once its entries are committed or dropped
+	entries, below, code, err := readIngest(body, r.Header.Get("Content-Type"), level, stream)
+	if err != nil {
+		replyIngest(w, code, ingestReply{Error: err.Error() + "; nothing committed"})
+		return
+	}
+	wait, cancel := context.WithTimeout(r.Context(), in.wait)
 	select {
 	case in.turn <- struct{}{}:
 		cancel()
 		defer func() { <-in.turn }()
 	case <-wait.Done():
 		cancel()
-		replyIngest(w, http.StatusServiceUnavailable, ingestReply{Error: "busy: too many /ingest requests at once; try again"})
-		return
-	}
-	entries, below, code, err := readIngest(http.MaxBytesReader(w, r.Body, maxIngestBody), r.Header.Get("Content-Type"), level, stream)
-	if err != nil {
-		replyIngest(w, code, ingestReply{Error: err.Error() + "; nothing committed"})
+		replyIngest(w, http.StatusServiceUnavailable, ingestReply{Error: "busy: too many /ingest requests at once; try again; nothing committed"})
 		return
 	}
 	rep := ingestReply{BelowLevel: below}
@@ -267,6 +276,8 @@ func readIngest(body io.Reader, contentType string, level slog.Level, stream *lo
 			return nil, 0, http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes", maxIngestBody)
 		case errors.Is(err, bufio.ErrTooLong):
 			return nil, 0, http.StatusRequestEntityTooLarge, fmt.Errorf("a line over %d bytes", maxIngestLine)
+		case errors.Is(err, errIngestBusy):
+			return nil, 0, http.StatusServiceUnavailable, err
 		}
 		return nil, 0, http.StatusBadRequest, fmt.Errorf("reading the body: %v", err)
 	}
