@@ -120,9 +120,10 @@ type Config struct {
 	// later than half of it after the first try that may have reached a
 	// leader started, then gives up with ErrOutcomeUnknown, so that a
 	// repeat arrives before it is forgotten (with a margin of minutes at
-	// the default; see docs/guarantees.md for a window near its minimum). At most 16384 producers are
-	// remembered; beyond that the ones silent longest are forgotten first.
-	// Defaults to 10 minutes.
+	// the default; see docs/guarantees.md for a window near its minimum).
+	// At most 16384 producers are remembered; beyond that the ones silent
+	// longest are forgotten first. Defaults to 10 minutes; at least 1s and
+	// twice ForwardTimeout.
 	DedupWindow time.Duration `json:"dedup_window" yaml:"dedup_window"`
 
 	// Format is the line format of entries this node originates: FormatText
@@ -519,6 +520,9 @@ func (c Config) validate() error {
 	}
 	if c.CheckpointInterval < 0 {
 		return bad("CheckpointInterval", "%v is negative", c.CheckpointInterval)
+	}
+	if c.DedupWindow < minDedupWindow {
+		return bad("DedupWindow", "%v is less than %v", c.DedupWindow, minDedupWindow)
 	}
 	if c.DedupWindow < 2*c.ForwardTimeout {
 		return bad("DedupWindow", "%v is less than twice ForwardTimeout (%v): a batch must be retried at least once", c.DedupWindow, c.ForwardTimeout)

@@ -58,6 +58,12 @@ const maxProducers = 1 << 14
 // defaultDedupWindow is Config.DedupWindow's default.
 const defaultDedupWindow = 10 * 60e9
 
+// minDedupWindow is the shortest DedupWindow a Config, or the cluster's
+// settings in the log, may name: each try of a batch is cut at the window
+// after the first (tryBy), so a window of nanoseconds would fail every
+// batch unsent.
+const minDedupWindow = time.Second
+
 // refusedError is a batch apply refused: nothing of it was written, and
 // retrying it cannot help. producer says the refusal is about the
 // producer id (another identity's, or an out-of-order sequence): the
@@ -236,7 +242,9 @@ func retryFits(first time.Time, window time.Duration) bool {
 // (abortConn), so that what the kernel still holds of the batch is not
 // delivered after it. With retryFits, a batch then reaches a leader within
 // the window of its first try: retryFits lets a try start within half of
-// it, and a node's ForwardTimeout is at most the other half (Config).
+// it, and the try is cut at the window. (A node's ForwardTimeout is at
+// most half its own Config's window, but a node whose Config leaves the
+// window zero takes the cluster's, which may be shorter.)
 func tryBy(start, first time.Time, timeout, window time.Duration) time.Time {
 	by := start.Add(timeout)
 	if first.IsZero() {

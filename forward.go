@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -66,7 +67,8 @@ func (lx *Stream) serveForward(c net.Conn) {
 			continue
 		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			// A reset is a sender that gave up on its try (abortConn).
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
 				lx.logf("logx: forwarding connection from %s: %v", c.RemoteAddr(), err)
 			}
 			return

@@ -119,9 +119,10 @@ func (s clusterSettings) policy() filePolicy {
 // check validates settings decoded from the log or a snapshot as a Config
 // holding them would be. ForwardTimeout is each node's own: DedupWindow is
 // checked against the longest any node may have with it (half of it), not
-// the default's 10 s. (A cluster whose window was under 20 s had its
-// settings refused by every node: they were never recorded, and its
-// leader proposed them again before each of its batches.)
+// the default's 10 s, and against minDedupWindow. (A cluster whose window
+// was under 20 s had its settings refused by every node: they were never
+// recorded, and its leader proposed them again before each of its
+// batches.)
 func (s clusterSettings) check() error {
 	c := Config{NodeID: "x", Addr: "x:1", Peers: []string{"x:1"}, Dir: "x", ForwardTimeout: max(s.DedupWindow/2, 1)}
 	c = s.adopt(c)

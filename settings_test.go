@@ -118,8 +118,13 @@ func TestSettingsShortWindow(t *testing.T) {
 	for _, lx := range c.nodes {
 		require.Equal(t, 2*time.Second, lx.dedupWindow())
 	}
-	require.NoError(t, clusterSettings{File: "a.log", MaxSize: 1 << 20, DedupWindow: 2 * time.Nanosecond}.check())
-	require.Error(t, clusterSettings{File: "a.log", MaxSize: 1 << 20, DedupWindow: time.Nanosecond}.check(), "no ForwardTimeout fits")
+	require.NoError(t, clusterSettings{File: "a.log", MaxSize: 1 << 20, DedupWindow: time.Second}.check())
+	err := clusterSettings{File: "a.log", MaxSize: 1 << 20, DedupWindow: time.Second - 1}.check()
+	requireConfigError(t, err, "DedupWindow") // a window that would cut every try short
+	require.ErrorContains(t, err, "less than 1s")
+	cfg := c.cfgs[0]
+	cfg.DedupWindow, cfg.ForwardTimeout = 999*time.Millisecond, time.Millisecond
+	requireConfigError(t, cfg.Validate(), "DedupWindow")
 }
 
 // writes under the cluster's file name.

@@ -330,7 +330,27 @@ func (m *mux) shut() {
 	m.cancel()
 	m.ln.Close()
 	for c := range m.conns {
+		m.cutLocked(c)
+	}
+}
+
+// cut closes c as a shut does (untracking it): a connection this node
+// accepted plainly, so that an answer it queued still goes out; one it
+// dialed with a reset (abortConn), so that what it was sending (a
+// forwarded batch whose try the shut ends) is dropped, not delivered
+// after.
+func (m *mux) cut(c net.Conn) {
+	m.mu.Lock()
+	m.cutLocked(c)
+	m.mu.Unlock()
+	m.untrack(c)
+}
+
+func (m *mux) cutLocked(c net.Conn) {
+	if _, in := m.inbound[c]; in {
 		c.Close()
+	} else {
+		abortConn(c)
 	}
 }
 
@@ -422,10 +442,12 @@ func (c *trackedConn) NetConn() net.Conn { return c.Conn }
 // abortConn closes c with a reset (SO_LINGER 0) of its TCP connection, for
 // a try its sender has given up on: what the kernel still holds of the
 // try's bytes is dropped, not sent on after the sender has gone, when a
-// partition heals minutes later (Linux retransmits a closed connection's
-// data for up to tcp_retries2, about 15 minutes), where it could arrive
-// at a leader that has forgotten its producer and be written twice. Bytes
-// the peer's kernel has already received are not recalled. It skips a TLS
+// partition heals or a stalled leader reads again (Linux goes on
+// retransmitting a closed connection's data for tcp_orphan_retries: 8
+// tries by default, about 100 s at the smallest retransmission timeout
+// and minutes on a slow link), where it could arrive at a leader that
+// has forgotten its producer and be written twice. Bytes the peer's
+// kernel has already received are not recalled. It skips a TLS
 // close_notify, which could wait 5 s on a full send buffer.
 func abortConn(c net.Conn) {
 	raw := c
@@ -600,7 +622,7 @@ func (e *endpoint) shut() {
 	e.conns = nil
 	e.mu.Unlock()
 	for c := range conns {
-		e.m.closeConn(c)
+		e.m.cut(c)
 	}
 }
 
