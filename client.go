@@ -95,7 +95,7 @@ func NewStreamClient(ctx context.Context, tlsConfig *tls.Config, stream, node st
 		if st.Format == FormatJSON.String() {
 			c.format = FormatJSON
 		}
-		if st.DedupWindow >= minDedupWindow { // a node's answer: never one that would cut every try short
+		if st.DedupWindow > 0 { // however short: a longer one could outlive the cluster's memory
 			c.dedupWindow = st.DedupWindow
 		}
 		return c, nil

@@ -318,36 +318,45 @@ func (m *mux) close() {
 	m.wg.Wait()
 }
 
-// shut stops accepting and closes every connection, without waiting.
+// shut stops accepting and closes every connection (cut), without
+// waiting.
 func (m *mux) shut() {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.closed {
+		m.mu.Unlock()
 		return
 	}
 	m.closed = true
 	close(m.done)
 	m.cancel()
 	m.ln.Close()
+	conns := make(map[net.Conn]bool, len(m.conns))
 	for c := range m.conns {
-		m.cutLocked(c)
+		_, in := m.inbound[c]
+		conns[c] = in
+	}
+	m.mu.Unlock()
+	for c, in := range conns {
+		cutConn(c, in)
 	}
 }
 
-// cut closes c as a shut does (untracking it): a connection this node
-// accepted plainly, so that an answer it queued still goes out; one it
-// dialed with a reset (abortConn), so that what it was sending (a
-// forwarded batch whose try the shut ends) is dropped, not delivered
-// after.
+// cut closes c as a shut does, and untracks it.
 func (m *mux) cut(c net.Conn) {
 	m.mu.Lock()
-	m.cutLocked(c)
+	_, in := m.inbound[c]
 	m.mu.Unlock()
+	cutConn(c, in)
 	m.untrack(c)
 }
 
-func (m *mux) cutLocked(c net.Conn) {
-	if _, in := m.inbound[c]; in {
+// cutConn closes c, which the node accepted (inbound) or dialed, as a
+// shut does: one it accepted plainly, so that an answer it queued still
+// goes out; one it dialed with a reset (abortConn), so that what it was
+// sending (a forwarded batch whose try the shut ends) is dropped, not
+// delivered after. Not under the mux's lock: a TLS close can wait seconds.
+func cutConn(c net.Conn, inbound bool) {
+	if inbound {
 		c.Close()
 	} else {
 		abortConn(c)
