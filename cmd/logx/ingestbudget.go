@@ -3,19 +3,19 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
 	"sync"
-	"time"
 )
 
 // ingestBudget bounds the bytes of /ingest bodies held at once: read (and
-// parsed) and not yet committed. A body is read before its request waits
-// for a turn to commit (ingestAtOnce), so that a slow upload holds only
-// the bytes it has sent, never a turn the others need.
+// parsed) and not yet committed. A request takes its share before it
+// reads its body (its Content-Length, or maxIngestBody when it sends
+// none), and a body is read before its request waits for a turn to commit
+// (ingestAtOnce), so that a slow upload holds its share for at most
+// ingestBodyTimeout, and never a turn the others need.
 const ingestBudget = 32 << 20
 
-// byteBudget is a pool of bytes that readers take from as they read and
-// give back when they are done.
+// byteBudget is a pool of bytes that requests take from before they read
+// and give back when they are done.
 type byteBudget struct {
 	mu    sync.Mutex
 	free  int64
@@ -60,32 +60,3 @@ func (b *byteBudget) give(n int64) {
 
 // errIngestBusy: the budget stayed spent for as long as a request waits.
 var errIngestBusy = errors.New("busy: too many /ingest bytes in flight; try again")
-
-// budgetReader reads r, and takes from b every byte it has read (waiting
-// up to wait for them each time, then failing with errIngestBusy): a read
-// that waits for its sender holds nothing. held is what it has taken,
-// which its owner gives back.
-type budgetReader struct {
-	r    io.Reader
-	b    *byteBudget
-	ctx  context.Context
-	wait time.Duration
-	held int64
-}
-
-func (r *budgetReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if n > 0 {
-		ctx, cancel := context.WithTimeout(r.ctx, r.wait)
-		terr := r.b.take(ctx, int64(n))
-		cancel()
-		if terr != nil {
-			if r.ctx.Err() == nil {
-				return 0, errIngestBusy
-			}
-			return 0, r.ctx.Err()
-		}
-		r.held += int64(n)
-	}
-	return n, err
-}

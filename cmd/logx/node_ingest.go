@@ -94,18 +94,20 @@ func knownHost(host string, hosts []string) bool {
 
 // Bounds of /ingest, so that a request costs at most a few times its body
 // in memory: the body, the lines of a request, a line; the bytes of all
-// the bodies read and not yet committed (ingestBudget); and the requests
-// committing at once (others wait for a turn). A request waits up to
-// ingestWait for budget or a turn, then is answered "busy".
+// the bodies being read or not yet committed (ingestBudget); how long a
+// body may take to arrive (ingestBodyTimeout: 400 KB/s for the largest);
+// and the requests committing at once (others wait for a turn). A request
+// waits up to ingestWait for budget or a turn, then is answered "busy".
 const (
-	maxIngestBody   = 4 << 20
-	maxIngestLines  = 10000
-	maxIngestLine   = 64 << 10
-	ingestAtOnce    = 4
-	ingestWait      = 10 * time.Second
-	ingestTimeout   = 30 * time.Second // to commit a request's lines
-	ingestChunk     = 1000             // lines per Send: one batch, so a failure is whole
-	ingestChunkSize = 128 << 10        // and bytes per Send, rendered well within a batch
+	maxIngestBody     = 4 << 20
+	maxIngestLines    = 10000
+	maxIngestLine     = 64 << 10
+	ingestBodyTimeout = 10 * time.Second
+	ingestAtOnce      = 4
+	ingestWait        = 10 * time.Second
+	ingestTimeout     = 30 * time.Second // to commit a request's lines
+	ingestChunk       = 1000             // lines per Send: one batch, so a failure is whole
+	ingestChunkSize   = 128 << 10        // and bytes per Send, rendered well within a batch
 )
 
 // ingester logs the lines POSTed to /ingest into the cluster through one
@@ -119,8 +121,10 @@ type ingester struct {
 	addr   string
 	tls    *tls.Config
 	turn   chan struct{} // ingestAtOnce requests commit at a time
-	budget *byteBudget   // bodies read and not yet committed
+	budget *byteBudget   // bodies being read or not yet committed
 	wait   time.Duration // for budget or a turn: ingestWait
+	// bodyTimeout: ingestBodyTimeout.
+	bodyTimeout time.Duration
 
 	mu      sync.Mutex
 	clients map[string]*ingestClient
@@ -133,7 +137,7 @@ type ingestClient struct {
 
 func newIngester(lx *logx.Logx, nf nodeFile) (*ingester, error) {
 	in := &ingester{lx: lx, node: nf.NodeID, addr: nf.Addr, turn: make(chan struct{}, ingestAtOnce), budget: newByteBudget(ingestBudget),
-		wait: ingestWait, clients: map[string]*ingestClient{}}
+		wait: ingestWait, bodyTimeout: ingestBodyTimeout, clients: map[string]*ingestClient{}}
 	if nf.TLSCAFile != "" {
 		var err error
 		if in.tls, err = logx.ReloadingTLS(nf.TLSCAFile, nf.TLSCertFile, nf.TLSKeyFile); err != nil {
@@ -172,16 +176,27 @@ func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// The body first, without a turn: a slow upload holds only the bytes
-	// it has sent (the budget), not a turn to commit.
-	body := &budgetReader{r: http.MaxBytesReader(w, r.Body, maxIngestBody), b: in.budget, ctx: r.Context(), wait: in.wait}
-	defer func() { in.budget.give(body.held) }() // once its entries are committed or dropped
-	entries, below, code, err := readIngest(body, r.Header.Get("Content-Type"), level, stream)
+	// The body first, without a turn: a slow upload holds its share of
+	// the budget, for ingestBodyTimeout at most, not a turn to commit.
+	share := int64(maxIngestBody)
+	if r.ContentLength >= 0 && r.ContentLength < share {
+		share = r.ContentLength // the server reads no more than it says
+	}
+	wait, cancel := context.WithTimeout(r.Context(), in.wait)
+	err = in.budget.take(wait, share)
+	cancel()
+	if err != nil {
+		replyIngest(w, http.StatusServiceUnavailable, ingestReply{Error: errIngestBusy.Error() + "; nothing committed"})
+		return
+	}
+	defer in.budget.give(share) // once its entries are committed or dropped
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(in.bodyTimeout))
+	entries, below, code, err := readIngest(http.MaxBytesReader(w, r.Body, maxIngestBody), r.Header.Get("Content-Type"), level, stream)
 	if err != nil {
 		replyIngest(w, code, ingestReply{Error: err.Error() + "; nothing committed"})
 		return
 	}
-	wait, cancel := context.WithTimeout(r.Context(), in.wait)
+	wait, cancel = context.WithTimeout(r.Context(), in.wait)
 	select {
 	case in.turn <- struct{}{}:
 		cancel()
@@ -232,6 +247,12 @@ func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	replyIngest(w, http.StatusOK, rep)
 }
 
+// isTimeout reports whether err is a deadline's.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // entrySize is about what an entry takes in a batch before rendering.
 func entrySize(e logx.ClientEntry) int {
 	n := len(e.Msg) + 64
@@ -248,7 +269,7 @@ func entrySize(e logx.ClientEntry) int {
 func readIngest(body io.Reader, contentType string, level slog.Level, stream *logx.Stream) (entries []logx.ClientEntry, below, code int, err error) {
 	asJSON := strings.Contains(strings.ToLower(contentType), "json")
 	sc := bufio.NewScanner(body)
-	sc.Buffer(make([]byte, 64<<10), maxIngestLine)
+	sc.Buffer(nil, maxIngestLine) // grown as lines need: nothing held before a byte arrives
 	for n := 1; sc.Scan(); n++ {
 		line := bytes.TrimSuffix(sc.Bytes(), []byte("\r"))
 		if len(bytes.TrimSpace(line)) == 0 {
@@ -276,8 +297,8 @@ func readIngest(body io.Reader, contentType string, level slog.Level, stream *lo
 			return nil, 0, http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes", maxIngestBody)
 		case errors.Is(err, bufio.ErrTooLong):
 			return nil, 0, http.StatusRequestEntityTooLarge, fmt.Errorf("a line over %d bytes", maxIngestLine)
-		case errors.Is(err, errIngestBusy):
-			return nil, 0, http.StatusServiceUnavailable, err
+		case isTimeout(err):
+			return nil, 0, http.StatusRequestTimeout, errors.New("the body did not arrive in time (10 s for a request); send it in smaller requests")
 		}
 		return nil, 0, http.StatusBadRequest, fmt.Errorf("reading the body: %v", err)
 	}
