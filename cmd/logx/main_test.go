@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/logx-dev/logx"
 	"github.com/stretchr/testify/require"
@@ -682,6 +683,50 @@ func TestJSONTermSafe(t *testing.T) {
 		require.NoError(t, json.Unmarshal(safe, &back), "%q", safe)
 		require.Equal(t, in, back["line"])
 	}
+}
+
+// Every rune, in JSON and in text: what jsonTermSafe writes decodes to
+// the same value, and neither leaves a rune that changes what a terminal
+// shows without being shown (a control but tab, a format character but
+// the zero width joiners, a line or paragraph separator, a Hangul filler,
+// U+034F), nor a byte that is not UTF-8. (Runes past U+FFFF were written
+// as five hex digits, which JSON reads as another rune and a digit.)
+func TestTermSafeEveryRune(t *testing.T) {
+	unsafe := func(r rune) bool {
+		switch r {
+		case '\t', 0x200c, 0x200d:
+			return false
+		case 0x2028, 0x2029, 0x034f, 0x115f, 0x1160, 0x3164, 0xffa0:
+			return true
+		}
+		return unicode.In(r, unicode.Cc, unicode.Cf)
+	}
+	check := func(what string, out []byte) {
+		t.Helper()
+		require.True(t, utf8.Valid(out), "%s: not UTF-8", what)
+		for _, r := range string(out) {
+			require.False(t, unsafe(r), "%s holds %U", what, r)
+		}
+	}
+	var rs []rune
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		if !utf8.ValidRune(r) {
+			continue
+		}
+		if rs = append(rs, r); len(rs) == 4096 || r == unicode.MaxRune {
+			in := string(rs) + "\xff\x9b" // and bytes that are not UTF-8
+			b, err := json.Marshal(map[string]string{"line": in})
+			require.NoError(t, err)
+			safe := jsonTermSafe(b)
+			check(fmt.Sprintf("JSON of %U..%U", rs[0], r), safe)
+			var back map[string]string
+			require.NoError(t, json.Unmarshal(safe, &back))
+			require.Equal(t, string(rs)+"\ufffd\ufffd", back["line"], "%U..%U", rs[0], r) // json.Marshal's replacements
+			check(fmt.Sprintf("text of %U..%U", rs[0], r), appendTermSafe(nil, []byte(in)))
+			rs = rs[:0]
+		}
+	}
+	require.Equal(t, `a\U000e0001b\x9b`, termSafe("a\U000e0001b\x9b"))
 }
 
 // logx tail skips a line that does not parse and goes on; an active file

@@ -2,26 +2,32 @@ package main
 
 import (
 	"fmt"
+	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
-// appendTermSafe appends b to dst with its terminal controls escaped: C0
-// characters other than tab, DEL, C1 characters (U+0080 to U+009F), and
-// the invisible characters that reorder or hide text (hidden) become
-// \xNN or \uNNNN. Lines and errors come from log files and from other
-// nodes (a remote grep's lines, a node's error text); a line a node
-// writes holds only what its callers logged, and a damaged file or a
-// compromised node could send escape sequences that move the cursor,
-// rewrite what the terminal shows or set its title, and a caller could
-// log bidirectional overrides that make a line read as another.
+// appendTermSafe appends b to dst with what could change what a terminal
+// shows escaped: C0 characters other than tab, DEL, C1 characters, bytes
+// that are not UTF-8, and the characters that reorder or hide text
+// (hidden) become \xNN, \uNNNN or \UNNNNNNNN. Lines and errors come from
+// log files and from other nodes (a remote grep's lines, a node's error
+// text); a line a node writes holds only what its callers logged, and a
+// damaged file or a compromised node could send escape sequences that
+// move the cursor, rewrite what the terminal shows or set its title, and
+// a caller could log bidirectional overrides that make a line read as
+// another.
 func appendTermSafe(dst, b []byte) []byte {
 	return appendEscaped(dst, b, false)
 }
 
 // appendEscaped is appendTermSafe; inJSON says b is JSON that
 // encoding/json wrote, whose C0 characters are its own layout
-// (MarshalIndent's newlines) or escaped already, and whose DEL becomes
-// the JSON escape \u007f.
+// (MarshalIndent's newlines) or escaped already, whose DEL becomes the
+// JSON escape \u007f, and whose runes past U+FFFF become a surrogate
+// pair, as JSON spells them. In text, a rune past U+FFFF becomes
+// \UNNNNNNNN, and a byte that is not UTF-8 \xNN (0x9b is a CSI to a
+// terminal that reads bytes as Latin-1).
 func appendEscaped(dst, b []byte, inJSON bool) []byte {
 	if !hasTermControl(b) {
 		return append(dst, b...)
@@ -35,10 +41,18 @@ func appendEscaped(dst, b []byte, inJSON bool) []byte {
 			dst = fmt.Appendf(dst, `\x%02x`, c)
 		case c >= 0x80:
 			r, n := utf8.DecodeRune(b[i:])
-			if hidden(r) {
-				dst = fmt.Appendf(dst, `\u%04x`, r)
-			} else {
+			switch {
+			case r == utf8.RuneError && n == 1:
+				dst = fmt.Appendf(dst, `\x%02x`, c)
+			case !hidden(r):
 				dst = append(dst, b[i:i+n]...)
+			case r <= 0xffff:
+				dst = fmt.Appendf(dst, `\u%04x`, r)
+			case inJSON:
+				r1, r2 := utf16.EncodeRune(r)
+				dst = fmt.Appendf(dst, `\u%04x\u%04x`, r1, r2)
+			default:
+				dst = fmt.Appendf(dst, `\U%08x`, r)
 			}
 			i += n - 1
 		default:
@@ -48,19 +62,22 @@ func appendEscaped(dst, b []byte, inJSON bool) []byte {
 	return dst
 }
 
-// hidden reports whether r is a C1 control, or a character that is not
-// shown but reorders the text around it (bidirectional marks, embeddings,
-// overrides and isolates: "Trojan Source") or hides a difference (zero
-// width space, word joiner, byte order mark), or breaks a line where a
-// terminal shows none (U+2028, U+2029). Zero width (non-)joiners are
-// left alone: scripts and emoji sequences need them.
+// hidden reports whether r is a control (C1), or a character a terminal
+// does not show that changes what is shown: a format character (Cf:
+// bidirectional marks, embeddings, overrides and isolates, which reorder
+// the text around them, "Trojan Source"; zero width spaces, joiners,
+// soft hyphens, tags, which hide a difference), a line or paragraph
+// separator (U+2028, U+2029: a break where a terminal shows none), or a
+// blank that counts as a letter (the Hangul fillers, U+034F). The zero
+// width (non-)joiner stays: scripts and emoji sequences need it.
 func hidden(r rune) bool {
 	switch {
-	case r >= 0x80 && r <= 0x9f, r == 0x061c, r == 0x200b, r == 0x200e, r == 0x200f,
-		r >= 0x2028 && r <= 0x202e, r == 0x2060, r >= 0x2066 && r <= 0x2069, r == 0xfeff:
+	case r < 0x80, r == 0x200c, r == 0x200d:
+		return false
+	case r <= 0x9f, r == 0x2028, r == 0x2029, r == 0x034f, r == 0x115f, r == 0x1160, r == 0x3164, r == 0xffa0:
 		return true
 	}
-	return false
+	return unicode.Is(unicode.Cf, r)
 }
 
 func hasTermControl(b []byte) bool {
@@ -71,7 +88,7 @@ func hasTermControl(b []byte) bool {
 			return true
 		case c >= 0x80:
 			r, n := utf8.DecodeRune(b[i:])
-			if hidden(r) {
+			if r == utf8.RuneError && n == 1 || hidden(r) {
 				return true
 			}
 			i += n - 1
@@ -82,9 +99,10 @@ func hasTermControl(b []byte) bool {
 
 // jsonTermSafe escapes, in JSON that encoding/json wrote, the terminal
 // controls it leaves as they are: DEL, C1 characters and the hidden ones
-// (it escapes C0 ones, U+2028 and U+2029 already) become \u007f and
-// \uNNNN. Outside strings JSON has only printable ASCII, so the result is
-// the same JSON value.
+// (it escapes C0 ones, U+2028 and U+2029 already, and writes only UTF-8)
+// become \u007f and \uNNNN (a surrogate pair past U+FFFF). Outside
+// strings JSON has only printable ASCII, so the result is the same JSON
+// value.
 func jsonTermSafe(b []byte) []byte {
 	if !hasTermControl(b) {
 		return b
