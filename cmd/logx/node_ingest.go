@@ -123,7 +123,7 @@ type ingester struct {
 	turn   chan struct{} // ingestAtOnce requests commit at a time
 	budget *byteBudget   // bodies being read or not yet committed
 	wait   time.Duration // for budget or a turn: ingestWait
-	// bodyTimeout: ingestBodyTimeout.
+	// bodyTimeout bounds the reading of a body: ingestBodyTimeout.
 	bodyTimeout time.Duration
 
 	mu      sync.Mutex
@@ -298,7 +298,7 @@ func readIngest(body io.Reader, contentType string, level slog.Level, stream *lo
 		case errors.Is(err, bufio.ErrTooLong):
 			return nil, 0, http.StatusRequestEntityTooLarge, fmt.Errorf("a line over %d bytes", maxIngestLine)
 		case isTimeout(err):
-			return nil, 0, http.StatusRequestTimeout, errors.New("the body did not arrive in time (10 s for a request); send it in smaller requests")
+			return nil, 0, http.StatusRequestTimeout, fmt.Errorf("the body did not arrive in time (%v for a request); send it in smaller requests", ingestBodyTimeout)
 		}
 		return nil, 0, http.StatusBadRequest, fmt.Errorf("reading the body: %v", err)
 	}
