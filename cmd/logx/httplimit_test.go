@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// syncWriter is a bytes.Buffer safe for concurrent writes.
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// The HTTP server's listener holds at most its bound of connections open:
+// one past it is closed at once (and reported), and a connection that
+// closes gives its place to the next. (The server bounded nothing:
+// connections held open took file descriptors and memory without end.)
+func TestLimitListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var log syncWriter
+	ll := newLimitListener(ln, 2, &log)
+	defer ll.Close()
+	accepted := make(chan net.Conn, 8)
+	go func() {
+		for {
+			c, err := ll.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // held open, as a server holds a slow client's
+		}
+	}()
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	closedByServer := func(c net.Conn) bool {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		return err == io.EOF || err != nil && !isTimeout(err)
+	}
+	dial()
+	dial()
+	first, second := <-accepted, <-accepted
+	third := dial()
+	require.True(t, closedByServer(third), "a connection past the bound is closed")
+	require.Eventually(t, func() bool {
+		return strings.Contains(log.String(), "holds 2 connections, its most; closing new ones (1 so far)")
+	}, 5*time.Second, time.Millisecond, "reported")
+	require.Empty(t, accepted)
+
+	first.Close()
+	fourth := dial()
+	c := <-accepted // a place was free again
+	_, err = fourth.Write([]byte("x"))
+	require.NoError(t, err)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = c.Read(make([]byte, 1))
+	require.NoError(t, err, "the fourth connection is served")
+	second.Close()
+	c.Close()
+	c.Close() // a second Close gives back nothing more
+	require.Len(t, ll.slots, 0)
+}
