@@ -336,9 +336,11 @@ func (m *mux) shut() {
 		conns[c] = in
 	}
 	m.mu.Unlock()
+	var wg sync.WaitGroup // a TLS close can wait seconds: all at once
 	for c, in := range conns {
-		cutConn(c, in)
+		wg.Go(func() { cutConn(c, in) })
 	}
+	wg.Wait()
 }
 
 // cut closes c as a shut does, and untracks it.
