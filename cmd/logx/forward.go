@@ -96,7 +96,7 @@ func cmdForward(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			// Parsed, a line can render larger than itself (a JSON
 			// cluster escapes <, > and & in nested values): the lines as
 			// they are, rather than none.
-			fmt.Fprintf(stderr, "logx: a batch of %d parsed lines was refused (%v); sending them as they are\n", len(batch), err)
+			fmt.Fprintf(stderr, "logx: a batch of %d parsed lines was refused (%s); sending them as they are\n", len(batch), termSafe(err.Error()))
 			for i, l := range raws {
 				batch[i] = logx.ClientEntry{Level: parser.level, Msg: l}
 			}

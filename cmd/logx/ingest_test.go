@@ -21,27 +21,35 @@ import (
 // it has read. (The turn came first: ingestAtOnce stalled uploads made
 // every other request wait ingestWait and fail "busy", for as long as the
 // server's ReadTimeout, a minute.) When the bodies read and not yet
-// committed have spent the budget, a request fails "busy" after its wait,
-// nothing of it committed, and succeeds once the budget is given back.
+// committed have spent the budget, a request fails "busy", nothing of it
+// committed, and succeeds once the budget is given back; a body that does
+// not arrive in time is refused; and a request whose body is in is not
+// cut short by that deadline while it waits for a turn.
 func TestIngestSlowUploads(t *testing.T) {
 	nodes, cfgs := clusterWith(t, nil)
-	in, err := newIngester(nodes[0], nodeFile{Config: cfgs[0]})
+	nf := nodeFile{Config: cfgs[0]}
+	in, err := newIngester(nodes[0], nf)
 	require.NoError(t, err)
 	defer in.close()
 	in.wait = 2 * time.Second
 	var serving atomic.Int32
+	handler := nodeHandler(nodes[0], nf, in) // as logx node serves it
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		serving.Add(1)
 		defer serving.Add(-1)
-		in.ServeHTTP(w, r)
+		handler.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
 	stall := func(length int, body string) net.Conn { // sends a part of a body, then nothing
 		c, err := net.Dial("tcp", srv.Listener.Addr().String())
 		require.NoError(t, err)
-		_, err = fmt.Fprintf(c, "POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", length, body)
+		_, err = fmt.Fprintf(c, "POST /ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", length, body)
 		require.NoError(t, err)
 		return c
+	}
+	idle := func() {
+		t.Helper()
+		require.Eventually(t, func() bool { return serving.Load() == 0 }, 10*time.Second, 10*time.Millisecond)
 	}
 	var stalled []net.Conn
 	defer func() {
@@ -49,11 +57,14 @@ func TestIngestSlowUploads(t *testing.T) {
 			c.Close()
 		}
 	}()
-	for range ingestAtOnce + 1 {
-		stalled = append(stalled, stall(1<<20, "a stalled line\n"))
+	// More stalled uploads than turns, each saying it sends 4 MiB: 36 MiB
+	// in all, more than the budget; they hold what they sent.
+	for range 9 {
+		c := stall(maxIngestBody, "a stalled line\n")
+		defer c.Close() // before the server's Close, which waits for their requests
+		stalled = append(stalled, c)
 	}
-	require.Eventually(t, func() bool { return serving.Load() == ingestAtOnce+1 }, 10*time.Second, 10*time.Millisecond)
-
+	require.Eventually(t, func() bool { return serving.Load() == 9 }, 10*time.Second, 10*time.Millisecond)
 	code, r := postIngest(t, srv.URL+"/ingest", "text/plain", "not held up\n")
 	require.Equal(t, http.StatusOK, code, "%+v", r)
 	require.Equal(t, 1, r.Committed)
@@ -61,34 +72,42 @@ func TestIngestSlowUploads(t *testing.T) {
 		c.Close()
 	}
 	stalled = nil
-	require.Eventually(t, func() bool { return serving.Load() == 0 }, 10*time.Second, 10*time.Millisecond)
+	idle()
 	require.Equal(t, int64(ingestBudget), in.budget.free, "every byte given back")
 
-	// A budget of 16 KiB: one upload of 12 KiB that stalls leaves too
-	// little for an 8 KiB body, until it goes.
-	in.budget = newByteBudget(16 << 10)
+	// A body over the bound is refused before it is read.
+	code, r = postIngest(t, srv.URL+"/ingest", "text/plain", strings.Repeat("x\n", maxIngestBody/2+1))
+	require.Equal(t, http.StatusRequestEntityTooLarge, code, "%+v", r)
+	require.Contains(t, r.Error, "nothing committed")
+
+	// A budget of 128 KiB: an upload that sent 100 KiB and stalls leaves
+	// too little for a 64 KiB body, until it goes.
+	in.budget = newByteBudget(128 << 10)
 	in.wait = 300 * time.Millisecond
-	holder := stall(12<<10, "twelve kilobytes of lines, some\n")
+	line := "a hundred kilobytes of lines\n"
+	holder := stall(1<<20, strings.Repeat(line, 100<<10/len(line)))
+	defer holder.Close() // before the server's Close, which waits for its request
 	require.Eventually(t, func() bool {
 		in.budget.mu.Lock()
 		defer in.budget.mu.Unlock()
-		return in.budget.free <= 4<<10
+		return in.budget.free < 64<<10
 	}, 10*time.Second, 10*time.Millisecond)
-	body := strings.Repeat("eight kilobytes\n", 8<<10/16)
+	body := strings.Repeat("sixty-four kilobytes\n", 64<<10/21)
 	code, r = postIngest(t, srv.URL+"/ingest", "text/plain", body)
 	require.Equal(t, http.StatusServiceUnavailable, code, "%+v", r)
 	require.Contains(t, r.Error, "busy")
 	require.Contains(t, r.Error, "nothing committed")
 	require.Zero(t, r.Committed)
 	holder.Close()
-	require.Eventually(t, func() bool { return serving.Load() == 0 }, 10*time.Second, 10*time.Millisecond)
+	idle()
 	code, r = postIngest(t, srv.URL+"/ingest", "text/plain", body)
 	require.Equal(t, http.StatusOK, code, "%+v", r)
-	require.Equal(t, 8<<10/16, r.Committed)
-	require.Equal(t, int64(16<<10), in.budget.free)
+	require.Equal(t, 64<<10/21, r.Committed)
+	idle()
+	require.Equal(t, int64(128<<10), in.budget.free)
 
 	// A body that does not arrive in time is refused (408), nothing of it
-	// committed, and its share given back.
+	// committed, and what it held given back.
 	in.bodyTimeout = 300 * time.Millisecond
 	slow := stall(12<<10, "a line that never ends")
 	defer slow.Close()
@@ -101,6 +120,31 @@ func TestIngestSlowUploads(t *testing.T) {
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&late))
 	require.Contains(t, late.Error, "did not arrive in time")
 	require.Contains(t, late.Error, "nothing committed")
-	require.Eventually(t, func() bool { return serving.Load() == 0 }, 10*time.Second, 10*time.Millisecond)
-	require.Equal(t, int64(16<<10), in.budget.free)
+	idle()
+	require.Equal(t, int64(128<<10), in.budget.free)
+
+	// A request whose body is in waits for a turn past the body's
+	// deadline, and is committed: the deadline does not outlive the body
+	// (a read of the server's that timed out would end the request's
+	// context, and the request would fail "busy").
+	in.wait = 5 * time.Second
+	for range cap(in.turn) {
+		in.turn <- struct{}{}
+	}
+	posted := make(chan int, 1)
+	go func() {
+		resp, err := http.Post(srv.URL+"/ingest", "text/plain", strings.NewReader("after the deadline\n"))
+		if err != nil {
+			posted <- 0
+			return
+		}
+		resp.Body.Close()
+		posted <- resp.StatusCode
+	}()
+	require.Eventually(t, func() bool { return serving.Load() == 1 }, 10*time.Second, 10*time.Millisecond)
+	time.Sleep(3 * in.bodyTimeout) // the body's deadline passes while the request waits: what is tested
+	for range cap(in.turn) {
+		<-in.turn
+	}
+	require.Equal(t, http.StatusOK, <-posted)
 }

@@ -3,19 +3,25 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"sync"
 )
 
-// ingestBudget bounds the bytes of /ingest bodies held at once: read (and
-// parsed) and not yet committed. A request takes its share before it
-// reads its body (its Content-Length, or maxIngestBody when it sends
-// none), and a body is read before its request waits for a turn to commit
-// (ingestAtOnce), so that a slow upload holds its share for at most
-// ingestBodyTimeout, and never a turn the others need.
+// ingestBudget bounds the bytes of /ingest bodies held at once: read and
+// not yet committed. A request takes from it the bytes it reads, as they
+// arrive, and never waits while it holds any: one that finds the budget
+// spent partway through its body is answered "busy" at once, nothing
+// committed (honest requests holding parts of the budget would otherwise
+// wait on one another). Before it reads, a request waits, holding nothing,
+// until some of the budget is free (ingestWait at most). So a request
+// that sends only its headers holds nothing, and one that stalls holds
+// what it sent, for ingestBodyTimeout at most; the bodies are read before
+// their requests wait for a turn to commit (ingestAtOnce), so a slow
+// upload never holds a turn.
 const ingestBudget = 32 << 20
 
-// byteBudget is a pool of bytes that requests take from before they read
-// and give back when they are done.
+// byteBudget is a pool of bytes that requests take from as they read and
+// give back when they are done.
 type byteBudget struct {
 	mu    sync.Mutex
 	free  int64
@@ -26,24 +32,33 @@ func newByteBudget(n int64) *byteBudget {
 	return &byteBudget{free: n, freed: make(chan struct{})}
 }
 
-// take waits until n bytes are free and takes them, or returns ctx's
-// error.
-func (b *byteBudget) take(ctx context.Context, n int64) error {
+// waitFree waits until at least n bytes are free, taking none, or returns
+// ctx's error.
+func (b *byteBudget) waitFree(ctx context.Context, n int64) error {
 	for {
 		b.mu.Lock()
-		if b.free >= n {
-			b.free -= n
-			b.mu.Unlock()
+		free, freed := b.free, b.freed
+		b.mu.Unlock()
+		if free >= n {
 			return nil
 		}
-		freed := b.freed
-		b.mu.Unlock()
 		select {
 		case <-freed:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
+}
+
+// tryTake takes n bytes if they are free.
+func (b *byteBudget) tryTake(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.free < n {
+		return false
+	}
+	b.free -= n
+	return true
 }
 
 // give returns n bytes to the pool.
@@ -58,5 +73,25 @@ func (b *byteBudget) give(n int64) {
 	b.mu.Unlock()
 }
 
-// errIngestBusy: the budget stayed spent for as long as a request waits.
+// errIngestBusy: the budget is spent.
 var errIngestBusy = errors.New("busy: too many /ingest bytes in flight; try again")
+
+// budgetReader reads r and takes from b every byte it has read, failing
+// with errIngestBusy when b has not enough; held is what it has taken,
+// which its owner gives back.
+type budgetReader struct {
+	r    io.Reader
+	b    *byteBudget
+	held int64
+}
+
+func (r *budgetReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		if !r.b.tryTake(int64(n)) {
+			return 0, errIngestBusy
+		}
+		r.held += int64(n)
+	}
+	return n, err
+}

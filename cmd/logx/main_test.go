@@ -630,7 +630,8 @@ func TestTermSafe(t *testing.T) {
 		"a\rb\nc\x7fd":          `a\x0db\x0ac\x7fd`,
 		"c1 \u009b31m csi":      `c1 \u009b31m csi`,
 		"\u0080\u009f\u00a0end": `\u0080\u009f` + "\u00a0end",
-		"\xc2":                  "\xc2",
+		"\xc2":                  `\xc2`, // not UTF-8
+		"8-bit \x9b31m csi":     `8-bit \x9b31m csi`,
 	} {
 		require.Equal(t, want, termSafe(in), "%q", in)
 		require.Equal(t, want, string(appendTermSafe(nil, []byte(in))), "%q", in)
@@ -687,19 +688,21 @@ func TestJSONTermSafe(t *testing.T) {
 
 // Every rune, in JSON and in text: what jsonTermSafe writes decodes to
 // the same value, and neither leaves a rune that changes what a terminal
-// shows without being shown (a control but tab, a format character but
-// the zero width joiners, a line or paragraph separator, a Hangul filler,
-// U+034F), nor a byte that is not UTF-8. (Runes past U+FFFF were written
+// shows without being shown (by Unicode's tables: a control but tab, a
+// format character, a line or paragraph separator, another default
+// ignorable, a variation selector; but the zero width joiners, the emoji
+// and text presentation selectors and the Mongolian free variation
+// selectors), nor a byte that is not UTF-8. (Runes past U+FFFF were written
 // as five hex digits, which JSON reads as another rune and a digit.)
 func TestTermSafeEveryRune(t *testing.T) {
 	unsafe := func(r rune) bool {
 		switch r {
-		case '\t', 0x200c, 0x200d:
+		case '\t', 0x200c, 0x200d, 0xfe0e, 0xfe0f, 0x180b, 0x180c, 0x180d, 0x180f:
 			return false
-		case 0x2028, 0x2029, 0x034f, 0x115f, 0x1160, 0x3164, 0xffa0:
+		case 0x2028, 0x2029, 0x034f, 0x115f, 0x1160, 0x3164, 0xffa0, 0x17b4, 0x17b5, 0xe0100, 0xe01ef, 0xfe00:
 			return true
 		}
-		return unicode.In(r, unicode.Cc, unicode.Cf)
+		return unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
 	}
 	check := func(what string, out []byte) {
 		t.Helper()
@@ -727,6 +730,18 @@ func TestTermSafeEveryRune(t *testing.T) {
 		}
 	}
 	require.Equal(t, `a\U000e0001b\x9b`, termSafe("a\U000e0001b\x9b"))
+}
+
+// logx node's stderr (termSafeWriter) escapes what its lines quote, a
+// peer's error text among them, and keeps its newlines.
+func TestTermSafeWriter(t *testing.T) {
+	var b strings.Builder
+	w := termSafeWriter{&b}
+	in := "logx: removing n2: peer says \x1b]0;pwned\x07\u202e\nsecond line\n"
+	n, err := w.Write([]byte(in))
+	require.NoError(t, err)
+	require.Equal(t, len(in), n)
+	require.Equal(t, "logx: removing n2: peer says \\x1b]0;pwned\\x07\\u202e\nsecond line\n", b.String())
 }
 
 // logx tail skips a line that does not parse and goes on; an active file

@@ -289,6 +289,7 @@ const nodeUsage = "usage: logx node [-config FILE] [-id ID -addr HOST:PORT -peer
 // cleanly (pending entries committed, leadership handed over) and exits 0.
 // SIGHUP reads the configuration file again and applies its level.
 func cmdNode(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	stderr = termSafeWriter{stderr} // the node's diagnostics quote its peers
 	f := newNodeFlags(stderr)
 	if f.fs.Parse(args) != nil || f.fs.NArg() != 0 {
 		fmt.Fprintln(stderr, nodeUsage)

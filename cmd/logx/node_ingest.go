@@ -103,6 +103,7 @@ const (
 	maxIngestLines    = 10000
 	maxIngestLine     = 64 << 10
 	ingestBodyTimeout = 10 * time.Second
+	ingestFreeFirst   = 64 << 10 // of the budget, free before a request reads (its length, if less)
 	ingestAtOnce      = 4
 	ingestWait        = 10 * time.Second
 	ingestTimeout     = 30 * time.Second // to commit a request's lines
@@ -121,7 +122,7 @@ type ingester struct {
 	addr   string
 	tls    *tls.Config
 	turn   chan struct{} // ingestAtOnce requests commit at a time
-	budget *byteBudget   // bodies being read or not yet committed
+	budget *byteBudget   // bodies read and not yet committed
 	wait   time.Duration // for budget or a turn: ingestWait
 	// bodyTimeout bounds the reading of a body: ingestBodyTimeout.
 	bodyTimeout time.Duration
@@ -176,26 +177,41 @@ func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// The body first, without a turn: a slow upload holds its share of
-	// the budget, for ingestBodyTimeout at most, not a turn to commit.
-	share := int64(maxIngestBody)
-	if r.ContentLength >= 0 && r.ContentLength < share {
-		share = r.ContentLength // the server reads no more than it says
+	if r.ContentLength > maxIngestBody {
+		replyIngest(w, http.StatusRequestEntityTooLarge, ingestReply{Error: fmt.Sprintf("body over %d bytes; nothing committed", maxIngestBody)})
+		return
+	}
+	// The body first, without a turn (ingestBudget): a slow upload holds
+	// what it has sent, for ingestBodyTimeout at most, never a turn.
+	first := int64(ingestFreeFirst)
+	if r.ContentLength >= 0 {
+		first = min(first, r.ContentLength)
 	}
 	wait, cancel := context.WithTimeout(r.Context(), in.wait)
-	err = in.budget.take(wait, share)
+	err = in.budget.waitFree(wait, first)
 	cancel()
 	if err != nil {
 		replyIngest(w, http.StatusServiceUnavailable, ingestReply{Error: errIngestBusy.Error() + "; nothing committed"})
 		return
 	}
-	defer in.budget.give(share) // once its entries are committed or dropped
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(in.bodyTimeout))
-	entries, below, code, err := readIngest(http.MaxBytesReader(w, r.Body, maxIngestBody), r.Header.Get("Content-Type"), level, stream)
+	body := &budgetReader{r: http.MaxBytesReader(w, r.Body, maxIngestBody), b: in.budget}
+	defer func() { in.budget.give(body.held) }() // once its entries are committed or dropped
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(in.bodyTimeout))
+	entries, below, code, err := readIngest(body, r.Header.Get("Content-Type"), level, stream)
 	if err != nil {
+		// What is left of the body is not read: the connection closes
+		// after the answer (the server would read on first, to reuse it).
+		w.Header().Set("Connection", "close")
 		replyIngest(w, code, ingestReply{Error: err.Error() + "; nothing committed"})
 		return
 	}
+	// The body is in: no deadline on the server's read that watches for
+	// the client leaving, which would end r.Context() on a timeout, in the
+	// middle of the wait for a turn or of the commit. (Go's server clears
+	// the deadline when it starts that read, at the body's end; this is
+	// for a server that starts it before.)
+	_ = rc.SetReadDeadline(time.Time{})
 	wait, cancel = context.WithTimeout(r.Context(), in.wait)
 	select {
 	case in.turn <- struct{}{}:
@@ -297,6 +313,8 @@ func readIngest(body io.Reader, contentType string, level slog.Level, stream *lo
 			return nil, 0, http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes", maxIngestBody)
 		case errors.Is(err, bufio.ErrTooLong):
 			return nil, 0, http.StatusRequestEntityTooLarge, fmt.Errorf("a line over %d bytes", maxIngestLine)
+		case errors.Is(err, errIngestBusy):
+			return nil, 0, http.StatusServiceUnavailable, err
 		case isTimeout(err):
 			return nil, 0, http.StatusRequestTimeout, fmt.Errorf("the body did not arrive in time (%v for a request); send it in smaller requests", ingestBodyTimeout)
 		}

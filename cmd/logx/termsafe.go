@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -63,21 +65,23 @@ func appendEscaped(dst, b []byte, inJSON bool) []byte {
 }
 
 // hidden reports whether r is a control (C1), or a character a terminal
-// does not show that changes what is shown: a format character (Cf:
-// bidirectional marks, embeddings, overrides and isolates, which reorder
-// the text around them, "Trojan Source"; zero width spaces, joiners,
-// soft hyphens, tags, which hide a difference), a line or paragraph
-// separator (U+2028, U+2029: a break where a terminal shows none), or a
-// blank that counts as a letter (the Hangul fillers, U+034F). The zero
-// width (non-)joiner stays: scripts and emoji sequences need it.
+// does not show that changes what is shown or carries what is not: a
+// format character (Cf: bidirectional marks, embeddings, overrides and
+// isolates, which reorder the text around them, "Trojan Source"; zero
+// width spaces, soft hyphens, tags), a line or paragraph separator
+// (U+2028, U+2029: a break where a terminal shows none), another default
+// ignorable (the Hangul fillers, U+034F, U+17B4/5) or a variation
+// selector. Kept, since scripts and emoji need them: the zero width
+// (non-)joiner, the emoji and text presentation selectors (U+FE0E,
+// U+FE0F) and the Mongolian free variation selectors.
 func hidden(r rune) bool {
 	switch {
-	case r < 0x80, r == 0x200c, r == 0x200d:
+	case r < 0x80, r == 0x200c, r == 0x200d, r == 0xfe0e, r == 0xfe0f, r >= 0x180b && r <= 0x180f && r != 0x180e:
 		return false
-	case r <= 0x9f, r == 0x2028, r == 0x2029, r == 0x034f, r == 0x115f, r == 0x1160, r == 0x3164, r == 0xffa0:
+	case r <= 0x9f, r == 0x2028, r == 0x2029:
 		return true
 	}
-	return unicode.Is(unicode.Cf, r)
+	return unicode.In(r, unicode.Cf, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
 }
 
 func hasTermControl(b []byte) bool {
@@ -117,4 +121,24 @@ func termSafe(s string) string {
 		return s
 	}
 	return string(appendTermSafe(nil, b))
+}
+
+// termSafeWriter writes to w with each line's terminal controls escaped
+// (appendTermSafe), its newlines kept: logx node's stderr, where the
+// library's diagnostics and hashicorp/raft's quote what peers sent (a
+// peer's error text, an address).
+type termSafeWriter struct{ w io.Writer }
+
+func (t termSafeWriter) Write(p []byte) (int, error) {
+	var out []byte
+	for i, line := range bytes.Split(p, []byte("\n")) {
+		if i > 0 {
+			out = append(out, '\n')
+		}
+		out = appendTermSafe(out, line)
+	}
+	if _, err := t.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
