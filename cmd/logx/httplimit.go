@@ -10,11 +10,10 @@ import (
 )
 
 // maxHTTPConns bounds the connections logx node's HTTP server holds open
-// at once. Past it a new connection is closed as soon as it is accepted
-// (its client sees it closed and may try again): connections that someone
-// opens and holds, with no request or a slow one, cannot take the file
-// descriptors and memory the node's Raft needs. The server's timeouts
-// (headers 10 s, request 1 minute, idle 2 minutes) end each one in time.
+// at once. Past it a new connection is answered 503 and closed as soon as
+// it is accepted: connections that someone opens and holds cannot take
+// the file descriptors and memory the node's Raft needs. It is not a
+// bound per client: one that keeps 512 connections busy holds them all.
 const maxHTTPConns = 512
 
 // limitListener is a listener that holds at most cap(slots) connections
@@ -31,6 +30,15 @@ func newLimitListener(l net.Listener, n int, log io.Writer) *limitListener {
 	return &limitListener{Listener: l, slots: make(chan struct{}, n), log: log}
 }
 
+// free gives a slot back (never waiting: a connection gives back the one
+// it holds, once).
+func (l *limitListener) free() {
+	select {
+	case <-l.slots:
+	default:
+	}
+}
+
 func (l *limitListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
@@ -39,9 +47,13 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		select {
 		case l.slots <- struct{}{}:
-			return &limitConn{Conn: c, free: func() { <-l.slots }}, nil
+			return &limitConn{Conn: c, free: l.free}, nil
 		default:
 		}
+		// A short answer rather than a bare close, for probes and
+		// scrapers to read; no request is read.
+		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 		c.Close()
 		n := l.shed.Add(1)
 		if now, last := time.Now().UnixNano(), l.logged.Load(); now-last >= int64(10*time.Second) && l.logged.CompareAndSwap(last, now) {
@@ -61,4 +73,14 @@ func (c *limitConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.free)
 	return err
+}
+
+// CloseWrite passes a half close on (net/http sends a FIN before it
+// closes a connection whose request it did not read to its end, so that
+// the client reads the answer).
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }

@@ -13,7 +13,7 @@ import (
 // spent partway through its body is answered "busy" at once, nothing
 // committed (honest requests holding parts of the budget would otherwise
 // wait on one another). Before it reads, a request waits, holding nothing,
-// until some of the budget is free (ingestWait at most). So a request
+// until the budget has room for its body (ingestWait at most). So a request
 // that sends only its headers holds nothing, and one that stalls holds
 // what it sent, for ingestBodyTimeout at most; the bodies are read before
 // their requests wait for a turn to commit (ingestAtOnce), so a slow
@@ -23,13 +23,14 @@ const ingestBudget = 32 << 20
 // byteBudget is a pool of bytes that requests take from as they read and
 // give back when they are done.
 type byteBudget struct {
+	size  int64 // all of it
 	mu    sync.Mutex
 	free  int64
 	freed chan struct{} // closed, and replaced, when bytes are given back
 }
 
 func newByteBudget(n int64) *byteBudget {
-	return &byteBudget{free: n, freed: make(chan struct{})}
+	return &byteBudget{size: n, free: n, freed: make(chan struct{})}
 }
 
 // waitFree waits until at least n bytes are free, taking none, or returns

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -344,7 +345,7 @@ func cmdNode(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 			}
 		}
 		srv = &http.Server{Handler: nodeHandler(lx, nf, in), ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
+			ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: log.New(stderr, "", log.LstdFlags),
 			BaseContext: func(net.Listener) context.Context { return reqCtx }}
 		go func() { srvDone <- srv.Serve(newLimitListener(httpLn, maxHTTPConns, stderr)) }()
 	}

@@ -163,55 +163,62 @@ type ingestReply struct {
 // ServeHTTP handles POST /ingest?stream=S&level=L: the body's lines, one
 // entry each (docs in the README, "A standalone node").
 func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// A refusal before the body is read closes the connection after it:
+	// the server would otherwise read the body on (up to 256 KiB, as long
+	// as its sender takes) before it answers, to use the connection again.
+	refuse := func(code int, msg string) {
+		w.Header().Set("Connection", "close")
+		replyIngest(w, code, ingestReply{Error: msg})
+	}
 	q := r.URL.Query()
 	name := cmp.Or(q.Get("stream"), logx.DefaultStream)
 	stream, err := in.lx.Stream(name)
 	if err != nil {
-		replyIngest(w, http.StatusNotFound, ingestReply{Error: err.Error()})
+		refuse(http.StatusNotFound, err.Error())
 		return
 	}
 	level := logx.LevelInfo
 	if l := q.Get("level"); l != "" {
 		if level, err = logx.ParseLevel(l); err != nil {
-			replyIngest(w, http.StatusBadRequest, ingestReply{Error: "level: " + err.Error()})
+			refuse(http.StatusBadRequest, "level: "+err.Error())
 			return
 		}
 	}
 	if r.ContentLength > maxIngestBody {
-		replyIngest(w, http.StatusRequestEntityTooLarge, ingestReply{Error: fmt.Sprintf("body over %d bytes; nothing committed", maxIngestBody)})
+		refuse(http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes; nothing committed", maxIngestBody))
 		return
 	}
 	// The body first, without a turn (ingestBudget): a slow upload holds
-	// what it has sent, for ingestBodyTimeout at most, never a turn.
-	first := int64(ingestFreeFirst)
+	// what it has sent, for ingestBodyTimeout at most, never a turn. It
+	// starts once the budget has room for all of it (ingestFreeFirst of
+	// a body of unknown length).
+	room := int64(ingestFreeFirst)
 	if r.ContentLength >= 0 {
-		first = min(first, r.ContentLength)
+		room = min(r.ContentLength, in.budget.size)
 	}
 	wait, cancel := context.WithTimeout(r.Context(), in.wait)
-	err = in.budget.waitFree(wait, first)
+	err = in.budget.waitFree(wait, room)
 	cancel()
 	if err != nil {
-		replyIngest(w, http.StatusServiceUnavailable, ingestReply{Error: errIngestBusy.Error() + "; nothing committed"})
+		refuse(http.StatusServiceUnavailable, errIngestBusy.Error()+"; nothing committed")
 		return
 	}
 	body := &budgetReader{r: http.MaxBytesReader(w, r.Body, maxIngestBody), b: in.budget}
 	defer func() { in.budget.give(body.held) }() // once its entries are committed or dropped
-	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Now().Add(in.bodyTimeout))
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(in.bodyTimeout))
+	// Go's server clears the deadline when it starts its read that
+	// watches for the client leaving, at the body's end: it does not end
+	// r.Context() in the middle of the wait for a turn or of the commit.
 	entries, below, code, err := readIngest(body, r.Header.Get("Content-Type"), level, stream)
 	if err != nil {
-		// What is left of the body is not read: the connection closes
-		// after the answer (the server would read on first, to reuse it).
-		w.Header().Set("Connection", "close")
-		replyIngest(w, code, ingestReply{Error: err.Error() + "; nothing committed"})
+		refuse(code, err.Error()+"; nothing committed")
 		return
 	}
-	// The body is in: no deadline on the server's read that watches for
-	// the client leaving, which would end r.Context() on a timeout, in the
-	// middle of the wait for a turn or of the commit. (Go's server clears
-	// the deadline when it starts that read, at the body's end; this is
-	// for a server that starts it before.)
-	_ = rc.SetReadDeadline(time.Time{})
+	rep := ingestReply{BelowLevel: below}
+	if len(entries) == 0 {
+		replyIngest(w, http.StatusOK, rep)
+		return
+	}
 	wait, cancel = context.WithTimeout(r.Context(), in.wait)
 	select {
 	case in.turn <- struct{}{}:
@@ -220,11 +227,6 @@ func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case <-wait.Done():
 		cancel()
 		replyIngest(w, http.StatusServiceUnavailable, ingestReply{Error: "busy: too many /ingest requests at once; try again; nothing committed"})
-		return
-	}
-	rep := ingestReply{BelowLevel: below}
-	if len(entries) == 0 {
-		replyIngest(w, http.StatusOK, rep)
 		return
 	}
 	c, err := in.client(r.Context(), name)
