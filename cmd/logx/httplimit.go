@@ -10,8 +10,9 @@ import (
 )
 
 // maxHTTPConns bounds the connections logx node's HTTP server holds open
-// at once. Past it a new connection is answered 503 and closed as soon as
-// it is accepted: connections that someone opens and holds cannot take
+// at once. Past it a new connection is answered 503 (if its client reads
+// it before the close resets it) and closed as soon as it is accepted:
+// connections that someone opens and holds cannot take
 // the file descriptors and memory the node's Raft needs. It is not a
 // bound per client: one that keeps 512 connections busy holds them all.
 const maxHTTPConns = 512

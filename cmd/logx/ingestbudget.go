@@ -13,7 +13,9 @@ import (
 // spent partway through its body is answered "busy" at once, nothing
 // committed (honest requests holding parts of the budget would otherwise
 // wait on one another). Before it reads, a request waits, holding nothing,
-// until the budget has room for its body (ingestWait at most). So a request
+// until the budget has room for its body (ingestFreeFirst of one of
+// unknown length; ingestWait at most): room it sees, not reserves, so
+// requests that start together can still find it taken partway. So a request
 // that sends only its headers holds nothing, and one that stalls holds
 // what it sent, for ingestBodyTimeout at most; the bodies are read before
 // their requests wait for a turn to commit (ingestAtOnce), so a slow

@@ -103,7 +103,7 @@ const (
 	maxIngestLines    = 10000
 	maxIngestLine     = 64 << 10
 	ingestBodyTimeout = 10 * time.Second
-	ingestFreeFirst   = 64 << 10 // of the budget, free before a request reads (its length, if less)
+	ingestFreeFirst   = 64 << 10 // of the budget, free before a request of unknown length reads
 	ingestAtOnce      = 4
 	ingestWait        = 10 * time.Second
 	ingestTimeout     = 30 * time.Second // to commit a request's lines
@@ -163,9 +163,11 @@ type ingestReply struct {
 // ServeHTTP handles POST /ingest?stream=S&level=L: the body's lines, one
 // entry each (docs in the README, "A standalone node").
 func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// A refusal before the body is read closes the connection after it:
-	// the server would otherwise read the body on (up to 256 KiB, as long
-	// as its sender takes) before it answers, to use the connection again.
+	// A refusal before the body is read is answered at once, and the
+	// connection closed after it: the server would otherwise read the body
+	// on (up to 256 KiB, as long as its sender takes, within its read
+	// timeout) before it answers, to use the connection again. (It still
+	// reads up to that much after the answer, before it closes.)
 	refuse := func(code int, msg string) {
 		w.Header().Set("Connection", "close")
 		replyIngest(w, code, ingestReply{Error: msg})
@@ -191,8 +193,9 @@ func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The body first, without a turn (ingestBudget): a slow upload holds
 	// what it has sent, for ingestBodyTimeout at most, never a turn. It
 	// starts once the budget has room for all of it (ingestFreeFirst of
-	// a body of unknown length).
-	room := int64(ingestFreeFirst)
+	// a body of unknown length); the room is seen, not reserved, so
+	// requests that start together may find it taken partway (busy).
+	room := min(int64(ingestFreeFirst), in.budget.size)
 	if r.ContentLength >= 0 {
 		room = min(r.ContentLength, in.budget.size)
 	}
