@@ -207,7 +207,13 @@ func (m *mux) dispatch(c net.Conn) {
 		}
 	}
 	stream := cmp.Or(name, DefaultStream)
-	e := m.waitEndpoint(name)
+	wait := m.headerTimeout
+	if proto == wire.ProtoControl {
+		// Within half an asker's try (controlTry): it gets "not open"
+		// rather than no answer, which for a change would be "unknown".
+		wait = min(wait, controlTry/2)
+	}
+	e := m.waitEndpoint(name, wait)
 	if e == nil {
 		if name == "" || m.expect != nil && m.expect(name) {
 			m.refuseControl(h, proto, false, "logx: stream %q is not open on %s yet", stream, m.addr)
@@ -224,7 +230,7 @@ func (m *mux) dispatch(c net.Conn) {
 		return
 	}
 	defer done()
-	if proto != wire.ProtoRaft && !e.waitOpen() {
+	if proto != wire.ProtoRaft && !e.waitOpen(wait) {
 		m.refuseControl(h, proto, false, "logx: stream %q is not open on %s (closing, or not started in time)", stream, m.addr)
 		proto = 0 // the stream closed, or did not start in time: drop c
 	}
@@ -273,12 +279,14 @@ func (m *mux) refuseControl(h net.Conn, proto byte, noStream bool, format string
 
 // waitEndpoint returns the endpoint of stream name. A stream this node is
 // to open (m.expect; the default stream, while the node starts) but has
-// not opened yet is waited for, up to the header timeout: peers open a
-// stream at slightly different moments, and the first to open it calls
-// its first election while the others are still opening it. Any other stream is waited for a little (unknownWait,
-// an ElectionTimeout): its creation may not have reached this node's
-// catalog yet. nil if it does not come in time, or the mux closes.
-func (m *mux) waitEndpoint(name string) *endpoint {
+// not opened yet is waited for, up to limit (the header timeout; less for
+// a control request): peers open a stream at slightly different moments,
+// and the first to open it calls its first election while the others are
+// still opening it. Any other stream is waited for a little (unknownWait,
+// an ElectionTimeout, at most limit): its creation may not have reached
+// this node's catalog yet. nil if it does not come in time, or the mux
+// closes.
+func (m *mux) waitEndpoint(name string, limit time.Duration) *endpoint {
 	var timeout <-chan time.Time
 	for {
 		m.mu.Lock()
@@ -288,9 +296,9 @@ func (m *mux) waitEndpoint(name string) *endpoint {
 			return e
 		}
 		if timeout == nil {
-			wait := min(m.unknownWait, m.headerTimeout)
+			wait := min(m.unknownWait, limit)
 			if name == "" || m.expect != nil && m.expect(name) {
-				wait = m.headerTimeout // the default stream: the node is starting
+				wait = limit // the default stream: the node is starting
 			}
 			t := time.NewTimer(wait)
 			defer t.Stop()
@@ -539,15 +547,15 @@ func (m *mux) endpoint(name string, forward, fetch, control func(net.Conn), raft
 // them).
 func (e *endpoint) open() { e.opened.Do(func() { close(e.ready) }) }
 
-// waitOpen waits until open, for at most the header timeout; false if e
+// waitOpen waits until open, for at most limit; false if e
 // closed first or did not open in time.
-func (e *endpoint) waitOpen() bool {
+func (e *endpoint) waitOpen(limit time.Duration) bool {
 	select {
 	case <-e.ready:
 		return true
 	default:
 	}
-	t := time.NewTimer(e.m.headerTimeout)
+	t := time.NewTimer(limit)
 	defer t.Stop()
 	select {
 	case <-e.ready:

@@ -118,6 +118,27 @@ func isTimeout(err error) bool {
 	return ok && ne.Timeout()
 }
 
+// A control request for a stream that is not open is answered within half
+// an asker's try (controlTry), whatever the header timeout: "not open" in
+// time, where no answer would make a change's outcome unknown. (The node
+// waited the header timeout, 10 s, which was as long as the try.)
+func TestRefuseControlWithinTry(t *testing.T) {
+	defer func(d time.Duration) { controlTry = d }(controlTry)
+	controlTry = time.Second
+	addr := unopenedStreams(t, 5*time.Second)
+	for _, stream := range []string{"expected", "unopened"} {
+		conn, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		_, err = conn.Write(wire.Preface(stream, wire.ProtoControl))
+		require.NoError(t, err)
+		resp, err := controlExchange(t.Context(), conn, controlRequest{Op: "set-level"}, time.Now().Add(controlTry))
+		conn.Close()
+		require.NoError(t, err, "%s: answered within the try", stream)
+		require.True(t, resp.NotLeader, stream)
+		require.Contains(t, resp.Error, "is not open", stream)
+	}
+}
+
 // A stream's endpoint is registered before its Raft exists (Raft's
 // transport needs it), so a control, forward or fetch connection may
 // arrive first: its handler waits until the stream opens the endpoint, and
@@ -215,17 +236,26 @@ func TestEndpointWaitsUntilOpen(t *testing.T) {
 // open but has not yet, or whose endpoint does not open in time; "no such
 // stream" for one it knows nothing of. Before, the connection was closed
 // unanswered, which a sender cannot tell from a request carried out whose
-// answer was lost.
-func TestRefuseControl(t *testing.T) {
+// unopenedStreams starts a mux with the given header timeout that is to
+// open stream "expected" and has registered "unopened", opening neither;
+// it returns its address.
+func unopenedStreams(t *testing.T, headerTimeout time.Duration) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	m := newMux(ln, Config{Addr: ln.Addr().String()}, seams{headerTimeout: 300 * time.Millisecond}, func() *tls.Config { return nil })
+	m := newMux(ln, Config{Addr: ln.Addr().String()}, seams{headerTimeout: headerTimeout}, func() *tls.Config { return nil })
 	m.expect = func(name string) bool { return name == "expected" }
 	m.start()
-	defer m.close()
+	t.Cleanup(m.close)
 	noop := func(net.Conn) {}
 	_, err = m.endpoint("unopened", noop, noop, noop, nil) // registered, never opened
 	require.NoError(t, err)
+	return ln.Addr().String()
+}
+
+// answer was lost.
+func TestRefuseControl(t *testing.T) {
+	addr := unopenedStreams(t, 300*time.Millisecond)
 	for _, c := range []struct {
 		stream    string
 		notLeader bool
@@ -236,7 +266,7 @@ func TestRefuseControl(t *testing.T) {
 		{"unopened", true, false, `stream "unopened" is not open`},
 		{"unknown", false, true, `has no stream "unknown"`},
 	} {
-		conn, err := net.Dial("tcp", ln.Addr().String())
+		conn, err := net.Dial("tcp", addr)
 		require.NoError(t, err)
 		_, err = conn.Write(wire.Preface(c.stream, wire.ProtoControl))
 		require.NoError(t, err)
