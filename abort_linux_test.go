@@ -42,14 +42,7 @@ func connPair(t *testing.T) (client, server net.Conn) {
 // closed.
 func queued(t *testing.T, c net.Conn, req uint) int {
 	t.Helper()
-	for {
-		u, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			break
-		}
-		c = u.NetConn()
-	}
-	raw, err := c.(syscall.Conn).SyscallConn()
+	raw, err := innermost(c).(syscall.Conn).SyscallConn()
 	require.NoError(t, err)
 	var n int
 	var ierr error

@@ -27,19 +27,24 @@ func (c *trackedConn) NetConn() net.Conn { return c.Conn }
 // kernel has already received are not recalled. It skips a TLS
 // close_notify, which could wait 5 s on a full send buffer.
 func abortConn(c net.Conn) {
-	raw := c
-	for {
-		u, ok := raw.(interface{ NetConn() net.Conn })
-		if !ok {
-			break
-		}
-		raw = u.NetConn()
-	}
+	raw := innermost(c)
 	if tc, ok := raw.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
 	}
 	_ = raw.Close()
 	_ = c.Close()
+}
+
+// innermost is the connection under c's wrappers (trackedConn, tls.Conn:
+// each gives its own by NetConn).
+func innermost(c net.Conn) net.Conn {
+	for {
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return c
+		}
+		c = u.NetConn()
+	}
 }
 
 func (c *trackedConn) Close() error {

@@ -1,34 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 )
-
-// syncWriter is a bytes.Buffer safe for concurrent writes.
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
 
 // The HTTP server's listener holds at most its bound of connections open:
 // one past it is answered 503 and closed at once (and reported), a
@@ -38,7 +18,7 @@ func (w *syncWriter) String() string {
 func TestLimitListener(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	var log syncWriter
+	var log syncBuffer
 	ll := newLimitListener(ln, 2, &log)
 	defer ll.Close()
 	accepted := make(chan net.Conn, 8)
