@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"reflect"
 	"strconv"
 	"time"
 	"unicode"
@@ -145,7 +146,21 @@ func appendValueText(dst []byte, v slog.Value) []byte {
 	case slog.KindTime:
 		return v.Time().AppendFormat(dst, time.RFC3339Nano)
 	}
-	switch x := v.Any().(type) {
+	return appendAnyText(dst, v.Any())
+}
+
+// appendAnyText appends x, a KindAny value, as appendValueText does. A
+// panic in the value's own method (an Error or MarshalText of a nil
+// pointer, most often) is recovered as log/slog's handlers recover it:
+// "<nil>" for a nil pointer, "!PANIC: ..." otherwise, never a crash of the
+// caller.
+func appendAnyText(dst []byte, x any) (out []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			out = appendTextString(dst, panicText(x, r))
+		}
+	}()
+	switch x := x.(type) {
 	case error:
 		return appendTextString(dst, x.Error())
 	case encoding.TextMarshaler:
@@ -322,19 +337,40 @@ func appendValueJSON(dst []byte, v slog.Value) []byte {
 		dst = v.Time().AppendFormat(dst, time.RFC3339Nano)
 		return append(dst, '"')
 	}
-	switch x := v.Any().(type) {
+	return appendAnyJSON(dst, v.Any())
+}
+
+// appendAnyJSON appends x, a KindAny value, as appendValueJSON does,
+// recovering a panic in its methods as appendAnyText does.
+func appendAnyJSON(dst []byte, x any) (out []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			out = appendJSONString(dst, panicText(x, r))
+		}
+	}()
+	switch y := x.(type) {
 	case error:
-		return appendJSONString(dst, x.Error())
+		return appendJSONString(dst, y.Error())
 	case json.Marshaler, encoding.TextMarshaler:
 		// fall through to json.Marshal below
 	case []byte:
-		return appendJSONString(dst, string(x))
+		return appendJSONString(dst, string(y))
 	}
-	b, err := json.Marshal(v.Any())
+	b, err := json.Marshal(x)
 	if err != nil {
 		return appendJSONString(dst, "!ERROR:"+err.Error())
 	}
 	return appendMarshaled(dst, b)
+}
+
+// panicText is what a value whose method panicked with r is written as:
+// "<nil>" for a nil pointer (an Error or MarshalText that does not guard
+// against its nil receiver), the panic otherwise, as log/slog writes them.
+func panicText(x any, r any) string {
+	if v := reflect.ValueOf(x); v.Kind() == reflect.Pointer && v.IsNil() {
+		return "<nil>"
+	}
+	return fmt.Sprintf("!PANIC: %v", r)
 }
 
 // appendMarshaled appends b, a value json.Marshal returned, escaping what

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -201,4 +202,67 @@ func BenchmarkAppendTime(b *testing.B) {
 			buf = tm.UTC().AppendFormat(buf[:0], timeLayout)
 		}
 	})
+}
+
+// panicErr is an error whose Error does not guard against a nil receiver,
+// the usual typed-nil mistake; with a message it panics with that.
+type panicErr struct{ msg string }
+
+func (e *panicErr) Error() string {
+	if e.msg != "" {
+		panic(e.msg)
+	}
+	return e.msg
+}
+
+// panicMarshaler is a TextMarshaler (and a json.Marshaler) that panics.
+type panicMarshaler struct{ n *int }
+
+func (p *panicMarshaler) MarshalText() ([]byte, error) { return []byte(strconv.Itoa(*p.n)), nil }
+func (p *panicMarshaler) MarshalJSON() ([]byte, error) { return []byte(strconv.Itoa(*p.n)), nil }
+
+// TestRenderRecoversPanics logs values whose methods panic: the caller
+// goes on, and the value is written as log/slog's handlers write it:
+// "<nil>" for a nil pointer, "!PANIC: ..." otherwise, in text; in JSON
+// the same as log/slog's JSON handler.
+func TestRenderRecoversPanics(t *testing.T) {
+	var nilErr error = (*panicErr)(nil)
+	cases := []struct {
+		v    any
+		want string
+	}{
+		{nilErr, "<nil>"},
+		{&panicErr{msg: "boom"}, "!PANIC: boom"},
+		{(*panicMarshaler)(nil), "<nil>"},
+		{&panicMarshaler{}, "!PANIC: runtime error: invalid memory address or nil pointer dereference"},
+	}
+	for _, c := range cases {
+		b := (*handler)(nil).appendAttrs(nil, FormatText, []any{"v", c.v, "after", 1}, nil, nil)
+		kv, err := parseText(append([]byte("seq=1"), b...))
+		require.NoError(t, err, "%s", b)
+		require.Equal(t, c.want, kv["v"], "%s", b)
+		require.Equal(t, "1", kv["after"], "%s", b)
+
+		// log/slog's JSON handler is the reference (it writes a nil
+		// json.Marshaler as null).
+		var sb strings.Builder
+		slog.New(slog.NewJSONHandler(&sb, nil)).Info("", "v", c.v)
+		var refJSON, m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(sb.String()), &refJSON))
+		b = (*handler)(nil).appendAttrs(nil, FormatJSON, []any{"v", c.v, "after", 1}, nil, nil)
+		require.NoError(t, json.Unmarshal([]byte("{\"seq\":1,"+string(b)+"}"), &m), "%s", b)
+		require.Equal(t, refJSON["v"], m["v"], "%s against log/slog's %s", b, sb.String())
+		require.EqualValues(t, 1, m["after"], "%s", b)
+	}
+	// Through a node: the caller neither panics nor loses the entry.
+	lx := newSingle(t, nil)
+	slog.New(lx.Handler()).Error("typed nil", "err", nilErr)
+	_, err := lx.Append(context.Background(), LevelInfo, "typed nil", "err", nilErr)
+	require.NoError(t, err)
+	require.NoError(t, lx.Flush(context.Background()))
+	lines := readLines(t, lx.cfg.Dir, lx.cfg.File)
+	require.Len(t, lines, 2)
+	for _, l := range lines {
+		require.Contains(t, string(l), "err=<nil>")
+	}
 }
