@@ -250,7 +250,7 @@ func releaseAndCheck(t *testing.T, c *testCluster, gate *gatedListener, leader i
 	defer cancel()
 	_, err := c.nodes[leader].Append(ctx, LevelInfo, "marker")
 	require.NoError(t, err)
-	c.flushAll()
+	c.flushAllLosing(true) // the abandoned batches' entries
 	last := c.waitSameSeq(1)
 	for i, lx := range c.nodes {
 		if lx == nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -138,11 +139,22 @@ func (c *testCluster) waitReady() {
 
 func (c *testCluster) flushAll() {
 	c.t.Helper()
+	c.flushAllLosing(false)
+}
+
+// flushAllLosing flushes every running node; with lost, a Flush may report
+// entries the test made fail (ErrEntriesLost) and is then made again.
+func (c *testCluster) flushAllLosing(lost bool) {
+	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for _, lx := range c.nodes {
 		if lx != nil {
-			require.NoError(c.t, lx.Flush(ctx))
+			err := lx.Flush(ctx)
+			if lost && errors.Is(err, ErrEntriesLost) {
+				err = lx.Flush(ctx)
+			}
+			require.NoError(c.t, err)
 		}
 	}
 }

@@ -169,6 +169,7 @@ func TestEntryTooLarge(t *testing.T) {
 	seq, err := lx.Append(ctx, LevelInfo, "small")
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), seq)
+	require.ErrorIs(t, lx.Flush(ctx), ErrEntriesLost, "the async entry")
 	require.NoError(t, lx.Flush(ctx))
 	st := lx.Stats()
 	require.Equal(t, uint64(3), st.Rejected)

@@ -108,3 +108,27 @@ func TestHandlerCaller(t *testing.T) {
 			strings.Contains(kv["caller"], "handler_test.go:"), "caller %q in %s", kv["caller"], l)
 	}
 }
+
+// TestFlushReportsLosses: an asynchronous call whose entry could not be
+// queued (too large) makes the next Flush fail with ErrEntriesLost, once;
+// a Flush after entries that all committed returns nil; and Close reports
+// a loss no Flush has reported.
+func TestFlushReportsLosses(t *testing.T) {
+	lx := newSingle(t, func(c *Config) { c.MaxEntrySize = 1 << 10 })
+	ctx := context.Background()
+	big := strings.Repeat("x", 2<<10)
+	lx.Info("fits")
+	require.NoError(t, lx.Flush(ctx))
+
+	lx.Info(big)
+	slog.New(lx.Handler()).Warn(big)
+	lx.Info("fits")
+	err := lx.Flush(ctx)
+	require.ErrorIs(t, err, ErrEntriesLost)
+	require.ErrorContains(t, err, "2 entries logged")
+	require.NoError(t, lx.Flush(ctx), "a loss is reported once")
+	require.Len(t, readLines(t, lx.cfg.Dir, lx.cfg.File), 2)
+
+	lx.LogAttrs(ctx, LevelError, big)
+	require.ErrorIs(t, lx.Close(), ErrEntriesLost)
+}

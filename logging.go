@@ -48,6 +48,7 @@ type flushReq struct {
 	done chan struct{}
 	idx  uint64 // Raft index of the last batch committed before the marker
 	err  error
+	lost uint64 // lostCount when the producer reached the marker
 }
 
 // SetLevel sets the minimum level logged.
@@ -339,8 +340,15 @@ func (lx *Stream) enqueue(ctx context.Context, e *entry, block bool) error {
 
 // Flush waits until every entry logged through this node before the call
 // has been committed and written to this node's file, or ctx ends. It
-// returns the error of the last batch if that batch failed, and ErrClosed
-// if Close begins and gives up its own flush (CloseTimeout) first.
+// returns the error of the last batch if that batch failed; an error
+// wrapping ErrEntriesLost if, since the last Flush that reported one, a
+// batch of this node failed or a Debug/Info/Warn/Error, LogAttrs or
+// handler call could not queue its entry (too large, queue full); and ErrClosed if Close begins and gives up its own
+// flush (CloseTimeout) first. A loss is reported by every Flush that
+// began before one reported it, so a Flush that returns nil acknowledges
+// the entries logged before it unless another Flush of this node
+// reported a loss in between (Stats counts every loss: Failed,
+// AsyncErrors). Append reports its own entry's outcome.
 func (lx *Stream) Flush(ctx context.Context) error {
 	lx.qmu.RLock()
 	closed := lx.closed
@@ -352,6 +360,7 @@ func (lx *Stream) Flush(ctx context.Context) error {
 }
 
 func (lx *Stream) flush(ctx context.Context) error {
+	seen := lx.flushSeen.Load() // losses a Flush has reported already
 	req := &flushReq{done: make(chan struct{})}
 	select {
 	case lx.queue <- &entry{flush: req}:
@@ -369,6 +378,16 @@ func (lx *Stream) flush(ctx context.Context) error {
 		case <-req.done: // completed by the producer's last pass
 		default:
 			return ErrClosed
+		}
+	}
+	if req.lost > seen {
+		storeMax(&lx.flushSeen, req.lost)
+		if req.err == nil {
+			n, s := req.lost-seen, "entries"
+			if n == 1 {
+				s = "entry"
+			}
+			return fmt.Errorf("%w: %d %s logged through this node not committed (since the last Flush that reported a loss; Stats: Failed, AsyncErrors)", ErrEntriesLost, n, s)
 		}
 	}
 	if req.err != nil {

@@ -33,6 +33,13 @@ var (
 	// full. The entry is dropped.
 	ErrQueueFull = errors.New("logx: queue full, entry dropped")
 
+	// ErrEntriesLost is wrapped by Flush's (and Close's) error when entries
+	// logged through the node since the last Flush that reported a loss
+	// were not committed: their batch failed, or an asynchronous call
+	// could not queue its entry (too large; queue full with DropWhenFull).
+	// Stats counts them (Failed, AsyncErrors).
+	ErrEntriesLost = errors.New("logx: entries lost")
+
 	// ErrOutcomeUnknown is returned by Append (wrapped together with the
 	// cause) when the entry was sent for commit but no answer came before the
 	// caller's context ended or Close gave up: it may or may not be in the

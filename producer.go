@@ -140,7 +140,7 @@ func (lx *Stream) produce() {
 			back.answered(answered, epoch)
 		}
 		for _, f := range flushes {
-			f.idx, f.err = lastIdx, err
+			f.idx, f.err, f.lost = lastIdx, err, lx.lostCount()
 			close(f.done)
 		}
 	}
@@ -599,4 +599,11 @@ func (r *rejoin) keepWaiting(limit, gap time.Duration) bool {
 	}
 	r.expect = 0 // done with this wait
 	return false
+}
+
+// lostCount is how many entries logged through this node were not
+// committed: those of failed batches, and the asynchronous calls that
+// could not queue theirs (Flush reports them).
+func (lx *Stream) lostCount() uint64 {
+	return lx.stats.failed.Load() + lx.stats.asyncRejected.Load()
 }

@@ -149,6 +149,7 @@ type Stream struct {
 	raftStopped atomic.Bool
 
 	stats        counters
+	flushSeen    atomic.Uint64 // lostCount that a Flush has reported
 	peerWatch    peerWatch
 	observer     *raft.Observer
 	monitorDone  chan struct{} // closed when the alarm monitor has exited
