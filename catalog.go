@@ -101,7 +101,9 @@ func (s streamSpec) sameFiles(o streamSpec) bool {
 
 // check validates a spec as a Config declaring it would be.
 func (s streamSpec) check() error {
-	c := Config{NodeID: "x", Addr: "x:1", Peers: []string{"x:1"}, Dir: "x", Streams: []StreamConfig{s.config()}}
+	sc := s.config()
+	sc.MaxAge = loggedMaxAge(sc.MaxAge)
+	c := Config{NodeID: "x", Addr: "x:1", Peers: []string{"x:1"}, Dir: "x", Streams: []StreamConfig{sc}}
 	return c.Validate()
 }
 

@@ -97,7 +97,9 @@ type Config struct {
 	// clock (see RotateEvery), not by any node's own clock. Older files
 	// leave the log at the same line on every node, and are deleted from
 	// disk once no snapshot Raft could send still lists them. The active
-	// file is never removed. Zero (the default) keeps everything.
+	// file is never removed. Zero (the default) keeps everything. A MaxAge
+	// under a minute is refused, as SetRetention refuses it: a line's
+	// clock may be a minute from the log clock.
 	MaxFiles int           `json:"max_files" yaml:"max_files"`
 	MaxAge   time.Duration `json:"max_age" yaml:"max_age"`
 
@@ -481,6 +483,11 @@ func (c Config) validate() error {
 	}
 	if c.MaxAge < 0 {
 		return bad("MaxAge", "%v is negative", c.MaxAge)
+	}
+	if c.MaxAge > 0 && c.MaxAge < clockSlack {
+		// As SetRetention refuses it: a line's clock may be clockSlack
+		// from the log clock, so a file could be retired as it rotates.
+		return bad("MaxAge", "%v is less than %v", c.MaxAge, clockSlack)
 	}
 	if c.Format != FormatText && c.Format != FormatJSON {
 		return bad("Format", "unknown format %d", int(c.Format))

@@ -46,6 +46,8 @@ func TestConfigValidate(t *testing.T) {
 		{"RotateEvery", func(c *Config) { c.RotateEvery = -time.Hour }},
 		{"MaxFiles", func(c *Config) { c.MaxFiles = -1 }},
 		{"MaxAge", func(c *Config) { c.MaxAge = -time.Hour }},
+		{"MaxAge", func(c *Config) { c.MaxAge = 30 * time.Second }}, // under clockSlack, as SetRetention refuses
+		{"Streams[0].MaxAge", func(c *Config) { c.Streams = []StreamConfig{{Name: "s", MaxAge: time.Second}} }},
 		{"Format", func(c *Config) { c.Format = 7 }},
 		{"QueueSize", func(c *Config) { c.QueueSize = -5 }},
 		{"MaxEntrySize", func(c *Config) { c.MaxEntrySize = -1 }},

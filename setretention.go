@@ -33,6 +33,17 @@ const maxRetentionCmd = 256
 // older (as truncation is).
 const retentionFeature = 5
 
+// loggedMaxAge is a MaxAge read from the log, as its checks see it: one
+// under clockSlack, which a Config of an earlier version could record
+// (Validate refuses it now), is taken as the log holds it, and checked as
+// clockSlack, so that every node still reads the same settings.
+func loggedMaxAge(d time.Duration) time.Duration {
+	if d > 0 && d < clockSlack {
+		return clockSlack
+	}
+	return d
+}
+
 // retentionCmd is a retention command's body: MaxFiles and MaxAge as in
 // Config, 0 for no limit.
 type retentionCmd struct {

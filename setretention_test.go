@@ -165,3 +165,16 @@ func TestRetentionCmdBatching(t *testing.T) {
 	require.Len(t, split, 2, "retired under MaxFiles 2 before the command")
 	require.Equal(t, split, one)
 }
+
+// TestLoggedShortMaxAge: a MaxAge under clockSlack, which Config now
+// refuses, is still read from a log an earlier version wrote, in the
+// settings and in the catalog, so that a node upgraded onto such a log
+// agrees with its peers.
+func TestLoggedShortMaxAge(t *testing.T) {
+	s := wantedSettings(Config{File: "app.log", MaxSize: 1 << 20, MaxAge: 30 * time.Second, DedupWindow: time.Minute, Format: FormatText})
+	got, err := readSettings(appendSettings(nil, s))
+	require.NoError(t, err)
+	require.Equal(t, 30*time.Second, got.MaxAge)
+	require.NoError(t, specOf(StreamConfig{Name: "s", MaxAge: 30 * time.Second}).check())
+	require.Error(t, specOf(StreamConfig{Name: "s", MaxAge: -time.Second}).check())
+}

@@ -127,6 +127,7 @@ func (s clusterSettings) check() error {
 	c := Config{NodeID: "x", Addr: "x:1", Peers: []string{"x:1"}, Dir: "x", ForwardTimeout: s.DedupWindow / 2}
 	c = s.adopt(c)
 	c.Format = s.Format
+	c.MaxAge = loggedMaxAge(c.MaxAge)
 	if s.File == "" || s.MaxSize <= 0 || s.DedupWindow <= 0 {
 		return errors.New("logx: settings: File, MaxSize and DedupWindow are required")
 	}
