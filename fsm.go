@@ -128,6 +128,10 @@ type fsmConfig struct {
 	// after the state machine (whose files are checked first), and is
 	// needed only once Raft applies.
 	logs func() raft.LogStore
+	// storedSnap is the index of the newest snapshot Raft has stored (0:
+	// none, or unknown); nil for a state machine without a store (tests).
+	// Set before Raft starts: the store is opened after the state machine.
+	storedSnap func() uint64
 	// fetcher copies file ranges from peers (catch-up, repair).
 	fetcher fetcher
 	// onWriteError is told when writing starts failing; onActive when
@@ -501,8 +505,9 @@ func (f *fsm) retain() error {
 }
 
 // deleteRetired deletes the retired files no snapshot Raft could still send
-// lists: those retired at or before the previous snapshot's index. Called
-// by Snapshot, on the apply goroutine.
+// lists: those retired at or before prevSnap, the index of the newest
+// snapshot Raft has stored (it keeps that one and the one being taken).
+// Called by Snapshot, on the apply goroutine.
 func (f *fsm) deleteRetired(prevSnap uint64) error {
 	kept := f.st.Retired[:0]
 	for _, r := range f.st.Retired {
@@ -574,7 +579,15 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if f.dirty || f.seg == nil {
 		return nil, errors.New("logx: the files are not consistent yet; no snapshot")
 	}
-	if err := f.deleteRetired(f.st.SnapIndex); err != nil {
+	// Raft may still fail to store this snapshot (a disk full, a
+	// configuration change not yet applied): the files the newest stored
+	// one lists must stay until a newer one is stored. So the "previous
+	// snapshot" is the newest Raft stored, not the last one asked for.
+	prev := f.st.SnapIndex
+	if f.storedSnap != nil {
+		prev = min(prev, f.storedSnap())
+	}
+	if err := f.deleteRetired(prev); err != nil {
 		return nil, err
 	}
 	f.st.SnapIndex = f.st.Index

@@ -3,6 +3,7 @@ package logx
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -280,5 +281,67 @@ func TestRetiredFilesBounded(t *testing.T) {
 		dir := c.cfgs[i].Dir
 		require.True(t, waitFor(10*time.Second, func() bool { return retiredOnDisk(t, dir) <= 3*maxFiles+2 }),
 			"node %d keeps %d retired files", i+1, retiredOnDisk(t, dir))
+	}
+}
+
+// TestRetiredKeptForStoredSnapshot: a snapshot that Raft fails to store
+// after the state machine took it (a disk full, a configuration change
+// not yet applied) does not count: the files retired after the newest
+// stored snapshot stay on disk until a newer one is stored, since that
+// snapshot lists them and Raft may send it.
+func TestRetiredKeptForStoredSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	f := openPolicyFSM(t, dir, filePolicy{rotation: store.Rotation{MaxSize: 2048}, maxFiles: 3})
+	var stored uint64 // the newest snapshot "Raft" stored
+	f.storedSnap = func() uint64 { return stored }
+	logs := testLogs(120, 7)
+	f.ApplyBatch(logs[:40])
+	s1, err := f.Snapshot()
+	require.NoError(t, err)
+	m1 := s1.(*manifest)
+	stored = m1.Index
+
+	f.ApplyBatch(logs[40:70])
+	_, err = f.Snapshot() // taken, then not stored: stored stays at m1
+	require.NoError(t, err)
+	f.ApplyBatch(logs[70:100])
+	_, err = f.Snapshot()
+	require.NoError(t, err)
+
+	retiredSince := 0
+	for _, file := range m1.Files {
+		_, plain := os.Stat(filepath.Join(dir, file.Name))
+		_, retired := os.Stat(filepath.Join(dir, store.RetiredName(file.Name)))
+		require.True(t, plain == nil || retired == nil, "%s, listed by the stored snapshot at %d, is gone", file.Name, m1.Index)
+		if retired == nil {
+			retiredSince++
+		}
+	}
+	require.Positive(t, retiredSince, "no file the stored snapshot lists was retired: the test shows nothing")
+
+	// Once a newer snapshot is stored, the next one deletes them.
+	stored = f.st.SnapIndex
+	f.ApplyBatch(logs[100:])
+	_, err = f.Snapshot()
+	require.NoError(t, err)
+	for _, file := range m1.Files {
+		_, err := os.Stat(filepath.Join(dir, store.RetiredName(file.Name)))
+		require.ErrorIs(t, err, os.ErrNotExist, "%s", file.Name)
+	}
+	require.NoError(t, f.close())
+}
+
+// TestNewestStored reads the newest snapshot's index from a real store.
+func TestNewestStored(t *testing.T) {
+	s, err := raft.NewFileSnapshotStoreWithLogger(t.TempDir(), 2, nil)
+	require.NoError(t, err)
+	require.Zero(t, newestStored(s))
+	for _, idx := range []uint64{10, 25, 40} {
+		sink, err := s.Create(raft.SnapshotVersionMax, idx, 1, raft.Configuration{}, 1, nil)
+		require.NoError(t, err)
+		_, err = sink.Write([]byte("{}"))
+		require.NoError(t, err)
+		require.NoError(t, sink.Close())
+		require.Equal(t, idx, newestStored(s))
 	}
 }

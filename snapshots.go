@@ -35,6 +35,16 @@ func (s checkedSnapshots) Create(version raft.SnapshotVersion, index, term uint6
 	return &checkedSink{SnapshotSink: sink, file: s.file}, nil
 }
 
+// newestStored is the index of the newest snapshot s holds; 0 if it holds
+// none or cannot list them (then the retired files all stay: fsm.Snapshot).
+func newestStored(s raft.SnapshotStore) uint64 {
+	metas, err := s.List()
+	if err != nil || len(metas) == 0 {
+		return 0
+	}
+	return metas[0].Index
+}
+
 // checkedSink keeps a copy of what it is written (a manifest: small) to
 // check it on Close.
 type checkedSink struct {

@@ -349,6 +349,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		return nil, fmt.Errorf("logx: opening snapshot store: %w", err)
 	}
 	snaps := checkedSnapshots{FileSnapshotStore: fileSnaps, file: cfg.File}
+	lx.fsm.storedSnap = func() uint64 { return newestStored(fileSnaps) }
 	summed, err := newSummedLog(lx.wal, lx.logf) // walsum.go: a checksum on every entry
 	if err != nil {
 		return nil, fmt.Errorf("logx: opening Raft log: %w", err)
