@@ -77,6 +77,7 @@ type catchUpProgress struct {
 	running atomic.Bool
 	total   atomic.Int64 // bytes of the files to assemble
 	done    atomic.Int64 // bytes in place so far: kept or fetched
+	reread  atomic.Int64 // bytes of local files read again to check them
 	start   atomic.Int64 // unix nanoseconds
 	took    atomic.Int64 // nanoseconds the last catch-up took
 }
@@ -88,6 +89,7 @@ type catchUpProgress struct {
 func (p *catchUpProgress) begin(now time.Time, total int64) {
 	p.total.Store(total)
 	p.done.Store(0)
+	p.reread.Store(0)
 	if !p.running.Load() {
 		p.took.Store(0)
 		p.start.Store(now.UnixNano())
@@ -180,9 +182,15 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 		}
 	}
 	namer := store.NewNames(f.file)
+	// The rotated files this node's own checkpoint lists, with the
+	// checksums they had when it wrote or last checked them.
+	recorded := make(map[uint64]store.File, len(f.st.Rotated))
+	for _, r := range f.st.Rotated {
+		recorded[r.First] = r
+	}
 	var copied int64
 	for _, mf := range m.Files {
-		n, err := f.catchUpFile(ctx, namer, mf)
+		n, err := f.catchUpFile(ctx, namer, mf, recorded[mf.First])
 		copied += n
 		if err != nil {
 			return err
@@ -245,16 +253,21 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 		}
 	}
 	el := time.Since(start)
-	f.logf("logx: caught up to Raft index %d: copied %d bytes in %v (%.1f MB/s), kept %d bytes",
-		m.Index, copied, el.Round(time.Millisecond), float64(copied)/1e6/el.Seconds(), need-copied)
+	f.logf("logx: caught up to Raft index %d: copied %d bytes in %v (%.1f MB/s), kept %d bytes (%d of them read again to check them)",
+		m.Index, copied, el.Round(time.Millisecond), float64(copied)/1e6/el.Seconds(), need-copied, f.progress.reread.Load())
 	f.catchUps.Add(1)
 	return nil
 }
 
 // catchUpFile assembles one file of the manifest and returns how many bytes
-// it copied.
-func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File) (int64, error) {
+// it copied. rec is the file as this node's checkpoint lists it among its
+// rotated files (zero if it does not).
+func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File, rec store.File) (int64, error) {
 	staging := filepath.Join(f.dir, stagingName(mf.First))
+	if f.holdsRecorded(namer, mf, rec, staging) {
+		f.progress.done.Add(mf.Size)
+		return 0, nil
+	}
 	if keep, err := f.keepCompressed(ctx, namer, mf, staging); keep || err != nil {
 		f.progress.done.Add(mf.Size)
 		return 0, err
@@ -298,6 +311,7 @@ func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File)
 			return copied, err
 		}
 		f.progress.done.Add(have)
+		f.progress.reread.Add(have)
 		if have < mf.Size {
 			if _, err := fh.Seek(have, io.SeekStart); err != nil {
 				h.sum()
@@ -317,8 +331,11 @@ func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File)
 		if mf.Matches(h.sum(), mf.Size) {
 			break
 		}
-		if attempt > 0 {
-			return copied, fmt.Errorf("%w: %s does not match the snapshot's checksum after a full copy", ErrCorrupt, mf.Name)
+		// A whole copy from each source in turn, the second first: one
+		// peer whose copy is damaged (or who lies) must not keep the
+		// others from being asked.
+		if attempt >= max(1, f.fetcher.sources()) {
+			return copied, fmt.Errorf("%w: %s does not match the snapshot's checksum after a full copy from each of %d peers", ErrCorrupt, mf.Name, attempt)
 		}
 		f.logf("logx: catch-up: %s does not match the snapshot's checksum; copying it whole", mf.Name)
 		f.progress.done.Add(-mf.Size)
@@ -331,6 +348,39 @@ func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File)
 	}
 	f.dropCopy(fh) // the active file too: the Writer opened on it would drop it at its first Sync
 	return copied, os.Rename(staging, filepath.Join(f.dir, mf.Name))
+}
+
+// holdsRecorded reports whether this node holds the manifest's rotated file
+// mf as its own checkpoint records it (rec): the same name, size and
+// checksum, in its plain or its compressed form (one of them), with no copy
+// being assembled. Such a file is kept without reading it again. Its
+// checksum was taken as this node wrote it (or copied and checked it, or
+// last checked it), and the check of the files at rest (scrub.go) is what
+// finds a file damaged since, as for any file a catch-up does not touch.
+// Reading every retained byte again in each catch-up made one cost as much
+// as the whole retention: months of it are terabytes, and hashing them
+// outlasted the leader's InstallSnapshot deadline, so a node that fell
+// behind could restart its catch-up from every newer snapshot for good.
+func (f *fsm) holdsRecorded(namer store.Names, mf, rec store.File, staging string) bool {
+	if mf.Name != namer.Segment(mf.First) || rec.Name != mf.Name || rec.Size != mf.Size || rec.CheckSum() != nil {
+		return false
+	}
+	rk, rs := rec.Sum()
+	if mk, ms := mf.Sum(); rk != mk || rs != ms {
+		return false
+	}
+	if _, err := os.Stat(staging); err == nil {
+		return false
+	}
+	pi, perr := os.Stat(filepath.Join(f.dir, mf.Name))
+	_, zerr := os.Stat(filepath.Join(f.dir, mf.Name+store.CompressedExt))
+	switch {
+	case perr == nil && zerr != nil:
+		return pi.Size() == mf.Size
+	case perr != nil && zerr == nil:
+		return true
+	}
+	return false
 }
 
 // keepCompressed reports whether the local compressed form of the manifest's

@@ -176,6 +176,8 @@ type dirFetcher struct {
 	served    int64
 }
 
+func (d *dirFetcher) sources() int { return 1 }
+
 func (d *dirFetcher) fetch(_ context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
 	fh, err := d.src.openSegment(first)
 	if err != nil {
@@ -284,6 +286,8 @@ func TestCatchUpVerifies(t *testing.T) {
 }
 
 type fetcherFunc func(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error
+
+func (f fetcherFunc) sources() int { return 1 }
 
 func (f fetcherFunc) fetch(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
 	return f(ctx, first, off, n, w, attempt)
@@ -742,3 +746,74 @@ func TestCopyContext(t *testing.T) {
 type writerFunc func(p []byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestCatchUpKeepsRecorded: a catch-up keeps the rotated files this node's
+// checkpoint records with the manifest's checksum without reading them
+// again (the check of files at rest finds damage: scrub.go); a recorded
+// file that is missing is copied, the active file is read and checked, and
+// the files end identical to the source's.
+func TestCatchUpKeepsRecorded(t *testing.T) {
+	logs := testLogs(80, 7)
+	src, m := sourceFSM(t, logs)
+
+	dir := t.TempDir()
+	dst := openTestFSM(t, dir)
+	dst.ApplyBatch(logs[:40])
+	require.NoError(t, dst.persist())
+	rotated := slices.Clone(dst.st.Rotated)
+	require.Greater(t, len(rotated), 2)
+	require.NoError(t, os.Remove(filepath.Join(dir, rotated[1].Name)))
+	active, err := os.Stat(filepath.Join(dir, "app.log"))
+	require.NoError(t, err)
+	df := &dirFetcher{src: src}
+	dst.fetcher = df
+	require.NoError(t, restoreFrom(t, dst, m))
+	reread := dst.progress.reread.Load()
+	require.NoError(t, dst.close())
+	require.Equal(t, fileHashes(t, src.dir, "app.log"), fileHashes(t, dir, "app.log"))
+	require.LessOrEqual(t, reread, active.Size(), "rotated files recorded with the manifest's checksum were read again")
+	require.Positive(t, reread, "the active file was not checked")
+	require.GreaterOrEqual(t, df.served, rotated[1].Size, "the missing file was not copied")
+}
+
+// peersFetcher stands for n peers, the k-th of which a fetch of attempt a
+// starts at (a mod n), as Stream.fetch does; bad says which start gives
+// damaged bytes (without an error, as a peer whose copy rotted).
+type peersFetcher struct {
+	dirFetcher
+	n   int
+	bad func(attempt int) bool
+}
+
+func (p *peersFetcher) sources() int { return p.n }
+
+func (p *peersFetcher) fetch(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
+	p.corrupt = p.bad(attempt)
+	return p.dirFetcher.fetch(ctx, first, off, n, w, 0)
+}
+
+// TestCatchUpAsksEveryPeer: after a mismatch, the whole copies go to
+// each peer in turn: one peer whose copy is damaged (asked first on a
+// retry, and used to finish the first range) does not fail the catch-up
+// while another holds the right bytes; when every peer's copy is damaged,
+// it fails with ErrCorrupt after one whole copy from each.
+func TestCatchUpAsksEveryPeer(t *testing.T) {
+	logs := testLogs(40, 7)
+	src, m := sourceFSM(t, logs)
+
+	dir := t.TempDir()
+	dst := openTestFSM(t, dir)
+	pf := &peersFetcher{dirFetcher: dirFetcher{src: src}, n: 2, bad: func(a int) bool { return a%2 == 1 || a == 0 }}
+	dst.fetcher = pf
+	require.NoError(t, restoreFrom(t, dst, m))
+	require.NoError(t, dst.close())
+	require.Equal(t, fileHashes(t, src.dir, "app.log"), fileHashes(t, dir, "app.log"))
+
+	dir2 := t.TempDir()
+	dst2 := openTestFSM(t, dir2)
+	var tries int
+	pf2 := &peersFetcher{dirFetcher: dirFetcher{src: src}, n: 3, bad: func(a int) bool { tries = max(tries, a+1); return true }}
+	dst2.fetcher = pf2
+	require.ErrorIs(t, restoreFrom(t, dst2, m), ErrCorrupt)
+	require.Equal(t, 4, tries, "one partial copy and a whole one from each of 3 peers")
+}

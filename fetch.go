@@ -100,11 +100,16 @@ func (f *fsm) openSegment(first uint64) (*store.Segment, error) {
 }
 
 // fetcher copies byte ranges from peers. attempt counts the tries for one
-// file: a retry after a checksum mismatch should prefer another source.
-// A fetch gives up soon after ctx ends.
+// file: a retry after a checksum mismatch should prefer another source,
+// attempt k starting at the k-th of sources() (modulo). A fetch gives up
+// soon after ctx ends.
 type fetcher interface {
 	fetch(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error
+	sources() int
 }
+
+// sources implements fetcher: how many peers a fetch may ask.
+func (lx *Stream) sources() int { return len(lx.fetchPeers()) }
 
 // fetch implements fetcher for a Logx: it asks the leader first (another
 // peer first on a retry), then the others, each once per call.
