@@ -108,7 +108,12 @@ func (lx *Stream) applyForwarded(data []byte, cert *x509.Certificate) (status by
 		identity = subjectIdentity(cert) // a clock report's: the voter's (clock.go)
 	} else {
 		recs = getRecords()
-		err = validateBatch(data, lx.cfg.Format, lx.cfg.MaxEntrySize, lx.maxFrame, recs)
+		// A record may be as large as the MaxEntrySize of any valid node,
+		// not only this one's: MaxEntrySize is the logging node's limit,
+		// and a leader with a smaller one refused the whole batch, other
+		// callers' entries with it, for what the same node committed
+		// while it led. The frame limit (maxFrame) still bounds it.
+		err = validateBatch(data, lx.cfg.Format, maxBatchBytes, lx.maxFrame, recs)
 	}
 	if err != nil {
 		return wire.StatusRejected, 0, 0, err.Error()

@@ -51,6 +51,55 @@ func TestForwardFollowsNewLeader(t *testing.T) {
 	require.Equal(t, uint64(2), seq)
 }
 
+// followerNode makes node i a follower (it transfers leadership away if
+// it leads) and returns the leader.
+func (c *testCluster) followerNode(i int) *Logx {
+	c.t.Helper()
+	if c.leaderIndex() == i {
+		require.NoError(c.t, c.nodes[i].raft.LeadershipTransfer().Error())
+	}
+	var leader *Logx
+	require.True(c.t, waitFor(20*time.Second, func() bool {
+		l := c.leaderIndex()
+		if l < 0 || l == i {
+			return false
+		}
+		addr, _ := c.nodes[i].raft.LeaderWithID()
+		leader = c.nodes[l]
+		return string(addr) == c.cfgs[l].Addr
+	}), "node %d does not follow another node", i+1)
+	return leader
+}
+
+// TestForwardLargerEntryThanLeaders: MaxEntrySize is the logging node's
+// limit. A follower allowed larger entries than the leader's forwards one
+// that fits the leader's frame limit: it is committed, with the other
+// entries of its batch, as it would be were the follower leading.
+func TestForwardLargerEntryThanLeaders(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		if cfg.NodeID == "n1" {
+			cfg.MaxEntrySize = 256 << 10
+		}
+	})
+	big := c.nodes[0]
+	leader := c.followerNode(0)
+	msg := strings.Repeat("y", 100<<10)
+	require.Greater(t, len(msg), leader.cfg.MaxEntrySize)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	big.Info(msg, "async", true)
+	_, err := big.Append(ctx, LevelInfo, "small")
+	require.NoError(t, err)
+	_, err = big.Append(ctx, LevelInfo, msg)
+	require.NoError(t, err)
+	require.NoError(t, big.Flush(ctx))
+	c.flushAll()
+	c.waitSameSeq(3)
+	requireIdentical(t, c.dirs(), "app.log")
+	require.Len(t, readLines(t, c.cfgs[1].Dir, "app.log"), 3)
+	require.Zero(t, big.Stats().Failed)
+}
+
 // TestForwardOversizedFrameRejected: nodes may be configured differently.
 // A follower allowed larger entries and batches than the leader's frame
 // limit sends a frame over it; the leader refuses it with an answer, so the
@@ -66,19 +115,7 @@ func TestForwardOversizedFrameRejected(t *testing.T) {
 		}
 	})
 	big := c.nodes[0]
-	if c.leaderIndex() == 0 {
-		require.NoError(t, big.raft.LeadershipTransfer().Error())
-	}
-	var leader *Logx
-	require.True(t, waitFor(20*time.Second, func() bool {
-		l := c.leaderIndex()
-		if l <= 0 {
-			return false
-		}
-		addr, _ := big.raft.LeaderWithID()
-		leader = c.nodes[l]
-		return string(addr) == c.cfgs[l].Addr
-	}), "n1 does not follow another node")
+	leader := c.followerNode(0)
 	msg := strings.Repeat("x", 1536<<10) // 1.5 MiB, over the leader's limit of about 1.06 MiB
 	require.Greater(t, len(msg), leader.maxFrame)
 
