@@ -320,7 +320,7 @@ func (r *Reader) seekSeq(seq uint64) error {
 	if err := r.open(files[k], 0); err != nil {
 		return err
 	}
-	off, err := r.search(func(s uint64, _ time.Time) bool { return s >= seq })
+	off, err := r.search(func(s uint64, _ time.Time) bool { return s >= seq }, false)
 	if err != nil {
 		return err
 	}
@@ -362,7 +362,7 @@ func (r *Reader) seekTime(t time.Time) error {
 	if err := r.open(files[k], 0); err != nil {
 		return err
 	}
-	off, err := r.search(func(_ uint64, lt time.Time) bool { return !lt.Before(t) })
+	off, err := r.search(func(_ uint64, lt time.Time) bool { return !lt.Before(t) }, true)
 	if err != nil {
 		return err
 	}
@@ -402,8 +402,9 @@ func firstTime(dir, file string, lf logFile) (time.Time, error) {
 // search returns the offset of the first line of the current file for
 // which pred holds (lines are assumed ordered so that pred is false, then
 // true), or the file's size. It probes lines by binary search over byte
-// offsets.
-func (r *Reader) search(pred func(seq uint64, t time.Time) bool) (int64, error) {
+// offsets; timed: pred is about time, so only lines with one are probed
+// (lineAtOrAfter).
+func (r *Reader) search(pred func(seq uint64, t time.Time) bool, timed bool) (int64, error) {
 	size, err := r.f.Size()
 	if err != nil {
 		return 0, err
@@ -411,7 +412,7 @@ func (r *Reader) search(pred func(seq uint64, t time.Time) bool) (int64, error) 
 	lo, hi := int64(0), size // the answer is a line start in [lo, hi]
 	for lo < hi {
 		mid := lo + (hi-lo)/2
-		start, seq, t, ok, err := r.lineAtOrAfter(mid, hi)
+		start, seq, t, ok, err := r.lineAtOrAfter(mid, hi, timed)
 		if err != nil {
 			return 0, err
 		}
@@ -438,10 +439,11 @@ func (r *Reader) search(pred func(seq uint64, t time.Time) bool) (int64, error) 
 
 // lineAtOrAfter finds the first complete line starting at or after off and
 // before limit (off 0 is a line start; otherwise the line starts after the
-// next newline). Lines without a time are skipped for time predicates by
-// treating them as their successor: the caller sees the first line with a
-// parseable head.
-func (r *Reader) lineAtOrAfter(off, limit int64) (start int64, seq uint64, t time.Time, ok bool, err error) {
+// next newline) whose head parses, and, if timed, that has a time: for a
+// time predicate a line without one (a record with no time, or one outside
+// what a head can show) counts as its successor, so a search never takes
+// it for a line before the time sought and skips the lines after it.
+func (r *Reader) lineAtOrAfter(off, limit int64, timed bool) (start int64, seq uint64, t time.Time, ok bool, err error) {
 	if err := r.seek(off); err != nil {
 		return 0, 0, t, false, err
 	}
@@ -466,7 +468,7 @@ func (r *Reader) lineAtOrAfter(off, limit int64) (start int64, seq uint64, t tim
 		if err != nil {
 			return 0, 0, t, false, notEOF(err)
 		}
-		if seq, t, _, perr := parseHead(line); perr == nil {
+		if seq, t, _, perr := parseHead(line); perr == nil && (!timed || !t.IsZero()) {
 			return start, seq, t, true, nil
 		}
 		start += int64(len(line)) + 1

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -630,4 +631,76 @@ func TestSeekLastKeepsRotating(t *testing.T) {
 	require.NotEmpty(t, lines)
 	require.LessOrEqual(t, len(lines), 3, "read from %d", lines[0].Seq)
 	require.Equal(t, last, lines[len(lines)-1].Seq)
+}
+
+// TestSeekTimeUntimedLines: lines without a time (a record with no time)
+// count as the line after them when seeking by time, so SeekTime never
+// skips a timed line because a line without one sat where the search
+// probed. Checked against a linear reference over random layouts: the
+// answer is the line after the last timed line before t.
+func TestSeekTimeUntimedLines(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	for round := 0; round < 30; round++ {
+		n := 5 + rng.IntN(60)
+		times := make([]time.Time, n) // zero: no time
+		var b []byte
+		b = wire.AppendHeader(b, wire.Header{Producer: 9, FirstPSeq: 1, Count: n})
+		for i := range times {
+			if rng.IntN(3) > 0 {
+				times[i] = base.Add(time.Duration(i) * time.Minute)
+			}
+			body := appendBodyStart(nil, FormatText, times[i], LevelInfo, "n1", "x/y.go:1", fmt.Sprintf("line %d", i))
+			var nanos int64
+			if !times[i].IsZero() {
+				nanos = times[i].UnixNano()
+			}
+			b = wire.AppendRecord(b, LevelInfo, nanos, body)
+		}
+		dir := writeLog(t, []*raft.Log{{Index: 1, Type: raft.LogCommand, Data: b}}, filePolicy{rotation: store.Rotation{MaxSize: 1 << 20}}, FormatText)
+		r, err := OpenReader(dir, "app.log")
+		require.NoError(t, err)
+		for k := -1; k <= n; k++ {
+			target := base.Add(time.Duration(k)*time.Minute - time.Second)
+			want := 0 // the line after the last timed line before target
+			for i, ti := range times {
+				if !ti.IsZero() && ti.Before(target) {
+					want = i + 1
+				}
+			}
+			require.NoError(t, r.SeekTime(target))
+			l, err := r.Next()
+			if want == n {
+				require.ErrorIs(t, err, io.EOF, "round %d, target %d", round, k)
+				continue
+			}
+			require.NoError(t, err)
+			require.Equal(t, uint64(want+1), l.Seq, "round %d, target minute %d, times %v", round, k, times)
+		}
+		require.NoError(t, r.Close())
+	}
+}
+
+// TestHeadWinsOverAttrs: attributes named like the head's keys (seq,
+// time, level, node) are written after the head, as log/slog's handlers
+// write them, and logx's Reader reads the head: the record's own sequence
+// number, time and level.
+func TestHeadWinsOverAttrs(t *testing.T) {
+	for _, f := range []Format{FormatText, FormatJSON} {
+		t.Run(f.String(), func(t *testing.T) {
+			lx := newSingle(t, func(c *Config) { c.Format = f })
+			ctx := context.Background()
+			seq, err := lx.Append(ctx, LevelInfo, "hi", "seq", 999999, "level", "ERROR", "node", "n9", "time", "2000-01-01T00:00:00Z")
+			require.NoError(t, err)
+			require.NoError(t, lx.Flush(ctx))
+			r, err := OpenReader(lx.cfg.Dir, lx.cfg.File)
+			require.NoError(t, err)
+			defer r.Close()
+			l, err := r.Next()
+			require.NoError(t, err)
+			require.Equal(t, seq, l.Seq)
+			require.Equal(t, LevelInfo, l.Level)
+			require.WithinDuration(t, time.Now(), l.Time, time.Hour)
+			require.Contains(t, string(l.Text), "999999", "the attribute is written")
+		})
+	}
 }
