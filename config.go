@@ -122,10 +122,13 @@ type Config struct {
 	// later than half of it after the first try that may have reached a
 	// leader started, then gives up with ErrOutcomeUnknown, so that a
 	// repeat arrives before it is forgotten (with a margin of minutes at
-	// the default; see docs/guarantees.md for a window near its minimum).
-	// At most 16384 producers are remembered; beyond that the ones silent
-	// longest are forgotten first. Defaults to 10 minutes; at least 1s and
-	// twice ForwardTimeout.
+	// the default; see docs/guarantees.md for a window under about three
+	// minutes, which the log clock's lag can defeat). At most 16384
+	// producers are remembered; beyond that the ones silent longest are
+	// forgotten first. Defaults to 10 minutes; at least 1s and twice
+	// ForwardTimeout. A node that leaves it zero takes the cluster's, and
+	// until it knows it (a new node, until it has caught up) bounds its own
+	// tries by the shortest window, 1s.
 	DedupWindow time.Duration `json:"dedup_window" yaml:"dedup_window"`
 
 	// Format is the line format of entries this node originates: FormatText

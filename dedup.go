@@ -223,11 +223,11 @@ func (f *fsm) verifyLoan(l *raft.Log, recs []byte) {
 // have reached a leader (first). The cluster remembers a producer for the
 // window after its last batch, which is committed after first, by the log
 // clock, which trails real time by up to the interval of the voters'
-// clock reports (10 s). A try lasts its timeouts (a node's: a dial, a TLS
-// handshake and a round trip of up to ForwardTimeout each; a Client's
-// likewise of its own), so with the default window (10 minutes) a repeat
-// arrives minutes before the producer is forgotten; a window close to its
-// minimum (twice ForwardTimeout) leaves no such margin (docs/guarantees.md).
+// clock reports (10 s; about 70 s for the first batch after the stream was
+// idle, when voters report once a minute). A try is cut at its timeout
+// (tryBy), so with the default window (10 minutes) a repeat arrives
+// minutes before the producer is forgotten; a window under about three
+// minutes leaves no such margin (docs/guarantees.md).
 // Before, the half window ran from the end of the first try, and a
 // Client's hops after "not the leader" hints were not checked.
 func retryFits(first time.Time, window time.Duration) bool {

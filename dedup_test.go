@@ -301,3 +301,27 @@ func TestSpoofedProducerCluster(t *testing.T) {
 	require.Equal(t, 1, n)
 	requireIdentical(t, c.dirs(), "app.log")
 }
+
+// TestDedupWindowUnknownSettings: a node whose Config leaves DedupWindow
+// zero takes the cluster's; until it knows the cluster's settings (a new
+// node, before it is added and caught up) its senders use the shortest
+// window a cluster may have, not the 10-minute default, which could
+// outlast a shorter cluster window and let a repeat arrive after the
+// cluster forgot the producer.
+func TestDedupWindowUnknownSettings(t *testing.T) {
+	const window = 40 * time.Second
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.DedupWindow = window })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err := c.nodes[0].Append(ctx, LevelInfo, "settings recorded")
+	require.NoError(t, err)
+	require.Equal(t, window, c.nodes[0].Stats().DedupWindow)
+
+	c.cfgs[0].DedupWindow = 0 // the joiner's Config, copied from node 1's
+	n := c.addJoiner()
+	c.cfgs[0].DedupWindow = window
+	require.Equal(t, minDedupWindow, c.nodes[n].Stats().DedupWindow, "settings unknown")
+	require.NoError(t, c.nodes[0].AddNode(ctx, c.cfgs[n].Addr))
+	require.True(t, waitFor(30*time.Second, func() bool { return c.nodes[n].Stats().DedupWindow == window }),
+		"the added node took %v, not the cluster's window", c.nodes[n].Stats().DedupWindow)
+}
