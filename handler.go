@@ -47,9 +47,7 @@ func (h *handler) Handle(ctx context.Context, r slog.Record) error {
 			h.lx.putEntry(e)
 		}
 	}
-	if err != nil {
-		h.lx.stats.asyncRejected.Add(1)
-	}
+	h.lx.noteAsync(err)
 	return err
 }
 

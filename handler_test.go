@@ -125,10 +125,38 @@ func TestFlushReportsLosses(t *testing.T) {
 	lx.Info("fits")
 	err := lx.Flush(ctx)
 	require.ErrorIs(t, err, ErrEntriesLost)
-	require.ErrorContains(t, err, "2 entries logged")
+	require.ErrorContains(t, err, "2 asynchronous entries logged")
 	require.NoError(t, lx.Flush(ctx), "a loss is reported once")
 	require.Len(t, readLines(t, lx.cfg.Dir, lx.cfg.File), 2)
 
+	// An Append's failure is its caller's to see: Flush does not count it.
+	_, err = lx.Append(ctx, LevelInfo, big)
+	require.ErrorIs(t, err, ErrEntryTooLarge)
+	require.NoError(t, lx.Flush(ctx))
+
 	lx.LogAttrs(ctx, LevelError, big)
 	require.ErrorIs(t, lx.Close(), ErrEntriesLost)
+
+	// Calls still logging while Close runs get ErrClosed once it has
+	// begun; they are not losses of entries logged before it.
+	lx2 := newSingle(t, nil)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			lx2.Info("busy", "i", i)
+		}
+	}()
+	require.True(t, waitFor(10*time.Second, func() bool { return lx2.Stats().Enqueued > 1000 }))
+	err = lx2.Close()
+	close(stop)
+	<-done
+	require.NoError(t, err)
+	require.Positive(t, lx2.Stats().AsyncErrors, "no call came after Close began: the test shows nothing")
 }

@@ -48,7 +48,7 @@ type flushReq struct {
 	done chan struct{}
 	idx  uint64 // Raft index of the last batch committed before the marker
 	err  error
-	lost uint64 // lostCount when the producer reached the marker
+	lost lossCount // losses when the producer reached the marker
 }
 
 // SetLevel sets the minimum level logged.
@@ -83,12 +83,12 @@ func (lx *Stream) logAsync(level slog.Level, msg string, args []any) {
 	if s := lx.sampler; s != nil && !s.allow(level, msg, t.UnixNano()) {
 		return
 	}
-	lx.logAt(t, level, callerPC(3), msg, args, !lx.cfg.DropWhenFull)
+	lx.noteAsync(lx.logAt(t, level, callerPC(3), msg, args, !lx.cfg.DropWhenFull))
 }
 
 // logAt queues an entry made at t by the call at pc (0: none); with block
 // it waits for room in the queue.
-func (lx *Stream) logAt(t time.Time, level slog.Level, pc uintptr, msg string, args []any, block bool) {
+func (lx *Stream) logAt(t time.Time, level slog.Level, pc uintptr, msg string, args []any, block bool) error {
 	//lint:ignore SA1012 nil says there is no context: ContextAttrs is not called
 	e, err := lx.newEntry(nil, t, level, pc, msg, nil, args, nil, nil)
 	if err == nil {
@@ -96,8 +96,20 @@ func (lx *Stream) logAt(t time.Time, level slog.Level, pc uintptr, msg string, a
 			lx.putEntry(e)
 		}
 	}
-	if err != nil {
-		lx.stats.asyncRejected.Add(1)
+	return err
+}
+
+// noteAsync counts the error of an asynchronous call (Debug/Info/Warn/
+// Error, LogAttrs, the handler) that could not queue its entry
+// (Stats.AsyncErrors), and, unless Close had begun, as a loss the next
+// Flush reports: a call made after Close began is not before any Flush.
+func (lx *Stream) noteAsync(err error) {
+	if err == nil {
+		return
+	}
+	lx.stats.asyncRejected.Add(1)
+	if !errors.Is(err, ErrClosed) {
+		lx.stats.asyncLost.Add(1)
 	}
 }
 
@@ -121,9 +133,7 @@ func (lx *Stream) LogAttrs(ctx context.Context, level slog.Level, msg string, at
 			lx.putEntry(e)
 		}
 	}
-	if err != nil {
-		lx.stats.asyncRejected.Add(1)
-	}
+	lx.noteAsync(err)
 }
 
 // Append logs an entry and waits until it is committed: when it returns nil
@@ -340,15 +350,18 @@ func (lx *Stream) enqueue(ctx context.Context, e *entry, block bool) error {
 
 // Flush waits until every entry logged through this node before the call
 // has been committed and written to this node's file, or ctx ends. It
-// returns the error of the last batch if that batch failed; an error
-// wrapping ErrEntriesLost if, since the last Flush that reported one, a
-// batch of this node failed or a Debug/Info/Warn/Error, LogAttrs or
-// handler call could not queue its entry (too large, queue full); and ErrClosed if Close begins and gives up its own
-// flush (CloseTimeout) first. A loss is reported by every Flush that
-// began before one reported it, so a Flush that returns nil acknowledges
-// the entries logged before it unless another Flush of this node
-// reported a loss in between (Stats counts every loss: Failed,
-// AsyncErrors). Append reports its own entry's outcome.
+// returns the error of the last batch if that batch failed; ErrClosed if
+// Close begins and gives up its own flush (CloseTimeout) first; and, with
+// those or alone, an error wrapping ErrEntriesLost if, since the last
+// Flush that reported a loss, an asynchronous entry (Debug/Info/Warn/
+// Error, LogAttrs, the handler) logged through this node was not
+// committed (its batch failed, or the call could not queue it: too
+// large, queue full) or its outcome is unknown. A loss is reported by
+// every Flush that began before one reported it, so a Flush that returns
+// nil acknowledges the entries logged before it unless another Flush of
+// this node reported a loss in between (Stats counts every one: Failed,
+// AsyncErrors). Append's entries are not counted: Append reports its own
+// entry's outcome. Calls made after Close began are not either.
 func (lx *Stream) Flush(ctx context.Context) error {
 	lx.qmu.RLock()
 	closed := lx.closed
@@ -360,7 +373,7 @@ func (lx *Stream) Flush(ctx context.Context) error {
 }
 
 func (lx *Stream) flush(ctx context.Context) error {
-	seen := lx.flushSeen.Load() // losses a Flush has reported already
+	seen := lx.flushSeen.load() // losses a Flush has reported already
 	req := &flushReq{done: make(chan struct{})}
 	select {
 	case lx.queue <- &entry{flush: req}:
@@ -380,23 +393,21 @@ func (lx *Stream) flush(ctx context.Context) error {
 			return ErrClosed
 		}
 	}
-	if req.lost > seen {
-		storeMax(&lx.flushSeen, req.lost)
-		if req.err == nil {
-			n, s := req.lost-seen, "entries"
-			if n == 1 {
-				s = "entry"
-			}
-			return fmt.Errorf("%w: %d %s logged through this node not committed (since the last Flush that reported a loss; Stats: Failed, AsyncErrors)", ErrEntriesLost, n, s)
-		}
+	lost := lx.flushSeen.reportSince(seen, req.lost)
+	err := req.err
+	if err == nil {
+		// Close's own flush comes before the halt: a Flush that waits
+		// beside it ends with it, once Close gives up (ErrClosed) instead
+		// of waiting for an apply that may never come.
+		err = lx.waitAppliedHere(ctx, req.idx, lx.fsm.stopContext())
 	}
-	if req.err != nil {
-		return req.err
+	switch {
+	case lost == nil:
+		return err
+	case err == nil:
+		return lost
 	}
-	// Close's own flush comes before the halt: a Flush that waits beside
-	// it ends with it, once Close gives up (ErrClosed) instead of waiting
-	// for an apply that may never come.
-	return lx.waitAppliedHere(ctx, req.idx, lx.fsm.stopContext())
+	return errors.Join(err, lost)
 }
 
 // waitAppliedHere waits until this node applied Raft index idx. It gives

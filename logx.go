@@ -33,11 +33,12 @@ var (
 	// full. The entry is dropped.
 	ErrQueueFull = errors.New("logx: queue full, entry dropped")
 
-	// ErrEntriesLost is wrapped by Flush's (and Close's) error when entries
+	// ErrEntriesLost is wrapped by Flush's (and Close's) error when
+	// asynchronous entries (Debug/Info/Warn/Error, LogAttrs, the handler)
 	// logged through the node since the last Flush that reported a loss
-	// were not committed: their batch failed, or an asynchronous call
-	// could not queue its entry (too large; queue full with DropWhenFull).
-	// Stats counts them (Failed, AsyncErrors).
+	// were not committed (their batch failed, or the call could not queue
+	// the entry: too large, queue full with DropWhenFull), or their
+	// outcome is unknown. Stats counts them (Failed, AsyncErrors).
 	ErrEntriesLost = errors.New("logx: entries lost")
 
 	// ErrOutcomeUnknown is returned by Append (wrapped together with the

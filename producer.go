@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -119,6 +120,7 @@ func (lx *Stream) produce() {
 				lx.stats.committed.Add(uint64(len(kept)))
 			} else {
 				lx.stats.failed.Add(uint64(len(kept)))
+				lx.noteLost(kept, err)
 			}
 			// Counted before the first caller is answered, so that it
 			// notes the new count when it calls again.
@@ -140,7 +142,7 @@ func (lx *Stream) produce() {
 			back.answered(answered, epoch)
 		}
 		for _, f := range flushes {
-			f.idx, f.err, f.lost = lastIdx, err, lx.lostCount()
+			f.idx, f.err, f.lost = lastIdx, err, lx.losses()
 			close(f.done)
 		}
 	}
@@ -601,9 +603,56 @@ func (r *rejoin) keepWaiting(limit, gap time.Duration) bool {
 	return false
 }
 
-// lostCount is how many entries logged through this node were not
-// committed: those of failed batches, and the asynchronous calls that
-// could not queue theirs (Flush reports them).
-func (lx *Stream) lostCount() uint64 {
-	return lx.stats.failed.Load() + lx.stats.asyncRejected.Load()
+// noteLost counts the asynchronous entries of a failed batch for Flush to
+// report (an Append's caller gets the batch's error itself).
+func (lx *Stream) noteLost(ents []*entry, err error) {
+	n := uint64(0)
+	for _, e := range ents {
+		if e.w == nil {
+			n++
+		}
+	}
+	if errors.Is(err, ErrOutcomeUnknown) {
+		lx.stats.asyncUnknown.Add(n)
+	} else {
+		lx.stats.asyncLost.Add(n)
+	}
+}
+
+// losses are counts of asynchronous entries not committed (lost) and of
+// those whose outcome is unknown.
+type losses struct{ lost, unknown atomic.Uint64 }
+
+// lossCount is a snapshot of losses.
+type lossCount struct{ lost, unknown uint64 }
+
+func (lx *Stream) losses() lossCount {
+	return lossCount{lx.stats.asyncLost.Load(), lx.stats.asyncUnknown.Load()}
+}
+
+func (l *losses) load() lossCount { return lossCount{l.lost.Load(), l.unknown.Load()} }
+
+// reportSince returns the error a Flush that began when seen had been
+// reported gives for now, and marks now reported; nil if nothing was lost
+// since.
+func (l *losses) reportSince(seen, now lossCount) error {
+	lost, unknown := now.lost-min(seen.lost, now.lost), now.unknown-min(seen.unknown, now.unknown)
+	if lost == 0 && unknown == 0 {
+		return nil
+	}
+	storeMax(&l.lost, now.lost)
+	storeMax(&l.unknown, now.unknown)
+	msg := fmt.Sprintf("%d asynchronous %s logged through this node not committed", lost, plural(lost, "entry", "entries"))
+	if unknown > 0 {
+		msg = fmt.Sprintf("%d asynchronous %s logged through this node not committed, and %d whose outcome is unknown (they may be in the log)",
+			lost, plural(lost, "entry", "entries"), unknown)
+	}
+	return fmt.Errorf("%w: %s since the last Flush that reported a loss (Stats: Failed, AsyncErrors)", ErrEntriesLost, msg)
+}
+
+func plural(n uint64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

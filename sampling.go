@@ -145,8 +145,11 @@ func (lx *Stream) summarize(s *sampler) {
 // it up).
 func (lx *Stream) logSummaries(s *sampler, block bool) {
 	s.summaries(func(level slog.Level, msg string, dropped uint64) {
-		lx.logAt(lx.now(), level, 0, "logx: sampling dropped entries",
-			[]any{"sampled_msg", msg, "dropped", dropped, "interval", s.cfg.Interval.String()}, block)
+		// logx's own entry: counted, but not a loss of the caller's.
+		if lx.logAt(lx.now(), level, 0, "logx: sampling dropped entries",
+			[]any{"sampled_msg", msg, "dropped", dropped, "interval", s.cfg.Interval.String()}, block) != nil {
+			lx.stats.asyncRejected.Add(1)
+		}
 	})
 }
 

@@ -149,7 +149,7 @@ type Stream struct {
 	raftStopped atomic.Bool
 
 	stats        counters
-	flushSeen    atomic.Uint64 // lostCount that a Flush has reported
+	flushSeen    losses // what a Flush has reported
 	peerWatch    peerWatch
 	observer     *raft.Observer
 	monitorDone  chan struct{} // closed when the alarm monitor has exited
@@ -167,12 +167,15 @@ type counters struct {
 	committed, failed            atomic.Uint64
 	batches, forwarded, retries  atomic.Uint64
 	forwardErrors, asyncRejected atomic.Uint64
-	fetched, fetchServed         atomic.Uint64
-	recordBytes, batchBytes      atomic.Uint64
-	checked, damaged, repaired   atomic.Uint64
-	compressed, compressFailed   atomic.Uint64
-	compressSaved                atomic.Int64
-	ignoredRemovals              atomic.Uint64
+	// asyncLost and asyncUnknown count the asynchronous entries that were
+	// not committed, or whose outcome is unknown, for Flush to report.
+	asyncLost, asyncUnknown    atomic.Uint64
+	fetched, fetchServed       atomic.Uint64
+	recordBytes, batchBytes    atomic.Uint64
+	checked, damaged, repaired atomic.Uint64
+	compressed, compressFailed atomic.Uint64
+	compressSaved              atomic.Int64
+	ignoredRemovals            atomic.Uint64
 }
 
 // newStream opens the stream name (DefaultStream, or one of
