@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -184,13 +185,32 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	namer := store.NewNames(f.file)
 	// The rotated files this node's own checkpoint lists, with the
 	// checksums they had when it wrote or last checked them.
+	// A file this process checked in an earlier attempt counts as
+	// recorded with the manifest's checksum (its own record may name
+	// another hash: sums.go). Not one the checks of the files at rest
+	// found damaged, or have not checked yet since this start.
 	recorded := make(map[uint64]store.File, len(f.st.Rotated))
 	for _, r := range f.st.Rotated {
 		recorded[r.First] = r
 	}
+	maps.Copy(recorded, f.verified)
+	unchecked := func(uint64) bool { return false }
+	if f.unchecked != nil {
+		unchecked = f.unchecked()
+	}
 	var copied int64
 	for _, mf := range m.Files {
-		n, err := f.catchUpFile(ctx, namer, mf, recorded[mf.First])
+		rec := recorded[mf.First]
+		if unchecked(mf.First) {
+			rec = store.File{}
+		}
+		n, err := f.catchUpFile(ctx, namer, mf, rec)
+		if err == nil && mf.Name == namer.Segment(mf.First) {
+			if f.verified == nil {
+				f.verified = map[uint64]store.File{}
+			}
+			f.verified[mf.First] = mf
+		}
 		copied += n
 		if err != nil {
 			return err
@@ -253,6 +273,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 		}
 	}
 	el := time.Since(start)
+	f.verified = nil // the state now records them
 	f.logf("logx: caught up to Raft index %d: copied %d bytes in %v (%.1f MB/s), kept %d bytes (%d of them read again to check them)",
 		m.Index, copied, el.Round(time.Millisecond), float64(copied)/1e6/el.Seconds(), need-copied, f.progress.reread.Load())
 	f.catchUps.Add(1)

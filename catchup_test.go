@@ -774,6 +774,56 @@ func TestCatchUpKeepsRecorded(t *testing.T) {
 	require.LessOrEqual(t, reread, active.Size(), "rotated files recorded with the manifest's checksum were read again")
 	require.Positive(t, reread, "the active file was not checked")
 	require.GreaterOrEqual(t, df.served, rotated[1].Size, "the missing file was not copied")
+
+	// A file the checks of the files at rest have not cleared (found
+	// damaged, repair failed) is read again, and copied again.
+	dir2 := t.TempDir()
+	dst2 := openTestFSM(t, dir2)
+	dst2.ApplyBatch(logs[:40])
+	require.NoError(t, dst2.persist())
+	bad := dst2.st.Rotated[2]
+	path := filepath.Join(dir2, bad.Name)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	b[len(b)/2] ^= 0xff
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+	dst2.unchecked = func() func(uint64) bool { return func(first uint64) bool { return first == bad.First } }
+	dst2.fetcher = &dirFetcher{src: src}
+	require.NoError(t, restoreFrom(t, dst2, m))
+	require.GreaterOrEqual(t, dst2.progress.reread.Load(), bad.Size, "the damaged file was kept unread")
+	require.NoError(t, dst2.close())
+	require.Equal(t, fileHashes(t, src.dir, "app.log"), fileHashes(t, dir2, "app.log"))
+}
+
+// TestCatchUpKeepsVerified: a node whose files name another hash than the
+// manifest's (sha256 here, BLAKE3 there: sums.go) reads them once; an
+// attempt that fails and is made again keeps those it checked.
+func TestCatchUpKeepsVerified(t *testing.T) {
+	logs := testLogs(80, 7)
+	src := openTestFSM(t, t.TempDir())
+	src.setNextSum(store.BLAKE3)
+	src.ApplyBatch(logs)
+	m := manifestOf(t, src)
+	t.Cleanup(func() { src.close() })
+	require.NotEmpty(t, m.Files[0].BLAKE3)
+
+	dir := t.TempDir()
+	dst := openTestFSM(t, dir)
+	dst.ApplyBatch(logs[:40])
+	require.NoError(t, dst.persist())
+	var recorded int64
+	for _, r := range dst.st.Rotated {
+		require.NotEmpty(t, r.SHA256)
+		recorded += r.Size
+	}
+	df := &dirFetcher{src: src, failAfter: 3000}
+	dst.fetcher = df
+	require.Error(t, restoreFrom(t, dst, m))
+	require.GreaterOrEqual(t, dst.progress.reread.Load(), recorded, "the first attempt reads every file once")
+	require.NoError(t, restoreFrom(t, dst, m))
+	require.Less(t, dst.progress.reread.Load(), recorded/2, "the second attempt read the checked files again")
+	require.NoError(t, dst.close())
+	require.Equal(t, fileHashes(t, src.dir, "app.log"), fileHashes(t, dir, "app.log"))
 }
 
 // peersFetcher stands for n peers, the k-th of which a fetch of attempt a

@@ -27,6 +27,11 @@ type fsm struct {
 	// stop is closed when the node closes.
 	stop chan struct{}
 
+	// verified are the rotated files an unfinished catch-up has checked
+	// (or kept) against its manifest, by first sequence number: the next
+	// attempt keeps them without reading them again. Owned by the catch-up.
+	verified map[uint64]store.File
+
 	// compressMu is held by the compressor while it compresses a file, and
 	// by a catch-up from its start to its end: the compressor stops the
 	// file under way when a catch-up begins (compress.go), so that the two
@@ -132,6 +137,11 @@ type fsmConfig struct {
 	// none, or unknown); nil for a state machine without a store (tests).
 	// Set before Raft starts: the store is opened after the state machine.
 	storedSnap func() uint64
+	// unchecked, if set, returns a test of which rotated files the
+	// checks of the files at rest (scrub.go) have not cleared: found
+	// damaged and not repaired, or, until the start's check has ended,
+	// not yet checked since they rotated. A catch-up reads those again.
+	unchecked func() func(first uint64) bool
 	// fetcher copies file ranges from peers (catch-up, repair).
 	fetcher fetcher
 	// onWriteError is told when writing starts failing; onActive when

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -227,12 +228,32 @@ func (lx *Stream) checkFile(fs store.File) int {
 			return checkClosing
 		}
 		lx.logf("logx: repairing %s: %v", fs.Name, err)
+		lx.damaged.Store(fs.First, true) // a catch-up reads it again (uncheckedFiles)
 		return checkUnrepaired
 	}
+	lx.damaged.Delete(fs.First)
 	lx.stats.repaired.Add(1)
 	lx.logf("logx: %s repaired from a peer", fs.Name)
 	lx.wakeCompressor() // a compressed file comes back plain
 	return checkDone
+}
+
+// uncheckedFiles returns a test of which rotated files the checks have not
+// cleared, for a catch-up (fsm.unchecked): those found damaged and not
+// repaired, and, until the start's check has ended, those rotated since
+// the last check it records (the start's check finds a file damaged
+// before a restart again, and a catch-up must not keep it meanwhile).
+func (lx *Stream) uncheckedFiles() func(first uint64) bool {
+	through := uint64(math.MaxUint64)
+	select {
+	case <-lx.scrubStarted:
+	default:
+		through = readScrub(lx.cfg.Dir).Through
+	}
+	return func(first uint64) bool {
+		_, bad := lx.damaged.Load(first)
+		return bad || first > through
+	}
 }
 
 // repairTemp is the prefix of the temporary file a repair copies into.

@@ -394,3 +394,34 @@ func TestLostAfterRetire(t *testing.T) {
 	require.NoError(t, os.Remove(filepath.Join(dir, kept.Name)))
 	require.True(t, f.lost(kept), "missing and still in the log")
 }
+
+// TestScrubMarksUnrepaired: a file the start's check finds damaged and
+// cannot repair (no peer) is one a catch-up must read again
+// (uncheckedFiles); the files it cleared are not.
+func TestScrubMarksUnrepaired(t *testing.T) {
+	c := newTestCluster(t, 1, func(cfg *Config) { cfg.MaxSize = 8 << 10 })
+	dir := c.cfgs[0].Dir
+	c.logAppend("scrub", 300)
+	c.flushAll()
+	names, err := LogFiles(dir, c.cfgs[0].File)
+	require.NoError(t, err)
+	require.Greater(t, len(names), 3)
+	var firsts []uint64
+	for _, n := range names[:2] {
+		first, ok := store.NewNames(c.cfgs[0].File).ParseSegment(n)
+		require.True(t, ok)
+		firsts = append(firsts, first)
+	}
+	c.stop(0)
+	flipByte(t, filepath.Join(dir, names[1]), 0x20)
+	c.start(0)
+	s := c.nodes[0].defaultStream
+	select {
+	case <-s.scrubStarted:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the check did not end")
+	}
+	unchecked := s.uncheckedFiles()
+	require.True(t, unchecked(firsts[1]), "the damaged file")
+	require.False(t, unchecked(firsts[0]), "a file the check cleared")
+}

@@ -156,6 +156,9 @@ type Stream struct {
 	scrubDone    chan struct{} // closed when the checks of the files (scrub.go) have ended, at Close
 	scrubFresh   chan struct{} // closed when the start's check has checked the files rotated since the last check
 	scrubStarted chan struct{} // closed when the start's check has ended
+	// damaged holds the first sequence numbers of the rotated files a
+	// check found damaged and could not repair (scrub.go).
+	damaged sync.Map
 	// compressWake wakes the compressor (compress.go) when a checkpoint
 	// lists a newly rotated file.
 	compressWake chan struct{}
@@ -353,6 +356,8 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	}
 	snaps := checkedSnapshots{FileSnapshotStore: fileSnaps, file: cfg.File}
 	lx.fsm.storedSnap = func() uint64 { return newestStored(fileSnaps) }
+	lx.scrubStarted = make(chan struct{}) // before Raft: a catch-up's uncheckedFiles reads it
+	lx.fsm.unchecked = lx.uncheckedFiles
 	summed, err := newSummedLog(lx.wal, lx.logf) // walsum.go: a checksum on every entry
 	if err != nil {
 		return nil, fmt.Errorf("logx: opening Raft log: %w", err)
@@ -474,7 +479,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	})
 	lx.raft.RegisterObserver(lx.observer)
 	lx.goFunc(lx.passTail)
-	lx.scrubDone, lx.scrubFresh, lx.scrubStarted = make(chan struct{}), make(chan struct{}), make(chan struct{})
+	lx.scrubDone, lx.scrubFresh = make(chan struct{}), make(chan struct{})
 	go lx.scrub(rotated)
 	if cfg.Compress {
 		lx.goFunc(lx.compressLoop)
