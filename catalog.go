@@ -101,10 +101,17 @@ func (s streamSpec) sameFiles(o streamSpec) bool {
 
 // check validates a spec as a Config declaring it would be.
 func (s streamSpec) check() error {
-	sc := s.config()
-	sc.MaxAge = loggedMaxAge(sc.MaxAge)
-	c := Config{NodeID: "x", Addr: "x:1", Peers: []string{"x:1"}, Dir: "x", Streams: []StreamConfig{sc}}
+	c := Config{NodeID: "x", Addr: "x:1", Peers: []string{"x:1"}, Dir: "x", Streams: []StreamConfig{s.config()}}
 	return c.Validate()
+}
+
+// checkLogged is check for a spec the log or a checkpoint already holds:
+// one an earlier version committed may hold a MaxAge under a minute
+// (loggedMaxAge), which every node still takes. A new one (CreateStream,
+// a create-stream request) gets check.
+func (s streamSpec) checkLogged() error {
+	s.MaxAge = loggedMaxAge(s.MaxAge)
+	return s.check()
 }
 
 // catalogCmd is a catalog command.
@@ -156,7 +163,7 @@ func readCatalogCmd(b []byte) (catalogCmd, error) {
 		if c.Stream == nil {
 			return c, errors.New("logx: catalog: create without a stream")
 		}
-		if err := c.Stream.check(); err != nil {
+		if err := c.Stream.checkLogged(); err != nil {
 			return c, fmt.Errorf("logx: catalog: %w", err)
 		}
 		if len(c.Voters) == 0 || len(c.Voters) > maxVoters {
@@ -270,7 +277,7 @@ func checkCatalog(cat map[string]*catalogEntry) error {
 		if e == nil || e.Spec.Name != name {
 			return fmt.Errorf("catalog entry %q is malformed", name)
 		}
-		if err := e.Spec.check(); err != nil {
+		if err := e.Spec.checkLogged(); err != nil {
 			return fmt.Errorf("catalog entry %q: %w", name, err)
 		}
 	}

@@ -347,7 +347,7 @@ func (n *node) open(sc StreamConfig, voters []string, join bool) error {
 	// Declared streams were validated with Config; a catalog entry is
 	// checked when proposed, but one an older version committed may
 	// still hold what this version refuses.
-	if err := specOf(sc).check(); err != nil {
+	if err := specOf(sc).checkLogged(); err != nil {
 		return fmt.Errorf("logx: stream %q: %w", sc.Name, err)
 	}
 	cfg := n.cfg.streamConfig(sc)

@@ -2,6 +2,7 @@ package logx
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -175,6 +176,15 @@ func TestLoggedShortMaxAge(t *testing.T) {
 	got, err := readSettings(appendSettings(nil, s))
 	require.NoError(t, err)
 	require.Equal(t, 30*time.Second, got.MaxAge)
-	require.NoError(t, specOf(StreamConfig{Name: "s", MaxAge: 30 * time.Second}).check())
-	require.Error(t, specOf(StreamConfig{Name: "s", MaxAge: -time.Second}).check())
+	require.NoError(t, specOf(StreamConfig{Name: "s", MaxAge: 30 * time.Second}).checkLogged())
+	require.Error(t, specOf(StreamConfig{Name: "s", MaxAge: -time.Second}).checkLogged())
+	b, err := json.Marshal(catalogCmd{Op: "create", Stream: &streamSpec{Name: "s", MaxAge: 30 * time.Second}, Voters: []string{"127.0.0.1:1"}})
+	require.NoError(t, err)
+	_, err = readCatalogCmd(append([]byte{cmdCatalog}, b...))
+	require.NoError(t, err, "a create an earlier version committed")
+	// A new stream is checked as a Config is.
+	require.Error(t, specOf(StreamConfig{Name: "s", MaxAge: 30 * time.Second}).check())
+	lx := newSingle(t, nil)
+	var ce *ConfigError
+	require.ErrorAs(t, lx.CreateStream(context.Background(), StreamConfig{Name: "s", MaxAge: 30 * time.Second}), &ce)
 }
