@@ -148,6 +148,9 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 		need += mf.Size
 	}
 	f.logf("logx: catching up to Raft index %d (sequence %d, %d files, %d bytes) from peers", m.Index, m.Seq, len(m.Files), need)
+	if m.Settings != nil {
+		f.catchUpSettings.Store(m.Settings)
+	}
 	f.progress.begin(start, need)
 	f.compressMu.Lock() // the compressor stops the file under way (compress.go)
 	defer f.compressMu.Unlock()

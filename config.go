@@ -126,9 +126,10 @@ type Config struct {
 	// minutes, which the log clock's lag can defeat). At most 16384
 	// producers are remembered; beyond that the ones silent longest are
 	// forgotten first. Defaults to 10 minutes; at least 1s and twice
-	// ForwardTimeout. A node that leaves it zero takes the cluster's, and
-	// until it knows it (a new node, until it has caught up) bounds its own
-	// tries by the shortest window, 1s.
+	// ForwardTimeout. A node that leaves it zero takes the cluster's (from
+	// the log, or from the snapshot a catch-up copies to), and until it
+	// knows it (a new node not yet added) bounds its own tries by the
+	// shortest window, 1s.
 	DedupWindow time.Duration `json:"dedup_window" yaml:"dedup_window"`
 
 	// Format is the line format of entries this node originates: FormatText

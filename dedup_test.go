@@ -310,18 +310,57 @@ func TestSpoofedProducerCluster(t *testing.T) {
 // cluster forgot the producer.
 func TestDedupWindowUnknownSettings(t *testing.T) {
 	const window = 40 * time.Second
-	c := newTestCluster(t, 3, func(cfg *Config) { cfg.DedupWindow = window })
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		cfg.DedupWindow = window
+		cfg.Streams = []StreamConfig{{Name: "audit"}}
+		cfg.MaxSize = 16 << 10
+		cfg.TrailingLogs = 8
+		cfg.SnapshotThreshold = 1 << 20 // snapshots only when the test asks
+		sm.walSegmentSize = 16 << 10    // so that compaction drops segments
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	_, err := c.nodes[0].Append(ctx, LevelInfo, "settings recorded")
 	require.NoError(t, err)
 	require.Equal(t, window, c.nodes[0].Stats().DedupWindow)
 
-	c.cfgs[0].DedupWindow = 0 // the joiner's Config, copied from node 1's
-	n := c.addJoiner()
-	c.cfgs[0].DedupWindow = window
+	// The new node's catch-up copies files, and the test holds its first
+	// fetch: meanwhile it has the snapshot's settings, not yet the log's.
+	c.logAppend("files", 100)
+	c.snapshotAll()
+	fetching, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	n := c.addJoinerWith(func(cfg *Config, sm *seams) {
+		cfg.DedupWindow = 0
+		sm.fetchHook = func(ctx context.Context) error {
+			once.Do(func() { close(fetching) })
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	})
 	require.Equal(t, minDedupWindow, c.nodes[n].Stats().DedupWindow, "settings unknown")
-	require.NoError(t, c.nodes[0].AddNode(ctx, c.cfgs[n].Addr))
+	added := make(chan error, 1)
+	go func() { added <- c.nodes[0].AddNode(ctx, c.cfgs[n].Addr) }()
+	select {
+	case <-fetching:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the new node did not catch up by copying files")
+	}
+	require.True(t, c.nodes[n].Stats().CatchingUp)
+	require.Equal(t, window, c.nodes[n].Stats().DedupWindow, "during the catch-up: the snapshot's window")
+	close(release)
+	require.NoError(t, <-added)
 	require.True(t, waitFor(30*time.Second, func() bool { return c.nodes[n].Stats().DedupWindow == window }),
 		"the added node took %v, not the cluster's window", c.nodes[n].Stats().DedupWindow)
+	// Its other streams take theirs too (they used the node's default,
+	// and refused to open on a cluster whose window was another).
+	var audit *Stream
+	require.True(t, waitFor(30*time.Second, func() bool {
+		audit, _ = c.nodes[n].Stream("audit")
+		return audit != nil && audit.Stats().DedupWindow == window
+	}), "the added node's audit stream")
 }

@@ -52,8 +52,12 @@ type fsm struct {
 	// settings are the cluster's, once known (settings.go); catalog is the
 	// catalog as applied (catalog.go), for other goroutines.
 	settings atomic.Pointer[clusterSettings]
-	catalog  atomic.Pointer[map[string]*catalogEntry]
-	level    atomic.Pointer[slog.Level] // the cluster level as applied, nil if never set
+	// catchUpSettings are the settings of the snapshot a catch-up under
+	// way copies to (nil: none), known before the catch-up ends and
+	// settings is set: a node's senders take its DedupWindow meanwhile.
+	catchUpSettings atomic.Pointer[clusterSettings]
+	catalog         atomic.Pointer[map[string]*catalogEntry]
+	level           atomic.Pointer[slog.Level] // the cluster level as applied, nil if never set
 	// truncated is the truncation point as applied (truncate.go), 0 if none.
 	truncated atomic.Uint64
 	// levelIndex is the Raft index of the last level command that set the

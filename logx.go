@@ -117,9 +117,12 @@ type defaultStream = Stream
 // node is what a Logx holds beside its streams: Dir's lock, the one
 // address (the mux) that every stream's connections share, and the streams.
 type node struct {
-	cfg   Config // the node's, defaults filled in
-	seams seams  // a test's hooks (hooks.go); zero in normal use
-	lock  *dirLock
+	cfg Config // the node's, defaults filled in
+	// dedupWindow is Config.DedupWindow as given (0: the cluster's), for
+	// the streams' own Configs, which start from cfg.
+	dedupWindow time.Duration
+	seams       seams // a test's hooks (hooks.go); zero in normal use
+	lock        *dirLock
 	// tlsFiles is the TLS material loaded from Config's TLS files, which
 	// a reload may replace (tlsreload.go); nil without them.
 	tlsFiles *tlsFiles
@@ -193,7 +196,7 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 			f(a)
 		}
 	}
-	n := &node{cfg: cfg.withDefaults(), seams: sm, tlsFiles: tf, byName: map[string]*Stream{}, openErr: map[string]error{}, changed: make(chan struct{}), wake: make(chan struct{}, 1),
+	n := &node{cfg: cfg.withDefaults(), dedupWindow: cfg.DedupWindow, seams: sm, tlsFiles: tf, byName: map[string]*Stream{}, openErr: map[string]error{}, changed: make(chan struct{}), wake: make(chan struct{}, 1),
 		cooldown: map[string]time.Time{}, sumsKnown: map[string]bool{}, handedTo: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{}), sumsDone: make(chan struct{})}
 	if n.lock, err = lockDir(cfg.Dir); err != nil {
 		return nil, err
@@ -351,6 +354,7 @@ func (n *node) open(sc StreamConfig, voters []string, join bool) error {
 		return fmt.Errorf("logx: stream %q: %w", sc.Name, err)
 	}
 	cfg := n.cfg.streamConfig(sc)
+	cfg.DedupWindow = n.dedupWindow // zero takes the stream's recorded one
 	if voters != nil {
 		cfg.Peers = slices.Clone(voters)
 		cfg.Join = !slices.Contains(voters, cfg.Addr)

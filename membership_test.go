@@ -21,6 +21,13 @@ import (
 // its Peers, and returns its index. It is not a member until AddNode.
 func (c *testCluster) addJoiner() int {
 	c.t.Helper()
+	return c.addJoinerWith(nil)
+}
+
+// addJoinerWith is addJoiner with the new node's Config and hooks
+// changed by tweak (nil: none).
+func (c *testCluster) addJoinerWith(tweak func(*Config, *seams)) int {
+	c.t.Helper()
 	addr := freeAddrs(c.t, 1)[0]
 	cfg := c.cfgs[0]
 	cfg.NodeID = fmt.Sprintf("n%d", len(c.cfgs)+1)
@@ -40,6 +47,12 @@ func (c *testCluster) addJoiner() int {
 	}
 	c.nodes = append(c.nodes, nil)
 	i := len(c.cfgs) - 1
+	if tweak != nil {
+		for len(c.seams) < len(c.cfgs) {
+			c.seams = append(c.seams, seams{})
+		}
+		tweak(&c.cfgs[i], &c.seams[i])
+	}
 	c.start(i)
 	return i
 }

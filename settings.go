@@ -220,16 +220,20 @@ func (lx *Stream) logFile() string {
 	return lx.cfg.File
 }
 
-// dedupWindow is the cluster's DedupWindow, once known, else this node's
+// dedupWindow is the cluster's DedupWindow, once known (from the log, or
+// from the snapshot a catch-up under way copies to), else this node's
 // Config's if it sets one (it must be the cluster's: settings.conflict).
 // A node whose Config leaves it zero takes the cluster's, which it does
-// not know until it learns the settings (a new node catching up, for
-// minutes): until then it is the shortest window a cluster may have, so
-// that no try of this node's outlasts the cluster's memory of its
-// producer. Its default of 10 minutes let a batch be tried again for 5
-// minutes in a cluster that forgets a producer after one.
+// not know until it learns the settings: until then it is the shortest
+// window a cluster may have, so that no try of this node's outlasts the
+// cluster's memory of its producer. Its default of 10 minutes let a batch
+// be tried again for 5 minutes in a cluster that forgets a producer after
+// one.
 func (lx *Stream) dedupWindow() time.Duration {
 	if s := lx.fsm.clusterSettings(); s != nil {
+		return s.DedupWindow
+	}
+	if s := lx.fsm.catchUpSettings.Load(); s != nil {
 		return s.DedupWindow
 	}
 	if lx.fsm.want.DedupWindow == 0 {
