@@ -180,12 +180,7 @@ func TestScrubChecksOnlyNew(t *testing.T) {
 		t.Helper()
 		c.stop(0)
 		c.start(0)
-		s := c.nodes[0].defaultStream
-		select {
-		case <-s.scrubStarted:
-		case <-time.After(30 * time.Second):
-			t.Fatal("the check did not end")
-		}
+		waitStartCheck(t, c.nodes[0].defaultStream)
 		return c.nodes[0].Stats().CheckedFiles
 	}
 	c.logAppend("scrub", 500)
@@ -221,6 +216,16 @@ func TestScrubChecksOnlyNew(t *testing.T) {
 	writeScrub(t, dir, st)
 	require.Equal(t, more-2, restart(), "from the cursor on")
 	require.Zero(t, readScrub(dir).Cursor)
+}
+
+// waitStartCheck waits for s's check of its files at start to end.
+func waitStartCheck(t *testing.T, s *Stream) {
+	t.Helper()
+	select {
+	case <-s.scrubStarted:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the check did not end")
+	}
 }
 
 func writeScrub(t *testing.T, dir string, st scrubState) {
@@ -416,11 +421,7 @@ func TestScrubMarksUnrepaired(t *testing.T) {
 	flipByte(t, filepath.Join(dir, names[1]), 0x20)
 	c.start(0)
 	s := c.nodes[0].defaultStream
-	select {
-	case <-s.scrubStarted:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the check did not end")
-	}
+	waitStartCheck(t, s)
 	unchecked := s.uncheckedFiles()
 	require.True(t, unchecked(firsts[1]), "the damaged file")
 	require.False(t, unchecked(firsts[0]), "a file the check cleared")
