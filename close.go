@@ -37,7 +37,9 @@ func (lx *Stream) close() error {
 	lx.awaitStopped()
 
 	var errs []error
-	if ferr != nil && !errors.Is(ferr, ErrRemoved) {
+	// A removed node's flush fails with ErrRemoved, which is no error of
+	// Close's; a loss joined to it still is.
+	if ferr != nil && (!errors.Is(ferr, ErrRemoved) || errors.Is(ferr, ErrEntriesLost)) {
 		errs = append(errs, fmt.Errorf("logx: flushing on close: %w", ferr))
 	}
 	if lx.raft.State() == raft.Leader && lx.voters() > 1 {

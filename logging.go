@@ -27,6 +27,9 @@ type entry struct {
 	// member marks those others once the producer has laid them out.
 	group  []*entry
 	member bool
+	// own marks logx's own entry (a sampling summary): its loss is not a
+	// caller's that Flush reports.
+	own bool
 }
 
 // waiter is how Append learns its entry's fate.
@@ -83,15 +86,16 @@ func (lx *Stream) logAsync(level slog.Level, msg string, args []any) {
 	if s := lx.sampler; s != nil && !s.allow(level, msg, t.UnixNano()) {
 		return
 	}
-	lx.noteAsync(lx.logAt(t, level, callerPC(3), msg, args, !lx.cfg.DropWhenFull))
+	lx.noteAsync(lx.logAt(t, level, callerPC(3), msg, args, !lx.cfg.DropWhenFull, false))
 }
 
 // logAt queues an entry made at t by the call at pc (0: none); with block
-// it waits for room in the queue.
-func (lx *Stream) logAt(t time.Time, level slog.Level, pc uintptr, msg string, args []any, block bool) error {
+// it waits for room in the queue. own marks logx's own entry (entry.own).
+func (lx *Stream) logAt(t time.Time, level slog.Level, pc uintptr, msg string, args []any, block, own bool) error {
 	//lint:ignore SA1012 nil says there is no context: ContextAttrs is not called
 	e, err := lx.newEntry(nil, t, level, pc, msg, nil, args, nil, nil)
 	if err == nil {
+		e.own = own
 		if err = lx.enqueue(context.Background(), e, block); err != nil {
 			lx.putEntry(e)
 		}
@@ -305,7 +309,7 @@ func (lx *Stream) getEntry() *entry {
 // logging allocates no entries; a body grown past maxPooledBody is let go so
 // that one large entry does not pin its memory.
 func (lx *Stream) putEntry(e *entry) {
-	e.w, e.group, e.member = nil, nil, false
+	e.w, e.group, e.member, e.own = nil, nil, false, false
 	if cap(e.body) > maxPooledBody {
 		e.body = nil
 	}
@@ -360,8 +364,9 @@ func (lx *Stream) enqueue(ctx context.Context, e *entry, block bool) error {
 // every Flush that began before one reported it, so a Flush that returns
 // nil acknowledges the entries logged before it unless another Flush of
 // this node reported a loss in between (Stats counts every one: Failed,
-// AsyncErrors). Append's entries are not counted: Append reports its own
-// entry's outcome. Calls made after Close began are not either.
+// AsyncErrors). Append's and AppendBatch's entries are not counted: they
+// report their own outcome. Calls made after Close began are not either,
+// nor logx's own entries.
 func (lx *Stream) Flush(ctx context.Context) error {
 	lx.qmu.RLock()
 	closed := lx.closed

@@ -604,11 +604,13 @@ func (r *rejoin) keepWaiting(limit, gap time.Duration) bool {
 }
 
 // noteLost counts the asynchronous entries of a failed batch for Flush to
-// report (an Append's caller gets the batch's error itself).
+// report: not an Append's or an AppendBatch's (their caller gets the
+// batch's error itself; an AppendBatch's other records are members), nor
+// logx's own.
 func (lx *Stream) noteLost(ents []*entry, err error) {
 	n := uint64(0)
 	for _, e := range ents {
-		if e.w == nil {
+		if e.w == nil && !e.member && !e.own {
 			n++
 		}
 	}

@@ -2,10 +2,14 @@ package logx
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // TestCallersShareBatches: callers of Append that call again as soon as
@@ -155,4 +159,22 @@ func TestRejoin(t *testing.T) {
 	if g.keepWaiting(half, long) || g.skip != 1 {
 		t.Fatalf("limit reached with two of three back: waits on, or skip %d, want 1 (a miss)", g.skip)
 	}
+}
+
+// TestNoteLost: a failed batch's losses that Flush reports are its
+// asynchronous callers' entries only: not an Append's, not the other
+// records of an AppendBatch (its caller has the error), not logx's own
+// (a sampling summary); an unknown outcome is counted apart.
+func TestNoteLost(t *testing.T) {
+	lx := &Stream{}
+	w := &waiter{}
+	ents := []*entry{{}, {}, {w: w}, {w: w, member: true}, {member: true}, {own: true}}
+	lx.noteLost(ents, errors.New("rejected"))
+	require.Equal(t, lossCount{lost: 2}, lx.losses())
+	lx.noteLost(ents, fmt.Errorf("%w: gave up", ErrOutcomeUnknown))
+	require.Equal(t, lossCount{lost: 2, unknown: 2}, lx.losses())
+	err := lx.flushSeen.reportSince(lossCount{}, lx.losses())
+	require.ErrorIs(t, err, ErrEntriesLost)
+	require.ErrorContains(t, err, "2 asynchronous entries logged through this node not committed, and 2 whose outcome is unknown")
+	require.NoError(t, lx.flushSeen.reportSince(lx.flushSeen.load(), lx.losses()), "reported once")
 }

@@ -147,7 +147,7 @@ func (lx *Stream) logSummaries(s *sampler, block bool) {
 	s.summaries(func(level slog.Level, msg string, dropped uint64) {
 		// logx's own entry: counted, but not a loss of the caller's.
 		if lx.logAt(lx.now(), level, 0, "logx: sampling dropped entries",
-			[]any{"sampled_msg", msg, "dropped", dropped, "interval", s.cfg.Interval.String()}, block) != nil {
+			[]any{"sampled_msg", msg, "dropped", dropped, "interval", s.cfg.Interval.String()}, block, true) != nil {
 			lx.stats.asyncRejected.Add(1)
 		}
 	})
