@@ -192,27 +192,26 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	// recorded with the manifest's checksum (its own record may name
 	// another hash: sums.go). Not one the checks of the files at rest
 	// found damaged, or have not checked yet since this start.
+	unchecked, cleared := func(uint64) bool { return false }, func(uint64) {}
+	if f.unchecked != nil {
+		unchecked, cleared = f.unchecked()
+	}
 	recorded := make(map[uint64]store.File, len(f.st.Rotated))
 	for _, r := range f.st.Rotated {
-		recorded[r.First] = r
+		if !unchecked(r.First) {
+			recorded[r.First] = r
+		}
 	}
 	maps.Copy(recorded, f.verified)
-	unchecked := func(uint64) bool { return false }
-	if f.unchecked != nil {
-		unchecked = f.unchecked()
-	}
 	var copied int64
 	for _, mf := range m.Files {
-		rec := recorded[mf.First]
-		if unchecked(mf.First) {
-			rec = store.File{}
-		}
-		n, err := f.catchUpFile(ctx, namer, mf, rec)
+		n, err := f.catchUpFile(ctx, namer, mf, recorded[mf.First])
 		if err == nil && mf.Name == namer.Segment(mf.First) {
 			if f.verified == nil {
 				f.verified = map[uint64]store.File{}
 			}
 			f.verified[mf.First] = mf
+			cleared(mf.First)
 		}
 		copied += n
 		if err != nil {

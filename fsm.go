@@ -142,10 +142,11 @@ type fsmConfig struct {
 	// Set before Raft starts: the store is opened after the state machine.
 	storedSnap func() uint64
 	// unchecked, if set, returns a test of which rotated files the
-	// checks of the files at rest (scrub.go) have not cleared: found
+	// checks of the files at rest (scrub.go) have not cleared (found
 	// damaged and not repaired, or, until the start's check has ended,
-	// not yet checked since they rotated. A catch-up reads those again.
-	unchecked func() func(first uint64) bool
+	// not yet checked since they rotated), which a catch-up reads again,
+	// and a function that clears one the catch-up has checked.
+	unchecked func() (unchecked func(first uint64) bool, cleared func(first uint64))
 	// fetcher copies file ranges from peers (catch-up, repair).
 	fetcher fetcher
 	// onWriteError is told when writing starts failing; onActive when

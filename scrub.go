@@ -215,6 +215,7 @@ func (lx *Stream) checkFile(fs store.File) int {
 		return checkClosing
 	}
 	if err == nil && fs.Matches(sum, size) {
+		lx.damaged.Delete(fs.First) // repaired by a catch-up, perhaps
 		return checkDone
 	}
 	if err == nil {
@@ -238,22 +239,30 @@ func (lx *Stream) checkFile(fs store.File) int {
 	return checkDone
 }
 
-// uncheckedFiles returns a test of which rotated files the checks have not
-// cleared, for a catch-up (fsm.unchecked): those found damaged and not
-// repaired, and, until the start's check has ended, those rotated since
-// the last check it records (the start's check finds a file damaged
-// before a restart again, and a catch-up must not keep it meanwhile).
-func (lx *Stream) uncheckedFiles() func(first uint64) bool {
-	through := uint64(math.MaxUint64)
+// uncheckedFiles returns, for a catch-up (fsm.unchecked), a test of which
+// rotated files the checks have not cleared, and a function that clears
+// one the catch-up has checked itself. Not cleared: those found damaged
+// and not repaired, and, until the start's check has ended, those its
+// record has not passed: rotated since the last check, or at or after
+// the cursor of a whole pass that stopped (at a file it found damaged
+// before a restart, perhaps; the start's check finds it again, and a
+// catch-up must not keep it meanwhile).
+func (lx *Stream) uncheckedFiles() (unchecked func(first uint64) bool, cleared func(first uint64)) {
+	through, cursor := uint64(math.MaxUint64), uint64(math.MaxUint64)
 	select {
 	case <-lx.scrubStarted:
 	default:
-		through = readScrub(lx.cfg.Dir).Through
+		st := readScrub(lx.cfg.Dir)
+		through = st.Through
+		if st.Cursor != 0 {
+			cursor = st.Cursor
+		}
 	}
-	return func(first uint64) bool {
+	unchecked = func(first uint64) bool {
 		_, bad := lx.damaged.Load(first)
-		return bad || first > through
+		return bad || first > through || first >= cursor
 	}
+	return unchecked, func(first uint64) { lx.damaged.Delete(first) }
 }
 
 // repairTemp is the prefix of the temporary file a repair copies into.

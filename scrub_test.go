@@ -422,7 +422,31 @@ func TestScrubMarksUnrepaired(t *testing.T) {
 	c.start(0)
 	s := c.nodes[0].defaultStream
 	waitStartCheck(t, s)
-	unchecked := s.uncheckedFiles()
+	unchecked, cleared := s.uncheckedFiles()
 	require.True(t, unchecked(firsts[1]), "the damaged file")
 	require.False(t, unchecked(firsts[0]), "a file the check cleared")
+	cleared(firsts[1]) // a catch-up copied and checked it
+	unchecked, _ = s.uncheckedFiles()
+	require.False(t, unchecked(firsts[1]))
+}
+
+// TestUncheckedBeforeStartCheck: until the start's check ends, the files
+// its record has not passed are unchecked: rotated after Through, and at
+// or after the Cursor of a whole pass that stopped (a file found damaged
+// before a restart stops it there).
+func TestUncheckedBeforeStartCheck(t *testing.T) {
+	lx := &Stream{scrubStarted: make(chan struct{})}
+	lx.cfg.Dir = t.TempDir()
+	writeScrub(t, lx.cfg.Dir, scrubState{Through: 100, Cursor: 50, PassAt: 1})
+	unchecked, _ := lx.uncheckedFiles()
+	for first, want := range map[uint64]bool{1: false, 49: false, 50: true, 100: true, 101: true} {
+		require.Equal(t, want, unchecked(first), "file %d", first)
+	}
+	writeScrub(t, lx.cfg.Dir, scrubState{Through: 100})
+	unchecked, _ = lx.uncheckedFiles()
+	require.False(t, unchecked(100))
+	require.True(t, unchecked(101))
+	close(lx.scrubStarted)
+	unchecked, _ = lx.uncheckedFiles()
+	require.False(t, unchecked(101), "the start's check has ended")
 }
