@@ -128,8 +128,9 @@ type Config struct {
 	// forgotten first. Defaults to 10 minutes; at least 1s and twice
 	// ForwardTimeout. A node that leaves it zero takes the cluster's (from
 	// the log, or from the snapshot a catch-up copies to), and until it
-	// knows it (a new node not yet added) bounds its own tries by the
-	// shortest window, 1s.
+	// knows it (a new node not yet added; a new stream's first moments,
+	// until the settings its leader records are applied) bounds its own
+	// tries by the shortest window, 1s.
 	DedupWindow time.Duration `json:"dedup_window" yaml:"dedup_window"`
 
 	// Format is the line format of entries this node originates: FormatText
