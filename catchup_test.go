@@ -876,3 +876,54 @@ func TestCatchUpAsksEveryPeer(t *testing.T) {
 	require.ErrorIs(t, restoreFrom(t, dst2, m), ErrCorrupt)
 	require.Equal(t, 4, tries, "one partial copy and a whole one from each of 3 peers")
 }
+
+// TestCatchUpFinishedByEntries: a catch-up that failed inside the install
+// of the leader's snapshot (every peer unreachable), followed by entries
+// instead of the snapshot (a later leader whose log still holds them), is
+// finished from the snapshot Raft stored, once the peers answer again;
+// the entries up to its index are skipped and the later ones applied, and
+// the files end identical to the source's. Before, the node stopped
+// applying until it was restarted.
+func TestCatchUpFinishedByEntries(t *testing.T) {
+	logs := testLogs(90, 7)
+	src := openTestFSM(t, t.TempDir())
+	src.ApplyBatch(logs[:80])
+	m := manifestOf(t, src)
+	src.ApplyBatch(logs[80:])
+	t.Cleanup(func() { src.close() })
+
+	dir := t.TempDir()
+	dst := openTestFSM(t, dir)
+	dst.retryPause = time.Millisecond
+	dst.ApplyBatch(logs[:25])
+	require.NoError(t, dst.persist())
+	down := true
+	dst.fetcher = fetcherFunc(func(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
+		if down {
+			return errors.New("no peer answers")
+		}
+		return (&dirFetcher{src: src}).fetch(ctx, first, off, n, w, attempt)
+	})
+	require.Error(t, restoreFrom(t, dst, m))
+	require.True(t, dst.st.CatchingUp)
+	dst.storedManifest = func() (*manifest, error) { return m, nil } // what Raft stored
+	tries := 0
+	prev := dst.fetcher
+	dst.fetcher = fetcherFunc(func(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
+		if tries++; tries == 3 {
+			down = false // the peers answer from the third try on
+		}
+		return prev.fetch(ctx, first, off, n, w, attempt)
+	})
+	res := dst.ApplyBatch(logs[25:])
+	for i, r := range res {
+		if r != nil {
+			if ar, ok := r.(applyResult); ok && ar.err != nil && !errors.Is(ar.err, errReplayed) {
+				t.Fatalf("entry %d: %v", logs[25+i].Index, ar.err)
+			}
+		}
+	}
+	require.NoError(t, dst.Err())
+	require.NoError(t, dst.close())
+	require.Equal(t, fileHashes(t, src.dir, "app.log"), fileHashes(t, dir, "app.log"))
+}

@@ -141,6 +141,9 @@ type fsmConfig struct {
 	// none, or unknown); nil for a state machine without a store (tests).
 	// Set before Raft starts: the store is opened after the state machine.
 	storedSnap func() uint64
+	// storedManifest reads the newest snapshot Raft has stored (nil: none);
+	// nil for a state machine without a store (tests).
+	storedManifest func() (*manifest, error)
 	// unchecked, if set, returns a test of which rotated files the
 	// checks of the files at rest (scrub.go) have not cleared (found
 	// damaged and not repaired, or, until the start's check has ended,
@@ -283,6 +286,11 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		return failAll(len(logs), err)
 	}
 	defer f.hooks.guard()()
+	if f.seg == nil && f.failed == nil && f.st.CatchingUp {
+		if err := f.finishCatchUp(); err != nil {
+			return failAll(len(logs), err) // closing
+		}
+	}
 	if f.seg == nil && f.failed == nil {
 		f.failed = fmt.Errorf("%w: the files are incomplete (an interrupted catch-up) and Raft has no snapshot to finish it", ErrCorrupt)
 		f.setErr(f.failed)
@@ -321,6 +329,58 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		f.setErr(nil)
 	}
 	return res
+}
+
+// knowsSums refuses a manifest naming a checksum this node does not know
+// (fsmConfig.onlySHA256).
+func (f *fsm) knowsSums(m *manifest) error {
+	if f.onlySHA256 {
+		for i, mf := range m.Files {
+			if mf.SHA256 == "" {
+				return fmt.Errorf("logx: snapshot: file %d has no valid sha256", i)
+			}
+		}
+	}
+	return nil
+}
+
+// finishCatchUp finishes a catch-up that an install of the leader's
+// snapshot left unfinished (every peer unreachable), when Raft goes on
+// with entries instead of sending the snapshot again: a later leader
+// whose log still holds the entries after this node's sends those. The
+// snapshot the install stored is the catch-up's target: its files are
+// copied, trying again until that works (apply waits, as for a write
+// error), and Raft's entries up to its index are then skipped as
+// replayed. Before, the node stopped applying until it was restarted,
+// whose start finished the catch-up from the same snapshot. It returns
+// an error only when the node closes; with no stored snapshot, or one
+// that does not parse, it does nothing (the caller's error stands).
+func (f *fsm) finishCatchUp() error {
+	if f.storedManifest == nil {
+		return nil
+	}
+	m, err := f.storedManifest()
+	if err == nil && m != nil {
+		err = f.knowsSums(m)
+	}
+	if err != nil || m == nil || m.Index <= f.st.Index {
+		if err != nil {
+			f.logf("logx: reading the stored snapshot to finish the catch-up: %v", err)
+		}
+		return nil
+	}
+	for pause := cmp.Or(f.retryPause, time.Second); ; pause = min(2*pause, 30*time.Second) {
+		err := f.catchUp(f.stopContext(), m)
+		f.setCatchUpErr(err)
+		f.endCatchUp()
+		if err == nil || f.failed != nil { // done, or stopped by a settings conflict
+			return nil
+		}
+		f.logf("logx: finishing the catch-up to Raft index %d from the stored snapshot (Raft sends entries, not the snapshot): %v; trying again in %v", m.Index, err, pause)
+		if f.stopped(pause) {
+			return fmt.Errorf("%w while catching up: %v", ErrClosed, err)
+		}
+	}
 }
 
 // stopped waits for pause and reports whether the node is closing; a
@@ -649,13 +709,8 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	pending := f.bg.m
 	f.stopBackground()
 	m, err := readManifest(rc, f.manifestFile)
-	if err == nil && f.onlySHA256 {
-		for i, mf := range m.Files {
-			if mf.SHA256 == "" {
-				err = fmt.Errorf("logx: snapshot: file %d has no valid sha256", i)
-				break
-			}
-		}
+	if err == nil {
+		err = f.knowsSums(m)
 	}
 	if err != nil {
 		if pending != nil && f.seg == nil {

@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -344,4 +345,20 @@ func TestNewestStored(t *testing.T) {
 		require.NoError(t, sink.Close())
 		require.Equal(t, idx, newestStored(s))
 	}
+	_, err = newestManifest(s, func(*manifest) string { return "app.log" })
+	require.Error(t, err, "the newest holds no manifest")
+
+	// The newest snapshot's manifest, read as Restore reads it.
+	src := openTestFSM(t, t.TempDir())
+	src.ApplyBatch(testLogs(30, 7))
+	m := manifestOf(t, src)
+	require.NoError(t, src.close())
+	sink, err := s.Create(raft.SnapshotVersionMax, m.Index+100, 1, raft.Configuration{}, 1, nil)
+	require.NoError(t, err)
+	require.NoError(t, json.NewEncoder(sink).Encode(m))
+	require.NoError(t, sink.Close())
+	got, err := newestManifest(s, func(*manifest) string { return "app.log" })
+	require.NoError(t, err)
+	require.Equal(t, m.Index, got.Index)
+	require.Equal(t, m.Files, got.Files)
 }

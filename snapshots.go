@@ -45,6 +45,21 @@ func newestStored(s raft.SnapshotStore) uint64 {
 	return metas[0].Index
 }
 
+// newestManifest reads the manifest of the newest snapshot s holds (nil:
+// none), as Restore would, naming files by file.
+func newestManifest(s raft.SnapshotStore, file func(*manifest) string) (*manifest, error) {
+	metas, err := s.List()
+	if err != nil || len(metas) == 0 {
+		return nil, err
+	}
+	_, rc, err := s.Open(metas[0].ID)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return readManifest(rc, file)
+}
+
 // checkedSink keeps a copy of what it is written (a manifest: small) to
 // check it on Close.
 type checkedSink struct {
