@@ -331,58 +331,6 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	return res
 }
 
-// knowsSums refuses a manifest naming a checksum this node does not know
-// (fsmConfig.onlySHA256).
-func (f *fsm) knowsSums(m *manifest) error {
-	if f.onlySHA256 {
-		for i, mf := range m.Files {
-			if mf.SHA256 == "" {
-				return fmt.Errorf("logx: snapshot: file %d has no valid sha256", i)
-			}
-		}
-	}
-	return nil
-}
-
-// finishCatchUp finishes a catch-up that an install of the leader's
-// snapshot left unfinished (every peer unreachable), when Raft goes on
-// with entries instead of sending the snapshot again: a later leader
-// whose log still holds the entries after this node's sends those. The
-// snapshot the install stored is the catch-up's target: its files are
-// copied, trying again until that works (apply waits, as for a write
-// error), and Raft's entries up to its index are then skipped as
-// replayed. Before, the node stopped applying until it was restarted,
-// whose start finished the catch-up from the same snapshot. It returns
-// an error only when the node closes; with no stored snapshot, or one
-// that does not parse, it does nothing (the caller's error stands).
-func (f *fsm) finishCatchUp() error {
-	if f.storedManifest == nil {
-		return nil
-	}
-	m, err := f.storedManifest()
-	if err == nil && m != nil {
-		err = f.knowsSums(m)
-	}
-	if err != nil || m == nil || m.Index <= f.st.Index {
-		if err != nil {
-			f.logf("logx: reading the stored snapshot to finish the catch-up: %v", err)
-		}
-		return nil
-	}
-	for pause := cmp.Or(f.retryPause, time.Second); ; pause = min(2*pause, 30*time.Second) {
-		err := f.catchUp(f.stopContext(), m)
-		f.setCatchUpErr(err)
-		f.endCatchUp()
-		if err == nil || f.failed != nil { // done, or stopped by a settings conflict
-			return nil
-		}
-		f.logf("logx: finishing the catch-up to Raft index %d from the stored snapshot (Raft sends entries, not the snapshot): %v; trying again in %v", m.Index, err, pause)
-		if f.stopped(pause) {
-			return fmt.Errorf("%w while catching up: %v", ErrClosed, err)
-		}
-	}
-}
-
 // stopped waits for pause and reports whether the node is closing; a
 // node already closing does not wait.
 func (f *fsm) stopped(pause time.Duration) bool {
@@ -554,51 +502,6 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 		f.onApplied()
 	}
 	return res, nil
-}
-
-// retain applies the retention policy after a batch: while there are more
-// rotated files than policy.maxFiles, or the oldest one's newest line clock
-// is more than policy.maxAge older than the log clock (clock.go), the
-// oldest leaves the log. Both clocks come from the log, so every node
-// retires the same files at the same Raft index. A retired file is renamed, not
-// deleted: catch-ups from a recent snapshot may still fetch it. Snapshot
-// deletes it later.
-func (f *fsm) retain() error {
-	p := f.policy
-	if p.maxFiles <= 0 && p.maxAge <= 0 && f.st.TruncatedBefore == 0 {
-		return nil
-	}
-	gone, err := f.seg.Retire(p.maxFiles, p.maxAge, f.st.Clock, f.st.TruncatedBefore, &f.filesMu)
-	for _, old := range gone {
-		f.st.Retired = append(f.st.Retired, retiredFile{Name: old.Name, Index: f.st.Index})
-		f.retired.Add(1)
-	}
-	if len(gone) > 0 && len(f.st.Retired) >= max(2, p.maxFiles) && f.onRetired != nil {
-		f.onRetired()
-	}
-	return err
-}
-
-// deleteRetired deletes the retired files no snapshot Raft could still send
-// lists: those retired at or before prevSnap, the index of the newest
-// snapshot Raft has stored (it keeps that one and the one being taken).
-// Called by Snapshot, on the apply goroutine.
-func (f *fsm) deleteRetired(prevSnap uint64) error {
-	kept := f.st.Retired[:0]
-	for _, r := range f.st.Retired {
-		if r.Index > prevSnap {
-			kept = append(kept, r)
-			continue
-		}
-		f.filesMu.Lock()
-		err := store.RemoveRetired(f.dir, r.Name)
-		f.filesMu.Unlock()
-		if err != nil {
-			return err
-		}
-	}
-	f.st.Retired = kept
-	return nil
 }
 
 // setErr records the write error that stops the node (nil: none).

@@ -3,12 +3,14 @@ package logx
 import (
 	"errors"
 
+	"github.com/logx-dev/logx/internal/store"
+
 	"github.com/hashicorp/raft"
 )
 
 // Retired files and snapshots. Retention renames the files it takes out of
 // the log to .retired-<name>, and a snapshot deletes those retired at or
-// before the previous snapshot (fsm.deleteRetired): a peer catching up
+// before the newest stored snapshot (fsm.deleteRetired): a peer catching up
 // from that snapshot may still copy them. Raft takes a snapshot after
 // SnapshotThreshold Raft entries, checked every two minutes or so; under
 // heavy load that is many gigabytes of retired files (a 10-minute run at
@@ -50,4 +52,49 @@ func (lx *Stream) askSnapshot() bool {
 		lx.snapshotting.Store(false)
 	}
 	return started
+}
+
+// retain applies the retention policy after a batch: while there are more
+// rotated files than policy.maxFiles, or the oldest one's newest line clock
+// is more than policy.maxAge older than the log clock (clock.go), the
+// oldest leaves the log. Both clocks come from the log, so every node
+// retires the same files at the same Raft index. A retired file is renamed, not
+// deleted: catch-ups from a recent snapshot may still fetch it. Snapshot
+// deletes it later.
+func (f *fsm) retain() error {
+	p := f.policy
+	if p.maxFiles <= 0 && p.maxAge <= 0 && f.st.TruncatedBefore == 0 {
+		return nil
+	}
+	gone, err := f.seg.Retire(p.maxFiles, p.maxAge, f.st.Clock, f.st.TruncatedBefore, &f.filesMu)
+	for _, old := range gone {
+		f.st.Retired = append(f.st.Retired, retiredFile{Name: old.Name, Index: f.st.Index})
+		f.retired.Add(1)
+	}
+	if len(gone) > 0 && len(f.st.Retired) >= max(2, p.maxFiles) && f.onRetired != nil {
+		f.onRetired()
+	}
+	return err
+}
+
+// deleteRetired deletes the retired files no snapshot Raft could still send
+// lists: those retired at or before prevSnap, the index of the newest
+// snapshot Raft has stored (it keeps that one and the one being taken).
+// Called by Snapshot, on the apply goroutine.
+func (f *fsm) deleteRetired(prevSnap uint64) error {
+	kept := f.st.Retired[:0]
+	for _, r := range f.st.Retired {
+		if r.Index > prevSnap {
+			kept = append(kept, r)
+			continue
+		}
+		f.filesMu.Lock()
+		err := store.RemoveRetired(f.dir, r.Name)
+		f.filesMu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	f.st.Retired = kept
+	return nil
 }

@@ -2,10 +2,12 @@ package logx
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/logx-dev/logx/internal/store"
@@ -195,3 +197,55 @@ const maxVoters = 1024
 // maxManifest bounds the snapshot a node decodes: a manifest lists files
 // and producers, a few hundred bytes each.
 const maxManifest = 64 << 20
+
+// knowsSums refuses a manifest naming a checksum this node does not know
+// (fsmConfig.onlySHA256).
+func (f *fsm) knowsSums(m *manifest) error {
+	if f.onlySHA256 {
+		for i, mf := range m.Files {
+			if mf.SHA256 == "" {
+				return fmt.Errorf("logx: snapshot: file %d has no valid sha256", i)
+			}
+		}
+	}
+	return nil
+}
+
+// finishCatchUp finishes a catch-up that an install of the leader's
+// snapshot left unfinished (every peer unreachable), when Raft goes on
+// with entries instead of sending the snapshot again: a later leader
+// whose log still holds the entries after this node's sends those. The
+// snapshot the install stored is the catch-up's target: its files are
+// copied, trying again until that works (apply waits, as for a write
+// error), and Raft's entries up to its index are then skipped as
+// replayed. Before, the node stopped applying until it was restarted,
+// whose start finished the catch-up from the same snapshot. It returns
+// an error only when the node closes; with no stored snapshot, or one
+// that does not parse, it does nothing (the caller's error stands).
+func (f *fsm) finishCatchUp() error {
+	if f.storedManifest == nil {
+		return nil
+	}
+	m, err := f.storedManifest()
+	if err == nil && m != nil {
+		err = f.knowsSums(m)
+	}
+	if err != nil || m == nil || m.Index <= f.st.Index {
+		if err != nil {
+			f.logf("logx: reading the stored snapshot to finish the catch-up: %v", err)
+		}
+		return nil
+	}
+	for pause := cmp.Or(f.retryPause, time.Second); ; pause = min(2*pause, 30*time.Second) {
+		err := f.catchUp(f.stopContext(), m)
+		f.setCatchUpErr(err)
+		f.endCatchUp()
+		if err == nil || f.failed != nil { // done, or stopped by a settings conflict
+			return nil
+		}
+		f.logf("logx: finishing the catch-up to Raft index %d from the stored snapshot (Raft sends entries, not the snapshot): %v; trying again in %v", m.Index, err, pause)
+		if f.stopped(pause) {
+			return fmt.Errorf("%w while catching up: %v", ErrClosed, err)
+		}
+	}
+}
