@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -187,31 +186,40 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	}
 	namer := store.NewNames(f.file)
 	// The rotated files this node's own checkpoint lists, with the
-	// checksums they had when it wrote or last checked them.
-	// A file this process checked in an earlier attempt counts as
-	// recorded with the manifest's checksum (its own record may name
-	// another hash: sums.go). Not one the checks of the files at rest
-	// found damaged, or have not checked yet since this start.
-	unchecked, cleared := func(uint64) bool { return false }, func(uint64) {}
+	// checksums they had when it wrote or last checked them, unless the
+	// checks of the files at rest have not cleared them; and the files an
+	// earlier attempt of this process read and checked against a manifest
+	// (their own record may name another hash: sums.go), unless found
+	// damaged since.
+	checks := fileChecks{unchecked: func(uint64) bool { return false }, damaged: func(uint64) bool { return false }, cleared: func(uint64) {}}
 	if f.unchecked != nil {
-		unchecked, cleared = f.unchecked()
+		checks = f.unchecked()
 	}
 	recorded := make(map[uint64]store.File, len(f.st.Rotated))
 	for _, r := range f.st.Rotated {
-		if !unchecked(r.First) {
+		if !checks.unchecked(r.First) {
 			recorded[r.First] = r
 		}
 	}
-	maps.Copy(recorded, f.verified)
+	for first, v := range f.verified {
+		if !checks.damaged(first) {
+			recorded[first] = v
+		}
+	}
 	var copied int64
 	for _, mf := range m.Files {
-		n, err := f.catchUpFile(ctx, namer, mf, recorded[mf.First])
+		if f.holdsRecorded(namer, mf, recorded[mf.First], filepath.Join(f.dir, stagingName(mf.First))) {
+			f.progress.done.Add(mf.Size) // kept unread
+			continue
+		}
+		n, err := f.catchUpFile(ctx, namer, mf)
 		if err == nil && mf.Name == namer.Segment(mf.First) {
+			// Read and checked: kept by a later attempt, and cleared.
 			if f.verified == nil {
 				f.verified = map[uint64]store.File{}
 			}
 			f.verified[mf.First] = mf
-			cleared(mf.First)
+			checks.cleared(mf.First)
 		}
 		copied += n
 		if err != nil {
@@ -282,15 +290,10 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	return nil
 }
 
-// catchUpFile assembles one file of the manifest and returns how many bytes
-// it copied. rec is the file as this node's checkpoint lists it among its
-// rotated files (zero if it does not).
-func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File, rec store.File) (int64, error) {
+// catchUpFile assembles one file of the manifest, reading and checking
+// every byte it keeps, and returns how many bytes it copied.
+func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File) (int64, error) {
 	staging := filepath.Join(f.dir, stagingName(mf.First))
-	if f.holdsRecorded(namer, mf, rec, staging) {
-		f.progress.done.Add(mf.Size)
-		return 0, nil
-	}
 	if keep, err := f.keepCompressed(ctx, namer, mf, staging); keep || err != nil {
 		f.progress.done.Add(mf.Size)
 		return 0, err

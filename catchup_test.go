@@ -788,8 +788,9 @@ func TestCatchUpKeepsRecorded(t *testing.T) {
 	b[len(b)/2] ^= 0xff
 	require.NoError(t, os.WriteFile(path, b, 0o644))
 	var clearedBad bool
-	dst2.unchecked = func() (func(uint64) bool, func(uint64)) {
-		return func(first uint64) bool { return first == bad.First }, func(first uint64) { clearedBad = clearedBad || first == bad.First }
+	dst2.unchecked = func() fileChecks {
+		is := func(first uint64) bool { return first == bad.First }
+		return fileChecks{unchecked: is, damaged: is, cleared: func(first uint64) { clearedBad = clearedBad || first == bad.First }}
 	}
 	dst2.fetcher = &dirFetcher{src: src}
 	require.NoError(t, restoreFrom(t, dst2, m))
@@ -824,13 +825,22 @@ func TestCatchUpKeepsVerified(t *testing.T) {
 	dst.fetcher = df
 	// Every file unchecked by the checks at rest (a start's check not
 	// ended): what an attempt checked itself is still kept by the next.
-	dst.unchecked = func() (func(uint64) bool, func(uint64)) {
-		return func(uint64) bool { return true }, func(uint64) {}
+	damaged := map[uint64]bool{}
+	dst.unchecked = func() fileChecks {
+		return fileChecks{unchecked: func(uint64) bool { return true }, damaged: func(first uint64) bool { return damaged[first] }, cleared: func(uint64) {}}
 	}
 	require.Error(t, restoreFrom(t, dst, m))
 	require.GreaterOrEqual(t, dst.progress.reread.Load(), recorded, "the first attempt reads every file once")
+	// A file found damaged since it was checked is read again, though.
+	require.NotEmpty(t, dst.verified)
+	var bad store.File
+	for first, v := range dst.verified {
+		damaged[first], bad = true, v
+		break
+	}
 	require.NoError(t, restoreFrom(t, dst, m))
 	require.Less(t, dst.progress.reread.Load(), recorded/2, "the second attempt read the checked files again")
+	require.GreaterOrEqual(t, dst.progress.reread.Load(), bad.Size, "a file found damaged since was kept")
 	require.NoError(t, dst.close())
 	require.Equal(t, fileHashes(t, src.dir, "app.log"), fileHashes(t, dir, "app.log"))
 }

@@ -144,12 +144,9 @@ type fsmConfig struct {
 	// storedManifest reads the newest snapshot Raft has stored (nil: none);
 	// nil for a state machine without a store (tests).
 	storedManifest func() (*manifest, error)
-	// unchecked, if set, returns a test of which rotated files the
-	// checks of the files at rest (scrub.go) have not cleared (found
-	// damaged and not repaired, or, until the start's check has ended,
-	// not yet checked since they rotated), which a catch-up reads again,
-	// and a function that clears one the catch-up has checked.
-	unchecked func() (unchecked func(first uint64) bool, cleared func(first uint64))
+	// unchecked, if set, says which rotated files the checks of the files
+	// at rest (scrub.go) have not cleared, which a catch-up reads again.
+	unchecked func() fileChecks
 	// fetcher copies file ranges from peers (catch-up, repair).
 	fetcher fetcher
 	// onWriteError is told when writing starts failing; onActive when

@@ -47,7 +47,14 @@ type scrubState struct {
 	Through uint64 `json:"through"`
 	PassAt  int64  `json:"pass_at"`
 	Cursor  uint64 `json:"cursor,omitempty"`
+	// Damaged are the files a check found damaged and could not repair
+	// (Stream.damaged, at most maxDamagedRecorded): a catch-up after a
+	// restart reads them again before the start's check finds them.
+	Damaged []uint64 `json:"damaged,omitempty"`
 }
+
+// maxDamagedRecorded bounds scrubState.Damaged.
+const maxDamagedRecorded = 1024
 
 // readScrub loads dir's record of checks; none (a start before
 // 2026-12-06, or a new node) or a damaged one is all unchecked.
@@ -183,8 +190,15 @@ func (lx *Stream) scrubPass(files []store.File, every time.Duration, fresh chan 
 	return advance
 }
 
-// saveScrub records st; a record lost to a crash only means checking again.
+// saveScrub records st, with the damaged files as they stand; a record
+// lost to a crash only means checking again.
 func (lx *Stream) saveScrub(st scrubState) {
+	st.Damaged = st.Damaged[:0]
+	lx.damaged.Range(func(k, _ any) bool {
+		st.Damaged = append(st.Damaged, k.(uint64))
+		return len(st.Damaged) < maxDamagedRecorded
+	})
+	slices.Sort(st.Damaged)
 	b, _ := json.Marshal(st)
 	if err := store.WriteFileAtomic(filepath.Join(lx.cfg.Dir, scrubFile), b); err != nil && lx.closingCtx.Err() == nil {
 		lx.logf("logx: recording the check of the rotated files: %v", err)
@@ -215,7 +229,7 @@ func (lx *Stream) checkFile(fs store.File) int {
 		return checkClosing
 	}
 	if err == nil && fs.Matches(sum, size) {
-		lx.damaged.Delete(fs.First) // repaired by a catch-up, perhaps
+		lx.clearDamaged(fs.First) // repaired by a catch-up, perhaps
 		return checkDone
 	}
 	if err == nil {
@@ -229,25 +243,47 @@ func (lx *Stream) checkFile(fs store.File) int {
 			return checkClosing
 		}
 		lx.logf("logx: repairing %s: %v", fs.Name, err)
-		lx.damaged.Store(fs.First, true) // a catch-up reads it again (uncheckedFiles)
+		if _, known := lx.damaged.LoadOrStore(fs.First, true); !known {
+			lx.saveScrub(readScrub(lx.cfg.Dir)) // a catch-up reads it again, restarted too (uncheckedFiles)
+		}
 		return checkUnrepaired
 	}
-	lx.damaged.Delete(fs.First)
+	lx.clearDamaged(fs.First)
 	lx.stats.repaired.Add(1)
 	lx.logf("logx: %s repaired from a peer", fs.Name)
 	lx.wakeCompressor() // a compressed file comes back plain
 	return checkDone
 }
 
-// uncheckedFiles returns, for a catch-up (fsm.unchecked), a test of which
-// rotated files the checks have not cleared, and a function that clears
-// one the catch-up has checked itself. Not cleared: those found damaged
-// and not repaired, and, until the start's check has ended, those its
-// record has not passed: rotated since the last check, or at or after
-// the cursor of a whole pass that stopped (at a file it found damaged
-// before a restart, perhaps; the start's check finds it again, and a
-// catch-up must not keep it meanwhile).
-func (lx *Stream) uncheckedFiles() (unchecked func(first uint64) bool, cleared func(first uint64)) {
+// loadDamaged takes the damaged files the record lists (at start).
+func (lx *Stream) loadDamaged() {
+	for _, first := range readScrub(lx.cfg.Dir).Damaged {
+		lx.damaged.Store(first, true)
+	}
+}
+
+// clearDamaged takes first out of the damaged files, and out of the
+// record if it was in them.
+func (lx *Stream) clearDamaged(first uint64) {
+	if _, was := lx.damaged.LoadAndDelete(first); was {
+		lx.saveScrub(readScrub(lx.cfg.Dir))
+	}
+}
+
+// fileChecks is what the checks of the files at rest tell a catch-up
+// (fsm.unchecked), by a rotated file's first sequence number.
+type fileChecks struct {
+	unchecked func(first uint64) bool // not cleared: damaged, or not checked yet
+	damaged   func(first uint64) bool // found damaged and not repaired
+	cleared   func(first uint64)      // the catch-up read and checked it
+}
+
+// uncheckedFiles returns the fileChecks for a catch-up. Not cleared: the
+// files found damaged and not repaired (kept in the record across
+// restarts), and, until the start's check has ended, those its record
+// has not passed: rotated since the last check, or at or after the
+// cursor of a whole pass that stopped.
+func (lx *Stream) uncheckedFiles() fileChecks {
 	through, cursor := uint64(math.MaxUint64), uint64(math.MaxUint64)
 	select {
 	case <-lx.scrubStarted:
@@ -258,11 +294,15 @@ func (lx *Stream) uncheckedFiles() (unchecked func(first uint64) bool, cleared f
 			cursor = st.Cursor
 		}
 	}
-	unchecked = func(first uint64) bool {
+	damaged := func(first uint64) bool {
 		_, bad := lx.damaged.Load(first)
-		return bad || first > through || first >= cursor
+		return bad
 	}
-	return unchecked, func(first uint64) { lx.damaged.Delete(first) }
+	return fileChecks{
+		unchecked: func(first uint64) bool { return damaged(first) || first > through || first >= cursor },
+		damaged:   damaged,
+		cleared:   func(first uint64) { lx.damaged.Delete(first) },
+	}
 }
 
 // repairTemp is the prefix of the temporary file a repair copies into.

@@ -422,12 +422,22 @@ func TestScrubMarksUnrepaired(t *testing.T) {
 	c.start(0)
 	s := c.nodes[0].defaultStream
 	waitStartCheck(t, s)
-	unchecked, cleared := s.uncheckedFiles()
-	require.True(t, unchecked(firsts[1]), "the damaged file")
-	require.False(t, unchecked(firsts[0]), "a file the check cleared")
-	cleared(firsts[1]) // a catch-up copied and checked it
-	unchecked, _ = s.uncheckedFiles()
-	require.False(t, unchecked(firsts[1]))
+	checks := s.uncheckedFiles()
+	require.True(t, checks.unchecked(firsts[1]), "the damaged file")
+	require.True(t, checks.damaged(firsts[1]))
+	require.False(t, checks.unchecked(firsts[0]), "a file the check cleared")
+	require.Equal(t, []uint64{firsts[1]}, readScrub(dir).Damaged, "recorded for a restart")
+
+	// After a restart it is damaged at once, before the start's check
+	// finds it again.
+	c.stop(0)
+	c.start(0)
+	s = c.nodes[0].defaultStream
+	require.True(t, s.uncheckedFiles().damaged(firsts[1]))
+	waitStartCheck(t, s)
+	checks = s.uncheckedFiles()
+	checks.cleared(firsts[1]) // a catch-up copied and checked it
+	require.False(t, s.uncheckedFiles().unchecked(firsts[1]))
 }
 
 // TestUncheckedBeforeStartCheck: until the start's check ends, the files
@@ -438,15 +448,18 @@ func TestUncheckedBeforeStartCheck(t *testing.T) {
 	lx := &Stream{scrubStarted: make(chan struct{})}
 	lx.cfg.Dir = t.TempDir()
 	writeScrub(t, lx.cfg.Dir, scrubState{Through: 100, Cursor: 50, PassAt: 1})
-	unchecked, _ := lx.uncheckedFiles()
+	unchecked := lx.uncheckedFiles().unchecked
 	for first, want := range map[uint64]bool{1: false, 49: false, 50: true, 100: true, 101: true} {
 		require.Equal(t, want, unchecked(first), "file %d", first)
 	}
-	writeScrub(t, lx.cfg.Dir, scrubState{Through: 100})
-	unchecked, _ = lx.uncheckedFiles()
-	require.False(t, unchecked(100))
-	require.True(t, unchecked(101))
+	writeScrub(t, lx.cfg.Dir, scrubState{Through: 100, Damaged: []uint64{7}})
+	lx.loadDamaged()
+	checks := lx.uncheckedFiles()
+	require.False(t, checks.unchecked(100))
+	require.True(t, checks.unchecked(101))
+	require.True(t, checks.damaged(7) && checks.unchecked(7), "damaged before the restart")
 	close(lx.scrubStarted)
-	unchecked, _ = lx.uncheckedFiles()
-	require.False(t, unchecked(101), "the start's check has ended")
+	checks = lx.uncheckedFiles()
+	require.False(t, checks.unchecked(101), "the start's check has ended")
+	require.True(t, checks.unchecked(7), "still damaged")
 }

@@ -358,6 +358,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	lx.fsm.storedSnap = func() uint64 { return newestStored(fileSnaps) }
 	lx.fsm.storedManifest = func() (*manifest, error) { return newestManifest(fileSnaps, lx.fsm.manifestFile) }
 	lx.scrubStarted = make(chan struct{}) // before Raft: a catch-up's uncheckedFiles reads it
+	lx.loadDamaged()
 	lx.fsm.unchecked = lx.uncheckedFiles
 	summed, err := newSummedLog(lx.wal, lx.logf) // walsum.go: a checksum on every entry
 	if err != nil {
