@@ -554,28 +554,35 @@ func (f *fsm) resumeInBackground(m *manifest) {
 	go f.catchUpInBackground(ctx, m, done)
 }
 
+// tellBlocked calls onBlocked every second until ctx ends or the function
+// it returns is called (and returns once it has stopped): a node elected
+// while a catch-up keeps it from applying hands the leadership over.
+// Raft does not hand the FSM its no-op entries: a node elected meanwhile
+// would lead, unable to apply, until the first command.
+func (f *fsm) tellBlocked(ctx context.Context) (stop func()) {
+	if f.onBlocked == nil {
+		return func() {}
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			f.onBlocked()
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return func() { cancel(); wg.Wait() }
+}
+
 func (f *fsm) catchUpInBackground(ctx context.Context, m *manifest, done chan struct{}) {
 	defer close(done)
-	if f.onBlocked != nil {
-		// Raft does not hand the FSM its no-op entries: a node elected
-		// meanwhile would lead, unable to apply, until the first command.
-		wctx, cancel := context.WithCancel(ctx)
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			t := time.NewTicker(time.Second)
-			defer t.Stop()
-			for {
-				f.onBlocked()
-				select {
-				case <-wctx.Done():
-					return
-				case <-t.C:
-				}
-			}
-		})
-		defer wg.Wait()
-		defer cancel()
-	}
+	defer f.tellBlocked(ctx)()
 	for pause, attempt := time.Duration(0), 1; ; attempt++ {
 		if pause > 0 {
 			t := time.NewTimer(pause)

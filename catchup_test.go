@@ -917,9 +917,15 @@ func TestCatchUpFinishedByEntries(t *testing.T) {
 	require.Error(t, restoreFrom(t, dst, m))
 	require.True(t, dst.st.CatchingUp)
 	dst.storedManifest = func() (*manifest, error) { return m, nil } // what Raft stored
+	var blocked atomic.Int32
+	dst.onBlocked = func() { blocked.Add(1) }
 	tries := 0
 	prev := dst.fetcher
 	dst.fetcher = fetcherFunc(func(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
+		// Meanwhile the node is held up (a leader hands over) and says
+		// it is catching up, between tries too.
+		require.True(t, dst.applyBlocked())
+		require.True(t, dst.catchingUp())
 		if tries++; tries == 3 {
 			down = false // the peers answer from the third try on
 		}
@@ -934,6 +940,26 @@ func TestCatchUpFinishedByEntries(t *testing.T) {
 		}
 	}
 	require.NoError(t, dst.Err())
+	require.Positive(t, blocked.Load(), "a leader would not have handed over")
+	require.False(t, dst.applyBlocked())
 	require.NoError(t, dst.close())
 	require.Equal(t, fileHashes(t, src.dir, "app.log"), fileHashes(t, dir, "app.log"))
+
+	// Peers that never answer: it gives up after finishTries attempts
+	// and stops applying, as before, instead of holding Raft's apply for
+	// good (a newer snapshot could not be installed meanwhile).
+	dir2 := t.TempDir()
+	dst2 := openTestFSM(t, dir2)
+	dst2.retryPause = time.Millisecond
+	dst2.ApplyBatch(logs[:25])
+	require.NoError(t, dst2.persist())
+	dst2.fetcher = fetcherFunc(func(context.Context, uint64, int64, int64, io.Writer, int) error {
+		return errors.New("no peer answers")
+	})
+	require.Error(t, restoreFrom(t, dst2, m))
+	dst2.storedManifest = func() (*manifest, error) { return m, nil }
+	res = dst2.ApplyBatch(logs[25:])
+	require.ErrorIs(t, res[0].(applyResult).err, ErrCorrupt)
+	require.False(t, dst2.applyBlocked())
+	require.NoError(t, dst2.close())
 }

@@ -221,6 +221,7 @@ func (lx *Stream) checkFile(fs store.File) int {
 	sum, size, err := segmentSum(lx.closingCtx, filepath.Join(lx.cfg.Dir, fs.Name), fs, lx.fsm.compresses())
 	if errors.Is(err, os.ErrNotExist) {
 		if !lx.fsm.lost(fs) {
+			lx.clearDamaged(fs.First)
 			return checkDone // retired by retention meanwhile
 		}
 		err = errors.New("missing, though the log holds it")

@@ -211,17 +211,25 @@ func (f *fsm) knowsSums(m *manifest) error {
 	return nil
 }
 
+// finishTries bounds the attempts of finishCatchUp.
+const finishTries = 5
+
 // finishCatchUp finishes a catch-up that an install of the leader's
 // snapshot left unfinished (every peer unreachable), when Raft goes on
 // with entries instead of sending the snapshot again: a later leader
 // whose log still holds the entries after this node's sends those. The
 // snapshot the install stored is the catch-up's target: its files are
-// copied, trying again until that works (apply waits, as for a write
-// error), and Raft's entries up to its index are then skipped as
-// replayed. Before, the node stopped applying until it was restarted,
-// whose start finished the catch-up from the same snapshot. It returns
-// an error only when the node closes; with no stored snapshot, or one
-// that does not parse, it does nothing (the caller's error stands).
+// copied, and Raft's entries up to its index are then skipped as
+// replayed. Apply waits meanwhile, held up as for a write error (a leader
+// hands over), for at most finishTries attempts 1, 2, 4 and 8 s apart:
+// apply waiting stops Raft's loop once its queue to apply is full, and a
+// snapshot that cannot be copied (its files gone from every peer) must
+// not keep the node from the next snapshot for good. After those the
+// node stops applying until it is restarted, as it did before for any
+// such catch-up; the restart finishes it from the newest stored
+// snapshot. It returns an error only when the node closes; with no
+// stored snapshot, or one that does not parse, it does nothing (the
+// caller's error stands).
 func (f *fsm) finishCatchUp() error {
 	if f.storedManifest == nil {
 		return nil
@@ -236,11 +244,18 @@ func (f *fsm) finishCatchUp() error {
 		}
 		return nil
 	}
-	for pause := cmp.Or(f.retryPause, time.Second); ; pause = min(2*pause, 30*time.Second) {
+	f.retrying.Store(true) // held up (applyBlocked)
+	defer f.retrying.Store(false)
+	defer f.tellBlocked(f.stopContext())()
+	defer f.endCatchUp()
+	for attempt, pause := 1, cmp.Or(f.retryPause, time.Second); ; attempt, pause = attempt+1, 2*pause {
 		err := f.catchUp(f.stopContext(), m)
 		f.setCatchUpErr(err)
-		f.endCatchUp()
 		if err == nil || f.failed != nil { // done, or stopped by a settings conflict
+			return nil
+		}
+		if attempt == finishTries {
+			f.logf("logx: finishing the catch-up to Raft index %d from the stored snapshot (Raft sends entries, not the snapshot): %v; gave up after %d tries: restart the node to finish it", m.Index, err, attempt)
 			return nil
 		}
 		f.logf("logx: finishing the catch-up to Raft index %d from the stored snapshot (Raft sends entries, not the snapshot): %v; trying again in %v", m.Index, err, pause)
