@@ -960,6 +960,7 @@ func TestCatchUpFinishedByEntries(t *testing.T) {
 	dst2.storedManifest = func() (*manifest, error) { return m, nil }
 	res = dst2.ApplyBatch(logs[25:])
 	require.ErrorIs(t, res[0].(applyResult).err, ErrCorrupt)
+	require.ErrorContains(t, res[0].(applyResult).err, "restart the node to finish it")
 	require.False(t, dst2.applyBlocked())
 	require.NoError(t, dst2.close())
 }

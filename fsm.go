@@ -285,7 +285,8 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	defer f.hooks.guard()()
 	if f.seg == nil && f.failed == nil && f.st.CatchingUp {
 		if err := f.finishCatchUp(); err != nil {
-			return failAll(len(logs), err) // closing
+			f.failed = err // closing: every later batch fails at once
+			return failAll(len(logs), err)
 		}
 	}
 	if f.seg == nil && f.failed == nil {

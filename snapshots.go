@@ -254,8 +254,14 @@ func (f *fsm) finishCatchUp() error {
 		if err == nil || f.failed != nil { // done, or stopped by a settings conflict
 			return nil
 		}
+		if f.stopContext().Err() != nil {
+			return fmt.Errorf("%w while catching up: %v", ErrClosed, err)
+		}
 		if attempt == finishTries {
-			f.logf("logx: finishing the catch-up to Raft index %d from the stored snapshot (Raft sends entries, not the snapshot): %v; gave up after %d tries: restart the node to finish it", m.Index, err, attempt)
+			f.failed = fmt.Errorf("%w: the files are incomplete: the catch-up to Raft index %d from the snapshot Raft stored failed %d times (%v); restart the node to finish it (a restart resumes it from the newest stored snapshot)",
+				ErrCorrupt, m.Index, attempt, err)
+			f.setErr(f.failed)
+			f.logf("logx: %v", f.failed)
 			return nil
 		}
 		f.logf("logx: finishing the catch-up to Raft index %d from the stored snapshot (Raft sends entries, not the snapshot): %v; trying again in %v", m.Index, err, pause)
