@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -361,4 +362,38 @@ func TestNewestStored(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, m.Index, got.Index)
 	require.Equal(t, m.Files, got.Files)
+}
+
+// TestManifestSizeWarning: a snapshot whose manifest passes the warning
+// size (a quarter of the most a snapshot may hold) is stored, and the
+// node warns, at most once an hour, naming how many files the log keeps.
+func TestManifestSizeWarning(t *testing.T) {
+	src := openTestFSM(t, t.TempDir())
+	src.ApplyBatch(testLogs(30, 7))
+	m := manifestOf(t, src)
+	require.NoError(t, src.close())
+	b, err := json.Marshal(m)
+	require.NoError(t, err)
+
+	fs, err := raft.NewFileSnapshotStoreWithLogger(t.TempDir(), 2, nil)
+	require.NoError(t, err)
+	var warnings []string
+	s := checkedSnapshots{FileSnapshotStore: fs, file: "app.log", warned: new(atomic.Int64),
+		logf: func(format string, args ...any) { warnings = append(warnings, fmt.Sprintf(format, args...)) }}
+	store := func(index uint64) {
+		sink, err := s.Create(raft.SnapshotVersionMax, index, 1, raft.Configuration{}, 1, nil)
+		require.NoError(t, err)
+		_, err = sink.Write(b)
+		require.NoError(t, err)
+		require.NoError(t, sink.Close())
+	}
+	store(10)
+	require.Empty(t, warnings, "a small manifest")
+	s.warnAt = len(b) - 1
+	store(20)
+	require.Len(t, warnings, 1)
+	require.Contains(t, warnings[0], fmt.Sprintf("lists %d files", len(m.Files)))
+	store(30)
+	require.Len(t, warnings, 1, "once an hour")
+	require.Equal(t, uint64(30), newestStored(fs), "stored all the same")
 }

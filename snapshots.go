@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -23,9 +24,18 @@ import (
 // snapshots") once the good ones are gone. The check runs as the snapshot
 // is finalized, so such a snapshot is cancelled instead, and nothing older
 // is deleted for it.
+//
+// It also warns, at most once an hour, when a manifest passes a quarter
+// of maxManifest: past maxManifest (about 250,000 files) no snapshot is
+// stored, Raft's log is no longer compacted and its directory grows until
+// the disk is full, and at a quarter there are still months to set
+// retention (docs/guarantees.md).
 type checkedSnapshots struct {
 	*raft.FileSnapshotStore
-	file string // the active file's name in this node's Config
+	file   string // the active file's name in this node's Config
+	logf   func(format string, args ...any)
+	warnAt int           // the manifest size that warns (0: maxManifest/4)
+	warned *atomic.Int64 // when it last warned, Unix nanoseconds
 }
 
 func (s checkedSnapshots) Create(version raft.SnapshotVersion, index, term uint64, c raft.Configuration,
@@ -34,7 +44,7 @@ func (s checkedSnapshots) Create(version raft.SnapshotVersion, index, term uint6
 	if err != nil {
 		return nil, err
 	}
-	return &checkedSink{SnapshotSink: sink, file: s.file}, nil
+	return &checkedSink{SnapshotSink: sink, file: s.file, store: s}, nil
 }
 
 // newestStored is the index of the newest snapshot s holds; 0 if it holds
@@ -62,13 +72,28 @@ func newestManifest(s raft.SnapshotStore, file func(*manifest) string) (*manifes
 	return readManifest(rc, file)
 }
 
+// warnSize warns of a manifest of size bytes listing files files past the
+// warning size, at most once an hour.
+func (s checkedSnapshots) warnSize(size, files int) {
+	if size <= cmp.Or(s.warnAt, maxManifest/4) || s.logf == nil || s.warned == nil {
+		return
+	}
+	now, last := time.Now().UnixNano(), s.warned.Load()
+	if last != 0 && now-last < int64(time.Hour) || !s.warned.CompareAndSwap(last, now) {
+		return
+	}
+	s.logf("logx: WARNING: this snapshot lists %d files in %d MB; past %d MB (about %d files) no snapshot can be stored, Raft's log is no longer compacted and fills the disk: set MaxFiles or MaxAge (SetRetention) to keep fewer files",
+		files, size>>20, maxManifest>>20, maxManifest/256)
+}
+
 // checkedSink keeps a copy of what it is written (a manifest: small) to
 // check it on Close.
 type checkedSink struct {
 	raft.SnapshotSink
-	file string
-	buf  []byte
-	over bool
+	file  string
+	store checkedSnapshots
+	buf   []byte
+	over  bool
 
 	closed bool
 	err    error // Close's
@@ -93,16 +118,20 @@ func (k *checkedSink) Close() error {
 	}
 	k.closed = true
 	err := fmt.Errorf("logx: snapshot over %d bytes", maxManifest)
+	var m *manifest
 	if !k.over {
-		_, err = readManifest(bytes.NewReader(k.buf), func(*manifest) string { return k.file })
+		m, err = readManifest(bytes.NewReader(k.buf), func(*manifest) string { return k.file })
 		if err != nil {
-			_, err = readManifest(bytes.NewReader(k.buf), func(m *manifest) string {
+			m, err = readManifest(bytes.NewReader(k.buf), func(m *manifest) string {
 				if m.Settings != nil {
 					return m.Settings.File
 				}
 				return k.file
 			})
 		}
+	}
+	if err == nil {
+		k.store.warnSize(len(k.buf), len(m.Files))
 	}
 	k.buf = nil
 	if err != nil {

@@ -354,7 +354,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("logx: opening snapshot store: %w", err)
 	}
-	snaps := checkedSnapshots{FileSnapshotStore: fileSnaps, file: cfg.File}
+	snaps := checkedSnapshots{FileSnapshotStore: fileSnaps, file: cfg.File, logf: lx.logf, warned: new(atomic.Int64)}
 	lx.fsm.storedSnap = func() uint64 { return newestStored(fileSnaps) }
 	lx.fsm.storedManifest = func() (*manifest, error) { return newestManifest(fileSnaps, lx.fsm.manifestFile) }
 	lx.scrubStarted = make(chan struct{}) // before Raft: a catch-up's uncheckedFiles reads it
