@@ -963,4 +963,30 @@ func TestCatchUpFinishedByEntries(t *testing.T) {
 	require.ErrorContains(t, res[0].(applyResult).err, "restart the node to finish it")
 	require.False(t, dst2.applyBlocked())
 	require.NoError(t, dst2.close())
+
+	// Close during a try: ErrClosed, not a give-up, and every later batch
+	// fails at once without reading the stored snapshot again.
+	dir3 := t.TempDir()
+	dst3 := openTestFSM(t, dir3)
+	dst3.retryPause = time.Hour // only a Close ends the pause
+	dst3.ApplyBatch(logs[:25])
+	require.NoError(t, dst3.persist())
+	dst3.fetcher = fetcherFunc(func(context.Context, uint64, int64, int64, io.Writer, int) error {
+		return errors.New("no peer answers")
+	})
+	require.Error(t, restoreFrom(t, dst3, m))
+	reads := 0
+	dst3.storedManifest = func() (*manifest, error) { reads++; return m, nil }
+	dst3.fetcher = fetcherFunc(func(context.Context, uint64, int64, int64, io.Writer, int) error {
+		dst3.halt() // Close
+		return errors.New("no peer answers")
+	})
+	res = dst3.ApplyBatch(logs[25:])
+	require.ErrorIs(t, res[0].(applyResult).err, ErrClosed)
+	require.NotErrorIs(t, res[0].(applyResult).err, ErrCorrupt)
+	res = dst3.ApplyBatch(logs[25:])
+	require.ErrorIs(t, res[0].(applyResult).err, ErrClosed)
+	require.Equal(t, 1, reads, "a later batch read the stored snapshot again")
+	require.NoError(t, dst3.Err())
+	require.NoError(t, dst3.close())
 }

@@ -82,8 +82,8 @@ func (s checkedSnapshots) warnSize(size, files int) {
 	if last != 0 && now-last < int64(time.Hour) || !s.warned.CompareAndSwap(last, now) {
 		return
 	}
-	s.logf("logx: WARNING: this snapshot lists %d files in %d MB; past %d MB (about %d files) no snapshot can be stored, Raft's log is no longer compacted and fills the disk: set MaxFiles or MaxAge (SetRetention) to keep fewer files",
-		files, size>>20, maxManifest>>20, maxManifest/256)
+	s.logf("logx: WARNING: this snapshot lists %d files in %d MB; past %d MB no snapshot can be stored, Raft's log is no longer compacted and fills the disk: set MaxFiles or MaxAge (SetRetention) to keep fewer files",
+		files, size>>20, maxManifest>>20)
 }
 
 // checkedSink keeps a copy of what it is written (a manifest: small) to

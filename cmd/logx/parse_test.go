@@ -304,17 +304,17 @@ func TestForwardParseFallsBack(t *testing.T) {
 func TestForwardFallbackWritesOnce(t *testing.T) {
 	nodes, cfgs := clusterWith(t, func(cfg *logx.Config) {
 		cfg.Format = logx.FormatJSON
-		cfg.MaxEntrySize = 16 << 10
 	})
 	var in strings.Builder
 	pad := strings.Repeat("p", 8<<10)
-	const n = 200 // 1.6 MB, then a line the leader refuses
+	const n = 200 // 1.6 MB, then a line too large once parsed (as in TestForwardParseFallsBack)
 	for i := range n {
 		fmt.Fprintf(&in, `{"msg":"line %d","pad":"%s"}`+"\n", i, pad)
 	}
-	fmt.Fprintf(&in, `{"msg":"big","o":{"k":"%s"}}`+"\n", strings.Repeat("<", 3000))
+	fmt.Fprintf(&in, `{"msg":"big","o":{"k":"%s"}}`+"\n", strings.Repeat("<", 11000))
 	code, _, errs := runCmd(t, in.String(), "forward", "-parse", "json", cfgs[0].Addr)
 	require.Equal(t, 0, code, errs)
+	require.Contains(t, errs, "sending them as they are", "no batch fell back: the test shows nothing")
 	require.Contains(t, errs, fmt.Sprintf("%d lines committed", n+1))
 	waitSeq(t, nodes, n+1)
 	for _, lx := range nodes {
