@@ -191,10 +191,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	// earlier attempt of this process read and checked against a manifest
 	// (their own record may name another hash: sums.go), unless found
 	// damaged since.
-	checks := fileChecks{unchecked: func(uint64) bool { return false }, damaged: func(uint64) bool { return false }, cleared: func(uint64) {}}
-	if f.unchecked != nil {
-		checks = f.unchecked()
-	}
+	checks := f.fileChecks()
 	recorded := make(map[uint64]store.File, len(f.st.Rotated))
 	for _, r := range f.st.Rotated {
 		if !checks.unchecked(r.First) {
@@ -374,6 +371,16 @@ func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File)
 	}
 	f.dropCopy(fh) // the active file too: the Writer opened on it would drop it at its first Sync
 	return copied, os.Rename(staging, filepath.Join(f.dir, mf.Name))
+}
+
+// fileChecks is what the checks of the files at rest say (unchecked);
+// without them (tests), every file is cleared.
+func (f *fsm) fileChecks() fileChecks {
+	if f.unchecked != nil {
+		return f.unchecked()
+	}
+	no := func(uint64) bool { return false }
+	return fileChecks{unchecked: no, damaged: no, cleared: func(uint64) {}}
 }
 
 // holdsRecorded reports whether this node holds the manifest's rotated file

@@ -167,6 +167,17 @@ func (c *testCluster) wipeAndRestart(i, n int) {
 	c.waitReady()
 }
 
+// checkpointedFSM is a node in a new directory that applied logs and
+// checkpointed: one that fell behind.
+func checkpointedFSM(t *testing.T, logs []*raft.Log) (*fsm, string) {
+	t.Helper()
+	dir := t.TempDir()
+	f := openTestFSM(t, dir)
+	f.ApplyBatch(logs)
+	require.NoError(t, f.persist())
+	return f, dir
+}
+
 // dirFetcher serves ranges from another fsm's files, optionally failing
 // after a number of bytes or corrupting the first copy.
 type dirFetcher struct {
@@ -224,10 +235,7 @@ func TestCatchUpResumes(t *testing.T) {
 	logs := testLogs(80, 7)
 	src, m := sourceFSM(t, logs)
 
-	dir := t.TempDir()
-	dst := openTestFSM(t, dir)
-	dst.ApplyBatch(logs[:25])
-	require.NoError(t, dst.persist())
+	dst, dir := checkpointedFSM(t, logs[:25])
 	df := &dirFetcher{src: src, failAfter: 5000}
 	dst.fetcher = df
 	require.Error(t, restoreFrom(t, dst, m))
@@ -756,10 +764,7 @@ func TestCatchUpKeepsRecorded(t *testing.T) {
 	logs := testLogs(80, 7)
 	src, m := sourceFSM(t, logs)
 
-	dir := t.TempDir()
-	dst := openTestFSM(t, dir)
-	dst.ApplyBatch(logs[:40])
-	require.NoError(t, dst.persist())
+	dst, dir := checkpointedFSM(t, logs[:40])
 	rotated := slices.Clone(dst.st.Rotated)
 	require.Greater(t, len(rotated), 2)
 	require.NoError(t, os.Remove(filepath.Join(dir, rotated[1].Name)))
@@ -777,10 +782,7 @@ func TestCatchUpKeepsRecorded(t *testing.T) {
 
 	// A file the checks of the files at rest have not cleared (found
 	// damaged, repair failed) is read again, and copied again.
-	dir2 := t.TempDir()
-	dst2 := openTestFSM(t, dir2)
-	dst2.ApplyBatch(logs[:40])
-	require.NoError(t, dst2.persist())
+	dst2, dir2 := checkpointedFSM(t, logs[:40])
 	bad := dst2.st.Rotated[2]
 	path := filepath.Join(dir2, bad.Name)
 	b, err := os.ReadFile(path)
@@ -812,10 +814,7 @@ func TestCatchUpKeepsVerified(t *testing.T) {
 	t.Cleanup(func() { src.close() })
 	require.NotEmpty(t, m.Files[0].BLAKE3)
 
-	dir := t.TempDir()
-	dst := openTestFSM(t, dir)
-	dst.ApplyBatch(logs[:40])
-	require.NoError(t, dst.persist())
+	dst, dir := checkpointedFSM(t, logs[:40])
 	var recorded int64
 	for _, r := range dst.st.Rotated {
 		require.NotEmpty(t, r.SHA256)
@@ -902,11 +901,8 @@ func TestCatchUpFinishedByEntries(t *testing.T) {
 	src.ApplyBatch(logs[80:])
 	t.Cleanup(func() { src.close() })
 
-	dir := t.TempDir()
-	dst := openTestFSM(t, dir)
+	dst, dir := checkpointedFSM(t, logs[:25])
 	dst.retryPause = time.Millisecond
-	dst.ApplyBatch(logs[:25])
-	require.NoError(t, dst.persist())
 	down := true
 	dst.fetcher = fetcherFunc(func(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
 		if down {
@@ -948,11 +944,8 @@ func TestCatchUpFinishedByEntries(t *testing.T) {
 	// Peers that never answer: it gives up after finishTries attempts
 	// and stops applying, as before, instead of holding Raft's apply for
 	// good (a newer snapshot could not be installed meanwhile).
-	dir2 := t.TempDir()
-	dst2 := openTestFSM(t, dir2)
+	dst2, _ := checkpointedFSM(t, logs[:25])
 	dst2.retryPause = time.Millisecond
-	dst2.ApplyBatch(logs[:25])
-	require.NoError(t, dst2.persist())
 	dst2.fetcher = fetcherFunc(func(context.Context, uint64, int64, int64, io.Writer, int) error {
 		return errors.New("no peer answers")
 	})
@@ -966,11 +959,8 @@ func TestCatchUpFinishedByEntries(t *testing.T) {
 
 	// Close during a try: ErrClosed, not a give-up, and every later batch
 	// fails at once without reading the stored snapshot again.
-	dir3 := t.TempDir()
-	dst3 := openTestFSM(t, dir3)
+	dst3, _ := checkpointedFSM(t, logs[:25])
 	dst3.retryPause = time.Hour // only a Close ends the pause
-	dst3.ApplyBatch(logs[:25])
-	require.NoError(t, dst3.persist())
 	dst3.fetcher = fetcherFunc(func(context.Context, uint64, int64, int64, io.Writer, int) error {
 		return errors.New("no peer answers")
 	})

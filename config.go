@@ -489,7 +489,7 @@ func (c Config) validate() error {
 	if c.MaxAge < 0 {
 		return bad("MaxAge", "%v is negative", c.MaxAge)
 	}
-	if c.MaxAge > 0 && c.MaxAge < clockSlack {
+	if shortMaxAge(c.MaxAge) {
 		// As SetRetention refuses it: a line's clock may be clockSlack
 		// from the log clock, so a file could be retired as it rotates.
 		return bad("MaxAge", "%v is less than %v", c.MaxAge, clockSlack)

@@ -113,7 +113,7 @@ func (lx *Stream) noteAsync(err error) {
 	}
 	lx.stats.asyncRejected.Add(1)
 	if !errors.Is(err, ErrClosed) {
-		lx.stats.asyncLost.Add(1)
+		lx.stats.lost.lost.Add(1)
 	}
 }
 

@@ -142,7 +142,7 @@ func (lx *Stream) produce() {
 			back.answered(answered, epoch)
 		}
 		for _, f := range flushes {
-			f.idx, f.err, f.lost = lastIdx, err, lx.losses()
+			f.idx, f.err, f.lost = lastIdx, err, lx.stats.lost.load()
 			close(f.done)
 		}
 	}
@@ -615,9 +615,9 @@ func (lx *Stream) noteLost(ents []*entry, err error) {
 		}
 	}
 	if errors.Is(err, ErrOutcomeUnknown) {
-		lx.stats.asyncUnknown.Add(n)
+		lx.stats.lost.unknown.Add(n)
 	} else {
-		lx.stats.asyncLost.Add(n)
+		lx.stats.lost.lost.Add(n)
 	}
 }
 
@@ -627,10 +627,6 @@ type losses struct{ lost, unknown atomic.Uint64 }
 
 // lossCount is a snapshot of losses.
 type lossCount struct{ lost, unknown uint64 }
-
-func (lx *Stream) losses() lossCount {
-	return lossCount{lx.stats.asyncLost.Load(), lx.stats.asyncUnknown.Load()}
-}
 
 func (l *losses) load() lossCount { return lossCount{l.lost.Load(), l.unknown.Load()} }
 

@@ -170,11 +170,11 @@ func TestNoteLost(t *testing.T) {
 	w := &waiter{}
 	ents := []*entry{{}, {}, {w: w}, {w: w, member: true}, {member: true}, {own: true}}
 	lx.noteLost(ents, errors.New("rejected"))
-	require.Equal(t, lossCount{lost: 2}, lx.losses())
+	require.Equal(t, lossCount{lost: 2}, lx.stats.lost.load())
 	lx.noteLost(ents, fmt.Errorf("%w: gave up", ErrOutcomeUnknown))
-	require.Equal(t, lossCount{lost: 2, unknown: 2}, lx.losses())
-	err := lx.flushSeen.reportSince(lossCount{}, lx.losses())
+	require.Equal(t, lossCount{lost: 2, unknown: 2}, lx.stats.lost.load())
+	err := lx.flushSeen.reportSince(lossCount{}, lx.stats.lost.load())
 	require.ErrorIs(t, err, ErrEntriesLost)
 	require.ErrorContains(t, err, "2 asynchronous entries logged through this node not committed, and 2 whose outcome is unknown")
-	require.NoError(t, lx.flushSeen.reportSince(lx.flushSeen.load(), lx.losses()), "reported once")
+	require.NoError(t, lx.flushSeen.reportSince(lx.flushSeen.load(), lx.stats.lost.load()), "reported once")
 }

@@ -38,11 +38,16 @@ const retentionFeature = 5
 // (Validate refuses it now), is taken as the log holds it, and checked as
 // clockSlack, so that every node still reads the same settings.
 func loggedMaxAge(d time.Duration) time.Duration {
-	if d > 0 && d < clockSlack {
+	if shortMaxAge(d) {
 		return clockSlack
 	}
 	return d
 }
+
+// shortMaxAge reports whether d is a MaxAge under clockSlack, which Config
+// and SetRetention refuse: a line's clock may be clockSlack from the log
+// clock, so a shorter MaxAge could retire a file as it rotates.
+func shortMaxAge(d time.Duration) bool { return d > 0 && d < clockSlack }
 
 // retentionCmd is a retention command's body: MaxFiles and MaxAge as in
 // Config, 0 for no limit.
@@ -58,7 +63,7 @@ func (c retentionCmd) check() error {
 		return fmt.Errorf("logx: MaxFiles %d is outside 0 to %d", c.MaxFiles, maxQueue)
 	case c.MaxAge < 0:
 		return fmt.Errorf("logx: MaxAge %v is negative", c.MaxAge)
-	case c.MaxAge > 0 && c.MaxAge < clockSlack:
+	case shortMaxAge(c.MaxAge):
 		// A line's clock may be clockSlack from the log clock: a shorter
 		// MaxAge could retire the file being written next.
 		return fmt.Errorf("logx: MaxAge %v is less than %v", c.MaxAge, clockSlack)

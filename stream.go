@@ -170,9 +170,9 @@ type counters struct {
 	committed, failed            atomic.Uint64
 	batches, forwarded, retries  atomic.Uint64
 	forwardErrors, asyncRejected atomic.Uint64
-	// asyncLost and asyncUnknown count the asynchronous entries that were
-	// not committed, or whose outcome is unknown, for Flush to report.
-	asyncLost, asyncUnknown    atomic.Uint64
+	// lost counts the asynchronous entries that were not committed, or
+	// whose outcome is unknown, for Flush to report.
+	lost                       losses
 	fetched, fetchServed       atomic.Uint64
 	recordBytes, batchBytes    atomic.Uint64
 	checked, damaged, repaired atomic.Uint64
