@@ -374,6 +374,9 @@ func TestManifestSizeWarning(t *testing.T) {
 	require.NoError(t, src.close())
 	b, err := json.Marshal(m)
 	require.NoError(t, err)
+	files, err := json.Marshal(m.Files)
+	require.NoError(t, err)
+	t.Logf("a manifest of %d files: %d bytes, %d a file (docs/guarantees.md)", len(m.Files), len(b), len(files)/len(m.Files))
 
 	fs, err := raft.NewFileSnapshotStoreWithLogger(t.TempDir(), 2, nil)
 	require.NoError(t, err)

@@ -26,7 +26,7 @@ import (
 // is deleted for it.
 //
 // It also warns, at most once an hour, when a manifest passes a quarter
-// of maxManifest: past maxManifest (about 250,000 files) no snapshot is
+// of maxManifest: past maxManifest (near 400,000 files) no snapshot is
 // stored, Raft's log is no longer compacted and its directory grows until
 // the disk is full, and at a quarter there are still months to set
 // retention (docs/guarantees.md).
