@@ -410,15 +410,25 @@ func (w *Writer) Close() error {
 // truncation), and returns them. A retired file is renamed to
 // RetiredName, not deleted: a peer catching up from a recent snapshot may
 // still fetch it. Each rename is made holding lock.
+//
+// The files retired leave w.rotated once, at the end: one call may retire
+// most of a long list (a lower MaxFiles, a truncation), and taking them
+// out one at a time cost the whole list each.
 func (w *Writer) Retire(maxFiles int, maxAge time.Duration, clock int64, before uint64, lock sync.Locker) ([]File, error) {
 	var out []File
-	for len(w.rotated) > 0 {
-		old := w.rotated[0]
-		next := w.first // the file after old starts here
-		if len(w.rotated) > 1 {
-			next = w.rotated[1].First
+	n := 0 // w.rotated[:n] are retired
+	defer func() {
+		if n > 0 {
+			w.rotated = slices.Clone(w.rotated[n:])
 		}
-		byCount := maxFiles > 0 && len(w.rotated) > maxFiles
+	}()
+	for ; n < len(w.rotated); n++ {
+		old := w.rotated[n]
+		next := w.first // the file after old starts here
+		if n+1 < len(w.rotated) {
+			next = w.rotated[n+1].First
+		}
+		byCount := maxFiles > 0 && len(w.rotated)-n > maxFiles
 		byAge := maxAge > 0 && old.Newest > 0 && clock > 0 && old.Newest < clock-int64(maxAge)
 		bySeq := before > 0 && next <= before
 		if !byCount && !byAge && !bySeq {
@@ -433,8 +443,6 @@ func (w *Writer) Retire(maxFiles int, maxAge time.Duration, clock int64, before 
 		if err != nil {
 			return out, err
 		}
-		// A new slice: State's earlier copies share the old one.
-		w.rotated = slices.Delete(slices.Clone(w.rotated), 0, 1)
 		out = append(out, old)
 	}
 	return out, nil
