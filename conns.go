@@ -11,6 +11,9 @@ type trackedConn struct {
 	m    *mux
 	e    *endpoint // nil if none
 	once sync.Once
+	// raftTo is the address Raft dialed this connection to ("" for
+	// any other connection; endpoint.raftTo).
+	raftTo string
 }
 
 // NetConn is the connection c tracks (abortConn).
@@ -53,6 +56,9 @@ func (c *trackedConn) Close() error {
 		c.m.untrack(c.Conn)
 		if c.e != nil {
 			c.e.drop(c.Conn)
+			if c.raftTo != "" {
+				c.e.raftClosed(c.raftTo)
+			}
 		}
 	})
 	return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -359,4 +360,42 @@ func deadlineOr(ctx context.Context, d time.Duration) time.Time {
 		return t
 	}
 	return time.Now().Add(d)
+}
+
+// pruneRaftPool closes the connections Raft keeps for reuse (its
+// transport's pool) when some lead to an address no longer in the
+// configuration: a node removed, or moved to another address. Raft never
+// drops those itself, and each holds a descriptor and a 256 KiB buffer,
+// per stream, so a cluster whose nodes are replaced under new addresses
+// would hold more each time. The pool can only be emptied whole
+// (CloseStreams), so the others go too, and Raft dials them again as it
+// needs them; it also ends the handlers of the connections peers dialed
+// to this node, after the request each is serving. The producer calls it
+// with each clock report (every 10 s, a minute on an idle stream), so it
+// adds no wake-up; the check runs on a goroutine of its own, since it asks
+// Raft for the configuration.
+func (lx *Stream) pruneRaftPool() {
+	if !lx.pruning.CompareAndSwap(false, true) {
+		return
+	}
+	started := lx.goFunc(func() {
+		defer lx.pruning.Store(false)
+		targets := lx.mux.raftTargets()
+		if len(targets) == 0 {
+			return
+		}
+		servers, err := lx.serverAddrs(false)
+		if err != nil || len(servers) == 0 {
+			return // shut down, or no configuration yet
+		}
+		for _, t := range targets {
+			if _, ok := slices.BinarySearch(servers, t); !ok {
+				lx.transport.CloseStreams()
+				return
+			}
+		}
+	})
+	if !started {
+		lx.pruning.Store(false)
+	}
 }

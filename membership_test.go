@@ -444,3 +444,45 @@ func TestControlOutcome(t *testing.T) {
 	require.NotErrorIs(t, err, ErrOutcomeUnknown, "nothing was carried out")
 	require.NoError(t, ctx.Err(), "the node asked fails at once")
 }
+
+// TestRaftPoolDropsRemoved: the connections Raft keeps for reuse to a node
+// that was removed and stopped are closed (pruneRaftPool); hashicorp/raft
+// never drops them itself, so a cluster whose nodes are replaced under new
+// addresses held three more per stream each time, each with a descriptor
+// and a 256 KiB buffer. Counted from the endpoint's own connections, by
+// the address they lead to.
+func TestRaftPoolDropsRemoved(t *testing.T) {
+	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) { sm.clockEvery = 200 * time.Millisecond })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	j := c.addJoiner()
+	addr := c.cfgs[j].Addr
+	leader := c.leaderIndex()
+	require.NoError(t, c.nodes[leader].AddNode(ctx, addr))
+	c.logAppend("with four", 5)
+	require.Equal(t, uint64(4*5), c.waitSameSeq(4*5))
+	// toGone counts the leader's connections whose far end is addr: those
+	// it dialed (an accepted one's far end is the peer's own port).
+	toGone := func() int {
+		e := c.nodes[leader].mux
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		n := 0
+		for conn := range e.conns {
+			if conn.RemoteAddr().String() == addr {
+				n++
+			}
+		}
+		return n
+	}
+	require.Positive(t, toGone(), "the leader holds no connection to the new node")
+	require.NoError(t, c.nodes[leader].RemoveNode(ctx, addr))
+	require.NoError(t, c.nodes[j].Close())
+	c.nodes[j] = nil
+	require.True(t, waitFor(20*time.Second, func() bool { return toGone() == 0 }),
+		"the leader still holds %d connections to the removed node", toGone())
+	require.NotContains(t, c.nodes[leader].mux.raftTargets(), addr)
+	// The others' are dialed again as Raft needs them.
+	c.logAppend("with three", 5)
+	require.Equal(t, uint64(4*5+3*5), c.waitSameSeq(4*5+3*5))
+}

@@ -51,6 +51,7 @@ func (lx *Stream) produce() {
 				lx.ensureVoters()
 				lx.proposeSettings()
 				reported = lx.reportClock() || reported
+				lx.pruneRaftPool()
 				next := clockEvery
 				if lx.idle.Load() {
 					next = max(next, idleClockEvery) // idle.go

@@ -95,6 +95,7 @@ type Stream struct {
 	// snapshotting is set while a snapshot this node asked for runs
 	// (askSnapshot: retention.go).
 	snapshotting atomic.Bool
+	pruning      atomic.Bool // pruneRaftPool's check runs (membership.go)
 	// sampler is Config.Sampling's, nil without it (sampling.go).
 	sampler *sampler
 	// removedCtx is cancelled (by markRemoved) when removed is set.

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -459,6 +461,9 @@ type endpoint struct {
 	conns  map[net.Conn]struct{}
 	closed bool
 	wg     sync.WaitGroup // the handlers serving its connections
+	// raftTo counts the open connections Raft dialed, by the address
+	// dialed (Stream.pruneRaftPool).
+	raftTo map[string]int
 }
 
 // endpoint registers the end of stream name ("" for the default stream):
@@ -641,5 +646,31 @@ func (l raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.
 	if err := l.refuse(); err != nil {
 		return nil, err
 	}
-	return l.e.dial(string(address), wire.ProtoRaft, timeout)
+	c, err := l.e.dial(string(address), wire.ProtoRaft, timeout)
+	if tc, ok := c.(*trackedConn); ok {
+		l.e.mu.Lock()
+		if l.e.raftTo == nil {
+			l.e.raftTo = map[string]int{}
+		}
+		l.e.raftTo[string(address)]++
+		tc.raftTo = string(address) // before Raft has it: Close reads it
+		l.e.mu.Unlock()
+	}
+	return c, err
+}
+
+// raftClosed notes that a connection Raft dialed to addr was closed.
+func (e *endpoint) raftClosed(addr string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.raftTo[addr]--; e.raftTo[addr] <= 0 {
+		delete(e.raftTo, addr)
+	}
+}
+
+// raftTargets are the addresses Raft holds connections it dialed to.
+func (e *endpoint) raftTargets() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Collect(maps.Keys(e.raftTo))
 }
