@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +49,31 @@ func (s checkedSnapshots) Create(version raft.SnapshotVersion, index, term uint6
 		return nil, err
 	}
 	return &checkedSink{SnapshotSink: sink, file: s.file, store: s}, nil
+}
+
+// reapSnapshotTemps removes the snapshots a crash left half written under
+// dir (hashicorp/raft's FileSnapshotStore writes each in a directory named
+// "<id>.tmp" and renames it when done). Raft skips them but never removes
+// them, and warns of each at every listing (each snapshot, each catch-up,
+// the Raft log's guard), while each holds up to a manifest's worth of
+// disk. Called at start, before Raft, so none is being written.
+func reapSnapshotTemps(dir string) error {
+	snaps := filepath.Join(dir, "snapshots")
+	ents, err := os.ReadDir(snaps)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.IsDir() && strings.HasSuffix(e.Name(), ".tmp") {
+			if err := os.RemoveAll(filepath.Join(snaps, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // newestStored is the index of the newest snapshot s holds; 0 if it holds

@@ -351,6 +351,9 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		return nil, fmt.Errorf("logx: opening Raft log: %w", err)
 	}
 	undo = append(undo, func() { _ = lx.wal.Close() })
+	if err := reapSnapshotTemps(cfg.Dir); err != nil {
+		return nil, fmt.Errorf("logx: removing half-written snapshots: %w", err)
+	}
 	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hl.Named("snapshots"))
 	if err != nil {
 		return nil, fmt.Errorf("logx: opening snapshot store: %w", err)
