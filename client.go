@@ -2,6 +2,7 @@ package logx
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -37,8 +38,12 @@ type Client struct {
 	conn   net.Conn
 	r      *bufio.Reader
 	target string
-	tls    *tls.Config
-	stream string // DefaultStream, or the stream the entries go to
+	// base is the caller's TLS configuration (nil without TLS); tls is
+	// what the Client dials with: base, or base with the certificate of
+	// the current producer id pinned (pinCert).
+	base, tls *tls.Config
+	certDER   []byte // the pinned certificate's leaf
+	stream    string // DefaultStream, or the stream the entries go to
 }
 
 // ClientEntry is one entry a Client sends.
@@ -83,7 +88,7 @@ func NewStreamClient(ctx context.Context, tlsConfig *tls.Config, stream, node st
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
 	}
-	c := &Client{addrs: addrs, node: node, timeout: 10 * time.Second, producer: binary.BigEndian.Uint64(b[:]), tls: tlsConfig,
+	c := &Client{addrs: addrs, node: node, timeout: 10 * time.Second, producer: binary.BigEndian.Uint64(b[:]), base: tlsConfig, tls: tlsConfig,
 		dedupWindow: defaultDedupWindow, stream: stream}
 	var errs []error
 	for _, a := range addrs {
@@ -195,6 +200,7 @@ func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64,
 // sendBatch commits the n records recs as one batch and returns its first
 // sequence number. It retries across leader changes until ctx ends.
 func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint64, err error) {
+	c.pinCert()
 	encode := func() []byte {
 		h := wire.Header{Producer: c.producer, FirstPSeq: c.pseq + 1, Count: n}
 		c.pseq += uint64(n)
@@ -280,6 +286,36 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 		hops = 0
 		wait = min(2*wait, time.Second)
 	}
+}
+
+// pinCert pins the certificate the caller's TLS configuration gives now
+// (GetClientCertificate: ReloadingTLS, which follows rotated files) for
+// the batches of this producer id, so that every try of a batch presents
+// the same one: a leader refuses a producer id under another certificate
+// (dedup.go), and a retry that redialled after a rotation was refused and
+// reported ErrOutcomeUnknown, where the same certificate gets the answer
+// of the try that was committed. Called before each new batch: once the
+// certificate has changed, the Client goes on under a new producer id,
+// over a new connection, as a node does (Stream.useCurrentTLS). A
+// configuration with fixed Certificates has nothing to pin.
+func (c *Client) pinCert() {
+	if c.base == nil || c.base.GetClientCertificate == nil {
+		return
+	}
+	cert, err := c.base.GetClientCertificate(&tls.CertificateRequestInfo{})
+	if err != nil || cert == nil || len(cert.Certificate) == 0 {
+		return // the pinned one stays; a dial with none reports it
+	}
+	if c.certDER != nil && bytes.Equal(cert.Certificate[0], c.certDER) {
+		return
+	}
+	cfg := c.base.Clone()
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+	if c.certDER != nil {
+		c.producer, c.pseq = newProducerID(), 0
+		c.Close()
+	}
+	c.tls, c.certDER = cfg, cert.Certificate[0]
 }
 
 // abort resets the connection of a try that failed (abortConn).

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/logx-dev/logx/logxtls"
 	"github.com/stretchr/testify/require"
 )
@@ -230,4 +231,50 @@ func TestReloadingTLSClient(t *testing.T) {
 	var qerr error
 	require.True(t, waitFor(10*time.Second, func() bool { qerr = query(reloading); return qerr == nil }), "the reloading client did not follow its files: %v", qerr)
 	require.Error(t, query(loaded), "a client of the old CA")
+}
+
+// TestClientPinsCertificate: a Client whose certificate changes (a
+// ReloadingTLS after its files rotated) sends every try of a batch with
+// the certificate of the batch's producer id, so a retry over a new
+// connection after the rotation gets the answer of the try that was
+// committed instead of the leader's refusal of its producer id under
+// another certificate (which the Client reported as ErrOutcomeUnknown).
+// Its next batch goes under a new producer id with the new certificate.
+func TestClientPinsCertificate(t *testing.T) {
+	ca := newTestCA(t, "ca")
+	lx := newSingle(t, func(cfg *Config) { cfg.TLS = ca.nodeTLS(t, "n1") })
+	issue := func() *tls.Certificate {
+		c, err := ca.Issue("client", []string{"127.0.0.1"}, time.Hour)
+		require.NoError(t, err)
+		return &c
+	}
+	var cur atomic.Pointer[tls.Certificate]
+	cur.Store(issue())
+	cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: ca.Pool(),
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cur.Load(), nil }}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := NewClientTLS(ctx, cfg, "client", lx.cfg.Addr)
+	require.NoError(t, err)
+	defer c.Close()
+
+	now := time.Now()
+	recs := wire.AppendRecord(nil, LevelInfo, now.UnixNano(), appendBodyStart(nil, c.format, now, LevelInfo, "client", "", "one"))
+	first, err := c.sendBatch(ctx, recs, 1)
+	require.NoError(t, err)
+	// The same batch again, as a retry whose first try's answer was lost,
+	// over a new connection after the certificate changed.
+	producer := c.producer
+	batch := wire.NewBatch(wire.Header{Producer: producer, FirstPSeq: c.pseq, Count: 1}, recs, true)
+	cur.Store(issue())
+	require.NoError(t, c.Close())
+	status, again, msg, err := c.roundTrip(ctx, lx.cfg.Addr, batch, time.Now().Add(10*time.Second))
+	require.NoError(t, err)
+	require.Equal(t, wire.StatusOK, status, "the retry was answered %q", msg)
+	require.Equal(t, first, again, "the retry was not taken for the batch committed")
+
+	second, err := c.Send(ctx, []ClientEntry{{Msg: "two"}})
+	require.NoError(t, err)
+	require.Equal(t, first+1, second, "the retry was written")
+	require.NotEqual(t, producer, c.producer, "the new certificate's batches went under the old producer id")
 }
