@@ -100,18 +100,21 @@ func (s streamSpec) sameFiles(o streamSpec) bool {
 }
 
 // check validates a spec as a Config declaring it would be.
-func (s streamSpec) check() error {
-	c := Config{NodeID: "x", Addr: "x:1", Peers: []string{"x:1"}, Dir: "x", Streams: []StreamConfig{s.config()}}
-	return c.Validate()
-}
+func (s streamSpec) check() error { return s.checkAs(false) }
 
 // checkLogged is check for a spec the log or a checkpoint already holds:
 // one an earlier version committed may hold a MaxAge under a minute
-// (loggedMaxAge), which every node still takes. A new one (CreateStream,
-// a create-stream request) gets check.
+// (loggedMaxAge), which every node still takes, and the bounds of its
+// version (Config.logged). A new one (CreateStream, a create-stream
+// request) gets check.
 func (s streamSpec) checkLogged() error {
 	s.MaxAge = loggedMaxAge(s.MaxAge)
-	return s.check()
+	return s.checkAs(true)
+}
+
+func (s streamSpec) checkAs(logged bool) error {
+	c := Config{NodeID: "x", Addr: "x:1", Peers: []string{"x:1"}, Dir: "x", Streams: []StreamConfig{s.config()}, logged: logged}
+	return c.Validate()
 }
 
 // catalogCmd is a catalog command.

@@ -266,6 +266,13 @@ type Config struct {
 	// Streams declares the node's streams beside the default one (see
 	// StreamConfig and Logx.Stream). Every node must declare the same.
 	Streams []StreamConfig `json:"streams" yaml:"streams"`
+
+	// logged marks settings the log or a checkpoint holds, which an
+	// earlier version committed under its own bounds: validate allows
+	// them those (maxLoggedFileName, a QueueSize over maxQueue, which the
+	// stream that opens with it clamps), so that a node upgraded over such
+	// a log still starts and applies as the others do.
+	logged bool
 }
 
 // DefaultConfig returns a Config with every default filled in and the
@@ -368,8 +375,14 @@ const maxQueue = 1 << 20
 // line a node writes (maxLineBytes).
 const maxBatchBytes = 64 << 20
 
-// maxFileName bounds File's length (Validate).
-const maxFileName = 200
+// maxFileName bounds File's length (Validate). maxLoggedFileName is the
+// longest a log written before 2026-12-06 may hold: every name derived
+// from a longer one failed at the first rotation, so no stream that
+// worked had one.
+const (
+	maxFileName       = 200
+	maxLoggedFileName = 255 - len("-00000000000000000001")
+)
 
 // Validate reports the first invalid field of c, after defaults are applied,
 // as a *ConfigError; a field of a stream is named Streams[i].Field.
@@ -453,7 +466,7 @@ func (c Config) validate() error {
 	if strings.ContainsFunc(c.File, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		return bad("File", "%q contains a control character", c.File)
 	}
-	if len(c.File) > maxFileName {
+	if len(c.File) > maxFileName && !(c.logged && len(c.File) <= maxLoggedFileName) {
 		// The names derived from it (".compress-<stem>-<20 digits><ext>.zst",
 		// 35 bytes more) must fit in a file system's 255: a longer File
 		// opened, and every node failed to rename it at its first rotation.
@@ -500,7 +513,7 @@ func (c Config) validate() error {
 	if c.QueueSize < 1 {
 		return bad("QueueSize", "%d is less than 1", c.QueueSize)
 	}
-	if c.QueueSize > maxQueue {
+	if c.QueueSize > maxQueue && !c.logged {
 		return bad("QueueSize", "%d exceeds %d", c.QueueSize, maxQueue)
 	}
 	if c.MaxEntrySize < 1 {

@@ -354,7 +354,8 @@ func (n *node) open(sc StreamConfig, voters []string, join bool) error {
 		return fmt.Errorf("logx: stream %q: %w", sc.Name, err)
 	}
 	cfg := n.cfg.streamConfig(sc)
-	cfg.DedupWindow = n.dedupWindow // zero takes the stream's recorded one
+	cfg.QueueSize = min(cfg.QueueSize, maxQueue) // one an earlier version logged (Config.logged)
+	cfg.DedupWindow = n.dedupWindow              // zero takes the stream's recorded one
 	if voters != nil {
 		cfg.Peers = slices.Clone(voters)
 		cfg.Join = !slices.Contains(voters, cfg.Addr)

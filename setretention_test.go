@@ -167,6 +167,38 @@ func TestRetentionCmdBatching(t *testing.T) {
 	require.Equal(t, split, one)
 }
 
+// TestLoggedLimits: a stream spec or settings an earlier version committed
+// with a File of 201 to 234 bytes, or a QueueSize over 2^20, which Config
+// refuses since 2026-12-06, is still read from the log, a checkpoint or a
+// snapshot, deleted streams' included (a node upgraded over such a log
+// failed to start, or refused a create the others applied); a new stream
+// is checked as a Config is. A File of 235 bytes or more never worked (its
+// rotated names are over 255 bytes).
+func TestLoggedLimits(t *testing.T) {
+	long := strings.Repeat("a", maxLoggedFileName-len(".log")) + ".log"
+	spec := specOf(StreamConfig{Name: "s", File: long, QueueSize: 2 << 20})
+	require.NoError(t, spec.checkLogged())
+	require.NoError(t, checkCatalog(map[string]*catalogEntry{"s": {Spec: spec, Index: 5, Deleted: 9}}))
+	b, err := json.Marshal(catalogCmd{Op: "create", Stream: &spec, Voters: []string{"127.0.0.1:1"}})
+	require.NoError(t, err)
+	_, err = readCatalogCmd(append([]byte{cmdCatalog}, b...))
+	require.NoError(t, err, "a create an earlier version committed")
+	s := wantedSettings(Config{File: long, MaxSize: 1 << 20, DedupWindow: time.Minute, Format: FormatText})
+	_, err = readSettings(appendSettings(nil, s))
+	require.NoError(t, err)
+
+	var ce *ConfigError
+	require.ErrorAs(t, spec.check(), &ce, "a new stream")
+	require.ErrorAs(t, specOf(StreamConfig{Name: "s", File: long}).check(), &ce)
+	require.Equal(t, "Streams[0].File", ce.Field)
+	require.ErrorAs(t, specOf(StreamConfig{Name: "s", QueueSize: 2 << 20}).check(), &ce)
+	require.Equal(t, "Streams[0].QueueSize", ce.Field)
+	require.Error(t, specOf(StreamConfig{Name: "s", File: "a" + long}).checkLogged(), "235 bytes")
+	s.File = "a" + long
+	_, err = readSettings(appendSettings(nil, s))
+	require.Error(t, err)
+}
+
 // TestLoggedShortMaxAge: a MaxAge under clockSlack, which Config now
 // refuses, is still read from a log an earlier version wrote, in the
 // settings and in the catalog, so that a node upgraded onto such a log

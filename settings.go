@@ -124,7 +124,7 @@ func (s clusterSettings) policy() filePolicy {
 // recorded, and its leader proposed them again before each of its
 // batches.)
 func (s clusterSettings) check() error {
-	c := Config{NodeID: "x", Addr: "x:1", Peers: []string{"x:1"}, Dir: "x", ForwardTimeout: s.DedupWindow / 2}
+	c := Config{NodeID: "x", Addr: "x:1", Peers: []string{"x:1"}, Dir: "x", ForwardTimeout: s.DedupWindow / 2, logged: true}
 	c = s.adopt(c)
 	c.Format = s.Format
 	c.MaxAge = loggedMaxAge(c.MaxAge)

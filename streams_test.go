@@ -179,13 +179,21 @@ func TestStreamConfigErrors(t *testing.T) {
 // making the queue panicked.
 func TestOpenChecksCatalogSpec(t *testing.T) {
 	c := newTestCluster(t, 1, nil)
-	err := c.nodes[0].node.open(streamSpec{Name: "q", QueueSize: 1 << 62}.config(), []string{c.cfgs[0].Addr}, false)
+	err := c.nodes[0].node.open(streamSpec{Name: "q", Format: 7}.config(), []string{c.cfgs[0].Addr}, false)
 	var ce *ConfigError
 	require.ErrorAs(t, err, &ce)
-	require.Equal(t, "Streams[0].QueueSize", ce.Field)
+	require.Equal(t, "Streams[0].Format", ce.Field)
 	require.Contains(t, err.Error(), `stream "q"`)
 	_, err = c.nodes[0].Stream("q")
 	require.Error(t, err, "not opened")
+
+	// A queue over the bound, which versions before 2026-12-06 let the
+	// catalog hold (2^62 made every node panic as it opened the stream),
+	// opens at the bound.
+	require.NoError(t, c.nodes[0].node.open(streamSpec{Name: "big", QueueSize: 1 << 62}.config(), []string{c.cfgs[0].Addr}, false))
+	big, err := c.nodes[0].Stream("big")
+	require.NoError(t, err)
+	require.Equal(t, maxQueue, cap(big.queue))
 }
 
 // A stream whose file settings differ from the ones the catalog recorded is
