@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
@@ -220,21 +221,52 @@ func subjectIdentity(cert *x509.Certificate) []byte {
 	return sum[:identityLen]
 }
 
-// ensureVoters commits the configuration again (an AddVoter of this node,
-// which changes nothing) when this node leads and its state machine does
-// not know the voters: a checkpoint from a release that did not record
-// them has none until a configuration entry is applied, and the log clock
-// counts only voters.
+// ensureVoters has the configuration committed again (an AddVoter of the
+// leader, which changes nothing) when this node's state machine does not
+// know the voters: a checkpoint from a release that did not record them
+// (v0.1.0) has none until a configuration entry is applied, and the log
+// clock counts only voters. A leader commits it; a follower asks its
+// leader to (the control operation "voters"), at most once a minute: a
+// follower upgraded after an upgraded leader had committed it, its own
+// checkpoint past that entry, would otherwise never learn them, and its
+// log clock, so its rotation by time, retention by age and forgetting of
+// producers, would stay behind the others' for good. Called by the
+// producer with each clock report.
 func (lx *Stream) ensureVoters() {
-	if lx.fsm.votersAreKnown() || lx.raft.State() != raft.Leader || !lx.ready() {
+	if lx.fsm.votersAreKnown() || !lx.ready() {
 		return
 	}
-	id := raft.ServerID(lx.cfg.Addr)
-	if err := lx.raftCall(func() error {
-		return lx.raft.AddVoter(id, raft.ServerAddress(lx.cfg.Addr), 0, lx.cfg.ForwardTimeout).Error()
-	}); err != nil {
-		lx.logf("logx: committing the configuration again (so that the log knows the voters): %v", err)
+	if lx.raft.State() == raft.Leader {
+		if err := lx.recommitVoters(); err != nil {
+			lx.logf("logx: committing the configuration again (so that the log knows the voters): %v", err)
+		}
+		return
 	}
+	if now := time.Now(); now.Sub(lx.votersAsked) >= time.Minute {
+		lx.votersAsked = now
+		lx.goFunc(func() {
+			ctx, cancel := context.WithTimeout(lx.closingCtx, lx.cfg.ForwardTimeout)
+			defer cancel()
+			if err := lx.control(ctx, controlRequest{Op: "voters"}); err != nil && lx.closingCtx.Err() == nil {
+				lx.logf("logx: asking the leader to commit the configuration again (so that this node's log knows the voters): %v", err)
+			}
+		})
+	}
+}
+
+// recommitVoters commits the configuration again, as the leader, unless it
+// did less than 10 s ago (a control request may ask for it: a peer cannot
+// make it write an entry more often).
+func (lx *Stream) recommitVoters() error {
+	now := time.Now().UnixNano()
+	last := lx.votersCommitted.Load()
+	if now-last < int64(10*time.Second) || !lx.votersCommitted.CompareAndSwap(last, now) {
+		return nil
+	}
+	id := raft.ServerID(lx.cfg.Addr)
+	return lx.raftCall(func() error {
+		return lx.raft.AddVoter(id, raft.ServerAddress(lx.cfg.Addr), 0, lx.cfg.ForwardTimeout).Error()
+	})
 }
 
 // lineClock is the clock rotation and retention use for a line whose entry

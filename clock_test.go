@@ -3,7 +3,10 @@ package logx
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -146,4 +149,39 @@ func TestClockOwnerBinding(t *testing.T) {
 	f.ApplyBatch(b.take())
 	require.NoError(t, report("b", B, base.Add(time.Hour)))
 	require.NoError(t, f.close())
+}
+
+// TestFollowerLearnsVoters: a follower whose checkpoint does not know the
+// voters and is past every configuration entry (a v0.1.0 checkpoint, on a
+// node upgraded after an upgraded leader had committed the configuration
+// again) asks its leader to commit it again, learns them, and its log
+// clock moves again: it stood still, and with it the node's rotation by
+// time, retention by age and forgetting of producers.
+func TestFollowerLearnsVoters(t *testing.T) {
+	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) { sm.clockEvery = 100 * time.Millisecond })
+	c.logAppend("before", 5)
+	require.Equal(t, uint64(15), c.waitSameSeq(15))
+	i := (c.leaderIndex() + 1) % 3
+	c.stop(i)
+	path := filepath.Join(c.cfgs[i].Dir, stateFile)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var st map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(b, &st))
+	require.Contains(t, st, "voters")
+	for _, k := range []string{"voters", "clocks", "clock_owners", "clock"} { // none in v0.1.0's
+		delete(st, k)
+	}
+	b, err = json.Marshal(st)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+
+	c.start(i)
+	lx := c.nodes[i]
+	require.True(t, waitFor(20*time.Second, lx.fsm.votersAreKnown), "the follower never learned the voters")
+	clock := lx.fsm.clock.Load()
+	require.True(t, waitFor(20*time.Second, func() bool { return lx.fsm.clock.Load() > clock }), "the follower's log clock stands still")
+	c.logAppend("after", 5)
+	require.Equal(t, uint64(30), c.waitSameSeq(30))
+	requireIdentical(t, c.dirs(), "app.log")
 }

@@ -290,7 +290,7 @@ func parseControlRequest(data []byte) (controlRequest, time.Duration, error) {
 		return req, 0, fmt.Errorf("logx: malformed control request: %v", err)
 	}
 	switch req.Op {
-	case "status", "commit":
+	case "status", "commit", "voters":
 	case "add", "remove", "removed":
 		if err := checkAddr(req.Addr); err != nil {
 			return req, 0, fmt.Errorf("logx: %s: %v", req.Op, err)
@@ -395,6 +395,8 @@ func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResp
 		}
 	case "commit":
 		err = lx.passCommitIndex(ctx)
+	case "voters":
+		err = lx.recommitVoters()
 	case "add":
 		err = lx.addNode(ctx, req.Addr)
 	default:
