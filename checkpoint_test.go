@@ -138,6 +138,11 @@ func TestCheckpointRotatedList(t *testing.T) {
 	require.NoError(t, os.Remove(filepath.Join(dir, now)))
 	f = openPolicyFSM(t, dir, policy)
 	require.Equal(t, want, f.st.Rotated)
+	// Written in the new form at once, before anything is applied: an
+	// earlier version refuses the Dir even if this node never checkpoints
+	// (docs/guarantees.md, "Upgrades").
+	require.Len(t, listFiles(t, dir), 1, "written in the new form at the start")
+	require.Equal(t, listFiles(t, dir)[0], named())
 	require.NoError(t, f.persist())
 	require.Len(t, listFiles(t, dir), 1, "written in the new form")
 	require.NoError(t, f.close())
