@@ -3,6 +3,7 @@ package logx
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -299,8 +300,13 @@ func TestScrubWhileRunningCompressed(t *testing.T) {
 	flipByte(t, filepath.Join(dir, victim), 0x20)
 	require.True(t, waitFor(20*time.Second, func() bool { return lx.Stats().RepairedFiles == 1 }),
 		"repaired %d, damaged %d", lx.Stats().RepairedFiles, lx.Stats().DamagedFiles)
-	require.True(t, waitFor(20*time.Second, func() bool { return slices.Contains(zst(), victim) }),
-		"the repaired copy was not compressed again: %v", zst())
+	// Compressed again: the .zst is in place and the plain copy gone (the
+	// compressor renames the one into place before it removes the other).
+	plain := filepath.Join(dir, strings.TrimSuffix(victim, store.CompressedExt))
+	require.True(t, waitFor(20*time.Second, func() bool {
+		_, err := os.Stat(plain)
+		return slices.Contains(zst(), victim) && errors.Is(err, os.ErrNotExist)
+	}), "the repaired copy was not compressed again: %v", zst())
 	want := requireIdentical(t, c.dirs(), "app.log")
 	require.NotEmpty(t, want)
 }
