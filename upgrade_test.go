@@ -17,9 +17,9 @@ import (
 )
 
 // Versions a cluster may be upgraded from, one node at a time: the first
-// complete release, the main that streams (issue 12) started from and the
-// main before BLAKE3 checksums, with the FeatureVersion each reports (0:
-// none).
+// complete release, the main that streams (issue 12) started from, the
+// main before BLAKE3 checksums and the main before retention commands,
+// with the FeatureVersion each reports (0: none).
 var upgradeFrom = []struct {
 	name, commit string
 	features     int
@@ -27,6 +27,7 @@ var upgradeFrom = []struct {
 	{"v0.1.0", "7fdb7d4", 0},
 	{"pre-streams", "2f686b5", 0},
 	{"pre-checksums", "97cba0e", 3},
+	{"pre-retention", "2bba395", 4},
 }
 
 // buildVersion builds the test binary of this package at commit (its node
@@ -87,17 +88,26 @@ func TestRollingUpgrade(t *testing.T) {
 				if i < 2 {
 					// Mixed: the upgraded nodes keep sha256 checksums,
 					// which the older nodes can check (sums.go).
-					for j := 0; j <= i; j++ {
+					for j := 0; j <= i && v.features < sumsFeature; j++ {
 						st, err := QueryStatus(t.Context(), c.addrs[j])
 						require.NoError(t, err)
 						require.Equal(t, "sha256", st.Checksum, "n%d while n%d runs %s", j+1, 3, v.name)
+					}
+					// A retention command, which the older nodes would
+					// skip (keeping the files the others retire), is
+					// refused by an older leader or by a newer one
+					// naming the older member.
+					err := setRetentionVia(t, c.addrs)
+					require.Error(t, err, "a retention command while n%d runs %s", 3, v.name)
+					if !strings.Contains(err.Error(), `unknown control operation "set-retention"`) {
+						require.ErrorContains(t, err, "without retention commands")
 					}
 					if v.features >= clusterCmdsFeature {
 						continue // it knows streams and cluster levels
 					}
 					// Mixed: a stream, which the older nodes would skip,
 					// is refused, whichever node leads.
-					err := createStreamVia(t, c.addrs, "audit")
+					err = createStreamVia(t, c.addrs, "audit")
 					require.Error(t, err, "a stream created while n%d runs %s", 3, v.name)
 					// Refused by an older leader, or by a newer one naming
 					// the older voter; not any error.
@@ -116,6 +126,7 @@ func TestRollingUpgrade(t *testing.T) {
 			}
 			require.NoError(t, createStreamVia(t, c.addrs, "audit"), "a stream once every node is upgraded")
 			require.NoError(t, setLevelVia(t, c.addrs, LevelInfo), "a cluster level once every node is upgraded")
+			require.NoError(t, setRetentionVia(t, c.addrs), "a retention command once every node is upgraded")
 			for _, a := range c.addrs {
 				require.Eventually(t, func() bool {
 					all, err := QueryStreams(t.Context(), a, nil)
@@ -144,6 +155,25 @@ func setLevelVia(t *testing.T, addrs []string, l slog.Level) error {
 		for _, a := range addrs {
 			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 			last = SetClusterLevel(ctx, a, DefaultStream, l, nil)
+			cancel()
+			if last == nil || !strings.Contains(last.Error(), "leader") {
+				return last
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // no leader known at the moment: ask again
+	}
+	return last
+}
+
+// setRetentionVia sets the default stream's retention to no limit through
+// whichever node answers, as `logx retention` does.
+func setRetentionVia(t *testing.T, addrs []string) error {
+	t.Helper()
+	var last error
+	for attempt := 0; attempt < 20; attempt++ {
+		for _, a := range addrs {
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			last = SetRetention(ctx, a, DefaultStream, 0, 0, nil)
 			cancel()
 			if last == nil || !strings.Contains(last.Error(), "leader") {
 				return last
