@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logx-dev/logx"
 	"github.com/stretchr/testify/require"
 )
 
@@ -170,4 +172,33 @@ func TestBudgetReader(t *testing.T) {
 	require.Zero(t, b.free)
 	b.give(r.held)
 	require.Equal(t, int64(10), b.free)
+}
+
+// TestIngestDeletedStream: a request for a stream that was deleted is
+// refused (404) and drops the Client /ingest kept for it, with its
+// connection; each deleted stream kept one until the node stopped.
+func TestIngestDeletedStream(t *testing.T) {
+	nodes, cfgs := clusterWith(t, nil)
+	nf := nodeFile{Config: cfgs[0]}
+	in, err := newIngester(nodes[0], nf)
+	require.NoError(t, err)
+	defer in.close()
+	srv := httptest.NewServer(nodeHandler(nodes[0], nf, in))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, nodes[0].CreateStream(ctx, logx.StreamConfig{Name: "temp"}))
+	code, r := postIngest(t, srv.URL+"/ingest?stream=temp", "text/plain", "one\n")
+	require.Equal(t, http.StatusOK, code, "%+v", r)
+	clients := func() int {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		return len(in.clients)
+	}
+	require.Equal(t, 1, clients())
+
+	require.NoError(t, nodes[0].DeleteStream(ctx, "temp"))
+	code, r = postIngest(t, srv.URL+"/ingest?stream=temp", "text/plain", "two\n")
+	require.Equal(t, http.StatusNotFound, code, "%+v", r)
+	require.Zero(t, clients(), "the deleted stream's Client is kept")
 }

@@ -176,6 +176,7 @@ func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := cmp.Or(q.Get("stream"), logx.DefaultStream)
 	stream, err := in.lx.Stream(name)
 	if err != nil {
+		in.forget(name) // deleted: its Client and connection go
 		refuse(http.StatusNotFound, err.Error())
 		return
 	}
@@ -352,6 +353,22 @@ func (in *ingester) client(ctx context.Context, stream string) (*ingestClient, e
 	c = &ingestClient{c: nc}
 	in.clients[stream] = c
 	return c, nil
+}
+
+// forget closes and drops the Client of stream name, if there is one: a
+// request for a stream this node no longer holds (deleted; a name is never
+// used again). Otherwise each deleted stream kept a Client and its
+// connection until the node stopped.
+func (in *ingester) forget(name string) {
+	in.mu.Lock()
+	c := in.clients[name]
+	delete(in.clients, name)
+	in.mu.Unlock()
+	if c != nil {
+		c.mu.Lock() // after a request still sending with it
+		c.c.Close()
+		c.mu.Unlock()
+	}
 }
 
 // close closes the Clients; the HTTP server has stopped.
