@@ -214,6 +214,12 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 	conflicts := 0
 	var lastErr error
 	for {
+		if !sent && c.pinCert() {
+			// Nothing of it reached a node, and the certificate changed
+			// (the nodes may refuse the one pinned: a CA rotated): again,
+			// under the new producer id.
+			batch = encode()
+		}
 		target := c.target
 		if target == "" {
 			target = c.addrs[next%len(c.addrs)]
@@ -224,12 +230,14 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 			// producer and write the batch twice.
 			return 0, fmt.Errorf("%w: tried for half the cluster's dedup window (%v) since the first try; last error: %v", ErrOutcomeUnknown, c.dedupWindow/2, lastErr)
 		}
-		sentBefore := sent
+		sentBefore, dialed := sent, c.conn == nil
 		tryStart := time.Now()
-		status, first, msg, err := c.roundTrip(ctx, target, batch, tryBy(tryStart, firstSent, c.timeout, c.dedupWindow))
+		status, first, msg, wrote, err := c.roundTrip(ctx, target, batch, tryBy(tryStart, firstSent, c.timeout, c.dedupWindow))
 		switch {
 		case err != nil:
-			sent = sent || c.conn != nil
+			// Sent if the whole frame went out, unless the node refused
+			// this try's own connection at its handshake (it read nothing).
+			sent = sent || wrote && !(dialed && refusedAtHandshake(err))
 			c.abort()
 			c.target = ""
 			lastErr = fmt.Errorf("%s: %w", target, err)
@@ -288,6 +296,16 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 	}
 }
 
+// refusedAtHandshake reports whether err is a TLS alert the node sent (a
+// certificate it refused): TLS 1.3 tells the client so only at its first
+// read, after it has written, but the node read nothing of what came after
+// the handshake. crypto/tls reports a received alert (but close_notify,
+// an EOF) as a *net.OpError whose Op is "remote error".
+func refusedAtHandshake(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "remote error"
+}
+
 // pinCert pins the certificate the caller's TLS configuration gives now
 // (GetClientCertificate: ReloadingTLS, which follows rotated files) for
 // the batches of this producer id, so that every try of a batch presents
@@ -297,25 +315,28 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 // of the try that was committed. Called before each new batch: once the
 // certificate has changed, the Client goes on under a new producer id,
 // over a new connection, as a node does (Stream.useCurrentTLS). A
-// configuration with fixed Certificates has nothing to pin.
-func (c *Client) pinCert() {
+// configuration with fixed Certificates has nothing to pin. It also runs
+// before each try of a batch that has reached no node yet (sendBatch). It
+// reports whether the producer id changed.
+func (c *Client) pinCert() (renewed bool) {
 	if c.base == nil || c.base.GetClientCertificate == nil {
-		return
+		return false
 	}
 	cert, err := c.base.GetClientCertificate(&tls.CertificateRequestInfo{})
 	if err != nil || cert == nil || len(cert.Certificate) == 0 {
-		return // the pinned one stays; a dial with none reports it
+		return false // the pinned one stays; a dial with none reports it
 	}
 	if c.certDER != nil && bytes.Equal(cert.Certificate[0], c.certDER) {
-		return
+		return false
 	}
 	cfg := c.base.Clone()
 	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
-	if c.certDER != nil {
+	if renewed = c.certDER != nil; renewed {
 		c.producer, c.pseq = newProducerID(), 0
 		c.Close()
 	}
 	c.tls, c.certDER = cfg, cert.Certificate[0]
+	return renewed
 }
 
 // abort resets the connection of a try that failed (abortConn).
@@ -328,14 +349,14 @@ func (c *Client) abort() {
 
 // roundTrip sends one batch to addr and reads the answer, by by (tryBy)
 // or ctx's end, whichever comes first, its dial and handshake included.
-func (c *Client) roundTrip(ctx context.Context, addr string, batch []byte, by time.Time) (status byte, first uint64, msg string, err error) {
+func (c *Client) roundTrip(ctx context.Context, addr string, batch []byte, by time.Time) (status byte, first uint64, msg string, wrote bool, err error) {
 	ctx, cancel := context.WithDeadline(ctx, by)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 	if c.conn == nil {
 		conn, err := dialProto(ctx, addr, c.stream, wire.ProtoForward, time.Until(deadline), c.tls)
 		if err != nil {
-			return 0, 0, "", err
+			return 0, 0, "", false, err
 		}
 		c.conn, c.r, c.target = conn, bufio.NewReader(conn), addr
 	}
@@ -351,10 +372,13 @@ func (c *Client) roundTrip(ctx context.Context, addr string, batch []byte, by ti
 		}
 	}()
 	if err := wire.WriteFrame(c.conn, new([wire.FrameHeader]byte), batch); err != nil {
-		return 0, 0, "", err
+		// Not all of the frame went out (a write that fails has not
+		// handed all its bytes to the kernel), so no node read all of
+		// it: the batch was not sent.
+		return 0, 0, "", false, err
 	}
 	a, err := answerOf(wire.ReadFrame(c.r, nil, wire.MaxAnswer))
-	return a.Status, a.First, a.Msg, err
+	return a.Status, a.First, a.Msg, true, err
 }
 
 // dialProto opens a connection to a node's address for protocol proto of

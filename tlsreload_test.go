@@ -268,7 +268,7 @@ func TestClientPinsCertificate(t *testing.T) {
 	batch := wire.NewBatch(wire.Header{Producer: producer, FirstPSeq: c.pseq, Count: 1}, recs, true)
 	cur.Store(issue())
 	require.NoError(t, c.Close())
-	status, again, msg, err := c.roundTrip(ctx, lx.cfg.Addr, batch, time.Now().Add(10*time.Second))
+	status, again, msg, _, err := c.roundTrip(ctx, lx.cfg.Addr, batch, time.Now().Add(10*time.Second))
 	require.NoError(t, err)
 	require.Equal(t, wire.StatusOK, status, "the retry was answered %q", msg)
 	require.Equal(t, first, again, "the retry was not taken for the batch committed")
@@ -277,4 +277,43 @@ func TestClientPinsCertificate(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, first+1, second, "the retry was written")
 	require.NotEqual(t, producer, c.producer, "the new certificate's batches went under the old producer id")
+}
+
+// TestClientRepinsRefusedCertificate: a batch whose pinned certificate the
+// node refuses at the handshake (TLS 1.3 says so only at the first read,
+// after the batch was written) has reached no node: the Client tries it
+// again with the certificate its configuration gives by then, under a new
+// producer id, and succeeds. It counted such a try as sent, so it kept
+// the refused certificate and ended in ErrOutcomeUnknown.
+func TestClientRepinsRefusedCertificate(t *testing.T) {
+	ca, rogue := newTestCA(t, "ca"), newTestCA(t, "rogue")
+	lx := newSingle(t, func(cfg *Config) { cfg.TLS = ca.nodeTLS(t, "n1") })
+	issue := func(ca testCA) *tls.Certificate {
+		c, err := ca.Issue("client", []string{"127.0.0.1"}, time.Hour)
+		require.NoError(t, err)
+		return &c
+	}
+	good, bad := issue(ca), issue(rogue)
+	var refused atomic.Bool // the files hold the certificate the node refuses
+	var asked atomic.Int32  // calls while they do
+	cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: ca.Pool(),
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			if refused.Load() && asked.Add(1) <= 2 {
+				return bad, nil // pinned for the batch, then once more before the try
+			}
+			return good, nil
+		}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := NewClientTLS(ctx, cfg, "client", lx.cfg.Addr)
+	require.NoError(t, err)
+	defer c.Close()
+	first, err := c.Send(ctx, []ClientEntry{{Msg: "one"}})
+	require.NoError(t, err)
+
+	refused.Store(true)
+	second, err := c.Send(ctx, []ClientEntry{{Msg: "two"}})
+	require.NoError(t, err, "a batch no node read")
+	require.Equal(t, first+1, second)
+	require.Greater(t, asked.Load(), int32(2), "never tried with the refused certificate")
 }
