@@ -258,9 +258,9 @@ func (lx *Stream) ensureVoters() {
 // did less than 10 s ago (a control request may ask for it: a peer cannot
 // make it write an entry more often).
 func (lx *Stream) recommitVoters() error {
-	now := time.Now().UnixNano()
+	now := time.Now() // with its monotonic reading: a clock stepped back does not hold it up
 	last := lx.votersCommitted.Load()
-	if now-last < int64(10*time.Second) || !lx.votersCommitted.CompareAndSwap(last, now) {
+	if last != nil && now.Sub(*last) < 10*time.Second || !lx.votersCommitted.CompareAndSwap(last, &now) {
 		return nil
 	}
 	id := raft.ServerID(lx.cfg.Addr)
