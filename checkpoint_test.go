@@ -147,6 +147,23 @@ func TestCheckpointRotatedList(t *testing.T) {
 	require.Len(t, listFiles(t, dir), 1, "written in the new form")
 	require.NoError(t, f.close())
 
+	// The same in the middle of a catch-up, whose start returns before the
+	// files are opened: written in the new form too.
+	disk.CatchingUp = true
+	require.NoError(t, os.WriteFile(filepath.Join(dir, stateFile), mustJSON(t, disk), 0o644))
+	require.NoError(t, os.Remove(filepath.Join(dir, listFiles(t, dir)[0])))
+	f = openPolicyFSM(t, dir, policy)
+	require.True(t, f.st.CatchingUp)
+	require.Len(t, listFiles(t, dir), 1, "written in the new form at the start of a catch-up")
+	require.Equal(t, listFiles(t, dir)[0], named())
+	require.NoError(t, f.close())
+	disk.CatchingUp = false
+	require.NoError(t, os.WriteFile(filepath.Join(dir, stateFile), mustJSON(t, disk), 0o644))
+	require.NoError(t, os.Remove(filepath.Join(dir, listFiles(t, dir)[0])))
+	f = openPolicyFSM(t, dir, policy)
+	require.NoError(t, f.persist())
+	require.NoError(t, f.close())
+
 	// A named list that is missing, or a name of another form: damage.
 	require.NoError(t, os.Remove(filepath.Join(dir, listFiles(t, dir)[0])))
 	_, _, err = readState(dir)

@@ -220,6 +220,16 @@ func newFSM(c fsmConfig) (*fsm, error) {
 	f.catalog.Store(&st.Catalog)
 	f.level.Store(st.Level)
 	f.truncated.Store(st.TruncatedBefore)
+	if have && list == "" {
+		// A checkpoint of a version before the list had a file of its
+		// own: written again in this form at once, so that an earlier
+		// version refuses the Dir (whose Raft log this one writes in its
+		// own way), even if this node never checkpoints (a settings
+		// conflict stops its apply first, or a catch-up never ends).
+		if err := writeState(dir, &st, &f.lists); err != nil {
+			return nil, err
+		}
+	}
 	if st.CatchingUp {
 		// An interrupted catch-up: Raft restores its stored snapshot at
 		// start-up, and Restore finishes the copy.
@@ -232,17 +242,6 @@ func newFSM(c fsmConfig) (*fsm, error) {
 	}
 	f.useSegment(seg)
 	f.noteRotated(st.Rotated)
-	if have && list == "" {
-		// A checkpoint of a version before the list had a file of its
-		// own: written again in this form at once, so that an earlier
-		// version refuses the Dir (whose Raft log this one writes in its
-		// own way), even if this node never checkpoints (a settings
-		// conflict stops its apply first).
-		if err := writeState(dir, &st, &f.lists); err != nil {
-			seg.Close()
-			return nil, err
-		}
-	}
 	if !have {
 		// A new directory: checkpoint the empty state before the first line,
 		// so a crash before the first real checkpoint is recoverable.
