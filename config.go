@@ -376,12 +376,14 @@ const maxQueue = 1 << 20
 const maxBatchBytes = 64 << 20
 
 // maxFileName bounds File's length (Validate). maxLoggedFileName is the
-// longest a log written before 2026-12-06 may hold: every name derived
-// from a longer one failed at the first rotation, so no stream that
-// worked had one.
+// longest File a log written before 2026-12-06 holds that still works: the
+// longest whose every derived name fits a file system's 255 bytes (a
+// retired file's, ".retired-<stem>-<20 digits><ext>.zst", is the longest:
+// retirement renames both forms). A longer one failed at its first
+// rotation (235 bytes or more) or retirement, and is refused still.
 const (
 	maxFileName       = 200
-	maxLoggedFileName = 255 - len("-00000000000000000001")
+	maxLoggedFileName = 255 - len(".retired-") - len("-00000000000000000001") - len(".zst")
 )
 
 // Validate reports the first invalid field of c, after defaults are applied,
@@ -467,9 +469,10 @@ func (c Config) validate() error {
 		return bad("File", "%q contains a control character", c.File)
 	}
 	if len(c.File) > maxFileName && !(c.logged && len(c.File) <= maxLoggedFileName) {
-		// The names derived from it (".compress-<stem>-<20 digits><ext>.zst",
-		// 35 bytes more) must fit in a file system's 255: a longer File
-		// opened, and every node failed to rename it at its first rotation.
+		// The names derived from it (".retired-<stem>-<20 digits><ext>.zst",
+		// 34 bytes more, the longest) must fit in a file system's 255: a
+		// longer File opened, and every node failed to rename it at its
+		// first rotation or retirement (maxLoggedFileName).
 		return bad("File", "%d bytes long; at most %d", len(c.File), maxFileName)
 	}
 	if c.File != filepath.Base(c.File) || strings.ContainsAny(c.File, `/\`) {

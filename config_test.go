@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -380,27 +381,44 @@ func TestFlushEndsWithClose(t *testing.T) {
 // TestLongestFile: a File of the longest length allowed rotates, is
 // compressed, and is retired: every name derived from it fits in 255
 // bytes. (A File of 235 bytes validated, and every node failed to rename
-// it at its first rotation.)
+// it at its first rotation.) The same for the longest a log written
+// before the bound may hold (maxLoggedFileName), opened as a stream from
+// the catalog is.
 func TestLongestFile(t *testing.T) {
-	file := strings.Repeat("a", maxFileName-4) + ".log"
-	lx := newSingle(t, func(c *Config) {
-		c.File = file
-		c.MaxSize = 4096
-		c.MaxFiles = 2
-		c.Compress = true
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for k := range 200 {
-		_, err := lx.Append(ctx, LevelInfo, "long", "k", k)
-		require.NoError(t, err, "a node that cannot rotate stops applying")
+	for _, n := range []int{maxFileName, maxLoggedFileName} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			file := strings.Repeat("a", n-4) + ".log"
+			lx := newSingle(t, func(c *Config) {
+				c.MaxSize = 4096
+				c.MaxFiles = 2
+				c.Compress = true
+				if n <= maxFileName {
+					c.File = file
+				}
+			})
+			s := lx.defaultStream
+			if n > maxFileName {
+				spec := streamSpec{Name: "long", File: file, MaxSize: 4096, MaxFiles: 2}
+				require.NoError(t, lx.node.open(spec.config(), []string{lx.cfg.Addr}, false))
+				var err error
+				s, err = lx.Stream("long")
+				require.NoError(t, err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			require.NoError(t, s.WaitReady(ctx))
+			for k := range 200 {
+				_, err := s.Append(ctx, LevelInfo, "long", "k", k)
+				require.NoError(t, err, "a node that cannot rotate stops applying")
+			}
+			require.NoError(t, s.Flush(ctx))
+			st := s.Stats()
+			require.Empty(t, st.WriteError)
+			require.Greater(t, st.Retired, uint64(0))
+			require.True(t, waitFor(30*time.Second, func() bool {
+				names, err := LogFiles(s.cfg.Dir, file)
+				return err == nil && slices.ContainsFunc(names, func(n string) bool { return strings.HasSuffix(n, ".zst") })
+			}), "nothing compressed")
+		})
 	}
-	require.NoError(t, lx.Flush(ctx))
-	st := lx.Stats()
-	require.Empty(t, st.WriteError)
-	require.Greater(t, st.Retired, uint64(0))
-	require.True(t, waitFor(30*time.Second, func() bool {
-		names, err := LogFiles(lx.cfg.Dir, file)
-		return err == nil && slices.ContainsFunc(names, func(n string) bool { return strings.HasSuffix(n, ".zst") })
-	}), "nothing compressed")
 }

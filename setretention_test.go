@@ -168,12 +168,12 @@ func TestRetentionCmdBatching(t *testing.T) {
 }
 
 // TestLoggedLimits: a stream spec or settings an earlier version committed
-// with a File of 201 to 234 bytes, or a QueueSize over 2^20, which Config
+// with a File of 201 to 221 bytes, or a QueueSize over 2^20, which Config
 // refuses since 2026-12-06, is still read from the log, a checkpoint or a
 // snapshot, deleted streams' included (a node upgraded over such a log
 // failed to start, or refused a create the others applied); a new stream
-// is checked as a Config is. A File of 235 bytes or more never worked (its
-// rotated names are over 255 bytes).
+// is checked as a Config is. A longer File never worked (a name derived
+// from it is over 255 bytes: TestLongestFile).
 func TestLoggedLimits(t *testing.T) {
 	long := strings.Repeat("a", maxLoggedFileName-len(".log")) + ".log"
 	spec := specOf(StreamConfig{Name: "s", File: long, QueueSize: 2 << 20})
@@ -193,7 +193,7 @@ func TestLoggedLimits(t *testing.T) {
 	require.Equal(t, "Streams[0].File", ce.Field)
 	require.ErrorAs(t, specOf(StreamConfig{Name: "s", QueueSize: 2 << 20}).check(), &ce)
 	require.Equal(t, "Streams[0].QueueSize", ce.Field)
-	require.Error(t, specOf(StreamConfig{Name: "s", File: "a" + long}).checkLogged(), "235 bytes")
+	require.Error(t, specOf(StreamConfig{Name: "s", File: "a" + long}).checkLogged(), "222 bytes")
 	s.File = "a" + long
 	_, err = readSettings(appendSettings(nil, s))
 	require.Error(t, err)
