@@ -386,7 +386,7 @@ func (lx *Stream) pruneRaftPool() {
 		}
 		servers, err := lx.serverAddrs(false)
 		if err != nil || len(servers) == 0 {
-			return // shut down, or no configuration yet
+			return // no configuration yet (a node that joins)
 		}
 		for _, t := range targets {
 			if _, ok := slices.BinarySearch(servers, t); !ok {
