@@ -220,12 +220,14 @@ func newFSM(c fsmConfig) (*fsm, error) {
 	f.catalog.Store(&st.Catalog)
 	f.level.Store(st.Level)
 	f.truncated.Store(st.TruncatedBefore)
-	if have && list == "" {
-		// A checkpoint of a version before the list had a file of its
-		// own: written again in this form at once, so that an earlier
-		// version refuses the Dir (whose Raft log this one writes in its
-		// own way), even if this node never checkpoints (a settings
-		// conflict stops its apply first, or a catch-up never ends).
+	// A checkpoint of a version before the list had a file of its own is
+	// written again in this form at once (once the files open: until then
+	// the Dir can still go back to that version), so that an earlier
+	// version refuses the Dir, whose Raft log this one writes in its own
+	// way, even if this node never checkpoints (a settings conflict stops
+	// its apply first, or a catch-up never ends).
+	oldForm := have && list == ""
+	if oldForm && st.CatchingUp {
 		if err := writeState(dir, &st, &f.lists); err != nil {
 			return nil, err
 		}
@@ -242,6 +244,12 @@ func newFSM(c fsmConfig) (*fsm, error) {
 	}
 	f.useSegment(seg)
 	f.noteRotated(st.Rotated)
+	if oldForm {
+		if err := writeState(dir, &st, &f.lists); err != nil {
+			seg.Close()
+			return nil, err
+		}
+	}
 	if !have {
 		// A new directory: checkpoint the empty state before the first line,
 		// so a crash before the first real checkpoint is recoverable.
