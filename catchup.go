@@ -86,13 +86,13 @@ type catchUpProgress struct {
 // again (the attempt checks every byte again), but a catch-up that is still
 // running (retried in the background, or superseded by a newer snapshot)
 // keeps the time it began.
-func (p *catchUpProgress) begin(now time.Time, total int64) {
+func (p *catchUpProgress) begin(total int64) {
 	p.total.Store(total)
 	p.done.Store(0)
 	p.reread.Store(0)
 	if !p.running.Load() {
 		p.took.Store(0)
-		p.start.Store(now.UnixNano())
+		p.start.Store(monoNanos()) // monotonic: a clock stepped meanwhile does not skew CatchUpDuration
 		p.running.Store(true)
 	}
 }
@@ -100,7 +100,7 @@ func (p *catchUpProgress) begin(now time.Time, total int64) {
 // end marks the catch-up over: finished, or failed with nothing to retry it
 // here (Raft sends the snapshot again).
 func (p *catchUpProgress) end() {
-	p.took.Store(time.Now().UnixNano() - p.start.Load())
+	p.took.Store(monoNanos() - p.start.Load())
 	p.running.Store(false)
 }
 
@@ -108,7 +108,7 @@ func (p *catchUpProgress) end() {
 // one took.
 func (p *catchUpProgress) elapsed() time.Duration {
 	if p.running.Load() {
-		return time.Duration(time.Now().UnixNano() - p.start.Load())
+		return time.Duration(monoNanos() - p.start.Load())
 	}
 	return time.Duration(p.took.Load())
 }
@@ -150,7 +150,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	if m.Settings != nil {
 		f.catchUpSettings.Store(m.Settings)
 	}
-	f.progress.begin(start, need)
+	f.progress.begin(need)
 	f.compressMu.Lock() // the compressor stops the file under way (compress.go)
 	defer f.compressMu.Unlock()
 
@@ -556,7 +556,7 @@ func (f *fsm) resumeInBackground(m *manifest) {
 	for _, mf := range m.Files {
 		need += mf.Size
 	}
-	f.progress.begin(time.Now(), need) // Stats shows it from now on
+	f.progress.begin(need) // Stats shows it from now on
 	f.logf("logx: the catch-up to Raft index %d goes on in the background until a peer answers; this node applies nothing until it is done", m.Index)
 	go f.catchUpInBackground(ctx, m, done)
 }

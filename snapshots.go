@@ -107,8 +107,7 @@ func (s checkedSnapshots) warnSize(size, files int) {
 	if size <= cmp.Or(s.warnAt, maxManifest/4) || s.logf == nil || s.warned == nil {
 		return
 	}
-	now, last := time.Now().UnixNano(), s.warned.Load()
-	if last != 0 && now-last < int64(time.Hour) || !s.warned.CompareAndSwap(last, now) {
+	if _, ok := onceEvery(s.warned, time.Hour); !ok { // monotonic: a clock stepped back does not silence it
 		return
 	}
 	s.logf("logx: WARNING: this snapshot lists %d files in %d MB; past %d MB no snapshot can be stored, Raft's log is no longer compacted and fills the disk: set MaxFiles or MaxAge (SetRetention) to keep fewer files",

@@ -175,8 +175,9 @@ func ReloadingTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 	}
 	var last atomic.Int64
 	fresh := func() *tls.Config {
-		now := time.Now().UnixNano()
-		if l := last.Load(); now-l >= int64(time.Second) && last.CompareAndSwap(l, now) {
+		// On the monotonic clock: with the wall clock's, a clock stepped
+		// back by hours stopped the reloads for as long.
+		if _, ok := onceEvery(&last, time.Second); ok {
 			_, _ = t.reload(false)
 		}
 		return t.current()

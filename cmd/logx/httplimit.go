@@ -57,11 +57,16 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		_, _ = io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 		c.Close()
 		n := l.shed.Add(1)
-		if now, last := time.Now().UnixNano(), l.logged.Load(); now-last >= int64(10*time.Second) && l.logged.CompareAndSwap(last, now) {
+		// Time since start, on the monotonic clock: a clock stepped back
+		// does not silence it.
+		if now, last := int64(time.Since(processStart))+1, l.logged.Load(); (last == 0 || now-last >= int64(10*time.Second)) && l.logged.CompareAndSwap(last, now) {
 			fmt.Fprintf(l.log, "logx node: the HTTP server holds %d connections, its most; closing new ones (%d so far)\n", cap(l.slots), n)
 		}
 	}
 }
+
+// processStart is the origin of the monotonic times kept as integers.
+var processStart = time.Now()
 
 // limitConn gives its slot back when it is closed, once.
 type limitConn struct {
