@@ -704,3 +704,52 @@ func TestHeadWinsOverAttrs(t *testing.T) {
 		})
 	}
 }
+
+// TestSeekTimeSkewedClock: with one node's clock hours behind, its lines
+// are hours early among the others', and SeekTime still lands on the first
+// line, in log order, whose time is the one sought or later (against a
+// linear reference, over rotated files whose time ranges the checkpoint
+// records). A bisection that probed one of the early lines took it for a
+// line before the time and skipped up to a file of lines after it.
+func TestSeekTimeSkewedClock(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	for round := 0; round < 10; round++ {
+		n := 60 + rng.IntN(120)
+		times := make([]time.Time, n)
+		var b []byte
+		b = wire.AppendHeader(b, wire.Header{Producer: 9, FirstPSeq: 1, Count: n})
+		for i := range times {
+			times[i] = base.Add(time.Duration(i) * time.Minute)
+			if rng.IntN(3) == 0 {
+				times[i] = times[i].Add(-5 * time.Hour) // the node whose clock is behind
+			}
+			body := appendBodyStart(nil, FormatText, times[i], LevelInfo, "n1", "x/y.go:1", fmt.Sprintf("line %d", i))
+			b = wire.AppendRecord(b, LevelInfo, times[i].UnixNano(), body)
+		}
+		dir := writeLog(t, []*raft.Log{{Index: 1, Type: raft.LogCommand, Data: b}}, filePolicy{rotation: store.Rotation{MaxSize: 1024}}, FormatText)
+		files, err := LogFiles(dir, "app.log")
+		require.NoError(t, err)
+		require.Greater(t, len(files), 3, "the lines should span several files")
+		r, err := OpenReader(dir, "app.log")
+		require.NoError(t, err)
+		for k := -1; k <= n; k++ {
+			target := base.Add(time.Duration(k)*time.Minute - time.Second)
+			want := n // the first line at or after target
+			for i, ti := range times {
+				if !ti.Before(target) {
+					want = i
+					break
+				}
+			}
+			require.NoError(t, r.SeekTime(target))
+			l, err := r.Next()
+			if want == n {
+				require.ErrorIs(t, err, io.EOF, "round %d, target %d", round, k)
+				continue
+			}
+			require.NoError(t, err)
+			require.Equal(t, uint64(want+1), l.Seq, "round %d, target minute %d", round, k)
+		}
+		require.NoError(t, r.Close())
+	}
+}
