@@ -134,6 +134,12 @@ func (c *testCluster) streamConverges(ctx context.Context, name string, before u
 // answer, fails the test). The test's end releases node keep if the test
 // did not.
 func restartHeld(c *testCluster, keep int, stream, stage string, fail error) (*atomic.Int64, func(), func(nodes ...int)) {
+	return restartHeldWiping(c, keep, stream, stage, fail, func(i int) string { return c.cfgs[i].Dir })
+}
+
+// restartHeldWiping is restartHeld that removes wipe(i) of every node but
+// keep (restartHeld: the whole Dir).
+func restartHeldWiping(c *testCluster, keep int, stream, stage string, fail error, wipe func(i int) string) (*atomic.Int64, func(), func(nodes ...int)) {
 	t := c.t
 	hold := make(chan struct{})
 	var once sync.Once
@@ -142,7 +148,7 @@ func restartHeld(c *testCluster, keep int, stream, stage string, fail error) (*a
 	c.closeAll()
 	for i := range c.cfgs {
 		if i != keep {
-			require.NoError(t, os.RemoveAll(c.cfgs[i].Dir))
+			require.NoError(t, os.RemoveAll(wipe(i)))
 		}
 	}
 	var answers atomic.Int64
@@ -246,6 +252,57 @@ func TestEmptyNodesWaitForStartingMember(t *testing.T) {
 			logAndCompare(c, 150+3*10)
 		})
 	}
+}
+
+// TestStreamAsksAtStart: two nodes whose default stream kept its Raft
+// state but a catalog stream's is empty (a wiped node that closed, or
+// crashed, while that stream asked its peers, after the default stream
+// had caught up and checkpointed the catalog) ask before they bootstrap
+// that stream at the next start, as a node started empty does: the node
+// with its log is slow to open it, and they wait for it and follow it.
+// They skipped the asking because their default stream had not started
+// empty, and two of three could elect one of themselves over a log of
+// their own, losing the stream's acknowledged entries.
+func TestStreamAsksAtStart(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.ElectionTimeout = time.Second })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, c.nodes[0].CreateStream(ctx, StreamConfig{Name: "s"}))
+	for i := range c.nodes {
+		require.True(t, waitFor(30*time.Second, func() bool { _, err := c.nodes[i].Stream("s"); return err == nil }))
+	}
+	for i, lx := range c.nodes {
+		s, err := lx.Stream("s")
+		require.NoError(t, err)
+		require.NoError(t, s.WaitReady(ctx))
+		for k := range 10 {
+			_, err := s.Append(ctx, LevelInfo, "in s", "node", i, "k", k)
+			require.NoError(t, err)
+		}
+	}
+	answers, release, started := restartHeldWiping(c, 0, "s", "raft", nil, func(i int) string {
+		return filepath.Join(c.cfgs[i].Dir, streamsDir, "s")
+	})
+	waited := waitFor(30*time.Second, func() bool { return answers.Load() >= 20 })
+	release()
+	started(0, 1, 2)
+	require.True(t, waited, "the nodes whose stream s was empty asked %d times while node 1 was starting", answers.Load())
+	for i := 1; i < 3; i++ {
+		s, err := c.nodes[i].Stream("s")
+		require.NoError(t, err)
+		require.True(t, s.skippedBootstrap(), "node %d bootstrapped stream s while node 1, which has its log, was starting", i+1)
+	}
+	for i, lx := range c.nodes {
+		s, err := lx.Stream("s")
+		require.NoError(t, err)
+		require.NoError(t, s.WaitReady(ctx), "node %d", i+1)
+		require.True(t, waitFor(30*time.Second, func() bool { return s.Stats().Seq == 30 }), "node %d holds %d of stream s's 30 entries", i+1, s.Stats().Seq)
+	}
+	var dirs []string
+	for i := range c.cfgs {
+		dirs = append(dirs, filepath.Join(c.cfgs[i].Dir, streamsDir, "s"))
+	}
+	requireIdentical(t, dirs, "s.log")
 }
 
 // TestStartingMemberGone: the member that answered it was starting with

@@ -123,6 +123,12 @@ type node struct {
 	dedupWindow time.Duration
 	seams       seams // a test's hooks (hooks.go); zero in normal use
 	lock        *dirLock
+	// starting is set while New opens the streams: one whose Raft state
+	// is empty then asks its peers before it bootstraps, as on a node
+	// started empty (Stream.askFirst). Its state may be empty because a
+	// Close or a crash cut that asking short on the previous run, once
+	// the default stream had recorded the catalog.
+	starting atomic.Bool
 	// tlsFiles is the TLS material loaded from Config's TLS files, which
 	// a reload may replace (tlsreload.go); nil without them.
 	tlsFiles *tlsFiles
@@ -202,6 +208,7 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 		return nil, err
 	}
 	n.stopCtx, n.cancelStop = context.WithCancel(context.Background())
+	n.starting.Store(true)
 	defer func() {
 		if err != nil {
 			n.cancelStop()
@@ -301,6 +308,7 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 			return nil, err
 		}
 	}
+	n.starting.Store(false)
 	go n.tend()
 	go n.watchSums()
 	return &Logx{defaultStream: def, node: n}, nil
@@ -362,7 +370,7 @@ func (n *node) open(sc StreamConfig, voters []string, join bool) error {
 	}
 	cfg.Join = cfg.Join || join
 	s, err := newStream(cfg, n.seams, n.mux, sc.Name, &nodeHooks{defaultServers: n.defaultServers, tls: n.tlsNow, stopping: n.stopCtx,
-		nodeFresh: func() bool { return n.list()[0].startedEmpty }})
+		nodeFresh: func() bool { return n.starting.Load() || n.list()[0].startedEmpty }})
 	if err != nil {
 		return err
 	}
