@@ -352,7 +352,11 @@ const streamsFeature = 2
 
 // proposeCatalogCmd commits c on this node, the default stream's leader,
 // with the servers of its configuration as a create's voters.
-func (lx *Stream) proposeCatalogCmd(c catalogCmd) error {
+func (lx *Stream) proposeCatalogCmd(c catalogCmd) error { return lx.proposeCatalogCmdUntil(nil, c) }
+
+// proposeCatalogCmdUntil is proposeCatalogCmd that gives up waiting for the
+// commit when stop is closed (applyLocalUntil).
+func (lx *Stream) proposeCatalogCmdUntil(stop <-chan struct{}, c catalogCmd) error {
 	if c.Op == "create" {
 		var err error
 		// Voters only: a node being added joins the new group later.
@@ -363,7 +367,7 @@ func (lx *Stream) proposeCatalogCmd(c catalogCmd) error {
 			return fmt.Errorf("logx: not creating stream %q: %w", c.Stream.Name, err)
 		}
 	}
-	_, _, err := lx.applyLocal(appendCatalogCmd(nil, c), nil)
+	_, _, err := lx.applyLocalUntil(stop, appendCatalogCmd(nil, c), nil)
 	return err
 }
 
@@ -426,7 +430,12 @@ func (lx *Stream) recordDeclared() bool {
 		spec := specOf(sc)
 		var err error
 		if lx.raft.State() == raft.Leader {
-			err = lx.proposeCatalogCmd(catalogCmd{Op: "create", Stream: &spec})
+			// Until the node's Close begins, which waits for this: a
+			// leader that cannot commit (its followers' disks full)
+			// held it for good.
+			base, stop := lx.untilClose()
+			err = lx.proposeCatalogCmdUntil(base.Done(), catalogCmd{Op: "create", Stream: &spec})
+			stop()
 		} else {
 			base, stop := lx.untilClose()
 			ctx, cancel := context.WithTimeout(base, lx.cfg.ElectionTimeout)

@@ -244,3 +244,30 @@ func TestCloseDuringBarriers(t *testing.T) {
 		c.nodes[0] = nil
 	}
 }
+
+// stuckFuture is a Raft answer that never comes until release is closed.
+type stuckFuture struct{ release chan struct{} }
+
+func (f stuckFuture) Error() error  { <-f.release; return nil }
+func (f stuckFuture) Index() uint64 { return 0 }
+func (f stuckFuture) Response() any { return nil }
+
+// TestAwaitApplyUntil: a wait for a command whose commit does not come (a
+// leader whose followers cannot store entries) ends when its stop closes,
+// as ErrOutcomeUnknown and ErrClosed, so that node.tend's recording of a
+// declared stream, which the node's Close waits for, does not hold Close
+// for good; without a stop it waits for the answer.
+func TestAwaitApplyUntil(t *testing.T) {
+	lx := newSingle(t, nil)
+	f := stuckFuture{release: make(chan struct{})}
+	defer close(f.release)
+	stop := make(chan struct{})
+	close(stop)
+	err := lx.awaitApply(f, stop)
+	require.ErrorIs(t, err, ErrOutcomeUnknown)
+	require.ErrorIs(t, err, ErrClosed)
+
+	answered := stuckFuture{release: make(chan struct{})}
+	close(answered.release)
+	require.NoError(t, lx.awaitApply(answered, nil))
+}

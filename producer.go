@@ -371,13 +371,22 @@ func (lx *Stream) applyBatchLocal(batch, identity []byte, recs *[]byte) (idx, fi
 // callers, and the batches its followers forwarded, would wait for its
 // disk while the others commit.
 func (lx *Stream) applyLocal(cmd, identity []byte) (idx, first uint64, err error) {
+	return lx.applyLocalUntil(nil, cmd, identity)
+}
+
+// applyLocalUntil is applyLocal that also gives up waiting when stop (nil:
+// never) is closed, with an ErrOutcomeUnknown that wraps ErrClosed: for
+// work that the node's Close waits for before its streams stop, which a
+// leader that cannot commit would otherwise hold for good (node.tend's
+// recording of a declared stream).
+func (lx *Stream) applyLocalUntil(stop <-chan struct{}, cmd, identity []byte) (idx, first uint64, err error) {
 	if lx.heldUp() {
 		return 0, 0, errApplyHeld
 	}
 	var f raft.ApplyFuture
 	if err := lx.raftCall(func() error {
 		f = lx.raft.ApplyLog(raft.Log{Data: cmd, Extensions: identity}, lx.cfg.ForwardTimeout)
-		return lx.awaitApply(f)
+		return lx.awaitApply(f, stop)
 	}); err != nil {
 		return 0, 0, err
 	}
@@ -420,6 +429,10 @@ var errApplyBlocked = fmt.Errorf("%w: this node no longer leads and cannot apply
 // send the command elsewhere, or again, as it is.
 var errApplyHeld = fmt.Errorf("%w: this node cannot apply yet (a write error or a catch-up) and hands its leadership over", raft.ErrNotLeader)
 
+// errGaveUpClosing: applyLocalUntil stopped waiting for a command it
+// proposed because the node closes; it may still be committed.
+var errGaveUpClosing = fmt.Errorf("%w: %w", ErrOutcomeUnknown, ErrClosed)
+
 // applyCheckEvery is how often applyLocal looks whether a wait for this
 // node's apply should end (errApplyBlocked).
 const applyCheckEvery = 100 * time.Millisecond
@@ -429,7 +442,7 @@ const applyCheckEvery = 100 * time.Millisecond
 // (errApplyBlocked). Raft's future offers no channel to wait on beside
 // another, so a goroutine waits for it (and, given up on, ends when this
 // node applies the command or closes).
-func (lx *Stream) awaitApply(f raft.ApplyFuture) error {
+func (lx *Stream) awaitApply(f raft.ApplyFuture, stop <-chan struct{}) error {
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
 	t := time.NewTicker(applyCheckEvery)
@@ -438,6 +451,13 @@ func (lx *Stream) awaitApply(f raft.ApplyFuture) error {
 		select {
 		case err := <-done:
 			return err
+		case <-stop:
+			select {
+			case err := <-done: // answered meanwhile
+				return err
+			default:
+			}
+			return errGaveUpClosing
 		case <-t.C:
 			if lx.fsm.applyBlocked() && lx.raft.State() != raft.Leader {
 				select {
