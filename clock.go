@@ -258,9 +258,7 @@ func (lx *Stream) ensureVoters() {
 // did less than 10 s ago (a control request may ask for it: a peer cannot
 // make it write an entry more often).
 func (lx *Stream) recommitVoters() error {
-	now := time.Now() // with its monotonic reading: a clock stepped back does not hold it up
-	last := lx.votersCommitted.Load()
-	if last != nil && now.Sub(*last) < 10*time.Second || !lx.votersCommitted.CompareAndSwap(last, &now) {
+	if _, ok := onceEvery(&lx.votersCommitted, 10*time.Second); !ok { // monotonic
 		return nil
 	}
 	id := raft.ServerID(lx.cfg.Addr)

@@ -214,13 +214,9 @@ func pruneByTime(dir string, files []logFile, q Query) []logFile {
 	if q.Since.IsZero() && q.Until.IsZero() {
 		return files
 	}
-	st, _, err := readState(dir)
-	if err != nil || len(st.Rotated) == 0 {
+	ranges, ok := checkpointRanges(dir)
+	if !ok || len(ranges) == 0 {
 		return files
-	}
-	ranges := make(map[string]store.File, len(st.Rotated))
-	for _, fs := range st.Rotated {
-		ranges[fs.Name] = fs
 	}
 	out := make([]logFile, 0, len(files))
 	for _, lf := range files {
@@ -230,6 +226,21 @@ func pruneByTime(dir string, files []logFile, q Query) []logFile {
 		out = append(out, lf)
 	}
 	return out
+}
+
+// checkpointRanges are the rotated files the checkpoint (state.json)
+// lists, by name, with the time ranges recorded when they were written;
+// ok is false when it cannot be read.
+func checkpointRanges(dir string) (map[string]store.File, bool) {
+	st, _, err := readState(dir)
+	if err != nil {
+		return nil, false
+	}
+	ranges := make(map[string]store.File, len(st.Rotated))
+	for _, fs := range st.Rotated {
+		ranges[fs.Name] = fs
+	}
+	return ranges, true
 }
 
 // timesMeet reports whether a line whose time is in [lo, hi] (Unix

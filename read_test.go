@@ -667,14 +667,7 @@ func TestSeekTimeUntimedLines(t *testing.T) {
 					want = i + 1
 				}
 			}
-			require.NoError(t, r.SeekTime(target))
-			l, err := r.Next()
-			if want == n {
-				require.ErrorIs(t, err, io.EOF, "round %d, target %d", round, k)
-				continue
-			}
-			require.NoError(t, err)
-			require.Equal(t, uint64(want+1), l.Seq, "round %d, target minute %d, times %v", round, k, times)
+			requireSeekTime(t, r, target, want, n, "round %d, target minute %d, times %v", round, k, times)
 		}
 		require.NoError(t, r.Close())
 	}
@@ -741,15 +734,22 @@ func TestSeekTimeSkewedClock(t *testing.T) {
 					break
 				}
 			}
-			require.NoError(t, r.SeekTime(target))
-			l, err := r.Next()
-			if want == n {
-				require.ErrorIs(t, err, io.EOF, "round %d, target %d", round, k)
-				continue
-			}
-			require.NoError(t, err)
-			require.Equal(t, uint64(want+1), l.Seq, "round %d, target minute %d", round, k)
+			requireSeekTime(t, r, target, want, n, "round %d, target minute %d", round, k)
 		}
 		require.NoError(t, r.Close())
 	}
+}
+
+// requireSeekTime checks that SeekTime(target) puts r before line want+1
+// (0-based want), or at the end when want is n, the number of lines.
+func requireSeekTime(t *testing.T, r *Reader, target time.Time, want, n int, msg string, args ...any) {
+	t.Helper()
+	require.NoError(t, r.SeekTime(target))
+	l, err := r.Next()
+	if want == n {
+		require.ErrorIs(t, err, io.EOF, append([]any{msg}, args...)...)
+		return
+	}
+	require.NoError(t, err, append([]any{msg}, args...)...)
+	require.Equal(t, uint64(want+1), l.Seq, append([]any{msg}, args...)...)
 }

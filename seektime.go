@@ -5,8 +5,6 @@ import (
 	"errors"
 	"sort"
 	"time"
-
-	"github.com/logx-dev/logx/internal/store"
 )
 
 // SeekTime positions the Reader at the first line, in log order, whose
@@ -87,13 +85,9 @@ func (r *Reader) seekTime(t time.Time) error {
 // checkpoint lists (rotated since it was written, and the active file)
 // have none and are read.
 func firstFileReaching(dir string, files []logFile, t time.Time) (int, bool) {
-	st, _, err := readState(dir)
-	if err != nil {
+	ranges, ok := checkpointRanges(dir)
+	if !ok {
 		return 0, false
-	}
-	ranges := make(map[string]store.File, len(st.Rotated))
-	for _, fs := range st.Rotated {
-		ranges[fs.Name] = fs
 	}
 	last := -1 // the last file the checkpoint lists
 	for i, lf := range files {

@@ -98,7 +98,7 @@ type Stream struct {
 	pruning      atomic.Bool // pruneRaftPool's check runs (membership.go)
 	// When this follower last asked for the configuration again, and this leader last committed it (ensureVoters).
 	votersAsked     time.Time
-	votersCommitted atomic.Pointer[time.Time]
+	votersCommitted atomic.Int64 // monoNanos
 	// sampler is Config.Sampling's, nil without it (sampling.go).
 	sampler *sampler
 	// removedCtx is cancelled (by markRemoved) when removed is set.
