@@ -226,7 +226,9 @@ func subjectIdentity(cert *x509.Certificate) []byte {
 // know the voters: a checkpoint from a release that did not record them
 // (v0.1.0) has none until a configuration entry is applied, and the log
 // clock counts only voters. A leader commits it; a follower asks its
-// leader to (the control operation "voters"), at most once a minute: a
+// leader to (the control operation "voters"), at most once every 5 s
+// (monotonic), until it knows them: an ask can fail, with no leader known
+// yet or a slow one, and the leader commits at most once every 10 s. A
 // follower upgraded after an upgraded leader had committed it, its own
 // checkpoint past that entry, would otherwise never learn them, and its
 // log clock, so its rotation by time, retention by age and forgetting of
@@ -242,12 +244,15 @@ func (lx *Stream) ensureVoters() {
 		}
 		return
 	}
-	if now := time.Now(); now.Sub(lx.votersAsked) >= time.Minute {
-		lx.votersAsked = now
+	if _, ok := onceEvery(&lx.votersAsked, 5*time.Second); ok {
 		lx.goFunc(func() {
 			ctx, cancel := context.WithTimeout(lx.closingCtx, lx.cfg.ForwardTimeout)
 			defer cancel()
-			if err := lx.control(ctx, controlRequest{Op: "voters"}); err != nil && lx.closingCtx.Err() == nil {
+			err := lx.control(ctx, controlRequest{Op: "voters"})
+			if err == nil || lx.closingCtx.Err() != nil {
+				return
+			}
+			if _, ok := onceEvery(&lx.votersLogged, time.Minute); ok { // an older leader refuses every ask
 				lx.logf("logx: asking the leader to commit the configuration again (so that this node's log knows the voters): %v", err)
 			}
 		})
@@ -256,15 +261,20 @@ func (lx *Stream) ensureVoters() {
 
 // recommitVoters commits the configuration again, as the leader, unless it
 // did less than 10 s ago (a control request may ask for it: a peer cannot
-// make it write an entry more often).
+// make it write an entry more often). A try that fails does not count.
 func (lx *Stream) recommitVoters() error {
-	if _, ok := onceEvery(&lx.votersCommitted, 10*time.Second); !ok { // monotonic
+	now, ok := onceEvery(&lx.votersCommitted, 10*time.Second) // monotonic
+	if !ok {
 		return nil
 	}
 	id := raft.ServerID(lx.cfg.Addr)
-	return lx.raftCall(func() error {
+	err := lx.raftCall(func() error {
 		return lx.raft.AddVoter(id, raft.ServerAddress(lx.cfg.Addr), 0, lx.cfg.ForwardTimeout).Error()
 	})
+	if err != nil { // not committed: the next ask may try at once
+		lx.votersCommitted.CompareAndSwap(now, 0)
+	}
+	return err
 }
 
 // lineClock is the clock rotation and retention use for a line whose entry

@@ -154,9 +154,9 @@ func TestClockOwnerBinding(t *testing.T) {
 // TestFollowerLearnsVoters: a follower whose checkpoint does not know the
 // voters and is past every configuration entry (a v0.1.0 checkpoint, on a
 // node upgraded after an upgraded leader had committed the configuration
-// again) asks its leader to commit it again, learns them, and its log
-// clock moves again: it stood still, and with it the node's rotation by
-// time, retention by age and forgetting of producers.
+// again) asks its leader to commit it again, until it learns them, and
+// its log clock moves again: it stood still, and with it the node's
+// rotation by time, retention by age and forgetting of producers.
 func TestFollowerLearnsVoters(t *testing.T) {
 	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) { sm.clockEvery = 100 * time.Millisecond })
 	c.logAppend("before", 5)
@@ -176,12 +176,18 @@ func TestFollowerLearnsVoters(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(path, b, 0o644))
 
+	// The leader committed the configuration again 7 s ago, so it
+	// declines to for 3 s more: the follower's first ask commits nothing
+	// and it must ask again.
+	c.nodes[c.leaderIndex()].votersCommitted.Store(monoNanos() - int64(7*time.Second))
 	c.start(i)
 	lx := c.nodes[i]
-	require.True(t, waitFor(20*time.Second, lx.fsm.votersAreKnown), "the follower never learned the voters")
+	require.True(t, waitFor(30*time.Second, lx.fsm.votersAreKnown), "the follower never learned the voters")
+	// The cluster may be idle by now (a clock report a minute): an entry
+	// makes every node report at once.
 	clock := lx.fsm.clock.Load()
-	require.True(t, waitFor(20*time.Second, func() bool { return lx.fsm.clock.Load() > clock }), "the follower's log clock stands still")
 	c.logAppend("after", 5)
+	require.True(t, waitFor(20*time.Second, func() bool { return lx.fsm.clock.Load() > clock }), "the follower's log clock stands still")
 	require.Equal(t, uint64(30), c.waitSameSeq(30))
 	requireIdentical(t, c.dirs(), "app.log")
 }

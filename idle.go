@@ -15,7 +15,9 @@ import (
 // ElectionTimeouts goes idle on this node (node.tend checks every round):
 //
 //   - it reports its clock every idleClockEvery instead of every 10 s (the
-//     log clock still moves, so retention by age still happens);
+//     log clock still moves, so retention by age still happens), once it
+//     knows the voters (until then each report asks for them,
+//     ensureVoters);
 //   - while this node leads it, its Raft HeartbeatTimeout and
 //     ElectionTimeout become idleStretch times Config.ElectionTimeout
 //     (ReloadConfig): the leader heartbeats idleStretch times less often

@@ -53,7 +53,7 @@ func (lx *Stream) produce() {
 				reported = lx.reportClock() || reported
 				lx.pruneRaftPool()
 				next := clockEvery
-				if lx.idle.Load() {
+				if lx.idle.Load() && lx.fsm.votersAreKnown() { // until it knows them, ensureVoters asks with each report
 					next = max(next, idleClockEvery) // idle.go
 				}
 				if !reported {

@@ -96,9 +96,9 @@ type Stream struct {
 	// (askSnapshot: retention.go).
 	snapshotting atomic.Bool
 	pruning      atomic.Bool // pruneRaftPool's check runs (membership.go)
-	// When this follower last asked for the configuration again, and this leader last committed it (ensureVoters).
-	votersAsked     time.Time
-	votersCommitted atomic.Int64 // monoNanos
+	// monoNanos of this follower's last ask for the configuration, failed
+	// ask logged, and this leader's last commit of it (ensureVoters).
+	votersAsked, votersLogged, votersCommitted atomic.Int64
 	// sampler is Config.Sampling's, nil without it (sampling.go).
 	sampler *sampler
 	// removedCtx is cancelled (by markRemoved) when removed is set.
