@@ -261,7 +261,8 @@ func (lx *Stream) ensureVoters() {
 
 // recommitVoters commits the configuration again, as the leader, unless it
 // did less than 10 s ago (a control request may ask for it: a peer cannot
-// make it write an entry more often). A try that fails does not count.
+// make it write an entry more often). A try that failed before Raft wrote
+// the entry does not count.
 func (lx *Stream) recommitVoters() error {
 	now, ok := onceEvery(&lx.votersCommitted, 10*time.Second) // monotonic
 	if !ok {
@@ -271,10 +272,22 @@ func (lx *Stream) recommitVoters() error {
 	err := lx.raftCall(func() error {
 		return lx.raft.AddVoter(id, raft.ServerAddress(lx.cfg.Addr), 0, lx.cfg.ForwardTimeout).Error()
 	})
-	if err != nil { // not committed: the next ask may try at once
+	if notWritten(err) { // the next ask may try at once
 		lx.votersCommitted.CompareAndSwap(now, 0)
 	}
 	return err
+}
+
+// notWritten reports whether a Raft configuration change failed before
+// the leader wrote its entry (ErrLeadershipLost comes after: the entry may
+// still commit).
+func notWritten(err error) bool {
+	for _, e := range []error{raft.ErrNotLeader, raft.ErrEnqueueTimeout, raft.ErrLeadershipTransferInProgress, raft.ErrRaftShutdown} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // lineClock is the clock rotation and retention use for a line whose entry

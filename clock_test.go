@@ -176,10 +176,15 @@ func TestFollowerLearnsVoters(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(path, b, 0o644))
 
-	// The leader committed the configuration again 7 s ago, so it
-	// declines to for 3 s more: the follower's first ask commits nothing
-	// and it must ask again.
-	c.nodes[c.leaderIndex()].votersCommitted.Store(monoNanos() - int64(7*time.Second))
+	// Every node committed the configuration again 5 s ago, as far as it
+	// knows, so whichever leads declines to for 5 s more: the follower's
+	// first ask commits nothing and it must ask again.
+	require.True(t, waitFor(10*time.Second, func() bool { return c.leaderIndex() >= 0 }))
+	for _, n := range c.nodes {
+		if n != nil {
+			n.votersCommitted.Store(monoNanos() - int64(5*time.Second))
+		}
+	}
 	c.start(i)
 	lx := c.nodes[i]
 	require.True(t, waitFor(30*time.Second, lx.fsm.votersAreKnown), "the follower never learned the voters")
@@ -190,4 +195,12 @@ func TestFollowerLearnsVoters(t *testing.T) {
 	require.True(t, waitFor(20*time.Second, func() bool { return lx.fsm.clock.Load() > clock }), "the follower's log clock stands still")
 	require.Equal(t, uint64(30), c.waitSameSeq(30))
 	requireIdentical(t, c.dirs(), "app.log")
+
+	// A try that fails before Raft writes the entry leaves the next one
+	// free to commit at once.
+	stopped := c.nodes[i]
+	c.stop(i)
+	stopped.votersCommitted.Store(0)
+	require.ErrorIs(t, stopped.recommitVoters(), raft.ErrRaftShutdown)
+	require.Zero(t, stopped.votersCommitted.Load())
 }
