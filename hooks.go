@@ -94,10 +94,11 @@ type seams struct {
 	fetchHook func(ctx context.Context) error
 
 	// opening, if set, is called as the node opens a stream, with its name,
-	// at three stages: "begin" (nothing opened yet), "raft" (before
-	// NewRaft) and, for a stream about to bootstrap, "ask" (before it asks
-	// its peers, bootstrap.go); an error from it fails the opening (a test
-	// makes it block: a node slow to start). startingAnswered is called
+	// at these stages: "begin" (nothing opened yet), "raft" (before
+	// NewRaft), for a stream about to bootstrap "ask" (before it asks its
+	// peers, bootstrap.go), and "served" (its handlers run, the node does
+	// not list it yet); an error from it fails the opening (a test makes it
+	// block: a node slow to start). startingAnswered is called
 	// each time this node answers that it is starting (bootstrap.go).
 	opening          func(name, stage string) error
 	startingAnswered func()

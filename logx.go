@@ -567,8 +567,10 @@ func (n *node) deleted(s *Stream) bool {
 // otherStats returns the Stats of every stream but the default one.
 func (n *node) otherStats() []Stats {
 	var out []Stats
-	for _, s := range n.list()[1:] {
-		out = append(out, s.Stats())
+	for i, s := range n.list() {
+		if i > 0 { // the default stream answers before the node lists it (newNode)
+			out = append(out, s.Stats())
+		}
 	}
 	return out
 }

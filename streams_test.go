@@ -1008,3 +1008,31 @@ func TestAddNodeStreamDeleted(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, ms, 4)
 }
+
+// TestStatusWhileStarting: a node's default stream serves control
+// requests before the node lists it (newNode adds it once newStream
+// returns); a status request in between, a peer's during a rolling
+// restart, crashed the node ("slice bounds out of range" in otherStats,
+// found by TestRollingRestart).
+func TestStatusWhileStarting(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	asker := c.nodes[0].defaultStream
+	c.stop(2)
+	var status *Stats
+	c.seams[2].opening = func(name, stage string) error {
+		if name != DefaultStream || stage != "served" {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		resp, err := asker.sendControl(ctx, c.cfgs[2].Addr, controlRequest{Op: "status"})
+		if err == nil {
+			status = resp.Status
+		}
+		return err
+	}
+	c.start(2)
+	require.NotNil(t, status)
+	require.Equal(t, DefaultStream, status.Stream)
+	c.waitReady()
+}
