@@ -179,7 +179,7 @@ func TestFollowerLearnsVoters(t *testing.T) {
 	// Every node committed the configuration again 5 s ago, as far as it
 	// knows, so whichever leads declines to for 5 s more: the follower's
 	// first ask commits nothing and it must ask again.
-	require.True(t, waitFor(10*time.Second, func() bool { return c.leaderIndex() >= 0 }))
+	c.waitLeader()
 	for _, n := range c.nodes {
 		if n != nil {
 			n.votersCommitted.Store(monoNanos() - int64(5*time.Second))

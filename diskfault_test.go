@@ -143,6 +143,7 @@ func enospcWhile(full *atomic.Bool) func() error {
 // for a leader to answer), a control request sent to it directly, then
 // batches, its own first.
 func TestDiskFullLeaderReelected(t *testing.T) {
+	t.Parallel() // waits more than it computes (parallelTests, logx_test.go)
 	var full [3]atomic.Bool
 	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
 		sm.diskFault = fullWhen(&full, cfg.NodeID)
@@ -150,7 +151,7 @@ func TestDiskFullLeaderReelected(t *testing.T) {
 	})
 	c.waitReady()
 	c.logAppend("before", 10)
-	victim := c.leaderIndex()
+	victim := c.waitLeader()
 	other := (victim + 1) % 3
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -492,7 +493,7 @@ func TestCloseWithoutQuorum(t *testing.T) {
 		}
 	})
 	c.logAppend("before", 10)
-	lead := c.leaderIndex()
+	lead := c.waitLeader()
 	for i := range full {
 		full[i].Store(i != lead)
 	}

@@ -73,7 +73,7 @@ func newHostileRig(t *testing.T) *hostileRig {
 	c.logAppend("before", 40) // every node has written: its producer id is bound
 	// Every voter's clock report is in, so each is bound to its own
 	// certificate's subject (the reports a node's producer sends).
-	leader := c.nodes[c.leaderIndex()]
+	leader := c.nodes[c.waitLeader()]
 	for i, lx := range c.nodes {
 		_, _, err := leader.applyLocal(appendClock(nil, c.cfgs[i].Addr, time.Now().UnixNano()), lx.ids.Load().clocks)
 		require.NoError(t, err)

@@ -12,6 +12,13 @@ import (
 	"go.uber.org/goleak"
 )
 
+// parallelTests: the package's tests run one at a time, except the
+// longest of those that mostly wait (for fsyncs, elections, timeouts and
+// child processes: about a fifth of their time is CPU), which call
+// t.Parallel and so run two at a time (go test's -parallel is GOMAXPROCS)
+// after the others. They set no package variable, so they share nothing
+// but the machine. It keeps the default suite well under its 10-minute
+// budget on a slow 2-core machine.
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) != "" {
 		os.Exit(helperMain())

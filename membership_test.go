@@ -78,6 +78,15 @@ func (c *testCluster) leaderIndex() int {
 	return -1
 }
 
+// waitLeader returns the index of the node that leads, waiting up to
+// 10 s for an election to end.
+func (c *testCluster) waitLeader() int {
+	c.t.Helper()
+	l := -1
+	require.True(c.t, waitFor(10*time.Second, func() bool { l = c.leaderIndex(); return l >= 0 }), "no leader")
+	return l
+}
+
 // moveLeader makes node i the leader (lead) or a follower (!lead), asking
 // Raft to transfer the leadership until it holds.
 func (c *testCluster) moveLeader(i int, lead bool) {

@@ -328,6 +328,7 @@ func (pc *powerCluster) check(t *testing.T) {
 // a power cut of one follower, of the leader, and of all three nodes at
 // once, cut mid-load; the nodes end identical.
 func TestPowerCut(t *testing.T) {
+	t.Parallel() // waits more than it computes (parallelTests, logx_test.go)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	cases := []struct {
 		name  string

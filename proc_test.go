@@ -909,6 +909,7 @@ func TestCrashFollowerSIGKILL(t *testing.T) {
 // entry, the dead leader's included, is on both survivors exactly once.
 // The old leader then restarts and ends identical.
 func TestLeaderLossSIGKILL(t *testing.T) {
+	t.Parallel() // waits more than it computes (parallelTests, logx_test.go)
 	entries := 300
 	if testing.Short() {
 		entries = 100

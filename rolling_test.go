@@ -58,6 +58,7 @@ func (c *procCluster) term(i int) {
 // stall (the handover of a leader that stops), against a goal of
 // 2 × ElectionTimeout (docs/guarantees.md).
 func TestRollingRestart(t *testing.T) {
+	t.Parallel() // waits more than it computes (parallelTests, logx_test.go)
 	rounds := 3
 	if testing.Short() {
 		rounds = 1

@@ -242,6 +242,7 @@ func writeScrub(t *testing.T, dir string, st scrubState) {
 // Before, a node checked its files only at its start, and took a missing
 // file for a retired one.
 func TestScrubWhileRunning(t *testing.T) {
+	t.Parallel() // waits more than it computes (parallelTests, logx_test.go)
 	for name, harm := range map[string]func(t *testing.T, path string){
 		"damaged": func(t *testing.T, path string) { flipByte(t, path, 0x20) },
 		"missing": func(t *testing.T, path string) { require.NoError(t, os.Remove(path)) },

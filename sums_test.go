@@ -72,6 +72,7 @@ func (c *testCluster) awaitChecksum(i int, want string) {
 // member since it started keeps sha256, and an older node is refused as a
 // new member.
 func TestChecksums(t *testing.T) {
+	t.Parallel() // waits more than it computes (parallelTests, logx_test.go)
 	blake := store.BLAKE3
 	k := 0
 	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
