@@ -512,9 +512,12 @@ func TestStartingAnswerBounded(t *testing.T) {
 func TestStartingState(t *testing.T) {
 	dir := t.TempDir()
 	n := &node{cfg: Config{Dir: dir, Streams: []StreamConfig{{Name: "audit"}, {Name: "broken"}}}, byName: map[string]*Stream{},
-		openErr: map[string]error{"broken": errors.New("no room")}}
+		openErr: map[string]error{"broken": errors.New("no room")},
+		// A stream CreateStream made, in the checkpoint's catalog: the
+		// default stream, not listed yet, cannot say so.
+		startCatalog: map[string]*catalogEntry{"made": {}, "gone": {Deleted: 7}}}
 	n.stopCtx, n.cancelStop = context.WithCancel(context.Background())
-	for _, name := range []string{DefaultStream, "audit", "broken"} {
+	for _, name := range []string{DefaultStream, "audit", "broken", "made", "gone"} {
 		sc := n.cfg.streamConfig(StreamConfig{Name: name})
 		if name == DefaultStream {
 			sc.Dir = dir
@@ -531,6 +534,8 @@ func TestStartingState(t *testing.T) {
 		{DefaultStream, true, true, "the default stream, its raft/ in Dir"},
 		{"audit", true, true, "a declared stream, its raft/ under streams/"},
 		{"broken", false, false, "a stream tend failed to open"},
+		{"made", true, true, "a stream of the catalog, before the default stream is listed"},
+		{"gone", false, false, "a deleted stream of the catalog"},
 		{"other", false, false, "a stream this node is not to open"},
 	} {
 		state, ok := m.stateOf(tc.name)

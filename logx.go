@@ -129,6 +129,9 @@ type node struct {
 	// Close or a crash cut that asking short on the previous run, once
 	// the default stream had recorded the catalog.
 	starting atomic.Bool
+	// startCatalog is the catalog of the default stream's checkpoint, read
+	// as New begins: expectStream's until the default stream is listed.
+	startCatalog map[string]*catalogEntry
 	// tlsFiles is the TLS material loaded from Config's TLS files, which
 	// a reload may replace (tlsreload.go); nil without them.
 	tlsFiles *tlsFiles
@@ -228,6 +231,7 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 	if err == nil && existing {
 		catalog = st.Catalog
 	}
+	n.startCatalog = catalog // before the node listens
 	for i, sc := range cfg.Streams {
 		e := catalog[sc.Name]
 		switch {
@@ -342,11 +346,11 @@ func (n *node) expectStream(name string) bool {
 	if slices.ContainsFunc(n.cfg.Streams, func(sc StreamConfig) bool { return sc.Name == name }) {
 		return true
 	}
-	def := n.get(DefaultStream)
-	if def == nil {
-		return false
+	catalog := n.startCatalog // the default stream is not listed yet
+	if def := n.get(DefaultStream); def != nil {
+		catalog = def.fsm.catalogView()
 	}
-	e := def.fsm.catalogView()[name]
+	e := catalog[name]
 	return e != nil && e.Deleted == 0
 }
 
