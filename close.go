@@ -60,13 +60,24 @@ func (lx *Stream) close() error {
 	if err := lx.fsm.close(); err != nil && lx.fsm.Err() == nil {
 		errs = append(errs, fmt.Errorf("logx: closing log files: %w", err))
 	}
-	if err := lx.wal.Close(); err != nil {
+	if err := lx.closeLog(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := lx.meta.Close(); err != nil {
 		errs = append(errs, err)
 	}
 	return lx.named(errors.Join(errs...))
+}
+
+// closeLog closes the Raft log, once Raft has stopped. lagTarget, which a
+// status request to another stream of the node may run (Stats), reads the
+// log: it holds lagIdx.mu as it does, and skips it once raftStopped is
+// set, so it never reads the log as raft-wal closes it (a read then can
+// panic inside raft-wal).
+func (lx *Stream) closeLog() error {
+	lx.lagIdx.mu.Lock()
+	defer lx.lagIdx.mu.Unlock()
+	return lx.wal.Close()
 }
 
 // shutdownRaft stops Raft once, for Close or for a confirmed removal,

@@ -176,6 +176,9 @@ func (lx *Stream) lagTarget() uint64 {
 	v := &lx.lagIdx
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if lx.raftStopped.Load() { // Close may be closing the log (closeLog holds v.mu)
+		return v.visible
+	}
 	if commit < v.commit { // a restore from a snapshot
 		v.commit, v.visible = 0, 0
 	}
