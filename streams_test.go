@@ -1019,19 +1019,21 @@ func TestStatusWhileStarting(t *testing.T) {
 	asker := c.nodes[0].defaultStream
 	c.stop(2)
 	var status *Stats
+	var askErr error
 	c.seams[2].opening = func(name, stage string) error {
 		if name != DefaultStream || stage != "served" {
 			return nil
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		resp, err := asker.sendControl(ctx, c.cfgs[2].Addr, controlRequest{Op: "status"})
-		if err == nil {
+		var resp controlResponse
+		if resp, askErr = asker.sendControl(ctx, c.cfgs[2].Addr, controlRequest{Op: "status"}); askErr == nil {
 			status = resp.Status
 		}
-		return err
+		return nil // an error here would leave the stream's goroutines running
 	}
 	c.start(2)
+	require.NoError(t, askErr)
 	require.NotNil(t, status)
 	require.Equal(t, DefaultStream, status.Stream)
 	c.waitReady()
