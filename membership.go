@@ -93,9 +93,47 @@ func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 			added[s] = true
 		}
 		if !more {
-			return nil
+			if waited, err := lx.node.openCatalogStreams(ctx); err != nil || !waited {
+				return err
+			}
 		}
 	}
+}
+
+// openCatalogStreams waits until this node has opened every live stream of
+// the catalog as its default stream has applied it, and reports whether
+// any was missing. A stream created while AddNode or RemoveNode ran is in
+// the catalog before tend opens it here; its voters are the default
+// stream's at its creation, so it may still need the change. (One created
+// so late that this node has not applied it yet is not waited for.)
+func (n *node) openCatalogStreams(ctx context.Context) (waited bool, err error) {
+	def := n.get(DefaultStream)
+	if def == nil {
+		return false, nil
+	}
+	for name := range live(def.fsm.catalogView()) {
+		for n.get(name) == nil {
+			if e := def.fsm.catalogView()[name]; e == nil || e.Deleted != 0 {
+				break // deleted meanwhile
+			}
+			waited = true
+			n.mu.Lock()
+			ch, oerr := n.changed, n.openErr[name]
+			n.mu.Unlock()
+			if oerr != nil {
+				return waited, fmt.Errorf("logx: opening stream %q here: %w", name, oerr)
+			}
+			select {
+			case <-ctx.Done():
+				return waited, fmt.Errorf("logx: waiting for stream %q, created meanwhile, to open here: %w", name, ctx.Err())
+			case <-n.stop:
+				return waited, ErrClosed
+			case <-ch:
+			case <-time.After(100 * time.Millisecond): // a deletion changes no list
+			}
+		}
+	}
+	return waited, nil
 }
 
 // awaitStream waits until the node at addr answers a status request for
@@ -136,32 +174,58 @@ func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 	if err := checkAddr(addr); err != nil {
 		return fmt.Errorf("logx: RemoveNode: %w", err)
 	}
-	tried, notMember := 0, 0
-	var unknown error // the first stream whose removal may have been made
-	for _, s := range lx.node.list() {
-		if lx.node.deleted(s) {
+	r := removal{done: map[*Stream]bool{}}
+	for more := true; more; {
+		if err := r.pass(ctx, lx.node, addr); err != nil {
+			return err
+		}
+		if addr == lx.node.cfg.Addr || lx.defaultStream.removed.Load() {
+			break // this node leaves: it opens no more streams
+		}
+		// A stream created meanwhile may hold the node too.
+		waited, err := lx.node.openCatalogStreams(ctx)
+		if err != nil {
+			return err
+		}
+		more = waited
+	}
+	switch {
+	case r.unknown != nil:
+		return r.unknown
+	case r.notMember == r.tried:
+		return ErrNotMember
+	}
+	return nil
+}
+
+// removal is RemoveNode's progress over the streams.
+type removal struct {
+	done             map[*Stream]bool
+	tried, notMember int
+	unknown          error // the first stream whose removal may have been made
+}
+
+// pass asks each stream not done yet to remove addr.
+func (r *removal) pass(ctx context.Context, n *node, addr string) error {
+	for _, s := range n.list() {
+		if r.done[s] || n.deleted(s) {
 			continue
 		}
-		tried++
+		r.done[s] = true
+		r.tried++
 		err := s.control(ctx, controlRequest{Op: "remove", Addr: addr})
 		switch {
 		case errors.Is(err, ErrNotMember) && !errors.Is(err, ErrOutcomeUnknown):
 			// (Both: a try whose answer was lost, then "not a member",
 			// which may be this call's own removal.)
-			notMember++
-		case err != nil && lx.node.deleted(s): // deleted meanwhile
+			r.notMember++
+		case err != nil && n.deleted(s): // deleted meanwhile
 		case errors.Is(err, ErrOutcomeUnknown):
 			// The other streams' groups still lose it.
-			unknown = cmp.Or(unknown, s.named(err))
+			r.unknown = cmp.Or(r.unknown, s.named(err))
 		case err != nil:
 			return s.named(err)
 		}
-	}
-	switch {
-	case unknown != nil:
-		return unknown
-	case notMember == tried:
-		return ErrNotMember
 	}
 	return nil
 }

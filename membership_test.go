@@ -495,3 +495,86 @@ func TestRaftPoolDropsRemoved(t *testing.T) {
 	c.logAppend("with three", 5)
 	require.Equal(t, uint64(4*5+3*5), c.waitSameSeq(4*5+3*5))
 }
+
+// slowStreamCluster is a 3-node cluster whose node 0 does not open stream
+// "x" until release is called; a stream "x" is created (on node 1) at once.
+func slowStreamCluster(t *testing.T) (c *testCluster, release func()) {
+	ch := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(release)
+	c = newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		if cfg.NodeID == "n1" {
+			sm.opening = func(name, stage string) error {
+				if name == "x" && stage == "begin" {
+					<-ch // node 0 is slow to open it
+				}
+				return nil
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, c.nodes[1].CreateStream(ctx, StreamConfig{Name: "x"}))
+	return c, release
+}
+
+// releaseWhen calls release once the default stream's members, as node 0
+// has them, satisfy cond.
+func (c *testCluster) releaseWhen(release func(), cond func([]Member) bool) {
+	go func() {
+		waitFor(30*time.Second, func() bool {
+			ms, err := c.nodes[0].Members()
+			return err == nil && cond(ms)
+		})
+		release()
+	}()
+}
+
+// awaitMembers waits until node 0's group of stream x (which may trail its
+// leader's) satisfies cond.
+func (c *testCluster) awaitMembers(ctx context.Context, name string, cond func([]Member) bool, why string) {
+	c.t.Helper()
+	require.NoError(c.t, c.nodes[0].node.waitStream(ctx, name, true))
+	s := c.stream(0, name)
+	var ms []Member
+	require.True(c.t, waitFor(10*time.Second, func() bool {
+		ms, _ = s.Members()
+		return cond(ms)
+	}), "%s: %+v", why, ms)
+}
+
+func isVoter(addr string) func([]Member) bool {
+	return func(ms []Member) bool {
+		return slices.ContainsFunc(ms, func(m Member) bool { return m.Addr == addr && m.Voter })
+	}
+}
+
+// TestAddNodeStreamCreatedMeanwhile: a stream created while AddNode runs,
+// before the new node is a voter of the default stream, starts without it;
+// AddNode, called on a node that has the creation in its catalog but has
+// not opened the stream yet, waits for it and adds the node to it too. It
+// returned once its pass over the open streams found none left.
+func TestAddNodeStreamCreatedMeanwhile(t *testing.T) {
+	c, release := slowStreamCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	j := c.addJoinerWith(func(_ *Config, sm *seams) { sm.opening = nil })
+	addr := c.cfgs[j].Addr
+	c.releaseWhen(release, isVoter(addr))
+	require.NoError(t, c.nodes[0].AddNode(ctx, addr))
+	c.awaitMembers(ctx, "x", isVoter(addr), "the new node is a voter of the stream created meanwhile")
+}
+
+// TestRemoveNodeStreamCreatedMeanwhile: the same for RemoveNode, whose one
+// pass left the node in the group of a stream created meanwhile.
+func TestRemoveNodeStreamCreatedMeanwhile(t *testing.T) {
+	c, release := slowStreamCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	addr := c.cfgs[2].Addr
+	in := func(ms []Member) bool { return slices.ContainsFunc(ms, func(m Member) bool { return m.Addr == addr }) }
+	c.releaseWhen(release, func(ms []Member) bool { return !in(ms) })
+	require.NoError(t, c.nodes[0].RemoveNode(ctx, addr))
+	c.awaitMembers(ctx, "x", func(ms []Member) bool { return !in(ms) }, "the node left the stream created meanwhile")
+}
