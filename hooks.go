@@ -96,10 +96,9 @@ type seams struct {
 	// opening, if set, is called as the node opens a stream, with its name,
 	// at these stages: "begin" (nothing opened yet), "raft" (before
 	// NewRaft), for a stream about to bootstrap "ask" (before it asks its
-	// peers, bootstrap.go), and "served" (its handlers run, the node does
-	// not list it yet); an error from it fails the opening, but at
-	// "served" leaves the stream's goroutines running (a test makes it
-	// block: a node slow to start). startingAnswered is called
+	// peers, bootstrap.go), and for the default stream "served" (its
+	// handlers run, the node does not list it yet: newNode); an error from
+	// it fails the opening (a test makes it block: a node slow to start). startingAnswered is called
 	// each time this node answers that it is starting (bootstrap.go).
 	opening          func(name, stage string) error
 	startingAnswered func()

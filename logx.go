@@ -271,6 +271,10 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := sm.open(DefaultStream, "served"); err != nil { // it serves requests, not listed yet
+		_ = def.stop()
+		return nil, err
+	}
 	n.add(def)
 	for i, sc := range cfg.Streams {
 		// A declared stream starts with the catalog's voters, as on every

@@ -17,8 +17,11 @@ import (
 // child processes: about a fifth of their time is CPU), which call
 // t.Parallel and so run two at a time (go test's -parallel is GOMAXPROCS)
 // after the others. They set no package variable, so they share nothing
-// but the machine. It keeps the default suite well under its 10-minute
-// budget on a slow 2-core machine.
+// but the machine, and the loopback's ports: a node restarted on the
+// address it had could find it taken by the other test's dial in between,
+// as by its own cluster's (rare: Linux picks those ports at random). It
+// keeps the default suite well under its 10-minute budget on a slow 2-core
+// machine.
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) != "" {
 		os.Exit(helperMain())

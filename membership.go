@@ -54,7 +54,8 @@ func (lx *Stream) Members() ([]Member, error) {
 // replaying the Raft log, or by copying files from peers if the log was
 // compacted), and is made a voter once it has applied everything that was
 // committed when it was added. AddNode returns when the node is a voter of
-// every stream, or with the error that stopped it; calling it again resumes
+// every stream (it waits up to a minute for this node to open the streams
+// created meanwhile: openCatalogStreams), or with the error that stopped it; calling it again resumes
 // (a stream in which the node is already a voter is left as is). If ctx has
 // no deadline each stream's change is bounded by 10 minutes.
 func (lx *Logx) AddNode(ctx context.Context, addr string) error {
@@ -65,7 +66,7 @@ func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 	// while the node was being added started without it (its voters are
 	// the default stream's when it was created).
 	added := map[*Stream]bool{}
-	for {
+	for opened := false; ; {
 		more := false
 		for i, s := range lx.node.list() {
 			if added[s] || lx.node.deleted(s) {
@@ -93,48 +94,81 @@ func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 			added[s] = true
 		}
 		if !more {
-			if waited, err := lx.node.openCatalogStreams(ctx); err != nil || !waited {
-				return err
+			if opened {
+				return nil
 			}
+			// One more pass once this node has every stream of the
+			// catalog open; after the default stream's change a stream
+			// created starts with the node.
+			lx.node.openCatalogStreams(ctx)
+			opened = true
 		}
 	}
 }
 
 // openCatalogStreams waits until this node has opened every live stream of
-// the catalog as its default stream has applied it, and reports whether
-// any was missing. A stream created while AddNode or RemoveNode ran is in
-// the catalog before tend opens it here; its voters are the default
-// stream's at its creation, so it may still need the change. (One created
-// so late that this node has not applied it yet is not waited for.)
-func (n *node) openCatalogStreams(ctx context.Context) (waited bool, err error) {
+// the catalog. A stream created while
+// AddNode or RemoveNode ran may still need the change: its voters are the
+// default stream's at its creation. Its creation comes before the change
+// to the default stream in that stream's log, so this node first applies
+// up to the leader's commit index, then waits for tend to open what the
+// catalog holds. The change is made by then, so nothing here is an error:
+// a stream that failed to open here, or does not open within
+// catalogStreamsWait (or ctx), is left, and logged.
+func (n *node) openCatalogStreams(ctx context.Context) {
 	def := n.get(DefaultStream)
 	if def == nil {
-		return false, nil
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, catalogStreamsWait)
+	defer cancel()
+	stop := context.AfterFunc(def.closingCtx, cancel)
+	defer stop()
+	var idx uint64
+	if leader, local := def.route(); local {
+		idx = def.raft.CommitIndex()
+	} else if leader != "" {
+		if st, _, err := def.remoteStatus(ctx, leader); err == nil {
+			idx = st.CommitIndex
+		}
+	}
+	// This node learns the commit index, then applies up to the last
+	// entry at or below it that its state machine sees (lagTarget:
+	// barriers and no-ops it never sees).
+	for def.raft.CommitIndex() < idx && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if t := def.lagTarget(); t > 0 && ctx.Err() == nil {
+		_ = def.fsm.waitApplied(ctx.Done(), t)
 	}
 	for name := range live(def.fsm.catalogView()) {
 		for n.get(name) == nil {
 			if e := def.fsm.catalogView()[name]; e == nil || e.Deleted != 0 {
 				break // deleted meanwhile
 			}
-			waited = true
 			n.mu.Lock()
 			ch, oerr := n.changed, n.openErr[name]
 			n.mu.Unlock()
 			if oerr != nil {
-				return waited, fmt.Errorf("logx: opening stream %q here: %w", name, oerr)
+				break // tend could not open it here: nothing to wait for
 			}
 			select {
 			case <-ctx.Done():
-				return waited, fmt.Errorf("logx: waiting for stream %q, created meanwhile, to open here: %w", name, ctx.Err())
-			case <-n.stop:
-				return waited, ErrClosed
+				def.logf("logx: stream %q, created meanwhile, did not open here in time: this node did not change its group (call again once it is open)", name)
+				return
 			case <-ch:
 			case <-time.After(100 * time.Millisecond): // a deletion changes no list
 			}
 		}
 	}
-	return waited, nil
 }
+
+// catalogStreamsWait bounds openCatalogStreams: the change is made, and
+// a node whose apply stalls (a full disk) should not hold the call.
+const catalogStreamsWait = time.Minute
 
 // awaitStream waits until the node at addr answers a status request for
 // this stream, or ctx ends (bounded by defaultControlTimeout).
@@ -175,19 +209,17 @@ func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 		return fmt.Errorf("logx: RemoveNode: %w", err)
 	}
 	r := removal{done: map[*Stream]bool{}}
-	for more := true; more; {
+	if err := r.pass(ctx, lx.node, addr); err != nil {
+		return err
+	}
+	// A stream created meanwhile may hold the node too; one created after
+	// the default stream's change starts without it. This node opens no
+	// more streams if it is the one leaving.
+	if addr != lx.node.cfg.Addr && !lx.defaultStream.removed.Load() {
+		lx.node.openCatalogStreams(ctx)
 		if err := r.pass(ctx, lx.node, addr); err != nil {
 			return err
 		}
-		if addr == lx.node.cfg.Addr || lx.defaultStream.removed.Load() {
-			break // this node leaves: it opens no more streams
-		}
-		// A stream created meanwhile may hold the node too.
-		waited, err := lx.node.openCatalogStreams(ctx)
-		if err != nil {
-			return err
-		}
-		more = waited
 	}
 	switch {
 	case r.unknown != nil:

@@ -502,7 +502,6 @@ func slowStreamCluster(t *testing.T) (c *testCluster, release func()) {
 	ch := make(chan struct{})
 	var once sync.Once
 	release = func() { once.Do(func() { close(ch) }) }
-	t.Cleanup(release)
 	c = newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
 		if cfg.NodeID == "n1" {
 			sm.opening = func(name, stage string) error {
@@ -513,6 +512,7 @@ func slowStreamCluster(t *testing.T) (c *testCluster, release func()) {
 			}
 		}
 	})
+	t.Cleanup(release) // before the cluster's Close (cleanups run last first)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	require.NoError(t, c.nodes[1].CreateStream(ctx, StreamConfig{Name: "x"}))

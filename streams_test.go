@@ -1030,7 +1030,7 @@ func TestStatusWhileStarting(t *testing.T) {
 		if resp, askErr = asker.sendControl(ctx, c.cfgs[2].Addr, controlRequest{Op: "status"}); askErr == nil {
 			status = resp.Status
 		}
-		return nil // an error here would leave the stream's goroutines running
+		return nil
 	}
 	c.start(2)
 	require.NoError(t, askErr)
