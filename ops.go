@@ -176,9 +176,12 @@ func (lx *Stream) monitor() {
 //   - "no known peers, aborting election": a group started without a
 //     configuration, as a node started with Join, or a declared stream
 //     the catalog does not list yet (catalog.go), waits to be given one;
-//   - "failed to get previous log" and "appendEntries rejected, sending
-//     older logs": a follower that restarted behind the leader, which then
-//     sends it earlier entries (Raft's log matching);
+//   - "failed to get previous log", "previous log term mis-match" and
+//     "appendEntries rejected, sending older logs": a follower that
+//     restarted behind the leader, or holding entries of an older term
+//     that no majority held (a leader's last ones before the cluster
+//     closed: TestQuietStart saw it under -race), which the leader then
+//     sends earlier entries (Raft's log matching);
 //   - a vote or pre-vote refused because this node's log is more recent
 //     than the candidate's, or because this node has a leader (a node that
 //     restarted asks before it hears from the leader, and pre-voting exists
@@ -212,7 +215,7 @@ func quietRaft(level hclog.Level, msg string, args ...any) bool {
 		"clearing log suffix",
 		"peer has newer term, stopping replication":
 		return true
-	case "failed to get previous log", "appendEntries rejected, sending older logs":
+	case "failed to get previous log", "previous log term mis-match", "appendEntries rejected, sending older logs":
 		return level <= hclog.Warn
 	case "failed to decode incoming command":
 		err, _ := argValue(args, "error").(error)

@@ -112,6 +112,7 @@ func TestQuietRaftKeepsTheRest(t *testing.T) {
 		{"rejecting pre-vote request since we have a leader", []any{"from", "127.0.0.1:1", "leader", "127.0.0.1:2"}, true},
 		{"rejecting vote request since we have a leader", []any{"from", "127.0.0.1:1", "leader", "127.0.0.1:2"}, true},
 		{"peer has newer term, stopping replication", []any{"peer", raft.Server{ID: "x", Address: "127.0.0.1:1"}}, true},
+		{"previous log term mis-match", []any{"ours", uint64(3), "remote", uint64(4)}, true},
 		{"failed to contact quorum of nodes, stepping down", nil, false},
 		{"failed to appendEntries to", []any{"peer", "x", "error", io.EOF}, false},
 	} {
