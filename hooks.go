@@ -98,8 +98,9 @@ type seams struct {
 	// NewRaft), for a stream about to bootstrap "ask" (before it asks its
 	// peers, bootstrap.go), and for the default stream "served" (its
 	// handlers run, the node does not list it yet: newNode); an error from
-	// it fails the opening (a test makes it block: a node slow to start). startingAnswered is called
-	// each time this node answers that it is starting (bootstrap.go).
+	// it fails the opening (a test makes it block: a node slow to start).
+	// startingAnswered is called each time this node answers that it is
+	// starting (bootstrap.go).
 	opening          func(name, stage string) error
 	startingAnswered func()
 }

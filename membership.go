@@ -55,9 +55,10 @@ func (lx *Stream) Members() ([]Member, error) {
 // compacted), and is made a voter once it has applied everything that was
 // committed when it was added. AddNode returns when the node is a voter of
 // every stream (it waits up to a minute for this node to open the streams
-// created meanwhile: openCatalogStreams), or with the error that stopped it; calling it again resumes
-// (a stream in which the node is already a voter is left as is). If ctx has
-// no deadline each stream's change is bounded by 10 minutes.
+// created meanwhile: openCatalogStreams), or with the error that stopped
+// it; calling it again resumes (a stream in which the node is already a
+// voter is left as is). If ctx has no deadline each stream's change is
+// bounded by 10 minutes.
 func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 	if err := checkAddr(addr); err != nil {
 		return fmt.Errorf("logx: AddNode: %w", err)
@@ -107,9 +108,8 @@ func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 }
 
 // openCatalogStreams waits until this node has opened every live stream of
-// the catalog. A stream created while
-// AddNode or RemoveNode ran may still need the change: its voters are the
-// default stream's at its creation. Its creation comes before the change
+// the catalog. A stream created while AddNode or RemoveNode ran may still
+// need the change: its voters are the default stream's at its creation. Its creation comes before the change
 // to the default stream in that stream's log, so this node first applies
 // up to the leader's commit index, then waits for tend to open what the
 // catalog holds. The change is made by then, so nothing here is an error:

@@ -293,11 +293,17 @@ func (r *Reader) listAgain(seek func() error) error {
 	}
 }
 
-func (r *Reader) seekSeq(seq uint64) error {
+// files lists the log's files, or fails with ErrClosed once the Reader is
+// closed.
+func (r *Reader) files() ([]logFile, error) {
 	if r.closed {
-		return ErrClosed
+		return nil, ErrClosed
 	}
-	files, err := listLogFiles(r.dir, r.file)
+	return listLogFiles(r.dir, r.file)
+}
+
+func (r *Reader) seekSeq(seq uint64) error {
+	files, err := r.files()
 	if err != nil {
 		return err
 	}

@@ -29,10 +29,7 @@ func (r *Reader) SeekTime(t time.Time) error {
 }
 
 func (r *Reader) seekTime(t time.Time) error {
-	if r.closed {
-		return ErrClosed
-	}
-	files, err := listLogFiles(r.dir, r.file)
+	files, err := r.files()
 	if err != nil {
 		return err
 	}
