@@ -35,6 +35,12 @@ func (lx *Stream) close() error {
 	close(lx.abort)
 	lx.fsm.halt() // an apply waiting for the disk or for a catch-up gives up; a catch-up stops
 	lx.awaitStopped()
+	// The producer has stopped: the asynchronous entries Close gave up on
+	// (queued, or in the batch under way) are counted now, and so are
+	// those an earlier loss left that the flush, timed out, did not report.
+	if lost := lx.flushSeen.reportSince(lx.flushSeen.load(), lx.stats.lost.load()); lost != nil {
+		ferr = errors.Join(ferr, lost)
+	}
 
 	var errs []error
 	// A removed node's flush fails with ErrRemoved, which is no error of

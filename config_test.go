@@ -423,3 +423,26 @@ func TestLongestFile(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseReportsLostEntries: Close that gives up on queued asynchronous
+// entries (no leader: its peers never start) says so with ErrEntriesLost,
+// as a Flush would, and Stats counts every one of them as failed, both the
+// batch the producer holds and those still queued behind it.
+func TestCloseReportsLostEntries(t *testing.T) {
+	addrs := freeAddrs(t, 3)
+	cfg := testConfig(t, 0, addrs, filepath.Join(t.TempDir(), "n1"))
+	cfg.CloseTimeout = 100 * time.Millisecond
+	cfg.MaxBatchEntries = 4 // the producer holds one batch; the rest stay queued
+	lx, err := New(cfg)
+	require.NoError(t, err)
+	const n = 10
+	for i := range n {
+		lx.Info("never committed", "i", i)
+	}
+	require.True(t, waitFor(10*time.Second, func() bool { return lx.Stats().QueueLen == n-cfg.MaxBatchEntries }))
+	err = lx.Close()
+	require.ErrorIs(t, err, ErrEntriesLost)
+	require.Contains(t, err.Error(), fmt.Sprintf("%d asynchronous entries", n))
+	require.Equal(t, uint64(n), lx.Stats().Failed)
+	require.Equal(t, err, lx.Close(), "a second Close returns the first result")
+}

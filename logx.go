@@ -623,7 +623,9 @@ func (lx *Logx) WaitReady(ctx context.Context) error {
 // hands its leadership to another node if this one leads, stops its Raft
 // group and every goroutine it started, and checkpoints and closes its
 // files; the streams close at once, side by side. Entries that could not be
-// committed in time fail with ErrClosed or ErrOutcomeUnknown. A catch-up
+// committed in time fail with ErrClosed or ErrOutcomeUnknown, and if
+// asynchronous entries were among them, Close's error wraps
+// ErrEntriesLost (Stats counts them: Failed). A catch-up
 // from peers under way stops (between two chunks, or at once if it waits
 // for a peer) and resumes at the next start. Close is idempotent: later
 // calls return the first call's result.

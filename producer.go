@@ -164,6 +164,9 @@ func (lx *Stream) drain() {
 			lx.putGroup(e)
 		default:
 			lx.stats.failed.Add(1)
+			if !e.own {
+				lx.stats.lost.lost.Add(1) // Close reports it (ErrEntriesLost)
+			}
 			lx.putEntry(e)
 		}
 	}
