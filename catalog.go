@@ -295,7 +295,9 @@ func checkCatalog(cat map[string]*catalogEntry) error {
 // (File, MaxSize, RotateEvery, MaxFiles, MaxAge, Format) does nothing; with
 // other settings it fails, and so does the name of a deleted stream, which
 // is never used again. The stream's group starts with the voters of the
-// default stream's configuration.
+// default stream's configuration. An error that says the stream is
+// created in the catalog came after the commit (ctx ended, or this node
+// closed: ErrClosed, before it opened the stream): the stream exists.
 func (lx *Logx) CreateStream(ctx context.Context, sc StreamConfig) error {
 	spec := specOf(sc)
 	if err := spec.check(); err != nil {
@@ -317,7 +319,8 @@ func (lx *Logx) CreateStream(ctx context.Context, sc StreamConfig) error {
 // and snapshots are removed. The name is never used again. The default
 // stream cannot be deleted, nor a stream this node's Config, or the default
 // stream's leader's, declares (remove it from every node's Config first:
-// the nodes record the declared streams).
+// the nodes record the declared streams). As with CreateStream, an error
+// that says the stream is deleted in the catalog came after the commit.
 func (lx *Logx) DeleteStream(ctx context.Context, name string) error {
 	if name == DefaultStream {
 		return errors.New("logx: the default stream cannot be deleted")

@@ -429,8 +429,12 @@ func (n *node) remove(name string) *Stream {
 }
 
 // waitStream waits until this node has the stream name open (present) or
-// not.
+// not, once its creation (or deletion) is committed: an error says that
+// the change is made, and wraps ctx's error, or ErrClosed if the node
+// closes first.
 func (n *node) waitStream(ctx context.Context, name string, present bool) error {
+	made := map[bool]string{true: "created", false: "deleted"}
+	done := map[bool]string{true: "opened", false: "closed"}
 	for {
 		n.mu.Lock()
 		_, ok := n.byName[name]
@@ -445,9 +449,9 @@ func (n *node) waitStream(ctx context.Context, name string, present bool) error 
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("logx: waiting for stream %q to be %s here: %w", name, map[bool]string{true: "opened", false: "closed"}[present], ctx.Err())
+			return fmt.Errorf("logx: stream %q is %s in the catalog; waiting for it to be %s here: %w", name, made[present], done[present], ctx.Err())
 		case <-n.stop:
-			return ErrClosed
+			return fmt.Errorf("logx: stream %q is %s in the catalog, but this node closed before it was %s here: %w", name, made[present], done[present], ErrClosed)
 		case <-ch:
 		}
 	}

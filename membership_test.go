@@ -578,3 +578,36 @@ func TestRemoveNodeStreamCreatedMeanwhile(t *testing.T) {
 	require.NoError(t, c.nodes[0].RemoveNode(ctx, addr))
 	c.awaitMembers(ctx, "x", func(ms []Member) bool { return !in(ms) }, "the node left the stream created meanwhile")
 }
+
+// TestCreateStreamCloseMeanwhile: CreateStream on a node that closes after
+// the creation is committed, before it opens the stream, fails with
+// ErrClosed and says the stream is created, which it is: the other nodes
+// open it. (It returned ErrClosed alone, as if nothing had been made.)
+func TestCreateStreamCloseMeanwhile(t *testing.T) {
+	held := make(chan struct{})
+	release := make(chan struct{})
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		if cfg.NodeID == "n1" {
+			sm.opening = func(name, stage string) error {
+				if name == "x" && stage == "begin" {
+					close(held)
+					<-release
+				}
+				return nil
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- c.nodes[0].CreateStream(ctx, StreamConfig{Name: "x"}) }()
+	<-held // committed, and node 0 is opening it
+	closed := make(chan error, 1)
+	go func() { closed <- c.nodes[0].Close() }()
+	err := <-errc
+	close(release)
+	require.ErrorIs(t, err, ErrClosed)
+	require.Contains(t, err.Error(), `stream "x" is created in the catalog`)
+	require.NoError(t, <-closed)
+	require.True(t, waitFor(30*time.Second, func() bool { return slices.Contains(c.nodes[1].Streams(), "x") }), "the other nodes open the stream")
+}
