@@ -23,10 +23,23 @@ import (
 // byte; a peer that connects and says nothing is dropped.
 const headerTimeout = 10 * time.Second
 
-// maxConnsPerIP bounds the connections a node accepts from one IP address
-// at a time; more are closed at once. Peers need a handful each (Raft's
-// pool, forwarding, catch-up, control).
-const maxConnsPerIP = 256
+// maxConnsPerIP, plus connsPerStream for each stream the node has open,
+// bounds the connections a node accepts from one IP address at a time;
+// more are closed at once. A peer needs some for the node (control,
+// catch-up, status), and some per stream: Raft keeps up to 3 pooled
+// connections to each follower of every stream it leads (heartbeats and
+// replication each hold one), and a follower one forwarding connection to
+// each stream's leader. So a node restarted into a cluster whose other
+// nodes lead its 256 streams (maxStreams) takes about 2 to 3 per stream
+// from each; with a flat 256 the streams past about 100 lost their
+// heartbeats, and held elections again and again.
+const (
+	maxConnsPerIP  = 256
+	connsPerStream = 4
+)
+
+// refusedLogEvery bounds how often a refused connection is logged.
+const refusedLogEvery = time.Minute
 
 // mux accepts connections on the node's address and dispatches them by
 // their first byte. It tracks every connection, accepted or dialed, so that
@@ -74,6 +87,7 @@ type mux struct {
 
 	headerTimeout time.Duration // headerTimeout, or a test's
 	maxPerIP      int           // maxConnsPerIP, or a test's
+	refusedLogged atomic.Int64  // monoNanos of the last refused connection logged
 
 	// advertise is the address Raft tells its peers: Addr, whatever the
 	// listener's (ListenAddr may be ":port", and Addr a DNS name).
@@ -123,8 +137,13 @@ func (m *mux) untrack(c net.Conn) {
 	m.mu.Unlock()
 }
 
+// perIPLimit is how many connections one IP address may hold open:
+// maxConnsPerIP, and connsPerStream more for each stream open here. m.mu
+// is held.
+func (m *mux) perIPLimit() int { return m.maxPerIP + connsPerStream*len(m.endpoints) }
+
 // admit tracks an accepted connection, unless its IP already has
-// maxConnsPerIP open or the mux is closed; then it closes c.
+// perIPLimit open or the mux is closed; then it closes c.
 func (m *mux) admit(c net.Conn) (ok, closed bool) {
 	ip := c.RemoteAddr().String()
 	if host, _, err := net.SplitHostPort(ip); err == nil {
@@ -136,8 +155,11 @@ func (m *mux) admit(c net.Conn) (ok, closed bool) {
 		c.Close()
 		return false, true
 	}
-	if m.perIP[ip] >= m.maxPerIP {
+	if limit := m.perIPLimit(); m.perIP[ip] >= limit {
 		c.Close()
+		if _, ok := onceEvery(&m.refusedLogged, refusedLogEvery); ok {
+			m.diag.Printf("logx: refused a connection from %s: it has %d open, the most one address may (%d, and %d per stream open here)", ip, limit, m.maxPerIP, connsPerStream)
+		}
 		return false, false
 	}
 	m.perIP[ip]++

@@ -17,7 +17,8 @@ import (
 
 // TestConnLimits: a connection that sends nothing is dropped after the
 // header timeout, and one IP address cannot hold more than maxConnsPerIP
-// connections; closing some makes room again.
+// connections and connsPerStream per open stream; closing some makes room
+// again, and more streams make more.
 func TestConnLimits(t *testing.T) {
 	t.Parallel()                                                                                 // its limits are its own node's (seams), not the package's
 	lx := newSingleSeams(t, nil, seams{headerTimeout: 300 * time.Millisecond, maxConnsPerIP: 8}) // one node: no peer holds connections to it
@@ -31,25 +32,41 @@ func TestConnLimits(t *testing.T) {
 	require.Error(t, err, "a silent connection must be closed by the node")
 	require.False(t, isTimeout(err), "the node should have closed it before our deadline")
 
-	// Flood: at most 8 stay open. Each says it carries forwarded batches,
-	// so that the header timeout does not close it meanwhile.
+	flood(t, lx, 8+connsPerStream) // the default stream
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, name := range []string{"a", "b"} {
+		require.NoError(t, lx.CreateStream(ctx, StreamConfig{Name: name}))
+	}
+	flood(t, lx, 8+3*connsPerStream)
+}
+
+// flood opens more connections to lx than one address may hold, and checks
+// that limit of them stay open, then closes them and checks that their
+// places are free again.
+func flood(t *testing.T, lx *Logx, limit int) {
+	t.Helper()
+	// Each says it carries forwarded batches, so that the header timeout
+	// does not close it meanwhile.
 	var open []net.Conn
 	defer func() {
 		for _, c := range open {
 			c.Close()
 		}
 	}()
-	for range 20 {
+	n := limit + 12
+	for range n {
 		c, err := net.Dial("tcp", lx.cfg.Addr)
 		require.NoError(t, err)
 		_, _ = c.Write([]byte{wire.ProtoForward})
 		open = append(open, c)
 	}
-	require.True(t, waitFor(10*time.Second, func() bool {
+	perIP := func() int {
 		lx.node.mux.mu.Lock()
 		defer lx.node.mux.mu.Unlock()
-		return lx.node.mux.perIP["127.0.0.1"] == 8
-	}))
+		return lx.node.mux.perIP["127.0.0.1"]
+	}
+	require.True(t, waitFor(10*time.Second, func() bool { return perIP() == limit }), "%d open, want %d", perIP(), limit)
 	closedByNode := 0
 	for _, c := range open {
 		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
@@ -59,16 +76,12 @@ func TestConnLimits(t *testing.T) {
 	}
 	// The 12 over the limit were closed at once (now and then one more
 	// reads as closed: its reset raced our read).
-	require.GreaterOrEqual(t, closedByNode, 20-8)
+	require.GreaterOrEqual(t, closedByNode, n-limit)
 	for _, c := range open {
 		c.Close()
 	}
 	open = nil
-	require.True(t, waitFor(10*time.Second, func() bool {
-		lx.node.mux.mu.Lock()
-		defer lx.node.mux.mu.Unlock()
-		return lx.node.mux.perIP["127.0.0.1"] == 0
-	}), "closed connections must free their slots")
+	require.True(t, waitFor(10*time.Second, func() bool { return perIP() == 0 }), "closed connections must free their places")
 }
 
 // failingListener's Accept fails with EMFILE while fail is above zero.
