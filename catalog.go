@@ -354,12 +354,9 @@ const FeatureVersion = 5
 const streamsFeature = 2
 
 // proposeCatalogCmd commits c on this node, the default stream's leader,
-// with the servers of its configuration as a create's voters.
-func (lx *Stream) proposeCatalogCmd(c catalogCmd) error { return lx.proposeCatalogCmdUntil(nil, c) }
-
-// proposeCatalogCmdUntil is proposeCatalogCmd that gives up waiting for the
-// commit when stop is closed (applyLocalUntil).
-func (lx *Stream) proposeCatalogCmdUntil(stop <-chan struct{}, c catalogCmd) error {
+// with the servers of its configuration as a create's voters. It gives up
+// waiting for the commit when ctx ends (applyLocalUntil).
+func (lx *Stream) proposeCatalogCmd(ctx context.Context, c catalogCmd) error {
 	if c.Op == "create" {
 		var err error
 		// Voters only: a node being added joins the new group later.
@@ -370,7 +367,7 @@ func (lx *Stream) proposeCatalogCmdUntil(stop <-chan struct{}, c catalogCmd) err
 			return fmt.Errorf("logx: not creating stream %q: %w", c.Stream.Name, err)
 		}
 	}
-	_, _, err := lx.applyLocalUntil(stop, appendCatalogCmd(nil, c), nil)
+	_, _, err := lx.applyLocalUntil(ctx, appendCatalogCmd(nil, c), nil)
 	return err
 }
 
@@ -423,6 +420,9 @@ func (lx *Stream) votersKnow(voters []string, version int, what string) error {
 // since a declared stream starts only once the catalog lists it. It
 // reports whether every declared stream is in the catalog.
 func (lx *Stream) recordDeclared() bool {
+	if !lx.declaredRetry.due() {
+		return false
+	}
 	cat := lx.fsm.catalogView()
 	all := true
 	for _, sc := range lx.cfg.Streams {
@@ -437,7 +437,7 @@ func (lx *Stream) recordDeclared() bool {
 			// leader that cannot commit (its followers' disks full)
 			// held it for good.
 			base, stop := lx.untilClose()
-			err = lx.proposeCatalogCmdUntil(base.Done(), catalogCmd{Op: "create", Stream: &spec})
+			err = lx.proposeCatalogCmd(base, catalogCmd{Op: "create", Stream: &spec})
 			stop()
 		} else {
 			base, stop := lx.untilClose()
@@ -447,14 +447,43 @@ func (lx *Stream) recordDeclared() bool {
 			stop()
 		}
 		if err != nil {
-			if !errors.Is(err, ErrClosed) && !errors.Is(err, context.DeadlineExceeded) {
-				lx.logf("logx: recording stream %q in the catalog: %v", sc.Name, err)
+			if !errors.Is(err, ErrClosed) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				// Refused (the catalog full, a voter too old): each try
+				// commits a command, so the next waits, up to a minute.
+				wait := lx.declaredRetry.failed(lx.cfg.ElectionTimeout/4, declaredRetryMax)
+				lx.logf("logx: recording stream %q in the catalog: %v; trying again in %v", sc.Name, err, wait)
 			}
 			return false
 		}
 	}
+	lx.declaredRetry.reset()
 	return all
 }
+
+// declaredRetryMax bounds the wait between two tries of recordDeclared
+// that were refused.
+const declaredRetryMax = time.Minute
+
+// retryAfter spaces the tries of something refused: each refusal doubles
+// the wait before the next try, from a first wait up to a most. The
+// caller serializes its calls (node.tend).
+type retryAfter struct {
+	next int64         // monoNanos before which no try is due
+	wait time.Duration // the last wait
+}
+
+// due reports whether a try is due.
+func (r *retryAfter) due() bool { return monoNanos() >= r.next }
+
+// failed notes a refusal and returns the wait before the next try.
+func (r *retryAfter) failed(first, most time.Duration) time.Duration {
+	r.wait = min(max(2*r.wait, first), most)
+	r.next = monoNanos() + int64(r.wait)
+	return r.wait
+}
+
+// reset makes the next try due at once, with the first wait after it.
+func (r *retryAfter) reset() { *r = retryAfter{} }
 
 // bootstrapIfEmpty starts the stream's group with voters if it has no
 // configuration yet and this node is one of them: a declared stream that

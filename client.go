@@ -514,7 +514,7 @@ func commitVia(ctx context.Context, addr, stream string, req controlRequest, tls
 	lost := false // a try went out and got no answer (maybeMade)
 	for {
 		resp, err := askHop(ctx, target != addr, target, stream, req, tlsConfig)
-		lost = lost || errors.As(err, new(answerLost))
+		lost = lost || errors.As(err, new(answerLost)) || err == nil && resp.Proposed
 		switch {
 		case err != nil && target == addr:
 			return 0, maybeMade(req, lost, err)

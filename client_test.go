@@ -182,7 +182,27 @@ func TestClientRejectedAfterLostAnswer(t *testing.T) {
 // would, reads each batch a connection sends and calls answer (an error
 // ends the connection); it returns the address.
 func fakeForwarder(t *testing.T, answer func(net.Conn) error) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return fakePeer(t, "127.0.0.1:0", func(c net.Conn) {
+		r := bufio.NewReader(c)
+		if _, _, err := wire.ReadPreface(r, validStreamName, DefaultStream); err != nil {
+			return
+		}
+		for {
+			if _, err := wire.ReadFrame(r, nil, 1<<20); err != nil {
+				return
+			}
+			if answer(c) != nil {
+				return
+			}
+		}
+	})
+}
+
+// fakePeer listens at addr (port 0: any) and hands each connection to
+// serve on a goroutine of its own, closing it after; it returns the
+// address.
+func fakePeer(t *testing.T, addr string, serve func(net.Conn)) string {
+	ln, err := net.Listen("tcp", addr)
 	require.NoError(t, err)
 	t.Cleanup(func() { ln.Close() })
 	go func() {
@@ -193,18 +213,7 @@ func fakeForwarder(t *testing.T, answer func(net.Conn) error) string {
 			}
 			go func() {
 				defer c.Close()
-				r := bufio.NewReader(c)
-				if _, _, err := wire.ReadPreface(r, validStreamName, DefaultStream); err != nil {
-					return
-				}
-				for {
-					if _, err := wire.ReadFrame(r, nil, 1<<20); err != nil {
-						return
-					}
-					if answer(c) != nil {
-						return
-					}
-				}
+				serve(c)
 			}()
 		}
 	}()

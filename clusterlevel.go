@@ -152,7 +152,7 @@ func (lx *Stream) proposeCmd(ctx context.Context, cmd []byte, votersOnly bool, f
 		// failed, or may have, so it is not made behind its back.
 		return 0, fmt.Errorf("logx: not %s: %w", doing, err)
 	}
-	idx, _, err := lx.applyLocal(cmd, nil)
+	idx, _, err := lx.applyLocalUntil(ctx, cmd, nil)
 	return idx, err
 }
 

@@ -253,21 +253,27 @@ func (f stuckFuture) Index() uint64 { return 0 }
 func (f stuckFuture) Response() any { return nil }
 
 // TestAwaitApplyUntil: a wait for a command whose commit does not come (a
-// leader whose followers cannot store entries) ends when its stop closes,
-// as ErrOutcomeUnknown and ErrClosed, so that node.tend's recording of a
-// declared stream, which the node's Close waits for, does not hold Close
-// for good; without a stop it waits for the answer.
+// leader whose followers cannot store entries) ends when its context ends,
+// as ErrOutcomeUnknown with the context's error, so that node.tend's
+// recording of a declared stream, which the node's Close waits for, does
+// not hold Close for good, and a change proposed for a caller (a cluster
+// level, a catalog change, a node added or removed: awaitFuture) ends with
+// the caller's context; without an end it waits for the answer.
 func TestAwaitApplyUntil(t *testing.T) {
 	lx := newSingle(t, nil)
 	f := stuckFuture{release: make(chan struct{})}
 	defer close(f.release)
-	stop := make(chan struct{})
-	close(stop)
-	err := lx.awaitApply(f, stop)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := lx.awaitApply(ctx, f)
 	require.ErrorIs(t, err, ErrOutcomeUnknown)
-	require.ErrorIs(t, err, ErrClosed)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	err = awaitFuture(ctx, f)
+	require.ErrorIs(t, err, ErrOutcomeUnknown)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
 
 	answered := stuckFuture{release: make(chan struct{})}
 	close(answered.release)
-	require.NoError(t, lx.awaitApply(answered, nil))
+	require.NoError(t, lx.awaitApply(context.Background(), answered))
+	require.NoError(t, awaitFuture(context.Background(), answered))
 }

@@ -57,9 +57,14 @@ type controlResponse struct {
 	NoStream bool `json:"no_stream,omitempty"`
 	// Unknown: the command may or may not have been committed
 	// (ErrOutcomeUnknown); Error says why.
-	Unknown bool   `json:"unknown,omitempty"`
-	Leader  string `json:"leader,omitempty"` // a hint with NotLeader
-	Status  *Stats `json:"status,omitempty"`
+	Unknown bool `json:"unknown,omitempty"`
+	// Proposed, with NotLeader: the node proposed the change and lost the
+	// leadership before it committed, so the next leader may commit it.
+	// The asker tries that leader (the change is repeatable), and if no
+	// answer comes, reports ErrOutcomeUnknown rather than a failure.
+	Proposed bool   `json:"proposed,omitempty"`
+	Leader   string `json:"leader,omitempty"` // a hint with NotLeader
+	Status   *Stats `json:"status,omitempty"`
 	// Streams, with the default stream's status, are the node's other
 	// streams' (QueryStreams).
 	Streams []Stats `json:"streams,omitempty"`
@@ -99,10 +104,12 @@ func (lx *Stream) controlResp(ctx context.Context, req controlRequest) (controlR
 			if !resp.NotLeader {
 				return resp, maybeMade(req, lost, resp.err())
 			}
+			lost = lost || resp.Proposed
 		} else {
 			for _, target := range lx.controlTargets() {
 				resp, err := lx.sendControl(ctx, target, req)
 				if err == nil && resp.NotLeader && resp.Leader != "" && resp.Leader != target && resp.Leader != lx.cfg.Addr {
+					lost = lost || resp.Proposed
 					target = resp.Leader // follow the hint once
 					resp, err = lx.sendControl(ctx, target, req)
 				}
@@ -111,6 +118,7 @@ func (lx *Stream) controlResp(ctx context.Context, req controlRequest) (controlR
 					lost = lost || errors.As(err, new(answerLost))
 					lastErr = fmt.Errorf("%s: %w", target, err)
 				case resp.NotLeader:
+					lost = lost || resp.Proposed
 					lastErr = fmt.Errorf("%s: not the leader", target)
 				case resp.NoStream: // not yet, perhaps: the catalog is late there
 					lastErr = fmt.Errorf("%s: %w", target, resp.err())
@@ -130,7 +138,7 @@ func (lx *Stream) controlResp(ctx context.Context, req controlRequest) (controlR
 			if lastErr != nil {
 				return controlResponse{}, maybeMade(req, lost, fmt.Errorf("logx: %s: %w (last: %v)", what, ctx.Err(), lastErr))
 			}
-			return controlResponse{}, fmt.Errorf("logx: %s: %w", what, ctx.Err())
+			return controlResponse{}, maybeMade(req, lost, fmt.Errorf("logx: %s: %w", what, ctx.Err()))
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, time.Second)
@@ -387,11 +395,11 @@ func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResp
 			return controlResponse{Error: "logx: " + req.Op + " goes to the default stream"}
 		}
 		if req.Op == "create-stream" {
-			err = lx.proposeCatalogCmd(catalogCmd{Op: "create", Stream: req.Stream})
+			err = lx.proposeCatalogCmd(ctx, catalogCmd{Op: "create", Stream: req.Stream})
 		} else if slices.ContainsFunc(lx.cfg.Streams, func(sc StreamConfig) bool { return sc.Name == req.Name }) {
 			err = fmt.Errorf("logx: stream %q is declared in the Config of the default stream's leader", req.Name)
 		} else {
-			err = lx.proposeCatalogCmd(catalogCmd{Op: "delete", Name: req.Name})
+			err = lx.proposeCatalogCmd(ctx, catalogCmd{Op: "delete", Name: req.Name})
 		}
 	case "commit":
 		err = lx.passCommitIndex(ctx)
@@ -450,7 +458,7 @@ func (lx *Stream) controlAnswer(idx uint64, err error) controlResponse {
 		// the caller is told, not the new leader asked.
 		return controlResponse{Unknown: true, Error: err.Error()}
 	case errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress):
-		return controlResponse{NotLeader: true, Leader: lx.leaderHint()}
+		return controlResponse{NotLeader: true, Leader: lx.leaderHint(), Proposed: errors.Is(err, raft.ErrLeadershipLost)}
 	case errors.Is(err, ErrNotMember):
 		return controlResponse{NotMember: true, Error: err.Error()}
 	}
@@ -486,4 +494,47 @@ func writeJSONFrame(c net.Conn, v any) error {
 	frame := wire.AppendFrameHeader(make([]byte, 0, wire.FrameHeader+len(data)), len(data))
 	_, err = c.Write(append(frame, data...))
 	return err
+}
+
+// awaitFuture waits for f, a configuration change this node proposed as
+// the leader, or until ctx ends: the change may then still commit
+// (ErrOutcomeUnknown with ctx's error). Raft answers a proposal only once
+// it commits or the leadership is lost, and a leader whose followers
+// answer its heartbeats but store nothing keeps it. The goroutine that
+// waits ends with Raft's answer (at the latest when Raft stops).
+func awaitFuture(ctx context.Context, f raft.Future) error { return awaitAnswer(ctx, f, nil) }
+
+// awaitAnswer waits for Raft's answer to f, or until ctx ends
+// (ErrOutcomeUnknown with ctx's error), or until giveUp, when not nil and
+// asked every applyCheckEvery, returns an error; an answer that came
+// meanwhile wins. Raft's future offers no channel to wait on beside
+// another, so a goroutine waits for it.
+func awaitAnswer(ctx context.Context, f raft.Future, giveUp func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	var tick <-chan time.Time
+	if giveUp != nil {
+		t := time.NewTicker(applyCheckEvery)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		var stop error
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+			stop = fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+		case <-tick:
+			stop = giveUp()
+		}
+		if stop != nil {
+			select {
+			case err := <-done: // answered meanwhile
+				return err
+			default:
+			}
+			return stop
+		}
+	}
 }

@@ -483,25 +483,7 @@ func (f fullWALFile) WriteAt(p []byte, off int64) (int, error) {
 // it cuts the stream's connections, the leader steps down, and the batch
 // it waits on ends as "outcome unknown" (it was proposed).
 func TestCloseWithoutQuorum(t *testing.T) {
-	var full [3]atomic.Bool
-	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
-		i := int(cfg.NodeID[1] - '1')
-		cfg.CloseTimeout = 2 * time.Second
-		sm.powerCut = &powerHooks{
-			vfs:  func(v types.VFS) types.VFS { return fullWAL{VFS: v, full: &full[i]} },
-			meta: func(m types.MetaStore) types.MetaStore { return m },
-		}
-	})
-	c.logAppend("before", 10)
-	lead := c.waitLeader()
-	for i := range full {
-		full[i].Store(i != lead)
-	}
-	t.Cleanup(func() {
-		for i := range full {
-			full[i].Store(false)
-		}
-	})
+	c, lead := noQuorumCluster(t, func(cfg *Config) { cfg.CloseTimeout = 2 * time.Second })
 	lx := c.nodes[lead]
 	r := lx.raft
 	before := r.LastIndex()
@@ -536,4 +518,64 @@ func TestCloseWithoutQuorum(t *testing.T) {
 	// timeouts for a leader), with room for a loaded machine.
 	cfg := c.cfgs[lead]
 	require.Less(t, time.Since(start), cfg.CloseTimeout+closeGrace+3*cfg.ElectionTimeout+10*time.Second)
+}
+
+// TestChangeWithoutQuorum: on a leader whose followers answer its
+// heartbeats but store nothing, a change it proposes (a cluster level, a
+// truncation, a stream's creation, a node's removal) ends with the
+// caller's context as ErrOutcomeUnknown: it is proposed and may yet
+// commit. It waited until the leadership changed, or Close.
+func TestChangeWithoutQuorum(t *testing.T) {
+	c, lead := noQuorumCluster(t, func(*Config) {})
+	lx := c.nodes[lead]
+	other := c.cfgs[(lead+1)%3].Addr
+	for _, change := range []struct {
+		name string
+		do   func(ctx context.Context) error
+	}{
+		{"SetClusterLevel", func(ctx context.Context) error { return lx.SetClusterLevel(ctx, LevelWarn) }},
+		{"TruncateBefore", func(ctx context.Context) error { return lx.TruncateBefore(ctx, 5) }},
+		{"CreateStream", func(ctx context.Context) error { return lx.CreateStream(ctx, StreamConfig{Name: "x"}) }},
+		{"RemoveNode", func(ctx context.Context) error { return lx.RemoveNode(ctx, other) }},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		done := make(chan error, 1)
+		go func() { done <- change.do(ctx) }()
+		select {
+		case err := <-done:
+			require.ErrorIs(t, err, ErrOutcomeUnknown, change.name)
+			require.ErrorContains(t, err, context.DeadlineExceeded.Error(), change.name)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s waits past its context", change.name)
+		}
+		cancel()
+		require.Equal(t, raft.Leader, lx.raft.State(), "still the leader: the followers answer its heartbeats")
+	}
+}
+
+// noQuorumCluster starts 3 nodes (setup adjusts each Config), logs a few
+// entries, and then fills the followers' Raft-log disks (until the test
+// ends): the leader, whose index it returns, keeps leading, since its
+// followers answer its heartbeats, and commits nothing.
+func noQuorumCluster(t *testing.T, setup func(*Config)) (*testCluster, int) {
+	var full [3]atomic.Bool
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		i := int(cfg.NodeID[1] - '1')
+		setup(cfg)
+		sm.powerCut = &powerHooks{
+			vfs:  func(v types.VFS) types.VFS { return fullWAL{VFS: v, full: &full[i]} },
+			meta: func(m types.MetaStore) types.MetaStore { return m },
+		}
+	})
+	c.logAppend("before", 10)
+	lead := c.waitLeader()
+	for i := range full {
+		full[i].Store(i != lead)
+	}
+	t.Cleanup(func() {
+		for i := range full {
+			full[i].Store(false)
+		}
+	})
+	return c, lead
 }

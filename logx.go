@@ -52,7 +52,10 @@ var (
 	// (SetClusterLevel, DeleteStream, RemoveNode) also get it when the
 	// leader lost its leadership before the change committed: made again,
 	// they could undo a later change or fail as not found. The others go
-	// to the next leader.
+	// to the next leader, and get it when none answers before their
+	// context ends. A change the leader proposed and could not commit
+	// before the caller's context ended (its followers store nothing)
+	// gets it too.
 	ErrOutcomeUnknown = errors.New("logx: outcome unknown, the entry may or may not be committed")
 
 	// ErrCorrupt is returned by New when Dir's files contradict its
@@ -445,7 +448,7 @@ func (n *node) waitStream(ctx context.Context, name string, present bool) error 
 			return nil
 		}
 		if present && oerr != nil {
-			return fmt.Errorf("logx: opening stream %q here: %w", name, oerr)
+			return fmt.Errorf("logx: stream %q is created in the catalog, but opening it here failed (it opens at this node's next start): %w", name, oerr)
 		}
 		select {
 		case <-ctx.Done():

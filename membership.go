@@ -303,7 +303,7 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 	}
 	if !ok {
 		if err := lx.raftCall(func() error {
-			return lx.raft.AddNonvoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, timeout).Error()
+			return awaitFuture(ctx, lx.raft.AddNonvoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, timeout))
 		}); err != nil {
 			return err
 		}
@@ -332,13 +332,16 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 			if err == nil {
 				err = fmt.Errorf("applied index %d of %d", st.AppliedIndex, target)
 			}
-			return fmt.Errorf("logx: %s did not catch up: %w (%v)", addr, ctx.Err(), err)
+			// It is a member now, and the leader replicates to it: AddNode
+			// again makes it a voter once it has caught up, RemoveNode
+			// takes it out.
+			return fmt.Errorf("logx: %s is a non-voter now but did not catch up, so it is not a voter: %w (%v)", addr, ctx.Err(), err)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 500*time.Millisecond)
 	}
 	if err := lx.raftCall(func() error {
-		return lx.raft.AddVoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, time.Until(deadlineOr(ctx, defaultControlTimeout))).Error()
+		return awaitFuture(ctx, lx.raft.AddVoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, time.Until(deadlineOr(ctx, defaultControlTimeout))))
 	}); err != nil {
 		return err
 	}
@@ -387,7 +390,7 @@ func (lx *Stream) removeNode(ctx context.Context, addr string) error {
 		return raft.ErrNotLeader // the caller asks the new leader
 	}
 	if err := lx.raftCall(func() error {
-		return lx.raft.RemoveServer(raft.ServerID(addr), 0, time.Until(deadlineOr(ctx, defaultControlTimeout))).Error()
+		return awaitFuture(ctx, lx.raft.RemoveServer(raft.ServerID(addr), 0, time.Until(deadlineOr(ctx, defaultControlTimeout))))
 	}); err != nil {
 		return err
 	}

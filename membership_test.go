@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -609,5 +610,80 @@ func TestCreateStreamCloseMeanwhile(t *testing.T) {
 	require.ErrorIs(t, err, ErrClosed)
 	require.Contains(t, err.Error(), `stream "x" is created in the catalog`)
 	require.NoError(t, <-closed)
+	require.True(t, waitFor(30*time.Second, func() bool { return slices.Contains(c.nodes[1].Streams(), "x") }), "the other nodes open the stream")
+}
+
+// proposedPeer listens at addr and answers every control request as a
+// node that proposed the change and then lost the leadership (proposed),
+// or as one that never led; other connections it closes.
+func proposedPeer(t *testing.T, addr string, proposed bool) {
+	fakePeer(t, addr, func(c net.Conn) {
+		_, proto, err := wire.ReadPreface(c, validStreamName, DefaultStream)
+		if err != nil || proto != wire.ProtoControl {
+			return
+		}
+		if _, err := wire.ReadFrame(bufio.NewReader(c), nil, maxControlFrame); err != nil {
+			return
+		}
+		_ = writeJSONFrame(c, controlResponse{NotLeader: true, Proposed: proposed})
+	})
+}
+
+// TestControlProposedThenNoAnswer: a change whose leader proposed it and
+// then lost the leadership (the next leader may commit it) is tried again
+// elsewhere; if no answer comes before ctx ends, the caller gets
+// ErrOutcomeUnknown, not a failure, from a node (Stream.TruncateBefore)
+// and from a Client's call (TruncateBefore). A leader that answers "not
+// the leader" without having proposed it leaves a plain failure.
+func TestControlProposedThenNoAnswer(t *testing.T) {
+	for _, proposed := range []bool{true, false} {
+		t.Run(fmt.Sprint("proposed=", proposed), func(t *testing.T) {
+			addrs := freeAddrs(t, 3)
+			proposedPeer(t, addrs[1], proposed) // nothing listens at addrs[2]: no leader
+			cfg := testConfig(t, 0, addrs, filepath.Join(t.TempDir(), "n1"))
+			cfg.CloseTimeout = 100 * time.Millisecond
+			lx, err := New(cfg)
+			require.NoError(t, err)
+			defer lx.Close()
+			require.True(t, lx.controlAnswer(0, fmt.Errorf("x: %w", raft.ErrLeadershipLost)).Proposed, "proposed, then the leadership lost")
+			require.False(t, lx.controlAnswer(0, raft.ErrNotLeader).Proposed, "never proposed")
+			check := func(err error) {
+				t.Helper()
+				require.ErrorIs(t, err, context.DeadlineExceeded)
+				if proposed {
+					require.ErrorIs(t, err, ErrOutcomeUnknown)
+				} else {
+					require.NotErrorIs(t, err, ErrOutcomeUnknown)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			check(lx.defaultStream.TruncateBefore(ctx, 1))
+			ctx, cancel = context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			check(TruncateBefore(ctx, addrs[1], DefaultStream, 1, nil))
+		})
+	}
+}
+
+// TestCreateStreamOpenFails: CreateStream on a node that cannot open the
+// stream after its creation committed says the stream is created, which it
+// is: the other nodes open it.
+func TestCreateStreamOpenFails(t *testing.T) {
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		if cfg.NodeID == "n1" {
+			sm.opening = func(name, stage string) error {
+				if name == "x" && stage == "begin" {
+					return errors.New("injected")
+				}
+				return nil
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := c.nodes[0].CreateStream(ctx, StreamConfig{Name: "x"})
+	require.ErrorContains(t, err, `stream "x" is created in the catalog, but opening it here failed`)
+	require.ErrorContains(t, err, "injected")
 	require.True(t, waitFor(30*time.Second, func() bool { return slices.Contains(c.nodes[1].Streams(), "x") }), "the other nodes open the stream")
 }

@@ -2,6 +2,7 @@ package logx
 
 import (
 	"cmp"
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -374,22 +375,22 @@ func (lx *Stream) applyBatchLocal(batch, identity []byte, recs *[]byte) (idx, fi
 // callers, and the batches its followers forwarded, would wait for its
 // disk while the others commit.
 func (lx *Stream) applyLocal(cmd, identity []byte) (idx, first uint64, err error) {
-	return lx.applyLocalUntil(nil, cmd, identity)
+	return lx.applyLocalUntil(context.Background(), cmd, identity)
 }
 
-// applyLocalUntil is applyLocal that also gives up waiting when stop (nil:
-// never) is closed, with an ErrOutcomeUnknown that wraps ErrClosed: for
-// work that the node's Close waits for before its streams stop, which a
-// leader that cannot commit would otherwise hold for good (node.tend's
-// recording of a declared stream).
-func (lx *Stream) applyLocalUntil(stop <-chan struct{}, cmd, identity []byte) (idx, first uint64, err error) {
+// applyLocalUntil is applyLocal that also gives up waiting when ctx ends, with an ErrOutcomeUnknown that wraps ctx's error: for a
+// change a caller's context bounds, and for work that the node's Close
+// waits for before its streams stop (node.tend's recording of a declared
+// stream), which a leader that cannot commit (its followers answer its
+// heartbeats but store nothing) would otherwise hold for good.
+func (lx *Stream) applyLocalUntil(ctx context.Context, cmd, identity []byte) (idx, first uint64, err error) {
 	if lx.heldUp() {
 		return 0, 0, errApplyHeld
 	}
 	var f raft.ApplyFuture
 	if err := lx.raftCall(func() error {
 		f = lx.raft.ApplyLog(raft.Log{Data: cmd, Extensions: identity}, lx.cfg.ForwardTimeout)
-		return lx.awaitApply(f, stop)
+		return lx.awaitApply(ctx, f)
 	}); err != nil {
 		return 0, 0, err
 	}
@@ -432,10 +433,6 @@ var errApplyBlocked = fmt.Errorf("%w: this node no longer leads and cannot apply
 // send the command elsewhere, or again, as it is.
 var errApplyHeld = fmt.Errorf("%w: this node cannot apply yet (a write error or a catch-up) and hands its leadership over", raft.ErrNotLeader)
 
-// errGaveUpClosing: applyLocalUntil stopped waiting for a command it
-// proposed because the node closes; it may still be committed.
-var errGaveUpClosing = fmt.Errorf("%w: %w", ErrOutcomeUnknown, ErrClosed)
-
 // applyCheckEvery is how often applyLocal looks whether a wait for this
 // node's apply should end (errApplyBlocked).
 const applyCheckEvery = 100 * time.Millisecond
@@ -445,33 +442,13 @@ const applyCheckEvery = 100 * time.Millisecond
 // (errApplyBlocked). Raft's future offers no channel to wait on beside
 // another, so a goroutine waits for it (and, given up on, ends when this
 // node applies the command or closes).
-func (lx *Stream) awaitApply(f raft.ApplyFuture, stop <-chan struct{}) error {
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	t := time.NewTicker(applyCheckEvery)
-	defer t.Stop()
-	for {
-		select {
-		case err := <-done:
-			return err
-		case <-stop:
-			select {
-			case err := <-done: // answered meanwhile
-				return err
-			default:
-			}
-			return errGaveUpClosing
-		case <-t.C:
-			if lx.fsm.applyBlocked() && lx.raft.State() != raft.Leader {
-				select {
-				case err := <-done: // answered meanwhile
-					return err
-				default:
-				}
-				return errApplyBlocked
-			}
+func (lx *Stream) awaitApply(ctx context.Context, f raft.ApplyFuture) error {
+	return awaitAnswer(ctx, f, func() error {
+		if lx.fsm.applyBlocked() && lx.raft.State() != raft.Leader {
+			return errApplyBlocked
 		}
-	}
+		return nil
+	})
 }
 
 // reportClock commits this node's clock to the log (clock.go), once; a

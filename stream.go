@@ -99,6 +99,7 @@ type Stream struct {
 	// monoNanos of this follower's last ask for the configuration, failed
 	// ask logged, and this leader's last commit of it (ensureVoters).
 	votersAsked, votersLogged, votersCommitted atomic.Int64
+	declaredRetry                              retryAfter // recordDeclared's after a refusal (catalog.go)
 	// sampler is Config.Sampling's, nil without it (sampling.go).
 	sampler *sampler
 	// removedCtx is cancelled (by markRemoved) when removed is set.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -1037,4 +1038,43 @@ func TestStatusWhileStarting(t *testing.T) {
 	require.NotNil(t, status)
 	require.Equal(t, DefaultStream, status.Stream)
 	c.waitReady()
+}
+
+// TestDeclaredStreamRefusedBacksOff: a declared stream the leader refuses
+// to record (here its other voters run a logx without streams; the same
+// goes for a full catalog) is asked for again after a wait that doubles up
+// to a minute, not every quarter ElectionTimeout: each try commits a
+// command, or asks every voter, and logs a line. It asked about 40 times
+// in the 3 s this test watches.
+func TestDeclaredStreamRefusedBacksOff(t *testing.T) {
+	var out syncBuffer
+	addrs := freeAddrs(t, 3)
+	base := t.TempDir()
+	var cfgs []Config
+	for i := range 3 {
+		cfg := testConfig(t, i, addrs, filepath.Join(base, fmt.Sprintf("n%d", i+1)))
+		var sm seams
+		if i == 0 {
+			cfg.Streams = []StreamConfig{{Name: "d"}}
+			cfg.LogOutput = &out
+		} else {
+			sm.version = streamsFeature - 1 // whoever leads, a voter does not know streams
+		}
+		lx, err := newNode(cfg, sm) // not ready while "d" waits: no waitReady
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = lx.Close() })
+		cfgs = append(cfgs, cfg)
+	}
+	refusals := func() int { return strings.Count(out.String(), `recording stream "d" in the catalog`) }
+	require.True(t, waitFor(30*time.Second, func() bool { return refusals() > 0 }), "the creation is refused: %s", out.String())
+	start := refusals()
+	watch := 3 * time.Second
+	deadline := time.Now().Add(watch)
+	for time.Now().Before(deadline) { // a span of time is what is measured
+		time.Sleep(100 * time.Millisecond)
+	}
+	n := refusals() - start
+	et := cfgs[0].ElectionTimeout
+	t.Logf("%d more refusals in %v (ElectionTimeout %v)", n, watch, et)
+	require.LessOrEqual(t, n, 6, "tries every %v would make about %d", et/4, int(watch/(et/4)))
 }
