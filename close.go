@@ -19,6 +19,7 @@ func (lx *Stream) stop() error {
 }
 
 func (lx *Stream) close() error {
+	_ = lx.seams.open(lx.name, "close")
 	if lx.sampler != nil {
 		lx.logSummaries(lx.sampler, false) // what the unfinished interval dropped, if the queue has room
 	}

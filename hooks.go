@@ -99,6 +99,8 @@ type seams struct {
 	// peers, bootstrap.go), and for the default stream "served" (its
 	// handlers run, the node does not list it yet: newNode); an error from
 	// it fails the opening (a test makes it block: a node slow to start).
+	// It is also called with "close" as a stream's Close begins (its
+	// error is ignored).
 	// startingAnswered is called each time this node answers that it is
 	// starting (bootstrap.go).
 	opening          func(name, stage string) error

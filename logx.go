@@ -534,10 +534,20 @@ func (n *node) applyEvent(ev catalogEvent) {
 	def := n.list()[0]
 	if ev.deleted {
 		// Stopped and moved aside before it leaves the list, so that
-		// DeleteStream returns once its files are where it says.
+		// DeleteStream returns once its files are where it says. If the
+		// node's Close begins meanwhile, it closes this stream beside the
+		// others (a second stop waits for this one) rather than after it,
+		// and the next start moves the directory aside (New).
 		if s := n.get(name); s != nil {
-			if err := s.stop(); err != nil {
-				def.logf("logx: closing deleted stream %q: %v", name, err)
+			stopped := make(chan error, 1)
+			go func() { stopped <- s.stop() }()
+			select {
+			case err := <-stopped:
+				if err != nil {
+					def.logf("logx: closing deleted stream %q: %v", name, err)
+				}
+			case <-n.stop:
+				return
 			}
 		}
 		if err := retireStreamDir(n.cfg.Dir, ev.entry); err != nil {
@@ -646,7 +656,9 @@ func (lx *Logx) WaitReady(ctx context.Context) error {
 // nothing) has the stream's connections cut instead: the leader steps down
 // within another, and its callers get ErrOutcomeUnknown. Raft trying a
 // failed read of its log again (logguard.go) adds up to 10 s; if the read
-// still fails, Raft panics and the process ends.
+// still fails, Raft panics and the process ends. A stream this node is
+// closing because the catalog deleted it when Close begins closes beside
+// the others, within the same bound.
 func (lx *Logx) Close() error {
 	n := lx.node
 	n.closeOnce.Do(func() {

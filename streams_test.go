@@ -1078,3 +1078,49 @@ func TestDeclaredStreamRefusedBacksOff(t *testing.T) {
 	t.Logf("%d more refusals in %v (ElectionTimeout %v)", n, watch, et)
 	require.LessOrEqual(t, n, 6, "tries every %v would make about %d", et/4, int(watch/(et/4)))
 }
+
+// TestCloseDuringStreamDelete: a node's Close that begins while the node
+// closes a stream the catalog deleted closes its own streams beside that
+// one, not after it: its bound is not spent twice. Here the deleted
+// stream's close waits until the default stream's begins (10 s at most):
+// with Close waiting for it first, it took those 10 s.
+func TestCloseDuringStreamDelete(t *testing.T) {
+	xClosing, defClosing := make(chan struct{}), make(chan struct{})
+	var xOnce, defOnce sync.Once
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		if cfg.NodeID != "n1" {
+			return
+		}
+		sm.opening = func(name, stage string) error {
+			switch {
+			case stage != "close":
+			case name == DefaultStream:
+				defOnce.Do(func() { close(defClosing) })
+			case name == "x":
+				xOnce.Do(func() { close(xClosing) })
+				select { // a slow close: the node's own streams must not wait for it
+				case <-defClosing:
+				case <-time.After(10 * time.Second):
+				}
+			}
+			return nil
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, c.nodes[1].CreateStream(ctx, StreamConfig{Name: "x"}))
+	require.NoError(t, c.nodes[0].WaitReady(ctx))
+	require.NoError(t, c.nodes[1].DeleteStream(ctx, "x"))
+	select {
+	case <-xClosing:
+	case <-ctx.Done():
+		t.Fatal("node 0 does not close the deleted stream")
+	}
+	lx := c.nodes[0]
+	c.nodes[0] = nil
+	start := time.Now()
+	require.NoError(t, lx.Close())
+	took := time.Since(start)
+	t.Logf("Close took %v", took)
+	require.Less(t, took, 8*time.Second, "Close waited for the deleted stream's close before its own streams'")
+}
