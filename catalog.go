@@ -367,6 +367,11 @@ func (lx *Stream) proposeCatalogCmd(ctx context.Context, c catalogCmd) error {
 			return fmt.Errorf("logx: not creating stream %q: %w", c.Stream.Name, err)
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		// The asker gave up while the voters were asked: it was told the
+		// change failed, or may have, so it is not made behind its back.
+		return fmt.Errorf("logx: not changing the catalog: %w", err)
+	}
 	_, _, err := lx.applyLocalUntil(ctx, appendCatalogCmd(nil, c), nil)
 	return err
 }
@@ -448,10 +453,15 @@ func (lx *Stream) recordDeclared() bool {
 		}
 		if err != nil {
 			if !errors.Is(err, ErrClosed) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-				// Refused (the catalog full, a voter too old): each try
-				// commits a command, so the next waits, up to a minute.
-				wait := lx.declaredRetry.failed(lx.cfg.ElectionTimeout/4, declaredRetryMax)
-				lx.logf("logx: recording stream %q in the catalog: %v; trying again in %v", sc.Name, err, wait)
+				// Refused. A refusal that passes (a leader just elected,
+				// a voter still starting) is tried again at the usual
+				// pace; one that lasts (the catalog full, a voter without
+				// streams) waits longer each time, up to a minute: each
+				// try commits a command, or asks every voter.
+				et := lx.cfg.ElectionTimeout
+				if wait, first := lx.declaredRetry.failed(et/4, declaredPatience*et, declaredRetryMax); first || wait > et/4 {
+					lx.logf("logx: recording stream %q in the catalog: %v; trying again in %v", sc.Name, err, wait)
+				}
 			}
 			return false
 		}
@@ -460,26 +470,40 @@ func (lx *Stream) recordDeclared() bool {
 	return all
 }
 
-// declaredRetryMax bounds the wait between two tries of recordDeclared
-// that were refused.
-const declaredRetryMax = time.Minute
+// recordDeclared's tries go on at their usual pace while refusals have
+// lasted less than declaredPatience ElectionTimeouts, and then wait twice
+// as long each time, up to declaredRetryMax.
+const (
+	declaredPatience = 10
+	declaredRetryMax = time.Minute
+)
 
-// retryAfter spaces the tries of something refused: each refusal doubles
-// the wait before the next try, from a first wait up to a most. The
-// caller serializes its calls (node.tend).
+// retryAfter spaces the tries of something refused: while the refusals
+// have lasted less than a patience, the next try waits a first wait; after
+// that, twice the last wait, up to a most. The caller serializes its calls
+// (node.tend).
 type retryAfter struct {
-	next int64         // monoNanos before which no try is due
-	wait time.Duration // the last wait
+	since int64         // monoNanos of the first refusal since the last success (0: none)
+	next  int64         // monoNanos before which no try is due
+	wait  time.Duration // the last wait
 }
 
 // due reports whether a try is due.
 func (r *retryAfter) due() bool { return monoNanos() >= r.next }
 
-// failed notes a refusal and returns the wait before the next try.
-func (r *retryAfter) failed(first, most time.Duration) time.Duration {
-	r.wait = min(max(2*r.wait, first), most)
-	r.next = monoNanos() + int64(r.wait)
-	return r.wait
+// failed notes a refusal and returns the wait before the next try, and
+// whether it is the first refusal since the last success.
+func (r *retryAfter) failed(first, patience, most time.Duration) (wait time.Duration, firstRefusal bool) {
+	now := monoNanos()
+	if firstRefusal = r.since == 0; firstRefusal {
+		r.since = now
+	}
+	wait = first
+	if time.Duration(now-r.since) >= patience {
+		wait = min(max(2*r.wait, first), most)
+	}
+	r.wait, r.next = wait, now+int64(wait)
+	return wait, firstRefusal
 }
 
 // reset makes the next try due at once, with the first wait after it.

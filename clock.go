@@ -239,7 +239,9 @@ func (lx *Stream) ensureVoters() {
 		return
 	}
 	if lx.raft.State() == raft.Leader {
-		if err := lx.recommitVoters(); err != nil {
+		ctx, cancel := context.WithTimeout(lx.closingCtx, lx.cfg.ForwardTimeout)
+		defer cancel()
+		if err := lx.recommitVoters(ctx); err != nil {
 			lx.logf("logx: committing the configuration again (so that the log knows the voters): %v", err)
 		}
 		return
@@ -263,14 +265,14 @@ func (lx *Stream) ensureVoters() {
 // did less than 10 s ago (a control request may ask for it: a peer cannot
 // make it write an entry more often). A try that failed before Raft wrote
 // the entry does not count.
-func (lx *Stream) recommitVoters() error {
+func (lx *Stream) recommitVoters(ctx context.Context) error {
 	now, ok := onceEvery(&lx.votersCommitted, 10*time.Second) // monotonic
 	if !ok {
 		return nil
 	}
 	id := raft.ServerID(lx.cfg.Addr)
 	err := lx.raftCall(func() error {
-		return lx.raft.AddVoter(id, raft.ServerAddress(lx.cfg.Addr), 0, lx.cfg.ForwardTimeout).Error()
+		return awaitFuture(ctx, lx.raft.AddVoter(id, raft.ServerAddress(lx.cfg.Addr), 0, lx.cfg.ForwardTimeout))
 	})
 	if notWritten(err) { // the next ask may try at once
 		lx.votersCommitted.CompareAndSwap(now, 0)

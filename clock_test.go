@@ -2,6 +2,7 @@ package logx
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -201,6 +202,6 @@ func TestFollowerLearnsVoters(t *testing.T) {
 	stopped := c.nodes[i]
 	c.stop(i)
 	stopped.votersCommitted.Store(0)
-	require.ErrorIs(t, stopped.recommitVoters(), raft.ErrRaftShutdown)
+	require.ErrorIs(t, stopped.recommitVoters(context.Background()), raft.ErrRaftShutdown)
 	require.Zero(t, stopped.votersCommitted.Load())
 }

@@ -102,7 +102,12 @@ func (lx *Stream) controlResp(ctx context.Context, req controlRequest) (controlR
 		if lx.raft.State() == raft.Leader {
 			resp := lx.doControl(ctx, req)
 			if !resp.NotLeader {
-				return resp, maybeMade(req, lost, resp.err())
+				err := resp.err()
+				if resp.Unknown && ctx.Err() != nil {
+					// It gave up as ctx ended: say which end.
+					err = fmt.Errorf("%w: %w", err, lx.endOf(ctx))
+				}
+				return resp, maybeMade(req, lost, err)
 			}
 			lost = lost || resp.Proposed
 		} else {
@@ -129,10 +134,8 @@ func (lx *Stream) controlResp(ctx context.Context, req controlRequest) (controlR
 		}
 		select {
 		case <-ctx.Done():
-			select {
-			case <-lx.closing:
+			if errors.Is(lx.endOf(ctx), ErrClosed) {
 				return controlResponse{}, maybeMade(req, lost, ErrClosed)
-			default:
 			}
 			what := strings.TrimSpace(req.Op + " " + req.Addr) // Addr: add and remove only
 			if lastErr != nil {
@@ -142,6 +145,17 @@ func (lx *Stream) controlResp(ctx context.Context, req controlRequest) (controlR
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, time.Second)
+	}
+}
+
+// endOf is why ctx, a change's context that ends when Close begins
+// (controlResp), ended: ErrClosed if Close began, ctx's error otherwise.
+func (lx *Stream) endOf(ctx context.Context) error {
+	select {
+	case <-lx.closing:
+		return ErrClosed
+	default:
+		return ctx.Err()
 	}
 }
 
@@ -404,7 +418,7 @@ func (lx *Stream) doControl(ctx context.Context, req controlRequest) controlResp
 	case "commit":
 		err = lx.passCommitIndex(ctx)
 	case "voters":
-		err = lx.recommitVoters()
+		err = lx.recommitVoters(ctx)
 	case "add":
 		err = lx.addNode(ctx, req.Addr)
 	default:
@@ -496,19 +510,27 @@ func writeJSONFrame(c net.Conn, v any) error {
 	return err
 }
 
-// awaitFuture waits for f, a configuration change this node proposed as
-// the leader, or until ctx ends: the change may then still commit
-// (ErrOutcomeUnknown with ctx's error). Raft answers a proposal only once
-// it commits or the leadership is lost, and a leader whose followers
-// answer its heartbeats but store nothing keeps it. The goroutine that
-// waits ends with Raft's answer (at the latest when Raft stops).
+// awaitFuture waits for f, a change this node proposed as the leader (a
+// configuration, a barrier), or until ctx ends: the change may then still
+// commit (ErrOutcomeUnknown with ctx's error). Raft answers a proposal
+// only once it commits or the leadership is lost, and a leader whose
+// followers answer its heartbeats but store nothing keeps it.
 func awaitFuture(ctx context.Context, f raft.Future) error { return awaitAnswer(ctx, f, nil) }
+
+// answerGrace is how long awaitAnswer still waits for an answer once its
+// context has ended.
+const answerGrace = 10 * time.Millisecond
 
 // awaitAnswer waits for Raft's answer to f, or until ctx ends
 // (ErrOutcomeUnknown with ctx's error), or until giveUp, when not nil and
 // asked every applyCheckEvery, returns an error; an answer that came
-// meanwhile wins. Raft's future offers no channel to wait on beside
-// another, so a goroutine waits for it.
+// meanwhile wins, and so does one that comes within answerGrace of ctx's
+// end (a future Raft failed as it was made, ErrEnqueueTimeout with an
+// enqueue timeout as long as ctx: it was never proposed). Raft's future
+// offers no channel to wait on beside another, so a goroutine waits for
+// it; given up on, it ends with Raft's answer, which a proposal still in
+// Raft's apply channel when Raft stops never gets (hashicorp/raft v1.8.0
+// does not drain it): one goroutine left per such give-up.
 func awaitAnswer(ctx context.Context, f raft.Future, giveUp func() error) error {
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
@@ -524,6 +546,13 @@ func awaitAnswer(ctx context.Context, f raft.Future, giveUp func() error) error 
 		case err := <-done:
 			return err
 		case <-ctx.Done():
+			t := time.NewTimer(answerGrace)
+			select {
+			case err := <-done:
+				t.Stop()
+				return err
+			case <-t.C:
+			}
 			stop = fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
 		case <-tick:
 			stop = giveUp()

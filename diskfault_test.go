@@ -544,7 +544,7 @@ func TestChangeWithoutQuorum(t *testing.T) {
 		select {
 		case err := <-done:
 			require.ErrorIs(t, err, ErrOutcomeUnknown, change.name)
-			require.ErrorContains(t, err, context.DeadlineExceeded.Error(), change.name)
+			require.ErrorIs(t, err, context.DeadlineExceeded, change.name)
 		case <-time.After(20 * time.Second):
 			t.Fatalf("%s waits past its context", change.name)
 		}

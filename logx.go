@@ -269,6 +269,7 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 	// (bootstrap.go); other connections wait for their stream to open.
 	n.mux.starting = n.startingState
 	n.mux.expect = n.expectStream
+	n.mux.startStreams = n.startStreams()
 	n.mux.start()
 	def, err := newStream(cfg, sm, n.mux, DefaultStream, &nodeHooks{onCatalog: n.catalogEvent, otherStats: n.otherStats, tls: n.tlsNow, stopping: n.stopCtx})
 	if err != nil {
@@ -349,6 +350,22 @@ func (n *node) startingState(name string) (raftState, ok bool) {
 
 // expectStream says whether this node is to open stream name: declared in
 // its Config, or live in the catalog as it has applied it.
+// startStreams is how many streams the node is to open as it starts:
+// the default one, the declared ones and the live ones of the
+// checkpoint's catalog.
+func (n *node) startStreams() int {
+	names := map[string]bool{DefaultStream: true}
+	for _, sc := range n.cfg.Streams {
+		names[sc.Name] = true
+	}
+	for name, e := range n.startCatalog {
+		if e.Deleted == 0 {
+			names[name] = true
+		}
+	}
+	return len(names)
+}
+
 func (n *node) expectStream(name string) bool {
 	if slices.ContainsFunc(n.cfg.Streams, func(sc StreamConfig) bool { return sc.Name == name }) {
 		return true

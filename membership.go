@@ -297,7 +297,7 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 	}
 	if err := lx.joinConflict(addr, st, want); err != nil {
 		if ok {
-			_ = lx.raftCall(func() error { return lx.raft.RemoveServer(raft.ServerID(addr), 0, timeout).Error() })
+			_ = lx.raftCall(func() error { return awaitFuture(ctx, lx.raft.RemoveServer(raft.ServerID(addr), 0, timeout)) })
 		}
 		return err
 	}
@@ -317,7 +317,7 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 		st, want, err := lx.remoteStatus(ctx, addr)
 		if err == nil {
 			if cerr := lx.joinConflict(addr, st, want); cerr != nil {
-				_ = lx.raftCall(func() error { return lx.raft.RemoveServer(raft.ServerID(addr), 0, timeout).Error() })
+				_ = lx.raftCall(func() error { return awaitFuture(ctx, lx.raft.RemoveServer(raft.ServerID(addr), 0, timeout)) })
 				return cerr
 			}
 		}
@@ -325,7 +325,10 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 			break
 		}
 		if lx.raft.State() != raft.Leader {
-			return raft.ErrNotLeader
+			// The non-voter is in the configuration: an asker that gets
+			// no answer from the next leader says the outcome is unknown
+			// (Proposed), rather than that nothing was made.
+			return fmt.Errorf("logx: %s is a non-voter now, and this node lost the leadership: %w", addr, raft.ErrLeadershipLost)
 		}
 		select {
 		case <-ctx.Done():

@@ -614,9 +614,9 @@ func TestCreateStreamCloseMeanwhile(t *testing.T) {
 }
 
 // proposedPeer listens at addr and answers every control request as a
-// node that proposed the change and then lost the leadership (proposed),
-// or as one that never led; other connections it closes.
-func proposedPeer(t *testing.T, addr string, proposed bool) {
+// node that proposed the change and then lost the leadership; other
+// connections it closes.
+func proposedPeer(t *testing.T, addr string) {
 	fakePeer(t, addr, func(c net.Conn) {
 		_, proto, err := wire.ReadPreface(c, validStreamName, DefaultStream)
 		if err != nil || proto != wire.ProtoControl {
@@ -625,7 +625,7 @@ func proposedPeer(t *testing.T, addr string, proposed bool) {
 		if _, err := wire.ReadFrame(bufio.NewReader(c), nil, maxControlFrame); err != nil {
 			return
 		}
-		_ = writeJSONFrame(c, controlResponse{NotLeader: true, Proposed: proposed})
+		_ = writeJSONFrame(c, controlResponse{NotLeader: true, Proposed: true})
 	})
 }
 
@@ -633,36 +633,29 @@ func proposedPeer(t *testing.T, addr string, proposed bool) {
 // then lost the leadership (the next leader may commit it) is tried again
 // elsewhere; if no answer comes before ctx ends, the caller gets
 // ErrOutcomeUnknown, not a failure, from a node (Stream.TruncateBefore)
-// and from a Client's call (TruncateBefore). A leader that answers "not
-// the leader" without having proposed it leaves a plain failure.
+// and from a Client's call (TruncateBefore). The answer says so only for
+// a proposal (controlAnswer). (A peer that answers "not the leader"
+// without having proposed leaves a plain failure, but for a context that
+// ends during an exchange, which is unknown too: not tested here.)
 func TestControlProposedThenNoAnswer(t *testing.T) {
-	for _, proposed := range []bool{true, false} {
-		t.Run(fmt.Sprint("proposed=", proposed), func(t *testing.T) {
-			addrs := freeAddrs(t, 3)
-			proposedPeer(t, addrs[1], proposed) // nothing listens at addrs[2]: no leader
-			cfg := testConfig(t, 0, addrs, filepath.Join(t.TempDir(), "n1"))
-			cfg.CloseTimeout = 100 * time.Millisecond
-			lx, err := New(cfg)
-			require.NoError(t, err)
-			defer lx.Close()
-			require.True(t, lx.controlAnswer(0, fmt.Errorf("x: %w", raft.ErrLeadershipLost)).Proposed, "proposed, then the leadership lost")
-			require.False(t, lx.controlAnswer(0, raft.ErrNotLeader).Proposed, "never proposed")
-			check := func(err error) {
-				t.Helper()
-				require.ErrorIs(t, err, context.DeadlineExceeded)
-				if proposed {
-					require.ErrorIs(t, err, ErrOutcomeUnknown)
-				} else {
-					require.NotErrorIs(t, err, ErrOutcomeUnknown)
-				}
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-			defer cancel()
-			check(lx.defaultStream.TruncateBefore(ctx, 1))
-			ctx, cancel = context.WithTimeout(context.Background(), 500*time.Millisecond)
-			defer cancel()
-			check(TruncateBefore(ctx, addrs[1], DefaultStream, 1, nil))
-		})
+	addrs := freeAddrs(t, 3)
+	proposedPeer(t, addrs[1]) // nothing listens at addrs[2]: no leader
+	cfg := testConfig(t, 0, addrs, filepath.Join(t.TempDir(), "n1"))
+	cfg.CloseTimeout = 100 * time.Millisecond
+	lx, err := New(cfg)
+	require.NoError(t, err)
+	defer lx.Close()
+	require.True(t, lx.controlAnswer(0, fmt.Errorf("x: %w", raft.ErrLeadershipLost)).Proposed, "proposed, then the leadership lost")
+	require.False(t, lx.controlAnswer(0, raft.ErrNotLeader).Proposed, "never proposed")
+	for _, change := range []func(context.Context) error{
+		func(ctx context.Context) error { return lx.TruncateBefore(ctx, 1) },
+		func(ctx context.Context) error { return TruncateBefore(ctx, addrs[1], DefaultStream, 1, nil) },
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		err := change(ctx)
+		cancel()
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.ErrorIs(t, err, ErrOutcomeUnknown)
 	}
 }
 

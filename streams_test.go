@@ -1040,13 +1040,16 @@ func TestStatusWhileStarting(t *testing.T) {
 	c.waitReady()
 }
 
-// TestDeclaredStreamRefusedBacksOff: a declared stream the leader refuses
-// to record (here its other voters run a logx without streams; the same
-// goes for a full catalog) is asked for again after a wait that doubles up
-// to a minute, not every quarter ElectionTimeout: each try commits a
-// command, or asks every voter, and logs a line. It asked about 40 times
-// in the 3 s this test watches.
+// TestDeclaredStreamRefusedBacksOff: a declared stream the leader keeps
+// refusing to record (here its other voters run a logx without streams;
+// the same goes for a full catalog) is asked for at the usual pace for
+// declaredPatience ElectionTimeouts, then after a wait that doubles up to
+// a minute, not every quarter ElectionTimeout for good: each try commits
+// a command, or asks every voter. Only the first refusal and those after a
+// longer wait are logged, so the log counts the tries of the back-off; it
+// logged about 40 in the 3 s this test watches.
 func TestDeclaredStreamRefusedBacksOff(t *testing.T) {
+	t.Parallel() // waits more than it computes (parallelTests, logx_test.go)
 	var out syncBuffer
 	addrs := freeAddrs(t, 3)
 	base := t.TempDir()
@@ -1067,6 +1070,7 @@ func TestDeclaredStreamRefusedBacksOff(t *testing.T) {
 	}
 	refusals := func() int { return strings.Count(out.String(), `recording stream "d" in the catalog`) }
 	require.True(t, waitFor(30*time.Second, func() bool { return refusals() > 0 }), "the creation is refused: %s", out.String())
+	require.True(t, waitFor(30*time.Second, func() bool { return refusals() > 1 }), "backing off after declaredPatience")
 	start := refusals()
 	watch := 3 * time.Second
 	deadline := time.Now().Add(watch)

@@ -65,9 +65,11 @@ type mux struct {
 	// expect says whether this node is to open stream name (declared, or
 	// in the catalog): waitEndpoint waits the header timeout for those,
 	// and unknownWait for others (the catalog may not have reached this
-	// node yet). Set before start; nil: none is expected.
-	expect      func(name string) bool
-	unknownWait time.Duration
+	// node yet). Set before start; nil: none is expected. startStreams
+	// counts them as the node starts (perIPLimit).
+	expect       func(name string) bool
+	startStreams int
+	unknownWait  time.Duration
 	// starting, set before start, says whether this node is to open stream
 	// name, which it has not begun to (ok), and whether the stream's
 	// directory holds Raft state: a status request for it is answered so
@@ -138,9 +140,12 @@ func (m *mux) untrack(c net.Conn) {
 }
 
 // perIPLimit is how many connections one IP address may hold open:
-// maxConnsPerIP, and connsPerStream more for each stream open here. m.mu
-// is held.
-func (m *mux) perIPLimit() int { return m.maxPerIP + connsPerStream*len(m.endpoints) }
+// maxConnsPerIP, and connsPerStream more for each stream open here, or to
+// be opened as the node starts (peers connect to those before they open,
+// and wait for them). m.mu is held.
+func (m *mux) perIPLimit() int {
+	return m.maxPerIP + connsPerStream*max(len(m.endpoints), m.startStreams)
+}
 
 // admit tracks an accepted connection, unless its IP already has
 // perIPLimit open or the mux is closed; then it closes c.

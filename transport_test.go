@@ -39,6 +39,18 @@ func TestConnLimits(t *testing.T) {
 		require.NoError(t, lx.CreateStream(ctx, StreamConfig{Name: name}))
 	}
 	flood(t, lx, 8+3*connsPerStream)
+
+	// Restarted, the node counts the streams it is to open before it has
+	// opened them: peers connect to those first and wait.
+	cfg := lx.node.cfg
+	require.NoError(t, lx.Close())
+	lx, err = newNode(cfg, seams{headerTimeout: 300 * time.Millisecond, maxConnsPerIP: 8})
+	require.NoError(t, err)
+	defer lx.Close()
+	require.Equal(t, 3, lx.node.mux.startStreams)
+	lx.node.mux.mu.Lock()
+	require.Equal(t, 8+3*connsPerStream, lx.node.mux.perIPLimit())
+	lx.node.mux.mu.Unlock()
 }
 
 // flood opens more connections to lx than one address may hold, and checks

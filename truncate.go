@@ -85,7 +85,7 @@ func (lx *Stream) TruncateBefore(ctx context.Context, seq uint64) error {
 func (lx *Stream) proposeTruncate(ctx context.Context, seq uint64) (uint64, error) {
 	if seq > lx.fsm.seq.Load()+1 {
 		// A new leader may not have applied all it committed yet.
-		_ = lx.raftCall(func() error { return lx.raft.Barrier(lx.cfg.ElectionTimeout).Error() })
+		_ = lx.raftCall(func() error { return awaitFuture(ctx, lx.raft.Barrier(lx.cfg.ElectionTimeout)) })
 	}
 	if next := lx.fsm.seq.Load() + 1; seq > next {
 		return 0, fmt.Errorf("logx: truncating before %d: beyond the end of the log (the next sequence number is %d)", seq, next)
