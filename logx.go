@@ -136,8 +136,11 @@ type node struct {
 	// as New begins: expectStream's until the default stream is listed.
 	startCatalog map[string]*catalogEntry
 	// tlsFiles is the TLS material loaded from Config's TLS files, which
-	// a reload may replace (tlsreload.go); nil without them.
+	// a reload may replace (tlsreload.go); nil without them. certsGen is
+	// its gen when checkPeerCerts last verified the open connections'
+	// chains (certcheck.go).
 	tlsFiles *tlsFiles
+	certsGen atomic.Uint64
 	mux      *mux
 
 	mu      sync.Mutex
@@ -533,6 +536,7 @@ func (n *node) tend() {
 					n.list()[0].logf("logx: TLS files changed but do not load (the material in use stays): %v", err)
 				}
 			}
+			n.checkPeerCerts()
 			streams := n.list()
 			streams[0].recordDeclared()
 			for _, s := range streams {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"net"
 	"os"
@@ -248,4 +249,41 @@ func TestProducerBoundToCertificate(t *testing.T) {
 		require.NotContains(t, string(l), "spoofed")
 	}
 	require.Less(t, c.nodes[0].Stats().LogClock, now.Add(time.Hour), "no forged clock moved the log clock")
+}
+
+// TestExpiredCertConnectionDropped: a connection whose peer's certificate
+// expires is closed within a round of the node's goroutine, so a client
+// whose certificate expired logs nothing more: a new connection's
+// handshake refuses it. Before, the connection it made in time carried
+// its entries for good.
+func TestExpiredCertConnectionDropped(t *testing.T) {
+	ca := newTestCA(t, "cluster CA")
+	lx := newSingle(t, func(cfg *Config) { cfg.TLS = ca.nodeTLS(t, cfg.NodeID) })
+	const validFor = 2 * time.Second
+	clientTLS, err := ca.TLSConfig("short-lived client", []string{"client.invalid"}, validFor)
+	require.NoError(t, err)
+	leaf, err := x509.ParseCertificate(clientTLS.Certificates[0].Certificate[0])
+	require.NoError(t, err)
+	expires := leaf.NotAfter // whole seconds
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := NewClientTLS(ctx, clientTLS, "client", lx.cfg.Addr)
+	require.NoError(t, err)
+	defer cl.Close()
+	_, err = cl.Send(ctx, []ClientEntry{{Msg: "in time"}})
+	require.NoError(t, err)
+	held := func() int {
+		lx.node.mux.mu.Lock()
+		defer lx.node.mux.mu.Unlock()
+		return len(lx.node.mux.peerCerts)
+	}
+	require.Positive(t, held(), "the client's connection is open, its certificate noted")
+	require.True(t, waitFor(20*time.Second, func() bool { return held() == 0 }), "the expired certificate's connection is not closed")
+	require.True(t, time.Now().After(expires), "closed before the certificate expired")
+	late, cancelLate := context.WithTimeout(context.Background(), 2*time.Second) // it tries again until then
+	defer cancelLate()
+	_, err = cl.Send(late, []ClientEntry{{Msg: "too late"}})
+	require.Error(t, err, "an expired certificate's client still logs")
+	require.NoError(t, lx.Flush(ctx))
+	require.Len(t, readLines(t, lx.cfg.Dir, lx.cfg.File), 1)
 }

@@ -19,7 +19,8 @@ import (
 // key that does not match) keeps the material in use and is tried again
 // at the next look. Each handshake takes the material loaded last: a new
 // CA bundle is trusted, and a new certificate presented, from the next
-// connection on; connections already open go on. A Config.TLS given as a
+// connection on; connections already open whose peer's certificate the
+// new bundle does not verify are closed (certcheck.go). A Config.TLS given as a
 // *tls.Config is the caller's to rotate (GetCertificate,
 // GetConfigForClient, GetClientCertificate).
 //
@@ -105,6 +106,7 @@ func (lx *Logx) ReloadTLS() error {
 	changed, err := lx.node.tlsFiles.reload(false)
 	if changed {
 		lx.logf("logx: TLS files loaded again (ReloadTLS)")
+		lx.node.checkPeerCerts()
 	}
 	return err
 }

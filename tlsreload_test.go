@@ -130,8 +130,20 @@ func TestTLSRotation(t *testing.T) {
 		"cert.pem": func(n string) []byte { return read(newDir, n+".pem") },
 		"key.pem":  func(n string) []byte { return read(newDir, n+"-key.pem") },
 	})
+	// A client of the old CA with a connection open, before the old CA
+	// goes: its connection goes with it (certcheck.go).
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	oldClient, err := NewClientTLS(ctx, client(oldDir), "old-client", c.cfgs[0].Addr)
+	require.NoError(t, err)
+	defer oldClient.Close()
+	_, err = oldClient.Send(ctx, []ClientEntry{{Msg: "before the old CA goes"}})
+	require.NoError(t, err)
+	acked.Add(1)
 	step("the new CA alone", map[string]func(string) []byte{"ca.pem": func(string) []byte { return read(newDir, "ca.pem") }})
 	require.False(t, accepted(client(oldDir)), "a client of the dropped CA")
+	_, err = oldClient.Send(ctx, []ClientEntry{{Msg: "after the old CA went"}})
+	require.Error(t, err, "a connection made with the dropped CA's certificate still carries entries")
 	require.True(t, accepted(client(newDir)))
 
 	// A restarted node dials its peers with the new certificate only

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log"
@@ -52,11 +53,14 @@ type mux struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	conns   map[net.Conn]struct{}
-	inbound map[net.Conn]string // accepted connections → remote IP
-	perIP   map[string]int
-	closed  bool
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	// peerCerts are the certificate chains the peers of TLS connections
+	// presented, once their handshake is done (certcheck.go).
+	peerCerts map[net.Conn][]*x509.Certificate
+	inbound   map[net.Conn]string // accepted connections → remote IP
+	perIP     map[string]int
+	closed    bool
 	// endpoints are the streams' ends of the mux, by stream name ("" for
 	// the default stream); added is closed (and replaced) when one is
 	// registered.
@@ -104,7 +108,7 @@ type mux struct {
 func newMux(ln net.Listener, cfg Config, sm seams, tlsConf func() *tls.Config) *mux {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &mux{ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{},
-		inbound: map[net.Conn]string{}, perIP: map[string]int{}, endpoints: map[string]*endpoint{}, added: make(chan struct{}), states: map[string]bool{},
+		inbound: map[net.Conn]string{}, perIP: map[string]int{}, peerCerts: map[net.Conn][]*x509.Certificate{}, endpoints: map[string]*endpoint{}, added: make(chan struct{}), states: map[string]bool{},
 		headerTimeout: cmp.Or(sm.headerTimeout, headerTimeout), maxPerIP: cmp.Or(sm.maxConnsPerIP, maxConnsPerIP),
 		tlsConf: tlsConf, addr: cfg.Addr, answered: sm.startingAnswered, advertise: advertisedAddr(cfg.Addr), resolve: sm.resolve, ctx: ctx, cancel: cancel,
 		unknownWait: max(cfg.ElectionTimeout, 500*time.Millisecond),
@@ -124,12 +128,14 @@ func (m *mux) track(c net.Conn) bool {
 		return false
 	}
 	m.conns[c] = struct{}{}
+	m.noteCertsLocked(c) // dialed: the handshake is done
 	return true
 }
 
 func (m *mux) untrack(c net.Conn) {
 	m.mu.Lock()
 	delete(m.conns, c)
+	delete(m.peerCerts, c)
 	if ip, ok := m.inbound[c]; ok {
 		delete(m.inbound, c)
 		if m.perIP[ip]--; m.perIP[ip] <= 0 {
@@ -225,6 +231,7 @@ func (m *mux) dispatch(c net.Conn) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
+	m.noteCerts(c)   // the preface came after the handshake
 	h := net.Conn(c) // what the handler reads from
 	if proto == wire.ProtoControl && !m.isOpen(name) {
 		// A stream still starting answers a status request at once
