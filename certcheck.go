@@ -17,28 +17,36 @@ import (
 // (the last step of moving to a new CA, often to cut off a leaked key),
 // would have kept its connections for good. Every round the node closes
 // the connections whose peer's certificate has expired by its clock, and
-// after its TLS files load again, those whose chain its CA bundle no
-// longer verifies (dropStale). Their owners dial again, with a handshake
-// that must pass. A node whose clock is far ahead closes connections a
-// handshake would refuse too.
+// those whose chain the CA bundle in use does not verify, each checked
+// once per load of the TLS files (dropStale). Their owners dial again,
+// with a handshake that must pass. A node whose clock is far ahead closes
+// connections a handshake would refuse too. Only connections whose
+// handshake verified a chain are checked: a Config.TLS whose own
+// verification takes what the standard one refuses keeps its choice.
+
+// peerCert is what the peer of a TLS connection presented: its chain,
+// and the load of the TLS files its chain was last verified against
+// (tlsFiles.gen; 0: the handshake's only).
+type peerCert struct {
+	certs   []*x509.Certificate
+	checked uint64
+}
 
 // checkPeerCerts closes the connections whose peer's certificate no
-// longer holds: expired ones every call (node.tend's round), and, the
-// first time after the node's TLS files loaded again, those the CA bundle
-// now in use does not verify (with a *tls.Config in Config.TLS, expired
-// ones only).
+// longer holds (node.tend calls it every round, ReloadTLS after a load).
+// With a *tls.Config in Config.TLS, only expiry is checked.
 func (n *node) checkPeerCerts() {
 	var roots *x509.CertPool
+	var gen uint64
 	if tf := n.tlsFiles; tf != nil {
-		if g := tf.gen.Load(); n.certsGen.Swap(g) != g {
-			roots = tf.current().ClientCAs
-		}
+		gen = tf.gen.Load() // first: the roots are at least this load's
+		roots = tf.current().ClientCAs
 	}
-	n.mux.dropStale(time.Now(), roots)
+	n.mux.dropStale(time.Now(), roots, gen)
 }
 
 // noteCerts records the certificate chain the peer of c presented, if c
-// is a TLS connection whose handshake is done.
+// is a TLS connection whose handshake verified one.
 func (m *mux) noteCerts(c net.Conn) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -53,38 +61,64 @@ func (m *mux) noteCertsLocked(c net.Conn) {
 	if _, tracked := m.conns[c]; !tracked {
 		return // closed meanwhile
 	}
-	if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
-		m.peerCerts[c] = certs
+	if st := tc.ConnectionState(); len(st.VerifiedChains) > 0 && len(st.PeerCertificates) > 0 {
+		m.peerCerts[c] = &peerCert{certs: st.PeerCertificates}
 	}
 }
 
 // dropStale closes the connections whose peer's certificate no longer
-// holds at now: expired, or, with roots, not verified by them. It returns
-// how many it closed, and logs them.
-func (m *mux) dropStale(now time.Time, roots *x509.CertPool) int {
+// holds at now: expired, or, with roots, not verified by them (those not
+// verified since load gen). The closes run on goroutines of their own (a
+// TLS close writes to its peer, which may not read), and the connections
+// leave peerCerts at once. It returns how many it closes, and logs them.
+func (m *mux) dropStale(now time.Time, roots *x509.CertPool, gen uint64) int {
 	type held struct {
-		c     net.Conn
-		certs []*x509.Certificate
+		c net.Conn
+		p *peerCert
 	}
 	m.mu.Lock()
 	all := make([]held, 0, len(m.peerCerts))
-	for c, certs := range m.peerCerts {
-		all = append(all, held{c, certs})
+	for c, p := range m.peerCerts {
+		all = append(all, held{c, p})
 	}
 	m.mu.Unlock()
-	n := 0
+	var stale []net.Conn
 	var first error
 	for _, h := range all {
-		if err := certHolds(h.certs, now, roots); err != nil {
+		err := certHolds(h.p.certs, now, nil)
+		if err == nil && roots != nil && h.p.checked != gen {
+			err = certHolds(h.p.certs, now, roots)
+		}
+		if err != nil {
+			stale = append(stale, h.c)
 			first = cmp.Or(first, fmt.Errorf("%s: %w", h.c.RemoteAddr(), err))
-			h.c.Close() // its owner untracks it
-			n++
+			continue
+		}
+		if roots != nil {
+			m.mu.Lock()
+			h.p.checked = gen
+			m.mu.Unlock()
 		}
 	}
-	if n > 0 {
-		m.diag.Printf("logx: closed %d connections whose peer's certificate no longer holds (the first: %v)", n, first)
+	if len(stale) == 0 {
+		return 0
 	}
-	return n
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return 0 // closing: every connection is cut
+	}
+	for _, c := range stale {
+		delete(m.peerCerts, c)
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			c.Close() // its owner untracks it
+		}()
+	}
+	m.mu.Unlock()
+	m.diag.Printf("logx: closing %d connections whose peer's certificate no longer holds (the first: %v)", len(stale), first)
+	return len(stale)
 }
 
 // certHolds checks a peer's chain (its leaf first) at now: the leaf not

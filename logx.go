@@ -136,11 +136,8 @@ type node struct {
 	// as New begins: expectStream's until the default stream is listed.
 	startCatalog map[string]*catalogEntry
 	// tlsFiles is the TLS material loaded from Config's TLS files, which
-	// a reload may replace (tlsreload.go); nil without them. certsGen is
-	// its gen when checkPeerCerts last verified the open connections'
-	// chains (certcheck.go).
+	// a reload may replace (tlsreload.go); nil without them.
 	tlsFiles *tlsFiles
-	certsGen atomic.Uint64
 	mux      *mux
 
 	mu      sync.Mutex

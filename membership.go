@@ -286,7 +286,6 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 	if ok && suf == raft.Voter {
 		return nil
 	}
-	timeout := time.Until(deadlineOr(ctx, defaultControlTimeout))
 	// Nothing enters the configuration without saying what it runs: a
 	// member that could not check the manifests it would be sent would
 	// stay behind (sums.go), so a node that does not answer is not added,
@@ -297,13 +296,15 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 	}
 	if err := lx.joinConflict(addr, st, want); err != nil {
 		if ok {
-			_ = lx.raftCall(func() error { return awaitFuture(ctx, lx.raft.RemoveServer(raft.ServerID(addr), 0, timeout)) })
+			_ = lx.raftCall(func() error {
+				return awaitFuture(ctx, lx.raft.RemoveServer(raft.ServerID(addr), 0, enqueueWithin(ctx)))
+			})
 		}
 		return err
 	}
 	if !ok {
 		if err := lx.raftCall(func() error {
-			return awaitFuture(ctx, lx.raft.AddNonvoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, timeout))
+			return awaitFuture(ctx, lx.raft.AddNonvoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, enqueueWithin(ctx)))
 		}); err != nil {
 			return err
 		}
@@ -317,7 +318,9 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 		st, want, err := lx.remoteStatus(ctx, addr)
 		if err == nil {
 			if cerr := lx.joinConflict(addr, st, want); cerr != nil {
-				_ = lx.raftCall(func() error { return awaitFuture(ctx, lx.raft.RemoveServer(raft.ServerID(addr), 0, timeout)) })
+				_ = lx.raftCall(func() error {
+					return awaitFuture(ctx, lx.raft.RemoveServer(raft.ServerID(addr), 0, enqueueWithin(ctx)))
+				})
 				return cerr
 			}
 		}
@@ -344,7 +347,7 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 		wait = min(2*wait, 500*time.Millisecond)
 	}
 	if err := lx.raftCall(func() error {
-		return awaitFuture(ctx, lx.raft.AddVoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, time.Until(deadlineOr(ctx, defaultControlTimeout))))
+		return awaitFuture(ctx, lx.raft.AddVoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, enqueueWithin(ctx)))
 	}); err != nil {
 		return err
 	}
@@ -393,7 +396,7 @@ func (lx *Stream) removeNode(ctx context.Context, addr string) error {
 		return raft.ErrNotLeader // the caller asks the new leader
 	}
 	if err := lx.raftCall(func() error {
-		return awaitFuture(ctx, lx.raft.RemoveServer(raft.ServerID(addr), 0, time.Until(deadlineOr(ctx, defaultControlTimeout))))
+		return awaitFuture(ctx, lx.raft.RemoveServer(raft.ServerID(addr), 0, enqueueWithin(ctx)))
 	}); err != nil {
 		return err
 	}
@@ -455,6 +458,14 @@ func (lx *Stream) settingsConflict(addr string, want *clusterSettings) error {
 		return fmt.Errorf("logx: %s cannot join: %w", addr, err)
 	}
 	return nil
+}
+
+// enqueueWithin is how long Raft may take to take a configuration change
+// in (its enqueue timeout: it takes one only once the last is committed):
+// most of what is left of ctx, so that a change it never took fails as
+// such (ErrEnqueueTimeout) before ctx ends, not as unknown (awaitFuture).
+func enqueueWithin(ctx context.Context) time.Duration {
+	return time.Until(deadlineOr(ctx, defaultControlTimeout)) * 9 / 10
 }
 
 func deadlineOr(ctx context.Context, d time.Duration) time.Time {

@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log"
@@ -57,7 +56,7 @@ type mux struct {
 	conns map[net.Conn]struct{}
 	// peerCerts are the certificate chains the peers of TLS connections
 	// presented, once their handshake is done (certcheck.go).
-	peerCerts map[net.Conn][]*x509.Certificate
+	peerCerts map[net.Conn]*peerCert
 	inbound   map[net.Conn]string // accepted connections → remote IP
 	perIP     map[string]int
 	closed    bool
@@ -108,7 +107,7 @@ type mux struct {
 func newMux(ln net.Listener, cfg Config, sm seams, tlsConf func() *tls.Config) *mux {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &mux{ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{},
-		inbound: map[net.Conn]string{}, perIP: map[string]int{}, peerCerts: map[net.Conn][]*x509.Certificate{}, endpoints: map[string]*endpoint{}, added: make(chan struct{}), states: map[string]bool{},
+		inbound: map[net.Conn]string{}, perIP: map[string]int{}, peerCerts: map[net.Conn]*peerCert{}, endpoints: map[string]*endpoint{}, added: make(chan struct{}), states: map[string]bool{},
 		headerTimeout: cmp.Or(sm.headerTimeout, headerTimeout), maxPerIP: cmp.Or(sm.maxConnsPerIP, maxConnsPerIP),
 		tlsConf: tlsConf, addr: cfg.Addr, answered: sm.startingAnswered, advertise: advertisedAddr(cfg.Addr), resolve: sm.resolve, ctx: ctx, cancel: cancel,
 		unknownWait: max(cfg.ElectionTimeout, 500*time.Millisecond),
