@@ -67,6 +67,7 @@ func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 	// while the node was being added started without it (its voters are
 	// the default stream's when it was created).
 	added := map[*Stream]bool{}
+	var missing error // streams of the catalog this node did not open
 	for opened := false; ; {
 		more := false
 		for i, s := range lx.node.list() {
@@ -96,12 +97,15 @@ func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 		}
 		if !more {
 			if opened {
+				if missing != nil {
+					return fmt.Errorf("logx: AddNode: %s is a member of every stream open here, but not of one this node has not opened: %w", addr, missing)
+				}
 				return nil
 			}
 			// One more pass once this node has every stream of the
 			// catalog open; after the default stream's change a stream
 			// created starts with the node.
-			lx.node.openCatalogStreams(ctx)
+			missing = lx.node.openCatalogStreams(ctx)
 			opened = true
 		}
 	}
@@ -112,13 +116,14 @@ func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 // need the change: its voters are the default stream's at its creation. Its creation comes before the change
 // to the default stream in that stream's log, so this node first applies
 // up to the leader's commit index, then waits for tend to open what the
-// catalog holds. The change is made by then, so nothing here is an error:
-// a stream that failed to open here, or does not open within
-// catalogStreamsWait (or ctx), is left, and logged.
-func (n *node) openCatalogStreams(ctx context.Context) {
+// catalog holds. It returns an error naming a stream that failed to open
+// here, or did not open within catalogStreamsWait (or ctx): this node did
+// not change its group, and the caller says so (a call again, once it
+// is open, does).
+func (n *node) openCatalogStreams(ctx context.Context) error {
 	def := n.get(DefaultStream)
 	if def == nil {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, catalogStreamsWait)
 	defer cancel()
@@ -144,6 +149,7 @@ func (n *node) openCatalogStreams(ctx context.Context) {
 	if t := def.lagTarget(); t > 0 && ctx.Err() == nil {
 		_ = def.fsm.waitApplied(ctx.Done(), t)
 	}
+	var missing []error
 	for name := range live(def.fsm.catalogView()) {
 		for n.get(name) == nil {
 			if e := def.fsm.catalogView()[name]; e == nil || e.Deleted != 0 {
@@ -152,18 +158,20 @@ func (n *node) openCatalogStreams(ctx context.Context) {
 			n.mu.Lock()
 			ch, oerr := n.changed, n.openErr[name]
 			n.mu.Unlock()
-			if oerr != nil {
-				break // tend could not open it here: nothing to wait for
+			if oerr != nil { // tend could not open it here: nothing to wait for
+				missing = append(missing, fmt.Errorf("stream %q failed to open here (%w): call again once this node has it open", name, oerr))
+				break
 			}
 			select {
 			case <-ctx.Done():
-				def.logf("logx: stream %q, created meanwhile, did not open here in time: this node did not change its group (call again once it is open)", name)
-				return
+				missing = append(missing, fmt.Errorf("stream %q, created meanwhile, did not open here in time (%w): call again once it is open", name, ctx.Err()))
+				return errors.Join(missing...)
 			case <-ch:
 			case <-time.After(100 * time.Millisecond): // a deletion changes no list
 			}
 		}
 	}
+	return errors.Join(missing...)
 }
 
 // catalogStreamsWait bounds openCatalogStreams: the change is made, and
@@ -215,8 +223,9 @@ func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 	// A stream created meanwhile may hold the node too; one created after
 	// the default stream's change starts without it. This node opens no
 	// more streams if it is the one leaving.
+	var missing error // streams of the catalog this node did not open
 	if addr != lx.node.cfg.Addr && !lx.defaultStream.removed.Load() {
-		lx.node.openCatalogStreams(ctx)
+		missing = lx.node.openCatalogStreams(ctx)
 		if err := r.pass(ctx, lx.node, addr); err != nil {
 			return err
 		}
@@ -226,6 +235,8 @@ func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 		return r.unknown
 	case r.notMember == r.tried:
 		return ErrNotMember
+	case missing != nil:
+		return fmt.Errorf("logx: RemoveNode: %s is out of every stream open here, but perhaps not of one this node has not opened: %w", addr, missing)
 	}
 	return nil
 }

@@ -680,3 +680,26 @@ func TestCreateStreamOpenFails(t *testing.T) {
 	require.ErrorContains(t, err, "injected")
 	require.True(t, waitFor(30*time.Second, func() bool { return slices.Contains(c.nodes[1].Streams(), "x") }), "the other nodes open the stream")
 }
+
+// TestAddNodeStreamNotOpenHere: AddNode on a node that does not open a
+// stream created meanwhile in time says so, and that a call once it is
+// open adds the node to it; it returned nil, the node in every stream but
+// that one. The node is a voter of the default stream all the same.
+func TestAddNodeStreamNotOpenHere(t *testing.T) {
+	c, release := slowStreamCluster(t) // node 0 does not open "x" until released
+	j := c.addJoinerWith(func(_ *Config, sm *seams) { sm.opening = nil })
+	addr := c.cfgs[j].Addr
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := c.nodes[0].AddNode(ctx, addr)
+	require.ErrorContains(t, err, `stream "x", created meanwhile, did not open here in time`)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	ms, merr := c.nodes[0].Members()
+	require.NoError(t, merr)
+	require.True(t, isVoter(addr)(ms), "a voter of the default stream: %v", ms)
+	release()
+	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, c.nodes[0].AddNode(ctx, addr), "called again once the stream is open")
+	c.awaitMembers(ctx, "x", isVoter(addr), "the new node is a voter of the stream")
+}
