@@ -257,6 +257,7 @@ func TestProducerBoundToCertificate(t *testing.T) {
 // handshake refuses it. Before, the connection it made in time carried
 // its entries for good.
 func TestExpiredCertConnectionDropped(t *testing.T) {
+	t.Parallel() // waits more than it computes (parallelTests, logx_test.go)
 	ca := newTestCA(t, "cluster CA")
 	lx := newSingle(t, func(cfg *Config) { cfg.TLS = ca.nodeTLS(t, cfg.NodeID) })
 	const validFor = 2 * time.Second
