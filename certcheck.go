@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,15 +22,19 @@ import (
 // once per load of the TLS files (dropStale). Their owners dial again,
 // with a handshake that must pass. A node whose clock is far ahead closes
 // connections a handshake would refuse too. Only connections whose
-// handshake verified a chain are checked: a Config.TLS whose own
-// verification takes what the standard one refuses keeps its choice.
+// handshake verified a chain have it checked again (a Config.TLS whose own
+// verification takes what the standard one refuses keeps its choice); the
+// leaf's expiry is checked on all.
 
 // peerCert is what the peer of a TLS connection presented: its chain,
-// and the load of the TLS files its chain was last verified against
+// whether the handshake verified it (a Config.TLS of one's own may take
+// what the standard check refuses: then only the leaf's expiry is checked
+// again), and the load of the TLS files it was last verified against
 // (tlsFiles.gen; 0: the handshake's only).
 type peerCert struct {
-	certs   []*x509.Certificate
-	checked uint64
+	certs    []*x509.Certificate
+	verified bool
+	checked  atomic.Uint64
 }
 
 // checkPeerCerts closes the connections whose peer's certificate no
@@ -61,8 +66,8 @@ func (m *mux) noteCertsLocked(c net.Conn) {
 	if _, tracked := m.conns[c]; !tracked {
 		return // closed meanwhile
 	}
-	if st := tc.ConnectionState(); len(st.VerifiedChains) > 0 && len(st.PeerCertificates) > 0 {
-		m.peerCerts[c] = &peerCert{certs: st.PeerCertificates}
+	if st := tc.ConnectionState(); len(st.PeerCertificates) > 0 {
+		m.peerCerts[c] = &peerCert{certs: st.PeerCertificates, verified: len(st.VerifiedChains) > 0}
 	}
 }
 
@@ -85,8 +90,9 @@ func (m *mux) dropStale(now time.Time, roots *x509.CertPool, gen uint64) int {
 	var stale []net.Conn
 	var first error
 	for _, h := range all {
+		chain := roots != nil && h.p.verified && h.p.checked.Load() != gen
 		err := certHolds(h.p.certs, now, nil)
-		if err == nil && roots != nil && h.p.checked != gen {
+		if err == nil && chain {
 			err = certHolds(h.p.certs, now, roots)
 		}
 		if err != nil {
@@ -94,10 +100,8 @@ func (m *mux) dropStale(now time.Time, roots *x509.CertPool, gen uint64) int {
 			first = cmp.Or(first, fmt.Errorf("%s: %w", h.c.RemoteAddr(), err))
 			continue
 		}
-		if roots != nil {
-			m.mu.Lock()
-			h.p.checked = gen
-			m.mu.Unlock()
+		if chain {
+			h.p.checked.Store(gen)
 		}
 	}
 	if len(stale) == 0 {

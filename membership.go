@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -67,7 +68,7 @@ func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 	// while the node was being added started without it (its voters are
 	// the default stream's when it was created).
 	added := map[*Stream]bool{}
-	var missing error // streams of the catalog this node did not open
+	var missing map[string]error // streams of the catalog this node did not open, and why
 	for opened := false; ; {
 		more := false
 		for i, s := range lx.node.list() {
@@ -97,8 +98,8 @@ func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 		}
 		if !more {
 			if opened {
-				if missing != nil {
-					return fmt.Errorf("logx: AddNode: %s is a member of every stream open here, but not of one this node has not opened: %w", addr, missing)
+				if err := lx.node.missingErr(missing, func(s *Stream) bool { return added[s] }); err != nil {
+					return fmt.Errorf("logx: AddNode: %s is a member of every stream open here, but not of one this node has not opened: %w", addr, err)
 				}
 				return nil
 			}
@@ -116,11 +117,10 @@ func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 // need the change: its voters are the default stream's at its creation. Its creation comes before the change
 // to the default stream in that stream's log, so this node first applies
 // up to the leader's commit index, then waits for tend to open what the
-// catalog holds. It returns an error naming a stream that failed to open
-// here, or did not open within catalogStreamsWait (or ctx): this node did
-// not change its group, and the caller says so (a call again, once it
-// is open, does).
-func (n *node) openCatalogStreams(ctx context.Context) error {
+// catalog holds. It returns the streams that failed to open here, or did
+// not open within catalogStreamsWait (or ctx), each with an error saying
+// why (missingErr).
+func (n *node) openCatalogStreams(ctx context.Context) map[string]error {
 	def := n.get(DefaultStream)
 	if def == nil {
 		return nil
@@ -149,7 +149,7 @@ func (n *node) openCatalogStreams(ctx context.Context) error {
 	if t := def.lagTarget(); t > 0 && ctx.Err() == nil {
 		_ = def.fsm.waitApplied(ctx.Done(), t)
 	}
-	var missing []error
+	missing := map[string]error{}
 	for name := range live(def.fsm.catalogView()) {
 		for n.get(name) == nil {
 			if e := def.fsm.catalogView()[name]; e == nil || e.Deleted != 0 {
@@ -159,19 +159,38 @@ func (n *node) openCatalogStreams(ctx context.Context) error {
 			ch, oerr := n.changed, n.openErr[name]
 			n.mu.Unlock()
 			if oerr != nil { // tend could not open it here: nothing to wait for
-				missing = append(missing, fmt.Errorf("stream %q failed to open here (%w): call again once this node has it open", name, oerr))
+				missing[name] = fmt.Errorf("stream %q failed to open here (%w): restart this node, which opens it, or call on another member", name, oerr)
 				break
 			}
 			select {
 			case <-ctx.Done():
-				missing = append(missing, fmt.Errorf("stream %q, created meanwhile, did not open here in time (%w): call again once it is open", name, ctx.Err()))
-				return errors.Join(missing...)
+				missing[name] = fmt.Errorf("stream %q, created meanwhile, did not open here in time (%w): call again once it is open", name, ctx.Err())
+				return missing
 			case <-ch:
 			case <-time.After(100 * time.Millisecond): // a deletion changes no list
 			}
 		}
 	}
-	return errors.Join(missing...)
+	return missing
+}
+
+// missingErr joins the errors of the streams openCatalogStreams found
+// missing that the last pass did not reach (done says which it did: one
+// may have opened just after the wait) and that are not deleted since;
+// nil if none is left.
+func (n *node) missingErr(missing map[string]error, done func(*Stream) bool) error {
+	cat := n.list()[0].fsm.catalogView()
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(missing)) {
+		if e := cat[name]; e == nil || e.Deleted != 0 {
+			continue
+		}
+		if s := n.get(name); s != nil && done(s) {
+			continue
+		}
+		errs = append(errs, missing[name])
+	}
+	return errors.Join(errs...)
 }
 
 // catalogStreamsWait bounds openCatalogStreams: the change is made, and
@@ -225,18 +244,19 @@ func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 	// more streams if it is the one leaving.
 	var missing error // streams of the catalog this node did not open
 	if addr != lx.node.cfg.Addr && !lx.defaultStream.removed.Load() {
-		missing = lx.node.openCatalogStreams(ctx)
+		opened := lx.node.openCatalogStreams(ctx)
 		if err := r.pass(ctx, lx.node, addr); err != nil {
 			return err
 		}
+		missing = lx.node.missingErr(opened, func(s *Stream) bool { return r.done[s] })
 	}
 	switch {
 	case r.unknown != nil:
 		return r.unknown
+	case missing != nil: // before ErrNotMember: such a stream may hold it
+		return fmt.Errorf("logx: RemoveNode: %s is out of every stream open here, but perhaps not of one this node has not opened: %w", addr, missing)
 	case r.notMember == r.tried:
 		return ErrNotMember
-	case missing != nil:
-		return fmt.Errorf("logx: RemoveNode: %s is out of every stream open here, but perhaps not of one this node has not opened: %w", addr, missing)
 	}
 	return nil
 }
@@ -475,8 +495,9 @@ func (lx *Stream) settingsConflict(addr string, want *clusterSettings) error {
 // in (its enqueue timeout: it takes one only once the last is committed):
 // most of what is left of ctx, so that a change it never took fails as
 // such (ErrEnqueueTimeout) before ctx ends, not as unknown (awaitFuture).
+// At least a millisecond: hashicorp/raft waits without a bound for none.
 func enqueueWithin(ctx context.Context) time.Duration {
-	return time.Until(deadlineOr(ctx, defaultControlTimeout)) * 9 / 10
+	return max(time.Until(deadlineOr(ctx, defaultControlTimeout))*9/10, time.Millisecond)
 }
 
 func deadlineOr(ctx context.Context, d time.Duration) time.Time {

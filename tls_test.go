@@ -260,7 +260,7 @@ func TestExpiredCertConnectionDropped(t *testing.T) {
 	t.Parallel() // waits more than it computes (parallelTests, logx_test.go)
 	ca := newTestCA(t, "cluster CA")
 	lx := newSingle(t, func(cfg *Config) { cfg.TLS = ca.nodeTLS(t, cfg.NodeID) })
-	const validFor = 2 * time.Second
+	const validFor = 4 * time.Second // x509 keeps whole seconds: 3 s at least
 	clientTLS, err := ca.TLSConfig("short-lived client", []string{"client.invalid"}, validFor)
 	require.NoError(t, err)
 	leaf, err := x509.ParseCertificate(clientTLS.Certificates[0].Certificate[0])
