@@ -348,8 +348,6 @@ func (n *node) startingState(name string) (raftState, ok bool) {
 	return raftStateOnDisk(dir), true
 }
 
-// expectStream says whether this node is to open stream name: declared in
-// its Config, or live in the catalog as it has applied it.
 // startStreams is how many streams the node is to open as it starts:
 // the default one, the declared ones and the live ones of the
 // checkpoint's catalog.
@@ -366,6 +364,8 @@ func (n *node) startStreams() int {
 	return len(names)
 }
 
+// expectStream says whether this node is to open stream name: declared in
+// its Config, or live in the catalog as it has applied it.
 func (n *node) expectStream(name string) bool {
 	if slices.ContainsFunc(n.cfg.Streams, func(sc StreamConfig) bool { return sc.Name == name }) {
 		return true
@@ -453,8 +453,10 @@ func (n *node) remove(name string) *Stream {
 // the change is made, and wraps ctx's error, or ErrClosed if the node
 // closes first.
 func (n *node) waitStream(ctx context.Context, name string, present bool) error {
-	made := map[bool]string{true: "created", false: "deleted"}
-	done := map[bool]string{true: "opened", false: "closed"}
+	made, done := "created", "opened"
+	if !present {
+		made, done = "deleted", "closed"
+	}
 	for {
 		n.mu.Lock()
 		_, ok := n.byName[name]
@@ -469,9 +471,9 @@ func (n *node) waitStream(ctx context.Context, name string, present bool) error 
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("logx: stream %q is %s in the catalog; waiting for it to be %s here: %w", name, made[present], done[present], ctx.Err())
+			return fmt.Errorf("logx: stream %q is %s in the catalog; waiting for it to be %s here: %w", name, made, done, ctx.Err())
 		case <-n.stop:
-			return fmt.Errorf("logx: stream %q is %s in the catalog, but this node closed before it was %s here: %w", name, made[present], done[present], ErrClosed)
+			return fmt.Errorf("logx: stream %q is %s in the catalog, but this node closed before it was %s here: %w", name, made, done, ErrClosed)
 		case <-ch:
 		}
 	}

@@ -378,11 +378,12 @@ func (lx *Stream) applyLocal(cmd, identity []byte) (idx, first uint64, err error
 	return lx.applyLocalUntil(context.Background(), cmd, identity)
 }
 
-// applyLocalUntil is applyLocal that also gives up waiting when ctx ends, with an ErrOutcomeUnknown that wraps ctx's error: for a
-// change a caller's context bounds, and for work that the node's Close
-// waits for before its streams stop (node.tend's recording of a declared
-// stream), which a leader that cannot commit (its followers answer its
-// heartbeats but store nothing) would otherwise hold for good.
+// applyLocalUntil is applyLocal that also gives up waiting when ctx ends,
+// with an ErrOutcomeUnknown that wraps ctx's error: for a change a
+// caller's context bounds, and for work that the node's Close waits for
+// before its streams stop (node.tend's recording of a declared stream),
+// which a leader that cannot commit (its followers answer its heartbeats
+// but store nothing) would otherwise hold for good.
 func (lx *Stream) applyLocalUntil(ctx context.Context, cmd, identity []byte) (idx, first uint64, err error) {
 	if lx.heldUp() {
 		return 0, 0, errApplyHeld
@@ -438,10 +439,8 @@ var errApplyHeld = fmt.Errorf("%w: this node cannot apply yet (a write error or 
 const applyCheckEvery = 100 * time.Millisecond
 
 // awaitApply waits for f, Raft's answer to a command this node proposed,
-// unless this node's apply is held up and it no longer leads
-// (errApplyBlocked). Raft's future offers no channel to wait on beside
-// another, so a goroutine waits for it (and, given up on, ends when this
-// node applies the command or closes).
+// until ctx ends, or this node's apply is held up and it no longer leads
+// (errApplyBlocked): awaitAnswer.
 func (lx *Stream) awaitApply(ctx context.Context, f raft.ApplyFuture) error {
 	return awaitAnswer(ctx, f, func() error {
 		if lx.fsm.applyBlocked() && lx.raft.State() != raft.Leader {
