@@ -280,6 +280,9 @@ func TestStreamAsksAtStart(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
+	// Node 1 must hold every entry before the others' copies go: an
+	// acknowledged entry is on a majority, which may be nodes 2 and 3.
+	require.True(t, waitFor(30*time.Second, func() bool { return c.streamHolds("s", 30) }), "stream s caught up before the restart")
 	answers, release, started := restartHeldWiping(c, 0, "s", "raft", nil, func(i int) string {
 		return filepath.Join(c.cfgs[i].Dir, streamsDir, "s")
 	})
