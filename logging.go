@@ -145,7 +145,8 @@ func (lx *Stream) LogAttrs(ctx context.Context, level slog.Level, msg string, at
 // it, under the returned sequence number. Entries below the minimum level
 // are not logged (seq 0, nil error). On error the entry was not committed,
 // except for ErrOutcomeUnknown, which says it may have been. Append honours
-// ctx: an entry still queued when ctx ends is withdrawn.
+// ctx: an entry still queued when ctx ends is withdrawn, and none is sent
+// under a ctx that has ended already.
 func (lx *Stream) Append(ctx context.Context, level slog.Level, msg string, args ...any) (seq uint64, err error) {
 	if !lx.Enabled(level) {
 		return 0, nil
@@ -158,6 +159,10 @@ func (lx *Stream) Append(ctx context.Context, level slog.Level, msg string, args
 }
 
 func (lx *Stream) appendEntry(ctx context.Context, e *entry) (uint64, error) {
+	if err := ctx.Err(); err != nil { // ended already: nothing is sent
+		lx.putGroup(e)
+		return 0, fmt.Errorf("logx: entry withdrawn before it was sent: %w", err)
+	}
 	// The producer recycles e once it is done with it: keep only w.
 	w := &waiter{done: make(chan struct{}), epoch: lx.releases.Load()}
 	e.w = w
