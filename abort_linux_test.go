@@ -274,6 +274,7 @@ func releaseAndCheck(t *testing.T, c *testCluster, gate *gatedListener, leader i
 // then committed: after a partition, that can be minutes later, past the
 // dedup window.)
 func TestAbandonedTryNotDelivered(t *testing.T) {
+	t.Parallel()
 	c, gate, leader, follower := gatedCluster(t, func(cfg *Config) {
 		cfg.ForwardTimeout = 500 * time.Millisecond
 		cfg.DedupWindow = 2 * time.Second
@@ -306,6 +307,7 @@ func TestAbandonedTryNotDelivered(t *testing.T) {
 // them plainly, and the kernel delivered the batch after the node had
 // gone and its caller had been told the outcome was unknown.)
 func TestCloseResetsTry(t *testing.T) {
+	t.Parallel()
 	c, gate, leader, follower := gatedCluster(t, func(cfg *Config) { cfg.CloseTimeout = 500 * time.Millisecond })
 
 	gate.shut()

@@ -253,6 +253,7 @@ func forwardRaw(t *testing.T, addr string, batch []byte) (byte, string) {
 // A Client whose bodies are in the wrong format learns that its batch was
 // rejected, at once.
 func TestForgedLineRefused(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, nil)
 	ctx := context.Background()
 	for i, lx := range c.nodes {

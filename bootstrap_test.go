@@ -27,6 +27,7 @@ import (
 // A first start, where no peer has a history, still bootstraps (every
 // other test's cluster; TestBootstrapFirstStart).
 func TestEmptyNodesWaitForLeader(t *testing.T) {
+	t.Parallel()
 	for _, join := range []bool{false, true} {
 		// With Join (as after a membership change) the default stream
 		// joins without asking; the declared stream, once the catalog
@@ -235,6 +236,7 @@ func restartHeldWiping(c *testCluster, keep int, stream, stage string, fail erro
 // 20 answers mean about two election timeouts of waiting: without the
 // waiting each would have asked once and bootstrapped.
 func TestEmptyNodesWaitForStartingMember(t *testing.T) {
+	t.Parallel()
 	for _, stage := range []string{"begin", "raft"} {
 		t.Run(stage, func(t *testing.T) {
 			c := newTestCluster(t, 3, func(cfg *Config) { cfg.ElectionTimeout = time.Second })
@@ -264,6 +266,7 @@ func TestEmptyNodesWaitForStartingMember(t *testing.T) {
 // empty, and two of three could elect one of themselves over a log of
 // their own, losing the stream's acknowledged entries.
 func TestStreamAsksAtStart(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, func(cfg *Config) { cfg.ElectionTimeout = time.Second })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -386,6 +389,7 @@ func restartHolding(c *testCluster, i int) (release, started func()) {
 // than bootstrap (clusterRuns's callers then leave it without a
 // configuration).
 func TestAskingStopsOnClose(t *testing.T) {
+	t.Parallel()
 	var logs syncBuffer
 	c := newTestCluster(t, 3, func(cfg *Config) { cfg.LogOutput = io.MultiWriter(cfg.LogOutput, &logs) })
 	c.logAppend("before", 5)
@@ -418,6 +422,7 @@ func TestAskingStopsOnClose(t *testing.T) {
 // configuration, never to stand for election. The request waits; the
 // node bootstraps, then answers it.
 func TestAskingNodeHoldsRaft(t *testing.T) {
+	t.Parallel()
 	addrs := freeAddrs(t, 2) // the second never listens
 	cfg := testConfig(t, 0, addrs, filepath.Join(t.TempDir(), "n1"))
 	asking, hold := make(chan struct{}), make(chan struct{})
@@ -472,6 +477,7 @@ func TestAskingNodeHoldsRaft(t *testing.T) {
 // one is left, read no further than its header, to the stream's handler
 // once it opens, which answers it in full.
 func TestStartingAnswerBounded(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, nil)
 	release, started := restartHolding(c, 0)
 	ask := func(req controlRequest) (controlResponse, error) {
@@ -633,6 +639,7 @@ func TestEmptyNodeRaftPeers(t *testing.T) {
 // a group of three beside the added node's: the chaos harness's
 // lose-disks found it.)
 func TestEmptyNodesAskAddedMember(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, func(cfg *Config) {
 		cfg.Streams = []StreamConfig{{Name: "audit"}}
 		cfg.ElectionTimeout = time.Second

@@ -69,6 +69,7 @@ func catchUpCluster(t *testing.T) *testCluster {
 // and compacted their Raft logs past its position catches up by copying
 // file tails from a peer, and ends byte-identical.
 func TestCatchUpAfterCompaction(t *testing.T) {
+	t.Parallel()
 	c := catchUpCluster(t)
 	c.logAppend("before", 100)
 	c.stop(2)
@@ -132,6 +133,7 @@ func TestLogStartsAtSnapshotAfterRestart(t *testing.T) {
 // TestCatchUpWipedDir: a node whose directory was wiped comes back empty and
 // copies the whole log.
 func TestCatchUpWipedDir(t *testing.T) {
+	t.Parallel()
 	c := catchUpCluster(t)
 	c.logAppend("before", 200)
 	c.snapshotAll()
@@ -422,6 +424,7 @@ func interruptedCatchUp(t *testing.T) (*testCluster, uint64) {
 // peer, within CloseTimeout; the restart finishes the catch-up: identical
 // files, every entry once.
 func TestCloseDuringCatchUp(t *testing.T) {
+	t.Parallel()
 	c, before := interruptedCatchUp(t)
 	c.start(2)
 	ok := waitFor(60*time.Second, func() bool {
@@ -462,6 +465,7 @@ func (c *testCluster) logAfterCatchUp(before uint64) (total, got uint64, lines [
 // even though a leader is known. Then it finishes the catch-up and ends
 // identical to its peers.
 func TestCatchUpColdStart(t *testing.T) {
+	t.Parallel()
 	c, before := interruptedCatchUp(t)
 	c.stop(0)
 	c.stop(1)
@@ -559,6 +563,7 @@ func TestCatchUpColdStart(t *testing.T) {
 // Stats says why, Snapshot fails at once and ApplyBatch waits; then the
 // node applies on, with the source's files.
 func TestCatchUpPendingRetry(t *testing.T) {
+	t.Parallel()
 	logs := testLogs(80, 7)
 	src := openTestFSM(t, t.TempDir())
 	src.ApplyBatch(logs[:60])

@@ -159,6 +159,7 @@ func TestClockOwnerBinding(t *testing.T) {
 // its log clock moves again: it stood still, and with it the node's
 // rotation by time, retention by age and forgetting of producers.
 func TestFollowerLearnsVoters(t *testing.T) {
+	t.Parallel()
 	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) { sm.clockEvery = 100 * time.Millisecond })
 	c.logAppend("before", 5)
 	require.Equal(t, uint64(15), c.waitSameSeq(15))

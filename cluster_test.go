@@ -282,6 +282,7 @@ func (c *testCluster) logFromEveryNode(perNode int) {
 }
 
 func TestMixedCompression(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, func(cfg *Config) { cfg.DisableCompression = cfg.NodeID == "n2" })
 	c.logFromEveryNode(3000)
 	for _, lx := range c.nodes {

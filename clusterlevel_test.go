@@ -41,6 +41,7 @@ func (c *testCluster) allAtLevel(name string, l slog.Level) bool {
 // takes the cluster level over its Config.Level. Each stream has its own.
 // The files stay identical: the level command writes no line.
 func TestClusterLevel(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, func(cfg *Config) { cfg.Streams = []StreamConfig{{Name: "audit"}} })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -45,6 +45,7 @@ func TestFollowerFlushPassesCommitIndex(t *testing.T) {
 // Raft's CommitTimeout is an hour. One barrier per burst does it, not one
 // per look: no barrier follows another.
 func TestLeaderPassesCommitIndex(t *testing.T) {
+	t.Parallel()
 	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) {
 		sm.commitTimeout = time.Hour
 		sm.clockEvery = time.Hour
@@ -195,6 +196,7 @@ func TestBarriersAreNotLag(t *testing.T) {
 // future Raft took just as it stopped is given up, not waited for
 // (hashicorp/raft v1.8.0 may never answer it).
 func TestCloseDuringBarriers(t *testing.T) {
+	t.Parallel()
 	runs := 20
 	if testing.Short() {
 		runs = 5

@@ -67,6 +67,7 @@ func waitCompressed(t testing.TB, dir, name string) []string {
 // of a node that does not compress; reading, seeking, grep, watch and
 // verification see the same log either way.
 func TestCompressedFiles(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, func(cfg *Config) {
 		cfg.MaxSize = 16 << 10
 		cfg.Compress = cfg.NodeID != "n3"
@@ -195,6 +196,7 @@ func mustLogFiles(t testing.TB, dir string) []string {
 // copied, and ends with the same compressed bytes; retention retires and
 // deletes compressed files like plain ones.
 func TestCompressedCatchUp(t *testing.T) {
+	t.Parallel()
 	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
 		cfg.MaxSize = 16 << 10
 		cfg.MaxFiles = 6
@@ -284,6 +286,7 @@ func requirePlainIdentical(t testing.TB, dirs []string) {
 // TestCompressedRepair: a compressed file damaged on disk is found at
 // start, replaced by a plain copy from a peer, and compressed again.
 func TestCompressedRepair(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, func(cfg *Config) {
 		cfg.MaxSize = 8 << 10
 		cfg.Compress = true
@@ -320,6 +323,7 @@ func TestCompressedRepair(t *testing.T) {
 // damage look whole. They stay plain and are counted; the others, older
 // and newer, are compressed.
 func TestCompressRefusesDamaged(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 1, func(cfg *Config) { cfg.MaxSize = 8 << 10 })
 	c.logAppend("damaged", 300)
 	c.flushAll()

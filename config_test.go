@@ -343,6 +343,7 @@ func TestCoreDependencies(t *testing.T) {
 // waited for good: the leader had committed the entries, and nothing ended
 // the wait for the local apply.
 func TestFlushEndsWithClose(t *testing.T) {
+	t.Parallel()
 	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
 		cfg.CloseTimeout = 300 * time.Millisecond
 		sm.powerCut = &powerHooks{}
@@ -386,6 +387,7 @@ func TestFlushEndsWithClose(t *testing.T) {
 // bytes; at 222 the first retirement fails: file name too long), opened as
 // a stream from the catalog is.
 func TestLongestFile(t *testing.T) {
+	t.Parallel()
 	for _, n := range []int{maxFileName, maxWorkingFileName} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			file := strings.Repeat("a", n-4) + ".log"

@@ -309,6 +309,7 @@ func TestSpoofedProducerCluster(t *testing.T) {
 // outlast a shorter cluster window and let a repeat arrive after the
 // cluster forgot the producer.
 func TestDedupWindowUnknownSettings(t *testing.T) {
+	t.Parallel()
 	const window = 40 * time.Second
 	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
 		cfg.DedupWindow = window

@@ -24,6 +24,7 @@ import (
 // disk has room again the node resumes on its own and ends with the same
 // files as its peers, every entry once. A follower first, then the leader.
 func TestDiskFull(t *testing.T) {
+	t.Parallel()
 	var full [3]atomic.Bool
 	var mu sync.Mutex
 	alarms := map[string][]Alarm{}
@@ -311,6 +312,7 @@ func TestCloseDuringWriteError(t *testing.T) {
 // while it retries; restarted with room again, it ends with the same files
 // as its peers and every entry once.
 func TestCloseDuringDiskFullCluster(t *testing.T) {
+	t.Parallel()
 	var full atomic.Bool
 	var faults atomic.Int64
 	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
@@ -483,6 +485,7 @@ func (f fullWALFile) WriteAt(p []byte, off int64) (int, error) {
 // it cuts the stream's connections, the leader steps down, and the batch
 // it waits on ends as "outcome unknown" (it was proposed).
 func TestCloseWithoutQuorum(t *testing.T) {
+	t.Parallel()
 	c, lead := noQuorumCluster(t, func(cfg *Config) { cfg.CloseTimeout = 2 * time.Second })
 	lx := c.nodes[lead]
 	r := lx.raft
@@ -526,6 +529,7 @@ func TestCloseWithoutQuorum(t *testing.T) {
 // caller's context as ErrOutcomeUnknown: it is proposed and may yet
 // commit. It waited until the leadership changed, or Close.
 func TestChangeWithoutQuorum(t *testing.T) {
+	t.Parallel()
 	c, lead := noQuorumCluster(t, func(*Config) {})
 	lx := c.nodes[lead]
 	other := c.cfgs[(lead+1)%3].Addr

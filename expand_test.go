@@ -22,6 +22,7 @@ func init() {
 // same on every node (and verifyLoans checks every loan against the
 // decoder), and no loan outlives its commit.
 func TestExpandedBatches(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, nil)
 	var leader *Logx
 	var followers []*Logx

@@ -23,6 +23,7 @@ import (
 // another leader, and a follower's Append moves on to it instead of waiting
 // for ForwardTimeout on the old one. The entry is written once.
 func TestForwardFollowsNewLeader(t *testing.T) {
+	t.Parallel()
 	fn := newFaultNet(t, 3)
 	c := newFaultCluster(t, fn, func(cfg *Config) {
 		cfg.ForwardTimeout = time.Minute // so that waiting it out cannot pass

@@ -114,6 +114,7 @@ func TestHandlerCaller(t *testing.T) {
 // a Flush after entries that all committed returns nil; and Close reports
 // a loss no Flush has reported.
 func TestFlushReportsLosses(t *testing.T) {
+	t.Parallel()
 	lx := newSingle(t, func(c *Config) { c.MaxEntrySize = 1 << 10 })
 	ctx := context.Background()
 	big := strings.Repeat("x", 2<<10)

@@ -374,6 +374,7 @@ func (listSnap) Release() {}
 // A follower whose log started after its snapshot would be walked down to
 // entry 1, which it cannot compare, and refuse it for good.
 func TestInstallOverLongerLog(t *testing.T) {
+	t.Parallel()
 	t.Run("tail", func(t *testing.T) { installOverLongerLog(t, "tail") })
 	t.Run("ends at the snapshot", func(t *testing.T) { installOverLongerLog(t, "ends at the snapshot") })
 	t.Run("starts at the snapshot", func(t *testing.T) { installOverLongerLog(t, "starts at the snapshot") })

@@ -117,6 +117,7 @@ func (c *testCluster) moveLeader(i int, lead bool) {
 // follower and forwarded to the leader while every node keeps logging. The
 // new node ends a voter, byte-identical to the others.
 func TestAddNode(t *testing.T) {
+	t.Parallel()
 	c := catchUpCluster(t)
 	c.logAppend("before", 100)
 	c.snapshotAll()
@@ -164,6 +165,7 @@ func TestAddNode(t *testing.T) {
 // TestAddNodeFromItself: the new node asks to be added; it does not know
 // the leader, so it asks its Peers and follows their hint.
 func TestAddNodeFromItself(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, nil)
 	c.logAppend("before", 20)
 	n := c.addJoiner()
@@ -382,6 +384,7 @@ func TestLeavesOut(t *testing.T) {
 // Raft runs, and the files stay identical. A later notice is checked
 // again; one naming another node is refused.
 func TestForgedRemovalIgnored(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, nil)
 	c.logAppend("before", 10)
 	l := c.leaderIndex()
@@ -462,6 +465,7 @@ func TestControlOutcome(t *testing.T) {
 // and a 256 KiB buffer. Counted from the endpoint's own connections, by
 // the address they lead to.
 func TestRaftPoolDropsRemoved(t *testing.T) {
+	t.Parallel()
 	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) { sm.clockEvery = 200 * time.Millisecond })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -557,6 +561,7 @@ func isVoter(addr string) func([]Member) bool {
 // not opened the stream yet, waits for it and adds the node to it too. It
 // returned once its pass over the open streams found none left.
 func TestAddNodeStreamCreatedMeanwhile(t *testing.T) {
+	t.Parallel()
 	c, release := slowStreamCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -570,6 +575,7 @@ func TestAddNodeStreamCreatedMeanwhile(t *testing.T) {
 // TestRemoveNodeStreamCreatedMeanwhile: the same for RemoveNode, whose one
 // pass left the node in the group of a stream created meanwhile.
 func TestRemoveNodeStreamCreatedMeanwhile(t *testing.T) {
+	t.Parallel()
 	c, release := slowStreamCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -638,6 +644,7 @@ func proposedPeer(t *testing.T, addr string) {
 // without having proposed leaves a plain failure, but for a context that
 // ends during an exchange, which is unknown too: not tested here.)
 func TestControlProposedThenNoAnswer(t *testing.T) {
+	t.Parallel()
 	addrs := freeAddrs(t, 3)
 	proposedPeer(t, addrs[1]) // nothing listens at addrs[2]: no leader
 	cfg := testConfig(t, 0, addrs, filepath.Join(t.TempDir(), "n1"))
@@ -663,6 +670,7 @@ func TestControlProposedThenNoAnswer(t *testing.T) {
 // stream after its creation committed says the stream is created, which it
 // is: the other nodes open it.
 func TestCreateStreamOpenFails(t *testing.T) {
+	t.Parallel()
 	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
 		if cfg.NodeID == "n1" {
 			sm.opening = func(name, stage string) error {
@@ -686,6 +694,7 @@ func TestCreateStreamOpenFails(t *testing.T) {
 // open adds the node to it; it returned nil, the node in every stream but
 // that one. The node is a voter of the default stream all the same.
 func TestAddNodeStreamNotOpenHere(t *testing.T) {
+	t.Parallel()
 	c, release := slowStreamCluster(t) // node 0 does not open "x" until released
 	j := c.addJoinerWith(func(_ *Config, sm *seams) { sm.opening = nil })
 	addr := c.cfgs[j].Addr

@@ -36,6 +36,7 @@ func (a *alarmLog) has(k AlarmKind, cleared bool) bool {
 // left alone, and it clears when a leader is back; the leader reports a
 // stopped peer as failing; Stats shows lag and last contact.
 func TestAlarmsAndPeers(t *testing.T) {
+	t.Parallel()
 	var logs [3]alarmLog
 	i := 0
 	c := newTestCluster(t, 3, func(cfg *Config) {
@@ -84,6 +85,7 @@ func TestAlarmsAndPeers(t *testing.T) {
 // a hung disk, while its Raft log still works) raises the lag alarm while
 // the others go on, and clears it once apply resumes.
 func TestAlarmLag(t *testing.T) {
+	t.Parallel()
 	var logs [3]alarmLog
 	hooks := []*powerHooks{{}, {}, {}} // the files' lock only
 	i := 0

@@ -64,6 +64,7 @@ func TestScrubDropsPages(t *testing.T) {
 // TestCatchUpDropsPages: the files a catch-up copies from a peer leave the
 // page cache once they are durable, as a rotated file does.
 func TestCatchUpDropsPages(t *testing.T) {
+	t.Parallel()
 	c := catchUpCluster(t)
 	dir := c.cfgs[2].Dir
 	pagecachetest.Observable(t, dir)

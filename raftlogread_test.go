@@ -87,6 +87,7 @@ func newReadFaultClusterSpared(t *testing.T) (c *testCluster, bad *[3]atomic.Boo
 // snapshot cannot read one, which took the host process down), and starts
 // once they read again.
 func TestRaftLogReadErrorAtStart(t *testing.T) {
+	t.Parallel()
 	c, bad, failed := newReadFaultCluster(t)
 	c.logAppend("before", 300)
 	c.waitSameSeq(300)
@@ -114,6 +115,7 @@ func TestRaftLogReadErrorAtStart(t *testing.T) {
 // stopped first) and the longest election timeout, so another node leads
 // and tells it the commit index, and it reads its entries to apply them.
 func TestRaftLogReadError(t *testing.T) {
+	t.Parallel()
 	c, bad, failed := newReadFaultCluster(t)
 	restartFailingReads(c, bad, []int{0, 1, 2}, 3*time.Second, 0, nil, nil)
 	// Raft's apply is tried again (100, 200, 400 ms apart, within
@@ -143,6 +145,7 @@ func TestRaftLogReadError(t *testing.T) {
 // its followers need goes on leading without them (docs/guarantees.md,
 // "What is not promised").
 func TestRaftLogReadErrorLeader(t *testing.T) {
+	t.Parallel()
 	c, bad, _, spared := newReadFaultClusterSpared(t)
 	var led atomic.Bool
 	done := make(chan struct{})

@@ -213,6 +213,7 @@ func TestRetentionCrashRecovery(t *testing.T) {
 // from a manifest that no longer lists the retired files, and ends
 // identical.
 func TestRetentionCluster(t *testing.T) {
+	t.Parallel()
 	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
 		cfg.MaxSize = 8 << 10
 		cfg.RotateEvery = 50 * time.Millisecond // real clocks: some rotations by time too
@@ -269,6 +270,7 @@ func retiredOnDisk(t *testing.T, dir string) int {
 // A node asks for a snapshot itself once as many retired files wait as
 // retention keeps, so they stay bounded by a few times MaxFiles.
 func TestRetiredFilesBounded(t *testing.T) {
+	t.Parallel()
 	const maxFiles = 2
 	c := newTestCluster(t, 3, func(cfg *Config) {
 		cfg.MaxSize = 4 << 10

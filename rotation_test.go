@@ -80,6 +80,7 @@ func readLinesOf(t testing.TB, path string) [][]byte {
 // reopened with the same Dir: it catches up from the Raft log and ends
 // identical, with nothing written twice.
 func TestRestart(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, func(cfg *Config) { cfg.MaxSize = 32 << 10 })
 	ctx := context.Background()
 	logN := func(from, n int) {

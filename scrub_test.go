@@ -62,6 +62,7 @@ func TestRepairDamagedFiles(t *testing.T) {
 // in that window, starts the retirement of the same file and gives it a
 // second to finish. Afterwards the file is out of the log either way.
 func TestRepairRacesRetirement(t *testing.T) {
+	t.Parallel()
 	for _, how := range []string{"retention", "catch-up"} {
 		t.Run(how, func(t *testing.T) {
 			dir := t.TempDir()
@@ -175,6 +176,7 @@ func TestScrubPlan(t *testing.T) {
 // the last whole pass is a week old it checks them all, and a whole pass
 // a restart cut short goes on where it stopped.
 func TestScrubChecksOnlyNew(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 1, func(cfg *Config) { cfg.MaxSize = 8 << 10 })
 	dir := c.cfgs[0].Dir
 	restart := func() uint64 {
@@ -275,6 +277,7 @@ func TestScrubWhileRunning(t *testing.T) {
 // compressor compresses it again (before, it had settled that name and
 // left the copy plain until the next start).
 func TestScrubWhileRunningCompressed(t *testing.T) {
+	t.Parallel()
 	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
 		cfg.MaxSize = 8 << 10
 		cfg.Compress = true
@@ -329,6 +332,7 @@ func flipByte(t *testing.T, path string, bits byte) {
 // stay retired. Before, a check took a missing file for a retired one and
 // the node went on without it for good.
 func TestScrubRestoresMissingFile(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, func(cfg *Config) {
 		cfg.MaxSize = 8 << 10
 		cfg.MaxFiles = 6
@@ -411,6 +415,7 @@ func TestLostAfterRetire(t *testing.T) {
 // cannot repair (no peer) is one a catch-up must read again
 // (uncheckedFiles); the files it cleared are not.
 func TestScrubMarksUnrepaired(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 1, func(cfg *Config) { cfg.MaxSize = 8 << 10 })
 	dir := c.cfgs[0].Dir
 	c.logAppend("scrub", 300)

@@ -83,6 +83,7 @@ func TestApplyRetention(t *testing.T) {
 // conflicted before), and a node that was down applies it when it comes
 // back. It is refused while a member that is up runs an older logx.
 func TestSetRetention(t *testing.T) {
+	t.Parallel()
 	c, follower := downedCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

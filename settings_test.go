@@ -37,6 +37,7 @@ func requireConfigError(t *testing.T, err error, field string) {
 // cluster's; a new node that disagrees cannot be added; a wiped node that
 // disagrees stops applying with the error.
 func TestSettingsMismatch(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, func(cfg *Config) {
 		cfg.MaxSize = 32 << 10
 		cfg.RotateEvery = time.Hour
@@ -129,6 +130,7 @@ func TestSettingsShortWindow(t *testing.T) {
 
 // writes under the cluster's file name.
 func TestSettingsAdoptFile(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, nil)
 	c.waitSettings()
 	c.logAppend("before", 10)
@@ -153,6 +155,7 @@ func TestSettingsAdoptFile(t *testing.T) {
 // commits its configuration again and records the settings, and the log
 // clock runs.
 func TestUpgradedCheckpoint(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, nil)
 	c.logAppend("before", 10)
 	c.flushAll()

@@ -37,6 +37,7 @@ func testStreams(cfg *Config) {
 // each stream keeps its own files, format and sequence numbers, under
 // Dir/streams/<name>; a node restarted picks every stream up again.
 func TestStreams(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, testStreams)
 	const perNode = 40
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -246,6 +247,7 @@ func TestStreamUnknown(t *testing.T) {
 // waits: TestEndpointWaitsUntilOpen); the default stream's one-byte
 // prefaces still work.
 func TestPrefaceStreams(t *testing.T) {
+	t.Parallel()
 	lx := newSingle(t, func(cfg *Config) { cfg.Streams = []StreamConfig{{Name: "audit"}} })
 	c, err := net.Dial("tcp", lx.cfg.Addr)
 	require.NoError(t, err)
@@ -315,6 +317,7 @@ func FuzzPreface(f *testing.F) {
 // AddNode adds a node to every stream's group, and it catches every
 // stream up; RemoveNode removes it from every one.
 func TestStreamsMembership(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, testStreams)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -399,6 +402,7 @@ func twoOfThree(t *testing.T) (*testCluster, []string) {
 // ceil(7/3) = 3 once the balancing has run, including after a node that
 // was down comes back, when the two others had led every stream.
 func TestStreamLeadersSpread(t *testing.T) {
+	t.Parallel()
 	c, addrs := twoOfThree(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -474,6 +478,7 @@ func waitStreamSeq(t *testing.T, c *testCluster, name string, n uint64) {
 // node and keeps its files under streams/.deleted-<name>-<index>; a node
 // that restarts does not bring a deleted stream back.
 func TestCreateDeleteStream(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -559,6 +564,7 @@ func TestCreateDeleteStream(t *testing.T) {
 // refused, whoever sends it (a peer with a certificate included); the
 // stream stays.
 func TestDeleteDeclaredStreamRefused(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, testStreams)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -594,6 +600,7 @@ func TestCreateStreamVotersOnly(t *testing.T) {
 // node, whichever node declares it first: the declared stream waits for
 // the catalog, whose voters are the default stream's.
 func TestDeclaredAfterMembershipChange(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -623,6 +630,7 @@ func TestDeclaredAfterMembershipChange(t *testing.T) {
 // The declared streams are recorded in the catalog; a node whose declared
 // stream disagrees with the catalog is refused at start.
 func TestDeclaredStreamsInCatalog(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, testStreams)
 	require.True(t, waitFor(30*time.Second, func() bool {
 		for _, lx := range c.nodes {
@@ -671,6 +679,7 @@ func TestStreamWALSize(t *testing.T) {
 // nodes stopped, the two others keep every stream between them, however
 // unevenly, round after round.
 func TestStreamLeadersNotToDownNode(t *testing.T) {
+	t.Parallel()
 	c, addrs := twoOfThree(t)
 	r0, r1 := c.nodes[0].node.rounds.Load(), c.nodes[1].node.rounds.Load()
 	require.True(t, waitFor(30*time.Second, func() bool {
@@ -692,6 +701,7 @@ func TestStreamLeadersNotToDownNode(t *testing.T) {
 // own Config does not declare included, and AddNode adds it to each of
 // them once it has opened it.
 func TestAddNodeLearnsStreams(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, func(cfg *Config) { cfg.Streams = []StreamConfig{{Name: "audit"}} })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -766,6 +776,7 @@ func TestStreamAlarms(t *testing.T) {
 // and the old one goes back. The first entry makes a stream active again on
 // every node.
 func TestIdleStream(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, func(cfg *Config) { cfg.Streams = []StreamConfig{{Name: "audit"}} })
 	et := c.cfgs[0].ElectionTimeout
 	streams := func(name string) []*Stream {
@@ -840,6 +851,7 @@ func TestIdleStream(t *testing.T) {
 // default stream: every line is there, byte for byte, the log goes on from
 // its last sequence number, and a stream declared now is added beside it.
 func TestOpensPreStreamsDir(t *testing.T) {
+	t.Parallel()
 	base := t.TempDir()
 	f, err := os.Open("testdata/dir-2f686b5.tar.gz")
 	require.NoError(t, err)
@@ -914,6 +926,7 @@ func TestOpensPreStreamsDir(t *testing.T) {
 // rolling restart that adds one: followers first) is recorded in the
 // catalog at that follower's request, and starts on every node.
 func TestDeclaredByFollowerOnly(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -936,6 +949,7 @@ func TestDeclaredByFollowerOnly(t *testing.T) {
 
 // WaitReady does not fail because a stream is being deleted meanwhile.
 func TestWaitReadyDuringDelete(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -961,6 +975,7 @@ func TestWaitReadyDuringDelete(t *testing.T) {
 // node to open that stream, as RemoveNode does: the deleted stream needs no
 // member. Before, AddNode failed with the wait's ErrClosed.
 func TestAddNodeStreamDeleted(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -1089,6 +1104,7 @@ func TestDeclaredStreamRefusedBacksOff(t *testing.T) {
 // stream's close waits until the default stream's begins (10 s at most):
 // with Close waiting for it first, it took those 10 s.
 func TestCloseDuringStreamDelete(t *testing.T) {
+	t.Parallel()
 	xClosing, defClosing := make(chan struct{}), make(chan struct{})
 	var xOnce, defOnce sync.Once
 	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {

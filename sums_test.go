@@ -217,6 +217,7 @@ func TestChecksums(t *testing.T) {
 // never answers) delays nothing else: the node opens a stream created
 // meanwhile, and chooses BLAKE3 once the answers come.
 func TestSumsAskBlocksNothing(t *testing.T) {
+	t.Parallel()
 	blake := store.BLAKE3
 	held := make(chan string, 1)
 	release := make(chan struct{})

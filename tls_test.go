@@ -41,6 +41,7 @@ func (ca testCA) nodeTLS(t *testing.T, name string) *tls.Config {
 // comes from another CA can neither join, nor forward an entry, nor fetch
 // a file, nor ask for status; a plain TCP client gets nothing either.
 func TestMutualTLS(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t, "cluster CA")
 	c := newTestCluster(t, 3, func(cfg *Config) { cfg.TLS = ca.nodeTLS(t, cfg.NodeID) })
 	c.logAppend("tls", 20)
@@ -154,6 +155,7 @@ func TestTLSFiles(t *testing.T) {
 // who is not a member cannot make a node think it was removed; a genuine
 // RemoveNode still stops the node, which checks with its peers over TLS.
 func TestForgedRemovalTLS(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t, "cluster CA")
 	c := newTestCluster(t, 3, func(cfg *Config) { cfg.TLS = ca.nodeTLS(t, cfg.NodeID) })
 	c.logAppend("tls", 10)

@@ -25,6 +25,7 @@ import (
 // should be refused), a node restarted at the end joins with the new
 // certificate, and the files end identical with every entry once.
 func TestTLSRotation(t *testing.T) {
+	t.Parallel()
 	base := t.TempDir()
 	oldDir, newDir := filepath.Join(base, "old"), filepath.Join(base, "new")
 	names := []string{"n1", "n2", "n3", "client"}
@@ -142,7 +143,10 @@ func TestTLSRotation(t *testing.T) {
 	acked.Add(1)
 	step("the new CA alone", map[string]func(string) []byte{"ca.pem": func(string) []byte { return read(newDir, "ca.pem") }})
 	require.False(t, accepted(client(oldDir)), "a client of the dropped CA")
-	_, err = oldClient.Send(ctx, []ClientEntry{{Msg: "after the old CA went"}})
+	// The client tries again until its context ends: give it 3 s.
+	short, cancelShort := context.WithTimeout(ctx, 3*time.Second)
+	defer cancelShort()
+	_, err = oldClient.Send(short, []ClientEntry{{Msg: "after the old CA went"}})
 	require.Error(t, err, "a connection made with the dropped CA's certificate still carries entries")
 	require.True(t, accepted(client(newDir)))
 
@@ -199,6 +203,7 @@ func TestTLSFilesWatched(t *testing.T) {
 // too, with no call of its own; one from LoadTLS, loaded before, is
 // refused.
 func TestReloadingTLSClient(t *testing.T) {
+	t.Parallel()
 	base := t.TempDir()
 	oldDir, newDir := filepath.Join(base, "old"), filepath.Join(base, "new")
 	require.NoError(t, logxtls.WriteFiles(oldDir, []string{"n1", "client"}, []string{"127.0.0.1"}, time.Hour))

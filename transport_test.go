@@ -116,6 +116,7 @@ func (l *failingListener) Accept() (net.Conn, error) {
 // and returned: the node then never accepted a connection again, its
 // peers' dials hanging in the backlog.)
 func TestAcceptErrorRetried(t *testing.T) {
+	t.Parallel()
 	var ln *failingListener
 	diag := &syncBuffer{}
 	lx := newSingleSeams(t, func(cfg *Config) { cfg.LogOutput = diag }, seams{listener: func(l net.Listener) net.Listener {

@@ -27,6 +27,7 @@ func firstLineSeq(t *testing.T, dir string) uint64 {
 // same files; the point survives a restart, only rises, and one beyond the
 // log's end is refused.
 func TestTruncateBefore(t *testing.T) {
+	t.Parallel()
 	c, follower := downedCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -113,6 +114,7 @@ func TestTruncateCmd(t *testing.T) {
 // directory wiped) takes the truncation point from the snapshot's
 // manifest, and ends with the same files.
 func TestTruncateCatchUp(t *testing.T) {
+	t.Parallel()
 	c := catchUpCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

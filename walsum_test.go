@@ -316,6 +316,7 @@ func TestSummedLogDamagedOnDisk(t *testing.T) {
 // error that says so, rather than applying what it read, and started on
 // an empty Dir it catches up from the others: identical files.
 func TestRaftLogDamagedAtStart(t *testing.T) {
+	t.Parallel()
 	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
 		cfg.DisableCompression = true // the lines are in the Raft log as they are
 		sm.walSegmentSize = 16 << 10
@@ -456,6 +457,7 @@ func TestLogGuardAsksSnapshot(t *testing.T) {
 // good while its heartbeats keep the follower waiting. The follower
 // catches up: identical files.
 func TestDamagedEntryInSnapshot(t *testing.T) {
+	t.Parallel()
 	c, up := damagedWhileDown(t, true)
 	for _, i := range up {
 		require.Zero(t, c.nodes[i].guard.askedSnapshot.Load(), "a snapshot held it")
@@ -467,6 +469,7 @@ func TestDamagedEntryInSnapshot(t *testing.T) {
 // follower that. Before, it tried the read again for good (a cluster
 // whose followers all needed such an entry committed nothing more).
 func TestDamagedEntryNotInSnapshot(t *testing.T) {
+	t.Parallel()
 	c, up := damagedWhileDown(t, false)
 	var asked int64
 	for _, i := range up {

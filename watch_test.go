@@ -117,6 +117,7 @@ func TestWatchFromAhead(t *testing.T) {
 // the error, and a watcher that resumed from the line reported stopped at
 // it again.
 func TestWatchSkipsBadLine(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		from  uint64
