@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -302,5 +303,51 @@ func TestRefuseControl(t *testing.T) {
 		require.Equal(t, c.notLeader, resp.NotLeader, c.stream)
 		require.Equal(t, c.noStream, resp.NoStream, c.stream)
 		require.Contains(t, resp.Error, c.says, c.stream)
+	}
+}
+
+// blockingConn is a connection whose Close returns only once every
+// connection of its group is closing: closed one after another, the first
+// never returns.
+type blockingConn struct {
+	net.Conn
+	closing *sync.WaitGroup
+	once    sync.Once
+}
+
+func (c *blockingConn) Close() error {
+	c.once.Do(c.closing.Done)
+	c.closing.Wait()
+	return nil
+}
+
+// A stream's endpoint closes its connections at once, as the mux does: a
+// TLS close whose peer reads nothing takes up to 5 s (its close_notify),
+// so closed one after another, a peer's idle connections could hold a
+// stream's Close (and the node's) for 5 s each.
+func TestEndpointClosesConnsAtOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	m := newMux(ln, Config{Addr: ln.Addr().String()}, seams{headerTimeout: 5 * time.Second}, func() *tls.Config { return nil })
+	m.start()
+	defer m.close()
+	noop := func(net.Conn) {}
+	e, err := m.endpoint("audit", noop, noop, noop, nil)
+	require.NoError(t, err)
+	e.open()
+	const n = 8
+	var closing sync.WaitGroup
+	closing.Add(n)
+	for range n {
+		a, b := net.Pipe()
+		defer b.Close()
+		require.True(t, e.adopt(&blockingConn{Conn: a, closing: &closing}))
+	}
+	shut := make(chan struct{})
+	go func() { e.shut(); close(shut) }()
+	select {
+	case <-shut:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the endpoint closed its connections one after another")
 	}
 }
