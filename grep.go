@@ -255,6 +255,10 @@ func (q *Query) timesMeet(lo, hi int64) bool {
 	return q.Until.IsZero() || time.Unix(0, lo).Before(q.Until)
 }
 
+// matchCheckBytes is how many bytes of lines matchLines gives an
+// expression between two looks at its context.
+const matchCheckBytes = 64 << 10
+
 // grepFile sends the matching lines of one file in batches.
 func grepFile(ctx context.Context, dir, file string, lf logFile, q *Query, out chan<- []Line) error {
 	seg, lf, err := openLogFile(dir, file, lf)
@@ -325,11 +329,18 @@ func grepLines(ctx context.Context, data, needle []byte, q *Query, batch []Line)
 }
 
 // matchLines appends the matching lines of data to batch, their Text in
-// data.
+// data. With an expression, which may cost up to its instructions times a
+// line's length, it checks ctx every 64 lines or 64 KiB of them, whichever
+// comes first: a line can be as long as MaxBatchBytes, so a check every
+// 64 lines alone could let a remote grep run minutes past its timeout.
 func matchLines(ctx context.Context, data, needle []byte, q *Query, batch []Line) []Line {
+	scanned := 0 // bytes given to the expression since the last check
 	for n := 0; len(data) > 0; n++ {
-		if q.Regexp != nil && n%64 == 63 && ctx.Err() != nil {
-			return batch // a costly expression: the caller sees ctx end
+		if q.Regexp != nil && (n%64 == 63 || scanned >= matchCheckBytes) {
+			if ctx.Err() != nil {
+				return batch // a costly expression: the caller sees ctx end
+			}
+			scanned = 0
 		}
 		var line []byte
 		if len(needle) > 0 {
@@ -349,6 +360,7 @@ func matchLines(ctx context.Context, data, needle []byte, q *Query, batch []Line
 			continue
 		}
 		l := Line{Seq: seq, Time: t, Level: level, Text: line}
+		scanned += len(line)
 		if q.match(&l) {
 			batch = append(batch, l)
 		}

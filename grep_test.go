@@ -8,7 +8,9 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,4 +189,21 @@ func TestGrepContextSkipsBadLine(t *testing.T) {
 		require.Contains(t, got[1], "log 20 entry 2")
 		require.Contains(t, got[2], "log 20 entry 3")
 	}
+}
+
+// With an expression, matching looks at its context after 64 KiB of
+// lines, not only every 64 lines: a line may be as long as MaxBatchBytes,
+// and an expression costs up to its instructions times a line's length,
+// so 64 long lines could hold a remote grep minutes past its timeout.
+func TestMatchLinesLongLinesSeeContext(t *testing.T) {
+	var data []byte
+	for i := range 10 {
+		body := appendBodyStart(nil, FormatText, tenMinutes(i), LevelInfo, "n1", "", strings.Repeat("x", 100<<10))
+		data = appendLine(data, FormatText, uint64(i+1), body)
+	}
+	q := Query{Regexp: regexp.MustCompile(`x+`)}
+	require.Len(t, matchLines(context.Background(), data, nil, &q, nil), 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.LessOrEqual(t, len(matchLines(ctx, data, nil, &q, nil)), 1, "lines matched after the context ended")
 }

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"regexp/syntax"
 	"time"
+	"unicode/utf8"
 
 	"github.com/logx-dev/logx/internal/wire"
 )
@@ -217,16 +218,31 @@ func (lx *Stream) serveGrep(ctx context.Context, r *grepRequest) controlResponse
 // jsonLineLen bounds the size of a grepLine holding text in the answer's
 // JSON: the text as encoding/json escapes it, and the other fields.
 func jsonLineLen(text []byte) int {
-	n := len(text) + len(`{"seq":18446744073709551615,"context":true,"text":""},`)
-	for i, c := range text {
-		switch {
-		case c == '"' || c == '\\':
-			n++
-		case c < 0x20 || c == '<' || c == '>' || c == '&':
-			n += 5 // \u00XX
-		case c == 0xe2 && i+2 < len(text) && text[i+1] == 0x80 && (text[i+2] == 0xa8 || text[i+2] == 0xa9):
-			n += 3 // U+2028 and U+2029 as \u2028
+	n := len(`{"seq":18446744073709551615,"context":true,"text":""},`)
+	for i := 0; i < len(text); {
+		c := text[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				n += 2
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				n += 6 // \u00XX
+			default:
+				n++
+			}
+			i++
+			continue
 		}
+		r, size := utf8.DecodeRune(text[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			n += 6 // a byte that is not UTF-8: \ufffd
+		case r == '\u2028' || r == '\u2029':
+			n += 6 // \u2028
+		default:
+			n += size
+		}
+		i += size
 	}
 	return n
 }

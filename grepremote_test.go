@@ -90,7 +90,8 @@ func TestGrepAt(t *testing.T) {
 // jsonLineLen never underestimates what encoding/json writes for a line.
 func TestJSONLineLen(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
-	alphabet := []string{"a", "\"", "\\", "<", ">", "&", "\u2028", "\u2029", "é", "\x01", "\t", "日"}
+	// Bytes that are not UTF-8 (a damaged file's) become \ufffd, 6 bytes.
+	alphabet := []string{"a", "\"", "\\", "<", ">", "&", "\u2028", "\u2029", "é", "\x01", "\t", "日", "\xff", "\xe2\x80", "\xc3", "\xf0\x9f"}
 	for range 2000 {
 		var b strings.Builder
 		for range rng.Intn(200) {
