@@ -38,10 +38,11 @@ type seams struct {
 	// failing Accept.
 	listener func(net.Listener) net.Listener
 
-	// headerTimeout and maxConnsPerIP override the mux's limits
-	// (transport.go) when not zero.
-	headerTimeout time.Duration
-	maxConnsPerIP int
+	// headerTimeout, maxConnsPerIP and maxPendingConns override the
+	// mux's limits (transport.go) when not zero.
+	headerTimeout   time.Duration
+	maxConnsPerIP   int
+	maxPendingConns int
 
 	// powerCut sees every write and fsync of the node so that a test can
 	// simulate a power cut (powercut_test.go).

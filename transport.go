@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,10 +31,22 @@ const headerTimeout = 10 * time.Second
 // nodes lead its 256 streams (maxStreams) takes about 2 to 3 per stream
 // from each; with a flat 256 the streams past about 100 lost their
 // heartbeats, and held elections again and again.
+//
+// An IPv6 peer is counted by its /64, which one host commonly holds whole:
+// counted by address, it could open as many connections as it has
+// addresses.
 const (
 	maxConnsPerIP  = 256
 	connsPerStream = 4
 )
+
+// maxPendingConns bounds the connections, from all addresses together,
+// that have not yet sent their preface (their TLS handshake included):
+// a client needs no certificate to hold one for headerTimeout, so a host
+// with many addresses could otherwise hold as many file descriptors as it
+// can open in that time, until the node's own files failed to open. More
+// are closed at once, while those already in use carry on.
+const maxPendingConns = 1024
 
 // refusedLogEvery bounds how often a refused connection is logged.
 const refusedLogEvery = time.Minute
@@ -89,6 +102,8 @@ type mux struct {
 
 	headerTimeout time.Duration // headerTimeout, or a test's
 	maxPerIP      int           // maxConnsPerIP, or a test's
+	maxPending    int           // maxPendingConns, or a test's
+	pending       int           // accepted connections whose preface is not read yet (mu)
 	refusedLogged atomic.Int64  // monoNanos of the last refused connection logged
 
 	// advertise is the address Raft tells its peers: Addr, whatever the
@@ -105,7 +120,7 @@ func newMux(ln net.Listener, cfg Config, sm seams, tlsConf func() *tls.Config) *
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &mux{ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{},
 		inbound: map[net.Conn]string{}, perIP: map[string]int{}, peerCerts: map[net.Conn]*peerCert{}, endpoints: map[string]*endpoint{}, added: make(chan struct{}), states: map[string]bool{},
-		headerTimeout: cmp.Or(sm.headerTimeout, headerTimeout), maxPerIP: cmp.Or(sm.maxConnsPerIP, maxConnsPerIP),
+		headerTimeout: cmp.Or(sm.headerTimeout, headerTimeout), maxPerIP: cmp.Or(sm.maxConnsPerIP, maxConnsPerIP), maxPending: cmp.Or(sm.maxPendingConns, maxPendingConns),
 		tlsConf: tlsConf, addr: cfg.Addr, answered: sm.startingAnswered, advertise: advertisedAddr(cfg.Addr), resolve: sm.resolve, ctx: ctx, cancel: cancel,
 		unknownWait: max(cfg.ElectionTimeout, 500*time.Millisecond),
 		diag:        log.New(cfg.withDefaults().LogOutput, "", log.LstdFlags|log.Lmicroseconds)}
@@ -149,26 +164,50 @@ func (m *mux) perIPLimit() int {
 	return m.maxPerIP + connsPerStream*max(len(m.endpoints), m.startStreams)
 }
 
-// admit tracks an accepted connection, unless its IP already has
-// perIPLimit open or the mux is closed; then it closes c.
-func (m *mux) admit(c net.Conn) (ok, closed bool) {
-	ip := c.RemoteAddr().String()
-	if host, _, err := net.SplitHostPort(ip); err == nil {
-		ip = host
+// peerKey is what the per-address limit counts a connection from addr
+// under: its IP address, or an IPv6 address's /64.
+func peerKey(addr net.Addr) string {
+	s := addr.String()
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		if host, _, err := net.SplitHostPort(s); err == nil {
+			return host
+		}
+		return s
 	}
+	ip := ap.Addr().Unmap()
+	if ip.Is6() {
+		return netip.PrefixFrom(ip.WithZone(""), 64).Masked().String()
+	}
+	return ip.String()
+}
+
+// admit tracks an accepted connection, unless its address (peerKey)
+// already has perIPLimit open, maxPending connections wait for their
+// preface, or the mux is closed; then it closes c. An admitted connection
+// counts as pending until dispatch has read its preface.
+func (m *mux) admit(c net.Conn) (ok, closed bool) {
+	ip := peerKey(c.RemoteAddr())
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		c.Close()
 		return false, true
 	}
-	if limit := m.perIPLimit(); m.perIP[ip] >= limit {
+	refuse := func(why string, args ...any) (bool, bool) {
 		c.Close()
 		if _, ok := onceEvery(&m.refusedLogged, refusedLogEvery); ok {
-			m.diag.Printf("logx: refused a connection from %s: it has %d open, the most one address may (%d, and %d per stream open here)", ip, limit, m.maxPerIP, connsPerStream)
+			m.diag.Printf("logx: refused a connection from %s: "+why, append([]any{ip}, args...)...)
 		}
 		return false, false
 	}
+	if limit := m.perIPLimit(); m.perIP[ip] >= limit {
+		return refuse("it has %d open, the most one address may (%d, and %d per stream open here)", limit, m.maxPerIP, connsPerStream)
+	}
+	if m.pending >= m.maxPending {
+		return refuse("%d connections have not sent their first bytes yet, the most the node waits for at once", m.pending)
+	}
+	m.pending++
 	m.perIP[ip]++
 	m.inbound[c] = ip
 	m.conns[c] = struct{}{}
@@ -222,6 +261,9 @@ func (m *mux) start() {
 func (m *mux) dispatch(c net.Conn) {
 	_ = c.SetReadDeadline(time.Now().Add(m.headerTimeout))
 	name, proto, err := wire.ReadPreface(c, validStreamName, DefaultStream)
+	m.mu.Lock()
+	m.pending--
+	m.mu.Unlock()
 	if err != nil {
 		m.closeConn(c)
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -52,6 +53,60 @@ func TestConnLimits(t *testing.T) {
 	lx.node.mux.mu.Lock()
 	require.Equal(t, 8+3*connsPerStream, lx.node.mux.perIPLimit())
 	lx.node.mux.mu.Unlock()
+}
+
+// TestPendingConnLimit: connections that have sent nothing yet (a TLS
+// handshake not begun counts too) are bounded across all addresses, not
+// only per address: past the bound new ones are closed at once, those in
+// use carry on, and the places free as the silent ones go. IPv6 addresses
+// are counted by their /64.
+func TestPendingConnLimit(t *testing.T) {
+	t.Parallel()
+	lx := newSingleSeams(t, nil, seams{headerTimeout: 3 * time.Second, maxPendingConns: 4})
+	pending := func() int {
+		lx.node.mux.mu.Lock()
+		defer lx.node.mux.mu.Unlock()
+		return lx.node.mux.pending
+	}
+	var silent []net.Conn
+	defer func() {
+		for _, c := range silent {
+			c.Close()
+		}
+	}()
+	for i := range 6 { // each from an address of its own
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(10+i))}}
+		c, err := d.Dial("tcp", lx.cfg.Addr)
+		require.NoError(t, err)
+		silent = append(silent, c)
+	}
+	require.True(t, waitFor(10*time.Second, func() bool { return pending() == 4 }), "%d pending, want 4", pending())
+	closedByNode := 0
+	for _, c := range silent {
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); err != nil && !isTimeout(err) {
+			closedByNode++
+		}
+	}
+	require.GreaterOrEqual(t, closedByNode, 2, "the connections past the bound were closed at once")
+	for _, c := range silent {
+		c.Close()
+	}
+	silent = nil
+	require.True(t, waitFor(10*time.Second, func() bool { return pending() == 0 }), "closed connections must free their places")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _, err := lx.defaultStream.remoteStatus(ctx, lx.cfg.Addr)
+	require.NoError(t, err, "a status request once the silent connections went")
+
+	for addr, want := range map[string]string{
+		"[2001:db8:1:2:3:4:5:6]:7000":   "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff::1%eth0]:1": "2001:db8:1:2::/64",
+		"[::ffff:10.0.0.1]:7000":        "10.0.0.1",
+		"10.0.0.1:7000":                 "10.0.0.1",
+	} {
+		require.Equal(t, want, peerKey(&net.TCPAddr{IP: netip.MustParseAddrPort(addr).Addr().AsSlice(), Port: 1, Zone: netip.MustParseAddrPort(addr).Addr().Zone()}), addr)
+	}
 }
 
 // flood opens more connections to lx than one address may hold, and checks
