@@ -45,7 +45,10 @@ const (
 // a client needs no certificate to hold one for headerTimeout, so a host
 // with many addresses could otherwise hold as many file descriptors as it
 // can open in that time, until the node's own files failed to open. More
-// are closed at once, while those already in use carry on.
+// are closed at once, while those already in use carry on. The bound
+// grows to twice perIPLimit, so that two peers that connect all their
+// streams' connections at once (a TLS cluster restarting) are not refused
+// while their handshakes queue for the CPU.
 const maxPendingConns = 1024
 
 // refusedLogEvery bounds how often a refused connection is logged.
@@ -204,7 +207,7 @@ func (m *mux) admit(c net.Conn) (ok, closed bool) {
 	if limit := m.perIPLimit(); m.perIP[ip] >= limit {
 		return refuse("it has %d open, the most one address may (%d, and %d per stream open here)", limit, m.maxPerIP, connsPerStream)
 	}
-	if m.pending >= m.maxPending {
+	if m.pending >= max(m.maxPending, 2*m.perIPLimit()) {
 		return refuse("%d connections have not sent their first bytes yet, the most the node waits for at once", m.pending)
 	}
 	m.pending++

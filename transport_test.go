@@ -62,7 +62,9 @@ func TestConnLimits(t *testing.T) {
 // are counted by their /64.
 func TestPendingConnLimit(t *testing.T) {
 	t.Parallel()
-	lx := newSingleSeams(t, nil, seams{headerTimeout: 3 * time.Second, maxPendingConns: 4})
+	// 12 pending at most: over twice the per-address limit (1, and 4 for
+	// the default stream).
+	lx := newSingleSeams(t, nil, seams{headerTimeout: 3 * time.Second, maxPendingConns: 12, maxConnsPerIP: 1})
 	pending := func() int {
 		lx.node.mux.mu.Lock()
 		defer lx.node.mux.mu.Unlock()
@@ -74,13 +76,13 @@ func TestPendingConnLimit(t *testing.T) {
 			c.Close()
 		}
 	}()
-	for i := range 6 { // each from an address of its own
+	for i := range 14 { // each from an address of its own
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(10+i))}}
 		c, err := d.Dial("tcp", lx.cfg.Addr)
 		require.NoError(t, err)
 		silent = append(silent, c)
 	}
-	require.True(t, waitFor(10*time.Second, func() bool { return pending() == 4 }), "%d pending, want 4", pending())
+	require.True(t, waitFor(10*time.Second, func() bool { return pending() == 12 }), "%d pending, want 12", pending())
 	closedByNode := 0
 	for _, c := range silent {
 		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
