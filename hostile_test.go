@@ -512,7 +512,6 @@ func (r *hostileRig) forgeSnapshot(tr *raft.NetworkTransport, i int, data []byte
 
 // TestHostilePeer: see the top of this file.
 func TestHostilePeer(t *testing.T) {
-	t.Parallel()
 	r := newHostileRig(t)
 
 	t.Run("forward", func(t *testing.T) {

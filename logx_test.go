@@ -17,7 +17,8 @@ import (
 // child processes: less than 0.6 of their time is CPU, most under 0.1),
 // which call t.Parallel and so run two at a time (go test's -parallel is
 // GOMAXPROCS) after the others. A test whose bound on a time or a rate
-// another test's load could break stays serial. The parallel ones set no
+// another test's load could break stays serial, and so does one that an
+// election brought on by load would fail (a term that must not move). The parallel ones set no
 // package variable, so they share nothing but the machine, and the
 // loopback's ports: a node restarted on the address it had could find it
 // taken by the other test's dial in between, as by its own cluster's

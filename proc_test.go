@@ -961,7 +961,6 @@ func TestLeaderLossSIGKILL(t *testing.T) {
 // themselves over an empty log), then follow it: every acknowledged entry
 // is kept, the files identical.
 func TestLoseDisksSIGKILL(t *testing.T) {
-	t.Parallel()
 	entries := 200
 	if testing.Short() {
 		entries = 80

@@ -20,7 +20,6 @@ import (
 // race detector on two cores) cannot make a caller miss it: the test
 // measures the batching, not the timing.
 func TestCallersShareBatches(t *testing.T) {
-	t.Parallel()
 	const callers, total = 4, 800
 	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) {
 		sm.callerWait = 20 * time.Millisecond

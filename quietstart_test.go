@@ -47,7 +47,6 @@ func (s *syncBuffer) String() string {
 // node after the other, is as quiet. (While the nodes close one by one,
 // the others do see a peer go away, and say so.)
 func TestQuietStart(t *testing.T) {
-	t.Parallel()
 	outs := make([]*syncBuffer, 3)
 	c := newTestCluster(t, 3, func(cfg *Config) {
 		i := int(cfg.NodeID[1] - '1')

@@ -776,7 +776,6 @@ func TestStreamAlarms(t *testing.T) {
 // and the old one goes back. The first entry makes a stream active again on
 // every node.
 func TestIdleStream(t *testing.T) {
-	t.Parallel()
 	c := newTestCluster(t, 3, func(cfg *Config) { cfg.Streams = []StreamConfig{{Name: "audit"}} })
 	et := c.cfgs[0].ElectionTimeout
 	streams := func(name string) []*Stream {
@@ -1104,7 +1103,6 @@ func TestDeclaredStreamRefusedBacksOff(t *testing.T) {
 // stream's close waits until the default stream's begins (10 s at most):
 // with Close waiting for it first, it took those 10 s.
 func TestCloseDuringStreamDelete(t *testing.T) {
-	t.Parallel()
 	xClosing, defClosing := make(chan struct{}), make(chan struct{})
 	var xOnce, defOnce sync.Once
 	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {

@@ -3,13 +3,13 @@ package logx
 import (
 	"bufio"
 	"cmp"
+	"container/list"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,24 +31,24 @@ const headerTimeout = 10 * time.Second
 // nodes lead its 256 streams (maxStreams) takes about 2 to 3 per stream
 // from each; with a flat 256 the streams past about 100 lost their
 // heartbeats, and held elections again and again.
-//
-// An IPv6 peer is counted by its /64, which one host commonly holds whole:
-// counted by address, it could open as many connections as it has
-// addresses.
 const (
 	maxConnsPerIP  = 256
 	connsPerStream = 4
 )
 
 // maxPendingConns bounds the connections, from all addresses together,
-// that have not yet sent their preface (their TLS handshake included):
-// a client needs no certificate to hold one for headerTimeout, so a host
+// that have not yet sent their preface (their TLS handshake included): a
+// client needs no certificate to hold one for headerTimeout, so a host
 // with many addresses could otherwise hold as many file descriptors as it
-// can open in that time, until the node's own files failed to open. More
-// are closed at once, while those already in use carry on. The bound
-// grows to twice perIPLimit, so that two peers that connect all their
-// streams' connections at once (a TLS cluster restarting) are not refused
-// while their handshakes queue for the CPU.
+// can open in that time, until the node's own files failed to open. When
+// the bound is reached, a new connection closes the oldest that is still
+// silent, not itself: a peer's handshake takes milliseconds, so a flood
+// of silent connections cannot keep the peers out (refusing the new ones
+// would let four addresses' silent connections refuse every peer). The
+// bound grows to perIPLimit for each of Config.Peers (at least two), so
+// that peers that connect all their streams' connections at once (a TLS
+// cluster of many streams restarting) do not push each other out while
+// their handshakes queue for the CPU.
 const maxPendingConns = 1024
 
 // refusedLogEvery bounds how often a refused connection is logged.
@@ -106,8 +106,12 @@ type mux struct {
 	headerTimeout time.Duration // headerTimeout, or a test's
 	maxPerIP      int           // maxConnsPerIP, or a test's
 	maxPending    int           // maxPendingConns, or a test's
-	pending       int           // accepted connections whose preface is not read yet (mu)
-	refusedLogged atomic.Int64  // monoNanos of the last refused connection logged
+	// pending holds the accepted connections whose preface is not read
+	// yet, oldest first (mu); peers is len(Config.Peers).
+	pending       *list.List
+	pendingAt     map[net.Conn]*list.Element
+	peers         int
+	refusedLogged atomic.Int64 // monoNanos of the last refused connection logged
 
 	// advertise is the address Raft tells its peers: Addr, whatever the
 	// listener's (ListenAddr may be ":port", and Addr a DNS name).
@@ -124,6 +128,7 @@ func newMux(ln net.Listener, cfg Config, sm seams, tlsConf func() *tls.Config) *
 	m := &mux{ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{},
 		inbound: map[net.Conn]string{}, perIP: map[string]int{}, peerCerts: map[net.Conn]*peerCert{}, endpoints: map[string]*endpoint{}, added: make(chan struct{}), states: map[string]bool{},
 		headerTimeout: cmp.Or(sm.headerTimeout, headerTimeout), maxPerIP: cmp.Or(sm.maxConnsPerIP, maxConnsPerIP), maxPending: cmp.Or(sm.maxPendingConns, maxPendingConns),
+		pending: list.New(), pendingAt: map[net.Conn]*list.Element{}, peers: len(cfg.Peers),
 		tlsConf: tlsConf, addr: cfg.Addr, answered: sm.startingAnswered, advertise: advertisedAddr(cfg.Addr), resolve: sm.resolve, ctx: ctx, cancel: cancel,
 		unknownWait: max(cfg.ElectionTimeout, 500*time.Millisecond),
 		diag:        log.New(cfg.withDefaults().LogOutput, "", log.LstdFlags|log.Lmicroseconds)}
@@ -167,30 +172,15 @@ func (m *mux) perIPLimit() int {
 	return m.maxPerIP + connsPerStream*max(len(m.endpoints), m.startStreams)
 }
 
-// peerKey is what the per-address limit counts a connection from addr
-// under: its IP address, or an IPv6 address's /64.
-func peerKey(addr net.Addr) string {
-	s := addr.String()
-	ap, err := netip.ParseAddrPort(s)
-	if err != nil {
-		if host, _, err := net.SplitHostPort(s); err == nil {
-			return host
-		}
-		return s
-	}
-	ip := ap.Addr().Unmap()
-	if ip.Is6() {
-		return netip.PrefixFrom(ip.WithZone(""), 64).Masked().String()
-	}
-	return ip.String()
-}
-
-// admit tracks an accepted connection, unless its address (peerKey)
-// already has perIPLimit open, maxPending connections wait for their
-// preface, or the mux is closed; then it closes c. An admitted connection
-// counts as pending until dispatch has read its preface.
+// admit tracks an accepted connection, unless its IP already has
+// perIPLimit open or the mux is closed; then it closes c. An admitted
+// connection is pending until dispatch has read its preface; past
+// pendingLimit, the oldest pending one is closed.
 func (m *mux) admit(c net.Conn) (ok, closed bool) {
-	ip := peerKey(c.RemoteAddr())
+	ip := c.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(ip); err == nil {
+		ip = host
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -207,10 +197,19 @@ func (m *mux) admit(c net.Conn) (ok, closed bool) {
 	if limit := m.perIPLimit(); m.perIP[ip] >= limit {
 		return refuse("it has %d open, the most one address may (%d, and %d per stream open here)", limit, m.maxPerIP, connsPerStream)
 	}
-	if m.pending >= max(m.maxPending, 2*m.perIPLimit()) {
-		return refuse("%d connections have not sent their first bytes yet, the most the node waits for at once", m.pending)
+	if limit := max(m.maxPending, max(2, m.peers)*m.perIPLimit()); m.pending.Len() >= limit {
+		old := m.pending.Remove(m.pending.Front()).(net.Conn)
+		delete(m.pendingAt, old)
+		m.wg.Add(1)
+		go func() { // its dispatch, reading, sees it closed; a TLS close may write
+			defer m.wg.Done()
+			old.Close()
+		}()
+		if _, ok := onceEvery(&m.refusedLogged, refusedLogEvery); ok {
+			m.diag.Printf("logx: closed a connection from %s that had not sent its first bytes: %d were waiting, the most the node waits for at once", old.RemoteAddr(), limit)
+		}
 	}
-	m.pending++
+	m.pendingAt[c] = m.pending.PushBack(c)
 	m.perIP[ip]++
 	m.inbound[c] = ip
 	m.conns[c] = struct{}{}
@@ -265,7 +264,10 @@ func (m *mux) dispatch(c net.Conn) {
 	_ = c.SetReadDeadline(time.Now().Add(m.headerTimeout))
 	name, proto, err := wire.ReadPreface(c, validStreamName, DefaultStream)
 	m.mu.Lock()
-	m.pending--
+	if el, ok := m.pendingAt[c]; ok {
+		m.pending.Remove(el)
+		delete(m.pendingAt, c)
+	}
 	m.mu.Unlock()
 	if err != nil {
 		m.closeConn(c)
