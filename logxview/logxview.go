@@ -253,14 +253,18 @@ func (h *Viewer) serveSearch(w http.ResponseWriter, r *http.Request) {
 	defer done()
 	start := time.Now()
 	out := struct {
-		Lines  []Entry `json:"lines"`
-		More   bool    `json:"more"` // the limit or the size stopped it: older matches may follow
-		TookMS int64   `json:"took_ms"`
-	}{Lines: []Entry{}}
+		Lines  []json.RawMessage `json:"lines"` // Entry, each encoded as it came
+		More   bool              `json:"more"`  // the limit or the size stopped it: older matches may follow
+		TookMS int64             `json:"took_ms"`
+	}{Lines: []json.RawMessage{}}
 	var size int
 	err = src.Grep(ctx, q, func(l logx.Line) error {
-		out.Lines = append(out.Lines, entry(l))
-		if size += len(l.Text); size >= maxSearchBytes {
+		b, err := json.Marshal(entry(l))
+		if err != nil {
+			return err
+		}
+		out.Lines = append(out.Lines, b)
+		if size += len(b); size >= maxSearchBytes {
 			return errFull
 		}
 		return nil
@@ -274,8 +278,11 @@ func (h *Viewer) serveSearch(w http.ResponseWriter, r *http.Request) {
 	h.writeAnswer(w, out)
 }
 
-// maxSearchBytes bounds the lines' bytes in one answer: a page of long
-// lines stops early, saying there is more.
+// maxSearchBytes bounds the JSON of one answer's lines, as sent: a page
+// of long lines stops early, saying there is more. (Counted from the
+// lines' own bytes, an answer could be 12 times as large: each line is
+// sent as its text and as its fields, and encoding/json writes '<', '>'
+// and '&' as six bytes.)
 const maxSearchBytes = 4 << 20
 
 var errFull = errors.New("the answer is full")

@@ -292,7 +292,12 @@ func TestPage(t *testing.T) {
 func TestTail(t *testing.T) {
 	nodes, _ := cluster(t, 5)
 	v := Handler(nodes[1], Options{MaxTails: 2})
-	srv := httptest.NewServer(v)
+	// A server with a ReadTimeout, as logx node's: net/http cancels a
+	// request's context when its connection's read deadline passes, so a
+	// tail that kept the deadline ended then (after a minute in logx node).
+	srv := httptest.NewUnstartedServer(v)
+	srv.Config.ReadTimeout = 200 * time.Millisecond
+	srv.Start()
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -326,6 +331,7 @@ func TestTail(t *testing.T) {
 	line, err := r.ReadString('\n')
 	require.NoError(t, err)
 	require.Equal(t, ": logx tail\n", line)
+	time.Sleep(500 * time.Millisecond) // past the server's ReadTimeout: the tail outlives it
 	_, err = nodes[0].Append(ctx, logx.LevelWarn, "live one")
 	require.NoError(t, err)
 	_, err = nodes[2].Append(ctx, logx.LevelInfo, "live but INFO") // filtered out
@@ -471,7 +477,25 @@ func TestBounds(t *testing.T) {
 	var r searchResult
 	require.Equal(t, 200, get(t, srv, "api/search", url.Values{"limit": {"1000"}}, &r))
 	require.True(t, r.More)
-	require.Len(t, r.Lines, 4) // 4 MiB of lines
+	require.Len(t, r.Lines, 2) // 4 MiB of JSON: each line as its text and its fields
+
+	// Lines whose JSON is six times their size ('<' is \u003c): the bound
+	// is on the answer as sent, not on the lines' bytes.
+	html := strings.Repeat("<", 256<<10)
+	for i := range src.lines {
+		src.lines[i].Text = []byte(fmt.Sprintf("seq=%d level=INFO node=n1 msg=%s", i+1, html))
+	}
+	res, err := http.Get(srv.URL + "/api/search?limit=1000")
+	require.NoError(t, err)
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(body, &r))
+	require.True(t, r.More)
+	require.LessOrEqual(t, len(body), maxSearchBytes+2*6*len(html)+4096, "an answer of %d lines", len(r.Lines))
+	for i := range src.lines {
+		src.lines[i].Text = []byte(fmt.Sprintf("seq=%d level=INFO node=n1 msg=%s", i+1, big))
+	}
 
 	src.hold = make(chan struct{})
 	first := make(chan int)
@@ -486,7 +510,7 @@ func TestBounds(t *testing.T) {
 	require.Equal(t, 200, <-first)
 	src.hold = nil
 
-	res, err := http.Get(srv.URL + "/api/tail?from=1")
+	res, err = http.Get(srv.URL + "/api/tail?from=1")
 	require.NoError(t, err)
 	defer res.Body.Close()
 	br := bufio.NewReader(res.Body)
