@@ -90,7 +90,14 @@ func TestBrowser(t *testing.T) {
 		}
 		require.NoError(t, lx.Flush(ctx))
 	}
-	total := recent + spread
+	// A line whose invisible characters would make it read as another, and
+	// one longer than a cell shows.
+	bidi := "bidi \u202eevil\u202c ad\u200bmin"
+	_, err := nodes[0].Append(ctx, slog.LevelInfo, bidi)
+	require.NoError(t, err)
+	_, err = nodes[1].Append(ctx, slog.LevelInfo, "long "+strings.Repeat("z", 5000))
+	require.NoError(t, err)
+	total := recent + spread + 2
 	waitSeq(t, nodes, uint64(total))
 	v := Handler(nodes[1], Options{})
 	srv := httptest.NewServer(v)
@@ -140,6 +147,14 @@ func TestBrowser(t *testing.T) {
 	for _, h := range hostile {
 		require.Contains(t, shown, h)
 	}
+	// Invisible format characters show as \uXXXX, as logx tail writes
+	// them; a long value is cut, saying so.
+	d.setValue("#q", "bidi")
+	d.search("#search")
+	require.EqualValues(t, []any{`bidi \u202eevil\u202c ad\u200bmin`}, d.js(`return rows().map(r => r.msg)`))
+	d.setValue("#q", "long zzz")
+	d.search("#search")
+	require.EqualValues(t, []any{"long " + strings.Repeat("z", 1995) + " … (3005 more characters)"}, d.js(`return rows().map(r => r.msg)`))
 
 	// Search, then filter by level.
 	d.setValue("#q", "payment 4")
@@ -176,9 +191,18 @@ func TestBrowser(t *testing.T) {
 	d.search("", "#range", "15m")
 	d.click("#live")
 	d.wait("the tail", `return status().startsWith("live")`)
-	_, err := nodes[0].Append(ctx, logx.LevelWarn, "live line <i>1</i>")
+	_, err = nodes[0].Append(ctx, logx.LevelWarn, "live line <i>1</i>")
 	require.NoError(t, err)
 	d.wait("the live line", `return rows()[0].msg === "live line <i>1</i>"`)
+	// A hidden tab gives its tail back, and takes it again when shown.
+	require.EqualValues(t, 1, v.tails.Load())
+	d.js(`Object.defineProperty(document, "hidden", {value: true, configurable: true});
+		document.dispatchEvent(new Event("visibilitychange"));`)
+	require.Eventually(t, func() bool { return v.tails.Load() == 0 }, 10*time.Second, 10*time.Millisecond, "the hidden tab kept its tail")
+	d.js(`Object.defineProperty(document, "hidden", {value: false, configurable: true});
+		document.dispatchEvent(new Event("visibilitychange"));`)
+	require.Eventually(t, func() bool { return v.tails.Load() == 1 }, 10*time.Second, 10*time.Millisecond, "the tab shown again did not take its tail back")
+	d.wait("the tail again", `return status().startsWith("live: new lines")`)
 	d.click("#live") // pause
 	d.wait("the pause", `return status() === "paused"`)
 	_, err = nodes[2].Append(ctx, logx.LevelError, "logged while paused")

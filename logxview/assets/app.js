@@ -6,12 +6,16 @@ const LEVELS = ["DEBUG", "INFO", "WARN", "ERROR"];
 const COLORS = { DEBUG: "#8e8e93", INFO: "#2f6fbf", WARN: "#c98a00", ERROR: "#c8321e" };
 const PAGE = 200;       // lines per page of results
 const MAX_ROWS = 5000;  // rows kept on the page; the oldest go first
+const MAX_CELL = 2000;  // characters a cell shows of a value (a line may be 64 KiB or more)
+const MAX_TITLE = 8000; // characters of the whole line a row's tooltip shows
 const SVG = "http://www.w3.org/2000/svg";
 
 const $ = (id) => document.getElementById(id);
 // query is the last search's parameters, with its range in absolute
 // times (the server's, for the presets): "Load older" pages through it.
-const state = { oldest: 0, newest: 0, tail: null, live: false, searchId: 0, query: null, loading: false };
+// abort ends the requests of the search under way when a newer one
+// starts: each holds one of the server's few query turns until it ends.
+const state = { oldest: 0, newest: 0, tail: null, live: false, searchId: 0, query: null, loading: false, abort: null };
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -59,11 +63,28 @@ function setStatus(text, error) {
   $("status").className = error ? "error" : "";
 }
 
-async function api(path, p) {
-  const res = await fetch("api/" + path + "?" + p.toString(), { headers: { Accept: "application/json" } });
+async function api(path, p, signal) {
+  const res = await fetch("api/" + path + "?" + p.toString(), { headers: { Accept: "application/json" }, signal });
   const body = await res.json().catch(() => ({ error: res.statusText }));
   if (!res.ok) throw new Error(body.error || res.statusText);
   return body;
+}
+
+// shown makes a value safe to read: the invisible format characters
+// (Unicode's Cf: bidirectional overrides and isolates, which make a line
+// read as another; zero width spaces, which make "ad\u200bmin" look like
+// "admin"; tags) and U+2028/9 are written as \uXXXX, as logx tail and
+// grep write them, but the zero width joiners, which scripts and emoji
+// need; a value longer than max is cut, saying how much more there is.
+function shown(s, max) {
+  if (!s) return "";
+  let out = s.replace(/[\p{Cf}\u2028\u2029]/gu, (c) => {
+    if (c === "\u200c" || c === "\u200d") return c;
+    const cp = c.codePointAt(0);
+    return cp > 0xffff ? "\\U" + cp.toString(16).padStart(8, "0") : "\\u" + cp.toString(16).padStart(4, "0");
+  });
+  if (out.length > max) out = out.slice(0, max) + ` … (${out.length - max} more characters)`;
+  return out;
 }
 
 function row(e) {
@@ -75,18 +96,18 @@ function row(e) {
   const span = el("span", "lvl lvl-" + (LEVELS.includes(e.level) ? e.level : "INFO"), e.level);
   lvl.appendChild(span);
   tr.appendChild(lvl);
-  tr.appendChild(el("td", "node", e.node || ""));
-  const caller = el("td", "caller", e.caller || "");
-  caller.title = e.caller || "";
+  tr.appendChild(el("td", "node", shown(e.node, MAX_CELL)));
+  const caller = el("td", "caller", shown(e.caller, MAX_CELL));
+  caller.title = caller.textContent;
   tr.appendChild(caller);
-  tr.appendChild(el("td", "msg", e.msg || (e.attrs ? "" : e.text)));
+  tr.appendChild(el("td", "msg", shown(e.msg || (e.attrs ? "" : e.text), MAX_CELL)));
   const attrs = el("td", "attrs");
   for (const [k, v] of e.attrs || []) {
-    attrs.appendChild(el("span", "k", k + "="));
-    attrs.appendChild(el("span", "v", v));
+    attrs.appendChild(el("span", "k", shown(k, MAX_CELL) + "="));
+    attrs.appendChild(el("span", "v", shown(v, MAX_CELL)));
   }
   tr.appendChild(attrs);
-  tr.title = e.text;
+  tr.title = shown(e.text, MAX_TITLE);
   return tr;
 }
 
@@ -101,6 +122,9 @@ function trim() {
 
 async function search() {
   const id = ++state.searchId;
+  if (state.abort) state.abort.abort(); // the server's turns go to this one
+  const ctl = new AbortController();
+  state.abort = ctl;
   stopTail();
   const p = params();
   setRange(p);
@@ -112,7 +136,7 @@ async function search() {
   $("older").hidden = true;
   state.query = null;
   try {
-    const [res, hist] = await Promise.all([api("search", p), api("histogram", hp)]);
+    const [res, hist] = await Promise.all([api("search", p, ctl.signal), api("histogram", hp, ctl.signal)]);
     if (id !== state.searchId) return; // a newer search is under way
     for (const e of res.lines) $("rows").appendChild(row(e));
     state.newest = res.lines.length ? res.lines[0].seq : 0;
@@ -126,6 +150,8 @@ async function search() {
     if (state.live) startTail();
   } catch (err) {
     if (id === state.searchId) setStatus(String(err.message || err), true);
+  } finally {
+    if (state.abort === ctl) state.abort = null;
   }
 }
 
@@ -259,6 +285,19 @@ function stopTail() {
     state.tail = null;
   }
 }
+
+// A tab in the background gives its tail back (the server has 16 for
+// all its clients) and takes it again, from the line after the last one
+// shown, when it comes back.
+document.addEventListener("visibilitychange", () => {
+  if (!state.live) return;
+  if (document.hidden) {
+    stopTail();
+    setStatus("live: paused while the tab is hidden");
+  } else if (!state.tail) {
+    startTail();
+  }
+});
 
 function stopLive(why) {
   state.live = false;
