@@ -174,8 +174,8 @@ func (m *mux) perIPLimit() int {
 
 // admit tracks an accepted connection, unless its IP already has
 // perIPLimit open or the mux is closed; then it closes c. An admitted
-// connection is pending until dispatch has read its preface; past
-// pendingLimit, the oldest pending one is closed.
+// connection is pending until dispatch has read its preface; past the
+// pending bound (maxPendingConns), the oldest pending one is closed.
 func (m *mux) admit(c net.Conn) (ok, closed bool) {
 	ip := c.RemoteAddr().String()
 	if host, _, err := net.SplitHostPort(ip); err == nil {
@@ -187,15 +187,12 @@ func (m *mux) admit(c net.Conn) (ok, closed bool) {
 		c.Close()
 		return false, true
 	}
-	refuse := func(why string, args ...any) (bool, bool) {
+	if limit := m.perIPLimit(); m.perIP[ip] >= limit {
 		c.Close()
 		if _, ok := onceEvery(&m.refusedLogged, refusedLogEvery); ok {
-			m.diag.Printf("logx: refused a connection from %s: "+why, append([]any{ip}, args...)...)
+			m.diag.Printf("logx: refused a connection from %s: it has %d open, the most one address may (%d, and %d per stream open here)", ip, limit, m.maxPerIP, connsPerStream)
 		}
 		return false, false
-	}
-	if limit := m.perIPLimit(); m.perIP[ip] >= limit {
-		return refuse("it has %d open, the most one address may (%d, and %d per stream open here)", limit, m.maxPerIP, connsPerStream)
 	}
 	if limit := max(m.maxPending, max(2, m.peers)*m.perIPLimit()); m.pending.Len() >= limit {
 		old := m.pending.Remove(m.pending.Front()).(net.Conn)
