@@ -58,8 +58,7 @@ var (
 	// gets it too.
 	ErrOutcomeUnknown = errors.New("logx: outcome unknown, the entry may or may not be committed")
 
-	// ErrCorrupt is returned by New when Dir's files contradict its
-	// checkpoint.
+	// ErrCorrupt is returned by New when Dir's files contradict its checkpoint.
 	ErrCorrupt = store.ErrCorrupt
 
 	// ErrRemoved is returned for entries logged on a node after it was
