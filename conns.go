@@ -64,6 +64,18 @@ func (c *trackedConn) Close() error {
 	return err
 }
 
+// cutAtOnce calls cut for every connection of conns, each with its value,
+// all at once, and waits for them: a TLS close whose peer reads nothing
+// waits up to 5 s for its close_notify to go out (crypto/tls), so closed
+// one after another, a peer's idle connections would hold a Close 5 s each.
+func cutAtOnce[V any](conns map[net.Conn]V, cut func(net.Conn, V)) {
+	var wg sync.WaitGroup
+	for c, v := range conns {
+		wg.Go(func() { cut(c, v) })
+	}
+	wg.Wait()
+}
+
 // cutConn closes c, which the node accepted (inbound) or dialed, as a
 // shut does: one it accepted plainly, so that an answer it queued still
 // goes out; one it dialed with a reset (abortConn), so that what it was

@@ -149,10 +149,8 @@ func (e *endpoint) dialWith(ctx context.Context, tlsCfg *tls.Config, addr string
 }
 
 // shut closes e's connections and makes it refuse new ones, without
-// waiting for its handlers; the other streams' are untouched. A TLS close
-// whose peer reads nothing waits up to 5 s for its close_notify to go out
-// (crypto/tls), so the connections close at once, not one after another:
-// Close's bound would otherwise grow with them.
+// waiting for its handlers; the other streams' are untouched. Its
+// connections close at once (cutAtOnce).
 func (e *endpoint) shut() {
 	e.mu.Lock()
 	if e.closed {
@@ -165,11 +163,7 @@ func (e *endpoint) shut() {
 	conns := e.conns
 	e.conns = nil
 	e.mu.Unlock()
-	var wg sync.WaitGroup // a TLS close can wait seconds: all at once, as mux.shut
-	for c := range conns {
-		wg.Go(func() { e.m.cut(c) })
-	}
-	wg.Wait()
+	cutAtOnce(conns, func(c net.Conn, _ struct{}) { e.m.cut(c) })
 }
 
 // close shuts e, waits for its handlers to return, and removes it from

@@ -117,9 +117,9 @@ func (lx *Logx) AddNode(ctx context.Context, addr string) error {
 // need the change: its voters are the default stream's at its creation.
 // Its creation comes before the change to the default stream in that
 // stream's log, so this node first applies up to the leader's commit
-// index, then waits for tend to open what the catalog holds. It returns the streams that failed to open here, or did
-// not open within catalogStreamsWait (or ctx), each with an error saying
-// why (missingErr).
+// index, then waits for tend to open what the catalog holds. It returns
+// the streams that failed to open here, or did not open within
+// catalogStreamsWait (or ctx), each with an error saying why (missingErr).
 func (n *node) openCatalogStreams(ctx context.Context) map[string]error {
 	def := n.get(DefaultStream)
 	if def == nil {

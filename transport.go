@@ -420,11 +420,7 @@ func (m *mux) shut() {
 		conns[c] = in
 	}
 	m.mu.Unlock()
-	var wg sync.WaitGroup // a TLS close can wait seconds: all at once
-	for c, in := range conns {
-		wg.Go(func() { cutConn(c, in) })
-	}
-	wg.Wait()
+	cutAtOnce(conns, cutConn)
 }
 
 // cut closes c as a shut does, and untracks it.
