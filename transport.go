@@ -172,6 +172,10 @@ func (m *mux) perIPLimit() int {
 	return m.maxPerIP + connsPerStream*max(len(m.endpoints), m.startStreams)
 }
 
+// pendingLimit is the pending bound: maxPendingConns, or perIPLimit for
+// each of Config.Peers (at least two) when that is more. m.mu is held.
+func (m *mux) pendingLimit() int { return max(m.maxPending, max(2, m.peers)*m.perIPLimit()) }
+
 // admit tracks an accepted connection, unless its IP already has
 // perIPLimit open or the mux is closed; then it closes c. An admitted
 // connection is pending until dispatch has read its preface; past the
@@ -194,7 +198,7 @@ func (m *mux) admit(c net.Conn) (ok, closed bool) {
 		}
 		return false, false
 	}
-	if limit := max(m.maxPending, max(2, m.peers)*m.perIPLimit()); m.pending.Len() >= limit {
+	if limit := m.pendingLimit(); m.pending.Len() >= limit {
 		old := m.pending.Remove(m.pending.Front()).(net.Conn)
 		delete(m.pendingAt, old)
 		m.wg.Add(1)

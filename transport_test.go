@@ -3,6 +3,7 @@ package logx
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -52,6 +53,33 @@ func TestConnLimits(t *testing.T) {
 	lx.node.mux.mu.Lock()
 	require.Equal(t, 8+3*connsPerStream, lx.node.mux.perIPLimit())
 	lx.node.mux.mu.Unlock()
+}
+
+// TestPendingLimitGrowsWithPeers: the pending bound grows to perIPLimit
+// for each of Config.Peers (at least two), so that peers connecting all
+// their streams at once do not push each other out.
+func TestPendingLimitGrowsWithPeers(t *testing.T) {
+	peers := func(n int) []string {
+		var p []string
+		for i := range n {
+			p = append(p, fmt.Sprintf("127.0.0.%d:7000", i+1))
+		}
+		return p
+	}
+	for _, tc := range []struct{ peers, startStreams, want int }{
+		{1, 0, 4},   // the fixed bound: 2 × 1 is less
+		{5, 0, 5},   // 5 peers × 1
+		{5, 2, 45},  // 5 peers × (1 + 2 streams × connsPerStream)
+		{1, 2, 18},  // at least two: 2 × 9
+		{0, 10, 82}, // no Peers (a Join): still two
+	} {
+		m := newMux(nil, Config{Peers: peers(tc.peers)}, seams{maxPendingConns: 4, maxConnsPerIP: 1}, nil)
+		m.startStreams = tc.startStreams
+		m.mu.Lock()
+		got := m.pendingLimit()
+		m.mu.Unlock()
+		require.Equal(t, tc.want, got, "%d peers, %d streams", tc.peers, tc.startStreams)
+	}
 }
 
 // TestPendingConnLimit: connections that have sent nothing yet (a TLS
