@@ -100,7 +100,22 @@ func TestBrowser(t *testing.T) {
 	total := recent + spread + 2
 	waitSeq(t, nodes, uint64(total))
 	v := Handler(nodes[1], Options{})
-	srv := httptest.NewServer(v)
+	// Requests of the search "held" wait, outside the viewer, until the
+	// page gives them up, and say so: a newer search must abort them.
+	held, aborted := make(chan struct{}, 8), make(chan struct{}, 8)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("q") != "held" {
+			v.ServeHTTP(w, r)
+			return
+		}
+		held <- struct{}{}
+		select {
+		case <-r.Context().Done():
+			aborted <- struct{}{}
+		case <-time.After(20 * time.Second):
+		}
+		http.Error(w, "held too long", http.StatusServiceUnavailable)
+	}))
 	// Cleanups run last first: the browser quits, then the tails end, then
 	// the server closes (it waits for its requests).
 	t.Cleanup(srv.Close)
@@ -125,8 +140,26 @@ func TestBrowser(t *testing.T) {
 	require.EqualValues(t, "rgb(200, 50, 30)", d.js(`return getComputedStyle(document.querySelector("#rows .lvl-ERROR")).color`))
 	require.Positive(t, d.js(`return document.querySelectorAll("#histogram rect.bar").length`))
 
+	// A search still under way is given up for a newer one: both its
+	// requests (lines and histogram) end at the server.
+	d.setValue("#q", "held")
+	d.click("#search")
+	for range 2 {
+		select {
+		case <-held:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the held search's requests did not come")
+		}
+	}
 	d.setValue("#q", "payment 7")
 	d.search("#search")
+	for range 2 {
+		select {
+		case <-aborted:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the newer search did not abort the requests of the one it replaced")
+		}
+	}
 	row := d.js(`return Array.from(document.querySelector("#rows tr").children).map(td => td.textContent)`).([]any)
 	require.Len(t, row, 7)
 	require.Regexp(t, `^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+$`, row[1])
