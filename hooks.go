@@ -106,6 +106,10 @@ type seams struct {
 	// starting (bootstrap.go).
 	opening          func(name, stage string) error
 	startingAnswered func()
+
+	// beforeVoter is called as addNode, on the leader, is about to make
+	// the caught-up non-voter addr a voter (a test blocks it there).
+	beforeVoter func(addr string)
 }
 
 // open calls opening, if set.

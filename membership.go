@@ -355,6 +355,9 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 				return cerr
 			}
 		}
+		if err := lx.stillListed(addr); err != nil {
+			return err
+		}
 		if err == nil && !st.CatchingUp && st.AppliedIndex >= target && st.WriteError == "" {
 			break
 		}
@@ -377,12 +380,35 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 		}
 		wait = min(2*wait, 500*time.Millisecond)
 	}
+	if lx.seams.beforeVoter != nil {
+		lx.seams.beforeVoter(addr)
+	}
+	// An AddVoter of a server the configuration lacks adds it: under
+	// confMu, a RemoveNode made while it caught up is seen, not undone.
+	lx.confMu.Lock()
+	defer lx.confMu.Unlock()
+	if err := lx.stillListed(addr); err != nil {
+		return err
+	}
 	if err := lx.raftCall(func() error {
 		return awaitFuture(ctx, lx.raft.AddVoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, enqueueWithin(ctx)))
 	}); err != nil {
 		return err
 	}
 	lx.logf("logx: %s caught up and is a voter", addr)
+	return nil
+}
+
+// stillListed fails if addr, added as a non-voter, has left the
+// configuration since (a RemoveNode meanwhile).
+func (lx *Stream) stillListed(addr string) error {
+	_, ok, err := lx.suffrage(addr)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("logx: %s was removed while it caught up, so it is not added", addr)
+	}
 	return nil
 }
 
@@ -426,9 +452,12 @@ func (lx *Stream) removeNode(ctx context.Context, addr string) error {
 		}
 		return raft.ErrNotLeader // the caller asks the new leader
 	}
-	if err := lx.raftCall(func() error {
+	lx.confMu.Lock()
+	err = lx.raftCall(func() error {
 		return awaitFuture(ctx, lx.raft.RemoveServer(raft.ServerID(addr), 0, enqueueWithin(ctx)))
-	}); err != nil {
+	})
+	lx.confMu.Unlock()
+	if err != nil {
 		return err
 	}
 	lx.logf("logx: removed %s from the cluster", addr)

@@ -712,3 +712,74 @@ func TestAddNodeStreamNotOpenHere(t *testing.T) {
 	require.NoError(t, c.nodes[0].AddNode(ctx, addr), "called again once the stream is open")
 	c.awaitMembers(ctx, "x", isVoter(addr), "the new node is a voter of the stream")
 }
+
+// TestAddNodeRacesRemoveNode: a RemoveNode made while AddNode waits for
+// the new node to catch up is not undone by AddNode's last step (an
+// AddVoter of a server the configuration lacks would add it back): AddNode
+// fails, saying so, and the node stays out.
+func TestAddNodeRacesRemoveNode(t *testing.T) {
+	t.Parallel()
+	reached, release := make(chan string, 4), make(chan struct{})
+	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) {
+		sm.beforeVoter = func(addr string) {
+			reached <- addr
+			<-release
+		}
+	})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free()
+	n := c.addJoiner()
+	addr := c.cfgs[n].Addr
+	l := c.leaderIndex()
+	require.GreaterOrEqual(t, l, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.nodes[l].AddNode(ctx, addr) }()
+	select {
+	case got := <-reached:
+		require.Equal(t, addr, got)
+	case err := <-done:
+		t.Fatalf("AddNode returned before its last step: %v", err)
+	case <-ctx.Done():
+		t.Fatal("AddNode did not reach its last step")
+	}
+	require.NoError(t, c.nodes[l].RemoveNode(ctx, addr))
+	free()
+	require.ErrorContains(t, <-done, "was removed while it caught up")
+	_, listed := members(t, c.nodes[l])[addr]
+	require.False(t, listed, "AddNode undid the RemoveNode made meanwhile")
+}
+
+// TestRemovalConfirmedByOtherVoters: a removed node honours the leader's
+// notice once a majority of the other voters (the configuration the
+// removal committed in) confirm it: with two voters, the one left; with
+// four, two of the other three while the third is down. A majority of all
+// voters, itself counted, could not be reached there.
+func TestRemovalConfirmedByOtherVoters(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		nodes int
+		down  bool
+	}{{"two voters", 2, false}, {"four voters, one down", 4, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTestCluster(t, tc.nodes, nil)
+			l := c.leaderIndex()
+			require.GreaterOrEqual(t, l, 0)
+			victim := (l + 1) % tc.nodes
+			if tc.down {
+				c.stop((l + 2) % tc.nodes)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			require.NoError(t, c.nodes[l].RemoveNode(ctx, c.cfgs[victim].Addr))
+			require.True(t, waitFor(20*time.Second, func() bool { return c.nodes[victim].removed.Load() }),
+				"the removed node did not honour the notice (ignored %d)", c.nodes[victim].Stats().IgnoredRemovals)
+			require.Zero(t, c.nodes[victim].Stats().IgnoredRemovals)
+			_, err := c.nodes[victim].Append(ctx, LevelInfo, "from a removed node")
+			require.ErrorIs(t, err, ErrRemoved)
+		})
+	}
+}

@@ -60,6 +60,11 @@ func (p *peerWatch) observe(o raft.Observation) bool {
 		delete(p.failing, d.PeerID)
 	case raft.LeaderObservation:
 		clear(p.failing) // a new term starts with a clean slate
+	case raft.PeerObservation:
+		// Added or removed: a peer added again starts with no failure,
+		// and its new heartbeats report none until one fails (it was
+		// marked failing for good when removed while down).
+		delete(p.failing, d.Peer.ID)
 	}
 	return false // nothing for the channel: the filter did the work
 }

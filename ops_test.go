@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/stretchr/testify/require"
 )
 
@@ -130,5 +131,21 @@ func TestAlarmCheckEvery(t *testing.T) {
 		{time.Millisecond, 100 * time.Millisecond},
 	} {
 		require.Equal(t, tc.want, alarmCheckEvery(tc.noLeader), "AlarmNoLeader %v", tc.noLeader)
+	}
+}
+
+// TestPeerWatchForgetsChangedPeer: a peer removed while its heartbeats
+// failed, and added again under the same address, is not reported failing
+// for good: hashicorp/raft reports no resumed heartbeats for a peer whose
+// new heartbeats never failed.
+func TestPeerWatchForgetsChangedPeer(t *testing.T) {
+	for _, removed := range []bool{true, false} {
+		p := peerWatch{failing: map[raft.ServerID]time.Time{}}
+		p.observe(raft.Observation{Data: raft.FailedHeartbeatObservation{PeerID: "d", LastContact: time.Now()}})
+		p.observe(raft.Observation{Data: raft.FailedHeartbeatObservation{PeerID: "e", LastContact: time.Now()}})
+		require.Len(t, p.failing, 2)
+		p.observe(raft.Observation{Data: raft.PeerObservation{Removed: removed, Peer: raft.Server{ID: "d", Address: "d"}}})
+		require.NotContains(t, p.failing, raft.ServerID("d"), "removed %v", removed)
+		require.Contains(t, p.failing, raft.ServerID("e"))
 	}
 }

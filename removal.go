@@ -20,9 +20,13 @@ import (
 // usually never receives the entry that removed it and its configuration
 // still lists it. It asks the other members of its latest configuration
 // for their status instead, and honours the notice only if a majority of
-// that configuration's voters answer, as the member it dialled, with a
-// configuration that does not list this node. Otherwise it ignores the
-// notice (Stats.IgnoredRemovals, and a line on LogOutput).
+// that configuration's other voters (the configuration the removal
+// committed in: hashicorp/raft counts a change in the configuration it
+// makes) answer, as the member it dialled, with a configuration that does
+// not list this node. Otherwise it ignores the notice
+// (Stats.IgnoredRemovals, and a line on LogOutput). A majority of all the
+// voters, this node counted, could never be reached with two voters, nor
+// with four while one other was down.
 
 // Bounds of one check: up to removalCheckRounds rounds of status requests
 // to every other member at once (each bounded by Config.ForwardTimeout),
@@ -88,8 +92,8 @@ func (lx *Stream) checkRemoval() {
 
 // removalConfirmed asks every other member of this node's latest
 // configuration for its status, at once, and reports whether a majority
-// of the configuration's voters no longer list this node, with a summary
-// of the answers.
+// of its other voters no longer list this node, with a summary of the
+// answers.
 func (lx *Stream) removalConfirmed() (bool, string) {
 	f := lx.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
@@ -98,12 +102,13 @@ func (lx *Stream) removalConfirmed() (bool, string) {
 	var voters int
 	var others []raft.Server
 	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == lx.cfg.Addr {
+			continue
+		}
 		if s.Suffrage == raft.Voter {
 			voters++
 		}
-		if string(s.ID) != lx.cfg.Addr {
-			others = append(others, s)
-		}
+		others = append(others, s)
 	}
 	need := voters/2 + 1
 	gone := make([]bool, len(others))
@@ -125,7 +130,7 @@ func (lx *Stream) removalConfirmed() (bool, string) {
 			confirmed++
 		}
 	}
-	verdict := fmt.Sprintf("%d of %d voters confirm, %d needed", confirmed, voters, need)
+	verdict := fmt.Sprintf("%d of %d other voters confirm, %d needed", confirmed, voters, need)
 	if len(listing) > 0 {
 		verdict += "; still listed by " + strings.Join(listing, ", ")
 	}

@@ -61,11 +61,11 @@ type Stream struct {
 	// closingCtx is cancelled (by cancelClosing) when Close begins.
 	closingCtx    context.Context
 	cancelClosing context.CancelFunc
-	// removed is set once a majority of this node's configuration's voters
+	// removed is set once a majority of its configuration's other voters
 	// confirmed a notice that it was removed (removal.go).
-	removed atomic.Bool
-	// checkingRemoval is set while a removal notice is being checked.
-	checkingRemoval atomic.Bool
+	removed         atomic.Bool
+	checkingRemoval atomic.Bool // a removal notice is being checked
+	confMu          sync.Mutex  // addNode's last step and removeNode's change, one at a time (membership.go)
 	// handingOver is set while a leader that cannot write hands over;
 	// lastHandOver is when it last began to (monoNanos), and
 	// handOverGap how long it waits before it does again (see handOver);
