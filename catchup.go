@@ -251,7 +251,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	st := applyState{Index: m.Index, Seq: m.Seq, Producers: m.Producers, SnapIndex: m.Index, PrunedAt: m.PrunedAt,
 		Clock: m.Clock, Clocks: m.Clocks, Voters: m.Voters, ClockOwners: m.Owners, Settings: m.Settings, Catalog: m.Catalog, Level: m.Level, TruncatedBefore: m.TruncatedBefore,
 		State: store.State{ActiveFirst: last.First, ActiveSize: last.Size, Rotated: slices.Clone(m.Files[:len(m.Files)-1]),
-			ActiveNewest: last.Newest, ActiveMinTime: last.MinTime, ActiveMaxTime: last.MaxTime}}
+			ActiveNewest: last.Newest, ActiveMinTime: last.MinTime, ActiveMaxTime: last.MaxTime, ActiveSum: store.ActiveSum(last)}}
 	if st.Producers == nil {
 		st.Producers = map[uint64]*producerState{}
 	}

@@ -153,8 +153,19 @@ func TestCorruptDir(t *testing.T) {
 	f := openTestFSM(t, dir)
 	f.ApplyBatch(testLogs(2, 2))
 	require.NoError(t, f.close())
-	require.NoError(t, os.Truncate(filepath.Join(dir, "app.log"), 10))
-	_, err := newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 2048}}, format: FormatText, stateInterval: -1, logf: t.Logf})
+	// A byte of the active file changed on the disk, its length the same:
+	// the checkpoint's checksum of it says so.
+	active := filepath.Join(dir, "app.log")
+	b, err := os.ReadFile(active)
+	require.NoError(t, err)
+	b[len(b)/2] ^= 0x20
+	require.NoError(t, os.WriteFile(active, b, 0o644))
+	_, err = newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 2048}}, format: FormatText, stateInterval: -1, logf: t.Logf})
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.ErrorContains(t, err, "changed on the disk")
+
+	require.NoError(t, os.Truncate(active, 10))
+	_, err = newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 2048}}, format: FormatText, stateInterval: -1, logf: t.Logf})
 	require.ErrorIs(t, err, ErrCorrupt)
 
 	require.NoError(t, os.Remove(filepath.Join(dir, stateFile)))

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -339,5 +340,71 @@ func TestRetireManyAtOnce(t *testing.T) {
 	// is left, with room to spare: far below the old cost.
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > n*4096 {
 		t.Fatalf("retiring %d of %d files allocated %d bytes", n-keep, n, alloc)
+	}
+}
+
+// TestOpenChecksActiveSum: a start checks the bytes of the active file
+// the checkpoint covers against the checksum it recorded, with the hash
+// the file names: a byte changed on the disk, the length the same, is
+// ErrCorrupt, not taken as written. A checkpoint without the checksum
+// (written before it was recorded) is opened as before, and a malformed
+// one is refused.
+func TestOpenChecksActiveSum(t *testing.T) {
+	for _, h := range []Hash{SHA256, BLAKE3} {
+		dir := t.TempDir()
+		w := open(t, dir, Rotation{MaxSize: 1 << 20}, State{ActiveFirst: 1}, false, Hooks{})
+		w.SetNextSum(h)
+		next := write(t, w, 1, 5, 100, 0)
+		cp := w.State(next)
+		_ = w.Close()
+		if !strings.HasPrefix(cp.ActiveSum, h.String()+":") {
+			t.Fatalf("%v: active_sum %q", h, cp.ActiveSum)
+		}
+		w = open(t, dir, Rotation{MaxSize: 1 << 20}, cp, true, Hooks{}) // unchanged: opens
+		_ = w.Close()
+		path := filepath.Join(dir, "app.log")
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[10] ^= 1
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(dir, "app.log", Rotation{MaxSize: 1 << 20}, cp, true, "state.json", Hooks{}); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%v: a byte changed: %v", h, err)
+		}
+		old := cp
+		old.ActiveSum = ""
+		w = open(t, dir, Rotation{MaxSize: 1 << 20}, old, true, Hooks{})
+		_ = w.Close()
+		bad := cp
+		bad.ActiveSum = "md5:" + strings.Repeat("0", 64)
+		if _, err := Open(dir, "app.log", Rotation{MaxSize: 1 << 20}, bad, true, "state.json", Hooks{}); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%v: a malformed active_sum: %v", h, err)
+		}
+	}
+}
+
+// TestOpenUnknownLeavesRetired: a directory with a retired file and no
+// checkpoint is refused as it is: the retired file is not first put back
+// under its live name (each refused start brought one back, and a
+// checkpoint restored later did not list it, so readers took it for part
+// of the log).
+func TestOpenUnknownLeavesRetired(t *testing.T) {
+	dir := t.TempDir()
+	retired := filepath.Join(dir, RetiredName("app-00000000000000000005.log"))
+	if err := os.WriteFile(retired, []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, "app.log", Rotation{MaxSize: 1 << 20}, State{ActiveFirst: 1}, false, "state.json", Hooks{}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("no checkpoint: %v", err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1 || ents[0].Name() != filepath.Base(retired) {
+		t.Fatalf("the directory changed: %v", ents)
 	}
 }

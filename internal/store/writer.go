@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -31,6 +32,41 @@ type State struct {
 	// 0 when not known.
 	ActiveMinTime int64 `json:"active_min_time,omitempty"`
 	ActiveMaxTime int64 `json:"active_max_time,omitempty"`
+	// ActiveSum is the checksum of the ActiveSize bytes covered, as
+	// "<hash>:<hex digest>" (Hash.String); "" when the file is empty, or
+	// in a checkpoint written before 2026-12-07. Open checks the bytes
+	// against it: a running node keeps its hash in memory, but a start
+	// hashes what the disk holds, and without it a file changed on the
+	// disk would be taken as written, its damage then recorded in the
+	// file's checksum once it rotated and copied to peers that catch up.
+	ActiveSum string `json:"active_sum,omitempty"`
+}
+
+// ActiveSum is State.ActiveSum for a file whose checksum is f's.
+func ActiveSum(f File) string {
+	h, sum := f.Sum()
+	if sum == "" {
+		return ""
+	}
+	return h.String() + ":" + sum
+}
+
+// parseActiveSum reads State.ActiveSum.
+func parseActiveSum(s string) (Hash, string, error) {
+	name, sum, _ := strings.Cut(s, ":")
+	var h Hash
+	switch name {
+	case SHA256.String():
+		h = SHA256
+	case BLAKE3.String():
+		h = BLAKE3
+	default:
+		return 0, "", fmt.Errorf("active_sum %q names no known hash", s)
+	}
+	if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
+		return 0, "", fmt.Errorf("active_sum %q is not a hex digest", s)
+	}
+	return h, sum, nil
 }
 
 // Rotation is when the active file is rotated. Every node of a cluster
@@ -135,6 +171,9 @@ func Open(dir, name string, rot Rotation, st State, known bool, stateFile string
 			if _, first, compressed, ok = w.names.ParseStored(rest); !ok || first < st.ActiveFirst {
 				continue
 			}
+			if !known { // refused below: leave it as it is
+				return nil, fmt.Errorf("%w: %s exists but %s does not", ErrCorrupt, name, stateFile)
+			}
 			if err := os.Rename(filepath.Join(dir, name), filepath.Join(dir, rest)); err != nil {
 				return nil, err
 			}
@@ -201,8 +240,31 @@ func (w *Writer) recoverActive(f *os.File, st State, known bool, stateFile strin
 			return err
 		}
 	}
-	if _, err := io.Copy(w.hash, io.NewSectionReader(f, 0, st.ActiveSize)); err != nil {
+	// The bytes covered must be those the checkpoint hashed. The Writer
+	// goes on with sha256 (the hash of a file reopened), so a file that
+	// names BLAKE3 is hashed with both in one read.
+	var check hash.Hash
+	var want string
+	if st.ActiveSum != "" && st.ActiveSize > 0 {
+		h, sum, err := parseActiveSum(st.ActiveSum)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrCorrupt, stateFile, err)
+		}
+		want = sum
+		if check = w.hash; h != w.sum {
+			check = h.New()
+		}
+	}
+	var dst io.Writer = w.hash
+	if check != nil && check != w.hash {
+		dst = io.MultiWriter(w.hash, check)
+	}
+	if _, err := io.Copy(dst, io.NewSectionReader(f, 0, st.ActiveSize)); err != nil {
 		return err
+	}
+	if check != nil && hex.EncodeToString(check.Sum(nil)) != want {
+		return fmt.Errorf("%w: the first %d bytes of %s do not match the checksum %s recorded (%s): they changed on the disk since they were written",
+			ErrCorrupt, st.ActiveSize, f.Name(), stateFile, st.ActiveSum)
 	}
 	if _, err := f.Seek(st.ActiveSize, io.SeekStart); err != nil {
 		return err
@@ -293,6 +355,9 @@ func (w *Writer) State(next uint64) State {
 		st.ActiveFirst = next
 	}
 	st.ActiveMinTime, st.ActiveMaxTime = w.timeRange()
+	if w.size > 0 {
+		st.ActiveSum = ActiveSum(w.Active())
+	}
 	return st
 }
 
