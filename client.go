@@ -145,30 +145,9 @@ func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64,
 		return 0, nil
 	}
 	// Render every entry first, so that one too large sends nothing.
-	bodies := make([][]byte, len(entries))
-	nanos := make([]int64, len(entries))
-	for i, e := range entries {
-		t := e.Time
-		if t.IsZero() {
-			t = time.Now()
-		}
-		var unixNano int64
-		if t = recordTime(t); !t.IsZero() {
-			unixNano = t.UnixNano()
-		}
-		body := appendBodyStart(nil, c.format, t, e.Level, c.node, "", e.Msg)
-		for _, a := range e.Attrs {
-			if c.format == FormatJSON {
-				body = appendAttrJSON(body, a)
-			} else {
-				body = appendAttrText(body, "", a)
-			}
-		}
-		if len(body) > clientMaxEntrySize {
-			return 0, fmt.Errorf("%w: entry %d of %d: %d bytes rendered, the limit is %d; nothing was sent",
-				ErrEntryTooLarge, i, len(entries), len(body), clientMaxEntrySize)
-		}
-		bodies[i], nanos[i] = body, unixNano
+	bodies, nanos, err := c.render(entries)
+	if err != nil {
+		return 0, err
 	}
 	var recs []byte
 	for done := 0; done < len(entries); {
@@ -195,6 +174,45 @@ func (c *Client) Send(ctx context.Context, entries []ClientEntry) (first uint64,
 		done += n
 	}
 	return first, nil
+}
+
+// Check reports whether Send would refuse entries before sending any: an
+// entry whose rendered body exceeds 64 KiB (ErrEntryTooLarge, naming the
+// first). Entries without a Time are rendered with the time now, as Send
+// does: give them one first for Check to render them exactly as Send will.
+func (c *Client) Check(entries []ClientEntry) error {
+	_, _, err := c.render(entries)
+	return err
+}
+
+// render renders entries as Send sends them: their bodies and record
+// times, or ErrEntryTooLarge for the first too large.
+func (c *Client) render(entries []ClientEntry) (bodies [][]byte, nanos []int64, err error) {
+	bodies, nanos = make([][]byte, len(entries)), make([]int64, len(entries))
+	for i, e := range entries {
+		t := e.Time
+		if t.IsZero() {
+			t = time.Now()
+		}
+		var unixNano int64
+		if t = recordTime(t); !t.IsZero() {
+			unixNano = t.UnixNano()
+		}
+		body := appendBodyStart(nil, c.format, t, e.Level, c.node, "", e.Msg)
+		for _, a := range e.Attrs {
+			if c.format == FormatJSON {
+				body = appendAttrJSON(body, a)
+			} else {
+				body = appendAttrText(body, "", a)
+			}
+		}
+		if len(body) > clientMaxEntrySize {
+			return nil, nil, fmt.Errorf("%w: entry %d of %d: %d bytes rendered, the limit is %d; nothing was sent",
+				ErrEntryTooLarge, i, len(entries), len(body), clientMaxEntrySize)
+		}
+		bodies[i], nanos[i] = body, unixNano
+	}
+	return bodies, nanos, nil
 }
 
 // sendBatch commits the n records recs as one batch and returns its first

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -201,4 +202,119 @@ func TestIngestDeletedStream(t *testing.T) {
 	code, r = postIngest(t, srv.URL+"/ingest?stream=temp", "text/plain", "two\n")
 	require.Equal(t, http.StatusNotFound, code, "%+v", r)
 	require.Zero(t, clients(), "the deleted stream's Client is kept")
+}
+
+// TestIngestRenderedTooLarge: a line short enough to read but too large
+// once rendered (its head, and a `"` written as `\"`) commits nothing of
+// its request, as a line too long to read does: before, the chunks before
+// it were committed and the answer said "nothing was sent".
+func TestIngestRenderedTooLarge(t *testing.T) {
+	nodes, cfgs := clusterWith(t, nil)
+	nf := nodeFile{Config: cfgs[0]}
+	in, err := newIngester(nodes[0], nf)
+	require.NoError(t, err)
+	defer in.close()
+	srv := httptest.NewServer(nodeHandler(nodes[0], nf, in))
+	defer srv.Close()
+	code, r := postIngest(t, srv.URL+"/ingest", "text/plain", "before\n")
+	require.Equal(t, http.StatusOK, code, "%+v", r)
+	before := r.First
+	body := strings.Repeat(strings.Repeat("a", 1000)+"\n", 200) + strings.Repeat(`"`, 40000) + "\n"
+	require.Less(t, 40000, maxIngestLine)
+	code, r = postIngest(t, srv.URL+"/ingest", "text/plain", body)
+	require.Equal(t, http.StatusRequestEntityTooLarge, code, "%+v", r)
+	require.Zero(t, r.Committed)
+	require.Contains(t, r.Error, "entry 200 of 201")
+	code, r = postIngest(t, srv.URL+"/ingest", "text/plain", "after\n")
+	require.Equal(t, http.StatusOK, code, "%+v", r)
+	require.Equal(t, before+1, r.First, "lines of the refused request were committed")
+}
+
+// TestIngestSlowStreamHoldsNoTurn: requests waiting behind an earlier
+// request of their stream (here a stream whose Client the test holds, as
+// a commit slow to end does) hold none of the ingestAtOnce turns, so
+// another stream's requests still commit at once: before, each took a
+// turn first and then waited, and the other stream's requests waited
+// for them (503 "busy" after ingestWait). Once the stream is free its
+// requests commit, one after another.
+func TestIngestSlowStreamHoldsNoTurn(t *testing.T) {
+	nodes, cfgs := clusterWith(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, nodes[0].CreateStream(ctx, logx.StreamConfig{Name: "slow"}))
+	nf := nodeFile{Config: cfgs[0]}
+	in, err := newIngester(nodes[0], nf)
+	require.NoError(t, err)
+	defer in.close()
+	in.wait = time.Minute // longer than the other stream's request may take
+	srv := httptest.NewServer(nodeHandler(nodes[0], nf, in))
+	defer srv.Close()
+
+	held := in.client("slow")
+	held.slot <- struct{}{} // a request of "slow" still committing
+	release := sync.OnceFunc(func() { <-held.slot })
+	defer release() // before the server closes, which waits for the requests
+	var wg sync.WaitGroup
+	codes := make(chan int, ingestAtOnce)
+	for range ingestAtOnce {
+		wg.Go(func() {
+			code, _ := postIngest(t, srv.URL+"/ingest?stream=slow", "text/plain", "x\n")
+			codes <- code
+		})
+	}
+	// Their bodies are read (the budget holds them): they wait.
+	require.Eventually(t, func() bool {
+		in.budget.mu.Lock()
+		defer in.budget.mu.Unlock()
+		return in.budget.free == in.budget.size-2*ingestAtOnce
+	}, 10*time.Second, 5*time.Millisecond)
+	// Another stream's request is not held up by them: it ends well
+	// within the minute they may wait, or the test fails.
+	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer rcancel()
+	req, err := http.NewRequestWithContext(rctx, "POST", srv.URL+"/ingest", strings.NewReader("another stream\n"))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err, "another stream's request waited behind the held stream's")
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	release()
+	wg.Wait()
+	close(codes)
+	for code := range codes {
+		require.Equal(t, http.StatusOK, code, "a request of the stream once free")
+	}
+}
+
+// TestIngestCommitsThroughClose: an /ingest request whose lines have
+// started to commit commits them all when the node begins to close
+// (SIGTERM cancels the requests' base context, as here between its first
+// and second chunk): before, the rest failed, and the answer said 1,000
+// committed, the rest not, or perhaps (outcome unknown).
+func TestIngestCommitsThroughClose(t *testing.T) {
+	nodes, cfgs := clusterWith(t, nil)
+	nf := nodeFile{Config: cfgs[0]}
+	in, err := newIngester(nodes[0], nf)
+	require.NoError(t, err)
+	defer in.close()
+	reqCtx, cancelReqs := context.WithCancel(context.Background())
+	defer cancelReqs()
+	in.sending = func(committed int) {
+		if committed > 0 {
+			cancelReqs()
+		}
+	}
+	srv := httptest.NewUnstartedServer(nodeHandler(nodes[0], nf, in))
+	srv.Config.BaseContext = func(net.Listener) context.Context { return reqCtx }
+	srv.Start()
+	defer srv.Close()
+	var body strings.Builder
+	for i := range 3 * ingestChunk {
+		fmt.Fprintf(&body, "line %d\n", i)
+	}
+	code, r := postIngest(t, srv.URL+"/ingest", "text/plain", body.String())
+	require.Equal(t, http.StatusOK, code, "%+v", r)
+	require.Equal(t, 3*ingestChunk, r.Committed)
+	require.Error(t, reqCtx.Err(), "the close did not begin mid-request")
 }

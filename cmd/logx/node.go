@@ -373,8 +373,12 @@ loop:
 	fmt.Fprintf(stderr, "logx node %s: closing\n", nf.NodeID)
 	go exitOnSecondSignal(sigs, 2-signalled, stderr, nf.NodeID, os.Exit)
 	if srv != nil {
-		cancelReqs() // a request waiting for a commit gives up now
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// Requests waiting for a turn give up now, and the viewer's live
+		// tails end; an /ingest request committing goes on to its last
+		// line (node_ingest.go), within ingestTimeout, which Shutdown
+		// waits for.
+		cancelReqs()
+		sctx, cancel := context.WithTimeout(context.Background(), ingestTimeout+5*time.Second)
 		_ = srv.Shutdown(sctx)
 		cancel()
 		if in != nil {

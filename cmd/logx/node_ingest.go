@@ -126,14 +126,20 @@ type ingester struct {
 	wait   time.Duration // for budget or a turn: ingestWait
 	// bodyTimeout bounds the reading of a body: ingestBodyTimeout.
 	bodyTimeout time.Duration
+	// sending, if set (a test), is called before each chunk is sent, with
+	// the lines of the request committed so far.
+	sending func(committed int)
 
 	mu      sync.Mutex
 	clients map[string]*ingestClient
 }
 
+// ingestClient is a stream's Client, dialed by the first request that
+// holds slot; one request sends with it at a time.
 type ingestClient struct {
-	mu sync.Mutex
-	c  *logx.Client
+	slot   chan struct{} // held while dialing or sending; capacity 1
+	c      *logx.Client  // nil until dialed
+	closed bool          // by closeClient: dial no more (the stream was deleted, or the node stops)
 }
 
 func newIngester(lx *logx.Logx, nf nodeFile) (*ingester, error) {
@@ -223,31 +229,62 @@ func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		replyIngest(w, http.StatusOK, rep)
 		return
 	}
+	// The stream's Client first, then a turn: a request waiting behind
+	// another of its stream holds no turn, so a stream slow to commit
+	// holds up only its own requests.
+	c := in.client(name)
 	wait, cancel = context.WithTimeout(r.Context(), in.wait)
+	defer cancel()
+	select {
+	case c.slot <- struct{}{}:
+		defer func() { <-c.slot }()
+	case <-wait.Done():
+		replyIngest(w, http.StatusServiceUnavailable, ingestReply{Error: "busy: the stream's earlier /ingest requests are still committing; try again; nothing committed"})
+		return
+	}
 	select {
 	case in.turn <- struct{}{}:
-		cancel()
 		defer func() { <-in.turn }()
 	case <-wait.Done():
-		cancel()
 		replyIngest(w, http.StatusServiceUnavailable, ingestReply{Error: "busy: too many /ingest requests at once; try again; nothing committed"})
 		return
 	}
-	c, err := in.client(r.Context(), name)
-	if err != nil {
+	if err := in.dial(r.Context(), name, c); err != nil {
 		rep.Error = "no connection to the cluster: " + err.Error()
 		replyIngest(w, http.StatusServiceUnavailable, rep)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), ingestTimeout)
-	defer cancel()
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	// Every entry is checked as it will be rendered before the first
+	// chunk goes, so that a line too large once rendered (its head, its
+	// escapes) commits nothing, as one too long to read does.
+	now := time.Now()
+	for i := range entries {
+		if entries[i].Time.IsZero() {
+			entries[i].Time = now
+		}
+	}
+	if err := c.c.Check(entries); err != nil {
+		rep.Error = err.Error()
+		replyIngest(w, http.StatusRequestEntityTooLarge, rep)
+		return
+	}
+	// Once the first chunk goes, the request's lines are committed to
+	// the end, whatever becomes of the request: a client that hangs up,
+	// or the node's close (SIGTERM cancels the requests' base context),
+	// would otherwise cut the commit short between chunks or mid-chunk,
+	// and the answer would say some were committed and perhaps one more
+	// chunk (outcome unknown), which a shipper sending the rest again
+	// would write twice. ingestTimeout bounds it.
+	ctx, cancelSend := context.WithTimeout(context.WithoutCancel(r.Context()), ingestTimeout)
+	defer cancelSend()
 	for len(entries) > 0 {
 		n, size := 0, 0
 		for n < len(entries) && n < ingestChunk && (n == 0 || size+entrySize(entries[n]) <= ingestChunkSize) {
 			size += entrySize(entries[n])
 			n++
+		}
+		if in.sending != nil {
+			in.sending(rep.Committed)
 		}
 		first, err := c.c.Send(ctx, entries[:n])
 		if err != nil {
@@ -329,30 +366,35 @@ func readIngest(body io.Reader, contentType string, level slog.Level, stream *lo
 	return entries, below, 0, nil
 }
 
-// client returns the stream's Client, made on first use (without holding
-// in.mu while it dials).
-func (in *ingester) client(ctx context.Context, stream string) (*ingestClient, error) {
-	in.mu.Lock()
-	c := in.clients[stream]
-	in.mu.Unlock()
-	if c != nil {
-		return c, nil
-	}
-	cctx, cancel := context.WithTimeout(ctx, ingestTimeout)
-	defer cancel()
-	nc, err := logx.NewStreamClient(cctx, in.tls, stream, in.node, in.addr)
-	if err != nil {
-		return nil, err
-	}
+// client returns the stream's ingestClient, made on first use; its
+// Client is dialed later (dial), by a request that holds its slot.
+func (in *ingester) client(stream string) *ingestClient {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if c := in.clients[stream]; c != nil { // made meanwhile by another request
-		nc.Close()
-		return c, nil
+	c := in.clients[stream]
+	if c == nil {
+		c = &ingestClient{slot: make(chan struct{}, 1)}
+		in.clients[stream] = c
 	}
-	c = &ingestClient{c: nc}
-	in.clients[stream] = c
-	return c, nil
+	return c
+}
+
+// dial connects c's Client if it has none; the caller holds c.slot.
+func (in *ingester) dial(ctx context.Context, stream string, c *ingestClient) error {
+	if c.c != nil {
+		return nil
+	}
+	if c.closed {
+		return fmt.Errorf("stream %q: its client was closed (the stream deleted, or the node stopping)", stream)
+	}
+	ctx, cancel := context.WithTimeout(ctx, ingestTimeout)
+	defer cancel()
+	nc, err := logx.NewStreamClient(ctx, in.tls, stream, in.node, in.addr)
+	if err != nil {
+		return err
+	}
+	c.c = nc
+	return nil
 }
 
 // forget closes and drops the Client of stream name, if there is one: a
@@ -365,9 +407,7 @@ func (in *ingester) forget(name string) {
 	delete(in.clients, name)
 	in.mu.Unlock()
 	if c != nil {
-		c.mu.Lock() // after a request still sending with it
-		c.c.Close()
-		c.mu.Unlock()
+		c.closeClient()
 	}
 }
 
@@ -376,10 +416,20 @@ func (in *ingester) close() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	for _, c := range in.clients {
-		c.mu.Lock()
-		c.c.Close()
-		c.mu.Unlock()
+		c.closeClient()
 	}
+}
+
+// closeClient closes c's Client, once a request still dialing or sending
+// with it is done.
+func (c *ingestClient) closeClient() {
+	c.slot <- struct{}{}
+	c.closed = true
+	if c.c != nil {
+		c.c.Close()
+		c.c = nil
+	}
+	<-c.slot
 }
 
 // reservedKeys are the fields logx itself puts in a line: a JSON line may
