@@ -94,6 +94,10 @@ func TestDeploySystemd(t *testing.T) {
 	require.Equal(t, "SIGTERM", keys["KillSignal"])
 	require.Contains(t, keys["ExecReload"], "-HUP")
 	require.Equal(t, "logx", keys["StateDirectory"])
+	// DynamicUser cannot read a key only root may: docs/deploy.md points
+	// to the unit's comment on a group for it.
+	require.Equal(t, "yes", keys["DynamicUser"])
+	require.Contains(t, string(b), "#SupplementaryGroups=logx-tls")
 	f := strings.Fields(keys["ExecStart"])
 	require.Equal(t, []string{"/usr/local/bin/logx", "node", "-config", "/etc/logx/logx.yaml"}, f)
 	// The unit runs the example settings once installed at that path.
