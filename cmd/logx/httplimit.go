@@ -1,20 +1,27 @@
 package main
 
 import (
+	"container/list"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // maxHTTPConns bounds the connections logx node's HTTP server holds open
-// at once. Past it a new connection is answered 503 (if its client reads
-// it before the close resets it) and closed as soon as it is accepted:
-// connections that someone opens and holds cannot take
-// the file descriptors and memory the node's Raft needs. It is not a
-// bound per client: one that keeps 512 connections busy holds them all.
+// at once: connections that someone opens and holds cannot take the file
+// descriptors and memory the node's Raft needs. At the bound a new
+// connection first closes the one idle longest (between requests, or
+// accepted and sent nothing yet, as net/http's ConnState says): kept-alive
+// connections of many clients (a shipper on each of 600 hosts, one pooled
+// connection each) then leave room for a liveness probe, which a 503
+// would fail until the orchestrator restarted the node. Only when every
+// connection is in the middle of a request is the new one answered 503
+// (if its client reads it before the close resets it) and closed. It is
+// not a bound per client: one that keeps 512 requests going holds them all.
 const maxHTTPConns = 512
 
 // limitListener is a listener that holds at most cap(slots) connections
@@ -25,10 +32,50 @@ type limitListener struct {
 	shed   atomic.Uint64 // connections closed for want of a slot
 	logged atomic.Int64  // when shedding was last reported, Unix nanoseconds
 	log    io.Writer
+
+	// idle holds the connections between requests (or before their
+	// first), longest idle first; ConnState keeps it.
+	mu     sync.Mutex
+	idle   *list.List
+	idleAt map[*limitConn]*list.Element
 }
 
 func newLimitListener(l net.Listener, n int, log io.Writer) *limitListener {
-	return &limitListener{Listener: l, slots: make(chan struct{}, n), log: log}
+	return &limitListener{Listener: l, slots: make(chan struct{}, n), log: log, idle: list.New(), idleAt: map[*limitConn]*list.Element{}}
+}
+
+// connState is the server's http.Server.ConnState: it tracks which
+// connections are idle.
+func (l *limitListener) connState(c net.Conn, s http.ConnState) {
+	lc, ok := c.(*limitConn)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if el, ok := l.idleAt[lc]; ok {
+		l.idle.Remove(el)
+		delete(l.idleAt, lc)
+	}
+	if s == http.StateNew || s == http.StateIdle {
+		l.idleAt[lc] = l.idle.PushBack(lc)
+	}
+}
+
+// closeIdle closes the connection idle longest, if there is one, which
+// gives its slot back; it reports whether it did.
+func (l *limitListener) closeIdle() bool {
+	l.mu.Lock()
+	el := l.idle.Front()
+	if el == nil {
+		l.mu.Unlock()
+		return false
+	}
+	lc := l.idle.Remove(el).(*limitConn)
+	delete(l.idleAt, lc)
+	l.mu.Unlock()
+	lc.Close()
+	return true
 }
 
 // free gives a slot back (never waiting: a connection gives back the one
@@ -50,6 +97,13 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		case l.slots <- struct{}{}:
 			return &limitConn{Conn: c, free: l.free}, nil
 		default:
+		}
+		if l.closeIdle() {
+			select {
+			case l.slots <- struct{}{}:
+				return &limitConn{Conn: c, free: l.free}, nil
+			default:
+			}
 		}
 		// A short answer rather than a bare close, for probes and
 		// scrapers to read; no request is read.

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -64,4 +66,75 @@ func TestLimitListener(t *testing.T) {
 	second.Close()
 	c.Close()
 	require.Len(t, ll.slots, 0)
+}
+
+// TestLimitListenerClosesIdle: at the bound, a new connection closes the
+// one idle longest (kept alive between requests) rather than being shed,
+// so many clients' pooled connections leave room for a probe; only when
+// every connection is in the middle of a request is the new one answered
+// 503.
+func TestLimitListenerClosesIdle(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ll := newLimitListener(ln, 2, io.Discard)
+	unblock := make(chan struct{})
+	defer close(unblock)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/block" {
+			<-unblock
+		}
+		io.WriteString(w, "ok")
+	}), ConnState: ll.connState, ReadHeaderTimeout: time.Minute}
+	go srv.Serve(ll)
+	defer srv.Close()
+	addr := ln.Addr().String()
+	// Two connections, each after one request: idle, kept alive.
+	var kept []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer c.Close()
+		_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		kept = append(kept, c)
+	}
+	require.Eventually(t, func() bool {
+		ll.mu.Lock()
+		defer ll.mu.Unlock()
+		return ll.idle.Len() == 2
+	}, 5*time.Second, time.Millisecond)
+	get := func() int {
+		t.Helper()
+		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+		resp, err := c.Get("http://" + addr + "/healthz")
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusOK, get(), "a probe while idle connections fill the bound")
+	require.NoError(t, kept[0].SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = kept[0].Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF, "the connection idle longest was not closed")
+
+	// Two requests in their handlers: nothing is idle, and a new
+	// connection is shed. (A connection whose request headers have begun
+	// but not ended is still idle to net/http: a slow header is closed
+	// first.)
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer c.Close()
+		_, err = io.WriteString(c, "GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		ll.mu.Lock()
+		defer ll.mu.Unlock()
+		return ll.idle.Len() == 0 && len(ll.slots) == 2
+	}, 5*time.Second, time.Millisecond)
+	require.Equal(t, http.StatusServiceUnavailable, get())
 }

@@ -347,7 +347,9 @@ func cmdNode(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		srv = &http.Server{Handler: nodeHandler(lx, nf, in), ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: log.New(stderr, "", log.LstdFlags),
 			BaseContext: func(net.Listener) context.Context { return reqCtx }}
-		go func() { srvDone <- srv.Serve(newLimitListener(httpLn, maxHTTPConns, stderr)) }()
+		ll := newLimitListener(httpLn, maxHTTPConns, stderr)
+		srv.ConnState = ll.connState
+		go func() { srvDone <- srv.Serve(ll) }()
 	}
 	fmt.Fprintf(stderr, "logx node %s: serving %s (listening on %s), data in %s\n", nf.NodeID, nf.Addr, cmp.Or(nf.ListenAddr, nf.Addr), nf.Dir)
 
