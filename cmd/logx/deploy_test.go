@@ -122,6 +122,10 @@ func TestDeployKubernetes(t *testing.T) {
 	c := dig(t, sts, "spec", "template", "spec", "containers", 0)
 	require.Equal(t, "/readyz", dig(t, c, "readinessProbe", "httpGet", "path"))
 	require.Equal(t, "/healthz", dig(t, c, "livenessProbe", "httpGet", "path"))
+	// /healthz is served only once New returns: a start longer than the
+	// liveness probe's minute is not killed while a startup probe waits.
+	require.Equal(t, "/healthz", dig(t, c, "startupProbe", "httpGet", "path"))
+	require.GreaterOrEqual(t, dig(t, c, "startupProbe", "periodSeconds").(int)*dig(t, c, "startupProbe", "failureThreshold").(int), 300)
 	replicas := dig(t, sts, "spec", "replicas").(int)
 	args := strs(dig(t, c, "args"))
 	for i := range replicas {
