@@ -1,7 +1,10 @@
 // Package logxotel puts OpenTelemetry's trace context into logx entries:
 // every entry logged with a context that carries a valid span context
-// gets its trace and span ids as the attributes trace_id and span_id,
-// the names OpenTelemetry's log data model and its slog bridge use.
+// gets its trace id, span id and trace flags as the attributes trace_id,
+// span_id and trace_flags, the names OpenTelemetry's specification gives
+// them in log formats other than OTLP ("Trace Context in non-OTLP Log
+// Formats"). (OpenTelemetry's own slog bridge sets an OTLP record's trace
+// fields instead; logx writes lines, not OTLP records.)
 //
 //	cfg.ContextAttrs = logxotel.ContextAttrs
 //
@@ -16,9 +19,10 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// ContextAttrs returns trace_id and span_id, as lower-case hex (32 and 16
-// digits), from the span context in ctx, or nothing when ctx carries no
-// valid span context. It is a logx.Config.ContextAttrs.
+// ContextAttrs returns trace_id, span_id and trace_flags, as lower-case
+// hex (32, 16 and 2 digits; trace_flags 01 when the trace is sampled),
+// from the span context in ctx, or nothing when ctx carries no valid span
+// context. It is a logx.Config.ContextAttrs.
 func ContextAttrs(ctx context.Context) []slog.Attr {
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsValid() {
@@ -27,5 +31,6 @@ func ContextAttrs(ctx context.Context) []slog.Attr {
 	return []slog.Attr{
 		slog.String("trace_id", sc.TraceID().String()),
 		slog.String("span_id", sc.SpanID().String()),
+		slog.String("trace_flags", sc.TraceFlags().String()),
 	}
 }

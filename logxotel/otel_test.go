@@ -54,7 +54,8 @@ func TestTraceIDsOnEveryNode(t *testing.T) {
 	spanCtx, span := tracer.Start(ctx, "request")
 	sc := span.SpanContext()
 	require.True(t, sc.IsValid())
-	tid, sid := sc.TraceID().String(), sc.SpanID().String()
+	tid, sid, flags := sc.TraceID().String(), sc.SpanID().String(), sc.TraceFlags().String()
+	require.Len(t, flags, 2)
 
 	_, err := nodes[1].Append(spanCtx, logx.LevelInfo, "append with span", "k", 1)
 	require.NoError(t, err)
@@ -76,13 +77,13 @@ func TestTraceIDsOnEveryNode(t *testing.T) {
 	}
 
 	want := map[string]string{
-		"append with span":    "trace_id=" + tid + " span_id=" + sid + " k=1",
-		"logattrs with span":  "trace_id=" + tid + " span_id=" + sid + " k=2",
-		"handler with span":   "trace_id=" + tid + " span_id=" + sid + " g.k=3",
+		"append with span":    "trace_id=" + tid + " span_id=" + sid + " trace_flags=" + flags + " k=1",
+		"logattrs with span":  "trace_id=" + tid + " span_id=" + sid + " trace_flags=" + flags + " k=2",
+		"handler with span":   "trace_id=" + tid + " span_id=" + sid + " trace_flags=" + flags + " g.k=3",
 		"append without span": "",
 		"info has no context": "",
 	}
-	wantJSON := `"msg":"json with span","trace_id":"` + tid + `","span_id":"` + sid + `","k":4}`
+	wantJSON := `"msg":"json with span","trace_id":"` + tid + `","span_id":"` + sid + `","trace_flags":"` + flags + `","k":4}`
 	for i := range nodes {
 		dir := filepath.Join(base, fmt.Sprintf("n%d", i+1))
 		var text []byte
