@@ -195,7 +195,7 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 		}
 		cfg.TLS = tf.current() // as first loaded; the streams ask tf for the current one
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+	if err := store.MkdirSynced(cfg.Dir); err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
 	}
 	if f := cfg.OnAlarm; f != nil {

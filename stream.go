@@ -9,7 +9,6 @@ import (
 	"log"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -271,7 +270,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	// before anything is opened, then as Raft's stores say.
 	m.noteState(name, raftStateOnDisk(cfg.Dir))
 	undo = append(undo, func() { m.forgetState(name) })
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+	if err := store.MkdirSynced(cfg.Dir); err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
 	}
 
@@ -331,7 +330,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		raftName = "raft." + name
 	}
 	hl := hclog.New(&hclog.LoggerOptions{Name: raftName, Level: hclog.Warn, Output: cfg.LogOutput, Exclude: quietRaft})
-	if err := os.MkdirAll(filepath.Join(cfg.Dir, "raft"), 0o755); err != nil {
+	if err := store.MkdirSynced(filepath.Join(cfg.Dir, "raft")); err != nil {
 		return nil, fmt.Errorf("logx: %w", err)
 	}
 	// raft-wal's Close leaves its metadata DB (and its flock) open, so logx

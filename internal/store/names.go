@@ -198,6 +198,33 @@ func SyncDir(dir string) error {
 	return err
 }
 
+// MkdirSynced creates dir and any missing parents, as os.MkdirAll does,
+// and fsyncs the parent of each one it creates, so that a power cut does
+// not lose the new directory's entry (a stream created, then its files
+// and Raft log written in it, all fsynced, under a name the disk forgot).
+func MkdirSynced(dir string) error {
+	dir = filepath.Clean(dir)
+	var made []string // the missing ones, deepest first
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || !errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		made = append(made, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for i := len(made) - 1; i >= 0; i-- {
+		if err := SyncDir(filepath.Dir(made[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // AnyCopy reports whether dir holds the rotated file name in any form:
 // plain or compressed, under its name or retired (an error other than
 // "not there" counts as there).

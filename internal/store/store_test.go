@@ -408,3 +408,28 @@ func TestOpenUnknownLeavesRetired(t *testing.T) {
 		t.Fatalf("the directory changed: %v", ents)
 	}
 }
+
+// TestMkdirSynced: it makes every missing directory, as os.MkdirAll does,
+// and an existing one is left as it is.
+func TestMkdirSynced(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "a", "b", "c")
+	if err := MkdirSynced(dir); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatalf("%s: %v", dir, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "f"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := MkdirSynced(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "f")); err != nil {
+		t.Fatal(err)
+	}
+	if err := MkdirSynced(filepath.Join(dir, "f", "x")); err == nil {
+		t.Fatal("a directory under a file")
+	}
+}
