@@ -783,3 +783,35 @@ func TestRemovalConfirmedByOtherVoters(t *testing.T) {
 		})
 	}
 }
+
+// TestRemovalVerdict: a removal notice is confirmed by a majority of the
+// other voters that leave this node out, the leader among them: members
+// whose configuration is older than this node's (a member restored from a
+// snapshot from before this node joined, catching up) cannot confirm a
+// forged notice on their own.
+func TestRemovalVerdict(t *testing.T) {
+	v := func(addr string) raft.Server {
+		return raft.Server{ID: raft.ServerID(addr), Address: raft.ServerAddress(addr), Suffrage: raft.Voter}
+	}
+	nv := raft.Server{ID: "n", Address: "n", Suffrage: raft.Nonvoter}
+	gone, leads, lists, silent := removalAnswer{gone: true}, removalAnswer{gone: true, leader: true}, removalAnswer{leader: true}, removalAnswer{err: errors.New("down")}
+	for _, tc := range []struct {
+		why    string
+		others []raft.Server
+		ans    []removalAnswer
+		want   bool
+	}{
+		{"two voters: the leader left confirms", []raft.Server{v("a")}, []removalAnswer{leads}, true},
+		{"two voters: a follower restored from an old snapshot, no leader", []raft.Server{v("a")}, []removalAnswer{gone}, false},
+		{"three voters: the leader and the other", []raft.Server{v("a"), v("b")}, []removalAnswer{leads, gone}, true},
+		{"three voters: the other alone", []raft.Server{v("a"), v("b")}, []removalAnswer{lists, gone}, false},
+		{"three voters: the leader alone", []raft.Server{v("a"), v("b")}, []removalAnswer{leads, silent}, false},
+		{"four voters, one down: the leader and one", []raft.Server{v("a"), v("b"), v("c")}, []removalAnswer{leads, gone, silent}, true},
+		{"four voters: two followers that do not know this node yet", []raft.Server{v("a"), v("b"), v("c")}, []removalAnswer{lists, gone, gone}, false},
+		{"a non-voter does not count", []raft.Server{v("a"), v("b"), nv}, []removalAnswer{leads, silent, gone}, false},
+		{"a leading non-voter is no leader's word", []raft.Server{v("a"), nv}, []removalAnswer{gone, leads}, false},
+	} {
+		got, verdict := removalVerdict(tc.others, tc.ans)
+		require.Equal(t, tc.want, got, "%s: %s", tc.why, verdict)
+	}
+}

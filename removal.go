@@ -22,11 +22,11 @@ import (
 // for their status instead, and honours the notice only if a majority of
 // that configuration's other voters (the configuration the removal
 // committed in: hashicorp/raft counts a change in the configuration it
-// makes) answer, as the member it dialled, with a configuration that does
-// not list this node. Otherwise it ignores the notice
-// (Stats.IgnoredRemovals, and a line on LogOutput). A majority of all the
-// voters, this node counted, could never be reached with two voters, nor
-// with four while one other was down.
+// makes), the leader among them, answer, as the member it dialled, with a
+// configuration that does not list this node. Otherwise it ignores the
+// notice (Stats.IgnoredRemovals, and a line on LogOutput). A majority of
+// all the voters, this node counted, could never be reached with two
+// voters, nor with four while one other was down.
 
 // Bounds of one check: up to removalCheckRounds rounds of status requests
 // to every other member at once (each bounded by Config.ForwardTimeout),
@@ -92,62 +92,85 @@ func (lx *Stream) checkRemoval() {
 
 // removalConfirmed asks every other member of this node's latest
 // configuration for its status, at once, and reports whether a majority
-// of its other voters no longer list this node, with a summary of the
-// answers.
+// of its other voters, the leader among them, no longer list this node
+// (removalVerdict), with a summary of the answers.
 func (lx *Stream) removalConfirmed() (bool, string) {
 	f := lx.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return false, fmt.Sprintf("reading the configuration: %v", err)
 	}
-	var voters int
 	var others []raft.Server
 	for _, s := range f.Configuration().Servers {
-		if string(s.ID) == lx.cfg.Addr {
-			continue
+		if string(s.ID) != lx.cfg.Addr {
+			others = append(others, s)
 		}
+	}
+	ans := make([]removalAnswer, len(others))
+	var wg sync.WaitGroup
+	for i, s := range others {
+		wg.Go(func() { ans[i] = lx.listsMeNot(string(s.Address)) })
+	}
+	wg.Wait()
+	return removalVerdict(others, ans)
+}
+
+// removalAnswer is what one member said of this node: that its
+// configuration leaves it out (gone), whether it leads, or no answer.
+type removalAnswer struct {
+	gone, leader bool
+	err          error
+}
+
+// removalVerdict decides a removal check from the answers of the other
+// members: a majority of the other voters must leave this node out, and
+// the leader among them. The leader's configuration is the newest, and
+// it sent the notice; without it, members whose configuration is older
+// than this node's (a voter just added, whose entry they are still
+// appending; a member restored from a snapshot taken before this node
+// joined, catching up) could confirm a forged notice. A genuine removal
+// has a leader that leaves this node out: the leader removes itself only
+// after it has handed over, as a follower of the next.
+func removalVerdict(others []raft.Server, ans []removalAnswer) (bool, string) {
+	voters, confirmed, leader := 0, 0, false
+	var listing, silent []string
+	for i, s := range others {
 		if s.Suffrage == raft.Voter {
 			voters++
 		}
-		others = append(others, s)
-	}
-	need := voters/2 + 1
-	gone := make([]bool, len(others))
-	errs := make([]error, len(others))
-	var wg sync.WaitGroup
-	for i, s := range others {
-		wg.Go(func() { gone[i], errs[i] = lx.listsMeNot(string(s.Address)) })
-	}
-	wg.Wait()
-	confirmed := 0
-	var listing, silent []string
-	for i, s := range others {
-		switch {
-		case errs[i] != nil:
-			silent = append(silent, fmt.Sprintf("%s (%v)", s.Address, errs[i]))
-		case !gone[i]:
+		switch a := ans[i]; {
+		case a.err != nil:
+			silent = append(silent, fmt.Sprintf("%s (%v)", s.Address, a.err))
+		case !a.gone:
 			listing = append(listing, string(s.Address))
 		case s.Suffrage == raft.Voter:
 			confirmed++
+			leader = leader || a.leader
 		}
 	}
+	need := voters/2 + 1
 	verdict := fmt.Sprintf("%d of %d other voters confirm, %d needed", confirmed, voters, need)
+	if confirmed >= need && !leader {
+		verdict += ", but none of them leads"
+	}
 	if len(listing) > 0 {
 		verdict += "; still listed by " + strings.Join(listing, ", ")
 	}
 	if len(silent) > 0 {
 		verdict += "; no answer from " + strings.Join(silent, ", ")
 	}
-	return confirmed >= need, verdict
+	return confirmed >= need && leader, verdict
 }
 
 // listsMeNot asks the member at addr for its status and reports whether its
-// configuration (its Peers and itself) leaves this node out.
-func (lx *Stream) listsMeNot(addr string) (bool, error) {
+// configuration (its Peers and itself) leaves this node out, and whether
+// it leads.
+func (lx *Stream) listsMeNot(addr string) removalAnswer {
 	st, _, err := lx.remoteStatus(lx.closingCtx, addr)
 	if err != nil {
-		return false, err
+		return removalAnswer{err: err}
 	}
-	return leavesOut(st, addr, lx.cfg.Addr)
+	gone, err := leavesOut(st, addr, lx.cfg.Addr)
+	return removalAnswer{gone: gone, leader: st.State == "Leader", err: err}
 }
 
 // leavesOut reports whether st, the status the member at addr sent, has
