@@ -15,7 +15,8 @@ import (
 // at once: connections that someone opens and holds cannot take the file
 // descriptors and memory the node's Raft needs. At the bound a new
 // connection first closes the one idle longest (between requests, or
-// accepted and sent nothing yet, as net/http's ConnState says): kept-alive
+// accepted with no request read yet, as net/http's ConnState says; idle a
+// second at least): kept-alive
 // connections of many clients (a shipper on each of 600 hosts, one pooled
 // connection each) then leave room for a liveness probe, which a 503
 // would fail until the orchestrator restarted the node. Only when every
@@ -34,14 +35,29 @@ type limitListener struct {
 	log    io.Writer
 
 	// idle holds the connections between requests (or before their
-	// first), longest idle first; ConnState keeps it.
-	mu     sync.Mutex
-	idle   *list.List
-	idleAt map[*limitConn]*list.Element
+	// first), longest idle first, with the time each became idle;
+	// ConnState keeps it. One idle less than minIdle is not closed: its
+	// client may have just sent a request that net/http has read but not
+	// yet reported (net/http's own closing of idle connections spares new
+	// ones for 5 s).
+	mu      sync.Mutex
+	idle    *list.List
+	idleAt  map[*limitConn]*list.Element
+	minIdle time.Duration
 }
 
+// idleConn is an entry of limitListener.idle.
+type idleConn struct {
+	c     *limitConn
+	since time.Time
+}
+
+// minIdleClosed is limitListener.minIdle.
+const minIdleClosed = time.Second
+
 func newLimitListener(l net.Listener, n int, log io.Writer) *limitListener {
-	return &limitListener{Listener: l, slots: make(chan struct{}, n), log: log, idle: list.New(), idleAt: map[*limitConn]*list.Element{}}
+	return &limitListener{Listener: l, slots: make(chan struct{}, n), log: log, idle: list.New(), idleAt: map[*limitConn]*list.Element{},
+		minIdle: minIdleClosed}
 }
 
 // connState is the server's http.Server.ConnState: it tracks which
@@ -58,23 +74,23 @@ func (l *limitListener) connState(c net.Conn, s http.ConnState) {
 		delete(l.idleAt, lc)
 	}
 	if s == http.StateNew || s == http.StateIdle {
-		l.idleAt[lc] = l.idle.PushBack(lc)
+		l.idleAt[lc] = l.idle.PushBack(idleConn{lc, time.Now()})
 	}
 }
 
-// closeIdle closes the connection idle longest, if there is one, which
-// gives its slot back; it reports whether it did.
+// closeIdle closes the connection idle longest, if it has been idle for
+// minIdle at least, which gives its slot back; it reports whether it did.
 func (l *limitListener) closeIdle() bool {
 	l.mu.Lock()
 	el := l.idle.Front()
-	if el == nil {
+	if el == nil || time.Since(el.Value.(idleConn).since) < l.minIdle {
 		l.mu.Unlock()
 		return false
 	}
-	lc := l.idle.Remove(el).(*limitConn)
-	delete(l.idleAt, lc)
+	ic := l.idle.Remove(el).(idleConn)
+	delete(l.idleAt, ic.c)
 	l.mu.Unlock()
-	lc.Close()
+	ic.c.Close()
 	return true
 }
 
