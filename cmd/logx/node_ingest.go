@@ -249,6 +249,10 @@ func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		replyIngest(w, http.StatusServiceUnavailable, ingestReply{Error: "busy: too many /ingest requests at once; try again; nothing committed"})
 		return
 	}
+	if r.Context().Err() != nil { // a select may take a ready turn over the end
+		replyIngest(w, http.StatusServiceUnavailable, ingestReply{Error: "the node is stopping, or the client left; nothing committed"})
+		return
+	}
 	if err := in.dial(r.Context(), name, c); err != nil {
 		rep.Error = "no connection to the cluster: " + err.Error()
 		replyIngest(w, http.StatusServiceUnavailable, rep)
