@@ -175,17 +175,33 @@ func TestBudgetReader(t *testing.T) {
 	require.Equal(t, int64(10), b.free)
 }
 
-// TestIngestDeletedStream: a request for a stream that was deleted is
-// refused (404) and drops the Client /ingest kept for it, with its
-// connection; each deleted stream kept one until the node stopped.
-func TestIngestDeletedStream(t *testing.T) {
+// ingestCluster starts a 3-node cluster and node 1's ingester, served by
+// an httptest server whose requests' base context is base (nil: the
+// server's own); tweak, if set, changes the ingester before it serves.
+func ingestCluster(t *testing.T, base context.Context, tweak func(*ingester)) ([]*logx.Logx, *ingester, *httptest.Server) {
+	t.Helper()
 	nodes, cfgs := clusterWith(t, nil)
 	nf := nodeFile{Config: cfgs[0]}
 	in, err := newIngester(nodes[0], nf)
 	require.NoError(t, err)
-	defer in.close()
-	srv := httptest.NewServer(nodeHandler(nodes[0], nf, in))
-	defer srv.Close()
+	t.Cleanup(in.close)
+	if tweak != nil {
+		tweak(in)
+	}
+	srv := httptest.NewUnstartedServer(nodeHandler(nodes[0], nf, in))
+	if base != nil {
+		srv.Config.BaseContext = func(net.Listener) context.Context { return base }
+	}
+	srv.Start()
+	t.Cleanup(srv.Close) // before in.close: the server waits for its requests
+	return nodes, in, srv
+}
+
+// TestIngestDeletedStream: a request for a stream that was deleted is
+// refused (404) and drops the Client /ingest kept for it, with its
+// connection; each deleted stream kept one until the node stopped.
+func TestIngestDeletedStream(t *testing.T) {
+	nodes, in, srv := ingestCluster(t, nil, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	require.NoError(t, nodes[0].CreateStream(ctx, logx.StreamConfig{Name: "temp"}))
@@ -209,13 +225,7 @@ func TestIngestDeletedStream(t *testing.T) {
 // its request, as a line too long to read does: before, the chunks before
 // it were committed and the answer said "nothing was sent".
 func TestIngestRenderedTooLarge(t *testing.T) {
-	nodes, cfgs := clusterWith(t, nil)
-	nf := nodeFile{Config: cfgs[0]}
-	in, err := newIngester(nodes[0], nf)
-	require.NoError(t, err)
-	defer in.close()
-	srv := httptest.NewServer(nodeHandler(nodes[0], nf, in))
-	defer srv.Close()
+	_, _, srv := ingestCluster(t, nil, nil)
 	code, r := postIngest(t, srv.URL+"/ingest", "text/plain", "before\n")
 	require.Equal(t, http.StatusOK, code, "%+v", r)
 	before := r.First
@@ -238,17 +248,11 @@ func TestIngestRenderedTooLarge(t *testing.T) {
 // for them (503 "busy" after ingestWait). Once the stream is free its
 // requests commit, one after another.
 func TestIngestSlowStreamHoldsNoTurn(t *testing.T) {
-	nodes, cfgs := clusterWith(t, nil)
+	// in.wait: longer than the other stream's request may take.
+	nodes, in, srv := ingestCluster(t, nil, func(in *ingester) { in.wait = time.Minute })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	require.NoError(t, nodes[0].CreateStream(ctx, logx.StreamConfig{Name: "slow"}))
-	nf := nodeFile{Config: cfgs[0]}
-	in, err := newIngester(nodes[0], nf)
-	require.NoError(t, err)
-	defer in.close()
-	in.wait = time.Minute // longer than the other stream's request may take
-	srv := httptest.NewServer(nodeHandler(nodes[0], nf, in))
-	defer srv.Close()
 
 	held := in.client("slow")
 	held.slot <- struct{}{} // a request of "slow" still committing
@@ -293,22 +297,15 @@ func TestIngestSlowStreamHoldsNoTurn(t *testing.T) {
 // and second chunk): before, the rest failed, and the answer said 1,000
 // committed, the rest not, or perhaps (outcome unknown).
 func TestIngestCommitsThroughClose(t *testing.T) {
-	nodes, cfgs := clusterWith(t, nil)
-	nf := nodeFile{Config: cfgs[0]}
-	in, err := newIngester(nodes[0], nf)
-	require.NoError(t, err)
-	defer in.close()
 	reqCtx, cancelReqs := context.WithCancel(context.Background())
 	defer cancelReqs()
-	in.sending = func(committed int) {
-		if committed > 0 {
-			cancelReqs()
+	_, _, srv := ingestCluster(t, reqCtx, func(in *ingester) {
+		in.sending = func(committed int) {
+			if committed > 0 {
+				cancelReqs()
+			}
 		}
-	}
-	srv := httptest.NewUnstartedServer(nodeHandler(nodes[0], nf, in))
-	srv.Config.BaseContext = func(net.Listener) context.Context { return reqCtx }
-	srv.Start()
-	defer srv.Close()
+	})
 	var body strings.Builder
 	for i := range 3 * ingestChunk {
 		fmt.Fprintf(&body, "line %d\n", i)
