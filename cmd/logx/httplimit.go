@@ -14,11 +14,10 @@ import (
 // maxHTTPConns bounds the connections logx node's HTTP server holds open
 // at once: connections that someone opens and holds cannot take the file
 // descriptors and memory the node's Raft needs. At the bound a new
-// connection first closes the one idle longest (between requests, or
-// accepted with no request read yet, as net/http's ConnState says; idle a
-// second at least): kept-alive
-// connections of many clients (a shipper on each of 600 hosts, one pooled
-// connection each) then leave room for a liveness probe, which a 503
+// connection first closes an idle one (between requests, or accepted
+// with no request read yet, as net/http's ConnState says; closeIdle):
+// kept-alive connections of many clients (a shipper on each of 600 hosts,
+// one pooled connection each) then leave room for a liveness probe, which a 503
 // would fail until the orchestrator restarted the node. Only when every
 // connection is in the middle of a request is the new one answered 503
 // (if its client reads it before the close resets it) and closed. It is
@@ -35,29 +34,21 @@ type limitListener struct {
 	log    io.Writer
 
 	// idle holds the connections between requests (or before their
-	// first), longest idle first, with the time each became idle;
-	// ConnState keeps it. One idle less than minIdle is not closed: its
-	// client may have just sent a request that net/http has read but not
-	// yet reported (net/http's own closing of idle connections spares new
-	// ones for 5 s).
-	mu      sync.Mutex
-	idle    *list.List
-	idleAt  map[*limitConn]*list.Element
-	minIdle time.Duration
+	// first), longest idle first; ConnState keeps it.
+	mu     sync.Mutex
+	idle   *list.List
+	idleAt map[*limitConn]*list.Element
 }
 
-// idleConn is an entry of limitListener.idle.
+// idleConn is an entry of limitListener.idle, with how many bytes its
+// connection had read when it became idle.
 type idleConn struct {
-	c     *limitConn
-	since time.Time
+	c    *limitConn
+	read int64
 }
-
-// minIdleClosed is limitListener.minIdle.
-const minIdleClosed = time.Second
 
 func newLimitListener(l net.Listener, n int, log io.Writer) *limitListener {
-	return &limitListener{Listener: l, slots: make(chan struct{}, n), log: log, idle: list.New(), idleAt: map[*limitConn]*list.Element{},
-		minIdle: minIdleClosed}
+	return &limitListener{Listener: l, slots: make(chan struct{}, n), log: log, idle: list.New(), idleAt: map[*limitConn]*list.Element{}}
 }
 
 // connState is the server's http.Server.ConnState: it tracks which
@@ -74,20 +65,36 @@ func (l *limitListener) connState(c net.Conn, s http.ConnState) {
 		delete(l.idleAt, lc)
 	}
 	if s == http.StateNew || s == http.StateIdle {
-		l.idleAt[lc] = l.idle.PushBack(idleConn{lc, time.Now()})
+		l.idleAt[lc] = l.idle.PushBack(idleConn{lc, lc.read.Load()})
 	}
 }
 
-// closeIdle closes the connection idle longest, if it has been idle for
-// minIdle at least, which gives its slot back; it reports whether it did.
+// closeIdle closes an idle connection, which gives its slot back, and
+// reports whether there was one: the one idle longest that has read
+// nothing since it became idle, else the one idle longest. net/http
+// reports a request only once it has read it whole, so an idle
+// connection that has read bytes may carry a request the close cuts off
+// (net/http's own closing of idle connections has the same race); one
+// that has read nothing carries none. Refusing the newcomer instead would
+// let a flood of connections that each send a byte keep every newcomer
+// out, a probe included.
 func (l *limitListener) closeIdle() bool {
 	l.mu.Lock()
-	el := l.idle.Front()
-	if el == nil || time.Since(el.Value.(idleConn).since) < l.minIdle {
+	var pick *list.Element
+	for el := l.idle.Front(); el != nil; el = el.Next() {
+		if ic := el.Value.(idleConn); ic.c.read.Load() == ic.read {
+			pick = el
+			break
+		}
+	}
+	if pick == nil {
+		pick = l.idle.Front()
+	}
+	if pick == nil {
 		l.mu.Unlock()
 		return false
 	}
-	ic := l.idle.Remove(el).(idleConn)
+	ic := l.idle.Remove(pick).(idleConn)
 	delete(l.idleAt, ic.c)
 	l.mu.Unlock()
 	ic.c.Close()
@@ -143,6 +150,13 @@ type limitConn struct {
 	net.Conn
 	once sync.Once
 	free func()
+	read atomic.Int64 // bytes read
+}
+
+func (c *limitConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read.Add(int64(n))
+	return n, err
 }
 
 func (c *limitConn) Close() error {

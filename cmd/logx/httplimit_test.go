@@ -68,16 +68,16 @@ func TestLimitListener(t *testing.T) {
 	require.Len(t, ll.slots, 0)
 }
 
-// TestLimitListenerClosesIdle: at the bound, a new connection closes the
-// one idle longest (kept alive between requests) rather than being shed,
-// so many clients' pooled connections leave room for a probe; only when
-// every connection is in the middle of a request is the new one answered
-// 503.
+// TestLimitListenerClosesIdle: at the bound, a new connection closes an
+// idle one (kept alive between requests) rather than being shed, so many
+// clients' pooled connections leave room for a probe: the one idle longest
+// that has read nothing since, before an older one that has (its request
+// may be on its way); only when every connection is in the middle of a
+// request is the new one answered 503.
 func TestLimitListenerClosesIdle(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ll := newLimitListener(ln, 2, io.Discard)
-	ll.minIdle = time.Hour // until the connections are idle (below)
 	unblock := make(chan struct{})
 	defer close(unblock)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -89,9 +89,15 @@ func TestLimitListenerClosesIdle(t *testing.T) {
 	go srv.Serve(ll)
 	defer srv.Close()
 	addr := ln.Addr().String()
-	// Two connections, each after one request: idle, kept alive.
+	idle := func() int {
+		ll.mu.Lock()
+		defer ll.mu.Unlock()
+		return ll.idle.Len()
+	}
+	// Two connections, each after one request: idle, kept alive. The
+	// older then sends the start of its next request.
 	var kept []net.Conn
-	for range 2 {
+	for i := range 2 {
 		c, err := net.Dial("tcp", addr)
 		require.NoError(t, err)
 		defer c.Close()
@@ -102,12 +108,16 @@ func TestLimitListenerClosesIdle(t *testing.T) {
 		resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		kept = append(kept, c)
+		require.Eventually(t, func() bool { return idle() == i+1 }, 5*time.Second, time.Millisecond)
 	}
+	_, err = io.WriteString(kept[0], "GET / HT")
+	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		ll.mu.Lock()
 		defer ll.mu.Unlock()
-		return ll.idle.Len() == 2
-	}, 5*time.Second, time.Millisecond)
+		ic := ll.idle.Front().Value.(idleConn)
+		return ic.c.read.Load() > ic.read
+	}, 5*time.Second, time.Millisecond, "the server did not read the start of the request")
 	get := func() int {
 		t.Helper()
 		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
@@ -116,29 +126,19 @@ func TestLimitListenerClosesIdle(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	shed := func() {
-		t.Helper()
-		c, err := net.Dial("tcp", addr)
-		require.NoError(t, err)
-		defer c.Close()
-		require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
-		answer, err := io.ReadAll(c) // no request sent: nothing unread to reset the close
-		require.NoError(t, err)
-		require.Contains(t, string(answer), "HTTP/1.1 503 Service Unavailable\r\n")
-	}
-	shed() // idle less than minIdle: not closed, their clients may be sending
-	ll.mu.Lock()
-	ll.minIdle = 0
-	ll.mu.Unlock()
 	require.Equal(t, http.StatusOK, get(), "a probe while idle connections fill the bound")
-	require.NoError(t, kept[0].SetReadDeadline(time.Now().Add(5*time.Second)))
-	_, err = kept[0].Read(make([]byte, 1))
-	require.ErrorIs(t, err, io.EOF, "the connection idle longest was not closed")
+	require.NoError(t, kept[1].SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = kept[1].Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF, "the silent idle connection was not the one closed")
+	_, err = io.WriteString(kept[0], "TP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(kept[0]), nil)
+	require.NoError(t, err, "the connection whose request was on its way was closed")
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
 
 	// Two requests in their handlers: nothing is idle, and a new
-	// connection is shed. (A connection whose request headers have begun
-	// but not ended is still idle to net/http: a slow header is closed
-	// first.)
+	// connection is shed.
 	for range 2 {
 		c, err := net.Dial("tcp", addr)
 		require.NoError(t, err)
@@ -146,10 +146,12 @@ func TestLimitListenerClosesIdle(t *testing.T) {
 		_, err = io.WriteString(c, "GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
 		require.NoError(t, err)
 	}
-	require.Eventually(t, func() bool {
-		ll.mu.Lock()
-		defer ll.mu.Unlock()
-		return ll.idle.Len() == 0 && len(ll.slots) == 2
-	}, 5*time.Second, time.Millisecond)
-	shed()
+	require.Eventually(t, func() bool { return idle() == 0 && len(ll.slots) == 2 }, 5*time.Second, time.Millisecond)
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+	answer, err := io.ReadAll(c) // no request sent: nothing unread to reset the close
+	require.NoError(t, err)
+	require.Contains(t, string(answer), "HTTP/1.1 503 Service Unavailable\r\n")
 }
