@@ -383,10 +383,13 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 	if lx.seams.beforeVoter != nil {
 		lx.seams.beforeVoter(addr)
 	}
-	// An AddVoter of a server the configuration lacks adds it: under
-	// confMu, a RemoveNode made while it caught up is seen, not undone.
-	lx.confMu.Lock()
-	defer lx.confMu.Unlock()
+	// An AddVoter of a server the configuration lacks adds it: holding
+	// confSlot, a RemoveNode made while it caught up is seen, not undone.
+	release, err := lx.confChange(ctx)
+	if err != nil {
+		return fmt.Errorf("logx: %s is a non-voter now and caught up, but not made a voter: %w", addr, err)
+	}
+	defer release()
 	if err := lx.stillListed(addr); err != nil {
 		return err
 	}
@@ -397,6 +400,17 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 	}
 	lx.logf("logx: %s caught up and is a voter", addr)
 	return nil
+}
+
+// confChange waits for confSlot, or for ctx to end, and returns its
+// release.
+func (lx *Stream) confChange(ctx context.Context) (func(), error) {
+	select {
+	case lx.confSlot <- struct{}{}:
+		return func() { <-lx.confSlot }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for another membership change: %w", ctx.Err())
+	}
 }
 
 // stillListed fails if addr, added as a non-voter, has left the
@@ -452,11 +466,14 @@ func (lx *Stream) removeNode(ctx context.Context, addr string) error {
 		}
 		return raft.ErrNotLeader // the caller asks the new leader
 	}
-	lx.confMu.Lock()
+	release, err := lx.confChange(ctx)
+	if err != nil {
+		return fmt.Errorf("logx: %s not removed: %w", addr, err)
+	}
 	err = lx.raftCall(func() error {
 		return awaitFuture(ctx, lx.raft.RemoveServer(raft.ServerID(addr), 0, enqueueWithin(ctx)))
 	})
-	lx.confMu.Unlock()
+	release()
 	if err != nil {
 		return err
 	}

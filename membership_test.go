@@ -406,10 +406,18 @@ func TestForgedRemovalIgnored(t *testing.T) {
 	require.Empty(t, sendRemoved(t, c.cfgs[f].Addr, c.cfgs[f].Addr, nil).Error)
 	require.True(t, waitFor(30*time.Second, func() bool { return c.nodes[f].Stats().IgnoredRemovals == 2 }))
 	requireStillMember(t, c.nodes[f])
+	// One that comes while a check runs is checked once that ends, not
+	// dropped (a genuine notice could come during a check of forged ones).
+	require.Empty(t, sendRemoved(t, c.cfgs[f].Addr, c.cfgs[f].Addr, nil).Error)
+	require.True(t, c.nodes[f].defaultStream.checkingRemoval.Load(), "the first check ended before the second notice")
+	require.Empty(t, sendRemoved(t, c.cfgs[f].Addr, c.cfgs[f].Addr, nil).Error)
+	require.True(t, waitFor(30*time.Second, func() bool { return c.nodes[f].Stats().IgnoredRemovals == 4 }),
+		"ignored %d: the notice that came during a check was dropped", c.nodes[f].Stats().IgnoredRemovals)
+	requireStillMember(t, c.nodes[f])
 
 	c.logAppend("after", 10)
 	c.flushAll()
-	total := uint64(3*10 + 3*10 + 3)
+	total := uint64(3*10 + 3*10 + 4) // requireStillMember appends one
 	require.Equal(t, total, c.waitSameSeq(total))
 	requireIdentical(t, c.dirs(), "app.log")
 	require.Len(t, members(t, c.nodes[l]), 3)
@@ -809,9 +817,20 @@ func TestRemovalVerdict(t *testing.T) {
 		{"four voters, one down: the leader and one", []raft.Server{v("a"), v("b"), v("c")}, []removalAnswer{leads, gone, silent}, true},
 		{"four voters: two followers that do not know this node yet", []raft.Server{v("a"), v("b"), v("c")}, []removalAnswer{lists, gone, gone}, false},
 		{"a non-voter does not count", []raft.Server{v("a"), v("b"), nv}, []removalAnswer{leads, silent, gone}, false},
-		{"a leading non-voter is no leader's word", []raft.Server{v("a"), nv}, []removalAnswer{gone, leads}, false},
+		{"a leader this node lists as a non-voter (promoted since): its word counts, not its vote", []raft.Server{v("a"), nv}, []removalAnswer{gone, leads}, true},
+		{"a non-voter's word alone", []raft.Server{v("a"), v("b"), nv}, []removalAnswer{lists, silent, leads}, false},
 	} {
 		got, verdict := removalVerdict(tc.others, tc.ans)
 		require.Equal(t, tc.want, got, "%s: %s", tc.why, verdict)
 	}
+	// The leader the confirming voters name, if this node's configuration
+	// lacks it (its log stalled while a member was added and led), is
+	// asked too; one it lists, itself, or one named by a member that lists
+	// it or does not vote, is not.
+	named := func(a removalAnswer, leader string) removalAnswer { a.leaderAddr = leader; return a }
+	others := []raft.Server{v("a"), v("b"), nv}
+	require.Equal(t, "n2", unlistedLeader(others, []removalAnswer{named(gone, "n2"), gone, gone}, "me"))
+	require.Empty(t, unlistedLeader(others, []removalAnswer{named(gone, "a"), gone, gone}, "me"))
+	require.Empty(t, unlistedLeader(others, []removalAnswer{named(gone, "me"), gone, gone}, "me"))
+	require.Empty(t, unlistedLeader(others, []removalAnswer{named(lists, "n2"), silent, named(gone, "n2")}, "me"))
 }

@@ -38,16 +38,30 @@ const (
 	removalCheckWait   = 50 * time.Millisecond
 )
 
-// removalNotice starts checking a notice that this node was removed, in
-// the background, unless a check is running already (a later notice is
-// checked again).
+// removalNotice has a notice that this node was removed checked, in the
+// background: by a check of its own, or, if one is running, by one more
+// once that ends (a genuine notice that came during a check of forged
+// ones was dropped).
 func (lx *Stream) removalNotice() {
-	if lx.removed.Load() || !lx.checkingRemoval.CompareAndSwap(false, true) {
+	if lx.removed.Load() {
 		return
 	}
+	lx.recheckRemoval.Store(true)
+	if !lx.checkingRemoval.CompareAndSwap(false, true) {
+		return // the running check takes it
+	}
 	started := lx.goFunc(func() {
-		defer lx.checkingRemoval.Store(false)
-		lx.checkRemoval()
+		for {
+			for lx.recheckRemoval.Swap(false) && !lx.removed.Load() {
+				lx.checkRemoval()
+			}
+			lx.checkingRemoval.Store(false)
+			// A notice that came between the last Swap and the Store saw
+			// the check running: take it, unless another check has.
+			if !lx.recheckRemoval.Load() || !lx.checkingRemoval.CompareAndSwap(false, true) {
+				return
+			}
+		}
 	})
 	if !started { // Close began
 		lx.checkingRemoval.Store(false)
@@ -111,13 +125,38 @@ func (lx *Stream) removalConfirmed() (bool, string) {
 		wg.Go(func() { ans[i] = lx.listsMeNot(string(s.Address)) })
 	}
 	wg.Wait()
+	if ok, verdict := removalVerdict(others, ans); ok || lx.closingCtx.Err() != nil {
+		return ok, verdict
+	}
+	// The leader the confirming members name may be one this node's
+	// configuration lacks (its log stalled while a member was added and
+	// the leadership moved to it): its word counts too.
+	if l := unlistedLeader(others, ans, lx.cfg.Addr); l != "" {
+		others = append(others, raft.Server{ID: raft.ServerID(l), Address: raft.ServerAddress(l), Suffrage: raft.Nonvoter})
+		ans = append(ans, lx.listsMeNot(l))
+	}
 	return removalVerdict(others, ans)
+}
+
+// unlistedLeader returns the leader a confirming voter names, if neither
+// self nor one of others, the members asked; "" if none.
+func unlistedLeader(others []raft.Server, ans []removalAnswer, self string) string {
+	for i, a := range ans {
+		l := a.leaderAddr
+		if !a.gone || others[i].Suffrage != raft.Voter || l == "" || l == self ||
+			slices.ContainsFunc(others, func(s raft.Server) bool { return string(s.Address) == l }) {
+			continue
+		}
+		return l
+	}
+	return ""
 }
 
 // removalAnswer is what one member said of this node: that its
 // configuration leaves it out (gone), whether it leads, or no answer.
 type removalAnswer struct {
 	gone, leader bool
+	leaderAddr   string // the leader it names
 	err          error
 }
 
@@ -142,9 +181,11 @@ func removalVerdict(others []raft.Server, ans []removalAnswer) (bool, string) {
 			silent = append(silent, fmt.Sprintf("%s (%v)", s.Address, a.err))
 		case !a.gone:
 			listing = append(listing, string(s.Address))
-		case s.Suffrage == raft.Voter:
-			confirmed++
-			leader = leader || a.leader
+		default:
+			leader = leader || a.leader // whatever this node's configuration says of it
+			if s.Suffrage == raft.Voter {
+				confirmed++
+			}
 		}
 	}
 	need := voters/2 + 1
@@ -170,7 +211,7 @@ func (lx *Stream) listsMeNot(addr string) removalAnswer {
 		return removalAnswer{err: err}
 	}
 	gone, err := leavesOut(st, addr, lx.cfg.Addr)
-	return removalAnswer{gone: gone, leader: st.State == "Leader", err: err}
+	return removalAnswer{gone: gone, leader: st.State == "Leader", leaderAddr: st.Leader, err: err}
 }
 
 // leavesOut reports whether st, the status the member at addr sent, has

@@ -58,13 +58,12 @@ type Stream struct {
 	closed   bool
 	closing  chan struct{} // closed when Close begins
 	// closingCtx is cancelled (by cancelClosing) when Close begins.
-	closingCtx    context.Context
-	cancelClosing context.CancelFunc
-	// removed is set once a majority of its configuration's other voters
-	// confirmed a notice that it was removed (removal.go).
-	removed         atomic.Bool
-	checkingRemoval atomic.Bool // a removal notice is being checked
-	confMu          sync.Mutex  // addNode's last step and removeNode's change, one at a time (membership.go)
+	closingCtx      context.Context
+	cancelClosing   context.CancelFunc
+	removed         atomic.Bool   // set once a notice that this node was removed is confirmed (removal.go)
+	checkingRemoval atomic.Bool   // a removal notice is being checked
+	recheckRemoval  atomic.Bool   // a notice came that no check has taken yet
+	confSlot        chan struct{} // held by addNode's last step and removeNode's change, one at a time (membership.go)
 	// handingOver is set while a leader that cannot write hands over;
 	// lastHandOver is when it last began to (monoNanos), and
 	// handOverGap how long it waits before it does again (see handOver);
@@ -225,6 +224,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		free:         make(chan *entry, cfg.QueueSize+cfg.MaxBatchEntries+1),
 		closing:      make(chan struct{}),
 		tailArmed:    make(chan struct{}, 1),
+		confSlot:     make(chan struct{}, 1),
 		abort:        make(chan struct{}),
 		stopped:      make(chan struct{}),
 		maxFrame:     cfg.MaxBatchBytes + wire.RecordSize(cfg.MaxEntrySize) + wire.HeaderMax,
