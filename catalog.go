@@ -280,6 +280,17 @@ func checkCatalog(cat map[string]*catalogEntry) error {
 		if e == nil || e.Spec.Name != name {
 			return fmt.Errorf("catalog entry %q is malformed", name)
 		}
+		if e.Deleted != 0 {
+			// Only its name is used again (to refuse it, and to move its
+			// directory aside), so its settings are not checked: an
+			// earlier version took some this one refuses (a File of 235
+			// bytes or more), and refusing a deleted stream's made every
+			// node upgraded over that catalog fail to start.
+			if err := checkStreamName(name); err != nil {
+				return fmt.Errorf("catalog entry %q: %w", name, err)
+			}
+			continue
+		}
 		if err := e.Spec.checkLogged(); err != nil {
 			return fmt.Errorf("catalog entry %q: %w", name, err)
 		}

@@ -175,7 +175,8 @@ func TestRetentionCmdBatching(t *testing.T) {
 // snapshot, deleted streams' included (a node upgraded over such a log
 // failed to start, or refused a create the others applied); a new stream
 // is checked as a Config is. A longer File never worked (a name derived
-// from it is over 255 bytes: TestLongestFile).
+// from it is over 255 bytes: TestLongestFile); a deleted stream's
+// settings are not checked at all.
 func TestLoggedLimits(t *testing.T) {
 	long := strings.Repeat("a", maxLoggedFileName-len(".log")) + ".log"
 	spec := specOf(StreamConfig{Name: "s", File: long, QueueSize: 2 << 20})
@@ -196,6 +197,16 @@ func TestLoggedLimits(t *testing.T) {
 	require.ErrorAs(t, specOf(StreamConfig{Name: "s", QueueSize: 2 << 20}).check(), &ce)
 	require.Equal(t, "Streams[0].QueueSize", ce.Field)
 	require.Error(t, specOf(StreamConfig{Name: "s", File: "a" + long}).checkLogged(), "235 bytes")
+	// A deleted stream's settings are not used, so not checked: one of 235
+	// bytes or more, which an earlier version took and which stopped the
+	// stream at its first rotation, was deleted, and a catalog holding it
+	// made every upgraded node fail to start.
+	longer := specOf(StreamConfig{Name: "s", File: strings.Repeat("b", 300) + ".log"})
+	require.NoError(t, checkCatalog(map[string]*catalogEntry{"s": {Spec: longer, Index: 5, Deleted: 9}}))
+	require.Error(t, checkCatalog(map[string]*catalogEntry{"s": {Spec: longer, Index: 5}}), "a live one")
+	bad := longer
+	bad.Name = "../s"
+	require.Error(t, checkCatalog(map[string]*catalogEntry{"../s": {Spec: bad, Index: 5, Deleted: 9}}), "a deleted one's name is still checked")
 	s.File = "a" + long
 	_, err = readSettings(appendSettings(nil, s))
 	require.Error(t, err)
