@@ -985,3 +985,29 @@ func TestCatchUpFinishedByEntries(t *testing.T) {
 	require.NoError(t, dst3.Err())
 	require.NoError(t, dst3.close())
 }
+
+// TestCatchUpRetentionFromLog: a node whose Config sets a retention that a
+// snapshot's settings, taken before a SetRetention, do not hold still
+// catches up from it (the retention command later in the log settles it),
+// as it applies those settings from the log: before, it stopped applying
+// for good, saying the cluster used the snapshot's value. Other settings
+// still conflict.
+func TestCatchUpRetentionFromLog(t *testing.T) {
+	logs := testLogs(40, 7)
+	src, m := sourceFSM(t, logs)
+	m.Settings = &clusterSettings{File: "app.log", MaxSize: 2048, Format: FormatText, DedupWindow: time.Hour}
+	dir := t.TempDir()
+	dst := openTestFSM(t, dir)
+	dst.want = clusterSettings{MaxFiles: 5, MaxAge: time.Hour, Format: FormatText}
+	dst.fetcher = &dirFetcher{src: src}
+	require.NoError(t, restoreFrom(t, dst, m))
+	require.NoError(t, dst.close())
+	require.Equal(t, fileHashes(t, src.dir, "app.log"), fileHashes(t, dir, "app.log"))
+
+	dst2 := openTestFSM(t, t.TempDir())
+	dst2.want = clusterSettings{MaxSize: 4096, Format: FormatText}
+	dst2.fetcher = &dirFetcher{src: src}
+	var ce *ConfigError
+	require.ErrorAs(t, restoreFrom(t, dst2, m), &ce)
+	require.Equal(t, "MaxSize", ce.Field)
+}

@@ -171,16 +171,22 @@ func (f *fsm) applySettings(data []byte) applyResult {
 	return applyResult{}
 }
 
+// wantOfLog is what this node's Config sets of the cluster's settings that
+// the settings the log (or a snapshot) holds must agree with: MaxFiles and
+// MaxAge are not compared, since a retention command later in the log may
+// set them to what this node's Config says, and the node goes by the
+// log's either way.
+func (f *fsm) wantOfLog() clusterSettings {
+	want := f.want
+	want.MaxFiles, want.MaxAge = 0, 0
+	return want
+}
+
 // useSettings makes this node write by the cluster's settings s, if its
 // Config agrees (its zero fields take s's values). The active file's name
 // can change only while nothing has been written.
 func (f *fsm) useSettings(s clusterSettings) error {
-	// MaxFiles and MaxAge are not compared here: a retention command later
-	// in the log may set them to what this node's Config says, and the
-	// node goes by the log's either way.
-	want := f.want
-	want.MaxFiles, want.MaxAge = 0, 0
-	if err := s.conflict(want); err != nil {
+	if err := s.conflict(f.wantOfLog()); err != nil {
 		return err
 	}
 	if s.File != f.file {
