@@ -286,8 +286,8 @@ func checkCatalog(cat map[string]*catalogEntry) error {
 			// earlier version took some this one refuses (a File of 235
 			// bytes or more), and refusing a deleted stream's made every
 			// node upgraded over that catalog fail to start.
-			if err := checkStreamName(name); err != nil {
-				return fmt.Errorf("catalog entry %q: %w", name, err)
+			if err := checkStreamName(name); err != nil || name == DefaultStream {
+				return fmt.Errorf("catalog entry %q: not a stream that can be deleted", name)
 			}
 			continue
 		}

@@ -207,6 +207,8 @@ func TestLoggedLimits(t *testing.T) {
 	bad := longer
 	bad.Name = "../s"
 	require.Error(t, checkCatalog(map[string]*catalogEntry{"../s": {Spec: bad, Index: 5, Deleted: 9}}), "a deleted one's name is still checked")
+	def := specOf(StreamConfig{Name: DefaultStream})
+	require.Error(t, checkCatalog(map[string]*catalogEntry{DefaultStream: {Spec: def, Index: 5, Deleted: 9}}), "the default stream deleted")
 	s.File = "a" + long
 	_, err = readSettings(appendSettings(nil, s))
 	require.Error(t, err)
@@ -232,4 +234,29 @@ func TestLoggedShortMaxAge(t *testing.T) {
 	lx := newSingle(t, nil)
 	var ce *ConfigError
 	require.ErrorAs(t, lx.CreateStream(context.Background(), StreamConfig{Name: "s", MaxAge: 30 * time.Second}), &ce)
+}
+
+// TestRestartConfigRetention: a node restarted with a Config whose
+// retention differs from what it last applied of the cluster's, which no
+// retention command had set (it was down while SetRetention ran, or it
+// caught up from a snapshot taken before one, and its Config was changed
+// to match), starts, and goes by the cluster's: before, it refused to
+// start, saying the cluster used what it had last applied; the retention
+// command it has yet to apply settles it. Other settings still conflict.
+func TestRestartConfigRetention(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, 1, nil)
+	c.waitSettings()
+	c.logAppend("before", 5)
+	c.stop(0)
+	cfg := c.cfgs[0]
+	cfg.MaxFiles, cfg.MaxAge = 5, time.Hour
+	lx, err := New(cfg)
+	require.NoError(t, err, "a Config's retention that the cluster's holds over")
+	require.Zero(t, lx.defaultStream.cfg.MaxFiles, "the cluster's retention holds")
+	require.Zero(t, lx.defaultStream.cfg.MaxAge)
+	require.NoError(t, lx.Close())
+	cfg.MaxSize = 12345
+	_, err = New(cfg)
+	requireConfigError(t, err, "MaxSize")
 }

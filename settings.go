@@ -86,11 +86,11 @@ func (s clusterSettings) conflict(want clusterSettings) error {
 }
 
 // adopt returns c with its zero settings fields set to s's, and its
-// retention set to s's once a retention command set it.
+// retention set to s's: the log's holds over the Config's, which applying
+// settings from the log goes by too (useSettings), so that every node
+// retires the same files; a retention command changes it.
 func (s clusterSettings) adopt(c Config) Config {
-	if s.RetentionSet {
-		c.MaxFiles, c.MaxAge = s.MaxFiles, s.MaxAge
-	}
+	c.MaxFiles, c.MaxAge = s.MaxFiles, s.MaxAge
 	if c.File == "" {
 		c.File = s.File
 	}
@@ -99,12 +99,6 @@ func (s clusterSettings) adopt(c Config) Config {
 	}
 	if c.RotateEvery == 0 {
 		c.RotateEvery = s.RotateEvery
-	}
-	if c.MaxFiles == 0 {
-		c.MaxFiles = s.MaxFiles
-	}
-	if c.MaxAge == 0 {
-		c.MaxAge = s.MaxAge
 	}
 	if c.DedupWindow == 0 {
 		c.DedupWindow = s.DedupWindow
@@ -176,10 +170,14 @@ func (f *fsm) applySettings(data []byte) applyResult {
 // MaxAge are not compared, since a retention command later in the log may
 // set them to what this node's Config says, and the node goes by the
 // log's either way.
-func (f *fsm) wantOfLog() clusterSettings {
-	want := f.want
-	want.MaxFiles, want.MaxAge = 0, 0
-	return want
+func (f *fsm) wantOfLog() clusterSettings { return f.want.withoutRetention() }
+
+// withoutRetention returns s with MaxFiles and MaxAge zero: what a node's
+// Config must agree with once the cluster's settings are known, the log's
+// retention holding over the Config's.
+func (s clusterSettings) withoutRetention() clusterSettings {
+	s.MaxFiles, s.MaxAge = 0, 0
+	return s
 }
 
 // useSettings makes this node write by the cluster's settings s, if its

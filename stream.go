@@ -197,16 +197,17 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 	want := wantedSettings(cfg)
 	var overridden string // Config's retention, which the cluster's overrides
 	if st, ok, err := readState(cfg.Dir); err == nil && ok && st.Settings != nil {
-		// The cluster's settings are known here: this Config must agree,
-		// and its zero fields take the cluster's values (settings.go).
-		if err := st.Settings.conflict(want); err != nil {
+		// The cluster's settings are known here: this Config must agree
+		// (its retention aside: the log's holds), and its zero fields take
+		// the cluster's values (settings.go).
+		if err := st.Settings.conflict(want.withoutRetention()); err != nil {
 			if name != DefaultStream {
 				err = fmt.Errorf("stream %q: %w", name, err)
 			}
 			return nil, err
 		}
-		if s := st.Settings; s.RetentionSet && (want.MaxFiles != 0 && want.MaxFiles != s.MaxFiles || want.MaxAge != 0 && want.MaxAge != s.MaxAge) {
-			overridden = fmt.Sprintf("logx: the cluster's retention (MaxFiles %d, MaxAge %v, set by SetRetention) holds over this Config's (MaxFiles %d, MaxAge %v)",
+		if s := st.Settings; want.MaxFiles != 0 && want.MaxFiles != s.MaxFiles || want.MaxAge != 0 && want.MaxAge != s.MaxAge {
+			overridden = fmt.Sprintf("logx: the cluster's retention as this node last applied it (MaxFiles %d, MaxAge %v) holds over this Config's (MaxFiles %d, MaxAge %v): SetRetention changes it",
 				s.MaxFiles, s.MaxAge, want.MaxFiles, want.MaxAge)
 		}
 		cfg = st.Settings.adopt(cfg)
