@@ -40,10 +40,12 @@ type limitListener struct {
 	idleAt map[*limitConn]*list.Element
 }
 
-// idleConn is an entry of limitListener.idle, with how many bytes its
-// connection had read when it became idle.
+// idleConn is an entry of limitListener.idle: its connection, whether it
+// is kept alive after a request (http.StateIdle) rather than new, and how
+// many bytes it had read when it became so.
 type idleConn struct {
 	c    *limitConn
+	kept bool
 	read int64
 }
 
@@ -65,24 +67,25 @@ func (l *limitListener) connState(c net.Conn, s http.ConnState) {
 		delete(l.idleAt, lc)
 	}
 	if s == http.StateNew || s == http.StateIdle {
-		l.idleAt[lc] = l.idle.PushBack(idleConn{lc, lc.read.Load()})
+		l.idleAt[lc] = l.idle.PushBack(idleConn{lc, s == http.StateIdle, lc.read.Load()})
 	}
 }
 
 // closeIdle closes an idle connection, which gives its slot back, and
-// reports whether there was one: the one idle longest that has read
-// nothing since it became idle, else the one idle longest. net/http
-// reports a request only once it has read it whole, so an idle
-// connection that has read bytes may carry a request the close cuts off
-// (net/http's own closing of idle connections has the same race); one
-// that has read nothing carries none. Refusing the newcomer instead would
-// let a flood of connections that each send a byte keep every newcomer
-// out, a probe included.
+// reports whether there was one: the one kept alive longest that has read
+// nothing since its last request, else the one idle longest, new or kept.
+// net/http reports a request only once it has read it whole, so an idle
+// connection that has read bytes may be carrying one; a kept-alive one that
+// has read nothing is waiting for its client. A new one that has read
+// nothing may not have been read yet at all (its goroutine not yet run), so
+// it is not preferred: a flood of connections sending a byte each would
+// otherwise have every probe closed first. Refusing the newcomer instead
+// would let such a flood keep every newcomer out.
 func (l *limitListener) closeIdle() bool {
 	l.mu.Lock()
 	var pick *list.Element
 	for el := l.idle.Front(); el != nil; el = el.Next() {
-		if ic := el.Value.(idleConn); ic.c.read.Load() == ic.read {
+		if ic := el.Value.(idleConn); ic.kept && ic.c.read.Load() == ic.read {
 			pick = el
 			break
 		}

@@ -155,3 +155,39 @@ func TestLimitListenerClosesIdle(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(answer), "HTTP/1.1 503 Service Unavailable\r\n")
 }
+
+// TestCloseIdleOrder: closeIdle closes the kept-alive connection that has
+// read nothing since its last request first; among the rest the oldest,
+// so that a new connection that has read nothing yet (a probe whose
+// request the server has not read) outlives older connections that each
+// sent a byte (a flood keeping the slots).
+func TestCloseIdleOrder(t *testing.T) {
+	ll := newLimitListener(nil, 8, io.Discard)
+	conn := func(s http.ConnState, read int64) *limitConn {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		c := &limitConn{Conn: a, free: func() {}}
+		ll.connState(c, s)
+		c.read.Add(read)
+		return c
+	}
+	open := func(c *limitConn) bool {
+		ll.mu.Lock()
+		defer ll.mu.Unlock()
+		_, ok := ll.idleAt[c]
+		return ok
+	}
+	flood1 := conn(http.StateNew, 1)
+	flood2 := conn(http.StateNew, 1)
+	kept := conn(http.StateIdle, 0)
+	probe := conn(http.StateNew, 0)
+	require.True(t, ll.closeIdle())
+	require.False(t, open(kept), "the kept-alive connection waiting for its client first")
+	require.True(t, ll.closeIdle())
+	require.False(t, open(flood1), "then the oldest")
+	require.True(t, ll.closeIdle())
+	require.False(t, open(flood2))
+	require.True(t, open(probe), "the probe outlives the older connections")
+	require.True(t, ll.closeIdle())
+	require.False(t, ll.closeIdle(), "none left")
+}
