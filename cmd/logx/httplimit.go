@@ -17,11 +17,12 @@ import (
 // connection first closes an idle one (between requests, or accepted
 // with no request read yet, as net/http's ConnState says; closeIdle):
 // kept-alive connections of many clients (a shipper on each of 600 hosts,
-// one pooled connection each) then leave room for a liveness probe, which a 503
-// would fail until the orchestrator restarted the node. Only when every
-// connection is in the middle of a request is the new one answered 503
-// (if its client reads it before the close resets it) and closed. It is
-// not a bound per client: one that keeps 512 requests going holds them all.
+// one pooled connection each) then leave room for a liveness probe, which
+// a 503 would fail until the orchestrator restarted the node. Only when
+// every connection is in the middle of a request is the new one answered
+// 503 (if its client reads it before the close resets it) and closed. It
+// is not a bound per client: one that keeps 512 requests going holds them
+// all.
 const maxHTTPConns = 512
 
 // limitListener is a listener that holds at most cap(slots) connections
@@ -104,6 +105,16 @@ func (l *limitListener) closeIdle() bool {
 	return true
 }
 
+// take takes a slot if one is free.
+func (l *limitListener) take() bool {
+	select {
+	case l.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
 // free gives a slot back (never waiting: a connection gives back the one
 // it holds, once).
 func (l *limitListener) free() {
@@ -119,17 +130,8 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		select {
-		case l.slots <- struct{}{}:
+		if l.take() || l.closeIdle() && l.take() {
 			return &limitConn{Conn: c, free: l.free}, nil
-		default:
-		}
-		if l.closeIdle() {
-			select {
-			case l.slots <- struct{}{}:
-				return &limitConn{Conn: c, free: l.free}, nil
-			default:
-			}
 		}
 		// A short answer rather than a bare close, for probes and
 		// scrapers to read; no request is read.
