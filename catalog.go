@@ -94,9 +94,18 @@ func (s streamSpec) config() StreamConfig {
 
 // sameFiles reports whether s and o write the same files: the settings
 // every node must share (the queue and the level are each node's own).
+// A node's Config is compared with sameLayout instead: retention changes
+// through the stream's log (SetRetention), whose limits hold over a
+// Config's.
 func (s streamSpec) sameFiles(o streamSpec) bool {
 	return s.Name == o.Name && s.File == o.File && s.MaxSize == o.MaxSize && s.RotateEvery == o.RotateEvery &&
 		s.MaxFiles == o.MaxFiles && s.MaxAge == o.MaxAge && s.Format == o.Format
+}
+
+// sameLayout is sameFiles without MaxFiles and MaxAge.
+func (s streamSpec) sameLayout(o streamSpec) bool {
+	s.MaxFiles, s.MaxAge, o.MaxFiles, o.MaxAge = 0, 0, 0, 0
+	return s.sameFiles(o)
 }
 
 // check validates a spec as a Config declaring it would be.

@@ -241,7 +241,7 @@ func newNode(cfg Config, sm seams) (_ *Logx, err error) {
 		case e.Deleted != 0:
 			return nil, &ConfigError{Field: fmt.Sprintf("Streams[%d]", i),
 				Err: fmt.Errorf("stream %q was deleted from the cluster (DeleteStream), and a name is never used again: take it out of Config.Streams", sc.Name)}
-		case !e.Spec.sameFiles(specOf(sc)):
+		case !e.Spec.sameLayout(specOf(sc)):
 			return nil, &ConfigError{Field: fmt.Sprintf("Streams[%d]", i),
 				Err: fmt.Errorf("stream %q: the cluster's catalog has it with other file settings (%+v)", sc.Name, e.Spec)}
 		}

@@ -531,7 +531,7 @@ func (lx *Stream) settingsConflict(addr string, want *clusterSettings) error {
 	if cs == nil || want == nil {
 		return nil
 	}
-	if err := cs.conflict(*want); err != nil {
+	if err := cs.conflict(want.withoutRetention()); err != nil {
 		return fmt.Errorf("logx: %s cannot join: %w", addr, err)
 	}
 	return nil

@@ -16,9 +16,9 @@ import (
 // until its disks filled. SetRetention commits a retention command to the
 // stream's Raft log; every node applies it at the same position, retires
 // what the new limits say at once, and records them in the cluster's
-// settings (checkpoints and snapshots) with RetentionSet, after which the
-// cluster's MaxFiles and MaxAge win over a node's Config (which a node
-// that starts logs, as it does for the cluster level).
+// settings (checkpoints and snapshots) with RetentionSet. The cluster's
+// MaxFiles and MaxAge win over a node's Config whether a retention command
+// set them or not (which a node logs).
 //
 // Retention command wire form: byte cmdRetention, then the JSON of
 // retentionCmd.

@@ -245,16 +245,28 @@ func TestLoggedShortMaxAge(t *testing.T) {
 // command it has yet to apply settles it. Other settings still conflict.
 func TestRestartConfigRetention(t *testing.T) {
 	t.Parallel()
-	c := newTestCluster(t, 1, nil)
+	c := newTestCluster(t, 1, func(cfg *Config) { cfg.Streams = []StreamConfig{{Name: "s", MaxFiles: 3}} })
 	c.waitSettings()
 	c.logAppend("before", 5)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := c.nodes[0].Stream("s")
+	require.NoError(t, err)
+	_, err = s.Append(ctx, LevelInfo, "in s") // its first leader records its settings
+	require.NoError(t, err)
+	require.True(t, waitFor(10*time.Second, func() bool { return s.fsm.settings.Load() != nil }))
 	c.stop(0)
 	cfg := c.cfgs[0]
 	cfg.MaxFiles, cfg.MaxAge = 5, time.Hour
+	cfg.Streams = []StreamConfig{{Name: "s", MaxFiles: 9}} // a declared stream's too
 	lx, err := New(cfg)
 	require.NoError(t, err, "a Config's retention that the cluster's holds over")
-	require.Zero(t, lx.defaultStream.cfg.MaxFiles, "the cluster's retention holds")
-	require.Zero(t, lx.defaultStream.cfg.MaxAge)
+	require.Zero(t, lx.defaultStream.fsm.policy.maxFiles, "the cluster's retention holds")
+	require.Zero(t, lx.defaultStream.fsm.policy.maxAge)
+	s, err = lx.Stream("s")
+	require.NoError(t, err)
+	require.NoError(t, s.WaitReady(ctx))
+	require.Equal(t, 3, s.fsm.policy.maxFiles, "the stream's log's retention holds")
 	require.NoError(t, lx.Close())
 	cfg.MaxSize = 12345
 	_, err = New(cfg)

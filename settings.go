@@ -21,6 +21,9 @@ import (
 //     the cluster's settings, a node that learns them from the log stops
 //     applying with that error (Stats.WriteError, the write-error alarm),
 //     and AddNode refuses a node that disagrees;
+//   - MaxFiles and MaxAge excepted: the cluster's hold over a Config's,
+//     which the node logs (New, useSettings), and SetRetention changes
+//     them (setretention.go);
 //   - a field left zero takes the cluster's value (Format excepted: its
 //     zero value is FormatText, which a node renders its own entries in, so
 //     a node of a JSON cluster must say FormatJSON).
@@ -186,6 +189,10 @@ func (s clusterSettings) withoutRetention() clusterSettings {
 func (f *fsm) useSettings(s clusterSettings) error {
 	if err := s.conflict(f.wantOfLog()); err != nil {
 		return err
+	}
+	if w := f.want; w.MaxFiles != 0 && w.MaxFiles != s.MaxFiles || w.MaxAge != 0 && w.MaxAge != s.MaxAge {
+		f.logf("logx: the cluster's retention (MaxFiles %d, MaxAge %v) holds over this node's Config's (MaxFiles %d, MaxAge %v): SetRetention changes it",
+			s.MaxFiles, s.MaxAge, w.MaxFiles, w.MaxAge)
 	}
 	if s.File != f.file {
 		if f.st.Seq > 0 || f.st.ActiveFirst > 1 {

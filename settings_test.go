@@ -81,12 +81,13 @@ func TestSettingsMismatch(t *testing.T) {
 	defer cancel()
 	ncfg := testConfig(t, 3, append(freeAddrs(t, 1), c.cfgs[0].Peers...), filepath.Join(t.TempDir(), "n4"))
 	ncfg.Addr, ncfg.Peers, ncfg.Join, ncfg.NodeID = ncfg.Peers[0], c.cfgs[0].Peers, true, "n4"
-	ncfg.MaxFiles = 7
+	ncfg.MaxFiles = 7 // not compared: the cluster's holds
+	ncfg.MaxSize = 64 << 10
 	n4, err := New(ncfg)
 	require.NoError(t, err)
 	defer n4.Close()
 	err = c.nodes[0].AddNode(ctx, ncfg.Addr)
-	require.ErrorContains(t, err, "MaxFiles")
+	require.ErrorContains(t, err, "MaxSize")
 	require.Len(t, members(t, c.nodes[0]), 3)
 
 	// A wiped node that disagrees learns the settings from the log and

@@ -12,9 +12,11 @@ import (
 // StreamConfig declares a stream of the node (Config.Streams): a log of its
 // own, with its own Raft group, files, retention, queue and level, beside
 // the default stream. Every node of the cluster must declare the same
-// streams with the same file settings (File, MaxSize, RotateEvery, MaxFiles,
-// MaxAge and Format): a node whose settings differ from the ones the
-// stream's log recorded first is refused, as for the default stream.
+// streams with the same file settings (File, MaxSize, RotateEvery and
+// Format): a node whose settings differ from the ones the stream's log
+// recorded first is refused, as for the default stream. MaxFiles and
+// MaxAge are the stream's log's once recorded, which SetRetention changes,
+// whatever a Config says.
 //
 // A zero field takes logx's default (DefaultConfig), not the default
 // stream's value, except File, which defaults to Name + ".log".
