@@ -142,24 +142,22 @@ func TestBrowser(t *testing.T) {
 
 	// A search still under way is given up for a newer one: both its
 	// requests (lines and histogram) end at the server.
+	twice := func(ch <-chan struct{}, what string) {
+		t.Helper()
+		for range 2 {
+			select {
+			case <-ch:
+			case <-time.After(10 * time.Second):
+				t.Fatal(what)
+			}
+		}
+	}
 	d.setValue("#q", "held")
 	d.click("#search")
-	for range 2 {
-		select {
-		case <-held:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the held search's requests did not come")
-		}
-	}
+	twice(held, "the held search's requests did not come")
 	d.setValue("#q", "payment 7")
 	d.search("#search")
-	for range 2 {
-		select {
-		case <-aborted:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the newer search did not abort the requests of the one it replaced")
-		}
-	}
+	twice(aborted, "the newer search did not abort the requests of the one it replaced")
 	row := d.js(`return Array.from(document.querySelector("#rows tr").children).map(td => td.textContent)`).([]any)
 	require.Len(t, row, 7)
 	require.Regexp(t, `^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+$`, row[1])
