@@ -96,6 +96,7 @@ func TestSetRetention(t *testing.T) {
 	require.NoError(t, c.nodes[follower].SetRetention(ctx, 2, 0))
 	require.True(t, waitFor(10*time.Second, func() bool { return countFiles(0) == 3 && countFiles(1) == 3 }),
 		"2 rotated files and the active one: %d %d", countFiles(0), countFiles(1))
+	require.Equal(t, 2, c.nodes[0].Stats().MaxFiles, "Stats shows the retention in force")
 	require.Error(t, c.nodes[0].SetRetention(ctx, -1, 0))
 	require.ErrorContains(t, c.nodes[0].SetRetention(ctx, 0, time.Second), "less than")
 
@@ -263,10 +264,12 @@ func TestRestartConfigRetention(t *testing.T) {
 	require.NoError(t, err, "a Config's retention that the cluster's holds over")
 	require.Zero(t, lx.defaultStream.fsm.policy.maxFiles, "the cluster's retention holds")
 	require.Zero(t, lx.defaultStream.fsm.policy.maxAge)
+	require.Zero(t, lx.Stats().MaxFiles, "Stats shows the retention in force")
 	s, err = lx.Stream("s")
 	require.NoError(t, err)
 	require.NoError(t, s.WaitReady(ctx))
 	require.Equal(t, 3, s.fsm.policy.maxFiles, "the stream's log's retention holds")
+	require.Equal(t, 3, s.Stats().MaxFiles)
 	require.NoError(t, lx.Close())
 	cfg.MaxSize = 12345
 	_, err = New(cfg)

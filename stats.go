@@ -58,6 +58,11 @@ type Stats struct {
 	LogClock time.Time `json:"log_clock,omitzero"`
 	// DedupWindow is how long the cluster remembers a producer.
 	DedupWindow time.Duration `json:"dedup_window_ns"`
+	// MaxFiles and MaxAge are the retention this node applies: the
+	// cluster's once it has applied the cluster's settings (which hold
+	// over its Config's; SetRetention changes them), its Config's before.
+	MaxFiles int           `json:"max_files"`
+	MaxAge   time.Duration `json:"max_age_ns"`
 
 	QueueLen int `json:"queue_len"` // entries waiting to be committed
 	QueueCap int `json:"queue_cap"`
@@ -218,6 +223,10 @@ func (lx *Stream) Stats() Stats {
 		s.LogClock = time.Unix(0, c).UTC()
 	}
 	s.DedupWindow = lx.dedupWindow()
+	s.MaxFiles, s.MaxAge = lx.cfg.MaxFiles, lx.cfg.MaxAge
+	if cs := lx.fsm.clusterSettings(); cs != nil {
+		s.MaxFiles, s.MaxAge = cs.MaxFiles, cs.MaxAge
+	}
 	addr, _ := lx.raft.LeaderWithID()
 	s.Leader = string(addr)
 	s.Lag, _, _ = lx.lag()
