@@ -167,7 +167,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	if m.Settings != nil && f.st.Settings == nil {
 		// The cluster's settings come with the snapshot: this node's
 		// Config must agree, and a fresh node takes the cluster's File.
-		if err := m.Settings.conflict(f.wantOfLog()); err != nil {
+		if err := m.Settings.conflict(f.want.withoutRetention()); err != nil {
 			f.stopWith(err)
 			return err
 		}

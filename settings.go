@@ -168,31 +168,35 @@ func (f *fsm) applySettings(data []byte) applyResult {
 	return applyResult{}
 }
 
-// wantOfLog is what this node's Config sets of the cluster's settings that
-// the settings the log (or a snapshot) holds must agree with: MaxFiles and
-// MaxAge are not compared, since a retention command later in the log may
-// set them to what this node's Config says, and the node goes by the
-// log's either way.
-func (f *fsm) wantOfLog() clusterSettings { return f.want.withoutRetention() }
-
 // withoutRetention returns s with MaxFiles and MaxAge zero: what a node's
-// Config must agree with once the cluster's settings are known, the log's
-// retention holding over the Config's.
+// Config must agree with once the cluster's settings are known (at start,
+// from the log, from a snapshot, in AddNode). Retention is not compared: a
+// retention command later in the log may set it to what the Config says,
+// and every node goes by the log's either way.
 func (s clusterSettings) withoutRetention() clusterSettings {
 	s.MaxFiles, s.MaxAge = 0, 0
 	return s
+}
+
+// retentionOverride says that s's retention holds over want's, the
+// retention a node's Config sets, or "" if want sets none other.
+func (s clusterSettings) retentionOverride(want clusterSettings) string {
+	if want.MaxFiles != 0 && want.MaxFiles != s.MaxFiles || want.MaxAge != 0 && want.MaxAge != s.MaxAge {
+		return fmt.Sprintf("logx: the cluster's retention (MaxFiles %d, MaxAge %v) holds over this node's Config's (MaxFiles %d, MaxAge %v): SetRetention changes it",
+			s.MaxFiles, s.MaxAge, want.MaxFiles, want.MaxAge)
+	}
+	return ""
 }
 
 // useSettings makes this node write by the cluster's settings s, if its
 // Config agrees (its zero fields take s's values). The active file's name
 // can change only while nothing has been written.
 func (f *fsm) useSettings(s clusterSettings) error {
-	if err := s.conflict(f.wantOfLog()); err != nil {
+	if err := s.conflict(f.want.withoutRetention()); err != nil {
 		return err
 	}
-	if w := f.want; w.MaxFiles != 0 && w.MaxFiles != s.MaxFiles || w.MaxAge != 0 && w.MaxAge != s.MaxAge {
-		f.logf("logx: the cluster's retention (MaxFiles %d, MaxAge %v) holds over this node's Config's (MaxFiles %d, MaxAge %v): SetRetention changes it",
-			s.MaxFiles, s.MaxAge, w.MaxFiles, w.MaxAge)
+	if msg := s.retentionOverride(f.want); msg != "" {
+		f.logf("%s", msg)
 	}
 	if s.File != f.file {
 		if f.st.Seq > 0 || f.st.ActiveFirst > 1 {

@@ -206,10 +206,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 			}
 			return nil, err
 		}
-		if s := st.Settings; want.MaxFiles != 0 && want.MaxFiles != s.MaxFiles || want.MaxAge != 0 && want.MaxAge != s.MaxAge {
-			overridden = fmt.Sprintf("logx: the cluster's retention as this node last applied it (MaxFiles %d, MaxAge %v) holds over this Config's (MaxFiles %d, MaxAge %v): SetRetention changes it",
-				s.MaxFiles, s.MaxAge, want.MaxFiles, want.MaxAge)
-		}
+		overridden = st.Settings.retentionOverride(want)
 		cfg = st.Settings.adopt(cfg)
 	}
 	cfg = cfg.withDefaults()

@@ -235,20 +235,24 @@ func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := in.client(name)
 	wait, cancel = context.WithTimeout(r.Context(), in.wait)
 	defer cancel()
-	select {
-	case c.slot <- struct{}{}:
-		defer func() { <-c.slot }()
-	case <-wait.Done():
-		replyIngest(w, http.StatusServiceUnavailable, ingestReply{Error: "busy: the stream's earlier /ingest requests are still committing; try again; nothing committed"})
+	// take takes a place of sem, or answers busy once wait ends.
+	take := func(sem chan struct{}, busy string) bool {
+		select {
+		case sem <- struct{}{}:
+			return true
+		case <-wait.Done():
+			replyIngest(w, http.StatusServiceUnavailable, ingestReply{Error: "busy: " + busy + "; try again; nothing committed"})
+			return false
+		}
+	}
+	if !take(c.slot, "the stream's earlier /ingest requests are still committing") {
 		return
 	}
-	select {
-	case in.turn <- struct{}{}:
-		defer func() { <-in.turn }()
-	case <-wait.Done():
-		replyIngest(w, http.StatusServiceUnavailable, ingestReply{Error: "busy: too many /ingest requests at once; try again; nothing committed"})
+	defer func() { <-c.slot }()
+	if !take(in.turn, "too many /ingest requests at once") {
 		return
 	}
+	defer func() { <-in.turn }()
 	if r.Context().Err() != nil { // a select may take a ready turn over the end
 		replyIngest(w, http.StatusServiceUnavailable, ingestReply{Error: "the node is stopping, or the client left; nothing committed"})
 		return
