@@ -72,7 +72,10 @@ func (c *testCluster) awaitChecksum(i int, want string) {
 // member since it started keeps sha256, and an older node is refused as a
 // new member.
 func TestChecksums(t *testing.T) {
-	t.Parallel() // waits more than it computes (parallelTests, logx_test.go)
+	// Serial: it failed once under the parallel suite's load (2026-12-07,
+	// -race -short): node 3 named sha256 where BLAKE3 was expected, perhaps
+	// having fallen behind the leader's compacted log (TrailingLogs 8) and
+	// taken its snapshot's sums (not confirmed).
 	blake := store.BLAKE3
 	k := 0
 	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
