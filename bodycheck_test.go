@@ -2,6 +2,7 @@ package logx
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -218,13 +220,13 @@ func TestValidateBatchRecords(t *testing.T) {
 // from a MarshalJSON), so such values decode back and the leader takes them.
 func TestMarshaledValueEscaped(t *testing.T) {
 	s := "del\x7f nel\u0085 ls\u2028 ok\u00e9"
-	b := appendAttrJSON(nil, slog.Any("v", struct{ S string }{s}))
+	b := appendAttrJSON(nil, slog.Any("v", struct{ S string }{s}), 1)
 	require.NoError(t, checkChars(b), "%q", b)
 	var back map[string]struct{ S string }
 	require.NoError(t, json.Unmarshal(append(append([]byte("{"), b...), '}'), &back))
 	require.Equal(t, s, back["v"].S)
 
-	b = appendAttrJSON(nil, slog.Any("v", userJSON("\"bad\xffutf8\"")))
+	b = appendAttrJSON(nil, slog.Any("v", userJSON("\"bad\xffutf8\"")), 1)
 	require.NoError(t, checkChars(b), "%q", b)
 	require.Equal(t, `"v":"bad\ufffdutf8"`, string(b))
 }
@@ -355,4 +357,55 @@ func BenchmarkCheckRecord(b *testing.B) {
 			}
 		})
 	}
+}
+
+// chain is a LogValuer whose value is a group holding the next link: a
+// linked list logged as nested groups, as deep as it is long.
+type chain int
+
+func (c chain) LogValue() slog.Value {
+	if c == 0 {
+		return slog.IntValue(0)
+	}
+	return slog.GroupValue(slog.Any("next", c-1))
+}
+
+// TestRenderTooDeep: a value that would nest a JSON line past what
+// json.Valid accepts (a decoded request body json.Unmarshal took, a
+// LogValuer that returns groups of itself, WithGroup called in a loop) is
+// written as tooDeep, so the line passes the leader's check (which would
+// refuse the whole batch) and json.Valid; a value that fits is written
+// whole.
+func TestRenderTooDeep(t *testing.T) {
+	deep := func(n int) any {
+		var v any
+		require.NoError(t, json.Unmarshal([]byte(strings.Repeat("[", n)+strings.Repeat("]", n)), &v))
+		return v
+	}
+	check := func(name string, body []byte, wantTooDeep bool) {
+		t.Helper()
+		require.NoError(t, checkRecord(FormatJSON, LevelInfo, 0, body), name)
+		require.True(t, json.Valid(appendLine(nil, FormatJSON, 1, body)), name)
+		require.Equal(t, wantTooDeep, bytes.Contains(body, []byte(tooDeep)), name)
+	}
+	start := func() []byte { return appendBodyStart(nil, FormatJSON, time.Time{}, LevelInfo, "n1", "", "m") }
+	// The line's object is 1 deep, so a value may nest 9,999 more.
+	for _, n := range []int{maxJSONDepth - 1, maxJSONDepth} {
+		check(fmt.Sprint("decoded ", n), appendAttrs(start(), FormatJSON, slog.Any("body", deep(n))), n == maxJSONDepth)
+		// In a group, one less.
+		check(fmt.Sprint("decoded in a group ", n), appendAttrs(start(), FormatJSON, slog.Group("g", slog.Any("body", deep(n-1)))), n == maxJSONDepth)
+		// chain(n) is n groups (objects) around a number.
+		check(fmt.Sprint("chain ", n), appendAttrs(start(), FormatJSON, slog.Any("list", chain(n))), n == maxJSONDepth)
+	}
+	lx := &Stream{cfg: Config{Format: FormatJSON, NodeID: "n1", MaxEntrySize: math.MaxInt}}
+	var h slog.Handler = &handler{lx: lx, pre: [][]byte{nil}}
+	for range maxJSONDepth + 5 {
+		h = h.WithGroup("g")
+	}
+	require.Equal(t, maxJSONDepth-1, len(h.(*handler).groups))
+	h = h.WithAttrs([]slog.Attr{slog.Group("pre", slog.Int("x", 1))})
+	e, err := lx.newEntry(context.Background(), time.Time{}, LevelInfo, 0, "m", h.(*handler), nil, []slog.Attr{slog.Int("x", 1), slog.Group("in", slog.Int("y", 2))}, nil)
+	require.NoError(t, err)
+	check("groups", e.body, true)
+	require.Contains(t, string(e.body), `"x":1`)
 }

@@ -201,7 +201,7 @@ func (c *Client) render(entries []ClientEntry) (bodies [][]byte, nanos []int64, 
 		body := appendBodyStart(nil, c.format, t, e.Level, c.node, "", e.Msg)
 		for _, a := range e.Attrs {
 			if c.format == FormatJSON {
-				body = appendAttrJSON(body, a)
+				body = appendAttrJSON(body, a, 1)
 			} else {
 				body = appendAttrText(body, "", a)
 			}

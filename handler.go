@@ -62,7 +62,7 @@ func (h *handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	seg := slices.Clone(h2.pre[last])
 	for _, a := range attrs {
 		if h.lx.cfg.Format == FormatJSON {
-			seg = appendAttrJSON(seg, a)
+			seg = appendAttrJSON(seg, a, 1+len(h.groups))
 		} else {
 			seg = appendAttrText(seg, h.prefix, a)
 		}
@@ -74,6 +74,11 @@ func (h *handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 // WithGroup implements slog.Handler.
 func (h *handler) WithGroup(name string) slog.Handler {
 	if name == "" {
+		return h
+	}
+	if h.lx.cfg.Format == FormatJSON && 2+len(h.groups) > maxJSONDepth {
+		// Its object would nest the line past what json.Valid accepts
+		// (tooDeep): attributes stay in the innermost group opened.
 		return h
 	}
 	h2 := *h

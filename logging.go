@@ -278,7 +278,7 @@ func (lx *Stream) newEntry(ctx context.Context, t time.Time, level slog.Level, p
 	if ctx != nil && lx.cfg.ContextAttrs != nil {
 		for _, a := range lx.cfg.ContextAttrs(ctx) {
 			if lx.cfg.Format == FormatJSON {
-				b = appendAttrJSON(b, a)
+				b = appendAttrJSON(b, a, 1)
 			} else {
 				b = appendAttrText(b, "", a)
 			}

@@ -270,8 +270,17 @@ func quoteStops(x uint64) uint64 {
 	return (x | (x-swarOnes*' ')&^x | (bs-swarOnes)&^bs | (qu-swarOnes)&^qu | (del-swarOnes)&^del) & swarHighs
 }
 
+// tooDeep is the value written, as a JSON string, for a group or a
+// marshalled value that would nest the line deeper than maxJSONDepth:
+// encoding/json's json.Valid refuses such a line, and so does a leader's
+// check of forwarded batches (checkRecord), which would refuse the whole
+// batch, other callers' entries with it. A LogValuer that returns a group
+// of itself (a linked list) or a decoded request body reaches it.
+const tooDeep = "!ERROR: nested deeper than 10000 levels"
+
 // appendAttrJSON appends `,"key":value` for a; groups become nested objects.
-func appendAttrJSON(dst []byte, a slog.Attr) []byte {
+// depth is how deep the object a goes in is nested: 1 for the line's own.
+func appendAttrJSON(dst []byte, a slog.Attr, depth int) []byte {
 	a.Value = a.Value.Resolve()
 	if a.Equal(slog.Attr{}) {
 		return dst
@@ -283,9 +292,15 @@ func appendAttrJSON(dst []byte, a slog.Attr) []byte {
 		}
 		if a.Key == "" { // inline
 			for _, ga := range attrs {
-				dst = appendAttrJSON(dst, ga)
+				dst = appendAttrJSON(dst, ga, depth)
 			}
 			return dst
+		}
+		if depth >= maxJSONDepth {
+			dst = jsonComma(dst)
+			dst = appendJSONString(dst, a.Key)
+			dst = append(dst, ':')
+			return appendJSONString(dst, tooDeep)
 		}
 		start := len(dst)
 		dst = jsonComma(dst)
@@ -293,7 +308,7 @@ func appendAttrJSON(dst []byte, a slog.Attr) []byte {
 		dst = append(dst, ':', '{')
 		open := len(dst)
 		for _, ga := range attrs {
-			dst = appendAttrJSON(dst, ga)
+			dst = appendAttrJSON(dst, ga, depth+1)
 		}
 		if len(dst) == open { // every member was empty
 			return dst[:start]
@@ -303,7 +318,7 @@ func appendAttrJSON(dst []byte, a slog.Attr) []byte {
 	dst = jsonComma(dst)
 	dst = appendJSONString(dst, a.Key)
 	dst = append(dst, ':')
-	return appendValueJSON(dst, a.Value)
+	return appendValueJSON(dst, a.Value, depth)
 }
 
 // jsonComma appends a separator unless dst opens an object.
@@ -314,7 +329,9 @@ func jsonComma(dst []byte) []byte {
 	return append(dst, ',')
 }
 
-func appendValueJSON(dst []byte, v slog.Value) []byte {
+// appendValueJSON appends v, a member's value in an object nested depth
+// deep.
+func appendValueJSON(dst []byte, v slog.Value, depth int) []byte {
 	switch v.Kind() {
 	case slog.KindString:
 		return appendJSONString(dst, v.String())
@@ -337,12 +354,12 @@ func appendValueJSON(dst []byte, v slog.Value) []byte {
 		dst = v.Time().AppendFormat(dst, time.RFC3339Nano)
 		return append(dst, '"')
 	}
-	return appendAnyJSON(dst, v.Any())
+	return appendAnyJSON(dst, v.Any(), depth)
 }
 
 // appendAnyJSON appends x, a KindAny value, as appendValueJSON does,
 // recovering a panic in its methods as appendAnyText does.
-func appendAnyJSON(dst []byte, x any) (out []byte) {
+func appendAnyJSON(dst []byte, x any, depth int) (out []byte) {
 	defer func() {
 		if r := recover(); r != nil {
 			out = appendJSONString(dst, panicText(x, r))
@@ -360,7 +377,33 @@ func appendAnyJSON(dst []byte, x any) (out []byte) {
 	if err != nil {
 		return appendJSONString(dst, "!ERROR:"+err.Error())
 	}
+	if depth+jsonNesting(b) > maxJSONDepth {
+		return appendJSONString(dst, tooDeep)
+	}
 	return appendMarshaled(dst, b)
+}
+
+// jsonNesting is how deeply b, one JSON value, nests arrays and objects: 0
+// for a string, number or literal, 1 for [1,2], 2 for [[1]].
+func jsonNesting(b []byte) int {
+	depth, most := 0, 0
+	inString := false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case inString && c == '\\':
+			i++ // the escaped byte
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '[' || c == '{':
+			if depth++; depth > most {
+				most = depth
+			}
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return most
 }
 
 // panicText is what a value whose method panicked with r is written as:
@@ -510,6 +553,7 @@ func (h *handler) appendAttrs(b []byte, f Format, args []any, attrs []slog.Attr,
 		}
 		groups = h.groups
 	}
+	depth := 1 + len(groups) // the innermost group's object
 	var starts, opens [8]int
 	st, op := starts[:0], opens[:0]
 	for i, g := range groups {
@@ -523,14 +567,14 @@ func (h *handler) appendAttrs(b []byte, f Format, args []any, attrs []slog.Attr,
 	for len(args) > 0 {
 		var a slog.Attr
 		a, args = argsToAttr(args)
-		b = appendAttrJSON(b, a)
+		b = appendAttrJSON(b, a, depth)
 	}
 	for _, a := range attrs {
-		b = appendAttrJSON(b, a)
+		b = appendAttrJSON(b, a, depth)
 	}
 	if rec != nil {
 		rec.Attrs(func(a slog.Attr) bool {
-			b = appendAttrJSON(b, a)
+			b = appendAttrJSON(b, a, depth)
 			return true
 		})
 	}
