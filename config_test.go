@@ -278,9 +278,19 @@ func TestQueueBounded(t *testing.T) {
 			t.Fatal("Info did not block on a full queue")
 		default:
 		}
+		// A nil context, which slog.Logger.LogAttrs allows, blocks too
+		// (it panicked here).
+		nilCtx := make(chan error, 1)
+		go func() {
+			//lint:ignore SA1012 the nil context is the point
+			lx.LogAttrs(nil, LevelInfo, "nil context")
+			//lint:ignore SA1012 the nil context is the point
+			nilCtx <- lx.Handler().Handle(nil, slog.NewRecord(time.Now(), LevelInfo, "nil context", 0))
+		}()
 		require.LessOrEqual(t, lx.Stats().Enqueued, uint64(8+4096))
 		lx.Close()
 		<-done // Close releases the blocked caller
+		require.ErrorIs(t, <-nilCtx, ErrClosed)
 		st := lx.Stats()
 		require.Zero(t, st.Dropped)
 		require.Positive(t, st.AsyncErrors)

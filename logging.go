@@ -346,11 +346,15 @@ func (lx *Stream) enqueue(ctx context.Context, e *entry, block bool) error {
 		lx.stats.dropped.Add(1)
 		return ErrQueueFull
 	}
+	var done <-chan struct{} // a nil ctx (slog.Logger.LogAttrs allows one) never ends
+	if ctx != nil {
+		done = ctx.Done()
+	}
 	select {
 	case lx.queue <- e:
 		lx.stats.enqueued.Add(1)
 		return nil
-	case <-ctx.Done():
+	case <-done:
 		return ctx.Err()
 	case <-lx.closing:
 		return ErrClosed
