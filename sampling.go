@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // Sampling, shaped like zap's: in each Interval, the first First entries
@@ -20,7 +21,8 @@ import (
 // At the end of each interval in which it dropped something, the node logs
 // one entry per (level, message) that lost entries, at that level and
 // through the log like any other: msg="logx: sampling dropped entries",
-// with sampled_msg, the message, and dropped, how many. Stats.Sampled
+// with sampled_msg, the message (its first 256 bytes), and dropped, how
+// many. Stats.Sampled
 // counts every entry dropped so.
 //
 // Pairs are counted in a fixed table (1,024 slots per level, chosen by a
@@ -96,12 +98,31 @@ func (s *sampler) allow(level slog.Level, msg string, now int64) bool {
 	slot.mu.Lock() // with summaries' Swap: a summary names the message it counts
 	if slot.dropped.Add(1) == 1 {
 		// A copy, once per pair and interval: storing msg itself would
-		// make every logging call's message escape to the heap.
-		slot.msg, slot.level = strings.Clone(msg), level
+		// make every logging call's message escape to the heap. Its head
+		// only: the message is not bounded yet (sampling comes before
+		// rendering), and 4,096 slots each holding a long one would hold
+		// gigabytes, and a summary over MaxEntrySize would fail.
+		slot.msg, slot.level = strings.Clone(sampledHead(msg)), level
 	}
 	slot.mu.Unlock()
 	s.total.Add(1)
 	return false
+}
+
+// sampledMax is how much of a message a sampling summary names.
+const sampledMax = 256
+
+// sampledHead is msg cut to at most sampledMax bytes, at a character's
+// start.
+func sampledHead(msg string) string {
+	if len(msg) <= sampledMax {
+		return msg
+	}
+	n := sampledMax
+	for n > 0 && !utf8.RuneStart(msg[n]) {
+		n--
+	}
+	return msg[:n]
 }
 
 // summaries calls fn for each pair that lost entries since the last call,
@@ -116,6 +137,9 @@ func (s *sampler) summaries(fn func(level slog.Level, msg string, dropped uint64
 			slot.mu.Lock()
 			msg, level := slot.msg, slot.level
 			n := slot.dropped.Swap(0) // a drop racing this Swap is summarized next time
+			if n > 0 {
+				slot.msg = "" // not held until the slot drops again
+			}
 			slot.mu.Unlock()
 			if n > 0 {
 				fn(level, msg, n)

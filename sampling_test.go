@@ -155,3 +155,27 @@ func TestSamplingConfig(t *testing.T) {
 		require.Equal(t, "Sampling", ce.Field)
 	}
 }
+
+// TestSamplingLongMessage: a summary names the head of a long message (up
+// to 256 bytes, cut at a character), so it stays within any MaxEntrySize,
+// and the slot lets go of it once summarized.
+func TestSamplingLongMessage(t *testing.T) {
+	s := newSampler(Sampling{Interval: time.Hour, First: 1})
+	long := strings.Repeat("é", 1<<20) // 2 MiB, two bytes a character
+	now := time.Now().UnixNano()
+	require.True(t, s.allow(LevelInfo, long, now))
+	require.False(t, s.allow(LevelInfo, long, now))
+	var got []string
+	s.summaries(func(_ slog.Level, msg string, dropped uint64) {
+		require.Equal(t, uint64(1), dropped)
+		got = append(got, msg)
+	})
+	require.Equal(t, []string{strings.Repeat("é", 128)}, got)
+	for l := range s.slots {
+		for i := range s.slots[l] {
+			require.Empty(t, s.slots[l][i].msg, "a summarized message is let go")
+		}
+	}
+	require.Equal(t, "ab", sampledHead("ab"))
+	require.Equal(t, strings.Repeat("a", 255), sampledHead(strings.Repeat("a", 255)+"é"), "cut at a character's start")
+}
