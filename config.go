@@ -244,7 +244,12 @@ type Config struct {
 	// peer's election, a connection closed by a shutdown; see quietRaft in
 	// ops.go) and logx's diagnostics; never the
 	// replicated log. A normal start writes nothing at WARN or above
-	// (TestQuietStart). Defaults to os.Stderr.
+	// (TestQuietStart). Defaults to os.Stderr. It is written to on the
+	// goroutines doing the work (Raft's included), so it must not block
+	// for long, and must not write into this node's own log (a logx
+	// handler, or a slog.Logger over one): once the queue is full, a
+	// message from the producer or from Raft would wait for room only they
+	// can make, and the node would stop committing.
 	LogOutput io.Writer `json:"-" yaml:"-"`
 
 	// ContextAttrs, if set, is called with the context of every slog
