@@ -288,7 +288,8 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 }
 
 // catchUpFile assembles one file of the manifest, reading and checking
-// every byte it keeps, and returns how many bytes it copied.
+// every byte it keeps, and returns how many bytes of it were copied (in
+// the copy kept: one that failed its check is logged, not counted).
 func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File) (int64, error) {
 	staging := filepath.Join(f.dir, stagingName(mf.First))
 	if keep, err := f.keepCompressed(ctx, namer, mf, staging); keep || err != nil {
@@ -301,10 +302,12 @@ func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File)
 		if _, err := os.Stat(src); err != nil && f.st.ActiveFirst == mf.First {
 			src = filepath.Join(f.dir, f.file)
 		}
-		f.filesMu.Lock()
-		err := os.Rename(src, staging)
-		f.filesMu.Unlock()
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+		// Its bytes go into a new file, src left as it is until the new
+		// one replaces it (or the end of the catch-up removes it): a
+		// Reader may hold src open, and must see no byte the checksum has
+		// not checked (the fetched ones are checked once all have come).
+		// A Reader goes on in the file that replaced its own.
+		if err := copyKept(ctx, src, staging, mf.Size); err != nil {
 			return 0, err
 		}
 	}
@@ -349,7 +352,7 @@ func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File)
 				h.sum()
 				return copied, err
 			}
-			copied += mf.Size - have
+			copied = mf.Size - have // of the copy kept: a failed one is logged, and "kept" in the log is what was not copied
 		}
 		if mf.Matches(h.sum(), mf.Size) {
 			break
@@ -371,6 +374,29 @@ func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File)
 	}
 	f.dropCopy(fh) // the active file too: the Writer opened on it would drop it at its first Sync
 	return copied, os.Rename(staging, filepath.Join(f.dir, mf.Name))
+}
+
+// copyKept copies up to n bytes of src (none if there is no src) into
+// dst, a new file. A copy cut short leaves a shorter dst: the bytes a
+// catch-up then fetches are checked with the ones kept.
+func copyKept(ctx context.Context, src, dst string, n int64) error {
+	in, err := os.Open(src)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = copyContext(ctx, out, io.LimitReader(in, n))
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // fileChecks is what the checks of the files at rest say (unchecked);

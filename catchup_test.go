@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -292,7 +293,11 @@ func TestCatchUpVerifies(t *testing.T) {
 	require.ErrorIs(t, err, ErrCorrupt)
 	names, err := LogFiles(dir2, "app.log")
 	require.NoError(t, err)
-	require.Empty(t, names)
+	for _, n := range names { // the node's own (empty) active file at most
+		b, err := os.ReadFile(filepath.Join(dir2, n))
+		require.NoError(t, err)
+		require.Empty(t, b, n)
+	}
 }
 
 type fetcherFunc func(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error
@@ -1010,4 +1015,70 @@ func TestCatchUpRetentionFromLog(t *testing.T) {
 	var ce *ConfigError
 	require.ErrorAs(t, restoreFrom(t, dst2, m), &ce)
 	require.Equal(t, "MaxSize", ce.Field)
+}
+
+// TestCatchUpReaderSeesCheckedBytes: a Reader open on a node's active file
+// while a catch-up copies the rest of it from a peer sees only bytes the
+// manifest's checksum has checked. The copy is assembled in a new file
+// (the Reader goes on in it once it replaces the one it holds); before, it
+// was written into the file the Reader held, so a first copy that failed
+// its check (a damaged or lying peer) was read as lines, and the Reader's
+// place was lost when the file was cut back to copy it again.
+func TestCatchUpReaderSeesCheckedBytes(t *testing.T) {
+	// One line over the catch-up's 1 MiB write buffer, in the file the
+	// Reader holds (one file: MaxSize 8 MiB): the fetched bytes reach the
+	// file as they come, before the check.
+	logs := testLogsMsg(40, 7, func(i, k int) string {
+		if i == 30 && k == 0 {
+			return strings.Repeat("x", 1<<20+1000)
+		}
+		return fmt.Sprintf("log %d entry %d", i, k)
+	})
+	p := filePolicy{rotation: store.Rotation{MaxSize: 8 << 20}}
+	src := openPolicyFSM(t, t.TempDir(), p)
+	src.ApplyBatch(logs)
+	m := manifestOf(t, src)
+	defer src.close()
+	dir := t.TempDir()
+	dst := openPolicyFSM(t, dir, p)
+	dst.ApplyBatch(logs[:25])
+	require.NoError(t, dst.persist())
+	r, err := OpenReader(dir, "app.log")
+	require.NoError(t, err)
+	defer r.Close()
+	var got []Line
+	read := func() {
+		for {
+			l, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			require.NoError(t, err)
+			l.Text = append([]byte(nil), l.Text...)
+			got = append(got, l)
+		}
+	}
+	read()
+	require.Len(t, got, 25*7)
+	polls := 0
+	inner := &dirFetcher{src: src, corrupt: true}
+	dst.fetcher = fetcherFunc(func(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
+		polls++
+		err := inner.fetch(ctx, first, off, n, w, attempt)
+		read() // what a tail -f sees meanwhile
+		return err
+	})
+	require.NoError(t, restoreFrom(t, dst, m))
+	require.Greater(t, polls, 1, "no second copy: the first did not fail its check")
+	read()
+	require.NoError(t, dst.close())
+	fresh, err := OpenReader(dir, "app.log")
+	require.NoError(t, err)
+	want := readAll(t, fresh)
+	require.NoError(t, fresh.Close())
+	require.Equal(t, len(want), len(got))
+	for i, l := range got {
+		require.True(t, bytes.Equal(want[i].Text, l.Text), "line %d is not the log's", i+1)
+	}
+	require.Equal(t, fileHashes(t, src.dir, "app.log"), fileHashes(t, dir, "app.log"))
 }

@@ -3,6 +3,7 @@ package logx
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -529,6 +530,17 @@ func (r *Reader) Next() (Line, error) {
 		if !ok {
 			return Line{}, io.EOF
 		}
+		if next.first == r.cur.first {
+			// The open file was replaced: the node cut its files back to
+			// its checkpoint and is writing the same lines again (a
+			// restart, a retried write), whatever this one's torn tail.
+			// Go on in the new one where this Reader stands, once it is
+			// written that far.
+			if again, err := r.resume(next); err != nil || !again {
+				return Line{}, cmp.Or(err, io.EOF)
+			}
+			continue
+		}
 		// A newer file exists only once this one is complete (rotation
 		// writes every line first); read what arrived since the EOF.
 		size, err := r.f.Size()
@@ -572,12 +584,56 @@ func (r *Reader) stillActive() bool {
 	return err == nil && os.SameFile(open, now)
 }
 
+// resume opens lf, the file that replaced the open one, at the Reader's
+// offset, if it holds that many bytes yet (again); otherwise the Reader
+// keeps its file, and finds lf again at its next call.
+func (r *Reader) resume(lf logFile) (again bool, err error) {
+	f, lf, err := openLogFile(r.dir, r.file, lf)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil // replaced again, or rotated and compressed: listed again next time
+	}
+	if err != nil {
+		return false, err
+	}
+	size, err := f.Size()
+	if err == nil && size < r.off && lf.name != r.file {
+		// Rotated shorter than the lines read from the file it replaced:
+		// it will not grow.
+		err = fmt.Errorf("logx: %s: %w: it replaced the file this Reader had open, and holds %d bytes where that one held %d", lf.name, ErrCorrupt, size, r.off)
+	}
+	if err != nil || size < r.off {
+		f.Close()
+		return false, err
+	}
+	r.closeFile()
+	r.cur, r.f = lf, f
+	return true, r.seek(r.off)
+}
+
+// replaced reports whether lf, listed with the open file's first sequence
+// number, is another file: the open one was replaced. A file rotated while
+// open is the same file under another name; one compressed since is not
+// there in its plain form, and holds the same bytes.
+func (r *Reader) replaced(lf logFile) bool {
+	open, err := r.f.Stat()
+	if err != nil {
+		return false
+	}
+	info := lf.active
+	if info == nil {
+		if info, err = os.Stat(filepath.Join(r.dir, lf.name)); err != nil {
+			return false
+		}
+	}
+	return !os.SameFile(open, info)
+}
+
 // listings counts the Reader's listings of Dir (nextFile), for tests.
 var listings atomic.Int64
 
-// nextFile returns the file after the current one, if there is one yet.
-// A file rotated while open stays open under its new name: only files with
-// a later first sequence number count.
+// nextFile returns the file after the current one, if there is one yet,
+// or the one that replaced it (the same first sequence number). A file
+// rotated while open stays open under its new name: it is neither.
 func (r *Reader) nextFile() (logFile, bool, error) {
 	listings.Add(1)
 	files, err := listLogFiles(r.dir, r.file)
@@ -585,7 +641,7 @@ func (r *Reader) nextFile() (logFile, bool, error) {
 		return logFile{}, false, err
 	}
 	for _, lf := range files {
-		if lf.first > r.cur.first {
+		if lf.first > r.cur.first || lf.first == r.cur.first && r.replaced(lf) {
 			return lf, true, nil
 		}
 	}

@@ -753,3 +753,74 @@ func requireSeekTime(t *testing.T, r *Reader, target time.Time, want, n int, msg
 	require.NoError(t, err, append([]any{msg}, args...)...)
 	require.Equal(t, uint64(want+1), l.Seq, append([]any{msg}, args...)...)
 }
+
+// TestReaderFileReplaced: a node that restarts (or retries a failed write)
+// cuts its files back to its checkpoint and writes them again, so the file
+// a Reader holds open may be replaced by a new one with the same first
+// line: the same lines, up to where the Reader stands once they are
+// written again. The Reader goes on in the new file from there, whatever
+// the old one's torn tail. Before, it saw no newer file (only a larger
+// first sequence number counted) and returned io.EOF until the new one
+// rotated, then skipped the rest of it (or, with a torn tail, returned
+// ErrCorrupt for good).
+func TestReaderFileReplaced(t *testing.T) {
+	for _, torn := range []bool{false, true} {
+		logs := testLogs(60, 7)
+		dir := t.TempDir()
+		f := openTestFSM(t, dir)
+		f.ApplyBatch(logs[:10])
+		require.NoError(t, f.persist())
+		f.ApplyBatch(logs[10:32]) // rotates: the checkpoint's active file is a rotated one now
+		r, err := OpenReader(dir, "app.log")
+		require.NoError(t, err)
+		got := readAll(t, r)
+		require.Equal(t, 32*7, len(got))
+		if torn {
+			appendFile(t, filepath.Join(dir, "app.log"), "seq=225 time=2023-11-14T22:1")
+		}
+		require.NoError(t, f.seg.Close()) // a crash: no checkpoint
+		f = openTestFSM(t, dir)           // renames the checkpoint's active file over app.log
+		require.Equal(t, uint64(10), f.applied.Load())
+		// Replayed into the Reader's file (its lines 211 to 224, 21 to a
+		// file), not yet up to where the Reader stands.
+		f.ApplyBatch(logs[:31])
+		more := readAll(t, r)
+		f.ApplyBatch(logs) // then on, rotating again
+		more = append(more, readAll(t, r)...)
+		require.NoError(t, f.close())
+		got = append(got, more...)
+		require.Equal(t, 60*7, len(got), "torn %v", torn)
+		for i, l := range got {
+			require.Equal(t, uint64(i+1), l.Seq, "torn %v: a line skipped or read twice", torn)
+		}
+		require.NoError(t, r.Close())
+	}
+}
+
+// TestReaderReplacedShorter: a file that replaced the one a Reader had open
+// and rotated holding fewer bytes than the Reader read from it will not
+// grow: an ErrCorrupt naming it, not an io.EOF for good.
+func TestReaderReplacedShorter(t *testing.T) {
+	dir := t.TempDir()
+	lines := func(from, to int) string {
+		var b strings.Builder
+		for i := from; i <= to; i++ {
+			fmt.Fprintf(&b, "seq=%d time=2023-11-14T22:13:20.000001Z level=INFO node=n1 msg=x\n", i)
+		}
+		return b.String()
+	}
+	active := filepath.Join(dir, "app.log")
+	require.NoError(t, os.WriteFile(active, []byte(lines(1, 5)), 0o644))
+	r, err := OpenReader(dir, "app.log")
+	require.NoError(t, err)
+	defer r.Close()
+	require.Len(t, readAll(t, r), 5)
+	other := filepath.Join(dir, "new")
+	require.NoError(t, os.WriteFile(other, []byte(lines(1, 3)), 0o644))
+	require.NoError(t, os.Rename(other, filepath.Join(dir, store.NewNames("app.log").Segment(1))))
+	require.NoError(t, os.WriteFile(other, []byte(lines(4, 6)), 0o644))
+	require.NoError(t, os.Rename(other, active))
+	_, err = r.Next()
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.ErrorContains(t, err, store.NewNames("app.log").Segment(1))
+}

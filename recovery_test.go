@@ -17,13 +17,18 @@ import (
 
 // testLogs builds n Raft logs of batches from two producers.
 func testLogs(n, perBatch int) []*raft.Log {
+	return testLogsMsg(n, perBatch, func(i, k int) string { return fmt.Sprintf("log %d entry %d", i, k) })
+}
+
+// testLogsMsg is testLogs with the message of batch i's entry k from msg.
+func testLogsMsg(n, perBatch int, msg func(i, k int) string) []*raft.Log {
 	var logs []*raft.Log
 	pseq := map[uint64]uint64{}
 	for i := 1; i <= n; i++ {
 		prod := uint64(i%2 + 1)
 		b := wire.AppendHeader(nil, wire.Header{Producer: prod, FirstPSeq: pseq[prod] + 1, Count: perBatch})
 		for k := 0; k < perBatch; k++ {
-			body := appendBodyStart(nil, FormatText, time.Unix(1700000000, int64(i*1000+k)), LevelInfo, "n1", "x/y.go:1", fmt.Sprintf("log %d entry %d", i, k))
+			body := appendBodyStart(nil, FormatText, time.Unix(1700000000, int64(i*1000+k)), LevelInfo, "n1", "x/y.go:1", msg(i, k))
 			b = wire.AppendRecord(b, LevelInfo, int64(i), body)
 		}
 		pseq[prod] += uint64(perBatch)
