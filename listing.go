@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/logx-dev/logx/internal/store"
 )
@@ -42,21 +43,35 @@ func listLogFiles(dir, file string) ([]logFile, error) {
 			return out, err
 		}
 		if try == 2 {
-			return nil, fmt.Errorf("%w: %s: its first line does not parse, and the files kept changing as it was numbered", ErrCorrupt, file)
+			return nil, fmt.Errorf("logx: %s: the files kept changing while they were listed (rotating, or a damaged first line being numbered): %w", file, err)
 		}
 	}
 }
 
-// errListAgain: a file changed while a listing numbered a damaged active
-// file (activeFirst).
+// afterReadDir, if set, is called by every listing after it read the
+// directory (a test's rotation at that point).
+var afterReadDir atomic.Pointer[func(dir string)]
+
+// errListAgain: the active file rotated while a listing read the
+// directory, or a file changed while it numbered a damaged active file
+// (activeFirst).
 var errListAgain = errors.New("logx: list again")
 
 func listLogFilesOnce(dir, file string) ([]logFile, error) {
+	// The active file before the directory is read: if the one numbered
+	// after is another, it rotated meanwhile, and the listing may have
+	// seen it under neither name (the directory read before the rename,
+	// the new file numbered after it; or a read in several calls).
+	before, _ := os.Stat(filepath.Join(dir, file))
 	files, err := store.StoredFiles(dir, file)
 	if err != nil {
 		return nil, err
 	}
+	if h := afterReadDir.Load(); h != nil {
+		(*h)(dir)
+	}
 	var out []logFile
+	sawActive := false
 	for _, sf := range files {
 		if sf.First > 0 {
 			out = append(out, logFile{name: sf.Name, first: sf.First})
@@ -64,6 +79,10 @@ func listLogFilesOnce(dir, file string) ([]logFile, error) {
 		}
 		n := sf.Name
 		first, info, err := firstSeq(filepath.Join(dir, n))
+		if errors.Is(err, os.ErrNotExist) || info != nil && before != nil && !os.SameFile(before, info) {
+			return nil, errListAgain
+		}
+		sawActive = true
 		if errors.Is(err, io.EOF) {
 			continue
 		}
@@ -74,6 +93,9 @@ func listLogFilesOnce(dir, file string) ([]logFile, error) {
 			return nil, err
 		}
 		out = append(out, logFile{name: n, first: first, active: info})
+	}
+	if before != nil && !sawActive {
+		return nil, errListAgain // renamed while the directory was read
 	}
 	return out, nil
 }

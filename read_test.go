@@ -824,3 +824,49 @@ func TestReaderReplacedShorter(t *testing.T) {
 	require.ErrorIs(t, err, ErrCorrupt)
 	require.ErrorContains(t, err, store.NewNames("app.log").Segment(1))
 }
+
+// TestListingDuringRotation: a rotation between a listing's read of the
+// directory and its numbering of the active file (which then reads the new
+// one's first line) made the rotated file listed under neither name, and a
+// Reader at the end of the file before it skipped it whole, without an
+// error (Watch: a false ErrRetained). The listing now sees that the active
+// file changed and lists again.
+func TestListingDuringRotation(t *testing.T) {
+	dir := t.TempDir()
+	lines := func(from, to int) string {
+		var b strings.Builder
+		for i := from; i <= to; i++ {
+			fmt.Fprintf(&b, "seq=%d time=2023-11-14T22:13:20.000001Z level=INFO node=n1 msg=x\n", i)
+		}
+		return b.String()
+	}
+	names := store.NewNames("app.log")
+	active := filepath.Join(dir, "app.log")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, names.Segment(1)), []byte(lines(1, 3)), 0o644))
+	require.NoError(t, os.WriteFile(active, []byte(lines(4, 6)), 0o644))
+	r, err := OpenReader(dir, "app.log")
+	require.NoError(t, err)
+	defer r.Close()
+	for want := uint64(1); want <= 3; want++ {
+		l, err := r.Next()
+		require.NoError(t, err)
+		require.Equal(t, want, l.Seq)
+	}
+	rotated := false
+	hook := func(d string) {
+		if d != dir || rotated {
+			return
+		}
+		rotated = true
+		require.NoError(t, os.Rename(active, filepath.Join(dir, names.Segment(4))))
+		require.NoError(t, os.WriteFile(active, []byte(lines(7, 9)), 0o644))
+	}
+	afterReadDir.Store(&hook)
+	defer afterReadDir.Store(nil)
+	for want := uint64(4); want <= 9; want++ {
+		l, err := r.Next()
+		require.NoError(t, err)
+		require.Equal(t, want, l.Seq, "a line skipped")
+	}
+	require.True(t, rotated)
+}
