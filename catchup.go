@@ -148,7 +148,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	}
 	f.logf("logx: catching up to Raft index %d (sequence %d, %d files, %d bytes) from peers", m.Index, m.Seq, len(m.Files), need)
 	if m.Settings != nil {
-		f.catchUpSettings.Store(m.Settings)
+		f.pendingSettings.Store(m.Settings)
 	}
 	f.progress.begin(need)
 	f.compressMu.Lock() // the compressor stops the file under way (compress.go)

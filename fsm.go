@@ -52,10 +52,13 @@ type fsm struct {
 	// settings are the cluster's, once known (settings.go); catalog is the
 	// catalog as applied (catalog.go), for other goroutines.
 	settings atomic.Pointer[clusterSettings]
-	// catchUpSettings are the settings of the snapshot a catch-up under
-	// way copies to (nil: none), known before the catch-up ends and
-	// settings is set: a node's senders take its DedupWindow meanwhile.
-	catchUpSettings atomic.Pointer[clusterSettings]
+	// pendingSettings are the cluster's settings known while settings is
+	// not set (nil: none): those of the snapshot a catch-up under way
+	// copies to, or those the log recorded that this node's Config
+	// conflicts with (it stopped applying). A node's senders take their
+	// DedupWindow: its Appends still go through the leader, and a try
+	// must not outlast the cluster's memory of its producer.
+	pendingSettings atomic.Pointer[clusterSettings]
 	catalog         atomic.Pointer[map[string]*catalogEntry]
 	level           atomic.Pointer[slog.Level] // the cluster level as applied, nil if never set
 	// truncated is the truncation point as applied (truncate.go), 0 if none.

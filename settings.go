@@ -161,6 +161,7 @@ func (f *fsm) applySettings(data []byte) applyResult {
 		return applyResult{err: err}
 	}
 	if err := f.useSettings(s); err != nil {
+		f.pendingSettings.Store(&s)
 		f.stopWith(err)
 		return applyResult{err: err}
 	}
@@ -248,7 +249,7 @@ func (lx *Stream) dedupWindow() time.Duration {
 	if s := lx.fsm.clusterSettings(); s != nil {
 		return s.DedupWindow
 	}
-	if s := lx.fsm.catchUpSettings.Load(); s != nil {
+	if s := lx.fsm.pendingSettings.Load(); s != nil {
 		return s.DedupWindow
 	}
 	if lx.fsm.want.DedupWindow == 0 {

@@ -96,12 +96,17 @@ func TestSettingsMismatch(t *testing.T) {
 	require.NoError(t, os.RemoveAll(c.cfgs[2].Dir))
 	cfg = c.cfgs[2]
 	cfg.RotateEvery = time.Minute
+	cfg.DedupWindow = 2 * want.DedupWindow
 	lx, err = New(cfg)
 	require.NoError(t, err)
 	defer lx.Close()
 	require.True(t, waitFor(20*time.Second, func() bool { return lx.Stats().WriteError != "" }))
 	require.Contains(t, lx.Stats().WriteError, "RotateEvery")
 	require.Zero(t, lx.Stats().Seq)
+	// Its Appends still go through the leader: they are tried for no
+	// longer than the cluster remembers their producer (it took its
+	// Config's window, and a late try could be written twice).
+	require.Equal(t, want.DedupWindow, lx.Stats().DedupWindow)
 }
 
 // TestSettingsAdoptFile: a node whose File is left zero, starting empty,
