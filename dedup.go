@@ -276,11 +276,13 @@ func (f *fsm) pruneProducers() {
 // evictProducers keeps the table within maxProducers: past it, producers
 // go, down to seven eighths of the bound (so that this runs once per many
 // new producers). First those silent for half the window by the log clock,
-// which start no new try of a batch after that (retryFits; one started
-// before may still arrive); only if those are not enough, the ones whose last batch is
-// oldest in the log, whose repeats are then no longer recognised: that
-// takes more than maxProducers new producers within half a window, a flood
-// the log reports (Stats.EvictedProducers).
+// which start no new try of a batch after that (retryFits); only if those
+// are not enough, the ones whose last batch is oldest in the log. A try
+// started before half the window may still arrive until the window ends
+// (tryBy), so every producer forgotten here within the window of its last
+// batch is one whose repeat would no longer be recognised: the log
+// reports them (Stats.EvictedProducers). That takes more than maxProducers
+// producers within one window (and an eighth: pruneProducers' period).
 func (f *fsm) evictProducers() {
 	if len(f.st.Producers) <= maxProducers {
 		return
@@ -288,12 +290,15 @@ func (f *fsm) evictProducers() {
 	type entry struct {
 		id     uint64
 		index  uint64
-		recent bool
+		recent bool // silent for less than half the window
+		early  bool // silent for less than the window: a try may still come
 	}
 	horizon := f.st.Clock - int64(f.policy.dedupWindow/2)
+	window := f.st.Clock - int64(f.policy.dedupWindow)
 	all := make([]entry, 0, len(f.st.Producers))
 	for id, p := range f.st.Producers {
-		all = append(all, entry{id, p.Index, f.st.Clock == 0 || p.Seen >= horizon})
+		unknown := f.st.Clock == 0
+		all = append(all, entry{id, p.Index, unknown || p.Seen >= horizon, unknown || p.Seen >= window})
 	}
 	slices.SortFunc(all, func(a, b entry) int {
 		if a.recent != b.recent {
@@ -307,13 +312,13 @@ func (f *fsm) evictProducers() {
 	early := 0
 	for _, e := range all[:len(all)-maxProducers*7/8] {
 		delete(f.st.Producers, e.id)
-		if e.recent {
+		if e.early {
 			early++
 		}
 	}
 	if early > 0 {
 		f.evicted.Add(uint64(early))
-		f.logf("logx: more than %d producers within half the dedup window: forgot %d of them early; a repeat of their last batch would be written again", maxProducers, early)
+		f.logf("logx: more than %d producers within the dedup window: forgot %d of them early; a repeat of their last batch still on its way would be written again", maxProducers, early)
 	}
 }
 

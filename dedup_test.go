@@ -365,3 +365,36 @@ func TestDedupWindowUnknownSettings(t *testing.T) {
 		return audit != nil && audit.Stats().DedupWindow == window
 	}), "the added node's audit stream")
 }
+
+// TestEvictionCounted: a producer forgotten by the table's bound within
+// the window of its last batch is counted and logged, also when it was
+// silent for more than half the window. A try started just before half
+// the window may arrive until the window ends (tryBy): before, only those
+// silent for less than half were counted, and this one's repeat would
+// have been written twice without a word.
+func TestEvictionCounted(t *testing.T) {
+	w := time.Duration(defaultDedupWindow)
+	f, err := newFSM(fsmConfig{dir: t.TempDir(), file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 64 << 20}, dedupWindow: w}, format: FormatText, stateInterval: -1, logf: func(string, ...any) {}})
+	require.NoError(t, err)
+	defer f.close()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var b logBuilder
+	b.voters("a")
+	flood := func(at time.Time, from, n int) {
+		b.clock("a", at)
+		for i := range n {
+			b.batch(uint64(from+i), 1, at, "x")
+			if len(b.logs) >= 64 {
+				f.ApplyBatch(b.take())
+			}
+		}
+		f.ApplyBatch(b.take())
+	}
+	flood(t0, 1, 1) // the producer whose try is still on its way
+	flood(t0.Add(time.Second), 2, maxProducers/2)
+	require.Zero(t, f.evicted.Load())
+	flood(t0.Add(w/2+5*time.Second), 1<<40, maxProducers/2+1)
+	_, kept := f.st.Producers[1]
+	require.False(t, kept, "the oldest goes first")
+	require.Positive(t, f.evicted.Load(), "forgotten within its window, and not counted")
+}

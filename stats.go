@@ -96,8 +96,9 @@ type Stats struct {
 	// added again (docs/guarantees.md). While a majority's are, the log
 	// clock stops, and rotation by time and retention by age with it.
 	ClockReportsRefused uint64 `json:"clock_reports_refused"`
-	// EvictedProducers counts producers forgotten before half the dedup
-	// window passed, because more than 16384 were seen within it.
+	// EvictedProducers counts producers forgotten before the dedup window
+	// passed (a try of their last batch may still come), because more
+	// than 16384 were seen within it.
 	EvictedProducers uint64 `json:"evicted_producers"`
 	Rotations        uint64 `json:"rotations"` // rotations since start
 	Retired          uint64 `json:"retired"`   // rotated files retention removed from the log since start
