@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"slices"
 	"strings"
@@ -49,7 +50,16 @@ type producerState struct {
 	Index uint64 `json:"index,omitempty"` // Raft index of the last batch (eviction order)
 	Seen  int64  `json:"seen,omitempty"`  // log clock at the last batch (pruning)
 	Owner string `json:"owner,omitempty"` // certificate identity, hex; "" without TLS
+	// Sum is a CRC-32C of the last batch's Raft entry (0: not known, as
+	// from an older version): a repeat is the same batch again, not
+	// merely the same numbers, which another sender of this id could
+	// have used first (TestSpoofedProducer).
+	Sum uint32 `json:"sum,omitempty"`
 }
+
+// batchSums is the table of Sum's CRC (Castagnoli: in hardware on most
+// CPUs, so that every batch applied costs next to nothing more).
+var batchSums = crc32.MakeTable(crc32.Castagnoli)
 
 // maxProducers bounds the deduplication table: about 100 bytes each in
 // state.json and in every snapshot.
@@ -172,8 +182,15 @@ func (f *fsm) applyBatch(l *raft.Log, line *[]byte) (applyResult, error) {
 				msg: fmt.Sprintf("%sproducer %016x belongs to another certificate", producerConflict, h.Producer)}}, nil
 		case h.FirstPSeq == first && lastPSeq == p.PSeq && p.Seq >= lastPSeq-first+1:
 			// The last batch again (a retry): written once.
+			p.Index, p.Seen = l.Index, st.Clock // (as an older version does either way)
+			if sum := crc32.Checksum(l.Data, batchSums); p.Sum != 0 && sum != 0 && sum != p.Sum {
+				// The same numbers, other contents: the last batch was
+				// another sender's (a bug, or a hostile peer with this
+				// id), and this one must not be answered as written.
+				return applyResult{err: &refusedError{producer: true,
+					msg: fmt.Sprintf("%sproducer %016x sent entries %d-%d again with other contents", producerConflict, h.Producer, h.FirstPSeq, lastPSeq)}}, nil
+			}
 			f.dups.Add(uint64(h.Count))
-			p.Index, p.Seen = l.Index, st.Clock
 			return applyResult{firstSeq: p.Seq - (lastPSeq - first)}, nil
 		case h.FirstPSeq <= p.PSeq:
 			return applyResult{err: &refusedError{producer: true,
@@ -205,6 +222,7 @@ func (f *fsm) applyBatch(l *raft.Log, line *[]byte) (applyResult, error) {
 	}
 	p.First, p.PSeq, p.Seq = h.FirstPSeq, h.FirstPSeq+n-1, st.Seq
 	p.Index, p.Seen = l.Index, st.Clock
+	p.Sum = crc32.Checksum(l.Data, batchSums)
 	return applyResult{firstSeq: firstSeq}, nil
 }
 

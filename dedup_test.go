@@ -63,6 +63,33 @@ func TestSpoofedProducer(t *testing.T) {
 		require.Zero(t, r.firstSeq)
 	})
 
+	t.Run("its next numbers first", func(t *testing.T) {
+		// Another sender (a fork of the owner, a hostile peer with its id,
+		// or its certificate) takes the owner's next numbers first: the
+		// owner's own next batch, the same numbers, is not a repeat of it
+		// (it was answered nil and never written).
+		f := openTestFSM(t, t.TempDir())
+		defer f.close()
+		var b logBuilder
+		require.NoError(t, batchResult(t, f, b.batch(victim, 2, now, "genuine")).err)
+		forged := b.batch(victim, 1, now, "forged")
+		r := batchResult(t, f, forged)
+		require.NoError(t, r.err)
+		require.Equal(t, uint64(3), r.firstSeq)
+		b.pseq[victim]--
+		r = batchResult(t, f, b.batch(victim, 1, now, "next genuine"))
+		require.Error(t, r.err, "the owner learns its entry was not written")
+		require.True(t, isProducerConflict(r.err))
+		require.Zero(t, r.firstSeq)
+		require.Zero(t, f.dups.Load())
+		// The same batch again is still a repeat.
+		r = batchResult(t, f, b.add(raft.LogCommand, forged.Data))
+		require.NoError(t, r.err)
+		require.Equal(t, uint64(3), r.firstSeq)
+		require.Equal(t, uint64(1), f.dups.Load())
+		require.Equal(t, uint64(3), f.st.Seq)
+	})
+
 	t.Run("with TLS", func(t *testing.T) {
 		f := openTestFSM(t, t.TempDir())
 		defer f.close()
