@@ -155,6 +155,13 @@ type forwarder struct {
 	tls *tls.Config
 }
 
+// errNotSent is a try that ended before any byte of the batch went out:
+// its connection could not be made.
+type errNotSent struct{ err error }
+
+func (e errNotSent) Error() string { return e.err.Error() }
+func (e errNotSent) Unwrap() error { return e.err }
+
 // errNotLeaderHint carries the leader address a peer named.
 type errNotLeaderHint struct{ leader string }
 
@@ -176,7 +183,7 @@ func (f *forwarder) send(addr string, batch []byte, by time.Time) (idx, first ui
 		c, err := f.lx.mux.dialWith(ctx, f.tls, addr, wire.ProtoForward, time.Until(by))
 		cancel()
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, errNotSent{err}
 		}
 		f.conn, f.addr, f.r = c, addr, bufio.NewReader(c)
 	}

@@ -226,3 +226,23 @@ func TestForwardFrameOverLimit(t *testing.T) {
 	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the leader neither answered nor closed: %v", err)
 	require.True(t, errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET), "%v", err)
 }
+
+// TestForwardDialFailureNotSent: a try whose connection could not be made
+// sent nothing, and says so: the producer then does not count the batch as
+// possibly written (before, it did, and a batch whose leader refused
+// connections failed with ErrOutcomeUnknown, its async entries counted as
+// of unknown outcome rather than lost).
+func TestForwardDialFailureNotSent(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	c.waitReady()
+	closed := freeAddrs(t, 1)[0] // nothing listens there
+	fw := &forwarder{lx: c.nodes[0].defaultStream}
+	_, _, err := fw.send(closed, []byte("batch"), time.Now().Add(5*time.Second))
+	var ns errNotSent
+	require.ErrorAs(t, err, &ns)
+	// One that went out and got no answer may have been written.
+	addr := fakeForwarder(t, func(net.Conn) error { return errors.New("cut") })
+	_, _, err = fw.send(addr, []byte("batch"), time.Now().Add(5*time.Second))
+	require.Error(t, err)
+	require.False(t, errors.As(err, &ns), "%v", err)
+}

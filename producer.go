@@ -234,7 +234,8 @@ func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err e
 				lx.stats.forwarded.Add(1)
 				idx, first, err = lx.fwd.send(leader, batch, tryBy(tryStart, firstSent, lx.cfg.ForwardTimeout, lx.dedupWindow()))
 				var nl errNotLeaderHint
-				maybeSent = !errors.As(err, &nl)
+				var ns errNotSent
+				maybeSent = !errors.As(err, &nl) && !errors.As(err, &ns)
 				if err != nil {
 					lx.stats.forwardErrors.Add(1)
 				}
