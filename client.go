@@ -32,7 +32,9 @@ type Client struct {
 	pseq     uint64
 	// dedupWindow is the cluster's (Stats.DedupWindow): a batch that may
 	// have been sent is tried again only within half of it from the first
-	// try's start (retryFits).
+	// try's start (retryFits). Asked again before a batch gives up on it:
+	// a node that did not know the cluster's settings yet (a new cluster)
+	// names the shortest window there is.
 	dedupWindow time.Duration
 
 	conn   net.Conn
@@ -106,6 +108,20 @@ func NewStreamClient(ctx context.Context, tlsConfig *tls.Config, stream, node st
 		return c, nil
 	}
 	return nil, fmt.Errorf("logx: no node answered: %w", errors.Join(errs...))
+}
+
+// askWindow asks the nodes for the cluster's DedupWindow again, the first
+// that answers within the Client's timeout.
+func (c *Client) askWindow(ctx context.Context) {
+	for _, a := range c.addrs {
+		actx, cancel := context.WithTimeout(ctx, c.timeout)
+		st, _, err := queryStatus(actx, a, c.stream, c.tls)
+		cancel()
+		if err == nil && st.DedupWindow > 0 {
+			c.dedupWindow = st.DedupWindow
+			return
+		}
+	}
 }
 
 // Close closes the Client's connection.
@@ -230,6 +246,7 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 	wait := 20 * time.Millisecond
 	next, hops := 0, 0 // hops: hints followed since the last pause
 	conflicts := 0
+	asked := false // the window asked again (askWindow)
 	var lastErr error
 	for {
 		if !sent && c.pinCert() {
@@ -242,6 +259,10 @@ func (c *Client) sendBatch(ctx context.Context, recs []byte, n int) (first uint6
 		if target == "" {
 			target = c.addrs[next%len(c.addrs)]
 			next++
+		}
+		if sent && !retryFits(firstSent, c.dedupWindow) && !asked {
+			asked = true
+			c.askWindow(ctx)
 		}
 		if sent && !retryFits(firstSent, c.dedupWindow) {
 			// Retrying longer could outlive the cluster's memory of this

@@ -312,3 +312,24 @@ func TestCommitViaLostAnswer(t *testing.T) {
 	require.ErrorContains(t, err, "has no stream")
 	require.NotErrorIs(t, err, ErrOutcomeUnknown)
 }
+
+// TestClientAsksWindowAgain: a Client that learned the shortest window
+// (its node did not know the cluster's settings yet, as in a new cluster)
+// asks again before it gives up on a batch, and retries within the
+// cluster's window. Before, it kept the first answer for its life, and
+// every leader change longer than half a second failed its batch with
+// ErrOutcomeUnknown, which a shipper answers by sending it again.
+func TestClientAsksWindowAgain(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	c.waitReady()
+	silent := fakeForwarder(t, func(net.Conn) error { return nil }) // reads the batch, never answers
+	cl := &Client{addrs: []string{silent, c.cfgs[0].Addr}, node: "cl", timeout: 700 * time.Millisecond, producer: newProducerID(),
+		dedupWindow: minDedupWindow, stream: DefaultStream}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first, err := cl.Send(ctx, []ClientEntry{{Level: LevelInfo, Msg: "after a silent node"}})
+	require.NoError(t, err)
+	require.Positive(t, first)
+	require.Equal(t, c.nodes[0].Stats().DedupWindow, cl.dedupWindow)
+}
