@@ -182,9 +182,15 @@ func TestClientRejectedAfterLostAnswer(t *testing.T) {
 // would, reads each batch a connection sends and calls answer (an error
 // ends the connection); it returns the address.
 func fakeForwarder(t *testing.T, answer func(net.Conn) error) string {
+	return fakeForwarderOf(t, func(byte) bool { return true }, answer)
+}
+
+// fakeForwarderOf is fakeForwarder for the connections whose protocol
+// byte proto accepts; it closes the others unread.
+func fakeForwarderOf(t *testing.T, proto func(byte) bool, answer func(net.Conn) error) string {
 	return fakePeer(t, "127.0.0.1:0", func(c net.Conn) {
 		r := bufio.NewReader(c)
-		if _, _, err := wire.ReadPreface(r, validStreamName, DefaultStream); err != nil {
+		if _, p, err := wire.ReadPreface(r, validStreamName, DefaultStream); err != nil || !proto(p) {
 			return
 		}
 		for {

@@ -263,7 +263,8 @@ func TestDedupWindowGivesUp(t *testing.T) {
 	// arrives.
 	var mu sync.Mutex
 	var arrived []time.Time
-	addr := fakeForwarder(t, func(net.Conn) error {
+	batches := func(p byte) bool { return p == wire.ProtoForward } // not the Client's status asks
+	addr := fakeForwarderOf(t, batches, func(net.Conn) error {
 		mu.Lock()
 		arrived = append(arrived, time.Now())
 		mu.Unlock()
