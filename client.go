@@ -110,16 +110,27 @@ func NewStreamClient(ctx context.Context, tlsConfig *tls.Config, stream, node st
 	return nil, fmt.Errorf("logx: no node answered: %w", errors.Join(errs...))
 }
 
-// askWindow asks the nodes for the cluster's DedupWindow again, the first
-// that answers within the Client's timeout.
+// askWindow asks every node at once for the cluster's DedupWindow again,
+// and takes the first answer, within the Client's timeout (a node may
+// hold the ask unanswered, and all may be down: the batch is given up on
+// no later than that).
 func (c *Client) askWindow(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	answers := make(chan time.Duration, len(c.addrs))
 	for _, a := range c.addrs {
-		actx, cancel := context.WithTimeout(ctx, c.timeout)
-		st, _, err := queryStatus(actx, a, c.stream, c.tls)
-		cancel()
-		if err == nil && st.DedupWindow > 0 {
-			c.dedupWindow = st.DedupWindow
-			return
+		go func() {
+			st, _, err := queryStatus(ctx, a, c.stream, c.tls)
+			if err != nil {
+				st.DedupWindow = 0
+			}
+			answers <- st.DedupWindow
+		}()
+	}
+	for range c.addrs {
+		if w := <-answers; w > 0 {
+			c.dedupWindow = w
+			return // the others end with ctx
 		}
 	}
 }
