@@ -58,7 +58,8 @@ type ClientEntry struct {
 
 // NewClient returns a Client that logs as node (the node= field of its
 // lines) into the cluster whose nodes listen at addrs. It asks the nodes
-// for the cluster's line format, and fails if none answers within ctx.
+// for the cluster's line format and dedup window (the window again
+// before it gives up on a batch), and fails if none answers within ctx.
 func NewClient(ctx context.Context, node string, addrs ...string) (*Client, error) {
 	return NewClientTLS(ctx, nil, node, addrs...)
 }
