@@ -303,7 +303,7 @@ func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File)
 			src = filepath.Join(f.dir, f.file)
 		}
 		// Its bytes go into a new file, src left as it is until the new
-		// one replaces it (or the end of the catch-up removes it): a
+		// one replaces it (or is in place under the rotated name): a
 		// Reader may hold src open, and must see no byte the checksum has
 		// not checked (the fetched ones are checked once all have come).
 		// A Reader goes on in the file that replaced its own.
@@ -373,7 +373,25 @@ func (f *fsm) catchUpFile(ctx context.Context, namer store.Names, mf store.File)
 		return copied, err
 	}
 	f.dropCopy(fh) // the active file too: the Writer opened on it would drop it at its first Sync
-	return copied, os.Rename(staging, filepath.Join(f.dir, mf.Name))
+	if err := os.Rename(staging, filepath.Join(f.dir, mf.Name)); err != nil {
+		return copied, err
+	}
+	if mf.Name != f.file {
+		// The local active file, if it starts this one (its bytes were
+		// copied above, here or before a restart): gone now that the
+		// checked copy is in place, or a listing would find two files
+		// starting at mf.First (Grep read its lines twice).
+		active := filepath.Join(f.dir, f.file)
+		if first, _, err := firstSeq(active); err == nil && first == mf.First {
+			f.filesMu.Lock()
+			err := os.Remove(active)
+			f.filesMu.Unlock()
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return copied, err
+			}
+		}
+	}
+	return copied, nil
 }
 
 // copyKept copies up to n bytes of src (none if there is no src) into

@@ -1082,3 +1082,32 @@ func TestCatchUpReaderSeesCheckedBytes(t *testing.T) {
 	}
 	require.Equal(t, fileHashes(t, src.dir, "app.log"), fileHashes(t, dir, "app.log"))
 }
+
+// TestCatchUpListsEachFileOnce: while a catch-up copies the files after
+// the one the node's active file started, that file is listed once: the
+// checked copy under its rotated name, not also the node's own active file
+// (Grep read its lines twice, and SeekTime's search took an unsorted
+// listing).
+func TestCatchUpListsEachFileOnce(t *testing.T) {
+	logs := testLogs(40, 7)
+	src, m := sourceFSM(t, logs)
+	dst, dir := checkpointedFSM(t, logs[:25])
+	activeFirst := dst.st.ActiveFirst
+	checked := 0
+	inner := &dirFetcher{src: src}
+	dst.fetcher = fetcherFunc(func(ctx context.Context, first uint64, off, n int64, w io.Writer, attempt int) error {
+		if first > activeFirst {
+			files, err := listLogFiles(dir, "app.log")
+			require.NoError(t, err)
+			for i := 1; i < len(files); i++ {
+				require.Less(t, files[i-1].first, files[i].first, "listed twice or out of order: %+v", files)
+			}
+			checked++
+		}
+		return inner.fetch(ctx, first, off, n, w, attempt)
+	})
+	require.NoError(t, restoreFrom(t, dst, m))
+	require.Positive(t, checked)
+	require.NoError(t, dst.close())
+	require.Equal(t, fileHashes(t, src.dir, "app.log"), fileHashes(t, dir, "app.log"))
+}

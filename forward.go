@@ -179,6 +179,11 @@ func (f *forwarder) send(addr string, batch []byte, by time.Time) (idx, first ui
 	}
 	if f.conn == nil {
 		// With the TLS material the producer's id belongs to (tlsreload.go).
+		if h := f.lx.seams.forwardDial; h != nil {
+			if err := h(addr); err != nil {
+				return 0, 0, errNotSent{err}
+			}
+		}
 		ctx, cancel := context.WithDeadline(context.Background(), by)
 		c, err := f.lx.mux.dialWith(ctx, f.tls, addr, wire.ProtoForward, time.Until(by))
 		cancel()

@@ -11,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"syscall"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -245,4 +246,34 @@ func TestForwardDialFailureNotSent(t *testing.T) {
 	_, _, err = fw.send(addr, []byte("batch"), time.Now().Add(5*time.Second))
 	require.Error(t, err)
 	require.False(t, errors.As(err, &ns), "%v", err)
+}
+
+// TestRefusedForwardNotSent: an Append whose every try failed to connect
+// to the leader sent nothing, so the Close that cuts it short says
+// ErrClosed, not ErrOutcomeUnknown (the caller may log it again safely).
+func TestRefusedForwardNotSent(t *testing.T) {
+	var refuse atomic.Bool
+	refuse.Store(true) // from the start: no follower has a connection to reuse
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		cfg.CloseTimeout = time.Second // the Close below cannot flush
+		sm.forwardDial = func(string) error {
+			if refuse.Load() {
+				return errors.New("connection refused (seam)")
+			}
+			return nil
+		}
+	})
+	c.waitReady()
+	follower := c.nodes[(c.leaderIndex()+1)%3]
+	failed := follower.Stats().ForwardErrors
+	done := make(chan error, 1)
+	go func() {
+		_, err := follower.Append(context.Background(), LevelInfo, "never sent")
+		done <- err
+	}()
+	require.True(t, waitFor(10*time.Second, func() bool { return follower.Stats().ForwardErrors >= failed+2 }), "no failed tries: %+v", follower.Stats())
+	require.Error(t, follower.Close(), "its entry was not flushed")
+	err := <-done
+	require.ErrorIs(t, err, ErrClosed)
+	require.NotErrorIs(t, err, ErrOutcomeUnknown)
 }

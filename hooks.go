@@ -110,6 +110,10 @@ type seams struct {
 	// beforeVoter is called as addNode, on the leader, is about to make
 	// the caught-up non-voter addr a voter (a test blocks it there).
 	beforeVoter func(addr string)
+
+	// forwardDial, if set, is asked before a follower dials its leader to
+	// forward a batch: an error stands for a dial that failed.
+	forwardDial func(addr string) error
 }
 
 // open calls opening, if set.

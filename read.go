@@ -611,9 +611,8 @@ func (r *Reader) resume(lf logFile) (again bool, err error) {
 }
 
 // replaced reports whether lf, listed with the open file's first sequence
-// number, is another file: the open one was replaced. A file rotated while
-// open is the same file under another name; one compressed since is not
-// there in its plain form, and holds the same bytes.
+// number, is another file: the open one was replaced (or compressed). A
+// file rotated while open is the same file under another name.
 func (r *Reader) replaced(lf logFile) bool {
 	open, err := r.f.Stat()
 	if err != nil {
@@ -621,7 +620,14 @@ func (r *Reader) replaced(lf logFile) bool {
 	}
 	info := lf.active
 	if info == nil {
-		if info, err = os.Stat(filepath.Join(r.dir, lf.name)); err != nil {
+		path := filepath.Join(r.dir, lf.name)
+		if info, err = os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			// Compressed since: another file, whether it replaced this one
+			// or is this one compressed (the same bytes; resume then moves
+			// to it at the end, once).
+			info, err = os.Stat(path + store.CompressedExt)
+		}
+		if err != nil {
 			return false
 		}
 	}

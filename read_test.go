@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -764,7 +765,8 @@ func requireSeekTime(t *testing.T, r *Reader, target time.Time, want, n int, msg
 // rotated, then skipped the rest of it (or, with a torn tail, returned
 // ErrCorrupt for good).
 func TestReaderFileReplaced(t *testing.T) {
-	for _, torn := range []bool{false, true} {
+	for _, tc := range []struct{ torn, compressed bool }{{}, {torn: true}, {compressed: true}} {
+		torn := tc.torn
 		logs := testLogs(60, 7)
 		dir := t.TempDir()
 		f := openTestFSM(t, dir)
@@ -786,6 +788,19 @@ func TestReaderFileReplaced(t *testing.T) {
 		f.ApplyBatch(logs[:31])
 		more := readAll(t, r)
 		f.ApplyBatch(logs) // then on, rotating again
+		if tc.compressed {
+			// The new file is compressed before the Reader looks again: its
+			// plain form is gone.
+			require.NoError(t, f.persist())
+			st, _, err := readState(dir)
+			require.NoError(t, err)
+			k := slices.IndexFunc(st.Rotated, func(fs store.File) bool { return fs.First == 211 })
+			require.GreaterOrEqual(t, k, 0)
+			var mu sync.Mutex
+			saved, err := store.CompressFile(dir, st.Rotated[k], &mu, func() error { return nil })
+			require.NoError(t, err)
+			require.Positive(t, saved)
+		}
 		more = append(more, readAll(t, r)...)
 		require.NoError(t, f.close())
 		got = append(got, more...)

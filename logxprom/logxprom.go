@@ -64,7 +64,7 @@ func NewCollector(lx *logx.Logx) *Collector {
 		{d("damaged_files_total", "Rotated files found not to match their checksum."), func(s *logx.Stats) float64 { return float64(s.DamagedFiles) }},
 		{d("repaired_files_total", "Damaged rotated files copied again from a peer."), func(s *logx.Stats) float64 { return float64(s.RepairedFiles) }},
 		{d("ignored_removals_total", "Removal notices ignored because the other members did not confirm them."), func(s *logx.Stats) float64 { return float64(s.IgnoredRemovals) }},
-		{d("evicted_producers_total", "Producers forgotten before half the dedup window passed (a flood of new producers)."), func(s *logx.Stats) float64 { return float64(s.EvictedProducers) }},
+		{d("evicted_producers_total", "Producers forgotten within the dedup window of their last batch, a try of which may still come (a flood of producers)."), func(s *logx.Stats) float64 { return float64(s.EvictedProducers) }},
 	}
 	c.gauges = []metric{
 		{d("term", "Raft term."), func(s *logx.Stats) float64 { return float64(s.Term) }},
