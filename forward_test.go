@@ -10,8 +10,8 @@ import (
 	"math"
 	"net"
 	"strings"
-	"syscall"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
