@@ -257,20 +257,25 @@ func (f *fsm) applyCatalog(index uint64, data []byte) applyResult {
 }
 
 // useCatalog makes cat (from a snapshot, now in f.st) the catalog and
-// tells the node of every difference from old, the one it replaces.
+// tells the node of every difference from old, the one it replaces: a
+// stream deleted in cat that old did not know is a deletion too, since
+// the node may have opened it from its Config (a declared stream, on a new
+// node catching up from a snapshot taken after the deletion: it stayed
+// open for good, never led, and New refused the next start).
 func (f *fsm) useCatalog(old, cat map[string]*catalogEntry) {
 	f.catalog.Store(&cat)
 	if f.onCatalog == nil {
 		return
 	}
 	was, is := live(old), live(cat)
+	for _, name := range slices.Sorted(maps.Keys(cat)) {
+		if e := cat[name]; e.Deleted != 0 && (was[name] != nil || old[name] == nil) {
+			f.onCatalog(catalogEvent{deleted: true, entry: *e})
+		}
+	}
 	for name, e := range was {
-		if is[name] == nil {
-			d := *e
-			if c := cat[name]; c != nil {
-				d = *c
-			}
-			f.onCatalog(catalogEvent{deleted: true, entry: d})
+		if is[name] == nil && cat[name] == nil {
+			f.onCatalog(catalogEvent{deleted: true, entry: *e})
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(is)) {

@@ -1142,3 +1142,35 @@ func TestCloseDuringStreamDelete(t *testing.T) {
 	t.Logf("Close took %v", took)
 	require.Less(t, took, 8*time.Second, "Close waited for the deleted stream's close before its own streams'")
 }
+
+// TestDeclaredDeletedStreamClosed: a new node whose Config declares a
+// stream the cluster deleted, and that learns the catalog from a snapshot
+// taken after the deletion, closes the stream. Before, the snapshot's
+// catalog made no event for a name deleted before the node knew it, so the
+// stream stayed open for good on that node: never led, its Appends never
+// committed, WaitReady waited, and the next start was refused.
+func TestDeclaredDeletedStreamClosed(t *testing.T) {
+	t.Parallel()
+	c := catchUpCluster(t) // TrailingLogs 8: the deletion is compacted away
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, c.nodes[0].CreateStream(ctx, StreamConfig{Name: "s"}))
+	require.NoError(t, c.nodes[0].DeleteStream(ctx, "s"))
+	c.logAppend("after", 30)
+	c.snapshotAll()
+	addr := freeAddrs(t, 1)[0]
+	cfg := c.cfgs[0]
+	cfg.NodeID, cfg.Addr, cfg.Join = "n4", addr, true
+	cfg.Dir = filepath.Join(filepath.Dir(c.cfgs[0].Dir), "n4")
+	cfg.Streams = []StreamConfig{{Name: "s"}}
+	c.cfgs = append(c.cfgs, cfg)
+	c.seams = append(c.seams, c.seams[0])
+	c.nodes = append(c.nodes, nil)
+	c.start(3)
+	require.NoError(t, c.nodes[0].AddNode(ctx, addr))
+	require.True(t, waitFor(30*time.Second, func() bool {
+		_, err := c.nodes[3].Stream("s")
+		return errors.Is(err, ErrNoStream)
+	}), "the deleted stream is still open on the new node")
+	require.Positive(t, c.nodes[3].Stats().CatchUps, "no snapshot was installed: the test tests nothing")
+}
