@@ -153,6 +153,7 @@ func (lx *Stream) handTo(target string, trying func()) bool {
 		return false
 	}
 	trying()
+	lx.wake() // active first, as transferLeadership (idle.go)
 	err = lx.raftCall(func() error {
 		return lx.raft.LeadershipTransferToServer(raft.ServerID(target), raft.ServerAddress(target)).Error()
 	})

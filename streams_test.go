@@ -833,6 +833,22 @@ func TestIdleStream(t *testing.T) {
 		return old.raft.State() == raft.Follower && timeouts(DefaultStream, true)
 	}), "the timeouts did not follow the leadership")
 
+	// The balancer's handover of an idle stream makes it active first, as
+	// a transfer does (it went on with the stretched timeouts).
+	require.True(t, waitFor(30*time.Second, func() bool { return timeouts("audit", true) }))
+	for _, s := range streams("audit") {
+		if s.raft.State() == raft.Leader {
+			others, err := s.serverAddrs(true)
+			require.NoError(t, err)
+			target := others[0]
+			if target == s.cfg.Addr {
+				target = others[1]
+			}
+			require.True(t, s.handTo(target, func() {}))
+			require.False(t, s.idle.Load(), "handed over while idle")
+		}
+	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, name := range []string{"audit", DefaultStream} {
