@@ -380,13 +380,25 @@ const streamsFeature = 2
 
 // proposeCatalogCmd commits c on this node, the default stream's leader,
 // with the servers of its configuration as a create's voters. It gives up
-// waiting for the commit when ctx ends (applyLocalUntil).
+// waiting for the commit when ctx ends (applyLocalUntil). A create holds
+// the default stream's membership slot (confChange) from reading the
+// voters to the commit: a RemoveNode or AddNode whose change to the
+// default stream committed in between (the voters' version asks take up
+// to ForwardTimeout each) would have missed the new stream, which then
+// kept a removed node as a voter, or lacked an added one.
 func (lx *Stream) proposeCatalogCmd(ctx context.Context, c catalogCmd) error {
 	if c.Op == "create" {
-		var err error
+		release, err := lx.confChange(ctx)
+		if err != nil {
+			return fmt.Errorf("logx: not creating stream %q: %w", c.Stream.Name, err)
+		}
+		defer release()
 		// Voters only: a node being added joins the new group later.
 		if c.Voters, err = lx.serverAddrs(true); err != nil {
 			return err
+		}
+		if h := lx.seams.creating; h != nil {
+			h(c.Voters)
 		}
 		if err := lx.votersKnow(c.Voters, streamsFeature, "streams"); err != nil {
 			return fmt.Errorf("logx: not creating stream %q: %w", c.Stream.Name, err)

@@ -111,6 +111,10 @@ type seams struct {
 	// the caught-up non-voter addr a voter (a test blocks it there).
 	beforeVoter func(addr string)
 
+	// creating, if set, is called as the default stream's leader has read
+	// the voters of a stream it is about to create (a test holds it there).
+	creating func(voters []string)
+
 	// forwardDial, if set, is asked before a follower dials its leader to
 	// forward a batch: an error stands for a dial that failed.
 	forwardDial func(addr string) error

@@ -1190,3 +1190,57 @@ func TestDeclaredDeletedStreamClosed(t *testing.T) {
 	}), "the deleted stream is still open on the new node")
 	require.Positive(t, c.nodes[3].Stats().CatchUps, "no snapshot was installed: the test tests nothing")
 }
+
+// TestCreateStreamRacesRemoveNode: a stream created while a RemoveNode
+// runs does not keep the removed node as a voter. The creation reads the
+// voters, then asks each its version (up to ForwardTimeout each): a
+// removal whose change to the default stream committed in between missed
+// the new stream, which was then created with the removed node in it, so
+// it survived no further failure. A seam holds the creation after it read
+// the voters.
+func TestCreateStreamRacesRemoveNode(t *testing.T) {
+	t.Parallel()
+	read := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
+		sm.creating = func([]string) {
+			once.Do(func() {
+				close(read)
+				<-release
+			})
+		}
+	})
+	c.logAppend("before", 3)
+	li := c.leaderIndex()
+	leader := c.nodes[li]
+	gone := c.cfgs[(li+1)%3].Addr
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	created := make(chan error, 1)
+	go func() { created <- leader.CreateStream(ctx, StreamConfig{Name: "s"}) }()
+	<-read
+	removed := make(chan error, 1)
+	go func() { removed <- leader.RemoveNode(ctx, gone) }()
+	// The removal waits for the creation (it finished first, and missed
+	// it, before): give it the time it took.
+	select {
+	case err := <-removed:
+		t.Logf("RemoveNode returned before the creation was committed: %v", err)
+		removed <- err
+	case <-time.After(2 * time.Second):
+	}
+	close(release)
+	require.NoError(t, <-created)
+	require.NoError(t, <-removed)
+	var s *Stream
+	require.True(t, waitFor(30*time.Second, func() bool {
+		var err error
+		s, err = leader.Stream("s")
+		return err == nil
+	}))
+	require.True(t, waitFor(30*time.Second, func() bool {
+		servers, err := s.serverAddrs(false)
+		return err == nil && !slices.Contains(servers, gone)
+	}), "the removed node is still in the new stream")
+}
