@@ -42,11 +42,16 @@ func listLogFiles(dir, file string) ([]logFile, error) {
 		if !errors.Is(err, errListAgain) {
 			return out, err
 		}
-		if try == 2 {
+		if try == listTries-1 {
 			return nil, fmt.Errorf("logx: %s: the files kept changing while they were listed (rotating, or a damaged first line being numbered): %w", file, err)
 		}
 	}
 }
+
+// listTries is how many listings listLogFiles makes while the files keep
+// changing under them: a rotation during each of ten directory reads takes
+// a rotation every few milliseconds with a large directory.
+const listTries = 10
 
 // afterReadDir, if set, is called by every listing after it read the
 // directory (a test's rotation at that point).

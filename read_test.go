@@ -812,28 +812,30 @@ func TestReaderFileReplaced(t *testing.T) {
 	}
 }
 
+// textLines are lines from to to of a text log, as a node writes them.
+func textLines(from, to int) string {
+	var b strings.Builder
+	for i := from; i <= to; i++ {
+		fmt.Fprintf(&b, "seq=%d time=2023-11-14T22:13:20.000001Z level=INFO node=n1 msg=x\n", i)
+	}
+	return b.String()
+}
+
 // TestReaderReplacedShorter: a file that replaced the one a Reader had open
 // and rotated holding fewer bytes than the Reader read from it will not
 // grow: an ErrCorrupt naming it, not an io.EOF for good.
 func TestReaderReplacedShorter(t *testing.T) {
 	dir := t.TempDir()
-	lines := func(from, to int) string {
-		var b strings.Builder
-		for i := from; i <= to; i++ {
-			fmt.Fprintf(&b, "seq=%d time=2023-11-14T22:13:20.000001Z level=INFO node=n1 msg=x\n", i)
-		}
-		return b.String()
-	}
 	active := filepath.Join(dir, "app.log")
-	require.NoError(t, os.WriteFile(active, []byte(lines(1, 5)), 0o644))
+	require.NoError(t, os.WriteFile(active, []byte(textLines(1, 5)), 0o644))
 	r, err := OpenReader(dir, "app.log")
 	require.NoError(t, err)
 	defer r.Close()
 	require.Len(t, readAll(t, r), 5)
 	other := filepath.Join(dir, "new")
-	require.NoError(t, os.WriteFile(other, []byte(lines(1, 3)), 0o644))
+	require.NoError(t, os.WriteFile(other, []byte(textLines(1, 3)), 0o644))
 	require.NoError(t, os.Rename(other, filepath.Join(dir, store.NewNames("app.log").Segment(1))))
-	require.NoError(t, os.WriteFile(other, []byte(lines(4, 6)), 0o644))
+	require.NoError(t, os.WriteFile(other, []byte(textLines(4, 6)), 0o644))
 	require.NoError(t, os.Rename(other, active))
 	_, err = r.Next()
 	require.ErrorIs(t, err, ErrCorrupt)
@@ -848,17 +850,10 @@ func TestReaderReplacedShorter(t *testing.T) {
 // file changed and lists again.
 func TestListingDuringRotation(t *testing.T) {
 	dir := t.TempDir()
-	lines := func(from, to int) string {
-		var b strings.Builder
-		for i := from; i <= to; i++ {
-			fmt.Fprintf(&b, "seq=%d time=2023-11-14T22:13:20.000001Z level=INFO node=n1 msg=x\n", i)
-		}
-		return b.String()
-	}
 	names := store.NewNames("app.log")
 	active := filepath.Join(dir, "app.log")
-	require.NoError(t, os.WriteFile(filepath.Join(dir, names.Segment(1)), []byte(lines(1, 3)), 0o644))
-	require.NoError(t, os.WriteFile(active, []byte(lines(4, 6)), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, names.Segment(1)), []byte(textLines(1, 3)), 0o644))
+	require.NoError(t, os.WriteFile(active, []byte(textLines(4, 6)), 0o644))
 	r, err := OpenReader(dir, "app.log")
 	require.NoError(t, err)
 	defer r.Close()
@@ -874,7 +869,7 @@ func TestListingDuringRotation(t *testing.T) {
 		}
 		rotated = true
 		require.NoError(t, os.Rename(active, filepath.Join(dir, names.Segment(4))))
-		require.NoError(t, os.WriteFile(active, []byte(lines(7, 9)), 0o644))
+		require.NoError(t, os.WriteFile(active, []byte(textLines(7, 9)), 0o644))
 	}
 	afterReadDir.Store(&hook)
 	defer afterReadDir.Store(nil)
