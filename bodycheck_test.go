@@ -397,6 +397,11 @@ func TestRenderTooDeep(t *testing.T) {
 		// chain(n) is n groups (objects) around a number.
 		check(fmt.Sprint("chain ", n), appendAttrs(start(), FormatJSON, slog.Any("list", chain(n))), n == maxJSONDepth)
 	}
+	// Text has no nesting, but a LogValuer that returns a group of itself
+	// ends there too (a cycle overflowed the stack).
+	body := appendAttrs(appendBodyStart(nil, FormatText, time.Time{}, LevelInfo, "n1", "", "m"), FormatText, slog.Any("list", chain(maxJSONDepth+5)))
+	require.NoError(t, checkRecord(FormatText, LevelInfo, 0, body))
+	require.True(t, bytes.Contains(body, []byte(`="`+tooDeep+`"`)), "text")
 	lx := &Stream{cfg: Config{Format: FormatJSON, NodeID: "n1", MaxEntrySize: math.MaxInt}}
 	var h slog.Handler = &handler{lx: lx, pre: [][]byte{nil}}
 	for range maxJSONDepth + 5 {

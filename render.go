@@ -101,6 +101,15 @@ func appendLine(dst []byte, f Format, seq uint64, body []byte) []byte {
 
 // appendAttrText appends " key=value" for a, with group prefix prefix.
 func appendAttrText(dst []byte, prefix string, a slog.Attr) []byte {
+	return appendAttrTextIn(dst, prefix, a, 0)
+}
+
+// appendAttrTextIn is appendAttrText for a nested in depth groups of
+// attributes: past maxJSONDepth a group is written as tooDeep, as in JSON,
+// so that a LogValuer that returns a group of itself ends (its key grew
+// by a level each time, and a cycle overflowed the stack, which no
+// recover catches).
+func appendAttrTextIn(dst []byte, prefix string, a slog.Attr, depth int) []byte {
 	a.Value = a.Value.Resolve()
 	if a.Equal(slog.Attr{}) {
 		return dst
@@ -110,14 +119,18 @@ func appendAttrText(dst []byte, prefix string, a slog.Attr) []byte {
 		if len(attrs) == 0 {
 			return dst
 		}
-		p := prefix
-		if a.Key != "" {
-			p = prefix + a.Key + "."
+		if depth >= maxJSONDepth {
+			a.Value = slog.StringValue(tooDeep)
+		} else {
+			p := prefix
+			if a.Key != "" {
+				p = prefix + a.Key + "."
+			}
+			for _, ga := range attrs {
+				dst = appendAttrTextIn(dst, p, ga, depth+1)
+			}
+			return dst
 		}
-		for _, ga := range attrs {
-			dst = appendAttrText(dst, p, ga)
-		}
-		return dst
 	}
 	dst = append(dst, ' ')
 	if prefix == "" {
