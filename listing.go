@@ -54,8 +54,9 @@ func listLogFiles(dir, file string) ([]logFile, error) {
 const listTries = 10
 
 // afterReadDir, if set, is called by every listing after it read the
-// directory (a test's rotation at that point).
-var afterReadDir atomic.Pointer[func(dir string)]
+// directory, with what it read, and returns what the listing goes on with
+// (a test's rotation at that point, or a file a read missed).
+var afterReadDir atomic.Pointer[func(dir string, files []store.Stored) []store.Stored]
 
 // errListAgain: the active file rotated while a listing read the
 // directory, or a file changed while it numbered a damaged active file
@@ -73,7 +74,7 @@ func listLogFilesOnce(dir, file string) ([]logFile, error) {
 		return nil, err
 	}
 	if h := afterReadDir.Load(); h != nil {
-		(*h)(dir)
+		files = (*h)(dir, files)
 	}
 	var out []logFile
 	sawActive := false

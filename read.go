@@ -218,7 +218,8 @@ type Reader struct {
 	cur       logFile
 	f         *store.Segment
 	br        *bufio.Reader
-	off       int64 // offset in f of the next line
+	off       int64  // offset in f of the next line
+	last      uint64 // the sequence number of the last line Next returned (0: none since the last seek)
 	buf       []byte
 	closed    bool // Close was called: every later call is ErrClosed
 }
@@ -286,6 +287,7 @@ func (r *Reader) SeekSeq(seq uint64) error {
 // retired before it opened it: retention takes the oldest file, which
 // OpenReader and a seek to an early line open.
 func (r *Reader) listAgain(seek func() error) error {
+	r.last = 0
 	for try := 0; ; try++ {
 		err := seek()
 		if try == 2 || !errors.Is(err, os.ErrNotExist) {
@@ -488,7 +490,7 @@ func (r *Reader) Next() (Line, error) {
 		return Line{}, ErrClosed
 	}
 	cutAt := int64(-1) // where a file with a newer one after it ended in a partial line
-	for gone := 0; ; {
+	for gone, gaps := 0, 0; ; {
 		if r.f == nil {
 			// Nothing was written when the Reader was positioned.
 			files, err := listLogFiles(r.dir, r.file)
@@ -513,6 +515,7 @@ func (r *Reader) Next() (Line, error) {
 			if err != nil {
 				return Line{}, fmt.Errorf("logx: %s at byte %d: %w", r.cur.name, r.off-int64(len(line))-1, badLineError{err})
 			}
+			r.last = seq
 			return Line{Seq: seq, Time: t, Level: level, Text: line}, nil
 		}
 		// The end of this file, or a line still being written: go back to
@@ -556,6 +559,14 @@ func (r *Reader) Next() (Line, error) {
 					r.cur.name, r.off, ErrCorrupt, size-r.off)
 			}
 			cutAt = r.off
+			continue
+		}
+		if r.last != 0 && next.first != r.last+1 && gaps < 2 {
+			// The next file listed does not start right after the last
+			// line read: the listing may have missed one (renamed while
+			// the directory was read in several calls). List again; a
+			// gap that stays is passed on (Watch reports it).
+			gaps++
 			continue
 		}
 		if err := r.open(next, 0); err != nil {

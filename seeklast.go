@@ -18,6 +18,7 @@ func (r *Reader) SeekLast(n uint64) error {
 	if r.closed {
 		return ErrClosed
 	}
+	r.last = 0
 	// A rotation between the listing and the reads (the active file
 	// renamed, a new one empty or not) lists again: the newest line is
 	// then in a file the first listing did not have. Three rotations in a
