@@ -114,23 +114,22 @@ func appendAttrTextIn(dst []byte, prefix string, a slog.Attr, depth int) []byte 
 	if a.Equal(slog.Attr{}) {
 		return dst
 	}
+	if a.Value.Kind() == slog.KindGroup && depth >= maxJSONDepth && len(a.Value.Group()) > 0 {
+		a.Value = slog.StringValue(tooDeep)
+	}
 	if a.Value.Kind() == slog.KindGroup {
 		attrs := a.Value.Group()
 		if len(attrs) == 0 {
 			return dst
 		}
-		if depth >= maxJSONDepth {
-			a.Value = slog.StringValue(tooDeep)
-		} else {
-			p := prefix
-			if a.Key != "" {
-				p = prefix + a.Key + "."
-			}
-			for _, ga := range attrs {
-				dst = appendAttrTextIn(dst, p, ga, depth+1)
-			}
-			return dst
+		p := prefix
+		if a.Key != "" {
+			p = prefix + a.Key + "."
 		}
+		for _, ga := range attrs {
+			dst = appendAttrTextIn(dst, p, ga, depth+1)
+		}
+		return dst
 	}
 	dst = append(dst, ' ')
 	if prefix == "" {
