@@ -282,9 +282,23 @@ func (lx *Stream) recommitVoters(ctx context.Context) error {
 
 // notWritten reports whether a Raft configuration change failed before
 // the leader wrote its entry (ErrLeadershipLost comes after: the entry may
-// still commit).
+// still commit). ErrRaftShutdown counts, though a future's wait also ends
+// with it after the entry went out: the answer only says the next ask may
+// try at once.
 func notWritten(err error) bool {
-	for _, e := range []error{raft.ErrNotLeader, raft.ErrEnqueueTimeout, raft.ErrLeadershipTransferInProgress, raft.ErrRaftShutdown} {
+	return unproposed(err) || errors.Is(err, raft.ErrRaftShutdown)
+}
+
+// unproposed reports whether Raft refused a command before it proposed it,
+// so that nothing of it can commit: this node does not lead
+// (ErrNotLeader, also before a stepping-down leader dispatches it), it is
+// handing its leadership over (ErrLeadershipTransferInProgress: Raft
+// refuses every command meanwhile, for up to an ElectionTimeout), or its
+// queue stayed full for the whole timeout (ErrEnqueueTimeout). Not
+// ErrRaftShutdown: a future's wait ends with it also after its entry went
+// out. A batch refused so has not been sent (producer.go, forward.go).
+func unproposed(err error) bool {
+	for _, e := range []error{raft.ErrNotLeader, raft.ErrLeadershipTransferInProgress, raft.ErrEnqueueTimeout} {
 		if errors.Is(err, e) {
 			return true
 		}

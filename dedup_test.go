@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"flag"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -425,4 +426,78 @@ func TestEvictionCounted(t *testing.T) {
 	_, kept := f.st.Producers[1]
 	require.False(t, kept, "the oldest goes first")
 	require.Positive(t, f.evicted.Load(), "forgotten within its window, and not counted")
+}
+
+// TestTransferRefusalNotSent: while a leader hands its leadership over,
+// Raft refuses every command before it proposes it
+// (ErrLeadershipTransferInProgress), for up to an ElectionTimeout. Such a
+// try sent nothing, so the batch is retried as unsent for as long as it
+// takes, on the leader and from a follower, and succeeds once the
+// transfer ends. (Both counted it as a try that may have been written: a
+// transfer longer than half the dedup window failed their batches with
+// ErrOutcomeUnknown.) The target of the transfer is a black hole at a
+// stopped node's address: it takes connections and never answers, so
+// each transfer lasts the whole ElectionTimeout.
+func TestTransferRefusalNotSent(t *testing.T) {
+	const et = 1500 * time.Millisecond
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		cfg.ElectionTimeout = et
+		cfg.ForwardTimeout = 400 * time.Millisecond
+		cfg.DedupWindow = time.Second // tries that may have been written stop after 0.5 s
+	})
+	c.logAppend("before", 3)
+	l := c.leaderIndex()
+	require.GreaterOrEqual(t, l, 0)
+	f, target := (l+1)%3, (l+2)%3
+	addr := c.cfgs[target].Addr
+	c.stop(target)
+	fakePeer(t, addr, func(conn net.Conn) { _, _ = io.Copy(io.Discard, conn) })
+
+	leader, follower := c.nodes[l], c.nodes[f]
+	retries := func() (uint64, uint64) { return leader.Stats().Retries, follower.Stats().Retries }
+	lBefore, fBefore := retries()
+	long := false
+	for round := 0; round < 5; round++ {
+		began := time.Now()
+		tf := leader.raft.LeadershipTransferToServer(raft.ServerID(addr), raft.ServerAddress(addr))
+		done := make(chan time.Duration, 1)
+		var terr error
+		go func() { terr = tf.Error(); done <- time.Since(began) }()
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		for _, lx := range []*Logx{leader, follower} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := 0; ; k++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					_, err := lx.Append(context.Background(), LevelInfo, "during a transfer", "round", round, "k", k)
+					if err != nil {
+						t.Errorf("Append on %s during a transfer: %v", lx.cfg.NodeID, err)
+						return
+					}
+				}
+			}()
+		}
+		took := <-done
+		close(stop)
+		wg.Wait()
+		require.Equal(t, l, c.leaderIndex(), "the leader changed: the black hole cannot lead")
+		t.Logf("round %d: the transfer lasted %v (%v)", round, took.Round(time.Millisecond), terr)
+		if took >= et*9/10 {
+			long = true
+		}
+		lr, fr := retries()
+		if long && lr > lBefore && fr > fBefore {
+			break
+		}
+	}
+	lr, fr := retries()
+	require.True(t, long, "no transfer lasted the ElectionTimeout")
+	require.Greater(t, lr, lBefore, "the leader's producer never met the transfer")
+	require.Greater(t, fr, fBefore, "the follower's producer never met the transfer")
 }

@@ -129,7 +129,9 @@ func (lx *Stream) applyForwarded(data []byte, cert *x509.Certificate) (status by
 	if err != nil {
 		var rej *rejectedError
 		switch {
-		case errors.Is(err, raft.ErrNotLeader):
+		case unproposed(err):
+			// Not proposed (a leader handing over refuses every
+			// command): the follower may send it again as unsent.
 			return wire.StatusNotLeader, 0, 0, lx.leaderHint()
 		case errors.As(err, &rej):
 			return wire.StatusRejected, 0, 0, rej.msg

@@ -225,7 +225,7 @@ func (lx *Stream) commit(ents []*entry) (kept []*entry, idx, first uint64, err e
 				lx.proposeSettings()
 				idx, first, err = lx.applyBatchLocal(batch, lx.ids.Load().batches, recs)
 				recs = nil // lent, and dropped by now
-				maybeSent = !errors.Is(err, raft.ErrNotLeader)
+				maybeSent = !unproposed(err)
 			} else {
 				if recs != nil { // expand.go
 					lx.expanded.lendOwn(batch, recs)
