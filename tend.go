@@ -1,0 +1,119 @@
+package logx
+
+import (
+	"os"
+	"time"
+)
+
+// catalogEvent queues a catalog change for tend (the default stream's
+// apply calls it: it must not block).
+func (n *node) catalogEvent(ev catalogEvent) {
+	n.mu.Lock()
+	n.events = append(n.events, ev)
+	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// tend is the node's goroutine: it acts on catalog changes in log order,
+// and every balanceEvery ElectionTimeouts spreads the leaders and, on the
+// default stream's leader, records the declared streams in the catalog.
+func (n *node) tend() {
+	defer close(n.done)
+	t := time.NewTicker(balanceEvery * n.cfg.ElectionTimeout)
+	defer t.Stop()
+	// Until the catalog lists every declared stream (they start only then),
+	// ask for that every quarter ElectionTimeout.
+	fast := time.NewTicker(n.cfg.ElectionTimeout / 4)
+	defer fast.Stop()
+	declared := fast.C
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-n.wake:
+			n.mu.Lock()
+			evs := n.events
+			n.events = nil
+			n.mu.Unlock()
+			for k, ev := range evs {
+				select {
+				case <-n.stop: // the next start reconciles the rest (New)
+					n.mu.Lock()
+					n.events = append(evs[k:], n.events...)
+					n.mu.Unlock()
+					return
+				default:
+				}
+				n.applyEvent(ev)
+			}
+		case <-declared:
+			if n.list()[0].recordDeclared() {
+				declared = nil // all recorded: stop asking
+			}
+		case <-t.C:
+			if n.tlsFiles != nil {
+				if changed, err := n.tlsFiles.reload(false); changed {
+					n.list()[0].logf("logx: TLS files changed: loaded again")
+				} else if err != nil {
+					n.list()[0].logf("logx: TLS files changed but do not load (the material in use stays): %v", err)
+				}
+			}
+			n.checkPeerCerts()
+			streams := n.list()
+			streams[0].recordDeclared()
+			for _, s := range streams {
+				s.checkIdle()
+			}
+			n.balanceOnce()
+		}
+	}
+}
+
+// applyEvent opens a stream the catalog created or closes one it deleted.
+// What fails here is logged: the stream is then missing on this node until
+// it restarts.
+func (n *node) applyEvent(ev catalogEvent) {
+	name := ev.entry.Spec.Name
+	def := n.list()[0]
+	if ev.deleted {
+		// Stopped and moved aside before it leaves the list, so that
+		// DeleteStream returns once its files are where it says. If the
+		// node's Close begins meanwhile, it closes this stream beside the
+		// others (a second stop waits for this one) rather than after it,
+		// and the next start moves the directory aside (New).
+		if s := n.get(name); s != nil {
+			stopped := make(chan error, 1)
+			go func() { stopped <- s.stop() }()
+			select {
+			case err := <-stopped:
+				if err != nil {
+					def.logf("logx: closing deleted stream %q: %v", name, err)
+				}
+			case <-n.stop:
+				return
+			}
+		}
+		if err := retireStreamDir(n.cfg.Dir, ev.entry); err != nil {
+			def.logf("logx: moving deleted stream %q's directory aside: %v", name, err)
+		}
+		n.remove(name)
+		return
+	}
+	if s := n.get(name); s != nil {
+		s.bootstrapIfEmpty(ev.entry.Voters) // a declared stream waiting for the catalog
+		return
+	}
+	if _, err := os.Stat(deletedDir(n.cfg.Dir, ev.entry)); err == nil {
+		return // a replay of the creation of a stream deleted since
+	}
+	if err := n.open(ev.entry.Spec.config(), ev.entry.Voters, false); err != nil {
+		def.logf("logx: opening stream %q: %v", name, err)
+		n.mu.Lock()
+		n.openErr[name] = err
+		n.changedLocked()
+		n.mu.Unlock()
+	}
+}
