@@ -23,9 +23,10 @@ import (
 // catalog in its checkpoint (state.json) and its snapshots, so every node,
 // one that was down or is new included, learns every stream in log order.
 //
-//   - The default stream's leader records the streams of its
-//     Config.Streams that the catalog lacks (proposeCatalog), so the
-//     catalog lists the declared streams too.
+//   - Every node has the streams of its Config.Streams that the catalog
+//     lacks recorded (recordDeclared: committed by the default stream's
+//     leader, asked of it by the others), so the catalog lists the
+//     declared streams too.
 //   - CreateStream and DeleteStream, on any node, ask the default stream's
 //     leader (a control request) to commit a create or delete command.
 //   - Every node, applying a command, opens or closes the stream (the
@@ -457,7 +458,8 @@ func (lx *Stream) votersKnow(voters []string, version int, what string) error {
 }
 
 // recordDeclared has the streams of this node's Config that the catalog
-// lacks recorded (node.tend calls it on the default stream): committed here
+// lacks recorded (node.tend has it called on the default stream, one call
+// at a time, on a goroutine of its own): committed here
 // if this node leads the default stream, asked of its leader otherwise,
 // since a declared stream starts only once the catalog lists it. It
 // reports whether every declared stream is in the catalog.
@@ -477,7 +479,7 @@ func (lx *Stream) recordDeclared() bool {
 		if lx.raft.State() == raft.Leader {
 			// Until the node's Close begins, which waits for this: a
 			// leader that cannot commit (its followers' disks full)
-			// held it for good.
+			// holds it until then, but nothing else of tend's.
 			base, stop := lx.untilClose()
 			err = lx.proposeCatalogCmd(base, catalogCmd{Op: "create", Stream: &spec})
 			stop()
@@ -518,7 +520,7 @@ const (
 // retryAfter spaces the tries of something refused: while the refusals
 // have lasted less than a patience, the next try waits a first wait; after
 // that, twice the last wait, up to a most. The caller serializes its calls
-// (node.tend).
+// (node.tend: one try at a time).
 type retryAfter struct {
 	since int64         // monoNanos of the first refusal since the last success (0: none)
 	next  int64         // monoNanos before which no try is due

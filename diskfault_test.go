@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/bits"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -570,10 +572,7 @@ func noQuorumCluster(t *testing.T, setup func(*Config)) (*testCluster, int) {
 		i := int(cfg.NodeID[1] - '1')
 		setup(cfg)
 		sm.clockEvery = time.Hour
-		sm.powerCut = &powerHooks{
-			vfs:  func(v types.VFS) types.VFS { return fullWAL{VFS: v, full: &full[i]} },
-			meta: func(m types.MetaStore) types.MetaStore { return m },
-		}
+		sm.powerCut = fullWALHooks(&full[i])
 	})
 	c.logAppend("before", 10)
 	lead := c.waitLeader()
@@ -586,4 +585,72 @@ func noQuorumCluster(t *testing.T, setup func(*Config)) (*testCluster, int) {
 		}
 	})
 	return c, lead
+}
+
+// fullWALHooks makes a node's Raft log fail with ENOSPC while full holds.
+func fullWALHooks(full *atomic.Bool) *powerHooks {
+	return &powerHooks{
+		vfs:  func(v types.VFS) types.VFS { return fullWAL{VFS: v, full: full} },
+		meta: func(m types.MetaStore) types.MetaStore { return m },
+	}
+}
+
+// TestTendWithoutQuorum: on a leader whose followers answer its heartbeats
+// but store nothing, the recording of a declared stream waits for its
+// commit until Close, and the node's housekeeping (tend) goes on
+// meanwhile: here its default stream goes idle. It waited too, until
+// Close: no TLS files loaded again, no peer certificate checked, no idle
+// stream, no balance round, no stream opened or closed. (Built by hand:
+// the declared stream is never ready, and the hook holding its creation
+// must open before the nodes close.)
+func TestTendWithoutQuorum(t *testing.T) {
+	t.Parallel()
+	var full [3]atomic.Bool
+	gate := make(chan struct{})
+	var opened sync.Once
+	open := func() { opened.Do(func() { close(gate) }) }
+	addrs := freeAddrs(t, 3)
+	base := t.TempDir()
+	c := &testCluster{t: t}
+	for i := range 3 {
+		cfg := testConfig(t, i, addrs, filepath.Join(base, fmt.Sprintf("n%d", i+1)))
+		cfg.Streams = []StreamConfig{{Name: "declared"}}
+		cfg.CloseTimeout = 2 * time.Second
+		c.cfgs = append(c.cfgs, cfg)
+		c.seams = append(c.seams, seams{
+			clockEvery: time.Hour, // no clock report among the proposals
+			powerCut:   fullWALHooks(&full[i]),
+			creating:   func([]string) { <-gate }, // not recorded before the followers' disks fill
+		})
+		c.nodes = append(c.nodes, nil)
+	}
+	for i := range c.cfgs {
+		c.start(i)
+	}
+	t.Cleanup(c.closeAll)
+	t.Cleanup(func() { // before closeAll
+		open()
+		for i := range full {
+			full[i].Store(false)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, lx := range c.nodes {
+		require.NoError(t, lx.defaultStream.WaitReady(ctx)) // the default stream
+	}
+	c.logAppend("before", 3)
+	lead := c.waitLeader()
+	for i := range full {
+		full[i].Store(i != lead)
+	}
+	lx := c.nodes[lead]
+	require.False(t, lx.Stats().Idle, "active: it just logged")
+	r := lx.raft
+	before := r.LastIndex()
+	open()
+	require.True(t, waitFor(10*time.Second, func() bool { return r.LastIndex() > before }), "the creation is proposed")
+	require.True(t, waitFor(30*time.Second, func() bool { return lx.Stats().Idle }), "tend waits for the creation's commit")
+	require.Less(t, r.CommitIndex(), r.LastIndex(), "committed without a quorum")
+	require.Equal(t, raft.Leader, r.State(), "still the leader: the followers answer its heartbeats")
 }

@@ -18,17 +18,28 @@ func (n *node) catalogEvent(ev catalogEvent) {
 }
 
 // tend is the node's goroutine: it acts on catalog changes in log order,
-// and every balanceEvery ElectionTimeouts spreads the leaders and, on the
-// default stream's leader, records the declared streams in the catalog.
+// and every balanceEvery ElectionTimeouts loads changed TLS files again,
+// checks the peers' certificates, marks idle streams and spreads the
+// leaders. Until the catalog lists every declared stream (they start only
+// then), it has them recorded, every quarter ElectionTimeout, on a
+// goroutine of its own, one try at a time (recordDeclared): a try commits
+// a command, or asks the leader to, and a leader that cannot commit (its
+// followers answer its heartbeats but store nothing) held it, and with it
+// all of the above, until Close (TestTendWithoutQuorum).
 func (n *node) tend() {
 	defer close(n.done)
 	t := time.NewTicker(balanceEvery * n.cfg.ElectionTimeout)
 	defer t.Stop()
-	// Until the catalog lists every declared stream (they start only then),
-	// ask for that every quarter ElectionTimeout.
 	fast := time.NewTicker(n.cfg.ElectionTimeout / 4)
 	defer fast.Stop()
 	declared := fast.C
+	recorded := make(chan bool, 1) // a try's answer: all recorded
+	recording := false
+	defer func() {
+		if recording {
+			<-recorded // Close has begun: the try's waits end (stopCtx)
+		}
+	}()
 	for {
 		select {
 		case <-n.stop:
@@ -50,7 +61,13 @@ func (n *node) tend() {
 				n.applyEvent(ev)
 			}
 		case <-declared:
-			if n.list()[0].recordDeclared() {
+			if !recording {
+				recording = true
+				go func() { recorded <- n.list()[0].recordDeclared() }()
+			}
+		case all := <-recorded:
+			recording = false
+			if all {
 				declared = nil // all recorded: stop asking
 			}
 		case <-t.C:
@@ -62,9 +79,7 @@ func (n *node) tend() {
 				}
 			}
 			n.checkPeerCerts()
-			streams := n.list()
-			streams[0].recordDeclared()
-			for _, s := range streams {
+			for _, s := range n.list() {
 				s.checkIdle()
 			}
 			n.balanceOnce()
