@@ -80,10 +80,43 @@ func (t *tlsFiles) reload(force bool) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if err := ownCertTrusted(cfg); err != nil {
+		return false, fmt.Errorf("logx: TLS files: the certificate in %s is not from a CA in %s, so this node's peers, holding certificates from the same CAs as it, would be refused: %w", t.cert, t.ca, err)
+	}
 	t.stamp = stamp
 	t.cur.Store(cfg) // before gen: see tlsNow
 	t.gen.Add(1)
 	return true, nil
+}
+
+// ownCertTrusted checks that cfg's CAs verify its own certificate (a
+// node's CA file serves for both its peers' certificates and its
+// clients'): a CA file replaced by another CA's (logx certs run again into
+// the same directory made a new CA, before it reused the old one) would
+// refuse every peer, and a reload of it took the node out of its cluster.
+// Time is left to the handshakes: the chain is checked at the middle of
+// the certificate's validity.
+func ownCertTrusted(cfg *tls.Config) error {
+	chain := cfg.Certificates[0].Certificate
+	leaf, err := x509.ParseCertificate(chain[0])
+	if err != nil {
+		return err
+	}
+	inter := x509.NewCertPool()
+	for _, der := range chain[1:] {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return err
+		}
+		inter.AddCert(c)
+	}
+	_, err = leaf.Verify(x509.VerifyOptions{
+		Roots:         cfg.RootCAs,
+		Intermediates: inter,
+		CurrentTime:   leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2),
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	})
+	return err
 }
 
 // serverConfig is the listener's configuration: every handshake takes the

@@ -334,3 +334,46 @@ func TestClientRepinsRefusedCertificate(t *testing.T) {
 	require.Equal(t, first+1, second)
 	require.Greater(t, asked.Load(), int32(2), "never tried with the refused certificate")
 }
+
+// TestTLSForeignCAKept: a CA file replaced by one of another CA (logx
+// certs run again into the same directory made a new one) is not loaded:
+// the node keeps the material in use, and still takes a client of its CA
+// (the new CA made it refuse every peer: a cluster that reloads its files
+// went offline). A node started with such files is refused with the
+// reason.
+func TestTLSForeignCAKept(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	mine, other := filepath.Join(base, "mine"), filepath.Join(base, "other")
+	require.NoError(t, logxtls.WriteFiles(mine, []string{"n1", "client"}, []string{"127.0.0.1"}, time.Hour))
+	require.NoError(t, logxtls.WriteFiles(other, []string{"x"}, []string{"127.0.0.1"}, time.Hour))
+	ca := filepath.Join(base, "ca.pem")
+	b, err := os.ReadFile(filepath.Join(mine, "ca.pem"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(ca, b, 0o644))
+	cert, key := filepath.Join(mine, "n1.pem"), filepath.Join(mine, "n1-key.pem")
+	lx := newSingle(t, func(cfg *Config) { cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile = ca, cert, key })
+	client, err := LoadTLS(filepath.Join(mine, "ca.pem"), filepath.Join(mine, "client.pem"), filepath.Join(mine, "client-key.pem"))
+	require.NoError(t, err)
+	query := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := QueryStatusTLS(ctx, lx.cfg.Addr, client)
+		return err
+	}
+	require.NoError(t, query())
+
+	foreign, err := os.ReadFile(filepath.Join(other, "ca.pem"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(ca+".new", foreign, 0o644))
+	require.NoError(t, os.Rename(ca+".new", ca))
+	require.ErrorContains(t, lx.ReloadTLS(), "is not from a CA in")
+	require.NoError(t, query(), "the foreign CA was loaded")
+
+	_, err = LoadTLS(ca, cert, key) // a client may hold a certificate of another CA than it trusts
+	require.NoError(t, err)
+	cfg := testConfig(t, 0, freeAddrs(t, 1), filepath.Join(base, "n2"))
+	cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile = ca, cert, key
+	_, err = New(cfg)
+	require.ErrorContains(t, err, "is not from a CA in")
+}

@@ -112,27 +112,46 @@ func (ca *CA) TLSConfig(name string, hosts []string, validFor time.Duration) (*t
 	}, nil
 }
 
-// WriteFiles makes a CA and a certificate for each name and writes them to
-// dir as PEM: ca.pem and ca-key.pem, then NAME.pem and NAME-key.pem for
-// each name. Keys are written with mode 0600.
+// WriteFiles writes a certificate for each name to dir as PEM, NAME.pem
+// and NAME-key.pem, issued by the CA in dir (ca.pem and ca-key.pem): the
+// one there, so that certificates for a node added later are trusted by
+// the nodes already running, or else a new one. Keys are written with
+// mode 0600. A name that is not a plain file name, or names the CA's
+// files ("ca", "ca-key"), fails before
+// anything is written, and so does a CA half there (one file of the two)
+// or one that does not load.
 func WriteFiles(dir string, names, hosts []string, validFor time.Duration) error {
-	ca, err := NewCA("logx test CA", validFor)
-	if err != nil {
-		return err
+	for _, n := range names {
+		if n == "" || n != filepath.Base(n) || n == "ca" || n == "ca-key" || n == "." || n == ".." {
+			return fmt.Errorf("logxtls: %q is not a usable name", n)
+		}
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if err := writePEM(filepath.Join(dir, "ca.pem"), "CERTIFICATE", ca.Cert.Raw, 0o644); err != nil {
-		return err
-	}
-	if err := writeKey(filepath.Join(dir, "ca-key.pem"), ca.Key); err != nil {
+	caFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
+	ca, err := LoadCA(caFile, keyFile)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if _, cerr := os.Stat(caFile); cerr == nil {
+			return fmt.Errorf("logxtls: %s is there but not %s: move it away, or put its key beside it", caFile, keyFile)
+		}
+		if _, kerr := os.Stat(keyFile); kerr == nil {
+			return fmt.Errorf("logxtls: %s is there but not %s: move it away, or put its certificate beside it", keyFile, caFile)
+		}
+		if ca, err = NewCA("logx test CA", validFor); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := writePEM(caFile, "CERTIFICATE", ca.Cert.Raw, 0o644); err != nil {
+			return err
+		}
+		if err := writeKey(keyFile, ca.Key); err != nil {
+			return err
+		}
+	case err != nil:
 		return err
 	}
 	for _, n := range names {
-		if n == "" || n != filepath.Base(n) || n == "ca" {
-			return fmt.Errorf("logxtls: %q is not a usable name", n)
-		}
 		cert, err := ca.Issue(n, hosts, validFor)
 		if err != nil {
 			return err
@@ -145,6 +164,49 @@ func WriteFiles(dir string, names, hosts []string, validFor time.Duration) error
 		}
 	}
 	return nil
+}
+
+// LoadCA reads a CA that WriteFiles wrote: its certificate (PEM) and its
+// ECDSA private key (PEM, PKCS #8). An error wraps os.ErrNotExist if
+// either file is missing.
+func LoadCA(certFile, keyFile string) (*CA, error) {
+	der, err := readPEM(certFile, "CERTIFICATE")
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("logxtls: %s: %w", certFile, err)
+	}
+	if !cert.IsCA {
+		return nil, fmt.Errorf("logxtls: %s is not a CA certificate", certFile)
+	}
+	if der, err = readPEM(keyFile, "PRIVATE KEY"); err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("logxtls: %s: %w", keyFile, err)
+	}
+	key, ok := k.(*ecdsa.PrivateKey)
+	if !ok || !key.PublicKey.Equal(cert.PublicKey) {
+		return nil, fmt.Errorf("logxtls: %s is not the ECDSA key of %s", keyFile, certFile)
+	}
+	return &CA{Cert: cert, Key: key}, nil
+}
+
+// readPEM returns the bytes of the first PEM block of path, which must be
+// of type kind.
+func readPEM(path, kind string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != kind {
+		return nil, fmt.Errorf("logxtls: %s holds no PEM %s", path, kind)
+	}
+	return blk.Bytes, nil
 }
 
 func template(name string, validFor time.Duration) (*x509.Certificate, error) {

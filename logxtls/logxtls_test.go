@@ -2,6 +2,7 @@ package logxtls
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"os"
 	"path/filepath"
@@ -77,6 +78,40 @@ func TestWriteFiles(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 	require.FileExists(t, filepath.Join(dir, "ca.pem"))
-	require.Error(t, WriteFiles(dir, []string{"ca"}, []string{"127.0.0.1"}, time.Hour), "would overwrite the CA")
-	require.Error(t, WriteFiles(dir, []string{"a/b"}, []string{"127.0.0.1"}, time.Hour))
+	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	require.NoError(t, err)
+	for _, bad := range [][]string{{"ca"}, {"ca-key"}, {"a/b"}, {".."}, {"n9", "../escape"}} {
+		require.Error(t, WriteFiles(dir, bad, []string{"127.0.0.1"}, time.Hour), "%q", bad)
+		require.NoFileExists(t, filepath.Join(dir, "n9.pem"), "a name refused, nothing written")
+	}
+
+	// Run again for a node added later, the CA is the one there: the
+	// running nodes trust the new certificate (a new CA, written over the
+	// old one, took a TLS cluster that reloads its files offline).
+	require.NoError(t, WriteFiles(dir, []string{"n2"}, []string{"127.0.0.1"}, time.Hour))
+	after, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	require.NoError(t, err)
+	require.Equal(t, caPEM, after, "the CA was replaced")
+	ca, err := LoadCA(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem"))
+	require.NoError(t, err)
+	n2, err := tls.LoadX509KeyPair(filepath.Join(dir, "n2.pem"), filepath.Join(dir, "n2-key.pem"))
+	require.NoError(t, err)
+	leaf, err := x509.ParseCertificate(n2.Certificate[0])
+	require.NoError(t, err)
+	_, err = leaf.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	require.NoError(t, err, "n2 is not from the CA the others trust")
+
+	// A CA half there, or one that does not load, fails and writes nothing.
+	half := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(half, "ca.pem"), caPEM, 0o644))
+	require.ErrorContains(t, WriteFiles(half, []string{"n1"}, []string{"127.0.0.1"}, time.Hour), "ca-key.pem")
+	require.NoError(t, os.WriteFile(filepath.Join(half, "ca-key.pem"), []byte("not a key"), 0o600))
+	require.ErrorContains(t, WriteFiles(half, []string{"n1"}, []string{"127.0.0.1"}, time.Hour), "no PEM PRIVATE KEY")
+	other := t.TempDir()
+	require.NoError(t, WriteFiles(other, []string{"x"}, []string{"127.0.0.1"}, time.Hour))
+	otherKey, err := os.ReadFile(filepath.Join(other, "ca-key.pem"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(half, "ca-key.pem"), otherKey, 0o600))
+	require.ErrorContains(t, WriteFiles(half, []string{"n1"}, []string{"127.0.0.1"}, time.Hour), "is not the ECDSA key")
+	require.NoFileExists(t, filepath.Join(half, "n1.pem"))
 }

@@ -10,8 +10,9 @@ import (
 	"github.com/logx-dev/logx/logxtls"
 )
 
-// cmdCerts writes a test CA and a certificate for each named node or
-// client, for trying mutual TLS (see docs/security.md).
+// cmdCerts writes a certificate for each named node or client, for trying
+// mutual TLS (see docs/security.md), from the CA in the directory, or a
+// new test CA if there is none.
 func cmdCerts(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("certs", stderr)
 	out := fs.String("out", "certs", "directory to write the PEM files to")
@@ -24,6 +25,6 @@ func cmdCerts(_ context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	if err := logxtls.WriteFiles(*out, fs.Args(), strings.Split(*hosts, ","), *valid); err != nil {
 		return fail(stderr, "%v", err)
 	}
-	fmt.Fprintf(stdout, "wrote %s: ca.pem, ca-key.pem and NAME.pem, NAME-key.pem for %s\n", *out, strings.Join(fs.Args(), ", "))
+	fmt.Fprintf(stdout, "wrote %s: NAME.pem, NAME-key.pem for %s, from the CA in ca.pem and ca-key.pem\n", *out, strings.Join(fs.Args(), ", "))
 	return 0
 }
