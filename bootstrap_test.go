@@ -607,7 +607,8 @@ func TestRunsWith(t *testing.T) {
 // from any certificate of the CA only while it knows no members: once it
 // holds the members a peer listed when it did not bootstrap (runsWith), a
 // certificate naming none of their hosts is refused, as by a node with a
-// configuration (TestHostileRaftPeer).
+// configuration (TestHostileRaftPeer), and a connection it let in before
+// is closed at the next round.
 func TestEmptyNodeRaftPeers(t *testing.T) {
 	r := newHostileRig(t)
 	cfg := testConfig(t, 0, freeAddrs(t, 1), filepath.Join(r.base, "empty"))
@@ -621,9 +622,21 @@ func TestEmptyNodeRaftPeers(t *testing.T) {
 			RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("evil"), Addr: []byte("127.0.0.1:9")}, Term: 1}, &resp)
 	}
 	require.NoError(t, heartbeat(), "knowing no member, it cannot tell")
+	kept := raftClient(t, r.evil) // one connection, kept open
+	keptBeat := func() error {
+		var resp raft.AppendEntriesResponse
+		return kept.AppendEntries("x", raft.ServerAddress(cfg.Addr), &raft.AppendEntriesRequest{
+			RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("evil"), Addr: []byte("127.0.0.1:9")}, Term: 1}, &resp)
+	}
+	require.NoError(t, keptBeat())
 	members := slices.Clone(r.c.cfgs[0].Peers)
 	lx.runsWith.Store(&members)
 	require.Error(t, heartbeat(), "the attacker's certificate names no member's host")
+	// A connection let in before is vetted again every round: it spoke
+	// Raft for good.
+	require.NoError(t, keptBeat(), "vetted only at the next round")
+	lx.node.checkPeerCerts() // a round
+	require.Error(t, keptBeat(), "the connection let in before the members were known still speaks Raft")
 }
 
 // TestEmptyNodesAskAddedMember: a declared stream's first voters are the

@@ -24,7 +24,8 @@ import (
 // connections a handshake would refuse too. Only connections whose
 // handshake verified a chain have it checked again (a Config.TLS whose own
 // verification takes what the standard one refuses keeps its choice); the
-// leaf's expiry is checked on all.
+// leaf's expiry is checked on all. An accepted Raft connection also has
+// the membership check that let it in made again (keepVetting).
 
 // peerCert is what the peer of a TLS connection presented: its chain,
 // whether the handshake verified it (a Config.TLS of one's own may take
@@ -35,6 +36,13 @@ type peerCert struct {
 	certs    []*x509.Certificate
 	verified bool
 	checked  atomic.Uint64
+	// raftOK, for an accepted connection handed to Raft, is the check
+	// that let it in (Stream.raftPeerOK), made again every round: Raft
+	// keeps such a connection for good, and the members change. A
+	// certificate that names no member's host any more (one removed, or
+	// any of the CA's while a node started with Join knew no member)
+	// lost its Raft connections only when they broke.
+	raftOK func(net.Conn) bool
 }
 
 // checkPeerCerts closes the connections whose peer's certificate no
@@ -71,20 +79,32 @@ func (m *mux) noteCertsLocked(c net.Conn) {
 	}
 }
 
+// keepVetting has c, an accepted connection that ok let speak Raft,
+// checked with ok again every round (dropStale).
+func (m *mux) keepVetting(c net.Conn, ok func(net.Conn) bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p := m.peerCerts[c]; p != nil {
+		p.raftOK = ok
+	}
+}
+
 // dropStale closes the connections whose peer's certificate no longer
 // holds at now: expired, or, with roots, not verified by them (those not
-// verified since load gen). The closes run on goroutines of their own (a
+// verified since load gen), or, on a Raft connection accepted, naming no
+// member's host now (keepVetting). The closes run on goroutines of their own (a
 // TLS close writes to its peer, which may not read), and the connections
 // leave peerCerts at once. It returns how many it closes, and logs them.
 func (m *mux) dropStale(now time.Time, roots *x509.CertPool, gen uint64) int {
 	type held struct {
-		c net.Conn
-		p *peerCert
+		c      net.Conn
+		p      *peerCert
+		raftOK func(net.Conn) bool
 	}
 	m.mu.Lock()
 	all := make([]held, 0, len(m.peerCerts))
 	for c, p := range m.peerCerts {
-		all = append(all, held{c, p})
+		all = append(all, held{c, p, p.raftOK})
 	}
 	m.mu.Unlock()
 	var stale []net.Conn
@@ -94,6 +114,9 @@ func (m *mux) dropStale(now time.Time, roots *x509.CertPool, gen uint64) int {
 		err := certHolds(h.p.certs, now, nil)
 		if err == nil && chain {
 			err = certHolds(h.p.certs, now, roots)
+		}
+		if err == nil && h.raftOK != nil && !h.raftOK(h.c) {
+			err = fmt.Errorf("Raft from certificate %q, which names no member's host now", h.p.certs[0].Subject.CommonName)
 		}
 		if err != nil {
 			stale = append(stale, h.c)

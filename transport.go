@@ -317,6 +317,9 @@ func (m *mux) dispatch(c net.Conn) {
 	switch proto {
 	case wire.ProtoRaft:
 		if e.raftPeer == nil || e.raftPeer(c) {
+			if e.raftPeer != nil {
+				m.keepVetting(c, e.raftPeer)
+			}
 			select {
 			case e.raftCh <- &trackedConn{Conn: c, m: m, e: e}:
 				return // Raft's transport owns it now
