@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/logx-dev/logx/internal/store"
 )
@@ -26,7 +27,9 @@ import (
 // excepted: its zero value is FormatText). Each node has its own NodeID,
 // Addr and Dir. The zero value of every optional field means its default.
 type Config struct {
-	// NodeID names this node in the lines it originates (node=...). Required.
+	// NodeID names this node in the lines it originates (node=...) and in
+	// its metrics. Required: valid UTF-8 of at most 128 bytes, no control
+	// character.
 	NodeID string `json:"node_id" yaml:"node_id"`
 
 	// Addr is the host:port this node's peers dial, and the node's name
@@ -160,7 +163,8 @@ type Config struct {
 
 	// MaxEntrySize is the largest rendered entry, in bytes, without the
 	// sequence number and newline; a larger one gets ErrEntryTooLarge.
-	// Defaults to 64 KiB, or MaxSize if that is smaller.
+	// Defaults to 64 KiB, or MaxSize if that is smaller; at least 512
+	// bytes (a line's head alone takes about a hundred), so MaxSize too.
 	MaxEntrySize int `json:"max_entry_size" yaml:"max_entry_size"`
 
 	// MaxBatchEntries and MaxBatchBytes bound the batch a node sends as one
@@ -422,6 +426,13 @@ func (c Config) validate() error {
 	if strings.ContainsFunc(c.NodeID, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		return bad("NodeID", "%q contains a control character", c.NodeID)
 	}
+	if !utf8.ValidString(c.NodeID) {
+		// A metric's label must be UTF-8: logxprom's registration panicked.
+		return bad("NodeID", "%q is not valid UTF-8", c.NodeID)
+	}
+	if len(c.NodeID) > maxNodeID {
+		return bad("NodeID", "%d bytes is more than %d", len(c.NodeID), maxNodeID)
+	}
 	if err := checkAddr(c.Addr); err != nil {
 		return bad("Addr", "%v", err)
 	}
@@ -529,8 +540,12 @@ func (c Config) validate() error {
 	if c.QueueSize > maxQueue && !c.logged {
 		return bad("QueueSize", "%d exceeds %d", c.QueueSize, maxQueue)
 	}
-	if c.MaxEntrySize < 1 {
-		return bad("MaxEntrySize", "%d is less than 1", c.MaxEntrySize)
+	if c.MaxEntrySize < minEntrySize {
+		if c.MaxSize < minEntrySize {
+			// MaxEntrySize defaults to MaxSize when that is smaller.
+			return bad("MaxSize", "%d is less than %d: no entry would fit a file", c.MaxSize, minEntrySize)
+		}
+		return bad("MaxEntrySize", "%d is less than %d: a line's head alone takes about a hundred bytes", c.MaxEntrySize, minEntrySize)
 	}
 	if int64(c.MaxEntrySize) > c.MaxSize {
 		return bad("MaxEntrySize", "%d exceeds MaxSize %d", c.MaxEntrySize, c.MaxSize)
@@ -556,6 +571,9 @@ func (c Config) validate() error {
 	if c.CloseTimeout < 0 {
 		return bad("CloseTimeout", "%v is negative", c.CloseTimeout)
 	}
+	if c.AlarmNoLeader < 0 {
+		return bad("AlarmNoLeader", "%v is negative", c.AlarmNoLeader)
+	}
 	if c.CheckpointInterval < 0 {
 		return bad("CheckpointInterval", "%v is negative", c.CheckpointInterval)
 	}
@@ -567,6 +585,13 @@ func (c Config) validate() error {
 	}
 	return nil
 }
+
+// maxNodeID bounds Config.NodeID, which every line the node originates
+// carries; minEntrySize is the least Config.MaxEntrySize.
+const (
+	maxNodeID    = 128
+	minEntrySize = 512
+)
 
 func checkAddr(addr string) error {
 	if addr == "" {

@@ -29,6 +29,11 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"NodeID", func(c *Config) { c.NodeID = "" }},
 		{"NodeID", func(c *Config) { c.NodeID = "a\nb" }},
+		{"NodeID", func(c *Config) { c.NodeID = "n\xff1" }}, // a metric's label must be UTF-8
+		{"NodeID", func(c *Config) { c.NodeID = strings.Repeat("n", 129) }},
+		{"AlarmNoLeader", func(c *Config) { c.AlarmNoLeader = -time.Second }},
+		{"MaxSize", func(c *Config) { c.MaxSize = 1 }}, // MaxEntrySize would be 1: every entry too large
+		{"MaxEntrySize", func(c *Config) { c.MaxEntrySize = 100 }},
 		{"Addr", func(c *Config) { c.Addr = "" }},
 		{"Addr", func(c *Config) { c.Addr = "nohostport" }},
 		{"Addr", func(c *Config) { c.Addr = ":7001" }},
