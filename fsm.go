@@ -340,6 +340,14 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			f.failed = fmt.Errorf("%w while %v", ErrClosed, err)
 			return failAll(len(logs), f.failed)
 		}
+		// The retired files no stored snapshot lists go now, as the next
+		// snapshot would delete them (they were retired at or before the
+		// checkpoint redo goes back to): none is taken while a write
+		// fails, and on a full disk they may be the only room there is
+		// (every node holds the same files: theirs fill together).
+		if derr := f.deleteRetired(f.prevSnap()); derr != nil {
+			f.logf("logx: deleting retired files: %v", derr)
+		}
 		res, err = f.redo(logs)
 	}
 	f.dirty = false
@@ -576,15 +584,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if f.dirty || f.seg == nil {
 		return nil, errors.New("logx: the files are not consistent yet; no snapshot")
 	}
-	// Raft may still fail to store this snapshot (a disk full, a
-	// configuration change not yet applied): the files the newest stored
-	// one lists must stay until a newer one is stored. So the "previous
-	// snapshot" is the newest Raft stored, not the last one asked for.
-	prev := f.st.SnapIndex
-	if f.storedSnap != nil {
-		prev = min(prev, f.storedSnap())
-	}
-	if err := f.deleteRetired(prev); err != nil {
+	if err := f.deleteRetired(f.prevSnap()); err != nil {
 		return nil, err
 	}
 	f.st.SnapIndex = f.st.Index

@@ -77,10 +77,22 @@ func (f *fsm) retain() error {
 	return err
 }
 
+// prevSnap is the "previous snapshot" whose files must stay: the newest
+// Raft stored, not the last one asked for, since Raft may still fail to
+// store that one (a disk full, a configuration change not yet applied).
+func (f *fsm) prevSnap() uint64 {
+	prev := f.st.SnapIndex
+	if f.storedSnap != nil {
+		prev = min(prev, f.storedSnap())
+	}
+	return prev
+}
+
 // deleteRetired deletes the retired files no snapshot Raft could still send
 // lists: those retired at or before prevSnap, the index of the newest
 // snapshot Raft has stored (it keeps that one and the one being taken).
-// Called by Snapshot, on the apply goroutine.
+// Called by Snapshot and before each retry of a failed write, on the apply
+// goroutine.
 func (f *fsm) deleteRetired(prevSnap uint64) error {
 	kept := f.st.Retired[:0]
 	for _, r := range f.st.Retired {

@@ -443,3 +443,54 @@ func TestReapSnapshotTemps(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, before, after)
 }
+
+// TestWriteErrorFreesRetired: while a write fails (a full disk), the
+// retired files no stored snapshot lists are deleted at once, as the next
+// snapshot would have: none is taken while a write fails, and every node
+// holds the same files, so theirs fill together and the retired ones may
+// be the only room there is (an operator had to delete them by hand on
+// every node). Those a stored snapshot lists stay.
+func TestWriteErrorFreesRetired(t *testing.T) {
+	dir := t.TempDir()
+	logs := testLogs(120, 7)
+	raftLog := raft.NewInmemStore() // redo reads the entries since the checkpoint back
+	require.NoError(t, raftLog.StoreLogs(logs))
+	var full atomic.Bool
+	f, err := newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 2048}, maxFiles: 3},
+		format: FormatText, stateInterval: -1, logf: t.Logf, retryPause: time.Millisecond,
+		logs: func() raft.LogStore { return raftLog }, fault: enospcWhile(&full)})
+	require.NoError(t, err)
+	var stored uint64 // the newest snapshot "Raft" stored
+	f.storedSnap = func() uint64 { return stored }
+	f.ApplyBatch(logs[:60])
+	s1, err := f.Snapshot()
+	require.NoError(t, err)
+	stored = s1.(*manifest).Index
+	before := hidden(t, dir)
+	require.NotEmpty(t, before, "no retired file waits for the next snapshot: the test shows nothing")
+	f.ApplyBatch(logs[60:90]) // retired after the stored snapshot, which lists them
+	listed := hidden(t, dir)[len(before):]
+	require.NotEmpty(t, listed)
+
+	full.Store(true)
+	done := make(chan []any, 1)
+	go func() { done <- f.ApplyBatch(logs[90:91]) }()
+	gone := func() bool {
+		for _, name := range before {
+			if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+				return false
+			}
+		}
+		return true
+	}
+	require.True(t, waitFor(10*time.Second, gone), "retired files kept while the disk is full: %v", hidden(t, dir))
+	require.Error(t, f.Err(), "deleted after the disk freed up")
+	full.Store(false)
+	for _, r := range <-done {
+		require.NoError(t, r.(applyResult).err)
+	}
+	for _, name := range listed {
+		require.FileExists(t, filepath.Join(dir, name), "the stored snapshot lists it")
+	}
+	require.NoError(t, f.close())
+}
