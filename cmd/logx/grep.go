@@ -27,7 +27,7 @@ func cmdGrep(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	around := fs.Int("C", 0, "print N lines before and after each match")
 	count := fs.Bool("c", false, "print only how many lines match")
 	newest := fs.Bool("r", false, "newest matches first")
-	limit := fs.Int("limit", 0, "stop after N matching lines (with -r: the N newest)")
+	limit := fs.Int("limit", 0, "stop after N matching lines (with -r: the N newest; with -all: N in all)")
 	asJSON := fs.Bool("json", false, "print each line as a JSON object: seq, time, level, context, line (and stream, with -all)")
 	addr := fs.String("addr", "", "ask the node at HOST:PORT to search its files, instead of reading DIR")
 	loadTLS := tlsFlags(fs)
@@ -232,6 +232,7 @@ func grepAll(ctx context.Context, dir string, q logx.Query, fn func(stream strin
 			return err
 		}
 	}
+	matched := 0
 	for {
 		best := -1
 		for i, h := range heads {
@@ -242,11 +243,34 @@ func grepAll(ctx context.Context, dir string, q logx.Query, fn func(stream strin
 		if best < 0 {
 			return nil
 		}
-		if err := fn(names[best], heads[best].line); err != nil {
+		l := heads[best].line
+		if err := fn(names[best], l); err != nil {
 			return err
+		}
+		if !l.Context {
+			matched++
 		}
 		if err := next(best); err != nil {
 			return err
+		}
+		if q.Limit > 0 && matched == q.Limit {
+			// The limit is the whole output's (each stream's search
+			// stops at it too): the last match's lines after it, then
+			// no more.
+			for range q.After {
+				h := heads[best]
+				if h == nil || !h.line.Context || h.line.Seq != l.Seq+1 {
+					break
+				}
+				l = h.line
+				if err := fn(names[best], l); err != nil {
+					return err
+				}
+				if err := next(best); err != nil {
+					return err
+				}
+			}
+			return nil
 		}
 	}
 }

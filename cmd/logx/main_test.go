@@ -387,6 +387,11 @@ func TestStreamsCLI(t *testing.T) {
 	for i := 1; i < len(lines); i++ {
 		require.NotEqual(t, lines[i][:5], lines[i-1][:5], "lines %d and %d: %q, %q", i-1, i, lines[i-1], lines[i])
 	}
+	// -limit is the whole output's, not each stream's: the first 3 of
+	// the merged 10 (it printed 3 of each stream, 6).
+	code, out, errs = runCmd(t, "", "grep", "-all", "-limit", "3", "both", cfgs[2].Dir)
+	require.Equal(t, 0, code, errs)
+	require.Equal(t, strings.Join(lines[:3], "\n")+"\n", out)
 	code, out, _ = runCmd(t, "", "grep", "-stream", "audit", "cli", cfgs[0].Dir)
 	require.Equal(t, 0, code)
 	require.Equal(t, 2, strings.Count(out, "\n"), out)
