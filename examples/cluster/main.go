@@ -60,7 +60,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.basePort, "base-port", 20001, "port of the first node; the others follow")
 	addrs := fs.String("addrs", "", "comma-separated node addresses (overrides -base-port)")
-	fs.StringVar(&o.dir, "dir", "", "data directory (default: a new directory under the system's temp dir)")
+	fs.StringVar(&o.dir, "dir", "", "data directory, new or empty (default: a new directory under the system's temp dir)")
 	fs.IntVar(&o.entries, "entries", 20000, "entries each node logs")
 	fs.Int64Var(&o.maxSize, "max-size", 1<<20, "rotate log files at this many bytes")
 	fs.StringVar(&o.format, "format", "text", "line format: text or json")
@@ -158,6 +158,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if o.dir, err = os.MkdirTemp("", "logx-cluster-"); err != nil {
 			return err
 		}
+	} else if ents, err := os.ReadDir(o.dir); err == nil && len(ents) > 0 {
+		// The run counts the entries it waits for from zero: on a
+		// cluster's data it would compare files before they hold this
+		// run's entries (and -procs would find the last run's marks).
+		return fmt.Errorf("-dir %s is not empty (a run before left its data there): name a new or empty directory, or leave -dir out", o.dir)
 	}
 	mode := "in this process"
 	if o.procs {

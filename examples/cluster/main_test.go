@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +139,24 @@ func TestBadFlags(t *testing.T) {
 		if err := run(context.Background(), args, &out, &errOut); err == nil {
 			t.Errorf("%v: no error", args)
 		}
+	}
+}
+
+// TestDirNotEmpty: a -dir that holds a run's data is refused, and left as
+// it is (a second run into it compared the files before they held its
+// entries).
+func TestDirNotEmpty(t *testing.T) {
+	dir := t.TempDir()
+	mark := filepath.Join(dir, "n1")
+	if err := os.Mkdir(mark, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"-addrs", freeAddrs(t), "-dir", dir}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "is not empty") {
+		t.Fatalf("a used -dir: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("the directory changed: %v", ents)
 	}
 }
