@@ -1,7 +1,7 @@
 // Package logx is a replicated logging library for services that run as a
 // small cluster (3, 5 or 7 replicas).
 //
-// Every replica embeds a *Stream. Application code logs with Debug, Info, Warn
+// Every replica embeds a *Logx (New). Application code logs with Debug, Info, Warn
 // and Error, with Append when it must know the entry is safe, or through
 // log/slog with Handler. Each entry is committed through Raft
 // (github.com/hashicorp/raft, with github.com/hashicorp/raft-wal as the log
