@@ -371,7 +371,9 @@ func TestRetireManyAtOnce(t *testing.T) {
 // TestOpenChecksActiveSum: a start checks the bytes of the active file
 // the checkpoint covers against the checksum it recorded, with the hash
 // the file names: a byte changed on the disk, the length the same, is
-// ErrCorrupt, not taken as written. A checkpoint without the checksum
+// ErrCorrupt, not taken as written, and so is a checkpoint whose size is
+// short of the file's, which leaves the file as it was. A checkpoint
+// without the checksum
 // (written before it was recorded) is opened as before, and a malformed
 // one is refused.
 func TestOpenChecksActiveSum(t *testing.T) {
@@ -388,6 +390,17 @@ func TestOpenChecksActiveSum(t *testing.T) {
 		w = open(t, dir, Rotation{MaxSize: 1 << 20}, cp, true, Hooks{}) // unchanged: opens
 		_ = w.Close()
 		path := filepath.Join(dir, "app.log")
+		// A checkpoint whose size is short of the file's: refused, and
+		// the file not cut first (it was: the bytes past the wrong size
+		// were gone though the start failed).
+		short := cp
+		short.ActiveSize -= 50
+		if _, err := Open(dir, "app.log", Rotation{MaxSize: 1 << 20}, short, true, "state.json", Hooks{}); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%v: a checkpoint's size cut short: %v", h, err)
+		}
+		if fi, err := os.Stat(path); err != nil || fi.Size() != cp.ActiveSize {
+			t.Fatalf("%v: the file refused was cut: %v, %v", h, fi.Size(), err)
+		}
 		b, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)

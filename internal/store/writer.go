@@ -230,17 +230,9 @@ func (w *Writer) recoverActive(f *os.File, st State, known bool, stateFile strin
 	if fi.Size() < st.ActiveSize {
 		return fmt.Errorf("%w: %s has %d bytes, the checkpoint says %d", ErrCorrupt, f.Name(), fi.Size(), st.ActiveSize)
 	}
-	if fi.Size() > st.ActiveSize {
-		// Lines applied after the checkpoint, possibly torn: the caller
-		// writes them again.
-		if err := f.Truncate(st.ActiveSize); err != nil {
-			return err
-		}
-		if err := f.Sync(); err != nil {
-			return err
-		}
-	}
-	// The bytes covered must be those the checkpoint hashed. The Writer
+	// The bytes covered must be those the checkpoint hashed, checked
+	// before anything is cut (a checkpoint whose size is wrong left the
+	// file cut at it, though it was refused). The Writer
 	// goes on with sha256 (the hash of a file reopened), so a file that
 	// names BLAKE3 is hashed with both in one read.
 	var check hash.Hash
@@ -265,6 +257,16 @@ func (w *Writer) recoverActive(f *os.File, st State, known bool, stateFile strin
 	if check != nil && hex.EncodeToString(check.Sum(nil)) != want {
 		return fmt.Errorf("%w: the first %d bytes of %s do not match the checksum %s recorded (%s): they changed on the disk since they were written",
 			ErrCorrupt, st.ActiveSize, f.Name(), stateFile, st.ActiveSum)
+	}
+	if fi.Size() > st.ActiveSize {
+		// Lines applied after the checkpoint, possibly torn: the caller
+		// writes them again.
+		if err := f.Truncate(st.ActiveSize); err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
 	}
 	if _, err := f.Seek(st.ActiveSize, io.SeekStart); err != nil {
 		return err
