@@ -47,8 +47,18 @@ func (lx *Stream) serveForward(c net.Conn) {
 	}
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(forwardIdleTimeout))
-		// A new buffer per frame: Raft keeps the slice it applies.
-		data, err := wire.ReadFrame(r, nil, lx.maxFrame)
+		n, err := wire.ReadFrameSize(r, lx.maxFrame)
+		var data []byte
+		if err == nil {
+			// The body follows its header at once (a sender's try ends
+			// within its ForwardTimeout): a peer that announces a
+			// frame and holds it half-sent holds its bytes here, up to
+			// maxFrame a connection, for ForwardTimeout, not for
+			// forwardIdleTimeout.
+			_ = c.SetReadDeadline(time.Now().Add(lx.cfg.ForwardTimeout))
+			// A new buffer per frame: Raft keeps the slice it applies.
+			data, err = wire.ReadFrameBody(r, nil, n)
+		}
 		var tooLarge *wire.FrameSizeError
 		if errors.As(err, &tooLarge) {
 			msg := fmt.Sprintf("frame of %d bytes exceeds this leader's limit of %d bytes (its MaxBatchBytes %d plus one entry of its MaxEntrySize %d and headers)",

@@ -162,6 +162,28 @@ func TestForwardOversizedFrameRejected(t *testing.T) {
 	require.Equal(t, before.Retries, big.Stats().Retries)
 }
 
+// TestForwardFrameHalfSent: a peer that announces a frame and holds it
+// half-sent loses its connection within the leader's ForwardTimeout, and
+// with it the bytes held: the body had as long as the connection's idle
+// timeout (5 minutes), so with many connections a certificate holder
+// pinned gigabytes of the leader's memory with a trickle of bytes.
+func TestForwardFrameHalfSent(t *testing.T) {
+	lx := newSingle(t, func(cfg *Config) { cfg.ForwardTimeout = 300 * time.Millisecond })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := dialProto(ctx, lx.cfg.Addr, "", wire.ProtoForward, 5*time.Second, nil)
+	require.NoError(t, err)
+	defer conn.Close()
+	n := lx.maxFrame
+	_, err = conn.Write(append(binary.BigEndian.AppendUint32(nil, uint32(n)), make([]byte, n/2)...))
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(15*time.Second)))
+	_, err = conn.Read(make([]byte, 1))
+	var ne net.Error
+	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the leader still holds the half-sent frame")
+	require.Error(t, err, "an answer to half a frame")
+}
+
 // TestForwardFrameOverLimit: a raw forwarding connection to a leader. A
 // frame header announcing more than the leader's limit gets a "rejected"
 // answer naming the size and the limit; the body is read and discarded and

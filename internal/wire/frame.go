@@ -24,15 +24,30 @@ func AppendFrameHeader(dst []byte, n int) []byte {
 // announces: a peer that announces max and sends nothing holds little
 // memory.
 func ReadFrame(r io.Reader, buf []byte, max int) ([]byte, error) {
+	n, err := ReadFrameSize(r, max)
+	if err != nil {
+		return nil, err
+	}
+	return ReadFrameBody(r, buf, n)
+}
+
+// ReadFrameSize reads a frame's length prefix: the first half of
+// ReadFrame, for a reader that bounds the body's arrival apart.
+func ReadFrameSize(r io.Reader, max int) (int, error) {
 	var h [FrameHeader]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return nil, err
+		return 0, err
 	}
 	n64 := uint64(binary.BigEndian.Uint32(h[:])) // not int: negative past 2^31 where int has 32 bits
 	if max < 0 || n64 > uint64(max) {
-		return nil, &FrameSizeError{N: int64(n64), Max: max}
+		return 0, &FrameSizeError{N: int64(n64), Max: max}
 	}
-	n := int(n64)
+	return int(n64), nil
+}
+
+// ReadFrameBody reads the n bytes of a frame's body into buf, as
+// ReadFrame does after the length prefix.
+func ReadFrameBody(r io.Reader, buf []byte, n int) ([]byte, error) {
 	if cap(buf) >= n {
 		buf = buf[:n]
 		_, err := io.ReadFull(r, buf)
