@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -63,7 +64,7 @@ func (lx *Stream) serveForward(c net.Conn) {
 		if errors.As(err, &tooLarge) {
 			msg := fmt.Sprintf("frame of %d bytes exceeds this leader's limit of %d bytes (its MaxBatchBytes %d plus one entry of its MaxEntrySize %d and headers)",
 				tooLarge.N, tooLarge.Max, lx.cfg.MaxBatchBytes, lx.cfg.MaxEntrySize)
-			lx.logf("logx: forwarding connection from %s: rejected a %s", c.RemoteAddr(), msg)
+			lx.peerNoise.logf(lx.logf, noiseFrame, "logx: forwarding connection from %s: rejected a %s", c.RemoteAddr(), msg)
 			keep := tooLarge.N <= maxForwardFrame
 			if keep {
 				_ = c.SetReadDeadline(time.Now().Add(lx.cfg.ForwardTimeout))
@@ -79,7 +80,7 @@ func (lx *Stream) serveForward(c net.Conn) {
 		if err != nil {
 			// A reset is a sender that gave up on its try (abortConn).
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
-				lx.logf("logx: forwarding connection from %s: %v", c.RemoteAddr(), err)
+				lx.peerNoise.logf(lx.logf, noiseFrame, "logx: forwarding connection from %s: %v", c.RemoteAddr(), err)
 			}
 			return
 		}
@@ -89,6 +90,32 @@ func (lx *Stream) serveForward(c net.Conn) {
 			return
 		}
 	}
+}
+
+// quietLog logs what a peer's connections can cause without bound (a
+// Raft connection refused, a forwarded frame refused or cut off) at most
+// once every refusedLogEvery of each kind, saying how many were not: a
+// peer reconnecting in a loop wrote thousands of lines a second to
+// LogOutput.
+type quietLog struct {
+	last, skipped [noiseKinds]atomic.Int64
+}
+
+const (
+	noiseRaft = iota
+	noiseFrame
+	noiseKinds
+)
+
+func (q *quietLog) logf(logf func(string, ...any), kind int, format string, args ...any) {
+	if _, ok := onceEvery(&q.last[kind], refusedLogEvery); !ok {
+		q.skipped[kind].Add(1)
+		return
+	}
+	if n := q.skipped[kind].Swap(0); n > 0 {
+		format += fmt.Sprintf(" (and %d more like it, not logged, since the one before)", n)
+	}
+	logf(format, args...)
 }
 
 // answer writes one response frame.

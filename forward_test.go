@@ -299,3 +299,19 @@ func TestRefusedForwardNotSent(t *testing.T) {
 	require.ErrorIs(t, err, ErrClosed)
 	require.NotErrorIs(t, err, ErrOutcomeUnknown)
 }
+
+// TestQuietLog: what peers' connections cause is logged once a minute of
+// each kind, the next line saying how many were not.
+func TestQuietLog(t *testing.T) {
+	var q quietLog
+	var lines []string
+	logf := func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }
+	for i := range 1000 {
+		q.logf(logf, noiseFrame, "frame %d", i)
+	}
+	q.logf(logf, noiseRaft, "raft")
+	require.Equal(t, []string{"frame 0", "raft"}, lines)
+	q.last[noiseFrame].Add(-int64(refusedLogEvery)) // a minute on
+	q.logf(logf, noiseFrame, "frame again")
+	require.Equal(t, []string{"frame 0", "raft", "frame again (and 999 more like it, not logged, since the one before)"}, lines)
+}
