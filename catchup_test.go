@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/logx-dev/logx/internal/store"
+	"github.com/logx-dev/logx/internal/wire"
 	"github.com/stretchr/testify/require"
 	"github.com/zeebo/blake3"
 )
@@ -1110,4 +1112,85 @@ func TestCatchUpListsEachFileOnce(t *testing.T) {
 	require.Positive(t, checked)
 	require.NoError(t, dst.close())
 	require.Equal(t, fileHashes(t, src.dir, "app.log"), fileHashes(t, dir, "app.log"))
+}
+
+// TestFetchSlowLink: a fetch over a link that brings a chunk slower than
+// the I/O timeout, but brings bytes all along, completes: each read has
+// the timeout, and the serving side's reply the timeout plus its bytes at
+// 32 KiB/s. The whole chunk had the timeout, so over a link slower than
+// 8 MiB in 30 s every chunk failed, from every peer, and a node never
+// caught up. The link here: 64 KiB/s, with a 200 ms timeout.
+func TestFetchSlowLink(t *testing.T) {
+	t.Parallel()
+	c := newTestClusterSeams(t, 2, func(_ *Config, sm *seams) { sm.fetchIOTimeout = 200 * time.Millisecond })
+	c.logAppend("slow link", 600)
+	c.flushAll()
+	c.waitSameSeq(1200)
+	want, err := os.ReadFile(filepath.Join(c.cfgs[1].Dir, "app.log"))
+	require.NoError(t, err)
+	require.Greater(t, len(want), 128<<10, "too little to take several timeouts")
+	slow := slowProxy(t, c.cfgs[1].Addr, 64<<10)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var got bytes.Buffer
+	began := time.Now()
+	require.NoError(t, c.nodes[0].fetchFrom(ctx, slow, 1, 0, int64(len(want)), &got))
+	require.Equal(t, want, got.Bytes())
+	t.Logf("%d bytes in %v", len(want), time.Since(began).Round(time.Millisecond))
+	require.Greater(t, time.Since(began), 200*time.Millisecond, "the link was not slow")
+
+	// The serving side alone, with no kernel buffers between (a pipe): its
+	// reply waits for the slow reader.
+	here, there := net.Pipe()
+	defer here.Close()
+	go func() {
+		c.nodes[1].serveFetch(there)
+		there.Close() // as the mux does
+	}()
+	req := wire.FetchRequest{First: 1, Off: 0, N: int64(len(want))}.Encode()
+	_, err = here.Write(req[:])
+	require.NoError(t, err)
+	got.Reset()
+	require.NoError(t, wire.ReadFetchReply(slowReader{here, 64 << 10}, int64(len(want)), &got, make([]byte, 64<<10)), "the reply was cut off")
+	require.Equal(t, want, got.Bytes())
+}
+
+// slowReader reads rate bytes a second from r, in twentieths of that.
+type slowReader struct {
+	r    io.Reader
+	rate int
+}
+
+func (s slowReader) Read(b []byte) (int, error) {
+	time.Sleep(50 * time.Millisecond)
+	return s.r.Read(b[:min(len(b), s.rate/20)])
+}
+
+// slowProxy forwards connections to target, the answers at rate bytes a
+// second (in twentieths of a second's worth), and returns its address.
+func slowProxy(t *testing.T, target string, rate int) string {
+	return fakePeer(t, "127.0.0.1:0", func(in net.Conn) {
+		out, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		defer out.Close()
+		// A small window, so that the serving side's writes wait for the
+		// link rather than end in the kernel's buffers.
+		_ = out.(*net.TCPConn).SetReadBuffer(64 << 10)
+		go func() { _, _ = io.Copy(out, in) }()
+		buf := make([]byte, rate/20)
+		for {
+			n, err := out.Read(buf)
+			if n > 0 {
+				if _, werr := in.Write(buf[:n]); werr != nil {
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
 }

@@ -2,6 +2,7 @@ package logx
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -24,11 +25,41 @@ import (
 // per chunk.
 const fetchChunk = 8 << 20
 
-// fetchIdleTimeout and fetchIOTimeout bound a fetch connection's silences.
+// fetchIdleTimeout and fetchIOTimeout bound a fetch connection's silences:
+// the fetching side's reads each have fetchIOTimeout, and the serving
+// side's reply has fetchIOTimeout plus its bytes at fetchMinRate. A chunk
+// of 8 MiB had fetchIOTimeout in all, so over a link slower than about
+// 280 KB/s every chunk timed out, from every peer, and a node never
+// caught up.
 const (
 	fetchIdleTimeout = 5 * time.Minute
 	fetchIOTimeout   = 30 * time.Second
+	fetchMinRate     = 32 << 10 // bytes a second
 )
+
+// ioTimeout is fetchIOTimeout, or a test's.
+func (lx *Stream) ioTimeout() time.Duration { return cmp.Or(lx.seams.fetchIOTimeout, fetchIOTimeout) }
+
+// replyTimeout bounds the writing of a reply of n bytes.
+func (lx *Stream) replyTimeout(n int64) time.Duration {
+	return lx.ioTimeout() + time.Duration(n)*time.Second/fetchMinRate
+}
+
+// progressReader gives each read of c ioTimeout from its start, unless ctx
+// has ended (its AfterFunc set the deadline to now: not moved past it).
+type progressReader struct {
+	c       net.Conn
+	ctx     context.Context
+	timeout time.Duration
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	_ = p.c.SetReadDeadline(time.Now().Add(p.timeout))
+	if err := p.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return p.c.Read(b)
+}
 
 // serveFetch answers fetch requests on one connection.
 func (lx *Stream) serveFetch(c net.Conn) {
@@ -40,7 +71,7 @@ func (lx *Stream) serveFetch(c net.Conn) {
 			return
 		}
 		first, off, n := req.First, req.Off, req.N
-		_ = c.SetWriteDeadline(time.Now().Add(fetchIOTimeout))
+		_ = c.SetWriteDeadline(time.Now().Add(lx.replyTimeout(n)))
 		f, err := lx.fsm.openSegment(first)
 		if err == nil {
 			var size int64
@@ -175,7 +206,7 @@ func (lx *Stream) fetchPeers() []string {
 // peer at addr. When ctx ends, the connection's deadline is set to now, so
 // a read or write under way fails at once.
 func (lx *Stream) fetchFrom(ctx context.Context, addr string, first uint64, off, n int64, w io.Writer) error {
-	c, err := lx.mux.dialContext(ctx, addr, wire.ProtoFetch, fetchIOTimeout)
+	c, err := lx.mux.dialContext(ctx, addr, wire.ProtoFetch, lx.ioTimeout())
 	if err != nil {
 		return err
 	}
@@ -191,7 +222,7 @@ func (lx *Stream) fetchFrom(ctx context.Context, addr string, first uint64, off,
 		}
 		chunk := min(n, fetchChunk)
 		req := wire.FetchRequest{First: first, Off: off, N: chunk}.Encode()
-		_ = c.SetDeadline(time.Now().Add(fetchIOTimeout))
+		_ = c.SetDeadline(time.Now().Add(lx.ioTimeout()))
 		// ctx ends before AfterFunc's func runs: checked after the
 		// deadline is set, one of the two stops the chunk.
 		if err := ctx.Err(); err != nil {
@@ -200,7 +231,7 @@ func (lx *Stream) fetchFrom(ctx context.Context, addr string, first uint64, off,
 		if _, err := c.Write(req[:]); err != nil {
 			return err
 		}
-		if err := wire.ReadFetchReply(c, chunk, w, buf); err != nil {
+		if err := wire.ReadFetchReply(progressReader{c, ctx, lx.ioTimeout()}, chunk, w, buf); err != nil {
 			if cerr := ctx.Err(); cerr != nil {
 				return fmt.Errorf("%w (%v)", cerr, err)
 			}

@@ -94,6 +94,9 @@ type seams struct {
 	// test makes it block until the context ends: a slow peer).
 	fetchHook func(ctx context.Context) error
 
+	// fetchIOTimeout overrides fetchIOTimeout (fetch.go) when not zero.
+	fetchIOTimeout time.Duration
+
 	// opening, if set, is called as the node opens a stream, with its name,
 	// at these stages: "begin" (nothing opened yet), "raft" (before
 	// NewRaft), for a stream about to bootstrap "ask" (before it asks its
