@@ -540,7 +540,12 @@ func (c Config) validate() error {
 	if c.QueueSize > maxQueue && !c.logged {
 		return bad("QueueSize", "%d exceeds %d", c.QueueSize, maxQueue)
 	}
-	if c.MaxEntrySize < minEntrySize {
+	if c.MaxEntrySize < 1 {
+		return bad("MaxEntrySize", "%d is less than 1", c.MaxEntrySize)
+	}
+	// Not for settings the log holds: an earlier version took them, and
+	// refusing a catalog's stream failed every upgraded node's start.
+	if c.MaxEntrySize < minEntrySize && !c.logged {
 		if c.MaxSize < minEntrySize {
 			// MaxEntrySize defaults to MaxSize when that is smaller.
 			return bad("MaxSize", "%d is less than %d: no entry would fit a file", c.MaxSize, minEntrySize)

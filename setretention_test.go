@@ -226,6 +226,13 @@ func TestLoggedShortMaxAge(t *testing.T) {
 	require.Equal(t, 30*time.Second, got.MaxAge)
 	require.NoError(t, specOf(StreamConfig{Name: "s", MaxAge: 30 * time.Second}).checkLogged())
 	require.Error(t, specOf(StreamConfig{Name: "s", MaxAge: -time.Second}).checkLogged())
+	// A MaxSize or MaxEntrySize under 512, which Config now refuses, in a
+	// catalog an earlier version wrote: refusing it failed every upgraded
+	// node's start.
+	for _, sc := range []StreamConfig{{Name: "s", MaxSize: 300}, {Name: "s", MaxEntrySize: 100}} {
+		require.NoError(t, specOf(sc).checkLogged(), "%+v", sc)
+		require.Error(t, specOf(sc).check(), "%+v", sc)
+	}
 	b, err := json.Marshal(catalogCmd{Op: "create", Stream: &streamSpec{Name: "s", MaxAge: 30 * time.Second}, Voters: []string{"127.0.0.1:1"}})
 	require.NoError(t, err)
 	_, err = readCatalogCmd(append([]byte{cmdCatalog}, b...))
