@@ -2,8 +2,13 @@ package logx
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
 	"os"
 	"path/filepath"
 	"sync"
@@ -376,4 +381,44 @@ func TestTLSForeignCAKept(t *testing.T) {
 	cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile = ca, cert, key
 	_, err = New(cfg)
 	require.ErrorContains(t, err, "is not from a CA in")
+}
+
+// TestOwnCertTrusted: the check of a node's own certificate against its
+// CA file is of the chain, not of dates (the handshakes judge those): an
+// expired certificate passes, and so does one that outlives its CA (it
+// was checked at the middle of its validity, when its CA had expired);
+// one of another CA does not.
+func TestOwnCertTrusted(t *testing.T) {
+	ca, err := logxtls.NewCA("mine", time.Hour)
+	require.NoError(t, err)
+	other, err := logxtls.NewCA("other", time.Hour)
+	require.NoError(t, err)
+	cfg, err := ca.TLSConfig("n1", []string{"127.0.0.1"}, time.Hour)
+	require.NoError(t, err)
+	require.NoError(t, ownCertTrusted(cfg))
+	expired, err := ca.TLSConfig("n1", []string{"127.0.0.1"}, -30*time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, ownCertTrusted(expired))
+	foreign := cfg.Clone()
+	foreign.RootCAs = other.Pool()
+	require.Error(t, ownCertTrusted(foreign))
+
+	// A certificate valid for 1,000 hours from a CA valid for one.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "n4"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(1000 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	require.NoError(t, err)
+	long := cfg.Clone()
+	long.Certificates = []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}
+	require.NoError(t, ownCertTrusted(long), "valid now, from the CA")
+
+	// logxtls issues no certificate valid past its CA.
+	c, err := ca.Issue("n5", []string{"127.0.0.1"}, 1000*time.Hour)
+	require.NoError(t, err)
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	require.NoError(t, err)
+	require.False(t, leaf.NotAfter.After(ca.Cert.NotAfter))
 }

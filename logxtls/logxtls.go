@@ -58,7 +58,8 @@ func NewCA(name string, validFor time.Duration) (*CA, error) {
 }
 
 // Issue makes a certificate for name, usable by a node as server and as
-// client, naming hosts (IP addresses or DNS names: those its peers dial).
+// client, naming hosts (IP addresses or DNS names: those its peers dial),
+// valid for validFor but no longer than the CA.
 func (ca *CA) Issue(name string, hosts []string, validFor time.Duration) (tls.Certificate, error) {
 	if len(hosts) == 0 {
 		return tls.Certificate{}, errors.New("logxtls: no host to name in the certificate")
@@ -70,6 +71,9 @@ func (ca *CA) Issue(name string, hosts []string, validFor time.Duration) (tls.Ce
 	tmpl, err := template(name, validFor)
 	if err != nil {
 		return tls.Certificate{}, err
+	}
+	if tmpl.NotAfter.After(ca.Cert.NotAfter) {
+		tmpl.NotAfter = ca.Cert.NotAfter // no use past its CA
 	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
