@@ -35,9 +35,10 @@ import (
 // log clock. Where the clocks agree, hourly files start exactly on the hour
 // by the lines' own times; a wrong clock moves rotation and retention by at
 // most clockSlack. Until a majority has reported (the first seconds of a
-// new cluster) lines have no clock: no time rotation, and a file whose
-// lines all lack one is retired by age with the next file that has one
-// (it is older; store.Writer.Retire).
+// new cluster) lines have no clock: no time rotation, and files whose lines
+// all lack one are retired by count only; retirement by age stops at the
+// first of them (store.Writer.Retire), keeping every file after it (a
+// feature gate would let it go with the next file; README).
 
 // Clock command wire form (a Raft log entry's data):
 //

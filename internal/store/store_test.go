@@ -275,31 +275,6 @@ func TestRetire(t *testing.T) {
 	sums(t, dir, w2.Files())
 }
 
-// TestRetireUnclocked: a rotated file without a line clock (its lines
-// came before the log clock was known) goes by age with the next file
-// that has one, not never: the first such file stopped retirement by age
-// for good (it broke the loop, and every file after it stayed).
-func TestRetireUnclocked(t *testing.T) {
-	dir := t.TempDir()
-	h := int64(time.Hour)
-	w := open(t, dir, Rotation{MaxSize: 100}, State{ActiveFirst: 1}, false, Hooks{})
-	next := write(t, w, 1, 2, 60, 0) // two files without a clock
-	next = write(t, w, next, 2, 60, 1*h)
-	next = write(t, w, next, 2, 60, 5*h)
-	cp := w.State(next)
-	if len(cp.Rotated) != 5 || cp.Rotated[0].Newest != 0 || cp.Rotated[1].Newest != 0 || cp.Rotated[2].Newest != h {
-		t.Fatalf("rotated %+v", cp.Rotated)
-	}
-	var mu sync.Mutex
-	if gone, err := w.Retire(0, 5*time.Hour, 5*h, 0, &mu); err != nil || len(gone) != 0 {
-		t.Fatalf("nothing is 5 hours old yet: %v, %v", gone, err)
-	}
-	gone, err := w.Retire(0, 3*time.Hour, 5*h, 0, &mu)
-	if err != nil || !slices.Equal(gone, cp.Rotated[:4]) {
-		t.Fatalf("the unclocked files and the two of hour 1: %v, %v", gone, err)
-	}
-}
-
 // TestHooks: a failing disk fails the write after part of it, and Synced
 // hears every durable size.
 func TestHooks(t *testing.T) {

@@ -472,8 +472,7 @@ func (w *Writer) Close() error {
 
 // Retire takes the oldest rotated files out of the log while there are
 // more than maxFiles (0: no limit), or the oldest one's newest line clock
-// (without one: that of the next rotated file that has one) is more than
-// maxAge (0: no limit) older than clock, or every line of the
+// is more than maxAge (0: no limit) older than clock, or every line of the
 // oldest has a sequence number below before (0: none; an explicit
 // truncation), and returns them. A retired file is renamed to
 // RetiredName, not deleted: a peer catching up from a recent snapshot may
@@ -497,17 +496,7 @@ func (w *Writer) Retire(maxFiles int, maxAge time.Duration, clock int64, before 
 			next = w.rotated[n+1].First
 		}
 		byCount := maxFiles > 0 && len(w.rotated)-n > maxFiles
-		// A file without a line clock (its lines came before the log
-		// clock was known) is older than the next one that has one: it
-		// goes by age with it. It stopped retirement by age for good.
-		byAge := false
-		if maxAge > 0 && clock > 0 {
-			newest := old.Newest
-			for k := n + 1; newest == 0 && k < len(w.rotated); k++ {
-				newest = w.rotated[k].Newest
-			}
-			byAge = newest > 0 && newest < clock-int64(maxAge)
-		}
+		byAge := maxAge > 0 && old.Newest > 0 && clock > 0 && old.Newest < clock-int64(maxAge)
 		bySeq := before > 0 && next <= before
 		if !byCount && !byAge && !bySeq {
 			break
