@@ -54,9 +54,9 @@ func (lx *Stream) serveForward(c net.Conn) {
 			// The body follows its header at once (a sender's try ends
 			// within its ForwardTimeout): a peer that announces a
 			// frame and holds it half-sent holds its bytes here, up to
-			// maxFrame a connection, for ForwardTimeout, not for
+			// maxFrame a connection, for frameBodyTimeout, not for
 			// forwardIdleTimeout.
-			_ = c.SetReadDeadline(time.Now().Add(lx.cfg.ForwardTimeout))
+			_ = c.SetReadDeadline(time.Now().Add(lx.frameBodyTimeout()))
 			// A new buffer per frame: Raft keeps the slice it applies.
 			data, err = wire.ReadFrameBody(r, nil, n)
 		}
@@ -90,6 +90,14 @@ func (lx *Stream) serveForward(c net.Conn) {
 			return
 		}
 	}
+}
+
+// frameBodyTimeout bounds the arrival of a forwarded frame's body: this
+// node's ForwardTimeout, and at least the default one, which a Client
+// always uses and a follower does unless configured (nodes' timeouts may
+// differ: a leader's shorter one cut a slower sender's every try).
+func (lx *Stream) frameBodyTimeout() time.Duration {
+	return max(lx.cfg.ForwardTimeout, DefaultConfig().ForwardTimeout)
 }
 
 // quietLog logs what a peer's connections can cause without bound (a
