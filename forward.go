@@ -64,7 +64,7 @@ func (lx *Stream) serveForward(c net.Conn) {
 		if errors.As(err, &tooLarge) {
 			msg := fmt.Sprintf("frame of %d bytes exceeds this leader's limit of %d bytes (its MaxBatchBytes %d plus one entry of its MaxEntrySize %d and headers)",
 				tooLarge.N, tooLarge.Max, lx.cfg.MaxBatchBytes, lx.cfg.MaxEntrySize)
-			lx.peerNoise.logf(lx.logf, noiseFrame, "logx: forwarding connection from %s: rejected a %s", c.RemoteAddr(), msg)
+			lx.mux.m.peerNoise.logf(lx.logf, noiseFrame, "logx: forwarding connection from %s: rejected a %s", c.RemoteAddr(), msg)
 			keep := tooLarge.N <= maxForwardFrame
 			if keep {
 				_ = c.SetReadDeadline(time.Now().Add(lx.cfg.ForwardTimeout))
@@ -80,7 +80,7 @@ func (lx *Stream) serveForward(c net.Conn) {
 		if err != nil {
 			// A reset is a sender that gave up on its try (abortConn).
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
-				lx.peerNoise.logf(lx.logf, noiseFrame, "logx: forwarding connection from %s: %v", c.RemoteAddr(), err)
+				lx.mux.m.peerNoise.logf(lx.logf, noiseFrame, "logx: forwarding connection from %s: %v", c.RemoteAddr(), err)
 			}
 			return
 		}
@@ -102,7 +102,8 @@ func (lx *Stream) frameBodyTimeout() time.Duration {
 
 // quietLog logs what a peer's connections can cause without bound (a
 // Raft connection refused, a forwarded frame refused or cut off) at most
-// once every refusedLogEvery of each kind, saying how many were not: a
+// once every refusedLogEvery of each kind on the node (the mux holds it,
+// for every stream), saying how many were not: a
 // peer reconnecting in a loop wrote thousands of lines a second to
 // LogOutput.
 type quietLog struct {

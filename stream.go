@@ -117,7 +117,6 @@ type Stream struct {
 	tailArmed    chan struct{} // armTail wakes passTail (commit.go)
 	lagIdx       lagIndex      // lagTarget's memory (commit.go)
 	lastClockLog time.Time     // when a failed clock report was last logged; producer goroutine only
-	peerNoise    quietLog      // what peers' connections cause, logged sparingly (forward.go)
 
 	closeOnce sync.Once
 	closeErr  error

@@ -81,6 +81,6 @@ func (lx *Stream) raftPeerOK(c net.Conn) bool {
 			return true
 		}
 	}
-	lx.peerNoise.logf(lx.logf, noiseRaft, "logx: refused a Raft connection from %s: its certificate (%q) names no member's host", c.RemoteAddr(), certs[0].Subject.CommonName)
+	lx.mux.m.peerNoise.logf(lx.logf, noiseRaft, "logx: refused a Raft connection from %s: its certificate (%q) names no member's host", c.RemoteAddr(), certs[0].Subject.CommonName)
 	return false
 }

@@ -112,6 +112,7 @@ type mux struct {
 	pendingAt     map[net.Conn]*list.Element
 	peers         int
 	refusedLogged atomic.Int64 // monoNanos of the last refused connection logged
+	peerNoise     quietLog     // what peers' connections cause, logged sparingly, for every stream (forward.go)
 
 	// advertise is the address Raft tells its peers: Addr, whatever the
 	// listener's (ListenAddr may be ":port", and Addr a DNS name).
