@@ -27,7 +27,7 @@ func cmdGrep(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	around := fs.Int("C", 0, "print N lines before and after each match")
 	count := fs.Bool("c", false, "print only how many lines match")
 	newest := fs.Bool("r", false, "newest matches first")
-	limit := fs.Int("limit", 0, "stop after N matching lines (with -r: the N newest; with -all: N in all)")
+	limit := fs.Int("limit", 0, "stop after N matching lines (with -r: the N newest; with -all: N in all, without -A, -B, -C)")
 	asJSON := fs.Bool("json", false, "print each line as a JSON object: seq, time, level, context, line (and stream, with -all)")
 	addr := fs.String("addr", "", "ask the node at HOST:PORT to search its files, instead of reading DIR")
 	loadTLS := tlsFlags(fs)
@@ -68,6 +68,11 @@ func cmdGrep(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	}
 	q.Before, q.After = max(*before, *around), max(*after, *around)
 	q.Limit, q.Newest = *limit, *newest
+	if *all && q.Limit > 0 && (q.Before > 0 || q.After > 0) {
+		// Merged by time, the streams' context lines would part from
+		// their matches at the limit.
+		return fail(stderr, "-all with -limit: not with context lines (-A, -B, -C)")
+	}
 	if q.Newest && (q.Before > 0 || q.After > 0) {
 		return fail(stderr, "context lines (-A, -B, -C) come in log order: not with -r")
 	}
@@ -243,34 +248,17 @@ func grepAll(ctx context.Context, dir string, q logx.Query, fn func(stream strin
 		if best < 0 {
 			return nil
 		}
-		l := heads[best].line
-		if err := fn(names[best], l); err != nil {
+		if err := fn(names[best], heads[best].line); err != nil {
 			return err
 		}
-		if !l.Context {
+		if !heads[best].line.Context {
 			matched++
 		}
 		if err := next(best); err != nil {
 			return err
 		}
 		if q.Limit > 0 && matched == q.Limit {
-			// The limit is the whole output's (each stream's search
-			// stops at it too): the last match's lines after it, then
-			// no more.
-			for range q.After {
-				h := heads[best]
-				if h == nil || !h.line.Context || h.line.Seq != l.Seq+1 {
-					break
-				}
-				l = h.line
-				if err := fn(names[best], l); err != nil {
-					return err
-				}
-				if err := next(best); err != nil {
-					return err
-				}
-			}
-			return nil
+			return nil // the whole output's limit (each stream's search stops at it too)
 		}
 	}
 }

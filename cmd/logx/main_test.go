@@ -392,6 +392,8 @@ func TestStreamsCLI(t *testing.T) {
 	code, out, errs = runCmd(t, "", "grep", "-all", "-limit", "3", "both", cfgs[2].Dir)
 	require.Equal(t, 0, code, errs)
 	require.Equal(t, strings.Join(lines[:3], "\n")+"\n", out)
+	code, _, errs = runCmd(t, "", "grep", "-all", "-limit", "3", "-C", "1", "both", cfgs[2].Dir)
+	require.Equal(t, 2, code, "context lines would part from their matches at the limit: %s", errs)
 	code, out, _ = runCmd(t, "", "grep", "-stream", "audit", "cli", cfgs[0].Dir)
 	require.Equal(t, 0, code)
 	require.Equal(t, 2, strings.Count(out, "\n"), out)
