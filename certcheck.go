@@ -92,9 +92,9 @@ func (m *mux) keepVetting(c net.Conn, ok func(net.Conn) bool) {
 // dropStale closes the connections whose peer's certificate no longer
 // holds at now: expired, or, with roots, not verified by them (those not
 // verified since load gen), or, on a Raft connection accepted, naming no
-// member's host now (keepVetting). The closes run on goroutines of their own (a
-// TLS close writes to its peer, which may not read), and the connections
-// leave peerCerts at once. It returns how many it closes, and logs them.
+// member's host now (keepVetting). Their sockets close at once; the TLS
+// closes run on goroutines of their own (a TLS close writes to its peer,
+// which may not read), and the connections leave peerCerts at once. It returns how many it closes, and logs them.
 func (m *mux) dropStale(now time.Time, roots *x509.CertPool, gen uint64) int {
 	type held struct {
 		c      net.Conn
@@ -136,6 +136,13 @@ func (m *mux) dropStale(now time.Time, roots *x509.CertPool, gen uint64) int {
 		return 0 // closing: every connection is cut
 	}
 	for _, c := range stale {
+		if tc, ok := c.(*tls.Conn); ok {
+			// The socket at once: a frame the peer sends from now on is
+			// not read (the TLS close below, on a goroutine, took a
+			// moment, and a client whose certificate had expired got
+			// one more entry written in it).
+			_ = tc.NetConn().Close()
+		}
 		delete(m.peerCerts, c)
 		m.wg.Add(1)
 		go func() {
