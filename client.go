@@ -91,7 +91,7 @@ func NewStreamClient(ctx context.Context, tlsConfig *tls.Config, stream, node st
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
 	}
-	c := &Client{addrs: addrs, node: node, timeout: 10 * time.Second, producer: binary.BigEndian.Uint64(b[:]), base: tlsConfig, tls: tlsConfig,
+	c := &Client{addrs: addrs, node: node, timeout: defaultForwardTimeout, producer: binary.BigEndian.Uint64(b[:]), base: tlsConfig, tls: tlsConfig,
 		dedupWindow: defaultDedupWindow, stream: stream}
 	var errs []error
 	for _, a := range addrs {

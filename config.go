@@ -296,7 +296,7 @@ func DefaultConfig() Config {
 		MaxBatchEntries:    4096,
 		MaxBatchBytes:      1 << 20,
 		ElectionTimeout:    time.Second,
-		ForwardTimeout:     10 * time.Second,
+		ForwardTimeout:     defaultForwardTimeout,
 		CloseTimeout:       10 * time.Second,
 		CheckpointInterval: time.Second,
 		DedupWindow:        defaultDedupWindow,
@@ -590,6 +590,10 @@ func (c Config) validate() error {
 	}
 	return nil
 }
+
+// defaultForwardTimeout is Config.ForwardTimeout's default, which a Client
+// always uses.
+const defaultForwardTimeout = 10 * time.Second
 
 // maxNodeID bounds Config.NodeID, which every line the node originates
 // carries; minEntrySize is the least Config.MaxEntrySize.

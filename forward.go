@@ -97,15 +97,14 @@ func (lx *Stream) serveForward(c net.Conn) {
 // always uses and a follower does unless configured (nodes' timeouts may
 // differ: a leader's shorter one cut a slower sender's every try).
 func (lx *Stream) frameBodyTimeout() time.Duration {
-	return max(lx.cfg.ForwardTimeout, DefaultConfig().ForwardTimeout)
+	return max(lx.cfg.ForwardTimeout, defaultForwardTimeout)
 }
 
 // quietLog logs what a peer's connections can cause without bound (a
 // Raft connection refused, a forwarded frame refused or cut off) at most
 // once every refusedLogEvery of each kind on the node (the mux holds it,
-// for every stream), saying how many were not: a
-// peer reconnecting in a loop wrote thousands of lines a second to
-// LogOutput.
+// for every stream), saying how many were not: a peer reconnecting in a
+// loop wrote thousands of lines a second to LogOutput.
 type quietLog struct {
 	last, skipped [noiseKinds]atomic.Int64
 }
