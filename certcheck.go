@@ -116,7 +116,7 @@ func (m *mux) dropStale(now time.Time, roots *x509.CertPool, gen uint64) int {
 			err = certHolds(h.p.certs, now, roots)
 		}
 		if err == nil && h.raftOK != nil && !h.raftOK(h.c) {
-			err = fmt.Errorf("Raft from certificate %q, which names no member's host now", h.p.certs[0].Subject.CommonName)
+			err = fmt.Errorf("certificate %q names no member's host now, and speaks Raft", h.p.certs[0].Subject.CommonName)
 		}
 		if err != nil {
 			stale = append(stale, h.c)
