@@ -165,14 +165,21 @@ func certHolds(certs []*x509.Certificate, now time.Time, roots *x509.CertPool) e
 	if roots == nil {
 		return nil
 	}
+	if err := verifyChain(certs, now, roots); err != nil {
+		return fmt.Errorf("certificate %q: %w", leaf.Subject.CommonName, err)
+	}
+	return nil
+}
+
+// verifyChain checks that certs (the leaf first, then any intermediates)
+// chain to one of roots at now, for any use: the check of a peer's chain
+// (certHolds) and of a node's own (ownCertTrusted).
+func verifyChain(certs []*x509.Certificate, now time.Time, roots *x509.CertPool) error {
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
-	_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
+	_, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
-	if err != nil {
-		return fmt.Errorf("certificate %q: %w", leaf.Subject.CommonName, err)
-	}
-	return nil
+	return err
 }

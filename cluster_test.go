@@ -79,6 +79,15 @@ func newTestCluster(t testing.TB, n int, tweak func(*Config)) *testCluster {
 // test hooks.
 func newTestClusterSeams(t testing.TB, n int, setup func(*Config, *seams)) *testCluster {
 	t.Helper()
+	c := startTestCluster(t, n, setup)
+	c.waitReady()
+	return c
+}
+
+// startTestCluster is newTestClusterSeams without waiting for every
+// stream to be ready; the nodes close when the test ends.
+func startTestCluster(t testing.TB, n int, setup func(*Config, *seams)) *testCluster {
+	t.Helper()
 	addrs := freeAddrs(t, n)
 	base := t.TempDir()
 	c := &testCluster{t: t}
@@ -94,7 +103,6 @@ func newTestClusterSeams(t testing.TB, n int, setup func(*Config, *seams)) *test
 		c.start(i)
 	}
 	t.Cleanup(c.closeAll)
-	c.waitReady()
 	return c
 }
 

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math/bits"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -600,8 +598,8 @@ func fullWALHooks(full *atomic.Bool) *powerHooks {
 // commit until Close, and the node's housekeeping (tend) goes on
 // meanwhile: here its default stream goes idle. It waited too, until
 // Close: no TLS files loaded again, no peer certificate checked, no idle
-// stream, no balance round, no stream opened or closed. (Built by hand:
-// the declared stream is never ready, and the hook holding its creation
+// stream, no balance round, no stream opened or closed. (Not waited
+// ready: the declared stream never is; and the hook holding its creation
 // must open before the nodes close.)
 func TestTendWithoutQuorum(t *testing.T) {
 	t.Parallel()
@@ -609,25 +607,13 @@ func TestTendWithoutQuorum(t *testing.T) {
 	gate := make(chan struct{})
 	var opened sync.Once
 	open := func() { opened.Do(func() { close(gate) }) }
-	addrs := freeAddrs(t, 3)
-	base := t.TempDir()
-	c := &testCluster{t: t}
-	for i := range 3 {
-		cfg := testConfig(t, i, addrs, filepath.Join(base, fmt.Sprintf("n%d", i+1)))
+	c := startTestCluster(t, 3, func(cfg *Config, sm *seams) {
 		cfg.Streams = []StreamConfig{{Name: "declared"}}
 		cfg.CloseTimeout = 2 * time.Second
-		c.cfgs = append(c.cfgs, cfg)
-		c.seams = append(c.seams, seams{
-			clockEvery: time.Hour, // no clock report among the proposals
-			powerCut:   fullWALHooks(&full[i]),
-			creating:   func([]string) { <-gate }, // not recorded before the followers' disks fill
-		})
-		c.nodes = append(c.nodes, nil)
-	}
-	for i := range c.cfgs {
-		c.start(i)
-	}
-	t.Cleanup(c.closeAll)
+		sm.clockEvery = time.Hour // no clock report among the proposals
+		sm.powerCut = fullWALHooks(&full[int(cfg.NodeID[1]-'1')])
+		sm.creating = func([]string) { <-gate } // not recorded before the followers' disks fill
+	})
 	t.Cleanup(func() { // before closeAll
 		open()
 		for i := range full {

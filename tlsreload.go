@@ -97,24 +97,15 @@ func (t *tlsFiles) reload(force bool) (bool, error) {
 // Time is left to the handshakes: a chain refused only for a date (a
 // certificate expired, or not valid yet) passes here.
 func ownCertTrusted(cfg *tls.Config) error {
-	chain := cfg.Certificates[0].Certificate
-	leaf, err := x509.ParseCertificate(chain[0])
-	if err != nil {
-		return err
-	}
-	inter := x509.NewCertPool()
-	for _, der := range chain[1:] {
+	var certs []*x509.Certificate
+	for _, der := range cfg.Certificates[0].Certificate {
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
 			return err
 		}
-		inter.AddCert(c)
+		certs = append(certs, c)
 	}
-	_, err = leaf.Verify(x509.VerifyOptions{
-		Roots:         cfg.RootCAs,
-		Intermediates: inter,
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	})
+	err := verifyChain(certs, time.Now(), cfg.RootCAs)
 	var dated x509.CertificateInvalidError
 	if errors.As(err, &dated) && dated.Reason == x509.Expired {
 		return nil
