@@ -368,13 +368,14 @@ func (lx *Logx) DeleteStream(ctx context.Context, name string) error {
 // FeatureVersion is what this logx knows, as nodes tell each other in
 // Stats.Version: 2 is streams (the catalog, the stream preface), 3 the
 // cluster level (clusterlevel.go) and explicit truncation (truncate.go), 4
-// BLAKE3 checksums (sums.go), 5 retention commands (setretention.go).
+// BLAKE3 checksums (sums.go), 5 retention commands (setretention.go), 6
+// apply rules 1 (rules.go).
 // Nodes of earlier versions skip the
 // commands they do not know, so a stream is not created, nor a cluster
 // level set, while a voter says it does not know them, and no node
 // writes BLAKE3 checksums while a member says so (docs/guarantees.md,
 // "Upgrades").
-const FeatureVersion = 5
+const FeatureVersion = 6
 
 // streamsFeature is the FeatureVersion that knows streams.
 const streamsFeature = 2

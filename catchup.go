@@ -248,7 +248,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	}
 	last := m.Files[len(m.Files)-1]
 	st := applyState{Index: m.Index, Seq: m.Seq, Producers: m.Producers, SnapIndex: m.Index, PrunedAt: m.PrunedAt,
-		Clock: m.Clock, Clocks: m.Clocks, Voters: m.Voters, ClockOwners: m.Owners, Settings: m.Settings, Catalog: m.Catalog, Level: m.Level, TruncatedBefore: m.TruncatedBefore,
+		Clock: m.Clock, Clocks: m.Clocks, ReportedAt: m.ReportedAt, Rules: m.Rules, Voters: m.Voters, ClockOwners: m.Owners, Settings: m.Settings, Catalog: m.Catalog, Level: m.Level, TruncatedBefore: m.TruncatedBefore,
 		State: store.State{ActiveFirst: last.First, ActiveSize: last.Size, Rotated: slices.Clone(m.Files[:len(m.Files)-1]),
 			ActiveNewest: last.Newest, ActiveMinTime: last.MinTime, ActiveMaxTime: last.MaxTime, ActiveSum: store.ActiveSum(last)}}
 	if st.Producers == nil {
@@ -271,6 +271,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	f.applied.Store(st.Index)
 	f.seq.Store(st.Seq)
 	f.clock.Store(st.Clock)
+	f.rules.Store(int32(st.Rules))
 	f.votersKnown.Store(len(st.Voters) > 0)
 	if st.Settings != nil {
 		if err := f.useSettings(*st.Settings); err != nil {

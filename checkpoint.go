@@ -46,6 +46,13 @@ type applyState struct {
 	// ClockOwners are the certificate subjects (hex) each voter's clock
 	// reports came from; "" without TLS.
 	ClockOwners map[string]string `json:"clock_owners,omitempty"`
+	// ReportedAt is the log clock when each voter's latest report was
+	// applied, from rules 1 on: a report counts for clockExpiry of it.
+	// (Not "clock_seen": versions of 2026-12-06 wrote that key with the
+	// leader's time, and their checkpoints may still hold it.)
+	ReportedAt map[string]int64 `json:"reported_at,omitempty"`
+	// Rules are the apply rules (rules.go), 0 until a rules command.
+	Rules int `json:"rules,omitempty"`
 	// Settings are the cluster's settings (settings.go), once recorded.
 	Settings *clusterSettings `json:"settings,omitempty"`
 	// Catalog is the cluster's streams (catalog.go); the default stream's

@@ -36,9 +36,11 @@ import (
 // by the lines' own times; a wrong clock moves rotation and retention by at
 // most clockSlack. Until a majority has reported (the first seconds of a
 // new cluster) lines have no clock: no time rotation, and files whose lines
-// all lack one are retired by count only; retirement by age stops at the
-// first of them (store.Writer.Retire), keeping every file after it (a
-// feature gate would let it go with the next file; README).
+// all lack one go by age with the next rotated file that has one under
+// apply rules 1 (rules.go); under rules 0 retirement by age stops at the
+// first of them (store.Writer.Retire), keeping every file after it
+// (README). From rules 1 on, a voter's report counts for clockExpiry of
+// log clock (liveClocks).
 
 // Clock command wire form (a Raft log entry's data):
 //
@@ -144,7 +146,10 @@ func (f *fsm) applyClock(l *raft.Log) applyResult {
 	}
 	mapSet(&f.st.Clocks, id, t)
 	mapSet(&f.st.ClockOwners, id, owner)
-	f.advanceClock()
+	f.advanceClockWith(id)
+	if f.st.Rules >= 1 {
+		mapSet(&f.st.ReportedAt, id, f.st.Clock) // it counts from here (liveClocks)
+	}
 	return applyResult{}
 }
 
@@ -172,6 +177,7 @@ func (f *fsm) applyConfiguration(data []byte) {
 	gone := func(id string, _ int64) bool { return !slices.Contains(voters, id) }
 	maps.DeleteFunc(f.st.Clocks, gone)
 	maps.DeleteFunc(f.st.ClockOwners, func(id, _ string) bool { return !slices.Contains(voters, id) })
+	maps.DeleteFunc(f.st.ReportedAt, gone)
 	f.advanceClock()
 }
 
@@ -194,17 +200,46 @@ func quorumClock(voters []string, clocks map[string]int64) int64 {
 	return ts[len(ts)-q]
 }
 
+// liveClocks is the voters' clock reports that count: all of them before
+// rules 1 (rules.go); from rules 1 on, the one being applied (fresh: its
+// voter's id, "" for none) and those applied at most clockExpiry of log
+// clock ago, so that a voter down for longer, whose last report was
+// ahead, does not make a majority with one more clock ahead. An expired
+// report counts as none: it can hold the log clock back (as a stale
+// report did before), never move it forward.
+func (f *fsm) liveClocks(fresh string) map[string]int64 {
+	if f.st.Rules < 1 || f.st.Clock == 0 {
+		return f.st.Clocks
+	}
+	live := make(map[string]int64, len(f.st.Clocks))
+	for id, t := range f.st.Clocks {
+		if seen, ok := f.st.ReportedAt[id]; id == fresh || ok && seen >= f.st.Clock-int64(clockExpiry) {
+			live[id] = t
+		}
+	}
+	return live
+}
+
 // advanceClock moves the log clock to the voters' quorum clock if that is
 // later, and prunes the deduplication table when it moves.
-func (f *fsm) advanceClock() {
-	c := quorumClock(f.st.Voters, f.st.Clocks)
+func (f *fsm) advanceClock() { f.advanceClockWith("") }
+
+// advanceClockWith is advanceClock as voter fresh's report is applied.
+func (f *fsm) advanceClockWith(fresh string) {
+	c := quorumClock(f.st.Voters, f.liveClocks(fresh))
 	if c <= f.st.Clock {
 		return
 	}
 	if f.st.Clock == 0 {
-		// Producers seen before the clock was known were seen now.
+		// Producers seen before the clock was known were seen now, and
+		// (rules 1) so were the reports.
 		for _, p := range f.st.Producers {
 			p.Seen = c
+		}
+		if f.st.Rules >= 1 {
+			for id := range f.st.Clocks {
+				mapSet(&f.st.ReportedAt, id, c)
+			}
 		}
 	}
 	f.st.Clock = c

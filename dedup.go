@@ -344,7 +344,7 @@ func (f *fsm) evictProducers() {
 // producers, the voters and their clocks before any of it is used: no
 // empty entries, sequence numbers that agree, tables within their bounds,
 // clocks only of voters.
-func checkReplicated(producers map[uint64]*producerState, voters []string, clocks map[string]int64, owners map[string]string, clock int64) error {
+func checkReplicated(producers map[uint64]*producerState, voters []string, clocks map[string]int64, owners map[string]string, seen map[string]int64, clock int64, rules int) error {
 	if len(producers) > maxProducers {
 		return fmt.Errorf("%d producers, more than %d", len(producers), maxProducers)
 	}
@@ -371,10 +371,15 @@ func checkReplicated(producers map[uint64]*producerState, voters []string, clock
 			return fmt.Errorf("a clock owner of %q, not a voter", id)
 		}
 	}
+	for id, t := range seen {
+		if _, ok := clocks[id]; !ok || t < 0 || t > clock {
+			return fmt.Errorf("a clock report of %q seen at %d, with log clock %d", id, t, clock)
+		}
+	}
 	if clock < 0 {
 		return fmt.Errorf("log clock %d", clock)
 	}
-	return nil
+	return checkRules(rules)
 }
 
 // isProducerConflict reports whether a rejection is about the producer id.

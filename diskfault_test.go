@@ -573,6 +573,7 @@ func noQuorumCluster(t *testing.T, setup func(*Config)) (*testCluster, int) {
 		sm.powerCut = fullWALHooks(&full[i])
 	})
 	c.logAppend("before", 10)
+	c.waitRules() // its commit would hold the membership slot: TestChangeWithoutQuorum
 	lead := c.waitLeader()
 	for i := range full {
 		full[i].Store(i != lead)

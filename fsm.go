@@ -87,6 +87,7 @@ type fsm struct {
 	applied atomic.Uint64 // Raft index applied (mirrors st.Index)
 	seq     atomic.Uint64 // last sequence number written
 	clock   atomic.Int64  // the log clock (st.Clock)
+	rules   atomic.Int32  // the apply rules (st.Rules, rules.go)
 	// votersKnown says st.Voters is known (clock.go's ensureVoters).
 	votersKnown atomic.Bool
 	entries     atomic.Uint64 // entries written since start
@@ -207,7 +208,7 @@ func newFSM(c fsmConfig) (*fsm, error) {
 	if err := checkStateNames(&st, file); err != nil {
 		return nil, err
 	}
-	if err := checkReplicated(st.Producers, st.Voters, st.Clocks, st.ClockOwners, st.Clock); err != nil {
+	if err := checkReplicated(st.Producers, st.Voters, st.Clocks, st.ClockOwners, st.ReportedAt, st.Clock, st.Rules); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, stateFile, err)
 	}
 	if err := checkCatalog(st.Catalog); err != nil {
@@ -218,6 +219,7 @@ func newFSM(c fsmConfig) (*fsm, error) {
 	f.applied.Store(st.Index)
 	f.seq.Store(st.Seq)
 	f.clock.Store(st.Clock)
+	f.rules.Store(int32(st.Rules))
 	f.votersKnown.Store(len(st.Voters) > 0)
 	f.settings.Store(st.Settings)
 	f.catalog.Store(&st.Catalog)
@@ -424,7 +426,8 @@ func (f *fsm) redo(logs []*raft.Log) ([]any, error) {
 		return nil, err
 	}
 	f.st, f.lastPersist = nf.st, time.Now()
-	f.lists = nf.lists // as the checkpoint names it (newFSM removed the others)
+	f.rules.Store(int32(f.st.Rules)) // a rules command since is applied again
+	f.lists = nf.lists               // as the checkpoint names it (newFSM removed the others)
 	if s := nf.st.Settings; s != nil {
 		// The limits as of the checkpoint: a retention command applied
 		// since is applied again, at its place in the log.
@@ -494,6 +497,14 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 			}
 			res[i] = f.applyRetention(l.Data)
 			changedRetention = true
+		case len(l.Data) > 0 && l.Data[0] == cmdRules:
+			// Retire by the rules in force up to here first (as above).
+			st.Index = l.Index - 1
+			if err := f.retain(); err != nil {
+				return nil, err
+			}
+			res[i] = f.applyRules(l.Data)
+			changedRetention = true // checkpointed at once, as a retention command
 		default:
 			r, err := f.applyBatch(l, &line)
 			if err != nil {
@@ -515,7 +526,10 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 	f.rotated.Store(f.seg.Rotations())
 	// A retention command is checkpointed at once: a node restarted with
 	// a Config of the new limits must find them set (settings.go).
-	if f.stateInterval >= 0 && (time.Since(f.lastPersist) >= f.stateInterval || rotated && f.compresses() || changedRetention) {
+	// A node that stopped applying (stopWith) checkpoints nothing more:
+	// persist would refuse, and its refusal taken for a write error would
+	// cut the files back to the last checkpoint.
+	if f.failed == nil && f.stateInterval >= 0 && (time.Since(f.lastPersist) >= f.stateInterval || rotated && f.compresses() || changedRetention) {
 		if err := f.persist(); err != nil {
 			return nil, err
 		}
@@ -593,7 +607,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	}
 	m := &manifest{Index: f.st.Index, Seq: f.st.Seq, Producers: make(map[uint64]*producerState, len(f.st.Producers)),
 		PrunedAt: f.st.PrunedAt, Clock: f.st.Clock, Clocks: maps.Clone(f.st.Clocks), Voters: slices.Clone(f.st.Voters),
-		Owners:   maps.Clone(f.st.ClockOwners),
+		Owners: maps.Clone(f.st.ClockOwners), ReportedAt: maps.Clone(f.st.ReportedAt), Rules: f.st.Rules,
 		Settings: f.st.Settings, Catalog: f.st.Catalog, Level: f.st.Level, TruncatedBefore: f.st.TruncatedBefore}
 	for k, v := range f.st.Producers {
 		c := *v
@@ -633,6 +647,11 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	m, err := readManifest(rc, f.manifestFile)
 	if err == nil {
 		err = f.knowsSums(m)
+	}
+	if err == nil && m.Rules < f.st.Rules && m.Index > f.st.Index {
+		// Rules only grow along the log: this one's maker decided by
+		// older rules (it went back to an earlier logx).
+		err = fmt.Errorf("logx: snapshot at index %d has apply rules %d, where this node's log at index %d has %d (was its maker started with an earlier logx?)", m.Index, m.Rules, f.st.Index, f.st.Rules)
 	}
 	if err != nil {
 		if pending != nil && f.seg == nil {

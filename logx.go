@@ -153,6 +153,10 @@ type node struct {
 	// (for tests).
 	sumsKnown  map[string]bool
 	sumsRounds atomic.Uint64
+	// rulesRetry paces adoptRules's tries (rules.go): tend's, and
+	// adoptRules's while tend waits for it.
+	rulesRetry retryAfter
+	rulesTries atomic.Uint64 // adoptRules's calls that asked (for tests)
 	// rounds counts balanceOnce's calls, handedTo the handovers it tried
 	// by target (under mu; for tests).
 	rounds   atomic.Uint64

@@ -334,9 +334,7 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 		return err
 	}
 	if !ok {
-		if err := lx.raftCall(func() error {
-			return awaitFuture(ctx, lx.raft.AddNonvoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, enqueueWithin(ctx)))
-		}); err != nil {
+		if err := lx.addNonvoter(ctx, addr, st, want); err != nil {
 			return err
 		}
 		lx.logf("logx: added %s as a non-voter; waiting for it to catch up", addr)
@@ -346,7 +344,8 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 	target := lx.fsm.appliedIndex()
 	wait := 20 * time.Millisecond
 	for {
-		st, want, err := lx.remoteStatus(ctx, addr)
+		var err error
+		st, want, err = lx.remoteStatus(ctx, addr)
 		if err == nil {
 			if cerr := lx.joinConflict(addr, st, want); cerr != nil {
 				_ = lx.raftCall(func() error {
@@ -393,6 +392,14 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 	if err := lx.stillListed(addr); err != nil {
 		return err
 	}
+	// Apply rules committed since the last check (rules.go): a node that
+	// does not know them is taken out, not made a voter.
+	if err := lx.joinConflict(addr, st, want); err != nil {
+		_ = lx.raftCall(func() error {
+			return awaitFuture(ctx, lx.raft.RemoveServer(raft.ServerID(addr), 0, enqueueWithin(ctx)))
+		})
+		return err
+	}
 	if err := lx.raftCall(func() error {
 		return awaitFuture(ctx, lx.raft.AddVoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, enqueueWithin(ctx)))
 	}); err != nil {
@@ -400,6 +407,29 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 	}
 	lx.logf("logx: %s caught up and is a voter", addr)
 	return nil
+}
+
+// addNonvoter adds addr as a non-voter, holding confSlot: once this
+// leader has applied everything before (a barrier), it checks again that
+// addr may join (joinConflict with its status st and want): apply rules
+// committed since the first check refuse an older node, and a commitRules
+// holding the slot cannot have a member added between its check of the
+// members and its commit.
+func (lx *Stream) addNonvoter(ctx context.Context, addr string, st Stats, want *clusterSettings) error {
+	release, err := lx.confChange(ctx)
+	if err != nil {
+		return fmt.Errorf("logx: %s not added: %w", addr, err)
+	}
+	defer release()
+	if err := lx.raftCall(func() error { return awaitFuture(ctx, lx.raft.Barrier(enqueueWithin(ctx))) }); err != nil {
+		return err
+	}
+	if err := lx.joinConflict(addr, st, want); err != nil {
+		return err
+	}
+	return lx.raftCall(func() error {
+		return awaitFuture(ctx, lx.raft.AddNonvoter(raft.ServerID(addr), raft.ServerAddress(addr), 0, enqueueWithin(ctx)))
+	})
 }
 
 // confChange waits for confSlot, or for ctx to end, and returns its
@@ -511,14 +541,18 @@ func (lx *Stream) remoteStatus(ctx context.Context, addr string) (Stats, *cluste
 
 // joinConflict says why the node at addr, whose status is st and whose
 // Config sets want of the cluster's settings, cannot join (nil if it can):
-// settings that conflict with the cluster's, or a logx older than BLAKE3
-// checksums, which could not check a manifest naming them (sums.go).
+// settings that conflict with the cluster's, a logx older than BLAKE3
+// checksums, which could not check a manifest naming them (sums.go), or
+// older than the stream's apply rules (rules.go).
 func (lx *Stream) joinConflict(addr string, st Stats, want *clusterSettings) error {
 	if st.Version < sumsFeature {
 		return fmt.Errorf("logx: %s cannot join: it runs a logx without BLAKE3 checksums (version %d), which the files of this cluster may name: upgrade it first", addr, st.Version)
 	}
 	if cs := lx.fsm.clusterSettings(); cs != nil && cs.RetentionSet && st.Version < retentionFeature {
 		return fmt.Errorf("logx: %s cannot join: it runs a logx without retention commands (version %d), and this cluster's retention was set by one: upgrade it first", addr, st.Version)
+	}
+	if r := lx.fsm.rulesNow(); r >= 1 && st.Version < rulesFeature {
+		return fmt.Errorf("logx: %s cannot join: it runs a logx without apply rules %d (version %d), which stream %q follows: upgrade it first", addr, r, st.Version, lx.name)
 	}
 	return lx.settingsConflict(addr, want)
 }

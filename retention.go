@@ -66,7 +66,7 @@ func (f *fsm) retain() error {
 	if p.maxFiles <= 0 && p.maxAge <= 0 && f.st.TruncatedBefore == 0 {
 		return nil
 	}
-	gone, err := f.seg.Retire(p.maxFiles, p.maxAge, f.st.Clock, f.st.TruncatedBefore, &f.filesMu)
+	gone, err := f.seg.Retire(store.RetireBy{MaxFiles: p.maxFiles, MaxAge: p.maxAge, Clock: f.st.Clock, Before: f.st.TruncatedBefore, Unclocked: f.st.Rules >= 1}, &f.filesMu)
 	for _, old := range gone {
 		f.st.Retired = append(f.st.Retired, retiredFile{Name: old.Name, Index: f.st.Index})
 		f.retired.Add(1)

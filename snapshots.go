@@ -175,17 +175,19 @@ func (k *checkedSink) Close() error {
 // holding them: each file's name, first sequence number, size and checksum
 // (a sha256 or a BLAKE3, store.File.Sum) as of Index. The active file is last.
 type manifest struct {
-	Index     uint64                    `json:"index"`
-	Seq       uint64                    `json:"seq"`
-	Producers map[uint64]*producerState `json:"producers"`
-	PrunedAt  int64                     `json:"pruned_at,omitempty"`
-	Clock     int64                     `json:"clock,omitempty"` // the log clock (clock.go)
-	Clocks    map[string]int64          `json:"clocks,omitempty"`
-	Voters    []string                  `json:"voters,omitempty"`
-	Owners    map[string]string         `json:"clock_owners,omitempty"`
-	Settings  *clusterSettings          `json:"settings,omitempty"`
-	Catalog   map[string]*catalogEntry  `json:"catalog,omitempty"` // the default stream's (catalog.go)
-	Level     *slog.Level               `json:"level,omitempty"`   // the cluster level (clusterlevel.go)
+	Index      uint64                    `json:"index"`
+	Seq        uint64                    `json:"seq"`
+	Producers  map[uint64]*producerState `json:"producers"`
+	PrunedAt   int64                     `json:"pruned_at,omitempty"`
+	Clock      int64                     `json:"clock,omitempty"` // the log clock (clock.go)
+	Clocks     map[string]int64          `json:"clocks,omitempty"`
+	Voters     []string                  `json:"voters,omitempty"`
+	Owners     map[string]string         `json:"clock_owners,omitempty"`
+	ReportedAt map[string]int64          `json:"reported_at,omitempty"` // rules 1 (clock.go)
+	Rules      int                       `json:"rules,omitempty"`       // the apply rules (rules.go)
+	Settings   *clusterSettings          `json:"settings,omitempty"`
+	Catalog    map[string]*catalogEntry  `json:"catalog,omitempty"` // the default stream's (catalog.go)
+	Level      *slog.Level               `json:"level,omitempty"`   // the cluster level (clusterlevel.go)
 	// TruncatedBefore is the truncation point (truncate.go).
 	TruncatedBefore uint64       `json:"truncated_before,omitempty"`
 	Files           []store.File `json:"files"`
@@ -204,7 +206,7 @@ func readManifest(r io.Reader, file func(*manifest) string) (*manifest, error) {
 	if len(m.Files) == 0 {
 		return nil, fmt.Errorf("logx: snapshot at index %d lists no files", m.Index)
 	}
-	if err := checkReplicated(m.Producers, m.Voters, m.Clocks, m.Owners, m.Clock); err != nil {
+	if err := checkReplicated(m.Producers, m.Voters, m.Clocks, m.Owners, m.ReportedAt, m.Clock, m.Rules); err != nil {
 		return nil, fmt.Errorf("logx: snapshot at index %d: %w", m.Index, err)
 	}
 	if m.Settings != nil {

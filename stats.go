@@ -11,17 +11,21 @@ import (
 type Stats struct {
 	// Version is the node's logx feature version (FeatureVersion); 0 from
 	// a node older than streams, which does not send it.
-	Version int    `json:"version,omitempty"`
-	NodeID  string `json:"node_id"`
-	Stream  string `json:"stream"` // the stream's name (DefaultStream for Logx.Stats)
-	Idle    bool   `json:"idle"`   // idle here: no entry for 10 ElectionTimeouts; clock reports and, where idle.go says, Raft's timeouts slowed
-	Addr    string `json:"addr"`
-	State   string `json:"state"`  // Raft role: Leader, Follower, Candidate, or Shutdown once this node stops its Raft (Close, a confirmed removal)
-	Leader  string `json:"leader"` // the leader's address, "" if none is known
-	Term    uint64 `json:"term"`
-	Format  string `json:"format"` // line format of the cluster: "text" or "json"
-	Dir     string `json:"dir"`    // the stream's directory on this node
-	File    string `json:"file"`   // the active file's name in Dir
+	Version int `json:"version,omitempty"`
+	// Rules is the stream's apply rules as this node applied them: 0
+	// until its leader committed rules 1 (rules.go), once every member
+	// ran FeatureVersion 6 or later.
+	Rules  int    `json:"rules,omitempty"`
+	NodeID string `json:"node_id"`
+	Stream string `json:"stream"` // the stream's name (DefaultStream for Logx.Stats)
+	Idle   bool   `json:"idle"`   // idle here: no entry for 10 ElectionTimeouts; clock reports and, where idle.go says, Raft's timeouts slowed
+	Addr   string `json:"addr"`
+	State  string `json:"state"`  // Raft role: Leader, Follower, Candidate, or Shutdown once this node stops its Raft (Close, a confirmed removal)
+	Leader string `json:"leader"` // the leader's address, "" if none is known
+	Term   uint64 `json:"term"`
+	Format string `json:"format"` // line format of the cluster: "text" or "json"
+	Dir    string `json:"dir"`    // the stream's directory on this node
+	File   string `json:"file"`   // the active file's name in Dir
 	// Level is the minimum level this node logs on the stream; ClusterLevel
 	// the cluster level it last applied, "" if none was ever set
 	// (clusterlevel.go). Both "" from a node older than the cluster level.
@@ -166,6 +170,7 @@ func (lx *Stream) Stats() Stats {
 		TruncatedBefore:     lx.fsm.truncated.Load(),
 		Checksum:            store.Hash(lx.fsm.nextSum.Load()).String(),
 		Version:             lx.seams.featureVersion(),
+		Rules:               lx.fsm.rulesNow(),
 		NodeID:              lx.cfg.NodeID,
 		Stream:              lx.name,
 		Idle:                lx.idle.Load(),

@@ -35,9 +35,14 @@ func (n *node) tend() {
 	declared := fast.C
 	recorded := make(chan bool, 1) // a try's answer: all recorded
 	recording := false
+	adopted := make(chan struct{}, 1) // adoptRules returned
+	adopting := false
 	defer func() {
 		if recording {
 			<-recorded // Close has begun: the try's waits end (stopCtx)
+		}
+		if adopting {
+			<-adopted
 		}
 	}()
 	for {
@@ -83,6 +88,12 @@ func (n *node) tend() {
 				s.checkIdle()
 			}
 			n.balanceOnce()
+			if !adopting && n.rulesDue() {
+				adopting = true
+				go func() { n.adoptRules(); adopted <- struct{}{} }()
+			}
+		case <-adopted:
+			adopting = false
 		}
 	}
 }

@@ -18,8 +18,9 @@ import (
 
 // Versions a cluster may be upgraded from, one node at a time: the first
 // complete release, the main that streams (issue 12) started from, the
-// main before BLAKE3 checksums and the main before retention commands,
-// with the FeatureVersion each reports (0: none).
+// main before BLAKE3 checksums, the main before retention commands and
+// the main before apply rules, with the FeatureVersion each reports (0:
+// none).
 var upgradeFrom = []struct {
 	name, commit string
 	features     int
@@ -28,6 +29,7 @@ var upgradeFrom = []struct {
 	{"pre-streams", "2f686b5", 0},
 	{"pre-checksums", "97cba0e", 3},
 	{"pre-retention", "2bba395", 4},
+	{"pre-rules", "1ed6e5f", 5},
 }
 
 // buildVersion builds the test binary of this package at commit (its node
@@ -86,6 +88,13 @@ func TestRollingUpgrade(t *testing.T) {
 				c.waitStatus(i, "upgraded and logging", func(s procStatus) bool { return s.seq > before+300 })
 				t.Logf("n%d runs this version", i+1)
 				if i < 2 {
+					// Mixed: the upgraded nodes keep apply rules 0, which
+					// the older nodes follow (rules.go).
+					for j := 0; j <= i; j++ {
+						st, err := QueryStatus(t.Context(), c.addrs[j])
+						require.NoError(t, err)
+						require.Zero(t, st.Rules, "n%d while n%d runs %s", j+1, 3, v.name)
+					}
 					// Mixed: the upgraded nodes keep sha256 checksums,
 					// which the older nodes can check (sums.go).
 					for j := 0; j <= i && v.features < sumsFeature; j++ {
@@ -97,6 +106,9 @@ func TestRollingUpgrade(t *testing.T) {
 					// skip (keeping the files the others retire), is
 					// refused by an older leader or by a newer one
 					// naming the older member.
+					if v.features >= retentionFeature {
+						continue // it knows retention commands
+					}
 					err := setRetentionVia(t, c.addrs)
 					require.Error(t, err, "a retention command while n%d runs %s", 3, v.name)
 					if !strings.Contains(err.Error(), `unknown control operation "set-retention"`) {
@@ -132,6 +144,21 @@ func TestRollingUpgrade(t *testing.T) {
 					all, err := QueryStreams(t.Context(), a, nil)
 					return err == nil && len(all) == 2
 				}, 30*time.Second, 50*time.Millisecond, "%s does not hold the new stream", a)
+			}
+			// Every node upgraded: every stream takes apply rules 1.
+			for _, a := range c.addrs {
+				require.Eventually(t, func() bool {
+					all, err := QueryStreams(t.Context(), a, nil)
+					if err != nil || len(all) != 2 {
+						return false
+					}
+					for _, st := range all {
+						if st.Rules != currentRules {
+							return false
+						}
+					}
+					return true
+				}, 60*time.Second, 50*time.Millisecond, "%s: a stream without apply rules %d", a, currentRules)
 			}
 			// Every node upgraded: each goes over to the faster hash.
 			for _, a := range c.addrs {

@@ -316,7 +316,7 @@ func TestCompressedLifecycle(t *testing.T) {
 		t.Fatalf("OpenFile: %v", err)
 	}
 	seg.Close()
-	gone, err := w.Retire(1, 0, 0, 0, &mu)
+	gone, err := w.Retire(RetireBy{MaxFiles: 1}, &mu)
 	if err != nil || len(gone) != len(cp.Rotated)-1 {
 		t.Fatalf("retired %v, %v", gone, err)
 	}
@@ -336,7 +336,7 @@ func TestCompressedLifecycle(t *testing.T) {
 		t.Fatalf("after recovery %v", got)
 	}
 	sums(t, dir, w2.Files())
-	gone, err = w2.Retire(1, 0, 0, 0, &mu)
+	gone, err = w2.Retire(RetireBy{MaxFiles: 1}, &mu)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -225,30 +225,30 @@ func TestRetire(t *testing.T) {
 		t.Fatalf("%d rotated files", len(cp.Rotated))
 	}
 	var mu sync.Mutex
-	gone, err := w.Retire(3, 0, 6*h, 0, &mu)
+	gone, err := w.Retire(RetireBy{MaxFiles: 3, Clock: 6 * h}, &mu)
 	if err != nil || len(gone) != 2 || gone[0] != cp.Rotated[0] || gone[1] != cp.Rotated[1] {
 		t.Fatalf("by count: %v, %v", gone, err)
 	}
-	gone, err = w.Retire(0, 150*time.Minute, 6*h, 0, &mu)
+	gone, err = w.Retire(RetireBy{MaxAge: 150 * time.Minute, Clock: 6 * h}, &mu)
 	if err != nil || len(gone) != 1 || gone[0] != cp.Rotated[2] {
 		t.Fatalf("by age: %v, %v", gone, err)
 	}
 	// By sequence number: a file goes only once every line of it is
 	// below before, so before = the next file's first line takes it, one
 	// less does not.
-	if gone, err = w.Retire(0, 0, 6*h, cp.Rotated[4].First-1, &mu); err != nil || len(gone) != 0 {
+	if gone, err = w.Retire(RetireBy{Clock: 6 * h, Before: cp.Rotated[4].First - 1}, &mu); err != nil || len(gone) != 0 {
 		t.Fatalf("before the last line of file 3: %v, %v", gone, err)
 	}
 	if got := w.State(next).Rotated; !slices.Equal(got, cp.Rotated[3:]) {
 		t.Fatalf("left %v", got)
 	}
-	gone, err = w.Retire(0, 0, 6*h, cp.Rotated[4].First, &mu)
+	gone, err = w.Retire(RetireBy{Clock: 6 * h, Before: cp.Rotated[4].First}, &mu)
 	if err != nil || len(gone) != 1 || gone[0] != cp.Rotated[3] {
 		t.Fatalf("by sequence number: %v, %v", gone, err)
 	}
 	// The last rotated file goes once before reaches the active file's
 	// first line; the active file never goes.
-	gone, err = w.Retire(0, 0, 6*h, math.MaxUint64, &mu)
+	gone, err = w.Retire(RetireBy{Clock: 6 * h, Before: math.MaxUint64}, &mu)
 	if err != nil || len(gone) != 1 || gone[0] != cp.Rotated[4] || len(w.State(next).Rotated) != 0 {
 		t.Fatalf("the last rotated file: %v, %v", gone, err)
 	}
@@ -273,6 +273,34 @@ func TestRetire(t *testing.T) {
 		t.Fatalf("after recovery %v", got)
 	}
 	sums(t, dir, w2.Files())
+}
+
+// TestRetireUnclocked: with Unclocked, a rotated file without a line
+// clock (its lines came before the log clock was known) goes by age with
+// the next file that has one; without it (the earlier rule, which a log
+// keeps until its rules change) it stops retirement by age.
+func TestRetireUnclocked(t *testing.T) {
+	dir := t.TempDir()
+	h := int64(time.Hour)
+	w := open(t, dir, Rotation{MaxSize: 100}, State{ActiveFirst: 1}, false, Hooks{})
+	next := write(t, w, 1, 2, 60, 0) // two files without a clock
+	next = write(t, w, next, 2, 60, 1*h)
+	next = write(t, w, next, 2, 60, 5*h)
+	cp := w.State(next)
+	if len(cp.Rotated) != 5 || cp.Rotated[0].Newest != 0 || cp.Rotated[1].Newest != 0 || cp.Rotated[2].Newest != h {
+		t.Fatalf("rotated %+v", cp.Rotated)
+	}
+	var mu sync.Mutex
+	if gone, err := w.Retire(RetireBy{MaxAge: 3 * time.Hour, Clock: 5 * h}, &mu); err != nil || len(gone) != 0 {
+		t.Fatalf("the earlier rule: the first unclocked file stops retirement by age: %v, %v", gone, err)
+	}
+	if gone, err := w.Retire(RetireBy{MaxAge: 5 * time.Hour, Clock: 5 * h, Unclocked: true}, &mu); err != nil || len(gone) != 0 {
+		t.Fatalf("nothing is 5 hours old yet: %v, %v", gone, err)
+	}
+	gone, err := w.Retire(RetireBy{MaxAge: 3 * time.Hour, Clock: 5 * h, Unclocked: true}, &mu)
+	if err != nil || !slices.Equal(gone, cp.Rotated[:4]) {
+		t.Fatalf("the unclocked files and the two of hour 1: %v, %v", gone, err)
+	}
 }
 
 // TestHooks: a failing disk fails the write after part of it, and Synced
@@ -328,7 +356,7 @@ func TestRetireManyAtOnce(t *testing.T) {
 	var mu sync.Mutex
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	gone, err := w.Retire(keep, 0, 0, 0, &mu)
+	gone, err := w.Retire(RetireBy{MaxFiles: keep}, &mu)
 	runtime.ReadMemStats(&after)
 	if err != nil || len(gone) != n-keep || gone[0] != st.Rotated[0] || gone[n-keep-1] != st.Rotated[n-keep-1] {
 		t.Fatalf("retired %d files, %v", len(gone), err)

@@ -470,18 +470,30 @@ func (w *Writer) Close() error {
 	return err
 }
 
+// RetireBy is what Retire retires by.
+type RetireBy struct {
+	MaxFiles int           // keep at most this many rotated files (0: no limit)
+	MaxAge   time.Duration // retire files whose newest line clock is older (0: no limit)
+	Clock    int64         // the clock MaxAge counts from (0: unknown, none by age)
+	Before   uint64        // retire files whose lines are all below it (0: none; a truncation)
+	// Unclocked has a file without a line clock go by age with the next
+	// rotated file that has one; without it, such a file stops retirement
+	// by age (an earlier rule, which a log keeps until it changes it).
+	Unclocked bool
+}
+
 // Retire takes the oldest rotated files out of the log while there are
-// more than maxFiles (0: no limit), or the oldest one's newest line clock
-// is more than maxAge (0: no limit) older than clock, or every line of the
-// oldest has a sequence number below before (0: none; an explicit
-// truncation), and returns them. A retired file is renamed to
-// RetiredName, not deleted: a peer catching up from a recent snapshot may
-// still fetch it. Each rename is made holding lock.
+// more than by.MaxFiles, or the oldest one's newest line clock (see
+// Unclocked) is more than by.MaxAge older than by.Clock, or every line of
+// the oldest has a sequence number below by.Before, and returns them. A
+// retired file is renamed to RetiredName, not deleted: a peer catching up
+// from a recent snapshot may still fetch it. Each rename is made holding
+// lock.
 //
 // The files retired leave w.rotated once, at the end: one call may retire
 // most of a long list (a lower MaxFiles, a truncation), and taking them
 // out one at a time cost the whole list each.
-func (w *Writer) Retire(maxFiles int, maxAge time.Duration, clock int64, before uint64, lock sync.Locker) ([]File, error) {
+func (w *Writer) Retire(by RetireBy, lock sync.Locker) ([]File, error) {
 	var out []File
 	n := 0 // w.rotated[:n] are retired
 	defer func() {
@@ -495,9 +507,18 @@ func (w *Writer) Retire(maxFiles int, maxAge time.Duration, clock int64, before 
 		if n+1 < len(w.rotated) {
 			next = w.rotated[n+1].First
 		}
-		byCount := maxFiles > 0 && len(w.rotated)-n > maxFiles
-		byAge := maxAge > 0 && old.Newest > 0 && clock > 0 && old.Newest < clock-int64(maxAge)
-		bySeq := before > 0 && next <= before
+		byCount := by.MaxFiles > 0 && len(w.rotated)-n > by.MaxFiles
+		byAge := false
+		if by.MaxAge > 0 && by.Clock > 0 {
+			newest := old.Newest
+			// Without a line clock (its lines came before the log clock
+			// was known), a file is older than the next one with one.
+			for k := n + 1; by.Unclocked && newest == 0 && k < len(w.rotated); k++ {
+				newest = w.rotated[k].Newest
+			}
+			byAge = newest > 0 && newest < by.Clock-int64(by.MaxAge)
+		}
+		bySeq := by.Before > 0 && next <= by.Before
 		if !byCount && !byAge && !bySeq {
 			break
 		}

@@ -1,0 +1,247 @@
+package logx
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Apply rules: a feature gate in the log. What apply decides (which files
+// retire, when the log clock moves) must be the same on every node at the
+// same Raft index, so a new version cannot simply decide otherwise: during
+// a rolling upgrade, old and new nodes would apply the same entries
+// differently and their files would part. A change of that kind waits for
+// a rules command instead: the stream's leader commits it once every
+// member of the stream (voters and non-voters, each of which must answer:
+// one that is down holds it back) says it runs a logx that knows those
+// rules, and every node applies the new rules from that entry on. The
+// stream records its rules in checkpoints and snapshots; an older logx
+// skips the command (nodes that could are not members then), and a node
+// asked for rules it does not know (a snapshot or command from a newer
+// logx, after a downgrade) stops applying rather than part from the
+// others.
+//
+// Rules 1 (FeatureVersion 6):
+//   - a voter's clock report expires clockExpiry of log clock after it
+//     was applied (clock.go): a voter down for longer no longer counts
+//     with a report that was ahead;
+//   - a rotated file without a line clock goes by age with the next
+//     rotated file that has one (store.Writer.Retire), where it stopped
+//     retirement by age for good.
+//
+// Rules command wire form: byte cmdRules, then uvarint rules.
+const cmdRules byte = 22
+
+// currentRules is the newest apply rules this logx knows.
+const currentRules = 1
+
+// rulesFeature is the FeatureVersion that knows rules 1.
+const rulesFeature = 6
+
+// clockExpiry is how long, in log clock, a voter's clock report counts
+// (rules 1). Voters report every defaultClockEvery, once a minute while
+// idle.
+const clockExpiry = 10 * time.Minute
+
+func appendRulesCmd(dst []byte, rules int) []byte {
+	return binary.AppendUvarint(append(dst, cmdRules), uint64(rules))
+}
+
+var errBadRules = errors.New("logx: malformed rules command")
+
+func readRulesCmd(b []byte) (int, error) {
+	if len(b) < 2 || b[0] != cmdRules {
+		return 0, errBadRules
+	}
+	v, k := binary.Uvarint(b[1:])
+	if k <= 0 || k != len(b)-1 || v == 0 || v > 1<<20 {
+		return 0, errBadRules
+	}
+	return int(v), nil
+}
+
+// applyRules applies a rules command: from here on apply decides by the
+// newer rules. Rules this logx does not know stop its apply.
+func (f *fsm) applyRules(data []byte) applyResult {
+	v, err := readRulesCmd(data)
+	if err != nil {
+		f.logf("logx: skipping rules command: %v", err)
+		return applyResult{err: err}
+	}
+	if v > currentRules {
+		err := fmt.Errorf("logx: the log asks for apply rules %d, and this logx knows rules up to %d (FeatureVersion %d): run a newer logx", v, currentRules, FeatureVersion)
+		f.stopWith(err)
+		return applyResult{err: err}
+	}
+	if v <= f.st.Rules {
+		return applyResult{}
+	}
+	f.st.Rules = v
+	f.rules.Store(int32(v))
+	// Every report counts from here (clock.go's liveClocks).
+	for id := range f.st.Clocks {
+		mapSet(&f.st.ReportedAt, id, f.st.Clock)
+	}
+	return applyResult{}
+}
+
+// checkRules refuses rules a checkpoint or snapshot names that this logx
+// does not know.
+func checkRules(rules int) error {
+	if rules < 0 || rules > currentRules {
+		return fmt.Errorf("apply rules %d, and this logx knows rules up to %d (FeatureVersion %d): run a newer logx", rules, currentRules, FeatureVersion)
+	}
+	return nil
+}
+
+// rulesNow is the stream's apply rules, from any goroutine.
+func (f *fsm) rulesNow() int { return int(f.rules.Load()) }
+
+// rulesDue reports whether a stream this node leads has older rules than
+// this logx knows, and a try is due (node.tend then runs adoptRules).
+func (n *node) rulesDue() bool {
+	if n.seams.featureVersion() < rulesFeature || !n.rulesRetry.due() {
+		return false
+	}
+	for _, s := range n.list() {
+		if s.fsm.rulesNow() < currentRules && s.raft.State() == raft.Leader {
+			return true
+		}
+	}
+	return false
+}
+
+// adoptRules commits the rules this logx knows on every stream this node
+// leads whose rules are older, once every member of the stream says it
+// knows them (see above): it asks each member of those streams once, all
+// at once, each within ForwardTimeout, then commits stream by stream
+// (commitRules). It runs on a goroutine of its own, one call at a time,
+// and ends with Close (stopCtx). While a member is older, down or slow to
+// answer, tries come every balance round at first and less often after a
+// while, up to once every rulesRetryMax.
+func (n *node) adoptRules() {
+	defer n.rulesTries.Add(1)
+	type pending struct {
+		s       *Stream
+		servers []string
+		index   uint64 // of the configuration the servers are from
+	}
+	var todo []pending
+	ask := map[string]error{}
+	for _, s := range n.list() {
+		if s.fsm.rulesNow() >= currentRules || s.raft.State() != raft.Leader {
+			continue
+		}
+		f := s.raft.GetConfiguration()
+		if f.Error() != nil {
+			continue // shut down (removed, deleted)
+		}
+		p := pending{s: s, index: f.Index()}
+		for _, sv := range f.Configuration().Servers {
+			if a := string(sv.Address); a != n.cfg.Addr {
+				p.servers = append(p.servers, a)
+				ask[a] = nil
+			}
+		}
+		todo = append(todo, p)
+	}
+	if len(todo) == 0 {
+		n.rulesRetry.reset()
+		return
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, a := range slices.Collect(maps.Keys(ask)) {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(n.stopCtx, n.cfg.ForwardTimeout)
+			defer cancel()
+			st, _, err := todo[0].s.remoteStatus(ctx, a)
+			switch {
+			case err != nil:
+				err = fmt.Errorf("%s did not say which version it runs: %w", a, err)
+			case st.Version < rulesFeature:
+				err = fmt.Errorf("%s runs FeatureVersion %d", a, st.Version)
+			}
+			mu.Lock()
+			ask[a] = err
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	var why []string // once per member, and per stream that could not commit
+	for _, err := range ask {
+		if err != nil {
+			why = append(why, err.Error())
+		}
+	}
+	waiting := 0
+	for _, p := range todo {
+		if n.stopCtx.Err() != nil {
+			return
+		}
+		ok := true
+		for _, a := range p.servers {
+			ok = ok && ask[a] == nil
+		}
+		if !ok {
+			waiting++
+			continue
+		}
+		if err := p.s.commitRules(n.stopCtx, p.index); err != nil {
+			waiting++
+			why = append(why, fmt.Sprintf("stream %q: %v", p.s.name, err))
+		}
+	}
+	if waiting == 0 {
+		n.rulesRetry.reset()
+		return
+	}
+	wait, first := n.rulesRetry.failed(balanceEvery*n.cfg.ElectionTimeout, rulesPatience, rulesRetryMax)
+	if first || wait == rulesRetryMax {
+		slices.Sort(why)
+		n.list()[0].logf("logx: %d streams keep apply rules below %d, which wait for every member to run FeatureVersion %d or later and to answer; tried again in %v: %s",
+			waiting, currentRules, rulesFeature, wait, strings.Join(why, "; "))
+	}
+}
+
+const (
+	// rulesPatience is how long adoptRules tries every balance round
+	// before it backs off.
+	rulesPatience = 10 * time.Minute
+	// rulesRetryMax bounds the wait between tries.
+	rulesRetryMax = 10 * time.Minute
+)
+
+// commitRules commits this logx's rules on this stream, its leader, if its
+// configuration is still the one at index, whose members were asked. It
+// holds the stream's membership slot from that check to the commit, so
+// that no member is added in between (AddNode adds a non-voter holding it
+// too, and checks the stream's rules under it: joinConflict); the asks
+// were made without it, so that a RemoveNode of a member that does not
+// answer is not kept waiting for them.
+func (lx *Stream) commitRules(stop context.Context, index uint64) error {
+	ctx, cancel := context.WithTimeout(stop, lx.cfg.ForwardTimeout)
+	defer cancel()
+	release, err := lx.confChange(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	f := lx.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	if f.Index() != index {
+		return errors.New("the membership changed while the members were asked")
+	}
+	_, _, err = lx.applyLocalUntil(ctx, appendRulesCmd(nil, currentRules), nil)
+	return err
+}
