@@ -379,7 +379,10 @@ func checkReplicated(producers map[uint64]*producerState, voters []string, clock
 	if clock < 0 {
 		return fmt.Errorf("log clock %d", clock)
 	}
-	return checkRules(rules)
+	if rules < 0 {
+		return fmt.Errorf("apply rules %d", rules)
+	}
+	return nil
 }
 
 // isProducerConflict reports whether a rejection is about the producer id.

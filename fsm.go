@@ -208,6 +208,9 @@ func newFSM(c fsmConfig) (*fsm, error) {
 	if err := checkStateNames(&st, file); err != nil {
 		return nil, err
 	}
+	if err := checkRules(st.Rules); err != nil {
+		return nil, fmt.Errorf("logx: %s: %w", stateFile, err) // not ErrCorrupt: a newer logx's
+	}
 	if err := checkReplicated(st.Producers, st.Voters, st.Clocks, st.ClockOwners, st.ReportedAt, st.Clock, st.Rules); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, stateFile, err)
 	}
@@ -646,12 +649,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.stopBackground()
 	m, err := readManifest(rc, f.manifestFile)
 	if err == nil {
-		err = f.knowsSums(m)
-	}
-	if err == nil && m.Rules < f.st.Rules && m.Index > f.st.Index {
-		// Rules only grow along the log: this one's maker decided by
-		// older rules (it went back to an earlier logx).
-		err = fmt.Errorf("logx: snapshot at index %d has apply rules %d, where this node's log at index %d has %d (was its maker started with an earlier logx?)", m.Index, m.Rules, f.st.Index, f.st.Rules)
+		err = errors.Join(f.knowsSums(m), f.laterRules(m))
 	}
 	if err != nil {
 		if pending != nil && f.seg == nil {

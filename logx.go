@@ -156,7 +156,7 @@ type node struct {
 	// rulesRetry paces adoptRules's tries (rules.go): tend's, and
 	// adoptRules's while tend waits for it.
 	rulesRetry retryAfter
-	rulesTries atomic.Uint64 // adoptRules's calls that asked (for tests)
+	rulesTries atomic.Uint64 // adoptRules's calls (for tests)
 	// rounds counts balanceOnce's calls, handedTo the handovers it tried
 	// by target (under mu; for tests).
 	rounds   atomic.Uint64

@@ -96,8 +96,18 @@ func (f *fsm) applyRules(data []byte) applyResult {
 // checkRules refuses rules a checkpoint or snapshot names that this logx
 // does not know.
 func checkRules(rules int) error {
-	if rules < 0 || rules > currentRules {
+	if rules > currentRules {
 		return fmt.Errorf("apply rules %d, and this logx knows rules up to %d (FeatureVersion %d): run a newer logx", rules, currentRules, FeatureVersion)
+	}
+	return nil
+}
+
+// laterRules refuses a snapshot past this node's log whose rules are
+// older than the log's here: rules only grow along the log, so its maker
+// decided by older rules (it went back to an earlier logx).
+func (f *fsm) laterRules(m *manifest) error {
+	if m.Rules < f.st.Rules && m.Index > f.st.Index {
+		return fmt.Errorf("logx: snapshot at index %d has apply rules %d, where this node's log at index %d has %d (was its maker started with an earlier logx?)", m.Index, m.Rules, f.st.Index, f.st.Rules)
 	}
 	return nil
 }
@@ -163,7 +173,7 @@ func (n *node) adoptRules() {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(n.stopCtx, n.cfg.ForwardTimeout)
 			defer cancel()
-			st, _, err := todo[0].s.remoteStatus(ctx, a)
+			st, _, err := n.list()[0].remoteStatus(ctx, a) // the node's version, whatever its streams
 			switch {
 			case err != nil:
 				err = fmt.Errorf("%s did not say which version it runs: %w", a, err)
@@ -195,7 +205,7 @@ func (n *node) adoptRules() {
 			waiting++
 			continue
 		}
-		if err := p.s.commitRules(n.stopCtx, p.index); err != nil {
+		if err := p.s.commitRules(n.stopCtx, p.index, p.servers); err != nil {
 			waiting++
 			why = append(why, fmt.Sprintf("stream %q: %v", p.s.name, err))
 		}
@@ -221,13 +231,16 @@ const (
 )
 
 // commitRules commits this logx's rules on this stream, its leader, if its
-// configuration is still the one at index, whose members were asked. It
-// holds the stream's membership slot from that check to the commit, so
+// configuration is still the one at index, whose members (other than this
+// node) were asked, and each said it knows them. The index alone would
+// not do: a configuration the leader had not committed can be replaced by
+// another leader's at the same index. It holds the stream's membership
+// slot from that check to the commit, so
 // that no member is added in between (AddNode adds a non-voter holding it
 // too, and checks the stream's rules under it: joinConflict); the asks
 // were made without it, so that a RemoveNode of a member that does not
 // answer is not kept waiting for them.
-func (lx *Stream) commitRules(stop context.Context, index uint64) error {
+func (lx *Stream) commitRules(stop context.Context, index uint64, asked []string) error {
 	ctx, cancel := context.WithTimeout(stop, lx.cfg.ForwardTimeout)
 	defer cancel()
 	release, err := lx.confChange(ctx)
@@ -241,6 +254,11 @@ func (lx *Stream) commitRules(stop context.Context, index uint64) error {
 	}
 	if f.Index() != index {
 		return errors.New("the membership changed while the members were asked")
+	}
+	for _, sv := range f.Configuration().Servers {
+		if a := string(sv.Address); a != lx.cfg.Addr && !slices.Contains(asked, a) {
+			return fmt.Errorf("member %s was not asked", a)
+		}
 	}
 	_, _, err = lx.applyLocalUntil(ctx, appendRulesCmd(nil, currentRules), nil)
 	return err

@@ -5,6 +5,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -193,8 +195,9 @@ func TestRulesUnknown(t *testing.T) {
 	require.NoError(t, f.close())
 
 	// With a checkpoint after every batch: the lines before the command
-	// stay (the refused checkpoint was taken for a write error, and the
-	// redo cut the files back to the last one).
+	// stay, and apply does not retry (a checkpoint after the stop was
+	// refused, the refusal taken for a write error, and the redo cut the
+	// files back to the last checkpoint, again and again).
 	dir := t.TempDir()
 	f, err := newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 1 << 30}}, format: FormatText, stateInterval: 0, logf: t.Logf})
 	require.NoError(t, err)
@@ -221,7 +224,16 @@ func TestRulesUnknown(t *testing.T) {
 	require.Equal(t, 6, bytes.Count(data, []byte("\n")), "the lines before the command stay: %s", data)
 	require.NoError(t, f.close())
 
-	require.ErrorContains(t, checkReplicated(nil, nil, nil, nil, nil, 0, currentRules+1), "knows rules up to")
+	// A checkpoint naming them: refused, not as corrupt (a newer logx's).
+	st, ok, err := readState(dir)
+	require.NoError(t, err)
+	require.True(t, ok)
+	st.Rules = currentRules + 1
+	require.NoError(t, writeState(dir, &st, &rotatedList{}))
+	_, err = newFSM(fsmConfig{dir: dir, file: "app.log", policy: filePolicy{rotation: store.Rotation{MaxSize: 1 << 30}}, format: FormatText, stateInterval: -1, logf: t.Logf})
+	require.ErrorContains(t, err, "knows rules up to")
+	require.NotErrorIs(t, err, ErrCorrupt)
+	require.ErrorContains(t, checkReplicated(nil, nil, nil, nil, nil, 0, -1), "apply rules -1")
 	require.ErrorContains(t, checkReplicated(nil, []string{"a"}, map[string]int64{"a": 5}, nil, map[string]int64{"a": 6}, 5, 1), "seen at")
 	require.ErrorContains(t, checkReplicated(nil, []string{"a"}, nil, nil, map[string]int64{"a": 1}, 5, 1), "seen at")
 	require.NoError(t, checkReplicated(nil, []string{"a"}, map[string]int64{"a": 5}, nil, map[string]int64{"a": 5}, 5, 1))
@@ -248,9 +260,11 @@ func TestRulesAdopted(t *testing.T) {
 	require.NoError(t, c.nodes[0].CreateStream(ctx, StreamConfig{Name: "s"}))
 	rules := func(i int) (out []int) {
 		for _, name := range []string{DefaultStream, "s"} {
-			s, err := c.nodes[i].Stream(name)
-			require.NoError(t, err)
-			out = append(out, s.Stats().Rules)
+			r := -1 // not open (yet)
+			if s, err := c.nodes[i].Stream(name); err == nil {
+				r = s.Stats().Rules
+			}
+			out = append(out, r)
 		}
 		return out
 	}
@@ -260,6 +274,14 @@ func TestRulesAdopted(t *testing.T) {
 		}
 		return n
 	}
+	require.True(t, waitFor(30*time.Second, func() bool {
+		for i := range c.nodes {
+			if slices.Contains(rules(i), -1) {
+				return false
+			}
+		}
+		return true
+	}), "every node opens the stream")
 	require.True(t, waitFor(30*time.Second, func() bool { return tries() >= 2 }), "the leaders tried")
 	c.logAppend("before", 20)
 	c.flushAll()
@@ -326,6 +348,7 @@ func TestRulesRetireUnclocked(t *testing.T) {
 	require.Greater(t, len(old), 4)
 	require.Zero(t, old[0].Newest, "rules 0: the unclocked files stay, and every file after them")
 	now := retired(true)
+	require.NotEmpty(t, now, "the files of five hours later stay")
 	for _, r := range now {
 		require.Greater(t, r.Newest, start.Add(2*time.Hour).UnixNano(), "rules 1: %s, 3 hours old, went", r.Name)
 	}
@@ -394,4 +417,32 @@ func TestRulesCatchUp(t *testing.T) {
 	require.Greater(t, m0.Index, ahead.st.Index)
 	require.ErrorContains(t, restoreFrom(t, ahead, m0), "has apply rules 0")
 	require.NoError(t, ahead.close())
+}
+
+// TestRulesBeforeVoter: apply rules committed while an older node added as
+// a non-voter catches up (here by hand, as a leader would once every other
+// member knew them) keep it from becoming a voter: AddNode checks again
+// under the membership slot, and takes it out.
+func TestRulesBeforeVoter(t *testing.T) {
+	t.Parallel()
+	var leader atomic.Pointer[Logx]
+	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) {
+		sm.version = rulesFeature - 1 // no rules yet: the joiner may join
+		sm.beforeVoter = func(string) {
+			if _, _, err := leader.Load().defaultStream.applyLocal(appendRulesCmd(nil, 1), nil); err != nil {
+				t.Errorf("committing rules 1: %v", err)
+			}
+		}
+	})
+	c.waitReady()
+	c.logAppend("before", 10)
+	c.flushAll()
+	lead := c.waitLeader()
+	leader.Store(c.nodes[lead])
+	n := c.addJoiner() // the same seams: an older node
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	err := c.nodes[lead].AddNode(ctx, c.cfgs[n].Addr)
+	require.ErrorContains(t, err, "without apply rules 1")
+	require.Len(t, members(t, c.nodes[lead]), 3, "taken out")
 }

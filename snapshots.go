@@ -206,6 +206,9 @@ func readManifest(r io.Reader, file func(*manifest) string) (*manifest, error) {
 	if len(m.Files) == 0 {
 		return nil, fmt.Errorf("logx: snapshot at index %d lists no files", m.Index)
 	}
+	if err := checkRules(m.Rules); err != nil {
+		return nil, fmt.Errorf("logx: snapshot at index %d: %w", m.Index, err)
+	}
 	if err := checkReplicated(m.Producers, m.Voters, m.Clocks, m.Owners, m.ReportedAt, m.Clock, m.Rules); err != nil {
 		return nil, fmt.Errorf("logx: snapshot at index %d: %w", m.Index, err)
 	}
