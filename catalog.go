@@ -598,8 +598,12 @@ func retireStreamDir(dir string, e catalogEntry) error {
 	}
 	to := deletedDir(dir, e)
 	for k := 2; ; k++ { // a directory of that name from an earlier attempt
-		if _, err := os.Stat(to); errors.Is(err, os.ErrNotExist) {
+		_, err := os.Stat(to)
+		if errors.Is(err, os.ErrNotExist) {
 			break
+		}
+		if err != nil { // not "there": it would fail for every name
+			return err
 		}
 		to = fmt.Sprintf("%s.%d", deletedDir(dir, e), k)
 	}

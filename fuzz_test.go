@@ -347,7 +347,7 @@ func FuzzControlRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		require.Contains(t, []string{"status", "commit", "add", "remove", "removed", "create-stream", "delete-stream", "set-level", "truncate", "set-retention", "grep"}, req.Op)
+		require.Contains(t, []string{"status", "commit", "add", "remove", "removed", "create-stream", "delete-stream", "set-level", "truncate", "set-retention", "grep", "voters"}, req.Op)
 		switch req.Op {
 		case "status", "commit":
 		case "grep":

@@ -1244,3 +1244,31 @@ func TestCreateStreamRacesRemoveNode(t *testing.T) {
 		return err == nil && !slices.Contains(servers, gone)
 	}), "the removed node is still in the new stream")
 }
+
+// TestRetireStreamDirStatError: a deleted stream's directory whose new
+// name cannot even be looked at (here every candidate is past PATH_MAX)
+// is an error, not a search that never ends: it held tend, and with it
+// every stream event, TLS reload and balance round, or New.
+func TestRetireStreamDirStatError(t *testing.T) {
+	base := t.TempDir()
+	e := catalogEntry{Spec: streamSpec{Name: "s"}, Index: 123456789}
+	// Pad base so that streams/s fits within PATH_MAX and its deleted
+	// name does not.
+	for len(filepath.Join(base, streamsDir, "s")) < 4096-len(".deleted-s-123456789")+4 {
+		pad := min(200, 4096-len(".deleted-s-123456789")+4-len(filepath.Join(base, streamsDir, "s")))
+		base = filepath.Join(base, strings.Repeat("p", max(pad, 1)))
+	}
+	from := filepath.Join(base, streamsDir, "s")
+	require.Less(t, len(from), 4096)
+	require.GreaterOrEqual(t, len(deletedDir(base, e)), 4096)
+	require.NoError(t, os.MkdirAll(from, 0o755))
+	done := make(chan error, 1)
+	go func() { done <- retireStreamDir(base, e) }()
+	select {
+	case err := <-done:
+		require.Error(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("retireStreamDir looks for a free name for good")
+	}
+	require.DirExists(t, from, "left where it was")
+}
