@@ -80,8 +80,10 @@ func TestLimitListenerClosesIdle(t *testing.T) {
 	ll := newLimitListener(ln, 2, io.Discard)
 	unblock := make(chan struct{})
 	defer close(unblock)
+	blocked := make(chan struct{}, 2) // a request entered /block
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/block" {
+			blocked <- struct{}{}
 			<-unblock
 		}
 		io.WriteString(w, "ok")
@@ -136,6 +138,12 @@ func TestLimitListenerClosesIdle(t *testing.T) {
 	require.NoError(t, err, "the connection whose request was on its way was closed")
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
+	// The server marks it idle again, and closes the probe's connection
+	// (giving its slot back), only after the client may have read the
+	// answers: until then the connections below could find no slot and
+	// none to close (one of them shed), or find the probe's slot free
+	// after the check below (the last one served instead of shed).
+	require.Eventually(t, func() bool { return idle() == 1 && len(ll.slots) == 1 }, 5*time.Second, time.Millisecond)
 
 	// Two requests in their handlers: nothing is idle, and a new
 	// connection is shed.
@@ -145,6 +153,16 @@ func TestLimitListenerClosesIdle(t *testing.T) {
 		defer c.Close()
 		_, err = io.WriteString(c, "GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
 		require.NoError(t, err)
+	}
+	// Both in their handlers (the state below also holds for an instant
+	// while the second is being accepted, before it is read: a new
+	// connection then closed it as idle).
+	for range 2 {
+		select {
+		case <-blocked:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a request did not reach its handler")
+		}
 	}
 	require.Eventually(t, func() bool { return idle() == 0 && len(ll.slots) == 2 }, 5*time.Second, time.Millisecond)
 	c, err := net.Dial("tcp", addr)
