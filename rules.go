@@ -76,8 +76,8 @@ func (f *fsm) applyRules(data []byte) applyResult {
 		f.logf("logx: skipping rules command: %v", err)
 		return applyResult{err: err}
 	}
-	if v > currentRules {
-		err := fmt.Errorf("logx: the log asks for apply rules %d, and this logx knows rules up to %d (FeatureVersion %d): run a newer logx", v, currentRules, FeatureVersion)
+	if err := checkRules(v); err != nil {
+		err = fmt.Errorf("logx: the log asks for %w", err)
 		f.stopWith(err)
 		return applyResult{err: err}
 	}

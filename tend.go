@@ -19,8 +19,10 @@ func (n *node) catalogEvent(ev catalogEvent) {
 
 // tend is the node's goroutine: it acts on catalog changes in log order,
 // and every balanceEvery ElectionTimeouts loads changed TLS files again,
-// checks the peers' certificates, marks idle streams and spreads the
-// leaders. Until the catalog lists every declared stream (they start only
+// checks the peers' certificates, marks idle streams, spreads the leaders
+// and, while a stream it leads has older apply rules than this logx knows,
+// has them adopted on a goroutine of its own, one call at a time
+// (adoptRules, rules.go). Until the catalog lists every declared stream (they start only
 // then), it has them recorded, every quarter ElectionTimeout, on a
 // goroutine of its own, one try at a time (recordDeclared): a try commits
 // a command, or asks the leader to, and a leader that cannot commit (its
