@@ -103,6 +103,12 @@ func (s streamSpec) sameFiles(o streamSpec) bool {
 		s.MaxFiles == o.MaxFiles && s.MaxAge == o.MaxAge && s.Format == o.Format
 }
 
+// sameSpec reports whether s and o are the same in every setting.
+func (s streamSpec) sameSpec(o streamSpec) bool {
+	sameLevel := s.Level == nil && o.Level == nil || s.Level != nil && o.Level != nil && *s.Level == *o.Level
+	return s.sameFiles(o) && sameLevel && s.QueueSize == o.QueueSize && s.DropWhenFull == o.DropWhenFull && s.MaxEntrySize == o.MaxEntrySize
+}
+
 // sameLayout is sameFiles without MaxFiles and MaxAge.
 func (s streamSpec) sameLayout(o streamSpec) bool {
 	s.MaxFiles, s.MaxAge, o.MaxFiles, o.MaxAge = 0, 0, 0, 0
@@ -205,9 +211,11 @@ type catalogEvent struct {
 
 // applyCatalog applies a catalog command: only the default stream's log
 // holds them (f.catalogOK). A create of a stream the catalog has with the
-// same file settings changes nothing; with other settings, or a delete of a
+// same settings changes nothing; with other settings, or a delete of a
 // stream it lacks, is refused (the proposer gets the error) and changes
-// nothing.
+// nothing. (Until 2026-12-07 a create with the same file settings and
+// other node settings was taken as the same: the answer differs, the
+// catalog does not, so nodes of both versions agree.)
 func (f *fsm) applyCatalog(index uint64, data []byte) applyResult {
 	if f.onCatalog == nil {
 		return applyResult{err: errors.New("logx: a catalog command in a stream other than the default one")}
@@ -227,8 +235,12 @@ func (f *fsm) applyCatalog(index uint64, data []byte) applyResult {
 			switch {
 			case e.Deleted != 0:
 				return applyResult{err: fmt.Errorf("logx: stream %q was deleted; a stream's name is never used again", c.Stream.Name)}
-			case e.Spec.sameFiles(*c.Stream):
+			case e.Spec.sameSpec(*c.Stream):
 				return applyResult{}
+			case e.Spec.sameFiles(*c.Stream):
+				// Not taken silently: the nodes that do not declare the
+				// stream use the catalog's.
+				return applyResult{err: fmt.Errorf("logx: stream %q exists with other node settings (Level, QueueSize, DropWhenFull or MaxEntrySize): the nodes that do not declare it in Config.Streams use the catalog's, the others their own", c.Stream.Name)}
 			}
 			return applyResult{err: fmt.Errorf("logx: stream %q exists with other settings", c.Stream.Name)}
 		}
@@ -317,9 +329,11 @@ func checkCatalog(cat map[string]*catalogEntry) error {
 // commits it to the catalog through the default stream's leader (any node
 // may be asked), and returns once this node has opened it. Every other node
 // opens it as it applies the catalog command, a node that is down when it
-// starts again. Creating a stream that exists with the same file settings
-// (File, MaxSize, RotateEvery, MaxFiles, MaxAge, Format) does nothing; with
-// other settings it fails, and so does the name of a deleted stream, which
+// starts again. Creating a stream that exists with the same settings does
+// nothing; with other settings it fails (node settings too: Level,
+// QueueSize, DropWhenFull, MaxEntrySize, which the nodes that do not
+// declare the stream take from the catalog), and so does the name of a
+// deleted stream, which
 // is never used again. The stream's group starts with the voters of the
 // default stream's configuration. An error that says the stream is
 // created in the catalog came after the commit (ctx ended, or this node
@@ -390,6 +404,11 @@ const streamsFeature = 2
 // kept a removed node as a voter, or lacked an added one.
 func (lx *Stream) proposeCatalogCmd(ctx context.Context, c catalogCmd) error {
 	if c.Op == "create" {
+		// As a peer's request is checked (parseControlRequest): a
+		// node's own reaches here unparsed.
+		if err := c.Stream.check(); err != nil {
+			return fmt.Errorf("logx: not creating stream %q: %w", c.Stream.Name, err)
+		}
 		release, err := lx.confChange(ctx)
 		if err != nil {
 			return fmt.Errorf("logx: not creating stream %q: %w", c.Stream.Name, err)

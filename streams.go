@@ -90,6 +90,12 @@ func (c Config) validateStreams() error {
 			return &ConfigError{Field: field + ".Name", Err: fmt.Errorf("%q is declared twice", sc.Name)}
 		}
 		seen[sc.Name] = true
+		// A stream's level goes to the catalog, and every node that does
+		// not declare the stream logs by it: above ERROR it would silence
+		// errors there (as a cluster level may not, clusterlevel.go).
+		if sc.Level != nil && sc.Level.Level() > LevelError && !c.logged {
+			return &ConfigError{Field: field + ".Level", Err: fmt.Errorf("%v is above ERROR: the nodes that do not declare the stream would log no error of it", sc.Level.Level())}
+		}
 		if err := c.streamConfig(sc).validate(); err != nil {
 			if ce, ok := err.(*ConfigError); ok {
 				return &ConfigError{Field: field + "." + ce.Field, Err: ce.Err}

@@ -490,6 +490,22 @@ func TestCreateDeleteStream(t *testing.T) {
 	other := sc
 	other.MaxSize = 16 << 10
 	require.ErrorContains(t, c.nodes[0].CreateStream(ctx, other), "other settings")
+	// Node settings too: the nodes that do not declare the stream take
+	// the catalog's, so another caller's are not taken silently.
+	other = sc
+	other.QueueSize = 7
+	require.ErrorContains(t, c.nodes[0].CreateStream(ctx, other), "other node settings")
+	other = sc
+	other.Level = LevelWarn
+	require.ErrorContains(t, c.nodes[0].CreateStream(ctx, other), "other node settings")
+	// A level above ERROR would silence the stream's errors on those
+	// nodes: refused, as a cluster level is.
+	other.Name, other.Level = "silent", LevelError+1
+	require.ErrorAs(t, c.nodes[0].CreateStream(ctx, other), new(*ConfigError))
+	spec := specOf(other)
+	for _, i := range []int{c.waitLeader(), (c.waitLeader() + 1) % 2} { // the leader's own request is not parsed
+		require.ErrorContains(t, c.nodes[i].control(ctx, controlRequest{Op: "create-stream", Stream: &spec}), "above ERROR", "n%d's request", i+1)
+	}
 	bad := sc
 	bad.Name = "Bad Name"
 	var ce *ConfigError
