@@ -74,7 +74,7 @@ func (f *fsm) setCatchUpErr(err error) {
 		f.bg.err.Store(nil)
 		return
 	}
-	s := err.Error()
+	s := clipText(err.Error(), maxControlError) // it goes out in every status answer
 	f.bg.err.Store(&s)
 }
 

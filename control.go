@@ -300,7 +300,11 @@ func (lx *Stream) serveControl(c net.Conn) {
 		cancel()
 	}
 	_ = c.SetWriteDeadline(time.Now().Add(lx.cfg.ForwardTimeout))
-	_ = writeJSONFrame(c, resp)
+	if err := writeJSONFrame(c, resp); errors.Is(err, errFrameTooLarge) {
+		// Nothing was written: an answer the asker can read, rather
+		// than a connection that ends without one.
+		_ = writeJSONFrame(c, controlResponse{Error: err.Error()})
+	}
 }
 
 // parseControlRequest decodes and checks a control request: a known
@@ -495,6 +499,8 @@ func clipText(s string, n int) string {
 	return s[:n] + "…"
 }
 
+var errFrameTooLarge = errors.New("logx: a control answer too large to send")
+
 // writeJSONFrame writes v as one control frame; one over maxControlFrame,
 // which no reader takes, is not written.
 func writeJSONFrame(c net.Conn, v any) error {
@@ -503,7 +509,7 @@ func writeJSONFrame(c net.Conn, v any) error {
 		return err
 	}
 	if len(data) > maxControlFrame {
-		return fmt.Errorf("logx: a control frame of %d bytes exceeds %d", len(data), maxControlFrame)
+		return fmt.Errorf("%w: %d bytes, more than %d", errFrameTooLarge, len(data), maxControlFrame)
 	}
 	frame := wire.AppendFrameHeader(make([]byte, 0, wire.FrameHeader+len(data)), len(data))
 	_, err = c.Write(append(frame, data...))
