@@ -88,6 +88,7 @@ func NewCollector(lx *logx.Logx) *Collector {
 			return float64(s.CatchUpBytes - s.CatchUpDone)
 		}},
 		{d("write_error", "1 if a write error stopped this node's apply."), func(s *logx.Stats) float64 { return b2f(s.WriteError != "") }},
+		{d("apply_rules", "The stream's apply rules as this node applied them (0 until every member ran a logx that knows rules 1)."), func(s *logx.Stats) float64 { return float64(s.Rules) }},
 		{d("log_clock_seconds", "The log clock (what a majority of the voters' clocks reached), Unix seconds; 0 until known."), func(s *logx.Stats) float64 {
 			if s.LogClock.IsZero() {
 				return 0

@@ -77,6 +77,7 @@ func TestHandler(t *testing.T) {
 	require.Contains(t, body, `logx_evicted_producers_total{node="n1",stream="default"} 0`)
 	require.Contains(t, body, `logx_ignored_removals_total{node="n1",stream="default"} 0`)
 	require.Regexp(t, `logx_log_clock_seconds\{node="n1",stream="default"\} \d`, body)
+	require.Regexp(t, `logx_apply_rules\{node="n1",stream="default"\} [01]\n`, body)
 
 	code, body = get(t, srv.URL+"/healthz")
 	require.Equal(t, 200, code, body)
