@@ -29,9 +29,10 @@ func TestClientSendBatches(t *testing.T) {
 	require.Equal(t, d.MaxBatchBytes, clientMaxBatchBytes)
 	require.Equal(t, d.MaxBatchEntries, clientMaxBatchEntries)
 
-	// Clock reports are Raft entries too: one at start, then none.
+	// Clock reports are Raft entries too: one at start, then none; and
+	// the apply rules, once (rules.go).
 	lx := newSingleSeams(t, nil, seams{clockEvery: time.Hour})
-	require.True(t, waitFor(10*time.Second, func() bool { return !lx.Stats().LogClock.IsZero() }))
+	require.True(t, waitFor(10*time.Second, func() bool { return !lx.Stats().LogClock.IsZero() && lx.Stats().Rules == currentRules }))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cl, err := NewClient(ctx, "cl", lx.cfg.Addr)
