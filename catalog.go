@@ -333,9 +333,8 @@ func checkCatalog(cat map[string]*catalogEntry) error {
 // nothing; with other settings it fails (node settings too: Level,
 // QueueSize, DropWhenFull, MaxEntrySize, which the nodes that do not
 // declare the stream take from the catalog), and so does the name of a
-// deleted stream, which
-// is never used again. The stream's group starts with the voters of the
-// default stream's configuration. An error that says the stream is
+// deleted stream, which is never used again. The stream's group starts
+// with the voters of the default stream's configuration. An error that says the stream is
 // created in the catalog came after the commit (ctx ended, or this node
 // closed: ErrClosed, before it opened the stream): the stream exists.
 func (lx *Logx) CreateStream(ctx context.Context, sc StreamConfig) error {

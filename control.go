@@ -499,7 +499,7 @@ func clipText(s string, n int) string {
 	return s[:n] + "…"
 }
 
-var errFrameTooLarge = errors.New("logx: a control answer too large to send")
+var errFrameTooLarge = errors.New("logx: a control frame too large to send")
 
 // writeJSONFrame writes v as one control frame; one over maxControlFrame,
 // which no reader takes, is not written.
