@@ -220,6 +220,15 @@ func (f *fsm) liveClocks(fresh string) map[string]int64 {
 	return live
 }
 
+// reportedAt has every voter's report counted from log clock c on
+// (liveClocks): as the rules command is applied, and as the clock becomes
+// known.
+func (f *fsm) reportedAt(c int64) {
+	for id := range f.st.Clocks {
+		mapSet(&f.st.ReportedAt, id, c)
+	}
+}
+
 // advanceClock moves the log clock to the voters' quorum clock if that is
 // later, and prunes the deduplication table when it moves.
 func (f *fsm) advanceClock() { f.advanceClockWith("") }
@@ -237,9 +246,7 @@ func (f *fsm) advanceClockWith(fresh string) {
 			p.Seen = c
 		}
 		if f.st.Rules >= 1 {
-			for id := range f.st.Clocks {
-				mapSet(&f.st.ReportedAt, id, c)
-			}
+			f.reportedAt(c)
 		}
 	}
 	f.st.Clock = c

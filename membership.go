@@ -325,12 +325,11 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 	if err != nil {
 		return err
 	}
-	if err := lx.joinConflict(addr, st, want); err != nil {
-		if ok {
-			_ = lx.raftCall(func() error {
-				return awaitFuture(ctx, lx.raft.RemoveServer(raft.ServerID(addr), 0, enqueueWithin(ctx)))
-			})
+	if ok {
+		if err := lx.refuseMember(ctx, addr, st, want); err != nil {
+			return err
 		}
+	} else if err := lx.joinConflict(addr, st, want); err != nil {
 		return err
 	}
 	if !ok {
@@ -347,10 +346,7 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 		var err error
 		st, want, err = lx.remoteStatus(ctx, addr)
 		if err == nil {
-			if cerr := lx.joinConflict(addr, st, want); cerr != nil {
-				_ = lx.raftCall(func() error {
-					return awaitFuture(ctx, lx.raft.RemoveServer(raft.ServerID(addr), 0, enqueueWithin(ctx)))
-				})
+			if cerr := lx.refuseMember(ctx, addr, st, want); cerr != nil {
 				return cerr
 			}
 		}
@@ -394,10 +390,7 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 	}
 	// Apply rules committed since the last check (rules.go): a node that
 	// does not know them is taken out, not made a voter.
-	if err := lx.joinConflict(addr, st, want); err != nil {
-		_ = lx.raftCall(func() error {
-			return awaitFuture(ctx, lx.raft.RemoveServer(raft.ServerID(addr), 0, enqueueWithin(ctx)))
-		})
+	if err := lx.refuseMember(ctx, addr, st, want); err != nil {
 		return err
 	}
 	if err := lx.raftCall(func() error {
@@ -407,6 +400,19 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 	}
 	lx.logf("logx: %s caught up and is a voter", addr)
 	return nil
+}
+
+// refuseMember says why addr, a non-voter of the configuration whose
+// status is st, cannot join (joinConflict), and takes it out then; nil if
+// it can.
+func (lx *Stream) refuseMember(ctx context.Context, addr string, st Stats, want *clusterSettings) error {
+	err := lx.joinConflict(addr, st, want)
+	if err != nil {
+		_ = lx.raftCall(func() error {
+			return awaitFuture(ctx, lx.raft.RemoveServer(raft.ServerID(addr), 0, enqueueWithin(ctx)))
+		})
+	}
+	return err
 }
 
 // addNonvoter adds addr as a non-voter, holding confSlot: once this

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -86,10 +85,7 @@ func (f *fsm) applyRules(data []byte) applyResult {
 	}
 	f.st.Rules = v
 	f.rules.Store(int32(v))
-	// Every report counts from here (clock.go's liveClocks).
-	for id := range f.st.Clocks {
-		mapSet(&f.st.ReportedAt, id, f.st.Clock)
-	}
+	f.reportedAt(f.st.Clock) // every report counts from here (liveClocks)
 	return applyResult{}
 }
 
@@ -115,18 +111,19 @@ func (f *fsm) laterRules(m *manifest) error {
 // rulesNow is the stream's apply rules, from any goroutine.
 func (f *fsm) rulesNow() int { return int(f.rules.Load()) }
 
+// lacksRules reports whether this node leads the stream and its rules are
+// older than this logx knows.
+func (lx *Stream) lacksRules() bool {
+	return lx.fsm.rulesNow() < currentRules && lx.raft.State() == raft.Leader
+}
+
 // rulesDue reports whether a stream this node leads has older rules than
 // this logx knows, and a try is due (node.tend then runs adoptRules).
 func (n *node) rulesDue() bool {
 	if n.seams.featureVersion() < rulesFeature || !n.rulesRetry.due() {
 		return false
 	}
-	for _, s := range n.list() {
-		if s.fsm.rulesNow() < currentRules && s.raft.State() == raft.Leader {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(n.list(), (*Stream).lacksRules)
 }
 
 // adoptRules commits the rules this logx knows on every stream this node
@@ -147,7 +144,7 @@ func (n *node) adoptRules() {
 	var todo []pending
 	ask := map[string]error{}
 	for _, s := range n.list() {
-		if s.fsm.rulesNow() >= currentRules || s.raft.State() != raft.Leader {
+		if !s.lacksRules() {
 			continue
 		}
 		f := s.raft.GetConfiguration()
@@ -167,25 +164,18 @@ func (n *node) adoptRules() {
 		n.rulesRetry.reset()
 		return
 	}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, a := range slices.Collect(maps.Keys(ask)) {
-		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(n.stopCtx, n.cfg.ForwardTimeout)
-			defer cancel()
-			st, _, err := n.list()[0].remoteStatus(ctx, a) // the node's version, whatever its streams
-			switch {
-			case err != nil:
-				err = fmt.Errorf("%s did not say which version it runs: %w", a, err)
-			case st.Version < rulesFeature:
-				err = fmt.Errorf("%s runs FeatureVersion %d", a, st.Version)
-			}
-			mu.Lock()
-			ask[a] = err
-			mu.Unlock()
-		})
+	addrs := slices.Collect(maps.Keys(ask))
+	ctx, cancel := context.WithTimeout(n.stopCtx, n.cfg.ForwardTimeout)
+	versions, errs := n.list()[0].askVersions(ctx, addrs, nil) // the node's version, whatever its streams
+	cancel()
+	for i, a := range addrs {
+		switch {
+		case errs[i] != nil:
+			ask[a] = fmt.Errorf("%s did not say which version it runs: %w", a, errs[i])
+		case versions[i] < rulesFeature:
+			ask[a] = fmt.Errorf("%s runs FeatureVersion %d", a, versions[i])
+		}
 	}
-	wg.Wait()
 	var why []string // once per member, and per stream that could not commit
 	for _, err := range ask {
 		if err != nil {

@@ -126,23 +126,14 @@ func (n *node) chooseSums() (pending bool) {
 			ask = append(ask, a)
 		}
 	}
-	versions := make([]int, len(ask)) // -1: no answer
 	ctx, cancel := context.WithTimeout(n.stopCtx, n.cfg.ElectionTimeout)
-	var wg sync.WaitGroup
-	for i, a := range ask {
-		wg.Go(func() {
-			if h := n.seams.sumsAsk; h != nil {
-				h(ctx, a)
-			}
-			st, _, err := streams[0].remoteStatus(ctx, a)
-			versions[i] = st.Version
-			if err != nil {
-				versions[i] = -1
-			}
-		})
-	}
-	wg.Wait()
+	versions, errs := streams[0].askVersions(ctx, ask, n.seams.sumsAsk)
 	cancel()
+	for i, err := range errs {
+		if err != nil {
+			versions[i] = -1 // no answer
+		}
+	}
 	if n.stopCtx.Err() != nil {
 		return false // closing
 	}
@@ -164,6 +155,26 @@ func (n *node) chooseSums() (pending bool) {
 		s.fsm.setNextSum(use)
 	}
 	return pending
+}
+
+// askVersions asks the nodes at addrs for their FeatureVersion, all at
+// once, until ctx ends (before, if not nil, is called first in each ask's
+// goroutine: a test's seam); errs[i] says why addrs[i] did not answer.
+func (lx *Stream) askVersions(ctx context.Context, addrs []string, before func(context.Context, string)) (versions []int, errs []error) {
+	versions, errs = make([]int, len(addrs)), make([]error, len(addrs))
+	var wg sync.WaitGroup
+	for i, a := range addrs {
+		wg.Go(func() {
+			if before != nil {
+				before(ctx, a)
+			}
+			var st Stats
+			st, _, errs[i] = lx.remoteStatus(ctx, a)
+			versions[i] = st.Version
+		})
+	}
+	wg.Wait()
+	return versions, errs
 }
 
 // setNextSum has the files this stream starts from now on name h: its
