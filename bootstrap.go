@@ -86,10 +86,12 @@ func (lx *Stream) clusterRuns(addrs []string) (string, []string, error) {
 	defer lx.mux.m.asking.Add(-1)
 	var logged time.Time
 	for {
-		found, members, starting := lx.askPeers(ctx, addrs)
+		found, members, starting, differs := lx.askPeers(ctx, addrs)
 		switch {
 		case ctx.Err() != nil:
 			return "", nil, fmt.Errorf("%w while asking its peers whether to bootstrap stream %q", ErrClosed, lx.name)
+		case found == "" && differs != nil:
+			return "", nil, differs
 		case found != "" || starting == "":
 			return found, members, nil
 		case time.Since(logged) >= 10*time.Second:
@@ -121,8 +123,10 @@ func (lx *Stream) untilClose() (context.Context, context.CancelFunc) {
 // askPeers is one round of clusterRuns's questions, each bounded by the
 // election timeout: the member that runs the group with this node and
 // the members it lists, or else the address of one that answered that
-// it is starting with Raft state ("" if none).
-func (lx *Stream) askPeers(ctx context.Context, addrs []string) (found string, members []string, starting string) {
+// it is starting with Raft state ("" if none). differs is an error if a
+// peer bootstrapped the group with other voters than this node would
+// (peersDiffer).
+func (lx *Stream) askPeers(ctx context.Context, addrs []string) (found string, members []string, starting string, differs error) {
 	ctx, cancel := context.WithTimeout(ctx, lx.cfg.ElectionTimeout)
 	defer cancel()
 	var mu sync.Mutex
@@ -141,7 +145,11 @@ func (lx *Stream) askPeers(ctx context.Context, addrs []string) (found string, m
 				if se.Addr == addr && se.RaftState && starting == "" {
 					starting = addr
 				}
-			case err != nil || !runsWith(st, addr, lx.cfg.Addr):
+			case err != nil:
+			case !runsWith(st, addr, lx.cfg.Addr):
+				if differs == nil {
+					differs = lx.peersDiffer(st, addr)
+				}
 			case found == "":
 				found, members = addr, []string{addr}
 				for _, p := range st.Peers {
@@ -152,7 +160,7 @@ func (lx *Stream) askPeers(ctx context.Context, addrs []string) (found string, m
 		})
 	}
 	wg.Wait()
-	return found, members, starting
+	return found, members, starting, differs
 }
 
 // startingStatus is a node's answer to a status request for a stream it
@@ -302,9 +310,35 @@ func raftStateOnDisk(dir string) bool {
 // lists self, so its leader will reach self. A removed node, a node of another cluster, a node that only
 // bootstrapped and one that only voted (without a configuration) do not.
 func runsWith(st Stats, addr, self string) bool {
-	return st.Addr == addr && st.State != "Shutdown" &&
-		(st.CommitIndex > 0 || st.AppliedIndex > 0 || st.LastIndex > 1) &&
+	return st.Addr == addr && st.State != "Shutdown" && hasRun(st) &&
 		slices.ContainsFunc(st.Peers, func(p PeerStats) bool { return p.Addr == self })
+}
+
+// hasRun reports whether st says its group has run: a commit index, an
+// applied index, or a Raft log past the configuration a bootstrap writes.
+func hasRun(st Stats) bool { return st.CommitIndex > 0 || st.AppliedIndex > 0 || st.LastIndex > 1 }
+
+// peersDiffer is the error for a stream that is not to bootstrap because
+// st, the status the node at addr sent, says that node bootstrapped the
+// group with other voters than this node would (its Peers, or for a
+// stream of the catalog the catalog's voters), and the group has not run;
+// nil otherwise. Such a node's Raft log is the configuration's one entry
+// (a log past it has run), which Peers list. Each node would keep the
+// configuration it bootstrapped with: hashicorp/raft
+// writes it as the log's first entry, which a leader's entries never
+// replace, so the nodes would count other voters, for elections and for
+// the log clock (clock.go), and their files part (the check after the
+// start, checkVoters, finds what this one cannot: nodes that asked each
+// other before either had bootstrapped).
+func (lx *Stream) peersDiffer(st Stats, addr string) error {
+	if st.Addr != addr || st.LastIndex != 1 || hasRun(st) {
+		return nil
+	}
+	theirs, ours := sortedVoters(st, addr), sortedSet(lx.cfg.Peers)
+	if slices.Equal(theirs, ours) {
+		return nil
+	}
+	return fmt.Errorf("logx: not bootstrapping stream %q: %s bootstrapped it with the voters %v, and this node would with %v: start every node with the same Peers (a node keeps the voters it bootstrapped with until its Dir is emptied)", lx.name, addr, theirs, ours)
 }
 
 // skipBootstrap records that this stream did not bootstrap because peer
@@ -358,7 +392,11 @@ func (lx *Stream) askFirst(addrs []string) (string, []string, error) {
 			}
 		}
 	}
-	return lx.clusterRuns(addrs)
+	found, members, err := lx.clusterRuns(addrs)
+	if err == nil {
+		err = lx.seams.open(lx.name, "asked")
+	}
+	return found, members, err
 }
 
 // defaultMembers returns the default stream's members, once it knows
@@ -387,4 +425,72 @@ func (lx *Stream) defaultMembers() ([]string, error) {
 		case <-t.C:
 		}
 	}
+}
+
+// sortedVoters is the voters of the configuration st, the status the
+// node at addr sent, lists, that node included, sorted.
+func sortedVoters(st Stats, addr string) []string {
+	voters := []string{addr}
+	for _, p := range st.Peers {
+		if p.Voter {
+			voters = append(voters, p.Addr)
+		}
+	}
+	return sortedSet(voters)
+}
+
+// sortedSet is a sorted copy of addrs.
+func sortedSet(addrs []string) []string {
+	s := slices.Clone(addrs)
+	slices.Sort(s)
+	return s
+}
+
+// checkVoters is the check after the start for what peersDiffer checks
+// before it: nodes that started at once, each asking before the other had
+// bootstrapped, can bootstrap with other voters. A follower whose state
+// machine applied the first configuration entry (index 1: the one a
+// bootstrap writes) and none since asks its leader's status, on its own
+// goroutine, once it knows a leader. If the leader's last applied
+// configuration is the first too and has other voters, this node logs
+// that and asks the leader to commit its configuration again (the control
+// operation "voters", at most once every 10 s on the leader): every node
+// then applies the leader's, at an index past 1, and counts the same
+// voters from there on. It checks no more once this node's last applied
+// configuration is another (or none since it started: its voters came
+// from a checkpoint or a snapshot, and no check is made), or the leader's
+// answer shows the same voters or another configuration; a failed ask is
+// tried again at the next call. Called by tend every balance round.
+func (lx *Stream) checkVoters() {
+	if lx.votersChecked.Load() || !lx.ready() {
+		return
+	}
+	v := lx.fsm.voters.Load()
+	leader, _ := lx.raft.LeaderWithID()
+	switch {
+	case v == nil || len(v.voters) == 0, leader == "", string(leader) == lx.cfg.Addr:
+		return // not yet; a leader's followers check
+	case v.index != 1:
+		lx.votersChecked.Store(true)
+		return
+	case !lx.checkingVoters.CompareAndSwap(false, true):
+		return
+	}
+	lx.goFunc(func() {
+		defer lx.checkingVoters.Store(false)
+		ctx, cancel := context.WithTimeout(lx.closingCtx, lx.cfg.ElectionTimeout)
+		defer cancel()
+		st, _, err := lx.remoteStatus(ctx, string(leader))
+		if err != nil {
+			return // asked again at the next call
+		}
+		if st.Addr != string(leader) || st.ConfigIndex != 1 || slices.Equal(sortedSet(st.Voters), v.voters) {
+			lx.votersChecked.Store(true)
+			return
+		}
+		err = lx.control(ctx, controlRequest{Op: "voters"})
+		if _, ok := onceEvery(&lx.votersDiffered, time.Minute); ok {
+			lx.logf("logx: stream %q: this node and its leader %s bootstrapped with other voters (%v and %v: their Peers differ; give every node the same Peers): asked the leader to commit its configuration again, so that every node counts its voters (error: %v)", lx.name, leader, v.voters, st.Voters, err)
+		}
+	})
 }

@@ -3,6 +3,7 @@ package logx
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/logx-dev/logx/internal/wire"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -701,4 +703,125 @@ func TestEmptyNodesAskAddedMember(t *testing.T) {
 		require.True(t, audit(i).skippedBootstrap(), "node %d bootstrapped audit without the added member", i+1)
 	}
 	c.streamConverges(ctx, "audit", 20)
+}
+
+// TestPeersDifferAtStart: a node whose Peers differ from the voters a
+// peer bootstrapped with, whose group has not run, refuses to start with
+// an error that names both lists, and bootstraps nothing: started again
+// with the same Peers, it bootstraps with them.
+func TestPeersDifferAtStart(t *testing.T) {
+	t.Parallel()
+	addrs := freeAddrs(t, 4)
+	base := t.TempDir()
+	c := &testCluster{t: t}
+	for i := range 3 {
+		c.cfgs = append(c.cfgs, testConfig(t, i, addrs[:3], filepath.Join(base, fmt.Sprintf("n%d", i+1))))
+		c.seams = append(c.seams, seams{})
+		c.nodes = append(c.nodes, nil)
+	}
+	t.Cleanup(c.closeAll)
+	c.start(0) // bootstraps alone: its group does not run yet
+
+	wrong := c.cfgs[1]
+	wrong.Peers = []string{addrs[0], addrs[1], addrs[3]}
+	lx, err := newNode(wrong, seams{})
+	if lx != nil {
+		lx.Close()
+	}
+	require.Error(t, err)
+	want := fmt.Sprintf("%s bootstrapped it with the voters %v, and this node would with %v", addrs[0], sortedSet(addrs[:3]), sortedSet(wrong.Peers))
+	require.Contains(t, err.Error(), want)
+
+	c.start(1)
+	c.start(2)
+	c.waitReady()
+	logAndCompare(c, 3*10)
+	for i, n := range c.nodes {
+		st := n.Stats()
+		require.Equal(t, sortedSet(addrs[:3]), st.Voters, "node %d", i+1)
+		require.Equal(t, uint64(1), st.ConfigIndex, "node %d: the refused start bootstrapped nothing", i+1)
+	}
+}
+
+// TestPeersDiffer: which status answers make a node with empty Raft state
+// refuse to bootstrap.
+func TestPeersDiffer(t *testing.T) {
+	me, peer, other := "127.0.0.1:2", "127.0.0.1:1", "127.0.0.1:3"
+	lx := &Stream{name: DefaultStream, cfg: Config{Addr: me, Peers: []string{me, peer}}}
+	for _, tc := range []struct {
+		st   Stats
+		want bool
+		why  string
+	}{
+		{Stats{Addr: peer, LastIndex: 1, Peers: []PeerStats{{Addr: me, Voter: true}}}, false, "the same voters"},
+		{Stats{Addr: peer, LastIndex: 1, Peers: []PeerStats{{Addr: me, Voter: true}, {Addr: other, Voter: true}}}, true, "a voter more"},
+		{Stats{Addr: peer, LastIndex: 1, Peers: []PeerStats{{Addr: other, Voter: true}}}, true, "another voter"},
+		{Stats{Addr: peer, LastIndex: 1}, true, "the peer alone"},
+		{Stats{Addr: peer, LastIndex: 1, Peers: []PeerStats{{Addr: me, Voter: true}, {Addr: other}}}, false, "a non-voter aside"},
+		{Stats{Addr: peer, Peers: []PeerStats{{Addr: other, Voter: true}}}, false, "no configuration (a node that did not bootstrap)"},
+		{Stats{Addr: peer, LastIndex: 2, Peers: []PeerStats{{Addr: other, Voter: true}}}, false, "a group that has run"},
+		{Stats{Addr: peer, CommitIndex: 1, LastIndex: 1, Peers: []PeerStats{{Addr: other, Voter: true}}}, false, "a commit index"},
+		{Stats{Addr: other, LastIndex: 1, Peers: []PeerStats{{Addr: other, Voter: true}}}, false, "answered as another address"},
+	} {
+		require.Equal(t, tc.want, lx.peersDiffer(tc.st, peer) != nil, tc.why)
+	}
+}
+
+// TestPeersDifferAfterStart: nodes that asked each other before any had
+// bootstrapped, with other Peers (one lists a node that does not exist),
+// each bootstrap with their own voters. A follower whose configuration is
+// its leader's first one with other voters asks the leader to commit it
+// again: every node ends with the leader's configuration, past the
+// first, the same voters in its state machine, and identical files.
+func TestPeersDifferAfterStart(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	extra := freeAddrs(t, 1)[0]
+	var asked sync.WaitGroup
+	asked.Add(3)
+	c := &testCluster{t: t}
+	addrs := freeAddrs(t, 3)
+	base := t.TempDir()
+	for i := range 3 {
+		cfg := testConfig(t, i, addrs, filepath.Join(base, fmt.Sprintf("n%d", i+1)))
+		cfg.LogOutput = io.MultiWriter(cfg.LogOutput, &logs)
+		if i == 1 {
+			cfg.Peers = append(slices.Clone(addrs), extra)
+		}
+		c.cfgs = append(c.cfgs, cfg)
+		c.seams = append(c.seams, seams{opening: func(name, stage string) error {
+			if name == DefaultStream && stage == "asked" {
+				asked.Done()
+				asked.Wait() // every node has asked: none saw another's configuration
+			}
+			return nil
+		}})
+		c.nodes = append(c.nodes, nil)
+	}
+	t.Cleanup(c.closeAll)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() {
+			lx, err := newNode(c.cfgs[i], c.seams[i])
+			if assert.NoError(t, err) {
+				c.nodes[i] = lx
+			}
+		})
+	}
+	wg.Wait()
+	require.False(t, t.Failed())
+	c.waitReady()
+	same := func() bool {
+		first := c.nodes[0].Stats()
+		for _, n := range c.nodes {
+			st := n.Stats()
+			if st.ConfigIndex <= 1 || st.ConfigIndex != first.ConfigIndex || !slices.Equal(st.Voters, first.Voters) {
+				return false
+			}
+		}
+		return true
+	}
+	require.True(t, waitFor(30*time.Second, same), "every node applied the leader's configuration, past the first")
+	require.Contains(t, logs.String(), "bootstrapped with other voters")
+	logAndCompare(c, 3*10)
 }

@@ -272,7 +272,7 @@ func (f *fsm) catchUp(ctx context.Context, m *manifest) error {
 	f.seq.Store(st.Seq)
 	f.clock.Store(st.Clock)
 	f.rules.Store(int32(st.Rules))
-	f.votersKnown.Store(len(st.Voters) > 0)
+	f.voters.Store(&appliedVoters{voters: st.Voters})
 	if st.Settings != nil {
 		if err := f.useSettings(*st.Settings); err != nil {
 			f.stopWith(err)

@@ -161,9 +161,16 @@ func mapSet[V any](m *map[string]V, k string, v V) {
 	(*m)[k] = v
 }
 
+// appliedVoters is st.Voters, and the Raft index of the configuration
+// entry they come from (0: from a checkpoint or a snapshot).
+type appliedVoters struct {
+	voters []string
+	index  uint64
+}
+
 // applyConfiguration records the voters of a Raft configuration entry and
 // forgets the clocks of servers that are no longer voters.
-func (f *fsm) applyConfiguration(data []byte) {
+func (f *fsm) applyConfiguration(index uint64, data []byte) {
 	c := raft.DecodeConfiguration(data)
 	var voters []string
 	for _, s := range c.Servers {
@@ -173,7 +180,7 @@ func (f *fsm) applyConfiguration(data []byte) {
 	}
 	slices.Sort(voters)
 	f.st.Voters = voters
-	f.votersKnown.Store(len(voters) > 0)
+	f.voters.Store(&appliedVoters{voters: voters, index: index})
 	gone := func(id string, _ int64) bool { return !slices.Contains(voters, id) }
 	maps.DeleteFunc(f.st.Clocks, gone)
 	maps.DeleteFunc(f.st.ClockOwners, func(id, _ string) bool { return !slices.Contains(voters, id) })

@@ -84,15 +84,14 @@ type fsm struct {
 	dirty bool
 
 	// Read by others.
-	applied atomic.Uint64 // Raft index applied (mirrors st.Index)
-	seq     atomic.Uint64 // last sequence number written
-	clock   atomic.Int64  // the log clock (st.Clock)
-	rules   atomic.Int32  // the apply rules (st.Rules, rules.go)
-	// votersKnown says st.Voters is known (clock.go's ensureVoters).
-	votersKnown atomic.Bool
-	entries     atomic.Uint64 // entries written since start
-	bytes       atomic.Uint64 // bytes written since start
-	dups        atomic.Uint64 // repeated entries dropped
+	applied atomic.Uint64                 // Raft index applied (mirrors st.Index)
+	seq     atomic.Uint64                 // last sequence number written
+	clock   atomic.Int64                  // the log clock (st.Clock)
+	rules   atomic.Int32                  // the apply rules (st.Rules, rules.go)
+	voters  atomic.Pointer[appliedVoters] // st.Voters, for Stats and ensureVoters (clock.go)
+	entries atomic.Uint64                 // entries written since start
+	bytes   atomic.Uint64                 // bytes written since start
+	dups    atomic.Uint64                 // repeated entries dropped
 	// clockRefused counts clock reports refused for another certificate
 	// subject than the voter's earlier ones (clock.go).
 	clockRefused atomic.Uint64
@@ -223,7 +222,7 @@ func newFSM(c fsmConfig) (*fsm, error) {
 	f.seq.Store(st.Seq)
 	f.clock.Store(st.Clock)
 	f.rules.Store(int32(st.Rules))
-	f.votersKnown.Store(len(st.Voters) > 0)
+	f.voters.Store(&appliedVoters{voters: st.Voters})
 	f.settings.Store(st.Settings)
 	f.catalog.Store(&st.Catalog)
 	f.level.Store(st.Level)
@@ -476,7 +475,7 @@ func (f *fsm) applyLogs(logs []*raft.Log) ([]any, error) {
 		last = l.Index
 		switch {
 		case l.Type == raft.LogConfiguration:
-			f.applyConfiguration(l.Data)
+			f.applyConfiguration(l.Index, l.Data)
 		case l.Type != raft.LogCommand:
 		case f.failed != nil:
 			res[i] = applyResult{err: f.failed} // stopped by a settings conflict

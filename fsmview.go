@@ -53,7 +53,10 @@ func (f *fsm) changed() <-chan struct{} {
 func (f *fsm) clusterSettings() *clusterSettings { return f.settings.Load() }
 
 // votersAreKnown reports whether the checkpoint knows the voters (clock.go).
-func (f *fsm) votersAreKnown() bool { return f.votersKnown.Load() }
+func (f *fsm) votersAreKnown() bool {
+	v := f.voters.Load()
+	return v != nil && len(v.voters) > 0
+}
 
 // toScrub is the rotated files to check in the background once peers are
 // reachable (scrub.go), as recovered at start, before Raft's apply can

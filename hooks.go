@@ -100,7 +100,8 @@ type seams struct {
 	// opening, if set, is called as the node opens a stream, with its name,
 	// at these stages: "begin" (nothing opened yet), "raft" (before
 	// NewRaft), for a stream about to bootstrap "ask" (before it asks its
-	// peers, bootstrap.go), and for the default stream "served" (its
+	// peers, bootstrap.go) and "asked" (after, before it bootstraps if no
+	// peer runs the group), and for the default stream "served" (its
 	// handlers run, the node does not list it yet: newNode); an error from
 	// it fails the opening (a test makes it block: a node slow to start).
 	// It is also called with "close" as a stream's Close begins (its

@@ -184,7 +184,7 @@ func TestUpgradedCheckpoint(t *testing.T) {
 	c.waitSettings()
 	require.True(t, waitFor(30*time.Second, func() bool {
 		for _, lx := range c.nodes {
-			if !lx.fsm.votersKnown.Load() || lx.Stats().LogClock.IsZero() {
+			if !lx.fsm.votersAreKnown() || lx.Stats().LogClock.IsZero() {
 				return false
 			}
 		}

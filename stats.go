@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -54,7 +55,14 @@ type Stats struct {
 	LastContact time.Duration `json:"last_contact_ns"`
 	// Peers are the other members; on the leader, with heartbeat failures.
 	Peers []PeerStats `json:"peers,omitempty"`
-	Seq   uint64      `json:"seq"` // sequence number of the last line written
+	// Voters are the voters of the last configuration this node applied,
+	// the ones its log clock counts, sorted. ConfigIndex is that
+	// configuration's Raft index (1: the one the group was bootstrapped
+	// with), 0 if this node applied none since it started (its voters came
+	// from a checkpoint or a snapshot) or is older than it.
+	Voters      []string `json:"voters,omitempty"`
+	ConfigIndex uint64   `json:"config_index,omitempty"`
+	Seq         uint64   `json:"seq"` // sequence number of the last line written
 	// LogClock is the cluster's clock as the log says: the time a
 	// majority of the voters' clock reports reached (they report every
 	// 10 s), which rotation by time, retention by age and DedupWindow go
@@ -238,6 +246,9 @@ func (lx *Stream) Stats() Stats {
 	s.Lag, _, _ = lx.lag()
 	s.LastContact = lx.lastContact()
 	s.Peers = lx.peers()
+	if v := lx.fsm.voters.Load(); v != nil {
+		s.Voters, s.ConfigIndex = slices.Clone(v.voters), v.index
+	}
 	if err := lx.fsm.Err(); err != nil {
 		s.WriteError = err.Error()
 	}

@@ -95,9 +95,11 @@ type Stream struct {
 	snapshotting atomic.Bool
 	pruning      atomic.Bool // pruneRaftPool's check runs (membership.go)
 	// monoNanos of this follower's last ask for the configuration, failed
-	// ask logged, and this leader's last commit of it (ensureVoters).
-	votersAsked, votersLogged, votersCommitted atomic.Int64
-	declaredRetry                              retryAfter // recordDeclared's after a refusal (catalog.go)
+	// ask logged, this leader's last commit of it (ensureVoters), and the
+	// last log of checkVoters, which sets votersChecked when done.
+	votersAsked, votersLogged, votersCommitted, votersDiffered atomic.Int64
+	votersChecked, checkingVoters                              atomic.Bool
+	declaredRetry                                              retryAfter // recordDeclared's after a refusal (catalog.go)
 	// sampler is Config.Sampling's, nil without it (sampling.go).
 	sampler *sampler
 	// removedCtx is cancelled (by markRemoved) when removed is set.

@@ -88,6 +88,7 @@ func (n *node) tend() {
 			n.checkPeerCerts()
 			for _, s := range n.list() {
 				s.checkIdle()
+				s.checkVoters()
 			}
 			n.balanceOnce()
 			if !adopting && n.rulesDue() {
