@@ -128,7 +128,10 @@ func (lx *Stream) wake() {
 // leading an idle stream (Raft's observer calls it on every change of
 // role; the work goes to a goroutine, off Raft's).
 func (lx *Stream) observeRole(o raft.Observation) {
-	if _, ok := o.Data.(raft.RaftState); ok && lx.idle.Load() {
-		lx.goFunc(lx.applyTimeouts)
+	if _, ok := o.Data.(raft.RaftState); ok {
+		lx.confGen.Add(1) // another leader may have changed the membership meanwhile (commitRules)
+		if lx.idle.Load() {
+			lx.goFunc(lx.applyTimeouts)
+		}
 	}
 }

@@ -443,7 +443,7 @@ func (lx *Stream) addNonvoter(ctx context.Context, addr string, st Stats, want *
 func (lx *Stream) confChange(ctx context.Context) (func(), error) {
 	select {
 	case lx.confSlot <- struct{}{}:
-		return func() { <-lx.confSlot }, nil
+		return func() { lx.confGen.Add(1); <-lx.confSlot }, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("waiting for another membership change: %w", ctx.Err())
 	}

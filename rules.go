@@ -139,7 +139,7 @@ func (n *node) adoptRules() {
 	type pending struct {
 		s       *Stream
 		servers []string
-		index   uint64 // of the configuration the servers are from
+		gen     uint64 // the stream's confGen before the servers were read
 	}
 	var todo []pending
 	ask := map[string]error{}
@@ -147,11 +147,11 @@ func (n *node) adoptRules() {
 		if !s.lacksRules() {
 			continue
 		}
+		p := pending{s: s, gen: s.confGen.Load()}
 		f := s.raft.GetConfiguration()
 		if f.Error() != nil {
 			continue // shut down (removed, deleted)
 		}
-		p := pending{s: s, index: f.Index()}
 		for _, sv := range f.Configuration().Servers {
 			if a := string(sv.Address); a != n.cfg.Addr {
 				p.servers = append(p.servers, a)
@@ -195,7 +195,7 @@ func (n *node) adoptRules() {
 			waiting++
 			continue
 		}
-		if err := p.s.commitRules(n.stopCtx, p.index, p.servers); err != nil {
+		if err := p.s.commitRules(n.stopCtx, p.gen, p.servers); err != nil {
 			waiting++
 			why = append(why, fmt.Sprintf("stream %q: %v", p.s.name, err))
 		}
@@ -221,16 +221,18 @@ const (
 )
 
 // commitRules commits this logx's rules on this stream, its leader, if its
-// configuration is still the one at index, whose members (other than this
-// node) were asked, and each said it knows them. The index alone would
-// not do: a configuration the leader had not committed can be replaced by
-// another leader's at the same index. It holds the stream's membership
-// slot from that check to the commit, so
+// configuration is still the one whose members (other than this node)
+// were asked, and each said it knows them: no membership change ended and
+// this node's role did not change since gen was read (confGen; a member
+// removed and added again at its address, now running an older logx,
+// would otherwise pass), and every member is one asked (a change still
+// under way, or one that ended as its future timed out). It holds the
+// stream's membership slot from that check to the commit, so
 // that no member is added in between (AddNode adds a non-voter holding it
 // too, and checks the stream's rules under it: joinConflict); the asks
 // were made without it, so that a RemoveNode of a member that does not
 // answer is not kept waiting for them.
-func (lx *Stream) commitRules(stop context.Context, index uint64, asked []string) error {
+func (lx *Stream) commitRules(stop context.Context, gen uint64, asked []string) error {
 	ctx, cancel := context.WithTimeout(stop, lx.cfg.ForwardTimeout)
 	defer cancel()
 	release, err := lx.confChange(ctx)
@@ -238,12 +240,12 @@ func (lx *Stream) commitRules(stop context.Context, index uint64, asked []string
 		return err
 	}
 	defer release()
+	if lx.confGen.Load() != gen {
+		return errors.New("the membership or the leadership changed while the members were asked")
+	}
 	f := lx.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return err
-	}
-	if f.Index() != index {
-		return errors.New("the membership changed while the members were asked")
 	}
 	for _, sv := range f.Configuration().Servers {
 		if a := string(sv.Address); a != lx.cfg.Addr && !slices.Contains(asked, a) {

@@ -3,6 +3,7 @@ package logx
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -445,4 +446,54 @@ func TestRulesBeforeVoter(t *testing.T) {
 	err := c.nodes[lead].AddNode(ctx, c.cfgs[n].Addr)
 	require.ErrorContains(t, err, "without apply rules 1")
 	require.Len(t, members(t, c.nodes[lead]), 3, "taken out")
+}
+
+// TestCommitRulesRechecks: under the membership slot, commitRules refuses
+// when a member was not asked, and when a membership change ended or this
+// node's role changed since the members were read (a member removed and
+// added again at its address would pass a comparison of addresses); with
+// neither, it commits, and every node takes the rules.
+func TestCommitRulesRechecks(t *testing.T) {
+	t.Parallel()
+	c := newTestClusterSeams(t, 4, func(_ *Config, sm *seams) {
+		sm.version = rulesFeature - 1 // no node commits the rules by itself
+	})
+	c.waitReady()
+	lead := c.waitLeader()
+	s := c.nodes[lead].defaultStream
+	others := func() []string {
+		var out []string
+		for a := range members(t, c.nodes[lead]) {
+			if a != c.cfgs[lead].Addr {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	ctx := t.Context()
+
+	asked := others()
+	err := s.commitRules(ctx, s.confGen.Load(), asked[1:])
+	require.ErrorContains(t, err, fmt.Sprintf("member %s was not asked", asked[0]))
+
+	gen := s.confGen.Load()
+	gone := (lead + 1) % len(c.nodes)
+	require.NoError(t, c.nodes[lead].RemoveNode(ctx, c.cfgs[gone].Addr))
+	require.ErrorContains(t, s.commitRules(ctx, gen, others()), "the membership or the leadership changed")
+
+	gen = s.confGen.Load()
+	require.NoError(t, s.transferLeadership())
+	require.True(t, waitFor(10*time.Second, func() bool { return s.confGen.Load() != gen }), "a role change counts")
+	lead = c.waitLeader()
+	s = c.nodes[lead].defaultStream
+
+	require.NoError(t, s.commitRules(ctx, s.confGen.Load(), others()))
+	require.True(t, waitFor(10*time.Second, func() bool {
+		for i, lx := range c.nodes {
+			if i != gone && lx.fsm.rulesNow() != currentRules {
+				return false
+			}
+		}
+		return true
+	}), "every member took the rules")
 }

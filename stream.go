@@ -64,6 +64,7 @@ type Stream struct {
 	checkingRemoval atomic.Bool   // a removal notice is being checked
 	recheckRemoval  atomic.Bool   // a notice came that no check has taken yet
 	confSlot        chan struct{} // held by addNode's last step and removeNode's change, one at a time (membership.go)
+	confGen         atomic.Uint64 // counts confSlot's releases and this node's role changes (commitRules)
 	// handingOver is set while a leader that cannot write hands over;
 	// lastHandOver is when it last began to (monoNanos), and
 	// handOverGap how long it waits before it does again (see handOver);
