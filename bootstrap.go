@@ -79,14 +79,14 @@ import (
 // every fifth of an election timeout, until that one answers in full or
 // stops answering. The error is ErrClosed if the stream or the node
 // closes first: the stream must then not bootstrap.
-func (lx *Stream) clusterRuns(addrs []string) (string, []string, error) {
+func (lx *Stream) clusterRuns(addrs, voters []string) (string, []string, error) {
 	ctx, cancel := lx.untilClose()
 	defer cancel()
 	lx.mux.m.asking.Add(1)
 	defer lx.mux.m.asking.Add(-1)
 	var logged time.Time
 	for {
-		found, members, starting, differs := lx.askPeers(ctx, addrs)
+		found, members, starting, differs := lx.askPeers(ctx, addrs, voters)
 		switch {
 		case ctx.Err() != nil:
 			return "", nil, fmt.Errorf("%w while asking its peers whether to bootstrap stream %q", ErrClosed, lx.name)
@@ -125,8 +125,8 @@ func (lx *Stream) untilClose() (context.Context, context.CancelFunc) {
 // the members it lists, or else the address of one that answered that
 // it is starting with Raft state ("" if none). differs is an error if a
 // peer bootstrapped the group with other voters than this node would
-// (peersDiffer).
-func (lx *Stream) askPeers(ctx context.Context, addrs []string) (found string, members []string, starting string, differs error) {
+// (voters), or runs it without this node (peersDiffer).
+func (lx *Stream) askPeers(ctx context.Context, addrs, voters []string) (found string, members []string, starting string, differs error) {
 	ctx, cancel := context.WithTimeout(ctx, lx.cfg.ElectionTimeout)
 	defer cancel()
 	var mu sync.Mutex
@@ -148,7 +148,7 @@ func (lx *Stream) askPeers(ctx context.Context, addrs []string) (found string, m
 			case err != nil:
 			case !runsWith(st, addr, lx.cfg.Addr):
 				if differs == nil {
-					differs = lx.peersDiffer(st, addr)
+					differs = lx.peersDiffer(st, addr, voters)
 				}
 			case found == "":
 				found, members = addr, []string{addr}
@@ -310,32 +310,46 @@ func raftStateOnDisk(dir string) bool {
 // lists self, so its leader will reach self. A removed node, a node of another cluster, a node that only
 // bootstrapped and one that only voted (without a configuration) do not.
 func runsWith(st Stats, addr, self string) bool {
-	return st.Addr == addr && st.State != "Shutdown" && hasRun(st) &&
-		slices.ContainsFunc(st.Peers, func(p PeerStats) bool { return p.Addr == self })
+	return st.Addr == addr && st.State != "Shutdown" && hasRun(st) && listed(st, self)
+}
+
+// listed reports whether the configuration st lists has self in it.
+func listed(st Stats, self string) bool {
+	return slices.ContainsFunc(st.Peers, func(p PeerStats) bool { return p.Addr == self })
 }
 
 // hasRun reports whether st says its group has run: a commit index, an
 // applied index, or a Raft log past the configuration a bootstrap writes.
 func hasRun(st Stats) bool { return st.CommitIndex > 0 || st.AppliedIndex > 0 || st.LastIndex > 1 }
 
-// peersDiffer is the error for a stream that is not to bootstrap because
-// st, the status the node at addr sent, says that node bootstrapped the
-// group with other voters than this node would (its Peers, or for a
-// stream of the catalog the catalog's voters), and the group has not run;
-// nil otherwise. Such a node's Raft log is the configuration's one entry
-// (a log past it has run), which Peers list. Each node would keep the
-// configuration it bootstrapped with: hashicorp/raft
-// writes it as the log's first entry, which a leader's entries never
-// replace, so the nodes would count other voters, for elections and for
-// the log clock (clock.go), and their files part (the check after the
-// start, checkVoters, finds what this one cannot: nodes that asked each
-// other before either had bootstrapped).
-func (lx *Stream) peersDiffer(st Stats, addr string) error {
-	if st.Addr != addr || st.LastIndex != 1 || hasRun(st) {
+// peersDiffer is the error for a stream that is not to bootstrap with
+// voters (its Peers, or for a stream of the catalog the catalog's voters)
+// because st, the status the node at addr sent, says that node
+// bootstrapped the group with other voters and the group has not run (its
+// Raft log is the configuration's one entry, which Peers list), or that
+// the group has run without this node in its configuration (a node
+// started with other Peers elected itself; or this node was removed, or
+// was never added, and should start with Join); nil otherwise, and for a
+// node whose Raft has stopped (removed). Each node would keep the
+// configuration it bootstrapped with: hashicorp/raft writes it as the
+// log's first entry, which a leader's entries never replace, so the nodes
+// would count other voters, for elections and for the log clock
+// (clock.go), and their files part; a node that ran alone would have its
+// Raft log cut back by the others' leader, its files keeping what it
+// wrote alone. (The check after the start, checkVoters, finds what this
+// one cannot: nodes that asked each other before either had
+// bootstrapped.)
+func (lx *Stream) peersDiffer(st Stats, addr string, voters []string) error {
+	if st.Addr != addr || st.State == "Shutdown" {
 		return nil
 	}
-	theirs, ours := sortedVoters(st, addr), sortedSet(lx.cfg.Peers)
-	if slices.Equal(theirs, ours) {
+	theirs, ours := sortedVoters(st, addr), sortedSet(voters)
+	switch {
+	case hasRun(st) && listed(st, lx.cfg.Addr):
+		return nil // it runs the group with this node (runsWith)
+	case hasRun(st):
+		return fmt.Errorf("logx: not bootstrapping stream %q: %s runs it without this node, with the voters %v (a node that is not a member starts with Join, and AddNode adds it; or the nodes were started with other Peers)", lx.name, addr, theirs)
+	case st.LastIndex != 1 || slices.Equal(theirs, ours):
 		return nil
 	}
 	return fmt.Errorf("logx: not bootstrapping stream %q: %s bootstrapped it with the voters %v, and this node would with %v: start every node with the same Peers (a node keeps the voters it bootstrapped with until its Dir is emptied)", lx.name, addr, theirs, ours)
@@ -367,12 +381,13 @@ func (lx *Stream) knownMembers() []string {
 	return nil
 }
 
-// askFirst is clusterRuns for a stream about to bootstrap (its Raft state
-// is empty): always for the default stream, for another only when the
-// default stream started empty too (nodeFresh). Otherwise the stream is
-// new (the catalog added it; the other nodes are opening it too) and ""
-// is returned at once.
-func (lx *Stream) askFirst(addrs []string) (string, []string, error) {
+// askFirst is clusterRuns for a stream about to bootstrap with voters (its
+// Raft state is empty): always for the default stream, for another only
+// when the default stream started empty too (nodeFresh). Otherwise the
+// stream is new (the catalog added it; the other nodes are opening it
+// too) and "" is returned at once.
+func (lx *Stream) askFirst(voters []string) (string, []string, error) {
+	asks := voters
 	if lx.name != DefaultStream {
 		if lx.hooks.nodeFresh == nil || !lx.hooks.nodeFresh() {
 			return "", nil, nil
@@ -386,13 +401,13 @@ func (lx *Stream) askFirst(addrs []string) (string, []string, error) {
 				return "", nil, err
 			}
 			for _, a := range servers {
-				if !slices.Contains(addrs, a) {
-					addrs = append(slices.Clip(addrs), a)
+				if !slices.Contains(asks, a) {
+					asks = append(slices.Clip(asks), a)
 				}
 			}
 		}
 	}
-	found, members, err := lx.clusterRuns(addrs)
+	found, members, err := lx.clusterRuns(asks, voters)
 	if err == nil {
 		err = lx.seams.open(lx.name, "asked")
 	}
@@ -426,6 +441,7 @@ func (lx *Stream) defaultMembers() ([]string, error) {
 		}
 	}
 }
+
 
 // sortedVoters is the voters of the configuration st, the status the
 // node at addr sent, lists, that node included, sorted.
@@ -490,7 +506,10 @@ func (lx *Stream) checkVoters() {
 		}
 		err = lx.control(ctx, controlRequest{Op: "voters"})
 		if _, ok := onceEvery(&lx.votersDiffered, time.Minute); ok {
-			lx.logf("logx: stream %q: this node and its leader %s bootstrapped with other voters (%v and %v: their Peers differ; give every node the same Peers): asked the leader to commit its configuration again, so that every node counts its voters (error: %v)", lx.name, leader, v.voters, st.Voters, err)
+			theirs := sortedSet(st.Voters)
+			extra := slices.DeleteFunc(slices.Clone(theirs), func(a string) bool { return slices.Contains(v.voters, a) })
+			missing := slices.DeleteFunc(slices.Clone(v.voters), func(a string) bool { return slices.Contains(theirs, a) })
+			lx.logf("logx: stream %q: this node and its leader %s bootstrapped with other voters (their Peers differ): the leader's have %v that this node's lack, and lack %v; asked the leader to commit its configuration again, so that every node counts the leader's voters (error: %v). Give every node the same Peers; remove a voter that is no node with RemoveNode (logx remove), and add a missing node with AddNode", lx.name, leader, extra, missing, err)
 		}
 	})
 }

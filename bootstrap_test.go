@@ -400,7 +400,7 @@ func TestAskingStopsOnClose(t *testing.T) {
 	s := c.nodes[1].defaultStream
 	asked := make(chan error, 1)
 	go func() {
-		_, _, err := s.clusterRuns([]string{c.cfgs[0].Addr})
+		_, _, err := s.clusterRuns([]string{c.cfgs[0].Addr}, nil)
 		asked <- err
 	}()
 	require.True(t, waitFor(30*time.Second, func() bool {
@@ -743,6 +743,27 @@ func TestPeersDifferAtStart(t *testing.T) {
 	}
 }
 
+// TestPeersDifferRunning: a node whose peer runs the group without it
+// (that peer was started with Peers naming itself alone, and committed)
+// refuses to start, rather than bootstrap a group whose leader would cut
+// that peer's Raft log back under files that keep what it wrote alone.
+func TestPeersDifferRunning(t *testing.T) {
+	t.Parallel()
+	addrs := freeAddrs(t, 2)
+	base := t.TempDir()
+	alone, err := newNode(testConfig(t, 0, addrs[:1], filepath.Join(base, "n1")), seams{})
+	require.NoError(t, err)
+	t.Cleanup(func() { alone.Close() })
+	_, err = alone.Append(t.Context(), LevelInfo, "written alone")
+	require.NoError(t, err)
+
+	lx, err := newNode(testConfig(t, 1, addrs, filepath.Join(base, "n2")), seams{})
+	if lx != nil {
+		lx.Close()
+	}
+	require.ErrorContains(t, err, fmt.Sprintf("%s runs it without this node, with the voters [%s]", addrs[0], addrs[0]))
+}
+
 // TestPeersDiffer: which status answers make a node with empty Raft state
 // refuse to bootstrap.
 func TestPeersDiffer(t *testing.T) {
@@ -759,11 +780,14 @@ func TestPeersDiffer(t *testing.T) {
 		{Stats{Addr: peer, LastIndex: 1}, true, "the peer alone"},
 		{Stats{Addr: peer, LastIndex: 1, Peers: []PeerStats{{Addr: me, Voter: true}, {Addr: other}}}, false, "a non-voter aside"},
 		{Stats{Addr: peer, Peers: []PeerStats{{Addr: other, Voter: true}}}, false, "no configuration (a node that did not bootstrap)"},
-		{Stats{Addr: peer, LastIndex: 2, Peers: []PeerStats{{Addr: other, Voter: true}}}, false, "a group that has run"},
-		{Stats{Addr: peer, CommitIndex: 1, LastIndex: 1, Peers: []PeerStats{{Addr: other, Voter: true}}}, false, "a commit index"},
+		{Stats{Addr: peer, LastIndex: 2, Peers: []PeerStats{{Addr: me, Voter: true}, {Addr: other, Voter: true}}}, false, "a group that has run with this node"},
+		{Stats{Addr: peer, LastIndex: 2, Peers: []PeerStats{{Addr: me}}}, false, "a group that has run with this node a non-voter"},
+		{Stats{Addr: peer, LastIndex: 2, Peers: []PeerStats{{Addr: other, Voter: true}}}, true, "a group that has run without this node"},
+		{Stats{Addr: peer, CommitIndex: 1, LastIndex: 1}, true, "a peer that committed alone"},
+		{Stats{Addr: peer, State: "Shutdown", CommitIndex: 1, LastIndex: 2}, false, "a removed node"},
 		{Stats{Addr: other, LastIndex: 1, Peers: []PeerStats{{Addr: other, Voter: true}}}, false, "answered as another address"},
 	} {
-		require.Equal(t, tc.want, lx.peersDiffer(tc.st, peer) != nil, tc.why)
+		require.Equal(t, tc.want, lx.peersDiffer(tc.st, peer, lx.cfg.Peers) != nil, tc.why)
 	}
 }
 
@@ -822,6 +846,13 @@ func TestPeersDifferAfterStart(t *testing.T) {
 		return true
 	}
 	require.True(t, waitFor(30*time.Second, same), "every node applied the leader's configuration, past the first")
-	require.Contains(t, logs.String(), "bootstrapped with other voters")
+	// The leader is any of the three: with node 2 its voters have the
+	// fourth address, else they lack it.
+	require.True(t, waitFor(10*time.Second, func() bool {
+		return strings.Contains(logs.String(), fmt.Sprintf("that this node's lack, and lack [%s]", extra)) ||
+			strings.Contains(logs.String(), fmt.Sprintf("the leader's have [%s] that this node's lack, and lack []", extra))
+	}), "a follower logged the difference")
+	voters := c.nodes[0].Stats().Voters
+	require.True(t, slices.Equal(voters, sortedSet(addrs)) || slices.Equal(voters, sortedSet(c.cfgs[1].Peers)), "a leader's voters: %v", voters)
 	logAndCompare(c, 3*10)
 }

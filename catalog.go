@@ -579,7 +579,10 @@ func (lx *Stream) bootstrapIfEmpty(voters []string) {
 	}
 	peer, members, err := lx.askFirst(voters) // bootstrap.go
 	if err != nil {
-		return // closing
+		if !errors.Is(err, ErrClosed) {
+			lx.logf("%v", err)
+		}
+		return
 	}
 	if peer != "" {
 		lx.skipBootstrap(peer, members)

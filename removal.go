@@ -226,5 +226,5 @@ func leavesOut(st Stats, addr, self string) (bool, error) {
 	if st.CommitIndex == 0 && st.AppliedIndex == 0 && st.LastIndex == 0 {
 		return false, errors.New("no configuration yet")
 	}
-	return !slices.ContainsFunc(st.Peers, func(p PeerStats) bool { return p.Addr == self }), nil
+	return !listed(st, self), nil
 }
