@@ -111,6 +111,10 @@ type seams struct {
 	opening          func(name, stage string) error
 	startingAnswered func()
 
+	// rulesWait, if set, is every wait of adoptRules after a failed try
+	// (rules.go).
+	rulesWait time.Duration
+
 	// beforeVoter is called as addNode, on the leader, is about to make
 	// the caught-up non-voter addr a voter (a test blocks it there).
 	beforeVoter func(addr string)

@@ -153,9 +153,11 @@ type node struct {
 	// (for tests).
 	sumsKnown  map[string]bool
 	sumsRounds atomic.Uint64
-	// rulesRetry paces adoptRules's tries (rules.go): tend's, and
-	// adoptRules's while tend waits for it.
+	// rulesRetry paces adoptRules's tries (rules.go), and rulesHeld holds
+	// the confGen of each stream a try left without the rules: tend's,
+	// and adoptRules's while tend waits for it.
 	rulesRetry retryAfter
+	rulesHeld  map[*Stream]uint64
 	rulesTries atomic.Uint64 // adoptRules's calls (for tests)
 	// rounds counts balanceOnce's calls, handedTo the handovers it tried
 	// by target (under mu; for tests).

@@ -118,12 +118,22 @@ func (lx *Stream) lacksRules() bool {
 }
 
 // rulesDue reports whether a stream this node leads has older rules than
-// this logx knows, and a try is due (node.tend then runs adoptRules).
+// this logx knows, and a try is due (node.tend then runs adoptRules): the
+// wait after the last failed try is over, or the stream's membership or
+// this node's role changed since (confGen: a member that held the rules
+// back removed, or a stream this node leads now), which ends the wait.
 func (n *node) rulesDue() bool {
-	if n.seams.featureVersion() < rulesFeature || !n.rulesRetry.due() {
+	if n.seams.featureVersion() < rulesFeature {
 		return false
 	}
-	return slices.ContainsFunc(n.list(), (*Stream).lacksRules)
+	due := n.rulesRetry.due()
+	return slices.ContainsFunc(n.list(), func(s *Stream) bool {
+		if !s.lacksRules() {
+			return false
+		}
+		held, ok := n.rulesHeld[s]
+		return due || !ok || held != s.confGen.Load()
+	})
 }
 
 // adoptRules commits the rules this logx knows on every stream this node
@@ -162,6 +172,7 @@ func (n *node) adoptRules() {
 	}
 	if len(todo) == 0 {
 		n.rulesRetry.reset()
+		n.rulesHeld = nil
 		return
 	}
 	addrs := slices.Collect(maps.Keys(ask))
@@ -183,6 +194,7 @@ func (n *node) adoptRules() {
 		}
 	}
 	waiting := 0
+	held := map[*Stream]uint64{}
 	for _, p := range todo {
 		if n.stopCtx.Err() != nil {
 			return
@@ -191,20 +203,27 @@ func (n *node) adoptRules() {
 		for _, a := range p.servers {
 			ok = ok && ask[a] == nil
 		}
+		if ok {
+			if err := p.s.commitRules(n.stopCtx, p.gen, p.servers); err != nil {
+				why = append(why, fmt.Sprintf("stream %q: %v", p.s.name, err))
+				ok = false
+			}
+		}
 		if !ok {
 			waiting++
-			continue
-		}
-		if err := p.s.commitRules(n.stopCtx, p.gen, p.servers); err != nil {
-			waiting++
-			why = append(why, fmt.Sprintf("stream %q: %v", p.s.name, err))
+			held[p.s] = p.s.confGen.Load() // after commitRules's own release of the slot
 		}
 	}
 	if waiting == 0 {
 		n.rulesRetry.reset()
+		n.rulesHeld = nil
 		return
 	}
+	n.rulesHeld = held
 	wait, first := n.rulesRetry.failed(balanceEvery*n.cfg.ElectionTimeout, rulesPatience, rulesRetryMax)
+	if n.seams.rulesWait > 0 {
+		wait, n.rulesRetry.next = n.seams.rulesWait, monoNanos()+int64(n.seams.rulesWait)
+	}
 	if first || wait == rulesRetryMax {
 		slices.Sort(why)
 		n.list()[0].logf("logx: %d streams keep apply rules below %d, which wait for every member to run FeatureVersion %d or later and to answer; tried again in %v: %s",

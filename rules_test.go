@@ -497,3 +497,34 @@ func TestCommitRulesRechecks(t *testing.T) {
 		return true
 	}), "every member took the rules")
 }
+
+// TestRulesRetryOnChange: after a failed try, adoptRules waits (here an
+// hour), but a change of the stream's membership ends the wait: once the
+// older member that held the rules back is removed, the leader adopts
+// them at the next balance round.
+func TestRulesRetryOnChange(t *testing.T) {
+	t.Parallel()
+	k := 0
+	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) {
+		if k == 2 {
+			sm.version = rulesFeature - 1
+		}
+		sm.rulesWait = time.Hour
+		k++
+	})
+	c.waitReady()
+	lead := c.waitLeader()
+	if lead == 2 { // the older node leads: it does not try
+		require.NoError(t, c.nodes[2].transferLeadership())
+		lead = c.waitLeader()
+	}
+	require.True(t, waitFor(30*time.Second, func() bool { return c.nodes[lead].node.rulesTries.Load() >= 1 }), "the leader tried")
+	require.Equal(t, 0, c.nodes[lead].Stats().Rules, "a member is older")
+
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, c.nodes[lead].RemoveNode(ctx, c.cfgs[2].Addr))
+	require.True(t, waitFor(30*time.Second, func() bool {
+		return c.nodes[0].Stats().Rules == currentRules && c.nodes[1].Stats().Rules == currentRules
+	}), "the rules adopted once the older member is gone, within the hour's wait")
+}
