@@ -442,7 +442,6 @@ func (lx *Stream) defaultMembers() ([]string, error) {
 	}
 }
 
-
 // sortedVoters is the voters of the configuration st, the status the
 // node at addr sent, lists, that node included, sorted.
 func sortedVoters(st Stats, addr string) []string {

@@ -2,6 +2,7 @@ package logx
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -91,7 +92,9 @@ func (lx *Stream) control(ctx context.Context, req controlRequest) error {
 
 // controlResp is control that also returns the answer.
 func (lx *Stream) controlResp(ctx context.Context, req controlRequest) (controlResponse, error) {
-	ctx, cancel := context.WithCancel(ctx)
+	// Bounded as a forwarded request is (sendControl), also when this
+	// node leads and carries it out itself.
+	ctx, cancel := context.WithDeadline(ctx, deadlineOr(ctx, cmp.Or(lx.seams.controlTimeout, defaultControlTimeout)))
 	defer cancel()
 	stop := context.AfterFunc(lx.closingCtx, cancel) // Close ends a change in progress
 	defer stop()

@@ -111,6 +111,10 @@ type seams struct {
 	opening          func(name, stage string) error
 	startingAnswered func()
 
+	// controlTimeout, if set, replaces defaultControlTimeout for a control
+	// request whose context has no deadline, carried out by this node.
+	controlTimeout time.Duration
+
 	// rulesWait, if set, is every wait of adoptRules after a failed try
 	// (rules.go).
 	rulesWait time.Duration

@@ -547,10 +547,20 @@ func (lx *Stream) remoteStatus(ctx context.Context, addr string) (Stats, *cluste
 
 // joinConflict says why the node at addr, whose status is st and whose
 // Config sets want of the cluster's settings, cannot join (nil if it can):
-// settings that conflict with the cluster's, a logx older than BLAKE3
-// checksums, which could not check a manifest naming them (sums.go), or
-// older than the stream's apply rules (rules.go).
+// it answers as another address (another spelling of a member's: the
+// member would count twice, and a cluster of three would need all three;
+// a node is added by its Addr, its ID in Raft), its Raft for the stream
+// has stopped (a node removed: it would stay a non-voter that never
+// catches up), settings that conflict with the cluster's, a logx older
+// than BLAKE3 checksums, which could not check a manifest naming them
+// (sums.go), or older than the stream's apply rules (rules.go).
 func (lx *Stream) joinConflict(addr string, st Stats, want *clusterSettings) error {
+	switch {
+	case st.Addr != addr:
+		return fmt.Errorf("logx: %s cannot join: it answers as %q (add a node by its Addr)", addr, st.Addr)
+	case st.State == "Shutdown":
+		return fmt.Errorf("logx: %s cannot join: its Raft for stream %q has stopped (a node removed from the cluster: start it again with an empty Dir and Join to add it back)", addr, lx.name)
+	}
 	if st.Version < sumsFeature {
 		return fmt.Errorf("logx: %s cannot join: it runs a logx without BLAKE3 checksums (version %d), which the files of this cluster may name: upgrade it first", addr, st.Version)
 	}

@@ -834,3 +834,42 @@ func TestRemovalVerdict(t *testing.T) {
 	require.Empty(t, unlistedLeader(others, []removalAnswer{named(gone, "me"), gone, gone}, "me"))
 	require.Empty(t, unlistedLeader(others, []removalAnswer{named(lists, "n2"), silent, named(gone, "n2")}, "me"))
 }
+
+// TestAddNodeRefuses: AddNode refuses a member under another spelling of
+// its address (it would count twice: three nodes would need all three),
+// and a removed node whose Raft has stopped (it would stay a non-voter that
+// never catches up); neither enters the configuration. And called on the
+// leader with a context without a deadline, an add of an address nothing
+// answers at ends at the bound (here, by a seam, 3 s instead of 10 minutes).
+func TestAddNodeRefuses(t *testing.T) {
+	t.Parallel()
+	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) { sm.controlTimeout = 3 * time.Second })
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	lead := c.waitLeader()
+	other := (lead + 1) % 3
+	_, port, err := net.SplitHostPort(c.cfgs[other].Addr)
+	require.NoError(t, err)
+	alias := net.JoinHostPort("localhost", port)
+	err = c.nodes[lead].AddNode(ctx, alias)
+	require.ErrorContains(t, err, fmt.Sprintf("answers as %q", c.cfgs[other].Addr))
+	require.Len(t, members(t, c.nodes[lead]), 3, "the alias is not a member")
+
+	nowhere := freeAddrs(t, 1)[0]
+	done := make(chan error, 1)
+	go func() { done <- c.nodes[lead].AddNode(context.Background(), nowhere) }()
+	select {
+	case err := <-done:
+		require.Error(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("AddNode with no deadline, of an address nothing answers at, did not end at the bound")
+	}
+
+	victim := (lead + 2) % 3
+	require.NoError(t, c.nodes[lead].RemoveNode(ctx, c.cfgs[victim].Addr))
+	require.True(t, waitFor(10*time.Second, func() bool { return c.nodes[victim].Stats().State == "Shutdown" }))
+	err = c.nodes[lead].AddNode(ctx, c.cfgs[victim].Addr)
+	require.ErrorContains(t, err, "has stopped")
+	require.NotContains(t, members(t, c.nodes[lead]), c.cfgs[victim].Addr, "the removed node is not a member again")
+}
