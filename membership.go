@@ -245,6 +245,12 @@ func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 	var missing error // streams of the catalog this node did not open
 	if addr != lx.node.cfg.Addr && !lx.defaultStream.removed.Load() {
 		opened := lx.node.openCatalogStreams(ctx)
+		// Every stream again, not only those created meanwhile: an AddNode
+		// that made the node a voter of the default stream before this
+		// call took it out there may have added it to a stream this call
+		// had found it not a member of (AddNode checks the default stream
+		// too, joinConflict, but this node's view of it can lag).
+		clear(r.done)
 		if err := r.pass(ctx, lx.node, addr); err != nil {
 			return err
 		}
@@ -553,13 +559,17 @@ func (lx *Stream) remoteStatus(ctx context.Context, addr string) (Stats, *cluste
 // has stopped (a node removed: it would stay a non-voter that never
 // catches up), settings that conflict with the cluster's, a logx older
 // than BLAKE3 checksums, which could not check a manifest naming them
-// (sums.go), or older than the stream's apply rules (rules.go).
+// (sums.go), or older than the stream's apply rules (rules.go); and for a
+// stream other than the default one, that the default stream's
+// configuration lacks it (inDefault).
 func (lx *Stream) joinConflict(addr string, st Stats, want *clusterSettings) error {
 	switch {
 	case st.Addr != addr:
 		return fmt.Errorf("logx: %s cannot join: it answers as %q (add a node by its Addr)", addr, st.Addr)
 	case st.State == "Shutdown":
 		return fmt.Errorf("logx: %s cannot join: its Raft for stream %q has stopped (a node removed from the cluster: start it again with an empty Dir and Join to add it back)", addr, lx.name)
+	case !lx.inDefault(addr):
+		return fmt.Errorf("logx: %s cannot join stream %q: it is not a member of the default stream (removed meanwhile?), which AddNode adds it to first", addr, lx.name)
 	}
 	if st.Version < sumsFeature {
 		return fmt.Errorf("logx: %s cannot join: it runs a logx without BLAKE3 checksums (version %d), which the files of this cluster may name: upgrade it first", addr, st.Version)
@@ -571,6 +581,34 @@ func (lx *Stream) joinConflict(addr string, st Stats, want *clusterSettings) err
 		return fmt.Errorf("logx: %s cannot join: it runs a logx without apply rules %d (version %d), which stream %q follows: upgrade it first", addr, r, st.Version, lx.name)
 	}
 	return lx.settingsConflict(addr, want)
+}
+
+// inDefault reports whether addr is a member of the default stream, as
+// this node knows its configuration (always true for the default stream),
+// waiting up to an ElectionTimeout for it to be: this node may apply the
+// default stream's change a moment after that stream's leader committed
+// it. AddNode adds a node to the default stream first and RemoveNode
+// takes it out of it first, so a RemoveNode that ran between AddNode's
+// changes to the default stream and to another is seen here, and the
+// other stream does not keep a member the default stream has lost.
+func (lx *Stream) inDefault(addr string) bool {
+	if lx.name == DefaultStream || lx.hooks.defaultServers == nil {
+		return true
+	}
+	deadline := time.Now().Add(lx.cfg.ElectionTimeout)
+	for {
+		if slices.Contains(lx.hooks.defaultServers(), addr) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-lx.closingCtx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // settingsConflict says why the node at addr, whose Config sets want of

@@ -873,3 +873,44 @@ func TestAddNodeRefuses(t *testing.T) {
 	require.ErrorContains(t, err, "has stopped")
 	require.NotContains(t, members(t, c.nodes[lead]), c.cfgs[victim].Addr, "the removed node is not a member again")
 }
+
+// TestRemoveNodeRacesAddNodeAcrossStreams: an AddNode has made the node a
+// voter of the default stream and waits for it to open another stream; a
+// RemoveNode then takes it out of the default stream and finds it not a
+// member of the other. Once the node opens that stream, AddNode must not
+// add it there: the other stream's leader finds the default stream
+// without it (joinConflict). The stream ends without the node.
+func TestRemoveNodeRacesAddNodeAcrossStreams(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, 3, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	require.NoError(t, c.nodes[0].CreateStream(ctx, StreamConfig{Name: "s"}))
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	x := c.addJoinerWith(func(_ *Config, sm *seams) {
+		sm.opening = func(name, stage string) error {
+			if name == "s" && stage == "begin" {
+				<-release
+			}
+			return nil
+		}
+	})
+	addr := c.cfgs[x].Addr
+	added := make(chan error, 1)
+	go func() { added <- c.nodes[0].AddNode(ctx, addr) }()
+	require.True(t, waitFor(60*time.Second, func() bool { return members(t, c.nodes[0])[addr] }), "a voter of the default stream")
+
+	require.NoError(t, c.nodes[1].RemoveNode(ctx, addr))
+	free()
+	require.Error(t, <-added, "AddNode does not complete")
+	s, err := c.nodes[0].Stream("s")
+	require.NoError(t, err)
+	require.True(t, waitFor(10*time.Second, func() bool {
+		ms, err := s.Members()
+		return err == nil && !slices.ContainsFunc(ms, func(m Member) bool { return m.Addr == addr })
+	}), "stream s does not keep the removed node")
+	require.NotContains(t, members(t, c.nodes[0]), addr)
+}
