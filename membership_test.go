@@ -803,6 +803,7 @@ func TestRemovalVerdict(t *testing.T) {
 	}
 	nv := raft.Server{ID: "n", Address: "n", Suffrage: raft.Nonvoter}
 	gone, leads, lists, silent := removalAnswer{gone: true}, removalAnswer{gone: true, leader: true}, removalAnswer{leader: true}, removalAnswer{err: errors.New("down")}
+	named := func(a removalAnswer, leader string) removalAnswer { a.leaderAddr = leader; return a }
 	for _, tc := range []struct {
 		why    string
 		others []raft.Server
@@ -817,7 +818,9 @@ func TestRemovalVerdict(t *testing.T) {
 		{"four voters, one down: the leader and one", []raft.Server{v("a"), v("b"), v("c")}, []removalAnswer{leads, gone, silent}, true},
 		{"four voters: two followers that do not know this node yet", []raft.Server{v("a"), v("b"), v("c")}, []removalAnswer{lists, gone, gone}, false},
 		{"a non-voter does not count", []raft.Server{v("a"), v("b"), nv}, []removalAnswer{leads, silent, gone}, false},
-		{"a leader this node lists as a non-voter (promoted since): its word counts, not its vote", []raft.Server{v("a"), nv}, []removalAnswer{gone, leads}, true},
+		{"a leader this node lists as a non-voter (promoted since), named by a voter: its word counts, not its vote", []raft.Server{v("a"), nv}, []removalAnswer{named(gone, "n"), leads}, true},
+		{"a non-voter that says it leads, named by no voter", []raft.Server{v("a"), nv}, []removalAnswer{gone, leads}, false},
+		{"a non-voter that says it leads, the voters naming another", []raft.Server{v("a"), v("b"), nv}, []removalAnswer{named(gone, "c"), named(gone, "c"), leads}, false},
 		{"a non-voter's word alone", []raft.Server{v("a"), v("b"), nv}, []removalAnswer{lists, silent, leads}, false},
 	} {
 		got, verdict := removalVerdict(tc.others, tc.ans)
@@ -827,7 +830,6 @@ func TestRemovalVerdict(t *testing.T) {
 	// lacks it (its log stalled while a member was added and led), is
 	// asked too; one it lists, itself, or one named by a member that lists
 	// it or does not vote, is not.
-	named := func(a removalAnswer, leader string) removalAnswer { a.leaderAddr = leader; return a }
 	others := []raft.Server{v("a"), v("b"), nv}
 	require.Equal(t, "n2", unlistedLeader(others, []removalAnswer{named(gone, "n2"), gone, gone}, "me"))
 	require.Empty(t, unlistedLeader(others, []removalAnswer{named(gone, "a"), gone, gone}, "me"))

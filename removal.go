@@ -168,10 +168,20 @@ type removalAnswer struct {
 // appending; a member restored from a snapshot taken before this node
 // joined, catching up) could confirm a forged notice. A genuine removal
 // has a leader that leaves this node out: the leader removes itself only
-// after it has handed over, as a follower of the next.
+// after it has handed over, as a follower of the next. A member this node
+// lists as a non-voter (promoted and elected since) counts as that leader
+// only if a voter that leaves this node out names it as its leader: a
+// non-voter's own word, with voters whose configuration is older than
+// this node's, would confirm a forged notice.
 func removalVerdict(others []raft.Server, ans []removalAnswer) (bool, string) {
 	voters, confirmed, leader := 0, 0, false
 	var listing, silent []string
+	named := map[string]bool{} // the leaders voters that leave this node out name
+	for i, s := range others {
+		if a := ans[i]; a.err == nil && a.gone && s.Suffrage == raft.Voter && a.leaderAddr != "" {
+			named[a.leaderAddr] = true
+		}
+	}
 	for i, s := range others {
 		if s.Suffrage == raft.Voter {
 			voters++
@@ -182,7 +192,7 @@ func removalVerdict(others []raft.Server, ans []removalAnswer) (bool, string) {
 		case !a.gone:
 			listing = append(listing, string(s.Address))
 		default:
-			leader = leader || a.leader // whatever this node's configuration says of it
+			leader = leader || a.leader && (s.Suffrage == raft.Voter || named[string(s.Address)])
 			if s.Suffrage == raft.Voter {
 				confirmed++
 			}
