@@ -499,13 +499,13 @@ func (lx *Stream) checkVoters() {
 		if err != nil {
 			return // asked again at the next call
 		}
-		if st.Addr != string(leader) || st.ConfigIndex != 1 || slices.Equal(sortedSet(st.Voters), v.voters) {
+		theirs := sortedSet(st.Voters)
+		if st.Addr != string(leader) || st.ConfigIndex != 1 || slices.Equal(theirs, v.voters) {
 			lx.votersChecked.Store(true)
 			return
 		}
 		err = lx.control(ctx, controlRequest{Op: "voters"})
 		if _, ok := onceEvery(&lx.votersDiffered, time.Minute); ok {
-			theirs := sortedSet(st.Voters)
 			extra := slices.DeleteFunc(slices.Clone(theirs), func(a string) bool { return slices.Contains(v.voters, a) })
 			missing := slices.DeleteFunc(slices.Clone(v.voters), func(a string) bool { return slices.Contains(theirs, a) })
 			lx.logf("logx: stream %q: this node and its leader %s bootstrapped with other voters (their Peers differ): the leader's have %v that this node's lack, and lack %v; asked the leader to commit its configuration again, so that every node counts the leader's voters (error: %v). Give every node the same Peers; remove a voter that is no node with RemoveNode (logx remove), and add a missing node with AddNode", lx.name, leader, extra, missing, err)

@@ -248,13 +248,7 @@ func TestRulesUnknown(t *testing.T) {
 // rules is then refused as a member.
 func TestRulesAdopted(t *testing.T) {
 	t.Parallel()
-	k := 0
-	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
-		if k == 2 {
-			sm.version = rulesFeature - 1
-		}
-		k++
-	})
+	c := newTestClusterSeams(t, 3, olderThird(nil))
 	c.waitReady()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
@@ -504,14 +498,7 @@ func TestCommitRulesRechecks(t *testing.T) {
 // them at the next balance round.
 func TestRulesRetryOnChange(t *testing.T) {
 	t.Parallel()
-	k := 0
-	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) {
-		if k == 2 {
-			sm.version = rulesFeature - 1
-		}
-		sm.rulesWait = time.Hour
-		k++
-	})
+	c := newTestClusterSeams(t, 3, olderThird(func(sm *seams) { sm.rulesWait = time.Hour }))
 	c.waitReady()
 	lead := c.waitLeader()
 	if lead == 2 { // the older node leads: it does not try
@@ -527,4 +514,19 @@ func TestRulesRetryOnChange(t *testing.T) {
 	require.True(t, waitFor(30*time.Second, func() bool {
 		return c.nodes[0].Stats().Rules == currentRules && c.nodes[1].Stats().Rules == currentRules
 	}), "the rules adopted once the older member is gone, within the hour's wait")
+}
+
+// olderThird is a cluster setup whose third node runs a logx without the
+// apply rules; also, if not nil, sets more of every node's hooks.
+func olderThird(also func(*seams)) func(*Config, *seams) {
+	k := 0
+	return func(_ *Config, sm *seams) {
+		if k == 2 {
+			sm.version = rulesFeature - 1
+		}
+		if also != nil {
+			also(sm)
+		}
+		k++
+	}
 }
