@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"time"
 
@@ -93,6 +94,7 @@ func (n *node) balanceOnce() *Stream {
 	target := slices.MinFunc(cands, func(a, b string) int {
 		return cmp.Or(cmp.Compare(counts[a], counts[b]), cmp.Compare(a, b))
 	})
+	maps.DeleteFunc(n.cooldown, func(_ string, until time.Time) bool { return now.After(until) }) // addresses change over a year
 	n.cooldown[target] = now.Add(balanceCooldown * n.cfg.ElectionTimeout)
 	if !s.handTo(target, func() {
 		n.mu.Lock()

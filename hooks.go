@@ -115,6 +115,10 @@ type seams struct {
 	// request whose context has no deadline, carried out by this node.
 	controlTimeout time.Duration
 
+	// removalRound, if set, is called before each round of a check of a
+	// removal notice (removal.go), with the round's number.
+	removalRound func(round int)
+
 	// rulesWait, if set, is every wait of adoptRules after a failed try
 	// (rules.go).
 	rulesWait time.Duration

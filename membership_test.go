@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -823,9 +824,16 @@ func TestRemovalVerdict(t *testing.T) {
 		{"a non-voter that says it leads, the voters naming another", []raft.Server{v("a"), v("b"), nv}, []removalAnswer{named(gone, "c"), named(gone, "c"), leads}, false},
 		{"a non-voter's word alone", []raft.Server{v("a"), v("b"), nv}, []removalAnswer{lists, silent, leads}, false},
 	} {
-		got, verdict := removalVerdict(tc.others, tc.ans)
+		got, _, verdict := removalVerdict(tc.others, tc.ans)
 		require.Equal(t, tc.want, got, "%s: %s", tc.why, verdict)
 	}
+	// A majority without a leader: the check goes on (checkRemoval).
+	_, leaderless, _ := removalVerdict([]raft.Server{v("a"), v("b"), v("c")}, []removalAnswer{silent, gone, gone})
+	require.True(t, leaderless, "the leader down, two of three voters confirm")
+	_, leaderless, _ = removalVerdict([]raft.Server{v("a"), v("b"), v("c")}, []removalAnswer{silent, gone, lists})
+	require.False(t, leaderless, "one of three")
+	_, leaderless, _ = removalVerdict([]raft.Server{v("a"), v("b"), v("c")}, []removalAnswer{leads, gone, silent})
+	require.False(t, leaderless, "confirmed")
 	// The leader the confirming voters name, if this node's configuration
 	// lacks it (its log stalled while a member was added and led), is
 	// asked too; one it lists, itself, or one named by a member that lists
@@ -915,4 +923,39 @@ func TestRemoveNodeRacesAddNodeAcrossStreams(t *testing.T) {
 		return err == nil && !slices.ContainsFunc(ms, func(m Member) bool { return m.Addr == addr })
 	}), "stream s does not keep the removed node")
 	require.NotContains(t, members(t, c.nodes[0]), addr)
+}
+
+// TestRemovalLeaderDown: the leader that removed a node and sent it the
+// notice goes down before the node's check reaches it, and the next leader
+// is not elected within the check's first rounds: a majority of the other
+// voters leave the node out, none leads. The node keeps asking until one
+// does, and then stops (before, it ignored the notice, never got another,
+// and called elections for good).
+func TestRemovalLeaderDown(t *testing.T) {
+	t.Parallel()
+	hold := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(free)
+	var victimAddr atomic.Pointer[string]
+	c := newTestClusterSeams(t, 5, func(cfg *Config, sm *seams) {
+		cfg.ElectionTimeout = 2 * time.Second // the next leader comes after the first rounds
+		addr := cfg.Addr
+		sm.removalRound = func(round int) {
+			if v := victimAddr.Load(); round == 0 && v != nil && *v == addr {
+				<-hold
+			}
+		}
+	})
+	c.waitReady()
+	lead := c.waitLeader()
+	victim := (lead + 1) % len(c.nodes)
+	victimAddr.Store(&c.cfgs[victim].Addr)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, c.nodes[lead].RemoveNode(ctx, c.cfgs[victim].Addr))
+	require.NoError(t, c.nodes[lead].shutdownRaft()) // down as after a crash: no handover (Close hands over)
+	free()
+	require.True(t, waitFor(45*time.Second, func() bool { return c.nodes[victim].removed.Load() }),
+		"the removed node learned it once a leader answered (ignored notices: %d)", c.nodes[victim].Stats().IgnoredRemovals)
 }

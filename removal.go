@@ -32,10 +32,16 @@ import (
 // to every other member at once (each bounded by Config.ForwardTimeout),
 // removalCheckWait apart at first, doubling. Members that had not yet
 // appended the configuration change when the notice came (it commits
-// before all have) agree by a later round.
+// before all have) agree by a later round. While a majority of the other
+// voters leave this node out but none of them leads (the leader that sent
+// the notice went down, and the next is not elected yet), the check goes
+// on past those rounds, up to removalLeaderWait apart, until one leads or
+// the majority lists this node again: a node that ignored a genuine
+// notice would never get another, and would call elections for good.
 const (
 	removalCheckRounds = 5
 	removalCheckWait   = 50 * time.Millisecond
+	removalLeaderWait  = 10 * time.Second
 )
 
 // removalNotice has a notice that this node was removed checked, in the
@@ -75,7 +81,7 @@ func (lx *Stream) checkRemoval() {
 	ctx := lx.closingCtx
 	wait := removalCheckWait
 	var verdict string
-	for round := range removalCheckRounds {
+	for round := 0; ; round++ {
 		if round > 0 {
 			t := time.NewTimer(wait)
 			select {
@@ -84,10 +90,13 @@ func (lx *Stream) checkRemoval() {
 				return
 			case <-t.C:
 			}
-			wait *= 2
+			wait = min(2*wait, removalLeaderWait)
 		}
-		var confirmed bool
-		confirmed, verdict = lx.removalConfirmed()
+		if lx.seams.removalRound != nil {
+			lx.seams.removalRound(round)
+		}
+		var confirmed, leaderless bool
+		confirmed, leaderless, verdict = lx.removalConfirmed()
 		if ctx.Err() != nil {
 			return
 		}
@@ -99,6 +108,15 @@ func (lx *Stream) checkRemoval() {
 			}
 			return
 		}
+		if round+1 < removalCheckRounds {
+			continue
+		}
+		if !leaderless {
+			break
+		}
+		if round+1 == removalCheckRounds {
+			lx.logf("logx: a notice that this node was removed: %s; asking again until one of them leads", verdict)
+		}
 	}
 	lx.stats.ignoredRemovals.Add(1)
 	lx.logf("logx: ignoring a notice that this node was removed: %s", verdict)
@@ -106,12 +124,13 @@ func (lx *Stream) checkRemoval() {
 
 // removalConfirmed asks every other member of this node's latest
 // configuration for its status, at once, and reports whether a majority
-// of its other voters, the leader among them, no longer list this node
-// (removalVerdict), with a summary of the answers.
-func (lx *Stream) removalConfirmed() (bool, string) {
+// of its other voters, the leader among them, no longer list this node,
+// or such a majority without a leader (removalVerdict), with a summary of
+// the answers.
+func (lx *Stream) removalConfirmed() (confirmed, leaderless bool, verdict string) {
 	f := lx.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
-		return false, fmt.Sprintf("reading the configuration: %v", err)
+		return false, false, fmt.Sprintf("reading the configuration: %v", err)
 	}
 	var others []raft.Server
 	for _, s := range f.Configuration().Servers {
@@ -125,8 +144,8 @@ func (lx *Stream) removalConfirmed() (bool, string) {
 		wg.Go(func() { ans[i] = lx.listsMeNot(string(s.Address)) })
 	}
 	wg.Wait()
-	if ok, verdict := removalVerdict(others, ans); ok || lx.closingCtx.Err() != nil {
-		return ok, verdict
+	if ok, leaderless, verdict := removalVerdict(others, ans); ok || lx.closingCtx.Err() != nil {
+		return ok, leaderless, verdict
 	}
 	// The leader the confirming members name may be one this node's
 	// configuration lacks (its log stalled while a member was added and
@@ -173,8 +192,8 @@ type removalAnswer struct {
 // only if a voter that leaves this node out names it as its leader: a
 // non-voter's own word, with voters whose configuration is older than
 // this node's, would confirm a forged notice.
-func removalVerdict(others []raft.Server, ans []removalAnswer) (bool, string) {
-	voters, confirmed, leader := 0, 0, false
+func removalVerdict(others []raft.Server, ans []removalAnswer) (confirmed, leaderless bool, verdict string) {
+	voters, gone, leader := 0, 0, false
 	var listing, silent []string
 	named := map[string]bool{} // the leaders voters that leave this node out name
 	for i, s := range others {
@@ -194,13 +213,14 @@ func removalVerdict(others []raft.Server, ans []removalAnswer) (bool, string) {
 		default:
 			leader = leader || a.leader && (s.Suffrage == raft.Voter || named[string(s.Address)])
 			if s.Suffrage == raft.Voter {
-				confirmed++
+				gone++
 			}
 		}
 	}
 	need := voters/2 + 1
-	verdict := fmt.Sprintf("%d of %d other voters confirm, %d needed", confirmed, voters, need)
-	if confirmed >= need && !leader {
+	verdict = fmt.Sprintf("%d of %d other voters confirm, %d needed", gone, voters, need)
+	leaderless = gone >= need && !leader
+	if leaderless {
 		verdict += ", but none of them leads"
 	}
 	if len(listing) > 0 {
@@ -209,7 +229,7 @@ func removalVerdict(others []raft.Server, ans []removalAnswer) (bool, string) {
 	if len(silent) > 0 {
 		verdict += "; no answer from " + strings.Join(silent, ", ")
 	}
-	return confirmed >= need && leader, verdict
+	return gone >= need && leader, leaderless, verdict
 }
 
 // listsMeNot asks the member at addr for its status and reports whether its
