@@ -119,6 +119,9 @@ type seams struct {
 	// removal notice (removal.go), with the round's number.
 	removalRound func(round int)
 
+	// staleNonvoter, if set, replaces staleNonvoterAfter (ops.go).
+	staleNonvoter time.Duration
+
 	// rulesWait, if set, is every wait of adoptRules after a failed try
 	// (rules.go).
 	rulesWait time.Duration

@@ -959,3 +959,27 @@ func TestRemovalLeaderDown(t *testing.T) {
 	require.True(t, waitFor(45*time.Second, func() bool { return c.nodes[victim].removed.Load() }),
 		"the removed node learned it once a leader answered (ignored notices: %d)", c.nodes[victim].Stats().IgnoredRemovals)
 }
+
+// TestStaleNonvoterDropped: a non-voter whose heartbeats have failed for
+// staleNonvoterAfter (here, by a seam, a second) is taken out by its
+// leader: an AddNode that stopped after adding it left it listed, and
+// nothing else would. A voter that is down as long stays.
+func TestStaleNonvoterDropped(t *testing.T) {
+	t.Parallel()
+	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) { sm.staleNonvoter = time.Second })
+	c.waitReady()
+	lead := c.waitLeader()
+	down := (lead + 1) % 3
+	c.stop(down)
+	dead := freeAddrs(t, 1)[0]
+	require.NoError(t, c.nodes[lead].raft.AddNonvoter(raft.ServerID(dead), raft.ServerAddress(dead), 0, 0).Error())
+	require.Contains(t, members(t, c.nodes[lead]), dead)
+	require.True(t, waitFor(30*time.Second, func() bool {
+		_, listed := members(t, c.nodes[lead])[dead]
+		return !listed
+	}), "the stale non-voter is taken out")
+	n := c.nodes[lead].node
+	r0 := n.rounds.Load()
+	require.True(t, waitFor(30*time.Second, func() bool { return n.rounds.Load() >= r0+3 && !c.nodes[lead].dropping.Load() }))
+	require.True(t, members(t, c.nodes[lead])[c.cfgs[down].Addr], "the voter that is down stays, three rounds on")
+}

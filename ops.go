@@ -1,6 +1,8 @@
 package logx
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -44,29 +46,54 @@ type Alarm struct {
 }
 
 // peerWatch tracks the leader's heartbeat failures per peer, from Raft's
-// observations.
+// observations: the peer's last contact, and since when (this node's
+// monotonic clock) its heartbeats fail.
 type peerWatch struct {
 	mu      sync.Mutex
 	failing map[raft.ServerID]time.Time // peer → last contact
+	since   map[raft.ServerID]time.Time
 }
 
 func (p *peerWatch) observe(o raft.Observation) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.since == nil {
+		p.since = map[raft.ServerID]time.Time{}
+	}
 	switch d := o.Data.(type) {
 	case raft.FailedHeartbeatObservation:
 		p.failing[d.PeerID] = d.LastContact
+		if _, ok := p.since[d.PeerID]; !ok {
+			p.since[d.PeerID] = time.Now()
+		}
 	case raft.ResumedHeartbeatObservation:
 		delete(p.failing, d.PeerID)
+		delete(p.since, d.PeerID)
 	case raft.LeaderObservation:
 		clear(p.failing) // a new term starts with a clean slate
+		clear(p.since)
 	case raft.PeerObservation:
 		// Added or removed: a peer added again starts with no failure,
 		// and its new heartbeats report none until one fails (it was
 		// marked failing for good when removed while down).
 		delete(p.failing, d.Peer.ID)
+		delete(p.since, d.Peer.ID)
 	}
 	return false // nothing for the channel: the filter did the work
+}
+
+// failingFor returns the peers whose heartbeats have failed for longer
+// than d.
+func (p *peerWatch) failingFor(d time.Duration) []raft.ServerID {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []raft.ServerID
+	for id, since := range p.since {
+		if time.Since(since) > d {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // peers lists the other members with what the leader knows of them; on a
@@ -247,4 +274,51 @@ func argString(args []any, key string) string {
 		return ""
 	}
 	return fmt.Sprint(v)
+}
+
+// staleNonvoterAfter is how long a non-voter's heartbeats may fail before
+// its leader takes it out of the stream (dropStaleNonvoters).
+const staleNonvoterAfter = time.Hour
+
+// dropStaleNonvoters takes out of this stream, which this node leads, a
+// non-voter whose heartbeats have failed for staleNonvoterAfter (a seam
+// may shorten it): an AddNode that stopped after adding the non-voter (its
+// context ended, its caller or the node went away) left it listed, and
+// nothing else takes it out. The leader would send it heartbeats and dial
+// it for good, and a member that does not answer holds the apply rules
+// back (rules.go). AddNode adds it again. A change of term starts the
+// count again. Called by tend every balance round; the removal runs on a
+// goroutine of its own, holding the membership slot.
+func (lx *Stream) dropStaleNonvoters() {
+	if !lx.ready() || lx.raft.State() != raft.Leader || !lx.dropping.CompareAndSwap(false, true) {
+		return
+	}
+	stale := lx.peerWatch.failingFor(cmp.Or(lx.seams.staleNonvoter, staleNonvoterAfter))
+	if len(stale) == 0 || !lx.goFunc(func() { defer lx.dropping.Store(false); lx.dropNonvoters(stale) }) {
+		lx.dropping.Store(false)
+	}
+}
+
+// dropNonvoters removes those of ids that are still non-voters.
+func (lx *Stream) dropNonvoters(ids []raft.ServerID) {
+	ctx, cancel := context.WithTimeout(lx.closingCtx, lx.cfg.ForwardTimeout)
+	defer cancel()
+	release, err := lx.confChange(ctx)
+	if err != nil {
+		return // another change runs: the next round tries again
+	}
+	defer release()
+	for _, id := range ids {
+		if suf, ok, err := lx.suffrage(string(id)); err != nil || !ok || suf != raft.Nonvoter {
+			continue
+		}
+		err := lx.raftCall(func() error {
+			return awaitFuture(ctx, lx.raft.RemoveServer(id, 0, enqueueWithin(ctx)))
+		})
+		if err != nil {
+			lx.logf("logx: taking out the non-voter %s, whose heartbeats have failed for %v: %v", id, cmp.Or(lx.seams.staleNonvoter, staleNonvoterAfter), err)
+			return
+		}
+		lx.logf("logx: took out the non-voter %s, whose heartbeats had failed for %v (an AddNode that stopped midway; AddNode adds it again)", id, cmp.Or(lx.seams.staleNonvoter, staleNonvoterAfter))
+	}
 }

@@ -99,8 +99,8 @@ type Stream struct {
 	// ask logged, this leader's last commit of it (ensureVoters), and the
 	// last log of checkVoters, which sets votersChecked when done.
 	votersAsked, votersLogged, votersCommitted, votersDiffered atomic.Int64
-	votersChecked, checkingVoters                              atomic.Bool
-	declaredRetry                                              retryAfter // recordDeclared's after a refusal (catalog.go)
+	votersChecked, checkingVoters, dropping                    atomic.Bool // dropping: dropStaleNonvoters runs
+	declaredRetry                                              retryAfter  // recordDeclared's after a refusal (catalog.go)
 	// sampler is Config.Sampling's, nil without it (sampling.go).
 	sampler *sampler
 	// removedCtx is cancelled (by markRemoved) when removed is set.

@@ -89,6 +89,7 @@ func (n *node) tend() {
 			for _, s := range n.list() {
 				s.checkIdle()
 				s.checkVoters()
+				s.dropStaleNonvoters()
 			}
 			n.balanceOnce()
 			if !adopting && n.rulesDue() {
