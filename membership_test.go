@@ -963,7 +963,9 @@ func TestRemovalLeaderDown(t *testing.T) {
 // TestStaleNonvoterDropped: a non-voter whose heartbeats have failed for
 // staleNonvoterAfter (here, by a seam, a second) is taken out by its
 // leader: an AddNode that stopped after adding it left it listed, and
-// nothing else would. A voter that is down as long stays.
+// nothing else would. A voter that is down as long stays, and does not
+// take the membership slot every round (each release counts as a change
+// for the apply rules' retries).
 func TestStaleNonvoterDropped(t *testing.T) {
 	t.Parallel()
 	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) { sm.staleNonvoter = time.Second })
@@ -978,8 +980,10 @@ func TestStaleNonvoterDropped(t *testing.T) {
 		_, listed := members(t, c.nodes[lead])[dead]
 		return !listed
 	}), "the stale non-voter is taken out")
-	n := c.nodes[lead].node
-	r0 := n.rounds.Load()
-	require.True(t, waitFor(30*time.Second, func() bool { return n.rounds.Load() >= r0+3 && !c.nodes[lead].dropping.Load() }))
+	n, s := c.nodes[lead].node, c.nodes[lead].defaultStream
+	require.True(t, waitFor(10*time.Second, func() bool { return !s.dropping.Load() }))
+	r0, gen := n.rounds.Load(), s.confGen.Load()
+	require.True(t, waitFor(30*time.Second, func() bool { return n.rounds.Load() >= r0+3 }))
 	require.True(t, members(t, c.nodes[lead])[c.cfgs[down].Addr], "the voter that is down stays, three rounds on")
+	require.Equal(t, gen, s.confGen.Load(), "the voter that is down does not take the membership slot each round")
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -293,13 +294,19 @@ func (lx *Stream) dropStaleNonvoters() {
 	if !lx.ready() || lx.raft.State() != raft.Leader || !lx.dropping.CompareAndSwap(false, true) {
 		return
 	}
-	stale := lx.peerWatch.failingFor(cmp.Or(lx.seams.staleNonvoter, staleNonvoterAfter))
+	// Only non-voters: a voter down as long must not take the slot each
+	// round (each release counts as a change: confGen, rules.go).
+	stale := slices.DeleteFunc(lx.peerWatch.failingFor(cmp.Or(lx.seams.staleNonvoter, staleNonvoterAfter)), func(id raft.ServerID) bool {
+		suf, ok, err := lx.suffrage(string(id))
+		return err != nil || !ok || suf != raft.Nonvoter
+	})
 	if len(stale) == 0 || !lx.goFunc(func() { defer lx.dropping.Store(false); lx.dropNonvoters(stale) }) {
 		lx.dropping.Store(false)
 	}
 }
 
-// dropNonvoters removes those of ids that are still non-voters.
+// dropNonvoters removes those of ids that are still non-voters, under the
+// membership slot.
 func (lx *Stream) dropNonvoters(ids []raft.ServerID) {
 	ctx, cancel := context.WithTimeout(lx.closingCtx, lx.cfg.ForwardTimeout)
 	defer cancel()
