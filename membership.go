@@ -245,12 +245,6 @@ func (lx *Logx) RemoveNode(ctx context.Context, addr string) error {
 	var missing error // streams of the catalog this node did not open
 	if addr != lx.node.cfg.Addr && !lx.defaultStream.removed.Load() {
 		opened := lx.node.openCatalogStreams(ctx)
-		// Every stream again, not only those created meanwhile: an AddNode
-		// that made the node a voter of the default stream before this
-		// call took it out there may have added it to a stream this call
-		// had found it not a member of (AddNode checks the default stream
-		// too, joinConflict, but this node's view of it can lag).
-		clear(r.done)
 		if err := r.pass(ctx, lx.node, addr); err != nil {
 			return err
 		}
@@ -351,6 +345,9 @@ func (lx *Stream) addNode(ctx context.Context, addr string) error {
 	for {
 		var err error
 		st, want, err = lx.remoteStatus(ctx, addr)
+		if err == nil && st.State == "Shutdown" {
+			err = errors.New("its Raft has stopped (restarting?)") // not refused: a node restarted while it caught up answers so for a moment
+		}
 		if err == nil {
 			if cerr := lx.refuseMember(ctx, addr, st, want); cerr != nil {
 				return cerr

@@ -827,13 +827,25 @@ func TestRemovalVerdict(t *testing.T) {
 		got, _, verdict := removalVerdict(tc.others, tc.ans)
 		require.Equal(t, tc.want, got, "%s: %s", tc.why, verdict)
 	}
-	// A majority without a leader: the check goes on (checkRemoval).
-	_, leaderless, _ := removalVerdict([]raft.Server{v("a"), v("b"), v("c")}, []removalAnswer{silent, gone, gone})
-	require.True(t, leaderless, "the leader down, two of three voters confirm")
-	_, leaderless, _ = removalVerdict([]raft.Server{v("a"), v("b"), v("c")}, []removalAnswer{silent, gone, lists})
-	require.False(t, leaderless, "one of three")
-	_, leaderless, _ = removalVerdict([]raft.Server{v("a"), v("b"), v("c")}, []removalAnswer{leads, gone, silent})
-	require.False(t, leaderless, "confirmed")
+	// Unsettled: some voter leaves this node out, none lists it, not
+	// confirmed; the check goes on (checkRemoval).
+	for _, tc := range []struct {
+		why    string
+		others []raft.Server
+		ans    []removalAnswer
+		want   bool
+	}{
+		{"the leader down, two of three other voters confirm", []raft.Server{v("a"), v("b"), v("c")}, []removalAnswer{silent, gone, gone}, true},
+		{"three voters: the leader down, the other confirms", []raft.Server{v("a"), v("b")}, []removalAnswer{silent, gone}, true},
+		{"three voters: the leader confirms, the other down", []raft.Server{v("a"), v("b")}, []removalAnswer{leads, silent}, true},
+		{"a voter lists this node", []raft.Server{v("a"), v("b"), v("c")}, []removalAnswer{silent, gone, lists}, false},
+		{"a non-voter's confirmation alone", []raft.Server{v("a"), nv}, []removalAnswer{silent, gone}, false},
+		{"confirmed", []raft.Server{v("a"), v("b"), v("c")}, []removalAnswer{leads, gone, silent}, false},
+		{"nobody answers", []raft.Server{v("a"), v("b")}, []removalAnswer{silent, silent}, false},
+	} {
+		_, unsettled, verdict := removalVerdict(tc.others, tc.ans)
+		require.Equal(t, tc.want, unsettled, "%s: %s", tc.why, verdict)
+	}
 	// The leader the confirming voters name, if this node's configuration
 	// lacks it (its log stalled while a member was added and led), is
 	// asked too; one it lists, itself, or one named by a member that lists
@@ -915,7 +927,7 @@ func TestRemoveNodeRacesAddNodeAcrossStreams(t *testing.T) {
 
 	require.NoError(t, c.nodes[1].RemoveNode(ctx, addr))
 	free()
-	require.Error(t, <-added, "AddNode does not complete")
+	require.ErrorContains(t, <-added, "not a member of the default stream", "AddNode does not complete")
 	s, err := c.nodes[0].Stream("s")
 	require.NoError(t, err)
 	require.True(t, waitFor(10*time.Second, func() bool {
@@ -925,12 +937,14 @@ func TestRemoveNodeRacesAddNodeAcrossStreams(t *testing.T) {
 	require.NotContains(t, members(t, c.nodes[0]), addr)
 }
 
-// TestRemovalLeaderDown: the leader that removed a node and sent it the
-// notice goes down before the node's check reaches it, and the next leader
-// is not elected within the check's first rounds: a majority of the other
-// voters leave the node out, none leads. The node keeps asking until one
-// does, and then stops (before, it ignored the notice, never got another,
-// and called elections for good).
+// TestRemovalLeaderDown: in a cluster of three, the leader that removed a
+// node and sent it the notice is cut off, as by a crash (its connections
+// and listener closed, its Raft stopped), before the node's check reaches
+// it: the other voter leaves the node out, the leader does not answer,
+// and no leader is elected (the two left need both). The node keeps
+// asking until the leader is back and confirms, and then stops (before,
+// it ignored the notice, never got another, and called elections for
+// good).
 func TestRemovalLeaderDown(t *testing.T) {
 	t.Parallel()
 	hold := make(chan struct{})
@@ -938,12 +952,15 @@ func TestRemovalLeaderDown(t *testing.T) {
 	free := func() { once.Do(func() { close(hold) }) }
 	t.Cleanup(free)
 	var victimAddr atomic.Pointer[string]
-	c := newTestClusterSeams(t, 5, func(cfg *Config, sm *seams) {
-		cfg.ElectionTimeout = 2 * time.Second // the next leader comes after the first rounds
+	var victimRounds atomic.Int64
+	c := newTestClusterSeams(t, 3, func(cfg *Config, sm *seams) {
 		addr := cfg.Addr
 		sm.removalRound = func(round int) {
-			if v := victimAddr.Load(); round == 0 && v != nil && *v == addr {
-				<-hold
+			if v := victimAddr.Load(); v != nil && *v == addr {
+				if round == 0 {
+					<-hold
+				}
+				victimRounds.Store(int64(round))
 			}
 		}
 	})
@@ -954,9 +971,16 @@ func TestRemovalLeaderDown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	require.NoError(t, c.nodes[lead].RemoveNode(ctx, c.cfgs[victim].Addr))
-	require.NoError(t, c.nodes[lead].shutdownRaft()) // down as after a crash: no handover (Close hands over)
+	c.nodes[lead].mux.m.shut() // cut off as by a crash: no handover (Close hands over)
+	require.NoError(t, c.nodes[lead].shutdownRaft())
+	c.nodes[lead].Close()
+	c.nodes[lead] = nil
 	free()
-	require.True(t, waitFor(45*time.Second, func() bool { return c.nodes[victim].removed.Load() }),
+	rounds := removalCheckRounds + 1 // past the check's first rounds, the leader still down
+	require.True(t, waitFor(30*time.Second, func() bool { return victimRounds.Load() >= int64(rounds) }))
+	require.False(t, c.nodes[victim].removed.Load(), "not confirmed while the leader is down")
+	c.start(lead)
+	require.True(t, waitFor(60*time.Second, func() bool { return c.nodes[victim].removed.Load() }),
 		"the removed node learned it once a leader answered (ignored notices: %d)", c.nodes[victim].Stats().IgnoredRemovals)
 }
 
@@ -965,7 +989,7 @@ func TestRemovalLeaderDown(t *testing.T) {
 // leader: an AddNode that stopped after adding it left it listed, and
 // nothing else would. A voter that is down as long stays, and does not
 // take the membership slot every round (each release counts as a change
-// for the apply rules' retries).
+// for the apply rules' retries); so does a non-voter that answers.
 func TestStaleNonvoterDropped(t *testing.T) {
 	t.Parallel()
 	c := newTestClusterSeams(t, 3, func(_ *Config, sm *seams) { sm.staleNonvoter = time.Second })
@@ -981,9 +1005,19 @@ func TestStaleNonvoterDropped(t *testing.T) {
 		return !listed
 	}), "the stale non-voter is taken out")
 	n, s := c.nodes[lead].node, c.nodes[lead].defaultStream
+	// A non-voter that answers stays, though its failures are recorded as
+	// an hour old (hashicorp/raft does not report a heartbeat that resumed
+	// in a new term).
+	live := c.cfgs[c.addJoiner()].Addr
+	require.NoError(t, c.nodes[lead].raft.AddNonvoter(raft.ServerID(live), raft.ServerAddress(live), 0, 0).Error())
+	s.peerWatch.mu.Lock()
+	s.peerWatch.failing[raft.ServerID(live)] = time.Time{}
+	s.peerWatch.since[raft.ServerID(live)] = time.Now().Add(-time.Hour)
+	s.peerWatch.mu.Unlock()
 	require.True(t, waitFor(10*time.Second, func() bool { return !s.dropping.Load() }))
 	r0, gen := n.rounds.Load(), s.confGen.Load()
 	require.True(t, waitFor(30*time.Second, func() bool { return n.rounds.Load() >= r0+3 }))
 	require.True(t, members(t, c.nodes[lead])[c.cfgs[down].Addr], "the voter that is down stays, three rounds on")
+	require.Contains(t, members(t, c.nodes[lead]), live, "the non-voter that answers stays")
 	require.Equal(t, gen, s.confGen.Load(), "the voter that is down does not take the membership slot each round")
 }

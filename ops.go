@@ -83,6 +83,14 @@ func (p *peerWatch) observe(o raft.Observation) bool {
 	return false // nothing for the channel: the filter did the work
 }
 
+// forget drops what is recorded of id's failures.
+func (p *peerWatch) forget(id raft.ServerID) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.failing, id)
+	delete(p.since, id)
+}
+
 // failingFor returns the peers whose heartbeats have failed for longer
 // than d.
 func (p *peerWatch) failingFor(d time.Duration) []raft.ServerID {
@@ -305,16 +313,30 @@ func (lx *Stream) dropStaleNonvoters() {
 	}
 }
 
-// dropNonvoters removes those of ids that are still non-voters, under the
-// membership slot.
+// dropNonvoters removes those of ids that do not answer a status request
+// and are still non-voters, under the membership slot (taken only if one
+// does not answer). hashicorp/raft reports a heartbeat that resumed only
+// after a failure in the same term: one that failed as the term changed
+// can stay recorded while the peer answers; its record is dropped.
 func (lx *Stream) dropNonvoters(ids []raft.ServerID) {
 	ctx, cancel := context.WithTimeout(lx.closingCtx, lx.cfg.ForwardTimeout)
 	defer cancel()
+	ids = slices.DeleteFunc(ids, func(id raft.ServerID) bool {
+		_, _, err := lx.remoteStatus(ctx, string(id))
+		if err == nil {
+			lx.peerWatch.forget(id)
+		}
+		return err == nil
+	})
+	if len(ids) == 0 {
+		return
+	}
 	release, err := lx.confChange(ctx)
 	if err != nil {
 		return // another change runs: the next round tries again
 	}
 	defer release()
+	after := cmp.Or(lx.seams.staleNonvoter, staleNonvoterAfter)
 	for _, id := range ids {
 		if suf, ok, err := lx.suffrage(string(id)); err != nil || !ok || suf != raft.Nonvoter {
 			continue
@@ -323,9 +345,9 @@ func (lx *Stream) dropNonvoters(ids []raft.ServerID) {
 			return awaitFuture(ctx, lx.raft.RemoveServer(id, 0, enqueueWithin(ctx)))
 		})
 		if err != nil {
-			lx.logf("logx: taking out the non-voter %s, whose heartbeats have failed for %v: %v", id, cmp.Or(lx.seams.staleNonvoter, staleNonvoterAfter), err)
+			lx.logf("logx: taking out the non-voter %s, whose heartbeats have failed for %v: %v", id, after, err)
 			return
 		}
-		lx.logf("logx: took out the non-voter %s, whose heartbeats had failed for %v (an AddNode that stopped midway; AddNode adds it again)", id, cmp.Or(lx.seams.staleNonvoter, staleNonvoterAfter))
+		lx.logf("logx: took out the non-voter %s, whose heartbeats had failed for %v (an AddNode that stopped midway; AddNode adds it again)", id, after)
 	}
 }

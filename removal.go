@@ -32,12 +32,14 @@ import (
 // to every other member at once (each bounded by Config.ForwardTimeout),
 // removalCheckWait apart at first, doubling. Members that had not yet
 // appended the configuration change when the notice came (it commits
-// before all have) agree by a later round. While a majority of the other
-// voters leave this node out but none of them leads (the leader that sent
-// the notice went down, and the next is not elected yet), the check goes
-// on past those rounds, up to removalLeaderWait apart, until one leads or
-// the majority lists this node again: a node that ignored a genuine
-// notice would never get another, and would call elections for good.
+// before all have) agree by a later round. While some other voter leaves
+// this node out and none lists it, but the removal is not confirmed (the
+// leader that sent the notice went down and the next is not elected yet,
+// or too few voters answer: in a cluster of three the other voter may be
+// the only one), the check goes on past those rounds, up to
+// removalLeaderWait apart, until it is confirmed or a voter lists this
+// node: a node that ignored a genuine notice would never get another, and
+// would call elections for good.
 const (
 	removalCheckRounds = 5
 	removalCheckWait   = 50 * time.Millisecond
@@ -95,8 +97,8 @@ func (lx *Stream) checkRemoval() {
 		if lx.seams.removalRound != nil {
 			lx.seams.removalRound(round)
 		}
-		var confirmed, leaderless bool
-		confirmed, leaderless, verdict = lx.removalConfirmed()
+		var confirmed, unsettled bool
+		confirmed, unsettled, verdict = lx.removalConfirmed()
 		if ctx.Err() != nil {
 			return
 		}
@@ -111,11 +113,11 @@ func (lx *Stream) checkRemoval() {
 		if round+1 < removalCheckRounds {
 			continue
 		}
-		if !leaderless {
+		if !unsettled {
 			break
 		}
 		if round+1 == removalCheckRounds {
-			lx.logf("logx: a notice that this node was removed: %s; asking again until one of them leads", verdict)
+			lx.logf("logx: a notice that this node was removed: %s; asking again until it is confirmed or a voter lists this node", verdict)
 		}
 	}
 	lx.stats.ignoredRemovals.Add(1)
@@ -125,9 +127,9 @@ func (lx *Stream) checkRemoval() {
 // removalConfirmed asks every other member of this node's latest
 // configuration for its status, at once, and reports whether a majority
 // of its other voters, the leader among them, no longer list this node,
-// or such a majority without a leader (removalVerdict), with a summary of
-// the answers.
-func (lx *Stream) removalConfirmed() (confirmed, leaderless bool, verdict string) {
+// or whether it is unsettled (removalVerdict), with a summary of the
+// answers.
+func (lx *Stream) removalConfirmed() (confirmed, unsettled bool, verdict string) {
 	f := lx.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return false, false, fmt.Sprintf("reading the configuration: %v", err)
@@ -144,8 +146,8 @@ func (lx *Stream) removalConfirmed() (confirmed, leaderless bool, verdict string
 		wg.Go(func() { ans[i] = lx.listsMeNot(string(s.Address)) })
 	}
 	wg.Wait()
-	if ok, leaderless, verdict := removalVerdict(others, ans); ok || lx.closingCtx.Err() != nil {
-		return ok, leaderless, verdict
+	if ok, unsettled, verdict := removalVerdict(others, ans); ok || lx.closingCtx.Err() != nil {
+		return ok, unsettled, verdict
 	}
 	// The leader the confirming members name may be one this node's
 	// configuration lacks (its log stalled while a member was added and
@@ -192,8 +194,12 @@ type removalAnswer struct {
 // only if a voter that leaves this node out names it as its leader: a
 // non-voter's own word, with voters whose configuration is older than
 // this node's, would confirm a forged notice.
-func removalVerdict(others []raft.Server, ans []removalAnswer) (confirmed, leaderless bool, verdict string) {
-	voters, gone, leader := 0, 0, false
+//
+// unsettled is whether the check should go on past its rounds
+// (checkRemoval): not confirmed, but some voter leaves this node out and
+// no voter lists it (the others do not answer, or none leads).
+func removalVerdict(others []raft.Server, ans []removalAnswer) (confirmed, unsettled bool, verdict string) {
+	voters, gone, listingVoters, leader := 0, 0, 0, false
 	var listing, silent []string
 	named := map[string]bool{} // the leaders voters that leave this node out name
 	for i, s := range others {
@@ -210,6 +216,9 @@ func removalVerdict(others []raft.Server, ans []removalAnswer) (confirmed, leade
 			silent = append(silent, fmt.Sprintf("%s (%v)", s.Address, a.err))
 		case !a.gone:
 			listing = append(listing, string(s.Address))
+			if s.Suffrage == raft.Voter {
+				listingVoters++
+			}
 		default:
 			leader = leader || a.leader && (s.Suffrage == raft.Voter || named[string(s.Address)])
 			if s.Suffrage == raft.Voter {
@@ -219,8 +228,7 @@ func removalVerdict(others []raft.Server, ans []removalAnswer) (confirmed, leade
 	}
 	need := voters/2 + 1
 	verdict = fmt.Sprintf("%d of %d other voters confirm, %d needed", gone, voters, need)
-	leaderless = gone >= need && !leader
-	if leaderless {
+	if gone >= need && !leader {
 		verdict += ", but none of them leads"
 	}
 	if len(listing) > 0 {
@@ -229,7 +237,8 @@ func removalVerdict(others []raft.Server, ans []removalAnswer) (confirmed, leade
 	if len(silent) > 0 {
 		verdict += "; no answer from " + strings.Join(silent, ", ")
 	}
-	return gone >= need && leader, leaderless, verdict
+	confirmed = gone >= need && leader
+	return confirmed, !confirmed && gone > 0 && listingVoters == 0, verdict
 }
 
 // listsMeNot asks the member at addr for its status and reports whether its
