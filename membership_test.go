@@ -1011,8 +1011,7 @@ func TestStaleNonvoterDropped(t *testing.T) {
 	live := c.cfgs[c.addJoiner()].Addr
 	require.NoError(t, c.nodes[lead].raft.AddNonvoter(raft.ServerID(live), raft.ServerAddress(live), 0, 0).Error())
 	s.peerWatch.mu.Lock()
-	s.peerWatch.failing[raft.ServerID(live)] = time.Time{}
-	s.peerWatch.since[raft.ServerID(live)] = time.Now().Add(-time.Hour)
+	s.peerWatch.failing[raft.ServerID(live)] = failure{since: time.Now().Add(-time.Hour)}
 	s.peerWatch.mu.Unlock()
 	require.True(t, waitFor(10*time.Second, func() bool { return !s.dropping.Load() }))
 	r0, gen := n.rounds.Load(), s.confGen.Load()

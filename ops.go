@@ -47,38 +47,36 @@ type Alarm struct {
 }
 
 // peerWatch tracks the leader's heartbeat failures per peer, from Raft's
-// observations: the peer's last contact, and since when (this node's
-// monotonic clock) its heartbeats fail.
+// observations.
 type peerWatch struct {
 	mu      sync.Mutex
-	failing map[raft.ServerID]time.Time // peer → last contact
-	since   map[raft.ServerID]time.Time
+	failing map[raft.ServerID]failure
 }
+
+// failure is what peerWatch knows of a peer whose heartbeats fail: its
+// last contact, and since when (this node's monotonic clock) they fail.
+type failure struct{ lastContact, since time.Time }
 
 func (p *peerWatch) observe(o raft.Observation) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.since == nil {
-		p.since = map[raft.ServerID]time.Time{}
-	}
 	switch d := o.Data.(type) {
 	case raft.FailedHeartbeatObservation:
-		p.failing[d.PeerID] = d.LastContact
-		if _, ok := p.since[d.PeerID]; !ok {
-			p.since[d.PeerID] = time.Now()
+		f, ok := p.failing[d.PeerID]
+		if !ok {
+			f.since = time.Now()
 		}
+		f.lastContact = d.LastContact
+		p.failing[d.PeerID] = f
 	case raft.ResumedHeartbeatObservation:
 		delete(p.failing, d.PeerID)
-		delete(p.since, d.PeerID)
 	case raft.LeaderObservation:
 		clear(p.failing) // a new term starts with a clean slate
-		clear(p.since)
 	case raft.PeerObservation:
 		// Added or removed: a peer added again starts with no failure,
 		// and its new heartbeats report none until one fails (it was
 		// marked failing for good when removed while down).
 		delete(p.failing, d.Peer.ID)
-		delete(p.since, d.Peer.ID)
 	}
 	return false // nothing for the channel: the filter did the work
 }
@@ -88,7 +86,6 @@ func (p *peerWatch) forget(id raft.ServerID) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.failing, id)
-	delete(p.since, id)
 }
 
 // failingFor returns the peers whose heartbeats have failed for longer
@@ -97,8 +94,8 @@ func (p *peerWatch) failingFor(d time.Duration) []raft.ServerID {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []raft.ServerID
-	for id, since := range p.since {
-		if time.Since(since) > d {
+	for id, f := range p.failing {
+		if time.Since(f.since) > d {
 			out = append(out, id)
 		}
 	}
@@ -121,8 +118,8 @@ func (lx *Stream) peers() []PeerStats {
 			continue
 		}
 		ps := PeerStats{Addr: string(s.Address), Voter: s.Suffrage == raft.Voter}
-		if last, ok := lx.peerWatch.failing[s.ID]; ok && leader {
-			ps.Failing, ps.LastContact = true, last
+		if f, ok := lx.peerWatch.failing[s.ID]; ok && leader {
+			ps.Failing, ps.LastContact = true, f.lastContact
 		}
 		out = append(out, ps)
 	}
@@ -304,10 +301,7 @@ func (lx *Stream) dropStaleNonvoters() {
 	}
 	// Only non-voters: a voter down as long must not take the slot each
 	// round (each release counts as a change: confGen, rules.go).
-	stale := slices.DeleteFunc(lx.peerWatch.failingFor(cmp.Or(lx.seams.staleNonvoter, staleNonvoterAfter)), func(id raft.ServerID) bool {
-		suf, ok, err := lx.suffrage(string(id))
-		return err != nil || !ok || suf != raft.Nonvoter
-	})
+	stale := slices.DeleteFunc(lx.peerWatch.failingFor(lx.staleAfter()), func(id raft.ServerID) bool { return !lx.isNonvoter(id) })
 	if len(stale) == 0 || !lx.goFunc(func() { defer lx.dropping.Store(false); lx.dropNonvoters(stale) }) {
 		lx.dropping.Store(false)
 	}
@@ -336,9 +330,9 @@ func (lx *Stream) dropNonvoters(ids []raft.ServerID) {
 		return // another change runs: the next round tries again
 	}
 	defer release()
-	after := cmp.Or(lx.seams.staleNonvoter, staleNonvoterAfter)
+	after := lx.staleAfter()
 	for _, id := range ids {
-		if suf, ok, err := lx.suffrage(string(id)); err != nil || !ok || suf != raft.Nonvoter {
+		if !lx.isNonvoter(id) {
 			continue
 		}
 		err := lx.raftCall(func() error {
@@ -350,4 +344,16 @@ func (lx *Stream) dropNonvoters(ids []raft.ServerID) {
 		}
 		lx.logf("logx: took out the non-voter %s, whose heartbeats had failed for %v (an AddNode that stopped midway; AddNode adds it again)", id, after)
 	}
+}
+
+// staleAfter is staleNonvoterAfter, or the seam's.
+func (lx *Stream) staleAfter() time.Duration {
+	return cmp.Or(lx.seams.staleNonvoter, staleNonvoterAfter)
+}
+
+// isNonvoter reports whether id is a non-voter of this stream's
+// configuration.
+func (lx *Stream) isNonvoter(id raft.ServerID) bool {
+	suf, ok, err := lx.suffrage(string(id))
+	return err == nil && ok && suf == raft.Nonvoter
 }

@@ -140,7 +140,7 @@ func TestAlarmCheckEvery(t *testing.T) {
 // new heartbeats never failed.
 func TestPeerWatchForgetsChangedPeer(t *testing.T) {
 	for _, removed := range []bool{true, false} {
-		p := peerWatch{failing: map[raft.ServerID]time.Time{}}
+		p := peerWatch{failing: map[raft.ServerID]failure{}}
 		p.observe(raft.Observation{Data: raft.FailedHeartbeatObservation{PeerID: "d", LastContact: time.Now()}})
 		p.observe(raft.Observation{Data: raft.FailedHeartbeatObservation{PeerID: "e", LastContact: time.Now()}})
 		require.Len(t, p.failing, 2)

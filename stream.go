@@ -482,7 +482,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		}
 		lx.decide()
 	}
-	lx.peerWatch.failing = map[raft.ServerID]time.Time{}
+	lx.peerWatch.failing = map[raft.ServerID]failure{}
 	lx.observer = raft.NewObserver(nil, false, func(o *raft.Observation) bool {
 		lx.observeRole(*o)
 		return lx.peerWatch.observe(*o)
