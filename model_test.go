@@ -106,6 +106,7 @@ type mfile struct {
 type mprod struct {
 	first, last, firstSeq uint64
 	owner                 string
+	data                  []byte // of its last batch: a retry repeats them
 }
 
 // model is the reference: what the log so far makes the files hold.
@@ -135,6 +136,7 @@ type mbatch struct {
 	bodies    [][]byte
 	owner     []byte
 	malformed bool
+	data      []byte // the Raft entry's bytes (log sets them)
 }
 
 var errModelRefused = errors.New("refused")
@@ -181,6 +183,9 @@ func (m *model) batch(idx uint64, b mbatch) {
 		case p.owner != owner:
 			m.results[idx] = applyResult{err: errModelRefused}
 			return
+		case b.firstPSeq == p.first && last == p.last && !bytes.Equal(b.data, p.data):
+			m.results[idx] = applyResult{err: errModelRefused} // the same numbers, other contents
+			return
 		case b.firstPSeq == p.first && last == p.last:
 			m.results[idx] = applyResult{firstSeq: p.firstSeq}
 			return
@@ -189,7 +194,7 @@ func (m *model) batch(idx uint64, b mbatch) {
 			return
 		}
 	}
-	m.prods[b.producer] = &mprod{first: b.firstPSeq, last: last, firstSeq: m.seq + 1, owner: owner}
+	m.prods[b.producer] = &mprod{first: b.firstPSeq, last: last, firstSeq: m.seq + 1, owner: owner, data: b.data}
 	m.results[idx] = applyResult{firstSeq: m.seq + 1}
 	for i, body := range b.bodies {
 		m.seq++
@@ -367,6 +372,7 @@ func (d *driver) log(typ raft.LogType, data []byte, b *mbatch) {
 	l := &raft.Log{Index: idx, Type: typ, Data: data}
 	if b != nil {
 		l.Extensions = b.owner
+		b.data = data
 		d.m.batch(idx, *b)
 	}
 	if typ == raft.LogCommand && len(data) > 0 && data[0] == cmdClock {
