@@ -137,6 +137,16 @@ type logGuard struct {
 	notFoundLogged atomic.Int64 // monoNanos of the last such answer logged
 	waiting        atomic.Int32 // reads being tried again now
 	onWait         func()       // called as a read is tried again (waitingToRead)
+	// cannotSend is called when a read of an entry not applied fails
+	// and is not tried again (cannotReadUnapplied).
+	cannotSend func(index uint64, err error)
+	// refuseUntil is the monoNanos until which a leader that could not
+	// read such an entry sends nothing (raftRefused); refuseFor is how
+	// long each such failure keeps it so.
+	refuseUntil atomic.Int64
+	refuseFor   time.Duration
+	refuseLog   atomic.Int64 // monoNanos of the last such failure logged
+	refusals    atomic.Int64 // such failures while leading (tests)
 	// snapshot asks Raft for a snapshot, in the background, if this node
 	// leads, and reports whether it did (one runs at a time:
 	// askSnapshot); snapshotAsked is the monoNanos of the guard's last
@@ -159,7 +169,8 @@ func newLogGuard(logs raft.LogStore, snaps raft.SnapshotStore, applied func() ui
 	logf func(string, ...any), closing <-chan struct{}) *logGuard {
 	g := &logGuard{LogStore: logs, snaps: snaps, applied: applied, logf: logf, closing: closing,
 		maxKeep: defaultMaxKeep, retryPause: 100 * time.Millisecond, readRetryFor: defaultReadRetryFor,
-		commit: func() uint64 { return 0 }, onWait: func() {}, snapshot: func() bool { return false }}
+		commit: func() uint64 { return 0 }, onWait: func() {}, snapshot: func() bool { return false },
+		cannotSend: func(uint64, error) {}}
 	g.askEvery.Store(int64(notFoundLogEvery))
 	return g
 }
@@ -209,6 +220,9 @@ func (g *logGuard) GetLog(index uint64, l *raft.Log) error {
 		g.snapshotToHold(index, err)
 	}
 	if !g.retryable(index, err) {
+		if !missingOrClosed(err) && index > g.applied() {
+			g.cannotSend(index, err)
+		}
 		return err
 	}
 	return g.readAgain(index, l, err)
@@ -576,13 +590,58 @@ func newRaft(g *logGuard, conf *raft.Config, fsm raft.FSM, logs raft.LogStore, s
 // would keep its followers from electing a leader that can. It misses its
 // lease; once the read works it steps down (or, if it still fails, Raft
 // panics). What peers send it is still answered.
+//
+// Also for a while after a leader's read of an entry it has not applied
+// failed, other than as one tried again (cannotReadUnapplied), whatever
+// its role by then: once it steps down, it asks for no votes meanwhile.
 func (lx *Stream) raftRefused() error {
-	if lx.guard.waiting.Load() > 0 {
+	g := lx.guard
+	if monoNanos() < g.refuseUntil.Load() {
+		return errCannotRead
+	}
+	if g.waiting.Load() > 0 {
 		if r := lx.raftPtr.Load(); r != nil && r.State() == raft.Leader {
 			return errCannotRead
 		}
 	}
 	return nil
+}
+
+// hookGuard gives the guard this stream's answers to reads that fail:
+// waitingToRead and cannotReadUnapplied, which refuses for refuseFor
+// after each failure.
+func (lx *Stream) hookGuard(g *logGuard, refuseFor time.Duration) {
+	g.onWait, g.cannotSend, g.refuseFor = lx.waitingToRead, lx.cannotReadUnapplied, refuseFor
+}
+
+// cannotReadUnapplied is called when a read of entry index, which this
+// node has not applied, failed with err and is not tried again: an
+// entry past the commit index, or a damaged one. If this node leads, its
+// replication needs the entry for a follower (the entry before those it
+// sends, after a restart with a cold cache, say), and hashicorp/raft tries
+// such a read again for good while the heartbeats, which goroutines of
+// their own send, keep the follower following: with a failing disk, a
+// cluster whose followers all needed such entries committed nothing for
+// as long as this node lived. Now it sends nothing for refuseFor after
+// each such failure (raftRefused; Raft tries the read again every
+// CommitTimeout or sooner, so a disk that goes on failing keeps it so),
+// and the connections it holds are closed: it misses its lease and steps
+// down, and the others elect a leader among themselves. Meanwhile it asks
+// for no votes either: its log may be the longest, and the votes it was
+// granted (each resets a follower's timer) elected it again and again.
+func (lx *Stream) cannotReadUnapplied(index uint64, err error) {
+	r := lx.raftPtr.Load()
+	if r == nil || r.State() != raft.Leader {
+		return
+	}
+	g := lx.guard
+	g.refusals.Add(1)
+	g.refuseUntil.Store(monoNanos() + int64(g.refuseFor))
+	lx.transport.CloseStreams()
+	if _, ok := onceEvery(&g.refuseLog, notFoundLogEvery); ok {
+		g.logf("logx: this node leads and cannot read Raft entry %d, which it has not applied and a follower needs: %v; it sends nothing for %v after each such failure, so that another node leads (this is logged at most every %v)",
+			index, err, g.refuseFor, notFoundLogEvery)
+	}
 }
 
 var errCannotRead = errors.New("logx: this node cannot read its Raft log, and sends nothing for now so that another node leads")

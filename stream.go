@@ -44,8 +44,8 @@ type Stream struct {
 	meta      *metadb.BoltMetaDB
 	raft      *raft.Raft
 	raftPtr   atomic.Pointer[raft.Raft] // raft, for the apply goroutine (set after NewRaft)
-	transport *raft.NetworkTransport
-	mux       *endpoint // the stream's end of the node's mux
+	transport *verifiedTransport        // commitclamp.go
+	mux       *endpoint                 // the stream's end of the node's mux
 	fwd       forwarder
 
 	queue chan *entry
@@ -385,7 +385,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		}
 		return 0 // during NewRaft: its panic becomes New's error (newRaft)
 	}
-	guard.onWait = lx.waitingToRead
+	lx.hookGuard(guard, 2*(cfg.ElectionTimeout+cmp.Or(sm.commitTimeout, commitTimeout)))
 	guard.snapshot = func() bool { // a leader's replication is what needs it
 		r := lx.raftPtr.Load()
 		return r != nil && r.State() == raft.Leader && lx.askSnapshot()
@@ -406,7 +406,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		return nil, err
 	}
 	undo = append(undo, lx.mux.close)
-	lx.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	lx.transport = newVerifiedTransport(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  raftLayer{e: lx.mux, refuse: lx.raftRefused, decided: lx.decided},
 		MaxPool: 3,
 		// No pipelining: hashicorp/raft v1.8.0's pipeline can deadlock
@@ -421,7 +421,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		MaxRPCsInFlight: 1,
 		Timeout:         10 * time.Second,
 		Logger:          hl.Named("transport"),
-	})
+	}))
 	undo = append(undo, func() { lx.transport.Close() })
 
 	rc := raft.DefaultConfig()
