@@ -184,8 +184,23 @@ func appendAnyText(dst []byte, x any) (out []byte) {
 	case []byte:
 		return appendTextString(dst, string(x))
 	default:
+		if b, ok := byteSlice(x); ok {
+			return appendTextString(dst, string(b))
+		}
 		return appendTextString(dst, fmt.Sprintf("%+v", x))
 	}
+}
+
+// byteSlice returns x's bytes if it is a slice of bytes of a named type
+// (json.RawMessage, net.HardwareAddr's kin: log/slog's text handler writes
+// those as their text, as %s does), which the case of []byte misses; %+v
+// wrote them as a list of numbers.
+func byteSlice(x any) ([]byte, bool) {
+	v := reflect.ValueOf(x)
+	if v.Kind() != reflect.Slice || v.Type().Elem().Kind() != reflect.Uint8 {
+		return nil, false
+	}
+	return v.Bytes(), true
 }
 
 // appendTextString appends s, quoted and escaped when it holds anything but

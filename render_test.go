@@ -266,3 +266,27 @@ func TestRenderRecoversPanics(t *testing.T) {
 		require.Contains(t, string(l), "err=<nil>")
 	}
 }
+
+// TestRenderByteSlices: a value whose type is a slice of bytes, named or
+// not (json.RawMessage: an object that came as JSON, as the CLI's ingest
+// passes it), is written as its text in the text format, as a string is
+// (log/slog's text handler writes such values as their text too, always
+// quoted); %+v wrote a list of numbers. The JSON format embeds a
+// json.RawMessage as the JSON it is.
+func TestRenderByteSlices(t *testing.T) {
+	type octets []byte
+	type octet byte
+	for _, c := range []struct {
+		v    any
+		want string
+	}{
+		{json.RawMessage(`{"a":1,"b":[true,null]}`), ` k="{\"a\":1,\"b\":[true,null]}"`},
+		{json.RawMessage(`12345678901234567890`), ` k=12345678901234567890`},
+		{octets("plain"), ` k=plain`},
+		{[]octet("with space"), ` k="with space"`},
+		{[]byte("bytes"), ` k=bytes`},
+	} {
+		require.Equal(t, c.want, string(appendAttrText(nil, "", slog.Any("k", c.v))), "%T", c.v)
+	}
+	require.Equal(t, `"o":{"a":1}`, string(appendAttrJSON(nil, slog.Any("o", json.RawMessage(`{"a":1}`)), 0)))
+}
