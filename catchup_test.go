@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -1115,11 +1116,63 @@ func TestCatchUpListsEachFileOnce(t *testing.T) {
 }
 
 // TestFetchSlowLink: a fetch over a link that brings a chunk slower than
-// the I/O timeout, but brings bytes all along, completes: each read has
-// the timeout, and the serving side's reply the timeout plus its bytes at
-// 32 KiB/s. The whole chunk had the timeout, so over a link slower than
-// 8 MiB in 30 s every chunk failed, from every peer, and a node never
-// caught up. The link here: 64 KiB/s, with a 200 ms timeout.
+// the I/O timeout, but at 32 KiB/s or more, completes: a reply has the
+// timeout plus its bytes at 32 KiB/s, on both sides. The whole chunk had
+// the timeout, so over a link slower than 8 MiB in 30 s every chunk
+// failed, from every peer, and a node never caught up. The link here:
+// 64 KiB/s, with a 200 ms timeout.
+// TestFetchTrickleGivesUp: a peer that answers a fetch with a byte now
+// and then, each well within the I/O timeout, is given up on once the
+// reply's time (the timeout plus its bytes at 32 KiB/s) has passed, and
+// the fetch goes on to the next peer. Each read had the timeout from its
+// start, so such a peer held a fetch for good. A request's length, which
+// the serving side checks after setting its deadline, bounds that
+// deadline no further than a chunk's.
+func TestFetchTrickleGivesUp(t *testing.T) {
+	t.Parallel()
+	c := newTestClusterSeams(t, 1, func(_ *Config, sm *seams) { sm.fetchIOTimeout = 200 * time.Millisecond })
+	lx := c.nodes[0]
+	stop := make(chan struct{})
+	defer close(stop)
+	addr := fakePeer(t, "127.0.0.1:0", func(conn net.Conn) {
+		var pre [1]byte
+		if _, err := io.ReadFull(conn, pre[:]); err != nil {
+			return
+		}
+		req, err := wire.ReadFetchRequest(conn)
+		if err != nil {
+			return
+		}
+		hdr := wire.FetchOKHeader(req.N)
+		if _, err := conn.Write(hdr[:]); err != nil {
+			return
+		}
+		for {
+			if _, err := conn.Write([]byte{'x'}); err != nil {
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const n = 16 << 10 // half a second at 32 KiB/s
+	began := time.Now()
+	err := lx.fetchFrom(ctx, addr, 1, 0, n, io.Discard)
+	require.Error(t, err)
+	require.NoError(t, ctx.Err(), "the reply's deadline ended it, not the test's context")
+	took := time.Since(began)
+	require.GreaterOrEqual(t, took, lx.replyTimeout(n), "given up before its time")
+	require.Less(t, took, lx.replyTimeout(n)+5*time.Second)
+
+	require.Equal(t, lx.replyTimeout(fetchChunk), lx.replyTimeout(math.MaxInt64))
+	require.Equal(t, lx.ioTimeout(), lx.replyTimeout(-1))
+}
+
 func TestFetchSlowLink(t *testing.T) {
 	t.Parallel()
 	c := newTestClusterSeams(t, 2, func(_ *Config, sm *seams) { sm.fetchIOTimeout = 200 * time.Millisecond })

@@ -25,12 +25,11 @@ import (
 // per chunk.
 const fetchChunk = 8 << 20
 
-// fetchIdleTimeout and fetchIOTimeout bound a fetch connection's silences:
-// the fetching side's reads each have fetchIOTimeout, and the serving
-// side's reply has fetchIOTimeout plus its bytes at fetchMinRate. A chunk
-// of 8 MiB had fetchIOTimeout in all, so over a link slower than about
-// 280 KB/s every chunk timed out, from every peer, and a node never
-// caught up.
+// fetchIdleTimeout bounds a fetch connection's silences between requests;
+// a reply has fetchIOTimeout plus its bytes at fetchMinRate, on both sides
+// (replyTimeout). A chunk of 8 MiB had fetchIOTimeout in all, so over a
+// link slower than about 280 KB/s every chunk timed out, from every peer,
+// and a node never caught up.
 const (
 	fetchIdleTimeout = 5 * time.Minute
 	fetchIOTimeout   = 30 * time.Second
@@ -40,25 +39,30 @@ const (
 // ioTimeout is fetchIOTimeout, or a test's.
 func (lx *Stream) ioTimeout() time.Duration { return cmp.Or(lx.seams.fetchIOTimeout, fetchIOTimeout) }
 
-// replyTimeout bounds the writing of a reply of n bytes.
+// replyTimeout bounds the writing, and the reading, of a reply of n
+// bytes: n at most fetchChunk, the most a fetch asks for (a request's n
+// is checked after the deadline is set; a hostile one, near 2^63, gave a
+// deadline days away).
 func (lx *Stream) replyTimeout(n int64) time.Duration {
-	return lx.ioTimeout() + time.Duration(n)*time.Second/fetchMinRate
+	return lx.ioTimeout() + time.Duration(min(max(n, 0), fetchChunk))*time.Second/fetchMinRate
 }
 
-// progressReader gives each read of c ioTimeout from its start, unless ctx
-// has ended (its AfterFunc set the deadline to now: not moved past it).
-type progressReader struct {
-	c       net.Conn
-	ctx     context.Context
-	timeout time.Duration
+// ctxReader reads c until ctx ends (its AfterFunc set the deadline to
+// now). The reply to a chunk has one deadline, set before it is read:
+// replyTimeout of its bytes, the serving side's own bound. A deadline
+// moved forward at each read let a peer that sent a byte every 29 s hold
+// a fetch for good (a catch-up, or the repair whose end the compressor
+// waits for), since no read ever timed out.
+type ctxReader struct {
+	c   net.Conn
+	ctx context.Context
 }
 
-func (p progressReader) Read(b []byte) (int, error) {
-	_ = p.c.SetReadDeadline(time.Now().Add(p.timeout))
-	if err := p.ctx.Err(); err != nil {
+func (r ctxReader) Read(b []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
 		return 0, err
 	}
-	return p.c.Read(b)
+	return r.c.Read(b)
 }
 
 // serveFetch answers fetch requests on one connection.
@@ -222,7 +226,7 @@ func (lx *Stream) fetchFrom(ctx context.Context, addr string, first uint64, off,
 		}
 		chunk := min(n, fetchChunk)
 		req := wire.FetchRequest{First: first, Off: off, N: chunk}.Encode()
-		_ = c.SetDeadline(time.Now().Add(lx.ioTimeout()))
+		_ = c.SetDeadline(time.Now().Add(lx.replyTimeout(chunk)))
 		// ctx ends before AfterFunc's func runs: checked after the
 		// deadline is set, one of the two stops the chunk.
 		if err := ctx.Err(); err != nil {
@@ -231,7 +235,7 @@ func (lx *Stream) fetchFrom(ctx context.Context, addr string, first uint64, off,
 		if _, err := c.Write(req[:]); err != nil {
 			return err
 		}
-		if err := wire.ReadFetchReply(progressReader{c, ctx, lx.ioTimeout()}, chunk, w, buf); err != nil {
+		if err := wire.ReadFetchReply(ctxReader{c, ctx}, chunk, w, buf); err != nil {
 			if cerr := ctx.Err(); cerr != nil {
 				return fmt.Errorf("%w (%v)", cerr, err)
 			}
