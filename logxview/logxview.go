@@ -389,8 +389,13 @@ func (h *Viewer) serveTail(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		defer close(watching)
 		defer close(events)
+		var cost matchCost
 		err := src.Watch(ctx, from, q.Level, func(l logx.Line) error {
-			if !matchText(q, l.Text) {
+			ok, err := cost.match(q, l.Text)
+			if err != nil {
+				return err
+			}
+			if !ok {
 				return ctx.Err() // a filter that hides most lines still stops
 			}
 			b, _ := json.Marshal(entry(l))
@@ -429,6 +434,42 @@ func (h *Viewer) serveTail(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// A live tail's expression may spend tailMatchShare of the tail's time
+// matching, after tailMatchBurst; past that the tail ends with an error.
+// Searches are bounded by their turns and their time; a tail has neither,
+// and an expression near the size limit over long lines cost a second of
+// CPU per 64 KiB of text, for as long as the client stayed: sixteen such
+// tails kept a two-core node's Raft from its heartbeats.
+var (
+	tailMatchShare = 0.05
+	tailMatchBurst = time.Second
+)
+
+// matchCost is the time a tail's expression has spent matching.
+type matchCost struct {
+	began time.Time
+	spent time.Duration
+}
+
+// match is matchText, timed when q has an expression; it fails once the
+// time spent passes the tail's share.
+func (c *matchCost) match(q logx.Query, text []byte) (bool, error) {
+	if q.Regexp == nil {
+		return matchText(q, text), nil
+	}
+	now := time.Now()
+	if c.began.IsZero() {
+		c.began = now
+	}
+	ok := matchText(q, text)
+	c.spent += time.Since(now)
+	if allowed := tailMatchBurst + time.Duration(tailMatchShare*float64(now.Sub(c.began))); c.spent > allowed {
+		return false, fmt.Errorf("the expression took %v of matching in %v, more than a live tail may (%.0f%% of its time): make it simpler, or search instead",
+			c.spent.Round(time.Millisecond), now.Sub(c.began).Round(time.Millisecond), 100*tailMatchShare)
+	}
+	return ok, nil
 }
 
 // matchText reports whether text holds q's substring and matches its

@@ -575,3 +575,62 @@ func TestStalledReaderGivesTurnBack(t *testing.T) {
 	var hist map[string]any
 	require.Equal(t, http.StatusOK, get(t, srv, "api/histogram", nil, &hist))
 }
+
+// endlessSource's Watch sends long lines, 13 MB/s of them, until fn fails
+// or ctx ends.
+type endlessSource struct{ fakeSource }
+
+func (e *endlessSource) Watch(ctx context.Context, from uint64, _ slog.Leveler, fn func(logx.Line) error) error {
+	text := []byte("seq=1 level=INFO msg=" + strings.Repeat("a", 64<<10))
+	for seq := from; ; seq++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(logx.Line{Seq: seq, Level: logx.LevelInfo, Text: text}); err != nil {
+			return err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestTailMatchCost: a live tail whose expression costs more than its
+// share of the tail's time ends with an error event that says so; one
+// with a cheap expression over the same lines goes on.
+func TestTailMatchCost(t *testing.T) {
+	defer func(share float64, burst time.Duration) { tailMatchShare, tailMatchBurst = share, burst }(tailMatchShare, tailMatchBurst)
+	tailMatchBurst = 200 * time.Millisecond
+	src := &endlessSource{fakeSource{seq: 1}}
+	v := newHandler(func(string) (Source, error) { return src, nil }, func() []string { return nil }, Options{})
+	srv := httptest.NewServer(v)
+	t.Cleanup(srv.Close)
+	t.Cleanup(v.Close)
+	tail := func(expr string, d time.Duration) (errEvent string, lines int) {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/api/tail?"+url.Values{"q": {expr}, "regexp": {"1"}, "from": {"1"}}.Encode(), nil)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		require.Equal(t, 200, res.StatusCode)
+		r := bufio.NewReader(res.Body)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return "", lines
+			}
+			switch {
+			case line == "event: error\n":
+				data, err := r.ReadString('\n')
+				require.NoError(t, err)
+				return data, lines
+			case strings.HasPrefix(line, "data: "):
+				lines++
+			}
+		}
+	}
+	errEvent, _ := tail(`[^"]{0,400}Z`, 20*time.Second)
+	require.Contains(t, errEvent, "more than a live tail may")
+	errEvent, lines := tail(`^seq=1 level=(INFO|WARN)`, 2*time.Second)
+	require.Empty(t, errEvent, "a cheap expression goes on")
+	require.Positive(t, lines)
+}

@@ -60,8 +60,19 @@ func nodeHandler(lx *logx.Logx, nf nodeFile, in *ingester) http.Handler {
 // neither Sec-Fetch-Site nor, on a same-origin GET, Origin, so a
 // browser's request cannot be told from curl's. Prometheus and probes
 // that reach the node by a name keep /metrics, /healthz and /readyz.
+//
+// A request with a body to anything but POST /ingest, which alone reads
+// one, is answered with "Connection: close": net/http reads up to 256 KiB
+// of a body the handler left, before it writes the answer, to keep the
+// connection; a body sent a byte at a time held the answer, and the
+// connection's slot, for the server's ReadTimeout (a minute), so that a
+// few hundred such requests to /healthz, each as cheap as a probe, left
+// the probes themselves no slot (503).
 func hostGuard(hosts []string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 && (r.Method != http.MethodPost || r.URL.Path != "/ingest") {
+			w.Header().Set("Connection", "close")
+		}
 		switch r.URL.Path {
 		case "/metrics", "/healthz", "/readyz":
 		default:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -384,4 +385,40 @@ func TestHTTPHostsFile(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"logs.test", "old.test"}, nf.hosts())
 	require.True(t, knownHost("old.test:8080", nf.hosts()))
+}
+
+// TestSlowBodyDoesNotHoldAnswer: a GET /healthz whose body comes a byte
+// at a time is answered at once, its connection closed after; net/http
+// read the body the handler left before answering, for up to the
+// server's ReadTimeout, and such requests held the slots the probes
+// needed. A request without a body keeps its connection.
+func TestSlowBodyDoesNotHoldAnswer(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: hostGuard(nil, ok), ReadTimeout: time.Minute}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+
+	ask := func(req string) *http.Response {
+		t.Helper()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		_, err = io.WriteString(c, req)
+		require.NoError(t, err)
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err, "answered before the body came")
+		return resp
+	}
+	resp := ask("GET /healthz HTTP/1.1\r\nHost: 1.2.3.4\r\nContent-Length: 200000\r\n\r\nx")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.True(t, resp.Close, "the connection is closed after")
+	resp = ask("GET /healthz HTTP/1.1\r\nHost: 1.2.3.4\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.True(t, resp.Close)
+	resp = ask("GET /healthz HTTP/1.1\r\nHost: 1.2.3.4\r\n\r\n")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.False(t, resp.Close, "no body: the connection stays")
 }
