@@ -218,6 +218,20 @@ func TestIngestDeletedStream(t *testing.T) {
 	code, r = postIngest(t, srv.URL+"/ingest?stream=temp", "text/plain", "two\n")
 	require.Equal(t, http.StatusNotFound, code, "%+v", r)
 	require.Zero(t, clients(), "the deleted stream's Client is kept")
+
+	// A deleted stream no request names again: its Client goes when the
+	// next stream's is made.
+	require.NoError(t, nodes[0].CreateStream(ctx, logx.StreamConfig{Name: "temp2"}))
+	code, r = postIngest(t, srv.URL+"/ingest?stream=temp2", "text/plain", "one\n")
+	require.Equal(t, http.StatusOK, code, "%+v", r)
+	require.NoError(t, nodes[0].DeleteStream(ctx, "temp2"))
+	code, r = postIngest(t, srv.URL+"/ingest", "text/plain", "default\n")
+	require.Equal(t, http.StatusOK, code, "%+v", r)
+	in.mu.Lock()
+	_, kept := in.clients["temp2"]
+	in.mu.Unlock()
+	require.False(t, kept, "the deleted stream's Client is kept")
+	require.Equal(t, 1, clients())
 }
 
 // TestIngestRenderedTooLarge: a line short enough to read but too large
@@ -314,4 +328,37 @@ func TestIngestCommitsThroughClose(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, "%+v", r)
 	require.Equal(t, 3*ingestChunk, r.Committed)
 	require.Error(t, reqCtx.Err(), "the close did not begin mid-request")
+}
+
+// TestIngestChargesParsedMembers: a JSON body's members are taken from the
+// byte budget as well as its bytes, so a body of many tiny members, which
+// parsed holds some ten times its bytes, is refused (busy) by a budget that
+// holds its bytes; the budget is whole again after. A body of as many
+// bytes in few members goes through.
+func TestIngestChargesParsedMembers(t *testing.T) {
+	_, in, srv := ingestCluster(t, nil, func(in *ingester) { in.budget = newByteBudget(4 << 20) })
+	var many, few strings.Builder
+	for l := range 16 {
+		many.WriteString("{")
+		for i := range 6000 {
+			if i > 0 {
+				many.WriteString(",")
+			}
+			fmt.Fprintf(&many, `"%d":0`, i)
+		}
+		many.WriteString("}\n")
+		fmt.Fprintf(&few, "{\"msg\":\"line %d\",\"pad\":%q}\n", l, strings.Repeat("x", 60000))
+	}
+	require.Less(t, many.Len(), 2<<20, "the body's bytes alone fit the budget")
+	code, r := postIngest(t, srv.URL+"/ingest", "application/json", many.String())
+	require.Equal(t, http.StatusServiceUnavailable, code, "%+v", r)
+	require.Zero(t, r.Committed)
+	code, r = postIngest(t, srv.URL+"/ingest", "application/json", few.String())
+	require.Equal(t, http.StatusOK, code, "%+v", r)
+	require.Equal(t, 16, r.Committed)
+	require.Eventually(t, func() bool {
+		in.budget.mu.Lock()
+		defer in.budget.mu.Unlock()
+		return in.budget.free == in.budget.size
+	}, 10*time.Second, 10*time.Millisecond, "the budget is given back")
 }

@@ -98,3 +98,13 @@ func (r *budgetReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// take takes n more bytes from b for what the body became once parsed
+// (ingestAttrCost), failing as Read does when b has not enough.
+func (r *budgetReader) take(n int64) bool {
+	if !r.b.tryTake(n) {
+		return false
+	}
+	r.held += n
+	return true
+}

@@ -331,6 +331,13 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// ingestAttrCost is about what a parsed JSON member takes in memory until
+// its entry is committed (its slog.Attr, key, boxed value, and its key in
+// jsonEntry's map meanwhile), taken from the budget with the body's bytes:
+// members of a few bytes each ({"0":[],"1":[],...}) made a 4 MiB body
+// hold 40 MiB, and the 32 MiB budget some 320 MiB.
+const ingestAttrCost = 128
+
 // entrySize is about what an entry takes in a batch before rendering.
 func entrySize(e logx.ClientEntry) int {
 	n := len(e.Msg) + 64
@@ -344,7 +351,7 @@ func entrySize(e logx.ClientEntry) int {
 // JSON) become the message at level; with a JSON Content-Type each line is
 // an object (jsonEntry). Lines below the stream's level are counted, not
 // kept. An error comes with its HTTP status; then nothing is logged.
-func readIngest(body io.Reader, contentType string, level slog.Level, stream *logx.Stream) (entries []logx.ClientEntry, below, code int, err error) {
+func readIngest(body *budgetReader, contentType string, level slog.Level, stream *logx.Stream) (entries []logx.ClientEntry, below, code int, err error) {
 	asJSON := strings.Contains(strings.ToLower(contentType), "json")
 	sc := bufio.NewScanner(body)
 	sc.Buffer(nil, maxIngestLine) // grown as lines need: nothing held before a byte arrives
@@ -357,6 +364,9 @@ func readIngest(body io.Reader, contentType string, level slog.Level, stream *lo
 		if asJSON {
 			if e, err = jsonEntry(line, level); err != nil {
 				return nil, 0, http.StatusBadRequest, fmt.Errorf("line %d: %v", n, err)
+			}
+			if !body.take(int64(ingestAttrCost * len(e.Attrs))) {
+				return nil, 0, http.StatusServiceUnavailable, errIngestBusy
 			}
 		}
 		if !stream.Enabled(e.Level) {
@@ -386,14 +396,28 @@ func readIngest(body io.Reader, contentType string, level slog.Level, stream *lo
 }
 
 // client returns the stream's ingestClient, made on first use; its
-// Client is dialed later (dial), by a request that holds its slot.
+// Client is dialed later (dial), by a request that holds its slot. Making
+// one also drops those of streams this node no longer holds (deleted; a
+// name is never used again), which forget drops only when a request names
+// them: a stream a day, each deleted after, kept a Client and a
+// connection apiece until the node stopped.
 func (in *ingester) client(stream string) *ingestClient {
 	in.mu.Lock()
-	defer in.mu.Unlock()
 	c := in.clients[stream]
+	var gone []*ingestClient
 	if c == nil {
 		c = &ingestClient{slot: make(chan struct{}, 1)}
 		in.clients[stream] = c
+		for name, old := range in.clients {
+			if _, err := in.lx.Stream(name); err != nil && name != stream {
+				delete(in.clients, name)
+				gone = append(gone, old)
+			}
+		}
+	}
+	in.mu.Unlock()
+	for _, old := range gone {
+		go old.closeClient() // once a request still using it is done
 	}
 	return c
 }
