@@ -73,9 +73,15 @@ func (v *verifiedTransport) relay(in <-chan raft.RPC) {
 
 // verifiedCommit lowers req's commit index to the last index the request
 // checks against the leader's log: its previous entry's, plus its entries
-// (a leader sends them in order, from the one after the previous entry).
+// (a leader sends them in order, from the one after the previous entry),
+// and no further than its last entry's index (a peer that sent them out
+// of order).
 func verifiedCommit(req *raft.AppendEntriesRequest) {
-	if end := req.PrevLogEntry + uint64(len(req.Entries)); req.LeaderCommitIndex > end {
+	end := req.PrevLogEntry + uint64(len(req.Entries))
+	if n := len(req.Entries); n > 0 && req.Entries[n-1] != nil {
+		end = min(end, req.Entries[n-1].Index)
+	}
+	if req.LeaderCommitIndex > end {
 		req.LeaderCommitIndex = end
 	}
 }

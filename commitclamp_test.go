@@ -31,6 +31,11 @@ func TestVerifiedCommit(t *testing.T) {
 		verifiedCommit(req)
 		require.Equal(t, c.want, req.LeaderCommitIndex, c.name)
 	}
+	// A peer's entries out of order: no further than the last one's index.
+	req := &raft.AppendEntriesRequest{PrevLogEntry: 910, LeaderCommitIndex: 915,
+		Entries: []*raft.Log{{Index: 913}, {Index: 911}}}
+	verifiedCommit(req)
+	require.Equal(t, uint64(911), req.LeaderCommitIndex)
 }
 
 // TestVerifiedTransport: requests that reach Raft over a real TCP

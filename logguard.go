@@ -147,6 +147,11 @@ type logGuard struct {
 	refuseFor   time.Duration
 	refuseLog   atomic.Int64 // monoNanos of the last such failure logged
 	refusals    atomic.Int64 // such failures while leading (tests)
+	// firstFail is the monoNanos of the first such failure of an episode
+	// (0: none); only one refuseAfter or more after it refuses.
+	firstFail   atomic.Int64
+	refuseAfter time.Duration
+	closer      atomic.Bool // a closeWhileRefused runs
 	// snapshot asks Raft for a snapshot, in the background, if this node
 	// leads, and reports whether it did (one runs at a time:
 	// askSnapshot); snapshotAsked is the monoNanos of the guard's last
@@ -609,9 +614,9 @@ func (lx *Stream) raftRefused() error {
 
 // hookGuard gives the guard this stream's answers to reads that fail:
 // waitingToRead and cannotReadUnapplied, which refuses for refuseFor
-// after each failure.
-func (lx *Stream) hookGuard(g *logGuard, refuseFor time.Duration) {
-	g.onWait, g.cannotSend, g.refuseFor = lx.waitingToRead, lx.cannotReadUnapplied, refuseFor
+// after each failure once they have gone on for refuseAfter.
+func (lx *Stream) hookGuard(g *logGuard, refuseFor, refuseAfter time.Duration) {
+	g.onWait, g.cannotSend, g.refuseFor, g.refuseAfter = lx.waitingToRead, lx.cannotReadUnapplied, refuseFor, refuseAfter
 }
 
 // cannotReadUnapplied is called when a read of entry index, which this
@@ -623,24 +628,65 @@ func (lx *Stream) hookGuard(g *logGuard, refuseFor time.Duration) {
 // their own send, keep the follower following: with a failing disk, a
 // cluster whose followers all needed such entries committed nothing for
 // as long as this node lived. Now it sends nothing for refuseFor after
-// each such failure (raftRefused; Raft tries the read again every
-// CommitTimeout or sooner, so a disk that goes on failing keeps it so),
-// and the connections it holds are closed: it misses its lease and steps
-// down, and the others elect a leader among themselves. Meanwhile it asks
+// each such failure (raftRefused; Raft tries the read again within twice
+// CommitTimeout, or sooner, so a disk that goes on failing keeps it so),
+// and the connections it holds are closed (closeWhileRefused): it misses
+// its lease and steps down, and the others, if a majority without it,
+// elect a leader among themselves. Meanwhile it asks
 // for no votes either: its log may be the longest, and the votes it was
 // granted (each resets a follower's timer) elected it again and again.
+//
+// A failure that passes costs nothing: only one refuseAfter or more after
+// the first of its episode refuses (Raft tries again a CommitTimeout to
+// twice that later; an episode ends refuseFor after its first failure
+// without one refused). Not with one voter: no other node can lead, and
+// the non-voters would wait for nothing.
 func (lx *Stream) cannotReadUnapplied(index uint64, err error) {
 	r := lx.raftPtr.Load()
 	if r == nil || r.State() != raft.Leader {
 		return
 	}
+	if v := lx.fsm.voters.Load(); v != nil && len(v.voters) <= 1 {
+		return
+	}
 	g := lx.guard
+	now := monoNanos()
+	first := g.firstFail.Load()
+	if first == 0 || now-first > int64(g.refuseFor) && now >= g.refuseUntil.Load() {
+		g.firstFail.Store(now) // a new episode
+		return
+	}
+	if now-first < int64(g.refuseAfter) {
+		return
+	}
 	g.refusals.Add(1)
-	g.refuseUntil.Store(monoNanos() + int64(g.refuseFor))
+	g.refuseUntil.Store(now + int64(g.refuseFor))
 	lx.transport.CloseStreams()
+	if g.closer.CompareAndSwap(false, true) && !lx.goFunc(lx.closeWhileRefused) {
+		g.closer.Store(false)
+	}
 	if _, ok := onceEvery(&g.refuseLog, notFoundLogEvery); ok {
 		g.logf("logx: this node leads and cannot read Raft entry %d, which it has not applied and a follower needs: %v; it sends nothing for %v after each such failure, so that another node leads (this is logged at most every %v)",
 			index, err, g.refuseFor, notFoundLogEvery)
+	}
+}
+
+// closeWhileRefused closes the connections Raft holds every 100 ms while
+// raftRefused refuses for a failed read (cannotReadUnapplied): one in use
+// as they were closed (a heartbeat under way) goes back to Raft's pool
+// after, and would carry its heartbeats without a dial.
+func (lx *Stream) closeWhileRefused() {
+	g := lx.guard
+	defer g.closer.Store(false)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for monoNanos() < g.refuseUntil.Load() {
+		select {
+		case <-t.C:
+			lx.transport.CloseStreams()
+		case <-lx.closing:
+			return
+		}
 	}
 }
 

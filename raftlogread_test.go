@@ -211,6 +211,64 @@ func TestRaftLogReadErrorLeaderCannotSend(t *testing.T) {
 	healAndCompare(c, bad, 320)
 }
 
+// TestCannotReadUnapplied: a leader's failed read of an entry it has not
+// applied makes it refuse to send only once such failures have gone on
+// for refuseAfter (a read that fails once, a disk's hiccup, costs no
+// leader change), for refuseFor after each, whatever its role meanwhile;
+// an episode that ended starts afresh; a follower, and a leader that is
+// the only voter, never refuse.
+func TestCannotReadUnapplied(t *testing.T) {
+	t.Parallel()
+	errRead := syscall.EIO
+	// The only voter: nothing to hand over to.
+	one := newTestCluster(t, 1, nil)
+	solo := one.nodes[0]
+	require.True(t, waitFor(10*time.Second, func() bool { return solo.raft.State() == raft.Leader }))
+	require.True(t, waitFor(10*time.Second, func() bool { v := solo.fsm.voters.Load(); return v != nil && len(v.voters) == 1 }))
+	solo.cannotReadUnapplied(5, errRead)
+	solo.guard.firstFail.Store(monoNanos() - int64(solo.guard.refuseAfter))
+	solo.cannotReadUnapplied(5, errRead)
+	require.Zero(t, solo.guard.refusals.Load())
+	require.NoError(t, solo.raftRefused())
+
+	c := newTestCluster(t, 3, nil)
+	li := c.waitLeader()
+	require.True(t, waitFor(10*time.Second, func() bool {
+		v := c.nodes[li].fsm.voters.Load()
+		return v != nil && len(v.voters) == 3
+	}))
+	follower := c.nodes[(li+1)%3]
+	follower.cannotReadUnapplied(5, errRead)
+	follower.guard.firstFail.Store(monoNanos() - int64(follower.guard.refuseAfter))
+	follower.cannotReadUnapplied(5, errRead)
+	require.Zero(t, follower.guard.refusals.Load(), "a follower refused")
+
+	lx := c.nodes[li]
+	g := lx.guard
+	require.Equal(t, 300*time.Millisecond, g.refuseAfter)
+	lx.cannotReadUnapplied(5, errRead) // the first of an episode
+	lx.cannotReadUnapplied(5, errRead) // within refuseAfter of it
+	require.Zero(t, g.refusals.Load(), "a failure that passes refused")
+	require.NoError(t, lx.raftRefused())
+	g.firstFail.Add(-int64(g.refuseAfter))
+	lx.cannotReadUnapplied(5, errRead)
+	require.Equal(t, int64(1), g.refusals.Load())
+	require.ErrorIs(t, lx.raftRefused(), errCannotRead)
+	require.InDelta(t, float64(monoNanos()+int64(g.refuseFor)), float64(g.refuseUntil.Load()), float64(time.Second))
+
+	// The window over, and refuseFor since the episode's first failure: a
+	// new episode, which refuses nothing at its first failure.
+	g.refuseUntil.Store(monoNanos() - 1)
+	g.firstFail.Store(monoNanos() - 2*int64(g.refuseFor))
+	require.NoError(t, lx.raftRefused())
+	before := g.refusals.Load()
+	if lx.raft.State() == raft.Leader { // it may have stepped down meanwhile
+		lx.cannotReadUnapplied(5, errRead)
+		require.Equal(t, before, g.refusals.Load(), "the first failure of a new episode refused")
+		require.NoError(t, lx.raftRefused())
+	}
+}
+
 // leaderCannotRead restarts the nodes of c by restartFailingReads (node
 // 1 with the shortest election timeout, its reads failing; stopped run
 // while they are down), waits until node 1 is elected, and appends 10

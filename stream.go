@@ -385,7 +385,7 @@ func newStream(cfg Config, sm seams, m *mux, name string, hooks *nodeHooks) (_ *
 		}
 		return 0 // during NewRaft: its panic becomes New's error (newRaft)
 	}
-	lx.hookGuard(guard, 2*(cfg.ElectionTimeout+cmp.Or(sm.commitTimeout, commitTimeout)))
+	lx.hookGuard(guard, 2*(idleStretch*cfg.ElectionTimeout+cmp.Or(sm.commitTimeout, commitTimeout)), cfg.ElectionTimeout)
 	guard.snapshot = func() bool { // a leader's replication is what needs it
 		r := lx.raftPtr.Load()
 		return r != nil && r.State() == raft.Leader && lx.askSnapshot()
