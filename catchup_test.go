@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -1171,6 +1172,42 @@ func TestFetchTrickleGivesUp(t *testing.T) {
 
 	require.Equal(t, lx.replyTimeout(fetchChunk), lx.replyTimeout(math.MaxInt64))
 	require.Equal(t, lx.ioTimeout(), lx.replyTimeout(-1))
+}
+
+// fullDisk is a writer that takes room bytes, then fails with ENOSPC.
+type fullDisk struct{ room int }
+
+func (d *fullDisk) Write(p []byte) (int, error) {
+	if len(p) <= d.room {
+		d.room -= len(p)
+		return len(p), nil
+	}
+	n := d.room
+	d.room = 0
+	return n, syscall.ENOSPC
+}
+
+// TestFetchLocalWriteError: a fetch whose bytes cannot be written here (a
+// full disk) stops at the first peer with this node's error, and a
+// catch-up does not count it as the peers' failure. It was taken for the
+// peer's: every other peer was asked for the same bytes in turn, and a
+// catch-up gave up after finishTries rounds of that with "the files are
+// incomplete".
+func TestFetchLocalWriteError(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, 3, nil)
+	c.logAppend("to fetch", 200)
+	c.waitSameSeq(600)
+	c.flushAll()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lx := c.nodes[0]
+	require.Len(t, lx.fetchPeers(), 2)
+	err := lx.fetch(ctx, 1, 0, 16<<10, &fullDisk{room: 1000}, 0)
+	require.ErrorIs(t, err, syscall.ENOSPC)
+	require.True(t, isLocalWrite(err))
+	require.Equal(t, 1, strings.Count(err.Error(), "127.0.0.1:"), "another peer was asked: %v", err)
+	require.Contains(t, err.Error(), "on this node")
 }
 
 func TestFetchSlowLink(t *testing.T) {

@@ -167,6 +167,9 @@ func (lx *Stream) fetch(ctx context.Context, first uint64, off, n int64, w io.Wr
 		if err == nil {
 			return nil
 		}
+		if isLocalWrite(err) {
+			return fmt.Errorf("logx: writing bytes of segment %d fetched from %s on this node: %w", first, p, err)
+		}
 		errs = append(errs, fmt.Errorf("%s: %w", p, err))
 	}
 	if len(errs) == 0 {
@@ -257,5 +260,23 @@ type countingWriter struct {
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
+	if err != nil {
+		err = localWriteError{err}
+	}
 	return n, err
+}
+
+// localWriteError is a write of fetched bytes on this node that failed (a
+// full disk, say): no peer's fault, and no other peer would do better.
+// fetch returns it at once; it was taken for the peer's, every other peer
+// was asked in turn, and a catch-up gave up after finishTries such rounds
+// with "the files are incomplete" (ErrCorrupt).
+type localWriteError struct{ error }
+
+func (e localWriteError) Unwrap() error { return e.error }
+
+// isLocalWrite reports whether err is, or wraps, a localWriteError.
+func isLocalWrite(err error) bool {
+	var l localWriteError
+	return errors.As(err, &l)
 }

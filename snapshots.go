@@ -310,7 +310,7 @@ func (f *fsm) finishCatchUp() error {
 	defer f.retrying.Store(false)
 	defer f.tellBlocked(f.stopContext())()
 	defer f.endCatchUp()
-	for attempt, pause := 1, cmp.Or(f.retryPause, time.Second); ; attempt, pause = attempt+1, 2*pause {
+	for attempt, pause := 1, cmp.Or(f.retryPause, time.Second); ; attempt, pause = attempt+1, min(2*pause, time.Minute) {
 		err := f.catchUp(f.stopContext(), m)
 		f.setCatchUpErr(err)
 		if err == nil || f.failed != nil { // done, or stopped by a settings conflict
@@ -318,6 +318,9 @@ func (f *fsm) finishCatchUp() error {
 		}
 		if f.stopContext().Err() != nil {
 			return fmt.Errorf("%w while catching up: %v", ErrClosed, err)
+		}
+		if isLocalWrite(err) {
+			attempt-- // this node's disk (full, say): tried again, never given up on
 		}
 		if attempt == finishTries {
 			f.failed = fmt.Errorf("%w: the files are incomplete: the catch-up to Raft index %d from the snapshot Raft stored failed %d times (%v); restart the node to finish it (a restart resumes it from the newest stored snapshot)",
