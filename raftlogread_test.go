@@ -220,14 +220,18 @@ func TestRaftLogReadErrorLeaderCannotSend(t *testing.T) {
 func TestCannotReadUnapplied(t *testing.T) {
 	t.Parallel()
 	errRead := syscall.EIO
+	// failTwice fails a read, and again refuseAfter later.
+	failTwice := func(lx *Logx) {
+		lx.cannotReadUnapplied(5, errRead)
+		lx.guard.firstFail.Store(monoNanos() - int64(lx.guard.refuseAfter))
+		lx.cannotReadUnapplied(5, errRead)
+	}
 	// The only voter: nothing to hand over to.
 	one := newTestCluster(t, 1, nil)
 	solo := one.nodes[0]
 	require.True(t, waitFor(10*time.Second, func() bool { return solo.raft.State() == raft.Leader }))
 	require.True(t, waitFor(10*time.Second, func() bool { v := solo.fsm.voters.Load(); return v != nil && len(v.voters) == 1 }))
-	solo.cannotReadUnapplied(5, errRead)
-	solo.guard.firstFail.Store(monoNanos() - int64(solo.guard.refuseAfter))
-	solo.cannotReadUnapplied(5, errRead)
+	failTwice(solo)
 	require.Zero(t, solo.guard.refusals.Load())
 	require.NoError(t, solo.raftRefused())
 
@@ -238,9 +242,7 @@ func TestCannotReadUnapplied(t *testing.T) {
 		return v != nil && len(v.voters) == 3
 	}))
 	follower := c.nodes[(li+1)%3]
-	follower.cannotReadUnapplied(5, errRead)
-	follower.guard.firstFail.Store(monoNanos() - int64(follower.guard.refuseAfter))
-	follower.cannotReadUnapplied(5, errRead)
+	failTwice(follower)
 	require.Zero(t, follower.guard.refusals.Load(), "a follower refused")
 
 	lx := c.nodes[li]
