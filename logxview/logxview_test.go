@@ -597,7 +597,8 @@ func (e *endlessSource) Watch(ctx context.Context, from uint64, _ slog.Leveler, 
 // share of the tail's time ends with an error event that says so; one
 // with a cheap expression over the same lines goes on.
 func TestTailMatchCost(t *testing.T) {
-	defer func(share float64, burst time.Duration) { tailMatchShare, tailMatchBurst = share, burst }(tailMatchShare, tailMatchBurst)
+	share, burst := tailMatchShare, tailMatchBurst
+	t.Cleanup(func() { tailMatchShare, tailMatchBurst = share, burst }) // after the server's, which end the tails
 	tailMatchBurst = 200 * time.Millisecond
 	src := &endlessSource{fakeSource{seq: 1}}
 	v := newHandler(func(string) (Source, error) { return src, nil }, func() []string { return nil }, Options{})
