@@ -289,7 +289,10 @@ const finishTries = 5
 // not keep the node from the next snapshot for good. After those the
 // node stops applying until it is restarted, as it did before for any
 // such catch-up; the restart finishes it from the newest stored
-// snapshot. It returns an error only when the node closes; with no
+// snapshot. A write of fetched bytes that failed on this node (a full
+// disk: localWriteError) is not counted: it is tried again, up to a
+// minute apart, for as long as it fails, apply held up meanwhile. It
+// returns an error only when the node closes; with no
 // stored snapshot, or one that does not parse, it does nothing (the
 // caller's error stands).
 func (f *fsm) finishCatchUp() error {
